@@ -1,0 +1,366 @@
+// Package framers holds the Message Framer interface of RFC 9623 §6 and the
+// built-in framers: length-prefix (the seed's ExampleFramer wire format),
+// delimiter (lines) and fixed header.
+//
+// A Framer is plain Go: it never blocks, never sleeps and never imports the
+// actor runtime. gotaps runs each framer of a connection inside its own actor,
+// one event at a time, so a Framer needs no locking of its own.
+//
+// # Events and actions
+//
+// gotaps calls the Framer's events (Start, Stop, NewSentMessage,
+// HandleReceivedData); the Framer answers through the actions of the
+// *Instance it is given (Parse, AdvanceReceiveCursor,
+// DeliverAndAdvanceReceiveCursor, Deliver, Send, MakeConnectionReady,
+// MakeConnectionClosed, FailConnection, PrependFramer, StartPassthrough).
+//
+// # Stacking
+//
+// Framers stack in the order they are added to a Preconnection: the last one
+// added runs first on send and last on receive.
+package framers
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Metadata is the framer metadata of one Message: the key/value pairs a
+// framer reads on send and attaches on receive. gotaps keeps it in the
+// MessageContext, namespaced per framer, so two framers never see each
+// other's keys.
+type Metadata map[string]any
+
+// Framer is the RFC 9623 §6 framer implementation interface. One Framer value
+// serves one connection: Clone and every racing attempt get their own copy
+// through New when the Framer also implements Cloner.
+//
+// Every method is called from one goroutine at a time for a given Instance.
+// A panic in any method is contained by gotaps and ends that connection with
+// a ConnectionError; it never crashes the process.
+type Framer interface {
+	// Start is the Start event: a connection attempt begins. The framer may
+	// Send handshake data, then calls inst.MakeConnectionReady when the
+	// connection may become Ready (at once for framers without a handshake).
+	Start(inst *Instance)
+	// Stop is the Stop event: the connection is closing. The framer may Send
+	// final data.
+	Stop(inst *Instance)
+	// NewSentMessage is the NewSentMessage event: the application sent data
+	// (a whole Message, or a part of one when endOfMessage is false). The
+	// framer transforms it and passes the result down with inst.Send.
+	NewSentMessage(inst *Instance, data []byte, meta Metadata, endOfMessage bool)
+	// HandleReceivedData is the HandleReceivedData event: new bytes are
+	// available from the cursor. The framer parses and delivers as many
+	// complete messages as it can; gotaps calls it again while it makes
+	// progress, so a framer that handles one message per call also works.
+	HandleReceivedData(inst *Instance)
+}
+
+// Cloner is implemented by framers that carry per-connection state: gotaps
+// calls NewInstance for every connection (and Clone) instead of sharing the
+// value added to the Preconnection. Stateless framers need not implement it.
+type Cloner interface {
+	Clone() Framer
+}
+
+// Errors reported by framers. They unwrap from the ReceiveError or
+// ConnectionError the application sees.
+var (
+	// ErrMessageTooLarge: the peer announced or sent a message above the
+	// framer's maximum size. Nothing of that size is allocated.
+	ErrMessageTooLarge = errors.New("framed message exceeds the maximum size")
+	// ErrDeframingFailed: the received bytes do not follow the wire format.
+	ErrDeframingFailed = errors.New("deframing failed")
+	// ErrTruncated: the stream ended inside a message.
+	ErrTruncated = errors.New("stream ended inside a framed message")
+)
+
+// TooLargeError reports an announced size above the limit. It unwraps to
+// ErrMessageTooLarge.
+type TooLargeError struct {
+	Size, Max uint64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("framed message of %d bytes exceeds the maximum of %d", e.Size, e.Max)
+}
+
+func (e *TooLargeError) Unwrap() error { return ErrMessageTooLarge }
+
+// Hooks connect an Instance to the layers below and above it. gotaps sets
+// them; tests of a Framer may set them to record what it does. A nil hook is
+// a no-op.
+type Hooks struct {
+	// Send passes framed bytes to the next lower layer. The slice is owned
+	// by the receiver afterwards; the framer must not modify it.
+	Send func(data []byte)
+	// Deliver passes a received message (or part of one) up.
+	Deliver func(meta Metadata, data []byte, endOfMessage bool)
+	// Ready is MakeConnectionReady.
+	Ready func()
+	// Closed is MakeConnectionClosed.
+	Closed func()
+	// Fail is FailConnection.
+	Fail func(err error)
+	// Prepend is PrependFramer.
+	Prepend func(f Framer)
+	// Passthrough is StartPassthrough.
+	Passthrough func()
+}
+
+// DefaultMaxBuffered bounds the unparsed bytes an Instance holds when the
+// owner sets no limit: 16 MiB plus room for a header.
+const DefaultMaxBuffered = 16<<20 + 64
+
+// Instance is one framer's view of one connection: its receive buffer with
+// a cursor, and the actions of RFC 9623 §6. It is driven by one goroutine at
+// a time (the framer's actor); its methods are not safe for concurrent use.
+type Instance struct {
+	hooks       Hooks
+	maxBuffered int
+
+	buf []byte // unprocessed received bytes; buf[0] is at the cursor
+	eos bool   // the lower layer ended the stream
+
+	// earmark: bytes promised to an earlier DeliverAndAdvanceReceiveCursor
+	// that had not arrived yet; they are delivered as they come.
+	earmark     int
+	earmarkMeta Metadata
+
+	ready       bool
+	closed      bool
+	failed      bool
+	passthrough bool
+	progress    bool
+}
+
+// NewInstance returns an Instance wired to hooks. maxBuffered bounds the
+// unparsed bytes it holds (0 means DefaultMaxBuffered): a framer that asks
+// for more fails the connection with ErrMessageTooLarge instead of growing
+// without bound.
+func NewInstance(h Hooks, maxBuffered int) *Instance {
+	if maxBuffered <= 0 {
+		maxBuffered = DefaultMaxBuffered
+	}
+	return &Instance{hooks: h, maxBuffered: maxBuffered}
+}
+
+// --- driven by the owner ---
+
+// Received appends data from the lower layer (ownership moves to the
+// Instance) and runs f.HandleReceivedData while it makes progress. eos
+// reports that the lower layer has ended the stream after data.
+func (i *Instance) Received(f Framer, data []byte, eos bool) {
+	if i.failed {
+		return
+	}
+	if i.passthrough {
+		if len(data) > 0 || eos {
+			i.deliver(nil, data, eos)
+		}
+		return
+	}
+	if i.earmark > 0 && len(data) > 0 {
+		n := min(i.earmark, len(data))
+		i.earmark -= n
+		i.deliver(i.earmarkMeta, data[:n:n], i.earmark == 0)
+		data = data[n:]
+	}
+	if len(data) > 0 {
+		if len(i.buf) == 0 {
+			i.buf = data
+		} else {
+			i.buf = append(i.buf, data...)
+		}
+	}
+	if eos {
+		i.eos = true
+	}
+	for !i.failed && !i.passthrough && i.earmark == 0 && (len(i.buf) > 0 || i.eos) {
+		i.progress = false
+		f.HandleReceivedData(i)
+		if !i.progress {
+			break
+		}
+	}
+	if i.passthrough && len(i.buf) > 0 {
+		rest := i.buf
+		i.buf = nil
+		i.deliver(nil, rest, i.eos)
+	}
+	if !i.failed && len(i.buf) > i.maxBuffered {
+		i.FailConnection(&TooLargeError{Size: uint64(len(i.buf)), Max: uint64(i.maxBuffered)})
+	}
+}
+
+// Buffered reports how many unprocessed bytes the Instance holds.
+func (i *Instance) Buffered() int { return len(i.buf) }
+
+// EndOfStream reports whether the lower layer has ended the stream. A framer
+// that finds an incomplete message at the end of the stream calls
+// FailConnection with ErrTruncated.
+func (i *Instance) EndOfStream() bool { return i.eos }
+
+// IsReady reports whether MakeConnectionReady was called.
+func (i *Instance) IsReady() bool { return i.ready }
+
+// Failed reports whether FailConnection was called.
+func (i *Instance) Failed() bool { return i.failed }
+
+// --- RFC 9623 §6 actions ---
+
+// Parse returns the unprocessed bytes from the cursor: at least
+// minIncompleteLength and at most maxLength of them (maxLength < 0 means no
+// limit). ok is false when fewer than minIncompleteLength bytes are
+// available; the framer then returns and waits for more data. The returned
+// slice aliases the receive buffer: the framer must not keep or modify it.
+func (i *Instance) Parse(minIncompleteLength, maxLength int) (data []byte, ok bool) {
+	if minIncompleteLength < 0 {
+		minIncompleteLength = 0
+	}
+	if len(i.buf) < minIncompleteLength {
+		if minIncompleteLength > i.maxBuffered {
+			i.FailConnection(&TooLargeError{Size: uint64(minIncompleteLength), Max: uint64(i.maxBuffered)})
+		}
+		return nil, false
+	}
+	n := len(i.buf)
+	if maxLength >= 0 && maxLength < n {
+		n = maxLength
+	}
+	return i.buf[:n:n], true
+}
+
+// AdvanceReceiveCursor discards n bytes at the cursor (a header, say).
+func (i *Instance) AdvanceReceiveCursor(n int) {
+	if n <= 0 {
+		return
+	}
+	n = min(n, len(i.buf))
+	i.buf = i.buf[n:]
+	i.progress = true
+	if len(i.buf) == 0 {
+		i.buf = nil
+	}
+}
+
+// DeliverAndAdvanceReceiveCursor delivers length bytes from the cursor as a
+// message (or the last part of one when endOfMessage is true) and advances
+// past them. When fewer than length bytes have arrived, the available bytes
+// are delivered at once as a partial message and the rest is earmarked: it
+// is delivered as it arrives, the last piece with endOfMessage.
+func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, endOfMessage bool) {
+	if length < 0 {
+		return
+	}
+	n := min(length, len(i.buf))
+	data := i.buf[:n:n]
+	i.buf = i.buf[n:]
+	if len(i.buf) == 0 {
+		i.buf = nil
+	}
+	i.progress = true
+	if n < length {
+		i.earmark = length - n
+		i.earmarkMeta = meta
+		i.deliver(meta, data, false)
+		return
+	}
+	i.deliver(meta, data, endOfMessage)
+}
+
+// Deliver delivers data the framer allocated itself (a transformed
+// message, say).
+func (i *Instance) Deliver(meta Metadata, data []byte, endOfMessage bool) {
+	i.progress = true
+	i.deliver(meta, data, endOfMessage)
+}
+
+// Send passes framed bytes to the next lower layer. Call it several times
+// for one message to avoid copying (a header, then the payload). The framer
+// must not modify data afterwards.
+func (i *Instance) Send(data []byte) {
+	if i.hooks.Send != nil && !i.failed {
+		i.hooks.Send(data)
+	}
+}
+
+// MakeConnectionReady tells gotaps that the framer's setup is done: the
+// connection may become Ready once every framer has said so.
+func (i *Instance) MakeConnectionReady() {
+	if i.ready || i.failed {
+		return
+	}
+	i.ready = true
+	if i.hooks.Ready != nil {
+		i.hooks.Ready()
+	}
+}
+
+// MakeConnectionClosed tells gotaps that the framer finished its Stop work.
+func (i *Instance) MakeConnectionClosed() {
+	if i.closed {
+		return
+	}
+	i.closed = true
+	if i.hooks.Closed != nil {
+		i.hooks.Closed()
+	}
+}
+
+// FailConnection reports a fatal error: before Ready the attempt fails (the
+// next racing candidate is tried); afterwards the connection ends with a
+// ConnectionError wrapping err.
+func (i *Instance) FailConnection(err error) {
+	if i.failed {
+		return
+	}
+	if err == nil {
+		err = ErrDeframingFailed
+	}
+	i.failed = true
+	i.buf = nil
+	if i.hooks.Fail != nil {
+		i.hooks.Fail(err)
+	}
+}
+
+// PrependFramer inserts f above this framer (before Ready), as STARTTLS-like
+// protocols need.
+func (i *Instance) PrependFramer(f Framer) {
+	if i.hooks.Prepend != nil && f != nil {
+		i.hooks.Prepend(f)
+	}
+}
+
+// StartPassthrough stops framing: from now on bytes pass through this
+// framer unchanged in both directions.
+func (i *Instance) StartPassthrough() {
+	if i.passthrough {
+		return
+	}
+	i.passthrough = true
+	i.progress = true
+	if i.hooks.Passthrough != nil {
+		i.hooks.Passthrough()
+	}
+}
+
+// InPassthrough reports whether StartPassthrough was called.
+func (i *Instance) InPassthrough() bool { return i.passthrough }
+
+func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
+	if i.hooks.Deliver != nil {
+		i.hooks.Deliver(meta, data, eom)
+	}
+}
+
+// Instantiate returns the Framer to use for one connection: a fresh copy
+// when f implements Cloner, f itself otherwise.
+func Instantiate(f Framer) Framer {
+	if c, ok := f.(Cloner); ok {
+		return c.Clone()
+	}
+	return f
+}
