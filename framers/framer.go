@@ -176,12 +176,17 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 	}
 	if eos {
 		i.eos = true
+		if i.earmark > 0 {
+			i.FailConnection(fmt.Errorf("%w: %d bytes missing", ErrTruncated, i.earmark))
+			return
+		}
 	}
 	for !i.failed && !i.passthrough && i.earmark == 0 && (len(i.buf) > 0 || i.eos) {
 		i.progress = false
+		before := len(i.buf)
 		f.HandleReceivedData(i)
-		if !i.progress {
-			break
+		if !i.progress || (i.eos && len(i.buf) == before) {
+			break // no progress, or at end of stream nothing more was consumed
 		}
 	}
 	if i.passthrough && len(i.buf) > 0 {
@@ -351,9 +356,19 @@ func (i *Instance) StartPassthrough() {
 func (i *Instance) InPassthrough() bool { return i.passthrough }
 
 func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
+	if i.failed {
+		return
+	}
 	if i.hooks.Deliver != nil {
 		i.hooks.Deliver(meta, data, eom)
 	}
+}
+
+// MaxBufferer is implemented by framers that know how many unparsed bytes
+// they may need at most (their maximum message size plus header): gotaps
+// sizes the Instance's buffer bound from it.
+type MaxBufferer interface {
+	MaxBuffered() int
 }
 
 // Instantiate returns the Framer to use for one connection: a fresh copy

@@ -753,18 +753,19 @@ func (x *TraceRecord) GetGroupId() uint64 {
 
 // ConnectionInfo is what GetProperties reads from a connection.
 type ConnectionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	CanSend       bool                   `protobuf:"varint,2,opt,name=can_send,json=canSend,proto3" json:"can_send,omitempty"`
-	CanReceive    bool                   `protobuf:"varint,3,opt,name=can_receive,json=canReceive,proto3" json:"can_receive,omitempty"`
-	Stack         string                 `protobuf:"bytes,4,opt,name=stack,proto3" json:"stack,omitempty"`
-	Local         *Endpoint              `protobuf:"bytes,5,opt,name=local,proto3" json:"local,omitempty"`
-	Remote        *Endpoint              `protobuf:"bytes,6,opt,name=remote,proto3" json:"remote,omitempty"`
-	Properties    *Properties            `protobuf:"bytes,7,opt,name=properties,proto3" json:"properties,omitempty"`
-	ConnectionId  uint64                 `protobuf:"varint,8,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
-	GroupId       uint64                 `protobuf:"varint,9,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	State               string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	CanSend             bool                   `protobuf:"varint,2,opt,name=can_send,json=canSend,proto3" json:"can_send,omitempty"`
+	CanReceive          bool                   `protobuf:"varint,3,opt,name=can_receive,json=canReceive,proto3" json:"can_receive,omitempty"`
+	Stack               string                 `protobuf:"bytes,4,opt,name=stack,proto3" json:"stack,omitempty"`
+	Local               *Endpoint              `protobuf:"bytes,5,opt,name=local,proto3" json:"local,omitempty"`
+	Remote              *Endpoint              `protobuf:"bytes,6,opt,name=remote,proto3" json:"remote,omitempty"`
+	Properties          *Properties            `protobuf:"bytes,7,opt,name=properties,proto3" json:"properties,omitempty"`
+	ConnectionId        uint64                 `protobuf:"varint,8,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	GroupId             uint64                 `protobuf:"varint,9,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	EstablishmentReport *EstablishmentReport   `protobuf:"bytes,10,opt,name=establishment_report,json=establishmentReport,proto3" json:"establishment_report,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ConnectionInfo) Reset() {
@@ -860,6 +861,13 @@ func (x *ConnectionInfo) GetGroupId() uint64 {
 	return 0
 }
 
+func (x *ConnectionInfo) GetEstablishmentReport() *EstablishmentReport {
+	if x != nil {
+		return x.EstablishmentReport
+	}
+	return nil
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -932,7 +940,7 @@ const file_taps_proto_rawDesc = "" +
 	"\x05local\x18\f \x01(\tR\x05local\x12\x16\n" +
 	"\x06remote\x18\r \x01(\tR\x06remote\x12\x1b\n" +
 	"\toffset_ns\x18\x0e \x01(\x03R\boffsetNs\x12\x19\n" +
-	"\bgroup_id\x18\x0f \x01(\x04R\agroupId\"\xd9\x02\n" +
+	"\bgroup_id\x18\x0f \x01(\x04R\agroupId\"\xb2\x03\n" +
 	"\x0eConnectionInfo\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x19\n" +
 	"\bcan_send\x18\x02 \x01(\bR\acanSend\x12\x1f\n" +
@@ -945,7 +953,9 @@ const file_taps_proto_rawDesc = "" +
 	"properties\x18\a \x01(\v2\x1b.gotaps.messages.PropertiesR\n" +
 	"properties\x12#\n" +
 	"\rconnection_id\x18\b \x01(\x04R\fconnectionId\x12\x19\n" +
-	"\bgroup_id\x18\t \x01(\x04R\agroupId*\x95\x01\n" +
+	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
+	"\x14establishment_report\x18\n" +
+	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +
@@ -990,12 +1000,13 @@ var file_taps_proto_depIdxs = []int32{
 	4,  // 5: gotaps.messages.ConnectionInfo.local:type_name -> gotaps.messages.Endpoint
 	4,  // 6: gotaps.messages.ConnectionInfo.remote:type_name -> gotaps.messages.Endpoint
 	3,  // 7: gotaps.messages.ConnectionInfo.properties:type_name -> gotaps.messages.Properties
-	1,  // 8: gotaps.messages.Properties.ValuesEntry.value:type_name -> gotaps.messages.PropertyValue
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 8: gotaps.messages.ConnectionInfo.establishment_report:type_name -> gotaps.messages.EstablishmentReport
+	1,  // 9: gotaps.messages.Properties.ValuesEntry.value:type_name -> gotaps.messages.PropertyValue
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_taps_proto_init() }

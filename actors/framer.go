@@ -1,0 +1,145 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/messages"
+)
+
+// framer actor messages
+type (
+	framerStart struct{}
+	framerStop  struct{}
+	framerInput struct {
+		data []byte
+		meta []framers.Metadata // metadata of the lower framers' message
+		eos  bool
+		err  error
+	}
+	framerSend struct {
+		send *outSend
+		data []byte
+		meta framers.Metadata
+		eom  bool
+	}
+)
+
+// framerActor runs one framer of one connection (RFC 9623 §6): it turns the
+// framer's events into calls and its actions into messages to the
+// connection. It is fed whole reads and parses every complete message in
+// them, replying with one batch per input. It runs on the synchronized
+// dispatcher, so a hop to it costs no goroutine wake-up.
+type framerActor struct {
+	sys   *System
+	idx   int
+	n     int
+	f     framers.Framer
+	inst  *framers.Instance
+	link  *Link
+	conn  *actor.PID
+	msgID uint64
+	open  bool // a delivered message awaits its end
+
+	lowerMeta []framers.Metadata
+	out       [][]byte
+	items     []RecvItem
+	failErr   error
+	ready     bool
+}
+
+func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link) actor.Actor {
+	return &framerActor{sys: s, idx: idx, n: n, f: f, link: link}
+}
+
+func (a *framerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.conn = ctx.Parent()
+		a.inst = framers.NewInstance(framers.Hooks{
+			Send: func(b []byte) { a.out = append(a.out, b) },
+			Deliver: func(meta framers.Metadata, data []byte, eom bool) {
+				if !a.open {
+					a.msgID++
+					a.open = true
+				}
+				md := make([]framers.Metadata, a.n)
+				copy(md, a.lowerMeta)
+				md[a.idx] = meta
+				a.items = append(a.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md})
+				if eom {
+					a.open = false
+				}
+			},
+			Ready: func() { a.ready = true },
+			Fail:  func(err error) { a.failErr = err },
+		}, maxBuffered(a.f))
+	case *framerStart:
+		a.f.Start(a.inst)
+		a.flushOut(ctx, nil)
+		a.report(ctx)
+	case *framerInput:
+		if m.meta != nil {
+			a.lowerMeta = m.meta
+		}
+		a.inst.Received(a.f, m.data, m.eos)
+		if a.idx == 0 && len(m.data) > 0 {
+			a.link.doneRaw(len(m.data))
+		}
+		if m.eos && a.failErr == nil && a.inst.Buffered() > 0 {
+			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
+		}
+		items := a.items
+		a.items = nil
+		if len(items) > 0 || m.eos {
+			ctx.Send(a.conn, &framerDelivered{idx: a.idx, items: items, eos: m.eos && a.failErr == nil, err: m.err})
+		}
+		a.report(ctx)
+	case *framerSend:
+		if a.inst.InPassthrough() {
+			a.out = append(a.out, m.data)
+		} else {
+			a.f.NewSentMessage(a.inst, m.data, m.meta, m.eom)
+		}
+		a.flushOut(ctx, m.send)
+		a.report(ctx)
+	case *framerStop:
+		a.f.Stop(a.inst)
+		a.flushOut(ctx, nil)
+		ctx.Send(a.conn, &framerStopped{idx: a.idx})
+	case *actor.Stopping, *actor.Stopped:
+	default:
+		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
+	if s == nil && len(a.out) == 0 {
+		return
+	}
+	out := a.out
+	a.out = nil
+	ctx.Send(a.conn, &framerFramed{idx: a.idx, send: s, bufs: out})
+}
+
+// report sends the Ready and Fail actions (once each).
+func (a *framerActor) report(ctx actor.Context) {
+	if a.ready {
+		a.ready = false
+		ctx.Send(a.conn, &framerReady{idx: a.idx})
+	}
+	if a.failErr != nil {
+		err := a.failErr
+		a.failErr = nil
+		a.sys.trace(&messages.TraceRecord{Kind: "receive_error", Event: "FramerFailed", Error: err.Error()})
+		ctx.Send(a.conn, &framerFailed{idx: a.idx, err: err})
+	}
+}
+
+func maxBuffered(f framers.Framer) int {
+	if mb, ok := f.(framers.MaxBufferer); ok {
+		return mb.MaxBuffered()
+	}
+	return 0
+}

@@ -1,0 +1,696 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/supervision"
+)
+
+// A Link is the one ordered event path from a connection actor to the
+// application (architecture §3): the actor pushes events into it from its
+// own goroutine, in order; the facade takes them out (blocking calls) or has
+// them delivered to handlers, one at a time, in order, on a goroutine that
+// exists only while there is something to deliver.
+//
+// A Link also carries the two flow-control gates of the connection: the
+// reader goroutine waits on it when the application is not consuming
+// (receive credits), and Send waits on it when too much is queued.
+//
+// All methods are safe for concurrent use.
+type Link struct {
+	id    uint64
+	state atomic.Uint32
+
+	mu sync.Mutex
+
+	// establishment and termination
+	ready    chan struct{} // closed at Ready or at a terminal event
+	done     chan struct{} // closed at the terminal event
+	estErr   error         // set with EstablishmentError
+	finalErr error         // nil after Closed, the cause after ConnectionError
+	terminal Event
+	h        Handlers
+	readyOut bool // Ready was emitted
+	passive  bool // accepted from a listener: it has no Ready event
+
+	// receive side
+	items       []RecvItem
+	itemBytes   int
+	reqs        []*recvReq
+	eos         bool // no more items will be pushed
+	recvErr     error
+	unframed    bool // a byte stream without framer: default minIncompleteLength is 1
+	recvLimit   int
+	rawPending  int // read from the transport, not yet processed by the first framer
+	readerWake  *sync.Cond
+	gateClosed  bool
+	established bool
+
+	// send side
+	sendWaiters map[uint64]func(error)
+	sendQueued  int
+	sendLimit   int
+	sendWake    chan struct{} // closed and replaced when queued bytes drop
+
+	// transport hand-over from the racer
+	transport      stacks.Transport
+	transportTaken bool
+
+	exec serialExec
+
+	// Owner is the facade object wrapping this Link (set once by the
+	// facade), so that actors can hand Links back (ConnectionReceived,
+	// GroupedConnections) and the facade finds its own object.
+	Owner atomic.Value
+	// onPanic is called (from the executor goroutine) when a handler
+	// panics: the connection actor aborts the connection with the error.
+	onPanic atomic.Value // func(error)
+}
+
+// Handlers are the application's event handlers of one connection. Each is
+// called on the Link's executor: one at a time, in event order, never after
+// the terminal event's handler.
+type Handlers struct {
+	Ready              func()
+	EstablishmentError func(error)
+	Closed             func()
+	ConnectionError    func(error)
+	SoftError          func(error)
+}
+
+// RecvItem is one received piece pushed by the connection actor: a whole
+// message, a part of one (EndOfMessage false) or a receive error.
+type RecvItem struct {
+	MessageID    uint64
+	Data         []byte
+	EndOfMessage bool
+	Meta         []framers.Metadata
+	Err          error
+}
+
+// RecvResult is what one Receive call gets: one Received, ReceivedPartial
+// (EndOfMessage false) or ReceiveError (Err set) event.
+type RecvResult struct {
+	MessageID    uint64
+	Data         []byte
+	EndOfMessage bool
+	Meta         []framers.Metadata
+	Err          error
+}
+
+type recvReq struct {
+	min, max int // -1: infinite
+	ch       chan RecvResult
+	fn       func(RecvResult)
+}
+
+// Default flow-control bounds.
+const (
+	DefaultRecvBufferLimit = 4 << 20
+	DefaultSendBufferLimit = 4 << 20
+	rawPendingLimit        = 1 << 20
+)
+
+// ErrClosed is the cause for operations on a connection that has ended.
+var ErrClosed = net.ErrClosed
+
+// NewLink returns the Link of connection id.
+func NewLink(id uint64, recvLimit, sendLimit int, unframed bool) *Link {
+	if recvLimit <= 0 {
+		recvLimit = DefaultRecvBufferLimit
+	}
+	if sendLimit <= 0 {
+		sendLimit = DefaultSendBufferLimit
+	}
+	l := &Link{
+		id:          id,
+		ready:       make(chan struct{}),
+		done:        make(chan struct{}),
+		recvLimit:   recvLimit,
+		sendLimit:   sendLimit,
+		unframed:    unframed,
+		sendWaiters: make(map[uint64]func(error)),
+		sendWake:    make(chan struct{}),
+	}
+	l.readerWake = sync.NewCond(&l.mu)
+	l.exec.onPanic = func(err error) {
+		if f, ok := l.onPanic.Load().(func(error)); ok {
+			f(err)
+		}
+	}
+	return l
+}
+
+// SetPassive marks a connection accepted from a listener: it has no Ready
+// event.
+func (l *Link) SetPassive() {
+	l.mu.Lock()
+	l.passive = true
+	l.mu.Unlock()
+}
+
+// ID is the connection's id (unique in its System).
+func (l *Link) ID() uint64 { return l.id }
+
+// State is the connection's current state.
+func (l *Link) State() State { return State(l.state.Load()) }
+
+// Ready is closed when the connection is Ready or establishment ended.
+func (l *Link) Ready() <-chan struct{} { return l.ready }
+
+// Done is closed when the connection reached Closed.
+func (l *Link) Done() <-chan struct{} { return l.done }
+
+// EstablishmentErr is the EstablishmentError cause, once Ready() is closed.
+func (l *Link) EstablishmentErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.estErr
+}
+
+// Err is nil after Closed, the ConnectionError (or EstablishmentError)
+// cause otherwise. It is meaningful once Done() is closed.
+func (l *Link) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.estErr != nil {
+		return l.estErr
+	}
+	return l.finalErr
+}
+
+// SetHandlers replaces the handlers. A handler set after its event already
+// happened is called once at once (Ready, or the terminal event), so that a
+// handler set after Initiate or Accept still learns of it. A connection
+// accepted from a listener has no Ready event (RFC 9622 §7.2).
+func (l *Link) SetHandlers(h Handlers) {
+	l.mu.Lock()
+	old := l.h
+	l.h = h
+	ready := l.readyOut && !l.passive && h.Ready != nil && old.Ready == nil
+	term, estErr, finalErr := l.terminal, l.estErr, l.finalErr
+	l.mu.Unlock()
+	if ready {
+		l.exec.submit(h.Ready)
+	}
+	switch {
+	case term == EvEstablishmentError && h.EstablishmentError != nil && old.EstablishmentError == nil:
+		l.exec.submit(func() { h.EstablishmentError(estErr) })
+	case term == EvClosed && h.Closed != nil && old.Closed == nil:
+		l.exec.submit(h.Closed)
+	case term == EvConnectionError && h.ConnectionError != nil && old.ConnectionError == nil:
+		l.exec.submit(func() { h.ConnectionError(finalErr) })
+	}
+}
+
+// Handlers returns the current handlers.
+func (l *Link) Handlers() Handlers {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.h
+}
+
+// --- called by the connection actor ---
+
+func (l *Link) setState(s State) { l.state.Store(uint32(s)) }
+
+func (l *Link) emitReady() {
+	l.mu.Lock()
+	l.established = true
+	l.readyOut = true
+	h := l.h.Ready
+	if l.passive {
+		h = nil
+	}
+	close(l.ready)
+	reqs := l.serveLocked()
+	l.mu.Unlock()
+	if h != nil {
+		l.exec.submit(h)
+	}
+	l.fulfil(reqs)
+}
+
+// emitTerminal ends the Link: pending receives and sends fail, then the
+// terminal handler runs. Nothing is delivered after it.
+func (l *Link) emitTerminal(ev Event, err error) {
+	l.mu.Lock()
+	if l.terminal != EvNone {
+		l.mu.Unlock()
+		return
+	}
+	l.terminal = ev
+	switch ev {
+	case EvEstablishmentError:
+		l.estErr = err
+	case EvConnectionError:
+		l.finalErr = err
+	}
+	if !l.eos {
+		l.eos = true
+		if l.recvErr == nil {
+			l.recvErr = err
+		}
+	}
+	select {
+	case <-l.ready:
+	default:
+		close(l.ready)
+	}
+	l.gateClosed = true
+	l.readerWake.Broadcast()
+	waiters := l.sendWaiters
+	l.sendWaiters = map[uint64]func(error){}
+	reqs := l.serveLocked()
+	h := l.h
+	t := l.transport
+	taken := l.transportTaken
+	l.transportTaken = true
+	l.mu.Unlock()
+	if t != nil && !taken {
+		_ = t.Abort() // offered but never taken: nobody else will close it
+	}
+	l.fulfil(reqs)
+	cause := err
+	if cause == nil {
+		cause = ErrClosed
+	}
+	for _, w := range waiters {
+		w(cause)
+	}
+	switch ev {
+	case EvEstablishmentError:
+		if h.EstablishmentError != nil {
+			l.exec.submit(func() { h.EstablishmentError(err) })
+		}
+	case EvClosed:
+		if h.Closed != nil {
+			l.exec.submit(h.Closed)
+		}
+	case EvConnectionError:
+		if h.ConnectionError != nil {
+			l.exec.submit(func() { h.ConnectionError(err) })
+		}
+	}
+	l.exec.submit(func() { close(l.done) })
+}
+
+func (l *Link) emitSoftError(err error) {
+	l.mu.Lock()
+	h := l.h.SoftError
+	term := l.terminal
+	l.mu.Unlock()
+	if h != nil && term == EvNone {
+		l.exec.submit(func() { h(err) })
+	}
+}
+
+// deliver appends received pieces (in order) and serves waiting receives.
+func (l *Link) deliver(items []RecvItem) {
+	if len(items) == 0 {
+		return
+	}
+	l.mu.Lock()
+	if l.eos {
+		l.mu.Unlock()
+		return
+	}
+	for _, it := range items {
+		l.itemBytes += len(it.Data)
+	}
+	l.items = append(l.items, items...)
+	reqs := l.serveLocked()
+	l.mu.Unlock()
+	l.fulfil(reqs)
+}
+
+// endOfStream records that no more data will come; err (nil at a clean
+// end) is what receives that find nothing get.
+func (l *Link) endOfStream(err error) {
+	l.mu.Lock()
+	if !l.eos {
+		l.eos = true
+		l.recvErr = err
+	}
+	reqs := l.serveLocked()
+	l.mu.Unlock()
+	l.fulfil(reqs)
+}
+
+// sendDone reports the Send events of the given sends, in order.
+func (l *Link) sendDone(ids []uint64, bytes int, err error) {
+	l.mu.Lock()
+	fns := make([]func(error), 0, len(ids))
+	for _, id := range ids {
+		if f, ok := l.sendWaiters[id]; ok {
+			delete(l.sendWaiters, id)
+			fns = append(fns, f)
+		}
+	}
+	if bytes > 0 {
+		l.sendQueued -= bytes
+		if l.sendQueued < 0 {
+			l.sendQueued = 0
+		}
+		close(l.sendWake)
+		l.sendWake = make(chan struct{})
+	}
+	l.mu.Unlock()
+	for _, f := range fns {
+		f(err)
+	}
+}
+
+// offerTransport hands an established transport to the connection. It
+// returns false (and closes t) when the connection has already ended.
+func (l *Link) offerTransport(t stacks.Transport) bool {
+	l.mu.Lock()
+	if l.terminal != EvNone || l.transportTaken {
+		l.mu.Unlock()
+		_ = t.Abort()
+		return false
+	}
+	l.transport = t
+	l.mu.Unlock()
+	return true
+}
+
+// takeTransport returns the offered transport once.
+func (l *Link) takeTransport() stacks.Transport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.transportTaken || l.transport == nil {
+		return nil
+	}
+	l.transportTaken = true
+	t := l.transport
+	l.transport = nil
+	return t
+}
+
+// waitReadCredit blocks the reader goroutine while the application has not
+// consumed enough; it returns false when the gate is closed.
+func (l *Link) waitReadCredit() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for !l.gateClosed && (l.rawPending >= rawPendingLimit || (l.itemBytes >= l.recvLimit && len(l.items) > 0)) {
+		l.readerWake.Wait()
+	}
+	return !l.gateClosed
+}
+
+// addRaw and doneRaw account bytes between the reader and the first framer.
+func (l *Link) addRaw(n int) {
+	l.mu.Lock()
+	l.rawPending += n
+	l.mu.Unlock()
+}
+
+func (l *Link) doneRaw(n int) {
+	l.mu.Lock()
+	l.rawPending -= n
+	if l.rawPending < rawPendingLimit {
+		l.readerWake.Broadcast()
+	}
+	l.mu.Unlock()
+}
+
+func (l *Link) closeGate() {
+	l.mu.Lock()
+	l.gateClosed = true
+	l.readerWake.Broadcast()
+	l.mu.Unlock()
+}
+
+// --- called by the facade ---
+
+// AcquireSend waits (ctx-bounded) until n more bytes may be queued for
+// sending, then accounts them. A message larger than the whole limit is let
+// through alone when nothing else is queued.
+func (l *Link) AcquireSend(ctx context.Context, n int) error {
+	for {
+		l.mu.Lock()
+		if l.terminal != EvNone {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		if l.sendQueued == 0 || l.sendQueued+n <= l.sendLimit {
+			l.sendQueued += n
+			l.mu.Unlock()
+			return nil
+		}
+		wake := l.sendWake
+		l.mu.Unlock()
+		if ctx == nil {
+			return ErrSendQueueFull
+		}
+		select {
+		case <-wake:
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// ReleaseSend returns n bytes acquired by AcquireSend that were never
+// handed to the actor.
+func (l *Link) ReleaseSend(n int) { l.sendDone(nil, n, nil) }
+
+// ErrSendQueueFull is the cause given to SendAsync when the send queue is
+// full.
+var ErrSendQueueFull = errors.New("send queue full")
+
+// ExpectSend registers fn to get the result of send id. It must be called
+// before the send is handed to the actor.
+func (l *Link) ExpectSend(id uint64, fn func(error)) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.terminal != EvNone {
+		return false
+	}
+	l.sendWaiters[id] = fn
+	return true
+}
+
+// ForgetSend drops the waiter of send id (its ctx ended).
+func (l *Link) ForgetSend(id uint64) {
+	l.mu.Lock()
+	delete(l.sendWaiters, id)
+	l.mu.Unlock()
+}
+
+// Submit runs fn on the Link's executor, after every event handler already
+// queued.
+func (l *Link) Submit(fn func()) { l.exec.submit(fn) }
+
+// Receive waits (ctx-bounded) for one receive event. minIncomplete and max
+// are RFC 9622 minIncompleteLength and maxLength; -1 means infinite (for a
+// byte stream without framer the default minimum is 1). If ctx ends after
+// the event was produced, the event is returned anyway: nothing is lost.
+func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult, error) {
+	r := &recvReq{min: minIncomplete, max: max, ch: make(chan RecvResult, 1)}
+	l.mu.Lock()
+	l.reqs = append(l.reqs, r)
+	reqs := l.serveLocked()
+	l.mu.Unlock()
+	l.fulfil(reqs)
+	select {
+	case res := <-r.ch:
+		return res, nil
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	for i, q := range l.reqs {
+		if q == r {
+			l.reqs = append(l.reqs[:i], l.reqs[i+1:]...)
+			l.mu.Unlock()
+			return RecvResult{}, ctx.Err()
+		}
+	}
+	l.mu.Unlock()
+	return <-r.ch, nil // already served: take it
+}
+
+// ReceiveAsync queues one receive request whose event goes to fn on the
+// executor.
+func (l *Link) ReceiveAsync(minIncomplete, max int, fn func(RecvResult)) {
+	r := &recvReq{min: minIncomplete, max: max, fn: fn}
+	l.mu.Lock()
+	l.reqs = append(l.reqs, r)
+	reqs := l.serveLocked()
+	l.mu.Unlock()
+	l.fulfil(reqs)
+}
+
+type served struct {
+	r   *recvReq
+	res RecvResult
+}
+
+func (l *Link) fulfil(s []served) {
+	for _, x := range s {
+		if x.r.ch != nil {
+			x.r.ch <- x.res
+			continue
+		}
+		fn, res := x.r.fn, x.res
+		l.exec.submit(func() { fn(res) })
+	}
+}
+
+// serveLocked matches queued receive requests with received pieces
+// (RFC 9622 §9.3): a complete message when it fits maxLength, otherwise a
+// partial of at most maxLength, or of what is there when at least
+// minIncompleteLength bytes of an incomplete message are available.
+func (l *Link) serveLocked() []served {
+	if !l.established && !l.eos {
+		return nil
+	}
+	var out []served
+	for len(l.reqs) > 0 {
+		r := l.reqs[0]
+		res, ok := l.takeLocked(r)
+		if !ok {
+			break
+		}
+		l.reqs = l.reqs[1:]
+		out = append(out, served{r, res})
+	}
+	if len(out) > 0 && l.itemBytes < l.recvLimit {
+		l.readerWake.Broadcast()
+	}
+	return out
+}
+
+func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
+	if len(l.items) == 0 {
+		if l.eos {
+			err := l.recvErr
+			if err == nil {
+				err = ErrClosed
+			}
+			return RecvResult{Err: err}, true
+		}
+		return RecvResult{}, false
+	}
+	head := l.items[0]
+	if head.Err != nil {
+		l.items = l.items[1:]
+		return RecvResult{MessageID: head.MessageID, Err: head.Err}, true
+	}
+	// the run of pieces of the head message
+	total, n, complete := 0, 0, false
+	for _, it := range l.items {
+		if it.Err != nil || it.MessageID != head.MessageID {
+			break
+		}
+		total += len(it.Data)
+		n++
+		if it.EndOfMessage {
+			complete = true
+			break
+		}
+	}
+	minInc := r.min
+	if minInc < 0 && l.unframed {
+		minInc = 1
+	}
+	switch {
+	case complete && (r.max < 0 || total <= r.max):
+		return l.cutLocked(total, true), true
+	case r.max >= 0 && total >= r.max && r.max > 0:
+		return l.cutLocked(r.max, complete && total == r.max), true
+	case !complete && minInc >= 0 && total >= max(minInc, 1):
+		return l.cutLocked(total, false), true
+	case !complete && l.eos && n == len(l.items):
+		// the stream ended inside this message: hand over what there is
+		return l.cutLocked(total, false), true
+	}
+	return RecvResult{}, false
+}
+
+// cutLocked removes n bytes of the head message from the queue and returns
+// them as one result.
+func (l *Link) cutLocked(n int, eom bool) RecvResult {
+	head := l.items[0]
+	res := RecvResult{MessageID: head.MessageID, Meta: head.Meta, EndOfMessage: eom}
+	if len(head.Data) >= n {
+		res.Data = head.Data[:n:n]
+		if len(head.Data) == n {
+			l.items = l.items[1:]
+		} else {
+			l.items[0].Data = head.Data[n:]
+		}
+		// a zero-length message with its end
+		if n == len(head.Data) && head.EndOfMessage {
+			res.EndOfMessage = true
+		}
+	} else {
+		buf := make([]byte, 0, n)
+		for len(buf) < n {
+			it := &l.items[0]
+			k := min(n-len(buf), len(it.Data))
+			buf = append(buf, it.Data[:k]...)
+			if k == len(it.Data) {
+				if it.EndOfMessage {
+					res.EndOfMessage = true
+				}
+				l.items = l.items[1:]
+			} else {
+				it.Data = it.Data[k:]
+			}
+		}
+		res.Data = buf
+	}
+	l.itemBytes -= n
+	if len(l.items) == 0 {
+		l.items = nil
+	}
+	return res
+}
+
+// serialExec runs submitted functions one at a time, in order, on a
+// goroutine that exists only while there is work.
+type serialExec struct {
+	mu      sync.Mutex
+	q       []func()
+	running bool
+	onPanic func(error)
+}
+
+func (e *serialExec) submit(f func()) {
+	e.mu.Lock()
+	e.q = append(e.q, f)
+	if !e.running {
+		e.running = true
+		go e.loop()
+	}
+	e.mu.Unlock()
+}
+
+func (e *serialExec) loop() {
+	for {
+		e.mu.Lock()
+		if len(e.q) == 0 {
+			e.running = false
+			e.q = nil
+			e.mu.Unlock()
+			return
+		}
+		f := e.q[0]
+		e.q[0] = nil
+		e.q = e.q[1:]
+		e.mu.Unlock()
+		if err := supervision.Contain("event handler", f); err != nil && e.onPanic != nil {
+			e.onPanic(err)
+		}
+	}
+}

@@ -1,0 +1,330 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+type (
+	accepted           struct{ t stacks.Transport }
+	acceptEnded        struct{ err error }
+	connectionReceived struct{ started *ConnectionStarted }
+)
+
+// ListenerStarted is the reply to StartListening.
+type ListenerStarted struct {
+	Addrs []net.Addr
+	Queue *ListenQueue
+	PID   *actor.PID
+}
+
+// listenerActor owns a listening socket and its accept goroutine. Each
+// accepted transport becomes a connection (in a new group, through the
+// root); once Ready it is delivered as ConnectionReceived, within the
+// decrementing new-connection budget of RFC 9622 §7.2.
+type listenerActor struct {
+	sys     *System
+	id      uint64
+	cfg     *messages.ConnectionConfig
+	ln      stacks.Listener
+	stack   string
+	queue   *ListenQueue
+	gate    *acceptGate
+	wg      sync.WaitGroup
+	limit   int64 // -1: unlimited
+	held    []*ConnectionStarted
+	stopped bool
+}
+
+func newListenerActor(s *System, id uint64, cfg *messages.ConnectionConfig) actor.Actor {
+	return &listenerActor{sys: s, id: id, cfg: cfg, limit: -1, queue: newListenQueue(), gate: newAcceptGate()}
+}
+
+func (l *listenerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+	case *messages.StartListening:
+		if err := l.listen(ctx); err != nil {
+			ctx.Respond(err)
+			ctx.Stop(ctx.Self())
+			return
+		}
+		ctx.Respond(&ListenerStarted{Addrs: []net.Addr{l.ln.Addr()}, Queue: l.queue, PID: ctx.Self()})
+	case *accepted:
+		if l.stopped {
+			_ = m.t.Abort()
+			return
+		}
+		ctx.Send(ctx.Parent(), &adoptConnection{cfg: l.cfg, t: m.t, stack: l.stack, listener: ctx.Self(), listenID: l.id})
+	case *acceptEnded:
+		if !l.stopped {
+			l.queue.stop(m.err)
+			l.stopped = true
+			ctx.Stop(ctx.Self())
+		}
+	case *connectionReceived:
+		if l.stopped {
+			ctx.Send(m.started.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
+			return
+		}
+		l.held = append(l.held, m.started)
+		l.deliverHeld()
+	case *messages.SetConnectionLimit:
+		l.limit = m.Limit
+		l.deliverHeld()
+		if l.limit != 0 {
+			l.gate.set(true)
+		}
+		ctx.Respond(true)
+	case *messages.StopListener, *messages.CloseGroup:
+		l.stop(ctx)
+		if ctx.Sender() != nil {
+			ctx.Respond(true)
+		}
+	case *actor.Stopping:
+		l.stopped = true
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+		l.gate.close()
+		l.queue.stop(nil)
+		for _, s := range l.held {
+			ctx.Send(s.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
+		}
+		l.held = nil
+	case *actor.Stopped:
+		l.wg.Wait()
+	}
+}
+
+func (l *listenerActor) listen(ctx actor.Context) error {
+	if len(l.cfg.Stacks) == 0 {
+		return errors.New("no protocol stack")
+	}
+	st := l.cfg.Stacks[0]
+	l.stack = st.Name()
+	var local netip.AddrPort
+	var iface string
+	if len(l.cfg.Locals) > 0 {
+		e := l.cfg.Locals[0]
+		iface = e.Interface
+		var addr netip.Addr
+		switch {
+		case e.IpAddress != "":
+			a, err := netip.ParseAddr(e.IpAddress)
+			if err != nil {
+				return err
+			}
+			addr = a
+		case e.HostName != "":
+			as, err := l.cfg.Resolver.Resolve(context.Background(), e.HostName)
+			if err != nil {
+				return err
+			}
+			addr = as[0]
+		}
+		local = netip.AddrPortFrom(addr, uint16(e.Port))
+	}
+	ln, err := st.Listen(context.Background(), stacks.Options{Local: local, Interface: iface})
+	if err != nil {
+		return err
+	}
+	l.ln = ln
+	l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: l.stack})
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for l.gate.wait() {
+			t, err := ln.Accept()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				root.Send(self, &acceptEnded{err: err})
+				return
+			}
+			root.Send(self, &accepted{t: t})
+		}
+	}()
+	return nil
+}
+
+func (l *listenerActor) deliverHeld() {
+	for len(l.held) > 0 && l.limit != 0 {
+		s := l.held[0]
+		l.held = l.held[1:]
+		if s.Link.State() == Closed {
+			continue
+		}
+		l.queue.push(s)
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ConnectionReceived", ConnectionId: s.Link.ID()})
+		if l.limit > 0 {
+			l.limit--
+		}
+	}
+	if l.limit == 0 {
+		l.gate.set(false)
+	}
+}
+
+func (l *listenerActor) stop(ctx actor.Context) {
+	if !l.stopped {
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Stopped"})
+	}
+	l.stopped = true
+	ctx.Stop(ctx.Self())
+}
+
+// acceptGate pauses the accept goroutine while the connection budget is 0
+// (further connections wait in the kernel's backlog).
+type acceptGate struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	open   bool
+	closed bool
+}
+
+func newAcceptGate() *acceptGate {
+	g := &acceptGate{open: true}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+func (g *acceptGate) wait() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for !g.open && !g.closed {
+		g.cond.Wait()
+	}
+	return !g.closed
+}
+
+func (g *acceptGate) set(open bool) {
+	g.mu.Lock()
+	g.open = open
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+func (g *acceptGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// ListenQueue holds received connections until the application accepts
+// them, and calls the ConnectionReceived handler when one is set. It is
+// safe for concurrent use.
+type ListenQueue struct {
+	mu      sync.Mutex
+	q       []*ConnectionStarted
+	wake    chan struct{}
+	stopped bool
+	err     error
+	handler func(*ConnectionStarted)
+	onStop  func(error)
+	exec    serialExec
+	done    chan struct{}
+}
+
+func newListenQueue() *ListenQueue {
+	return &ListenQueue{wake: make(chan struct{}), done: make(chan struct{})}
+}
+
+// SetHandlers sets the ConnectionReceived and Stopped handlers; queued
+// connections go to the handler at once.
+func (q *ListenQueue) SetHandlers(onConn func(*ConnectionStarted), onStop func(error)) {
+	q.mu.Lock()
+	q.handler, q.onStop = onConn, onStop
+	pending := q.q
+	if onConn != nil {
+		q.q = nil
+	}
+	q.mu.Unlock()
+	if onConn != nil {
+		for _, s := range pending {
+			q.exec.submit(func() { onConn(s) })
+		}
+	}
+}
+
+func (q *ListenQueue) push(s *ConnectionStarted) {
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return
+	}
+	if h := q.handler; h != nil {
+		q.mu.Unlock()
+		q.exec.submit(func() { h(s) })
+		return
+	}
+	q.q = append(q.q, s)
+	close(q.wake)
+	q.wake = make(chan struct{})
+	q.mu.Unlock()
+}
+
+func (q *ListenQueue) stop(err error) {
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return
+	}
+	q.stopped = true
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		q.err = err
+	}
+	close(q.wake)
+	close(q.done)
+	h := q.onStop
+	e := q.err
+	q.mu.Unlock()
+	if h != nil {
+		q.exec.submit(func() { h(e) })
+	}
+}
+
+// Done is closed when the listener has stopped.
+func (q *ListenQueue) Done() <-chan struct{} { return q.done }
+
+// Accept waits (ctx-bounded) for the next received connection. After the
+// listener stopped, queued connections are still returned, then
+// net.ErrClosed (or the error that stopped it).
+func (q *ListenQueue) Accept(ctx context.Context) (*ConnectionStarted, error) {
+	for {
+		q.mu.Lock()
+		if len(q.q) > 0 {
+			s := q.q[0]
+			q.q = q.q[1:]
+			q.mu.Unlock()
+			return s, nil
+		}
+		if q.stopped {
+			err := q.err
+			q.mu.Unlock()
+			if err == nil {
+				err = net.ErrClosed
+			}
+			return nil, fmt.Errorf("accept: %w", err)
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/supervision"
+)
+
+// rootActor is the one top-level actor of a System. Its children are the
+// connection groups and the listeners; it creates them, and it closes them
+// all at Shutdown. Its guardian stops it on failure (never restarts).
+type rootActor struct {
+	sys       *System
+	children  map[string]*actor.PID
+	down      bool
+	shutdownW []*actor.PID // who waits for the last child to end
+}
+
+func newRootActor(s *System) actor.Actor {
+	return &rootActor{sys: s, children: map[string]*actor.PID{}}
+}
+
+// ConnectionStarted is the reply to InitiateConnection and what a
+// listener's ConnectionReceived carries.
+type ConnectionStarted struct {
+	Link  *Link
+	Conn  *actor.PID
+	Group *actor.PID
+}
+
+// InitiateConnection asks the root to create a connection (in a new group)
+// and establish it. The facade creates the Link (with its handlers) first,
+// so that no event can happen before the handlers are in place.
+type InitiateConnection struct {
+	Config *messages.ConnectionConfig
+	Link   *Link
+	// FirstMessage is sent as soon as possible (InitiateWithSend).
+	FirstMessage *messages.SendMessage
+}
+
+// adoptConnection asks the root to make a connection of an accepted
+// transport (from a listener).
+type adoptConnection struct {
+	cfg      *messages.ConnectionConfig
+	t        stacks.Transport
+	stack    string
+	listener *actor.PID
+	listenID uint64
+}
+
+// spawnMember asks a new group to spawn its first connection; the group
+// answers ConnectionStarted to the original requester.
+type spawnMember struct {
+	spec *connSpec
+}
+
+func (r *rootActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started, *actor.Stopping, *actor.Stopped:
+	case *InitiateConnection:
+		if r.down {
+			ctx.Respond(ErrShutdown)
+			return
+		}
+		id := m.Link.ID()
+		spec := &connSpec{id: id, cfg: m.Config, link: m.Link, first: m.FirstMessage}
+		g := r.spawnGroup(ctx, id)
+		ctx.RequestWithCustomSender(g, &spawnMember{spec: spec}, ctx.Sender())
+	case *adoptConnection:
+		if r.down {
+			_ = m.t.Abort()
+			return
+		}
+		id := r.sys.NewID()
+		spec := &connSpec{
+			id:       id,
+			cfg:      m.cfg,
+			link:     NewLink(id, m.cfg.RecvBufferLimit, m.cfg.SendBufferLimit, len(m.cfg.Framers) == 0),
+			passive:  m.t,
+			stack:    m.stack,
+			listener: m.listener,
+		}
+		spec.link.SetPassive()
+		g := r.spawnGroup(ctx, id)
+		ctx.Send(g, &spawnMember{spec: spec})
+	case *messages.StartListening:
+		if r.down {
+			ctx.Respond(ErrShutdown)
+			return
+		}
+		id := r.sys.NewID()
+		props := actor.PropsFromProducer(func() actor.Actor { return newListenerActor(r.sys, id, m.Config) },
+			actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
+		pid, err := ctx.SpawnNamed(props, fmt.Sprintf("listener%d", id))
+		if err != nil {
+			ctx.Respond(err)
+			return
+		}
+		r.children[pid.Id] = pid
+		ctx.Forward(pid)
+	case *messages.ShutdownSystem:
+		r.down = true
+		for _, c := range r.children {
+			switch {
+			case m.Abort:
+				ctx.Stop(c)
+			default:
+				ctx.Send(c, &messages.CloseGroup{}) // groups close their members; listeners stop
+			}
+		}
+		if len(r.children) == 0 {
+			ctx.Respond(true)
+			return
+		}
+		if s := ctx.Sender(); s != nil {
+			r.shutdownW = append(r.shutdownW, s)
+		}
+	case *actor.Terminated:
+		delete(r.children, m.Who.Id)
+		if len(r.children) == 0 && len(r.shutdownW) > 0 {
+			for _, w := range r.shutdownW {
+				ctx.Send(w, true)
+			}
+			r.shutdownW = nil
+		}
+	default:
+		r.sys.Logger.Warn("root: unhandled message", slog.String("type", fmt.Sprintf("%T", m)))
+	}
+}
+
+func (r *rootActor) spawnGroup(ctx actor.Context, id uint64) *actor.PID {
+	props := actor.PropsFromProducer(func() actor.Actor { return newGroupActor(r.sys, id) },
+		actor.WithSupervisor(supervision.Strategy(supervision.Connection)))
+	pid := ctx.SpawnPrefix(props, fmt.Sprintf("group%d-", id))
+	r.children[pid.Id] = pid
+	return pid
+}

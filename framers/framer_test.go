@@ -1,0 +1,306 @@
+package framers
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// funcFramer is a Framer built from functions; nil ones do nothing.
+type funcFramer struct {
+	start, stop func(*Instance)
+	send        func(*Instance, []byte, Metadata, bool)
+	recv        func(*Instance)
+}
+
+func (f *funcFramer) Start(i *Instance) {
+	if f.start != nil {
+		f.start(i)
+	}
+}
+
+func (f *funcFramer) Stop(i *Instance) {
+	if f.stop != nil {
+		f.stop(i)
+	}
+}
+
+func (f *funcFramer) NewSentMessage(i *Instance, d []byte, m Metadata, eom bool) {
+	if f.send != nil {
+		f.send(i, d, m, eom)
+	}
+}
+
+func (f *funcFramer) HandleReceivedData(i *Instance) {
+	if f.recv != nil {
+		f.recv(i)
+	}
+}
+
+// oneByteLen is a framer with a 1-byte length header that hands the body to
+// DeliverAndAdvanceReceiveCursor at once, so long bodies are earmarked. It
+// handles one message per call, relying on the Instance to call again.
+func oneByteLen() Framer {
+	return &funcFramer{recv: func(i *Instance) {
+		h, ok := i.Parse(1, 1)
+		if !ok {
+			return
+		}
+		n := int(h[0])
+		i.AdvanceReceiveCursor(1)
+		i.DeliverAndAdvanceReceiveCursor(nil, n, true)
+	}}
+}
+
+func TestInstanceParse(t *testing.T) {
+	tests := []struct {
+		name     string
+		min, max int
+		want     string
+		ok       bool
+	}{
+		{"all", 0, -1, "hello", true},
+		{"min equals length", 5, -1, "hello", true},
+		{"min above length", 6, -1, "", false},
+		{"max limits", 2, 3, "hel", true},
+		{"max zero", 5, 0, "", true},
+		{"negative min", -3, 2, "he", true},
+		{"max above length", 1, 99, "hello", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, inst := newRecorded(0)
+			inst.Received(&funcFramer{}, []byte("hello"), false)
+			got, ok := inst.Parse(tt.min, tt.max)
+			require.Equal(t, tt.ok, ok)
+			require.Equal(t, tt.want, string(got))
+			require.Equal(t, len(got), cap(got), "Parse must not expose spare capacity")
+			require.Equal(t, 5, inst.Buffered(), "Parse must not consume")
+			require.NoError(t, r.err())
+		})
+	}
+}
+
+func TestInstanceParseAboveMaxBufferedFails(t *testing.T) {
+	r, inst := newRecorded(8)
+	inst.Received(&funcFramer{}, []byte("abc"), false)
+	_, ok := inst.Parse(9, -1)
+	require.False(t, ok)
+	require.ErrorIs(t, r.err(), ErrMessageTooLarge)
+	require.True(t, inst.Failed())
+}
+
+func TestInstanceAdvanceReceiveCursor(t *testing.T) {
+	_, inst := newRecorded(0)
+	inst.Received(&funcFramer{}, []byte("abcdef"), false)
+	inst.AdvanceReceiveCursor(0)
+	inst.AdvanceReceiveCursor(-2)
+	require.Equal(t, 6, inst.Buffered())
+	inst.AdvanceReceiveCursor(2)
+	got, _ := inst.Parse(0, -1)
+	require.Equal(t, "cdef", string(got))
+	inst.AdvanceReceiveCursor(100)
+	require.Equal(t, 0, inst.Buffered())
+}
+
+func TestInstanceDeliverAndAdvanceReceiveCursor(t *testing.T) {
+	// Two whole messages in one read.
+	r, inst := newRecorded(0)
+	f := oneByteLen()
+	inst.Received(f, cat([]byte{3}, []byte("abc"), []byte{0}, []byte{2}, []byte("de")), false)
+	require.Equal(t, []delivery{
+		{data: []byte("abc"), eom: true},
+		{data: []byte{}, eom: true},
+		{data: []byte("de"), eom: true},
+	}, normalise(r.deliveries))
+	require.Equal(t, 0, inst.Buffered())
+}
+
+func TestInstanceEarmark(t *testing.T) {
+	r, inst := newRecorded(0)
+	f := oneByteLen()
+	// Header and 2 of 10 body bytes: delivered as a partial message.
+	inst.Received(f, cat([]byte{10}, []byte("01")), false)
+	// The rest arrives in pieces; the last piece also carries the next
+	// message, which must be parsed normally.
+	inst.Received(f, []byte("234"), false)
+	inst.Received(f, []byte("56"), false)
+	inst.Received(f, cat([]byte("789"), []byte{1}, []byte("x")), false)
+	require.Equal(t, []delivery{
+		{data: []byte("01"), eom: false},
+		{data: []byte("234"), eom: false},
+		{data: []byte("56"), eom: false},
+		{data: []byte("789"), eom: true},
+		{data: []byte("x"), eom: true},
+	}, normalise(r.deliveries))
+	require.Equal(t, []string{"0123456789", "x"}, strs(r.messages()))
+	require.Equal(t, 0, inst.Buffered())
+	require.NoError(t, r.err())
+}
+
+func TestInstanceDeliver(t *testing.T) {
+	r, inst := newRecorded(0)
+	up := &funcFramer{recv: func(i *Instance) {
+		b, _ := i.Parse(0, -1)
+		out := []byte(string(b) + "!")
+		i.AdvanceReceiveCursor(len(b))
+		i.Deliver(Metadata{"k": 1}, out, true)
+	}}
+	inst.Received(up, []byte("hey"), false)
+	require.Equal(t, []delivery{{meta: Metadata{"k": 1}, data: []byte("hey!"), eom: true}}, r.deliveries)
+}
+
+func TestInstanceStartPassthrough(t *testing.T) {
+	r, inst := newRecorded(0)
+	f := &funcFramer{recv: func(i *Instance) {
+		b, ok := i.Parse(3, 3)
+		if !ok {
+			return
+		}
+		if string(b) == "GO\n" {
+			i.AdvanceReceiveCursor(3)
+			i.StartPassthrough()
+		}
+	}}
+	inst.Received(f, []byte("GO"), false)
+	require.False(t, inst.InPassthrough())
+	inst.Received(f, []byte("\nraw"), false)
+	require.True(t, inst.InPassthrough())
+	inst.Received(f, []byte("more"), true)
+	require.Equal(t, 1, r.passed)
+	require.Equal(t, []delivery{
+		{data: []byte("raw"), eom: false},
+		{data: []byte("more"), eom: true},
+	}, r.deliveries)
+	inst.StartPassthrough()
+	require.Equal(t, 1, r.passed, "StartPassthrough is idempotent")
+}
+
+func TestInstanceFailConnectionStopsDelivery(t *testing.T) {
+	r, inst := newRecorded(0)
+	boom := errors.New("boom")
+	f := &funcFramer{recv: func(i *Instance) {
+		b, ok := i.Parse(1, 1)
+		if !ok {
+			return
+		}
+		if b[0] == 'X' {
+			i.FailConnection(boom)
+			return
+		}
+		i.DeliverAndAdvanceReceiveCursor(nil, 1, true)
+	}}
+	inst.Received(f, []byte("abXcd"), false)
+	require.Equal(t, []string{"a", "b"}, strs(r.messages()))
+	require.True(t, inst.Failed())
+	require.Equal(t, 0, inst.Buffered())
+	inst.Received(f, []byte("ef"), true)
+	inst.Send([]byte("late"))
+	inst.FailConnection(errors.New("second"))
+	inst.MakeConnectionReady()
+	require.Equal(t, []error{boom}, r.fails)
+	require.Equal(t, 0, r.afterFail)
+	require.Equal(t, 0, r.ready)
+	require.Len(t, r.deliveries, 2)
+}
+
+func TestInstanceFailConnectionNilError(t *testing.T) {
+	r, inst := newRecorded(0)
+	inst.FailConnection(nil)
+	require.ErrorIs(t, r.err(), ErrDeframingFailed)
+}
+
+func TestInstanceMaxBuffered(t *testing.T) {
+	r, inst := newRecorded(8)
+	hoard := &funcFramer{} // never consumes
+	inst.Received(hoard, []byte("12345678"), false)
+	require.NoError(t, r.err())
+	inst.Received(hoard, []byte("9"), false)
+	var tl *TooLargeError
+	require.ErrorAs(t, r.err(), &tl)
+	require.ErrorIs(t, r.err(), ErrMessageTooLarge)
+	require.Equal(t, uint64(9), tl.Size)
+	require.Equal(t, uint64(8), tl.Max)
+	require.Equal(t, 0, inst.Buffered())
+}
+
+func TestInstanceDefaultMaxBuffered(t *testing.T) {
+	r, inst := newRecorded(-1)
+	_, ok := inst.Parse(DefaultMaxBuffered, -1)
+	require.False(t, ok)
+	require.NoError(t, r.err())
+	_, ok = inst.Parse(DefaultMaxBuffered+1, -1)
+	require.False(t, ok)
+	require.ErrorIs(t, r.err(), ErrMessageTooLarge)
+}
+
+func TestInstanceEndOfStream(t *testing.T) {
+	calls := 0
+	_, inst := newRecorded(0)
+	f := &funcFramer{recv: func(i *Instance) { calls++ }}
+	inst.Received(f, nil, false)
+	require.Equal(t, 0, calls, "no data and no EOS: no event")
+	require.False(t, inst.EndOfStream())
+	inst.Received(f, nil, true)
+	require.True(t, inst.EndOfStream())
+	require.Equal(t, 1, calls, "EOS with an empty buffer still reaches the framer")
+}
+
+func TestInstanceActions(t *testing.T) {
+	r, inst := newRecorded(0)
+	inst.MakeConnectionReady()
+	inst.MakeConnectionReady()
+	require.True(t, inst.IsReady())
+	require.Equal(t, 1, r.ready)
+	inst.MakeConnectionClosed()
+	inst.MakeConnectionClosed()
+	require.Equal(t, 1, r.closed)
+	p := NewLines()
+	inst.PrependFramer(p)
+	inst.PrependFramer(nil)
+	require.Equal(t, []Framer{p}, r.prepended)
+	inst.Send([]byte("x"))
+	require.Equal(t, [][]byte{[]byte("x")}, r.sent)
+
+	// Nil hooks are no-ops.
+	bare := NewInstance(Hooks{}, 0)
+	bare.Send([]byte("x"))
+	bare.MakeConnectionReady()
+	bare.MakeConnectionClosed()
+	bare.PrependFramer(p)
+	bare.StartPassthrough()
+	bare.Received(&funcFramer{}, []byte("y"), true)
+	bare.FailConnection(errors.New("x"))
+	require.True(t, bare.Failed())
+}
+
+func TestInstantiate(t *testing.T) {
+	plain := &funcFramer{}
+	require.Same(t, plain, Instantiate(plain))
+
+	for _, f := range []Framer{NewLengthPrefix(), NewLines(), mustFixedHeader(t, 4, 0, 4)} {
+		c := Instantiate(f)
+		require.NotSame(t, f, c)
+		require.IsType(t, f, c)
+	}
+}
+
+// normalise turns nil data into empty slices so deliveries compare equal.
+func normalise(ds []delivery) []delivery {
+	out := make([]delivery, len(ds))
+	for i, d := range ds {
+		if d.data == nil {
+			d.data = []byte{}
+		}
+		out[i] = d
+	}
+	return out
+}
+
+func mustFixedHeader(t testing.TB, headerLen, off, size int, opts ...FixedHeaderOption) *FixedHeader {
+	t.Helper()
+	f, err := NewFixedHeader(headerLen, off, size, opts...)
+	require.NoError(t, err)
+	return f
+}

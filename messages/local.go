@@ -1,0 +1,120 @@
+package messages
+
+import (
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// This file holds the Go-only commands the facade sends to actors: they
+// carry handles (framer instances, stacks, byte slices owned by the
+// receiver) that protobuf cannot. Commands are verb+noun; a command is
+// never modified after it is sent.
+
+// ConnectionConfig is the immutable snapshot of a Preconnection (RFC 9622
+// call-by-value) from which connections and listeners are made.
+type ConnectionConfig struct {
+	Remotes []*Endpoint
+	Locals  []*Endpoint
+	// Properties are the effective selection and connection properties.
+	Properties *Properties
+	// MessageDefaults are the default message properties.
+	MessageDefaults *MessageProps
+	// Framers as added to the Preconnection: index 0 was added first and
+	// runs last on send, first on receive. Each connection instantiates its
+	// own copies.
+	Framers []framers.Framer
+	// Stacks are the selected protocol stacks, best first.
+	Stacks []stacks.Stack
+	// AttemptDelay is the racing stagger (Connection Attempt Delay).
+	AttemptDelay time.Duration
+	// EstablishmentTimeout bounds the whole race; 0 means none.
+	EstablishmentTimeout time.Duration
+	// RecvBufferLimit bounds the received bytes held for the application.
+	RecvBufferLimit int
+	// SendBufferLimit bounds the bytes queued for sending.
+	SendBufferLimit int
+	// LingerTimeout bounds how long a graceful close waits for the peer's
+	// end of stream after sending its own.
+	LingerTimeout time.Duration
+	// Resolver resolves host names.
+	Resolver stacks.Resolver
+}
+
+// MessageProps are the effective properties of one Message (RFC 9622
+// §9.1.3), resolved from its MessageContext and the connection defaults.
+type MessageProps struct {
+	// Lifetime: 0 means infinite.
+	Lifetime         time.Duration
+	Priority         int64
+	Ordered          bool
+	SafelyReplayable bool
+	Final            bool
+	// ChecksumLen: -1 means full coverage.
+	ChecksumLen        int64
+	Reliable           bool
+	CapacityProfile    uint8
+	NoFragmentation    bool
+	NoSegmentation     bool
+	CapacityProfileSet bool
+}
+
+// StartListening asks the root to create a listener.
+type StartListening struct {
+	Config *ConnectionConfig
+}
+
+// SendMessage hands one Message (or part of one) to a connection.
+type SendMessage struct {
+	// SendID identifies this Send call; its Sent/SendError/Expired event
+	// carries it.
+	SendID uint64
+	// MessageID identifies the Message: partial sends share it.
+	MessageID uint64
+	// Data is owned by the connection once sent.
+	Data []byte
+	// FramerMeta holds, per framer index, the metadata for that framer.
+	FramerMeta   []framers.Metadata
+	EndOfMessage bool
+	Props        *MessageProps
+	// Queued is when the application handed the message over (for
+	// msgLifetime).
+	Queued time.Time
+}
+
+// SendBatch hands several messages over at once (Connection.Batch): they
+// leave in as few writes as possible.
+type SendBatch struct{ Messages []*SendMessage }
+
+// CloseConnection starts a graceful close.
+type CloseConnection struct{}
+
+// AbortConnection aborts at once. Err, when set, is the reason reported in
+// the ConnectionError (a panic in a handler, say).
+type AbortConnection struct{ Err error }
+
+// GetConnectionInfo asks for a *ConnectionInfo.
+type GetConnectionInfo struct{}
+
+// SetConnectionProperty sets one connection property.
+type SetConnectionProperty struct {
+	Name  string
+	Value *PropertyValue
+}
+
+// StopListener stops a listener.
+type StopListener struct{}
+
+// SetConnectionLimit sets a listener's new-connection budget; -1 is
+// unlimited.
+type SetConnectionLimit struct{ Limit int64 }
+
+// ShutdownSystem closes everything the root owns.
+type ShutdownSystem struct{ Abort bool }
+
+// CloseGroup closes (or, with Abort, aborts) every member of a group.
+type CloseGroup struct{ Abort bool }
+
+// ListGroupMembers asks a group for its members.
+type ListGroupMembers struct{}

@@ -1,0 +1,137 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Preference levels as RFC 9622 §6.2 defines them (the seed's values).
+const (
+	Prohibit     int8 = -2
+	Avoid        int8 = -1
+	NoPreference int8 = 0
+	Prefer       int8 = 1
+	Require      int8 = 2
+)
+
+// ErrNoStack is wrapped by *UnfulfilledError.
+var ErrNoStack = errors.New("no protocol stack satisfies the transport properties")
+
+// UnfulfilledError tells, per stack, why it was ruled out.
+type UnfulfilledError struct {
+	Reasons []string
+}
+
+func (e *UnfulfilledError) Error() string {
+	if len(e.Reasons) == 0 {
+		return ErrNoStack.Error()
+	}
+	return ErrNoStack.Error() + ": " + strings.Join(e.Reasons, "; ")
+}
+
+func (e *UnfulfilledError) Unwrap() error { return ErrNoStack }
+
+// Has reports whether the capabilities provide the RFC 9622 selection
+// property named prop ("reliability", "preserveMsgBoundaries", ...; the
+// pseudo-property "secure" is the Secure capability). known is false for a
+// property that does not select protocols.
+func (c Capabilities) Has(prop string) (has, known bool) {
+	switch prop {
+	case "reliability":
+		return c.Reliability, true
+	case "preserveOrder":
+		return c.PreserveOrder, true
+	case "congestionControl":
+		return c.CongestionControl, true
+	case "preserveMsgBoundaries":
+		return c.PreserveMsgBoundaries, true
+	case "perMsgReliability":
+		return c.PerMsgReliability, true
+	case "multistreaming":
+		return c.Multistreaming, true
+	case "zeroRttMsg":
+		return c.ZeroRTTMsg, true
+	case "fullChecksumSend":
+		return c.FullChecksumSend, true
+	case "fullChecksumRecv":
+		return c.FullChecksumRecv, true
+	case "keepAlive":
+		return c.KeepAlive, true
+	case "softErrorNotify":
+		return c.SoftErrorNotify, true
+	case "secure":
+		return c.Secure, true
+	}
+	return false, false
+}
+
+// Select applies the RFC 9622 selection rules (RFC 9623 §4.1.3) to the
+// stacks: drop every stack that has a Prohibited feature, keep only stacks
+// with every Required feature, then rank by the number of Preferred
+// features they have (more first) and, as tie-breaker, by the number of
+// Avoided features (fewer first); equal stacks keep their order. prefs maps
+// property names to preference levels. It is pure.
+func Select(all []Stack, prefs map[string]int8) ([]Stack, error) {
+	type ranked struct {
+		s             Stack
+		prefer, avoid int
+		order         int
+	}
+	names := make([]string, 0, len(prefs))
+	for n := range prefs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var keep []ranked
+	var reasons []string
+	for i, s := range all {
+		caps := s.Capabilities()
+		r := ranked{s: s, order: i}
+		ok := true
+		for _, n := range names {
+			has, known := caps.Has(n)
+			if !known {
+				continue
+			}
+			switch prefs[n] {
+			case Require:
+				if !has {
+					reasons = append(reasons, fmt.Sprintf("%s lacks required %s", s.Name(), n))
+					ok = false
+				}
+			case Prohibit:
+				if has {
+					reasons = append(reasons, fmt.Sprintf("%s provides prohibited %s", s.Name(), n))
+					ok = false
+				}
+			case Prefer:
+				if has {
+					r.prefer++
+				}
+			case Avoid:
+				if has {
+					r.avoid++
+				}
+			}
+		}
+		if ok {
+			keep = append(keep, r)
+		}
+	}
+	if len(keep) == 0 {
+		return nil, &UnfulfilledError{Reasons: reasons}
+	}
+	sort.SliceStable(keep, func(i, j int) bool {
+		if keep[i].prefer != keep[j].prefer {
+			return keep[i].prefer > keep[j].prefer
+		}
+		return keep[i].avoid < keep[j].avoid
+	})
+	out := make([]Stack, len(keep))
+	for i, r := range keep {
+		out[i] = r.s
+	}
+	return out, nil
+}

@@ -1,0 +1,36 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/actors"
+)
+
+// call is the one facade helper that turns a method call into a command to
+// an actor and awaits its reply (ctx-bounded, no future or goroutine left
+// behind). An actor that is gone answers ErrClosed; a reply that is an
+// error is returned as the error.
+func call[R any](ctx context.Context, s *System, pid *actor.PID, cmd any) (R, error) {
+	var zero R
+	if s.s.IsShutdown() {
+		return zero, ErrSystemShutdown
+	}
+	res, err := actors.Ask(ctx, s.s, pid, cmd)
+	if err != nil {
+		if errors.Is(err, actors.ErrActorGone) {
+			return zero, fmt.Errorf("%w", ErrClosed)
+		}
+		return zero, err
+	}
+	r, ok := res.(R)
+	if !ok {
+		return zero, fmt.Errorf("taps: unexpected reply %T", res)
+	}
+	return r, nil
+}
+
+// tell sends a command without waiting.
+func tell(s *System, pid *actor.PID, cmd any) { s.s.AS.Root.Send(pid, cmd) }

@@ -1,0 +1,586 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/actors"
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/messages"
+)
+
+// ConnectionState is a connection's RFC 9622 state (the seed's
+// ConnectionState: ESTABLISHING=1 ... CLOSED=4).
+type ConnectionState uint8
+
+const (
+	StateEstablishing ConnectionState = iota + 1
+	StateEstablished
+	StateClosing
+	StateClosed
+)
+
+func (s ConnectionState) String() string {
+	switch s {
+	case StateEstablishing:
+		return "Establishing"
+	case StateEstablished:
+		return "Established"
+	case StateClosing:
+		return "Closing"
+	case StateClosed:
+		return "Closed"
+	}
+	return fmt.Sprintf("ConnectionState(%d)", uint8(s))
+}
+
+func stateOf(s actors.State) ConnectionState { return ConnectionState(s) + 1 }
+
+// A Connection is a message-oriented transport connection (RFC 9622 §8).
+// Its methods are safe for concurrent use. Events reach the application in
+// order, one at a time per connection: through the blocking calls (Send
+// returns at Sent, Receive at a receive event) or through handlers.
+type Connection struct {
+	sys      *System
+	pid      *actor.PID
+	group    *actor.PID
+	link     *actors.Link
+	cfg      *messages.ConnectionConfig
+	nextSend atomic.Uint64
+	nextMsg  atomic.Uint64
+
+	mu       sync.Mutex
+	partial  map[*MessageContext]uint64 // message ids of unfinished partial sends
+	batching int
+	batch    []*messages.SendMessage
+}
+
+func newConnection(sys *System, link *actors.Link, cfg *messages.ConnectionConfig) *Connection {
+	c := &Connection{sys: sys, link: link, cfg: cfg}
+	link.Owner.Store(c)
+	return c
+}
+
+// connectionOf returns the facade object of a Link, making it if needed.
+func connectionOf(sys *System, st *actors.ConnectionStarted, cfg *messages.ConnectionConfig) *Connection {
+	if v, ok := st.Link.Owner.Load().(*Connection); ok {
+		return v
+	}
+	c := &Connection{sys: sys, link: st.Link, cfg: cfg, pid: st.Conn, group: st.Group}
+	if !st.Link.Owner.CompareAndSwap(nil, c) {
+		return st.Link.Owner.Load().(*Connection)
+	}
+	return c
+}
+
+func (c *Connection) installHandlers(h connHandlers) {
+	lh := actors.Handlers{}
+	if h.ready != nil {
+		lh.Ready = func() { h.ready(c) }
+	}
+	if h.establishmentError != nil {
+		lh.EstablishmentError = func(err error) { h.establishmentError(c, establishmentError(err)) }
+	}
+	if h.closed != nil {
+		lh.Closed = func() { h.closed(c) }
+	}
+	if h.connectionError != nil {
+		lh.ConnectionError = func(err error) { h.connectionError(c, connectionError(err)) }
+	}
+	c.link.SetHandlers(lh)
+}
+
+func (c *Connection) updateHandlers(fn func(h *actors.Handlers)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.link.Handlers()
+	fn(&h)
+	c.link.SetHandlers(h)
+}
+
+// OnReady sets the Ready handler (seed: HANDLE_STATE_READY). Set on a
+// Connection that is already Ready, it is called once at once.
+func (c *Connection) OnReady(fn func(*Connection)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.Ready = nil
+		if fn != nil {
+			h.Ready = func() { fn(c) }
+		}
+	})
+}
+
+// OnClosed sets the Closed handler (seed: HANDLE_STATE_CLOSED). It is the
+// last event of the connection.
+func (c *Connection) OnClosed(fn func(*Connection)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.Closed = nil
+		if fn != nil {
+			h.Closed = func() { fn(c) }
+		}
+	})
+}
+
+// OnConnectionError sets the ConnectionError handler (seed:
+// HANDLE_STATE_CONNECTION_ERROR). err is a *ConnectionError.
+func (c *Connection) OnConnectionError(fn func(*Connection, error)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.ConnectionError = nil
+		if fn != nil {
+			h.ConnectionError = func(err error) { fn(c, connectionError(err)) }
+		}
+	})
+}
+
+// OnEstablishmentError sets the EstablishmentError handler.
+func (c *Connection) OnEstablishmentError(fn func(*Connection, error)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.EstablishmentError = nil
+		if fn != nil {
+			h.EstablishmentError = func(err error) { fn(c, establishmentError(err)) }
+		}
+	})
+}
+
+// OnSoftError sets the SoftError handler (RFC 9622 §8.3.2; needs
+// softErrorNotify and a stack that reports them).
+func (c *Connection) OnSoftError(fn func(*Connection, error)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.SoftError = nil
+		if fn != nil {
+			h.SoftError = func(err error) { fn(c, err) }
+		}
+	})
+}
+
+// State returns the connection's current state.
+func (c *Connection) State() ConnectionState { return stateOf(c.link.State()) }
+
+// Done is closed when the connection has reached Closed (after its last
+// event handler ran).
+func (c *Connection) Done() <-chan struct{} { return c.link.Done() }
+
+// Err is nil after a clean Closed, the *ConnectionError otherwise. It is
+// meaningful once Done is closed.
+func (c *Connection) Err() error {
+	err := c.link.Err()
+	if err == nil {
+		return nil
+	}
+	return connectionError(err)
+}
+
+// ID is the connection's id, unique within its System (it appears in traces
+// and logs).
+func (c *Connection) ID() uint64 { return c.link.ID() }
+
+// prepareSend validates one Send and builds the command. Errors are
+// *SendError-ready causes.
+func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (*messages.SendMessage, error) {
+	props, err := resolveMessage(mc, c.cfg.MessageDefaults)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range c.cfg.Framers {
+		if chk, ok := f.(framers.MessageChecker); ok && eom {
+			if err := chk.CheckMessage(data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	m := &messages.SendMessage{
+		SendID:       c.nextSend.Add(1),
+		Data:         data,
+		EndOfMessage: eom,
+		Props:        props,
+	}
+	if props.Lifetime > 0 {
+		m.Queued = time.Now()
+	}
+	if mc != nil {
+		m.FramerMeta = make([]framers.Metadata, len(c.cfg.Framers))
+		for i, f := range c.cfg.Framers {
+			m.FramerMeta[i] = mc.FramerMetadata(f)
+		}
+		c.mu.Lock()
+		if c.partial == nil {
+			c.partial = map[*MessageContext]uint64{}
+		}
+		id, ok := c.partial[mc]
+		if !ok {
+			id = c.nextMsg.Add(1)
+		}
+		if eom {
+			delete(c.partial, mc)
+		} else {
+			c.partial[mc] = id
+		}
+		c.mu.Unlock()
+		m.MessageID = id
+	} else {
+		m.MessageID = c.nextMsg.Add(1)
+	}
+	return m, nil
+}
+
+func (c *Connection) checkSendable() error {
+	if st := c.link.State(); !st.Allows(actors.OpSend) {
+		return &actors.StateError{Op: actors.OpSend, State: st}
+	}
+	return nil
+}
+
+// Send sends a complete Message and returns when it is Sent (handed to the
+// protocol stack), with a *SendError otherwise (one that unwraps to
+// ErrExpired is the Expired event). mc may be nil. When the send queue is
+// full, Send waits for room. ctx bounds the wait only: a message already
+// handed over may still be sent after ctx ends. data must not be modified
+// until Send returns.
+func (c *Connection) Send(ctx context.Context, data []byte, mc *MessageContext) error {
+	return c.send(ctx, data, mc, true)
+}
+
+// SendPartial sends part of a Message; the parts sent with the same
+// MessageContext form one Message, ended by the call with endOfMessage
+// true. Each call has its own Sent or SendError.
+func (c *Connection) SendPartial(ctx context.Context, data []byte, mc *MessageContext, endOfMessage bool) error {
+	if mc == nil && !endOfMessage {
+		return &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
+	}
+	return c.send(ctx, data, mc, endOfMessage)
+}
+
+func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, eom bool) error {
+	if err := c.checkSendable(); err != nil {
+		return sendError(err)
+	}
+	m, err := c.prepareSend(data, mc, eom)
+	if err != nil {
+		return sendError(err)
+	}
+	if err := c.link.AcquireSend(ctx, len(data)); err != nil {
+		return sendError(err)
+	}
+	done := make(chan error, 1)
+	if !c.link.ExpectSend(m.SendID, func(err error) { done <- err }) {
+		c.link.ReleaseSend(len(data))
+		return sendError(ErrClosed)
+	}
+	c.post(m)
+	select {
+	case err := <-done:
+		return sendError(err)
+	case <-ctx.Done():
+		c.link.ForgetSend(m.SendID)
+		select {
+		case err := <-done:
+			return sendError(err)
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
+// SendAsync sends a complete Message without waiting (seed: send with a
+// sent_handler). handler, when not nil, gets its Sent (nil error) or
+// SendError event, in order with the connection's other events. A full send
+// queue is reported as a SendError unwrapping to ErrSendQueueFull.
+func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Connection, error)) {
+	fail := func(err error) {
+		if handler != nil {
+			err = sendError(err)
+			c.link.Submit(func() { handler(c, err) })
+		}
+	}
+	if err := c.checkSendable(); err != nil {
+		fail(err)
+		return
+	}
+	m, err := c.prepareSend(data, mc, true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := c.link.AcquireSend(nil, len(data)); err != nil {
+		fail(err)
+		return
+	}
+	if handler != nil {
+		if !c.link.ExpectSend(m.SendID, func(err error) {
+			err = sendError(err)
+			c.link.Submit(func() { handler(c, err) })
+		}) {
+			c.link.ReleaseSend(len(data))
+			fail(ErrClosed)
+			return
+		}
+	}
+	c.post(m)
+}
+
+// Batch runs fn and sends every message fn sends with SendAsync as one
+// batch, in as few writes as possible (seed: batch; RFC 9622 StartBatch /
+// EndBatch). Blocking Sends inside fn are not batched.
+func (c *Connection) Batch(fn func()) {
+	c.mu.Lock()
+	c.batching++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.batching--
+		var b []*messages.SendMessage
+		if c.batching == 0 {
+			b, c.batch = c.batch, nil
+		}
+		c.mu.Unlock()
+		if len(b) > 0 {
+			tell(c.sys, c.pid, &messages.SendBatch{Messages: b})
+		}
+	}()
+	fn()
+}
+
+// post hands a send to the actor, or to the open batch.
+func (c *Connection) post(m *messages.SendMessage) {
+	c.mu.Lock()
+	if c.batching > 0 {
+		c.batch = append(c.batch, m)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	tell(c.sys, c.pid, m)
+}
+
+// Receive waits for one receive event and returns it: a complete Message,
+// or a part of one (EndOfMessage false) as MinIncompleteLength and
+// MaxLength allow. A receive failure is a *ReceiveError; once the
+// connection has ended and every received message was returned, Receive
+// returns a *ReceiveError unwrapping to ErrClosed. If ctx ends, Receive
+// returns ctx.Err() and no message is lost.
+func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
+	o := receiveOptions(opts)
+	res, err := c.link.Receive(ctx, o.min, o.max)
+	if err != nil {
+		return nil, err
+	}
+	return c.message(res)
+}
+
+// ReceiveAsync queues one receive request; handler gets its event (seed:
+// receive with a handler), in order with the connection's other events.
+func (c *Connection) ReceiveAsync(handler func(*Connection, *Message, error), opts ...ReceiveOption) {
+	o := receiveOptions(opts)
+	c.link.ReceiveAsync(o.min, o.max, func(res actors.RecvResult) {
+		m, err := c.message(res)
+		handler(c, m, err)
+	})
+}
+
+func (c *Connection) message(res actors.RecvResult) (*Message, error) {
+	if res.Err != nil {
+		var re *ReceiveError
+		if errors.As(res.Err, &re) {
+			return nil, re
+		}
+		r := ReasonUnknown
+		switch {
+		case errors.Is(res.Err, framers.ErrMessageTooLarge):
+			r = ReasonMessageTooLarge
+		case errors.Is(res.Err, framers.ErrDeframingFailed), errors.Is(res.Err, framers.ErrTruncated):
+			r = ReasonDeframingFailed
+		}
+		return nil, &ReceiveError{Reason: r, Err: res.Err}
+	}
+	mc := NewMessageContext()
+	for i, md := range res.Meta {
+		if md != nil && i < len(c.cfg.Framers) {
+			mc.setFramerMetadata(c.cfg.Framers[i], md)
+		}
+	}
+	return &Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}, nil
+}
+
+// Close closes the connection gracefully (RFC 9622 §10): every message
+// already handed over is sent, then the peer sees the end of the stream.
+// Closed follows when the peer has closed too (or the linger timeout
+// passed). Close does not wait; Done does. Closing a closed connection
+// returns an error unwrapping to ErrClosed.
+func (c *Connection) Close() error {
+	if c.link.State() == actors.Closed {
+		return fmt.Errorf("close: %w", ErrClosed)
+	}
+	tell(c.sys, c.pid, &messages.CloseConnection{})
+	return nil
+}
+
+// Abort ends the connection at once (the peer sees a reset); queued
+// messages are dropped. The ConnectionError event follows.
+func (c *Connection) Abort() {
+	if c.link.State() != actors.Closed {
+		tell(c.sys, c.pid, &messages.AbortConnection{})
+	}
+}
+
+// CloseGroup closes every connection of this connection's group.
+func (c *Connection) CloseGroup() { tell(c.sys, c.group, &messages.CloseGroup{}) }
+
+// AbortGroup aborts every connection of this connection's group.
+func (c *Connection) AbortGroup() { tell(c.sys, c.group, &messages.CloseGroup{Abort: true}) }
+
+// GroupedConnections returns the connections of this connection's group
+// (itself included).
+func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
+	gm, err := call[*actors.GroupMembers](ctx, c.sys, c.group, &messages.ListGroupMembers{})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	out := make([]*Connection, 0, len(gm.Members))
+	for _, m := range gm.Members {
+		out = append(out, connectionOf(c.sys, &actors.ConnectionStarted{Link: m.Link, Conn: m.PID, Group: c.group}, c.cfg))
+	}
+	return out, nil
+}
+
+// ConnectionProperties is what GetProperties reads (RFC 9622 §8): the
+// state, whether the connection can send and receive, the selected protocol
+// stack, its endpoints and every property's effective value.
+type ConnectionProperties struct {
+	State      ConnectionState
+	CanSend    bool
+	CanReceive bool
+	// Stack is the selected protocol stack ("tcp"); empty before Ready.
+	Stack  string
+	Local  *LocalEndpoint
+	Remote *RemoteEndpoint
+	// Properties holds every property's effective value; Selection
+	// Properties read back as the preference the selection satisfied.
+	Properties *TransportProperties
+}
+
+// Get returns one property's value, including the read-only ones (connState,
+// canSend, canReceive).
+func (p *ConnectionProperties) Get(prop Property) (any, bool) {
+	switch prop {
+	case ConnState:
+		return p.State, true
+	case CanSend:
+		return p.CanSend, true
+	case CanReceive:
+		return p.CanReceive, true
+	}
+	if p.Properties == nil {
+		return nil, false
+	}
+	return p.Properties.Get(prop)
+}
+
+// GetProperties reads the connection's properties (seed: get_properties).
+// It waits at most 5 s for the connection's actor; use GetPropertiesContext
+// to bound it yourself.
+func (c *Connection) GetProperties() *ConnectionProperties {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := c.GetPropertiesContext(ctx)
+	if err != nil {
+		st := c.State()
+		return &ConnectionProperties{State: st}
+	}
+	return p
+}
+
+// GetPropertiesContext is GetProperties bounded by ctx.
+func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionProperties, error) {
+	info, err := call[*messages.ConnectionInfo](ctx, c.sys, c.pid, &messages.GetConnectionInfo{})
+	if err != nil {
+		return nil, err
+	}
+	out := &ConnectionProperties{
+		State:      c.State(),
+		CanSend:    info.CanSend,
+		CanReceive: info.CanReceive,
+		Stack:      info.Stack,
+		Local:      localFromMessage(info.Local),
+		Remote:     remoteFromMessage(info.Remote),
+	}
+	if tp, err := propsFromMessage(info.Properties); err == nil {
+		out.Properties = tp
+	}
+	return out, nil
+}
+
+// SetProperty sets a connection property (RFC 9622 §8). A wrong type or
+// value, a read-only or non-connection property returns a *PropertyError;
+// the connection is never terminated by a SetProperty error.
+func (c *Connection) SetProperty(p Property, v any) error {
+	desc := descOf(p)
+	if desc == nil {
+		return &PropertyError{Property: p, Value: v, Err: ErrUnknownProperty}
+	}
+	if desc.kind != KindConnection {
+		err := ErrReadOnlyProperty
+		if desc.kind == KindMessage || desc.kind == KindSelection {
+			err = ErrInvalidPropertyType
+		}
+		return &PropertyError{Property: p, Value: v, Err: err}
+	}
+	scratch := NewTransportProperties()
+	if err := scratch.Set(p, v); err != nil {
+		return err
+	}
+	canon, _ := scratch.Get(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := call[bool](ctx, c.sys, c.pid, &messages.SetConnectionProperty{Name: string(p), Value: encodeValue(canon)})
+	if err != nil {
+		return &PropertyError{Property: p, Value: v, Err: err}
+	}
+	return nil
+}
+
+// EstablishmentReport tells what racing did for this connection: each
+// attempt, when it started and ended (offsets from Initiate) and which won.
+// It is nil for connections received by a Listener.
+func (c *Connection) EstablishmentReport() *EstablishmentReport {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := call[*messages.ConnectionInfo](ctx, c.sys, c.pid, &messages.GetConnectionInfo{})
+	if err != nil || info.EstablishmentReport == nil {
+		return nil
+	}
+	r := info.EstablishmentReport
+	out := &EstablishmentReport{Duration: time.Duration(r.DurationNs), FromCache: r.FromCache}
+	for _, a := range r.Attempts {
+		out.Attempts = append(out.Attempts, Attempt{
+			Endpoint: a.Endpoint, Stack: a.Stack, Path: a.Path,
+			Start: time.Duration(a.StartOffsetNs), End: time.Duration(a.EndOffsetNs), Err: a.Error, Won: a.Won,
+		})
+	}
+	return out
+}
+
+// EstablishmentReport is what racing did for one connection.
+type EstablishmentReport struct {
+	Attempts  []Attempt
+	Duration  time.Duration
+	FromCache bool
+}
+
+// Attempt is one establishment attempt. Start and End are offsets from the
+// call to Initiate; End is negative for an attempt stopped unfinished.
+type Attempt struct {
+	Endpoint string
+	Stack    string
+	Path     string
+	Start    time.Duration
+	End      time.Duration
+	Err      string
+	Won      bool
+}

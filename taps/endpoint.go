@@ -1,0 +1,245 @@
+package taps
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"github.com/gotaps/gotaps/messages"
+)
+
+// endpoint is what LocalEndpoint and RemoteEndpoint share: at most one
+// identifier of each type (RFC 9622 §6.1). Setting an identifier twice to
+// different values is an error reported when the endpoint is used.
+type endpoint struct {
+	mu       sync.Mutex
+	hostName string
+	ip       string
+	port     uint32
+	portSet  bool
+	service  string
+	iface    string
+	protocol string
+	err      error
+	hasLabel bool
+}
+
+func (e *endpoint) setOnce(field *string, kind, v string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if *field != "" && *field != v && e.err == nil {
+		e.err = fmt.Errorf("two %s identifiers (%q and %q): use two endpoints", kind, *field, v)
+	}
+	*field = v
+}
+
+func (e *endpoint) label() string {
+	host := e.hostName
+	if host == "" {
+		host = e.ip
+	}
+	if e.portSet {
+		return net.JoinHostPort(host, strconv.Itoa(int(e.port)))
+	}
+	if e.service != "" {
+		return host + ":" + e.service
+	}
+	return host
+}
+
+// toMessage validates the endpoint and converts it. needPort: an endpoint
+// to connect to needs a port (or service).
+func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fail := func(err error) (*messages.Endpoint, error) {
+		return nil, &EndpointError{Endpoint: e.label(), Err: err}
+	}
+	if e.err != nil {
+		return fail(e.err)
+	}
+	m := &messages.Endpoint{HostName: e.hostName, Port: e.port, Interface: e.iface, Service: e.service, Protocol: e.protocol}
+	if e.ip != "" {
+		a, err := netip.ParseAddr(e.ip)
+		if err != nil {
+			return fail(fmt.Errorf("bad IP address %q", e.ip))
+		}
+		if a.Zone() != "" {
+			if m.Interface != "" && m.Interface != a.Zone() {
+				return fail(fmt.Errorf("zone %q contradicts interface %q", a.Zone(), m.Interface))
+			}
+			m.Interface = a.Zone()
+			a = a.WithZone("")
+		}
+		m.IpAddress = a.String()
+	}
+	if e.hostName != "" && e.ip != "" {
+		return fail(errors.New("both a host name and an IP address: use two endpoints"))
+	}
+	if !e.portSet && e.service != "" {
+		p, err := net.LookupPort("tcp", e.service)
+		if err != nil {
+			return fail(fmt.Errorf("unknown service %q", e.service))
+		}
+		m.Port = uint32(p)
+		e.portSet = true
+	}
+	if needPort && (!e.portSet || m.Port == 0) {
+		return fail(errors.New("no port"))
+	}
+	if needAddress && e.hostName == "" && e.ip == "" {
+		return fail(errors.New("no host name or IP address"))
+	}
+	return m, nil
+}
+
+// RemoteEndpoint identifies the peer of a connection (RFC 9622 §6.1). The
+// With methods set one identifier each and return the endpoint for
+// chaining. A Preconnection copies the endpoint when it is created.
+// Methods are safe for concurrent use.
+type RemoteEndpoint struct{ e endpoint }
+
+// NewRemoteEndpoint returns an empty RemoteEndpoint.
+func NewRemoteEndpoint() *RemoteEndpoint { return &RemoteEndpoint{} }
+
+// WithHostName sets the host name (resolved at Initiate; an FQDN is best).
+func (r *RemoteEndpoint) WithHostName(name string) *RemoteEndpoint {
+	r.e.setOnce(&r.e.hostName, "host name", name)
+	return r
+}
+
+// WithIPAddress sets the IP address (an IPv4 or IPv6 literal, with an
+// optional %zone meaning WithInterface).
+func (r *RemoteEndpoint) WithIPAddress(ip string) *RemoteEndpoint {
+	r.e.setOnce(&r.e.ip, "IP address", ip)
+	return r
+}
+
+// WithPort sets the port.
+func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	if r.e.portSet && r.e.port != uint32(port) && r.e.err == nil {
+		r.e.err = fmt.Errorf("two ports (%d and %d): use two endpoints", r.e.port, port)
+	}
+	r.e.port, r.e.portSet = uint32(port), true
+	return r
+}
+
+// WithService sets the port by IANA service name ("https").
+func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
+	r.e.setOnce(&r.e.service, "service", service)
+	return r
+}
+
+// WithInterface scopes a link-local address to an interface.
+func (r *RemoteEndpoint) WithInterface(name string) *RemoteEndpoint {
+	r.e.setOnce(&r.e.iface, "interface", name)
+	return r
+}
+
+// WithProtocol makes the endpoint specific to one protocol stack ("tcp").
+func (r *RemoteEndpoint) WithProtocol(name string) *RemoteEndpoint {
+	r.e.setOnce(&r.e.protocol, "protocol", name)
+	return r
+}
+
+// String returns "host:port".
+func (r *RemoteEndpoint) String() string {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	return r.e.label()
+}
+
+// LocalEndpoint identifies the local side of a connection or listener
+// (RFC 9622 §6.1). Port 0 means an ephemeral port. Methods are safe for
+// concurrent use.
+type LocalEndpoint struct{ e endpoint }
+
+// NewLocalEndpoint returns an empty LocalEndpoint (any address, ephemeral
+// port).
+func NewLocalEndpoint() *LocalEndpoint { return &LocalEndpoint{} }
+
+// WithHostName sets the local address by name ("localhost").
+func (l *LocalEndpoint) WithHostName(name string) *LocalEndpoint {
+	l.e.setOnce(&l.e.hostName, "host name", name)
+	return l
+}
+
+// WithIPAddress sets the local IP address.
+func (l *LocalEndpoint) WithIPAddress(ip string) *LocalEndpoint {
+	l.e.setOnce(&l.e.ip, "IP address", ip)
+	return l
+}
+
+// WithPort sets the local port (0: ephemeral).
+func (l *LocalEndpoint) WithPort(port uint16) *LocalEndpoint {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	if l.e.portSet && l.e.port != uint32(port) && l.e.err == nil {
+		l.e.err = fmt.Errorf("two ports (%d and %d): use two endpoints", l.e.port, port)
+	}
+	l.e.port, l.e.portSet = uint32(port), true
+	return l
+}
+
+// WithService sets the local port by service name.
+func (l *LocalEndpoint) WithService(service string) *LocalEndpoint {
+	l.e.setOnce(&l.e.service, "service", service)
+	return l
+}
+
+// WithInterface binds every candidate to the named interface.
+func (l *LocalEndpoint) WithInterface(name string) *LocalEndpoint {
+	l.e.setOnce(&l.e.iface, "interface", name)
+	return l
+}
+
+// String returns "host:port".
+func (l *LocalEndpoint) String() string {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	return l.e.label()
+}
+
+// Addr returns the endpoint's address and port when it holds an IP
+// address.
+func (l *LocalEndpoint) Addr() (netip.AddrPort, bool) {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	a, err := netip.ParseAddr(l.e.ip)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a, uint16(l.e.port)), true
+}
+
+// Port returns the endpoint's port.
+func (l *LocalEndpoint) Port() uint16 {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	return uint16(l.e.port)
+}
+
+func localFromMessage(m *messages.Endpoint) *LocalEndpoint {
+	l := NewLocalEndpoint()
+	if m == nil {
+		return l
+	}
+	l.e.ip, l.e.hostName, l.e.iface = m.IpAddress, m.HostName, m.Interface
+	l.e.port, l.e.portSet = m.Port, true
+	return l
+}
+
+func remoteFromMessage(m *messages.Endpoint) *RemoteEndpoint {
+	r := NewRemoteEndpoint()
+	if m == nil {
+		return r
+	}
+	r.e.ip, r.e.hostName, r.e.iface = m.IpAddress, m.HostName, m.Interface
+	r.e.port, r.e.portSet = m.Port, true
+	return r
+}

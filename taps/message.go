@@ -1,0 +1,37 @@
+package taps
+
+// Message is one received message, or a part of one (RFC 9622 §9.3).
+type Message struct {
+	// Data is the message's bytes; the application owns them.
+	Data []byte
+	// Context carries the message's properties and framer metadata, and
+	// the received-side flags (ECN, early data, final).
+	Context *MessageContext
+	// EndOfMessage is false for a ReceivedPartial event: more of the same
+	// message follows (with the same Context).
+	EndOfMessage bool
+}
+
+// ReceiveOption configures one Receive.
+type ReceiveOption func(*receiveOpts)
+
+type receiveOpts struct{ min, max int }
+
+// MinIncompleteLength lets Receive return a part of a message once at least
+// n bytes of it are available (RFC 9622 minIncompleteLength). The default
+// is infinite: only complete messages, except on a byte stream without a
+// framer, where any received bytes are returned.
+func MinIncompleteLength(n int) ReceiveOption { return func(o *receiveOpts) { o.min = max(n, 0) } }
+
+// MaxLength caps the bytes one Receive returns; a larger message arrives
+// as several ReceivedPartial parts (RFC 9622 maxLength). The default is
+// infinite.
+func MaxLength(n int) ReceiveOption { return func(o *receiveOpts) { o.max = max(n, 1) } }
+
+func receiveOptions(opts []ReceiveOption) receiveOpts {
+	o := receiveOpts{min: -1, max: -1}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}

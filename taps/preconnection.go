@@ -1,0 +1,353 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gotaps/gotaps/actors"
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// A Preconnection is the template a Connection or Listener is made from
+// (RFC 9622 §6): endpoints, transport properties, security parameters and
+// framers. Initiate, InitiateWithSend and Listen copy it (call-by-value):
+// changing it afterwards never affects what was made from it, and it can be
+// used again. Its methods are safe for concurrent use.
+type Preconnection struct {
+	mu           sync.Mutex
+	sys          *System
+	locals       []*LocalEndpoint
+	remotes      []*RemoteEndpoint
+	tp           *TransportProperties
+	sec          *SecurityParameters
+	unfulfilled  func(error)
+	framers      []framers.Framer
+	attemptDelay time.Duration
+	estTimeout   time.Duration
+	linger       time.Duration
+	recvLimit    int
+	sendLimit    int
+	resolver     stacks.Resolver
+	handlers     connHandlers
+}
+
+// connHandlers are handlers a Preconnection gives each of its connections.
+type connHandlers struct {
+	ready              func(*Connection)
+	establishmentError func(*Connection, error)
+	closed             func(*Connection)
+	connectionError    func(*Connection, error)
+}
+
+// PreconnectionOption configures NewPreconnection.
+type PreconnectionOption func(*Preconnection)
+
+// WithRemoteEndpoint adds a remote endpoint; several are alternatives that
+// are raced. Repeatable.
+func WithRemoteEndpoint(r ...*RemoteEndpoint) PreconnectionOption {
+	return func(p *Preconnection) { p.remotes = append(p.remotes, r...) }
+}
+
+// WithLocalEndpoint adds a local endpoint (needed by Listen). Repeatable.
+func WithLocalEndpoint(l ...*LocalEndpoint) PreconnectionOption {
+	return func(p *Preconnection) { p.locals = append(p.locals, l...) }
+}
+
+// WithTransportProperties sets the transport properties (default:
+// NewTransportProperties(), the RFC 9622 defaults). They are copied.
+func WithTransportProperties(tp *TransportProperties) PreconnectionOption {
+	return func(p *Preconnection) { p.tp = tp.Clone() }
+}
+
+// WithSecurityParameters sets the security parameters (default: none, as
+// the seed's security_needed=False).
+func WithSecurityParameters(s *SecurityParameters) PreconnectionOption {
+	return func(p *Preconnection) { p.sec = s }
+}
+
+// WithSecurityNeeded is the seed's security_needed flag: true is
+// NewSecurityParameters(), false no security.
+func WithSecurityNeeded(needed bool) PreconnectionOption {
+	return func(p *Preconnection) {
+		if needed {
+			p.sec = NewSecurityParameters()
+		} else {
+			p.sec = nil
+		}
+	}
+}
+
+// WithUnfulfilledHandler sets the seed's unfulfilled_handler: called when no
+// protocol stack satisfies the properties, before Initiate or Listen
+// returns the same error.
+func WithUnfulfilledHandler(fn func(err error)) PreconnectionOption {
+	return func(p *Preconnection) { p.unfulfilled = fn }
+}
+
+// WithSystem makes connections in sys instead of the default System.
+func WithSystem(sys *System) PreconnectionOption { return func(p *Preconnection) { p.sys = sys } }
+
+// WithAttemptDelay sets the racing stagger, the Connection Attempt Delay of
+// RFC 8305 (default 250 ms; clamped to [10 ms, 2 s]).
+func WithAttemptDelay(d time.Duration) PreconnectionOption {
+	return func(p *Preconnection) { p.attemptDelay = d }
+}
+
+// WithEstablishmentTimeout bounds the whole establishment (the seed's
+// initiate timeout). The default 0 means only ctx bounds it.
+func WithEstablishmentTimeout(d time.Duration) PreconnectionOption {
+	return func(p *Preconnection) { p.estTimeout = d }
+}
+
+// WithLingerTimeout bounds how long a graceful Close waits for the peer's
+// end of stream after sending its own (default 5 s).
+func WithLingerTimeout(d time.Duration) PreconnectionOption {
+	return func(p *Preconnection) { p.linger = d }
+}
+
+// WithReceiveBuffer bounds the received bytes a connection holds for the
+// application (default 4 MiB): beyond it gotaps stops reading from the
+// socket until Receive consumes.
+func WithReceiveBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.recvLimit = n } }
+
+// WithSendBuffer bounds the bytes queued for sending (default 4 MiB):
+// beyond it Send waits and SendAsync reports ErrSendQueueFull.
+func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.sendLimit = n } }
+
+// WithResolver replaces host name resolution (default net.DefaultResolver).
+func WithResolver(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) PreconnectionOption {
+	return func(p *Preconnection) { p.resolver = stacks.Resolver{LookupNetIP: lookup} }
+}
+
+// NewPreconnection returns a Preconnection.
+func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
+	p := &Preconnection{}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.tp == nil {
+		p.tp = NewTransportProperties()
+	}
+	if p.sys == nil {
+		p.sys = DefaultSystem()
+	}
+	return p
+}
+
+// AddFramer adds a message framer (seed: add_framer). Framers added later
+// run first on send and last on receive. It affects connections and
+// listeners made afterwards only.
+func (p *Preconnection) AddFramer(f framers.Framer) {
+	p.mu.Lock()
+	p.framers = append(p.framers, f)
+	p.mu.Unlock()
+}
+
+// AddRemote adds remote endpoints (RFC 9622 §7.3).
+func (p *Preconnection) AddRemote(r ...*RemoteEndpoint) {
+	p.mu.Lock()
+	p.remotes = append(p.remotes, r...)
+	p.mu.Unlock()
+}
+
+// OnReady sets the Ready handler of every connection this Preconnection
+// initiates. Handlers run one at a time per connection, in event order.
+func (p *Preconnection) OnReady(fn func(*Connection)) {
+	p.mu.Lock()
+	p.handlers.ready = fn
+	p.mu.Unlock()
+}
+
+// OnEstablishmentError sets the EstablishmentError handler of every
+// connection this Preconnection initiates.
+func (p *Preconnection) OnEstablishmentError(fn func(*Connection, error)) {
+	p.mu.Lock()
+	p.handlers.establishmentError = fn
+	p.mu.Unlock()
+}
+
+// OnClosed sets the Closed handler of every connection made from this
+// Preconnection (including those a Listener receives).
+func (p *Preconnection) OnClosed(fn func(*Connection)) {
+	p.mu.Lock()
+	p.handlers.closed = fn
+	p.mu.Unlock()
+}
+
+// OnConnectionError sets the ConnectionError handler of every connection
+// made from this Preconnection.
+func (p *Preconnection) OnConnectionError(fn func(*Connection, error)) {
+	p.mu.Lock()
+	p.handlers.connectionError = fn
+	p.mu.Unlock()
+}
+
+// snapshot validates the Preconnection and copies it into an immutable
+// config. Every error here happens before any packet is sent.
+func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connHandlers, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cfg := &messages.ConnectionConfig{
+		AttemptDelay: p.attemptDelay, EstablishmentTimeout: p.estTimeout, LingerTimeout: p.linger,
+		RecvBufferLimit: p.recvLimit, SendBufferLimit: p.sendLimit, Resolver: p.resolver,
+		Framers: append([]framers.Framer(nil), p.framers...),
+	}
+	if listen && len(p.locals) == 0 {
+		return nil, p.handlers, &EndpointError{Endpoint: "", Err: errors.New("Listen needs a local endpoint")}
+	}
+	if !listen && len(p.remotes) == 0 {
+		return nil, p.handlers, &EndpointError{Endpoint: "", Err: errors.New("Initiate needs a remote endpoint")}
+	}
+	for _, l := range p.locals {
+		m, err := l.e.toMessage(false, false)
+		if err != nil {
+			return nil, p.handlers, err
+		}
+		cfg.Locals = append(cfg.Locals, m)
+	}
+	for _, r := range p.remotes {
+		m, err := r.e.toMessage(true, true)
+		if err != nil {
+			return nil, p.handlers, err
+		}
+		cfg.Remotes = append(cfg.Remotes, m)
+	}
+	r := roleInitiate
+	if listen {
+		r = roleListen
+	}
+	if err := p.tp.Validate(listen); err != nil {
+		return nil, p.handlers, err
+	}
+	cfg.Properties = propsToMessageRole(p.tp, r)
+	defaults, err := messageDefaults(p.tp)
+	if err != nil {
+		return nil, p.handlers, err
+	}
+	cfg.MessageDefaults = defaults
+	sel, err := selectStacks(p.tp, r, p.sec)
+	if err != nil {
+		return nil, p.handlers, err
+	}
+	cfg.Stacks = sel
+	return cfg, p.handlers, nil
+}
+
+// selectStacks runs the pure selection over every stack gotaps has.
+func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters) ([]stacks.Stack, error) {
+	prefs := map[string]int8{}
+	for _, prop := range tp.Properties() {
+		if prop.Kind() != KindSelection {
+			continue
+		}
+		if v, ok := tp.effective(descOf(prop), r); ok {
+			if pref, ok := v.(Preference); ok {
+				prefs[string(prop)] = int8(pref)
+			}
+		}
+	}
+	if sec.requiresSecurity() {
+		prefs["secure"] = stacks.Require
+	} else if sec != nil && sec.Mode() == SecurityDisabled {
+		prefs["secure"] = stacks.Prohibit
+	}
+	return stacks.Select(stacks.All(), prefs)
+}
+
+// Initiate establishes a Connection (active open) and returns it when it is
+// Ready. ctx bounds the establishment, not the connection: once Ready,
+// cancelling ctx has no effect. On failure it returns an
+// *EstablishmentError listing every attempt; invalid endpoints or
+// properties, or properties no stack satisfies, fail before any packet is
+// sent (and call the unfulfilled handler for the latter).
+func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
+	return p.initiate(ctx, nil)
+}
+
+// InitiateWithSend initiates a Connection and sends data as its first
+// Message (RFC 9622 §9.2.5). A message marked SafelyReplayable may go as
+// 0-RTT data where a stack supports it; otherwise it is sent right after
+// establishment. It returns when the Connection is Ready; the message's
+// own outcome is reported like a SendAsync without handler.
+func (p *Preconnection) InitiateWithSend(ctx context.Context, data []byte, mc *MessageContext) (*Connection, error) {
+	return p.initiate(ctx, &firstMessage{data: data, mc: mc})
+}
+
+type firstMessage struct {
+	data []byte
+	mc   *MessageContext
+}
+
+func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Connection, error) {
+	cfg, h, err := p.snapshot(false)
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	link := actors.NewLink(p.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
+	c := newConnection(p.sys, link, cfg)
+	c.installHandlers(h)
+	req := &actors.InitiateConnection{Config: cfg, Link: link}
+	if first != nil {
+		m, err := c.prepareSend(first.data, first.mc, true)
+		if err != nil {
+			return nil, establishmentError(err)
+		}
+		if err := link.AcquireSend(ctx, len(m.Data)); err != nil {
+			return nil, establishmentError(err)
+		}
+		req.FirstMessage = m
+	}
+	started, err := call[*actors.ConnectionStarted](ctx, p.sys, p.sys.s.Root, req)
+	if err != nil {
+		return nil, establishmentError(err)
+	}
+	c.pid, c.group = started.Conn, started.Group
+	select {
+	case <-link.Ready():
+	case <-ctx.Done():
+		tell(p.sys, c.pid, &messages.AbortConnection{Err: ctx.Err()})
+		<-link.Done()
+		return nil, &EstablishmentError{Reason: ReasonTimeout, Err: ctx.Err()}
+	}
+	if err := link.EstablishmentErr(); err != nil {
+		return nil, establishmentError(err)
+	}
+	if link.State() == actors.Closed {
+		return nil, &EstablishmentError{Err: ErrClosed}
+	}
+	return c, nil
+}
+
+// fail reports a synchronous failure: it calls the unfulfilled handler when
+// no stack fits, and returns the EstablishmentError.
+func (p *Preconnection) fail(err error) error {
+	ee := establishmentError(err)
+	if errors.Is(err, ErrUnfulfilled) {
+		p.mu.Lock()
+		fn := p.unfulfilled
+		p.mu.Unlock()
+		if fn != nil {
+			fn(ee)
+		}
+	}
+	return ee
+}
+
+// Listen starts a Listener on the local endpoint (passive open). It
+// returns when the Listener is bound; LocalEndpoints tells where.
+func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
+	cfg, h, err := p.snapshot(true)
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	st, err := call[*actors.ListenerStarted](ctx, p.sys, p.sys.s.Root, &messages.StartListening{Config: cfg})
+	if err != nil {
+		return nil, establishmentError(err)
+	}
+	return newListener(p.sys, st, cfg, h), nil
+}

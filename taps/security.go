@@ -1,0 +1,131 @@
+package taps
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"sync"
+)
+
+// SecurityMode says how much security a Preconnection asks for.
+type SecurityMode uint8
+
+const (
+	// SecurityRequired: only secure stacks (TLS, QUIC) may be selected;
+	// NewSecurityParameters and the seed's security_needed=True.
+	SecurityRequired SecurityMode = iota
+	// SecurityDisabled: never add security (NewDisabledSecurityParameters).
+	SecurityDisabled
+	// SecurityOpportunistic: secure when available, plain otherwise
+	// (NewOpportunisticSecurityParameters).
+	SecurityOpportunistic
+)
+
+// SecurityParameters are RFC 9622 §6.3 security parameters. The setters
+// return the parameters for chaining; a Preconnection copies them when it
+// is created. Methods are safe for concurrent use.
+type SecurityParameters struct {
+	mu           sync.Mutex
+	mode         SecurityMode
+	roots        *x509.CertPool
+	identity     []tls.Certificate
+	alpn         []string
+	serverName   string
+	minVersion   uint16
+	verify       func(state tls.ConnectionState) error
+	challenge    func(info *tls.CertificateRequestInfo) (*tls.Certificate, error)
+	sessionCache tls.ClientSessionCache
+}
+
+// NewSecurityParameters returns parameters that require security, with the
+// system's trusted CAs.
+func NewSecurityParameters() *SecurityParameters { return &SecurityParameters{mode: SecurityRequired} }
+
+// NewDisabledSecurityParameters returns parameters that never add security.
+func NewDisabledSecurityParameters() *SecurityParameters {
+	return &SecurityParameters{mode: SecurityDisabled}
+}
+
+// NewOpportunisticSecurityParameters returns parameters that use security
+// when a secure stack is available and plain transport otherwise.
+func NewOpportunisticSecurityParameters() *SecurityParameters {
+	return &SecurityParameters{mode: SecurityOpportunistic}
+}
+
+// Mode returns the security mode.
+func (s *SecurityParameters) Mode() SecurityMode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode
+}
+
+// SetTrustedCAs sets the CAs that verify the peer (default: the system's).
+func (s *SecurityParameters) SetTrustedCAs(pool *x509.CertPool) *SecurityParameters {
+	s.mu.Lock()
+	s.roots = pool
+	s.mu.Unlock()
+	return s
+}
+
+// SetIdentity sets the local identity (certificate and key).
+func (s *SecurityParameters) SetIdentity(certs ...tls.Certificate) *SecurityParameters {
+	s.mu.Lock()
+	s.identity = append([]tls.Certificate(nil), certs...)
+	s.mu.Unlock()
+	return s
+}
+
+// SetALPN sets the application protocols to negotiate.
+func (s *SecurityParameters) SetALPN(protos ...string) *SecurityParameters {
+	s.mu.Lock()
+	s.alpn = append([]string(nil), protos...)
+	s.mu.Unlock()
+	return s
+}
+
+// SetServerName sets the name to verify the server's certificate against
+// (default: the remote endpoint's host name).
+func (s *SecurityParameters) SetServerName(name string) *SecurityParameters {
+	s.mu.Lock()
+	s.serverName = name
+	s.mu.Unlock()
+	return s
+}
+
+// SetMinVersion sets the minimum TLS version (tls.VersionTLS12 by default).
+func (s *SecurityParameters) SetMinVersion(v uint16) *SecurityParameters {
+	s.mu.Lock()
+	s.minVersion = v
+	s.mu.Unlock()
+	return s
+}
+
+// SetTrustVerificationCallback sets a callback that verifies the peer after
+// the standard verification; an error fails the establishment.
+func (s *SecurityParameters) SetTrustVerificationCallback(fn func(state tls.ConnectionState) error) *SecurityParameters {
+	s.mu.Lock()
+	s.verify = fn
+	s.mu.Unlock()
+	return s
+}
+
+// SetIdentityChallengeCallback sets the callback that provides the client
+// certificate when the server asks for one.
+func (s *SecurityParameters) SetIdentityChallengeCallback(fn func(info *tls.CertificateRequestInfo) (*tls.Certificate, error)) *SecurityParameters {
+	s.mu.Lock()
+	s.challenge = fn
+	s.mu.Unlock()
+	return s
+}
+
+// SetSessionCache sets the session ticket cache used for resumption.
+func (s *SecurityParameters) SetSessionCache(c tls.ClientSessionCache) *SecurityParameters {
+	s.mu.Lock()
+	s.sessionCache = c
+	s.mu.Unlock()
+	return s
+}
+
+// requiresSecurity reports whether only secure stacks may be selected.
+func (s *SecurityParameters) requiresSecurity() bool {
+	return s != nil && s.Mode() == SecurityRequired
+}

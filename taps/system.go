@@ -1,0 +1,120 @@
+package taps
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/gotaps/gotaps/actors"
+	"github.com/gotaps/gotaps/messages"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// A System is one gotaps runtime: an actor system with one root actor under
+// which every listener, connection group and connection lives. Most
+// programs use the default System (created on first use); tests and
+// embedders create their own and Shut them down. It is safe for concurrent
+// use.
+type System struct {
+	s *actors.System
+}
+
+// SystemOption configures NewSystem.
+type SystemOption func(*systemConfig)
+
+type systemConfig struct {
+	logger *slog.Logger
+	trace  func(*TraceRecord)
+	w      io.Writer
+}
+
+// WithLogger sends gotaps' logs (and the actor runtime's) to l, with
+// connection, group and candidate ids as attributes. The default discards
+// every log.
+func WithLogger(l *slog.Logger) SystemOption { return func(c *systemConfig) { c.logger = l } }
+
+// WithTraceWriter writes one JSON object per line to w for every state
+// change, racing event and message event (the protojson form of the trace
+// records; tapscat --trace uses it). Writes are serialized.
+func WithTraceWriter(w io.Writer) SystemOption { return func(c *systemConfig) { c.w = w } }
+
+// WithTracer calls fn for every trace record. fn is called from gotaps'
+// goroutines and must not block.
+func WithTracer(fn func(*TraceRecord)) SystemOption { return func(c *systemConfig) { c.trace = fn } }
+
+// TraceRecord is one trace event (see WithTracer).
+type TraceRecord struct {
+	TimeUnixNano int64
+	// Kind: "state", "candidate", "sent", "received", "send_error",
+	// "receive_error", "expired", "listener", "group".
+	Kind         string
+	ConnectionID uint64
+	GroupID      uint64
+	FromState    string
+	ToState      string
+	Event        string
+	MessageID    uint64
+	Bytes        int64
+	Error        string
+	Candidate    string
+	Stack        string
+	Local        string
+	Remote       string
+	OffsetNanos  int64
+}
+
+// NewSystem starts a System.
+func NewSystem(opts ...SystemOption) *System {
+	var c systemConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	var tracer func(*messages.TraceRecord)
+	if c.w != nil || c.trace != nil {
+		var mu sync.Mutex
+		w, fn := c.w, c.trace
+		tracer = func(r *messages.TraceRecord) {
+			if fn != nil {
+				fn(traceFromMessage(r))
+			}
+			if w != nil {
+				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+				if err != nil {
+					return
+				}
+				b = append(b, '\n')
+				mu.Lock()
+				_, _ = w.Write(b)
+				mu.Unlock()
+			}
+		}
+	}
+	return &System{s: actors.NewSystem(actors.Config{Logger: c.logger, Tracer: tracer})}
+}
+
+var (
+	defaultOnce sync.Once
+	defaultSys  *System
+)
+
+// DefaultSystem returns the System used when a Preconnection names none. It
+// is created on first use and lives as long as the process (Shutdown it to
+// release it).
+func DefaultSystem() *System {
+	defaultOnce.Do(func() { defaultSys = NewSystem() })
+	return defaultSys
+}
+
+// Shutdown closes every listener and connection of the System (gracefully
+// while ctx allows, then by abort), stops its actors and waits until no
+// goroutine of it is left. Calls after the first return nil.
+func (s *System) Shutdown(ctx context.Context) error { return s.s.Shutdown(ctx) }
+
+func traceFromMessage(r *messages.TraceRecord) *TraceRecord {
+	return &TraceRecord{
+		TimeUnixNano: r.TimeUnixNano, Kind: r.Kind, ConnectionID: r.ConnectionId, GroupID: r.GroupId,
+		FromState: r.FromState, ToState: r.ToState, Event: r.Event, MessageID: r.MessageId, Bytes: r.Bytes,
+		Error: r.Error, Candidate: r.Candidate, Stack: r.Stack, Local: r.Local, Remote: r.Remote, OffsetNanos: r.OffsetNs,
+	}
+}

@@ -1,0 +1,55 @@
+package taps
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// newTestSystem returns a System shut down (and checked) when t ends.
+func newTestSystem(t *testing.T, opts ...SystemOption) *System {
+	t.Helper()
+	sys := NewSystem(opts...)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, sys.Shutdown(ctx))
+	})
+	return sys
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// listenLoopback starts a Listener on 127.0.0.1 with the given framers.
+func listenLoopback(t *testing.T, sys *System, fs ...framers.Framer) *Listener {
+	t.Helper()
+	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	for _, f := range fs {
+		pre.AddFramer(f)
+	}
+	ln, err := pre.Listen(testCtx(t))
+	require.NoError(t, err)
+	return ln
+}
+
+// dial initiates a connection to the listener.
+func dial(t *testing.T, sys *System, ln *Listener, fs ...framers.Framer) *Connection {
+	t.Helper()
+	ap, ok := ln.LocalEndpoints()[0].Addr()
+	require.True(t, ok)
+	pre := NewPreconnection(WithSystem(sys),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress(ap.Addr().String()).WithPort(ap.Port())))
+	for _, f := range fs {
+		pre.AddFramer(f)
+	}
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	return c
+}
