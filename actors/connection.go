@@ -168,8 +168,12 @@ func (c *connActor) apply(in Input, err error) bool {
 	c.state = to
 	c.link.setState(to)
 	if from != to || ev != EvNone {
+		evName := ev.String()
+		if ev == EvReady && c.spec.passive != nil {
+			evName = "ConnectionReceived" // a received connection has no Ready (RFC 9622 §7.2)
+		}
 		rec := &messages.TraceRecord{Kind: "state", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
-			FromState: from.String(), ToState: to.String(), Event: ev.String(), Stack: c.stack}
+			FromState: from.String(), ToState: to.String(), Event: evName, Stack: c.stack}
 		if err != nil {
 			rec.Error = err.Error()
 		}

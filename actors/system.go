@@ -94,3 +94,14 @@ func (s *System) Shutdown(ctx context.Context) error {
 
 // IsShutdown reports whether Shutdown was called.
 func (s *System) IsShutdown() bool { return s.down.Load() }
+
+// ActorCount is the number of processes registered in the actor system
+// (actors, and reply processes of calls in progress). Tests use it to
+// check that nothing is left behind.
+func (s *System) ActorCount() int {
+	n := 0
+	for _, m := range s.AS.ProcessRegistry.LocalPIDs.LocalPIDs {
+		n += m.Count()
+	}
+	return n
+}

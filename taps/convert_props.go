@@ -187,13 +187,13 @@ func propsFromMessage(m *messages.Properties) (*TransportProperties, error) {
 // the actor layer does with its own copy of them. Absent or malformed
 // values give the default (the Initiate default for role-dependent ones).
 
-func valueOf(m *messages.Properties, p Property) *messages.PropertyValue {
+func propValueOf(m *messages.Properties, p Property) *messages.PropertyValue {
 	return m.GetValues()[string(p)]
 }
 
 // prefOf returns the preference of p, or its default.
 func prefOf(m *messages.Properties, p Property) Preference {
-	if k, ok := valueOf(m, p).GetKind().(*messages.PropertyValue_Preference); ok &&
+	if k, ok := propValueOf(m, p).GetKind().(*messages.PropertyValue_Preference); ok &&
 		k.Preference >= int32(Prohibit) && k.Preference <= int32(Require) {
 		return Preference(k.Preference)
 	}
@@ -202,7 +202,7 @@ func prefOf(m *messages.Properties, p Property) Preference {
 
 // boolOf returns the Boolean p; ok is false when it is absent.
 func boolOf(m *messages.Properties, p Property) (v, ok bool) {
-	if k, isBool := valueOf(m, p).GetKind().(*messages.PropertyValue_BoolValue); isBool {
+	if k, isBool := propValueOf(m, p).GetKind().(*messages.PropertyValue_BoolValue); isBool {
 		return k.BoolValue, true
 	}
 	if d := descOf(p); d != nil && d.rule == defFixed {
@@ -214,7 +214,7 @@ func boolOf(m *messages.Properties, p Property) (v, ok bool) {
 
 // intOf returns the integer p, or the Special it holds (n is then 0).
 func intOf(m *messages.Properties, p Property) (n int64, s Special) {
-	switch k := valueOf(m, p).GetKind().(type) {
+	switch k := propValueOf(m, p).GetKind().(type) {
 	case *messages.PropertyValue_IntValue:
 		return k.IntValue, 0
 	case *messages.PropertyValue_Special:
@@ -225,7 +225,7 @@ func intOf(m *messages.Properties, p Property) (n int64, s Special) {
 
 // durationOf returns the duration p, or the Special it holds (d is then 0).
 func durationOf(m *messages.Properties, p Property) (d time.Duration, s Special) {
-	switch k := valueOf(m, p).GetKind().(type) {
+	switch k := propValueOf(m, p).GetKind().(type) {
 	case *messages.PropertyValue_DurationNs:
 		return time.Duration(k.DurationNs), 0
 	case *messages.PropertyValue_Special:
@@ -252,7 +252,7 @@ func splitNumber(p Property) (int64, Special) {
 // enumOf returns the enum value of p (its String form); ok is false when
 // absent.
 func enumOf(m *messages.Properties, p Property) (s string, ok bool) {
-	if k, isEnum := valueOf(m, p).GetKind().(*messages.PropertyValue_EnumValue); isEnum {
+	if k, isEnum := propValueOf(m, p).GetKind().(*messages.PropertyValue_EnumValue); isEnum {
 		return k.EnumValue, true
 	}
 	return "", false
@@ -298,7 +298,7 @@ func directionOf(m *messages.Properties) CommunicationDirection {
 // namedPrefsOf returns the (name, preference) set of interface or pvd.
 func namedPrefsOf(m *messages.Properties, p Property) map[string]Preference {
 	out := make(map[string]Preference)
-	if k, ok := valueOf(m, p).GetKind().(*messages.PropertyValue_NamedPreferences); ok {
+	if k, ok := propValueOf(m, p).GetKind().(*messages.PropertyValue_NamedPreferences); ok {
 		for name, pr := range k.NamedPreferences.GetPreferences() {
 			if pr >= int32(Prohibit) && pr <= int32(Require) && pr != 0 {
 				out[name] = Preference(pr)

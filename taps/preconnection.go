@@ -230,7 +230,7 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		return nil, p.handlers, err
 	}
 	cfg.MessageDefaults = defaults
-	sel, err := selectStacks(p.tp, r, p.sec)
+	sel, err := selectStacks(p.tp, r, p.sec, len(p.framers) > 0)
 	if err != nil {
 		return nil, p.handlers, err
 	}
@@ -238,8 +238,10 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	return cfg, p.handlers, nil
 }
 
-// selectStacks runs the pure selection over every stack gotaps has.
-func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters) ([]stacks.Stack, error) {
+// selectStacks runs the pure selection over every stack gotaps has. With a
+// framer, every stack preserves message boundaries (RFC 9622 §9.1.2), so
+// that property no longer tells stacks apart.
+func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, framed bool) ([]stacks.Stack, error) {
 	prefs := map[string]int8{}
 	for _, prop := range tp.Properties() {
 		if prop.Kind() != KindSelection {
@@ -250,6 +252,9 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters) ([]s
 				prefs[string(prop)] = int8(pref)
 			}
 		}
+	}
+	if framed {
+		delete(prefs, string(PreserveMsgBoundaries))
 	}
 	if sec.requiresSecurity() {
 		prefs["secure"] = stacks.Require

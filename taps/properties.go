@@ -754,39 +754,39 @@ type propDesc struct {
 	def     any
 }
 
-func pref(p Property, def Preference) propDesc {
+func prefProp(p Property, def Preference) propDesc {
 	return propDesc{name: p, kind: KindSelection, vt: vtPreference, def: def}
 }
 
-func boolean(p Property, k PropertyKind, def bool) propDesc {
+func boolProp(p Property, k PropertyKind, def bool) propDesc {
 	return propDesc{name: p, kind: k, vt: vtBool, def: def}
 }
 
-func readOnly(p Property) propDesc {
+func readOnlyProp(p Property) propDesc {
 	return propDesc{name: p, kind: KindReadOnly, vt: vtReadOnly, rule: defInherited}
 }
 
 // propTable lists every property in the order of Properties().
 var propTable = []propDesc{
-	pref(Reliability, Require),
-	pref(PreserveMsgBoundaries, NoPreference),
-	pref(PerMsgReliability, NoPreference),
-	pref(PreserveOrder, Require),
-	pref(ZeroRTTMsg, NoPreference),
-	pref(Multistreaming, Prefer),
-	pref(FullChecksumSend, Require),
-	pref(FullChecksumRecv, Require),
-	pref(CongestionControl, Require),
-	pref(KeepAlive, NoPreference),
+	prefProp(Reliability, Require),
+	prefProp(PreserveMsgBoundaries, NoPreference),
+	prefProp(PerMsgReliability, NoPreference),
+	prefProp(PreserveOrder, Require),
+	prefProp(ZeroRTTMsg, NoPreference),
+	prefProp(Multistreaming, Prefer),
+	prefProp(FullChecksumSend, Require),
+	prefProp(FullChecksumRecv, Require),
+	prefProp(CongestionControl, Require),
+	prefProp(KeepAlive, NoPreference),
 	{name: Interface, kind: KindSelection, vt: vtNamedPreferences, def: map[string]Preference{}},
 	{name: PvD, kind: KindSelection, vt: vtNamedPreferences, def: map[string]Preference{}},
 	{name: UseTemporaryLocalAddress, kind: KindSelection, vt: vtPreference, rule: defRole},
 	{name: Multipath, kind: KindSelection, vt: vtEnum, enum: multipathCodec, rule: defRole},
-	boolean(AdvertisesAltaddr, KindSelection, false),
+	boolProp(AdvertisesAltaddr, KindSelection, false),
 	{name: Direction, kind: KindSelection, vt: vtEnum, enum: directionCodec, def: Bidirectional},
-	pref(SoftErrorNotify, NoPreference),
-	pref(ActiveReadBeforeSend, NoPreference),
-	pref(RetransmitNotify, NoPreference),
+	prefProp(SoftErrorNotify, NoPreference),
+	prefProp(ActiveReadBeforeSend, NoPreference),
+	prefProp(RetransmitNotify, NoPreference),
 
 	{name: RecvChecksumLen, kind: KindConnection, vt: vtInt, special: FullCoverage, def: FullCoverage},
 	{name: ConnPriority, kind: KindConnection, vt: vtInt, def: int64(100)},
@@ -800,28 +800,28 @@ var propTable = []propDesc{
 	{name: MaxSendRate, kind: KindConnection, vt: vtInt, min: 1, special: Unlimited, def: Unlimited},
 	{name: MaxRecvRate, kind: KindConnection, vt: vtInt, min: 1, special: Unlimited, def: Unlimited},
 	{name: GroupConnLimit, kind: KindConnection, vt: vtInt, min: 1, special: Unlimited, def: Unlimited},
-	boolean(IsolateSession, KindConnection, false),
+	boolProp(IsolateSession, KindConnection, false),
 	{name: RetransmitNotifyThreshold, kind: KindConnection, vt: vtInt, min: 1, special: Disabled, def: Disabled},
 	{name: TCPUserTimeoutValue, kind: KindConnection, vt: vtDuration, def: 5 * time.Minute},
-	boolean(TCPUserTimeoutEnabled, KindConnection, false),
-	boolean(TCPUserTimeoutChangeable, KindConnection, true),
-	readOnly(ConnState),
-	readOnly(CanSend),
-	readOnly(CanReceive),
-	readOnly(SingularTransmissionMsgMaxLen),
-	readOnly(SendMsgMaxLen),
-	readOnly(RecvMsgMaxLen),
+	boolProp(TCPUserTimeoutEnabled, KindConnection, false),
+	boolProp(TCPUserTimeoutChangeable, KindConnection, true),
+	readOnlyProp(ConnState),
+	readOnlyProp(CanSend),
+	readOnlyProp(CanReceive),
+	readOnlyProp(SingularTransmissionMsgMaxLen),
+	readOnlyProp(SendMsgMaxLen),
+	readOnlyProp(RecvMsgMaxLen),
 
 	{name: MsgLifetime, kind: KindMessage, vt: vtDuration, special: Infinite, def: Infinite},
 	{name: MsgPriority, kind: KindMessage, vt: vtInt, def: int64(100)},
 	{name: MsgOrdered, kind: KindMessage, vt: vtBool, rule: defInherited},
-	boolean(SafelyReplayable, KindMessage, false),
-	boolean(Final, KindMessage, false),
+	boolProp(SafelyReplayable, KindMessage, false),
+	boolProp(Final, KindMessage, false),
 	{name: MsgChecksumLen, kind: KindMessage, vt: vtInt, special: FullCoverage, def: FullCoverage},
 	{name: MsgReliable, kind: KindMessage, vt: vtBool, rule: defInherited},
 	{name: MsgCapacityProfile, kind: KindMessage, vt: vtEnum, enum: capacityProfileCodec, rule: defInherited},
-	boolean(NoFragmentation, KindMessage, false),
-	boolean(NoSegmentation, KindMessage, false),
+	boolProp(NoFragmentation, KindMessage, false),
+	boolProp(NoSegmentation, KindMessage, false),
 }
 
 // seedAliases maps the seed's (NEATPy, draft-06) kebab-case names that are
@@ -947,9 +947,9 @@ func (d *propDesc) valueErr(op string, v any) error {
 		Err: fmt.Errorf("%w %v: want %s", ErrInvalidPropertyValue, v, d.want())}
 }
 
-// toInt64 converts any Go integer type. isInt is false for other types;
+// propInt64 converts any Go integer type. isInt is false for other types;
 // ok is false when the value does not fit in an int64.
-func toInt64(v any) (n int64, isInt, ok bool) {
+func propInt64(v any) (n int64, isInt, ok bool) {
 	switch x := v.(type) {
 	case int:
 		return int64(x), true, true
@@ -1012,7 +1012,7 @@ func (d *propDesc) check(op string, v any) (any, error) {
 		if s, ok := v.(Special); ok {
 			return d.checkSpecial(op, s)
 		}
-		n, isInt, ok := toInt64(v)
+		n, isInt, ok := propInt64(v)
 		if !isInt {
 			return nil, d.typeErr(op, v)
 		}
