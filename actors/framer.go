@@ -92,6 +92,13 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		}
 		items := a.items
 		a.items = nil
+		if a.idx == a.n-1 {
+			total := 0
+			for _, it := range items {
+				total += len(it.Data)
+			}
+			a.link.addInflight(total)
+		}
 		if len(items) > 0 || m.eos {
 			ctx.Send(a.conn, &framerDelivered{idx: a.idx, items: items, eos: m.eos && a.failErr == nil, err: m.err})
 		}

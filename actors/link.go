@@ -48,6 +48,7 @@ type Link struct {
 	unframed    bool // a byte stream without framer: default minIncompleteLength is 1
 	recvLimit   int
 	rawPending  int // read from the transport, not yet processed by the first framer
+	inflight    int // parsed, on their way from the framer to this Link
 	readerWake  *sync.Cond
 	gateClosed  bool
 	established bool
@@ -114,7 +115,7 @@ type recvReq struct {
 const (
 	DefaultRecvBufferLimit = 4 << 20
 	DefaultSendBufferLimit = 4 << 20
-	rawPendingLimit        = 1 << 20
+	rawPendingLimit        = 256 << 10
 )
 
 // ErrClosed is the cause for operations on a connection that has ended.
@@ -317,13 +318,17 @@ func (l *Link) deliver(items []RecvItem) {
 		return
 	}
 	l.mu.Lock()
+	total := 0
+	for _, it := range items {
+		total += len(it.Data)
+	}
+	l.inflight = max(l.inflight-total, 0)
 	if l.eos {
+		l.readerWake.Broadcast()
 		l.mu.Unlock()
 		return
 	}
-	for _, it := range items {
-		l.itemBytes += len(it.Data)
-	}
+	l.itemBytes += total
 	l.items = append(l.items, items...)
 	reqs := l.serveLocked()
 	l.mu.Unlock()
@@ -399,7 +404,7 @@ func (l *Link) takeTransport() stacks.Transport {
 func (l *Link) waitReadCredit() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for !l.gateClosed && (l.rawPending >= rawPendingLimit || (l.itemBytes >= l.recvLimit && len(l.items) > 0)) {
+	for !l.gateClosed && (l.rawPending >= rawPendingLimit || (!l.eos && l.inflight+l.itemBytes >= l.recvLimit)) {
 		l.readerWake.Wait()
 	}
 	return !l.gateClosed
@@ -409,6 +414,21 @@ func (l *Link) waitReadCredit() bool {
 func (l *Link) addRaw(n int) {
 	l.mu.Lock()
 	l.rawPending += n
+	l.mu.Unlock()
+}
+
+// addInflight accounts parsed bytes on their way to deliver; dropInflight
+// those that will never arrive (discarded after Close).
+func (l *Link) addInflight(n int) {
+	l.mu.Lock()
+	l.inflight += n
+	l.mu.Unlock()
+}
+
+func (l *Link) dropInflight(n int) {
+	l.mu.Lock()
+	l.inflight = max(l.inflight-n, 0)
+	l.readerWake.Broadcast()
 	l.mu.Unlock()
 }
 
@@ -693,4 +713,11 @@ func (e *serialExec) loop() {
 			e.onPanic(err)
 		}
 	}
+}
+
+// BufferedForTest reports the received bytes held for the application.
+func (l *Link) BufferedForTest() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.itemBytes
 }

@@ -34,6 +34,7 @@ type Preconnection struct {
 	sendLimit    int
 	resolver     stacks.Resolver
 	handlers     connHandlers
+	stackList    []stacks.Stack // tests: the stacks to select from instead of stacks.All()
 }
 
 // connHandlers are handlers a Preconnection gives each of its connections.
@@ -230,7 +231,7 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		return nil, p.handlers, err
 	}
 	cfg.MessageDefaults = defaults
-	sel, err := selectStacks(p.tp, r, p.sec, len(p.framers) > 0)
+	sel, err := selectStacks(p.tp, r, p.sec, len(p.framers) > 0, p.stackList)
 	if err != nil {
 		return nil, p.handlers, err
 	}
@@ -241,7 +242,7 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 // selectStacks runs the pure selection over every stack gotaps has. With a
 // framer, every stack preserves message boundaries (RFC 9622 §9.1.2), so
 // that property no longer tells stacks apart.
-func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, framed bool) ([]stacks.Stack, error) {
+func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, framed bool, all []stacks.Stack) ([]stacks.Stack, error) {
 	prefs := map[string]int8{}
 	for _, prop := range tp.Properties() {
 		if prop.Kind() != KindSelection {
@@ -256,12 +257,18 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, fram
 	if framed {
 		delete(prefs, string(PreserveMsgBoundaries))
 	}
-	if sec.requiresSecurity() {
+	switch {
+	case sec.requiresSecurity():
 		prefs["secure"] = stacks.Require
-	} else if sec != nil && sec.Mode() == SecurityDisabled {
+	case sec != nil && sec.Mode() == SecurityOpportunistic:
+		prefs["secure"] = stacks.Prefer
+	default: // no security parameters, or disabled: a plain stack
 		prefs["secure"] = stacks.Prohibit
 	}
-	return stacks.Select(stacks.All(), prefs)
+	if all == nil {
+		all = stacks.All()
+	}
+	return stacks.Select(all, prefs)
 }
 
 // Initiate establishes a Connection (active open) and returns it when it is
