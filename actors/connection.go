@@ -93,6 +93,11 @@ type (
 		bufs [][]byte
 	}
 	framerStopped struct{ idx int }
+	// applyEntangled is a property change made on another group member.
+	applyEntangled struct {
+		set   *messages.SetConnectionProperty
+		group *actor.PID
+	}
 )
 
 // outSend is one Send call on its way down the framer chain to the socket.
@@ -265,7 +270,19 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *messages.GetConnectionInfo:
 		ctx.Respond(c.info())
 	case *messages.SetConnectionProperty:
-		ctx.Respond(c.setProperty(m))
+		if err := c.setProperty(m); err != nil {
+			ctx.Respond(err)
+			return
+		}
+		if m.Name != "connPriority" {
+			ctx.Send(c.spec.group, &entangle{from: ctx.Self(), set: m})
+		}
+		ctx.Respond(true)
+	case *applyEntangled:
+		if err := c.setProperty(m.set); err != nil {
+			// this member cannot follow its group: CloneError, and it leaves
+			c.link.emitCloneError(fmt.Errorf("entangled property %s: %w", m.set.Name, err))
+		}
 	default:
 		c.log.Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}

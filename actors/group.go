@@ -20,6 +20,20 @@ type groupActor struct {
 	order   []string
 }
 
+// CloneConnection asks a group for a new member made from Config (Clone);
+// the reply is ConnectionStarted.
+type CloneConnection struct {
+	Config *messages.ConnectionConfig
+	Link   *Link
+}
+
+// entangle carries a connection property change to every other member of
+// the group (RFC 9622 §7.4: all connection properties but connPriority).
+type entangle struct {
+	from *actor.PID
+	set  *messages.SetConnectionProperty
+}
+
 // GroupMember is one connection of a group.
 type GroupMember struct {
 	PID  *actor.PID
@@ -37,21 +51,14 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started, *actor.Stopping, *actor.Stopped:
 	case *spawnMember:
-		m.spec.group = ctx.Self()
-		m.spec.groupID = g.id
-		spec := m.spec
-		props := actor.PropsFromProducer(func() actor.Actor { return newConnActor(g.sys, spec) },
-			actor.WithSupervisor(supervision.Strategy(supervision.Framer)))
-		pid, err := ctx.SpawnNamed(props, fmt.Sprintf("conn%d", spec.id))
-		if err != nil {
-			ctx.Respond(err)
-			return
-		}
-		g.members[pid.Id] = GroupMember{PID: pid, Link: spec.link}
-		g.order = append(g.order, pid.Id)
-		g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberJoined", ConnectionId: spec.id, GroupId: g.id})
-		if ctx.Sender() != nil {
-			ctx.Respond(&ConnectionStarted{Link: spec.link, Conn: pid, Group: ctx.Self()})
+		g.spawn(ctx, m.spec)
+	case *CloneConnection:
+		g.spawn(ctx, &connSpec{id: m.Link.ID(), cfg: m.Config, link: m.Link})
+	case *entangle:
+		for _, id := range g.order {
+			if mb := g.members[id]; !mb.PID.Equal(m.from) {
+				ctx.Send(mb.PID, &applyEntangled{set: m.set, group: ctx.Self()})
+			}
 		}
 	case *messages.CloseGroup:
 		for _, id := range g.order {
@@ -90,6 +97,28 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 	default:
 		g.sys.Logger.Warn("group: unhandled message", slog.String("type", fmt.Sprintf("%T", m)))
+	}
+}
+
+// spawn starts a member connection and answers ConnectionStarted to the
+// requester, if any.
+func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
+	spec.group = ctx.Self()
+	spec.groupID = g.id
+	props := actor.PropsFromProducer(func() actor.Actor { return newConnActor(g.sys, spec) },
+		actor.WithSupervisor(supervision.Strategy(supervision.Framer)))
+	pid, err := ctx.SpawnNamed(props, fmt.Sprintf("conn%d", spec.id))
+	if err != nil {
+		if ctx.Sender() != nil {
+			ctx.Respond(err)
+		}
+		return
+	}
+	g.members[pid.Id] = GroupMember{PID: pid, Link: spec.link}
+	g.order = append(g.order, pid.Id)
+	g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberJoined", ConnectionId: spec.id, GroupId: g.id})
+	if ctx.Sender() != nil {
+		ctx.Respond(&ConnectionStarted{Link: spec.link, Conn: pid, Group: ctx.Self()})
 	}
 }
 

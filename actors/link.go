@@ -83,6 +83,7 @@ type Handlers struct {
 	Closed             func()
 	ConnectionError    func(error)
 	SoftError          func(error)
+	CloneError         func(error)
 }
 
 // RecvItem is one received piece pushed by the connection actor: a whole
@@ -305,6 +306,16 @@ func (l *Link) emitTerminal(ev Event, err error) {
 func (l *Link) emitSoftError(err error) {
 	l.mu.Lock()
 	h := l.h.SoftError
+	term := l.terminal
+	l.mu.Unlock()
+	if h != nil && term == EvNone {
+		l.exec.submit(func() { h(err) })
+	}
+}
+
+func (l *Link) emitCloneError(err error) {
+	l.mu.Lock()
+	h := l.h.CloneError
 	term := l.terminal
 	l.mu.Unlock()
 	if h != nil && term == EvNone {

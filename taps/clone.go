@@ -1,0 +1,118 @@
+package taps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gotaps/gotaps/actors"
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// CloneOption configures Clone.
+type CloneOption func(*cloneOpts)
+
+type cloneOpts struct {
+	framers []framers.Framer
+	props   *TransportProperties
+}
+
+// CloneWithFramer gives the clone this framer stack instead of a copy of
+// the original's (RFC 9622 §7.4 Clone(framer)).
+func CloneWithFramer(fs ...framers.Framer) CloneOption {
+	return func(o *cloneOpts) { o.framers = fs }
+}
+
+// CloneWithProperties gives the clone these connection properties
+// (RFC 9622 §7.4 Clone(connectionProperties)); selection properties stay
+// those of the original.
+func CloneWithProperties(tp *TransportProperties) CloneOption {
+	return func(o *cloneOpts) { o.props = tp.Clone() }
+}
+
+// Clone makes a new Connection in this connection's group and returns it
+// when it is Ready (RFC 9622 §7.4). Over a stack without multistreaming
+// (TCP) the clone is a new transport connection to the same remote address
+// with the same stack and properties. Connection properties of group
+// members are entangled: SetProperty on one sets it on all, except
+// connPriority. A failure is a *CloneError.
+func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
+	var o cloneOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	if st := c.link.State(); !st.Allows(actors.OpClone) {
+		return nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}
+	}
+	info, err := call[*messages.ConnectionInfo](ctx, c.sys, c.pid, &messages.GetConnectionInfo{})
+	if err != nil {
+		return nil, &CloneError{Err: err}
+	}
+	st, err := stacks.ByName(info.Stack)
+	if err != nil || info.Remote == nil {
+		return nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
+	}
+	cfg := *c.cfg // the snapshot is immutable: copy and change the copy
+	cfg.Remotes = []*messages.Endpoint{{IpAddress: info.Remote.IpAddress, Port: info.Remote.Port, Interface: info.Remote.Interface}}
+	cfg.Stacks = []stacks.Stack{st}
+	cfg.Properties = info.Properties // the entangled values as they are now
+	if c.cfg.Stacks != nil {
+		for _, s := range c.cfg.Stacks {
+			if s.Name() == st.Name() {
+				cfg.Stacks = []stacks.Stack{s} // keep the exact stack value (tests wrap stacks)
+			}
+		}
+	}
+	if o.framers != nil {
+		cfg.Framers = append([]framers.Framer(nil), o.framers...)
+	}
+	if o.props != nil {
+		merged, err := propsFromMessage(info.Properties)
+		if err != nil {
+			return nil, &CloneError{Err: err}
+		}
+		for _, p := range o.props.Properties() {
+			if p.Kind() == KindConnection && o.props.IsSet(p) {
+				v, _ := o.props.Get(p)
+				if err := merged.Set(p, v); err != nil {
+					return nil, &CloneError{Err: err}
+				}
+			}
+		}
+		cfg.Properties = propsToMessageRole(merged, roleInitiate)
+	}
+	link := actors.NewLink(c.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
+	clone := newConnection(c.sys, link, &cfg)
+	clone.installHandlers(connHandlers{})
+	started, err := call[*actors.ConnectionStarted](ctx, c.sys, c.group, &actors.CloneConnection{Config: &cfg, Link: link})
+	if err != nil {
+		return nil, &CloneError{Err: err}
+	}
+	clone.pid, clone.group = started.Conn, started.Group
+	select {
+	case <-link.Ready():
+	case <-ctx.Done():
+		tell(c.sys, clone.pid, &messages.AbortConnection{Err: ctx.Err()})
+		<-link.Done()
+		return nil, &CloneError{Reason: ReasonTimeout, Err: ctx.Err()}
+	}
+	if err := link.EstablishmentErr(); err != nil {
+		return nil, &CloneError{Reason: ReasonEstablishmentFailed, Err: establishmentError(err)}
+	}
+	if link.State() == actors.Closed {
+		return nil, &CloneError{Err: ErrClosed}
+	}
+	return clone, nil
+}
+
+// OnCloneError sets the CloneError handler: called when this connection
+// could not follow an entangled property change of its group.
+func (c *Connection) OnCloneError(fn func(*Connection, error)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.CloneError = nil
+		if fn != nil {
+			h.CloneError = func(err error) { fn(c, &CloneError{Err: err}) }
+		}
+	})
+}
