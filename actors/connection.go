@@ -102,8 +102,8 @@ type (
 
 // outSend is one Send call on its way down the framer chain to the socket.
 type outSend struct {
-	msg    *messages.SendMessage
-	bytes  int  // bytes accounted by Link.AcquireSend
+	msg     *messages.SendMessage
+	bytes   int  // bytes accounted by Link.AcquireSend
 	framed  bool // a framer delimits it: it may be reordered as a whole
 	batched bool // part of a Batch: written together with the rest of it
 }
@@ -137,15 +137,17 @@ type connActor struct {
 	stopMarks    map[int]bool
 
 	// send side
-	pending   []*messages.SendMessage // queued before Ready
-	inFlight  int                     // sends between the framers and the end of the write
-	wq        []writeItem
-	writing   bool
-	holdFlush bool // inside a batch: write once at its end
-	batching  bool // sends now belong to a batch
-	batchLeft int  // batched sends still in the framer chain
-	finalSent bool
-	finSent   bool
+	pending     []*messages.SendMessage // queued before Ready
+	openPartial uint64                  // message id of a message being sent in parts
+	heldSends   []*messages.SendMessage // waiting for that message to end
+	inFlight    int                     // sends between the framers and the end of the write
+	wq          []writeItem
+	writing     bool
+	holdFlush   bool // inside a batch: write once at its end
+	batching    bool // sends now belong to a batch
+	batchLeft   int  // batched sends still in the framer chain
+	finalSent   bool
+	finSent     bool
 
 	// receive side
 	eofSeen    bool
@@ -488,6 +490,18 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
 		return
 	}
+	// a byte stream cannot interleave messages: while a message is sent in
+	// parts, other messages wait for its end
+	if c.openPartial != 0 && m.MessageID != c.openPartial {
+		c.heldSends = append(c.heldSends, m)
+		return
+	}
+	if !m.EndOfMessage {
+		c.openPartial = m.MessageID
+	} else if c.openPartial == m.MessageID {
+		c.openPartial = 0
+		defer c.releaseHeld(ctx)
+	}
 	if m.Props != nil && m.Props.Final && m.EndOfMessage {
 		c.finalSent = true
 	}
@@ -502,6 +516,19 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	c.enqueueWrite(ctx, writeItem{send: s, bufs: [][]byte{m.Data}})
+}
+
+// releaseHeld sends the messages that waited for a partial message to end.
+func (c *connActor) releaseHeld(ctx actor.Context) {
+	held := c.heldSends
+	c.heldSends = nil
+	for i, m := range held {
+		c.send(ctx, m)
+		if c.openPartial != 0 { // a held message opened a new partial: keep the rest waiting
+			c.heldSends = append(c.heldSends, held[i+1:]...)
+			return
+		}
+	}
 }
 
 func metaAt(meta []framers.Metadata, i int) framers.Metadata {
@@ -777,10 +804,10 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 }
 
 func (c *connActor) failPending(err error) {
-	for _, m := range c.pending {
+	for _, m := range append(c.pending, c.heldSends...) {
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 	}
-	c.pending = nil
+	c.pending, c.heldSends = nil, nil
 }
 
 // end stops the actor after its terminal event; the group learns of it

@@ -169,6 +169,13 @@ func (l *Link) Ready() <-chan struct{} { return l.ready }
 // Done is closed when the connection reached Closed.
 func (l *Link) Done() <-chan struct{} { return l.done }
 
+// WasReady reports whether the Ready event was emitted.
+func (l *Link) WasReady() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.readyOut
+}
+
 // EstablishmentErr is the EstablishmentError cause, once Ready() is closed.
 func (l *Link) EstablishmentErr() error {
 	l.mu.Lock()

@@ -100,7 +100,7 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	if err := link.EstablishmentErr(); err != nil {
 		return nil, &CloneError{Reason: ReasonEstablishmentFailed, Err: establishmentError(err)}
 	}
-	if link.State() == actors.Closed {
+	if link.State() == actors.Closed && !link.WasReady() {
 		return nil, &CloneError{Err: ErrClosed}
 	}
 	return clone, nil

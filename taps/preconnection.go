@@ -329,10 +329,10 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 	if err := link.EstablishmentErr(); err != nil {
 		return nil, establishmentError(err)
 	}
-	if link.State() == actors.Closed {
+	if link.State() == actors.Closed && !link.WasReady() {
 		return nil, &EstablishmentError{Err: ErrClosed}
 	}
-	return c, nil
+	return c, nil // Ready, even if the peer has closed again since: its data is kept
 }
 
 // fail reports a synchronous failure: it calls the unfulfilled handler when

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// lockedWriter serializes writes: the trace writer, the connections'
+// receive loops and run itself share stdout and stderr.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// readChunk is the largest chunk of stdin sent as one message without a
+// framer.
+const readChunk = 32 << 10
+
+// source reads stdin as messages: lines (the trailing "\n" removed; a last
+// line without one is a message too) when framed, chunks as they come
+// otherwise.
+type source struct {
+	r      *bufio.Reader
+	raw    io.Reader
+	framed bool
+}
+
+func newSource(r io.Reader, framed bool) *source {
+	if r == nil {
+		r = bytes.NewReader(nil)
+	}
+	if framed {
+		return &source{r: bufio.NewReaderSize(r, 64<<10), framed: true}
+	}
+	return &source{raw: r}
+}
+
+// next returns the next message, or io.EOF when stdin has ended.
+func (s *source) next() ([]byte, error) {
+	if s.framed {
+		line, err := s.r.ReadBytes('\n')
+		if len(line) > 0 {
+			return bytes.TrimSuffix(line, []byte("\n")), nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, readChunk)
+	for {
+		n, err := s.raw.Read(buf)
+		if n > 0 {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// sink prints received messages: one line each when framed, raw bytes
+// otherwise.
+type sink struct {
+	w      io.Writer
+	framed bool
+}
+
+func (s *sink) print(data []byte) error {
+	if !s.framed {
+		_, err := s.w.Write(data)
+		return err
+	}
+	line := make([]byte, 0, len(data)+1)
+	line = append(line, data...)
+	_, err := s.w.Write(append(line, '\n'))
+	return err
+}
+
+// counter counts received messages against --count, over every
+// connection. Its methods are safe for concurrent use.
+type counter struct {
+	limit   int64 // 0: no limit
+	n       atomic.Int64
+	reached chan struct{}
+}
+
+func newCounter(limit int) *counter {
+	return &counter{limit: int64(limit), reached: make(chan struct{})}
+}
+
+// take counts one message and reports whether it is within the limit
+// (messages beyond it are neither printed nor echoed).
+func (c *counter) take() bool {
+	if c.limit == 0 {
+		return true
+	}
+	n := c.n.Add(1)
+	if n == c.limit {
+		close(c.reached)
+	}
+	return n <= c.limit
+}
+
+// done reports whether the limit, when there is one, has been reached.
+func (c *counter) done() bool { return c.limit == 0 || c.n.Load() >= c.limit }

@@ -1,0 +1,153 @@
+package taps
+
+import (
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// helloFramer sends "HELLO" at Start and makes the connection Ready only
+// when the peer's "HELLO" has arrived (a framer with its own handshake).
+// After the handshake it frames like the length-prefix framer below it.
+type helloFramer struct {
+	inner *framers.LengthPrefix
+	done  bool
+}
+
+func (f *helloFramer) Clone() framers.Framer { return &helloFramer{inner: framers.NewLengthPrefix()} }
+func (f *helloFramer) Start(inst *framers.Instance) { inst.Send([]byte("HELLO")) }
+func (f *helloFramer) Stop(inst *framers.Instance)  {}
+func (f *helloFramer) NewSentMessage(inst *framers.Instance, data []byte, meta framers.Metadata, eom bool) {
+	f.inner.NewSentMessage(inst, data, meta, eom)
+}
+func (f *helloFramer) HandleReceivedData(inst *framers.Instance) {
+	if !f.done {
+		b, ok := inst.Parse(5, 5)
+		if !ok {
+			return
+		}
+		if string(b) != "HELLO" {
+			inst.FailConnection(framers.ErrDeframingFailed)
+			return
+		}
+		inst.AdvanceReceiveCursor(5)
+		f.done = true
+		inst.MakeConnectionReady()
+	}
+	f.inner.HandleReceivedData(inst)
+}
+
+func TestFramerDelaysReadyUntilItsHandshake(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	type result struct {
+		c   *Connection
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+		pre.AddFramer(&helloFramer{inner: framers.NewLengthPrefix()})
+		c, err := pre.Initiate(testCtx(t))
+		done <- result{c, err}
+	}()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	hello := make([]byte, 5)
+	_, err = io.ReadFull(peer, hello)
+	require.NoError(t, err)
+	require.Equal(t, "HELLO", string(hello), "the framer's Start sends before Ready")
+	select {
+	case <-done:
+		t.Fatal("Ready before the framer's handshake completed")
+	default:
+	}
+	_, err = peer.Write(append([]byte("HELLO"), frame("after handshake")...))
+	require.NoError(t, err)
+	res := <-done
+	require.NoError(t, res.err)
+	m, err := res.c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "after handshake", string(m.Data))
+	res.c.Abort()
+	<-res.c.Done()
+}
+
+func TestFramerFailsEstablishment(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	errs := make(chan error, 1)
+	go func() {
+		pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+		pre.AddFramer(&helloFramer{inner: framers.NewLengthPrefix()})
+		_, err := pre.Initiate(testCtx(t))
+		errs <- err
+	}()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	_, err = peer.Write([]byte("WRONG"))
+	require.NoError(t, err)
+	err = <-errs
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, framers.ErrDeframingFailed)
+}
+
+func TestPartialSendsFormOneMessage(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	ctx := testCtx(t)
+	mc := NewMessageContext()
+	require.NoError(t, c.SendPartial(ctx, []byte("one "), mc, false))
+	require.NoError(t, c.SendPartial(ctx, []byte("two "), mc, false))
+	other := make(chan error, 1)
+	// another message waits until the partial one ends: a byte stream
+	// cannot interleave them
+	c.SendAsync([]byte("other"), nil, func(_ *Connection, err error) { other <- err })
+	require.NoError(t, c.SendPartial(ctx, []byte("three"), mc, true))
+	require.NoError(t, <-other)
+	var got []string
+	for i := 0; i < 2; i++ {
+		m, err := readFrame(peer)
+		require.NoError(t, err)
+		got = append(got, m)
+	}
+	require.Equal(t, []string{"one two three", "other"}, got)
+	var se *SendError
+	require.ErrorAs(t, c.SendPartial(ctx, []byte("x"), nil, false), &se, "a partial send needs a MessageContext")
+	c.Abort()
+	<-c.Done()
+}
+
+func TestMessageSplitOverManyReads(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	body := bytes.Repeat([]byte("abcdefgh"), 64<<10) // 512 KiB
+	wire := frame(string(body))
+	go func() {
+		for i := 0; i < len(wire); i += 1000 {
+			if _, err := peer.Write(wire[i:min(i+1000, len(wire))]); err != nil {
+				return
+			}
+		}
+	}()
+	m, err := c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.True(t, m.EndOfMessage)
+	require.Equal(t, body, m.Data)
+	c.Abort()
+	<-c.Done()
+}
