@@ -75,9 +75,10 @@ type (
 		bytes int
 		err   error
 	}
-	lingerExpired struct{ gen uint64 }
-	framerReady   struct{ idx int }
-	framerFailed  struct {
+	lingerExpired  struct{ gen uint64 }
+	reestablishNow struct{ gen uint64 }
+	framerReady    struct{ idx int }
+	framerFailed   struct {
 		idx int
 		err error
 	}
@@ -153,10 +154,13 @@ type connActor struct {
 	eofSeen    bool
 	discarding bool
 
-	closeGen uint64
-	linger   *time.Timer
-	wg       sync.WaitGroup
-	ended    bool
+	closeGen   uint64
+	linger     *time.Timer
+	everReady  bool // Ready was reported once
+	attempts   int  // consecutive re-establishment attempts
+	closeAsked bool // the application asked to close: never re-establish
+	wg         sync.WaitGroup
+	ended      bool
 }
 
 func newConnActor(s *System, spec *connSpec) actor.Actor {
@@ -198,13 +202,78 @@ func (c *connActor) apply(in Input, err error) bool {
 		c.sys.trace(rec)
 		c.log.Debug("state", "from", from.String(), "to", to.String(), "event", ev.String())
 	}
+	if c.everReady {
+		switch ev {
+		case EvReady: // the Ready of a re-establishment
+			c.link.emitReestablished(c.attempts)
+			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
+			c.attempts = 0
+			return true
+		case EvEstablishmentError: // giving up on a connection that was Ready once
+			ev = EvConnectionError
+		}
+	}
 	switch ev {
 	case EvReady:
+		c.everReady = true
 		c.link.emitReady()
 	case EvEstablishmentError, EvClosed, EvConnectionError:
 		c.link.emitTerminal(ev, err)
 	}
 	return true
+}
+
+// reestablish replaces a lost transport under the re-establishment policy:
+// it returns false when the policy does not apply (or is exhausted), and
+// the caller ends the connection as usual. Messages not yet sent fail with
+// err: the application decides whether to send them again.
+func (c *connActor) reestablish(ctx actor.Context, err error) bool {
+	pol := c.spec.cfg.Reestablish
+	if pol == nil || c.spec.passive != nil || c.closeAsked {
+		return false
+	}
+	b := pol.Normalized()
+	if c.attempts >= b.MaxAttempts {
+		return false
+	}
+	if c.state == Established && !c.apply(InReestablish, err) {
+		return false
+	}
+	c.dropTransport(ctx)
+	c.failPendingInFlight(err)
+	c.attempts++
+	c.link.emitReestablishing(err, c.attempts)
+	c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablishing", ConnectionId: c.spec.id,
+		GroupId: c.spec.groupID, Error: err.Error()})
+	c.closeGen++
+	gen, root, self := c.closeGen, ctx.ActorSystem().Root, ctx.Self()
+	time.AfterFunc(b.Delay(c.attempts), func() { root.Send(self, &reestablishNow{gen: gen}) })
+	return true
+}
+
+// dropTransport closes the transport, stops the reader and the framers, and
+// resets what belongs to one transport.
+func (c *connActor) dropTransport(ctx actor.Context) {
+	if c.t != nil {
+		_ = c.t.Abort()
+		c.t = nil
+	}
+	c.link.closeGate()
+	c.wg.Wait() // the reader and writer end once the transport is closed
+	c.link.reopen()
+	for _, pid := range c.framers {
+		ctx.Stop(pid)
+	}
+	c.framers, c.framersReady, c.framersStop, c.stopMarks = nil, 0, 0, nil
+	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
+	c.eofSeen, c.finSent, c.finalSent, c.discarding = false, false, false, false
+	c.openPartial = 0
+}
+
+// failPendingInFlight fails the sends that were accepted but not written.
+func (c *connActor) failPendingInFlight(err error) {
+	c.failPending(err)
+	c.link.failAllSends(err)
 }
 
 func (c *connActor) Receive(ctx actor.Context) {
@@ -228,8 +297,15 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *transportOffered:
 		c.transportOffered(ctx, m)
 	case *establishmentFailed:
+		if c.everReady && c.reestablish(ctx, m.err) {
+			return
+		}
 		c.apply(InEstablishmentFailed, m.err)
 		c.end(ctx)
+	case *reestablishNow:
+		if m.gen == c.closeGen && c.state == Establishing {
+			c.spawnPreconnection(ctx)
+		}
 	case *messages.SendMessage:
 		c.send(ctx, m)
 	case *messages.SendBatch:
@@ -304,6 +380,12 @@ func (c *connActor) started(ctx actor.Context) {
 		c.startTransport(ctx)
 		return
 	}
+	c.spawnPreconnection(ctx)
+}
+
+// spawnPreconnection starts establishing a transport: resolution, the
+// candidate tree and the racer run in a child actor.
+func (c *connActor) spawnPreconnection(ctx actor.Context) {
 	props := actor.PropsFromProducer(func() actor.Actor { return newPreconnActor(c.sys, c.spec) },
 		actor.WithSupervisor(supervision.Strategy(supervision.Racer)))
 	ctx.SpawnPrefix(props, "preconnection")
@@ -458,6 +540,9 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 	if len(c.framers) == 0 && !c.discarding {
 		// a byte stream without framer: the one stream-wide message ends
 		c.link.deliver([]RecvItem{{MessageID: 1, EndOfMessage: true}})
+	}
+	if c.state == Established && c.spec.cfg.Reestablish != nil && c.reestablish(ctx, fmt.Errorf("peer closed the connection: %w", io.EOF)) {
+		return
 	}
 	c.link.endOfStream(nil)
 	switch c.state {
@@ -700,6 +785,7 @@ func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
 // --- close, abort, failure ---
 
 func (c *connActor) close(ctx actor.Context) {
+	c.closeAsked = true
 	switch c.state {
 	case Establishing:
 		c.apply(InClose, nil)
@@ -776,6 +862,7 @@ func (c *connActor) finish(ctx actor.Context) {
 }
 
 func (c *connActor) abort(ctx actor.Context, cause error) {
+	c.closeAsked = true
 	if c.state == Closed {
 		return
 	}
@@ -793,6 +880,9 @@ func (c *connActor) abort(ctx actor.Context, cause error) {
 
 func (c *connActor) fail(ctx actor.Context, err error) {
 	if c.state == Closed {
+		return
+	}
+	if c.state == Established && c.reestablish(ctx, err) {
 		return
 	}
 	if c.t != nil {

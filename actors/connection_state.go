@@ -56,6 +56,12 @@ const (
 	InAbort
 	// InFailure: the transport failed (reset, timeout, framer error).
 	InFailure
+	// InReestablish: a connection under the opt-in re-establishment policy
+	// lost its transport and establishes a new one. This is a gotaps
+	// extension of the RFC 9622 diagram: Established -> Establishing; the
+	// next Ready is reported as Reestablished, and giving up is a
+	// ConnectionError (the connection was Ready once).
+	InReestablish
 )
 
 func (i Input) String() string {
@@ -74,6 +80,8 @@ func (i Input) String() string {
 		return "Abort"
 	case InFailure:
 		return "Failure"
+	case InReestablish:
+		return "Reestablish"
 	}
 	return fmt.Sprintf("Input(%d)", uint8(i))
 }
@@ -124,6 +132,8 @@ func transition(s State, in Input) (State, Event, error) {
 		}
 	case Established:
 		switch in {
+		case InReestablish:
+			return Establishing, EvNone, nil
 		case InClose, InRemoteClose:
 			return Closing, EvNone, nil
 		case InAbort, InFailure:

@@ -84,6 +84,11 @@ type Handlers struct {
 	ConnectionError    func(error)
 	SoftError          func(error)
 	CloneError         func(error)
+	// Reestablishing and Reestablished report the re-establishment policy
+	// at work: the transport was lost (attempt n starts after its backoff),
+	// and a new one is Ready after n attempts.
+	Reestablishing func(err error, attempt int)
+	Reestablished  func(attempts int)
 }
 
 // RecvItem is one received piece pushed by the connection actor: a whole
@@ -317,6 +322,53 @@ func (l *Link) emitSoftError(err error) {
 	l.mu.Unlock()
 	if h != nil && term == EvNone {
 		l.exec.submit(func() { h(err) })
+	}
+}
+
+func (l *Link) emitReestablishing(err error, attempt int) {
+	l.mu.Lock()
+	h := l.h.Reestablishing
+	l.mu.Unlock()
+	if h != nil {
+		l.exec.submit(func() { h(err, attempt) })
+	}
+}
+
+func (l *Link) emitReestablished(attempts int) {
+	l.mu.Lock()
+	l.established = true
+	h := l.h.Reestablished
+	reqs := l.serveLocked()
+	l.mu.Unlock()
+	if h != nil {
+		l.exec.submit(func() { h(attempts) })
+	}
+	l.fulfil(reqs)
+}
+
+// reopen makes the Link ready for a new transport of the same connection
+// (re-establishment): the reader gate and the transport slot are reset;
+// received data not yet consumed stays.
+func (l *Link) reopen() {
+	l.mu.Lock()
+	l.gateClosed = false
+	l.transport = nil
+	l.transportTaken = false
+	l.rawPending, l.inflight = 0, 0
+	l.mu.Unlock()
+}
+
+// failAllSends fails every send still waiting for its event.
+func (l *Link) failAllSends(err error) {
+	l.mu.Lock()
+	waiters := l.sendWaiters
+	l.sendWaiters = make(map[uint64]func(error))
+	l.sendQueued = 0
+	close(l.sendWake)
+	l.sendWake = make(chan struct{})
+	l.mu.Unlock()
+	for _, w := range waiters {
+		w(err)
 	}
 }
 

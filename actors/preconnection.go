@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -29,8 +30,16 @@ func (e AttemptError) Error() string {
 // EstablishmentFailure is the cause of an EstablishmentError: every attempt
 // and why it failed, or why there was nothing to attempt.
 type EstablishmentFailure struct {
+	// Attempts are every attempt started, in start order, each with why it
+	// failed (for a timeout, running attempts carry the timeout).
 	Attempts []AttemptError
-	Err      error // resolution failure, timeout, cancellation
+	// Err is the overall cause when it is not just the attempts' failures:
+	// a resolution failure, ErrEstablishmentTimeout, no candidates. Nil
+	// when every attempt failed.
+	Err error
+	// Report is what racing did (nil when no race started). The racer no
+	// longer touches it once the failure is sent.
+	Report *messages.EstablishmentReport
 }
 
 func (e *EstablishmentFailure) Error() string {
@@ -81,11 +90,18 @@ type raceDone struct {
 	err     error
 }
 
+// errNoCandidates: resolution gave addresses, but no stack/address pair
+// is left to attempt.
+var errNoCandidates = errors.New("no candidates")
+
 // preconnActor establishes one connection from the Preconnection snapshot:
 // it resolves the endpoints (in a goroutine it owns), builds the candidate
-// tree and runs a racer over it. It is a child of the connection it
-// establishes, so stopping that connection (Abort, ctx cancelled) stops the
-// whole establishment subtree.
+// tree (race_plan.go), reorders it by the race cache (racecache.go) and
+// runs a racer over it. It is a child of the connection it establishes, so
+// stopping that connection (Abort, ctx cancelled) stops the whole
+// establishment subtree. The establishment timeout covers resolution and
+// racing; when it fires during the race the racer reports the failure, so
+// that the attempts are listed.
 type preconnActor struct {
 	sys    *System
 	spec   *connSpec
@@ -93,6 +109,7 @@ type preconnActor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	timer  *time.Timer
+	racer  *actor.PID
 	done   bool
 }
 
@@ -111,28 +128,12 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 			p.timer = time.AfterFunc(d, func() { root.Send(self, &establishTimeout{}) })
 		}
 		cfg := p.spec.cfg
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			root.Send(self, resolveAll(rctx, cfg))
-		}()
+		p.wg.Go(func() { root.Send(self, resolveAll(rctx, cfg)) })
 	case *resolved:
 		if p.done {
 			return
 		}
-		if m.err != nil {
-			p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: m.err}})
-			return
-		}
-		cands := planCandidates(p.spec.cfg.Stacks, m.remotes, m.local)
-		if len(cands) == 0 {
-			p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: errors.New("no candidates")}})
-			return
-		}
-		props := actor.PropsFromProducer(func() actor.Actor {
-			return newRacerActor(p.sys, p.spec, cands, ClampAttemptDelay(p.spec.cfg.AttemptDelay), p.start)
-		}, actor.WithSupervisor(supervision.Strategy(supervision.Candidate)))
-		ctx.SpawnPrefix(props, "racer")
+		p.race(ctx, m)
 	case *raceDone:
 		if m.err != nil {
 			p.finish(ctx, &establishmentFailed{err: m.err})
@@ -140,6 +141,10 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 		}
 		p.finish(ctx, m.offered)
 	case *establishTimeout:
+		if p.racer != nil && !p.done {
+			ctx.Send(p.racer, m) // the racer answers raceDone listing its attempts
+			return
+		}
 		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: ErrEstablishmentTimeout}})
 	case *actor.Stopping:
 		if p.timer != nil {
@@ -149,6 +154,31 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		p.wg.Wait()
 	}
+}
+
+// race plans the candidates and spawns the racer.
+func (p *preconnActor) race(ctx actor.Context, m *resolved) {
+	if m.err != nil {
+		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: m.err}})
+		return
+	}
+	cands := planCandidates(p.spec.cfg.Stacks, m.remotes, m.local)
+	if len(cands) == 0 {
+		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: errNoCandidates}})
+		return
+	}
+	key := raceCacheKey(p.spec.cfg)
+	fromCache := false
+	if key != "" {
+		if w, ok := cacheFor(p.sys).lookup(key, time.Now()); ok {
+			cands, fromCache = promote(cands, w.stack, w.remote)
+		}
+	}
+	delay := ClampAttemptDelay(p.spec.cfg.AttemptDelay)
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return newRacerActor(p.sys, p.spec, cands, delay, p.start, key, fromCache)
+	}, actor.WithSupervisor(supervision.Strategy(supervision.Candidate)))
+	p.racer = ctx.SpawnPrefix(props, "racer")
 }
 
 // finish tells the connection the outcome and stops the preconnection (and
@@ -162,7 +192,10 @@ func (p *preconnActor) finish(ctx actor.Context, outcome any) {
 	ctx.Stop(ctx.Self())
 }
 
-// resolveAll resolves every remote endpoint and the local one.
+// resolveAll resolves the local endpoint and every remote endpoint, the
+// remotes concurrently (each with Happy Eyeballs resolution, see
+// stacks.Resolver.Resolve). Remotes that fail to resolve are dropped; the
+// result is an error only when none is left.
 func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 	out := &resolved{}
 	if len(cfg.Locals) > 0 {
@@ -185,28 +218,33 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 		}
 		out.local = netip.AddrPortFrom(addr, uint16(l.Port))
 	}
-	var errs []error
-	for _, r := range cfg.Remotes {
-		label := endpointLabel(r)
-		var addrs []netip.Addr
+	type result struct {
+		addrs []netip.Addr
+		err   error
+	}
+	results := make([]result, len(cfg.Remotes))
+	var wg sync.WaitGroup
+	for i, r := range cfg.Remotes {
 		switch {
 		case r.IpAddress != "":
 			a, err := netip.ParseAddr(r.IpAddress)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			addrs = []netip.Addr{a}
+			results[i] = result{addrs: []netip.Addr{a.Unmap()}, err: err}
 		case r.HostName != "":
-			as, err := cfg.Resolver.Resolve(ctx, r.HostName)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			addrs = as
+			wg.Go(func() {
+				as, err := cfg.Resolver.Resolve(ctx, r.HostName)
+				results[i] = result{addrs: as, err: err}
+			})
 		}
-		ra := remoteAddrs{label: label, iface: r.Interface}
-		for _, a := range addrs {
+	}
+	wg.Wait()
+	var errs []error
+	for i, r := range cfg.Remotes {
+		if results[i].err != nil {
+			errs = append(errs, results[i].err)
+			continue
+		}
+		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface}
+		for _, a := range results[i].addrs {
 			if out.local.Addr().IsValid() && out.local.Addr().Is4() != a.Is4() {
 				continue // a local address of the other family cannot reach it
 			}
@@ -233,5 +271,5 @@ func endpointLabel(e *messages.Endpoint) string {
 	if host == "" {
 		host = e.IpAddress
 	}
-	return host + ":" + strconv.Itoa(int(e.Port))
+	return net.JoinHostPort(host, strconv.Itoa(int(e.Port)))
 }

@@ -2,9 +2,11 @@ package actors
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 )
 
@@ -44,3 +46,219 @@ func TestPlanCandidatesOrder(t *testing.T) {
 		t.Errorf("empty plan has %d candidates", len(got))
 	}
 }
+
+func TestNextStart(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	tests := []struct {
+		now, last  time.Duration // offsets from t0
+		delay      time.Duration
+		lastFailed bool
+		want       time.Duration
+	}{
+		{now: 0, last: 0, delay: 250 * ms, want: 250 * ms},
+		{now: 100 * ms, last: 0, delay: 250 * ms, want: 250 * ms},
+		{now: 100 * ms, last: 0, delay: 250 * ms, lastFailed: true, want: 100 * ms},
+		{now: 5 * ms, last: 0, delay: 10 * ms, lastFailed: true, want: 5 * ms},
+		{now: 300 * ms, last: 250 * ms, delay: 250 * ms, want: 500 * ms},
+	}
+	for i, tt := range tests {
+		got := nextStart(t0.Add(tt.now), t0.Add(tt.last), tt.delay, tt.lastFailed).Sub(t0)
+		if got != tt.want {
+			t.Errorf("#%d: got %v; want %v", i, got, tt.want)
+		}
+	}
+}
+
+// simulate plays a staggered race in virtual time with nextStart: attempt
+// i fails after fail[i] (>0), succeeds after ok[i] (>0), or hangs (both
+// 0). It returns the start offsets and the winner (-1 none).
+func simulate(delay time.Duration, fail, ok []time.Duration) (starts []time.Duration, winner int) {
+	t0 := time.Unix(0, 0)
+	type ev struct {
+		at  time.Duration
+		idx int
+		ok  bool
+	}
+	var pending []ev
+	start := func(now time.Duration) {
+		i := len(starts)
+		starts = append(starts, now)
+		switch {
+		case fail[i] > 0:
+			pending = append(pending, ev{now + fail[i], i, false})
+		case ok[i] > 0:
+			pending = append(pending, ev{now + ok[i], i, true})
+		}
+	}
+	start(0)
+	for {
+		next := time.Duration(-1)
+		if len(starts) < len(fail) {
+			next = nextStart(t0, t0.Add(starts[len(starts)-1]), delay, false).Sub(t0)
+		}
+		first := -1
+		for j, e := range pending {
+			if first < 0 || e.at < pending[first].at {
+				first = j
+			}
+		}
+		if first >= 0 && (next < 0 || pending[first].at <= next) {
+			e := pending[first]
+			pending = append(pending[:first], pending[first+1:]...)
+			if e.ok {
+				return starts, e.idx
+			}
+			if len(starts) < len(fail) {
+				start(nextStart(t0.Add(e.at), t0.Add(starts[len(starts)-1]), delay, true).Sub(t0))
+			}
+			continue
+		}
+		if next < 0 {
+			return starts, -1
+		}
+		start(next)
+	}
+}
+
+func TestStaggeredSchedule(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		fail, ok   []time.Duration
+		wantStarts []time.Duration
+		wantWinner int
+	}{
+		// dead first: the second starts after the delay
+		{fail: []time.Duration{0, 0}, ok: []time.Duration{0, 10 * ms}, wantStarts: []time.Duration{0, 250 * ms}, wantWinner: 1},
+		// refused first: the second starts at once
+		{fail: []time.Duration{5 * ms, 0}, ok: []time.Duration{0, 10 * ms}, wantStarts: []time.Duration{0, 5 * ms}, wantWinner: 1},
+		// the first wins before the delay: nothing else starts
+		{fail: []time.Duration{0, 0}, ok: []time.Duration{100 * ms, 1}, wantStarts: []time.Duration{0}, wantWinner: 0},
+		// an older attempt failing starts the next at once
+		{fail: []time.Duration{300 * ms, 0, 0}, ok: []time.Duration{0, 0, 1}, wantStarts: []time.Duration{0, 250 * ms, 300 * ms}, wantWinner: 2},
+		// all hang
+		{fail: []time.Duration{0, 0, 0}, ok: []time.Duration{0, 0, 0}, wantStarts: []time.Duration{0, 250 * ms, 500 * ms}, wantWinner: -1},
+	}
+	for i, tt := range tests {
+		starts, winner := simulate(250*ms, tt.fail, tt.ok)
+		if winner != tt.wantWinner || len(starts) != len(tt.wantStarts) {
+			t.Errorf("#%d: got starts %v winner %d; want %v winner %d", i, starts, winner, tt.wantStarts, tt.wantWinner)
+			continue
+		}
+		for j := range starts {
+			if starts[j] != tt.wantStarts[j] {
+				t.Errorf("#%d: start %d: got %v; want %v", i, j, starts[j], tt.wantStarts[j])
+			}
+		}
+	}
+}
+
+func TestPlanCandidatesPathsAndStacks(t *testing.T) {
+	a := netip.MustParseAddrPort("192.0.2.1:80")
+	b := netip.MustParseAddrPort("192.0.2.2:80")
+	c := netip.MustParseAddrPort("192.0.2.3:80")
+	s1, s2 := stacks.TCP(), namedStack{stacks.TCP(), "tcp2"}
+	got := planCandidates([]stacks.Stack{s1, s2}, []remoteAddrs{
+		{label: "a", addrs: []netip.AddrPort{a}, iface: "eth0"},
+		{label: "b", addrs: []netip.AddrPort{b}, iface: "eth1"},
+		{label: "c", addrs: []netip.AddrPort{c}, iface: "eth0"},
+	}, netip.AddrPort{})
+	want := []string{"eth0 tcp 192.0.2.1:80", "eth0 tcp 192.0.2.3:80", "eth0 tcp2 192.0.2.1:80", "eth0 tcp2 192.0.2.3:80",
+		"eth1 tcp 192.0.2.2:80", "eth1 tcp2 192.0.2.2:80"}
+	var gotS []string
+	for _, c := range got {
+		gotS = append(gotS, c.iface+" "+c.stack.Name()+" "+c.remote.String())
+	}
+	if len(gotS) != len(want) {
+		t.Fatalf("got %v; want %v", gotS, want)
+	}
+	for i := range want {
+		if gotS[i] != want[i] {
+			t.Errorf("#%d: got %v; want %v", i, gotS[i], want[i])
+		}
+	}
+}
+
+func TestPlanCandidatesBoundsDerivedEndpoints(t *testing.T) {
+	var addrs []netip.AddrPort
+	for i := range 100 {
+		addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 80))
+	}
+	got := planCandidates([]stacks.Stack{stacks.TCP()}, []remoteAddrs{{label: "many", addrs: addrs}}, netip.AddrPort{})
+	if len(got) != maxDerivedEndpoints {
+		t.Errorf("got %d candidates; want %d", len(got), maxDerivedEndpoints)
+	}
+}
+
+func TestPromote(t *testing.T) {
+	a := netip.MustParseAddrPort("192.0.2.1:80")
+	b := netip.MustParseAddrPort("192.0.2.2:80")
+	c := netip.MustParseAddrPort("192.0.2.3:80")
+	cands := planCandidates([]stacks.Stack{stacks.TCP()}, []remoteAddrs{{addrs: []netip.AddrPort{a, b, c}}}, netip.AddrPort{})
+	got, ok := promote(cands, "tcp", c)
+	if !ok || got[0].remote != c || got[1].remote != a || got[2].remote != b {
+		t.Errorf("promote c: got %v %v", ok, got)
+	}
+	if cands[0].remote != a {
+		t.Error("promote modified its input")
+	}
+	if _, ok := promote(cands, "quic", c); ok {
+		t.Error("promote matched another stack")
+	}
+	if _, ok := promote(cands, "tcp", netip.MustParseAddrPort("192.0.2.9:80")); ok {
+		t.Error("promote matched another address")
+	}
+}
+
+func TestRaceCache(t *testing.T) {
+	var c raceCache
+	now := time.Unix(1000, 0)
+	w := raceWinner{stack: "tcp", remote: netip.MustParseAddrPort("192.0.2.1:80"), at: now}
+	if _, ok := c.lookup("k", now); ok {
+		t.Fatal("empty cache hit")
+	}
+	c.store("k", w)
+	if got, ok := c.lookup("k", now.Add(time.Minute)); !ok || got != w {
+		t.Errorf("got %v %v; want %v", got, ok, w)
+	}
+	if _, ok := c.lookup("k", now.Add(raceCacheTTL+time.Second)); ok {
+		t.Error("expired entry returned")
+	}
+	c.store("k", w)
+	c.forget("k")
+	if _, ok := c.lookup("k", now); ok {
+		t.Error("forgotten entry returned")
+	}
+	for i := range raceCacheMax + 10 {
+		c.store(strconv.Itoa(i), raceWinner{at: now.Add(time.Duration(i))})
+	}
+	if len(c.m) > raceCacheMax {
+		t.Errorf("cache holds %d entries; max %d", len(c.m), raceCacheMax)
+	}
+	if _, ok := c.lookup("0", now); ok {
+		t.Error("oldest entry not evicted")
+	}
+}
+
+func TestRaceCacheKey(t *testing.T) {
+	e1 := &messages.Endpoint{HostName: "example.org", Port: 443}
+	e2 := &messages.Endpoint{IpAddress: "2001:db8::1", Port: 443}
+	k1 := raceCacheKey(&messages.ConnectionConfig{Remotes: []*messages.Endpoint{e1, e2}})
+	k2 := raceCacheKey(&messages.ConnectionConfig{Remotes: []*messages.Endpoint{e2, e1}})
+	if k1 == "" || k1 != k2 {
+		t.Errorf("keys %q and %q; want equal, non-empty", k1, k2)
+	}
+	iso := &messages.ConnectionConfig{Remotes: []*messages.Endpoint{e1}, Properties: &messages.Properties{
+		Values: map[string]*messages.PropertyValue{"isolateSession": {Kind: &messages.PropertyValue_BoolValue{BoolValue: true}}}}}
+	if k := raceCacheKey(iso); k != "" {
+		t.Errorf("isolateSession key %q; want none", k)
+	}
+}
+
+// namedStack renames a stack.
+type namedStack struct {
+	stacks.Stack
+	name string
+}
+
+func (s namedStack) Name() string { return s.name }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -15,15 +16,19 @@ import (
 )
 
 // This file is where racing happens (RFC 9623 §4.3, RFC 8305 §5): the only
-// place that spawns or stops candidate actors.
+// place that spawns or stops candidate actors. The order of attempts and
+// their start times come from race_plan.go.
 //
 // Candidates start one at a time, each Connection Attempt Delay after the
 // previous one, earlier attempts running on; an attempt that fails starts
 // the next at once. The first candidate fully established wins: no new
 // attempt starts, every other candidate is stopped (its socket closed), and
-// a late second success is closed, never handed out.
+// a late second success is closed, never handed out. When every attempt
+// has failed, the race fails with an *EstablishmentFailure listing them all.
 
+// Racer messages.
 type (
+	// attemptTimer fires the next start; gen tells stale timers apart.
 	attemptTimer   struct{ gen uint64 }
 	candidateReady struct {
 		idx int
@@ -35,25 +40,39 @@ type (
 	}
 )
 
+// errCandidateGone: the candidate's socket was closed before the racer
+// claimed it.
+var errCandidateGone = errors.New("candidate socket closed before hand-over")
+
+// racerActor runs one race over a fixed candidate list. Everything it
+// knows is keyed by candidate index: att[i] is the report entry of
+// candidate i (nil until it starts), errs[i] why it failed.
 type racerActor struct {
-	sys     *System
-	spec    *connSpec
-	cands   []candidate
-	delay   time.Duration
-	t0      time.Time
-	next    int
-	gen     uint64
-	timer   *time.Timer
-	running map[string]int // candidate pid -> index
-	report  *messages.EstablishmentReport
-	failed  []AttemptError
-	done    bool
-	self    *actor.PID
+	sys       *System
+	spec      *connSpec
+	cands     []candidate
+	delay     time.Duration
+	t0        time.Time // offsets are measured from here (the Initiate)
+	cacheKey  string    // "" when not caching
+	next      int       // index of the next candidate to start
+	lastStart time.Time
+	gen       uint64
+	timer     *time.Timer
+	pids      map[string]int // running candidate pid -> index
+	att       []*messages.EstablishmentAttempt
+	errs      []error
+	ended     []bool
+	live      int // started, not ended
+	report    *messages.EstablishmentReport
+	done      bool // the outcome was sent: report is no longer ours
+	self      *actor.PID
 }
 
-func newRacerActor(s *System, spec *connSpec, cands []candidate, delay time.Duration, t0 time.Time) actor.Actor {
-	return &racerActor{sys: s, spec: spec, cands: cands, delay: delay, t0: t0,
-		running: map[string]int{}, report: &messages.EstablishmentReport{}}
+func newRacerActor(s *System, spec *connSpec, cands []candidate, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
+	return &racerActor{sys: s, spec: spec, cands: cands, delay: delay, t0: t0, cacheKey: cacheKey,
+		pids: map[string]int{}, att: make([]*messages.EstablishmentAttempt, len(cands)),
+		errs: make([]error, len(cands)), ended: make([]bool, len(cands)),
+		report: &messages.EstablishmentReport{FromCache: fromCache}}
 }
 
 func (r *racerActor) Receive(ctx actor.Context) {
@@ -69,15 +88,29 @@ func (r *racerActor) Receive(ctx actor.Context) {
 		r.failedAttempt(ctx, m.idx, m.err)
 	case *candidateReady:
 		r.ready(ctx, m)
+	case *establishTimeout:
+		if !r.done {
+			r.lose(ctx, ErrEstablishmentTimeout)
+		}
 	case *actor.Terminated:
-		delete(r.running, m.Who.Id)
+		delete(r.pids, m.Who.Id)
 	case *actor.Stopping:
-		if r.timer != nil {
-			r.timer.Stop()
+		r.stopTimer()
+		if !r.done {
+			r.cancelLive(time.Since(r.t0)) // stopped from above: Abort, ctx, shutdown
 		}
 	}
 }
 
+func (r *racerActor) stopTimer() {
+	r.gen++
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+}
+
+// startNext starts the next candidate and arms the timer for the one after.
 func (r *racerActor) startNext(ctx actor.Context) {
 	if r.done || r.next >= len(r.cands) {
 		return
@@ -87,53 +120,55 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	c := r.cands[idx]
 	props := actor.PropsFromProducer(func() actor.Actor { return newCandidateActor(idx, c) })
 	pid := ctx.SpawnPrefix(props, "candidate")
-	r.running[pid.Id] = idx
-	off := time.Since(r.t0)
-	r.report.Attempts = append(r.report.Attempts, &messages.EstablishmentAttempt{
-		Endpoint: c.remote.String(), Stack: c.stack.Name(), Path: c.iface, StartOffsetNs: off.Nanoseconds(), EndOffsetNs: -1})
-	r.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "AttemptStarted", ConnectionId: r.spec.id,
-		Candidate: fmt.Sprint(idx), Stack: c.stack.Name(), Remote: c.remote.String(), OffsetNs: off.Nanoseconds()})
-	r.gen++
-	if r.timer != nil {
-		r.timer.Stop()
-	}
+	r.pids[pid.Id] = idx
+	r.live++
+	now := time.Now()
+	r.lastStart = now
+	off := now.Sub(r.t0).Nanoseconds()
+	a := &messages.EstablishmentAttempt{Endpoint: c.remote.String(), Stack: c.stack.Name(), Path: c.iface,
+		StartOffsetNs: off, EndOffsetNs: -1}
+	r.att[idx] = a
+	r.report.Attempts = append(r.report.Attempts, a)
+	r.traceAttempt("AttemptStarted", idx, nil, off)
+	r.stopTimer()
 	if r.next < len(r.cands) {
 		gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()
-		r.timer = time.AfterFunc(r.delay, func() { root.Send(self, &attemptTimer{gen: gen}) })
+		d := nextStart(now, r.lastStart, r.delay, false).Sub(now)
+		r.timer = time.AfterFunc(d, func() { root.Send(self, &attemptTimer{gen: gen}) })
 	}
 }
 
-func (r *racerActor) attempt(idx int) *messages.EstablishmentAttempt {
-	for _, a := range r.report.Attempts {
-		if a.Endpoint == r.cands[idx].remote.String() && a.Stack == r.cands[idx].stack.Name() && a.EndOffsetNs < 0 {
-			return a
-		}
+// endAttempt closes candidate idx's report entry; false when it was not
+// running (never started, or already ended).
+func (r *racerActor) endAttempt(idx int, err error, off int64) bool {
+	if idx < 0 || idx >= len(r.cands) || r.att[idx] == nil || r.ended[idx] {
+		return false
 	}
-	return &messages.EstablishmentAttempt{}
+	r.ended[idx] = true
+	r.live--
+	r.att[idx].EndOffsetNs = off
+	if err != nil {
+		r.errs[idx] = err
+		r.att[idx].Error = err.Error()
+	}
+	return true
 }
 
 func (r *racerActor) failedAttempt(ctx actor.Context, idx int, err error) {
-	if idx < 0 || idx >= len(r.cands) {
-		return
-	}
-	c := r.cands[idx]
-	a := r.attempt(idx)
-	a.EndOffsetNs = time.Since(r.t0).Nanoseconds()
-	a.Error = err.Error()
-	r.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "AttemptFailed", ConnectionId: r.spec.id,
-		Candidate: fmt.Sprint(idx), Stack: c.stack.Name(), Remote: c.remote.String(), Error: err.Error(), OffsetNs: a.EndOffsetNs})
 	if r.done {
+		return // stopped after the race ended; AttemptCancelled was traced
+	}
+	off := time.Since(r.t0).Nanoseconds()
+	if !r.endAttempt(idx, err, off) {
 		return
 	}
-	r.failed = append(r.failed, AttemptError{Endpoint: c.remote.String(), Stack: c.stack.Name(), Err: err})
+	r.traceAttempt("AttemptFailed", idx, err, off)
 	if r.next < len(r.cands) {
 		r.startNext(ctx) // a failed attempt starts the next one at once
 		return
 	}
-	if len(r.failed) == len(r.cands) {
-		r.done = true
-		r.report.DurationNs = time.Since(r.t0).Nanoseconds()
-		ctx.Send(ctx.Parent(), &raceDone{err: &EstablishmentFailure{Attempts: r.failed}})
+	if r.live == 0 {
+		r.lose(ctx, nil)
 	}
 }
 
@@ -144,36 +179,93 @@ func (r *racerActor) ready(ctx actor.Context, m *candidateReady) {
 	}
 	t, ok := m.h.Claim()
 	if !ok {
-		r.failedAttempt(ctx, m.idx, errors.New("candidate socket closed before hand-over"))
+		r.failedAttempt(ctx, m.idx, errCandidateGone)
+		return
+	}
+	now := time.Since(r.t0)
+	if !r.endAttempt(m.idx, nil, now.Nanoseconds()) {
+		_ = t.Abort() // not a running attempt of ours: cannot happen
 		return
 	}
 	r.done = true
-	if r.timer != nil {
-		r.timer.Stop()
-	}
+	r.stopTimer()
 	c := r.cands[m.idx]
-	a := r.attempt(m.idx)
-	a.EndOffsetNs = time.Since(r.t0).Nanoseconds()
-	a.Won = true
-	r.report.DurationNs = a.EndOffsetNs
-	r.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "AttemptWon", ConnectionId: r.spec.id,
-		Candidate: fmt.Sprint(m.idx), Stack: c.stack.Name(), Remote: c.remote.String(), OffsetNs: a.EndOffsetNs})
+	r.att[m.idx].Won = true
+	r.report.DurationNs = now.Nanoseconds()
+	r.traceAttempt("AttemptWon", m.idx, nil, now.Nanoseconds())
+	r.cancelLive(now)
 	for _, pid := range ctx.Children() {
 		ctx.Stop(pid) // losers: their Stopping closes their sockets
+	}
+	if r.cacheKey != "" {
+		cacheFor(r.sys).store(r.cacheKey, raceWinner{stack: c.stack.Name(), remote: c.remote, at: time.Now()})
 	}
 	offered := &transportOffered{stack: c.stack.Name(), local: t.LocalAddr(), remote: t.RemoteAddr(), report: r.report}
 	if r.spec.link.offerTransport(t) {
 		ctx.Send(ctx.Parent(), &raceDone{offered: offered})
 	} else {
-		ctx.Send(ctx.Parent(), &raceDone{err: &EstablishmentFailure{Err: ErrClosed}})
+		ctx.Send(ctx.Parent(), &raceDone{err: &EstablishmentFailure{Err: ErrClosed, Report: r.report}})
 	}
 }
 
-// HandleFailure makes the racer its candidates' supervisor: a candidate that
-// panics is stopped and counts as a failed attempt.
+// cancelLive traces every running attempt as cancelled; their report
+// entries keep EndOffsetNs -1 (stopped unfinished).
+func (r *racerActor) cancelLive(now time.Duration) {
+	for i, a := range r.att {
+		if a != nil && !r.ended[i] {
+			r.traceAttempt("AttemptCancelled", i, nil, now.Nanoseconds())
+		}
+	}
+}
+
+// lose ends the race without a winner: every attempt failed (cause nil),
+// or the establishment timed out (cause ErrEstablishmentTimeout; running
+// attempts end with that error).
+func (r *racerActor) lose(ctx actor.Context, cause error) {
+	off := time.Since(r.t0).Nanoseconds()
+	for i, a := range r.att {
+		if a != nil && !r.ended[i] {
+			r.endAttempt(i, cause, off)
+			r.traceAttempt("AttemptCancelled", i, cause, off)
+		}
+	}
+	r.done = true
+	r.stopTimer()
+	r.report.DurationNs = off
+	f := &EstablishmentFailure{Err: cause, Report: r.report}
+	for i, a := range r.att {
+		if a != nil {
+			f.Attempts = append(f.Attempts, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: r.errs[i]})
+		}
+	}
+	if r.cacheKey != "" && r.report.FromCache {
+		cacheFor(r.sys).forget(r.cacheKey) // the cached winner failed too
+	}
+	for _, pid := range ctx.Children() {
+		ctx.Stop(pid)
+	}
+	ctx.Send(ctx.Parent(), &raceDone{err: f})
+}
+
+func (r *racerActor) traceAttempt(event string, idx int, err error, off int64) {
+	if !r.sys.Tracing() {
+		return
+	}
+	c := r.cands[idx]
+	rec := &messages.TraceRecord{Kind: "candidate", Event: event, ConnectionId: r.spec.id,
+		Candidate: fmt.Sprint(idx), Stack: c.stack.Name(), Remote: c.remote.String(), OffsetNs: off}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	r.sys.trace(rec)
+}
+
+// HandleFailure makes the racer its candidates' supervisor: a candidate
+// that panics is stopped (its Stopping closes its socket) and counts as a
+// failed attempt. It runs on the racer's own goroutine.
 func (r *racerActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
 	sup.StopChildren(child)
-	if idx, ok := r.running[child.Id]; ok {
+	if idx, ok := r.pids[child.Id]; ok {
 		r.sys.AS.Root.Send(r.self, &candidateFailed{idx: idx, err: supervision.FromFailure("candidate", reason)})
 	}
 }
@@ -203,13 +295,11 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 		dctx, cancel := context.WithCancel(context.Background())
 		a.cancel = cancel
 		root, self := ctx.ActorSystem().Root, ctx.Self()
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			t, err := a.c.stack.Dial(dctx, a.c.remote, stacks.Options{Local: localFor(a.c), Interface: a.c.iface})
+		a.wg.Go(func() {
+			t, err := dialContained(dctx, a.c)
 			a.res = dialResult{t: t, err: err}
 			root.Send(self, &a.res)
-		}()
+		})
 	case *dialResult:
 		a.handled = true
 		if m.err != nil {
@@ -228,6 +318,25 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 			_ = a.res.t.Abort() // dialed, but the result never reached us
 		}
 	}
+}
+
+// dialContained dials c; a panicking stack gives a *supervision.PanicError
+// (the attempt fails, the process goes on).
+func dialContained(ctx context.Context, c candidate) (t stacks.Transport, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, &supervision.PanicError{Where: "dial " + c.stack.Name(), Value: p, Stack: debug.Stack()}
+		}
+	}()
+	t, err = c.stack.Dial(ctx, c.remote, stacks.Options{Local: localFor(c), Interface: c.iface})
+	switch {
+	case err != nil && t != nil:
+		_ = t.Abort()
+		t = nil
+	case err == nil && t == nil:
+		err = errors.New("stack returned no transport")
+	}
+	return t, err
 }
 
 func localFor(c candidate) netip.AddrPort {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/supervision"
 )
 
 // This file holds the Go-only commands the facade sends to actors: they
@@ -40,6 +41,10 @@ type ConnectionConfig struct {
 	LingerTimeout time.Duration
 	// Resolver resolves host names.
 	Resolver stacks.Resolver
+	// Reestablish, when set, makes a connection that loses its transport
+	// (failure or remote close) establish a new one with this backoff
+	// instead of ending.
+	Reestablish *supervision.Backoff
 }
 
 // MessageProps are the effective properties of one Message (RFC 9622

@@ -8,6 +8,7 @@ package stacks
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -34,7 +35,11 @@ type Capabilities struct {
 	Secure bool
 }
 
-// Options configure one dial or listen. The zero value is valid.
+// Options configure one dial or listen. The zero value is valid: no
+// binding, no socket options, system defaults. Each stack applies the fields
+// that make sense for it and ignores the rest (for example UDP ignores
+// KeepAlive, Unix sockets ignore DSCP). Options are copied by value; a
+// *tls.Config in TLS is cloned before use and never modified.
 type Options struct {
 	// Local is the local address to bind; the zero value lets the system
 	// choose.
@@ -42,10 +47,130 @@ type Options struct {
 	// Interface binds the socket to a network interface (SO_BINDTODEVICE)
 	// when not empty.
 	Interface string
-	// KeepAlive is the TCP keep-alive idle time; 0 leaves keep-alives off.
+	// KeepAlive is the keep-alive idle time: TCP (and TLS) send the first
+	// probe after this much idle time, QUIC sends a PING this often. 0
+	// leaves keep-alives off.
 	KeepAlive time.Duration
+	// KeepAliveInterval is the time between TCP keep-alive probes once
+	// they started; 0 uses the system default (15 s in Go). Only used when
+	// KeepAlive > 0.
+	KeepAliveInterval time.Duration
+	// UserTimeout sets TCP_USER_TIMEOUT (RFC 5482 / RFC 9622
+	// tcp.userTimeoutValue): how long sent data may stay unacknowledged
+	// before TCP gives up. 0 leaves the system default, unless ConnTimeout
+	// is set.
+	UserTimeout time.Duration
+	// ConnTimeout is RFC 9622 connTimeout: how long to keep trying to
+	// deliver before declaring the connection failed. TCP and TLS map it
+	// to TCP_USER_TIMEOUT when UserTimeout is 0; QUIC maps it to
+	// MaxIdleTimeout. 0 means Disabled (system/protocol defaults).
+	ConnTimeout time.Duration
+	// DSCP is the Differentiated Services codepoint (6 bits, RFC 2474)
+	// written to IP_TOS (IPv4) or IPV6_TCLASS (IPv6) as DSCP<<2. 0 is the
+	// default class (DF) and leaves the socket untouched.
+	DSCP uint8
+	// MPTCP asks for Multipath TCP (TCP and TLS stacks). When the kernel
+	// or the peer does not support it the connection silently falls back
+	// to plain TCP; TransportInfo.MPTCP tells what was used.
+	MPTCP bool
+	// TLS configures the TLS and QUIC stacks: a client configuration for
+	// Dial (RootCAs, Certificates, NextProtos for ALPN,
+	// ClientSessionCache, ...) or a server configuration for Listen
+	// (Certificates or GetCertificate, ClientAuth, NextProtos). Both
+	// stacks refuse to run without it. QUIC uses NextProtos
+	// ["gotaps"] when it is empty.
+	TLS *tls.Config
+	// ServerName is the name the client verifies the server's certificate
+	// against (and sends as SNI) when TLS.ServerName is empty. When both
+	// are empty, the remote IP address is used.
+	ServerName string
+	// QUICDatagrams enables QUIC datagrams (RFC 9221); the Transports then
+	// implement Datagrams.
+	QUICDatagrams bool
+	// HandshakeTimeout bounds the server side handshake of each inbound
+	// TLS or QUIC connection. 0 means 10 seconds.
+	HandshakeTimeout time.Duration
+	// Path is the filesystem path of a Unix domain socket; only the
+	// Unix stack uses it (see DialPath and ListenPath).
+	Path string
 	// Backlog is ignored by stacks that cannot set it.
 	Backlog int
+}
+
+func (o Options) handshakeTimeout() time.Duration {
+	if o.HandshakeTimeout > 0 {
+		return o.HandshakeTimeout
+	}
+	return 10 * time.Second
+}
+
+// MaxLen is a message size limit (RFC 9622 sendMsgMaxLen /
+// recvMsgMaxLen). Unlimited is true for byte streams; otherwise Bytes is
+// the limit (0 = cannot send or receive).
+type MaxLen struct {
+	Bytes     int
+	Unlimited bool
+}
+
+// TransportInfo is what a Transport reports about itself, read back from the
+// socket (getsockopt) where the kernel keeps the value, so it shows what is
+// in effect rather than what was asked for.
+type TransportInfo struct {
+	// Stack is the stack name ("tcp", "tls", "quic", "udp", "unix").
+	Stack string
+	// DSCP is the codepoint in the socket's IP_TOS / IPV6_TCLASS (>>2).
+	DSCP uint8
+	// UserTimeout is TCP_USER_TIMEOUT (0 = system default).
+	UserTimeout time.Duration
+	// KeepAlive reports SO_KEEPALIVE; KeepAliveIdle and
+	// KeepAliveInterval are TCP_KEEPIDLE / TCP_KEEPINTVL. For QUIC,
+	// KeepAliveIdle is the PING period asked for.
+	KeepAlive         bool
+	KeepAliveIdle     time.Duration
+	KeepAliveInterval time.Duration
+	// MPTCP is true when the connection runs Multipath TCP.
+	MPTCP bool
+	// SendMsgMaxLen and RecvMsgMaxLen are the largest Message the
+	// Transport sends / receives in one piece.
+	SendMsgMaxLen MaxLen
+	RecvMsgMaxLen MaxLen
+	// TLSVersion, ALPN and CipherSuite describe the negotiated security
+	// (TLS and QUIC; zero otherwise).
+	TLSVersion  uint16
+	CipherSuite uint16
+	ALPN        string
+	// Datagrams is true when QUIC datagrams were negotiated with the peer.
+	Datagrams bool
+}
+
+// SocketInfo is implemented by every Transport of this package.
+type SocketInfo interface {
+	// Info reads the Transport's effective settings. Safe for concurrent
+	// use; it fails once the Transport is closed.
+	Info() (TransportInfo, error)
+}
+
+// MultiStream is implemented by Transports that are one stream of a
+// multistreaming connection (QUIC). The new Transports share the
+// connection, which closes when the last of its stream Transports is closed.
+type MultiStream interface {
+	// OpenStream opens a new bidirectional stream on the same connection;
+	// it blocks while the peer's stream limit is reached, until ctx ends.
+	// The peer learns of the stream when the first data arrive.
+	OpenStream(ctx context.Context) (Transport, error)
+	// AcceptStream waits for the next stream the peer opens on the same
+	// connection.
+	AcceptStream(ctx context.Context) (Transport, error)
+}
+
+// Datagrams is implemented by QUIC Transports dialled or accepted with
+// Options.QUICDatagrams (RFC 9221 unreliable datagrams on the connection).
+type Datagrams interface {
+	// SendDatagram sends p as one datagram; a too large p fails with an
+	// error telling the maximum size.
+	SendDatagram(p []byte) error
+	// ReceiveDatagram waits for the next datagram or until ctx ends.
+	ReceiveDatagram(ctx context.Context) ([]byte, error)
 }
 
 // Transport is an established transport connection. Read returns the bytes
@@ -96,8 +221,9 @@ func ByName(name string) (Stack, error) {
 	return nil, ErrUnknownStack
 }
 
-// All returns every stack gotaps has, in the order of the default
-// preference.
+// All returns every stack that serves IP endpoints, in the order of the
+// default preference: tcp, tls, quic, udp. The Unix stack is not included
+// (it needs a filesystem path, see Unix).
 func All() []Stack {
-	return []Stack{TCP()}
+	return []Stack{TCP(), TLS(), QUIC(), UDP()}
 }

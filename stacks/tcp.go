@@ -2,17 +2,16 @@ package stacks
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
-	"syscall"
-	"time"
 )
 
 type tcpStack struct{}
 
 // TCP returns the TCP stack: a reliable, ordered, congestion-controlled byte
-// stream with no message boundaries.
+// stream with no message boundaries. It applies Options.KeepAlive,
+// KeepAliveInterval, UserTimeout/ConnTimeout, DSCP, MPTCP, Interface and
+// Local; its Transports implement SocketInfo.
 func TCP() Stack { return tcpStack{} }
 
 func (tcpStack) Name() string { return "tcp" }
@@ -25,11 +24,30 @@ func (tcpStack) Capabilities() Capabilities {
 		FullChecksumSend:  true,
 		FullChecksumRecv:  true,
 		KeepAlive:         true,
+		Multipath:         true, // with Options.MPTCP
 	}
 }
 
 func (tcpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (Transport, error) {
-	d := net.Dialer{KeepAlive: keepAlive(opts), Control: bindControl(opts.Interface)}
+	c, err := dialTCP(ctx, remote, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &tcpTransport{TCPConn: c, stack: "tcp"}, nil
+}
+
+// dialTCP connects a TCP socket with every socket option of opts applied.
+func dialTCP(ctx context.Context, remote netip.AddrPort, opts Options) (*net.TCPConn, error) {
+	d := net.Dialer{
+		KeepAliveConfig: keepAliveConfig(opts),
+		Control:         socketControl(opts, sockTCP),
+	}
+	if opts.KeepAlive <= 0 {
+		d.KeepAlive = -1
+	}
+	if opts.MPTCP {
+		d.SetMultipathTCP(true)
+	}
 	if opts.Local.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(opts.Local)
 	}
@@ -37,73 +55,107 @@ func (tcpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	return &tcpTransport{TCPConn: c.(*net.TCPConn)}, nil
+	return c.(*net.TCPConn), nil
 }
 
 func (tcpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
-	lc := net.ListenConfig{KeepAlive: keepAlive(opts), Control: bindControl(opts.Interface)}
-	addr := ":0"
-	if opts.Local.IsValid() {
-		addr = opts.Local.String()
-	} else if opts.Local.Port() != 0 {
-		addr = net.JoinHostPort("", itoa(int(opts.Local.Port())))
+	ln, err := listenTCP(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
-	network := "tcp"
-	if opts.Local.IsValid() && opts.Local.Addr().Is4() {
-		network = "tcp4"
+	return &tcpListener{ln: ln, stack: "tcp"}, nil
+}
+
+// listenTCP binds a TCP listener; accepted sockets inherit the socket
+// options set on it (DSCP, TCP_USER_TIMEOUT) and get the keep-alive
+// settings from Go.
+func listenTCP(ctx context.Context, opts Options) (*net.TCPListener, error) {
+	lc := net.ListenConfig{
+		KeepAliveConfig: keepAliveConfig(opts),
+		Control:         socketControl(opts, sockTCP),
 	}
+	if opts.KeepAlive <= 0 {
+		lc.KeepAlive = -1
+	}
+	if opts.MPTCP {
+		lc.SetMultipathTCP(true)
+	}
+	network, addr := listenAddr("tcp", opts.Local)
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	return &tcpListener{ln: ln.(*net.TCPListener)}, nil
+	return ln.(*net.TCPListener), nil
 }
 
-func keepAlive(opts Options) time.Duration {
-	if opts.KeepAlive > 0 {
-		return opts.KeepAlive
+// listenAddr turns a local endpoint into Listen arguments: ":0" for the
+// zero value, the IPv4-only network for IPv4 addresses.
+func listenAddr(proto string, local netip.AddrPort) (network, addr string) {
+	addr = ":0"
+	if local.IsValid() {
+		addr = local.String()
+	} else if local.Port() != 0 {
+		addr = net.JoinHostPort("", itoa(int(local.Port())))
 	}
-	return -1 // off unless asked for (RFC 9622 keepAlive default No Preference)
+	network = proto
+	if local.IsValid() && local.Addr().Is4() {
+		network = proto + "4"
+	}
+	return network, addr
 }
 
-type tcpTransport struct{ *net.TCPConn }
+type tcpTransport struct {
+	*net.TCPConn
+	stack string
+}
 
 // WriteBuffers writes b with one vectored write (writev) where it can.
 func (t *tcpTransport) WriteBuffers(b *net.Buffers) (int64, error) { return b.WriteTo(t.TCPConn) }
 
-func (t *tcpTransport) Abort() error {
-	_ = t.SetLinger(0) // RST instead of FIN
-	return t.Close()
+// Abort resets the connection (RST instead of FIN).
+func (t *tcpTransport) Abort() error { return abortTCP(t.TCPConn) }
+
+func abortTCP(c *net.TCPConn) error {
+	_ = c.SetLinger(0)
+	return c.Close()
 }
 
-type tcpListener struct{ ln *net.TCPListener }
+// Info reads the socket options in effect.
+func (t *tcpTransport) Info() (TransportInfo, error) { return tcpInfo(t.TCPConn, t.stack) }
+
+func tcpInfo(c *net.TCPConn, stack string) (TransportInfo, error) {
+	info := TransportInfo{
+		Stack:         stack,
+		SendMsgMaxLen: MaxLen{Unlimited: true},
+		RecvMsgMaxLen: MaxLen{Unlimited: true},
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return info, err
+	}
+	if err := readSockInfo(rc, sockTCP, &info); err != nil {
+		return info, err
+	}
+	mp, err := c.MultipathTCP()
+	if err != nil {
+		return info, err
+	}
+	info.MPTCP = mp
+	return info, nil
+}
+
+type tcpListener struct {
+	ln    *net.TCPListener
+	stack string
+}
 
 func (l *tcpListener) Accept() (Transport, error) {
 	c, err := l.ln.AcceptTCP()
 	if err != nil {
 		return nil, err
 	}
-	return &tcpTransport{TCPConn: c}, nil
+	return &tcpTransport{TCPConn: c, stack: l.stack}, nil
 }
 
 func (l *tcpListener) Close() error   { return l.ln.Close() }
 func (l *tcpListener) Addr() net.Addr { return l.ln.Addr() }
-
-// bindControl binds sockets to an interface when name is set.
-func bindControl(name string) func(network, address string, c syscall.RawConn) error {
-	if name == "" {
-		return nil
-	}
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.BindToDevice(int(fd), name)
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return errors.Join(errors.New("bind to interface "+name), serr)
-		}
-		return nil
-	}
-}

@@ -17,7 +17,7 @@ type helloFramer struct {
 	done  bool
 }
 
-func (f *helloFramer) Clone() framers.Framer { return &helloFramer{inner: framers.NewLengthPrefix()} }
+func (f *helloFramer) Clone() framers.Framer        { return &helloFramer{inner: framers.NewLengthPrefix()} }
 func (f *helloFramer) Start(inst *framers.Instance) { inst.Send([]byte("HELLO")) }
 func (f *helloFramer) Stop(inst *framers.Instance)  {}
 func (f *helloFramer) NewSentMessage(inst *framers.Instance, data []byte, meta framers.Metadata, eom bool) {

@@ -1,0 +1,126 @@
+package actors
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gotaps/gotaps/messages"
+)
+
+// Race cache bounds. An entry is a success record of one stack to one
+// address (RFC 9623 §9.2 lets those live hours); the size bound keeps a
+// program that contacts many hosts from growing it without limit.
+const (
+	raceCacheTTL = 10 * time.Minute
+	raceCacheMax = 1024
+)
+
+// raceCache remembers, per set of remote endpoints, which attempt won the
+// last race (RFC 9623 §9, RFC 8305 §4 "historical data"): the next Initiate
+// to the same remotes tries it first. A failure of every attempt forgets
+// it. It is safe for concurrent use.
+//
+// It is not split per network (RFC 8305 §4 wants that): gotaps does not
+// track network changes yet.
+type raceCache struct {
+	mu sync.Mutex
+	m  map[string]raceWinner
+}
+
+// raceWinner is one cache entry.
+type raceWinner struct {
+	stack  string
+	remote netip.AddrPort
+	at     time.Time
+}
+
+// lookup returns the winner stored under key, if fresh.
+func (c *raceCache) lookup(key string, now time.Time) (raceWinner, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.m[key]
+	if ok && now.Sub(w.at) > raceCacheTTL {
+		delete(c.m, key)
+		return raceWinner{}, false
+	}
+	return w, ok
+}
+
+// store records the winner of a race under key.
+func (c *raceCache) store(key string, w raceWinner) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]raceWinner)
+	}
+	if _, ok := c.m[key]; !ok && len(c.m) >= raceCacheMax {
+		c.evictLocked(w.at)
+	}
+	c.m[key] = w
+}
+
+// forget drops key.
+func (c *raceCache) forget(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+// evictLocked drops expired entries, or the oldest one when none expired.
+func (c *raceCache) evictLocked(now time.Time) {
+	var oldest string
+	var oldestAt time.Time
+	for k, w := range c.m {
+		if now.Sub(w.at) > raceCacheTTL {
+			delete(c.m, k)
+			continue
+		}
+		if oldest == "" || w.at.Before(oldestAt) {
+			oldest, oldestAt = k, w.at
+		}
+	}
+	if len(c.m) >= raceCacheMax {
+		delete(c.m, oldest)
+	}
+}
+
+// raceCaches holds each System's race cache until System gets a field for
+// it; entries are never removed, so a program that makes many Systems
+// keeps one small cache per System alive.
+var raceCaches sync.Map // *System -> *raceCache
+
+// cacheFor returns s's race cache.
+func cacheFor(s *System) *raceCache {
+	if c, ok := raceCaches.Load(s); ok {
+		return c.(*raceCache)
+	}
+	c, _ := raceCaches.LoadOrStore(s, &raceCache{})
+	return c.(*raceCache)
+}
+
+// raceCacheKey is the cache key of a configuration: its remote endpoints
+// as the application named them (host or address, port, interface), in
+// any order. It is "" (no caching) when the isolateSession property is
+// true (RFC 9622 §8.1.5) or there is no remote.
+func raceCacheKey(cfg *messages.ConnectionConfig) string {
+	if isolated(cfg) || len(cfg.Remotes) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(cfg.Remotes))
+	for _, r := range cfg.Remotes {
+		keys = append(keys, endpointLabel(r)+"%"+r.Interface)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+// isolated reports whether cfg asks for isolateSession.
+func isolated(cfg *messages.ConnectionConfig) bool {
+	if cfg.Properties == nil {
+		return false
+	}
+	return cfg.Properties.GetValues()["isolateSession"].GetBoolValue()
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func tinyParams() params {
+	p := quickParams()
+	p.w1N, p.w5N, p.w7Dur, p.timeout = 20, 200, 50*time.Millisecond, 10*time.Second
+	return p
+}
+
+// TestBenchJSONShape runs W1, W5 and W7 with tiny counts in-process and
+// checks the -json report: every result has workload, impl, metric, value
+// and unit, and each workload has gotaps and raw rows without errors.
+func TestBenchJSONShape(t *testing.T) {
+	progress = nil
+	rep := runBench(tinyParams(), []string{"W1", "W5", "W7"}, true)
+	var buf bytes.Buffer
+	require.NoError(t, writeJSON(&buf, rep))
+
+	var doc struct {
+		Env     map[string]any   `json:"env"`
+		Results []map[string]any `json:"results"`
+	}
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &doc))
+	for _, k := range []string{"go_version", "gomaxprocs", "kernel", "commit"} {
+		require.Contains(t, doc.Env, k)
+	}
+	require.NotEmpty(t, doc.Results)
+	seen := map[string]bool{}
+	for _, r := range doc.Results {
+		for _, k := range []string{"workload", "impl", "metric", "value", "unit"} {
+			require.Contains(t, r, k, "result %v", r)
+		}
+		require.NotContains(t, r, "error", "result %v", r)
+		_, isNum := r["value"].(float64)
+		require.True(t, isNum, "value of %v", r)
+		seen[r["workload"].(string)+"/"+r["impl"].(string)] = true
+	}
+	for _, k := range []string{"W1/gotaps", "W1/raw-tcp", "W5/gotaps", "W5/raw-tcp", "W5/protoactor", "W7/gotaps", "W7/raw-tcp"} {
+		require.True(t, seen[k], "no rows for %s", k)
+	}
+	// judged rows carry a ratio, a target and a verdict
+	g, ok := find(rep.Results, implTaps, "rtt_p50")
+	require.True(t, ok)
+	require.NotNil(t, g.RatioToRaw)
+	require.Equal(t, "<= 1.5", g.Target)
+	require.NotNil(t, g.Meets)
+
+	var table bytes.Buffer
+	printTable(&table, rep)
+	require.Contains(t, table.String(), "W5")
+}
+
+func TestHistQuantiles(t *testing.T) {
+	h := &hist{}
+	for i := 1; i <= 100000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, q := range []float64{0.5, 0.99, 0.999} {
+		want := q * 100000 * float64(time.Microsecond)
+		got := float64(h.quantile(q))
+		require.Less(t, math.Abs(got-want)/want, 0.02, "q=%v got %v want %v", q, got, want)
+	}
+	require.InDelta(t, float64(time.Microsecond), float64(h.quantile(0)), 0.02*float64(time.Microsecond))
+	require.Equal(t, 100*time.Millisecond, h.quantile(1))
+	for v := uint64(0); v < 1<<20; v += 7 {
+		i := histIndex(v)
+		require.Less(t, i, histBuckets)
+		mid := histValue(i)
+		require.LessOrEqual(t, math.Abs(float64(mid)-float64(v)), float64(v)/64+1, "v=%d", v)
+	}
+}

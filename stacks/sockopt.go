@@ -1,0 +1,152 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockKind tells socketControl which options apply.
+type sockKind int
+
+const (
+	sockTCP sockKind = iota
+	sockUDP
+)
+
+// socketControl returns the Control function of a net.Dialer or
+// net.ListenConfig that applies opts before connect/bind: SO_BINDTODEVICE,
+// DSCP (IP_TOS / IPV6_TCLASS) and, for TCP, TCP_USER_TIMEOUT. It returns
+// nil when nothing is to be set.
+func socketControl(opts Options, kind sockKind) func(network, address string, c syscall.RawConn) error {
+	uto := userTimeout(opts)
+	if kind != sockTCP {
+		uto = 0
+	}
+	if opts.Interface == "" && opts.DSCP == 0 && uto == 0 {
+		return nil
+	}
+	if opts.DSCP > 63 {
+		return func(string, string, syscall.RawConn) error {
+			return fmt.Errorf("DSCP %d out of range 0-63", opts.DSCP)
+		}
+	}
+	return func(network, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = applySockopts(int(fd), network, opts.Interface, opts.DSCP, uto)
+		})
+		return errors.Join(err, serr)
+	}
+}
+
+func applySockopts(fd int, network, iface string, dscp uint8, uto time.Duration) error {
+	if iface != "" {
+		if err := unix.BindToDevice(fd, iface); err != nil {
+			return fmt.Errorf("bind to interface %s: %w", iface, err)
+		}
+	}
+	if dscp != 0 {
+		if err := setDSCP(fd, network, dscp); err != nil {
+			return err
+		}
+	}
+	if uto > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(uto/time.Millisecond)); err != nil {
+			return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
+		}
+	}
+	return nil
+}
+
+// setDSCP writes dscp<<2 to IPV6_TCLASS on IPv6 sockets (and IP_TOS too,
+// for IPv4-mapped traffic on dual-stack sockets) or to IP_TOS on IPv4
+// sockets.
+func setDSCP(fd int, network string, dscp uint8) error {
+	tos := int(dscp) << 2
+	if strings.HasSuffix(network, "6") {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos); err != nil {
+			return fmt.Errorf("set IPV6_TCLASS: %w", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos) // dual stack, best effort
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos); err != nil {
+		return fmt.Errorf("set IP_TOS: %w", err)
+	}
+	return nil
+}
+
+// userTimeout is the TCP_USER_TIMEOUT opts ask for.
+func userTimeout(opts Options) time.Duration {
+	if opts.UserTimeout > 0 {
+		return opts.UserTimeout
+	}
+	return opts.ConnTimeout
+}
+
+// keepAliveConfig maps opts to Go's keep-alive settings: off unless
+// KeepAlive > 0 (RFC 9622 keepAlive default No Preference).
+func keepAliveConfig(opts Options) net.KeepAliveConfig {
+	if opts.KeepAlive <= 0 {
+		return net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1}
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: opts.KeepAlive, Interval: opts.KeepAliveInterval}
+}
+
+// readSockInfo fills the socket-level fields of info with getsockopt.
+func readSockInfo(rc syscall.RawConn, kind sockKind, info *TransportInfo) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = readSockopts(int(fd), kind, info)
+	})
+	return errors.Join(err, serr)
+}
+
+func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
+	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("get SO_DOMAIN: %w", err)
+	}
+	switch domain {
+	case unix.AF_INET6:
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS)
+		if err != nil {
+			return fmt.Errorf("get IPV6_TCLASS: %w", err)
+		}
+		info.DSCP = uint8(v >> 2)
+	case unix.AF_INET:
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS)
+		if err != nil {
+			return fmt.Errorf("get IP_TOS: %w", err)
+		}
+		info.DSCP = uint8(v >> 2)
+	default:
+		return nil // Unix domain: no IP options
+	}
+	if kind != sockTCP {
+		return nil
+	}
+	uto, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	if err != nil {
+		return fmt.Errorf("get TCP_USER_TIMEOUT: %w", err)
+	}
+	info.UserTimeout = time.Duration(uto) * time.Millisecond
+	ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	if err != nil {
+		return fmt.Errorf("get SO_KEEPALIVE: %w", err)
+	}
+	info.KeepAlive = ka != 0
+	if idle, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE); err == nil {
+		info.KeepAliveIdle = time.Duration(idle) * time.Second
+	}
+	if intvl, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL); err == nil {
+		info.KeepAliveInterval = time.Duration(intvl) * time.Second
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package stacks
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrNoTLSConfig is returned by the TLS and QUIC stacks when Options.TLS is
+// nil: they never pick security settings on their own.
+var ErrNoTLSConfig = errors.New("stack needs Options.TLS")
+
+// tlsMaxPendingHandshakes bounds the server handshakes a TLS listener runs
+// at once; Accept of further TCP connections waits for a free slot.
+const tlsMaxPendingHandshakes = 128
+
+type tlsStack struct{}
+
+// TLS returns the TLS-over-TCP stack (crypto/tls): TCP with every TCP
+// option of Options, then the TLS handshake configured by Options.TLS.
+// Dial returns when the handshake is done; Listen's Accept returns only
+// connections whose handshake is done (each runs in its own goroutine,
+// bounded by Options.HandshakeTimeout, so a slow client does not block
+// others). CloseWrite sends close_notify and a TCP FIN; Abort resets the
+// TCP connection.
+func TLS() Stack { return tlsStack{} }
+
+func (tlsStack) Name() string { return "tls" }
+
+func (tlsStack) Capabilities() Capabilities {
+	return Capabilities{
+		Reliability:       true,
+		PreserveOrder:     true,
+		CongestionControl: true,
+		FullChecksumSend:  true,
+		FullChecksumRecv:  true,
+		KeepAlive:         true,
+		Multipath:         true, // MPTCP underneath, with Options.MPTCP
+		Secure:            true,
+	}
+}
+
+// clientTLSConfig clones opts.TLS and fills ServerName (opts.ServerName,
+// else the remote IP) and, if defaultALPN is set, an empty NextProtos.
+func clientTLSConfig(opts Options, remote netip.AddrPort, defaultALPN string) (*tls.Config, error) {
+	if opts.TLS == nil {
+		return nil, ErrNoTLSConfig
+	}
+	cfg := opts.TLS.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = opts.ServerName
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = remote.Addr().Unmap().String()
+	}
+	if defaultALPN != "" && len(cfg.NextProtos) == 0 {
+		cfg.NextProtos = []string{defaultALPN}
+	}
+	return cfg, nil
+}
+
+// TLSHandshakeError is the error of a failed TLS handshake. It unwraps to
+// the crypto/tls error, which for a rejected certificate is a
+// *tls.CertificateVerificationError wrapping the x509 error (unknown
+// authority, wrong host name, expired, ...).
+type TLSHandshakeError struct {
+	// Remote is the peer's address.
+	Remote string
+	Err    error
+}
+
+func (e *TLSHandshakeError) Error() string {
+	return fmt.Sprintf("tls handshake with %s: %v", e.Remote, e.Err)
+}
+
+func (e *TLSHandshakeError) Unwrap() error { return e.Err }
+
+func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (Transport, error) {
+	cfg, err := clientTLSConfig(opts, remote, "")
+	if err != nil {
+		return nil, err
+	}
+	tc, err := dialTCP(ctx, remote, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(tc, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		_ = tc.Close()
+		return nil, &TLSHandshakeError{Remote: remote.String(), Err: err}
+	}
+	return &tlsTransport{Conn: c, tcp: tc}, nil
+}
+
+type tlsTransport struct {
+	*tls.Conn
+	tcp *net.TCPConn
+}
+
+// CloseWrite sends close_notify, then a TCP FIN; reads go on.
+func (t *tlsTransport) CloseWrite() error {
+	if err := t.Conn.CloseWrite(); err != nil {
+		return err
+	}
+	return t.tcp.CloseWrite()
+}
+
+// Close sends close_notify and closes the connection. A close_notify the
+// peer can no longer receive (it reset or closed the connection) is not an
+// error: the connection is closed either way.
+func (t *tlsTransport) Close() error {
+	err := t.Conn.Close()
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	return err
+}
+
+// Abort resets the TCP connection without close_notify.
+func (t *tlsTransport) Abort() error { return abortTCP(t.tcp) }
+
+// Info reads the TCP socket options and the negotiated TLS parameters.
+func (t *tlsTransport) Info() (TransportInfo, error) {
+	info, err := tcpInfo(t.tcp, "tls")
+	st := t.ConnectionState()
+	info.TLSVersion, info.CipherSuite, info.ALPN = st.Version, st.CipherSuite, st.NegotiatedProtocol
+	return info, err
+}
+
+func (tlsStack) Listen(ctx context.Context, opts Options) (Listener, error) {
+	if opts.TLS == nil {
+		return nil, ErrNoTLSConfig
+	}
+	ln, err := listenTCP(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	l := &tlsListener{
+		ln:      ln,
+		cfg:     opts.TLS.Clone(),
+		timeout: opts.handshakeTimeout(),
+		ready:   make(chan *tlsTransport),
+		ctx:     hctx,
+		cancel:  cancel,
+		slots:   make(chan struct{}, tlsMaxPendingHandshakes),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l, nil
+}
+
+// tlsListener accepts TCP connections in acceptLoop and runs each server
+// handshake in its own goroutine; finished handshakes wait in ready for
+// Accept.
+type tlsListener struct {
+	ln      *net.TCPListener
+	cfg     *tls.Config
+	timeout time.Duration
+	ready   chan *tlsTransport
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	slots   chan struct{}
+	wg      sync.WaitGroup
+
+	mu  sync.Mutex
+	err error // why acceptLoop ended, if not Close
+}
+
+func (l *tlsListener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.ctx.Done():
+			return
+		}
+		tc, err := l.ln.AcceptTCP()
+		if err != nil {
+			<-l.slots
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				l.mu.Lock()
+				l.err = err
+				l.mu.Unlock()
+			}
+			l.cancel()
+			return
+		}
+		l.wg.Add(1)
+		go l.handshake(tc)
+	}
+}
+
+func (l *tlsListener) handshake(tc *net.TCPConn) {
+	defer l.wg.Done()
+	defer func() { <-l.slots }()
+	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+	defer cancel()
+	c := tls.Server(tc, l.cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		_ = tc.Close()
+		return
+	}
+	t := &tlsTransport{Conn: c, tcp: tc}
+	select {
+	case l.ready <- t:
+	case <-l.ctx.Done():
+		_ = tc.Close()
+	}
+}
+
+// Accept returns the next connection whose TLS handshake is done.
+func (l *tlsListener) Accept() (Transport, error) {
+	select {
+	case t := <-l.ready:
+		return t, nil
+	case <-l.ctx.Done():
+		l.mu.Lock()
+		err := l.err
+		l.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops listening, aborts handshakes in progress and closes
+// connections not yet accepted. Accepted connections stay open.
+func (l *tlsListener) Close() error {
+	err := l.ln.Close()
+	l.cancel()
+	l.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.ln.Addr() }

@@ -1,0 +1,133 @@
+package stacks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+)
+
+// ErrNoPath is returned by the Unix stack when Options.Path is empty.
+var ErrNoPath = errors.New("unix stack needs Options.Path")
+
+type unixStack struct{}
+
+// Unix returns the Unix domain stream socket stack. Its endpoints are
+// filesystem paths, given in Options.Path (Dial and Listen ignore the
+// remote and local IP addresses), or use DialPath and ListenPath. It is a
+// reliable ordered byte stream like TCP; Abort is Close (Unix sockets have
+// no reset). It is not part of All, which serves IP endpoints.
+//
+// Listen removes a stale socket file at the path (a socket nothing listens
+// on any more) and fails if another process still listens there; the file
+// is removed when the Listener is closed.
+func Unix() Stack { return unixStack{} }
+
+func (unixStack) Name() string { return "unix" }
+
+func (unixStack) Capabilities() Capabilities {
+	return Capabilities{
+		Reliability:       true,
+		PreserveOrder:     true,
+		CongestionControl: true, // local flow control; nothing to congest
+		FullChecksumSend:  true,
+		FullChecksumRecv:  true,
+	}
+}
+
+func (unixStack) Dial(ctx context.Context, _ netip.AddrPort, opts Options) (Transport, error) {
+	return DialPath(ctx, opts.Path, opts)
+}
+
+func (unixStack) Listen(ctx context.Context, opts Options) (Listener, error) {
+	return ListenPath(ctx, opts.Path, opts)
+}
+
+// DialPath connects to the Unix domain stream socket at path.
+func DialPath(ctx context.Context, path string, _ Options) (Transport, error) {
+	if path == "" {
+		return nil, ErrNoPath
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return &unixTransport{UnixConn: c.(*net.UnixConn)}, nil
+}
+
+// ListenPath listens on a Unix domain stream socket at path, replacing a
+// stale socket file.
+func ListenPath(ctx context.Context, path string, opts Options) (Listener, error) {
+	if path == "" {
+		return nil, ErrNoPath
+	}
+	if err := removeStaleSocket(ctx, path); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return &unixListener{ln: ln.(*net.UnixListener)}, nil
+}
+
+// removeStaleSocket deletes path if it is a socket nobody accepts on.
+func removeStaleSocket(ctx context.Context, path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("listen unix %s: file exists and is not a socket", path)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err == nil {
+		_ = c.Close()
+		return fmt.Errorf("listen unix %s: %w", path, syscall.EADDRINUSE)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return err
+	}
+	return os.Remove(path)
+}
+
+type unixTransport struct{ *net.UnixConn }
+
+// Abort closes the socket; Unix sockets have no reset.
+func (t *unixTransport) Abort() error { return t.Close() }
+
+func (t *unixTransport) Info() (TransportInfo, error) {
+	info := TransportInfo{
+		Stack:         "unix",
+		SendMsgMaxLen: MaxLen{Unlimited: true},
+		RecvMsgMaxLen: MaxLen{Unlimited: true},
+	}
+	rc, err := t.SyscallConn()
+	if err != nil {
+		return info, err
+	}
+	return info, readSockInfo(rc, sockUDP, &info)
+}
+
+type unixListener struct{ ln *net.UnixListener }
+
+func (l *unixListener) Accept() (Transport, error) {
+	c, err := l.ln.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	return &unixTransport{UnixConn: c}, nil
+}
+
+func (l *unixListener) Close() error   { return l.ln.Close() }
+func (l *unixListener) Addr() net.Addr { return l.ln.Addr() }

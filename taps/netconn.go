@@ -1,0 +1,526 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// errWriteClosed: Write after CloseWrite.
+var errWriteClosed = errors.New("write side closed")
+
+// netConnCloseWait bounds how long net.Conn.Close waits for the Connection
+// to reach Closed after a graceful Close.
+const netConnCloseWait = time.Second
+
+// NetConn returns a net.Conn view of the Connection, with byte-stream
+// semantics over the message API, for code written against the standard
+// library (net/http, bufio, io.Copy, ...):
+//
+//   - Write sends p as one Message and returns when it is Sent. p is copied,
+//     so the caller may reuse it at once. The write deadline bounds the wait.
+//   - Read returns the next received bytes (Receive with
+//     MinIncompleteLength(1) and MaxLength(len(p))), without waiting for a
+//     Message to end; message boundaries are not visible. Read returns
+//     io.EOF once the peer has closed and every byte was read.
+//   - SetDeadline, SetReadDeadline and SetWriteDeadline apply to pending
+//     and future calls; a call that times out returns a *net.OpError that
+//     wraps os.ErrDeadlineExceeded and whose Timeout method reports true.
+//   - CloseWrite is Connection.Close: the queued data is sent, then the
+//     peer sees the end of the stream. RFC 9622 has no half-close, so reads
+//     return io.EOF afterwards (data arriving later is dropped).
+//   - Close closes the Connection gracefully and waits until it is Closed,
+//     at most one second (the Connection keeps closing in the background
+//     after that); Read and Write then return errors wrapping
+//     net.ErrClosed.
+//   - LocalAddr and RemoteAddr are read once, when NetConn is called (they
+//     are never nil; an unknown address is the zero *net.TCPAddr).
+//
+// The net.Conn is safe for concurrent use: concurrent Writes are sent one
+// after the other, concurrent Reads are served one after the other. Call
+// NetConn once per Connection and do not mix it with Receive, Send or
+// handlers on the same Connection: they would share the data.
+func (c *Connection) NetConn() net.Conn {
+	nc := &netConn{c: c, closed: make(chan struct{})}
+	nc.rd.init()
+	nc.wd.init()
+	nc.laddr, nc.raddr = connAddrs(c)
+	return nc
+}
+
+// connAddrs reads the endpoints of a connection as net.Addrs.
+func connAddrs(c *Connection) (net.Addr, net.Addr) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := c.GetPropertiesContext(ctx)
+	if err != nil {
+		return &net.TCPAddr{}, &net.TCPAddr{}
+	}
+	var l, r *endpoint
+	if p.Local != nil {
+		l = &p.Local.e
+	}
+	if p.Remote != nil {
+		r = &p.Remote.e
+	}
+	return endpointAddr(l, p.Stack), endpointAddr(r, p.Stack)
+}
+
+// endpointAddr converts an endpoint to a *net.UDPAddr for the "udp" stack,
+// a *net.TCPAddr otherwise.
+func endpointAddr(e *endpoint, stack string) net.Addr {
+	var ap netip.AddrPort
+	if e != nil {
+		e.mu.Lock()
+		ip, port, zone := e.ip, e.port, e.iface
+		e.mu.Unlock()
+		if a, err := netip.ParseAddr(ip); err == nil {
+			if zone != "" && a.Is6() && a.IsLinkLocalUnicast() {
+				a = a.WithZone(zone)
+			}
+			ap = netip.AddrPortFrom(a, uint16(port))
+		} else {
+			ap = netip.AddrPortFrom(netip.Addr{}, uint16(port))
+		}
+	}
+	if stack == "udp" {
+		if !ap.Addr().IsValid() {
+			return &net.UDPAddr{Port: int(ap.Port())}
+		}
+		return net.UDPAddrFromAddrPort(ap)
+	}
+	if !ap.Addr().IsValid() {
+		return &net.TCPAddr{Port: int(ap.Port())}
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+type netConn struct {
+	c            *Connection
+	laddr, raddr net.Addr
+	rd, wd       deadline
+
+	rmu         sync.Mutex // serializes Reads and guards buf, eof
+	buf         []byte     // received bytes not yet returned
+	eof         bool
+	wmu         sync.Mutex // serializes Writes
+	once        sync.Once
+	closed      chan struct{} // closed by Close
+	writeClosed bool          // set by CloseWrite; guarded by wmu
+}
+
+func (nc *netConn) isClosed() bool {
+	select {
+	case <-nc.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (nc *netConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: nc.laddr.Network(), Source: nc.laddr, Addr: nc.raddr, Err: err}
+}
+
+// Read implements net.Conn.
+func (nc *netConn) Read(p []byte) (int, error) {
+	nc.rmu.Lock()
+	defer nc.rmu.Unlock()
+	if nc.isClosed() {
+		return 0, nc.opError("read", net.ErrClosed)
+	}
+	if len(nc.buf) > 0 {
+		n := copy(p, nc.buf)
+		nc.buf = nc.buf[n:]
+		return n, nil
+	}
+	if nc.eof {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	ctx := nc.rd.context()
+	if ctx.Err() != nil {
+		return 0, nc.opError("read", ctx.Err())
+	}
+	for {
+		m, err := nc.c.Receive(ctx, MinIncompleteLength(1), MaxLength(len(p)))
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return 0, nc.opError("read", cerr)
+			}
+			if errors.Is(err, ErrClosed) {
+				nc.eof = true
+				return 0, io.EOF
+			}
+			return 0, nc.opError("read", err)
+		}
+		if len(m.Data) == 0 {
+			continue // the end-of-message marker of a byte stream
+		}
+		n := copy(p, m.Data)
+		if n < len(m.Data) {
+			nc.buf = append(nc.buf[:0], m.Data[n:]...)
+		}
+		return n, nil
+	}
+}
+
+// Write implements net.Conn.
+func (nc *netConn) Write(p []byte) (int, error) {
+	nc.wmu.Lock()
+	defer nc.wmu.Unlock()
+	if nc.isClosed() {
+		return 0, nc.opError("write", net.ErrClosed)
+	}
+	if nc.writeClosed {
+		return 0, nc.opError("write", errWriteClosed)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	ctx := nc.wd.context()
+	if ctx.Err() != nil {
+		return 0, nc.opError("write", ctx.Err())
+	}
+	// Send may still use the data after ctx ended: give it a copy.
+	data := append([]byte(nil), p...)
+	if err := nc.c.Send(ctx, data, nil); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return 0, nc.opError("write", cerr)
+		}
+		return 0, nc.opError("write", err)
+	}
+	return len(p), nil
+}
+
+// CloseWrite closes the Connection gracefully without releasing the
+// net.Conn (see NetConn).
+func (nc *netConn) CloseWrite() error {
+	nc.wmu.Lock()
+	defer nc.wmu.Unlock()
+	if nc.isClosed() {
+		return nc.opError("close", net.ErrClosed)
+	}
+	if nc.writeClosed {
+		return nil
+	}
+	nc.writeClosed = true
+	if err := nc.c.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		return nc.opError("close", err)
+	}
+	return nil
+}
+
+// Close implements net.Conn.
+func (nc *netConn) Close() error {
+	first := false
+	nc.once.Do(func() {
+		first = true
+		close(nc.closed)
+		nc.rd.close()
+		nc.wd.close()
+	})
+	if !first {
+		return nc.opError("close", net.ErrClosed)
+	}
+	_ = nc.c.Close() // ErrClosed when it has already ended: nothing to do
+	nc.discard()
+	t := time.NewTimer(netConnCloseWait)
+	defer t.Stop()
+	select {
+	case <-nc.c.Done():
+		if err := nc.c.Err(); err != nil {
+			return nc.opError("close", err)
+		}
+	case <-t.C:
+	}
+	return nil
+}
+
+// discard drops the received data nobody will read now, as closing a
+// socket does: a full receive buffer would otherwise stop the connection
+// from reading the peer's end of stream, and the graceful close would
+// last until the linger timeout.
+func (nc *netConn) discard() {
+	nc.rmu.Lock()
+	defer nc.rmu.Unlock()
+	nc.buf = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Receive still returns what is already there
+	for {
+		if _, err := nc.c.Receive(ctx, MinIncompleteLength(1)); err != nil {
+			return
+		}
+	}
+}
+
+// LocalAddr implements net.Conn.
+func (nc *netConn) LocalAddr() net.Addr { return nc.laddr }
+
+// RemoteAddr implements net.Conn.
+func (nc *netConn) RemoteAddr() net.Addr { return nc.raddr }
+
+// SetDeadline implements net.Conn.
+func (nc *netConn) SetDeadline(t time.Time) error {
+	if nc.isClosed() {
+		return nc.opError("set", net.ErrClosed)
+	}
+	nc.rd.set(t)
+	nc.wd.set(t)
+	return nil
+}
+
+// SetReadDeadline implements net.Conn.
+func (nc *netConn) SetReadDeadline(t time.Time) error {
+	if nc.isClosed() {
+		return nc.opError("set", net.ErrClosed)
+	}
+	nc.rd.set(t)
+	return nil
+}
+
+// SetWriteDeadline implements net.Conn.
+func (nc *netConn) SetWriteDeadline(t time.Time) error {
+	if nc.isClosed() {
+		return nc.opError("set", net.ErrClosed)
+	}
+	nc.wd.set(t)
+	return nil
+}
+
+// deadline is a settable deadline as net.Pipe has one: ch is closed when
+// the deadline passes or the conn is closed. Changing a deadline that has
+// not passed keeps ch, so pending calls see the new deadline.
+type deadline struct {
+	mu     sync.Mutex
+	timer  *time.Timer
+	ch     chan struct{}
+	closed bool // the conn is closed: ch stays closed
+}
+
+func (d *deadline) init() { d.ch = make(chan struct{}) }
+
+func isClosedChan(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.ch // the timer fired: wait until its callback closed ch
+	}
+	d.timer = nil
+	expired := isClosedChan(d.ch)
+	if t.IsZero() {
+		if expired {
+			d.ch = make(chan struct{})
+		}
+		return
+	}
+	if dur := time.Until(t); dur > 0 {
+		if expired {
+			d.ch = make(chan struct{})
+		}
+		ch := d.ch
+		d.timer = time.AfterFunc(dur, func() { close(ch) })
+		return
+	}
+	if !expired {
+		close(d.ch)
+	}
+}
+
+func (d *deadline) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	d.closed = true
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.ch // the timer fired: wait until its callback closed ch
+	}
+	d.timer = nil
+	if !isClosedChan(d.ch) {
+		close(d.ch)
+	}
+}
+
+// context returns a context that ends when the deadline passes (Err:
+// os.ErrDeadlineExceeded) or the conn is closed (Err: net.ErrClosed).
+func (d *deadline) context() context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &deadlineCtx{d: d, ch: d.ch}
+}
+
+// deadlineCtx is a context.Context ended by a deadline's channel. It
+// carries no values and no Deadline: the deadline may move.
+type deadlineCtx struct {
+	d  *deadline
+	ch chan struct{}
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *deadlineCtx) Done() <-chan struct{}       { return c.ch }
+func (c *deadlineCtx) Value(any) any               { return nil }
+func (c *deadlineCtx) Err() error {
+	if !isClosedChan(c.ch) {
+		return nil
+	}
+	c.d.mu.Lock()
+	closed := c.d.closed
+	c.d.mu.Unlock()
+	if closed {
+		return net.ErrClosed
+	}
+	return os.ErrDeadlineExceeded
+}
+
+// NetListener returns a net.Listener view of the Listener for code written
+// against the standard library (http.Server.Serve, ...): Accept returns the
+// next received Connection as a net.Conn (see Connection.NetConn); Close
+// stops the Listener (connections already accepted stay open) and makes
+// pending and later Accepts return an error wrapping net.ErrClosed; Addr is
+// Listener.Addr (never nil). It is safe for concurrent use. Do not mix it
+// with Accept or OnConnectionReceived on the same Listener.
+func (l *Listener) NetListener() net.Listener {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &netListener{l: l, ctx: ctx, cancel: cancel}
+}
+
+type netListener struct {
+	l      *Listener
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// Accept implements net.Listener.
+func (nl *netListener) Accept() (net.Conn, error) {
+	c, err := nl.l.Accept(nl.ctx)
+	if err != nil {
+		if nl.ctx.Err() != nil {
+			err = net.ErrClosed
+		}
+		return nil, &net.OpError{Op: "accept", Net: nl.Addr().Network(), Addr: nl.Addr(), Err: err}
+	}
+	return c.NetConn(), nil
+}
+
+// Close implements net.Listener.
+func (nl *netListener) Close() error {
+	first := false
+	nl.once.Do(func() {
+		first = true
+		nl.cancel()
+		nl.l.Stop()
+	})
+	if !first {
+		return &net.OpError{Op: "close", Net: nl.Addr().Network(), Addr: nl.Addr(), Err: net.ErrClosed}
+	}
+	return nil
+}
+
+// Addr implements net.Listener.
+func (nl *netListener) Addr() net.Addr {
+	if a := nl.l.Addr(); a != nil {
+		return a
+	}
+	return &net.TCPAddr{}
+}
+
+// Dialer returns a dial function for code that wants one
+// (http.Transport.DialContext, grpc.WithContextDialer, ...): each call
+// initiates a Connection from a copy of pre whose remote endpoints are
+// replaced by addr ("host:port"; host is an IP address or a host name,
+// port a number or a service name) and returns its NetConn. ctx bounds the
+// establishment only. network must be "tcp", "tcp4" or "tcp6" (or empty);
+// the protocol stack is still chosen by pre's transport properties. An
+// establishment failure is a *net.OpError wrapping the *EstablishmentError.
+// The function is safe for concurrent use; later changes to pre affect
+// later dials.
+func Dialer(pre *Preconnection) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		switch network {
+		case "tcp", "tcp4", "tcp6", "":
+		default:
+			return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
+		}
+		r, err := remoteFromHostPort(addr)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		c, err := pre.withRemotes(r).Initiate(ctx)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		return c.NetConn(), nil
+	}
+}
+
+// remoteFromHostPort parses "host:port" into a RemoteEndpoint.
+func remoteFromHostPort(addr string) (*RemoteEndpoint, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	r := NewRemoteEndpoint()
+	if a, err := netip.ParseAddr(host); err == nil {
+		r.WithIPAddress(a.String())
+	} else if host != "" {
+		r.WithHostName(host)
+	} else {
+		return nil, &EndpointError{Endpoint: addr, Err: errors.New("no host")}
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+		r.WithPort(uint16(n))
+	} else if port != "" {
+		r.WithService(port)
+	} else {
+		return nil, &EndpointError{Endpoint: addr, Err: fmt.Errorf("no port")}
+	}
+	return r, nil
+}
+
+// withRemotes returns a copy of p whose remote endpoints are rs. It lists
+// every field: TestWithRemotesCopiesEveryField fails when one is added.
+func (p *Preconnection) withRemotes(rs ...*RemoteEndpoint) *Preconnection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &Preconnection{
+		sys:          p.sys,
+		locals:       append([]*LocalEndpoint(nil), p.locals...),
+		remotes:      rs,
+		tp:           p.tp,
+		sec:          p.sec,
+		unfulfilled:  p.unfulfilled,
+		framers:      append(p.framers[:0:0], p.framers...),
+		attemptDelay: p.attemptDelay,
+		estTimeout:   p.estTimeout,
+		linger:       p.linger,
+		recvLimit:    p.recvLimit,
+		sendLimit:    p.sendLimit,
+		resolver:     p.resolver,
+		handlers:     p.handlers,
+		stackList:    p.stackList,
+	}
+}

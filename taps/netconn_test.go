@@ -1,0 +1,276 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/nettest"
+)
+
+// netPipe returns a connected pair of net.Conns over loopback: the client
+// made by Dialer, the server by NetListener.
+func netPipe(t *testing.T, sys *System, opts ...PreconnectionOption) (client, server net.Conn) {
+	t.Helper()
+	ctx := testCtx(t)
+	ln := listenLoopback(t, sys)
+	nl := ln.NetListener()
+	t.Cleanup(func() { _ = nl.Close() })
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := nl.Accept()
+		ch <- res{c, err}
+	}()
+	dial := Dialer(NewPreconnection(append([]PreconnectionOption{WithSystem(sys)}, opts...)...))
+	client, err := dial(ctx, "tcp", nl.Addr().String())
+	require.NoError(t, err)
+	r := <-ch
+	require.NoError(t, r.err)
+	t.Cleanup(func() { _ = client.Close(); _ = r.c.Close() })
+	return client, r.c
+}
+
+func TestNetConnEchoAndAddrs(t *testing.T) {
+	sys := newTestSystem(t)
+	client, server := netPipe(t, sys)
+
+	require.Equal(t, "tcp", client.LocalAddr().Network())
+	require.Equal(t, client.LocalAddr().String(), server.RemoteAddr().String())
+	require.Equal(t, client.RemoteAddr().String(), server.LocalAddr().String())
+
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(server, buf); err != nil {
+			done <- err
+			return
+		}
+		_, err := server.Write(buf)
+		done <- err
+	}()
+	_, err := client.Write([]byte("hello"))
+	require.NoError(t, err)
+	got := make([]byte, 5)
+	_, err = io.ReadFull(client, got)
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(got))
+	require.NoError(t, <-done)
+}
+
+func TestNetConnEOFAfterPeerClose(t *testing.T) {
+	sys := newTestSystem(t)
+	client, server := netPipe(t, sys)
+	_, err := server.Write([]byte("bye, and thanks"))
+	require.NoError(t, err)
+	require.NoError(t, server.Close())
+
+	// small reads: the leftover of each receive is kept for the next Read
+	var got []byte
+	buf := make([]byte, 3)
+	for {
+		n, err := client.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+	}
+	require.Equal(t, "bye, and thanks", string(got))
+	n, err := client.Read(buf)
+	require.Zero(t, n)
+	require.ErrorIs(t, err, io.EOF)
+
+	var ne net.Error
+	_, err = server.Write([]byte("x"))
+	require.ErrorIs(t, err, net.ErrClosed)
+	require.ErrorAs(t, err, &ne)
+	require.ErrorIs(t, server.Close(), net.ErrClosed)
+}
+
+func TestNetConnReadDeadline(t *testing.T) {
+	sys := newTestSystem(t)
+	client, server := netPipe(t, sys)
+
+	require.NoError(t, client.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+	_, err := client.Read(make([]byte, 10))
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	require.True(t, ne.Timeout())
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+
+	// A pending Read is interrupted by a deadline in the past (what
+	// net/http does to abort its background read).
+	require.NoError(t, client.SetReadDeadline(time.Time{}))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := client.Read(make([]byte, 10))
+		errc <- err
+	}()
+	// the read is pending or about to be: either way it must end
+	require.NoError(t, client.SetReadDeadline(time.Unix(1, 0)))
+	require.ErrorIs(t, <-errc, os.ErrDeadlineExceeded)
+
+	// Cleared, the conn reads again, and nothing was lost.
+	require.NoError(t, client.SetReadDeadline(time.Time{}))
+	_, err = server.Write([]byte("late"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(client, buf)
+	require.NoError(t, err)
+	require.Equal(t, "late", string(buf))
+}
+
+func TestNetConnCloseUnblocksRead(t *testing.T) {
+	sys := newTestSystem(t)
+	client, _ := netPipe(t, sys)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := client.Read(make([]byte, 10))
+		errc <- err
+	}()
+	require.NoError(t, client.Close())
+	require.ErrorIs(t, <-errc, net.ErrClosed)
+	require.ErrorIs(t, client.SetDeadline(time.Now()), net.ErrClosed)
+}
+
+func TestNetConnCloseWrite(t *testing.T) {
+	sys := newTestSystem(t)
+	client, server := netPipe(t, sys)
+	_, err := client.Write([]byte("request"))
+	require.NoError(t, err)
+	require.NoError(t, client.(interface{ CloseWrite() error }).CloseWrite())
+	_, err = client.Write([]byte("more"))
+	require.ErrorIs(t, err, errWriteClosed)
+	got, err := io.ReadAll(server)
+	require.NoError(t, err)
+	require.Equal(t, "request", string(got))
+}
+
+func TestNetListenerClose(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	nl := ln.NetListener()
+	require.Equal(t, ln.Addr().String(), nl.Addr().String())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := nl.Accept()
+		errc <- err
+	}()
+	require.NoError(t, nl.Close())
+	require.ErrorIs(t, <-errc, net.ErrClosed)
+	<-ln.Done()
+	_, err := nl.Accept()
+	require.ErrorIs(t, err, net.ErrClosed)
+	require.ErrorIs(t, nl.Close(), net.ErrClosed)
+}
+
+func TestDialerErrors(t *testing.T) {
+	sys := newTestSystem(t)
+	dial := Dialer(NewPreconnection(WithSystem(sys)))
+	ctx := testCtx(t)
+	_, err := dial(ctx, "udp", "127.0.0.1:1")
+	require.Error(t, err)
+	_, err = dial(ctx, "tcp", "no-port")
+	require.Error(t, err)
+	_, err = dial(ctx, "tcp", ":80")
+	require.ErrorIs(t, err, ErrInvalidEndpoint)
+
+	// a closed port: the error is a *net.OpError around the
+	// EstablishmentError
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := probe.Addr().String()
+	require.NoError(t, probe.Close())
+	_, err = dial(ctx, "tcp", addr)
+	var oe *net.OpError
+	require.ErrorAs(t, err, &oe)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+}
+
+func TestRemoteFromHostPort(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:80":   "127.0.0.1:80",
+		"[::1]:443":      "[::1]:443",
+		"localhost:8080": "localhost:8080",
+		"example.org:80": "example.org:80",
+	} {
+		r, err := remoteFromHostPort(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, r.String())
+	}
+	r, err := remoteFromHostPort("example.org:http")
+	require.NoError(t, err)
+	m, err := r.e.toMessage(true, true)
+	require.NoError(t, err)
+	require.EqualValues(t, 80, m.Port)
+}
+
+// TestWithRemotesCopiesEveryField guards withRemotes: a field added to
+// Preconnection must be copied there too.
+func TestWithRemotesCopiesEveryField(t *testing.T) {
+	require.Equal(t, 16, reflect.TypeFor[Preconnection]().NumField(),
+		"Preconnection changed: update withRemotes in netconn.go and this count")
+	pre := NewPreconnection(WithAttemptDelay(time.Second), WithLingerTimeout(time.Minute),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("192.0.2.1").WithPort(1)))
+	r := NewRemoteEndpoint().WithIPAddress("192.0.2.2").WithPort(2)
+	q := pre.withRemotes(r)
+	require.Equal(t, []*RemoteEndpoint{r}, q.remotes)
+	require.Equal(t, time.Second, q.attemptDelay)
+	require.Equal(t, time.Minute, q.linger)
+	require.Same(t, pre.sys, q.sys)
+}
+
+// TestNetConnConformance runs the x/net/nettest net.Conn conformance suite
+// over a gotaps connection pair.
+func TestNetConnConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("conformance suite skipped in -short mode")
+	}
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		sys := NewSystem()
+		shutdown := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = sys.Shutdown(ctx)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// small buffers: writes block soon when the peer does not read
+		bufs := []PreconnectionOption{WithSystem(sys), WithSendBuffer(64 << 10), WithReceiveBuffer(64 << 10)}
+		pre := NewPreconnection(append(bufs, WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
+		ln, err := pre.Listen(ctx)
+		if err != nil {
+			shutdown()
+			return nil, nil, nil, err
+		}
+		nl := ln.NetListener()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c2, _ = nl.Accept()
+		}()
+		c1, err = Dialer(NewPreconnection(bufs...))(ctx, "tcp", nl.Addr().String())
+		wg.Wait()
+		_ = nl.Close()
+		if err != nil || c2 == nil {
+			shutdown()
+			return nil, nil, nil, errors.Join(err, errors.New("no accepted connection"))
+		}
+		return c1, c2, func() { _ = c1.Close(); _ = c2.Close(); shutdown() }, nil
+	})
+}
