@@ -163,9 +163,8 @@ func (l *listenerActor) deliverHeld() {
 	for len(l.held) > 0 && l.limit != 0 {
 		s := l.held[0]
 		l.held = l.held[1:]
-		if s.Link.State() == Closed {
-			continue
-		}
+		// delivered even if it has closed since: the application sees
+		// ConnectionReceived, then its data and Closed
 		l.queue.push(s)
 		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ConnectionReceived", ConnectionId: s.Link.ID()})
 		if l.limit > 0 {

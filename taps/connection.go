@@ -157,6 +157,30 @@ func (c *Connection) OnSoftError(fn func(*Connection, error)) {
 	})
 }
 
+// OnReestablishing sets the handler called when a connection under
+// WithReestablishment has lost its transport (err says why) and attempt n
+// of establishing a new one is scheduled. The connection is Establishing
+// until OnReestablished.
+func (c *Connection) OnReestablishing(fn func(c *Connection, err error, attempt int)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.Reestablishing = nil
+		if fn != nil {
+			h.Reestablishing = func(err error, n int) { fn(c, err, n) }
+		}
+	})
+}
+
+// OnReestablished sets the handler called when a connection under
+// WithReestablishment has a new transport, after attempts attempts.
+func (c *Connection) OnReestablished(fn func(c *Connection, attempts int)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.Reestablished = nil
+		if fn != nil {
+			h.Reestablished = func(n int) { fn(c, n) }
+		}
+	})
+}
+
 // State returns the connection's current state.
 func (c *Connection) State() ConnectionState { return stateOf(c.link.State()) }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/supervision"
 )
 
 // A Preconnection is the template a Connection or Listener is made from
@@ -35,6 +36,7 @@ type Preconnection struct {
 	resolver     stacks.Resolver
 	handlers     connHandlers
 	stackList    []stacks.Stack // tests: the stacks to select from instead of stacks.All()
+	reestablish  *supervision.Backoff
 }
 
 // connHandlers are handlers a Preconnection gives each of its connections.
@@ -125,6 +127,25 @@ func WithResolver(lookup func(ctx context.Context, network, host string) ([]neti
 	return func(p *Preconnection) { p.resolver = stacks.Resolver{LookupNetIP: lookup} }
 }
 
+// ReestablishPolicy is the opt-in supervision policy for long-lived
+// connections: see WithReestablishment. Zero fields take their defaults
+// (100 ms initial wait, doubling, at most 10 s, 10 attempts in a row).
+type ReestablishPolicy = supervision.Backoff
+
+// WithReestablishment makes the connections this Preconnection initiates
+// long-lived: when a connection's transport fails or the peer goes away,
+// it is established again through the racer (resolution and every
+// candidate, as at Initiate) after an exponential backoff, instead of
+// ending. It keeps its identity and its place in its group; each loss and
+// each re-establishment is an event (OnReestablishing, OnReestablished) and
+// a trace record. Messages not yet sent when the transport was lost fail
+// with a SendError: the application decides whether to send them again.
+// When MaxAttempts consecutive attempts fail, the connection ends with a
+// ConnectionError. Close and Abort are never undone.
+func WithReestablishment(p ReestablishPolicy) PreconnectionOption {
+	return func(pre *Preconnection) { pol := p.Normalized(); pre.reestablish = &pol }
+}
+
 // NewPreconnection returns a Preconnection.
 func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
 	p := &Preconnection{}
@@ -196,7 +217,8 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	cfg := &messages.ConnectionConfig{
 		AttemptDelay: p.attemptDelay, EstablishmentTimeout: p.estTimeout, LingerTimeout: p.linger,
 		RecvBufferLimit: p.recvLimit, SendBufferLimit: p.sendLimit, Resolver: p.resolver,
-		Framers: append([]framers.Framer(nil), p.framers...),
+		Framers:     append([]framers.Framer(nil), p.framers...),
+		Reestablish: p.reestablish,
 	}
 	if listen && len(p.locals) == 0 {
 		return nil, p.handlers, &EndpointError{Endpoint: "", Err: errors.New("Listen needs a local endpoint")}
