@@ -297,6 +297,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *transportOffered:
 		c.transportOffered(ctx, m)
 	case *establishmentFailed:
+		if f, ok := m.err.(*EstablishmentFailure); ok && f.Report != nil {
+			c.report = f.Report
+		}
 		if c.everReady && c.reestablish(ctx, m.err) {
 			return
 		}

@@ -90,9 +90,9 @@ type raceDone struct {
 	err     error
 }
 
-// errNoCandidates: resolution gave addresses, but no stack/address pair
-// is left to attempt.
-var errNoCandidates = errors.New("no candidates")
+// ErrNoCandidates is the EstablishmentFailure cause when resolution gave
+// addresses but no [path, stack, endpoint] leaf is left to attempt.
+var ErrNoCandidates = errors.New("no candidates")
 
 // preconnActor establishes one connection from the Preconnection snapshot:
 // it resolves the endpoints (in a goroutine it owns), builds the candidate
@@ -164,7 +164,7 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 	}
 	cands := planCandidates(p.spec.cfg.Stacks, m.remotes, m.local)
 	if len(cands) == 0 {
-		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: errNoCandidates}})
+		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: ErrNoCandidates}})
 		return
 	}
 	key := raceCacheKey(p.spec.cfg)

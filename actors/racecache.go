@@ -87,19 +87,8 @@ func (c *raceCache) evictLocked(now time.Time) {
 	}
 }
 
-// raceCaches holds each System's race cache until System gets a field for
-// it; entries are never removed, so a program that makes many Systems
-// keeps one small cache per System alive.
-var raceCaches sync.Map // *System -> *raceCache
-
-// cacheFor returns s's race cache.
-func cacheFor(s *System) *raceCache {
-	if c, ok := raceCaches.Load(s); ok {
-		return c.(*raceCache)
-	}
-	c, _ := raceCaches.LoadOrStore(s, &raceCache{})
-	return c.(*raceCache)
-}
+// cacheFor returns the race cache of s.
+func cacheFor(s *System) *raceCache { return &s.raceCache }
 
 // raceCacheKey is the cache key of a configuration: its remote endpoints
 // as the application named them (host or address, port, interface), in

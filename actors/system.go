@@ -31,6 +31,8 @@ type System struct {
 	tracer func(*messages.TraceRecord)
 	nextID atomic.Uint64
 	down   atomic.Bool
+	// raceCache remembers racing winners per remote set (racecache.go).
+	raceCache raceCache
 }
 
 // NewSystem starts an actor system and its root actor.

@@ -89,7 +89,18 @@ func quicPacketConn(udp *net.UDPConn, opts Options) net.PacketConn {
 	return plainPacketConn{udp}
 }
 
-type plainPacketConn struct{ net.PacketConn }
+type plainPacketConn struct{ udp *net.UDPConn }
+
+// plainPacketConn exposes only these methods of the socket to quic-go.
+func (c plainPacketConn) ReadFrom(b []byte) (int, net.Addr, error)  { return c.udp.ReadFrom(b) }
+func (c plainPacketConn) WriteTo(b []byte, a net.Addr) (int, error) { return c.udp.WriteTo(b, a) }
+func (c plainPacketConn) Close() error                              { return c.udp.Close() }
+func (c plainPacketConn) LocalAddr() net.Addr                       { return c.udp.LocalAddr() }
+func (c plainPacketConn) SetDeadline(t time.Time) error             { return c.udp.SetDeadline(t) }
+func (c plainPacketConn) SetReadDeadline(t time.Time) error         { return c.udp.SetReadDeadline(t) }
+func (c plainPacketConn) SetWriteDeadline(t time.Time) error        { return c.udp.SetWriteDeadline(t) }
+func (c plainPacketConn) SetReadBuffer(n int) error                 { return c.udp.SetReadBuffer(n) }
+func (c plainPacketConn) SetWriteBuffer(n int) error                { return c.udp.SetWriteBuffer(n) }
 
 func listenUDPFor(ctx context.Context, opts Options, local netip.AddrPort) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: socketControl(opts, sockUDP)}

@@ -132,13 +132,15 @@ func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
 	if kind != sockTCP {
 		return nil
 	}
+	// Some kernels do not answer TCP-level options on MPTCP sockets
+	// (EOPNOTSUPP): those fields then stay zero.
 	uto, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-	if err != nil {
+	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("get TCP_USER_TIMEOUT: %w", err)
 	}
 	info.UserTimeout = time.Duration(uto) * time.Millisecond
 	ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-	if err != nil {
+	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("get SO_KEEPALIVE: %w", err)
 	}
 	info.KeepAlive = ka != 0

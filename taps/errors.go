@@ -207,6 +207,8 @@ func establishmentError(err error) *EstablishmentError {
 			out.Reason = ReasonTimeout
 		case errors.As(f.Err, &re):
 			out.Reason = ReasonResolutionFailed
+		case errors.Is(f.Err, actors.ErrNoCandidates):
+			out.Reason = ReasonNoCandidates
 		}
 		return out
 	}

@@ -501,26 +501,9 @@ func remoteFromHostPort(addr string) (*RemoteEndpoint, error) {
 	return r, nil
 }
 
-// withRemotes returns a copy of p whose remote endpoints are rs. It lists
-// every field: TestWithRemotesCopiesEveryField fails when one is added.
+// withRemotes returns a copy of p whose remote endpoints are rs.
 func (p *Preconnection) withRemotes(rs ...*RemoteEndpoint) *Preconnection {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return &Preconnection{
-		sys:          p.sys,
-		locals:       append([]*LocalEndpoint(nil), p.locals...),
-		remotes:      rs,
-		tp:           p.tp,
-		sec:          p.sec,
-		unfulfilled:  p.unfulfilled,
-		framers:      append(p.framers[:0:0], p.framers...),
-		attemptDelay: p.attemptDelay,
-		estTimeout:   p.estTimeout,
-		linger:       p.linger,
-		recvLimit:    p.recvLimit,
-		sendLimit:    p.sendLimit,
-		resolver:     p.resolver,
-		handlers:     p.handlers,
-		stackList:    p.stackList,
-	}
+	q := p.clone()
+	q.remotes = rs
+	return q
 }

@@ -20,7 +20,13 @@ import (
 // changing it afterwards never affects what was made from it, and it can be
 // used again. Its methods are safe for concurrent use.
 type Preconnection struct {
-	mu           sync.Mutex
+	mu sync.Mutex
+	preconnState
+}
+
+// preconnState is everything a Preconnection holds besides its lock, so
+// that copying one (clone) cannot miss a field.
+type preconnState struct {
 	sys          *System
 	locals       []*LocalEndpoint
 	remotes      []*RemoteEndpoint
@@ -159,6 +165,18 @@ func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
 		p.sys = DefaultSystem()
 	}
 	return p
+}
+
+// clone returns an independent copy of p (slices copied; endpoints,
+// properties and framers are shared values, as snapshot copies them again).
+func (p *Preconnection) clone() *Preconnection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := &Preconnection{preconnState: p.preconnState}
+	q.locals = append([]*LocalEndpoint(nil), p.locals...)
+	q.remotes = append([]*RemoteEndpoint(nil), p.remotes...)
+	q.framers = append([]framers.Framer(nil), p.framers...)
+	return q
 }
 
 // AddFramer adds a message framer (seed: add_framer). Framers added later

@@ -1,0 +1,93 @@
+package stacks
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// rfcDefaults are the RFC 9622 §6.2 defaults of the selection properties
+// that tell stacks apart.
+var rfcDefaults = map[string]int8{
+	"reliability":           Require,
+	"preserveOrder":         Require,
+	"congestionControl":     Require,
+	"fullChecksumSend":      Require,
+	"fullChecksumRecv":      Require,
+	"multistreaming":        Prefer,
+	"preserveMsgBoundaries": NoPreference,
+	"zeroRttMsg":            NoPreference,
+	"keepAlive":             NoPreference,
+}
+
+// with returns the RFC defaults overridden by over (a profile, RFC 9622
+// App. B.2, or single settings).
+func with(over map[string]int8) map[string]int8 {
+	m := maps.Clone(rfcDefaults)
+	maps.Copy(m, over)
+	return m
+}
+
+var (
+	reliableInorderStream = map[string]int8{"reliability": Require, "preserveOrder": Require, "congestionControl": Require, "preserveMsgBoundaries": NoPreference}
+	reliableMessage       = map[string]int8{"reliability": Require, "preserveOrder": Require, "congestionControl": Require, "preserveMsgBoundaries": Require}
+	unreliableDatagram    = map[string]int8{"reliability": Avoid, "preserveOrder": Avoid, "congestionControl": NoPreference, "preserveMsgBoundaries": Require}
+)
+
+func TestSelectProfiles(t *testing.T) {
+	tests := []struct {
+		name  string
+		prefs map[string]int8
+		want  []string // nil: *UnfulfilledError
+	}{
+		{"RFC defaults rule out UDP; multistreaming Prefer puts QUIC first", rfcDefaults, []string{"quic", "tcp", "tls"}},
+		{"defaults without security", with(map[string]int8{"secure": Prohibit}), []string{"tcp"}},
+		{"defaults, secure required", with(map[string]int8{"secure": Require}), []string{"quic", "tls"}},
+		{"reliable-inorder-stream", with(reliableInorderStream), []string{"quic", "tcp", "tls"}},
+		{"reliable-inorder-stream, secure, no multistreaming", with(map[string]int8{"secure": Require, "multistreaming": NoPreference}), []string{"tls", "quic"}},
+		{"reliable-message: no stack keeps boundaries reliably", with(reliableMessage), nil},
+		{"unreliable-datagram picks udp", with(unreliableDatagram), []string{"udp"}},
+		{"unreliable-datagram on bare prefs", unreliableDatagram, []string{"udp"}},
+		{"unreliable-datagram but secure required", with(map[string]int8{"reliability": Avoid, "preserveOrder": Avoid, "congestionControl": NoPreference, "preserveMsgBoundaries": Require, "secure": Require}), nil},
+		{"datagram-ish without boundaries: UDP ranks first by Avoid", map[string]int8{"reliability": Avoid, "preserveOrder": Avoid}, []string{"udp", "tcp", "tls", "quic"}},
+		{"prefer zero-RTT", with(map[string]int8{"zeroRttMsg": Prefer, "multistreaming": NoPreference}), []string{"quic", "tcp", "tls"}},
+		{"prohibit multistreaming", with(map[string]int8{"multistreaming": Prohibit}), []string{"tcp", "tls"}},
+		{"require keepAlive", with(map[string]int8{"keepAlive": Require, "secure": Prohibit}), []string{"tcp"}},
+		{"contradiction: prohibit reliability, require order", map[string]int8{"reliability": Prohibit, "preserveOrder": Require}, nil},
+		{"contradiction: require multistreaming, prohibit secure", with(map[string]int8{"multistreaming": Require, "secure": Prohibit}), nil},
+		{"unknown properties do not select", with(map[string]int8{"direction": Require, "_gotaps.x": Require}), []string{"quic", "tcp", "tls"}},
+	}
+	for i, tt := range tests {
+		got, err := Select(All(), tt.prefs)
+		if tt.want == nil {
+			var ue *UnfulfilledError
+			require.ErrorAs(t, err, &ue, "#%d %s", i, tt.name)
+			require.ErrorIs(t, err, ErrNoStack)
+			require.NotEmpty(t, ue.Reasons)
+			continue
+		}
+		require.NoError(t, err, "#%d %s", i, tt.name)
+		var names []string
+		for _, s := range got {
+			names = append(names, s.Name())
+		}
+		require.Equal(t, tt.want, names, "#%d %s", i, tt.name)
+	}
+}
+
+func TestCapabilitiesPerStack(t *testing.T) {
+	for _, s := range append(All(), Unix()) {
+		c := s.Capabilities()
+		switch s.Name() {
+		case "udp":
+			require.True(t, c.PreserveMsgBoundaries)
+			require.False(t, c.Reliability || c.PreserveOrder || c.CongestionControl || c.Secure)
+		case "tls", "quic":
+			require.True(t, c.Secure && c.Reliability && c.PreserveOrder && c.CongestionControl)
+		default:
+			require.True(t, c.Reliability && c.PreserveOrder)
+			require.False(t, c.Secure || c.PreserveMsgBoundaries)
+		}
+	}
+}
