@@ -1,13 +1,14 @@
 package actors
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,6 +40,9 @@ var (
 	ErrExpired = errors.New("message lifetime expired before sending")
 	// ErrFinalSent: a Send after a message marked final.
 	ErrFinalSent = errors.New("a final message was already sent")
+	// ErrNotReplayable: a message not marked safelyReplayable on a stack
+	// that may duplicate it (UDP).
+	ErrNotReplayable = errors.New("the selected stack may duplicate messages: mark them safelyReplayable")
 	// ErrNotAllowed: the operation is not allowed in the current state.
 	ErrNotAllowed = errors.New("operation not allowed in this connection state")
 	// ErrEstablishmentTimeout: the establishment timeout fired.
@@ -77,6 +81,7 @@ type (
 	}
 	lingerExpired  struct{ gen uint64 }
 	reestablishNow struct{ gen uint64 }
+	datagramIn     struct{ item RecvItem }
 	framerReady    struct{ idx int }
 	framerFailed   struct {
 		idx int
@@ -150,16 +155,21 @@ type connActor struct {
 	finalSent   bool
 	finSent     bool
 
+	// what the stack is
+	datagram       bool // one message per datagram, no framer
+	connectionless bool // no handshake to close: Close releases at once
+	sendMax        int  // largest message the stack sends in one piece; 0: unlimited
+
 	// receive side
 	eofSeen    bool
 	discarding bool
 
 	closeGen   uint64
 	linger     *time.Timer
-	everReady  bool // Ready was reported once
-	attempts   int  // consecutive re-establishment attempts
-	closeAsked bool // the application asked to close: never re-establish
-	wg         sync.WaitGroup
+	everReady  bool    // Ready was reported once
+	attempts   int     // consecutive re-establishment attempts
+	closeAsked bool    // the application asked to close: never re-establish
+	wg         ioCount // reader and writer goroutines blocked in I/O (datapath.go)
 	ended      bool
 }
 
@@ -200,7 +210,15 @@ func (c *connActor) apply(in Input, err error) bool {
 			rec.Local = c.local.String()
 		}
 		c.sys.trace(rec)
-		c.log.Debug("state", "from", from.String(), "to", to.String(), "event", ev.String())
+		lvl := slog.LevelDebug
+		if ev == EvConnectionError || ev == EvEstablishmentError {
+			lvl = slog.LevelInfo
+		}
+		attrs := []any{"from", from.String(), "to", to.String(), "event", evName, "stack", c.stack}
+		if err != nil {
+			attrs = append(attrs, "error", err.Error())
+		}
+		c.log.Log(context.Background(), lvl, "connection state", attrs...)
 	}
 	if c.everReady {
 		switch ev {
@@ -328,6 +346,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.deliver([]RecvItem{{MessageID: 1, Data: m.data}})
 	case *readEnded:
 		c.streamEnded(ctx, m.err)
+	case *datagramIn:
+		c.deliver([]RecvItem{m.item})
 	case *framerDelivered:
 		c.framerDelivered(ctx, m)
 	case *framerReady:
@@ -417,8 +437,87 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	for _, pid := range c.framers {
 		ctx.Send(pid, &framerStart{})
 	}
-	c.startReader(ctx)
+	c.learnStack()
+	if c.datagram {
+		c.startDatagramReader(ctx)
+	} else {
+		c.startReader(ctx)
+	}
 	c.maybeReady(ctx)
+}
+
+// learnStack reads what the selected stack is: message-oriented
+// (datagrams), connectionless, and its largest message.
+func (c *connActor) learnStack() {
+	st, err := stacks.ByName(c.stack)
+	if err != nil {
+		return
+	}
+	caps := st.Capabilities()
+	c.connectionless = !caps.Reliability
+	c.datagram = caps.PreserveMsgBoundaries && len(c.framers) == 0
+	if c.datagram {
+		c.link.setMessageMode()
+	}
+	if si, ok := c.t.(stacks.SocketInfo); ok {
+		if info, err := si.Info(); err == nil && !info.SendMsgMaxLen.Unlimited && info.SendMsgMaxLen.Bytes > 0 {
+			c.sendMax = info.SendMsgMaxLen.Bytes
+		}
+	}
+}
+
+// startDatagramReader reads one datagram per Read: each is one complete
+// message (RFC 9622 §9.3 on a boundary-preserving stack).
+func (c *connActor) startDatagramReader(ctx actor.Context) {
+	t, link := c.t, c.link
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		buf := make([]byte, 64<<10)
+		var id uint64
+		for {
+			if !link.waitReadCredit() {
+				return
+			}
+			n, err := t.Read(buf)
+			if err != nil {
+				root.Send(self, &readEnded{err: err})
+				return
+			}
+			id++
+			data := make([]byte, n)
+			copy(data, buf[:n])
+			link.addInflight(n)
+			root.Send(self, &datagramIn{item: RecvItem{MessageID: id, Data: data, EndOfMessage: true}})
+		}
+	}()
+}
+
+// flushDatagrams writes each queued message as one datagram.
+func (c *connActor) flushDatagrams(ctx actor.Context) {
+	batch := c.wq
+	c.wq = nil
+	c.writing = true
+	t := c.t
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		total := 0
+		var err error
+		for _, w := range batch {
+			if w.send == nil {
+				continue
+			}
+			d := concat(w.bufs)
+			total += len(d)
+			if _, err = t.Write(d); err != nil {
+				break
+			}
+		}
+		root.Send(self, &writeDone{batch: batch, bytes: total, err: err})
+	}()
 }
 
 // framerDispatcher runs a framer on the goroutine of whoever sends to it
@@ -451,29 +550,20 @@ func (c *connActor) startReader(ctx actor.Context) {
 	if framed {
 		target = c.framers[0]
 	}
-	c.wg.Add(1)
+	read := newStreamReader(t, &c.wg)
 	go func() {
-		defer c.wg.Done()
-		size := 4 << 10
-		buf := make([]byte, size)
 		for {
 			if !link.waitReadCredit() {
 				return
 			}
-			n, err := t.Read(buf)
-			if n > 0 {
-				data := make([]byte, n)
-				copy(data, buf[:n])
+			data, err := read()
+			if n := len(data); n > 0 {
 				if framed {
 					link.addRaw(n)
 					root.Send(target, &framerInput{data: data})
 				} else {
 					link.addInflight(n)
 					root.Send(target, &readData{data: data})
-				}
-				if n == len(buf) && size < 64<<10 {
-					size *= 2 // grow for bulk transfers; idle connections keep 4 KiB
-					buf = make([]byte, size)
 				}
 			}
 			if err != nil {
@@ -571,6 +661,16 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	if c.state == Establishing {
 		c.pending = append(c.pending, m)
+		return
+	}
+	if c.datagram && c.sendMax > 0 && len(m.Data) > c.sendMax {
+		c.sendFailed(m, &framers.TooLargeError{Size: uint64(len(m.Data)), Max: uint64(c.sendMax)})
+		return
+	}
+	if c.connectionless && m.Props != nil && !m.Props.SafelyReplayable {
+		// RFC 9622 §9.1.3.4: a stack without duplicate protection needs
+		// every message marked safely replayable
+		c.sendFailed(m, ErrNotReplayable)
 		return
 	}
 	if m.Props != nil && m.Props.Lifetime > 0 && !m.Queued.IsZero() && time.Since(m.Queued) > m.Props.Lifetime {
@@ -722,32 +822,52 @@ func (c *connActor) flush(ctx actor.Context) {
 	if c.writing || c.holdFlush || c.batchLeft > 0 || len(c.wq) == 0 || c.t == nil {
 		return
 	}
+	if c.datagram {
+		c.flushDatagrams(ctx)
+		return
+	}
 	batch := c.wq
 	c.wq = nil
-	c.writing = true
 	orderByPriority(batch)
-	t := c.t
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		var bufs net.Buffers
-		total := 0
-		for _, w := range batch {
-			for _, b := range w.bufs {
-				if len(b) > 0 {
-					bufs = append(bufs, b)
-					total += len(b)
-				}
+	var bufs net.Buffers
+	total := 0
+	for _, w := range batch {
+		for _, b := range w.bufs {
+			if len(b) > 0 {
+				bufs = append(bufs, b)
+				total += len(b)
 			}
 		}
+	}
+	if len(bufs) > 1 && total <= smallWrite {
+		// small pieces are copied into one buffer: one plain write is
+		// cheaper than a vector, and the peer gets one segment
+		bufs = net.Buffers{concat(bufs)}
+	}
+	t := c.t
+	if rw, ok := t.(rawWriter); ok && total > 0 {
+		// optimistic write: whatever the socket takes now is written here,
+		// without blocking; only a rest goes to a writer goroutine
+		if rc, err := rw.SyscallConn(); err == nil {
+			blocked, err := tryWritev(rc, &bufs)
+			if err != nil || !blocked {
+				c.writeDone(ctx, &writeDone{batch: batch, bytes: total, err: err})
+				return
+			}
+		}
+	}
+	c.writing = true
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	go func() {
 		var err error
-		if total > 0 {
+		if len(bufs) > 0 {
+			c.wg.Add(1)
 			if bw, ok := t.(buffersWriter); ok {
 				_, err = bw.WriteBuffers(&bufs)
 			} else {
 				_, err = bufs.WriteTo(t)
 			}
+			c.wg.Done()
 		}
 		root.Send(self, &writeDone{batch: batch, bytes: total, err: err})
 	}()
@@ -829,7 +949,7 @@ func (c *connActor) progressClose(ctx actor.Context) {
 		c.finSent = true
 		_ = c.t.CloseWrite()
 	}
-	if c.eofSeen {
+	if c.eofSeen || c.connectionless { // connectionless: nothing to wait for
 		c.finish(ctx)
 		return
 	}
@@ -968,6 +1088,11 @@ func (c *connActor) info() *messages.ConnectionInfo {
 		Properties:   c.spec.cfg.Properties,
 	}
 	info.EstablishmentReport = c.report
+	if si, ok := c.t.(stacks.SocketInfo); ok && c.t != nil {
+		if ti, err := si.Info(); err == nil {
+			info.Socket = socketInfo(ti)
+		}
+	}
 	if c.local != nil {
 		info.Local = endpointOf(c.local)
 	}
@@ -975,6 +1100,24 @@ func (c *connActor) info() *messages.ConnectionInfo {
 		info.Remote = endpointOf(c.remote)
 	}
 	return info
+}
+
+func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
+	maxLen := func(m stacks.MaxLen) int64 {
+		if m.Unlimited {
+			return -1
+		}
+		return int64(m.Bytes)
+	}
+	out := &messages.SocketInfo{
+		Dscp: uint32(ti.DSCP), UserTimeoutNs: int64(ti.UserTimeout), KeepAlive: ti.KeepAlive,
+		KeepAliveIdleNs: int64(ti.KeepAliveIdle), Mptcp: ti.MPTCP,
+		SendMsgMaxLen: maxLen(ti.SendMsgMaxLen), RecvMsgMaxLen: maxLen(ti.RecvMsgMaxLen), Alpn: ti.ALPN,
+	}
+	if ti.TLSVersion != 0 {
+		out.TlsVersion = tls.VersionName(ti.TLSVersion)
+	}
+	return out
 }
 
 func endpointOf(a net.Addr) *messages.Endpoint {

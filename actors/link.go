@@ -154,6 +154,14 @@ func NewLink(id uint64, recvLimit, sendLimit int, unframed bool) *Link {
 	return l
 }
 
+// setMessageMode: the stack preserves message boundaries, so a Receive
+// waits for complete messages by default.
+func (l *Link) setMessageMode() {
+	l.mu.Lock()
+	l.unframed = false
+	l.mu.Unlock()
+}
+
 // SetPassive marks a connection accepted from a listener: it has no Ready
 // event.
 func (l *Link) SetPassive() {

@@ -14,16 +14,20 @@ import (
 )
 
 type (
-	accepted           struct{ t stacks.Transport }
+	accepted struct {
+		t     stacks.Transport
+		stack string
+	}
 	acceptEnded        struct{ err error }
 	connectionReceived struct{ started *ConnectionStarted }
 )
 
 // ListenerStarted is the reply to StartListening.
 type ListenerStarted struct {
-	Addrs []net.Addr
-	Queue *ListenQueue
-	PID   *actor.PID
+	Addrs  []net.Addr
+	Stacks []string
+	Queue  *ListenQueue
+	PID    *actor.PID
 }
 
 // listenerActor owns a listening socket and its accept goroutine. Each
@@ -34,12 +38,12 @@ type listenerActor struct {
 	sys     *System
 	id      uint64
 	cfg     *messages.ConnectionConfig
-	ln      stacks.Listener
-	stack   string
+	lns     []stacks.Listener
 	queue   *ListenQueue
 	gate    *acceptGate
 	wg      sync.WaitGroup
-	limit   int64 // -1: unlimited
+	stacks  []string // the stack of each listener
+	limit   int64    // -1: unlimited
 	held    []*ConnectionStarted
 	stopped bool
 }
@@ -57,13 +61,17 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 			return
 		}
-		ctx.Respond(&ListenerStarted{Addrs: []net.Addr{l.ln.Addr()}, Queue: l.queue, PID: ctx.Self()})
+		addrs := make([]net.Addr, 0, len(l.lns))
+		for _, ln := range l.lns {
+			addrs = append(addrs, ln.Addr())
+		}
+		ctx.Respond(&ListenerStarted{Addrs: addrs, Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self()})
 	case *accepted:
 		if l.stopped {
 			_ = m.t.Abort()
 			return
 		}
-		ctx.Send(ctx.Parent(), &adoptConnection{cfg: l.cfg, t: m.t, stack: l.stack, listener: ctx.Self(), listenID: l.id})
+		ctx.Send(ctx.Parent(), &adoptConnection{cfg: l.cfg, t: m.t, stack: m.stack, listener: ctx.Self(), listenID: l.id})
 	case *acceptEnded:
 		if !l.stopped {
 			l.queue.stop(m.err)
@@ -91,8 +99,8 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		l.stopped = true
-		if l.ln != nil {
-			_ = l.ln.Close()
+		for _, ln := range l.lns {
+			_ = ln.Close()
 		}
 		l.gate.close()
 		l.queue.stop(nil)
@@ -105,17 +113,19 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	}
 }
 
+// listen binds one listener per eligible stack and transport protocol
+// (RFC 9623 §4.7: accept every eligible protocol), all on the same port:
+// the first of the TCP-based stacks (tcp, tls) and the first of the
+// UDP-based ones (quic, udp), in preference order.
 func (l *listenerActor) listen(ctx actor.Context) error {
 	if len(l.cfg.Stacks) == 0 {
 		return errors.New("no protocol stack")
 	}
-	st := l.cfg.Stacks[0]
-	l.stack = st.Name()
-	var local netip.AddrPort
-	var iface string
+	opts := l.cfg.StackOptions
 	if len(l.cfg.Locals) > 0 {
 		e := l.cfg.Locals[0]
-		iface = e.Interface
+		opts.Interface = e.Interface
+		opts.Path = e.Path
 		var addr netip.Addr
 		switch {
 		case e.IpAddress != "":
@@ -131,32 +141,78 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 			}
 			addr = as[0]
 		}
-		local = netip.AddrPortFrom(addr, uint16(e.Port))
+		opts.Local = netip.AddrPortFrom(addr, uint16(e.Port))
 	}
-	ln, err := st.Listen(context.Background(), stacks.Options{Local: local, Interface: iface})
-	if err != nil {
-		return err
-	}
-	l.ln = ln
-	l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: l.stack})
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		for l.gate.wait() {
-			t, err := ln.Accept()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
-				root.Send(self, &acceptEnded{err: err})
-				return
-			}
-			root.Send(self, &accepted{t: t})
+	used := map[string]bool{}
+	var errs []error
+	for _, st := range l.cfg.Stacks {
+		proto := transportOf(st.Name())
+		if used[proto] {
+			continue
 		}
-	}()
+		ln, err := st.Listen(context.Background(), opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listen %s: %w", st.Name(), err))
+			continue
+		}
+		used[proto] = true
+		if opts.Local.Port() == 0 && opts.Path == "" { // the next stack takes the same port
+			if ap, ok := addrPortOf(ln.Addr()); ok {
+				opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
+			}
+		}
+		l.lns = append(l.lns, ln)
+		l.stacks = append(l.stacks, st.Name())
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: st.Name()})
+	}
+	if len(l.lns) == 0 {
+		return errors.Join(errs...)
+	}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	for i, ln := range l.lns {
+		name := l.stacks[i]
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for l.gate.wait() {
+				t, err := ln.Accept()
+				if err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						continue
+					}
+					root.Send(self, &acceptEnded{err: err})
+					return
+				}
+				root.Send(self, &accepted{t: t, stack: name})
+			}
+		}()
+	}
 	return nil
+}
+
+func (l *listenerActor) stackNames() []string { return append([]string(nil), l.stacks...) }
+
+// transportOf names the transport protocol under a stack: stacks on the
+// same transport cannot share a port.
+func transportOf(stack string) string {
+	switch stack {
+	case "quic", "udp", "udplite":
+		return "udp"
+	case "unix":
+		return "unix"
+	}
+	return "tcp"
+}
+
+func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		return v.AddrPort(), true
+	case *net.UDPAddr:
+		return v.AddrPort(), true
+	}
+	return netip.AddrPort{}, false
 }
 
 func (l *listenerActor) deliverHeld() {

@@ -244,6 +244,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 			continue
 		}
 		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface}
+		if r.Path != "" { // a Unix domain socket: one candidate, no address
+			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
+		}
 		for _, a := range results[i].addrs {
 			if out.local.Addr().IsValid() && out.local.Addr().Is4() != a.Is4() {
 				continue // a local address of the other family cannot reach it

@@ -55,6 +55,15 @@ type candidate struct {
 	local  netip.AddrPort
 	iface  string
 	label  string // the endpoint as the application named it
+	path   string // a Unix domain socket path (remote is then zero)
+}
+
+// endpoint names the attempt's endpoint in reports and traces.
+func (c candidate) endpoint() string {
+	if c.path != "" {
+		return c.path
+	}
+	return c.remote.String()
 }
 
 // same reports whether c is the attempt a cache entry names.
@@ -68,6 +77,7 @@ type remoteAddrs struct {
 	label string
 	addrs []netip.AddrPort
 	iface string // the path: an interface name, "" for any
+	unix  string // a Unix domain socket path instead of addresses
 }
 
 // planCandidates flattens the candidate tree into the order of attempts.
@@ -94,7 +104,7 @@ func planCandidates(sts []stacks.Stack, remotes []remoteAddrs, local netip.AddrP
 				added := false
 				for _, r := range remotes {
 					if r.iface == path && i < len(r.addrs) {
-						out = append(out, candidate{stack: st, remote: r.addrs[i], local: local, iface: r.iface, label: r.label})
+						out = append(out, candidate{stack: st, remote: r.addrs[i], local: local, iface: r.iface, label: r.label, path: r.unix})
 						added = true
 					}
 				}

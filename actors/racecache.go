@@ -103,7 +103,13 @@ func raceCacheKey(cfg *messages.ConnectionConfig) string {
 		keys = append(keys, endpointLabel(r)+"%"+r.Interface)
 	}
 	sort.Strings(keys)
-	return strings.Join(keys, ",")
+	// the ranked stacks are part of the key: a cached winner never
+	// overrides a preference the application changed
+	names := make([]string, 0, len(cfg.Stacks))
+	for _, st := range cfg.Stacks {
+		names = append(names, st.Name())
+	}
+	return strings.Join(keys, ",") + "|" + strings.Join(names, ",")
 }
 
 // isolated reports whether cfg asks for isolateSession.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -118,14 +119,15 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	idx := r.next
 	r.next++
 	c := r.cands[idx]
-	props := actor.PropsFromProducer(func() actor.Actor { return newCandidateActor(idx, c) })
+	opts := r.spec.cfg.StackOptions
+	props := actor.PropsFromProducer(func() actor.Actor { return newCandidateActor(idx, c, opts) })
 	pid := ctx.SpawnPrefix(props, "candidate")
 	r.pids[pid.Id] = idx
 	r.live++
 	now := time.Now()
 	r.lastStart = now
 	off := now.Sub(r.t0).Nanoseconds()
-	a := &messages.EstablishmentAttempt{Endpoint: c.remote.String(), Stack: c.stack.Name(), Path: c.iface,
+	a := &messages.EstablishmentAttempt{Endpoint: c.endpoint(), Stack: c.stack.Name(), Path: c.iface,
 		StartOffsetNs: off, EndOffsetNs: -1}
 	r.att[idx] = a
 	r.report.Attempts = append(r.report.Attempts, a)
@@ -248,12 +250,20 @@ func (r *racerActor) lose(ctx actor.Context, cause error) {
 }
 
 func (r *racerActor) traceAttempt(event string, idx int, err error, off int64) {
+	c := r.cands[idx]
+	if log := r.sys.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []any{"connection", r.spec.id, "group", r.spec.groupID, "candidate", idx,
+			"stack", c.stack.Name(), "endpoint", c.endpoint(), "offset", time.Duration(off)}
+		if err != nil {
+			attrs = append(attrs, "error", err.Error())
+		}
+		log.Debug("racing: "+event, attrs...)
+	}
 	if !r.sys.Tracing() {
 		return
 	}
-	c := r.cands[idx]
 	rec := &messages.TraceRecord{Kind: "candidate", Event: event, ConnectionId: r.spec.id,
-		Candidate: fmt.Sprint(idx), Stack: c.stack.Name(), Remote: c.remote.String(), OffsetNs: off}
+		Candidate: fmt.Sprint(idx), Stack: c.stack.Name(), Remote: c.endpoint(), OffsetNs: off}
 	if err != nil {
 		rec.Error = err.Error()
 	}
@@ -275,6 +285,7 @@ func (r *racerActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, c
 type candidateActor struct {
 	idx     int
 	c       candidate
+	opts    stacks.Options
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	res     dialResult
@@ -287,7 +298,9 @@ type dialResult struct {
 	err error
 }
 
-func newCandidateActor(idx int, c candidate) actor.Actor { return &candidateActor{idx: idx, c: c} }
+func newCandidateActor(idx int, c candidate, opts stacks.Options) actor.Actor {
+	return &candidateActor{idx: idx, c: c, opts: opts}
+}
 
 func (a *candidateActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -296,7 +309,7 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 		a.cancel = cancel
 		root, self := ctx.ActorSystem().Root, ctx.Self()
 		a.wg.Go(func() {
-			t, err := dialContained(dctx, a.c)
+			t, err := dialContained(dctx, a.c, a.opts)
 			a.res = dialResult{t: t, err: err}
 			root.Send(self, &a.res)
 		})
@@ -322,13 +335,14 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 
 // dialContained dials c; a panicking stack gives a *supervision.PanicError
 // (the attempt fails, the process goes on).
-func dialContained(ctx context.Context, c candidate) (t stacks.Transport, err error) {
+func dialContained(ctx context.Context, c candidate, opts stacks.Options) (t stacks.Transport, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			t, err = nil, &supervision.PanicError{Where: "dial " + c.stack.Name(), Value: p, Stack: debug.Stack()}
 		}
 	}()
-	t, err = c.stack.Dial(ctx, c.remote, stacks.Options{Local: localFor(c), Interface: c.iface})
+	opts.Local, opts.Interface, opts.Path = localFor(c), c.iface, c.path
+	t, err = c.stack.Dial(ctx, c.remote, opts)
 	switch {
 	case err != nil && t != nil:
 		_ = t.Abort()

@@ -28,6 +28,10 @@ type ConnectionConfig struct {
 	Framers []framers.Framer
 	// Stacks are the selected protocol stacks, best first.
 	Stacks []stacks.Stack
+	// StackOptions are the socket options and TLS configuration from the
+	// connection properties and security parameters; each attempt adds its
+	// local address and interface.
+	StackOptions stacks.Options
 	// AttemptDelay is the racing stagger (Connection Attempt Delay).
 	AttemptDelay time.Duration
 	// EstablishmentTimeout bounds the whole race; 0 means none.

@@ -764,8 +764,10 @@ type ConnectionInfo struct {
 	ConnectionId        uint64                 `protobuf:"varint,8,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
 	GroupId             uint64                 `protobuf:"varint,9,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	EstablishmentReport *EstablishmentReport   `protobuf:"bytes,10,opt,name=establishment_report,json=establishmentReport,proto3" json:"establishment_report,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Read back from the socket (getsockopt) where the stack can.
+	Socket        *SocketInfo `protobuf:"bytes,11,opt,name=socket,proto3" json:"socket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConnectionInfo) Reset() {
@@ -868,6 +870,123 @@ func (x *ConnectionInfo) GetEstablishmentReport() *EstablishmentReport {
 	return nil
 }
 
+func (x *ConnectionInfo) GetSocket() *SocketInfo {
+	if x != nil {
+		return x.Socket
+	}
+	return nil
+}
+
+// SocketInfo is what a transport's socket really does.
+type SocketInfo struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Dscp            uint32                 `protobuf:"varint,1,opt,name=dscp,proto3" json:"dscp,omitempty"`
+	UserTimeoutNs   int64                  `protobuf:"varint,2,opt,name=user_timeout_ns,json=userTimeoutNs,proto3" json:"user_timeout_ns,omitempty"`
+	KeepAlive       bool                   `protobuf:"varint,3,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	KeepAliveIdleNs int64                  `protobuf:"varint,4,opt,name=keep_alive_idle_ns,json=keepAliveIdleNs,proto3" json:"keep_alive_idle_ns,omitempty"`
+	Mptcp           bool                   `protobuf:"varint,5,opt,name=mptcp,proto3" json:"mptcp,omitempty"`
+	// -1: unlimited.
+	SendMsgMaxLen int64  `protobuf:"varint,6,opt,name=send_msg_max_len,json=sendMsgMaxLen,proto3" json:"send_msg_max_len,omitempty"`
+	RecvMsgMaxLen int64  `protobuf:"varint,7,opt,name=recv_msg_max_len,json=recvMsgMaxLen,proto3" json:"recv_msg_max_len,omitempty"`
+	TlsVersion    string `protobuf:"bytes,8,opt,name=tls_version,json=tlsVersion,proto3" json:"tls_version,omitempty"`
+	Alpn          string `protobuf:"bytes,9,opt,name=alpn,proto3" json:"alpn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketInfo) Reset() {
+	*x = SocketInfo{}
+	mi := &file_taps_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketInfo) ProtoMessage() {}
+
+func (x *SocketInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_taps_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketInfo.ProtoReflect.Descriptor instead.
+func (*SocketInfo) Descriptor() ([]byte, []int) {
+	return file_taps_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SocketInfo) GetDscp() uint32 {
+	if x != nil {
+		return x.Dscp
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetUserTimeoutNs() int64 {
+	if x != nil {
+		return x.UserTimeoutNs
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetKeepAlive() bool {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return false
+}
+
+func (x *SocketInfo) GetKeepAliveIdleNs() int64 {
+	if x != nil {
+		return x.KeepAliveIdleNs
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetMptcp() bool {
+	if x != nil {
+		return x.Mptcp
+	}
+	return false
+}
+
+func (x *SocketInfo) GetSendMsgMaxLen() int64 {
+	if x != nil {
+		return x.SendMsgMaxLen
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetRecvMsgMaxLen() int64 {
+	if x != nil {
+		return x.RecvMsgMaxLen
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetTlsVersion() string {
+	if x != nil {
+		return x.TlsVersion
+	}
+	return ""
+}
+
+func (x *SocketInfo) GetAlpn() string {
+	if x != nil {
+		return x.Alpn
+	}
+	return ""
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -940,7 +1059,7 @@ const file_taps_proto_rawDesc = "" +
 	"\x05local\x18\f \x01(\tR\x05local\x12\x16\n" +
 	"\x06remote\x18\r \x01(\tR\x06remote\x12\x1b\n" +
 	"\toffset_ns\x18\x0e \x01(\x03R\boffsetNs\x12\x19\n" +
-	"\bgroup_id\x18\x0f \x01(\x04R\agroupId\"\xb2\x03\n" +
+	"\bgroup_id\x18\x0f \x01(\x04R\agroupId\"\xe7\x03\n" +
 	"\x0eConnectionInfo\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x19\n" +
 	"\bcan_send\x18\x02 \x01(\bR\acanSend\x12\x1f\n" +
@@ -955,7 +1074,21 @@ const file_taps_proto_rawDesc = "" +
 	"\rconnection_id\x18\b \x01(\x04R\fconnectionId\x12\x19\n" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
-	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport*\x95\x01\n" +
+	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xb1\x02\n" +
+	"\n" +
+	"SocketInfo\x12\x12\n" +
+	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
+	"\x0fuser_timeout_ns\x18\x02 \x01(\x03R\ruserTimeoutNs\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\x03 \x01(\bR\tkeepAlive\x12+\n" +
+	"\x12keep_alive_idle_ns\x18\x04 \x01(\x03R\x0fkeepAliveIdleNs\x12\x14\n" +
+	"\x05mptcp\x18\x05 \x01(\bR\x05mptcp\x12'\n" +
+	"\x10send_msg_max_len\x18\x06 \x01(\x03R\rsendMsgMaxLen\x12'\n" +
+	"\x10recv_msg_max_len\x18\a \x01(\x03R\rrecvMsgMaxLen\x12\x1f\n" +
+	"\vtls_version\x18\b \x01(\tR\n" +
+	"tlsVersion\x12\x12\n" +
+	"\x04alpn\x18\t \x01(\tR\x04alpn*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +
@@ -977,7 +1110,7 @@ func file_taps_proto_rawDescGZIP() []byte {
 }
 
 var file_taps_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taps_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_taps_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_taps_proto_goTypes = []any{
 	(Special)(0),                 // 0: gotaps.messages.Special
 	(*PropertyValue)(nil),        // 1: gotaps.messages.PropertyValue
@@ -988,25 +1121,27 @@ var file_taps_proto_goTypes = []any{
 	(*EstablishmentReport)(nil),  // 6: gotaps.messages.EstablishmentReport
 	(*TraceRecord)(nil),          // 7: gotaps.messages.TraceRecord
 	(*ConnectionInfo)(nil),       // 8: gotaps.messages.ConnectionInfo
-	nil,                          // 9: gotaps.messages.NamedPreferences.PreferencesEntry
-	nil,                          // 10: gotaps.messages.Properties.ValuesEntry
+	(*SocketInfo)(nil),           // 9: gotaps.messages.SocketInfo
+	nil,                          // 10: gotaps.messages.NamedPreferences.PreferencesEntry
+	nil,                          // 11: gotaps.messages.Properties.ValuesEntry
 }
 var file_taps_proto_depIdxs = []int32{
 	0,  // 0: gotaps.messages.PropertyValue.special:type_name -> gotaps.messages.Special
 	2,  // 1: gotaps.messages.PropertyValue.named_preferences:type_name -> gotaps.messages.NamedPreferences
-	9,  // 2: gotaps.messages.NamedPreferences.preferences:type_name -> gotaps.messages.NamedPreferences.PreferencesEntry
-	10, // 3: gotaps.messages.Properties.values:type_name -> gotaps.messages.Properties.ValuesEntry
+	10, // 2: gotaps.messages.NamedPreferences.preferences:type_name -> gotaps.messages.NamedPreferences.PreferencesEntry
+	11, // 3: gotaps.messages.Properties.values:type_name -> gotaps.messages.Properties.ValuesEntry
 	5,  // 4: gotaps.messages.EstablishmentReport.attempts:type_name -> gotaps.messages.EstablishmentAttempt
 	4,  // 5: gotaps.messages.ConnectionInfo.local:type_name -> gotaps.messages.Endpoint
 	4,  // 6: gotaps.messages.ConnectionInfo.remote:type_name -> gotaps.messages.Endpoint
 	3,  // 7: gotaps.messages.ConnectionInfo.properties:type_name -> gotaps.messages.Properties
 	6,  // 8: gotaps.messages.ConnectionInfo.establishment_report:type_name -> gotaps.messages.EstablishmentReport
-	1,  // 9: gotaps.messages.Properties.ValuesEntry.value:type_name -> gotaps.messages.PropertyValue
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 9: gotaps.messages.ConnectionInfo.socket:type_name -> gotaps.messages.SocketInfo
+	1,  // 10: gotaps.messages.Properties.ValuesEntry.value:type_name -> gotaps.messages.PropertyValue
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_taps_proto_init() }
@@ -1029,7 +1164,7 @@ func file_taps_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taps_proto_rawDesc), len(file_taps_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -150,5 +150,8 @@ func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
 	if intvl, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL); err == nil {
 		info.KeepAliveInterval = time.Duration(intvl) * time.Second
 	}
+	if rate, err := maxPacingRate(fd); err == nil {
+		info.MaxPacingRate = rate
+	}
 	return nil
 }

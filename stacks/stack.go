@@ -95,6 +95,20 @@ type Options struct {
 	Path string
 	// Backlog is ignored by stacks that cannot set it.
 	Backlog int
+	// SoftErrors (RFC 9622 softErrorNotify) asks the UDP and UDP-Lite
+	// stacks to set IP_RECVERR / IPV6_RECVERR and deliver ICMP errors as
+	// *SoftError on the Transport's SoftErrors channel. When false, ICMP
+	// errors are swallowed. Either way they never fail a Read or Write.
+	SoftErrors bool
+	// SendChecksumLen and RecvChecksumLen are the UDP-Lite checksum
+	// coverage in payload bytes (RFC 9622 msgChecksumLen /
+	// recvChecksumLen): 0 (the default) is full coverage, a positive n
+	// covers the first n payload bytes, a negative value covers only the
+	// 8-byte header (the RFC's 0). RecvChecksumLen is the least coverage
+	// a received datagram must have; less is dropped by the kernel. Only
+	// the UDP-Lite stack uses them.
+	SendChecksumLen int
+	RecvChecksumLen int
 }
 
 func (o Options) handshakeTimeout() time.Duration {
@@ -141,6 +155,18 @@ type TransportInfo struct {
 	ALPN        string
 	// Datagrams is true when QUIC datagrams were negotiated with the peer.
 	Datagrams bool
+	// MaxPacingRate is SO_MAX_PACING_RATE in bit/s (TCP and TLS; 0 =
+	// unlimited or not applicable).
+	MaxPacingRate uint64
+	// SendChecksumCoverage and RecvChecksumCoverage are UDPLITE_SEND_CSCOV
+	// and UDPLITE_RECV_CSCOV as the kernel keeps them: bytes covered
+	// including the 8-byte UDP-Lite header, 0 = full coverage (UDP-Lite
+	// only).
+	SendChecksumCoverage int
+	RecvChecksumCoverage int
+	// SoftErrors is true when ICMP errors are delivered as *SoftError
+	// (IP_RECVERR / IPV6_RECVERR set).
+	SoftErrors bool
 }
 
 // SocketInfo is implemented by every Transport of this package.

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Largest UDP payloads: 65535 minus the IPv4 (20) or IPv6 (0, the IPv6
@@ -38,7 +36,10 @@ type udpStack struct{}
 // UDP returns the connected-UDP stack for the unreliable-datagram profile:
 // every Write sends one datagram and every Read returns exactly one
 // (message boundaries are preserved), with no reliability, ordering or
-// congestion control. It applies Options.Local, Interface and DSCP.
+// congestion control. It applies Options.Local, Interface, DSCP and
+// SoftErrors. Its Transports (dialled and accepted) implement SocketInfo,
+// TOSDatagrams (per-datagram TOS/ECN on receive and send) and
+// SoftErrorNotifier; ICMP errors never fail their Read or Write.
 //
 // Its Listener uses one socket and demultiplexes by remote address: Accept
 // returns one Transport per peer, created by the first datagram from that
@@ -65,20 +66,50 @@ func (udpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	return &udpTransport{UDPConn: c.(*net.UDPConn)}, nil
+	return newUDPTransport(c.(*net.UDPConn), "udp", opts)
+}
+
+// newUDPTransport wraps a connected UDP (or UDP-Lite) socket, enabling
+// IP_RECVTOS and, with opts.SoftErrors, IP_RECVERR. It closes c on error.
+func newUDPTransport(c *net.UDPConn, stack string, opts Options) (*udpTransport, error) {
+	if err := configureUDPSocket(c, opts.SoftErrors); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	t := &udpTransport{UDPConn: c, stack: stack}
+	if opts.SoftErrors {
+		t.soft = newSoftErrors()
+	}
+	return t, nil
 }
 
 // udpTransport is a connected UDP socket.
-type udpTransport struct{ *net.UDPConn }
+type udpTransport struct {
+	*net.UDPConn
+	stack string      // "udp" or "udplite"
+	soft  *softErrors // nil unless Options.SoftErrors
+}
 
 // Read returns one datagram; see ErrMessageTruncated.
 func (t *udpTransport) Read(b []byte) (int, error) {
-	n, _, flags, _, err := t.ReadMsgUDP(b, nil)
-	if err == nil && flags&unix.MSG_TRUNC != 0 {
-		err = ErrMessageTruncated
-	}
+	n, _, err := t.readMsg(b)
 	return n, err
 }
+
+// Write sends b as one datagram.
+func (t *udpTransport) Write(b []byte) (int, error) { return t.write(b, nil) }
+
+// Close closes the socket and the SoftErrors channel.
+func (t *udpTransport) Close() error {
+	err := t.UDPConn.Close()
+	if t.soft != nil {
+		t.soft.close()
+	}
+	return err
+}
+
+// SoftErrors returns the ICMP error channel; see SoftErrorNotifier.
+func (t *udpTransport) SoftErrors() <-chan error { return t.soft.chanOf() }
 
 // CloseWrite does nothing: UDP has no end-of-stream signal.
 func (t *udpTransport) CloseWrite() error { return nil }
@@ -88,6 +119,8 @@ func (t *udpTransport) Abort() error { return t.Close() }
 
 func (t *udpTransport) Info() (TransportInfo, error) {
 	info := udpInfoFor(t.RemoteAddr())
+	info.Stack = t.stack
+	info.SoftErrors = t.soft != nil
 	rc, err := t.SyscallConn()
 	if err != nil {
 		return info, err
@@ -114,12 +147,25 @@ func (udpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newUDPListener(pc.(*net.UDPConn), "udp", opts)
+}
+
+// newUDPListener serves a bound UDP (or UDP-Lite) socket, enabling
+// IP_RECVTOS and, with opts.SoftErrors, IP_RECVERR. It closes conn on
+// error.
+func newUDPListener(conn *net.UDPConn, stack string, opts Options) (*udpListener, error) {
+	if err := configureUDPSocket(conn, opts.SoftErrors); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
 	l := &udpListener{
-		conn:    pc.(*net.UDPConn),
-		peers:   map[netip.AddrPort]*udpPeer{},
-		accept:  make(chan *udpPeer, 64),
-		stopped: make(chan struct{}),
-		done:    make(chan struct{}),
+		conn:       conn,
+		stack:      stack,
+		softErrors: opts.SoftErrors,
+		peers:      map[netip.AddrPort]*udpPeer{},
+		accept:     make(chan *udpPeer, 64),
+		stopped:    make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	go l.readLoop()
 	return l, nil
@@ -128,10 +174,12 @@ func (udpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 // udpListener owns one socket and a reader goroutine that hands every
 // datagram to the queue of its peer's Transport.
 type udpListener struct {
-	conn    *net.UDPConn
-	accept  chan *udpPeer // peers not yet accepted
-	stopped chan struct{} // closed by Close
-	done    chan struct{} // closed when readLoop ended
+	conn       *net.UDPConn
+	stack      string        // "udp" or "udplite"
+	softErrors bool          // IP_RECVERR set: peers get SoftErrors
+	accept     chan *udpPeer // peers not yet accepted
+	stopped    chan struct{} // closed by Close
+	done       chan struct{} // closed when readLoop ended
 
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*udpPeer
@@ -146,22 +194,52 @@ type udpListener struct {
 func (l *udpListener) readLoop() {
 	defer close(l.done)
 	buf := make([]byte, 65536)
+	oob := make([]byte, tosOOBSpace)
 	for {
-		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				l.closeAllPeers()
 				return
 			}
+			if isSoftErrno(err, true) {
+				l.softError()
+			}
 			continue // e.g. ECONNREFUSED from an ICMP error: keep serving others
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		msg := append([]byte(nil), buf[:n]...)
+		msg := udpDatagram{b: append([]byte(nil), buf[:n]...), tos: parseTOS(oob[:oobn])}
 		l.deliver(from, msg)
 	}
 }
 
-func (l *udpListener) deliver(from netip.AddrPort, msg []byte) {
+// udpDatagram is one received datagram and its TOS byte.
+type udpDatagram struct {
+	b   []byte
+	tos uint8
+}
+
+// softError hands the queued ICMP errors to the peers they concern (by
+// the destination of the datagram that caused them).
+func (l *udpListener) softError() {
+	if !l.softErrors {
+		return
+	}
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	for _, se := range drainErrQueue(rc) {
+		l.mu.Lock()
+		p := l.peers[se.Dest]
+		l.mu.Unlock()
+		if p != nil {
+			p.soft.deliver(se)
+		}
+	}
+}
+
+func (l *udpListener) deliver(from netip.AddrPort, msg udpDatagram) {
 	l.mu.Lock()
 	p := l.peers[from]
 	if p == nil {
@@ -267,7 +345,8 @@ func (l *udpListener) Dropped() uint64 { return l.dropped.Load() }
 type udpPeer struct {
 	l       *udpListener
 	remote  netip.AddrPort
-	queue   chan []byte
+	queue   chan udpDatagram
+	soft    *softErrors // nil unless the listener has SoftErrors
 	closed  chan struct{}
 	once    sync.Once
 	dropped atomic.Uint64
@@ -275,41 +354,86 @@ type udpPeer struct {
 }
 
 func newUDPPeer(l *udpListener, remote netip.AddrPort) *udpPeer {
-	return &udpPeer{l: l, remote: remote, queue: make(chan []byte, udpPeerQueueLen), closed: make(chan struct{}), rd: makeDeadline()}
+	p := &udpPeer{l: l, remote: remote, queue: make(chan udpDatagram, udpPeerQueueLen), closed: make(chan struct{}), rd: makeDeadline()}
+	if l.softErrors {
+		p.soft = newSoftErrors()
+	}
+	return p
 }
 
-func (p *udpPeer) markClosed() { p.once.Do(func() { close(p.closed) }) }
+func (p *udpPeer) markClosed() {
+	p.once.Do(func() {
+		close(p.closed)
+		if p.soft != nil {
+			p.soft.close()
+		}
+	})
+}
 
 // Read returns the next datagram from the peer; see ErrMessageTruncated.
 func (p *udpPeer) Read(b []byte) (int, error) {
+	n, _, err := p.ReadMsg(b)
+	return n, err
+}
+
+// ReadMsg returns the next datagram from the peer and its TOS byte; see
+// TOSDatagrams and ErrMessageTruncated.
+func (p *udpPeer) ReadMsg(b []byte) (int, uint8, error) {
 	select {
 	case <-p.closed:
-		return 0, net.ErrClosed
+		return 0, 0, net.ErrClosed
 	default:
 	}
 	select {
 	case msg := <-p.queue:
-		n := copy(b, msg)
-		if n < len(msg) {
-			return n, ErrMessageTruncated
+		n := copy(b, msg.b)
+		if n < len(msg.b) {
+			return n, msg.tos, ErrMessageTruncated
 		}
-		return n, nil
+		return n, msg.tos, nil
 	case <-p.closed:
-		return 0, net.ErrClosed
+		return 0, 0, net.ErrClosed
 	case <-p.rd.wait():
-		return 0, os.ErrDeadlineExceeded
+		return 0, 0, os.ErrDeadlineExceeded
 	}
 }
 
 // Write sends b as one datagram to the peer.
-func (p *udpPeer) Write(b []byte) (int, error) {
+func (p *udpPeer) Write(b []byte) (int, error) { return p.write(b, nil) }
+
+// WriteMsg sends b as one datagram to the peer with its own TOS byte; see
+// TOSDatagrams.
+func (p *udpPeer) WriteMsg(b []byte, tos uint8) (int, error) {
+	return p.write(b, tosOOB(p.remote.Addr(), tos))
+}
+
+// write sends one datagram; a pending ICMP error the shared socket reports
+// instead (sk_err, set with IP_RECVERR) is handed out and the send retried.
+func (p *udpPeer) write(b, oob []byte) (int, error) {
 	select {
 	case <-p.closed:
 		return 0, net.ErrClosed
 	default:
 	}
-	return p.l.conn.WriteToUDPAddrPort(b, p.remote)
+	for i := 0; ; i++ {
+		var n int
+		var err error
+		if oob == nil {
+			n, err = p.l.conn.WriteToUDPAddrPort(b, p.remote)
+		} else {
+			n, _, err = p.l.conn.WriteMsgUDPAddrPort(b, oob, p.remote)
+		}
+		if err != nil && i < 3 && isSoftErrno(err, false) {
+			p.l.softError()
+			continue
+		}
+		return n, err
+	}
 }
+
+// SoftErrors returns the peer's ICMP error channel (nil unless the
+// listener was made with Options.SoftErrors); see SoftErrorNotifier.
+func (p *udpPeer) SoftErrors() <-chan error { return p.soft.chanOf() }
 
 // Close removes the peer from its listener; a later datagram from the
 // same address creates a new peer.
@@ -339,6 +463,8 @@ func (p *udpPeer) SetDeadline(t time.Time) error {
 
 func (p *udpPeer) Info() (TransportInfo, error) {
 	info := udpInfoFor(p.RemoteAddr())
+	info.Stack = p.l.stack
+	info.SoftErrors = p.soft != nil
 	select {
 	case <-p.closed:
 		return info, net.ErrClosed

@@ -12,6 +12,7 @@ import (
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
 )
 
 // ConnectionState is a connection's RFC 9622 state (the seed's
@@ -484,9 +485,33 @@ type ConnectionProperties struct {
 	Stack  string
 	Local  *LocalEndpoint
 	Remote *RemoteEndpoint
-	// Properties holds every property's effective value; Selection
-	// Properties read back as the preference the selection satisfied.
+	// Properties holds every property's effective value as configured.
 	Properties *TransportProperties
+	// Socket is what the transport's socket really does, read back with
+	// getsockopt (nil before Ready or for stacks that cannot tell).
+	Socket *SocketInfo
+	// Selected tells, for each Selection Property, whether the selected
+	// stack provides it (RFC 9622 §8: read back as booleans).
+	Selected map[Property]bool
+}
+
+// SocketInfo is read back from a connection's socket.
+type SocketInfo struct {
+	// DSCP in IP_TOS / IPV6_TCLASS (from connCapacityProfile).
+	DSCP uint8
+	// UserTimeout is TCP_USER_TIMEOUT (0: the system default).
+	UserTimeout time.Duration
+	// KeepAlive and KeepAliveIdle: SO_KEEPALIVE and TCP_KEEPIDLE.
+	KeepAlive     bool
+	KeepAliveIdle time.Duration
+	// MPTCP: the connection really runs Multipath TCP.
+	MPTCP bool
+	// SendMsgMaxLen and RecvMsgMaxLen are the largest message sent or
+	// received in one piece; -1 means unlimited.
+	SendMsgMaxLen, RecvMsgMaxLen int64
+	// TLSVersion and ALPN describe the negotiated security.
+	TLSVersion string
+	ALPN       string
 }
 
 // Get returns one property's value, including the read-only ones (connState,
@@ -499,6 +524,21 @@ func (p *ConnectionProperties) Get(prop Property) (any, bool) {
 		return p.CanSend, true
 	case CanReceive:
 		return p.CanReceive, true
+	case SendMsgMaxLen, RecvMsgMaxLen:
+		if p.Socket == nil {
+			return nil, false
+		}
+		n := p.Socket.SendMsgMaxLen
+		if prop == RecvMsgMaxLen {
+			n = p.Socket.RecvMsgMaxLen
+		}
+		if n < 0 {
+			return Unlimited, true
+		}
+		return n, true
+	}
+	if b, ok := p.Selected[prop]; ok {
+		return b, true
 	}
 	if p.Properties == nil {
 		return nil, false
@@ -536,6 +576,26 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 	}
 	if tp, err := propsFromMessage(info.Properties); err == nil {
 		out.Properties = tp
+	}
+	if so := info.Socket; so != nil {
+		out.Socket = &SocketInfo{DSCP: uint8(so.Dscp), UserTimeout: time.Duration(so.UserTimeoutNs),
+			KeepAlive: so.KeepAlive, KeepAliveIdle: time.Duration(so.KeepAliveIdleNs), MPTCP: so.Mptcp,
+			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn}
+	}
+	if st, err := stacks.ByName(info.Stack); err == nil {
+		caps := st.Capabilities()
+		out.Selected = map[Property]bool{}
+		for _, prop := range NewTransportProperties().Properties() {
+			if prop.Kind() != KindSelection {
+				continue
+			}
+			if has, known := caps.Has(string(prop)); known {
+				if prop == PreserveMsgBoundaries && len(c.cfg.Framers) > 0 {
+					has = true // a framer delimits messages
+				}
+				out.Selected[prop] = has
+			}
+		}
 	}
 	return out, nil
 }

@@ -23,8 +23,8 @@ type endpoint struct {
 	service  string
 	iface    string
 	protocol string
+	path     string // Unix domain socket
 	err      error
-	hasLabel bool
 }
 
 func (e *endpoint) setOnce(field *string, kind, v string) {
@@ -37,6 +37,9 @@ func (e *endpoint) setOnce(field *string, kind, v string) {
 }
 
 func (e *endpoint) label() string {
+	if e.path != "" {
+		return e.path
+	}
 	host := e.hostName
 	if host == "" {
 		host = e.ip
@@ -78,6 +81,13 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	}
 	if e.hostName != "" && e.ip != "" {
 		return fail(errors.New("both a host name and an IP address: use two endpoints"))
+	}
+	if e.path != "" {
+		if e.hostName != "" || e.ip != "" || e.portSet {
+			return fail(errors.New("a Unix socket path with a host, address or port: use two endpoints"))
+		}
+		m.Path = e.path
+		return m, nil
 	}
 	if !e.portSet && e.service != "" {
 		p, err := net.LookupPort("tcp", e.service)
@@ -141,6 +151,13 @@ func (r *RemoteEndpoint) WithInterface(name string) *RemoteEndpoint {
 	return r
 }
 
+// WithUnixPath makes the endpoint a Unix domain socket at path: the
+// "unix" stack is then the only candidate.
+func (r *RemoteEndpoint) WithUnixPath(path string) *RemoteEndpoint {
+	r.e.setOnce(&r.e.path, "path", path)
+	return r
+}
+
 // WithProtocol makes the endpoint specific to one protocol stack ("tcp").
 func (r *RemoteEndpoint) WithProtocol(name string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.protocol, "protocol", name)
@@ -192,6 +209,19 @@ func (l *LocalEndpoint) WithService(service string) *LocalEndpoint {
 	return l
 }
 
+// WithUnixPath makes the endpoint a Unix domain socket at path.
+func (l *LocalEndpoint) WithUnixPath(path string) *LocalEndpoint {
+	l.e.setOnce(&l.e.path, "path", path)
+	return l
+}
+
+// UnixPath returns the Unix domain socket path, if any.
+func (l *LocalEndpoint) UnixPath() string {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	return l.e.path
+}
+
 // WithInterface binds every candidate to the named interface.
 func (l *LocalEndpoint) WithInterface(name string) *LocalEndpoint {
 	l.e.setOnce(&l.e.iface, "interface", name)
@@ -229,8 +259,8 @@ func localFromMessage(m *messages.Endpoint) *LocalEndpoint {
 	if m == nil {
 		return l
 	}
-	l.e.ip, l.e.hostName, l.e.iface = m.IpAddress, m.HostName, m.Interface
-	l.e.port, l.e.portSet = m.Port, true
+	l.e.ip, l.e.hostName, l.e.iface, l.e.path = m.IpAddress, m.HostName, m.Interface, m.Path
+	l.e.port, l.e.portSet = m.Port, m.Path == ""
 	return l
 }
 
@@ -239,7 +269,7 @@ func remoteFromMessage(m *messages.Endpoint) *RemoteEndpoint {
 	if m == nil {
 		return r
 	}
-	r.e.ip, r.e.hostName, r.e.iface = m.IpAddress, m.HostName, m.Interface
-	r.e.port, r.e.portSet = m.Port, true
+	r.e.ip, r.e.hostName, r.e.iface, r.e.path = m.IpAddress, m.HostName, m.Interface, m.Path
+	r.e.port, r.e.portSet = m.Port, m.Path == ""
 	return r
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -57,10 +58,19 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 func (l *Listener) LocalEndpoints() []*LocalEndpoint {
 	out := make([]*LocalEndpoint, 0, len(l.addrs))
 	for _, a := range l.addrs {
-		if ta, ok := a.(*net.TCPAddr); ok {
-			ap := ta.AddrPort()
-			out = append(out, NewLocalEndpoint().WithIPAddress(ap.Addr().Unmap().String()).WithPort(ap.Port()))
+		var ap netip.AddrPort
+		switch v := a.(type) {
+		case *net.TCPAddr:
+			ap = v.AddrPort()
+		case *net.UDPAddr:
+			ap = v.AddrPort()
+		case *net.UnixAddr:
+			out = append(out, NewLocalEndpoint().WithUnixPath(v.Name))
+			continue
+		default:
+			continue
 		}
+		out = append(out, NewLocalEndpoint().WithIPAddress(ap.Addr().Unmap().String()).WithPort(ap.Port()))
 	}
 	return out
 }

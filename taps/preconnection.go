@@ -3,6 +3,7 @@ package taps
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -43,6 +44,7 @@ type preconnState struct {
 	handlers     connHandlers
 	stackList    []stacks.Stack // tests: the stacks to select from instead of stacks.All()
 	reestablish  *supervision.Backoff
+	protocols    []string // WithProtocols
 }
 
 // connHandlers are handlers a Preconnection gives each of its connections.
@@ -152,6 +154,14 @@ func WithReestablishment(p ReestablishPolicy) PreconnectionOption {
 	return func(pre *Preconnection) { pol := p.Normalized(); pre.reestablish = &pol }
 }
 
+// WithProtocols restricts the protocol stacks that may be selected to the
+// named ones ("tcp", "tls", "quic", "udp", "unix"); the transport
+// properties still rank and filter them. An unknown name makes Initiate and
+// Listen fail before any packet is sent.
+func WithProtocols(names ...string) PreconnectionOption {
+	return func(p *Preconnection) { p.protocols = append([]string(nil), names...) }
+}
+
 // NewPreconnection returns a Preconnection.
 func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
 	p := &Preconnection{}
@@ -252,7 +262,10 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		cfg.Locals = append(cfg.Locals, m)
 	}
 	for _, r := range p.remotes {
-		m, err := r.e.toMessage(true, true)
+		r.e.mu.Lock()
+		isPath := r.e.path != ""
+		r.e.mu.Unlock()
+		m, err := r.e.toMessage(!isPath, !isPath)
 		if err != nil {
 			return nil, p.handlers, err
 		}
@@ -271,12 +284,74 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		return nil, p.handlers, err
 	}
 	cfg.MessageDefaults = defaults
-	sel, err := selectStacks(p.tp, r, p.sec, len(p.framers) > 0, p.stackList)
+	isolate, _ := p.tp.Get(IsolateSession)
+	tlsCfg, err := tlsConfig(p.sec, listen, isolate == true, p.sys)
+	if err != nil {
+		return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: err}
+	}
+	sec := p.sec
+	if tlsCfg == nil && sec != nil && sec.Mode() == SecurityOpportunistic {
+		sec = nil // nothing to be secure with: plain stacks only
+	}
+	stackList := p.stackList
+	if usesUnixPath(cfg) && stackList == nil {
+		stackList = []stacks.Stack{stacks.Unix()}
+	}
+	names := p.protocols
+	for _, r := range cfg.Remotes { // RemoteEndpoint.WithProtocol
+		if r.Protocol != "" {
+			names = append(names, r.Protocol)
+		}
+	}
+	if len(names) > 0 {
+		restricted, err := restrictStacks(stackList, names)
+		if err != nil {
+			return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: err}
+		}
+		stackList = restricted
+	}
+	sel, err := selectStacks(p.tp, r, sec, len(p.framers) > 0, stackList)
 	if err != nil {
 		return nil, p.handlers, err
 	}
 	cfg.Stacks = sel
+	cfg.StackOptions = stackOptions(p.tp, r)
+	cfg.StackOptions.TLS = tlsCfg
+	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
+		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName
+	}
 	return cfg, p.handlers, nil
+}
+
+// restrictStacks keeps the stacks named in names, in preference order.
+func restrictStacks(from []stacks.Stack, names []string) ([]stacks.Stack, error) {
+	if from == nil {
+		from = append(stacks.All(), stacks.Unix())
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		if _, err := stacks.ByName(n); err != nil && n != "unix" {
+			return nil, fmt.Errorf("protocol %q: %w", n, err)
+		}
+		want[n] = true
+	}
+	var out []stacks.Stack
+	for _, st := range from {
+		if want[st.Name()] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// usesUnixPath reports whether the endpoints are Unix socket paths.
+func usesUnixPath(cfg *messages.ConnectionConfig) bool {
+	for _, e := range append(append([]*messages.Endpoint(nil), cfg.Remotes...), cfg.Locals...) {
+		if e.Path != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // selectStacks runs the pure selection over every stack gotaps has. With a

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -167,6 +168,7 @@ func main() {
 		conns    = flag.Int("conns", 50, "connections of -client")
 		duration = flag.Duration("duration", 5*time.Second, "duration of -client")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the benchmark run to this file")
+		memprof  = flag.String("memprofile", "", "write an allocation profile of the benchmark run to this file")
 	)
 	flag.Parse()
 	raiseNofile()
@@ -215,6 +217,15 @@ func main() {
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprof != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(*memprof); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	rep := runBench(p, sel, *quick)
 	if *jsonOut != "-" {

@@ -106,7 +106,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 			return nil
 		})
 	}
-	fs.StringVar(&c.protocols, "protocols", "", "only these stacks may be selected: tcp,tls,quic,udp (not supported yet)")
+	fs.StringVar(&c.protocols, "protocols", "", "only these stacks may be selected, comma-separated: tcp,tls,quic,udp,unix")
 	fs.BoolVar(&c.tls, "tls", false, "require security (implied by the other TLS flags)")
 	fs.StringVar(&c.ca, "ca", "", "PEM `FILE` of the CAs that verify the peer (default: the system's)")
 	fs.StringVar(&c.cert, "cert", "", "PEM certificate `FILE` of the local identity")
@@ -159,9 +159,6 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.attemptDelay < 0 {
 		return nil, usagef("--attempt-delay %s: want a duration >= 0", c.attemptDelay)
-	}
-	if c.protocols != "" {
-		return nil, usagef("--protocols is not supported yet: the taps facade cannot restrict the selectable stacks")
 	}
 	if c.ca != "" || c.cert != "" || c.key != "" || c.alpn != "" || c.serverName != "" {
 		c.tls = true
@@ -313,6 +310,9 @@ func (c *config) preconnection(sys *taps.System) (*taps.Preconnection, error) {
 		return nil, err
 	}
 	opts := []taps.PreconnectionOption{taps.WithSystem(sys), taps.WithTransportProperties(tp)}
+	if c.protocols != "" {
+		opts = append(opts, taps.WithProtocols(strings.Split(c.protocols, ",")...))
+	}
 	if sec == nil {
 		sec = taps.NewDisabledSecurityParameters() // plain TCP unless a TLS flag asks
 	}

@@ -25,7 +25,6 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--framer", "xml", "127.0.0.1", "1"}, `--framer "xml": want none, length or line`},
 		{[]string{"--count", "-1", "127.0.0.1", "1"}, "--count -1"},
 		{[]string{"--bogus", "127.0.0.1", "1"}, "flag provided but not defined: -bogus"},
-		{[]string{"--protocols", "tcp", "127.0.0.1", "1"}, "--protocols is not supported yet"},
 		{[]string{"--profile", "fast", "127.0.0.1", "1"}, "--profile"},
 		{[]string{"--require", "teleportation", "127.0.0.1", "1"}, "--require teleportation"},
 		{[]string{"--prefer", "reliability,nonsense", "127.0.0.1", "1"}, "--prefer nonsense"},

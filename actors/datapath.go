@@ -1,0 +1,150 @@
+package actors
+
+import (
+	"io"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/supervision"
+)
+
+// The data path of a connection (design PERFORMANCE.md): the hops between
+// the application, the connection actor, its framers and the socket are
+// kept, but none of them wakes an idle goroutine.
+//
+//   - connDispatcher runs a connection actor on the goroutine of whoever
+//     posts to it when its mailbox is idle (the application calling Send,
+//     the reader goroutine, a timer); while it runs, other posts only
+//     queue and the running goroutine drains them in order. A connection
+//     actor never blocks: writes are attempted without blocking
+//     (tryWritev) and only the remainder goes to a writer goroutine.
+//   - the reader and writer goroutines count themselves in the
+//     connection's ioCount only while they are blocked in I/O, never while
+//     they post to the actor, so an actor that runs on one of them can wait
+//     for the others without waiting for itself.
+
+// connDispatcher runs connection actors on the posting goroutine (see
+// above). Throughput bounds how many messages one goroutine drains before
+// it yields the processor.
+var connDispatcher = actor.NewSynchronizedDispatcher(300)
+
+// connProps is the one Props constructor of connection actors.
+func connProps(s *System, spec *connSpec) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newConnActor(s, spec) },
+		actor.WithSupervisor(supervision.Strategy(supervision.Framer)),
+		actor.WithDispatcher(connDispatcher))
+}
+
+// ioCount counts the goroutines of one connection that are blocked in I/O
+// on its transport. Unlike a sync.WaitGroup, Add may be called at any time:
+// Wait returns once the count is zero, which, after the transport is
+// closed, means every goroutine has left its blocking call (a goroutine
+// may still be posting its last message to the actor). It is safe for
+// concurrent use.
+type ioCount struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+// Add adds d (1 or -1) to the count.
+func (c *ioCount) Add(d int) {
+	c.mu.Lock()
+	c.n += d
+	if c.n <= 0 {
+		c.n = 0
+		if c.zero != nil {
+			c.zero.Broadcast()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// Done is Add(-1).
+func (c *ioCount) Done() { c.Add(-1) }
+
+// Wait blocks until no goroutine is in I/O. The transport must be closed
+// first, or Wait may wait for data.
+func (c *ioCount) Wait() {
+	c.mu.Lock()
+	for c.n > 0 {
+		if c.zero == nil {
+			c.zero = sync.NewCond(&c.mu)
+		}
+		c.zero.Wait()
+	}
+	c.mu.Unlock()
+}
+
+// rawWriter is a transport whose socket can be written without blocking
+// (TCP): it has a file descriptor and takes vectors of buffers.
+type rawWriter interface {
+	buffersWriter
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// consumeBuffers drops the first n bytes of b.
+func consumeBuffers(b *net.Buffers, n int) {
+	for len(*b) > 0 && n > 0 {
+		if n < len((*b)[0]) {
+			(*b)[0] = (*b)[0][n:]
+			return
+		}
+		n -= len((*b)[0])
+		(*b)[0] = nil
+		*b = (*b)[1:]
+	}
+	for len(*b) > 0 && len((*b)[0]) == 0 {
+		*b = (*b)[1:]
+	}
+}
+
+// readChunk is the size of one read from a stream socket.
+const readChunk = 64 << 10
+
+// newStreamReader returns the read step of a stream reader goroutine: it
+// blocks until data (or the end of the stream) arrives and returns a slice
+// the caller owns. The goroutine is counted in ioc only while it waits.
+// On a socket it can read directly (TCP) the reader holds no buffer while
+// it waits: a pooled buffer is taken only once the socket is readable,
+// which keeps idle connections small.
+func newStreamReader(t io.Reader, ioc *ioCount) func() ([]byte, error) {
+	if rw, ok := t.(rawWriter); ok {
+		if rc, err := rw.SyscallConn(); err == nil && rawReadable {
+			return func() ([]byte, error) {
+				ioc.Add(1)
+				data, err := rawRead(rc)
+				ioc.Done()
+				return data, err
+			}
+		}
+	}
+	size := 4 << 10
+	var buf []byte
+	return func() ([]byte, error) {
+		if buf == nil {
+			buf = make([]byte, size)
+		}
+		ioc.Add(1)
+		n, err := t.Read(buf)
+		ioc.Done()
+		var data []byte
+		if n > 0 {
+			data = make([]byte, n)
+			copy(data, buf[:n])
+		}
+		if n == len(buf) && size < readChunk {
+			size *= 2 // grow for bulk transfers; idle connections keep 4 KiB
+			buf = make([]byte, size)
+		}
+		return data, err
+	}
+}
+
+// readBufs holds the buffers of rawRead.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+
+// smallWrite is the largest write whose pieces are copied into one buffer.
+const smallWrite = 2 << 10

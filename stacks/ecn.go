@@ -1,0 +1,193 @@
+package stacks
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ECN codepoints (RFC 3168), the low two bits of the TOS / Traffic Class
+// byte.
+const (
+	NotECT uint8 = 0 // not ECN-capable
+	ECT1   uint8 = 1 // ECN-capable transport, ECT(1)
+	ECT0   uint8 = 2 // ECN-capable transport, ECT(0)
+	ECNCE  uint8 = 3 // congestion experienced
+)
+
+// TOS builds a TOS / Traffic Class byte from a 6-bit DSCP and a 2-bit ECN
+// codepoint.
+func TOS(dscp, ecn uint8) uint8 { return dscp<<2 | ecn&3 }
+
+// ECNOf returns the ECN codepoint of a TOS byte (tos & 3).
+func ECNOf(tos uint8) uint8 { return tos & 3 }
+
+// DSCPOf returns the DSCP of a TOS byte (tos >> 2).
+func DSCPOf(tos uint8) uint8 { return tos >> 2 }
+
+// TOSDatagrams is implemented by the UDP and UDP-Lite Transports (dialled
+// and accepted): per-datagram access to the IP TOS byte (IPv4) or Traffic
+// Class (IPv6), which holds the DSCP and the ECN bits. Receiving is always
+// on (IP_RECVTOS / IPV6_RECVTCLASS are set on every UDP socket). ReadMsg
+// and WriteMsg are as safe for concurrent use as Read and Write.
+type TOSDatagrams interface {
+	// ReadMsg reads one datagram like Read and returns the TOS byte it
+	// arrived with (ECN = tos & 3, DSCP = tos >> 2; 0 when the kernel
+	// did not say).
+	ReadMsg(b []byte) (n int, tos uint8, err error)
+	// WriteMsg sends b as one datagram carrying tos, set for this
+	// datagram only by an IP_TOS / IPV6_TCLASS control message; the
+	// socket's own DSCP (Options.DSCP) stays for other datagrams.
+	WriteMsg(b []byte, tos uint8) (int, error)
+}
+
+// enableRecvTOS sets IP_RECVTOS, and IPV6_RECVTCLASS on IPv6 sockets (where
+// IP_RECVTOS still covers IPv4-mapped peers, best effort).
+func enableRecvTOS(fd int) error {
+	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("get SO_DOMAIN: %w", err)
+	}
+	if domain == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1); err != nil {
+			return fmt.Errorf("set IPV6_RECVTCLASS: %w", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTOS, 1)
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTOS, 1); err != nil {
+		return fmt.Errorf("set IP_RECVTOS: %w", err)
+	}
+	return nil
+}
+
+// tosOOBSpace is enough control message space for one TOS / TCLASS value.
+var tosOOBSpace = unix.CmsgSpace(4)
+
+// parseTOS finds the TOS (IPv4, one byte) or Traffic Class (IPv6, an int)
+// in received control messages.
+func parseTOS(oob []byte) uint8 {
+	if len(oob) == 0 {
+		return 0
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		switch {
+		case m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_TOS && len(m.Data) >= 1:
+			return m.Data[0]
+		case m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_TCLASS && len(m.Data) >= 4:
+			return uint8(binary.NativeEndian.Uint32(m.Data[:4]))
+		}
+	}
+	return 0
+}
+
+// tosOOB is the control message that sends one datagram to remote with
+// tos: IP_TOS for IPv4 (and IPv4-mapped) peers, IPV6_TCLASS for IPv6.
+func tosOOB(remote netip.Addr, tos uint8) []byte {
+	b := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.SetLen(unix.CmsgLen(4))
+	if remote.Unmap().Is4() {
+		h.Level, h.Type = unix.SOL_IP, unix.IP_TOS
+	} else {
+		h.Level, h.Type = unix.SOL_IPV6, unix.IPV6_TCLASS
+	}
+	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(tos))
+	return b
+}
+
+// ReadMsg reads one datagram and its TOS byte; see TOSDatagrams.
+func (t *udpTransport) ReadMsg(b []byte) (int, uint8, error) { return t.readMsg(b) }
+
+// WriteMsg sends one datagram with its own TOS byte; see TOSDatagrams.
+func (t *udpTransport) WriteMsg(b []byte, tos uint8) (int, error) {
+	return t.write(b, tosOOB(t.remoteAddr(), tos))
+}
+
+func (t *udpTransport) remoteAddr() netip.Addr {
+	if ap, err := netip.ParseAddrPort(t.RemoteAddr().String()); err == nil {
+		return ap.Addr()
+	}
+	return netip.Addr{}
+}
+
+// readMsg reads one datagram with its TOS byte, swallowing pending ICMP
+// errors (sk_err) and turning them into SoftErrors when asked to.
+func (t *udpTransport) readMsg(b []byte) (int, uint8, error) {
+	oob := make([]byte, tosOOBSpace)
+	for {
+		n, oobn, flags, _, err := t.ReadMsgUDP(b, oob)
+		if err != nil {
+			if isSoftErrno(err, true) {
+				t.softError()
+				continue
+			}
+			return 0, 0, err
+		}
+		tos := parseTOS(oob[:oobn])
+		if flags&unix.MSG_TRUNC != 0 {
+			return n, tos, ErrMessageTruncated
+		}
+		return n, tos, nil
+	}
+}
+
+// write sends one datagram (with control message oob, may be nil). A
+// pending ICMP error reported by the send instead of sending is
+// swallowed (and delivered as SoftError) and the send retried.
+func (t *udpTransport) write(b, oob []byte) (int, error) {
+	for i := 0; ; i++ {
+		var n int
+		var err error
+		if oob == nil {
+			n, err = t.UDPConn.Write(b)
+		} else {
+			n, _, err = t.WriteMsgUDP(b, oob, nil)
+		}
+		if err != nil && i < 3 && isSoftErrno(err, false) {
+			t.softError()
+			continue
+		}
+		return n, err
+	}
+}
+
+// softError delivers the queued ICMP errors when SoftErrors is on.
+func (t *udpTransport) softError() {
+	if t.soft == nil {
+		return
+	}
+	rc, err := t.SyscallConn()
+	if err != nil {
+		return
+	}
+	for _, se := range drainErrQueue(rc) {
+		t.soft.deliver(se)
+	}
+}
+
+// configureUDPSocket enables IP_RECVTOS / IPV6_RECVTCLASS and, with
+// softErrors, IP_RECVERR / IPV6_RECVERR on a UDP or UDP-Lite socket.
+func configureUDPSocket(c syscall.Conn, softErrors bool) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = enableRecvTOS(int(fd))
+		if serr == nil && softErrors {
+			serr = enableRecvErr(int(fd))
+		}
+	})
+	return errors.Join(err, serr)
+}

@@ -1,0 +1,335 @@
+package taps
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// testPKI is a CA made in the test and a server certificate it signed for
+// "localhost" and 127.0.0.1.
+type testPKI struct {
+	pool   *x509.CertPool
+	server tls.Certificate
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gotaps test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caCert, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &testPKI{pool: pool, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+}
+
+func (p *testPKI) serverSec() *SecurityParameters {
+	return NewSecurityParameters().SetIdentity(p.server).SetALPN("gotaps-test")
+}
+
+func (p *testPKI) clientSec() *SecurityParameters {
+	return NewSecurityParameters().SetTrustedCAs(p.pool).SetALPN("gotaps-test")
+}
+
+// secureListener listens with security on 127.0.0.1 and echoes framed
+// messages.
+func secureListener(t *testing.T, sys *System, sec *SecurityParameters, tp *TransportProperties) *Listener {
+	t.Helper()
+	if tp == nil {
+		tp = NewTransportProperties()
+	}
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(sec), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	ln, err := pre.Listen(testCtx(t))
+	require.NoError(t, err)
+	echoServer(t, ln)
+	return ln
+}
+
+func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *TransportProperties) *Preconnection {
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	if tp == nil {
+		tp = NewTransportProperties()
+	}
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(sec), WithTransportProperties(tp),
+		WithAttemptDelay(20*time.Millisecond),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
+		WithResolver(loopbackOnly))
+	pre.AddFramer(framers.NewLengthPrefix())
+	return pre
+}
+
+func roundTrip(t *testing.T, c *Connection, text string) {
+	t.Helper()
+	ctx := testCtx(t)
+	require.NoError(t, c.Send(ctx, []byte(text), nil))
+	m, err := c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, text, string(m.Data))
+}
+
+func prohibit(t *testing.T, p Property) *TransportProperties {
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Prohibit(p))
+	return tp
+}
+
+func TestSecureDefaultPrefersQUICAndFallsBackToTLS(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), nil)
+	require.Len(t, ln.LocalEndpoints(), 2, "a secure listener accepts on QUIC and TLS, same port")
+
+	c, err := securePre(sys, ln, pki.clientSec(), nil).Initiate(testCtx(t))
+	require.NoError(t, err)
+	props := c.GetProperties()
+	require.Equal(t, "quic", props.Stack, "multistreaming is Prefer by default: QUIC ranks first")
+	require.Equal(t, "TLS 1.3", props.Socket.TLSVersion)
+	require.Equal(t, "gotaps-test", props.Socket.ALPN)
+	require.True(t, props.Selected[Multistreaming])
+	roundTrip(t, c, "over quic")
+	c.Abort()
+	<-c.Done()
+
+	// avoiding multistreaming ranks TLS over TCP first
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Avoid(Multistreaming))
+	c, err = securePre(sys, ln, pki.clientSec(), tp).Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	roundTrip(t, c, "over tls")
+	c.Abort()
+	<-c.Done()
+}
+
+func TestSecureRaceFallsBackWhenQUICIsDead(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	// only TLS listens: the QUIC candidate to the same port gets no answer
+	ln := secureListener(t, sys, pki.serverSec(), prohibit(t, Multistreaming))
+	require.Len(t, ln.LocalEndpoints(), 1)
+	c, err := securePre(sys, ln, pki.clientSec(), nil).Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	rep := c.EstablishmentReport()
+	require.NotNil(t, rep)
+	require.GreaterOrEqual(t, len(rep.Attempts), 2)
+	require.Equal(t, "quic", rep.Attempts[0].Stack)
+	require.True(t, rep.Attempts[len(rep.Attempts)-1].Won)
+	roundTrip(t, c, "fallback")
+	c.Abort()
+	<-c.Done()
+}
+
+func TestSecureFailuresSayWhy(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), prohibit(t, Multistreaming))
+	tlsOnly := func() *TransportProperties { return prohibit(t, Multistreaming) }
+	ctx := testCtx(t)
+
+	// a certificate from an unknown CA
+	_, err := securePre(sys, ln, NewSecurityParameters().SetALPN("gotaps-test"), tlsOnly()).Initiate(ctx)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorContains(t, err, "certificate")
+	var ua x509.UnknownAuthorityError
+	require.ErrorAs(t, err, &ua)
+
+	// a trust verification callback that rejects
+	reject := errors.New("pinned certificate does not match")
+	sec := pki.clientSec().SetTrustVerificationCallback(func(tls.ConnectionState) error { return reject })
+	_, err = securePre(sys, ln, sec, tlsOnly()).Initiate(ctx)
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, reject)
+
+	// an ALPN the server does not speak
+	_, err = securePre(sys, ln, NewSecurityParameters().SetTrustedCAs(pki.pool).SetALPN("h9"), tlsOnly()).Initiate(ctx)
+	require.ErrorAs(t, err, &ee)
+	require.ErrorContains(t, err, "protocol")
+
+	// security required but the listener has no identity: invalid before any packet
+	_, err = NewPreconnection(WithSystem(sys), WithSecurityParameters(NewSecurityParameters()),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1"))).Listen(ctx)
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ReasonInvalidConfiguration, ee.Reason)
+}
+
+func TestTLSInteropWithOrdinaryPeers(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+
+	// a gotaps TLS client against a crypto/tls server that is not gotaps
+	raw, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.server}})
+	require.NoError(t, err)
+	defer raw.Close()
+	go func() {
+		c, err := raw.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c) // echo until EOF
+	}()
+	port := raw.Addr().(*net.TCPAddr).Port
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewSecurityParameters().SetTrustedCAs(pki.pool)),
+		WithTransportProperties(prohibit(t, Multistreaming)),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(uint16(port))))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	roundTrip(t, c, "to an ordinary TLS server")
+	c.Abort()
+	<-c.Done()
+
+	// an ordinary crypto/tls client against a gotaps TLS listener
+	ln := secureListener(t, sys, NewSecurityParameters().SetIdentity(pki.server), prohibit(t, Multistreaming))
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	conn, err := tls.Dial("tcp", ap.String(), &tls.Config{RootCAs: pki.pool, ServerName: "localhost"})
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write(frame("from an ordinary TLS client"))
+	require.NoError(t, err)
+	m, err := readFrame(conn)
+	require.NoError(t, err)
+	require.Equal(t, "from an ordinary TLS client", m)
+}
+
+func TestUDPDatagramsAndOneConnectionPerPeer(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties(UnreliableDatagram)
+	srv := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	echoServer(t, ln)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	dialUDP := func() *Connection {
+		c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port()))).Initiate(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "udp", c.GetProperties().Stack)
+		return c
+	}
+	a, b := dialUDP(), dialUDP()
+	for i := 0; i < 3; i++ {
+		roundTrip(t, a, "datagram from a")
+		roundTrip(t, b, "datagram from b") // another peer: another Connection on the server
+	}
+	// a message is a datagram: boundaries without any framer
+	require.NoError(t, a.Send(ctx, []byte("one"), nil))
+	require.NoError(t, a.Send(ctx, []byte("two"), nil))
+	for _, want := range []string{"one", "two"} {
+		m, err := a.Receive(ctx)
+		require.NoError(t, err)
+		require.True(t, m.EndOfMessage)
+		require.Equal(t, want, string(m.Data))
+	}
+	max, ok := a.GetProperties().Get(SendMsgMaxLen)
+	require.True(t, ok)
+	err = a.Send(ctx, make([]byte, int(max.(int64))+1), nil)
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+	err = a.Send(ctx, []byte("x"), NewMessageContext().SafelyReplayable(false))
+	var se *SendError
+	require.ErrorAs(t, err, &se, "UDP may duplicate: unmarked messages are refused")
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+	<-a.Done()
+	<-b.Done()
+	ln.Stop()
+}
+
+func TestUnixDomainSocket(t *testing.T) {
+	sys := newTestSystem(t)
+	path := filepath.Join(t.TempDir(), "taps.sock")
+	srv := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithUnixPath(path)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(testCtx(t))
+	require.NoError(t, err)
+	echoServer(t, ln)
+	require.Equal(t, path, ln.LocalEndpoints()[0].UnixPath())
+	cli := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	cli.AddFramer(framers.NewLengthPrefix())
+	c, err := cli.Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "unix", c.GetProperties().Stack)
+	roundTrip(t, c, "over a unix socket")
+	require.NoError(t, c.Close())
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestSocketOptionsReadBack(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Set(ConnCapacityProfile, LowLatencyInteractive))
+	require.NoError(t, tp.Set(ConnTimeout, 3*time.Second))
+	require.NoError(t, tp.Prefer(KeepAlive))
+	require.NoError(t, tp.Set(KeepAliveTimeout, 2*time.Second))
+	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port()))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	so := c.GetProperties().Socket
+	require.NotNil(t, so)
+	require.Equal(t, uint8(46), so.DSCP, "Low Latency/Interactive is EF (RFC 9622 §8.1.6)")
+	require.Equal(t, 3*time.Second, so.UserTimeout, "connTimeout is TCP_USER_TIMEOUT")
+	require.True(t, so.KeepAlive)
+	require.Equal(t, 2*time.Second, so.KeepAliveIdle)
+	require.False(t, so.MPTCP, "multipath is Disabled by default for Initiate")
+	c.Abort()
+	<-c.Done()
+
+	// multipath Active: MPTCP really in use (this kernel has net.mptcp.enabled=1;
+	// it refuses TCP-level options such as TCP_USER_TIMEOUT on MPTCP sockets)
+	tp = NewTransportProperties()
+	require.NoError(t, tp.Set(Multipath, MultipathActive))
+	c, err = NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port()))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.True(t, c.GetProperties().Socket.MPTCP)
+	c.Abort()
+	<-c.Done()
+}
+
+// loopbackOnly resolves every name to 127.0.0.1: tests never leave loopback.
+func loopbackOnly(_ context.Context, network, _ string) ([]netip.Addr, error) {
+	if network == "ip6" {
+		return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+	}
+	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+}

@@ -1,0 +1,153 @@
+package taps
+
+import (
+	"crypto/tls"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// This file turns RFC 9622 connection properties and security parameters
+// into the socket options and TLS configuration of the protocol stacks.
+
+// stackOptions maps the connection properties of tp to stack options
+// (RFC 9622 §8.1, §8.2): connTimeout and tcp.userTimeoutValue to
+// TCP_USER_TIMEOUT (or the QUIC idle timeout), keepAlive and
+// keepAliveTimeout to keep-alive probes, connCapacityProfile to the DSCP,
+// and multipath to MPTCP.
+func stackOptions(tp *TransportProperties, r role) stacks.Options {
+	var o stacks.Options
+	if v, ok := tp.Get(ConnTimeout); ok {
+		if d, ok := v.(time.Duration); ok {
+			o.ConnTimeout = d
+		}
+	}
+	if v, _ := tp.Get(TCPUserTimeoutEnabled); v == true {
+		if d, ok := mustGet(tp, TCPUserTimeoutValue).(time.Duration); ok {
+			o.UserTimeout = d
+		}
+	}
+	if pref := tp.Preference(KeepAlive); pref == Prefer || pref == Require {
+		if d, ok := mustGet(tp, KeepAliveTimeout).(time.Duration); ok && (o.ConnTimeout == 0 || d <= o.ConnTimeout) {
+			o.KeepAlive = d
+		} else if !ok {
+			o.KeepAlive = 15 * time.Second // keepAlive asked for with no period: Go's default idle time
+		}
+	}
+	if c, ok := mustGet(tp, ConnCapacityProfile).(CapacityProfile); ok {
+		o.DSCP = dscpFor(c)
+	}
+	if v, ok := tp.effective(descOf(Multipath), r); ok {
+		if m, ok := v.(MultipathMode); ok && m != MultipathDisabled {
+			o.MPTCP = true
+		}
+	}
+	return o
+}
+
+func mustGet(tp *TransportProperties, p Property) any {
+	v, _ := tp.Get(p)
+	return v
+}
+
+// dscpFor is the DSCP RFC 9622 §8.1.6 recommends for a capacity profile.
+func dscpFor(c CapacityProfile) uint8 {
+	switch c {
+	case Scavenger:
+		return 1 // LE, RFC 8622
+	case LowLatencyInteractive:
+		return 46 // EF
+	case LowLatencyNonInteractive:
+		return 18 // AF21
+	case ConstantRateStreaming:
+		return 26 // AF31
+	case CapacitySeeking:
+		return 10 // AF11
+	}
+	return 0
+}
+
+// profileForDSCP is the inverse of dscpFor, for reading back.
+func profileForDSCP(d uint8) CapacityProfile {
+	switch d {
+	case 1:
+		return Scavenger
+	case 46:
+		return LowLatencyInteractive
+	case 18:
+		return LowLatencyNonInteractive
+	case 26:
+		return ConstantRateStreaming
+	case 10:
+		return CapacitySeeking
+	}
+	return CapacityDefault
+}
+
+// sessionCaches are the TLS session ticket caches per System, so that
+// resumption works across Initiates to the same host unless isolateSession
+// is set.
+var sessionCaches sync.Map // *System -> tls.ClientSessionCache
+
+func (s *System) sessionCache() tls.ClientSessionCache {
+	if c, ok := sessionCaches.Load(s); ok {
+		return c.(tls.ClientSessionCache)
+	}
+	c, _ := sessionCaches.LoadOrStore(s, tls.NewLRUClientSessionCache(256))
+	return c.(tls.ClientSessionCache)
+}
+
+// errNoIdentity: a secure Listener needs a certificate.
+var errNoIdentity = errors.New("a secure listener needs a local identity (SecurityParameters.SetIdentity)")
+
+// tlsConfig builds the TLS configuration of a Preconnection's security
+// parameters for one role. It returns nil when sec does not allow
+// security.
+func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) (*tls.Config, error) {
+	if sec == nil || sec.Mode() == SecurityDisabled {
+		return nil, nil
+	}
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	c := &tls.Config{
+		RootCAs:    sec.roots,
+		NextProtos: append([]string(nil), sec.alpn...),
+		ServerName: sec.serverName,
+		MinVersion: sec.minVersion,
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	if verify := sec.verify; verify != nil {
+		c.VerifyConnection = verify
+	}
+	if listen {
+		if len(sec.identity) == 0 {
+			if sec.mode == SecurityOpportunistic {
+				return nil, nil
+			}
+			return nil, errNoIdentity
+		}
+		c.Certificates = append([]tls.Certificate(nil), sec.identity...)
+		if sec.roots != nil { // trusted CAs on a listener verify client certificates
+			c.ClientCAs = sec.roots
+			c.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		return c, nil
+	}
+	if len(sec.identity) > 0 {
+		c.Certificates = append([]tls.Certificate(nil), sec.identity...)
+	}
+	if ch := sec.challenge; ch != nil {
+		c.GetClientCertificate = ch
+	}
+	switch {
+	case sec.sessionCache != nil:
+		c.ClientSessionCache = sec.sessionCache
+	case !isolate:
+		c.ClientSessionCache = sys.sessionCache()
+	}
+	return c, nil
+}
