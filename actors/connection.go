@@ -20,15 +20,21 @@ import (
 
 // connSpec is everything a connection actor starts from.
 type connSpec struct {
-	id       uint64
-	groupID  uint64
-	group    *actor.PID
-	cfg      *messages.ConnectionConfig
-	link     *Link
-	first    *messages.SendMessage
-	passive  stacks.Transport // set for accepted connections
-	stack    string
-	listener *actor.PID
+	id      uint64
+	groupID uint64
+	group   *actor.PID
+	cfg     *messages.ConnectionConfig
+	link    *Link
+	first   *messages.SendMessage
+	passive stacks.Transport // set for accepted connections
+	// ready is an already established transport of an initiated
+	// connection: a stream a Clone opened on a multistreaming stack.
+	ready stacks.Transport
+	// acceptStreams: this accepted connection is the first stream of a
+	// multistreaming session; streams the peer opens join its group.
+	acceptStreams bool
+	stack         string
+	listener      *actor.PID
 }
 
 // Errors a connection reports.
@@ -82,6 +88,7 @@ type (
 	lingerExpired  struct{ gen uint64 }
 	reestablishNow struct{ gen uint64 }
 	datagramIn     struct{ item RecvItem }
+	streamAccepted struct{ t stacks.Transport }
 	framerReady    struct{ idx int }
 	framerFailed   struct {
 		idx int
@@ -166,10 +173,11 @@ type connActor struct {
 
 	closeGen   uint64
 	linger     *time.Timer
-	everReady  bool    // Ready was reported once
-	attempts   int     // consecutive re-establishment attempts
-	closeAsked bool    // the application asked to close: never re-establish
-	wg         ioCount // reader and writer goroutines blocked in I/O (datapath.go)
+	everReady  bool               // Ready was reported once
+	attempts   int                // consecutive re-establishment attempts
+	closeAsked bool               // the application asked to close: never re-establish
+	stopAccept context.CancelFunc // ends the accept-streams goroutine
+	wg         ioCount            // reader and writer goroutines blocked in I/O (datapath.go)
 	ended      bool
 }
 
@@ -348,6 +356,11 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.streamEnded(ctx, m.err)
 	case *datagramIn:
 		c.deliver([]RecvItem{m.item})
+	case *OpenStream:
+		c.openStream(ctx)
+	case *streamAccepted:
+		ctx.Send(c.spec.group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: c.spec.cfg, passive: m.t,
+			stack: c.stack, listener: c.spec.listener}})
 	case *framerDelivered:
 		c.framerDelivered(ctx, m)
 	case *framerReady:
@@ -396,14 +409,73 @@ func (c *connActor) started(ctx actor.Context) {
 	if c.spec.first != nil {
 		c.pending = append(c.pending, c.spec.first)
 	}
-	if c.spec.passive != nil {
-		c.t = c.spec.passive
+	if t := c.spec.passive; t != nil || c.spec.ready != nil {
+		if t == nil {
+			t = c.spec.ready
+		}
+		c.t = t
 		c.stack = c.spec.stack
 		c.local, c.remote = c.t.LocalAddr(), c.t.RemoteAddr()
 		c.startTransport(ctx)
+		if ms, ok := t.(stacks.MultiStream); ok && c.spec.acceptStreams {
+			c.acceptStreams(ctx, ms)
+		}
 		return
 	}
 	c.spawnPreconnection(ctx)
+}
+
+// acceptStreams waits for the streams the peer opens on this multistreaming
+// session (QUIC); each becomes a connection in this connection's group,
+// delivered by the listener as ConnectionReceived (RFC 9622 §7.4).
+func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
+	sctx, cancel := context.WithCancel(context.Background())
+	c.stopAccept = cancel
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			t, err := ms.AcceptStream(sctx)
+			if err != nil {
+				return
+			}
+			root.Send(self, &streamAccepted{t: t})
+		}
+	}()
+}
+
+// OpenStream asks a connection on a multistreaming stack for a new stream
+// of its session (Clone); the reply is *StreamOpened.
+type OpenStream struct{}
+
+// StreamOpened is the reply to OpenStream.
+type StreamOpened struct {
+	T     stacks.Transport
+	Stack string
+}
+
+// openStream opens a stream in a goroutine owned by this actor and answers
+// the requester directly.
+func (c *connActor) openStream(ctx actor.Context) {
+	ms, ok := c.t.(stacks.MultiStream)
+	if !ok || c.state != Established {
+		ctx.Respond(fmt.Errorf("%w: the stack has no streams", ErrNotAllowed))
+		return
+	}
+	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		t, err := ms.OpenStream(sctx)
+		if err != nil {
+			root.Send(sender, err)
+			return
+		}
+		root.Send(sender, &StreamOpened{T: t, Stack: stack})
+	}()
 }
 
 // spawnPreconnection starts establishing a transport: resolution, the
@@ -1058,6 +1130,9 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 func (c *connActor) stopping() {
 	if c.linger != nil {
 		c.linger.Stop()
+	}
+	if c.stopAccept != nil {
+		c.stopAccept()
 	}
 	if t := c.t; t != nil {
 		_ = t.Close()

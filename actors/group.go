@@ -14,18 +14,33 @@ import (
 // connection is stopped, never restarted, and reports ConnectionError
 // itself) and ends when its last member has ended.
 type groupActor struct {
-	sys     *System
-	id      uint64
-	members map[string]GroupMember
-	order   []string
+	sys        *System
+	id         uint64
+	members    map[string]GroupMember
+	order      []string
+	peerOpened int // members the peer opened (streams), for groupConnLimit
+}
+
+// groupConnLimit reads the groupConnLimit property (0: unlimited).
+func groupConnLimit(cfg *messages.ConnectionConfig) int {
+	v := cfg.Properties.GetValues()["groupConnLimit"]
+	if v == nil {
+		return 0
+	}
+	return int(v.GetIntValue())
 }
 
 // CloneConnection asks a group for a new member made from Config (Clone);
-// the reply is ConnectionStarted.
+// the reply is ConnectionStarted. Stream, when set, is a stream the
+// original opened on its multistreaming session: the clone uses it.
 type CloneConnection struct {
 	Config *messages.ConnectionConfig
 	Link   *Link
+	Stream *StreamOpened
 }
+
+// peerStream is a stream the peer opened on a member's session.
+type peerStream struct{ spec *connSpec }
 
 // entangle carries a connection property change to every other member of
 // the group (RFC 9622 §7.4: all connection properties but connPriority).
@@ -53,7 +68,21 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *spawnMember:
 		g.spawn(ctx, m.spec)
 	case *CloneConnection:
-		g.spawn(ctx, &connSpec{id: m.Link.ID(), cfg: m.Config, link: m.Link})
+		spec := &connSpec{id: m.Link.ID(), cfg: m.Config, link: m.Link}
+		if m.Stream != nil {
+			spec.ready, spec.stack = m.Stream.T, m.Stream.Stack
+		}
+		g.spawn(ctx, spec)
+	case *peerStream:
+		if lim := groupConnLimit(m.spec.cfg); lim > 0 && g.peerOpened >= lim {
+			_ = m.spec.passive.Abort() // groupConnLimit: no more peer-opened members
+			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "groupConnLimit"})
+			return
+		}
+		g.peerOpened++
+		m.spec.link = NewLink(m.spec.id, m.spec.cfg.RecvBufferLimit, m.spec.cfg.SendBufferLimit, len(m.spec.cfg.Framers) == 0)
+		m.spec.link.SetPassive()
+		g.spawn(ctx, m.spec)
 	case *entangle:
 		for _, id := range g.order {
 			if mb := g.members[id]; !mb.PID.Equal(m.from) {

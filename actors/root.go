@@ -83,6 +83,9 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			passive:  m.t,
 			stack:    m.stack,
 			listener: m.listener,
+			// the first stream of a multistreaming session: later streams
+			// the peer opens join this connection's group
+			acceptStreams: true,
 		}
 		spec.link.SetPassive()
 		g := r.spawnGroup(ctx, id)

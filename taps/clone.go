@@ -32,9 +32,11 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 }
 
 // Clone makes a new Connection in this connection's group and returns it
-// when it is Ready (RFC 9622 §7.4). Over a stack without multistreaming
-// (TCP) the clone is a new transport connection to the same remote address
-// with the same stack and properties. Connection properties of group
+// when it is Ready (RFC 9622 §7.4). On a multistreaming stack (QUIC) the
+// clone is a new stream of the same session (the peer learns of it with its
+// first message, as a ConnectionReceived in the same group on its side);
+// otherwise (TCP, TLS) it is a new transport connection to the same remote
+// address with the same stack and properties. Connection properties of group
 // members are entangled: SetProperty on one sets it on all, except
 // connPriority. A failure is a *CloneError.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
@@ -82,10 +84,21 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 		}
 		cfg.Properties = propsToMessageRole(merged, roleInitiate)
 	}
+	req := &actors.CloneConnection{Config: &cfg}
+	if st.Capabilities().Multistreaming {
+		// a multistreaming stack (QUIC): the clone is a new stream of the
+		// same session
+		stream, err := call[*actors.StreamOpened](ctx, c.sys, c.pid, &actors.OpenStream{})
+		if err != nil {
+			return nil, &CloneError{Reason: ReasonNotCloneable, Err: err}
+		}
+		req.Stream = stream
+	}
 	link := actors.NewLink(c.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
+	req.Link = link
 	clone := newConnection(c.sys, link, &cfg)
 	clone.installHandlers(connHandlers{})
-	started, err := call[*actors.ConnectionStarted](ctx, c.sys, c.group, &actors.CloneConnection{Config: &cfg, Link: link})
+	started, err := call[*actors.ConnectionStarted](ctx, c.sys, c.group, req)
 	if err != nil {
 		return nil, &CloneError{Err: err}
 	}

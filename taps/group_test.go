@@ -120,3 +120,63 @@ func TestSetPropertyRejectsBadInputWithoutClosing(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+func TestCloneOverQUICIsAStreamAndPeerStreamsJoinTheGroup(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	require.NoError(t, tp.Set(GroupConnLimit, 1)) // one more member the peer may open
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(testCtx(t))
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	accepted := make(chan *Connection, 10)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			accepted <- s
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil || s.Send(ctx, m.Data, nil) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "quic", c.GetProperties().Stack)
+	roundTrip(t, c, "first stream")
+	first := <-accepted
+
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "quic", clone.GetProperties().Stack)
+	roundTrip(t, clone, "second stream") // the peer learns of the stream with this message
+	second := <-accepted
+	group, err := first.GroupedConnections(ctx)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []*Connection{first, second}, group,
+		"a stream the peer opened arrives as ConnectionReceived in the same group")
+	roundTrip(t, c, "first stream again") // streams are independent
+
+	// groupConnLimit 1: a second peer-opened member is refused
+	third, err := c.Clone(ctx)
+	require.NoError(t, err)
+	require.NoError(t, third.Send(ctx, []byte("refused"), nil))
+	_, err = third.Receive(ctx)
+	require.Error(t, err)
+
+	c.AbortGroup()
+	<-c.Done()
+	<-clone.Done()
+	<-third.Done()
+}

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"syscall"
@@ -169,6 +170,7 @@ func main() {
 		duration = flag.Duration("duration", 5*time.Second, "duration of -client")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the benchmark run to this file")
 		memprof  = flag.String("memprofile", "", "write an allocation profile of the benchmark run to this file")
+		traceOut = flag.String("trace", "", "write an execution trace of the benchmark run to this file")
 	)
 	flag.Parse()
 	raiseNofile()
@@ -217,6 +219,17 @@ func main() {
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tapsbench:", err)
+			os.Exit(1)
+		}
+		defer trace.Stop()
 	}
 	if *memprof != "" {
 		runtime.MemProfileRate = 64 << 10

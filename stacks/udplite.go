@@ -1,0 +1,306 @@
+package stacks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDP-Lite (RFC 3828) protocol number and socket options (linux/udp.h);
+// golang.org/x/sys does not define them.
+const (
+	ipprotoUDPLite   = 136 // IPPROTO_UDPLITE
+	solUDPLite       = 136 // SOL_UDPLITE
+	udpliteSendCscov = 10  // UDPLITE_SEND_CSCOV
+	udpliteRecvCscov = 11  // UDPLITE_RECV_CSCOV
+	udpliteHeaderLen = 8
+)
+
+// ErrUDPLiteUnsupported is wrapped by the UDP-Lite stack's Dial and Listen
+// when the kernel has no UDP-Lite (EPROTONOSUPPORT).
+var ErrUDPLiteUnsupported = errors.New("kernel does not support UDP-Lite")
+
+type udpLiteStack struct{}
+
+// UDPLite returns the UDP-Lite stack (RFC 3828, IP protocol 136): UDP
+// with a checksum that may cover only the start of each datagram, for
+// applications that prefer damaged data to none (RFC 9622
+// fullChecksumSend / fullChecksumRecv not required, msgChecksumLen,
+// recvChecksumLen). Datagrams, Listener demultiplexing, TOS/ECN and soft
+// errors work as on the UDP stack; it also applies
+// Options.SendChecksumLen and RecvChecksumLen, and its Transports implement
+// ChecksumCoverage. Sockets are opened with raw syscalls; Dial and Listen
+// fail with ErrUDPLiteUnsupported on kernels without UDP-Lite.
+//
+// Its Capabilities are UDP's with FullChecksumSend and FullChecksumRecv
+// false, so selection only picks it when full coverage is not required.
+func UDPLite() Stack { return udpLiteStack{} }
+
+func (udpLiteStack) Name() string { return "udplite" }
+
+func (udpLiteStack) Capabilities() Capabilities {
+	return Capabilities{PreserveMsgBoundaries: true}
+}
+
+// ChecksumCoverage is implemented by UDP-Lite Transports. The coverage is
+// a socket option: on an accepted Transport it is shared by every peer of
+// its Listener. Safe for concurrent use; read the values in effect back
+// with TransportInfo.SendChecksumCoverage / RecvChecksumCoverage.
+type ChecksumCoverage interface {
+	// SetSendChecksumLen sets how many payload bytes the checksum of the
+	// datagrams sent from now on covers (UDPLITE_SEND_CSCOV), with the
+	// meaning of Options.SendChecksumLen: 0 full, n > 0 the first n
+	// bytes, negative the header only. The kernel uses full coverage
+	// for datagrams not longer than the coverage.
+	SetSendChecksumLen(n int) error
+	// SetRecvChecksumLen sets the least coverage a received datagram must
+	// have (UDPLITE_RECV_CSCOV), as Options.RecvChecksumLen.
+	SetRecvChecksumLen(n int) error
+}
+
+// cscov converts a payload length in Options' convention to the kernel's
+// coverage value (header included, 0 = full).
+func cscov(n int) int {
+	switch {
+	case n == 0:
+		return 0
+	case n < 0:
+		return udpliteHeaderLen
+	}
+	return min(n+udpliteHeaderLen, 0xffff)
+}
+
+func setCoverage(fd, opt, n int) error {
+	if err := unix.SetsockoptInt(fd, solUDPLite, opt, cscov(n)); err != nil {
+		name := "UDPLITE_SEND_CSCOV"
+		if opt == udpliteRecvCscov {
+			name = "UDPLITE_RECV_CSCOV"
+		}
+		return fmt.Errorf("set %s: %w", name, err)
+	}
+	return nil
+}
+
+// udpLiteSocket opens a non-blocking UDP-Lite socket of the family of addr
+// (IPv6 for the zero Addr, dual-stack), applies opts and binds it to local
+// when that is set.
+func udpLiteSocket(addr netip.Addr, local netip.AddrPort, opts Options) (int, error) {
+	if opts.DSCP > 63 {
+		return -1, fmt.Errorf("DSCP %d out of range 0-63", opts.DSCP)
+	}
+	family, network := unix.AF_INET6, "udp6"
+	if addr.IsValid() && addr.Unmap().Is4() {
+		family, network = unix.AF_INET, "udp4"
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, ipprotoUDPLite)
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ESOCKTNOSUPPORT) {
+			return -1, fmt.Errorf("%w: %w", ErrUDPLiteUnsupported, err)
+		}
+		return -1, fmt.Errorf("UDP-Lite socket: %w", err)
+	}
+	err = func() error {
+		if family == unix.AF_INET6 && !addr.IsValid() {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+				return fmt.Errorf("clear IPV6_V6ONLY: %w", err)
+			}
+		}
+		if err := applySockopts(fd, network, opts.Interface, opts.DSCP, 0); err != nil {
+			return err
+		}
+		if opts.SendChecksumLen != 0 {
+			if err := setCoverage(fd, udpliteSendCscov, opts.SendChecksumLen); err != nil {
+				return err
+			}
+		}
+		if opts.RecvChecksumLen != 0 {
+			if err := setCoverage(fd, udpliteRecvCscov, opts.RecvChecksumLen); err != nil {
+				return err
+			}
+		}
+		if local.IsValid() || local.Port() != 0 {
+			if err := unix.Bind(fd, sockaddrOf(family, local)); err != nil {
+				return fmt.Errorf("bind %s: %w", local, err)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// sockaddrOf is ap as a socket address of the family (IPv4 addresses are
+// mapped for AF_INET6; the zero Addr is the wildcard).
+func sockaddrOf(family int, ap netip.AddrPort) unix.Sockaddr {
+	if family == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	}
+	sa := &unix.SockaddrInet6{Port: int(ap.Port())}
+	if ap.Addr().IsValid() {
+		sa.Addr = ap.Addr().As16()
+		if z := ap.Addr().Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				sa.ZoneId = uint32(ifi.Index)
+			}
+		}
+	}
+	return sa
+}
+
+// fdToUDPConn hands fd to the Go runtime poller as a *net.UDPConn; fd is
+// closed either way.
+func fdToUDPConn(fd int) (*net.UDPConn, error) {
+	f := os.NewFile(uintptr(fd), "udplite")
+	c, err := net.FileConn(f) // dups the descriptor
+	_ = f.Close()
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("UDP-Lite socket is a %T", c)
+	}
+	return uc, nil
+}
+
+func (udpLiteStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (Transport, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	fd, err := udpLiteSocket(remote.Addr(), opts.Local, opts)
+	if err != nil {
+		return nil, err
+	}
+	family := unix.AF_INET6
+	if remote.Addr().Unmap().Is4() {
+		family = unix.AF_INET
+	}
+	// A datagram socket connects at once: it only records the peer.
+	if err := unix.Connect(fd, sockaddrOf(family, remote)); err != nil {
+		_ = unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: "udplite", Addr: net.UDPAddrFromAddrPort(remote), Err: err}
+	}
+	uc, err := fdToUDPConn(fd)
+	if err != nil {
+		return nil, err
+	}
+	t, err := newUDPTransport(uc, "udplite", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &udpLiteTransport{t}, nil
+}
+
+func (udpLiteStack) Listen(ctx context.Context, opts Options) (Listener, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	fd, err := udpLiteSocket(opts.Local.Addr(), opts.Local, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.Local.IsValid() && opts.Local.Port() == 0 {
+		if err := unix.Bind(fd, &unix.SockaddrInet6{}); err != nil {
+			_ = unix.Close(fd)
+			return nil, fmt.Errorf("bind: %w", err)
+		}
+	}
+	uc, err := fdToUDPConn(fd)
+	if err != nil {
+		return nil, err
+	}
+	l, err := newUDPListener(uc, "udplite", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &udpLiteListener{l}, nil
+}
+
+// udpLiteTransport is a connected UDP-Lite socket.
+type udpLiteTransport struct{ *udpTransport }
+
+func (t *udpLiteTransport) SetSendChecksumLen(n int) error {
+	return controlFD(t.UDPConn, func(fd int) error { return setCoverage(fd, udpliteSendCscov, n) })
+}
+
+func (t *udpLiteTransport) SetRecvChecksumLen(n int) error {
+	return controlFD(t.UDPConn, func(fd int) error { return setCoverage(fd, udpliteRecvCscov, n) })
+}
+
+// Info adds the checksum coverage to the UDP information.
+func (t *udpLiteTransport) Info() (TransportInfo, error) {
+	info, err := t.udpTransport.Info()
+	if err != nil {
+		return info, err
+	}
+	return info, readCoverage(t.UDPConn, &info)
+}
+
+// udpLiteListener demultiplexes one UDP-Lite socket by peer like the UDP
+// listener.
+type udpLiteListener struct{ *udpListener }
+
+func (l *udpLiteListener) Accept() (Transport, error) {
+	tr, err := l.udpListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &udpLitePeer{tr.(*udpPeer)}, nil
+}
+
+// udpLitePeer is one peer of a udpLiteListener; its coverage settings are
+// the shared socket's.
+type udpLitePeer struct{ *udpPeer }
+
+func (p *udpLitePeer) SetSendChecksumLen(n int) error {
+	return controlFD(p.l.conn, func(fd int) error { return setCoverage(fd, udpliteSendCscov, n) })
+}
+
+func (p *udpLitePeer) SetRecvChecksumLen(n int) error {
+	return controlFD(p.l.conn, func(fd int) error { return setCoverage(fd, udpliteRecvCscov, n) })
+}
+
+func (p *udpLitePeer) Info() (TransportInfo, error) {
+	info, err := p.udpPeer.Info()
+	if err != nil {
+		return info, err
+	}
+	return info, readCoverage(p.l.conn, &info)
+}
+
+func readCoverage(c *net.UDPConn, info *TransportInfo) error {
+	return controlFD(c, func(fd int) error {
+		s, err := unix.GetsockoptInt(fd, solUDPLite, udpliteSendCscov)
+		if err != nil {
+			return fmt.Errorf("get UDPLITE_SEND_CSCOV: %w", err)
+		}
+		r, err := unix.GetsockoptInt(fd, solUDPLite, udpliteRecvCscov)
+		if err != nil {
+			return fmt.Errorf("get UDPLITE_RECV_CSCOV: %w", err)
+		}
+		info.SendChecksumCoverage, info.RecvChecksumCoverage = s, r
+		return nil
+	})
+}
+
+// controlFD runs f on the descriptor of c.
+func controlFD(c *net.UDPConn, f func(fd int) error) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
