@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -167,5 +168,100 @@ func BenchmarkLinkSendAccounting(b *testing.B) {
 		}
 		l.ExpectSend(id, nop)
 		l.sendDone([]uint64{id}, 64, nil)
+	}
+}
+
+// BenchmarkConnDispatcherHop is one message to an idle actor on
+// connDispatcher (what connection actors use): it runs on the sender's
+// goroutine, so the hop costs no wake-up. Compare with BenchmarkActorHop.
+func BenchmarkConnDispatcherHop(b *testing.B) {
+	s := NewSystem(Config{})
+	n := 0
+	pid := s.AS.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*benchReq); ok {
+			n++
+		}
+	}, actor.WithDispatcher(connDispatcher)))
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = StopAndWait(ctx, s, pid)
+		_ = s.Shutdown(ctx)
+	})
+	req := &benchReq{}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.AS.Root.Send(pid, req)
+	}
+	if n == 0 {
+		b.Fatal("no message handled")
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(b *testing.B) (*net.TCPConn, *net.TCPConn) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := <-ch
+	if s == nil {
+		b.Fatal("accept failed")
+	}
+	b.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// BenchmarkTryWritev is the connection actor's optimistic write of one
+// framed 64 B message (header and payload coalesced), read back on the
+// other end by the stream reader's read step (rawRead).
+func BenchmarkTryWritev(b *testing.B) {
+	c, s := tcpPair(b)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := s.SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, 68)
+	b.ReportAllocs()
+	for b.Loop() {
+		bufs := net.Buffers{msg}
+		if blocked, err := tryWritev(rc, &bufs); err != nil || blocked {
+			b.Fatal(blocked, err)
+		}
+		if _, err := rawRead(src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNetWriteRead is BenchmarkTryWritev with net.Conn Write and Read
+// (the raw peer's cost for the same bytes).
+func BenchmarkNetWriteRead(b *testing.B) {
+	c, s := tcpPair(b)
+	msg := make([]byte, 68)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Read(buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

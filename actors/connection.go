@@ -568,8 +568,12 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 
 // flushDatagrams writes each queued message as one datagram.
 func (c *connActor) flushDatagrams(ctx actor.Context) {
-	batch := c.wq
+	batch := c.dropExpired(c.wq)
 	c.wq = nil
+	if len(batch) == 0 {
+		c.progressClose(ctx)
+		return
+	}
 	c.writing = true
 	t := c.t
 	root, self := ctx.ActorSystem().Root, ctx.Self()
@@ -739,6 +743,10 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		c.sendFailed(m, &framers.TooLargeError{Size: uint64(len(m.Data)), Max: uint64(c.sendMax)})
 		return
 	}
+	if err := c.unsupported(m); err != nil {
+		c.sendFailed(m, err)
+		return
+	}
 	if c.connectionless && m.Props != nil && !m.Props.SafelyReplayable {
 		// RFC 9622 §9.1.3.4: a stack without duplicate protection needs
 		// every message marked safely replayable
@@ -776,6 +784,39 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	c.enqueueWrite(ctx, writeItem{send: s, bufs: [][]byte{m.Data}})
+}
+
+// ErrPropertyNotSupported: a message property the selected stack cannot
+// honour (RFC 9622 §9.1.3: an inconsistent property is a SendError).
+var ErrPropertyNotSupported = errors.New("message property not supported by the selected stack")
+
+// unsupported checks the message properties against what the stack can do.
+func (c *connActor) unsupported(m *messages.SendMessage) error {
+	p := m.Props
+	if p == nil {
+		return nil
+	}
+	switch {
+	case p.NoSegmentation && !c.datagram:
+		return fmt.Errorf("%w: noSegmentation on %s, a byte stream the transport segments", ErrPropertyNotSupported, c.stack)
+	case p.NoSegmentation && c.sendMax > 0 && len(m.Data) > c.sendMax:
+		return fmt.Errorf("%w: noSegmentation and %d bytes above singularTransmissionMsgMaxLen %d", ErrPropertyNotSupported, len(m.Data), c.sendMax)
+	case !p.Reliable && !c.connectionless && !c.perMsgReliability():
+		return fmt.Errorf("%w: msgReliable=false on %s, which delivers every message reliably (set perMsgReliability to choose a stack that can)", ErrPropertyNotSupported, c.stack)
+	case p.ChecksumLen >= 0 && !c.partialChecksum():
+		return fmt.Errorf("%w: msgChecksumLen %d on %s, which always checksums whole messages", ErrPropertyNotSupported, p.ChecksumLen, c.stack)
+	}
+	return nil
+}
+
+func (c *connActor) perMsgReliability() bool {
+	st, err := stacks.ByName(c.stack)
+	return err == nil && st.Capabilities().PerMsgReliability
+}
+
+func (c *connActor) partialChecksum() bool {
+	st, err := stacks.ByName(c.stack)
+	return err == nil && !st.Capabilities().FullChecksumSend
 }
 
 // releaseHeld sends the messages that waited for a partial message to end.
@@ -847,6 +888,27 @@ func (c *connActor) enqueueWrite(ctx actor.Context, w writeItem) {
 	c.flush(ctx)
 }
 
+// dropExpired reports Expired (RFC 9622 §9.1.3.1) for every whole message
+// in batch whose msgLifetime passed while it waited, and returns the rest.
+// Parts of a byte stream are never dropped: that would corrupt it.
+func (c *connActor) dropExpired(batch []writeItem) []writeItem {
+	now := time.Now()
+	out := batch[:0]
+	for _, w := range batch {
+		if w.send != nil && (movable(w) || c.datagram) {
+			p, m := w.send.msg.Props, w.send.msg
+			if p != nil && p.Lifetime > 0 && !m.Queued.IsZero() && now.Sub(m.Queued) > p.Lifetime {
+				c.inFlight--
+				c.link.sendDone([]uint64{m.SendID}, w.send.bytes, ErrExpired)
+				c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
+				continue
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
 // orderByPriority orders the complete messages waiting in one batch by
 // msgPriority (lower first, RFC 9622 §9.1.3.2), keeping arrival order among
 // equals; a final message stays behind every other (§9.1.3.5). Parts of
@@ -898,8 +960,12 @@ func (c *connActor) flush(ctx actor.Context) {
 		c.flushDatagrams(ctx)
 		return
 	}
-	batch := c.wq
+	batch := c.dropExpired(c.wq)
 	c.wq = nil
+	if len(batch) == 0 {
+		c.progressClose(ctx)
+		return
+	}
 	orderByPriority(batch)
 	var bufs net.Buffers
 	total := 0

@@ -102,7 +102,7 @@ func consumeBuffers(b *net.Buffers, n int) {
 }
 
 // readChunk is the size of one read from a stream socket.
-const readChunk = 64 << 10
+const readChunk = 256 << 10
 
 // newStreamReader returns the read step of a stream reader goroutine: it
 // blocks until data (or the end of the stream) arrives and returns a slice

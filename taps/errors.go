@@ -40,6 +40,12 @@ var (
 	// ErrEstablishmentTimeout: the Preconnection's establishment timeout
 	// fired.
 	ErrEstablishmentTimeout = actors.ErrEstablishmentTimeout
+	// ErrPropertyNotSupported: a message property the selected stack cannot
+	// honour; the SendError says which and why.
+	ErrPropertyNotSupported = actors.ErrPropertyNotSupported
+	// ErrNotReplayable: on a stack that may duplicate messages (UDP) every
+	// message must be marked SafelyReplayable.
+	ErrNotReplayable = actors.ErrNotReplayable
 	// ErrSystemShutdown: the System is shut down.
 	ErrSystemShutdown = actors.ErrShutdown
 )

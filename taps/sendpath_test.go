@@ -189,3 +189,24 @@ func TestSlowReceiverKeepsMemoryBounded(t *testing.T) {
 	<-c.Done()
 	<-s.Done()
 }
+
+func TestUnsupportedMessagePropertiesAreSendErrors(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	c := dial(t, sys, ln, framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	for _, mc := range []*MessageContext{
+		NewMessageContext().NoSegmentation(true), // TCP segments a byte stream
+		NewMessageContext().Reliable(false),      // TCP cannot deliver unreliably
+		NewMessageContext().ChecksumLen(8),       // TCP checksums everything
+	} {
+		err := c.Send(ctx, []byte("x"), mc)
+		var se *SendError
+		require.ErrorAs(t, err, &se)
+		require.ErrorIs(t, err, ErrPropertyNotSupported)
+	}
+	roundTrip(t, c, "the connection is unharmed")
+	c.Abort()
+	<-c.Done()
+}
