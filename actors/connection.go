@@ -432,11 +432,11 @@ func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 	sctx, cancel := context.WithCancel(context.Background())
 	c.stopAccept = cancel
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
 		for {
+			c.wg.Add(1) // counted only while blocked (datapath.go)
 			t, err := ms.AcceptStream(sctx)
+			c.wg.Done()
 			if err != nil {
 				return
 			}
@@ -465,11 +465,11 @@ func (c *connActor) openStream(ctx actor.Context) {
 	}
 	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
 		defer cancel()
+		c.wg.Add(1) // counted only while blocked (datapath.go)
 		t, err := ms.OpenStream(sctx)
+		c.wg.Done()
 		if err != nil {
 			root.Send(sender, err)
 			return
@@ -543,16 +543,16 @@ func (c *connActor) learnStack() {
 func (c *connActor) startDatagramReader(ctx actor.Context) {
 	t, link := c.t, c.link
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
 		buf := make([]byte, 64<<10)
 		var id uint64
 		for {
 			if !link.waitReadCredit() {
 				return
 			}
+			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
 			n, err := t.Read(buf)
+			c.wg.Done()
 			if err != nil {
 				root.Send(self, &readEnded{err: err})
 				return
@@ -577,9 +577,7 @@ func (c *connActor) flushDatagrams(ctx actor.Context) {
 	c.writing = true
 	t := c.t
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
 		total := 0
 		var err error
 		for _, w := range batch {
@@ -588,7 +586,10 @@ func (c *connActor) flushDatagrams(ctx actor.Context) {
 			}
 			d := concat(w.bufs)
 			total += len(d)
-			if _, err = t.Write(d); err != nil {
+			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
+			_, err = t.Write(d)
+			c.wg.Done()
+			if err != nil {
 				break
 			}
 		}

@@ -134,9 +134,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 	spec.group = ctx.Self()
 	spec.groupID = g.id
-	props := actor.PropsFromProducer(func() actor.Actor { return newConnActor(g.sys, spec) },
-		actor.WithSupervisor(supervision.Strategy(supervision.Framer)))
-	pid, err := ctx.SpawnNamed(props, fmt.Sprintf("conn%d", spec.id))
+	pid, err := ctx.SpawnNamed(connProps(g.sys, spec), fmt.Sprintf("conn%d", spec.id))
 	if err != nil {
 		if ctx.Sender() != nil {
 			ctx.Respond(err)

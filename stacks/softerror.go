@@ -106,9 +106,6 @@ func (s *softErrors) chanOf() <-chan error {
 // (sk_err) rather than a failure of the socket. onRead also accepts
 // EMSGSIZE, which on a write means the datagram itself is too large.
 func isSoftErrno(err error, onRead bool) bool {
-	if true {
-		return false
-	}
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return false
