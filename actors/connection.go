@@ -177,7 +177,12 @@ type connActor struct {
 	attempts   int                // consecutive re-establishment attempts
 	closeAsked bool               // the application asked to close: never re-establish
 	stopAccept context.CancelFunc // ends the accept-streams goroutine
-	wg         ioCount            // reader and writer goroutines blocked in I/O (datapath.go)
+	// group transmission scheduling on a shared session
+	shared     bool // the transport is a stream of a session other members use
+	granted    bool // the group gave this member the turn to write
+	grantAsked bool
+	wqRest     []writeItem // queued beyond this turn's quantum
+	wg         ioCount     // reader and writer goroutines blocked in I/O (datapath.go)
 	ended      bool
 }
 
@@ -357,8 +362,13 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *datagramIn:
 		c.deliver([]RecvItem{m.item})
 	case *OpenStream:
+		c.shared = true // its session now carries another member's stream
 		c.openStream(ctx)
+	case *writeGrant:
+		c.granted = true
+		c.flush(ctx)
 	case *streamAccepted:
+		c.shared = true
 		ctx.Send(c.spec.group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: c.spec.cfg, passive: m.t,
 			stack: c.stack, listener: c.spec.listener}})
 	case *framerDelivered:
@@ -413,6 +423,7 @@ func (c *connActor) started(ctx actor.Context) {
 		if t == nil {
 			t = c.spec.ready
 		}
+		c.shared = c.spec.ready != nil || !c.spec.acceptStreams // a clone's or a peer's stream
 		c.t = t
 		c.stack = c.spec.stack
 		c.local, c.remote = c.t.LocalAddr(), c.t.RemoteAddr()
@@ -889,6 +900,84 @@ func (c *connActor) enqueueWrite(ctx actor.Context, w writeItem) {
 	c.flush(ctx)
 }
 
+// waitForGrant applies the group's transmission scheduler (connScheduler)
+// to a connection that shares its transport with other members (a stream of
+// a QUIC session): before each batch it asks its group for the turn, and
+// waits. It reports whether the write must wait.
+func (c *connActor) waitForGrant(ctx actor.Context) bool {
+	if !c.shared {
+		return false
+	}
+	if c.granted {
+		c.takeQuantum()
+		return false
+	}
+	if !c.grantAsked {
+		c.grantAsked = true
+		n := 0
+		for _, w := range c.wq {
+			for _, b := range w.bufs {
+				n += len(b)
+			}
+		}
+		ctx.Send(c.spec.group, &writeRequest{from: ctx.Self(), bytes: n, priority: c.connPriority()})
+	}
+	return true
+}
+
+// schedQuantum is what a member sharing a session writes per turn: the
+// scheduler's shares are measured in these.
+const schedQuantum = 64 << 10
+
+// takeQuantum keeps at most one quantum of whole queued items for this turn
+// and sets the rest aside, in order, for the next turns.
+func (c *connActor) takeQuantum() {
+	n, i := 0, 0
+	for ; i < len(c.wq); i++ {
+		if i > 0 && n >= schedQuantum {
+			break
+		}
+		for _, b := range c.wq[i].bufs {
+			n += len(b)
+		}
+	}
+	if i < len(c.wq) {
+		c.wqRest = append(append([]writeItem(nil), c.wq[i:]...), c.wqRest...)
+		c.wq = c.wq[:i:i]
+	}
+}
+
+// releaseGrant gives the turn back to the group after a write.
+func (c *connActor) releaseGrant(ctx actor.Context) {
+	if !c.granted {
+		return
+	}
+	if len(c.wqRest) > 0 { // what waited for the next turn goes first
+		c.wq = append(c.wqRest, c.wq...)
+		c.wqRest = nil
+	}
+	c.granted, c.grantAsked = false, false
+	rel := &writeRelease{from: ctx.Self()}
+	for _, w := range c.wq {
+		for _, b := range w.bufs {
+			rel.more += len(b)
+		}
+	}
+	if rel.more > 0 { // the next request rides with the release
+		rel.priority = c.connPriority()
+		c.grantAsked = true
+	}
+	ctx.Send(c.spec.group, rel)
+}
+
+// connPriority is the connection's current connPriority (default 100).
+func (c *connActor) connPriority() int64 {
+	if v := c.spec.cfg.Properties.GetValues()["connPriority"]; v != nil {
+		return v.GetIntValue()
+	}
+	return 100
+}
+
 // dropExpired reports Expired (RFC 9622 §9.1.3.1) for every whole message
 // in batch whose msgLifetime passed while it waited, and returns the rest.
 // Parts of a byte stream are never dropped: that would corrupt it.
@@ -957,6 +1046,9 @@ func (c *connActor) flush(ctx actor.Context) {
 	if c.writing || c.holdFlush || c.batchLeft > 0 || len(c.wq) == 0 || c.t == nil {
 		return
 	}
+	if c.waitForGrant(ctx) {
+		return
+	}
 	if c.datagram {
 		c.flushDatagrams(ctx)
 		return
@@ -1014,6 +1106,7 @@ func (c *connActor) flush(ctx actor.Context) {
 
 func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
 	c.writing = false
+	c.releaseGrant(ctx)
 	ids := make([]uint64, 0, len(m.batch))
 	acquired := 0
 	for _, w := range m.batch {

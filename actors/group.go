@@ -14,11 +14,26 @@ import (
 // connection is stopped, never restarted, and reports ConnectionError
 // itself) and ends when its last member has ended.
 type groupActor struct {
-	sys        *System
-	id         uint64
-	members    map[string]GroupMember
-	order      []string
-	peerOpened int // members the peer opened (streams), for groupConnLimit
+	sys         *System
+	id          uint64
+	members     map[string]GroupMember
+	order       []string
+	peerOpened  int // members the peer opened (streams), for groupConnLimit
+	sched       *groupScheduler
+	granted     string // the member holding the turn to write
+	schedPolicy string // connScheduler
+}
+
+// grant gives member id the turn to write.
+func (g *groupActor) grant(ctx actor.Context, id string) {
+	if mb, ok := g.members[id]; ok {
+		g.granted = id
+		ctx.Send(mb.PID, &writeGrant{})
+		return
+	}
+	if next, ok := g.sched.release(); ok { // it left meanwhile
+		g.grant(ctx, next)
+	}
 }
 
 // groupConnLimit reads the groupConnLimit property (0: unlimited).
@@ -41,6 +56,24 @@ type CloneConnection struct {
 
 // peerStream is a stream the peer opened on a member's session.
 type peerStream struct{ spec *connSpec }
+
+// The group transmission scheduler's messages: a member asks for the turn
+// to write a batch, the group grants it, the member releases it.
+type (
+	writeRequest struct {
+		from     *actor.PID
+		bytes    int
+		priority int64
+	}
+	writeGrant   struct{}
+	writeRelease struct {
+		from *actor.PID
+		// more > 0: the member has more to write; its next request joins
+		// the choice of who goes next
+		more     int
+		priority int64
+	}
+)
 
 // entangle carries a connection property change to every other member of
 // the group (RFC 9622 §7.4: all connection properties but connPriority).
@@ -84,9 +117,37 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		m.spec.link.SetPassive()
 		g.spawn(ctx, m.spec)
 	case *entangle:
+		if m.set.Name == "connScheduler" { // the group's own property
+			g.schedPolicy = m.set.Value.GetEnumValue()
+			if g.sched != nil {
+				g.sched.policy = g.schedPolicy
+			}
+		}
 		for _, id := range g.order {
 			if mb := g.members[id]; !mb.PID.Equal(m.from) {
 				ctx.Send(mb.PID, &applyEntangled{set: m.set, group: ctx.Self()})
+			}
+		}
+	case *writeRequest:
+		if g.sched == nil {
+			g.sched = newGroupScheduler(g.schedPolicy)
+		}
+		g.sched.join(m.from.Id)
+		if id, ok := g.sched.request(m.from.Id, m.bytes, m.priority); ok {
+			g.grant(ctx, id)
+		}
+	case *writeRelease:
+		if g.sched != nil && g.granted == m.from.Id {
+			g.granted = ""
+			var id string
+			var ok bool
+			if m.more > 0 {
+				id, ok = g.sched.releaseAndRequest(m.from.Id, m.more, m.priority)
+			} else {
+				id, ok = g.sched.release()
+			}
+			if ok {
+				g.grant(ctx, id)
 			}
 		}
 	case *messages.CloseGroup:
@@ -108,6 +169,15 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&GroupMembers{Members: out})
 	case *actor.Terminated:
+		if g.sched != nil {
+			g.sched.leave(m.Who.Id)
+			if g.granted == m.Who.Id { // it ended holding the turn
+				g.granted = ""
+				if id, ok := g.sched.release(); ok {
+					g.grant(ctx, id)
+				}
+			}
+		}
 		if mb, ok := g.members[m.Who.Id]; ok {
 			delete(g.members, m.Who.Id)
 			for i, id := range g.order {
@@ -142,6 +212,9 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 		return
 	}
 	g.members[pid.Id] = GroupMember{PID: pid, Link: spec.link}
+	if v := spec.cfg.Properties.GetValues()["connScheduler"]; v != nil && g.schedPolicy == "" {
+		g.schedPolicy = v.GetEnumValue()
+	}
 	g.order = append(g.order, pid.Id)
 	g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberJoined", ConnectionId: spec.id, GroupId: g.id})
 	if ctx.Sender() != nil {

@@ -78,6 +78,15 @@ func (s *groupScheduler) release() (grant string, ok bool) {
 	return s.next()
 }
 
+// releaseAndRequest ends the grant of member, which still has bytes to
+// write: its next request competes with the others' in the same choice
+// (otherwise a backlogged member would always be served after everyone
+// else, whatever the policy).
+func (s *groupScheduler) releaseAndRequest(member string, bytes int, priority int64) (grant string, ok bool) {
+	s.busy = false
+	return s.request(member, bytes, priority)
+}
+
 func (s *groupScheduler) next() (string, bool) {
 	if s.busy || len(s.queue) == 0 {
 		return "", false

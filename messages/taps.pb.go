@@ -890,6 +890,14 @@ type SocketInfo struct {
 	RecvMsgMaxLen int64  `protobuf:"varint,7,opt,name=recv_msg_max_len,json=recvMsgMaxLen,proto3" json:"recv_msg_max_len,omitempty"`
 	TlsVersion    string `protobuf:"bytes,8,opt,name=tls_version,json=tlsVersion,proto3" json:"tls_version,omitempty"`
 	Alpn          string `protobuf:"bytes,9,opt,name=alpn,proto3" json:"alpn,omitempty"`
+	// UDPLITE_SEND_CSCOV / UDPLITE_RECV_CSCOV as the kernel keeps them:
+	// bytes covered including the 8-byte header, 0 = full (UDP-Lite only).
+	SendChecksumCoverage int64 `protobuf:"varint,10,opt,name=send_checksum_coverage,json=sendChecksumCoverage,proto3" json:"send_checksum_coverage,omitempty"`
+	RecvChecksumCoverage int64 `protobuf:"varint,11,opt,name=recv_checksum_coverage,json=recvChecksumCoverage,proto3" json:"recv_checksum_coverage,omitempty"`
+	// SO_MAX_PACING_RATE in bit/s (TCP and TLS; 0 = unlimited).
+	MaxPacingRate uint64 `protobuf:"varint,12,opt,name=max_pacing_rate,json=maxPacingRate,proto3" json:"max_pacing_rate,omitempty"`
+	// ICMP errors are delivered as SoftError events (IP_RECVERR set).
+	SoftErrors    bool `protobuf:"varint,13,opt,name=soft_errors,json=softErrors,proto3" json:"soft_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -987,6 +995,34 @@ func (x *SocketInfo) GetAlpn() string {
 	return ""
 }
 
+func (x *SocketInfo) GetSendChecksumCoverage() int64 {
+	if x != nil {
+		return x.SendChecksumCoverage
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetRecvChecksumCoverage() int64 {
+	if x != nil {
+		return x.RecvChecksumCoverage
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetMaxPacingRate() uint64 {
+	if x != nil {
+		return x.MaxPacingRate
+	}
+	return 0
+}
+
+func (x *SocketInfo) GetSoftErrors() bool {
+	if x != nil {
+		return x.SoftErrors
+	}
+	return false
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -1075,7 +1111,7 @@ const file_taps_proto_rawDesc = "" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
 	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
-	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xb1\x02\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xe6\x03\n" +
 	"\n" +
 	"SocketInfo\x12\x12\n" +
 	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
@@ -1088,7 +1124,13 @@ const file_taps_proto_rawDesc = "" +
 	"\x10recv_msg_max_len\x18\a \x01(\x03R\rrecvMsgMaxLen\x12\x1f\n" +
 	"\vtls_version\x18\b \x01(\tR\n" +
 	"tlsVersion\x12\x12\n" +
-	"\x04alpn\x18\t \x01(\tR\x04alpn*\x95\x01\n" +
+	"\x04alpn\x18\t \x01(\tR\x04alpn\x124\n" +
+	"\x16send_checksum_coverage\x18\n" +
+	" \x01(\x03R\x14sendChecksumCoverage\x124\n" +
+	"\x16recv_checksum_coverage\x18\v \x01(\x03R\x14recvChecksumCoverage\x12&\n" +
+	"\x0fmax_pacing_rate\x18\f \x01(\x04R\rmaxPacingRate\x12\x1f\n" +
+	"\vsoft_errors\x18\r \x01(\bR\n" +
+	"softErrors*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +

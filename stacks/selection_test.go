@@ -48,9 +48,9 @@ func TestSelectProfiles(t *testing.T) {
 		{"reliable-inorder-stream, secure, no multistreaming", with(map[string]int8{"secure": Require, "multistreaming": NoPreference}), []string{"tls", "quic"}},
 		{"reliable-message: no stack keeps boundaries reliably", with(reliableMessage), nil},
 		{"unreliable-datagram picks udp", with(unreliableDatagram), []string{"udp"}},
-		{"unreliable-datagram on bare prefs", unreliableDatagram, []string{"udp"}},
+		{"unreliable-datagram on bare prefs (no fullChecksum Require: UDP-Lite qualifies, after UDP)", unreliableDatagram, []string{"udp", "udplite"}},
 		{"unreliable-datagram but secure required", with(map[string]int8{"reliability": Avoid, "preserveOrder": Avoid, "congestionControl": NoPreference, "preserveMsgBoundaries": Require, "secure": Require}), nil},
-		{"datagram-ish without boundaries: UDP ranks first by Avoid", map[string]int8{"reliability": Avoid, "preserveOrder": Avoid}, []string{"udp", "tcp", "tls", "quic"}},
+		{"datagram-ish without boundaries: UDP ranks first by Avoid", map[string]int8{"reliability": Avoid, "preserveOrder": Avoid}, []string{"udp", "udplite", "tcp", "tls", "quic"}},
 		{"prefer zero-RTT", with(map[string]int8{"zeroRttMsg": Prefer, "multistreaming": NoPreference}), []string{"quic", "tcp", "tls"}},
 		{"prohibit multistreaming", with(map[string]int8{"multistreaming": Prohibit}), []string{"tcp", "tls"}},
 		{"require keepAlive", with(map[string]int8{"keepAlive": Require, "secure": Prohibit}), []string{"tcp"}},
@@ -80,7 +80,7 @@ func TestCapabilitiesPerStack(t *testing.T) {
 	for _, s := range append(All(), Unix()) {
 		c := s.Capabilities()
 		switch s.Name() {
-		case "udp":
+		case "udp", "udplite":
 			require.True(t, c.PreserveMsgBoundaries)
 			require.False(t, c.Reliability || c.PreserveOrder || c.CongestionControl || c.Secure)
 		case "tls", "quic":

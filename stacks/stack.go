@@ -248,8 +248,10 @@ func ByName(name string) (Stack, error) {
 }
 
 // All returns every stack that serves IP endpoints, in the order of the
-// default preference: tcp, tls, quic, udp. The Unix stack is not included
-// (it needs a filesystem path, see Unix).
+// default preference: tcp, tls, quic, udp, udplite. UDP-Lite comes last:
+// selection only keeps it when full checksum coverage is not required,
+// and UDP, with equal other capabilities, ranks before it. The Unix stack
+// is not included (it needs a filesystem path, see Unix).
 func All() []Stack {
-	return []Stack{TCP(), TLS(), QUIC(), UDP()}
+	return []Stack{TCP(), TLS(), QUIC(), UDP(), UDPLite()}
 }

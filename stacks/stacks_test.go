@@ -168,7 +168,7 @@ func TestAllAndByName(t *testing.T) {
 	for _, s := range All() {
 		names = append(names, s.Name())
 	}
-	require.Equal(t, []string{"tcp", "tls", "quic", "udp"}, names)
+	require.Equal(t, []string{"tcp", "tls", "quic", "udp", "udplite"}, names)
 	s, err := ByName("quic")
 	require.NoError(t, err)
 	require.Equal(t, "quic", s.Name())
