@@ -1382,6 +1382,9 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 	if !c.state.Allows(OpSetProperty) {
 		return &StateError{Op: OpSetProperty, State: c.state}
 	}
+	if err := c.applyLive(m); err != nil {
+		return err
+	}
 	props := c.spec.cfg.Properties
 	values := make(map[string]*messages.PropertyValue, len(props.GetValues())+1)
 	for k, v := range props.GetValues() {
@@ -1392,6 +1395,47 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 	cfg := *c.spec.cfg
 	cfg.Properties = &messages.Properties{Values: values}
 	c.spec.cfg = &cfg
+	return nil
+}
+
+// capacityDSCP is the DSCP RFC 9622 §8.1.6 recommends per capacity profile.
+var capacityDSCP = map[string]uint8{
+	"Default": 0, "Scavenger": 1, "LowLatencyInteractive": 46, "LowLatencyNonInteractive": 18,
+	"ConstantRateStreaming": 26, "CapacitySeeking": 10,
+}
+
+// applyLive re-applies a changed connection property to the live socket
+// (RFC 9622 §8: SetProperty on an established connection).
+func (c *connActor) applyLive(m *messages.SetConnectionProperty) error {
+	if c.t == nil {
+		return nil // not established yet: the value is stored for the record
+	}
+	var o stacks.LiveOptions
+	dur := func(v *messages.PropertyValue) *time.Duration {
+		d := time.Duration(v.GetDurationNs()) // Disabled has none: 0, the system default
+		return &d
+	}
+	switch m.Name {
+	case "connCapacityProfile":
+		d, ok := capacityDSCP[m.Value.GetEnumValue()]
+		if !ok {
+			return nil
+		}
+		o.DSCP = &d
+	case "connTimeout":
+		o.UserTimeout = dur(m.Value)
+	case "tcp.userTimeoutValue":
+		if c.spec.cfg.Properties.GetValues()["tcp.userTimeoutEnabled"].GetBoolValue() {
+			o.UserTimeout = dur(m.Value)
+		}
+	case "keepAliveTimeout":
+		o.KeepAliveIdle = dur(m.Value)
+	default:
+		return nil
+	}
+	if err := stacks.ApplyLive(c.t, o); err != nil {
+		return fmt.Errorf("apply %s to the %s socket: %w", m.Name, c.stack, err)
+	}
 	return nil
 }
 

@@ -89,6 +89,10 @@ type Handlers struct {
 	// and a new one is Ready after n attempts.
 	Reestablishing func(err error, attempt int)
 	Reestablished  func(attempts int)
+	// ExcessiveRetransmission reports that the transport retransmitted
+	// count segments, reaching the connection's
+	// _gotaps.retransmitNotifyThreshold (the seed's retransmit-notify).
+	ExcessiveRetransmission func(count int)
 }
 
 // RecvItem is one received piece pushed by the connection actor: a whole
@@ -99,6 +103,10 @@ type RecvItem struct {
 	EndOfMessage bool
 	Meta         []framers.Metadata
 	Err          error
+	// TOS is the IP TOS / Traffic Class byte the datagram arrived with
+	// (DSCP and ECN), valid when HasTOS (UDP and UDP-Lite).
+	TOS    uint8
+	HasTOS bool
 }
 
 // RecvResult is what one Receive call gets: one Received, ReceivedPartial
@@ -109,6 +117,13 @@ type RecvResult struct {
 	EndOfMessage bool
 	Meta         []framers.Metadata
 	Err          error
+	// TOS and HasTOS: see RecvItem (from the message's first piece).
+	TOS    uint8
+	HasTOS bool
+	// Final: this result ends the last message of the connection: the
+	// peer ended the stream after it (a byte stream's one message ends
+	// only there).
+	Final bool
 }
 
 type recvReq struct {
@@ -330,6 +345,16 @@ func (l *Link) emitSoftError(err error) {
 	l.mu.Unlock()
 	if h != nil && term == EvNone {
 		l.exec.submit(func() { h(err) })
+	}
+}
+
+func (l *Link) emitExcessiveRetransmission(count int) {
+	l.mu.Lock()
+	h := l.h.ExcessiveRetransmission
+	term := l.terminal
+	l.mu.Unlock()
+	if h != nil && term == EvNone {
+		l.exec.submit(func() { h(count) })
 	}
 }
 
@@ -719,7 +744,7 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 // them as one result.
 func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	head := l.items[0]
-	res := RecvResult{MessageID: head.MessageID, Meta: head.Meta, EndOfMessage: eom}
+	res := RecvResult{MessageID: head.MessageID, Meta: head.Meta, EndOfMessage: eom, TOS: head.TOS, HasTOS: head.HasTOS}
 	if len(head.Data) >= n {
 		res.Data = head.Data[:n:n]
 		if len(head.Data) == n {
@@ -752,6 +777,9 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	if len(l.items) == 0 {
 		l.items = nil
 	}
+	// the last message: a byte stream's one message ends only at the end
+	// of the stream; any other ends last when the stream ended behind it
+	res.Final = res.EndOfMessage && (l.unframed || (l.eos && len(l.items) == 0))
 	return res
 }
 

@@ -18,8 +18,11 @@ import (
 	"time"
 
 	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
+
+var stacksErrNotApplicable = stacks.ErrNotApplicable
 
 // testPKI is a CA made in the test and a server certificate it signed for
 // "localhost" and 127.0.0.1.
@@ -332,4 +335,57 @@ func loopbackOnly(_ context.Context, network, _ string) ([]netip.Addr, error) {
 		return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
 	}
 	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+}
+
+func TestSetPropertyReappliesSocketOptions(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	c := dial(t, sys, ln)
+	require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger))
+	require.NoError(t, c.SetProperty(ConnTimeout, 7*time.Second))
+	require.NoError(t, c.SetProperty(KeepAliveTimeout, 3*time.Second))
+	so := c.GetProperties().Socket
+	require.Equal(t, uint8(1), so.DSCP, "Scavenger is LE (RFC 8622), read back with getsockopt")
+	require.Equal(t, 7*time.Second, so.UserTimeout)
+	require.True(t, so.KeepAlive)
+	require.Equal(t, 3*time.Second, so.KeepAliveIdle)
+	c.Abort()
+	<-c.Done()
+}
+
+func TestSetPropertyNotApplicableAndEntangledDSCP(t *testing.T) {
+	sys := newTestSystem(t)
+	tp := NewTransportProperties(UnreliableDatagram)
+	srv := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	ln, err := srv.Listen(testCtx(t))
+	require.NoError(t, err)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	udp, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port()))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	clone, err := udp.Clone(testCtx(t))
+	require.NoError(t, err)
+	cloneErrs := make(chan error, 1)
+	clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
+	// a TCP user timeout cannot apply to UDP: an error on the member it is
+	// set on, never a termination
+	err = udp.SetProperty(ConnTimeout, 5*time.Second)
+	require.ErrorIs(t, err, stacksErrNotApplicable)
+	require.Equal(t, StateEstablished, udp.State())
+	// DSCP applies to UDP: it is entangled to the clone
+	require.NoError(t, udp.SetProperty(ConnCapacityProfile, CapacitySeeking))
+	require.Eventually(t, func() bool {
+		so := clone.GetProperties().Socket
+		return so != nil && so.DSCP == 10
+	}, 5*time.Second, 5*time.Millisecond)
+	select {
+	case err := <-cloneErrs:
+		t.Fatalf("unexpected CloneError: %v", err)
+	default:
+	}
+	udp.AbortGroup()
+	<-udp.Done()
+	<-clone.Done()
+	ln.Stop()
 }

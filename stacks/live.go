@@ -1,0 +1,115 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotApplicable: a socket option that the transport's protocol does not
+// have (a TCP option on UDP or QUIC, say).
+var ErrNotApplicable = errors.New("option not applicable to this transport")
+
+// LiveOptions are socket options that can change on an established
+// transport (RFC 9622 SetProperty). A nil field is left alone.
+type LiveOptions struct {
+	// DSCP sets IP_TOS / IPV6_TCLASS (connCapacityProfile).
+	DSCP *uint8
+	// UserTimeout sets TCP_USER_TIMEOUT (connTimeout, tcp.userTimeoutValue);
+	// 0 restores the system default.
+	UserTimeout *time.Duration
+	// KeepAliveIdle turns TCP keep-alives on with this idle time
+	// (keepAliveTimeout); 0 turns them off.
+	KeepAliveIdle *time.Duration
+}
+
+// ApplyLive sets o on an established transport's socket. Options the
+// transport's protocol does not have give ErrNotApplicable; the transport
+// is never closed by a failure.
+func ApplyLive(t Transport, o LiveOptions) error {
+	rc, tcp, network, err := rawSocket(t)
+	if err != nil {
+		return err
+	}
+	if !tcp && (o.UserTimeout != nil || o.KeepAliveIdle != nil) {
+		return fmt.Errorf("%w: TCP options on a %s socket", ErrNotApplicable, network)
+	}
+	var serr error
+	cerr := rc.Control(func(fd uintptr) {
+		if o.DSCP != nil {
+			if *o.DSCP > 63 {
+				serr = fmt.Errorf("DSCP %d above 63", *o.DSCP)
+				return
+			}
+			if serr = setDSCP(int(fd), network, *o.DSCP); serr != nil {
+				return
+			}
+		}
+		if o.UserTimeout != nil {
+			ms := int(o.UserTimeout.Milliseconds())
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms); serr != nil {
+				serr = fmt.Errorf("set TCP_USER_TIMEOUT: %w", serr)
+				return
+			}
+		}
+		if o.KeepAliveIdle != nil {
+			on := 0
+			if *o.KeepAliveIdle > 0 {
+				on = 1
+				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(o.KeepAliveIdle.Seconds())); serr != nil {
+					serr = fmt.Errorf("set TCP_KEEPIDLE: %w", serr)
+					return
+				}
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, on); serr != nil {
+				serr = fmt.Errorf("set SO_KEEPALIVE: %w", serr)
+			}
+		}
+	})
+	return errors.Join(cerr, serr)
+}
+
+// rawSocket finds the socket under a transport: its raw connection,
+// whether it is TCP, and its network ("tcp4", "udp6", ...).
+func rawSocket(t Transport) (syscall.RawConn, bool, string, error) {
+	var c net.Conn
+	switch v := t.(type) {
+	case *tcpTransport:
+		c = v.TCPConn
+	case *tlsTransport:
+		c = v.tcp
+	default:
+		if sc, ok := t.(syscall.Conn); ok {
+			rc, err := sc.SyscallConn()
+			if err != nil {
+				return nil, false, "", err
+			}
+			return rc, false, networkOf(t.LocalAddr()), nil
+		}
+		return nil, false, "", fmt.Errorf("%w: no socket of its own (a stream of a shared session?)", ErrNotApplicable)
+	}
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil, false, "", err
+	}
+	return rc, true, networkOf(c.LocalAddr()), nil
+}
+
+func networkOf(a net.Addr) string {
+	var ip net.IP
+	proto := "udp"
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		ip, proto = v.IP, "tcp"
+	case *net.UDPAddr:
+		ip = v.IP
+	}
+	if ip != nil && ip.To4() == nil {
+		return proto + "6"
+	}
+	return proto + "4"
+}
