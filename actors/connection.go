@@ -106,6 +106,11 @@ type (
 		bufs [][]byte
 	}
 	framerStopped struct{ idx int }
+	// framerPrepended is PrependFramer: f goes above the framer at idx.
+	framerPrepended struct {
+		idx int
+		f   framers.Framer
+	}
 	// applyEntangled is a property change made on another group member.
 	applyEntangled struct {
 		set   *messages.SetConnectionProperty
@@ -184,6 +189,7 @@ type connActor struct {
 	wqRest     []writeItem // queued beyond this turn's quantum
 	wg         ioCount     // reader and writer goroutines blocked in I/O (datapath.go)
 	ended      bool
+	sock       sockProps // socket-level properties: rates, soft errors, ... (sockprops.go)
 }
 
 func newConnActor(s *System, spec *connSpec) actor.Actor {
@@ -378,6 +384,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.maybeReady(ctx)
 	case *framerFailed:
 		c.fail(ctx, fmt.Errorf("framer %d: %w", m.idx, m.err))
+	case *framerPrepended:
+		c.prependFramer(ctx, m)
 	case *framerStopped:
 		c.framersStop++
 		c.progressClose(ctx)
@@ -407,6 +415,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 			// this member cannot follow its group: CloneError, and it leaves
 			c.link.emitCloneError(fmt.Errorf("entangled property %s: %w", m.set.Name, err))
 		}
+	case *pacedFlush, *sockTick, *softErrorIn:
+		c.sockReceive(ctx, m)
 	default:
 		c.log.Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
@@ -521,6 +531,7 @@ func (c *connActor) startTransport(ctx actor.Context) {
 		ctx.Send(pid, &framerStart{})
 	}
 	c.learnStack()
+	c.sockStart(ctx)
 	if c.datagram {
 		c.startDatagramReader(ctx)
 	} else {
@@ -550,9 +561,12 @@ func (c *connActor) learnStack() {
 }
 
 // startDatagramReader reads one datagram per Read: each is one complete
-// message (RFC 9622 §9.3 on a boundary-preserving stack).
+// message (RFC 9622 §9.3 on a boundary-preserving stack). On UDP and
+// UDP-Lite (stacks.TOSDatagrams) each carries the TOS byte it arrived with
+// (its ECN bits and DSCP). maxRecvRate is applied after each datagram.
 func (c *connActor) startDatagramReader(ctx actor.Context) {
 	t, link := c.t, c.link
+	tr, hasTOS := t.(stacks.TOSDatagrams)
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -561,23 +575,34 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 			if !link.waitReadCredit() {
 				return
 			}
+			var (
+				n   int
+				tos uint8
+				err error
+			)
 			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
-			n, err := t.Read(buf)
+			if hasTOS {
+				n, tos, err = tr.ReadMsg(buf)
+			} else {
+				n, err = t.Read(buf)
+			}
 			c.wg.Done()
 			if err != nil {
 				root.Send(self, &readEnded{err: err})
 				return
 			}
+			c.recvWait(n)
 			id++
 			data := make([]byte, n)
 			copy(data, buf[:n])
 			link.addInflight(n)
-			root.Send(self, &datagramIn{item: RecvItem{MessageID: id, Data: data, EndOfMessage: true}})
+			root.Send(self, &datagramIn{item: RecvItem{MessageID: id, Data: data, EndOfMessage: true, TOS: tos, HasTOS: hasTOS}})
 		}
 	}()
 }
 
-// flushDatagrams writes each queued message as one datagram.
+// flushDatagrams writes each queued message as one datagram, paced to
+// maxSendRate (sockprops.go).
 func (c *connActor) flushDatagrams(ctx actor.Context) {
 	batch := c.dropExpired(c.wq)
 	c.wq = nil
@@ -585,27 +610,35 @@ func (c *connActor) flushDatagrams(ctx actor.Context) {
 		c.progressClose(ctx)
 		return
 	}
-	c.writing = true
-	t := c.t
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	go func() {
-		total := 0
-		var err error
-		for _, w := range batch {
-			if w.send == nil {
-				continue
-			}
-			d := concat(w.bufs)
-			total += len(d)
-			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
-			_, err = t.Write(d)
-			c.wg.Done()
-			if err != nil {
-				break
-			}
+	batch, held := c.paceBatch(ctx, batch)
+	if held {
+		return
+	}
+	c.writeDatagrams(ctx, batch)
+}
+
+// prependFramer splices a new framer actor into the stack above the one
+// that asked (RFC 9623 §6: PrependFramer, as STARTTLS-like protocols need):
+// data that framer delivers from now on goes through the new one. The
+// framers above move up one place. The connection is Ready only when the new
+// framer is ready too.
+func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
+	if m.idx < 0 || m.idx >= len(c.framers) {
+		return
+	}
+	at := m.idx + 1
+	n := len(c.framers) + 1
+	f := framers.Instantiate(m.f)
+	props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link) },
+		actor.WithDispatcher(framerDispatcher))
+	pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", at))
+	c.framers = append(c.framers[:at], append([]*actor.PID{pid}, c.framers[at:]...)...)
+	for i, p := range c.framers {
+		if p != pid {
+			ctx.Send(p, &framerReindex{idx: i, n: n})
 		}
-		root.Send(self, &writeDone{batch: batch, bytes: total, err: err})
-	}()
+	}
+	ctx.Send(pid, &framerStart{})
 }
 
 // framerDispatcher runs a framer on the goroutine of whoever sends to it
@@ -638,7 +671,7 @@ func (c *connActor) startReader(ctx actor.Context) {
 	if framed {
 		target = c.framers[0]
 	}
-	read := newStreamReader(t, &c.wg)
+	read := c.pacedReader(newStreamReader(t, &c.wg)) // maxRecvRate (sockprops.go)
 	go func() {
 		for {
 			if !link.waitReadCredit() {
@@ -1060,6 +1093,16 @@ func (c *connActor) flush(ctx actor.Context) {
 		return
 	}
 	orderByPriority(batch)
+	batch, held := c.paceBatch(ctx, batch) // maxSendRate (sockprops.go)
+	if held {
+		return
+	}
+	c.writeStream(ctx, batch)
+}
+
+// writeStream writes one batch to a byte-stream transport: what the socket
+// takes at once is written here, only a rest goes to a writer goroutine.
+func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 	var bufs net.Buffers
 	total := 0
 	for _, w := range batch {
@@ -1288,6 +1331,7 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 }
 
 func (c *connActor) stopping() {
+	c.sockStop()
 	if c.linger != nil {
 		c.linger.Stop()
 	}
@@ -1352,6 +1396,8 @@ func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
 	if ti.TLSVersion != 0 {
 		out.TlsVersion = tls.VersionName(ti.TLSVersion)
 	}
+	out.SendChecksumCoverage, out.RecvChecksumCoverage = int64(ti.SendChecksumCoverage), int64(ti.RecvChecksumCoverage)
+	out.MaxPacingRate, out.SoftErrors = ti.MaxPacingRate, ti.SoftErrors
 	return out
 }
 
@@ -1395,6 +1441,7 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 	cfg := *c.spec.cfg
 	cfg.Properties = &messages.Properties{Values: values}
 	c.spec.cfg = &cfg
+	c.sockPropertySet(m.Name) // rates apply at once (sockprops.go)
 	return nil
 }
 

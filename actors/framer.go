@@ -18,7 +18,10 @@ type (
 		eos  bool
 		err  error
 	}
-	framerSend struct {
+	// framerReindex moves a framer to a new place in the stack (after a
+	// PrependFramer below it).
+	framerReindex struct{ idx, n int }
+	framerSend    struct {
 		send *outSend
 		data []byte
 		meta framers.Metadata
@@ -47,6 +50,7 @@ type framerActor struct {
 	items     []RecvItem
 	failErr   error
 	ready     bool
+	prepend   []framers.Framer // PrependFramer calls to report
 }
 
 func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link) actor.Actor {
@@ -72,8 +76,9 @@ func (a *framerActor) Receive(ctx actor.Context) {
 					a.open = false
 				}
 			},
-			Ready: func() { a.ready = true },
-			Fail:  func(err error) { a.failErr = err },
+			Ready:   func() { a.ready = true },
+			Fail:    func(err error) { a.failErr = err },
+			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
 		}, maxBuffered(a.f))
 	case *framerStart:
 		a.f.Start(a.inst)
@@ -90,6 +95,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		if m.eos && a.failErr == nil && a.inst.Buffered() > 0 {
 			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
 		}
+		a.reportPrepends(ctx)
 		items := a.items
 		a.items = nil
 		if a.idx == a.n-1 {
@@ -111,6 +117,8 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		}
 		a.flushOut(ctx, m.send)
 		a.report(ctx)
+	case *framerReindex:
+		a.idx, a.n = m.idx, m.n
 	case *framerStop:
 		a.f.Stop(a.inst)
 		a.flushOut(ctx, nil)
@@ -130,8 +138,20 @@ func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
 	ctx.Send(a.conn, &framerFramed{idx: a.idx, send: s, bufs: out})
 }
 
-// report sends the Ready and Fail actions (once each).
+// reportPrepends sends the PrependFramer actions: before any data the
+// framer delivers after them, which must go through the new framer.
+func (a *framerActor) reportPrepends(ctx actor.Context) {
+	for _, f := range a.prepend {
+		ctx.Send(a.conn, &framerPrepended{idx: a.idx, f: f})
+	}
+	a.prepend = nil
+}
+
+// report sends the PrependFramer, Ready and Fail actions (once each);
+// prepended framers first, so the connection counts them before it decides
+// it is Ready.
 func (a *framerActor) report(ctx actor.Context) {
+	a.reportPrepends(ctx)
 	if a.ready {
 		a.ready = false
 		ctx.Send(a.conn, &framerReady{idx: a.idx})

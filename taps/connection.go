@@ -158,6 +158,33 @@ func (c *Connection) OnSoftError(fn func(*Connection, error)) {
 	})
 }
 
+// OnExcessiveRetransmission sets the handler of the seed's retransmit-notify
+// event: the transport retransmitted count segments, reaching
+// _gotaps.retransmitNotifyThreshold. It needs RetransmitNotify set to
+// Prefer or Require and RetransmitNotifyThreshold set to a number; only
+// TCP and TLS report it (their TCP_INFO counters are read every 200 ms).
+// The next event needs threshold more retransmissions. The connection
+// stays open. The handler runs on the connection's event goroutine, in
+// order with its other events.
+func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.ExcessiveRetransmission = nil
+		if fn != nil {
+			h.ExcessiveRetransmission = func(n int) { fn(c, n) }
+		}
+	})
+}
+
+// MinRateError is the error of the SoftError event raised when a
+// connection could not meet its minSendRate or minRecvRate: over a whole
+// 1 s interval during which the application had more to send (or waited
+// to receive), the rate stayed below the minimum. It unwraps to
+// ErrRateNotMet. The connection stays open.
+type MinRateError = actors.MinRateError
+
+// ErrRateNotMet is what a *MinRateError unwraps to.
+var ErrRateNotMet = actors.ErrRateNotMet
+
 // OnReestablishing sets the handler called when a connection under
 // WithReestablishment has lost its transport (err says why) and attempt n
 // of establishing a new one is scheduled. The connection is Establishing
@@ -427,6 +454,17 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 			mc.setFramerMetadata(c.cfg.Framers[i], md)
 		}
 	}
+	// Received metadata (RFC 9622 §9.3.2.2): the ECN bits of a UDP or
+	// UDP-Lite datagram; final when the peer ended the connection after
+	// this message. Early data is never reported: crypto/tls has no 0-RTT
+	// on the server side, and the QUIC stack does not tell which stream
+	// data arrived as 0-RTT, so EarlyData is always false.
+	if res.HasTOS {
+		mc.setECN(stacks.ECNOf(res.TOS))
+	}
+	if res.Final {
+		mc.setReceivedFinal(true)
+	}
 	return &Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}, nil
 }
 
@@ -512,6 +550,17 @@ type SocketInfo struct {
 	// TLSVersion and ALPN describe the negotiated security.
 	TLSVersion string
 	ALPN       string
+	// SendChecksumCoverage and RecvChecksumCoverage are UDPLITE_SEND_CSCOV
+	// and UDPLITE_RECV_CSCOV (from msgChecksumLen and recvChecksumLen):
+	// bytes covered including the 8-byte UDP-Lite header, 0 = full
+	// coverage. Always 0 on other stacks.
+	SendChecksumCoverage, RecvChecksumCoverage int
+	// MaxPacingRate is SO_MAX_PACING_RATE in bit/s (from maxSendRate; TCP
+	// and TLS only, 0 = unlimited).
+	MaxPacingRate uint64
+	// SoftErrors: ICMP errors are delivered as SoftError events
+	// (softErrorNotify; UDP and UDP-Lite).
+	SoftErrors bool
 }
 
 // Get returns one property's value, including the read-only ones (connState,
@@ -580,7 +629,9 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 	if so := info.Socket; so != nil {
 		out.Socket = &SocketInfo{DSCP: uint8(so.Dscp), UserTimeout: time.Duration(so.UserTimeoutNs),
 			KeepAlive: so.KeepAlive, KeepAliveIdle: time.Duration(so.KeepAliveIdleNs), MPTCP: so.Mptcp,
-			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn}
+			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn,
+			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
+			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors}
 	}
 	if st, err := stacks.ByName(info.Stack); err == nil {
 		caps := st.Capabilities()

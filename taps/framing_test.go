@@ -151,3 +151,66 @@ func TestMessageSplitOverManyReads(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+// starttlsLike answers the peer's "HELLO" handshake, then prepends a
+// length-prefix framer above itself and steps aside (StartPassthrough), as
+// STARTTLS-like protocols do.
+type starttlsLike struct{}
+
+func (starttlsLike) Start(inst *framers.Instance) { inst.Send([]byte("HELLO")) }
+func (starttlsLike) Stop(*framers.Instance)       {}
+func (starttlsLike) NewSentMessage(inst *framers.Instance, data []byte, _ framers.Metadata, _ bool) {
+	inst.Send(data)
+}
+func (starttlsLike) HandleReceivedData(inst *framers.Instance) {
+	b, ok := inst.Parse(5, 5)
+	if !ok {
+		return
+	}
+	if string(b) != "HELLO" {
+		inst.FailConnection(framers.ErrDeframingFailed)
+		return
+	}
+	inst.AdvanceReceiveCursor(5)
+	inst.PrependFramer(framers.NewLengthPrefix())
+	inst.StartPassthrough()
+	inst.MakeConnectionReady()
+}
+
+func TestPrependFramerAfterHandshake(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	done := make(chan *Connection, 1)
+	go func() {
+		pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+		pre.AddFramer(starttlsLike{})
+		c, err := pre.Initiate(testCtx(t))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- c
+	}()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	hello := make([]byte, 5)
+	_, err = io.ReadFull(peer, hello)
+	require.NoError(t, err)
+	// the handshake answer and the first framed message in one write: the
+	// message must already go through the prepended framer
+	_, err = peer.Write(append([]byte("HELLO"), frame("framed by the prepended framer", "second")...))
+	require.NoError(t, err)
+	c := <-done
+	require.NotNil(t, c)
+	for _, want := range []string{"framed by the prepended framer", "second"} {
+		m, err := c.Receive(testCtx(t))
+		require.NoError(t, err)
+		require.Equal(t, want, string(m.Data))
+	}
+	require.NoError(t, c.Send(testCtx(t), []byte("reply"), nil))
+	got, err := readFrame(peer)
+	require.NoError(t, err)
+	require.Equal(t, "reply", got, "sends are framed by the prepended framer too")
+	c.Abort()
+	<-c.Done()
+}

@@ -16,7 +16,10 @@ import (
 // (RFC 9622 §8.1, §8.2): connTimeout and tcp.userTimeoutValue to
 // TCP_USER_TIMEOUT (or the QUIC idle timeout), keepAlive and
 // keepAliveTimeout to keep-alive probes, connCapacityProfile to the DSCP,
-// and multipath to MPTCP.
+// multipath to MPTCP, softErrorNotify (Prefer or Require) to ICMP error
+// delivery, and recvChecksumLen and the default msgChecksumLen to the
+// UDP-Lite checksum coverage. The rate properties are applied by the
+// connection itself (they can change on an open connection).
 func stackOptions(tp *TransportProperties, r role) stacks.Options {
 	var o stacks.Options
 	if v, ok := tp.Get(ConnTimeout); ok {
@@ -39,12 +42,31 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 	if c, ok := mustGet(tp, ConnCapacityProfile).(CapacityProfile); ok {
 		o.DSCP = dscpFor(c)
 	}
+	if pref := tp.Preference(SoftErrorNotify); pref == Prefer || pref == Require {
+		o.SoftErrors = true
+	}
+	o.RecvChecksumLen = checksumOption(mustGet(tp, RecvChecksumLen))
+	o.SendChecksumLen = checksumOption(mustGet(tp, MsgChecksumLen))
 	if v, ok := tp.effective(descOf(Multipath), r); ok {
 		if m, ok := v.(MultipathMode); ok && m != MultipathDisabled {
 			o.MPTCP = true
 		}
 	}
 	return o
+}
+
+// checksumOption maps recvChecksumLen / msgChecksumLen (bytes >= 0 or
+// FullCoverage) to the stacks' coverage: 0 full, n > 0 the first n payload
+// bytes, negative the header only (the property's 0).
+func checksumOption(v any) int {
+	n, ok := v.(int64)
+	switch {
+	case !ok:
+		return 0
+	case n == 0:
+		return -1
+	}
+	return int(n)
 }
 
 func mustGet(tp *TransportProperties, p Property) any {

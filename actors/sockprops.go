@@ -1,0 +1,526 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// This file wires the socket-level properties (RFC 9622 §8.1, the seed's
+// rate, soft-error, checksum, ECN, capacity-profile and retransmission
+// properties) into the connection actor:
+//
+//   - maxSendRate: a stacks.Pacer per connection. flush takes at most one
+//     burst of queued messages per write and reserves their bytes; when
+//     the pacer says wait, the batch is held (the connection counts as
+//     writing) and a timer posts pacedFlush to the actor, which never
+//     blocks. TCP and TLS also get SO_MAX_PACING_RATE.
+//   - maxRecvRate: the reader goroutines wait on a second Pacer after each
+//     read, outside their ioCount (a rate wait is not I/O: closing the
+//     transport must not wait for it), so data leave the kernel's buffer at
+//     the rate and flow control slows the peer.
+//   - minSendRate / minRecvRate: a stacks.MinRateWatch per direction fed by
+//     a 200 ms tick; a whole interval below the minimum while the
+//     application was backlogged is a SoftError carrying *MinRateError.
+//   - softErrorNotify: a goroutine of the connection forwards the
+//     transport's ICMP errors (stacks.SoftErrorNotifier) to the actor,
+//     which emits them as SoftError; the connection stays open.
+//   - msgChecksumLen per message: set on the UDP-Lite socket
+//     (UDPLITE_SEND_CSCOV) before that datagram and restored after it.
+//   - msgCapacityProfile per message: on UDP and UDP-Lite each datagram
+//     carries its DSCP in an IP_TOS / IPV6_TCLASS control message; on
+//     stream stacks the connection's DSCP stands and the property is logged
+//     as not honoured per message.
+//   - _gotaps.retransmitNotifyThreshold: on TCP and TLS the TCP_INFO
+//     retransmission counter is polled every 200 ms; reaching the
+//     threshold emits ExcessiveRetransmission.
+
+// sockTickEvery is the period of the min-rate and retransmission polling.
+const sockTickEvery = 200 * time.Millisecond
+
+// sockProps is a connection's state for the socket-level properties. It
+// belongs to the connection actor, except recvPacer and recvd, which its
+// reader goroutine uses too.
+type sockProps struct {
+	gen    uint64 // counts transports: messages of an older one are ignored
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	pacer *stacks.Pacer // maxSendRate; nil: unlimited
+	held  []writeItem   // a batch reserved on pacer, waiting for its time
+	// recvPacer is maxRecvRate (nil: unlimited), read by the reader.
+	recvPacer atomic.Pointer[stacks.Pacer]
+
+	minSend, minRecv stacks.MinRateWatch
+	sent             int          // bytes handed to the socket since the last tick
+	recvd            atomic.Int64 // bytes read since the last tick
+
+	rt      stacks.Retransmitter // nil: no retransmission watch
+	retrans stacks.RetransmitWatch
+	tick    *time.Timer
+	timer   *time.Timer // the pacer's
+
+	profileNoted bool // "not honoured per message" was logged
+}
+
+// connection actor messages of this file
+type (
+	pacedFlush  struct{ gen uint64 }
+	sockTick    struct{ gen uint64 }
+	softErrorIn struct {
+		gen uint64
+		err error
+	}
+)
+
+// MinRateError is the SoftError raised when a connection moved data slower
+// than its minSendRate or minRecvRate over a whole measuring interval (1 s)
+// during which the application had more to send, or was waiting to
+// receive (RFC 9622 §8.1.7: the rate "cannot be met").
+type MinRateError struct {
+	// Property is "minSendRate" or "minRecvRate".
+	Property string
+	// Min is the property's value and Rate the measured rate, in bit/s.
+	Min, Rate uint64
+	// Interval is the measuring interval.
+	Interval time.Duration
+}
+
+func (e *MinRateError) Error() string {
+	return fmt.Sprintf("%s of %d bit/s could not be met: %d bit/s over the last %v", e.Property, e.Min, e.Rate, e.Interval)
+}
+
+// ErrRateNotMet is what every *MinRateError unwraps to.
+var ErrRateNotMet = errors.New("minimum rate could not be met")
+
+// Unwrap returns ErrRateNotMet.
+func (e *MinRateError) Unwrap() error { return ErrRateNotMet }
+
+// propInt returns the integer value of a connection property; ok is false
+// for a Special (Unlimited, Disabled, FullCoverage) or an unset property.
+func (c *connActor) propInt(name string) (int64, bool) {
+	v := c.spec.cfg.Properties.GetValues()[name]
+	if k, ok := v.GetKind().(*messages.PropertyValue_IntValue); ok {
+		return k.IntValue, true
+	}
+	return 0, false
+}
+
+// propRate is a rate property in bit/s, 0 for Unlimited.
+func (c *connActor) propRate(name string) uint64 {
+	if n, ok := c.propInt(name); ok && n > 0 {
+		return uint64(n)
+	}
+	return 0
+}
+
+// propPref is a preference property's level (NoPreference when unset).
+func (c *connActor) propPref(name string) int8 {
+	return int8(c.spec.cfg.Properties.GetValues()[name].GetPreference())
+}
+
+// sockStart applies the socket-level properties to a new transport; it
+// runs before the reader starts.
+func (c *connActor) sockStart(ctx actor.Context) {
+	s := &c.sock
+	s.stop()
+	s.gen++
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.held, s.sent, s.profileNoted = nil, 0, false
+	s.recvd.Store(0)
+	s.minSend = stacks.MinRateWatch{Min: c.propRate("minSendRate")}
+	s.minRecv = stacks.MinRateWatch{Min: c.propRate("minRecvRate")}
+	c.sockApplyRates()
+
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), s.gen
+	if n, ok := c.t.(stacks.SoftErrorNotifier); ok {
+		if ch := n.SoftErrors(); ch != nil { // nil unless softErrorNotify asked for them
+			go func() {
+				for {
+					c.wg.Add(1) // counted only while blocked (datapath.go)
+					err, ok := <-ch
+					c.wg.Done()
+					if !ok {
+						return // the transport was closed
+					}
+					root.Send(self, &softErrorIn{gen: gen, err: err})
+				}
+			}()
+		}
+	}
+
+	s.rt = nil
+	if rt, ok := c.t.(stacks.Retransmitter); ok {
+		th, set := c.propInt("_gotaps.retransmitNotifyThreshold")
+		if p := c.propPref("_gotaps.retransmitNotify"); set && th > 0 && p >= stacks.Prefer {
+			s.rt = rt
+			s.retrans = stacks.RetransmitWatch{Threshold: uint32(min(th, 1<<31))}
+			if counts, err := rt.Retransmissions(); err == nil {
+				s.retrans.Observe(time.Now(), counts) // the baseline
+			}
+		}
+	}
+	c.sockArmTick(ctx)
+}
+
+// sockApplyRates (re)applies maxSendRate and maxRecvRate: at the start of
+// a transport and when SetProperty changes them.
+func (c *connActor) sockApplyRates() {
+	s := &c.sock
+	now := time.Now()
+	send := c.propRate("maxSendRate")
+	switch {
+	case send == 0:
+		s.pacer = nil
+	case s.pacer == nil:
+		s.pacer = stacks.NewPacer(send, 0)
+	case s.pacer.Rate() != send:
+		s.pacer.SetRate(now, send)
+	}
+	if p, ok := c.t.(stacks.Pacing); ok && c.t != nil {
+		if err := p.PacingRate(send); err != nil && (send != 0 || !errors.Is(err, stacks.ErrPacingUnsupported)) {
+			c.log.Debug("maxSendRate: no kernel pacing", "error", err.Error())
+		}
+	}
+	recv := c.propRate("maxRecvRate")
+	switch p := s.recvPacer.Load(); {
+	case recv == 0:
+		s.recvPacer.Store(nil)
+	case p == nil:
+		s.recvPacer.Store(stacks.NewPacer(recv, 0))
+	case p.Rate() != recv:
+		p.SetRate(now, recv)
+	}
+}
+
+// sockPropertySet follows a SetProperty of a socket-level property.
+func (c *connActor) sockPropertySet(name string) {
+	if c.t == nil {
+		return // applied when the transport starts
+	}
+	switch name {
+	case "maxSendRate", "maxRecvRate":
+		c.sockApplyRates()
+	case "minSendRate":
+		c.sock.minSend = stacks.MinRateWatch{Min: c.propRate(name)}
+	case "minRecvRate":
+		c.sock.minRecv = stacks.MinRateWatch{Min: c.propRate(name)}
+	}
+}
+
+// stop ends the timers and waits of the current transport.
+func (s *sockProps) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.tick != nil {
+		s.tick.Stop()
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// sockStop is called when the connection actor stops.
+func (c *connActor) sockStop() { c.sock.stop() }
+
+// recvWait is the reader goroutine's maxRecvRate wait after reading n
+// bytes, outside its ioCount (see the file comment). It counts the bytes
+// for minRecvRate.
+func (c *connActor) recvWait(n int) {
+	if n <= 0 {
+		return
+	}
+	c.sock.recvd.Add(int64(n))
+	if p := c.sock.recvPacer.Load(); p != nil {
+		_ = p.Wait(c.sock.ctx, n)
+	}
+}
+
+// pacedReader wraps a stream reader's read step with recvWait.
+func (c *connActor) pacedReader(read func() ([]byte, error)) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		data, err := read()
+		c.recvWait(len(data))
+		return data, err
+	}
+}
+
+func itemBytes(w writeItem) int {
+	n := 0
+	for _, b := range w.bufs {
+		n += len(b)
+	}
+	return n
+}
+
+// paceBatch applies maxSendRate to a batch about to be written: it keeps
+// at most one burst of whole items (at least one; the rest goes back to
+// the queue, in order) and reserves their bytes on the pacer. It returns
+// the items to write now, or held = true when they must wait: then the
+// connection counts as writing until pacedFlush writes them.
+func (c *connActor) paceBatch(ctx actor.Context, batch []writeItem) (now []writeItem, held bool) {
+	s := &c.sock
+	if !c.datagram {
+		c.noteProfiles(batch)
+	}
+	p := s.pacer
+	if p == nil {
+		for _, w := range batch {
+			s.sent += itemBytes(w)
+		}
+		return batch, false
+	}
+	chunk := max(p.Burst(), 16<<10)
+	n, i := 0, 0
+	for ; i < len(batch) && (i == 0 || n < chunk); i++ {
+		n += itemBytes(batch[i])
+	}
+	if i < len(batch) {
+		c.wq = append(batch[i:len(batch):len(batch)], c.wq...)
+		batch = batch[:i:i]
+	}
+	s.sent += n
+	d := p.Reserve(time.Now(), n)
+	if d <= 0 {
+		return batch, false
+	}
+	s.held = batch
+	c.writing = true
+	gen, root, self := s.gen, ctx.ActorSystem().Root, ctx.Self()
+	s.timer = time.AfterFunc(d, func() { root.Send(self, &pacedFlush{gen: gen}) })
+	return nil, true
+}
+
+// pacedFlushed writes the batch the pacer held.
+func (c *connActor) pacedFlushed(ctx actor.Context, m *pacedFlush) {
+	s := &c.sock
+	if m.gen != s.gen || s.held == nil {
+		return
+	}
+	batch := s.held
+	s.held = nil
+	c.writing = false
+	if c.t == nil {
+		return // the transport was dropped; its sends have failed
+	}
+	if c.datagram {
+		c.writeDatagrams(ctx, batch)
+	} else {
+		c.writeStream(ctx, batch)
+	}
+}
+
+// noteProfiles logs (once per transport) that msgCapacityProfile is not
+// honoured per message on a byte stream: the connection's DSCP stands.
+func (c *connActor) noteProfiles(batch []writeItem) {
+	if c.sock.profileNoted {
+		return
+	}
+	conn := c.spec.cfg.StackOptions.DSCP
+	for _, w := range batch {
+		if w.send == nil || w.send.msg.Props == nil || !w.send.msg.Props.CapacityProfileSet {
+			continue
+		}
+		if profileDSCP(w.send.msg.Props.CapacityProfile) != conn {
+			c.sock.profileNoted = true
+			c.log.Info("msgCapacityProfile not honoured per message: the connection's connCapacityProfile stands on this stack",
+				"stack", c.stack, "message", w.send.msg.SendID)
+			c.sys.trace(&messages.TraceRecord{Kind: "property", Event: "NotHonoured", ConnectionId: c.spec.id,
+				MessageId: w.send.msg.SendID, Stack: c.stack, Error: "msgCapacityProfile not honoured per message"})
+			return
+		}
+	}
+}
+
+// profileDSCP is the DSCP RFC 9622 §8.1.6 recommends for a capacity
+// profile given by its seed value (messages.MessageProps.CapacityProfile);
+// it mirrors taps' dscpFor.
+func profileDSCP(seed uint8) uint8 {
+	switch seed {
+	case 1: // Scavenger: LE, RFC 8622
+		return 1
+	case 36: // LowLatencyInteractive: EF
+		return 46
+	case 18: // LowLatencyNonInteractive: AF21
+		return 18
+	case 28: // ConstantRateStreaming: AF31
+		return 26
+	case 10: // CapacitySeeking: AF11
+		return 10
+	}
+	return 0
+}
+
+// checksumCoverage maps msgChecksumLen (-1 full coverage) to the stacks'
+// convention (0 full, negative header only).
+func checksumCoverage(n int64) int {
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		return -1
+	}
+	return int(n)
+}
+
+// datagramOut is how one datagram is written: its per-message TOS byte and
+// checksum coverage, when they differ from the connection's.
+type datagramOut struct {
+	tos    uint8
+	hasTOS bool
+	cov    int
+	hasCov bool
+}
+
+func (c *connActor) datagramOut(w writeItem) datagramOut {
+	var o datagramOut
+	if w.send == nil || w.send.msg.Props == nil {
+		return o
+	}
+	p, opts := w.send.msg.Props, &c.spec.cfg.StackOptions
+	if p.CapacityProfileSet {
+		if d := profileDSCP(p.CapacityProfile); d != opts.DSCP {
+			o.tos, o.hasTOS = stacks.TOS(d, stacks.NotECT), true
+		}
+	}
+	if cov := checksumCoverage(p.ChecksumLen); cov != opts.SendChecksumLen {
+		o.cov, o.hasCov = cov, true
+	}
+	return o
+}
+
+// writeDatagrams writes each message of batch as one datagram, in a writer
+// goroutine, with its own DSCP and checksum coverage when it has them.
+func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
+	c.writing = true
+	t := c.t
+	outs := make([]datagramOut, len(batch))
+	for i, w := range batch {
+		outs[i] = c.datagramOut(w)
+	}
+	connCov := c.spec.cfg.StackOptions.SendChecksumLen
+	tw, _ := t.(stacks.TOSDatagrams)
+	cc, _ := t.(stacks.ChecksumCoverage)
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	go func() {
+		total := 0
+		var err error
+		for i, w := range batch {
+			if w.send == nil {
+				continue
+			}
+			d := concat(w.bufs)
+			total += len(d)
+			o := outs[i]
+			if o.hasCov && cc != nil {
+				_ = cc.SetSendChecksumLen(o.cov)
+			}
+			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
+			if o.hasTOS && tw != nil {
+				_, err = tw.WriteMsg(d, o.tos)
+			} else {
+				_, err = t.Write(d)
+			}
+			c.wg.Done()
+			if o.hasCov && cc != nil {
+				_ = cc.SetSendChecksumLen(connCov)
+			}
+			if err != nil {
+				break
+			}
+		}
+		root.Send(self, &writeDone{batch: batch, bytes: total, err: err})
+	}()
+}
+
+// sockArmTick schedules the next min-rate / retransmission poll, when any
+// of them is active.
+func (c *connActor) sockArmTick(ctx actor.Context) {
+	s := &c.sock
+	if s.minSend.Min == 0 && s.minRecv.Min == 0 && s.rt == nil {
+		return
+	}
+	gen, root, self := s.gen, ctx.ActorSystem().Root, ctx.Self()
+	s.tick = time.AfterFunc(sockTickEvery, func() { root.Send(self, &sockTick{gen: gen}) })
+}
+
+// sockTicked polls the rates and the retransmission counters.
+func (c *connActor) sockTicked(ctx actor.Context, m *sockTick) {
+	s := &c.sock
+	if m.gen != s.gen || c.t == nil || (c.state != Established && c.state != Closing) {
+		return
+	}
+	now := time.Now()
+	if s.minSend.Min > 0 {
+		backlogged := c.writing || len(c.wq) > 0 || len(c.wqRest) > 0
+		if rate, ended, below := s.minSend.Observe(now, s.sent, backlogged); ended && below {
+			c.rateNotMet("minSendRate", s.minSend, rate)
+		}
+	}
+	s.sent = 0
+	if s.minRecv.Min > 0 {
+		if rate, ended, below := s.minRecv.Observe(now, int(s.recvd.Swap(0)), c.link.receiveWaiting()); ended && below {
+			c.rateNotMet("minRecvRate", s.minRecv, rate)
+		}
+	}
+	if s.rt != nil {
+		if counts, err := s.rt.Retransmissions(); err == nil {
+			if ev, ok := s.retrans.Observe(now, counts); ok {
+				c.link.emitExcessiveRetransmission(int(ev.Count))
+				c.sys.trace(&messages.TraceRecord{Kind: "retransmit", Event: "ExcessiveRetransmission", ConnectionId: c.spec.id,
+					GroupId: c.spec.groupID, Bytes: int64(ev.Count), Stack: c.stack})
+			}
+		}
+	}
+	c.sockArmTick(ctx)
+}
+
+func (c *connActor) rateNotMet(prop string, w stacks.MinRateWatch, rate uint64) {
+	iv := w.Interval
+	if iv <= 0 {
+		iv = time.Second
+	}
+	err := &MinRateError{Property: prop, Min: w.Min, Rate: rate, Interval: iv}
+	c.log.Debug("soft error", "error", err.Error())
+	c.link.emitSoftError(err)
+}
+
+// softErrorArrived emits an ICMP error of the current transport as a
+// SoftError (RFC 9622 §8.3.2); the connection stays as it is.
+func (c *connActor) softErrorArrived(m *softErrorIn) {
+	if m.gen != c.sock.gen || (c.state != Established && c.state != Closing) {
+		return
+	}
+	c.sys.trace(&messages.TraceRecord{Kind: "soft_error", Event: "SoftError", ConnectionId: c.spec.id, Error: m.err.Error()})
+	c.link.emitSoftError(m.err)
+}
+
+// sockReceive handles this file's messages; it reports whether m was one.
+func (c *connActor) sockReceive(ctx actor.Context, m any) bool {
+	switch m := m.(type) {
+	case *pacedFlush:
+		c.pacedFlushed(ctx, m)
+	case *sockTick:
+		c.sockTicked(ctx, m)
+	case *softErrorIn:
+		c.softErrorArrived(m)
+	default:
+		return false
+	}
+	return true
+}
+
+// receiveWaiting reports whether the application waits for received data
+// (a Receive is pending): a slow receive is then the path's fault.
+func (l *Link) receiveWaiting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.reqs) > 0
+}
