@@ -567,6 +567,7 @@ func (c *connActor) learnStack() {
 func (c *connActor) startDatagramReader(ctx actor.Context) {
 	t, link := c.t, c.link
 	tr, hasTOS := t.(stacks.TOSDatagrams)
+	recvWait := c.recvWaiter() // maxRecvRate (sockprops.go)
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -591,7 +592,7 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 				root.Send(self, &readEnded{err: err})
 				return
 			}
-			c.recvWait(n)
+			recvWait(n)
 			id++
 			data := make([]byte, n)
 			copy(data, buf[:n])
@@ -1074,7 +1075,9 @@ type buffersWriter interface {
 
 // flush hands everything queued to one writer goroutine, which writes it
 // with one vectored write and reports back; while it writes, new messages
-// queue up and leave together in the next batch (write coalescing).
+// queue up and leave together in the next batch (write coalescing). Under
+// maxSendRate a batch is at most one pacer burst and may wait for the
+// pacer first (paceBatch, sockprops.go).
 func (c *connActor) flush(ctx actor.Context) {
 	if c.writing || c.holdFlush || c.batchLeft > 0 || len(c.wq) == 0 || c.t == nil {
 		return

@@ -61,10 +61,11 @@ type sockProps struct {
 	sent             int          // bytes handed to the socket since the last tick
 	recvd            atomic.Int64 // bytes read since the last tick
 
-	rt      stacks.Retransmitter // nil: no retransmission watch
-	retrans stacks.RetransmitWatch
-	tick    *time.Timer
-	timer   *time.Timer // the pacer's
+	rt        stacks.Retransmitter // nil: no retransmission watch
+	retrans   stacks.RetransmitWatch
+	tick      *time.Timer
+	tickArmed bool        // a sockTick is scheduled or on its way
+	timer     *time.Timer // the pacer's
 
 	profileNoted bool // "not honoured per message" was logged
 }
@@ -166,7 +167,7 @@ func (c *connActor) sockStart(ctx actor.Context) {
 			}
 		}
 	}
-	c.sockArmTick(ctx)
+	c.sockArmTick()
 }
 
 // sockApplyRates (re)applies maxSendRate and maxRecvRate: at the start of
@@ -209,8 +210,10 @@ func (c *connActor) sockPropertySet(name string) {
 		c.sockApplyRates()
 	case "minSendRate":
 		c.sock.minSend = stacks.MinRateWatch{Min: c.propRate(name)}
+		c.sockArmTick()
 	case "minRecvRate":
 		c.sock.minRecv = stacks.MinRateWatch{Min: c.propRate(name)}
+		c.sockArmTick()
 	}
 }
 
@@ -222,6 +225,7 @@ func (s *sockProps) stop() {
 	if s.tick != nil {
 		s.tick.Stop()
 	}
+	s.tickArmed = false
 	if s.timer != nil {
 		s.timer.Stop()
 	}
@@ -230,24 +234,30 @@ func (s *sockProps) stop() {
 // sockStop is called when the connection actor stops.
 func (c *connActor) sockStop() { c.sock.stop() }
 
-// recvWait is the reader goroutine's maxRecvRate wait after reading n
-// bytes, outside its ioCount (see the file comment). It counts the bytes
-// for minRecvRate.
-func (c *connActor) recvWait(n int) {
-	if n <= 0 {
-		return
-	}
-	c.sock.recvd.Add(int64(n))
-	if p := c.sock.recvPacer.Load(); p != nil {
-		_ = p.Wait(c.sock.ctx, n)
+// recvWaiter returns the reader goroutine's maxRecvRate wait, to call
+// after reading n bytes, outside its ioCount (see the file comment); it
+// also counts the bytes for minRecvRate. Call it on the actor when the
+// reader starts; the wait ends early when the transport's context does.
+func (c *connActor) recvWaiter() func(n int) {
+	s := &c.sock
+	ctx := s.ctx
+	return func(n int) {
+		if n <= 0 {
+			return
+		}
+		s.recvd.Add(int64(n))
+		if p := s.recvPacer.Load(); p != nil {
+			_ = p.Wait(ctx, n)
+		}
 	}
 }
 
-// pacedReader wraps a stream reader's read step with recvWait.
+// pacedReader wraps a stream reader's read step with the recvWaiter.
 func (c *connActor) pacedReader(read func() ([]byte, error)) func() ([]byte, error) {
+	wait := c.recvWaiter()
 	return func() ([]byte, error) {
 		data, err := read()
-		c.recvWait(len(data))
+		wait(len(data))
 		return data, err
 	}
 }
@@ -283,7 +293,12 @@ func (c *connActor) paceBatch(ctx actor.Context, batch []writeItem) (now []write
 		n += itemBytes(batch[i])
 	}
 	if i < len(batch) {
-		c.wq = append(batch[i:len(batch):len(batch)], c.wq...)
+		rest := batch[i:len(batch):len(batch)]
+		if len(c.wqRest) > 0 { // a turn of a shared session: keep the order releaseGrant restores
+			c.wqRest = append(rest, c.wqRest...)
+		} else {
+			c.wq = append(rest, c.wq...)
+		}
 		batch = batch[:i:i]
 	}
 	s.sent += n
@@ -323,7 +338,7 @@ func (c *connActor) noteProfiles(batch []writeItem) {
 	if c.sock.profileNoted {
 		return
 	}
-	conn := c.spec.cfg.StackOptions.DSCP
+	conn := c.connDSCP()
 	for _, w := range batch {
 		if w.send == nil || w.send.msg.Props == nil || !w.send.msg.Props.CapacityProfileSet {
 			continue
@@ -337,6 +352,17 @@ func (c *connActor) noteProfiles(batch []writeItem) {
 			return
 		}
 	}
+}
+
+// connDSCP is the DSCP the socket has now: connCapacityProfile's, which
+// SetProperty may have changed since the transport started (applyLive).
+func (c *connActor) connDSCP() uint8 {
+	if v, ok := c.spec.cfg.Properties.GetValues()["connCapacityProfile"].GetKind().(*messages.PropertyValue_EnumValue); ok {
+		if d, ok := capacityDSCP[v.EnumValue]; ok {
+			return d
+		}
+	}
+	return c.spec.cfg.StackOptions.DSCP
 }
 
 // profileDSCP is the DSCP RFC 9622 §8.1.6 recommends for a capacity
@@ -379,14 +405,14 @@ type datagramOut struct {
 	hasCov bool
 }
 
-func (c *connActor) datagramOut(w writeItem) datagramOut {
+func (c *connActor) datagramOut(w writeItem, connDSCP uint8) datagramOut {
 	var o datagramOut
 	if w.send == nil || w.send.msg.Props == nil {
 		return o
 	}
 	p, opts := w.send.msg.Props, &c.spec.cfg.StackOptions
 	if p.CapacityProfileSet {
-		if d := profileDSCP(p.CapacityProfile); d != opts.DSCP {
+		if d := profileDSCP(p.CapacityProfile); d != connDSCP {
 			o.tos, o.hasTOS = stacks.TOS(d, stacks.NotECT), true
 		}
 	}
@@ -402,8 +428,9 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 	c.writing = true
 	t := c.t
 	outs := make([]datagramOut, len(batch))
+	dscp := c.connDSCP()
 	for i, w := range batch {
-		outs[i] = c.datagramOut(w)
+		outs[i] = c.datagramOut(w, dscp)
 	}
 	connCov := c.spec.cfg.StackOptions.SendChecksumLen
 	tw, _ := t.(stacks.TOSDatagrams)
@@ -441,20 +468,25 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 }
 
 // sockArmTick schedules the next min-rate / retransmission poll, when any
-// of them is active.
-func (c *connActor) sockArmTick(ctx actor.Context) {
+// of them is active and none is scheduled.
+func (c *connActor) sockArmTick() {
 	s := &c.sock
-	if s.minSend.Min == 0 && s.minRecv.Min == 0 && s.rt == nil {
+	if s.tickArmed || c.t == nil || (s.minSend.Min == 0 && s.minRecv.Min == 0 && s.rt == nil) {
 		return
 	}
-	gen, root, self := s.gen, ctx.ActorSystem().Root, ctx.Self()
+	s.tickArmed = true
+	gen, root, self := s.gen, c.sys.AS.Root, c.self
 	s.tick = time.AfterFunc(sockTickEvery, func() { root.Send(self, &sockTick{gen: gen}) })
 }
 
 // sockTicked polls the rates and the retransmission counters.
-func (c *connActor) sockTicked(ctx actor.Context, m *sockTick) {
+func (c *connActor) sockTicked(m *sockTick) {
 	s := &c.sock
-	if m.gen != s.gen || c.t == nil || (c.state != Established && c.state != Closing) {
+	if m.gen != s.gen {
+		return
+	}
+	s.tickArmed = false
+	if c.t == nil || (c.state != Established && c.state != Closing) {
 		return
 	}
 	now := time.Now()
@@ -479,7 +511,7 @@ func (c *connActor) sockTicked(ctx actor.Context, m *sockTick) {
 			}
 		}
 	}
-	c.sockArmTick(ctx)
+	c.sockArmTick()
 }
 
 func (c *connActor) rateNotMet(prop string, w stacks.MinRateWatch, rate uint64) {
@@ -508,7 +540,7 @@ func (c *connActor) sockReceive(ctx actor.Context, m any) bool {
 	case *pacedFlush:
 		c.pacedFlushed(ctx, m)
 	case *sockTick:
-		c.sockTicked(ctx, m)
+		c.sockTicked(m)
 	case *softErrorIn:
 		c.softErrorArrived(m)
 	default:

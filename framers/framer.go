@@ -128,6 +128,7 @@ type Instance struct {
 	earmark     int
 	earmarkMeta Metadata
 
+	want        int // the last unmet Parse minimum: how much the framer waits for
 	ready       bool
 	closed      bool
 	failed      bool
@@ -168,9 +169,16 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 		data = data[n:]
 	}
 	if len(data) > 0 {
-		if len(i.buf) == 0 {
+		switch {
+		case len(i.buf) == 0 && (i.want <= len(data) || i.want > i.maxBuffered):
 			i.buf = data
-		} else {
+		case cap(i.buf)-len(i.buf) < len(data) && i.want > len(i.buf) && i.want <= i.maxBuffered:
+			// the framer said how much it needs (an unmet Parse): size the
+			// buffer once instead of growing it chunk by chunk
+			nb := make([]byte, len(i.buf), max(i.want, len(i.buf)+len(data)))
+			copy(nb, i.buf)
+			i.buf = append(nb, data...)
+		default:
 			i.buf = append(i.buf, data...)
 		}
 	}
@@ -225,11 +233,13 @@ func (i *Instance) Parse(minIncompleteLength, maxLength int) (data []byte, ok bo
 		minIncompleteLength = 0
 	}
 	if len(i.buf) < minIncompleteLength {
+		i.want = minIncompleteLength
 		if minIncompleteLength > i.maxBuffered {
 			i.FailConnection(&TooLargeError{Size: uint64(minIncompleteLength), Max: uint64(i.maxBuffered)})
 		}
 		return nil, false
 	}
+	i.want = 0
 	n := len(i.buf)
 	if maxLength >= 0 && maxLength < n {
 		n = maxLength

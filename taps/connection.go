@@ -147,13 +147,16 @@ func (c *Connection) OnEstablishmentError(fn func(*Connection, error)) {
 	})
 }
 
-// OnSoftError sets the SoftError handler (RFC 9622 §8.3.2; needs
-// softErrorNotify and a stack that reports them).
+// OnSoftError sets the SoftError handler (RFC 9622 §8.3.2). ICMP errors
+// need softErrorNotify (Prefer or Require) and a stack that reports them
+// (UDP, UDP-Lite); their error unwraps to the errno. A minSendRate or
+// minRecvRate that cannot be met is reported here too, as *MinRateError.
+// The connection stays open.
 func (c *Connection) OnSoftError(fn func(*Connection, error)) {
 	c.updateHandlers(func(h *actors.Handlers) {
 		h.SoftError = nil
 		if fn != nil {
-			h.SoftError = func(err error) { fn(c, err) }
+			h.SoftError = func(err error) { fn(c, softError(err)) }
 		}
 	})
 }
@@ -177,13 +180,37 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 
 // MinRateError is the error of the SoftError event raised when a
 // connection could not meet its minSendRate or minRecvRate: over a whole
-// 1 s interval during which the application had more to send (or waited
+// Interval (1 s) during which the application had more to send (or waited
 // to receive), the rate stayed below the minimum. It unwraps to
 // ErrRateNotMet. The connection stays open.
-type MinRateError = actors.MinRateError
+type MinRateError struct {
+	// Property is MinSendRate or MinRecvRate.
+	Property Property
+	// Min is the property's value and Rate the measured rate, in bit/s.
+	Min, Rate uint64
+	Interval  time.Duration
+}
+
+func (e *MinRateError) Error() string {
+	return fmt.Sprintf("%s of %d bit/s could not be met: %d bit/s over the last %v", e.Property, e.Min, e.Rate, e.Interval)
+}
+
+// Unwrap returns ErrRateNotMet.
+func (e *MinRateError) Unwrap() error { return ErrRateNotMet }
 
 // ErrRateNotMet is what a *MinRateError unwraps to.
 var ErrRateNotMet = actors.ErrRateNotMet
+
+// softError converts the cause of a SoftError event to its public form.
+// ICMP errors stay as the stack reports them: they unwrap to the errno
+// (syscall.ECONNREFUSED for a closed port, EHOSTUNREACH, ...).
+func softError(err error) error {
+	var re *actors.MinRateError
+	if errors.As(err, &re) {
+		return &MinRateError{Property: Property(re.Property), Min: re.Min, Rate: re.Rate, Interval: re.Interval}
+	}
+	return err
+}
 
 // OnReestablishing sets the handler called when a connection under
 // WithReestablishment has lost its transport (err says why) and attempt n

@@ -251,7 +251,9 @@ func (mc *MessageContext) ECN() (ecn uint8, ok bool) {
 }
 
 // EarlyData reports whether a received Message arrived as 0-RTT early data
-// (and may therefore be a replay).
+// (and may therefore be a replay). It is always false for now: crypto/tls
+// (the TLS stack) accepts no 0-RTT data on the server side, and the QUIC
+// stack does not tell which stream data arrived as 0-RTT.
 func (mc *MessageContext) EarlyData() bool {
 	if mc == nil {
 		return false
@@ -263,7 +265,9 @@ func (mc *MessageContext) EarlyData() bool {
 
 // IsFinal reports whether a received Message was marked final by the peer:
 // it is the last one on this Connection. Applications should not rely on
-// it (not every protocol conveys it).
+// it (not every protocol conveys it): gotaps sets it on a byte stream's
+// Message when the stream ended (the peer's FIN), and on a framed
+// Message when the stream had already ended behind it as it was received.
 func (mc *MessageContext) IsFinal() bool {
 	if mc == nil {
 		return false

@@ -210,7 +210,10 @@ func readFrame(r io.Reader, hdr []byte, buf []byte) ([]byte, error) {
 
 // rawEcho echoes every length-prefixed message (buffered reads, one Write
 // per reply).
-func rawEcho(c net.Conn) {
+func rawEcho(c net.Conn) { rawEchoRW(c) }
+
+// rawEchoRW is rawEcho on any byte stream (a TCP connection, a QUIC stream).
+func rawEchoRW(c io.ReadWriter) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	hdr := make([]byte, 4)
 	var buf, out []byte

@@ -1,9 +1,9 @@
 // Command tapsbench measures gotaps against raw Go peers in one run: the
-// workloads W1-W15 of design/PERFORMANCE.md (TCP only for now; QUIC and
-// clone workloads are reported as skipped). Every gotaps figure comes with
+// workloads W1-W15 of design/PERFORMANCE.md. Every gotaps figure comes with
 // the same figure of its raw peer (raw net TCP with the same 4-byte length
-// prefix, goroutine per connection; plain protoactor ping-pong) measured in
-// the same process, and the ratio between them.
+// prefix, goroutine per connection; raw quic-go with the same certificate and
+// framing for W11/W12; plain protoactor ping-pong) measured in the same
+// process, and the ratio between them.
 //
 // Usage:
 //
@@ -42,8 +42,11 @@ type params struct {
 	w7Dur        time.Duration // per message size and implementation
 	w8N          int           // pipelined 64 B messages
 	w9Pairs      int
-	w10N         int // accepted connections
-	w13N         int // churn cycles
+	w10N         int           // accepted connections
+	w11N         int           // QUIC handshakes per implementation
+	w11Dur       time.Duration // QUIC bulk per implementation
+	w12N         int           // clones per implementation and stack
+	w13N         int           // churn cycles
 	w14Dur       time.Duration
 	timeout      time.Duration // per workload
 }
@@ -52,7 +55,8 @@ func fullParams() params {
 	return params{
 		w1N: 2000, w2N: 500, w3N: 1000, w4N: 500, attemptDelay: 50 * time.Millisecond,
 		w5N: 200_000, w6Conns: 50, w6Dur: 5 * time.Second, w7Dur: 3 * time.Second,
-		w8N: 1_000_000, w9Pairs: 9500, w10N: 20_000, w13N: 100_000, w14Dur: 5 * time.Second,
+		w8N: 1_000_000, w9Pairs: 9500, w10N: 20_000,
+		w11N: 1000, w11Dur: 3 * time.Second, w12N: 2000, w13N: 100_000, w14Dur: 5 * time.Second,
 		timeout: 180 * time.Second,
 	}
 }
@@ -61,7 +65,8 @@ func quickParams() params {
 	return params{
 		w1N: 300, w2N: 100, w3N: 40, w4N: 100, attemptDelay: 50 * time.Millisecond,
 		w5N: 20_000, w6Conns: 50, w6Dur: 1 * time.Second, w7Dur: 700 * time.Millisecond,
-		w8N: 100_000, w9Pairs: 1000, w10N: 2000, w13N: 1000, w14Dur: 1500 * time.Millisecond,
+		w8N: 100_000, w9Pairs: 1000, w10N: 2000,
+		w11N: 100, w11Dur: 700 * time.Millisecond, w12N: 300, w13N: 1000, w14Dur: 1500 * time.Millisecond,
 		timeout: 20 * time.Second,
 	}
 }
@@ -84,17 +89,11 @@ func workloads() []workload {
 		{"W8", "64 B pipelined one way", runW8},
 		{"W9", "idle connections", runW9},
 		{"W10", "listener accept rate", runW10},
-		{"W11", "QUIC handshake and bulk", skipQUIC("W11")},
-		{"W12", "Clone on QUIC and TCP", skipQUIC("W12")},
+		{"W11", "QUIC handshake and bulk, gotaps vs raw quic-go", runW11},
+		{"W12", "Clone on QUIC (stream) and TCP (new connection)", runW12},
 		{"W13", "churn open/send/close", runW13},
 		{"W14", "echo server in its own process, 50 conns", runW14},
 		{"W15", "as W14, 1 conn, pinned to CPU 1", runW15},
-	}
-}
-
-func skipQUIC(id string) func(context.Context, params) []Result {
-	return func(context.Context, params) []Result {
-		return []Result{{Workload: id, Impl: "gotaps", Metric: "skipped", Error: "skipped: needs QUIC stack"}}
 	}
 }
 

@@ -16,6 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func tinyParams() params {
 	p := quickParams()
 	p.w1N, p.w5N, p.w7Dur, p.timeout = 20, 200, 50*time.Millisecond, 10*time.Second
+	p.w11N, p.w11Dur, p.w12N = 5, 100*time.Millisecond, 5
 	return p
 }
 
@@ -60,6 +61,46 @@ func TestBenchJSONShape(t *testing.T) {
 	var table bytes.Buffer
 	printTable(&table, rep)
 	require.Contains(t, table.String(), "W5")
+}
+
+// TestQUICWorkloads runs W11 and W12 with tiny counts in-process: every
+// implementation gives its rows without errors, and the judged figures
+// carry their targets.
+func TestQUICWorkloads(t *testing.T) {
+	progress = nil
+	rep := runBench(tinyParams(), []string{"W11", "W12"}, true)
+	seen := map[string]bool{}
+	for _, r := range rep.Results {
+		require.Empty(t, r.Error, "result %+v", r)
+		seen[r.Workload+"/"+r.Impl+"/"+r.Metric] = true
+	}
+	for _, k := range []string{
+		"W11/raw-quic/handshake_p50", "W11/gotaps/handshake_p50", "W11/raw-quic/bulk_64KiB", "W11/gotaps/bulk_64KiB",
+		"W11/raw-quic-resumed/handshake_p50", "W11/gotaps-resumed/handshake_p50",
+		"W12/raw-quic/clone_rt_p50", "W12/gotaps/clone_rt_p50", "W12/gotaps/clone_ready_median",
+		"W12/raw-tcp/clone_rt_p50", "W12/gotaps-tcp/clone_rt_p50",
+	} {
+		require.True(t, seen[k], "no row %s", k)
+	}
+	r, ok := find(rep.Results, implRawQUICResumed, "resumed")
+	require.True(t, ok)
+	require.Positive(t, r.Value, "raw resumed handshakes resume")
+	for _, j := range []struct{ w, impl, metric, target string }{
+		{"W11", implTaps, "handshake_p50", "<= 1.1"},
+		{"W11", implTaps, "bulk_64KiB", ">= 0.9"},
+		{"W12", implTaps, "clone_rt_p50", "<= 2"},
+	} {
+		var got *Result
+		for i := range rep.Results {
+			if x := &rep.Results[i]; x.Workload == j.w && x.Impl == j.impl && x.Metric == j.metric {
+				got = x
+			}
+		}
+		require.NotNil(t, got, "%+v", j)
+		require.Equal(t, j.target, got.Target)
+		require.NotNil(t, got.RatioToRaw)
+		require.NotNil(t, got.Meets)
+	}
 }
 
 func TestHistQuantiles(t *testing.T) {

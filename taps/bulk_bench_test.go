@@ -1,0 +1,83 @@
+package taps
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/gotaps/gotaps/framers"
+)
+
+// BenchmarkBulkSend: a gotaps sender, a raw Go receiver (1 MiB messages).
+func BenchmarkBulkSend(b *testing.B) {
+	sys := NewSystem()
+	defer sys.Shutdown(context.Background())
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(port)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 1<<20)
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.Send(context.Background(), payload, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Abort()
+	<-c.Done()
+}
+
+// BenchmarkBulkReceive: a raw Go sender, a gotaps receiver (1 MiB messages).
+func BenchmarkBulkReceive(b *testing.B) {
+	sys := NewSystem()
+	defer sys.Shutdown(context.Background())
+	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+	pre.AddFramer(framers.NewLengthPrefix())
+	ln, err := pre.Listen(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	raw, err := net.Dial("tcp", ap.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	s, err := ln.Accept(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, 4+1<<20)
+	binary.BigEndian.PutUint32(msg, 1<<20)
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if _, err := raw.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	b.SetBytes(1 << 20)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Receive(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Abort()
+	<-s.Done()
+}
