@@ -146,5 +146,14 @@ func newStreamReader(t io.Reader, ioc *ioCount) func() ([]byte, error) {
 // readBufs holds the buffers of rawRead.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
 
+// releaseReadBuf returns a read buffer the first framer copied and let go
+// (framers.Hooks.Release) to the pool.
+func releaseReadBuf(b []byte) {
+	if cap(b) == readChunk {
+		b = b[:readChunk]
+		readBufs.Put(&b)
+	}
+}
+
 // smallWrite is the largest write whose pieces are copied into one buffer.
 const smallWrite = 2 << 10

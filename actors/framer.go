@@ -79,6 +79,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 			Ready:   func() { a.ready = true },
 			Fail:    func(err error) { a.failErr = err },
 			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
+			Release: releaseReadBuf,
 		}, maxBuffered(a.f))
 	case *framerStart:
 		a.f.Start(a.inst)

@@ -340,10 +340,10 @@ func (c *connActor) noteProfiles(batch []writeItem) {
 	}
 	conn := c.connDSCP()
 	for _, w := range batch {
-		if w.send == nil || w.send.msg.Props == nil || !w.send.msg.Props.CapacityProfileSet {
+		if w.send == nil {
 			continue
 		}
-		if profileDSCP(w.send.msg.Props.CapacityProfile) != conn {
+		if d, own := c.msgDSCP(w.send.msg.Props); own && d != conn {
 			c.sock.profileNoted = true
 			c.log.Info("msgCapacityProfile not honoured per message: the connection's connCapacityProfile stands on this stack",
 				"stack", c.stack, "message", w.send.msg.SendID)
@@ -363,6 +363,26 @@ func (c *connActor) connDSCP() uint8 {
 		}
 	}
 	return c.spec.cfg.StackOptions.DSCP
+}
+
+// msgDSCP is the DSCP a message asks for with msgCapacityProfile; own is
+// false when the message follows the connection's connCapacityProfile.
+// MessageProps.CapacityProfileSet is also set for messages that inherit
+// the profile the connection had at Initiate, so a message whose profile
+// is that of the defaults, when the defaults are the initial connection
+// profile, is taken to follow the connection (which SetProperty may have
+// changed since). Only a message that explicitly asks for that initial
+// profile after such a change is misread (it gets the new one).
+func (c *connActor) msgDSCP(p *messages.MessageProps) (dscp uint8, own bool) {
+	if p == nil || !p.CapacityProfileSet {
+		return 0, false
+	}
+	d := profileDSCP(p.CapacityProfile)
+	if dp := c.spec.cfg.MessageDefaults; dp != nil && dp.CapacityProfileSet && dp.CapacityProfile == p.CapacityProfile &&
+		d == c.spec.cfg.StackOptions.DSCP {
+		return 0, false
+	}
+	return d, true
 }
 
 // profileDSCP is the DSCP RFC 9622 §8.1.6 recommends for a capacity
@@ -411,10 +431,8 @@ func (c *connActor) datagramOut(w writeItem, connDSCP uint8) datagramOut {
 		return o
 	}
 	p, opts := w.send.msg.Props, &c.spec.cfg.StackOptions
-	if p.CapacityProfileSet {
-		if d := profileDSCP(p.CapacityProfile); d != connDSCP {
-			o.tos, o.hasTOS = stacks.TOS(d, stacks.NotECT), true
-		}
+	if d, own := c.msgDSCP(p); own && d != connDSCP {
+		o.tos, o.hasTOS = stacks.TOS(d, stacks.NotECT), true
 	}
 	if cov := checksumCoverage(p.ChecksumLen); cov != opts.SendChecksumLen {
 		o.cov, o.hasCov = cov, true

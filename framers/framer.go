@@ -107,6 +107,9 @@ type Hooks struct {
 	Prepend func(f Framer)
 	// Passthrough is StartPassthrough.
 	Passthrough func()
+	// Release, when set, gets back a slice passed to Received that the
+	// Instance copied and no longer references (the owner may reuse it).
+	Release func(data []byte)
 }
 
 // DefaultMaxBuffered bounds the unparsed bytes an Instance holds when the
@@ -178,8 +181,10 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 			nb := make([]byte, len(i.buf), max(i.want, len(i.buf)+len(data)))
 			copy(nb, i.buf)
 			i.buf = append(nb, data...)
+			i.release(data)
 		default:
 			i.buf = append(i.buf, data...)
+			i.release(data)
 		}
 	}
 	if eos {
@@ -204,6 +209,12 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 	}
 	if !i.failed && len(i.buf) > i.maxBuffered {
 		i.FailConnection(&TooLargeError{Size: uint64(len(i.buf)), Max: uint64(i.maxBuffered)})
+	}
+}
+
+func (i *Instance) release(data []byte) {
+	if i.hooks.Release != nil {
+		i.hooks.Release(data)
 	}
 }
 

@@ -476,8 +476,8 @@ func TestMsgCapacityProfilePerDatagram(t *testing.T) {
 	// default; a message may still ask for another profile
 	require.NoError(t, c.SetProperty(ConnCapacityProfile, LowLatencyInteractive))
 	require.NoError(t, c.Send(testCtx(t), []byte{10}, nil))
-	require.NoError(t, c.Send(testCtx(t), []byte{11}, NewMessageContext().CapacityProfile(CapacityDefault)))
-	for i, want := range []uint8{46, 0} {
+	require.NoError(t, c.Send(testCtx(t), []byte{11}, NewMessageContext().CapacityProfile(Scavenger)))
+	for i, want := range []uint8{46, 1} {
 		n, tos, err := peer.(stacks.TOSDatagrams).ReadMsg(buf)
 		require.NoError(t, err)
 		require.Equal(t, []byte{byte(10 + i)}, buf[:n])
