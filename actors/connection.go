@@ -295,6 +295,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 		_ = c.t.Abort()
 		c.t = nil
 	}
+	c.sock.stop() // pacer waits end at once
 	c.link.closeGate()
 	c.wg.Wait() // the reader and writer end once the transport is closed
 	c.link.reopen()

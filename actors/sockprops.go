@@ -366,23 +366,14 @@ func (c *connActor) connDSCP() uint8 {
 }
 
 // msgDSCP is the DSCP a message asks for with msgCapacityProfile; own is
-// false when the message follows the connection's connCapacityProfile.
-// MessageProps.CapacityProfileSet is also set for messages that inherit
-// the profile the connection had at Initiate, so a message whose profile
-// is that of the defaults, when the defaults are the initial connection
-// profile, is taken to follow the connection (which SetProperty may have
-// changed since). Only a message that explicitly asks for that initial
-// profile after such a change is misread (it gets the new one).
+// false when the message follows the connection's connCapacityProfile
+// (CapacityProfileSet is set only for a profile given explicitly, on the
+// message or as the Preconnection's message default).
 func (c *connActor) msgDSCP(p *messages.MessageProps) (dscp uint8, own bool) {
 	if p == nil || !p.CapacityProfileSet {
 		return 0, false
 	}
-	d := profileDSCP(p.CapacityProfile)
-	if dp := c.spec.cfg.MessageDefaults; dp != nil && dp.CapacityProfileSet && dp.CapacityProfile == p.CapacityProfile &&
-		d == c.spec.cfg.StackOptions.DSCP {
-		return 0, false
-	}
-	return d, true
+	return profileDSCP(p.CapacityProfile), true
 }
 
 // profileDSCP is the DSCP RFC 9622 §8.1.6 recommends for a capacity

@@ -12,7 +12,12 @@ import (
 // messageDefaults returns the default message properties of tp.
 func messageDefaults(tp *TransportProperties) (*messages.MessageProps, error) {
 	mp := &messages.MessageProps{ChecksumLen: -1}
-	if err := applyMessageProps(mp, func(p Property) (any, bool) { return tp.Get(p) }); err != nil {
+	if err := applyMessageProps(mp, func(p Property) (any, bool) {
+		if p == MsgCapacityProfile {
+			return tp.lookup(p) // explicit only: absent follows connCapacityProfile
+		}
+		return tp.Get(p)
+	}); err != nil {
 		return nil, err
 	}
 	return mp, nil

@@ -45,6 +45,13 @@ type preconnState struct {
 	stackList    []stacks.Stack // tests: the stacks to select from instead of stacks.All()
 	reestablish  *supervision.Backoff
 	protocols    []string // WithProtocols
+	encoded      map[role]*encodedProps
+}
+
+// encodedProps is the shared encoding of a Preconnection's properties.
+type encodedProps struct {
+	props    *messages.Properties
+	defaults *messages.MessageProps
 }
 
 // connHandlers are handlers a Preconnection gives each of its connections.
@@ -165,6 +172,7 @@ func WithProtocols(names ...string) PreconnectionOption {
 // NewPreconnection returns a Preconnection.
 func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
 	p := &Preconnection{}
+	p.encoded = map[role]*encodedProps{}
 	for _, o := range opts {
 		o(p)
 	}
@@ -183,6 +191,7 @@ func (p *Preconnection) clone() *Preconnection {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := &Preconnection{preconnState: p.preconnState}
+	q.encoded = map[role]*encodedProps{}
 	q.locals = append([]*LocalEndpoint(nil), p.locals...)
 	q.remotes = append([]*RemoteEndpoint(nil), p.remotes...)
 	q.framers = append([]framers.Framer(nil), p.framers...)
@@ -278,12 +287,18 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	if err := p.tp.Validate(listen); err != nil {
 		return nil, p.handlers, err
 	}
-	cfg.Properties = propsToMessageRole(p.tp, r)
-	defaults, err := messageDefaults(p.tp)
-	if err != nil {
-		return nil, p.handlers, err
+	// the properties never change after NewPreconnection (they are copied
+	// in), so their encoding is made once per role and shared: connections
+	// treat it as immutable (SetProperty copies on write)
+	if p.encoded[r] == nil {
+		defaults, err := messageDefaults(p.tp)
+		if err != nil {
+			return nil, p.handlers, err
+		}
+		p.encoded[r] = &encodedProps{props: propsToMessageRole(p.tp, r), defaults: defaults}
 	}
-	cfg.MessageDefaults = defaults
+	cfg.Properties = p.encoded[r].props
+	cfg.MessageDefaults = p.encoded[r].defaults
 	isolate, _ := p.tp.Get(IsolateSession)
 	tlsCfg, err := tlsConfig(p.sec, listen, isolate == true, p.sys)
 	if err != nil {

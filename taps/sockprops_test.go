@@ -91,10 +91,10 @@ func TestMaxSendRatePacesTCP(t *testing.T) {
 }
 
 // TestMaxSendRatePacesUDP: datagrams get no kernel pacing, so this
-// measures gotaps' own token bucket: 1 KiB datagrams at 4 Mbit/s for
-// 1.5 s, within 10 %.
+// measures gotaps' own token bucket: 1000-byte datagrams at 4 Mbit/s for
+// 1 s, within 10 %.
 func TestMaxSendRatePacesUDP(t *testing.T) {
-	const rate, total, msg = 4_000_000, 750_000, 1000
+	const rate, total, msg = 4_000_000, 500_000, 1000
 	sys := newTestSystem(t)
 	sln, err := stacks.UDP().Listen(testCtx(t), stacks.Options{Local: netip.MustParseAddrPort("127.0.0.1:0")})
 	require.NoError(t, err)
@@ -138,9 +138,9 @@ func TestMaxSendRatePacesUDP(t *testing.T) {
 }
 
 // TestMaxRecvRateTCP: the receiver reads no faster than its maxRecvRate
-// although the sender is not limited (1.5 MB at 8 Mbit/s, within 10 %).
+// although the sender is not limited (1 MB at 8 Mbit/s, within 10 %).
 func TestMaxRecvRateTCP(t *testing.T) {
-	const rate, total, msg = 8_000_000, 1_500_000, 64 << 10
+	const rate, total, msg = 8_000_000, 1_000_000, 64 << 10
 	sys := newTestSystem(t)
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Set(MaxRecvRate, int64(rate)))
