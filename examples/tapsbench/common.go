@@ -34,6 +34,8 @@ type gotapsEnv struct {
 	sys  *taps.System
 	ln   *taps.Listener
 	port uint16
+	pre  *taps.Preconnection // reused for every dial, as RFC 9622 allows
+	once sync.Once
 }
 
 func newGotapsEnv(ctx context.Context, handle func(*taps.Connection)) (*gotapsEnv, error) {
@@ -93,7 +95,8 @@ func (e *gotapsEnv) preconn(opts []taps.PreconnectionOption, ports ...uint16) *t
 }
 
 func (e *gotapsEnv) dial(ctx context.Context) (*taps.Connection, error) {
-	c, err := e.preconn(nil, e.port).Initiate(ctx)
+	e.once.Do(func() { e.pre = e.preconn(nil, e.port) })
+	c, err := e.pre.Initiate(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("gotaps Initiate: %w", err)
 	}
