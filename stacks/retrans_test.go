@@ -1,17 +1,13 @@
 package stacks
 
 import (
-	"fmt"
+	"github.com/gotaps/gotaps/stacks/stacktest"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 func TestRetransmitWatch(t *testing.T) {
@@ -76,72 +72,10 @@ func TestTCPRetransmissionsLoopback(t *testing.T) {
 	require.Error(t, err, "closed transport")
 }
 
-// netnsLab is a network namespace with a veth pair to the test's
-// namespace: host side hostIP, namespace side nsIP.
-type netnsLab struct {
-	ns, hostIf string
-	hostIP     netip.Addr
-	nsIP       netip.Addr
-}
+// netnsLab is the test's network namespace (stacktest.Netns).
+type netnsLab = stacktest.Netns
 
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
-}
-
-func newNetnsLab(t *testing.T) *netnsLab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace (ip netns add)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2) to create a network namespace")
-	}
-	id := os.Getpid() % 100000
-	lab := &netnsLab{
-		ns:     fmt.Sprintf("gotaps-rt-%d", id),
-		hostIf: fmt.Sprintf("gtrh%d", id),
-		hostIP: netip.MustParseAddr("198.18.231.1"),
-		nsIP:   netip.MustParseAddr("198.18.231.2"),
-	}
-	nsIf := fmt.Sprintf("gtrn%d", id)
-	ipCmd(t, "netns", "add", lab.ns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", lab.hostIf).Run()
-		_ = exec.Command("ip", "netns", "del", lab.ns).Run()
-	})
-	ipCmd(t, "link", "add", lab.hostIf, "type", "veth", "peer", "name", nsIf, "netns", lab.ns)
-	ipCmd(t, "addr", "add", lab.hostIP.String()+"/30", "dev", lab.hostIf)
-	ipCmd(t, "link", "set", lab.hostIf, "up")
-	ipCmd(t, "-n", lab.ns, "addr", "add", lab.nsIP.String()+"/30", "dev", nsIf)
-	ipCmd(t, "-n", lab.ns, "link", "set", nsIf, "up")
-	ipCmd(t, "-n", lab.ns, "link", "set", "lo", "up")
-	return lab
-}
-
-// inNetns runs f on an OS thread that joined the namespace; sockets f
-// creates live there. The thread is thrown away afterwards (the goroutine
-// ends locked).
-func (lab *netnsLab) inNetns(t *testing.T, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open("/run/netns/"+lab.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		errc <- f()
-	}()
-	require.NoError(t, <-errc)
-}
+func newNetnsLab(t *testing.T) *netnsLab { return stacktest.NewNetns(t, "rt", 231) }
 
 // TestTCPRetransmissionNoticeInNetns connects to a listener in a network
 // namespace the test creates, then makes the peer silent (a blackhole
@@ -151,12 +85,12 @@ func (lab *netnsLab) inNetns(t *testing.T, f func() error) {
 func TestTCPRetransmissionNoticeInNetns(t *testing.T) {
 	lab := newNetnsLab(t)
 	// Faster retransmission timeouts on this route (best effort).
-	_ = exec.Command("ip", "route", "replace", "198.18.231.0/30", "dev", lab.hostIf, "proto", "kernel", "scope", "link", "src", lab.hostIP.String(), "rto_min", "20ms").Run()
+	_ = exec.Command("ip", "route", "replace", "198.18.231.0/30", "dev", lab.HostIf, "proto", "kernel", "scope", "link", "src", lab.HostIP.String(), "rto_min", "20ms").Run()
 	ctx := testCtx(t)
 	var ln Listener
-	lab.inNetns(t, func() error {
+	lab.Run(t, func() error {
 		var err error
-		ln, err = TCP().Listen(ctx, Options{Local: netip.AddrPortFrom(lab.nsIP, 0)})
+		ln, err = TCP().Listen(ctx, Options{Local: netip.AddrPortFrom(lab.NSIP, 0)})
 		return err
 	})
 	defer ln.Close()
@@ -180,7 +114,7 @@ func TestTCPRetransmissionNoticeInNetns(t *testing.T) {
 	_, fired := watch.Observe(time.Now(), start)
 	require.False(t, fired)
 
-	ipCmd(t, "-n", lab.ns, "route", "add", "blackhole", lab.hostIP.String()+"/32")
+	stacktest.IP(t, "-n", lab.NS, "route", "add", "blackhole", lab.HostIP.String()+"/32")
 	_, err = c.Write([]byte("anyone there?"))
 	require.NoError(t, err)
 

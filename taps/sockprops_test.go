@@ -2,12 +2,10 @@ package taps
 
 import (
 	"context"
-	"fmt"
+	"github.com/gotaps/gotaps/stacks/stacktest"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // Tests of the socket-level properties (issue 9) through the public API.
@@ -522,70 +519,10 @@ func TestReceivedFinal(t *testing.T) {
 	require.Equal(t, "last words", string(data))
 }
 
-// sockLab is a network namespace with a veth pair to the test's
-// namespace (host side hostIP, namespace side nsIP).
-type sockLab struct {
-	ns, hostIf   string
-	hostIP, nsIP netip.Addr
-}
+// sockLab is the test's network namespace (stacktest.Netns).
+type sockLab = stacktest.Netns
 
-func sockIP(t *testing.T, args ...string) {
-	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
-}
-
-func newSockLab(t *testing.T) *sockLab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace (ip netns add)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2) to create a network namespace")
-	}
-	id := os.Getpid() % 100000
-	lab := &sockLab{
-		ns:     fmt.Sprintf("gotaps-sp-%d", id),
-		hostIf: fmt.Sprintf("gtsh%d", id),
-		hostIP: netip.MustParseAddr("198.18.232.1"),
-		nsIP:   netip.MustParseAddr("198.18.232.2"),
-	}
-	nsIf := fmt.Sprintf("gtsn%d", id)
-	sockIP(t, "netns", "add", lab.ns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", lab.hostIf).Run()
-		_ = exec.Command("ip", "netns", "del", lab.ns).Run()
-	})
-	sockIP(t, "link", "add", lab.hostIf, "type", "veth", "peer", "name", nsIf, "netns", lab.ns)
-	sockIP(t, "addr", "add", lab.hostIP.String()+"/30", "dev", lab.hostIf)
-	sockIP(t, "link", "set", lab.hostIf, "up")
-	sockIP(t, "-n", lab.ns, "addr", "add", lab.nsIP.String()+"/30", "dev", nsIf)
-	sockIP(t, "-n", lab.ns, "link", "set", nsIf, "up")
-	sockIP(t, "-n", lab.ns, "link", "set", "lo", "up")
-	return lab
-}
-
-// inNetns runs f on an OS thread that joined the namespace; sockets f
-// creates live there. The thread is thrown away afterwards.
-func (lab *sockLab) inNetns(t *testing.T, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open("/run/netns/"+lab.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		errc <- f()
-	}()
-	require.NoError(t, <-errc)
-}
+func newSockLab(t *testing.T) *sockLab { return stacktest.NewNetns(t, "sp", 232) }
 
 // TestExcessiveRetransmissionInNetns connects over TCP to a peer in a
 // network namespace the test creates, then silences the peer (a blackhole
@@ -595,12 +532,12 @@ func (lab *sockLab) inNetns(t *testing.T, f func() error) {
 func TestExcessiveRetransmissionInNetns(t *testing.T) {
 	lab := newSockLab(t)
 	// faster retransmission timeouts on this route (best effort)
-	_ = exec.Command("ip", "route", "replace", "198.18.232.0/30", "dev", lab.hostIf, "proto", "kernel", "scope", "link",
-		"src", lab.hostIP.String(), "rto_min", "20ms").Run()
+	_ = exec.Command("ip", "route", "replace", "198.18.232.0/30", "dev", lab.HostIf, "proto", "kernel", "scope", "link",
+		"src", lab.HostIP.String(), "rto_min", "20ms").Run()
 	var ln net.Listener
-	lab.inNetns(t, func() error {
+	lab.Run(t, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(lab.nsIP, 0).String())
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(lab.NSIP, 0).String())
 		return err
 	})
 	defer ln.Close()
@@ -629,7 +566,7 @@ func TestExcessiveRetransmissionInNetns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(buf[:n]))
 
-	sockIP(t, "-n", lab.ns, "route", "add", "blackhole", lab.hostIP.String()+"/32")
+	stacktest.IP(t, "-n", lab.NS, "route", "add", "blackhole", lab.HostIP.String()+"/32")
 	require.NoError(t, c.Send(testCtx(t), []byte("anyone there?"), nil))
 	select {
 	case n := <-events:

@@ -1,0 +1,96 @@
+// Package stacktest holds test helpers for real-network tests of gotaps:
+// network namespaces a test creates itself (so that traffic never leaves
+// the machine's loopback or the test's own namespaces).
+package stacktest
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Netns is a network namespace joined to the test's namespace by a veth
+// pair: HostIP on the test's side (interface HostIf), NSIP inside (a /30).
+type Netns struct {
+	NS, HostIf, NSIf string
+	HostIP, NSIP     netip.Addr
+}
+
+// IP runs the ip command (iproute2) and fails the test with its output.
+func IP(t testing.TB, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// SkipUnlessNetns skips the test with a clear message unless it can create
+// network namespaces (root and the ip command).
+func SkipUnlessNetns(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace (ip netns add)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip command (iproute2) to create a network namespace")
+	}
+}
+
+// NewNetns creates a namespace named after tag with a veth pair on the
+// 198.18.<octet>.0/30 test network (RFC 2544 benchmarking space), removed
+// when the test ends. It skips the test when namespaces cannot be made.
+func NewNetns(t testing.TB, tag string, octet uint8) *Netns {
+	t.Helper()
+	SkipUnlessNetns(t)
+	id := os.Getpid() % 100000
+	n := &Netns{
+		NS:     fmt.Sprintf("gotaps-%s-%d", tag, id),
+		HostIf: fmt.Sprintf("gt%sh%d", tag, id),
+		NSIf:   fmt.Sprintf("gt%sn%d", tag, id),
+		HostIP: netip.AddrFrom4([4]byte{198, 18, octet, 1}),
+		NSIP:   netip.AddrFrom4([4]byte{198, 18, octet, 2}),
+	}
+	IP(t, "netns", "add", n.NS)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", n.HostIf).Run()
+		_ = exec.Command("ip", "netns", "del", n.NS).Run()
+	})
+	IP(t, "link", "add", n.HostIf, "type", "veth", "peer", "name", n.NSIf, "netns", n.NS)
+	IP(t, "addr", "add", n.HostIP.String()+"/30", "dev", n.HostIf)
+	IP(t, "link", "set", n.HostIf, "up")
+	IP(t, "-n", n.NS, "addr", "add", n.NSIP.String()+"/30", "dev", n.NSIf)
+	IP(t, "-n", n.NS, "link", "set", n.NSIf, "up")
+	IP(t, "-n", n.NS, "link", "set", "lo", "up")
+	return n
+}
+
+// Run runs f on an OS thread that joined the namespace: sockets f creates
+// live there. The thread is thrown away afterwards.
+func (n *Netns) Run(t testing.TB, f func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		fd, err := unix.Open("/run/netns/"+n.NS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		errc <- f()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
