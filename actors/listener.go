@@ -143,27 +143,23 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 		}
 		opts.Local = netip.AddrPortFrom(addr, uint16(e.Port))
 	}
-	used := map[string]bool{}
+	// with an ephemeral port, the first stack picks it and the others take
+	// the same number; when that number is taken for another transport,
+	// start over with a fresh port rather than serve fewer stacks
+	ephemeral := opts.Local.Port() == 0 && opts.Path == ""
 	var errs []error
-	for _, st := range l.cfg.Stacks {
-		proto := transportOf(st.Name())
-		if used[proto] {
-			continue
+	for try := 0; try < 8; try++ {
+		errs = l.bindAll(opts)
+		if len(errs) == 0 || !ephemeral || len(l.lns) == 0 {
+			break
 		}
-		ln, err := st.Listen(context.Background(), opts)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listen %s: %w", st.Name(), err))
-			continue
+		for _, ln := range l.lns {
+			_ = ln.Close()
 		}
-		used[proto] = true
-		if opts.Local.Port() == 0 && opts.Path == "" { // the next stack takes the same port
-			if ap, ok := addrPortOf(ln.Addr()); ok {
-				opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
-			}
-		}
-		l.lns = append(l.lns, ln)
-		l.stacks = append(l.stacks, st.Name())
-		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: st.Name()})
+		l.lns, l.stacks = nil, nil
+	}
+	for i, ln := range l.lns {
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: l.stacks[i]})
 	}
 	if len(l.lns) == 0 {
 		return errors.Join(errs...)
@@ -189,6 +185,33 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 		}()
 	}
 	return nil
+}
+
+// bindAll binds one listener per transport protocol; the errors are those
+// of the stacks that could not bind.
+func (l *listenerActor) bindAll(opts stacks.Options) []error {
+	used := map[string]bool{}
+	var errs []error
+	for _, st := range l.cfg.Stacks {
+		proto := transportOf(st.Name())
+		if used[proto] {
+			continue
+		}
+		ln, err := st.Listen(context.Background(), opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listen %s: %w", st.Name(), err))
+			continue
+		}
+		used[proto] = true
+		if opts.Local.Port() == 0 && opts.Path == "" { // the next stack takes the same port
+			if ap, ok := addrPortOf(ln.Addr()); ok {
+				opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
+			}
+		}
+		l.lns = append(l.lns, ln)
+		l.stacks = append(l.stacks, st.Name())
+	}
+	return errs
 }
 
 func (l *listenerActor) stackNames() []string { return append([]string(nil), l.stacks...) }
