@@ -89,6 +89,7 @@ type (
 	reestablishNow struct{ gen uint64 }
 	datagramIn     struct{ item RecvItem }
 	streamAccepted struct{ t stacks.Transport }
+	handshakeDone  struct{}
 	framerReady    struct{ idx int }
 	framerFailed   struct {
 		idx int
@@ -178,10 +179,13 @@ type connActor struct {
 
 	closeGen   uint64
 	linger     *time.Timer
-	everReady  bool               // Ready was reported once
-	attempts   int                // consecutive re-establishment attempts
-	closeAsked bool               // the application asked to close: never re-establish
-	stopAccept context.CancelFunc // ends the accept-streams goroutine
+	everReady  bool                    // Ready was reported once
+	attempts   int                     // consecutive re-establishment attempts
+	closeAsked bool                    // the application asked to close: never re-establish
+	stopAccept context.CancelFunc      // ends the accept-streams goroutine
+	early      bool                    // the transport is still in 0-RTT
+	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
+	stopEarly  func()
 	// group transmission scheduling on a shared session
 	shared     bool // the transport is a stream of a session other members use
 	granted    bool // the group gave this member the turn to write
@@ -368,6 +372,13 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.streamEnded(ctx, m.err)
 	case *datagramIn:
 		c.deliver([]RecvItem{m.item})
+	case *handshakeDone:
+		c.early = false
+		held := c.heldEarly
+		c.heldEarly = nil
+		for _, hm := range held {
+			c.send(ctx, hm)
+		}
 	case *OpenStream:
 		c.shared = true // its session now carries another member's stream
 		c.openStream(ctx)
@@ -539,6 +550,32 @@ func (c *connActor) startTransport(ctx actor.Context) {
 		c.startReader(ctx)
 	}
 	c.maybeReady(ctx)
+}
+
+// watchHandshake notes a transport still in 0-RTT (QUIC early data) and
+// waits, in a goroutine that ends with the connection, for its handshake.
+func (c *connActor) watchHandshake(ctx actor.Context) {
+	et, ok := c.t.(stacks.EarlyTransport)
+	if !ok {
+		return
+	}
+	done := et.HandshakeComplete()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	c.early = true
+	stop := make(chan struct{})
+	c.stopEarly = func() { close(stop) }
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	go func() {
+		select {
+		case <-done:
+			root.Send(self, &handshakeDone{})
+		case <-stop:
+		}
+	}()
 }
 
 // learnStack reads what the selected stack is: message-oriented
@@ -792,6 +829,12 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	if err := c.unsupported(m); err != nil {
 		c.sendFailed(m, err)
+		return
+	}
+	if c.early && (m.Props == nil || !m.Props.SafelyReplayable) {
+		// 0-RTT: only safely replayable data may go before the handshake
+		// completes (RFC 9622 §9.1.3.4); this waits for it
+		c.heldEarly = append(c.heldEarly, m)
 		return
 	}
 	if c.connectionless && m.Props != nil && !m.Props.SafelyReplayable {
@@ -1296,10 +1339,10 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 }
 
 func (c *connActor) failPending(err error) {
-	for _, m := range append(c.pending, c.heldSends...) {
+	for _, m := range append(append(c.pending, c.heldSends...), c.heldEarly...) {
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 	}
-	c.pending, c.heldSends = nil, nil
+	c.pending, c.heldSends, c.heldEarly = nil, nil, nil
 }
 
 // end stops the actor after its terminal event; the group learns of it
@@ -1341,6 +1384,10 @@ func (c *connActor) stopping() {
 	}
 	if c.stopAccept != nil {
 		c.stopAccept()
+	}
+	if c.stopEarly != nil {
+		c.stopEarly()
+		c.stopEarly = nil
 	}
 	if t := c.t; t != nil {
 		_ = t.Close()
@@ -1400,6 +1447,7 @@ func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
 	if ti.TLSVersion != 0 {
 		out.TlsVersion = tls.VersionName(ti.TLSVersion)
 	}
+	out.Used_0Rtt, out.Resumed = ti.Used0RTT, ti.Resumed
 	out.SendChecksumCoverage, out.RecvChecksumCoverage = int64(ti.SendChecksumCoverage), int64(ti.RecvChecksumCoverage)
 	out.MaxPacingRate, out.SoftErrors = ti.MaxPacingRate, ti.SoftErrors
 	return out

@@ -137,7 +137,7 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	}
 	ra := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()))
 	var conn *quic.Conn
-	if cfg.ClientSessionCache != nil {
+	if cfg.ClientSessionCache != nil && opts.EarlyData {
 		conn, err = tr.DialEarly(ctx, ra, cfg, quicConfig(opts))
 	} else {
 		conn, err = tr.Dial(ctx, ra, cfg, quicConfig(opts))
@@ -316,6 +316,10 @@ func (s *quicStream) AcceptStream(ctx context.Context) (Transport, error) {
 // Conn returns the QUIC connection the stream belongs to.
 func (s *quicStream) Conn() *quic.Conn { return s.c.conn }
 
+// HandshakeComplete is closed when the handshake has completed: before, a
+// connection from DialEarly carries 0-RTT data.
+func (s *quicStream) HandshakeComplete() <-chan struct{} { return s.c.conn.HandshakeComplete() }
+
 // Info reads the UDP socket's DSCP and the connection's TLS state.
 func (s *quicStream) Info() (TransportInfo, error) {
 	st := s.c.conn.ConnectionState()
@@ -329,6 +333,8 @@ func (s *quicStream) Info() (TransportInfo, error) {
 		CipherSuite:   st.TLS.CipherSuite,
 		ALPN:          st.TLS.NegotiatedProtocol,
 		Datagrams:     st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote,
+		Used0RTT:      st.Used0RTT,
+		Resumed:       st.TLS.DidResume,
 	}
 	if s.c.conn.Context().Err() != nil {
 		return info, net.ErrClosed
@@ -366,7 +372,7 @@ func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 		return nil, err
 	}
 	tr := &quic.Transport{Conn: quicPacketConn(udp, opts)}
-	qln, err := tr.Listen(cfg, quicConfig(opts))
+	qln, err := tr.ListenEarly(cfg, quicConfig(opts)) // early: 0-RTT data is accepted
 	if err != nil {
 		_ = tr.Close()
 		_ = udp.Close()
@@ -389,7 +395,7 @@ func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 // socket is shared by every accepted connection and closed when the
 // listener and all of them are closed.
 type quicListener struct {
-	ln     *quic.Listener
+	ln     *quic.EarlyListener
 	tr     *quic.Transport
 	udp    *net.UDPConn
 	opts   Options

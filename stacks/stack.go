@@ -84,6 +84,11 @@ type Options struct {
 	// against (and sends as SNI) when TLS.ServerName is empty. When both
 	// are empty, the remote IP address is used.
 	ServerName string
+	// EarlyData allows 0-RTT early data (QUIC, with a cached session): set
+	// it only when the first message is safely replayable. Without it the
+	// handshake completes (resumed where a ticket is cached) before Dial
+	// returns, so nothing is ever sent as early data.
+	EarlyData bool
 	// QUICDatagrams enables QUIC datagrams (RFC 9221); the Transports then
 	// implement Datagrams.
 	QUICDatagrams bool
@@ -153,6 +158,10 @@ type TransportInfo struct {
 	TLSVersion  uint16
 	CipherSuite uint16
 	ALPN        string
+	// Used0RTT: the connection carried 0-RTT early data (QUIC).
+	Used0RTT bool
+	// Resumed: the TLS session was resumed from a ticket.
+	Resumed bool
 	// Datagrams is true when QUIC datagrams were negotiated with the peer.
 	Datagrams bool
 	// MaxPacingRate is SO_MAX_PACING_RATE in bit/s (TCP and TLS; 0 =
@@ -208,6 +217,13 @@ type Transport interface {
 	// Abort closes the connection at once, resetting it where the
 	// protocol can (TCP RST).
 	Abort() error
+}
+
+// EarlyTransport is implemented by transports that may be returned before
+// their handshake completes (QUIC 0-RTT): only safely replayable data may be
+// written before HandshakeComplete is closed.
+type EarlyTransport interface {
+	HandshakeComplete() <-chan struct{}
 }
 
 // Listener accepts Transports.

@@ -130,6 +130,7 @@ func (t *tlsTransport) Info() (TransportInfo, error) {
 	info, err := tcpInfo(t.tcp, "tls")
 	st := t.ConnectionState()
 	info.TLSVersion, info.CipherSuite, info.ALPN = st.Version, st.CipherSuite, st.NegotiatedProtocol
+	info.Resumed = st.DidResume
 	return info, err
 }
 

@@ -577,6 +577,9 @@ type SocketInfo struct {
 	// TLSVersion and ALPN describe the negotiated security.
 	TLSVersion string
 	ALPN       string
+	// Used0RTT: the connection carried 0-RTT early data (QUIC); Resumed: the
+	// TLS session was resumed from a cached ticket.
+	Used0RTT, Resumed bool
 	// SendChecksumCoverage and RecvChecksumCoverage are UDPLITE_SEND_CSCOV
 	// and UDPLITE_RECV_CSCOV (from msgChecksumLen and recvChecksumLen):
 	// bytes covered including the 8-byte UDP-Lite header, 0 = full
@@ -656,7 +659,7 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 	if so := info.Socket; so != nil {
 		out.Socket = &SocketInfo{DSCP: uint8(so.Dscp), UserTimeout: time.Duration(so.UserTimeoutNs),
 			KeepAlive: so.KeepAlive, KeepAliveIdle: time.Duration(so.KeepAliveIdleNs), MPTCP: so.Mptcp,
-			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn,
+			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
 			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors}
 	}

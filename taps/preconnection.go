@@ -439,6 +439,12 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 		if err != nil {
 			return nil, establishmentError(err)
 		}
+		if m.Props.SafelyReplayable {
+			// only a safely replayable first message may ride 0-RTT
+			// (a cached session is needed; TLS over TCP has no client
+			// early data in crypto/tls, QUIC does)
+			cfg.StackOptions.EarlyData = true
+		}
 		if err := link.AcquireSend(ctx, len(m.Data)); err != nil {
 			return nil, establishmentError(err)
 		}

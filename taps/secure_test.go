@@ -389,3 +389,86 @@ func TestSetPropertyNotApplicableAndEntangledDSCP(t *testing.T) {
 	<-clone.Done()
 	ln.Stop()
 }
+
+func TestZeroRTTOnlyForSafelyReplayableFirstMessages(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming)) // QUIC: crypto/tls has no client early data
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(testCtx(t))
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	accepted := make(chan *Connection, 10)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			accepted <- s
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil || s.Send(ctx, m.Data, nil) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	pre := securePre(sys, ln, pki.clientSec(), tp) // one Preconnection: its System caches the session
+	exchange := func(first string, replayable bool) (client, server *SocketInfo) {
+		t.Helper()
+		c, err := pre.InitiateWithSend(ctx, []byte(first), NewMessageContext().SafelyReplayable(replayable))
+		require.NoError(t, err)
+		m, err := c.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, first, string(m.Data))
+		roundTrip(t, c, "after the handshake") // the ticket has arrived by now
+		s := <-accepted
+		client, server = c.GetProperties().Socket, s.GetProperties().Socket
+		require.NotNil(t, client)
+		require.NotNil(t, server)
+		c.Abort()
+		<-c.Done()
+		return client, server
+	}
+	cl, sv := exchange("first ever", true)
+	require.False(t, cl.Used0RTT || sv.Used0RTT, "no ticket yet: a full handshake")
+
+	cl, sv = exchange("replayable", true)
+	require.True(t, cl.Used0RTT, "a cached ticket and a safely replayable first message: 0-RTT")
+	require.True(t, sv.Used0RTT, "the server accepted the 0-RTT data")
+
+	cl, sv = exchange("not replayable", false)
+	require.False(t, cl.Used0RTT || sv.Used0RTT, "never early data for a message that is not safely replayable")
+	require.True(t, cl.Resumed, "the session is still resumed (1-RTT)")
+	ln.Stop()
+}
+
+func TestTLSResumptionAcrossInitiatesUnlessIsolated(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), prohibit(t, Multistreaming))
+	resumed := func(tp *TransportProperties) []bool {
+		pre := securePre(sys, ln, pki.clientSec(), tp)
+		var out []bool
+		for i := 0; i < 2; i++ {
+			c, err := pre.Initiate(testCtx(t))
+			require.NoError(t, err)
+			require.Equal(t, "tls", c.GetProperties().Stack)
+			roundTrip(t, c, "ticket") // the session ticket arrives with the first reads
+			out = append(out, c.GetProperties().Socket.Resumed)
+			c.Abort()
+			<-c.Done()
+		}
+		return out
+	}
+	isolated := prohibit(t, Multistreaming)
+	require.NoError(t, isolated.Set(IsolateSession, true))
+	require.Equal(t, []bool{false, false}, resumed(isolated), "isolateSession: no cached state is used")
+	require.Equal(t, []bool{false, true}, resumed(prohibit(t, Multistreaming)), "the second Initiate to the same host resumes")
+}
