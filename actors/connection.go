@@ -33,8 +33,12 @@ type connSpec struct {
 	// acceptStreams: this accepted connection is the first stream of a
 	// multistreaming session; streams the peer opens join its group.
 	acceptStreams bool
-	stack         string
-	listener      *actor.PID
+	// failed are the candidates ("stack endpoint") a framer failed before
+	// Ready; framerErr is the last such failure.
+	failed    map[string]bool
+	framerErr error
+	stack     string
+	listener  *actor.PID
 }
 
 // Errors a connection reports.
@@ -395,7 +399,11 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.framersReady++
 		c.maybeReady(ctx)
 	case *framerFailed:
-		c.fail(ctx, fmt.Errorf("framer %d: %w", m.idx, m.err))
+		err := fmt.Errorf("framer %d: %w", m.idx, m.err)
+		if c.retryNextCandidate(ctx, err) {
+			return
+		}
+		c.fail(ctx, err)
 	case *framerPrepended:
 		c.prependFramer(ctx, m)
 	case *framerStopped:
@@ -509,6 +517,30 @@ func (c *connActor) openStream(ctx actor.Context) {
 		}
 		root.Send(sender, &StreamOpened{T: t, Stack: stack})
 	}()
+}
+
+// retryNextCandidate handles a framer's FailConnection before Ready (RFC
+// 9623 §6): the transport of that candidate is dropped and the race goes on
+// with the candidates not tried yet; the framers start again on the next
+// winner. It reports false when this does not apply.
+func (c *connActor) retryNextCandidate(ctx actor.Context, err error) bool {
+	if c.state != Establishing || c.t == nil || c.spec.passive != nil || c.spec.ready != nil {
+		return false
+	}
+	if c.spec.failed == nil {
+		c.spec.failed = map[string]bool{}
+	}
+	endpoint := ""
+	if c.remote != nil {
+		endpoint = c.remote.String()
+	}
+	c.spec.failed[c.stack+" "+endpoint] = true
+	c.spec.framerErr = err
+	c.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "FramerFailed", ConnectionId: c.spec.id,
+		Stack: c.stack, Remote: endpoint, Error: err.Error()})
+	c.dropTransport(ctx)
+	c.spawnPreconnection(ctx)
+	return true
 }
 
 // spawnPreconnection starts establishing a transport: resolution, the

@@ -163,8 +163,21 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 		return
 	}
 	cands := planCandidates(p.spec.cfg.Stacks, m.remotes, m.local)
+	if len(p.spec.failed) > 0 { // candidates a framer failed (FailConnection) are not tried again
+		kept := cands[:0]
+		for _, c := range cands {
+			if !p.spec.failed[c.stack.Name()+" "+c.endpoint()] {
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
+	}
 	if len(cands) == 0 {
-		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: ErrNoCandidates}})
+		err := error(ErrNoCandidates)
+		if p.spec.framerErr != nil {
+			err = p.spec.framerErr
+		}
+		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: err}})
 		return
 	}
 	key := raceCacheKey(p.spec.cfg)

@@ -3,6 +3,8 @@ package taps
 import (
 	"bytes"
 	"io"
+	"net"
+	"sync"
 	"testing"
 
 	"github.com/gotaps/gotaps/framers"
@@ -213,4 +215,45 @@ func TestPrependFramerAfterHandshake(t *testing.T) {
 	require.Equal(t, "reply", got, "sends are framed by the prepended framer too")
 	c.Abort()
 	<-c.Done()
+}
+
+func TestFramerFailConnectionTriesTheNextCandidate(t *testing.T) {
+	bad, rBad := rawListener(t)
+	good, rGood := rawListener(t)
+	peer := func(ln net.Listener, answer string) {
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			hello := make([]byte, 5)
+			if _, err := io.ReadFull(c, hello); err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(answer))
+			_, _ = io.Copy(io.Discard, c)
+		}()
+	}
+	peer(bad, "WRONG")  // connects fine, then fails the framer's handshake
+	peer(good, "HELLO") // the next candidate
+	var events []string
+	var mu sync.Mutex
+	tsys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind == "candidate" {
+			mu.Lock()
+			events = append(events, r.Event+" "+r.Remote)
+			mu.Unlock()
+		}
+	}))
+	pre := NewPreconnection(WithSystem(tsys), WithRemoteEndpoint(rBad, rGood))
+	pre.AddFramer(&helloFramer{inner: framers.NewLengthPrefix()})
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err, "FailConnection before Ready makes the next candidate be tried")
+	require.Equal(t, rGood.String(), c.GetProperties().Remote.String())
+	c.Abort()
+	<-c.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Contains(t, events, "FramerFailed "+rBad.String())
 }
