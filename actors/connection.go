@@ -190,6 +190,7 @@ type connActor struct {
 	early      bool                    // the transport is still in 0-RTT
 	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly  func()
+	left       bool // left its group after a CloneError: a group of one
 	// group transmission scheduling on a shared session
 	shared     bool // the transport is a stream of a session other members use
 	granted    bool // the group gave this member the turn to write
@@ -426,15 +427,29 @@ func (c *connActor) Receive(ctx actor.Context) {
 			ctx.Respond(err)
 			return
 		}
-		if m.Name != "connPriority" {
+		if m.Name != "connPriority" && !c.left {
 			ctx.Send(c.spec.group, &entangle{from: ctx.Self(), set: m})
 		}
 		ctx.Respond(true)
 	case *applyEntangled:
+		if c.left {
+			return
+		}
 		if err := c.setProperty(m.set); err != nil {
 			// this member cannot follow its group: CloneError, and it leaves
+			// (RFC 9622 §7.4); it stays open, in a group of its own
+			c.left = true
+			ctx.Send(c.spec.group, &leaveGroup{who: ctx.Self()})
+			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: c.spec.id,
+				GroupId: c.spec.groupID, Error: err.Error()})
 			c.link.emitCloneError(fmt.Errorf("entangled property %s: %w", m.set.Name, err))
 		}
+	case *messages.ListGroupMembers:
+		if c.left { // a group of one now
+			ctx.Respond(&GroupMembers{Members: []GroupMember{{PID: ctx.Self(), Link: c.link}}})
+			return
+		}
+		ctx.Forward(c.spec.group)
 	case *pacedFlush, *sockTick, *softErrorIn:
 		c.sockReceive(ctx, m)
 	default:
@@ -1015,7 +1030,7 @@ func (c *connActor) enqueueWrite(ctx actor.Context, w writeItem) {
 // a QUIC session): before each batch it asks its group for the turn, and
 // waits. It reports whether the write must wait.
 func (c *connActor) waitForGrant(ctx actor.Context) bool {
-	if !c.shared {
+	if !c.shared || c.left {
 		return false
 	}
 	if c.granted {
@@ -1390,6 +1405,8 @@ func (c *connActor) end(ctx actor.Context) {
 
 func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *messages.ListGroupMembers:
+		ctx.Forward(c.spec.group)
 	case *messages.SendMessage:
 		c.sendFailed(m, &StateError{Op: OpSend, State: Closed})
 	case *messages.SendBatch:

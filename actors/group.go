@@ -19,9 +19,24 @@ type groupActor struct {
 	members     map[string]GroupMember
 	order       []string
 	peerOpened  int // members the peer opened (streams), for groupConnLimit
+	alive       int // connection actors still running, members or not
 	sched       *groupScheduler
 	granted     string // the member holding the turn to write
 	schedPolicy string // connScheduler
+}
+
+// removeMember takes a member out of the group's list (it may still run).
+func (g *groupActor) removeMember(id string) {
+	delete(g.members, id)
+	for i, o := range g.order {
+		if o == id {
+			g.order = append(g.order[:i], g.order[i+1:]...)
+			break
+		}
+	}
+	if g.sched != nil {
+		g.sched.leave(id)
+	}
 }
 
 // grant gives member id the turn to write.
@@ -53,6 +68,10 @@ type CloneConnection struct {
 	Link   *Link
 	Stream *StreamOpened
 }
+
+// leaveGroup: a member could not apply an entangled change and leaves the
+// group (it stays this actor's child until it ends).
+type leaveGroup struct{ who *actor.PID }
 
 // peerStream is a stream the peer opened on a member's session.
 type peerStream struct{ spec *connSpec }
@@ -128,6 +147,8 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				ctx.Send(mb.PID, &applyEntangled{set: m.set, group: ctx.Self()})
 			}
 		}
+	case *leaveGroup:
+		g.removeMember(m.who.Id)
 	case *writeRequest:
 		if g.sched == nil {
 			g.sched = newGroupScheduler(g.schedPolicy)
@@ -159,7 +180,20 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				ctx.Send(mb.PID, &messages.CloseConnection{})
 			}
 		}
-		if len(g.members) == 0 {
+		if len(g.members) == 0 && g.alive <= 0 {
+			ctx.Stop(ctx.Self())
+		}
+	case *messages.ShutdownSystem:
+		// the system shuts down: every connection this actor runs closes,
+		// members and those that left the group alike
+		for _, pid := range ctx.Children() {
+			if m.Abort {
+				ctx.Send(pid, &messages.AbortConnection{})
+			} else {
+				ctx.Send(pid, &messages.CloseConnection{})
+			}
+		}
+		if g.alive <= 0 {
 			ctx.Stop(ctx.Self())
 		}
 	case *messages.ListGroupMembers:
@@ -169,6 +203,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&GroupMembers{Members: out})
 	case *actor.Terminated:
+		g.alive--
 		if g.sched != nil {
 			g.sched.leave(m.Who.Id)
 			if g.granted == m.Who.Id { // it ended holding the turn
@@ -191,7 +226,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			mb.Link.emitTerminal(EvConnectionError, fmt.Errorf("connection actor stopped: %w", ErrClosed))
 			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: mb.Link.ID(), GroupId: g.id})
 		}
-		if len(g.members) == 0 {
+		if len(g.members) == 0 && g.alive <= 0 {
 			ctx.Stop(ctx.Self())
 		}
 	default:
@@ -211,6 +246,7 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 		}
 		return
 	}
+	g.alive++
 	g.members[pid.Id] = GroupMember{PID: pid, Link: spec.link}
 	if v := spec.cfg.Properties.GetValues()["connScheduler"]; v != nil && g.schedPolicy == "" {
 		g.schedPolicy = v.GetEnumValue()

@@ -92,7 +92,7 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			l.gate.set(true)
 		}
 		ctx.Respond(true)
-	case *messages.StopListener, *messages.CloseGroup:
+	case *messages.StopListener, *messages.CloseGroup, *messages.ShutdownSystem:
 		l.stop(ctx)
 		if ctx.Sender() != nil {
 			ctx.Respond(true)

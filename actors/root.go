@@ -112,7 +112,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			case m.Abort:
 				ctx.Stop(c)
 			default:
-				ctx.Send(c, &messages.CloseGroup{}) // groups close their members; listeners stop
+				ctx.Send(c, &messages.ShutdownSystem{}) // groups close their connections; listeners stop
 			}
 		}
 		if len(r.children) == 0 {

@@ -525,7 +525,7 @@ func (c *Connection) AbortGroup() { tell(c.sys, c.group, &messages.CloseGroup{Ab
 // GroupedConnections returns the connections of this connection's group
 // (itself included).
 func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
-	gm, err := call[*actors.GroupMembers](ctx, c.sys, c.group, &messages.ListGroupMembers{})
+	gm, err := call[*actors.GroupMembers](ctx, c.sys, c.pid, &messages.ListGroupMembers{}) // the connection knows whether it left its group
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, nil

@@ -1,8 +1,12 @@
 package taps
 
 import (
+	"context"
 	"fmt"
+	"github.com/gotaps/gotaps/stacks"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +311,60 @@ func TestGroupSchedulerSharesOverQUIC(t *testing.T) {
 			<-b.Done()
 		})
 	}
+}
+
+// socketlessStack is TCP whose second and later transports hide their
+// socket (like a stream of a shared session): socket options cannot be set
+// on them.
+type socketlessStack struct {
+	stacks.Stack
+	dials atomic.Int32
+}
+
+type socketless struct{ stacks.Transport }
+
+func (s *socketlessStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.Options) (stacks.Transport, error) {
+	t, err := s.Stack.Dial(ctx, r, o)
+	if err != nil || s.dials.Add(1) == 1 {
+		return t, err
+	}
+	return socketless{t}, nil
+}
+
+func TestEntangledChangeAMemberCannotApplyIsCloneErrorAndItLeaves(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
+	pre.AddFramer(framers.NewLengthPrefix())
+	pre.stackList = []stacks.Stack{&socketlessStack{Stack: stacks.TCP()}}
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	cloneErrs := make(chan error, 1)
+	clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
+
+	require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger)) // applies to c's socket
+	err = <-cloneErrs
+	var ce *CloneError
+	require.ErrorAs(t, err, &ce, "the clone could not follow: CloneError")
+	require.ErrorIs(t, err, stacks.ErrNotApplicable)
+
+	group, err := c.GroupedConnections(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []*Connection{c}, group, "the clone left the group")
+	own, err := clone.GroupedConnections(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []*Connection{clone}, own, "it is in a group of its own")
+	require.Equal(t, StateEstablished, clone.State(), "a CloneError never ends the connection")
+	roundTrip(t, clone, "still working")
+
+	c.CloseGroup() // closes the group's members only
+	<-c.Done()
+	require.Equal(t, StateEstablished, clone.State())
+	require.NoError(t, clone.Close())
+	<-clone.Done()
 }
