@@ -257,3 +257,57 @@ func TestFramerFailConnectionTriesTheNextCandidate(t *testing.T) {
 	defer mu.Unlock()
 	require.Contains(t, events, "FramerFailed "+rBad.String())
 }
+
+func TestFramerChainOrder(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	// added first: length prefix; added last: lines. The last added runs
+	// first on send (lines, then length prefix) and last on receive.
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix(), framers.NewLines())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	require.NoError(t, c.Send(testCtx(t), []byte("hello"), nil))
+	got, err := readFrame(peer)
+	require.NoError(t, err)
+	require.Equal(t, "hello\n", got, "on the wire: length prefix around the line")
+	_, err = peer.Write(frame("first\nsecond\n"))
+	require.NoError(t, err)
+	for _, want := range []string{"first", "second"} {
+		m, err := c.Receive(testCtx(t))
+		require.NoError(t, err)
+		require.Equal(t, want, string(m.Data))
+	}
+	c.Abort()
+	<-c.Done()
+}
+
+func TestFramerMetadataTravelsInTheMessageContext(t *testing.T) {
+	sys := newTestSystem(t)
+	fh, err := framers.NewFixedHeader(4, 2, 2) // 2 bytes of type, then a 2-byte length
+	require.NoError(t, err)
+	ln := listenLoopback(t, sys, fh)
+	echo := make(chan *Message, 1)
+	go func() {
+		s, err := ln.Accept(testCtx(t))
+		if err != nil {
+			return
+		}
+		m, err := s.Receive(testCtx(t))
+		if err == nil {
+			echo <- m
+		}
+	}()
+	fc, err := framers.NewFixedHeader(4, 2, 2)
+	require.NoError(t, err)
+	c := dial(t, sys, ln, fc)
+	mc := NewMessageContext().SetFramerMetadata(fc, framers.HeaderMetadataKey, []byte{0xAB, 0xCD, 0, 0})
+	require.NoError(t, c.Send(testCtx(t), []byte("typed"), mc))
+	m := <-echo
+	require.Equal(t, "typed", string(m.Data))
+	hdr, ok := m.Context.FramerMetadata(fh)[framers.HeaderMetadataKey].([]byte)
+	require.True(t, ok, "the receiving framer's metadata is in the message's context")
+	require.Equal(t, []byte{0xAB, 0xCD}, hdr[:2])
+	c.Abort()
+	<-c.Done()
+}
