@@ -13,7 +13,9 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -324,7 +326,12 @@ func TestSocketOptionsReadBack(t *testing.T) {
 	c, err = NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port()))).Initiate(testCtx(t))
 	require.NoError(t, err)
-	require.True(t, c.GetProperties().Socket.MPTCP)
+	if b, err := os.ReadFile("/proc/sys/net/mptcp/enabled"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		t.Log("MPTCP is not enabled in this kernel: the connection falls back to TCP")
+		require.False(t, c.GetProperties().Socket.MPTCP)
+	} else {
+		require.True(t, c.GetProperties().Socket.MPTCP, "multipath Active: MPTCP really in use")
+	}
 	c.Abort()
 	<-c.Done()
 }
