@@ -590,6 +590,7 @@ func (c *connActor) startTransport(ctx actor.Context) {
 		ctx.Send(pid, &framerStart{})
 	}
 	c.learnStack()
+	c.watchHandshake(ctx)
 	c.sockStart(ctx)
 	if c.datagram {
 		c.startDatagramReader(ctx)
