@@ -1547,12 +1547,6 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 	return nil
 }
 
-// capacityDSCP is the DSCP RFC 9622 §8.1.6 recommends per capacity profile.
-var capacityDSCP = map[string]uint8{
-	"Default": 0, "Scavenger": 1, "LowLatencyInteractive": 46, "LowLatencyNonInteractive": 18,
-	"ConstantRateStreaming": 26, "CapacitySeeking": 10,
-}
-
 // applyLive re-applies a changed connection property to the live socket
 // (RFC 9622 §8: SetProperty on an established connection).
 func (c *connActor) applyLive(m *messages.SetConnectionProperty) error {
@@ -1566,7 +1560,7 @@ func (c *connActor) applyLive(m *messages.SetConnectionProperty) error {
 	}
 	switch m.Name {
 	case "connCapacityProfile":
-		d, ok := capacityDSCP[m.Value.GetEnumValue()]
+		d, ok := stacks.CapacityProfileDSCP(m.Value.GetEnumValue())
 		if !ok {
 			return nil
 		}

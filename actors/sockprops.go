@@ -358,7 +358,7 @@ func (c *connActor) noteProfiles(batch []writeItem) {
 // SetProperty may have changed since the transport started (applyLive).
 func (c *connActor) connDSCP() uint8 {
 	if v, ok := c.spec.cfg.Properties.GetValues()["connCapacityProfile"].GetKind().(*messages.PropertyValue_EnumValue); ok {
-		if d, ok := capacityDSCP[v.EnumValue]; ok {
+		if d, ok := stacks.CapacityProfileDSCP(v.EnumValue); ok {
 			return d
 		}
 	}
@@ -367,32 +367,13 @@ func (c *connActor) connDSCP() uint8 {
 
 // msgDSCP is the DSCP a message asks for with msgCapacityProfile; own is
 // false when the message follows the connection's connCapacityProfile
-// (CapacityProfileSet is set only for a profile given explicitly, on the
+// (DSCPSet is set only for a profile given explicitly, on the
 // message or as the Preconnection's message default).
 func (c *connActor) msgDSCP(p *messages.MessageProps) (dscp uint8, own bool) {
-	if p == nil || !p.CapacityProfileSet {
+	if p == nil || !p.DSCPSet {
 		return 0, false
 	}
-	return profileDSCP(p.CapacityProfile), true
-}
-
-// profileDSCP is the DSCP RFC 9622 §8.1.6 recommends for a capacity
-// profile given by its seed value (messages.MessageProps.CapacityProfile);
-// it mirrors taps' dscpFor.
-func profileDSCP(seed uint8) uint8 {
-	switch seed {
-	case 1: // Scavenger: LE, RFC 8622
-		return 1
-	case 36: // LowLatencyInteractive: EF
-		return 46
-	case 18: // LowLatencyNonInteractive: AF21
-		return 18
-	case 28: // ConstantRateStreaming: AF31
-		return 26
-	case 10: // CapacitySeeking: AF11
-		return 10
-	}
-	return 0
+	return p.DSCP, true
 }
 
 // checksumCoverage maps msgChecksumLen (-1 full coverage) to the stacks'

@@ -61,12 +61,14 @@ type MessageProps struct {
 	SafelyReplayable bool
 	Final            bool
 	// ChecksumLen: -1 means full coverage.
-	ChecksumLen        int64
-	Reliable           bool
-	CapacityProfile    uint8
-	NoFragmentation    bool
-	NoSegmentation     bool
-	CapacityProfileSet bool
+	ChecksumLen int64
+	Reliable    bool
+	// DSCP is the codepoint the message's msgCapacityProfile asks for,
+	// valid when DSCPSet.
+	DSCP            uint8
+	NoFragmentation bool
+	NoSegmentation  bool
+	DSCPSet         bool
 }
 
 // StartListening asks the root to create a listener.

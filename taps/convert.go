@@ -66,8 +66,8 @@ func applyMessageProps(mp *messages.MessageProps, get func(Property) (any, bool)
 	}
 	if v, ok := get(MsgCapacityProfile); ok {
 		if c, ok := v.(CapacityProfile); ok {
-			mp.CapacityProfile = c.DSCP()
-			mp.CapacityProfileSet = true
+			mp.DSCP = c.DSCP()
+			mp.DSCPSet = true
 		}
 	}
 	if v, ok := get(NoFragmentation); ok {

@@ -3,6 +3,7 @@ package taps
 import (
 	"errors"
 	"fmt"
+	"github.com/gotaps/gotaps/stacks"
 	"maps"
 	"math"
 	"strings"
@@ -255,9 +256,14 @@ func (c CapacityProfile) String() string {
 	return fmt.Sprintf("CapacityProfile(%d)", uint8(c))
 }
 
-// DSCP returns the Differentiated Services codepoint for the profile (the
-// 6-bit value, not the TOS byte).
-func (c CapacityProfile) DSCP() uint8 { return uint8(c) }
+// DSCP returns the Differentiated Services codepoint RFC 9622 §8.1.6
+// recommends for the profile (the 6-bit value, not the TOS byte): DF 0, LE 1,
+// AF11 10, AF21 18, AF31 26, EF 46. The profile's own number (uint8(c)) is
+// the seed's value, which is not always that codepoint.
+func (c CapacityProfile) DSCP() uint8 {
+	d, _ := stacks.CapacityProfileDSCP(c.String())
+	return d
+}
 
 func (c CapacityProfile) valid() bool {
 	switch c {

@@ -2,6 +2,7 @@ package taps
 
 import (
 	"errors"
+	"github.com/gotaps/gotaps/stacks"
 	"math"
 	"strings"
 	"testing"
@@ -607,7 +608,9 @@ func TestParseEnums(t *testing.T) {
 		got, err := ParseCapacityProfile(strings.ToUpper(v.String()))
 		require.NoError(t, err)
 		assert.Equal(t, v, got)
-		assert.Equal(t, uint8(v), v.DSCP())
+		d, ok := stacks.CapacityProfileDSCP(v.String())
+		assert.True(t, ok, "every profile has a DSCP")
+		assert.Equal(t, d, v.DSCP())
 	}
 	for _, v := range allMultipathModes {
 		got, err := ParseMultipathMode(v.String())
@@ -694,7 +697,10 @@ func TestPropertiesEnumStrings(t *testing.T) {
 	}
 	// The seed's numbers.
 	assert.Equal(t, []int8{-2, -1, 0, 1, 2}, []int8{int8(Prohibit), int8(Avoid), int8(NoPreference), int8(Prefer), int8(Require)})
-	assert.Equal(t, []uint8{0, 1, 10, 18, 28, 36}, []uint8{CapacityDefault.DSCP(), Scavenger.DSCP(),
+	assert.Equal(t, []uint8{0, 1, 10, 18, 28, 36}, []uint8{uint8(CapacityDefault), uint8(Scavenger),
+		uint8(CapacitySeeking), uint8(LowLatencyNonInteractive), uint8(ConstantRateStreaming), uint8(LowLatencyInteractive)})
+	// and the DSCPs RFC 9622 §8.1.6 recommends for them
+	assert.Equal(t, []uint8{0, 1, 10, 18, 26, 46}, []uint8{CapacityDefault.DSCP(), Scavenger.DSCP(),
 		CapacitySeeking.DSCP(), LowLatencyNonInteractive.DSCP(), ConstantRateStreaming.DSCP(), LowLatencyInteractive.DSCP()})
 }
 

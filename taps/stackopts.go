@@ -40,7 +40,7 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 		}
 	}
 	if c, ok := mustGet(tp, ConnCapacityProfile).(CapacityProfile); ok {
-		o.DSCP = dscpFor(c)
+		o.DSCP = c.DSCP()
 	}
 	if pref := tp.Preference(SoftErrorNotify); pref == Prefer || pref == Require {
 		o.SoftErrors = true
@@ -72,40 +72,6 @@ func checksumOption(v any) int {
 func mustGet(tp *TransportProperties, p Property) any {
 	v, _ := tp.Get(p)
 	return v
-}
-
-// dscpFor is the DSCP RFC 9622 §8.1.6 recommends for a capacity profile.
-func dscpFor(c CapacityProfile) uint8 {
-	switch c {
-	case Scavenger:
-		return 1 // LE, RFC 8622
-	case LowLatencyInteractive:
-		return 46 // EF
-	case LowLatencyNonInteractive:
-		return 18 // AF21
-	case ConstantRateStreaming:
-		return 26 // AF31
-	case CapacitySeeking:
-		return 10 // AF11
-	}
-	return 0
-}
-
-// profileForDSCP is the inverse of dscpFor, for reading back.
-func profileForDSCP(d uint8) CapacityProfile {
-	switch d {
-	case 1:
-		return Scavenger
-	case 46:
-		return LowLatencyInteractive
-	case 18:
-		return LowLatencyNonInteractive
-	case 26:
-		return ConstantRateStreaming
-	case 10:
-		return CapacitySeeking
-	}
-	return CapacityDefault
 }
 
 // sessionCaches are the TLS session ticket caches per System, so that
