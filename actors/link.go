@@ -558,20 +558,9 @@ func (l *Link) closeGate() {
 // through alone when nothing else is queued.
 func (l *Link) AcquireSend(ctx context.Context, n int) error {
 	for {
-		l.mu.Lock()
-		if l.terminal != EvNone {
-			l.mu.Unlock()
-			return ErrClosed
-		}
-		if l.sendQueued == 0 || l.sendQueued+n <= l.sendLimit {
-			l.sendQueued += n
-			l.mu.Unlock()
-			return nil
-		}
-		wake := l.sendWake
-		l.mu.Unlock()
-		if ctx == nil {
-			return ErrSendQueueFull
+		wake, err := l.tryAcquire(n)
+		if err != ErrSendQueueFull {
+			return err
 		}
 		select {
 		case <-wake:
@@ -581,6 +570,28 @@ func (l *Link) AcquireSend(ctx context.Context, n int) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// TryAcquireSend accounts n bytes if they may be queued now, without
+// waiting; it returns ErrSendQueueFull otherwise (SendAsync).
+func (l *Link) TryAcquireSend(n int) error {
+	_, err := l.tryAcquire(n)
+	return err
+}
+
+// tryAcquire accounts n bytes when they fit; otherwise it returns the
+// channel closed when queued bytes drop, and ErrSendQueueFull.
+func (l *Link) tryAcquire(n int) (<-chan struct{}, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.terminal != EvNone {
+		return nil, ErrClosed
+	}
+	if l.sendQueued == 0 || l.sendQueued+n <= l.sendLimit {
+		l.sendQueued += n
+		return nil, nil
+	}
+	return l.sendWake, ErrSendQueueFull
 }
 
 // ReleaseSend returns n bytes acquired by AcquireSend that were never

@@ -384,7 +384,7 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 		fail(err)
 		return
 	}
-	if err := c.link.AcquireSend(nil, len(data)); err != nil {
+	if err := c.link.TryAcquireSend(len(data)); err != nil {
 		fail(err)
 		return
 	}

@@ -3,7 +3,6 @@ package taps
 import (
 	"crypto/tls"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/gotaps/gotaps/stacks"
@@ -74,17 +73,12 @@ func mustGet(tp *TransportProperties, p Property) any {
 	return v
 }
 
-// sessionCaches are the TLS session ticket caches per System, so that
+// sessionCache is the System's TLS session ticket cache, so that
 // resumption works across Initiates to the same host unless isolateSession
-// is set.
-var sessionCaches sync.Map // *System -> tls.ClientSessionCache
-
+// is set. It is made on first use.
 func (s *System) sessionCache() tls.ClientSessionCache {
-	if c, ok := sessionCaches.Load(s); ok {
-		return c.(tls.ClientSessionCache)
-	}
-	c, _ := sessionCaches.LoadOrStore(s, tls.NewLRUClientSessionCache(256))
-	return c.(tls.ClientSessionCache)
+	s.cacheOnce.Do(func() { s.tlsCache = tls.NewLRUClientSessionCache(256) })
+	return s.tlsCache
 }
 
 // errNoIdentity: a secure Listener needs a certificate.

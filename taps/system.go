@@ -2,6 +2,7 @@ package taps
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,7 +18,9 @@ import (
 // embedders create their own and Shut them down. It is safe for concurrent
 // use.
 type System struct {
-	s *actors.System
+	s         *actors.System
+	cacheOnce sync.Once
+	tlsCache  tls.ClientSessionCache // see sessionCache
 }
 
 // SystemOption configures NewSystem.
