@@ -112,7 +112,6 @@ type raceResult struct {
 	err     error
 	report  *messages.EstablishmentReport
 	elapsed time.Duration
-	trace   []*messages.TraceRecord
 }
 
 // runRace establishes one connection in sys with cfg, waits for Ready or

@@ -215,7 +215,6 @@ type MinRateWatch struct {
 	bytes    uint64
 	idle     bool
 	started  bool
-	reported bool
 }
 
 // Observe records that n bytes moved at time now and whether more data were

@@ -173,7 +173,7 @@ func (t *tapscat) serve(ctx context.Context, c *taps.Connection, s *server) {
 	switch cerr := c.Err(); {
 	case cerr != nil:
 		report(t.errw, fmt.Errorf("connection from %s: %w", peer, cerr))
-	case err != nil && !errors.Is(err, taps.ErrClosed):
+	case !errors.Is(err, taps.ErrClosed): // receiveLoop always ends with an error
 		report(t.errw, fmt.Errorf("connection from %s: %w", peer, err))
 	default:
 		failed = false
