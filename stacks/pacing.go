@@ -211,10 +211,10 @@ type MinRateWatch struct {
 	// Interval is the measuring interval; 0 means 1 s (the RFC's).
 	Interval time.Duration
 
-	start    time.Time
-	bytes    uint64
-	idle     bool
-	started  bool
+	start   time.Time
+	bytes   uint64
+	idle    bool
+	started bool
 }
 
 // Observe records that n bytes moved at time now and whether more data were
