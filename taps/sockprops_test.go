@@ -55,34 +55,7 @@ func TestMaxSendRatePacesTCP(t *testing.T) {
 		require.Equal(t, uint64(rate), so.MaxPacingRate, "SO_MAX_PACING_RATE read back")
 	}
 
-	ctx := testCtx(t)
-	sendErr := make(chan error, 1)
-	go func() {
-		buf := make([]byte, msg)
-		for sent := 0; sent < total; sent += msg {
-			if err := c.Send(ctx, buf[:min(msg, total-sent)], nil); err != nil {
-				sendErr <- err
-				return
-			}
-		}
-		sendErr <- nil
-	}()
-	srv, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	defer srv.Abort()
-	var first time.Time
-	got, firstBytes := 0, 0
-	for got < total {
-		m, err := srv.Receive(ctx)
-		require.NoError(t, err)
-		if first.IsZero() {
-			first, firstBytes = time.Now(), len(m.Data)
-		}
-		got += len(m.Data)
-	}
-	elapsed := time.Since(first)
-	require.NoError(t, <-sendErr)
-	measured := float64(got-firstBytes) * 8 / elapsed.Seconds()
+	got, elapsed, measured := transferRate(t, c, ln, total, msg)
 	t.Logf("%d bytes in %v: %.0f bit/s (maxSendRate %d)", got, elapsed, measured, rate)
 	require.InDelta(t, rate, measured, rate*0.10, "rate measured over %v", elapsed)
 }
@@ -148,34 +121,7 @@ func TestMaxRecvRateTCP(t *testing.T) {
 	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
 	require.NoError(t, err)
 	defer c.Abort()
-	ctx := testCtx(t)
-	sendErr := make(chan error, 1)
-	go func() {
-		buf := make([]byte, msg)
-		for sent := 0; sent < total; sent += msg {
-			if err := c.Send(ctx, buf[:min(msg, total-sent)], nil); err != nil {
-				sendErr <- err
-				return
-			}
-		}
-		sendErr <- nil
-	}()
-	srv, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	defer srv.Abort()
-	var first time.Time
-	got, firstBytes := 0, 0
-	for got < total {
-		m, err := srv.Receive(ctx)
-		require.NoError(t, err)
-		if first.IsZero() {
-			first, firstBytes = time.Now(), len(m.Data)
-		}
-		got += len(m.Data)
-	}
-	elapsed := time.Since(first)
-	require.NoError(t, <-sendErr)
-	measured := float64(got-firstBytes) * 8 / elapsed.Seconds()
+	got, elapsed, measured := transferRate(t, c, ln, total, msg)
 	t.Logf("%d bytes in %v: %.0f bit/s (maxRecvRate %d)", got, elapsed, measured, rate)
 	require.InDelta(t, rate, measured, rate*0.10)
 }
@@ -575,4 +521,39 @@ func TestExcessiveRetransmissionInNetns(t *testing.T) {
 		t.Fatal("no ExcessiveRetransmission event")
 	}
 	require.Equal(t, StateEstablished, c.State())
+}
+
+// transferRate sends total bytes in messages of msg bytes from c to the
+// connection ln accepts, and returns what arrived, over how long (from the
+// first message on), and the rate in bit/s.
+func transferRate(t *testing.T, c *Connection, ln *Listener, total, msg int) (got int, elapsed time.Duration, bitsPerSec float64) {
+	t.Helper()
+	ctx := testCtx(t)
+	sendErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, msg)
+		for sent := 0; sent < total; sent += msg {
+			if err := c.Send(ctx, buf[:min(msg, total-sent)], nil); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	srv, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer srv.Abort()
+	var first time.Time
+	firstBytes := 0
+	for got < total {
+		m, err := srv.Receive(ctx)
+		require.NoError(t, err)
+		if first.IsZero() {
+			first, firstBytes = time.Now(), len(m.Data)
+		}
+		got += len(m.Data)
+	}
+	elapsed = time.Since(first)
+	require.NoError(t, <-sendErr)
+	return got, elapsed, float64(got-firstBytes) * 8 / elapsed.Seconds()
 }
