@@ -74,6 +74,17 @@ func (e *StateError) Unwrap() []error {
 	return []error{ErrNotAllowed}
 }
 
+// fromTransport marks a message about one transport of the connection
+// (from its reader or its framers). A connection that drops its transport
+// (re-establishment, a framer's FailConnection before Ready) starts a new
+// generation, and what the old one still sends is ignored: its reader may
+// report the close of its own socket after the new transport is in place.
+type fromTransport struct{ tgen uint64 }
+
+func (f fromTransport) transportGen() uint64 { return f.tgen }
+
+type transportMsg interface{ transportGen() uint64 }
+
 // connection actor internal messages
 type (
 	transportOffered struct {
@@ -82,37 +93,57 @@ type (
 		report        *messages.EstablishmentReport
 	}
 	establishmentFailed struct{ err error }
-	readData            struct{ data []byte }
-	readEnded           struct{ err error }
-	writeDone           struct {
+	readData            struct {
+		fromTransport
+		data []byte
+	}
+	readEnded struct {
+		fromTransport
+		err error
+	}
+	writeDone struct {
+		fromTransport
 		batch []writeItem
 		bytes int
 		err   error
 	}
 	lingerExpired  struct{ gen uint64 }
 	reestablishNow struct{ gen uint64 }
-	datagramIn     struct{ item RecvItem }
+	datagramIn     struct {
+		fromTransport
+		item RecvItem
+	}
 	streamAccepted struct{ t stacks.Transport }
 	handshakeDone  struct{}
-	framerReady    struct{ idx int }
-	framerFailed   struct {
+	framerReady    struct {
+		fromTransport
+		idx int
+	}
+	framerFailed struct {
+		fromTransport
 		idx int
 		err error
 	}
 	framerDelivered struct {
+		fromTransport
 		idx   int
 		items []RecvItem
 		eos   bool
 		err   error
 	}
 	framerFramed struct {
+		fromTransport
 		idx  int
 		send *outSend
 		bufs [][]byte
 	}
-	framerStopped struct{ idx int }
+	framerStopped struct {
+		fromTransport
+		idx int
+	}
 	// framerPrepended is PrependFramer: f goes above the framer at idx.
 	framerPrepended struct {
+		fromTransport
 		idx int
 		f   framers.Framer
 	}
@@ -149,6 +180,7 @@ type connActor struct {
 	self  *actor.PID
 
 	t             stacks.Transport
+	tgen          uint64 // transport generation: bumped when t is dropped
 	stack         string
 	local, remote net.Addr
 	report        *messages.EstablishmentReport
@@ -312,6 +344,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 		ctx.Stop(pid)
 	}
 	c.framers, c.framersReady, c.framersStop, c.stopMarks = nil, 0, 0, nil
+	c.tgen++
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
 	c.eofSeen, c.finSent, c.finalSent, c.discarding = false, false, false, false
 	c.openPartial = 0
@@ -339,6 +372,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 	if c.ended {
 		c.rejectAfterEnd(ctx)
 		return
+	}
+	if tm, ok := ctx.Message().(transportMsg); ok && tm.transportGen() != c.tgen {
+		return // from a transport already dropped
 	}
 	switch m := ctx.Message().(type) {
 	case *transportOffered:
@@ -581,7 +617,7 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	n := len(c.spec.cfg.Framers)
 	for i := 0; i < n; i++ {
 		f := framers.Instantiate(c.spec.cfg.Framers[i])
-		props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link) },
+		props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link, c.tgen) },
 			actor.WithDispatcher(framerDispatcher))
 		pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", i))
 		c.framers = append(c.framers, pid)
@@ -653,6 +689,7 @@ func (c *connActor) learnStack() {
 func (c *connActor) startDatagramReader(ctx actor.Context) {
 	t, link := c.t, c.link
 	tr, hasTOS := t.(stacks.TOSDatagrams)
+	gen := fromTransport{c.tgen}
 	recvWait := c.recvWaiter() // maxRecvRate (sockprops.go)
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
@@ -675,7 +712,7 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 			}
 			c.wg.Done()
 			if err != nil {
-				root.Send(self, &readEnded{err: err})
+				root.Send(self, &readEnded{fromTransport: gen, err: err})
 				return
 			}
 			recvWait(n)
@@ -683,7 +720,7 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 			data := make([]byte, n)
 			copy(data, buf[:n])
 			link.addInflight(n)
-			root.Send(self, &datagramIn{item: RecvItem{MessageID: id, Data: data, EndOfMessage: true, TOS: tos, HasTOS: hasTOS}})
+			root.Send(self, &datagramIn{fromTransport: gen, item: RecvItem{MessageID: id, Data: data, EndOfMessage: true, TOS: tos, HasTOS: hasTOS}})
 		}
 	}()
 }
@@ -716,7 +753,7 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 	at := m.idx + 1
 	n := len(c.framers) + 1
 	f := framers.Instantiate(m.f)
-	props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link) },
+	props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link, c.tgen) },
 		actor.WithDispatcher(framerDispatcher))
 	pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", at))
 	c.framers = append(c.framers[:at], append([]*actor.PID{pid}, c.framers[at:]...)...)
@@ -755,6 +792,7 @@ func (c *connActor) startReader(ctx actor.Context) {
 	root := ctx.ActorSystem().Root
 	target := ctx.Self()
 	framed := len(c.framers) > 0
+	gen := fromTransport{c.tgen}
 	if framed {
 		target = c.framers[0]
 	}
@@ -771,14 +809,14 @@ func (c *connActor) startReader(ctx actor.Context) {
 					root.Send(target, &framerInput{data: data})
 				} else {
 					link.addInflight(n)
-					root.Send(target, &readData{data: data})
+					root.Send(target, &readData{fromTransport: gen, data: data})
 				}
 			}
 			if err != nil {
 				if framed {
 					root.Send(target, &framerInput{eos: true, err: err})
 				} else {
-					root.Send(target, &readEnded{err: err})
+					root.Send(target, &readEnded{fromTransport: gen, err: err})
 				}
 				return
 			}
@@ -1220,13 +1258,13 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 		if rc, err := rw.SyscallConn(); err == nil {
 			blocked, err := tryWritev(rc, &bufs)
 			if err != nil || !blocked {
-				c.writeDone(ctx, &writeDone{batch: batch, bytes: total, err: err})
+				c.writeDone(ctx, &writeDone{fromTransport: fromTransport{c.tgen}, batch: batch, bytes: total, err: err})
 				return
 			}
 		}
 	}
 	c.writing = true
-	root, self := ctx.ActorSystem().Root, ctx.Self()
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
 	go func() {
 		var err error
 		if len(bufs) > 0 {
@@ -1238,7 +1276,7 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			}
 			c.wg.Done()
 		}
-		root.Send(self, &writeDone{batch: batch, bytes: total, err: err})
+		root.Send(self, &writeDone{fromTransport: gen, batch: batch, bytes: total, err: err})
 	}()
 }
 
@@ -1588,5 +1626,5 @@ func (c *connActor) applyLive(m *messages.SetConnectionProperty) error {
 func (c *connActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
 	sup.StopChildren(child)
 	err := supervision.FromFailure("framer "+child.Id, reason)
-	c.sys.AS.Root.Send(c.self, &framerFailed{idx: -1, err: err})
+	c.sys.AS.Root.Send(c.self, &framerFailed{fromTransport: fromTransport{c.tgen}, idx: -1, err: err})
 }

@@ -51,10 +51,11 @@ type framerActor struct {
 	failErr   error
 	ready     bool
 	prepend   []framers.Framer // PrependFramer calls to report
+	tgen      fromTransport    // the transport generation it frames
 }
 
-func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link) actor.Actor {
-	return &framerActor{sys: s, idx: idx, n: n, f: f, link: link}
+func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link, tgen uint64) actor.Actor {
+	return &framerActor{sys: s, idx: idx, n: n, f: f, link: link, tgen: fromTransport{tgen}}
 }
 
 func (a *framerActor) Receive(ctx actor.Context) {
@@ -107,7 +108,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 			a.link.addInflight(total)
 		}
 		if len(items) > 0 || m.eos {
-			ctx.Send(a.conn, &framerDelivered{idx: a.idx, items: items, eos: m.eos && a.failErr == nil, err: m.err})
+			ctx.Send(a.conn, &framerDelivered{fromTransport: a.tgen, idx: a.idx, items: items, eos: m.eos && a.failErr == nil, err: m.err})
 		}
 		a.report(ctx)
 	case *framerSend:
@@ -123,7 +124,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	case *framerStop:
 		a.f.Stop(a.inst)
 		a.flushOut(ctx, nil)
-		ctx.Send(a.conn, &framerStopped{idx: a.idx})
+		ctx.Send(a.conn, &framerStopped{fromTransport: a.tgen, idx: a.idx})
 	case *actor.Stopping, *actor.Stopped:
 	default:
 		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
@@ -136,14 +137,14 @@ func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
 	}
 	out := a.out
 	a.out = nil
-	ctx.Send(a.conn, &framerFramed{idx: a.idx, send: s, bufs: out})
+	ctx.Send(a.conn, &framerFramed{fromTransport: a.tgen, idx: a.idx, send: s, bufs: out})
 }
 
 // reportPrepends sends the PrependFramer actions: before any data the
 // framer delivers after them, which must go through the new framer.
 func (a *framerActor) reportPrepends(ctx actor.Context) {
 	for _, f := range a.prepend {
-		ctx.Send(a.conn, &framerPrepended{idx: a.idx, f: f})
+		ctx.Send(a.conn, &framerPrepended{fromTransport: a.tgen, idx: a.idx, f: f})
 	}
 	a.prepend = nil
 }
@@ -155,13 +156,13 @@ func (a *framerActor) report(ctx actor.Context) {
 	a.reportPrepends(ctx)
 	if a.ready {
 		a.ready = false
-		ctx.Send(a.conn, &framerReady{idx: a.idx})
+		ctx.Send(a.conn, &framerReady{fromTransport: a.tgen, idx: a.idx})
 	}
 	if a.failErr != nil {
 		err := a.failErr
 		a.failErr = nil
 		a.sys.trace(&messages.TraceRecord{Kind: "receive_error", Event: "FramerFailed", Error: err.Error()})
-		ctx.Send(a.conn, &framerFailed{idx: a.idx, err: err})
+		ctx.Send(a.conn, &framerFailed{fromTransport: a.tgen, idx: a.idx, err: err})
 	}
 }
 

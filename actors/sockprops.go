@@ -425,7 +425,7 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 	connCov := c.spec.cfg.StackOptions.SendChecksumLen
 	tw, _ := t.(stacks.TOSDatagrams)
 	cc, _ := t.(stacks.ChecksumCoverage)
-	root, self := ctx.ActorSystem().Root, ctx.Self()
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
 	go func() {
 		total := 0
 		var err error
@@ -453,7 +453,7 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 				break
 			}
 		}
-		root.Send(self, &writeDone{batch: batch, bytes: total, err: err})
+		root.Send(self, &writeDone{fromTransport: gen, batch: batch, bytes: total, err: err})
 	}()
 }
 
