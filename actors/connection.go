@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -197,6 +198,11 @@ type connActor struct {
 	heldSends   []*messages.SendMessage // waiting for that message to end
 	inFlight    int                     // sends between the framers and the end of the write
 	wq          []writeItem
+	wqSpare     []writeItem // an emptied queue array, reused by the next one
+	wbufs       net.Buffers // reused vector of an inline write
+	smallBuf    []byte      // reused buffer of a small inline write
+	wop         writevOp    // the inline write's state
+	rc          syscall.RawConn
 	writing     bool
 	holdFlush   bool // inside a batch: write once at its end
 	batching    bool // sends now belong to a batch
@@ -346,6 +352,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.framers, c.framersReady, c.framersStop, c.stopMarks = nil, 0, 0, nil
 	c.tgen++
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
+	c.rc, c.wqSpare = nil, nil
 	c.eofSeen, c.finSent, c.finalSent, c.discarding = false, false, false, false
 	c.openPartial = 0
 }
@@ -497,6 +504,9 @@ func (c *connActor) started(ctx actor.Context) {
 	c.self = ctx.Self()
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	c.link.onPanic.Store(func(err error) { root.Send(self, &messages.AbortConnection{Err: err}) })
+	if c.spec.cfg.Reestablish != nil {
+		c.link.keepReadingAhead() // a lost transport must be noticed at once
+	}
 	if c.spec.first != nil {
 		c.pending = append(c.pending, c.spec.first)
 	}
@@ -618,7 +628,7 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	for i := 0; i < n; i++ {
 		f := framers.Instantiate(c.spec.cfg.Framers[i])
 		props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link, c.tgen) },
-			actor.WithDispatcher(framerDispatcher))
+			actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer))
 		pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", i))
 		c.framers = append(c.framers, pid)
 	}
@@ -754,7 +764,7 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 	n := len(c.framers) + 1
 	f := framers.Instantiate(m.f)
 	props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link, c.tgen) },
-		actor.WithDispatcher(framerDispatcher))
+		actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer))
 	pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", at))
 	c.framers = append(c.framers[:at], append([]*actor.PID{pid}, c.framers[at:]...)...)
 	for i, p := range c.framers {
@@ -777,6 +787,7 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 	}
 	c.established = time.Now()
 	c.apply(InReady, nil)
+	c.link.setReadAhead(false) // from now on the application's receives drive reading
 	if c.spec.listener != nil {
 		ctx.Send(c.spec.listener, &connectionReceived{started: &ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}})
 	}
@@ -796,13 +807,10 @@ func (c *connActor) startReader(ctx actor.Context) {
 	if framed {
 		target = c.framers[0]
 	}
-	read := c.pacedReader(newStreamReader(t, &c.wg)) // maxRecvRate (sockprops.go)
-	go func() {
-		for {
-			if !link.waitReadCredit() {
-				return
-			}
-			data, err := read()
+	raw := newStreamReader(t, &c.wg)
+	sr := &streamReader{
+		read: c.pacedReader(raw.read), // maxRecvRate (sockprops.go)
+		post: func(data []byte, err error) bool {
 			if n := len(data); n > 0 {
 				if framed {
 					link.addRaw(n)
@@ -812,12 +820,26 @@ func (c *connActor) startReader(ctx actor.Context) {
 					root.Send(target, &readData{fromTransport: gen, data: data})
 				}
 			}
-			if err != nil {
-				if framed {
-					root.Send(target, &framerInput{eos: true, err: err})
-				} else {
-					root.Send(target, &readEnded{fromTransport: gen, err: err})
-				}
+			if err == nil {
+				return false
+			}
+			if framed {
+				root.Send(target, &framerInput{eos: true, err: err})
+			} else {
+				root.Send(target, &readEnded{fromTransport: gen, err: err})
+			}
+			return true
+		},
+		dl:     t,
+		inline: raw.direct, // TCP and Unix sockets read without a held buffer
+	}
+	link.setReader(sr)
+	go func() {
+		for link.acquireRead(sr) {
+			data, err := sr.read()
+			ended := sr.post(data, err)
+			link.releaseRead(sr, ended)
+			if ended {
 				return
 			}
 		}
@@ -1220,7 +1242,7 @@ func (c *connActor) flush(ctx actor.Context) {
 		return
 	}
 	batch := c.dropExpired(c.wq)
-	c.wq = nil
+	c.wq, c.wqSpare = c.wqSpare, nil
 	if len(batch) == 0 {
 		c.progressClose(ctx)
 		return
@@ -1236,7 +1258,8 @@ func (c *connActor) flush(ctx actor.Context) {
 // writeStream writes one batch to a byte-stream transport: what the socket
 // takes at once is written here, only a rest goes to a writer goroutine.
 func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
-	var bufs net.Buffers
+	bufs := c.wbufs[:0]
+	c.wbufs = nil
 	total := 0
 	for _, w := range batch {
 		for _, b := range w.bufs {
@@ -1246,21 +1269,37 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			}
 		}
 	}
+	small := false
 	if len(bufs) > 1 && total <= smallWrite {
 		// small pieces are copied into one buffer: one plain write is
 		// cheaper than a vector, and the peer gets one segment
-		bufs = net.Buffers{concat(bufs)}
+		buf := c.smallBuf[:0]
+		for _, b := range bufs {
+			buf = append(buf, b...)
+		}
+		clear(bufs)
+		bufs = append(bufs[:0], buf)
+		c.smallBuf, small = nil, true
 	}
 	t := c.t
-	if rw, ok := t.(rawWriter); ok && total > 0 {
+	if c.rc == nil {
+		if rw, ok := t.(rawWriter); ok {
+			c.rc, _ = rw.SyscallConn()
+		}
+	}
+	if c.rc != nil && total > 0 {
 		// optimistic write: whatever the socket takes now is written here,
 		// without blocking; only a rest goes to a writer goroutine
-		if rc, err := rw.SyscallConn(); err == nil {
-			blocked, err := tryWritev(rc, &bufs)
-			if err != nil || !blocked {
-				c.writeDone(ctx, &writeDone{fromTransport: fromTransport{c.tgen}, batch: batch, bytes: total, err: err})
-				return
+		all := bufs
+		blocked, err := c.wop.write(c.rc, &bufs)
+		if err != nil || !blocked {
+			if small {
+				c.smallBuf = all[0][:0] // written: reuse it
 			}
+			clear(all)
+			c.wbufs = all[:0]
+			c.wroteBatch(ctx, batch, total, err)
+			return
 		}
 	}
 	c.writing = true
@@ -1281,29 +1320,40 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 }
 
 func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
+	c.wroteBatch(ctx, m.batch, m.bytes, m.err)
+}
+
+// wroteBatch reports the Sent (or SendError) events of a written batch and
+// goes on with what is queued.
+func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, _ int, werr error) {
 	c.writing = false
 	c.releaseGrant(ctx)
-	ids := make([]uint64, 0, len(m.batch))
+	var idArr [8]uint64
+	ids := idArr[:0]
 	acquired := 0
-	for _, w := range m.batch {
+	for _, w := range batch {
 		if w.send != nil {
 			ids = append(ids, w.send.msg.SendID)
 			acquired += w.send.bytes
 			c.inFlight--
 		}
 	}
-	if m.err != nil {
-		c.link.sendDone(ids, acquired, m.err)
-		c.fail(ctx, fmt.Errorf("write: %w", m.err))
+	if werr != nil {
+		c.link.sendDone(ids, acquired, werr)
+		c.fail(ctx, fmt.Errorf("write: %w", werr))
 		return
 	}
 	c.link.sendDone(ids, acquired, nil)
 	if c.sys.Tracing() {
-		for _, w := range m.batch {
+		for _, w := range batch {
 			if w.send != nil {
 				c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: w.send.msg.SendID, Bytes: int64(len(w.send.msg.Data))})
 			}
 		}
+	}
+	if c.wqSpare == nil && cap(batch) <= 64 {
+		clear(batch)
+		c.wqSpare = batch[:0] // the next queue reuses its array
 	}
 	if c.finalSent && c.inFlight == 0 && len(c.wq) == 0 && !c.finSent && c.state == Established {
 		c.finSent = true
@@ -1332,6 +1382,7 @@ func (c *connActor) close(ctx actor.Context) {
 	// let receives drain what already arrived
 	c.discarding = true
 	c.link.endOfStream(nil)
+	c.link.setReadAhead(true) // the peer's end of stream is awaited
 	c.progressClose(ctx)
 }
 

@@ -34,7 +34,7 @@ var connDispatcher = actor.NewSynchronizedDispatcher(300)
 func connProps(s *System, spec *connSpec) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return newConnActor(s, spec) },
 		actor.WithSupervisor(supervision.Strategy(supervision.Framer)),
-		actor.WithDispatcher(connDispatcher))
+		actor.WithDispatcher(connDispatcher), actor.WithMailbox(inlineMailboxProducer))
 }
 
 // ioCount counts the goroutines of one connection that are blocked in I/O
@@ -104,26 +104,33 @@ func consumeBuffers(b *net.Buffers, n int) {
 // readChunk is the size of one read from a stream socket.
 const readChunk = 256 << 10
 
-// newStreamReader returns the read step of a stream reader goroutine: it
-// blocks until data (or the end of the stream) arrives and returns a slice
-// the caller owns. The goroutine is counted in ioc only while it waits.
-// On a socket it can read directly (TCP) the reader holds no buffer while
-// it waits: a pooled buffer is taken only once the socket is readable,
-// which keeps idle connections small.
-func newStreamReader(t io.Reader, ioc *ioCount) func() ([]byte, error) {
+// rawStream is the read step of a stream transport.
+type rawStream struct {
+	read   func() ([]byte, error)
+	direct bool // reads the socket directly (rawRead): no buffer held while waiting
+}
+
+// newStreamReader returns the read step of a stream reader: it blocks until
+// data (or the end of the stream) arrives and returns a slice the caller
+// owns. The reader is counted in ioc only while it waits. On a socket it
+// can read directly (TCP, Unix) the reader holds no buffer while it waits:
+// a pooled buffer is taken only once the socket is readable, which keeps
+// idle connections small.
+func newStreamReader(t io.Reader, ioc *ioCount) rawStream {
 	if rw, ok := t.(rawWriter); ok {
 		if rc, err := rw.SyscallConn(); err == nil && rawReadable {
-			return func() ([]byte, error) {
+			op := &rawReadOp{}
+			return rawStream{direct: true, read: func() ([]byte, error) {
 				ioc.Add(1)
-				data, err := rawRead(rc)
+				data, err := op.read(rc)
 				ioc.Done()
 				return data, err
-			}
+			}}
 		}
 	}
 	size := 4 << 10
 	var buf []byte
-	return func() ([]byte, error) {
+	return rawStream{read: func() ([]byte, error) {
 		if buf == nil {
 			buf = make([]byte, size)
 		}
@@ -140,7 +147,7 @@ func newStreamReader(t io.Reader, ioc *ioCount) func() ([]byte, error) {
 			buf = make([]byte, size)
 		}
 		return data, err
-	}
+	}}
 }
 
 // readBufs holds the buffers of rawRead.

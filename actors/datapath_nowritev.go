@@ -14,3 +14,13 @@ func tryWritev(_ syscall.RawConn, _ *net.Buffers) (blocked bool, err error) { re
 const rawReadable = false
 
 func rawRead(syscall.RawConn) ([]byte, error) { return nil, nil }
+
+type writevOp struct{}
+
+func (*writevOp) write(rc syscall.RawConn, bufs *net.Buffers) (bool, error) {
+	return tryWritev(rc, bufs)
+}
+
+type rawReadOp struct{}
+
+func (*rawReadOp) read(rc syscall.RawConn) ([]byte, error) { return rawRead(rc) }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,32 +20,84 @@ const maxIovecs = 1024
 // waiting: it returns with bufs empty (all written), with blocked true (the
 // socket buffer is full; bufs holds the rest), or with an error.
 func tryWritev(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, err error) {
-	var werr error
-	cerr := rc.Write(func(fd uintptr) bool {
-		for len(*bufs) > 0 {
-			iov := *bufs
-			if len(iov) > maxIovecs {
-				iov = iov[:maxIovecs]
-			}
-			n, e := unix.Writev(int(fd), iov)
-			switch {
-			case e == nil:
-				consumeBuffers(bufs, n)
-			case errors.Is(e, unix.EINTR):
-			case errors.Is(e, unix.EAGAIN):
-				blocked = true
-				return true
-			default:
-				werr = os.NewSyscallError("writev", e)
-				return true
-			}
-		}
-		return true
-	})
+	var op writevOp
+	return op.write(rc, bufs)
+}
+
+// writevOp is tryWritev with its state kept, so that a connection writes
+// without allocating: the callback handed to RawConn.Write and the iovec
+// array are made once.
+type writevOp struct {
+	bufs    *net.Buffers
+	blocked bool
+	err     error
+	iov     []unix.Iovec
+	fn      func(fd uintptr) bool
+}
+
+func (op *writevOp) write(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, err error) {
+	if op.fn == nil {
+		op.fn = op.do
+	}
+	op.bufs, op.blocked, op.err = bufs, false, nil
+	cerr := rc.Write(op.fn)
+	op.bufs = nil
 	if cerr != nil {
 		return false, cerr
 	}
-	return blocked, werr
+	return op.blocked, op.err
+}
+
+func (op *writevOp) do(fd uintptr) bool {
+	bufs := op.bufs
+	for len(*bufs) > 0 {
+		var n int
+		var e error
+		if len(*bufs) == 1 {
+			n, e = unix.Write(int(fd), (*bufs)[0])
+		} else {
+			n, e = op.writev(fd, *bufs)
+		}
+		switch {
+		case e == nil:
+			consumeBuffers(bufs, n)
+		case errors.Is(e, unix.EINTR):
+		case errors.Is(e, unix.EAGAIN):
+			op.blocked = true
+			return true
+		default:
+			op.err = os.NewSyscallError("writev", e)
+			return true
+		}
+	}
+	return true
+}
+
+// writev is one writev(2) call on at most maxIovecs buffers, with the
+// iovec array reused.
+func (op *writevOp) writev(fd uintptr, bufs net.Buffers) (int, error) {
+	op.iov = op.iov[:0]
+	for _, b := range bufs {
+		if len(op.iov) == maxIovecs {
+			break
+		}
+		if len(b) == 0 {
+			continue
+		}
+		var v unix.Iovec
+		v.Base = &b[0]
+		v.SetLen(len(b))
+		op.iov = append(op.iov, v)
+	}
+	if len(op.iov) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&op.iov[0])), uintptr(len(op.iov)))
+	clear(op.iov) // do not keep the buffers reachable
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // rawReadable: rawRead is available.
@@ -54,36 +107,54 @@ const rawReadable = true
 // buffer. A full chunk is handed over as it is; anything smaller is copied
 // out and the buffer goes back to the pool.
 func rawRead(rc syscall.RawConn) ([]byte, error) {
-	var data []byte
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		bp := readBufs.Get().(*[]byte)
-		buf := *bp
-		for {
-			n, e := unix.Read(int(fd), buf)
-			switch {
-			case e == nil && n == len(buf):
-				data = buf // handed over: the pool makes a new one
-				return true
-			case e == nil && n > 0:
-				data = make([]byte, n)
-				copy(data, buf[:n])
-			case e == nil:
-				rerr = io.EOF
-			case errors.Is(e, unix.EINTR):
-				continue
-			case errors.Is(e, unix.EAGAIN):
-				readBufs.Put(bp)
-				return false // wait for readability without holding the buffer
-			default:
-				rerr = os.NewSyscallError("read", e)
-			}
-			readBufs.Put(bp)
-			return true
-		}
-	})
-	if err != nil {
+	var op rawReadOp
+	return op.read(rc)
+}
+
+// rawReadOp is rawRead with its callback made once (a reader reads without
+// allocating anything but the data it returns).
+type rawReadOp struct {
+	data []byte
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+func (op *rawReadOp) read(rc syscall.RawConn) ([]byte, error) {
+	if op.fn == nil {
+		op.fn = op.do
+	}
+	op.data, op.err = nil, nil
+	if err := rc.Read(op.fn); err != nil {
 		return nil, err
 	}
-	return data, rerr
+	data, err := op.data, op.err
+	op.data, op.err = nil, nil
+	return data, err
+}
+
+func (op *rawReadOp) do(fd uintptr) bool {
+	bp := readBufs.Get().(*[]byte)
+	buf := *bp
+	for {
+		n, e := unix.Read(int(fd), buf)
+		switch {
+		case e == nil && n == len(buf):
+			op.data = buf // handed over: the pool makes a new one
+			return true
+		case e == nil && n > 0:
+			op.data = make([]byte, n)
+			copy(op.data, buf[:n])
+		case e == nil:
+			op.err = io.EOF
+		case errors.Is(e, unix.EINTR):
+			continue
+		case errors.Is(e, unix.EAGAIN):
+			readBufs.Put(bp)
+			return false // wait for readability without holding the buffer
+		default:
+			op.err = os.NewSyscallError("read", e)
+		}
+		readBufs.Put(bp)
+		return true
+	}
 }

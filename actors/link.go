@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
@@ -52,6 +53,22 @@ type Link struct {
 	readerWake  *sync.Cond
 	gateClosed  bool
 	established bool
+
+	// the read token (readside.go)
+	reader        *streamReader // the current transport's read step
+	reading       bool          // someone holds the read token
+	readAhead     bool          // read whatever the application asks
+	demand        bool          // read on demand (after the first blocking Receive)
+	readEnded     bool          // the current stream has ended
+	readerWaiting bool          // the reader goroutine waits for the gate
+	recvSeq       uint64        // blocking Receive calls so far
+	idleSeen      uint64        // recvSeq at the last idle check
+	idleArmed     bool
+	idleTimer     *time.Timer
+	// alwaysAhead keeps the reader reading whatever the receives (a
+	// connection with a re-establishment policy must notice a lost
+	// transport at once).
+	alwaysAhead bool
 
 	// send side
 	sendWaiters map[uint64]func(error)
@@ -230,6 +247,10 @@ func (l *Link) SetHandlers(h Handlers) {
 	l.mu.Lock()
 	old := l.h
 	l.h = h
+	if l.demand && l.watchesPeer() {
+		l.demand = false // it asked to learn of the peer's close: read ahead again
+		l.kickReaderLocked()
+	}
 	ready := l.readyOut && !l.passive && h.Ready != nil && old.Ready == nil
 	term, estErr, finalErr := l.terminal, l.estErr, l.finalErr
 	l.mu.Unlock()
@@ -302,6 +323,9 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	}
 	l.gateClosed = true
 	l.readerWake.Broadcast()
+	if l.idleTimer != nil {
+		l.idleTimer.Stop()
+	}
 	waiters := l.sendWaiters
 	l.sendWaiters = map[uint64]func(error){}
 	reqs := l.serveLocked()
@@ -388,6 +412,7 @@ func (l *Link) reopen() {
 	l.transport = nil
 	l.transportTaken = false
 	l.rawPending, l.inflight = 0, 0
+	l.reader, l.reading, l.readEnded = nil, false, false
 	l.mu.Unlock()
 }
 
@@ -427,7 +452,7 @@ func (l *Link) deliver(items []RecvItem) {
 	}
 	l.inflight = max(l.inflight-total, 0)
 	if l.eos {
-		l.readerWake.Broadcast()
+		l.kickReaderLocked()
 		l.mu.Unlock()
 		return
 	}
@@ -454,7 +479,8 @@ func (l *Link) endOfStream(err error) {
 // sendDone reports the Send events of the given sends, in order.
 func (l *Link) sendDone(ids []uint64, bytes int, err error) {
 	l.mu.Lock()
-	fns := make([]func(error), 0, len(ids))
+	var fnArr [8]func(error)
+	fns := fnArr[:0]
 	for _, id := range ids {
 		if f, ok := l.sendWaiters[id]; ok {
 			delete(l.sendWaiters, id)
@@ -508,7 +534,9 @@ func (l *Link) waitReadCredit() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for !l.gateClosed && (l.rawPending >= rawPendingLimit || (!l.eos && l.inflight+l.itemBytes >= l.recvLimit)) {
+		l.readerWaiting = true
 		l.readerWake.Wait()
+		l.readerWaiting = false
 	}
 	return !l.gateClosed
 }
@@ -531,7 +559,7 @@ func (l *Link) addInflight(n int) {
 func (l *Link) dropInflight(n int) {
 	l.mu.Lock()
 	l.inflight = max(l.inflight-n, 0)
-	l.readerWake.Broadcast()
+	l.kickReaderLocked()
 	l.mu.Unlock()
 }
 
@@ -539,7 +567,7 @@ func (l *Link) doneRaw(n int) {
 	l.mu.Lock()
 	l.rawPending -= n
 	if l.rawPending < rawPendingLimit {
-		l.readerWake.Broadcast()
+		l.kickReaderLocked()
 	}
 	l.mu.Unlock()
 }
@@ -632,10 +660,33 @@ func (l *Link) Submit(fn func()) { l.exec.submit(fn) }
 func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult, error) {
 	r := &recvReq{min: minIncomplete, max: max, ch: make(chan RecvResult, 1)}
 	l.mu.Lock()
+	l.recvSeq++
 	l.reqs = append(l.reqs, r)
 	reqs := l.serveLocked()
+	var sr *streamReader
+	if len(reqs) == 0 && ctx.Err() == nil {
+		sr = l.takeInlineLocked()
+	}
 	l.mu.Unlock()
 	l.fulfil(reqs)
+	// read for itself while nothing else does (readside.go)
+	for sr != nil {
+		l.readInline(ctx, sr)
+		select {
+		case res := <-r.ch:
+			return res, nil
+		default:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		l.mu.Lock()
+		sr = l.takeInlineLocked()
+		if sr == nil {
+			l.kickReaderLocked() // someone must read for this request
+		}
+		l.mu.Unlock()
+	}
 	select {
 	case res := <-r.ch:
 		return res, nil
@@ -660,6 +711,9 @@ func (l *Link) ReceiveAsync(minIncomplete, max int, fn func(RecvResult)) {
 	l.mu.Lock()
 	l.reqs = append(l.reqs, r)
 	reqs := l.serveLocked()
+	if len(reqs) == 0 {
+		l.kickReaderLocked() // reading on demand: this request is demand
+	}
 	l.mu.Unlock()
 	l.fulfil(reqs)
 }
@@ -699,7 +753,7 @@ func (l *Link) serveLocked() []served {
 		out = append(out, served{r, res})
 	}
 	if len(out) > 0 && l.itemBytes < l.recvLimit {
-		l.readerWake.Broadcast()
+		l.kickReaderLocked()
 	}
 	return out
 }

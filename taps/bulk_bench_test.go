@@ -81,3 +81,51 @@ func BenchmarkBulkReceive(b *testing.B) {
 	s.Abort()
 	<-s.Done()
 }
+
+// BenchmarkEchoRTT: a gotaps client and a gotaps echo server in one
+// process, 64 B messages, closed loop (tapsbench W5).
+func BenchmarkEchoRTT(b *testing.B) {
+	sys := NewSystem()
+	defer sys.Shutdown(context.Background())
+	ctx := context.Background()
+	lpre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+	lpre.AddFramer(framers.NewLengthPrefix())
+	ln, err := lpre.Listen(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	go func() {
+		s, err := ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		for {
+			m, err := s.Receive(ctx)
+			if err != nil || s.Send(ctx, m.Data, nil) != nil {
+				return
+			}
+		}
+	}()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.Send(ctx, payload, nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Receive(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}

@@ -1,0 +1,231 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+)
+
+// Who reads the transport (design PERFORMANCE.md, "receive path").
+//
+// A connection's stream is read by whoever holds its read token: the
+// connection's reader goroutine, or an application goroutine blocked in
+// Receive. The reads, the framers and the connection actor run on the
+// goroutine that holds the token (they run on the synchronized dispatcher),
+// so a Receive that reads for itself gets its message without any goroutine
+// being woken for it: the same cost as a raw Go reader calling io.ReadFull.
+//
+// Until the application first calls the blocking Receive (and always on a
+// connection that re-establishes or has a Closed, ConnectionError or
+// Reestablishing handler: it asked to learn of the peer's close at once),
+// the reader goroutine reads ahead (bounded by the receive credits) and events such as
+// the peer's close arrive without a Receive. From the first blocking
+// Receive on, the connection reads on demand: the reader goroutine reads
+// only while a receive (a ReceiveAsync, or a Receive that cannot read for
+// itself) waits, while the connection is not Ready (framer handshakes), and
+// while it is Closing (it waits for the peer's end of stream); otherwise
+// data waits in the kernel until the next Receive, as it does for a raw Go
+// reader.
+
+// streamReader is one transport's read step: read blocks until data or the
+// end of the stream; post hands what read returned to the framers or the
+// connection actor and reports whether the stream has ended.
+type streamReader struct {
+	read   func() ([]byte, error)
+	post   func(data []byte, err error) (ended bool)
+	dl     interface{ SetReadDeadline(time.Time) error }
+	inline bool // a Receive caller may run it (interruptible by deadline)
+}
+
+// setReader installs the read step of a new transport. readAhead is true
+// until the connection is Ready.
+func (l *Link) setReader(sr *streamReader) {
+	l.mu.Lock()
+	l.reader = sr
+	l.reading = false
+	l.readAhead = true
+	l.mu.Unlock()
+}
+
+// keepReadingAhead makes the connection read ahead for good.
+func (l *Link) keepReadingAhead() {
+	l.mu.Lock()
+	l.alwaysAhead, l.demand = true, false
+	l.kickReaderLocked()
+	l.mu.Unlock()
+}
+
+// setReadAhead tells whether the connection needs its transport read
+// whatever the application asks (before Ready, and while Closing).
+func (l *Link) setReadAhead(on bool) {
+	l.mu.Lock()
+	l.readAhead = on
+	l.kickReaderLocked()
+	l.mu.Unlock()
+}
+
+// readerMayReadLocked tells whether the reader goroutine of sr may take the
+// read token now.
+func (l *Link) readerMayReadLocked(sr *streamReader) bool {
+	if l.gateClosed || l.reader != sr || l.readEnded || l.reading {
+		return false
+	}
+	if l.rawPending >= rawPendingLimit || (!l.eos && l.inflight+l.itemBytes >= l.recvLimit) {
+		return false // receive credits
+	}
+	return !l.demand || l.readAhead || len(l.reqs) > 0
+}
+
+// kickReaderLocked wakes the reader goroutine when it waits and may now
+// read; no goroutine is woken otherwise.
+func (l *Link) kickReaderLocked() {
+	if l.readerWaiting && (l.gateClosed || l.readerMayReadLocked(l.reader)) {
+		l.readerWake.Broadcast()
+	}
+}
+
+// acquireRead blocks the reader goroutine of sr until it may read, and
+// takes the read token. It returns false when sr's transport is gone.
+func (l *Link) acquireRead(sr *streamReader) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for !l.readerMayReadLocked(sr) {
+		if l.gateClosed || l.reader != sr || l.readEnded {
+			return false
+		}
+		l.readerWaiting = true
+		l.readerWake.Wait()
+		l.readerWaiting = false
+	}
+	l.reading = true
+	return true
+}
+
+// releaseRead gives the read token of sr back; ended records that its
+// stream is over (no one reads it again).
+func (l *Link) releaseRead(sr *streamReader, ended bool) {
+	l.mu.Lock()
+	if l.reader == sr {
+		l.reading = false
+		if ended {
+			l.readEnded = true
+			l.readerWake.Broadcast()
+		} else {
+			l.kickReaderLocked()
+		}
+	}
+	l.mu.Unlock()
+}
+
+// takeInlineLocked gives the read token to a Receive caller whose request
+// found nothing to take, and switches the connection to reading on demand.
+// It returns nil when the caller must wait instead.
+func (l *Link) takeInlineLocked() *streamReader {
+	sr := l.reader
+	if sr == nil || !sr.inline || l.gateClosed || l.readEnded || l.eos || !l.established {
+		return nil
+	}
+	if !l.demand {
+		if l.watchesPeer() {
+			return nil
+		}
+		l.demand = true
+	}
+	l.armIdleLocked()
+	if l.reading || l.rawPending > 0 || l.inflight > 0 || l.itemBytes >= l.recvLimit {
+		// someone reads, or read data is on its way here (the connection
+		// actor runs on another goroutine just now): wait for it
+		return nil
+	}
+	l.reading = true
+	return sr
+}
+
+// demandIdle is how long a connection reading on demand waits without a
+// receive before it reads ahead again (and so notices its peer's close
+// without one).
+const demandIdle = 100 * time.Millisecond
+
+// armIdleLocked starts the idle check of a connection reading on demand.
+func (l *Link) armIdleLocked() {
+	if l.idleArmed {
+		return
+	}
+	l.idleArmed = true
+	l.idleSeen = l.recvSeq
+	if l.idleTimer == nil {
+		l.idleTimer = time.AfterFunc(demandIdle, l.idleCheck)
+		return
+	}
+	l.idleTimer.Reset(demandIdle)
+}
+
+// idleCheck runs every demandIdle while the connection reads on demand:
+// when no receive came since the last check and none waits, the
+// connection goes back to reading ahead until the next blocking Receive.
+func (l *Link) idleCheck() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.demand || l.gateClosed || l.terminal != EvNone {
+		l.idleArmed = false
+		return
+	}
+	if l.recvSeq != l.idleSeen || len(l.reqs) > 0 {
+		l.idleSeen = l.recvSeq
+		l.idleTimer.Reset(demandIdle)
+		return
+	}
+	l.idleArmed = false
+	l.demand = false
+	l.kickReaderLocked()
+}
+
+// watchesPeer tells whether the connection must learn of its peer's close
+// or reset without a receive: it re-establishes, or a Closed,
+// ConnectionError or Reestablishing handler is set. Such a connection keeps
+// reading ahead.
+func (l *Link) watchesPeer() bool {
+	return l.alwaysAhead || l.h.Closed != nil || l.h.ConnectionError != nil || l.h.Reestablishing != nil
+}
+
+// readInline runs one read step of sr on the calling goroutine (which holds
+// the read token). A ctx that ends interrupts the read through a read
+// deadline; no data is lost (a read interrupted this way returns nothing).
+func (l *Link) readInline(ctx context.Context, sr *streamReader) {
+	var (
+		mu              sync.Mutex
+		finished, fired bool
+		stop            func() bool
+	)
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() {
+			mu.Lock()
+			if !finished {
+				fired = true
+				_ = sr.dl.SetReadDeadline(time.Unix(1, 0))
+			}
+			mu.Unlock()
+		})
+	}
+	data, err := sr.read()
+	if stop != nil {
+		stop()
+		mu.Lock()
+		finished = true
+		interrupted := fired
+		mu.Unlock()
+		if interrupted {
+			_ = sr.dl.SetReadDeadline(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+		}
+	}
+	ended := false
+	if len(data) > 0 || err != nil {
+		ended = sr.post(data, err)
+	}
+	l.releaseRead(sr, ended)
+}
