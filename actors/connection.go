@@ -1269,7 +1269,7 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			}
 		}
 	}
-	small := false
+	var small []byte
 	if len(bufs) > 1 && total <= smallWrite {
 		// small pieces are copied into one buffer: one plain write is
 		// cheaper than a vector, and the peer gets one segment
@@ -1279,7 +1279,7 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 		}
 		clear(bufs)
 		bufs = append(bufs[:0], buf)
-		c.smallBuf, small = nil, true
+		c.smallBuf, small = nil, buf
 	}
 	t := c.t
 	if c.rc == nil {
@@ -1293,8 +1293,8 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 		all := bufs
 		blocked, err := c.wop.write(c.rc, &bufs)
 		if err != nil || !blocked {
-			if small {
-				c.smallBuf = all[0][:0] // written: reuse it
+			if small != nil {
+				c.smallBuf = small[:0] // written: reuse it
 			}
 			clear(all)
 			c.wbufs = all[:0]
@@ -1304,6 +1304,12 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 	}
 	c.writing = true
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
+	c.writeRest(root, self, gen, t, bufs, batch, total)
+}
+
+// writeRest writes what the socket did not take at once in a writer
+// goroutine, which reports writeDone.
+func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, batch []writeItem, total int) {
 	go func() {
 		var err error
 		if len(bufs) > 0 {

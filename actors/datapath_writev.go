@@ -28,7 +28,7 @@ func tryWritev(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, err error) 
 // without allocating: the callback handed to RawConn.Write and the iovec
 // array are made once.
 type writevOp struct {
-	bufs    *net.Buffers
+	bufs    net.Buffers
 	blocked bool
 	err     error
 	iov     []unix.Iovec
@@ -39,9 +39,9 @@ func (op *writevOp) write(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, 
 	if op.fn == nil {
 		op.fn = op.do
 	}
-	op.bufs, op.blocked, op.err = bufs, false, nil
+	op.bufs, op.blocked, op.err = *bufs, false, nil
 	cerr := rc.Write(op.fn)
-	op.bufs = nil
+	*bufs, op.bufs = op.bufs, nil
 	if cerr != nil {
 		return false, cerr
 	}
@@ -49,7 +49,7 @@ func (op *writevOp) write(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, 
 }
 
 func (op *writevOp) do(fd uintptr) bool {
-	bufs := op.bufs
+	bufs := &op.bufs
 	for len(*bufs) > 0 {
 		var n int
 		var e error

@@ -69,9 +69,12 @@ func (a *framerActor) Receive(ctx actor.Context) {
 					a.msgID++
 					a.open = true
 				}
-				md := make([]framers.Metadata, a.n)
-				copy(md, a.lowerMeta)
-				md[a.idx] = meta
+				var md []framers.Metadata
+				if meta != nil || a.lowerMeta != nil {
+					md = make([]framers.Metadata, a.n)
+					copy(md, a.lowerMeta)
+					md[a.idx] = meta
+				}
 				a.items = append(a.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md})
 				if eom {
 					a.open = false

@@ -42,6 +42,7 @@ type Link struct {
 
 	// receive side
 	items       []RecvItem
+	itemsArr    []RecvItem // the array items was last started in (reused)
 	itemBytes   int
 	reqs        []*recvReq
 	eos         bool // no more items will be pushed
@@ -148,6 +149,10 @@ type recvReq struct {
 	ch       chan RecvResult
 	fn       func(RecvResult)
 }
+
+// recvReqs recycles the requests of blocking Receives (with their
+// channels).
+var recvReqs = sync.Pool{New: func() any { return &recvReq{ch: make(chan RecvResult, 1)} }}
 
 // Default flow-control bounds.
 const (
@@ -287,7 +292,7 @@ func (l *Link) emitReady() {
 		h = nil
 	}
 	close(l.ready)
-	reqs := l.serveLocked()
+	reqs := l.serveLocked(nil)
 	l.mu.Unlock()
 	if h != nil {
 		l.exec.submit(h)
@@ -328,7 +333,7 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	}
 	waiters := l.sendWaiters
 	l.sendWaiters = map[uint64]func(error){}
-	reqs := l.serveLocked()
+	reqs := l.serveLocked(nil)
 	h := l.h
 	t := l.transport
 	taken := l.transportTaken
@@ -395,7 +400,7 @@ func (l *Link) emitReestablished(attempts int) {
 	l.mu.Lock()
 	l.established = true
 	h := l.h.Reestablished
-	reqs := l.serveLocked()
+	reqs := l.serveLocked(nil)
 	l.mu.Unlock()
 	if h != nil {
 		l.exec.submit(func() { h(attempts) })
@@ -457,8 +462,14 @@ func (l *Link) deliver(items []RecvItem) {
 		return
 	}
 	l.itemBytes += total
-	l.items = append(l.items, items...)
-	reqs := l.serveLocked()
+	if len(l.items) == 0 {
+		l.items = append(l.itemsArr[:0], items...)
+		l.itemsArr = l.items
+	} else {
+		l.items = append(l.items, items...)
+	}
+	var sb [2]served
+	reqs := l.serveLocked(sb[:0])
 	l.mu.Unlock()
 	l.fulfil(reqs)
 }
@@ -471,7 +482,7 @@ func (l *Link) endOfStream(err error) {
 		l.eos = true
 		l.recvErr = err
 	}
-	reqs := l.serveLocked()
+	reqs := l.serveLocked(nil)
 	l.mu.Unlock()
 	l.fulfil(reqs)
 }
@@ -658,11 +669,14 @@ func (l *Link) Submit(fn func()) { l.exec.submit(fn) }
 // byte stream without framer the default minimum is 1). If ctx ends after
 // the event was produced, the event is returned anyway: nothing is lost.
 func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult, error) {
-	r := &recvReq{min: minIncomplete, max: max, ch: make(chan RecvResult, 1)}
+	r := recvReqs.Get().(*recvReq)
+	r.min, r.max = minIncomplete, max
+	defer recvReqs.Put(r) // its channel is empty again when Receive returns
 	l.mu.Lock()
 	l.recvSeq++
 	l.reqs = append(l.reqs, r)
-	reqs := l.serveLocked()
+	var sb [2]served
+	reqs := l.serveLocked(sb[:0])
 	var sr *streamReader
 	if len(reqs) == 0 && ctx.Err() == nil {
 		sr = l.takeInlineLocked()
@@ -710,7 +724,7 @@ func (l *Link) ReceiveAsync(minIncomplete, max int, fn func(RecvResult)) {
 	r := &recvReq{min: minIncomplete, max: max, fn: fn}
 	l.mu.Lock()
 	l.reqs = append(l.reqs, r)
-	reqs := l.serveLocked()
+	reqs := l.serveLocked(nil)
 	if len(reqs) == 0 {
 		l.kickReaderLocked() // reading on demand: this request is demand
 	}
@@ -738,18 +752,19 @@ func (l *Link) fulfil(s []served) {
 // (RFC 9622 §9.3): a complete message when it fits maxLength, otherwise a
 // partial of at most maxLength, or of what is there when at least
 // minIncompleteLength bytes of an incomplete message are available.
-func (l *Link) serveLocked() []served {
+func (l *Link) serveLocked(out []served) []served {
 	if !l.established && !l.eos {
-		return nil
+		return out
 	}
-	var out []served
 	for len(l.reqs) > 0 {
 		r := l.reqs[0]
 		res, ok := l.takeLocked(r)
 		if !ok {
 			break
 		}
-		l.reqs = l.reqs[1:]
+		n := copy(l.reqs, l.reqs[1:])
+		l.reqs[n] = nil
+		l.reqs = l.reqs[:n]
 		out = append(out, served{r, res})
 	}
 	if len(out) > 0 && l.itemBytes < l.recvLimit {
@@ -771,7 +786,7 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 	}
 	head := l.items[0]
 	if head.Err != nil {
-		l.items = l.items[1:]
+		l.popItem()
 		return RecvResult{MessageID: head.MessageID, Err: head.Err}, true
 	}
 	// the run of pieces of the head message
@@ -813,7 +828,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	if len(head.Data) >= n {
 		res.Data = head.Data[:n:n]
 		if len(head.Data) == n {
-			l.items = l.items[1:]
+			l.popItem()
 		} else {
 			l.items[0].Data = head.Data[n:]
 		}
@@ -831,7 +846,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 				if it.EndOfMessage {
 					res.EndOfMessage = true
 				}
-				l.items = l.items[1:]
+				l.popItem()
 			} else {
 				it.Data = it.Data[k:]
 			}
@@ -839,13 +854,24 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 		res.Data = buf
 	}
 	l.itemBytes -= n
-	if len(l.items) == 0 {
-		l.items = nil
-	}
 	// the last message: a byte stream's one message ends only at the end
 	// of the stream; any other ends last when the stream ended behind it
 	res.Final = res.EndOfMessage && (l.unframed || (l.eos && len(l.items) == 0))
 	return res
+}
+
+// popItem drops the head of the received pieces; the array is kept for the
+// next ones while it is small.
+func (l *Link) popItem() {
+	l.items[0] = RecvItem{}
+	l.items = l.items[1:]
+	if len(l.items) == 0 {
+		if cap(l.itemsArr) > 0 && cap(l.itemsArr) <= 64 {
+			l.items = l.itemsArr[:0]
+		} else {
+			l.items, l.itemsArr = nil, nil
+		}
+	}
 }
 
 // serialExec runs submitted functions one at a time, in order, on a

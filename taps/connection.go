@@ -344,25 +344,41 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 	if err := c.link.AcquireSend(ctx, len(data)); err != nil {
 		return sendError(err)
 	}
-	done := make(chan error, 1)
-	if !c.link.ExpectSend(m.SendID, func(err error) { done <- err }) {
+	w := sendWaiters.Get().(*sendWaiter)
+	if !c.link.ExpectSend(m.SendID, w.fn) {
+		sendWaiters.Put(w)
 		c.link.ReleaseSend(len(data))
 		return sendError(ErrClosed)
 	}
 	c.post(m)
 	select {
-	case err := <-done:
+	case err := <-w.done:
+		sendWaiters.Put(w)
 		return sendError(err)
 	case <-ctx.Done():
 		c.link.ForgetSend(m.SendID)
 		select {
-		case err := <-done:
+		case err := <-w.done:
+			sendWaiters.Put(w)
 			return sendError(err)
 		default:
-			return ctx.Err()
+			return ctx.Err() // w may still get its event: not reused
 		}
 	}
 }
+
+// sendWaiter is how a blocking Send waits for its event; it is reused once
+// its event has been taken.
+type sendWaiter struct {
+	done chan error
+	fn   func(error)
+}
+
+var sendWaiters = sync.Pool{New: func() any {
+	w := &sendWaiter{done: make(chan error, 1)}
+	w.fn = func(err error) { w.done <- err }
+	return w
+}}
 
 // SendAsync sends a complete Message without waiting (seed: send with a
 // sent_handler). handler, when not nil, gets its Sent (nil error) or
