@@ -1,0 +1,180 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// A blocking Receive reads for itself (actors/readside.go). These tests
+// hold the behaviours that reading on demand must keep.
+
+// A Receive whose ctx ends while it reads for itself returns the ctx error
+// and loses nothing: half a frame read before, the rest after, and the
+// next Receive gets the whole message.
+func TestInlineReceiveCancelledLosesNothing(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+
+	// demand mode: one message received by a blocking Receive
+	_, err = peer.Write(frame("first"))
+	require.NoError(t, err)
+	m, err := c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "first", string(m.Data))
+
+	whole := frame("second, split across a cancelled Receive")
+	_, err = peer.Write(whole[:7])
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Receive(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing complete: the ctx ends the Receive")
+
+	_, err = peer.Write(whole[7:])
+	require.NoError(t, err)
+	m, err = c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "second, split across a cancelled Receive", string(m.Data))
+
+	// the socket's read deadline was reset: later reads still block and work
+	go func() { _, _ = peer.Write(frame("third")) }()
+	m, err = c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "third", string(m.Data))
+	c.Abort()
+	<-c.Done()
+}
+
+// After a blocking Receive the connection reads on demand; when the
+// application stops receiving, the reader goroutine takes over and the
+// peer's close still ends the connection (Closed, Done) without a Receive.
+func TestPeerCloseNoticedWithoutReceiveAfterDemand(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	_, err = peer.Write(frame("only"))
+	require.NoError(t, err)
+	m, err := c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "only", string(m.Data))
+
+	require.NoError(t, peer.Close())
+	select {
+	case <-c.Done():
+	case <-testCtx(t).Done():
+		t.Fatal("the peer's close was never noticed without a Receive")
+	}
+	require.Equal(t, StateClosed, c.State())
+	require.NoError(t, c.Err())
+}
+
+// A Closed handler set after the connection went to reading on demand
+// makes it read ahead again: the handler runs without any Receive.
+func TestClosedHandlerMakesTheConnectionReadAhead(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	_, err = peer.Write(frame("x"))
+	require.NoError(t, err)
+	_, err = c.Receive(testCtx(t))
+	require.NoError(t, err)
+
+	closed := make(chan struct{})
+	c.OnClosed(func(*Connection) { close(closed) })
+	require.NoError(t, peer.Close())
+	select {
+	case <-closed:
+	case <-testCtx(t).Done():
+		t.Fatal("Closed handler never ran")
+	}
+}
+
+// Two goroutines blocked in Receive at once: one reads for itself, the
+// other waits; each message reaches exactly one of them, none is lost.
+func TestConcurrentBlockingReceives(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+
+	const n = 200
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := c.Receive(testCtx(t))
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				got[string(m.Data)]++
+				done := len(got) == n
+				mu.Unlock()
+				if done {
+					c.Abort()
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		_, err := peer.Write(frame(string(rune('A'+i%26)) + time.Duration(i).String()))
+		require.NoError(t, err)
+	}
+	wg.Wait()
+	<-c.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, n)
+	for k, v := range got {
+		require.Equal(t, 1, v, "message %q delivered %d times", k, v)
+	}
+}
+
+// A Receive with a ctx already ended returns at once with what is queued,
+// and never reads (net.Conn adapters rely on it to drain).
+func TestReceiveWithEndedContextDoesNotRead(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	_, err = peer.Write(frame("a"))
+	require.NoError(t, err)
+	_, err = c.Receive(testCtx(t))
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.Receive(ctx)
+	require.True(t, errors.Is(err, context.Canceled), "got %v", err)
+	// the connection still works: nothing was half-read
+	_, err = peer.Write(frame("b"))
+	require.NoError(t, err)
+	m, err := c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "b", string(m.Data))
+	c.Abort()
+	<-c.Done()
+}
