@@ -3,6 +3,7 @@ package taps
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -14,26 +15,31 @@ import (
 // A blocking Receive reads for itself (actors/readside.go). These tests
 // hold the behaviours that reading on demand must keep.
 
-// A Receive whose ctx ends while it reads for itself returns the ctx error
-// and loses nothing: half a frame read before, the rest after, and the
-// next Receive gets the whole message.
-func TestInlineReceiveCancelledLosesNothing(t *testing.T) {
+// demandConn returns a framed connection to a raw peer after one message
+// went through a blocking Receive (the connection now reads on demand).
+func demandConn(t *testing.T) (*Connection, net.Conn) {
+	t.Helper()
 	sys := newTestSystem(t)
 	ln, r := rawListener(t)
 	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
 	peer, err := ln.Accept()
 	require.NoError(t, err)
-	defer peer.Close()
-
-	// demand mode: one message received by a blocking Receive
+	t.Cleanup(func() { peer.Close() })
 	_, err = peer.Write(frame("first"))
 	require.NoError(t, err)
 	m, err := c.Receive(testCtx(t))
 	require.NoError(t, err)
 	require.Equal(t, "first", string(m.Data))
+	return c, peer
+}
 
+// A Receive whose ctx ends while it reads for itself returns the ctx error
+// and loses nothing: half a frame read before, the rest after, and the
+// next Receive gets the whole message.
+func TestInlineReceiveCancelledLosesNothing(t *testing.T) {
+	c, peer := demandConn(t)
 	whole := frame("second, split across a cancelled Receive")
-	_, err = peer.Write(whole[:7])
+	_, err := peer.Write(whole[:7])
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -42,7 +48,7 @@ func TestInlineReceiveCancelledLosesNothing(t *testing.T) {
 
 	_, err = peer.Write(whole[7:])
 	require.NoError(t, err)
-	m, err = c.Receive(testCtx(t))
+	m, err := c.Receive(testCtx(t))
 	require.NoError(t, err)
 	require.Equal(t, "second, split across a cancelled Receive", string(m.Data))
 
@@ -59,17 +65,7 @@ func TestInlineReceiveCancelledLosesNothing(t *testing.T) {
 // application stops receiving, the reader goroutine takes over and the
 // peer's close still ends the connection (Closed, Done) without a Receive.
 func TestPeerCloseNoticedWithoutReceiveAfterDemand(t *testing.T) {
-	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	_, err = peer.Write(frame("only"))
-	require.NoError(t, err)
-	m, err := c.Receive(testCtx(t))
-	require.NoError(t, err)
-	require.Equal(t, "only", string(m.Data))
-
+	c, peer := demandConn(t)
 	require.NoError(t, peer.Close())
 	select {
 	case <-c.Done():
@@ -83,16 +79,7 @@ func TestPeerCloseNoticedWithoutReceiveAfterDemand(t *testing.T) {
 // A Closed handler set after the connection went to reading on demand
 // makes it read ahead again: the handler runs without any Receive.
 func TestClosedHandlerMakesTheConnectionReadAhead(t *testing.T) {
-	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	_, err = peer.Write(frame("x"))
-	require.NoError(t, err)
-	_, err = c.Receive(testCtx(t))
-	require.NoError(t, err)
-
+	c, peer := demandConn(t)
 	closed := make(chan struct{})
 	c.OnClosed(func(*Connection) { close(closed) })
 	require.NoError(t, peer.Close())
@@ -154,20 +141,10 @@ func TestConcurrentBlockingReceives(t *testing.T) {
 // A Receive with a ctx already ended returns at once with what is queued,
 // and never reads (net.Conn adapters rely on it to drain).
 func TestReceiveWithEndedContextDoesNotRead(t *testing.T) {
-	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
-	_, err = peer.Write(frame("a"))
-	require.NoError(t, err)
-	_, err = c.Receive(testCtx(t))
-	require.NoError(t, err)
-
+	c, peer := demandConn(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = c.Receive(ctx)
+	_, err := c.Receive(ctx)
 	require.True(t, errors.Is(err, context.Canceled), "got %v", err)
 	// the connection still works: nothing was half-read
 	_, err = peer.Write(frame("b"))
