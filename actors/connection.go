@@ -105,7 +105,6 @@ type (
 	writeDone struct {
 		fromTransport
 		batch []writeItem
-		bytes int
 		err   error
 	}
 	lingerExpired  struct{ gen uint64 }
@@ -1298,18 +1297,18 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			}
 			clear(all)
 			c.wbufs = all[:0]
-			c.wroteBatch(ctx, batch, total, err)
+			c.wroteBatch(ctx, batch, err)
 			return
 		}
 	}
 	c.writing = true
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
-	c.writeRest(root, self, gen, t, bufs, batch, total)
+	c.writeRest(root, self, gen, t, bufs, batch)
 }
 
 // writeRest writes what the socket did not take at once in a writer
 // goroutine, which reports writeDone.
-func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, batch []writeItem, total int) {
+func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, batch []writeItem) {
 	go func() {
 		var err error
 		if len(bufs) > 0 {
@@ -1321,17 +1320,17 @@ func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen from
 			}
 			c.wg.Done()
 		}
-		root.Send(self, &writeDone{fromTransport: gen, batch: batch, bytes: total, err: err})
+		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err})
 	}()
 }
 
 func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
-	c.wroteBatch(ctx, m.batch, m.bytes, m.err)
+	c.wroteBatch(ctx, m.batch, m.err)
 }
 
 // wroteBatch reports the Sent (or SendError) events of a written batch and
 // goes on with what is queued.
-func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, _ int, werr error) {
+func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error) {
 	c.writing = false
 	c.releaseGrant(ctx)
 	var idArr [8]uint64

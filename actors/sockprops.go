@@ -453,7 +453,7 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 				break
 			}
 		}
-		root.Send(self, &writeDone{fromTransport: gen, batch: batch, bytes: total, err: err})
+		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err})
 	}()
 }
 
