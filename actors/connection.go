@@ -806,7 +806,15 @@ func (c *connActor) startReader(ctx actor.Context) {
 	if framed {
 		target = c.framers[0]
 	}
-	raw := newStreamReader(t, &c.wg)
+	var tl *targetLender
+	if framed {
+		g := c.tgen
+		tl = &targetLender{
+			take:    func() []byte { return link.takeReadTarget(g) },
+			putBack: func(b []byte) { link.putBackReadTarget(g, b) },
+		}
+	}
+	raw := newStreamReader(t, &c.wg, tl)
 	sr := &streamReader{
 		read: c.pacedReader(raw.read), // maxRecvRate (sockprops.go)
 		post: func(data []byte, err error) bool {

@@ -110,20 +110,52 @@ type rawStream struct {
 	direct bool // reads the socket directly (rawRead): no buffer held while waiting
 }
 
+// targetLender lends a reader the buffer the first framer wants the next
+// bytes in (framers.Instance.ReadTarget), so that a large message is read
+// straight into the buffer it is delivered in. take returns nil when there
+// is none; putBack returns a target no byte was read into.
+type targetLender struct {
+	take    func() []byte
+	putBack func([]byte)
+}
+
+// borrow takes the current target, cut to one read (at most readChunk, so a
+// slice of it is never mistaken for a pool buffer: those have a capacity of
+// readChunk+1).
+func (tl *targetLender) borrow() []byte {
+	if tl == nil || tl.take == nil {
+		return nil
+	}
+	b := tl.take()
+	if len(b) > readChunk {
+		b = b[:readChunk:readChunk]
+	}
+	return b
+}
+
+// returnUnused puts b back when nothing was read into it.
+func (tl *targetLender) returnUnused(b []byte, n int) {
+	if b != nil && n == 0 && tl.putBack != nil {
+		tl.putBack(b)
+	}
+}
+
 // newStreamReader returns the read step of a stream reader: it blocks until
 // data (or the end of the stream) arrives and returns a slice the caller
 // owns. The reader is counted in ioc only while it waits. On a socket it
 // can read directly (TCP, Unix) the reader holds no buffer while it waits:
 // a pooled buffer is taken only once the socket is readable, which keeps
-// idle connections small.
-func newStreamReader(t io.Reader, ioc *ioCount) rawStream {
+// idle connections small. When tl lends a target, the read goes into it.
+func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
 	if rw, ok := t.(rawWriter); ok {
 		if rc, err := rw.SyscallConn(); err == nil && rawReadable {
 			op := &rawReadOp{}
 			return rawStream{direct: true, read: func() ([]byte, error) {
+				tgt := tl.borrow()
 				ioc.Add(1)
-				data, err := op.read(rc)
+				data, err := op.read(rc, tgt)
 				ioc.Done()
+				tl.returnUnused(tgt, len(data))
 				return data, err
 			}}
 		}
@@ -131,6 +163,16 @@ func newStreamReader(t io.Reader, ioc *ioCount) rawStream {
 	size := 4 << 10
 	var buf []byte
 	return rawStream{read: func() ([]byte, error) {
+		if tgt := tl.borrow(); tgt != nil {
+			ioc.Add(1)
+			n, err := t.Read(tgt)
+			ioc.Done()
+			tl.returnUnused(tgt, n)
+			if n == 0 {
+				return nil, err
+			}
+			return tgt[:n:n], err
+		}
 		if buf == nil {
 			buf = make([]byte, size)
 		}
@@ -150,13 +192,14 @@ func newStreamReader(t io.Reader, ioc *ioCount) rawStream {
 	}}
 }
 
-// readBufs holds the buffers of rawRead.
-var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+// readBufs holds the buffers of rawRead: readChunk bytes with a capacity
+// of readChunk+1, which tells them apart from any other slice.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk, readChunk+1); return &b }}
 
 // releaseReadBuf returns a read buffer the first framer copied and let go
 // (framers.Hooks.Release) to the pool.
 func releaseReadBuf(b []byte) {
-	if cap(b) == readChunk {
+	if cap(b) == readChunk+1 {
 		b = b[:readChunk]
 		readBufs.Put(&b)
 	}

@@ -23,4 +23,4 @@ func (*writevOp) write(rc syscall.RawConn, bufs *net.Buffers) (bool, error) {
 
 type rawReadOp struct{}
 
-func (*rawReadOp) read(rc syscall.RawConn) ([]byte, error) { return rawRead(rc) }
+func (*rawReadOp) read(rc syscall.RawConn, _ []byte) ([]byte, error) { return rawRead(rc) }

@@ -100,6 +100,26 @@ func (op *writevOp) writev(fd uintptr, bufs net.Buffers) (int, error) {
 	return int(n), nil
 }
 
+// readTarget is do for a read into the lent target.
+func (op *rawReadOp) readTarget(fd uintptr) bool {
+	for {
+		n, e := unix.Read(int(fd), op.tgt)
+		switch {
+		case e == nil && n > 0:
+			op.data = op.tgt[:n:n]
+		case e == nil:
+			op.err = io.EOF
+		case errors.Is(e, unix.EINTR):
+			continue
+		case errors.Is(e, unix.EAGAIN):
+			return false
+		default:
+			op.err = os.NewSyscallError("read", e)
+		}
+		return true
+	}
+}
+
 // rawReadable: rawRead is available.
 const rawReadable = true
 
@@ -108,7 +128,7 @@ const rawReadable = true
 // out and the buffer goes back to the pool.
 func rawRead(rc syscall.RawConn) ([]byte, error) {
 	var op rawReadOp
-	return op.read(rc)
+	return op.read(rc, nil)
 }
 
 // rawReadOp is rawRead with its callback made once (a reader reads without
@@ -116,23 +136,30 @@ func rawRead(rc syscall.RawConn) ([]byte, error) {
 type rawReadOp struct {
 	data []byte
 	err  error
+	tgt  []byte // where to read, when a framer lent its buffer
 	fn   func(fd uintptr) bool
 }
 
-func (op *rawReadOp) read(rc syscall.RawConn) ([]byte, error) {
+// read reads what the socket has: into tgt when it is not nil (the data
+// returned is then a prefix of tgt), into a pooled buffer otherwise.
+func (op *rawReadOp) read(rc syscall.RawConn, tgt []byte) ([]byte, error) {
 	if op.fn == nil {
 		op.fn = op.do
 	}
-	op.data, op.err = nil, nil
-	if err := rc.Read(op.fn); err != nil {
+	op.data, op.err, op.tgt = nil, nil, tgt
+	err := rc.Read(op.fn)
+	data, rerr := op.data, op.err
+	op.data, op.err, op.tgt = nil, nil, nil
+	if err != nil {
 		return nil, err
 	}
-	data, err := op.data, op.err
-	op.data, op.err = nil, nil
-	return data, err
+	return data, rerr
 }
 
 func (op *rawReadOp) do(fd uintptr) bool {
+	if op.tgt != nil {
+		return op.readTarget(fd)
+	}
 	bp := readBufs.Get().(*[]byte)
 	buf := *bp
 	for {

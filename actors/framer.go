@@ -51,6 +51,7 @@ type framerActor struct {
 	failErr   error
 	ready     bool
 	prepend   []framers.Framer // PrependFramer calls to report
+	lent      bool             // a read target is published
 	tgen      fromTransport    // the transport generation it frames
 }
 
@@ -94,8 +95,11 @@ func (a *framerActor) Receive(ctx actor.Context) {
 			a.lowerMeta = m.meta
 		}
 		a.inst.Received(a.f, m.data, m.eos)
-		if a.idx == 0 && len(m.data) > 0 {
-			a.link.doneRaw(len(m.data))
+		if a.idx == 0 {
+			a.lendTarget()
+			if len(m.data) > 0 {
+				a.link.doneRaw(len(m.data))
+			}
 		}
 		if m.eos && a.failErr == nil && a.inst.Buffered() > 0 {
 			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
@@ -132,6 +136,22 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	default:
 		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
+}
+
+// directReadMin is the least a first framer must still wait for before its
+// buffer is lent to the reader: smaller rests are read with what follows
+// them, in one pooled read.
+const directReadMin = 16 << 10
+
+// lendTarget publishes the first framer's read target, so that the rest of
+// a large message is read straight into the buffer it is delivered in.
+func (a *framerActor) lendTarget() {
+	t := a.inst.ReadTarget(directReadMin)
+	if t == nil && !a.lent {
+		return
+	}
+	a.lent = t != nil
+	a.link.setReadTarget(a.tgen.tgen, t)
 }
 
 func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {

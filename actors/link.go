@@ -66,6 +66,11 @@ type Link struct {
 	idleSeen      uint64        // recvSeq at the last idle check
 	idleArmed     bool
 	idleTimer     *time.Timer
+	// the first framer's read target (framers.Instance.ReadTarget), for
+	// the transport of generation targetGen
+	target    []byte
+	targetGen uint64
+	hasTarget atomic.Bool
 	// alwaysAhead keeps the reader reading whatever the receives (a
 	// connection with a re-establishment policy must notice a lost
 	// transport at once).
@@ -418,6 +423,8 @@ func (l *Link) reopen() {
 	l.transportTaken = false
 	l.rawPending, l.inflight = 0, 0
 	l.reader, l.reading, l.readEnded = nil, false, false
+	l.target = nil
+	l.hasTarget.Store(false)
 	l.mu.Unlock()
 }
 

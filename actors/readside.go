@@ -229,3 +229,45 @@ func (l *Link) readInline(ctx context.Context, sr *streamReader) {
 	}
 	l.releaseRead(sr, ended)
 }
+
+// --- direct reads into the first framer's buffer ---
+
+// setReadTarget publishes where the next bytes of the transport of
+// generation gen may be read (b nil: nowhere in particular). The first
+// framer calls it after an input it processed, before it gives the input's
+// bytes back (doneRaw).
+func (l *Link) setReadTarget(gen uint64, b []byte) {
+	l.mu.Lock()
+	l.target, l.targetGen = b, gen
+	l.hasTarget.Store(b != nil)
+	l.mu.Unlock()
+}
+
+// takeReadTarget hands the published target to the holder of the read
+// token, when the first framer has processed everything read before (so
+// the target is where the stream goes on).
+func (l *Link) takeReadTarget(gen uint64) []byte {
+	if !l.hasTarget.Load() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.target == nil || l.targetGen != gen || l.rawPending != 0 {
+		return nil
+	}
+	b := l.target
+	l.target = nil
+	l.hasTarget.Store(false)
+	return b
+}
+
+// putBackReadTarget returns a target nothing was read into (the read was
+// interrupted), unless the framer has published another since.
+func (l *Link) putBackReadTarget(gen uint64, b []byte) {
+	l.mu.Lock()
+	if l.target == nil && l.rawPending == 0 {
+		l.target, l.targetGen = b, gen
+		l.hasTarget.Store(true)
+	}
+	l.mu.Unlock()
+}

@@ -107,8 +107,9 @@ type Hooks struct {
 	Prepend func(f Framer)
 	// Passthrough is StartPassthrough.
 	Passthrough func()
-	// Release, when set, gets back a slice passed to Received that the
-	// Instance copied and no longer references (the owner may reuse it).
+	// Release, when set, gets back a slice passed to Received (or the rest
+	// of one from the cursor on) that the Instance copied and no longer
+	// references: the owner may reuse it if it recognizes it.
 	Release func(data []byte)
 }
 
@@ -131,7 +132,13 @@ type Instance struct {
 	earmark     int
 	earmarkMeta Metadata
 
-	want        int // the last unmet Parse minimum: how much the framer waits for
+	want int // the last unmet Parse minimum: how much the framer waits for
+
+	// room is the buffer handed out by ReadTarget: buf is room[:roomLen]
+	// (with its capacity cut there, so that appends never write into the
+	// handed-out tail) until bytes read into the tail come back.
+	room        []byte
+	roomLen     int
 	ready       bool
 	closed      bool
 	failed      bool
@@ -156,14 +163,27 @@ func NewInstance(h Hooks, maxBuffered int) *Instance {
 // Instance) and runs f.HandleReceivedData while it makes progress. eos
 // reports that the lower layer has ended the stream after data.
 func (i *Instance) Received(f Framer, data []byte, eos bool) {
+	for {
+		rest, more := i.received(f, data, eos)
+		if !more {
+			return
+		}
+		data = rest
+	}
+}
+
+// received is one step of Received: it takes data (or, when data holds
+// more than the message the framer waits for, just that message's bytes,
+// then more reports that rest is still to be taken) and parses.
+func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more bool) {
 	if i.failed {
-		return
+		return nil, false
 	}
 	if i.passthrough {
 		if len(data) > 0 || eos {
 			i.deliver(nil, data, eos)
 		}
-		return
+		return nil, false
 	}
 	if i.earmark > 0 && len(data) > 0 {
 		n := min(i.earmark, len(data))
@@ -171,11 +191,30 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 		i.deliver(i.earmarkMeta, data[:n:n], i.earmark == 0)
 		data = data[n:]
 	}
+	if len(data) > 0 && i.inRoom(data) {
+		// read straight into the tail handed out by ReadTarget: no copy
+		n := i.roomLen + len(data)
+		i.buf = i.room[:n:n]
+		i.roomLen = n
+		data = nil
+	}
 	if len(data) > 0 {
+		need := i.want - len(i.buf)
 		switch {
 		case len(i.buf) == 0 && (i.want <= len(data) || i.want > i.maxBuffered):
 			i.buf = data
-		case cap(i.buf)-len(i.buf) < len(data) && i.want > len(i.buf) && i.want <= i.maxBuffered:
+		case need > 0 && need < len(data) && i.want <= i.maxBuffered:
+			// data completes what the framer waits for, with more behind:
+			// copy only that into a buffer of the wanted size; the rest is
+			// taken in place once it has parsed
+			if cap(i.buf)-len(i.buf) < need {
+				nb := make([]byte, len(i.buf), i.want)
+				copy(nb, i.buf)
+				i.buf = nb
+			}
+			i.buf = append(i.buf, data[:need]...)
+			data, rest, more = nil, data[need:], true
+		case cap(i.buf)-len(i.buf) < len(data) && need > 0 && i.want <= i.maxBuffered:
 			// the framer said how much it needs (an unmet Parse): size the
 			// buffer once instead of growing it chunk by chunk
 			nb := make([]byte, len(i.buf), max(i.want, len(i.buf)+len(data)))
@@ -187,11 +226,11 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 			i.release(data)
 		}
 	}
-	if eos {
+	if eos && !more {
 		i.eos = true
 		if i.earmark > 0 {
 			i.FailConnection(fmt.Errorf("%w: %d bytes missing", ErrTruncated, i.earmark))
-			return
+			return nil, false
 		}
 	}
 	for !i.failed && !i.passthrough && i.earmark == 0 && (len(i.buf) > 0 || i.eos) {
@@ -203,13 +242,66 @@ func (i *Instance) Received(f Framer, data []byte, eos bool) {
 		}
 	}
 	if i.passthrough && len(i.buf) > 0 {
-		rest := i.buf
+		held := i.buf
 		i.buf = nil
-		i.deliver(nil, rest, i.eos)
+		i.deliver(nil, held, i.eos && !more)
 	}
 	if !i.failed && len(i.buf) > i.maxBuffered {
 		i.FailConnection(&TooLargeError{Size: uint64(len(i.buf)), Max: uint64(i.maxBuffered)})
 	}
+	return rest, more && !i.failed
+}
+
+// ReadTarget returns where the owner may read the next received bytes
+// directly: the free room behind the buffered bytes, sized for what the
+// framer waits for (the minimum of its last unmet Parse, at most the
+// Instance's bound). It returns nil unless at least minBytes more bytes are
+// wanted (or a target was already lent for this Parse: then the room is
+// lent to its end). Bytes read into a prefix of the target and then passed to
+// Received are taken in place, without a copy; anything else passed to
+// Received is copied as usual, so a target that is not used, or used late,
+// costs nothing but the allocation. The Instance never writes into a
+// target it handed out.
+func (i *Instance) ReadTarget(minBytes int) []byte {
+	need := i.want - len(i.buf)
+	if i.failed || i.passthrough || i.eos || i.earmark > 0 || len(i.buf) == 0 ||
+		i.want > i.maxBuffered || need <= 0 {
+		return nil
+	}
+	if need < minBytes && (!i.roomHolds() || len(i.room) < i.want) {
+		return nil // not worth a buffer of its own (a room already made is lent to the end)
+	}
+	if !i.roomHolds() || len(i.room) < i.want {
+		var room []byte
+		if cap(i.buf) >= i.want {
+			room = i.buf[:i.want] // already sized (Received): the Instance owns its capacity
+		} else {
+			room = make([]byte, i.want)
+			copy(room, i.buf)
+			i.release(i.buf) // copied away (the owner reuses it if it can)
+		}
+		n := len(i.buf)
+		i.room, i.roomLen = room, n
+		i.buf = room[:n:n]
+	}
+	return i.room[i.roomLen:i.want:i.want]
+}
+
+// roomHolds reports whether buf is still the front of room.
+func (i *Instance) roomHolds() bool {
+	return i.room != nil && len(i.buf) == i.roomLen && len(i.buf) > 0 && &i.buf[0] == &i.room[0]
+}
+
+// inRoom reports whether data was read into the tail of room (ReadTarget)
+// right behind the buffered bytes.
+func (i *Instance) inRoom(data []byte) bool {
+	if !i.roomHolds() || len(data) > len(i.room)-i.roomLen {
+		if i.room != nil && !i.roomHolds() {
+			i.room = nil // buf moved on: the room is no longer ours to extend
+		}
+		return false
+	}
+	return &i.room[i.roomLen] == &data[0]
 }
 
 func (i *Instance) release(data []byte) {
@@ -346,7 +438,7 @@ func (i *Instance) FailConnection(err error) {
 		err = ErrDeframingFailed
 	}
 	i.failed = true
-	i.buf = nil
+	i.buf, i.room = nil, nil
 	if i.hooks.Fail != nil {
 		i.hooks.Fail(err)
 	}

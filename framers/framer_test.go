@@ -304,3 +304,91 @@ func mustFixedHeader(t testing.TB, headerLen, off, size int, opts ...FixedHeader
 	require.NoError(t, err)
 	return f
 }
+
+// aliasRecorder keeps the delivered slices themselves (not copies), so a
+// test can tell where their bytes live.
+func aliasRecorder() (*[][]byte, *Instance) {
+	var got [][]byte
+	return &got, NewInstance(Hooks{Deliver: func(_ Metadata, d []byte, _ bool) { got = append(got, d) }}, 0)
+}
+
+func TestReadTargetReadsInPlace(t *testing.T) {
+	body := make([]byte, 100<<10)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	wire := lp(string(body))
+	f := NewLengthPrefix()
+	got, inst := aliasRecorder()
+
+	require.Nil(t, inst.ReadTarget(1), "nothing is wanted before any data")
+	inst.Received(f, append([]byte(nil), wire[:1000]...), false)
+	var tgts [][]byte
+	for off := 1000; off < len(wire); {
+		tgt := inst.ReadTarget(16 << 10)
+		require.NotNil(t, tgt, "a target is lent until the message is complete (at %d)", off)
+		require.Equal(t, len(wire)-off, len(tgt), "the target is the rest of the announced message")
+		n := copy(tgt[:min(len(tgt), 30000)], wire[off:])
+		tgts = append(tgts, tgt)
+		inst.Received(f, tgt[:n:n], false)
+		off += n
+	}
+	require.Len(t, *got, 1)
+	msg := (*got)[0]
+	require.Equal(t, body, msg)
+	for i, tgt := range tgts {
+		k := len(msg) - (len(wire) - 1000) + (len(tgts[0]) - len(tgt))
+		require.Same(t, &tgt[0], &msg[k], "read %d was taken in place, not copied", i)
+	}
+	require.Nil(t, inst.ReadTarget(1), "nothing is wanted after the message")
+}
+
+func TestReadTargetNotLentForSmallRest(t *testing.T) {
+	f := NewLengthPrefix()
+	_, inst := aliasRecorder()
+	wire := lp(string(make([]byte, 20<<10)))
+	inst.Received(f, append([]byte(nil), wire[:10<<10]...), false)
+	require.Nil(t, inst.ReadTarget(16<<10), "10 KiB still wanted: below the minimum")
+	require.NotNil(t, inst.ReadTarget(8<<10))
+	require.Nil(t, (&Instance{}).ReadTarget(0), "an empty Instance lends nothing")
+}
+
+func TestReadTargetUnusedStaysUntouched(t *testing.T) {
+	f := NewLengthPrefix()
+	got, inst := aliasRecorder()
+	wire := cat(lp(string(make([]byte, 64<<10))), lp("next"))
+	inst.Received(f, append([]byte(nil), wire[:100]...), false)
+	tgt := inst.ReadTarget(1)
+	require.NotNil(t, tgt)
+	for i := range tgt {
+		tgt[i] = 0xEE
+	}
+	// the rest arrives from elsewhere (a read that did not use the target)
+	inst.Received(f, append([]byte(nil), wire[100:]...), false)
+	require.Len(t, *got, 2)
+	require.Equal(t, wire[4:4+64<<10], (*got)[0])
+	require.Equal(t, []byte("next"), (*got)[1])
+	for i := range tgt {
+		require.Equal(t, byte(0xEE), tgt[i], "byte %d of the lent target was written", i)
+	}
+}
+
+func TestReceivedCopiesOnlyTheWantedRest(t *testing.T) {
+	f := NewLengthPrefix()
+	got, inst := aliasRecorder()
+	first, second, third := string(make([]byte, 3000)), "second message", "third"
+	wire := cat(lp(first), lp(second), lp(third))
+	inst.Received(f, append([]byte(nil), wire[:1000]...), false)
+	// one read with the rest of the first message, the whole second one
+	// and part of the third
+	chunk := append([]byte(nil), wire[1000:len(wire)-2]...)
+	inst.Received(f, chunk, false)
+	require.Len(t, *got, 2)
+	require.Equal(t, []byte(first), (*got)[0])
+	require.Equal(t, []byte(second), (*got)[1])
+	k := len(lp(first)) - 1000 + 4
+	require.Same(t, &chunk[k], &(*got)[1][0], "the message behind the completed one is delivered in place")
+	inst.Received(f, append([]byte(nil), wire[len(wire)-2:]...), true)
+	require.Len(t, *got, 3)
+	require.Equal(t, []byte(third), (*got)[2])
+}

@@ -111,16 +111,66 @@ func roundTrip(t *testing.T, f Framer, msgs [][]byte, split []bool, meta func(i 
 	if err := rr.err(); err != nil {
 		t.Fatalf("receive: %v", err)
 	}
-	got := rr.messages()
-	if len(got) != len(msgs) {
-		t.Fatalf("got %d messages, want %d", len(got), len(msgs))
+	sameMessages(t, rr.messages(), msgs)
+	// again, reading into the targets the Instance lends (every other
+	// target is left unused, and must stay untouched)
+	rl, lin := newRecorded(0)
+	feedLending(t, Instantiate(f), lin, chunks)
+	if err := rl.err(); err != nil {
+		t.Fatalf("receive into targets: %v", err)
 	}
-	for i := range msgs {
-		if !bytes.Equal(got[i], msgs[i]) {
-			t.Fatalf("message %d: got %q, want %q", i, got[i], msgs[i])
+	sameMessages(t, rl.messages(), msgs)
+	return rs, rr
+}
+
+func sameMessages(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("message %d: got %q, want %q", i, got[i], want[i])
 		}
 	}
-	return rs, rr
+}
+
+// feedLending feeds chunks to inst as a reader that uses ReadTarget would:
+// the bytes go into the lent target when there is one. Every other target
+// is instead filled with a marker and kept aside while the bytes are fed
+// from elsewhere; the Instance must never write into it.
+func feedLending(t *testing.T, f Framer, inst *Instance, chunks [][]byte) {
+	t.Helper()
+	skip := false
+	for i, c := range chunks {
+		last := i == len(chunks)-1
+		for len(c) > 0 {
+			tgt := inst.ReadTarget(1)
+			if tgt == nil {
+				break
+			}
+			if skip = !skip; skip {
+				for k := range tgt {
+					tgt[k] = 0xEE
+				}
+				n := min(len(tgt), len(c))
+				inst.Received(f, bytes.Clone(c[:n]), last && n == len(c))
+				c = c[n:]
+				for k := range tgt {
+					if tgt[k] != 0xEE {
+						t.Fatalf("the Instance wrote into a target it lent")
+					}
+				}
+				continue
+			}
+			n := copy(tgt, c)
+			inst.Received(f, tgt[:n:n], last && n == len(c))
+			c = c[n:]
+		}
+		if len(c) > 0 || (last && len(chunks[i]) == 0) {
+			inst.Received(f, bytes.Clone(c), last)
+		}
+	}
 }
 
 func FuzzLengthPrefix(f *testing.F) {

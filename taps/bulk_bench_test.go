@@ -3,6 +3,7 @@ package taps
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -42,8 +43,15 @@ func BenchmarkBulkSend(b *testing.B) {
 	<-c.Done()
 }
 
-// BenchmarkBulkReceive: a raw Go sender, a gotaps receiver (1 MiB messages).
+// BenchmarkBulkReceive: a raw Go sender, a gotaps receiver (1 MiB and
+// 64 KiB messages).
 func BenchmarkBulkReceive(b *testing.B) {
+	for _, size := range []int{1 << 20, 64 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) { benchBulkReceive(b, size) })
+	}
+}
+
+func benchBulkReceive(b *testing.B, size int) {
 	sys := NewSystem()
 	defer sys.Shutdown(context.Background())
 	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
@@ -62,8 +70,8 @@ func BenchmarkBulkReceive(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	msg := make([]byte, 4+1<<20)
-	binary.BigEndian.PutUint32(msg, 1<<20)
+	msg := make([]byte, 4+size)
+	binary.BigEndian.PutUint32(msg, uint32(size))
 	go func() {
 		for i := 0; i < b.N; i++ {
 			if _, err := raw.Write(msg); err != nil {
@@ -71,7 +79,7 @@ func BenchmarkBulkReceive(b *testing.B) {
 			}
 		}
 	}()
-	b.SetBytes(1 << 20)
+	b.SetBytes(int64(size))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := s.Receive(context.Background()); err != nil {

@@ -311,3 +311,101 @@ func TestFramerMetadataTravelsInTheMessageContext(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+// mixedSizes are message sizes around the direct-read threshold and the
+// read chunk, so that reads into the framer's buffer, pooled reads and
+// messages spanning both all happen.
+var mixedSizes = []int{1, 70 << 10, 5, 1 << 20, 20 << 10, 300 << 10, 16<<10 + 3, 0, 256 << 10, 33, 600 << 10, 64 << 10}
+
+func mixedBodies() [][]byte {
+	out := make([][]byte, len(mixedSizes))
+	for i, n := range mixedSizes {
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = byte(i*31 + k*7 + k>>9)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// TestLargeMessagesReadIntoTheFramersBuffer: messages of mixed sizes from a
+// raw peer, written in uneven pieces, arrive whole and intact, whether the
+// receiver reads for itself (blocking Receive) or the reader goroutine
+// reads (ReceiveAsync).
+func TestLargeMessagesReadIntoTheFramersBuffer(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Receive", true: "ReceiveAsync"}[async], func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln, r := rawListener(t)
+			c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+			peer, err := ln.Accept()
+			require.NoError(t, err)
+			defer peer.Close()
+			bodies := mixedBodies()
+			var wire []byte
+			for _, b := range bodies {
+				wire = append(wire, frame(string(b))...)
+			}
+			go func() {
+				for i, step := 0, 7000; i < len(wire); i, step = i+step, step*3%(200<<10)+1 {
+					if _, err := peer.Write(wire[i:min(i+step, len(wire))]); err != nil {
+						return
+					}
+				}
+			}()
+			ctx := testCtx(t)
+			for i, want := range bodies {
+				var m *Message
+				if async {
+					got := make(chan *Message, 1)
+					c.ReceiveAsync(func(_ *Connection, m *Message, err error) {
+						require.NoError(t, err)
+						got <- m
+					})
+					select {
+					case m = <-got:
+					case <-ctx.Done():
+						t.Fatalf("message %d: %v", i, ctx.Err())
+					}
+				} else {
+					m, err = c.Receive(ctx)
+					require.NoError(t, err, "message %d", i)
+				}
+				require.True(t, m.EndOfMessage)
+				require.True(t, bytes.Equal(want, m.Data), "message %d (%d bytes) intact", i, len(want))
+			}
+			c.Abort()
+			<-c.Done()
+		})
+	}
+}
+
+// TestLargeMessagesOverTLSAndQUIC: the same echoed over TLS and QUIC, where
+// the reader reads through crypto/tls or a quic-go stream into the
+// framer's buffer.
+func TestLargeMessagesOverTLSAndQUIC(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), nil)
+	for _, stack := range []string{"tls", "quic"} {
+		t.Run(stack, func(t *testing.T) {
+			tp := NewTransportProperties()
+			if stack == "tls" {
+				require.NoError(t, tp.Prohibit(Multistreaming))
+			}
+			c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(testCtx(t))
+			require.NoError(t, err)
+			require.Equal(t, stack, c.GetProperties().Stack)
+			ctx := testCtx(t)
+			for i, b := range mixedBodies() {
+				require.NoError(t, c.Send(ctx, b, nil))
+				m, err := c.Receive(ctx)
+				require.NoError(t, err, "message %d", i)
+				require.True(t, bytes.Equal(b, m.Data), "message %d (%d bytes) echoed intact", i, len(b))
+			}
+			c.Abort()
+			<-c.Done()
+		})
+	}
+}

@@ -373,7 +373,10 @@ func (s *sink) wait(ctx context.Context) error {
 }
 
 // rawSinkServer counts received payload bytes (count=false) or messages.
-func rawSinkServer(s **sink, countMsgs bool) (*rawServer, error) {
+// With fresh, every message is read into a buffer of its own (as a receiver
+// that hands each message on must do, and gotaps does); otherwise one
+// buffer is reused.
+func rawSinkServer(s **sink, countMsgs, fresh bool) (*rawServer, error) {
 	return newRawServer(func(c net.Conn) {
 		r := bufio.NewReaderSize(c, 64<<10)
 		hdr := make([]byte, 4)
@@ -383,7 +386,9 @@ func rawSinkServer(s **sink, countMsgs bool) (*rawServer, error) {
 			if err != nil {
 				return
 			}
-			buf = m
+			if !fresh {
+				buf = m
+			}
 			if countMsgs {
 				(*s).add(1)
 			} else {
@@ -414,11 +419,16 @@ func gotapsSink(s **sink, countMsgs bool) func(*taps.Connection) {
 func runW7(ctx context.Context, p params) (out []Result) {
 	const w = "W7"
 	var cur *sink
-	srv, err := rawSinkServer(&cur, false)
+	srv, err := rawSinkServer(&cur, false, false)
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
 	}
 	defer srv.close()
+	fresh, err := rawSinkServer(&cur, false, true)
+	if err != nil {
+		return []Result{errRow(w, "all", err)}
+	}
+	defer fresh.close()
 	env, err := newGotapsEnv(ctx, gotapsSink(&cur, false))
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
@@ -443,6 +453,18 @@ func runW7(ctx context.Context, p params) (out []Result) {
 			out = append(out, errRow(w, implRaw, fmt.Errorf("%s: %w", size.name, err)))
 		} else {
 			out = append(out, res(w, implRaw, size.name, rate, "B/s"))
+		}
+		// raw with a fresh buffer per message: the bound a receiver that
+		// hands every message on (gotaps) meets, shown for comparison
+		cur = newSink(-1)
+		if rate, err := oneWay(ctx, p.w7Dur, cur, size.n, func(c net.Conn) func() error {
+			fr := frame(payload)
+			return func() error { _, err := c.Write(fr); return err }
+		}, fresh.addr()); err != nil {
+			out = append(out, errRow(w, implRawFresh, fmt.Errorf("%s: %w", size.name, err)))
+		} else {
+			out = append(out, res(w, implRawFresh, size.name, rate, "B/s"))
+			judgeRatio(out, implRawFresh, implRaw, size.name, "")
 		}
 		// gotaps: blocking Send per message
 		cur = newSink(-1)
@@ -496,11 +518,14 @@ func oneWayTaps(ctx context.Context, d time.Duration, s *sink, size int, send fu
 
 const implTapsSend = "gotaps-send"
 
+// implRawFresh is the raw TCP peer reading every message into a new buffer.
+const implRawFresh = "raw-tcp-fresh"
+
 func runW8(ctx context.Context, p params) (out []Result) {
 	const w = "W8"
 	n := p.w8N
 	var cur *sink
-	srv, err := rawSinkServer(&cur, true)
+	srv, err := rawSinkServer(&cur, true, false)
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
 	}

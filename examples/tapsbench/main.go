@@ -173,6 +173,17 @@ func main() {
 	)
 	flag.Parse()
 	raiseNofile()
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tapsbench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	switch {
 	case *serve != "" || *serveRaw != "":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -207,17 +218,6 @@ func main() {
 		for _, s := range strings.Split(*wsel, ",") {
 			sel = append(sel, strings.ToUpper(strings.TrimSpace(s)))
 		}
-	}
-	if *cpuprof != "" {
-		f, err := os.Create(*cpuprof)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "tapsbench:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
 	}
 	if *traceOut != "" {
 		f, err := os.Create(*traceOut)
