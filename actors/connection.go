@@ -130,12 +130,14 @@ type (
 		items []RecvItem
 		eos   bool
 		err   error
+		one   [1]RecvItem // items' first array: one message needs no second allocation
 	}
 	framerFramed struct {
 		fromTransport
 		idx  int
 		send *outSend
 		bufs [][]byte
+		two  [2][]byte // bufs' first array (a header and a payload)
 	}
 	framerStopped struct {
 		fromTransport
@@ -160,6 +162,12 @@ type outSend struct {
 	bytes   int  // bytes accounted by Link.AcquireSend
 	framed  bool // a framer delimits it: it may be reordered as a whole
 	batched bool // part of a Batch: written together with the rest of it
+}
+
+// framedSend is an outSend with the message to its top framer.
+type framedSend struct {
+	out outSend
+	fs  framerSend
 }
 
 type writeItem struct {
@@ -978,16 +986,19 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	if m.Props != nil && m.Props.Final && m.EndOfMessage {
 		c.finalSent = true
 	}
-	s := &outSend{msg: m, bytes: len(m.Data), framed: len(c.framers) > 0}
 	c.inFlight++
-	if c.batching && len(c.framers) > 0 {
-		s.batched = true
-		c.batchLeft++
-	}
 	if n := len(c.framers); n > 0 {
-		ctx.Send(c.framers[n-1], &framerSend{send: s, data: m.Data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage})
+		// the send and the framer's message in one allocation
+		e := &framedSend{out: outSend{msg: m, bytes: len(m.Data), framed: true}}
+		if c.batching {
+			e.out.batched = true
+			c.batchLeft++
+		}
+		e.fs = framerSend{send: &e.out, data: m.Data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
+		ctx.Send(c.framers[n-1], &e.fs)
 		return
 	}
+	s := &outSend{msg: m, bytes: len(m.Data)}
 	c.enqueueWrite(ctx, writeItem{send: s, bufs: [][]byte{m.Data}})
 }
 

@@ -46,8 +46,8 @@ type framerActor struct {
 	open  bool // a delivered message awaits its end
 
 	lowerMeta []framers.Metadata
-	out       [][]byte
-	items     []RecvItem
+	framed    *framerFramed    // the Send actions since the last flush
+	delivered *framerDelivered // the Deliver actions of the current input
 	failErr   error
 	ready     bool
 	prepend   []framers.Framer // PrependFramer calls to report
@@ -64,7 +64,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.conn = ctx.Parent()
 		a.inst = framers.NewInstance(framers.Hooks{
-			Send: func(b []byte) { a.out = append(a.out, b) },
+			Send: a.emit,
 			Deliver: func(meta framers.Metadata, data []byte, eom bool) {
 				if !a.open {
 					a.msgID++
@@ -76,7 +76,12 @@ func (a *framerActor) Receive(ctx actor.Context) {
 					copy(md, a.lowerMeta)
 					md[a.idx] = meta
 				}
-				a.items = append(a.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md})
+				if a.delivered == nil {
+					a.delivered = &framerDelivered{}
+					a.delivered.items = a.delivered.one[:0]
+				}
+				d := a.delivered
+				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md})
 				if eom {
 					a.open = false
 				}
@@ -105,22 +110,26 @@ func (a *framerActor) Receive(ctx actor.Context) {
 			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
 		}
 		a.reportPrepends(ctx)
-		items := a.items
-		a.items = nil
-		if a.idx == a.n-1 {
+		d := a.delivered
+		a.delivered = nil
+		if d != nil && a.idx == a.n-1 {
 			total := 0
-			for _, it := range items {
+			for _, it := range d.items {
 				total += len(it.Data)
 			}
 			a.link.addInflight(total)
 		}
-		if len(items) > 0 || m.eos {
-			ctx.Send(a.conn, &framerDelivered{fromTransport: a.tgen, idx: a.idx, items: items, eos: m.eos && a.failErr == nil, err: m.err})
+		if d != nil || m.eos {
+			if d == nil {
+				d = &framerDelivered{}
+			}
+			d.fromTransport, d.idx, d.eos, d.err = a.tgen, a.idx, m.eos && a.failErr == nil, m.err
+			ctx.Send(a.conn, d)
 		}
 		a.report(ctx)
 	case *framerSend:
 		if a.inst.InPassthrough() {
-			a.out = append(a.out, m.data)
+			a.emit(m.data)
 		} else {
 			a.f.NewSentMessage(a.inst, m.data, m.meta, m.eom)
 		}
@@ -154,13 +163,26 @@ func (a *framerActor) lendTarget() {
 	a.link.setReadTarget(a.tgen.tgen, t)
 }
 
+// emit is the framer's Send action: b joins the bytes of the next flush.
+func (a *framerActor) emit(b []byte) {
+	if a.framed == nil {
+		a.framed = &framerFramed{}
+		a.framed.bufs = a.framed.two[:0]
+	}
+	a.framed.bufs = append(a.framed.bufs, b)
+}
+
 func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
-	if s == nil && len(a.out) == 0 {
+	f := a.framed
+	if s == nil && f == nil {
 		return
 	}
-	out := a.out
-	a.out = nil
-	ctx.Send(a.conn, &framerFramed{fromTransport: a.tgen, idx: a.idx, send: s, bufs: out})
+	a.framed = nil
+	if f == nil {
+		f = &framerFramed{}
+	}
+	f.fromTransport, f.idx, f.send = a.tgen, a.idx, s
+	ctx.Send(a.conn, f)
 }
 
 // reportPrepends sends the PrependFramer actions: before any data the

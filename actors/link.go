@@ -81,6 +81,7 @@ type Link struct {
 	sendQueued  int
 	sendLimit   int
 	sendWake    chan struct{} // closed and replaced when queued bytes drop
+	wakeHanded  bool          // sendWake was handed to a sender that may wait on it
 
 	// transport hand-over from the racer
 	transport      stacks.Transport
@@ -510,8 +511,11 @@ func (l *Link) sendDone(ids []uint64, bytes int, err error) {
 		if l.sendQueued < 0 {
 			l.sendQueued = 0
 		}
-		close(l.sendWake)
-		l.sendWake = make(chan struct{})
+		if l.wakeHanded { // a new channel only when someone may wait
+			close(l.sendWake)
+			l.sendWake = make(chan struct{})
+			l.wakeHanded = false
+		}
 	}
 	l.mu.Unlock()
 	for _, f := range fns {
@@ -637,6 +641,7 @@ func (l *Link) tryAcquire(n int) (<-chan struct{}, error) {
 		l.sendQueued += n
 		return nil, nil
 	}
+	l.wakeHanded = true
 	return l.sendWake, ErrSendQueueFull
 }
 

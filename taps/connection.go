@@ -491,7 +491,8 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 		}
 		return nil, &ReceiveError{Reason: r, Err: res.Err}
 	}
-	mc := NewMessageContext()
+	mm := &receivedMessage{} // the Message and its context in one allocation
+	mc := &mm.mc
 	for i, md := range res.Meta {
 		if md != nil && i < len(c.cfg.Framers) {
 			mc.setFramerMetadata(c.cfg.Framers[i], md)
@@ -508,7 +509,14 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 	if res.Final {
 		mc.setReceivedFinal(true)
 	}
-	return &Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}, nil
+	mm.m = Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}
+	return &mm.m, nil
+}
+
+// receivedMessage is a received Message with its MessageContext.
+type receivedMessage struct {
+	m  Message
+	mc MessageContext
 }
 
 // Close closes the connection gracefully (RFC 9622 §10): every message

@@ -29,6 +29,13 @@ func MinIncompleteLength(n int) ReceiveOption { return func(o *receiveOpts) { o.
 func MaxLength(n int) ReceiveOption { return func(o *receiveOpts) { o.max = max(n, 1) } }
 
 func receiveOptions(opts []ReceiveOption) receiveOpts {
+	if len(opts) == 0 {
+		return receiveOpts{min: -1, max: -1} // without a heap allocation
+	}
+	return applyReceiveOptions(opts)
+}
+
+func applyReceiveOptions(opts []ReceiveOption) receiveOpts {
 	o := receiveOpts{min: -1, max: -1}
 	for _, f := range opts {
 		f(&o)
