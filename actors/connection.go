@@ -446,6 +446,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 			stack: c.stack, listener: c.spec.listener}})
 	case *framerDelivered:
 		c.framerDelivered(ctx, m)
+		m.recycle()
 	case *framerReady:
 		c.framersReady++
 		c.maybeReady(ctx)
@@ -829,7 +830,7 @@ func (c *connActor) startReader(ctx actor.Context) {
 			if n := len(data); n > 0 {
 				if framed {
 					link.addRaw(n)
-					root.Send(target, &framerInput{data: data})
+					root.Send(target, newFramerInput(data, nil, false, nil))
 				} else {
 					link.addInflight(n)
 					root.Send(target, &readData{fromTransport: gen, data: data})
@@ -839,7 +840,7 @@ func (c *connActor) startReader(ctx actor.Context) {
 				return false
 			}
 			if framed {
-				root.Send(target, &framerInput{eos: true, err: err})
+				root.Send(target, newFramerInput(nil, nil, true, err))
 			} else {
 				root.Send(target, &readEnded{fromTransport: gen, err: err})
 			}
@@ -888,10 +889,10 @@ func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 	if m.idx+1 < len(c.framers) {
 		next := c.framers[m.idx+1]
 		for _, it := range m.items {
-			ctx.Send(next, &framerInput{data: it.Data, meta: it.Meta})
+			ctx.Send(next, newFramerInput(it.Data, it.Meta, false, nil))
 		}
 		if m.eos {
-			ctx.Send(next, &framerInput{eos: true, err: m.err})
+			ctx.Send(next, newFramerInput(nil, nil, true, m.err))
 		}
 		return
 	}

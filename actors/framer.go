@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/framers"
@@ -28,6 +29,42 @@ type (
 		eom  bool
 	}
 )
+
+// The framer's input and output on the receive path are recycled: each is
+// handled by one actor, which gives it back when done (a message that is
+// dropped instead, e.g. from a transport already replaced, is simply
+// collected).
+var (
+	framerInputs     = sync.Pool{New: func() any { return new(framerInput) }}
+	framerDeliveries = sync.Pool{New: func() any {
+		d := new(framerDelivered)
+		d.items = d.one[:0]
+		return d
+	}}
+)
+
+func newFramerInput(data []byte, meta []framers.Metadata, eos bool, err error) *framerInput {
+	m := framerInputs.Get().(*framerInput)
+	m.data, m.meta, m.eos, m.err = data, meta, eos, err
+	return m
+}
+
+func (m *framerInput) recycle() {
+	*m = framerInput{}
+	framerInputs.Put(m)
+}
+
+func (d *framerDelivered) recycle() {
+	clear(d.items) // the pool must not keep received data alive
+	items := d.items[:0]
+	*d = framerDelivered{}
+	if cap(items) > 1 {
+		d.items = items
+	} else {
+		d.items = d.one[:0]
+	}
+	framerDeliveries.Put(d)
+}
 
 // framerActor runs one framer of one connection (RFC 9623 §6): it turns the
 // framer's events into calls and its actions into messages to the
@@ -77,8 +114,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 					md[a.idx] = meta
 				}
 				if a.delivered == nil {
-					a.delivered = &framerDelivered{}
-					a.delivered.items = a.delivered.one[:0]
+					a.delivered = framerDeliveries.Get().(*framerDelivered)
 				}
 				d := a.delivered
 				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md})
@@ -121,12 +157,13 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		}
 		if d != nil || m.eos {
 			if d == nil {
-				d = &framerDelivered{}
+				d = framerDeliveries.Get().(*framerDelivered)
 			}
 			d.fromTransport, d.idx, d.eos, d.err = a.tgen, a.idx, m.eos && a.failErr == nil, m.err
 			ctx.Send(a.conn, d)
 		}
 		a.report(ctx)
+		m.recycle()
 	case *framerSend:
 		if a.inst.InPassthrough() {
 			a.emit(m.data)
