@@ -21,6 +21,21 @@ type prefixCore struct {
 	sending     bool
 	pending     []byte
 	pendingMeta Metadata
+
+	// slab is where the headers of whole messages are cut from: one
+	// allocation serves many sends (a cut header is never reused; the slab
+	// goes when its last header has been written).
+	slab []byte
+}
+
+// newHeader returns a fresh header-sized slice, cut from the slab.
+func (c *prefixCore) newHeader() []byte {
+	if len(c.slab) < c.headerLen {
+		c.slab = make([]byte, c.headerLen*32)
+	}
+	h := c.slab[:c.headerLen:c.headerLen]
+	c.slab = c.slab[c.headerLen:]
+	return h
 }
 
 // limit clamps max to what the length field can express and what an int can
@@ -183,7 +198,7 @@ func (c *prefixCore) send(inst *Instance, data []byte, meta Metadata, eom bool, 
 		inst.FailConnection(err)
 		return
 	}
-	hdr := make([]byte, c.headerLen)
+	hdr := c.newHeader()
 	if fill != nil {
 		fill(hdr, meta)
 	}
