@@ -615,9 +615,7 @@ func (c *connActor) retryNextCandidate(ctx actor.Context, err error) bool {
 // spawnPreconnection starts establishing a transport: resolution, the
 // candidate tree and the racer run in a child actor.
 func (c *connActor) spawnPreconnection(ctx actor.Context) {
-	props := actor.PropsFromProducer(func() actor.Actor { return newPreconnActor(c.sys, c.spec) },
-		actor.WithSupervisor(supervision.Strategy(supervision.Racer)))
-	ctx.SpawnPrefix(props, "preconnection")
+	ctx.SpawnPrefix(preconnProps(c.sys, c.spec), "preconnection")
 }
 
 func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
@@ -693,10 +691,8 @@ func (c *connActor) learnStack() {
 	if c.datagram {
 		c.link.setMessageMode()
 	}
-	if si, ok := c.t.(stacks.SocketInfo); ok {
-		if info, err := si.Info(); err == nil && !info.SendMsgMaxLen.Unlimited && info.SendMsgMaxLen.Bytes > 0 {
-			c.sendMax = info.SendMsgMaxLen.Bytes
-		}
+	if l, ok := stacks.SendMsgMaxLen(c.t); ok && !l.Unlimited && l.Bytes > 0 { // no getsockopt
+		c.sendMax = l.Bytes
 	}
 }
 
@@ -1238,6 +1234,13 @@ func sendRank(w writeItem) int64 {
 	return p.Priority
 }
 
+// tryWriter is implemented by transports that are not sockets but can
+// queue a write without blocking (QUIC streams: stacks quicStream): it
+// takes a prefix of b, consumed from it, and reports blocked for the rest.
+type tryWriter interface {
+	TryWriteBuffers(b *net.Buffers) (blocked bool, err error)
+}
+
 // buffersWriter is implemented by transports that can write a vector of
 // buffers in one system call.
 type buffersWriter interface {
@@ -1306,11 +1309,18 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			c.rc, _ = rw.SyscallConn()
 		}
 	}
-	if c.rc != nil && total > 0 {
+	tw, try := t.(tryWriter)
+	if (c.rc != nil || try) && total > 0 {
 		// optimistic write: whatever the socket takes now is written here,
 		// without blocking; only a rest goes to a writer goroutine
 		all := bufs
-		blocked, err := c.wop.write(c.rc, &bufs)
+		var blocked bool
+		var err error
+		if c.rc != nil {
+			blocked, err = c.wop.write(c.rc, &bufs)
+		} else {
+			blocked, err = tw.TryWriteBuffers(&bufs)
+		}
 		if err != nil || !blocked {
 			if small != nil {
 				c.smallBuf = small[:0] // written: reuse it

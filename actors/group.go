@@ -3,6 +3,8 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -13,27 +15,47 @@ import (
 // in a group of its own; the group supervises its connections (a failed
 // connection is stopped, never restarted, and reports ConnectionError
 // itself) and ends when its last member has ended.
+//
+// Most groups only ever have their first member, so a group is small: its
+// members are a slice in join order (found by scanning it), and its id is
+// its first member's (see rootActor.spawnGroup), so that every group can
+// share one Props.
 type groupActor struct {
 	sys         *System
 	id          uint64
-	members     map[string]GroupMember
-	order       []string
-	peerOpened  int // members the peer opened (streams), for groupConnLimit
-	alive       int // connection actors still running, members or not
+	members     []GroupMember // in join order
+	peerOpened  int           // members the peer opened (streams), for groupConnLimit
+	alive       int           // connection actors still running, members or not
 	sched       *groupScheduler
 	granted     string // the member holding the turn to write
 	schedPolicy string // connScheduler
 }
 
-// removeMember takes a member out of the group's list (it may still run).
-func (g *groupActor) removeMember(id string) {
-	delete(g.members, id)
-	for i, o := range g.order {
-		if o == id {
-			g.order = append(g.order[:i], g.order[i+1:]...)
-			break
+// member returns the index of the member whose actor id is id, or -1.
+func (g *groupActor) member(id string) int {
+	for i, mb := range g.members {
+		if mb.PID.Id == id {
+			return i
 		}
 	}
+	return -1
+}
+
+// dropMember takes the member whose actor id is id out of the list; ok is
+// false when it was not in it.
+func (g *groupActor) dropMember(id string) (mb GroupMember, ok bool) {
+	i := g.member(id)
+	if i < 0 {
+		return GroupMember{}, false
+	}
+	mb = g.members[i]
+	g.members = slices.Delete(g.members, i, i+1)
+	return mb, true
+}
+
+// removeMember takes a member out of the group's list (it may still run).
+func (g *groupActor) removeMember(id string) {
+	g.dropMember(id)
 	if g.sched != nil {
 		g.sched.leave(id)
 	}
@@ -41,9 +63,9 @@ func (g *groupActor) removeMember(id string) {
 
 // grant gives member id the turn to write.
 func (g *groupActor) grant(ctx actor.Context, id string) {
-	if mb, ok := g.members[id]; ok {
+	if i := g.member(id); i >= 0 {
 		g.granted = id
-		ctx.Send(mb.PID, &writeGrant{})
+		ctx.Send(g.members[i].PID, &writeGrant{})
 		return
 	}
 	if next, ok := g.sched.release(); ok { // it left meanwhile
@@ -101,6 +123,10 @@ type entangle struct {
 	set  *messages.SetConnectionProperty
 }
 
+// errMemberStopped is the ConnectionError of a member whose actor ended
+// without reporting its terminal event.
+var errMemberStopped = fmt.Errorf("connection actor stopped: %w", ErrClosed)
+
 // GroupMember is one connection of a group.
 type GroupMember struct {
 	PID  *actor.PID
@@ -110,14 +136,15 @@ type GroupMember struct {
 // GroupMembers is the reply to ListGroupMembers.
 type GroupMembers struct{ Members []GroupMember }
 
-func newGroupActor(s *System, id uint64) actor.Actor {
-	return &groupActor{sys: s, id: id, members: map[string]GroupMember{}}
-}
+func newGroupActor(s *System) actor.Actor { return &groupActor{sys: s} }
 
 func (g *groupActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started, *actor.Stopping, *actor.Stopped:
 	case *spawnMember:
+		if g.id == 0 {
+			g.id = m.spec.id // the first member's id is the group's
+		}
 		g.spawn(ctx, m.spec)
 	case *CloneConnection:
 		spec := &connSpec{id: m.Link.ID(), cfg: m.Config, link: m.Link}
@@ -142,8 +169,8 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				g.sched.policy = g.schedPolicy
 			}
 		}
-		for _, id := range g.order {
-			if mb := g.members[id]; !mb.PID.Equal(m.from) {
+		for _, mb := range g.members {
+			if !mb.PID.Equal(m.from) {
 				ctx.Send(mb.PID, &applyEntangled{set: m.set, group: ctx.Self()})
 			}
 		}
@@ -172,8 +199,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *messages.CloseGroup:
-		for _, id := range g.order {
-			mb := g.members[id]
+		for _, mb := range g.members {
 			if m.Abort {
 				ctx.Send(mb.PID, &messages.AbortConnection{})
 			} else {
@@ -197,11 +223,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 		}
 	case *messages.ListGroupMembers:
-		out := make([]GroupMember, 0, len(g.order))
-		for _, id := range g.order {
-			out = append(out, g.members[id])
-		}
-		ctx.Respond(&GroupMembers{Members: out})
+		ctx.Respond(&GroupMembers{Members: slices.Clone(g.members)})
 	case *actor.Terminated:
 		g.alive--
 		if g.sched != nil {
@@ -213,18 +235,13 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				}
 			}
 		}
-		if mb, ok := g.members[m.Who.Id]; ok {
-			delete(g.members, m.Who.Id)
-			for i, id := range g.order {
-				if id == m.Who.Id {
-					g.order = append(g.order[:i], g.order[i+1:]...)
-					break
-				}
-			}
+		if mb, ok := g.dropMember(m.Who.Id); ok {
 			// a member that ended without its terminal event (it was
 			// stopped by supervision) reports ConnectionError now
-			mb.Link.emitTerminal(EvConnectionError, fmt.Errorf("connection actor stopped: %w", ErrClosed))
-			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: mb.Link.ID(), GroupId: g.id})
+			mb.Link.emitTerminal(EvConnectionError, errMemberStopped)
+			if g.sys.Tracing() {
+				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: mb.Link.ID(), GroupId: g.id})
+			}
 		}
 		if len(g.members) == 0 && g.alive <= 0 {
 			ctx.Stop(ctx.Self())
@@ -239,7 +256,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 	spec.group = ctx.Self()
 	spec.groupID = g.id
-	pid, err := ctx.SpawnNamed(connProps(g.sys, spec), fmt.Sprintf("conn%d", spec.id))
+	pid, err := ctx.SpawnNamed(connProps(g.sys, spec), "conn"+strconv.FormatUint(spec.id, 10))
 	if err != nil {
 		if ctx.Sender() != nil {
 			ctx.Respond(err)
@@ -247,12 +264,13 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 		return
 	}
 	g.alive++
-	g.members[pid.Id] = GroupMember{PID: pid, Link: spec.link}
+	g.members = append(g.members, GroupMember{PID: pid, Link: spec.link})
 	if v := spec.cfg.Properties.GetValues()["connScheduler"]; v != nil && g.schedPolicy == "" {
 		g.schedPolicy = v.GetEnumValue()
 	}
-	g.order = append(g.order, pid.Id)
-	g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberJoined", ConnectionId: spec.id, GroupId: g.id})
+	if g.sys.Tracing() {
+		g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberJoined", ConnectionId: spec.id, GroupId: g.id})
+	}
 	if ctx.Sender() != nil {
 		ctx.Respond(&ConnectionStarted{Link: spec.link, Conn: pid, Group: ctx.Self()})
 	}
@@ -262,7 +280,8 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 // panics is stopped (never restarted) and ends with a ConnectionError
 // carrying the panic.
 func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
-	if mb, ok := g.members[child.Id]; ok {
+	if i := g.member(child.Id); i >= 0 {
+		mb := g.members[i]
 		mb.Link.setState(Closed)
 		mb.Link.emitTerminal(EvConnectionError, supervision.FromFailure("connection actor", reason))
 	}

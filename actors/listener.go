@@ -14,8 +14,10 @@ import (
 )
 
 type (
+	// accepted is a transport an accept goroutine took; the listener
+	// claims it from the Handoff (Stopping abandons those not claimed).
 	accepted struct {
-		t     stacks.Transport
+		h     *Handoff
 		stack string
 	}
 	acceptEnded        struct{ err error }
@@ -34,18 +36,27 @@ type ListenerStarted struct {
 // accepted transport becomes a connection (in a new group, through the
 // root); once Ready it is delivered as ConnectionReceived, within the
 // decrementing new-connection budget of RFC 9622 §7.2.
+//
+// It runs on controlDispatcher, usually on an accept goroutine: that
+// goroutine posts what it accepted and, the listener being idle, runs the
+// listener, the root, the new group and the new connection up to its Ready
+// before it accepts again. So the accept goroutines are counted in
+// accepting only while they are blocked in the gate or in Accept, never
+// while they post (Stopped waits for them and may run on one of them),
+// and what they accepted travels in a Handoff that Stopping abandons when
+// the listener never claimed it.
 type listenerActor struct {
-	sys     *System
-	id      uint64
-	cfg     *messages.ConnectionConfig
-	lns     []stacks.Listener
-	queue   *ListenQueue
-	gate    *acceptGate
-	wg      sync.WaitGroup
-	stacks  []string // the stack of each listener
-	limit   int64    // -1: unlimited
-	held    []*ConnectionStarted
-	stopped bool
+	sys       *System
+	id        uint64
+	cfg       *messages.ConnectionConfig
+	lns       []stacks.Listener
+	queue     *ListenQueue
+	gate      *acceptGate
+	accepting ioCount
+	stacks    []string // the stack of each listener
+	limit     int64    // -1: unlimited
+	held      []*ConnectionStarted
+	stopped   bool
 }
 
 func newListenerActor(s *System, id uint64, cfg *messages.ConnectionConfig) actor.Actor {
@@ -67,11 +78,16 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&ListenerStarted{Addrs: addrs, Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self()})
 	case *accepted:
+		t, ok := m.h.Claim()
+		l.gate.taken(m.h)
+		if !ok {
+			return // abandoned when the listener stopped
+		}
 		if l.stopped {
-			_ = m.t.Abort()
+			_ = t.Abort()
 			return
 		}
-		ctx.Send(ctx.Parent(), &adoptConnection{cfg: l.cfg, t: m.t, stack: m.stack, listener: ctx.Self(), listenID: l.id})
+		ctx.Send(ctx.Parent(), &adoptConnection{cfg: l.cfg, t: t, stack: m.stack, listener: ctx.Self(), listenID: l.id})
 	case *acceptEnded:
 		if !l.stopped {
 			l.queue.stop(m.err)
@@ -81,6 +97,10 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	case *connectionReceived:
 		if l.stopped {
 			ctx.Send(m.started.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
+			return
+		}
+		if len(l.held) == 0 && l.limit != 0 {
+			l.deliver(m.started) // nothing waits before it: no queue
 			return
 		}
 		l.held = append(l.held, m.started)
@@ -99,17 +119,17 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		l.stopped = true
+		l.gate.close() // first: abandons the accepted transports not claimed yet
 		for _, ln := range l.lns {
 			_ = ln.Close()
 		}
-		l.gate.close()
 		l.queue.stop(nil)
 		for _, s := range l.held {
 			ctx.Send(s.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
 		}
 		l.held = nil
 	case *actor.Stopped:
-		l.wg.Wait()
+		l.accepting.Wait() // the accept goroutines left Accept (the listeners are closed)
 	}
 }
 
@@ -167,24 +187,48 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	for i, ln := range l.lns {
 		name := l.stacks[i]
-		l.wg.Add(1)
+		l.accepting.Add(1)
 		go func() {
-			defer l.wg.Done()
-			for l.gate.wait() {
-				t, err := ln.Accept()
-				if err != nil {
-					var ne net.Error
-					if errors.As(err, &ne) && ne.Timeout() {
-						continue
+			for {
+				t, err := l.acceptOne(ln) // counted in accepting
+				l.accepting.Done()
+				switch {
+				case err == errGateClosed:
+					return // the listener stopped
+				case err != nil:
+					if !l.gate.isClosed() { // not the listener's own Close
+						root.Send(self, &acceptEnded{err: err})
 					}
-					root.Send(self, &acceptEnded{err: err})
 					return
 				}
-				root.Send(self, &accepted{t: t, stack: name})
+				h := NewHandoff(t)
+				if !l.gate.offer(h) {
+					h.Abandon() // stopped meanwhile
+					return
+				}
+				root.Send(self, &accepted{h: h, stack: name})
+				l.accepting.Add(1)
 			}
 		}()
 	}
 	return nil
+}
+
+// errGateClosed: the listener stopped while its accept goroutine waited.
+var errGateClosed = errors.New("listener stopped")
+
+// acceptOne waits for the gate and accepts one transport (errGateClosed
+// when the listener stopped). Timeouts are retried.
+func (l *listenerActor) acceptOne(ln stacks.Listener) (stacks.Transport, error) {
+	for l.gate.wait() {
+		t, err := ln.Accept()
+		var ne net.Error
+		if err != nil && errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		return t, err
+	}
+	return nil, errGateClosed
 }
 
 // bindAll binds one listener per transport protocol; the errors are those
@@ -241,17 +285,32 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 func (l *listenerActor) deliverHeld() {
 	for len(l.held) > 0 && l.limit != 0 {
 		s := l.held[0]
+		l.held[0] = nil
 		l.held = l.held[1:]
-		// delivered even if it has closed since: the application sees
-		// ConnectionReceived, then its data and Closed
-		l.queue.push(s)
-		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ConnectionReceived", ConnectionId: s.Link.ID()})
-		if l.limit > 0 {
-			l.limit--
-		}
+		l.deliver(s)
+	}
+	if len(l.held) == 0 {
+		l.held = nil
 	}
 	if l.limit == 0 {
 		l.gate.set(false)
+	}
+}
+
+// deliver hands one received connection to the application, within the
+// connection limit (the caller checked it is not 0).
+func (l *listenerActor) deliver(s *ConnectionStarted) {
+	// delivered even if it has closed since: the application sees
+	// ConnectionReceived, then its data and Closed
+	l.queue.push(s)
+	if l.sys.Tracing() {
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ConnectionReceived", ConnectionId: s.Link.ID()})
+	}
+	if l.limit > 0 {
+		l.limit--
+		if l.limit == 0 {
+			l.gate.set(false)
+		}
 	}
 }
 
@@ -264,12 +323,15 @@ func (l *listenerActor) stop(ctx actor.Context) {
 }
 
 // acceptGate pauses the accept goroutine while the connection budget is 0
-// (further connections wait in the kernel's backlog).
+// (further connections wait in the kernel's backlog). It also holds the
+// accepted transports on their way to the listener, so that closing the
+// gate closes those the listener will never claim.
 type acceptGate struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	open   bool
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	open    bool
+	closed  bool
+	pending map[*Handoff]struct{}
 }
 
 func newAcceptGate() *acceptGate {
@@ -294,10 +356,45 @@ func (g *acceptGate) set(open bool) {
 	g.mu.Unlock()
 }
 
+// close stops the gate for good and abandons the pending transports.
 func (g *acceptGate) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.cond.Broadcast()
+	pending := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+	for h := range pending {
+		h.Abandon()
+	}
+}
+
+// isClosed reports whether the listener has stopped.
+func (g *acceptGate) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// offer records h as on its way to the listener; false when the gate is
+// closed (h is then the caller's to abandon).
+func (g *acceptGate) offer(h *Handoff) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	if g.pending == nil {
+		g.pending = make(map[*Handoff]struct{})
+	}
+	g.pending[h] = struct{}{}
+	return true
+}
+
+// taken forgets h: the listener has claimed it (or it was abandoned).
+func (g *acceptGate) taken(h *Handoff) {
+	g.mu.Lock()
+	delete(g.pending, h)
 	g.mu.Unlock()
 }
 

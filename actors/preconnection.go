@@ -102,33 +102,58 @@ var ErrNoCandidates = errors.New("no candidates")
 // establishment subtree. The establishment timeout covers resolution and
 // racing; when it fires during the race the racer reports the failure, so
 // that the attempts are listed.
+//
+// It runs on controlDispatcher (system.go). Endpoints given as addresses
+// need no resolver: they are planned at once, in Started. Names are
+// resolved in a goroutine counted in resolving only while it resolves, so
+// that Stopped, which waits for it, never waits for the goroutine that
+// runs it.
 type preconnActor struct {
-	sys    *System
-	spec   *connSpec
-	start  time.Time
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	timer  *time.Timer
-	racer  *actor.PID
-	done   bool
+	sys       *System
+	spec      *connSpec
+	start     time.Time
+	cancel    context.CancelFunc
+	resolving sync.WaitGroup
+	timer     *time.Timer
+	racer     *actor.PID
+	done      bool
 }
 
 func newPreconnActor(s *System, spec *connSpec) actor.Actor {
 	return &preconnActor{sys: s, spec: spec}
 }
 
+// preconnProps are the Props of a preconnection actor establishing spec's
+// connection (a child of that connection).
+func preconnProps(s *System, spec *connSpec) *actor.Props {
+	return controlProps(func() actor.Actor { return newPreconnActor(s, spec) },
+		actor.WithSupervisor(supervision.Strategy(supervision.Racer)))
+}
+
 func (p *preconnActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.start = time.Now()
-		rctx, cancel := context.WithCancel(context.Background())
-		p.cancel = cancel
 		root, self := ctx.ActorSystem().Root, ctx.Self()
 		if d := p.spec.cfg.EstablishmentTimeout; d > 0 {
 			p.timer = time.AfterFunc(d, func() { root.Send(self, &establishTimeout{}) })
 		}
 		cfg := p.spec.cfg
-		p.wg.Go(func() { root.Send(self, resolveAll(rctx, cfg)) })
+		if !needsResolver(cfg) {
+			p.race(ctx, resolveAll(context.Background(), cfg)) // addresses only: nothing blocks
+			return
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		p.cancel = cancel
+		p.resolving.Add(1)
+		go func() {
+			growStack() // this goroutine goes on to plan the race and start it
+			r := resolveAll(rctx, cfg)
+			p.resolving.Done()
+			if rctx.Err() == nil {
+				root.Send(self, r)
+			}
+		}()
 	case *resolved:
 		if p.done {
 			return
@@ -150,9 +175,11 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		p.cancel()
+		if p.cancel != nil {
+			p.cancel()
+		}
 	case *actor.Stopped:
-		p.wg.Wait()
+		p.resolving.Wait() // resolution ends once cancelled
 	}
 }
 
@@ -188,7 +215,7 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 		}
 	}
 	delay := ClampAttemptDelay(p.spec.cfg.AttemptDelay)
-	props := actor.PropsFromProducer(func() actor.Actor {
+	props := controlProps(func() actor.Actor {
 		return newRacerActor(p.sys, p.spec, cands, delay, p.start, key, fromCache)
 	}, actor.WithSupervisor(supervision.Strategy(supervision.Candidate)))
 	p.racer = ctx.SpawnPrefix(props, "racer")
@@ -203,6 +230,22 @@ func (p *preconnActor) finish(ctx actor.Context, outcome any) {
 	p.done = true
 	ctx.Send(ctx.Parent(), outcome)
 	ctx.Stop(ctx.Self())
+}
+
+// needsResolver reports whether an endpoint of cfg is a name: resolveAll
+// then blocks, and runs in a goroutine.
+func needsResolver(cfg *messages.ConnectionConfig) bool {
+	for _, l := range cfg.Locals[:min(len(cfg.Locals), 1)] {
+		if l.IpAddress == "" && l.HostName != "" {
+			return true
+		}
+	}
+	for _, r := range cfg.Remotes {
+		if r.IpAddress == "" && r.HostName != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // resolveAll resolves the local endpoint and every remote endpoint, the

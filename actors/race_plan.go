@@ -124,6 +124,9 @@ func planCandidates(sts []stacks.Stack, remotes []remoteAddrs, local netip.AddrP
 func promote(cands []candidate, stack string, remote netip.AddrPort) (out []candidate, ok bool) {
 	for i, c := range cands {
 		if c.same(stack, remote) {
+			if i == 0 {
+				return cands, true // first already
+			}
 			out = make([]candidate, 0, len(cands))
 			out = append(out, c)
 			out = append(out, cands[:i]...)

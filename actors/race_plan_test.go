@@ -202,6 +202,9 @@ func TestPromote(t *testing.T) {
 	if cands[0].remote != a {
 		t.Error("promote modified its input")
 	}
+	if got, ok := promote(cands, "tcp", a); !ok || got[0].remote != a || got[1].remote != b || got[2].remote != c {
+		t.Errorf("promote a (first already): got %v %v", ok, got)
+	}
 	if _, ok := promote(cands, "quic", c); ok {
 		t.Error("promote matched another stack")
 	}

@@ -119,8 +119,8 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	idx := r.next
 	r.next++
 	c := r.cands[idx]
-	opts := r.spec.cfg.StackOptions
-	props := actor.PropsFromProducer(func() actor.Actor { return newCandidateActor(idx, c, opts) })
+	opts := &r.spec.cfg.StackOptions // configs are immutable: shared, not copied
+	props := controlProps(func() actor.Actor { return newCandidateActor(idx, c, opts) })
 	pid := ctx.SpawnPrefix(props, "candidate")
 	r.pids[pid.Id] = idx
 	r.live++
@@ -196,9 +196,6 @@ func (r *racerActor) ready(ctx actor.Context, m *candidateReady) {
 	r.report.DurationNs = now.Nanoseconds()
 	r.traceAttempt("AttemptWon", m.idx, nil, now.Nanoseconds())
 	r.cancelLive(now)
-	for _, pid := range ctx.Children() {
-		ctx.Stop(pid) // losers: their Stopping closes their sockets
-	}
 	if r.cacheKey != "" {
 		cacheFor(r.sys).store(r.cacheKey, raceWinner{stack: c.stack.Name(), remote: c.remote, at: time.Now()})
 	}
@@ -207,6 +204,11 @@ func (r *racerActor) ready(ctx actor.Context, m *candidateReady) {
 		ctx.Send(ctx.Parent(), &raceDone{offered: offered})
 	} else {
 		ctx.Send(ctx.Parent(), &raceDone{err: &EstablishmentFailure{Err: ErrClosed, Report: r.report}})
+	}
+	// the winner is handed over first: stopping a loser waits (briefly,
+	// inline) until its cancelled dial has returned
+	for _, pid := range ctx.Children() {
+		ctx.Stop(pid) // losers: their Stopping closes their sockets
 	}
 }
 
@@ -282,13 +284,20 @@ func (r *racerActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, c
 
 // candidateActor is one attempt: it dials in a goroutine it owns and holds
 // the socket until the racer claims it; when stopped first, it closes it.
+//
+// It runs on controlDispatcher (system.go): the dial goroutine, once it
+// has posted its result, runs the candidate, the racer, the preconnection
+// and the connection up to Ready. So it is counted in dialing only until
+// the dial has returned and its result is in res, never while it posts:
+// Stopping waits for dialing and may run on that very goroutine (the
+// winner is stopped by the race it won) or on another one.
 type candidateActor struct {
 	idx     int
 	c       candidate
-	opts    stacks.Options
+	opts    *stacks.Options
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	res     dialResult
+	dialing sync.WaitGroup
+	res     dialResult // the dial's outcome, once dialing is done
 	handled bool
 	h       *Handoff
 }
@@ -298,7 +307,7 @@ type dialResult struct {
 	err error
 }
 
-func newCandidateActor(idx int, c candidate, opts stacks.Options) actor.Actor {
+func newCandidateActor(idx int, c candidate, opts *stacks.Options) actor.Actor {
 	return &candidateActor{idx: idx, c: c, opts: opts}
 }
 
@@ -308,11 +317,17 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 		dctx, cancel := context.WithCancel(context.Background())
 		a.cancel = cancel
 		root, self := ctx.ActorSystem().Root, ctx.Self()
-		a.wg.Go(func() {
-			t, err := dialContained(dctx, a.c, a.opts)
+		a.dialing.Add(1)
+		go func() {
+			growStack() // this goroutine runs the race's end up to Ready
+			t, err := dialContained(dctx, a.c, *a.opts)
 			a.res = dialResult{t: t, err: err}
-			root.Send(self, &a.res)
-		})
+			stopped := dctx.Err() != nil // by Stopping, which closes a.res.t
+			a.dialing.Done()
+			if !stopped {
+				root.Send(self, &dialResult{t: t, err: err})
+			}
+		}()
 	case *dialResult:
 		a.handled = true
 		if m.err != nil {
@@ -324,7 +339,7 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 		ctx.Send(ctx.Parent(), &candidateReady{idx: a.idx, h: a.h})
 	case *actor.Stopping:
 		a.cancel()
-		a.wg.Wait() // dialing returns promptly once cancelled
+		a.dialing.Wait() // dialing returns promptly once cancelled
 		if a.h != nil {
 			a.h.Abandon()
 		} else if !a.handled && a.res.t != nil {

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -14,14 +15,16 @@ import (
 // connection groups and the listeners; it creates them, and it closes them
 // all at Shutdown. Its guardian stops it on failure (never restarts).
 type rootActor struct {
-	sys       *System
-	children  map[string]*actor.PID
-	down      bool
-	shutdownW []*actor.PID // who waits for the last child to end
+	sys        *System
+	live       int // children (groups and listeners) not terminated yet
+	down       bool
+	shutdownW  []*actor.PID // who waits for the last child to end
+	groupProps *actor.Props // shared by every group (a group's id is its first member's)
 }
 
 func newRootActor(s *System) actor.Actor {
-	return &rootActor{sys: s, children: map[string]*actor.PID{}}
+	return &rootActor{sys: s, groupProps: controlProps(func() actor.Actor { return newGroupActor(s) },
+		actor.WithSupervisor(supervision.Strategy(supervision.Connection)))}
 }
 
 // ConnectionStarted is the reply to InitiateConnection and what a
@@ -96,18 +99,18 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			return
 		}
 		id := r.sys.NewID()
-		props := actor.PropsFromProducer(func() actor.Actor { return newListenerActor(r.sys, id, m.Config) },
+		props := controlProps(func() actor.Actor { return newListenerActor(r.sys, id, m.Config) },
 			actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
 		pid, err := ctx.SpawnNamed(props, fmt.Sprintf("listener%d", id))
 		if err != nil {
 			ctx.Respond(err)
 			return
 		}
-		r.children[pid.Id] = pid
+		r.live++
 		ctx.Forward(pid)
 	case *messages.ShutdownSystem:
 		r.down = true
-		for _, c := range r.children {
+		for _, c := range ctx.Children() {
 			switch {
 			case m.Abort:
 				ctx.Stop(c)
@@ -115,7 +118,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 				ctx.Send(c, &messages.ShutdownSystem{}) // groups close their connections; listeners stop
 			}
 		}
-		if len(r.children) == 0 {
+		if r.live == 0 {
 			ctx.Respond(true)
 			return
 		}
@@ -123,8 +126,8 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			r.shutdownW = append(r.shutdownW, s)
 		}
 	case *actor.Terminated:
-		delete(r.children, m.Who.Id)
-		if len(r.children) == 0 && len(r.shutdownW) > 0 {
+		r.live--
+		if r.live == 0 && len(r.shutdownW) > 0 {
 			for _, w := range r.shutdownW {
 				ctx.Send(w, true)
 			}
@@ -135,10 +138,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	}
 }
 
+// spawnGroup starts a group for the connection id: its first member,
+// whose id the group takes.
 func (r *rootActor) spawnGroup(ctx actor.Context, id uint64) *actor.PID {
-	props := actor.PropsFromProducer(func() actor.Actor { return newGroupActor(r.sys, id) },
-		actor.WithSupervisor(supervision.Strategy(supervision.Connection)))
-	pid := ctx.SpawnPrefix(props, fmt.Sprintf("group%d-", id))
-	r.children[pid.Id] = pid
+	pid := ctx.SpawnPrefix(r.groupProps, "group"+strconv.FormatUint(id, 10)+"-")
+	r.live++
 	return pid
 }

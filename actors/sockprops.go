@@ -45,29 +45,58 @@ import (
 const sockTickEvery = 200 * time.Millisecond
 
 // sockProps is a connection's state for the socket-level properties. It
-// belongs to the connection actor, except recvPacer and recvd, which its
-// reader goroutine uses too.
+// belongs to the connection actor, except recv, which its reader goroutine
+// reads. It is small: what the properties need beyond the generation and
+// two flags lives in x and recv, allocated when a property first asks
+// for it (most connections set none of them).
 type sockProps struct {
-	gen    uint64 // counts transports: messages of an older one are ignored
-	ctx    context.Context
-	cancel context.CancelFunc
+	gen uint64 // counts transports: messages of an older one are ignored
+	// kernelPaced: SO_MAX_PACING_RATE was set on this transport (a new
+	// socket has none: unlimited needs no system call)
+	kernelPaced  bool
+	profileNoted bool // "not honoured per message" was logged
 
+	x *sockExtra // rates and polling; nil while none was ever active
+	// recv is what the reader goroutine applies after each read: nil
+	// while maxRecvRate and minRecvRate are both off.
+	recv atomic.Pointer[recvLimits]
+}
+
+// sockExtra is the state of the rate properties and of the polling.
+type sockExtra struct {
 	pacer *stacks.Pacer // maxSendRate; nil: unlimited
 	held  []writeItem   // a batch reserved on pacer, waiting for its time
-	// recvPacer is maxRecvRate (nil: unlimited), read by the reader.
-	recvPacer atomic.Pointer[stacks.Pacer]
+	timer *time.Timer   // the pacer's
+
+	recvPacer *stacks.Pacer // maxRecvRate, kept across transports; nil: unlimited
 
 	minSend, minRecv stacks.MinRateWatch
 	sent             int          // bytes handed to the socket since the last tick
-	recvd            atomic.Int64 // bytes read since the last tick
+	recvd            atomic.Int64 // bytes read since the last tick (by the reader)
 
 	rt        stacks.Retransmitter // nil: no retransmission watch
 	retrans   stacks.RetransmitWatch
 	tick      *time.Timer
-	tickArmed bool        // a sockTick is scheduled or on its way
-	timer     *time.Timer // the pacer's
+	tickArmed bool // a sockTick is scheduled or on its way
+}
 
-	profileNoted bool // "not honoured per message" was logged
+// recvLimits is what the reader goroutine applies to one transport: the
+// maxRecvRate wait (ended by ctx when the transport is dropped) and the
+// minRecvRate count. It is replaced, never changed.
+type recvLimits struct {
+	gen    uint64        // the transport's (sockProps.gen)
+	pacer  *stacks.Pacer // nil: no wait
+	ctx    context.Context
+	cancel context.CancelFunc
+	recvd  *atomic.Int64 // nil: not counted
+}
+
+// extra returns x, allocating it on first use.
+func (s *sockProps) extra() *sockExtra {
+	if s.x == nil {
+		s.x = &sockExtra{}
+	}
+	return s.x
 }
 
 // connection actor messages of this file
@@ -132,11 +161,16 @@ func (c *connActor) sockStart(ctx actor.Context) {
 	s := &c.sock
 	s.stop()
 	s.gen++
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.held, s.sent, s.profileNoted = nil, 0, false
-	s.recvd.Store(0)
-	s.minSend = stacks.MinRateWatch{Min: c.propRate("minSendRate")}
-	s.minRecv = stacks.MinRateWatch{Min: c.propRate("minRecvRate")}
+	s.profileNoted, s.kernelPaced = false, false
+	if x := s.x; x != nil {
+		x.held, x.sent, x.rt = nil, 0, nil
+		x.recvd.Store(0)
+	}
+	if minSend, minRecv := c.propRate("minSendRate"), c.propRate("minRecvRate"); minSend != 0 || minRecv != 0 || s.x != nil {
+		x := s.extra()
+		x.minSend = stacks.MinRateWatch{Min: minSend}
+		x.minRecv = stacks.MinRateWatch{Min: minRecv}
+	}
 	c.sockApplyRates()
 
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), s.gen
@@ -156,14 +190,14 @@ func (c *connActor) sockStart(ctx actor.Context) {
 		}
 	}
 
-	s.rt = nil
 	if rt, ok := c.t.(stacks.Retransmitter); ok {
 		th, set := c.propInt("_gotaps.retransmitNotifyThreshold")
 		if p := c.propPref("_gotaps.retransmitNotify"); set && th > 0 && p >= stacks.Prefer {
-			s.rt = rt
-			s.retrans = stacks.RetransmitWatch{Threshold: uint32(min(th, 1<<31))}
+			x := s.extra()
+			x.rt = rt
+			x.retrans = stacks.RetransmitWatch{Threshold: uint32(min(th, 1<<31))}
 			if counts, err := rt.Retransmissions(); err == nil {
-				s.retrans.Observe(time.Now(), counts) // the baseline
+				x.retrans.Observe(time.Now(), counts) // the baseline
 			}
 		}
 	}
@@ -171,33 +205,68 @@ func (c *connActor) sockStart(ctx actor.Context) {
 }
 
 // sockApplyRates (re)applies maxSendRate and maxRecvRate: at the start of
-// a transport and when SetProperty changes them.
+// a transport and when SetProperty changes them. Unlimited rates that were
+// never set cost nothing: no state, no system call.
 func (c *connActor) sockApplyRates() {
 	s := &c.sock
 	now := time.Now()
 	send := c.propRate("maxSendRate")
 	switch {
-	case send == 0:
-		s.pacer = nil
-	case s.pacer == nil:
-		s.pacer = stacks.NewPacer(send, 0)
-	case s.pacer.Rate() != send:
-		s.pacer.SetRate(now, send)
+	case send != 0 && (s.x == nil || s.x.pacer == nil):
+		s.extra().pacer = stacks.NewPacer(send, 0)
+	case send == 0 && s.x != nil:
+		s.x.pacer = nil
+	case send != 0 && s.x.pacer.Rate() != send:
+		s.x.pacer.SetRate(now, send)
 	}
-	if p, ok := c.t.(stacks.Pacing); ok && c.t != nil {
+	if p, ok := c.t.(stacks.Pacing); ok && c.t != nil && (send != 0 || s.kernelPaced) {
+		s.kernelPaced = send != 0
 		if err := p.PacingRate(send); err != nil && (send != 0 || !errors.Is(err, stacks.ErrPacingUnsupported)) {
 			c.log.Debug("maxSendRate: no kernel pacing", "error", err.Error())
 		}
 	}
 	recv := c.propRate("maxRecvRate")
-	switch p := s.recvPacer.Load(); {
-	case recv == 0:
-		s.recvPacer.Store(nil)
-	case p == nil:
-		s.recvPacer.Store(stacks.NewPacer(recv, 0))
-	case p.Rate() != recv:
-		p.SetRate(now, recv)
+	switch {
+	case recv != 0 && (s.x == nil || s.x.recvPacer == nil):
+		s.extra().recvPacer = stacks.NewPacer(recv, 0)
+	case recv == 0 && s.x != nil:
+		s.x.recvPacer = nil
+	case recv != 0 && s.x.recvPacer.Rate() != recv:
+		s.x.recvPacer.SetRate(now, recv)
 	}
+	c.sockRecvLimits()
+}
+
+// sockRecvLimits gives the reader goroutine what it must apply now: the
+// maxRecvRate pacer and whether minRecvRate counts the bytes.
+func (c *connActor) sockRecvLimits() {
+	s := &c.sock
+	var pacer *stacks.Pacer
+	var recvd *atomic.Int64
+	if x := s.x; x != nil {
+		pacer = x.recvPacer
+		if x.minRecv.Min > 0 {
+			recvd = &x.recvd
+		}
+	}
+	old := s.recv.Load()
+	switch {
+	case pacer == nil && recvd == nil:
+		if old != nil {
+			s.recv.Store(nil)
+			old.cancel()
+		}
+		return
+	case old != nil && old.pacer == pacer && old.recvd == recvd:
+		return // the same pacer (its rate may have changed) and counter
+	}
+	l := &recvLimits{gen: s.gen, pacer: pacer, recvd: recvd}
+	if old != nil {
+		l.ctx, l.cancel = old.ctx, old.cancel // the same transport: the same end
+	} else {
+		l.ctx, l.cancel = context.WithCancel(context.Background())
+	}
+	s.recv.Store(l)
 }
 
 // sockPropertySet follows a SetProperty of a socket-level property.
@@ -209,25 +278,28 @@ func (c *connActor) sockPropertySet(name string) {
 	case "maxSendRate", "maxRecvRate":
 		c.sockApplyRates()
 	case "minSendRate":
-		c.sock.minSend = stacks.MinRateWatch{Min: c.propRate(name)}
+		c.sock.extra().minSend = stacks.MinRateWatch{Min: c.propRate(name)}
 		c.sockArmTick()
 	case "minRecvRate":
-		c.sock.minRecv = stacks.MinRateWatch{Min: c.propRate(name)}
+		c.sock.extra().minRecv = stacks.MinRateWatch{Min: c.propRate(name)}
+		c.sockRecvLimits()
 		c.sockArmTick()
 	}
 }
 
 // stop ends the timers and waits of the current transport.
 func (s *sockProps) stop() {
-	if s.cancel != nil {
-		s.cancel()
+	if l := s.recv.Swap(nil); l != nil {
+		l.cancel()
 	}
-	if s.tick != nil {
-		s.tick.Stop()
-	}
-	s.tickArmed = false
-	if s.timer != nil {
-		s.timer.Stop()
+	if x := s.x; x != nil {
+		if x.tick != nil {
+			x.tick.Stop()
+		}
+		x.tickArmed = false
+		if x.timer != nil {
+			x.timer.Stop()
+		}
 	}
 }
 
@@ -237,17 +309,20 @@ func (c *connActor) sockStop() { c.sock.stop() }
 // recvWaiter returns the reader goroutine's maxRecvRate wait, to call
 // after reading n bytes, outside its ioCount (see the file comment); it
 // also counts the bytes for minRecvRate. Call it on the actor when the
-// reader starts; the wait ends early when the transport's context does.
+// reader starts; the wait ends early when the transport is dropped.
 func (c *connActor) recvWaiter() func(n int) {
 	s := &c.sock
-	ctx := s.ctx
+	gen := s.gen
 	return func(n int) {
-		if n <= 0 {
-			return
+		l := s.recv.Load()
+		if n <= 0 || l == nil || l.gen != gen {
+			return // nothing to apply, or the limits of a later transport
 		}
-		s.recvd.Add(int64(n))
-		if p := s.recvPacer.Load(); p != nil {
-			_ = p.Wait(ctx, n)
+		if l.recvd != nil {
+			l.recvd.Add(int64(n))
+		}
+		if l.pacer != nil {
+			_ = l.pacer.Wait(l.ctx, n)
 		}
 	}
 }
@@ -280,13 +355,16 @@ func (c *connActor) paceBatch(ctx actor.Context, batch []writeItem) (now []write
 	if !c.datagram {
 		c.noteProfiles(batch)
 	}
-	p := s.pacer
-	if p == nil {
-		for _, w := range batch {
-			s.sent += itemBytes(w)
+	x := s.x
+	if x == nil || x.pacer == nil {
+		if x != nil && x.minSend.Min > 0 { // counted for minSendRate only
+			for _, w := range batch {
+				x.sent += itemBytes(w)
+			}
 		}
 		return batch, false
 	}
+	p := x.pacer
 	chunk := max(p.Burst(), 16<<10)
 	n, i := 0, 0
 	for ; i < len(batch) && (i == 0 || n < chunk); i++ {
@@ -301,26 +379,26 @@ func (c *connActor) paceBatch(ctx actor.Context, batch []writeItem) (now []write
 		}
 		batch = batch[:i:i]
 	}
-	s.sent += n
+	x.sent += n
 	d := p.Reserve(time.Now(), n)
 	if d <= 0 {
 		return batch, false
 	}
-	s.held = batch
+	x.held = batch
 	c.writing = true
 	gen, root, self := s.gen, ctx.ActorSystem().Root, ctx.Self()
-	s.timer = time.AfterFunc(d, func() { root.Send(self, &pacedFlush{gen: gen}) })
+	x.timer = time.AfterFunc(d, func() { root.Send(self, &pacedFlush{gen: gen}) })
 	return nil, true
 }
 
 // pacedFlushed writes the batch the pacer held.
 func (c *connActor) pacedFlushed(ctx actor.Context, m *pacedFlush) {
 	s := &c.sock
-	if m.gen != s.gen || s.held == nil {
+	if m.gen != s.gen || s.x == nil || s.x.held == nil {
 		return
 	}
-	batch := s.held
-	s.held = nil
+	batch := s.x.held
+	s.x.held = nil
 	c.writing = false
 	if c.t == nil {
 		return // the transport was dropped; its sends have failed
@@ -460,41 +538,41 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 // sockArmTick schedules the next min-rate / retransmission poll, when any
 // of them is active and none is scheduled.
 func (c *connActor) sockArmTick() {
-	s := &c.sock
-	if s.tickArmed || c.t == nil || (s.minSend.Min == 0 && s.minRecv.Min == 0 && s.rt == nil) {
+	x := c.sock.x
+	if x == nil || x.tickArmed || c.t == nil || (x.minSend.Min == 0 && x.minRecv.Min == 0 && x.rt == nil) {
 		return
 	}
-	s.tickArmed = true
-	gen, root, self := s.gen, c.sys.AS.Root, c.self
-	s.tick = time.AfterFunc(sockTickEvery, func() { root.Send(self, &sockTick{gen: gen}) })
+	x.tickArmed = true
+	gen, root, self := c.sock.gen, c.sys.AS.Root, c.self
+	x.tick = time.AfterFunc(sockTickEvery, func() { root.Send(self, &sockTick{gen: gen}) })
 }
 
 // sockTicked polls the rates and the retransmission counters.
 func (c *connActor) sockTicked(m *sockTick) {
-	s := &c.sock
-	if m.gen != s.gen {
+	x := c.sock.x
+	if m.gen != c.sock.gen || x == nil {
 		return
 	}
-	s.tickArmed = false
+	x.tickArmed = false
 	if c.t == nil || (c.state != Established && c.state != Closing) {
 		return
 	}
 	now := time.Now()
-	if s.minSend.Min > 0 {
+	if x.minSend.Min > 0 {
 		backlogged := c.writing || len(c.wq) > 0 || len(c.wqRest) > 0
-		if rate, ended, below := s.minSend.Observe(now, s.sent, backlogged); ended && below {
-			c.rateNotMet("minSendRate", s.minSend, rate)
+		if rate, ended, below := x.minSend.Observe(now, x.sent, backlogged); ended && below {
+			c.rateNotMet("minSendRate", x.minSend, rate)
 		}
 	}
-	s.sent = 0
-	if s.minRecv.Min > 0 {
-		if rate, ended, below := s.minRecv.Observe(now, int(s.recvd.Swap(0)), c.link.receiveWaiting()); ended && below {
-			c.rateNotMet("minRecvRate", s.minRecv, rate)
+	x.sent = 0
+	if x.minRecv.Min > 0 {
+		if rate, ended, below := x.minRecv.Observe(now, int(x.recvd.Swap(0)), c.link.receiveWaiting()); ended && below {
+			c.rateNotMet("minRecvRate", x.minRecv, rate)
 		}
 	}
-	if s.rt != nil {
-		if counts, err := s.rt.Retransmissions(); err == nil {
-			if ev, ok := s.retrans.Observe(now, counts); ok {
+	if x.rt != nil {
+		if counts, err := x.rt.Retransmissions(); err == nil {
+			if ev, ok := x.retrans.Observe(now, counts); ok {
 				c.link.emitExcessiveRetransmission(int(ev.Count))
 				c.sys.trace(&messages.TraceRecord{Kind: "retransmit", Event: "ExcessiveRetransmission", ConnectionId: c.spec.id,
 					GroupId: c.spec.groupID, Bytes: int64(ev.Count), Stack: c.stack})

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/supervision"
+	cmap "github.com/orcaman/concurrent-map"
 )
 
 // Config configures a System.
@@ -47,12 +48,80 @@ func NewSystem(cfg Config) *System {
 		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 		actor.WithDeadLetterRequestLogging(false),
 	)
+	shrinkRegistry(as)
 	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer}
-	props := actor.PropsFromProducer(func() actor.Actor { return newRootActor(s) },
+	props := controlProps(func() actor.Actor { return newRootActor(s) },
 		actor.WithGuardian(supervision.Guardian()),
 		actor.WithSupervisor(supervision.Strategy(supervision.Group)))
 	s.Root = as.Root.SpawnPrefix(props, "taps")
 	return s
+}
+
+// controlDispatcher runs the control-plane actors (root, groups,
+// listeners, preconnections, racers, candidates) as connection actors run
+// (datapath.go): on the goroutine that posts to an idle actor, which
+// drains its mailbox in order while later posts only queue. Establishing a
+// connection therefore wakes no goroutine between the Initiate call and
+// the dial, nor between the dial's end and Ready: each hop is a function
+// call, not a goroutine start (about 2 µs each with protoactor's default
+// dispatcher, most of it growing the new goroutine's stack).
+//
+// What this asks of these actors: no handler blocks, and none waits for
+// a goroutine that may be the one running it. Their goroutines (dialing,
+// resolving, accepting) hand their results over through a Handoff or an
+// atomic slot, so that the actor never waits for them (or, for accept
+// loops, waits only while they are blocked in Accept); see racer.go,
+// preconnection.go and listener.go.
+var controlDispatcher = actor.NewSynchronizedDispatcher(300)
+
+// growStack grows the calling goroutine's stack to 16 KiB while it is
+// still shallow, and returns. A goroutine that runs a chain of inline
+// actors (a dial goroutine runs the candidate, the racer, the
+// preconnection, the connection and its framer up to Ready) starts with a
+// small stack; grown in the middle of that chain, every frame is copied
+// and adjusted, twice (measured: 10 µs of the establishment). Grown first,
+// it costs one copy of one frame (about 1 µs). Only for short-lived
+// goroutines: an idle one would keep the 16 KiB.
+//
+//go:noinline
+func growStack() byte {
+	var b [12 << 10]byte // the frame: with the goroutine's start, 16 KiB
+	n := len(b) - 1
+	b[n] = 1
+	return b[n/2] + b[n]
+}
+
+// controlProps are the Props of a control-plane actor: controlDispatcher
+// and the inline mailbox (mailbox.go).
+func controlProps(producer actor.Producer, opts ...actor.PropsOption) *actor.Props {
+	opts = append(opts, actor.WithDispatcher(controlDispatcher), actor.WithMailbox(inlineMailboxProducer))
+	return actor.PropsFromProducer(producer, opts...)
+}
+
+// registryBuckets is how many concurrent maps (of 32 shards each) the
+// process registry of a System has. protoactor makes 1024, that is 32768
+// Go maps: each keeps the slots of its first entries once it has held any
+// (Go maps never shrink), so a System that has spawned a few hundred
+// thousand actors over its life held about 9 MiB for entries long gone,
+// and every new System paid 2.5 MB for the empty maps. 32 buckets (1024
+// shards) are plenty for a process with two cores or two hundred: a shard
+// is locked only for one map operation.
+const registryBuckets = 32
+
+// shrinkRegistry replaces the process registry's maps by registryBuckets
+// of them, keeping what is registered already (the event stream and the
+// dead-letter process). It runs before anything else uses the system.
+func shrinkRegistry(as *actor.ActorSystem) {
+	old := as.ProcessRegistry.LocalPIDs.LocalPIDs
+	maps := make([]cmap.ConcurrentMap, registryBuckets)
+	for i := range maps {
+		maps[i] = cmap.New()
+	}
+	small := &actor.SliceMap{LocalPIDs: maps}
+	for _, m := range old {
+		m.IterCb(func(id string, p any) { small.GetBucket(id).Set(id, p) })
+	}
+	as.ProcessRegistry.LocalPIDs = small
 }
 
 // NewID returns a fresh connection/group/listener id.

@@ -185,6 +185,33 @@ type SocketInfo interface {
 	Info() (TransportInfo, error)
 }
 
+// SendMsgMaxLen returns the largest Message t sends in one piece (what
+// Info reports as SendMsgMaxLen). For this package's transports it is
+// known without a system call (Info reads several socket options); other
+// transports are asked through SocketInfo. ok is false when t does not
+// tell (it then counts as unlimited).
+func SendMsgMaxLen(t Transport) (l MaxLen, ok bool) {
+	switch t := t.(type) {
+	case *tcpTransport, *tlsTransport, *quicStream, *unixTransport:
+		return MaxLen{Unlimited: true}, true
+	case *udpTransport:
+		return udpInfoFor(t.RemoteAddr()).SendMsgMaxLen, true
+	case *udpPeer:
+		return udpInfoFor(t.RemoteAddr()).SendMsgMaxLen, true
+	case *udpLiteTransport:
+		return udpInfoFor(t.RemoteAddr()).SendMsgMaxLen, true
+	case *udpLitePeer:
+		return udpInfoFor(t.RemoteAddr()).SendMsgMaxLen, true
+	case SocketInfo:
+		info, err := t.Info()
+		if err != nil {
+			return MaxLen{Unlimited: true}, false
+		}
+		return info.SendMsgMaxLen, true
+	}
+	return MaxLen{Unlimited: true}, false
+}
+
 // MultiStream is implemented by Transports that are one stream of a
 // multistreaming connection (QUIC). The new Transports share the
 // connection, which closes when the last of its stream Transports is closed.

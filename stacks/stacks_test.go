@@ -175,3 +175,58 @@ func TestAllAndByName(t *testing.T) {
 	_, err = ByName("unix")
 	require.ErrorIs(t, err, ErrUnknownStack)
 }
+
+// TestSendMsgMaxLenMatchesInfo: SendMsgMaxLen tells without a system call
+// what Info reads, on both ends of every stack.
+func TestSendMsgMaxLenMatchesInfo(t *testing.T) {
+	check := func(t *testing.T, tr Transport) {
+		t.Helper()
+		info, err := tr.(SocketInfo).Info()
+		require.NoError(t, err)
+		got, ok := SendMsgMaxLen(tr)
+		require.True(t, ok)
+		require.Equal(t, info.SendMsgMaxLen, got)
+	}
+	for _, c := range streamCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			ln, err := c.stack.Listen(ctx, c.listen)
+			require.NoError(t, err)
+			defer ln.Close()
+			acc := acceptAsync(ln)
+			d, err := c.stack.Dial(ctx, c.remote(t, ln), c.dial)
+			require.NoError(t, err)
+			defer d.Close()
+			if c.name == "quic" { // the peer learns of a stream from its data
+				_, err = d.Write([]byte("x"))
+				require.NoError(t, err)
+			}
+			r := <-acc
+			require.NoError(t, r.err)
+			defer r.t.Close()
+			check(t, d)
+			check(t, r.t)
+		})
+	}
+	for _, st := range []Stack{UDP(), UDPLite()} {
+		t.Run(st.Name(), func(t *testing.T) {
+			ctx := testCtx(t)
+			ln, err := st.Listen(ctx, Options{Local: loopback4})
+			if errors.Is(err, syscall.EPROTONOSUPPORT) {
+				t.Skip("no UDP-Lite in this kernel")
+			}
+			require.NoError(t, err)
+			defer ln.Close()
+			d, err := st.Dial(ctx, addrPort(t, ln.Addr()), Options{})
+			require.NoError(t, err)
+			defer d.Close()
+			_, err = d.Write([]byte("x"))
+			require.NoError(t, err)
+			p, err := ln.Accept()
+			require.NoError(t, err)
+			defer p.Close()
+			check(t, d)
+			check(t, p)
+		})
+	}
+}

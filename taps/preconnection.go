@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/supervision"
+	"google.golang.org/protobuf/proto"
 )
 
 // A Preconnection is the template a Connection or Listener is made from
@@ -52,6 +54,46 @@ type preconnState struct {
 type encodedProps struct {
 	props    *messages.Properties
 	defaults *messages.MessageProps
+	opts     stacks.Options // stackOptions of the properties (a copy per config)
+	// last is the last config made for this role without TLS: an
+	// Initiate or Listen with the same endpoints and framers shares it
+	// (configs are immutable once made).
+	last *messages.ConnectionConfig
+	// chosen is the last stack selection made from these properties,
+	// and what it was made from: the properties never change, so an
+	// Initiate with the same security, framing, stack list and protocol
+	// names selects the same stacks (selection is pure).
+	chosen *stackChoice
+}
+
+// stackChoice is one result of selectStacks and its other inputs.
+type stackChoice struct {
+	secure int8
+	framed bool
+	from   []stacks.Stack // compared by identity
+	names  []string
+	sel    []stacks.Stack // shared by every config made from it: read-only
+	err    error
+}
+
+// choose returns selectStacks' result, from the last choice when its
+// inputs are the same. The caller holds the Preconnection's lock.
+func (e *encodedProps) choose(tp *TransportProperties, r role, sec *SecurityParameters, framed bool, from []stacks.Stack, names []string) ([]stacks.Stack, error) {
+	secure := securePref(sec)
+	if c := e.chosen; c != nil && c.secure == secure && c.framed == framed &&
+		sameStackList(c.from, from) && slices.Equal(c.names, names) {
+		return c.sel, c.err
+	}
+	sel, err := selectStacks(tp, r, sec, framed, from)
+	e.chosen = &stackChoice{secure: secure, framed: framed, from: from,
+		names: slices.Clone(names), sel: sel, err: err}
+	return sel, err
+}
+
+// sameStackList reports whether a and b are the same slice (not merely
+// equal: stacks need not be comparable).
+func sameStackList(a, b []stacks.Stack) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // connHandlers are handlers a Preconnection gives each of its connections.
@@ -284,21 +326,27 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	if listen {
 		r = roleListen
 	}
-	if err := p.tp.Validate(listen); err != nil {
-		return nil, p.handlers, err
-	}
 	// the properties never change after NewPreconnection (they are copied
-	// in), so their encoding is made once per role and shared: connections
-	// treat it as immutable (SetProperty copies on write)
+	// in), so they are validated and encoded once per role and the
+	// encoding is shared: connections treat it as immutable (SetProperty
+	// copies on write)
 	if p.encoded[r] == nil {
+		if err := p.tp.Validate(listen); err != nil {
+			return nil, p.handlers, err
+		}
 		defaults, err := messageDefaults(p.tp)
 		if err != nil {
 			return nil, p.handlers, err
 		}
-		p.encoded[r] = &encodedProps{props: propsToMessageRole(p.tp, r), defaults: defaults}
+		p.encoded[r] = &encodedProps{props: propsToMessageRole(p.tp, r), defaults: defaults, opts: stackOptions(p.tp, r)}
 	}
-	cfg.Properties = p.encoded[r].props
-	cfg.MessageDefaults = p.encoded[r].defaults
+	enc := p.encoded[r]
+	if last := enc.last; last != nil && len(last.Framers) == len(p.framers) &&
+		sameEndpoints(last.Locals, cfg.Locals) && sameEndpoints(last.Remotes, cfg.Remotes) {
+		return last, p.handlers, nil // nothing changed since: share it
+	}
+	cfg.Properties = enc.props
+	cfg.MessageDefaults = enc.defaults
 	isolate, _ := p.tp.Get(IsolateSession)
 	tlsCfg, err := tlsConfig(p.sec, listen, isolate == true, p.sys)
 	if err != nil {
@@ -325,17 +373,29 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		}
 		stackList = restricted
 	}
-	sel, err := selectStacks(p.tp, r, sec, len(p.framers) > 0, stackList)
+	sel, err := p.encoded[r].choose(p.tp, r, sec, len(p.framers) > 0, stackList, names)
 	if err != nil {
 		return nil, p.handlers, err
 	}
 	cfg.Stacks = sel
-	cfg.StackOptions = stackOptions(p.tp, r)
+	cfg.StackOptions = p.encoded[r].opts
 	cfg.StackOptions.TLS = tlsCfg
 	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
 		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName
 	}
+	if tlsCfg == nil {
+		// without TLS, only the framers and the endpoints can change
+		// afterwards (AddFramer, AddRemote, an endpoint's own setters);
+		// a TLS configuration is made anew each time from the security
+		// parameters, which can change
+		enc.last = cfg
+	}
 	return cfg, p.handlers, nil
+}
+
+// sameEndpoints reports whether a and b hold equal endpoints, in order.
+func sameEndpoints(a, b []*messages.Endpoint) bool {
+	return slices.EqualFunc(a, b, func(x, y *messages.Endpoint) bool { return proto.Equal(x, y) })
 }
 
 // restrictStacks keeps the stacks named in names, in preference order.
@@ -387,18 +447,23 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, fram
 	if framed {
 		delete(prefs, string(PreserveMsgBoundaries))
 	}
-	switch {
-	case sec.requiresSecurity():
-		prefs["secure"] = stacks.Require
-	case sec != nil && sec.Mode() == SecurityOpportunistic:
-		prefs["secure"] = stacks.Prefer
-	default: // no security parameters, or disabled: a plain stack
-		prefs["secure"] = stacks.Prohibit
-	}
+	prefs["secure"] = securePref(sec)
 	if all == nil {
 		all = stacks.All()
 	}
 	return stacks.Select(all, prefs)
+}
+
+// securePref is the preference for the "secure" pseudo-property that sec
+// gives.
+func securePref(sec *SecurityParameters) int8 {
+	switch {
+	case sec.requiresSecurity():
+		return stacks.Require
+	case sec != nil && sec.Mode() == SecurityOpportunistic:
+		return stacks.Prefer
+	}
+	return stacks.Prohibit // no security parameters, or disabled: a plain stack
 }
 
 // Initiate establishes a Connection (active open) and returns it when it is
@@ -442,8 +507,11 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 		if m.Props.SafelyReplayable {
 			// only a safely replayable first message may ride 0-RTT
 			// (a cached session is needed; TLS over TCP has no client
-			// early data in crypto/tls, QUIC does)
-			cfg.StackOptions.EarlyData = true
+			// early data in crypto/tls, QUIC does); the snapshot may be
+			// shared: change a copy
+			early := *cfg
+			early.StackOptions.EarlyData = true
+			cfg, c.cfg, req.Config = &early, &early, &early
 		}
 		if err := link.AcquireSend(ctx, len(m.Data)); err != nil {
 			return nil, establishmentError(err)
