@@ -162,12 +162,14 @@ func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
 	}
 	size := 4 << 10
 	var buf []byte
+	lent := false // the last read went into a target: a large message ended there
 	return rawStream{read: func() ([]byte, error) {
 		if tgt := tl.borrow(); tgt != nil {
 			ioc.Add(1)
 			n, err := t.Read(tgt)
 			ioc.Done()
 			tl.returnUnused(tgt, n)
+			lent = n > 0
 			if n == 0 {
 				return nil, err
 			}
@@ -176,8 +178,16 @@ func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
 		if buf == nil {
 			buf = make([]byte, size)
 		}
+		rb := buf
+		if lent && len(rb) > afterTargetRead {
+			// the next message is likely large too: read little more than
+			// its header, so that the rest goes straight into its target
+			// rather than through buf and a copy (QUIC buffers much)
+			rb = rb[:afterTargetRead]
+		}
+		lent = false
 		ioc.Add(1)
-		n, err := t.Read(buf)
+		n, err := t.Read(rb)
 		ioc.Done()
 		var data []byte
 		if n > 0 {
@@ -191,6 +201,10 @@ func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
 		return data, err
 	}}
 }
+
+// afterTargetRead bounds the buffered read that follows a read into a
+// framer's target (newStreamReader).
+const afterTargetRead = 4 << 10
 
 // readBufs holds the buffers of rawRead: readChunk bytes with a capacity
 // of readChunk+1, which tells them apart from any other slice.

@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -24,8 +25,15 @@ const (
 
 // QUIC linger bounds: after the last stream Transport of a connection was
 // closed gracefully, the connection stays open for a few probe timeouts so
-// the peer can acknowledge the last data and FIN (quic-go drops unsent data
-// on CONNECTION_CLOSE), unless the peer closes it first.
+// the peer can acknowledge and read the last data and FIN (quic-go drops
+// unsent data on CONNECTION_CLOSE, and the peer's unread data with it),
+// unless the peer closes it first. The side that closed its sending side
+// first and then read the peer's FIN (the active closer) closes the
+// connection at once instead: the peer sent its FIN after ours, as a
+// peer does that reads to the end before it closes (a gotaps peer does), so
+// nothing is left to wait for, and the passive closer's linger ends with
+// the CONNECTION_CLOSE rather than its timer (no connection lingers on both
+// sides).
 const (
 	quicMinLinger = 100 * time.Millisecond
 	quicMaxLinger = 2 * time.Second
@@ -167,48 +175,45 @@ func wrapQUICHandshake(remote string, err error) error {
 }
 
 // quicConn is the state shared by the stream Transports of one QUIC
-// connection. A supervisor goroutine waits for the connection to end and
-// then releases the UDP socket (dial side) or the listener reference.
+// connection. When the connection ends (its context is done) the UDP socket
+// (dial side) or the listener reference is released; no goroutine waits for
+// it meanwhile (context.AfterFunc, and time.AfterFunc for the linger).
 type quicConn struct {
 	conn    *quic.Conn
 	udp     *net.UDPConn // for Info
 	opts    Options
 	release func()
-	idle    chan struct{} // closed when the last stream was closed gracefully
 	done    chan struct{} // closed when the connection ended and was released
 
-	mu      sync.Mutex
-	streams int
-	ended   bool // no stream may be added any more
+	mu       sync.Mutex
+	streams  int
+	ended    bool        // no stream may be added any more
+	finished bool        // the connection is over (finish ran)
+	linger   *time.Timer // closes the connection after the last graceful close
 }
 
 func newQUICConn(conn *quic.Conn, udp *net.UDPConn, opts Options, release func()) *quicConn {
-	c := &quicConn{conn: conn, udp: udp, opts: opts, release: release, idle: make(chan struct{}), done: make(chan struct{})}
-	go c.supervise()
+	c := &quicConn{conn: conn, udp: udp, opts: opts, release: release, done: make(chan struct{})}
+	context.AfterFunc(conn.Context(), c.finish)
 	return c
 }
 
-func (c *quicConn) supervise() {
-	defer close(c.done)
-	defer c.release()
-	ctx := c.conn.Context()
-	select {
-	case <-ctx.Done():
-		return
-	case <-c.idle:
+// finish runs once the connection has ended: it stops the linger and
+// releases the socket.
+func (c *quicConn) finish() {
+	c.mu.Lock()
+	c.finished = true
+	if c.linger != nil {
+		c.linger.Stop()
 	}
-	t := time.NewTimer(c.linger())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-		_ = c.conn.CloseWithError(quicCodeNoError, "")
-	}
+	c.mu.Unlock()
+	c.release()
+	close(c.done)
 }
 
-// linger is three probe timeouts (RFC 9002 §6.2.1, with 25 ms max ACK
+// lingerFor is three probe timeouts (RFC 9002 §6.2.1, with 25 ms max ACK
 // delay), within quicMinLinger and quicMaxLinger.
-func (c *quicConn) linger() time.Duration {
+func (c *quicConn) lingerFor() time.Duration {
 	s := c.conn.ConnectionStats()
 	pto := s.SmoothedRTT + 4*s.MeanDeviation + 25*time.Millisecond
 	return min(max(3*pto, quicMinLinger), quicMaxLinger)
@@ -240,24 +245,33 @@ func (c *quicConn) addStream(str *quic.Stream) (Transport, error) {
 	return c.stream(str), nil
 }
 
-// streamClosed drops one stream; the last one (gracefully) starts the
-// linger, (aborted) closes the connection at once.
-func (c *quicConn) streamClosed(abort bool) {
+// How a stream Transport ended (streamClosed).
+const (
+	quicClosed       = iota // gracefully: the last one starts the linger
+	quicClosedActive        // gracefully, as the active closer: the last one closes the connection
+	quicAborted             // reset: the last one closes the connection
+)
+
+// streamClosed drops one stream; the last one closes the connection at once
+// or after the linger, as how says.
+func (c *quicConn) streamClosed(how int) {
 	c.mu.Lock()
 	c.streams--
 	last := c.streams == 0 && !c.ended
 	if last {
 		c.ended = true
+		if how == quicClosed && !c.finished {
+			c.linger = time.AfterFunc(c.lingerFor(), func() { _ = c.conn.CloseWithError(quicCodeNoError, "") })
+		}
 	}
 	c.mu.Unlock()
-	if !last {
-		return
-	}
-	if abort {
+	switch {
+	case !last || how == quicClosed:
+	case how == quicAborted:
 		_ = c.conn.CloseWithError(quicCodeAbort, "aborted")
-		return
+	default:
+		_ = c.conn.CloseWithError(quicCodeNoError, "")
 	}
-	close(c.idle)
 }
 
 // quicStream is one bidirectional stream as a Transport.
@@ -265,21 +279,115 @@ type quicStream struct {
 	*quic.Stream
 	c    *quicConn
 	once sync.Once
+	join []byte // joins the pieces of a batch (TryWriteBuffers), at most quicTryWriteMax
+
+	mu     sync.Mutex
+	finned bool // CloseWrite sent FIN
+	eof    bool // Read returned the peer's FIN
+	active bool // FIN was sent before the peer's FIN was read
+}
+
+// Writes to a stream. quic-go copies a write of at most one packet into the
+// stream's next frame and returns at once; a larger write blocks until all
+// but its last packet's worth have been packed, so the connection actor
+// hands those to a writer goroutine (which writes the pieces of a batch one
+// by one: joining a framer's header with a large message would cost a copy
+// or a second blocking write). TryWriteBuffers lets the actor write a batch
+// of at most quicTryWriteMax bytes itself, without blocking (quic-go's
+// TryWriteAll, within the flow-control credit): no writer goroutine, Sent at
+// once, as on a TCP socket. Its pieces are joined into one write, so that
+// the connection's goroutine is woken once and never packs a header alone.
+const quicTryWriteMax = 16 << 10
+
+// TryWriteBuffers writes all of b (and empties it) if the stream queues it
+// without blocking; otherwise it writes nothing and reports blocked (b is
+// larger than quicTryWriteMax, or it exceeds the flow-control credit).
+func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
+	var p []byte
+	switch len(*b) {
+	case 0:
+		return false, nil
+	case 1:
+		p = (*b)[0]
+	default:
+		total := 0
+		for _, q := range *b {
+			total += len(q)
+		}
+		if total > quicTryWriteMax {
+			return true, nil
+		}
+		p = s.joined(*b, total)
+	}
+	if len(p) > quicTryWriteMax {
+		return true, nil
+	}
+	switch err := s.Stream.TryWriteAll(p); {
+	case err == nil:
+		clear(*b)
+		*b = (*b)[:0]
+		return false, nil
+	case errors.Is(err, quic.ErrWouldBlock):
+		return true, nil
+	default:
+		return false, err
+	}
+}
+
+// joined copies the first n bytes of b into the stream's join buffer.
+func (s *quicStream) joined(b net.Buffers, n int) []byte {
+	if cap(s.join) < n {
+		s.join = make([]byte, 0, max(n, 2*cap(s.join)))
+	}
+	j := s.join[:0]
+	for _, q := range b {
+		k := min(len(q), n-len(j))
+		j = append(j, q[:k]...)
+		if len(j) == n {
+			break
+		}
+	}
+	return j
 }
 
 func (s *quicStream) LocalAddr() net.Addr  { return s.c.conn.LocalAddr() }
 func (s *quicStream) RemoteAddr() net.Addr { return s.c.conn.RemoteAddr() }
 
-// CloseWrite sends FIN on the stream; reads go on.
-func (s *quicStream) CloseWrite() error { return s.Stream.Close() }
+// Read reads the stream and notes when it reaches the peer's FIN.
+func (s *quicStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if err == io.EOF {
+		s.mu.Lock()
+		if !s.eof {
+			s.eof, s.active = true, s.finned
+		}
+		s.mu.Unlock()
+	}
+	return n, err
+}
 
-// Close sends FIN, stops reading and releases the stream.
+// CloseWrite sends FIN on the stream; reads go on.
+func (s *quicStream) CloseWrite() error {
+	s.mu.Lock()
+	s.finned = true
+	s.mu.Unlock()
+	return s.Stream.Close()
+}
+
+// Close sends FIN, stops reading and releases the stream. See quicMinLinger
+// for when the connection closes after its last stream.
 func (s *quicStream) Close() error {
 	var err error
 	s.once.Do(func() {
 		err = s.Stream.Close()
 		s.Stream.CancelRead(quicStreamAbort)
-		s.c.streamClosed(false)
+		how := quicClosed
+		s.mu.Lock()
+		if s.active {
+			how = quicClosedActive
+		}
+		s.mu.Unlock()
+		s.c.streamClosed(how)
 	})
 	return err
 }
@@ -290,7 +398,7 @@ func (s *quicStream) Abort() error {
 	s.once.Do(func() {
 		s.Stream.CancelWrite(quicStreamAbort)
 		s.Stream.CancelRead(quicStreamAbort)
-		s.c.streamClosed(true)
+		s.c.streamClosed(quicAborted)
 	})
 	return nil
 }
@@ -432,19 +540,11 @@ func (l *quicListener) acceptLoop() {
 	}
 }
 
-// firstStream waits for the first stream of a new connection.
+// firstStream waits for the first stream of a new connection (AcceptStream
+// also returns when the connection ends).
 func (l *quicListener) firstStream(qc *quicConn) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(l.ctx)
-	defer cancel()
-	go func() { // stop waiting when the connection ends
-		select {
-		case <-qc.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	str, err := qc.conn.AcceptStream(ctx)
+	str, err := qc.conn.AcceptStream(l.ctx)
 	if err != nil {
 		_ = qc.conn.CloseWithError(quicCodeAbort, "")
 		return

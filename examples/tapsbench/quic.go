@@ -201,8 +201,11 @@ func (s *rawQUICServer) close() {
 	s.wg.Wait()
 }
 
-// rawQUICSink counts the payload bytes of length-prefixed messages.
-func rawQUICSink(s **sink) func(*quic.Stream) {
+// rawQUICSink counts the payload bytes of length-prefixed messages. With
+// fresh, every message is read into a buffer of its own (as a receiver that
+// hands each message on must do, and gotaps does); otherwise one buffer is
+// reused.
+func rawQUICSink(s **sink, fresh bool) func(*quic.Stream) {
 	return func(str *quic.Stream) {
 		r := bufio.NewReaderSize(str, 64<<10)
 		hdr := make([]byte, 4)
@@ -212,7 +215,9 @@ func rawQUICSink(s **sink) func(*quic.Stream) {
 			if err != nil {
 				return
 			}
-			buf = m
+			if !fresh {
+				buf = m
+			}
 			(*s).add(len(m))
 		}
 	}
@@ -230,8 +235,9 @@ func rawQUICDial(ctx context.Context, addr string, tlsConf *tls.Config, early bo
 }
 
 // ticketCache is an LRU ClientSessionCache that signals every ticket
-// stored, so that a dial loop can wait for the ticket before it closes the
-// connection (as the gotaps QUIC stack's linger after the last stream does).
+// stored, so that a raw dial loop can wait for the ticket before it closes
+// the connection (a gotaps Close waits for the peer's FIN, which the server
+// sends after the ticket).
 type ticketCache struct {
 	tls.ClientSessionCache
 	put chan struct{}
@@ -251,16 +257,24 @@ func (c *ticketCache) Put(key string, cs *tls.ClientSessionState) {
 	}
 }
 
-// rawQUICDialLoop measures n serial quic.DialAddr calls (handshake
-// complete) or, with a ClientSessionCache in tlsConf, n DialAddrEarly calls
-// (0-RTT possible, as the gotaps QUIC stack dials then). Outside the timed
-// part the handshake is awaited (and, with a *ticketCache, the session
-// ticket, for at most 100 ms) and the connection closed; resumed counts
-// the handshakes that resumed a session.
-func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n int) (h *hist, resumed int, err error) {
+// rawQUICDialLoop measures n serial dials: quic.DialAddr (returns once
+// the handshake is complete; with a ClientSessionCache in tlsConf it
+// resumes the session), or with first set quic.DialAddrEarly, opening a
+// stream and writing first (length-prefixed) on it (with a cached ticket
+// it returns at 0-RTT, first sent as early data). Outside the timed part
+// the handshake is awaited (with first, the echo of first is read, so the
+// server must echo), then with a *ticketCache the session ticket (at most
+// 100 ms), and the connection is closed. resumed counts the handshakes
+// that resumed a session, zeroRTT those whose early data the server
+// accepted.
+func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n int, first []byte) (h *hist, resumed, zeroRTT int, err error) {
 	h = &hist{}
-	early := tlsConf.ClientSessionCache != nil
 	tc, _ := tlsConf.ClientSessionCache.(*ticketCache)
+	var msg []byte
+	if first != nil {
+		msg = frame(first)
+	}
+	hdr, buf := make([]byte, 4), make([]byte, len(first))
 	for i := 0; i < n; i++ {
 		if tc != nil {
 			select {
@@ -269,18 +283,37 @@ func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n in
 			}
 		}
 		t0 := time.Now()
-		c, err := rawQUICDial(ctx, addr, tlsConf, early)
+		c, err := rawQUICDial(ctx, addr, tlsConf, first != nil)
+		var str *quic.Stream
+		if err == nil && first != nil {
+			if str, err = c.OpenStreamSync(ctx); err == nil {
+				_, err = str.Write(msg)
+			}
+		}
 		d := time.Since(t0)
 		if err != nil {
-			return nil, 0, fmt.Errorf("DialAddr #%d: %w", i, err)
+			if c != nil {
+				_ = c.CloseWithError(0, "")
+			}
+			return nil, 0, 0, fmt.Errorf("dial #%d: %w", i, err)
 		}
 		h.record(d)
+		if str != nil {
+			if _, err := readFrame(str, hdr, buf); err != nil {
+				_ = c.CloseWithError(0, "")
+				return nil, 0, 0, fmt.Errorf("dial #%d: echo: %w", i, err)
+			}
+		}
 		select {
 		case <-c.HandshakeComplete():
 		case <-c.Context().Done():
 		}
-		if c.ConnectionState().TLS.DidResume {
+		st := c.ConnectionState()
+		if st.TLS.DidResume {
 			resumed++
+		}
+		if st.Used0RTT {
+			zeroRTT++
 		}
 		if tc != nil {
 			t := time.NewTimer(100 * time.Millisecond)
@@ -292,7 +325,61 @@ func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n in
 		}
 		_ = c.CloseWithError(0, "")
 	}
-	return h, resumed, nil
+	return h, resumed, zeroRTT, nil
+}
+
+// gotapsQUICInitiateLoop measures n serial Initiate calls (with first:
+// InitiateWithSend of first, safely replayable, so that with a cached
+// ticket it rides 0-RTT; the server must echo). Outside the timed part the
+// echo is received (with first), the connection's TLS session is inspected
+// (resumed, zeroRTT count as in rawQUICDialLoop) and the connection closed,
+// its Closed awaited.
+func gotapsQUICInitiateLoop(ctx context.Context, pre *taps.Preconnection, n int, first []byte) (h *hist, resumed, zeroRTT int, err error) {
+	h = &hist{}
+	for i := 0; i < n; i++ {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		t0 := time.Now()
+		var c *taps.Connection
+		if first != nil {
+			c, err = pre.InitiateWithSend(ictx, first, taps.NewMessageContext().SafelyReplayable(true))
+		} else {
+			c, err = pre.Initiate(ictx)
+		}
+		d := time.Since(t0)
+		cancel()
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("Initiate #%d: %w", i, err)
+		}
+		h.record(d)
+		err = func() error {
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if first != nil {
+				if _, err := c.Receive(wctx); err != nil {
+					return fmt.Errorf("echo: %w", err)
+				}
+			}
+			props, err := c.GetPropertiesContext(wctx)
+			if err != nil {
+				return err
+			}
+			if props.Stack != "quic" {
+				return fmt.Errorf("selected stack %q, want quic", props.Stack)
+			}
+			if props.Socket != nil && props.Socket.Resumed {
+				resumed++
+			}
+			if props.Socket != nil && props.Socket.Used0RTT {
+				zeroRTT++
+			}
+			return closeWait(wctx, c)
+		}()
+		if err != nil {
+			c.Abort()
+			return nil, 0, 0, fmt.Errorf("Initiate #%d: %w", i, err)
+		}
+	}
+	return h, resumed, zeroRTT, nil
 }
 
 // quicWarmup is the number of untimed handshakes (or clones) before the
@@ -301,10 +388,22 @@ const quicWarmup = 5
 
 // --- W11 ---
 
-// Implementations of the resumed-handshake rows of W11.
+// Implementations of the extra rows of W11.
 const (
+	// handshakes resuming a cached session, returning once it is complete
+	// (raw quic.DialAddr with a ClientSessionCache; gotaps Initiate with
+	// its System's session cache)
 	implTapsResumed    = "gotaps-resumed"
 	implRawQUICResumed = "raw-quic-resumed"
+	// 0-RTT: a resumed session carrying the first message as early data,
+	// returning before the handshake completes (raw DialAddrEarly, stream
+	// opened and written; gotaps InitiateWithSend of a safely replayable
+	// message, the only way RFC 9622 allows 0-RTT)
+	implTaps0RTT    = "gotaps-0rtt"
+	implRawQUIC0RTT = "raw-quic-0rtt"
+	// raw quic-go reading every bulk message into a buffer of its own (as
+	// gotaps must: a received Message owns its Data)
+	implRawQUICFresh = "raw-quic-fresh"
 )
 
 func runW11(ctx context.Context, p params) (out []Result) {
@@ -313,12 +412,17 @@ func runW11(ctx context.Context, p params) (out []Result) {
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
 	}
-	var cur *sink // the sink of the current bulk round, shared by both servers
-	srv, err := newRawQUICServer(pki, rawQUICSink(&cur))
+	var cur *sink // the sink of the current bulk round, shared by all servers
+	srv, err := newRawQUICServer(pki, rawQUICSink(&cur, false))
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
 	}
 	defer srv.close()
+	fresh, err := newRawQUICServer(pki, rawQUICSink(&cur, true))
+	if err != nil {
+		return []Result{errRow(w, "all", err)}
+	}
+	defer fresh.close()
 	env, err := newGotapsQUICEnv(ctx, pki, gotapsSink(&cur, false))
 	if err != nil {
 		return []Result{errRow(w, implTaps, err)}
@@ -331,13 +435,12 @@ func runW11(ctx context.Context, p params) (out []Result) {
 	// bulk first (closing handshake sessions would slow it down), one stream
 	// each, raw and gotaps alternating in rounds so that both see the same
 	// machine load
-	if err := withCtx(ctx, "QUIC bulk", func() error { return w11Bulk(ctx, p, pki, srv, env, &cur, &out) }); err != nil {
+	if err := withCtx(ctx, "QUIC bulk", func() error { return w11Bulk(ctx, p, pki, srv, fresh, env, &cur, &out) }); err != nil {
 		out = append(out, errRow(w, "all", err))
 	}
 	// handshakes: full (raw DialAddr without a session cache; gotaps with
-	// isolateSession, the judged row), then resumed (raw DialAddrEarly with
-	// a ClientSessionCache; gotaps by default, with its System's session
-	// cache: both may return at 0-RTT, before the handshake completes)
+	// isolateSession, the judged row), then resumed (both with a session
+	// cache, returning once the handshake is complete)
 	cache := pki.clientTLS()
 	cache.ClientSessionCache = newTicketCache()
 	for _, v := range []struct {
@@ -348,64 +451,131 @@ func runW11(ctx context.Context, p params) (out []Result) {
 		{implRawQUIC, implTaps, pki.clientTLS(), true},
 		{implRawQUICResumed, implTapsResumed, cache, false},
 	} {
-		err = withCtx(ctx, "raw quic-go handshakes", func() error {
-			if _, _, err := rawQUICDialLoop(ctx, srv.addr, v.tls, quicWarmup); err != nil {
-				return err
-			}
-			h, resumed, err := rawQUICDialLoop(ctx, srv.addr, v.tls, p.w11N)
-			if err != nil {
-				return err
-			}
-			out = append(out, latencyRows(w, v.raw, "handshake", h)...)
-			out = append(out, res(w, v.raw, "resumed", float64(resumed)/float64(p.w11N), ""))
-			return nil
-		})
-		if err != nil {
-			out = append(out, errRow(w, v.raw, err))
-		}
-		pre := env.quicPreconn(pki, v.isolate)
-		err = withCtx(ctx, "gotaps QUIC Initiate loop", func() error {
-			if _, err := gotapsInitiateLoop(ctx, pre, quicWarmup, checkQUIC); err != nil {
-				return err
-			}
-			h, err := gotapsInitiateLoop(ctx, pre, p.w11N, nil)
-			if err != nil {
-				return err
-			}
-			out = append(out, latencyRows(w, v.taps, "handshake", h)...)
-			return nil
-		})
-		if err != nil {
-			out = append(out, errRow(w, v.taps, err))
-		}
+		out = append(out, w11Handshakes(ctx, p, v.raw, v.taps, srv.addr, v.tls, env.quicPreconn(pki, v.isolate), nil)...)
 	}
+	// 0-RTT: needs echo servers (the echo tells the client its early data
+	// arrived, and completes the handshake before the session is inspected)
+	out = append(out, w11ZeroRTT(ctx, p, pki)...)
 	judgeRatio(out, implTaps, implRawQUIC, "handshake_p50", "<= 1.1")
 	judgeRatio(out, implTaps, implRawQUIC, "handshake_p99", "")
 	judgeRatio(out, implTaps, implRawQUIC, "bulk_64KiB", ">= 0.9")
-	judgeRatio(out, implTapsResumed, implRawQUICResumed, "handshake_p50", "")
-	judgeRatio(out, implTapsResumed, implRawQUICResumed, "handshake_p99", "")
+	judgeRatio(out, implRawQUICFresh, implRawQUIC, "bulk_64KiB", "")
+	for _, pair := range [][2]string{{implTapsResumed, implRawQUICResumed}, {implTaps0RTT, implRawQUIC0RTT}} {
+		judgeRatio(out, pair[0], pair[1], "handshake_p50", "")
+		judgeRatio(out, pair[0], pair[1], "handshake_p99", "")
+	}
 	return out
 }
 
-// w11BulkRounds is the number of alternating raw/gotaps bulk rounds (each
-// p.w11Dur/w11BulkRounds long).
+// w11Handshakes measures raw dials (rawQUICDialLoop) to rawAddr and gotaps
+// Initiates (gotapsQUICInitiateLoop) of pre, after quicWarmup untimed ones
+// each, and reports their latencies and which fraction resumed (or, with
+// first, used 0-RTT).
+func w11Handshakes(ctx context.Context, p params, raw, tapsImpl, rawAddr string, rawTLS *tls.Config, pre *taps.Preconnection, first []byte) (out []Result) {
+	const w = "W11"
+	session := func(impl string, resumed, zeroRTT int) {
+		if first != nil {
+			out = append(out, res(w, impl, "0rtt", float64(zeroRTT)/float64(p.w11N), ""))
+		} else {
+			out = append(out, res(w, impl, "resumed", float64(resumed)/float64(p.w11N), ""))
+		}
+	}
+	err := withCtx(ctx, "raw quic-go handshakes", func() error {
+		if _, _, _, err := rawQUICDialLoop(ctx, rawAddr, rawTLS, quicWarmup, first); err != nil {
+			return err
+		}
+		h, resumed, zeroRTT, err := rawQUICDialLoop(ctx, rawAddr, rawTLS, p.w11N, first)
+		if err != nil {
+			return err
+		}
+		out = append(out, latencyRows(w, raw, "handshake", h)...)
+		session(raw, resumed, zeroRTT)
+		return nil
+	})
+	if err != nil {
+		out = append(out, errRow(w, raw, err))
+	}
+	err = withCtx(ctx, "gotaps QUIC Initiate loop", func() error {
+		if _, _, _, err := gotapsQUICInitiateLoop(ctx, pre, quicWarmup, first); err != nil {
+			return err
+		}
+		h, resumed, zeroRTT, err := gotapsQUICInitiateLoop(ctx, pre, p.w11N, first)
+		if err != nil {
+			return err
+		}
+		out = append(out, latencyRows(w, tapsImpl, "handshake", h)...)
+		session(tapsImpl, resumed, zeroRTT)
+		return nil
+	})
+	if err != nil {
+		out = append(out, errRow(w, tapsImpl, err))
+	}
+	return out
+}
+
+// w11ZeroRTT measures 0-RTT dials against echo servers: raw DialAddrEarly
+// with a ClientSessionCache, gotaps InitiateWithSend with its System's
+// session cache.
+func w11ZeroRTT(ctx context.Context, p params, pki *quicPKI) (out []Result) {
+	const w = "W11"
+	srv, err := newRawQUICServer(pki, rawQUICEcho)
+	if err != nil {
+		return []Result{errRow(w, implRawQUIC0RTT, err)}
+	}
+	defer srv.close()
+	env, err := newGotapsQUICEnv(ctx, pki, gotapsEcho)
+	if err != nil {
+		return []Result{errRow(w, implTaps0RTT, err)}
+	}
+	defer func() {
+		if err := env.close(); err != nil {
+			out = append(out, errRow(w, implTaps0RTT, err))
+		}
+	}()
+	cache := pki.clientTLS()
+	cache.ClientSessionCache = newTicketCache()
+	first := make([]byte, msg64)
+	return w11Handshakes(ctx, p, implRawQUIC0RTT, implTaps0RTT, srv.addr, cache, env.quicPreconn(pki, false), first)
+}
+
+// w11BulkRounds is the number of alternating bulk rounds (each
+// p.w11Dur/w11BulkRounds long per implementation).
 const w11BulkRounds = 2
 
 // w11Bulk sends 64 KiB length-prefixed messages one way on one stream:
-// raw quic-go (one Write of header+payload per message) and gotaps (one
-// blocking Send per message, length-prefix framer), in alternating rounds.
-func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv *rawQUICServer, env *gotapsEnv, cur **sink, out *[]Result) error {
+// raw quic-go (one Write of header+payload per message) to a receiver that
+// reuses one buffer and to one that reads every message into a new buffer
+// (raw-quic-fresh), and gotaps (one blocking Send per message,
+// length-prefix framer), in alternating rounds.
+func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv, fresh *rawQUICServer, env *gotapsEnv, cur **sink, out *[]Result) error {
 	const w, size = "W11", 64 << 10
-	rc, err := rawQUICDial(ctx, srv.addr, pki.clientTLS(), false)
-	if err != nil {
-		return fmt.Errorf("raw: %w", err)
-	}
-	defer rc.CloseWithError(0, "")
-	str, err := rc.OpenStreamSync(ctx)
-	if err != nil {
-		return fmt.Errorf("raw: %w", err)
-	}
 	fr := frame(make([]byte, size))
+	var conns []*quic.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.CloseWithError(0, "")
+		}
+	}()
+	rawSend := func(addr string) (func() error, error) {
+		rc, err := rawQUICDial(ctx, addr, pki.clientTLS(), false)
+		if err != nil {
+			return nil, fmt.Errorf("raw: %w", err)
+		}
+		conns = append(conns, rc)
+		str, err := rc.OpenStreamSync(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("raw: %w", err)
+		}
+		return func() error { _, err := str.Write(fr); return err }, nil
+	}
+	rawReuse, err := rawSend(srv.addr)
+	if err != nil {
+		return err
+	}
+	rawFresh, err := rawSend(fresh.addr)
+	if err != nil {
+		return err
+	}
 	tc, err := env.quicPreconn(pki, true).Initiate(ctx)
 	if err != nil {
 		return fmt.Errorf("gotaps: %w", err)
@@ -419,8 +589,9 @@ func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv *rawQUICServer, en
 		impl string
 		send func() error
 	}{
-		{implRawQUIC, func() error { _, err := str.Write(fr); return err }},
+		{implRawQUIC, rawReuse},
 		{implTaps, func() error { return tc.Send(ctx, payload, nil) }},
+		{implRawQUICFresh, rawFresh},
 	}
 	rates := make([]float64, len(impls))
 	for r := 0; r < w11BulkRounds; r++ {
