@@ -1378,14 +1378,14 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 		c.fail(ctx, fmt.Errorf("write: %w", werr))
 		return
 	}
-	c.link.sendDone(ids, acquired, nil)
-	if c.sys.Tracing() {
+	if c.sys.Tracing() { // before the Sent events: a trace never lags what the application saw
 		for _, w := range batch {
 			if w.send != nil {
 				c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: w.send.msg.SendID, Bytes: int64(len(w.send.msg.Data))})
 			}
 		}
 	}
+	c.link.sendDone(ids, acquired, nil)
 	if c.wqSpare == nil && cap(batch) <= 64 {
 		clear(batch)
 		c.wqSpare = batch[:0] // the next queue reuses its array
