@@ -182,7 +182,7 @@ type connActor struct {
 	sys  *System
 	spec *connSpec
 	link *Link
-	log  *slog.Logger
+	logv *slog.Logger // made on first use (logger)
 
 	state State
 	self  *actor.PID
@@ -251,26 +251,37 @@ func newConnActor(s *System, spec *connSpec) actor.Actor {
 		sys:  s,
 		spec: spec,
 		link: spec.link,
-		log:  s.Logger.With("connection", spec.id, "group", spec.groupID),
 	}
+}
+
+// logger is the connection's logger, made when first needed: most
+// connections never log.
+func (c *connActor) logger() *slog.Logger {
+	if c.logv == nil {
+		c.logv = c.sys.Logger.With("connection", c.spec.id, "group", c.spec.groupID)
+	}
+	return c.logv
 }
 
 // apply is the only place the state field changes: it runs the transition
 // function, traces the change and emits the application-facing event.
-func (c *connActor) apply(in Input, err error) bool {
-	from := c.state
-	to, ev, terr := transition(from, in)
-	if terr != nil {
-		c.log.Debug("ignored input", "input", in.String(), "state", from.String())
-		return false
+// recordTransition traces and logs a state transition; the record and
+// the log attributes are built only when a tracer or the log level wants
+// them (a connection makes four transitions in its life).
+func (c *connActor) recordTransition(from, to State, ev Event, err error) {
+	lvl := slog.LevelDebug
+	if ev == EvConnectionError || ev == EvEstablishmentError {
+		lvl = slog.LevelInfo
 	}
-	c.state = to
-	c.link.setState(to)
-	if from != to || ev != EvNone {
-		evName := ev.String()
-		if ev == EvReady && c.spec.passive != nil {
-			evName = "ConnectionReceived" // a received connection has no Ready (RFC 9622 §7.2)
-		}
+	logs := c.sys.Logger.Enabled(context.Background(), lvl)
+	if !c.sys.Tracing() && !logs {
+		return
+	}
+	evName := ev.String()
+	if ev == EvReady && c.spec.passive != nil {
+		evName = "ConnectionReceived" // a received connection has no Ready (RFC 9622 §7.2)
+	}
+	if c.sys.Tracing() {
 		rec := &messages.TraceRecord{Kind: "state", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
 			FromState: from.String(), ToState: to.String(), Event: evName, Stack: c.stack}
 		if err != nil {
@@ -283,15 +294,27 @@ func (c *connActor) apply(in Input, err error) bool {
 			rec.Local = c.local.String()
 		}
 		c.sys.trace(rec)
-		lvl := slog.LevelDebug
-		if ev == EvConnectionError || ev == EvEstablishmentError {
-			lvl = slog.LevelInfo
-		}
+	}
+	if logs {
 		attrs := []any{"from", from.String(), "to", to.String(), "event", evName, "stack", c.stack}
 		if err != nil {
 			attrs = append(attrs, "error", err.Error())
 		}
-		c.log.Log(context.Background(), lvl, "connection state", attrs...)
+		c.logger().Log(context.Background(), lvl, "connection state", attrs...)
+	}
+}
+
+func (c *connActor) apply(in Input, err error) bool {
+	from := c.state
+	to, ev, terr := transition(from, in)
+	if terr != nil {
+		c.logger().Debug("ignored input", "input", in.String(), "state", from.String())
+		return false
+	}
+	c.state = to
+	c.link.setState(to)
+	if from != to || ev != EvNone {
+		c.recordTransition(from, to, ev, err)
 	}
 	if c.everReady {
 		switch ev {
@@ -504,7 +527,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *pacedFlush, *sockTick, *softErrorIn:
 		c.sockReceive(ctx, m)
 	default:
-		c.log.Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
+		c.logger().Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
 }
 

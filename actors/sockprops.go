@@ -222,7 +222,7 @@ func (c *connActor) sockApplyRates() {
 	if p, ok := c.t.(stacks.Pacing); ok && c.t != nil && (send != 0 || s.kernelPaced) {
 		s.kernelPaced = send != 0
 		if err := p.PacingRate(send); err != nil && (send != 0 || !errors.Is(err, stacks.ErrPacingUnsupported)) {
-			c.log.Debug("maxSendRate: no kernel pacing", "error", err.Error())
+			c.logger().Debug("maxSendRate: no kernel pacing", "error", err.Error())
 		}
 	}
 	recv := c.propRate("maxRecvRate")
@@ -423,7 +423,7 @@ func (c *connActor) noteProfiles(batch []writeItem) {
 		}
 		if d, own := c.msgDSCP(w.send.msg.Props); own && d != conn {
 			c.sock.profileNoted = true
-			c.log.Info("msgCapacityProfile not honoured per message: the connection's connCapacityProfile stands on this stack",
+			c.logger().Info("msgCapacityProfile not honoured per message: the connection's connCapacityProfile stands on this stack",
 				"stack", c.stack, "message", w.send.msg.SendID)
 			c.sys.trace(&messages.TraceRecord{Kind: "property", Event: "NotHonoured", ConnectionId: c.spec.id,
 				MessageId: w.send.msg.SendID, Stack: c.stack, Error: "msgCapacityProfile not honoured per message"})
@@ -588,7 +588,7 @@ func (c *connActor) rateNotMet(prop string, w stacks.MinRateWatch, rate uint64) 
 		iv = time.Second
 	}
 	err := &MinRateError{Property: prop, Min: w.Min, Rate: rate, Interval: iv}
-	c.log.Debug("soft error", "error", err.Error())
+	c.logger().Debug("soft error", "error", err.Error())
 	c.link.emitSoftError(err)
 }
 
