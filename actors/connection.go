@@ -1342,7 +1342,9 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 		if c.rc != nil {
 			blocked, err = c.wop.write(c.rc, &bufs)
 		} else {
-			blocked, err = tw.TryWriteBuffers(&bufs)
+			qb := bufs // its own variable: bufs stays off the heap
+			blocked, err = tw.TryWriteBuffers(&qb)
+			bufs = qb
 		}
 		if err != nil || !blocked {
 			if small != nil {

@@ -152,13 +152,33 @@ type RecvResult struct {
 
 type recvReq struct {
 	min, max int // -1: infinite
-	ch       chan RecvResult
 	fn       func(RecvResult)
+
+	// A blocking Receive's request: served before its Receive waits (the
+	// common case when the Receive reads for itself), the result is left
+	// in res; once it waits (parked), it comes through ch.
+	ch    chan RecvResult
+	res   RecvResult
+	state atomic.Int32 // reqPending, reqParked or reqDone
 }
+
+const (
+	reqPending = iota
+	reqParked  // its Receive waits on ch
+	reqDone    // res holds the result
+)
 
 // recvReqs recycles the requests of blocking Receives (with their
 // channels).
 var recvReqs = sync.Pool{New: func() any { return &recvReq{ch: make(chan RecvResult, 1)} }}
+
+// release returns a blocking Receive's request to the pool (its channel is
+// empty again when Receive returns).
+func (r *recvReq) release() {
+	r.res = RecvResult{}
+	r.state.Store(reqPending)
+	recvReqs.Put(r)
+}
 
 // Default flow-control bounds.
 const (
@@ -683,7 +703,7 @@ func (l *Link) Submit(fn func()) { l.exec.submit(fn) }
 func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult, error) {
 	r := recvReqs.Get().(*recvReq)
 	r.min, r.max = minIncomplete, max
-	defer recvReqs.Put(r) // its channel is empty again when Receive returns
+	defer r.release()
 	l.mu.Lock()
 	l.recvSeq++
 	l.reqs = append(l.reqs, r)
@@ -698,10 +718,8 @@ func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult,
 	// read for itself while nothing else does (readside.go)
 	for sr != nil {
 		l.readInline(ctx, sr)
-		select {
-		case res := <-r.ch:
-			return res, nil
-		default:
+		if r.state.Load() == reqDone {
+			return r.res, nil
 		}
 		if ctx.Err() != nil {
 			break
@@ -712,6 +730,9 @@ func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult,
 			l.kickReaderLocked() // someone must read for this request
 		}
 		l.mu.Unlock()
+	}
+	if !r.state.CompareAndSwap(reqPending, reqParked) {
+		return r.res, nil // served already
 	}
 	select {
 	case res := <-r.ch:
@@ -727,7 +748,7 @@ func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult,
 		}
 	}
 	l.mu.Unlock()
-	return <-r.ch, nil // already served: take it
+	return <-r.ch, nil // already served (it was parked: through ch)
 }
 
 // ReceiveAsync queues one receive request whose event goes to fn on the
@@ -752,7 +773,10 @@ type served struct {
 func (l *Link) fulfil(s []served) {
 	for _, x := range s {
 		if x.r.ch != nil {
-			x.r.ch <- x.res
+			x.r.res = x.res
+			if !x.r.state.CompareAndSwap(reqPending, reqDone) {
+				x.r.ch <- x.res // its Receive waits
+			}
 			continue
 		}
 		fn, res := x.r.fn, x.res

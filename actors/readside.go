@@ -195,39 +195,50 @@ func (l *Link) watchesPeer() bool {
 // deadline; no data is lost (a read interrupted this way returns nothing).
 func (l *Link) readInline(ctx context.Context, sr *streamReader) {
 	var (
-		mu              sync.Mutex
-		finished, fired bool
-		stop            func() bool
+		data []byte
+		err  error
 	)
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() {
-			mu.Lock()
-			if !finished {
-				fired = true
-				_ = sr.dl.SetReadDeadline(time.Unix(1, 0))
-			}
-			mu.Unlock()
-		})
-	}
-	data, err := sr.read()
-	if stop != nil {
-		stop()
-		mu.Lock()
-		finished = true
-		interrupted := fired
-		mu.Unlock()
-		if interrupted {
-			_ = sr.dl.SetReadDeadline(time.Time{})
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = nil
-			}
-		}
+	if ctx.Done() == nil {
+		data, err = sr.read()
+	} else {
+		data, err = readInterruptible(ctx, sr)
 	}
 	ended := false
 	if len(data) > 0 || err != nil {
 		ended = sr.post(data, err)
 	}
 	l.releaseRead(sr, ended)
+}
+
+// readInterruptible is sr.read that the end of ctx interrupts through a
+// read deadline (reset afterwards; an interrupted read returns nothing).
+// Apart from readInline so that a ctx that cannot end costs nothing.
+func readInterruptible(ctx context.Context, sr *streamReader) ([]byte, error) {
+	var (
+		mu              sync.Mutex
+		finished, fired bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		if !finished {
+			fired = true
+			_ = sr.dl.SetReadDeadline(time.Unix(1, 0))
+		}
+		mu.Unlock()
+	})
+	data, err := sr.read()
+	stop()
+	mu.Lock()
+	finished = true
+	interrupted := fired
+	mu.Unlock()
+	if interrupted {
+		_ = sr.dl.SetReadDeadline(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = nil
+		}
+	}
+	return data, err
 }
 
 // --- direct reads into the first framer's buffer ---

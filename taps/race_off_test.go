@@ -1,0 +1,6 @@
+//go:build !race
+
+package taps
+
+// raceDetector reports a -race build.
+const raceDetector = false
