@@ -84,10 +84,14 @@ func (s *sink) print(data []byte) error {
 }
 
 // counter counts received messages against --count, over every
-// connection. Its methods are safe for concurrent use.
+// connection. A message is taken when it arrives and handled once it has
+// been printed (and echoed): the limit is reached when the last one is
+// handled, so nothing closes a connection before its last echo is sent.
+// Its methods are safe for concurrent use.
 type counter struct {
 	limit   int64 // 0: no limit
 	n       atomic.Int64
+	handled atomic.Int64
 	reached chan struct{}
 }
 
@@ -96,17 +100,21 @@ func newCounter(limit int) *counter {
 }
 
 // take counts one message and reports whether it is within the limit
-// (messages beyond it are neither printed nor echoed).
+// (messages beyond it are neither printed nor echoed); the caller calls
+// handle once it has dealt with one that is.
 func (c *counter) take() bool {
 	if c.limit == 0 {
 		return true
 	}
-	n := c.n.Add(1)
-	if n == c.limit {
+	return c.n.Add(1) <= c.limit
+}
+
+// handle records that a message take accepted has been printed and echoed.
+func (c *counter) handle() {
+	if c.limit != 0 && c.handled.Add(1) == c.limit {
 		close(c.reached)
 	}
-	return n <= c.limit
 }
 
 // done reports whether the limit, when there is one, has been reached.
-func (c *counter) done() bool { return c.limit == 0 || c.n.Load() >= c.limit }
+func (c *counter) done() bool { return c.limit == 0 || c.handled.Load() >= c.limit }

@@ -167,6 +167,7 @@ func (t *tapscat) receiveLoop(ctx context.Context, conn *taps.Connection) error 
 				return fmt.Errorf("echo: %w", err)
 			}
 		}
+		t.count.handle()
 	}
 }
 
