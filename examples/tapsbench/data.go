@@ -444,28 +444,26 @@ func runW7(ctx context.Context, p params) (out []Result) {
 		target string
 	}{{"bulk_1MiB", 1 << 20, ">= 0.8"}, {"bulk_64KiB", 64 << 10, ">= 0.7"}} {
 		payload := make([]byte, size.n)
-		// raw: one Write of header+payload per message
-		cur = newSink(-1)
-		if rate, err := oneWay(ctx, p.w7Dur, cur, size.n, func(c net.Conn) func() error {
-			fr := frame(payload)
-			return func() error { _, err := c.Write(fr); return err }
-		}, srv.addr()); err != nil {
-			out = append(out, errRow(w, implRaw, fmt.Errorf("%s: %w", size.name, err)))
-		} else {
-			out = append(out, res(w, implRaw, size.name, rate, "B/s"))
+		// raw: one Write of header+payload per message, into a receiver
+		// that reuses one buffer, then into one that reads every message
+		// into a fresh buffer: the bound a receiver that hands every
+		// message on (gotaps) meets, shown for comparison
+		for _, rs := range []struct {
+			impl string
+			srv  *rawServer
+		}{{implRaw, srv}, {implRawFresh, fresh}} {
+			cur = newSink(-1)
+			rate, err := oneWay(ctx, p.w7Dur, cur, size.n, func(c net.Conn) func() error {
+				fr := frame(payload)
+				return func() error { _, err := c.Write(fr); return err }
+			}, rs.srv.addr())
+			if err != nil {
+				out = append(out, errRow(w, rs.impl, fmt.Errorf("%s: %w", size.name, err)))
+				continue
+			}
+			out = append(out, res(w, rs.impl, size.name, rate, "B/s"))
 		}
-		// raw with a fresh buffer per message: the bound a receiver that
-		// hands every message on (gotaps) meets, shown for comparison
-		cur = newSink(-1)
-		if rate, err := oneWay(ctx, p.w7Dur, cur, size.n, func(c net.Conn) func() error {
-			fr := frame(payload)
-			return func() error { _, err := c.Write(fr); return err }
-		}, fresh.addr()); err != nil {
-			out = append(out, errRow(w, implRawFresh, fmt.Errorf("%s: %w", size.name, err)))
-		} else {
-			out = append(out, res(w, implRawFresh, size.name, rate, "B/s"))
-			judgeRatio(out, implRawFresh, implRaw, size.name, "")
-		}
+		judgeRatio(out, implRawFresh, implRaw, size.name, "")
 		// gotaps: blocking Send per message
 		cur = newSink(-1)
 		err := withCtx(ctx, "gotaps bulk", func() error {
