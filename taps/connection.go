@@ -346,20 +346,26 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 	}
 	w := sendWaiters.Get().(*sendWaiter)
 	if !c.link.ExpectSend(m.SendID, w.fn) {
-		sendWaiters.Put(w)
+		w.release()
 		c.link.ReleaseSend(len(data))
 		return sendError(ErrClosed)
 	}
 	c.post(m)
+	// the event has usually come already: the write ran on this goroutine
+	if !w.state.CompareAndSwap(waitPending, waitParked) {
+		err := w.err
+		w.release()
+		return sendError(err)
+	}
 	select {
 	case err := <-w.done:
-		sendWaiters.Put(w)
+		w.release()
 		return sendError(err)
 	case <-ctx.Done():
 		c.link.ForgetSend(m.SendID)
 		select {
 		case err := <-w.done:
-			sendWaiters.Put(w)
+			w.release()
 			return sendError(err)
 		default:
 			return ctx.Err() // w may still get its event: not reused
@@ -368,17 +374,39 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 }
 
 // sendWaiter is how a blocking Send waits for its event; it is reused once
-// its event has been taken.
+// its event has been taken. An event that comes before the Send waits is
+// left in err (no channel operation); once the Send waits (parked), it
+// comes through done.
 type sendWaiter struct {
-	done chan error
-	fn   func(error)
+	done  chan error
+	fn    func(error)
+	err   error
+	state atomic.Int32 // waitPending, waitParked or waitDone
 }
+
+const (
+	waitPending = iota
+	waitParked
+	waitDone
+)
 
 var sendWaiters = sync.Pool{New: func() any {
 	w := &sendWaiter{done: make(chan error, 1)}
-	w.fn = func(err error) { w.done <- err }
+	w.fn = func(err error) {
+		w.err = err
+		if !w.state.CompareAndSwap(waitPending, waitDone) {
+			w.done <- err // its Send waits
+		}
+	}
 	return w
 }}
+
+// release returns w to the pool (its channel is empty).
+func (w *sendWaiter) release() {
+	w.err = nil
+	w.state.Store(waitPending)
+	sendWaiters.Put(w)
+}
 
 // SendAsync sends a complete Message without waiting (seed: send with a
 // sent_handler). handler, when not nil, gets its Sent (nil error) or
