@@ -376,7 +376,7 @@ func (s *sink) wait(ctx context.Context) error {
 // With fresh, every message is read into a buffer of its own (as a receiver
 // that hands each message on must do, and gotaps does); otherwise one
 // buffer is reused.
-func rawSinkServer(s **sink, countMsgs, fresh bool) (*rawServer, error) {
+func rawSinkServer(s *atomic.Pointer[sink], countMsgs, fresh bool) (*rawServer, error) {
 	return newRawServer(func(c net.Conn) {
 		r := bufio.NewReaderSize(c, 64<<10)
 		hdr := make([]byte, 4)
@@ -390,15 +390,15 @@ func rawSinkServer(s **sink, countMsgs, fresh bool) (*rawServer, error) {
 				buf = m
 			}
 			if countMsgs {
-				(*s).add(1)
+				s.Load().add(1)
 			} else {
-				(*s).add(len(m))
+				s.Load().add(len(m))
 			}
 		}
 	})
 }
 
-func gotapsSink(s **sink, countMsgs bool) func(*taps.Connection) {
+func gotapsSink(s *atomic.Pointer[sink], countMsgs bool) func(*taps.Connection) {
 	return func(c *taps.Connection) {
 		ctx := context.Background()
 		defer c.Close()
@@ -408,9 +408,9 @@ func gotapsSink(s **sink, countMsgs bool) func(*taps.Connection) {
 				return
 			}
 			if countMsgs {
-				(*s).add(1)
+				s.Load().add(1)
 			} else {
-				(*s).add(len(m.Data))
+				s.Load().add(len(m.Data))
 			}
 		}
 	}
@@ -418,7 +418,7 @@ func gotapsSink(s **sink, countMsgs bool) func(*taps.Connection) {
 
 func runW7(ctx context.Context, p params) (out []Result) {
 	const w = "W7"
-	var cur *sink
+	var cur atomic.Pointer[sink] // the receiving sink of the current run (read by the receivers)
 	srv, err := rawSinkServer(&cur, false, false)
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
@@ -452,8 +452,9 @@ func runW7(ctx context.Context, p params) (out []Result) {
 			impl string
 			srv  *rawServer
 		}{{implRaw, srv}, {implRawFresh, fresh}} {
-			cur = newSink(-1)
-			rate, err := oneWay(ctx, p.w7Dur, cur, size.n, func(c net.Conn) func() error {
+			sk := newSink(-1)
+			cur.Store(sk)
+			rate, err := oneWay(ctx, p.w7Dur, sk, size.n, func(c net.Conn) func() error {
 				fr := frame(payload)
 				return func() error { _, err := c.Write(fr); return err }
 			}, rs.srv.addr())
@@ -465,14 +466,15 @@ func runW7(ctx context.Context, p params) (out []Result) {
 		}
 		judgeRatio(out, implRawFresh, implRaw, size.name, "")
 		// gotaps: blocking Send per message
-		cur = newSink(-1)
+		sk := newSink(-1)
+		cur.Store(sk)
 		err := withCtx(ctx, "gotaps bulk", func() error {
 			c, err := env.dial(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Abort()
-			rate, err := oneWayTaps(ctx, p.w7Dur, cur, size.n, func() error { return c.Send(ctx, payload, nil) })
+			rate, err := oneWayTaps(ctx, p.w7Dur, sk, size.n, func() error { return c.Send(ctx, payload, nil) })
 			if err != nil {
 				return err
 			}
@@ -522,7 +524,7 @@ const implRawFresh = "raw-tcp-fresh"
 func runW8(ctx context.Context, p params) (out []Result) {
 	const w = "W8"
 	n := p.w8N
-	var cur *sink
+	var cur atomic.Pointer[sink] // the receiving sink of the current run (read by the receivers)
 	srv, err := rawSinkServer(&cur, true, false)
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
@@ -530,7 +532,8 @@ func runW8(ctx context.Context, p params) (out []Result) {
 	defer srv.close()
 	payload := make([]byte, msg64)
 	// raw: one Write per message
-	cur = newSink(int64(n))
+	sk := newSink(int64(n))
+	cur.Store(sk)
 	if rate, err := func() (float64, error) {
 		c, err := net.Dial("tcp", srv.addr())
 		if err != nil {
@@ -544,10 +547,10 @@ func runW8(ctx context.Context, p params) (out []Result) {
 				return 0, err
 			}
 		}
-		if err := cur.wait(ctx); err != nil {
+		if err := sk.wait(ctx); err != nil {
 			return 0, err
 		}
-		return float64(n) / cur.end.Sub(start).Seconds(), nil
+		return float64(n) / sk.end.Sub(start).Seconds(), nil
 	}(); err != nil {
 		out = append(out, errRow(w, implRaw, err))
 	} else {
@@ -563,7 +566,8 @@ func runW8(ctx context.Context, p params) (out []Result) {
 		}
 	}()
 	// gotaps: SendAsync in Batches of 256, at most 16 batches in flight
-	cur = newSink(int64(n))
+	sk = newSink(int64(n))
+	cur.Store(sk)
 	err = withCtx(ctx, "gotaps Batch/SendAsync", func() error {
 		c, err := env.dial(ctx)
 		if err != nil {
@@ -601,17 +605,18 @@ func runW8(ctx context.Context, p params) (out []Result) {
 			})
 			sent += k
 		}
-		if err := cur.wait(ctx); err != nil {
+		if err := sk.wait(ctx); err != nil {
 			return err
 		}
-		out = append(out, res(w, implTaps, "msg_rate", float64(n)/cur.end.Sub(start).Seconds(), "msg/s"))
+		out = append(out, res(w, implTaps, "msg_rate", float64(n)/sk.end.Sub(start).Seconds(), "msg/s"))
 		return nil
 	})
 	if err != nil {
 		out = append(out, errRow(w, implTaps, err))
 	}
 	// gotaps: blocking Send per message (no coalescing by the application)
-	cur = newSink(int64(n))
+	sk = newSink(int64(n))
+	cur.Store(sk)
 	err = withCtx(ctx, "gotaps Send loop", func() error {
 		c, err := env.dial(ctx)
 		if err != nil {
@@ -624,10 +629,10 @@ func runW8(ctx context.Context, p params) (out []Result) {
 				return fmt.Errorf("Send #%d: %w", i, err)
 			}
 		}
-		if err := cur.wait(ctx); err != nil {
+		if err := sk.wait(ctx); err != nil {
 			return err
 		}
-		out = append(out, res(w, implTapsSend, "msg_rate", float64(n)/cur.end.Sub(start).Seconds(), "msg/s"))
+		out = append(out, res(w, implTapsSend, "msg_rate", float64(n)/sk.end.Sub(start).Seconds(), "msg/s"))
 		return nil
 	})
 	if err != nil {

@@ -49,6 +49,7 @@ type params struct {
 	w13N         int           // churn cycles
 	w14Dur       time.Duration
 	timeout      time.Duration // per workload
+	no0RTT       bool          // skip W11's 0-RTT rows (tests under -race: quic-go#4303)
 }
 
 func fullParams() params {

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gotaps/gotaps/framers"
@@ -205,7 +206,7 @@ func (s *rawQUICServer) close() {
 // fresh, every message is read into a buffer of its own (as a receiver that
 // hands each message on must do, and gotaps does); otherwise one buffer is
 // reused.
-func rawQUICSink(s **sink, fresh bool) func(*quic.Stream) {
+func rawQUICSink(s *atomic.Pointer[sink], fresh bool) func(*quic.Stream) {
 	return func(str *quic.Stream) {
 		r := bufio.NewReaderSize(str, 64<<10)
 		hdr := make([]byte, 4)
@@ -218,7 +219,7 @@ func rawQUICSink(s **sink, fresh bool) func(*quic.Stream) {
 			if !fresh {
 				buf = m
 			}
-			(*s).add(len(m))
+			s.Load().add(len(m))
 		}
 	}
 }
@@ -412,7 +413,7 @@ func runW11(ctx context.Context, p params) (out []Result) {
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
 	}
-	var cur *sink // the sink of the current bulk round, shared by all servers
+	var cur atomic.Pointer[sink] // the sink of the current bulk round, shared by all servers
 	srv, err := newRawQUICServer(pki, rawQUICSink(&cur, false))
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
@@ -455,7 +456,9 @@ func runW11(ctx context.Context, p params) (out []Result) {
 	}
 	// 0-RTT: needs echo servers (the echo tells the client its early data
 	// arrived, and completes the handshake before the session is inspected)
-	out = append(out, w11ZeroRTT(ctx, p, pki)...)
+	if !p.no0RTT {
+		out = append(out, w11ZeroRTT(ctx, p, pki)...)
+	}
 	judgeRatio(out, implTaps, implRawQUIC, "handshake_p50", "<= 1.1")
 	judgeRatio(out, implTaps, implRawQUIC, "handshake_p99", "")
 	judgeRatio(out, implTaps, implRawQUIC, "bulk_64KiB", ">= 0.9")
@@ -547,7 +550,7 @@ const w11BulkRounds = 2
 // reuses one buffer and to one that reads every message into a new buffer
 // (raw-quic-fresh), and gotaps (one blocking Send per message,
 // length-prefix framer), in alternating rounds.
-func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv, fresh *rawQUICServer, env *gotapsEnv, cur **sink, out *[]Result) error {
+func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv, fresh *rawQUICServer, env *gotapsEnv, cur *atomic.Pointer[sink], out *[]Result) error {
 	const w, size = "W11", 64 << 10
 	fr := frame(make([]byte, size))
 	var conns []*quic.Conn
@@ -596,8 +599,9 @@ func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv, fresh *rawQUICSer
 	rates := make([]float64, len(impls))
 	for r := 0; r < w11BulkRounds; r++ {
 		for i, v := range impls {
-			*cur = newSink(-1)
-			rate, err := oneWayTaps(ctx, p.w11Dur/w11BulkRounds, *cur, size, v.send)
+			sk := newSink(-1)
+			cur.Store(sk)
+			rate, err := oneWayTaps(ctx, p.w11Dur/w11BulkRounds, sk, size, v.send)
 			if err != nil {
 				return fmt.Errorf("%s bulk: %w", v.impl, err)
 			}
