@@ -62,11 +62,7 @@ func initiateTo(t *testing.T, sys *System, r *RemoteEndpoint, fs ...framers.Fram
 
 func TestCloseIdleConnectionPeerSeesEOF(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	require.NoError(t, c.Close())
 	n, err := peer.Read(make([]byte, 1))
 	require.Equal(t, 0, n)
@@ -79,11 +75,7 @@ func TestCloseIdleConnectionPeerSeesEOF(t *testing.T) {
 
 func TestCloseDeliversQueuedMessagesBeforeEOF(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	const n = 200
 	var sent sync.WaitGroup
 	sent.Add(n)
@@ -101,7 +93,7 @@ func TestCloseDeliversQueuedMessagesBeforeEOF(t *testing.T) {
 		require.NoError(t, err, "message %d", i)
 		require.Equal(t, "message", m)
 	}
-	_, err = peer.Read(make([]byte, 1))
+	_, err := peer.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF)
 	sent.Wait()
 	peer.Close()
@@ -111,11 +103,8 @@ func TestCloseDeliversQueuedMessagesBeforeEOF(t *testing.T) {
 
 func TestAbortResetsPeer(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r)
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys)
+	var err error
 	errs := make(chan error, 1)
 	c.OnConnectionError(func(_ *Connection, err error) { errs <- err })
 	c.Abort()
@@ -165,11 +154,8 @@ func TestRemoteCloseIsClosedAndResetIsConnectionError(t *testing.T) {
 
 func TestTwoFramedMessagesInOneRead(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+	var err error
 	_, err = peer.Write(frame("first", "second", ""))
 	require.NoError(t, err)
 	ctx := testCtx(t)
@@ -210,11 +196,8 @@ func TestStreamWithoutFramerIsPartialMessages(t *testing.T) {
 
 func TestReceiveMaxLengthGivesPartials(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+	var err error
 	_, err = peer.Write(frame(string(bytes.Repeat([]byte("x"), 1500))))
 	require.NoError(t, err)
 	ctx := testCtx(t)
@@ -232,11 +215,8 @@ func TestReceiveMaxLengthGivesPartials(t *testing.T) {
 
 func TestOversizedFramedMessageIsAnError(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+	var err error
 	_, err = peer.Write([]byte{0xff, 0xff, 0xff, 0xff, 'x'}) // announces 4 GiB
 	require.NoError(t, err)
 	_, err = c.Receive(testCtx(t))
@@ -564,4 +544,16 @@ func TestShutdownClosesEverything(t *testing.T) {
 	<-ln.Done()
 	_, err = NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(1))).Initiate(ctx)
 	require.True(t, errors.Is(err, ErrSystemShutdown), "got %v", err)
+}
+
+// rawPeer initiates a connection (with framers fs) to a raw Go listener and
+// returns it with the raw side, closed when the test ends.
+func rawPeer(t *testing.T, sys *System, fs ...framers.Framer) (*Connection, net.Conn) {
+	t.Helper()
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, fs...)
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { peer.Close() })
+	return c, peer
 }

@@ -102,11 +102,7 @@ func TestFramerFailsEstablishment(t *testing.T) {
 
 func TestPartialSendsFormOneMessage(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	ctx := testCtx(t)
 	mc := NewMessageContext()
 	require.NoError(t, c.SendPartial(ctx, []byte("one "), mc, false))
@@ -132,11 +128,7 @@ func TestPartialSendsFormOneMessage(t *testing.T) {
 
 func TestMessageSplitOverManyReads(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	body := bytes.Repeat([]byte("abcdefgh"), 64<<10) // 512 KiB
 	wire := frame(string(body))
 	go func() {
@@ -337,11 +329,7 @@ func TestLargeMessagesReadIntoTheFramersBuffer(t *testing.T) {
 	for _, async := range []bool{false, true} {
 		t.Run(map[bool]string{false: "Receive", true: "ReceiveAsync"}[async], func(t *testing.T) {
 			sys := newTestSystem(t)
-			ln, r := rawListener(t)
-			c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-			peer, err := ln.Accept()
-			require.NoError(t, err)
-			defer peer.Close()
+			c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 			bodies := mixedBodies()
 			var wire []byte
 			for _, b := range bodies {
@@ -356,7 +344,10 @@ func TestLargeMessagesReadIntoTheFramersBuffer(t *testing.T) {
 			}()
 			ctx := testCtx(t)
 			for i, want := range bodies {
-				var m *Message
+				var (
+					m   *Message
+					err error
+				)
 				if async {
 					got := make(chan *Message, 1)
 					c.ReceiveAsync(func(_ *Connection, m *Message, err error) {

@@ -94,11 +94,7 @@ func TestClosedHandlerMakesTheConnectionReadAhead(t *testing.T) {
 // other waits; each message reaches exactly one of them, none is lost.
 func TestConcurrentBlockingReceives(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 
 	const n = 200
 	var mu sync.Mutex

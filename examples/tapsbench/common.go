@@ -39,18 +39,26 @@ type gotapsEnv struct {
 }
 
 func newGotapsEnv(ctx context.Context, handle func(*taps.Connection)) (*gotapsEnv, error) {
+	return listenEnv(ctx, handle, "gotaps Listen", noSecurity())
+}
+
+// listenEnv makes a System and, when handle is not nil, a length-prefix
+// Listener on 127.0.0.1 with opts, every received connection going to
+// handle on its own goroutine.
+func listenEnv(ctx context.Context, handle func(*taps.Connection), what string, opts ...taps.PreconnectionOption) (*gotapsEnv, error) {
 	sys := taps.NewSystem()
 	e := &gotapsEnv{sys: sys}
 	if handle == nil {
 		return e, nil
 	}
-	pre := taps.NewPreconnection(taps.WithSystem(sys), noSecurity(),
-		taps.WithLocalEndpoint(taps.NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	opts = append([]taps.PreconnectionOption{taps.WithSystem(sys),
+		taps.WithLocalEndpoint(taps.NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))}, opts...)
+	pre := taps.NewPreconnection(opts...)
 	pre.AddFramer(framers.NewLengthPrefix())
 	ln, err := pre.Listen(ctx)
 	if err != nil {
 		_ = e.close()
-		return nil, fmt.Errorf("gotaps Listen: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	ln.OnConnectionReceived(func(_ *taps.Listener, c *taps.Connection) { go handle(c) })
 	e.ln = ln

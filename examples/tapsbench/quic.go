@@ -96,23 +96,9 @@ func quicProps(isolate bool) *taps.TransportProperties {
 // every received connection (first stream or clone stream) goes to handle
 // on its own goroutine.
 func newGotapsQUICEnv(ctx context.Context, pki *quicPKI, handle func(*taps.Connection)) (*gotapsEnv, error) {
-	sys := taps.NewSystem()
-	e := &gotapsEnv{sys: sys}
-	pre := taps.NewPreconnection(taps.WithSystem(sys),
+	return listenEnv(ctx, handle, "gotaps QUIC Listen",
 		taps.WithSecurityParameters(taps.NewSecurityParameters().SetIdentity(pki.cert)),
-		taps.WithTransportProperties(quicProps(false)),
-		taps.WithLocalEndpoint(taps.NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	pre.AddFramer(framers.NewLengthPrefix())
-	ln, err := pre.Listen(ctx)
-	if err != nil {
-		_ = e.close()
-		return nil, fmt.Errorf("gotaps QUIC Listen: %w", err)
-	}
-	ln.OnConnectionReceived(func(_ *taps.Listener, c *taps.Connection) { go handle(c) })
-	e.ln = ln
-	addr, _ := ln.LocalEndpoints()[0].Addr()
-	e.port = addr.Port()
-	return e, nil
+		taps.WithTransportProperties(quicProps(false)))
 }
 
 // quicPreconn is a client Preconnection to the env's QUIC listener:
