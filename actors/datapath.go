@@ -119,16 +119,16 @@ type targetLender struct {
 	putBack func([]byte)
 }
 
-// borrow takes the current target, cut to one read (at most readChunk, so a
-// slice of it is never mistaken for a pool buffer: those have a capacity of
-// readChunk+1).
+// borrow takes the current target, for one read of up to its length. Its
+// capacity is never readChunk+1, so that no slice of it is mistaken for a
+// pool buffer (releaseReadBuf).
 func (tl *targetLender) borrow() []byte {
 	if tl == nil || tl.take == nil {
 		return nil
 	}
 	b := tl.take()
-	if len(b) > readChunk {
-		b = b[:readChunk:readChunk]
+	if cap(b) == readChunk+1 {
+		b = b[:min(len(b), readChunk):readChunk]
 	}
 	return b
 }
@@ -150,11 +150,20 @@ func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
 	if rw, ok := t.(rawWriter); ok {
 		if rc, err := rw.SyscallConn(); err == nil && rawReadable {
 			op := &rawReadOp{}
+			lent := false // the last read went into a target: a large message ended there
 			return rawStream{direct: true, read: func() ([]byte, error) {
 				tgt := tl.borrow()
+				if tgt == nil && lent {
+					// the next message is likely large too: read little more
+					// than its header, so that the rest goes straight into
+					// its target rather than through a pooled buffer and a copy
+					op.limit = afterTargetRead
+				}
 				ioc.Add(1)
 				data, err := op.read(rc, tgt)
 				ioc.Done()
+				op.limit = 0
+				lent = tgt != nil && len(data) > 0
 				tl.returnUnused(tgt, len(data))
 				return data, err
 			}}

@@ -21,6 +21,6 @@ func (*writevOp) write(rc syscall.RawConn, bufs *net.Buffers) (bool, error) {
 	return tryWritev(rc, bufs)
 }
 
-type rawReadOp struct{}
+type rawReadOp struct{ limit int }
 
 func (*rawReadOp) read(rc syscall.RawConn, _ []byte) ([]byte, error) { return rawRead(rc) }

@@ -137,7 +137,9 @@ type rawReadOp struct {
 	data []byte
 	err  error
 	tgt  []byte // where to read, when a framer lent its buffer
-	fn   func(fd uintptr) bool
+	// limit, when not 0, bounds a read into a pooled buffer
+	limit int
+	fn    func(fd uintptr) bool
 }
 
 // read reads what the socket has: into tgt when it is not nil (the data
@@ -162,10 +164,13 @@ func (op *rawReadOp) do(fd uintptr) bool {
 	}
 	bp := readBufs.Get().(*[]byte)
 	buf := *bp
+	if op.limit > 0 && op.limit < len(buf) {
+		buf = buf[:op.limit] // never a full chunk: copied out below
+	}
 	for {
 		n, e := unix.Read(int(fd), buf)
 		switch {
-		case e == nil && n == len(buf):
+		case e == nil && n == len(*bp):
 			op.data = buf // handed over: the pool makes a new one
 			return true
 		case e == nil && n > 0:

@@ -102,7 +102,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		a.conn = ctx.Parent()
 		a.inst = framers.NewInstance(framers.Hooks{
 			Send: a.emit,
-			Deliver: func(meta framers.Metadata, data []byte, eom bool) {
+			DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
 				if !a.open {
 					a.msgID++
 					a.open = true
@@ -117,7 +117,10 @@ func (a *framerActor) Receive(ctx actor.Context) {
 					a.delivered = framerDeliveries.Get().(*framerDelivered)
 				}
 				d := a.delivered
-				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md})
+				if a.idx != a.n-1 {
+					backing = nil // only the top framer's deliveries reach the application
+				}
+				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing})
 				if eom {
 					a.open = false
 				}
@@ -126,6 +129,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 			Fail:    func(err error) { a.failErr = err },
 			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
 			Release: releaseReadBuf,
+			Alloc:   a.alloc,
 		}, maxBuffered(a.f))
 	case *framerStart:
 		a.f.Start(a.inst)
@@ -182,6 +186,15 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	default:
 		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
+}
+
+// alloc is the Instance's Alloc hook: the top framer receives into buffers
+// the application may have handed back (Link.RecycleRecv).
+func (a *framerActor) alloc(n int) []byte {
+	if a.idx == a.n-1 {
+		return a.link.recvAlloc(n)
+	}
+	return make([]byte, n)
 }
 
 // directReadMin is the least a first framer must still wait for before its

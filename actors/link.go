@@ -55,6 +55,8 @@ type Link struct {
 	gateClosed  bool
 	established bool
 
+	recvFree recvFree // buffers handed back by the application (recvbuf.go)
+
 	// the read token (readside.go)
 	reader        *streamReader // the current transport's read step
 	reading       bool          // someone holds the read token
@@ -131,6 +133,9 @@ type RecvItem struct {
 	// (DSCP and ECN), valid when HasTOS (UDP and UDP-Lite).
 	TOS    uint8
 	HasTOS bool
+	// Backing is the buffer Data is the tail of, when the receiver may hand
+	// it back for reuse (Link.RecycleRecv) once Data is consumed.
+	Backing []byte
 }
 
 // RecvResult is what one Receive call gets: one Received, ReceivedPartial
@@ -148,6 +153,8 @@ type RecvResult struct {
 	// peer ended the stream after it (a byte stream's one message ends
 	// only there).
 	Final bool
+	// Backing: see RecvItem (set only when Data is one whole item).
+	Backing []byte
 }
 
 type recvReq struct {
@@ -335,6 +342,7 @@ func (l *Link) emitTerminal(ev Event, err error) {
 		return
 	}
 	l.terminal = ev
+	l.dropRecycled()
 	switch ev {
 	case EvEstablishmentError:
 		l.estErr = err
@@ -864,6 +872,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	if len(head.Data) >= n {
 		res.Data = head.Data[:n:n]
 		if len(head.Data) == n {
+			res.Backing = head.Backing
 			l.popItem()
 		} else {
 			l.items[0].Data = head.Data[n:]

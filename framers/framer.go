@@ -97,6 +97,14 @@ type Hooks struct {
 	Send func(data []byte)
 	// Deliver passes a received message (or part of one) up.
 	Deliver func(meta Metadata, data []byte, endOfMessage bool)
+	// DeliverOwned, when set, is called instead of Deliver with backing:
+	// a buffer from Alloc whose tail data is, and which the Instance no
+	// longer references (the receiver may hand it back to Alloc once the
+	// data is consumed), or nil as for Deliver.
+	DeliverOwned func(meta Metadata, data, backing []byte, endOfMessage bool)
+	// Alloc, when set, returns a buffer of length n (its contents are
+	// arbitrary) for the Instance to receive into. The default is make.
+	Alloc func(n int) []byte
 	// Ready is MakeConnectionReady.
 	Ready func()
 	// Closed is MakeConnectionClosed.
@@ -139,6 +147,7 @@ type Instance struct {
 	// handed-out tail) until bytes read into the tail come back.
 	room        []byte
 	roomLen     int
+	allocd      []byte // the last buffer from alloc: handed up with the message that ends it
 	ready       bool
 	closed      bool
 	failed      bool
@@ -208,7 +217,7 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 			// copy only that into a buffer of the wanted size; the rest is
 			// taken in place once it has parsed
 			if cap(i.buf)-len(i.buf) < need {
-				nb := make([]byte, len(i.buf), i.want)
+				nb := i.alloc(i.want)[:len(i.buf)]
 				copy(nb, i.buf)
 				i.buf = nb
 			}
@@ -217,7 +226,7 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 		case cap(i.buf)-len(i.buf) < len(data) && need > 0 && i.want <= i.maxBuffered:
 			// the framer said how much it needs (an unmet Parse): size the
 			// buffer once instead of growing it chunk by chunk
-			nb := make([]byte, len(i.buf), max(i.want, len(i.buf)+len(data)))
+			nb := i.alloc(max(i.want, len(i.buf)+len(data)))[:len(i.buf)]
 			copy(nb, i.buf)
 			i.buf = append(nb, data...)
 			i.release(data)
@@ -276,7 +285,7 @@ func (i *Instance) ReadTarget(minBytes int) []byte {
 		if cap(i.buf) >= i.want {
 			room = i.buf[:i.want] // already sized (Received): the Instance owns its capacity
 		} else {
-			room = make([]byte, i.want)
+			room = i.alloc(i.want)
 			copy(room, i.buf)
 			i.release(i.buf) // copied away (the owner reuses it if it can)
 		}
@@ -302,6 +311,36 @@ func (i *Instance) inRoom(data []byte) bool {
 		return false
 	}
 	return &i.room[i.roomLen] == &data[0]
+}
+
+// alloc returns a buffer of length n to receive into (Hooks.Alloc) and
+// remembers it, so that the message that ends it can carry it up.
+func (i *Instance) alloc(n int) []byte {
+	var b []byte
+	if i.hooks.Alloc != nil {
+		b = i.hooks.Alloc(n)
+	}
+	if len(b) != n {
+		b = make([]byte, n)
+	}
+	i.allocd = b
+	return b
+}
+
+// handOff reports the buffer data is the tail of, when that is the last
+// buffer alloc returned and nothing unprocessed is left in it: the Instance
+// forgets it, and the receiver of data owns it. Otherwise nil.
+func (i *Instance) handOff(data []byte) []byte {
+	a := i.allocd
+	if len(a) == 0 || len(data) == 0 || len(data) > len(a) || len(i.buf) > 0 ||
+		&data[len(data)-1] != &a[len(a)-1] {
+		return nil
+	}
+	i.allocd = nil
+	if len(i.room) > 0 && &i.room[len(i.room)-1] == &a[len(a)-1] {
+		i.room, i.roomLen = nil, 0
+	}
+	return a
 }
 
 func (i *Instance) release(data []byte) {
@@ -385,6 +424,12 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 		i.deliver(meta, data, false)
 		return
 	}
+	if endOfMessage && i.hooks.DeliverOwned != nil && !i.failed {
+		if b := i.handOff(data); b != nil {
+			i.hooks.DeliverOwned(meta, data, b, true)
+			return
+		}
+	}
 	i.deliver(meta, data, endOfMessage)
 }
 
@@ -438,7 +483,7 @@ func (i *Instance) FailConnection(err error) {
 		err = ErrDeframingFailed
 	}
 	i.failed = true
-	i.buf, i.room = nil, nil
+	i.buf, i.room, i.allocd = nil, nil, nil
 	if i.hooks.Fail != nil {
 		i.hooks.Fail(err)
 	}
@@ -472,7 +517,10 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 	if i.failed {
 		return
 	}
-	if i.hooks.Deliver != nil {
+	switch {
+	case i.hooks.DeliverOwned != nil:
+		i.hooks.DeliverOwned(meta, data, nil, eom)
+	case i.hooks.Deliver != nil:
 		i.hooks.Deliver(meta, data, eom)
 	}
 }

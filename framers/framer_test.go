@@ -1,6 +1,7 @@
 package framers
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -391,4 +392,53 @@ func TestReceivedCopiesOnlyTheWantedRest(t *testing.T) {
 	inst.Received(f, append([]byte(nil), wire[len(wire)-2:]...), true)
 	require.Len(t, *got, 3)
 	require.Equal(t, []byte(third), (*got)[2])
+}
+
+func TestDeliverOwnedHandsOffTheReadTarget(t *testing.T) {
+	f := NewLengthPrefix()
+	type owned struct{ data, backing []byte }
+	var got []owned
+	var allocs [][]byte
+	inst := NewInstance(Hooks{
+		Alloc: func(n int) []byte { b := make([]byte, n); allocs = append(allocs, b); return b },
+		DeliverOwned: func(_ Metadata, data, backing []byte, eom bool) {
+			require.True(t, eom)
+			got = append(got, owned{data, backing})
+		},
+	}, 0)
+	body := bytes.Repeat([]byte("x"), 40<<10)
+	wire := cat(lp(string(body)), lp("small"), lp(string(body)))
+	inst.Received(f, append([]byte(nil), wire[:100]...), false)
+	tgt := inst.ReadTarget(16 << 10)
+	require.NotNil(t, tgt)
+	n := copy(tgt, wire[100:])
+	inst.Received(f, tgt[:n:n], false)
+	require.Len(t, got, 1)
+	require.Equal(t, body, got[0].data)
+	require.Len(t, allocs, 1)
+	require.NotNil(t, got[0].backing, "the message ends the buffer from Alloc: it is handed off")
+	require.Same(t, &allocs[0][0], &got[0].backing[0])
+	require.Same(t, &got[0].backing[len(got[0].backing)-1], &got[0].data[len(got[0].data)-1])
+
+	// the small message is cut from a read buffer: nothing to hand off
+	rest := append([]byte(nil), wire[len(lp(string(body))):]...)
+	k := len(lp("small")) + 100
+	inst.Received(f, rest[:k:k], false)
+	require.Len(t, got, 2)
+	require.Equal(t, []byte("small"), got[1].data)
+	require.Nil(t, got[1].backing)
+
+	// the handed-off buffer is the receiver's: scribbling over it does not
+	// change what the Instance delivers next, and it is never lent again
+	for i := range got[0].backing {
+		got[0].backing[i] = 0xDD
+	}
+	tgt = inst.ReadTarget(16 << 10)
+	require.NotNil(t, tgt)
+	require.NotSame(t, &allocs[0][len(allocs[0])-1], &tgt[len(tgt)-1])
+	n = copy(tgt, rest[k:])
+	inst.Received(f, tgt[:n:n], true)
+	require.Len(t, got, 3)
+	require.Equal(t, body, got[2].data)
+	require.NotNil(t, got[2].backing)
 }

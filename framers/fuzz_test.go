@@ -2,6 +2,7 @@ package framers
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -120,7 +121,53 @@ func roundTrip(t *testing.T, f Framer, msgs [][]byte, split []bool, meta func(i 
 		t.Fatalf("receive into targets: %v", err)
 	}
 	sameMessages(t, rl.messages(), msgs)
+	// and again with every handed-off buffer scribbled over and reused
+	// for later messages, as Message.Release lets an application do: the
+	// Instance must no longer read or write a buffer it handed off
+	rc, cin := newRecycling()
+	feedLending(t, Instantiate(f), cin, chunks)
+	if err := rc.err(); err != nil {
+		t.Fatalf("receive into recycled buffers: %v", err)
+	}
+	sameMessages(t, rc.messages(), msgs)
 	return rs, rr
+}
+
+// newRecycling returns a recorder and an Instance whose Alloc hands out
+// buffers its DeliverOwned got back (scribbled over first), and fresh
+// buffers filled with garbage otherwise.
+func newRecycling() (*recorder, *Instance) {
+	r := &recorder{}
+	h := r.hooks()
+	deliver := h.Deliver
+	var free [][]byte
+	h.Deliver = nil
+	h.DeliverOwned = func(meta Metadata, data, backing []byte, eom bool) {
+		deliver(meta, data, eom) // the recorder copies data out
+		if backing != nil {
+			if !eom || len(data) == 0 || &data[len(data)-1] != &backing[len(backing)-1] {
+				r.fails = append(r.fails, fmt.Errorf("handed off a buffer data is not the tail of"))
+			}
+			for k := range backing[:cap(backing)] {
+				backing[:cap(backing)][k] = 0xDD
+			}
+			free = append(free, backing[:cap(backing)])
+		}
+	}
+	h.Alloc = func(n int) []byte {
+		for k, b := range free {
+			if cap(b) >= n {
+				free = append(free[:k], free[k+1:]...)
+				return b[:n]
+			}
+		}
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = 0xAB
+		}
+		return b
+	}
+	return r, NewInstance(h, 0)
 }
 
 func sameMessages(t *testing.T, got, want [][]byte) {

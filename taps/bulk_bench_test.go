@@ -45,13 +45,20 @@ func BenchmarkBulkSend(b *testing.B) {
 
 // BenchmarkBulkReceive: a raw Go sender, a gotaps receiver (1 MiB and
 // 64 KiB messages).
+// With release, every message's buffer is handed back (Message.Release).
 func BenchmarkBulkReceive(b *testing.B) {
 	for _, size := range []int{1 << 20, 64 << 10} {
-		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) { benchBulkReceive(b, size) })
+		for _, release := range []bool{false, true} {
+			name := fmt.Sprintf("%dKiB", size>>10)
+			if release {
+				name += "/release"
+			}
+			b.Run(name, func(b *testing.B) { benchBulkReceive(b, size, release) })
+		}
 	}
 }
 
-func benchBulkReceive(b *testing.B, size int) {
+func benchBulkReceive(b *testing.B, size int, release bool) {
 	sys := NewSystem()
 	defer sys.Shutdown(context.Background())
 	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
@@ -80,10 +87,15 @@ func benchBulkReceive(b *testing.B, size int) {
 		}
 	}()
 	b.SetBytes(int64(size))
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := s.Receive(context.Background()); err != nil {
+		m, err := s.Receive(context.Background())
+		if err != nil {
 			b.Fatal(err)
+		}
+		if release {
+			m.Release()
 		}
 	}
 	s.Abort()

@@ -538,6 +538,9 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 		mc.setReceivedFinal(true)
 	}
 	mm.m = Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}
+	if res.Backing != nil {
+		mm.m.backing, mm.m.link = res.Backing, c.link
+	}
 	return &mm.m, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 
@@ -343,6 +344,7 @@ func TestLargeMessagesReadIntoTheFramersBuffer(t *testing.T) {
 				}
 			}()
 			ctx := testCtx(t)
+			var kept []*Message
 			for i, want := range bodies {
 				var (
 					m   *Message
@@ -365,11 +367,65 @@ func TestLargeMessagesReadIntoTheFramersBuffer(t *testing.T) {
 				}
 				require.True(t, m.EndOfMessage)
 				require.True(t, bytes.Equal(want, m.Data), "message %d (%d bytes) intact", i, len(want))
+				// every other message is handed back, and its buffer may
+				// take a later one; the others are kept, and must stay intact
+				if i%2 == 0 {
+					m.Release()
+					require.Nil(t, m.Data)
+				} else {
+					kept = append(kept, m)
+				}
+			}
+			for _, m := range kept {
+				i := slices.IndexFunc(bodies, func(b []byte) bool { return len(b) == len(m.Data) })
+				require.True(t, bytes.Equal(bodies[i], m.Data), "kept message of %d bytes intact after later receives", len(m.Data))
 			}
 			c.Abort()
 			<-c.Done()
 		})
 	}
+}
+
+// TestReleasedBufferTakesTheNextLargeMessage: a large message's buffer
+// handed back with Release is the one the next large message is read into;
+// a message that is not released keeps its bytes.
+func TestReleasedBufferTakesTheNextLargeMessage(t *testing.T) {
+	sys := newTestSystem(t)
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	body := func(seed byte) []byte {
+		b := make([]byte, 1<<20)
+		for i := range b {
+			b[i] = seed + byte(i%251)
+		}
+		return b
+	}
+	recv := func(seed byte) *Message {
+		t.Helper()
+		want := body(seed)
+		go func() { _, _ = peer.Write(frame(string(want))) }()
+		m, err := c.Receive(ctx)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, m.Data), "message %d intact", seed)
+		return m
+	}
+	m0 := recv(0)
+	require.NotNil(t, m0.backing, "a 1 MiB message is read into a buffer of its own")
+	first := &m0.backing[0]
+	m0.Release()
+	require.Nil(t, m0.Data)
+	m0.Release() // a second Release does nothing
+	m1 := recv(1)
+	require.NotNil(t, m1.backing)
+	require.Same(t, first, &m1.backing[0], "the released buffer took the next message")
+	m2 := recv(2) // m1 kept: m2 needs a buffer of its own
+	require.NotSame(t, &m1.backing[0], &m2.backing[0])
+	require.True(t, bytes.Equal(body(1), m1.Data), "the kept message is intact")
+	m2.Release()
+	c.Abort()
+	<-c.Done()
+	m1.Release() // after the connection ended: dropped, no panic
+	require.Nil(t, m1.Data)
 }
 
 // TestLargeMessagesOverTLS: the same echoed over TLS, where the reader

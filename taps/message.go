@@ -1,5 +1,7 @@
 package taps
 
+import "github.com/gotaps/gotaps/actors"
+
 // Message is one received message, or a part of one (RFC 9622 §9.3).
 type Message struct {
 	// Data is the message's bytes; the application owns them.
@@ -10,6 +12,24 @@ type Message struct {
 	// EndOfMessage is false for a ReceivedPartial event: more of the same
 	// message follows (with the same Context).
 	EndOfMessage bool
+
+	backing []byte       // the buffer Data is the tail of, when it may be handed back
+	link    *actors.Link // where Release hands it back
+}
+
+// Release hands the buffer of Data back to the connection, which may
+// receive a later message into it; Data is nil afterwards, and no slice of
+// it may be used any more (copy out what is kept). Release is optional: a
+// buffer that is not handed back is garbage collected as usual. It pays
+// for large messages over a framer (16 KiB and up, below the connection's
+// receive buffer limit): each is then read into memory already in use
+// rather than into a new, zeroed buffer. Releasing other messages only
+// clears Data. Call it at most once, when nothing else uses the Message.
+func (m *Message) Release() {
+	if m.backing != nil && m.link != nil {
+		m.link.RecycleRecv(m.backing)
+	}
+	m.Data, m.backing, m.link = nil, nil, nil
 }
 
 // ReceiveOption configures one Receive.

@@ -412,6 +412,7 @@ func gotapsSink(s *atomic.Pointer[sink], countMsgs bool) func(*taps.Connection) 
 			} else {
 				s.Load().add(len(m.Data))
 			}
+			m.Release() // done with it: its buffer may take a later message
 		}
 	}
 }
