@@ -334,6 +334,7 @@ func runW6(ctx context.Context, p params) (out []Result) {
 // sink counts what a receiver got and closes done (recording the time) once
 // it has got want, which the sender sets when it knows it.
 type sink struct {
+	keep bool // gotaps receivers keep every message (no Release)
 	got  atomic.Int64
 	want atomic.Int64
 	once sync.Once
@@ -412,7 +413,9 @@ func gotapsSink(s *atomic.Pointer[sink], countMsgs bool) func(*taps.Connection) 
 			} else {
 				s.Load().add(len(m.Data))
 			}
-			m.Release() // done with it: its buffer may take a later message
+			if !s.Load().keep {
+				m.Release() // done with it: its buffer may take a later message
+			}
 		}
 	}
 }
@@ -466,26 +469,37 @@ func runW7(ctx context.Context, p params) (out []Result) {
 			out = append(out, res(w, rs.impl, size.name, rate, "B/s"))
 		}
 		judgeRatio(out, implRawFresh, implRaw, size.name, "")
-		// gotaps: blocking Send per message
-		sk := newSink(-1)
-		cur.Store(sk)
-		err := withCtx(ctx, "gotaps bulk", func() error {
-			c, err := env.dial(ctx)
-			if err != nil {
-				return err
+		// gotaps: blocking Send per message, into a receiver that hands
+		// every message's buffer back (Message.Release), as the raw
+		// receiver reuses its buffer; then into one that keeps them all,
+		// shown beside raw-tcp-fresh
+		for _, keep := range []bool{false, true} {
+			impl := implTaps
+			if keep {
+				impl = implTapsKeep
 			}
-			defer c.Abort()
-			rate, err := oneWayTaps(ctx, p.w7Dur, sk, size.n, func() error { return c.Send(ctx, payload, nil) })
+			sk := newSink(-1)
+			sk.keep = keep
+			cur.Store(sk)
+			err := withCtx(ctx, "gotaps bulk", func() error {
+				c, err := env.dial(ctx)
+				if err != nil {
+					return err
+				}
+				defer c.Abort()
+				rate, err := oneWayTaps(ctx, p.w7Dur, sk, size.n, func() error { return c.Send(ctx, payload, nil) })
+				if err != nil {
+					return err
+				}
+				out = append(out, res(w, impl, size.name, rate, "B/s"))
+				return nil
+			})
 			if err != nil {
-				return err
+				out = append(out, errRow(w, impl, fmt.Errorf("%s: %w", size.name, err)))
 			}
-			out = append(out, res(w, implTaps, size.name, rate, "B/s"))
-			return nil
-		})
-		if err != nil {
-			out = append(out, errRow(w, implTaps, fmt.Errorf("%s: %w", size.name, err)))
 		}
 		judgeRatio(out, implTaps, implRaw, size.name, size.target)
+		judgeRatio(out, implTapsKeep, implRawFresh, size.name, "")
 	}
 	return out
 }
@@ -521,6 +535,10 @@ const implTapsSend = "gotaps-send"
 
 // implRawFresh is the raw TCP peer reading every message into a new buffer.
 const implRawFresh = "raw-tcp-fresh"
+
+// implTapsKeep is the gotaps receiver that keeps every message (compared
+// with implRawFresh).
+const implTapsKeep = "gotaps-keep"
 
 func runW8(ctx context.Context, p params) (out []Result) {
 	const w = "W8"

@@ -71,7 +71,7 @@ func TestBenchJSONShape(t *testing.T) {
 		require.True(t, isNum, "value of %v", r)
 		seen[r["workload"].(string)+"/"+r["impl"].(string)] = true
 	}
-	for _, k := range []string{"W1/gotaps", "W1/raw-tcp", "W5/gotaps", "W5/raw-tcp", "W5/protoactor", "W7/gotaps", "W7/raw-tcp"} {
+	for _, k := range []string{"W1/gotaps", "W1/raw-tcp", "W5/gotaps", "W5/raw-tcp", "W5/protoactor", "W7/gotaps", "W7/raw-tcp", "W7/gotaps-keep", "W7/raw-tcp-fresh"} {
 		require.True(t, seen[k], "no rows for %s", k)
 	}
 	// judged rows carry a ratio, a target and a verdict
