@@ -240,3 +240,52 @@ func ExampleDialer() {
 	// 200 OK hello from gotaps
 	// true
 }
+
+// A receiver of large messages hands each message's buffer back once it is
+// done with it, so that the next message is read into the same memory.
+func ExampleMessage_Release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sys := taps.NewSystem()
+	defer sys.Shutdown(ctx)
+
+	ln, remote, err := loopbackListener(ctx, sys, framers.NewLengthPrefix())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Stop()
+	pre := taps.NewPreconnection(taps.WithSystem(sys), taps.WithRemoteEndpoint(remote))
+	pre.AddFramer(framers.NewLengthPrefix())
+	sender, err := pre.Initiate(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sender.Abort()
+	receiver, err := ln.Accept(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer receiver.Abort()
+
+	chunk := make([]byte, 256<<10)
+	var sum int
+	for i := 0; i < 4; i++ {
+		if err := sender.Send(ctx, chunk, nil); err != nil {
+			fmt.Println(err)
+			return
+		}
+		msg, err := receiver.Receive(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		sum += len(msg.Data) // use Data...
+		msg.Release()        // ...then hand its buffer back: Data is nil now
+	}
+	fmt.Println("received", sum>>10, "KiB")
+	// Output:
+	// received 1024 KiB
+}
