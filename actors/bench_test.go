@@ -198,6 +198,33 @@ func BenchmarkConnDispatcherHop(b *testing.B) {
 	}
 }
 
+// BenchmarkInlineMailboxHop is one message to an idle actor on the inline
+// mailbox (mailbox.go) that connection and framer actors use: what each
+// hop of the data path costs.
+func BenchmarkInlineMailboxHop(b *testing.B) {
+	s := NewSystem(Config{})
+	n := 0
+	pid := s.AS.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*benchReq); ok {
+			n++
+		}
+	}, actor.WithDispatcher(connDispatcher), actor.WithMailbox(inlineMailboxProducer)))
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = StopAndWait(ctx, s, pid)
+		_ = s.Shutdown(ctx)
+	})
+	req := &benchReq{}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.AS.Root.Send(pid, req)
+	}
+	if n == 0 {
+		b.Fatal("no message handled")
+	}
+}
+
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(b *testing.B) (*net.TCPConn, *net.TCPConn) {
 	b.Helper()

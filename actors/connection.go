@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 	"github.com/gotaps/gotaps/supervision"
 )
 
-// connSpec is everything a connection actor starts from.
+// connSpec is everything a connection actor starts from: its first
+// message (the connection actors share one Props, connProps).
 type connSpec struct {
+	sys     *System
 	id      uint64
 	groupID uint64
 	group   *actor.PID
@@ -162,12 +165,44 @@ type outSend struct {
 	bytes   int  // bytes accounted by Link.AcquireSend
 	framed  bool // a framer delimits it: it may be reordered as a whole
 	batched bool // part of a Batch: written together with the rest of it
+	// box is the framedSend this outSend lives in: recycled once written
+	// (wroteBatch)
+	box *framedSend
 }
 
-// framedSend is an outSend with the message to its top framer.
+// framedSend is an outSend with the message to its top framer (or, with
+// no framer, with the one buffer it is written from): one object per
+// send, recycled by the connection actor once the send is written.
 type framedSend struct {
 	out outSend
 	fs  framerSend
+	one [1][]byte
+}
+
+// framedSends recycles the framedSends of written sends. A pool (per P)
+// rather than a list per connection: the object the last send on this
+// processor used is still in its cache, whichever connection it was for.
+var framedSends = sync.Pool{New: func() any { return new(framedSend) }}
+
+// newSend returns a framedSend for m.
+func newSend(m *messages.SendMessage, framed bool) *framedSend {
+	e := framedSends.Get().(*framedSend)
+	e.out = outSend{msg: m, bytes: len(m.Data), framed: framed, box: e}
+	return e
+}
+
+// recycleSends recycles the framedSends of a written batch: nothing
+// refers to them any more (the framers handed their sends on, the writer
+// reported, the Sent events are out).
+func recycleSends(batch []writeItem) {
+	for _, w := range batch {
+		if w.send == nil || w.send.box == nil {
+			continue
+		}
+		e := w.send.box
+		*e = framedSend{}
+		framedSends.Put(e)
+	}
 }
 
 type writeItem struct {
@@ -179,52 +214,66 @@ type writeItem struct {
 // and transitions are in connection_state.go), the transport, the reader
 // and writer goroutines, and its framer actors.
 type connActor struct {
-	sys  *System
-	spec *connSpec
-	link *Link
-	logv *slog.Logger // made on first use (logger)
-
+	// What every message touches comes first, so that it shares a few
+	// cache lines (with many connections, a connection's actor is
+	// usually out of the cache when its next message comes).
+	sys   *System
+	spec  *connSpec
+	link  *Link
+	t     stacks.Transport
+	tgen  uint64 // transport generation: bumped when t is dropped
 	state State
-	self  *actor.PID
+	ended bool
 
-	t             stacks.Transport
-	tgen          uint64 // transport generation: bumped when t is dropped
+	writing        bool
+	holdFlush      bool // inside a batch: write once at its end
+	batching       bool // sends now belong to a batch
+	finalSent      bool
+	finSent        bool
+	datagram       bool // one message per datagram, no framer
+	connectionless bool // no handshake to close: Close releases at once
+	discarding     bool
+	eofSeen        bool
+	early          bool // the transport is still in 0-RTT
+	left           bool // left its group after a CloneError: a group of one
+	// group transmission scheduling on a shared session
+	shared     bool // the transport is a stream of a session other members use
+	granted    bool // the group gave this member the turn to write
+	grantAsked bool
+
+	inFlight    int    // sends between the framers and the end of the write
+	batchLeft   int    // batched sends still in the framer chain
+	sendMax     int    // largest message the stack sends in one piece; 0: unlimited
+	openPartial uint64 // message id of a message being sent in parts
+	framers     []*actor.PID
+	top         Poster // posts to the top framer (postTopFramer)
+	wq          []writeItem
+	wqSpare     []writeItem // an emptied queue array, reused by the next one
+	wbufs       net.Buffers // reused vector of an inline write
+	smallBuf    []byte      // reused buffer of a small inline write
+	rc          syscall.RawConn
+	wop         writevOp  // the inline write's state
+	sock        sockProps // socket-level properties: rates, soft errors, ... (sockprops.go)
+	wg          ioCount   // reader and writer goroutines blocked in I/O (datapath.go)
+
+	logv *slog.Logger // made on first use (logger)
+	self *actor.PID
+
+	tClosed       bool // t was closed or aborted as the connection ended
 	stack         string
 	local, remote net.Addr
 	report        *messages.EstablishmentReport
 	established   time.Time
 
-	framers      []*actor.PID
 	framersReady int
-	framersStop  int // framers whose Stop is done, top down
-	stopMarks    map[int]bool
+	framersStop  int          // framers whose Stop is done, top down
+	stopMarks    uint64       // bit i: framer i was sent its Stop
+	stopMore     map[int]bool // the same beyond 64 framers
 
-	// send side
-	pending     []*messages.SendMessage // queued before Ready
-	openPartial uint64                  // message id of a message being sent in parts
-	heldSends   []*messages.SendMessage // waiting for that message to end
-	inFlight    int                     // sends between the framers and the end of the write
-	wq          []writeItem
-	wqSpare     []writeItem // an emptied queue array, reused by the next one
-	wbufs       net.Buffers // reused vector of an inline write
-	smallBuf    []byte      // reused buffer of a small inline write
-	wop         writevOp    // the inline write's state
-	rc          syscall.RawConn
-	writing     bool
-	holdFlush   bool // inside a batch: write once at its end
-	batching    bool // sends now belong to a batch
-	batchLeft   int  // batched sends still in the framer chain
-	finalSent   bool
-	finSent     bool
-
-	// what the stack is
-	datagram       bool // one message per datagram, no framer
-	connectionless bool // no handshake to close: Close releases at once
-	sendMax        int  // largest message the stack sends in one piece; 0: unlimited
-
-	// receive side
-	eofSeen    bool
-	discarding bool
+	// send side, less often
+	pending   []*messages.SendMessage // queued before Ready
+	heldSends []*messages.SendMessage // waiting for that message to end
+	wqRest    []writeItem             // queued beyond this turn's quantum
 
 	closeGen   uint64
 	linger     *time.Timer
@@ -232,26 +281,8 @@ type connActor struct {
 	attempts   int                     // consecutive re-establishment attempts
 	closeAsked bool                    // the application asked to close: never re-establish
 	stopAccept context.CancelFunc      // ends the accept-streams goroutine
-	early      bool                    // the transport is still in 0-RTT
 	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly  func()
-	left       bool // left its group after a CloneError: a group of one
-	// group transmission scheduling on a shared session
-	shared     bool // the transport is a stream of a session other members use
-	granted    bool // the group gave this member the turn to write
-	grantAsked bool
-	wqRest     []writeItem // queued beyond this turn's quantum
-	wg         ioCount     // reader and writer goroutines blocked in I/O (datapath.go)
-	ended      bool
-	sock       sockProps // socket-level properties: rates, soft errors, ... (sockprops.go)
-}
-
-func newConnActor(s *System, spec *connSpec) actor.Actor {
-	return &connActor{
-		sys:  s,
-		spec: spec,
-		link: spec.link,
-	}
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -379,7 +410,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	for _, pid := range c.framers {
 		ctx.Stop(pid)
 	}
-	c.framers, c.framersReady, c.framersStop, c.stopMarks = nil, 0, 0, nil
+	c.framers, c.framersReady, c.framersStop, c.stopMarks, c.stopMore = nil, 0, 0, 0, nil
 	c.tgen++
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
 	c.rc, c.wqSpare = nil, nil
@@ -394,10 +425,38 @@ func (c *connActor) failPendingInFlight(err error) {
 }
 
 func (c *connActor) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	msg := ctx.Message()
+	if !c.ended {
+		// the data path's messages first, with the checks below
+		switch m := msg.(type) {
+		case *messages.SendMessage:
+			c.send(ctx, m)
+			return
+		case *framerFramed:
+			if m.tgen == c.tgen {
+				c.framed(ctx, m)
+			}
+			return
+		case *framerDelivered:
+			if m.tgen == c.tgen {
+				c.framerDelivered(ctx, m)
+				m.recycle()
+			}
+			return
+		}
+	}
+	switch m := msg.(type) {
 	case *actor.Started:
+		c.self = ctx.Self()
+		return
+	case *connSpec: // the first message: the connection starts
+		c.sys, c.spec, c.link = m.sys, m, m.link
 		c.started(ctx)
+		return
 	case *actor.Stopping:
+		if c.spec == nil {
+			return // stopped before it started: nothing to release
+		}
 		c.stopping()
 		return
 	case *actor.Stopped:
@@ -410,10 +469,10 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.rejectAfterEnd(ctx)
 		return
 	}
-	if tm, ok := ctx.Message().(transportMsg); ok && tm.transportGen() != c.tgen {
+	if tm, ok := msg.(transportMsg); ok && tm.transportGen() != c.tgen {
 		return // from a transport already dropped
 	}
-	switch m := ctx.Message().(type) {
+	switch m := msg.(type) {
 	case *transportOffered:
 		c.transportOffered(ctx, m)
 	case *establishmentFailed:
@@ -429,9 +488,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if m.gen == c.closeGen && c.state == Establishing {
 			c.spawnPreconnection(ctx)
 		}
-	case *messages.SendMessage:
-		c.send(ctx, m)
-	case *messages.SendBatch:
+	case *messages.SendBatch: // SendMessage, framerFramed, framerDelivered: above
 		c.holdFlush = true
 		c.batching = true
 		for _, sm := range m.Messages {
@@ -440,8 +497,6 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.batching = false
 		c.holdFlush = false
 		c.flush(ctx)
-	case *framerFramed:
-		c.framed(ctx, m)
 	case *writeDone:
 		c.writeDone(ctx, m)
 	case *readData:
@@ -467,9 +522,6 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.shared = true
 		ctx.Send(c.spec.group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: c.spec.cfg, passive: m.t,
 			stack: c.stack, listener: c.spec.listener}})
-	case *framerDelivered:
-		c.framerDelivered(ctx, m)
-		m.recycle()
 	case *framerReady:
 		c.framersReady++
 		c.maybeReady(ctx)
@@ -486,10 +538,10 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.progressClose(ctx)
 	case *messages.CloseConnection:
 		c.close(ctx)
-		ctx.Respond(true)
+		respondIfAsked(ctx, true)
 	case *messages.AbortConnection:
 		c.abort(ctx, m.Err)
-		ctx.Respond(true)
+		respondIfAsked(ctx, true)
 	case *lingerExpired:
 		if m.gen == c.closeGen && c.state == Closing {
 			c.finish(ctx)
@@ -532,7 +584,6 @@ func (c *connActor) Receive(ctx actor.Context) {
 }
 
 func (c *connActor) started(ctx actor.Context) {
-	c.self = ctx.Self()
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	c.link.onPanic.Store(func(err error) { root.Send(self, &messages.AbortConnection{Err: err}) })
 	if c.spec.cfg.Reestablish != nil {
@@ -656,9 +707,8 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	n := len(c.spec.cfg.Framers)
 	for i := 0; i < n; i++ {
 		f := framers.Instantiate(c.spec.cfg.Framers[i])
-		props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link, c.tgen) },
-			actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer))
-		pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", i))
+		props := framerProps(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link, c.tgen) })
+		pid := ctx.SpawnPrefix(props, framerPrefix(i))
 		c.framers = append(c.framers, pid)
 	}
 	for _, pid := range c.framers {
@@ -790,9 +840,8 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 	at := m.idx + 1
 	n := len(c.framers) + 1
 	f := framers.Instantiate(m.f)
-	props := actor.PropsFromProducer(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link, c.tgen) },
-		actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer))
-	pid := ctx.SpawnPrefix(props, fmt.Sprintf("framer%d-", at))
+	props := framerProps(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link, c.tgen) })
+	pid := ctx.SpawnPrefix(props, framerPrefix(at))
 	c.framers = append(c.framers[:at], append([]*actor.PID{pid}, c.framers[at:]...)...)
 	for i, p := range c.framers {
 		if p != pid {
@@ -808,6 +857,26 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 // supervised by the connection.
 var framerDispatcher = actor.NewSynchronizedDispatcher(300)
 
+// framerPropsOptions are the options of every framer actor's Props, made
+// once (each option is a closure).
+var framerPropsOptions = []actor.PropsOption{actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer)}
+
+// framerProps are the Props of a framer actor made by producer.
+func framerProps(producer actor.Producer) *actor.Props {
+	return actor.PropsFromProducer(producer, framerPropsOptions...)
+}
+
+// framerPrefixes are the name prefixes of the first framers of a stack.
+var framerPrefixes = [...]string{"framer0-", "framer1-", "framer2-", "framer3-"}
+
+// framerPrefix is the name prefix of the framer at idx.
+func framerPrefix(idx int) string {
+	if idx >= 0 && idx < len(framerPrefixes) {
+		return framerPrefixes[idx]
+	}
+	return fmt.Sprintf("framer%d-", idx)
+}
+
 func (c *connActor) maybeReady(ctx actor.Context) {
 	if c.state != Establishing || c.t == nil || c.framersReady < len(c.framers) {
 		return
@@ -816,7 +885,7 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 	c.apply(InReady, nil)
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
 	if c.spec.listener != nil {
-		ctx.Send(c.spec.listener, &connectionReceived{started: &ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}})
+		ctx.Send(c.spec.listener, &connectionReceived{ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}})
 	}
 	pending := c.pending
 	c.pending = nil
@@ -843,25 +912,29 @@ func (c *connActor) startReader(ctx actor.Context) {
 		}
 	}
 	raw := newStreamReader(t, &c.wg, tl)
+	poster := NewPoster(ctx.ActorSystem(), target)
+	if poster == nil { // not a live local actor: sent as usual
+		poster = &Poster{pid: target, proc: rootSender{root}}
+	}
 	sr := &streamReader{
 		read: c.pacedReader(raw.read), // maxRecvRate (sockprops.go)
 		post: func(data []byte, err error) bool {
 			if n := len(data); n > 0 {
 				if framed {
 					link.addRaw(n)
-					root.Send(target, newFramerInput(data, nil, false, nil))
+					poster.Post(newFramerInput(data, nil, false, nil))
 				} else {
 					link.addInflight(n)
-					root.Send(target, &readData{fromTransport: gen, data: data})
+					poster.Post(&readData{fromTransport: gen, data: data})
 				}
 			}
 			if err == nil {
 				return false
 			}
 			if framed {
-				root.Send(target, newFramerInput(nil, nil, true, err))
+				poster.Post(newFramerInput(nil, nil, true, err))
 			} else {
-				root.Send(target, &readEnded{fromTransport: gen, err: err})
+				poster.Post(&readEnded{fromTransport: gen, err: err})
 			}
 			return true
 		},
@@ -872,6 +945,12 @@ func (c *connActor) startReader(ctx actor.Context) {
 	go func() {
 		for link.acquireRead(sr) {
 			data, err := sr.read()
+			if err != nil {
+				// the end of the stream: this goroutine runs the close
+				// cascade (framers, connection, group, root) and exits;
+				// grown while shallow, its stack is copied once
+				growStack()
+			}
 			ended := sr.post(data, err)
 			link.releaseRead(sr, ended)
 			if ended {
@@ -987,8 +1066,9 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	if m.Props != nil && m.Props.Lifetime > 0 && !m.Queued.IsZero() && time.Since(m.Queued) > m.Props.Lifetime {
-		c.link.sendDone([]uint64{m.SendID}, len(m.Data), ErrExpired)
+		// m is not touched after its event: its sender may reuse it
 		c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
+		c.link.sendDone([]uint64{m.SendID}, len(m.Data), ErrExpired)
 		return
 	}
 	// a byte stream cannot interleave messages: while a message is sent in
@@ -1008,18 +1088,19 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	c.inFlight++
 	if n := len(c.framers); n > 0 {
-		// the send and the framer's message in one allocation
-		e := &framedSend{out: outSend{msg: m, bytes: len(m.Data), framed: true}}
+		// the send and the framer's message in one (recycled) object
+		e := newSend(m, true)
 		if c.batching {
 			e.out.batched = true
 			c.batchLeft++
 		}
 		e.fs = framerSend{send: &e.out, data: m.Data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
-		ctx.Send(c.framers[n-1], &e.fs)
+		c.postTopFramer(ctx, &e.fs)
 		return
 	}
-	s := &outSend{msg: m, bytes: len(m.Data)}
-	c.enqueueWrite(ctx, writeItem{send: s, bufs: [][]byte{m.Data}})
+	e := newSend(m, false)
+	e.one[0] = m.Data
+	c.enqueueWrite(ctx, writeItem{send: &e.out, bufs: e.one[:]})
 }
 
 // ErrPropertyNotSupported: a message property the selected stack cannot
@@ -1068,6 +1149,23 @@ func (c *connActor) releaseHeld(ctx actor.Context) {
 	}
 }
 
+// postTopFramer sends msg to the top framer, through a Poster made once
+// per framer.
+func (c *connActor) postTopFramer(ctx actor.Context, msg any) {
+	top := c.framers[len(c.framers)-1]
+	if top != c.top.pid {
+		c.top = Poster{pid: top}
+		if p := NewPoster(ctx.ActorSystem(), top); p != nil {
+			c.top = *p
+		}
+	}
+	if c.top.proc == nil {
+		ctx.Send(top, msg)
+		return
+	}
+	c.top.Post(msg)
+}
+
 func metaAt(meta []framers.Metadata, i int) framers.Metadata {
 	if i < len(meta) {
 		return meta[i]
@@ -1076,8 +1174,9 @@ func metaAt(meta []framers.Metadata, i int) framers.Metadata {
 }
 
 func (c *connActor) sendFailed(m *messages.SendMessage, err error) {
-	c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
+	// m is not touched after its event: its sender may reuse it
 	c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: m.SendID, Error: err.Error()})
+	c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 }
 
 // framed routes a framer's output down the chain, or to the socket from the
@@ -1206,16 +1305,22 @@ func (c *connActor) connPriority() int64 {
 // in batch whose msgLifetime passed while it waited, and returns the rest.
 // Parts of a byte stream are never dropped: that would corrupt it.
 func (c *connActor) dropExpired(batch []writeItem) []writeItem {
-	now := time.Now()
+	var now time.Time // read once, when a message has a lifetime
 	out := batch[:0]
 	for _, w := range batch {
 		if w.send != nil && (movable(w) || c.datagram) {
 			p, m := w.send.msg.Props, w.send.msg
-			if p != nil && p.Lifetime > 0 && !m.Queued.IsZero() && now.Sub(m.Queued) > p.Lifetime {
-				c.inFlight--
-				c.link.sendDone([]uint64{m.SendID}, w.send.bytes, ErrExpired)
-				c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
-				continue
+			if p != nil && p.Lifetime > 0 && !m.Queued.IsZero() {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				if now.Sub(m.Queued) > p.Lifetime {
+					c.inFlight--
+					// m is not touched after its event: its sender may reuse it
+					c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
+					c.link.sendDone([]uint64{m.SendID}, w.send.bytes, ErrExpired)
+					continue
+				}
 			}
 		}
 		out = append(out, w)
@@ -1332,7 +1437,11 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			c.rc, _ = rw.SyscallConn()
 		}
 	}
-	tw, try := t.(tryWriter)
+	var tw tryWriter
+	try := false
+	if c.rc == nil {
+		tw, try = t.(tryWriter)
+	}
 	if (c.rc != nil || try) && total > 0 {
 		// optimistic write: whatever the socket takes now is written here,
 		// without blocking; only a rest goes to a writer goroutine
@@ -1411,6 +1520,7 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 		}
 	}
 	c.link.sendDone(ids, acquired, nil)
+	recycleSends(batch)
 	if c.wqSpare == nil && cap(batch) <= 64 {
 		clear(batch)
 		c.wqSpare = batch[:0] // the next queue reuses its array
@@ -1464,13 +1574,17 @@ func (c *connActor) progressClose(ctx actor.Context) {
 		}
 		return
 	}
+	if c.eofSeen || c.connectionless { // connectionless: nothing to wait for
+		// the peer's end of stream is in: the transport's Close sends
+		// the FIN (or QUIC's, TLS's close_notify) after whatever is
+		// queued, as CloseWrite would, with one system call instead of two
+		c.finSent = true
+		c.finish(ctx)
+		return
+	}
 	if !c.finSent {
 		c.finSent = true
 		_ = c.t.CloseWrite()
-	}
-	if c.eofSeen || c.connectionless { // connectionless: nothing to wait for
-		c.finish(ctx)
-		return
 	}
 	if c.linger == nil {
 		d := c.spec.cfg.LingerTimeout
@@ -1485,19 +1599,24 @@ func (c *connActor) progressClose(ctx actor.Context) {
 
 // stopSent remembers which framers were already sent their Stop event.
 func (c *connActor) stopSent(idx int) bool {
-	if c.stopMarks == nil {
-		c.stopMarks = map[int]bool{}
+	if idx < 64 {
+		bit := uint64(1) << idx
+		sent := c.stopMarks&bit != 0
+		c.stopMarks |= bit
+		return sent
 	}
-	if c.stopMarks[idx] {
-		return true
+	if c.stopMore == nil {
+		c.stopMore = map[int]bool{}
 	}
-	c.stopMarks[idx] = true
-	return false
+	sent := c.stopMore[idx]
+	c.stopMore[idx] = true
+	return sent
 }
 
 func (c *connActor) finish(ctx actor.Context) {
 	if c.t != nil {
 		_ = c.t.Close()
+		c.tClosed = true
 	}
 	c.apply(InCloseDone, nil)
 	c.end(ctx)
@@ -1510,6 +1629,7 @@ func (c *connActor) abort(ctx actor.Context, cause error) {
 	}
 	if c.t != nil {
 		_ = c.t.Abort()
+		c.tClosed = true
 	}
 	err := ErrAborted
 	if cause != nil {
@@ -1529,6 +1649,7 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 	}
 	if c.t != nil {
 		_ = c.t.Abort()
+		c.tClosed = true
 	}
 	c.failPending(err)
 	c.apply(InFailure, err)
@@ -1540,6 +1661,15 @@ func (c *connActor) failPending(err error) {
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 	}
 	c.pending, c.heldSends, c.heldEarly = nil, nil, nil
+}
+
+// respondIfAsked answers v to a request; a told message (Close, Abort from
+// the facade or the group) has no sender, and answering it would only make
+// a dead letter (an event published and logged).
+func respondIfAsked(ctx actor.Context, v any) {
+	if ctx.Sender() != nil {
+		ctx.Respond(v)
+	}
 }
 
 // end stops the actor after its terminal event; the group learns of it
@@ -1566,7 +1696,7 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 	case *messages.GetConnectionInfo:
 		ctx.Respond(c.info())
 	case *messages.CloseConnection, *messages.AbortConnection:
-		ctx.Respond(true)
+		respondIfAsked(ctx, true)
 	case *messages.SetConnectionProperty:
 		ctx.Respond(&StateError{Op: OpSetProperty, State: Closed})
 	case *transportOffered:
@@ -1588,7 +1718,7 @@ func (c *connActor) stopping() {
 		c.stopEarly()
 		c.stopEarly = nil
 	}
-	if t := c.t; t != nil {
+	if t := c.t; t != nil && !c.tClosed { // closed already when the connection ended
 		_ = t.Close()
 	}
 	if t := c.link.takeTransport(); t != nil {

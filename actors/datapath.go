@@ -30,12 +30,12 @@ import (
 // it yields the processor.
 var connDispatcher = actor.NewSynchronizedDispatcher(300)
 
-// connProps is the one Props constructor of connection actors.
-func connProps(s *System, spec *connSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newConnActor(s, spec) },
-		actor.WithSupervisor(supervision.Strategy(supervision.Framer)),
-		actor.WithDispatcher(connDispatcher), actor.WithMailbox(inlineMailboxProducer))
-}
+// connProps are the Props of every connection actor: one value for all,
+// as a connection actor is given its System and connSpec by its first
+// message (groupActor.spawn), not by its producer.
+var connProps = actor.PropsFromProducer(func() actor.Actor { return new(connActor) },
+	actor.WithSupervisor(supervision.Strategy(supervision.Framer)),
+	actor.WithDispatcher(connDispatcher), actor.WithMailbox(inlineMailboxProducer))
 
 // ioCount counts the goroutines of one connection that are blocked in I/O
 // on its transport. Unlike a sync.WaitGroup, Add may be called at any time:

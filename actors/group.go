@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -23,9 +22,10 @@ import (
 type groupActor struct {
 	sys         *System
 	id          uint64
-	members     []GroupMember // in join order
-	peerOpened  int           // members the peer opened (streams), for groupConnLimit
-	alive       int           // connection actors still running, members or not
+	members     []GroupMember  // in join order
+	first       [1]GroupMember // members' first array: most groups have one member
+	peerOpened  int            // members the peer opened (streams), for groupConnLimit
+	alive       int            // connection actors still running, members or not
 	sched       *groupScheduler
 	granted     string // the member holding the turn to write
 	schedPolicy string // connScheduler
@@ -254,16 +254,23 @@ func (g *groupActor) Receive(ctx actor.Context) {
 // spawn starts a member connection and answers ConnectionStarted to the
 // requester, if any.
 func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
+	spec.sys = g.sys
 	spec.group = ctx.Self()
 	spec.groupID = g.id
-	pid, err := ctx.SpawnNamed(connProps(g.sys, spec), "conn"+strconv.FormatUint(spec.id, 10))
+	pid, err := ctx.SpawnNamed(connProps, idName("conn", spec.id))
 	if err != nil {
 		if ctx.Sender() != nil {
 			ctx.Respond(err)
 		}
 		return
 	}
+	// its first message: the actor starts from it (its Started did
+	// nothing); it runs now, on this goroutine, as the actor is idle
+	ctx.Send(pid, spec)
 	g.alive++
+	if g.members == nil {
+		g.members = g.first[:0]
+	}
 	g.members = append(g.members, GroupMember{PID: pid, Link: spec.link})
 	if v := spec.cfg.Properties.GetValues()["connScheduler"]; v != nil && g.schedPolicy == "" {
 		g.schedPolicy = v.GetEnumValue()

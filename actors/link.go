@@ -1,9 +1,11 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,65 +27,71 @@ import (
 //
 // All methods are safe for concurrent use.
 type Link struct {
-	id    uint64
-	state atomic.Uint32
+	// The fields every message touches come first, so that they share a
+	// few cache lines (with many connections, a connection's Link is
+	// usually out of the cache when its next message comes).
+	id       uint64
+	state    atomic.Uint32
+	mu       sync.Mutex
+	terminal Event
 
-	mu sync.Mutex
+	// receive side
+	items     []RecvItem
+	itemBytes int
+	reqs      []*recvReq
+	recvLimit int
+	recvSeq   uint64 // blocking Receive calls so far
+	// rawPending: read from the transport, not yet processed by the first
+	// framer; inflight: parsed, on their way from the framer to this
+	// Link. Atomic, so that the reader and the framer account their bytes
+	// without the lock; a waiting reader is woken through readerWaiting
+	// (see waitReader).
+	rawPending  atomic.Int64
+	inflight    atomic.Int64
+	eos         bool // no more items will be pushed
+	unframed    bool // a byte stream without framer: default minIncompleteLength is 1
+	gateClosed  bool
+	established bool
+
+	// the read token (readside.go)
+	reading       bool // someone holds the read token
+	readAhead     bool // read whatever the application asks
+	demand        bool // read on demand (after the first blocking Receive)
+	readEnded     bool // the current stream has ended
+	idleArmed     bool
+	alwaysAhead   bool // read ahead whatever the receives (a connection that re-establishes must notice a lost transport at once)
+	hasTarget     atomic.Bool
+	readerWaiting atomic.Int32  // reader goroutines waiting for the gate (waitReader)
+	reader        *streamReader // the current transport's read step
+	readerWake    *sync.Cond
+
+	// send side
+	sendQueued  int
+	sendLimit   int
+	sendWaiters sendWaitList
+	sendWake    chan struct{} // closed and replaced when queued bytes drop
+	wakeHanded  bool          // sendWake was handed to a sender that may wait on it
 
 	// establishment and termination
+	readyOut bool          // Ready was emitted
+	passive  bool          // accepted from a listener: it has no Ready event
 	ready    chan struct{} // closed at Ready or at a terminal event
 	done     chan struct{} // closed at the terminal event
 	estErr   error         // set with EstablishmentError
 	finalErr error         // nil after Closed, the cause after ConnectionError
-	terminal Event
 	h        Handlers
-	readyOut bool // Ready was emitted
-	passive  bool // accepted from a listener: it has no Ready event
 
-	// receive side
-	items       []RecvItem
-	itemsArr    []RecvItem // the array items was last started in (reused)
-	itemBytes   int
-	reqs        []*recvReq
-	eos         bool // no more items will be pushed
-	recvErr     error
-	unframed    bool // a byte stream without framer: default minIncompleteLength is 1
-	recvLimit   int
-	rawPending  int // read from the transport, not yet processed by the first framer
-	inflight    int // parsed, on their way from the framer to this Link
-	readerWake  *sync.Cond
-	gateClosed  bool
-	established bool
-
-	recvFree recvFree // buffers handed back by the application (recvbuf.go)
-
-	// the read token (readside.go)
-	reader        *streamReader // the current transport's read step
-	reading       bool          // someone holds the read token
-	readAhead     bool          // read whatever the application asks
-	demand        bool          // read on demand (after the first blocking Receive)
-	readEnded     bool          // the current stream has ended
-	readerWaiting bool          // the reader goroutine waits for the gate
-	recvSeq       uint64        // blocking Receive calls so far
-	idleSeen      uint64        // recvSeq at the last idle check
-	idleArmed     bool
-	idleTimer     *time.Timer
+	// receive side, less often
+	itemsArr  []RecvItem // the array items was last started in (reused)
+	recvErr   error
+	idleSeen  uint64 // recvSeq at the last idle check
+	idleTimer *time.Timer
 	// the first framer's read target (framers.Instance.ReadTarget), for
 	// the transport of generation targetGen
 	target    []byte
 	targetGen uint64
-	hasTarget atomic.Bool
-	// alwaysAhead keeps the reader reading whatever the receives (a
-	// connection with a re-establishment policy must notice a lost
-	// transport at once).
-	alwaysAhead bool
 
-	// send side
-	sendWaiters map[uint64]func(error)
-	sendQueued  int
-	sendLimit   int
-	sendWake    chan struct{} // closed and replaced when queued bytes drop
-	wakeHanded  bool          // sendWake was handed to a sender that may wait on it
+	recvFree recvFree // buffers handed back by the application (recvbuf.go)
 
 	// transport hand-over from the racer
 	transport      stacks.Transport
@@ -206,14 +214,13 @@ func NewLink(id uint64, recvLimit, sendLimit int, unframed bool) *Link {
 		sendLimit = DefaultSendBufferLimit
 	}
 	l := &Link{
-		id:          id,
-		ready:       make(chan struct{}),
-		done:        make(chan struct{}),
-		recvLimit:   recvLimit,
-		sendLimit:   sendLimit,
-		unframed:    unframed,
-		sendWaiters: make(map[uint64]func(error)),
-		sendWake:    make(chan struct{}),
+		id:        id,
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		recvLimit: recvLimit,
+		sendLimit: sendLimit,
+		unframed:  unframed,
+		sendWake:  make(chan struct{}),
 	}
 	l.readerWake = sync.NewCond(&l.mu)
 	l.exec.onPanic = func(err error) {
@@ -365,8 +372,7 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	if l.idleTimer != nil {
 		l.idleTimer.Stop()
 	}
-	waiters := l.sendWaiters
-	l.sendWaiters = map[uint64]func(error){}
+	waiters := l.sendWaiters.takeAll()
 	reqs := l.serveLocked(nil)
 	h := l.h
 	t := l.transport
@@ -450,7 +456,8 @@ func (l *Link) reopen() {
 	l.gateClosed = false
 	l.transport = nil
 	l.transportTaken = false
-	l.rawPending, l.inflight = 0, 0
+	l.rawPending.Store(0)
+	l.inflight.Store(0)
 	l.reader, l.reading, l.readEnded = nil, false, false
 	l.target = nil
 	l.hasTarget.Store(false)
@@ -460,8 +467,7 @@ func (l *Link) reopen() {
 // failAllSends fails every send still waiting for its event.
 func (l *Link) failAllSends(err error) {
 	l.mu.Lock()
-	waiters := l.sendWaiters
-	l.sendWaiters = make(map[uint64]func(error))
+	waiters := l.sendWaiters.takeAll()
 	l.sendQueued = 0
 	close(l.sendWake)
 	l.sendWake = make(chan struct{})
@@ -491,11 +497,30 @@ func (l *Link) deliver(items []RecvItem) {
 	for _, it := range items {
 		total += len(it.Data)
 	}
-	l.inflight = max(l.inflight-total, 0)
+	l.subInflight(total)
 	if l.eos {
 		l.kickReaderLocked()
 		l.mu.Unlock()
 		return
+	}
+	var sb [2]served
+	if len(l.items) == 0 && len(l.reqs) > 0 && len(items) == 1 && l.established {
+		// the common case: one whole message for a waiting receive, taken
+		// without queueing it (the result is what cutLocked makes of a
+		// whole item: keep the two in step)
+		if r, it := l.reqs[0], &items[0]; it.Err == nil && it.EndOfMessage && (r.max < 0 || len(it.Data) <= r.max) {
+			n := copy(l.reqs, l.reqs[1:])
+			l.reqs[n] = nil
+			l.reqs = l.reqs[:n]
+			sb[0] = served{r, RecvResult{MessageID: it.MessageID, Data: it.Data[:len(it.Data):len(it.Data)], EndOfMessage: true,
+				Meta: it.Meta, TOS: it.TOS, HasTOS: it.HasTOS, Backing: it.Backing, Final: l.unframed}}
+			if l.itemBytes < l.recvLimit {
+				l.kickReaderLocked()
+			}
+			l.mu.Unlock()
+			l.fulfil(sb[:1])
+			return
+		}
 	}
 	l.itemBytes += total
 	if len(l.items) == 0 {
@@ -504,7 +529,6 @@ func (l *Link) deliver(items []RecvItem) {
 	} else {
 		l.items = append(l.items, items...)
 	}
-	var sb [2]served
 	reqs := l.serveLocked(sb[:0])
 	l.mu.Unlock()
 	l.fulfil(reqs)
@@ -529,8 +553,7 @@ func (l *Link) sendDone(ids []uint64, bytes int, err error) {
 	var fnArr [8]func(error)
 	fns := fnArr[:0]
 	for _, id := range ids {
-		if f, ok := l.sendWaiters[id]; ok {
-			delete(l.sendWaiters, id)
+		if f := l.sendWaiters.take(id); f != nil {
 			fns = append(fns, f)
 		}
 	}
@@ -583,43 +606,62 @@ func (l *Link) takeTransport() stacks.Transport {
 func (l *Link) waitReadCredit() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for !l.gateClosed && (l.rawPending >= rawPendingLimit || (!l.eos && l.inflight+l.itemBytes >= l.recvLimit)) {
-		l.readerWaiting = true
-		l.readerWake.Wait()
-		l.readerWaiting = false
-	}
+	l.waitReader(func() bool {
+		return l.gateClosed || !(l.rawPending.Load() >= rawPendingLimit || (!l.eos && l.inflight.Load()+int64(l.itemBytes) >= int64(l.recvLimit)))
+	})
 	return !l.gateClosed
 }
 
-// addRaw and doneRaw account bytes between the reader and the first framer.
-func (l *Link) addRaw(n int) {
-	l.mu.Lock()
-	l.rawPending += n
-	l.mu.Unlock()
+// waitReader blocks a reader goroutine (l.mu held) until done tells it may
+// go on. The reader counts itself in readerWaiting before it evaluates
+// done: whoever lowers rawPending or inflight without the lock changes
+// them first and reads readerWaiting after (doneRaw), so that either the
+// reader sees the new value or the changer sees the reader and wakes it
+// (under the lock, which the reader releases only in Wait).
+func (l *Link) waitReader(done func() bool) {
+	l.readerWaiting.Add(1)
+	for !done() {
+		l.readerWake.Wait()
+	}
+	l.readerWaiting.Add(-1)
 }
+
+// addRaw and doneRaw account bytes between the reader and the first framer.
+func (l *Link) addRaw(n int) { l.rawPending.Add(int64(n)) }
 
 // addInflight accounts parsed bytes on their way to deliver; dropInflight
 // those that will never arrive (discarded after Close).
-func (l *Link) addInflight(n int) {
-	l.mu.Lock()
-	l.inflight += n
-	l.mu.Unlock()
-}
+func (l *Link) addInflight(n int) { l.inflight.Add(int64(n)) }
 
 func (l *Link) dropInflight(n int) {
 	l.mu.Lock()
-	l.inflight = max(l.inflight-n, 0)
+	l.subInflight(n)
 	l.kickReaderLocked()
 	l.mu.Unlock()
 }
 
-func (l *Link) doneRaw(n int) {
-	l.mu.Lock()
-	l.rawPending -= n
-	if l.rawPending < rawPendingLimit {
-		l.kickReaderLocked()
+// subInflight takes n bytes off inflight, which stays at least zero (a
+// transport replaced by re-establishment may still deliver bytes counted
+// before inflight was reset).
+func (l *Link) subInflight(n int) {
+	for {
+		v := l.inflight.Load()
+		if l.inflight.CompareAndSwap(v, max(v-int64(n), 0)) {
+			return
+		}
 	}
-	l.mu.Unlock()
+}
+
+// doneRaw wakes a waiting reader only when rawPending drops below its
+// limit: above it, the reader may wait on it; below it already, the reader
+// waits for something else (whoever changes that wakes it).
+func (l *Link) doneRaw(n int) {
+	v := l.rawPending.Add(-int64(n))
+	if v < rawPendingLimit && v+int64(n) >= rawPendingLimit && l.readerWaiting.Load() > 0 {
+		l.mu.Lock()
+		l.kickReaderLocked()
+		l.mu.Unlock()
+	}
 }
 
 func (l *Link) closeGate() {
@@ -640,6 +682,37 @@ func (l *Link) AcquireSend(ctx context.Context, n int) error {
 		if err != ErrSendQueueFull {
 			return err
 		}
+		select {
+		case <-wake:
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// AcquireSendExpect is AcquireSend(ctx, n) and ExpectSend(id, fn) in one
+// step (one lock): it waits (ctx-bounded) until n more bytes may be
+// queued, then accounts them and registers fn to get the result of send
+// id. It returns ErrClosed, and registers nothing, once the connection has
+// ended.
+func (l *Link) AcquireSendExpect(ctx context.Context, n int, id uint64, fn func(error)) error {
+	for {
+		l.mu.Lock()
+		if l.terminal != EvNone {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		if l.sendQueued == 0 || l.sendQueued+n <= l.sendLimit {
+			l.sendQueued += n
+			l.sendWaiters.add(id, fn)
+			l.mu.Unlock()
+			return nil
+		}
+		l.wakeHanded = true
+		wake := l.sendWake
+		l.mu.Unlock()
 		select {
 		case <-wake:
 		case <-l.done:
@@ -689,15 +762,107 @@ func (l *Link) ExpectSend(id uint64, fn func(error)) bool {
 	if l.terminal != EvNone {
 		return false
 	}
-	l.sendWaiters[id] = fn
+	l.sendWaiters.add(id, fn)
 	return true
 }
 
 // ForgetSend drops the waiter of send id (its ctx ended).
 func (l *Link) ForgetSend(id uint64) {
 	l.mu.Lock()
-	delete(l.sendWaiters, id)
+	l.sendWaiters.take(id)
 	l.mu.Unlock()
+}
+
+// sendWaitList holds the waiters of the sends not yet reported, in the
+// order they were registered. Sends are mostly registered in the order of
+// their ids and reported in that order, so the waiter looked for is
+// usually the first; while the ids increase along the list, others are
+// found by binary search, otherwise by a scan.
+type sendWaitList struct {
+	q      []sendWait // q[head:] holds the live waiters, and holes (fn nil)
+	head   int
+	live   int
+	sorted bool // ids increase along q
+}
+
+type sendWait struct {
+	id uint64
+	fn func(error)
+}
+
+func (w *sendWaitList) add(id uint64, fn func(error)) {
+	if w.live == 0 {
+		w.q, w.head, w.sorted = w.q[:0], 0, true
+	}
+	if n := len(w.q); n > 0 && id <= w.q[n-1].id {
+		w.sorted = false
+	}
+	if len(w.q) == cap(w.q) && w.head > 0 && w.head >= len(w.q)/2 {
+		// full, half of it before head: move the rest down
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q, w.head = w.q[:n], 0
+	}
+	w.q = append(w.q, sendWait{id, fn})
+	w.live++
+}
+
+// take removes the waiter of send id and returns it (nil when none).
+func (w *sendWaitList) take(id uint64) func(error) {
+	if w.live == 0 {
+		return nil
+	}
+	i := w.find(id)
+	if i < 0 {
+		return nil
+	}
+	fn := w.q[i].fn
+	w.q[i].fn = nil // a hole: its id stays, for the binary search
+	w.live--
+	if w.live == 0 {
+		clear(w.q)
+		if cap(w.q) > 1024 {
+			w.q = nil // a burst: do not keep its array
+		}
+		w.q, w.head = w.q[:0], 0
+		return fn
+	}
+	for w.head < len(w.q) && w.q[w.head].fn == nil {
+		w.head++
+	}
+	return fn
+}
+
+func (w *sendWaitList) find(id uint64) int {
+	q := w.q[w.head:]
+	if len(q) > 0 && q[0].id == id && q[0].fn != nil {
+		return w.head
+	}
+	if w.sorted {
+		i, ok := slices.BinarySearchFunc(q, id, func(e sendWait, id uint64) int { return cmp.Compare(e.id, id) })
+		if ok && q[i].fn != nil {
+			return w.head + i
+		}
+		return -1
+	}
+	for i := range q {
+		if q[i].id == id && q[i].fn != nil {
+			return w.head + i
+		}
+	}
+	return -1
+}
+
+// takeAll removes every waiter and returns them, in order.
+func (w *sendWaitList) takeAll() []func(error) {
+	var fns []func(error)
+	for _, e := range w.q[w.head:] {
+		if e.fn != nil {
+			fns = append(fns, e.fn)
+		}
+	}
+	*w = sendWaitList{}
+	return fns
 }
 
 // Submit runs fn on the Link's executor, after every event handler already

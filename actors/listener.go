@@ -17,11 +17,13 @@ type (
 	// accepted is a transport an accept goroutine took; the listener
 	// claims it from the Handoff (Stopping abandons those not claimed).
 	accepted struct {
-		h     *Handoff
+		h     Handoff // one object with the message
 		stack string
 	}
-	acceptEnded        struct{ err error }
-	connectionReceived struct{ started *ConnectionStarted }
+	acceptEnded struct{ err error }
+	// connectionReceived: a connection the listener made is Ready; the
+	// listener delivers it (a pointer to started, one object with it)
+	connectionReceived struct{ started ConnectionStarted }
 )
 
 // ListenerStarted is the reply to StartListening.
@@ -79,7 +81,7 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		ctx.Respond(&ListenerStarted{Addrs: addrs, Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self()})
 	case *accepted:
 		t, ok := m.h.Claim()
-		l.gate.taken(m.h)
+		l.gate.taken(&m.h)
 		if !ok {
 			return // abandoned when the listener stopped
 		}
@@ -95,15 +97,16 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 		}
 	case *connectionReceived:
+		started := &m.started
 		if l.stopped {
-			ctx.Send(m.started.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
+			ctx.Send(started.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
 			return
 		}
 		if len(l.held) == 0 && l.limit != 0 {
-			l.deliver(m.started) // nothing waits before it: no queue
+			l.deliver(started) // nothing waits before it: no queue
 			return
 		}
-		l.held = append(l.held, m.started)
+		l.held = append(l.held, started)
 		l.deliverHeld()
 	case *messages.SetConnectionLimit:
 		l.limit = m.Limit
@@ -201,12 +204,12 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 					}
 					return
 				}
-				h := NewHandoff(t)
-				if !l.gate.offer(h) {
-					h.Abandon() // stopped meanwhile
+				a := &accepted{h: Handoff{t: t}, stack: name}
+				if !l.gate.offer(&a.h) {
+					a.h.Abandon() // stopped meanwhile
 					return
 				}
-				root.Send(self, &accepted{h: h, stack: name})
+				root.Send(self, a)
 				l.accepting.Add(1)
 			}
 		}()
@@ -409,8 +412,21 @@ type ListenQueue struct {
 	err     error
 	handler func(*ConnectionStarted)
 	onStop  func(error)
-	exec    serialExec
 	done    chan struct{}
+	// the handlers' calls, one at a time and in order, on a goroutine that
+	// runs while any is due (dq[dhead:])
+	dq         []delivery
+	dhead      int
+	delivering bool
+}
+
+// delivery is one call of a ConnectionReceived handler (conn) or of the
+// Stopped handler (stop).
+type delivery struct {
+	conn func(*ConnectionStarted)
+	s    *ConnectionStarted
+	stop func(error)
+	err  error
 }
 
 func newListenQueue() *ListenQueue {
@@ -422,15 +438,16 @@ func newListenQueue() *ListenQueue {
 func (q *ListenQueue) SetHandlers(onConn func(*ConnectionStarted), onStop func(error)) {
 	q.mu.Lock()
 	q.handler, q.onStop = onConn, onStop
-	pending := q.q
+	start := false
 	if onConn != nil {
+		for _, s := range q.q {
+			start = q.dueLocked(delivery{conn: onConn, s: s}) || start
+		}
 		q.q = nil
 	}
 	q.mu.Unlock()
-	if onConn != nil {
-		for _, s := range pending {
-			q.exec.submit(func() { onConn(s) })
-		}
+	if start {
+		go q.deliver()
 	}
 }
 
@@ -441,8 +458,11 @@ func (q *ListenQueue) push(s *ConnectionStarted) {
 		return
 	}
 	if h := q.handler; h != nil {
+		start := q.dueLocked(delivery{conn: h, s: s})
 		q.mu.Unlock()
-		q.exec.submit(func() { h(s) })
+		if start {
+			go q.deliver()
+		}
 		return
 	}
 	q.q = append(q.q, s)
@@ -463,12 +483,60 @@ func (q *ListenQueue) stop(err error) {
 	}
 	close(q.wake)
 	close(q.done)
-	h := q.onStop
-	e := q.err
-	q.mu.Unlock()
-	if h != nil {
-		q.exec.submit(func() { h(e) })
+	start := false
+	if h := q.onStop; h != nil {
+		start = q.dueLocked(delivery{stop: h, err: q.err})
 	}
+	q.mu.Unlock()
+	if start {
+		go q.deliver()
+	}
+}
+
+// dueLocked queues a handler call; it reports whether the caller must
+// start the goroutine that makes the calls (none runs).
+func (q *ListenQueue) dueLocked(d delivery) bool {
+	q.dq = append(q.dq, d)
+	if q.delivering {
+		return false
+	}
+	q.delivering = true
+	return true
+}
+
+// deliver makes the due handler calls, in order, until none is left.
+func (q *ListenQueue) deliver() {
+	for {
+		q.mu.Lock()
+		if q.dhead == len(q.dq) {
+			// the array is kept for the next calls, unless a burst grew it
+			if cap(q.dq) > 64 {
+				q.dq = nil
+			} else {
+				q.dq = q.dq[:0]
+			}
+			q.dhead = 0
+			q.delivering = false
+			q.mu.Unlock()
+			return
+		}
+		d := q.dq[q.dhead]
+		q.dq[q.dhead] = delivery{}
+		q.dhead++
+		q.mu.Unlock()
+		d.call()
+	}
+}
+
+// call runs one handler. A handler that panics is the application's
+// business: the listener and the next calls go on.
+func (d *delivery) call() {
+	defer func() { _ = recover() }()
+	if d.conn != nil {
+		d.conn(d.s)
+		return
+	}
+	d.stop(d.err)
 }
 
 // Done is closed when the listener has stopped.

@@ -3,6 +3,8 @@ package actors
 import (
 	"testing"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -56,3 +58,49 @@ type recordingInvoker struct{ user func(any) }
 func (r *recordingInvoker) InvokeSystemMessage(any)  {}
 func (r *recordingInvoker) InvokeUserMessage(m any)  { r.user(m) }
 func (r *recordingInvoker) EscalateFailure(any, any) {}
+
+// A message posted to an idle mailbox runs at once without being queued,
+// but not while the mailbox is suspended; a panic in it is escalated with
+// the message, and the messages posted meanwhile still run in order.
+func TestInlineMailboxDirectPost(t *testing.T) {
+	m := &inlineMailbox{throughput: 300}
+	var got []any
+	var escalated []any
+	inv := &escalatingInvoker{
+		user: func(msg any) {
+			got = append(got, msg)
+			if msg == "panic" {
+				m.PostUserMessage("after") // queued behind the failing message
+				panic("boom")
+			}
+		},
+		sys:      func(msg any) { got = append(got, msg) },
+		escalate: func(reason, msg any) { escalated = append(escalated, reason, msg) },
+	}
+	m.invoker = inv
+	m.PostUserMessage("a")
+	require.Equal(t, []any{"a"}, got)
+	require.Zero(t, m.UserMessageCount())
+
+	m.PostSystemMessage(&actor.SuspendMailbox{})
+	m.PostUserMessage("b") // suspended: queued, not run
+	require.Equal(t, []any{"a"}, got)
+	require.Equal(t, 1, m.UserMessageCount())
+	m.PostSystemMessage(&actor.ResumeMailbox{})
+	require.Equal(t, []any{"a", "b"}, got)
+
+	m.PostUserMessage("panic")
+	require.Equal(t, []any{"boom", "panic"}, escalated)
+	require.Equal(t, []any{"a", "b", "panic", "after"}, got, "the mailbox goes on after a failure")
+	require.Zero(t, m.UserMessageCount())
+	require.Equal(t, mbIdle, m.status.Load())
+}
+
+type escalatingInvoker struct {
+	user, sys func(any)
+	escalate  func(reason, msg any)
+}
+
+func (r *escalatingInvoker) InvokeSystemMessage(m any)       { r.sys(m) }
+func (r *escalatingInvoker) InvokeUserMessage(m any)         { r.user(m) }
+func (r *escalatingInvoker) EscalateFailure(reason, msg any) { r.escalate(reason, msg) }

@@ -72,7 +72,7 @@ func (l *Link) readerMayReadLocked(sr *streamReader) bool {
 	if l.gateClosed || l.reader != sr || l.readEnded || l.reading {
 		return false
 	}
-	if l.rawPending >= rawPendingLimit || (!l.eos && l.inflight+l.itemBytes >= l.recvLimit) {
+	if l.rawPending.Load() >= rawPendingLimit || (!l.eos && l.inflight.Load()+int64(l.itemBytes) >= int64(l.recvLimit)) {
 		return false // receive credits
 	}
 	return !l.demand || l.readAhead || len(l.reqs) > 0
@@ -81,7 +81,7 @@ func (l *Link) readerMayReadLocked(sr *streamReader) bool {
 // kickReaderLocked wakes the reader goroutine when it waits and may now
 // read; no goroutine is woken otherwise.
 func (l *Link) kickReaderLocked() {
-	if l.readerWaiting && (l.gateClosed || l.readerMayReadLocked(l.reader)) {
+	if l.readerWaiting.Load() > 0 && (l.gateClosed || l.readerMayReadLocked(l.reader)) {
 		l.readerWake.Broadcast()
 	}
 }
@@ -91,13 +91,13 @@ func (l *Link) kickReaderLocked() {
 func (l *Link) acquireRead(sr *streamReader) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for !l.readerMayReadLocked(sr) {
-		if l.gateClosed || l.reader != sr || l.readEnded {
-			return false
-		}
-		l.readerWaiting = true
-		l.readerWake.Wait()
-		l.readerWaiting = false
+	ok := false
+	l.waitReader(func() bool {
+		ok = l.readerMayReadLocked(sr)
+		return ok || l.gateClosed || l.reader != sr || l.readEnded
+	})
+	if !ok {
+		return false
 	}
 	l.reading = true
 	return true
@@ -134,7 +134,7 @@ func (l *Link) takeInlineLocked() *streamReader {
 		l.demand = true
 	}
 	l.armIdleLocked()
-	if l.reading || l.rawPending > 0 || l.inflight > 0 || l.itemBytes >= l.recvLimit {
+	if l.reading || l.rawPending.Load() > 0 || l.inflight.Load() > 0 || l.itemBytes >= l.recvLimit {
 		// someone reads, or read data is on its way here (the connection
 		// actor runs on another goroutine just now): wait for it
 		return nil
@@ -263,7 +263,7 @@ func (l *Link) takeReadTarget(gen uint64) []byte {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.target == nil || l.targetGen != gen || l.rawPending != 0 {
+	if l.target == nil || l.targetGen != gen || l.rawPending.Load() != 0 {
 		return nil
 	}
 	b := l.target
@@ -276,7 +276,7 @@ func (l *Link) takeReadTarget(gen uint64) []byte {
 // interrupted), unless the framer has published another since.
 func (l *Link) putBackReadTarget(gen uint64, b []byte) {
 	l.mu.Lock()
-	if l.target == nil && l.rawPending == 0 {
+	if l.target == nil && l.rawPending.Load() == 0 {
 		l.target, l.targetGen = b, gen
 		l.hasTarget.Store(true)
 	}

@@ -53,6 +53,7 @@ type adoptConnection struct {
 	stack    string
 	listener *actor.PID
 	listenID uint64
+	spec     connSpec // the new connection's, one object with the message
 }
 
 // spawnMember asks a new group to spawn its first connection; the group
@@ -79,7 +80,8 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			return
 		}
 		id := r.sys.NewID()
-		spec := &connSpec{
+		spec := &m.spec
+		*spec = connSpec{
 			id:       id,
 			cfg:      m.cfg,
 			link:     NewLink(id, m.cfg.RecvBufferLimit, m.cfg.SendBufferLimit, len(m.cfg.Framers) == 0),
@@ -139,9 +141,20 @@ func (r *rootActor) Receive(ctx actor.Context) {
 }
 
 // spawnGroup starts a group for the connection id: its first member,
-// whose id the group takes.
+// whose id the group takes. Connection ids are unique in a System, and so
+// is the name; should it be taken all the same, a suffix makes it unique.
 func (r *rootActor) spawnGroup(ctx actor.Context, id uint64) *actor.PID {
-	pid := ctx.SpawnPrefix(r.groupProps, "group"+strconv.FormatUint(id, 10)+"-")
+	name := idName("group", id)
+	pid, err := ctx.SpawnNamed(r.groupProps, name)
+	if err != nil {
+		pid = ctx.SpawnPrefix(r.groupProps, name+"-")
+	}
 	r.live++
 	return pid
+}
+
+// idName is prefix followed by id in decimal, made in one allocation.
+func idName(prefix string, id uint64) string {
+	var b [32]byte
+	return string(strconv.AppendUint(append(b[:0], prefix...), id, 10))
 }

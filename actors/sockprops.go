@@ -416,12 +416,11 @@ func (c *connActor) noteProfiles(batch []writeItem) {
 	if c.sock.profileNoted {
 		return
 	}
-	conn := c.connDSCP()
 	for _, w := range batch {
 		if w.send == nil {
 			continue
 		}
-		if d, own := c.msgDSCP(w.send.msg.Props); own && d != conn {
+		if d, own := c.msgDSCP(w.send.msg.Props); own && d != c.connDSCP() {
 			c.sock.profileNoted = true
 			c.logger().Info("msgCapacityProfile not honoured per message: the connection's connCapacityProfile stands on this stack",
 				"stack", c.stack, "message", w.send.msg.SendID)

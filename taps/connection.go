@@ -54,10 +54,11 @@ type Connection struct {
 	cfg      *messages.ConnectionConfig
 	nextSend atomic.Uint64
 	nextMsg  atomic.Uint64
+	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
 
 	mu       sync.Mutex
 	partial  map[*MessageContext]uint64 // message ids of unfinished partial sends
-	batching int
+	batching atomic.Int32               // open Batch calls (changed under mu; read without it by post)
 	batch    []*messages.SendMessage
 }
 
@@ -260,23 +261,32 @@ func (c *Connection) ID() uint64 { return c.link.ID() }
 // prepareSend validates one Send and builds the command. Errors are
 // *SendError-ready causes.
 func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (*messages.SendMessage, error) {
-	props, err := resolveMessage(mc, c.cfg.MessageDefaults)
-	if err != nil {
+	m := new(messages.SendMessage)
+	if err := c.fillSend(m, data, mc, eom); err != nil {
 		return nil, err
 	}
-	for _, f := range c.cfg.Framers {
-		if chk, ok := f.(framers.MessageChecker); ok && eom {
-			if err := chk.CheckMessage(data); err != nil {
-				return nil, err
+	return m, nil
+}
+
+// fillSend validates one Send and fills m (zero) with the command.
+func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageContext, eom bool) error {
+	props, err := resolveMessage(mc, c.cfg.MessageDefaults)
+	if err != nil {
+		return err
+	}
+	if eom {
+		for _, f := range c.cfg.Framers {
+			if chk, ok := f.(framers.MessageChecker); ok {
+				if err := chk.CheckMessage(data); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	m := &messages.SendMessage{
-		SendID:       c.nextSend.Add(1),
-		Data:         data,
-		EndOfMessage: eom,
-		Props:        props,
-	}
+	m.SendID = c.nextSend.Add(1)
+	m.Data = data
+	m.EndOfMessage = eom
+	m.Props = props
 	if props.Lifetime > 0 {
 		m.Queued = time.Now()
 	}
@@ -303,7 +313,7 @@ func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (*me
 	} else {
 		m.MessageID = c.nextMsg.Add(1)
 	}
-	return m, nil
+	return nil
 }
 
 func (c *Connection) checkSendable() error {
@@ -337,51 +347,58 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 	if err := c.checkSendable(); err != nil {
 		return sendError(err)
 	}
-	m, err := c.prepareSend(data, mc, eom)
-	if err != nil {
-		return sendError(err)
-	}
-	if err := c.link.AcquireSend(ctx, len(data)); err != nil {
-		return sendError(err)
-	}
 	w := sendWaiters.Get().(*sendWaiter)
-	if !c.link.ExpectSend(m.SendID, w.fn) {
+	m := &w.msg
+	if err := c.fillSend(m, data, mc, eom); err != nil {
 		w.release()
-		c.link.ReleaseSend(len(data))
-		return sendError(ErrClosed)
+		return sendError(err)
+	}
+	if err := c.link.AcquireSendExpect(ctx, len(data), m.SendID, w.fn); err != nil {
+		w.release() // never handed over
+		return sendError(err)
 	}
 	c.post(m)
 	// the event has usually come already: the write ran on this goroutine
 	if !w.state.CompareAndSwap(waitPending, waitParked) {
-		err := w.err
-		w.release()
-		return sendError(err)
+		return w.finish(w.err)
 	}
 	select {
 	case err := <-w.done:
-		w.release()
-		return sendError(err)
+		return w.finish(err)
 	case <-ctx.Done():
 		c.link.ForgetSend(m.SendID)
 		select {
 		case err := <-w.done:
-			w.release()
-			return sendError(err)
+			return w.finish(err)
 		default:
 			return ctx.Err() // w may still get its event: not reused
 		}
 	}
 }
 
-// sendWaiter is how a blocking Send waits for its event; it is reused once
-// its event has been taken. An event that comes before the Send waits is
-// left in err (no channel operation); once the Send waits (parked), it
-// comes through done.
+// sendWaiter is how a blocking Send waits for its event, with the command
+// it hands over; it is reused once its message was Sent. An event that
+// comes before the Send waits is left in err (no channel operation); once
+// the Send waits (parked), it comes through done.
 type sendWaiter struct {
+	msg   messages.SendMessage
 	done  chan error
 	fn    func(error)
 	err   error
 	state atomic.Int32 // waitPending, waitParked or waitDone
+}
+
+// finish ends a Send whose event err came. After Sent, nothing refers to
+// the message any more (the connection reports it once written) and w is
+// reused; after a SendError the message may still be queued (the event of
+// a connection that ended or lost its transport comes before its queue is
+// dropped), so w is left to the collector.
+func (w *sendWaiter) finish(err error) error {
+	if err == nil {
+		w.release()
+		return nil
+	}
+	return sendError(err)
 }
 
 const (
@@ -401,8 +418,10 @@ var sendWaiters = sync.Pool{New: func() any {
 	return w
 }}
 
-// release returns w to the pool (its channel is empty).
+// release returns w to the pool (its channel is empty, its message no
+// longer referred to).
 func (w *sendWaiter) release() {
+	w.msg = messages.SendMessage{}
 	w.err = nil
 	w.state.Store(waitPending)
 	sendWaiters.Put(w)
@@ -450,13 +469,12 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 // EndBatch). Blocking Sends inside fn are not batched.
 func (c *Connection) Batch(fn func()) {
 	c.mu.Lock()
-	c.batching++
+	c.batching.Add(1)
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.batching--
 		var b []*messages.SendMessage
-		if c.batching == 0 {
+		if c.batching.Add(-1) == 0 {
 			b, c.batch = c.batch, nil
 		}
 		c.mu.Unlock()
@@ -469,14 +487,24 @@ func (c *Connection) Batch(fn func()) {
 
 // post hands a send to the actor, or to the open batch.
 func (c *Connection) post(m *messages.SendMessage) {
-	c.mu.Lock()
-	if c.batching > 0 {
-		c.batch = append(c.batch, m)
+	if c.batching.Load() > 0 {
+		c.mu.Lock()
+		if c.batching.Load() > 0 {
+			c.batch = append(c.batch, m)
+			c.mu.Unlock()
+			return
+		}
 		c.mu.Unlock()
-		return
 	}
-	c.mu.Unlock()
-	tell(c.sys, c.pid, m)
+	p := c.poster.Load()
+	if p == nil {
+		if p = actors.NewPoster(c.sys.s.AS, c.pid); p == nil {
+			tell(c.sys, c.pid, m)
+			return
+		}
+		c.poster.Store(p)
+	}
+	p.Post(m)
 }
 
 // Receive waits for one receive event and returns it: a complete Message,
@@ -550,6 +578,10 @@ type receivedMessage struct {
 	mc MessageContext
 }
 
+// errCloseClosed is Close's error on a connection already closed (made
+// once: a server closing connections its peers closed first meets it often).
+var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
+
 // Close closes the connection gracefully (RFC 9622 §10): every message
 // already handed over is sent, then the peer sees the end of the stream.
 // Closed follows when the peer has closed too (or the linger timeout
@@ -557,8 +589,9 @@ type receivedMessage struct {
 // returns an error unwrapping to ErrClosed.
 func (c *Connection) Close() error {
 	if c.link.State() == actors.Closed {
-		return fmt.Errorf("close: %w", ErrClosed)
+		return errCloseClosed
 	}
+	actors.GrowStack() // the close runs on this goroutine, many actor frames deep
 	tell(c.sys, c.pid, &messages.CloseConnection{})
 	return nil
 }
@@ -567,6 +600,7 @@ func (c *Connection) Close() error {
 // messages are dropped. The ConnectionError event follows.
 func (c *Connection) Abort() {
 	if c.link.State() != actors.Closed {
+		actors.GrowStack() // the abort runs on this goroutine, many actor frames deep
 		tell(c.sys, c.pid, &messages.AbortConnection{})
 	}
 }
