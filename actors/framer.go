@@ -142,9 +142,6 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		a.inst.Received(a.f, m.data, m.eos)
 		if a.idx == 0 {
 			a.lendTarget()
-			if len(m.data) > 0 {
-				a.link.doneRaw(len(m.data))
-			}
 		}
 		if m.eos && a.failErr == nil && a.inst.Buffered() > 0 {
 			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
@@ -158,6 +155,13 @@ func (a *framerActor) Receive(ctx actor.Context) {
 				total += len(it.Data)
 			}
 			a.link.addInflight(total)
+		}
+		if a.idx == 0 && len(m.data) > 0 {
+			// only once the delivered bytes count as inflight: while a
+			// message is on its way, the Link sees one count or the other
+			// (with neither, a Receive would take the read token and block
+			// in a read)
+			a.link.doneRaw(len(m.data))
 		}
 		if d != nil || m.eos {
 			if d == nil {
