@@ -43,6 +43,17 @@ type connSpec struct {
 	framerErr error
 	stack     string
 	listener  *actor.PID
+	// name is the actor's name when made with the spec (else idName);
+	// received, the first message to listener, when made with it
+	name     string
+	received *connectionReceived
+	self     *actor.PID // the connection actor (set when it starts)
+}
+
+// handlerPanicked tells the connection actor that one of its Link's event
+// handlers panicked: it aborts the connection with the error.
+func (s *connSpec) handlerPanicked(err error) {
+	s.sys.AS.Root.Send(s.self, &messages.AbortConnection{Err: err})
 }
 
 // Errors a connection reports.
@@ -177,6 +188,7 @@ type framedSend struct {
 	out outSend
 	fs  framerSend
 	one [1][]byte
+	ff  framerFramed // the first framer's output for it (framerActor.flushOut)
 }
 
 // framedSends recycles the framedSends of written sends. A pool (per P)
@@ -584,8 +596,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 }
 
 func (c *connActor) started(ctx actor.Context) {
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	c.link.onPanic.Store(func(err error) { root.Send(self, &messages.AbortConnection{Err: err}) })
+	c.spec.self = ctx.Self()
+	c.link.panicTo.Store(c.spec)
 	if c.spec.cfg.Reestablish != nil {
 		c.link.keepReadingAhead() // a lost transport must be noticed at once
 	}
@@ -885,7 +897,13 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 	c.apply(InReady, nil)
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
 	if c.spec.listener != nil {
-		ctx.Send(c.spec.listener, &connectionReceived{ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}})
+		r := c.spec.received
+		if r == nil {
+			r = new(connectionReceived)
+		}
+		c.spec.received = nil
+		r.started = ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}
+		ctx.Send(c.spec.listener, r)
 	}
 	pending := c.pending
 	c.pending = nil

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -44,22 +45,33 @@ var connProps = actor.PropsFromProducer(func() actor.Actor { return new(connActo
 // may still be posting its last message to the actor). It is safe for
 // concurrent use.
 type ioCount struct {
-	mu   sync.Mutex
-	n    int
-	zero *sync.Cond
+	n       atomic.Int64
+	waiting atomic.Int32 // goroutines in Wait
+	mu      sync.Mutex
+	zero    *sync.Cond
 }
 
-// Add adds d (1 or -1) to the count.
+// Add adds d (1 or -1) to the count. It takes no lock unless the count
+// drops to zero while a Wait waits.
 func (c *ioCount) Add(d int) {
-	c.mu.Lock()
-	c.n += d
-	if c.n <= 0 {
-		c.n = 0
-		if c.zero != nil {
-			c.zero.Broadcast()
+	for {
+		old := c.n.Load()
+		n := old + int64(d)
+		if n < 0 {
+			n = 0
 		}
+		if !c.n.CompareAndSwap(old, n) {
+			continue
+		}
+		if n == 0 && c.waiting.Load() > 0 {
+			// Wait counted itself before it looked at n: it either saw
+			// zero or waits on zero under mu
+			c.mu.Lock()
+			c.zero.Broadcast()
+			c.mu.Unlock()
+		}
+		return
 	}
-	c.mu.Unlock()
 }
 
 // Done is Add(-1).
@@ -68,13 +80,18 @@ func (c *ioCount) Done() { c.Add(-1) }
 // Wait blocks until no goroutine is in I/O. The transport must be closed
 // first, or Wait may wait for data.
 func (c *ioCount) Wait() {
+	if c.n.Load() == 0 {
+		return
+	}
 	c.mu.Lock()
-	for c.n > 0 {
-		if c.zero == nil {
-			c.zero = sync.NewCond(&c.mu)
-		}
+	if c.zero == nil {
+		c.zero = sync.NewCond(&c.mu)
+	}
+	c.waiting.Add(1)
+	for c.n.Load() > 0 {
 		c.zero.Wait()
 	}
+	c.waiting.Add(-1)
 	c.mu.Unlock()
 }
 
@@ -200,8 +217,7 @@ func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
 		ioc.Done()
 		var data []byte
 		if n > 0 {
-			data = make([]byte, n)
-			copy(data, buf[:n])
+			data = copyOut(buf[:n])
 		}
 		if n == len(buf) && size < readChunk {
 			size *= 2 // grow for bulk transfers; idle connections keep 4 KiB
@@ -230,3 +246,38 @@ func releaseReadBuf(b []byte) {
 
 // smallWrite is the largest write whose pieces are copied into one buffer.
 const smallWrite = 2 << 10
+
+// Short reads are copied out of the pooled read buffer into pieces cut
+// from a slab (one allocation for many small reads, rather than one each).
+// The slabs are per processor (a pool), not per connection: an idle
+// connection holds none. A piece has its own capacity (it never grows into
+// its neighbour), and pieces are never handed out twice: whoever gets one
+// owns it, as it would own a slice of its own; a piece kept by the
+// application keeps its slab (at most slabSize bytes) alive.
+const (
+	slabSize  = 4 << 10
+	slabPiece = 512 // larger reads get an allocation of their own
+)
+
+type readSlab struct{ free []byte }
+
+var readSlabs = sync.Pool{New: func() any { return new(readSlab) }}
+
+// copyOut returns a copy of b that the caller owns.
+func copyOut(b []byte) []byte {
+	n := len(b)
+	if n > slabPiece {
+		out := make([]byte, n)
+		copy(out, b)
+		return out
+	}
+	s := readSlabs.Get().(*readSlab)
+	if len(s.free) < n {
+		s.free = make([]byte, slabSize)
+	}
+	out := s.free[:n:n]
+	s.free = s.free[n:]
+	readSlabs.Put(s)
+	copy(out, b)
+	return out
+}

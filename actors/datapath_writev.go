@@ -3,7 +3,6 @@
 package actors
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -61,8 +60,8 @@ func (op *writevOp) do(fd uintptr) bool {
 		switch {
 		case e == nil:
 			consumeBuffers(bufs, n)
-		case errors.Is(e, unix.EINTR):
-		case errors.Is(e, unix.EAGAIN):
+		case e == unix.EINTR:
+		case e == unix.EAGAIN:
 			op.blocked = true
 			return true
 		default:
@@ -109,9 +108,9 @@ func (op *rawReadOp) readTarget(fd uintptr) bool {
 			op.data = op.tgt[:n:n]
 		case e == nil:
 			op.err = io.EOF
-		case errors.Is(e, unix.EINTR):
+		case e == unix.EINTR:
 			continue
-		case errors.Is(e, unix.EAGAIN):
+		case e == unix.EAGAIN:
 			return false
 		default:
 			op.err = os.NewSyscallError("read", e)
@@ -174,13 +173,12 @@ func (op *rawReadOp) do(fd uintptr) bool {
 			op.data = buf // handed over: the pool makes a new one
 			return true
 		case e == nil && n > 0:
-			op.data = make([]byte, n)
-			copy(op.data, buf[:n])
+			op.data = copyOut(buf[:n])
 		case e == nil:
 			op.err = io.EOF
-		case errors.Is(e, unix.EINTR):
+		case e == unix.EINTR:
 			continue
-		case errors.Is(e, unix.EAGAIN):
+		case e == unix.EAGAIN:
 			readBufs.Put(bp)
 			return false // wait for readability without holding the buffer
 		default:

@@ -72,15 +72,16 @@ func (d *framerDelivered) recycle() {
 // them, replying with one batch per input. It runs on the synchronized
 // dispatcher, so a hop to it costs no goroutine wake-up.
 type framerActor struct {
-	sys   *System
-	idx   int
-	n     int
-	f     framers.Framer
-	inst  *framers.Instance
-	link  *Link
-	conn  *actor.PID
-	msgID uint64
-	open  bool // a delivered message awaits its end
+	sys    *System
+	idx    int
+	n      int
+	f      framers.Framer
+	inst   *framers.Instance
+	link   *Link
+	conn   *actor.PID
+	toConn *Poster // posts data-path messages to conn (nil: ctx.Send)
+	msgID  uint64
+	open   bool // a delivered message awaits its end
 
 	lowerMeta []framers.Metadata
 	framed    *framerFramed    // the Send actions since the last flush
@@ -100,6 +101,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.conn = ctx.Parent()
+		a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
 		a.inst = framers.NewInstance(framers.Hooks{
 			Send: a.emit,
 			DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
@@ -168,11 +170,17 @@ func (a *framerActor) Receive(ctx actor.Context) {
 				d = framerDeliveries.Get().(*framerDelivered)
 			}
 			d.fromTransport, d.idx, d.eos, d.err = a.tgen, a.idx, m.eos && a.failErr == nil, m.err
-			ctx.Send(a.conn, d)
+			a.postConn(ctx, d)
 		}
 		a.report(ctx)
 		m.recycle()
 	case *framerSend:
+		if a.framed == nil && a.idx == 0 && m.send != nil && m.send.box != nil {
+			// the bytes of a send go to the socket in its own box: no
+			// allocation (recycled with the send once written)
+			a.framed = &m.send.box.ff
+			a.framed.bufs = a.framed.two[:0]
+		}
 		if a.inst.InPassthrough() {
 			a.emit(m.data)
 		} else {
@@ -233,10 +241,24 @@ func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
 	}
 	a.framed = nil
 	if f == nil {
-		f = &framerFramed{}
+		if s != nil && s.box != nil && a.idx == 0 {
+			f = &s.box.ff
+		} else {
+			f = &framerFramed{}
+		}
 	}
 	f.fromTransport, f.idx, f.send = a.tgen, a.idx, s
-	ctx.Send(a.conn, f)
+	a.postConn(ctx, f)
+}
+
+// postConn sends a data-path message to the connection actor, straight to
+// its mailbox (a Poster) when it is a live local actor.
+func (a *framerActor) postConn(ctx actor.Context, msg any) {
+	if a.toConn == nil {
+		ctx.Send(a.conn, msg)
+		return
+	}
+	a.toConn.Post(msg)
 }
 
 // reportPrepends sends the PrependFramer actions: before any data the

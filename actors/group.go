@@ -257,7 +257,11 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 	spec.sys = g.sys
 	spec.group = ctx.Self()
 	spec.groupID = g.id
-	pid, err := ctx.SpawnNamed(connProps, idName("conn", spec.id))
+	name := spec.name
+	if name == "" {
+		name = idName("conn", spec.id)
+	}
+	pid, err := ctx.SpawnNamed(connProps, name)
 	if err != nil {
 		if ctx.Sender() != nil {
 			ctx.Respond(err)

@@ -63,7 +63,7 @@ type Link struct {
 	hasTarget     atomic.Bool
 	readerWaiting atomic.Int32  // reader goroutines waiting for the gate (waitReader)
 	reader        *streamReader // the current transport's read step
-	readerWake    *sync.Cond
+	readerWake    sync.Cond     // L is &mu
 
 	// send side
 	sendQueued  int
@@ -75,7 +75,8 @@ type Link struct {
 	// establishment and termination
 	readyOut bool          // Ready was emitted
 	passive  bool          // accepted from a listener: it has no Ready event
-	ready    chan struct{} // closed at Ready or at a terminal event
+	ready    chan struct{} // made when first asked for (Ready); closed at Ready or at a terminal event
+	readyHit bool          // Ready or a terminal event happened: ready is (or is made) closed
 	done     chan struct{} // closed at the terminal event
 	estErr   error         // set with EstablishmentError
 	finalErr error         // nil after Closed, the cause after ConnectionError
@@ -103,9 +104,9 @@ type Link struct {
 	// facade), so that actors can hand Links back (ConnectionReceived,
 	// GroupedConnections) and the facade finds its own object.
 	Owner atomic.Value
-	// onPanic is called (from the executor goroutine) when a handler
-	// panics: the connection actor aborts the connection with the error.
-	onPanic atomic.Value // func(error)
+	// panicTo is the connection actor told (from the executor goroutine)
+	// when a handler panics: it aborts the connection with the error.
+	panicTo atomic.Pointer[connSpec]
 }
 
 // Handlers are the application's event handlers of one connection. Each is
@@ -215,20 +216,31 @@ func NewLink(id uint64, recvLimit, sendLimit int, unframed bool) *Link {
 	}
 	l := &Link{
 		id:        id,
-		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 		recvLimit: recvLimit,
 		sendLimit: sendLimit,
 		unframed:  unframed,
 		sendWake:  make(chan struct{}),
 	}
-	l.readerWake = sync.NewCond(&l.mu)
-	l.exec.onPanic = func(err error) {
-		if f, ok := l.onPanic.Load().(func(error)); ok {
-			f(err)
-		}
-	}
+	l.readerWake.L = &l.mu
+	l.exec.link = l
 	return l
+}
+
+// closedChan is the Ready channel of a Link asked for it only after
+// Ready or its terminal event.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// markReadyLocked closes the Ready channel (once); a Link nobody asked for
+// it (an accepted connection) never makes one.
+func (l *Link) markReadyLocked() {
+	if l.readyHit {
+		return
+	}
+	l.readyHit = true
+	if l.ready != nil {
+		close(l.ready)
+	}
 }
 
 // setMessageMode: the stack preserves message boundaries, so a Receive
@@ -254,7 +266,17 @@ func (l *Link) ID() uint64 { return l.id }
 func (l *Link) State() State { return State(l.state.Load()) }
 
 // Ready is closed when the connection is Ready or establishment ended.
-func (l *Link) Ready() <-chan struct{} { return l.ready }
+func (l *Link) Ready() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ready == nil {
+		if l.readyHit {
+			return closedChan
+		}
+		l.ready = make(chan struct{})
+	}
+	return l.ready
+}
 
 // Done is closed when the connection reached Closed.
 func (l *Link) Done() <-chan struct{} { return l.done }
@@ -331,7 +353,7 @@ func (l *Link) emitReady() {
 	if l.passive {
 		h = nil
 	}
-	close(l.ready)
+	l.markReadyLocked()
 	reqs := l.serveLocked(nil)
 	l.mu.Unlock()
 	if h != nil {
@@ -362,11 +384,7 @@ func (l *Link) emitTerminal(ev Event, err error) {
 			l.recvErr = err
 		}
 	}
-	select {
-	case <-l.ready:
-	default:
-		close(l.ready)
-	}
+	l.markReadyLocked()
 	l.gateClosed = true
 	l.readerWake.Broadcast()
 	if l.idleTimer != nil {
@@ -404,8 +422,15 @@ func (l *Link) emitTerminal(ev Event, err error) {
 			l.exec.submit(func() { h.ConnectionError(err) })
 		}
 	}
-	l.exec.submit(func() { close(l.done) })
+	// after the terminal handler; at once when no handler is queued or
+	// running (no goroutine for a connection without handlers)
+	if !l.exec.runIfIdle(l.closeDone) {
+		l.exec.submit(l.closeDone)
+	}
 }
+
+// closeDone closes Done (once, after the terminal event).
+func (l *Link) closeDone() { close(l.done) }
 
 func (l *Link) emitSoftError(err error) {
 	l.mu.Lock()
@@ -1090,7 +1115,19 @@ type serialExec struct {
 	mu      sync.Mutex
 	q       []func()
 	running bool
-	onPanic func(error)
+	link    *Link // its onPanic is called when a handler panics
+}
+
+// runIfIdle runs f now, on the caller's goroutine, when no call is queued
+// or running (so f keeps its place in the order); false: it did not.
+func (e *serialExec) runIfIdle(f func()) bool {
+	e.mu.Lock()
+	idle := !e.running && len(e.q) == 0
+	e.mu.Unlock()
+	if idle {
+		f()
+	}
+	return idle
 }
 
 func (e *serialExec) submit(f func()) {
@@ -1116,8 +1153,10 @@ func (e *serialExec) loop() {
 		e.q[0] = nil
 		e.q = e.q[1:]
 		e.mu.Unlock()
-		if err := supervision.Contain("event handler", f); err != nil && e.onPanic != nil {
-			e.onPanic(err)
+		if err := supervision.Contain("event handler", f); err != nil && e.link != nil {
+			if s := e.link.panicTo.Load(); s != nil {
+				s.handlerPanicked(err)
+			}
 		}
 	}
 }

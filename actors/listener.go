@@ -19,6 +19,9 @@ type (
 	accepted struct {
 		h     Handoff // one object with the message
 		stack string
+		// the listener's request to its parent, one object with this
+		// message (and with the connection's spec)
+		adopt adoptConnection
 	}
 	acceptEnded struct{ err error }
 	// connectionReceived: a connection the listener made is Ready; the
@@ -89,7 +92,9 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			_ = t.Abort()
 			return
 		}
-		ctx.Send(ctx.Parent(), &adoptConnection{cfg: l.cfg, t: t, stack: m.stack, listener: ctx.Self(), listenID: l.id})
+		a := &m.adopt
+		a.cfg, a.t, a.stack, a.listener, a.listenID = l.cfg, t, m.stack, ctx.Self(), l.id
+		ctx.Send(ctx.Parent(), a)
 	case *acceptEnded:
 		if !l.stopped {
 			l.queue.stop(m.err)
@@ -523,6 +528,11 @@ func (q *ListenQueue) deliver() {
 		d := q.dq[q.dhead]
 		q.dq[q.dhead] = delivery{}
 		q.dhead++
+		if q.dhead == len(q.dq) {
+			// caught up: the next calls reuse the array from its start
+			// (a steady stream of connections would grow it otherwise)
+			q.dq, q.dhead = q.dq[:0], 0
+		}
 		q.mu.Unlock()
 		d.call()
 	}

@@ -54,6 +54,10 @@ type adoptConnection struct {
 	listener *actor.PID
 	listenID uint64
 	spec     connSpec // the new connection's, one object with the message
+	// the root's message to the new group and the connection's to its
+	// listener, one object with this one
+	member   spawnMember
+	received connectionReceived
 }
 
 // spawnMember asks a new group to spawn its first connection; the group
@@ -72,7 +76,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		}
 		id := m.Link.ID()
 		spec := &connSpec{id: id, cfg: m.Config, link: m.Link, first: m.FirstMessage}
-		g := r.spawnGroup(ctx, id)
+		g := r.spawnGroup(ctx, idName("group", id))
 		ctx.RequestWithCustomSender(g, &spawnMember{spec: spec}, ctx.Sender())
 	case *adoptConnection:
 		if r.down {
@@ -91,10 +95,14 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			// the first stream of a multistreaming session: later streams
 			// the peer opens join this connection's group
 			acceptStreams: true,
+			received:      &m.received,
 		}
 		spec.link.SetPassive()
-		g := r.spawnGroup(ctx, id)
-		ctx.Send(g, &spawnMember{spec: spec})
+		group, conn := groupConnNames(id)
+		spec.name = conn
+		g := r.spawnGroup(ctx, group)
+		m.member.spec = spec
+		ctx.Send(g, &m.member)
 	case *messages.StartListening:
 		if r.down {
 			ctx.Respond(ErrShutdown)
@@ -140,17 +148,30 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	}
 }
 
-// spawnGroup starts a group for the connection id: its first member,
-// whose id the group takes. Connection ids are unique in a System, and so
-// is the name; should it be taken all the same, a suffix makes it unique.
-func (r *rootActor) spawnGroup(ctx actor.Context, id uint64) *actor.PID {
-	name := idName("group", id)
+// spawnGroup starts a group named name (idName("group", id) for the
+// connection id: its first member, whose id the group takes). Connection
+// ids are unique in a System, and so is the name; should it be taken all
+// the same, a suffix makes it unique.
+func (r *rootActor) spawnGroup(ctx actor.Context, name string) *actor.PID {
 	pid, err := ctx.SpawnNamed(r.groupProps, name)
 	if err != nil {
 		pid = ctx.SpawnPrefix(r.groupProps, name+"-")
 	}
 	r.live++
 	return pid
+}
+
+// groupConnNames are idName("group", id) and idName("conn", id), made in
+// one allocation.
+func groupConnNames(id uint64) (group, conn string) {
+	var b [64]byte
+	s := append(b[:0], "group"...)
+	s = strconv.AppendUint(s, id, 10)
+	k := len(s)
+	s = append(s, "conn"...)
+	s = strconv.AppendUint(s, id, 10)
+	all := string(s)
+	return all[:k], all[k:]
 }
 
 // idName is prefix followed by id in decimal, made in one allocation.
