@@ -702,42 +702,20 @@ func (l *Link) closeGate() {
 // sending, then accounts them. A message larger than the whole limit is let
 // through alone when nothing else is queued.
 func (l *Link) AcquireSend(ctx context.Context, n int) error {
+	return l.AcquireSendExpect(ctx, n, 0, nil)
+}
+
+// AcquireSendExpect is AcquireSend(ctx, n) and, when fn is not nil,
+// ExpectSend(id, fn) in one step (one lock): it waits (ctx-bounded) until n
+// more bytes may be queued, then accounts them and registers fn to get the
+// result of send id. It returns ErrClosed, and registers nothing, once the
+// connection has ended.
+func (l *Link) AcquireSendExpect(ctx context.Context, n int, id uint64, fn func(error)) error {
 	for {
-		wake, err := l.tryAcquire(n)
+		wake, err := l.tryAcquireExpect(n, id, fn)
 		if err != ErrSendQueueFull {
 			return err
 		}
-		select {
-		case <-wake:
-		case <-l.done:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// AcquireSendExpect is AcquireSend(ctx, n) and ExpectSend(id, fn) in one
-// step (one lock): it waits (ctx-bounded) until n more bytes may be
-// queued, then accounts them and registers fn to get the result of send
-// id. It returns ErrClosed, and registers nothing, once the connection has
-// ended.
-func (l *Link) AcquireSendExpect(ctx context.Context, n int, id uint64, fn func(error)) error {
-	for {
-		l.mu.Lock()
-		if l.terminal != EvNone {
-			l.mu.Unlock()
-			return ErrClosed
-		}
-		if l.sendQueued == 0 || l.sendQueued+n <= l.sendLimit {
-			l.sendQueued += n
-			l.sendWaiters.add(id, fn)
-			l.mu.Unlock()
-			return nil
-		}
-		l.wakeHanded = true
-		wake := l.sendWake
-		l.mu.Unlock()
 		select {
 		case <-wake:
 		case <-l.done:
@@ -757,7 +735,11 @@ func (l *Link) TryAcquireSend(n int) error {
 
 // tryAcquire accounts n bytes when they fit; otherwise it returns the
 // channel closed when queued bytes drop, and ErrSendQueueFull.
-func (l *Link) tryAcquire(n int) (<-chan struct{}, error) {
+func (l *Link) tryAcquire(n int) (<-chan struct{}, error) { return l.tryAcquireExpect(n, 0, nil) }
+
+// tryAcquireExpect is tryAcquire that also registers fn (when not nil) as
+// the waiter of send id once the bytes are accounted.
+func (l *Link) tryAcquireExpect(n int, id uint64, fn func(error)) (<-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.terminal != EvNone {
@@ -765,6 +747,9 @@ func (l *Link) tryAcquire(n int) (<-chan struct{}, error) {
 	}
 	if l.sendQueued == 0 || l.sendQueued+n <= l.sendLimit {
 		l.sendQueued += n
+		if fn != nil {
+			l.sendWaiters.add(id, fn)
+		}
 		return nil, nil
 	}
 	l.wakeHanded = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/gotaps/gotaps/framers"
@@ -61,13 +62,7 @@ func BenchmarkBulkReceive(b *testing.B) {
 func benchBulkReceive(b *testing.B, size int, release bool) {
 	sys := NewSystem()
 	defer sys.Shutdown(context.Background())
-	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-	pre.AddFramer(framers.NewLengthPrefix())
-	ln, err := pre.Listen(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ap, _ := ln.LocalEndpoints()[0].Addr()
+	ln, ap := benchListener(b, sys)
 	raw, err := net.Dial("tcp", ap.String())
 	if err != nil {
 		b.Fatal(err)
@@ -108,13 +103,7 @@ func BenchmarkEchoRTT(b *testing.B) {
 	sys := NewSystem()
 	defer sys.Shutdown(context.Background())
 	ctx := context.Background()
-	lpre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-	lpre.AddFramer(framers.NewLengthPrefix())
-	ln, err := lpre.Listen(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ap, _ := ln.LocalEndpoints()[0].Addr()
+	ln, ap := benchListener(b, sys)
 	go func() {
 		s, err := ln.Accept(ctx)
 		if err != nil {
@@ -148,4 +137,18 @@ func BenchmarkEchoRTT(b *testing.B) {
 	c.Abort()
 	<-c.Done()
 	ln.Stop()
+}
+
+// benchListener starts a length-prefix framed Listener on 127.0.0.1 and
+// returns it with its address.
+func benchListener(b *testing.B, sys *System) (*Listener, netip.AddrPort) {
+	b.Helper()
+	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+	pre.AddFramer(framers.NewLengthPrefix())
+	ln, err := pre.Listen(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	return ln, ap
 }

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gotaps/gotaps/framers"
 )
 
 // BenchmarkEchoCPU measures the CPU time of a 64 B echo (length-prefixed)
@@ -26,12 +24,7 @@ func BenchmarkEchoCPU(b *testing.B) {
 			sys := NewSystem()
 			defer sys.Shutdown(context.Background())
 			ctx := context.Background()
-			lpre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-			lpre.AddFramer(framers.NewLengthPrefix())
-			ln, err := lpre.Listen(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
+			ln, ap := benchListener(b, sys)
 			defer ln.Stop()
 			ln.OnConnectionReceived(func(_ *Listener, c *Connection) {
 				go func() {
@@ -44,7 +37,6 @@ func BenchmarkEchoCPU(b *testing.B) {
 					}
 				}()
 			})
-			ap, _ := ln.LocalEndpoints()[0].Addr()
 			echoCPULoop(b, ap.String(), conns)
 		})
 	}
