@@ -175,40 +175,26 @@ func BenchmarkLinkSendAccounting(b *testing.B) {
 // connDispatcher (what connection actors use): it runs on the sender's
 // goroutine, so the hop costs no wake-up. Compare with BenchmarkActorHop.
 func BenchmarkConnDispatcherHop(b *testing.B) {
-	s := NewSystem(Config{})
-	n := 0
-	pid := s.AS.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		if _, ok := c.Message().(*benchReq); ok {
-			n++
-		}
-	}, actor.WithDispatcher(connDispatcher)))
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = StopAndWait(ctx, s, pid)
-		_ = s.Shutdown(ctx)
-	})
-	req := &benchReq{}
-	b.ReportAllocs()
-	for b.Loop() {
-		s.AS.Root.Send(pid, req)
-	}
-	if n == 0 {
-		b.Fatal("no message handled")
-	}
+	benchLocalHop(b, actor.WithDispatcher(connDispatcher))
 }
 
 // BenchmarkInlineMailboxHop is one message to an idle actor on the inline
 // mailbox (mailbox.go) that connection and framer actors use: what each
 // hop of the data path costs.
 func BenchmarkInlineMailboxHop(b *testing.B) {
+	benchLocalHop(b, actor.WithDispatcher(connDispatcher), actor.WithMailbox(inlineMailboxProducer))
+}
+
+// benchLocalHop sends one message per iteration from the root to an actor
+// spawned with opts.
+func benchLocalHop(b *testing.B, opts ...actor.PropsOption) {
 	s := NewSystem(Config{})
 	n := 0
 	pid := s.AS.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 		if _, ok := c.Message().(*benchReq); ok {
 			n++
 		}
-	}, actor.WithDispatcher(connDispatcher), actor.WithMailbox(inlineMailboxProducer)))
+	}, opts...))
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
