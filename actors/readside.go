@@ -214,24 +214,21 @@ func (l *Link) readInline(ctx context.Context, sr *streamReader) {
 // read deadline (reset afterwards; an interrupted read returns nothing).
 // Apart from readInline so that a ctx that cannot end costs nothing.
 func readInterruptible(ctx context.Context, sr *streamReader) ([]byte, error) {
-	var (
-		mu              sync.Mutex
-		finished, fired bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		if !finished {
-			fired = true
-			_ = sr.dl.SetReadDeadline(time.Unix(1, 0))
-		}
-		mu.Unlock()
-	})
+	ri := readInterrupts.Get().(*readInterrupt)
+	ri.sr = sr
+	stop := context.AfterFunc(ctx, ri.fn)
 	data, err := sr.read()
-	stop()
-	mu.Lock()
-	finished = true
-	interrupted := fired
-	mu.Unlock()
+	stopped := stop()
+	ri.mu.Lock()
+	ri.finished = true
+	interrupted := ri.fired
+	ri.mu.Unlock()
+	if stopped {
+		// fire never runs: ri may serve the next read (otherwise fire may
+		// still be on its way, and ri is left to the collector)
+		ri.sr, ri.finished, ri.fired = nil, false, false
+		readInterrupts.Put(ri)
+	}
 	if interrupted {
 		_ = sr.dl.SetReadDeadline(time.Time{})
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -239,6 +236,32 @@ func readInterruptible(ctx context.Context, sr *streamReader) ([]byte, error) {
 		}
 	}
 	return data, err
+}
+
+// readInterrupt is one interruptible read's state, shared with the
+// function the end of its ctx runs (made once per object, so that a read
+// allocates nothing for it).
+type readInterrupt struct {
+	mu              sync.Mutex
+	finished, fired bool
+	sr              *streamReader
+	fn              func()
+}
+
+var readInterrupts = sync.Pool{New: func() any {
+	ri := &readInterrupt{}
+	ri.fn = ri.fire
+	return ri
+}}
+
+// fire interrupts the read unless it has finished.
+func (ri *readInterrupt) fire() {
+	ri.mu.Lock()
+	if !ri.finished {
+		ri.fired = true
+		_ = ri.sr.dl.SetReadDeadline(time.Unix(1, 0))
+	}
+	ri.mu.Unlock()
 }
 
 // --- direct reads into the first framer's buffer ---

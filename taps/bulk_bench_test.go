@@ -99,10 +99,20 @@ func benchBulkReceive(b *testing.B, size int, release bool) {
 
 // BenchmarkEchoRTT: a gotaps client and a gotaps echo server in one
 // process, 64 B messages, closed loop (tapsbench W5).
+// With cancellable, both sides pass a ctx that can end (as tapsbench
+// does): each inline read then registers for the ctx's end.
 func BenchmarkEchoRTT(b *testing.B) {
+	b.Run("background", func(b *testing.B) { benchEchoRTT(b, context.Background()) })
+	b.Run("cancellable", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		benchEchoRTT(b, ctx)
+	})
+}
+
+func benchEchoRTT(b *testing.B, ctx context.Context) {
 	sys := NewSystem()
 	defer sys.Shutdown(context.Background())
-	ctx := context.Background()
 	ln, ap := benchListener(b, sys)
 	go func() {
 		s, err := ln.Accept(ctx)
