@@ -18,11 +18,18 @@ func quicOnly(t *testing.T) *TransportProperties {
 	return tp
 }
 
-func TestQUICInitiateResumesTheSessionOfAnImmediatelyClosedOne(t *testing.T) {
+// quicPair starts a QUIC-only secure echo listener and returns it with a
+// Preconnection that reaches it over QUIC.
+func quicPair(t *testing.T) (*Listener, *Preconnection) {
+	t.Helper()
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	ln := secureListener(t, sys, pki.serverSec(), quicOnly(t))
-	pre := securePre(sys, ln, pki.clientSec(), quicOnly(t))
+	return ln, securePre(sys, ln, pki.clientSec(), quicOnly(t))
+}
+
+func TestQUICInitiateResumesTheSessionOfAnImmediatelyClosedOne(t *testing.T) {
+	ln, pre := quicPair(t)
 	ctx := testCtx(t)
 	// the first connection is closed as soon as it is Ready (no data, no
 	// other call): its session ticket still reaches the System's cache
@@ -44,10 +51,7 @@ func TestQUICInitiateResumesTheSessionOfAnImmediatelyClosedOne(t *testing.T) {
 }
 
 func TestQUICMessagesOfMixedSizesArriveIntactAndInOrder(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
-	ln := secureListener(t, sys, pki.serverSec(), quicOnly(t))
-	pre := securePre(sys, ln, pki.clientSec(), quicOnly(t))
+	ln, pre := quicPair(t)
 	ctx := testCtx(t)
 	c, err := pre.Initiate(ctx)
 	require.NoError(t, err)
@@ -83,10 +87,7 @@ func TestQUICMessagesOfMixedSizesArriveIntactAndInOrder(t *testing.T) {
 }
 
 func TestQUICClonesCloseWithoutLeavingTheSession(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
-	ln := secureListener(t, sys, pki.serverSec(), quicOnly(t))
-	pre := securePre(sys, ln, pki.clientSec(), quicOnly(t))
+	ln, pre := quicPair(t)
 	ctx := testCtx(t)
 	c, err := pre.Initiate(ctx)
 	require.NoError(t, err)

@@ -180,8 +180,7 @@ func main() {
 			err = pprof.StartCPUProfile(f)
 		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "tapsbench:", err)
-			os.Exit(1)
+			fatal(err)
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -196,14 +195,12 @@ func main() {
 			err = serveRawEcho(ctx, *serveRaw, os.Stdout)
 		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "tapsbench:", err)
-			os.Exit(1)
+			fatal(err)
 		}
 		return
 	case *client != "":
 		if err := runClient(*client, *conns, *duration, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "tapsbench:", err)
-			os.Exit(1)
+			fatal(err)
 		}
 		return
 	}
@@ -226,8 +223,7 @@ func main() {
 			err = trace.Start(f)
 		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "tapsbench:", err)
-			os.Exit(1)
+			fatal(err)
 		}
 		defer trace.Stop()
 	}
@@ -249,15 +245,19 @@ func main() {
 		if *jsonOut != "-" {
 			f, err := os.Create(*jsonOut)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "tapsbench:", err)
-				os.Exit(1)
+				fatal(err)
 			}
 			defer f.Close()
 			w = f
 		}
 		if err := writeJSON(w, rep); err != nil {
-			fmt.Fprintln(os.Stderr, "tapsbench:", err)
-			os.Exit(1)
+			fatal(err)
 		}
 	}
+}
+
+// fatal reports err and ends the program with status 1.
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "tapsbench:", err)
+	os.Exit(1)
 }
