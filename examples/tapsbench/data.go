@@ -58,97 +58,130 @@ func gotapsRT(ctx context.Context, c *taps.Connection) func() (time.Duration, er
 	}
 }
 
-// closedLoop runs n round trips (after a warm-up) and returns their
-// histogram and the round trips per second.
-func closedLoop(ctx context.Context, n int, rt func() (time.Duration, error)) (*hist, float64, error) {
-	for i := 0; i < warmup; i++ {
+// warm runs n untimed round trips.
+func warm(n int, rt func() (time.Duration, error)) error {
+	for i := 0; i < n; i++ {
 		if _, err := rt(); err != nil {
-			return nil, 0, err
+			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	h := &hist{}
+	return nil
+}
+
+// closedLoop runs n timed round trips, recording each into h, and returns
+// the time they took.
+func closedLoop(ctx context.Context, n int, h *hist, rt func() (time.Duration, error)) (time.Duration, error) {
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
-			return nil, 0, ctx.Err()
+			return 0, ctx.Err()
 		}
 		d, err := rt()
 		if err != nil {
-			return nil, 0, fmt.Errorf("round trip #%d: %w", i, err)
+			return 0, fmt.Errorf("round trip #%d: %w", i, err)
 		}
 		h.record(d)
 	}
-	return h, float64(n) / time.Since(start).Seconds(), nil
+	return time.Since(start), nil
+}
+
+// latencyRounder measures w5-style closed loops in rounds: every round
+// runs its share of n (see share) into a round histogram merged into h,
+// and reports that round's p50.
+type latencyRounder struct {
+	rounder
+	h  hist
+	n  int
+	el time.Duration
+}
+
+func newLatencyRounder(name string, k, n int, loop func(n int, h *hist) (time.Duration, error)) *latencyRounder {
+	lr := &latencyRounder{rounder: rounder{name: name}}
+	lr.run = func(r int) (float64, error) {
+		m := share(n, k, r)
+		var h hist
+		el, err := loop(m, &h)
+		if err != nil {
+			return 0, err
+		}
+		lr.h.add(&h)
+		lr.n += m
+		lr.el += el
+		return us(h.quantile(0.5)), nil
+	}
+	return lr
 }
 
 func runW5(ctx context.Context, p params) (out []Result) {
 	const w = "W5"
-	rows := func(impl string, h *hist, rate float64) {
-		out = append(out, latencyRows(w, impl, "rtt", h)...)
-		out = append(out, res(w, impl, "rate", rate, "rt/s"))
-	}
-	// raw
+	k := p.roundsOf()
+	// raw: one client connection to a goroutine-per-connection echo server
+	raw := &latencyRounder{rounder: rounder{name: implRaw, err: errors.New("not set up")}}
 	if srv, err := newRawServer(rawEcho); err != nil {
-		out = append(out, errRow(w, implRaw, err))
+		raw.err = err
 	} else {
+		defer srv.close()
 		c, rt, err := rawEchoClient(ctx, srv.addr())
 		if err == nil {
-			var h *hist
-			var rate float64
-			if h, rate, err = closedLoop(ctx, p.w5N, rt); err == nil {
-				rows(implRaw, h, rate)
-			}
-			c.Close()
+			defer c.Close()
+			err = warm(warmup, rt)
 		}
 		if err != nil {
-			out = append(out, errRow(w, implRaw, err))
+			raw.err = err
+		} else {
+			raw = newLatencyRounder(implRaw, k, p.w5N, func(n int, h *hist) (time.Duration, error) {
+				return closedLoop(ctx, n, h, rt)
+			})
 		}
-		srv.close()
 	}
-	// gotaps
-	out = append(out, gotapsW5(ctx, p)...)
-	// protoactor ping-pong: the actor-hop floor without any TAPS or socket
-	if h, rate, err := actorPingPong(ctx, p.w5N); err != nil {
-		out = append(out, errRow(w, implActor, err))
+	// gotaps: one connection to a Listener whose connections echo
+	tps := &latencyRounder{rounder: rounder{name: implTaps, err: errors.New("not set up")}}
+	env, err := newGotapsEnv(ctx, gotapsEcho)
+	if err != nil {
+		tps.err = err
 	} else {
-		rows(implActor, h, rate)
+		defer func() {
+			if err := env.close(); err != nil {
+				out = append(out, errRow(w, implTaps, err))
+			}
+		}()
+		var c *taps.Connection
+		err = withCtx(ctx, "gotaps dial and warm-up", func() error {
+			var err error
+			if c, err = env.dial(ctx); err != nil {
+				return err
+			}
+			return warm(warmup, gotapsRT(ctx, c))
+		})
+		if err != nil { // (env.close ends c)
+			tps.err = err
+		} else {
+			defer c.Abort()
+			rt := gotapsRT(ctx, c)
+			tps = newLatencyRounder(implTaps, k, p.w5N, func(n int, h *hist) (time.Duration, error) {
+				return closedLoop(ctx, n, h, rt)
+			})
+		}
 	}
+	// protoactor ping-pong: the actor-hop floor without any TAPS or socket
+	act := newLatencyRounder(implActor, k, p.w5N, func(n int, h *hist) (time.Duration, error) {
+		return actorPingPong(ctx, n, h)
+	})
+	alternate(ctx, k, &raw.rounder, &tps.rounder, &act.rounder)
+	for _, lr := range []*latencyRounder{raw, tps, act} {
+		if lr.err != nil {
+			out = append(out, errRow(w, lr.name, lr.err))
+			continue
+		}
+		out = append(out, latencyRows(w, lr.name, "rtt", &lr.h)...)
+		out = append(out, res(w, lr.name, "rate", float64(lr.n)/lr.el.Seconds(), "rt/s"))
+	}
+	out = append(out, spreadRows(w, "rtt_p50", &tps.rounder, &raw.rounder)...)
 	judgeRatio(out, implTaps, implRaw, "rtt_p50", "<= 1.5")
 	judgeRatio(out, implTaps, implRaw, "rtt_p99", "<= 2")
 	judgeRatio(out, implTaps, implRaw, "rtt_p999", "")
 	judgeRatio(out, implTaps, implRaw, "rate", "")
 	judgeRatio(out, implActor, implRaw, "rtt_p50", "")
-	return out
-}
-
-func gotapsW5(ctx context.Context, p params) (out []Result) {
-	const w = "W5"
-	env, err := newGotapsEnv(ctx, gotapsEcho)
-	if err != nil {
-		return []Result{errRow(w, implTaps, err)}
-	}
-	defer func() {
-		if err := env.close(); err != nil {
-			out = append(out, errRow(w, implTaps, err))
-		}
-	}()
-	err = withCtx(ctx, "gotaps echo loop", func() error {
-		c, err := env.dial(ctx)
-		if err != nil {
-			return err
-		}
-		defer c.Abort()
-		h, rate, err := closedLoop(ctx, p.w5N, gotapsRT(ctx, c))
-		if err != nil {
-			return err
-		}
-		out = append(out, latencyRows(w, implTaps, "rtt", h)...)
-		out = append(out, res(w, implTaps, "rate", rate, "rt/s"))
-		return nil
-	})
-	if err != nil {
-		out = append(out, errRow(w, implTaps, err))
-	}
 	return out
 }
 
@@ -189,7 +222,10 @@ func (a *pinger) Receive(ctx actor.Context) {
 	}
 }
 
-func actorPingPong(ctx context.Context, n int) (*hist, float64, error) {
+// actorPingPong runs n timed ping-pongs (after warmup untimed ones) between
+// two actors of a fresh actor system, recording each into h, and returns
+// the time they took.
+func actorPingPong(ctx context.Context, n int, h *hist) (time.Duration, error) {
 	as := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
@@ -199,7 +235,7 @@ func actorPingPong(ctx context.Context, n int) (*hist, float64, error) {
 			c.Respond(&pong{})
 		}
 	}))
-	pa := &pinger{peer: ponger, n: n, h: &hist{}, done: make(chan time.Duration, 1)}
+	pa := &pinger{peer: ponger, n: n, h: h, done: make(chan time.Duration, 1)}
 	pid := as.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }))
 	as.Root.Send(pid, &ping{})
 	defer func() {
@@ -208,17 +244,17 @@ func actorPingPong(ctx context.Context, n int) (*hist, float64, error) {
 	}()
 	select {
 	case d := <-pa.done:
-		return pa.h, float64(n) / d.Seconds(), nil
+		return d, nil
 	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
 // --- W6: echo 64 B, many connections, closed loop for a duration ---
 
-// parallelLoop runs one closed loop per rt function for d; it returns the
-// merged histogram and the total round trips per second.
-func parallelLoop(ctx context.Context, d time.Duration, rts []func() (time.Duration, error)) (*hist, float64, error) {
+// parallelLoop runs one closed loop per rt function for d (after 50 untimed
+// round trips each); it returns the merged histogram and the time measured.
+func parallelLoop(ctx context.Context, d time.Duration, rts []func() (time.Duration, error)) (*hist, time.Duration, error) {
 	var wg sync.WaitGroup
 	hs := make([]*hist, len(rts))
 	errs := make([]error, len(rts))
@@ -264,18 +300,44 @@ func parallelLoop(ctx context.Context, d time.Duration, rts []func() (time.Durat
 	if err := errors.Join(errs...); err != nil {
 		return nil, 0, err
 	}
-	return total, float64(total.n) / el.Seconds(), nil
+	return total, el, nil
 }
+
+// rateRounder measures parallel closed loops in rounds of d each: the
+// round histograms merge into h, and each round reports its round trips
+// per second.
+type rateRounder struct {
+	rounder
+	h  hist
+	el time.Duration
+}
+
+func newRateRounder(name string, loop func(r int) (*hist, time.Duration, error)) *rateRounder {
+	rr := &rateRounder{rounder: rounder{name: name}}
+	rr.run = func(r int) (float64, error) {
+		h, el, err := loop(r)
+		if err != nil {
+			return 0, err
+		}
+		rr.h.add(h)
+		rr.el += el
+		return float64(h.n) / el.Seconds(), nil
+	}
+	return rr
+}
+
+// rate is the round trips per second over all rounds.
+func (rr *rateRounder) rate() float64 { return float64(rr.h.n) / rr.el.Seconds() }
 
 func runW6(ctx context.Context, p params) (out []Result) {
 	const w = "W6"
-	rows := func(impl string, h *hist, rate float64) {
-		out = append(out, latencyRows(w, impl, "rtt", h)...)
-		out = append(out, res(w, impl, "throughput", rate, "rt/s"))
-	}
+	k := p.roundsOf()
+	d := p.w6Dur / time.Duration(k)
+	raw := &rateRounder{rounder: rounder{name: implRaw, err: errors.New("not set up")}}
 	if srv, err := newRawServer(rawEcho); err != nil {
-		out = append(out, errRow(w, implRaw, err))
+		raw.err = err
 	} else {
+		defer srv.close()
 		var rts []func() (time.Duration, error)
 		for i := 0; i < p.w6Conns && err == nil; i++ {
 			var c net.Conn
@@ -285,44 +347,49 @@ func runW6(ctx context.Context, p params) (out []Result) {
 				rts = append(rts, rt)
 			}
 		}
-		if err == nil {
-			var h *hist
-			var rate float64
-			if h, rate, err = parallelLoop(ctx, p.w6Dur, rts); err == nil {
-				rows(implRaw, h, rate)
-			}
-		}
 		if err != nil {
-			out = append(out, errRow(w, implRaw, err))
+			raw.err = err
+		} else {
+			raw = newRateRounder(implRaw, func(int) (*hist, time.Duration, error) { return parallelLoop(ctx, d, rts) })
 		}
-		defer srv.close()
 	}
+	tps := &rateRounder{rounder: rounder{name: implTaps, err: errors.New("not set up")}}
 	env, err := newGotapsEnv(ctx, gotapsEcho)
 	if err != nil {
-		return append(out, errRow(w, implTaps, err))
-	}
-	err = withCtx(ctx, "gotaps 50-connection echo", func() error {
-		var rts []func() (time.Duration, error)
-		for i := 0; i < p.w6Conns; i++ {
-			c, err := env.dial(ctx)
-			if err != nil {
-				return err
+		tps.err = err
+	} else {
+		defer func() {
+			if err := env.close(); err != nil {
+				out = append(out, errRow(w, implTaps, err))
 			}
-			rts = append(rts, gotapsRT(ctx, c))
-		}
-		h, rate, err := parallelLoop(ctx, p.w6Dur, rts)
+		}()
+		var rts []func() (time.Duration, error)
+		err = withCtx(ctx, "gotaps dials", func() error {
+			for i := 0; i < p.w6Conns; i++ {
+				c, err := env.dial(ctx)
+				if err != nil {
+					return err
+				}
+				rts = append(rts, gotapsRT(ctx, c))
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			tps.err = err
+		} else {
+			tps = newRateRounder(implTaps, func(int) (*hist, time.Duration, error) { return parallelLoop(ctx, d, rts) })
 		}
-		rows(implTaps, h, rate)
-		return nil
-	})
-	if err != nil {
-		out = append(out, errRow(w, implTaps, err))
 	}
-	if err := env.close(); err != nil {
-		out = append(out, errRow(w, implTaps, err))
+	alternate(ctx, k, &raw.rounder, &tps.rounder)
+	for _, rr := range []*rateRounder{raw, tps} {
+		if rr.err != nil {
+			out = append(out, errRow(w, rr.name, rr.err))
+			continue
+		}
+		out = append(out, latencyRows(w, rr.name, "rtt", &rr.h)...)
+		out = append(out, res(w, rr.name, "throughput", rr.rate(), "rt/s"))
 	}
+	out = append(out, spreadRows(w, "throughput", &tps.rounder, &raw.rounder)...)
 	judgeRatio(out, implTaps, implRaw, "throughput", ">= 0.8")
 	judgeRatio(out, implTaps, implRaw, "rtt_p50", "")
 	judgeRatio(out, implTaps, implRaw, "rtt_p99", "")
@@ -420,8 +487,52 @@ func gotapsSink(s *atomic.Pointer[sink], countMsgs bool) func(*taps.Connection) 
 	}
 }
 
+// bulkRounder measures one-way bulk in rounds: every round sends for d
+// into a fresh sink, and reports its payload bytes per second.
+type bulkRounder struct {
+	rounder
+	keep  bool
+	send  func() error
+	bytes int64
+	el    time.Duration
+}
+
+func newBulkRounder(ctx context.Context, name string, cur *atomic.Pointer[sink], keep bool, d time.Duration, size int, send func() error, setupErr error) *bulkRounder {
+	br := &bulkRounder{rounder: rounder{name: name, err: setupErr}, keep: keep, send: send}
+	br.run = func(int) (float64, error) {
+		sk := newSink(-1)
+		sk.keep = keep
+		cur.Store(sk)
+		n, el, err := oneWayTaps(ctx, d, sk, size, send)
+		if err != nil {
+			return 0, err
+		}
+		br.bytes += n
+		br.el += el
+		return float64(n) / el.Seconds(), nil
+	}
+	return br
+}
+
+// warmOneWay sends 4 MiB (at least 4 messages) untimed into a sink that
+// waits for all of it.
+func warmOneWay(ctx context.Context, cur *atomic.Pointer[sink], keep bool, size int, send func() error) error {
+	n := max(4, (4<<20)/size)
+	sk := newSink(int64(n * size))
+	sk.keep = keep
+	cur.Store(sk)
+	for i := 0; i < n; i++ {
+		if err := send(); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	return sk.wait(ctx)
+}
+
 func runW7(ctx context.Context, p params) (out []Result) {
 	const w = "W7"
+	k := p.roundsOf()
+	d := p.w7Dur / time.Duration(k)
 	var cur atomic.Pointer[sink] // the receiving sink of the current run (read by the receivers)
 	srv, err := rawSinkServer(&cur, false, false)
 	if err != nil {
@@ -442,93 +553,95 @@ func runW7(ctx context.Context, p params) (out []Result) {
 			out = append(out, errRow(w, implTaps, err))
 		}
 	}()
+	// one connection per implementation, used for every size and round:
+	// raw into a receiver that reuses one buffer, raw into one that reads
+	// every message into a fresh buffer (the bound a receiver that hands
+	// every message on meets, shown for comparison), gotaps into a
+	// receiver that hands every message's buffer back (Message.Release),
+	// as the raw receiver reuses its buffer, and gotaps into one that
+	// keeps them all (shown beside raw-tcp-fresh)
+	rc, rcErr := net.Dial("tcp", srv.addr())
+	if rcErr == nil {
+		defer rc.Close()
+	}
+	fc, fcErr := net.Dial("tcp", fresh.addr())
+	if fcErr == nil {
+		defer fc.Close()
+	}
+	var tc, kc *taps.Connection
+	tcErr := withCtx(ctx, "gotaps Initiate", func() error {
+		var err error
+		if tc, err = env.dial(ctx); err != nil {
+			return err
+		}
+		kc, err = env.dial(ctx)
+		return err
+	})
+	if tcErr == nil { // (after a failure, or a hang, env.close ends them)
+		defer tc.Abort()
+		defer kc.Abort()
+	}
 	for _, size := range []struct {
 		name   string
 		n      int
 		target string
 	}{{"bulk_1MiB", 1 << 20, ">= 0.8"}, {"bulk_64KiB", 64 << 10, ">= 0.7"}} {
 		payload := make([]byte, size.n)
-		// raw: one Write of header+payload per message, into a receiver
-		// that reuses one buffer, then into one that reads every message
-		// into a fresh buffer: the bound a receiver that hands every
-		// message on (gotaps) meets, shown for comparison
-		for _, rs := range []struct {
-			impl string
-			srv  *rawServer
-		}{{implRaw, srv}, {implRawFresh, fresh}} {
-			sk := newSink(-1)
-			cur.Store(sk)
-			rate, err := oneWay(ctx, p.w7Dur, sk, size.n, func(c net.Conn) func() error {
-				fr := frame(payload)
-				return func() error { _, err := c.Write(fr); return err }
-			}, rs.srv.addr())
-			if err != nil {
-				out = append(out, errRow(w, rs.impl, fmt.Errorf("%s: %w", size.name, err)))
+		fr := frame(payload) // raw: one Write of header+payload per message
+		// gotaps: one blocking Send per message
+		sendOn := func(c *taps.Connection) func() error {
+			return func() error { return c.Send(ctx, payload, nil) }
+		}
+		writeOn := func(c net.Conn) func() error {
+			return func() error { _, err := c.Write(fr); return err }
+		}
+		// measured in this order (reversed in odd rounds), so that each
+		// compared pair runs back to back; rows in the order of the table
+		raw := newBulkRounder(ctx, implRaw, &cur, false, d, size.n, writeOn(rc), rcErr)
+		tps := newBulkRounder(ctx, implTaps, &cur, false, d, size.n, sendOn(tc), tcErr)
+		rawFresh := newBulkRounder(ctx, implRawFresh, &cur, false, d, size.n, writeOn(fc), fcErr)
+		keep := newBulkRounder(ctx, implTapsKeep, &cur, true, d, size.n, sendOn(kc), tcErr)
+		var rs []*rounder
+		for _, im := range []*bulkRounder{raw, tps, rawFresh, keep} {
+			if im.err == nil {
+				im.err = withCtx(ctx, im.name+" warm-up", func() error {
+					return warmOneWay(ctx, &cur, im.keep, size.n, im.send)
+				})
+			}
+			rs = append(rs, &im.rounder)
+		}
+		alternate(ctx, k, rs...)
+		for _, im := range []*bulkRounder{raw, rawFresh, tps, keep} {
+			if im.err != nil {
+				out = append(out, errRow(w, im.name, fmt.Errorf("%s: %w", size.name, im.err)))
 				continue
 			}
-			out = append(out, res(w, rs.impl, size.name, rate, "B/s"))
+			out = append(out, res(w, im.name, size.name, float64(im.bytes)/im.el.Seconds(), "B/s"))
 		}
+		out = append(out, spreadRows(w, size.name, &tps.rounder, &raw.rounder)...)
 		judgeRatio(out, implRawFresh, implRaw, size.name, "")
-		// gotaps: blocking Send per message, into a receiver that hands
-		// every message's buffer back (Message.Release), as the raw
-		// receiver reuses its buffer; then into one that keeps them all,
-		// shown beside raw-tcp-fresh
-		for _, keep := range []bool{false, true} {
-			impl := implTaps
-			if keep {
-				impl = implTapsKeep
-			}
-			sk := newSink(-1)
-			sk.keep = keep
-			cur.Store(sk)
-			err := withCtx(ctx, "gotaps bulk", func() error {
-				c, err := env.dial(ctx)
-				if err != nil {
-					return err
-				}
-				defer c.Abort()
-				rate, err := oneWayTaps(ctx, p.w7Dur, sk, size.n, func() error { return c.Send(ctx, payload, nil) })
-				if err != nil {
-					return err
-				}
-				out = append(out, res(w, impl, size.name, rate, "B/s"))
-				return nil
-			})
-			if err != nil {
-				out = append(out, errRow(w, impl, fmt.Errorf("%s: %w", size.name, err)))
-			}
-		}
 		judgeRatio(out, implTaps, implRaw, size.name, size.target)
 		judgeRatio(out, implTapsKeep, implRawFresh, size.name, "")
 	}
 	return out
 }
 
-// oneWay dials addr, calls the send function made by mk until d has passed,
-// and returns the payload bytes per second the sink received.
-func oneWay(ctx context.Context, d time.Duration, s *sink, size int, mk func(net.Conn) func() error, addr string) (float64, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return oneWayTaps(ctx, d, s, size, mk(c))
-}
-
-func oneWayTaps(ctx context.Context, d time.Duration, s *sink, size int, send func() error) (float64, error) {
+// oneWayTaps calls send until d has passed and returns the payload bytes
+// sent and the time until the sink received them all.
+func oneWayTaps(ctx context.Context, d time.Duration, s *sink, size int, send func() error) (int64, time.Duration, error) {
 	start := time.Now()
 	var total int64
 	for time.Since(start) < d && ctx.Err() == nil {
 		if err := send(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		total += int64(size)
 	}
 	s.finish(total)
 	if err := s.wait(ctx); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(total) / s.end.Sub(start).Seconds(), nil
+	return total, s.end.Sub(start), nil
 }
 
 const implTapsSend = "gotaps-send"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math/bits"
 	"time"
 )
@@ -88,4 +89,41 @@ func (h *hist) quantile(q float64) time.Duration {
 		}
 	}
 	return time.Duration(h.max)
+}
+
+// histDump is a hist in a form JSON carries (W14/W15's client process
+// hands its histogram to the benchmark, which merges the rounds').
+type histDump struct {
+	Buckets [][2]uint64 `json:"buckets"` // (bucket index, count), counts > 0
+	N       uint64      `json:"n"`
+	Min     uint64      `json:"min"`
+	Max     uint64      `json:"max"`
+	Sum     uint64      `json:"sum"`
+}
+
+func (h *hist) dump() histDump {
+	d := histDump{N: h.n, Min: h.min, Max: h.max, Sum: h.sum}
+	for i, c := range h.counts {
+		if c > 0 {
+			d.Buckets = append(d.Buckets, [2]uint64{uint64(i), c})
+		}
+	}
+	return d
+}
+
+// histFrom rebuilds a hist from its dump.
+func histFrom(d histDump) (*hist, error) {
+	h := &hist{n: d.N, min: d.Min, max: d.Max, sum: d.Sum}
+	var n uint64
+	for _, b := range d.Buckets {
+		if b[0] >= histBuckets {
+			return nil, fmt.Errorf("histogram bucket %d out of range", b[0])
+		}
+		h.counts[b[0]] += b[1]
+		n += b[1]
+	}
+	if n != d.N {
+		return nil, fmt.Errorf("histogram counts sum to %d, want %d", n, d.N)
+	}
+	return h, nil
 }

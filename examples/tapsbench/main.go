@@ -50,6 +50,7 @@ type params struct {
 	w14Dur       time.Duration
 	timeout      time.Duration // per workload
 	no0RTT       bool          // skip W11's 0-RTT rows (tests under -race: quic-go#4303)
+	rounds       int           // alternating raw/gotaps rounds of W5-W7, W10, W14, W15 (rounds.go)
 }
 
 func fullParams() params {
@@ -58,7 +59,7 @@ func fullParams() params {
 		w5N: 200_000, w6Conns: 50, w6Dur: 5 * time.Second, w7Dur: 3 * time.Second,
 		w8N: 1_000_000, w9Pairs: 9500, w10N: 20_000,
 		w11N: 1000, w11Dur: 3 * time.Second, w12N: 2000, w13N: 100_000, w14Dur: 5 * time.Second,
-		timeout: 180 * time.Second,
+		timeout: 180 * time.Second, rounds: 8,
 	}
 }
 
@@ -66,9 +67,9 @@ func quickParams() params {
 	return params{
 		w1N: 300, w2N: 100, w3N: 40, w4N: 100, attemptDelay: 50 * time.Millisecond,
 		w5N: 20_000, w6Conns: 50, w6Dur: 1 * time.Second, w7Dur: 700 * time.Millisecond,
-		w8N: 100_000, w9Pairs: 1000, w10N: 2000,
+		w8N: 100_000, w9Pairs: 1000, w10N: 8000,
 		w11N: 100, w11Dur: 700 * time.Millisecond, w12N: 300, w13N: 1000, w14Dur: 1500 * time.Millisecond,
-		timeout: 20 * time.Second,
+		timeout: 20 * time.Second, rounds: 4,
 	}
 }
 

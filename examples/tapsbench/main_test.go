@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -37,6 +38,7 @@ func tinyParams() params {
 	p := quickParams()
 	p.w1N, p.w5N, p.w7Dur, p.timeout = 20, 200, 50*time.Millisecond, 10*time.Second
 	p.w11N, p.w11Dur, p.w12N = 5, 100*time.Millisecond, 5
+	p.w10N, p.rounds = 300, 3
 	// 0-RTT opens a stream while the handshake completes: a data race
 	// inside quic-go (quic-go#4303), tested without -race only
 	p.no0RTT = raceDetector
@@ -124,6 +126,93 @@ func TestQUICWorkloads(t *testing.T) {
 		require.NotNil(t, got.RatioToRaw)
 		require.NotNil(t, got.Meets)
 	}
+}
+
+// TestRoundRatioSpread runs W5 and W10 with tiny counts in alternating
+// rounds: the gotaps row carries the spread of the per-round ratios of the
+// judged metric (unit "x", min <= max) besides the aggregate's judged
+// ratio, and the table prints it as round_ratios=min..max.
+func TestRoundRatioSpread(t *testing.T) {
+	progress = nil
+	rep := runBench(tinyParams(), []string{"W5", "W10"}, true)
+	for _, r := range rep.Results {
+		require.Empty(t, r.Error, "result %+v", r)
+	}
+	for _, m := range []struct{ w, metric, target string }{{"W5", "rtt_p50", "<= 1.5"}, {"W10", "accept_rate", ">= 0.8"}} {
+		var judged, lo, hi *Result
+		for i := range rep.Results {
+			r := &rep.Results[i]
+			if r.Workload != m.w || r.Impl != implTaps {
+				continue
+			}
+			switch r.Metric {
+			case m.metric:
+				judged = r
+			case m.metric + roundMinSuffix:
+				lo = r
+			case m.metric + roundMaxSuffix:
+				hi = r
+			}
+		}
+		require.NotNil(t, judged, m.w)
+		require.NotNil(t, judged.RatioToRaw, m.w)
+		require.Equal(t, m.target, judged.Target)
+		require.NotNil(t, lo, "%s: no %s%s row", m.w, m.metric, roundMinSuffix)
+		require.NotNil(t, hi, "%s: no %s%s row", m.w, m.metric, roundMaxSuffix)
+		require.Equal(t, "x", lo.Unit)
+		require.Positive(t, lo.Value)
+		require.LessOrEqual(t, lo.Value, hi.Value)
+	}
+	var table bytes.Buffer
+	printTable(&table, rep)
+	require.Regexp(t, `(?m)^W5 +gotaps .*round_ratios=[0-9.]+\.\.[0-9.]+`, table.String())
+	require.Regexp(t, `(?m)^W10 +gotaps .*round_ratios=[0-9.]+\.\.[0-9.]+`, table.String())
+}
+
+// alternate measures every implementation once per round, raw (the first)
+// first in even rounds and last in odd ones, and an implementation that
+// failed sits out the later rounds.
+func TestAlternateOrder(t *testing.T) {
+	var order []string
+	mk := func(name string, failAt int) *rounder {
+		return &rounder{name: name, run: func(r int) (float64, error) {
+			order = append(order, fmt.Sprint(name, r))
+			if r == failAt {
+				return 0, fmt.Errorf("boom")
+			}
+			return float64(r + 1), nil
+		}}
+	}
+	a, b, c := mk("a", -1), mk("b", -1), mk("c", 2)
+	alternate(context.Background(), 4, a, b, c)
+	require.Equal(t, []string{"a0", "b0", "c0", "c1", "b1", "a1", "a2", "b2", "c2", "b3", "a3"}, order)
+	require.Equal(t, []float64{1, 2, 3, 4}, a.vals)
+	require.Error(t, c.err)
+	require.Nil(t, spreadRows("W", "m", c, a), "no spread for a failed implementation")
+	rs := spreadRows("W", "m", b, a)
+	require.Len(t, rs, 2)
+	require.Equal(t, "m_round_min", rs[0].Metric)
+	require.Equal(t, 1.0, rs[0].Value)
+	require.Equal(t, 1.0, rs[1].Value)
+	require.Equal(t, []int{4, 3, 3}, []int{share(10, 3, 0), share(10, 3, 1), share(10, 3, 2)})
+}
+
+// W14/W15's client process hands its histogram over as JSON.
+func TestHistDump(t *testing.T) {
+	h := &hist{}
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i*i) * time.Nanosecond)
+	}
+	b, err := json.Marshal(h.dump())
+	require.NoError(t, err)
+	var d histDump
+	require.NoError(t, json.Unmarshal(b, &d))
+	g, err := histFrom(d)
+	require.NoError(t, err)
+	require.Equal(t, *h, *g)
+	d.N++
+	_, err = histFrom(d)
+	require.Error(t, err)
 }
 
 func TestHistQuantiles(t *testing.T) {

@@ -84,11 +84,13 @@ func serveRawEcho(ctx context.Context, addr string, out io.Writer) error {
 
 // clientResult is what -client prints (one JSON line).
 type clientResult struct {
-	Rate  float64 `json:"rate"`
-	P50   float64 `json:"p50_us"`
-	P99   float64 `json:"p99_us"`
-	P999  float64 `json:"p999_us"`
-	Conns int     `json:"conns"`
+	Rate    float64  `json:"rate"`
+	P50     float64  `json:"p50_us"`
+	P99     float64  `json:"p99_us"`
+	P999    float64  `json:"p999_us"`
+	Conns   int      `json:"conns"`
+	Seconds float64  `json:"seconds"` // measured time
+	Hist    histDump `json:"hist"`    // every round trip's latency
 }
 
 // runClient drives addr with conns raw closed-loop 64 B echo clients for d.
@@ -104,38 +106,43 @@ func runClient(addr string, conns int, d time.Duration, out io.Writer) error {
 		defer c.Close()
 		rts = append(rts, rt)
 	}
-	h, rate, err := parallelLoop(ctx, d, rts)
+	h, el, err := parallelLoop(ctx, d, rts)
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(out).Encode(clientResult{Rate: rate, P50: us(h.quantile(0.5)),
-		P99: us(h.quantile(0.99)), P999: us(h.quantile(0.999)), Conns: conns})
+	return json.NewEncoder(out).Encode(clientResult{Rate: float64(h.n) / el.Seconds(), P50: us(h.quantile(0.5)),
+		P99: us(h.quantile(0.99)), P999: us(h.quantile(0.999)), Conns: conns, Seconds: el.Seconds(), Hist: h.dump()})
 }
 
-// crossProcess starts `tapsbench serveFlag 127.0.0.1:0` and drives it with
-// `tapsbench -client` in another process; pin prefixes both commands.
-func crossProcess(ctx context.Context, serveFlag string, conns int, d time.Duration, pin []string) (clientResult, error) {
-	var cr clientResult
+// procCommand runs this executable with args, prefixed by pin.
+func procCommand(ctx context.Context, pin []string, args ...string) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return cr, err
+		return nil, err
 	}
-	command := func(args ...string) *exec.Cmd {
-		all := append(append([]string{}, pin...), exe)
-		all = append(all, args...)
-		return exec.CommandContext(ctx, all[0], all[1:]...)
+	all := append(append([]string{}, pin...), exe)
+	all = append(all, args...)
+	return exec.CommandContext(ctx, all[0], all[1:]...), nil
+}
+
+// startServer starts `tapsbench serveFlag 127.0.0.1:0` (prefixed by pin)
+// and returns its address and the function that stops it (SIGINT, then
+// SIGKILL after 10 s).
+func startServer(ctx context.Context, serveFlag string, pin []string) (string, func(), error) {
+	srv, err := procCommand(ctx, pin, serveFlag, "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
 	}
-	srv := command(serveFlag, "127.0.0.1:0")
 	var srvErr bytes.Buffer
 	srv.Stderr = &srvErr
 	stdout, err := srv.StdoutPipe()
 	if err != nil {
-		return cr, err
+		return "", nil, err
 	}
 	if err := srv.Start(); err != nil {
-		return cr, err
+		return "", nil, err
 	}
-	defer func() {
+	stop := func() {
 		_ = srv.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = srv.Wait(); close(done) }()
@@ -145,7 +152,7 @@ func crossProcess(ctx context.Context, serveFlag string, conns int, d time.Durat
 			_ = srv.Process.Kill()
 			<-done
 		}
-	}()
+	}
 	line := make(chan string, 1)
 	go func() {
 		s := bufio.NewScanner(stdout)
@@ -155,17 +162,26 @@ func crossProcess(ctx context.Context, serveFlag string, conns int, d time.Durat
 		close(line)
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	var addr string
 	select {
 	case l, ok := <-line:
 		if !ok || !strings.HasPrefix(l, "listening on ") {
-			return cr, fmt.Errorf("server %s did not start: %q %s", serveFlag, l, srvErr.String())
+			stop()
+			return "", nil, fmt.Errorf("server %s did not start: %q %s", serveFlag, l, srvErr.String())
 		}
-		addr = strings.TrimPrefix(l, "listening on ")
+		return strings.TrimPrefix(l, "listening on "), stop, nil
 	case <-time.After(10 * time.Second):
-		return cr, fmt.Errorf("server %s printed no address in 10 s", serveFlag)
+		stop()
+		return "", nil, fmt.Errorf("server %s printed no address in 10 s", serveFlag)
 	}
-	cl := command("-client", addr, "-conns", fmt.Sprint(conns), "-duration", d.String())
+}
+
+// clientProc drives addr with `tapsbench -client` (prefixed by pin) for d.
+func clientProc(ctx context.Context, addr string, conns int, d time.Duration, pin []string) (clientResult, error) {
+	var cr clientResult
+	cl, err := procCommand(ctx, pin, "-client", addr, "-conns", fmt.Sprint(conns), "-duration", d.String())
+	if err != nil {
+		return cr, err
+	}
 	var clErr bytes.Buffer
 	cl.Stderr = &clErr
 	outb, err := cl.Output()
@@ -178,26 +194,49 @@ func crossProcess(ctx context.Context, serveFlag string, conns int, d time.Durat
 	return cr, nil
 }
 
-func crossRows(ctx context.Context, w string, conns int, d time.Duration, pin []string, target string) (out []Result) {
+// crossRows runs the raw and the gotaps echo server each in its own
+// process (both kept running) and, in p.rounds alternating rounds, drives
+// each with a raw client process for d/rounds.
+func crossRows(ctx context.Context, w string, conns int, p params, pin []string, target string) (out []Result) {
+	k := p.roundsOf()
+	d := p.w14Dur / time.Duration(k)
+	var imps []*rateRounder
 	for _, s := range []struct{ impl, flag string }{{implRaw, "-serve-raw"}, {implTaps, "-serve"}} {
-		cr, err := crossProcess(ctx, s.flag, conns, d, pin)
+		addr, stop, err := startServer(ctx, s.flag, pin)
 		if err != nil {
-			out = append(out, errRow(w, s.impl, err))
+			imps = append(imps, &rateRounder{rounder: rounder{name: s.impl, err: err}})
 			continue
 		}
-		out = append(out,
-			res(w, s.impl, "rtt_p50", cr.P50, "us"),
-			res(w, s.impl, "rtt_p99", cr.P99, "us"),
-			res(w, s.impl, "rtt_p999", cr.P999, "us"),
-			res(w, s.impl, "throughput", cr.Rate, "rt/s"))
+		defer stop()
+		imps = append(imps, newRateRounder(s.impl, func(int) (*hist, time.Duration, error) {
+			cr, err := clientProc(ctx, addr, conns, d, pin)
+			if err != nil {
+				return nil, 0, err
+			}
+			h, err := histFrom(cr.Hist)
+			if err != nil || cr.Seconds <= 0 {
+				return nil, 0, fmt.Errorf("client result: %v (measured %v s)", err, cr.Seconds)
+			}
+			return h, time.Duration(cr.Seconds * float64(time.Second)), nil
+		}))
 	}
+	alternate(ctx, k, &imps[0].rounder, &imps[1].rounder)
+	for _, rr := range imps {
+		if rr.err != nil {
+			out = append(out, errRow(w, rr.name, rr.err))
+			continue
+		}
+		out = append(out, latencyRows(w, rr.name, "rtt", &rr.h)...)
+		out = append(out, res(w, rr.name, "throughput", rr.rate(), "rt/s"))
+	}
+	out = append(out, spreadRows(w, "throughput", &imps[1].rounder, &imps[0].rounder)...)
 	judgeRatio(out, implTaps, implRaw, "throughput", target)
 	judgeRatio(out, implTaps, implRaw, "rtt_p50", "")
 	return out
 }
 
 func runW14(ctx context.Context, p params) []Result {
-	return crossRows(ctx, "W14", 50, p.w14Dur, nil, ">= 0.9")
+	return crossRows(ctx, "W14", 50, p, nil, ">= 0.9")
 }
 
 func runW15(ctx context.Context, p params) []Result {
@@ -205,5 +244,5 @@ func runW15(ctx context.Context, p params) []Result {
 	if err != nil {
 		return []Result{errRow("W15", "all", errors.New("skipped: taskset not found"))}
 	}
-	return crossRows(ctx, "W15", 1, p.w14Dur, []string{ts, "-c", "1"}, ">= 1.0")
+	return crossRows(ctx, "W15", 1, p, []string{ts, "-c", "1"}, ">= 1.0")
 }

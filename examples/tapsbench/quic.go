@@ -528,7 +528,7 @@ func w11ZeroRTT(ctx context.Context, p params, pki *quicPKI) (out []Result) {
 }
 
 // w11BulkRounds is the number of alternating bulk rounds (each
-// p.w11Dur/w11BulkRounds long per implementation).
+// p.w11Dur/w11BulkRounds long per implementation; see rounds.go).
 const w11BulkRounds = 2
 
 // w11Bulk sends 64 KiB length-prefixed messages one way on one stream:
@@ -574,29 +574,21 @@ func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv, fresh *rawQUICSer
 		return err
 	}
 	payload := make([]byte, size)
-	impls := []struct {
-		impl string
-		send func() error
-	}{
-		{implRawQUIC, rawReuse},
-		{implTaps, func() error { return tc.Send(ctx, payload, nil) }},
-		{implRawQUICFresh, rawFresh},
+	d := p.w11Dur / w11BulkRounds
+	imps := []*bulkRounder{
+		newBulkRounder(ctx, implRawQUIC, cur, false, d, size, rawReuse, nil),
+		newBulkRounder(ctx, implTaps, cur, false, d, size, func() error { return tc.Send(ctx, payload, nil) }, nil),
+		newBulkRounder(ctx, implRawQUICFresh, cur, false, d, size, rawFresh, nil),
 	}
-	rates := make([]float64, len(impls))
-	for r := 0; r < w11BulkRounds; r++ {
-		for i, v := range impls {
-			sk := newSink(-1)
-			cur.Store(sk)
-			rate, err := oneWayTaps(ctx, p.w11Dur/w11BulkRounds, sk, size, v.send)
-			if err != nil {
-				return fmt.Errorf("%s bulk: %w", v.impl, err)
-			}
-			rates[i] += rate / w11BulkRounds
+	alternate(ctx, w11BulkRounds, &imps[0].rounder, &imps[1].rounder, &imps[2].rounder)
+	for _, im := range imps {
+		if im.err != nil {
+			*out = append(*out, errRow(w, im.name, fmt.Errorf("bulk: %w", im.err)))
+			continue
 		}
+		*out = append(*out, res(w, im.name, "bulk_64KiB", float64(im.bytes)/im.el.Seconds(), "B/s"))
 	}
-	for i, v := range impls {
-		*out = append(*out, res(w, v.impl, "bulk_64KiB", rates[i], "B/s"))
-	}
+	*out = append(*out, spreadRows(w, "bulk_64KiB", &imps[1].rounder, &imps[0].rounder)...)
 	return nil
 }
 

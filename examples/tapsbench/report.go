@@ -179,6 +179,7 @@ func printTable(w io.Writer, rep Report) {
 	for _, k := range order {
 		var p50, p99, p999 string
 		var other, ratio, target, meets []string
+		spreads := roundSpreads(groups[k])
 		for _, r := range groups[k] {
 			if r.Error != "" {
 				other = append(other, r.Error)
@@ -186,6 +187,14 @@ func printTable(w io.Writer, rep Report) {
 			}
 			val := fmtVal(r.Value, r.Unit)
 			switch {
+			case strings.HasSuffix(r.Metric, roundMinSuffix):
+				base := strings.TrimSuffix(r.Metric, roundMinSuffix)
+				label := "round_ratios"
+				if len(spreads) > 1 {
+					label += "(" + base + ")"
+				}
+				other = append(other, fmt.Sprintf("%s=%.2f..%.2f", label, r.Value, spreads[base]))
+			case strings.HasSuffix(r.Metric, roundMaxSuffix):
 			case strings.HasSuffix(r.Metric, "_p50"):
 				p50 = val
 			case strings.HasSuffix(r.Metric, "_p99"):
@@ -217,6 +226,19 @@ func printTable(w io.Writer, rep Report) {
 			dash(strings.Join(target, "; ")), dash(strings.Join(meets, "; ")))
 	}
 	tw.Flush()
+}
+
+// roundSpreads maps the base metric of every <metric>_round_max row of rs
+// to its value: the table prints each with its _round_min row as
+// "round_ratios=min..max".
+func roundSpreads(rs []Result) map[string]float64 {
+	m := map[string]float64{}
+	for _, r := range rs {
+		if r.Error == "" && strings.HasSuffix(r.Metric, roundMaxSuffix) {
+			m[strings.TrimSuffix(r.Metric, roundMaxSuffix)] = r.Value
+		}
+	}
+	return m
 }
 
 func shortMetric(m string) string {

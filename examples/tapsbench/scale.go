@@ -163,40 +163,75 @@ func dialStorm(ctx context.Context, addr string, n int) error {
 	return first
 }
 
+// acceptRounder measures the accept rate in rounds: every round dials its
+// share of n connections and waits until the server got them all.
+type acceptRounder struct {
+	rounder
+	n    int
+	el   time.Duration
+	lost int64 // connections the server never got (the failing round)
+}
+
 func runW10(ctx context.Context, p params) (out []Result) {
 	const w = "W10"
-	n := p.w10N
-	measure := func(impl, addr string, s *sink) {
-		t0 := time.Now()
-		if err := dialStorm(ctx, addr, n); err != nil {
-			out = append(out, errRow(w, impl, err))
-			return
+	k := p.roundsOf()
+	newAccept := func(impl, addr string, cur *atomic.Pointer[sink], setupErr error) *acceptRounder {
+		ar := &acceptRounder{rounder: rounder{name: impl, err: setupErr}}
+		ar.run = func(r int) (float64, error) {
+			m := share(p.w10N, k, r)
+			s := newSink(int64(m))
+			cur.Store(s)
+			t0 := time.Now()
+			if err := dialStorm(ctx, addr, m); err != nil {
+				return 0, err
+			}
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if err := s.wait(wctx); err != nil {
+				ar.lost = int64(m) - s.got.Load()
+				return 0, fmt.Errorf("connections lost: %w", err)
+			}
+			el := s.end.Sub(t0)
+			ar.n += m
+			ar.el += el
+			return float64(m) / el.Seconds(), nil
 		}
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		if err := s.wait(wctx); err != nil {
-			out = append(out, errRow(w, impl, fmt.Errorf("connections lost: %w", err)),
-				res(w, impl, "lost_connections", float64(int64(n)-s.got.Load()), ""))
-			return
-		}
-		out = append(out, res(w, impl, "accept_rate", float64(n)/s.end.Sub(t0).Seconds(), "conn/s"))
+		return ar
 	}
-	s := newSink(int64(n))
-	if srv, err := newRawServer(func(net.Conn) { s.add(1) }); err != nil {
-		out = append(out, errRow(w, implRaw, err))
+	// every round's connections count into that round's sink
+	var rawCur, tapsCur atomic.Pointer[sink]
+	rawCur.Store(newSink(-1))
+	tapsCur.Store(newSink(-1))
+	var raw, tps *acceptRounder
+	if srv, err := newRawServer(func(net.Conn) { rawCur.Load().add(1) }); err != nil {
+		raw = newAccept(implRaw, "", &rawCur, err)
 	} else {
-		measure(implRaw, srv.addr(), s)
-		srv.close()
+		defer srv.close()
+		raw = newAccept(implRaw, srv.addr(), &rawCur, nil)
 	}
-	s2 := newSink(int64(n))
-	env, err := newGotapsEnv(ctx, func(c *taps.Connection) { s2.add(1); _ = c.Close() })
+	env, err := newGotapsEnv(ctx, func(c *taps.Connection) { tapsCur.Load().add(1); _ = c.Close() })
 	if err != nil {
-		return append(out, errRow(w, implTaps, err))
+		tps = newAccept(implTaps, "", &tapsCur, err)
+	} else {
+		defer func() {
+			if err := env.close(); err != nil {
+				out = append(out, errRow(w, implTaps, err))
+			}
+		}()
+		tps = newAccept(implTaps, fmt.Sprintf("127.0.0.1:%d", env.port), &tapsCur, nil)
 	}
-	measure(implTaps, fmt.Sprintf("127.0.0.1:%d", env.port), s2)
-	if err := env.close(); err != nil {
-		out = append(out, errRow(w, implTaps, err))
+	alternate(ctx, k, &raw.rounder, &tps.rounder)
+	for _, ar := range []*acceptRounder{raw, tps} {
+		if ar.err != nil {
+			out = append(out, errRow(w, ar.name, ar.err))
+			if ar.lost > 0 {
+				out = append(out, res(w, ar.name, "lost_connections", float64(ar.lost), ""))
+			}
+			continue
+		}
+		out = append(out, res(w, ar.name, "accept_rate", float64(ar.n)/ar.el.Seconds(), "conn/s"))
 	}
+	out = append(out, spreadRows(w, "accept_rate", &tps.rounder, &raw.rounder)...)
 	judgeRatio(out, implTaps, implRaw, "accept_rate", ">= 0.8")
 	return out
 }
