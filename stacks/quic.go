@@ -280,6 +280,9 @@ type quicStream struct {
 	c    *quicConn
 	once sync.Once
 	join []byte // joins the pieces of a batch (TryWriteBuffers), at most quicTryWriteMax
+	// leadBuf is WriteBuffers' lead write (writer goroutine; never at the
+	// same time as TryWriteBuffers: the connection writes one batch at a time)
+	leadBuf []byte
 
 	mu     sync.Mutex
 	finned bool // CloseWrite sent FIN
@@ -290,9 +293,9 @@ type quicStream struct {
 // Writes to a stream. quic-go copies a write of at most one packet into the
 // stream's next frame and returns at once; a larger write blocks until all
 // but its last packet's worth have been packed, so the connection actor
-// hands those to a writer goroutine (which writes the pieces of a batch one
-// by one: joining a framer's header with a large message would cost a copy
-// or a second blocking write). TryWriteBuffers lets the actor write a batch
+// hands those to a writer goroutine (WriteBuffers: a framer's header leaves
+// with the start of its message, the rest of a large message is written in
+// place). TryWriteBuffers lets the actor write a batch
 // of at most quicTryWriteMax bytes itself, without blocking (quic-go's
 // TryWriteAll, within the flow-control credit): no writer goroutine, Sent at
 // once, as on a TCP socket. Its pieces are joined into one write, so that
@@ -331,6 +334,64 @@ func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
 		return true, nil
 	default:
 		return false, err
+	}
+}
+
+// quicLeadMax bounds the lead write of WriteBuffers: a framer's header and
+// the start of the message behind it, copied into one STREAM frame.
+const quicLeadMax = 1 << 10
+
+// WriteBuffers writes b (consumed as it is written), blocking until quic-go
+// has taken it, as a writer goroutine does with what TryWriteBuffers did not
+// take. quic-go sends each queued write that fits a packet as a STREAM frame
+// of its own, in a packet of its own (one frame per stream and packet), so a
+// framer's header written alone would cost a packet per message. A small
+// piece is therefore joined with the start of the pieces behind it (at most
+// quicLeadMax bytes, copied) into one write; a large piece is written in
+// place, as one write (quic-go packs it straight from the slice).
+func (s *quicStream) WriteBuffers(b *net.Buffers) (int64, error) {
+	var n int64
+	for len(*b) > 0 {
+		p := (*b)[0]
+		if len(*b) > 1 && len(p) < quicLeadMax {
+			p = s.lead(*b)
+		}
+		w, err := s.Stream.Write(p)
+		n += int64(w)
+		consumeBuffers(b, w)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// lead copies the first quicLeadMax bytes of b (or all of it) into the
+// stream's lead buffer.
+func (s *quicStream) lead(b net.Buffers) []byte {
+	if s.leadBuf == nil {
+		s.leadBuf = make([]byte, 0, quicLeadMax)
+	}
+	j := s.leadBuf[:0]
+	for _, q := range b {
+		k := min(len(q), quicLeadMax-len(j))
+		j = append(j, q[:k]...)
+		if len(j) == quicLeadMax {
+			break
+		}
+	}
+	return j
+}
+
+// consumeBuffers drops the first n bytes of b.
+func consumeBuffers(b *net.Buffers, n int) {
+	for len(*b) > 0 && n >= len((*b)[0]) {
+		n -= len((*b)[0])
+		(*b)[0] = nil
+		*b = (*b)[1:]
+	}
+	if len(*b) > 0 && n > 0 {
+		(*b)[0] = (*b)[0][n:]
 	}
 }
 
