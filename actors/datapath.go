@@ -54,6 +54,11 @@ type ioCount struct {
 // Add adds d (1 or -1) to the count. It takes no lock unless the count
 // drops to zero while a Wait waits.
 func (c *ioCount) Add(d int) {
+	if d > 0 {
+		// one atomic add: a count raised never goes below zero
+		c.n.Add(int64(d))
+		return
+	}
 	for {
 		old := c.n.Load()
 		n := old + int64(d)

@@ -136,9 +136,12 @@ func (m *inlineMailbox) pop(q *fifo, n *atomic.Int32) any {
 
 func (m *inlineMailbox) run(first any) {
 	var msg any
+	returned := false // recover only when panicking: recover costs on every run
 	defer func() {
-		if r := recover(); r != nil {
-			m.invoker.EscalateFailure(r, msg)
+		if !returned {
+			if r := recover(); r != nil {
+				m.invoker.EscalateFailure(r, msg)
+			}
 		}
 	}()
 	if first != nil {
@@ -162,9 +165,11 @@ func (m *inlineMailbox) run(first any) {
 			continue
 		}
 		if m.suspended.Load() {
+			returned = true
 			return
 		}
 		if msg = m.pop(&m.user, &m.userN); msg == nil {
+			returned = true
 			return
 		}
 		m.invoker.InvokeUserMessage(msg)
