@@ -1570,19 +1570,24 @@ func (c *connActor) close(ctx actor.Context) {
 	// let receives drain what already arrived
 	c.discarding = true
 	c.link.endOfStream(nil)
-	c.link.setReadAhead(true) // the peer's end of stream is awaited
 	c.progressClose(ctx)
 }
 
 // progressClose advances a graceful close: every accepted message is
-// written, the framers' Stop events have run (top down), the sending side
-// is closed (FIN); then the connection waits for the peer's end of stream
-// (bounded by the linger timeout) and reports Closed.
+// written, the framers' Stop events have run (top down); then, when the
+// transport is quiescent (nothing received unread, everything sent
+// acknowledged: stacks.QuiescentTransport) it is closed at once, since
+// nothing can be lost; otherwise the sending side is closed (FIN) and the
+// connection waits for the peer's end of stream (bounded by the linger
+// timeout), reading and discarding whatever comes, before it reports Closed.
 func (c *connActor) progressClose(ctx actor.Context) {
 	if c.state != Closing {
 		return
 	}
 	if c.inFlight > 0 || c.writing || len(c.wq) > 0 {
+		// read meanwhile: a peer blocked in writing to this connection
+		// may not read the rest of what it is sent
+		c.link.setReadAhead(true)
 		return
 	}
 	if c.framersStop < len(c.framers) {
@@ -1602,8 +1607,13 @@ func (c *connActor) progressClose(ctx actor.Context) {
 	}
 	if !c.finSent {
 		c.finSent = true
+		if q, ok := c.t.(stacks.QuiescentTransport); ok && q.Quiescent() {
+			c.finish(ctx) // the FIN goes out with the close
+			return
+		}
 		_ = c.t.CloseWrite()
 	}
+	c.link.setReadAhead(true) // the peer's end of stream is awaited
 	if c.linger == nil {
 		d := c.spec.cfg.LingerTimeout
 		if d <= 0 {

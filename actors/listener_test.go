@@ -37,6 +37,7 @@ type fakeListener struct {
 	once   sync.Once
 	mu     sync.Mutex
 	made   []*pipeTransport
+	wrap   func(*pipeTransport) stacks.Transport // nil: the pipe as it is
 }
 
 func newFakeListener(n int, err error) *fakeListener {
@@ -49,7 +50,11 @@ func (l *fakeListener) Accept() (stacks.Transport, error) {
 		a, b := net.Pipe()
 		p := &pipeTransport{Conn: a, peer: b, remote: netip.MustParseAddrPort("192.0.2.9:9")}
 		l.made = append(l.made, p)
+		wrap := l.wrap
 		l.mu.Unlock()
+		if wrap != nil {
+			return wrap(p), nil
+		}
 		return p, nil
 	}
 	l.mu.Unlock()

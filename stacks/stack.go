@@ -246,6 +246,14 @@ type Transport interface {
 	Abort() error
 }
 
+// QuiescentTransport is implemented by transports that can tell that
+// nothing is left to exchange: no received byte unread and every sent byte
+// acknowledged by the peer (TCP). Closing such a transport at once loses
+// nothing, so a graceful Close need not wait for the peer's end of stream.
+type QuiescentTransport interface {
+	Quiescent() bool
+}
+
 // EarlyTransport is implemented by transports that may be returned before
 // their handshake completes (QUIC 0-RTT): only safely replayable data may be
 // written before HandshakeComplete is closed.

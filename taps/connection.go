@@ -584,9 +584,14 @@ var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
 
 // Close closes the connection gracefully (RFC 9622 §10): every message
 // already handed over is sent, then the peer sees the end of the stream.
-// Closed follows when the peer has closed too (or the linger timeout
-// passed). Close does not wait; Done does. Closing a closed connection
-// returns an error unwrapping to ErrClosed.
+// On TCP, once the peer has acknowledged everything sent and nothing
+// received is left unread in the socket, the socket is closed at once and
+// Closed follows; otherwise (and on TLS and QUIC) gotaps sends its end of
+// stream, reads and discards until the peer's (or until the linger timeout,
+// WithLingerTimeout) so that data still arriving cannot reset the
+// connection and lose what was sent, and then reports Closed. Close does
+// not wait; Done does. Closing a closed connection returns an error
+// unwrapping to ErrClosed.
 func (c *Connection) Close() error {
 	if c.link.State() == actors.Closed {
 		return errCloseClosed

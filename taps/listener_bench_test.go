@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func acceptStorm(b *testing.B, addr string, got *atomic.Int64, done <-chan struc
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptStormDialer$")
 	cmd.Env = append(os.Environ(), acceptStormEnv+"="+addr+" "+strconv.Itoa(b.N))
 	cmd.Stderr = os.Stderr
-	cpu0 := cpuTime()
+	cpu0, g0 := cpuTime(), goroutinesCreated()
 	b.ResetTimer()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("dialer process: %v", err)
@@ -86,6 +87,17 @@ func acceptStorm(b *testing.B, addr string, got *atomic.Int64, done <-chan struc
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
+}
+
+// goroutinesCreated is how many goroutines this process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // cpuTime is this process's user and system CPU time.
