@@ -387,6 +387,9 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	l.markReadyLocked()
 	l.gateClosed = true
 	l.readerWake.Broadcast()
+	if sr := l.reader; sr != nil {
+		defer sr.watch.release() // no Receive reads any more
+	}
 	if l.idleTimer != nil {
 		l.idleTimer.Stop()
 	}

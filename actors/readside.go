@@ -37,16 +37,21 @@ type streamReader struct {
 	post   func(data []byte, err error) (ended bool)
 	dl     interface{ SetReadDeadline(time.Time) error }
 	inline bool // a Receive caller may run it (interruptible by deadline)
+	watch  ctxWatch
 }
 
 // setReader installs the read step of a new transport. readAhead is true
 // until the connection is Ready.
 func (l *Link) setReader(sr *streamReader) {
 	l.mu.Lock()
+	old := l.reader
 	l.reader = sr
 	l.reading = false
 	l.readAhead = true
 	l.mu.Unlock()
+	if old != nil && old != sr {
+		old.watch.release()
+	}
 }
 
 // keepReadingAhead makes the connection read ahead for good.
@@ -112,6 +117,7 @@ func (l *Link) releaseRead(sr *streamReader, ended bool) {
 		if ended {
 			l.readEnded = true
 			l.readerWake.Broadcast()
+			defer sr.watch.release()
 		} else {
 			l.kickReaderLocked()
 		}
@@ -214,22 +220,12 @@ func (l *Link) readInline(ctx context.Context, sr *streamReader) {
 // read deadline (reset afterwards; an interrupted read returns nothing).
 // Apart from readInline so that a ctx that cannot end costs nothing.
 func readInterruptible(ctx context.Context, sr *streamReader) ([]byte, error) {
-	ri := readInterrupts.Get().(*readInterrupt)
-	ri.sr = sr
-	stop := context.AfterFunc(ctx, ri.fn)
-	data, err := sr.read()
-	stopped := stop()
-	ri.mu.Lock()
-	ri.finished = true
-	interrupted := ri.fired
-	ri.mu.Unlock()
-	if stopped {
-		// fire never runs: ri may serve the next read (otherwise fire may
-		// still be on its way, and ri is left to the collector)
-		ri.sr, ri.finished, ri.fired = nil, false, false
-		readInterrupts.Put(ri)
+	w := &sr.watch
+	if !w.begin(ctx, sr) {
+		return nil, nil // ctx has ended: the caller sees it
 	}
-	if interrupted {
+	data, err := sr.read()
+	if w.end() {
 		_ = sr.dl.SetReadDeadline(time.Time{})
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = nil
@@ -238,30 +234,86 @@ func readInterruptible(ctx context.Context, sr *streamReader) ([]byte, error) {
 	return data, err
 }
 
-// readInterrupt is one interruptible read's state, shared with the
-// function the end of its ctx runs (made once per object, so that a read
-// allocates nothing for it).
-type readInterrupt struct {
-	mu              sync.Mutex
-	finished, fired bool
-	sr              *streamReader
-	fn              func()
+// ctxWatch lets the end of a Receive's ctx interrupt the inline reads it
+// runs. Registering for a ctx's end (context.AfterFunc) costs allocations
+// and a lock on the parent ctx, shared by every connection using it. A
+// read registers and unregisters as before, but when two reads in a row
+// come with the same ctx (the same Done channel: a long-lived ctx), the
+// registration is kept for the reads that follow with it, and replaced
+// when another ctx comes. It is released when the reader's stream ends,
+// its Link ends, or a new transport's reader takes over (Link.setReader),
+// so that a long-lived ctx does not keep ended connections. A ctx made per
+// Receive (and cancelled after it) is never kept, so its cancel does not
+// run the registration's function.
+type ctxWatch struct {
+	mu          sync.Mutex
+	done        <-chan struct{} // the Done channel registered for, or of the last read
+	stop        func() bool     // nil: not registered
+	keep        bool            // the registration outlives the read
+	reading     bool            // a read under done is in progress
+	fired       bool            // done is closed
+	interrupted bool            // fire interrupted the read in progress
 }
 
-var readInterrupts = sync.Pool{New: func() any {
-	ri := &readInterrupt{}
-	ri.fn = ri.fire
-	return ri
-}}
-
-// fire interrupts the read unless it has finished.
-func (ri *readInterrupt) fire() {
-	ri.mu.Lock()
-	if !ri.finished {
-		ri.fired = true
-		_ = ri.sr.dl.SetReadDeadline(time.Unix(1, 0))
+// begin registers for ctx (unless registered for its Done channel
+// already) and marks a read in progress. It returns false when ctx has
+// ended, in which case no read must start.
+func (w *ctxWatch) begin(ctx context.Context, sr *streamReader) bool {
+	done := ctx.Done()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done != done || w.stop == nil {
+		if w.stop != nil {
+			w.stop() // a fire already on its way finds another done and does nothing
+		}
+		w.keep = w.done == done // the previous read came with it too
+		w.done, w.fired = done, false
+		w.stop = context.AfterFunc(ctx, func() { w.fire(done, sr) })
 	}
-	ri.mu.Unlock()
+	if w.fired {
+		return false
+	}
+	w.reading = true
+	return true
+}
+
+// end marks the read finished, unregisters unless the registration is
+// kept, and tells whether fire set a read deadline to interrupt the read
+// (to be reset).
+func (w *ctxWatch) end() bool {
+	w.mu.Lock()
+	w.reading = false
+	interrupted := w.interrupted
+	w.interrupted = false
+	if !w.keep && w.stop != nil {
+		w.stop()
+		w.stop = nil
+	}
+	w.mu.Unlock()
+	return interrupted
+}
+
+// fire runs when done closes: it interrupts the read in progress, if any.
+func (w *ctxWatch) fire(done <-chan struct{}, sr *streamReader) {
+	w.mu.Lock()
+	if w.done == done {
+		w.fired = true
+		if w.reading && !w.interrupted {
+			w.interrupted = true
+			_ = sr.dl.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	w.mu.Unlock()
+}
+
+// release drops the registration.
+func (w *ctxWatch) release() {
+	w.mu.Lock()
+	if w.stop != nil {
+		w.stop()
+	}
+	w.done, w.stop, w.fired, w.keep = nil, nil, false, false
+	w.mu.Unlock()
 }
 
 // --- direct reads into the first framer's buffer ---

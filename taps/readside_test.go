@@ -10,6 +10,7 @@ import (
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // A blocking Receive reads for itself (actors/readside.go). These tests
@@ -150,4 +151,68 @@ func TestReceiveWithEndedContextDoesNotRead(t *testing.T) {
 	require.Equal(t, "b", string(m.Data))
 	c.Abort()
 	<-c.Done()
+}
+
+// chanCtx is a ctx that is not one of package context's own: registering
+// for its end (context.AfterFunc) starts a goroutine that waits for it, so
+// a registration left behind shows as a leaked goroutine.
+type chanCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c chanCtx) Done() <-chan struct{} { return c.done }
+func (c chanCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// Receives with the same ctx keep one registration for its end (from the
+// second read on); it still interrupts a blocked Receive, loses nothing,
+// and is released when the connection ends.
+func TestInlineReceiveKeptCtxRegistration(t *testing.T) {
+	c, peer := demandConn(t)
+	ctx := chanCtx{Context: context.Background(), done: make(chan struct{})}
+	for _, m := range []string{"a", "b", "c"} {
+		_, err := peer.Write(frame(m))
+		require.NoError(t, err)
+		got, err := c.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, m, string(got.Data))
+	}
+	// the kept registration interrupts a Receive blocked in its read
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(ctx)
+		errs <- err
+	}()
+	whole := frame("d, after the interrupted read")
+	_, err := peer.Write(whole[:3]) // a partial frame: the Receive reads it and goes on waiting
+	require.NoError(t, err)
+	close(ctx.done)
+	require.ErrorIs(t, <-errs, context.Canceled)
+	_, err = peer.Write(whole[3:])
+	require.NoError(t, err)
+	m, err := c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "d, after the interrupted read", string(m.Data))
+
+	// a new long-lived ctx: kept from its second read, released at the end
+	before := goleak.IgnoreCurrent()
+	ctx2 := chanCtx{Context: context.Background(), done: make(chan struct{})}
+	defer close(ctx2.done)
+	for _, m := range []string{"e", "f"} {
+		_, err := peer.Write(frame(m))
+		require.NoError(t, err)
+		got, err := c.Receive(ctx2)
+		require.NoError(t, err)
+		require.Equal(t, m, string(got.Data))
+	}
+	require.NoError(t, peer.Close())
+	<-c.Done()
+	goleak.VerifyNone(t, before) // no goroutine waits for ctx2 any more
 }
