@@ -963,10 +963,12 @@ func (c *connActor) startReader(ctx actor.Context) {
 	go func() {
 		for link.acquireRead(sr) {
 			data, err := sr.read()
-			if err != nil {
+			if err != nil && !errors.Is(err, net.ErrClosed) {
 				// the end of the stream: this goroutine runs the close
 				// cascade (framers, connection, group, root) and exits;
-				// grown while shallow, its stack is copied once
+				// grown while shallow, its stack is copied once (not when
+				// the connection closed the transport itself: the cascade
+				// ran there)
 				growStack()
 			}
 			ended := sr.post(data, err)
