@@ -13,24 +13,38 @@ import "sync/atomic"
 // cut from pooled read buffers anyway.
 const recvRecycleMin = 4 << 10
 
-// recvFree holds up to two handed-back buffers. Any goroutine may put; the
-// first framer's actor takes.
+// recvFreeSlots is how many handed-back buffers a connection keeps at
+// most; recvFree.bytes bounds their total.
+const recvFreeSlots = 8
+
+// recvFree holds handed-back buffers: up to recvFreeSlots, and beyond two
+// only while they total at most a quarter of the receive buffer limit (a
+// reader that reads ahead, as on QUIC, takes several buffers in a burst
+// and the application hands them back in a burst). Any goroutine may put;
+// the first framer's actor takes.
 type recvFree struct {
-	slots [2]atomic.Pointer[[]byte]
+	slots [recvFreeSlots]atomic.Pointer[[]byte]
+	bytes atomic.Int64 // capacity kept (approximate under concurrent puts)
 }
 
 // RecycleRecv hands back a buffer from RecvResult.Backing whose data the
 // application no longer uses. Buffers below recvRecycleMin or above the
-// receive buffer limit, and any beyond the two kept, are left to the
+// receive buffer limit, and any beyond those kept, are left to the
 // garbage collector; so is everything once the connection has ended. Safe
 // for concurrent use.
 func (l *Link) RecycleRecv(b []byte) {
-	if cap(b) < recvRecycleMin || cap(b) > max(l.recvLimit, DefaultRecvBufferLimit)+64 || l.State() == Closed {
+	limit := max(l.recvLimit, DefaultRecvBufferLimit)
+	if cap(b) < recvRecycleMin || cap(b) > limit+64 || l.State() == Closed {
 		return
 	}
 	b = b[:cap(b)]
-	for i := range l.recvFree.slots {
-		if l.recvFree.slots[i].CompareAndSwap(nil, &b) {
+	f := &l.recvFree
+	for i := range f.slots {
+		if i >= 2 && f.bytes.Load()+int64(cap(b)) > int64(limit/4) {
+			return
+		}
+		if f.slots[i].CompareAndSwap(nil, &b) {
+			f.bytes.Add(int64(cap(b)))
 			return
 		}
 	}
@@ -45,8 +59,11 @@ func (l *Link) recvAlloc(n int) []byte {
 			if s.Load() == nil {
 				continue
 			}
-			if p := s.Swap(nil); p != nil && cap(*p) >= n {
-				return (*p)[:n]
+			if p := s.Swap(nil); p != nil {
+				l.recvFree.bytes.Add(-int64(cap(*p)))
+				if cap(*p) >= n {
+					return (*p)[:n]
+				}
 			}
 		}
 	}
@@ -58,4 +75,5 @@ func (l *Link) dropRecycled() {
 	for i := range l.recvFree.slots {
 		l.recvFree.slots[i].Store(nil)
 	}
+	l.recvFree.bytes.Store(0)
 }
