@@ -165,7 +165,8 @@ func WithEstablishmentTimeout(d time.Duration) PreconnectionOption {
 }
 
 // WithLingerTimeout bounds how long a graceful Close waits for the peer's
-// end of stream after sending its own (default 5 s).
+// end of stream after sending its own (default 5 s), when it waits: a
+// quiescent TCP connection closes at once (see Connection.Close).
 func WithLingerTimeout(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.linger = d }
 }
