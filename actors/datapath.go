@@ -2,7 +2,6 @@ package actors
 
 import (
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -105,22 +104,6 @@ func (c *ioCount) Wait() {
 type rawWriter interface {
 	buffersWriter
 	SyscallConn() (syscall.RawConn, error)
-}
-
-// consumeBuffers drops the first n bytes of b.
-func consumeBuffers(b *net.Buffers, n int) {
-	for len(*b) > 0 && n > 0 {
-		if n < len((*b)[0]) {
-			(*b)[0] = (*b)[0][n:]
-			return
-		}
-		n -= len((*b)[0])
-		(*b)[0] = nil
-		*b = (*b)[1:]
-	}
-	for len(*b) > 0 && len((*b)[0]) == 0 {
-		*b = (*b)[1:]
-	}
 }
 
 // readChunk is the size of one read from a stream socket.

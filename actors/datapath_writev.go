@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/gotaps/gotaps/stacks"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,7 +60,7 @@ func (op *writevOp) do(fd uintptr) bool {
 		}
 		switch {
 		case e == nil:
-			consumeBuffers(bufs, n)
+			stacks.ConsumeBuffers(bufs, n)
 		case e == unix.EINTR:
 		case e == unix.EAGAIN:
 			op.blocked = true

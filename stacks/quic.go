@@ -358,7 +358,7 @@ func (s *quicStream) WriteBuffers(b *net.Buffers) (int64, error) {
 		}
 		w, err := s.Stream.Write(p)
 		n += int64(w)
-		consumeBuffers(b, w)
+		ConsumeBuffers(b, w)
 		if err != nil {
 			return n, err
 		}
@@ -372,26 +372,23 @@ func (s *quicStream) lead(b net.Buffers) []byte {
 	if s.leadBuf == nil {
 		s.leadBuf = make([]byte, 0, quicLeadMax)
 	}
-	j := s.leadBuf[:0]
-	for _, q := range b {
-		k := min(len(q), quicLeadMax-len(j))
-		j = append(j, q[:k]...)
-		if len(j) == quicLeadMax {
-			break
-		}
-	}
-	return j
+	return gather(s.leadBuf, b, quicLeadMax)
 }
 
-// consumeBuffers drops the first n bytes of b.
-func consumeBuffers(b *net.Buffers, n int) {
-	for len(*b) > 0 && n >= len((*b)[0]) {
+// ConsumeBuffers drops the first n bytes of b (written by a write that
+// took part of it), and the empty pieces that then lead it.
+func ConsumeBuffers(b *net.Buffers, n int) {
+	for len(*b) > 0 && n > 0 {
+		if n < len((*b)[0]) {
+			(*b)[0] = (*b)[0][n:]
+			return
+		}
 		n -= len((*b)[0])
 		(*b)[0] = nil
 		*b = (*b)[1:]
 	}
-	if len(*b) > 0 && n > 0 {
-		(*b)[0] = (*b)[0][n:]
+	for len(*b) > 0 && len((*b)[0]) == 0 {
+		*b = (*b)[1:]
 	}
 }
 
@@ -400,7 +397,13 @@ func (s *quicStream) joined(b net.Buffers, n int) []byte {
 	if cap(s.join) < n {
 		s.join = make([]byte, 0, max(n, 2*cap(s.join)))
 	}
-	j := s.join[:0]
+	return gather(s.join, b, n)
+}
+
+// gather copies the first n bytes of b (or all of it) into dst's array,
+// from its start.
+func gather(dst []byte, b net.Buffers, n int) []byte {
+	j := dst[:0]
 	for _, q := range b {
 		k := min(len(q), n-len(j))
 		j = append(j, q[:k]...)
