@@ -732,16 +732,13 @@ func (l *Link) AcquireSendExpect(ctx context.Context, n int, id uint64, fn func(
 // TryAcquireSend accounts n bytes if they may be queued now, without
 // waiting; it returns ErrSendQueueFull otherwise (SendAsync).
 func (l *Link) TryAcquireSend(n int) error {
-	_, err := l.tryAcquire(n)
+	_, err := l.tryAcquireExpect(n, 0, nil)
 	return err
 }
 
-// tryAcquire accounts n bytes when they fit; otherwise it returns the
-// channel closed when queued bytes drop, and ErrSendQueueFull.
-func (l *Link) tryAcquire(n int) (<-chan struct{}, error) { return l.tryAcquireExpect(n, 0, nil) }
-
-// tryAcquireExpect is tryAcquire that also registers fn (when not nil) as
-// the waiter of send id once the bytes are accounted.
+// tryAcquireExpect accounts n bytes when they fit, and registers fn (when
+// not nil) as the waiter of send id; otherwise it returns the channel
+// closed when queued bytes drop, and ErrSendQueueFull.
 func (l *Link) tryAcquireExpect(n int, id uint64, fn func(error)) (<-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -1103,7 +1100,7 @@ type serialExec struct {
 	mu      sync.Mutex
 	q       []func()
 	running bool
-	link    *Link // its onPanic is called when a handler panics
+	link    *Link // its panicTo is told when a handler panics
 }
 
 // runIfIdle runs f now, on the caller's goroutine, when no call is queued

@@ -79,15 +79,3 @@ func TestCloseWithUnacknowledgedDataLingersUntilPeerCloses(t *testing.T) {
 	<-c.Done()
 	require.NoError(t, c.Err())
 }
-
-// unackedBytes is what c sent that its peer has not acknowledged yet.
-func unackedBytes(t *testing.T, c net.Conn) int {
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	require.NoError(t, err)
-	n := -1
-	require.NoError(t, rc.Control(func(fd uintptr) {
-		n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
-	}))
-	require.NoError(t, err)
-	return n
-}
