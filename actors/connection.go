@@ -10,6 +10,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -152,6 +153,9 @@ type (
 		send *outSend
 		bufs [][]byte
 		two  [2][]byte // bufs' first array (a header and a payload)
+		// queued is the posting framer's count of its outputs not yet
+		// handled (framerActor.queued): the connection lowers it
+		queued *atomic.Int32
 	}
 	framerStopped struct {
 		fromTransport
@@ -189,7 +193,18 @@ type framedSend struct {
 	fs  framerSend
 	one [1][]byte
 	ff  framerFramed // the first framer's output for it (framerActor.flushOut)
+	// reply lets a lone framer that runs within the connection's post
+	// (its mailbox was idle) leave its output in ff for the connection to
+	// take when the post returns, rather than post it back into the queue
+	// of the connection actor, which is running (see connActor.send)
+	reply atomic.Int32 // replyNone, replyWaiting, replyFilled
 }
+
+const (
+	replyNone int32 = iota
+	replyWaiting
+	replyFilled
+)
 
 // framedSends recycles the framedSends of written sends. A pool (per P)
 // rather than a list per connection: the object the last send on this
@@ -445,6 +460,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 			c.send(ctx, m)
 			return
 		case *framerFramed:
+			if m.queued != nil {
+				m.queued.Add(-1)
+			}
 			if m.tgen == c.tgen {
 				c.framed(ctx, m)
 			}
@@ -789,7 +807,7 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 	t, link := c.t, c.link
 	tr, hasTOS := t.(stacks.TOSDatagrams)
 	gen := fromTransport{c.tgen}
-	recvWait := c.recvWaiter() // maxRecvRate (sockprops.go)
+	recvWait := c.recvPace().wait // maxRecvRate (sockprops.go)
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -914,51 +932,27 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 
 func (c *connActor) startReader(ctx actor.Context) {
 	t, link := c.t, c.link
-	root := ctx.ActorSystem().Root
 	target := ctx.Self()
 	framed := len(c.framers) > 0
-	gen := fromTransport{c.tgen}
 	if framed {
 		target = c.framers[0]
 	}
+	// one object: the read step, the target lender, the poster and the
+	// Link's view of the reader
+	cr := &connReader{link: link, framed: framed, gen: fromTransport{c.tgen}, pace: c.recvPace()}
 	var tl *targetLender
 	if framed {
-		g := c.tgen
-		tl = &targetLender{
-			take:    func() []byte { return link.takeReadTarget(g) },
-			putBack: func(b []byte) { link.putBackReadTarget(g, b) },
-		}
+		cr.tl = targetLender{link: link, gen: c.tgen}
+		tl = &cr.tl
 	}
-	raw := newStreamReader(t, &c.wg, tl)
-	poster := NewPoster(ctx.ActorSystem(), target)
-	if poster == nil { // not a live local actor: sent as usual
-		poster = &Poster{pid: target, proc: rootSender{root}}
+	cr.raw.init(t, &c.wg, tl)
+	if p := NewPoster(ctx.ActorSystem(), target); p != nil {
+		cr.poster = *p
+	} else { // not a live local actor: sent as usual
+		cr.poster = Poster{pid: target, proc: rootSender{ctx.ActorSystem().Root}}
 	}
-	sr := &streamReader{
-		read: c.pacedReader(raw.read), // maxRecvRate (sockprops.go)
-		post: func(data []byte, err error) bool {
-			if n := len(data); n > 0 {
-				if framed {
-					link.addRaw(n)
-					poster.Post(newFramerInput(data, nil, false, nil))
-				} else {
-					link.addInflight(n)
-					poster.Post(&readData{fromTransport: gen, data: data})
-				}
-			}
-			if err == nil {
-				return false
-			}
-			if framed {
-				poster.Post(newFramerInput(nil, nil, true, err))
-			} else {
-				poster.Post(&readEnded{fromTransport: gen, err: err})
-			}
-			return true
-		},
-		dl:     t,
-		inline: raw.direct, // TCP and Unix sockets read without a held buffer
-	}
+	sr := &cr.sr
+	sr.cr, sr.dl, sr.inline = cr, t, cr.raw.direct // TCP and Unix sockets read without a held buffer
 	link.setReader(sr)
 	go func() {
 		for link.acquireRead(sr) {
@@ -978,6 +972,47 @@ func (c *connActor) startReader(ctx actor.Context) {
 			}
 		}
 	}()
+}
+
+// connReader is the read side of one transport of a connection, made by
+// startReader: the read step (rawStream, paced by maxRecvRate) and where
+// what it reads goes (the first framer, or the connection actor).
+type connReader struct {
+	sr     streamReader
+	raw    rawStream
+	tl     targetLender
+	poster Poster
+	link   *Link
+	framed bool
+	gen    fromTransport
+	pace   recvPace
+}
+
+func (cr *connReader) read() ([]byte, error) {
+	data, err := cr.raw.read()
+	cr.pace.wait(len(data))
+	return data, err
+}
+
+func (cr *connReader) post(data []byte, err error) bool {
+	if n := len(data); n > 0 {
+		if cr.framed {
+			cr.link.addRaw(n)
+			cr.poster.Post(newFramerInput(data, nil, false, nil))
+		} else {
+			cr.link.addInflight(n)
+			cr.poster.Post(&readData{fromTransport: cr.gen, data: data})
+		}
+	}
+	if err == nil {
+		return false
+	}
+	if cr.framed {
+		cr.poster.Post(newFramerInput(nil, nil, true, err))
+	} else {
+		cr.poster.Post(&readEnded{fromTransport: cr.gen, err: err})
+	}
+	return true
 }
 
 // --- receive ---
@@ -1115,7 +1150,23 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 			c.batchLeft++
 		}
 		e.fs = framerSend{send: &e.out, data: m.Data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
+		if n > 1 {
+			c.postTopFramer(ctx, &e.fs)
+			return
+		}
+		// A lone framer whose mailbox is idle runs within this post and
+		// leaves its output in e.ff, unless an earlier output of it is
+		// still queued here (framerActor.flushOut): it is written now,
+		// without entering this actor's queue. Otherwise (the framer is
+		// busy on another goroutine) the output comes as a message.
+		e.reply.Store(replyWaiting)
 		c.postTopFramer(ctx, &e.fs)
+		if e.reply.CompareAndSwap(replyWaiting, replyNone) {
+			return
+		}
+		if e.ff.tgen == c.tgen {
+			c.framed(ctx, &e.ff)
+		}
 		return
 	}
 	e := newSend(m, false)

@@ -111,27 +111,34 @@ const readChunk = 256 << 10
 
 // rawStream is the read step of a stream transport.
 type rawStream struct {
-	read   func() ([]byte, error)
 	direct bool // reads the socket directly (rawRead): no buffer held while waiting
+	t      io.Reader
+	rc     syscall.RawConn // direct reads
+	op     rawReadOp
+	ioc    *ioCount
+	tl     *targetLender
+	lent   bool   // the last read went into a target: a large message ended there
+	buf    []byte // buffered reads (not direct)
+	size   int
 }
 
 // targetLender lends a reader the buffer the first framer wants the next
 // bytes in (framers.Instance.ReadTarget), so that a large message is read
-// straight into the buffer it is delivered in. take returns nil when there
-// is none; putBack returns a target no byte was read into.
+// straight into the buffer it is delivered in. A nil lender (no framer)
+// lends nothing.
 type targetLender struct {
-	take    func() []byte
-	putBack func([]byte)
+	link *Link
+	gen  uint64 // the transport generation the reader reads
 }
 
 // borrow takes the current target, for one read of up to its length. Its
 // capacity is never readChunk+1, so that no slice of it is mistaken for a
 // pool buffer (releaseReadBuf).
 func (tl *targetLender) borrow() []byte {
-	if tl == nil || tl.take == nil {
+	if tl == nil {
 		return nil
 	}
-	b := tl.take()
+	b := tl.link.takeReadTarget(tl.gen)
 	if cap(b) == readChunk+1 {
 		b = b[:min(len(b), readChunk):readChunk]
 	}
@@ -140,83 +147,83 @@ func (tl *targetLender) borrow() []byte {
 
 // returnUnused puts b back when nothing was read into it.
 func (tl *targetLender) returnUnused(b []byte, n int) {
-	if b != nil && n == 0 && tl.putBack != nil {
-		tl.putBack(b)
+	if b != nil && n == 0 && tl != nil {
+		tl.link.putBackReadTarget(tl.gen, b)
 	}
 }
 
-// newStreamReader returns the read step of a stream reader: it blocks until
+// init makes s the read step of a stream reader of t: read blocks until
 // data (or the end of the stream) arrives and returns a slice the caller
 // owns. The reader is counted in ioc only while it waits. On a socket it
 // can read directly (TCP, Unix) the reader holds no buffer while it waits:
 // a pooled buffer is taken only once the socket is readable, which keeps
 // idle connections small. When tl lends a target, the read goes into it.
-func newStreamReader(t io.Reader, ioc *ioCount, tl *targetLender) rawStream {
+func (s *rawStream) init(t io.Reader, ioc *ioCount, tl *targetLender) {
+	s.t, s.ioc, s.tl = t, ioc, tl
 	if rw, ok := t.(rawWriter); ok {
 		if rc, err := rw.SyscallConn(); err == nil && rawReadable {
-			op := &rawReadOp{}
-			lent := false // the last read went into a target: a large message ended there
-			return rawStream{direct: true, read: func() ([]byte, error) {
-				tgt := tl.borrow()
-				if tgt == nil && lent {
-					// the next message is likely large too: read little more
-					// than its header, so that the rest goes straight into
-					// its target rather than through a pooled buffer and a copy
-					op.limit = afterTargetRead
-				}
-				ioc.Add(1)
-				data, err := op.read(rc, tgt)
-				ioc.Done()
-				op.limit = 0
-				lent = tgt != nil && len(data) > 0
-				tl.returnUnused(tgt, len(data))
-				return data, err
-			}}
+			s.rc, s.direct = rc, true
+			return
 		}
 	}
-	size := 4 << 10
-	var buf []byte
-	lent := false // the last read went into a target: a large message ended there
-	return rawStream{read: func() ([]byte, error) {
-		if tgt := tl.borrow(); tgt != nil {
-			ioc.Add(1)
-			n, err := t.Read(tgt)
-			ioc.Done()
-			tl.returnUnused(tgt, n)
-			lent = n > 0
-			if n == 0 {
-				return nil, err
-			}
-			return tgt[:n:n], err
+	s.size = 4 << 10
+}
+
+func (s *rawStream) read() ([]byte, error) {
+	if s.direct {
+		tgt := s.tl.borrow()
+		if tgt == nil && s.lent {
+			// the next message is likely large too: read little more
+			// than its header, so that the rest goes straight into
+			// its target rather than through a pooled buffer and a copy
+			s.op.limit = afterTargetRead
 		}
-		if buf == nil {
-			buf = make([]byte, size)
-		}
-		rb := buf
-		if lent && len(rb) > afterTargetRead {
-			// the next message is likely large too: read little more than
-			// its header, so that the rest goes straight into its target
-			// rather than through buf and a copy (QUIC buffers much)
-			rb = rb[:afterTargetRead]
-		}
-		lent = false
-		ioc.Add(1)
-		n, err := t.Read(rb)
-		ioc.Done()
-		var data []byte
-		if n > 0 {
-			data = copyOut(buf[:n])
-		}
-		if n == len(buf) && size < readChunk {
-			size *= 2 // grow for bulk transfers; idle connections keep 4 KiB
-			buf = make([]byte, size)
-		}
+		s.ioc.Add(1)
+		data, err := s.op.read(s.rc, tgt)
+		s.ioc.Done()
+		s.op.limit = 0
+		s.lent = tgt != nil && len(data) > 0
+		s.tl.returnUnused(tgt, len(data))
 		return data, err
-	}}
+	}
+	if tgt := s.tl.borrow(); tgt != nil {
+		s.ioc.Add(1)
+		n, err := s.t.Read(tgt)
+		s.ioc.Done()
+		s.tl.returnUnused(tgt, n)
+		s.lent = n > 0
+		if n == 0 {
+			return nil, err
+		}
+		return tgt[:n:n], err
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, s.size)
+	}
+	rb := s.buf
+	if s.lent && len(rb) > afterTargetRead {
+		// the next message is likely large too: read little more than
+		// its header, so that the rest goes straight into its target
+		// rather than through buf and a copy (QUIC buffers much)
+		rb = rb[:afterTargetRead]
+	}
+	s.lent = false
+	s.ioc.Add(1)
+	n, err := s.t.Read(rb)
+	s.ioc.Done()
+	var data []byte
+	if n > 0 {
+		data = copyOut(s.buf[:n])
+	}
+	if n == len(s.buf) && s.size < readChunk {
+		s.size *= 2 // grow for bulk transfers; idle connections keep 4 KiB
+		s.buf = make([]byte, s.size)
+	}
+	return data, err
 }
 
 // afterTargetRead bounds the buffered read that follows a read into a
-// framer's target (newStreamReader).
+// framer's target (rawStream.read).
 const afterTargetRead = 4 << 10
 
 // readBufs holds the buffers of rawRead: readChunk bytes with a capacity

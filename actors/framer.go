@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/framers"
@@ -80,6 +81,10 @@ type framerActor struct {
 	link   *Link
 	conn   *actor.PID
 	toConn *Poster // posts data-path messages to conn (nil: ctx.Send)
+	// queued counts the outputs (framerFramed) posted to conn and not yet
+	// handled there: while one is, a send's output must follow it through
+	// conn's queue
+	queued atomic.Int32
 	msgID  uint64
 	open   bool // a delivered message awaits its end
 
@@ -247,7 +252,13 @@ func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
 			f = &framerFramed{}
 		}
 	}
-	f.fromTransport, f.idx, f.send = a.tgen, a.idx, s
+	f.fromTransport, f.idx, f.send, f.queued = a.tgen, a.idx, s, &a.queued
+	if s != nil && s.box != nil && f == &s.box.ff && a.queued.Load() == 0 && s.box.reply.CompareAndSwap(replyWaiting, replyFilled) {
+		// the connection takes it where it posted the send (connActor.send)
+		f.queued = nil
+		return
+	}
+	a.queued.Add(1)
 	a.postConn(ctx, f)
 }
 

@@ -176,13 +176,19 @@ func (m *inlineMailbox) run(first any) {
 	}
 }
 
-// fifo is a queue on a slice that reuses its array once drained.
+// fifo is a queue on a slice that reuses its array once drained. Its
+// first messages go into an array of its own: an actor's life (Started,
+// Stop, Terminated, a watch) and most re-entries need no other.
 type fifo struct {
-	q    []any
-	head int
+	q     []any
+	head  int
+	first [2]any
 }
 
 func (f *fifo) push(x any) {
+	if f.q == nil {
+		f.q = f.first[:0]
+	}
 	if len(f.q) == cap(f.q) && f.head > 0 {
 		// full, with popped slots at the front: move the rest down
 		n := copy(f.q, f.q[f.head:])

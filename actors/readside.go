@@ -33,12 +33,14 @@ import (
 // end of the stream; post hands what read returned to the framers or the
 // connection actor and reports whether the stream has ended.
 type streamReader struct {
-	read   func() ([]byte, error)
-	post   func(data []byte, err error) (ended bool)
+	cr     *connReader
 	dl     interface{ SetReadDeadline(time.Time) error }
 	inline bool // a Receive caller may run it (interruptible by deadline)
 	watch  ctxWatch
 }
+
+func (sr *streamReader) read() ([]byte, error)                    { return sr.cr.read() }
+func (sr *streamReader) post(data []byte, err error) (ended bool) { return sr.cr.post(data, err) }
 
 // setReader installs the read step of a new transport. readAhead is true
 // until the connection is Ready.

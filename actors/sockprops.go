@@ -306,34 +306,27 @@ func (s *sockProps) stop() {
 // sockStop is called when the connection actor stops.
 func (c *connActor) sockStop() { c.sock.stop() }
 
-// recvWaiter returns the reader goroutine's maxRecvRate wait, to call
-// after reading n bytes, outside its ioCount (see the file comment); it
-// also counts the bytes for minRecvRate. Call it on the actor when the
-// reader starts; the wait ends early when the transport is dropped.
-func (c *connActor) recvWaiter() func(n int) {
-	s := &c.sock
-	gen := s.gen
-	return func(n int) {
-		l := s.recv.Load()
-		if n <= 0 || l == nil || l.gen != gen {
-			return // nothing to apply, or the limits of a later transport
-		}
-		if l.recvd != nil {
-			l.recvd.Add(int64(n))
-		}
-		if l.pacer != nil {
-			_ = l.pacer.Wait(l.ctx, n)
-		}
-	}
+// recvPace is the reader goroutine's maxRecvRate wait, to call after
+// reading n bytes, outside its ioCount (see the file comment); it also
+// counts the bytes for minRecvRate. Make it on the actor when the reader
+// starts; the wait ends early when the transport is dropped.
+type recvPace struct {
+	s   *sockProps
+	gen uint64
 }
 
-// pacedReader wraps a stream reader's read step with the recvWaiter.
-func (c *connActor) pacedReader(read func() ([]byte, error)) func() ([]byte, error) {
-	wait := c.recvWaiter()
-	return func() ([]byte, error) {
-		data, err := read()
-		wait(len(data))
-		return data, err
+func (c *connActor) recvPace() recvPace { return recvPace{&c.sock, c.sock.gen} }
+
+func (p recvPace) wait(n int) {
+	l := p.s.recv.Load()
+	if n <= 0 || l == nil || l.gen != p.gen {
+		return // nothing to apply, or the limits of a later transport
+	}
+	if l.recvd != nil {
+		l.recvd.Add(int64(n))
+	}
+	if l.pacer != nil {
+		_ = l.pacer.Wait(l.ctx, n)
 	}
 }
 

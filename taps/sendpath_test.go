@@ -210,3 +210,71 @@ func TestUnsupportedMessagePropertiesAreSendErrors(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+// Sends from several goroutines keep each goroutine's order on the wire
+// while the framer is also busy with received data on other goroutines: a
+// send's framed bytes are written where it was posted only when nothing
+// the framer framed before is still queued at the connection
+// (connActor.send, framerActor.flushOut).
+func TestConcurrentSendsKeepEachSendersOrderWhileReceiving(t *testing.T) {
+	const senders, per = 4, 400
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	a := dial(t, sys, ln, framers.NewLengthPrefix())
+	b, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	// a reads ahead (its handler runs the framer on the reader goroutine)
+	// while its senders send
+	var aGot atomic.Int64
+	aDone := make(chan struct{})
+	var recv func(*Connection, *Message, error)
+	recv = func(c *Connection, m *Message, err error) {
+		if err != nil {
+			return
+		}
+		if aGot.Add(1) == senders*per {
+			close(aDone)
+			return
+		}
+		c.ReceiveAsync(recv)
+	}
+	a.ReceiveAsync(recv)
+	var wg sync.WaitGroup
+	wg.Go(func() { // b floods a
+		for i := 0; i < senders*per; i++ {
+			if err := b.Send(ctx, []byte("from b"), nil); err != nil {
+				return
+			}
+		}
+	})
+	for g := 0; g < senders; g++ {
+		wg.Go(func() {
+			for i := 0; i < per; i++ {
+				if err := a.Send(ctx, fmt.Appendf(nil, "%d %d", g, i), nil); err != nil {
+					return
+				}
+			}
+		})
+	}
+	next := make([]int, senders)
+	for n := 0; n < senders*per; n++ {
+		m, err := b.Receive(ctx)
+		require.NoError(t, err)
+		var g, i int
+		_, err = fmt.Sscanf(string(m.Data), "%d %d", &g, &i)
+		require.NoError(t, err, "message %q", m.Data)
+		require.Equal(t, next[g], i, "sender %d's messages arrive in order", g)
+		next[g]++
+	}
+	wg.Wait()
+	select {
+	case <-aDone:
+	case <-ctx.Done():
+		t.Fatalf("a got %d of %d messages", aGot.Load(), senders*per)
+	}
+	require.NoError(t, a.Close())
+	<-a.Done()
+	b.Abort()
+	<-b.Done()
+}
