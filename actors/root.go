@@ -118,6 +118,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		}
 		r.live++
 		ctx.Forward(pid)
+	case *StartRendezvous:
+		r.spawnForward(ctx, newRendezvousProps(r.sys, m), "rendezvous")
+	case *ResolveEndpoints:
+		r.spawnForward(ctx, newResolveProps(m), "resolve")
 	case *messages.ShutdownSystem:
 		r.down = true
 		for _, c := range ctx.Children() {
@@ -146,6 +150,17 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	default:
 		r.sys.Logger.Warn("root: unhandled message", slog.String("type", fmt.Sprintf("%T", m)))
 	}
+}
+
+// spawnForward spawns a child (rendezvous.go) and forwards the request to
+// it, which answers the requester.
+func (r *rootActor) spawnForward(ctx actor.Context, props *actor.Props, prefix string) {
+	if r.down {
+		ctx.Respond(ErrShutdown)
+		return
+	}
+	ctx.Forward(ctx.SpawnPrefix(props, prefix))
+	r.live++
 }
 
 // spawnGroup starts a group named name (idName("group", id) for the

@@ -100,6 +100,12 @@ type Options struct {
 	Path string
 	// Backlog is ignored by stacks that cannot set it.
 	Backlog int
+	// ReusePort sets SO_REUSEADDR and SO_REUSEPORT on the TCP and TLS
+	// stacks' sockets (Dial and Listen), so that a listening socket and
+	// connecting sockets share Local's port: Rendezvous, where a TCP
+	// simultaneous open, or the peer's SYN accepted by the listener, gives
+	// both peers one connection. Off by default.
+	ReusePort bool
 	// SoftErrors (RFC 9622 softErrorNotify) asks the UDP and UDP-Lite
 	// stacks to set IP_RECVERR / IPV6_RECVERR and deliver ICMP errors as
 	// *SoftError on the Transport's SoftErrors channel. When false, ICMP

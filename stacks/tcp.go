@@ -2,8 +2,10 @@ package stacks
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +44,7 @@ func (tcpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 func dialTCP(ctx context.Context, remote netip.AddrPort, opts Options) (*net.TCPConn, error) {
 	d := net.Dialer{
 		KeepAliveConfig: keepAliveConfig(opts),
-		Control:         socketControl(opts, sockTCP),
+		Control:         reusePortControl(opts, socketControl(opts, sockTCP)),
 	}
 	if opts.KeepAlive <= 0 {
 		d.KeepAlive = -1
@@ -74,7 +76,7 @@ func (tcpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 func listenTCP(ctx context.Context, opts Options) (*net.TCPListener, error) {
 	lc := net.ListenConfig{
 		KeepAliveConfig: keepAliveConfig(opts),
-		Control:         socketControl(opts, sockTCP),
+		Control:         reusePortControl(opts, socketControl(opts, sockTCP)),
 	}
 	if opts.KeepAlive <= 0 {
 		lc.KeepAlive = -1
@@ -88,6 +90,38 @@ func listenTCP(ctx context.Context, opts Options) (*net.TCPListener, error) {
 		return nil, err
 	}
 	return ln.(*net.TCPListener), nil
+}
+
+// reusePortControl returns next preceded by SO_REUSEADDR and SO_REUSEPORT
+// when opts.ReusePort is set (next itself otherwise; it may be nil).
+func reusePortControl(opts Options, next func(network, address string, c syscall.RawConn) error) func(network, address string, c syscall.RawConn) error {
+	if !opts.ReusePort {
+		return next
+	}
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = setReusePort(int(fd)) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return serr
+		}
+		if next != nil {
+			return next(network, address, c)
+		}
+		return nil
+	}
+}
+
+// setReusePort sets SO_REUSEADDR and SO_REUSEPORT on fd.
+func setReusePort(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("set SO_REUSEADDR: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fmt.Errorf("set SO_REUSEPORT: %w", err)
+	}
+	return nil
 }
 
 // listenAddr turns a local endpoint into Listen arguments: ":0" for the

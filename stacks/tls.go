@@ -98,6 +98,53 @@ func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	return &tlsTransport{Conn: c, tcp: tc}, nil
 }
 
+// SecureTransport runs a TLS handshake over t, an established Transport of
+// the TCP stack, and returns the TLS Transport (Rendezvous: the TCP
+// connection exists before the roles are known). client chooses the role:
+// opts.TLS must then be a client configuration (ServerName filled as for
+// Dial), else a server one. ctx bounds the handshake. On failure t is
+// closed and the error is a *TLSHandshakeError.
+func SecureTransport(ctx context.Context, t Transport, opts Options, client bool) (Transport, error) {
+	tt, ok := t.(*tcpTransport)
+	if !ok {
+		_ = t.Close()
+		return nil, fmt.Errorf("tls over %T: not a TCP transport", t)
+	}
+	if opts.TLS == nil {
+		_ = t.Close()
+		return nil, ErrNoTLSConfig
+	}
+	tc := tt.TCPConn
+	var c *tls.Conn
+	if client {
+		remote, _ := addrPortOfNet(tc.RemoteAddr())
+		cfg, err := clientTLSConfig(opts, remote, "")
+		if err != nil {
+			_ = tc.Close()
+			return nil, err
+		}
+		c = tls.Client(tc, cfg)
+	} else {
+		c = tls.Server(tc, opts.TLS.Clone())
+	}
+	if err := c.HandshakeContext(ctx); err != nil {
+		_ = tc.Close()
+		return nil, &TLSHandshakeError{Remote: tc.RemoteAddr().String(), Err: err}
+	}
+	return &tlsTransport{Conn: c, tcp: tc}, nil
+}
+
+// addrPortOfNet is a TCP or UDP address as a netip.AddrPort.
+func addrPortOfNet(a net.Addr) (netip.AddrPort, bool) {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		return v.AddrPort(), true
+	case *net.UDPAddr:
+		return v.AddrPort(), true
+	}
+	return netip.AddrPort{}, false
+}
+
 type tlsTransport struct {
 	*tls.Conn
 	tcp *net.TCPConn

@@ -174,7 +174,77 @@ func (r *RemoteEndpoint) String() string {
 // LocalEndpoint identifies the local side of a connection or listener
 // (RFC 9622 §6.1). Port 0 means an ephemeral port. Methods are safe for
 // concurrent use.
-type LocalEndpoint struct{ e endpoint }
+type LocalEndpoint struct {
+	e endpoint
+	// guarded by e.mu
+	stun      *stunServer // WithStunServer
+	reflexive bool        // made by Resolve from a STUN answer
+}
+
+// StunCredentials are short-term STUN credentials (RFC 8489 §9.1): the
+// Binding requests carry USERNAME and MESSAGE-INTEGRITY keyed with
+// Password (used as given), and a response without a valid
+// MESSAGE-INTEGRITY is not accepted.
+type StunCredentials struct {
+	Username string
+	Password string
+}
+
+// stunServer is a LocalEndpoint's STUN server.
+type stunServer struct {
+	host  string
+	port  uint16
+	creds *StunCredentials
+}
+
+// WithStunServer sets the STUN server (RFC 9622 §6.1.1) that Resolve and
+// Rendezvous ask for this endpoint's server-reflexive address (the
+// address and port a NAT maps it to, RFC 8489 Binding over UDP from the
+// endpoint's address and port). addr is a host name or an IP literal; at
+// most one credentials value may be given (short-term credentials; none:
+// unauthenticated Binding requests, as public STUN servers take). An empty
+// addr, port 0 or a second, different server is an error reported when
+// the endpoint is used.
+func (l *LocalEndpoint) WithStunServer(addr string, port uint16, creds ...StunCredentials) *LocalEndpoint {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	srv := &stunServer{host: addr, port: port}
+	switch {
+	case len(creds) > 1 && l.e.err == nil:
+		l.e.err = errors.New("WithStunServer: more than one credentials value")
+	case len(creds) == 1:
+		c := creds[0]
+		srv.creds = &c
+	}
+	if (addr == "" || port == 0) && l.e.err == nil {
+		l.e.err = fmt.Errorf("STUN server %q port %d: an address and a port are needed", addr, port)
+	}
+	if old := l.stun; old != nil && (old.host != addr || old.port != port) && l.e.err == nil {
+		l.e.err = fmt.Errorf("two STUN servers (%s and %s): use two endpoints",
+			net.JoinHostPort(old.host, strconv.Itoa(int(old.port))), net.JoinHostPort(addr, strconv.Itoa(int(port))))
+	}
+	l.stun = srv
+	return l
+}
+
+// StunServer returns the STUN server set with WithStunServer.
+func (l *LocalEndpoint) StunServer() (addr string, port uint16, ok bool) {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	if l.stun == nil {
+		return "", 0, false
+	}
+	return l.stun.host, l.stun.port, true
+}
+
+// IsServerReflexive reports whether Resolve learned this endpoint from a
+// STUN server: its address and port are what the server saw, not an
+// address of this host.
+func (l *LocalEndpoint) IsServerReflexive() bool {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	return l.reflexive
+}
 
 // NewLocalEndpoint returns an empty LocalEndpoint (any address, ephemeral
 // port).

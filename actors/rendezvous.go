@@ -1,0 +1,786 @@
+package actors
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/supervision"
+)
+
+// This file holds RFC 9622 §7.3: the rendezvous actor (Rendezvous) and the
+// resolve actor (Resolve, early binding with STUN). Both are children of
+// the root, run their blocking work (name resolution, STUN, accept,
+// connect, TLS handshakes) in goroutines that only post typed messages to
+// them, and own every socket until it is handed over or closed.
+
+// ErrRendezvousUnsupported: Rendezvous needs a stack over TCP (tcp, tls);
+// QUIC and UDP rendezvous are not implemented.
+var ErrRendezvousUnsupported = errors.New("rendezvous is implemented over TCP and TLS only")
+
+// StunServer is a LocalEndpoint's STUN server (RFC 9622 §6.1.1
+// WithStunServer). The zero value means none.
+type StunServer struct {
+	Host        string // a host name or an IP literal
+	Port        uint16
+	Credentials *stacks.STUNCredentials
+	// Client is the STUN client to use (RTO, attempts); its Credentials
+	// are replaced by Credentials.
+	Client stacks.STUNClient
+}
+
+// StartRendezvous asks the root for a rendezvous actor. The reply is
+// *RendezvousStarted; the outcome is published on Result.
+type StartRendezvous struct {
+	// Config is the snapshot (initiate role): StackOptions.TLS is the
+	// client role's TLS configuration when the stack is tls.
+	Config *messages.ConnectionConfig
+	// ServerTLS is the server role's TLS configuration (nil: this side
+	// cannot be the TLS server).
+	ServerTLS *tls.Config
+	// Stun holds the STUN server of each local endpoint (by index).
+	Stun   []StunServer
+	Result *RendezvousResult
+}
+
+// RendezvousStarted is the reply to StartRendezvous.
+type RendezvousStarted struct{ PID *actor.PID }
+
+// CancelRendezvous ends a rendezvous (its ctx ended): unless a connection
+// was already established, the Result gets Err once every socket is
+// closed.
+type CancelRendezvous struct{ Err error }
+
+// How a rendezvous connection came about.
+const (
+	// RendezvousConnected: this side's connect succeeded (a TCP
+	// simultaneous open, or the peer's listener accepted it).
+	RendezvousConnected = "connected"
+	// RendezvousAccepted: this side's listener accepted the peer's
+	// connect.
+	RendezvousAccepted = "accepted"
+)
+
+// RendezvousResult is the outcome of one rendezvous, shared by the facade
+// (which waits on Done) and the rendezvous actor, which completes it when
+// it has stopped: every socket but the winner's is closed by then. It is
+// safe for concurrent use.
+type RendezvousResult struct {
+	mu      sync.Mutex
+	done    chan struct{}
+	set     bool
+	started *ConnectionStarted
+	how     string
+	err     error
+}
+
+// NewRendezvousResult returns a result not completed yet.
+func NewRendezvousResult() *RendezvousResult {
+	return &RendezvousResult{done: make(chan struct{})}
+}
+
+// Done is closed once the outcome is known.
+func (r *RendezvousResult) Done() <-chan struct{} { return r.done }
+
+// Outcome returns the connection and how it came about, or the error.
+// Valid once Done is closed.
+func (r *RendezvousResult) Outcome() (*ConnectionStarted, string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.started, r.how, r.err
+}
+
+// complete sets the outcome, once.
+func (r *RendezvousResult) complete(s *ConnectionStarted, how string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.set {
+		return
+	}
+	r.set, r.started, r.how, r.err = true, s, how, err
+	close(r.done)
+}
+
+// RendezvousStack is the stack a rendezvous uses: the first TCP-based one
+// (tcp, tls) of cfg.Stacks, in preference order. Without one it returns
+// an error wrapping ErrRendezvousUnsupported.
+func RendezvousStack(cfg *messages.ConnectionConfig) (stacks.Stack, error) {
+	var names []string
+	for _, st := range cfg.Stacks {
+		switch st.Name() {
+		case "tcp", "tls":
+			return st, nil
+		}
+		names = append(names, st.Name())
+	}
+	return nil, fmt.Errorf("stacks %v: %w", names, ErrRendezvousUnsupported)
+}
+
+// rendezvousRetry is the wait before connect attempt n+1 after n were
+// refused (the peer may not listen yet): 10 ms doubling up to 320 ms.
+func rendezvousRetry(n int) time.Duration {
+	return supervision.Backoff{Initial: 10 * time.Millisecond, Max: 320 * time.Millisecond, Multiplier: 2}.Delay(n)
+}
+
+// The rendezvous actor's own messages.
+type (
+	// rvResolved: the local and remote addresses (or why not).
+	rvResolved struct{ r *resolved }
+	// rvEstablished: a transport, fully established (TLS done), from a
+	// connect or from the listener.
+	rvEstablished struct {
+		h   Handoff
+		how string
+	}
+	// rvAttemptEnded: a connect attempt gave up (yielded: the 4-tuple is
+	// taken, the peer's connect is ours to accept).
+	rvAttemptEnded struct {
+		remote  netip.AddrPort
+		err     error
+		yielded bool
+	}
+	rvRefused struct{ remote netip.AddrPort }
+	rvTimeout struct{}
+	// rvListenFailed: the listener ended with an error.
+	rvListenFailed struct{ err error }
+)
+
+// rendezvousActor runs one Rendezvous (RFC 9622 §7.3) over TCP or TLS. It
+// resolves the first local endpoint and the remote endpoints, listens on
+// the local address with SO_REUSEPORT and connects from the same address
+// and port to every remote address (retrying while refused), so that two
+// peers doing the same get one TCP connection: by a simultaneous open, or
+// because one side's SYN reaches the other's listener first (the other's
+// connect then fails with EADDRNOTAVAIL and it takes the accepted one). The
+// listener accepts only connections from a remote address. The first
+// established transport wins (for TLS, once its handshake is done; the
+// side whose local address:port is lower is the TLS client); every other
+// attempt, the listener and any later transport are closed. The winner
+// becomes a connection in a new group through the root (adoptConnection,
+// as a listener's accepted transport), and is RendezvousDone once Ready.
+//
+// It runs on protoactor's default dispatcher, not controlDispatcher, so
+// that a goroutine posting to it never runs it: Stopped can wait for them.
+type rendezvousActor struct {
+	sys       *System
+	cfg       *messages.ConnectionConfig
+	serverTLS *tls.Config
+	stun      []StunServer
+	result    *RendezvousResult
+	stack     stacks.Stack
+
+	cancel   context.CancelFunc // the goroutines' context
+	gctx     context.Context
+	wg       sync.WaitGroup
+	gate     *acceptGate // the handoffs on their way to the actor
+	ln       stacks.Listener
+	timer    *time.Timer
+	attempts map[netip.AddrPort]*AttemptError
+	order    []netip.AddrPort
+	remotes  []netip.AddrPort
+	local    netip.AddrPort
+	adopted  bool   // the winner went to the root
+	how      string // how the winner came about
+	won      *ConnectionStarted
+	ended    bool  // failed or cancelled
+	err      error // why, when ended
+}
+
+func newRendezvousProps(s *System, m *StartRendezvous) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &rendezvousActor{sys: s, cfg: m.Config, serverTLS: m.ServerTLS, stun: m.Stun, result: m.Result,
+			gate: newAcceptGate(), attempts: map[netip.AddrPort]*AttemptError{}}
+	}, actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
+}
+
+func (r *rendezvousActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.gctx, r.cancel = context.WithCancel(context.Background())
+	case *StartRendezvous:
+		ctx.Respond(&RendezvousStarted{PID: ctx.Self()})
+		st, err := RendezvousStack(r.cfg)
+		if err != nil {
+			r.fail(ctx, err)
+			return
+		}
+		r.stack = st
+		root, self := ctx.ActorSystem().Root, ctx.Self()
+		if d := r.cfg.EstablishmentTimeout; d > 0 {
+			r.timer = time.AfterFunc(d, func() { root.Send(self, &rvTimeout{}) })
+		}
+		cfg, gctx := r.cfg, r.gctx
+		r.wg.Go(func() {
+			res := resolveAll(gctx, cfg)
+			if len(r.stun) > 0 && r.stun[0].Host != "" && res.err == nil {
+				// candidate gathering, alongside the rendezvous: the
+				// server-reflexive address is traced (it is what the peer
+				// would be told through signalling); a failure does not
+				// stop the rendezvous
+				local := res.local
+				r.wg.Go(func() {
+					a, err := stunBinding(gctx, cfg, r.stun[0], local)
+					if gctx.Err() != nil {
+						return // the rendezvous ended first: nobody needs it
+					}
+					rec := &messages.TraceRecord{Kind: "rendezvous", Event: "ServerReflexive", Local: a.String()}
+					if err != nil {
+						rec.Local, rec.Error = "", err.Error()
+					}
+					r.sys.trace(rec)
+				})
+			}
+			root.Send(self, &rvResolved{r: res})
+		})
+	case *rvResolved:
+		if r.ended || r.adopted {
+			return
+		}
+		if m.r.err != nil {
+			r.fail(ctx, &EstablishmentFailure{Err: m.r.err})
+			return
+		}
+		if err := r.start(ctx, m.r); err != nil {
+			r.fail(ctx, &EstablishmentFailure{Err: err})
+		}
+	case *rvEstablished:
+		t, ok := m.h.Claim()
+		r.gate.taken(&m.h)
+		if !ok {
+			return
+		}
+		if r.ended || r.adopted {
+			_ = t.Abort()
+			return
+		}
+		r.win(ctx, t, m.how)
+	case *rvRefused:
+		r.record(m.remote, syscall.ECONNREFUSED)
+		if r.sys.Tracing() {
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRefused", Remote: m.remote.String(), Stack: r.stack.Name()})
+		}
+	case *rvAttemptEnded:
+		r.record(m.remote, m.err)
+		ev := "ConnectFailed"
+		if m.yielded {
+			ev = "ConnectYielded" // the peer's connect reached our listener
+		}
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Remote: m.remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+	case *rvListenFailed:
+		if !r.ended && !r.adopted {
+			r.fail(ctx, &EstablishmentFailure{Err: fmt.Errorf("listen: %w", m.err), Attempts: r.attemptList()})
+		}
+	case *rvTimeout:
+		if !r.ended {
+			r.fail(ctx, &EstablishmentFailure{Err: ErrEstablishmentTimeout, Attempts: r.attemptList()})
+		}
+	case *CancelRendezvous:
+		if !r.ended {
+			r.fail(ctx, m.Err)
+		}
+	case *connectionReceived:
+		started := m.started
+		switch {
+		case r.ended:
+			// failed or cancelled meanwhile: nobody takes it
+			ctx.Send(started.Conn, &messages.AbortConnection{Err: fmt.Errorf("rendezvous ended: %w", r.err)})
+		default:
+			r.won = &started
+			if r.sys.Tracing() {
+				r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "RendezvousDone", ConnectionId: started.Link.ID(),
+					Stack: r.stack.Name(), Candidate: r.how})
+			}
+		}
+		ctx.Stop(ctx.Self())
+	case *messages.ShutdownSystem:
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping:
+		r.teardown()
+	case *actor.Stopped:
+		r.wg.Wait() // every goroutine ends: ctx cancelled, listener closed
+		switch {
+		case r.won != nil:
+			r.result.complete(r.won, r.how, nil)
+		case r.err != nil:
+			r.result.complete(nil, "", r.err)
+		default: // stopped by the root (shutdown)
+			r.result.complete(nil, "", ErrShutdown)
+		}
+	}
+}
+
+// start listens and connects once the addresses are known.
+func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
+	for _, ra := range res.remotes {
+		r.remotes = append(r.remotes, ra.addrs...)
+	}
+	opts := r.cfg.StackOptions
+	opts.TLS = nil // TCP first; TLS once the roles are known
+	opts.ReusePort = true
+	opts.Local = res.local
+	if len(r.cfg.Locals) > 0 {
+		opts.Interface = r.cfg.Locals[0].Interface
+	}
+	ln, err := stacks.TCP().Listen(context.Background(), opts)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", r.stack.Name(), err)
+	}
+	r.ln = ln
+	bound, _ := addrPortOf(ln.Addr())
+	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
+	opts.Local = r.local
+	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: ln.Addr().String(), Stack: r.stack.Name()})
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	r.wg.Go(func() { r.acceptLoop(root, self) })
+	for _, remote := range r.remotes { // of the local address's family (resolveAll)
+		dopts := opts
+		if !r.local.Addr().IsValid() && remote.Addr().Is6() {
+			dopts.Local = netip.AddrPortFrom(netip.IPv6Unspecified(), r.local.Port())
+		} else if !r.local.Addr().IsValid() {
+			dopts.Local = netip.AddrPortFrom(netip.IPv4Unspecified(), r.local.Port())
+		}
+		r.wg.Go(func() { r.connectLoop(root, self, remote, dopts) })
+	}
+	return nil
+}
+
+// acceptLoop accepts the connections from the remote addresses; others are
+// reset. Each accepted one is secured (TLS) in its own goroutine.
+func (r *rendezvousActor) acceptLoop(root *actor.RootContext, self *actor.PID) {
+	for {
+		t, err := r.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if r.gctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				root.Send(self, &rvListenFailed{err: err})
+			}
+			return
+		}
+		ra, _ := addrPortOf(t.RemoteAddr())
+		if !slices.Contains(r.remotes, netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port())) {
+			_ = t.Abort() // not a peer of this rendezvous
+			continue
+		}
+		r.wg.Go(func() { r.offer(root, self, t, RendezvousAccepted) })
+	}
+}
+
+// connectLoop connects to remote until it succeeds, fails for good, or the
+// rendezvous ends; a refused connect (the peer does not listen yet) is
+// tried again after rendezvousRetry.
+func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, remote netip.AddrPort, opts stacks.Options) {
+	for n := 1; ; n++ {
+		t, err := stacks.TCP().Dial(r.gctx, remote, opts)
+		if err == nil {
+			r.offer(root, self, t, RendezvousConnected)
+			return
+		}
+		if r.gctx.Err() != nil {
+			return
+		}
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			root.Send(self, &rvRefused{remote: remote})
+			tm := time.NewTimer(rendezvousRetry(n))
+			select {
+			case <-tm.C:
+				continue
+			case <-r.gctx.Done():
+				tm.Stop()
+				return
+			}
+		case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EADDRINUSE):
+			// the 4-tuple exists: the peer's connect reached our listener
+			root.Send(self, &rvAttemptEnded{remote: remote, err: err, yielded: true})
+		default:
+			root.Send(self, &rvAttemptEnded{remote: remote, err: err})
+		}
+		return
+	}
+}
+
+// offer secures t (TLS) and hands it to the actor.
+func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stacks.Transport, how string) {
+	if r.stack.Name() == "tls" {
+		local, _ := addrPortOf(t.LocalAddr())
+		remote, _ := addrPortOf(t.RemoteAddr())
+		client, err := tlsClientRole(local, remote)
+		var st stacks.Transport
+		if err == nil {
+			opts := r.cfg.StackOptions
+			if !client {
+				opts.TLS = r.serverTLS
+				if opts.TLS == nil {
+					err = errors.New("the TLS server role needs a local identity")
+				}
+			}
+			if err == nil {
+				st, err = stacks.SecureTransport(r.gctx, t, opts, client)
+			}
+		}
+		if err != nil {
+			_ = t.Abort()
+			if r.gctx.Err() == nil {
+				root.Send(self, &rvAttemptEnded{remote: remote, err: err})
+			}
+			return
+		}
+		t = st
+	}
+	e := &rvEstablished{h: Handoff{t: t}, how: how}
+	if !r.gate.offer(&e.h) {
+		e.h.Abandon()
+		return
+	}
+	root.Send(self, e)
+}
+
+// tlsClientRole decides the TLS roles of a rendezvous connection: the side
+// whose local address:port is lower (netip.AddrPort.Compare, addresses
+// unmapped) is the client. Both ends see the same pair mirrored, so
+// exactly one is the client; a connection to itself has no roles.
+func tlsClientRole(local, remote netip.AddrPort) (bool, error) {
+	l := netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	p := netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	switch l.Compare(p) {
+	case -1:
+		return true, nil
+	case 1:
+		return false, nil
+	}
+	return false, fmt.Errorf("connection to itself (%s): no TLS roles", l)
+}
+
+// win makes t the rendezvous connection: every other attempt ends, and the
+// root makes a connection of it (its Ready comes back as
+// connectionReceived).
+func (r *rendezvousActor) win(ctx actor.Context, t stacks.Transport, how string) {
+	r.adopted, r.how = true, how
+	r.teardown()
+	a := &adoptConnection{cfg: r.cfg, t: t, stack: r.stack.Name(), listener: ctx.Self()}
+	ctx.Send(ctx.Parent(), a)
+}
+
+// teardown stops every attempt and the listener; the handoffs not claimed
+// yet are closed.
+func (r *rendezvousActor) teardown() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.gate.close()
+	if r.ln != nil {
+		_ = r.ln.Close()
+	}
+}
+
+// fail ends the rendezvous with err (the Result gets it once the actor has
+// stopped). Once the winner was handed to the root, the actor waits for
+// its connectionReceived, to abort it.
+func (r *rendezvousActor) fail(ctx actor.Context, err error) {
+	r.ended, r.err = true, err
+	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "EstablishmentError", Error: err.Error()})
+	r.teardown()
+	if !r.adopted {
+		ctx.Stop(ctx.Self())
+	}
+}
+
+func (r *rendezvousActor) record(remote netip.AddrPort, err error) {
+	if a, ok := r.attempts[remote]; ok {
+		a.Err = err
+		return
+	}
+	r.attempts[remote] = &AttemptError{Endpoint: remote.String(), Stack: r.stack.Name(), Err: err}
+	r.order = append(r.order, remote)
+}
+
+func (r *rendezvousActor) attemptList() []AttemptError {
+	out := make([]AttemptError, 0, len(r.order))
+	for _, k := range r.order {
+		out = append(out, *r.attempts[k])
+	}
+	return out
+}
+
+// stunBinding learns the server-reflexive address of local from srv.
+func stunBinding(ctx context.Context, cfg *messages.ConnectionConfig, srv StunServer, local netip.AddrPort) (netip.AddrPort, error) {
+	addrs, err := cfg.Resolver.Resolve(ctx, srv.Host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	server := netip.AddrPortFrom(addrs[0], srv.Port)
+	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+		for _, a := range addrs { // the first server address of the local family
+			if a.Is4() == local.Addr().Unmap().Is4() {
+				server = netip.AddrPortFrom(a, srv.Port)
+				break
+			}
+		}
+	}
+	c := srv.Client
+	c.Credentials = srv.Credentials
+	return c.BindingFrom(ctx, local, server)
+}
+
+// ResolveEndpoints asks the root for a resolve actor (Resolve, RFC 9622
+// §7.3). The reply is *ResolveStarted; AwaitResolve to it answers
+// *ResolvedEndpoints or the error.
+type ResolveEndpoints struct {
+	Config *messages.ConnectionConfig // Locals, Remotes and Resolver
+	Stun   []StunServer               // by local endpoint index
+}
+
+// ResolveStarted is the reply to ResolveEndpoints.
+type ResolveStarted struct{ PID *actor.PID }
+
+// AwaitResolve asks a resolve actor for its outcome; it stops once it has
+// answered (or on CancelResolve).
+type AwaitResolve struct{}
+
+// CancelResolve stops a resolve actor.
+type CancelResolve struct{}
+
+// LocalCandidate is one concrete local endpoint.
+type LocalCandidate struct {
+	Addr      netip.AddrPort
+	Interface string
+	// ServerReflexive: learned from a STUN server (Addr is what the server
+	// saw); Base is the local address it was learned from.
+	ServerReflexive bool
+	Base            netip.AddrPort
+}
+
+// RemoteCandidate is one resolved remote endpoint.
+type RemoteCandidate struct {
+	Addr      netip.AddrPort
+	Interface string
+}
+
+// ResolvedEndpoints is the outcome of ResolveEndpoints.
+type ResolvedEndpoints struct {
+	Locals  []LocalCandidate
+	Remotes []RemoteCandidate
+}
+
+type resolveDone struct {
+	res *ResolvedEndpoints
+	err error
+}
+
+// resolveActor gathers the concrete endpoints in a goroutine it owns and
+// answers whoever awaits them; it runs on the default dispatcher (see
+// rendezvousActor).
+type resolveActor struct {
+	m       *ResolveEndpoints
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	done    *resolveDone
+	waiters []*actor.PID
+}
+
+func newResolveProps(m *ResolveEndpoints) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &resolveActor{m: m} },
+		actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
+}
+
+func (r *resolveActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *ResolveEndpoints:
+		ctx.Respond(&ResolveStarted{PID: ctx.Self()})
+		gctx, cancel := context.WithCancel(context.Background())
+		r.cancel = cancel
+		root, self := ctx.ActorSystem().Root, ctx.Self()
+		r.wg.Go(func() {
+			res, err := gatherEndpoints(gctx, m.Config, m.Stun, net.Interfaces, interfaceAddrs)
+			root.Send(self, &resolveDone{res: res, err: err})
+		})
+	case *AwaitResolve:
+		if r.done == nil {
+			r.waiters = append(r.waiters, ctx.Sender())
+			return
+		}
+		r.answer(ctx, ctx.Sender())
+		ctx.Stop(ctx.Self())
+	case *resolveDone:
+		r.done = m
+		for _, w := range r.waiters {
+			r.answer(ctx, w)
+		}
+		if len(r.waiters) > 0 {
+			ctx.Stop(ctx.Self())
+		}
+	case *CancelResolve, *messages.ShutdownSystem:
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping:
+		if r.cancel != nil {
+			r.cancel()
+		}
+		for _, w := range r.waiters {
+			if r.done == nil {
+				ctx.Send(w, ErrShutdown)
+			}
+		}
+	case *actor.Stopped:
+		r.wg.Wait()
+	}
+}
+
+func (r *resolveActor) answer(ctx actor.Context, to *actor.PID) {
+	if r.done.err != nil {
+		ctx.Send(to, r.done.err)
+		return
+	}
+	ctx.Send(to, r.done.res)
+}
+
+// parseAddr parses an address the facade validated (an invalid one,
+// which cannot come from it, is the unspecified IPv6 address).
+func parseAddr(s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.IPv6Unspecified()
+	}
+	return a
+}
+
+// interfaceAddrs returns the addresses of an interface.
+func interfaceAddrs(ifi net.Interface) ([]net.Addr, error) { return ifi.Addrs() }
+
+// gatherEndpoints makes the endpoints concrete (RFC 9622 §7.3 Resolve):
+// a local endpoint with an IP address stays as it is; a host name becomes
+// its addresses; a wildcard, an unspecified address or an interface name
+// alone becomes the addresses of the interfaces that are up (of that
+// interface, of that family), with the endpoint's port. A local endpoint
+// with a STUN server adds a server-reflexive candidate, learned with a
+// Binding request from a UDP socket bound to the endpoint's address and
+// port (which must not be 0). Remote host names are resolved with the
+// configuration's resolver; every address becomes one remote endpoint.
+func gatherEndpoints(ctx context.Context, cfg *messages.ConnectionConfig, stun []StunServer,
+	ifaces func() ([]net.Interface, error), addrsOf func(net.Interface) ([]net.Addr, error)) (*ResolvedEndpoints, error) {
+	out := &ResolvedEndpoints{}
+	for i, l := range cfg.Locals {
+		port := uint16(l.Port)
+		var bind netip.AddrPort // where the STUN socket binds
+		switch {
+		case l.IpAddress != "" && !parseAddr(l.IpAddress).IsUnspecified():
+			a := parseAddr(l.IpAddress).Unmap()
+			if l.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
+				a = a.WithZone(l.Interface)
+			}
+			bind = netip.AddrPortFrom(a, port)
+			out.Locals = append(out.Locals, LocalCandidate{Addr: bind, Interface: l.Interface})
+		case l.HostName != "":
+			as, err := cfg.Resolver.Resolve(ctx, l.HostName)
+			if err != nil {
+				return nil, fmt.Errorf("local endpoint %s: %w", l.HostName, err)
+			}
+			for _, a := range as {
+				out.Locals = append(out.Locals, LocalCandidate{Addr: netip.AddrPortFrom(a, port), Interface: l.Interface})
+			}
+			bind = netip.AddrPortFrom(as[0], port)
+		default:
+			only4, only6 := false, false
+			if l.IpAddress != "" {
+				u := parseAddr(l.IpAddress)
+				only4, only6 = u.Is4(), u.Is6() && !u.Is4In6()
+				bind = netip.AddrPortFrom(u, port)
+			} else {
+				bind = netip.AddrPortFrom(netip.Addr{}, port)
+			}
+			list, err := ifaces()
+			if err != nil {
+				return nil, fmt.Errorf("local interfaces: %w", err)
+			}
+			found := false
+			for _, ifi := range list {
+				if l.Interface != "" && ifi.Name != l.Interface {
+					continue
+				}
+				if ifi.Flags&net.FlagUp == 0 {
+					continue
+				}
+				as, err := addrsOf(ifi)
+				if err != nil {
+					continue
+				}
+				for _, na := range as {
+					ipn, ok := na.(*net.IPNet)
+					if !ok {
+						continue
+					}
+					a, ok := netip.AddrFromSlice(ipn.IP)
+					if !ok {
+						continue
+					}
+					a = a.Unmap()
+					if (only4 && !a.Is4()) || (only6 && a.Is4()) {
+						continue
+					}
+					name := l.Interface
+					if a.Is6() && a.IsLinkLocalUnicast() {
+						a, name = a.WithZone(ifi.Name), ifi.Name
+					}
+					found = true
+					out.Locals = append(out.Locals, LocalCandidate{Addr: netip.AddrPortFrom(a, port), Interface: name})
+				}
+			}
+			if !found {
+				what := "any interface"
+				if l.Interface != "" {
+					what = "interface " + l.Interface
+				}
+				return nil, fmt.Errorf("local endpoint: no address on %s", what)
+			}
+		}
+		if i < len(stun) && stun[i].Host != "" {
+			if port == 0 {
+				return nil, errors.New("local endpoint with a STUN server: the server-reflexive port is only meaningful for a fixed local port, not 0")
+			}
+			a, err := stunBinding(ctx, cfg, stun[i], bind)
+			if err != nil {
+				return nil, fmt.Errorf("stun %s: %w", net.JoinHostPort(stun[i].Host, fmt.Sprint(stun[i].Port)), err)
+			}
+			out.Locals = append(out.Locals, LocalCandidate{Addr: a, ServerReflexive: true, Base: bind, Interface: l.Interface})
+		}
+	}
+	for _, r := range cfg.Remotes {
+		switch {
+		case r.Path != "":
+			continue // a Unix socket has nothing to resolve
+		case r.IpAddress != "":
+			a := parseAddr(r.IpAddress).Unmap()
+			if r.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
+				a = a.WithZone(r.Interface)
+			}
+			out.Remotes = append(out.Remotes, RemoteCandidate{Addr: netip.AddrPortFrom(a, uint16(r.Port)), Interface: r.Interface})
+		case r.HostName != "":
+			as, err := cfg.Resolver.Resolve(ctx, r.HostName)
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range as {
+				if r.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
+					a = a.WithZone(r.Interface)
+				}
+				out.Remotes = append(out.Remotes, RemoteCandidate{Addr: netip.AddrPortFrom(a, uint16(r.Port)), Interface: r.Interface})
+			}
+		}
+	}
+	return out, nil
+}

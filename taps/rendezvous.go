@@ -1,0 +1,227 @@
+package taps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gotaps/gotaps/actors"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// ErrRendezvousUnsupported: the transport properties and protocols leave
+// no TCP-based stack (tcp, tls) for Rendezvous; QUIC and UDP rendezvous
+// are not implemented. Rendezvous returns it inside an EstablishmentError,
+// before any packet is sent.
+var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
+
+// Rendezvous listens on the local endpoint and connects to the remote
+// endpoints at the same time (RFC 9622 §7.3) and returns the first
+// transport connection established: the RendezvousDone event. The
+// Connection is Established when returned and gets no Ready event (like
+// one a Listener receives); its Closed and ConnectionError handlers are
+// the Preconnection's.
+//
+// The Preconnection needs at least one LocalEndpoint and one
+// RemoteEndpoint; without them, with invalid endpoints or properties, or
+// when no TCP-based stack fits the properties (ErrRendezvousUnsupported:
+// QUIC and UDP rendezvous are not implemented), it returns an
+// *EstablishmentError before any packet is sent.
+//
+// How it works, over TCP (and TLS over TCP): the first local endpoint is
+// resolved and bound by a listening socket and by one connecting socket
+// per remote address (remote host names resolved as for Initiate; only
+// addresses of the local address's family), all sharing the local port
+// (SO_REUSEADDR and SO_REUSEPORT). When the peer does the same, the two
+// peers get one TCP connection: by a simultaneous open, or because one
+// side's SYN reaches the other's listener first (the other side's connect
+// then fails with EADDRNOTAVAIL, and it takes the accepted connection).
+// The listener accepts only connections from a remote endpoint's address
+// and port (others are reset). A connect that is refused (the peer does
+// not listen yet) is tried again after 10 ms, doubling up to 320 ms. The
+// first connection established wins; every other attempt, the listening
+// socket and any later connection are closed. Give each peer a fixed
+// local port (the other's remote port): with port 0 the system picks one
+// that the peer cannot know without signalling (see Resolve). Other local
+// endpoints than the first are not used. A local endpoint's STUN server is
+// asked for its server-reflexive address while gathering (traced as a
+// "rendezvous" ServerReflexive record); a failure there does not stop the
+// rendezvous.
+//
+// With security (the tls stack), TLS needs a client and a server: the side
+// whose local address:port is lower (addresses compared as netip.Addr, then
+// ports) is the client, verifying the peer's certificate with the trusted
+// CAs (and the remote's host name or address); the other side is the
+// server and needs a local identity. The connection wins once its
+// handshake is done.
+//
+// ctx bounds the establishment, not the connection; so does the
+// Preconnection's establishment timeout. When either ends first,
+// Rendezvous returns an *EstablishmentError (Reason Timeout) after every
+// socket has been closed. Rendezvous is safe to call concurrently; each
+// call is a rendezvous of its own (on the same local port, the calls would
+// compete for the same peer).
+func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
+	p.mu.Lock()
+	nl, nr := len(p.locals), len(p.remotes)
+	sec := p.sec
+	p.mu.Unlock()
+	if nl == 0 || nr == 0 {
+		return nil, &EstablishmentError{Reason: ReasonInvalidConfiguration,
+			Err: &EndpointError{Err: errors.New("Rendezvous needs a local and a remote endpoint")}}
+	}
+	stun, err := p.stunServers()
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	cfg, h, err := p.snapshot(false)
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	st, err := actors.RendezvousStack(cfg)
+	if err != nil {
+		return nil, &EstablishmentError{Reason: ReasonNoCandidates, Err: err}
+	}
+	req := &actors.StartRendezvous{Config: cfg, Stun: stun, Result: actors.NewRendezvousResult()}
+	if st.Name() == "tls" {
+		// the server role's configuration; without an identity this side
+		// cannot be the server (the handshake then fails, saying so)
+		req.ServerTLS, _ = tlsConfig(sec, true, false, p.sys)
+	}
+	started, err := call[*actors.RendezvousStarted](ctx, p.sys, p.sys.s.Root, req)
+	if err != nil {
+		return nil, establishmentError(err)
+	}
+	res := req.Result
+	select {
+	case <-res.Done():
+	case <-ctx.Done():
+		tell(p.sys, started.PID, &actors.CancelRendezvous{Err: ctx.Err()})
+		<-res.Done() // soon: once every socket is closed (or it had won)
+	}
+	s, _, err := res.Outcome()
+	if err != nil {
+		if errors.Is(err, actors.ErrShutdown) {
+			return nil, &EstablishmentError{Err: ErrSystemShutdown}
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, &EstablishmentError{Reason: ReasonTimeout, Err: err}
+		}
+		return nil, establishmentError(err)
+	}
+	return p.rendezvousConn(s, cfg, h), nil
+}
+
+func (p *Preconnection) rendezvousConn(s *actors.ConnectionStarted, cfg *messages.ConnectionConfig, h connHandlers) *Connection {
+	c := connectionOf(p.sys, s, cfg)
+	c.installHandlers(connHandlers{closed: h.closed, connectionError: h.connectionError})
+	return c
+}
+
+// stunServers returns the STUN server of each local endpoint, by index.
+func (p *Preconnection) stunServers() ([]actors.StunServer, error) {
+	p.mu.Lock()
+	locals := append([]*LocalEndpoint(nil), p.locals...)
+	p.mu.Unlock()
+	out := make([]actors.StunServer, len(locals))
+	for i, l := range locals {
+		l.e.mu.Lock()
+		srv, err := l.stun, l.e.err
+		label := l.e.label()
+		l.e.mu.Unlock()
+		if err != nil {
+			return nil, &EndpointError{Endpoint: label, Err: err}
+		}
+		if srv != nil {
+			out[i] = actors.StunServer{Host: srv.host, Port: srv.port}
+			if c := srv.creds; c != nil {
+				out[i].Credentials = &stacks.STUNCredentials{Username: c.Username, Password: c.Password}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Resolve binds early (RFC 9622 §7.3): it returns the Preconnection's
+// endpoints made concrete, as they would be used now (the set may change
+// over time):
+//
+//   - a LocalEndpoint with an IP address stays as it is; one with a host
+//     name becomes one endpoint per address; one with neither (a
+//     wildcard), with an unspecified address (0.0.0.0 or ::) or with only
+//     an interface becomes one endpoint per address of the interfaces
+//     that are up (only that interface; only that family), with the
+//     endpoint's port (IPv6 link-local addresses carry their interface);
+//   - a LocalEndpoint with a STUN server (WithStunServer) adds a
+//     server-reflexive LocalEndpoint (IsServerReflexive), learned with a
+//     STUN Binding request (RFC 8489, retransmitted from 500 ms on,
+//     doubling, 7 requests at most) from a UDP socket bound to the
+//     endpoint's address and port, which must be fixed (not 0). It is
+//     returned even when it equals a local address (no NAT);
+//   - a RemoteEndpoint's host name is resolved with the Preconnection's
+//     resolver (Happy Eyeballs order, as Initiate does), one
+//     RemoteEndpoint per address, with the endpoint's port.
+//
+// Local endpoints come first in the Preconnection's order, each followed
+// by its server-reflexive one. Errors: an *EndpointError for an invalid
+// endpoint; otherwise an error wrapping the cause (a *stacks.ResolveError
+// for a host name, a *stacks.STUNError or stacks.ErrSTUNTimeout for STUN,
+// ctx's error). Resolve is safe for concurrent use.
+func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*RemoteEndpoint, error) {
+	stun, err := p.stunServers()
+	if err != nil {
+		return nil, nil, err
+	}
+	p.mu.Lock()
+	cfg := &messages.ConnectionConfig{Resolver: p.resolver}
+	locals := append([]*LocalEndpoint(nil), p.locals...)
+	remotes := append([]*RemoteEndpoint(nil), p.remotes...)
+	p.mu.Unlock()
+	for _, l := range locals {
+		m, err := l.e.toMessage(false, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Locals = append(cfg.Locals, m)
+	}
+	for _, r := range remotes {
+		r.e.mu.Lock()
+		isPath := r.e.path != ""
+		r.e.mu.Unlock()
+		m, err := r.e.toMessage(!isPath, !isPath) // a Unix socket path has nothing to resolve
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Remotes = append(cfg.Remotes, m)
+	}
+	st, err := call[*actors.ResolveStarted](ctx, p.sys, p.sys.s.Root, &actors.ResolveEndpoints{Config: cfg, Stun: stun})
+	if err != nil {
+		return nil, nil, fmt.Errorf("resolve: %w", err)
+	}
+	res, err := call[*actors.ResolvedEndpoints](ctx, p.sys, st.PID, &actors.AwaitResolve{})
+	if err != nil {
+		if ctx.Err() != nil {
+			tell(p.sys, st.PID, &actors.CancelResolve{})
+		}
+		return nil, nil, fmt.Errorf("resolve: %w", err)
+	}
+	outL := make([]*LocalEndpoint, 0, len(res.Locals))
+	for _, c := range res.Locals {
+		l := NewLocalEndpoint().WithIPAddress(c.Addr.Addr().WithZone("").String()).WithPort(c.Addr.Port())
+		if c.Interface != "" {
+			l.WithInterface(c.Interface)
+		}
+		l.reflexive = c.ServerReflexive
+		outL = append(outL, l)
+	}
+	outR := make([]*RemoteEndpoint, 0, len(res.Remotes))
+	for _, c := range res.Remotes {
+		r := NewRemoteEndpoint().WithIPAddress(c.Addr.Addr().WithZone("").String()).WithPort(c.Addr.Port())
+		if c.Interface != "" {
+			r.WithInterface(c.Interface)
+		}
+		outR = append(outR, r)
+	}
+	return outL, outR, nil
+}
