@@ -578,6 +578,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		}
 	case *messages.GetConnectionInfo:
 		ctx.Respond(c.info())
+	case *ChangeEndpoints: // conn_endpoints.go
+		c.changeEndpoints(ctx, m)
 	case *messages.SetConnectionProperty:
 		if err := c.setProperty(m); err != nil {
 			ctx.Respond(err)

@@ -163,6 +163,7 @@ const (
 	OpClone
 	OpSetProperty
 	OpGetProperties
+	OpChangeEndpoints // AddRemote, RemoveRemote, AddLocal, RemoveLocal (conn_endpoints.go)
 )
 
 func (o Op) String() string {
@@ -181,6 +182,8 @@ func (o Op) String() string {
 		return "SetProperty"
 	case OpGetProperties:
 		return "GetProperties"
+	case OpChangeEndpoints:
+		return "ChangeEndpoints"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
@@ -200,6 +203,8 @@ func (s State) Allows(op Op) bool {
 		return s != Closed
 	case OpSetProperty:
 		return s != Closed
+	case OpChangeEndpoints:
+		return s == Establishing || s == Established
 	}
 	return false
 }

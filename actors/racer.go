@@ -128,7 +128,7 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	r.lastStart = now
 	off := now.Sub(r.t0).Nanoseconds()
 	a := &messages.EstablishmentAttempt{Endpoint: c.endpoint(), Stack: c.stack.Name(), Path: c.iface,
-		StartOffsetNs: off, EndOffsetNs: -1}
+		StartOffsetNs: off, EndOffsetNs: -1, Label: c.label}
 	r.att[idx] = a
 	r.report.Attempts = append(r.report.Attempts, a)
 	r.traceAttempt("AttemptStarted", idx, nil, off)

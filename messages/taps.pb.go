@@ -446,6 +446,9 @@ type EstablishmentAttempt struct {
 	EndOffsetNs   int64  `protobuf:"varint,5,opt,name=end_offset_ns,json=endOffsetNs,proto3" json:"end_offset_ns,omitempty"`
 	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	Won           bool   `protobuf:"varint,7,opt,name=won,proto3" json:"won,omitempty"`
+	// The remote endpoint the attempt's address came from, as the
+	// application named it (host:port, or the Unix socket path).
+	Label         string `protobuf:"bytes,8,opt,name=label,proto3" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -527,6 +530,13 @@ func (x *EstablishmentAttempt) GetWon() bool {
 		return x.Won
 	}
 	return false
+}
+
+func (x *EstablishmentAttempt) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
 }
 
 // EstablishmentReport tells what racing did for one connection.
@@ -1078,7 +1088,7 @@ const file_taps_proto_rawDesc = "" +
 	"\tinterface\x18\x04 \x01(\tR\tinterface\x12\x18\n" +
 	"\aservice\x18\x05 \x01(\tR\aservice\x12\x1a\n" +
 	"\bprotocol\x18\x06 \x01(\tR\bprotocol\x12\x12\n" +
-	"\x04path\x18\a \x01(\tR\x04path\"\xd0\x01\n" +
+	"\x04path\x18\a \x01(\tR\x04path\"\xe6\x01\n" +
 	"\x14EstablishmentAttempt\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x14\n" +
 	"\x05stack\x18\x02 \x01(\tR\x05stack\x12\x12\n" +
@@ -1086,7 +1096,8 @@ const file_taps_proto_rawDesc = "" +
 	"\x0fstart_offset_ns\x18\x04 \x01(\x03R\rstartOffsetNs\x12\"\n" +
 	"\rend_offset_ns\x18\x05 \x01(\x03R\vendOffsetNs\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x10\n" +
-	"\x03won\x18\a \x01(\bR\x03won\"\x98\x01\n" +
+	"\x03won\x18\a \x01(\bR\x03won\x12\x14\n" +
+	"\x05label\x18\b \x01(\tR\x05label\"\x98\x01\n" +
 	"\x13EstablishmentReport\x12A\n" +
 	"\battempts\x18\x01 \x03(\v2%.gotaps.messages.EstablishmentAttemptR\battempts\x12\x1f\n" +
 	"\vduration_ns\x18\x02 \x01(\x03R\n" +

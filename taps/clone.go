@@ -36,9 +36,11 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // clone is a new stream of the same session (the peer learns of it with its
 // first message, as a ConnectionReceived in the same group on its side);
 // otherwise (TCP, TLS) it is a new transport connection to the same remote
-// address with the same stack and properties. Connection properties of group
-// members are entangled: SetProperty on one sets it on all, except
-// connPriority. A failure is a *CloneError.
+// address with the same stack and properties, falling back to the other
+// endpoints of the connection's remote set and binding as its local set
+// says (AddRemote, RemoveRemote, AddLocal, RemoveLocal). Connection
+// properties of group members are entangled: SetProperty on one sets it on
+// all, except connPriority. A failure is a *CloneError.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
 	var o cloneOpts
 	for _, f := range opts {
@@ -47,16 +49,17 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	if st := c.link.State(); !st.Allows(actors.OpClone) {
 		return nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}
 	}
-	info, err := call[*messages.ConnectionInfo](ctx, c.sys, c.pid, &messages.GetConnectionInfo{})
+	sets, err := c.endpointSets(ctx) // the ConnectionInfo and the endpoint sets (conn_endpoints.go)
 	if err != nil {
 		return nil, &CloneError{Err: err}
 	}
+	info := sets.Info
 	st, err := stacks.ByName(info.Stack)
 	if err != nil || info.Remote == nil {
 		return nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
 	}
 	cfg := *c.cfg // the snapshot is immutable: copy and change the copy
-	cfg.Remotes = []*messages.Endpoint{{IpAddress: info.Remote.IpAddress, Port: info.Remote.Port, Interface: info.Remote.Interface}}
+	cfg.Remotes, cfg.Locals = cloneEndpoints(info.Remote, sets)
 	cfg.Stacks = []stacks.Stack{st}
 	cfg.Properties = info.Properties // the entangled values as they are now
 	if c.cfg.Stacks != nil {

@@ -130,6 +130,8 @@
 //	close / abort                          Close / Abort                 Connection.Close / Abort
 //	–                                      CloseGroup / AbortGroup       Connection.CloseGroup / AbortGroup
 //	get_properties / set_property          GetProperties / SetProperty   Connection.GetProperties / SetProperty
+//	–                                      AddRemote / RemoveRemote /    Connection.AddRemote / RemoveRemote /
+//	                                         AddLocal / RemoveLocal        AddLocal / RemoveLocal, Endpoints
 //	HANDLE_STATE_READY                     Ready                         OnReady
 //	HANDLE_STATE_CONNECTION_ERROR          ConnectionError               OnConnectionError, *ConnectionError
 //	HANDLE_STATE_CLOSED                    Closed                        OnClosed, Connection.Done
