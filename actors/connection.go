@@ -32,6 +32,9 @@ type connSpec struct {
 	link    *Link
 	first   *messages.SendMessage
 	passive stacks.Transport // set for accepted connections
+	// rendezvous: the passive transport came from a rendezvous (its
+	// establishment is RendezvousDone, not ConnectionReceived)
+	rendezvous bool
 	// ready is an already established transport of an initiated
 	// connection: a stream a Clone opened on a multistreaming stack.
 	ready stacks.Transport
@@ -338,6 +341,9 @@ func (c *connActor) recordTransition(from, to State, ev Event, err error) {
 	evName := ev.String()
 	if ev == EvReady && c.spec.passive != nil {
 		evName = "ConnectionReceived" // a received connection has no Ready (RFC 9622 §7.2)
+		if c.spec.rendezvous {
+			evName = "RendezvousDone" // nor has a rendezvous one (§7.3)
+		}
 	}
 	if c.sys.Tracing() {
 		rec := &messages.TraceRecord{Kind: "state", ConnectionId: c.spec.id, GroupId: c.spec.groupID,

@@ -1,12 +1,15 @@
 package actors
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"syscall"
@@ -21,12 +24,13 @@ import (
 // This file holds RFC 9622 §7.3: the rendezvous actor (Rendezvous) and the
 // resolve actor (Resolve, early binding with STUN). Both are children of
 // the root, run their blocking work (name resolution, STUN, accept,
-// connect, TLS handshakes) in goroutines that only post typed messages to
-// them, and own every socket until it is handed over or closed.
+// connect, TLS and QUIC handshakes, datagram reads) in goroutines that
+// only post typed messages to them, and own every socket until it is
+// handed over or closed.
 
-// ErrRendezvousUnsupported: Rendezvous needs a stack over TCP (tcp, tls);
-// QUIC and UDP rendezvous are not implemented.
-var ErrRendezvousUnsupported = errors.New("rendezvous is implemented over TCP and TLS only")
+// ErrRendezvousUnsupported: Rendezvous needs one of the stacks tcp, tls,
+// quic, udp or udplite (unix cannot rendezvous).
+var ErrRendezvousUnsupported = errors.New("rendezvous is implemented over TCP, TLS, QUIC, UDP and UDP-Lite only")
 
 // StunServer is a LocalEndpoint's STUN server (RFC 9622 §6.1.1
 // WithStunServer). The zero value means none.
@@ -69,6 +73,9 @@ const (
 	// RendezvousAccepted: this side's listener accepted the peer's
 	// connect.
 	RendezvousAccepted = "accepted"
+	// RendezvousChecked: a STUN connectivity check of this side succeeded
+	// (UDP, UDP-Lite).
+	RendezvousChecked = "checked"
 )
 
 // RendezvousResult is the outcome of one rendezvous, shared by the facade
@@ -112,16 +119,25 @@ func (r *RendezvousResult) complete(s *ConnectionStarted, how string, err error)
 }
 
 // RendezvousStack is the stack a rendezvous uses: the first TCP-based one
-// (tcp, tls) of cfg.Stacks, in preference order. Without one it returns
-// an error wrapping ErrRendezvousUnsupported.
+// (tcp, tls) of cfg.Stacks, in preference order; without one, the first
+// of quic, udp and udplite. Without any of them it returns an error
+// wrapping ErrRendezvousUnsupported.
 func RendezvousStack(cfg *messages.ConnectionConfig) (stacks.Stack, error) {
 	var names []string
+	var other stacks.Stack
 	for _, st := range cfg.Stacks {
 		switch st.Name() {
 		case "tcp", "tls":
 			return st, nil
+		case "quic", "udp", "udplite":
+			if other == nil {
+				other = st
+			}
 		}
 		names = append(names, st.Name())
+	}
+	if other != nil {
+		return other, nil
 	}
 	return nil, fmt.Errorf("stacks %v: %w", names, ErrRendezvousUnsupported)
 }
@@ -150,12 +166,33 @@ type (
 		yielded bool
 	}
 	rvRefused struct{ remote netip.AddrPort }
+	// rvRetry: a QUIC dial attempt got no handshake in time; the next
+	// attempt follows at once.
+	rvRetry struct {
+		remote netip.AddrPort
+		err    error
+	}
+	// rvDatagram: a datagram read from the UDP rendezvous socket.
+	rvDatagram struct {
+		from netip.AddrPort
+		b    []byte
+	}
+	// rvReaderEnded: the UDP socket's reader stopped (its read deadline,
+	// set once a check succeeded, or the socket closed); every datagram
+	// it read was posted before.
+	rvReaderEnded struct{}
+	// rvCheckTick: the n-th wait before retransmitting the Binding request
+	// to remote ended.
+	rvCheckTick struct {
+		remote netip.AddrPort
+		n      int
+	}
 	rvTimeout struct{}
 	// rvListenFailed: the listener ended with an error.
 	rvListenFailed struct{ err error }
 )
 
-// rendezvousActor runs one Rendezvous (RFC 9622 §7.3) over TCP or TLS. It
+// rendezvousActor runs one Rendezvous (RFC 9622 §7.3). Over TCP or TLS it
 // resolves the first local endpoint and the remote endpoints, listens on
 // the local address with SO_REUSEPORT and connects from the same address
 // and port to every remote address (retrying while refused), so that two
@@ -168,6 +205,13 @@ type (
 // attempt, the listener and any later transport are closed. The winner
 // becomes a connection in a new group through the root (adoptConnection,
 // as a listener's accepted transport), and is RendezvousDone once Ready.
+//
+// Over QUIC (startQUIC) one endpoint on the local port dials the remotes
+// for which this side is the client and accepts from the others; the
+// first connection with its first stream wins, as above. Over UDP and
+// UDP-Lite (startUDP) the actor runs STUN connectivity checks on one
+// socket (datagram has the rule); once a check succeeded the socket,
+// connected to that remote, is the winner's transport (handOver).
 //
 // It runs on protoactor's default dispatcher, not controlDispatcher, so
 // that a goroutine posting to it never runs it: Stopped can wait for them.
@@ -194,12 +238,44 @@ type rendezvousActor struct {
 	won      *ConnectionStarted
 	ended    bool  // failed or cancelled
 	err      error // why, when ended
+
+	qr     *stacks.QUICRendezvous // quic: the endpoint dialing and listening
+	udp    *net.UDPConn           // udp, udplite: the socket, until handed over
+	checks map[netip.AddrPort]*rvCheck
+	early  map[netip.AddrPort][][]byte // non-STUN datagrams before the handover
+	winner netip.AddrPort              // udp: the remote whose check succeeded
+}
+
+// rvCheck is the connectivity check (STUN Binding transaction) with one
+// remote.
+type rvCheck struct {
+	tx    [12]byte
+	sent  int
+	timer *time.Timer
+}
+
+// rendezvousEarlyMax bounds the datagrams kept per remote before the
+// handover; later ones are dropped.
+const rendezvousEarlyMax = 64
+
+// rendezvousCheckWait is the wait after the n-th Binding request of a UDP
+// rendezvous before the next: 50 ms doubling up to 500 ms.
+func rendezvousCheckWait(n int) time.Duration {
+	return supervision.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond, Multiplier: 2}.Delay(n)
+}
+
+// rendezvousQUICAttempt bounds the n-th QUIC dial attempt of a rendezvous
+// (the peer may not listen yet, and quic-go's Initial retransmissions back
+// off from about 300 ms): 100 ms doubling up to 1 s.
+func rendezvousQUICAttempt(n int) time.Duration {
+	return supervision.Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2}.Delay(n)
 }
 
 func newRendezvousProps(s *System, m *StartRendezvous) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &rendezvousActor{sys: s, cfg: m.Config, serverTLS: m.ServerTLS, stun: m.Stun, result: m.Result,
-			gate: newAcceptGate(), attempts: map[netip.AddrPort]*AttemptError{}}
+			gate: newAcceptGate(), attempts: map[netip.AddrPort]*AttemptError{},
+			checks: map[netip.AddrPort]*rvCheck{}, early: map[netip.AddrPort][][]byte{}}
 	}, actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
 }
 
@@ -269,6 +345,18 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		if r.sys.Tracing() {
 			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRefused", Remote: m.remote.String(), Stack: r.stack.Name()})
 		}
+	case *rvRetry:
+		r.record(m.remote, m.err)
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRetry", Remote: m.remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+	case *rvDatagram:
+		r.datagram(ctx, m)
+	case *rvCheckTick:
+		if c := r.checks[m.remote]; c != nil && !r.ended && !r.adopted && !r.winner.IsValid() && r.udp != nil {
+			r.sendCheck(m.remote, c)
+			r.armCheck(ctx, m.remote, c, m.n+1)
+		}
+	case *rvReaderEnded:
+		r.handOver(ctx)
 	case *rvAttemptEnded:
 		r.record(m.remote, m.err)
 		ev := "ConnectFailed"
@@ -319,10 +407,21 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 	}
 }
 
-// start listens and connects once the addresses are known.
+// start listens and connects (TCP, TLS, QUIC) or starts the connectivity
+// checks (UDP, UDP-Lite) once the addresses are known.
 func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 	for _, ra := range res.remotes {
-		r.remotes = append(r.remotes, ra.addrs...)
+		for _, a := range ra.addrs {
+			if ap := unmapAddrPort(a); !slices.Contains(r.remotes, ap) {
+				r.remotes = append(r.remotes, ap)
+			}
+		}
+	}
+	switch r.stack.Name() {
+	case "quic":
+		return r.startQUIC(ctx, res)
+	case "udp", "udplite":
+		return r.startUDP(ctx, res)
 	}
 	opts := r.cfg.StackOptions
 	opts.TLS = nil // TCP first; TLS once the roles are known
@@ -448,6 +547,287 @@ func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stac
 	root.Send(self, e)
 }
 
+// startQUIC opens one QUIC endpoint on the local port. For each remote the
+// roles are those of TLS (tlsClientRole): where this side is the client it
+// dials (quic-go retransmits the Initial; an attempt without handshake
+// after rendezvousQUICAttempt is replaced by a new one, until the
+// rendezvous ends); where it is the server it listens, refusing Initials
+// from other addresses than the remotes, and offers a connection once its
+// first stream arrives.
+func (r *rendezvousActor) startQUIC(ctx actor.Context, res *resolved) error {
+	opts := r.cfg.StackOptions
+	opts.Local = res.local
+	if len(r.cfg.Locals) > 0 {
+		opts.Interface = r.cfg.Locals[0].Interface
+	}
+	remotes := slices.Clone(r.remotes)
+	sys := r.sys
+	accept := func(from netip.AddrPort) bool {
+		if slices.Contains(remotes, from) {
+			return true
+		}
+		if sys.Tracing() {
+			sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Ignored", Remote: from.String(), Stack: "quic",
+				Error: "QUIC Initial from an address that is not a remote endpoint: refused"})
+		}
+		return false
+	}
+	qr, err := stacks.ListenQUICRendezvous(context.Background(), opts, r.serverTLS, accept)
+	if err != nil {
+		return fmt.Errorf("listen quic: %w", err)
+	}
+	r.qr = qr
+	bound, _ := addrPortOf(qr.Addr())
+	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
+	var clients []netip.AddrPort
+	var firstErr error
+	servers := 0
+	for _, remote := range r.remotes {
+		client, err := tlsClientRole(rendezvousLocalFor(r.local, remote), remote)
+		switch {
+		case err != nil:
+		case client:
+			clients = append(clients, remote)
+		case r.serverTLS == nil:
+			err = errors.New("the QUIC server role (this side's address:port is the higher) needs a local identity")
+		default:
+			servers++
+		}
+		if err != nil {
+			r.record(remote, err)
+			firstErr = cmp.Or(firstErr, err)
+		}
+	}
+	if len(clients) == 0 && servers == 0 {
+		return fmt.Errorf("quic: no usable role with any remote: %w", firstErr)
+	}
+	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: qr.Addr().String(), Stack: r.stack.Name()})
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	if servers > 0 {
+		r.wg.Go(func() { r.quicAcceptLoop(root, self) })
+	}
+	for _, remote := range clients {
+		r.wg.Go(func() { r.quicDialLoop(root, self, remote) })
+	}
+	return nil
+}
+
+// quicDialLoop dials remote until a handshake completes, fails for good,
+// or the rendezvous ends.
+func (r *rendezvousActor) quicDialLoop(root *actor.RootContext, self *actor.PID, remote netip.AddrPort) {
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(r.gctx, rendezvousQUICAttempt(n))
+		t, err := r.qr.Dial(actx, remote)
+		timedOut := actx.Err() != nil
+		cancel()
+		if err == nil {
+			r.offer(root, self, t, RendezvousConnected)
+			return
+		}
+		if r.gctx.Err() != nil {
+			return
+		}
+		if timedOut {
+			root.Send(self, &rvRetry{remote: remote, err: err})
+			continue
+		}
+		root.Send(self, &rvAttemptEnded{remote: remote, err: err})
+		return
+	}
+}
+
+// quicAcceptLoop accepts the connections from the remotes (the endpoint
+// refused the others); each is offered once its first stream arrives.
+func (r *rendezvousActor) quicAcceptLoop(root *actor.RootContext, self *actor.PID) {
+	for {
+		c, err := r.qr.AcceptConn(r.gctx)
+		if err != nil {
+			if r.gctx.Err() == nil {
+				root.Send(self, &rvListenFailed{err: err})
+			}
+			return
+		}
+		r.wg.Go(func() {
+			t, err := c.FirstStream(r.gctx)
+			if err == nil {
+				r.offer(root, self, t, RendezvousAccepted)
+			}
+		})
+	}
+}
+
+// rendezvousLocalFor is the local address a packet to remote leaves from:
+// local's, or, when that is unspecified, the one the routing table picks
+// (a connected UDP socket's, no packet sent), with local's port.
+func rendezvousLocalFor(local, remote netip.AddrPort) netip.AddrPort {
+	a := local.Addr()
+	if !a.IsValid() || a.IsUnspecified() {
+		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote)); err == nil {
+			if ap, ok := addrPortOf(c.LocalAddr()); ok {
+				a = ap.Addr()
+			}
+			_ = c.Close()
+		}
+	}
+	return netip.AddrPortFrom(a.Unmap(), local.Port())
+}
+
+// startUDP binds the local port and starts a connectivity check (RFC 9622
+// §7.3, in the manner of ICE, RFC 8445 §7.2) with every remote: a STUN
+// Binding request, sent again after rendezvousCheckWait until the
+// rendezvous ends. A reader goroutine posts every datagram to the actor
+// (datagram).
+func (r *rendezvousActor) startUDP(ctx actor.Context, res *resolved) error {
+	opts := r.cfg.StackOptions
+	opts.Local = res.local
+	if len(r.cfg.Locals) > 0 {
+		opts.Interface = r.cfg.Locals[0].Interface
+	}
+	sock, err := stacks.BindRendezvousSocket(context.Background(), r.stack.Name(), opts)
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", r.stack.Name(), err)
+	}
+	r.udp = sock
+	bound, _ := addrPortOf(sock.LocalAddr())
+	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
+	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: sock.LocalAddr().String(), Stack: r.stack.Name()})
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	r.wg.Go(func() { udpRendezvousReader(root, self, sock) })
+	for _, remote := range r.remotes {
+		c := &rvCheck{tx: stacks.NewSTUNTransactionID()}
+		r.checks[remote] = c
+		r.sendCheck(remote, c)
+		r.armCheck(ctx, remote, c, 1)
+	}
+	return nil
+}
+
+// udpRendezvousReader posts every datagram of sock to the actor, and
+// rvReaderEnded once its read deadline passed or sock was closed.
+func udpRendezvousReader(root *actor.RootContext, self *actor.PID, sock *net.UDPConn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := sock.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+				root.Send(self, &rvReaderEnded{})
+				return
+			}
+			continue // an ICMP error reported on the socket: nothing to do
+		}
+		root.Send(self, &rvDatagram{from: unmapAddrPort(from), b: bytes.Clone(buf[:n])})
+	}
+}
+
+// sendCheck sends the Binding request of c to remote.
+func (r *rendezvousActor) sendCheck(remote netip.AddrPort, c *rvCheck) {
+	c.sent++
+	_, err := r.udp.WriteToUDPAddrPort(stacks.EncodeSTUNBindingRequest(c.tx, nil), remote)
+	if err == nil {
+		err = fmt.Errorf("connectivity check, %d Binding requests: %w", c.sent, stacks.ErrSTUNTimeout)
+	}
+	r.record(remote, err)
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSent", Remote: remote.String(), Stack: r.stack.Name()})
+	}
+}
+
+// armCheck schedules the retransmission after the n-th wait.
+func (r *rendezvousActor) armCheck(ctx actor.Context, remote netip.AddrPort, c *rvCheck, n int) {
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	c.timer = time.AfterFunc(rendezvousCheckWait(n), func() { root.Send(self, &rvCheckTick{remote: remote, n: n}) })
+}
+
+// datagram handles a datagram of the UDP rendezvous socket:
+//
+//   - from an address that is not a remote: ignored (traced);
+//   - a Binding request from a remote: answered with a Binding success
+//     response (XOR-MAPPED-ADDRESS: the sender's address and port) and,
+//     before a check succeeded, answered with this side's own request at
+//     once (a triggered check), so that the peer's answer comes within a
+//     round trip;
+//   - a valid Binding success response from remote R to this side's
+//     request to R: the check succeeded, the path works both ways, and R
+//     wins; the reader is stopped and the socket handed over (handOver);
+//   - other STUN messages: dropped;
+//   - anything else from a remote: kept (at most rendezvousEarlyMax per
+//     remote) and, if that remote wins, read first by the connection.
+//
+// A request alone does not complete the rendezvous: it proves only the
+// path from the peer.
+func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
+	if r.ended || r.adopted || r.udp == nil {
+		return
+	}
+	c, known := r.checks[m.from]
+	if !known {
+		if r.sys.Tracing() {
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Ignored", Remote: m.from.String(), Stack: r.stack.Name(),
+				Error: "datagram from an address that is not a remote endpoint"})
+		}
+		return
+	}
+	if !stacks.IsSTUN(m.b) {
+		if len(r.early[m.from]) < rendezvousEarlyMax {
+			r.early[m.from] = append(r.early[m.from], m.b)
+		}
+		return
+	}
+	if tx, err := stacks.DecodeSTUNBindingRequest(m.b); err == nil {
+		_, _ = r.udp.WriteToUDPAddrPort(stacks.EncodeSTUNBindingSuccess(tx, m.from), m.from)
+		if r.sys.Tracing() {
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckAnswered", Remote: m.from.String(), Stack: r.stack.Name()})
+		}
+		if !r.winner.IsValid() {
+			r.sendCheck(m.from, c)
+		}
+		return
+	}
+	if r.winner.IsValid() {
+		return
+	}
+	mapped, err := stacks.DecodeSTUNBindingResponse(m.b, c.tx, nil)
+	if err != nil {
+		return // another transaction, an error response or malformed
+	}
+	r.winner = m.from
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSucceeded", Remote: m.from.String(), Local: mapped.String(), Stack: r.stack.Name()})
+	}
+	r.stopChecks()
+	_ = r.udp.SetReadDeadline(time.Unix(1, 0)) // the reader stops: rvReaderEnded follows its last datagram
+}
+
+// handOver makes the socket, connected to the winner, the rendezvous
+// connection's Transport, with the winner's early datagrams.
+func (r *rendezvousActor) handOver(ctx actor.Context) {
+	if r.ended || r.adopted || !r.winner.IsValid() || r.udp == nil {
+		return
+	}
+	sock := r.udp
+	r.udp = nil
+	opts := r.cfg.StackOptions
+	opts.Local = r.local
+	t, err := stacks.ConnectRendezvousSocket(sock, r.stack.Name(), r.winner, opts, r.early[r.winner])
+	if err != nil {
+		r.fail(ctx, &EstablishmentFailure{Err: err, Attempts: r.attemptList()})
+		return
+	}
+	r.win(ctx, t, RendezvousChecked)
+}
+
+func (r *rendezvousActor) stopChecks() {
+	for _, c := range r.checks {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+}
+
+func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // tlsClientRole decides the TLS roles of a rendezvous connection: the side
 // whose local address:port is lower (netip.AddrPort.Compare, addresses
 // unmapped) is the client. Both ends see the same pair mirrored, so
@@ -470,7 +850,7 @@ func tlsClientRole(local, remote netip.AddrPort) (bool, error) {
 func (r *rendezvousActor) win(ctx actor.Context, t stacks.Transport, how string) {
 	r.adopted, r.how = true, how
 	r.teardown()
-	a := &adoptConnection{cfg: r.cfg, t: t, stack: r.stack.Name(), listener: ctx.Self()}
+	a := &adoptConnection{cfg: r.cfg, t: t, stack: r.stack.Name(), listener: ctx.Self(), rendezvous: true}
 	ctx.Send(ctx.Parent(), a)
 }
 
@@ -486,6 +866,14 @@ func (r *rendezvousActor) teardown() {
 	r.gate.close()
 	if r.ln != nil {
 		_ = r.ln.Close()
+	}
+	r.stopChecks()
+	if r.udp != nil {
+		_ = r.udp.Close()
+		r.udp = nil
+	}
+	if r.qr != nil {
+		_ = r.qr.Close() // the winner's connection keeps the endpoint open
 	}
 }
 

@@ -48,6 +48,44 @@ func TestRendezvousRetryBackoff(t *testing.T) {
 	}
 }
 
+func TestRendezvousCheckAndAttemptBackoff(t *testing.T) {
+	for i, tt := range []struct {
+		n           int
+		check, quic time.Duration
+	}{
+		{1, 50 * time.Millisecond, 100 * time.Millisecond},
+		{2, 100 * time.Millisecond, 200 * time.Millisecond},
+		{4, 400 * time.Millisecond, 800 * time.Millisecond},
+		{5, 500 * time.Millisecond, time.Second},
+		{50, 500 * time.Millisecond, time.Second},
+	} {
+		if got := rendezvousCheckWait(tt.n); got != tt.check {
+			t.Errorf("#%d: check wait %d = %v; want %v", i, tt.n, got, tt.check)
+		}
+		if got := rendezvousQUICAttempt(tt.n); got != tt.quic {
+			t.Errorf("#%d: QUIC attempt %d = %v; want %v", i, tt.n, got, tt.quic)
+		}
+	}
+}
+
+func TestRendezvousLocalFor(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for i, tt := range []struct{ local, remote, want string }{
+		{"127.0.0.2:7", "127.0.0.1:9", "127.0.0.2:7"},          // a given address stays
+		{"[::ffff:127.0.0.2]:7", "127.0.0.1:9", "127.0.0.2:7"}, // unmapped
+		{"0.0.0.0:7", "127.0.0.1:9", "127.0.0.1:7"},            // the route's source
+		{"[::]:7", "[::1]:9", "[::1]:7"},
+	} {
+		if got := rendezvousLocalFor(ap(tt.local), ap(tt.remote)); got.String() != tt.want {
+			t.Errorf("#%d: %s -> %s: got %s; want %s", i, tt.local, tt.remote, got, tt.want)
+		}
+	}
+	// no address at all: the route's source too
+	if got := rendezvousLocalFor(netip.AddrPortFrom(netip.Addr{}, 7), ap("127.0.0.1:9")); got != ap("127.0.0.1:7") {
+		t.Errorf("wildcard: got %s", got)
+	}
+}
+
 func TestRendezvousStackChoice(t *testing.T) {
 	for _, tc := range []struct {
 		stacks []stacks.Stack
@@ -55,7 +93,10 @@ func TestRendezvousStackChoice(t *testing.T) {
 	}{
 		{[]stacks.Stack{stacks.TCP(), stacks.TLS()}, "tcp"},
 		{[]stacks.Stack{stacks.QUIC(), stacks.TLS()}, "tls"}, // the first TCP-based one
-		{[]stacks.Stack{stacks.QUIC(), stacks.UDP()}, ""},
+		{[]stacks.Stack{stacks.QUIC(), stacks.UDP()}, "quic"},
+		{[]stacks.Stack{stacks.UDPLite(), stacks.QUIC()}, "udplite"},
+		{[]stacks.Stack{stacks.UDP(), stacks.UDPLite()}, "udp"},
+		{[]stacks.Stack{stacks.Unix()}, ""},
 		{nil, ""},
 	} {
 		st, err := RendezvousStack(&messages.ConnectionConfig{Stacks: tc.stacks})

@@ -53,7 +53,9 @@ type adoptConnection struct {
 	stack    string
 	listener *actor.PID
 	listenID uint64
-	spec     connSpec // the new connection's, one object with the message
+	// rendezvous: made by a rendezvous (RendezvousDone), not a listener
+	rendezvous bool
+	spec       connSpec // the new connection's, one object with the message
 	// the root's message to the new group and the connection's to its
 	// listener, one object with this one
 	member   spawnMember
@@ -96,6 +98,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			// the peer opens join this connection's group
 			acceptStreams: true,
 			received:      &m.received,
+			rendezvous:    m.rendezvous,
 		}
 		spec.link.SetPassive()
 		group, conn := groupConnNames(id)

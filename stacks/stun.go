@@ -413,3 +413,98 @@ func (c STUNClient) BindingFrom(ctx context.Context, local, server netip.AddrPor
 	defer pc.Close()
 	return c.Binding(ctx, pc.(*net.UDPConn), server)
 }
+
+// The peer side of STUN, for connectivity checks between two rendezvous
+// peers (RFC 9622 §7.3 over UDP, in the manner of ICE, RFC 8445 §7): each
+// peer sends Binding requests to the other and answers the other's with a
+// Binding success response. No credentials: the checks are not
+// authenticated (there is no signalling channel to exchange them over).
+
+// IsSTUN reports whether b looks like a STUN message (RFC 8489 §5, as RFC
+// 7983 demultiplexes): at least a header, the first two bits zero, the
+// magic cookie, and a length field that is a multiple of 4 and counts
+// exactly the bytes after the header. It checks no attribute.
+func IsSTUN(b []byte) bool {
+	if len(b) < stunHeaderLen || b[0]&0xc0 != 0 {
+		return false
+	}
+	length := int(binary.BigEndian.Uint16(b[2:]))
+	return length%4 == 0 && stunHeaderLen+length == len(b) &&
+		binary.BigEndian.Uint32(b[4:]) == STUNMagicCookie
+}
+
+// STUNTransactionID returns the transaction id of a STUN message (IsSTUN
+// must hold).
+func STUNTransactionID(b []byte) [12]byte { return [12]byte(b[8:20]) }
+
+// DecodeSTUNBindingRequest checks that b is a well-formed Binding request
+// (IsSTUN, message type 0x0001, attributes within the message, a
+// FINGERPRINT, when present, last and right) and returns its transaction
+// id. Attributes are otherwise ignored: USERNAME and MESSAGE-INTEGRITY are
+// not checked. Errors are *STUNDecodeError values unwrapping to
+// ErrSTUNMalformed. It never panics, whatever b holds, and does not keep
+// b.
+func DecodeSTUNBindingRequest(b []byte) ([12]byte, error) {
+	bad := func(off int, reason string) ([12]byte, error) {
+		return [12]byte{}, &STUNDecodeError{Offset: off, Reason: reason, Err: ErrSTUNMalformed}
+	}
+	if !IsSTUN(b) {
+		return bad(0, "not a STUN message")
+	}
+	if typ := binary.BigEndian.Uint16(b[0:]); typ != stunBindingRequest {
+		return bad(0, fmt.Sprintf("message type %#04x is not a Binding request", typ))
+	}
+	for off := stunHeaderLen; off < len(b); {
+		if len(b)-off < 4 {
+			return bad(off, "truncated attribute header")
+		}
+		at := binary.BigEndian.Uint16(b[off:])
+		al := int(binary.BigEndian.Uint16(b[off+2:]))
+		vOff := off + 4
+		if al > len(b)-vOff {
+			return bad(off, fmt.Sprintf("attribute %#04x of %d bytes overruns the message", at, al))
+		}
+		next := vOff + (al+3)&^3
+		if next > len(b) {
+			return bad(off, "attribute padding overruns the message")
+		}
+		if at == stunAttrFingerprint {
+			if al != 4 || next != len(b) {
+				return bad(off, "FINGERPRINT not the last 4-byte attribute")
+			}
+			head := append([]byte(nil), b[:off]...)
+			binary.BigEndian.PutUint16(head[2:], uint16(off-stunHeaderLen+8))
+			if crc32.ChecksumIEEE(head)^stunFingerprintXOR != binary.BigEndian.Uint32(b[vOff:]) {
+				return bad(vOff, "FINGERPRINT mismatch")
+			}
+		}
+		off = next
+	}
+	return STUNTransactionID(b), nil
+}
+
+// EncodeSTUNBindingSuccess returns a Binding success response to
+// transaction tx telling the requester the address it was seen from
+// (XOR-MAPPED-ADDRESS, RFC 8489 §14.2; an IPv4-mapped IPv6 address is
+// sent as IPv4), followed by a FINGERPRINT.
+func EncodeSTUNBindingSuccess(tx [12]byte, mapped netip.AddrPort) []byte {
+	b := make([]byte, stunHeaderLen, 64)
+	binary.BigEndian.PutUint16(b[0:], stunBindingSuccess)
+	binary.BigEndian.PutUint32(b[4:], STUNMagicCookie)
+	copy(b[8:20], tx[:])
+	var key [16]byte
+	binary.BigEndian.PutUint32(key[:], STUNMagicCookie)
+	copy(key[4:], tx[:])
+	a := mapped.Addr().Unmap()
+	v := []byte{0, stunFamilyIPv6}
+	if a.Is4() {
+		v[1] = stunFamilyIPv4
+	}
+	v = binary.BigEndian.AppendUint16(v, mapped.Port()^uint16(STUNMagicCookie>>16))
+	raw := a.AsSlice()
+	for i := range raw {
+		v = append(v, raw[i]^key[i])
+	}
+	b = appendSTUNAttr(b, stunAttrXorMappedAddress, v)
+	return appendFingerprint(b)
+}

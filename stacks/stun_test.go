@@ -159,7 +159,20 @@ func FuzzSTUNDecode(f *testing.F) {
 	f.Add(stunResponse(stunBindingSuccess, tx, [][2][]byte{{attrType(stunAttrMappedAddress), stunAddrValue(a, false, tx)}}, []byte("k"), false))
 	f.Add(stunResponse(stunBindingErrorRes, tx, [][2][]byte{{attrType(stunAttrErrorCode), []byte{0, 0, 4, 0, 'x'}}}, nil, false))
 	f.Add([]byte{})
+	f.Add(EncodeSTUNBindingRequest(tx, nil))
+	f.Add(EncodeSTUNBindingRequest(tx, &STUNCredentials{Username: "u", Password: "k"}))
+	f.Add(EncodeSTUNBindingSuccess(tx, netip.MustParseAddrPort("[2001:db8::1]:443")))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// the request side: never panics, a decoded request is STUN and
+		// keeps its transaction id
+		if rtx, err := DecodeSTUNBindingRequest(b); err == nil {
+			require.True(t, IsSTUN(b))
+			require.Equal(t, STUNTransactionID(b), rtx)
+		} else {
+			var de *STUNDecodeError
+			require.ErrorAs(t, err, &de)
+			require.ErrorIs(t, err, ErrSTUNMalformed)
+		}
 		for _, creds := range []*STUNCredentials{nil, {Username: "u", Password: "k"}} {
 			got, err := DecodeSTUNBindingResponse(b, tx, creds)
 			if err == nil {
@@ -287,4 +300,88 @@ func freeUDPPort(t *testing.T) uint16 {
 	require.NoError(t, err)
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+}
+
+func TestSTUNEncodeBindingSuccess(t *testing.T) {
+	tx := [12]byte{0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae}
+	for i, tt := range []struct {
+		mapped string
+		// the XOR-MAPPED-ADDRESS attribute, header included (RFC 5769
+		// §2.2 and §2.3 for the first and the last)
+		attr []byte
+	}{
+		{"192.0.2.1:32853", []byte{0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xa1, 0x47, 0xe1, 0x12, 0xa6, 0x43}},
+		{"[::ffff:192.0.2.1]:32853", []byte{0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xa1, 0x47, 0xe1, 0x12, 0xa6, 0x43}}, // sent as IPv4
+		{"127.0.0.1:0", []byte{0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0x21, 0x12, 0x5e, 0x12, 0xa4, 0x43}},
+		{"[2001:db8:1234:5678:11:2233:4455:6677]:32853", []byte{0x00, 0x20, 0x00, 0x14, 0x00, 0x02, 0xa1, 0x47,
+			0x01, 0x13, 0xa9, 0xfa, 0xa5, 0xd3, 0xf1, 0x79, 0xbc, 0x25, 0xf4, 0xb5, 0xbe, 0xd2, 0xb9, 0xd9}},
+	} {
+		mapped := netip.MustParseAddrPort(tt.mapped)
+		b := EncodeSTUNBindingSuccess(tx, mapped)
+		if got := binary.BigEndian.Uint16(b); got != stunBindingSuccess {
+			t.Errorf("#%d: type %#04x; want %#04x", i, got, stunBindingSuccess)
+		}
+		if got := b[stunHeaderLen : stunHeaderLen+len(tt.attr)]; string(got) != string(tt.attr) {
+			t.Errorf("#%d: XOR-MAPPED-ADDRESS % x; want % x", i, got, tt.attr)
+		}
+		if tail := b[stunHeaderLen+len(tt.attr):]; len(tail) != 8 || binary.BigEndian.Uint16(tail) != stunAttrFingerprint {
+			t.Errorf("#%d: no FINGERPRINT last: % x", i, tail)
+		}
+		if !IsSTUN(b) {
+			t.Errorf("#%d: not recognised as STUN", i)
+		}
+		got, err := DecodeSTUNBindingResponse(b, tx, nil)
+		require.NoError(t, err, "#%d", i)
+		want := netip.AddrPortFrom(mapped.Addr().Unmap(), mapped.Port())
+		if got != want {
+			t.Errorf("#%d: decoded %s; want %s", i, got, want)
+		}
+		if _, err := DecodeSTUNBindingRequest(b); !errors.Is(err, ErrSTUNMalformed) {
+			t.Errorf("#%d: a response decoded as a request: %v", i, err)
+		}
+	}
+}
+
+func TestSTUNDecodeBindingRequest(t *testing.T) {
+	tx := [12]byte{9, 8, 7}
+	req := EncodeSTUNBindingRequest(tx, nil)
+	withCreds := EncodeSTUNBindingRequest(tx, &STUNCredentials{Username: "alice", Password: "pw"})
+	badFP := append([]byte(nil), req...)
+	badFP[len(badFP)-1] ^= 1
+	noFP := req[:stunHeaderLen:stunHeaderLen]
+	noFP = append([]byte(nil), noFP...)
+	binary.BigEndian.PutUint16(noFP[2:], 0)
+	overrun := append([]byte(nil), noFP...)
+	overrun = append(overrun, 0x80, 0x22, 0x00, 0x09, 'x', 'y', 'z', 0)
+	binary.BigEndian.PutUint16(overrun[2:], 8)
+	for i, tt := range []struct {
+		b    []byte
+		stun bool // IsSTUN
+		ok   bool // a valid Binding request
+	}{
+		{req, true, true},
+		{withCreds, true, true}, // credentials are not checked
+		{noFP, true, true},      // FINGERPRINT is optional
+		{badFP, true, false},
+		{overrun, true, false},
+		{EncodeSTUNBindingSuccess(tx, netip.MustParseAddrPort("10.0.0.1:1")), true, false},
+		{[]byte("hello, this is not STUN at all"), false, false},
+		{append([]byte{0x40}, req[1:]...), false, false},                                     // first two bits
+		{req[:len(req)-4], false, false},                                                     // length field
+		{append(append([]byte(nil), req[:4]...), make([]byte, len(req)-4)...), false, false}, // no cookie
+		{nil, false, false},
+	} {
+		if got := IsSTUN(tt.b); got != tt.stun {
+			t.Errorf("#%d: IsSTUN %v; want %v", i, got, tt.stun)
+		}
+		got, err := DecodeSTUNBindingRequest(tt.b)
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("#%d: %v", i, err)
+		case tt.ok && got != tx:
+			t.Errorf("#%d: transaction %x; want %x", i, got, tx)
+		case !tt.ok && !errors.Is(err, ErrSTUNMalformed):
+			t.Errorf("#%d: got %v; want ErrSTUNMalformed", i, err)
+		}
+	}
 }

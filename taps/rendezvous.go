@@ -11,9 +11,9 @@ import (
 )
 
 // ErrRendezvousUnsupported: the transport properties and protocols leave
-// no TCP-based stack (tcp, tls) for Rendezvous; QUIC and UDP rendezvous
-// are not implemented. Rendezvous returns it inside an EstablishmentError,
-// before any packet is sent.
+// no stack that can rendezvous (tcp, tls, quic, udp, udplite; unix cannot).
+// Rendezvous returns it inside an EstablishmentError, before any packet is
+// sent.
 var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 
 // Rendezvous listens on the local endpoint and connects to the remote
@@ -25,42 +25,85 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 //
 // The Preconnection needs at least one LocalEndpoint and one
 // RemoteEndpoint; without them, with invalid endpoints or properties, or
-// when no TCP-based stack fits the properties (ErrRendezvousUnsupported:
-// QUIC and UDP rendezvous are not implemented), it returns an
-// *EstablishmentError before any packet is sent.
+// when no stack that can rendezvous fits the properties
+// (ErrRendezvousUnsupported), it returns an *EstablishmentError before any
+// packet is sent. The stack is the first TCP-based one (tcp, tls) of the
+// selection, in preference order; without one, the first of quic, udp and
+// udplite.
 //
-// How it works, over TCP (and TLS over TCP): the first local endpoint is
-// resolved and bound by a listening socket and by one connecting socket
-// per remote address (remote host names resolved as for Initiate; only
-// addresses of the local address's family), all sharing the local port
-// (SO_REUSEADDR and SO_REUSEPORT). When the peer does the same, the two
-// peers get one TCP connection: by a simultaneous open, or because one
-// side's SYN reaches the other's listener first (the other side's connect
-// then fails with EADDRNOTAVAIL, and it takes the accepted connection).
-// The listener accepts only connections from a remote endpoint's address
-// and port (others are reset). A connect that is refused (the peer does
-// not listen yet) is tried again after 10 ms, doubling up to 320 ms. The
-// first connection established wins; every other attempt, the listening
-// socket and any later connection are closed. Give each peer a fixed
+// Common to every stack: the first local endpoint is resolved and bound;
+// remote host names are resolved as for Initiate (only addresses of the
+// local address's family are used); only packets and connections from a
+// remote endpoint's address and port take part. Give each peer a fixed
 // local port (the other's remote port): with port 0 the system picks one
 // that the peer cannot know without signalling (see Resolve). Other local
 // endpoints than the first are not used. A local endpoint's STUN server is
 // asked for its server-reflexive address while gathering (traced as a
 // "rendezvous" ServerReflexive record); a failure there does not stop the
-// rendezvous.
+// rendezvous. Every rendezvous step is traced as a "rendezvous" record
+// (Listening, ConnectRetry, CheckSent, CheckAnswered, CheckSucceeded,
+// Ignored, RendezvousDone, ...).
 //
-// With security (the tls stack), TLS needs a client and a server: the side
-// whose local address:port is lower (addresses compared as netip.Addr, then
-// ports) is the client, verifying the peer's certificate with the trusted
-// CAs (and the remote's host name or address); the other side is the
-// server and needs a local identity. The connection wins once its
-// handshake is done.
+// Over TCP (and TLS over TCP): a listening socket and one connecting
+// socket per remote address share the local port (SO_REUSEADDR and
+// SO_REUSEPORT). When the peer does the same, the two peers get one TCP
+// connection: by a simultaneous open, or because one side's SYN reaches
+// the other's listener first (the other side's connect then fails with
+// EADDRNOTAVAIL, and it takes the accepted connection). The listener
+// accepts only connections from a remote endpoint (others are reset). A
+// connect that is refused (the peer does not listen yet) is tried again
+// after 10 ms, doubling up to 320 ms. The first connection established
+// wins; every other attempt, the listening socket and any later
+// connection are closed.
+//
+// With security (the tls and quic stacks), TLS needs a client and a
+// server: the side whose local address:port is lower (addresses compared
+// as netip.Addr, then ports) is the client, verifying the peer's
+// certificate with the trusted CAs (and the remote's host name or
+// address); the other side is the server and needs a local identity (a
+// peer that may end up in either role needs both; with trusted CAs the
+// server also verifies a certificate the client presents). Over TLS the
+// connection wins once its handshake is done.
+//
+// Over QUIC: one UDP socket on the local port carries one QUIC endpoint.
+// Toward a remote for which this side is the client it dials: quic-go
+// retransmits the Initial, and an attempt without a completed handshake
+// after 100 ms (doubling up to 1 s) is replaced by a new one, until the
+// rendezvous ends (each one traced as ConnectRetry). Toward a remote for
+// which it is the server it listens, and refuses (CONNECTION_REFUSED, no
+// handshake) an Initial from any other address. The winner is the first
+// connection with its first stream, opened by the client, as for Initiate
+// and Listen: the client's Rendezvous returns once its handshake is done,
+// the server's once the client's stream arrives, which is when the client
+// first sends on it. So the client side (the lower address:port) must
+// send first. A side that must be the server but has no identity fails at
+// once.
+//
+// Over UDP and UDP-Lite (connectionless: RendezvousDone comes when the
+// path works), ICE-style connectivity checks with STUN (RFC 8489 Binding,
+// no credentials) run on one socket bound to the local port: it sends a
+// Binding request to every remote, again after 50 ms, doubling up to
+// 500 ms, until the rendezvous ends. A Binding request from a remote is
+// answered with a Binding success response (XOR-MAPPED-ADDRESS: the
+// requester's address and port) and, at once, with this side's own
+// request to it (a triggered check). The rendezvous is done when a valid
+// Binding success response to this side's request comes back from a
+// remote: the path works both ways. A request alone does not complete
+// it: it proves only the path from the peer. The socket, connected to
+// that remote, becomes the Connection; it keeps answering the peer's
+// Binding requests (its own check may still be running), and no STUN
+// message (the first two bits zero, the magic cookie, the length right)
+// is ever delivered as a Message. Other datagrams from a remote that
+// arrive before the rendezvous is done (at most 64 per remote) are the
+// Connection's first Messages (without their TOS byte); datagrams from
+// other addresses are dropped.
 //
 // ctx bounds the establishment, not the connection; so does the
 // Preconnection's establishment timeout. When either ends first,
 // Rendezvous returns an *EstablishmentError (Reason Timeout) after every
-// socket has been closed. Rendezvous is safe to call concurrently; each
-// call is a rendezvous of its own (on the same local port, the calls would
+// socket has been closed (its Attempts list the refused connects, the
+// unanswered checks). Rendezvous is safe to call concurrently; each call
+// is a rendezvous of its own (on the same local port, the calls would
 // compete for the same peer).
 func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 	p.mu.Lock()
@@ -84,9 +127,10 @@ func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 		return nil, &EstablishmentError{Reason: ReasonNoCandidates, Err: err}
 	}
 	req := &actors.StartRendezvous{Config: cfg, Stun: stun, Result: actors.NewRendezvousResult()}
-	if st.Name() == "tls" {
+	if st.Name() == "tls" || st.Name() == "quic" {
 		// the server role's configuration; without an identity this side
-		// cannot be the server (the handshake then fails, saying so)
+		// cannot be the server (a TLS handshake then fails, saying so; a
+		// QUIC rendezvous does not try it)
 		req.ServerTLS, _ = tlsConfig(sec, true, false, p.sys)
 	}
 	started, err := call[*actors.RendezvousStarted](ctx, p.sys, p.sys.s.Root, req)

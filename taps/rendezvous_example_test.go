@@ -100,3 +100,61 @@ func ExamplePreconnection_Resolve() {
 	fmt.Println(locals[0], remotes[0])
 	// Output: 127.0.0.1:9000 192.0.2.1:443
 }
+
+// freeUDPPort returns a UDP port that was free on 127.0.0.1 a moment ago.
+func freeUDPPort() uint16 {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// Over UDP, Rendezvous runs STUN connectivity checks with the peer and
+// is done once the path works both ways; each datagram is one Message.
+func ExamplePreconnection_Rendezvous_udp() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sys := taps.NewSystem()
+	defer sys.Shutdown(ctx)
+
+	alicePort, bobPort := freeUDPPort(), freeUDPPort()
+	peer := func(local, remote uint16) *taps.Preconnection {
+		return taps.NewPreconnection(taps.WithSystem(sys),
+			taps.WithTransportProperties(taps.NewTransportProperties(taps.UnreliableDatagram)),
+			taps.WithLocalEndpoint(taps.NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(local)),
+			taps.WithRemoteEndpoint(taps.NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(remote)))
+	}
+	var wg sync.WaitGroup
+	conns := make([]*taps.Connection, 2)
+	for i, pre := range []*taps.Preconnection{peer(alicePort, bobPort), peer(bobPort, alicePort)} {
+		wg.Go(func() {
+			c, err := pre.Rendezvous(ctx)
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	if conns[0] == nil || conns[1] == nil {
+		return
+	}
+	if err := conns[0].Send(ctx, []byte("datagram from alice"), nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := conns[1].Receive(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("bob got: %s over %s\n", m.Data, conns[1].GetProperties().Stack)
+	for _, c := range conns {
+		c.Close()
+		<-c.Done()
+	}
+	// Output: bob got: datagram from alice over udp
+}

@@ -2,9 +2,16 @@ package taps
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +26,7 @@ import (
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/stacks/stacktest"
+	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -282,7 +290,7 @@ func TestRendezvousFailsBeforeSending(t *testing.T) {
 		{name: "conflicting properties", pre: NewPreconnection(WithSystem(sys), WithTransportProperties(conflicting(t)),
 			WithLocalEndpoint(rvLocal(local)), WithRemoteEndpoint(rvRemote(port))),
 			reason: ReasonInvalidConfiguration, is: ErrConflictingProperties},
-		{name: "quic only", pre: NewPreconnection(WithSystem(sys), WithProtocols("quic"), WithSecurityNeeded(true),
+		{name: "unix only", pre: NewPreconnection(WithSystem(sys), WithProtocols("unix"),
 			WithLocalEndpoint(rvLocal(local)), WithRemoteEndpoint(rvRemote(port))),
 			reason: ReasonNoCandidates, is: ErrRendezvousUnsupported},
 	} {
@@ -651,4 +659,562 @@ func awaitTCPState(t *testing.T, ctx context.Context, local, remote netip.AddrPo
 			t.Fatalf("no socket %s -> %s in state %d:\n%s", local, remote, state, b)
 		}
 	}
+}
+
+// --- Rendezvous over QUIC and UDP
+
+// rvEvents records every "rendezvous" trace record of a System.
+type rvEvents struct {
+	mu      sync.Mutex
+	recs    []TraceRecord
+	changed chan struct{} // closed (and replaced) on every record
+}
+
+func newRVSystem(t *testing.T) (*System, *rvEvents) {
+	ev := &rvEvents{changed: make(chan struct{})}
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind != "rendezvous" {
+			return
+		}
+		ev.mu.Lock()
+		ev.recs = append(ev.recs, *r)
+		close(ev.changed)
+		ev.changed = make(chan struct{})
+		ev.mu.Unlock()
+	}))
+	return sys, ev
+}
+
+// await waits until n records match pred and returns them.
+func (e *rvEvents) await(t *testing.T, ctx context.Context, n int, what string, pred func(TraceRecord) bool) []TraceRecord {
+	t.Helper()
+	for {
+		e.mu.Lock()
+		var got []TraceRecord
+		for _, r := range e.recs {
+			if pred(r) {
+				got = append(got, r)
+			}
+		}
+		ch := e.changed
+		e.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d %s records", len(got), n, what)
+		}
+	}
+}
+
+// how returns how c's rendezvous came about (its RendezvousDone record).
+func (e *rvEvents) how(c *Connection) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.recs {
+		if r.Event == "RendezvousDone" && r.ConnectionID == c.ID() {
+			return r.Candidate
+		}
+	}
+	return ""
+}
+
+func event(name string) func(TraceRecord) bool {
+	return func(r TraceRecord) bool { return r.Event == name }
+}
+
+// freeUDPPorts returns n distinct UDP ports that were free on 127.0.0.1.
+func freeUDPPorts(t *testing.T, n int) []uint16 {
+	t.Helper()
+	var out []uint16
+	var cs []*net.UDPConn
+	for range n {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		require.NoError(t, err)
+		cs = append(cs, c)
+		out = append(out, uint16(c.LocalAddr().(*net.UDPAddr).Port))
+	}
+	for _, c := range cs {
+		require.NoError(t, c.Close())
+	}
+	return out
+}
+
+// localUDPPortFree checks that nothing holds the UDP port on 127.0.0.1.
+func localUDPPortFree(t *testing.T, port uint16) {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)})
+	require.NoError(t, err, "a rendezvous socket is still open")
+	require.NoError(t, c.Close())
+}
+
+// rvQUICSec: a rendezvous peer over QUIC may be either role, so it has an
+// identity (the server role) and trusts the CA (the client role).
+func rvQUICSec(pki *testPKI) *SecurityParameters {
+	return NewSecurityParameters().SetIdentity(pki.server).SetTrustedCAs(pki.pool).SetALPN("gotaps-test")
+}
+
+func rvQUICPre(sys *System, pki *testPKI, local, remote uint16, opts ...PreconnectionOption) *Preconnection {
+	opts = append([]PreconnectionOption{WithSystem(sys), WithProtocols("quic"), WithSecurityParameters(rvQUICSec(pki)),
+		WithLocalEndpoint(rvLocal(local)), WithRemoteEndpoint(rvRemote(remote))}, opts...)
+	p := NewPreconnection(opts...)
+	p.AddFramer(framers.NewLengthPrefix())
+	return p
+}
+
+// quicRendezvousPair runs the two rendezvous of a QUIC pair; the client
+// (lower port) sends its first message as soon as its Rendezvous returns:
+// the server side's rendezvous completes when the client's stream arrives.
+func quicRendezvousPair(t *testing.T, ctx context.Context, client, server *Preconnection, start <-chan struct{}) (cc, cs *Connection) {
+	t.Helper()
+	var errC, errS error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		cc, errC = client.Rendezvous(ctx)
+		if errC == nil {
+			errC = cc.Send(ctx, []byte("first from client"), nil)
+		}
+	})
+	wg.Go(func() {
+		if start != nil {
+			<-start
+		}
+		cs, errS = server.Rendezvous(ctx)
+	})
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range []*Connection{cc, cs} {
+			if c != nil {
+				c.Abort()
+				<-c.Done()
+			}
+		}
+	})
+	require.NoError(t, errC)
+	require.NoError(t, errS)
+	m, err := cs.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "first from client", string(m.Data))
+	return cc, cs
+}
+
+func TestRendezvousQUIC(t *testing.T) {
+	pki := newPeerPKI(t)
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	for range 3 {
+		ports := freeUDPPorts(t, 2)
+		lo, hi := min(ports[0], ports[1]), max(ports[0], ports[1])
+		client := rvQUICPre(sys, pki, lo, hi)
+		server := rvQUICPre(sys, pki, hi, lo)
+		cc, cs := quicRendezvousPair(t, ctx, client, server, nil)
+		sameConnection(t, cc, cs, "quic")
+		require.Equal(t, "connected", ev.how(cc), "the lower address:port dials")
+		require.Equal(t, "accepted", ev.how(cs), "the higher one accepts")
+		require.NotZero(t, cs.GetProperties().Socket.TLSVersion)
+		la, ok := cc.GetProperties().Local.Addr()
+		require.True(t, ok)
+		require.Equal(t, lo, la.Port(), "the client's connection uses its local endpoint's port")
+		exchange(t, ctx, cc, cs)
+		exchange(t, ctx, cs, cc)
+	}
+}
+
+// TestRendezvousQUICStaggered: the server side starts only after the
+// client's first dial attempts went unanswered.
+func TestRendezvousQUICStaggered(t *testing.T) {
+	pki := newPeerPKI(t)
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	ports := freeUDPPorts(t, 2)
+	lo, hi := min(ports[0], ports[1]), max(ports[0], ports[1])
+	client := rvQUICPre(sys, pki, lo, hi)
+	server := rvQUICPre(sys, pki, hi, lo)
+	start := make(chan struct{})
+	go func() {
+		defer close(start)
+		ev.await(t, ctx, 2, "ConnectRetry", event("ConnectRetry"))
+	}()
+	cc, cs := quicRendezvousPair(t, ctx, client, server, start)
+	sameConnection(t, cc, cs, "quic")
+	exchange(t, ctx, cs, cc)
+}
+
+// TestRendezvousQUICDeadline: nobody at the remote, in either role: ctx
+// ends the rendezvous and the local port is free again.
+func TestRendezvousQUICDeadline(t *testing.T) {
+	pki := newPeerPKI(t)
+	sys, _ := newRVSystem(t)
+	for _, role := range []string{"client", "server"} {
+		t.Run(role, func(t *testing.T) {
+			ports := freeUDPPorts(t, 2)
+			lo, hi := min(ports[0], ports[1]), max(ports[0], ports[1])
+			local, remote := lo, hi
+			if role == "server" {
+				local, remote = hi, lo
+			}
+			pre := rvQUICPre(sys, pki, local, remote)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			c, err := pre.Rendezvous(ctx)
+			require.Nil(t, c)
+			var ee *EstablishmentError
+			require.ErrorAs(t, err, &ee)
+			require.Equal(t, ReasonTimeout, ee.Reason)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			localUDPPortFree(t, local)
+		})
+	}
+}
+
+// TestRendezvousQUICRejectsStranger: an Initial from an address that is
+// not a remote endpoint is refused (CONNECTION_REFUSED) before any
+// handshake; the rendezvous goes on.
+func TestRendezvousQUICRejectsStranger(t *testing.T) {
+	pki := newPeerPKI(t)
+	sys, ev := newRVSystem(t)
+	ports := freeUDPPorts(t, 2)
+	lo, hi := min(ports[0], ports[1]), max(ports[0], ports[1])
+	pre := rvQUICPre(sys, pki, hi, lo) // the server role: it listens
+	ctx, cancel := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() { _, err := pre.Rendezvous(ctx); done <- err }()
+	ev.await(t, ctx, 1, "Listening", event("Listening"))
+
+	stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	tr := &quic.Transport{Conn: stranger}
+	defer func() { _ = tr.Close(); _ = stranger.Close() }()
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	_, err = tr.Dial(dctx, net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hi)),
+		&tls.Config{RootCAs: pki.pool, ServerName: "localhost", NextProtos: []string{"gotaps-test"}}, nil)
+	var te *quic.TransportError
+	require.ErrorAs(t, err, &te, "%v", err)
+	require.Equal(t, quic.ConnectionRefused, te.ErrorCode)
+	recs := ev.await(t, ctx, 1, "Ignored", event("Ignored"))
+	require.Equal(t, stranger.LocalAddr().String(), recs[0].Remote)
+	select {
+	case err := <-done:
+		t.Fatalf("rendezvous ended: %v", err)
+	default:
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	localUDPPortFree(t, hi)
+}
+
+func rvUDPPre(sys *System, local, remote uint16, opts ...PreconnectionOption) *Preconnection {
+	opts = append([]PreconnectionOption{WithSystem(sys), WithTransportProperties(NewTransportProperties(UnreliableDatagram)),
+		WithLocalEndpoint(rvLocal(local)), WithRemoteEndpoint(rvRemote(remote))}, opts...)
+	return NewPreconnection(opts...)
+}
+
+func TestRendezvousUDP(t *testing.T) {
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	for range 5 {
+		ports := freeUDPPorts(t, 2)
+		a := rvUDPPre(sys, ports[0], ports[1])
+		b := rvUDPPre(sys, ports[1], ports[0])
+		ca, cb := rendezvousPair(t, ctx, a, b, nil)
+		sameConnection(t, ca, cb, "udp")
+		require.Equal(t, "checked", ev.how(ca))
+		require.Equal(t, "checked", ev.how(cb))
+		la, ok := ca.GetProperties().Local.Addr()
+		require.True(t, ok)
+		require.Equal(t, ports[0], la.Port())
+		exchange(t, ctx, ca, cb)
+		exchange(t, ctx, cb, ca)
+	}
+}
+
+// TestRendezvousUDPStaggered: b starts after a has sent three checks; a's
+// next one (or b's own, triggered by a's) completes both.
+func TestRendezvousUDPStaggered(t *testing.T) {
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	ports := freeUDPPorts(t, 2)
+	a := rvUDPPre(sys, ports[0], ports[1])
+	b := rvUDPPre(sys, ports[1], ports[0])
+	start := make(chan struct{})
+	go func() {
+		defer close(start)
+		ev.await(t, ctx, 3, "CheckSent", event("CheckSent"))
+	}()
+	ca, cb := rendezvousPair(t, ctx, a, b, start)
+	sameConnection(t, ca, cb, "udp")
+	exchange(t, ctx, ca, cb)
+}
+
+// udpPeer is a hand-driven rendezvous peer: a plain UDP socket speaking
+// STUN.
+type udpPeer struct {
+	t *testing.T
+	c *net.UDPConn
+}
+
+func newUDPPeer(t *testing.T, port uint16) *udpPeer {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return &udpPeer{t: t, c: c}
+}
+
+func (p *udpPeer) send(b []byte, to uint16) {
+	_, err := p.c.WriteToUDPAddrPort(b, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), to))
+	require.NoError(p.t, err)
+}
+
+// next returns the next datagram, or nil after wait.
+func (p *udpPeer) next(wait time.Duration) []byte {
+	require.NoError(p.t, p.c.SetReadDeadline(time.Now().Add(wait)))
+	buf := make([]byte, 2048)
+	n, err := p.c.Read(buf)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	require.NoError(p.t, err)
+	return buf[:n]
+}
+
+// TestRendezvousUDPEarlyDataAndLateChecks drives the peer by hand: a
+// datagram it sends before the checks completed is the connection's first
+// message; a Binding request after the rendezvous is answered by the
+// connection and never delivered; only the peer's success response (not
+// its request) completes the rendezvous.
+func TestRendezvousUDPEarlyDataAndLateChecks(t *testing.T) {
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	ports := freeUDPPorts(t, 2)
+	peer := newUDPPeer(t, ports[1])
+	pre := rvUDPPre(sys, ports[0], ports[1])
+	type result struct {
+		c   *Connection
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { c, err := pre.Rendezvous(ctx); done <- result{c, err} }()
+
+	// the rendezvous's own check arrives
+	var req []byte
+	for req == nil || !stacks.IsSTUN(req) {
+		req = peer.next(5 * time.Second)
+		require.NotNil(t, req, "no Binding request from the rendezvous")
+	}
+	tx, err := stacks.DecodeSTUNBindingRequest(req)
+	require.NoError(t, err)
+
+	peer.send([]byte("early bird"), ports[0])
+	// the peer's request is answered (with the peer's address) and
+	// triggers a check; it does not complete the rendezvous
+	ptx := stacks.NewSTUNTransactionID()
+	peer.send(stacks.EncodeSTUNBindingRequest(ptx, nil), ports[0])
+	peerAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[1])
+	gotAnswer := false
+	for !gotAnswer {
+		b := peer.next(5 * time.Second)
+		require.NotNil(t, b, "the peer's request was not answered")
+		if a, err := stacks.DecodeSTUNBindingResponse(b, ptx, nil); err == nil {
+			require.Equal(t, peerAddr, a, "XOR-MAPPED-ADDRESS is the requester's address")
+			gotAnswer = true
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("a request alone completed the rendezvous: %v", r.err)
+	default:
+	}
+
+	// the success response to its check completes it
+	peer.send(stacks.EncodeSTUNBindingSuccess(tx, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0])), ports[0])
+	r := <-done
+	require.NoError(t, r.err)
+	c := r.c
+	defer func() { c.Abort(); <-c.Done() }()
+	require.Equal(t, "checked", ev.how(c))
+	p := c.GetProperties()
+	require.Equal(t, "udp", p.Stack)
+	require.Equal(t, peerAddr.String(), p.Remote.String())
+
+	// a late request is answered by the connection, not delivered
+	ltx := stacks.NewSTUNTransactionID()
+	peer.send(stacks.EncodeSTUNBindingRequest(ltx, nil), ports[0])
+	peer.send([]byte("after"), ports[0])
+	for {
+		b := peer.next(5 * time.Second)
+		require.NotNil(t, b, "the late request was not answered")
+		if a, err := stacks.DecodeSTUNBindingResponse(b, ltx, nil); err == nil {
+			require.Equal(t, peerAddr, a)
+			break
+		}
+	}
+	m, err := c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "early bird", string(m.Data))
+	m, err = c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "after", string(m.Data), "the STUN request between was not delivered")
+	require.NoError(t, c.Send(ctx, []byte("to peer"), nil))
+	for {
+		b := peer.next(5 * time.Second)
+		require.NotNil(t, b, "no message from the connection")
+		if !stacks.IsSTUN(b) {
+			require.Equal(t, "to peer", string(b))
+			break
+		}
+	}
+}
+
+func TestRendezvousUDPDeadline(t *testing.T) {
+	sys, _ := newRVSystem(t)
+	ports := freeUDPPorts(t, 2)
+	pre := rvUDPPre(sys, ports[0], ports[1])
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	c, err := pre.Rendezvous(ctx)
+	require.Nil(t, c)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ReasonTimeout, ee.Reason)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	localUDPPortFree(t, ports[0])
+
+	pre = rvUDPPre(sys, ports[0], ports[1], WithEstablishmentTimeout(200*time.Millisecond))
+	_, err = pre.Rendezvous(testCtx(t))
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, ErrEstablishmentTimeout)
+	require.ErrorIs(t, err, stacks.ErrSTUNTimeout, "the unanswered checks are listed")
+	localUDPPortFree(t, ports[0])
+}
+
+// TestRendezvousUDPIgnoresStranger: a Binding request from an address that
+// is not a remote endpoint gets no answer; the rendezvous goes on.
+func TestRendezvousUDPIgnoresStranger(t *testing.T) {
+	sys, ev := newRVSystem(t)
+	ports := freeUDPPorts(t, 3)
+	pre := rvUDPPre(sys, ports[0], ports[1])
+	ctx, cancel := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() { _, err := pre.Rendezvous(ctx); done <- err }()
+	ev.await(t, ctx, 1, "Listening", event("Listening"))
+
+	stranger := newUDPPeer(t, ports[2])
+	stranger.send(stacks.EncodeSTUNBindingRequest(stacks.NewSTUNTransactionID(), nil), ports[0])
+	recs := ev.await(t, ctx, 1, "Ignored", event("Ignored"))
+	require.Equal(t, stranger.c.LocalAddr().String(), recs[0].Remote)
+	require.Nil(t, stranger.next(50*time.Millisecond), "the stranger got an answer")
+	select {
+	case err := <-done:
+		t.Fatalf("rendezvous ended: %v", err)
+	default:
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	localUDPPortFree(t, ports[0])
+}
+
+// newPeerPKI is newTestPKI with a leaf certificate for both TLS roles
+// (server and client authentication): a QUIC rendezvous peer presents it
+// as the server, and as the client to a server that verifies client
+// certificates (its trusted CAs set).
+func newPeerPKI(t *testing.T) *testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gotaps rendezvous CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caCert, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &testPKI{pool: pool, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+}
+
+// TestRendezvousUDPLite: the UDP-Lite stack rendezvous as UDP does.
+func TestRendezvousUDPLite(t *testing.T) {
+	if c, err := stacks.BindRendezvousSocket(context.Background(), "udplite", stacks.Options{}); err != nil {
+		t.Skip(err)
+	} else {
+		require.NoError(t, c.Close())
+	}
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	ports := freeUDPPorts(t, 2)
+	tp := NewTransportProperties(UnreliableDatagram)
+	require.NoError(t, tp.Set(FullChecksumSend, Prohibit))
+	require.NoError(t, tp.Set(FullChecksumRecv, Prohibit))
+	require.NoError(t, tp.Set(RecvChecksumLen, 8))
+	a := rvUDPPre(sys, ports[0], ports[1], WithTransportProperties(tp))
+	b := rvUDPPre(sys, ports[1], ports[0], WithTransportProperties(tp))
+	ca, cb := rendezvousPair(t, ctx, a, b, nil)
+	sameConnection(t, ca, cb, "udplite")
+	require.Equal(t, "checked", ev.how(ca))
+	require.Equal(t, 16, ca.GetProperties().Socket.RecvChecksumCoverage, "recvChecksumLen 8 + header, on the rendezvous socket")
+	exchange(t, ctx, ca, cb)
+}
+
+// TestRendezvousQUICServerNeedsIdentity: the side whose address:port is
+// the higher is the QUIC server; without an identity it fails at once,
+// and its port is free again.
+func TestRendezvousQUICServerNeedsIdentity(t *testing.T) {
+	pki := newPeerPKI(t)
+	sys, ev := newRVSystem(t)
+	ports := freeUDPPorts(t, 2)
+	lo, hi := min(ports[0], ports[1]), max(ports[0], ports[1])
+	pre := NewPreconnection(WithSystem(sys), WithProtocols("quic"), WithSecurityParameters(pki.clientSec()),
+		WithLocalEndpoint(rvLocal(hi)), WithRemoteEndpoint(rvRemote(lo)))
+	c, err := pre.Rendezvous(testCtx(t))
+	require.Nil(t, c)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorContains(t, err, "needs a local identity")
+	localUDPPortFree(t, hi)
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	for _, r := range ev.recs {
+		require.NotEqual(t, "Listening", r.Event, "it did not start")
+	}
+}
+
+// A rendezvous connection's establishment is traced as RendezvousDone (it
+// has no Ready, RFC 9622 §7.3), a listener's as ConnectionReceived.
+func TestRendezvousConnectionStateTrace(t *testing.T) {
+	var mu sync.Mutex
+	events := map[uint64]string{} // connection id -> the event that made it Established
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind == "state" && r.ToState == "Established" {
+			mu.Lock()
+			events[r.ConnectionID] = r.Event
+			mu.Unlock()
+		}
+	}))
+	ctx := testCtx(t)
+	ports := freeTCPPorts(t, 2)
+	a := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(rvRemote(ports[1])))
+	b := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[1])), WithRemoteEndpoint(rvRemote(ports[0])))
+	ca, cb := rendezvousPair(t, ctx, a, b, nil)
+	mu.Lock()
+	got := []string{events[ca.ID()], events[cb.ID()]}
+	mu.Unlock()
+	require.Equal(t, []string{"RendezvousDone", "RendezvousDone"}, got)
+	ca.Abort()
+	cb.Abort()
+	<-ca.Done()
+	<-cb.Done()
 }

@@ -1,0 +1,191 @@
+package stacks
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+)
+
+// ErrRendezvousRefused is what a QUICRendezvous's listener answers (QUIC
+// CONNECTION_REFUSED) to an Initial from an address it does not accept.
+var ErrRendezvousRefused = errors.New("not a rendezvous peer")
+
+// QUICRendezvous is one QUIC endpoint (a quic.Transport) on one bound UDP
+// socket that both dials (Dial, the QUIC client role) and, when made with
+// a server TLS configuration, listens (AcceptConn, the server role), for
+// Rendezvous (RFC 9622 §7.3): both peers' packets use the same local port.
+// Its Transports are streams as the QUIC stack's (MultiStream, Datagrams
+// with Options.QUICDatagrams, SocketInfo); the socket is closed once Close
+// was called and every Transport it returned has ended. Its methods are
+// safe for concurrent use.
+type QUICRendezvous struct {
+	udp  *net.UDPConn
+	tr   *quic.Transport
+	opts Options
+	ln   *quic.Listener // nil: no server role
+
+	mu     sync.Mutex
+	refs   int // Close not called yet + every live connection
+	closed bool
+}
+
+// ListenQUICRendezvous binds opts.Local (Interface and DSCP applied) and
+// starts a QUIC endpoint on it. With serverTLS (the server role's
+// configuration, NextProtos defaulting to DefaultQUICALPN) it also
+// listens, refusing (CONNECTION_REFUSED) every Initial whose source
+// address accept rejects, before any handshake work; the others are
+// handshaken and returned by AcceptConn.
+func ListenQUICRendezvous(ctx context.Context, opts Options, serverTLS *tls.Config, accept func(netip.AddrPort) bool) (*QUICRendezvous, error) {
+	udp, err := listenUDPFor(ctx, opts, opts.Local)
+	if err != nil {
+		return nil, err
+	}
+	q := &QUICRendezvous{udp: udp, tr: &quic.Transport{Conn: quicPacketConn(udp, opts)}, opts: opts, refs: 1}
+	if serverTLS != nil {
+		cfg := serverTLS.Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{DefaultQUICALPN}
+		}
+		qcfg := quicConfig(opts)
+		base := qcfg.Clone()
+		qcfg.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
+			ua, ok := info.RemoteAddr.(*net.UDPAddr)
+			if !ok {
+				return nil, ErrRendezvousRefused
+			}
+			a := ua.AddrPort()
+			if !accept(netip.AddrPortFrom(a.Addr().Unmap(), a.Port())) {
+				return nil, ErrRendezvousRefused
+			}
+			return base, nil
+		}
+		q.ln, err = q.tr.Listen(cfg, qcfg)
+		if err != nil {
+			_ = q.tr.Close()
+			_ = udp.Close()
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// Addr is the bound local address.
+func (q *QUICRendezvous) Addr() net.Addr { return q.udp.LocalAddr() }
+
+// ref counts a new connection; false once the endpoint is released.
+func (q *QUICRendezvous) ref() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.refs == 0 {
+		return false
+	}
+	q.refs++
+	return true
+}
+
+func (q *QUICRendezvous) unref() {
+	q.mu.Lock()
+	q.refs--
+	last := q.refs == 0
+	q.mu.Unlock()
+	if last {
+		_ = q.tr.Close()
+		_ = q.udp.Close()
+	}
+}
+
+// Dial is the client role: a QUIC handshake with remote from the endpoint's
+// socket (opts.TLS is the client configuration, as for the QUIC stack's
+// Dial), then a new stream, returned as the Transport. quic-go retransmits
+// the Initial while the peer does not answer, until ctx ends.
+func (q *QUICRendezvous) Dial(ctx context.Context, remote netip.AddrPort) (Transport, error) {
+	cfg, err := clientTLSConfig(q.opts, remote, DefaultQUICALPN)
+	if err != nil {
+		return nil, err
+	}
+	ra := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()))
+	conn, err := q.tr.Dial(ctx, ra, cfg, quicConfig(q.opts))
+	if err != nil {
+		return nil, wrapQUICHandshake(remote.String(), err)
+	}
+	if !q.ref() {
+		_ = conn.CloseWithError(quicCodeAbort, "")
+		return nil, net.ErrClosed
+	}
+	qc := newQUICConn(conn, q.udp, q.opts, q.unref)
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		_ = conn.CloseWithError(quicCodeAbort, "")
+		<-qc.done
+		return nil, err
+	}
+	return qc.stream(str), nil
+}
+
+// AcceptConn is the server role: it waits for the next connection from an
+// accepted address whose handshake completed. Its FirstStream is the
+// Transport (see QUIC: the peer's first stream is seen once the peer
+// writes on it); either that Transport or Abort releases the connection.
+// Without a server role it fails at once.
+func (q *QUICRendezvous) AcceptConn(ctx context.Context) (*QUICRendezvousConn, error) {
+	if q.ln == nil {
+		return nil, errors.New("quic rendezvous: no server role")
+	}
+	conn, err := q.ln.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !q.ref() {
+		_ = conn.CloseWithError(quicCodeAbort, "")
+		return nil, net.ErrClosed
+	}
+	return &QUICRendezvousConn{qc: newQUICConn(conn, q.udp, q.opts, q.unref)}, nil
+}
+
+// QUICRendezvousConn is an accepted connection waiting for its first
+// stream.
+type QUICRendezvousConn struct{ qc *quicConn }
+
+// RemoteAddr is the peer's address.
+func (c *QUICRendezvousConn) RemoteAddr() net.Addr { return c.qc.conn.RemoteAddr() }
+
+// FirstStream waits for the peer's first stream and returns it; on error
+// the connection is closed.
+func (c *QUICRendezvousConn) FirstStream(ctx context.Context) (Transport, error) {
+	str, err := c.qc.conn.AcceptStream(ctx)
+	if err != nil {
+		c.Abort()
+		return nil, err
+	}
+	return c.qc.stream(str), nil
+}
+
+// Abort closes the connection and waits until it is released.
+func (c *QUICRendezvousConn) Abort() {
+	_ = c.qc.conn.CloseWithError(quicCodeAbort, "")
+	<-c.qc.done
+}
+
+// Close stops listening (handshakes in flight are refused) and releases
+// the endpoint: the socket is closed now if no Transport it returned is
+// alive, else when the last one ends. Dial and AcceptConn calls in progress
+// should be ended (their ctx) first.
+func (q *QUICRendezvous) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.mu.Unlock()
+	if q.ln != nil {
+		_ = q.ln.Close()
+	}
+	q.unref()
+	return nil
+}
