@@ -119,6 +119,10 @@
 //	initiate(timeout)                      Initiate                      Preconnection.Initiate(ctx)
 //	initiate_with_send                     InitiateWithSend              Preconnection.InitiateWithSend
 //	listen                                 Listen                        Preconnection.Listen -> *Listener
+//	–                                      Rendezvous + RendezvousDone   Preconnection.Rendezvous(ctx) -> *Connection
+//	–                                      Resolve                       Preconnection.Resolve(ctx)
+//	–                                      AddRemote (Preconnection)     Preconnection.AddRemote
+//	–                                      LocalEndpoint WithStunServer  LocalEndpoint.WithStunServer
 //	Listener (ConnectionReceived)          ConnectionReceived            Listener.Accept, OnConnectionReceived
 //	set_new_connection_limit / stop        SetNewConnectionLimit / Stop  Listener.SetNewConnectionLimit / Stop
 //	send(data, sent_handler, ctx, eom)     Send + Sent/Expired/SendError Connection.Send, SendPartial, SendAsync
