@@ -49,7 +49,7 @@ type TOSDatagrams interface {
 // enableRecvTOS sets IP_RECVTOS, and IPV6_RECVTCLASS on IPv6 sockets (where
 // IP_RECVTOS still covers IPv4-mapped peers, best effort).
 func enableRecvTOS(fd int) error {
-	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	domain, err := socketDomain(fd)
 	if err != nil {
 		return fmt.Errorf("get SO_DOMAIN: %w", err)
 	}
@@ -81,9 +81,9 @@ func parseTOS(oob []byte) uint8 {
 	}
 	for _, m := range msgs {
 		switch {
-		case m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_TOS && len(m.Data) >= 1:
+		case m.Header.Level == solIP && m.Header.Type == recvTOSType && len(m.Data) >= 1:
 			return m.Data[0]
-		case m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_TCLASS && len(m.Data) >= 4:
+		case m.Header.Level == solIPv6 && m.Header.Type == unix.IPV6_TCLASS && len(m.Data) >= 4:
 			return uint8(binary.NativeEndian.Uint32(m.Data[:4]))
 		}
 	}
@@ -92,16 +92,26 @@ func parseTOS(oob []byte) uint8 {
 
 // tosOOB is the control message that sends one datagram to remote with
 // tos: IP_TOS for IPv4 (and IPv4-mapped) peers, IPV6_TCLASS for IPv6.
+// IPV6_TCLASS carries an int; IP_TOS an int or, on some BSDs, one byte
+// (ipTOSCmsgLen).
 func tosOOB(remote netip.Addr, tos uint8) []byte {
-	b := make([]byte, unix.CmsgSpace(4))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.SetLen(unix.CmsgLen(4))
+	n := 4
 	if remote.Unmap().Is4() {
-		h.Level, h.Type = unix.SOL_IP, unix.IP_TOS
-	} else {
-		h.Level, h.Type = unix.SOL_IPV6, unix.IPV6_TCLASS
+		n = ipTOSCmsgLen
 	}
-	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(tos))
+	b := make([]byte, unix.CmsgSpace(n))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.SetLen(unix.CmsgLen(n))
+	if remote.Unmap().Is4() {
+		h.Level, h.Type = solIP, unix.IP_TOS
+	} else {
+		h.Level, h.Type = solIPv6, unix.IPV6_TCLASS
+	}
+	if n == 1 {
+		b[unix.CmsgLen(0)] = tos
+	} else {
+		binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(tos))
+	}
 	return b
 }
 

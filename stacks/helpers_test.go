@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -21,6 +22,15 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// skipUnlessLinux skips a test of a kernel feature only Linux has (on
+// other systems the stack reports it unavailable instead).
+func skipUnlessLinux(t *testing.T, feature string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skipf("%s is Linux only (GOOS=%s)", feature, runtime.GOOS)
+	}
 }
 
 var loopback4 = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0)

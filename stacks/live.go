@@ -51,7 +51,7 @@ func ApplyLive(t Transport, o LiveOptions) error {
 		}
 		if o.UserTimeout != nil {
 			ms := int(o.UserTimeout.Milliseconds())
-			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms); serr != nil {
+			if serr = setUserTimeout(int(fd), ms); serr != nil {
 				serr = fmt.Errorf("set TCP_USER_TIMEOUT: %w", serr)
 				return
 			}
@@ -60,8 +60,8 @@ func ApplyLive(t Transport, o LiveOptions) error {
 			on := 0
 			if *o.KeepAliveIdle > 0 {
 				on = 1
-				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(o.KeepAliveIdle.Seconds())); serr != nil {
-					serr = fmt.Errorf("set TCP_KEEPIDLE: %w", serr)
+				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, tcpKeepIdle, int(o.KeepAliveIdle.Seconds())); serr != nil {
+					serr = fmt.Errorf("set %s: %w", tcpKeepIdleName, serr)
 					return
 				}
 			}

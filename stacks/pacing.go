@@ -3,15 +3,12 @@ package stacks
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Pacer is a token bucket that bounds a byte rate (RFC 9622 maxSendRate /
@@ -253,7 +250,8 @@ type Pacing interface {
 	// PacingRate caps the socket's sending rate at bitsPerSec (0 =
 	// unlimited), rounded down to whole bytes per second. Read the value
 	// in effect back with TransportInfo.MaxPacingRate. The error wraps
-	// ErrPacingUnsupported when the kernel lacks the option.
+	// ErrPacingUnsupported when the kernel lacks the option (always
+	// outside Linux).
 	PacingRate(bitsPerSec uint64) error
 }
 
@@ -269,40 +267,6 @@ func (t *tcpTransport) PacingRate(bitsPerSec uint64) error {
 // PacingRate sets SO_MAX_PACING_RATE on the TCP socket under TLS; see
 // Pacing.
 func (t *tlsTransport) PacingRate(bitsPerSec uint64) error { return setPacingRate(t.tcp, bitsPerSec) }
-
-func setPacingRate(c syscall.Conn, bitsPerSec uint64) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	bytesPerSec := uint64(math.MaxUint64) // unlimited: ~0UL
-	if bitsPerSec > 0 {
-		bytesPerSec = max(bitsPerSec/8, 1)
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, bytesPerSec)
-	})
-	if serr != nil {
-		if errors.Is(serr, unix.ENOPROTOOPT) || errors.Is(serr, unix.EOPNOTSUPP) {
-			return fmt.Errorf("set SO_MAX_PACING_RATE: %w (%w)", ErrPacingUnsupported, serr)
-		}
-		return fmt.Errorf("set SO_MAX_PACING_RATE: %w", serr)
-	}
-	return err
-}
-
-// maxPacingRate reads SO_MAX_PACING_RATE back in bit/s (0 = unlimited).
-func maxPacingRate(fd int) (uint64, error) {
-	v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE)
-	if err != nil {
-		return 0, err
-	}
-	if v == math.MaxUint64 || v == math.MaxUint32 {
-		return 0, nil
-	}
-	return v * 8, nil
-}
 
 // pacingRateOf reads SO_MAX_PACING_RATE of a connection (tests, Info).
 func pacingRateOf(c net.Conn) (uint64, error) {

@@ -1,12 +1,6 @@
 package stacks
 
-import (
-	"fmt"
-	"net"
-	"time"
-
-	"golang.org/x/sys/unix"
-)
+import "time"
 
 // RetransmitCounts are the retransmission counters of a TCP connection,
 // read from TCP_INFO.
@@ -26,8 +20,8 @@ type RetransmitCounts struct {
 // concurrent use; the counters are read anew on every call.
 type Retransmitter interface {
 	// Retransmissions reads the retransmission counters (TCP_INFO). It
-	// fails on closed Transports and on kernels that refuse TCP_INFO
-	// (e.g. some MPTCP sockets).
+	// fails on closed Transports, on kernels that refuse TCP_INFO (e.g.
+	// some MPTCP sockets) and outside Linux (errors.ErrUnsupported).
 	Retransmissions() (RetransmitCounts, error)
 }
 
@@ -37,24 +31,6 @@ func (t *tcpTransport) Retransmissions() (RetransmitCounts, error) { return tcpR
 // Retransmissions reads TCP_INFO of the TCP socket under TLS; see
 // Retransmitter.
 func (t *tlsTransport) Retransmissions() (RetransmitCounts, error) { return tcpRetrans(t.tcp) }
-
-func tcpRetrans(c *net.TCPConn) (RetransmitCounts, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return RetransmitCounts{}, err
-	}
-	var info *unix.TCPInfo
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil {
-		return RetransmitCounts{}, err
-	}
-	if serr != nil {
-		return RetransmitCounts{}, fmt.Errorf("get TCP_INFO: %w", serr)
-	}
-	return RetransmitCounts{Total: info.Total_retrans, Consecutive: info.Retransmits, Backoff: info.Backoff}, nil
-}
 
 // RetransmitEvent is an "excessive retransmissions" notice (the seed's
 // retransmit-notify): Count retransmissions happened within the watch's

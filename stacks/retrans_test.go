@@ -54,6 +54,7 @@ func TestRetransmitWatch(t *testing.T) {
 }
 
 func TestTCPRetransmissionsLoopback(t *testing.T) {
+	skipUnlessLinux(t, "TCP_INFO retransmission counters")
 	ctx := testCtx(t)
 	ln, err := TCP().Listen(ctx, Options{Local: loopback4})
 	require.NoError(t, err)

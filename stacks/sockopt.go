@@ -47,7 +47,7 @@ func socketControl(opts Options, kind sockKind) func(network, address string, c 
 
 func applySockopts(fd int, network, iface string, dscp uint8, uto time.Duration) error {
 	if iface != "" {
-		if err := unix.BindToDevice(fd, iface); err != nil {
+		if err := bindToDevice(fd, network, iface); err != nil {
 			return fmt.Errorf("bind to interface %s: %w", iface, err)
 		}
 	}
@@ -57,7 +57,7 @@ func applySockopts(fd int, network, iface string, dscp uint8, uto time.Duration)
 		}
 	}
 	if uto > 0 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(uto/time.Millisecond)); err != nil {
+		if err := setUserTimeout(fd, int(uto/time.Millisecond)); err != nil {
 			return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
 		}
 	}
@@ -109,7 +109,7 @@ func readSockInfo(rc syscall.RawConn, kind sockKind, info *TransportInfo) error 
 }
 
 func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
-	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	domain, err := socketDomain(fd)
 	if err != nil {
 		return fmt.Errorf("get SO_DOMAIN: %w", err)
 	}
@@ -134,7 +134,7 @@ func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
 	}
 	// Some kernels do not answer TCP-level options on MPTCP sockets
 	// (EOPNOTSUPP): those fields then stay zero.
-	uto, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	uto, err := getUserTimeout(fd)
 	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("get TCP_USER_TIMEOUT: %w", err)
 	}
@@ -144,7 +144,7 @@ func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
 		return fmt.Errorf("get SO_KEEPALIVE: %w", err)
 	}
 	info.KeepAlive = ka != 0
-	if idle, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE); err == nil {
+	if idle, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpKeepIdle); err == nil {
 		info.KeepAliveIdle = time.Duration(idle) * time.Second
 	}
 	if intvl, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL); err == nil {

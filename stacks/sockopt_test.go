@@ -3,6 +3,7 @@ package stacks
 import (
 	"io"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -11,8 +12,9 @@ import (
 
 // TestSocketOptionsReadBack sets DSCP, TCP_USER_TIMEOUT and keep-alive and
 // reads them back with getsockopt through Info, on both ends (accepted
-// sockets inherit them from the listener).
+// sockets inherit them from the listener). TCP_USER_TIMEOUT only on Linux.
 func TestSocketOptionsReadBack(t *testing.T) {
+	linux := runtime.GOOS == "linux"
 	pki := newTestPKI(t)
 	loop6 := netip.AddrPortFrom(netip.IPv6Loopback(), 0)
 	cases := []struct {
@@ -36,7 +38,9 @@ func TestSocketOptionsReadBack(t *testing.T) {
 			ctx := testCtx(t)
 			set := func(o Options) Options {
 				o.DSCP = 46 // EF
-				o.UserTimeout = 3 * time.Second
+				if linux {
+					o.UserTimeout = 3 * time.Second
+				}
 				o.KeepAlive = 7 * time.Second
 				o.KeepAliveInterval = 2 * time.Second
 				return o
@@ -63,7 +67,9 @@ func TestSocketOptionsReadBack(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, uint8(46), info.DSCP)
 				if tc.tcp {
-					require.Equal(t, 3*time.Second, info.UserTimeout)
+					if linux {
+						require.Equal(t, 3*time.Second, info.UserTimeout)
+					}
 					require.True(t, info.KeepAlive)
 					require.Equal(t, 7*time.Second, info.KeepAliveIdle)
 					require.Equal(t, 2*time.Second, info.KeepAliveInterval)
@@ -79,6 +85,7 @@ func TestSocketOptionsReadBack(t *testing.T) {
 }
 
 func TestConnTimeoutMapsToUserTimeout(t *testing.T) {
+	skipUnlessLinux(t, "TCP_USER_TIMEOUT")
 	ctx := testCtx(t)
 	ln, err := TCP().Listen(ctx, Options{Local: loopback4})
 	require.NoError(t, err)

@@ -1,14 +1,10 @@
 package stacks
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,112 +96,6 @@ func (s *softErrors) chanOf() <-chan error {
 		return nil
 	}
 	return s.ch
-}
-
-// isSoftErrno tells whether a Read or Write error is a pending ICMP error
-// (sk_err) rather than a failure of the socket. onRead also accepts
-// EMSGSIZE, which on a write means the datagram itself is too large.
-func isSoftErrno(err error, onRead bool) bool {
-	var errno syscall.Errno
-	if !errors.As(err, &errno) {
-		return false
-	}
-	switch errno {
-	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN,
-		unix.ENONET, unix.EPROTO, unix.ECONNRESET:
-		return true
-	case unix.EMSGSIZE:
-		return onRead
-	}
-	return false
-}
-
-// enableRecvErr sets IP_RECVERR (and IPV6_RECVERR on IPv6 sockets, where
-// IP_RECVERR still covers IPv4-mapped peers).
-func enableRecvErr(fd int) error {
-	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		return fmt.Errorf("get SO_DOMAIN: %w", err)
-	}
-	if domain == unix.AF_INET6 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1); err != nil {
-			return fmt.Errorf("set IPV6_RECVERR: %w", err)
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1) // mapped peers, best effort
-		return nil
-	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1); err != nil {
-		return fmt.Errorf("set IP_RECVERR: %w", err)
-	}
-	return nil
-}
-
-// drainErrQueue reads every error queued on the socket (recvmsg
-// MSG_ERRQUEUE, non-blocking) and returns them.
-func drainErrQueue(rc syscall.RawConn) []*SoftError {
-	var out []*SoftError
-	_ = rc.Control(func(fd uintptr) {
-		var buf [512]byte
-		var oob [512]byte
-		for {
-			_, oobn, _, from, err := unix.Recvmsg(int(fd), buf[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-			if err != nil {
-				return
-			}
-			if se := parseErrQueue(oob[:oobn], from); se != nil {
-				out = append(out, se)
-			}
-		}
-	})
-	return out
-}
-
-// parseErrQueue turns the IP_RECVERR / IPV6_RECVERR control message of one
-// error queue entry into a SoftError.
-func parseErrQueue(oob []byte, from unix.Sockaddr) *SoftError {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	const eeSize = int(unsafe.Sizeof(unix.SockExtendedErr{}))
-	for _, m := range msgs {
-		isErr := (m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR) ||
-			(m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR)
-		if !isErr || len(m.Data) < eeSize {
-			continue
-		}
-		d := m.Data
-		se := &SoftError{
-			Err:    syscall.Errno(binary.NativeEndian.Uint32(d[0:4])),
-			Origin: d[4],
-			Type:   d[5],
-			Code:   d[6],
-			Info:   binary.NativeEndian.Uint32(d[8:12]),
-			Dest:   sockaddrToAddrPort(from),
-		}
-		se.Offender = offender(d[eeSize:])
-		return se
-	}
-	return nil
-}
-
-// offender parses the struct sockaddr that follows sock_extended_err
-// (SO_EE_OFFENDER); family AF_UNSPEC means none.
-func offender(b []byte) netip.Addr {
-	if len(b) < 2 {
-		return netip.Addr{}
-	}
-	switch binary.NativeEndian.Uint16(b[0:2]) {
-	case unix.AF_INET:
-		if len(b) >= 8 {
-			return netip.AddrFrom4([4]byte(b[4:8]))
-		}
-	case unix.AF_INET6:
-		if len(b) >= 24 {
-			return netip.AddrFrom16([16]byte(b[8:24])).Unmap()
-		}
-	}
-	return netip.Addr{}
 }
 
 func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {

@@ -61,6 +61,7 @@ func nextResult(t *testing.T, ch <-chan readResult) readResult {
 // and once the peer is back its reply is received and our next datagram
 // reaches it.
 func TestUDPSoftErrorFromClosedPort(t *testing.T) {
+	skipUnlessLinux(t, "the IP_RECVERR error queue")
 	for _, ip := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
 		t.Run(ip.String(), func(t *testing.T) {
 			ctx := testCtx(t)
@@ -172,6 +173,7 @@ func TestUDPICMPErrorsIgnoredByDefault(t *testing.T) {
 // ICMP error for one peer's address reaches that peer's channel, and other
 // peers keep working.
 func TestUDPListenerSoftErrorGoesToItsPeer(t *testing.T) {
+	skipUnlessLinux(t, "the IP_RECVERR error queue")
 	ctx := testCtx(t)
 	ln, err := UDP().Listen(ctx, Options{Local: loopback4, SoftErrors: true})
 	require.NoError(t, err)

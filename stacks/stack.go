@@ -44,8 +44,9 @@ type Options struct {
 	// Local is the local address to bind; the zero value lets the system
 	// choose.
 	Local netip.AddrPort
-	// Interface binds the socket to a network interface (SO_BINDTODEVICE)
-	// when not empty.
+	// Interface binds the socket to a network interface (SO_BINDTODEVICE;
+	// IP_BOUND_IF / IPV6_BOUND_IF on darwin) when not empty. Other
+	// systems fail with errors.ErrUnsupported.
 	Interface string
 	// KeepAlive is the keep-alive idle time: TCP (and TLS) send the first
 	// probe after this much idle time, QUIC sends a PING this often. 0
@@ -58,7 +59,7 @@ type Options struct {
 	// UserTimeout sets TCP_USER_TIMEOUT (RFC 5482 / RFC 9622
 	// tcp.userTimeoutValue): how long sent data may stay unacknowledged
 	// before TCP gives up. 0 leaves the system default, unless ConnTimeout
-	// is set.
+	// is set. Linux only: elsewhere it is ignored (and reads back as 0).
 	UserTimeout time.Duration
 	// ConnTimeout is RFC 9622 connTimeout: how long to keep trying to
 	// deliver before declaring the connection failed. TCP and TLS map it
@@ -110,6 +111,8 @@ type Options struct {
 	// stacks to set IP_RECVERR / IPV6_RECVERR and deliver ICMP errors as
 	// *SoftError on the Transport's SoftErrors channel. When false, ICMP
 	// errors are swallowed. Either way they never fail a Read or Write.
+	// Linux only: elsewhere there is no error queue, the errors are
+	// swallowed and the channel never delivers.
 	SoftErrors bool
 	// SendChecksumLen and RecvChecksumLen are the UDP-Lite checksum
 	// coverage in payload bytes (RFC 9622 msgChecksumLen /

@@ -154,26 +154,6 @@ func (t *tcpTransport) Abort() error { return abortTCP(t.TCPConn) }
 // Quiescent implements QuiescentTransport.
 func (t *tcpTransport) Quiescent() bool { return tcpQuiescent(t.TCPConn) }
 
-// tcpQuiescent reports whether c has no received byte unread (SIOCINQ) and
-// every byte it sent acknowledged by the peer (SIOCOUTQ counts the unsent
-// and the unacknowledged ones). Any error answers false.
-func tcpQuiescent(c *net.TCPConn) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	quiet := false
-	_ = rc.Control(func(fd uintptr) {
-		in, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil || in != 0 {
-			return
-		}
-		out, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
-		quiet = err == nil && out == 0
-	})
-	return quiet
-}
-
 func abortTCP(c *net.TCPConn) error {
 	_ = c.SetLinger(0)
 	return c.Close()

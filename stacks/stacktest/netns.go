@@ -32,9 +32,12 @@ func IP(t testing.TB, args ...string) {
 }
 
 // SkipUnlessNetns skips the test with a clear message unless it can create
-// network namespaces (root and the ip command).
+// network namespaces (Linux, root and the ip command).
 func SkipUnlessNetns(t testing.TB) {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("network namespaces are Linux only (GOOS=" + runtime.GOOS + ")")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace (ip netns add)")
 	}
@@ -57,6 +60,7 @@ func NewNetns(t testing.TB, tag string, octet uint8) *Netns {
 		HostIP: netip.AddrFrom4([4]byte{198, 18, octet, 1}),
 		NSIP:   netip.AddrFrom4([4]byte{198, 18, octet, 2}),
 	}
+	removeStale(tag)
 	IP(t, "netns", "add", n.NS)
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", n.HostIf).Run()
@@ -71,6 +75,31 @@ func NewNetns(t testing.TB, tag string, octet uint8) *Netns {
 	return n
 }
 
+// removeStale deletes the namespaces (and their host-side veth) that an
+// earlier test process of the same tag left behind when it was killed
+// before its cleanup ran: their addresses would clash with the new
+// namespace's. A namespace is stale when no process has the pid in its
+// name.
+func removeStale(tag string) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	prefix := "gotaps-" + tag + "-"
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		pid, ok := strings.CutPrefix(name, prefix)
+		if !ok || pid == "" {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its process still runs
+		}
+		_ = exec.Command("ip", "link", "del", "gt"+tag+"h"+pid).Run()
+		_ = exec.Command("ip", "netns", "del", name).Run()
+	}
+}
+
 // Run runs f on an OS thread that joined the namespace: sockets f creates
 // live there. The thread is thrown away afterwards.
 func (n *Netns) Run(t testing.TB, f func() error) {
@@ -78,14 +107,8 @@ func (n *Netns) Run(t testing.TB, f func() error) {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open("/run/netns/"+n.NS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		if err := JoinNetns(n.NS); err != nil {
 			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
 			return
 		}
 		errc <- f()
@@ -93,4 +116,19 @@ func (n *Netns) Run(t testing.TB, f func() error) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// JoinNetns moves the calling thread into the named namespace (made by
+// ip netns add). The caller must have locked its OS thread and must not
+// unlock it. It fails with errors.ErrUnsupported outside Linux.
+func JoinNetns(ns string) error {
+	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := setns(fd); err != nil {
+		return fmt.Errorf("setns: %w", err)
+	}
+	return nil
 }
