@@ -28,7 +28,6 @@ import (
 	"github.com/gotaps/gotaps/stacks/stacktest"
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // rendezvousTrace collects the "rendezvous" trace records of a System.
@@ -621,14 +620,7 @@ func TestRendezvousSimultaneousOpen(t *testing.T) {
 }
 
 // joinNetns moves the calling (locked) thread into the named namespace.
-func joinNetns(ns string) error {
-	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return unix.Setns(fd, unix.CLONE_NEWNET)
-}
+func joinNetns(ns string) error { return stacktest.JoinNetns(ns) }
 
 // TCP states as /proc/net/tcp shows them.
 const (

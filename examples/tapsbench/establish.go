@@ -172,10 +172,11 @@ func runW2(ctx context.Context, p params) (out []Result) {
 // deadListener returns a TCP listener with backlog 0 that never accepts,
 // its accept queue already full (further SYNs are dropped), and a cleanup.
 func deadListener() (uint16, func(), error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		return 0, nil, err
 	}
+	syscall.CloseOnExec(fd) // (SOCK_CLOEXEC is Linux only)
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		syscall.Close(fd)
 		return 0, nil, err
