@@ -264,6 +264,7 @@ type connActor struct {
 	connectionless bool // no handshake to close: Close releases at once
 	discarding     bool
 	eofSeen        bool
+	halfClosed     bool // the peer ended its stream while this side may still send
 	early          bool // the transport is still in 0-RTT
 	left           bool // left its group after a CloneError: a group of one
 	// group transmission scheduling on a shared session
@@ -447,7 +448,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.tgen++
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
 	c.rc, c.wqSpare = nil, nil
-	c.eofSeen, c.finSent, c.finalSent, c.discarding = false, false, false, false
+	c.eofSeen, c.finSent, c.finalSent, c.discarding, c.halfClosed = false, false, false, false, false
 	c.openPartial = 0
 }
 
@@ -1063,8 +1064,14 @@ func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 	}
 }
 
-// streamEnded handles the end of the received stream: a clean end of stream
-// is a remote close; anything else is a connection failure.
+// streamEnded handles the end of the received stream. A clean end of
+// stream while Established half-closes the connection (RFC 9623 §10.1:
+// FIN is not Closed): receiving ends, the last message is final, and the
+// connection stays Established so that the application can still send;
+// it closes once this side ends its stream too (Close, or a Final message
+// written). When this side's end of stream was already sent, or under a
+// re-establishment policy, it is a remote close. Anything else is a
+// connection failure.
 func (c *connActor) streamEnded(ctx actor.Context, err error) {
 	c.eofSeen = true
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -1085,6 +1092,13 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 	c.link.endOfStream(nil)
 	switch c.state {
 	case Established:
+		if !c.finSent && !c.connectionless {
+			c.halfClosed = true
+			if c.sys.Tracing() {
+				c.sys.trace(&messages.TraceRecord{Kind: "received", Event: "PeerEndOfStream", ConnectionId: c.spec.id})
+			}
+			return
+		}
 		c.apply(InRemoteClose, nil)
 	case Establishing:
 		c.fail(ctx, fmt.Errorf("peer closed during establishment: %w", io.ErrUnexpectedEOF))
@@ -1607,6 +1621,10 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 	if c.finalSent && c.inFlight == 0 && len(c.wq) == 0 && !c.finSent && c.state == Established {
 		c.finSent = true
 		_ = c.t.CloseWrite() // final: the sending side is closed
+		if c.halfClosed {
+			// both directions are done: close (progressClose finishes it)
+			c.apply(InRemoteClose, nil)
+		}
 	}
 	c.flush(ctx)
 	c.progressClose(ctx)

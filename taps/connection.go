@@ -117,7 +117,9 @@ func (c *Connection) OnReady(fn func(*Connection)) {
 }
 
 // OnClosed sets the Closed handler (seed: HANDLE_STATE_CLOSED). It is the
-// last event of the connection.
+// last event of the connection. The peer's end of stream alone does not
+// close a connection (see Receive): Closed follows once this side has ended
+// its stream too (Close, or a Message sent with the Final property).
 func (c *Connection) OnClosed(fn func(*Connection)) {
 	c.updateHandlers(func(h *actors.Handlers) {
 		h.Closed = nil
@@ -510,9 +512,20 @@ func (c *Connection) post(m *messages.SendMessage) {
 // Receive waits for one receive event and returns it: a complete Message,
 // or a part of one (EndOfMessage false) as MinIncompleteLength and
 // MaxLength allow. A receive failure is a *ReceiveError; once the
-// connection has ended and every received message was returned, Receive
-// returns a *ReceiveError unwrapping to ErrClosed. If ctx ends, Receive
-// returns ctx.Err() and no message is lost.
+// connection has ended, or the peer has ended its stream, and every
+// received message was returned, Receive returns a *ReceiveError
+// unwrapping to ErrClosed. If ctx ends, Receive returns ctx.Err() and no
+// message is lost.
+//
+// The peer's clean end of stream (TCP FIN, TLS close_notify, a QUIC
+// stream's FIN) half-closes the connection (RFC 9623: FIN is not Closed):
+// the last message before it is final (MessageContext.IsFinal), canReceive
+// becomes false, and the connection stays Established: Send still works
+// until this side ends too, with Close or a Message sent with the Final
+// property, and then the connection is Closed. If this side had already
+// sent its Final Message, or under a re-establishment policy, the peer's
+// end of stream ends the connection as before (Closed, or a
+// re-establishment).
 func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
 	o := receiveOptions(opts)
 	res, err := c.link.Receive(ctx, o.min, o.max)
@@ -555,8 +568,8 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 		}
 	}
 	// Received metadata (RFC 9622 §9.3.2.2): the ECN bits of a UDP or
-	// UDP-Lite datagram; final when the peer ended the connection after
-	// this message. Early data is never reported: crypto/tls has no 0-RTT
+	// UDP-Lite datagram; final when the peer ended its stream after this
+	// message. Early data is never reported: crypto/tls has no 0-RTT
 	// on the server side, and the QUIC stack does not tell which stream
 	// data arrived as 0-RTT, so EarlyData is always false.
 	if res.HasTOS {
@@ -584,7 +597,9 @@ var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
 
 // Close closes the connection gracefully (RFC 9622 §10): every message
 // already handed over is sent, then the peer sees the end of the stream.
-// On TCP, once the peer has acknowledged everything sent and nothing
+// After the peer's end of stream (a half-closed connection, see Receive)
+// nothing is left to wait for: the transport is closed once the queued
+// messages are written, and Closed follows. Otherwise, on TCP, once the peer has acknowledged everything sent and nothing
 // received is left unread in the socket, the socket is closed at once and
 // Closed follows; otherwise (and on TLS and QUIC) gotaps sends its end of
 // stream, reads and discards until the peer's (or until the linger timeout,

@@ -118,8 +118,13 @@ func TestAbortResetsPeer(t *testing.T) {
 	require.ErrorIs(t, c.Err(), ErrAborted)
 }
 
+// A remote close (the peer's end of stream) half-closes the connection: what
+// arrived before is delivered, the last message final, then Receive fails
+// with ErrClosed; the connection stays Established until it closes too.
+// A reset is a ConnectionError.
 func TestRemoteCloseIsClosedAndResetIsConnectionError(t *testing.T) {
-	sys := newTestSystem(t)
+	opt, seen := peerEndOfStream()
+	sys := newTestSystem(t, opt)
 	ln, r := rawListener(t)
 
 	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
@@ -130,16 +135,24 @@ func TestRemoteCloseIsClosedAndResetIsConnectionError(t *testing.T) {
 	_, err = peer.Write(frame("last words"))
 	require.NoError(t, err)
 	peer.Close()
-	<-closed
-	require.NoError(t, c.Err())
+	<-seen // a Closed handler makes the connection read ahead: it notices at once
 	// data that arrived before the close is not lost
 	m, err := c.Receive(testCtx(t))
 	require.NoError(t, err)
 	require.Equal(t, "last words", string(m.Data))
+	require.True(t, m.Context.IsFinal(), "the last message before the peer's end of stream is final")
 	_, err = c.Receive(testCtx(t))
 	var re *ReceiveError
 	require.ErrorAs(t, err, &re)
 	require.ErrorIs(t, err, ErrClosed)
+	require.Equal(t, StateEstablished, c.State(), "the peer's FIN is not Closed")
+	p := c.GetProperties()
+	require.False(t, p.CanReceive)
+	require.True(t, p.CanSend)
+	require.NoError(t, c.Close())
+	<-closed
+	<-c.Done()
+	require.NoError(t, c.Err())
 
 	c2 := initiateTo(t, sys, r, framers.NewLengthPrefix())
 	peer2, err := ln.Accept()
@@ -191,7 +204,11 @@ func TestStreamWithoutFramerIsPartialMessages(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, m.EndOfMessage, "the last piece at end of stream ends the message")
 	require.Empty(t, m.Data)
+	require.True(t, m.Context.IsFinal())
+	require.Equal(t, StateEstablished, c.State(), "the peer's end of stream half-closes")
+	require.NoError(t, c.Close())
 	<-c.Done()
+	require.NoError(t, c.Err())
 }
 
 func TestReceiveMaxLengthGivesPartials(t *testing.T) {
@@ -442,14 +459,26 @@ func TestEventOrderClosedIsLast(t *testing.T) {
 			record("Received:" + string(m.Data))
 		})
 	}
+	receivedAll := make(chan struct{})
+	c.ReceiveAsync(func(*Connection, *Message, error) { close(receivedAll) })
 	_, err = peer.Write(frame("a", "b"))
 	require.NoError(t, err)
 	peer.Close()
+	<-receivedAll // the fourth receive: the end of stream reached it
+	require.NoError(t, c.Close())
 	<-c.Done()
-	c.ReceiveAsync(func(*Connection, *Message, error) { record("after") })
+	// a receive asked for after Closed gets its ReceiveError, after Closed
+	after := make(chan struct{})
+	c.ReceiveAsync(func(_ *Connection, _ *Message, err error) {
+		if err != nil {
+			record("after: ReceiveError")
+		}
+		close(after)
+	})
+	<-after
 	mu.Lock()
 	defer mu.Unlock()
-	require.Equal(t, []string{"Received:a", "Received:b", "ReceiveError", "Closed"}, events)
+	require.Equal(t, []string{"Received:a", "Received:b", "ReceiveError", "Closed", "after: ReceiveError"}, events)
 }
 
 func TestListenerConnectionLimit(t *testing.T) {
@@ -505,6 +534,7 @@ func TestThousandConnectionsLeaveNothingBehind(t *testing.T) {
 					_ = s.Send(ctx, m.Data, nil)
 				}
 				_, _ = s.Receive(ctx) // until the client closes
+				_ = s.Close()         // then this side ends too
 				<-s.Done()
 			}()
 		}

@@ -23,7 +23,10 @@
 // (or a part of one, with [MinIncompleteLength] and [MaxLength]).
 // [Connection.Close] closes gracefully, [Connection.Abort] at once. Each
 // Connection is in one of the RFC 9622 states Establishing, Established,
-// Closing and Closed ([Connection.State], [ConnectionState]).
+// Closing and Closed ([Connection.State], [ConnectionState]). The peer's
+// end of stream half-closes a Connection: Receive then reports the end of
+// the stream, Send still works, and the Connection is Closed once this
+// side closes too (Close, or a Message sent with the Final property).
 //
 // For code written against the standard library, [Connection.NetConn],
 // [Listener.NetListener] and [Dialer] adapt Connections and Listeners to

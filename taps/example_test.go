@@ -153,12 +153,17 @@ func ExampleListener_Accept() {
 		data = append(data, msg.Data...)
 	}
 	fmt.Printf("received %q\n", data)
+	// The client's end of stream half-closes the connection: this side could
+	// still send (a reply) before it closes too.
+	fmt.Println("state:", conn.State(), "canSend:", conn.GetProperties().CanSend)
+	_ = conn.Close()
 	<-conn.Done()
 	fmt.Println("state:", conn.State())
 	// Output:
 	// accepted
 	// end of stream: true
 	// received "ping"
+	// state: Established canSend: true
 	// state: Closed
 }
 

@@ -27,6 +27,7 @@ func echoServer(t *testing.T, ln *Listener) {
 				for {
 					m, err := s.Receive(ctx)
 					if err != nil {
+						_ = s.Close() // the peer's end of stream: end this side too
 						return
 					}
 					if s.Send(ctx, m.Data, nil) != nil {

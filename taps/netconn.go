@@ -34,8 +34,9 @@ const netConnCloseWait = time.Second
 //     and future calls; a call that times out returns a *net.OpError that
 //     wraps os.ErrDeadlineExceeded and whose Timeout method reports true.
 //   - CloseWrite is Connection.Close: the queued data is sent, then the
-//     peer sees the end of the stream. RFC 9622 has no half-close, so reads
-//     return io.EOF afterwards (data arriving later is dropped).
+//     peer sees the end of the stream; reads return io.EOF afterwards (data
+//     arriving later is dropped). The peer's CloseWrite, on the other hand,
+//     half-closes this side: Read returns io.EOF and Write still works.
 //   - Close closes the Connection gracefully and waits until it is Closed,
 //     at most one second (the Connection keeps closing in the background
 //     after that); Read and Write then return errors wrapping

@@ -18,9 +18,9 @@ import (
 
 // demandConn returns a framed connection to a raw peer after one message
 // went through a blocking Receive (the connection now reads on demand).
-func demandConn(t *testing.T) (*Connection, net.Conn) {
+func demandConn(t *testing.T, opts ...SystemOption) (*Connection, net.Conn) {
 	t.Helper()
-	sys := newTestSystem(t)
+	sys := newTestSystem(t, opts...)
 	ln, r := rawListener(t)
 	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
 	peer, err := ln.Accept()
@@ -62,28 +62,68 @@ func TestInlineReceiveCancelledLosesNothing(t *testing.T) {
 	<-c.Done()
 }
 
+// peerEndOfStream returns a System option whose tracer closes the returned
+// channel when a connection notices its peer's end of stream.
+func peerEndOfStream() (SystemOption, <-chan struct{}) {
+	seen := make(chan struct{})
+	var once sync.Once
+	return WithTracer(func(r *TraceRecord) {
+		if r.Event == "PeerEndOfStream" {
+			once.Do(func() { close(seen) })
+		}
+	}), seen
+}
+
 // After a blocking Receive the connection reads on demand; when the
 // application stops receiving, the reader goroutine takes over and the
-// peer's close still ends the connection (Closed, Done) without a Receive.
+// peer's end of stream is still noticed without a Receive: the connection
+// half-closes (canReceive false, still Established), and a Receive that
+// never reads (its ctx has ended) gets the end of stream.
 func TestPeerCloseNoticedWithoutReceiveAfterDemand(t *testing.T) {
-	c, peer := demandConn(t)
+	opt, seen := peerEndOfStream()
+	c, peer := demandConn(t, opt)
 	require.NoError(t, peer.Close())
 	select {
-	case <-c.Done():
+	case <-seen:
 	case <-testCtx(t).Done():
 		t.Fatal("the peer's close was never noticed without a Receive")
 	}
+	p := c.GetProperties()
+	require.False(t, p.CanReceive)
+	require.True(t, p.CanSend)
+	require.Equal(t, StateEstablished, c.State())
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Receive(ended)
+	var re *ReceiveError
+	require.ErrorAs(t, err, &re, "the end of stream is queued: a Receive that does not read gets it")
+	require.ErrorIs(t, err, ErrClosed)
+	require.NoError(t, c.Close())
+	<-c.Done()
 	require.Equal(t, StateClosed, c.State())
 	require.NoError(t, c.Err())
 }
 
 // A Closed handler set after the connection went to reading on demand
-// makes it read ahead again: the handler runs without any Receive.
+// makes it read ahead again: the peer's end of stream is noticed without
+// any Receive, and the handler runs once this side closes too.
 func TestClosedHandlerMakesTheConnectionReadAhead(t *testing.T) {
-	c, peer := demandConn(t)
+	opt, seen := peerEndOfStream()
+	c, peer := demandConn(t, opt)
 	closed := make(chan struct{})
 	c.OnClosed(func(*Connection) { close(closed) })
 	require.NoError(t, peer.Close())
+	select {
+	case <-seen:
+	case <-testCtx(t).Done():
+		t.Fatal("the peer's end of stream was never noticed")
+	}
+	select {
+	case <-closed:
+		t.Fatal("the peer's end of stream alone closed the connection")
+	default:
+	}
+	require.NoError(t, c.Close())
 	select {
 	case <-closed:
 	case <-testCtx(t).Done():
@@ -213,6 +253,9 @@ func TestInlineReceiveKeptCtxRegistration(t *testing.T) {
 		require.Equal(t, m, string(got.Data))
 	}
 	require.NoError(t, peer.Close())
+	_, err = c.Receive(ctx2) // the peer's end of stream ends the stream: the registration goes
+	require.ErrorIs(t, err, ErrClosed)
+	require.NoError(t, c.Close())
 	<-c.Done()
 	goleak.VerifyNone(t, before) // no goroutine waits for ctx2 any more
 }

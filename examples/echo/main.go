@@ -56,6 +56,9 @@ func run(out *os.File) error {
 		for {
 			msg, err := conn.Receive(ctx)
 			if err != nil {
+				// the client's end of stream (or a failure): the peer's
+				// close only half-closes, so end this side too
+				_ = conn.Close()
 				return
 			}
 			if err := conn.Send(ctx, msg.Data, nil); err != nil {

@@ -160,7 +160,12 @@ func (t *tapscat) serve(ctx context.Context, c *taps.Connection, s *server) {
 	peer := t.remote(ctx, c)
 	t.verbosef("connection from %s", peer)
 	err := t.receiveLoop(ctx, c)
-	if !errors.Is(err, taps.ErrClosed) && ctx.Err() == nil {
+	switch {
+	case errors.Is(err, taps.ErrClosed):
+		// the peer's end of stream (or the connection ended): what was
+		// queued is sent, then this side ends too
+		_ = c.Close()
+	case ctx.Err() == nil:
 		c.Abort()
 	}
 	select {

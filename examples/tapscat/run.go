@@ -145,8 +145,9 @@ func (t *tapscat) pump(send func([]byte) error) error {
 
 // receiveLoop prints (and with --echo sends back) every message conn
 // receives, until Receive fails: with an error unwrapping to
-// taps.ErrClosed once the connection has ended and everything received was
-// read. Messages beyond --count are read and dropped.
+// taps.ErrClosed once the peer has ended its stream (or the connection has
+// ended) and everything received was read. Messages beyond --count are
+// read and dropped.
 func (t *tapscat) receiveLoop(ctx context.Context, conn *taps.Connection) error {
 	for {
 		m, err := conn.Receive(ctx)
@@ -192,7 +193,9 @@ func (t *tapscat) outcome(conn *taps.Connection, recvErr error) int {
 // When stdin ends on a byte stream, tapscat sends an empty Message marked
 // final (RFC 9622 §9.1.3.5): the peer sees the end of the stream at once
 // while tapscat goes on printing what the peer sends until the peer closes
-// too (netcat's -N), unless --count messages arrive first. With a framer
+// too (netcat's -N), unless --count messages arrive first. When the peer
+// ends its stream first, tapscat closes the connection (what was queued is
+// still sent) and exits, as netcat does. With a framer
 // an empty final Message would reach the peer as one more (empty) message,
 // so there the end of stdin leads straight to Close once --count messages
 // have arrived.
@@ -239,7 +242,13 @@ func (t *tapscat) initiate(ctx context.Context, pre *taps.Preconnection) int {
 		case <-reached:
 			reached = nil
 		case err := <-recvDone:
-			// the peer closed, or the connection failed
+			// the peer ended its stream, or the connection failed
+			if errors.Is(err, taps.ErrClosed) {
+				// as netcat: what was queued is sent, then this side
+				// ends too (the peer's end of stream alone only
+				// half-closes the connection)
+				_ = conn.Close()
+			}
 			select {
 			case <-conn.Done():
 			case <-ctx.Done():

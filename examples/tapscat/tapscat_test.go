@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -290,6 +291,36 @@ func TestRemoteCloseEndsClient(t *testing.T) {
 		}
 		_, err := io.WriteString(c, "bye\n")
 		return err // the deferred Close is the remote close
+	})
+	pr, pw := io.Pipe()
+	defer pw.Close() // ends tapscat's stdin reader, which may outlive run
+	stdin := io.MultiReader(strings.NewReader("hi\n"), pr)
+	r := runTapscat(t, stdin, "--framer", "line", "--timeout", "10s", "127.0.0.1", port)
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, "bye\n", r.stdout)
+	require.Empty(t, r.stderr)
+}
+
+// TestRemoteHalfCloseEndsClient: a peer that only ends its sending side
+// (shutdown) after its reply still gets tapscat's end of stream: tapscat
+// closes its side too, as netcat does, and exits with status 0 though
+// stdin is still open.
+func TestRemoteHalfCloseEndsClient(t *testing.T) {
+	port := rawListener(t, func(c net.Conn) error {
+		if _, err := readLine(c); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(c, "bye\n"); err != nil {
+			return err
+		}
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			return err
+		}
+		rest, err := io.ReadAll(c) // until tapscat's end of stream
+		if err == nil && len(rest) > 0 {
+			err = fmt.Errorf("unexpected data after the half-close: %q", rest)
+		}
+		return err
 	})
 	pr, pw := io.Pipe()
 	defer pw.Close() // ends tapscat's stdin reader, which may outlive run
