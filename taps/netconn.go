@@ -33,10 +33,14 @@ const netConnCloseWait = time.Second
 //   - SetDeadline, SetReadDeadline and SetWriteDeadline apply to pending
 //     and future calls; a call that times out returns a *net.OpError that
 //     wraps os.ErrDeadlineExceeded and whose Timeout method reports true.
-//   - CloseWrite is Connection.Close: the queued data is sent, then the
-//     peer sees the end of the stream; reads return io.EOF afterwards (data
-//     arriving later is dropped). The peer's CloseWrite, on the other hand,
-//     half-closes this side: Read returns io.EOF and Write still works.
+//   - CloseWrite half-closes: the queued data is sent, then the peer sees
+//     the end of the stream (an empty message with the Final property:
+//     TCP's FIN, TLS's close_notify, a QUIC stream's FIN), and Read goes
+//     on until the peer ends its stream; the connection is Closed once
+//     both have. On a connection with a framer (which would deliver an
+//     empty message) it is Connection.Close: reads return io.EOF
+//     afterwards. The peer's CloseWrite half-closes this side the same
+//     way: Read returns io.EOF and Write still works.
 //   - Close closes the Connection gracefully and waits until it is Closed,
 //     at most one second (the Connection keeps closing in the background
 //     after that); Read and Write then return errors wrapping
@@ -215,6 +219,20 @@ func (nc *netConn) CloseWrite() error {
 		return nil
 	}
 	nc.writeClosed = true
+	if len(nc.c.cfg.Framers) == 0 {
+		// a byte stream: an empty Final message is the end of the stream
+		// alone (FIN, close_notify, a QUIC stream's FIN), and reading goes
+		// on until the peer ends its own
+		ctx := nc.wd.context()
+		if err := nc.c.Send(ctx, nil, NewMessageContext().Final(true)); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return nc.opError("close", cerr)
+			}
+			return nc.opError("close", err)
+		}
+		return nil
+	}
+	// a framer would deliver an empty message: close instead
 	if err := nc.c.Close(); err != nil && !errors.Is(err, ErrClosed) {
 		return nc.opError("close", err)
 	}

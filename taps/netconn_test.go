@@ -156,6 +156,16 @@ func TestNetConnCloseWrite(t *testing.T) {
 	got, err := io.ReadAll(server)
 	require.NoError(t, err)
 	require.Equal(t, "request", string(got))
+	// a half-close: the server still answers, and the client reads the
+	// answer and then the server's end of stream
+	_, err = server.Write([]byte("reply"))
+	require.NoError(t, err)
+	require.NoError(t, server.(interface{ CloseWrite() error }).CloseWrite())
+	got, err = io.ReadAll(client)
+	require.NoError(t, err)
+	require.Equal(t, "reply", string(got))
+	require.NoError(t, client.Close())
+	require.NoError(t, server.Close())
 }
 
 func TestNetListenerClose(t *testing.T) {
