@@ -38,6 +38,15 @@ func (r *replyProc) Stop(*actor.PID) {}
 // is an error value is returned as the error; a dead target gives
 // ErrActorGone. Late replies after ctx ends go to dead letters.
 func Ask(ctx context.Context, s *System, pid *actor.PID, req any) (any, error) {
+	return AskUnlessDone(ctx, s, pid, req, nil)
+}
+
+// AskUnlessDone is Ask that also stops waiting when done is closed (nil:
+// never), e.g. a connection's Link.Done, since a connection that has ended
+// answers no more commands: a reply given before the end (a removal that
+// aborted the connection) is still returned; an end without a reply gives
+// ErrActorGone.
+func AskUnlessDone(ctx context.Context, s *System, pid *actor.PID, req any, done <-chan struct{}) (any, error) {
 	p := &replyProc{ch: make(chan any, 1)}
 	self, ok := s.AS.ProcessRegistry.Add(p, "ask"+s.AS.ProcessRegistry.NextId())
 	if !ok {
@@ -45,8 +54,7 @@ func Ask(ctx context.Context, s *System, pid *actor.PID, req any) (any, error) {
 	}
 	defer s.AS.ProcessRegistry.Remove(self)
 	s.AS.Root.RequestWithCustomSender(pid, req, self)
-	select {
-	case r := <-p.ch:
+	reply := func(r any) (any, error) {
 		if _, dead := r.(*actor.DeadLetterResponse); dead {
 			return nil, ErrActorGone
 		}
@@ -54,8 +62,19 @@ func Ask(ctx context.Context, s *System, pid *actor.PID, req any) (any, error) {
 			return nil, err
 		}
 		return r, nil
+	}
+	select {
+	case r := <-p.ch:
+		return reply(r)
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-done:
+		select {
+		case r := <-p.ch: // answered, then ended
+			return reply(r)
+		default:
+			return nil, ErrActorGone
+		}
 	}
 }
 

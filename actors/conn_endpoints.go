@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -55,43 +53,6 @@ type EndpointSets struct {
 	Remotes, Locals []*messages.Endpoint
 	// Info is set in the reply to a ChangeEndpoints without endpoints.
 	Info *messages.ConnectionInfo
-}
-
-// AskUnlessDone is Ask for a connection's ChangeEndpoints: it also stops
-// waiting when done (the connection's Link.Done) is closed, since a
-// connection that has ended answers no more commands; a reply given before
-// the end (a removal that aborted the connection) is still returned. A
-// connection that ended without a reply gives ErrActorGone.
-func AskUnlessDone(ctx context.Context, s *System, pid *actor.PID, req any, done <-chan struct{}) (any, error) {
-	p := &replyProc{ch: make(chan any, 1)}
-	self, ok := s.AS.ProcessRegistry.Add(p, "ask"+s.AS.ProcessRegistry.NextId())
-	if !ok {
-		return nil, errors.New("ask: registry refused the reply process")
-	}
-	defer s.AS.ProcessRegistry.Remove(self)
-	s.AS.Root.RequestWithCustomSender(pid, req, self)
-	reply := func(r any) (any, error) {
-		if _, dead := r.(*actor.DeadLetterResponse); dead {
-			return nil, ErrActorGone
-		}
-		if err, ok := r.(error); ok {
-			return nil, err
-		}
-		return r, nil
-	}
-	select {
-	case r := <-p.ch:
-		return reply(r)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-done:
-		select {
-		case r := <-p.ch: // answered, then ended
-			return reply(r)
-		default:
-			return nil, ErrActorGone
-		}
-	}
 }
 
 // endpointsExtID is the context extension slot in which a connection
