@@ -69,7 +69,7 @@ type Link struct {
 	sendQueued  int
 	sendLimit   int
 	sendWaiters sendWaitList
-	sendWake    chan struct{} // closed and replaced when queued bytes drop
+	sendWake    chan struct{} // made for a sender that must wait; closed (and dropped) when queued bytes drop
 	wakeHanded  bool          // sendWake was handed to a sender that may wait on it
 
 	// establishment and termination
@@ -220,7 +220,6 @@ func NewLink(id uint64, recvLimit, sendLimit int, unframed bool) *Link {
 		recvLimit: recvLimit,
 		sendLimit: sendLimit,
 		unframed:  unframed,
-		sendWake:  make(chan struct{}),
 	}
 	l.readerWake.L = &l.mu
 	l.exec.link = l
@@ -497,8 +496,10 @@ func (l *Link) failAllSends(err error) {
 	l.mu.Lock()
 	waiters := l.sendWaiters.takeAll()
 	l.sendQueued = 0
-	close(l.sendWake)
-	l.sendWake = make(chan struct{})
+	if l.sendWake != nil {
+		close(l.sendWake)
+		l.sendWake, l.wakeHanded = nil, false
+	}
 	l.mu.Unlock()
 	for _, w := range waiters {
 		w(err)
@@ -590,10 +591,9 @@ func (l *Link) sendDone(ids []uint64, bytes int, err error) {
 		if l.sendQueued < 0 {
 			l.sendQueued = 0
 		}
-		if l.wakeHanded { // a new channel only when someone may wait
+		if l.wakeHanded { // someone may wait on it
 			close(l.sendWake)
-			l.sendWake = make(chan struct{})
-			l.wakeHanded = false
+			l.sendWake, l.wakeHanded = nil, false
 		}
 	}
 	l.mu.Unlock()
@@ -751,6 +751,9 @@ func (l *Link) tryAcquireExpect(n int, id uint64, fn func(error)) (<-chan struct
 			l.sendWaiters.add(id, fn)
 		}
 		return nil, nil
+	}
+	if l.sendWake == nil {
+		l.sendWake = make(chan struct{})
 	}
 	l.wakeHanded = true
 	return l.sendWake, ErrSendQueueFull
