@@ -552,8 +552,8 @@ func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &quicListener{
-		ln: qln, tr: tr, udp: udp, opts: opts,
-		refs:  1,
+		quicEndpoint: quicEndpoint{tr: tr, udp: udp, refs: 1},
+		ln:           qln, opts: opts,
 		ready: make(chan Transport),
 		ctx:   lctx, cancel: cancel,
 	}
@@ -567,19 +567,48 @@ func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 // socket is shared by every accepted connection and closed when the
 // listener and all of them are closed.
 type quicListener struct {
-	ln     *quic.EarlyListener
-	tr     *quic.Transport
-	udp    *net.UDPConn
-	opts   Options
-	ready  chan Transport
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	quicEndpoint // the listener's reference + every live connection's
+	ln           *quic.EarlyListener
+	opts         Options
+	ready        chan Transport
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	once         sync.Once
+	err          error // guarded by mu
+}
+
+// quicEndpoint is a UDP socket and its quic.Transport, shared by whatever
+// made it (a listener, a rendezvous endpoint) and the connections made on
+// it: both are closed when the last of them lets go (unref).
+type quicEndpoint struct {
+	tr  *quic.Transport
+	udp *net.UDPConn
 
 	mu   sync.Mutex
-	refs int // the listener + every live connection
-	err  error
+	refs int
+}
+
+// ref counts a new connection; false once the endpoint is released.
+func (e *quicEndpoint) ref() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.refs == 0 {
+		return false
+	}
+	e.refs++
+	return true
+}
+
+func (e *quicEndpoint) unref() {
+	e.mu.Lock()
+	e.refs--
+	last := e.refs == 0
+	e.mu.Unlock()
+	if last {
+		_ = e.tr.Close()
+		_ = e.udp.Close()
+	}
 }
 
 func (l *quicListener) acceptLoop() {
@@ -595,9 +624,10 @@ func (l *quicListener) acceptLoop() {
 			l.cancel()
 			return
 		}
-		l.mu.Lock()
-		l.refs++
-		l.mu.Unlock()
+		if !l.ref() { // the listener and its socket are gone
+			_ = conn.CloseWithError(quicCodeAbort, "")
+			continue
+		}
 		qc := newQUICConn(conn, l.udp, l.opts, l.unref)
 		l.wg.Add(1)
 		go l.firstStream(qc)
@@ -618,17 +648,6 @@ func (l *quicListener) firstStream(qc *quicConn) {
 	case l.ready <- t:
 	case <-l.ctx.Done():
 		_ = t.Abort()
-	}
-}
-
-func (l *quicListener) unref() {
-	l.mu.Lock()
-	l.refs--
-	last := l.refs == 0
-	l.mu.Unlock()
-	if last {
-		_ = l.tr.Close()
-		_ = l.udp.Close()
 	}
 }
 

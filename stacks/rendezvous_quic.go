@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 
 	"github.com/quic-go/quic-go"
 )
@@ -24,14 +23,10 @@ var ErrRendezvousRefused = errors.New("not a rendezvous peer")
 // was called and every Transport it returned has ended. Its methods are
 // safe for concurrent use.
 type QUICRendezvous struct {
-	udp  *net.UDPConn
-	tr   *quic.Transport
-	opts Options
-	ln   *quic.Listener // nil: no server role
-
-	mu     sync.Mutex
-	refs   int // Close not called yet + every live connection
-	closed bool
+	quicEndpoint // Close not called yet + every live connection
+	opts         Options
+	ln           *quic.Listener // nil: no server role
+	closed       bool           // guarded by mu
 }
 
 // ListenQUICRendezvous binds opts.Local (Interface and DSCP applied) and
@@ -45,7 +40,7 @@ func ListenQUICRendezvous(ctx context.Context, opts Options, serverTLS *tls.Conf
 	if err != nil {
 		return nil, err
 	}
-	q := &QUICRendezvous{udp: udp, tr: &quic.Transport{Conn: quicPacketConn(udp, opts)}, opts: opts, refs: 1}
+	q := &QUICRendezvous{quicEndpoint: quicEndpoint{udp: udp, tr: &quic.Transport{Conn: quicPacketConn(udp, opts)}, refs: 1}, opts: opts}
 	if serverTLS != nil {
 		cfg := serverTLS.Clone()
 		if len(cfg.NextProtos) == 0 {
@@ -76,28 +71,6 @@ func ListenQUICRendezvous(ctx context.Context, opts Options, serverTLS *tls.Conf
 
 // Addr is the bound local address.
 func (q *QUICRendezvous) Addr() net.Addr { return q.udp.LocalAddr() }
-
-// ref counts a new connection; false once the endpoint is released.
-func (q *QUICRendezvous) ref() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.refs == 0 {
-		return false
-	}
-	q.refs++
-	return true
-}
-
-func (q *QUICRendezvous) unref() {
-	q.mu.Lock()
-	q.refs--
-	last := q.refs == 0
-	q.mu.Unlock()
-	if last {
-		_ = q.tr.Close()
-		_ = q.udp.Close()
-	}
-}
 
 // Dial is the client role: a QUIC handshake with remote from the endpoint's
 // socket (opts.TLS is the client configuration, as for the QUIC stack's
