@@ -256,7 +256,7 @@ func (l *listenerActor) bindAll(opts stacks.Options) []error {
 		}
 		used[proto] = true
 		if opts.Local.Port() == 0 && opts.Path == "" { // the next stack takes the same port
-			if ap, ok := addrPortOf(ln.Addr()); ok {
+			if ap, ok := stacks.AddrPortOf(ln.Addr()); ok {
 				opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
 			}
 		}
@@ -278,16 +278,6 @@ func transportOf(stack string) string {
 		return "unix"
 	}
 	return "tcp"
-}
-
-func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
-	switch v := a.(type) {
-	case *net.TCPAddr:
-		return v.AddrPort(), true
-	case *net.UDPAddr:
-		return v.AddrPort(), true
-	}
-	return netip.AddrPort{}, false
 }
 
 func (l *listenerActor) deliverHeld() {

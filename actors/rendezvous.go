@@ -435,7 +435,7 @@ func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 		return fmt.Errorf("listen %s: %w", r.stack.Name(), err)
 	}
 	r.ln = ln
-	bound, _ := addrPortOf(ln.Addr())
+	bound, _ := stacks.AddrPortOf(ln.Addr())
 	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
 	opts.Local = r.local
 	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: ln.Addr().String(), Stack: r.stack.Name()})
@@ -468,7 +468,7 @@ func (r *rendezvousActor) acceptLoop(root *actor.RootContext, self *actor.PID) {
 			}
 			return
 		}
-		ra, _ := addrPortOf(t.RemoteAddr())
+		ra, _ := stacks.AddrPortOf(t.RemoteAddr())
 		if !slices.Contains(r.remotes, netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port())) {
 			_ = t.Abort() // not a peer of this rendezvous
 			continue
@@ -514,8 +514,8 @@ func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, 
 // offer secures t (TLS) and hands it to the actor.
 func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stacks.Transport, how string) {
 	if r.stack.Name() == "tls" {
-		local, _ := addrPortOf(t.LocalAddr())
-		remote, _ := addrPortOf(t.RemoteAddr())
+		local, _ := stacks.AddrPortOf(t.LocalAddr())
+		remote, _ := stacks.AddrPortOf(t.RemoteAddr())
 		client, err := tlsClientRole(local, remote)
 		var st stacks.Transport
 		if err == nil {
@@ -577,7 +577,7 @@ func (r *rendezvousActor) startQUIC(ctx actor.Context, res *resolved) error {
 		return fmt.Errorf("listen quic: %w", err)
 	}
 	r.qr = qr
-	bound, _ := addrPortOf(qr.Addr())
+	bound, _ := stacks.AddrPortOf(qr.Addr())
 	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
 	var clients []netip.AddrPort
 	var firstErr error
@@ -663,7 +663,7 @@ func rendezvousLocalFor(local, remote netip.AddrPort) netip.AddrPort {
 	a := local.Addr()
 	if !a.IsValid() || a.IsUnspecified() {
 		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote)); err == nil {
-			if ap, ok := addrPortOf(c.LocalAddr()); ok {
+			if ap, ok := stacks.AddrPortOf(c.LocalAddr()); ok {
 				a = ap.Addr()
 			}
 			_ = c.Close()
@@ -688,7 +688,7 @@ func (r *rendezvousActor) startUDP(ctx actor.Context, res *resolved) error {
 		return fmt.Errorf("bind %s: %w", r.stack.Name(), err)
 	}
 	r.udp = sock
-	bound, _ := addrPortOf(sock.LocalAddr())
+	bound, _ := stacks.AddrPortOf(sock.LocalAddr())
 	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
 	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: sock.LocalAddr().String(), Stack: r.stack.Name()})
 	root, self := ctx.ActorSystem().Root, ctx.Self()

@@ -117,7 +117,7 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 	tc := tt.TCPConn
 	var c *tls.Conn
 	if client {
-		remote, _ := addrPortOfNet(tc.RemoteAddr())
+		remote, _ := AddrPortOf(tc.RemoteAddr())
 		cfg, err := clientTLSConfig(opts, remote, "")
 		if err != nil {
 			_ = tc.Close()
@@ -134,8 +134,9 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 	return &tlsTransport{Conn: c, tcp: tc}, nil
 }
 
-// addrPortOfNet is a TCP or UDP address as a netip.AddrPort.
-func addrPortOfNet(a net.Addr) (netip.AddrPort, bool) {
+// AddrPortOf is a TCP or UDP address as a netip.AddrPort (false for any
+// other kind of address).
+func AddrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	switch v := a.(type) {
 	case *net.TCPAddr:
 		return v.AddrPort(), true
