@@ -615,7 +615,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Forward(c.spec.group)
-	case *pacedFlush, *sockTick, *softErrorIn:
+	case *pacedFlush, *sockTick, *softErrorIn, *refusedDatagrams:
 		c.sockReceive(ctx, m)
 	default:
 		c.logger().Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))

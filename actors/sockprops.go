@@ -55,6 +55,7 @@ type sockProps struct {
 	// socket has none: unlimited needs no system call)
 	kernelPaced  bool
 	profileNoted bool // "not honoured per message" was logged
+	dfChecked    bool // noFragmentation: the stream's DF was checked (keepStreamDF)
 
 	x *sockExtra // rates and polling; nil while none was ever active
 	// recv is what the reader goroutine applies after each read: nil
@@ -161,7 +162,7 @@ func (c *connActor) sockStart(ctx actor.Context) {
 	s := &c.sock
 	s.stop()
 	s.gen++
-	s.profileNoted, s.kernelPaced = false, false
+	s.profileNoted, s.kernelPaced, s.dfChecked = false, false, false
 	if x := s.x; x != nil {
 		x.held, x.sent, x.rt = nil, 0, nil
 		x.recvd.Store(0)
@@ -347,6 +348,9 @@ func (c *connActor) paceBatch(ctx actor.Context, batch []writeItem) (now []write
 	s := &c.sock
 	if !c.datagram {
 		c.noteProfiles(batch)
+		if !s.dfChecked {
+			c.keepStreamDF(batch)
+		}
 	}
 	x := s.x
 	if x == nil || x.pacer == nil {
@@ -465,6 +469,7 @@ type datagramOut struct {
 	hasTOS bool
 	cov    int
 	hasCov bool
+	noFrag bool // noFragmentation: sent with stacks.NoFragDatagrams
 }
 
 func (c *connActor) datagramOut(w writeItem, connDSCP uint8) datagramOut {
@@ -479,11 +484,20 @@ func (c *connActor) datagramOut(w writeItem, connDSCP uint8) datagramOut {
 	if cov := checksumCoverage(p.ChecksumLen); cov != opts.SendChecksumLen {
 		o.cov, o.hasCov = cov, true
 	}
+	o.noFrag = p.NoFragmentation
 	return o
 }
 
 // writeDatagrams writes each message of batch as one datagram, in a writer
 // goroutine, with its own DSCP and checksum coverage when it has them.
+// A noFragmentation message goes out without network-layer fragmentation
+// (stacks.NoFragDatagrams, the UDP and UDP-Lite transports: DF on IPv4);
+// one larger than the path MTU, or on a system that cannot forbid
+// fragmentation, is not sent and gets its own SendError
+// (refusedDatagrams) while the rest of the batch is written. The socket's
+// don't-fragment state is switched only when it changes from one message
+// to the next: messages without the property cost no system call unless
+// the one before them had it.
 func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 	c.writing = true
 	t := c.t
@@ -495,10 +509,12 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 	connCov := c.spec.cfg.StackOptions.SendChecksumLen
 	tw, _ := t.(stacks.TOSDatagrams)
 	cc, _ := t.(stacks.ChecksumCoverage)
+	nf, _ := t.(stacks.NoFragDatagrams)
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
 	go func() {
 		total := 0
 		var err error
+		var refused *refusedDatagrams
 		for i, w := range batch {
 			if w.send == nil {
 				continue
@@ -510,21 +526,83 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 				_ = cc.SetSendChecksumLen(o.cov)
 			}
 			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
-			if o.hasTOS && tw != nil {
-				_, err = tw.WriteMsg(d, o.tos)
+			if nf != nil && o.noFrag {
+				_, err = nf.WriteNoFrag(d, o.tos, o.hasTOS)
 			} else {
-				_, err = t.Write(d)
+				if nf != nil {
+					err = nf.AllowFragmentation() // no system call unless the last datagram had DF
+				}
+				if err == nil && o.hasTOS && tw != nil {
+					_, err = tw.WriteMsg(d, o.tos)
+				} else if err == nil {
+					_, err = t.Write(d)
+				}
 			}
 			c.wg.Done()
 			if o.hasCov && cc != nil {
 				_ = cc.SetSendChecksumLen(connCov)
 			}
+			if err != nil && o.noFrag && (errors.Is(err, stacks.ErrFragmentationNeeded) || errors.Is(err, errors.ErrUnsupported)) {
+				// this message only: the connection goes on
+				if refused == nil {
+					refused = &refusedDatagrams{writeDone: writeDone{fromTransport: gen}}
+				}
+				refused.items = append(refused.items, w)
+				refused.errs = append(refused.errs, err)
+				batch[i].send = nil
+				err = nil
+				continue
+			}
 			if err != nil {
 				break
 			}
 		}
+		if refused != nil {
+			refused.batch, refused.err = batch, err
+			root.Send(self, refused)
+			return
+		}
 		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err})
 	}()
+}
+
+// refusedDatagrams is a writeDone whose batch lost the items the stack
+// refused one by one (a noFragmentation datagram above the path MTU):
+// each gets its SendError, the rest of the batch is reported as usual.
+type refusedDatagrams struct {
+	writeDone
+	items []writeItem
+	errs  []error
+}
+
+// datagramsRefused reports the SendErrors of refused datagrams, then the
+// rest of their batch.
+func (c *connActor) datagramsRefused(ctx actor.Context, m *refusedDatagrams) {
+	for i, w := range m.items {
+		c.inFlight--
+		c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id,
+			MessageId: w.send.msg.SendID, Error: m.errs[i].Error()})
+		c.link.sendDone([]uint64{w.send.msg.SendID}, w.send.bytes, m.errs[i])
+	}
+	recycleSends(m.items)
+	c.wroteBatch(ctx, m.batch, m.err)
+}
+
+// keepStreamDF honours noFragmentation on a byte stream: the transport
+// segments to the path MTU, and the TCP socket sets DF unless path MTU
+// discovery was turned off (stacks.KeepStreamDF turns it back on). It
+// runs once per transport, for the first batch with such a message.
+func (c *connActor) keepStreamDF(batch []writeItem) {
+	for _, w := range batch {
+		if w.send == nil || w.send.msg.Props == nil || !w.send.msg.Props.NoFragmentation {
+			continue
+		}
+		c.sock.dfChecked = true
+		if err := stacks.KeepStreamDF(c.t); err != nil && !errors.Is(err, stacks.ErrNotApplicable) {
+			c.logger().Debug("noFragmentation: could not keep DF on the stream", "stack", c.stack, "error", err)
+		}
+		return
+	}
 }
 
 // sockArmTick schedules the next min-rate / retransmission poll, when any
@@ -603,6 +681,8 @@ func (c *connActor) sockReceive(ctx actor.Context, m any) bool {
 		c.sockTicked(m)
 	case *softErrorIn:
 		c.softErrorArrived(m)
+	case *refusedDatagrams:
+		c.datagramsRefused(ctx, m)
 	default:
 		return false
 	}

@@ -161,7 +161,7 @@ func (t *udpTransport) write(b, oob []byte) (int, error) {
 		if oob == nil {
 			n, err = t.UDPConn.Write(b)
 		} else {
-			n, _, err = t.WriteMsgUDP(b, oob, nil)
+			n, _, err = t.WriteMsgUDP(b, oob, t.peer)
 		}
 		if err != nil && i < 3 && isSoftErrno(err, false) {
 			t.softError()

@@ -92,6 +92,7 @@ func ConnectRendezvousSocket(c *net.UDPConn, stack string, remote netip.AddrPort
 	if err != nil {
 		return nil, err
 	}
+	t.peer, _ = uc.RemoteAddr().(*net.UDPAddr)
 	rv := &stunResponder{remote: remote, early: early}
 	if stack == "udplite" {
 		return &rendezvousUDPLite{udpLiteTransport: &udpLiteTransport{t}, rv: rv}, nil

@@ -88,6 +88,11 @@ type udpTransport struct {
 	*net.UDPConn
 	stack string      // "udp" or "udplite"
 	soft  *softErrors // nil unless Options.SoftErrors
+	df    dfState     // noFragmentation's switch (nofrag.go)
+	// peer is the remote address of a socket adopted with net.FileConn
+	// (UDP-Lite, rendezvous): the runtime does not know such a socket is
+	// connected, and WriteMsgUDP needs the address; nil for a dialled one
+	peer *net.UDPAddr
 }
 
 // Read returns one datagram; see ErrMessageTruncated.
@@ -184,6 +189,8 @@ type udpListener struct {
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*udpPeer
 	closed bool // socket closed
+
+	df dfState // noFragmentation's switch, shared by the peers (nofrag.go)
 
 	stopOnce sync.Once
 	// Dropped counts datagrams dropped because a peer's queue or the
@@ -398,13 +405,14 @@ func (p *udpPeer) ReadMsg(b []byte) (int, uint8, error) {
 	}
 }
 
-// Write sends b as one datagram to the peer.
-func (p *udpPeer) Write(b []byte) (int, error) { return p.write(b, nil) }
+// Write sends b as one datagram to the peer (fragmentation allowed: a
+// shared socket a peer's WriteNoFrag switched is switched back first).
+func (p *udpPeer) Write(b []byte) (int, error) { return p.writeDF(b, nil, false) }
 
 // WriteMsg sends b as one datagram to the peer with its own TOS byte; see
 // TOSDatagrams.
 func (p *udpPeer) WriteMsg(b []byte, tos uint8) (int, error) {
-	return p.write(b, tosOOB(p.remote.Addr(), tos))
+	return p.writeDF(b, tosOOB(p.remote.Addr(), tos), false)
 }
 
 // write sends one datagram; a pending ICMP error the shared socket reports

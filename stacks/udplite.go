@@ -147,6 +147,7 @@ func (udpLiteStack) Dial(ctx context.Context, remote netip.AddrPort, opts Option
 	if err != nil {
 		return nil, err
 	}
+	t.peer = net.UDPAddrFromAddrPort(remote)
 	return &udpLiteTransport{t}, nil
 }
 

@@ -119,7 +119,13 @@ func (mc *MessageContext) CapacityProfile(c CapacityProfile) *MessageContext {
 	return mc.record(MsgCapacityProfile, c)
 }
 
-// NoFragmentation sets noFragmentation (default false).
+// NoFragmentation sets noFragmentation (default false): the message is sent
+// without network-layer fragmentation. On UDP and UDP-Lite it leaves with
+// DF set (IPv4) or unfragmented (IPv6), and a message larger than the path
+// MTU gets a SendError wrapping [stacks.ErrFragmentationNeeded] instead;
+// TCP and TLS segment at the transport and keep DF on (path MTU discovery
+// is switched back on if it was off); QUIC always sets DF itself. See
+// [NoFragmentation].
 func (mc *MessageContext) NoFragmentation(b bool) *MessageContext {
 	return mc.record(NoFragmentation, b)
 }

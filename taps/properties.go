@@ -675,8 +675,23 @@ const (
 	MsgReliable Property = "msgReliable"
 	// MsgCapacityProfile: a [CapacityProfile]. Default: connCapacityProfile.
 	MsgCapacityProfile Property = "msgCapacityProfile"
-	// NoFragmentation: bool, avoid network-layer fragmentation. Default
-	// false.
+	// NoFragmentation: bool, send without network-layer fragmentation
+	// (RFC 9622 §9.1.3.9). Default false: fragmentation allowed.
+	//   - UDP, UDP-Lite: the socket is switched to IP_PMTUDISC_DO /
+	//     IPV6_PMTUDISC_DO (Linux; IP_DONTFRAG / IPV6_DONTFRAG on Darwin
+	//     and FreeBSD) for the message: IPv4 sets DF, IPv6 never
+	//     fragments at the source. A message larger than the path MTU the
+	//     kernel knows is not sent: its SendError wraps a
+	//     *stacks.FragmentationError ([stacks.ErrFragmentationNeeded]) and
+	//     the Connection stays usable. The switch back to the socket's
+	//     default comes with the next message without the property; a run
+	//     of messages with the same setting costs no system call.
+	//   - TCP, TLS: the transport segments to the path MTU and Linux sets
+	//     DF on TCP (IP_PMTUDISC_WANT); the first such message switches a
+	//     socket with path MTU discovery off (IP_PMTUDISC_DONT) back on.
+	//   - QUIC: quic-go sets DF on every packet it sends
+	//     (IP_PMTUDISC_PROBE on Linux, IP_DONTFRAG on Darwin) and sizes
+	//     them to the path MTU it discovers: nothing more to do.
 	NoFragmentation Property = "noFragmentation"
 	// NoSegmentation: bool, send as one transport segment without
 	// fragmentation. Default false.
