@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/supervision"
 )
 
@@ -120,6 +121,18 @@ type rawStream struct {
 	lent   bool   // the last read went into a target: a large message ended there
 	buf    []byte // buffered reads (not direct)
 	size   int
+	er     stacks.EarlyReader // t, when it tells early data (QUIC)
+	early  bool               // the last read's bytes were early data (0-RTT)
+}
+
+// readT is one read of the (not direct) transport, noting early data.
+func (s *rawStream) readT(b []byte) (int, error) {
+	if s.er == nil {
+		return s.t.Read(b)
+	}
+	n, early, err := s.er.ReadEarly(b)
+	s.early = early
+	return n, err
 }
 
 // targetLender lends a reader the buffer the first framer wants the next
@@ -167,6 +180,7 @@ func (s *rawStream) init(t io.Reader, ioc *ioCount, tl *targetLender) {
 		}
 	}
 	s.size = 4 << 10
+	s.er, _ = t.(stacks.EarlyReader)
 }
 
 func (s *rawStream) read() ([]byte, error) {
@@ -188,7 +202,7 @@ func (s *rawStream) read() ([]byte, error) {
 	}
 	if tgt := s.tl.borrow(); tgt != nil {
 		s.ioc.Add(1)
-		n, err := s.t.Read(tgt)
+		n, err := s.readT(tgt)
 		s.ioc.Done()
 		s.tl.returnUnused(tgt, n)
 		s.lent = n > 0
@@ -209,7 +223,7 @@ func (s *rawStream) read() ([]byte, error) {
 	}
 	s.lent = false
 	s.ioc.Add(1)
-	n, err := s.t.Read(rb)
+	n, err := s.readT(rb)
 	s.ioc.Done()
 	var data []byte
 	if n > 0 {

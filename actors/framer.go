@@ -15,10 +15,11 @@ type (
 	framerStart struct{}
 	framerStop  struct{}
 	framerInput struct {
-		data []byte
-		meta []framers.Metadata // metadata of the lower framers' message
-		eos  bool
-		err  error
+		data  []byte
+		meta  []framers.Metadata // metadata of the lower framers' message
+		eos   bool
+		err   error
+		early bool // the bytes arrived as early data (RecvItem.Early)
 	}
 	// framerReindex moves a framer to a new place in the stack (after a
 	// PrependFramer below it).
@@ -156,6 +157,13 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		a.reportPrepends(ctx)
 		d := a.delivered
 		a.delivered = nil
+		if d != nil && m.early {
+			// completed by early bytes, and so early throughout: early
+			// data only ever comes before the rest (RecvItem.Early)
+			for i := range d.items {
+				d.items[i].Early = true
+			}
+		}
 		if d != nil && a.idx == a.n-1 {
 			total := 0
 			for _, it := range d.items {

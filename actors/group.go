@@ -65,7 +65,8 @@ func (g *groupActor) removeMember(id string) {
 func (g *groupActor) grant(ctx actor.Context, id string) {
 	if i := g.member(id); i >= 0 {
 		g.granted = id
-		ctx.Send(g.members[i].PID, &writeGrant{})
+		q, split := g.sched.quantum()
+		ctx.Send(g.members[i].PID, &writeGrant{quantum: q, split: split})
 		return
 	}
 	if next, ok := g.sched.release(); ok { // it left meanwhile
@@ -106,9 +107,15 @@ type (
 		bytes    int
 		priority int64
 	}
-	writeGrant   struct{}
+	// writeGrant is the turn: at most quantum bytes, messages cut at it
+	// when split (splitTurn)
+	writeGrant struct {
+		quantum int
+		split   bool
+	}
 	writeRelease struct {
-		from *actor.PID
+		from  *actor.PID
+		wrote int // the bytes the turn wrote
 		// more > 0: the member has more to write; its next request joins
 		// the choice of who goes next
 		more     int
@@ -187,6 +194,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *writeRelease:
 		if g.sched != nil && g.granted == m.from.Id {
 			g.granted = ""
+			g.sched.wrote(m.from.Id, m.wrote)
 			var id string
 			var ok bool
 			if m.more > 0 {

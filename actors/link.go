@@ -145,6 +145,9 @@ type RecvItem struct {
 	// Backing is the buffer Data is the tail of, when the receiver may hand
 	// it back for reuse (Link.RecycleRecv) once Data is consumed.
 	Backing []byte
+	// Early: the bytes arrived as early data (QUIC 0-RTT, read before the
+	// handshake completed: stacks.EarlyReader).
+	Early bool
 }
 
 // RecvResult is what one Receive call gets: one Received, ReceivedPartial
@@ -164,6 +167,8 @@ type RecvResult struct {
 	Final bool
 	// Backing: see RecvItem (set only when Data is one whole item).
 	Backing []byte
+	// Early: every piece of Data arrived as early data (RecvItem.Early).
+	Early bool
 }
 
 type recvReq struct {
@@ -542,7 +547,7 @@ func (l *Link) deliver(items []RecvItem) {
 			l.reqs[n] = nil
 			l.reqs = l.reqs[:n]
 			sb[0] = served{r, RecvResult{MessageID: it.MessageID, Data: it.Data[:len(it.Data):len(it.Data)], EndOfMessage: true,
-				Meta: it.Meta, TOS: it.TOS, HasTOS: it.HasTOS, Backing: it.Backing, Final: l.unframed}}
+				Meta: it.Meta, TOS: it.TOS, HasTOS: it.HasTOS, Backing: it.Backing, Final: l.unframed, Early: it.Early}}
 			if l.itemBytes < l.recvLimit {
 				l.kickReaderLocked()
 			}
@@ -1046,7 +1051,7 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 // them as one result.
 func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	head := l.items[0]
-	res := RecvResult{MessageID: head.MessageID, Meta: head.Meta, EndOfMessage: eom, TOS: head.TOS, HasTOS: head.HasTOS}
+	res := RecvResult{MessageID: head.MessageID, Meta: head.Meta, EndOfMessage: eom, TOS: head.TOS, HasTOS: head.HasTOS, Early: head.Early}
 	if len(head.Data) >= n {
 		res.Data = head.Data[:n:n]
 		if len(head.Data) == n {
@@ -1065,6 +1070,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 			it := &l.items[0]
 			k := min(n-len(buf), len(it.Data))
 			buf = append(buf, it.Data[:k]...)
+			res.Early = res.Early && it.Early
 			if k == len(it.Data) {
 				if it.EndOfMessage {
 					res.EndOfMessage = true

@@ -119,7 +119,11 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	idx := r.next
 	r.next++
 	c := r.cands[idx]
-	opts := &r.spec.cfg.StackOptions // configs are immutable: shared, not copied
+	// configs are immutable: shared, not copied. The connection replaces
+	// its spec and cfg on SetProperty, with StackOptions derived from the
+	// properties of the moment (setProperty): a re-establishment's racer
+	// dials with the current ones, a race already running keeps its own.
+	opts := &r.spec.cfg.StackOptions
 	props := controlProps(func() actor.Actor { return newCandidateActor(idx, c, opts) })
 	pid := ctx.SpawnPrefix(props, "candidate")
 	r.pids[pid.Id] = idx

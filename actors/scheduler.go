@@ -16,6 +16,33 @@ type groupScheduler struct {
 	finish  map[string]float64 // WFQ: each member's last finish tag
 	lastRR  string             // round robin: the member granted last
 	members []string           // round robin: members in join order
+	served  map[string]int     // FairCapacity: bytes each member wrote
+	granted string             // the member holding the grant
+}
+
+// Per-turn quanta: what a member sharing a session writes per grant.
+const (
+	// schedQuantum is the turn of every policy but RoundRobinPerPacket.
+	schedQuantum = 64 << 10
+	// schedPacket is RoundRobinPerPacket's turn: one QUIC packet's worth
+	// of stream data (RFC 9000 §14: 1200 bytes is the least datagram size
+	// every path carries), so members alternate per packet.
+	schedPacket = 1200
+)
+
+// quantum is the most a member writes per grant under the policy;
+// RoundRobinPerPacket splits messages at it (splitTurn).
+func (s *groupScheduler) quantum() (n int, split bool) {
+	if s.policy == "RoundRobinPerPacket" {
+		return schedPacket, true
+	}
+	return schedQuantum, false
+}
+
+// wrote charges member with the n bytes its last turn wrote: FairCapacity
+// shares capacity in these bytes.
+func (s *groupScheduler) wrote(member string, n int) {
+	s.served[member] += n
 }
 
 type schedRequest struct {
@@ -27,7 +54,7 @@ type schedRequest struct {
 }
 
 func newGroupScheduler(policy string) *groupScheduler {
-	return &groupScheduler{policy: policy, finish: map[string]float64{}}
+	return &groupScheduler{policy: policy, finish: map[string]float64{}, served: map[string]int{}}
 }
 
 // join records a member for round robin.
@@ -56,6 +83,7 @@ func (s *groupScheduler) leave(member string) {
 		}
 	}
 	delete(s.finish, member)
+	delete(s.served, member)
 }
 
 // request queues a write of bytes by member and returns the member to grant
@@ -68,13 +96,14 @@ func (s *groupScheduler) request(member string, bytes int, priority int64) (gran
 	// as connPriority grows: priority 0 weighs most)
 	r.tag = math.Max(s.vtime, s.finish[member]) + float64(bytes)*float64(priority+1)
 	s.finish[member] = r.tag
+	s.catchUp(member)
 	s.queue = append(s.queue, r)
 	return s.next()
 }
 
 // release ends the outstanding grant and returns the next member to grant.
 func (s *groupScheduler) release() (grant string, ok bool) {
-	s.busy = false
+	s.busy, s.granted = false, ""
 	return s.next()
 }
 
@@ -83,7 +112,7 @@ func (s *groupScheduler) release() (grant string, ok bool) {
 // (otherwise a backlogged member would always be served after everyone
 // else, whatever the policy).
 func (s *groupScheduler) releaseAndRequest(member string, bytes int, priority int64) (grant string, ok bool) {
-	s.busy = false
+	s.busy = false // granted stays member for the request: no catchUp, it stayed backlogged
 	return s.request(member, bytes, priority)
 }
 
@@ -96,8 +125,35 @@ func (s *groupScheduler) next() (string, bool) {
 	s.queue = append(s.queue[:i], s.queue[i+1:]...)
 	s.busy = true
 	s.vtime = math.Max(s.vtime, r.tag)
-	s.lastRR = r.member
+	s.lastRR, s.granted = r.member, r.member
 	return r.member, true
+}
+
+// catchUp starts a member that becomes backlogged (nothing queued, no
+// grant) at the least count of bytes among the members already backlogged:
+// FairCapacity shares the capacity among the members that have something
+// to write, and an idle spell earns no credit to be spent in a burst later.
+func (s *groupScheduler) catchUp(member string) {
+	if member == s.granted {
+		return
+	}
+	least, any := 0, false
+	for _, r := range s.queue {
+		if r.member == member {
+			return
+		}
+		if v := s.served[r.member]; !any || v < least {
+			least, any = v, true
+		}
+	}
+	if s.granted != "" {
+		if v := s.served[s.granted]; !any || v < least {
+			least, any = v, true
+		}
+	}
+	if any && s.served[member] < least {
+		s.served[member] = least
+	}
 }
 
 // pick returns the index of the request to grant under the policy.
@@ -114,7 +170,19 @@ func (s *groupScheduler) pick() int {
 			}
 		}
 		return best
+	case "FairCapacity":
+		// the member that wrote the fewest bytes goes next, whatever the
+		// sizes of its messages and its connPriority: backlogged members
+		// get equal shares of the session's capacity (RFC 8260 §3.6)
+		for i, r := range s.queue {
+			b := s.queue[best]
+			if sr, sb := s.served[r.member], s.served[b.member]; sr < sb || (sr == sb && r.seq < b.seq) {
+				best = i
+			}
+		}
+		return best
 	case "RoundRobin", "RoundRobinPerPacket":
+		// RoundRobinPerPacket differs in the turn: one packet (quantum)
 		start := 0
 		for i, m := range s.members {
 			if m == s.lastRR {
@@ -131,7 +199,7 @@ func (s *groupScheduler) pick() int {
 			}
 		}
 		return 0
-	default: // WeightedFairQueueing (the default) and FairCapacity
+	default: // WeightedFairQueueing (the default)
 		for i, r := range s.queue {
 			if b := s.queue[best]; r.tag < b.tag || (r.tag == b.tag && r.seq < b.seq) {
 				best = i
@@ -139,4 +207,49 @@ func (s *groupScheduler) pick() int {
 		}
 		return best
 	}
+}
+
+// splitTurn cuts one turn of at most quantum bytes off the front of a
+// member's queue: turn is written now, rest waits for the next grant, n is
+// the bytes of turn. Without split the turn holds whole items (at least
+// one, even a larger one) until quantum is reached. With split
+// (RoundRobinPerPacket) an item straddling quantum is cut there: its head
+// leaves now without its send (the Sent event belongs to its last byte),
+// and its tail, which keeps the send, is marked cont so that it is never
+// reordered or dropped (the bytes before it are on the stream already).
+func splitTurn(q []writeItem, quantum int, split bool) (turn, rest []writeItem, n int) {
+	for i, w := range q {
+		size := 0
+		for _, b := range w.bufs {
+			size += len(b)
+		}
+		switch {
+		case i > 0 && n >= quantum:
+			return q[:i:i], q[i:], n
+		case !split || n+size <= quantum:
+			n += size
+			continue
+		}
+		// cut w after quantum-n bytes
+		k := quantum - n
+		var head, tail [][]byte
+		for j, b := range w.bufs {
+			if k == 0 {
+				tail = append(tail, w.bufs[j:]...)
+				break
+			}
+			if len(b) <= k {
+				head = append(head, b)
+				k -= len(b)
+				continue
+			}
+			head = append(head, b[:k])
+			tail = append(append(tail, b[k:]), w.bufs[j+1:]...)
+			break
+		}
+		turn = append(q[:i:i], writeItem{bufs: head})
+		rest = append([]writeItem{{send: w.send, bufs: tail, cont: true}}, q[i+1:]...)
+		return turn, rest, quantum
+	}
+	return q, nil, n
 }

@@ -1,6 +1,9 @@
 package actors
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // drain requests every member's writes up front (all backlogged) and
 // returns the grant order.
@@ -69,5 +72,139 @@ func TestGroupSchedulerLeave(t *testing.T) {
 	}
 	if _, ok := s.release(); ok {
 		t.Fatal("nothing should be left")
+	}
+}
+
+// backlogTurns runs two always-backlogged members through the scheduler as
+// the group and connActor do: each grant writes one turn cut by splitTurn
+// off the member's queue of messages (sizes), charged with wrote, and the
+// member asks again with its release while it has more. It returns the
+// turns as member and bytes.
+func backlogTurns(policy string, sizes map[string][]int, prio map[string]int64, turns int) (who []string, bytes []int) {
+	s := newGroupScheduler(policy)
+	queues := map[string][]writeItem{}
+	for _, m := range []string{"a", "b"} {
+		for _, n := range sizes[m] {
+			queues[m] = append(queues[m], writeItem{send: &outSend{bytes: n}, bufs: [][]byte{make([]byte, n)}})
+		}
+		s.join(m)
+	}
+	left := func(m string) int {
+		n := 0
+		for _, w := range queues[m] {
+			for _, b := range w.bufs {
+				n += len(b)
+			}
+		}
+		return n
+	}
+	g, _ := s.request("a", left("a"), prio["a"])
+	if g2, ok := s.request("b", left("b"), prio["b"]); ok {
+		g = g2
+	}
+	for len(who) < turns && g != "" {
+		q, split := s.quantum()
+		turn, rest, n := splitTurn(queues[g], q, split)
+		queues[g] = rest
+		_ = turn
+		who, bytes = append(who, g), append(bytes, n)
+		s.wrote(g, n)
+		var ok bool
+		if more := left(g); more > 0 {
+			g, ok = s.releaseAndRequest(g, more, prio[g])
+		} else {
+			g, ok = s.release()
+		}
+		if !ok {
+			g = ""
+		}
+	}
+	return who, bytes
+}
+
+func repeat(n, size int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = size
+	}
+	return out
+}
+
+// TestFairCapacityEqualBytes: under FairCapacity two backlogged members
+// with unequal message sizes and unequal connPriority get equal bytes
+// (within one turn); WeightedFairQueueing, which weighs connPriority, does
+// not.
+func TestFairCapacityEqualBytes(t *testing.T) {
+	sizes := map[string][]int{"a": repeat(400, 70000), "b": repeat(20000, 700)}
+	prio := map[string]int64{"a": 0, "b": 3}
+	tests := []struct {
+		policy string
+		equal  bool
+	}{
+		{"FairCapacity", true},
+		{"WeightedFairQueueing", false},
+	}
+	for _, tt := range tests {
+		who, bytes := backlogTurns(tt.policy, sizes, prio, 200)
+		got := map[string]int{}
+		maxTurn := 0
+		for i, m := range who {
+			got[m] += bytes[i]
+			maxTurn = max(maxTurn, bytes[i])
+			// at every point the shares differ by at most one turn
+			if d := got["a"] - got["b"]; tt.equal && (d > maxTurn || -d > maxTurn) {
+				t.Fatalf("%s: after %d turns a wrote %d, b %d: more than one turn (%d) apart", tt.policy, i+1, got["a"], got["b"], maxTurn)
+			}
+		}
+		diff := float64(got["a"]-got["b"]) / float64(got["a"]+got["b"])
+		if tt.equal && (diff > 0.05 || diff < -0.05) {
+			t.Errorf("%s: a wrote %d bytes, b %d: not equal shares", tt.policy, got["a"], got["b"])
+		}
+		if !tt.equal && diff < 0.3 {
+			t.Errorf("%s: a (priority 0) wrote %d bytes, b (priority 3) %d: connPriority should weigh", tt.policy, got["a"], got["b"])
+		}
+	}
+}
+
+// TestRoundRobinPerPacketAlternatesQuanta: the members alternate per turn
+// and no turn writes more than one packet (schedPacket), a large message
+// being cut across turns; RoundRobin alternates per batch of whole
+// messages.
+func TestRoundRobinPerPacketAlternatesQuanta(t *testing.T) {
+	sizes := map[string][]int{"a": repeat(3, 3000), "b": repeat(20, 500)} // 9000 and 10000 bytes
+	who, bytes := backlogTurns("RoundRobinPerPacket", sizes, nil, 8)
+	wantWho := []string{"a", "b", "a", "b", "a", "b", "a", "b"}
+	wantBytes := []int{1200, 1200, 1200, 1200, 1200, 1200, 1200, 1200}
+	if !slices.Equal(who, wantWho) || !slices.Equal(bytes, wantBytes) {
+		t.Fatalf("RoundRobinPerPacket turns %v %v; want %v %v", who, bytes, wantWho, wantBytes)
+	}
+	who, bytes = backlogTurns("RoundRobin", sizes, nil, 2)
+	if !slices.Equal(who, []string{"a", "b"}) || !slices.Equal(bytes, []int{9000, 10000}) {
+		t.Fatalf("RoundRobin turns %v %v; want whole backlogs per turn", who, bytes)
+	}
+}
+
+func TestSplitTurn(t *testing.T) {
+	send := &outSend{bytes: 1500}
+	q := []writeItem{
+		{bufs: [][]byte{make([]byte, 4)}}, // a framer's header
+		{send: send, bufs: [][]byte{make([]byte, 1000), make([]byte, 500)}},
+		{send: &outSend{bytes: 10}, bufs: [][]byte{make([]byte, 10)}},
+	}
+	turn, rest, n := splitTurn(q, 1200, true)
+	if n != 1200 || len(turn) != 2 || turn[1].send != nil || len(turn[1].bufs) != 2 || len(turn[1].bufs[1]) != 196 {
+		t.Fatalf("split turn: n=%d %+v", n, turn)
+	}
+	if len(rest) != 2 || rest[0].send != send || !rest[0].cont || len(rest[0].bufs) != 1 || len(rest[0].bufs[0]) != 304 || movable(rest[0]) {
+		t.Fatalf("split rest: %+v", rest)
+	}
+	turn, rest, n = splitTurn(q, 1200, false)
+	if n != 1504 || len(turn) != 2 || len(rest) != 1 {
+		t.Fatalf("whole items: n=%d turn %d rest %d", n, len(turn), len(rest))
+	}
+	// an item ending exactly at the quantum is not cut
+	turn, rest, n = splitTurn(q[1:], 1500, true)
+	if n != 1500 || len(turn) != 1 || turn[0].send != send || len(rest) != 1 || rest[0].cont {
+		t.Fatalf("exact fit: n=%d turn %+v rest %+v", n, turn, rest)
 	}
 }

@@ -35,11 +35,15 @@ import (
 //     (UDPLITE_SEND_CSCOV) before that datagram and restored after it.
 //   - msgCapacityProfile per message: on UDP and UDP-Lite each datagram
 //     carries its DSCP in an IP_TOS / IPV6_TCLASS control message; on
-//     stream stacks the connection's DSCP stands and the property is logged
-//     as not honoured per message.
+//     stream stacks a message asking for another DSCP than the
+//     connection's fails with a SendError (profileUnsupported,
+//     liveprops.go).
+//   - connCapacityProfile Scavenger: TCP and TLS also switch to the "lp"
+//     congestion control where the kernel offers it (liveprops.go).
 //   - _gotaps.retransmitNotifyThreshold: on TCP and TLS the TCP_INFO
 //     retransmission counter is polled every 200 ms; reaching the
-//     threshold emits ExcessiveRetransmission.
+//     threshold emits ExcessiveRetransmission. SetProperty of the
+//     threshold restarts the watch with it (sockWatchRetransmits).
 
 // sockTickEvery is the period of the min-rate and retransmission polling.
 const sockTickEvery = 200 * time.Millisecond
@@ -53,9 +57,8 @@ type sockProps struct {
 	gen uint64 // counts transports: messages of an older one are ignored
 	// kernelPaced: SO_MAX_PACING_RATE was set on this transport (a new
 	// socket has none: unlimited needs no system call)
-	kernelPaced  bool
-	profileNoted bool // "not honoured per message" was logged
-	dfChecked    bool // noFragmentation: the stream's DF was checked (keepStreamDF)
+	kernelPaced bool
+	dfChecked   bool // noFragmentation: the stream's DF was checked (keepStreamDF)
 
 	x *sockExtra // rates and polling; nil while none was ever active
 	// recv is what the reader goroutine applies after each read: nil
@@ -162,7 +165,7 @@ func (c *connActor) sockStart(ctx actor.Context) {
 	s := &c.sock
 	s.stop()
 	s.gen++
-	s.profileNoted, s.kernelPaced, s.dfChecked = false, false, false
+	s.kernelPaced, s.dfChecked = false, false
 	if x := s.x; x != nil {
 		x.held, x.sent, x.rt = nil, 0, nil
 		x.recvd.Store(0)
@@ -191,18 +194,33 @@ func (c *connActor) sockStart(ctx actor.Context) {
 		}
 	}
 
-	if rt, ok := c.t.(stacks.Retransmitter); ok {
-		th, set := c.propInt("_gotaps.retransmitNotifyThreshold")
-		if p := c.propPref("_gotaps.retransmitNotify"); set && th > 0 && p >= stacks.Prefer {
-			x := s.extra()
-			x.rt = rt
-			x.retrans = stacks.RetransmitWatch{Threshold: uint32(min(th, 1<<31))}
-			if counts, err := rt.Retransmissions(); err == nil {
-				x.retrans.Observe(time.Now(), counts) // the baseline
-			}
+	c.sockStartCongestion() // connCapacityProfile Scavenger (liveprops.go)
+	c.sockWatchRetransmits()
+	c.sockArmTick()
+}
+
+// sockWatchRetransmits (re)starts the retransmission watch with the
+// current _gotaps.retransmitNotifyThreshold, from the transport's present
+// count: at the start of a transport and when SetProperty changes the
+// threshold. Disabled (or retransmitNotify not asked for) stops it.
+func (c *connActor) sockWatchRetransmits() {
+	s := &c.sock
+	if s.x != nil {
+		s.x.rt = nil
+	}
+	rt, ok := c.t.(stacks.Retransmitter)
+	if !ok {
+		return
+	}
+	th, set := c.propInt("_gotaps.retransmitNotifyThreshold")
+	if p := c.propPref("_gotaps.retransmitNotify"); set && th > 0 && p >= stacks.Prefer {
+		x := s.extra()
+		x.rt = rt
+		x.retrans = stacks.RetransmitWatch{Threshold: uint32(min(th, 1<<31))}
+		if counts, err := rt.Retransmissions(); err == nil {
+			x.retrans.Observe(time.Now(), counts) // the baseline
 		}
 	}
-	c.sockArmTick()
 }
 
 // sockApplyRates (re)applies maxSendRate and maxRecvRate: at the start of
@@ -285,6 +303,9 @@ func (c *connActor) sockPropertySet(name string) {
 		c.sock.extra().minRecv = stacks.MinRateWatch{Min: c.propRate(name)}
 		c.sockRecvLimits()
 		c.sockArmTick()
+	case "_gotaps.retransmitNotifyThreshold":
+		c.sockWatchRetransmits()
+		c.sockArmTick()
 	}
 }
 
@@ -346,11 +367,8 @@ func itemBytes(w writeItem) int {
 // connection counts as writing until pacedFlush writes them.
 func (c *connActor) paceBatch(ctx actor.Context, batch []writeItem) (now []writeItem, held bool) {
 	s := &c.sock
-	if !c.datagram {
-		c.noteProfiles(batch)
-		if !s.dfChecked {
-			c.keepStreamDF(batch)
-		}
+	if !c.datagram && !s.dfChecked {
+		c.keepStreamDF(batch)
 	}
 	x := s.x
 	if x == nil || x.pacer == nil {
@@ -404,27 +422,6 @@ func (c *connActor) pacedFlushed(ctx actor.Context, m *pacedFlush) {
 		c.writeDatagrams(ctx, batch)
 	} else {
 		c.writeStream(ctx, batch)
-	}
-}
-
-// noteProfiles logs (once per transport) that msgCapacityProfile is not
-// honoured per message on a byte stream: the connection's DSCP stands.
-func (c *connActor) noteProfiles(batch []writeItem) {
-	if c.sock.profileNoted {
-		return
-	}
-	for _, w := range batch {
-		if w.send == nil {
-			continue
-		}
-		if d, own := c.msgDSCP(w.send.msg.Props); own && d != c.connDSCP() {
-			c.sock.profileNoted = true
-			c.logger().Info("msgCapacityProfile not honoured per message: the connection's connCapacityProfile stands on this stack",
-				"stack", c.stack, "message", w.send.msg.SendID)
-			c.sys.trace(&messages.TraceRecord{Kind: "property", Event: "NotHonoured", ConnectionId: c.spec.id,
-				MessageId: w.send.msg.SendID, Stack: c.stack, Error: "msgCapacityProfile not honoured per message"})
-			return
-		}
 	}
 }
 

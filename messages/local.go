@@ -32,6 +32,13 @@ type ConnectionConfig struct {
 	// connection properties and security parameters; each attempt adds its
 	// local address and interface.
 	StackOptions stacks.Options
+	// DeriveStackOptions, when set, is the pure function that derives the
+	// property-dependent fields of StackOptions (timeouts, keep-alive,
+	// DSCP, checksum coverage, ...) from Properties and keeps the others
+	// of base (TLS, ServerName, ...): SetProperty recomputes StackOptions
+	// with it, so that every later dial (re-establishment, Clone) uses the
+	// connection's current properties.
+	DeriveStackOptions func(props *Properties, base stacks.Options) stacks.Options
 	// AttemptDelay is the racing stagger (Connection Attempt Delay).
 	AttemptDelay time.Duration
 	// EstablishmentTimeout bounds the whole race; 0 means none.

@@ -25,12 +25,36 @@ type LiveOptions struct {
 	// KeepAliveIdle turns TCP keep-alives on with this idle time
 	// (keepAliveTimeout); 0 turns them off.
 	KeepAliveIdle *time.Duration
+	// RecvChecksumLen sets UDPLITE_RECV_CSCOV (recvChecksumLen), as
+	// Options.RecvChecksumLen, on UDP-Lite (ChecksumCoverage). Other
+	// transports check whole datagrams, which meets any minimum: nothing
+	// to do.
+	RecvChecksumLen *int
+	// Congestion selects the TCP congestion control (TCP_CONGESTION) of a
+	// TCP or TLS socket: a name the kernel offers (Linux:
+	// /proc/sys/net/ipv4/tcp_available_congestion_control) is set; one it
+	// does not offer, or a system without the option, leaves the socket
+	// alone (no error: callers fall back to what they have). "" restores
+	// the system default (net.ipv4.tcp_congestion_control) on a socket
+	// that was switched. Ignored on other transports.
+	Congestion *string
 }
 
 // ApplyLive sets o on an established transport's socket. Options the
 // transport's protocol does not have give ErrNotApplicable; the transport
 // is never closed by a failure.
 func ApplyLive(t Transport, o LiveOptions) error {
+	if o.RecvChecksumLen != nil {
+		if cc, ok := t.(ChecksumCoverage); ok {
+			if err := cc.SetRecvChecksumLen(*o.RecvChecksumLen); err != nil {
+				return err
+			}
+		}
+		o.RecvChecksumLen = nil
+	}
+	if o == (LiveOptions{}) {
+		return nil
+	}
 	rc, tcp, network, err := rawSocket(t)
 	if err != nil {
 		return err
@@ -67,7 +91,11 @@ func ApplyLive(t Transport, o LiveOptions) error {
 			}
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, on); serr != nil {
 				serr = fmt.Errorf("set SO_KEEPALIVE: %w", serr)
+				return
 			}
+		}
+		if o.Congestion != nil && tcp {
+			serr = setCongestion(int(fd), *o.Congestion)
 		}
 	})
 	return errors.Join(cerr, serr)
@@ -112,4 +140,22 @@ func networkOf(a net.Addr) string {
 		return proto + "6"
 	}
 	return proto + "4"
+}
+
+// Congestion reads the congestion control of a TCP or TLS transport's
+// socket (TCP_CONGESTION): what the kernel really uses. It fails with
+// ErrNotApplicable on other transports and with errors.ErrUnsupported on
+// systems without the option.
+func Congestion(t Transport) (string, error) {
+	rc, tcp, _, err := rawSocket(t)
+	if err != nil {
+		return "", err
+	}
+	if !tcp {
+		return "", fmt.Errorf("%w: congestion control of a non-TCP socket", ErrNotApplicable)
+	}
+	var name string
+	var serr error
+	cerr := rc.Control(func(fd uintptr) { name, serr = getCongestion(int(fd)) })
+	return name, errors.Join(cerr, serr)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -73,6 +74,9 @@ func (quicStack) Capabilities() Capabilities {
 		Multistreaming:    true,
 		Secure:            true,
 		ZeroRTTMsg:        true,
+		// with Options.QUICDatagrams: unreliable messages as RFC 9221
+		// datagrams (selected by perMsgReliability)
+		PerMsgReliability: true,
 	}
 }
 
@@ -190,6 +194,8 @@ type quicConn struct {
 	ended    bool        // no stream may be added any more
 	finished bool        // the connection is over (finish ran)
 	linger   *time.Timer // closes the connection after the last graceful close
+
+	dgramTaken bool // a stream Transport has the datagrams (stream)
 }
 
 func newQUICConn(conn *quic.Conn, udp *net.UDPConn, opts Options, release func()) *quicConn {
@@ -223,9 +229,13 @@ func (c *quicConn) lingerFor() time.Duration {
 func (c *quicConn) stream(str *quic.Stream) Transport {
 	c.mu.Lock()
 	c.streams++
+	// datagrams belong to the connection, not a stream: the first stream
+	// Transport (Dial's, or the one Accept returns) has them
+	dgram := c.opts.QUICDatagrams && !c.dgramTaken
+	c.dgramTaken = c.dgramTaken || dgram
 	c.mu.Unlock()
 	s := &quicStream{Stream: str, c: c}
-	if c.opts.QUICDatagrams {
+	if dgram {
 		return &quicDatagramStream{quicStream: s}
 	}
 	return s
@@ -288,6 +298,8 @@ type quicStream struct {
 	finned bool // CloseWrite sent FIN
 	eof    bool // Read returned the peer's FIN
 	active bool // FIN was sent before the peer's FIN was read
+
+	handshaken atomic.Bool // ReadEarly saw the handshake complete
 }
 
 // Writes to a stream. quic-go copies a write of at most one packet into the
@@ -430,6 +442,27 @@ func (s *quicStream) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadEarly is Read that also reports whether the bytes read came as
+// early data (0-RTT, RFC 9001 §4.6.1): the handshake had not completed
+// when the read returned. Only 0-RTT packets can be read before the
+// handshake completes (1-RTT keys come with it), so a true is always
+// right; data read after the handshake completed is reported false even
+// when it arrived as 0-RTT (it may not be told apart then). See
+// EarlyReader.
+func (s *quicStream) ReadEarly(p []byte) (int, bool, error) {
+	n, err := s.Read(p)
+	if n == 0 || s.handshaken.Load() {
+		return n, false, err
+	}
+	select {
+	case <-s.c.conn.HandshakeComplete():
+		s.handshaken.Store(true)
+		return n, false, err
+	default:
+		return n, true, err
+	}
+}
+
 // CloseWrite sends FIN on the stream; reads go on.
 func (s *quicStream) CloseWrite() error {
 	s.mu.Lock()
@@ -523,8 +556,9 @@ func (s *quicStream) Info() (TransportInfo, error) {
 type quicDatagramStream struct{ *quicStream }
 
 // SendDatagram sends p as one QUIC datagram (RFC 9221); a too large p fails
-// with *quic.DatagramTooLargeError.
-func (s *quicDatagramStream) SendDatagram(p []byte) error { return s.c.conn.SendDatagram(p) }
+// with ErrDatagramTooLarge, a peer without datagrams with
+// ErrDatagramsNotNegotiated.
+func (s *quicDatagramStream) SendDatagram(p []byte) error { return s.sendDatagram(p) }
 
 // ReceiveDatagram waits for the next QUIC datagram.
 func (s *quicDatagramStream) ReceiveDatagram(ctx context.Context) ([]byte, error) {

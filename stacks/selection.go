@@ -63,6 +63,11 @@ func (c Capabilities) Has(prop string) (has, known bool) {
 		return c.SoftErrorNotify, true
 	case "secure":
 		return c.Secure, true
+	case "_gotaps.retransmitNotify":
+		// only a TCP socket reports its retransmissions (TCP_INFO): TCP and
+		// TLS, the reliable single-stream stacks with TCP keep-alives
+		// (QUIC multistreams, Unix sockets have no keep-alive)
+		return c.Reliability && c.KeepAlive && !c.Multistreaming, true
 	}
 	return false, false
 }

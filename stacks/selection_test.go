@@ -57,6 +57,10 @@ func TestSelectProfiles(t *testing.T) {
 		{"contradiction: prohibit reliability, require order", map[string]int8{"reliability": Prohibit, "preserveOrder": Require}, nil},
 		{"contradiction: require multistreaming, prohibit secure", with(map[string]int8{"multistreaming": Require, "secure": Prohibit}), nil},
 		{"unknown properties do not select", with(map[string]int8{"direction": Require, "_gotaps.x": Require}), []string{"quic", "tcp", "tls"}},
+		{"require retransmitNotify: only TCP and TLS report retransmissions", with(map[string]int8{"_gotaps.retransmitNotify": Require}), []string{"tcp", "tls"}},
+		{"require retransmitNotify on unreliable-datagram: UDP is rejected", with(map[string]int8{"reliability": Avoid, "preserveOrder": Avoid, "congestionControl": NoPreference, "preserveMsgBoundaries": Require, "_gotaps.retransmitNotify": Require}), nil},
+		{"prohibit retransmitNotify leaves QUIC", with(map[string]int8{"_gotaps.retransmitNotify": Prohibit}), []string{"quic"}},
+		{"prefer retransmitNotify ranks TCP first", with(map[string]int8{"_gotaps.retransmitNotify": Prefer, "multistreaming": NoPreference}), []string{"tcp", "tls", "quic"}},
 	}
 	for i, tt := range tests {
 		got, err := Select(All(), tt.prefs)
@@ -89,5 +93,16 @@ func TestCapabilitiesPerStack(t *testing.T) {
 			require.True(t, c.Reliability && c.PreserveOrder)
 			require.False(t, c.Secure || c.PreserveMsgBoundaries)
 		}
+	}
+}
+
+// TestRetransmitNotifyCapability: Has answers _gotaps.retransmitNotify
+// for the stacks over a TCP socket only.
+func TestRetransmitNotifyCapability(t *testing.T) {
+	want := map[string]bool{"tcp": true, "tls": true, "quic": false, "udp": false, "udplite": false, "unix": false}
+	for _, s := range append(All(), Unix()) {
+		has, known := s.Capabilities().Has("_gotaps.retransmitNotify")
+		require.True(t, known, s.Name())
+		require.Equal(t, want[s.Name()], has, s.Name())
 	}
 }

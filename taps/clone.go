@@ -34,8 +34,14 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // Clone makes a new Connection in this connection's group and returns it
 // when it is Ready (RFC 9622 §7.4). On a multistreaming stack (QUIC) the
 // clone is a new stream of the same session (the peer learns of it with its
-// first message, as a ConnectionReceived in the same group on its side);
-// otherwise (TCP, TLS) it is a new transport connection to the same remote
+// first message, as a ConnectionReceived in the same group on its side),
+// unless activeReadBeforeSend is Require or Prefer: the clone then expects
+// the peer to send first, which it cannot do on a stream it has not seen,
+// so the clone is a new QUIC connection (its own UDP socket and
+// handshake), which the peer's QUIC stack knows of when Clone returns.
+// A gotaps Listener still hands it on as ConnectionReceived only with the
+// first stream data (its QUIC listener waits for the first stream), in a
+// group of its own. Otherwise (TCP, TLS) it is a new transport connection to the same remote
 // address with the same stack and properties, falling back to the other
 // endpoints of the connection's remote set and binding as its local set
 // says (AddRemote, RemoveRemote, AddLocal, RemoveLocal). Connection
@@ -87,8 +93,12 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 		}
 		cfg.Properties = propsToMessageRole(merged, roleInitiate)
 	}
+	// the clone dials with the socket options of the properties as they
+	// are now (SetProperty since Initiate, CloneWithProperties), keeping
+	// the original's TLS configuration
+	cfg.StackOptions = stackOptionsFromMessage(cfg.Properties, cfg.StackOptions)
 	req := &actors.CloneConnection{Config: &cfg}
-	if st.Capabilities().Multistreaming {
+	if st.Capabilities().Multistreaming && !readFirstClone(cfg.Properties) {
 		// a multistreaming stack (QUIC): the clone is a new stream of the
 		// same session
 		stream, err := call[*actors.StreamOpened](ctx, c.sys, c.pid, &actors.OpenStream{})
@@ -131,4 +141,13 @@ func (c *Connection) OnCloneError(fn func(*Connection, error)) {
 			h.CloneError = func(err error) { fn(c, &CloneError{Err: err}) }
 		}
 	})
+}
+
+// readFirstClone reports whether props ask the clone to read before it
+// sends (activeReadBeforeSend Require or Prefer): on a multistreaming
+// stack it then gets a connection of its own, not a stream the peer would
+// only see with the clone's first message.
+func readFirstClone(props *messages.Properties) bool {
+	p := props.GetValues()[string(ActiveReadBeforeSend)].GetPreference()
+	return p == int32(Require) || p == int32(Prefer)
 }

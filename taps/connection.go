@@ -569,14 +569,16 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 	}
 	// Received metadata (RFC 9622 §9.3.2.2): the ECN bits of a UDP or
 	// UDP-Lite datagram; final when the peer ended its stream after this
-	// message. Early data is never reported: crypto/tls has no 0-RTT
-	// on the server side, and the QUIC stack does not tell which stream
-	// data arrived as 0-RTT, so EarlyData is always false.
+	// message; early when every byte of it was read on QUIC before the
+	// handshake completed (0-RTT; crypto/tls has no server 0-RTT).
 	if res.HasTOS {
 		mc.setECN(stacks.ECNOf(res.TOS))
 	}
 	if res.Final {
 		mc.setReceivedFinal(true)
+	}
+	if res.Early {
+		mc.setEarlyData(true)
 	}
 	mm.m = Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}
 	if res.Backing != nil {
@@ -665,7 +667,10 @@ type ConnectionProperties struct {
 	// getsockopt (nil before Ready or for stacks that cannot tell).
 	Socket *SocketInfo
 	// Selected tells, for each Selection Property, whether the selected
-	// stack provides it (RFC 9622 §8: read back as booleans).
+	// stack provides it (RFC 9622 §8: read back as booleans); keepAlive,
+	// softErrorNotify and UDP-Lite's fullChecksumSend / fullChecksumRecv
+	// are read back from the socket (SO_KEEPALIVE, ICMP error delivery,
+	// the checksum coverage), not from what the stack could do.
 	Selected map[Property]bool
 }
 
@@ -712,6 +717,10 @@ func (p *ConnectionProperties) Get(prop Property) (any, bool) {
 		return p.CanSend, true
 	case CanReceive:
 		return p.CanReceive, true
+	case TCPUserTimeoutChangeable:
+		// Linux has no TCP User Timeout Option (RFC 5482): a peer can
+		// never change the user timeout
+		return false, true
 	case SendMsgMaxLen, RecvMsgMaxLen:
 		if p.Socket == nil {
 			return nil, false
@@ -786,19 +795,49 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 				out.Selected[prop] = has
 			}
 		}
+		readBackSelected(out.Selected, info.Stack, out.Socket)
 	}
 	return out, nil
 }
 
-// SetProperty sets a connection property (RFC 9622 §8). A wrong type or
-// value, a read-only or non-connection property returns a *PropertyError;
-// the connection is never terminated by a SetProperty error.
+// readBackSelected replaces the stack's capabilities in selected by what
+// the connection's socket really has, where the socket tells:
+// keepAlive is SO_KEEPALIVE on TCP and TLS (QUIC: a PING period was
+// set), softErrorNotify is whether ICMP errors are delivered, and on
+// UDP-Lite fullChecksumSend / fullChecksumRecv are whether the checksum
+// coverage is full.
+func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) {
+	if so == nil {
+		return
+	}
+	if _, ok := selected[KeepAlive]; ok {
+		selected[KeepAlive] = so.KeepAlive
+	}
+	if _, ok := selected[SoftErrorNotify]; ok {
+		selected[SoftErrorNotify] = so.SoftErrors
+	}
+	if stack == "udplite" {
+		selected[FullChecksumSend] = so.SendChecksumCoverage == 0
+		selected[FullChecksumRecv] = so.RecvChecksumCoverage == 0
+	}
+}
+
+// SetProperty sets a connection property (RFC 9622 §8). On an open
+// Connection the socket changes at once (connTimeout, keepAliveTimeout,
+// tcp.userTimeout*, connCapacityProfile, recvChecksumLen, the rates,
+// _gotaps.retransmitNotifyThreshold), and every later socket of the
+// Connection (re-establishment, Clone) is made with the new value. A wrong
+// type or value, a read-only or non-connection property (also
+// tcp.userTimeoutChangeable) or a property the live transport cannot take
+// (stacks.ErrNotApplicable: connTimeout on UDP, say) returns a
+// *PropertyError and changes nothing; the connection is never terminated
+// by a SetProperty error.
 func (c *Connection) SetProperty(p Property, v any) error {
 	desc := descOf(p)
 	if desc == nil {
 		return &PropertyError{Property: p, Value: v, Err: ErrUnknownProperty}
 	}
-	if desc.kind != KindConnection {
+	if desc.kind != KindConnection || p == TCPUserTimeoutChangeable { // see ConnectionProperties.Get
 		err := ErrReadOnlyProperty
 		if desc.kind == KindMessage || desc.kind == KindSelection {
 			err = ErrInvalidPropertyType

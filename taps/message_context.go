@@ -257,9 +257,14 @@ func (mc *MessageContext) ECN() (ecn uint8, ok bool) {
 }
 
 // EarlyData reports whether a received Message arrived as 0-RTT early data
-// (and may therefore be a replay). It is always false for now: crypto/tls
-// (the TLS stack) accepts no 0-RTT data on the server side, and the QUIC
-// stack does not tell which stream data arrived as 0-RTT.
+// (RFC 9622 §9.3.2.2), and may therefore be a replay. On QUIC it is true
+// when every byte of the Message was read before the handshake completed:
+// only 0-RTT packets can be read then, so true is always right; a 0-RTT
+// Message read after the handshake completed (it arrived in time but was
+// received later) reports false. On TCP and TLS it is always false:
+// crypto/tls accepts no 0-RTT data on the server side. A Message a
+// connection received as 0-RTT was sent marked safelyReplayable by its
+// peer.
 func (mc *MessageContext) EarlyData() bool {
 	if mc == nil {
 		return false

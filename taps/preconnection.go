@@ -380,6 +380,7 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	}
 	cfg.Stacks = sel
 	cfg.StackOptions = p.encoded[r].opts
+	cfg.DeriveStackOptions = stackOptionsFromMessage // SetProperty, re-establishment, Clone
 	cfg.StackOptions.TLS = tlsCfg
 	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
 		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName

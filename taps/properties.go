@@ -643,12 +643,21 @@ const (
 const (
 	// TCPUserTimeoutValue: time.Duration > 0, the user timeout advertised
 	// in the UTO. Default 5 minutes (the TCP default of RFC 9293, and the
-	// seed's 300 s).
+	// seed's 300 s). While tcp.userTimeoutEnabled is true it is the
+	// socket's TCP_USER_TIMEOUT (TCP and TLS, Linux), also when set on an
+	// open Connection.
 	TCPUserTimeoutValue Property = "tcp.userTimeoutValue"
 	// TCPUserTimeoutEnabled: bool, send and accept the UTO. Default false.
+	// On TCP and TLS (Linux) true sets TCP_USER_TIMEOUT to
+	// tcp.userTimeoutValue; false leaves connTimeout's (or 0, the system
+	// default). Setting it on an open Connection changes the socket at
+	// once. Linux sends no UTO option: the value stays local.
 	TCPUserTimeoutEnabled Property = "tcp.userTimeoutEnabled"
 	// TCPUserTimeoutChangeable: bool, a received UTO may change
-	// connTimeout. Default true; becomes false when connTimeout is set.
+	// connTimeout. Default true on a Preconnection; becomes false when
+	// connTimeout is set. Linux has no UTO option, so no peer can change
+	// it: a Connection reads it back as false and
+	// [Connection.SetProperty] refuses it ([ErrReadOnlyProperty]).
 	TCPUserTimeoutChangeable Property = "tcp.userTimeoutChangeable"
 )
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 )
 
@@ -14,9 +15,10 @@ import (
 // stackOptions maps the connection properties of tp to stack options
 // (RFC 9622 §8.1, §8.2): connTimeout and tcp.userTimeoutValue to
 // TCP_USER_TIMEOUT (or the QUIC idle timeout), keepAlive and
-// keepAliveTimeout to keep-alive probes, connCapacityProfile to the DSCP,
+// keepAliveTimeout to keep-alive probes (a keepAliveTimeout turns them on
+// unless keepAlive is Avoid or Prohibit), connCapacityProfile to the DSCP,
 // multipath to MPTCP, softErrorNotify (Prefer or Require) to ICMP error
-// delivery, and recvChecksumLen and the default msgChecksumLen to the
+// delivery, perMsgReliability (Prefer or Require) to QUIC datagrams, and recvChecksumLen and the default msgChecksumLen to the
 // UDP-Lite checksum coverage. The rate properties are applied by the
 // connection itself (they can change on an open connection).
 func stackOptions(tp *TransportProperties, r role) stacks.Options {
@@ -37,12 +39,17 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 		} else if !ok {
 			o.KeepAlive = 15 * time.Second // keepAlive asked for with no period: Go's default idle time
 		}
+	} else if d, ok := mustGet(tp, KeepAliveTimeout).(time.Duration); ok && pref == NoPreference && (o.ConnTimeout == 0 || d <= o.ConnTimeout) {
+		o.KeepAlive = d // a keepAliveTimeout asks for keep-alives where the stack has them
 	}
 	if c, ok := mustGet(tp, ConnCapacityProfile).(CapacityProfile); ok {
 		o.DSCP = c.DSCP()
 	}
 	if pref := tp.Preference(SoftErrorNotify); pref == Prefer || pref == Require {
 		o.SoftErrors = true
+	}
+	if pref := tp.Preference(PerMsgReliability); pref == Prefer || pref == Require {
+		o.QUICDatagrams = true // unreliable messages as QUIC datagrams (RFC 9221)
 	}
 	o.RecvChecksumLen = checksumOption(mustGet(tp, RecvChecksumLen))
 	o.SendChecksumLen = checksumOption(mustGet(tp, MsgChecksumLen))
@@ -52,6 +59,37 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 		}
 	}
 	return o
+}
+
+// stackOptionsFromMessage is messages.ConnectionConfig.DeriveStackOptions:
+// base with its property-dependent fields derived anew (stackOptions,
+// initiate role: the options are used to dial) from the encoded
+// properties props. It is pure; props that do not decode leave base
+// unchanged.
+func stackOptionsFromMessage(props *messages.Properties, base stacks.Options) stacks.Options {
+	tp, err := propsFromMessage(props)
+	if err != nil {
+		return base
+	}
+	base = withPropertyOptions(base, stackOptions(tp, roleInitiate))
+	if v, _ := tp.Get(IsolateSession); v == true && base.TLS != nil && base.TLS.ClientSessionCache != nil {
+		// isolateSession set on an open connection: later dials resume
+		// no session from a cache shared outside the group (the racing
+		// cache reads the property itself)
+		c := base.TLS.Clone()
+		c.ClientSessionCache = nil
+		base.TLS = c
+	}
+	return base
+}
+
+// withPropertyOptions returns base with the fields stackOptions derives
+// taken from o.
+func withPropertyOptions(base, o stacks.Options) stacks.Options {
+	base.ConnTimeout, base.UserTimeout = o.ConnTimeout, o.UserTimeout
+	base.KeepAlive, base.DSCP, base.SoftErrors = o.KeepAlive, o.DSCP, o.SoftErrors
+	base.RecvChecksumLen, base.SendChecksumLen, base.MPTCP = o.RecvChecksumLen, o.SendChecksumLen, o.MPTCP
+	return base
 }
 
 // checksumOption maps recvChecksumLen / msgChecksumLen (bytes >= 0 or

@@ -1,0 +1,142 @@
+package actors
+
+import (
+	"context"
+	"errors"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// Unreliable messages on QUIC (RFC 9622 perMsgReliability, msgReliable,
+// msgOrdered; RFC 9221 datagrams). A QUIC connection selected with
+// perMsgReliability Require or Prefer enables datagrams (the taps layer
+// sets stacks.Options.QUICDatagrams). A message sent with msgReliable=false
+// AND msgOrdered=false leaves as one DATAGRAM frame: it may be lost and
+// may overtake (or be overtaken by) the stream's messages. msgReliable and
+// msgOrdered are permissions, not demands (RFC 9622 §9.1.3.3, §9.1.3.7),
+// so every other message goes on the stream, reliably and in order: an
+// unreliable but ordered one (a datagram could not keep its order), one
+// larger than a datagram (stacks.ErrDatagramTooLarge), one not ending its
+// message, a Final one, and any when the peer did not enable datagrams
+// (stacks.ErrDatagramsNotNegotiated). On every other stack msgOrdered=false
+// is honoured trivially: TCP, TLS and QUIC streams deliver in order, UDP
+// and UDP-Lite deliver datagrams as they come.
+//
+// Received datagrams are whole messages of the connection (one each), with
+// no framer: they are delivered between the stream's messages, never
+// inside one (while a stream message is only partly received they wait for
+// its end; on a connection without a framer the stream is one message, so
+// they wait for the stream to end unless they come before any stream data).
+//
+// Each datagram sent or received is traced (System tracer) as Kind
+// "datagram", Event "Sent" or "Received".
+
+// datagramMsgBit marks the message ids of received datagrams: they never
+// equal a stream message's.
+const datagramMsgBit = 1 << 63
+
+// startQUICDatagrams starts the datagram reader of a transport that has
+// QUIC datagrams negotiated with the peer.
+func (c *connActor) startQUICDatagrams(ctx actor.Context) {
+	dg, ok := c.t.(stacks.Datagrams)
+	if !ok {
+		return
+	}
+	if ds, ok := c.t.(stacks.DatagramSupport); !ok || !ds.DatagramsNegotiated() {
+		return
+	}
+	c.dgram = dg
+	rctx, cancel := context.WithCancel(context.Background())
+	c.stopDgram = cancel
+	link, gen := c.link, fromTransport{c.tgen}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	go func() {
+		var id uint64
+		for {
+			if !link.waitReadCredit() {
+				return
+			}
+			data, err := dg.ReceiveDatagram(rctx)
+			if err != nil {
+				return // the connection or the actor ended: the stream reader reports it
+			}
+			id++
+			link.addInflight(len(data))
+			root.Send(self, &datagramIn{fromTransport: gen, item: RecvItem{MessageID: id | datagramMsgBit, Data: data, EndOfMessage: true}, quic: true})
+		}
+	}()
+}
+
+// stopQUICDatagrams ends the datagram reader.
+func (c *connActor) stopQUICDatagrams() {
+	if c.stopDgram != nil {
+		c.stopDgram()
+		c.stopDgram = nil
+	}
+	c.dgram = nil
+	c.heldDgrams = nil
+}
+
+// quicDatagramIn delivers a received QUIC datagram now, or after the stream
+// message being received.
+func (c *connActor) quicDatagramIn(it RecvItem) {
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Received", ConnectionId: c.spec.id, MessageId: it.MessageID &^ datagramMsgBit, Bytes: int64(len(it.Data))})
+	}
+	if c.streamOpen {
+		c.heldDgrams = append(c.heldDgrams, it)
+		return
+	}
+	c.deliver([]RecvItem{it})
+}
+
+// streamDelivered notes whether the stream's last delivered piece left a
+// message open, and delivers the datagrams that waited for it to end.
+func (c *connActor) streamDelivered(items []RecvItem) {
+	if c.dgram == nil || len(items) == 0 {
+		return
+	}
+	c.streamOpen = !items[len(items)-1].EndOfMessage
+	if !c.streamOpen && len(c.heldDgrams) > 0 {
+		held := c.heldDgrams
+		c.heldDgrams = nil
+		c.deliver(held)
+	}
+}
+
+// flushHeldDatagrams delivers the held datagrams once the stream ended.
+func (c *connActor) flushHeldDatagrams() {
+	c.streamOpen = false
+	if len(c.heldDgrams) > 0 {
+		held := c.heldDgrams
+		c.heldDgrams = nil
+		c.deliver(held)
+	}
+}
+
+// sendQUICDatagram sends m as one QUIC datagram when it may go as one: it
+// reports whether m was handled (sent, or failed); false sends it on the
+// stream.
+func (c *connActor) sendQUICDatagram(m *messages.SendMessage) bool {
+	p := m.Props
+	if c.dgram == nil || p == nil || p.Reliable || p.Ordered || p.Final || !m.EndOfMessage {
+		return false
+	}
+	err := c.dgram.SendDatagram(m.Data)
+	switch {
+	case errors.Is(err, stacks.ErrDatagramTooLarge), errors.Is(err, stacks.ErrDatagramsNotNegotiated):
+		return false // on the stream: unreliable delivery is a permission
+	case err != nil:
+		c.sendFailed(m, err)
+		return true
+	}
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Sent", ConnectionId: c.spec.id, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+		c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+	}
+	// m is not touched after its event: its sender may reuse it
+	c.link.sendDone([]uint64{m.SendID}, len(m.Data), nil)
+	return true
+}

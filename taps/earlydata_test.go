@@ -1,0 +1,219 @@
+package taps
+
+import (
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// holdRelay is a UDP relay on loopback between QUIC clients and a server.
+// Once armed, a client's datagrams after the server's first answer to it
+// are held (the client's Handshake flight with its Finished among them)
+// until release: the server then reads the client's 0-RTT data before its
+// handshake can complete, every time.
+type holdRelay struct {
+	t      *testing.T
+	pc     *net.UDPConn
+	server *net.UDPAddr
+
+	mu       sync.Mutex
+	armed    bool
+	released bool
+	peers    map[string]*relayPeer
+	wg       sync.WaitGroup
+}
+
+type relayPeer struct {
+	client   *net.UDPAddr
+	up       *net.UDPConn // to the server
+	answered bool         // the server has sent this client something
+	held     [][]byte
+}
+
+func newHoldRelay(t *testing.T, server *net.UDPAddr) *holdRelay {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	r := &holdRelay{t: t, pc: pc, server: server, peers: map[string]*relayPeer{}}
+	r.wg.Add(1)
+	go r.fromClients()
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *holdRelay) port() uint16 { return uint16(r.pc.LocalAddr().(*net.UDPAddr).Port) }
+
+func (r *holdRelay) arm() {
+	r.mu.Lock()
+	r.armed, r.released = true, false
+	r.mu.Unlock()
+}
+
+// release forwards what was held and stops holding.
+func (r *holdRelay) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.released = true
+	for _, p := range r.peers {
+		for _, b := range p.held {
+			_, _ = p.up.Write(b)
+		}
+		p.held = nil
+	}
+}
+
+func (r *holdRelay) fromClients() {
+	defer r.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := r.pc.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		b := append([]byte(nil), buf[:n]...)
+		r.mu.Lock()
+		p := r.peers[from.String()]
+		if p == nil {
+			up, err := net.DialUDP("udp", nil, r.server)
+			if err != nil {
+				r.mu.Unlock()
+				return
+			}
+			p = &relayPeer{client: from, up: up}
+			r.peers[from.String()] = p
+			r.wg.Add(1)
+			go r.fromServer(p)
+		}
+		if r.armed && !r.released && p.answered {
+			p.held = append(p.held, b)
+			r.mu.Unlock()
+			continue
+		}
+		r.mu.Unlock()
+		_, _ = p.up.Write(b)
+	}
+}
+
+func (r *holdRelay) fromServer(p *relayPeer) {
+	defer r.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := p.up.Read(buf)
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		p.answered = true
+		r.mu.Unlock()
+		_, _ = r.pc.WriteToUDP(buf[:n], p.client)
+	}
+}
+
+func (r *holdRelay) close() {
+	_ = r.pc.Close()
+	r.mu.Lock()
+	for _, p := range r.peers {
+		_ = p.up.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// TestEarlyDataMarksZeroRTTMessages: a message the server reads as QUIC
+// 0-RTT data (before its handshake can complete: the relay holds the
+// client's Finished) has EarlyData; messages after the handshake do not,
+// nor do those of a full handshake.
+func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
+	if raceDetector {
+		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
+	}
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming)) // QUIC: crypto/tls has no 0-RTT
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(testCtx(t))
+	require.NoError(t, err)
+	defer ln.Stop()
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
+
+	ctx := testCtx(t)
+	type got struct {
+		data  string
+		early bool
+	}
+	received := make(chan got, 16)
+	accepted := make(chan *Connection, 4)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			accepted <- s
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil {
+						return
+					}
+					received <- got{string(m.Data), m.Context.EarlyData()}
+					if s.Send(ctx, m.Data, nil) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(relay.port())),
+		WithResolver(loopbackOnly))
+	pre.AddFramer(framers.NewLengthPrefix())
+
+	// a full handshake: nothing is early; the echo brings the ticket
+	c, err := pre.InitiateWithSend(ctx, []byte("full"), NewMessageContext().SafelyReplayable(true))
+	require.NoError(t, err)
+	require.Equal(t, got{"full", false}, <-received)
+	m, err := c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "full", string(m.Data))
+	roundTrip(t, c, "ticket")
+	require.Equal(t, got{"ticket", false}, <-received)
+	c.Abort()
+	<-c.Done()
+	<-(<-accepted).Done() // its close came through the relay
+
+	// resumed with 0-RTT, the client's Finished held back
+	relay.arm()
+	type initiated struct {
+		c   *Connection
+		err error
+	}
+	done := make(chan initiated, 1)
+	go func() {
+		c, err := pre.InitiateWithSend(ctx, []byte("zero-rtt"), NewMessageContext().SafelyReplayable(true))
+		done <- initiated{c, err}
+	}()
+	require.Equal(t, got{"zero-rtt", true}, <-received, "read before the handshake completed: early data")
+	relay.release()
+	in := <-done
+	require.NoError(t, in.err)
+	c = in.c
+	defer func() {
+		c.Abort()
+		<-c.Done()
+		<-(<-accepted).Done() // before the relay closes
+	}()
+	m, err = c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "zero-rtt", string(m.Data))
+	require.False(t, m.Context.EarlyData(), "the client receives no early data")
+	require.True(t, c.GetProperties().Socket.Used0RTT)
+	roundTrip(t, c, "after")
+	require.Equal(t, got{"after", false}, <-received, "sent after the handshake: not early")
+}
