@@ -481,7 +481,7 @@ func (c *connActor) datagramOut(w writeItem, connDSCP uint8) datagramOut {
 	if cov := checksumCoverage(p.ChecksumLen); cov != opts.SendChecksumLen {
 		o.cov, o.hasCov = cov, true
 	}
-	o.noFrag = p.NoFragmentation
+	o.noFrag = p.NoFragmentation || p.NoSegmentation // one packet: never fragmented either
 	return o
 }
 

@@ -909,9 +909,12 @@ type SocketInfo struct {
 	// SO_MAX_PACING_RATE in bit/s (TCP and TLS; 0 = unlimited).
 	MaxPacingRate uint64 `protobuf:"varint,12,opt,name=max_pacing_rate,json=maxPacingRate,proto3" json:"max_pacing_rate,omitempty"`
 	// ICMP errors are delivered as SoftError events (IP_RECVERR set).
-	SoftErrors    bool `protobuf:"varint,13,opt,name=soft_errors,json=softErrors,proto3" json:"soft_errors,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SoftErrors bool `protobuf:"varint,13,opt,name=soft_errors,json=softErrors,proto3" json:"soft_errors,omitempty"`
+	// singularTransmissionMsgMaxLen: the largest message sent in one packet
+	// (-1: not applicable, 0: unknown).
+	SingularMsgMaxLen int64 `protobuf:"varint,22,opt,name=singular_msg_max_len,json=singularMsgMaxLen,proto3" json:"singular_msg_max_len,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SocketInfo) Reset() {
@@ -1049,6 +1052,13 @@ func (x *SocketInfo) GetSoftErrors() bool {
 	return false
 }
 
+func (x *SocketInfo) GetSingularMsgMaxLen() int64 {
+	if x != nil {
+		return x.SingularMsgMaxLen
+	}
+	return 0
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -1138,7 +1148,7 @@ const file_taps_proto_rawDesc = "" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
 	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
-	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\x9d\x04\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xce\x04\n" +
 	"\n" +
 	"SocketInfo\x12\x12\n" +
 	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
@@ -1159,7 +1169,8 @@ const file_taps_proto_rawDesc = "" +
 	"\x16recv_checksum_coverage\x18\v \x01(\x03R\x14recvChecksumCoverage\x12&\n" +
 	"\x0fmax_pacing_rate\x18\f \x01(\x04R\rmaxPacingRate\x12\x1f\n" +
 	"\vsoft_errors\x18\r \x01(\bR\n" +
-	"softErrors*\x95\x01\n" +
+	"softErrors\x12/\n" +
+	"\x14singular_msg_max_len\x18\x16 \x01(\x03R\x11singularMsgMaxLen*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +

@@ -540,6 +540,8 @@ func (s *quicStream) Info() (TransportInfo, error) {
 		Datagrams:     st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote,
 		Used0RTT:      st.Used0RTT,
 		Resumed:       st.TLS.DidResume,
+		// a stream's message is carried in as many packets as it needs
+		SingularMsgMaxLen: -1,
 	}
 	if s.c.conn.Context().Err() != nil {
 		return info, net.ErrClosed

@@ -162,6 +162,14 @@ type TransportInfo struct {
 	// Transport sends / receives in one piece.
 	SendMsgMaxLen MaxLen
 	RecvMsgMaxLen MaxLen
+	// SingularMsgMaxLen is the largest Message sent in one packet, without
+	// network-layer fragmentation or transport segmentation
+	// (singularTransmissionMsgMaxLen, RFC 9622 §8.1.11.1): UDP and
+	// UDP-Lite, the path MTU the kernel knows (IP_MTU / IPV6_MTU) less the
+	// IP and UDP headers; TCP, the MSS (TCP_MAXSEG); TLS, the MSS less
+	// one record's overhead. -1: not applicable (QUIC streams, Unix
+	// sockets); 0: unknown (a system without these options).
+	SingularMsgMaxLen int
 	// TLSVersion, ALPN and CipherSuite describe the negotiated security
 	// (TLS and QUIC; zero otherwise).
 	TLSVersion  uint16

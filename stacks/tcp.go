@@ -175,6 +175,11 @@ func tcpInfo(c *net.TCPConn, stack string) (TransportInfo, error) {
 	if err := readSockInfo(rc, sockTCP, &info); err != nil {
 		return info, err
 	}
+	_ = rc.Control(func(fd uintptr) {
+		// some kernels do not answer TCP-level options on MPTCP sockets:
+		// unknown (0) then
+		info.SingularMsgMaxLen, _ = singularMax(int(fd), sockTCP, false)
+	})
 	mp, err := c.MultipathTCP()
 	if err != nil {
 		return info, err

@@ -179,6 +179,15 @@ func (t *tlsTransport) Info() (TransportInfo, error) {
 	st := t.ConnectionState()
 	info.TLSVersion, info.CipherSuite, info.ALPN = st.Version, st.CipherSuite, st.NegotiatedProtocol
 	info.Resumed = st.DidResume
+	if info.SingularMsgMaxLen > 0 {
+		// one record per segment: its header, and the AEAD's tag (TLS
+		// 1.3: and the inner content type; TLS 1.2: the explicit nonce)
+		overhead := 5 + 16 + 1
+		if st.Version < tls.VersionTLS13 {
+			overhead = 5 + 16 + 8
+		}
+		info.SingularMsgMaxLen = max(info.SingularMsgMaxLen-overhead, 0)
+	}
 	return info, err
 }
 

@@ -130,7 +130,15 @@ func (t *udpTransport) Info() (TransportInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	return info, readSockInfo(rc, sockUDP, &info)
+	if err := readSockInfo(rc, sockUDP, &info); err != nil {
+		return info, err
+	}
+	v4 := isV4(t.RemoteAddr())
+	return info, controlFD(t.UDPConn, func(fd int) error {
+		var err error
+		info.SingularMsgMaxLen, err = singularMax(fd, sockUDP, v4)
+		return err
+	})
 }
 
 func udpInfoFor(remote net.Addr) TransportInfo {
@@ -482,7 +490,12 @@ func (p *udpPeer) Info() (TransportInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	return info, readSockInfo(rc, sockUDP, &info)
+	if err := readSockInfo(rc, sockUDP, &info); err != nil {
+		return info, err
+	}
+	// the listener's socket is not connected to the peer: a probe is
+	info.SingularMsgMaxLen, err = probeSingularMax(net.UDPAddrFromAddrPort(p.remote))
+	return info, err
 }
 
 // deadline is a settable read deadline that a select can wait on (the

@@ -108,9 +108,10 @@ func (t *unixTransport) Abort() error { return t.Close() }
 
 func (t *unixTransport) Info() (TransportInfo, error) {
 	info := TransportInfo{
-		Stack:         "unix",
-		SendMsgMaxLen: MaxLen{Unlimited: true},
-		RecvMsgMaxLen: MaxLen{Unlimited: true},
+		Stack:             "unix",
+		SendMsgMaxLen:     MaxLen{Unlimited: true},
+		RecvMsgMaxLen:     MaxLen{Unlimited: true},
+		SingularMsgMaxLen: -1, // no packets
 	}
 	rc, err := t.SyscallConn()
 	if err != nil {

@@ -705,6 +705,13 @@ type SocketInfo struct {
 	// SoftErrors: ICMP errors are delivered as SoftError events
 	// (softErrorNotify; UDP and UDP-Lite).
 	SoftErrors bool
+	// SingularMsgMaxLen is singularTransmissionMsgMaxLen: the largest
+	// message sent in one packet, without fragmentation or transport
+	// segmentation. UDP and UDP-Lite: the path MTU the kernel knows
+	// (IP_MTU) less the IP and UDP headers; TCP: the MSS (TCP_MAXSEG);
+	// TLS: the MSS less one record's overhead. -1: not applicable (QUIC
+	// streams, Unix sockets); 0: unknown (not Linux).
+	SingularMsgMaxLen int64
 }
 
 // Get returns one property's value, including the read-only ones (connState,
@@ -721,6 +728,14 @@ func (p *ConnectionProperties) Get(prop Property) (any, bool) {
 		// Linux has no TCP User Timeout Option (RFC 5482): a peer can
 		// never change the user timeout
 		return false, true
+	case SingularTransmissionMsgMaxLen:
+		if p.Socket == nil || p.Socket.SingularMsgMaxLen == 0 {
+			return nil, false
+		}
+		if p.Socket.SingularMsgMaxLen < 0 {
+			return NotApplicable, true
+		}
+		return p.Socket.SingularMsgMaxLen, true
 	case SendMsgMaxLen, RecvMsgMaxLen:
 		if p.Socket == nil {
 			return nil, false
@@ -779,7 +794,7 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			KeepAlive: so.KeepAlive, KeepAliveIdle: time.Duration(so.KeepAliveIdleNs), MPTCP: so.Mptcp,
 			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
-			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors}
+			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen}
 	}
 	if st, err := stacks.ByName(info.Stack); err == nil {
 		caps := st.Capabilities()

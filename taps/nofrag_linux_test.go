@@ -170,6 +170,12 @@ func TestNoFragmentationTooLargeInNetns(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	require.Equal(t, 1280, fe.MTU)
 	require.Equal(t, StateEstablished, c.State())
+	v, ok := c.GetProperties().Get(SingularTransmissionMsgMaxLen)
+	require.True(t, ok)
+	require.EqualValues(t, 1280-20-8, v, "singularTransmissionMsgMaxLen: the path MTU less the IPv4 and UDP headers")
+	// noSegmentation: one packet, so never fragmented either
+	err = c.Send(testCtx(t), big, NewMessageContext().NoSegmentation(true))
+	require.ErrorIs(t, err, stacks.ErrFragmentationNeeded)
 
 	require.NoError(t, c.Send(testCtx(t), []byte("small"), NewMessageContext().NoFragmentation(true)))
 	require.NoError(t, c.Send(testCtx(t), big, nil))

@@ -629,8 +629,13 @@ const (
 	CanSend Property = "canSend"
 	// CanReceive is read-only: whether the Connection can receive.
 	CanReceive Property = "canReceive"
-	// SingularTransmissionMsgMaxLen is read-only: the largest Message
-	// sent without fragmentation, or NotApplicable.
+	// SingularTransmissionMsgMaxLen is read-only (int64): the largest
+	// Message sent in one packet, without network-layer fragmentation or
+	// transport segmentation (RFC 9622 §8.1.11.1). UDP and UDP-Lite: the
+	// path MTU the kernel knows (IP_MTU / IPV6_MTU) less the IP and UDP
+	// headers; TCP: the MSS (TCP_MAXSEG); TLS: the MSS less one record's
+	// overhead; NotApplicable on QUIC streams and Unix sockets. Unknown
+	// (not reported) off Linux.
 	SingularTransmissionMsgMaxLen Property = "singularTransmissionMsgMaxLen"
 	// SendMsgMaxLen is read-only: the largest Message that can be sent.
 	SendMsgMaxLen Property = "sendMsgMaxLen"
