@@ -28,6 +28,13 @@ func TestSingularMsgMaxLenUDP(t *testing.T) {
 			info, err := c.(SocketInfo).Info()
 			require.NoError(t, err)
 			require.Equal(t, tc.max, info.SingularMsgMaxLen)
+			// a new DSCP drops the socket's cached route (IP_MTU: ENOTCONN
+			// until the next send): still readable
+			dscp := uint8(10)
+			require.NoError(t, ApplyLive(c, LiveOptions{DSCP: &dscp}))
+			info, err = c.(SocketInfo).Info()
+			require.NoError(t, err)
+			require.Equal(t, tc.max, info.SingularMsgMaxLen, "after a DSCP change")
 			_, err = c.Write([]byte("hello"))
 			require.NoError(t, err)
 			p, err := ln.Accept()
