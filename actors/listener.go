@@ -142,43 +142,49 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 }
 
 // listen binds one listener per eligible stack and transport protocol
-// (RFC 9623 §4.7: accept every eligible protocol), all on the same port:
-// the first of the TCP-based stacks (tcp, tls) and the first of the
-// UDP-based ones (quic, udp), in preference order.
+// (RFC 9623 §4.7: accept every eligible protocol) on every listening site
+// (planListen: each local endpoint, bound to the interfaces the interface
+// Selection Property and the endpoint name), all feeding this one
+// Listener: the first of the TCP-based stacks (tcp, tls) and the first of
+// the UDP-based ones (quic, udp), in preference order. Every site must bind
+// at least one stack.
 func (l *listenerActor) listen(ctx actor.Context) error {
 	if len(l.cfg.Stacks) == 0 {
 		return errors.New("no protocol stack")
 	}
-	opts := l.cfg.StackOptions
-	if len(l.cfg.Locals) > 0 {
-		e := l.cfg.Locals[0]
-		opts.Interface = e.Interface
-		opts.Path = e.Path
-		var addr netip.Addr
-		switch {
-		case e.IpAddress != "":
-			a, err := netip.ParseAddr(e.IpAddress)
-			if err != nil {
-				return err
-			}
-			addr = a
-		case e.HostName != "":
-			as, err := l.cfg.Resolver.Resolve(context.Background(), e.HostName)
-			if err != nil {
-				return err
-			}
-			addr = as[0]
-		}
-		opts.Local = netip.AddrPortFrom(addr, uint16(e.Port))
+	plan, err := pathPlanOf(l.cfg.Properties)
+	if err != nil {
+		return err
 	}
-	// with an ephemeral port, the first stack picks it and the others take
-	// the same number; when that number is taken for another transport,
-	// start over with a fresh port rather than serve fewer stacks
-	ephemeral := opts.Local.Port() == 0 && opts.Path == ""
-	var errs []error
-	for try := 0; try < 8; try++ {
-		errs = l.bindAll(opts)
-		if len(errs) == 0 || !ephemeral || len(l.lns) == 0 {
+	locals, err := resolveLocals(context.Background(), l.cfg, true)
+	if err != nil {
+		return err
+	}
+	if len(locals) == 0 {
+		locals = []localAddrs{{}} // the wildcard address, an ephemeral port
+	}
+	sites, err := planListen(locals, plan, hostLookup{}.temporary)
+	if err != nil {
+		return err
+	}
+	// with an ephemeral port, the first socket picks it and the others take
+	// the same number; when that number is taken for another transport or
+	// site, start over with a fresh port rather than serve less. The last
+	// tries share a port only within each local endpoint (two endpoints
+	// may overlap, as 0.0.0.0 and 127.0.0.1 do).
+	ephemeral := false
+	for _, s := range sites {
+		ephemeral = ephemeral || (s.local.Port() == 0 && s.path == "")
+	}
+	const tries = 8
+	var fatal error
+	for try := 0; try < tries; try++ {
+		var partial []error
+		partial, fatal = l.bindAll(sites, try < tries-2)
+		if (fatal == nil && len(partial) == 0) || !ephemeral {
+			break
+		}
+		if fatal == nil && try == tries-1 {
 			break
 		}
 		for _, ln := range l.lns {
@@ -186,11 +192,15 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 		}
 		l.lns, l.stacks = nil, nil
 	}
+	if fatal != nil {
+		for _, ln := range l.lns {
+			_ = ln.Close()
+		}
+		l.lns, l.stacks = nil, nil
+		return fatal
+	}
 	for i, ln := range l.lns {
 		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: l.stacks[i]})
-	}
-	if len(l.lns) == 0 {
-		return errors.Join(errs...)
 	}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	for i, ln := range l.lns {
@@ -239,31 +249,52 @@ func (l *listenerActor) acceptOne(ln stacks.Listener) (stacks.Transport, error) 
 	return nil, errGateClosed
 }
 
-// bindAll binds one listener per transport protocol; the errors are those
-// of the stacks that could not bind.
-func (l *listenerActor) bindAll(opts stacks.Options) []error {
-	used := map[string]bool{}
-	var errs []error
-	for _, st := range l.cfg.Stacks {
-		proto := transportOf(st.Name())
-		if used[proto] {
-			continue
+// bindAll binds one listener per transport protocol on every site. partial
+// are the errors of stacks that could not bind where another stack of the
+// same site did; fatal is set when a site bound nothing. Ephemeral sites
+// take the port the first of them got: all of them when shareAcross, else
+// those of the same local endpoint.
+func (l *listenerActor) bindAll(sites []listenSite, shareAcross bool) (partial []error, fatal error) {
+	ports := map[int]uint16{} // local endpoint (-1: all) -> the shared ephemeral port
+	for _, site := range sites {
+		opts := l.cfg.StackOptions
+		opts.Local, opts.Interface, opts.Path = site.local, site.iface, site.path
+		ephemeral := site.local.Port() == 0 && site.path == ""
+		key := site.endpoint
+		if shareAcross {
+			key = -1
 		}
-		ln, err := st.Listen(context.Background(), opts)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listen %s: %w", st.Name(), err))
-			continue
+		if p, ok := ports[key]; ephemeral && ok {
+			opts.Local = netip.AddrPortFrom(opts.Local.Addr(), p)
 		}
-		used[proto] = true
-		if opts.Local.Port() == 0 && opts.Path == "" { // the next stack takes the same port
-			if ap, ok := stacks.AddrPortOf(ln.Addr()); ok {
-				opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
+		used := map[string]bool{}
+		var errs []error
+		for _, st := range l.cfg.Stacks {
+			proto := transportOf(st.Name())
+			if used[proto] {
+				continue
 			}
+			ln, err := st.Listen(context.Background(), opts)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("listen %s on %s: %w", st.Name(), site, err))
+				continue
+			}
+			used[proto] = true
+			if ephemeral && opts.Local.Port() == 0 { // the next stacks and sites take the same port
+				if ap, ok := stacks.AddrPortOf(ln.Addr()); ok {
+					ports[key] = ap.Port()
+					opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
+				}
+			}
+			l.lns = append(l.lns, ln)
+			l.stacks = append(l.stacks, st.Name())
 		}
-		l.lns = append(l.lns, ln)
-		l.stacks = append(l.stacks, st.Name())
+		if len(used) == 0 {
+			return partial, errors.Join(errs...)
+		}
+		partial = append(partial, errs...)
 	}
-	return errs
+	return partial, nil
 }
 
 func (l *listenerActor) stackNames() []string { return append([]string(nil), l.stacks...) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/supervision"
 )
 
@@ -77,6 +78,9 @@ func (e *EstablishmentFailure) Unwrap() []error {
 }
 
 type resolved struct {
+	groups []pathGroup
+	// the resolved remotes and the first local endpoint's first address,
+	// for a rendezvous (rendezvous.go), which uses one local endpoint
 	remotes []remoteAddrs
 	local   netip.AddrPort
 	err     error
@@ -189,7 +193,7 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: m.err}})
 		return
 	}
-	cands := planCandidates(p.spec.cfg.Stacks, m.remotes, m.local)
+	cands := planCandidates(p.spec.cfg.Stacks, m.groups)
 	if len(p.spec.failed) > 0 { // candidates a framer failed (FailConnection) are not tried again
 		kept := cands[:0]
 		for _, c := range cands {
@@ -235,7 +239,7 @@ func (p *preconnActor) finish(ctx actor.Context, outcome any) {
 // needsResolver reports whether an endpoint of cfg is a name: resolveAll
 // then blocks, and runs in a goroutine.
 func needsResolver(cfg *messages.ConnectionConfig) bool {
-	for _, l := range cfg.Locals[:min(len(cfg.Locals), 1)] {
+	for _, l := range cfg.Locals {
 		if l.IpAddress == "" && l.HostName != "" {
 			return true
 		}
@@ -248,31 +252,26 @@ func needsResolver(cfg *messages.ConnectionConfig) bool {
 	return false
 }
 
-// resolveAll resolves the local endpoint and every remote endpoint, the
-// remotes concurrently (each with Happy Eyeballs resolution, see
-// stacks.Resolver.Resolve). Remotes that fail to resolve are dropped; the
-// result is an error only when none is left.
+// resolveAll resolves every local and remote endpoint, the remotes
+// concurrently (each with Happy Eyeballs resolution, see
+// stacks.Resolver.Resolve), and plans the network paths of the candidate
+// tree (planPaths): every local endpoint is a branch, the interface, pvd
+// and useTemporaryLocalAddress Selection Properties bind, order or drop
+// attempts. Remotes that fail to resolve are dropped; the result is an
+// error only when nothing is left to attempt. A path property that cannot
+// be satisfied gives an error wrapping ErrNoCandidates and the
+// *stacks.PathError.
 func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 	out := &resolved{}
-	if len(cfg.Locals) > 0 {
-		l := cfg.Locals[0]
-		var addr netip.Addr
-		if l.IpAddress != "" {
-			a, err := netip.ParseAddr(l.IpAddress)
-			if err != nil {
-				out.err = fmt.Errorf("local endpoint: %w", err)
-				return out
-			}
-			addr = a
-		} else if l.HostName != "" {
-			addrs, err := cfg.Resolver.Resolve(ctx, l.HostName)
-			if err != nil {
-				out.err = err
-				return out
-			}
-			addr = addrs[0]
-		}
-		out.local = netip.AddrPortFrom(addr, uint16(l.Port))
+	plan, err := pathPlanOf(cfg.Properties)
+	if err != nil {
+		out.err = fmt.Errorf("%w: %w", ErrNoCandidates, err)
+		return out
+	}
+	locals, err := resolveLocals(ctx, cfg, false)
+	if err != nil {
+		out.err = err
+		return out
 	}
 	type result struct {
 		addrs []netip.Addr
@@ -294,6 +293,7 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 	}
 	wg.Wait()
 	var errs []error
+	var remotes []remoteAddrs
 	for i, r := range cfg.Remotes {
 		if results[i].err != nil {
 			errs = append(errs, results[i].err)
@@ -304,25 +304,106 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
 		}
 		for _, a := range results[i].addrs {
-			if out.local.Addr().IsValid() && out.local.Addr().Is4() != a.Is4() {
-				continue // a local address of the other family cannot reach it
-			}
 			if r.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
 				a = a.WithZone(r.Interface)
 			}
 			ra.addrs = append(ra.addrs, netip.AddrPortFrom(a, uint16(r.Port)))
 		}
 		if len(ra.addrs) > 0 {
-			out.remotes = append(out.remotes, ra)
+			remotes = append(remotes, ra)
 		}
 	}
-	if len(out.remotes) == 0 {
+	if len(remotes) == 0 {
 		if len(errs) == 0 {
 			errs = append(errs, errors.New("no usable remote address"))
 		}
 		out.err = errors.Join(errs...)
+		return out
 	}
+	out.remotes = remotes
+	if len(locals) > 0 {
+		out.local = netip.AddrPortFrom(netip.Addr{}, locals[0].port)
+		if len(locals[0].addrs) > 0 {
+			out.local = netip.AddrPortFrom(locals[0].addrs[0], locals[0].port)
+		}
+	}
+	groups, err := planPaths(remotes, locals, plan, hostLookup{})
+	if err != nil {
+		var pe *stacks.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%w: %w", ErrNoCandidates, err)
+		}
+		out.err = err
+		return out
+	}
+	out.groups = groups
 	return out
+}
+
+// resolveLocals resolves the local endpoints: an IP address, or every
+// address of a host name (at most maxDerivedEndpoints; only the first
+// when listen). Unix socket paths are kept for listeners and skipped for
+// Initiate (the remote's path is what is dialed).
+func resolveLocals(ctx context.Context, cfg *messages.ConnectionConfig, listen bool) ([]localAddrs, error) {
+	var out []localAddrs
+	for _, l := range cfg.Locals {
+		la := localAddrs{label: endpointLabel(l), port: uint16(l.Port), iface: l.Interface}
+		switch {
+		case l.Path != "":
+			if !listen {
+				continue
+			}
+			la.label, la.path = l.Path, l.Path
+		case l.IpAddress != "":
+			a, err := netip.ParseAddr(l.IpAddress)
+			if err != nil {
+				return nil, fmt.Errorf("local endpoint: %w", err)
+			}
+			la.addrs = []netip.Addr{a.Unmap()}
+		case l.HostName != "":
+			as, err := cfg.Resolver.Resolve(ctx, l.HostName)
+			if err != nil {
+				return nil, err
+			}
+			if len(as) > maxDerivedEndpoints {
+				as = as[:maxDerivedEndpoints]
+			}
+			if listen && len(as) > 1 {
+				as = as[:1]
+			}
+			la.addrs = as
+		}
+		out = append(out, la)
+	}
+	return out, nil
+}
+
+// pathPlanOf reads the path Selection Properties (interface, pvd,
+// useTemporaryLocalAddress) of props and plans them against the host's
+// interfaces (enumerated only when the interface property has entries).
+func pathPlanOf(props *messages.Properties) (stacks.PathPlan, error) {
+	vals := props.GetValues()
+	named := func(name string) map[string]int8 {
+		m := map[string]int8{}
+		for k, v := range vals[name].GetNamedPreferences().GetPreferences() {
+			if v >= int32(stacks.Prohibit) && v <= int32(stacks.Require) && v != 0 {
+				m[k] = int8(v)
+			}
+		}
+		return m
+	}
+	prefs := stacks.PathPrefs{Interface: named("interface"), PvD: named("pvd")}
+	if v := vals["useTemporaryLocalAddress"].GetPreference(); v >= int32(stacks.Prohibit) && v <= int32(stacks.Require) {
+		prefs.TemporaryAddress = int8(v)
+	}
+	var ifs []stacks.NetInterface
+	if len(prefs.Interface) > 0 {
+		var err error
+		if ifs, err = stacks.Interfaces(); err != nil {
+			return stacks.PathPlan{}, fmt.Errorf("interface: %w", err)
+		}
+	}
+	return stacks.PlanPaths(prefs, ifs)
 }
 
 func endpointLabel(e *messages.Endpoint) string {

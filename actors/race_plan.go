@@ -1,7 +1,12 @@
 package actors
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/gotaps/gotaps/stacks"
@@ -53,7 +58,7 @@ type candidate struct {
 	stack  stacks.Stack
 	remote netip.AddrPort
 	local  netip.AddrPort
-	iface  string
+	iface  string // SO_BINDTODEVICE: the path's interface (local endpoint, interface property, scoped remote)
 	label  string // the endpoint as the application named it
 	path   string // a Unix domain socket path (remote is then zero)
 }
@@ -76,41 +81,411 @@ func (c candidate) same(stack string, remote netip.AddrPort) bool {
 type remoteAddrs struct {
 	label string
 	addrs []netip.AddrPort
-	iface string // the path: an interface name, "" for any
+	iface string // the interface a scoped (link-local) address needs, "" for any
 	unix  string // a Unix domain socket path instead of addresses
 }
 
-// planCandidates flattens the candidate tree into the order of attempts.
-// The branching order is RFC 9623 §4.1's: network paths (the interfaces
-// the remotes name, in order of first appearance) above protocol options
-// (the stacks, best first) above derived endpoints. Within one path and
-// stack the derived endpoints of several remotes alternate (first address
-// of each remote, then the second of each, ...), so that no single remote
-// with many addresses delays the others. At most maxDerivedEndpoints
-// addresses per remote are used. It is pure.
-func planCandidates(sts []stacks.Stack, remotes []remoteAddrs, local netip.AddrPort) []candidate {
-	var paths []string
-	seen := map[string]bool{}
-	for _, r := range remotes {
-		if !seen[r.iface] {
-			seen[r.iface] = true
-			paths = append(paths, r.iface)
+// localAddrs is one LocalEndpoint, resolved: a branch of the candidate
+// tree's network path level (RFC 9623 §4.1).
+type localAddrs struct {
+	label string
+	addrs []netip.Addr // its addresses; none: any (the kernel chooses)
+	port  uint16
+	iface string // the interface it names (SO_BINDTODEVICE), "" for none
+	path  string // a Unix domain socket path instead (listeners only)
+}
+
+// pick returns the local address of l for a remote address of a's family;
+// ok is false when l has addresses but none of that family.
+func (l localAddrs) pick(a netip.Addr) (netip.Addr, bool) {
+	if len(l.addrs) == 0 {
+		return netip.Addr{}, true
+	}
+	for _, la := range l.addrs {
+		if la.Unmap().Is4() == a.Unmap().Is4() {
+			return la, true
 		}
 	}
-	var out []candidate
-	for _, path := range paths {
-		for _, st := range sts {
+	return netip.Addr{}, false
+}
+
+// target is one derived endpoint on one path: where to connect and from
+// which local address.
+type target struct {
+	remote netip.AddrPort
+	local  netip.AddrPort
+	label  string
+	unix   string
+}
+
+// pathGroup is one network path of the candidate tree with its targets:
+// attempts bound to an interface, or routed by the kernel out of one.
+type pathGroup struct {
+	iface   string // SO_BINDTODEVICE; "" lets the kernel route
+	via     string // the interface the attempts go out of ("" unknown)
+	level   int8   // the interface property's preference for it
+	targets []target
+}
+
+// pathLookup is what planPaths asks the host: the kernel's route lookup
+// (stacks.LookupRoute), the source address it would choose with a
+// temporary address preference (stacks.SourceAddress), and whether an
+// address is temporary (stacks.IsTemporaryAddress). None sends a packet.
+type pathLookup interface {
+	route(dst, src netip.Addr, iface string) (stacks.Route, error)
+	source(dst netip.AddrPort, src netip.Addr, iface string, pref int8) (netip.Addr, error)
+	temporary(a netip.Addr) bool
+}
+
+// hostLookup is the pathLookup of this host.
+type hostLookup struct{}
+
+func (hostLookup) route(dst, src netip.Addr, iface string) (stacks.Route, error) {
+	return stacks.LookupRoute(dst, src, iface)
+}
+
+func (hostLookup) source(dst netip.AddrPort, src netip.Addr, iface string, pref int8) (netip.Addr, error) {
+	return stacks.SourceAddress(dst, src, iface, pref)
+}
+
+func (hostLookup) temporary(a netip.Addr) bool {
+	t, err := stacks.IsTemporaryAddress(a)
+	return err == nil && t
+}
+
+// pathRank orders paths by the interface property: Require and Prefer
+// first, then no preference, then Avoid.
+func pathRank(level int8) int {
+	switch {
+	case level >= stacks.Prefer:
+		return 0
+	case level <= stacks.Avoid:
+		return 2
+	}
+	return 1
+}
+
+// planPaths builds the network path level of the candidate tree (RFC 9623
+// §4.1) and the derived endpoints under each path. The branches are the
+// local endpoints (one "any" branch when none is given), each split by
+// the interface property's plan:
+//
+//   - a local endpoint naming an interface is bound to it (an attempt is
+//     not made when the plan does not allow that interface);
+//   - otherwise, with Required interfaces, one branch bound to each;
+//   - otherwise one branch bound to each Preferred interface, then the
+//     branch the kernel routes. Each of its attempts goes into the group
+//     of the interface the kernel's route lookup names: out of a
+//     Prohibited interface it is not made, and when that interface is
+//     Prohibited or Avoided the attempt is also offered bound to every
+//     alternative interface with a route to the remote (not for
+//     destinations of this host, which only the loopback reaches).
+//
+// A remote's scoped address adds its interface to the path. Derived
+// endpoints of several remotes alternate within a path (the first address
+// of each remote, then the second, ...), at most maxDerivedEndpoints per
+// remote; a remote address is paired with the branch's local address of
+// the same family. useTemporaryLocalAddress Require drops IPv4 targets
+// (RFC 9622 §6.2.13: only IPv6 has temporary addresses); with Require or
+// Prohibit the source address is chosen here (with the kernel's
+// preference, then checked) and pinned, so that the stack's socket cannot
+// pick another. Groups are ordered by the interface preference (stable:
+// Prefer, none, Avoid). The route lookups are only made when the
+// interface property has entries.
+//
+// The result is empty only with an error: the first *stacks.PathError that
+// dropped an attempt, or why no remote address was usable.
+func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan, look pathLookup) ([]pathGroup, error) {
+	if len(locals) == 0 {
+		locals = []localAddrs{{}}
+	}
+	type groupKey struct {
+		branch     int
+		iface, via string
+	}
+	type seenKey struct {
+		iface         string
+		remote, local netip.AddrPort
+		unix          string
+	}
+	index := map[groupKey]int{}
+	seen := map[seenKey]bool{}
+	var groups []pathGroup
+	var pathErr, otherErr error
+	drop := func(err error) {
+		if _, ok := err.(*stacks.PathError); ok {
+			if pathErr == nil {
+				pathErr = err
+			}
+		} else if otherErr == nil {
+			otherErr = err
+		}
+	}
+	tmp := plan.TemporaryAddress
+	emit := func(branch int, iface, via string, t target) {
+		if t.unix == "" && !t.remote.Addr().Unmap().Is4() && (tmp == stacks.Require || tmp == stacks.Prohibit) {
+			want := tmp == stacks.Require
+			src := t.local.Addr()
+			if !src.IsValid() {
+				s, err := look.source(t.remote, netip.Addr{}, iface, tmp)
+				if err != nil {
+					drop(err)
+					return
+				}
+				src = s
+			}
+			if look.temporary(src) != want {
+				kind := "a temporary"
+				if !want {
+					kind = "no temporary"
+				}
+				drop(&stacks.PathError{Property: "useTemporaryLocalAddress", Name: t.remote.String(),
+					Reason: fmt.Sprintf("%s needs %s source address; %s is the one this host has for it", prefName(tmp), kind, src)})
+				return
+			}
+			t.local = netip.AddrPortFrom(src, t.local.Port())
+		}
+		sk := seenKey{iface, t.remote, t.local, t.unix}
+		if seen[sk] {
+			return
+		}
+		seen[sk] = true
+		k := groupKey{branch, iface, via}
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			lvl := stacks.NoPreference
+			if via != "" {
+				lvl = plan.Level(via)
+			}
+			groups = append(groups, pathGroup{iface: iface, via: via, level: lvl})
+		}
+		groups[i].targets = append(groups[i].targets, t)
+	}
+	for bi, l := range locals {
+		var binds []string
+		switch {
+		case l.iface != "":
+			if !plan.Allowed(l.iface) {
+				drop(&stacks.PathError{Property: "interface", Name: l.iface,
+					Reason: "the local endpoint's interface is " + notAllowed(plan)})
+				continue
+			}
+			binds = []string{l.iface}
+		case len(plan.Required) > 0:
+			binds = plan.Required
+		default:
+			binds = append(append(binds, plan.Preferred...), "")
+		}
+		for _, bind := range binds {
 			for i := 0; i < maxDerivedEndpoints; i++ {
 				added := false
 				for _, r := range remotes {
-					if r.iface == path && i < len(r.addrs) {
-						out = append(out, candidate{stack: st, remote: r.addrs[i], local: local, iface: r.iface, label: r.label, path: r.unix})
-						added = true
+					if i >= len(r.addrs) {
+						continue
+					}
+					added = true
+					if r.unix != "" {
+						emit(bi, "", "", target{label: r.label, unix: r.unix})
+						continue
+					}
+					ra := r.addrs[i]
+					a := ra.Addr()
+					iface := bind
+					if r.iface != "" {
+						if !plan.Allowed(r.iface) {
+							drop(&stacks.PathError{Property: "interface", Name: r.iface,
+								Reason: "the remote endpoint's interface is " + notAllowed(plan)})
+							continue
+						}
+						if iface != "" && iface != r.iface {
+							continue // another path than the one the scoped address needs
+						}
+						iface = r.iface
+					}
+					la, ok := l.pick(a)
+					if !ok {
+						drop(fmt.Errorf("local endpoint %s has no address of the family of %s", l.label, a))
+						continue
+					}
+					if tmp == stacks.Require && a.Unmap().Is4() {
+						drop(&stacks.PathError{Property: "useTemporaryLocalAddress", Name: ra.String(),
+							Reason: "Require: IPv4 has no temporary addresses"})
+						continue
+					}
+					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label}
+					if iface != "" {
+						emit(bi, iface, iface, t)
+						continue
+					}
+					if !plan.Constrained() {
+						emit(bi, "", "", t)
+						continue
+					}
+					rt, err := look.route(a, la, "")
+					if err != nil {
+						emit(bi, "", "", t) // no route: the attempt reports it
+						continue
+					}
+					lvl := plan.Level(rt.Interface)
+					switch {
+					case slices.Contains(binds, rt.Interface):
+						// the branch bound to that (Preferred) interface has it
+					case plan.Allowed(rt.Interface):
+						emit(bi, "", rt.Interface, t)
+					default:
+						drop(&stacks.PathError{Property: "interface", Name: rt.Interface,
+							Reason: fmt.Sprintf("the route to %s goes out of this interface, which is %s", a, notAllowed(plan))})
+					}
+					if (lvl == stacks.Prohibit || lvl == stacks.Avoid) && !rt.Local {
+						for _, y := range plan.Alternatives(rt.Interface) {
+							if yr, err := look.route(a, la, y); err == nil && yr.Interface == y && !yr.Local {
+								emit(bi, y, y, t)
+							}
+						}
 					}
 				}
 				if !added {
 					break
 				}
+			}
+		}
+	}
+	if len(groups) == 0 {
+		switch {
+		case pathErr != nil:
+			return nil, pathErr
+		case otherErr != nil:
+			return nil, otherErr
+		}
+		return nil, errors.New("no usable remote address")
+	}
+	sort.SliceStable(groups, func(i, j int) bool { return pathRank(groups[i].level) < pathRank(groups[j].level) })
+	return groups, nil
+}
+
+func notAllowed(plan stacks.PathPlan) string {
+	if len(plan.Required) > 0 {
+		return "not one of the Required (" + strings.Join(plan.Required, ", ") + ")"
+	}
+	return "Prohibited"
+}
+
+func prefName(p int8) string {
+	switch p {
+	case stacks.Require:
+		return "Require"
+	case stacks.Prefer:
+		return "Prefer"
+	case stacks.Avoid:
+		return "Avoid"
+	case stacks.Prohibit:
+		return "Prohibit"
+	}
+	return "NoPreference"
+}
+
+// listenSite is where one listening socket per transport protocol is
+// bound: a local endpoint's address and port, and an interface.
+type listenSite struct {
+	endpoint int // the index of the local endpoint
+	local    netip.AddrPort
+	iface    string // SO_BINDTODEVICE, "" for none
+	path     string // a Unix domain socket path instead
+}
+
+func (s listenSite) String() string {
+	switch {
+	case s.path != "":
+		return s.path
+	case s.iface != "":
+		return s.local.String() + "%" + s.iface
+	}
+	return s.local.String()
+}
+
+// planListen lists the listening sites of a passive open (RFC 9623 §4.7):
+// every local endpoint is listened on (its first address; none: the
+// wildcard), bound to the interface it names, or else to each interface of
+// plan.ListenInterfaces (unbound when there are none). An endpoint is
+// skipped with a *stacks.PathError when the plan does not allow its
+// interface, when useTemporaryLocalAddress is Require and its address is
+// IPv4, or when it is Require or Prohibit and its IPv6 address is not, or
+// is, temporary. The result is empty only with an error. It is pure.
+func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.Addr) bool) ([]listenSite, error) {
+	var sites []listenSite
+	var firstErr error
+	drop := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	tmp := plan.TemporaryAddress
+	for i, l := range locals {
+		if l.path != "" {
+			sites = append(sites, listenSite{endpoint: i, path: l.path})
+			continue
+		}
+		var addr netip.Addr
+		if len(l.addrs) > 0 {
+			addr = l.addrs[0]
+		}
+		if addr.IsValid() && (tmp == stacks.Require || tmp == stacks.Prohibit) {
+			want := tmp == stacks.Require
+			if addr.Unmap().Is4() && want {
+				drop(&stacks.PathError{Property: "useTemporaryLocalAddress", Name: addr.String(),
+					Reason: "Require: IPv4 has no temporary addresses"})
+				continue
+			}
+			if addr.Unmap().Is6() && temporary(addr) != want {
+				drop(&stacks.PathError{Property: "useTemporaryLocalAddress", Name: addr.String(),
+					Reason: prefName(tmp) + ": the local endpoint's address is not what it asks for"})
+				continue
+			}
+		}
+		binds := []string{""}
+		switch {
+		case l.iface != "":
+			if !plan.Allowed(l.iface) {
+				drop(&stacks.PathError{Property: "interface", Name: l.iface,
+					Reason: "the local endpoint's interface is " + notAllowed(plan)})
+				continue
+			}
+			binds = []string{l.iface}
+		default:
+			if ifs := plan.ListenInterfaces(); ifs != nil {
+				binds = ifs
+				if len(ifs) == 0 {
+					drop(&stacks.PathError{Property: "interface", Reason: "every interface that is up is Prohibited"})
+				}
+			}
+		}
+		for _, b := range binds {
+			sites = append(sites, listenSite{endpoint: i, local: netip.AddrPortFrom(addr, l.port), iface: b})
+		}
+	}
+	if len(sites) == 0 {
+		if firstErr == nil {
+			firstErr = errors.New("no local endpoint to listen on")
+		}
+		return nil, firstErr
+	}
+	return sites, nil
+}
+
+// planCandidates flattens the candidate tree into the order of attempts.
+// The branching order is RFC 9623 §4.1's: network paths (the groups of
+// planPaths, in their order) above protocol options (the stacks, best
+// first) above derived endpoints (the group's targets, in order). It is
+// pure.
+func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
+	var out []candidate
+	for _, g := range groups {
+		for _, st := range sts {
+			for _, t := range g.targets {
+				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
+					label: t.label, path: t.unix})
 			}
 		}
 	}

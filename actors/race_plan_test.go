@@ -29,10 +29,10 @@ func TestPlanCandidatesOrder(t *testing.T) {
 	a6 := netip.MustParseAddrPort("[::1]:80")
 	a4 := netip.MustParseAddrPort("127.0.0.1:80")
 	b4 := netip.MustParseAddrPort("127.0.0.2:80")
-	got := planCandidates([]stacks.Stack{stacks.TCP()}, []remoteAddrs{
+	got := plan(t, []stacks.Stack{stacks.TCP()}, []remoteAddrs{
 		{label: "a", addrs: []netip.AddrPort{a6, a4}},
 		{label: "b", addrs: []netip.AddrPort{b4}},
-	}, netip.AddrPort{})
+	})
 	want := []netip.AddrPort{a6, b4, a4}
 	if len(got) != len(want) {
 		t.Fatalf("got %d candidates; want %d", len(got), len(want))
@@ -42,7 +42,7 @@ func TestPlanCandidatesOrder(t *testing.T) {
 			t.Errorf("#%d: got %v; want %v", i, got[i].remote, want[i])
 		}
 	}
-	if got := planCandidates(nil, nil, netip.AddrPort{}); len(got) != 0 {
+	if got := planCandidates(nil, nil); len(got) != 0 {
 		t.Errorf("empty plan has %d candidates", len(got))
 	}
 }
@@ -158,11 +158,11 @@ func TestPlanCandidatesPathsAndStacks(t *testing.T) {
 	b := netip.MustParseAddrPort("192.0.2.2:80")
 	c := netip.MustParseAddrPort("192.0.2.3:80")
 	s1, s2 := stacks.TCP(), namedStack{stacks.TCP(), "tcp2"}
-	got := planCandidates([]stacks.Stack{s1, s2}, []remoteAddrs{
+	got := plan(t, []stacks.Stack{s1, s2}, []remoteAddrs{
 		{label: "a", addrs: []netip.AddrPort{a}, iface: "eth0"},
 		{label: "b", addrs: []netip.AddrPort{b}, iface: "eth1"},
 		{label: "c", addrs: []netip.AddrPort{c}, iface: "eth0"},
-	}, netip.AddrPort{})
+	})
 	want := []string{"eth0 tcp 192.0.2.1:80", "eth0 tcp 192.0.2.3:80", "eth0 tcp2 192.0.2.1:80", "eth0 tcp2 192.0.2.3:80",
 		"eth1 tcp 192.0.2.2:80", "eth1 tcp2 192.0.2.2:80"}
 	var gotS []string
@@ -184,7 +184,7 @@ func TestPlanCandidatesBoundsDerivedEndpoints(t *testing.T) {
 	for i := range 100 {
 		addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 80))
 	}
-	got := planCandidates([]stacks.Stack{stacks.TCP()}, []remoteAddrs{{label: "many", addrs: addrs}}, netip.AddrPort{})
+	got := plan(t, []stacks.Stack{stacks.TCP()}, []remoteAddrs{{label: "many", addrs: addrs}})
 	if len(got) != maxDerivedEndpoints {
 		t.Errorf("got %d candidates; want %d", len(got), maxDerivedEndpoints)
 	}
@@ -194,7 +194,7 @@ func TestPromote(t *testing.T) {
 	a := netip.MustParseAddrPort("192.0.2.1:80")
 	b := netip.MustParseAddrPort("192.0.2.2:80")
 	c := netip.MustParseAddrPort("192.0.2.3:80")
-	cands := planCandidates([]stacks.Stack{stacks.TCP()}, []remoteAddrs{{addrs: []netip.AddrPort{a, b, c}}}, netip.AddrPort{})
+	cands := plan(t, []stacks.Stack{stacks.TCP()}, []remoteAddrs{{addrs: []netip.AddrPort{a, b, c}}})
 	got, ok := promote(cands, "tcp", c)
 	if !ok || got[0].remote != c || got[1].remote != a || got[2].remote != b {
 		t.Errorf("promote c: got %v %v", ok, got)
@@ -265,3 +265,14 @@ type namedStack struct {
 }
 
 func (s namedStack) Name() string { return s.name }
+
+// plan is planPaths without local endpoints or path properties, then
+// planCandidates.
+func plan(t *testing.T, sts []stacks.Stack, remotes []remoteAddrs) []candidate {
+	t.Helper()
+	groups, err := planPaths(remotes, nil, stacks.PathPlan{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return planCandidates(sts, groups)
+}

@@ -115,7 +115,7 @@ func (c plainPacketConn) SetReadBuffer(n int) error                 { return c.u
 func (c plainPacketConn) SetWriteBuffer(n int) error                { return c.udp.SetWriteBuffer(n) }
 
 func listenUDPFor(ctx context.Context, opts Options, local netip.AddrPort) (*net.UDPConn, error) {
-	lc := net.ListenConfig{Control: socketControl(opts, sockUDP)}
+	lc := net.ListenConfig{Control: withPathControl(socketControl(opts, sockUDP), opts)}
 	network, addr := listenAddr("udp", local)
 	pc, err := lc.ListenPacket(ctx, network, addr)
 	if err != nil {

@@ -35,10 +35,22 @@ func (e *UnfulfilledError) Unwrap() error { return ErrNoStack }
 
 // Has reports whether the capabilities provide the RFC 9622 selection
 // property named prop ("reliability", "preserveMsgBoundaries", ...; the
-// pseudo-property "secure" is the Secure capability). known is false for a
-// property that does not select protocols.
+// pseudo-property "secure" is the Secure capability, "multipathProtocol"
+// the Multipath one). known is false for a property that does not select
+// protocols.
+//
+// The path properties interface, pvd and useTemporaryLocalAddress, and
+// multipath and advertisesAltaddr, are known not to be stack capabilities:
+// PlanPaths applies the path ones to each attempt; the multipath mode is
+// Options.MPTCP, and Active ranks stacks by the pseudo-property
+// "multipathProtocol" (Prefer) since RFC 9622 §6.2.14 does not make it a
+// requirement; advertisesAltaddr is decided by the kernel's path manager.
 func (c Capabilities) Has(prop string) (has, known bool) {
 	switch prop {
+	case "multipathProtocol":
+		return c.Multipath, true
+	case "interface", "pvd", "useTemporaryLocalAddress", "multipath", "advertisesAltaddr":
+		return false, false
 	case "reliability":
 		return c.Reliability, true
 	case "preserveOrder":

@@ -61,6 +61,11 @@ func TestSelectProfiles(t *testing.T) {
 		{"require retransmitNotify on unreliable-datagram: UDP is rejected", with(map[string]int8{"reliability": Avoid, "preserveOrder": Avoid, "congestionControl": NoPreference, "preserveMsgBoundaries": Require, "_gotaps.retransmitNotify": Require}), nil},
 		{"prohibit retransmitNotify leaves QUIC", with(map[string]int8{"_gotaps.retransmitNotify": Prohibit}), []string{"quic"}},
 		{"prefer retransmitNotify ranks TCP first", with(map[string]int8{"_gotaps.retransmitNotify": Prefer, "multistreaming": NoPreference}), []string{"tcp", "tls", "quic"}},
+		{"path and multipath properties are not stack capabilities", with(map[string]int8{"interface": Require, "pvd": Require,
+			"useTemporaryLocalAddress": Require, "multipath": Require, "advertisesAltaddr": Require}), []string{"quic", "tcp", "tls"}},
+		{"multipath Active (multipathProtocol Prefer) ties MPTCP-capable stacks with multistreaming QUIC", with(map[string]int8{"multipathProtocol": Prefer}), []string{"tcp", "tls", "quic"}},
+		{"multipath Active, secure required: TLS over MPTCP before QUIC", with(map[string]int8{"multipathProtocol": Prefer, "secure": Require}), []string{"tls", "quic"}},
+		{"multipath Active, no multistreaming preference: MPTCP-capable only first", with(map[string]int8{"multipathProtocol": Prefer, "multistreaming": NoPreference}), []string{"tcp", "tls", "quic"}},
 	}
 	for i, tt := range tests {
 		got, err := Select(All(), tt.prefs)

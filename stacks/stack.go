@@ -48,6 +48,14 @@ type Options struct {
 	// IP_BOUND_IF / IPV6_BOUND_IF on darwin) when not empty. Other
 	// systems fail with errors.ErrUnsupported.
 	Interface string
+	// TemporaryAddress is RFC 9622 useTemporaryLocalAddress for IPv6
+	// sockets: Require or Prefer set IPV6_ADDR_PREFERENCES to
+	// IPV6_PREFER_SRC_TMP, Avoid or Prohibit to IPV6_PREFER_SRC_PUBLIC,
+	// NoPreference (0) leaves the system default. The kernel takes it as a
+	// preference (with no temporary address it uses a public one); MPTCP
+	// sockets refuse the option and go without it. Applied by the TCP, TLS
+	// and QUIC stacks; IPv4 sockets ignore it.
+	TemporaryAddress int8
 	// KeepAlive is the keep-alive idle time: TCP (and TLS) send the first
 	// probe after this much idle time, QUIC sends a PING this often. 0
 	// leaves keep-alives off.

@@ -44,14 +44,12 @@ func (tcpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 func dialTCP(ctx context.Context, remote netip.AddrPort, opts Options) (*net.TCPConn, error) {
 	d := net.Dialer{
 		KeepAliveConfig: keepAliveConfig(opts),
-		Control:         reusePortControl(opts, socketControl(opts, sockTCP)),
+		Control:         reusePortControl(opts, withPathControl(socketControl(opts, sockTCP), opts)),
 	}
 	if opts.KeepAlive <= 0 {
 		d.KeepAlive = -1
 	}
-	if opts.MPTCP {
-		d.SetMultipathTCP(true)
-	}
+	d.SetMultipathTCP(opts.MPTCP) // explicit: never the GODEBUG default
 	if opts.Local.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(opts.Local)
 	}
@@ -76,14 +74,12 @@ func (tcpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 func listenTCP(ctx context.Context, opts Options) (*net.TCPListener, error) {
 	lc := net.ListenConfig{
 		KeepAliveConfig: keepAliveConfig(opts),
-		Control:         reusePortControl(opts, socketControl(opts, sockTCP)),
+		Control:         reusePortControl(opts, withPathControl(socketControl(opts, sockTCP), opts)),
 	}
 	if opts.KeepAlive <= 0 {
 		lc.KeepAlive = -1
 	}
-	if opts.MPTCP {
-		lc.SetMultipathTCP(true)
-	}
+	lc.SetMultipathTCP(opts.MPTCP) // explicit: Go listens with MPTCP by default
 	network, addr := listenAddr("tcp", opts.Local)
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {

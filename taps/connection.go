@@ -796,6 +796,7 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
 			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen}
 	}
+	readBackSelection(out) // multipath as the socket really runs (stackopts.go)
 	if st, err := stacks.ByName(info.Stack); err == nil {
 		caps := st.Capabilities()
 		out.Selected = map[Property]bool{}
@@ -864,6 +865,9 @@ func (c *Connection) SetProperty(p Property, v any) error {
 		return err
 	}
 	canon, _ := scratch.Get(p)
+	if err := checkSetProperty(c.cfg, p, canon); err != nil { // stackopts.go
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := call[bool](ctx, c.sys, c.pid, &messages.SetConnectionProperty{Name: string(p), Value: encodeValue(canon)})

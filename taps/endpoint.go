@@ -82,6 +82,13 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	if e.hostName != "" && e.ip != "" {
 		return fail(errors.New("both a host name and an IP address: use two endpoints"))
 	}
+	if m.Interface != "" {
+		name, err := interfaceName(m.Interface)
+		if err != nil {
+			return fail(err)
+		}
+		m.Interface = name
+	}
 	if e.path != "" {
 		if e.hostName != "" || e.ip != "" || e.portSet {
 			return fail(errors.New("a Unix socket path with a host, address or port: use two endpoints"))
@@ -104,6 +111,24 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 		return fail(errors.New("no host name or IP address"))
 	}
 	return m, nil
+}
+
+// ErrUnknownInterface: an endpoint names a network interface this host does
+// not have (an EndpointError wraps it, before any packet is sent).
+var ErrUnknownInterface = errors.New("no such network interface")
+
+// interfaceName checks that the interface an endpoint names exists, and
+// turns a numeric zone ("fe80::1%2") into the interface's name.
+func interfaceName(name string) (string, error) {
+	if _, err := net.InterfaceByName(name); err == nil {
+		return name, nil
+	}
+	if idx, err := strconv.Atoi(name); err == nil && idx > 0 {
+		if ifi, err := net.InterfaceByIndex(idx); err == nil {
+			return ifi.Name, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q", ErrUnknownInterface, name)
 }
 
 // RemoteEndpoint identifies the peer of a connection (RFC 9622 §6.1). The
@@ -145,7 +170,12 @@ func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
 	return r
 }
 
-// WithInterface scopes a link-local address to an interface.
+// WithInterface names the interface through which the remote endpoint is
+// reached: it scopes a link-local address, and every attempt to this
+// endpoint is bound to the interface (SO_BINDTODEVICE on Linux). The
+// interface must exist when the Preconnection is used (ErrUnknownInterface
+// otherwise, before any packet), and must be allowed by the interface
+// Selection Property.
 func (r *RemoteEndpoint) WithInterface(name string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.iface, "interface", name)
 	return r
@@ -292,7 +322,14 @@ func (l *LocalEndpoint) UnixPath() string {
 	return l.e.path
 }
 
-// WithInterface binds every candidate to the named interface.
+// WithInterface binds every attempt made from this local endpoint
+// (SO_BINDTODEVICE on Linux), and for Listen its listening sockets, to the
+// named interface. With several local endpoints each is a branch of the
+// candidate tree that Initiate races (RFC 9623 §4.1) and Listen listens on
+// every one. The interface must exist when the Preconnection is used
+// (ErrUnknownInterface otherwise, before any packet); an interface the
+// interface Selection Property Prohibits, or that is not one it Requires,
+// makes no attempt.
 func (l *LocalEndpoint) WithInterface(name string) *LocalEndpoint {
 	l.e.setOnce(&l.e.iface, "interface", name)
 	return l

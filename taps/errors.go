@@ -203,7 +203,7 @@ func establishmentError(err error) *EstablishmentError {
 	out := &EstablishmentError{Reason: ReasonEstablishmentFailed}
 	var f *actors.EstablishmentFailure
 	if errors.As(err, &f) {
-		out.Err = f.Err
+		out.Err = publicPathError(f.Err) // stackopts.go
 		for _, a := range f.Attempts {
 			out.Attempts = append(out.Attempts, AttemptError(a))
 		}
@@ -218,9 +218,9 @@ func establishmentError(err error) *EstablishmentError {
 		}
 		return out
 	}
-	out.Err = err
+	out.Err = publicPathError(err)
 	switch {
-	case errors.Is(err, ErrUnfulfilled):
+	case errors.Is(err, ErrUnfulfilled), errors.Is(err, ErrNoNetworkPath):
 		out.Reason = ReasonNoCandidates
 	case errors.Is(err, ErrInvalidEndpoint), errors.Is(err, ErrConflictingProperties):
 		out.Reason = ReasonInvalidConfiguration

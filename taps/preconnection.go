@@ -113,7 +113,10 @@ func WithRemoteEndpoint(r ...*RemoteEndpoint) PreconnectionOption {
 	return func(p *Preconnection) { p.remotes = append(p.remotes, r...) }
 }
 
-// WithLocalEndpoint adds a local endpoint (needed by Listen). Repeatable.
+// WithLocalEndpoint adds a local endpoint (needed by Listen). Repeatable:
+// Initiate races over every local endpoint (each a branch of the candidate
+// tree, paired with the remote addresses of its family) and Listen
+// listens on every one, all feeding the one Listener.
 func WithLocalEndpoint(l ...*LocalEndpoint) PreconnectionOption {
 	return func(p *Preconnection) { p.locals = append(p.locals, l...) }
 }
@@ -378,6 +381,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	if err != nil {
 		return nil, p.handlers, err
 	}
+	if err := checkSelection(cfg, sel); err != nil { // path and multipath properties (stackopts.go)
+		return nil, p.handlers, err
+	}
 	cfg.Stacks = sel
 	cfg.StackOptions = p.encoded[r].opts
 	cfg.DeriveStackOptions = stackOptionsFromMessage // SetProperty, re-establishment, Clone
@@ -449,6 +455,7 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, fram
 	if framed {
 		delete(prefs, string(PreserveMsgBoundaries))
 	}
+	multipathPrefs(prefs, tp, r)
 	prefs["secure"] = securePref(sec)
 	if all == nil {
 		all = stacks.All()
@@ -556,8 +563,11 @@ func (p *Preconnection) fail(err error) error {
 	return ee
 }
 
-// Listen starts a Listener on the local endpoint (passive open). It
-// returns when the Listener is bound; LocalEndpoints tells where.
+// Listen starts a Listener on every local endpoint (passive open): one
+// listening socket per endpoint and transport protocol (per interface when
+// the interface Selection Property Requires or Prohibits some), all feeding
+// this Listener. It returns when the Listener is bound; LocalEndpoints
+// tells where.
 func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 	cfg, h, err := p.snapshot(true)
 	if err != nil {

@@ -324,7 +324,8 @@ func ParseMultipathMode(s string) (MultipathMode, error) {
 
 // MultipathPolicyMode is the multipathPolicy Connection Property value
 // (RFC 9622 §8.1.7); it only matters when multipath is not Disabled. The
-// zero value is the default, Handover. (The type cannot be called
+// zero value is the default, Handover, the only one Linux can honour per
+// connection (see [MultipathPolicy]). (The type cannot be called
 // MultipathPolicy: that is the property's name.)
 type MultipathPolicyMode uint8
 
@@ -552,22 +553,62 @@ const (
 	KeepAlive Property = "keepAlive"
 	// Interface: a set of (Preference, interface name or type); set with
 	// [TransportProperties.SetInterface] or Set with a map[string]Preference.
-	// Default empty.
+	// Default empty. An entry names an interface ("eth0") or a type of
+	// interface: "loopback", "ethernet"/"wired", "wifi"/"Wi-Fi"/"wlan",
+	// "cellular"/"wwan" (any case; an entry naming the interface wins over
+	// one naming its type). On Initiate, Require binds every attempt to a
+	// Required interface (SO_BINDTODEVICE; several Required interfaces are
+	// alternatives) and fails before any packet, with a [*PathError], when
+	// no Required interface is up; Prohibit: an attempt whose route (the
+	// kernel's route lookup) goes out of that interface is not made, and
+	// is offered instead bound to each other up interface with a route to
+	// the remote (not for this host's own addresses, which only the
+	// loopback reaches); when nothing is left the [EstablishmentError]
+	// (ReasonNoCandidates) carries the [*PathError]. Prefer: attempts
+	// bound to that interface come first; Avoid: attempts going out of it
+	// come last (after attempts bound to the other interfaces). On Listen,
+	// Require binds a listening socket to each Required interface and
+	// Prohibit binds one to each up interface that is not Prohibited
+	// (interfaces that come up later are not listened on); Prefer and
+	// Avoid do not change a passive open.
 	Interface Property = "interface"
 	// PvD: a set of (Preference, Provisioning Domain); set with
 	// [TransportProperties.SetPvD] or Set with a map[string]Preference.
-	// Default empty.
+	// Default empty. Linux has no Provisioning Domain API, so no path has a
+	// PvD: Require of any PvD fails before any packet with a [*PathError]
+	// wrapping [ErrPvDUnsupported]; Prefer, Avoid and Prohibit are
+	// accepted and change nothing (no path has the PvD to prefer, and none
+	// has the one to avoid).
 	PvD Property = "pvd"
-	// UseTemporaryLocalAddress: use temporary (privacy) local addresses.
-	// Default depends on the role: Prefer for Initiate, Avoid for Listen
-	// and Rendezvous.
+	// UseTemporaryLocalAddress: use temporary (privacy, RFC 8981) local
+	// addresses. Default depends on the role (RFC 9622 §6.2.13): Prefer for
+	// Initiate, Avoid for Listen and Rendezvous. On IPv6 sockets of the
+	// TCP, TLS and QUIC stacks, Require and Prefer set
+	// IPV6_ADDR_PREFERENCES to IPV6_PREFER_SRC_TMP, Avoid and Prohibit to
+	// IPV6_PREFER_SRC_PUBLIC (MPTCP sockets do not take the option). With
+	// Require no IPv4 attempt is made (IPv4 has no temporary addresses),
+	// and with Require or Prohibit the source address of each IPv6 attempt
+	// is chosen before the attempt (as the kernel would, with the
+	// preference), checked to be (or not be) temporary and bound: an
+	// attempt without a fitting address is not made ([*PathError]). On
+	// Listen the check applies to the local endpoints' own addresses.
 	UseTemporaryLocalAddress Property = "useTemporaryLocalAddress"
 	// Multipath: a [MultipathMode]. Default depends on the role:
 	// MultipathDisabled for Initiate and Rendezvous, MultipathPassive for
-	// Listen.
+	// Listen. Active and Passive make the TCP-based stacks (tcp, tls) use
+	// Multipath TCP (IPPROTO_MPTCP; plain TCP when the kernel or peer
+	// does not support it); Active also ranks multipath-capable stacks
+	// first; Disabled never uses it. Read back on a Connection it tells
+	// what the socket really runs: MultipathDisabled unless the
+	// connection is MPTCP.
 	Multipath Property = "multipath"
 	// AdvertisesAltaddr: bool, advertise other local addresses to the peer.
-	// Default false.
+	// Default false. On Linux the MPTCP path manager (per network
+	// namespace, "ip mptcp endpoint ... signal"), not the connection,
+	// decides which addresses are advertised (ADD_ADDR): true fails
+	// Initiate and Listen before any packet with a [*PropertyError]
+	// wrapping [ErrPropertyUnsatisfiable], and a Connection reads it back
+	// as false.
 	AdvertisesAltaddr Property = "advertisesAltaddr"
 	// Direction: a [CommunicationDirection]. Default Bidirectional.
 	Direction Property = "direction"
@@ -602,7 +643,15 @@ const (
 	ConnScheduler Property = "connScheduler"
 	// ConnCapacityProfile: a [CapacityProfile]. Default CapacityDefault.
 	ConnCapacityProfile Property = "connCapacityProfile"
-	// MultipathPolicy: a [MultipathPolicyMode]. Default Handover.
+	// MultipathPolicy: a [MultipathPolicyMode]. Default Handover. The
+	// Linux in-kernel MPTCP path manager and scheduler are configured per
+	// network namespace (ip mptcp endpoint flags, net.mptcp sysctls), not
+	// per connection: with multipath not Disabled and a multipath-capable
+	// stack selected, Interactive and Aggregate fail Initiate and Listen
+	// before any packet (and SetProperty on such a Connection) with a
+	// [*PropertyError] wrapping [ErrPropertyUnsatisfiable]. Handover is
+	// accepted and means what the namespace's path manager is configured
+	// to do.
 	MultipathPolicy Property = "multipathPolicy"
 	// MinSendRate: int > 0 (bit/s) or Unlimited. Default Unlimited.
 	MinSendRate Property = "minSendRate"
@@ -1251,15 +1300,18 @@ func (tp *TransportProperties) Default(p Property) error {
 }
 
 // SetInterface sets the preference for one interface instance or type
-// ("en0", "Wi-Fi", "Cellular") in the interface Selection Property; pref
-// NoPreference removes the entry. Default: no entries.
+// ("eth0", "Wi-Fi", "Cellular", "loopback") in the interface Selection
+// Property; pref NoPreference removes the entry. Default: no entries. See
+// [Interface] for what each preference does.
 func (tp *TransportProperties) SetInterface(name string, pref Preference) error {
 	return tp.setNamed(Interface, name, pref)
 }
 
 // SetPvD sets the preference for one Provisioning Domain in the pvd
 // Selection Property; pref NoPreference removes the entry. Default: no
-// entries.
+// entries. This system has no PvD API: Require makes Initiate and Listen
+// fail with [ErrPvDUnsupported], the other preferences change nothing (see
+// [PvD]).
 func (tp *TransportProperties) SetPvD(name string, pref Preference) error {
 	return tp.setNamed(PvD, name, pref)
 }

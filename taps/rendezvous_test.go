@@ -428,7 +428,8 @@ func TestResolveWildcardLocal(t *testing.T) {
 
 	pre = NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithInterface("no-such-if0")))
 	_, _, err = pre.Resolve(testCtx(t))
-	require.ErrorContains(t, err, "no address on interface no-such-if0")
+	require.ErrorIs(t, err, ErrUnknownInterface, "an interface that does not exist fails before anything else")
+	require.ErrorContains(t, err, "no-such-if0")
 }
 
 func TestResolveRemotes(t *testing.T) {

@@ -3,26 +3,38 @@ package taps
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 )
 
 // This file turns RFC 9622 connection properties and security parameters
-// into the socket options and TLS configuration of the protocol stacks.
+// into the socket options and TLS configuration of the protocol stacks, and
+// checks the path and multipath Selection Properties before any packet.
 
 // stackOptions maps the connection properties of tp to stack options
 // (RFC 9622 §8.1, §8.2): connTimeout and tcp.userTimeoutValue to
 // TCP_USER_TIMEOUT (or the QUIC idle timeout), keepAlive and
 // keepAliveTimeout to keep-alive probes (a keepAliveTimeout turns them on
 // unless keepAlive is Avoid or Prohibit), connCapacityProfile to the DSCP,
-// multipath to MPTCP, softErrorNotify (Prefer or Require) to ICMP error
-// delivery, perMsgReliability (Prefer or Require) to QUIC datagrams, and recvChecksumLen and the default msgChecksumLen to the
-// UDP-Lite checksum coverage. The rate properties are applied by the
-// connection itself (they can change on an open connection).
+// multipath (Active or Passive) to MPTCP on TCP-based stacks,
+// useTemporaryLocalAddress to IPV6_ADDR_PREFERENCES, softErrorNotify
+// (Prefer or Require) to ICMP error delivery, perMsgReliability (Prefer or
+// Require) to QUIC datagrams, and recvChecksumLen and the default
+// msgChecksumLen to the UDP-Lite checksum coverage. The rate properties
+// are applied by the connection itself (they can change on an open
+// connection); the interface and pvd properties per attempt, by the
+// candidate planner.
 func stackOptions(tp *TransportProperties, r role) stacks.Options {
 	var o stacks.Options
+	if v, ok := tp.effective(descOf(UseTemporaryLocalAddress), r); ok {
+		if p, ok := v.(Preference); ok {
+			o.TemporaryAddress = int8(p)
+		}
+	}
 	if v, ok := tp.Get(ConnTimeout); ok {
 		if d, ok := v.(time.Duration); ok {
 			o.ConnTimeout = d
@@ -170,4 +182,177 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 		c.ClientSessionCache = sys.sessionCache()
 	}
 	return c, nil
+}
+
+// Errors of the path and multipath Selection Properties.
+var (
+	// ErrNoNetworkPath: no network path satisfies the path Selection
+	// Properties (interface, pvd, useTemporaryLocalAddress). Every
+	// *PathError unwraps to it.
+	ErrNoNetworkPath = stacks.ErrNoNetworkPath
+	// ErrPvDUnsupported: a pvd entry is Required, but this system has no
+	// Provisioning Domain API, so no path has a PvD.
+	ErrPvDUnsupported = stacks.ErrPvDUnsupported
+	// ErrPropertyUnsatisfiable: a property value this system cannot honour
+	// for one connection (multipathPolicy other than Handover with
+	// multipath on, advertisesAltaddr true). It is wrapped by a
+	// *PropertyError naming the property.
+	ErrPropertyUnsatisfiable = errors.New("property value cannot be satisfied on this system")
+)
+
+// PathError tells which path Selection Property cannot be satisfied and
+// why (a Required interface that is not up, a Required pvd, an attempt
+// routed out of a Prohibited interface, no temporary address for
+// useTemporaryLocalAddress Require, ...). It unwraps to ErrNoNetworkPath
+// and, when set, Err (ErrPvDUnsupported for pvd). An EstablishmentError
+// with ReasonNoCandidates carries it.
+type PathError struct {
+	// Property is Interface, PvD or UseTemporaryLocalAddress.
+	Property Property
+	// Name is the interface or PvD entry, or the attempt's endpoint.
+	Name string
+	// Reason explains what could not be satisfied.
+	Reason string
+	// Err is an additional cause, or nil.
+	Err error
+}
+
+func (e *PathError) Error() string {
+	return (&stacks.PathError{Property: string(e.Property), Name: e.Name, Reason: e.Reason, Err: e.Err}).Error()
+}
+
+// Unwrap returns ErrNoNetworkPath and Err.
+func (e *PathError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrNoNetworkPath, e.Err}
+	}
+	return []error{ErrNoNetworkPath}
+}
+
+// publicPathError replaces the stacks' path error in err by a *PathError,
+// keeping ErrNoCandidates in the chain when err had it.
+func publicPathError(err error) error {
+	var spe *stacks.PathError
+	if !errors.As(err, &spe) {
+		return err
+	}
+	pe := &PathError{Property: Property(spe.Property), Name: spe.Name, Reason: spe.Reason, Err: spe.Err}
+	if errors.Is(err, actors.ErrNoCandidates) {
+		return fmt.Errorf("%w: %w", actors.ErrNoCandidates, pe)
+	}
+	return pe
+}
+
+// multipathPrefs adds to the stack selection preferences what the
+// multipath mode asks for: Active ranks multipath-capable stacks first
+// (the pseudo-property "multipathProtocol" at Prefer; RFC 9622 §6.2.14:
+// enabling multipath does not require a multipath-capable protocol).
+func multipathPrefs(prefs map[string]int8, tp *TransportProperties, r role) {
+	if v, ok := tp.effective(descOf(Multipath), r); ok && v == MultipathActive {
+		prefs["multipathProtocol"] = stacks.Prefer
+	}
+}
+
+// checkSelection checks, before any packet, the Selection Properties that
+// select paths rather than stacks, on the encoded properties of cfg and
+// the selected stacks sel:
+//
+//   - interface and pvd: a Required interface entry must name an interface
+//     that is up, a Required pvd fails (stacks.PlanPaths); the rest is
+//     applied per attempt by the candidate planner;
+//   - multipathPolicy: the Linux in-kernel MPTCP path manager is
+//     configured per network namespace (ip mptcp endpoint, the
+//     net.mptcp sysctls), not per socket, so only the default Handover
+//     can be accepted when multipath is on (not Disabled) and a selected
+//     stack is multipath-capable;
+//   - advertisesAltaddr: the path manager, not the socket, decides
+//     whether ADD_ADDR is sent, so true cannot be honoured.
+//
+// The error is an *EstablishmentError: ReasonNoCandidates with a
+// *PathError, or ReasonInvalidConfiguration with a *PropertyError
+// wrapping ErrPropertyUnsatisfiable.
+func checkSelection(cfg *messages.ConnectionConfig, sel []stacks.Stack) error {
+	m := cfg.Properties
+	toInt8 := func(in map[string]Preference) map[string]int8 {
+		out := make(map[string]int8, len(in))
+		for k, v := range in {
+			out[k] = int8(v)
+		}
+		return out
+	}
+	prefs := stacks.PathPrefs{
+		Interface:        toInt8(namedPrefsOf(m, Interface)),
+		PvD:              toInt8(namedPrefsOf(m, PvD)),
+		TemporaryAddress: int8(prefOf(m, UseTemporaryLocalAddress)),
+	}
+	var ifs []stacks.NetInterface
+	if len(prefs.Interface) > 0 {
+		var err error
+		if ifs, err = stacks.Interfaces(); err != nil {
+			return &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: fmt.Errorf("interface: %w", err)}
+		}
+	}
+	if _, err := stacks.PlanPaths(prefs, ifs); err != nil {
+		return &EstablishmentError{Reason: ReasonNoCandidates, Err: publicPathError(err)}
+	}
+	unsatisfiable := func(p Property, v any, why string) error {
+		return &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: &PropertyError{Op: "select", Property: p, Value: v,
+			Err: fmt.Errorf("%w: %s", ErrPropertyUnsatisfiable, why)}}
+	}
+	if err := multipathPolicyError(m, sel, multipathPolicyOf(m)); err != nil {
+		return unsatisfiable(MultipathPolicy, multipathPolicyOf(m), err.Error())
+	}
+	if v, _ := boolOf(m, AdvertisesAltaddr); v {
+		return unsatisfiable(AdvertisesAltaddr, true,
+			"the Linux MPTCP path manager, not the connection, decides which addresses are advertised (ADD_ADDR)")
+	}
+	return nil
+}
+
+// multipathPolicyError says why policy cannot be honoured for a
+// connection with the properties m and the stacks sel, or returns nil.
+func multipathPolicyError(m *messages.Properties, sel []stacks.Stack, policy MultipathPolicyMode) error {
+	mode := multipathOf(m)
+	if mode == MultipathDisabled || policy == Handover {
+		return nil
+	}
+	for _, st := range sel {
+		if st.Capabilities().Multipath {
+			return fmt.Errorf("%v with multipath %v: the Linux MPTCP path manager is configured per network namespace, "+
+				"not per connection; only the default Handover is accepted (or set multipath to Disabled)", policy, mode)
+		}
+	}
+	return nil
+}
+
+// checkSetProperty refuses, on an open connection (cfg is its
+// configuration), a connection property value this system cannot honour:
+// multipathPolicy other than Handover with multipath on, as checkSelection
+// does before establishment. The error is a *PropertyError wrapping
+// ErrPropertyUnsatisfiable.
+func checkSetProperty(cfg *messages.ConnectionConfig, p Property, v any) error {
+	pol, ok := v.(MultipathPolicyMode)
+	if p != MultipathPolicy || !ok || cfg == nil {
+		return nil
+	}
+	if err := multipathPolicyError(cfg.Properties, cfg.Stacks, pol); err != nil {
+		return &PropertyError{Property: p, Value: v, Err: fmt.Errorf("%w: %v", ErrPropertyUnsatisfiable, err)}
+	}
+	return nil
+}
+
+// readBackSelection makes the Selection Properties of a connection's
+// ConnectionProperties tell what the connection really does: multipath
+// reads MultipathDisabled unless the socket really runs Multipath TCP
+// (net.TCPConn.MultipathTCP, read back in Socket.MPTCP). advertisesAltaddr
+// always reads false: a connection with it true is never made.
+func readBackSelection(p *ConnectionProperties) {
+	if p.Properties == nil || p.Socket == nil {
+		return
+	}
+	if !p.Socket.MPTCP {
+		p.Properties.store(Multipath, MultipathDisabled)
+	} else if v, _ := p.Properties.Get(Multipath); v == MultipathDisabled {
+		p.Properties.store(Multipath, MultipathPassive) // accepted from a peer that asked for it
+	}
 }
