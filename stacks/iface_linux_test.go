@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"bufio"
+	"net"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -196,4 +197,49 @@ func TestBoundInterfaceReadBack(t *testing.T) {
 	// a missing interface fails the dial
 	_, err = TCP().Dial(ctx, addrPort(t, ln.Addr()), Options{Interface: "nope0"})
 	require.ErrorIs(t, err, syscall.ENODEV)
+}
+
+// TestTemporaryAddressSockoptUDP: UDP and UDP-Lite sockets (dialled and
+// listening) get useTemporaryLocalAddress's IPV6_ADDR_PREFERENCES too.
+func TestTemporaryAddressSockoptUDP(t *testing.T) {
+	ctx := testCtx(t)
+	for _, st := range []Stack{UDP(), UDPLite()} {
+		t.Run(st.Name(), func(t *testing.T) {
+			ln, err := st.Listen(ctx, Options{Local: netip.MustParseAddrPort("[::1]:0"), TemporaryAddress: Avoid})
+			skipWithoutUDPLite(t, err)
+			if err != nil {
+				t.Skipf("no IPv6 loopback: %v", err)
+			}
+			defer ln.Close()
+			c, err := st.Dial(ctx, addrPort(t, ln.Addr()), Options{TemporaryAddress: Prefer})
+			require.NoError(t, err)
+			defer c.Close()
+			read := func(uc *net.UDPConn) int {
+				rc, err := uc.SyscallConn()
+				require.NoError(t, err)
+				v, err := AddrPreferences(rc)
+				require.NoError(t, err)
+				return v
+			}
+			var dialled, listening *net.UDPConn
+			switch tr := c.(type) {
+			case *udpTransport:
+				dialled = tr.UDPConn
+			case *udpLiteTransport:
+				dialled = tr.UDPConn
+			}
+			switch l := ln.(type) {
+			case *udpListener:
+				listening = l.conn
+			case *udpLiteListener:
+				listening = l.conn
+			}
+			require.NotNil(t, dialled)
+			require.NotNil(t, listening)
+			v := read(dialled)
+			require.NotZero(t, v&IPv6PreferSrcTmp, "dialled: Prefer is IPV6_PREFER_SRC_TMP (got %#x)", v)
+			v = read(listening)
+			require.NotZero(t, v&IPv6PreferSrcPublic, "listening: Avoid is IPV6_PREFER_SRC_PUBLIC (got %#x)", v)
+		})
+	}
 }

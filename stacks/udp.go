@@ -58,7 +58,7 @@ func (udpStack) Capabilities() Capabilities {
 }
 
 func (udpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (Transport, error) {
-	d := net.Dialer{Control: socketControl(opts, sockUDP)}
+	d := net.Dialer{Control: withPathControl(socketControl(opts, sockUDP), opts)}
 	if opts.Local.IsValid() {
 		d.LocalAddr = net.UDPAddrFromAddrPort(opts.Local)
 	}
@@ -150,7 +150,7 @@ func udpInfoFor(remote net.Addr) TransportInfo {
 }
 
 func (udpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
-	lc := net.ListenConfig{Control: socketControl(opts, sockUDP)}
+	lc := net.ListenConfig{Control: withPathControl(socketControl(opts, sockUDP), opts)}
 	network, addr := listenAddr("udp", opts.Local)
 	pc, err := lc.ListenPacket(ctx, network, addr)
 	if err != nil {

@@ -35,6 +35,11 @@ func udpLiteSocket(addr netip.Addr, local netip.AddrPort, opts Options) (int, er
 		if err := applySockopts(fd, network, opts.Interface, opts.DSCP, 0); err != nil {
 			return err
 		}
+		if family == unix.AF_INET6 {
+			if err := setAddrPreferences(fd, opts.TemporaryAddress); err != nil { // useTemporaryLocalAddress
+				return err
+			}
+		}
 		if opts.SendChecksumLen != 0 {
 			if err := setCoverage(fd, udpliteSendCscov, opts.SendChecksumLen); err != nil {
 				return err
