@@ -1924,7 +1924,7 @@ func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
 	out.Used_0Rtt, out.Resumed = ti.Used0RTT, ti.Resumed
 	out.SendChecksumCoverage, out.RecvChecksumCoverage = int64(ti.SendChecksumCoverage), int64(ti.RecvChecksumCoverage)
 	out.MaxPacingRate, out.SoftErrors = ti.MaxPacingRate, ti.SoftErrors
-	out.SingularMsgMaxLen = int64(ti.SingularMsgMaxLen)
+	out.SingularMsgMaxLen, out.Congestion = int64(ti.SingularMsgMaxLen), ti.Congestion
 	return out
 }
 

@@ -913,8 +913,10 @@ type SocketInfo struct {
 	// singularTransmissionMsgMaxLen: the largest message sent in one packet
 	// (-1: not applicable, 0: unknown).
 	SingularMsgMaxLen int64 `protobuf:"varint,22,opt,name=singular_msg_max_len,json=singularMsgMaxLen,proto3" json:"singular_msg_max_len,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// TCP_CONGESTION: the congestion control a TCP or TLS socket runs.
+	Congestion    string `protobuf:"bytes,23,opt,name=congestion,proto3" json:"congestion,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SocketInfo) Reset() {
@@ -1059,6 +1061,13 @@ func (x *SocketInfo) GetSingularMsgMaxLen() int64 {
 	return 0
 }
 
+func (x *SocketInfo) GetCongestion() string {
+	if x != nil {
+		return x.Congestion
+	}
+	return ""
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -1148,7 +1157,7 @@ const file_taps_proto_rawDesc = "" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
 	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
-	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xce\x04\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xee\x04\n" +
 	"\n" +
 	"SocketInfo\x12\x12\n" +
 	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
@@ -1170,7 +1179,10 @@ const file_taps_proto_rawDesc = "" +
 	"\x0fmax_pacing_rate\x18\f \x01(\x04R\rmaxPacingRate\x12\x1f\n" +
 	"\vsoft_errors\x18\r \x01(\bR\n" +
 	"softErrors\x12/\n" +
-	"\x14singular_msg_max_len\x18\x16 \x01(\x03R\x11singularMsgMaxLen*\x95\x01\n" +
+	"\x14singular_msg_max_len\x18\x16 \x01(\x03R\x11singularMsgMaxLen\x12\x1e\n" +
+	"\n" +
+	"congestion\x18\x17 \x01(\tR\n" +
+	"congestion*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +

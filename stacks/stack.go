@@ -178,6 +178,10 @@ type TransportInfo struct {
 	// one record's overhead. -1: not applicable (QUIC streams, Unix
 	// sockets); 0: unknown (a system without these options).
 	SingularMsgMaxLen int
+	// Congestion is the TCP congestion control the socket runs
+	// (TCP_CONGESTION: "cubic", "bbr", "lp", ...; TCP and TLS on Linux;
+	// "" elsewhere).
+	Congestion string
 	// TLSVersion, ALPN and CipherSuite describe the negotiated security
 	// (TLS and QUIC; zero otherwise).
 	TLSVersion  uint16

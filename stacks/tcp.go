@@ -175,6 +175,7 @@ func tcpInfo(c *net.TCPConn, stack string) (TransportInfo, error) {
 		// some kernels do not answer TCP-level options on MPTCP sockets:
 		// unknown (0) then
 		info.SingularMsgMaxLen, _ = singularMax(int(fd), sockTCP, false)
+		info.Congestion, _ = getCongestion(int(fd))
 	})
 	mp, err := c.MultipathTCP()
 	if err != nil {

@@ -712,6 +712,10 @@ type SocketInfo struct {
 	// TLS: the MSS less one record's overhead. -1: not applicable (QUIC
 	// streams, Unix sockets); 0: unknown (not Linux).
 	SingularMsgMaxLen int64
+	// Congestion is the congestion control the TCP or TLS socket runs
+	// (TCP_CONGESTION, e.g. "cubic", "bbr"; "lp" for a Scavenger
+	// connCapacityProfile where the kernel offers it); "" on other stacks.
+	Congestion string
 }
 
 // Get returns one property's value, including the read-only ones (connState,
@@ -794,7 +798,8 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			KeepAlive: so.KeepAlive, KeepAliveIdle: time.Duration(so.KeepAliveIdleNs), MPTCP: so.Mptcp,
 			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
-			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen}
+			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen,
+			Congestion: so.Congestion}
 	}
 	readBackSelection(out) // multipath as the socket really runs (stackopts.go)
 	if st, err := stacks.ByName(info.Stack); err == nil {

@@ -1,6 +1,8 @@
 package taps
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -51,4 +53,21 @@ func TestSingularTransmissionMsgMaxLen(t *testing.T) {
 	defer quicConn.Abort()
 	require.Equal(t, "quic", quicConn.GetProperties().Stack)
 	require.Equal(t, NotApplicable, singular(quicConn))
+}
+
+// TestCongestionReadBack: a TCP connection reports the congestion control
+// its socket runs: the system default here (no Scavenger profile).
+func TestCongestionReadBack(t *testing.T) {
+	def, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Skipf("no system default congestion control to compare with: %v", err)
+	}
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	defer ln.Stop()
+	c := dial(t, sys, ln)
+	defer c.Abort()
+	so := c.GetProperties().Socket
+	require.NotNil(t, so)
+	require.Equal(t, strings.TrimSpace(string(def)), so.Congestion)
 }
