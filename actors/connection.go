@@ -300,6 +300,7 @@ type connActor struct {
 	local, remote net.Addr
 	report        *messages.EstablishmentReport
 	established   time.Time
+	dir           Direction // what the direction property lets this side do (direction.go)
 
 	framersReady int
 	framersStop  int          // framers whose Stop is done, top down
@@ -641,6 +642,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 
 func (c *connActor) started(ctx actor.Context) {
 	c.spec.self = ctx.Self()
+	c.dir = DirectionOf(c.spec.cfg.Properties)
 	c.link.panicTo.Store(c.spec)
 	if c.spec.cfg.Reestablish != nil {
 		c.link.keepReadingAhead() // a lost transport must be noticed at once
@@ -940,6 +942,7 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 		return
 	}
 	c.established = time.Now()
+	c.startDirection() // before Ready: the application meets the connection unidirectional
 	c.apply(InReady, nil)
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
 	if c.spec.listener != nil {
@@ -1111,7 +1114,7 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 		c.link.deliver([]RecvItem{{MessageID: 1, EndOfMessage: true}})
 	}
 	c.flushHeldDatagrams()
-	if c.state == Established && c.spec.cfg.Reestablish != nil && c.reestablish(ctx, fmt.Errorf("peer closed the connection: %w", io.EOF)) {
+	if c.state == Established && c.spec.cfg.Reestablish != nil && c.dir.Receives() && c.reestablish(ctx, fmt.Errorf("peer closed the connection: %w", io.EOF)) {
 		return
 	}
 	c.link.endOfStream(nil)
@@ -1135,6 +1138,10 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 // --- send ---
 
 func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
+	if !c.dir.Sends() {
+		c.sendFailed(m, ErrReceiveOnly)
+		return
+	}
 	if !c.state.Allows(OpSend) {
 		c.sendFailed(m, &StateError{Op: OpSend, State: c.state})
 		return
@@ -1884,8 +1891,8 @@ func (c *connActor) stopping() {
 func (c *connActor) info() *messages.ConnectionInfo {
 	info := &messages.ConnectionInfo{
 		State:        c.state.String(),
-		CanSend:      c.state.CanSend() && !c.finalSent,
-		CanReceive:   c.state.CanReceive() && !c.eofSeen,
+		CanSend:      c.state.CanSend() && !c.finalSent && c.dir.Sends(),
+		CanReceive:   c.state.CanReceive() && !c.eofSeen && c.dir.Receives(),
 		Stack:        c.stack,
 		ConnectionId: c.spec.id,
 		GroupId:      c.spec.groupID,

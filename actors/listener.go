@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -62,6 +63,7 @@ type listenerActor struct {
 	limit     int64    // -1: unlimited
 	held      []*ConnectionStarted
 	stopped   bool
+	remotes   *remoteFilter // nil: no remote endpoint, every peer is accepted
 }
 
 func newListenerActor(s *System, id uint64, cfg *messages.ConnectionConfig) actor.Actor {
@@ -72,7 +74,11 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 	case *messages.StartListening:
-		if err := l.listen(ctx); err != nil {
+		err := l.filterRemotes()
+		if err == nil {
+			err = l.listen(ctx)
+		}
+		if err != nil {
 			ctx.Respond(err)
 			ctx.Stop(ctx.Self())
 			return
@@ -236,7 +242,12 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 var errGateClosed = errors.New("listener stopped")
 
 // acceptOne waits for the gate and accepts one transport (errGateClosed
-// when the listener stopped). Timeouts are retried.
+// when the listener stopped). Timeouts are retried. A peer that is not one
+// of the remote endpoints is refused: its transport is aborted at once (a
+// TCP peer sees a reset, a Unix peer the end of the stream, and a UDP
+// peer's queued datagrams are dropped with it: a later one from the same
+// address is refused again). QUIC and TLS refuse before their handshake
+// (Options.AcceptFrom, set by filterRemotes).
 func (l *listenerActor) acceptOne(ln stacks.Listener) (stacks.Transport, error) {
 	for l.gate.wait() {
 		t, err := ln.Accept()
@@ -244,9 +255,23 @@ func (l *listenerActor) acceptOne(ln stacks.Listener) (stacks.Transport, error) 
 		if err != nil && errors.As(err, &ne) && ne.Timeout() {
 			continue
 		}
+		if err == nil && l.remotes != nil && !l.remotes.admit(l.stackOf(ln), t.RemoteAddr()) {
+			_ = t.Abort()
+			continue
+		}
 		return t, err
 	}
 	return nil, errGateClosed
+}
+
+// stackOf names the stack of one of the listeners.
+func (l *listenerActor) stackOf(ln stacks.Listener) string {
+	for i, x := range l.lns {
+		if x == ln {
+			return l.stacks[i]
+		}
+	}
+	return ""
 }
 
 // bindAll binds one listener per transport protocol on every site. partial
@@ -431,6 +456,7 @@ func (g *acceptGate) taken(h *Handoff) {
 // them, and calls the ConnectionReceived handler when one is set. It is
 // safe for concurrent use.
 type ListenQueue struct {
+	refused atomic.Uint64 // peers refused: not one of the remote endpoints
 	mu      sync.Mutex
 	q       []*ConnectionStarted
 	wake    chan struct{}
@@ -569,6 +595,10 @@ func (d *delivery) call() {
 	}
 	d.stop(d.err)
 }
+
+// Refused returns how many peers the listener refused because they were
+// not one of its remote endpoints.
+func (q *ListenQueue) Refused() uint64 { return q.refused.Load() }
 
 // Done is closed when the listener has stopped.
 func (q *ListenQueue) Done() <-chan struct{} { return q.done }

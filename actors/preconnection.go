@@ -273,6 +273,35 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 		out.err = err
 		return out
 	}
+	remotes, err := resolveRemotes(ctx, cfg)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	out.remotes = remotes
+	if len(locals) > 0 {
+		out.local = netip.AddrPortFrom(netip.Addr{}, locals[0].port)
+		if len(locals[0].addrs) > 0 {
+			out.local = netip.AddrPortFrom(locals[0].addrs[0], locals[0].port)
+		}
+	}
+	groups, err := planPaths(remotes, locals, plan, hostLookup{})
+	if err != nil {
+		var pe *stacks.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%w: %w", ErrNoCandidates, err)
+		}
+		out.err = err
+		return out
+	}
+	out.groups = groups
+	return out
+}
+
+// resolveRemotes resolves the remote endpoints, concurrently (each with
+// Happy Eyeballs resolution, see stacks.Resolver.Resolve); those that fail
+// to resolve are dropped. It fails only when none is left.
+func resolveRemotes(ctx context.Context, cfg *messages.ConnectionConfig) ([]remoteAddrs, error) {
 	type result struct {
 		addrs []netip.Addr
 		err   error
@@ -317,27 +346,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 		if len(errs) == 0 {
 			errs = append(errs, errors.New("no usable remote address"))
 		}
-		out.err = errors.Join(errs...)
-		return out
+		return nil, errors.Join(errs...)
 	}
-	out.remotes = remotes
-	if len(locals) > 0 {
-		out.local = netip.AddrPortFrom(netip.Addr{}, locals[0].port)
-		if len(locals[0].addrs) > 0 {
-			out.local = netip.AddrPortFrom(locals[0].addrs[0], locals[0].port)
-		}
-	}
-	groups, err := planPaths(remotes, locals, plan, hostLookup{})
-	if err != nil {
-		var pe *stacks.PathError
-		if errors.As(err, &pe) {
-			err = fmt.Errorf("%w: %w", ErrNoCandidates, err)
-		}
-		out.err = err
-		return out
-	}
-	out.groups = groups
-	return out
+	return remotes, nil
 }
 
 // resolveLocals resolves the local endpoints: an IP address, or every

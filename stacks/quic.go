@@ -296,8 +296,10 @@ type quicStream struct {
 
 	mu     sync.Mutex
 	finned bool // CloseWrite sent FIN
-	eof    bool // Read returned the peer's FIN
+	eof    bool // Read returned the peer's FIN (or CloseRead ended reading)
 	active bool // FIN was sent before the peer's FIN was read
+	// readClosed: CloseRead stopped reading; Read returns io.EOF
+	readClosed bool
 
 	handshaken atomic.Bool // ReadEarly saw the handshake complete
 }
@@ -432,6 +434,13 @@ func (s *quicStream) RemoteAddr() net.Addr { return s.c.conn.RemoteAddr() }
 // Read reads the stream and notes when it reaches the peer's FIN.
 func (s *quicStream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
+	if err != nil && err != io.EOF {
+		s.mu.Lock()
+		if s.readClosed { // CloseRead's STOP_SENDING ended reading
+			err = io.EOF
+		}
+		s.mu.Unlock()
+	}
 	if err == io.EOF {
 		s.mu.Lock()
 		if !s.eof {
@@ -461,6 +470,22 @@ func (s *quicStream) ReadEarly(p []byte) (int, bool, error) {
 	default:
 		return n, true, err
 	}
+}
+
+// CloseRead stops reading (STOP_SENDING, as shutdown(SHUT_RD) of a socket
+// of a unidirectional send connection): Read returns io.EOF from now on,
+// and the peer's writes fail. The stream is not the active closer then
+// (see quicMinLinger): the peer may have ended its side long before it
+// read the last of this side's data, so closing lingers.
+func (s *quicStream) CloseRead() error {
+	s.mu.Lock()
+	s.readClosed = true
+	if !s.eof {
+		s.eof, s.active = true, false
+	}
+	s.mu.Unlock()
+	s.Stream.CancelRead(quicStreamAbort)
+	return nil
 }
 
 // CloseWrite sends FIN on the stream; reads go on.
@@ -580,7 +605,16 @@ func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 		return nil, err
 	}
 	tr := &quic.Transport{Conn: quicPacketConn(udp, opts)}
-	qln, err := tr.ListenEarly(cfg, quicConfig(opts)) // early: 0-RTT data is accepted
+	qcfg := quicConfig(opts)
+	if from := opts.AcceptFrom; from != nil {
+		qcfg.GetConfigForClient = func(ci *quic.ClientInfo) (*quic.Config, error) {
+			if !from(ci.RemoteAddr) {
+				return nil, errRefusedPeer // quic-go answers CONNECTION_REFUSED
+			}
+			return qcfg, nil
+		}
+	}
+	qln, err := tr.ListenEarly(cfg, qcfg) // early: 0-RTT data is accepted
 	if err != nil {
 		_ = tr.Close()
 		_ = udp.Close()
@@ -597,6 +631,9 @@ func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	go l.acceptLoop()
 	return l, nil
 }
+
+// errRefusedPeer: Options.AcceptFrom refused the peer.
+var errRefusedPeer = errors.New("peer refused")
 
 // quicListener accepts QUIC connections in acceptLoop; a goroutine per
 // connection waits for its first stream and hands it to Accept. The UDP

@@ -131,6 +131,13 @@ type Options struct {
 	// the UDP-Lite stack uses them.
 	SendChecksumLen int
 	RecvChecksumLen int
+	// AcceptFrom, when set, is asked by the QUIC and TLS Listeners about
+	// each new peer before its handshake: a peer it refuses is never
+	// returned by Accept (QUIC refuses the connection with
+	// CONNECTION_REFUSED, TLS resets the TCP connection). The Listeners
+	// of the other stacks return every peer, with nothing exchanged beyond
+	// a TCP handshake or a datagram: their caller checks RemoteAddr.
+	AcceptFrom func(remote net.Addr) bool
 }
 
 func (o Options) handshakeTimeout() time.Duration {

@@ -209,6 +209,7 @@ func (tlsStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 		cancel:  cancel,
 		slots:   make(chan struct{}, tlsMaxPendingHandshakes),
 	}
+	l.acceptFrom = opts.AcceptFrom
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l, nil
@@ -226,6 +227,8 @@ type tlsListener struct {
 	cancel  context.CancelFunc
 	slots   chan struct{}
 	wg      sync.WaitGroup
+	// acceptFrom is Options.AcceptFrom
+	acceptFrom func(net.Addr) bool
 
 	mu  sync.Mutex
 	err error // why acceptLoop ended, if not Close
@@ -253,6 +256,11 @@ func (l *tlsListener) acceptLoop() {
 			}
 			l.cancel()
 			return
+		}
+		if l.acceptFrom != nil && !l.acceptFrom(tc.RemoteAddr()) {
+			<-l.slots
+			_ = abortTCP(tc) // no handshake with a refused peer
+			continue
 		}
 		l.wg.Add(1)
 		go l.handshake(tc)

@@ -55,6 +55,7 @@ type Connection struct {
 	nextSend atomic.Uint64
 	nextMsg  atomic.Uint64
 	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
+	dir      actors.Direction              // the direction property (direction.go)
 
 	mu       sync.Mutex
 	partial  map[*MessageContext]uint64 // message ids of unfinished partial sends
@@ -63,7 +64,7 @@ type Connection struct {
 }
 
 func newConnection(sys *System, link *actors.Link, cfg *messages.ConnectionConfig) *Connection {
-	c := &Connection{sys: sys, link: link, cfg: cfg}
+	c := &Connection{sys: sys, link: link, cfg: cfg, dir: actors.DirectionOf(cfg.Properties)}
 	link.Owner.Store(c)
 	return c
 }
@@ -73,7 +74,7 @@ func connectionOf(sys *System, st *actors.ConnectionStarted, cfg *messages.Conne
 	if v, ok := st.Link.Owner.Load().(*Connection); ok {
 		return v
 	}
-	c := &Connection{sys: sys, link: st.Link, cfg: cfg, pid: st.Conn, group: st.Group}
+	c := &Connection{sys: sys, link: st.Link, cfg: cfg, pid: st.Conn, group: st.Group, dir: actors.DirectionOf(cfg.Properties)}
 	if !st.Link.Owner.CompareAndSwap(nil, c) {
 		return st.Link.Owner.Load().(*Connection)
 	}
@@ -319,6 +320,9 @@ func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageC
 }
 
 func (c *Connection) checkSendable() error {
+	if !c.dir.Sends() {
+		return errSendReceiveOnly
+	}
 	if st := c.link.State(); !st.Allows(actors.OpSend) {
 		return &actors.StateError{Op: actors.OpSend, State: st}
 	}
@@ -527,6 +531,9 @@ func (c *Connection) post(m *messages.SendMessage) {
 // end of stream ends the connection as before (Closed, or a
 // re-establishment).
 func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
+	if !c.dir.Receives() {
+		return nil, errReceiveSendOnly
+	}
 	o := receiveOptions(opts)
 	res, err := c.link.Receive(ctx, o.min, o.max)
 	if err != nil {
@@ -538,6 +545,10 @@ func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Messa
 // ReceiveAsync queues one receive request; handler gets its event (seed:
 // receive with a handler), in order with the connection's other events.
 func (c *Connection) ReceiveAsync(handler func(*Connection, *Message, error), opts ...ReceiveOption) {
+	if !c.dir.Receives() {
+		c.link.Submit(func() { handler(c, nil, errReceiveSendOnly) })
+		return
+	}
 	o := receiveOptions(opts)
 	c.link.ReceiveAsync(o.min, o.max, func(res actors.RecvResult) {
 		m, err := c.message(res)

@@ -106,5 +106,9 @@ func (l *Listener) Stop() {
 	tell(l.sys, l.pid, &messages.StopListener{})
 }
 
+// Refused returns how many peers the Listener refused because they were
+// not one of its remote endpoints (see Preconnection.Listen).
+func (l *Listener) Refused() uint64 { return l.q.Refused() }
+
 // Done is closed when the Listener has stopped (the Stopped event).
 func (l *Listener) Done() <-chan struct{} { return l.q.Done() }

@@ -102,6 +102,7 @@ type connHandlers struct {
 	establishmentError func(*Connection, error)
 	closed             func(*Connection)
 	connectionError    func(*Connection, error)
+	firstSent          func(*Connection, error) // InitiateWithSend's first message
 }
 
 // PreconnectionOption configures NewPreconnection.
@@ -284,6 +285,24 @@ func (p *Preconnection) OnClosed(fn func(*Connection)) {
 	p.mu.Unlock()
 }
 
+// OnFirstMessageSent sets the handler of the first Message's event of
+// every InitiateWithSend from this Preconnection (RFC 9622 §9.2.5; the
+// seed's sent_handler of initiate_with_send): err is nil for Sent, a
+// *SendError otherwise (unwrapping to ErrExpired for Expired), as a
+// SendAsync handler gets it. It is called once, in order with the
+// connection's other events (Sent may come before Ready when the message
+// rides 0-RTT). When establishment fails, the EstablishmentError is the
+// only event: the handler is not called. A first message found invalid
+// before anything is sent (a property value, a framer's CheckMessage) fails
+// InitiateWithSend itself; one the selected stack cannot send (a message
+// property it cannot honour) is a SendError here, and the connection stays
+// Ready.
+func (p *Preconnection) OnFirstMessageSent(fn func(c *Connection, err error)) {
+	p.mu.Lock()
+	p.handlers.firstSent = fn
+	p.mu.Unlock()
+}
+
 // OnConnectionError sets the ConnectionError handler of every connection
 // made from this Preconnection.
 func (p *Preconnection) OnConnectionError(fn func(*Connection, error)) {
@@ -320,7 +339,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		r.e.mu.Lock()
 		isPath := r.e.path != ""
 		r.e.mu.Unlock()
-		m, err := r.e.toMessage(!isPath, !isPath)
+		// a Listener's remote endpoints restrict who may connect: a port
+		// there is optional (without one, any port of the address)
+		m, err := r.e.toMessage(!isPath && !listen, !isPath)
 		if err != nil {
 			return nil, p.handlers, err
 		}
@@ -489,7 +510,9 @@ func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
 // Message (RFC 9622 §9.2.5). A message marked SafelyReplayable may go as
 // 0-RTT data where a stack supports it; otherwise it is sent right after
 // establishment. It returns when the Connection is Ready; the message's
-// own outcome is reported like a SendAsync without handler.
+// own event (Sent, Expired or SendError) goes to the OnFirstMessageSent
+// handler. On a UnidirectionalReceive Preconnection it fails at once
+// (ErrReceiveOnly).
 func (p *Preconnection) InitiateWithSend(ctx context.Context, data []byte, mc *MessageContext) (*Connection, error) {
 	return p.initiate(ctx, &firstMessage{data: data, mc: mc})
 }
@@ -509,6 +532,9 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 	c.installHandlers(h)
 	req := &actors.InitiateConnection{Config: cfg, Link: link}
 	if first != nil {
+		if !c.dir.Sends() {
+			return nil, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: ErrReceiveOnly}
+		}
 		m, err := c.prepareSend(first.data, first.mc, true)
 		if err != nil {
 			return nil, establishmentError(err)
@@ -524,6 +550,15 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 		}
 		if err := link.AcquireSend(ctx, len(m.Data)); err != nil {
 			return nil, establishmentError(err)
+		}
+		if fn := h.firstSent; fn != nil {
+			link.ExpectSend(m.SendID, func(err error) {
+				if err != nil && !link.WasReady() {
+					return // establishment failed: the EstablishmentError says it all
+				}
+				err = sendError(err)
+				link.Submit(func() { fn(c, err) })
+			})
 		}
 		req.FirstMessage = m
 	}
@@ -568,6 +603,21 @@ func (p *Preconnection) fail(err error) error {
 // the interface Selection Property Requires or Prohibits some), all feeding
 // this Listener. It returns when the Listener is bound; LocalEndpoints
 // tells where.
+//
+// With remote endpoints (RFC 9622 §7.2), the Listener accepts connections
+// only from them: their host names are resolved when it starts (as
+// Initiate resolves them; Listen fails when none resolves), and a peer
+// whose address is not among them, or whose port differs from the one a
+// remote endpoint gives (without a port, any port matches), is refused and
+// never reported as ConnectionReceived: TCP peers are reset at once (TLS
+// peers before their handshake), Unix peers closed, QUIC connections
+// refused (CONNECTION_REFUSED), and the datagrams of UDP and UDP-Lite
+// peers dropped. A Unix peer matches a remote endpoint's path only if it
+// bound its socket to that path. Each refusal is counted (Listener.Refused)
+// and traced (a "listener" record, event "ConnectionRefused", naming the
+// peer); a refused UDP peer is refused again with each later datagram
+// (after the ones queued with the first), a refused QUIC client with each
+// Initial packet (a ClientHello may take two).
 func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 	cfg, h, err := p.snapshot(true)
 	if err != nil {
