@@ -274,8 +274,13 @@ type connActor struct {
 	shared     bool // the transport is a stream of a session other members use
 	granted    bool // the group gave this member the turn to write
 	splitTurns bool // the grant's turn cuts messages at quantum (RoundRobinPerPacket)
-	quantum    int  // the grant's turn in bytes (0: schedQuantum)
 	grantAsked bool
+	tClosed    bool      // t was closed or aborted as the connection ended
+	dir        Direction // what the direction property lets this side do (direction.go)
+	everReady  bool      // Ready was reported once
+	closeAsked bool      // the application asked to close: never re-establish
+	// (the one-byte fields above sit together: no padding between them)
+	quantum int // the grant's turn in bytes (0: schedQuantum)
 
 	inFlight    int    // sends between the framers and the end of the write
 	batchLeft   int    // batched sends still in the framer chain
@@ -295,12 +300,10 @@ type connActor struct {
 	logv *slog.Logger // made on first use (logger)
 	self *actor.PID
 
-	tClosed       bool // t was closed or aborted as the connection ended
 	stack         string
 	local, remote net.Addr
 	report        *messages.EstablishmentReport
 	established   time.Time
-	dir           Direction // what the direction property lets this side do (direction.go)
 
 	framersReady int
 	framersStop  int          // framers whose Stop is done, top down
@@ -314,17 +317,11 @@ type connActor struct {
 
 	closeGen   uint64
 	linger     *time.Timer
-	everReady  bool                    // Ready was reported once
 	attempts   int                     // consecutive re-establishment attempts
-	closeAsked bool                    // the application asked to close: never re-establish
 	stopAccept context.CancelFunc      // ends the accept-streams goroutine
 	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly  func()
-	// QUIC datagrams beside the stream (datagram_quic.go)
-	dgram      stacks.Datagrams
-	stopDgram  context.CancelFunc
-	heldDgrams []RecvItem // received while a stream message was open
-	streamOpen bool       // the stream's last delivered piece left its message open
+	qd         *quicDgrams // QUIC datagrams beside the stream (datagram_quic.go); nil without
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -550,7 +547,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.writeDone(ctx, m)
 	case *readData:
 		c.deliver([]RecvItem{{MessageID: 1, Data: m.data, Early: m.early}})
-		c.streamOpen = c.dgram != nil
+		if c.qd != nil {
+			c.qd.streamOpen = true
+		}
 	case *readEnded:
 		c.streamEnded(ctx, m.err)
 	case *datagramIn:

@@ -37,6 +37,15 @@ import (
 // equal a stream message's.
 const datagramMsgBit = 1 << 63
 
+// quicDgrams is the QUIC datagram state of a connection that has them
+// (most have not: a pointer keeps connActor small).
+type quicDgrams struct {
+	dgram      stacks.Datagrams
+	stop       context.CancelFunc // ends the datagram reader
+	held       []RecvItem         // received while a stream message was open
+	streamOpen bool               // the stream's last delivered piece left its message open
+}
+
 // startQUICDatagrams starts the datagram reader of a transport that has
 // QUIC datagrams negotiated with the peer.
 func (c *connActor) startQUICDatagrams(ctx actor.Context) {
@@ -47,9 +56,9 @@ func (c *connActor) startQUICDatagrams(ctx actor.Context) {
 	if ds, ok := c.t.(stacks.DatagramSupport); !ok || !ds.DatagramsNegotiated() {
 		return
 	}
-	c.dgram = dg
+	c.qd = &quicDgrams{dgram: dg}
 	rctx, cancel := context.WithCancel(context.Background())
-	c.stopDgram = cancel
+	c.qd.stop = cancel
 	link, gen := c.link, fromTransport{c.tgen}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
@@ -71,12 +80,10 @@ func (c *connActor) startQUICDatagrams(ctx actor.Context) {
 
 // stopQUICDatagrams ends the datagram reader.
 func (c *connActor) stopQUICDatagrams() {
-	if c.stopDgram != nil {
-		c.stopDgram()
-		c.stopDgram = nil
+	if c.qd != nil {
+		c.qd.stop()
+		c.qd = nil
 	}
-	c.dgram = nil
-	c.heldDgrams = nil
 }
 
 // quicDatagramIn delivers a received QUIC datagram now, or after the stream
@@ -85,8 +92,8 @@ func (c *connActor) quicDatagramIn(it RecvItem) {
 	if c.sys.Tracing() {
 		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Received", ConnectionId: c.spec.id, MessageId: it.MessageID &^ datagramMsgBit, Bytes: int64(len(it.Data))})
 	}
-	if c.streamOpen {
-		c.heldDgrams = append(c.heldDgrams, it)
+	if c.qd != nil && c.qd.streamOpen {
+		c.qd.held = append(c.qd.held, it)
 		return
 	}
 	c.deliver([]RecvItem{it})
@@ -95,23 +102,26 @@ func (c *connActor) quicDatagramIn(it RecvItem) {
 // streamDelivered notes whether the stream's last delivered piece left a
 // message open, and delivers the datagrams that waited for it to end.
 func (c *connActor) streamDelivered(items []RecvItem) {
-	if c.dgram == nil || len(items) == 0 {
+	if c.qd == nil || len(items) == 0 {
 		return
 	}
-	c.streamOpen = !items[len(items)-1].EndOfMessage
-	if !c.streamOpen && len(c.heldDgrams) > 0 {
-		held := c.heldDgrams
-		c.heldDgrams = nil
+	c.qd.streamOpen = !items[len(items)-1].EndOfMessage
+	if !c.qd.streamOpen && len(c.qd.held) > 0 {
+		held := c.qd.held
+		c.qd.held = nil
 		c.deliver(held)
 	}
 }
 
 // flushHeldDatagrams delivers the held datagrams once the stream ended.
 func (c *connActor) flushHeldDatagrams() {
-	c.streamOpen = false
-	if len(c.heldDgrams) > 0 {
-		held := c.heldDgrams
-		c.heldDgrams = nil
+	if c.qd == nil {
+		return
+	}
+	c.qd.streamOpen = false
+	if len(c.qd.held) > 0 {
+		held := c.qd.held
+		c.qd.held = nil
 		c.deliver(held)
 	}
 }
@@ -121,10 +131,10 @@ func (c *connActor) flushHeldDatagrams() {
 // stream.
 func (c *connActor) sendQUICDatagram(m *messages.SendMessage) bool {
 	p := m.Props
-	if c.dgram == nil || p == nil || p.Reliable || p.Ordered || p.Final || !m.EndOfMessage {
+	if c.qd == nil || p == nil || p.Reliable || p.Ordered || p.Final || !m.EndOfMessage {
 		return false
 	}
-	err := c.dgram.SendDatagram(m.Data)
+	err := c.qd.dgram.SendDatagram(m.Data)
 	switch {
 	case errors.Is(err, stacks.ErrDatagramTooLarge), errors.Is(err, stacks.ErrDatagramsNotNegotiated):
 		return false // on the stream: unreliable delivery is a permission

@@ -112,25 +112,25 @@ const readChunk = 256 << 10
 
 // rawStream is the read step of a stream transport.
 type rawStream struct {
-	direct bool // reads the socket directly (rawRead): no buffer held while waiting
-	t      io.Reader
-	rc     syscall.RawConn // direct reads
-	op     rawReadOp
-	ioc    *ioCount
-	tl     *targetLender
-	lent   bool   // the last read went into a target: a large message ended there
-	buf    []byte // buffered reads (not direct)
-	size   int
-	er     stacks.EarlyReader // t, when it tells early data (QUIC)
-	early  bool               // the last read's bytes were early data (0-RTT)
+	direct   bool // reads the socket directly (rawRead): no buffer held while waiting
+	lent     bool // the last read went into a target: a large message ended there
+	earlyCap bool // t tells early data (stacks.EarlyReader: QUIC)
+	early    bool // the last read's bytes were early data (0-RTT)
+	t        io.Reader
+	rc       syscall.RawConn // direct reads
+	op       rawReadOp
+	ioc      *ioCount
+	tl       *targetLender
+	buf      []byte // buffered reads (not direct)
+	size     int
 }
 
 // readT is one read of the (not direct) transport, noting early data.
 func (s *rawStream) readT(b []byte) (int, error) {
-	if s.er == nil {
+	if !s.earlyCap {
 		return s.t.Read(b)
 	}
-	n, early, err := s.er.ReadEarly(b)
+	n, early, err := s.t.(stacks.EarlyReader).ReadEarly(b)
 	s.early = early
 	return n, err
 }
@@ -180,7 +180,7 @@ func (s *rawStream) init(t io.Reader, ioc *ioCount, tl *targetLender) {
 		}
 	}
 	s.size = 4 << 10
-	s.er, _ = t.(stacks.EarlyReader)
+	_, s.earlyCap = t.(stacks.EarlyReader)
 }
 
 func (s *rawStream) read() ([]byte, error) {
