@@ -25,8 +25,9 @@ import (
 // time (no multipath), so adding an endpoint opens nothing now. Removing
 // the endpoint in use changes the path: a connection with a
 // re-establishment policy and remotes left is established again over what
-// is left (a switch: Reestablishing, then Reestablished); any other is
-// aborted with an *EndpointRemovedError. There is no PathChange event.
+// is left (a switch: Reestablishing, then Reestablished, then PathChange
+// when the new transport is on another address: pathwatch.go); any other
+// is aborted with an *EndpointRemovedError.
 
 // EndpointRemovedError (supervision) is the error of a connection whose
 // endpoint in use was removed: the cause of its Reestablishing event when

@@ -322,6 +322,7 @@ type connActor struct {
 	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly  func()
 	qd         *quicDgrams // QUIC datagrams beside the stream (datagram_quic.go); nil without
+	path       *pathState  // PathChange (pathwatch.go); nil until needed
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -393,6 +394,7 @@ func (c *connActor) apply(in Input, err error) bool {
 		switch ev {
 		case EvReady: // the Ready of a re-establishment
 			c.link.emitReestablished(c.attempts)
+			c.pathEstablished(true) // PathChange after Reestablished (pathwatch.go)
 			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
 			c.attempts = 0
 			return true
@@ -404,7 +406,9 @@ func (c *connActor) apply(in Input, err error) bool {
 	case EvReady:
 		c.everReady = true
 		c.link.emitReady()
+		c.pathEstablished(false)
 	case EvEstablishmentError, EvClosed, EvConnectionError:
+		c.pathStop()
 		c.link.emitTerminal(ev, err)
 	}
 	return true
@@ -634,6 +638,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		ctx.Forward(c.spec.group)
 	case *pacedFlush, *sockTick, *softErrorIn, *refusedDatagrams:
 		c.sockReceive(ctx, m)
+	case *pathCheck, *pathHandlerChanged:
+		c.pathReceive(m)
 	default:
 		c.logger().Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
@@ -1858,6 +1864,7 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 
 func (c *connActor) stopping() {
 	c.sockStop()
+	c.pathStop()
 	if c.linger != nil {
 		c.linger.Stop()
 	}

@@ -128,6 +128,9 @@ type Handlers struct {
 	// count segments, reaching the connection's
 	// _gotaps.retransmitNotifyThreshold (the seed's retransmit-notify).
 	ExcessiveRetransmission func(count int)
+	// PathChange reports that the connection's path changed (pathwatch.go):
+	// r is the reading that differs from the previous one.
+	PathChange func(r stacks.PathReading)
 }
 
 // RecvItem is one received piece pushed by the connection actor: a whole
@@ -325,6 +328,11 @@ func (l *Link) SetHandlers(h Handlers) {
 	ready := l.readyOut && !l.passive && h.Ready != nil && old.Ready == nil
 	term, estErr, finalErr := l.terminal, l.estErr, l.finalErr
 	l.mu.Unlock()
+	if (h.PathChange == nil) != (old.PathChange == nil) {
+		if s := l.panicTo.Load(); s != nil { // the connection actor runs: it starts or stops its path watch
+			s.sys.AS.Root.Send(s.self, &pathHandlerChanged{})
+		}
+	}
 	if ready {
 		l.exec.submit(h.Ready)
 	}
@@ -457,6 +465,23 @@ func (l *Link) emitExcessiveRetransmission(count int) {
 	if h != nil && term == EvNone {
 		l.exec.submit(func() { h(count) })
 	}
+}
+
+func (l *Link) emitPathChange(r stacks.PathReading) {
+	l.mu.Lock()
+	h := l.h.PathChange
+	term := l.terminal
+	l.mu.Unlock()
+	if h != nil && term == EvNone {
+		l.exec.submit(func() { h(r) })
+	}
+}
+
+// hasPathChange reports whether a PathChange handler is set.
+func (l *Link) hasPathChange() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.h.PathChange != nil
 }
 
 func (l *Link) emitReestablishing(err error, attempt int) {

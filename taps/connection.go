@@ -182,6 +182,38 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 	})
 }
 
+// OnPathChange sets the PathChange handler (RFC 9622 §8.3.2): the
+// connection's path changed and it stays open. It fires:
+//
+//   - on every system, when the connection is Established again
+//     (re-establishment under WithReestablishment, or the switch after
+//     RemoveRemote or RemoveLocal of the endpoint in use) with another
+//     local IP address or another remote address and port than before:
+//     after the Reestablished event;
+//   - on Linux, when the kernel's path to the peer changes while the
+//     connection is Established: a netlink route monitor (one per System,
+//     running only while a connection has this handler) watches link,
+//     address and route changes, and after each burst the connection
+//     reads its path again: the outgoing interface, preferred source and
+//     MTU of the route to its peer, the socket's path MTU (TCP and TLS:
+//     tcpi_pmtu; UDP and UDP-Lite: IP_MTU) and, when it runs MPTCP on a
+//     kernel with MPTCP_INFO, its subflow count (a handover). Any
+//     difference from the previous reading fires it once. Other stacks
+//     (QUIC, Unix sockets) are watched for the route alone.
+//
+// Outside Linux only the first kind fires. The handler runs on the
+// connection's event goroutine, in order with its other events and never
+// after its terminal event; a handler that panics aborts the connection,
+// as the other handlers do. nil removes the handler (and the watch).
+func (c *Connection) OnPathChange(fn func(*Connection)) {
+	c.updateHandlers(func(h *actors.Handlers) {
+		h.PathChange = nil
+		if fn != nil {
+			h.PathChange = func(stacks.PathReading) { fn(c) }
+		}
+	})
+}
+
 // MinRateError is the error of the SoftError event raised when a
 // connection could not meet its minSendRate or minRecvRate: over a whole
 // Interval (1 s) during which the application had more to send (or waited

@@ -10,10 +10,12 @@ import (
 )
 
 // holdRelay is a UDP relay on loopback between QUIC clients and a server.
-// Once armed, a client's datagrams after the server's first answer to it
-// are held (the client's Handshake flight with its Finished among them)
-// until release: the server then reads the client's 0-RTT data before its
-// handshake can complete, every time.
+// Once armed, everything the server sends and a client's datagrams that
+// carry a Handshake or a 1-RTT packet are held until release, while the
+// client's Initial and 0-RTT packets go through: neither side can complete
+// the handshake, so the client's first message can only leave as 0-RTT
+// and the server reads it before its handshake completes, every time,
+// whatever the timing.
 type holdRelay struct {
 	t      *testing.T
 	pc     *net.UDPConn
@@ -29,8 +31,68 @@ type holdRelay struct {
 type relayPeer struct {
 	client   *net.UDPAddr
 	up       *net.UDPConn // to the server
-	answered bool         // the server has sent this client something
-	held     [][]byte
+	held     [][]byte     // from the client
+	heldDown [][]byte     // from the server
+}
+
+// quicHandshakeOn reports whether datagram b (QUIC version 1, possibly
+// several coalesced packets) carries a Handshake or a 1-RTT packet.
+func quicHandshakeOn(b []byte) bool {
+	varint := func(b []byte) (uint64, int) {
+		if len(b) == 0 {
+			return 0, 0
+		}
+		n := 1 << (b[0] >> 6)
+		if len(b) < n {
+			return 0, 0
+		}
+		v := uint64(b[0] & 0x3f)
+		for _, x := range b[1:n] {
+			v = v<<8 | uint64(x)
+		}
+		return v, n
+	}
+	for len(b) > 0 {
+		if b[0]&0x80 == 0 {
+			return true // a short header: 1-RTT
+		}
+		switch (b[0] & 0x30) >> 4 {
+		case 2:
+			return true // Handshake
+		case 3:
+			return false // Retry
+		}
+		p := 5                   // first byte, version
+		for i := 0; i < 2; i++ { // destination and source connection ids
+			if len(b) <= p {
+				return false
+			}
+			p += 1 + int(b[p])
+		}
+		if len(b) <= p {
+			return false
+		}
+		if (b[0]&0x30)>>4 == 0 { // Initial: the token
+			tl, n := varint(b[p:])
+			if n == 0 {
+				return false
+			}
+			p += n + int(tl)
+		}
+		if len(b) <= p {
+			return false
+		}
+		l, n := varint(b[p:])
+		if n == 0 {
+			return false
+		}
+		p += n + int(l)
+		if p > len(b) {
+			return false
+		}
+		b = b[p:]
+	}
+	return false
 }
 
 func newHoldRelay(t *testing.T, server *net.UDPAddr) *holdRelay {
@@ -60,7 +122,10 @@ func (r *holdRelay) release() {
 		for _, b := range p.held {
 			_, _ = p.up.Write(b)
 		}
-		p.held = nil
+		for _, b := range p.heldDown {
+			_, _ = r.pc.WriteToUDP(b, p.client)
+		}
+		p.held, p.heldDown = nil, nil
 	}
 }
 
@@ -86,7 +151,7 @@ func (r *holdRelay) fromClients() {
 			r.wg.Add(1)
 			go r.fromServer(p)
 		}
-		if r.armed && !r.released && p.answered {
+		if r.armed && !r.released && quicHandshakeOn(b) {
 			p.held = append(p.held, b)
 			r.mu.Unlock()
 			continue
@@ -105,7 +170,11 @@ func (r *holdRelay) fromServer(p *relayPeer) {
 			return
 		}
 		r.mu.Lock()
-		p.answered = true
+		if r.armed && !r.released {
+			p.heldDown = append(p.heldDown, append([]byte(nil), buf[:n]...))
+			r.mu.Unlock()
+			continue
+		}
 		r.mu.Unlock()
 		_, _ = r.pc.WriteToUDP(buf[:n], p.client)
 	}
@@ -188,7 +257,7 @@ func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
 	<-c.Done()
 	<-(<-accepted).Done() // its close came through the relay
 
-	// resumed with 0-RTT, the client's Finished held back
+	// resumed with 0-RTT, the handshake held back
 	relay.arm()
 	type initiated struct {
 		c   *Connection
@@ -199,7 +268,12 @@ func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
 		c, err := pre.InitiateWithSend(ctx, []byte("zero-rtt"), NewMessageContext().SafelyReplayable(true))
 		done <- initiated{c, err}
 	}()
-	require.Equal(t, got{"zero-rtt", true}, <-received, "read before the handshake completed: early data")
+	select {
+	case g := <-received:
+		require.Equal(t, got{"zero-rtt", true}, g, "read before the handshake completed: early data")
+	case <-ctx.Done():
+		t.Fatal("the server got no 0-RTT data: the client had no ticket, or sent its message after the handshake")
+	}
 	relay.release()
 	in := <-done
 	require.NoError(t, in.err)

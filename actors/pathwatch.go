@@ -1,0 +1,231 @@
+package actors
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// A connection's PathChange event (RFC 9622 §8.3.2): its path changed
+// while it stays open. Two things raise it:
+//
+//   - a new transport on another path: when a connection is Ready again
+//     (re-establishment, or a switch after the endpoint in use was removed
+//     from its endpoint sets, conn_endpoints.go) with another local IP
+//     address or another remote address and port than its previous
+//     transport, PathChange follows Reestablished. On every system.
+//   - the kernel's path to the peer changed under the transport (Linux):
+//     while at least one connection of a System has a PathChange handler,
+//     the System runs one route monitor (stacks.RouteMonitor, a netlink
+//     socket subscribed to link, address and route changes) on one
+//     goroutine. After each burst of changes (every message then queued
+//     is read first: one re-read per burst, no timer) each watched
+//     Established connection reads its path again (stacks.ReadPath: the
+//     route to its peer, its outgoing interface, preferred source and
+//     MTU, the socket's path MTU, and MPTCP's subflow count where the
+//     kernel offers MPTCP_INFO); a reading that differs from the last one
+//     (taken when the connection became Established, or at the previous
+//     PathChange) raises PathChange once and becomes the last one. The
+//     goroutine ends when no watched connection is left (each leaves at
+//     its terminal event or when its handler is removed).
+
+// pathState is a connection's PathChange state, made when first needed: at
+// the first Ready of a connection with a re-establishment policy or a
+// PathChange handler.
+type pathState struct {
+	addrs   stacks.PathReading // the addresses of the current transport
+	last    stacks.PathReading // the last full reading (while watched)
+	watched bool               // registered with the System's route monitor
+}
+
+// connection actor messages of this file
+type (
+	// pathCheck: the route monitor saw a burst of changes.
+	pathCheck struct{}
+	// pathHandlerChanged: the PathChange handler was set or removed.
+	pathHandlerChanged struct{}
+)
+
+// pathEstablished runs when the connection becomes Established (Ready, or
+// Ready again after re-establishment: again), after that event was
+// emitted: a new transport on other addresses is a PathChange, and the
+// watch takes its first reading.
+func (c *connActor) pathEstablished(again bool) {
+	want := c.link.hasPathChange()
+	p := c.path
+	if p == nil {
+		if !want && (c.spec.cfg.Reestablish == nil || c.spec.passive != nil) {
+			return // never on another path, nobody asks
+		}
+		p = &pathState{}
+		c.path = p
+	}
+	addrs := stacks.AddrReading(c.local, c.remote)
+	moved := again && p.addrs.Remote.IsValid() && len(stacks.PathDiff(p.addrs, addrs)) > 0
+	p.addrs = addrs
+	if want {
+		p.last = stacks.ReadPath(c.t, c.local, c.remote)
+		c.pathWatch(true)
+	}
+	if moved {
+		c.pathChanged(addrs, "new transport")
+	}
+}
+
+// pathChanged emits PathChange (with the reading that raised it).
+func (c *connActor) pathChanged(r stacks.PathReading, why string) {
+	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "PathChange", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+		Stack: c.stack, Error: why})
+	c.logger().Debug("path change", "why", why, "remote", r.Remote.String(), "interface", r.Interface)
+	c.link.emitPathChange(r)
+}
+
+// pathWatch registers the connection with its System's route monitor (on)
+// or leaves it.
+func (c *connActor) pathWatch(on bool) {
+	p := c.path
+	if p == nil || p.watched == on {
+		return
+	}
+	if on {
+		p.watched = watchPaths(c.sys, c.spec.id, c.self)
+		return
+	}
+	p.watched = false
+	unwatchPaths(c.sys, c.spec.id)
+}
+
+// pathStop leaves the route monitor (the connection ended).
+func (c *connActor) pathStop() { c.pathWatch(false) }
+
+// pathReceive handles this file's messages.
+func (c *connActor) pathReceive(m any) {
+	switch m.(type) {
+	case *pathHandlerChanged:
+		if !c.link.hasPathChange() {
+			c.pathWatch(false)
+			return
+		}
+		if c.state != Established || c.t == nil || (c.path != nil && c.path.watched) {
+			return // pathEstablished starts the watch
+		}
+		if c.path == nil {
+			c.path = &pathState{addrs: stacks.AddrReading(c.local, c.remote)}
+		}
+		c.path.last = stacks.ReadPath(c.t, c.local, c.remote)
+		c.pathWatch(true)
+	case *pathCheck:
+		p := c.path
+		if p == nil || !p.watched || c.state != Established || c.t == nil {
+			return
+		}
+		r := stacks.ReadPath(c.t, c.local, c.remote)
+		d := stacks.PathDiff(p.last, r)
+		if len(d) == 0 {
+			return
+		}
+		p.last = r
+		c.pathChanged(r, "kernel path: "+strings.Join(d, ", "))
+	}
+}
+
+// pathMonitor is a System's route monitor and the connections it watches.
+type pathMonitor struct {
+	sys   *System
+	mon   *stacks.RouteMonitor
+	conns map[uint64]*actor.PID // by connection id (its spec is replaced when its endpoints change); under pathMonitors.mu
+}
+
+// pathMonitors are the running monitors, one per System at most (none
+// while no connection of it is watched).
+var pathMonitors struct {
+	mu sync.Mutex
+	m  map[*System]*pathMonitor
+}
+
+// watchPaths adds a connection to its System's route monitor, starting it
+// when it is the first; false when no monitor can run (outside Linux, or
+// the netlink socket could not be opened: logged).
+func watchPaths(sys *System, id uint64, pid *actor.PID) bool {
+	pathMonitors.mu.Lock()
+	defer pathMonitors.mu.Unlock()
+	pm := pathMonitors.m[sys]
+	if pm == nil {
+		if sys.IsShutdown() {
+			return false
+		}
+		mon, err := stacks.NewRouteMonitor()
+		if err != nil {
+			sys.Logger.Debug("no route monitor: PathChange only on a new transport", "error", err.Error())
+			return false
+		}
+		pm = &pathMonitor{sys: sys, mon: mon, conns: map[uint64]*actor.PID{}}
+		if pathMonitors.m == nil {
+			pathMonitors.m = map[*System]*pathMonitor{}
+		}
+		pathMonitors.m[sys] = pm
+		go pm.run()
+	}
+	pm.conns[id] = pid
+	return true
+}
+
+// PathMonitorRunning reports whether s runs a route monitor now: some
+// connection of it has a PathChange handler (Linux only).
+func (s *System) PathMonitorRunning() bool {
+	pathMonitors.mu.Lock()
+	defer pathMonitors.mu.Unlock()
+	return pathMonitors.m[s] != nil
+}
+
+// unwatchPaths removes a connection from its System's route monitor; the
+// last one stops it (its goroutine ends).
+func unwatchPaths(sys *System, id uint64) {
+	pathMonitors.mu.Lock()
+	defer pathMonitors.mu.Unlock()
+	pm := pathMonitors.m[sys]
+	if pm == nil {
+		return
+	}
+	delete(pm.conns, id)
+	if len(pm.conns) == 0 {
+		pm.stopLocked()
+	}
+}
+
+// stopLocked closes the monitor (its goroutine ends) and forgets it.
+func (pm *pathMonitor) stopLocked() {
+	if pathMonitors.m[pm.sys] == pm {
+		delete(pathMonitors.m, pm.sys)
+	}
+	_ = pm.mon.Close()
+}
+
+// run waits for bursts of changes and tells each watched connection to read
+// its path again; it ends when the monitor is closed or the System shuts
+// down.
+func (pm *pathMonitor) run() {
+	var pids []*actor.PID
+	for {
+		if _, err := pm.mon.Next(); err != nil {
+			return // closed
+		}
+		pathMonitors.mu.Lock()
+		if pm.sys.IsShutdown() {
+			pm.stopLocked()
+			pathMonitors.mu.Unlock()
+			return
+		}
+		pids = pids[:0]
+		for _, pid := range pm.conns {
+			pids = append(pids, pid)
+		}
+		pathMonitors.mu.Unlock()
+		for _, pid := range pids {
+			pm.sys.AS.Root.Send(pid, &pathCheck{})
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package stacks
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// readKernelPath adds to r the kernel's route to r.Remote and t's path MTU
+// and MPTCP subflow count. What cannot be read stays zero.
+func readKernelPath(r *PathReading, t Transport) {
+	if r.Remote.IsValid() {
+		if rt, mtu, err := routeReading(r.Remote.Addr(), r.Local); err == nil {
+			r.Interface, r.Source, r.RouteMTU = rt.Interface, rt.Source, mtu
+		}
+	}
+	if p, ok := t.(PathMTUReader); ok {
+		r.PMTU, _ = p.PathMTU()
+	}
+	if s, ok := t.(SubflowCounter); ok {
+		r.Subflows, _ = s.MPTCPSubflows()
+	}
+}
+
+// routeReading is LookupRoute from src to dst, with the route's MTU: its
+// RTAX_MTU metric, else the MTU of its outgoing interface.
+func routeReading(dst, src netip.Addr) (Route, int, error) {
+	dst = dst.Unmap().WithZone("")
+	family := unix.AF_INET6
+	if dst.Is4() {
+		family = unix.AF_INET
+	}
+	if src.IsValid() && (src.IsUnspecified() || src.Is4() != dst.Is4()) {
+		src = netip.Addr{}
+	}
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return Route{}, 0, fmt.Errorf("route lookup: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if err := unix.Sendto(fd, newRouteRequest(family, dst, src, 0), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return Route{}, 0, fmt.Errorf("route lookup: %w", err)
+	}
+	buf := make([]byte, 16<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return Route{}, 0, fmt.Errorf("route lookup: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return Route{}, 0, fmt.Errorf("route lookup: %w", err)
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Header.Seq != routeSeq {
+				continue
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
+						return Route{}, 0, fmt.Errorf("route lookup %s: %w", dst, syscall.Errno(-e))
+					}
+				}
+				return Route{}, 0, fmt.Errorf("route lookup %s: no route", dst)
+			case unix.RTM_NEWROUTE:
+				rt, err := parseRoute(m)
+				if err != nil {
+					return rt, 0, err
+				}
+				mtu := routeMetricMTU(m)
+				if mtu == 0 {
+					if ifi, err := net.InterfaceByIndex(rt.Index); err == nil {
+						mtu = ifi.MTU
+					}
+				}
+				return rt, mtu, nil
+			}
+		}
+	}
+}
+
+// routeMetricMTU is the RTAX_MTU of an RTM_NEWROUTE message's RTA_METRICS,
+// 0 when it has none.
+func routeMetricMTU(m *syscall.NetlinkMessage) int {
+	attrs, err := syscall.ParseNetlinkRouteAttr(m)
+	if err != nil {
+		return 0
+	}
+	for _, a := range attrs {
+		if a.Attr.Type != unix.RTA_METRICS {
+			continue
+		}
+		b := a.Value
+		for len(b) >= unix.SizeofRtAttr {
+			l := int(binary.NativeEndian.Uint16(b[0:]))
+			typ := binary.NativeEndian.Uint16(b[2:])
+			if l < unix.SizeofRtAttr || l > len(b) {
+				return 0
+			}
+			if typ == unix.RTAX_MTU && l >= unix.SizeofRtAttr+4 {
+				return int(binary.NativeEndian.Uint32(b[unix.SizeofRtAttr:]))
+			}
+			b = b[min((l+3)&^3, len(b)):]
+		}
+	}
+	return 0
+}
+
+// tcpPathMTU reads tcpi_pmtu from TCP_INFO.
+func tcpPathMTU(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var info *unix.TCPInfo
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("get TCP_INFO: %w", serr)
+	}
+	return int(info.Pmtu), nil
+}
+
+// udpPathMTU reads IP_MTU (IPV6_MTU) of a connected UDP socket; when the
+// socket has no cached route (ENOTCONN after an IP_TOS change, or an
+// adopted socket), a probe socket connected to the peer answers.
+func udpPathMTU(c *net.UDPConn, peer *net.UDPAddr) (int, error) {
+	remote := peer
+	if remote == nil {
+		remote, _ = c.RemoteAddr().(*net.UDPAddr)
+	}
+	if remote == nil {
+		return 0, errors.New("path MTU: the UDP socket is not connected")
+	}
+	v4 := remote.AddrPort().Addr().Unmap().Is4()
+	mtu := 0
+	err := controlFD(c, func(fd int) error {
+		var err error
+		mtu, err = pathMTU(fd, v4)
+		return err
+	})
+	if err == nil {
+		return mtu, nil
+	}
+	p, perr := net.DialUDP("udp", nil, remote)
+	if perr != nil {
+		return 0, err
+	}
+	defer p.Close()
+	err = controlFD(p, func(fd int) error {
+		var err error
+		mtu, err = pathMTU(fd, v4)
+		return err
+	})
+	return mtu, err
+}
+
+// MPTCP_INFO (linux/mptcp.h): getsockopt(SOL_MPTCP) filling struct
+// mptcp_info, whose first byte is mptcpi_subflows.
+const mptcpInfo = 1
+
+// mptcpSubflows reads mptcpi_subflows of an MPTCP connection.
+func mptcpSubflows(c *net.TCPConn) (int, error) {
+	if mp, err := c.MultipathTCP(); err != nil || !mp {
+		return 0, errors.ErrUnsupported
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var buf [256]byte
+	var errno syscall.Errno
+	n := uint32(len(buf))
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_MPTCP, mptcpInfo,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+	}); err != nil {
+		return 0, err
+	}
+	switch errno {
+	case 0:
+	case unix.ENOPROTOOPT, unix.EOPNOTSUPP, unix.EINVAL:
+		return 0, fmt.Errorf("MPTCP_INFO: %w: %w", errors.ErrUnsupported, errno)
+	default:
+		return 0, fmt.Errorf("MPTCP_INFO: %w", errno)
+	}
+	if n < 1 {
+		return 0, errors.ErrUnsupported
+	}
+	return int(buf[0]), nil
+}
+
+// RouteMonitor watches the kernel's links, addresses and routes: a
+// netlink socket subscribed to RTMGRP_LINK, RTMGRP_IPV4_IFADDR,
+// RTMGRP_IPV6_IFADDR, RTMGRP_IPV4_ROUTE and RTMGRP_IPV6_ROUTE of the
+// calling thread's network namespace. Next is for one goroutine at a
+// time; Close may be called from any goroutine, and ends a Next in
+// progress.
+type RouteMonitor struct {
+	f   *os.File
+	rc  syscall.RawConn
+	buf []byte
+}
+
+// NewRouteMonitor opens a RouteMonitor. Outside Linux it fails with
+// errors.ErrUnsupported.
+func NewRouteMonitor() (*RouteMonitor, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("route monitor: %w", err)
+	}
+	groups := uint32(unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR | unix.RTMGRP_IPV4_ROUTE | unix.RTMGRP_IPV6_ROUTE)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("route monitor: bind: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "netlink-route") // non-blocking: the runtime's poller waits for it
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("route monitor: %w", err)
+	}
+	return &RouteMonitor{f: f, rc: rc, buf: make([]byte, 32<<10)}, nil
+}
+
+// Next waits for the next burst of changes: it returns once at least one
+// netlink message arrived and every message then queued was read, with
+// their count (a receive queue overflow, ENOBUFS, counts as one: changes
+// were lost, so something changed). After Close it fails with an error
+// wrapping os.ErrClosed.
+func (m *RouteMonitor) Next() (int, error) {
+	n := 0
+	var rerr error
+	err := m.rc.Read(func(fd uintptr) bool {
+		for {
+			k, _, err := unix.Recvfrom(int(fd), m.buf, 0)
+			switch {
+			case err == unix.EAGAIN:
+				return n > 0 // nothing queued: done with this burst, or wait for one
+			case err == unix.EINTR:
+				continue
+			case err == unix.ENOBUFS:
+				n++
+				continue
+			case err != nil:
+				rerr = err
+				return true
+			}
+			msgs, perr := syscall.ParseNetlinkMessage(m.buf[:k])
+			if perr != nil || len(msgs) == 0 {
+				n++
+				continue
+			}
+			n += len(msgs)
+		}
+	})
+	if err != nil {
+		return n, fmt.Errorf("route monitor: %w", err)
+	}
+	if rerr != nil {
+		return n, fmt.Errorf("route monitor: %w", rerr)
+	}
+	return n, nil
+}
+
+// Close closes the netlink socket; a Next in progress returns.
+func (m *RouteMonitor) Close() error { return m.f.Close() }
