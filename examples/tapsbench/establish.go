@@ -141,16 +141,11 @@ func runW2(ctx context.Context, p params) (out []Result) {
 		return []Result{errRow(w, "all", err)}
 	}
 	defer b.close()
-	if h, err := rawDialLoop(ctx, a.addr(), p.w2N); err != nil {
-		out = append(out, errRow(w, implRaw, err))
-	} else {
-		out = append(out, latencyRows(w, implRaw, "ready", h)...)
+	rawSrv, err := newRawServer(discard) // the raw side's own: a and b count gotaps' accepts only
+	if err != nil {
+		return []Result{errRow(w, "all", err)}
 	}
-	// the raw server accepts asynchronously: wait for the raw loop's accepts
-	for deadline := time.Now().Add(2 * time.Second); accepts.Load() < int64(p.w2N) && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
-	accepts.Store(0)
+	defer rawSrv.close()
 	env, err := newGotapsEnv(ctx, nil)
 	if err != nil {
 		return append(out, errRow(w, implTaps, err))
@@ -161,12 +156,35 @@ func runW2(ctx context.Context, p params) (out []Result) {
 		}
 	}()
 	pre := env.preconn(nil, a.port, b.port)
+	// warm-ups, untimed (as W1), before the alternating rounds
+	raw := &rounder{name: implRaw}
+	if _, err := rawDialLoop(ctx, rawSrv.addr(), w1Warm); err != nil {
+		raw.err = err
+	}
+	tps := &rounder{name: implTaps}
+	tps.err = withCtx(ctx, "gotaps warm-up", func() error {
+		_, err := gotapsInitiateLoop(ctx, pre, w1Warm, nil)
+		return err
+	})
+	for deadline := time.Now().Add(2 * time.Second); accepts.Load() < w1Warm && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // the warm-up's accepts land asynchronously
+	}
+	warmAccepts := accepts.Load()
 	var readies atomic.Int64
 	pre.OnReady(func(*taps.Connection) { readies.Add(1) })
+	k := p.roundsOf()
+	var rawH, tapsH hist
+	raw.run = func(r int) (float64, error) {
+		h, err := rawDialLoop(ctx, rawSrv.addr(), share(p.w2N, k, r))
+		if err != nil {
+			return 0, err
+		}
+		rawH.add(h)
+		return us(h.quantile(0.5)), nil
+	}
 	var attempts, multi int
-	var h *hist
-	err = withCtx(ctx, "gotaps racing Initiate loop", func() (err error) {
-		h, err = gotapsInitiateLoop(ctx, pre, p.w2N, func(c *taps.Connection) error {
+	tps.run = func(r int) (float64, error) {
+		h, err := gotapsInitiateLoop(ctx, pre, share(p.w2N, k, r), func(c *taps.Connection) error {
 			if r := c.EstablishmentReport(); r != nil {
 				attempts += len(r.Attempts)
 				if len(r.Attempts) > 1 {
@@ -176,24 +194,35 @@ func runW2(ctx context.Context, p params) (out []Result) {
 			}
 			return nil
 		})
-		return err
-	})
-	if err != nil {
-		return append(out, errRow(w, implTaps, err))
+		if err != nil {
+			return 0, err
+		}
+		tapsH.add(h)
+		return us(h.quantile(0.5)), nil
+	}
+	alternate(ctx, k, raw, tps)
+	if raw.err != nil {
+		out = append(out, errRow(w, implRaw, raw.err))
+	} else {
+		out = append(out, latencyRows(w, implRaw, "ready", &rawH)...)
+	}
+	if tps.err != nil {
+		return append(out, errRow(w, implTaps, tps.err))
 	}
 	// Ready handlers and accept counting are asynchronous: let them land.
 	deadline := time.Now().Add(2 * time.Second)
-	for (readies.Load() < int64(p.w2N) || accepts.Load() < int64(p.w2N)) && time.Now().Before(deadline) {
+	for (readies.Load() < int64(p.w2N) || accepts.Load()-warmAccepts < int64(p.w2N)) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	n := float64(p.w2N)
-	out = append(out, latencyRows(w, implTaps, "ready", h)...)
+	out = append(out, latencyRows(w, implTaps, "ready", &tapsH)...)
 	out = append(out,
 		res(w, implTaps, "ready_events_per_race", float64(readies.Load())/n, ""),
 		res(w, implTaps, "attempts_per_race", float64(attempts)/n, ""),
 		res(w, implTaps, "races_with_2_attempts", float64(multi), ""),
-		res(w, implTaps, "server_accepts_per_race", float64(accepts.Load())/n, ""),
+		res(w, implTaps, "server_accepts_per_race", float64(accepts.Load()-warmAccepts)/n, ""),
 	)
+	out = append(out, spreadRows(w, "ready_p50", tps, raw)...)
 	judgeDelta(out, implTaps, implRaw, "ready_p50", 100, "<= raw+100us")
 	judgeAbs(out, implTaps, "ready_events_per_race", "== 1", "==", 1)
 	judgeAbs(out, implTaps, "races_with_2_attempts", "== 0", "==", 0)

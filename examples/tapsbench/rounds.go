@@ -9,7 +9,7 @@ import (
 // Alternating rounds: on a shared machine, measuring raw and gotaps once
 // each, one after the other, lets machine state (CPU frequency, other
 // tenants, heap and GC state left by the previous measurement) decide the
-// ratio. The workloads that compare short measurements (W1, W5, W6, W7, W10,
+// ratio. The workloads that compare short measurements (W1, W2, W5, W6, W7, W10,
 // W14, W15, and W11's bulk part) instead run K rounds; every round measures
 // every implementation for 1/K of the budget, in the listed order in even
 // rounds and the reverse order in odd ones. Figures are aggregated over the
