@@ -315,4 +315,7 @@ type Route struct {
 	Local bool
 	// Source is the route's preferred source address (may be invalid).
 	Source netip.Addr
+	// MTU is the route's MTU: its RTAX_MTU metric, else the MTU of its
+	// outgoing interface (0: unknown).
+	MTU int
 }

@@ -190,15 +190,42 @@ func parseRoute(m *syscall.NetlinkMessage) (Route, error) {
 			}
 		}
 	}
+	r.MTU = routeMetricMTU(attrs)
 	if r.Index > 0 {
 		if ifi, err := net.InterfaceByIndex(r.Index); err == nil {
 			r.Interface = ifi.Name
+			if r.MTU == 0 {
+				r.MTU = ifi.MTU
+			}
 		}
 	}
 	if r.Interface == "" {
 		return r, errors.New("route lookup: no outgoing interface")
 	}
 	return r, nil
+}
+
+// routeMetricMTU is the RTAX_MTU of an RTM_NEWROUTE message's RTA_METRICS
+// (attrs), 0 when it has none.
+func routeMetricMTU(attrs []syscall.NetlinkRouteAttr) int {
+	for _, a := range attrs {
+		if a.Attr.Type != unix.RTA_METRICS {
+			continue
+		}
+		b := a.Value
+		for len(b) >= unix.SizeofRtAttr {
+			l := int(binary.NativeEndian.Uint16(b[0:]))
+			typ := binary.NativeEndian.Uint16(b[2:])
+			if l < unix.SizeofRtAttr || l > len(b) {
+				return 0
+			}
+			if typ == unix.RTAX_MTU && l >= unix.SizeofRtAttr+4 {
+				return int(binary.NativeEndian.Uint32(b[unix.SizeofRtAttr:]))
+			}
+			b = b[min((l+3)&^3, len(b)):]
+		}
+	}
+	return 0
 }
 
 // SourceAddress returns the local address the kernel chooses for a socket

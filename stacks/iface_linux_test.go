@@ -21,6 +21,9 @@ func TestLookupRouteLoopback(t *testing.T) {
 		require.Equal(t, "lo", r.Interface, dst)
 		require.True(t, r.Local, "%s is an address of this host", dst)
 		require.Positive(t, r.Index)
+		lo, err := net.InterfaceByName("lo")
+		require.NoError(t, err)
+		require.Equal(t, lo.MTU, r.MTU, "%s: no MTU metric on the route: the interface's", dst)
 	}
 	r, err := LookupRoute(netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1"), "lo")
 	require.NoError(t, err)

@@ -1,14 +1,11 @@
 package stacks
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,8 +15,8 @@ import (
 // and MPTCP subflow count. What cannot be read stays zero.
 func readKernelPath(r *PathReading, t Transport) {
 	if r.Remote.IsValid() {
-		if rt, mtu, err := routeReading(r.Remote.Addr(), r.Local); err == nil {
-			r.Interface, r.Source, r.RouteMTU = rt.Interface, rt.Source, mtu
+		if rt, err := LookupRoute(r.Remote.Addr(), r.Local, ""); err == nil {
+			r.Interface, r.Source, r.RouteMTU = rt.Interface, rt.Source, rt.MTU
 		}
 	}
 	if p, ok := t.(PathMTUReader); ok {
@@ -28,94 +25,6 @@ func readKernelPath(r *PathReading, t Transport) {
 	if s, ok := t.(SubflowCounter); ok {
 		r.Subflows, _ = s.MPTCPSubflows()
 	}
-}
-
-// routeReading is LookupRoute from src to dst, with the route's MTU: its
-// RTAX_MTU metric, else the MTU of its outgoing interface.
-func routeReading(dst, src netip.Addr) (Route, int, error) {
-	dst = dst.Unmap().WithZone("")
-	family := unix.AF_INET6
-	if dst.Is4() {
-		family = unix.AF_INET
-	}
-	if src.IsValid() && (src.IsUnspecified() || src.Is4() != dst.Is4()) {
-		src = netip.Addr{}
-	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return Route{}, 0, fmt.Errorf("route lookup: %w", err)
-	}
-	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(int64(2 * time.Second))
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	if err := unix.Sendto(fd, newRouteRequest(family, dst, src, 0), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return Route{}, 0, fmt.Errorf("route lookup: %w", err)
-	}
-	buf := make([]byte, 16<<10)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return Route{}, 0, fmt.Errorf("route lookup: %w", err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return Route{}, 0, fmt.Errorf("route lookup: %w", err)
-		}
-		for i := range msgs {
-			m := &msgs[i]
-			if m.Header.Seq != routeSeq {
-				continue
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-						return Route{}, 0, fmt.Errorf("route lookup %s: %w", dst, syscall.Errno(-e))
-					}
-				}
-				return Route{}, 0, fmt.Errorf("route lookup %s: no route", dst)
-			case unix.RTM_NEWROUTE:
-				rt, err := parseRoute(m)
-				if err != nil {
-					return rt, 0, err
-				}
-				mtu := routeMetricMTU(m)
-				if mtu == 0 {
-					if ifi, err := net.InterfaceByIndex(rt.Index); err == nil {
-						mtu = ifi.MTU
-					}
-				}
-				return rt, mtu, nil
-			}
-		}
-	}
-}
-
-// routeMetricMTU is the RTAX_MTU of an RTM_NEWROUTE message's RTA_METRICS,
-// 0 when it has none.
-func routeMetricMTU(m *syscall.NetlinkMessage) int {
-	attrs, err := syscall.ParseNetlinkRouteAttr(m)
-	if err != nil {
-		return 0
-	}
-	for _, a := range attrs {
-		if a.Attr.Type != unix.RTA_METRICS {
-			continue
-		}
-		b := a.Value
-		for len(b) >= unix.SizeofRtAttr {
-			l := int(binary.NativeEndian.Uint16(b[0:]))
-			typ := binary.NativeEndian.Uint16(b[2:])
-			if l < unix.SizeofRtAttr || l > len(b) {
-				return 0
-			}
-			if typ == unix.RTAX_MTU && l >= unix.SizeofRtAttr+4 {
-				return int(binary.NativeEndian.Uint32(b[unix.SizeofRtAttr:]))
-			}
-			b = b[min((l+3)&^3, len(b)):]
-		}
-	}
-	return 0
 }
 
 // tcpPathMTU reads tcpi_pmtu from TCP_INFO.
