@@ -17,16 +17,6 @@ func dfOption(v4 bool) (level, name int, optName string) {
 	return unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, "IPV6_DONTFRAG"
 }
 
-// getDF reads the family's don't-fragment flag (to restore it later).
-func getDF(fd int, v4 bool) (int, error) {
-	level, name, optName := dfOption(v4)
-	v, err := unix.GetsockoptInt(fd, level, name)
-	if err != nil {
-		return 0, fmt.Errorf("get %s: %w", optName, err)
-	}
-	return v, nil
-}
-
 // setDF sets the don't-fragment flag (on), or orig.
 func setDF(fd int, v4, on bool, orig int) error {
 	level, name, optName := dfOption(v4)
