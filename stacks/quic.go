@@ -502,6 +502,12 @@ func (s *quicStream) Close() error {
 	var err error
 	s.once.Do(func() {
 		err = s.Stream.Close()
+		var se *quic.StreamError
+		if err != nil && errors.As(context.Cause(s.Stream.Context()), &se) && se.Remote {
+			// the peer stopped reading (STOP_SENDING, e.g. its Abort): the
+			// sending side is over already, nothing is left to close
+			err = nil
+		}
 		s.Stream.CancelRead(quicStreamAbort)
 		how := quicClosed
 		s.mu.Lock()

@@ -23,6 +23,7 @@ import (
 	"github.com/gotaps/gotaps/stacks/stacktest"
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // rendezvousTrace collects the "rendezvous" trace records of a System.
@@ -78,6 +79,23 @@ func freeTCPPorts(t *testing.T, n int) []uint16 {
 		require.NoError(t, ln.Close())
 	}
 	return out
+}
+
+// deadTCPPort returns a port on 127.0.0.1 where nothing listens and
+// nothing can start listening while the test runs: a socket bound to it
+// without SO_REUSEADDR or SO_REUSEPORT and never listening holds it, so a
+// connect to it is refused. A port found free and released (freeTCPPorts)
+// may be taken meanwhile by another test process's listener, which a
+// rendezvous would then connect to.
+func deadTCPPort(t *testing.T) uint16 {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	sa, err := unix.Getsockname(fd)
+	require.NoError(t, err)
+	return uint16(sa.(*unix.SockaddrInet4).Port)
 }
 
 func rvLocal(port uint16) *LocalEndpoint {
@@ -311,7 +329,7 @@ func localPortFree(t *testing.T, port uint16) {
 
 func TestRendezvousDeadline(t *testing.T) {
 	sys, _ := newRendezvousSystem(t)
-	ports := freeTCPPorts(t, 2) // nobody at ports[1]: every connect is refused
+	ports := []uint16{freeTCPPorts(t, 1)[0], deadTCPPort(t)} // nobody at ports[1]: every connect is refused
 	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(rvRemote(ports[1])))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -326,7 +344,7 @@ func TestRendezvousDeadline(t *testing.T) {
 
 func TestRendezvousEstablishmentTimeout(t *testing.T) {
 	sys, _ := newRendezvousSystem(t)
-	ports := freeTCPPorts(t, 2)
+	ports := []uint16{freeTCPPorts(t, 1)[0], deadTCPPort(t)}
 	pre := NewPreconnection(WithSystem(sys), WithEstablishmentTimeout(200*time.Millisecond),
 		WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(rvRemote(ports[1])))
 	_, err := pre.Rendezvous(testCtx(t))
@@ -343,7 +361,7 @@ func TestRendezvousEstablishmentTimeout(t *testing.T) {
 // a remote endpoint is reset; the rendezvous goes on.
 func TestRendezvousRejectsStranger(t *testing.T) {
 	sys, rt := newRendezvousSystem(t)
-	ports := freeTCPPorts(t, 2)
+	ports := []uint16{freeTCPPorts(t, 1)[0], deadTCPPort(t)}
 	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(rvRemote(ports[1])))
 	ctx, cancel := context.WithCancel(testCtx(t))
 	done := make(chan error, 1)
