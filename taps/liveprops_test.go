@@ -106,8 +106,7 @@ func TestSetPropertyIsClonedOverTCP(t *testing.T) {
 	ln := listenLoopback(t, sys)
 	accepted := acceptAll(t, ln)
 	ctx := testCtx(t)
-	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(ctx)
-	require.NoError(t, err)
+	c := dialTCP(t, sys, ln)
 	defer func() { c.AbortGroup(); <-c.Done() }()
 	<-accepted
 	liveSet(t, c)
@@ -134,8 +133,7 @@ func TestLiveUserTimeoutEnabled(t *testing.T) {
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys)
 	accepted := acceptAll(t, ln)
-	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
-	require.NoError(t, err)
+	c := dialTCP(t, sys, ln)
 	defer func() { c.Abort(); <-c.Done() }()
 	<-accepted
 	uto := func() time.Duration { return c.GetProperties().Socket.UserTimeout }
@@ -152,7 +150,7 @@ func TestLiveUserTimeoutEnabled(t *testing.T) {
 	v, ok := c.GetProperties().Get(TCPUserTimeoutChangeable)
 	require.True(t, ok)
 	require.Equal(t, false, v, "Linux has no UTO option")
-	err = c.SetProperty(TCPUserTimeoutChangeable, true)
+	err := c.SetProperty(TCPUserTimeoutChangeable, true)
 	require.ErrorIs(t, err, ErrReadOnlyProperty)
 	var pe *PropertyError
 	require.ErrorAs(t, err, &pe)
@@ -191,8 +189,7 @@ func TestSelectedKeepAliveReadsTheSocket(t *testing.T) {
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys)
 	accepted := acceptAll(t, ln)
-	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
-	require.NoError(t, err)
+	c := dialTCP(t, sys, ln)
 	defer func() { c.Abort(); <-c.Done() }()
 	<-accepted
 	require.False(t, c.GetProperties().Selected[KeepAlive], "no SO_KEEPALIVE")
@@ -212,11 +209,10 @@ func TestMsgCapacityProfileOnStreamIsSendError(t *testing.T) {
 	ln := listenLoopback(t, sys)
 	accepted := acceptAll(t, ln)
 	ctx := testCtx(t)
-	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(ctx)
-	require.NoError(t, err)
+	c := dialTCP(t, sys, ln)
 	defer func() { c.Abort(); <-c.Done() }()
 	srv := <-accepted
-	err = c.Send(ctx, []byte("x"), NewMessageContext().CapacityProfile(LowLatencyInteractive))
+	err := c.Send(ctx, []byte("x"), NewMessageContext().CapacityProfile(LowLatencyInteractive))
 	var se *SendError
 	require.ErrorAs(t, err, &se)
 	require.ErrorIs(t, err, actors.ErrPropertyNotSupported)

@@ -39,6 +39,15 @@ func listenLoopback(t *testing.T, sys *System, fs ...framers.Framer) *Listener {
 	return ln
 }
 
+// dialTCP initiates a TCP connection (the tcp stack only) to a listener
+// on loopback.
+func dialTCP(t *testing.T, sys *System, ln *Listener) *Connection {
+	t.Helper()
+	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	return c
+}
+
 // dial initiates a connection to the listener.
 func dial(t *testing.T, sys *System, ln *Listener, fs ...framers.Framer) *Connection {
 	t.Helper()
