@@ -169,9 +169,9 @@ func main() {
 		client   = flag.String("client", "", "run only a raw Go closed-loop 64 B echo client against ADDR")
 		conns    = flag.Int("conns", 50, "connections of -client")
 		duration = flag.Duration("duration", 5*time.Second, "duration of -client")
-		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the benchmark run to this file")
+		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the run (the benchmark, -serve, -serve-raw or -client) to this file")
 		memprof  = flag.String("memprofile", "", "write an allocation profile of the benchmark run to this file")
-		traceOut = flag.String("trace", "", "write an execution trace of the benchmark run to this file")
+		traceOut = flag.String("trace", "", "write an execution trace of the run (the benchmark, -serve, -serve-raw or -client) to this file")
 	)
 	flag.Parse()
 	raiseNofile()
@@ -184,6 +184,16 @@ func main() {
 			fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fatal(err)
+		}
+		defer trace.Stop()
 	}
 	switch {
 	case *serve != "" || *serveRaw != "":
@@ -217,16 +227,6 @@ func main() {
 		for _, s := range strings.Split(*wsel, ",") {
 			sel = append(sel, strings.ToUpper(strings.TrimSpace(s)))
 		}
-	}
-	if *traceOut != "" {
-		f, err := os.Create(*traceOut)
-		if err == nil {
-			err = trace.Start(f)
-		}
-		if err != nil {
-			fatal(err)
-		}
-		defer trace.Stop()
 	}
 	if *memprof != "" {
 		runtime.MemProfileRate = 64 << 10
