@@ -32,7 +32,10 @@ type (
 
 // ListenerStarted is the reply to StartListening.
 type ListenerStarted struct {
-	Addrs  []net.Addr
+	Addrs []net.Addr
+	// Ifaces names, for each of Addrs, the interface its socket is bound
+	// to (SO_BINDTODEVICE), or "" when it is not bound to one
+	Ifaces []string
 	Stacks []string
 	Queue  *ListenQueue
 	PID    *actor.PID
@@ -60,6 +63,7 @@ type listenerActor struct {
 	gate      *acceptGate
 	accepting ioCount
 	stacks    []string // the stack of each listener
+	ifaces    []string // the interface each listener is bound to, or ""
 	limit     int64    // -1: unlimited
 	held      []*ConnectionStarted
 	stopped   bool
@@ -87,7 +91,7 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		for _, ln := range l.lns {
 			addrs = append(addrs, ln.Addr())
 		}
-		ctx.Respond(&ListenerStarted{Addrs: addrs, Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self()})
+		ctx.Respond(&ListenerStarted{Addrs: addrs, Ifaces: append([]string(nil), l.ifaces...), Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self()})
 	case *accepted:
 		t, ok := m.h.Claim()
 		l.gate.taken(&m.h)
@@ -313,6 +317,7 @@ func (l *listenerActor) bindAll(sites []listenSite, shareAcross bool) (partial [
 			}
 			l.lns = append(l.lns, ln)
 			l.stacks = append(l.stacks, st.Name())
+			l.ifaces = append(l.ifaces, site.iface)
 		}
 		if len(used) == 0 {
 			return partial, errors.Join(errs...)

@@ -335,6 +335,15 @@ func (l *LocalEndpoint) WithInterface(name string) *LocalEndpoint {
 	return l
 }
 
+// Interface returns the interface named by WithInterface ("" when none):
+// for an endpoint of Listener.LocalEndpoints, the interface its listening
+// socket is bound to.
+func (l *LocalEndpoint) Interface() string {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	return l.e.iface
+}
+
 // String returns "host:port".
 func (l *LocalEndpoint) String() string {
 	l.e.mu.Lock()

@@ -19,16 +19,17 @@ const NoConnectionLimit int64 = -1
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
 // concurrent use.
 type Listener struct {
-	sys   *System
-	pid   *actor.PID
-	q     *actors.ListenQueue
-	addrs []net.Addr
-	cfg   *messages.ConnectionConfig
-	h     connHandlers
+	sys    *System
+	pid    *actor.PID
+	q      *actors.ListenQueue
+	addrs  []net.Addr
+	ifaces []string // the interface each of addrs is bound to, or ""
+	cfg    *messages.ConnectionConfig
+	h      connHandlers
 }
 
 func newListener(sys *System, st *actors.ListenerStarted, cfg *messages.ConnectionConfig, h connHandlers) *Listener {
-	return &Listener{sys: sys, pid: st.PID, q: st.Queue, addrs: st.Addrs, cfg: cfg, h: h}
+	return &Listener{sys: sys, pid: st.PID, q: st.Queue, addrs: st.Addrs, ifaces: st.Ifaces, cfg: cfg, h: h}
 }
 
 func (l *Listener) wrap(st *actors.ConnectionStarted) *Connection {
@@ -54,10 +55,13 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 	l.q.SetHandlers(func(st *actors.ConnectionStarted) { fn(l, l.wrap(st)) }, nil)
 }
 
-// LocalEndpoints returns where the Listener listens (port 0 resolved).
+// LocalEndpoints returns where the Listener listens, one endpoint per
+// listening socket: its address with port 0 resolved and, when the socket
+// is bound to an interface (WithInterface, or an interface Require), that
+// interface.
 func (l *Listener) LocalEndpoints() []*LocalEndpoint {
 	out := make([]*LocalEndpoint, 0, len(l.addrs))
-	for _, a := range l.addrs {
+	for i, a := range l.addrs {
 		var ap netip.AddrPort
 		switch v := a.(type) {
 		case *net.TCPAddr:
@@ -70,7 +74,11 @@ func (l *Listener) LocalEndpoints() []*LocalEndpoint {
 		default:
 			continue
 		}
-		out = append(out, NewLocalEndpoint().WithIPAddress(ap.Addr().Unmap().String()).WithPort(ap.Port()))
+		le := NewLocalEndpoint().WithIPAddress(ap.Addr().Unmap().String()).WithPort(ap.Port())
+		if i < len(l.ifaces) && l.ifaces[i] != "" {
+			le = le.WithInterface(l.ifaces[i])
+		}
+		out = append(out, le)
 	}
 	return out
 }

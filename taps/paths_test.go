@@ -228,6 +228,7 @@ func TestListenOnEveryLocalEndpoint(t *testing.T) {
 		ap, ok := le.Addr()
 		require.True(t, ok)
 		hosts[ap.Addr().String()] = true
+		require.Empty(t, le.Interface(), "not bound to an interface")
 		if port == 0 {
 			port = ap.Port()
 		}
@@ -277,6 +278,8 @@ func TestListenInterface(t *testing.T) {
 		ln, err := listen(tc.tp, tc.l)
 		require.NoError(t, err, tc.name)
 		echoServer(t, ln)
+		require.Len(t, ln.LocalEndpoints(), 1, tc.name)
+		require.Equal(t, "lo", ln.LocalEndpoints()[0].Interface(), "%s: the socket's interface is reported", tc.name)
 		ap, _ := ln.LocalEndpoints()[0].Addr()
 		c, err := initiatePath(t, sys, "127.0.0.1", ap.Port(), nil)
 		require.NoError(t, err, tc.name)
@@ -295,6 +298,10 @@ func TestListenInterface(t *testing.T) {
 	if err != nil {
 		requireNoPath(t, err, Interface) // a host with nothing but lo
 		return
+	}
+	for _, le := range ln.LocalEndpoints() {
+		require.NotEmpty(t, le.Interface(), "each socket is bound to one of the other interfaces")
+		require.NotEqual(t, "lo", le.Interface())
 	}
 	ap, _ := ln.LocalEndpoints()[0].Addr()
 	_, err = initiatePath(t, sys, "127.0.0.1", ap.Port(), nil)
