@@ -703,19 +703,24 @@ type StreamOpened struct {
 }
 
 // openStream opens a stream in a goroutine owned by this actor and answers
-// the requester directly.
+// the requester directly. The clone of a send-only connection has its
+// direction: on QUIC it gets a unidirectional stream (stacks.UniStreams).
 func (c *connActor) openStream(ctx actor.Context) {
 	ms, ok := c.t.(stacks.MultiStream)
 	if !ok || c.state != Established {
 		ctx.Respond(fmt.Errorf("%w: the stack has no streams", ErrNotAllowed))
 		return
 	}
+	open := ms.OpenStream
+	if u, ok := c.t.(stacks.UniStreams); ok && c.dir == SendOnly {
+		open = u.OpenSendStream
+	}
 	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	go func() {
 		defer cancel()
 		c.wg.Add(1) // counted only while blocked (datapath.go)
-		t, err := ms.OpenStream(sctx)
+		t, err := open(sctx)
 		c.wg.Done()
 		if err != nil {
 			root.Send(sender, err)

@@ -42,11 +42,18 @@ const (
 
 type quicStack struct{}
 
-// QUIC returns the QUIC stack (quic-go). A Transport is one bidirectional
-// stream of a QUIC connection; further streams of the same connection are
-// reached through MultiStream (OpenStream / AcceptStream), and, with
-// Options.QUICDatagrams, datagrams through Datagrams. The connection is
-// closed when its last stream Transport is closed.
+// QUIC returns the QUIC stack (quic-go). A Transport is one stream of a
+// QUIC connection; further streams of the same connection are reached
+// through MultiStream (OpenStream / AcceptStream) and UniStreams
+// (OpenSendStream), and, with Options.QUICDatagrams, datagrams through
+// Datagrams. The connection is closed when its last stream Transport is
+// closed.
+//
+// Dial's stream is bidirectional; UniStreams.MakeSendOnly exchanges it for
+// a unidirectional one while nothing was written on it. The Listener, and
+// AcceptStream, return the peer's bidirectional and unidirectional streams
+// alike: a peer's unidirectional stream is a Transport that only receives
+// (see Directional).
 //
 // Options.TLS is required (ErrNoTLSConfig otherwise); NextProtos defaults to
 // DefaultQUICALPN. Dial uses 0-RTT (DialEarly) when TLS.ClientSessionCache
@@ -165,7 +172,9 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		<-qc.done
 		return nil, err
 	}
-	return qc.stream(str), nil
+	s := bidiStream(str)
+	s.swappable = true
+	return qc.add(s), nil
 }
 
 // wrapQUICHandshake wraps TLS failures (certificate, ALPN) in a
@@ -196,10 +205,16 @@ type quicConn struct {
 	linger   *time.Timer // closes the connection after the last graceful close
 
 	dgramTaken bool // a stream Transport has the datagrams (stream)
+
+	// acceptTurn is held by the one accept running; it guards backlog,
+	// the peer's streams accepted but not returned yet
+	acceptTurn chan struct{}
+	backlog    []*quicStream
 }
 
 func newQUICConn(conn *quic.Conn, udp *net.UDPConn, opts Options, release func()) *quicConn {
-	c := &quicConn{conn: conn, udp: udp, opts: opts, release: release, done: make(chan struct{})}
+	c := &quicConn{conn: conn, udp: udp, opts: opts, release: release, done: make(chan struct{}),
+		acceptTurn: make(chan struct{}, 1)}
 	context.AfterFunc(conn.Context(), c.finish)
 	return c
 }
@@ -225,8 +240,11 @@ func (c *quicConn) lingerFor() time.Duration {
 	return min(max(3*pto, quicMinLinger), quicMaxLinger)
 }
 
-// stream wraps str in a Transport counted on c.
-func (c *quicConn) stream(str *quic.Stream) Transport {
+// stream wraps the bidirectional stream str in a Transport counted on c.
+func (c *quicConn) stream(str *quic.Stream) Transport { return c.add(bidiStream(str)) }
+
+// add makes s a Transport counted on c.
+func (c *quicConn) add(s *quicStream) Transport {
 	c.mu.Lock()
 	c.streams++
 	// datagrams belong to the connection, not a stream: the first stream
@@ -234,25 +252,95 @@ func (c *quicConn) stream(str *quic.Stream) Transport {
 	dgram := c.opts.QUICDatagrams && !c.dgramTaken
 	c.dgramTaken = c.dgramTaken || dgram
 	c.mu.Unlock()
-	s := &quicStream{Stream: str, c: c}
+	s.c = c
 	if dgram {
 		return &quicDatagramStream{quicStream: s}
 	}
 	return s
 }
 
-// addStream wraps a stream obtained after the connection is up; it fails
-// once the connection is ending.
-func (c *quicConn) addStream(str *quic.Stream) (Transport, error) {
+// addStream adds a stream obtained after the connection is up; it fails
+// (and resets the stream) once the connection is ending.
+func (c *quicConn) addStream(s *quicStream) (Transport, error) {
 	c.mu.Lock()
 	ended := c.ended
 	c.mu.Unlock()
 	if ended {
-		str.CancelRead(quicStreamAbort)
-		str.CancelWrite(quicStreamAbort)
+		if s.rcv != nil {
+			s.rcv.CancelRead(quicStreamAbort)
+		}
+		if s.snd != nil {
+			s.snd.CancelWrite(quicStreamAbort)
+		}
 		return nil, net.ErrClosed
 	}
-	return c.stream(str), nil
+	return c.add(s), nil
+}
+
+// accept waits for the next stream the peer opens, bidirectional or
+// unidirectional (RFC 9000 §2.1): a goroutine waits for each kind, both
+// end before accept returns, and a stream of the other kind accepted
+// meanwhile waits in the backlog for the next accept.
+func (c *quicConn) accept(ctx context.Context) (*quicStream, error) {
+	select {
+	case c.acceptTurn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.acceptTurn }()
+	if len(c.backlog) == 0 {
+		if err := c.acceptEither(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s := c.backlog[0]
+	c.backlog[0] = nil
+	c.backlog = c.backlog[1:]
+	return s, nil
+}
+
+// acceptEither adds to the backlog the next stream the peer opens, and any
+// stream of the other kind that came at the same time (called with the
+// accept turn).
+func (c *quicConn) acceptEither(ctx context.Context) error {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type accepted struct {
+		s   *quicStream
+		err error
+	}
+	got := make(chan accepted, 2)
+	go func() {
+		str, err := c.conn.AcceptStream(actx)
+		if err != nil {
+			got <- accepted{err: err}
+			return
+		}
+		cancel()
+		got <- accepted{s: bidiStream(str)}
+	}()
+	go func() {
+		str, err := c.conn.AcceptUniStream(actx)
+		if err != nil {
+			got <- accepted{err: err}
+			return
+		}
+		cancel()
+		got <- accepted{s: receiveStream(str)}
+	}()
+	var first error
+	for range 2 {
+		switch a := <-got; {
+		case a.s != nil:
+			c.backlog = append(c.backlog, a.s)
+		case first == nil:
+			first = a.err
+		}
+	}
+	if len(c.backlog) > 0 {
+		return nil
+	}
+	return first
 }
 
 // How a stream Transport ended (streamClosed).
@@ -284,9 +372,17 @@ func (c *quicConn) streamClosed(how int) {
 	}
 }
 
-// quicStream is one bidirectional stream as a Transport.
+// quicStream is one stream of a QUIC connection as a Transport:
+// bidirectional, or unidirectional (RFC 9000 §2.1), with only the half
+// this side has: a stream it opened only sends (snd; reads return io.EOF
+// at once, CloseRead does nothing), a stream the peer opened only receives
+// (rcv; writes fail with ErrReceiveOnlyStream, CloseWrite does nothing).
 type quicStream struct {
+	// Stream is the bidirectional stream; nil for a unidirectional one.
 	*quic.Stream
+	snd quicSendHalf // nil: the stream only receives
+	rcv quicRecvHalf // nil: the stream only sends
+
 	c    *quicConn
 	once sync.Once
 	join []byte // joins the pieces of a batch (TryWriteBuffers), at most quicTryWriteMax
@@ -302,6 +398,160 @@ type quicStream struct {
 	readClosed bool
 
 	handshaken atomic.Bool // ReadEarly saw the handshake complete
+
+	// swappable: Dial's stream, which MakeSendOnly may exchange for a
+	// unidirectional one while nothing was written on it (wrote)
+	swappable bool
+	wrote     atomic.Bool
+	// swapped: MakeSendOnly did; Stream stays unused (the peer never
+	// learns of it) and snd is the unidirectional stream
+	swapped atomic.Bool
+}
+
+// The halves of a stream a quicStream uses: *quic.Stream has both,
+// *quic.SendStream and *quic.ReceiveStream one each.
+type (
+	quicSendHalf interface {
+		io.Writer
+		TryWriteAll(p []byte) error
+		Close() error
+		CancelWrite(quic.StreamErrorCode)
+		SetWriteDeadline(t time.Time) error
+		Context() context.Context
+	}
+	quicRecvHalf interface {
+		io.Reader
+		CancelRead(quic.StreamErrorCode)
+		SetReadDeadline(t time.Time) error
+	}
+)
+
+func bidiStream(str *quic.Stream) *quicStream {
+	return &quicStream{Stream: str, snd: str, rcv: str}
+}
+
+// sendStream: nothing is read, the peer's end of stream is as good as read.
+func sendStream(str *quic.SendStream) *quicStream {
+	return &quicStream{snd: str, eof: true}
+}
+
+// receiveStream: there is no sending side, as good as ended (so that the
+// stream is the active closer once it read the peer's FIN).
+func receiveStream(str *quic.ReceiveStream) *quicStream {
+	return &quicStream{rcv: str, finned: true}
+}
+
+// ErrReceiveOnlyStream: a write on a QUIC unidirectional stream the peer
+// opened (only the side that opens a unidirectional stream sends on it).
+var ErrReceiveOnlyStream = errors.New("quic: the stream is unidirectional, opened by the peer: it only receives")
+
+// UniStreams is implemented by the stream Transports of a QUIC connection:
+// unidirectional streams (RFC 9000 §2.1), which the direction Selection
+// Property (RFC 9622 §6.2.16) uses. Only the side that opens a
+// unidirectional stream sends on it.
+type UniStreams interface {
+	// OpenSendStream opens a unidirectional stream on the same connection:
+	// a Transport that only sends. It blocks while the peer's limit of
+	// unidirectional streams is reached, until ctx ends. The peer learns
+	// of the stream when the first data arrive.
+	OpenSendStream(ctx context.Context) (Transport, error)
+	// MakeSendOnly turns Dial's stream into a Transport that only sends,
+	// on a unidirectional stream, and reports whether it did: only while
+	// nothing was written on the stream (so the peer never learned of it)
+	// and the peer's limit of unidirectional streams leaves room. The
+	// bidirectional stream stays unused: the connection does not offer it
+	// to OpenStream, so a later bidirectional stream of the connection
+	// would reach the peer's AcceptStream after an empty one. A Read in
+	// progress returns io.EOF.
+	MakeSendOnly() bool
+}
+
+// Directional is implemented by Transports that may carry one direction
+// only: a QUIC unidirectional stream only sends (this side opened it) or
+// only receives (the peer did).
+type Directional interface {
+	Sends() bool
+	Receives() bool
+}
+
+// Sends and Receives tell the directions of the stream.
+func (s *quicStream) Sends() bool    { return s.snd != nil }
+func (s *quicStream) Receives() bool { return s.recv() != nil }
+
+// recv is the receiving half, nil once MakeSendOnly swapped the stream.
+func (s *quicStream) recv() quicRecvHalf {
+	if s.swapped.Load() {
+		return nil
+	}
+	return s.rcv
+}
+
+// noteWrite records, on Dial's stream, that it was written on (announced
+// to the peer): MakeSendOnly can no longer swap it.
+func (s *quicStream) noteWrite() {
+	if s.swappable && !s.wrote.Load() {
+		s.wrote.Store(true)
+	}
+}
+
+// MakeSendOnly exchanges Dial's stream for a unidirectional one (see
+// UniStreams). It runs before anything is written: no write is in
+// progress, and a later write (in any goroutine) happens after it.
+func (s *quicStream) MakeSendOnly() bool {
+	if s.swapped.Load() {
+		return true
+	}
+	if !s.swappable || s.wrote.Load() {
+		return false
+	}
+	s.mu.Lock()
+	if s.finned || s.readClosed {
+		s.mu.Unlock()
+		return false
+	}
+	uni, err := s.c.conn.OpenUniStream()
+	if err != nil { // the peer's limit: the caller closes the bidirectional stream's reading instead
+		s.mu.Unlock()
+		return false
+	}
+	s.snd = uni
+	s.readClosed = true
+	s.eof, s.active = true, false
+	s.swapped.Store(true)
+	s.mu.Unlock()
+	// a Read in progress (the reader reads ahead) returns: Read sees
+	// swapped and returns io.EOF; nothing is sent to the peer
+	_ = s.Stream.SetReadDeadline(time.Unix(1, 0))
+	return true
+}
+
+// Write writes p to the stream's sending half.
+func (s *quicStream) Write(p []byte) (int, error) {
+	if s.snd == nil {
+		return 0, ErrReceiveOnlyStream
+	}
+	s.noteWrite()
+	return s.snd.Write(p)
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline apply to the halves
+// the stream has.
+func (s *quicStream) SetDeadline(t time.Time) error {
+	return errors.Join(s.SetReadDeadline(t), s.SetWriteDeadline(t))
+}
+
+func (s *quicStream) SetReadDeadline(t time.Time) error {
+	if rcv := s.recv(); rcv != nil {
+		return rcv.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (s *quicStream) SetWriteDeadline(t time.Time) error {
+	if s.snd != nil {
+		return s.snd.SetWriteDeadline(t)
+	}
+	return nil
 }
 
 // Writes to a stream. quic-go copies a write of at most one packet into the
@@ -320,6 +570,10 @@ const quicTryWriteMax = 16 << 10
 // without blocking; otherwise it writes nothing and reports blocked (b is
 // larger than quicTryWriteMax, or it exceeds the flow-control credit).
 func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
+	if s.snd == nil {
+		return false, ErrReceiveOnlyStream
+	}
+	s.noteWrite() // even when blocked: a writer goroutine writes it next
 	var p []byte
 	switch len(*b) {
 	case 0:
@@ -339,7 +593,7 @@ func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
 	if len(p) > quicTryWriteMax {
 		return true, nil
 	}
-	switch err := s.Stream.TryWriteAll(p); {
+	switch err := s.snd.TryWriteAll(p); {
 	case err == nil:
 		clear(*b)
 		*b = (*b)[:0]
@@ -364,13 +618,17 @@ const quicLeadMax = 1 << 10
 // quicLeadMax bytes, copied) into one write; a large piece is written in
 // place, as one write (quic-go packs it straight from the slice).
 func (s *quicStream) WriteBuffers(b *net.Buffers) (int64, error) {
+	if s.snd == nil {
+		return 0, ErrReceiveOnlyStream
+	}
+	s.noteWrite()
 	var n int64
 	for len(*b) > 0 {
 		p := (*b)[0]
 		if len(*b) > 1 && len(p) < quicLeadMax {
 			p = s.lead(*b)
 		}
-		w, err := s.Stream.Write(p)
+		w, err := s.snd.Write(p)
 		n += int64(w)
 		ConsumeBuffers(b, w)
 		if err != nil {
@@ -431,9 +689,13 @@ func gather(dst []byte, b net.Buffers, n int) []byte {
 func (s *quicStream) LocalAddr() net.Addr  { return s.c.conn.LocalAddr() }
 func (s *quicStream) RemoteAddr() net.Addr { return s.c.conn.RemoteAddr() }
 
-// Read reads the stream and notes when it reaches the peer's FIN.
+// Read reads the stream and notes when it reaches the peer's FIN; a stream
+// that only sends reads io.EOF at once.
 func (s *quicStream) Read(p []byte) (int, error) {
-	n, err := s.Stream.Read(p)
+	if s.rcv == nil || s.swapped.Load() {
+		return 0, io.EOF // eof is set already
+	}
+	n, err := s.rcv.Read(p)
 	if err != nil && err != io.EOF {
 		s.mu.Lock()
 		if s.readClosed { // CloseRead's STOP_SENDING ended reading
@@ -476,24 +738,34 @@ func (s *quicStream) ReadEarly(p []byte) (int, bool, error) {
 // of a unidirectional send connection): Read returns io.EOF from now on,
 // and the peer's writes fail. The stream is not the active closer then
 // (see quicMinLinger): the peer may have ended its side long before it
-// read the last of this side's data, so closing lingers.
+// read the last of this side's data, so closing lingers. A stream that
+// only sends has nothing to stop.
 func (s *quicStream) CloseRead() error {
+	rcv := s.recv()
+	if rcv == nil {
+		return nil
+	}
 	s.mu.Lock()
 	s.readClosed = true
 	if !s.eof {
 		s.eof, s.active = true, false
 	}
 	s.mu.Unlock()
-	s.Stream.CancelRead(quicStreamAbort)
+	rcv.CancelRead(quicStreamAbort)
 	return nil
 }
 
-// CloseWrite sends FIN on the stream; reads go on.
+// CloseWrite sends FIN on the stream; reads go on. A stream that only
+// receives has nothing to end.
 func (s *quicStream) CloseWrite() error {
 	s.mu.Lock()
 	s.finned = true
 	s.mu.Unlock()
-	return s.Stream.Close()
+	if s.snd == nil {
+		return nil
+	}
+	s.noteWrite()
+	return s.snd.Close()
 }
 
 // Close sends FIN, stops reading and releases the stream. See quicMinLinger
@@ -501,14 +773,18 @@ func (s *quicStream) CloseWrite() error {
 func (s *quicStream) Close() error {
 	var err error
 	s.once.Do(func() {
-		err = s.Stream.Close()
-		var se *quic.StreamError
-		if err != nil && errors.As(context.Cause(s.Stream.Context()), &se) && se.Remote {
-			// the peer stopped reading (STOP_SENDING, e.g. its Abort): the
-			// sending side is over already, nothing is left to close
-			err = nil
+		if s.snd != nil {
+			err = s.snd.Close()
+			var se *quic.StreamError
+			if err != nil && errors.As(context.Cause(s.snd.Context()), &se) && se.Remote {
+				// the peer stopped reading (STOP_SENDING, e.g. its Abort): the
+				// sending side is over already, nothing is left to close
+				err = nil
+			}
 		}
-		s.Stream.CancelRead(quicStreamAbort)
+		if rcv := s.recv(); rcv != nil {
+			rcv.CancelRead(quicStreamAbort)
+		}
 		how := quicClosed
 		s.mu.Lock()
 		if s.active {
@@ -524,25 +800,39 @@ func (s *quicStream) Close() error {
 // STOP_SENDING) and closes the connection if it was the last stream.
 func (s *quicStream) Abort() error {
 	s.once.Do(func() {
-		s.Stream.CancelWrite(quicStreamAbort)
-		s.Stream.CancelRead(quicStreamAbort)
+		if s.snd != nil {
+			s.snd.CancelWrite(quicStreamAbort)
+		}
+		if rcv := s.recv(); rcv != nil {
+			rcv.CancelRead(quicStreamAbort)
+		}
 		s.c.streamClosed(quicAborted)
 	})
 	return nil
 }
 
-// OpenStream opens a new stream on the same connection.
+// OpenStream opens a new bidirectional stream on the same connection.
 func (s *quicStream) OpenStream(ctx context.Context) (Transport, error) {
 	str, err := s.c.conn.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.c.addStream(str)
+	return s.c.addStream(bidiStream(str))
 }
 
-// AcceptStream waits for the next stream the peer opens.
+// OpenSendStream opens a new unidirectional stream on the same connection.
+func (s *quicStream) OpenSendStream(ctx context.Context) (Transport, error) {
+	str, err := s.c.conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.c.addStream(sendStream(str))
+}
+
+// AcceptStream waits for the next stream the peer opens, bidirectional or
+// unidirectional (a Transport that only receives).
 func (s *quicStream) AcceptStream(ctx context.Context) (Transport, error) {
-	str, err := s.c.conn.AcceptStream(ctx)
+	str, err := s.c.accept(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -713,16 +1003,17 @@ func (l *quicListener) acceptLoop() {
 	}
 }
 
-// firstStream waits for the first stream of a new connection (AcceptStream
-// also returns when the connection ends).
+// firstStream waits for the first stream of a new connection,
+// bidirectional or unidirectional (accept also returns when the connection
+// ends).
 func (l *quicListener) firstStream(qc *quicConn) {
 	defer l.wg.Done()
-	str, err := qc.conn.AcceptStream(l.ctx)
+	str, err := qc.accept(l.ctx)
 	if err != nil {
 		_ = qc.conn.CloseWithError(quicCodeAbort, "")
 		return
 	}
-	t := qc.stream(str)
+	t := qc.add(str)
 	select {
 	case l.ready <- t:
 	case <-l.ctx.Done():

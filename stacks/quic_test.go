@@ -250,3 +250,139 @@ func TestQUICListenerDropsConnectionsWithoutStream(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 	require.NoError(t, ln.Close())
 }
+
+// uniID reports whether id is a client-initiated unidirectional stream's
+// (RFC 9000 §2.1: the two low bits are 0b10).
+func uniID(id quic.StreamID) bool { return id%4 == 2 }
+
+// receiveOnly checks that tr is the peer's unidirectional stream: it only
+// receives, and writes fail.
+func receiveOnly(t *testing.T, tr Transport) *quic.ReceiveStream {
+	t.Helper()
+	s, ok := tr.(*quicStream)
+	require.True(t, ok, "%T", tr)
+	rs, ok := s.rcv.(*quic.ReceiveStream)
+	require.True(t, ok, "a unidirectional stream (%T)", s.rcv)
+	require.True(t, uniID(rs.StreamID()), "stream %d", rs.StreamID())
+	require.Nil(t, s.Stream)
+	require.False(t, tr.(Directional).Sends())
+	require.True(t, tr.(Directional).Receives())
+	_, err := tr.Write([]byte("x"))
+	require.ErrorIs(t, err, ErrReceiveOnlyStream)
+	b := net.Buffers{[]byte("x")}
+	_, err = tr.(interface {
+		TryWriteBuffers(*net.Buffers) (bool, error)
+	}).TryWriteBuffers(&b)
+	require.ErrorIs(t, err, ErrReceiveOnlyStream)
+	require.NoError(t, tr.CloseWrite(), "nothing to end")
+	return rs
+}
+
+// TestQUICMakeSendOnlyOpensAUnidirectionalStream: Dial's stream, nothing
+// written on it yet, becomes a unidirectional stream; a read in progress
+// returns io.EOF, and the listener accepts the stream as receive only.
+func TestQUICMakeSendOnlyOpensAUnidirectionalStream(t *testing.T) {
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	ln, err := QUIC().Listen(ctx, Options{Local: loopback4, TLS: pki.serverConfig()})
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := acceptAsync(ln)
+	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig()})
+	require.NoError(t, err)
+	read := make(chan error, 1)
+	go func() { // a reader reading ahead, as the connection's does
+		_, err := cli.Read(make([]byte, 8))
+		read <- err
+	}()
+	require.True(t, cli.(UniStreams).MakeSendOnly())
+	require.ErrorIs(t, <-read, io.EOF)
+	n, err := cli.Read(make([]byte, 8))
+	require.Equal(t, 0, n)
+	require.ErrorIs(t, err, io.EOF, "a send-only stream reads its end at once")
+	require.True(t, cli.(Directional).Sends())
+	require.False(t, cli.(Directional).Receives())
+	require.NoError(t, cli.(interface{ CloseRead() error }).CloseRead(), "nothing to stop")
+	_, err = cli.Write([]byte("one way"))
+	require.NoError(t, err)
+	require.NoError(t, cli.CloseWrite())
+
+	var r acceptResult
+	select {
+	case r = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("the listener did not accept the unidirectional stream")
+	}
+	require.NoError(t, r.err)
+	srv := r.t
+	receiveOnly(t, srv)
+	got, err := io.ReadAll(srv)
+	require.NoError(t, err)
+	require.Equal(t, "one way", string(got))
+	require.NoError(t, srv.Close()) // read to the end: closes the connection at once
+	var appErr *quic.ApplicationError
+	require.ErrorAs(t, closeCause(t, cli.(*quicStream)), &appErr)
+	require.True(t, appErr.Remote, "closed by the receiver")
+	require.NoError(t, cli.Close())
+	waitQUICDone(t, srv)
+}
+
+// TestQUICMakeSendOnlyAfterWriteKeepsTheStream: once written on, Dial's
+// stream is known to the peer and stays bidirectional.
+func TestQUICMakeSendOnlyAfterWriteKeepsTheStream(t *testing.T) {
+	cli, srv := quicPair(t)
+	require.False(t, cli.MakeSendOnly())
+	require.True(t, cli.Receives())
+	require.False(t, srv.MakeSendOnly(), "an accepted stream cannot")
+	_, err := srv.Write([]byte("back"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(cli, make([]byte, 4))
+	require.NoError(t, err)
+	require.NoError(t, cli.Abort())
+	require.NoError(t, srv.Abort())
+	waitQUICDone(t, cli)
+	waitQUICDone(t, srv)
+}
+
+// TestQUICAcceptStreamTakesBothKinds: the peer's unidirectional and
+// bidirectional streams both reach AcceptStream.
+func TestQUICAcceptStreamTakesBothKinds(t *testing.T) {
+	ctx := testCtx(t)
+	cli, srv := quicPair(t)
+	uni, err := cli.OpenSendStream(ctx)
+	require.NoError(t, err)
+	require.False(t, uni.(Directional).Receives())
+	_, err = uni.Write([]byte("uni"))
+	require.NoError(t, err)
+	require.NoError(t, uni.Close())
+	bidi, err := cli.OpenStream(ctx)
+	require.NoError(t, err)
+	_, err = bidi.Write([]byte("bidi"))
+	require.NoError(t, err)
+	require.NoError(t, bidi.CloseWrite())
+
+	got := map[string]Transport{}
+	for range 2 {
+		s, err := srv.AcceptStream(ctx)
+		require.NoError(t, err)
+		b, err := io.ReadAll(s)
+		require.NoError(t, err)
+		got[string(b)] = s
+	}
+	require.Len(t, got, 2)
+	receiveOnly(t, got["uni"])
+	require.True(t, got["bidi"].(Directional).Sends())
+	_, err = got["bidi"].Write([]byte("answer"))
+	require.NoError(t, err)
+	require.NoError(t, got["bidi"].Close())
+	b, err := io.ReadAll(bidi)
+	require.NoError(t, err)
+	require.Equal(t, "answer", string(b))
+	for _, s := range []Transport{got["uni"], got["bidi"], bidi} {
+		require.NoError(t, s.Close())
+	}
+	require.NoError(t, cli.Abort())
+	require.NoError(t, srv.Abort())
+	waitQUICDone(t, cli)
+	waitQUICDone(t, srv)
+}

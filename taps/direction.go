@@ -18,15 +18,30 @@ import "github.com/gotaps/gotaps/actors"
 //   - UnidirectionalSend: whatever arrives is discarded; TCP and Unix
 //     sockets are shut down for reading (shutdown(SHUT_RD): Linux does not
 //     tell a TCP peer, what it still sends is left unread and closing then
-//     resets the connection; a Unix peer's writes fail with EPIPE), QUIC
-//     sends STOP_SENDING for the stream (the peer's writes fail). TLS goes
-//     on reading its post-handshake records, and discards. The peer's end
-//     of stream is expected: it neither closes nor, under
+//     resets the connection; a Unix peer's writes fail with EPIPE). TLS
+//     goes on reading its post-handshake records, and discards. The peer's
+//     end of stream is expected: it neither closes nor, under
 //     WithReestablishment, re-establishes the connection.
 //
-// QUIC carries a unidirectional connection on a bidirectional stream whose
-// unused direction is closed at once (not on a QUIC unidirectional
-// stream): a peer's Listener accepts it like any other stream.
+// QUIC (RFC 9000 §2.1) lets only the side that opens a unidirectional
+// stream send on it:
+//   - a UnidirectionalSend connection sends on a QUIC unidirectional
+//     stream: Initiate's stream is exchanged for one once Ready (before
+//     anything is written on it), and a Clone opens one. Only when a
+//     framer wrote its own handshake first, or the peer allows no
+//     unidirectional stream, does the connection keep its bidirectional
+//     stream and stop its reading (STOP_SENDING: the peer's writes fail);
+//   - a Listener accepts the peer's unidirectional streams as well as its
+//     bidirectional ones. A connection on a unidirectional stream is
+//     UnidirectionalReceive whatever the Listener's direction (Send fails
+//     with ErrReceiveOnly, canSend is false, its direction property reads
+//     UnidirectionalReceive); the peer's end of stream ends it. On a
+//     UnidirectionalSend Listener such a connection can do nothing: its
+//     reading is stopped (STOP_SENDING);
+//   - a UnidirectionalReceive client cannot have a unidirectional
+//     stream, which only the peer could open: it uses a bidirectional
+//     stream whose sending half it ends at once (FIN), and the peer's
+//     Listener accepts it like any other stream.
 //
 // Framers that write on their own (a handshake) need a bidirectional
 // connection. Both errors unwrap to ErrNotAllowed as well.

@@ -1,9 +1,11 @@
 package taps
 
 import (
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -258,4 +260,73 @@ func TestUnidirectionalListenerAndInitiator(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestSendOnlyQUICOpensUnidirectionalStreams: a UnidirectionalSend
+// connection over QUIC, and its Clone, each send on a QUIC unidirectional
+// stream: a Bidirectional Listener's connections for them only receive
+// (only the opener of a unidirectional stream sends on it), and the
+// sender's end of stream closes them.
+func TestSendOnlyQUICOpensUnidirectionalStreams(t *testing.T) {
+	pki := newTestPKI(t)
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	opts := []PreconnectionOption{WithSystem(sys), WithProtocols("quic")}
+	srv := NewPreconnection(append(opts, WithSecurityParameters(pki.serverSec()),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	cli := NewPreconnection(append(opts, WithSecurityParameters(pki.clientSec()), WithTransportProperties(directionProps(t, UnidirectionalSend)),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
+	cli.AddFramer(framers.NewLengthPrefix())
+	c, err := cli.Initiate(ctx)
+	require.NoError(t, err)
+	t.Cleanup(c.Abort)
+	requireSendOnly(t, c)
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	t.Cleanup(clone.Abort)
+	requireSendOnly(t, clone)
+
+	// both send before either ends: the session closes with its last stream
+	want := map[*Connection][]string{c: {"one", "two"}, clone: {"clone one", "clone two"}}
+	for _, sender := range []*Connection{c, clone} {
+		for _, m := range want[sender] {
+			require.NoError(t, sender.Send(ctx, []byte(m), nil))
+		}
+	}
+	var received []*Connection
+	for range 2 {
+		s, err := ln.Accept(ctx)
+		require.NoError(t, err)
+		t.Cleanup(s.Abort)
+		requireReceiveOnly(t, s)
+		require.ErrorIs(t, s.Send(ctx, []byte("never"), nil), ErrNotAllowed)
+		received = append(received, s)
+	}
+	require.NoError(t, c.Close())
+	require.NoError(t, clone.Close())
+	got := map[string]bool{}
+	for _, s := range received {
+		var msgs []string
+		for {
+			m, err := s.Receive(ctx)
+			if errors.Is(err, ErrClosed) { // the sender's end of stream
+				break
+			}
+			require.NoError(t, err)
+			msgs = append(msgs, string(m.Data))
+		}
+		got[strings.Join(msgs, ",")] = true
+		<-s.Done()
+		require.NoError(t, s.Err())
+	}
+	require.Equal(t, map[string]bool{"one,two": true, "clone one,clone two": true}, got)
+	<-c.Done()
+	<-clone.Done()
+	require.NoError(t, c.Err())
+	require.NoError(t, clone.Err())
 }
