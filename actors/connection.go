@@ -702,8 +702,9 @@ type StreamOpened struct {
 	Stack string
 }
 
-// openStream opens a stream in a goroutine owned by this actor and answers
-// the requester directly. The clone of a send-only connection has its
+// openStream opens a stream at once when the peer's stream limit leaves
+// room (stacks.StreamOpener), and otherwise waits for room in a goroutine
+// owned by this actor that answers the requester directly. The clone of a send-only connection has its
 // direction: on QUIC it gets a unidirectional stream (stacks.UniStreams).
 func (c *connActor) openStream(ctx actor.Context) {
 	ms, ok := c.t.(stacks.MultiStream)
@@ -712,8 +713,23 @@ func (c *connActor) openStream(ctx actor.Context) {
 		return
 	}
 	open := ms.OpenStream
-	if u, ok := c.t.(stacks.UniStreams); ok && c.dir == SendOnly {
+	u, uni := c.t.(stacks.UniStreams)
+	uni = uni && c.dir == SendOnly
+	if uni {
 		open = u.OpenSendStream
+	}
+	if so, ok := c.t.(stacks.StreamOpener); ok {
+		// most opens need no wait: answered here, without a goroutine
+		// and the hops back to the requester
+		t, err := so.TryOpenStream(uni)
+		switch {
+		case err == nil:
+			ctx.Respond(&StreamOpened{T: t, Stack: c.stack})
+			return
+		case !errors.Is(err, stacks.ErrStreamLimit):
+			ctx.Respond(err)
+			return
+		}
 	}
 	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

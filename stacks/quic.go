@@ -820,6 +820,34 @@ func (s *quicStream) OpenStream(ctx context.Context) (Transport, error) {
 	return s.c.addStream(bidiStream(str))
 }
 
+// TryOpenStream opens a new stream on the same connection without waiting
+// (StreamOpener): ErrStreamLimit while the peer's limit is reached.
+func (s *quicStream) TryOpenStream(sendOnly bool) (Transport, error) {
+	var (
+		str *quicStream
+		err error
+	)
+	if sendOnly {
+		var u *quic.SendStream
+		if u, err = s.c.conn.OpenUniStream(); err == nil {
+			str = sendStream(u)
+		}
+	} else {
+		var b *quic.Stream
+		if b, err = s.c.conn.OpenStream(); err == nil {
+			str = bidiStream(b)
+		}
+	}
+	if err != nil {
+		var limit *quic.StreamLimitReachedError // quic-go returns a pointer
+		if errors.As(err, &limit) || errors.As(err, new(quic.StreamLimitReachedError)) {
+			return nil, ErrStreamLimit
+		}
+		return nil, err
+	}
+	return s.c.addStream(str)
+}
+
 // OpenSendStream opens a new unidirectional stream on the same connection.
 func (s *quicStream) OpenSendStream(ctx context.Context) (Transport, error) {
 	str, err := s.c.conn.OpenUniStreamSync(ctx)

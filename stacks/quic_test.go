@@ -386,3 +386,43 @@ func TestQUICAcceptStreamTakesBothKinds(t *testing.T) {
 	waitQUICDone(t, cli)
 	waitQUICDone(t, srv)
 }
+
+// TestQUICTryOpenStreamStopsAtThePeersLimit: TryOpenStream opens streams
+// without waiting while the peer's limits leave room, bidirectional and
+// unidirectional, and then fails with ErrStreamLimit (where OpenStream
+// would wait) instead of blocking.
+func TestQUICTryOpenStreamStopsAtThePeersLimit(t *testing.T) {
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	srvTLS := pki.serverConfig()
+	srvTLS.NextProtos = []string{DefaultQUICALPN}
+	// the peer allows two bidirectional streams (Dial's and one more) and
+	// one unidirectional stream
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	tr := &quic.Transport{Conn: udp}
+	defer udp.Close()
+	defer tr.Close()
+	ln, err := tr.Listen(srvTLS, &quic.Config{MaxIncomingStreams: 2, MaxIncomingUniStreams: 1})
+	require.NoError(t, err)
+	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig()})
+	require.NoError(t, err)
+	defer cli.Abort()
+	so, ok := cli.(StreamOpener)
+	require.True(t, ok, "a QUIC stream opens streams without waiting")
+
+	bidi, err := so.TryOpenStream(false)
+	require.NoError(t, err)
+	require.True(t, bidi.(Directional).Sends() && bidi.(Directional).Receives())
+	_, err = so.TryOpenStream(false)
+	require.ErrorIs(t, err, ErrStreamLimit, "a third bidirectional stream exceeds the peer's limit")
+
+	uni, err := so.TryOpenStream(true)
+	require.NoError(t, err)
+	require.True(t, uni.(Directional).Sends())
+	require.False(t, uni.(Directional).Receives(), "sendOnly opens a unidirectional stream")
+	_, err = so.TryOpenStream(true)
+	require.ErrorIs(t, err, ErrStreamLimit)
+	require.NoError(t, bidi.Abort())
+	require.NoError(t, uni.Abort())
+}

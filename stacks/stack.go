@@ -261,6 +261,18 @@ type MultiStream interface {
 	AcceptStream(ctx context.Context) (Transport, error)
 }
 
+// StreamOpener is implemented by the Transports of MultiStream that can
+// open a stream without waiting. TryOpenStream opens a bidirectional
+// stream, or with sendOnly a unidirectional one (UniStreams), when the
+// peer's stream limit leaves room now; otherwise it fails with
+// ErrStreamLimit and OpenStream (OpenSendStream) is the call that waits.
+type StreamOpener interface {
+	TryOpenStream(sendOnly bool) (Transport, error)
+}
+
+// ErrStreamLimit: the peer's limit of open streams is reached for now.
+var ErrStreamLimit = errors.New("the peer's stream limit is reached")
+
 // Datagrams is implemented by QUIC Transports dialled or accepted with
 // Options.QUICDatagrams (RFC 9221 unreliable datagrams on the connection).
 type Datagrams interface {

@@ -96,7 +96,7 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	// the clone dials with the socket options of the properties as they
 	// are now (SetProperty since Initiate, CloneWithProperties), keeping
 	// the original's TLS configuration
-	cfg.StackOptions = stackOptionsFromMessage(cfg.Properties, cfg.StackOptions)
+	cfg.StackOptions = c.cloneStackOptions(cfg.Properties, cfg.StackOptions)
 	req := &actors.CloneConnection{Config: &cfg}
 	if st.Capabilities().Multistreaming && !readFirstClone(cfg.Properties) {
 		// a multistreaming stack (QUIC): the clone is a new stream of the
@@ -150,4 +150,26 @@ func (c *Connection) OnCloneError(fn func(*Connection, error)) {
 func readFirstClone(props *messages.Properties) bool {
 	p := props.GetValues()[string(ActiveReadBeforeSend)].GetPreference()
 	return p == int32(Require) || p == int32(Prefer)
+}
+
+// cloneOptions remembers the stack options a Clone derived from a
+// properties snapshot.
+type cloneOptions struct {
+	props *messages.Properties
+	opts  stacks.Options
+}
+
+// cloneStackOptions is stackOptionsFromMessage(props, base) for a Clone,
+// remembered for the last snapshot: deriving them converts and validates
+// every property (most of a Clone's own CPU time), and a connection's
+// properties are replaced on a change (SetProperty), never changed in
+// place, so the same snapshot gives the same options. base is always the
+// connection's own (c.cfg is immutable).
+func (c *Connection) cloneStackOptions(props *messages.Properties, base stacks.Options) stacks.Options {
+	if co := c.cloneOpt.Load(); co != nil && co.props == props {
+		return co.opts
+	}
+	opts := stackOptionsFromMessage(props, base)
+	c.cloneOpt.Store(&cloneOptions{props: props, opts: opts})
+	return opts
 }

@@ -55,6 +55,7 @@ type Connection struct {
 	nextSend atomic.Uint64
 	nextMsg  atomic.Uint64
 	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
+	cloneOpt atomic.Pointer[cloneOptions]  // the last Clone's derived stack options (clone.go)
 	dir      actors.Direction              // the direction property (direction.go)
 
 	mu       sync.Mutex
