@@ -109,6 +109,12 @@ func TestSetPropertyIsClonedOverTCP(t *testing.T) {
 	c := dialTCP(t, sys, ln)
 	defer func() { c.AbortGroup(); <-c.Done() }()
 	<-accepted
+	// a Clone before the change: the next Clone must not reuse its
+	// options (Connection.cloneStackOptions remembers them)
+	before, err := c.Clone(ctx)
+	require.NoError(t, err)
+	<-accepted
+	require.NotEqual(t, 7*time.Second, before.GetProperties().Socket.UserTimeout)
 	liveSet(t, c)
 
 	clone, err := c.Clone(ctx)
