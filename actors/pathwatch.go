@@ -66,12 +66,14 @@ func (c *connActor) pathEstablished(again bool) {
 	addrs := stacks.AddrReading(c.local, c.remote)
 	moved := again && p.addrs.Remote.IsValid() && len(stacks.PathDiff(p.addrs, addrs)) > 0
 	p.addrs = addrs
+	r := addrs
 	if want {
 		p.last = stacks.ReadPath(c.t, c.local, c.remote)
+		r = p.last // the new path's full reading, the one the watch keeps
 		c.pathWatch(true)
 	}
 	if moved {
-		c.pathChanged(addrs, "new transport")
+		c.pathChanged(r, "new transport")
 	}
 }
 

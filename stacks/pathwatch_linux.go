@@ -12,10 +12,15 @@ import (
 )
 
 // readKernelPath adds to r the kernel's route to r.Remote and t's path MTU
-// and MPTCP subflow count. What cannot be read stays zero.
+// and MPTCP subflow count. What cannot be read stays zero. The route is
+// looked up as the kernel routes t's socket: from r.Local and, when the
+// socket is bound to an interface (SO_BINDTODEVICE: a local endpoint's or
+// the interface property's), out of that interface alone; while that
+// interface has no route to the peer (it is down), the route fields stay
+// zero.
 func readKernelPath(r *PathReading, t Transport) {
 	if r.Remote.IsValid() {
-		if rt, err := LookupRoute(r.Remote.Addr(), r.Local, ""); err == nil {
+		if rt, err := LookupRoute(r.Remote.Addr(), r.Local, boundDevice(t)); err == nil {
 			r.Interface, r.Source, r.RouteMTU = rt.Interface, rt.Source, rt.MTU
 		}
 	}
@@ -25,6 +30,17 @@ func readKernelPath(r *PathReading, t Transport) {
 	if s, ok := t.(SubflowCounter); ok {
 		r.Subflows, _ = s.MPTCPSubflows()
 	}
+}
+
+// boundDevice is the interface t's socket is bound to (SO_BINDTODEVICE),
+// "" when it is not bound or has no socket of its own.
+func boundDevice(t Transport) string {
+	rc, _, _, err := rawSocket(t)
+	if err != nil {
+		return ""
+	}
+	name, _ := BoundInterface(rc)
+	return name
 }
 
 // tcpPathMTU reads tcpi_pmtu from TCP_INFO.
