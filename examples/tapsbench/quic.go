@@ -458,48 +458,54 @@ func runW11(ctx context.Context, p params) (out []Result) {
 
 // w11Handshakes measures raw dials (rawQUICDialLoop) to rawAddr and gotaps
 // Initiates (gotapsQUICInitiateLoop) of pre, after quicWarmup untimed ones
-// each, and reports their latencies and which fraction resumed (or, with
-// first, used 0-RTT).
+// each, in alternating rounds (rounds.go: p.w11N handshakes each in all),
+// and reports their latencies and which fraction resumed (or, with first,
+// used 0-RTT).
 func w11Handshakes(ctx context.Context, p params, raw, tapsImpl, rawAddr string, rawTLS *tls.Config, pre *taps.Preconnection, first []byte) (out []Result) {
 	const w = "W11"
-	session := func(impl string, resumed, zeroRTT int) {
+	k := p.roundsOf()
+	type side struct {
+		rounder
+		h                hist
+		resumed, zeroRTT int
+		loop             func(n int) (*hist, int, int, error)
+	}
+	rawSide := &side{rounder: rounder{name: raw}, loop: func(n int) (*hist, int, int, error) {
+		return rawQUICDialLoop(ctx, rawAddr, rawTLS, n, first)
+	}}
+	tapsSide := &side{rounder: rounder{name: tapsImpl}, loop: func(n int) (*hist, int, int, error) {
+		return gotapsQUICInitiateLoop(ctx, pre, n, first)
+	}}
+	for _, sd := range []*side{rawSide, tapsSide} {
+		sd.err = withCtx(ctx, sd.name+" warm-up", func() error {
+			_, _, _, err := sd.loop(quicWarmup)
+			return err
+		})
+		sd.run = func(r int) (float64, error) {
+			h, resumed, zeroRTT, err := sd.loop(share(p.w11N, k, r))
+			if err != nil {
+				return 0, err
+			}
+			sd.h.add(h)
+			sd.resumed += resumed
+			sd.zeroRTT += zeroRTT
+			return us(h.quantile(0.5)), nil
+		}
+	}
+	alternate(ctx, k, &rawSide.rounder, &tapsSide.rounder)
+	for _, sd := range []*side{rawSide, tapsSide} {
+		if sd.err != nil {
+			out = append(out, errRow(w, sd.name, sd.err))
+			continue
+		}
+		out = append(out, latencyRows(w, sd.name, "handshake", &sd.h)...)
 		if first != nil {
-			out = append(out, res(w, impl, "0rtt", float64(zeroRTT)/float64(p.w11N), ""))
+			out = append(out, res(w, sd.name, "0rtt", float64(sd.zeroRTT)/float64(sd.h.n), ""))
 		} else {
-			out = append(out, res(w, impl, "resumed", float64(resumed)/float64(p.w11N), ""))
+			out = append(out, res(w, sd.name, "resumed", float64(sd.resumed)/float64(sd.h.n), ""))
 		}
 	}
-	err := withCtx(ctx, "raw quic-go handshakes", func() error {
-		if _, _, _, err := rawQUICDialLoop(ctx, rawAddr, rawTLS, quicWarmup, first); err != nil {
-			return err
-		}
-		h, resumed, zeroRTT, err := rawQUICDialLoop(ctx, rawAddr, rawTLS, p.w11N, first)
-		if err != nil {
-			return err
-		}
-		out = append(out, latencyRows(w, raw, "handshake", h)...)
-		session(raw, resumed, zeroRTT)
-		return nil
-	})
-	if err != nil {
-		out = append(out, errRow(w, raw, err))
-	}
-	err = withCtx(ctx, "gotaps QUIC Initiate loop", func() error {
-		if _, _, _, err := gotapsQUICInitiateLoop(ctx, pre, quicWarmup, first); err != nil {
-			return err
-		}
-		h, resumed, zeroRTT, err := gotapsQUICInitiateLoop(ctx, pre, p.w11N, first)
-		if err != nil {
-			return err
-		}
-		out = append(out, latencyRows(w, tapsImpl, "handshake", h)...)
-		session(tapsImpl, resumed, zeroRTT)
-		return nil
-	})
-	if err != nil {
-		out = append(out, errRow(w, tapsImpl, err))
-	}
-	return out
+	return append(out, spreadRows(w, "handshake_p50", &tapsSide.rounder, &rawSide.rounder)...)
 }
 
 // w11ZeroRTT measures 0-RTT dials against echo servers: raw DialAddrEarly
