@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -600,13 +601,16 @@ func w11Bulk(ctx context.Context, p params, pki *quicPKI, srv, fresh *rawQUICSer
 
 // --- W12 ---
 
-// cloneLoop runs n (after quicWarmup untimed) clone+first-round-trip
-// cycles: open returns the new member and its round trip function (timed
-// up to here: "ready"), rt is its first 64 B echo round trip ("rt" is
-// open + rt), and release closes it untimed.
-func cloneLoop(ctx context.Context, n int, open func() (func() (time.Duration, error), func() error, error)) (ready, rt *hist, err error) {
+// cloneOpen makes one clone (or stream, or connection) and returns its
+// first round trip and the function that closes it, untimed.
+type cloneOpen func() (first func() (time.Duration, error), release func() error, err error)
+
+// cloneLoop makes warm untimed clones, then n timed ones, recording into
+// ready the time to a usable clone (open) and into rt the time to its
+// first round trip's end (open + rt); release closes each, untimed.
+func cloneLoop(ctx context.Context, warm, n int, open cloneOpen) (ready, rt *hist, err error) {
 	ready, rt = &hist{}, &hist{}
-	for i := -quicWarmup; i < n; i++ {
+	for i := -warm; i < n; i++ {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
@@ -632,13 +636,10 @@ func cloneLoop(ctx context.Context, n int, open func() (func() (time.Duration, e
 	return ready, rt, nil
 }
 
-// gotapsCloneLoop clones c n times; each clone does one round trip and is
-// closed (Closed awaited) untimed.
-func gotapsCloneLoop(ctx context.Context, c *taps.Connection, n int) (ready, rt *hist, err error) {
-	if _, err := gotapsRT(ctx, c)(); err != nil { // the peer knows the session
-		return nil, nil, err
-	}
-	return cloneLoop(ctx, n, func() (func() (time.Duration, error), func() error, error) {
+// gotapsCloneOpen clones c; each clone does one round trip and is closed
+// (Closed awaited) untimed.
+func gotapsCloneOpen(ctx context.Context, c *taps.Connection) cloneOpen {
+	return func() (func() (time.Duration, error), func() error, error) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		cl, err := c.Clone(cctx)
@@ -651,7 +652,34 @@ func gotapsCloneLoop(ctx context.Context, c *taps.Connection, n int) (ready, rt 
 			return closeWait(wctx, cl)
 		}
 		return gotapsRT(ctx, cl), release, nil
-	})
+	}
+}
+
+// cloneRounder is one clone implementation measured in alternating rounds
+// (rounds.go), its warm-up done before the first.
+type cloneRounder struct {
+	rounder
+	ready, rt hist
+}
+
+func newCloneRounder(ctx context.Context, name string, n, k int, open cloneOpen, setupErr error) *cloneRounder {
+	cr := &cloneRounder{rounder: rounder{name: name, err: setupErr}}
+	if cr.err == nil {
+		cr.err = withCtx(ctx, name+" warm-up", func() error {
+			_, _, err := cloneLoop(ctx, quicWarmup, 0, open)
+			return err
+		})
+	}
+	cr.run = func(r int) (float64, error) {
+		ready, rt, err := cloneLoop(ctx, 0, share(n, k, r), open)
+		if err != nil {
+			return 0, err
+		}
+		cr.ready.add(ready)
+		cr.rt.add(rt)
+		return us(rt.quantile(0.5)), nil
+	}
+	return cr
 }
 
 // rawRT is one 64 B length-prefixed round trip on rw.
@@ -675,117 +703,121 @@ func rawRT(rw interface {
 
 func runW12(ctx context.Context, p params) (out []Result) {
 	const w = "W12"
-	rows := func(impl string, ready, rt *hist) {
-		out = append(out, latencyRows(w, impl, "clone_rt", rt)...)
-		out = append(out, res(w, impl, "clone_ready_median", us(ready.quantile(0.5)), "us"))
-	}
+	k := p.roundsOf()
 	pki, err := newQUICPKI()
 	if err != nil {
 		return []Result{errRow(w, "all", err)}
 	}
+	// Each implementation is set up (and warmed up) once, then the four
+	// run in alternating rounds (rounds.go), each pair back to back.
+	var (
+		rawQ, tapsQ, rawT, tapsT *cloneRounder
+		notSet                   = errors.New("not set up")
+	)
 	// raw quic-go: OpenStreamSync + first round trip on one session
+	rawQ = &cloneRounder{rounder: rounder{name: implRawQUIC, err: notSet}}
 	if srv, err := newRawQUICServer(pki, rawQUICEcho); err != nil {
-		out = append(out, errRow(w, implRawQUIC, err))
+		rawQ.err = err
 	} else {
-		err = withCtx(ctx, "raw quic-go streams", func() error {
-			c, err := rawQUICDial(ctx, srv.addr, pki.clientTLS(), false)
-			if err != nil {
-				return err
-			}
-			defer c.CloseWithError(0, "")
-			ready, rt, err := cloneLoop(ctx, p.w12N, func() (func() (time.Duration, error), func() error, error) {
-				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				str, err := c.OpenStreamSync(sctx)
-				if err != nil {
-					return nil, nil, err
-				}
-				release := func() error { err := str.Close(); str.CancelRead(0); return err }
-				return rawRT(str), release, nil
-			})
-			if err != nil {
-				return err
-			}
-			rows(implRawQUIC, ready, rt)
-			return nil
+		defer srv.close()
+		var c *quic.Conn
+		err = withCtx(ctx, "raw quic-go dial", func() error {
+			var err error
+			c, err = rawQUICDial(ctx, srv.addr, pki.clientTLS(), false)
+			return err
 		})
-		if err != nil {
-			out = append(out, errRow(w, implRawQUIC, err))
+		if err == nil {
+			defer c.CloseWithError(0, "")
 		}
-		srv.close()
+		rawQ = newCloneRounder(ctx, implRawQUIC, p.w12N, k, func() (func() (time.Duration, error), func() error, error) {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			str, err := c.OpenStreamSync(sctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			release := func() error { err := str.Close(); str.CancelRead(0); return err }
+			return rawRT(str), release, nil
+		}, err)
 	}
 	// gotaps: Clone of a QUIC connection (a new stream of the session)
+	tapsQ = &cloneRounder{rounder: rounder{name: implTaps, err: notSet}}
 	if env, err := newGotapsQUICEnv(ctx, pki, gotapsEcho); err != nil {
-		out = append(out, errRow(w, implTaps, err))
+		tapsQ.err = err
 	} else {
-		err = withCtx(ctx, "gotaps QUIC Clone loop", func() error {
-			c, err := env.quicPreconn(pki, true).Initiate(ctx)
-			if err != nil {
+		defer func() {
+			if err := env.close(); err != nil {
+				out = append(out, errRow(w, implTaps, err))
+			}
+		}()
+		var c *taps.Connection
+		err = withCtx(ctx, "gotaps QUIC Initiate", func() error {
+			var err error
+			if c, err = env.quicPreconn(pki, true).Initiate(ctx); err != nil {
 				return err
 			}
-			defer c.Abort()
 			if err := checkQUIC(c); err != nil {
 				return err
 			}
-			ready, rt, err := gotapsCloneLoop(ctx, c, p.w12N)
-			if err != nil {
-				return err
-			}
-			rows(implTaps, ready, rt)
-			return nil
+			_, err = gotapsRT(ctx, c)() // the peer knows the session
+			return err
 		})
-		if err != nil {
-			out = append(out, errRow(w, implTaps, err))
+		if c != nil {
+			defer c.Abort()
 		}
-		if err := env.close(); err != nil {
-			out = append(out, errRow(w, implTaps, err))
-		}
+		tapsQ = newCloneRounder(ctx, implTaps, p.w12N, k, gotapsCloneOpen(ctx, c), err)
 	}
 	// TCP: Clone is a new TCP connection; raw-tcp is Dial + first round trip
+	rawT = &cloneRounder{rounder: rounder{name: implRaw, err: notSet}}
 	if srv, err := newRawServer(rawEcho); err != nil {
-		out = append(out, errRow(w, implRaw, err))
+		rawT.err = err
 	} else {
-		ready, rt, err := cloneLoop(ctx, p.w12N, func() (func() (time.Duration, error), func() error, error) {
+		defer srv.close()
+		rawT = newCloneRounder(ctx, implRaw, p.w12N, k, func() (func() (time.Duration, error), func() error, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "tcp", srv.addr())
 			if err != nil {
 				return nil, nil, err
 			}
 			return rawRT(c), c.Close, nil
-		})
-		if err != nil {
-			out = append(out, errRow(w, implRaw, err))
-		} else {
-			rows(implRaw, ready, rt)
-		}
-		srv.close()
+		}, nil)
 	}
+	tapsT = &cloneRounder{rounder: rounder{name: implTapsTCP, err: notSet}}
 	if env, err := newGotapsEnv(ctx, gotapsEcho); err != nil {
-		out = append(out, errRow(w, implTapsTCP, err))
+		tapsT.err = err
 	} else {
-		err = withCtx(ctx, "gotaps TCP Clone loop", func() error {
-			c, err := env.dial(ctx)
-			if err != nil {
+		defer func() {
+			if err := env.close(); err != nil {
+				out = append(out, errRow(w, implTapsTCP, err))
+			}
+		}()
+		var c *taps.Connection
+		err = withCtx(ctx, "gotaps TCP Initiate", func() error {
+			var err error
+			if c, err = env.dial(ctx); err != nil {
 				return err
 			}
-			defer c.Abort()
 			if s := c.GetProperties().Stack; s != "tcp" {
 				return fmt.Errorf("selected stack %q, want tcp", s)
 			}
-			ready, rt, err := gotapsCloneLoop(ctx, c, p.w12N)
-			if err != nil {
-				return err
-			}
-			rows(implTapsTCP, ready, rt)
-			return nil
+			_, err = gotapsRT(ctx, c)()
+			return err
 		})
-		if err != nil {
-			out = append(out, errRow(w, implTapsTCP, err))
+		if c != nil {
+			defer c.Abort()
 		}
-		if err := env.close(); err != nil {
-			out = append(out, errRow(w, implTapsTCP, err))
-		}
+		tapsT = newCloneRounder(ctx, implTapsTCP, p.w12N, k, gotapsCloneOpen(ctx, c), err)
 	}
+	alternate(ctx, k, &rawQ.rounder, &tapsQ.rounder, &rawT.rounder, &tapsT.rounder)
+	for _, cr := range []*cloneRounder{rawQ, tapsQ, rawT, tapsT} {
+		if cr.err != nil {
+			out = append(out, errRow(w, cr.name, cr.err))
+			continue
+		}
+		out = append(out, latencyRows(w, cr.name, "clone_rt", &cr.rt)...)
+		out = append(out, res(w, cr.name, "clone_ready_median", us(cr.ready.quantile(0.5)), "us"))
+	}
+	out = append(out, spreadRows(w, "clone_rt_p50", &tapsQ.rounder, &rawQ.rounder)...)
 	judgeRatio(out, implTaps, implRawQUIC, "clone_rt_p50", "<= 2")
 	judgeRatio(out, implTaps, implRawQUIC, "clone_rt_p99", "")
 	judgeRatio(out, implTaps, implRawQUIC, "clone_ready_median", "")

@@ -10,7 +10,7 @@ import (
 // each, one after the other, lets machine state (CPU frequency, other
 // tenants, heap and GC state left by the previous measurement) decide the
 // ratio. The workloads that compare short measurements (W1, W2, W5, W6, W7, W10,
-// W11 (handshakes, and its bulk part in 2 rounds), W14, W15) instead run K rounds; every round measures
+// W11 (handshakes, and its bulk part in 2 rounds), W12, W14, W15) instead run K rounds; every round measures
 // every implementation for 1/K of the budget, in the listed order in even
 // rounds and the reverse order in odd ones. Figures are aggregated over the
 // rounds (total work / total measured time, merged histograms), and the
