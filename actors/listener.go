@@ -200,13 +200,13 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 		for _, ln := range l.lns {
 			_ = ln.Close()
 		}
-		l.lns, l.stacks = nil, nil
+		l.lns, l.stacks, l.ifaces = nil, nil, nil
 	}
 	if fatal != nil {
 		for _, ln := range l.lns {
 			_ = ln.Close()
 		}
-		l.lns, l.stacks = nil, nil
+		l.lns, l.stacks, l.ifaces = nil, nil, nil
 		return fatal
 	}
 	for i, ln := range l.lns {

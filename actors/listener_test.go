@@ -129,3 +129,47 @@ func TestListenerStopClosesEveryTransport(t *testing.T) {
 		}
 	}
 }
+
+// retryListenStack listens with fresh fakeListeners; its first fails
+// Listen calls fail (as when the shared ephemeral port is taken for its
+// transport).
+type retryListenStack struct {
+	name  string
+	mu    sync.Mutex
+	fails int
+}
+
+func (s *retryListenStack) Name() string { return s.name }
+func (s *retryListenStack) Capabilities() stacks.Capabilities {
+	return stacks.Capabilities{Reliability: true}
+}
+func (s *retryListenStack) Dial(context.Context, netip.AddrPort, stacks.Options) (stacks.Transport, error) {
+	return nil, errors.New("retry listen stack cannot dial")
+}
+func (s *retryListenStack) Listen(context.Context, stacks.Options) (stacks.Listener, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fails > 0 {
+		s.fails--
+		return nil, errors.New("address already in use")
+	}
+	return newFakeListener(0, nil), nil
+}
+
+// TestListenerRetryKeepsIfacesAligned: when binding starts over with a
+// fresh ephemeral port, the interfaces reported start over too: one per
+// listening socket.
+func TestListenerRetryKeepsIfacesAligned(t *testing.T) {
+	sys := NewSystem(Config{})
+	defer shutdown(t, sys)
+	cfg := &messages.ConnectionConfig{Stacks: []stacks.Stack{
+		&retryListenStack{name: "tcp"}, &retryListenStack{name: "udp", fails: 1}}}
+	res, err := Ask(context.Background(), sys, sys.Root, &messages.StartListening{Config: cfg})
+	require.NoError(t, err)
+	st := res.(*ListenerStarted)
+	require.Len(t, st.Addrs, 2)
+	require.Len(t, st.Stacks, 2)
+	require.Len(t, st.Ifaces, len(st.Addrs), "one interface per listening socket: %q", st.Ifaces)
+	sys.AS.Root.Stop(st.PID)
+	<-st.Queue.Done()
+}

@@ -33,9 +33,16 @@ func readKernelPath(r *PathReading, t Transport) {
 }
 
 // boundDevice is the interface t's socket is bound to (SO_BINDTODEVICE),
-// "" when it is not bound or has no socket of its own.
+// "" when it is not bound or has no socket: a QUIC stream's is its
+// connection's UDP socket.
 func boundDevice(t Transport) string {
-	rc, _, _, err := rawSocket(t)
+	var rc syscall.RawConn
+	var err error
+	if q, ok := t.(interface{ udpSocket() *net.UDPConn }); ok {
+		rc, err = q.udpSocket().SyscallConn()
+	} else {
+		rc, _, _, err = rawSocket(t)
+	}
 	if err != nil {
 		return ""
 	}

@@ -867,6 +867,10 @@ func (s *quicStream) AcceptStream(ctx context.Context) (Transport, error) {
 	return s.c.addStream(str)
 }
 
+// udpSocket is the UDP socket of the stream's connection (shared with
+// the other connections of a listener).
+func (s *quicStream) udpSocket() *net.UDPConn { return s.c.udp }
+
 // Conn returns the QUIC connection the stream belongs to.
 func (s *quicStream) Conn() *quic.Conn { return s.c.conn }
 

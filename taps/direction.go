@@ -26,8 +26,8 @@ import "github.com/gotaps/gotaps/actors"
 // QUIC (RFC 9000 §2.1) lets only the side that opens a unidirectional
 // stream send on it:
 //   - a UnidirectionalSend connection sends on a QUIC unidirectional
-//     stream: Initiate's stream is exchanged for one once Ready (before
-//     anything is written on it), and a Clone opens one. Only when a
+//     stream: Initiate's stream is exchanged for one just before Ready
+//     (while nothing is written on it), and a Clone opens one. Only when a
 //     framer wrote its own handshake first, or the peer allows no
 //     unidirectional stream, does the connection keep its bidirectional
 //     stream and stop its reading (STOP_SENDING: the peer's writes fail);

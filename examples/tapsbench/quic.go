@@ -762,10 +762,12 @@ func runW12(ctx context.Context, p params) (out []Result) {
 			_, err = gotapsRT(ctx, c)() // the peer knows the session
 			return err
 		})
-		if c != nil {
+		var open cloneOpen
+		if err == nil { // (after a failure, or a hang, env.close ends c: a hung Initiate may still set it)
 			defer c.Abort()
+			open = gotapsCloneOpen(ctx, c)
 		}
-		tapsQ = newCloneRounder(ctx, implTaps, p.w12N, k, gotapsCloneOpen(ctx, c), err)
+		tapsQ = newCloneRounder(ctx, implTaps, p.w12N, k, open, err)
 	}
 	// TCP: Clone is a new TCP connection; raw-tcp is Dial + first round trip
 	rawT = &cloneRounder{rounder: rounder{name: implRaw, err: notSet}}
@@ -803,10 +805,12 @@ func runW12(ctx context.Context, p params) (out []Result) {
 			_, err = gotapsRT(ctx, c)()
 			return err
 		})
-		if c != nil {
+		var open cloneOpen
+		if err == nil { // (after a failure, or a hang, env.close ends c: a hung Initiate may still set it)
 			defer c.Abort()
+			open = gotapsCloneOpen(ctx, c)
 		}
-		tapsT = newCloneRounder(ctx, implTapsTCP, p.w12N, k, gotapsCloneOpen(ctx, c), err)
+		tapsT = newCloneRounder(ctx, implTapsTCP, p.w12N, k, open, err)
 	}
 	alternate(ctx, k, &rawQ.rounder, &tapsQ.rounder, &rawT.rounder, &tapsT.rounder)
 	for _, cr := range []*cloneRounder{rawQ, tapsQ, rawT, tapsT} {

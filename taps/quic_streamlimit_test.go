@@ -1,0 +1,125 @@
+package taps
+
+import (
+	"testing"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// TestQUICCloneWaitsForThePeersStreamLimit: with the peer's limit of
+// bidirectional streams (quic-go's 100) taken by the first stream and 99
+// clones, the next Clone cannot open its stream at once; it waits
+// (openStream's goroutine), and gets one when a clone closes, and works.
+func TestQUICCloneWaitsForThePeersStreamLimit(t *testing.T) {
+	ln, pre := quicPair(t)
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	roundTrip(t, c, "first stream")
+	clones := make([]*Connection, 0, 99)
+	for range 99 {
+		cl, err := c.Clone(ctx)
+		require.NoError(t, err)
+		clones = append(clones, cl)
+	}
+	type result struct {
+		c   *Connection
+		err error
+	}
+	next := make(chan result, 1)
+	go func() {
+		cl, err := c.Clone(ctx)
+		next <- result{cl, err}
+	}()
+	roundTrip(t, clones[0], "frees a stream when closed")
+	require.NoError(t, clones[0].Close())
+	<-clones[0].Done()
+	r := <-next
+	require.NoError(t, r.err)
+	roundTrip(t, r.c, "the clone that waited")
+	for _, cl := range append(clones[1:], r.c, c) {
+		require.NoError(t, cl.Close())
+	}
+	for _, cl := range append(clones[1:], r.c, c) {
+		<-cl.Done()
+	}
+	ln.Stop()
+}
+
+// TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit: the same for the
+// unidirectional streams of a UnidirectionalSend connection (Initiate's
+// stream exchanged for one, and 99 clones).
+func TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit(t *testing.T) {
+	pki := newTestPKI(t)
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	opts := []PreconnectionOption{WithSystem(sys), WithProtocols("quic")}
+	srv := NewPreconnection(append(opts, WithSecurityParameters(pki.serverSec()),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	cli := NewPreconnection(append(opts, WithSecurityParameters(pki.clientSec()), WithTransportProperties(directionProps(t, UnidirectionalSend)),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
+	cli.AddFramer(framers.NewLengthPrefix())
+	c, err := cli.Initiate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Send(ctx, []byte("first"), nil))
+	first, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	m, err := first.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "first", string(m.Data))
+	clones := make([]*Connection, 0, 99)
+	for range 99 {
+		cl, err := c.Clone(ctx)
+		require.NoError(t, err)
+		clones = append(clones, cl)
+	}
+	type result struct {
+		c   *Connection
+		err error
+	}
+	next := make(chan result, 1)
+	go func() {
+		cl, err := c.Clone(ctx)
+		next <- result{cl, err}
+	}()
+	// (the peer learns of a stream with its first data, and of every
+	// lower-numbered one with it: clones[0]'s is the next)
+	require.NoError(t, clones[0].Send(ctx, []byte("frees a stream when closed"), nil))
+	require.NoError(t, clones[0].Close())
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	m, err = s.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "frees a stream when closed", string(m.Data))
+	<-s.Done()
+	<-clones[0].Done()
+	r := <-next
+	require.NoError(t, r.err)
+	requireSendOnly(t, r.c)
+	require.NoError(t, r.c.Send(ctx, []byte("the clone that waited"), nil))
+	// its stream comes after those of clones[1:], which it makes known
+	peers := []*Connection{first}
+	for range clones[1:] {
+		s, err = ln.Accept(ctx)
+		require.NoError(t, err)
+		peers = append(peers, s)
+	}
+	s, err = ln.Accept(ctx)
+	require.NoError(t, err)
+	peers = append(peers, s)
+	m, err = s.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "the clone that waited", string(m.Data))
+	for _, cl := range append(append(clones[1:], r.c, c), peers...) {
+		cl.Abort()
+	}
+	for _, cl := range append(append(clones[1:], r.c, c), peers...) {
+		<-cl.Done()
+	}
+}
