@@ -571,7 +571,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		}
 	case *OpenStream:
 		c.shared = true // its session now carries another member's stream
-		c.openStream(ctx)
+		c.openStream(ctx, m)
 	case *writeGrant:
 		c.granted = true
 		c.quantum, c.splitTurns = m.quantum, m.split
@@ -693,8 +693,10 @@ func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 }
 
 // OpenStream asks a connection on a multistreaming stack for a new stream
-// of its session (Clone); the reply is *StreamOpened.
-type OpenStream struct{}
+// of its session (Clone); the reply is *StreamOpened. Ctx is the
+// requester's: a stream that had to wait for the peer's limit is not
+// opened, or is aborted, once it has ended (nobody would take it).
+type OpenStream struct{ Ctx context.Context }
 
 // StreamOpened is the reply to OpenStream.
 type StreamOpened struct {
@@ -704,9 +706,10 @@ type StreamOpened struct {
 
 // openStream opens a stream at once when the peer's stream limit leaves
 // room (stacks.StreamOpener), and otherwise waits for room in a goroutine
-// owned by this actor that answers the requester directly. The clone of a send-only connection has its
+// owned by this actor that answers the requester directly, for as long as
+// the requester waits (m.Ctx). The clone of a send-only connection has its
 // direction: on QUIC it gets a unidirectional stream (stacks.UniStreams).
-func (c *connActor) openStream(ctx actor.Context) {
+func (c *connActor) openStream(ctx actor.Context, m *OpenStream) {
 	ms, ok := c.t.(stacks.MultiStream)
 	if !ok || c.state != Established {
 		ctx.Respond(fmt.Errorf("%w: the stack has no streams", ErrNotAllowed))
@@ -732,7 +735,11 @@ func (c *connActor) openStream(ctx actor.Context) {
 		}
 	}
 	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	req := m.Ctx
+	if req == nil {
+		req = context.Background()
+	}
+	sctx, cancel := context.WithTimeout(req, 10*time.Second)
 	go func() {
 		defer cancel()
 		c.wg.Add(1) // counted only while blocked (datapath.go)
@@ -740,6 +747,10 @@ func (c *connActor) openStream(ctx actor.Context) {
 		c.wg.Done()
 		if err != nil {
 			root.Send(sender, err)
+			return
+		}
+		if req.Err() != nil {
+			_ = t.Abort() // the requester gave up: its reply would be a dead letter
 			return
 		}
 		root.Send(sender, &StreamOpened{T: t, Stack: stack})

@@ -1,7 +1,9 @@
 package taps
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
@@ -122,4 +124,45 @@ func TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit(t *testing.T) {
 	for _, cl := range append(append(clones[1:], r.c, c), peers...) {
 		<-cl.Done()
 	}
+}
+
+// TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream: a Clone that gives up
+// (its ctx ends) while waiting for the peer's stream limit leaves nothing
+// waiting behind it: the stream freed next goes to the next Clone. Before,
+// the abandoned wait went on, took that stream and sent it to a requester
+// that was gone, and the next Clone waited in vain.
+func TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream(t *testing.T) {
+	ln, pre := quicPair(t)
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	roundTrip(t, c, "first stream")
+	clones := make([]*Connection, 0, 99)
+	for range 99 {
+		cl, err := c.Clone(ctx)
+		require.NoError(t, err)
+		clones = append(clones, cl)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = c.Clone(short)
+	cancel()
+	require.Error(t, err, "no stream while the limit is reached")
+
+	roundTrip(t, clones[0], "frees a stream when closed")
+	require.NoError(t, clones[0].Close())
+	<-clones[0].Done()
+	// bounded, so that a stream taken by the abandoned wait fails the
+	// test instead of hanging it
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	next, err := c.Clone(bounded)
+	require.NoError(t, err, "the freed stream goes to this Clone")
+	roundTrip(t, next, "the clone after the abandoned one")
+	for _, cl := range append(clones[1:], next, c) {
+		require.NoError(t, cl.Close())
+	}
+	for _, cl := range append(clones[1:], next, c) {
+		<-cl.Done()
+	}
+	ln.Stop()
 }
