@@ -204,7 +204,10 @@ type (
 // side whose local address:port is lower is the TLS client); every other
 // attempt, the listener and any later transport are closed. The winner
 // becomes a connection in a new group through the root (adoptConnection,
-// as a listener's accepted transport), and is RendezvousDone once Ready.
+// as a listener's accepted transport), and is RendezvousDone once Ready
+// (after its framers' handshakes); should that connection end before, or
+// the establishment timeout or cancellation come first, the rendezvous
+// fails (and the connection is aborted).
 //
 // Over QUIC (startQUIC) one endpoint on the local port dials the remotes
 // for which this side is the client and accepts from the others; the
@@ -238,6 +241,18 @@ type rendezvousActor struct {
 	won      *ConnectionStarted
 	ended    bool  // failed or cancelled
 	err      error // why, when ended
+
+	// The winner's connection, once adopted: the group that made it
+	// answers ConnectionStarted (started), and the connection sends
+	// connectionReceived once Ready (won). Until then it is watched: should
+	// it end before Ready, the rendezvous fails; should the rendezvous end
+	// first (ctx, establishment timeout), the connection is aborted.
+	started  bool             // ConnectionStarted (or the group's error) came
+	conn     *actor.PID       // the winner's connection
+	link     *Link            // its Link: was it Ready when it ended?
+	connGone bool             // conn stopped (Terminated), or was never made
+	aborted  bool             // the AbortConnection went to conn
+	handed   stacks.Transport // the winner's transport, until started
 
 	qr     *stacks.QUICRendezvous // quic: the endpoint dialing and listening
 	udp    *net.UDPConn           // udp, udplite: the socket, until handed over
@@ -376,12 +391,52 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		if !r.ended {
 			r.fail(ctx, m.Err)
 		}
+	case *ConnectionStarted: // from the group that made the winner's connection
+		r.started, r.handed = true, nil
+		r.conn, r.link = m.Conn, m.Link
+		ctx.Watch(m.Conn) // until its connectionReceived, or its end
+		if r.ended {
+			r.abortWinner(ctx)
+		}
+		r.maybeStop(ctx)
+	case error: // from the group: the winner's connection could not be made
+		if !r.adopted || r.started {
+			return
+		}
+		r.started, r.connGone = true, true
+		if r.handed != nil {
+			_ = r.handed.Abort() // nobody took it
+			r.handed = nil
+		}
+		if r.ended {
+			r.maybeStop(ctx)
+			return
+		}
+		r.fail(ctx, &EstablishmentFailure{Err: fmt.Errorf("rendezvous connection: %w", m), Attempts: r.attemptList()})
+	case *actor.Terminated:
+		if r.conn == nil || !m.Who.Equal(r.conn) {
+			return
+		}
+		r.connGone = true
+		if r.won == nil && !r.ended && !r.link.WasReady() {
+			// the winner's connection ended before Ready (a framer's
+			// handshake failed, the peer closed it): every other attempt
+			// is over
+			err := r.link.Err()
+			if err == nil {
+				err = ErrClosed
+			}
+			r.fail(ctx, &EstablishmentFailure{Err: fmt.Errorf("rendezvous connection ended before Ready: %w", err), Attempts: r.attemptList()})
+			return
+		}
+		r.maybeStop(ctx) // Ready: its connectionReceived, sent before it stopped, comes next
 	case *connectionReceived:
 		started := m.started
 		switch {
 		case r.ended:
 			// failed or cancelled meanwhile: nobody takes it
-			ctx.Send(started.Conn, &messages.AbortConnection{Err: fmt.Errorf("rendezvous ended: %w", r.err)})
+			r.conn = started.Conn
+			r.abortWinner(ctx)
 		default:
 			r.won = &started
 			if r.sys.Tracing() {
@@ -389,10 +444,13 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 					Stack: r.stack.Name(), Candidate: r.how})
 			}
 		}
-		ctx.Stop(ctx.Self())
+		r.maybeStop(ctx)
 	case *messages.ShutdownSystem:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
+		if r.timer != nil {
+			r.timer.Stop()
+		}
 		r.teardown()
 	case *actor.Stopped:
 		r.wg.Wait() // every goroutine ends: ctx cancelled, listener closed
@@ -845,21 +903,20 @@ func tlsClientRole(local, remote netip.AddrPort) (bool, error) {
 }
 
 // win makes t the rendezvous connection: every other attempt ends, and the
-// root makes a connection of it (its Ready comes back as
-// connectionReceived).
+// root makes a connection of it: its group answers ConnectionStarted (the
+// connection is watched from then on) and its Ready comes back as
+// connectionReceived. The establishment timer goes on until then.
 func (r *rendezvousActor) win(ctx actor.Context, t stacks.Transport, how string) {
-	r.adopted, r.how = true, how
+	r.adopted, r.how, r.handed = true, how, t
 	r.teardown()
 	a := &adoptConnection{cfg: r.cfg, t: t, stack: r.stack.Name(), listener: ctx.Self(), rendezvous: true}
 	ctx.Send(ctx.Parent(), a)
 }
 
 // teardown stops every attempt and the listener; the handoffs not claimed
-// yet are closed.
+// yet are closed. The establishment timer goes on (win: it bounds the
+// winner's connection until Ready); stop stops it.
 func (r *rendezvousActor) teardown() {
-	if r.timer != nil {
-		r.timer.Stop()
-	}
 	if r.cancel != nil {
 		r.cancel()
 	}
@@ -878,13 +935,52 @@ func (r *rendezvousActor) teardown() {
 }
 
 // fail ends the rendezvous with err (the Result gets it once the actor has
-// stopped). Once the winner was handed to the root, the actor waits for
-// its connectionReceived, to abort it.
+// stopped). A winner handed to the root whose connection is not Ready yet
+// is aborted (at once when its connection is known, else when the group's
+// ConnectionStarted comes), and the actor stops once that connection has.
+// Once the connection was Ready (connectionReceived) nothing fails any
+// more.
 func (r *rendezvousActor) fail(ctx actor.Context, err error) {
+	if r.won != nil {
+		return
+	}
 	r.ended, r.err = true, err
 	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "EstablishmentError", Error: err.Error()})
 	r.teardown()
-	if !r.adopted {
+	if r.started {
+		// were the connection Ready meanwhile, its connectionReceived comes
+		// to nothing, and the abort follows it in its mailbox
+		r.abortWinner(ctx)
+	}
+	r.maybeStop(ctx)
+}
+
+// abortWinner aborts the winner's connection (once).
+func (r *rendezvousActor) abortWinner(ctx actor.Context) {
+	if r.aborted || r.connGone || r.conn == nil {
+		return
+	}
+	r.aborted = true
+	ctx.Send(r.conn, &messages.AbortConnection{Err: fmt.Errorf("rendezvous ended: %w", r.err)})
+}
+
+// maybeStop stops the actor once the outcome is known and nothing is on
+// its way: without a winner, once it failed; with one, once its group
+// answered and either its connection was Ready (connectionReceived) or,
+// the rendezvous having failed, it has stopped (its socket closed).
+func (r *rendezvousActor) maybeStop(ctx actor.Context) {
+	switch {
+	case !r.adopted:
+		if r.ended {
+			ctx.Stop(ctx.Self())
+		}
+	case !r.started: // the group's answer is on its way
+	case r.won != nil:
+		if !r.connGone {
+			ctx.Unwatch(r.conn) // the connection lives on: no Terminated to a stopped actor
+		}
+		ctx.Stop(ctx.Self())
+	case r.ended && r.connGone:
 		ctx.Stop(ctx.Self())
 	}
 }

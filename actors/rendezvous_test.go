@@ -297,12 +297,20 @@ func startRendezvous(t *testing.T, sys *System, local, remote netip.AddrPort) *R
 	return res
 }
 
-func freeTCPPort(t *testing.T) uint16 {
+// freeTCPPorts returns two distinct TCP ports that were free on
+// 127.0.0.1: both are held while the second is picked (one released
+// before the next is picked may come back, and a rendezvous whose remote
+// is its own local endpoint connects to itself).
+func freeTCPPorts(t *testing.T) (uint16, uint16) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	var ports [2]uint16
+	for i := range ports {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		ports[i] = uint16(ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports[0], ports[1]
 }
 
 // TestRendezvousActorAcceptsPeer: a plain peer connecting from the remote
@@ -312,7 +320,8 @@ func TestRendezvousActorAcceptsPeer(t *testing.T) {
 	sys := NewSystem(Config{})
 	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
 	lo := netip.MustParseAddr("127.0.0.1")
-	local, remote := netip.AddrPortFrom(lo, freeTCPPort(t)), netip.AddrPortFrom(lo, freeTCPPort(t))
+	pl, pr := freeTCPPorts(t)
+	local, remote := netip.AddrPortFrom(lo, pl), netip.AddrPortFrom(lo, pr)
 	res := startRendezvous(t, sys, local, remote)
 
 	// the peer: connects from remote to local until the rendezvous listens
@@ -345,7 +354,8 @@ func TestRendezvousActorAcceptsPeer(t *testing.T) {
 func TestRendezvousActorShutdown(t *testing.T) {
 	sys := NewSystem(Config{})
 	lo := netip.MustParseAddr("127.0.0.1")
-	local, remote := netip.AddrPortFrom(lo, freeTCPPort(t)), netip.AddrPortFrom(lo, freeTCPPort(t))
+	pl, pr := freeTCPPorts(t)
+	local, remote := netip.AddrPortFrom(lo, pl), netip.AddrPortFrom(lo, pr)
 	res := startRendezvous(t, sys, local, remote) // refused, retried
 	require.NoError(t, sys.Shutdown(context.Background()))
 	<-res.Done()

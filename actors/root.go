@@ -105,7 +105,13 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		spec.name = conn
 		g := r.spawnGroup(ctx, group)
 		m.member.spec = spec
-		ctx.Send(g, &m.member)
+		if m.rendezvous {
+			// the group answers the rendezvous ConnectionStarted: it
+			// watches the connection until Ready (rendezvous.go)
+			ctx.RequestWithCustomSender(g, &m.member, m.listener)
+		} else {
+			ctx.Send(g, &m.member)
+		}
 	case *messages.StartListening:
 		if r.down {
 			ctx.Respond(ErrShutdown)

@@ -99,10 +99,13 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // other addresses are dropped.
 //
 // ctx bounds the establishment, not the connection; so does the
-// Preconnection's establishment timeout. When either ends first,
-// Rendezvous returns an *EstablishmentError (Reason Timeout) after every
-// socket has been closed (its Attempts list the refused connects, the
-// unanswered checks). Rendezvous is safe to call concurrently; each call
+// Preconnection's establishment timeout. The establishment ends when the
+// winner's Connection is Ready: with a framer that has a handshake, once
+// that is done; should the Connection fail before (the framer's handshake
+// fails, the peer closes it), Rendezvous returns an *EstablishmentError
+// with the cause. When ctx or the timeout ends first, Rendezvous returns
+// an *EstablishmentError (Reason Timeout) after every socket has been
+// closed (its Attempts list the refused connects, the unanswered checks). Rendezvous is safe to call concurrently; each call
 // is a rendezvous of its own (on the same local port, the calls would
 // compete for the same peer).
 func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -1203,4 +1204,83 @@ func TestRendezvousConnectionStateTrace(t *testing.T) {
 	cb.Abort()
 	<-ca.Done()
 	<-cb.Done()
+}
+
+// rvRawPeer connects from the rendezvous's remote endpoint (the port at
+// remote) to its local one (local) as a plain TCP socket, until the
+// rendezvous listens (or a simultaneous open with its connect succeeds).
+func rvRawPeer(t *testing.T, ctx context.Context, local, remote uint16) stacks.Transport {
+	t.Helper()
+	lo := netip.MustParseAddr("127.0.0.1")
+	for {
+		c, err := stacks.TCP().Dial(ctx, netip.AddrPortFrom(lo, local), stacks.Options{Local: netip.AddrPortFrom(lo, remote), ReusePort: true})
+		if err == nil {
+			t.Cleanup(func() { _ = c.Abort() })
+			return c
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the peer never connected: %v", err)
+		}
+	}
+}
+
+// TestRendezvousWinnerFailsBeforeReady: the first transport wins, but its
+// connection never becomes Ready: a framer's handshake fails (the peer
+// answers the wrong greeting), or the peer never answers and the
+// establishment timeout ends the rendezvous. Rendezvous returns the
+// EstablishmentError; the connection is gone and the local port free.
+func TestRendezvousWinnerFailsBeforeReady(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer string // "": the peer stays silent
+		reason ErrorReason
+		is     error
+	}{
+		{name: "framer fails", answer: "WRONG", reason: ReasonEstablishmentFailed, is: framers.ErrDeframingFailed},
+		{name: "establishment timeout", reason: ReasonTimeout, is: ErrEstablishmentTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys, rt := newRendezvousSystem(t)
+			ctx := testCtx(t)
+			ports := freeTCPPorts(t, 2)
+			pre := NewPreconnection(WithSystem(sys), WithEstablishmentTimeout(300*time.Millisecond),
+				WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(rvRemote(ports[1])))
+			pre.AddFramer(&helloFramer{inner: framers.NewLengthPrefix()})
+			done := make(chan error, 1)
+			go func() {
+				c, err := pre.Rendezvous(ctx)
+				if c != nil {
+					c.Abort()
+					<-c.Done()
+				}
+				done <- err
+			}()
+			select {
+			case <-rt.listening:
+			case <-ctx.Done():
+				t.Fatal("not listening")
+			}
+			peer := rvRawPeer(t, ctx, ports[0], ports[1])
+			hello := make([]byte, 5)
+			_, err := io.ReadFull(peer, hello)
+			require.NoError(t, err)
+			require.Equal(t, "HELLO", string(hello), "the framer's handshake starts: the connection was made")
+			if tc.answer != "" {
+				_, err = peer.Write([]byte(tc.answer))
+				require.NoError(t, err)
+			}
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second): // the establishment timeout is 300 ms
+				t.Fatal("Rendezvous did not return: its connection never became Ready")
+			}
+			var ee *EstablishmentError
+			require.ErrorAs(t, err, &ee)
+			require.Equal(t, tc.reason, ee.Reason, "%v", err)
+			require.ErrorIs(t, err, tc.is)
+			localPortFree(t, ports[0]) // the winner's socket too is closed (reset) by then
+			_, err = io.ReadAll(peer)
+			require.ErrorIs(t, err, syscall.ECONNRESET)
+		})
+	}
 }
