@@ -89,6 +89,9 @@ type RendezvousResult struct {
 	started *ConnectionStarted
 	how     string
 	err     error
+
+	pid       *actor.PID // the actor that took the StartRendezvous (attach)
+	abandoned error      // the caller gave up before an actor took it (Abandon)
 }
 
 // NewRendezvousResult returns a result not completed yet.
@@ -105,6 +108,40 @@ func (r *RendezvousResult) Outcome() (*ConnectionStarted, string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.started, r.how, r.err
+}
+
+// attach is the rendezvous actor taking the StartRendezvous, before it
+// opens anything: from now on Abandon returns pid. It fails, with the
+// caller's error, when the caller has abandoned the request already: the
+// actor must then open nothing.
+func (r *RendezvousResult) attach(pid *actor.PID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.abandoned != nil {
+		return r.abandoned
+	}
+	r.pid = pid
+	return nil
+}
+
+// Abandon is for a caller that got no RendezvousStarted (its ctx ended
+// while the request or the reply was on its way; the reply may then be
+// lost even though the actor exists). It returns the actor that took the
+// request, if one did: it is running (or has run) the rendezvous, and the
+// caller cancels it (CancelRendezvous) and waits for Done, which comes
+// once its sockets are closed. Otherwise it returns nil and an actor that
+// takes the request later fails at once with err, without opening
+// anything: the caller need not wait.
+func (r *RendezvousResult) Abandon(err error) *actor.PID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pid != nil {
+		return r.pid
+	}
+	if r.abandoned == nil {
+		r.abandoned = err
+	}
+	return nil
 }
 
 // complete sets the outcome, once.
@@ -299,6 +336,12 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.gctx, r.cancel = context.WithCancel(context.Background())
 	case *StartRendezvous:
+		if err := r.result.attach(ctx.Self()); err != nil {
+			// the caller gave up before this actor took the request (and
+			// does not wait for the Result): open nothing
+			r.fail(ctx, err)
+			return
+		}
 		ctx.Respond(&RendezvousStarted{PID: ctx.Self()})
 		st, err := RendezvousStack(r.cfg)
 		if err != nil {

@@ -283,18 +283,21 @@ func freeUDPPort(t *testing.T) uint16 {
 // over TCP.
 func startRendezvous(t *testing.T, sys *System, local, remote netip.AddrPort) *RendezvousResult {
 	t.Helper()
-	cfg := &messages.ConnectionConfig{
+	res := NewRendezvousResult()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rep, err := Ask(ctx, sys, sys.Root, &StartRendezvous{Config: tcpRendezvousConfig(local, remote), Result: res})
+	require.NoError(t, err)
+	require.IsType(t, &RendezvousStarted{}, rep)
+	return res
+}
+
+func tcpRendezvousConfig(local, remote netip.AddrPort) *messages.ConnectionConfig {
+	return &messages.ConnectionConfig{
 		Locals:  []*messages.Endpoint{{IpAddress: local.Addr().String(), Port: uint32(local.Port())}},
 		Remotes: []*messages.Endpoint{{IpAddress: remote.Addr().String(), Port: uint32(remote.Port())}},
 		Stacks:  []stacks.Stack{stacks.TCP()},
 	}
-	res := NewRendezvousResult()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	rep, err := Ask(ctx, sys, sys.Root, &StartRendezvous{Config: cfg, Result: res})
-	require.NoError(t, err)
-	require.IsType(t, &RendezvousStarted{}, rep)
-	return res
 }
 
 // freeTCPPorts returns two distinct TCP ports that were free on
@@ -361,6 +364,38 @@ func TestRendezvousActorShutdown(t *testing.T) {
 	<-res.Done()
 	_, _, err := res.Outcome()
 	require.ErrorIs(t, err, ErrShutdown)
+	ln, err := net.Listen("tcp4", local.String()) // every socket is closed
+	require.NoError(t, err)
+	require.NoError(t, ln.Close())
+}
+
+// TestRendezvousActorAbandoned: a caller without the reply to
+// StartRendezvous abandons the request. Before an actor took it, the actor
+// fails with the caller's error and opens nothing; after, Abandon names
+// the actor, which the caller cancels and waits for.
+func TestRendezvousActorAbandoned(t *testing.T) {
+	sys := NewSystem(Config{})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	lo := netip.MustParseAddr("127.0.0.1")
+	pl, pr := freeTCPPorts(t)
+	local, remote := netip.AddrPortFrom(lo, pl), netip.AddrPortFrom(lo, pr)
+	gone := errors.New("caller gone")
+
+	res := NewRendezvousResult()
+	require.Nil(t, res.Abandon(gone))
+	sys.AS.Root.Send(sys.Root, &StartRendezvous{Config: tcpRendezvousConfig(local, remote), Result: res})
+	<-res.Done()
+	_, _, err := res.Outcome()
+	require.ErrorIs(t, err, gone)
+
+	res = startRendezvous(t, sys, local, remote) // refused, retried
+	pid := res.Abandon(gone)
+	require.NotNil(t, pid)
+	require.Same(t, pid, res.Abandon(gone))
+	sys.AS.Root.Send(pid, &CancelRendezvous{Err: context.Canceled})
+	<-res.Done()
+	_, _, err = res.Outcome()
+	require.ErrorIs(t, err, context.Canceled)
 	ln, err := net.Listen("tcp4", local.String()) // every socket is closed
 	require.NoError(t, err)
 	require.NoError(t, ln.Close())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
@@ -136,15 +137,21 @@ func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 		// QUIC rendezvous does not try it)
 		req.ServerTLS, _ = tlsConfig(sec, true, false, p.sys)
 	}
-	started, err := call[*actors.RendezvousStarted](ctx, p.sys, p.sys.s.Root, req)
-	if err != nil {
-		return nil, establishmentError(err)
-	}
 	res := req.Result
+	started, err := call[*actors.RendezvousStarted](ctx, p.sys, p.sys.s.Root, req)
+	var pid *actor.PID
+	if err == nil {
+		pid = started.PID
+	} else if pid = res.Abandon(err); pid == nil {
+		return nil, establishmentError(err) // no rendezvous actor will open anything
+	}
+	// Without a reply (ctx ended meanwhile, and the reply, if any, was
+	// dropped) but with an actor that took the request: it may be
+	// listening already, so it is cancelled and waited for as well.
 	select {
 	case <-res.Done():
 	case <-ctx.Done():
-		tell(p.sys, started.PID, &actors.CancelRendezvous{Err: ctx.Err()})
+		tell(p.sys, pid, &actors.CancelRendezvous{Err: ctx.Err()})
 		<-res.Done() // soon: once every socket is closed (or it had won)
 	}
 	s, _, err := res.Outcome()

@@ -913,6 +913,27 @@ func TestRendezvousQUICRejectsStranger(t *testing.T) {
 	localUDPPortFree(t, hi)
 }
 
+// TestRendezvousCancelledWhileStarting: ctx ends while the request for a
+// rendezvous actor (or its reply) is on its way, so Rendezvous gets no
+// RendezvousStarted although the root may have started the actor; it
+// returns only once that actor is cancelled and its socket closed, or
+// once it is sure no actor will open one.
+func TestRendezvousCancelledWhileStarting(t *testing.T) {
+	pki := newPeerPKI(t)
+	sys, _ := newRVSystem(t)
+	ports := freeUDPPorts(t, 2)
+	lo, hi := min(ports[0], ports[1]), max(ports[0], ports[1])
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	for range 20 {
+		_, err := rvQUICPre(sys, pki, hi, lo).Rendezvous(ctx)
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee)
+		require.ErrorIs(t, err, context.Canceled)
+		localUDPPortFree(t, hi)
+	}
+}
+
 func rvUDPPre(sys *System, local, remote uint16, opts ...PreconnectionOption) *Preconnection {
 	opts = append([]PreconnectionOption{WithSystem(sys), WithTransportProperties(NewTransportProperties(UnreliableDatagram)),
 		WithLocalEndpoint(rvLocal(local)), WithRemoteEndpoint(rvRemote(remote))}, opts...)
