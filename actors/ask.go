@@ -36,7 +36,8 @@ func (r *replyProc) Stop(*actor.PID) {}
 
 // Ask sends req to pid and waits (ctx-bounded) for the reply. A reply that
 // is an error value is returned as the error; a dead target gives
-// ErrActorGone. Late replies after ctx ends go to dead letters.
+// ErrActorGone. A reply already there when ctx ends is returned; later
+// replies go to dead letters.
 func Ask(ctx context.Context, s *System, pid *actor.PID, req any) (any, error) {
 	return AskUnlessDone(ctx, s, pid, req, nil)
 }
@@ -67,6 +68,15 @@ func AskUnlessDone(ctx context.Context, s *System, pid *actor.PID, req any, done
 	case r := <-p.ch:
 		return reply(r)
 	case <-ctx.Done():
+		// a reply that is there already counts: select picks at random
+		// among ready cases, and a caller told ctx's error would not
+		// know that the command took effect (a connection or a
+		// rendezvous started for nobody)
+		select {
+		case r := <-p.ch:
+			return reply(r)
+		default:
+		}
 		return nil, ctx.Err()
 	case <-done:
 		select {
