@@ -648,7 +648,17 @@ func (c *connActor) Receive(ctx actor.Context) {
 func (c *connActor) started(ctx actor.Context) {
 	c.spec.self = ctx.Self()
 	c.dir = DirectionOf(c.spec.cfg.Properties)
-	c.link.panicTo.Store(c.spec)
+	if err := c.link.attach(c.spec); err != nil {
+		// its caller gave up before it learnt of it (Link.Abandon): the
+		// transport it was handed (a clone's stream) goes too
+		for _, t := range []stacks.Transport{c.spec.passive, c.spec.ready} {
+			if t != nil {
+				_ = t.Abort()
+			}
+		}
+		c.abort(ctx, err)
+		return
+	}
 	if c.spec.cfg.Reestablish != nil {
 		c.link.keepReadingAhead() // a lost transport must be noticed at once
 	}

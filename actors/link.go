@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/supervision"
@@ -106,7 +107,39 @@ type Link struct {
 	Owner atomic.Value
 	// panicTo is the connection actor told (from the executor goroutine)
 	// when a handler panics: it aborts the connection with the error.
+	// It is set when the actor starts (attach).
 	panicTo atomic.Pointer[connSpec]
+	// abandoned is the error of an Abandon that came before the actor
+	// started (under mu): the actor then aborts as it starts.
+	abandoned error
+}
+
+// attach records the connection actor of the Link as it starts, and
+// returns the error of an Abandon that came first: the actor then aborts
+// at once (its caller has gone).
+func (l *Link) attach(s *connSpec) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.panicTo.Store(s)
+	return l.abandoned
+}
+
+// Abandon is for a caller whose request to start the connection got no
+// answer (its ctx ended as the answer came, which then goes to dead
+// letters): it returns the connection actor when it has started, for the
+// caller to abort it and wait for Done; otherwise nil, and the actor,
+// should it start later, aborts itself at once with err (the caller need
+// not wait).
+func (l *Link) Abandon(err error) *actor.PID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.panicTo.Load(); s != nil {
+		return s.self
+	}
+	if l.abandoned == nil {
+		l.abandoned = err
+	}
+	return nil
 }
 
 // Handlers are the application's event handlers of one connection. Each is

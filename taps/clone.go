@@ -113,6 +113,10 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	clone.installHandlers(connHandlers{})
 	started, err := call[*actors.ConnectionStarted](ctx, c.sys, c.group, req)
 	if err != nil {
+		if pid := link.Abandon(err); pid != nil { // started all the same (see initiate)
+			tell(c.sys, pid, &messages.AbortConnection{Err: err})
+			<-link.Done()
+		}
 		return nil, &CloneError{Err: err}
 	}
 	clone.pid, clone.group = started.Conn, started.Group

@@ -564,6 +564,12 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 	}
 	started, err := call[*actors.ConnectionStarted](ctx, p.sys, p.sys.s.Root, req)
 	if err != nil {
+		// no answer: a connection actor may have started all the same
+		// (ctx ended as the answer came); it must not go on for nobody
+		if pid := link.Abandon(err); pid != nil {
+			tell(p.sys, pid, &messages.AbortConnection{Err: err})
+			<-link.Done()
+		}
 		return nil, establishmentError(err)
 	}
 	c.pid, c.group = started.Conn, started.Group
