@@ -1071,6 +1071,10 @@ func stunBinding(ctx context.Context, cfg *messages.ConnectionConfig, srv StunSe
 type ResolveEndpoints struct {
 	Config *messages.ConnectionConfig // Locals, Remotes and Resolver
 	Stun   []StunServer               // by local endpoint index
+	// Ctx is the caller's (nil: none): when it ends, the gathering stops
+	// and so does the actor, so that a caller that gave up (and may not
+	// even have learnt of the actor) leaves nothing behind
+	Ctx context.Context
 }
 
 // ResolveStarted is the reply to ResolveEndpoints.
@@ -1080,8 +1084,9 @@ type ResolveStarted struct{ PID *actor.PID }
 // answered (or on CancelResolve).
 type AwaitResolve struct{}
 
-// CancelResolve stops a resolve actor.
-type CancelResolve struct{}
+// CancelResolve stops a resolve actor; those awaiting it get Err (nil:
+// ErrShutdown).
+type CancelResolve struct{ Err error }
 
 // LocalCandidate is one concrete local endpoint.
 type LocalCandidate struct {
@@ -1116,6 +1121,8 @@ type resolveDone struct {
 type resolveActor struct {
 	m       *ResolveEndpoints
 	cancel  context.CancelFunc
+	unwatch func() bool // stops the watch of the caller's ctx
+	stopErr error       // what the waiters get when stopped before done (CancelResolve)
 	wg      sync.WaitGroup
 	done    *resolveDone
 	waiters []*actor.PID
@@ -1130,9 +1137,14 @@ func (r *resolveActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *ResolveEndpoints:
 		ctx.Respond(&ResolveStarted{PID: ctx.Self()})
-		gctx, cancel := context.WithCancel(context.Background())
+		base := m.Ctx
+		if base == nil {
+			base = context.Background()
+		}
+		gctx, cancel := context.WithCancel(base)
 		r.cancel = cancel
 		root, self := ctx.ActorSystem().Root, ctx.Self()
+		r.unwatch = context.AfterFunc(base, func() { root.Send(self, &CancelResolve{Err: base.Err()}) })
 		r.wg.Go(func() {
 			res, err := gatherEndpoints(gctx, m.Config, m.Stun, net.Interfaces, interfaceAddrs)
 			root.Send(self, &resolveDone{res: res, err: err})
@@ -1152,15 +1164,25 @@ func (r *resolveActor) Receive(ctx actor.Context) {
 		if len(r.waiters) > 0 {
 			ctx.Stop(ctx.Self())
 		}
-	case *CancelResolve, *messages.ShutdownSystem:
+	case *CancelResolve:
+		r.stopErr = m.Err
+		ctx.Stop(ctx.Self())
+	case *messages.ShutdownSystem:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		if r.cancel != nil {
 			r.cancel()
 		}
+		if r.unwatch != nil {
+			r.unwatch()
+		}
+		err := r.stopErr
+		if err == nil {
+			err = ErrShutdown
+		}
 		for _, w := range r.waiters {
 			if r.done == nil {
-				ctx.Send(w, ErrShutdown)
+				ctx.Send(w, err)
 			}
 		}
 	case *actor.Stopped:

@@ -249,7 +249,7 @@ func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*Remot
 		}
 		cfg.Remotes = append(cfg.Remotes, m)
 	}
-	st, err := call[*actors.ResolveStarted](ctx, p.sys, p.sys.s.Root, &actors.ResolveEndpoints{Config: cfg, Stun: stun})
+	st, err := call[*actors.ResolveStarted](ctx, p.sys, p.sys.s.Root, &actors.ResolveEndpoints{Config: cfg, Stun: stun, Ctx: ctx})
 	if err != nil {
 		return nil, nil, fmt.Errorf("resolve: %w", err)
 	}

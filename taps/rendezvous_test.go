@@ -570,8 +570,20 @@ func TestResolveContext(t *testing.T) {
 	}), WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("slow.example").WithPort(1)))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
+	actors := countActors(sys)
 	_, _, err := pre.Resolve(ctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// a caller whose ctx ends before it learns of the resolve actor leaves
+	// nothing behind either: the actor stops with the caller's ctx
+	for i := 0; i < 20; i++ {
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _, err = pre.Resolve(gone)
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	require.Eventually(t, func() bool { return countActors(sys) <= actors }, 5*time.Second, 10*time.Millisecond,
+		"actors: %d before, %d after", actors, countActors(sys))
 }
 
 // TestRendezvousSimultaneousOpen makes the two SYNs cross, which loopback
