@@ -96,6 +96,16 @@ func addrPort(t *testing.T, a net.Addr) netip.AddrPort {
 
 // waitQUICDone waits until the QUIC connection under t (if any) has ended
 // and released its socket, so goleak sees no quic-go goroutines.
+// abortQUICPair aborts both ends of a QUIC stream pair and waits until
+// both connections are done.
+func abortQUICPair(t *testing.T, cli, srv Transport) {
+	t.Helper()
+	require.NoError(t, cli.Abort())
+	require.NoError(t, srv.Abort())
+	waitQUICDone(t, cli)
+	waitQUICDone(t, srv)
+}
+
 func waitQUICDone(t *testing.T, tr Transport) {
 	t.Helper()
 	var s *quicStream

@@ -55,10 +55,7 @@ func TestQUICAcceptStreamCancelLosesNoStream(t *testing.T) {
 		require.NoError(t, s.Close())
 	}
 	t.Logf("%d of %d accepted before the cancel", got, n)
-	require.NoError(t, cli.Abort())
-	require.NoError(t, srv.Abort())
-	waitQUICDone(t, cli)
-	waitQUICDone(t, srv)
+	abortQUICPair(t, cli, srv)
 }
 
 // TestQUICListenerFirstStreamBacklog: the peer opens a unidirectional and

@@ -84,10 +84,7 @@ func TestQUICDatagrams(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "dgram", string(got))
 	require.Error(t, cli.(Datagrams).SendDatagram(make([]byte, 5000)), "larger than a packet")
-	require.NoError(t, cli.Abort())
-	require.NoError(t, srv.Abort())
-	waitQUICDone(t, cli)
-	waitQUICDone(t, srv)
+	abortQUICPair(t, cli, srv)
 }
 
 // quicPair dials a QUIC connection to a fresh listener; the client writes
@@ -141,10 +138,7 @@ func TestQUICTryWriteBuffersQueuesSmallBatches(t *testing.T) {
 	require.Empty(t, b)
 	require.Equal(t, "hdr", string(got[:3]))
 	require.Equal(t, large, got[3:])
-	require.NoError(t, cli.Abort())
-	require.NoError(t, srv.Abort())
-	waitQUICDone(t, cli)
-	waitQUICDone(t, srv)
+	abortQUICPair(t, cli, srv)
 }
 
 func TestQUICTryWriteBuffersBlocksWithoutFlowControlCredit(t *testing.T) {
@@ -165,10 +159,7 @@ func TestQUICTryWriteBuffersBlocksWithoutFlowControlCredit(t *testing.T) {
 	// what was queued arrives once the peer reads
 	_, err := io.ReadFull(srv, make([]byte, queued))
 	require.NoError(t, err)
-	require.NoError(t, cli.Abort())
-	require.NoError(t, srv.Abort())
-	waitQUICDone(t, cli)
-	waitQUICDone(t, srv)
+	abortQUICPair(t, cli, srv)
 }
 
 // closeCause is why the QUIC connection under s ended.
@@ -338,10 +329,7 @@ func TestQUICMakeSendOnlyAfterWriteKeepsTheStream(t *testing.T) {
 	require.NoError(t, err)
 	_, err = io.ReadFull(cli, make([]byte, 4))
 	require.NoError(t, err)
-	require.NoError(t, cli.Abort())
-	require.NoError(t, srv.Abort())
-	waitQUICDone(t, cli)
-	waitQUICDone(t, srv)
+	abortQUICPair(t, cli, srv)
 }
 
 // TestQUICAcceptStreamTakesBothKinds: the peer's unidirectional and
@@ -381,10 +369,7 @@ func TestQUICAcceptStreamTakesBothKinds(t *testing.T) {
 	for _, s := range []Transport{got["uni"], got["bidi"], bidi} {
 		require.NoError(t, s.Close())
 	}
-	require.NoError(t, cli.Abort())
-	require.NoError(t, srv.Abort())
-	waitQUICDone(t, cli)
-	waitQUICDone(t, srv)
+	abortQUICPair(t, cli, srv)
 }
 
 // TestQUICTryOpenStreamStopsAtThePeersLimit: TryOpenStream opens streams

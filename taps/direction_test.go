@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -268,20 +269,8 @@ func TestUnidirectionalListenerAndInitiator(t *testing.T) {
 // (only the opener of a unidirectional stream sends on it), and the
 // sender's end of stream closes them.
 func TestSendOnlyQUICOpensUnidirectionalStreams(t *testing.T) {
-	pki := newTestPKI(t)
-	sys := newTestSystem(t)
 	ctx := testCtx(t)
-	opts := []PreconnectionOption{WithSystem(sys), WithProtocols("quic")}
-	srv := NewPreconnection(append(opts, WithSecurityParameters(pki.serverSec()),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
-	srv.AddFramer(framers.NewLengthPrefix())
-	ln, err := srv.Listen(ctx)
-	require.NoError(t, err)
-	t.Cleanup(ln.Stop)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	cli := NewPreconnection(append(opts, WithSecurityParameters(pki.clientSec()), WithTransportProperties(directionProps(t, UnidirectionalSend)),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
-	cli.AddFramer(framers.NewLengthPrefix())
+	ln, cli := sendOnlyQUIC(t, ctx)
 	c, err := cli.Initiate(ctx)
 	require.NoError(t, err)
 	t.Cleanup(c.Abort)
@@ -329,4 +318,23 @@ func TestSendOnlyQUICOpensUnidirectionalStreams(t *testing.T) {
 	<-clone.Done()
 	require.NoError(t, c.Err())
 	require.NoError(t, clone.Err())
+}
+
+// sendOnlyQUIC is a Bidirectional QUIC Listener (length-prefix framer) and
+// a UnidirectionalSend client Preconnection to it.
+func sendOnlyQUIC(t *testing.T, ctx context.Context) (*Listener, *Preconnection) {
+	t.Helper()
+	pki := newTestPKI(t)
+	opts := []PreconnectionOption{WithSystem(newTestSystem(t)), WithProtocols("quic")}
+	srv := NewPreconnection(append(opts, WithSecurityParameters(pki.serverSec()),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	cli := NewPreconnection(append(opts, WithSecurityParameters(pki.clientSec()), WithTransportProperties(directionProps(t, UnidirectionalSend)),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
+	cli.AddFramer(framers.NewLengthPrefix())
+	return ln, cli
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,21 +18,8 @@ func TestQUICCloneWaitsForThePeersStreamLimit(t *testing.T) {
 	c, err := pre.Initiate(ctx)
 	require.NoError(t, err)
 	roundTrip(t, c, "first stream")
-	clones := make([]*Connection, 0, 99)
-	for range 99 {
-		cl, err := c.Clone(ctx)
-		require.NoError(t, err)
-		clones = append(clones, cl)
-	}
-	type result struct {
-		c   *Connection
-		err error
-	}
-	next := make(chan result, 1)
-	go func() {
-		cl, err := c.Clone(ctx)
-		next <- result{cl, err}
-	}()
+	clones := cloneToLimit(t, ctx, c)
+	next := cloneAsync(ctx, c)
 	roundTrip(t, clones[0], "frees a stream when closed")
 	require.NoError(t, clones[0].Close())
 	<-clones[0].Done()
@@ -53,20 +39,8 @@ func TestQUICCloneWaitsForThePeersStreamLimit(t *testing.T) {
 // unidirectional streams of a UnidirectionalSend connection (Initiate's
 // stream exchanged for one, and 99 clones).
 func TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit(t *testing.T) {
-	pki := newTestPKI(t)
-	sys := newTestSystem(t)
 	ctx := testCtx(t)
-	opts := []PreconnectionOption{WithSystem(sys), WithProtocols("quic")}
-	srv := NewPreconnection(append(opts, WithSecurityParameters(pki.serverSec()),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
-	srv.AddFramer(framers.NewLengthPrefix())
-	ln, err := srv.Listen(ctx)
-	require.NoError(t, err)
-	t.Cleanup(ln.Stop)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	cli := NewPreconnection(append(opts, WithSecurityParameters(pki.clientSec()), WithTransportProperties(directionProps(t, UnidirectionalSend)),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
-	cli.AddFramer(framers.NewLengthPrefix())
+	ln, cli := sendOnlyQUIC(t, ctx)
 	c, err := cli.Initiate(ctx)
 	require.NoError(t, err)
 	require.NoError(t, c.Send(ctx, []byte("first"), nil))
@@ -75,21 +49,8 @@ func TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit(t *testing.T) {
 	m, err := first.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "first", string(m.Data))
-	clones := make([]*Connection, 0, 99)
-	for range 99 {
-		cl, err := c.Clone(ctx)
-		require.NoError(t, err)
-		clones = append(clones, cl)
-	}
-	type result struct {
-		c   *Connection
-		err error
-	}
-	next := make(chan result, 1)
-	go func() {
-		cl, err := c.Clone(ctx)
-		next <- result{cl, err}
-	}()
+	clones := cloneToLimit(t, ctx, c)
+	next := cloneAsync(ctx, c)
 	// (the peer learns of a stream with its first data, and of every
 	// lower-numbered one with it: clones[0]'s is the next)
 	require.NoError(t, clones[0].Send(ctx, []byte("frees a stream when closed"), nil))
@@ -137,12 +98,7 @@ func TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream(t *testing.T) {
 	c, err := pre.Initiate(ctx)
 	require.NoError(t, err)
 	roundTrip(t, c, "first stream")
-	clones := make([]*Connection, 0, 99)
-	for range 99 {
-		cl, err := c.Clone(ctx)
-		require.NoError(t, err)
-		clones = append(clones, cl)
-	}
+	clones := cloneToLimit(t, ctx, c)
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	_, err = c.Clone(short)
 	cancel()
@@ -165,4 +121,32 @@ func TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream(t *testing.T) {
 		<-cl.Done()
 	}
 	ln.Stop()
+}
+
+// cloneToLimit makes the 99 clones of c that, with c's own stream, reach
+// quic-go's default limit of 100 streams of their kind.
+func cloneToLimit(t *testing.T, ctx context.Context, c *Connection) []*Connection {
+	t.Helper()
+	clones := make([]*Connection, 0, 99)
+	for range 99 {
+		cl, err := c.Clone(ctx)
+		require.NoError(t, err)
+		clones = append(clones, cl)
+	}
+	return clones
+}
+
+type cloneResult struct {
+	c   *Connection
+	err error
+}
+
+// cloneAsync clones c in a goroutine of its own.
+func cloneAsync(ctx context.Context, c *Connection) <-chan cloneResult {
+	next := make(chan cloneResult, 1)
+	go func() {
+		cl, err := c.Clone(ctx)
+		next <- cloneResult{cl, err}
+	}()
+	return next
 }
