@@ -96,6 +96,24 @@ func addrPort(t *testing.T, a net.Addr) netip.AddrPort {
 
 // waitQUICDone waits until the QUIC connection under t (if any) has ended
 // and released its socket, so goleak sees no quic-go goroutines.
+// quicDial listens with QUIC on loopback (the listener is closed with the
+// test) and dials it: the listener, its pending Accept and the client's
+// stream. with is added to both ends' options (datagrams, an interface).
+func quicDial(t *testing.T, ctx context.Context, with Options) (Listener, <-chan acceptResult, Transport) {
+	t.Helper()
+	pki := newTestPKI(t)
+	lo, do := with, with
+	lo.Local, lo.TLS = loopback4, pki.serverConfig()
+	do.TLS = pki.clientConfig()
+	ln, err := QUIC().Listen(ctx, lo)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := acceptAsync(ln)
+	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), do)
+	require.NoError(t, err)
+	return ln, accepted, cli
+}
+
 // abortQUICPair aborts both ends of a QUIC stream pair and waits until
 // both connections are done.
 func abortQUICPair(t *testing.T, cli, srv Transport) {

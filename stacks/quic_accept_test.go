@@ -63,13 +63,7 @@ func TestQUICAcceptStreamCancelLosesNoStream(t *testing.T) {
 // (accepted meanwhile) is the next AcceptStream's.
 func TestQUICListenerFirstStreamBacklog(t *testing.T) {
 	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, err := QUIC().Listen(ctx, Options{Local: loopback4, TLS: pki.serverConfig()})
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := acceptAsync(ln)
-	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig()})
-	require.NoError(t, err)
+	_, accepted, cli := quicDial(t, ctx, Options{})
 	uni, err := cli.(UniStreams).OpenSendStream(ctx)
 	require.NoError(t, err)
 	_, err = uni.Write([]byte("u"))

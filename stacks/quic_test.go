@@ -15,14 +15,8 @@ import (
 
 func TestQUICSecondStreamReachesAcceptStream(t *testing.T) {
 	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, err := QUIC().Listen(ctx, Options{Local: loopback4, TLS: pki.serverConfig()})
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := acceptAsync(ln)
-	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig()})
-	require.NoError(t, err)
-	_, err = cli.Write([]byte("first"))
+	_, accepted, cli := quicDial(t, ctx, Options{})
+	_, err := cli.Write([]byte("first"))
 	require.NoError(t, err)
 	r := <-accepted
 	require.NoError(t, r.err)
@@ -64,14 +58,8 @@ func TestQUICSecondStreamReachesAcceptStream(t *testing.T) {
 
 func TestQUICDatagrams(t *testing.T) {
 	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, err := QUIC().Listen(ctx, Options{Local: loopback4, TLS: pki.serverConfig(), QUICDatagrams: true})
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := acceptAsync(ln)
-	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig(), QUICDatagrams: true})
-	require.NoError(t, err)
-	_, err = cli.Write([]byte("s"))
+	_, accepted, cli := quicDial(t, ctx, Options{QUICDatagrams: true})
+	_, err := cli.Write([]byte("s"))
 	require.NoError(t, err)
 	r := <-accepted
 	require.NoError(t, r.err)
@@ -93,14 +81,8 @@ func TestQUICDatagrams(t *testing.T) {
 func quicPair(t *testing.T) (cli, srv *quicStream) {
 	t.Helper()
 	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, err := QUIC().Listen(ctx, Options{Local: loopback4, TLS: pki.serverConfig()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
-	accepted := acceptAsync(ln)
-	c, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig()})
-	require.NoError(t, err)
-	_, err = c.Write([]byte{0})
+	_, accepted, c := quicDial(t, ctx, Options{})
+	_, err := c.Write([]byte{0})
 	require.NoError(t, err)
 	r := <-accepted
 	require.NoError(t, r.err)
@@ -274,13 +256,7 @@ func receiveOnly(t *testing.T, tr Transport) *quic.ReceiveStream {
 // returns io.EOF, and the listener accepts the stream as receive only.
 func TestQUICMakeSendOnlyOpensAUnidirectionalStream(t *testing.T) {
 	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, err := QUIC().Listen(ctx, Options{Local: loopback4, TLS: pki.serverConfig()})
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := acceptAsync(ln)
-	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: pki.clientConfig()})
-	require.NoError(t, err)
+	_, accepted, cli := quicDial(t, ctx, Options{})
 	read := make(chan error, 1)
 	go func() { // a reader reading ahead, as the connection's does
 		_, err := cli.Read(make([]byte, 8))
