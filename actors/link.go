@@ -109,19 +109,17 @@ type Link struct {
 	// when a handler panics: it aborts the connection with the error.
 	// It is set when the actor starts (attach).
 	panicTo atomic.Pointer[connSpec]
-	// abandoned is the error of an Abandon that came before the actor
-	// started (under mu): the actor then aborts as it starts.
-	abandoned error
+	// start settles who ends the connection when its start request went
+	// unanswered (attach, Abandon)
+	start startClaim
 }
 
 // attach records the connection actor of the Link as it starts, and
 // returns the error of an Abandon that came first: the actor then aborts
 // at once (its caller has gone).
 func (l *Link) attach(s *connSpec) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.panicTo.Store(s)
-	return l.abandoned
+	return l.start.claim(s.self)
 }
 
 // Abandon is for a caller whose request to start the connection got no
@@ -130,17 +128,7 @@ func (l *Link) attach(s *connSpec) error {
 // caller to abort it and wait for Done; otherwise nil, and the actor,
 // should it start later, aborts itself at once with err (the caller need
 // not wait).
-func (l *Link) Abandon(err error) *actor.PID {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s := l.panicTo.Load(); s != nil {
-		return s.self
-	}
-	if l.abandoned == nil {
-		l.abandoned = err
-	}
-	return nil
-}
+func (l *Link) Abandon(err error) *actor.PID { return l.start.abandon(err) }
 
 // Handlers are the application's event handlers of one connection. Each is
 // called on the Link's executor: one at a time, in event order, never after

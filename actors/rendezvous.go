@@ -90,8 +90,7 @@ type RendezvousResult struct {
 	how     string
 	err     error
 
-	pid       *actor.PID // the actor that took the StartRendezvous (attach)
-	abandoned error      // the caller gave up before an actor took it (Abandon)
+	start startClaim // the actor that took the StartRendezvous, or the caller's abandon
 }
 
 // NewRendezvousResult returns a result not completed yet.
@@ -114,15 +113,7 @@ func (r *RendezvousResult) Outcome() (*ConnectionStarted, string, error) {
 // opens anything: from now on Abandon returns pid. It fails, with the
 // caller's error, when the caller has abandoned the request already: the
 // actor must then open nothing.
-func (r *RendezvousResult) attach(pid *actor.PID) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.abandoned != nil {
-		return r.abandoned
-	}
-	r.pid = pid
-	return nil
-}
+func (r *RendezvousResult) attach(pid *actor.PID) error { return r.start.claim(pid) }
 
 // Abandon is for a caller that got no RendezvousStarted (its ctx ended
 // while the request or the reply was on its way; the reply may then be
@@ -132,17 +123,7 @@ func (r *RendezvousResult) attach(pid *actor.PID) error {
 // once its sockets are closed. Otherwise it returns nil and an actor that
 // takes the request later fails at once with err, without opening
 // anything: the caller need not wait.
-func (r *RendezvousResult) Abandon(err error) *actor.PID {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pid != nil {
-		return r.pid
-	}
-	if r.abandoned == nil {
-		r.abandoned = err
-	}
-	return nil
-}
+func (r *RendezvousResult) Abandon(err error) *actor.PID { return r.start.abandon(err) }
 
 // complete sets the outcome, once.
 func (r *RendezvousResult) complete(s *ConnectionStarted, how string, err error) {
