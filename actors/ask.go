@@ -109,22 +109,22 @@ func StopAndWait(ctx context.Context, s *System, pid *actor.PID) error {
 	}
 }
 
-// startClaim settles who ends an actor whose start request may go
+// StartClaim settles who ends an actor whose start request may go
 // unanswered (the caller's ctx ended as the answer came, which then goes to
 // dead letters): the actor claims it as it starts, before it opens
 // anything; a caller left without an answer abandons it. Whichever comes
 // second learns of the first: an abandon after the claim returns the actor
 // (the caller ends it and waits), a claim after the abandon returns the
 // caller's error (the actor ends at once, having opened nothing).
-type startClaim struct {
+type StartClaim struct {
 	mu        sync.Mutex
 	pid       *actor.PID
 	abandoned error
 }
 
-// claim is the actor's side; it fails with the caller's error when the
+// Claim is the actor's side; it fails with the caller's error when the
 // caller has abandoned the start already.
-func (c *startClaim) claim(pid *actor.PID) error {
+func (c *StartClaim) Claim(pid *actor.PID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.abandoned != nil {
@@ -134,9 +134,9 @@ func (c *startClaim) claim(pid *actor.PID) error {
 	return nil
 }
 
-// abandon is the caller's side: the actor that claimed the start, or nil
-// (the actor, should it start later, fails its claim with err).
-func (c *startClaim) abandon(err error) *actor.PID {
+// Abandon is the caller's side: the actor that claimed the start, or nil
+// (the actor, should it start later, fails its Claim with err).
+func (c *StartClaim) Abandon(err error) *actor.PID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.pid == nil && c.abandoned == nil {

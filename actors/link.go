@@ -111,7 +111,7 @@ type Link struct {
 	panicTo atomic.Pointer[connSpec]
 	// start settles who ends the connection when its start request went
 	// unanswered (attach, Abandon)
-	start startClaim
+	start StartClaim
 }
 
 // attach records the connection actor of the Link as it starts, and
@@ -119,7 +119,7 @@ type Link struct {
 // at once (its caller has gone).
 func (l *Link) attach(s *connSpec) error {
 	l.panicTo.Store(s)
-	return l.start.claim(s.self)
+	return l.start.Claim(s.self)
 }
 
 // Abandon is for a caller whose request to start the connection got no
@@ -128,7 +128,7 @@ func (l *Link) attach(s *connSpec) error {
 // caller to abort it and wait for Done; otherwise nil, and the actor,
 // should it start later, aborts itself at once with err (the caller need
 // not wait).
-func (l *Link) Abandon(err error) *actor.PID { return l.start.abandon(err) }
+func (l *Link) Abandon(err error) *actor.PID { return l.start.Abandon(err) }
 
 // Handlers are the application's event handlers of one connection. Each is
 // called on the Link's executor: one at a time, in event order, never after

@@ -78,6 +78,13 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 	case *messages.StartListening:
+		if c, ok := m.Claim.(*StartClaim); ok {
+			if err := c.Claim(ctx.Self()); err != nil {
+				ctx.Respond(err) // the caller has gone: bind nothing
+				ctx.Stop(ctx.Self())
+				return
+			}
+		}
 		err := l.filterRemotes()
 		if err == nil {
 			err = l.listen(ctx)

@@ -173,3 +173,37 @@ func TestListenerRetryKeepsIfacesAligned(t *testing.T) {
 	sys.AS.Root.Stop(st.PID)
 	<-st.Queue.Done()
 }
+
+// TestListenerStartClaim: a listener claims its start before it binds. A
+// caller that abandoned the start first gets its error back and the port
+// stays free; a caller that abandons it after is told the listener, to
+// stop it.
+func TestListenerStartClaim(t *testing.T) {
+	sys := NewSystem(Config{})
+	defer shutdown(t, sys)
+	ctx := context.Background()
+	free, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := free.Addr().(*net.TCPAddr).Port
+	require.NoError(t, free.Close())
+	cfg := &messages.ConnectionConfig{Stacks: []stacks.Stack{stacks.TCP()},
+		Locals: []*messages.Endpoint{{IpAddress: "127.0.0.1", Port: uint32(port)}}}
+	gone := errors.New("the caller gave up")
+
+	claim := &StartClaim{}
+	require.Nil(t, claim.Abandon(gone), "no listener yet")
+	_, err = Ask(ctx, sys, sys.Root, &messages.StartListening{Config: cfg, Claim: claim})
+	require.ErrorIs(t, err, gone)
+	again, err := net.Listen("tcp4", free.Addr().String())
+	require.NoError(t, err, "an abandoned listener binds nothing")
+	require.NoError(t, again.Close())
+
+	claim = &StartClaim{}
+	res, err := Ask(ctx, sys, sys.Root, &messages.StartListening{Config: cfg, Claim: claim})
+	require.NoError(t, err)
+	st := res.(*ListenerStarted)
+	pid := claim.Abandon(gone)
+	require.NotNil(t, pid)
+	require.True(t, pid.Equal(st.PID), "the caller is told the listener, to stop it")
+	require.NoError(t, StopAndWait(ctx, sys, pid))
+}

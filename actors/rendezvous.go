@@ -90,7 +90,7 @@ type RendezvousResult struct {
 	how     string
 	err     error
 
-	start startClaim // the actor that took the StartRendezvous, or the caller's abandon
+	start StartClaim // the actor that took the StartRendezvous, or the caller's abandon
 }
 
 // NewRendezvousResult returns a result not completed yet.
@@ -113,7 +113,7 @@ func (r *RendezvousResult) Outcome() (*ConnectionStarted, string, error) {
 // opens anything: from now on Abandon returns pid. It fails, with the
 // caller's error, when the caller has abandoned the request already: the
 // actor must then open nothing.
-func (r *RendezvousResult) attach(pid *actor.PID) error { return r.start.claim(pid) }
+func (r *RendezvousResult) attach(pid *actor.PID) error { return r.start.Claim(pid) }
 
 // Abandon is for a caller that got no RendezvousStarted (its ctx ended
 // while the request or the reply was on its way; the reply may then be
@@ -123,7 +123,7 @@ func (r *RendezvousResult) attach(pid *actor.PID) error { return r.start.claim(p
 // once its sockets are closed. Otherwise it returns nil and an actor that
 // takes the request later fails at once with err, without opening
 // anything: the caller need not wait.
-func (r *RendezvousResult) Abandon(err error) *actor.PID { return r.start.abandon(err) }
+func (r *RendezvousResult) Abandon(err error) *actor.PID { return r.start.Abandon(err) }
 
 // complete sets the outcome, once.
 func (r *RendezvousResult) complete(s *ConnectionStarted, how string, err error) {

@@ -81,6 +81,10 @@ type MessageProps struct {
 // StartListening asks the root to create a listener.
 type StartListening struct {
 	Config *ConnectionConfig
+	// Claim, when set, is the *actors.StartClaim the listener claims
+	// before it binds anything: a caller whose ctx ended as the answer
+	// came abandons it, and stops the listener or keeps it from binding.
+	Claim any
 }
 
 // SendMessage hands one Message (or part of one) to a connection.

@@ -629,8 +629,16 @@ func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 	if err != nil {
 		return nil, p.fail(err)
 	}
-	st, err := call[*actors.ListenerStarted](ctx, p.sys, p.sys.s.Root, &messages.StartListening{Config: cfg})
+	claim := &actors.StartClaim{}
+	st, err := call[*actors.ListenerStarted](ctx, p.sys, p.sys.s.Root, &messages.StartListening{Config: cfg, Claim: claim})
 	if err != nil {
+		// no answer: a listener may be bound all the same (ctx ended as
+		// the answer came); it must not listen for nobody
+		if pid := claim.Abandon(err); pid != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = actors.StopAndWait(sctx, p.sys.s, pid)
+			cancel()
+		}
 		return nil, establishmentError(err)
 	}
 	return newListener(p.sys, st, cfg, h), nil
