@@ -206,23 +206,8 @@ func TestUnidirectionalListenerAndInitiator(t *testing.T) {
 				lnDir, initDir = UnidirectionalSend, UnidirectionalReceive
 			}
 			t.Run(name, func(t *testing.T) {
-				sys := newTestSystem(t)
 				ctx := testCtx(t)
-				opts := []PreconnectionOption{WithSystem(sys), WithProtocols(stack)}
-				srvSec, cliSec := (*SecurityParameters)(nil), (*SecurityParameters)(nil)
-				if stack != "tcp" {
-					srvSec, cliSec = pki.serverSec(), pki.clientSec()
-				}
-				srv := NewPreconnection(append(opts, WithSecurityParameters(srvSec), WithTransportProperties(directionProps(t, lnDir)),
-					WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
-				srv.AddFramer(framers.NewLengthPrefix())
-				ln, err := srv.Listen(ctx)
-				require.NoError(t, err)
-				t.Cleanup(ln.Stop)
-				ap, _ := ln.LocalEndpoints()[0].Addr()
-				cli := NewPreconnection(append(opts, WithSecurityParameters(cliSec), WithTransportProperties(directionProps(t, initDir)),
-					WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
-				cli.AddFramer(framers.NewLengthPrefix())
+				ln, cli := directionalPair(t, ctx, pki, stack, lnDir, initDir)
 				c, err := cli.Initiate(ctx)
 				require.NoError(t, err)
 				t.Cleanup(c.Abort)
@@ -320,21 +305,32 @@ func TestSendOnlyQUICOpensUnidirectionalStreams(t *testing.T) {
 	require.NoError(t, clone.Err())
 }
 
-// sendOnlyQUIC is a Bidirectional QUIC Listener (length-prefix framer) and
-// a UnidirectionalSend client Preconnection to it.
-func sendOnlyQUIC(t *testing.T, ctx context.Context) (*Listener, *Preconnection) {
+// directionalPair is a Listener with direction lnDir and a client
+// Preconnection with direction initDir to it, over stack (tcp, tls or
+// quic; secured with pki but for tcp), both with a length-prefix framer.
+func directionalPair(t *testing.T, ctx context.Context, pki *testPKI, stack string, lnDir, initDir CommunicationDirection) (*Listener, *Preconnection) {
 	t.Helper()
-	pki := newTestPKI(t)
-	opts := []PreconnectionOption{WithSystem(newTestSystem(t)), WithProtocols("quic")}
-	srv := NewPreconnection(append(opts, WithSecurityParameters(pki.serverSec()),
+	opts := []PreconnectionOption{WithSystem(newTestSystem(t)), WithProtocols(stack)}
+	srvSec, cliSec := (*SecurityParameters)(nil), (*SecurityParameters)(nil)
+	if stack != "tcp" {
+		srvSec, cliSec = pki.serverSec(), pki.clientSec()
+	}
+	srv := NewPreconnection(append(opts, WithSecurityParameters(srvSec), WithTransportProperties(directionProps(t, lnDir)),
 		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
 	srv.AddFramer(framers.NewLengthPrefix())
 	ln, err := srv.Listen(ctx)
 	require.NoError(t, err)
 	t.Cleanup(ln.Stop)
 	ap, _ := ln.LocalEndpoints()[0].Addr()
-	cli := NewPreconnection(append(opts, WithSecurityParameters(pki.clientSec()), WithTransportProperties(directionProps(t, UnidirectionalSend)),
+	cli := NewPreconnection(append(opts, WithSecurityParameters(cliSec), WithTransportProperties(directionProps(t, initDir)),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))...)
 	cli.AddFramer(framers.NewLengthPrefix())
 	return ln, cli
+}
+
+// sendOnlyQUIC is a Bidirectional QUIC Listener and a UnidirectionalSend
+// client Preconnection to it.
+func sendOnlyQUIC(t *testing.T, ctx context.Context) (*Listener, *Preconnection) {
+	t.Helper()
+	return directionalPair(t, ctx, newTestPKI(t), "quic", Bidirectional, UnidirectionalSend)
 }
