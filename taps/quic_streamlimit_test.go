@@ -13,12 +13,8 @@ import (
 // clones, the next Clone cannot open its stream at once; it waits
 // (openStream's goroutine), and gets one when a clone closes, and works.
 func TestQUICCloneWaitsForThePeersStreamLimit(t *testing.T) {
-	ln, pre := quicPair(t)
 	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	roundTrip(t, c, "first stream")
-	clones := cloneToLimit(t, ctx, c)
+	ln, c, clones := quicAtStreamLimit(t, ctx)
 	next := cloneAsync(ctx, c)
 	roundTrip(t, clones[0], "frees a stream when closed")
 	require.NoError(t, clones[0].Close())
@@ -93,14 +89,10 @@ func TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit(t *testing.T) {
 // the abandoned wait went on, took that stream and sent it to a requester
 // that was gone, and the next Clone waited in vain.
 func TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream(t *testing.T) {
-	ln, pre := quicPair(t)
 	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	roundTrip(t, c, "first stream")
-	clones := cloneToLimit(t, ctx, c)
+	ln, c, clones := quicAtStreamLimit(t, ctx)
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	_, err = c.Clone(short)
+	_, err := c.Clone(short)
 	cancel()
 	require.Error(t, err, "no stream while the limit is reached")
 
@@ -149,4 +141,15 @@ func cloneAsync(ctx context.Context, c *Connection) <-chan cloneResult {
 		next <- cloneResult{cl, err}
 	}()
 	return next
+}
+
+// quicAtStreamLimit is a QUIC connection to a listener, with the clones
+// that reach the peer's limit of bidirectional streams (cloneToLimit).
+func quicAtStreamLimit(t *testing.T, ctx context.Context) (*Listener, *Connection, []*Connection) {
+	t.Helper()
+	ln, pre := quicPair(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	roundTrip(t, c, "first stream")
+	return ln, c, cloneToLimit(t, ctx, c)
 }
