@@ -67,6 +67,11 @@ var (
 	// ErrExpired is the cause of an Expired event: msgLifetime passed before
 	// the message could be sent.
 	ErrExpired = errors.New("message lifetime expired before sending")
+	// ErrPathLost is the cause of a Reestablishing event that the route
+	// monitor raised: the transport's path is gone (its local address was
+	// removed or its link went down, or its bound interface has no route
+	// to the peer left), so it was replaced before any traffic failed.
+	ErrPathLost = errors.New("the transport's path is gone")
 	// ErrFinalSent: a Send after a message marked final.
 	ErrFinalSent = errors.New("a final message was already sent")
 	// ErrNotReplayable: a message not marked safelyReplayable on a stack
@@ -639,7 +644,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *pacedFlush, *sockTick, *softErrorIn, *refusedDatagrams:
 		c.sockReceive(ctx, m)
 	case *pathCheck, *pathHandlerChanged:
-		c.pathReceive(m)
+		c.pathReceive(ctx, m)
 	default:
 		c.logger().Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}

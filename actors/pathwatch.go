@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -31,6 +33,16 @@ import (
 //     PathChange) raises PathChange once and becomes the last one. The
 //     goroutine ends when no watched connection is left (each leaves at
 //     its terminal event or when its handler is removed).
+//
+// The same route monitor guards the path of every initiated connection
+// with a re-establishment policy, with or without a PathChange handler:
+// after a burst of changes, a transport whose path is gone
+// (stacks.PathLost: its local address is no longer on an interface that
+// is up, or its bound interface has no route to the peer left) is
+// replaced at once, Reestablishing carrying ErrPathLost, rather than when
+// traffic or keep-alive would find it dead (an idle connection would
+// otherwise stay on a dead path until then). The usable addresses are
+// read once per burst (stacks.UsableAddrs) for all the connections.
 
 // pathState is a connection's PathChange state, made when first needed: at
 // the first Ready of a connection with a re-establishment policy or a
@@ -43,8 +55,9 @@ type pathState struct {
 
 // connection actor messages of this file
 type (
-	// pathCheck: the route monitor saw a burst of changes.
-	pathCheck struct{}
+	// pathCheck: the route monitor saw a burst of changes; usable are the
+	// addresses of the interfaces up after it (nil: unknown)
+	pathCheck struct{ usable map[netip.Addr]bool }
 	// pathHandlerChanged: the PathChange handler was set or removed.
 	pathHandlerChanged struct{}
 )
@@ -57,7 +70,7 @@ func (c *connActor) pathEstablished(again bool) {
 	want := c.link.hasPathChange()
 	p := c.path
 	if p == nil {
-		if !want && (c.spec.cfg.Reestablish == nil || c.spec.passive != nil) {
+		if !want && !c.guardsPath() {
 			return // never on another path, nobody asks
 		}
 		p = &pathState{}
@@ -70,6 +83,8 @@ func (c *connActor) pathEstablished(again bool) {
 	if want {
 		p.last = stacks.ReadPath(c.t, c.local, c.remote)
 		r = p.last // the new path's full reading, the one the watch keeps
+	}
+	if want || c.guardsPath() {
 		c.pathWatch(true)
 	}
 	if moved {
@@ -103,20 +118,31 @@ func (c *connActor) pathWatch(on bool) {
 // pathStop leaves the route monitor (the connection ended).
 func (c *connActor) pathStop() { c.pathWatch(false) }
 
+// guardsPath tells whether the route monitor replaces this connection's
+// transport when its path is gone: an initiated connection with a
+// re-establishment policy.
+func (c *connActor) guardsPath() bool {
+	return c.spec.cfg.Reestablish != nil && c.spec.passive == nil
+}
+
 // pathReceive handles this file's messages.
-func (c *connActor) pathReceive(m any) {
-	switch m.(type) {
+func (c *connActor) pathReceive(ctx actor.Context, m any) {
+	switch m := m.(type) {
 	case *pathHandlerChanged:
 		if !c.link.hasPathChange() {
-			c.pathWatch(false)
+			if !c.guardsPath() {
+				c.pathWatch(false)
+			}
 			return
 		}
-		if c.state != Established || c.t == nil || (c.path != nil && c.path.watched) {
+		if c.state != Established || c.t == nil {
 			return // pathEstablished starts the watch
 		}
 		if c.path == nil {
 			c.path = &pathState{addrs: stacks.AddrReading(c.local, c.remote)}
 		}
+		// the first full reading, also when the path was already guarded
+		// (watched without one)
 		c.path.last = stacks.ReadPath(c.t, c.local, c.remote)
 		c.pathWatch(true)
 	case *pathCheck:
@@ -124,13 +150,30 @@ func (c *connActor) pathReceive(m any) {
 		if p == nil || !p.watched || c.state != Established || c.t == nil {
 			return
 		}
-		r := stacks.ReadPath(c.t, c.local, c.remote)
-		d := stacks.PathDiff(p.last, r)
-		if len(d) == 0 {
+		want, guard := c.link.hasPathChange(), c.guardsPath()
+		bound := ""
+		if guard {
+			bound = stacks.BoundDevice(c.t)
+		}
+		var r stacks.PathReading
+		if want || bound != "" {
+			r = stacks.ReadPath(c.t, c.local, c.remote)
+		} else {
+			r = stacks.AddrReading(c.local, c.remote) // no system call
+		}
+		if want {
+			if d := stacks.PathDiff(p.last, r); len(d) > 0 {
+				p.last = r
+				c.pathChanged(r, "kernel path: "+strings.Join(d, ", "))
+			}
+		}
+		if !guard {
 			return
 		}
-		p.last = r
-		c.pathChanged(r, "kernel path: "+strings.Join(d, ", "))
+		if why, lost := stacks.PathLost(r, bound, m.usable); lost {
+			c.logger().Debug("path lost: re-establishing", "why", why)
+			c.reestablish(ctx, fmt.Errorf("%w: %s", ErrPathLost, why))
+		}
 	}
 }
 
@@ -226,8 +269,12 @@ func (pm *pathMonitor) run() {
 			pids = append(pids, pid)
 		}
 		pathMonitors.mu.Unlock()
+		usable, err := stacks.UsableAddrs() // once for all the connections
+		if err != nil {
+			usable = nil
+		}
 		for _, pid := range pids {
-			pm.sys.AS.Root.Send(pid, &pathCheck{})
+			pm.sys.AS.Root.Send(pid, &pathCheck{usable: usable})
 		}
 	}
 }

@@ -126,3 +126,49 @@ func (t *tcpTransport) MPTCPSubflows() (int, error) { return mptcpSubflows(t.TCP
 // MPTCPSubflows reads mptcpi_subflows of the socket under TLS; see
 // SubflowCounter.
 func (t *tlsTransport) MPTCPSubflows() (int, error) { return mptcpSubflows(t.tcp) }
+
+// PathLost tells whether a transport's path is gone as far as the host
+// can tell, and why: its local address is no longer on an interface that
+// is up and running (the address was removed, or its link went down), or
+// its socket is bound to an interface (bound, BoundDevice) out of which
+// the kernel has no route to the peer left (r is then a full reading,
+// ReadPath, with no Interface). usable are the addresses of the
+// interfaces that are up (UsableAddrs); nil skips the address check. An
+// unspecified or unknown local address is never lost. It is pure.
+func PathLost(r PathReading, bound string, usable map[netip.Addr]bool) (why string, lost bool) {
+	local := r.Local.Unmap().WithZone("")
+	if usable != nil && local.IsValid() && !local.IsUnspecified() && !usable[local] {
+		return "local address " + local.String() + " is gone or its interface is down", true
+	}
+	if bound != "" && r.Remote.IsValid() && r.Interface == "" {
+		return "no route to " + r.Remote.Addr().String() + " out of " + bound, true
+	}
+	return "", false
+}
+
+// UsableAddrs returns the IP addresses (unmapped, without zone) of the
+// interfaces that are up and running.
+func UsableAddrs() (map[netip.Addr]bool, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	usable := map[netip.Addr]bool{}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagRunning == 0 {
+			continue
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					usable[ip.Unmap()] = true
+				}
+			}
+		}
+	}
+	return usable, nil
+}

@@ -213,3 +213,7 @@ func (m *RouteMonitor) Next() (int, error) {
 
 // Close closes the netlink socket; a Next in progress returns.
 func (m *RouteMonitor) Close() error { return m.f.Close() }
+
+// BoundDevice is the interface t's socket is bound to (SO_BINDTODEVICE),
+// "" when it is not bound.
+func BoundDevice(t Transport) string { return boundDevice(t) }

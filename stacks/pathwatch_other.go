@@ -30,3 +30,6 @@ func (*RouteMonitor) Next() (int, error) { return 0, errors.ErrUnsupported }
 
 // Close does nothing.
 func (*RouteMonitor) Close() error { return nil }
+
+// BoundDevice is "" outside Linux: no reading sees a bound interface.
+func BoundDevice(Transport) string { return "" }

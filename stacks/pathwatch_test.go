@@ -93,3 +93,51 @@ func TestPathReadingLoopback(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestPathLost: a path is lost when its local address is not among the
+// usable ones, or when its bound interface has no route to the peer; an
+// unknown usable set, an unspecified or unknown local address and an
+// unbound socket without a route are not lost.
+func TestPathLost(t *testing.T) {
+	l1, l2 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
+	ll := netip.MustParseAddr("fe80::1")
+	usable := map[netip.Addr]bool{l2: true, ll: true}
+	routed := PathReading{Local: l1, Remote: netip.MustParseAddrPort("198.18.9.9:443"), Interface: "if1"}
+	unrouted := PathReading{Local: l2, Remote: routed.Remote}
+	for _, tt := range []struct {
+		name   string
+		r      PathReading
+		bound  string
+		usable map[netip.Addr]bool
+		lost   bool
+		why    string
+	}{
+		{"local address gone", routed, "", usable, true, "local address 198.18.0.1 is gone"},
+		{"local address usable", PathReading{Local: l2, Remote: routed.Remote, Interface: "if2"}, "if2", usable, false, ""},
+		{"usable unknown", routed, "", nil, false, ""},
+		{"unspecified local", PathReading{Local: netip.IPv4Unspecified(), Remote: routed.Remote}, "", usable, false, ""},
+		{"no local", PathReading{Remote: routed.Remote}, "", usable, false, ""},
+		{"mapped local", PathReading{Local: netip.AddrFrom16(l2.As16()), Remote: routed.Remote}, "", usable, false, ""},
+		{"zoned local", PathReading{Local: ll.WithZone("if2"), Remote: routed.Remote}, "", usable, false, ""},
+		{"bound, no route", unrouted, "if2", usable, true, "no route to 198.18.9.9 out of if2"},
+		{"unbound, no route", unrouted, "", usable, false, ""},
+		{"bound, no remote", PathReading{Local: l2}, "if2", usable, false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			why, lost := PathLost(tt.r, tt.bound, tt.usable)
+			require.Equal(t, tt.lost, lost)
+			if tt.lost {
+				require.Contains(t, why, tt.why)
+			} else {
+				require.Empty(t, why)
+			}
+		})
+	}
+}
+
+// TestUsableAddrs: loopback is up, and its address is usable.
+func TestUsableAddrs(t *testing.T) {
+	usable, err := UsableAddrs()
+	require.NoError(t, err)
+	require.True(t, usable[netip.MustParseAddr("127.0.0.1")], "127.0.0.1 on lo: %v", usable)
+}

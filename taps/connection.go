@@ -193,7 +193,8 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 //     after the Reestablished event;
 //   - on Linux, when the kernel's path to the peer changes while the
 //     connection is Established: a netlink route monitor (one per System,
-//     running only while a connection has this handler) watches link,
+//     running while a connection has this handler or a re-establishment
+//     policy, WithReestablishment) watches link,
 //     address and route changes, and after each burst the connection
 //     reads its path again: the outgoing interface, preferred source and
 //     MTU of the route to its peer, the socket's path MTU (TCP and TLS:
@@ -205,7 +206,8 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 // Outside Linux only the first kind fires. The handler runs on the
 // connection's event goroutine, in order with its other events and never
 // after its terminal event; a handler that panics aborts the connection,
-// as the other handlers do. nil removes the handler (and the watch).
+// as the other handlers do. nil removes the handler (and the watch, unless
+// a re-establishment policy keeps it).
 func (c *Connection) OnPathChange(fn func(*Connection)) {
 	c.updateHandlers(func(h *actors.Handlers) {
 		h.PathChange = nil

@@ -48,6 +48,12 @@ var (
 	ErrNotReplayable = actors.ErrNotReplayable
 	// ErrSystemShutdown: the System is shut down.
 	ErrSystemShutdown = actors.ErrShutdown
+	// ErrPathLost: the cause of a Reestablishing event raised before any
+	// traffic failed, because the transport's path is gone: its local
+	// address was removed or its link went down, or the interface its
+	// socket is bound to has no route to the peer left (Linux's route
+	// monitor, for an initiated connection with a re-establishment policy).
+	ErrPathLost = actors.ErrPathLost
 )
 
 // ErrorReason is the RFC 9623 Appendix B reason an error carries.

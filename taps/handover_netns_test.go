@@ -200,11 +200,12 @@ func echoFrom(t *testing.T, ctx context.Context, c *Connection, text string, wan
 
 // TestHandoverOnLinkDownInNetns: a connection with two local endpoints
 // (one per link) and a re-establishment policy runs over link 1 (its first
-// local endpoint); link 1 goes down; the next message cannot be delivered
-// and the transport fails (connTimeout), so the connection is
-// re-established, over link 2 (l1's branch of the race has no route
-// left): Reestablishing, Reestablished, then PathChange with the new
-// path's reading (local l2, the same remote, interface if2); a message
+// local endpoint); link 1 goes down while the connection is idle. The
+// route monitor finds the transport's path gone (its local address's link
+// is down) and replaces it at once, without waiting for traffic to fail:
+// Reestablishing (ErrPathLost), over link 2 (l1's branch of the race has
+// no route left), Reestablished, then PathChange with the new path's
+// reading (local l2, the same remote, interface if2); a message
 // round-trips from l2, and the server saw the new connection come from
 // l2. It needs root.
 func TestHandoverOnLinkDownInNetns(t *testing.T) {
@@ -220,13 +221,10 @@ func TestHandoverOnLinkDownInNetns(t *testing.T) {
 	require.Equal(t, lab.srv, epAddr(t, ctx, c, false))
 	require.Empty(t, events, "no event while the path stands")
 
-	stacktest.IP(t, "link", "set", lab.if1, "down")
-	// nothing reaches the peer over link 1 now: the unacknowledged message
-	// makes TCP_USER_TIMEOUT end the transport
-	require.NoError(t, c.Send(ctx, []byte("lost with link 1"), nil))
+	stacktest.IP(t, "link", "set", lab.if1, "down") // nothing is sent
 
 	e, before := awaitEvent(t, ctx, events, "Reestablishing")
-	require.Error(t, e.err, "Reestablishing says why the transport was lost")
+	require.ErrorIs(t, e.err, ErrPathLost, "Reestablishing says why the transport was replaced")
 	for _, b := range before { // the kernel's route under the old transport went away
 		require.Equal(t, "PathChange", b.kind)
 		require.Equal(t, lab.l1, b.reading.Local, "a PathChange before the switch is the old transport's")
@@ -279,6 +277,63 @@ func TestHandoverOnLinkDownInNetns(t *testing.T) {
 	require.Equal(t, lab.l2, pc.reading.Local)
 	require.Equal(t, second, echoFrom(t, ctx, c, "still over link 2", lab.l2), "the same transport")
 	requireSamePath(t, events, lab.l2, lab.if2, 1400)
+}
+
+// TestPathLostReestablishesWithoutHandlerInNetns: the route monitor
+// guards the path of a connection with a re-establishment policy that has
+// no PathChange handler: link 1 going down replaces its idle transport
+// (ErrPathLost) over link 2. It needs root.
+func TestPathLostReestablishesWithoutHandlerInNetns(t *testing.T) {
+	lab := newHandoverLab(t)
+	sys := newTestSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := lab.initiate(t, sys)
+	reestablishing := make(chan error, 4)
+	reestablished := make(chan struct{}, 4)
+	c.OnReestablishing(func(_ *Connection, err error, _ int) { reestablishing <- err })
+	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
+	require.Equal(t, lab.l1, echoFrom(t, ctx, c, "over link 1", lab.l1).Addr())
+	lab.nextPeer(t, ctx)
+	require.True(t, pathMonitorRunning(sys), "the policy alone runs the route monitor")
+
+	stacktest.IP(t, "link", "set", lab.if1, "down")
+	select {
+	case err := <-reestablishing:
+		require.ErrorIs(t, err, ErrPathLost)
+	case <-ctx.Done():
+		t.Fatal("the idle connection was not re-established when its link went down")
+	}
+	epAwait(t, ctx, reestablished, "Reestablished")
+	require.Equal(t, lab.l2, echoFrom(t, ctx, c, "over link 2", lab.l2).Addr())
+	require.Equal(t, lab.l2, lab.nextPeer(t, ctx).Addr(), "the server sees the new connection from l2")
+}
+
+// TestHandoverOnSilentPathInNetns: a failure the host cannot see (the
+// peer's side drops everything to l1, link 1 stays up) leaves the route
+// monitor nothing to find: the next message goes unacknowledged, the
+// transport fails (connTimeout) and the connection is re-established over
+// link 2 (l1's branch gets no answer). The Reestablishing cause is then
+// not ErrPathLost. It needs root.
+func TestHandoverOnSilentPathInNetns(t *testing.T) {
+	lab := newHandoverLab(t)
+	sys := newTestSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := lab.initiate(t, sys)
+	events := recordEvents(t, ctx, c)
+	require.Equal(t, lab.l1, echoFrom(t, ctx, c, "over link 1", lab.l1).Addr())
+	lab.nextPeer(t, ctx)
+
+	stacktest.IP(t, "-n", lab.ns.NS, "route", "add", "blackhole", lab.l1.String()+"/32")
+	require.NoError(t, c.Send(ctx, []byte("lost on the silent path"), nil))
+	e, before := awaitEvent(t, ctx, events, "Reestablishing")
+	require.Empty(t, before, "link 1 stands: no PathChange before the failure")
+	require.Error(t, e.err)
+	require.NotErrorIs(t, e.err, ErrPathLost, "traffic found the path dead, not the route monitor")
+	awaitEvent(t, ctx, events, "Reestablished")
+	require.Equal(t, lab.l2, echoFrom(t, ctx, c, "over link 2", lab.l2).Addr())
+	require.Equal(t, lab.l2, lab.nextPeer(t, ctx).Addr(), "the server sees the new connection from l2")
 }
 
 // requireSamePath checks that the events left are PathChanges of the same

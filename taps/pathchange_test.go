@@ -16,15 +16,17 @@ func pathMonitorRunning(sys *System) bool { return sys.s.PathMonitorRunning() }
 // connection with a re-establishment policy switches it to the other
 // remote; once it is Established there, PathChange fires exactly once,
 // after Reestablished, and the new remote is the one in use and in
-// Endpoints. A connection without the handler runs no route monitor; on
-// Linux one with the handler does.
+// Endpoints. On Linux the route monitor runs for the connection before
+// any handler: it guards the path of a connection with a re-establishment
+// policy (TestPathLostReestablishesIdleInNetns).
 func TestConnectionPathChangeOnSwitch(t *testing.T) {
 	sys := newTestSystem(t)
 	ctx := testCtx(t)
 	a, b := newEndpointPeer(t, sys), newEndpointPeer(t, sys)
 	c := epInitiate(t, sys, nil, []PreconnectionOption{WithReestablishment(ReestablishPolicy{Initial: time.Hour})}, a.remote())
 	epEcho(t, ctx, c, "to a")
-	require.False(t, pathMonitorRunning(sys), "a connection without a PathChange handler starts no route monitor")
+	require.Equal(t, runtime.GOOS == "linux", pathMonitorRunning(sys),
+		"a connection with a re-establishment policy has its path guarded by the route monitor (Linux)")
 
 	var mu sync.Mutex
 	var events []string
@@ -87,9 +89,11 @@ func TestConnectionNoPathChangeSamePath(t *testing.T) {
 	<-c.Done()
 }
 
-// TestPathChangeHandlerRemoved: OnPathChange(nil) takes the connection off
-// the route monitor (the System's last one stops it), and a switch then
-// reports nothing.
+// TestPathChangeHandlerRemoved: OnPathChange(nil) on a connection with a
+// re-establishment policy keeps it on the route monitor (which guards its
+// path) and a switch then reports nothing; the connection's end takes it
+// off. On a connection without a policy, OnPathChange(nil) takes it off
+// the route monitor, and the System's last one stops it.
 func TestPathChangeHandlerRemoved(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the route monitor is Linux's")
@@ -105,7 +109,7 @@ func TestPathChangeHandlerRemoved(t *testing.T) {
 	require.True(t, pathMonitorRunning(sys))
 	c.OnPathChange(nil)
 	epRemotePort(t, ctx, c)
-	require.False(t, pathMonitorRunning(sys), "no handler left: the monitor stopped")
+	require.True(t, pathMonitorRunning(sys), "no handler left, the re-establishment policy still guards the path")
 	reestablished := make(chan struct{}, 1)
 	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
 	inUse := a
@@ -116,4 +120,15 @@ func TestPathChangeHandlerRemoved(t *testing.T) {
 	epAwait(t, ctx, reestablished, "Reestablished")
 	epEcho(t, ctx, c, "switched")
 	require.Empty(t, changed, "no handler: no PathChange")
+	c.Abort()
+	<-c.Done()
+	require.False(t, pathMonitorRunning(sys), "the connection ended: the monitor stopped")
+
+	d := epInitiate(t, sys, nil, nil, b.remote())
+	d.OnPathChange(func(*Connection) {})
+	epRemotePort(t, ctx, d)
+	require.True(t, pathMonitorRunning(sys))
+	d.OnPathChange(nil)
+	epRemotePort(t, ctx, d)
+	require.False(t, pathMonitorRunning(sys), "no handler and no policy left: the monitor stopped")
 }

@@ -204,6 +204,16 @@ type ReestablishPolicy = supervision.Backoff
 // with a SendError: the application decides whether to send them again.
 // When MaxAttempts consecutive attempts fail, the connection ends with a
 // ConnectionError. Close and Abort are never undone.
+//
+// On Linux the System's route monitor (a netlink socket, one goroutine per
+// System while some connection needs it) also guards each such
+// connection's path: when its local address is removed or that address's
+// link goes down, or the interface its socket is bound to has no route to
+// the peer left, the transport is replaced at once (Reestablishing with
+// ErrPathLost), so an idle connection does not wait for traffic or
+// keep-alive to find its path dead. A failure the host cannot see (a
+// remote link) is still found by traffic: connTimeout (TCP_USER_TIMEOUT)
+// bounds how long that takes.
 func WithReestablishment(p ReestablishPolicy) PreconnectionOption {
 	return func(pre *Preconnection) { pol := p.Normalized(); pre.reestablish = &pol }
 }
