@@ -1955,6 +1955,15 @@ func (c *connActor) info() *messages.ConnectionInfo {
 	if si, ok := c.t.(stacks.SocketInfo); ok && c.t != nil {
 		if ti, err := si.Info(); err == nil {
 			info.Socket = socketInfo(ti)
+			// a direction the connection does not have carries nothing
+			// (RFC 9622 §8.1.11: the largest message that can be sent or
+			// received)
+			if !c.dir.Sends() {
+				info.Socket.SendMsgMaxLen = 0
+			}
+			if !c.dir.Receives() {
+				info.Socket.RecvMsgMaxLen = 0
+			}
 		}
 	}
 	if c.local != nil {

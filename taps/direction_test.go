@@ -49,6 +49,9 @@ func requireSendOnly(t *testing.T, c *Connection) {
 	require.True(t, p.CanSend)
 	d, _ := p.Get(Direction)
 	require.Equal(t, UnidirectionalSend, d)
+	if n, ok := p.Get(RecvMsgMaxLen); ok {
+		require.Equal(t, int64(0), n, "nothing can be received")
+	}
 }
 
 func requireReceiveOnly(t *testing.T, c *Connection) {
@@ -67,6 +70,9 @@ func requireReceiveOnly(t *testing.T, c *Connection) {
 	require.True(t, p.CanReceive)
 	d, _ := p.Get(Direction)
 	require.Equal(t, UnidirectionalReceive, d)
+	if n, ok := p.Get(SendMsgMaxLen); ok {
+		require.Equal(t, int64(0), n, "nothing can be sent")
+	}
 }
 
 // TestReceiveOnlyTCPShutsDownWriting: the peer reads the end of stream at
