@@ -49,8 +49,9 @@ type quicStack struct{}
 // Datagrams. The connection is closed when its last stream Transport is
 // closed.
 //
-// Dial's stream is bidirectional; UniStreams.MakeSendOnly exchanges it for
-// a unidirectional one while nothing was written on it. The Listener, and
+// Dial's stream is bidirectional, or unidirectional with Options.SendOnly;
+// UniStreams.MakeSendOnly exchanges a bidirectional one for a
+// unidirectional one while nothing was written on it. The Listener, and
 // AcceptStream, return the peer's bidirectional and unidirectional streams
 // alike: a peer's unidirectional stream is a Transport that only receives
 // (see Directional).
@@ -166,14 +167,24 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		return nil, wrapQUICHandshake(remote.String(), err)
 	}
 	qc := newQUICConn(conn, udp, opts, release)
-	str, err := conn.OpenStreamSync(ctx)
+	var s *quicStream
+	if opts.SendOnly {
+		var str *quic.SendStream
+		if str, err = conn.OpenUniStreamSync(ctx); err == nil {
+			s = sendStream(str)
+		}
+	} else {
+		var str *quic.Stream
+		if str, err = conn.OpenStreamSync(ctx); err == nil {
+			s = bidiStream(str)
+			s.swappable = true
+		}
+	}
 	if err != nil {
 		_ = conn.CloseWithError(quicCodeAbort, "")
 		<-qc.done
 		return nil, err
 	}
-	s := bidiStream(str)
-	s.swappable = true
 	return qc.add(s), nil
 }
 
@@ -462,7 +473,8 @@ type UniStreams interface {
 	// bidirectional stream stays unused: the connection does not offer it
 	// to OpenStream, so a later bidirectional stream of the connection
 	// would reach the peer's AcceptStream after an empty one. A Read in
-	// progress returns io.EOF.
+	// progress returns io.EOF. A stream Dial opened unidirectional
+	// (Options.SendOnly, which avoids all that) reports true at once.
 	MakeSendOnly() bool
 }
 
@@ -498,8 +510,8 @@ func (s *quicStream) noteWrite() {
 // UniStreams). It runs before anything is written: no write is in
 // progress, and a later write (in any goroutine) happens after it.
 func (s *quicStream) MakeSendOnly() bool {
-	if s.swapped.Load() {
-		return true
+	if s.swapped.Load() || (s.rcv == nil && s.snd != nil) {
+		return true // swapped, or a unidirectional stream from the start
 	}
 	if !s.swappable || s.wrote.Load() {
 		return false

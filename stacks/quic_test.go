@@ -294,6 +294,51 @@ func TestQUICMakeSendOnlyOpensAUnidirectionalStream(t *testing.T) {
 	waitQUICDone(t, srv)
 }
 
+// TestQUICDialSendOnlyOpensAUnidirectionalStream: with Options.SendOnly,
+// Dial's stream is unidirectional from the start: the peer accepts it as
+// receive only, and the connection's first bidirectional stream reaches
+// the peer's AcceptStream with its data (no unused stream was taken
+// before it, as MakeSendOnly's exchange would have).
+func TestQUICDialSendOnlyOpensAUnidirectionalStream(t *testing.T) {
+	ctx := testCtx(t)
+	_, accepted, cli := quicDial(t, ctx, Options{SendOnly: true})
+	require.True(t, cli.(Directional).Sends())
+	require.False(t, cli.(Directional).Receives())
+	require.True(t, cli.(UniStreams).MakeSendOnly(), "already unidirectional")
+	_, err := cli.Write([]byte("one way"))
+	require.NoError(t, err)
+	var r acceptResult
+	select {
+	case r = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("the listener did not accept the unidirectional stream")
+	}
+	require.NoError(t, r.err)
+	srv := r.t
+	rs := receiveOnly(t, srv)
+	require.Equal(t, quic.StreamID(2), rs.StreamID(), "the client's first unidirectional stream")
+	got := make([]byte, len("one way"))
+	_, err = io.ReadFull(srv, got)
+	require.NoError(t, err)
+	require.Equal(t, "one way", string(got))
+
+	bidi, err := cli.(MultiStream).OpenStream(ctx)
+	require.NoError(t, err)
+	_, err = bidi.Write([]byte("both ways"))
+	require.NoError(t, err)
+	next, err := srv.(MultiStream).AcceptStream(ctx)
+	require.NoError(t, err)
+	require.True(t, next.(Directional).Sends())
+	require.Equal(t, quic.StreamID(0), next.(*quicStream).Stream.StreamID(), "the first bidirectional stream is the one written on")
+	got = make([]byte, len("both ways"))
+	_, err = io.ReadFull(next, got)
+	require.NoError(t, err)
+	require.Equal(t, "both ways", string(got))
+	require.NoError(t, bidi.Abort())
+	require.NoError(t, next.Abort())
+	abortQUICPair(t, cli, srv)
+}
+
 // TestQUICMakeSendOnlyAfterWriteKeepsTheStream: once written on, Dial's
 // stream is known to the peer and stays bidirectional.
 func TestQUICMakeSendOnlyAfterWriteKeepsTheStream(t *testing.T) {

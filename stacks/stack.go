@@ -101,6 +101,12 @@ type Options struct {
 	// QUICDatagrams enables QUIC datagrams (RFC 9221); the Transports then
 	// implement Datagrams.
 	QUICDatagrams bool
+	// SendOnly: the connection only sends (direction UnidirectionalSend).
+	// QUIC's Dial then opens a unidirectional stream rather than a
+	// bidirectional one (RFC 9000 §2.1), so that the peer never sees a
+	// stream it could answer on; the other stacks ignore it (the
+	// connection shuts their reading before Ready).
+	SendOnly bool
 	// HandshakeTimeout bounds the server side handshake of each inbound
 	// TLS or QUIC connection. 0 means 10 seconds.
 	HandshakeTimeout time.Duration

@@ -594,3 +594,18 @@ func TestTemporaryAddressPreferenceOnTheSocket(t *testing.T) {
 		require.NoError(t, ln.Close())
 	}
 }
+
+// TestStackOptionsSendOnly: direction UnidirectionalSend, and it alone,
+// asks the stacks for a send-only transport (QUIC dials a unidirectional
+// stream), also through the encoded properties a Clone derives from.
+func TestStackOptionsSendOnly(t *testing.T) {
+	for _, tt := range []struct {
+		d    CommunicationDirection
+		want bool
+	}{{Bidirectional, false}, {UnidirectionalSend, true}, {UnidirectionalReceive, false}} {
+		tp := NewTransportProperties()
+		require.NoError(t, tp.Set(Direction, tt.d))
+		require.Equal(t, tt.want, stackOptions(tp, roleInitiate).SendOnly, tt.d.String())
+		require.Equal(t, tt.want, stackOptionsFromMessage(propsToMessage(tp, false), stacks.Options{SendOnly: !tt.want}).SendOnly, tt.d.String())
+	}
+}

@@ -20,7 +20,8 @@ import (
 // TCP_USER_TIMEOUT (or the QUIC idle timeout), keepAlive and
 // keepAliveTimeout to keep-alive probes (a keepAliveTimeout turns them on
 // unless keepAlive is Avoid or Prohibit), connCapacityProfile to the DSCP,
-// multipath (Active or Passive) to MPTCP on TCP-based stacks,
+// multipath (Active or Passive) to MPTCP on TCP-based stacks, direction
+// UnidirectionalSend to a unidirectional QUIC stream (SendOnly),
 // useTemporaryLocalAddress to IPV6_ADDR_PREFERENCES, softErrorNotify
 // (Prefer or Require) to ICMP error delivery, perMsgReliability (Prefer or
 // Require) to QUIC datagrams, and recvChecksumLen and the default
@@ -70,6 +71,9 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 			o.MPTCP = true
 		}
 	}
+	if d, ok := mustGet(tp, Direction).(CommunicationDirection); ok && d == UnidirectionalSend {
+		o.SendOnly = true // QUIC dials a unidirectional stream
+	}
 	return o
 }
 
@@ -101,6 +105,7 @@ func withPropertyOptions(base, o stacks.Options) stacks.Options {
 	base.ConnTimeout, base.UserTimeout = o.ConnTimeout, o.UserTimeout
 	base.KeepAlive, base.DSCP, base.SoftErrors = o.KeepAlive, o.DSCP, o.SoftErrors
 	base.RecvChecksumLen, base.SendChecksumLen, base.MPTCP = o.RecvChecksumLen, o.SendChecksumLen, o.MPTCP
+	base.SendOnly = o.SendOnly
 	return base
 }
 
