@@ -275,6 +275,9 @@ type connActor struct {
 	halfClosed     bool // the peer ended its stream while this side may still send
 	early          bool // the transport is still in 0-RTT
 	left           bool // left its group after a CloneError: a group of one
+	multistream    bool // the transport is a stream of a multistreaming session
+	rejoinWait     bool // re-establishing through the group (rejoin.go)
+	rejoinLead     bool // dialing the group's new session (rejoin.go)
 	// group transmission scheduling on a shared session
 	shared     bool // the transport is a stream of a session other members use
 	granted    bool // the group gave this member the turn to write
@@ -286,6 +289,8 @@ type connActor struct {
 	closeAsked bool      // the application asked to close: never re-establish
 	// (the one-byte fields above sit together: no padding between them)
 	quantum int // the grant's turn in bytes (0: schedQuantum)
+
+	rejoinVia *actor.PID // the member opening this one's stream (rejoin.go)
 
 	inFlight    int    // sends between the framers and the end of the write
 	batchLeft   int    // batched sends still in the framer chain
@@ -399,6 +404,7 @@ func (c *connActor) apply(in Input, err error) bool {
 		switch ev {
 		case EvReady: // the Ready of a re-establishment
 			c.link.emitReestablished(c.attempts)
+			c.rejoinReady()         // the group's waiters join its session (rejoin.go)
 			c.pathEstablished(true) // PathChange after Reestablished (pathwatch.go)
 			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
 			c.attempts = 0
@@ -541,8 +547,10 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.end(ctx)
 	case *reestablishNow:
 		if m.gen == c.closeGen && c.state == Establishing {
-			c.spawnPreconnection(ctx)
+			c.rejoinDue(ctx) // rejoin.go
 		}
+	case *rejoinDial, *rejoinRetry, *rejoinVia, *StreamOpened, error:
+		c.rejoinReceive(ctx, m)
 	case *messages.SendBatch: // SendMessage, framerFramed, framerDelivered: above
 		c.holdFlush = true
 		c.batching = true
@@ -711,7 +719,12 @@ func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 // of its session (Clone); the reply is *StreamOpened. Ctx is the
 // requester's: a stream that had to wait for the peer's limit is not
 // opened, or is aborted, once it has ended (nobody would take it).
-type OpenStream struct{ Ctx context.Context }
+type OpenStream struct {
+	Ctx context.Context
+	// Dir is the direction of the connection the stream is for (nil: the
+	// opener's): a send-only one gets a unidirectional stream.
+	Dir *Direction
+}
 
 // StreamOpened is the reply to OpenStream.
 type StreamOpened struct {
@@ -731,8 +744,12 @@ func (c *connActor) openStream(ctx actor.Context, m *OpenStream) {
 		return
 	}
 	open := ms.OpenStream
+	dir := c.dir
+	if m.Dir != nil {
+		dir = *m.Dir
+	}
 	u, uni := c.t.(stacks.UniStreams)
-	uni = uni && c.dir == SendOnly
+	uni = uni && dir == SendOnly
 	if uni {
 		open = u.OpenSendStream
 	}
@@ -825,6 +842,7 @@ func (c *connActor) startTransport(ctx actor.Context) {
 		ctx.Send(pid, &framerStart{})
 	}
 	c.learnStack()
+	c.noteMultistream()
 	c.watchHandshake(ctx)
 	c.sockStart(ctx)
 	if c.datagram {

@@ -27,8 +27,9 @@ type groupActor struct {
 	peerOpened  int            // members the peer opened (streams), for groupConnLimit
 	alive       int            // connection actors still running, members or not
 	sched       *groupScheduler
-	granted     string // the member holding the turn to write
-	schedPolicy string // connScheduler
+	granted     string       // the member holding the turn to write
+	schedPolicy string       // connScheduler
+	rj          *rejoinState // re-establishing a multistreaming session (rejoin.go); nil until then
 }
 
 // member returns the index of the member whose actor id is id, or -1.
@@ -183,6 +184,11 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 	case *leaveGroup:
 		g.removeMember(m.who.Id)
+		g.rejoinEnded(ctx, m.who, false)
+	case *sessionRejoin:
+		g.rejoin(ctx, m)
+	case *rejoinSession:
+		g.rejoinEnded(ctx, m.from, true)
 	case *writeRequest:
 		if g.sched == nil {
 			g.sched = newGroupScheduler(g.schedPolicy)
@@ -234,6 +240,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		ctx.Respond(&GroupMembers{Members: slices.Clone(g.members)})
 	case *actor.Terminated:
 		g.alive--
+		g.rejoinEnded(ctx, m.Who, false)
 		if g.sched != nil {
 			g.sched.leave(m.Who.Id)
 			if g.granted == m.Who.Id { // it ended holding the turn

@@ -205,6 +205,12 @@ type ReestablishPolicy = supervision.Backoff
 // When MaxAttempts consecutive attempts fail, the connection ends with a
 // ConnectionError. Close and Abort are never undone.
 //
+// The members of a group that share a multistreaming session (QUIC: a
+// connection and its Clones) are re-established together: the first due
+// dials a new session and the others open their streams on it, so the
+// peer sees one new session and one group again, not a session per
+// member.
+//
 // On Linux the System's route monitor (a netlink socket, one goroutine per
 // System while some connection needs it) also guards each such
 // connection's path: when its local address is removed or that address's

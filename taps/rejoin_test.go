@@ -1,0 +1,126 @@
+package taps
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// quicEchoGroupServer is a QUIC Listener whose connections (first streams
+// and peer-opened streams alike) echo; accepted gets each of them.
+func quicEchoGroupServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties) (*Listener, <-chan *Connection) {
+	t.Helper()
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	accepted := make(chan *Connection, 16)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			accepted <- s
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil || s.Send(ctx, m.Data, nil) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln, accepted
+}
+
+// TestQUICGroupReestablishesAsOneSession: a group of three connections on
+// one QUIC session (Initiate and two Clones) with a re-establishment
+// policy; the server aborts the session. Every member is re-established,
+// and all three on one new session (rejoin.go): the server receives three
+// new streams from one client address and port, in one group, and each
+// member echoes on its own stream. Re-established one by one, the members
+// would dial three sessions, three groups of one at the server.
+func TestQUICGroupReestablishesAsOneSession(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	ln, accepted := quicEchoGroupServer(t, sys, pki, tp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
+		WithResolver(loopbackOnly),
+		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, MaxAttempts: 10}))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	members := []*Connection{c}
+	for range 2 {
+		clone, err := c.Clone(ctx)
+		require.NoError(t, err)
+		members = append(members, clone)
+	}
+	t.Cleanup(func() {
+		c.AbortGroup()
+		for _, m := range members {
+			<-m.Done()
+		}
+	})
+	reestablished := make(chan *Connection, 8)
+	for i, m := range members {
+		m.OnReestablished(func(got *Connection, _ int) { reestablished <- got })
+		roundTrip(t, m, "before "+string(rune('a'+i)))
+	}
+	var old []*Connection
+	for range members {
+		old = append(old, <-accepted)
+	}
+	sessionOf := func(s *Connection) netip.AddrPort { return epAddr(t, ctx, s, false) }
+	oldSession := sessionOf(old[0])
+	require.Equal(t, oldSession, sessionOf(old[2]), "the clones are streams of the first session")
+
+	old[0].AbortGroup() // the server ends the session
+	got := map[*Connection]bool{}
+	for len(got) < len(members) {
+		select {
+		case m := <-reestablished:
+			got[m] = true
+		case <-ctx.Done():
+			t.Fatalf("%d of %d members re-established", len(got), len(members))
+		}
+	}
+	for i, m := range members {
+		roundTrip(t, m, "after "+string(rune('a'+i)))
+	}
+	var fresh []*Connection
+	for range members {
+		select {
+		case s := <-accepted:
+			fresh = append(fresh, s)
+		case <-ctx.Done():
+			t.Fatal("the server did not receive the new streams")
+		}
+	}
+	session := sessionOf(fresh[0])
+	require.NotEqual(t, oldSession, session, "a new session")
+	for _, s := range fresh[1:] {
+		require.Equal(t, session, sessionOf(s), "every member on the one new session")
+	}
+	group, err := fresh[0].GroupedConnections(ctx)
+	require.NoError(t, err)
+	require.ElementsMatch(t, fresh, group, "one group at the server")
+	select {
+	case s := <-accepted:
+		t.Fatalf("a connection more at the server (from %s)", sessionOf(s))
+	case <-time.After(50 * time.Millisecond):
+	}
+}
