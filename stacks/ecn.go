@@ -1,14 +1,9 @@
 package stacks
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"syscall"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // ECN codepoints (RFC 3168), the low two bits of the TOS / Traffic Class
@@ -34,7 +29,9 @@ func DSCPOf(tos uint8) uint8 { return tos >> 2 }
 // and accepted): per-datagram access to the IP TOS byte (IPv4) or Traffic
 // Class (IPv6), which holds the DSCP and the ECN bits. Receiving is always
 // on (IP_RECVTOS / IPV6_RECVTCLASS are set on every UDP socket). ReadMsg
-// and WriteMsg are as safe for concurrent use as Read and Write.
+// and WriteMsg are as safe for concurrent use as Read and Write. On
+// Windows, which has no TOS control messages, ReadMsg always reports TOS 0
+// and WriteMsg fails with errors.ErrUnsupported.
 type TOSDatagrams interface {
 	// ReadMsg reads one datagram like Read and returns the TOS byte it
 	// arrived with (ECN = tos & 3, DSCP = tos >> 2; 0 when the kernel
@@ -46,81 +43,16 @@ type TOSDatagrams interface {
 	WriteMsg(b []byte, tos uint8) (int, error)
 }
 
-// enableRecvTOS sets IP_RECVTOS, and IPV6_RECVTCLASS on IPv6 sockets (where
-// IP_RECVTOS still covers IPv4-mapped peers, best effort).
-func enableRecvTOS(fd int) error {
-	domain, err := socketDomain(fd)
-	if err != nil {
-		return fmt.Errorf("get SO_DOMAIN: %w", err)
-	}
-	if domain == unix.AF_INET6 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1); err != nil {
-			return fmt.Errorf("set IPV6_RECVTCLASS: %w", err)
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTOS, 1)
-		return nil
-	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTOS, 1); err != nil {
-		return fmt.Errorf("set IP_RECVTOS: %w", err)
-	}
-	return nil
-}
-
-// tosOOBSpace is enough control message space for one TOS / TCLASS value.
-var tosOOBSpace = unix.CmsgSpace(4)
-
-// parseTOS finds the TOS (IPv4, one byte) or Traffic Class (IPv6, an int)
-// in received control messages.
-func parseTOS(oob []byte) uint8 {
-	if len(oob) == 0 {
-		return 0
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0
-	}
-	for _, m := range msgs {
-		switch {
-		case m.Header.Level == solIP && m.Header.Type == recvTOSType && len(m.Data) >= 1:
-			return m.Data[0]
-		case m.Header.Level == solIPv6 && m.Header.Type == unix.IPV6_TCLASS && len(m.Data) >= 4:
-			return uint8(binary.NativeEndian.Uint32(m.Data[:4]))
-		}
-	}
-	return 0
-}
-
-// tosOOB is the control message that sends one datagram to remote with
-// tos: IP_TOS for IPv4 (and IPv4-mapped) peers, IPV6_TCLASS for IPv6.
-// IPV6_TCLASS carries an int; IP_TOS an int or, on some BSDs, one byte
-// (ipTOSCmsgLen).
-func tosOOB(remote netip.Addr, tos uint8) []byte {
-	n := 4
-	if remote.Unmap().Is4() {
-		n = ipTOSCmsgLen
-	}
-	b := make([]byte, unix.CmsgSpace(n))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.SetLen(unix.CmsgLen(n))
-	if remote.Unmap().Is4() {
-		h.Level, h.Type = solIP, unix.IP_TOS
-	} else {
-		h.Level, h.Type = solIPv6, unix.IPV6_TCLASS
-	}
-	if n == 1 {
-		b[unix.CmsgLen(0)] = tos
-	} else {
-		binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(tos))
-	}
-	return b
-}
-
 // ReadMsg reads one datagram and its TOS byte; see TOSDatagrams.
 func (t *udpTransport) ReadMsg(b []byte) (int, uint8, error) { return t.readMsg(b) }
 
 // WriteMsg sends one datagram with its own TOS byte; see TOSDatagrams.
 func (t *udpTransport) WriteMsg(b []byte, tos uint8) (int, error) {
-	return t.write(b, tosOOB(t.remoteAddr(), tos))
+	oob, err := tosOOB(t.remoteAddr(), tos)
+	if err != nil {
+		return 0, err
+	}
+	return t.write(b, oob)
 }
 
 func (t *udpTransport) remoteAddr() netip.Addr {
@@ -144,7 +76,7 @@ func (t *udpTransport) readMsg(b []byte) (int, uint8, error) {
 			return 0, 0, err
 		}
 		tos := parseTOS(oob[:oobn])
-		if flags&unix.MSG_TRUNC != 0 {
+		if flags&msgTrunc != 0 {
 			return n, tos, ErrMessageTruncated
 		}
 		return n, tos, nil

@@ -6,8 +6,6 @@ import (
 	"net"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrNotApplicable: a socket option that the transport's protocol does not
@@ -81,16 +79,7 @@ func ApplyLive(t Transport, o LiveOptions) error {
 			}
 		}
 		if o.KeepAliveIdle != nil {
-			on := 0
-			if *o.KeepAliveIdle > 0 {
-				on = 1
-				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, tcpKeepIdle, int(o.KeepAliveIdle.Seconds())); serr != nil {
-					serr = fmt.Errorf("set %s: %w", tcpKeepIdleName, serr)
-					return
-				}
-			}
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, on); serr != nil {
-				serr = fmt.Errorf("set SO_KEEPALIVE: %w", serr)
+			if serr = setKeepAliveIdle(int(fd), *o.KeepAliveIdle); serr != nil {
 				return
 			}
 		}

@@ -44,7 +44,7 @@ var ErrFragmentationNeeded = errors.New("datagram larger than the path MTU and m
 
 // ErrNoFragUnsupported is returned by WriteNoFrag on systems where a
 // socket cannot be told not to fragment (every unix but Linux, Darwin
-// and FreeBSD); it wraps errors.ErrUnsupported.
+// and FreeBSD, and Windows); it wraps errors.ErrUnsupported.
 var ErrNoFragUnsupported = fmt.Errorf("noFragmentation: %w on this system", errors.ErrUnsupported)
 
 // FragmentationError is the error of a WriteNoFrag whose datagram is
@@ -181,7 +181,10 @@ func (t *udpTransport) WriteNoFrag(b []byte, tos uint8, hasTOS bool) (int, error
 	v4 := isV4(remote)
 	var oob []byte
 	if hasTOS {
-		oob = tosOOB(remote.(*net.UDPAddr).AddrPort().Addr(), tos)
+		var err error
+		if oob, err = tosOOB(remote.(*net.UDPAddr).AddrPort().Addr(), tos); err != nil {
+			return 0, err
+		}
 	}
 	n, err := t.df.send(t.SyscallConn, v4, true, func() (int, error) { return t.write(b, oob) })
 	return n, fragmentationError(t.SyscallConn, v4, len(b), err)
@@ -205,7 +208,10 @@ func (t *udpTransport) AllowFragmentation() error {
 func (p *udpPeer) WriteNoFrag(b []byte, tos uint8, hasTOS bool) (int, error) {
 	var oob []byte
 	if hasTOS {
-		oob = tosOOB(p.remote.Addr(), tos)
+		var err error
+		if oob, err = tosOOB(p.remote.Addr(), tos); err != nil {
+			return 0, err
+		}
 	}
 	return p.writeDF(b, oob, true)
 }

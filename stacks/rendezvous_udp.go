@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Rendezvous over UDP and UDP-Lite (RFC 9622 §7.3): the rendezvous binds
@@ -20,7 +18,8 @@ import (
 
 // BindRendezvousSocket binds an unconnected socket of stack ("udp" or
 // "udplite") to opts.Local, applying Interface, DSCP and, for UDP-Lite,
-// the checksum coverage.
+// the checksum coverage. "udplite" fails with ErrUDPLiteUnsupported
+// outside Linux (on Windows too).
 func BindRendezvousSocket(ctx context.Context, stack string, opts Options) (*net.UDPConn, error) {
 	switch stack {
 	case "udp":
@@ -54,19 +53,15 @@ func BindRendezvousSocket(ctx context.Context, stack string, opts Options) (*net
 // anything else STUN is dropped. Datagrams already queued on the socket
 // from other addresses are dropped too. c itself is closed (whatever
 // happens), which ends a read blocked on it; the socket lives on in the
-// Transport. Early datagrams carry TOS 0.
+// Transport. Early datagrams carry TOS 0. On Windows it fails with
+// errors.ErrUnsupported (c is closed all the same): the socket cannot be
+// connected in place there.
 func ConnectRendezvousSocket(c *net.UDPConn, stack string, remote netip.AddrPort, opts Options, early [][]byte) (Transport, error) {
 	defer c.Close()
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	var cerr error
 	if err := controlFD(c, func(fd int) error {
-		family := unix.AF_INET6
-		if sa, err := unix.Getsockname(fd); err == nil {
-			if _, ok := sa.(*unix.SockaddrInet4); ok {
-				family = unix.AF_INET
-			}
-		}
-		cerr = unix.Connect(fd, sockaddrOf(family, remote))
+		cerr = connectFD(fd, remote)
 		return nil
 	}); err != nil {
 		return nil, err
@@ -143,14 +138,14 @@ func (r *stunResponder) read(t *udpTransport, b []byte) (int, uint8, error) {
 		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != r.remote {
 			continue // queued before the socket was connected
 		}
-		if flags&unix.MSG_TRUNC == 0 && IsSTUN(b[:n]) {
+		if flags&msgTrunc == 0 && IsSTUN(b[:n]) {
 			if tx, err := DecodeSTUNBindingRequest(b[:n]); err == nil {
 				_, _ = t.write(EncodeSTUNBindingSuccess(tx, r.remote), nil)
 			}
 			continue
 		}
 		tos := parseTOS(oob[:oobn])
-		if flags&unix.MSG_TRUNC != 0 {
+		if flags&msgTrunc != 0 {
 			return n, tos, ErrMessageTruncated
 		}
 		return n, tos, nil

@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // sockKind tells socketControl which options apply.
@@ -64,24 +61,6 @@ func applySockopts(fd int, network, iface string, dscp uint8, uto time.Duration)
 	return nil
 }
 
-// setDSCP writes dscp<<2 to IPV6_TCLASS on IPv6 sockets (and IP_TOS too,
-// for IPv4-mapped traffic on dual-stack sockets) or to IP_TOS on IPv4
-// sockets.
-func setDSCP(fd int, network string, dscp uint8) error {
-	tos := int(dscp) << 2
-	if strings.HasSuffix(network, "6") {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos); err != nil {
-			return fmt.Errorf("set IPV6_TCLASS: %w", err)
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos) // dual stack, best effort
-		return nil
-	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos); err != nil {
-		return fmt.Errorf("set IP_TOS: %w", err)
-	}
-	return nil
-}
-
 // userTimeout is the TCP_USER_TIMEOUT opts ask for.
 func userTimeout(opts Options) time.Duration {
 	if opts.UserTimeout > 0 {
@@ -106,52 +85,4 @@ func readSockInfo(rc syscall.RawConn, kind sockKind, info *TransportInfo) error 
 		serr = readSockopts(int(fd), kind, info)
 	})
 	return errors.Join(err, serr)
-}
-
-func readSockopts(fd int, kind sockKind, info *TransportInfo) error {
-	domain, err := socketDomain(fd)
-	if err != nil {
-		return fmt.Errorf("get SO_DOMAIN: %w", err)
-	}
-	switch domain {
-	case unix.AF_INET6:
-		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS)
-		if err != nil {
-			return fmt.Errorf("get IPV6_TCLASS: %w", err)
-		}
-		info.DSCP = uint8(v >> 2)
-	case unix.AF_INET:
-		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS)
-		if err != nil {
-			return fmt.Errorf("get IP_TOS: %w", err)
-		}
-		info.DSCP = uint8(v >> 2)
-	default:
-		return nil // Unix domain: no IP options
-	}
-	if kind != sockTCP {
-		return nil
-	}
-	// Some kernels do not answer TCP-level options on MPTCP sockets
-	// (EOPNOTSUPP): those fields then stay zero.
-	uto, err := getUserTimeout(fd)
-	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
-		return fmt.Errorf("get TCP_USER_TIMEOUT: %w", err)
-	}
-	info.UserTimeout = time.Duration(uto) * time.Millisecond
-	ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
-		return fmt.Errorf("get SO_KEEPALIVE: %w", err)
-	}
-	info.KeepAlive = ka != 0
-	if idle, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpKeepIdle); err == nil {
-		info.KeepAliveIdle = time.Duration(idle) * time.Second
-	}
-	if intvl, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL); err == nil {
-		info.KeepAliveInterval = time.Duration(intvl) * time.Second
-	}
-	if rate, err := maxPacingRate(fd); err == nil {
-		info.MaxPacingRate = rate
-	}
-	return nil
 }

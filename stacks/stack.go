@@ -76,7 +76,8 @@ type Options struct {
 	ConnTimeout time.Duration
 	// DSCP is the Differentiated Services codepoint (6 bits, RFC 2474)
 	// written to IP_TOS (IPv4) or IPV6_TCLASS (IPv6) as DSCP<<2. 0 is the
-	// default class (DF) and leaves the socket untouched.
+	// default class (DF) and leaves the socket untouched. Windows takes
+	// the option but its QoS policy may send with another DSCP.
 	DSCP uint8
 	// MPTCP asks for Multipath TCP (TCP and TLS stacks). When the kernel
 	// or the peer does not support it the connection silently falls back
@@ -119,7 +120,9 @@ type Options struct {
 	// stacks' sockets (Dial and Listen), so that a listening socket and
 	// connecting sockets share Local's port: Rendezvous, where a TCP
 	// simultaneous open, or the peer's SYN accepted by the listener, gives
-	// both peers one connection. Off by default.
+	// both peers one connection. Off by default. Windows has no
+	// SO_REUSEPORT: there Dial and Listen with it fail with
+	// errors.ErrUnsupported.
 	ReusePort bool
 	// SoftErrors (RFC 9622 softErrorNotify) asks the UDP and UDP-Lite
 	// stacks to set IP_RECVERR / IPV6_RECVERR and deliver ICMP errors as

@@ -395,7 +395,8 @@ func (c STUNClient) Binding(ctx context.Context, conn *net.UDPConn, server netip
 // BindingFrom binds a UDP socket to local (SO_REUSEADDR and SO_REUSEPORT
 // set, so that a socket already bound there does not prevent it), runs
 // Binding from it and closes it. local's zero address binds the wildcard
-// address of server's family.
+// address of server's family. On Windows, which has no SO_REUSEPORT, it
+// fails with errors.ErrUnsupported.
 func (c STUNClient) BindingFrom(ctx context.Context, local, server netip.AddrPort) (netip.AddrPort, error) {
 	network := "udp4"
 	if server.Addr().Unmap().Is6() {

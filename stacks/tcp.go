@@ -2,12 +2,9 @@ package stacks
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 type tcpStack struct{}
@@ -107,17 +104,6 @@ func reusePortControl(opts Options, next func(network, address string, c syscall
 		}
 		return nil
 	}
-}
-
-// setReusePort sets SO_REUSEADDR and SO_REUSEPORT on fd.
-func setReusePort(fd int) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return fmt.Errorf("set SO_REUSEADDR: %w", err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return fmt.Errorf("set SO_REUSEPORT: %w", err)
-	}
-	return nil
 }
 
 // listenAddr turns a local endpoint into Listen arguments: ":0" for the

@@ -416,7 +416,11 @@ func (p *udpPeer) Write(b []byte) (int, error) { return p.writeDF(b, nil, false)
 // WriteMsg sends b as one datagram to the peer with its own TOS byte; see
 // TOSDatagrams.
 func (p *udpPeer) WriteMsg(b []byte, tos uint8) (int, error) {
-	return p.writeDF(b, tosOOB(p.remote.Addr(), tos), false)
+	oob, err := tosOOB(p.remote.Addr(), tos)
+	if err != nil {
+		return 0, err
+	}
+	return p.writeDF(b, oob, false)
 }
 
 // write sends one datagram; a pending ICMP error the shared socket reports

@@ -11,7 +11,6 @@ import (
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // A TCP connection with nothing left to exchange closes at once: Closed
@@ -47,7 +46,7 @@ func TestCloseWithUnacknowledgedDataLingersUntilPeerCloses(t *testing.T) {
 	// unacknowledged until it reads
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
-		err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 2048) })
+		err := rc.Control(func(fd uintptr) { serr = setRcvBuf(fd, 2048) })
 		return errors.Join(err, serr)
 	}}
 	ln, err := lc.Listen(testCtx(t), "tcp", "127.0.0.1:0")

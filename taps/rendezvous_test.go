@@ -24,7 +24,6 @@ import (
 	"github.com/gotaps/gotaps/stacks/stacktest"
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // rendezvousTrace collects the "rendezvous" trace records of a System.
@@ -80,23 +79,6 @@ func freeTCPPorts(t *testing.T, n int) []uint16 {
 		require.NoError(t, ln.Close())
 	}
 	return out
-}
-
-// deadTCPPort returns a port on 127.0.0.1 where nothing listens and
-// nothing can start listening while the test runs: a socket bound to it
-// without SO_REUSEADDR or SO_REUSEPORT and never listening holds it, so a
-// connect to it is refused. A port found free and released (freeTCPPorts)
-// may be taken meanwhile by another test process's listener, which a
-// rendezvous would then connect to.
-func deadTCPPort(t *testing.T) uint16 {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = unix.Close(fd) })
-	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	sa, err := unix.Getsockname(fd)
-	require.NoError(t, err)
-	return uint16(sa.(*unix.SockaddrInet4).Port)
 }
 
 func rvLocal(port uint16) *LocalEndpoint {

@@ -148,15 +148,6 @@ func runOne(w workload, p params) (rs []Result) {
 	}
 }
 
-func raiseNofile() {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return
-	}
-	rl.Cur = rl.Max
-	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-}
-
 func main() {
 	var (
 		quick    = flag.Bool("quick", false, "CI-sized run (under 60 s)")

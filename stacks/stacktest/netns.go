@@ -11,8 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // Netns is a network namespace joined to the test's namespace by a veth
@@ -116,19 +114,4 @@ func (n *Netns) Run(t testing.TB, f func() error) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-}
-
-// JoinNetns moves the calling thread into the named namespace (made by
-// ip netns add). The caller must have locked its OS thread and must not
-// unlock it. It fails with errors.ErrUnsupported outside Linux.
-func JoinNetns(ns string) error {
-	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if err := setns(fd); err != nil {
-		return fmt.Errorf("setns: %w", err)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-//go:build unix && !linux && !darwin && !freebsd
+//go:build !linux && !darwin && !freebsd
 
 package stacks
 
