@@ -395,3 +395,51 @@ func TestPathChangeOnRouteMTUInNetns(t *testing.T) {
 	require.Equal(t, StateEstablished, c.State())
 	requireSamePath(t, events, lab.l1, lab.if1, 1500)
 }
+
+// TestPathChangeOnMPTCPSubflowInNetns: an MPTCP connection over link 1
+// gets a second subflow over link 2 when an MPTCP endpoint on l2 is added
+// (the kernel path manager joins it; no link, address or route changes).
+// The route monitor follows the path manager's subflow events, so the
+// PathChange comes with the new subflow count. It needs root (the MPTCP
+// event group needs CAP_NET_ADMIN).
+func TestPathChangeOnMPTCPSubflowInNetns(t *testing.T) {
+	lab := newHandoverLab(t)
+	mon, err := stacks.NewRouteMonitor()
+	require.NoError(t, err)
+	events := mon.MPTCPEvents()
+	require.NoError(t, mon.Close())
+	if !events {
+		t.Skip("no MPTCP path manager events on this kernel")
+	}
+	// no IPv6 on the links: no late address configuration, so that
+	// nothing but the subflow events prompts a re-read after the join
+	for _, ifname := range []string{lab.if1, lab.if2} {
+		require.NoError(t, os.WriteFile("/proc/sys/net/ipv6/conf/"+ifname+"/disable_ipv6", []byte("1"), 0o644))
+	}
+	sys := newTestSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stacktest.IP(t, "-n", lab.ns.NS, "mptcp", "limits", "set", "subflows", "4", "add_addr_accepted", "4")
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Set(Multipath, MultipathActive))
+	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithTransportProperties(tp),
+		WithRemoteEndpoint(loopbackRemote(lab.srv)),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress(lab.l1.String())))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Abort(); <-c.Done() })
+	require.True(t, c.GetProperties().Socket.MPTCP, "the connection runs MPTCP")
+	echoFrom(t, ctx, c, "one subflow", lab.l1)
+	lab.nextPeer(t, ctx)
+	changes := recordEvents(t, ctx, c)
+
+	const id = "77"
+	stacktest.IP(t, "mptcp", "endpoint", "add", lab.l2.String(), "dev", lab.if2, "id", id, "subflow")
+	t.Cleanup(func() { _ = exec.Command("ip", "mptcp", "endpoint", "delete", "id", id).Run() })
+	pc, others := awaitEvent(t, ctx, changes, "PathChange")
+	require.Empty(t, others)
+	require.Positive(t, pc.reading.Subflows, "the PathChange reads the joined subflow")
+	require.Equal(t, lab.l1, pc.reading.Local, "the same connection")
+	echoFrom(t, ctx, c, "two subflows", lab.l1)
+}
