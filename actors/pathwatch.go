@@ -22,8 +22,9 @@ import (
 //   - the kernel's path to the peer changed under the transport (Linux):
 //     while at least one connection of a System has a PathChange handler,
 //     the System runs one route monitor (stacks.RouteMonitor, a netlink
-//     socket subscribed to link, address and route changes) on one
-//     goroutine. After each burst of changes (every message then queued
+//     socket subscribed to link, address and route changes, and one to the
+//     MPTCP path manager's subflow events where CAP_NET_ADMIN allows) on
+//     one goroutine. After each burst of changes (every message then queued
 //     is read first: one re-read per burst, no timer) each watched
 //     Established connection reads its path again (stacks.ReadPath: the
 //     route to its peer, its outgoing interface, preferred source and

@@ -194,8 +194,10 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 //   - on Linux, when the kernel's path to the peer changes while the
 //     connection is Established: a netlink route monitor (one per System,
 //     running while a connection has this handler or a re-establishment
-//     policy, WithReestablishment) watches link,
-//     address and route changes, and after each burst the connection
+//     policy, WithReestablishment) watches link, address and route
+//     changes and, where the process may join the MPTCP path manager's
+//     events (CAP_NET_ADMIN), MPTCP subflows joining or leaving; after
+//     each burst the connection
 //     reads its path again: the outgoing interface, preferred source and
 //     MTU of the route to its peer, the socket's path MTU (TCP and TLS:
 //     tcpi_pmtu; UDP and UDP-Lite: IP_MTU) and, when it runs MPTCP on a
