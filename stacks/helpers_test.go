@@ -114,6 +114,20 @@ func quicDial(t *testing.T, ctx context.Context, with Options) (Listener, <-chan
 	return ln, accepted, cli
 }
 
+// awaitAccepted returns the next accepted Transport, failing the test when
+// the accept failed or ctx ended first (what names the awaited stream).
+func awaitAccepted(t *testing.T, ctx context.Context, accepted <-chan acceptResult, what string) Transport {
+	t.Helper()
+	select {
+	case r := <-accepted:
+		require.NoError(t, r.err)
+		return r.t
+	case <-ctx.Done():
+		t.Fatalf("the listener did not accept %s", what)
+		return nil
+	}
+}
+
 // abortQUICPair aborts both ends of a QUIC stream pair and waits until
 // both connections are done.
 func abortQUICPair(t *testing.T, cli, srv Transport) {

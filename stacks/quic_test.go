@@ -274,14 +274,7 @@ func TestQUICMakeSendOnlyOpensAUnidirectionalStream(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cli.CloseWrite())
 
-	var r acceptResult
-	select {
-	case r = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("the listener did not accept the unidirectional stream")
-	}
-	require.NoError(t, r.err)
-	srv := r.t
+	srv := awaitAccepted(t, ctx, accepted, "the unidirectional stream")
 	receiveOnly(t, srv)
 	got, err := io.ReadAll(srv)
 	require.NoError(t, err)
@@ -307,14 +300,7 @@ func TestQUICDialSendOnlyOpensAUnidirectionalStream(t *testing.T) {
 	require.True(t, cli.(UniStreams).MakeSendOnly(), "already unidirectional")
 	_, err := cli.Write([]byte("one way"))
 	require.NoError(t, err)
-	var r acceptResult
-	select {
-	case r = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("the listener did not accept the unidirectional stream")
-	}
-	require.NoError(t, r.err)
-	srv := r.t
+	srv := awaitAccepted(t, ctx, accepted, "the unidirectional stream")
 	rs := receiveOnly(t, srv)
 	require.Equal(t, quic.StreamID(2), rs.StreamID(), "the client's first unidirectional stream")
 	got := make([]byte, len("one way"))

@@ -133,30 +133,8 @@ func TestCloneOverQUICIsAStreamAndPeerStreamsJoinTheGroup(t *testing.T) {
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming))
 	require.NoError(t, tp.Set(GroupConnLimit, 1)) // one more member the peer may open
-	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	srv.AddFramer(framers.NewLengthPrefix())
-	ln, err := srv.Listen(testCtx(t))
-	require.NoError(t, err)
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
 	ctx := testCtx(t)
-	accepted := make(chan *Connection, 10)
-	go func() {
-		for {
-			s, err := ln.Accept(ctx)
-			if err != nil {
-				return
-			}
-			accepted <- s
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil || s.Send(ctx, m.Data, nil) != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
 	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "quic", c.GetProperties().Stack)

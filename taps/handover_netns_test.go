@@ -131,6 +131,26 @@ func (lab *handoverLab) initiate(t *testing.T, sys *System) *Connection {
 	return c
 }
 
+// connect initiates (initiate) in a System of its own, with a context
+// that ends with the test (at most 20 s).
+func (lab *handoverLab) connect(t *testing.T) (*System, context.Context, *Connection) {
+	t.Helper()
+	sys := newTestSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return sys, ctx, lab.initiate(t, sys)
+}
+
+// echoFirst round-trips a message over link 1 (from l1) and checks that
+// the server saw the connection come from there; it returns the local
+// address in use.
+func (lab *handoverLab) echoFirst(t *testing.T, ctx context.Context, c *Connection) netip.AddrPort {
+	t.Helper()
+	first := echoFrom(t, ctx, c, "over link 1", lab.l1)
+	require.Equal(t, first, lab.nextPeer(t, ctx), "the server sees the connection from l1")
+	return first
+}
+
 // connEvent is one event of a connection, as its handlers saw it.
 type connEvent struct {
 	kind    string             // "Reestablishing", "Reestablished", "PathChange"
@@ -210,14 +230,9 @@ func echoFrom(t *testing.T, ctx context.Context, c *Connection, text string, wan
 // l2. It needs root.
 func TestHandoverOnLinkDownInNetns(t *testing.T) {
 	lab := newHandoverLab(t)
-	sys := newTestSystem(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c := lab.initiate(t, sys)
+	_, ctx, c := lab.connect(t)
 	events := recordEvents(t, ctx, c)
-
-	first := echoFrom(t, ctx, c, "over link 1", lab.l1)
-	require.Equal(t, first, lab.nextPeer(t, ctx), "the server sees the connection from l1")
+	lab.echoFirst(t, ctx, c)
 	require.Equal(t, lab.srv, epAddr(t, ctx, c, false))
 	require.Empty(t, events, "no event while the path stands")
 
@@ -285,16 +300,12 @@ func TestHandoverOnLinkDownInNetns(t *testing.T) {
 // (ErrPathLost) over link 2. It needs root.
 func TestPathLostReestablishesWithoutHandlerInNetns(t *testing.T) {
 	lab := newHandoverLab(t)
-	sys := newTestSystem(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c := lab.initiate(t, sys)
+	sys, ctx, c := lab.connect(t)
 	reestablishing := make(chan error, 4)
 	reestablished := make(chan struct{}, 4)
 	c.OnReestablishing(func(_ *Connection, err error, _ int) { reestablishing <- err })
 	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
-	require.Equal(t, lab.l1, echoFrom(t, ctx, c, "over link 1", lab.l1).Addr())
-	lab.nextPeer(t, ctx)
+	lab.echoFirst(t, ctx, c)
 	require.True(t, pathMonitorRunning(sys), "the policy alone runs the route monitor")
 
 	stacktest.IP(t, "link", "set", lab.if1, "down")
@@ -317,13 +328,9 @@ func TestPathLostReestablishesWithoutHandlerInNetns(t *testing.T) {
 // not ErrPathLost. It needs root.
 func TestHandoverOnSilentPathInNetns(t *testing.T) {
 	lab := newHandoverLab(t)
-	sys := newTestSystem(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c := lab.initiate(t, sys)
+	_, ctx, c := lab.connect(t)
 	events := recordEvents(t, ctx, c)
-	require.Equal(t, lab.l1, echoFrom(t, ctx, c, "over link 1", lab.l1).Addr())
-	lab.nextPeer(t, ctx)
+	lab.echoFirst(t, ctx, c)
 
 	stacktest.IP(t, "-n", lab.ns.NS, "route", "add", "blackhole", lab.l1.String()+"/32")
 	require.NoError(t, c.Send(ctx, []byte("lost on the silent path"), nil))
@@ -362,13 +369,9 @@ func requireSamePath(t *testing.T, events <-chan connEvent, local netip.Addr, if
 // to 1500 fires it again with 1500. It needs root.
 func TestPathChangeOnRouteMTUInNetns(t *testing.T) {
 	lab := newHandoverLab(t)
-	sys := newTestSystem(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c := lab.initiate(t, sys)
+	_, ctx, c := lab.connect(t)
 	events := recordEvents(t, ctx, c)
-	local := echoFrom(t, ctx, c, "before", lab.l1)
-	lab.nextPeer(t, ctx)
+	local := lab.echoFirst(t, ctx, c)
 
 	route := []string{"route", "change", lab.srv.Addr().String() + "/32", "via", lab.ns.NSIP.String(), "dev", lab.if1, "metric", "10"}
 	prev := 1500

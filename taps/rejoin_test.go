@@ -9,38 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// quicEchoGroupServer is a QUIC Listener whose connections (first streams
-// and peer-opened streams alike) echo; accepted gets each of them.
-func quicEchoGroupServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties) (*Listener, <-chan *Connection) {
-	t.Helper()
-	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	srv.AddFramer(framers.NewLengthPrefix())
-	ctx := testCtx(t)
-	ln, err := srv.Listen(ctx)
-	require.NoError(t, err)
-	t.Cleanup(ln.Stop)
-	accepted := make(chan *Connection, 16)
-	go func() {
-		for {
-			s, err := ln.Accept(ctx)
-			if err != nil {
-				return
-			}
-			accepted <- s
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil || s.Send(ctx, m.Data, nil) != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln, accepted
-}
-
 // TestQUICGroupReestablishesAsOneSession: a group of three connections on
 // one QUIC session (Initiate and two Clones) with a re-establishment
 // policy; the server aborts the session. Every member is re-established,
@@ -54,7 +22,7 @@ func TestQUICGroupReestablishesAsOneSession(t *testing.T) {
 	ctx := testCtx(t)
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming))
-	ln, accepted := quicEchoGroupServer(t, sys, pki, tp)
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
 	ap, _ := ln.LocalEndpoints()[0].Addr()
 	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),

@@ -100,6 +100,39 @@ func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *Transport
 	return pre
 }
 
+// quicEchoServer is a QUIC Listener on 127.0.0.1 with tp, whose
+// connections (first streams and peer-opened streams alike) echo each
+// message; accepted gets each of them. It stops with the test.
+func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties) (*Listener, <-chan *Connection) {
+	t.Helper()
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	accepted := make(chan *Connection, 16)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			accepted <- s
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil || s.Send(ctx, m.Data, nil) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln, accepted
+}
+
 func roundTrip(t *testing.T, c *Connection, text string) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -411,30 +444,8 @@ func TestZeroRTTOnlyForSafelyReplayableFirstMessages(t *testing.T) {
 	pki := newTestPKI(t)
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming)) // QUIC: crypto/tls has no client early data
-	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	srv.AddFramer(framers.NewLengthPrefix())
-	ln, err := srv.Listen(testCtx(t))
-	require.NoError(t, err)
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
 	ctx := testCtx(t)
-	accepted := make(chan *Connection, 10)
-	go func() {
-		for {
-			s, err := ln.Accept(ctx)
-			if err != nil {
-				return
-			}
-			accepted <- s
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil || s.Send(ctx, m.Data, nil) != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
 	pre := securePre(sys, ln, pki.clientSec(), tp) // one Preconnection: its System caches the session
 	exchange := func(first string, replayable bool) (client, server *SocketInfo) {
 		t.Helper()
