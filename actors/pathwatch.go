@@ -139,6 +139,9 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 		if c.state != Established || c.t == nil {
 			return // pathEstablished starts the watch
 		}
+		if c.path != nil && c.path.watched && c.path.last.Remote.IsValid() {
+			return // watched with a full reading already (a handler replaced)
+		}
 		if c.path == nil {
 			c.path = &pathState{addrs: stacks.AddrReading(c.local, c.remote)}
 		}

@@ -217,7 +217,10 @@ type ReestablishPolicy = supervision.Backoff
 // link goes down, or the interface its socket is bound to has no route to
 // the peer left, the transport is replaced at once (Reestablishing with
 // ErrPathLost), so an idle connection does not wait for traffic or
-// keep-alive to find its path dead. A failure the host cannot see (a
+// keep-alive to find its path dead. The attempts then follow the policy as
+// for any loss: an outage of every path that outlasts them ends the
+// connection (ConnectionError), where an idle TCP connection left alone
+// might have lived through it. A failure the host cannot see (a
 // remote link) is still found by traffic: connTimeout (TCP_USER_TIMEOUT)
 // bounds how long that takes.
 func WithReestablishment(p ReestablishPolicy) PreconnectionOption {
