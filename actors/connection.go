@@ -524,6 +524,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.wg.Wait()
 		return
 	case *actor.Terminated:
+		if c.rejoinVia != nil && m.Who.Equal(c.rejoinVia) {
+			c.rejoinReceive(ctx, m) // the member asked for a stream ended (rejoin.go)
+		}
 		return
 	}
 	if c.ended {
@@ -549,7 +552,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if m.gen == c.closeGen && c.state == Establishing {
 			c.rejoinDue(ctx) // rejoin.go
 		}
-	case *rejoinDial, *rejoinRetry, *rejoinVia, *StreamOpened, error:
+	case *rejoinDial, *rejoinRetry, *rejoinVia, *StreamOpened, *actor.DeadLetterResponse, error:
 		c.rejoinReceive(ctx, m)
 	case *messages.SendBatch: // SendMessage, framerFramed, framerDelivered: above
 		c.holdFlush = true

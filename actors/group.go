@@ -188,7 +188,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *sessionRejoin:
 		g.rejoin(ctx, m)
 	case *rejoinSession:
-		g.rejoinEnded(ctx, m.from, true)
+		g.rejoinEnded(ctx, m.from, !m.declined)
 	case *writeRequest:
 		if g.sched == nil {
 			g.sched = newGroupScheduler(g.schedPolicy)

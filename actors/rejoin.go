@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
@@ -35,8 +37,13 @@ type (
 	rejoinVia struct{ via *actor.PID }
 	// rejoinRetry: the leader ended without a session: ask again.
 	rejoinRetry struct{}
-	// rejoinSession: the leader is Established again.
-	rejoinSession struct{ from *actor.PID }
+	// rejoinSession: the leader is Established again, or (declined) a
+	// member told to dial no longer needs to (it was asked twice: a second
+	// re-establishment came while it waited, and it got its stream).
+	rejoinSession struct {
+		from     *actor.PID
+		declined bool
+	}
 )
 
 // rejoinState is a group's session re-establishment.
@@ -105,9 +112,14 @@ func (c *connActor) rejoinReceive(ctx actor.Context, m any) {
 	waiting := c.state == Establishing && c.t == nil && c.rejoinWait
 	switch m := m.(type) {
 	case *rejoinDial:
-		if waiting {
+		switch {
+		case waiting:
 			c.rejoinWait, c.rejoinLead = false, true
 			c.spawnPreconnection(ctx)
+		case !c.rejoinLead:
+			// an answer to a second request: the group must not wait for
+			// a session this member will not dial
+			ctx.Send(c.spec.group, &rejoinSession{from: ctx.Self(), declined: true})
 		}
 	case *rejoinRetry:
 		if waiting {
@@ -117,21 +129,32 @@ func (c *connActor) rejoinReceive(ctx actor.Context, m any) {
 		if waiting {
 			c.rejoinVia = m.via
 			dir := c.dir
+			// it may end before it answers (an ended connection does not,
+			// and Stop drops the requests queued for it): Terminated below
+			ctx.Watch(m.via)
 			ctx.Request(m.via, &OpenStream{Dir: &dir})
 		}
 	case *StreamOpened:
-		if !waiting {
+		if !waiting || c.rejoinVia == nil { // late: asked the group again meanwhile
 			_ = m.T.Abort()
 			return
 		}
+		ctx.Unwatch(c.rejoinVia)
 		c.rejoinWait, c.rejoinVia = false, nil
 		c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRejoined", ConnectionId: c.spec.id, GroupId: c.spec.groupID, Stack: m.Stack})
 		c.t, c.stack = m.T, m.Stack
 		c.local, c.remote = m.T.LocalAddr(), m.T.RemoteAddr()
 		c.startTransport(ctx)
-	case error: // OpenStream failed: that session is gone too, ask again
+	case error, *actor.DeadLetterResponse, *actor.Terminated:
+		// OpenStream failed, or the member asked ended (before it answered,
+		// or already gone: a dead letter): that session is gone too, ask
+		// again
+		if t, ok := m.(*actor.Terminated); ok && !t.Who.Equal(c.rejoinVia) {
+			return
+		}
 		if waiting && c.rejoinVia != nil {
-			c.logger().Debug("no stream on the group's session", "error", m.Error())
+			c.logger().Debug("no stream on the group's session", "error", fmt.Sprint(m))
+			ctx.Unwatch(c.rejoinVia)
 			ctx.Send(c.spec.group, &sessionRejoin{from: ctx.Self(), failedVia: c.rejoinVia})
 			c.rejoinVia = nil
 		}

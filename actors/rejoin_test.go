@@ -1,0 +1,123 @@
+package actors
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/stretchr/testify/require"
+)
+
+// rejoinHarness runs a connActor waiting to rejoin its group's session
+// (rejoinWait, no transport) as an actor: it gets the messages of
+// rejoin.go and the system messages of a watch; group is a probe that
+// records the sessionRejoin requests.
+func rejoinHarness(t *testing.T, sys *System) (waiter *actor.PID, asked chan *sessionRejoin) {
+	t.Helper()
+	waiter, asked, _ = rejoinHarnessFull(t, sys, true)
+	return waiter, asked
+}
+
+// rejoinHarnessFull is rejoinHarness that also returns the rejoinSession
+// messages the group probe gets; waiting false makes a member that no
+// longer waits (it got its transport, or never asked).
+func rejoinHarnessFull(t *testing.T, sys *System, waiting bool) (waiter *actor.PID, asked chan *sessionRejoin, sessions chan *rejoinSession) {
+	t.Helper()
+	asked = make(chan *sessionRejoin, 4)
+	sessions = make(chan *rejoinSession, 4)
+	group := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *sessionRejoin:
+			asked <- m
+		case *rejoinSession:
+			sessions <- m
+		}
+	}))
+	c := &connActor{sys: sys, state: Establishing, rejoinWait: waiting, multistream: true,
+		spec: &connSpec{id: 1, group: group}, dir: Bidirectional}
+	waiter = sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			c.self = ctx.Self()
+		case *actor.Stopping, *actor.Stopped, *actor.Restarting:
+			// the harness has no link nor transport to release
+		default:
+			c.Receive(ctx)
+		}
+	}))
+	t.Cleanup(func() {
+		sys.AS.Root.Stop(waiter)
+		sys.AS.Root.Stop(group)
+	})
+	return waiter, asked, sessions
+}
+
+// A member told to dial (rejoinDial) that no longer waits, the answer to a
+// second request of its own, declines: the group does not keep it as a
+// leader whose session its waiters would wait for in vain.
+func TestRejoinDialNotWaitingDeclines(t *testing.T) {
+	sys := NewSystem(Config{})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	waiter, _, sessions := rejoinHarnessFull(t, sys, false) // its first answer gave it a stream
+	sys.AS.Root.Send(waiter, &rejoinDial{})                 // the second answer: dial
+	select {
+	case m := <-sessions:
+		require.True(t, m.from.Equal(waiter))
+		require.True(t, m.declined, "the lead is declined, not reported as a session")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the member did not decline the lead")
+	}
+}
+
+// A waiter sent to open its stream on a member that ends before answering
+// its OpenStream (an ended connection does not answer it, and Stop drops
+// it from the mailbox) asks its group again, naming that member: it is
+// not left waiting for ever. Likewise when that member is gone already
+// (the request is a dead letter).
+func TestRejoinViaEndedMemberAsksAgain(t *testing.T) {
+	for _, gone := range []bool{true, false} {
+		sys := NewSystem(Config{})
+		t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+		waiter, asked := rejoinHarness(t, sys)
+		opened := make(chan struct{}, 1)
+		via := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			if _, ok := ctx.Message().(*OpenStream); ok {
+				opened <- struct{}{}
+				ctx.Stop(ctx.Self()) // ends without an answer
+			}
+		}))
+		if gone {
+			require.NoError(t, sys.AS.Root.StopFuture(via).Wait())
+		}
+		sys.AS.Root.Send(waiter, &rejoinVia{via: via})
+		if !gone {
+			select {
+			case <-opened:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no OpenStream at the member")
+			}
+		}
+		select {
+		case m := <-asked:
+			require.True(t, m.from.Equal(waiter), "gone=%v: from the waiter", gone)
+			require.True(t, m.failedVia.Equal(via), "gone=%v: naming the member that ended", gone)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("gone=%v: the waiter did not ask its group again", gone)
+		}
+		// a stream the member answered before it ended comes too late:
+		// the waiter asked its group again, and the stream is aborted
+		a, b := net.Pipe()
+		late := &pipeTransport{Conn: a, peer: b}
+		sys.AS.Root.Send(waiter, &StreamOpened{T: late, Stack: "quic"})
+		aborted := make(chan struct{})
+		go func() { _, _ = b.Read(make([]byte, 1)); close(aborted) }()
+		select {
+		case <-aborted:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("gone=%v: the late stream was not aborted", gone)
+		}
+		require.True(t, late.closed.Load(), "gone=%v: the late stream is aborted", gone)
+	}
+}
