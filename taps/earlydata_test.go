@@ -202,43 +202,15 @@ func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
 	pki := newTestPKI(t)
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming)) // QUIC: crypto/tls has no 0-RTT
-	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	srv.AddFramer(framers.NewLengthPrefix())
-	ln, err := srv.Listen(testCtx(t))
-	require.NoError(t, err)
-	defer ln.Stop()
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
-
-	ctx := testCtx(t)
 	type got struct {
 		data  string
 		early bool
 	}
 	received := make(chan got, 16)
-	accepted := make(chan *Connection, 4)
-	go func() {
-		for {
-			s, err := ln.Accept(ctx)
-			if err != nil {
-				return
-			}
-			accepted <- s
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil {
-						return
-					}
-					received <- got{string(m.Data), m.Context.EarlyData()}
-					if s.Send(ctx, m.Data, nil) != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	ln, accepted := quicEchoServer(t, sys, pki, tp, func(m *Message) { received <- got{string(m.Data), m.Context.EarlyData()} })
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
+	ctx := testCtx(t)
 	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(relay.port())),
 		WithResolver(loopbackOnly))

@@ -102,8 +102,9 @@ func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *Transport
 
 // quicEchoServer is a QUIC Listener on 127.0.0.1 with tp, whose
 // connections (first streams and peer-opened streams alike) echo each
-// message; accepted gets each of them. It stops with the test.
-func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties) (*Listener, <-chan *Connection) {
+// message (after the onMessage hooks, on the connection's receiving
+// goroutine); accepted gets each of them. It stops with the test.
+func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties, onMessage ...func(*Message)) (*Listener, <-chan *Connection) {
 	t.Helper()
 	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
 		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
@@ -123,7 +124,13 @@ func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProper
 			go func() {
 				for {
 					m, err := s.Receive(ctx)
-					if err != nil || s.Send(ctx, m.Data, nil) != nil {
+					if err != nil {
+						return
+					}
+					for _, fn := range onMessage {
+						fn(m)
+					}
+					if s.Send(ctx, m.Data, nil) != nil {
 						return
 					}
 				}
