@@ -552,7 +552,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if m.gen == c.closeGen && c.state == Establishing {
 			c.rejoinDue(ctx) // rejoin.go
 		}
-	case *rejoinDial, *rejoinRetry, *rejoinVia, *StreamOpened, *actor.DeadLetterResponse, error:
+	case *rejoinDial, *rejoinRetry, *rejoinVia, *StreamOpened, *actor.DeadLetterResponse:
 		c.rejoinReceive(ctx, m)
 	case *messages.SendBatch: // SendMessage, framerFramed, framerDelivered: above
 		c.holdFlush = true
@@ -656,6 +656,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.sockReceive(ctx, m)
 	case *pathCheck, *pathHandlerChanged:
 		c.pathReceive(ctx, m)
+	case error: // last: an interface case (a reply to rejoin.go's OpenStream)
+		c.rejoinReceive(ctx, m)
 	default:
 		c.logger().Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
