@@ -121,3 +121,24 @@ func TestRejoinViaEndedMemberAsksAgain(t *testing.T) {
 		require.True(t, late.closed.Load(), "gone=%v: the late stream is aborted", gone)
 	}
 }
+
+// A stream opened for a requester that is gone (its reply is a dead
+// letter) is aborted: it would keep its QUIC session open.
+func TestStreamOpenedToNobodyIsAborted(t *testing.T) {
+	sys := NewSystem(Config{})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	gone := sys.AS.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	require.NoError(t, sys.AS.Root.StopFuture(gone).Wait())
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	stream := &pipeTransport{Conn: a, peer: b}
+	sys.AS.Root.Send(gone, &StreamOpened{T: stream, Stack: "quic"})
+	aborted := make(chan struct{})
+	go func() { _, _ = b.Read(make([]byte, 1)); close(aborted) }()
+	select {
+	case <-aborted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream sent to nobody was not aborted")
+	}
+	require.True(t, stream.closed.Load())
+}

@@ -49,6 +49,16 @@ func NewSystem(cfg Config) *System {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	shrinkRegistry(as)
+	// a stream opened for a requester that is gone (a Clone whose caller
+	// gave up, a member re-establishing that ended meanwhile) would keep
+	// its QUIC session open: it is aborted
+	as.EventStream.Subscribe(func(evt any) {
+		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
+			if so, ok := dl.Message.(*StreamOpened); ok && so.T != nil {
+				_ = so.T.Abort()
+			}
+		}
+	})
 	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer}
 	props := controlProps(func() actor.Actor { return newRootActor(s) },
 		actor.WithGuardian(supervision.Guardian()),
