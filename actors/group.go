@@ -185,6 +185,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *leaveGroup:
 		g.removeMember(m.who.Id)
 		g.rejoinEnded(ctx, m.who, false)
+		g.rejoinLeft(ctx, m.who)
 	case *sessionRejoin:
 		g.rejoin(ctx, m)
 	case *rejoinSession:

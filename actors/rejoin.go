@@ -107,6 +107,23 @@ func (g *groupActor) rejoinEnded(ctx actor.Context, who *actor.PID, ok bool) {
 	}
 }
 
+// rejoinLeft takes a member that left the group out of the waiters: in a
+// group of its own, it dials alone rather than open its stream on the
+// group's session.
+func (g *groupActor) rejoinLeft(ctx actor.Context, who *actor.PID) {
+	r := g.rj
+	if r == nil {
+		return
+	}
+	for i, pid := range r.waiters {
+		if pid.Equal(who) {
+			r.waiters = append(r.waiters[:i], r.waiters[i+1:]...)
+			ctx.Send(who, &rejoinDial{})
+			return
+		}
+	}
+}
+
 // rejoinReceive handles this file's messages at a connection.
 func (c *connActor) rejoinReceive(ctx actor.Context, m any) {
 	waiting := c.state == Establishing && c.t == nil && c.rejoinWait

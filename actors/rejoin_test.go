@@ -142,3 +142,42 @@ func TestStreamOpenedToNobodyIsAborted(t *testing.T) {
 	}
 	require.True(t, stream.closed.Load())
 }
+
+// A waiter that leaves the group (a CloneError) while the leader dials is
+// told to dial alone: in a group of its own, it does not open its stream
+// on the group's session.
+func TestRejoinWaiterThatLeavesDialsAlone(t *testing.T) {
+	sys := NewSystem(Config{})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	probe := func() (*actor.PID, chan any) {
+		got := make(chan any, 4)
+		pid := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			switch m := ctx.Message().(type) {
+			case *rejoinDial, *rejoinVia, *rejoinRetry:
+				got <- m
+			}
+		}))
+		t.Cleanup(func() { sys.AS.Root.Stop(pid) })
+		return pid, got
+	}
+	leader, leaderGot := probe()
+	waiter, waiterGot := probe()
+	g := &groupActor{sys: sys, members: []GroupMember{{PID: leader}, {PID: waiter}}}
+	group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
+	t.Cleanup(func() { sys.AS.Root.Stop(group) })
+	await := func(ch chan any, what string) any {
+		t.Helper()
+		select {
+		case m := <-ch:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message: %s", what)
+			return nil
+		}
+	}
+	sys.AS.Root.Send(group, &sessionRejoin{from: leader})
+	require.IsType(t, &rejoinDial{}, await(leaderGot, "the first to ask dials"))
+	sys.AS.Root.Send(group, &sessionRejoin{from: waiter}) // waits for the leader's session
+	sys.AS.Root.Send(group, &leaveGroup{who: waiter})
+	require.IsType(t, &rejoinDial{}, await(waiterGot, "the member that left dials alone"))
+}
