@@ -37,10 +37,10 @@ const netConnCloseWait = time.Second
 //     the end of the stream (an empty message with the Final property:
 //     TCP's FIN, TLS's close_notify, a QUIC stream's FIN), and Read goes
 //     on until the peer ends its stream; the connection is Closed once
-//     both have. On a connection with a framer (which would deliver an
-//     empty message) it is Connection.Close: reads return io.EOF
-//     afterwards. The peer's CloseWrite half-closes this side the same
-//     way: Read returns io.EOF and Write still works.
+//     both have. With a framer, the end of the stream follows an empty
+//     message, which Read skips (a peer reading with Receive gets an empty
+//     Message with the Final property). The peer's CloseWrite half-closes
+//     this side the same way: Read returns io.EOF and Write still works.
 //   - Close closes the Connection gracefully and waits until it is Closed,
 //     at most one second (the Connection keeps closing in the background
 //     after that); Read and Write then return errors wrapping
@@ -219,21 +219,16 @@ func (nc *netConn) CloseWrite() error {
 		return nil
 	}
 	nc.writeClosed = true
-	if len(nc.c.cfg.Framers) == 0 {
-		// a byte stream: an empty Final message is the end of the stream
-		// alone (FIN, close_notify, a QUIC stream's FIN), and reading goes
-		// on until the peer ends its own
-		ctx := nc.wd.context()
-		if err := nc.c.Send(ctx, nil, NewMessageContext().Final(true)); err != nil {
-			if cerr := ctx.Err(); cerr != nil {
-				return nc.opError("close", cerr)
-			}
-			return nc.opError("close", err)
+	// an empty Final message is the end of the stream alone (FIN,
+	// close_notify, a QUIC stream's FIN); with a framer it is framed as an
+	// empty message first, which a peer's Read skips (a peer's Receive
+	// gets it, empty and final). Reading goes on until the peer ends its
+	// own stream.
+	ctx := nc.wd.context()
+	if err := nc.c.Send(ctx, nil, NewMessageContext().Final(true)); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nc.opError("close", cerr)
 		}
-		return nil
-	}
-	// a framer would deliver an empty message: close instead
-	if err := nc.c.Close(); err != nil && !errors.Is(err, ErrClosed) {
 		return nc.opError("close", err)
 	}
 	return nil

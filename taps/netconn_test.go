@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/nettest"
 )
@@ -148,6 +149,54 @@ func TestNetConnCloseUnblocksRead(t *testing.T) {
 func TestNetConnCloseWrite(t *testing.T) {
 	sys := newTestSystem(t)
 	client, server := netPipe(t, sys)
+	closeWriteBothWays(t, client, server)
+}
+
+// With a framer, CloseWrite is a half-close too (it once closed the whole
+// connection): the peer reads what was written, then io.EOF, and can still
+// answer; a peer reading with Receive gets an empty message and then the
+// end of the stream.
+func TestNetConnCloseWriteFramed(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	nl := ln.NetListener()
+	t.Cleanup(func() { _ = nl.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := nl.Accept()
+		accepted <- c
+	}()
+	pre := NewPreconnection(WithSystem(sys))
+	pre.AddFramer(framers.NewLengthPrefix())
+	client, err := Dialer(pre)(testCtx(t), "tcp", nl.Addr().String())
+	require.NoError(t, err)
+	server := <-accepted
+	require.NotNil(t, server)
+	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+	closeWriteBothWays(t, client, server)
+
+	// a peer on the message API sees the empty final message
+	go func() {
+		c, _ := nl.Accept()
+		accepted <- c
+	}()
+	c := dial(t, sys, ln, framers.NewLengthPrefix())
+	srv := <-accepted
+	require.NotNil(t, srv)
+	t.Cleanup(func() { _ = srv.Close() })
+	require.NoError(t, srv.(interface{ CloseWrite() error }).CloseWrite())
+	m, err := c.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Empty(t, m.Data, "the empty message CloseWrite framed")
+	_, err = c.Receive(testCtx(t))
+	require.ErrorIs(t, err, ErrClosed)
+	require.NoError(t, c.Close())
+}
+
+// closeWriteBothWays checks a half-close in each direction: data written
+// before CloseWrite arrives, then io.EOF, while the other way still works.
+func closeWriteBothWays(t *testing.T, client, server net.Conn) {
+	t.Helper()
 	_, err := client.Write([]byte("request"))
 	require.NoError(t, err)
 	require.NoError(t, client.(interface{ CloseWrite() error }).CloseWrite())
