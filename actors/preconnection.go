@@ -79,9 +79,11 @@ func (e *EstablishmentFailure) Unwrap() []error {
 
 type resolved struct {
 	groups []pathGroup
-	// the resolved remotes and the first local endpoint's first address,
-	// for a rendezvous (rendezvous.go), which uses one local endpoint
+	// the resolved remotes and locals, for a rendezvous (rendezvous.go),
+	// which pairs every local address with every remote one; local is the
+	// first local endpoint's first address (its STUN server's base)
 	remotes []remoteAddrs
+	locals  []localAddrs
 	local   netip.AddrPort
 	err     error
 }
@@ -278,7 +280,7 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 		out.err = err
 		return out
 	}
-	out.remotes = remotes
+	out.remotes, out.locals = remotes, locals
 	if len(locals) > 0 {
 		out.local = netip.AddrPortFrom(netip.Addr{}, locals[0].port)
 		if len(locals[0].addrs) > 0 {

@@ -171,68 +171,85 @@ type (
 	// rvResolved: the local and remote addresses (or why not).
 	rvResolved struct{ r *resolved }
 	// rvEstablished: a transport, fully established (TLS done), from a
-	// connect or from the listener.
+	// connect or from a listener.
 	rvEstablished struct {
 		h   Handoff
 		how string
 	}
-	// rvAttemptEnded: a connect attempt gave up (yielded: the 4-tuple is
-	// taken, the peer's connect is ours to accept).
+	// rvAttemptEnded: a connect attempt on pair gave up (yielded: the
+	// 4-tuple is taken, the peer's connect is ours to accept).
 	rvAttemptEnded struct {
-		remote  netip.AddrPort
+		pair    rvPairKey
 		err     error
 		yielded bool
 	}
-	rvRefused struct{ remote netip.AddrPort }
+	rvRefused struct{ pair rvPairKey }
 	// rvRetry: a QUIC dial attempt got no handshake in time; the next
 	// attempt follows at once.
 	rvRetry struct {
-		remote netip.AddrPort
-		err    error
+		pair rvPairKey
+		err  error
 	}
-	// rvDatagram: a datagram read from the UDP rendezvous socket.
+	// rvDatagram: a datagram read from the UDP rendezvous socket sock (an
+	// index into socks).
 	rvDatagram struct {
+		sock int
 		from netip.AddrPort
 		b    []byte
 	}
-	// rvReaderEnded: the UDP socket's reader stopped (its read deadline,
-	// set once a check succeeded, or the socket closed); every datagram
-	// it read was posted before.
-	rvReaderEnded struct{}
+	// rvReaderEnded: the reader of UDP socket sock stopped (its read
+	// deadline, set once its pair was selected, or the socket closed);
+	// every datagram it read was posted before.
+	rvReaderEnded struct{ sock int }
 	// rvCheckTick: the n-th wait before retransmitting the Binding request
-	// to remote ended.
+	// (check or nomination) of pair ended.
 	rvCheckTick struct {
-		remote netip.AddrPort
-		n      int
+		pair rvPairKey
+		n    int
 	}
 	rvTimeout struct{}
-	// rvListenFailed: the listener ended with an error.
-	rvListenFailed struct{ err error }
+	// rvListenFailed: a listener ended with an error.
+	rvListenFailed struct {
+		local netip.AddrPort
+		err   error
+	}
 )
 
-// rendezvousActor runs one Rendezvous (RFC 9622 §7.3). Over TCP or TLS it
-// resolves the first local endpoint and the remote endpoints, listens on
-// the local address with SO_REUSEPORT and connects from the same address
-// and port to every remote address (retrying while refused), so that two
-// peers doing the same get one TCP connection: by a simultaneous open, or
-// because one side's SYN reaches the other's listener first (the other's
-// connect then fails with EADDRNOTAVAIL and it takes the accepted one). The
-// listener accepts only connections from a remote address. The first
-// established transport wins (for TLS, once its handshake is done; the
-// side whose local address:port is lower is the TLS client); every other
-// attempt, the listener and any later transport are closed. The winner
-// becomes a connection in a new group through the root (adoptConnection,
-// as a listener's accepted transport), and is RendezvousDone once Ready
-// (after its framers' handshakes); should that connection end before, or
-// the establishment timeout or cancellation come first, the rendezvous
-// fails (and the connection is aborted).
+// ErrRendezvousNotNominated is the attempt error of a UDP rendezvous pair
+// whose connectivity check succeeded but which the controlling peer did not
+// nominate (it nominated another pair, or the rendezvous ended first).
+var ErrRendezvousNotNominated = errors.New("connectivity check succeeded; the controlling peer nominated no pair yet")
+
+// rendezvousActor runs one Rendezvous (RFC 9622 §7.3) over the candidate
+// pairs of its endpoints (rendezvous_pairs.go): every address of every
+// local endpoint (a local candidate, one socket each) with every remote
+// address of its family.
 //
-// Over QUIC (startQUIC) one endpoint on the local port dials the remotes
-// for which this side is the client and accepts from the others; the
-// first connection with its first stream wins, as above. Over UDP and
-// UDP-Lite (startUDP) the actor runs STUN connectivity checks on one
-// socket (datagram has the rule); once a check succeeded the socket,
-// connected to that remote, is the winner's transport (handOver).
+// Over TCP or TLS it resolves the endpoints, listens on each local
+// candidate with SO_REUSEPORT and connects from the same address and port
+// to every remote address of its family (retrying while refused), so that
+// two peers doing the same get one TCP connection per pair that works: by
+// a simultaneous open, or because one side's SYN reaches the other's
+// listener first (the other's connect then fails with EADDRNOTAVAIL and it
+// takes the accepted one). A listener accepts only connections from the
+// remote addresses paired with it. The first established transport wins
+// (for TLS, once its handshake is done; the side whose local address:port
+// is lower is the TLS client); every other attempt, every listener and any
+// later transport are closed. The winner becomes a connection in a new
+// group through the root (adoptConnection, as a listener's accepted
+// transport), and is RendezvousDone once Ready (after its framers'
+// handshakes); should that connection end before, or the establishment
+// timeout or cancellation come first, the rendezvous fails (and the
+// connection is aborted).
+//
+// Over QUIC (startQUIC) one endpoint per local candidate dials the remotes
+// for which this side is the client and accepts from the others; the first
+// connection with its first stream wins, as above. Over UDP and UDP-Lite
+// (startUDP) the actor runs STUN connectivity checks on every pair, from
+// one socket per local candidate (datagram has the rule), and both sides
+// select the same pair by ICE nomination (rendezvous_ice.go); the selected
+// pair's socket, connected to its remote, is the winner's transport
+// (handOver).
 //
 // It runs on protoactor's default dispatcher, not controlDispatcher, so
 // that a goroutine posting to it never runs it: Stopped can wait for them.
@@ -248,14 +265,13 @@ type rendezvousActor struct {
 	gctx     context.Context
 	wg       sync.WaitGroup
 	gate     *acceptGate // the handoffs on their way to the actor
-	ln       stacks.Listener
 	timer    *time.Timer
-	attempts map[netip.AddrPort]*AttemptError
-	order    []netip.AddrPort
-	remotes  []netip.AddrPort
-	local    netip.AddrPort
-	adopted  bool   // the winner went to the root
-	how      string // how the winner came about
+	attempts map[rvPairKey]*AttemptError
+	order    []rvPairKey
+	socks    []*rvSocket      // the local candidates, bound
+	remotes  []netip.AddrPort // every remote address
+	adopted  bool             // the winner went to the root
+	how      string           // how the winner came about
 	won      *ConnectionStarted
 	ended    bool  // failed or cancelled
 	err      error // why, when ended
@@ -272,22 +288,40 @@ type rendezvousActor struct {
 	aborted  bool             // the AbortConnection went to conn
 	handed   stacks.Transport // the winner's transport, until started
 
-	qr     *stacks.QUICRendezvous // quic: the endpoint dialing and listening
-	udp    *net.UDPConn           // udp, udplite: the socket, until handed over
-	checks map[netip.AddrPort]*rvCheck
-	early  map[netip.AddrPort][][]byte // non-STUN datagrams before the handover
-	winner netip.AddrPort              // udp: the remote whose check succeeded
+	// udp, udplite
+	tie        uint64 // this side's ICE tie-breaker
+	checks     map[rvPairKey]*rvCheck
+	early      map[rvPairKey][][]byte // non-STUN datagrams before the handover
+	nominating bool                   // a nomination is on its way (controlling)
+	winner     rvPairKey              // the selected pair (Remote valid once selected)
 }
 
-// rvCheck is the connectivity check (STUN Binding transaction) with one
-// remote.
+// rvSocket is one local candidate of a rendezvous, bound: its listener
+// (tcp, tls), QUIC endpoint (quic) or socket (udp, udplite), and the
+// remote addresses it is paired with.
+type rvSocket struct {
+	idx     int
+	local   netip.AddrPort // the candidate's address with the bound port
+	iface   string
+	remotes []netip.AddrPort
+	ln      stacks.Listener
+	qr      *stacks.QUICRendezvous
+	udp     *net.UDPConn // until handed over or closed
+}
+
+// rvCheck is the connectivity check (STUN Binding transaction) of one
+// pair and, on the controlling side, its nomination.
 type rvCheck struct {
-	tx    [12]byte
-	sent  int
-	timer *time.Timer
+	sock       int
+	tx         [12]byte
+	sent       int
+	timer      *time.Timer
+	valid      bool // the check succeeded: the pair works both ways
+	nominating bool // this side nominates the pair (transaction ntx)
+	ntx        [12]byte
 }
 
-// rendezvousEarlyMax bounds the datagrams kept per remote before the
+// rendezvousEarlyMax bounds the datagrams kept per pair before the
 // handover; later ones are dropped.
 const rendezvousEarlyMax = 64
 
@@ -307,8 +341,8 @@ func rendezvousQUICAttempt(n int) time.Duration {
 func newRendezvousProps(s *System, m *StartRendezvous) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &rendezvousActor{sys: s, cfg: m.Config, serverTLS: m.ServerTLS, stun: m.Stun, result: m.Result,
-			gate: newAcceptGate(), attempts: map[netip.AddrPort]*AttemptError{},
-			checks: map[netip.AddrPort]*rvCheck{}, early: map[netip.AddrPort][][]byte{}}
+			gate: newAcceptGate(), attempts: map[rvPairKey]*AttemptError{}, tie: newTieBreaker(),
+			checks: map[rvPairKey]*rvCheck{}, early: map[rvPairKey][][]byte{}}
 	}, actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
 }
 
@@ -366,7 +400,7 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 			return
 		}
 		if err := r.start(ctx, m.r); err != nil {
-			r.fail(ctx, &EstablishmentFailure{Err: err})
+			r.fail(ctx, &EstablishmentFailure{Err: err, Attempts: r.attemptList()})
 		}
 	case *rvEstablished:
 		t, ok := m.h.Claim()
@@ -380,32 +414,41 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		}
 		r.win(ctx, t, m.how)
 	case *rvRefused:
-		r.record(m.remote, syscall.ECONNREFUSED)
+		r.record(m.pair, syscall.ECONNREFUSED)
 		if r.sys.Tracing() {
-			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRefused", Remote: m.remote.String(), Stack: r.stack.Name()})
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRefused", Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name()})
 		}
 	case *rvRetry:
-		r.record(m.remote, m.err)
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRetry", Remote: m.remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+		r.record(m.pair, m.err)
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRetry", Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
 	case *rvDatagram:
 		r.datagram(ctx, m)
 	case *rvCheckTick:
-		if c := r.checks[m.remote]; c != nil && !r.ended && !r.adopted && !r.winner.IsValid() && r.udp != nil {
-			r.sendCheck(m.remote, c)
-			r.armCheck(ctx, m.remote, c, m.n+1)
+		c := r.checks[m.pair]
+		if c == nil || r.ended || r.adopted || r.winner.Remote.IsValid() || r.socks[c.sock].udp == nil {
+			return
 		}
+		switch {
+		case c.nominating:
+			r.sendNomination(m.pair, c)
+		case !c.valid:
+			r.sendCheck(m.pair, c)
+		default:
+			return
+		}
+		r.armCheck(ctx, m.pair, c, m.n+1)
 	case *rvReaderEnded:
-		r.handOver(ctx)
+		r.handOver(ctx, m.sock)
 	case *rvAttemptEnded:
-		r.record(m.remote, m.err)
+		r.record(m.pair, m.err)
 		ev := "ConnectFailed"
 		if m.yielded {
 			ev = "ConnectYielded" // the peer's connect reached our listener
 		}
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Remote: m.remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
 	case *rvListenFailed:
 		if !r.ended && !r.adopted {
-			r.fail(ctx, &EstablishmentFailure{Err: fmt.Errorf("listen: %w", m.err), Attempts: r.attemptList()})
+			r.fail(ctx, &EstablishmentFailure{Err: fmt.Errorf("listen %s: %w", rvAddrString(m.local), m.err), Attempts: r.attemptList()})
 		}
 	case *rvTimeout:
 		if !r.ended {
@@ -489,84 +532,150 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 	}
 }
 
-// start listens and connects (TCP, TLS, QUIC) or starts the connectivity
-// checks (UDP, UDP-Lite) once the addresses are known.
+// start forms the candidate pairs (rendezvousPairs) once the addresses
+// are known, then binds every local candidate and listens and connects
+// (TCP, TLS, QUIC) or starts the connectivity checks (UDP, UDP-Lite). A
+// local candidate that cannot be bound is recorded against its pairs; the
+// rendezvous fails only when none can.
 func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
+	var remotes []netip.AddrPort
 	for _, ra := range res.remotes {
-		for _, a := range ra.addrs {
-			if ap := unmapAddrPort(a); !slices.Contains(r.remotes, ap) {
-				r.remotes = append(r.remotes, ap)
+		remotes = append(remotes, ra.addrs...)
+	}
+	locals := res.locals
+	if len(locals) == 0 {
+		locals = []localAddrs{{}} // the wildcard, any port
+	}
+	cands, pairs, all := rendezvousPairs(locals, remotes)
+	if len(pairs) == 0 {
+		return fmt.Errorf("%w: no local endpoint has an address of a remote endpoint's family", ErrNoCandidates)
+	}
+	r.remotes = all
+	for i, c := range cands {
+		r.socks = append(r.socks, &rvSocket{idx: i, local: c.Addr, iface: c.Iface})
+	}
+	for _, p := range pairs {
+		s := r.socks[p.Local]
+		s.remotes = append(s.remotes, p.Remote)
+	}
+	var bind func(s *rvSocket) error
+	switch r.stack.Name() {
+	case "quic":
+		bind = r.bindQUIC
+	case "udp", "udplite":
+		bind = r.bindUDP
+	default:
+		bind = r.bindTCP
+	}
+	var firstErr error
+	bound := 0
+	for _, s := range r.socks {
+		if err := bind(s); err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			for _, remote := range s.remotes {
+				r.record(rvPairKey{s.local, remote}, err)
 			}
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ListenFailed", Local: rvAddrString(s.local), Stack: r.stack.Name(), Error: err.Error()})
+			continue
 		}
+		bound++
+	}
+	if bound == 0 {
+		return firstErr
 	}
 	switch r.stack.Name() {
 	case "quic":
-		return r.startQUIC(ctx, res)
+		return r.startQUIC(ctx)
 	case "udp", "udplite":
-		return r.startUDP(ctx, res)
+		r.startUDP(ctx)
+		return nil
 	}
-	opts := r.cfg.StackOptions
-	opts.TLS = nil // TCP first; TLS once the roles are known
-	opts.ReusePort = true
-	opts.Local = res.local
-	if len(r.cfg.Locals) > 0 {
-		opts.Interface = r.cfg.Locals[0].Interface
-	}
-	ln, err := stacks.TCP().Listen(context.Background(), opts)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", r.stack.Name(), err)
-	}
-	r.ln = ln
-	bound, _ := stacks.AddrPortOf(ln.Addr())
-	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
-	opts.Local = r.local
-	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: ln.Addr().String(), Stack: r.stack.Name()})
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	r.wg.Go(func() { r.acceptLoop(root, self) })
-	for _, remote := range r.remotes { // of the local address's family (resolveAll)
-		dopts := opts
-		if !r.local.Addr().IsValid() && remote.Addr().Is6() {
-			dopts.Local = netip.AddrPortFrom(netip.IPv6Unspecified(), r.local.Port())
-		} else if !r.local.Addr().IsValid() {
-			dopts.Local = netip.AddrPortFrom(netip.IPv4Unspecified(), r.local.Port())
-		}
-		r.wg.Go(func() { r.connectLoop(root, self, remote, dopts) })
-	}
+	r.startTCP(ctx)
 	return nil
 }
 
-// acceptLoop accepts the connections from the remote addresses; others are
-// reset. Each accepted one is secured (TLS) in its own goroutine.
-func (r *rendezvousActor) acceptLoop(root *actor.RootContext, self *actor.PID) {
+// boundLocal is the candidate's address with the port sock is bound to.
+func boundLocal(cand netip.AddrPort, sock net.Addr) netip.AddrPort {
+	b, _ := stacks.AddrPortOf(sock)
+	return netip.AddrPortFrom(cand.Addr(), b.Port())
+}
+
+// bindTCP listens on s's address and port with SO_REUSEPORT.
+func (r *rendezvousActor) bindTCP(s *rvSocket) error {
+	opts := r.cfg.StackOptions
+	opts.TLS = nil // TCP first; TLS once the roles are known
+	opts.ReusePort = true
+	opts.Local, opts.Interface = s.local, s.iface
+	ln, err := stacks.TCP().Listen(context.Background(), opts)
+	if err != nil {
+		return fmt.Errorf("listen %s %s: %w", r.stack.Name(), rvAddrString(s.local), err)
+	}
+	s.ln = ln
+	s.local = boundLocal(s.local, ln.Addr())
+	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: ln.Addr().String(), Stack: r.stack.Name()})
+	return nil
+}
+
+// startTCP accepts on every listener and connects from each to every
+// remote paired with it.
+func (r *rendezvousActor) startTCP(ctx actor.Context) {
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	for _, s := range r.socks {
+		if s.ln == nil {
+			continue
+		}
+		r.wg.Go(func() { r.acceptLoop(root, self, s) })
+		opts := r.cfg.StackOptions
+		opts.TLS = nil
+		opts.ReusePort = true
+		opts.Interface = s.iface
+		for _, remote := range s.remotes {
+			dopts := opts
+			dopts.Local = s.local
+			if !s.local.Addr().IsValid() && remote.Addr().Is6() {
+				dopts.Local = netip.AddrPortFrom(netip.IPv6Unspecified(), s.local.Port())
+			} else if !s.local.Addr().IsValid() {
+				dopts.Local = netip.AddrPortFrom(netip.IPv4Unspecified(), s.local.Port())
+			}
+			r.wg.Go(func() { r.connectLoop(root, self, rvPairKey{s.local, remote}, dopts) })
+		}
+	}
+}
+
+// acceptLoop accepts on s's listener the connections from the remote
+// addresses paired with s; others are reset. Each accepted one is secured
+// (TLS) in its own goroutine.
+func (r *rendezvousActor) acceptLoop(root *actor.RootContext, self *actor.PID, s *rvSocket) {
 	for {
-		t, err := r.ln.Accept()
+		t, err := s.ln.Accept()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
 			if r.gctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				root.Send(self, &rvListenFailed{err: err})
+				root.Send(self, &rvListenFailed{local: s.local, err: err})
 			}
 			return
 		}
 		ra, _ := stacks.AddrPortOf(t.RemoteAddr())
-		if !slices.Contains(r.remotes, netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port())) {
+		ra = unmapAddrPort(ra)
+		if !slices.Contains(s.remotes, ra) {
 			_ = t.Abort() // not a peer of this rendezvous
 			continue
 		}
-		r.wg.Go(func() { r.offer(root, self, t, RendezvousAccepted) })
+		r.wg.Go(func() { r.offer(root, self, t, rvPairKey{s.local, ra}, RendezvousAccepted) })
 	}
 }
 
-// connectLoop connects to remote until it succeeds, fails for good, or the
-// rendezvous ends; a refused connect (the peer does not listen yet) is
-// tried again after rendezvousRetry.
-func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, remote netip.AddrPort, opts stacks.Options) {
+// connectLoop connects pair's remote from opts.Local until it succeeds,
+// fails for good, or the rendezvous ends; a refused connect (the peer does
+// not listen yet) is tried again after rendezvousRetry.
+func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, pair rvPairKey, opts stacks.Options) {
 	for n := 1; ; n++ {
-		t, err := stacks.TCP().Dial(r.gctx, remote, opts)
+		t, err := stacks.TCP().Dial(r.gctx, pair.Remote, opts)
 		if err == nil {
-			r.offer(root, self, t, RendezvousConnected)
+			r.offer(root, self, t, pair, RendezvousConnected)
 			return
 		}
 		if r.gctx.Err() != nil {
@@ -574,7 +683,7 @@ func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, 
 		}
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
-			root.Send(self, &rvRefused{remote: remote})
+			root.Send(self, &rvRefused{pair: pair})
 			tm := time.NewTimer(rendezvousRetry(n))
 			select {
 			case <-tm.C:
@@ -585,16 +694,16 @@ func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, 
 			}
 		case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EADDRINUSE):
 			// the 4-tuple exists: the peer's connect reached our listener
-			root.Send(self, &rvAttemptEnded{remote: remote, err: err, yielded: true})
+			root.Send(self, &rvAttemptEnded{pair: pair, err: err, yielded: true})
 		default:
-			root.Send(self, &rvAttemptEnded{remote: remote, err: err})
+			root.Send(self, &rvAttemptEnded{pair: pair, err: err})
 		}
 		return
 	}
 }
 
-// offer secures t (TLS) and hands it to the actor.
-func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stacks.Transport, how string) {
+// offer secures t (TLS), established on pair, and hands it to the actor.
+func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stacks.Transport, pair rvPairKey, how string) {
 	if r.stack.Name() == "tls" {
 		local, _ := stacks.AddrPortOf(t.LocalAddr())
 		remote, _ := stacks.AddrPortOf(t.RemoteAddr())
@@ -615,7 +724,7 @@ func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stac
 		if err != nil {
 			_ = t.Abort()
 			if r.gctx.Err() == nil {
-				root.Send(self, &rvAttemptEnded{remote: remote, err: err})
+				root.Send(self, &rvAttemptEnded{pair: pair, err: err})
 			}
 			return
 		}
@@ -629,23 +738,15 @@ func (r *rendezvousActor) offer(root *actor.RootContext, self *actor.PID, t stac
 	root.Send(self, e)
 }
 
-// startQUIC opens one QUIC endpoint on the local port. For each remote the
-// roles are those of TLS (tlsClientRole): where this side is the client it
-// dials (quic-go retransmits the Initial; an attempt without handshake
-// after rendezvousQUICAttempt is replaced by a new one, until the
-// rendezvous ends); where it is the server it listens, refusing Initials
-// from other addresses than the remotes, and offers a connection once its
-// first stream arrives.
-func (r *rendezvousActor) startQUIC(ctx actor.Context, res *resolved) error {
+// bindQUIC opens s's QUIC endpoint on its address and port; it refuses
+// Initials from other addresses than the remotes paired with s.
+func (r *rendezvousActor) bindQUIC(s *rvSocket) error {
 	opts := r.cfg.StackOptions
-	opts.Local = res.local
-	if len(r.cfg.Locals) > 0 {
-		opts.Interface = r.cfg.Locals[0].Interface
-	}
-	remotes := slices.Clone(r.remotes)
+	opts.Local, opts.Interface = s.local, s.iface
+	remotes := slices.Clone(s.remotes)
 	sys := r.sys
 	accept := func(from netip.AddrPort) bool {
-		if slices.Contains(remotes, from) {
+		if slices.Contains(remotes, unmapAddrPort(from)) {
 			return true
 		}
 		if sys.Tracing() {
@@ -656,83 +757,111 @@ func (r *rendezvousActor) startQUIC(ctx actor.Context, res *resolved) error {
 	}
 	qr, err := stacks.ListenQUICRendezvous(context.Background(), opts, r.serverTLS, accept)
 	if err != nil {
-		return fmt.Errorf("listen quic: %w", err)
+		return fmt.Errorf("listen quic %s: %w", rvAddrString(s.local), err)
 	}
-	r.qr = qr
-	bound, _ := stacks.AddrPortOf(qr.Addr())
-	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
-	var clients []netip.AddrPort
+	s.qr = qr
+	s.local = boundLocal(s.local, qr.Addr())
+	return nil
+}
+
+// startQUIC: for each pair the roles are those of TLS (tlsClientRole):
+// where this side is the client it dials from the pair's endpoint (quic-go
+// retransmits the Initial; an attempt without handshake after
+// rendezvousQUICAttempt is replaced by a new one, until the rendezvous
+// ends); where it is the server the endpoint accepts, and offers a
+// connection once its first stream arrives.
+func (r *rendezvousActor) startQUIC(ctx actor.Context) error {
+	type dial struct {
+		s      *rvSocket
+		remote netip.AddrPort
+	}
+	var clients []dial
+	var servers []*rvSocket
 	var firstErr error
-	servers := 0
-	for _, remote := range r.remotes {
-		client, err := tlsClientRole(rendezvousLocalFor(r.local, remote), remote)
-		switch {
-		case err != nil:
-		case client:
-			clients = append(clients, remote)
-		case r.serverTLS == nil:
-			err = errors.New("the QUIC server role (this side's address:port is the higher) needs a local identity")
-		default:
-			servers++
+	for _, s := range r.socks {
+		if s.qr == nil {
+			continue
 		}
-		if err != nil {
-			r.record(remote, err)
-			firstErr = cmp.Or(firstErr, err)
+		serves := false
+		for _, remote := range s.remotes {
+			client, err := tlsClientRole(rendezvousLocalFor(s.local, remote), remote)
+			switch {
+			case err != nil:
+			case client:
+				clients = append(clients, dial{s, remote})
+			case r.serverTLS == nil:
+				err = errors.New("the QUIC server role (this side's address:port is the higher) needs a local identity")
+			default:
+				serves = true
+			}
+			if err != nil {
+				r.record(rvPairKey{s.local, remote}, err)
+				firstErr = cmp.Or(firstErr, err)
+			}
+		}
+		if serves {
+			servers = append(servers, s)
 		}
 	}
-	if len(clients) == 0 && servers == 0 {
+	if len(clients) == 0 && len(servers) == 0 {
 		return fmt.Errorf("quic: no usable role with any remote: %w", firstErr)
 	}
-	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: qr.Addr().String(), Stack: r.stack.Name()})
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	if servers > 0 {
-		r.wg.Go(func() { r.quicAcceptLoop(root, self) })
+	for _, s := range r.socks {
+		if s.qr != nil {
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: s.qr.Addr().String(), Stack: r.stack.Name()})
+		}
 	}
-	for _, remote := range clients {
-		r.wg.Go(func() { r.quicDialLoop(root, self, remote) })
+	for _, s := range servers {
+		r.wg.Go(func() { r.quicAcceptLoop(root, self, s) })
+	}
+	for _, d := range clients {
+		r.wg.Go(func() { r.quicDialLoop(root, self, d.s, d.remote) })
 	}
 	return nil
 }
 
-// quicDialLoop dials remote until a handshake completes, fails for good,
-// or the rendezvous ends.
-func (r *rendezvousActor) quicDialLoop(root *actor.RootContext, self *actor.PID, remote netip.AddrPort) {
+// quicDialLoop dials remote from s's endpoint until a handshake completes,
+// fails for good, or the rendezvous ends.
+func (r *rendezvousActor) quicDialLoop(root *actor.RootContext, self *actor.PID, s *rvSocket, remote netip.AddrPort) {
+	pair := rvPairKey{s.local, remote}
 	for n := 1; ; n++ {
 		actx, cancel := context.WithTimeout(r.gctx, rendezvousQUICAttempt(n))
-		t, err := r.qr.Dial(actx, remote)
+		t, err := s.qr.Dial(actx, remote)
 		timedOut := actx.Err() != nil
 		cancel()
 		if err == nil {
-			r.offer(root, self, t, RendezvousConnected)
+			r.offer(root, self, t, pair, RendezvousConnected)
 			return
 		}
 		if r.gctx.Err() != nil {
 			return
 		}
 		if timedOut {
-			root.Send(self, &rvRetry{remote: remote, err: err})
+			root.Send(self, &rvRetry{pair: pair, err: err})
 			continue
 		}
-		root.Send(self, &rvAttemptEnded{remote: remote, err: err})
+		root.Send(self, &rvAttemptEnded{pair: pair, err: err})
 		return
 	}
 }
 
-// quicAcceptLoop accepts the connections from the remotes (the endpoint
-// refused the others); each is offered once its first stream arrives.
-func (r *rendezvousActor) quicAcceptLoop(root *actor.RootContext, self *actor.PID) {
+// quicAcceptLoop accepts the connections from the remotes on s's endpoint
+// (it refused the others); each is offered once its first stream arrives.
+func (r *rendezvousActor) quicAcceptLoop(root *actor.RootContext, self *actor.PID, s *rvSocket) {
 	for {
-		c, err := r.qr.AcceptConn(r.gctx)
+		c, err := s.qr.AcceptConn(r.gctx)
 		if err != nil {
 			if r.gctx.Err() == nil {
-				root.Send(self, &rvListenFailed{err: err})
+				root.Send(self, &rvListenFailed{local: s.local, err: err})
 			}
 			return
 		}
 		r.wg.Go(func() {
 			t, err := c.FirstStream(r.gctx)
 			if err == nil {
-				r.offer(root, self, t, RendezvousAccepted)
+				ra, _ := stacks.AddrPortOf(t.RemoteAddr())
+				r.offer(root, self, t, rvPairKey{s.local, unmapAddrPort(ra)}, RendezvousAccepted)
 			}
 		})
 	}
@@ -754,143 +883,240 @@ func rendezvousLocalFor(local, remote netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Unmap(), local.Port())
 }
 
-// startUDP binds the local port and starts a connectivity check (RFC 9622
-// §7.3, in the manner of ICE, RFC 8445 §7.2) with every remote: a STUN
-// Binding request, sent again after rendezvousCheckWait until the
-// rendezvous ends. A reader goroutine posts every datagram to the actor
-// (datagram).
-func (r *rendezvousActor) startUDP(ctx actor.Context, res *resolved) error {
+// bindUDP binds s's socket on its address and port.
+func (r *rendezvousActor) bindUDP(s *rvSocket) error {
 	opts := r.cfg.StackOptions
-	opts.Local = res.local
-	if len(r.cfg.Locals) > 0 {
-		opts.Interface = r.cfg.Locals[0].Interface
-	}
+	opts.Local, opts.Interface = s.local, s.iface
 	sock, err := stacks.BindRendezvousSocket(context.Background(), r.stack.Name(), opts)
 	if err != nil {
-		return fmt.Errorf("bind %s: %w", r.stack.Name(), err)
+		return fmt.Errorf("bind %s %s: %w", r.stack.Name(), rvAddrString(s.local), err)
 	}
-	r.udp = sock
-	bound, _ := stacks.AddrPortOf(sock.LocalAddr())
-	r.local = netip.AddrPortFrom(res.local.Addr(), bound.Port())
+	s.udp = sock
+	s.local = boundLocal(s.local, sock.LocalAddr())
 	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: sock.LocalAddr().String(), Stack: r.stack.Name()})
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	r.wg.Go(func() { udpRendezvousReader(root, self, sock) })
-	for _, remote := range r.remotes {
-		c := &rvCheck{tx: stacks.NewSTUNTransactionID()}
-		r.checks[remote] = c
-		r.sendCheck(remote, c)
-		r.armCheck(ctx, remote, c, 1)
-	}
 	return nil
 }
 
-// udpRendezvousReader posts every datagram of sock to the actor, and
-// rvReaderEnded once its read deadline passed or sock was closed.
-func udpRendezvousReader(root *actor.RootContext, self *actor.PID, sock *net.UDPConn) {
+// startUDP starts a connectivity check (RFC 9622 §7.3, in the manner of
+// ICE, RFC 8445 §7.2) on every pair: a STUN Binding request from the
+// pair's socket to its remote, sent again after rendezvousCheckWait until
+// the rendezvous ends. A reader goroutine per socket posts every datagram
+// to the actor (datagram).
+func (r *rendezvousActor) startUDP(ctx actor.Context) {
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	for _, s := range r.socks {
+		if s.udp == nil {
+			continue
+		}
+		sock, idx := s.udp, s.idx
+		r.wg.Go(func() { udpRendezvousReader(root, self, idx, sock) })
+	}
+	for _, s := range r.socks {
+		if s.udp == nil {
+			continue
+		}
+		for _, remote := range s.remotes {
+			pair := rvPairKey{s.local, remote}
+			c := &rvCheck{sock: s.idx, tx: stacks.NewSTUNTransactionID()}
+			r.checks[pair] = c
+			r.sendCheck(pair, c)
+			r.armCheck(ctx, pair, c, 1)
+		}
+	}
+}
+
+// udpRendezvousReader posts every datagram of sock (socks[idx]) to the
+// actor, and rvReaderEnded once its read deadline passed or sock was
+// closed.
+func udpRendezvousReader(root *actor.RootContext, self *actor.PID, idx int, sock *net.UDPConn) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := sock.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-				root.Send(self, &rvReaderEnded{})
+				root.Send(self, &rvReaderEnded{sock: idx})
 				return
 			}
 			continue // an ICMP error reported on the socket: nothing to do
 		}
-		root.Send(self, &rvDatagram{from: unmapAddrPort(from), b: bytes.Clone(buf[:n])})
+		root.Send(self, &rvDatagram{sock: idx, from: unmapAddrPort(from), b: bytes.Clone(buf[:n])})
 	}
 }
 
-// sendCheck sends the Binding request of c to remote.
-func (r *rendezvousActor) sendCheck(remote netip.AddrPort, c *rvCheck) {
+// sendCheck sends the Binding request of c on pair.
+func (r *rendezvousActor) sendCheck(pair rvPairKey, c *rvCheck) {
 	c.sent++
-	_, err := r.udp.WriteToUDPAddrPort(stacks.EncodeSTUNBindingRequest(c.tx, nil), remote)
+	_, err := r.socks[c.sock].udp.WriteToUDPAddrPort(encodeCheck(c.tx, r.tie, false), pair.Remote)
 	if err == nil {
 		err = fmt.Errorf("connectivity check, %d Binding requests: %w", c.sent, stacks.ErrSTUNTimeout)
 	}
-	r.record(remote, err)
+	r.record(pair, err)
 	if r.sys.Tracing() {
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSent", Remote: remote.String(), Stack: r.stack.Name()})
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSent", Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name()})
+	}
+}
+
+// sendNomination sends the nominating Binding request (USE-CANDIDATE) of
+// c on pair.
+func (r *rendezvousActor) sendNomination(pair rvPairKey, c *rvCheck) {
+	c.sent++
+	_, err := r.socks[c.sock].udp.WriteToUDPAddrPort(encodeCheck(c.ntx, r.tie, true), pair.Remote)
+	if err == nil {
+		err = fmt.Errorf("nomination, %d Binding requests: %w", c.sent, stacks.ErrSTUNTimeout)
+	}
+	r.record(pair, err)
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Nominated", Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name()})
 	}
 }
 
 // armCheck schedules the retransmission after the n-th wait.
-func (r *rendezvousActor) armCheck(ctx actor.Context, remote netip.AddrPort, c *rvCheck, n int) {
+func (r *rendezvousActor) armCheck(ctx actor.Context, pair rvPairKey, c *rvCheck, n int) {
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.timer = time.AfterFunc(rendezvousCheckWait(n), func() { root.Send(self, &rvCheckTick{remote: remote, n: n}) })
+	c.timer = time.AfterFunc(rendezvousCheckWait(n), func() { root.Send(self, &rvCheckTick{pair: pair, n: n}) })
 }
 
-// datagram handles a datagram of the UDP rendezvous socket:
+// datagram handles a datagram of a UDP rendezvous socket, on the pair
+// (that socket's local candidate, the sender):
 //
-//   - from an address that is not a remote: ignored (traced);
-//   - a Binding request from a remote: answered with a Binding success
-//     response (XOR-MAPPED-ADDRESS: the sender's address and port) and,
-//     before a check succeeded, answered with this side's own request at
+//   - from an address that is not a remote paired with the socket:
+//     ignored (traced);
+//   - a Binding request: answered with a Binding success response
+//     (XOR-MAPPED-ADDRESS: the sender's address and port) and, before the
+//     pair's check succeeded, answered with this side's own request at
 //     once (a triggered check), so that the peer's answer comes within a
-//     round trip;
-//   - a valid Binding success response from remote R to this side's
-//     request to R: the check succeeded, the path works both ways, and R
-//     wins; the reader is stopped and the socket handed over (handOver);
+//     round trip. A nomination (USE-CANDIDATE) from a controlling peer
+//     (its tie-breaker is the larger) selects the pair;
+//   - a valid Binding success response to this side's check on the pair:
+//     the check succeeded, the pair works both ways (checkSucceeded);
+//   - a valid Binding success response to this side's nomination: the
+//     pair is selected;
 //   - other STUN messages: dropped;
 //   - anything else from a remote: kept (at most rendezvousEarlyMax per
-//     remote) and, if that remote wins, read first by the connection.
+//     pair) and, if that pair is selected, read first by the connection.
 //
-// A request alone does not complete the rendezvous: it proves only the
-// path from the peer.
+// Once a pair is selected the socket's reader is stopped and the socket
+// handed over (handOver). A request alone does not complete the
+// rendezvous: it proves only the path from the peer.
 func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
-	if r.ended || r.adopted || r.udp == nil {
+	s := r.socks[m.sock]
+	if r.ended || r.adopted || s.udp == nil {
 		return
 	}
-	c, known := r.checks[m.from]
+	pair := rvPairKey{s.local, m.from}
+	c, known := r.checks[pair]
 	if !known {
 		if r.sys.Tracing() {
-			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Ignored", Remote: m.from.String(), Stack: r.stack.Name(),
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Ignored", Local: rvAddrString(s.local), Remote: m.from.String(), Stack: r.stack.Name(),
 				Error: "datagram from an address that is not a remote endpoint"})
 		}
 		return
 	}
 	if !stacks.IsSTUN(m.b) {
-		if len(r.early[m.from]) < rendezvousEarlyMax {
-			r.early[m.from] = append(r.early[m.from], m.b)
+		if len(r.early[pair]) < rendezvousEarlyMax {
+			r.early[pair] = append(r.early[pair], m.b)
 		}
 		return
 	}
 	if tx, err := stacks.DecodeSTUNBindingRequest(m.b); err == nil {
-		_, _ = r.udp.WriteToUDPAddrPort(stacks.EncodeSTUNBindingSuccess(tx, m.from), m.from)
+		_, _ = s.udp.WriteToUDPAddrPort(encodeCheckAnswer(tx, m.from, r.tie), m.from)
 		if r.sys.Tracing() {
-			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckAnswered", Remote: m.from.String(), Stack: r.stack.Name()})
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckAnswered", Local: rvAddrString(s.local), Remote: m.from.String(), Stack: r.stack.Name()})
 		}
-		if !r.winner.IsValid() {
-			r.sendCheck(m.from, c)
+		if r.winner.Remote.IsValid() {
+			return
+		}
+		if tie, ok, nominate := iceAttrs(m.b); nominate && ok && tie > r.tie {
+			r.selectPair(pair, c, "NominationReceived")
+			return
+		}
+		if !c.valid {
+			r.sendCheck(pair, c)
 		}
 		return
 	}
-	if r.winner.IsValid() {
+	if r.winner.Remote.IsValid() {
 		return
+	}
+	if c.nominating {
+		if _, err := stacks.DecodeSTUNBindingResponse(m.b, c.ntx, nil); err == nil {
+			r.selectPair(pair, c, "NominationSucceeded")
+			return
+		}
 	}
 	mapped, err := stacks.DecodeSTUNBindingResponse(m.b, c.tx, nil)
 	if err != nil {
 		return // another transaction, an error response or malformed
 	}
-	r.winner = m.from
-	if r.sys.Tracing() {
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSucceeded", Remote: m.from.String(), Local: mapped.String(), Stack: r.stack.Name()})
-	}
-	r.stopChecks()
-	_ = r.udp.SetReadDeadline(time.Unix(1, 0)) // the reader stops: rvReaderEnded follows its last datagram
+	r.checkSucceeded(ctx, pair, c, mapped, m.b)
 }
 
-// handOver makes the socket, connected to the winner, the rendezvous
-// connection's Transport, with the winner's early datagrams.
-func (r *rendezvousActor) handOver(ctx actor.Context) {
-	if r.ended || r.adopted || !r.winner.IsValid() || r.udp == nil {
+// checkSucceeded: this side's check on pair got a valid success response
+// (b), the pair works both ways. The response's ICE-CONTROLLING says the
+// peer's tie-breaker: with the larger one, this side is controlling and
+// nominates the pair, unless it nominated another already; with the
+// smaller one, it waits for the peer's nomination. A response without
+// tie-breaker comes from a peer that does not nominate (or from the peer's
+// connection, the pair being selected there already): the pair is
+// selected, as the peer selects the first pair whose check succeeded. Equal
+// tie-breakers (a chance of 2^-64) do the same.
+func (r *rendezvousActor) checkSucceeded(ctx actor.Context, pair rvPairKey, c *rvCheck, mapped netip.AddrPort, b []byte) {
+	if c.valid {
 		return
 	}
-	sock := r.udp
-	r.udp = nil
+	c.valid = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSucceeded", Remote: pair.Remote.String(), Local: mapped.String(), Stack: r.stack.Name()})
+	}
+	tie, ok, _ := iceAttrs(b)
+	switch {
+	case !ok || tie == r.tie:
+		r.selectPair(pair, c, "")
+	case tie < r.tie: // controlling
+		if r.nominating {
+			r.record(pair, fmt.Errorf("connectivity check succeeded; another pair was nominated first: %w", ErrRendezvousNotNominated))
+			return
+		}
+		r.nominating, c.nominating, c.sent = true, true, 0
+		c.ntx = stacks.NewSTUNTransactionID()
+		r.sendNomination(pair, c)
+		r.armCheck(ctx, pair, c, 1)
+	default: // controlled
+		r.record(pair, ErrRendezvousNotNominated)
+	}
+}
+
+// selectPair makes pair the winner: every check stops, and so does the
+// reader of the pair's socket (its rvReaderEnded hands the socket over).
+func (r *rendezvousActor) selectPair(pair rvPairKey, c *rvCheck, ev string) {
+	r.winner = pair
+	if ev != "" && r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name()})
+	}
+	r.stopChecks()
+	_ = r.socks[c.sock].udp.SetReadDeadline(time.Unix(1, 0)) // the reader stops: rvReaderEnded follows its last datagram
+}
+
+// handOver makes the selected pair's socket (socks[idx], whose reader
+// ended), connected to the pair's remote, the rendezvous connection's
+// Transport, with the pair's early datagrams.
+func (r *rendezvousActor) handOver(ctx actor.Context, idx int) {
+	if r.ended || r.adopted || !r.winner.Remote.IsValid() {
+		return
+	}
+	c := r.checks[r.winner]
+	s := r.socks[idx]
+	if c == nil || c.sock != idx || s.udp == nil {
+		return // another socket's reader
+	}
+	sock := s.udp
+	s.udp = nil
 	opts := r.cfg.StackOptions
-	opts.Local = r.local
-	t, err := stacks.ConnectRendezvousSocket(sock, r.stack.Name(), r.winner, opts, r.early[r.winner])
+	opts.Local, opts.Interface = s.local, s.iface
+	t, err := stacks.ConnectRendezvousSocket(sock, r.stack.Name(), r.winner.Remote, opts, r.early[r.winner])
 	if err != nil {
 		r.fail(ctx, &EstablishmentFailure{Err: err, Attempts: r.attemptList()})
 		return
@@ -937,7 +1163,7 @@ func (r *rendezvousActor) win(ctx actor.Context, t stacks.Transport, how string)
 	ctx.Send(ctx.Parent(), a)
 }
 
-// teardown stops every attempt and the listener; the handoffs not claimed
+// teardown stops every attempt and closes every listener and socket; the handoffs not claimed
 // yet are closed. The establishment timer goes on (win: it bounds the
 // winner's connection until Ready); stop stops it.
 func (r *rendezvousActor) teardown() {
@@ -945,16 +1171,18 @@ func (r *rendezvousActor) teardown() {
 		r.cancel()
 	}
 	r.gate.close()
-	if r.ln != nil {
-		_ = r.ln.Close()
-	}
 	r.stopChecks()
-	if r.udp != nil {
-		_ = r.udp.Close()
-		r.udp = nil
-	}
-	if r.qr != nil {
-		_ = r.qr.Close() // the winner's connection keeps the endpoint open
+	for _, s := range r.socks {
+		if s.ln != nil {
+			_ = s.ln.Close()
+		}
+		if s.udp != nil {
+			_ = s.udp.Close()
+			s.udp = nil
+		}
+		if s.qr != nil {
+			_ = s.qr.Close() // the winner's connection keeps its endpoint open
+		}
 	}
 }
 
@@ -1009,13 +1237,14 @@ func (r *rendezvousActor) maybeStop(ctx actor.Context) {
 	}
 }
 
-func (r *rendezvousActor) record(remote netip.AddrPort, err error) {
-	if a, ok := r.attempts[remote]; ok {
+// record sets the error of pair's attempt, named by the pair.
+func (r *rendezvousActor) record(pair rvPairKey, err error) {
+	if a, ok := r.attempts[pair]; ok {
 		a.Err = err
 		return
 	}
-	r.attempts[remote] = &AttemptError{Endpoint: remote.String(), Stack: r.stack.Name(), Err: err}
-	r.order = append(r.order, remote)
+	r.attempts[pair] = &AttemptError{Endpoint: pair.String(), Stack: r.stack.Name(), Err: err}
+	r.order = append(r.order, pair)
 }
 
 func (r *rendezvousActor) attemptList() []AttemptError {

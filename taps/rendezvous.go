@@ -17,7 +17,7 @@ import (
 // sent.
 var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 
-// Rendezvous listens on the local endpoint and connects to the remote
+// Rendezvous listens on the local endpoints and connects to the remote
 // endpoints at the same time (RFC 9622 §7.3) and returns the first
 // transport connection established: the RendezvousDone event. The
 // Connection is Established when returned and gets no Ready event (like
@@ -32,30 +32,49 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // selection, in preference order; without one, the first of quic, udp and
 // udplite.
 //
-// Common to every stack: the first local endpoint is resolved and bound;
-// remote host names are resolved as for Initiate (only addresses of the
-// local address's family are used); only packets and connections from a
-// remote endpoint's address and port take part. Give each peer a fixed
-// local port (the other's remote port): with port 0 the system picks one
-// that the peer cannot know without signalling (see Resolve). Other local
-// endpoints than the first are not used. A local endpoint's STUN server is
-// asked for its server-reflexive address while gathering (traced as a
-// "rendezvous" ServerReflexive record); a failure there does not stop the
-// rendezvous. Every rendezvous step is traced as a "rendezvous" record
-// (Listening, ConnectRetry, CheckSent, CheckAnswered, CheckSucceeded,
-// Ignored, RendezvousDone, ...).
+// Common to every stack: every local endpoint is resolved (a host name
+// gives one local candidate per address; a wildcard, one candidate the
+// kernel routes) and remote host names are resolved as for Initiate. The
+// candidate pairs, in the manner of ICE (RFC 8445 §6.1.2), are every local
+// candidate with every remote address of its family, ordered by the local
+// endpoints' order, then the remotes'; a local candidate without a remote
+// of its family (an IPv6 address with only IPv4 remotes) is not bound.
+// Each other candidate is bound (its own socket or listener, on the local
+// endpoint's port) and takes part; one that cannot be bound is listed
+// against its pairs, and Rendezvous fails only when none can. Only packets
+// and connections from a remote address paired with the socket take part.
+// Give each peer fixed local ports (the other's remote ports): with port 0
+// the system picks one that the peer cannot know without signalling (see
+// Resolve). The first local endpoint's STUN server is asked for its
+// server-reflexive address while gathering (traced as a "rendezvous"
+// ServerReflexive record); a failure there does not stop the rendezvous.
+// Every rendezvous step is traced as a "rendezvous" record (Listening,
+// ConnectRetry, CheckSent, CheckAnswered, CheckSucceeded, Nominated,
+// NominationSucceeded, NominationReceived, Ignored, RendezvousDone, ...),
+// and a failure's Attempts name each pair as "local->remote"
+// (":port->remote" for a wildcard local endpoint).
 //
-// Over TCP (and TLS over TCP): a listening socket and one connecting
-// socket per remote address share the local port (SO_REUSEADDR and
+// Over TCP (and TLS over TCP): per local candidate, a listening socket
+// and one connecting socket per remote address of the candidate's pairs
+// share the candidate's address and port (SO_REUSEADDR and
 // SO_REUSEPORT). When the peer does the same, the two peers get one TCP
-// connection: by a simultaneous open, or because one side's SYN reaches
-// the other's listener first (the other side's connect then fails with
-// EADDRNOTAVAIL, and it takes the accepted connection). The listener
-// accepts only connections from a remote endpoint (others are reset). A
-// connect that is refused (the peer does not listen yet) is tried again
-// after 10 ms, doubling up to 320 ms. The first connection established
-// wins; every other attempt, the listening socket and any later
-// connection are closed.
+// connection per pair: by a simultaneous open, or because one side's SYN
+// reaches the other's listener first (the other side's connect then fails
+// with EADDRNOTAVAIL, and it takes the accepted connection). Each listener
+// accepts only connections from the remote addresses paired with it
+// (others are reset). A connect that is refused (the peer does not listen yet) is tried again
+// after 10 ms, doubling up to 320 ms. The first connection established,
+// on any pair, wins; every other attempt, every listening socket and any
+// later connection are closed. There is no nomination over TCP (nothing
+// can be said in band before the application's first message): when
+// several pairs connect at about the same time the two sides may take
+// different connections (each then closes the one the other took), so
+// give each side's remotes exactly the addresses the peer rendezvouses
+// from. A connect from a local address the peer does not list as a remote
+// reaches its listener, which resets it; with plain TCP that connection
+// may have won on this side already, and the Connection then fails
+// (ConnectionError). Over TLS the handshake fails first, and another pair
+// wins.
 //
 // With security (the tls and quic stacks), TLS needs a client and a
 // server: the side whose local address:port is lower (addresses compared
@@ -66,14 +85,16 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // server also verifies a certificate the client presents). Over TLS the
 // connection wins once its handshake is done.
 //
-// Over QUIC: one UDP socket on the local port carries one QUIC endpoint.
-// Toward a remote for which this side is the client it dials: quic-go
-// retransmits the Initial, and an attempt without a completed handshake
+// Over QUIC: one UDP socket per local candidate carries one QUIC
+// endpoint. Roles are decided per pair. Toward a remote for which this
+// side is the client it dials from that endpoint: quic-go retransmits
+// the Initial, and an attempt without a completed handshake
 // after 100 ms (doubling up to 1 s) is replaced by a new one, until the
 // rendezvous ends (each one traced as ConnectRetry). Toward a remote for
 // which it is the server it listens, and refuses (CONNECTION_REFUSED, no
-// handshake) an Initial from any other address. The winner is the first
-// connection with its first stream, opened by the client, as for Initiate
+// handshake) an Initial from any address not paired with the endpoint.
+// As over TCP there is no nomination: the winner is the first connection,
+// on any pair, with its first stream, opened by the client, as for Initiate
 // and Listen: the client's Rendezvous returns once its handshake is done,
 // the server's once the client's stream arrives, which is when the client
 // first sends on it. So the client side (the lower address:port) must
@@ -82,22 +103,32 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 //
 // Over UDP and UDP-Lite (connectionless: RendezvousDone comes when the
 // path works), ICE-style connectivity checks with STUN (RFC 8489 Binding,
-// no credentials) run on one socket bound to the local port: it sends a
-// Binding request to every remote, again after 50 ms, doubling up to
-// 500 ms, until the rendezvous ends. A Binding request from a remote is
-// answered with a Binding success response (XOR-MAPPED-ADDRESS: the
-// requester's address and port) and, at once, with this side's own
-// request to it (a triggered check). The rendezvous is done when a valid
-// Binding success response to this side's request comes back from a
-// remote: the path works both ways. A request alone does not complete
-// it: it proves only the path from the peer. The socket, connected to
-// that remote, becomes the Connection; it keeps answering the peer's
-// Binding requests (its own check may still be running), and no STUN
-// message (the first two bits zero, the magic cookie, the length right)
-// is ever delivered as a Message. Other datagrams from a remote that
-// arrive before the rendezvous is done (at most 64 per remote) are the
-// Connection's first Messages (without their TOS byte); datagrams from
-// other addresses are dropped.
+// no credentials) run on every pair, one socket per local candidate: each
+// socket sends a Binding request to every remote of its pairs, again
+// after 50 ms, doubling up to 500 ms, until the rendezvous ends. A
+// Binding request from a remote is answered with a Binding success
+// response (XOR-MAPPED-ADDRESS: the requester's address and port) and,
+// while that pair's own check has not succeeded, with this side's own
+// request to it (a triggered check). A pair's check succeeds when a valid
+// Binding success response to this side's request comes back: the pair
+// works both ways. A request alone proves only the path from the peer.
+// Both sides then select the same pair by ICE regular nomination (RFC
+// 8445 §7.3.1.1 and §8.1.1): every request and response carries
+// ICE-CONTROLLING with a random tie-breaker, and the side with the larger
+// one is controlling. It nominates the first pair whose check succeeded
+// (a Binding request with USE-CANDIDATE, retransmitted as the checks are)
+// and selects it once that request is answered; the controlled side
+// selects the pair nominated to it. A success response without
+// ICE-CONTROLLING (from a peer that does not nominate, or from the peer's
+// rendezvous connection) selects its pair at once, as before nomination
+// existed. The selected pair's socket, connected to its remote, becomes
+// the Connection (every other socket is closed); it keeps answering the
+// peer's Binding requests (its own check may still be running), and no
+// STUN message (the first two bits zero, the magic cookie, the length
+// right) is ever delivered as a Message. Other datagrams from the remote
+// that arrive on the selected pair before the rendezvous is done (at most
+// 64) are the Connection's first Messages (without their TOS byte);
+// datagrams from other addresses are dropped.
 //
 // ctx bounds the establishment, not the connection; so does the
 // Preconnection's establishment timeout. The establishment ends when the
@@ -106,8 +137,9 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // fails, the peer closes it), Rendezvous returns an *EstablishmentError
 // with the cause. When ctx or the timeout ends first, Rendezvous returns
 // an *EstablishmentError (Reason Timeout) after every socket has been
-// closed (its Attempts list the refused connects, the unanswered checks). Rendezvous is safe to call concurrently; each call
-// is a rendezvous of its own (on the same local port, the calls would
+// closed (its Attempts list the refused connects, the unanswered checks,
+// per pair). Rendezvous is safe to call concurrently; each call is a
+// rendezvous of its own (on the same local port, the calls would
 // compete for the same peer).
 func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 	p.mu.Lock()
