@@ -39,6 +39,10 @@ type ListenerStarted struct {
 	Stacks []string
 	Queue  *ListenQueue
 	PID    *actor.PID
+	// Sockets is where the listener listens now. Addrs and Ifaces are
+	// where it listened when it started; Sockets changes after that when
+	// the listener follows its interfaces (listen_follow.go).
+	Sockets *ListenAddrs
 }
 
 // listenerActor owns a listening socket and its accept goroutine. Each
@@ -62,16 +66,19 @@ type listenerActor struct {
 	queue     *ListenQueue
 	gate      *acceptGate
 	accepting ioCount
-	stacks    []string // the stack of each listener
-	ifaces    []string // the interface each listener is bound to, or ""
-	limit     int64    // -1: unlimited
+	stacks    []string       // the stack of each listener
+	ifaces    []string       // the interface each listener is bound to, or ""
+	socks     []listenSocket // the site of each listener (listen_follow.go)
+	follow    listenFollow   // following the interfaces (listen_follow.go)
+	view      *ListenAddrs   // lns, ifaces as the application sees them
+	limit     int64          // -1: unlimited
 	held      []*ConnectionStarted
 	stopped   bool
 	remotes   *remoteFilter // nil: no remote endpoint, every peer is accepted
 }
 
 func newListenerActor(s *System, id uint64, cfg *messages.ConnectionConfig) actor.Actor {
-	return &listenerActor{sys: s, id: id, cfg: cfg, limit: -1, queue: newListenQueue(), gate: newAcceptGate()}
+	return &listenerActor{sys: s, id: id, cfg: cfg, limit: -1, queue: newListenQueue(), gate: newAcceptGate(), view: &ListenAddrs{}}
 }
 
 func (l *listenerActor) Receive(ctx actor.Context) {
@@ -94,11 +101,10 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 			return
 		}
-		addrs := make([]net.Addr, 0, len(l.lns))
-		for _, ln := range l.lns {
-			addrs = append(addrs, ln.Addr())
-		}
-		ctx.Respond(&ListenerStarted{Addrs: addrs, Ifaces: append([]string(nil), l.ifaces...), Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self()})
+		l.followStart(ctx) // before the answer: the first re-plan closes the gap since the plan
+		addrs, ifaces := l.view.Get()
+		ctx.Respond(&ListenerStarted{Addrs: addrs, Ifaces: ifaces, Stacks: l.stackNames(), Queue: l.queue, PID: ctx.Self(),
+			Sockets: l.view})
 	case *accepted:
 		t, ok := m.h.Claim()
 		l.gate.taken(&m.h)
@@ -142,8 +148,11 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		if ctx.Sender() != nil {
 			ctx.Respond(true)
 		}
+	case *pathCheck, *setListenPlanner:
+		l.followReceive(ctx, m)
 	case *actor.Stopping:
 		l.stopped = true
+		l.followStop()
 		l.gate.close() // first: abandons the accepted transports not claimed yet
 		for _, ln := range l.lns {
 			_ = ln.Close()
@@ -184,6 +193,7 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 	if err != nil {
 		return err
 	}
+	l.follow.locals, l.follow.dynamic = locals, len(plan.Required) == 0
 	// with an ephemeral port, the first socket picks it and the others take
 	// the same number; when that number is taken for another transport or
 	// site, start over with a fresh port rather than serve less. The last
@@ -207,46 +217,67 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 		for _, ln := range l.lns {
 			_ = ln.Close()
 		}
-		l.lns, l.stacks, l.ifaces = nil, nil, nil
+		l.lns, l.stacks, l.ifaces, l.socks = nil, nil, nil, nil
 	}
 	if fatal != nil {
 		for _, ln := range l.lns {
 			_ = ln.Close()
 		}
-		l.lns, l.stacks, l.ifaces = nil, nil, nil
+		l.lns, l.stacks, l.ifaces, l.socks = nil, nil, nil, nil
 		return fatal
 	}
-	for i, ln := range l.lns {
-		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: ln.Addr().String(), Stack: l.stacks[i]})
+	for i := range l.lns {
+		l.traceListening(i)
+		l.startAccept(ctx, i)
 	}
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	for i, ln := range l.lns {
-		name := l.stacks[i]
-		l.accepting.Add(1)
-		go func() {
-			for {
-				t, err := l.acceptOne(ln) // counted in accepting
-				l.accepting.Done()
-				switch {
-				case err == errGateClosed:
-					return // the listener stopped
-				case err != nil:
-					if !l.gate.isClosed() { // not the listener's own Close
-						root.Send(self, &acceptEnded{err: err})
-					}
-					return
-				}
-				a := &accepted{h: Handoff{t: t}, stack: name}
-				if !l.gate.offer(&a.h) {
-					a.h.Abandon() // stopped meanwhile
-					return
-				}
-				root.Send(self, a)
-				l.accepting.Add(1)
-			}
-		}()
-	}
+	l.followPorts()
+	l.publish()
 	return nil
+}
+
+// traceListening traces the listening socket i: Local is its address,
+// with "%" and its interface when it is bound to one.
+func (l *listenerActor) traceListening(i int) {
+	if l.sys.Tracing() {
+		local := l.lns[i].Addr().String()
+		if l.ifaces[i] != "" {
+			local += "%" + l.ifaces[i]
+		}
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Listening", Local: local, Stack: l.stacks[i]})
+	}
+}
+
+// startAccept starts the accept goroutine of the listening socket i. It
+// ends when the listener stops, or when the socket was retired (closed
+// because its site is gone: listen_follow.go) without stopping the
+// listener; any other accept error stops the listener.
+func (l *listenerActor) startAccept(ctx actor.Context, i int) {
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	ln, name, retired := l.lns[i], l.stacks[i], l.socks[i].retired
+	l.accepting.Add(1)
+	go func() {
+		for {
+			t, err := l.acceptOne(ln, name) // counted in accepting
+			l.accepting.Done()
+			switch {
+			case err == errGateClosed:
+				return // the listener stopped
+			case err != nil:
+				// not the listener's own Close (at Stop, or of a site gone)
+				if !l.gate.isClosed() && !retired.Load() {
+					root.Send(self, &acceptEnded{err: err})
+				}
+				return
+			}
+			a := &accepted{h: Handoff{t: t}, stack: name}
+			if !l.gate.offer(&a.h) {
+				a.h.Abandon() // stopped meanwhile
+				return
+			}
+			root.Send(self, a)
+			l.accepting.Add(1)
+		}
+	}()
 }
 
 // errGateClosed: the listener stopped while its accept goroutine waited.
@@ -259,30 +290,20 @@ var errGateClosed = errors.New("listener stopped")
 // peer's queued datagrams are dropped with it: a later one from the same
 // address is refused again). QUIC and TLS refuse before their handshake
 // (Options.AcceptFrom, set by filterRemotes).
-func (l *listenerActor) acceptOne(ln stacks.Listener) (stacks.Transport, error) {
+func (l *listenerActor) acceptOne(ln stacks.Listener, stack string) (stacks.Transport, error) {
 	for l.gate.wait() {
 		t, err := ln.Accept()
 		var ne net.Error
 		if err != nil && errors.As(err, &ne) && ne.Timeout() {
 			continue
 		}
-		if err == nil && l.remotes != nil && !l.remotes.admit(l.stackOf(ln), t.RemoteAddr()) {
+		if err == nil && l.remotes != nil && !l.remotes.admit(stack, t.RemoteAddr()) {
 			_ = t.Abort()
 			continue
 		}
 		return t, err
 	}
 	return nil, errGateClosed
-}
-
-// stackOf names the stack of one of the listeners.
-func (l *listenerActor) stackOf(ln stacks.Listener) string {
-	for i, x := range l.lns {
-		if x == ln {
-			return l.stacks[i]
-		}
-	}
-	return ""
 }
 
 // bindAll binds one listener per transport protocol on every site. partial
@@ -303,35 +324,47 @@ func (l *listenerActor) bindAll(sites []listenSite, shareAcross bool) (partial [
 		if p, ok := ports[key]; ephemeral && ok {
 			opts.Local = netip.AddrPortFrom(opts.Local.Addr(), p)
 		}
-		used := map[string]bool{}
-		var errs []error
-		for _, st := range l.cfg.Stacks {
-			proto := transportOf(st.Name())
-			if used[proto] {
-				continue
-			}
-			ln, err := st.Listen(context.Background(), opts)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("listen %s on %s: %w", st.Name(), site, err))
-				continue
-			}
-			used[proto] = true
-			if ephemeral && opts.Local.Port() == 0 { // the next stacks and sites take the same port
-				if ap, ok := stacks.AddrPortOf(ln.Addr()); ok {
-					ports[key] = ap.Port()
-					opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
-				}
-			}
-			l.lns = append(l.lns, ln)
-			l.stacks = append(l.stacks, st.Name())
-			l.ifaces = append(l.ifaces, site.iface)
-		}
-		if len(used) == 0 {
+		port, bound, errs := l.bindSite(site, opts)
+		if bound == 0 {
 			return partial, errors.Join(errs...)
+		}
+		if _, ok := ports[key]; ephemeral && !ok && port != 0 { // the next sites take the same port
+			ports[key] = port
 		}
 		partial = append(partial, errs...)
 	}
 	return partial, nil
+}
+
+// bindSite binds one listener per transport protocol on site (the first
+// of l.cfg.Stacks for each) with opts, which carry the site's address:
+// with port 0 the first stack picks the port and the next ones take it. It
+// returns that port, how many listeners it bound (added to l.lns and the
+// slices alongside), and the errors of the stacks that could not bind.
+func (l *listenerActor) bindSite(site listenSite, opts stacks.Options) (port uint16, bound int, errs []error) {
+	used := map[string]bool{}
+	for _, st := range l.cfg.Stacks {
+		proto := transportOf(st.Name())
+		if used[proto] {
+			continue
+		}
+		ln, err := st.Listen(context.Background(), opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listen %s on %s: %w", st.Name(), site, err))
+			continue
+		}
+		used[proto] = true
+		if site.path == "" && opts.Local.Port() == 0 {
+			if ap, ok := stacks.AddrPortOf(ln.Addr()); ok {
+				opts.Local = netip.AddrPortFrom(opts.Local.Addr(), ap.Port())
+			}
+		}
+		l.lns = append(l.lns, ln)
+		l.stacks = append(l.stacks, st.Name())
+		l.ifaces = append(l.ifaces, site.iface)
+		l.socks = append(l.socks, listenSocket{site: site, retired: new(atomic.Bool)})
+	}
+	return opts.Local.Port(), len(used), errs
 }
 
 func (l *listenerActor) stackNames() []string { return append([]string(nil), l.stacks...) }

@@ -181,7 +181,10 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 	}
 }
 
-// pathMonitor is a System's route monitor and the connections it watches.
+// pathMonitor is a System's route monitor and the connections it watches
+// (and the listeners that follow their interfaces, listen_follow.go: they
+// register by their id, from the same id space, and get the same
+// pathCheck).
 type pathMonitor struct {
 	sys   *System
 	mon   *stacks.RouteMonitor
@@ -223,7 +226,8 @@ func watchPaths(sys *System, id uint64, pid *actor.PID) bool {
 }
 
 // PathMonitorRunning reports whether s runs a route monitor now: some
-// connection of it has a PathChange handler (Linux only).
+// connection of it has a PathChange handler or guards its path, or some
+// Listener of it follows its interfaces (Linux only).
 func (s *System) PathMonitorRunning() bool {
 	pathMonitors.mu.Lock()
 	defer pathMonitors.mu.Unlock()

@@ -278,9 +278,10 @@ func (p PathPlan) Alternatives(except string) []string {
 
 // ListenInterfaces are the interfaces a passive open binds its listening
 // sockets to, one socket each: the Required ones; else, when an up
-// interface is Prohibited, every up interface that is not (interfaces that
-// come up later are not listened on); else none (nil: one socket, not
-// bound, as without the property). Prefer and Avoid do not change a
+// interface is Prohibited, every up interface that is not (the listener
+// follows them on Linux: an interface that comes up later gets its socket,
+// one that goes down loses it; actors/listen_follow.go); else none (nil:
+// one socket, not bound, as without the property). Prefer and Avoid do not change a
 // passive open.
 func (p PathPlan) ListenInterfaces() []string {
 	if len(p.Required) > 0 {

@@ -19,17 +19,20 @@ const NoConnectionLimit int64 = -1
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
 // concurrent use.
 type Listener struct {
-	sys    *System
-	pid    *actor.PID
-	q      *actors.ListenQueue
-	addrs  []net.Addr
-	ifaces []string // the interface each of addrs is bound to, or ""
-	cfg    *messages.ConnectionConfig
-	h      connHandlers
+	sys     *System
+	pid     *actor.PID
+	q       *actors.ListenQueue
+	sockets *actors.ListenAddrs // where it listens now (updated by the listener)
+	cfg     *messages.ConnectionConfig
+	h       connHandlers
 }
 
 func newListener(sys *System, st *actors.ListenerStarted, cfg *messages.ConnectionConfig, h connHandlers) *Listener {
-	return &Listener{sys: sys, pid: st.PID, q: st.Queue, addrs: st.Addrs, ifaces: st.Ifaces, cfg: cfg, h: h}
+	sockets := st.Sockets
+	if sockets == nil {
+		sockets = &actors.ListenAddrs{}
+	}
+	return &Listener{sys: sys, pid: st.PID, q: st.Queue, sockets: sockets, cfg: cfg, h: h}
 }
 
 func (l *Listener) wrap(st *actors.ConnectionStarted) *Connection {
@@ -55,13 +58,23 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 	l.q.SetHandlers(func(st *actors.ConnectionStarted) { fn(l, l.wrap(st)) }, nil)
 }
 
-// LocalEndpoints returns where the Listener listens, one endpoint per
+// LocalEndpoints returns where the Listener listens now, one endpoint per
 // listening socket: its address with port 0 resolved and, when the socket
-// is bound to an interface (WithInterface, or an interface Require), that
-// interface.
+// is bound to an interface (WithInterface, or the Interface property),
+// that interface. A Listener whose Interface property Prohibits an
+// interface that is up at Listen (and Requires none) has one socket on
+// each other up interface, and on Linux follows them: the result changes
+// as interfaces come up (a socket on the Listener's port) and go down or
+// are removed (their socket closed; connections already received stay).
+// Other Listeners keep the sockets bound at Listen; a socket bound to an
+// interface on the wildcard address (WithInterface and no address) takes
+// the addresses that interface gains later. After Stop it returns the
+// last sockets. Each call reads the current set (a copy; it does not wait
+// for the listener).
 func (l *Listener) LocalEndpoints() []*LocalEndpoint {
-	out := make([]*LocalEndpoint, 0, len(l.addrs))
-	for i, a := range l.addrs {
+	addrs, ifaces := l.sockets.Get()
+	out := make([]*LocalEndpoint, 0, len(addrs))
+	for i, a := range addrs {
 		var ap netip.AddrPort
 		switch v := a.(type) {
 		case *net.TCPAddr:
@@ -75,20 +88,22 @@ func (l *Listener) LocalEndpoints() []*LocalEndpoint {
 			continue
 		}
 		le := NewLocalEndpoint().WithIPAddress(ap.Addr().Unmap().String()).WithPort(ap.Port())
-		if i < len(l.ifaces) && l.ifaces[i] != "" {
-			le = le.WithInterface(l.ifaces[i])
+		if i < len(ifaces) && ifaces[i] != "" {
+			le = le.WithInterface(ifaces[i])
 		}
 		out = append(out, le)
 	}
 	return out
 }
 
-// Addr returns the first listening address as a net.Addr.
+// Addr returns the first listening address as a net.Addr (nil when the
+// Listener listens nowhere now: see LocalEndpoints).
 func (l *Listener) Addr() net.Addr {
-	if len(l.addrs) == 0 {
+	addrs, _ := l.sockets.Get()
+	if len(addrs) == 0 {
 		return nil
 	}
-	return l.addrs[0]
+	return addrs[0]
 }
 
 // SetNewConnectionLimit sets how many more connections the Listener

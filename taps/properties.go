@@ -569,7 +569,9 @@ const (
 	// come last (after attempts bound to the other interfaces). On Listen,
 	// Require binds a listening socket to each Required interface and
 	// Prohibit binds one to each up interface that is not Prohibited
-	// (interfaces that come up later are not listened on); Prefer and
+	// (on Linux the listener follows them: an interface that comes up
+	// later is listened on, on the same port, and one that goes down
+	// loses its socket; connections already accepted stay); Prefer and
 	// Avoid do not change a passive open.
 	Interface Property = "interface"
 	// PvD: a set of (Preference, Provisioning Domain); set with
