@@ -43,7 +43,8 @@ import (
 // replaced at once, Reestablishing carrying ErrPathLost, rather than when
 // traffic or keep-alive would find it dead (an idle connection would
 // otherwise stay on a dead path until then). The usable addresses are
-// read once per burst (stacks.UsableAddrs) for all the connections.
+// read once per burst (stacks.UsableAddrs) for all the connections, and
+// only when one of them guards its path.
 
 // pathState is a connection's PathChange state, made when first needed: at
 // the first Ready of a connection with a re-establishment policy or a
@@ -57,7 +58,8 @@ type pathState struct {
 // connection actor messages of this file
 type (
 	// pathCheck: the route monitor saw a burst of changes; usable are the
-	// addresses of the interfaces up after it (nil: unknown)
+	// addresses of the interfaces up after it (nil: unknown, or not read
+	// because no watcher guards its path)
 	pathCheck struct{ usable map[netip.Addr]bool }
 	// pathHandlerChanged: the PathChange handler was set or removed.
 	pathHandlerChanged struct{}
@@ -109,7 +111,7 @@ func (c *connActor) pathWatch(on bool) {
 		return
 	}
 	if on {
-		p.watched = watchPaths(c.sys, c.spec.id, c.self)
+		p.watched = watchPathsFor(c.sys, pathWatcher{pid: c.self, guards: c.guardsPath()}, c.spec.id)
 		return
 	}
 	p.watched = false
@@ -188,7 +190,28 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 type pathMonitor struct {
 	sys   *System
 	mon   *stacks.RouteMonitor
-	conns map[uint64]*actor.PID // by connection id (its spec is replaced when its endpoints change); under pathMonitors.mu
+	conns map[uint64]pathWatcher // by connection id (its spec is replaced when its endpoints change); under pathMonitors.mu
+}
+
+// pathWatcher is one connection (or listener) a route monitor tells of
+// each burst of changes; guards: it needs the usable addresses then (a
+// connection that guards its path, see connActor.guardsPath).
+type pathWatcher struct {
+	pid    *actor.PID
+	guards bool
+}
+
+// burstTargets lists the watchers to tell of a burst into pids (reused)
+// and tells whether any of them needs the usable addresses: they are read
+// (two netlink dumps) only then.
+func burstTargets(ws map[uint64]pathWatcher, pids []*actor.PID) ([]*actor.PID, bool) {
+	pids = pids[:0]
+	guards := false
+	for _, w := range ws {
+		pids = append(pids, w.pid)
+		guards = guards || w.guards
+	}
+	return pids, guards
 }
 
 // pathMonitors are the running monitors, one per System at most (none
@@ -198,10 +221,15 @@ var pathMonitors struct {
 	m  map[*System]*pathMonitor
 }
 
-// watchPaths adds a connection to its System's route monitor, starting it
-// when it is the first; false when no monitor can run (outside Linux, or
-// the netlink socket could not be opened: logged).
+// watchPaths adds a connection (or a listener) to its System's route
+// monitor, starting it when it is the first; false when no monitor can run
+// (outside Linux, or the netlink socket could not be opened: logged).
 func watchPaths(sys *System, id uint64, pid *actor.PID) bool {
+	return watchPathsFor(sys, pathWatcher{pid: pid}, id)
+}
+
+// watchPathsFor is watchPaths for a watcher that may guard its path.
+func watchPathsFor(sys *System, w pathWatcher, id uint64) bool {
 	pathMonitors.mu.Lock()
 	defer pathMonitors.mu.Unlock()
 	pm := pathMonitors.m[sys]
@@ -214,14 +242,14 @@ func watchPaths(sys *System, id uint64, pid *actor.PID) bool {
 			sys.Logger.Debug("no route monitor: PathChange only on a new transport", "error", err.Error())
 			return false
 		}
-		pm = &pathMonitor{sys: sys, mon: mon, conns: map[uint64]*actor.PID{}}
+		pm = &pathMonitor{sys: sys, mon: mon, conns: map[uint64]pathWatcher{}}
 		if pathMonitors.m == nil {
 			pathMonitors.m = map[*System]*pathMonitor{}
 		}
 		pathMonitors.m[sys] = pm
 		go pm.run()
 	}
-	pm.conns[id] = pid
+	pm.conns[id] = w
 	return true
 }
 
@@ -272,14 +300,15 @@ func (pm *pathMonitor) run() {
 			pathMonitors.mu.Unlock()
 			return
 		}
-		pids = pids[:0]
-		for _, pid := range pm.conns {
-			pids = append(pids, pid)
-		}
+		var guards bool
+		pids, guards = burstTargets(pm.conns, pids)
 		pathMonitors.mu.Unlock()
-		usable, err := stacks.UsableAddrs() // once for all the connections
-		if err != nil {
-			usable = nil
+		var usable map[netip.Addr]bool
+		if guards {
+			var err error
+			if usable, err = stacks.UsableAddrs(); err != nil { // once for all the connections
+				usable = nil
+			}
 		}
 		for _, pid := range pids {
 			pm.sys.AS.Root.Send(pid, &pathCheck{usable: usable})
