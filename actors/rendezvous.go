@@ -202,10 +202,13 @@ type (
 	// every datagram it read was posted before.
 	rvReaderEnded struct{ sock int }
 	// rvCheckTick: the n-th wait before retransmitting the Binding request
-	// (check or nomination) of pair ended.
+	// (check or nomination) of pair ended; nom: armed while nominating (a
+	// check's tick that comes once the pair is nominated, queued before
+	// its timer was stopped, is stale).
 	rvCheckTick struct {
 		pair rvPairKey
 		n    int
+		nom  bool
 	}
 	rvTimeout struct{}
 	// rvListenFailed: a listener ended with an error.
@@ -425,7 +428,7 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		r.datagram(ctx, m)
 	case *rvCheckTick:
 		c := r.checks[m.pair]
-		if c == nil || r.ended || r.adopted || r.winner.Remote.IsValid() || r.socks[c.sock].udp == nil {
+		if c == nil || m.nom != c.nominating || r.ended || r.adopted || r.winner.Remote.IsValid() || r.socks[c.sock].udp == nil {
 			return
 		}
 		switch {
@@ -533,10 +536,11 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 }
 
 // start forms the candidate pairs (rendezvousPairs) once the addresses
-// are known, then binds every local candidate and listens and connects
-// (TCP, TLS, QUIC) or starts the connectivity checks (UDP, UDP-Lite). A
-// local candidate that cannot be bound is recorded against its pairs; the
-// rendezvous fails only when none can.
+// are known, then binds the first local candidate that can be bound and
+// listens and connects (TCP, TLS, QUIC), or binds every local candidate
+// and starts the connectivity checks (UDP, UDP-Lite). A local candidate
+// that cannot be bound is recorded against its pairs; the rendezvous
+// fails only when none can.
 func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 	var remotes []netip.AddrPort
 	for _, ra := range res.remotes {
@@ -567,9 +571,16 @@ func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 	default:
 		bind = r.bindTCP
 	}
+	// TCP, TLS and QUIC use one local candidate: the first that binds.
+	// Their first connection established wins, and nothing in band can
+	// nominate one: with several local candidates on each side, the two
+	// sides could each keep a different connection. With one each, the
+	// only pair both sides try is that of the two candidates, and both
+	// end on it. UDP checks every pair and nominates one (ICE).
+	oneLocal := r.stack.Name() != "udp" && r.stack.Name() != "udplite"
 	var firstErr error
 	bound := 0
-	for _, s := range r.socks {
+	for i, s := range r.socks {
 		if err := bind(s); err != nil {
 			firstErr = cmp.Or(firstErr, err)
 			for _, remote := range s.remotes {
@@ -579,6 +590,10 @@ func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 			continue
 		}
 		bound++
+		if oneLocal {
+			r.socks = r.socks[:i+1] // the later candidates are not used
+			break
+		}
 	}
 	if bound == 0 {
 		return firstErr
@@ -972,8 +987,8 @@ func (r *rendezvousActor) sendNomination(pair rvPairKey, c *rvCheck) {
 
 // armCheck schedules the retransmission after the n-th wait.
 func (r *rendezvousActor) armCheck(ctx actor.Context, pair rvPairKey, c *rvCheck, n int) {
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.timer = time.AfterFunc(rendezvousCheckWait(n), func() { root.Send(self, &rvCheckTick{pair: pair, n: n}) })
+	root, self, nom := ctx.ActorSystem().Root, ctx.Self(), c.nominating
+	c.timer = time.AfterFunc(rendezvousCheckWait(n), func() { root.Send(self, &rvCheckTick{pair: pair, n: n, nom: nom}) })
 }
 
 // datagram handles a datagram of a UDP rendezvous socket, on the pair

@@ -35,6 +35,8 @@ const (
 	stunAttrMessageIntegrity = 0x0008
 	stunAttrErrorCode        = 0x0009
 	stunAttrXorMappedAddress = 0x0020
+	stunAttrUseCandidate     = 0x0025
+	stunAttrICEControlling   = 0x802A
 	stunAttrFingerprint      = 0x8028
 
 	stunFamilyIPv4 = 0x01
@@ -137,6 +139,56 @@ func appendFingerprint(b []byte) []byte {
 	var v [4]byte
 	binary.BigEndian.PutUint32(v[:], crc32.ChecksumIEEE(b)^stunFingerprintXOR)
 	return appendSTUNAttr(b, stunAttrFingerprint, v[:])
+}
+
+// STUNICE are the ICE attributes (RFC 8445 §16.1) of a connectivity
+// check: ICE-CONTROLLING with the sender's tie-breaker and, on a
+// nomination, USE-CANDIDATE. A rendezvous (actors) carries them in its
+// Binding requests and success responses so that two peers with several
+// candidate pairs select the same one.
+type STUNICE struct {
+	TieBreaker   uint64
+	UseCandidate bool
+}
+
+// AppendSTUNICE returns msg (a STUN message of this file's encoders,
+// ending with its FINGERPRINT) with ice's attributes inserted before a
+// recomputed FINGERPRINT. msg is not changed.
+func AppendSTUNICE(msg []byte, ice STUNICE) []byte {
+	b := make([]byte, 0, len(msg)+24)
+	b = append(b, msg[:len(msg)-8]...) // without its FINGERPRINT
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)-stunHeaderLen))
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], ice.TieBreaker)
+	b = appendSTUNAttr(b, stunAttrICEControlling, v[:])
+	if ice.UseCandidate {
+		b = appendSTUNAttr(b, stunAttrUseCandidate, nil)
+	}
+	return appendFingerprint(b)
+}
+
+// DecodeSTUNICE reads the ICE attributes of a STUN message (one IsSTUN
+// accepts); ok is false without ICE-CONTROLLING (a peer that takes no part
+// in nomination). It never panics, whatever b holds.
+func DecodeSTUNICE(b []byte) (ice STUNICE, ok bool) {
+	for off := stunHeaderLen; off+4 <= len(b); {
+		at := binary.BigEndian.Uint16(b[off:])
+		al := int(binary.BigEndian.Uint16(b[off+2:]))
+		v := off + 4
+		if al > len(b)-v {
+			break
+		}
+		switch at {
+		case stunAttrICEControlling:
+			if al == 8 {
+				ice.TieBreaker, ok = binary.BigEndian.Uint64(b[v:]), true
+			}
+		case stunAttrUseCandidate:
+			ice.UseCandidate = true
+		}
+		off = v + (al+3)&^3
+	}
+	return ice, ok
 }
 
 // DecodeSTUNBindingResponse decodes a Binding response to transaction tx

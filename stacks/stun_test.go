@@ -162,7 +162,9 @@ func FuzzSTUNDecode(f *testing.F) {
 	f.Add(EncodeSTUNBindingRequest(tx, nil))
 	f.Add(EncodeSTUNBindingRequest(tx, &STUNCredentials{Username: "u", Password: "k"}))
 	f.Add(EncodeSTUNBindingSuccess(tx, netip.MustParseAddrPort("[2001:db8::1]:443")))
+	f.Add(AppendSTUNICE(EncodeSTUNBindingRequest(tx, nil), STUNICE{TieBreaker: 7, UseCandidate: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = DecodeSTUNICE(b) // never panics
 		// the request side: never panics, a decoded request is STUN and
 		// keeps its transaction id
 		if rtx, err := DecodeSTUNBindingRequest(b); err == nil {
@@ -186,6 +188,40 @@ func FuzzSTUNDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The ICE attributes a rendezvous adds survive the decoders (which ignore
+// them; the FINGERPRINT is recomputed), read back as written, and a
+// message without them has none.
+func TestSTUNICE(t *testing.T) {
+	tx := NewSTUNTransactionID()
+	mapped := netip.MustParseAddrPort("127.0.0.1:9")
+	for _, ice := range []STUNICE{{TieBreaker: 0x0102030405060708}, {TieBreaker: 42, UseCandidate: true}} {
+		req := EncodeSTUNBindingRequest(tx, nil)
+		b := AppendSTUNICE(req, ice)
+		require.Equal(t, EncodeSTUNBindingRequest(tx, nil), req, "msg unchanged")
+		require.True(t, IsSTUN(b))
+		got, err := DecodeSTUNBindingRequest(b)
+		require.NoError(t, err, "FINGERPRINT recomputed")
+		require.Equal(t, tx, got)
+		read, ok := DecodeSTUNICE(b)
+		require.True(t, ok)
+		require.Equal(t, ice, read)
+
+		b = AppendSTUNICE(EncodeSTUNBindingSuccess(tx, mapped), ice)
+		m, err := DecodeSTUNBindingResponse(b, tx, nil)
+		require.NoError(t, err)
+		require.Equal(t, mapped, m)
+		read, ok = DecodeSTUNICE(b)
+		require.True(t, ok)
+		require.Equal(t, ice, read)
+	}
+	_, ok := DecodeSTUNICE(EncodeSTUNBindingSuccess(tx, mapped))
+	require.False(t, ok, "a plain peer's answer has no tie-breaker")
+	for _, junk := range [][]byte{nil, make([]byte, 20), append(make([]byte, 20), 0x80, 0x2a, 0xff, 0xff)} {
+		_, ok = DecodeSTUNICE(junk)
+		require.False(t, ok)
+	}
 }
 
 // stunServer answers Binding requests on 127.0.0.1 with the sender's

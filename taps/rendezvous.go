@@ -39,8 +39,13 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // candidate with every remote address of its family, ordered by the local
 // endpoints' order, then the remotes'; a local candidate without a remote
 // of its family (an IPv6 address with only IPv4 remotes) is not bound.
-// Each other candidate is bound (its own socket or listener, on the local
-// endpoint's port) and takes part; one that cannot be bound is listed
+// Over UDP and UDP-Lite every other candidate is bound (its own socket, on
+// the local endpoint's port) and takes part, and the two sides nominate
+// one pair (below). Over TCP, TLS and QUIC only the first candidate that
+// can be bound takes part, with its pairs: the first connection
+// established wins there, and nothing in band could nominate one, so with
+// several candidates on each side the two sides might each keep a
+// different connection. A candidate that cannot be bound is listed
 // against its pairs, and Rendezvous fails only when none can. Only packets
 // and connections from a remote address paired with the socket take part.
 // Give each peer fixed local ports (the other's remote ports): with port 0
@@ -54,27 +59,19 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // and a failure's Attempts name each pair as "local->remote"
 // (":port->remote" for a wildcard local endpoint).
 //
-// Over TCP (and TLS over TCP): per local candidate, a listening socket
-// and one connecting socket per remote address of the candidate's pairs
-// share the candidate's address and port (SO_REUSEADDR and
-// SO_REUSEPORT). When the peer does the same, the two peers get one TCP
-// connection per pair: by a simultaneous open, or because one side's SYN
-// reaches the other's listener first (the other side's connect then fails
-// with EADDRNOTAVAIL, and it takes the accepted connection). Each listener
-// accepts only connections from the remote addresses paired with it
-// (others are reset). A connect that is refused (the peer does not listen yet) is tried again
-// after 10 ms, doubling up to 320 ms. The first connection established,
-// on any pair, wins; every other attempt, every listening socket and any
-// later connection are closed. There is no nomination over TCP (nothing
-// can be said in band before the application's first message): when
-// several pairs connect at about the same time the two sides may take
-// different connections (each then closes the one the other took), so
-// give each side's remotes exactly the addresses the peer rendezvouses
-// from. A connect from a local address the peer does not list as a remote
-// reaches its listener, which resets it; with plain TCP that connection
-// may have won on this side already, and the Connection then fails
-// (ConnectionError). Over TLS the handshake fails first, and another pair
-// wins.
+// Over TCP (and TLS over TCP): on the local candidate, a listening
+// socket and one connecting socket per remote address of its pairs share
+// the candidate's address and port (SO_REUSEADDR and SO_REUSEPORT). When
+// the peer does the same, the two peers get one TCP connection: by a
+// simultaneous open, or because one side's SYN reaches the other's
+// listener first (the other side's connect then fails with
+// EADDRNOTAVAIL, and it takes the accepted connection). The listener
+// accepts only connections from the remote addresses (others are reset).
+// A connect that is refused (the peer does not listen yet) is tried again
+// after 10 ms, doubling up to 320 ms. The first connection established
+// wins; every other attempt, the listening socket and any later
+// connection are closed. List the peer's local address among the remotes:
+// a connect to an address where something else accepts would win.
 //
 // With security (the tls and quic stacks), TLS needs a client and a
 // server: the side whose local address:port is lower (addresses compared
@@ -85,7 +82,7 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // server also verifies a certificate the client presents). Over TLS the
 // connection wins once its handshake is done.
 //
-// Over QUIC: one UDP socket per local candidate carries one QUIC
+// Over QUIC: one UDP socket on the local candidate carries one QUIC
 // endpoint. Roles are decided per pair. Toward a remote for which this
 // side is the client it dials from that endpoint: quic-go retransmits
 // the Initial, and an attempt without a completed handshake
@@ -93,8 +90,8 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // rendezvous ends (each one traced as ConnectRetry). Toward a remote for
 // which it is the server it listens, and refuses (CONNECTION_REFUSED, no
 // handshake) an Initial from any address not paired with the endpoint.
-// As over TCP there is no nomination: the winner is the first connection,
-// on any pair, with its first stream, opened by the client, as for Initiate
+// The winner is the first connection with its first stream, opened by
+// the client, as for Initiate
 // and Listen: the client's Rendezvous returns once its handshake is done,
 // the server's once the client's stream arrives, which is when the client
 // first sends on it. So the client side (the lower address:port) must

@@ -3,7 +3,6 @@ package taps
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,28 +130,9 @@ func TestRendezvousTCPSecondLocalEndpoint(t *testing.T) {
 	}
 }
 
-// TestRendezvousTCPSecondRemoteFamily: a's first local endpoint is IPv6 and
-// so is one of its remotes, where nothing listens (refused, retried); the
-// IPv4 pair connects. Every listener is closed once Rendezvous returned.
-func TestRendezvousTCPSecondRemoteFamily(t *testing.T) {
-	sys, _ := newRendezvousSystem(t)
-	ctx := testCtx(t)
-	ports := freeTCPPorts(t, 2)
-	a := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocalAt("::1", ports[0]), rvLocal(ports[0])),
-		WithRemoteEndpoint(rvRemoteAt("::1", ports[1]), rvRemote(ports[1])))
-	b := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[1])), WithRemoteEndpoint(rvRemote(ports[0])))
-	ca, cb := rendezvousPair(t, ctx, a, b, nil)
-	sameConnection(t, ca, cb, "tcp")
-	requireLocal(t, ca, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0]))
-	exchange(t, ctx, ca, cb)
-	ln, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(int(ports[0]))))
-	require.NoError(t, err, "the IPv6 listener is still open")
-	require.NoError(t, ln.Close())
-}
-
-// TestRendezvousQUICSecondLocalEndpoint: as for UDP, over QUIC: b refuses
-// the Initials from a's first local address (not one of its remotes), and
-// the second pair connects.
+// TestRendezvousQUICSecondLocalEndpoint: as over TCP, a's first local
+// endpoint (IPv6) has no pair with b's IPv4 address; the rendezvous runs
+// from the second, whose address a's connection has.
 func TestRendezvousQUICSecondLocalEndpoint(t *testing.T) {
 	pki := newPeerPKI(t)
 	sys, _ := newRVSystem(t)
@@ -167,4 +147,27 @@ func TestRendezvousQUICSecondLocalEndpoint(t *testing.T) {
 	cc, cs := quicRendezvousPair(t, ctx, client, server, nil)
 	sameConnection(t, cc, cs, "quic")
 	requireLocal(t, cc, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), lo))
+}
+
+// TestRendezvousTCPMultiPairAgrees: two local endpoints on each side, each
+// side's remotes the other's locals: all four pairs could connect, and
+// both sides must end with the two ends of one connection. It failed in
+// every run when TCP used every local candidate (each side kept the first
+// connection it saw, and they differed); TCP now uses one local candidate
+// per side, the first that binds.
+func TestRendezvousTCPMultiPairAgrees(t *testing.T) {
+	sys, _ := newRendezvousSystem(t)
+	ctx := testCtx(t)
+	for range 8 {
+		ports := freeTCPPorts(t, 2)
+		a := NewPreconnection(WithSystem(sys),
+			WithLocalEndpoint(rvLocalAt("127.0.0.1", ports[0]), rvLocalAt("127.0.0.2", ports[0])),
+			WithRemoteEndpoint(rvRemoteAt("127.0.0.3", ports[1]), rvRemoteAt("127.0.0.4", ports[1])))
+		b := NewPreconnection(WithSystem(sys),
+			WithLocalEndpoint(rvLocalAt("127.0.0.3", ports[1]), rvLocalAt("127.0.0.4", ports[1])),
+			WithRemoteEndpoint(rvRemoteAt("127.0.0.1", ports[0]), rvRemoteAt("127.0.0.2", ports[0])))
+		ca, cb := rendezvousPair(t, ctx, a, b, nil)
+		sameConnection(t, ca, cb, "tcp")
+		exchange(t, ctx, ca, cb)
+	}
 }
