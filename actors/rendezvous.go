@@ -431,14 +431,10 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		if c == nil || m.nom != c.nominating || r.ended || r.adopted || r.winner.Remote.IsValid() || r.socks[c.sock].udp == nil {
 			return
 		}
-		switch {
-		case c.nominating:
-			r.sendNomination(m.pair, c)
-		case !c.valid:
-			r.sendCheck(m.pair, c)
-		default:
-			return
+		if c.valid && !c.nominating {
+			return // succeeded, waiting for the peer's nomination
 		}
+		r.sendCheck(m.pair, c)
 		r.armCheck(ctx, m.pair, c, m.n+1)
 	case *rvReaderEnded:
 		r.handOver(ctx, m.sock)
@@ -958,30 +954,21 @@ func udpRendezvousReader(root *actor.RootContext, self *actor.PID, idx int, sock
 	}
 }
 
-// sendCheck sends the Binding request of c on pair.
+// sendCheck sends the Binding request of c on pair: its connectivity
+// check, or its nomination (USE-CANDIDATE) once c is nominating.
 func (r *rendezvousActor) sendCheck(pair rvPairKey, c *rvCheck) {
 	c.sent++
-	_, err := r.socks[c.sock].udp.WriteToUDPAddrPort(encodeCheck(c.tx, r.tie, false), pair.Remote)
+	tx, what, ev := c.tx, "connectivity check", "CheckSent"
+	if c.nominating {
+		tx, what, ev = c.ntx, "nomination", "Nominated"
+	}
+	_, err := r.socks[c.sock].udp.WriteToUDPAddrPort(encodeCheck(tx, r.tie, c.nominating), pair.Remote)
 	if err == nil {
-		err = fmt.Errorf("connectivity check, %d Binding requests: %w", c.sent, stacks.ErrSTUNTimeout)
+		err = fmt.Errorf("%s, %d Binding requests: %w", what, c.sent, stacks.ErrSTUNTimeout)
 	}
 	r.record(pair, err)
 	if r.sys.Tracing() {
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "CheckSent", Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name()})
-	}
-}
-
-// sendNomination sends the nominating Binding request (USE-CANDIDATE) of
-// c on pair.
-func (r *rendezvousActor) sendNomination(pair rvPairKey, c *rvCheck) {
-	c.sent++
-	_, err := r.socks[c.sock].udp.WriteToUDPAddrPort(encodeCheck(c.ntx, r.tie, true), pair.Remote)
-	if err == nil {
-		err = fmt.Errorf("nomination, %d Binding requests: %w", c.sent, stacks.ErrSTUNTimeout)
-	}
-	r.record(pair, err)
-	if r.sys.Tracing() {
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Nominated", Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name()})
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name()})
 	}
 }
 
@@ -1097,7 +1084,7 @@ func (r *rendezvousActor) checkSucceeded(ctx actor.Context, pair rvPairKey, c *r
 		}
 		r.nominating, c.nominating, c.sent = true, true, 0
 		c.ntx = stacks.NewSTUNTransactionID()
-		r.sendNomination(pair, c)
+		r.sendCheck(pair, c) // the nomination
 		r.armCheck(ctx, pair, c, 1)
 	default: // controlled
 		r.record(pair, ErrRendezvousNotNominated)
