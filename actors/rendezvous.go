@@ -322,7 +322,13 @@ type rvCheck struct {
 	valid      bool // the check succeeded: the pair works both ways
 	nominating bool // this side nominates the pair (transaction ntx)
 	ntx        [12]byte
+	failed     bool // its nomination went unanswered: given up
 }
+
+// rendezvousNominationMax is how many times a nomination is sent before
+// its pair is given up (RFC 8489 §6.2.1's Rc): about 2.3 s at
+// rendezvousCheckWait.
+const rendezvousNominationMax = 7
 
 // rendezvousEarlyMax bounds the datagrams kept per pair before the
 // handover; later ones are dropped.
@@ -433,6 +439,10 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		}
 		if c.valid && !c.nominating {
 			return // succeeded, waiting for the peer's nomination
+		}
+		if c.nominating && c.sent >= rendezvousNominationMax {
+			r.nominationFailed(ctx, m.pair, c)
+			return
 		}
 		r.sendCheck(m.pair, c)
 		r.armCheck(ctx, m.pair, c, m.n+1)
@@ -1082,12 +1092,39 @@ func (r *rendezvousActor) checkSucceeded(ctx actor.Context, pair rvPairKey, c *r
 			r.record(pair, fmt.Errorf("connectivity check succeeded; another pair was nominated first: %w", ErrRendezvousNotNominated))
 			return
 		}
-		r.nominating, c.nominating, c.sent = true, true, 0
-		c.ntx = stacks.NewSTUNTransactionID()
-		r.sendCheck(pair, c) // the nomination
-		r.armCheck(ctx, pair, c, 1)
+		r.nominate(ctx, pair, c)
 	default: // controlled
 		r.record(pair, ErrRendezvousNotNominated)
+	}
+}
+
+// nominate starts nominating pair, whose check succeeded (this side
+// controls): its nomination is sent and retransmitted as a check is.
+func (r *rendezvousActor) nominate(ctx actor.Context, pair rvPairKey, c *rvCheck) {
+	r.nominating, c.nominating, c.sent = true, true, 0
+	c.ntx = stacks.NewSTUNTransactionID()
+	r.sendCheck(pair, c) // the nomination
+	r.armCheck(ctx, pair, c, 1)
+}
+
+// nominationFailed: the nomination of pair went unanswered
+// rendezvousNominationMax times (the pair broke after its check
+// succeeded). The pair is given up, and the next pair whose check
+// succeeded, in priority order, is nominated; without one, the next check
+// to succeed is (RFC 8445 §8.1.1 leaves the choice to the controlling
+// agent).
+func (r *rendezvousActor) nominationFailed(ctx actor.Context, pair rvPairKey, c *rvCheck) {
+	c.nominating, c.valid, c.failed = false, false, true
+	r.nominating = false
+	r.record(pair, fmt.Errorf("nomination, %d Binding requests unanswered: %w", c.sent, stacks.ErrSTUNTimeout))
+	for _, s := range r.socks {
+		for _, remote := range s.remotes {
+			next := rvPairKey{s.local, remote}
+			if nc := r.checks[next]; nc != nil && nc.valid && !nc.failed {
+				r.nominate(ctx, next, nc)
+				return
+			}
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/stacks"
@@ -72,4 +73,75 @@ func TestRendezvousStaleCheckTickAfterNomination(t *testing.T) {
 	r.Receive(ctx)
 	require.Equal(t, 1, c.sent, "the check's tick sent the nomination again")
 	require.Same(t, armed, c.timer, "the check's tick armed a second timer; the nomination's is lost")
+}
+
+// TestRendezvousNominationFailsOver: the controlling side's nomination of
+// the first pair whose check succeeded goes unanswered (the pair broke
+// after its check); after rendezvousNominationMax requests the pair is
+// given up and the next pair whose check succeeded is nominated, rather
+// than the first being nominated until the rendezvous times out.
+func TestRendezvousNominationFailsOver(t *testing.T) {
+	sys := NewSystem(Config{})
+	defer shutdown(t, sys)
+	rec := sys.AS.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	defer func() { _ = sys.AS.Root.StopFuture(rec).Wait() }()
+
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer sock.Close()
+	var peers []*net.UDPConn
+	var remotes []netip.AddrPort
+	for range 2 {
+		p, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		require.NoError(t, err)
+		defer p.Close()
+		peers = append(peers, p)
+		remotes = append(remotes, p.LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	local := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	r := &rendezvousActor{sys: sys, stack: stacks.UDP(), tie: 10, attempts: map[rvPairKey]*AttemptError{},
+		checks: map[rvPairKey]*rvCheck{}, early: map[rvPairKey][][]byte{},
+		socks: []*rvSocket{{idx: 0, local: local, udp: sock, remotes: remotes}}}
+	ctx := &rvTestCtx{as: sys.AS, self: rec}
+	defer r.stopChecks()
+	pairs := []rvPairKey{{local, remotes[0]}, {local, remotes[1]}}
+	for _, p := range pairs {
+		c := &rvCheck{sock: 0, tx: stacks.NewSTUNTransactionID()}
+		r.checks[p] = c
+		r.sendCheck(p, c)
+	}
+	// both checks succeed (the peer has the smaller tie-breaker): the
+	// first pair is nominated, the second waits
+	for i, p := range pairs {
+		ctx.msg = &rvDatagram{sock: 0, from: p.Remote, b: encodeCheckAnswer(r.checks[p].tx, local, 5)}
+		r.Receive(ctx)
+		require.Equal(t, i == 0, r.checks[p].nominating)
+	}
+	first, second := r.checks[pairs[0]], r.checks[pairs[1]]
+	// the first nomination is never answered
+	for n := 1; first.nominating; n++ {
+		require.LessOrEqual(t, n, rendezvousNominationMax, "the nomination is retransmitted for ever")
+		ctx.msg = &rvCheckTick{pair: pairs[0], n: n, nom: true}
+		r.Receive(ctx)
+	}
+	require.Equal(t, rendezvousNominationMax, first.sent)
+	require.True(t, first.failed)
+	require.True(t, second.nominating, "the next valid pair is nominated")
+	require.True(t, r.nominating)
+
+	// the second peer gets that nomination (after its check request)
+	buf := make([]byte, 1500)
+	require.NoError(t, peers[1].SetReadDeadline(time.Now().Add(5*time.Second)))
+	for {
+		n, err := peers[1].Read(buf)
+		require.NoError(t, err)
+		if ice, ok := stacks.DecodeSTUNICE(buf[:n]); ok && ice.UseCandidate {
+			require.Equal(t, uint64(10), ice.TieBreaker)
+			break
+		}
+	}
+	// and once it answers, the second pair is selected
+	ctx.msg = &rvDatagram{sock: 0, from: pairs[1].Remote, b: encodeCheckAnswer(second.ntx, local, 5)}
+	r.Receive(ctx)
+	require.Equal(t, pairs[1], r.winner)
 }
