@@ -52,8 +52,10 @@ type Framer interface {
 	NewSentMessage(inst *Instance, data []byte, meta Metadata, endOfMessage bool)
 	// HandleReceivedData is the HandleReceivedData event: new bytes are
 	// available from the cursor. The framer parses and delivers as many
-	// complete messages as it can; gotaps calls it again while it makes
-	// progress, so a framer that handles one message per call also works.
+	// complete messages as it can; gotaps calls it again while it consumes
+	// received bytes, so a framer that handles one message per call also
+	// works. A call that consumes nothing is not repeated until more data
+	// (or the end of the stream) arrives.
 	HandleReceivedData(inst *Instance)
 }
 
@@ -139,6 +141,7 @@ type Instance struct {
 	// that had not arrived yet; they are delivered as they come.
 	earmark     int
 	earmarkMeta Metadata
+	earmarkEOM  bool // the endOfMessage the earmarked piece ends with
 
 	want int // the last unmet Parse minimum: how much the framer waits for
 
@@ -152,7 +155,6 @@ type Instance struct {
 	closed      bool
 	failed      bool
 	passthrough bool
-	progress    bool
 }
 
 // NewInstance returns an Instance wired to hooks. maxBuffered bounds the
@@ -169,7 +171,7 @@ func NewInstance(h Hooks, maxBuffered int) *Instance {
 // --- driven by the owner ---
 
 // Received appends data from the lower layer (ownership moves to the
-// Instance) and runs f.HandleReceivedData while it makes progress. eos
+// Instance) and runs f.HandleReceivedData while it consumes bytes. eos
 // reports that the lower layer has ended the stream after data.
 func (i *Instance) Received(f Framer, data []byte, eos bool) {
 	for {
@@ -197,7 +199,7 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 	if i.earmark > 0 && len(data) > 0 {
 		n := min(i.earmark, len(data))
 		i.earmark -= n
-		i.deliver(i.earmarkMeta, data[:n:n], i.earmark == 0)
+		i.deliver(i.earmarkMeta, data[:n:n], i.earmark == 0 && i.earmarkEOM)
 		data = data[n:]
 	}
 	if len(data) > 0 && i.inRoom(data) {
@@ -243,12 +245,18 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 		}
 	}
 	for !i.failed && !i.passthrough && i.earmark == 0 && (len(i.buf) > 0 || i.eos) {
-		i.progress = false
 		before := len(i.buf)
 		f.HandleReceivedData(i)
-		if !i.progress || (i.eos && len(i.buf) == before) {
-			break // no progress, or at end of stream nothing more was consumed
+		if len(i.buf) >= before {
+			// nothing consumed: calling again would do the same (a framer
+			// that delivers without consuming would be called forever)
+			break
 		}
+	}
+	if i.eos && !more && i.earmark > 0 && !i.failed {
+		// the framer promised bytes beyond the end of the stream
+		i.FailConnection(fmt.Errorf("%w: %d bytes missing", ErrTruncated, i.earmark))
+		return nil, false
 	}
 	if i.passthrough && len(i.buf) > 0 {
 		held := i.buf
@@ -396,7 +404,6 @@ func (i *Instance) AdvanceReceiveCursor(n int) {
 	}
 	n = min(n, len(i.buf))
 	i.buf = i.buf[n:]
-	i.progress = true
 	if len(i.buf) == 0 {
 		i.buf = nil
 	}
@@ -408,7 +415,7 @@ func (i *Instance) AdvanceReceiveCursor(n int) {
 // are delivered at once as a partial message and the rest is earmarked: it
 // is delivered as it arrives, the last piece with endOfMessage.
 func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, endOfMessage bool) {
-	if length < 0 {
+	if length < 0 || i.earmarkDue() {
 		return
 	}
 	n := min(length, len(i.buf))
@@ -417,10 +424,10 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 	if len(i.buf) == 0 {
 		i.buf = nil
 	}
-	i.progress = true
 	if n < length {
 		i.earmark = length - n
 		i.earmarkMeta = meta
+		i.earmarkEOM = endOfMessage
 		i.deliver(meta, data, false)
 		return
 	}
@@ -436,8 +443,21 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 // Deliver delivers data the framer allocated itself (a transformed
 // message, say).
 func (i *Instance) Deliver(meta Metadata, data []byte, endOfMessage bool) {
-	i.progress = true
+	if i.earmarkDue() {
+		return
+	}
 	i.deliver(meta, data, endOfMessage)
+}
+
+// earmarkDue fails the connection when bytes promised to an earlier
+// DeliverAndAdvanceReceiveCursor are still due: delivering anything else
+// now would cut that message short or mix another into it.
+func (i *Instance) earmarkDue() bool {
+	if i.earmark == 0 || i.failed {
+		return i.failed
+	}
+	i.FailConnection(fmt.Errorf("%w: the framer delivered while %d bytes of its last message were still due", ErrDeframingFailed, i.earmark))
+	return true
 }
 
 // Send passes framed bytes to the next lower layer. Call it several times
@@ -504,7 +524,6 @@ func (i *Instance) StartPassthrough() {
 		return
 	}
 	i.passthrough = true
-	i.progress = true
 	if i.hooks.Passthrough != nil {
 		i.hooks.Passthrough()
 	}
