@@ -641,6 +641,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 			// this member cannot follow its group: CloneError, and it leaves
 			// (RFC 9622 §7.4); it stays open, in a group of its own
 			c.left = true
+			c.link.leftGroup.Store(true)
 			ctx.Send(c.spec.group, &leaveGroup{who: ctx.Self()})
 			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: c.spec.id,
 				GroupId: c.spec.groupID, Error: err.Error()})

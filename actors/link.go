@@ -75,6 +75,7 @@ type Link struct {
 
 	// establishment and termination
 	readyOut bool          // Ready was emitted
+	termOut  bool          // the terminal event's handler was queued: no handler after it
 	passive  bool          // accepted from a listener: it has no Ready event
 	ready    chan struct{} // made when first asked for (Ready); closed at Ready or at a terminal event
 	readyHit bool          // Ready or a terminal event happened: ready is (or is made) closed
@@ -112,7 +113,14 @@ type Link struct {
 	// start settles who ends the connection when its start request went
 	// unanswered (attach, Abandon)
 	start StartClaim
+	// leftGroup: the connection left its group after a CloneError; it is
+	// a group of its own (LeftGroup)
+	leftGroup atomic.Bool
 }
+
+// LeftGroup reports whether the connection left its group (a CloneError):
+// it is then a group of its own, which CloseGroup and AbortGroup end alone.
+func (l *Link) LeftGroup() bool { return l.leftGroup.Load() }
 
 // attach records the connection actor of the Link as it starts, and
 // returns the error of an Abandon that came first: the actor then aborts
@@ -346,8 +354,15 @@ func (l *Link) SetHandlers(h Handlers) {
 		l.demand = false // it asked to learn of the peer's close: read ahead again
 		l.kickReaderLocked()
 	}
-	ready := l.readyOut && !l.passive && h.Ready != nil && old.Ready == nil
+	// a late Ready goes before the terminal handler, never after it
+	ready := l.readyOut && !l.passive && h.Ready != nil && old.Ready == nil && !l.termOut
 	term, estErr, finalErr := l.terminal, l.estErr, l.finalErr
+	switch {
+	case term == EvEstablishmentError && h.EstablishmentError != nil && old.EstablishmentError == nil,
+		term == EvClosed && h.Closed != nil && old.Closed == nil,
+		term == EvConnectionError && h.ConnectionError != nil && old.ConnectionError == nil:
+		l.termOut = true
+	}
 	l.mu.Unlock()
 	if (h.PathChange == nil) != (old.PathChange == nil) {
 		if s := l.panicTo.Load(); s != nil { // the connection actor runs: it starts or stops its path watch
@@ -429,6 +444,11 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	waiters := l.sendWaiters.takeAll()
 	reqs := l.serveLocked(nil)
 	h := l.h
+	switch {
+	case ev == EvEstablishmentError && h.EstablishmentError != nil, ev == EvClosed && h.Closed != nil,
+		ev == EvConnectionError && h.ConnectionError != nil:
+		l.termOut = true
+	}
 	t := l.transport
 	taken := l.transportTaken
 	l.transportTaken = true

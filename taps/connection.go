@@ -400,7 +400,7 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 		w.release() // never handed over
 		return sendError(err)
 	}
-	c.post(m)
+	c.postNow(m)
 	// the event has usually come already: the write ran on this goroutine
 	if !w.state.CompareAndSwap(waitPending, waitParked) {
 		return w.finish(w.err)
@@ -509,7 +509,8 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 
 // Batch runs fn and sends every message fn sends with SendAsync as one
 // batch, in as few writes as possible (seed: batch; RFC 9622 StartBatch /
-// EndBatch). Blocking Sends inside fn are not batched.
+// EndBatch). Blocking Sends inside fn are not batched: each goes out at
+// once, with the messages batched before it.
 func (c *Connection) Batch(fn func()) {
 	c.mu.Lock()
 	c.batching.Add(1)
@@ -539,6 +540,30 @@ func (c *Connection) post(m *messages.SendMessage) {
 		}
 		c.mu.Unlock()
 	}
+	c.postActor(m)
+}
+
+// postNow hands the send of a blocking Send to the actor: it is not
+// batched (its Send waits for its event, which a batch would hold until
+// its end: inside Batch's fn, for ever). Messages already batched go
+// first, with it, so that sends keep their order.
+func (c *Connection) postNow(m *messages.SendMessage) {
+	if c.batching.Load() > 0 {
+		c.mu.Lock()
+		if c.batching.Load() > 0 && len(c.batch) > 0 {
+			b := append(c.batch, m)
+			c.batch = nil
+			c.mu.Unlock()
+			tell(c.sys, c.pid, &messages.SendBatch{Messages: b})
+			return
+		}
+		c.mu.Unlock()
+	}
+	c.postActor(m)
+}
+
+// postActor hands a send to the actor.
+func (c *Connection) postActor(m *messages.SendMessage) {
 	p := c.poster.Load()
 	if p == nil {
 		if p = actors.NewPoster(c.sys.s.AS, c.pid); p == nil {
@@ -675,11 +700,26 @@ func (c *Connection) Abort() {
 	}
 }
 
-// CloseGroup closes every connection of this connection's group.
-func (c *Connection) CloseGroup() { tell(c.sys, c.group, &messages.CloseGroup{}) }
+// CloseGroup closes every connection of this connection's group. A
+// connection that left its group (CloneError) is a group of its own: it
+// closes alone.
+func (c *Connection) CloseGroup() {
+	if c.link.LeftGroup() {
+		_ = c.Close()
+		return
+	}
+	tell(c.sys, c.group, &messages.CloseGroup{})
+}
 
-// AbortGroup aborts every connection of this connection's group.
-func (c *Connection) AbortGroup() { tell(c.sys, c.group, &messages.CloseGroup{Abort: true}) }
+// AbortGroup aborts every connection of this connection's group (of its
+// own, after it left its group: see CloseGroup).
+func (c *Connection) AbortGroup() {
+	if c.link.LeftGroup() {
+		c.Abort()
+		return
+	}
+	tell(c.sys, c.group, &messages.CloseGroup{Abort: true})
+}
 
 // GroupedConnections returns the connections of this connection's group
 // (itself included).

@@ -1,0 +1,70 @@
+package taps
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/stretchr/testify/require"
+)
+
+// A member that left its group after a CloneError is in a group of its
+// own (RFC 9622 §7.4): its CloseGroup closes it alone, and leaves the
+// group it left alone.
+func TestCloseGroupOfAMemberThatLeftClosesOnlyIt(t *testing.T) {
+	for _, abort := range []bool{false, true} {
+		name := "CloseGroup"
+		if abort {
+			name = "AbortGroup"
+		}
+		t.Run(name, func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+			echoServer(t, ln)
+			ap, _ := ln.LocalEndpoints()[0].Addr()
+			pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
+			pre.AddFramer(framers.NewLengthPrefix())
+			pre.stackList = []stacks.Stack{&socketlessStack{Stack: stacks.TCP()}}
+			ctx := testCtx(t)
+			c, err := pre.Initiate(ctx)
+			require.NoError(t, err)
+			clone, err := c.Clone(ctx)
+			require.NoError(t, err)
+			cloneErrs := make(chan error, 1)
+			clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
+			require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger))
+			select { // the clone left the group
+			case <-cloneErrs:
+			case <-ctx.Done():
+				t.Fatal("no CloneError")
+			}
+
+			if abort {
+				clone.AbortGroup()
+			} else {
+				clone.CloseGroup()
+			}
+			requireDone(t, clone)
+			if abort {
+				require.ErrorIs(t, clone.Err(), ErrAborted)
+			} else {
+				require.NoError(t, clone.Err())
+			}
+			require.Equal(t, StateEstablished, c.State(), "the group the clone left is not its group any more")
+			roundTrip(t, c, "still open")
+			require.NoError(t, c.Close())
+			requireDone(t, c)
+		})
+	}
+}
+
+// requireDone waits (at most 5 s) for c's Done.
+func requireDone(t *testing.T, c *Connection) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("connection %d: Done not closed (state %s)", c.ID(), c.State())
+	}
+}
