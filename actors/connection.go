@@ -1988,6 +1988,13 @@ func (c *connActor) info() *messages.ConnectionInfo {
 			if !c.dir.Receives() {
 				info.Socket.RecvMsgMaxLen = 0
 			}
+			// a framer that bounds its messages bounds them too
+			for _, f := range c.spec.cfg.Framers {
+				if m, ok := f.(interface{ MaxMessageSize() int }); ok {
+					info.Socket.SendMsgMaxLen = minLen(info.Socket.SendMsgMaxLen, int64(m.MaxMessageSize()))
+					info.Socket.RecvMsgMaxLen = minLen(info.Socket.RecvMsgMaxLen, int64(m.MaxMessageSize()))
+				}
+			}
 		}
 	}
 	if c.local != nil {
@@ -1997,6 +2004,15 @@ func (c *connActor) info() *messages.ConnectionInfo {
 		info.Remote = endpointOf(c.remote)
 	}
 	return info
+}
+
+// minLen is the smaller of a message length limit (-1: unlimited) and a
+// bound n.
+func minLen(limit, n int64) int64 {
+	if limit < 0 || n < limit {
+		return n
+	}
+	return limit
 }
 
 func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {

@@ -450,3 +450,22 @@ func TestLargeMessagesOverTLS(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+// recvMsgMaxLen and sendMsgMaxLen (RFC 9622 §8.1.11: the largest Message
+// that can be received or sent) are bounded by the framer's largest
+// message: over TCP alone they would read unlimited, though a message
+// above the framer's maximum fails.
+func TestMsgMaxLenBoundedByTheFramer(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	c := dial(t, sys, ln, framers.NewLengthPrefix(framers.WithMaxMessageSize(100)))
+	p := c.GetProperties()
+	for _, prop := range []Property{SendMsgMaxLen, RecvMsgMaxLen} {
+		n, ok := p.Get(prop)
+		require.True(t, ok, prop)
+		require.Equal(t, int64(100), n, prop)
+	}
+	err := c.Send(testCtx(t), make([]byte, 101), nil)
+	require.Error(t, err, "a message above sendMsgMaxLen fails")
+	require.NoError(t, c.Send(testCtx(t), make([]byte, 100), nil))
+}
