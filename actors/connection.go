@@ -431,8 +431,8 @@ func (c *connActor) apply(in Input, err error) bool {
 // err: the application decides whether to send them again.
 func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	pol := c.spec.cfg.Reestablish
-	if pol == nil || c.spec.passive != nil || c.closeAsked {
-		return false
+	if pol == nil || c.spec.passive != nil || c.closeAsked || (c.state != Established && c.state != Establishing) {
+		return false // a closing connection is not brought back
 	}
 	b := pol.Normalized()
 	if c.attempts >= b.MaxAttempts {
