@@ -2,6 +2,7 @@ package taps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gotaps/gotaps/actors"
@@ -46,7 +47,8 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // endpoints of the connection's remote set and binding as its local set
 // says (AddRemote, RemoveRemote, AddLocal, RemoveLocal). Connection
 // properties of group members are entangled: SetProperty on one sets it on
-// all, except connPriority. A failure is a *CloneError.
+// all, except connPriority. A failure is a *CloneError; a connection that
+// left its group after a CloneError cannot be cloned (ReasonNotCloneable).
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
 	var o cloneOpts
 	for _, f := range opts {
@@ -54,6 +56,11 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	}
 	if st := c.link.State(); !st.Allows(actors.OpClone) {
 		return nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}
+	}
+	if c.link.LeftGroup() {
+		// its group is itself alone, and a clone cannot join it: it would
+		// join the group it left
+		return nil, &CloneError{Reason: ReasonNotCloneable, Err: errLeftGroup}
 	}
 	sets, err := c.endpointSets(ctx) // the ConnectionInfo and the endpoint sets (conn_endpoints.go)
 	if err != nil {
@@ -135,6 +142,9 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	}
 	return clone, nil
 }
+
+// errLeftGroup: Clone of a connection that left its group (CloneError).
+var errLeftGroup = errors.New("the connection left its group after a CloneError: it cannot be cloned")
 
 // OnCloneError sets the CloneError handler: called when this connection
 // could not follow an entangled property change of its group.

@@ -40,6 +40,16 @@ func TestCloseGroupOfAMemberThatLeftClosesOnlyIt(t *testing.T) {
 				t.Fatal("no CloneError")
 			}
 
+			// its group is itself: a clone of it cannot join one
+			_, err = clone.Clone(ctx)
+			var ce *CloneError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, ReasonNotCloneable, ce.Reason)
+			members, err := clone.GroupedConnections(ctx)
+			require.NoError(t, err)
+			require.Len(t, members, 1)
+			require.Equal(t, clone.ID(), members[0].ID())
+
 			if abort {
 				clone.AbortGroup()
 			} else {
