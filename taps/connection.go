@@ -679,9 +679,12 @@ var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
 // Closed follows; otherwise (and on TLS and QUIC) gotaps sends its end of
 // stream, reads and discards until the peer's (or until the linger timeout,
 // WithLingerTimeout) so that data still arriving cannot reset the
-// connection and lose what was sent, and then reports Closed. Close does
-// not wait; Done does. Closing a closed connection returns an error
-// unwrapping to ErrClosed.
+// connection and lose what was sent, and then reports Closed. The linger
+// timeout starts once the queued messages are written: writing them has no
+// bound of its own, so a peer that stops reading keeps the connection
+// Closing (its transport's keep-alive and user timeout apply; Abort ends
+// it at once). Close does not wait; Done does. Closing a closed connection
+// returns an error unwrapping to ErrClosed.
 func (c *Connection) Close() error {
 	if c.link.State() == actors.Closed {
 		return errCloseClosed
