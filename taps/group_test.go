@@ -353,7 +353,12 @@ func (s *socketlessStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.O
 	return socketless{t}, nil
 }
 
-func TestEntangledChangeAMemberCannotApplyIsCloneErrorAndItLeaves(t *testing.T) {
+// cloneThatCannotFollow returns a connection to an echo server and its
+// clone, whose transport hides its socket (socketlessStack): an entangled
+// socket option set on c reaches the clone as a CloneError (cloneErrs),
+// and the clone leaves the group.
+func cloneThatCannotFollow(t *testing.T) (c, clone *Connection, cloneErrs chan error) {
+	t.Helper()
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
 	echoServer(t, ln)
@@ -364,13 +369,18 @@ func TestEntangledChangeAMemberCannotApplyIsCloneErrorAndItLeaves(t *testing.T) 
 	ctx := testCtx(t)
 	c, err := pre.Initiate(ctx)
 	require.NoError(t, err)
-	clone, err := c.Clone(ctx)
+	clone, err = c.Clone(ctx)
 	require.NoError(t, err)
-	cloneErrs := make(chan error, 1)
+	cloneErrs = make(chan error, 1)
 	clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
+	return c, clone, cloneErrs
+}
 
+func TestEntangledChangeAMemberCannotApplyIsCloneErrorAndItLeaves(t *testing.T) {
+	ctx := testCtx(t)
+	c, clone, cloneErrs := cloneThatCannotFollow(t)
 	require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger)) // applies to c's socket
-	err = <-cloneErrs
+	err := <-cloneErrs
 	var ce *CloneError
 	require.ErrorAs(t, err, &ce, "the clone could not follow: CloneError")
 	require.ErrorIs(t, err, stacks.ErrNotApplicable)

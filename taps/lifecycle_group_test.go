@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotaps/gotaps/framers"
-	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,20 +17,8 @@ func TestCloseGroupOfAMemberThatLeftClosesOnlyIt(t *testing.T) {
 			name = "AbortGroup"
 		}
 		t.Run(name, func(t *testing.T) {
-			sys := newTestSystem(t)
-			ln := listenLoopback(t, sys, framers.NewLengthPrefix())
-			echoServer(t, ln)
-			ap, _ := ln.LocalEndpoints()[0].Addr()
-			pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
-			pre.AddFramer(framers.NewLengthPrefix())
-			pre.stackList = []stacks.Stack{&socketlessStack{Stack: stacks.TCP()}}
 			ctx := testCtx(t)
-			c, err := pre.Initiate(ctx)
-			require.NoError(t, err)
-			clone, err := c.Clone(ctx)
-			require.NoError(t, err)
-			cloneErrs := make(chan error, 1)
-			clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
+			c, clone, cloneErrs := cloneThatCannotFollow(t)
 			require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger))
 			select { // the clone left the group
 			case <-cloneErrs:
@@ -41,7 +27,7 @@ func TestCloseGroupOfAMemberThatLeftClosesOnlyIt(t *testing.T) {
 			}
 
 			// its group is itself: a clone of it cannot join one
-			_, err = clone.Clone(ctx)
+			_, err := clone.Clone(ctx)
 			var ce *CloneError
 			require.ErrorAs(t, err, &ce)
 			require.Equal(t, ReasonNotCloneable, ce.Reason)
