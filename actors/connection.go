@@ -331,8 +331,9 @@ type connActor struct {
 	stopAccept context.CancelFunc      // ends the accept-streams goroutine
 	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly  func()
-	qd         *quicDgrams // QUIC datagrams beside the stream (datagram_quic.go); nil without
-	path       *pathState  // PathChange (pathwatch.go); nil until needed
+	qd         *quicDgrams           // QUIC datagrams beside the stream (datagram_quic.go); nil without
+	dgParts    map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
+	path       *pathState            // PathChange (pathwatch.go); nil until needed
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -1254,7 +1255,15 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		// m is not touched after its event: its sender may reuse it
 		c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), ErrExpired)
+		c.datagramPartFailed(m, ErrExpired)
 		return
+	}
+	var dgBufs [][]byte // a message sent in parts on a datagram stack (datagram_partial.go)
+	if c.datagram && (!m.EndOfMessage || len(c.dgParts) > 0) {
+		var taken bool
+		if taken, dgBufs = c.gatherDatagramPart(m); taken {
+			return
+		}
 	}
 	if c.sendQUICDatagram(m) { // msgReliable=false, msgOrdered=false on QUIC
 		return
@@ -1304,7 +1313,11 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	e := newSend(m, false)
 	e.one[0] = m.Data
-	c.enqueueWrite(ctx, writeItem{send: &e.out, bufs: e.one[:]})
+	bufs := e.one[:]
+	if dgBufs != nil {
+		bufs = dgBufs
+	}
+	c.enqueueWrite(ctx, writeItem{send: &e.out, bufs: bufs})
 }
 
 // ErrPropertyNotSupported: a message property the selected stack cannot
@@ -1381,6 +1394,7 @@ func (c *connActor) sendFailed(m *messages.SendMessage, err error) {
 	// m is not touched after its event: its sender may reuse it
 	c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: m.SendID, Error: err.Error()})
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
+	c.datagramPartFailed(m, err)
 }
 
 // framed routes a framer's output down the chain, or to the socket from the

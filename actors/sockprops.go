@@ -419,7 +419,9 @@ func (c *connActor) pacedFlushed(ctx actor.Context, m *pacedFlush) {
 		return // the transport was dropped; its sends have failed
 	}
 	if c.datagram {
-		c.writeDatagrams(ctx, batch)
+		// whole messages: those whose msgLifetime passed while the pacer
+		// held them are Expired, not sent late
+		c.writeDatagrams(ctx, c.dropExpired(batch))
 	} else {
 		c.writeStream(ctx, batch)
 	}

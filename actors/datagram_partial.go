@@ -1,0 +1,80 @@
+package actors
+
+import (
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/messages"
+)
+
+// dgPartial is a Message sent in parts (SendPartial) on a datagram stack,
+// gathered until its last part: a datagram is a whole message, so its parts
+// leave together as one.
+type dgPartial struct {
+	data []byte // the parts so far (copied: each part's Sent is out)
+	err  error  // set when a part failed: the rest of the message fails too
+}
+
+// gatherDatagramPart takes a part of a message on a datagram stack. A part
+// before the last is copied and gets its Sent event at once (its Send must
+// return for the application to send the next part); the last one carries
+// the message's earlier parts in front of its own data (bufs) and is
+// written as one datagram. A message that grows beyond the stack's largest
+// datagram fails with a TooLargeError, and so do its later parts. It
+// reports whether m was taken (nothing more to do), else the bufs to write.
+func (c *connActor) gatherDatagramPart(m *messages.SendMessage) (taken bool, bufs [][]byte) {
+	p := c.dgParts[m.MessageID]
+	if p == nil && m.EndOfMessage {
+		return false, nil
+	}
+	if p == nil {
+		p = &dgPartial{}
+		if c.dgParts == nil {
+			c.dgParts = map[uint64]*dgPartial{}
+		}
+		c.dgParts[m.MessageID] = p
+	}
+	if m.EndOfMessage {
+		delete(c.dgParts, m.MessageID)
+	}
+	if p.err == nil && c.sendMax > 0 && len(p.data)+len(m.Data) > c.sendMax {
+		p.err = &framers.TooLargeError{Size: uint64(len(p.data) + len(m.Data)), Max: uint64(c.sendMax)}
+		p.data = nil
+	}
+	if p.err != nil {
+		c.sendFailed(m, p.err) // p is out of c.dgParts when m ends it
+		return true, nil
+	}
+	if m.EndOfMessage {
+		return false, [][]byte{p.data, m.Data}
+	}
+	p.data = append(p.data, m.Data...)
+	c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+	c.link.sendDone([]uint64{m.SendID}, len(m.Data), nil)
+	return true, nil
+}
+
+// datagramPartFailed records that a part of a message on a datagram stack
+// failed (a SendError, or Expired): the parts after it fail too, rather
+// than leave as a datagram with a piece missing. The last part forgets
+// the message.
+func (c *connActor) datagramPartFailed(m *messages.SendMessage, err error) {
+	if !c.datagram {
+		return
+	}
+	if m.EndOfMessage {
+		if len(c.dgParts) > 0 {
+			delete(c.dgParts, m.MessageID)
+		}
+		return
+	}
+	p := c.dgParts[m.MessageID]
+	if p == nil {
+		p = &dgPartial{}
+		if c.dgParts == nil {
+			c.dgParts = map[uint64]*dgPartial{}
+		}
+		c.dgParts[m.MessageID] = p
+	}
+	if p.err == nil {
+		p.err, p.data = err, nil
+	}
+}
