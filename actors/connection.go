@@ -138,7 +138,7 @@ type (
 		item RecvItem
 		quic bool // a QUIC datagram beside the stream (datagram_quic.go)
 	}
-	streamAccepted struct{ t stacks.Transport }
+	streamAccepted struct{} // the peer opened a stream on this member's session
 	handshakeDone  struct{}
 	framerReady    struct {
 		fromTransport
@@ -325,15 +325,14 @@ type connActor struct {
 	heldSends []*messages.SendMessage // waiting for that message to end
 	wqRest    []writeItem             // queued beyond this turn's quantum
 
-	closeGen   uint64
-	linger     *time.Timer
-	attempts   int                     // consecutive re-establishment attempts
-	stopAccept context.CancelFunc      // ends the accept-streams goroutine
-	heldEarly  []*messages.SendMessage // non-replayable sends waiting for the handshake
-	stopEarly  func()
-	qd         *quicDgrams           // QUIC datagrams beside the stream (datagram_quic.go); nil without
-	dgParts    map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
-	path       *pathState            // PathChange (pathwatch.go); nil until needed
+	closeGen  uint64
+	linger    *time.Timer
+	attempts  int                     // consecutive re-establishment attempts
+	heldEarly []*messages.SendMessage // non-replayable sends waiting for the handshake
+	stopEarly func()
+	qd        *quicDgrams           // QUIC datagrams beside the stream (datagram_quic.go); nil without
+	dgParts   map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
+	path      *pathState            // PathChange (pathwatch.go); nil until needed
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -594,9 +593,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.quantum, c.splitTurns = m.quantum, m.split
 		c.flush(ctx)
 	case *streamAccepted:
-		c.shared = true
-		ctx.Send(c.spec.group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: c.spec.cfg, passive: m.t,
-			stack: c.stack, listener: c.spec.listener}})
+		c.shared = true // a peer's stream joined the group (acceptStreams)
 	case *framerReady:
 		c.framersReady++
 		c.maybeReady(ctx)
@@ -704,20 +701,27 @@ func (c *connActor) started(ctx actor.Context) {
 
 // acceptStreams waits for the streams the peer opens on this multistreaming
 // session (QUIC); each becomes a connection in this connection's group,
-// delivered by the listener as ConnectionReceived (RFC 9622 §7.4).
+// delivered by the listener as ConnectionReceived (RFC 9622 §7.4). The
+// session's streams are accepted for as long as the session lasts, not
+// only as long as this (its first) stream: when this member ends while
+// others carry on, the peer's later streams still join the group. The
+// goroutine ends with the session (its last stream closed: AcceptStream
+// fails), and is therefore not counted in c.wg.
 func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
-	sctx, cancel := context.WithCancel(context.Background())
-	c.stopAccept = cancel
-	root, self := ctx.ActorSystem().Root, ctx.Self()
+	root, self, group := ctx.ActorSystem().Root, ctx.Self(), c.spec.group
+	cfg, stack, listener := c.spec.cfg, c.stack, c.spec.listener
 	go func() {
 		for {
-			c.wg.Add(1) // counted only while blocked (datapath.go)
-			t, err := ms.AcceptStream(sctx)
-			c.wg.Done()
+			t, err := ms.AcceptStream(context.Background())
 			if err != nil {
 				return
 			}
-			root.Send(self, &streamAccepted{t: t})
+			// the group spawns the member (a dead letter if the group has
+			// ended meanwhile: the stream is aborted, system.go); this
+			// member, if still there, notes that its session is shared
+			root.Send(group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: cfg, passive: t,
+				stack: stack, listener: listener}})
+			root.Send(self, &streamAccepted{})
 		}
 	}()
 }
@@ -1952,9 +1956,6 @@ func (c *connActor) stopping() {
 	c.pathStop()
 	if c.linger != nil {
 		c.linger.Stop()
-	}
-	if c.stopAccept != nil {
-		c.stopAccept()
 	}
 	if c.stopEarly != nil {
 		c.stopEarly()

@@ -57,6 +57,10 @@ func NewSystem(cfg Config) *System {
 			if so, ok := dl.Message.(*StreamOpened); ok && so.T != nil {
 				_ = so.T.Abort()
 			}
+			// a peer's stream accepted as its group ended (acceptStreams)
+			if ps, ok := dl.Message.(*peerStream); ok && ps.spec.passive != nil {
+				_ = ps.spec.passive.Abort()
+			}
 		}
 	})
 	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer}
