@@ -75,6 +75,21 @@ func udpListen(t *testing.T, sys *System) (*Listener, netip.AddrPort) {
 	return ln, listenerAddr(t, ln)
 }
 
+// acceptFirstDatagram sends payload from pc to the listener at ap, accepts
+// the peer's Connection and checks that it receives payload first.
+func acceptFirstDatagram(t *testing.T, ln *Listener, pc *net.UDPConn, ap netip.AddrPort, payload string) *Connection {
+	t.Helper()
+	ctx := testCtx(t)
+	_, err := pc.WriteToUDPAddrPort([]byte(payload), ap)
+	require.NoError(t, err)
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	m, err := s.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, payload, string(m.Data))
+	return s
+}
+
 // TestUDPPeerSendsAgainAfterItsConnectionClosed: closing the Connection of
 // a peer and the peer sending again makes a new Connection with the new
 // datagram (not the old queued ones).
@@ -83,20 +98,14 @@ func TestUDPPeerSendsAgainAfterItsConnectionClosed(t *testing.T) {
 	ln, ap := udpListen(t, sys)
 	pc := rawUDP(t)
 	ctx := testCtx(t)
-	_, err := pc.WriteToUDPAddrPort([]byte("first"), ap)
-	require.NoError(t, err)
-	s, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	m, err := s.Receive(ctx)
-	require.NoError(t, err)
-	require.Equal(t, "first", string(m.Data))
+	s := acceptFirstDatagram(t, ln, pc, ap, "first")
 	require.NoError(t, s.Close())
 	<-s.Done()
-	_, err = pc.WriteToUDPAddrPort([]byte("again"), ap)
+	_, err := pc.WriteToUDPAddrPort([]byte("again"), ap)
 	require.NoError(t, err)
 	s2, err := ln.Accept(ctx)
 	require.NoError(t, err)
-	m, err = s2.Receive(ctx)
+	m, err := s2.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "again", string(m.Data))
 	require.NoError(t, s2.Send(ctx, []byte("back"), nil))
@@ -216,18 +225,12 @@ func TestUDPListenerStopKeepsAcceptedPeers(t *testing.T) {
 	ln, ap := udpListen(t, sys)
 	pc := rawUDP(t)
 	ctx := testCtx(t)
-	_, err := pc.WriteToUDPAddrPort([]byte("hello"), ap)
-	require.NoError(t, err)
-	s, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	m, err := s.Receive(ctx)
-	require.NoError(t, err)
-	require.Equal(t, "hello", string(m.Data))
+	s := acceptFirstDatagram(t, ln, pc, ap, "hello")
 	ln.Stop()
 	<-ln.Done()
-	_, err = pc.WriteToUDPAddrPort([]byte("still"), ap)
+	_, err := pc.WriteToUDPAddrPort([]byte("still"), ap)
 	require.NoError(t, err)
-	m, err = s.Receive(ctx)
+	m, err := s.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "still", string(m.Data))
 	require.NoError(t, s.Send(ctx, []byte("answer"), nil))
