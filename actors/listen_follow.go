@@ -210,13 +210,13 @@ func (l *listenerActor) followPlan(ctx actor.Context, next []listenSite) {
 	for _, site := range add {
 		l.bindFollowed(ctx, site)
 	}
-	l.publish()
 }
 
 // closeSite closes the sockets of site; their accept goroutines end
 // without stopping the listener.
 func (l *listenerActor) closeSite(site listenSite) {
 	keep := 0
+	var closed []string // the stacks of the sockets closed
 	for i, ln := range l.lns {
 		if l.socks[i].site != site {
 			l.lns[keep], l.stacks[keep], l.ifaces[keep], l.socks[keep] = ln, l.stacks[i], l.ifaces[i], l.socks[i]
@@ -225,13 +225,17 @@ func (l *listenerActor) closeSite(site listenSite) {
 		}
 		l.socks[i].retired.Store(true) // before Close: its accept goroutine sees it
 		_ = ln.Close()
-		if l.sys.Tracing() {
-			l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ListenClosed", Local: site.String(), Stack: l.stacks[i]})
-		}
+		closed = append(closed, l.stacks[i])
 	}
 	clear(l.lns[keep:])
 	clear(l.socks[keep:])
 	l.lns, l.stacks, l.ifaces, l.socks = l.lns[:keep], l.stacks[:keep], l.ifaces[:keep], l.socks[:keep]
+	l.publish() // before the trace: whoever it wakes sees the sockets as they are
+	if l.sys.Tracing() {
+		for _, st := range closed {
+			l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ListenClosed", Local: site.String(), Stack: st})
+		}
+	}
 	l.sys.Logger.Debug("listener: stopped listening where the interface is gone", "listener", l.id, "site", site.String())
 }
 
@@ -250,6 +254,7 @@ func (l *listenerActor) bindFollowed(ctx actor.Context, site listenSite) {
 	if _, ok := l.follow.ports[site.endpoint]; ephemeral && !ok && port != 0 {
 		l.follow.ports[site.endpoint] = port
 	}
+	l.publish() // before the trace: whoever it wakes sees the sockets as they are
 	for i := first; i < len(l.lns); i++ {
 		l.traceListening(i)
 		l.startAccept(ctx, i)
