@@ -19,18 +19,8 @@ import (
 // ConnectionReceived, and is answered.
 func TestQUICPeerStreamsStillArriveAfterTheFirstStreamClosed(t *testing.T) {
 	sys := newTestSystem(t)
-	pki := newTestPKI(t)
-	tp := quicOnly(t)
-	ln, accepted := quicEchoServer(t, sys, pki, tp)
 	ctx := testCtx(t)
-	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
-	require.NoError(t, err)
-	roundTrip(t, c, "first stream")
-	first := <-accepted
-	cl, err := c.Clone(ctx)
-	require.NoError(t, err)
-	roundTrip(t, cl, "second stream")
-	second := <-accepted
+	c, cl, first, second, accepted := quicSession(t, sys)
 
 	// the first stream ends on both sides; the session lives on in the
 	// second
@@ -76,6 +66,14 @@ func TestQUICPeerStreamsStillArriveAfterTheFirstStreamClosed(t *testing.T) {
 // of one session) and the server's two members for them.
 func quicSessionOfTwo(t *testing.T, sys *System) (c, cl, first, second *Connection) {
 	t.Helper()
+	c, cl, first, second, _ = quicSession(t, sys)
+	return c, cl, first, second
+}
+
+// quicSession is quicSessionOfTwo with the server's channel of accepted
+// connections, for the streams that come next.
+func quicSession(t *testing.T, sys *System) (c, cl, first, second *Connection, accepted <-chan *Connection) {
+	t.Helper()
 	pki := newTestPKI(t)
 	tp := quicOnly(t)
 	ln, accepted := quicEchoServer(t, sys, pki, tp)
@@ -88,7 +86,7 @@ func quicSessionOfTwo(t *testing.T, sys *System) (c, cl, first, second *Connecti
 	require.NoError(t, err)
 	roundTrip(t, cl, "second stream")
 	second = <-accepted
-	return c, cl, first, second
+	return c, cl, first, second, accepted
 }
 
 // TestQUICPeerAbortOfOneStreamIsAConnectionErrorOfItsMemberOnly: the
