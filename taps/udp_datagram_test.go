@@ -34,15 +34,23 @@ func readDatagramFrom(t *testing.T, pc *net.UDPConn) ([]byte, netip.AddrPort) {
 	return buf[:n], from
 }
 
+// udpClientTo initiates a UDP connection with tp to the raw socket pc;
+// it is aborted when the test ends.
+func udpClientTo(t *testing.T, sys *System, pc *net.UDPConn, tp *TransportProperties) *Connection {
+	t.Helper()
+	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort()))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Abort(); <-c.Done() })
+	return c
+}
+
 // TestUDPSendPartialIsOneDatagram: the parts of one Message sent with
 // SendPartial leave as one datagram (a datagram is a whole message).
 func TestUDPSendPartialIsOneDatagram(t *testing.T) {
 	sys := newTestSystem(t)
 	pc := rawUDP(t)
-	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
-		WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort()))).Initiate(testCtx(t))
-	require.NoError(t, err)
-	defer func() { c.Abort(); <-c.Done() }()
+	c := udpClientTo(t, sys, pc, datagramProps(t))
 	mc := NewMessageContext()
 	ctx := testCtx(t)
 	require.NoError(t, c.SendPartial(ctx, []byte("ab"), mc, false))
@@ -119,10 +127,7 @@ func TestUDPPeerSendsAgainAfterItsConnectionClosed(t *testing.T) {
 func TestUDPEmptyAndLargestDatagrams(t *testing.T) {
 	sys := newTestSystem(t)
 	pc := rawUDP(t)
-	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
-		WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort()))).Initiate(testCtx(t))
-	require.NoError(t, err)
-	defer func() { c.Abort(); <-c.Done() }()
+	c := udpClientTo(t, sys, pc, datagramProps(t))
 	ctx := testCtx(t)
 	require.NoError(t, c.Send(ctx, nil, nil))
 	b, ap := readDatagramFrom(t, pc)
@@ -132,7 +137,7 @@ func TestUDPEmptyAndLargestDatagrams(t *testing.T) {
 	require.NoError(t, c.Send(ctx, big, nil))
 	require.Equal(t, big, readDatagram(t, pc))
 	// the other way
-	_, err = pc.WriteToUDPAddrPort(nil, ap)
+	_, err := pc.WriteToUDPAddrPort(nil, ap)
 	require.NoError(t, err)
 	m, err := c.Receive(ctx)
 	require.NoError(t, err)
@@ -157,13 +162,10 @@ func TestUDPLifetimeWhileHeldByThePacer(t *testing.T) {
 	pc := rawUDP(t)
 	tp := datagramProps(t)
 	require.NoError(t, tp.Set(MaxSendRate, int64(80_000))) // 10 kB/s, burst 1500 bytes
-	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
-		WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort()))).Initiate(testCtx(t))
-	require.NoError(t, err)
-	defer func() { c.Abort(); <-c.Done() }()
+	c := udpClientTo(t, sys, pc, tp)
 	ctx := testCtx(t)
 	// 6000 bytes: the pacer holds it for (6000-1500)/10000 s = 450 ms
-	err = c.Send(ctx, make([]byte, 6000), NewMessageContext().Lifetime(50*time.Millisecond))
+	err := c.Send(ctx, make([]byte, 6000), NewMessageContext().Lifetime(50*time.Millisecond))
 	require.ErrorIs(t, err, ErrExpired)
 	// the next one (no lifetime) still goes, and it is the only datagram
 	require.NoError(t, c.Send(ctx, []byte("later"), nil))
