@@ -56,6 +56,7 @@ type Connection struct {
 	nextMsg  atomic.Uint64
 	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
 	cloneOpt atomic.Pointer[cloneOptions]  // the last Clone's derived stack options (clone.go)
+	spare    spareMessage                  // a released Message for the next one (Message.Release)
 	dir      actors.Direction              // the direction property (direction.go)
 
 	mu       sync.Mutex
@@ -633,7 +634,7 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 		}
 		return nil, &ReceiveError{Reason: r, Err: res.Err}
 	}
-	mm := &receivedMessage{} // the Message and its context in one allocation
+	mm := c.spare.take() // the Message and its context in one allocation, or the released one
 	mc := &mm.mc
 	for i, md := range res.Meta {
 		if md != nil && i < len(c.cfg.Framers) {
@@ -653,7 +654,7 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 	if res.Early {
 		mc.setEarlyData(true)
 	}
-	mm.m = Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage}
+	mm.m = Message{Data: res.Data, Context: mc, EndOfMessage: res.EndOfMessage, spare: &c.spare, rm: mm}
 	if res.Backing != nil {
 		mm.m.backing, mm.m.link = res.Backing, c.link
 	}

@@ -36,6 +36,7 @@ func BenchmarkEchoCPU(b *testing.B) {
 						if err != nil || c.Send(ctx, m.Data, nil) != nil {
 							return
 						}
+						m.Release() // as a raw server reuses its buffer
 					}
 				}()
 			})

@@ -469,3 +469,43 @@ func TestMsgMaxLenBoundedByTheFramer(t *testing.T) {
 	require.Error(t, err, "a message above sendMsgMaxLen fails")
 	require.NoError(t, c.Send(testCtx(t), make([]byte, 100), nil))
 }
+
+// TestReleasedMessageIsReusedForTheNext: a Message handed back with
+// Release is the one the connection's next Receive returns, emptied of the
+// last one's context; a Message that is kept is never reused, and Release
+// of a Message the application made itself does nothing.
+func TestReleasedMessageIsReusedForTheNext(t *testing.T) {
+	sys := newTestSystem(t)
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	_, err := peer.Write(frame("one", "two", "three", "four"))
+	require.NoError(t, err)
+	recv := func(want string) *Message {
+		t.Helper()
+		m, err := c.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, want, string(m.Data))
+		return m
+	}
+	m1 := recv("one")
+	m1.Context.setECN(2) // a received flag the next message must not inherit
+	m1.Release()
+	m2 := recv("two")
+	require.Same(t, m1, m2, "the released Message took the next one")
+	_, hasECN := m2.Context.ECN()
+	require.False(t, hasECN, "its context was emptied")
+	m3 := recv("three") // m2 kept
+	require.NotSame(t, m2, m3)
+	require.Equal(t, "two", string(m2.Data), "the kept Message is intact")
+	m3.Release()
+	m3.Release() // a second Release does nothing: m3 is not handed out twice
+	m4 := recv("four")
+	require.Same(t, m3, m4)
+	_, err = peer.Write(frame("five"))
+	require.NoError(t, err)
+	m5 := recv("five")
+	require.NotSame(t, m4, m5, "released once, reused once")
+	own := &Message{Data: []byte("mine")}
+	own.Release()
+	require.Nil(t, own.Data)
+}

@@ -1,6 +1,10 @@
 package taps
 
-import "github.com/gotaps/gotaps/actors"
+import (
+	"sync/atomic"
+
+	"github.com/gotaps/gotaps/actors"
+)
 
 // Message is one received message, or a part of one (RFC 9622 §9.3).
 type Message struct {
@@ -15,6 +19,10 @@ type Message struct {
 
 	backing []byte       // the buffer Data is the tail of, when it may be handed back
 	link    *actors.Link // where Release hands it back
+	// spare, for a Message that Receive made, is where Release leaves it
+	// for the connection's next received Message (nil otherwise)
+	spare *spareMessage
+	rm    *receivedMessage
 }
 
 // Release hands the buffer of Data back to the connection, which may
@@ -24,12 +32,35 @@ type Message struct {
 // for large messages over a framer (16 KiB and up, below the connection's
 // receive buffer limit): each is then read into memory already in use
 // rather than into a new, zeroed buffer. Releasing other messages only
-// clears Data. Call it at most once, when nothing else uses the Message.
+// clears Data. The Message itself (and its Context) may be reused for the
+// connection's next received Message, so that a receive loop that
+// releases each Message allocates nothing per message. Call it at most
+// once, when nothing else uses the Message or its Context.
 func (m *Message) Release() {
 	if m.backing != nil && m.link != nil {
 		m.link.RecycleRecv(m.backing)
 	}
 	m.Data, m.backing, m.link = nil, nil, nil
+	if rm, sp := m.rm, m.spare; rm != nil && sp != nil {
+		m.rm, m.spare = nil, nil
+		sp.p.Store(rm)
+	}
+}
+
+// spareMessage holds one released Message of a connection for its next
+// received one (one per connection rather than a shared pool: the same
+// memory, still in cache, for a loop that releases each message).
+type spareMessage struct{ p atomic.Pointer[receivedMessage] }
+
+// take returns the released Message, reset, or a new one.
+func (s *spareMessage) take() *receivedMessage {
+	rm := s.p.Swap(nil)
+	if rm == nil {
+		return &receivedMessage{}
+	}
+	rm.m = Message{}
+	rm.mc.reset()
+	return rm
 }
 
 // ReceiveOption configures one Receive.

@@ -38,6 +38,13 @@ type MessageContext struct {
 	receivedFinal bool
 }
 
+// reset empties a received Message's context for reuse (Message.Release):
+// nothing else holds it.
+func (mc *MessageContext) reset() {
+	mc.values, mc.errs, mc.framer = nil, nil, nil
+	mc.ecn, mc.hasECN, mc.earlyData, mc.receivedFinal = 0, false, false, false
+}
+
 // NewMessageContext returns an empty MessageContext: every Message Property
 // takes the Connection's default.
 func NewMessageContext() *MessageContext { return &MessageContext{} }

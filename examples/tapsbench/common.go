@@ -123,6 +123,7 @@ func gotapsEcho(c *taps.Connection) {
 		if err := c.Send(ctx, m.Data, nil); err != nil {
 			return
 		}
+		m.Release() // sent: the Message may take the next one, as a raw server reuses its buffer
 	}
 }
 

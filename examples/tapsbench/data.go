@@ -54,6 +54,7 @@ func gotapsRT(ctx context.Context, c *taps.Connection) func() (time.Duration, er
 		if len(m.Data) != msg64 {
 			return 0, fmt.Errorf("echo returned %d bytes, want %d", len(m.Data), msg64)
 		}
+		m.Release() // done with it, as the raw peer reuses its buffer
 		return time.Since(t0), nil
 	}
 }
