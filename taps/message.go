@@ -50,7 +50,9 @@ func (m *Message) Release() {
 // spareMessage holds one released Message of a connection for its next
 // received one (one per connection rather than a shared pool: the same
 // memory, still in cache, for a loop that releases each message).
-type spareMessage struct{ p atomic.Pointer[receivedMessage] }
+type spareMessage struct {
+	p atomic.Pointer[receivedMessage]
+}
 
 // take returns the released Message, reset, or a new one.
 func (s *spareMessage) take() *receivedMessage {
