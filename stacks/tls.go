@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -91,11 +92,41 @@ func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 		return nil, err
 	}
 	c := tls.Client(tc, cfg)
-	if err := c.HandshakeContext(ctx); err != nil {
+	if err := handshake(ctx, c); err != nil {
 		_ = tc.Close()
 		return nil, &TLSHandshakeError{Remote: remote.String(), Err: err}
 	}
 	return &tlsTransport{Conn: c, tcp: tc}, nil
+}
+
+// TLSCallbackPanicError is the error of a handshake whose callback (a
+// tls.Config hook: VerifyConnection, VerifyPeerCertificate,
+// GetClientCertificate, GetCertificate, ...) panicked: the handshake fails
+// and its TCP connection is closed, the process goes on. It unwraps to the
+// panic value when that is an error.
+type TLSCallbackPanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *TLSCallbackPanicError) Error() string {
+	return fmt.Sprintf("panic in a TLS handshake callback: %v", e.Value)
+}
+
+func (e *TLSCallbackPanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// handshake runs c's handshake, a panicking callback giving a
+// *TLSCallbackPanicError.
+func handshake(ctx context.Context, c *tls.Conn) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &TLSCallbackPanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	return c.HandshakeContext(ctx)
 }
 
 // SecureTransport runs a TLS handshake over t, an established Transport of
@@ -127,7 +158,7 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 	} else {
 		c = tls.Server(tc, opts.TLS.Clone())
 	}
-	if err := c.HandshakeContext(ctx); err != nil {
+	if err := handshake(ctx, c); err != nil {
 		_ = tc.Close()
 		return nil, &TLSHandshakeError{Remote: tc.RemoteAddr().String(), Err: err}
 	}
@@ -273,7 +304,7 @@ func (l *tlsListener) handshake(tc *net.TCPConn) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
 	c := tls.Server(tc, l.cfg)
-	if err := c.HandshakeContext(ctx); err != nil {
+	if err := handshake(ctx, c); err != nil {
 		_ = tc.Close()
 		return
 	}

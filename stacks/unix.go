@@ -24,7 +24,8 @@ type unixStack struct{}
 //
 // Listen removes a stale socket file at the path (a socket nothing listens
 // on any more) and fails if another process still listens there; the file
-// is removed when the Listener is closed.
+// is removed when the Listener is closed (unless it was replaced since:
+// another listener's socket is left alone).
 func Unix() Stack { return unixStack{} }
 
 func (unixStack) Name() string { return "unix" }
@@ -74,10 +75,21 @@ func ListenPath(ctx context.Context, path string, opts Options) (Listener, error
 	if err != nil {
 		return nil, err
 	}
-	return &unixListener{ln: ln.(*net.UnixListener)}, nil
+	ul := &unixListener{ln: ln.(*net.UnixListener)}
+	if path[0] != '@' { // abstract names have no file
+		// Close removes the socket file only while it is still the one
+		// made here: not another listener's that replaced it
+		ul.ln.SetUnlinkOnClose(false)
+		ul.path = path
+		ul.file, _ = os.Lstat(path)
+	}
+	return ul, nil
 }
 
-// removeStaleSocket deletes path if it is a socket nobody accepts on.
+// removeStaleSocket deletes path if it is a socket nobody accepts on. A
+// socket this system lists as listening there (Linux: /proc/net/unix) is
+// live without a probe; otherwise a probe connection tells (which a live
+// listener the list missed, e.g. in another network namespace, accepts).
 func removeStaleSocket(ctx context.Context, path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -88,6 +100,9 @@ func removeStaleSocket(ctx context.Context, path string) error {
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
 		return fmt.Errorf("listen unix %s: file exists and is not a socket", path)
+	}
+	if unixListening(path) {
+		return fmt.Errorf("listen unix %s: %w", path, syscall.EADDRINUSE)
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
@@ -120,7 +135,11 @@ func (t *unixTransport) Info() (TransportInfo, error) {
 	return info, readSockInfo(rc, sockUDP, &info)
 }
 
-type unixListener struct{ ln *net.UnixListener }
+type unixListener struct {
+	ln   *net.UnixListener
+	path string      // the socket file, "" for an abstract name
+	file fs.FileInfo // the socket file as Listen made it
+}
 
 func (l *unixListener) Accept() (Transport, error) {
 	c, err := l.ln.AcceptUnix()
@@ -130,5 +149,16 @@ func (l *unixListener) Accept() (Transport, error) {
 	return &unixTransport{UnixConn: c}, nil
 }
 
-func (l *unixListener) Close() error   { return l.ln.Close() }
+// Close stops listening and removes the socket file, unless it was
+// replaced since Listen.
+func (l *unixListener) Close() error {
+	err := l.ln.Close()
+	if l.path != "" && l.file != nil && !errors.Is(err, net.ErrClosed) {
+		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.file) {
+			_ = os.Remove(l.path)
+		}
+	}
+	return err
+}
+
 func (l *unixListener) Addr() net.Addr { return l.ln.Addr() }

@@ -129,9 +129,10 @@ func WithTransportProperties(tp *TransportProperties) PreconnectionOption {
 }
 
 // WithSecurityParameters sets the security parameters (default: none, as
-// the seed's security_needed=False).
+// the seed's security_needed=False). They are copied: later changes to s
+// do not reach the Preconnection.
 func WithSecurityParameters(s *SecurityParameters) PreconnectionOption {
-	return func(p *Preconnection) { p.sec = s }
+	return func(p *Preconnection) { p.sec = s.clone() }
 }
 
 // WithSecurityNeeded is the seed's security_needed flag: true is

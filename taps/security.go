@@ -16,7 +16,9 @@ const (
 	// SecurityDisabled: never add security (NewDisabledSecurityParameters).
 	SecurityDisabled
 	// SecurityOpportunistic: secure when available, plain otherwise
-	// (NewOpportunisticSecurityParameters).
+	// (NewOpportunisticSecurityParameters). The security is
+	// unauthenticated (RFC 7435): an Initiate does not verify the
+	// server's certificate (the trust verification callback still runs).
 	SecurityOpportunistic
 )
 
@@ -46,7 +48,9 @@ func NewDisabledSecurityParameters() *SecurityParameters {
 }
 
 // NewOpportunisticSecurityParameters returns parameters that use security
-// when a secure stack is available and plain transport otherwise.
+// when a secure stack is available and plain transport otherwise. That
+// security is unauthenticated: a server whose certificate cannot be
+// verified is still talked to over TLS or QUIC rather than in plain text.
 func NewOpportunisticSecurityParameters() *SecurityParameters {
 	return &SecurityParameters{mode: SecurityOpportunistic}
 }
@@ -123,6 +127,20 @@ func (s *SecurityParameters) SetSessionCache(c tls.ClientSessionCache) *Security
 	s.sessionCache = c
 	s.mu.Unlock()
 	return s
+}
+
+// clone returns a copy of s (nil for nil): a Preconnection's own, which
+// later setter calls on s do not change.
+func (s *SecurityParameters) clone() *SecurityParameters {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &SecurityParameters{mode: s.mode, roots: s.roots,
+		identity: append([]tls.Certificate(nil), s.identity...), alpn: append([]string(nil), s.alpn...),
+		serverName: s.serverName, minVersion: s.minVersion, verify: s.verify, challenge: s.challenge,
+		sessionCache: s.sessionCache}
 }
 
 // requiresSecurity reports whether only secure stacks may be selected.

@@ -180,10 +180,21 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 	if ch := sec.challenge; ch != nil {
 		c.GetClientCertificate = ch
 	}
+	if sec.mode == SecurityOpportunistic {
+		// opportunistic security is unauthenticated (RFC 7435): a server
+		// whose certificate cannot be verified is still talked to over
+		// TLS rather than in plain text; the trust verification callback,
+		// if any, still runs
+		c.InsecureSkipVerify = true
+	}
 	switch {
+	case isolate:
+		// isolateSession: no cached session, not even from the
+		// application's own cache (as stackOptionsFromMessage does when
+		// the property is set on an open connection)
 	case sec.sessionCache != nil:
 		c.ClientSessionCache = sec.sessionCache
-	case !isolate:
+	default:
 		c.ClientSessionCache = sys.sessionCache()
 	}
 	return c, nil

@@ -1,0 +1,127 @@
+package stacks
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of the Unix stack's socket paths: stale files, live listeners,
+// removal on Close, abstract names, paths too long for sun_path.
+
+func TestUnixListenReplacesAStaleSocketFile(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "stale.sock")
+	// a socket file nothing listens on any more: a listener that did not
+	// remove its file when it closed (a crashed process)
+	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	require.NoError(t, err)
+	old.SetUnlinkOnClose(false)
+	require.NoError(t, old.Close())
+	fi, err := os.Lstat(path)
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSocket, fi.Mode().Type())
+
+	ln, err := Unix().Listen(ctx, Options{Path: path})
+	require.NoError(t, err)
+	accepted := acceptAsync(ln)
+	c, err := Unix().Dial(ctx, loopback4, Options{Path: path})
+	require.NoError(t, err)
+	r := <-accepted
+	require.NoError(t, r.err)
+	require.NoError(t, c.Close())
+	require.NoError(t, r.t.Close())
+	require.NoError(t, ln.Close())
+	_, err = os.Lstat(path)
+	require.ErrorIs(t, err, fs.ErrNotExist, "the socket file is removed when the listener closes")
+}
+
+func TestUnixListenFailsWhileAnotherListens(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "live.sock")
+	ln, err := Unix().Listen(ctx, Options{Path: path})
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = Unix().Listen(ctx, Options{Path: path})
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	_, err = os.Lstat(path)
+	require.NoError(t, err, "the live listener's socket file is left alone")
+}
+
+func TestUnixListenRefusesToReplaceAFile(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.WriteFile(path, []byte("keep me"), 0o600))
+	_, err := Unix().Listen(ctx, Options{Path: path})
+	require.Error(t, err)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "keep me", string(b))
+}
+
+func TestUnixAbstractSocket(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("abstract Unix sockets are Linux only")
+	}
+	ctx := testCtx(t)
+	name := "@gotaps-hunt-" + strings.ReplaceAll(t.Name(), "/", "-")
+	ln, err := Unix().Listen(ctx, Options{Path: name})
+	require.NoError(t, err)
+	accepted := acceptAsync(ln)
+	c, err := Unix().Dial(ctx, loopback4, Options{Path: name})
+	require.NoError(t, err)
+	r := <-accepted
+	require.NoError(t, r.err)
+	_, err = c.Write([]byte("x"))
+	require.NoError(t, err)
+	buf := make([]byte, 1)
+	_, err = r.t.Read(buf)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, r.t.Close())
+	require.NoError(t, ln.Close())
+	// the name is free again
+	ln, err = Unix().Listen(ctx, Options{Path: name})
+	require.NoError(t, err)
+	require.NoError(t, ln.Close())
+}
+
+func TestUnixPathTooLongFailsClearly(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), strings.Repeat("x", 120)+".sock")
+	_, err := Unix().Listen(ctx, Options{Path: path})
+	require.Error(t, err)
+	_, err = Unix().Dial(ctx, loopback4, Options{Path: path})
+	require.Error(t, err)
+}
+
+func TestUnixNoPath(t *testing.T) {
+	ctx := testCtx(t)
+	_, err := Unix().Listen(ctx, Options{})
+	require.True(t, errors.Is(err, ErrNoPath))
+	_, err = Unix().Dial(ctx, loopback4, Options{})
+	require.True(t, errors.Is(err, ErrNoPath))
+}
+
+func TestUnixCloseKeepsAReplacedSocketFile(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "replaced.sock")
+	ln, err := Unix().Listen(ctx, Options{Path: path})
+	require.NoError(t, err)
+	// someone removes the file and another listener takes the path
+	require.NoError(t, os.Remove(path))
+	other, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	require.NoError(t, err)
+	defer other.Close()
+	require.NoError(t, ln.Close())
+	_, err = os.Lstat(path)
+	require.NoError(t, err, "closing the first listener must not remove the other listener's socket")
+}

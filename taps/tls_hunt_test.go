@@ -1,0 +1,206 @@
+package taps
+
+import (
+	"crypto/tls"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of the security surface: the callbacks, opportunistic security,
+// session isolation, secure listeners and plain clients.
+
+// tlsOnlyProps prohibits multistreaming, so that only TLS over TCP (and
+// never QUIC) is selected for a secure preconnection.
+func tlsOnlyProps(t *testing.T) *TransportProperties { return prohibit(t, Multistreaming) }
+
+func TestTLSTrustVerificationCallbackPanicIsAnEstablishmentError(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	sec := pki.clientSec().SetTrustVerificationCallback(func(tls.ConnectionState) error { panic("verifier bug") })
+	_, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorContains(t, err, "verifier bug")
+	ln.Stop()
+}
+
+func TestTLSIdentityChallengeCallbackPanicIsAnEstablishmentError(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	// a listener that asks for client certificates: trusted CAs on a listener
+	srvSec := pki.serverSec().SetTrustedCAs(pki.pool)
+	ln := secureListener(t, sys, srvSec, tlsOnlyProps(t))
+	sec := pki.clientSec().SetIdentityChallengeCallback(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		panic("challenge bug")
+	})
+	_, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorContains(t, err, "challenge bug")
+	ln.Stop()
+}
+
+func TestTLSListenerTrustVerificationCallbackPanicRefusesThePeer(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	srvSec := pki.serverSec().SetTrustVerificationCallback(func(tls.ConnectionState) error { panic("server verifier bug") })
+	ln := secureListener(t, sys, srvSec, tlsOnlyProps(t))
+	// TLS 1.3: the client is done before the server checks it, so the
+	// client may be Ready; the server then closes the connection without
+	// delivering it (and the process goes on)
+	ctx := testCtx(t)
+	c, err := securePre(sys, ln, pki.clientSec(), tlsOnlyProps(t)).Initiate(ctx)
+	if err == nil {
+		if err = c.Send(ctx, []byte("hello"), nil); err == nil {
+			_, err = c.Receive(ctx)
+		}
+		require.Error(t, err, "nothing is echoed: the server refused the connection")
+		c.Abort()
+		<-c.Done()
+	} else {
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee)
+	}
+	ln.Stop()
+}
+
+func TestTLSRequiredListenerRefusesAPlainClient(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	ap := listenerAddr(t, ln)
+	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(ap)))
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err, "the TCP connection itself is made")
+	ctx := testCtx(t)
+	require.NoError(t, c.Send(ctx, []byte("plain hello, not a ClientHello"), nil))
+	// the TLS server answers bytes that are no ClientHello with an alert
+	// record (content type 21) and closes; nothing is echoed
+	var got []byte
+	for {
+		m, err := c.Receive(ctx)
+		if err != nil {
+			break
+		}
+		got = append(got, m.Data...)
+	}
+	require.NotContains(t, string(got), "plain hello")
+	if len(got) > 0 {
+		require.Equal(t, byte(21), got[0], "a TLS alert, not the echo: %q", got)
+	}
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestTLSOpportunisticClientToPlainServerIsPlain(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	echoServer(t, ln)
+	ap := listenerAddr(t, ln)
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewOpportunisticSecurityParameters()),
+		WithRemoteEndpoint(loopbackRemote(ap)))
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tcp", c.GetProperties().Stack)
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	// no trusted CA for the server's certificate: opportunistic security is
+	// unauthenticated, so TLS must still be used rather than plain TCP to
+	// a TLS port
+	sec := NewOpportunisticSecurityParameters().SetALPN("gotaps-test")
+	c, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	roundTrip(t, c, "opportunistic")
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestTLSOpportunisticClientWithTrustedCAIsSecure(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	sec := NewOpportunisticSecurityParameters().SetALPN("gotaps-test").SetTrustedCAs(pki.pool)
+	c, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	roundTrip(t, c, "opportunistic")
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestTLSIsolateSessionOverridesAnExplicitSessionCache(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	tp := tlsOnlyProps(t)
+	require.NoError(t, tp.Set(IsolateSession, true))
+	sec := pki.clientSec().SetSessionCache(tls.NewLRUClientSessionCache(4))
+	pre := securePre(sys, ln, sec, tp)
+	var resumed []bool
+	for i := 0; i < 2; i++ {
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err)
+		roundTrip(t, c, "ticket")
+		resumed = append(resumed, c.GetProperties().Socket.Resumed)
+		c.Abort()
+		<-c.Done()
+	}
+	require.Equal(t, []bool{false, false}, resumed, "isolateSession: no cached session is used")
+	ln.Stop()
+}
+
+func TestSecurityParametersAreCopiedByNewPreconnection(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	sec := pki.clientSec()
+	pre := securePre(sys, ln, sec, tlsOnlyProps(t))
+	sec.SetALPN("h9").SetTrustedCAs(nil) // after NewPreconnection: not seen by it
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	roundTrip(t, c, "copied")
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestTLSOpportunisticListenerWithIdentityIsSecure(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	sec := NewOpportunisticSecurityParameters().SetIdentity(pki.server).SetALPN("gotaps-test")
+	ln := secureListener(t, sys, sec, tlsOnlyProps(t))
+	c, err := securePre(sys, ln, pki.clientSec(), tlsOnlyProps(t)).Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	roundTrip(t, c, "secure")
+	c.Abort()
+	<-c.Done()
+	ln.Stop()
+}
+
+func TestTLSRequiredListenerOnAUnixPathFails(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()),
+		WithLocalEndpoint(NewLocalEndpoint().WithUnixPath(t.TempDir()+"/secure.sock")))
+	ln, err := pre.Listen(testCtx(t))
+	if err == nil {
+		ln.Stop()
+		t.Fatal("security is required but a plain Unix listener was made")
+	}
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+}

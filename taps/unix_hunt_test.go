@@ -1,0 +1,116 @@
+package taps
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of Unix domain socket endpoints through the public API: the socket
+// file's life, a path in use, security on a Unix path.
+
+func unixListen(t *testing.T, sys *System, path string) (*Listener, error) {
+	t.Helper()
+	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithUnixPath(path)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	return pre.Listen(testCtx(t))
+}
+
+func TestUnixListenerStopRemovesTheSocketFile(t *testing.T) {
+	sys := newTestSystem(t)
+	path := filepath.Join(t.TempDir(), "stop.sock")
+	ln, err := unixListen(t, sys, path)
+	require.NoError(t, err)
+	fi, err := os.Lstat(path)
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSocket, fi.Mode().Type())
+	ln.Stop()
+	<-ln.Done()
+	_, err = os.Lstat(path)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	// and the path can be listened on again
+	ln, err = unixListen(t, sys, path)
+	require.NoError(t, err)
+	ln.Stop()
+	<-ln.Done()
+}
+
+func TestUnixListenOnAPathInUseFails(t *testing.T) {
+	sys := newTestSystem(t)
+	path := filepath.Join(t.TempDir(), "busy.sock")
+	ln, err := unixListen(t, sys, path)
+	require.NoError(t, err)
+	_, err = unixListen(t, sys, path)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	_, err = os.Lstat(path)
+	require.NoError(t, err, "the first listener's socket file stays")
+	ln.Stop()
+	<-ln.Done()
+}
+
+func TestUnixInitiateToAMissingPathFails(t *testing.T) {
+	sys := newTestSystem(t)
+	path := filepath.Join(t.TempDir(), "nobody.sock")
+	cli := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	_, err := cli.Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func TestUnixPathWithRequiredSecurityIsNotPlain(t *testing.T) {
+	sys := newTestSystem(t)
+	path := filepath.Join(t.TempDir(), "plain.sock")
+	ln, err := unixListen(t, sys, path)
+	require.NoError(t, err)
+	echoServer(t, ln)
+	pki := newTestPKI(t)
+	cli := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	cli.AddFramer(framers.NewLengthPrefix())
+	c, err := cli.Initiate(testCtx(t))
+	if err == nil {
+		stack := c.GetProperties().Stack
+		c.Abort()
+		<-c.Done()
+		t.Fatalf("security is required but a plain %s connection was made", stack)
+	}
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	ln.Stop()
+	<-ln.Done()
+}
+
+func TestUnixListenOnAPathInUseDeliversNoConnectionToTheListener(t *testing.T) {
+	sys := newTestSystem(t)
+	path := filepath.Join(t.TempDir(), "probe.sock")
+	ln, err := unixListen(t, sys, path)
+	require.NoError(t, err)
+	_, err = unixListen(t, sys, path)
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	// the first connection the listener receives is this client's
+	cli := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	cli.AddFramer(framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	c, err := cli.Initiate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Send(ctx, []byte("first"), nil))
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	m, err := s.Receive(ctx)
+	require.NoError(t, err, "the first connection received is the client's, not the liveness probe of the failed Listen")
+	require.Equal(t, "first", string(m.Data))
+	s.Abort()
+	c.Abort()
+	<-s.Done()
+	<-c.Done()
+	ln.Stop()
+	<-ln.Done()
+}
