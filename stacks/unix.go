@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -82,13 +83,53 @@ func ListenPath(ctx context.Context, path string, opts Options) (Listener, error
 		ul.ln.SetUnlinkOnClose(false)
 		ul.path = path
 		ul.file, _ = os.Lstat(path)
+		ownSockets.add(ul)
 	}
 	return ul, nil
 }
 
+// ownSockets are the socket files this process listens on, so that a
+// Listen on one of them fails without a probe connection (which its
+// listener would receive as a connection), whatever /proc/net/unix shows:
+// the kernel's listing can skip entries while sockets come and go.
+var ownSockets = unixOwn{files: map[*unixListener]fs.FileInfo{}}
+
+type unixOwn struct {
+	mu    sync.Mutex
+	files map[*unixListener]fs.FileInfo
+}
+
+func (o *unixOwn) add(l *unixListener) {
+	if l.file == nil {
+		return
+	}
+	o.mu.Lock()
+	o.files[l] = l.file
+	o.mu.Unlock()
+}
+
+func (o *unixOwn) remove(l *unixListener) {
+	o.mu.Lock()
+	delete(o.files, l)
+	o.mu.Unlock()
+}
+
+// listening tells whether fi is the socket file of a listener of this
+// process.
+func (o *unixOwn) listening(fi fs.FileInfo) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.files {
+		if os.SameFile(f, fi) {
+			return true
+		}
+	}
+	return false
+}
+
 // removeStaleSocket deletes path if it is a socket nobody accepts on. A
-// socket this system lists as listening there (Linux: /proc/net/unix) is
-// live without a probe; otherwise a probe connection tells (which a live
+// socket of this process's listeners, or one this system lists as
+// listening there (Linux: /proc/net/unix), is live without a probe; otherwise a probe connection tells (which a live
 // listener the list missed, e.g. in another network namespace, accepts).
 func removeStaleSocket(ctx context.Context, path string) error {
 	fi, err := os.Lstat(path)
@@ -101,7 +142,7 @@ func removeStaleSocket(ctx context.Context, path string) error {
 	if fi.Mode().Type() != fs.ModeSocket {
 		return fmt.Errorf("listen unix %s: file exists and is not a socket", path)
 	}
-	if unixListening(path) {
+	if ownSockets.listening(fi) || unixListening(path) {
 		return fmt.Errorf("listen unix %s: %w", path, syscall.EADDRINUSE)
 	}
 	var d net.Dialer
@@ -153,6 +194,7 @@ func (l *unixListener) Accept() (Transport, error) {
 // replaced since Listen.
 func (l *unixListener) Close() error {
 	err := l.ln.Close()
+	ownSockets.remove(l)
 	if l.path != "" && l.file != nil && !errors.Is(err, net.ErrClosed) {
 		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.file) {
 			_ = os.Remove(l.path)
