@@ -127,6 +127,8 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		}
 		r.live++
 		ctx.Forward(pid)
+	case *strayStream:
+		r.adoptStray(ctx, m)
 	case *StartRendezvous:
 		r.spawnForward(ctx, newRendezvousProps(r.sys, m), "rendezvous")
 	case *ResolveEndpoints:

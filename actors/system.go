@@ -57,10 +57,6 @@ func NewSystem(cfg Config) *System {
 			if so, ok := dl.Message.(*StreamOpened); ok && so.T != nil {
 				_ = so.T.Abort()
 			}
-			// a peer's stream accepted as its group ended (acceptStreams)
-			if ps, ok := dl.Message.(*peerStream); ok && ps.spec.passive != nil {
-				_ = ps.spec.passive.Abort()
-			}
 		}
 	})
 	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer}
@@ -68,6 +64,8 @@ func NewSystem(cfg Config) *System {
 		actor.WithGuardian(supervision.Guardian()),
 		actor.WithSupervisor(supervision.Strategy(supervision.Group)))
 	s.Root = as.Root.SpawnPrefix(props, "taps")
+	// a peer's stream accepted as its group ended (acceptStreams): quic_stray.go
+	s.rehomeStrayStreams()
 	return s
 }
 

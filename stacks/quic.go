@@ -35,10 +35,37 @@ const (
 // nothing is left to wait for, and the passive closer's linger ends with
 // the CONNECTION_CLOSE rather than its timer (no connection lingers on both
 // sides).
+//
+// That is the initiating side's rule (Dial's connections). The side that
+// accepted the connection (a Listener's, a QUICRendezvous's AcceptConn)
+// keeps it open when its last stream Transport closes gracefully, for as
+// long as it accepts: the peer may have opened streams this side has not
+// seen yet (QUIC announces a stream with its first data, RFC 9000 §2.1),
+// and closing the connection would reset them. The initiating side knows
+// all of its streams and closes the connection with its last one; the
+// accepting side's connection without streams ends then, or when no
+// stream came for quicStreamless (keep-alives, of either side, do not
+// count), or with the linger once its listener is closed (quicEndpoint.
+// stopKeeping). An Abort of the last stream closes the connection on
+// either side.
 const (
 	quicMinLinger = 100 * time.Millisecond
 	quicMaxLinger = 2 * time.Second
 )
+
+// quicDefaultIdleTimeout is quic-go's MaxIdleTimeout when Options.ConnTimeout
+// is 0.
+const quicDefaultIdleTimeout = 30 * time.Second
+
+// quicStreamless is how long an accepted connection is kept without a
+// stream Transport: the idle timeout (Options.ConnTimeout, or quic-go's
+// default), which keep-alive PINGs would otherwise restart forever.
+func quicStreamless(opts Options) time.Duration {
+	if opts.ConnTimeout > 0 {
+		return opts.ConnTimeout
+	}
+	return quicDefaultIdleTimeout
+}
 
 type quicStack struct{}
 
@@ -46,8 +73,11 @@ type quicStack struct{}
 // QUIC connection; further streams of the same connection are reached
 // through MultiStream (OpenStream / AcceptStream) and UniStreams
 // (OpenSendStream), and, with Options.QUICDatagrams, datagrams through
-// Datagrams. The connection is closed when its last stream Transport is
-// closed.
+// Datagrams. Dial's connection is closed when its last stream Transport is
+// closed; an accepted one (Listener, QUICRendezvous.AcceptConn) outlives
+// its last gracefully closed stream Transport while its listener is open,
+// for the peer's streams it has not seen yet, up to the idle timeout (see
+// quicMinLinger).
 //
 // Dial's stream is bidirectional, or unidirectional with Options.SendOnly;
 // UniStreams.MakeSendOnly exchanges a bidirectional one for a
@@ -166,7 +196,7 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		release()
 		return nil, wrapQUICHandshake(remote.String(), err)
 	}
-	qc := newQUICConn(conn, udp, opts, release)
+	qc := newQUICConn(conn, udp, opts, release, nil)
 	var s *quicStream
 	if opts.SendOnly {
 		var str *quic.SendStream
@@ -211,9 +241,18 @@ type quicConn struct {
 
 	mu       sync.Mutex
 	streams  int
+	used     bool        // a stream Transport was added (the first one)
 	ended    bool        // no stream may be added any more
 	finished bool        // the connection is over (finish ran)
 	linger   *time.Timer // closes the connection after the last graceful close
+	// keep: the connection was accepted and its endpoint still accepts; it
+	// outlives its last stream Transport's graceful close (quicMinLinger)
+	keep bool
+	// streamless closes a kept connection that has had no stream
+	// Transport for quicStreamless; idleGen tells its firing from a
+	// stopped one's
+	streamless *time.Timer
+	idleGen    uint64
 
 	dgramTaken bool // a stream Transport has the datagrams (stream)
 
@@ -223,14 +262,26 @@ type quicConn struct {
 	backlog    []*quicStream
 }
 
-func newQUICConn(conn *quic.Conn, udp *net.UDPConn, opts Options, release func()) *quicConn {
+// newQUICConn makes the state of conn. acceptedBy is the endpoint that
+// accepted conn (nil: this side dialed it): the connection is kept
+// without streams while it accepts (see quicMinLinger).
+func newQUICConn(conn *quic.Conn, udp *net.UDPConn, opts Options, release func(), acceptedBy *quicEndpoint) *quicConn {
 	c := &quicConn{conn: conn, udp: udp, opts: opts, release: release, done: make(chan struct{}),
 		acceptTurn: make(chan struct{}, 1)}
+	if acceptedBy != nil {
+		c.mu.Lock() // a concurrent stopKeeping waits for keep to be set
+		c.keep = acceptedBy.track(c)
+		c.mu.Unlock()
+		c.release = func() {
+			acceptedBy.forget(c)
+			release()
+		}
+	}
 	context.AfterFunc(conn.Context(), c.finish)
 	return c
 }
 
-// finish runs once the connection has ended: it stops the linger and
+// finish runs once the connection has ended: it stops the timers and
 // releases the socket.
 func (c *quicConn) finish() {
 	c.mu.Lock()
@@ -238,9 +289,54 @@ func (c *quicConn) finish() {
 	if c.linger != nil {
 		c.linger.Stop()
 	}
+	c.stopStreamless()
 	c.mu.Unlock()
 	c.release()
 	close(c.done)
+}
+
+// stopStreamless stops the streamless timer (with c.mu).
+func (c *quicConn) stopStreamless() {
+	c.idleGen++
+	if c.streamless != nil {
+		c.streamless.Stop()
+		c.streamless = nil
+	}
+}
+
+// startStreamless starts the streamless timer of a kept connection whose
+// last stream Transport closed (with c.mu).
+func (c *quicConn) startStreamless() {
+	c.stopStreamless()
+	gen := c.idleGen
+	c.streamless = time.AfterFunc(quicStreamless(c.opts), func() {
+		c.mu.Lock()
+		expired := gen == c.idleGen && c.streams == 0 && !c.ended && !c.finished
+		if expired {
+			c.ended = true
+		}
+		c.mu.Unlock()
+		if expired {
+			_ = c.conn.CloseWithError(quicCodeNoError, "")
+		}
+	})
+}
+
+// stopKeeping: the endpoint that accepted the connection stopped
+// accepting. The connection closes with its last stream Transport from
+// now on, as a dialed one; if it has none left, it closes after the
+// linger (the last stream's data may still be in flight). A connection
+// whose first stream was not taken yet is left to whoever waits for it.
+func (c *quicConn) stopKeeping() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keep = false
+	if c.streams > 0 || !c.used || c.ended || c.finished {
+		return
+	}
+	c.ended = true
+	c.stopStreamless()
+	c.linger = time.AfterFunc(c.lingerFor(), func() { _ = c.conn.CloseWithError(quicCodeNoError, "") })
 }
 
 // lingerFor is three probe timeouts (RFC 9002 §6.2.1, with 25 ms max ACK
@@ -258,6 +354,8 @@ func (c *quicConn) stream(str *quic.Stream) Transport { return c.add(bidiStream(
 func (c *quicConn) add(s *quicStream) Transport {
 	c.mu.Lock()
 	c.streams++
+	c.used = true
+	c.stopStreamless()
 	// datagrams belong to the connection, not a stream: the first stream
 	// Transport (Dial's, or the one Accept returns) has them
 	dgram := c.opts.QUICDatagrams && !c.dgramTaken
@@ -362,11 +460,19 @@ const (
 )
 
 // streamClosed drops one stream; the last one closes the connection at once
-// or after the linger, as how says.
+// or after the linger, as how says, unless it closed gracefully on a kept
+// connection: that one waits for the peer's next stream (quicMinLinger).
 func (c *quicConn) streamClosed(how int) {
 	c.mu.Lock()
 	c.streams--
 	last := c.streams == 0 && !c.ended
+	if last && c.keep && how != quicAborted {
+		if !c.finished {
+			c.startStreamless()
+		}
+		c.mu.Unlock()
+		return
+	}
 	if last {
 		c.ended = true
 		if how == quicClosed && !c.finished {
@@ -1000,6 +1106,47 @@ type quicEndpoint struct {
 
 	mu   sync.Mutex
 	refs int
+	// kept: the connections it accepted and keeps without streams while
+	// it accepts (quicMinLinger); stopped: it no longer accepts
+	kept    map[*quicConn]struct{}
+	stopped bool
+}
+
+// track notes an accepted connection, kept without streams until the
+// endpoint stops accepting; false once it has stopped. Called with c.mu
+// (the one lock order: c.mu, then e.mu).
+func (e *quicEndpoint) track(c *quicConn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return false
+	}
+	if e.kept == nil {
+		e.kept = make(map[*quicConn]struct{})
+	}
+	e.kept[c] = struct{}{}
+	return true
+}
+
+// forget drops a connection that has ended.
+func (e *quicEndpoint) forget(c *quicConn) {
+	e.mu.Lock()
+	delete(e.kept, c)
+	e.mu.Unlock()
+}
+
+// stopKeeping: the endpoint no longer accepts; its accepted connections
+// close with their last stream, or now (after the linger) if they have
+// none left.
+func (e *quicEndpoint) stopKeeping() {
+	e.mu.Lock()
+	e.stopped = true
+	kept := e.kept
+	e.kept = nil
+	e.mu.Unlock()
+	for c := range kept {
+		c.stopKeeping()
+	}
 }
 
 // ref counts a new connection; false once the endpoint is released.
@@ -1041,7 +1188,7 @@ func (l *quicListener) acceptLoop() {
 			_ = conn.CloseWithError(quicCodeAbort, "")
 			continue
 		}
-		qc := newQUICConn(conn, l.udp, l.opts, l.unref)
+		qc := newQUICConn(conn, l.udp, l.opts, l.unref, &l.quicEndpoint)
 		l.wg.Add(1)
 		go l.firstStream(qc)
 	}
@@ -1082,12 +1229,15 @@ func (l *quicListener) Accept() (Transport, error) {
 }
 
 // Close stops accepting; connections whose first stream was not yet
-// accepted are closed, accepted ones stay open.
+// accepted are closed, accepted ones stay open while they have stream
+// Transports (and close with the last one), those without any left close
+// after the linger (see quicMinLinger).
 func (l *quicListener) Close() error {
 	l.once.Do(func() {
 		l.cancel()
 		_ = l.ln.Close()
 		l.wg.Wait()
+		l.stopKeeping()
 		l.unref()
 	})
 	return nil

@@ -185,23 +185,26 @@ func TestQUICActiveCloserClosesTheConnection(t *testing.T) {
 	require.False(t, appErr.Remote)
 }
 
+// TestQUICPassiveCloserLingersForItsPeer: the dialing side closes first
+// without having read the peer's FIN: the peer still reads everything it
+// sent, then the connection ends after the dialing side's linger. (The
+// accepting side never closes the connection with its last graceful
+// stream: TestQUICAcceptedConnectionOutlivesItsLastStream.)
 func TestQUICPassiveCloserLingersForItsPeer(t *testing.T) {
 	cli, srv := quicPair(t)
-	// the server closes first without having read the client's FIN: the
-	// client still reads everything it sent, then the connection ends
-	// after the server's linger
 	payload := bytes.Repeat([]byte("z"), 256<<10)
-	_, err := srv.Write(payload)
+	_, err := cli.Write(payload)
 	require.NoError(t, err)
-	require.NoError(t, srv.Close())
-	got, err := io.ReadAll(cli)
+	require.NoError(t, cli.Close())
+	got, err := io.ReadAll(srv)
 	require.NoError(t, err)
 	require.Equal(t, payload, got)
 	var appErr *quic.ApplicationError
-	require.ErrorAs(t, closeCause(t, cli), &appErr, "the server's linger closes the connection")
+	require.ErrorAs(t, closeCause(t, srv), &appErr, "the client's linger closes the connection")
 	require.True(t, appErr.Remote)
-	require.NoError(t, cli.Close())
-	waitQUICDone(t, srv)
+	require.Equal(t, quicCodeNoError, appErr.ErrorCode)
+	require.NoError(t, srv.Close())
+	waitQUICDone(t, cli)
 }
 
 func TestQUICListenerDropsConnectionsWithoutStream(t *testing.T) {
@@ -279,12 +282,14 @@ func TestQUICMakeSendOnlyOpensAUnidirectionalStream(t *testing.T) {
 	got, err := io.ReadAll(srv)
 	require.NoError(t, err)
 	require.Equal(t, "one way", string(got))
-	require.NoError(t, srv.Close()) // read to the end: closes the connection at once
-	var appErr *quic.ApplicationError
-	require.ErrorAs(t, closeCause(t, cli.(*quicStream)), &appErr)
-	require.True(t, appErr.Remote, "closed by the receiver")
+	// the accepting side keeps the connection (the peer may open more
+	// streams); the dialing side's close ends it
+	require.NoError(t, srv.Close())
 	require.NoError(t, cli.Close())
-	waitQUICDone(t, srv)
+	var appErr *quic.ApplicationError
+	require.ErrorAs(t, closeCause(t, srv.(*quicStream)), &appErr)
+	require.True(t, appErr.Remote, "closed by the sender, the dialing side")
+	waitQUICDone(t, cli)
 }
 
 // TestQUICDialSendOnlyOpensAUnidirectionalStream: with Options.SendOnly,

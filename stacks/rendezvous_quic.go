@@ -90,7 +90,7 @@ func (q *QUICRendezvous) Dial(ctx context.Context, remote netip.AddrPort) (Trans
 		_ = conn.CloseWithError(quicCodeAbort, "")
 		return nil, net.ErrClosed
 	}
-	qc := newQUICConn(conn, q.udp, q.opts, q.unref)
+	qc := newQUICConn(conn, q.udp, q.opts, q.unref, nil)
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		_ = conn.CloseWithError(quicCodeAbort, "")
@@ -117,7 +117,7 @@ func (q *QUICRendezvous) AcceptConn(ctx context.Context) (*QUICRendezvousConn, e
 		_ = conn.CloseWithError(quicCodeAbort, "")
 		return nil, net.ErrClosed
 	}
-	return &QUICRendezvousConn{qc: newQUICConn(conn, q.udp, q.opts, q.unref)}, nil
+	return &QUICRendezvousConn{qc: newQUICConn(conn, q.udp, q.opts, q.unref, &q.quicEndpoint)}, nil
 }
 
 // QUICRendezvousConn is an accepted connection waiting for its first
@@ -159,6 +159,7 @@ func (q *QUICRendezvous) Close() error {
 	if q.ln != nil {
 		_ = q.ln.Close()
 	}
+	q.stopKeeping()
 	q.unref()
 	return nil
 }

@@ -371,8 +371,6 @@ func TestQUICAbortOfTheOriginalWhileItsCloneWaitsAtTheStreamLimit(t *testing.T) 
 // ends gracefully on both sides, the peer's side of the session has no
 // stream left; the clone, a member of its own, must not end with it.
 func TestQUICPeerClosingItsLastKnownStreamKeepsAnUnannouncedClone(t *testing.T) {
-	t.Skip("known bug, not fixed: the peer closes the session after its last known stream " +
-		"(stacks/quic.go streamClosed); the clone fails with Application error 0x0 (remote)")
 	ln, pre := quicPair(t)
 	defer ln.Stop()
 	ctx := testCtx(t)
