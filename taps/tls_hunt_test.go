@@ -2,6 +2,7 @@ package taps
 
 import (
 	"crypto/tls"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -110,35 +111,29 @@ func TestTLSOpportunisticClientToPlainServerIsPlain(t *testing.T) {
 	ln.Stop()
 }
 
+// TestTLSOpportunisticClientToSecureServerIsSecure: opportunistic security
+// is unauthenticated, so TLS is used to a TLS server whether or not its
+// certificate can be verified, rather than plain TCP to a TLS port (the
+// first case failed before: the TCP attempt won).
 func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
-	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
-	// no trusted CA for the server's certificate: opportunistic security is
-	// unauthenticated, so TLS must still be used rather than plain TCP to
-	// a TLS port
-	sec := NewOpportunisticSecurityParameters().SetALPN("gotaps-test")
-	c, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
-	require.NoError(t, err)
-	require.Equal(t, "tls", c.GetProperties().Stack)
-	roundTrip(t, c, "opportunistic")
-	c.Abort()
-	<-c.Done()
-	ln.Stop()
-}
-
-func TestTLSOpportunisticClientWithTrustedCAIsSecure(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
-	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
-	sec := NewOpportunisticSecurityParameters().SetALPN("gotaps-test").SetTrustedCAs(pki.pool)
-	c, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
-	require.NoError(t, err)
-	require.Equal(t, "tls", c.GetProperties().Stack)
-	roundTrip(t, c, "opportunistic")
-	c.Abort()
-	<-c.Done()
-	ln.Stop()
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trustedCA=%v", trusted), func(t *testing.T) {
+			sys := newTestSystem(t)
+			pki := newTestPKI(t)
+			ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+			sec := NewOpportunisticSecurityParameters().SetALPN("gotaps-test")
+			if trusted {
+				sec.SetTrustedCAs(pki.pool)
+			}
+			c, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
+			require.NoError(t, err)
+			require.Equal(t, "tls", c.GetProperties().Stack)
+			roundTrip(t, c, "opportunistic")
+			c.Abort()
+			<-c.Done()
+			ln.Stop()
+		})
+	}
 }
 
 func TestTLSIsolateSessionOverridesAnExplicitSessionCache(t *testing.T) {
