@@ -217,7 +217,7 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 	fromCache := false
 	if key != "" {
 		if w, ok := cacheFor(p.sys).lookup(key, time.Now()); ok {
-			cands, fromCache = promote(cands, w.stack, w.remote)
+			cands, fromCache = promoteWinner(cands, w)
 		}
 	}
 	delay := ClampAttemptDelay(p.spec.cfg.AttemptDelay)

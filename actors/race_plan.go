@@ -71,9 +71,10 @@ func (c candidate) endpoint() string {
 	return c.remote.String()
 }
 
-// same reports whether c is the attempt a cache entry names.
-func (c candidate) same(stack string, remote netip.AddrPort) bool {
-	return c.stack.Name() == stack && c.remote == remote
+// same reports whether c is the attempt a cache entry names (a Unix
+// domain socket by its path: its address is zero).
+func (c candidate) same(w raceWinner) bool {
+	return c.stack.Name() == w.stack && c.remote == w.remote && c.path == w.path
 }
 
 // remoteAddrs are the derived endpoints of one RemoteEndpoint, in the order
@@ -497,8 +498,14 @@ func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 // keeping the others' order. ok is false when no candidate matches; the
 // input is never modified.
 func promote(cands []candidate, stack string, remote netip.AddrPort) (out []candidate, ok bool) {
+	return promoteWinner(cands, raceWinner{stack: stack, remote: remote})
+}
+
+// promoteWinner is promote for a race cache entry (which names a Unix
+// domain socket by its path).
+func promoteWinner(cands []candidate, w raceWinner) (out []candidate, ok bool) {
 	for i, c := range cands {
-		if c.same(stack, remote) {
+		if c.same(w) {
 			if i == 0 {
 				return cands, true // first already
 			}

@@ -34,6 +34,7 @@ type raceCache struct {
 type raceWinner struct {
 	stack  string
 	remote netip.AddrPort
+	path   string // a Unix domain socket (remote is then zero)
 	at     time.Time
 }
 
@@ -91,8 +92,8 @@ func (c *raceCache) evictLocked(now time.Time) {
 func cacheFor(s *System) *raceCache { return &s.raceCache }
 
 // raceCacheKey is the cache key of a configuration: its remote endpoints
-// as the application named them (host or address, port, interface), in
-// any order. It is "" (no caching) when the isolateSession property is
+// as the application named them (host or address, port, interface; a
+// Unix domain socket's path), in any order. It is "" (no caching) when the isolateSession property is
 // true (RFC 9622 §8.1.5) or there is no remote.
 func raceCacheKey(cfg *messages.ConnectionConfig) string {
 	if isolated(cfg) || len(cfg.Remotes) == 0 {
@@ -100,6 +101,10 @@ func raceCacheKey(cfg *messages.ConnectionConfig) string {
 	}
 	keys := make([]string, 0, len(cfg.Remotes))
 	for _, r := range cfg.Remotes {
+		if r.Path != "" {
+			keys = append(keys, "unix:"+r.Path)
+			continue
+		}
 		keys = append(keys, endpointLabel(r)+"%"+r.Interface)
 	}
 	sort.Strings(keys)

@@ -201,7 +201,7 @@ func (r *racerActor) ready(ctx actor.Context, m *candidateReady) {
 	r.traceAttempt("AttemptWon", m.idx, nil, now.Nanoseconds())
 	r.cancelLive(now)
 	if r.cacheKey != "" {
-		cacheFor(r.sys).store(r.cacheKey, raceWinner{stack: c.stack.Name(), remote: c.remote, at: time.Now()})
+		cacheFor(r.sys).store(r.cacheKey, raceWinner{stack: c.stack.Name(), remote: c.remote, path: c.path, at: time.Now()})
 	}
 	offered := &transportOffered{stack: c.stack.Name(), local: t.LocalAddr(), remote: t.RemoteAddr(), report: r.report}
 	if r.spec.link.offerTransport(t) {

@@ -96,15 +96,16 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 		m.Path = e.path
 		return m, nil
 	}
-	if !e.portSet && e.service != "" {
+	portSet := e.portSet // the endpoint itself is left as it is: it may be used again
+	if !portSet && e.service != "" {
 		p, err := net.LookupPort("tcp", e.service)
 		if err != nil {
 			return fail(fmt.Errorf("unknown service %q", e.service))
 		}
 		m.Port = uint32(p)
-		e.portSet = true
+		portSet = true
 	}
-	if needPort && (!e.portSet || m.Port == 0) {
+	if needPort && (!portSet || m.Port == 0) {
 		return fail(errors.New("no port"))
 	}
 	if needAddress && e.hostName == "" && e.ip == "" {
@@ -133,7 +134,10 @@ func interfaceName(name string) (string, error) {
 
 // RemoteEndpoint identifies the peer of a connection (RFC 9622 §6.1). The
 // With methods set one identifier each and return the endpoint for
-// chaining. A Preconnection copies the endpoint when it is created.
+// chaining. A Preconnection holds the endpoint it is given and copies it
+// at each Initiate, InitiateWithSend, Listen or Resolve: a setter called in
+// between changes what the next one uses, never a Connection or Listener
+// made before.
 // Methods are safe for concurrent use.
 type RemoteEndpoint struct{ e endpoint }
 

@@ -109,9 +109,35 @@ type connHandlers struct {
 type PreconnectionOption func(*Preconnection)
 
 // WithRemoteEndpoint adds a remote endpoint; several are alternatives that
-// are raced. Repeatable.
+// are raced. Repeatable. A nil endpoint is an invalid one: using the
+// Preconnection fails with an *EndpointError (as Connection.AddRemote
+// does).
 func WithRemoteEndpoint(r ...*RemoteEndpoint) PreconnectionOption {
-	return func(p *Preconnection) { p.remotes = append(p.remotes, r...) }
+	return func(p *Preconnection) { p.remotes = appendRemotes(p.remotes, r) }
+}
+
+// appendRemotes appends rs to to, a nil endpoint as an invalid one.
+func appendRemotes(to, rs []*RemoteEndpoint) []*RemoteEndpoint {
+	return appendEndpoints(to, rs, func() *RemoteEndpoint {
+		return &RemoteEndpoint{e: endpoint{err: errors.New("nil RemoteEndpoint")}}
+	})
+}
+
+// appendLocals appends ls to to, a nil endpoint as an invalid one.
+func appendLocals(to, ls []*LocalEndpoint) []*LocalEndpoint {
+	return appendEndpoints(to, ls, func() *LocalEndpoint {
+		return &LocalEndpoint{e: endpoint{err: errors.New("nil LocalEndpoint")}}
+	})
+}
+
+func appendEndpoints[E any](to, eps []*E, invalid func() *E) []*E {
+	for _, e := range eps {
+		if e == nil {
+			e = invalid()
+		}
+		to = append(to, e)
+	}
+	return to
 }
 
 // WithLocalEndpoint adds a local endpoint (needed by Listen). Repeatable:
@@ -119,7 +145,7 @@ func WithRemoteEndpoint(r ...*RemoteEndpoint) PreconnectionOption {
 // tree, paired with the remote addresses of its family) and Listen
 // listens on every one, all feeding the one Listener.
 func WithLocalEndpoint(l ...*LocalEndpoint) PreconnectionOption {
-	return func(p *Preconnection) { p.locals = append(p.locals, l...) }
+	return func(p *Preconnection) { p.locals = appendLocals(p.locals, l) }
 }
 
 // WithTransportProperties sets the transport properties (default:
@@ -277,7 +303,7 @@ func (p *Preconnection) AddFramer(f framers.Framer) {
 // AddRemote adds remote endpoints (RFC 9622 §7.3).
 func (p *Preconnection) AddRemote(r ...*RemoteEndpoint) {
 	p.mu.Lock()
-	p.remotes = append(p.remotes, r...)
+	p.remotes = appendRemotes(p.remotes, r)
 	p.mu.Unlock()
 }
 
