@@ -1150,8 +1150,10 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	}
 	l.itemBytes -= n
 	// the last message: a byte stream's one message ends only at the end
-	// of the stream; any other ends last when the stream ended behind it
-	res.Final = res.EndOfMessage && (l.unframed || (l.eos && len(l.items) == 0))
+	// of the stream; any other ends last when the stream ended cleanly
+	// behind it (not when the connection failed: a reset, a truncated TLS
+	// stream)
+	res.Final = res.EndOfMessage && (l.unframed || (l.eos && l.recvErr == nil && len(l.items) == 0))
 	return res
 }
 

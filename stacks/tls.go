@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -16,6 +18,14 @@ import (
 // ErrNoTLSConfig is returned by the TLS and QUIC stacks when Options.TLS is
 // nil: they never pick security settings on their own.
 var ErrNoTLSConfig = errors.New("stack needs Options.TLS")
+
+// ErrTLSTruncated is what a TLS transport's Read returns when the peer's
+// TCP stream ended without its close_notify alert: the peer, or anyone on
+// the path, cut the stream, and the data read so far may be truncated (RFC
+// 8446 §6.1, RFC 5246 §7.2.1). crypto/tls reports such an end as io.EOF
+// when it falls on a record boundary; this error is not io.EOF, it wraps
+// io.ErrUnexpectedEOF.
+var ErrTLSTruncated = fmt.Errorf("tls stream ended without close_notify, the data may be truncated: %w", io.ErrUnexpectedEOF)
 
 // tlsMaxPendingHandshakes bounds the server handshakes a TLS listener runs
 // at once; Accept of further TCP connections waits for a free slot.
@@ -29,7 +39,8 @@ type tlsStack struct{}
 // connections whose handshake is done (each runs in its own goroutine,
 // bounded by Options.HandshakeTimeout, so a slow client does not block
 // others). CloseWrite sends close_notify and a TCP FIN; Abort resets the
-// TCP connection.
+// TCP connection. Read returns io.EOF only after the peer's close_notify:
+// a TCP FIN without it is ErrTLSTruncated.
 func TLS() Stack { return tlsStack{} }
 
 func (tlsStack) Name() string { return "tls" }
@@ -91,12 +102,13 @@ func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	c := tls.Client(tc, cfg)
-	if err := handshake(ctx, c); err != nil {
+	t := newTLSTransport(tc)
+	t.Conn = tls.Client(&t.in, cfg)
+	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()
 		return nil, &TLSHandshakeError{Remote: remote.String(), Err: err}
 	}
-	return &tlsTransport{Conn: c, tcp: tc}, nil
+	return t, nil
 }
 
 // TLSCallbackPanicError is the error of a handshake whose callback (a
@@ -146,7 +158,7 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 		return nil, ErrNoTLSConfig
 	}
 	tc := tt.TCPConn
-	var c *tls.Conn
+	s := newTLSTransport(tc)
 	if client {
 		remote, _ := AddrPortOf(tc.RemoteAddr())
 		cfg, err := clientTLSConfig(opts, remote, "")
@@ -154,15 +166,15 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 			_ = tc.Close()
 			return nil, err
 		}
-		c = tls.Client(tc, cfg)
+		s.Conn = tls.Client(&s.in, cfg)
 	} else {
-		c = tls.Server(tc, opts.TLS.Clone())
+		s.Conn = tls.Server(&s.in, opts.TLS.Clone())
 	}
-	if err := handshake(ctx, c); err != nil {
+	if err := handshake(ctx, s.Conn); err != nil {
 		_ = tc.Close()
 		return nil, &TLSHandshakeError{Remote: tc.RemoteAddr().String(), Err: err}
 	}
-	return &tlsTransport{Conn: c, tcp: tc}, nil
+	return s, nil
 }
 
 // AddrPortOf is a TCP or UDP address as a netip.AddrPort (false for any
@@ -180,6 +192,45 @@ func AddrPortOf(a net.Addr) (netip.AddrPort, bool) {
 type tlsTransport struct {
 	*tls.Conn
 	tcp *net.TCPConn
+	in  tcpUnderTLS // what Conn reads and writes
+}
+
+// newTLSTransport is the transport of a TLS connection over tc, but for
+// its Conn, which must be made over t.in.
+func newTLSTransport(tc *net.TCPConn) *tlsTransport {
+	t := &tlsTransport{tcp: tc}
+	t.in.TCPConn = tc
+	return t
+}
+
+// tcpUnderTLS is the TCP connection under a TLS connection. It notes a
+// read that reached the end of the TCP stream: crypto/tls makes no read
+// after the peer's close_notify (it ends the TLS stream), so a TLS end of
+// stream that read the TCP end came without close_notify.
+type tcpUnderTLS struct {
+	*net.TCPConn
+	eof atomic.Bool
+}
+
+func (c *tcpUnderTLS) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
+	return n, err
+}
+
+// Read reads application data. The end of the stream is io.EOF after the
+// peer's close_notify, ErrTLSTruncated after a TCP FIN without it (which
+// crypto/tls reports as io.EOF at a record boundary, and as
+// io.ErrUnexpectedEOF inside a record).
+func (t *tlsTransport) Read(b []byte) (int, error) {
+	n, err := t.Conn.Read(b)
+	// err != nil first: a read that returns data pays one check
+	if err != nil && (err == io.EOF || err == io.ErrUnexpectedEOF) && t.in.eof.Load() {
+		err = ErrTLSTruncated
+	}
+	return n, err
 }
 
 // CloseWrite sends close_notify, then a TCP FIN; reads go on.
@@ -303,12 +354,12 @@ func (l *tlsListener) handshake(tc *net.TCPConn) {
 	defer func() { <-l.slots }()
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	c := tls.Server(tc, l.cfg)
-	if err := handshake(ctx, c); err != nil {
+	t := newTLSTransport(tc)
+	t.Conn = tls.Server(&t.in, l.cfg)
+	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()
 		return
 	}
-	t := &tlsTransport{Conn: c, tcp: tc}
 	select {
 	case l.ready <- t:
 	case <-l.ctx.Done():

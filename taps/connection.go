@@ -593,6 +593,14 @@ func (c *Connection) postActor(m *messages.SendMessage) {
 // sent its Final Message, or under a re-establishment policy, the peer's
 // end of stream ends the connection as before (Closed, or a
 // re-establishment).
+//
+// Over TLS the end of stream is clean only with the peer's close_notify. A
+// TCP FIN without it (the stream cut by the peer or on the path: the data
+// may be truncated, RFC 8446 §6.1) is a failure instead: the connection
+// ends with a *ConnectionError unwrapping to [ErrTLSTruncated] and
+// [io.ErrUnexpectedEOF], no message is final, and once the messages
+// received before it are returned, Receive returns a *ReceiveError with
+// that cause.
 func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
 	if !c.dir.Receives() {
 		return nil, errReceiveSendOnly

@@ -54,6 +54,11 @@ var (
 	// socket is bound to has no route to the peer left (Linux's route
 	// monitor, for an initiated connection with a re-establishment policy).
 	ErrPathLost = actors.ErrPathLost
+	// ErrTLSTruncated: a TLS peer ended its TCP stream without a
+	// close_notify alert, so what was received may be cut short (the
+	// truncation attack); it ends the connection with a ConnectionError
+	// rather than a clean end of stream, and unwraps to io.ErrUnexpectedEOF.
+	ErrTLSTruncated = stacks.ErrTLSTruncated
 )
 
 // ErrorReason is the RFC 9623 Appendix B reason an error carries.
