@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/ctxext"
 	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/supervision"
 )
 
@@ -27,7 +30,9 @@ import (
 // re-establishment policy and remotes left is established again over what
 // is left (a switch: Reestablishing, then Reestablished, then PathChange
 // when the new transport is on another address: pathwatch.go); any other
-// is aborted with an *EndpointRemovedError.
+// is aborted with an *EndpointRemovedError. An initiated QUIC connection
+// whose local endpoint in use is removed migrates its session instead
+// when it can (see migrate, below).
 
 // EndpointRemovedError (supervision) is the error of a connection whose
 // endpoint in use was removed: the cause of its Reestablishing event when
@@ -68,6 +73,10 @@ type endpointSets struct {
 	// establishment binds to), as of the Ready at readyAt.
 	firstBound bool
 	readyAt    time.Time
+	// migrating: a QUIC migration of transport generation migratingGen
+	// runs (conn_migrate.go)
+	migrating    bool
+	migratingGen uint64
 }
 
 func (*endpointSets) ExtensionID() ctxext.ContextExtensionID { return endpointsExtID }
@@ -104,6 +113,7 @@ func (c *connActor) endpoints(ctx actor.Context) *endpointSets {
 
 // changeEndpoints handles ChangeEndpoints.
 func (c *connActor) changeEndpoints(ctx actor.Context, m *ChangeEndpoints) {
+	c.refreshAddrs(ctx, "QUIC session migrated") // the sets and the info follow a migration
 	s := c.endpoints(ctx)
 	if len(m.Endpoints) == 0 {
 		ctx.Respond(&EndpointSets{Remotes: s.remotes, Locals: s.locals, Info: c.info()})
@@ -164,29 +174,43 @@ func (c *connActor) changeEndpoints(ctx actor.Context, m *ChangeEndpoints) {
 		}
 		c.abort(ctx, &EndpointRemovedError{Endpoint: endpointName(inUse), Reason: "no remote endpoint left"})
 	case inUse != nil:
-		c.switchPath(ctx, &EndpointRemovedError{Endpoint: endpointName(inUse), Local: m.Local})
+		removedErr := &EndpointRemovedError{Endpoint: endpointName(inUse), Local: m.Local}
+		if m.Local && c.migrate(ctx, s, nil, &migrateDone{removed: removedErr}) {
+			return // a QUIC session moves to the next local endpoint (migrateDone)
+		}
+		if m.Local && c.migratingNow(ctx) {
+			return // the migration under way leaves the endpoint
+		}
+		c.switchPath(ctx, removedErr)
 	}
 }
 
 // switchPath follows the removal of the endpoint in use: a connection
 // with a re-establishment policy is established again over its remaining
 // endpoints at once (a switch is no failure: no backoff wait); any other
-// is aborted.
+// is aborted. A Reason already in err (a failed migration) comes first.
 func (c *connActor) switchPath(ctx actor.Context, err *EndpointRemovedError) {
+	pre := err.Reason
+	reason := func(r string) string {
+		if pre != "" {
+			return pre + "; " + r
+		}
+		return r
+	}
 	switch {
 	case c.spec.passive != nil:
-		err.Reason = "a received connection is not re-established"
+		err.Reason = reason("a received connection is not re-established")
 	case c.spec.cfg.Reestablish == nil:
-		err.Reason = "no re-establishment policy"
+		err.Reason = reason("no re-establishment policy")
 	default:
 		sw := *err
-		sw.Reason = "switching to the other endpoints"
+		sw.Reason = reason("switching to the other endpoints")
 		if c.reestablish(ctx, &sw) {
 			c.closeGen++ // the backoff timer's reestablishNow is now stale
 			ctx.Send(ctx.Self(), &reestablishNow{gen: c.closeGen})
 			return
 		}
-		err.Reason = "re-establishment not possible"
+		err.Reason = reason("re-establishment not possible")
 	}
 	c.abort(ctx, err)
 }
@@ -286,4 +310,236 @@ func endpointName(e *messages.Endpoint) string {
 		host = "%" + e.Interface
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(e.Port)))
+}
+
+// QUIC connection migration (RFC 9000 §9). When the local endpoint in use
+// is removed (and another local endpoint is in the set), or the route
+// monitor finds the path lost (and another local endpoint of the set has
+// a usable address), an initiated connection on a QUIC session moves the
+// session to the next local endpoint instead of being re-established or
+// aborted: a goroutine opens a UDP socket bound to it (with the socket
+// options of the original), probes the new path and switches to it
+// (stacks.Migrator), and reports with a migrateDone. Every stream of the
+// session, so every member of the group sharing it, carries on: no
+// message is lost, there is no Reestablishing event, and PathChange
+// reports the new local address. The connection stays Established and
+// keeps sending on the old path while the new one is probed; when the
+// migration fails it falls back to what it would have done without it
+// (switchPath; re-establishment after a path loss). The other members of
+// the group read their addresses again (sessionMigrated) and raise
+// PathChange too; their endpoint sets are their own and do not change.
+// The accepting side cannot migrate (quic-go: a server cannot); its
+// connections see the peer's new address when they next read their
+// addresses (refreshAddrs: ConnectionInfo, Endpoints, a route monitor
+// burst), which raises PathChange.
+
+// migrateTimeout bounds a whole migration (resolution, bind, probe).
+const migrateTimeout = 10 * time.Second
+
+// connection actor messages of the migration
+type (
+	// migrateDone: the migration goroutine ended.
+	migrateDone struct {
+		tgen   uint64
+		target *messages.Endpoint // the local endpoint migrated to
+		local  net.Addr           // the new local address (nil: failed)
+		err    error
+		// what started it, and so what to do when it fails: the removal
+		// of the local endpoint in use (switchPath), or a lost path
+		// (re-establishment)
+		removed *EndpointRemovedError
+		lost    error
+	}
+	// sessionMigrated: a member of the group migrated its QUIC session,
+	// which this member's stream may belong to.
+	sessionMigrated struct{}
+)
+
+func (m *migrateDone) transportGen() uint64 { return m.tgen }
+
+// migratingNow tells whether a migration of the current transport runs.
+func (c *connActor) migratingNow(ctx actor.Context) bool {
+	s, ok := ctx.Get(endpointsExtID).(*endpointSets)
+	return ok && s.migrating && s.migratingGen == c.tgen
+}
+
+// migrate starts the migration of an initiated connection's QUIC session
+// to the first local endpoint of the set it can move to (not the current
+// address, the remote's family; with usable, after a path loss: an IP
+// address in usable); false when there is none or the transport cannot
+// migrate. done says what started it.
+func (c *connActor) migrate(ctx actor.Context, s *endpointSets, usable map[netip.Addr]bool, done *migrateDone) bool {
+	if c.state != Established || c.t == nil || c.spec.passive != nil || c.closeAsked || c.migratingNow(ctx) {
+		return false
+	}
+	mg, ok := c.t.(stacks.Migrator)
+	if !ok || !mg.CanMigrate() {
+		return false
+	}
+	cur, _ := stacks.AddrPortOf(c.local)
+	rem, ok := stacks.AddrPortOf(c.remote)
+	if !ok {
+		return false
+	}
+	lost := done.lost != nil
+	var target *messages.Endpoint
+	for _, e := range s.locals {
+		if migrationTarget(e, cur.Addr(), rem.Addr(), usable, lost) {
+			target = e
+			break
+		}
+	}
+	if target == nil {
+		return false
+	}
+	s.migrating, s.migratingGen = true, c.tgen
+	done.tgen, done.target = c.tgen, target
+	resolver := c.spec.cfg.Resolver
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrating", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+		Stack: c.stack, Local: endpointName(target)})
+	go func() {
+		mctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+		defer cancel()
+		local, err := migrationAddr(mctx, resolver, target, rem.Addr())
+		if err == nil {
+			done.local, err = mg.Migrate(mctx, local, target.Interface)
+		}
+		done.err = err
+		root.Send(self, done)
+	}()
+	return true
+}
+
+// migrationTarget tells whether a connection on cur to remote may migrate
+// to the local endpoint e: an IP address of remote's family other than
+// cur (after a path loss: one in usable), a host name (resolved then; not
+// after a path loss) or an interface alone.
+func migrationTarget(e *messages.Endpoint, cur, remote netip.Addr, usable map[netip.Addr]bool, lost bool) bool {
+	switch {
+	case e.Path != "":
+		return false
+	case e.IpAddress != "":
+		a, err := netip.ParseAddr(e.IpAddress)
+		if err != nil || a.Unmap().Is4() != remote.Unmap().Is4() {
+			return false
+		}
+		a = a.Unmap()
+		if a == cur.Unmap().WithZone("") {
+			return false
+		}
+		return !lost || (usable != nil && usable[a])
+	case e.HostName != "":
+		return !lost
+	}
+	return e.Interface != "" && !lost
+}
+
+// migrationAddr is the address to bind for the local endpoint e: its
+// address, or its host name's first address of remote's family, with its
+// port; none for an interface alone.
+func migrationAddr(ctx context.Context, r stacks.Resolver, e *messages.Endpoint, remote netip.Addr) (netip.AddrPort, error) {
+	port := uint16(e.Port)
+	switch {
+	case e.IpAddress != "":
+		a, err := netip.ParseAddr(e.IpAddress)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		if e.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
+			a = a.WithZone(e.Interface)
+		}
+		return netip.AddrPortFrom(a.Unmap(), port), nil
+	case e.HostName != "":
+		as, err := r.Resolve(ctx, e.HostName)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		for _, a := range as {
+			if a.Unmap().Is4() == remote.Unmap().Is4() {
+				return netip.AddrPortFrom(a.Unmap(), port), nil
+			}
+		}
+		return netip.AddrPort{}, fmt.Errorf("%s has no address of the remote's family", e.HostName)
+	}
+	return netip.AddrPortFrom(netip.Addr{}, port), nil
+}
+
+// migrated handles migrateDone (of the current transport: the message is
+// dropped otherwise).
+func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
+	s := c.endpoints(ctx)
+	s.migrating = false
+	if c.state != Established || c.t == nil {
+		return // closing: the path does not matter any more
+	}
+	if m.err != nil {
+		c.logger().Debug("migration failed", "to", endpointName(m.target), "error", m.err.Error())
+		c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "MigrationFailed", ConnectionId: c.spec.id,
+			GroupId: c.spec.groupID, Stack: c.stack, Local: endpointName(m.target), Error: m.err.Error()})
+		switch {
+		case m.removed != nil:
+			m.removed.Reason = "migration to " + endpointName(m.target) + " failed (" + m.err.Error() + ")"
+			c.switchPath(ctx, m.removed)
+		case m.lost != nil:
+			c.reestablish(ctx, m.lost)
+		}
+		return
+	}
+	c.local = m.local
+	s.firstBound = len(s.locals) > 0 && sameEndpoint(s.locals[0], m.target)
+	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrated", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+		Stack: c.stack, Local: c.local.String()})
+	c.pathMoved("QUIC migration to " + c.local.String())
+	if c.left {
+		return // a group of one
+	}
+	f := ctx.RequestFuture(c.spec.group, &messages.ListGroupMembers{}, 5*time.Second)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		gm, ok := res.(*GroupMembers)
+		if err != nil || !ok {
+			return
+		}
+		for _, mb := range gm.Members {
+			if !mb.PID.Equal(ctx.Self()) {
+				ctx.Send(mb.PID, &sessionMigrated{})
+			}
+		}
+	})
+}
+
+// refreshAddrs reads the addresses of a QUIC transport again: a
+// migration moved its session (this side's, made by another member of
+// the group; or, on the accepting side, the peer's). A change updates the
+// connection's addresses (a received connection's remote set: its peer)
+// and raises PathChange.
+func (c *connActor) refreshAddrs(ctx actor.Context, why string) {
+	if c.state != Established || c.t == nil {
+		return
+	}
+	if _, ok := c.t.(stacks.Migrator); !ok {
+		return
+	}
+	local, remote := c.t.LocalAddr(), c.t.RemoteAddr()
+	if sameAddr(local, c.local) && sameAddr(remote, c.remote) {
+		return
+	}
+	if c.spec.passive != nil && c.remote != nil && !sameAddr(remote, c.remote) {
+		s := c.endpoints(ctx) // made from the old peer address, if not yet
+		old := endpointOf(c.remote)
+		if i := slices.IndexFunc(s.remotes, func(e *messages.Endpoint) bool { return sameEndpoint(e, old) }); i >= 0 {
+			rs := slices.Clone(s.remotes) // replies share the old array
+			rs[i] = endpointOf(remote)
+			s.remotes = rs
+		}
+	}
+	c.local, c.remote = local, remote
+	c.pathMoved(why)
+}
+
+func sameAddr(a, b net.Addr) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.String() == b.String()
 }

@@ -619,6 +619,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 			c.finish(ctx)
 		}
 	case *messages.GetConnectionInfo:
+		c.refreshAddrs(ctx, "QUIC session migrated") // conn_endpoints.go
 		ctx.Respond(c.info())
 	case *ChangeEndpoints: // conn_endpoints.go
 		c.changeEndpoints(ctx, m)
@@ -653,7 +654,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		ctx.Forward(c.spec.group)
 	case *pacedFlush, *sockTick, *softErrorIn, *refusedDatagrams:
 		c.sockReceive(ctx, m)
-	case *pathCheck, *pathHandlerChanged:
+	case *pathCheck, *pathHandlerChanged, *migrateDone, *sessionMigrated:
 		c.pathReceive(ctx, m)
 	case error: // last: an interface case (a reply to rejoin.go's OpenStream)
 		c.rejoinReceive(ctx, m)

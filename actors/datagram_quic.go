@@ -30,6 +30,15 @@ import (
 // its end; on a connection without a framer the stream is one message, so
 // they wait for the stream to end unless they come before any stream data).
 //
+// Datagrams belong to the QUIC session, not to a stream: every connection
+// of the group (its first stream, its Clones, the peer's streams received
+// into it) may send them, and each runs a datagram reader, but only one
+// reads at a time: the oldest live stream Transport (stacks: the others'
+// ReceiveDatagram waits for its turn). When that stream's Transport closes
+// or aborts, the next oldest one reads, so the datagrams reach that
+// connection's actor and the group keeps receiving unreliable messages;
+// only with no stream left are they dropped.
+//
 // Each datagram sent or received is traced (System tracer) as Kind
 // "datagram", Event "Sent" or "Received".
 
@@ -47,7 +56,8 @@ type quicDgrams struct {
 }
 
 // startQUICDatagrams starts the datagram reader of a transport that has
-// QUIC datagrams negotiated with the peer.
+// QUIC datagrams negotiated with the peer. It waits in ReceiveDatagram
+// until its stream Transport's turn to read the session's datagrams comes.
 func (c *connActor) startQUICDatagrams(ctx actor.Context) {
 	dg, ok := c.t.(stacks.Datagrams)
 	if !ok {

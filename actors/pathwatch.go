@@ -156,6 +156,7 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 		if p == nil || !p.watched || c.state != Established || c.t == nil {
 			return
 		}
+		c.refreshAddrs(ctx, "QUIC session migrated") // conn_endpoints.go
 		want, guard := c.link.hasPathChange(), c.guardsPath()
 		bound := ""
 		if guard {
@@ -177,10 +178,43 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 			return
 		}
 		if why, lost := stacks.PathLost(r, bound, m.usable); lost {
+			if c.migratingNow(ctx) {
+				return // the migration under way leaves the path (or fails: re-establishment)
+			}
+			err := fmt.Errorf("%w: %s", ErrPathLost, why)
+			if c.migrate(ctx, c.endpoints(ctx), m.usable, &migrateDone{lost: err}) {
+				c.logger().Debug("path lost: migrating the QUIC session", "why", why)
+				return // conn_endpoints.go
+			}
 			c.logger().Debug("path lost: re-establishing", "why", why)
-			c.reestablish(ctx, fmt.Errorf("%w: %s", ErrPathLost, why))
+			c.reestablish(ctx, err)
 		}
+	case *migrateDone: // conn_endpoints.go
+		c.migrated(ctx, m)
+	case *sessionMigrated:
+		c.refreshAddrs(ctx, "QUIC session migrated by another member of the group")
 	}
+}
+
+// pathMoved: the transport's addresses changed under it (a QUIC
+// migration, conn_endpoints.go): PathChange, with a new reading.
+func (c *connActor) pathMoved(why string) {
+	want := c.link.hasPathChange()
+	p := c.path
+	if p == nil {
+		if !want {
+			return
+		}
+		p = &pathState{}
+		c.path = p
+	}
+	p.addrs = stacks.AddrReading(c.local, c.remote)
+	r := p.addrs
+	if want {
+		p.last = stacks.ReadPath(c.t, c.local, c.remote)
+		r = p.last
+	}
+	c.pathChanged(r, why)
 }
 
 // pathMonitor is a System's route monitor and the connections it watches

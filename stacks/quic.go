@@ -132,14 +132,14 @@ func quicConfig(opts Options) *quic.Config {
 // a DSCP is set: quic-go writes the ECN bits per packet through IP_TOS /
 // IPV6_TCLASS control messages, which would clear the DSCP. Such
 // connections therefore run without ECN, GSO and path MTU discovery.
-func quicPacketConn(udp *net.UDPConn, opts Options) net.PacketConn {
+func quicPacketConn(udp quicUDP, opts Options) net.PacketConn {
 	if opts.DSCP == 0 {
 		return udp
 	}
 	return plainPacketConn{udp}
 }
 
-type plainPacketConn struct{ udp *net.UDPConn }
+type plainPacketConn struct{ udp quicUDP }
 
 // plainPacketConn exposes only these methods of the socket to quic-go.
 func (c plainPacketConn) ReadFrom(b []byte) (int, net.Addr, error)  { return c.udp.ReadFrom(b) }
@@ -180,12 +180,15 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	if err != nil {
 		return nil, err
 	}
-	tr := &quic.Transport{Conn: quicPacketConn(udp, opts)}
-	release := func() {
-		_ = tr.Close()
-		_ = udp.Close()
-	}
+	// the socket and its Transport are the connection's first path; a
+	// migration replaces them (quic_migrate.go)
+	sock := newQUICSocket(udp)
+	sock.tr = &quic.Transport{Conn: quicPacketConn(sock, opts)}
+	tr := sock.tr
 	ra := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()))
+	dp := &quicDialPath{remote: ra}
+	dp.cur.Store(sock)
+	release := dp.release
 	var conn *quic.Conn
 	if cfg.ClientSessionCache != nil && opts.EarlyData {
 		conn, err = tr.DialEarly(ctx, ra, cfg, quicConfig(opts))
@@ -197,6 +200,7 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		return nil, wrapQUICHandshake(remote.String(), err)
 	}
 	qc := newQUICConn(conn, udp, opts, release, nil)
+	qc.dial = dp
 	var s *quicStream
 	if opts.SendOnly {
 		var str *quic.SendStream
@@ -234,7 +238,8 @@ func wrapQUICHandshake(remote string, err error) error {
 // it meanwhile (context.AfterFunc, and time.AfterFunc for the linger).
 type quicConn struct {
 	conn    *quic.Conn
-	udp     *net.UDPConn // for Info
+	udp     *net.UDPConn  // for Info (a dialed connection's: dial.cur, see socket)
+	dial    *quicDialPath // this side dialed the connection: it may migrate (quic_migrate.go)
 	opts    Options
 	release func()
 	done    chan struct{} // closed when the connection ended and was released
@@ -254,7 +259,7 @@ type quicConn struct {
 	streamless *time.Timer
 	idleGen    uint64
 
-	dgramTaken bool // a stream Transport has the datagrams (stream)
+	dgram quicDatagramReaders // which stream Transport reads the peer's datagrams
 
 	// acceptTurn is held by the one accept running; it guards backlog,
 	// the peer's streams accepted but not returned yet
@@ -356,13 +361,13 @@ func (c *quicConn) add(s *quicStream) Transport {
 	c.streams++
 	c.used = true
 	c.stopStreamless()
-	// datagrams belong to the connection, not a stream: the first stream
-	// Transport (Dial's, or the one Accept returns) has them
-	dgram := c.opts.QUICDatagrams && !c.dgramTaken
-	c.dgramTaken = c.dgramTaken || dgram
 	c.mu.Unlock()
 	s.c = c
-	if dgram {
+	if c.opts.QUICDatagrams {
+		// datagrams belong to the connection, not a stream: every stream
+		// Transport sends them, the oldest live one reads them
+		// (quicDatagramReaders)
+		c.dgram.add(s)
 		return &quicDatagramStream{quicStream: s}
 	}
 	return s
@@ -804,8 +809,8 @@ func gather(dst []byte, b net.Buffers, n int) []byte {
 	return j
 }
 
-func (s *quicStream) LocalAddr() net.Addr  { return s.c.conn.LocalAddr() }
-func (s *quicStream) RemoteAddr() net.Addr { return s.c.conn.RemoteAddr() }
+func (s *quicStream) LocalAddr() net.Addr  { return s.c.localAddr() }
+func (s *quicStream) RemoteAddr() net.Addr { return s.c.remoteAddr() }
 
 // Read reads the stream and notes when it reaches the peer's FIN; a stream
 // that only sends reads io.EOF at once.
@@ -909,6 +914,7 @@ func (s *quicStream) Close() error {
 			how = quicClosedActive
 		}
 		s.mu.Unlock()
+		s.c.dgram.remove(s) // the next stream Transport reads the datagrams
 		s.c.streamClosed(how)
 	})
 	return err
@@ -924,6 +930,7 @@ func (s *quicStream) Abort() error {
 		if rcv := s.recv(); rcv != nil {
 			rcv.CancelRead(quicStreamAbort)
 		}
+		s.c.dgram.remove(s) // the next stream Transport reads the datagrams
 		s.c.streamClosed(quicAborted)
 	})
 	return nil
@@ -987,7 +994,7 @@ func (s *quicStream) AcceptStream(ctx context.Context) (Transport, error) {
 
 // udpSocket is the UDP socket of the stream's connection (shared with
 // the other connections of a listener).
-func (s *quicStream) udpSocket() *net.UDPConn { return s.c.udp }
+func (s *quicStream) udpSocket() *net.UDPConn { return s.c.socket() }
 
 // Conn returns the QUIC connection the stream belongs to.
 func (s *quicStream) Conn() *quic.Conn { return s.c.conn }
@@ -998,7 +1005,7 @@ func (s *quicStream) HandshakeComplete() <-chan struct{} { return s.c.conn.Hands
 
 // Info reads the UDP socket's DSCP and the connection's TLS state.
 func (s *quicStream) Info() (TransportInfo, error) {
-	st := s.c.conn.ConnectionState()
+	st := s.c.connectionState() // quic_migrate.go
 	info := TransportInfo{
 		Stack:         "quic",
 		SendMsgMaxLen: MaxLen{Unlimited: true},
@@ -1017,7 +1024,7 @@ func (s *quicStream) Info() (TransportInfo, error) {
 	if s.c.conn.Context().Err() != nil {
 		return info, net.ErrClosed
 	}
-	rc, err := s.c.udp.SyscallConn()
+	rc, err := s.c.socket().SyscallConn()
 	if err != nil {
 		return info, err
 	}
@@ -1033,9 +1040,12 @@ type quicDatagramStream struct{ *quicStream }
 // ErrDatagramsNotNegotiated.
 func (s *quicDatagramStream) SendDatagram(p []byte) error { return s.sendDatagram(p) }
 
-// ReceiveDatagram waits for the next QUIC datagram.
+// ReceiveDatagram waits for the next QUIC datagram of the connection, and
+// meanwhile for this stream Transport's turn to read them: the oldest live
+// one reads (quicDatagramReaders). Once the Transport is closed it fails
+// with net.ErrClosed.
 func (s *quicDatagramStream) ReceiveDatagram(ctx context.Context) ([]byte, error) {
-	return s.c.conn.ReceiveDatagram(ctx)
+	return s.c.dgram.receive(ctx, s.c.conn, s.quicStream)
 }
 
 func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {

@@ -1,8 +1,12 @@
 package stacks
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
+	"sync"
 
 	"github.com/quic-go/quic-go"
 )
@@ -26,7 +30,7 @@ type DatagramSupport interface {
 
 // DatagramsNegotiated is true when both ends enabled QUIC datagrams.
 func (s *quicDatagramStream) DatagramsNegotiated() bool {
-	st := s.c.conn.ConnectionState()
+	st := s.c.connectionState() // quic_migrate.go: not raced by a path switch
 	return st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote
 }
 
@@ -42,6 +46,114 @@ func (s *quicDatagramStream) sendDatagram(p []byte) error {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrDatagramTooLarge, len(p), tl.MaxDatagramPayloadSize)
 	}
 	return err
+}
+
+// quicDatagramReaders tells which stream Transport of a QUIC connection
+// reads the peer's datagrams. Datagrams belong to the connection, not to a
+// stream (RFC 9221): every stream Transport of a connection with
+// Options.QUICDatagrams may send them, and the oldest live one reads them.
+// When it closes (or aborts), the next oldest takes them over, with any
+// datagram its predecessor read but did not return, so that the streams
+// of a connection group go on receiving unreliable messages. Only while no
+// stream Transport is left are they not read (quic-go queues a few, then
+// drops them).
+type quicDatagramReaders struct {
+	mu      sync.Mutex
+	readers []*quicStream // the live stream Transports, oldest first: readers[0] reads
+	held    [][]byte      // read by a former reader after it lost its turn, for readers[0]
+	// turn ends whenever readers[0] or held may have changed: the
+	// Transports waiting for their turn look again, and the reader's
+	// ReceiveDatagram returns
+	turn    context.Context
+	endTurn context.CancelFunc
+}
+
+// add makes s a reader, the one that reads if it is the only one.
+func (d *quicDatagramReaders) add(s *quicStream) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.readers = append(d.readers, s)
+	d.changed()
+}
+
+// remove drops s, a Transport that closed: the next oldest reads. With
+// no reader left, the held datagrams are dropped.
+func (d *quicDatagramReaders) remove(s *quicStream) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i := slices.Index(d.readers, s)
+	if i < 0 {
+		return
+	}
+	d.readers = slices.Delete(d.readers, i, i+1)
+	if len(d.readers) == 0 {
+		d.held = nil
+	}
+	d.changed()
+}
+
+// changed ends the current turn and starts the next (with d.mu).
+func (d *quicDatagramReaders) changed() {
+	if d.endTurn != nil {
+		d.endTurn()
+	}
+	d.turn, d.endTurn = context.WithCancel(context.Background())
+}
+
+// receive returns the next datagram of conn for s: at once if s reads
+// and one is held, else from quic-go while s reads, waiting for its turn
+// meanwhile. It fails with net.ErrClosed once s closed, with ctx's error,
+// or with the connection's.
+func (d *quicDatagramReaders) receive(ctx context.Context, conn *quic.Conn, s *quicStream) ([]byte, error) {
+	for {
+		d.mu.Lock()
+		live := slices.Contains(d.readers, s)
+		reads := live && d.readers[0] == s
+		turn := d.turn
+		if reads && len(d.held) > 0 {
+			p := d.held[0]
+			d.held[0] = nil
+			d.held = d.held[1:]
+			d.mu.Unlock()
+			return p, nil
+		}
+		d.mu.Unlock()
+		switch {
+		case !live:
+			return nil, net.ErrClosed
+		case !reads:
+			select {
+			case <-turn.Done():
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-conn.Context().Done():
+				return nil, context.Cause(conn.Context())
+			}
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(turn, cancel)
+		p, err := conn.ReceiveDatagram(rctx)
+		stop()
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && conn.Context().Err() == nil && turn.Err() != nil {
+				continue // the turn ended: look again
+			}
+			return nil, err
+		}
+		d.mu.Lock()
+		if len(d.readers) > 0 && d.readers[0] == s {
+			d.mu.Unlock()
+			return p, nil
+		}
+		// s lost its turn while it read p: p is the next reader's
+		if len(d.readers) > 0 {
+			d.held = append(d.held, p)
+			d.changed()
+		}
+		d.mu.Unlock()
+	}
 }
 
 // EarlyReader is implemented by Transports that can tell early data (0-RTT)

@@ -80,6 +80,29 @@ func (c *Connection) AddLocal(ctx context.Context, locals ...*LocalEndpoint) err
 // it. Removing the one in use re-establishes a connection with
 // WithReestablishment (from the next local endpoint, or any address when
 // none is left) and aborts any other with an *EndpointRemovedError.
+//
+// A connection this side initiated over QUIC migrates instead (RFC 9000
+// §9), with or without WithReestablishment, when another local endpoint
+// is left in the set (an IP address of the remote's family other than the
+// current one, a host name, or an interface): its session moves to a new
+// UDP socket bound to the first such endpoint (with the original socket's
+// options), once a probe of the new path (at most 5 s) is answered; the
+// old socket is then closed. Every stream of the session carries on, so
+// every member of the connection group sharing it: nothing is lost, there
+// is no Reestablishing event, the connection stays Established (and keeps
+// sending on the old path while the new one is probed), and OnPathChange
+// fires with the new local address, on this connection and on the other
+// members of the group on the same session (their endpoint sets are their
+// own and do not change). When the probe or the bind fails, the removal
+// has the effect above, and the *EndpointRemovedError's Reason says that
+// the migration failed. The route monitor's path loss (OnPathChange; only
+// for connections with WithReestablishment) migrates the same way when
+// another local endpoint of the set has an IP address that is up. The
+// accepting side cannot migrate (RemoveLocal there aborts as before); its
+// connections see the peer's new address (ConnectionInfo's remote
+// endpoint, Endpoints' remote set, and one PathChange) when they next read
+// their addresses: on GetProperties, Endpoints, or a route-monitor burst
+// (quic-go reports no migration).
 func (c *Connection) RemoveLocal(ctx context.Context, locals ...*LocalEndpoint) error {
 	eps, err := localMessages(locals)
 	if err != nil {

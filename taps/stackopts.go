@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/gotaps/gotaps/actors"
@@ -139,9 +140,22 @@ func (s *System) sessionCache() tls.ClientSessionCache {
 // errNoIdentity: a secure Listener needs a certificate.
 var errNoIdentity = errors.New("a secure listener needs a local identity (SecurityParameters.SetIdentity)")
 
+// recoverCallback, deferred by a wrapper of an application's TLS callback,
+// makes a panic of that callback its error, a *stacks.TLSCallbackPanicError:
+// crypto/tls then fails the handshake with it. Over QUIC the handshake runs
+// on goroutines of crypto/tls and quic-go, where a panic would end the
+// process; over TCP the TLS stack's own recover is then not needed.
+func recoverCallback(err *error) {
+	if p := recover(); p != nil {
+		*err = &stacks.TLSCallbackPanicError{Value: p, Stack: debug.Stack()}
+	}
+}
+
 // tlsConfig builds the TLS configuration of a Preconnection's security
 // parameters for one role. It returns nil when sec does not allow
-// security.
+// security. The application's callbacks (trust verification, identity
+// challenge) are wrapped by recoverCallback, so that a panicking callback
+// fails the handshake on every stack instead of crashing the process.
 func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) (*tls.Config, error) {
 	if sec == nil || sec.Mode() == SecurityDisabled {
 		return nil, nil
@@ -158,7 +172,10 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 		c.MinVersion = tls.VersionTLS12
 	}
 	if verify := sec.verify; verify != nil {
-		c.VerifyConnection = verify
+		c.VerifyConnection = func(cs tls.ConnectionState) (err error) {
+			defer recoverCallback(&err)
+			return verify(cs)
+		}
 	}
 	if listen {
 		if len(sec.identity) == 0 {
@@ -178,7 +195,10 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 		c.Certificates = append([]tls.Certificate(nil), sec.identity...)
 	}
 	if ch := sec.challenge; ch != nil {
-		c.GetClientCertificate = ch
+		c.GetClientCertificate = func(info *tls.CertificateRequestInfo) (cert *tls.Certificate, err error) {
+			defer recoverCallback(&err)
+			return ch(info)
+		}
 	}
 	if sec.mode == SecurityOpportunistic {
 		// opportunistic security is unauthenticated (RFC 7435): a server

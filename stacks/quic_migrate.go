@@ -1,0 +1,311 @@
+package stacks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
+)
+
+// QUIC connection migration (RFC 9000 §9) on the side that dialed: the
+// connection moves, with every stream of it, to a new UDP socket bound to
+// another local address. quic-go lets only the client migrate
+// ((*quic.Conn).AddPath); the server follows (its Conn.RemoteAddr becomes
+// the client's new address once that path carries non-probing packets).
+
+// Migrator is implemented by the stream Transports of a QUIC connection.
+// It is safe to call its methods concurrently with the Transport's.
+type Migrator interface {
+	// CanMigrate reports whether this side may migrate the connection: it
+	// dialed it (quic-go: a server cannot initiate a migration). The peer
+	// may still have disabled active migration (Migrate then fails).
+	CanMigrate() bool
+	// Migrate moves the whole connection (every stream of it) to a new UDP
+	// socket bound to local (an invalid local: the wildcard address of the
+	// peer's family, an ephemeral port) with the socket options of the
+	// socket Dial made; iface, when not empty, replaces the interface
+	// binding (Options.Interface). It probes the new path (PATH_CHALLENGE,
+	// RFC 9000 §8.2) for at most QUICProbeTimeout or until ctx is done,
+	// then switches to it and closes the old socket; it returns the new
+	// local address. On failure the connection stays on its old path,
+	// untouched. One migration runs at a time (another waits for it).
+	Migrate(ctx context.Context, local netip.AddrPort, iface string) (net.Addr, error)
+}
+
+// QUICProbeTimeout bounds the probing of a new path by Migrate: three
+// probe timeouts of the connection, at least QUICMinProbe and at most
+// QUICMaxProbe.
+const (
+	QUICMinProbe = time.Second
+	QUICMaxProbe = 5 * time.Second
+)
+
+// ErrMigrationNotPossible: the connection cannot migrate (this side did
+// not dial it, or it has ended).
+var ErrMigrationNotPossible = errors.New("QUIC connection migration not possible")
+
+// quicUDP is what a quic.Transport is given to read and write: the UDP
+// socket, or (dialed connections) the quicSocket over it.
+type quicUDP interface {
+	net.PacketConn
+	SetReadBuffer(int) error
+	SetWriteBuffer(int) error
+}
+
+// quicSocket is the UDP socket of a connection this side dialed, as its
+// quic.Transport reads it. quic-go registers the connection with every
+// Transport it used (the first one, and each path's); closing such a
+// Transport, or a read error on it, destroys the connection. A socket the
+// connection migrated away from is therefore retired rather than closed
+// with its Transport: its file descriptor is closed at once, and its
+// Transport's reads (which then fail) wait until the Transport is closed
+// with the connection (release).
+type quicSocket struct {
+	*net.UDPConn
+	batch   *ipv4.PacketConn // recvmmsg, as quic-go does for a *net.UDPConn
+	tr      *quic.Transport
+	retired atomic.Bool
+	stop    chan struct{} // closed once a retired socket's reads may return
+	once    sync.Once
+}
+
+func newQUICSocket(udp *net.UDPConn) *quicSocket {
+	return &quicSocket{UDPConn: udp, batch: ipv4.NewPacketConn(udp), stop: make(chan struct{})}
+}
+
+// held makes a read that failed on a retired socket wait for the end.
+func (s *quicSocket) held(err error) error {
+	if err != nil && s.retired.Load() {
+		<-s.stop
+	}
+	return err
+}
+
+// ReadBatch is quic-go's batch read (its batchConn).
+func (s *quicSocket) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	n, err := s.batch.ReadBatch(ms, flags)
+	return n, s.held(err)
+}
+
+func (s *quicSocket) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, a, err := s.UDPConn.ReadFrom(b)
+	return n, a, s.held(err)
+}
+
+func (s *quicSocket) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	n, oobn, flags, addr, err = s.UDPConn.ReadMsgUDP(b, oob)
+	return n, oobn, flags, addr, s.held(err)
+}
+
+// WriteMsgUDP and WriteTo: a retired socket's writes are dropped, not
+// failed. A migration closes the old socket as soon as Switch returns,
+// but quic-go switches on its run loop and drains the old send queue
+// after it; a write error there would destroy the connection. What is
+// dropped is lost on the old path, and sent again on the new one.
+func (s *quicSocket) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	if !s.retired.Load() {
+		if n, oobn, err = s.UDPConn.WriteMsgUDP(b, oob, addr); err == nil || !s.retired.Load() {
+			return n, oobn, err
+		}
+	}
+	return len(b), len(oob), nil
+}
+
+func (s *quicSocket) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if !s.retired.Load() {
+		if n, err := s.UDPConn.WriteTo(b, addr); err == nil || !s.retired.Load() {
+			return n, err
+		}
+	}
+	return len(b), nil
+}
+
+// SetReadDeadline: quic-go's Transport.Close sets one to end its reads;
+// on a retired socket it lets them return.
+func (s *quicSocket) SetReadDeadline(t time.Time) error {
+	if s.retired.Load() {
+		s.unhold()
+		return nil
+	}
+	return s.UDPConn.SetReadDeadline(t)
+}
+
+func (s *quicSocket) unhold() { s.once.Do(func() { close(s.stop) }) }
+
+// retire closes the socket's file descriptor; its Transport stays until
+// close.
+func (s *quicSocket) retire() {
+	s.retired.Store(true) // before the reads fail
+	_ = s.UDPConn.Close()
+}
+
+// close closes the Transport and the socket.
+func (s *quicSocket) close() {
+	_ = s.tr.Close()
+	s.unhold()
+	_ = s.UDPConn.Close()
+}
+
+// quicDialPath is the path state of a connection this side dialed.
+type quicDialPath struct {
+	remote net.Addr // the peer (quic-go's Conn.RemoteAddr reads a field a migration rewrites)
+
+	mig     sync.Mutex // one migration at a time
+	cur     atomic.Pointer[quicSocket]
+	mu      sync.Mutex    // guards retired and released
+	retired []*quicSocket // sockets left by migrations (and failed probes)
+	// released: the connection ended and its sockets were closed
+	released bool
+	// state is the connection's ConnectionState, taken before the first
+	// migration: quic-go's ConnectionState reads a field its run loop
+	// rewrites when it switches paths. stateMu orders the live reads
+	// before it is taken.
+	stateMu sync.RWMutex
+	state   atomic.Pointer[quic.ConnectionState]
+}
+
+// connectionState is conn.ConnectionState, safe against a migration.
+func (c *quicConn) connectionState() quic.ConnectionState {
+	d := c.dial
+	if d == nil {
+		return c.conn.ConnectionState()
+	}
+	if st := d.state.Load(); st != nil {
+		return *st
+	}
+	d.stateMu.RLock()
+	defer d.stateMu.RUnlock()
+	if st := d.state.Load(); st != nil {
+		return *st
+	}
+	return c.conn.ConnectionState()
+}
+
+// release closes every socket of the connection (it has ended).
+func (d *quicDialPath) release() {
+	d.mu.Lock()
+	d.released = true
+	socks := append(d.retired, d.cur.Load())
+	d.retired = nil
+	d.mu.Unlock()
+	for _, s := range socks {
+		s.close()
+	}
+}
+
+// keep retires s, or closes it when the connection has ended.
+func (d *quicDialPath) keep(s *quicSocket) {
+	d.mu.Lock()
+	if !d.released {
+		s.retire()
+		d.retired = append(d.retired, s)
+		s = nil
+	}
+	d.mu.Unlock()
+	if s != nil {
+		s.close()
+	}
+}
+
+// socket is the UDP socket the connection uses now.
+func (c *quicConn) socket() *net.UDPConn {
+	if c.dial != nil {
+		return c.dial.cur.Load().UDPConn
+	}
+	return c.udp
+}
+
+func (c *quicConn) localAddr() net.Addr {
+	if c.dial != nil {
+		return c.dial.cur.Load().LocalAddr()
+	}
+	return c.conn.LocalAddr()
+}
+
+func (c *quicConn) remoteAddr() net.Addr {
+	if c.dial != nil {
+		return c.dial.remote
+	}
+	return c.conn.RemoteAddr() // the server's: atomic in quic-go, follows the client's migration
+}
+
+// CanMigrate implements Migrator.
+func (s *quicStream) CanMigrate() bool { return s.c.dial != nil }
+
+// Migrate implements Migrator.
+func (s *quicStream) Migrate(ctx context.Context, local netip.AddrPort, iface string) (net.Addr, error) {
+	return s.c.migrate(ctx, local, iface)
+}
+
+func (c *quicConn) migrate(ctx context.Context, local netip.AddrPort, iface string) (net.Addr, error) {
+	d := c.dial
+	if d == nil {
+		return nil, fmt.Errorf("%w: a server cannot initiate a migration", ErrMigrationNotPossible)
+	}
+	d.mig.Lock()
+	defer d.mig.Unlock()
+	if c.conn.Context().Err() != nil {
+		return nil, fmt.Errorf("%w: the connection has ended", ErrMigrationNotPossible)
+	}
+	if d.state.Load() == nil { // before any switch: see connectionState
+		d.stateMu.Lock()
+		st := c.conn.ConnectionState()
+		d.state.Store(&st)
+		d.stateMu.Unlock()
+	}
+	opts := c.opts
+	if iface != "" {
+		opts.Interface = iface
+	}
+	if !local.IsValid() {
+		wild := netip.IPv6Unspecified()
+		if ra, ok := AddrPortOf(d.remote); ok && ra.Addr().Unmap().Is4() {
+			wild = netip.IPv4Unspecified()
+		}
+		local = netip.AddrPortFrom(wild, local.Port())
+	}
+	opts.Local = local
+	udp, err := listenUDPFor(ctx, opts, local)
+	if err != nil {
+		return nil, err
+	}
+	sock := newQUICSocket(udp)
+	sock.tr = &quic.Transport{Conn: quicPacketConn(sock, opts)}
+	path, err := c.conn.AddPath(sock.tr)
+	if err != nil {
+		sock.close() // never registered with the connection
+		return nil, err
+	}
+	s := c.conn.ConnectionStats()
+	bound := min(max(3*(s.SmoothedRTT+4*s.MeanDeviation+25*time.Millisecond), QUICMinProbe), QUICMaxProbe)
+	pctx, cancel := context.WithTimeoutCause(ctx, bound, errors.New("no answer on the new path"))
+	stop := context.AfterFunc(c.conn.Context(), cancel)
+	err = path.Probe(pctx)
+	stop()
+	cancel()
+	if err == nil {
+		err = path.Switch()
+	}
+	if err != nil {
+		_ = path.Close()
+		d.keep(sock) // a PATH_CHALLENGE registered the connection with it
+		return nil, fmt.Errorf("probing the path from %v: %w", local, err)
+	}
+	d.mu.Lock()
+	if d.released { // it ended meanwhile: nothing to switch
+		d.mu.Unlock()
+		sock.close()
+		return nil, fmt.Errorf("%w: the connection has ended", ErrMigrationNotPossible)
+	}
+	old := d.cur.Swap(sock)
+	d.mu.Unlock()
+	d.keep(old)
+	return udp.LocalAddr(), nil
+}

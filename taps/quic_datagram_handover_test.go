@@ -1,0 +1,84 @@
+package taps
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// TestQUICDatagramsHandedToACloneWhenTheFirstStreamCloses: QUIC datagrams
+// belong to the session, not to a stream. When the first stream (the one
+// that read them) closes while a Clone of its group lives, the clone
+// receives the peer's datagrams; on the peer's side, once its first stream
+// closed too, the connection of the clone's stream receives and sends
+// them. Before, only the first stream read them (and only it sent them):
+// the clone never received the datagram.
+func TestQUICDatagramsHandedToACloneWhenTheFirstStreamCloses(t *testing.T) {
+	dt := &datagramTrace{}
+	sys := newTestSystem(t, dt.option())
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	require.NoError(t, tp.Require(PerMsgReliability))
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	accept := func(c *Connection, text string) *Connection {
+		t.Helper()
+		require.NoError(t, c.Send(ctx, []byte(text), nil)) // QUIC: the peer sees the stream once data arrive
+		s, err := ln.Accept(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Abort(); <-s.Done() })
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, text, string(m.Data))
+		return s
+	}
+	// the first stream's Close does not wait for the peer's end of
+	// stream: the server's first stream stays open
+	ap := listenerAddr(t, ln)
+	cli := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
+		WithResolver(loopbackOnly), WithLingerTimeout(time.Millisecond))
+	cli.AddFramer(framers.NewLengthPrefix())
+	c, err := cli.Initiate(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Abort(); <-c.Done() })
+	s := accept(c, "first")
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { clone.Abort(); <-clone.Done() })
+	s2 := accept(clone, "clone")
+	unreliable := func() *MessageContext { return NewMessageContext().Reliable(false).Ordered(false) }
+	exchange := func(from, to *Connection, text string) {
+		t.Helper()
+		require.NoError(t, from.Send(ctx, []byte(text), unreliable()))
+		m, err := to.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, text, string(m.Data))
+	}
+
+	// the client's first stream closes; the server's first stream sends
+	require.NoError(t, c.Close())
+	<-c.Done()
+	exchange(s, clone, "to the client's clone")
+	sent, received := dt.counts()
+	require.Equal(t, 1, sent, "sent as a QUIC datagram")
+	require.Equal(t, 1, received, "received as a QUIC datagram")
+
+	// the server's first stream closes too: the clone's streams exchange
+	// datagrams
+	require.NoError(t, s.Close())
+	<-s.Done()
+	exchange(clone, s2, "to the server's clone")
+	exchange(s2, clone, "from the server's clone")
+	sent, received = dt.counts()
+	require.Equal(t, 3, sent, "sent as QUIC datagrams")
+	require.Equal(t, 3, received, "received as QUIC datagrams")
+}

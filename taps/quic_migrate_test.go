@@ -1,0 +1,115 @@
+package taps
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// udpBound reports whether a UDP socket is bound to ap: binding it fails
+// (the client's socket sets no SO_REUSEADDR).
+func udpBound(t *testing.T, ap netip.AddrPort) bool {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		require.ErrorIs(t, err, syscall.EADDRINUSE)
+		return true
+	}
+	require.NoError(t, c.Close())
+	return false
+}
+
+// quicFrom initiates a QUIC connection from the local endpoint 127.0.0.1
+// to ln, with opts.
+func quicFrom(t *testing.T, sys *System, ln *Listener, pki *testPKI, opts ...PreconnectionOption) *Connection {
+	t.Helper()
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(append([]PreconnectionOption{WithSystem(sys), WithSecurityParameters(pki.clientSec()),
+		WithTransportProperties(quicOnly(t)),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1"))}, opts...)...)
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c.Abort()
+		<-c.Done()
+	})
+	return c
+}
+
+// TestQUICRemoveLocalInUseMigratesTheSession: a QUIC connection bound to
+// 127.0.0.1, given 127.0.0.2, migrates its session there when 127.0.0.1
+// is removed: it stays Established (no Reestablishing), its stream and
+// its clone's carry on, both raise PathChange with the new local address,
+// the server's connections see the peer's new address, and the old
+// socket is closed.
+func TestQUICRemoveLocalInUseMigratesTheSession(t *testing.T) {
+	for _, policy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reestablishment=%v", policy), func(t *testing.T) {
+			ignore := goleak.IgnoreCurrent()
+			t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // last: after the system's shutdown
+			sys := newTestSystem(t)
+			ctx := testCtx(t)
+			pki := newTestPKI(t)
+			ln, accepted := quicEchoServer(t, sys, pki, quicOnly(t))
+			var opts []PreconnectionOption
+			if policy {
+				opts = append(opts, WithReestablishment(ReestablishPolicy{Initial: time.Hour}))
+			}
+			c := quicFrom(t, sys, ln, pki, opts...)
+			reestablishing, _ := epReestablishEvents(c)
+			pathChange := make(chan struct{}, 4)
+			c.OnPathChange(func(*Connection) { pathChange <- struct{}{} })
+			roundTrip(t, c, "before")
+			first := <-accepted
+			cl, err := c.Clone(ctx)
+			require.NoError(t, err)
+			clPathChange := make(chan struct{}, 4)
+			cl.OnPathChange(func(*Connection) { clPathChange <- struct{}{} })
+			roundTrip(t, cl, "clone before")
+			second := <-accepted
+			old := epAddr(t, ctx, c, true)
+			require.Equal(t, "127.0.0.1", old.Addr().String())
+			require.Equal(t, "127.0.0.1", epAddr(t, ctx, first, false).Addr().String())
+			require.True(t, udpBound(t, old))
+
+			require.NoError(t, c.AddLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.2")))
+			require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+			epAwait(t, ctx, pathChange, "PathChange")
+			if c.State() != StateEstablished {
+				<-c.Done()
+				t.Fatalf("ended: %v", c.Err())
+			}
+			now := epAddr(t, ctx, c, true)
+			require.Equal(t, "127.0.0.2", now.Addr().String())
+			roundTrip(t, c, "after")
+			roundTrip(t, cl, "clone after")
+			epAwait(t, ctx, clPathChange, "the clone's PathChange")
+			require.Equal(t, now, epAddr(t, ctx, cl, true), "the clone shares the session")
+			require.Equal(t, StateEstablished, cl.State())
+			select {
+			case err := <-reestablishing:
+				t.Fatalf("Reestablishing: %v", err)
+			default:
+			}
+			require.Equal(t, now, epAddr(t, ctx, first, false), "the server sees the peer's new address")
+			require.Equal(t, now, epAddr(t, ctx, second, false))
+			remotes, _, err := first.Endpoints(ctx)
+			require.NoError(t, err)
+			require.Equal(t, []string{now.String()}, []string{remotes[0].String()})
+			require.False(t, udpBound(t, old), "the old socket is closed")
+			_, locals, err := c.Endpoints(ctx)
+			require.NoError(t, err)
+			require.Len(t, locals, 1)
+			require.Equal(t, "127.0.0.2:0", locals[0].String())
+		})
+	}
+}
