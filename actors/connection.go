@@ -333,6 +333,14 @@ type connActor struct {
 	qd        *quicDgrams           // QUIC datagrams beside the stream (datagram_quic.go); nil without
 	dgParts   map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
 	path      *pathState            // PathChange (pathwatch.go); nil until needed
+
+	// the establishment (establish_deadline.go): the preconnection running
+	// (nil once it reported), an abort waiting for its failure, the
+	// deadline of the whole establishment
+	preconn    *actor.PID
+	abortCause error
+	estTimer   *time.Timer
+	estGen     uint64
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -538,8 +546,19 @@ func (c *connActor) Receive(ctx actor.Context) {
 	}
 	switch m := msg.(type) {
 	case *transportOffered:
+		c.preconn = nil
+		if c.abortCause != nil { // the race was won as Initiate's ctx ended
+			if t := c.link.takeTransport(); t != nil {
+				_ = t.Abort()
+			}
+			c.abort(ctx, c.abortCause)
+			return
+		}
 		c.transportOffered(ctx, m)
+	case *establishDeadline:
+		c.establishDeadlinePassed(ctx, m)
 	case *establishmentFailed:
+		c.preconn = nil
 		if f, ok := m.err.(*EstablishmentFailure); ok && f.Report != nil {
 			c.report = f.Report
 		}
@@ -612,7 +631,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.close(ctx)
 		respondIfAsked(ctx, true)
 	case *messages.AbortConnection:
-		c.abort(ctx, m.Err)
+		if !c.abortWhileRacing(ctx, m.Err) { // establish_deadline.go
+			c.abort(ctx, m.Err)
+		}
 		respondIfAsked(ctx, true)
 	case *lingerExpired:
 		if m.gen == c.closeGen && c.state == Closing {
@@ -828,7 +849,8 @@ func (c *connActor) retryNextCandidate(ctx actor.Context, err error) bool {
 // spawnPreconnection starts establishing a transport: resolution, the
 // candidate tree and the racer run in a child actor.
 func (c *connActor) spawnPreconnection(ctx actor.Context) {
-	ctx.SpawnPrefix(preconnProps(c.sys, c.spec), "preconnection")
+	c.preconn = ctx.SpawnPrefix(preconnProps(c.sys, c.spec), "preconnection")
+	c.armEstablishDeadline(ctx)
 }
 
 func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
@@ -1024,6 +1046,7 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 		return
 	}
 	c.established = time.Now()
+	c.stopEstablishDeadline()
 	c.startDirection() // before Ready: the application meets the connection unidirectional
 	c.apply(InReady, nil)
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
@@ -1953,6 +1976,7 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 }
 
 func (c *connActor) stopping() {
+	c.stopEstablishDeadline()
 	c.sockStop()
 	c.pathStop()
 	if c.linger != nil {

@@ -88,7 +88,18 @@ type resolved struct {
 	err     error
 }
 
-type establishTimeout struct{}
+// establishTimeout ends the establishment: the establishment timeout fired
+// (err nil: ErrEstablishmentTimeout), or the connection was aborted while
+// establishing (err: the abort's cause, such as Initiate's ctx ending), so
+// that the failure lists the attempts made.
+type establishTimeout struct{ err error }
+
+func (m *establishTimeout) cause() error {
+	if m.err == nil {
+		return ErrEstablishmentTimeout
+	}
+	return m.err
+}
 
 // raceDone is the racer's report to its preconnection.
 type raceDone struct {
@@ -176,7 +187,7 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 			ctx.Send(p.racer, m) // the racer answers raceDone listing its attempts
 			return
 		}
-		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: ErrEstablishmentTimeout}})
+		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: m.cause()}})
 	case *actor.Stopping:
 		if p.timer != nil {
 			p.timer.Stop()

@@ -91,7 +91,7 @@ func (r *racerActor) Receive(ctx actor.Context) {
 		r.ready(ctx, m)
 	case *establishTimeout:
 		if !r.done {
-			r.lose(ctx, ErrEstablishmentTimeout)
+			r.lose(ctx, m.cause())
 		}
 	case *actor.Terminated:
 		delete(r.pids, m.Who.Id)
@@ -246,8 +246,8 @@ func (r *racerActor) lose(ctx actor.Context, cause error) {
 			f.Attempts = append(f.Attempts, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: r.errs[i]})
 		}
 	}
-	if r.cacheKey != "" && r.report.FromCache {
-		cacheFor(r.sys).forget(r.cacheKey) // the cached winner failed too
+	if r.cacheKey != "" && r.report.FromCache && !errors.Is(cause, context.Canceled) {
+		cacheFor(r.sys).forget(r.cacheKey) // the cached winner failed too (not: the application gave up)
 	}
 	for _, pid := range ctx.Children() {
 		ctx.Stop(pid)

@@ -190,7 +190,8 @@ func WithAttemptDelay(d time.Duration) PreconnectionOption {
 }
 
 // WithEstablishmentTimeout bounds the whole establishment (the seed's
-// initiate timeout). The default 0 means only ctx bounds it.
+// initiate timeout): resolution, racing, and the framers' handshakes up to
+// Ready. The default 0 means only ctx bounds it.
 func WithEstablishmentTimeout(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.estTimeout = d }
 }
@@ -545,7 +546,8 @@ func securePref(sec *SecurityParameters) int8 {
 // Initiate establishes a Connection (active open) and returns it when it is
 // Ready. ctx bounds the establishment, not the connection: once Ready,
 // cancelling ctx has no effect. On failure it returns an
-// *EstablishmentError listing every attempt; invalid endpoints or
+// *EstablishmentError listing every attempt (also when ctx ended the race:
+// then with ReasonTimeout, unwrapping to ctx's error); invalid endpoints or
 // properties, or properties no stack satisfies, fail before any packet is
 // sent (and call the unfulfilled handler for the latter).
 func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
@@ -622,8 +624,14 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 	select {
 	case <-link.Ready():
 	case <-ctx.Done():
+		// the racer loses with ctx's error and lists its attempts
 		tell(p.sys, c.pid, &messages.AbortConnection{Err: ctx.Err()})
 		<-link.Done()
+		if err := link.EstablishmentErr(); err != nil && errors.Is(err, ctx.Err()) {
+			ee := establishmentError(err)
+			ee.Reason = ReasonTimeout
+			return nil, ee
+		}
 		return nil, &EstablishmentError{Reason: ReasonTimeout, Err: ctx.Err()}
 	}
 	if err := link.EstablishmentErr(); err != nil {

@@ -3,7 +3,6 @@ package taps
 import (
 	"context"
 	"errors"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -91,14 +90,11 @@ func TestServicePortPreconnectionReusable(t *testing.T) {
 	}
 }
 
-// Bug (not fixed: the fix needs actors/connection.go): Initiate's doc and
-// the README say the *EstablishmentError lists every attempt, and it does
-// for WithEstablishmentTimeout, but when ctx ends during racing the error
-// lists none: the refused attempt and the one still running are lost.
+// TestInitiateCtxEndListsAttempts: the *EstablishmentError of an Initiate
+// whose ctx ends during racing lists every attempt, as a
+// WithEstablishmentTimeout does (it listed none: the racer was stopped
+// with them).
 func TestInitiateCtxEndListsAttempts(t *testing.T) {
-	if !huntUnfixed {
-		t.Skip("known bug: a ctx ending during racing loses the attempts; the fix needs actors/connection.go (see report)")
-	}
 	sys := newTestSystem(t)
 	refused, dead := refusedAddr(t), deadListener(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -113,9 +109,6 @@ func TestInitiateCtxEndListsAttempts(t *testing.T) {
 	require.ErrorIs(t, ee.Attempts[0].Err, syscall.ECONNREFUSED)
 }
 
-// huntUnfixed runs the tests of bugs not fixed yet (GOTAPS_HUNT_UNFIXED=1).
-var huntUnfixed = os.Getenv("GOTAPS_HUNT_UNFIXED") != ""
-
 // handshakeFramer is a framer whose handshake never completes: it never
 // calls MakeConnectionReady (a peer that does not answer).
 type handshakeFramer struct{ framers.Framer }
@@ -124,15 +117,12 @@ func (handshakeFramer) Start(*framers.Instance)              {}
 func (f handshakeFramer) Clone() framers.Framer              { return f }
 func (handshakeFramer) HandleReceivedData(*framers.Instance) {}
 
-// Bug (not fixed: the fix needs actors/connection.go): "WithEstablishmentTimeout
-// bounds the whole establishment", but its timer lives in the
-// preconnection actor, which stops once the race is won: a framer
-// handshake (RFC 9623 §6, Ready waits for MakeConnectionReady) that never
-// completes is bounded by ctx only.
+// TestEstablishmentTimeoutCoversFramerHandshake: WithEstablishmentTimeout
+// bounds the whole establishment, a framer handshake that never completes
+// (RFC 9623 §6, Ready waits for MakeConnectionReady) included (it was
+// bounded by ctx only: the timer lived in the preconnection actor, which
+// ends with the race).
 func TestEstablishmentTimeoutCoversFramerHandshake(t *testing.T) {
-	if !huntUnfixed {
-		t.Skip("known bug: the establishment timeout stops at the race's end; the fix needs actors/connection.go (see report)")
-	}
 	sys := newTestSystem(t)
 	live := drainListener(t)
 	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithEstablishmentTimeout(200*time.Millisecond),
