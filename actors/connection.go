@@ -337,6 +337,7 @@ type connActor struct {
 	// the establishment (establish_deadline.go): the preconnection running
 	// (nil once it reported), an abort waiting for its failure, the
 	// deadline of the whole establishment
+	halting    bool // Stopping came (receiveFast)
 	preconn    *actor.PID
 	abortCause error
 	estTimer   *time.Timer
@@ -490,29 +491,49 @@ func (c *connActor) failPendingInFlight(err error) {
 	c.link.failAllSends(err)
 }
 
+// receiveFast is receiveData for the inline mailbox (fastReceiver), which
+// calls it without protoactor's per-message work: none of these messages
+// is a request, and nothing it runs reads ctx.Message() (rejectAfterEnd,
+// which does, runs once the connection has ended: then receiveData takes
+// nothing, and the message goes protoactor's way). Once the actor is
+// stopping (its group or the system stopped it) they go protoactor's way
+// too, which drops them once it has stopped.
+func (c *connActor) receiveFast(ctx actor.Context, msg any) bool {
+	return !c.halting && c.receiveData(ctx, msg)
+}
+
+// receiveData handles the data path's messages (a send, a framer's output
+// for the socket, a framer's deliveries) while the connection has not
+// ended, and reports whether msg was one.
+func (c *connActor) receiveData(ctx actor.Context, msg any) bool {
+	if c.ended {
+		return false
+	}
+	switch m := msg.(type) {
+	case *messages.SendMessage:
+		c.send(ctx, m)
+	case *framerFramed:
+		if m.queued != nil {
+			m.queued.Add(-1)
+		}
+		if m.tgen == c.tgen {
+			c.framed(ctx, m)
+		}
+	case *framerDelivered:
+		if m.tgen == c.tgen {
+			c.framerDelivered(ctx, m)
+			m.recycle()
+		}
+	default:
+		return false
+	}
+	return true
+}
+
 func (c *connActor) Receive(ctx actor.Context) {
 	msg := ctx.Message()
-	if !c.ended {
-		// the data path's messages first, with the checks below
-		switch m := msg.(type) {
-		case *messages.SendMessage:
-			c.send(ctx, m)
-			return
-		case *framerFramed:
-			if m.queued != nil {
-				m.queued.Add(-1)
-			}
-			if m.tgen == c.tgen {
-				c.framed(ctx, m)
-			}
-			return
-		case *framerDelivered:
-			if m.tgen == c.tgen {
-				c.framerDelivered(ctx, m)
-				m.recycle()
-			}
-			return
-		}
+	if c.receiveData(ctx, msg) { // the data path's messages first
+		return
 	}
 	switch m := msg.(type) {
 	case *actor.Started:
@@ -523,6 +544,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.started(ctx)
 		return
 	case *actor.Stopping:
+		c.halting = true // data-path messages take protoactor's path (receiveFast)
 		if c.spec == nil {
 			return // stopped before it started: nothing to release
 		}

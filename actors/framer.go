@@ -82,6 +82,8 @@ type framerActor struct {
 	link   *Link
 	conn   *actor.PID
 	toConn *Poster // posts data-path messages to conn (nil: ctx.Send)
+	// stopping: Stopping came; data-path messages take protoactor's path
+	stopping bool
 	// queued counts the outputs (framerFramed) posted to conn and not yet
 	// handled there: while one is, a send's output must follow it through
 	// conn's queue
@@ -103,46 +105,19 @@ func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link, tgen ui
 	return &framerActor{sys: s, idx: idx, n: n, f: f, link: link, tgen: fromTransport{tgen}}
 }
 
-func (a *framerActor) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		a.conn = ctx.Parent()
-		a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
-		a.inst = framers.NewInstance(framers.Hooks{
-			Send: a.emit,
-			DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
-				if !a.open {
-					a.msgID++
-					a.open = true
-				}
-				var md []framers.Metadata
-				if meta != nil || a.lowerMeta != nil {
-					md = make([]framers.Metadata, a.n)
-					copy(md, a.lowerMeta)
-					md[a.idx] = meta
-				}
-				if a.delivered == nil {
-					a.delivered = framerDeliveries.Get().(*framerDelivered)
-				}
-				d := a.delivered
-				if a.idx != a.n-1 {
-					backing = nil // only the top framer's deliveries reach the application
-				}
-				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing})
-				if eom {
-					a.open = false
-				}
-			},
-			Ready:   func() { a.ready = true },
-			Fail:    func(err error) { a.failErr = err },
-			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
-			Release: releaseReadBuf,
-			Alloc:   a.alloc,
-		}, maxBuffered(a.f))
-	case *framerStart:
-		a.f.Start(a.inst)
-		a.flushOut(ctx, nil)
-		a.report(ctx)
+// receiveFast is receiveData for the inline mailbox (fastReceiver), which
+// calls it without protoactor's per-message work: none of these messages
+// is a request, and nothing it runs reads ctx.Message(). Once the framer
+// is stopping they take protoactor's path (which drops them once it has
+// stopped).
+func (a *framerActor) receiveFast(ctx actor.Context, msg any) bool {
+	return !a.stopping && a.receiveData(ctx, msg)
+}
+
+// receiveData handles the data path's messages (an input from below, a
+// send from above), and reports whether msg was one.
+func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
+	switch m := msg.(type) {
 	case *framerInput:
 		if m.meta != nil {
 			a.lowerMeta = m.meta
@@ -201,13 +176,65 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		}
 		a.flushOut(ctx, m.send)
 		a.report(ctx)
+	default:
+		return false
+	}
+	return true
+}
+
+func (a *framerActor) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if a.receiveData(ctx, msg) {
+		return
+	}
+	switch m := msg.(type) {
+	case *actor.Started:
+		a.conn = ctx.Parent()
+		a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
+		a.inst = framers.NewInstance(framers.Hooks{
+			Send: a.emit,
+			DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
+				if !a.open {
+					a.msgID++
+					a.open = true
+				}
+				var md []framers.Metadata
+				if meta != nil || a.lowerMeta != nil {
+					md = make([]framers.Metadata, a.n)
+					copy(md, a.lowerMeta)
+					md[a.idx] = meta
+				}
+				if a.delivered == nil {
+					a.delivered = framerDeliveries.Get().(*framerDelivered)
+				}
+				d := a.delivered
+				if a.idx != a.n-1 {
+					backing = nil // only the top framer's deliveries reach the application
+				}
+				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing})
+				if eom {
+					a.open = false
+				}
+			},
+			Ready:   func() { a.ready = true },
+			Fail:    func(err error) { a.failErr = err },
+			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
+			Release: releaseReadBuf,
+			Alloc:   a.alloc,
+		}, maxBuffered(a.f))
+	case *framerStart:
+		a.f.Start(a.inst)
+		a.flushOut(ctx, nil)
+		a.report(ctx)
 	case *framerReindex:
 		a.idx, a.n = m.idx, m.n
 	case *framerStop:
 		a.f.Stop(a.inst)
 		a.flushOut(ctx, nil)
 		ctx.Send(a.conn, &framerStopped{fromTransport: a.tgen, idx: a.idx})
-	case *actor.Stopping, *actor.Stopped:
+	case *actor.Stopping:
+		a.stopping = true
+	case *actor.Stopped:
 	default:
 		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
 	}

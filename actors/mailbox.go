@@ -30,6 +30,11 @@ type inlineMailbox struct {
 	suspended  atomic.Bool
 	throughput int
 	invoker    actor.MessageInvoker
+	// fast, when the actor has one, takes its data-path messages without
+	// protoactor's per-message work (fastReceiver); fastCtx is the actor's
+	// context
+	fast    fastReceiver
+	fastCtx actor.Context
 
 	mu   sync.Mutex
 	user fifo
@@ -80,6 +85,34 @@ func (m *inlineMailbox) PostSystemMessage(msg any) {
 func (m *inlineMailbox) RegisterHandlers(invoker actor.MessageInvoker, d actor.Dispatcher) {
 	m.invoker = invoker
 	m.throughput = d.Throughput()
+	if ctx, ok := invoker.(actor.Context); ok {
+		if f, ok := ctx.Actor().(fastReceiver); ok {
+			m.fast, m.fastCtx = f, ctx
+		}
+	}
+}
+
+// fastReceiver is an actor whose data-path messages its inline mailbox
+// hands over directly, in order with the others and under the same
+// mailbox rules (one message at a time, system messages first,
+// suspension, a panic escalated), but without what protoactor's
+// InvokeUserMessage does per message (its stopped check, receive timeout
+// and metrics lookups, the context's current message, the
+// auto-receive checks): on the data path, several hops per message, that
+// was a large part of each hop. receiveFast reports false for any message
+// it does not take, or when the actor may be stopping: the message then
+// goes through InvokeUserMessage as usual. The actor must not use a
+// receive timeout, middleware, or ctx.Message() / Sender / Respond in
+// what receiveFast runs.
+type fastReceiver interface {
+	receiveFast(ctx actor.Context, msg any) bool
+}
+
+// invokeUser runs one user message.
+func (m *inlineMailbox) invokeUser(msg any) {
+	if m.fast == nil || !m.fast.receiveFast(m.fastCtx, msg) {
+		m.invoker.InvokeUserMessage(msg)
+	}
 }
 
 func (m *inlineMailbox) Start() {}
@@ -146,7 +179,7 @@ func (m *inlineMailbox) run(first any) {
 	}()
 	if first != nil {
 		msg = first
-		m.invoker.InvokeUserMessage(msg)
+		m.invokeUser(msg)
 	}
 	for i := 0; ; i++ {
 		if m.throughput > 0 && i > m.throughput {
@@ -172,7 +205,7 @@ func (m *inlineMailbox) run(first any) {
 			returned = true
 			return
 		}
-		m.invoker.InvokeUserMessage(msg)
+		m.invokeUser(msg)
 	}
 }
 

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -104,3 +105,63 @@ type escalatingInvoker struct {
 func (r *escalatingInvoker) InvokeSystemMessage(m any)       { r.sys(m) }
 func (r *escalatingInvoker) InvokeUserMessage(m any)         { r.user(m) }
 func (r *escalatingInvoker) EscalateFailure(reason, msg any) { r.escalate(reason, msg) }
+
+// fastActor takes fastMsg through receiveFast (fastReceiver) and counts
+// what reaches it by which way.
+type fastActor struct {
+	fast, slow   []any
+	self         *actor.PID
+	ctxSelf      *actor.PID // what receiveFast's ctx says it is
+	stopping     bool
+	stoppingSeen chan struct{}
+}
+
+type fastMsg struct{ n int }
+
+func (a *fastActor) receiveFast(ctx actor.Context, msg any) bool {
+	m, ok := msg.(*fastMsg)
+	if !ok || a.stopping {
+		return false
+	}
+	a.fast = append(a.fast, m.n)
+	a.ctxSelf = ctx.Self()
+	return true
+}
+
+func (a *fastActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.self = ctx.Self()
+	case *actor.Stopping:
+		a.stopping = true
+		close(a.stoppingSeen)
+	case *actor.Stopped:
+	default:
+		a.slow = append(a.slow, m)
+	}
+}
+
+// TestInlineMailboxFastReceiver: an actor's data-path messages reach its
+// receiveFast directly, in order with the messages that take protoactor's
+// way, with its own context; once it is stopping they take protoactor's
+// way again, which drops them once the actor has stopped.
+func TestInlineMailboxFastReceiver(t *testing.T) {
+	s := NewSystem(Config{})
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	a := &fastActor{stoppingSeen: make(chan struct{})}
+	pid := s.AS.Root.Spawn(controlProps(func() actor.Actor { return a }))
+	p := NewPoster(s.AS, pid)
+	require.NotNil(t, p)
+	p.Post(&fastMsg{1})
+	p.Post("slow")
+	p.Post(&fastMsg{2})
+	// control actors run on the poster's goroutine when idle: all three ran
+	require.Equal(t, []any{1, 2}, a.fast)
+	require.Equal(t, []any{"slow"}, a.slow)
+	require.Equal(t, a.self, a.ctxSelf, "receiveFast gets the actor's own context")
+	require.NoError(t, s.AS.Root.StopFuture(pid).Wait())
+	<-a.stoppingSeen
+	p.Post(&fastMsg{3}) // after the stop: protoactor's way, dropped
+	require.Equal(t, []any{1, 2}, a.fast)
+	require.Equal(t, []any{"slow"}, a.slow)
+}
