@@ -552,6 +552,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 		return
 	case *actor.Stopped:
 		c.wg.Wait()
+		if c.link != nil {
+			c.link.markGone() // commands still queued were dropped: no one waits for them
+		}
 		return
 	case *actor.Terminated:
 		if c.rejoinVia != nil && m.Who.Equal(c.rejoinVia) {

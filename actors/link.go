@@ -80,6 +80,8 @@ type Link struct {
 	ready    chan struct{} // made when first asked for (Ready); closed at Ready or at a terminal event
 	readyHit bool          // Ready or a terminal event happened: ready is (or is made) closed
 	done     chan struct{} // closed at the terminal event
+	gone     chan struct{} // made when first asked for (Gone); closed once the actor has stopped
+	goneHit  bool          // the connection's actor has stopped
 	estErr   error         // set with EstablishmentError
 	finalErr error         // nil after Closed, the cause after ConnectionError
 	h        Handlers
@@ -316,6 +318,32 @@ func (l *Link) Ready() <-chan struct{} {
 
 // Done is closed when the connection reached Closed.
 func (l *Link) Done() <-chan struct{} { return l.done }
+
+// Gone is closed once the connection's actor has stopped: a command sent
+// to it then gets no answer (one queued as it stopped is dropped).
+func (l *Link) Gone() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gone == nil {
+		if l.goneHit {
+			return closedChan
+		}
+		l.gone = make(chan struct{})
+	}
+	return l.gone
+}
+
+// markGone records that the connection's actor has stopped.
+func (l *Link) markGone() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.goneHit {
+		l.goneHit = true
+		if l.gone != nil {
+			close(l.gone)
+		}
+	}
+}
 
 // WasReady reports whether the Ready event was emitted.
 func (l *Link) WasReady() bool {

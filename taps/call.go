@@ -14,11 +14,23 @@ import (
 // behind). An actor that is gone answers ErrClosed; a reply that is an
 // error is returned as the error.
 func call[R any](ctx context.Context, s *System, pid *actor.PID, cmd any) (R, error) {
+	return callUnless[R](ctx, s, pid, cmd, nil)
+}
+
+// callConn is call to c's connection actor, which also stops waiting once
+// that actor has stopped: a command queued as it stopped is dropped
+// unanswered (it waited for ctx before), and is ErrClosed.
+func callConn[R any](ctx context.Context, c *Connection, cmd any) (R, error) {
+	return callUnless[R](ctx, c.sys, c.pid, cmd, c.link.Gone())
+}
+
+// callUnless is call that stops waiting when gone is closed (nil: never).
+func callUnless[R any](ctx context.Context, s *System, pid *actor.PID, cmd any, gone <-chan struct{}) (R, error) {
 	var zero R
 	if s.s.IsShutdown() {
 		return zero, ErrSystemShutdown
 	}
-	res, err := actors.Ask(ctx, s.s, pid, cmd)
+	res, err := actors.AskUnlessDone(ctx, s.s, pid, cmd, gone)
 	if err != nil {
 		if errors.Is(err, actors.ErrActorGone) {
 			return zero, fmt.Errorf("%w", ErrClosed)

@@ -108,7 +108,7 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	if st.Capabilities().Multistreaming && !readFirstClone(cfg.Properties) {
 		// a multistreaming stack (QUIC): the clone is a new stream of the
 		// same session
-		stream, err := call[*actors.StreamOpened](ctx, c.sys, c.pid, &actors.OpenStream{Ctx: ctx})
+		stream, err := callConn[*actors.StreamOpened](ctx, c, &actors.OpenStream{Ctx: ctx})
 		if err != nil {
 			return nil, &CloneError{Reason: ReasonNotCloneable, Err: err}
 		}

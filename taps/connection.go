@@ -736,7 +736,7 @@ func (c *Connection) AbortGroup() {
 // GroupedConnections returns the connections of this connection's group
 // (itself included).
 func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
-	gm, err := call[*actors.GroupMembers](ctx, c.sys, c.pid, &messages.ListGroupMembers{}) // the connection knows whether it left its group
+	gm, err := callConn[*actors.GroupMembers](ctx, c, &messages.ListGroupMembers{}) // the connection knows whether it left its group
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, nil
@@ -878,7 +878,7 @@ func (c *Connection) GetProperties() *ConnectionProperties {
 
 // GetPropertiesContext is GetProperties bounded by ctx.
 func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionProperties, error) {
-	info, err := call[*messages.ConnectionInfo](ctx, c.sys, c.pid, &messages.GetConnectionInfo{})
+	info, err := callConn[*messages.ConnectionInfo](ctx, c, &messages.GetConnectionInfo{})
 	if err != nil {
 		return nil, err
 	}
@@ -975,7 +975,7 @@ func (c *Connection) SetProperty(p Property, v any) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := call[bool](ctx, c.sys, c.pid, &messages.SetConnectionProperty{Name: string(p), Value: encodeValue(canon)})
+	_, err := callConn[bool](ctx, c, &messages.SetConnectionProperty{Name: string(p), Value: encodeValue(canon)})
 	if err != nil {
 		return &PropertyError{Property: p, Value: v, Err: err}
 	}
@@ -988,7 +988,7 @@ func (c *Connection) SetProperty(p Property, v any) error {
 func (c *Connection) EstablishmentReport() *EstablishmentReport {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	info, err := call[*messages.ConnectionInfo](ctx, c.sys, c.pid, &messages.GetConnectionInfo{})
+	info, err := callConn[*messages.ConnectionInfo](ctx, c, &messages.GetConnectionInfo{})
 	if err != nil || info.EstablishmentReport == nil {
 		return nil
 	}

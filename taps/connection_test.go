@@ -587,3 +587,34 @@ func rawPeer(t *testing.T, sys *System, fs ...framers.Framer) (*Connection, net.
 	t.Cleanup(func() { peer.Close() })
 	return c, peer
 }
+
+// TestCommandsToAStoppedConnectionDoNotWait: once a connection's actor has
+// stopped (Link.Gone), a command to it returns at once rather than waiting
+// for its ctx: one queued as the actor stopped is dropped unanswered
+// (GetProperties waited its full 5 s then, about once in 600 aborts under
+// -race).
+func TestCommandsToAStoppedConnectionDoNotWait(t *testing.T) {
+	sys := newTestSystem(t)
+	for i := 0; i < 200; i++ {
+		c, peer := rawPeer(t, sys)
+		c.Abort()
+		if i%2 == 0 {
+			<-c.Done()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := c.GetPropertiesContext(ctx)
+		require.NotErrorIs(t, err, context.DeadlineExceeded, "round %d", i)
+		cancel()
+		<-c.Done()
+		select {
+		case <-c.link.Gone():
+		case <-testCtx(t).Done():
+			t.Fatal("the connection's actor never reported it stopped")
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = c.GetPropertiesContext(ctx)
+		require.ErrorIs(t, err, ErrClosed, "after the actor stopped: at once")
+		cancel()
+		_ = peer.Close()
+	}
+}
