@@ -398,8 +398,11 @@ func (c *connActor) migrate(ctx actor.Context, s *endpointSets, usable map[netip
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrating", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
 		Stack: c.stack, Local: endpointName(target)})
-	go func() {
-		mctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	// the actor's stop cancels it and waits for it (no goroutine outlives
+	// the connection)
+	mctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	c.migrateCancel = cancel
+	c.migrations.Go(func() {
 		defer cancel()
 		local, err := migrationAddr(mctx, resolver, target, rem.Addr())
 		if err == nil {
@@ -407,7 +410,7 @@ func (c *connActor) migrate(ctx actor.Context, s *endpointSets, usable map[netip
 		}
 		done.err = err
 		root.Send(self, done)
-	}()
+	})
 	return true
 }
 

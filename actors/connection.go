@@ -337,11 +337,15 @@ type connActor struct {
 	// the establishment (establish_deadline.go): the preconnection running
 	// (nil once it reported), an abort waiting for its failure, the
 	// deadline of the whole establishment
-	halting    bool // Stopping came (receiveFast)
-	preconn    *actor.PID
-	abortCause error
-	estTimer   *time.Timer
-	estGen     uint64
+	halting bool // Stopping came (receiveFast)
+	// a QUIC migration's goroutine (conn_endpoints.go): cancelled and
+	// waited for when the actor stops
+	migrateCancel context.CancelFunc
+	migrations    sync.WaitGroup
+	preconn       *actor.PID
+	abortCause    error
+	estTimer      *time.Timer
+	estGen        uint64
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -552,6 +556,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		return
 	case *actor.Stopped:
 		c.wg.Wait()
+		c.migrations.Wait()
 		if c.link != nil {
 			c.link.markGone() // commands still queued were dropped: no one waits for them
 		}
@@ -2002,6 +2007,9 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 
 func (c *connActor) stopping() {
 	c.stopEstablishDeadline()
+	if c.migrateCancel != nil {
+		c.migrateCancel()
+	}
 	c.sockStop()
 	c.pathStop()
 	if c.linger != nil {
