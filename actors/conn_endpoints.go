@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -333,6 +334,12 @@ func endpointName(e *messages.Endpoint) string {
 // addresses (refreshAddrs: ConnectionInfo, Endpoints, a route monitor
 // burst), which raises PathChange.
 
+// migration is a connection's migration goroutine, made with its first.
+type migration struct {
+	cancel context.CancelFunc // of the one running (or the last)
+	wg     sync.WaitGroup
+}
+
 // migrateTimeout bounds a whole migration (resolution, bind, probe).
 const migrateTimeout = 10 * time.Second
 
@@ -401,8 +408,11 @@ func (c *connActor) migrate(ctx actor.Context, s *endpointSets, usable map[netip
 	// the actor's stop cancels it and waits for it (no goroutine outlives
 	// the connection)
 	mctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
-	c.migrateCancel = cancel
-	c.migrations.Go(func() {
+	if c.mig == nil {
+		c.mig = new(migration)
+	}
+	c.mig.cancel = cancel
+	c.mig.wg.Go(func() {
 		defer cancel()
 		local, err := migrationAddr(mctx, resolver, target, rem.Addr())
 		if err == nil {

@@ -334,18 +334,12 @@ type connActor struct {
 	dgParts   map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
 	path      *pathState            // PathChange (pathwatch.go); nil until needed
 
-	// the establishment (establish_deadline.go): the preconnection running
-	// (nil once it reported), an abort waiting for its failure, the
-	// deadline of the whole establishment
 	halting bool // Stopping came (receiveFast)
-	// a QUIC migration's goroutine (conn_endpoints.go): cancelled and
-	// waited for when the actor stops
-	migrateCancel context.CancelFunc
-	migrations    sync.WaitGroup
-	preconn       *actor.PID
-	abortCause    error
-	estTimer      *time.Timer
-	estGen        uint64
+	// the establishment under way (establish_deadline.go); nil once Ready
+	est *establishState
+	// a QUIC migration's goroutine (conn_endpoints.go), when one ran:
+	// cancelled and waited for when the actor stops
+	mig *migration
 }
 
 // logger is the connection's logger, made when first needed: most
@@ -556,7 +550,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 		return
 	case *actor.Stopped:
 		c.wg.Wait()
-		c.migrations.Wait()
+		if c.mig != nil {
+			c.mig.wg.Wait()
+		}
 		if c.link != nil {
 			c.link.markGone() // commands still queued were dropped: no one waits for them
 		}
@@ -576,19 +572,23 @@ func (c *connActor) Receive(ctx actor.Context) {
 	}
 	switch m := msg.(type) {
 	case *transportOffered:
-		c.preconn = nil
-		if c.abortCause != nil { // the race was won as Initiate's ctx ended
-			if t := c.link.takeTransport(); t != nil {
-				_ = t.Abort()
+		if c.est != nil {
+			c.est.preconn = nil
+			if err := c.est.abortCause; err != nil { // the race was won as Initiate's ctx ended
+				if t := c.link.takeTransport(); t != nil {
+					_ = t.Abort()
+				}
+				c.abort(ctx, err)
+				return
 			}
-			c.abort(ctx, c.abortCause)
-			return
 		}
 		c.transportOffered(ctx, m)
 	case *establishDeadline:
 		c.establishDeadlinePassed(ctx, m)
 	case *establishmentFailed:
-		c.preconn = nil
+		if c.est != nil {
+			c.est.preconn = nil
+		}
 		if f, ok := m.err.(*EstablishmentFailure); ok && f.Report != nil {
 			c.report = f.Report
 		}
@@ -879,7 +879,10 @@ func (c *connActor) retryNextCandidate(ctx actor.Context, err error) bool {
 // spawnPreconnection starts establishing a transport: resolution, the
 // candidate tree and the racer run in a child actor.
 func (c *connActor) spawnPreconnection(ctx actor.Context) {
-	c.preconn = ctx.SpawnPrefix(preconnProps(c.sys, c.spec), "preconnection")
+	if c.est == nil {
+		c.est = new(establishState)
+	}
+	c.est.preconn = ctx.SpawnPrefix(preconnProps(c.sys, c.spec), "preconnection")
 	c.armEstablishDeadline(ctx)
 }
 
@@ -1076,7 +1079,7 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 		return
 	}
 	c.established = time.Now()
-	c.stopEstablishDeadline()
+	c.endEstablishment()
 	c.startDirection() // before Ready: the application meets the connection unidirectional
 	c.apply(InReady, nil)
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
@@ -2006,9 +2009,9 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 }
 
 func (c *connActor) stopping() {
-	c.stopEstablishDeadline()
-	if c.migrateCancel != nil {
-		c.migrateCancel()
+	c.endEstablishment()
+	if c.mig != nil {
+		c.mig.cancel()
 	}
 	c.sockStop()
 	c.pathStop()

@@ -25,30 +25,38 @@ import (
 // connection asks it to lose now (establishTimeout carrying the cause),
 // and ends with the failure that lists them, as a timeout does.
 
-// establishDeadline: the connection's establishment deadline (of
-// generation gen) passed.
-type establishDeadline struct{ gen uint64 }
-
-// armEstablishDeadline starts the deadline of an establishment, unless one
-// runs already (a framer's failure races the other candidates again within
-// the same establishment).
-func (c *connActor) armEstablishDeadline(ctx actor.Context) {
-	d := c.spec.cfg.EstablishmentTimeout
-	if d <= 0 || c.estTimer != nil {
-		return
-	}
-	c.estGen++
-	gen := c.estGen
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.estTimer = time.AfterFunc(d, func() { root.Send(self, &establishDeadline{gen: gen}) })
+// establishState is the establishment under way: the preconnection
+// running (nil once it reported), an abort waiting for its failure, the
+// deadline of the whole establishment. It goes at Ready.
+type establishState struct {
+	preconn    *actor.PID
+	abortCause error
+	timer      *time.Timer
 }
 
-// stopEstablishDeadline ends the deadline (Ready, or the connection ends).
-func (c *connActor) stopEstablishDeadline() {
-	if c.estTimer != nil {
-		c.estTimer.Stop()
-		c.estTimer = nil
-		c.estGen++
+// establishDeadline: the deadline of the establishment est passed.
+type establishDeadline struct{ est *establishState }
+
+// armEstablishDeadline starts the deadline of the establishment c.est,
+// unless one runs already (a framer's failure races the other candidates again within
+// the same establishment).
+func (c *connActor) armEstablishDeadline(ctx actor.Context) {
+	d, est := c.spec.cfg.EstablishmentTimeout, c.est
+	if d <= 0 || est.timer != nil {
+		return
+	}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	est.timer = time.AfterFunc(d, func() { root.Send(self, &establishDeadline{est: est}) })
+}
+
+// endEstablishment drops the establishment's state and stops its deadline
+// (Ready, or the connection ends).
+func (c *connActor) endEstablishment() {
+	if est := c.est; est != nil {
+		if est.timer != nil {
+			est.timer.Stop()
+		}
+		c.est = nil
 	}
 }
 
@@ -56,10 +64,10 @@ func (c *connActor) stopEstablishDeadline() {
 // whose framers are not all ready yet; while a preconnection still runs,
 // its own timer reports the failure with the attempts.
 func (c *connActor) establishDeadlinePassed(ctx actor.Context, m *establishDeadline) {
-	if m.gen != c.estGen || c.state != Establishing || c.preconn != nil {
+	if m.est != c.est || c.state != Establishing || c.est.preconn != nil {
 		return
 	}
-	c.estTimer = nil
+	c.est.timer = nil
 	f := &EstablishmentFailure{Err: ErrEstablishmentTimeout, Report: c.report}
 	c.dropTransport(ctx)
 	c.failPending(f)
@@ -72,13 +80,13 @@ func (c *connActor) establishDeadlinePassed(ctx actor.Context, m *establishDeadl
 // connection ends with the failure listing the attempts. It reports
 // whether it took the abort.
 func (c *connActor) abortWhileRacing(ctx actor.Context, cause error) bool {
-	if c.preconn == nil || c.state != Establishing || c.everReady || c.t != nil ||
+	if c.est == nil || c.est.preconn == nil || c.state != Establishing || c.everReady || c.t != nil ||
 		!(errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded)) {
 		return false
 	}
-	if c.abortCause == nil {
-		c.abortCause = cause
-		ctx.Send(c.preconn, &establishTimeout{err: cause})
+	if c.est.abortCause == nil {
+		c.est.abortCause = cause
+		ctx.Send(c.est.preconn, &establishTimeout{err: cause})
 	}
 	return true
 }

@@ -31,10 +31,9 @@ type inlineMailbox struct {
 	throughput int
 	invoker    actor.MessageInvoker
 	// fast, when the actor has one, takes its data-path messages without
-	// protoactor's per-message work (fastReceiver); fastCtx is the actor's
-	// context
-	fast    fastReceiver
-	fastCtx actor.Context
+	// protoactor's per-message work (fastReceiver); invoker is then the
+	// actor's context
+	fast fastReceiver
 
 	mu   sync.Mutex
 	user fifo
@@ -87,7 +86,7 @@ func (m *inlineMailbox) RegisterHandlers(invoker actor.MessageInvoker, d actor.D
 	m.throughput = d.Throughput()
 	if ctx, ok := invoker.(actor.Context); ok {
 		if f, ok := ctx.Actor().(fastReceiver); ok {
-			m.fast, m.fastCtx = f, ctx
+			m.fast = f
 		}
 	}
 }
@@ -110,7 +109,7 @@ type fastReceiver interface {
 
 // invokeUser runs one user message.
 func (m *inlineMailbox) invokeUser(msg any) {
-	if m.fast == nil || !m.fast.receiveFast(m.fastCtx, msg) {
+	if m.fast == nil || !m.fast.receiveFast(m.invoker.(actor.Context), msg) {
 		m.invoker.InvokeUserMessage(msg)
 	}
 }
