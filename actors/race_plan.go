@@ -478,13 +478,17 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 // planCandidates flattens the candidate tree into the order of attempts.
 // The branching order is RFC 9623 §4.1's: network paths (the groups of
 // planPaths, in their order) above protocol options (the stacks, best
-// first) above derived endpoints (the group's targets, in order). It is
-// pure.
+// first) above derived endpoints (the group's targets, in order); a Unix
+// socket path is paired only with the unix stack, an address only with
+// the others. It is pure.
 func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 	var out []candidate
 	for _, g := range groups {
 		for _, st := range sts {
 			for _, t := range g.targets {
+				if (st.Name() == "unix") != (t.unix != "") {
+					continue // a socket path only over the unix stack, an address never
+				}
 				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
 					label: t.label, path: t.unix})
 			}

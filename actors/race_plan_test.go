@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -275,4 +276,40 @@ func plan(t *testing.T, sts []stacks.Stack, remotes []remoteAddrs) []candidate {
 		t.Fatal(err)
 	}
 	return planCandidates(sts, groups)
+}
+
+// TestPlanCandidatesPairsUnixPathsWithTheUnixStack: a Unix socket path is
+// tried over the unix stack only and an address over the others, so that
+// a path and an address given together are both reachable (every remote
+// was paired with every stack: the path over TCP, the address over unix).
+func TestPlanCandidatesPairsUnixPathsWithTheUnixStack(t *testing.T) {
+	a4 := netip.MustParseAddrPort("127.0.0.1:80")
+	sts := []stacks.Stack{stacks.TCP(), stacks.Unix(), stacks.TLS()}
+	tests := []struct {
+		name    string
+		remotes []remoteAddrs
+		want    []string // stack and path or address, in order
+	}{
+		{"path only", []remoteAddrs{{label: "/s", unix: "/s", addrs: []netip.AddrPort{{}}}},
+			[]string{"unix /s"}},
+		{"address only", []remoteAddrs{{label: "a", addrs: []netip.AddrPort{a4}}},
+			[]string{"tcp 127.0.0.1:80", "tls 127.0.0.1:80"}},
+		{"path and address", []remoteAddrs{{label: "/s", unix: "/s", addrs: []netip.AddrPort{{}}}, {label: "a", addrs: []netip.AddrPort{a4}}},
+			[]string{"tcp 127.0.0.1:80", "unix /s", "tls 127.0.0.1:80"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, c := range plan(t, sts, tt.remotes) {
+				to := c.remote.String()
+				if c.path != "" {
+					to = c.path
+				}
+				got = append(got, c.stack.Name()+" "+to)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got %v; want %v", got, tt.want)
+			}
+		})
+	}
 }

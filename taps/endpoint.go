@@ -185,8 +185,10 @@ func (r *RemoteEndpoint) WithInterface(name string) *RemoteEndpoint {
 	return r
 }
 
-// WithUnixPath makes the endpoint a Unix domain socket at path: the
-// "unix" stack is then the only candidate.
+// WithUnixPath makes the endpoint a Unix domain socket at path, reached
+// over the "unix" stack only. When every remote endpoint is a path, that
+// stack is the only candidate; among remote endpoints with addresses or
+// names, the path is one more alternative, raced with them.
 func (r *RemoteEndpoint) WithUnixPath(path string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.path, "path", path)
 	return r

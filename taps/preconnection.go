@@ -429,8 +429,15 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		sec = nil // nothing to be secure with: plain stacks only
 	}
 	stackList := p.stackList
-	if usesUnixPath(cfg) && stackList == nil {
-		stackList = []stacks.Stack{stacks.Unix()}
+	if stackList == nil {
+		switch unixPaths(cfg) {
+		case unixOnly:
+			stackList = unixStack
+		case unixMixed:
+			// a socket path among addresses: each remote is tried with the
+			// stacks that can reach it (planCandidates pairs them)
+			stackList = allWithUnix
+		}
 	}
 	names := p.protocols
 	for _, r := range cfg.Remotes { // RemoteEndpoint.WithProtocol
@@ -495,14 +502,42 @@ func restrictStacks(from []stacks.Stack, names []string) ([]stacks.Stack, error)
 	return out, nil
 }
 
-// usesUnixPath reports whether the endpoints are Unix socket paths.
-func usesUnixPath(cfg *messages.ConnectionConfig) bool {
-	for _, e := range append(append([]*messages.Endpoint(nil), cfg.Remotes...), cfg.Locals...) {
-		if e.Path != "" {
-			return true
+// The stack lists of Unix socket paths, made once (the selection is cached
+// per list: see choose).
+var (
+	unixStack   = []stacks.Stack{stacks.Unix()}
+	allWithUnix = append(stacks.All(), stacks.Unix())
+)
+
+// unixUse is how a configuration's endpoints use Unix socket paths.
+type unixUse int
+
+const (
+	unixNone  unixUse = iota
+	unixOnly          // every remote is a socket path (or, to Listen, a local one is)
+	unixMixed         // some remotes are socket paths, others addresses or names
+)
+
+// unixPaths tells how cfg's endpoints use Unix socket paths.
+func unixPaths(cfg *messages.ConnectionConfig) unixUse {
+	paths := 0
+	for _, r := range cfg.Remotes {
+		if r.Path != "" {
+			paths++
 		}
 	}
-	return false
+	switch {
+	case paths > 0 && paths < len(cfg.Remotes):
+		return unixMixed
+	case paths > 0:
+		return unixOnly
+	}
+	for _, l := range cfg.Locals {
+		if l.Path != "" {
+			return unixOnly
+		}
+	}
+	return unixNone
 }
 
 // selectStacks runs the pure selection over every stack gotaps has. With a

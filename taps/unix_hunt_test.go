@@ -114,3 +114,43 @@ func TestUnixListenOnAPathInUseDeliversNoConnectionToTheListener(t *testing.T) {
 	ln.Stop()
 	<-ln.Done()
 }
+
+// TestUnixPathAmongAddressesIsRacedWithThem: a Unix socket path given with
+// an address is one more alternative: whichever is live is reached (with
+// both, every candidate took the unix stack, and the address was never
+// reachable).
+func TestUnixPathAmongAddressesIsRacedWithThem(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	tcp := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, tcp)
+	path := filepath.Join(t.TempDir(), "live.sock")
+	ux, err := unixListen(t, sys, path)
+	require.NoError(t, err)
+	echoServer(t, ux)
+	missing := NewRemoteEndpoint().WithUnixPath(filepath.Join(t.TempDir(), "missing.sock"))
+	for _, tc := range []struct {
+		name      string
+		remotes   []*RemoteEndpoint
+		wantStack string
+	}{
+		{"dead path, live address", []*RemoteEndpoint{missing, loopbackRemote(listenerAddr(t, tcp))}, "tcp"},
+		{"live path, dead address", []*RemoteEndpoint{NewRemoteEndpoint().WithUnixPath(path), loopbackRemote(refusedAddr(t))}, "unix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(tc.remotes...))
+			pre.AddFramer(framers.NewLengthPrefix())
+			c, err := pre.Initiate(ctx)
+			require.NoError(t, err)
+			require.Equal(t, tc.wantStack, c.GetProperties().Stack)
+			require.NoError(t, c.Send(ctx, []byte("ping"), nil))
+			m, err := c.Receive(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "ping", string(m.Data))
+			c.Abort()
+			<-c.Done()
+		})
+	}
+	tcp.Stop()
+	ux.Stop()
+}
