@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,6 +31,14 @@ type groupActor struct {
 	granted     string       // the member holding the turn to write
 	schedPolicy string       // connScheduler
 	rj          *rejoinState // re-establishing a multistreaming session (rejoin.go); nil until then
+	// entangled holds the connection properties set on a member since the
+	// group began (RFC 9622 §7.4): a stream the peer opens later joins with
+	// them, not with the values its session was accepted with; nil until
+	// the first change
+	entangled map[string]*messages.PropertyValue
+	// closing: CloseGroup (or the system's shutdown) ran; no new member
+	// joins (a Clone or a peer's stream arriving after it is refused)
+	closing bool
 }
 
 // member returns the index of the member whose actor id is id, or -1.
@@ -82,6 +91,23 @@ func groupConnLimit(cfg *messages.ConnectionConfig) int {
 		return 0
 	}
 	return int(v.GetIntValue())
+}
+
+// withEntangled is cfg with the connection properties changed in the group
+// since it began (g.entangled), and the stack options derived from them.
+func (g *groupActor) withEntangled(cfg *messages.ConnectionConfig) *messages.ConnectionConfig {
+	if len(g.entangled) == 0 {
+		return cfg
+	}
+	values := make(map[string]*messages.PropertyValue, len(cfg.Properties.GetValues())+len(g.entangled))
+	maps.Copy(values, cfg.Properties.GetValues())
+	maps.Copy(values, g.entangled)
+	out := *cfg // copy on write: the snapshot is shared
+	out.Properties = &messages.Properties{Values: values}
+	if out.DeriveStackOptions != nil {
+		out.StackOptions = out.DeriveStackOptions(out.Properties, out.StackOptions)
+	}
+	return &out
 }
 
 // CloneConnection asks a group for a new member made from Config (Clone);
@@ -155,12 +181,26 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 		g.spawn(ctx, m.spec)
 	case *CloneConnection:
+		if g.closing {
+			// the facade checked the original before the group closed it
+			if m.Stream != nil {
+				_ = m.Stream.T.Abort()
+			}
+			ctx.Respond(&StateError{Op: OpClone, State: Closing})
+			return
+		}
 		spec := &connSpec{id: m.Link.ID(), cfg: m.Config, link: m.Link}
 		if m.Stream != nil {
 			spec.ready, spec.stack = m.Stream.T, m.Stream.Stack
 		}
 		g.spawn(ctx, spec)
 	case *peerStream:
+		if g.closing {
+			_ = m.spec.passive.Abort() // the group is closing: no new member
+			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "group closing"})
+			return
+		}
+		m.spec.cfg = g.withEntangled(m.spec.cfg)
 		if lim := groupConnLimit(m.spec.cfg); lim > 0 && g.peerOpened >= lim {
 			_ = m.spec.passive.Abort() // groupConnLimit: no more peer-opened members
 			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "groupConnLimit"})
@@ -171,6 +211,10 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		m.spec.link.SetPassive()
 		g.spawn(ctx, m.spec)
 	case *entangle:
+		if g.entangled == nil {
+			g.entangled = map[string]*messages.PropertyValue{}
+		}
+		g.entangled[m.set.Name] = m.set.Value
 		if m.set.Name == "connScheduler" { // the group's own property
 			g.schedPolicy = m.set.Value.GetEnumValue()
 			if g.sched != nil {
@@ -214,6 +258,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *messages.CloseGroup:
+		g.closing = true
 		for _, mb := range g.members {
 			if m.Abort {
 				ctx.Send(mb.PID, &messages.AbortConnection{})
@@ -227,6 +272,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *messages.ShutdownSystem:
 		// the system shuts down: every connection this actor runs closes,
 		// members and those that left the group alike
+		g.closing = true
 		for _, pid := range ctx.Children() {
 			if m.Abort {
 				ctx.Send(pid, &messages.AbortConnection{})

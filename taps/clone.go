@@ -118,11 +118,19 @@ func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	req.Link = link
 	clone := newConnection(c.sys, link, &cfg)
 	clone.installHandlers(connHandlers{})
-	started, err := call[*actors.ConnectionStarted](ctx, c.sys, c.group, req)
+	// the group ends once its last member has: waiting on this member's
+	// end too, a request the group took as it stopped (dropped unanswered)
+	// fails at once instead of waiting for ctx
+	started, err := callUnless[*actors.ConnectionStarted](ctx, c.sys, c.group, req, c.link.Gone())
 	if err != nil {
 		if pid := link.Abandon(err); pid != nil { // started all the same (see initiate)
 			tell(c.sys, pid, &messages.AbortConnection{Err: err})
 			<-link.Done()
+		} else if req.Stream != nil {
+			// no member took the stream (the group refused it or had
+			// ended): it would hold its session open (Abort is idempotent,
+			// a member that starts late aborts it too)
+			_ = req.Stream.T.Abort()
 		}
 		return nil, &CloneError{Err: err}
 	}
