@@ -412,15 +412,20 @@ func (c *connActor) migrate(ctx actor.Context, s *endpointSets, usable map[netip
 		c.mig = new(migration)
 	}
 	c.mig.cancel = cancel
-	c.mig.wg.Go(func() {
-		defer cancel()
+	c.mig.wg.Add(1)
+	go func() {
 		local, err := migrationAddr(mctx, resolver, target, rem.Addr())
 		if err == nil {
 			done.local, err = mg.Migrate(mctx, local, target.Interface)
 		}
+		cancel()
 		done.err = err
+		// counted only until it reports: the Send may run the actor on
+		// this goroutine (inlineMailbox), as far as its Stopped, which
+		// waits for the count
+		c.mig.wg.Done()
 		root.Send(self, done)
-	})
+	}()
 	return true
 }
 
@@ -491,6 +496,10 @@ func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
 		c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "MigrationFailed", ConnectionId: c.spec.id,
 			GroupId: c.spec.groupID, Stack: c.stack, Local: endpointName(m.target), Error: m.err.Error()})
 		switch {
+		case m.removed != nil && c.localInSet(s):
+			// the application added the endpoint in use back meanwhile:
+			// the connection stays on it
+			c.logger().Debug("migration failed: the local endpoint in use is in the set again")
 		case m.removed != nil:
 			m.removed.Reason = "migration to " + endpointName(m.target) + " failed (" + m.err.Error() + ")"
 			c.switchPath(ctx, m.removed)
@@ -504,6 +513,31 @@ func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
 	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrated", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
 		Stack: c.stack, Local: c.local.String()})
 	c.pathMoved("QUIC migration to " + c.local.String())
+	c.tellGroupMigrated(ctx)
+	if !slices.ContainsFunc(s.locals, func(e *messages.Endpoint) bool { return sameEndpoint(e, m.target) }) {
+		// the application removed the target while the migration ran: the
+		// endpoint now in use is gone too, and the connection decides
+		// again, as for any removal of it (changeEndpoints)
+		removed := &EndpointRemovedError{Endpoint: endpointName(m.target), Local: true}
+		if !c.migrate(ctx, s, nil, &migrateDone{removed: removed}) {
+			c.switchPath(ctx, removed)
+		}
+	}
+}
+
+// localInSet tells whether the local endpoint in use is in the local set.
+func (c *connActor) localInSet(s *endpointSets) bool {
+	for i := range s.locals {
+		if c.endpointInUse(s, true, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// tellGroupMigrated tells the other members of the group that the
+// session they may share moved (sessionMigrated).
+func (c *connActor) tellGroupMigrated(ctx actor.Context) {
 	if c.left {
 		return // a group of one
 	}

@@ -192,6 +192,12 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 //     RemoveRemote or RemoveLocal of the endpoint in use) with another
 //     local IP address or another remote address and port than before:
 //     after the Reestablished event;
+//   - when an initiated QUIC connection migrates its session (RFC 9000
+//     §9) to another local endpoint of its set, because RemoveLocal
+//     removed the local endpoint in use or (Linux) the route monitor found
+//     its path lost: with the new local address, without Reestablishing
+//     or Reestablished (the connection stays Established, its streams
+//     carry on); every member of its group sharing the session fires it;
 //   - on Linux, when the kernel's path to the peer changes while the
 //     connection is Established: a netlink route monitor (one per System,
 //     running while a connection has this handler or a re-establishment
