@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -109,9 +110,16 @@ func (s *quicSocket) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UD
 // but quic-go switches on its run loop and drains the old send queue
 // after it; a write error there would destroy the connection. What is
 // dropped is lost on the old path, and sent again on the new one.
+//
+// A write that fails because the path is gone (the local address removed,
+// the link down, no route: pathGone) is dropped too, as a loss: quic-go
+// ends the whole connection at any write error but a too large datagram,
+// while the route monitor's migration (or re-establishment) of the
+// connection is on its way; if the path never comes back and nothing
+// moves the connection, its idle timeout ends it.
 func (s *quicSocket) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
 	if !s.retired.Load() {
-		if n, oobn, err = s.UDPConn.WriteMsgUDP(b, oob, addr); err == nil || !s.retired.Load() {
+		if n, oobn, err = s.UDPConn.WriteMsgUDP(b, oob, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
 			return n, oobn, err
 		}
 	}
@@ -120,11 +128,18 @@ func (s *quicSocket) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int,
 
 func (s *quicSocket) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !s.retired.Load() {
-		if n, err := s.UDPConn.WriteTo(b, addr); err == nil || !s.retired.Load() {
+		if n, err := s.UDPConn.WriteTo(b, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
 			return n, err
 		}
 	}
 	return len(b), nil
+}
+
+// pathGone tells whether a write failed because its path is gone rather
+// than because of the socket or the datagram.
+func pathGone(err error) bool {
+	return errors.Is(err, syscall.ENETDOWN) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
 // SetReadDeadline: quic-go's Transport.Close sets one to end its reads;

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,4 +145,25 @@ func TestQUICAcceptedConnectionCannotMigrate(t *testing.T) {
 	_, err = m.Migrate(ctx, netip.MustParseAddrPort("127.0.0.2:0"), "")
 	require.True(t, errors.Is(err, ErrMigrationNotPossible))
 	abortQUICPair(t, cli, srv)
+}
+
+// TestPathGone: the write errors a dialed QUIC socket takes as a loss (its
+// path is gone) rather than as the end of the connection.
+func TestPathGone(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		gone bool
+	}{
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("sendmsg", syscall.ENETDOWN)}, true},
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("sendmsg", syscall.ENETUNREACH)}, true},
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("sendmsg", syscall.EHOSTUNREACH)}, true},
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("sendmsg", syscall.EADDRNOTAVAIL)}, true},
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("sendmsg", syscall.EMSGSIZE)}, false},
+		{&net.OpError{Op: "write", Err: os.NewSyscallError("sendmsg", syscall.EBADF)}, false},
+		{net.ErrClosed, false},
+	} {
+		if got := pathGone(tc.err); got != tc.gone {
+			t.Errorf("pathGone(%v) = %v; want %v", tc.err, got, tc.gone)
+		}
+	}
 }

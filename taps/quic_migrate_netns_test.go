@@ -6,7 +6,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -28,18 +27,11 @@ import (
 // carries on (a message round-trips from l2), and the server follows the
 // peer to the relay's socket for the new path. It needs root.
 //
-// Known bug, so it runs only with GOTAPS_HUNT=1: under -race it fails
-// about 3 runs in 5 with link-down ("no Migrated": the migration's report
-// is dropped, the transport it was for having been replaced) and about 1
-// in 4 with address-removed (the connection is Establishing again right
-// after the migration's PathChange). The likely cause: a send on the old
-// socket fails (ENETDOWN, EADDRNOTAVAIL) and quic-go destroys the
-// connection on that error, so the session is re-established rather
-// than migrated. Without -race it fails too, less often (1 run in 5).
+// A send on the old socket that fails because its path is gone (ENETDOWN,
+// EADDRNOTAVAIL) is taken as a loss (stacks quicSocket): quic-go would end
+// the connection at it, and the session was then re-established rather
+// than migrated (3 runs in 5 under -race failed before).
 func TestQUICMigratesOnPathLossInNetns(t *testing.T) {
-	if os.Getenv("GOTAPS_HUNT") == "" {
-		t.Skip("known bug: a send error on the lost path can end the QUIC session before its migration (GOTAPS_HUNT=1 runs it)")
-	}
 	for _, loss := range []string{"link-down", "address-removed"} {
 		t.Run(loss, func(t *testing.T) {
 			lab := newHandoverLab(t) // skips unless root can create namespaces
