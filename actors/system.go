@@ -66,6 +66,8 @@ func NewSystem(cfg Config) *System {
 	s.Root = as.Root.SpawnPrefix(props, "taps")
 	// a peer's stream accepted as its group ended (acceptStreams): quic_stray.go
 	s.rehomeStrayStreams()
+	// a connection Ready after its listener stopped: listener.go
+	s.abortUndelivered()
 	return s
 }
 

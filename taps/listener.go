@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/supervision"
 )
 
 // NoConnectionLimit is the default (infinite) new-connection limit of a
@@ -43,7 +44,8 @@ func (l *Listener) wrap(st *actors.ConnectionStarted) *Connection {
 
 // Accept waits for the next ConnectionReceived event and returns its
 // connection, already Established (there is no Ready event for it). After
-// Stop it returns an error unwrapping to ErrClosed.
+// Stop it returns the connections already received, then an error
+// unwrapping to ErrClosed.
 func (l *Listener) Accept(ctx context.Context) (*Connection, error) {
 	st, err := l.q.Accept(ctx)
 	if err != nil {
@@ -53,9 +55,20 @@ func (l *Listener) Accept(ctx context.Context) (*Connection, error) {
 }
 
 // OnConnectionReceived makes every received connection go to fn instead of
-// Accept, one at a time, in order.
+// Accept, one at a time, in order. A panic in fn ends only that
+// Connection (a *ConnectionError wrapping a *PanicError). nil removes
+// the handler: connections go to Accept again.
 func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
-	l.q.SetHandlers(func(st *actors.ConnectionStarted) { fn(l, l.wrap(st)) }, nil)
+	if fn == nil {
+		l.q.SetHandlers(nil, nil)
+		return
+	}
+	l.q.SetHandlers(func(st *actors.ConnectionStarted) {
+		c := l.wrap(st)
+		if err := supervision.Contain("ConnectionReceived handler", func() { fn(l, c) }); err != nil {
+			tell(l.sys, c.pid, &messages.AbortConnection{Err: err})
+		}
+	}, nil)
 }
 
 // LocalEndpoints returns where the Listener listens now, one endpoint per

@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gotaps/gotaps/actors"
+	"github.com/gotaps/gotaps/messages"
 )
 
 // errWriteClosed: Write after CloseWrite.
@@ -25,7 +28,9 @@ const netConnCloseWait = time.Second
 // library (net/http, bufio, io.Copy, ...):
 //
 //   - Write sends p as one Message and returns when it is Sent. p is copied,
-//     so the caller may reuse it at once. The write deadline bounds the wait.
+//     so the caller may reuse it at once. The write deadline bounds the wait;
+//     a Write that times out once its Message was handed to the Connection
+//     (it is still sent) returns len(p) with the error, and 0 before.
 //   - Read returns the next received bytes (Receive with
 //     MinIncompleteLength(1) and MaxLength(len(p))), without waiting for a
 //     Message to end; message boundaries are not visible. Read returns
@@ -200,11 +205,23 @@ func (nc *netConn) Write(p []byte) (int, error) {
 	data := append([]byte(nil), p...)
 	if err := nc.c.Send(ctx, data, nil); err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return 0, nc.opError("write", cerr)
+			return sentAnyway(err, len(p)), nc.opError("write", cerr)
 		}
 		return 0, nc.opError("write", err)
 	}
 	return len(p), nil
+}
+
+// sentAnyway is what a Send that ended with its ctx wrote: all n bytes
+// when the message had been handed over (Send returns ctx's error alone
+// then, and the message is still sent), none when it had not (a
+// *SendError: it waited for room in the send queue).
+func sentAnyway(err error, n int) int {
+	var se *SendError
+	if errors.As(err, &se) {
+		return 0
+	}
+	return n
 }
 
 // CloseWrite closes the Connection gracefully without releasing the
@@ -412,8 +429,9 @@ func (c *deadlineCtx) Err() error {
 // NetListener returns a net.Listener view of the Listener for code written
 // against the standard library (http.Server.Serve, ...): Accept returns the
 // next received Connection as a net.Conn (see Connection.NetConn); Close
-// stops the Listener (connections already accepted stay open) and makes
-// pending and later Accepts return an error wrapping net.ErrClosed; Addr is
+// stops the Listener and returns once it has stopped (connections already
+// accepted stay open, those received but not accepted are aborted) and
+// makes pending and later Accepts return an error wrapping net.ErrClosed; Addr is
 // Listener.Addr (never nil). It is safe for concurrent use. Do not mix it
 // with Accept or OnConnectionReceived on the same Listener.
 func (l *Listener) NetListener() net.Listener {
@@ -428,19 +446,38 @@ type netListener struct {
 	once   sync.Once
 }
 
+// netListenerStopWait bounds how long net.Listener.Close waits for the
+// Listener to stop.
+const netListenerStopWait = 5 * time.Second
+
+// errNotAccepted aborts the connections a closed net.Listener received
+// but never returned.
+var errNotAccepted = errors.New("net.Listener closed before the connection was accepted")
+
 // Accept implements net.Listener.
 func (nl *netListener) Accept() (net.Conn, error) {
-	c, err := nl.l.Accept(nl.ctx)
+	var st *actors.ConnectionStarted
+	err := nl.ctx.Err()
+	if err == nil {
+		st, err = nl.l.q.Accept(nl.ctx)
+	}
+	if err == nil && nl.ctx.Err() != nil { // taken as Close drained the queue
+		tell(nl.l.sys, st.Conn, &messages.AbortConnection{Err: errNotAccepted})
+		err = nl.ctx.Err()
+	}
 	if err != nil {
 		if nl.ctx.Err() != nil {
 			err = net.ErrClosed
 		}
 		return nil, &net.OpError{Op: "accept", Net: nl.Addr().Network(), Addr: nl.Addr(), Err: err}
 	}
-	return c.NetConn(), nil
+	return nl.l.wrap(st).NetConn(), nil
 }
 
-// Close implements net.Listener.
+// Close implements net.Listener. It returns once the Listener has
+// stopped (its sockets are closed); the connections it received and
+// Accept did not return are aborted, as the kernel resets those left in a
+// closed socket's backlog.
 func (nl *netListener) Close() error {
 	first := false
 	nl.once.Do(func() {
@@ -451,7 +488,21 @@ func (nl *netListener) Close() error {
 	if !first {
 		return &net.OpError{Op: "close", Net: nl.Addr().Network(), Addr: nl.Addr(), Err: net.ErrClosed}
 	}
-	return nil
+	t := time.NewTimer(netListenerStopWait)
+	defer t.Stop()
+	select {
+	case <-nl.l.Done(): // no connection is queued after this
+	case <-t.C:
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // Accept still returns what is queued
+	for {
+		st, err := nl.l.q.Accept(done)
+		if err != nil {
+			return nil
+		}
+		tell(nl.l.sys, st.Conn, &messages.AbortConnection{Err: errNotAccepted})
+	}
 }
 
 // Addr implements net.Listener.
