@@ -271,13 +271,28 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 // markReadyLocked closes the Ready channel (once); a Link nobody asked for
 // it (an accepted connection) never makes one.
-func (l *Link) markReadyLocked() {
-	if l.readyHit {
+func (l *Link) markReadyLocked() { markLazy(&l.ready, &l.readyHit) }
+
+// lazyChan is a channel made when first asked for (l.mu held): closed (or
+// closedChan) once hit is set.
+func lazyChan(ch *chan struct{}, hit bool) <-chan struct{} {
+	if *ch == nil {
+		if hit {
+			return closedChan
+		}
+		*ch = make(chan struct{})
+	}
+	return *ch
+}
+
+// markLazy sets hit and closes the lazyChan ch if it was made (once).
+func markLazy(ch *chan struct{}, hit *bool) {
+	if *hit {
 		return
 	}
-	l.readyHit = true
-	if l.ready != nil {
-		close(l.ready)
+	*hit = true
+	if *ch != nil {
+		close(*ch)
 	}
 }
 
@@ -307,13 +322,7 @@ func (l *Link) State() State { return State(l.state.Load()) }
 func (l *Link) Ready() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ready == nil {
-		if l.readyHit {
-			return closedChan
-		}
-		l.ready = make(chan struct{})
-	}
-	return l.ready
+	return lazyChan(&l.ready, l.readyHit)
 }
 
 // Done is closed when the connection reached Closed.
@@ -324,25 +333,14 @@ func (l *Link) Done() <-chan struct{} { return l.done }
 func (l *Link) Gone() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.gone == nil {
-		if l.goneHit {
-			return closedChan
-		}
-		l.gone = make(chan struct{})
-	}
-	return l.gone
+	return lazyChan(&l.gone, l.goneHit)
 }
 
 // markGone records that the connection's actor has stopped.
 func (l *Link) markGone() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.goneHit {
-		l.goneHit = true
-		if l.gone != nil {
-			close(l.gone)
-		}
-	}
+	markLazy(&l.gone, &l.goneHit)
+	l.mu.Unlock()
 }
 
 // WasReady reports whether the Ready event was emitted.
