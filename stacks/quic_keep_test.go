@@ -40,15 +40,7 @@ func TestQUICAcceptedConnectionOutlivesItsLastStream(t *testing.T) {
 	require.NoError(t, late.CloseWrite())
 	srv2, err := srv.AcceptStream(ctx)
 	require.NoError(t, err, "the accepting side takes the peer's stream after its last one closed")
-	got, err := io.ReadAll(srv2)
-	require.NoError(t, err)
-	require.Equal(t, "late", string(got))
-	_, err = srv2.Write([]byte("answer"))
-	require.NoError(t, err)
-	require.NoError(t, srv2.Close())
-	got, err = io.ReadAll(late)
-	require.NoError(t, err)
-	require.Equal(t, "answer", string(got))
+	answerStream(t, srv2, late, "late", "answer")
 	// the dialing side's last stream, as the active closer, ends the
 	// connection at once
 	require.NoError(t, late.Close())
@@ -57,6 +49,22 @@ func TestQUICAcceptedConnectionOutlivesItsLastStream(t *testing.T) {
 	require.True(t, appErr.Remote, "closed by the dialing side")
 	require.Equal(t, quicCodeNoError, appErr.ErrorCode)
 	waitQUICDone(t, cli)
+}
+
+// answerStream reads srv to its end, which must be request, answers with
+// response and closes srv; cli, the peer's end, must then read response to
+// its end.
+func answerStream(t *testing.T, srv Transport, cli io.Reader, request, response string) {
+	t.Helper()
+	got, err := io.ReadAll(srv)
+	require.NoError(t, err)
+	require.Equal(t, request, string(got))
+	_, err = srv.Write([]byte(response))
+	require.NoError(t, err)
+	require.NoError(t, srv.Close())
+	got, err = io.ReadAll(cli)
+	require.NoError(t, err)
+	require.Equal(t, response, string(got))
 }
 
 // TestQUICAcceptedConnectionWithoutStreamsEndsAfterTheIdleTimeout: a raw
@@ -89,16 +97,7 @@ func TestQUICAcceptedConnectionWithoutStreamsEndsAfterTheIdleTimeout(t *testing.
 		_, err = str.Write([]byte("ping"))
 		require.NoError(t, err)
 		require.NoError(t, str.Close())
-		srv := accept()
-		got, err := io.ReadAll(srv)
-		require.NoError(t, err)
-		require.Equal(t, "ping", string(got))
-		_, err = srv.Write([]byte("pong"))
-		require.NoError(t, err)
-		require.NoError(t, srv.Close())
-		got, err = io.ReadAll(str)
-		require.NoError(t, err)
-		require.Equal(t, "pong", string(got))
+		answerStream(t, accept(), str, "ping", "pong")
 	}
 	var first Transport
 	roundTrip(func() Transport {

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"net"
@@ -17,6 +18,21 @@ import (
 // Tests of the Unix stack's socket paths: stale files, live listeners,
 // removal on Close, abstract names, paths too long for sun_path.
 
+// unixPair listens with the Unix stack on path (a file or an abstract
+// name) and dials it; it returns the listener, the dialed Transport and
+// the accepted one.
+func unixPair(t *testing.T, ctx context.Context, path string) (ln Listener, cli, srv Transport) {
+	t.Helper()
+	ln, err := Unix().Listen(ctx, Options{Path: path})
+	require.NoError(t, err)
+	accepted := acceptAsync(ln)
+	cli, err = Unix().Dial(ctx, loopback4, Options{Path: path})
+	require.NoError(t, err)
+	r := <-accepted
+	require.NoError(t, r.err)
+	return ln, cli, r.t
+}
+
 func TestUnixListenReplacesAStaleSocketFile(t *testing.T) {
 	ctx := testCtx(t)
 	path := filepath.Join(t.TempDir(), "stale.sock")
@@ -30,15 +46,9 @@ func TestUnixListenReplacesAStaleSocketFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, fs.ModeSocket, fi.Mode().Type())
 
-	ln, err := Unix().Listen(ctx, Options{Path: path})
-	require.NoError(t, err)
-	accepted := acceptAsync(ln)
-	c, err := Unix().Dial(ctx, loopback4, Options{Path: path})
-	require.NoError(t, err)
-	r := <-accepted
-	require.NoError(t, r.err)
+	ln, c, srv := unixPair(t, ctx, path)
 	require.NoError(t, c.Close())
-	require.NoError(t, r.t.Close())
+	require.NoError(t, srv.Close())
 	require.NoError(t, ln.Close())
 	_, err = os.Lstat(path)
 	require.ErrorIs(t, err, fs.ErrNotExist, "the socket file is removed when the listener closes")
@@ -73,20 +83,14 @@ func TestUnixAbstractSocket(t *testing.T) {
 	}
 	ctx := testCtx(t)
 	name := "@gotaps-hunt-" + strings.ReplaceAll(t.Name(), "/", "-")
-	ln, err := Unix().Listen(ctx, Options{Path: name})
-	require.NoError(t, err)
-	accepted := acceptAsync(ln)
-	c, err := Unix().Dial(ctx, loopback4, Options{Path: name})
-	require.NoError(t, err)
-	r := <-accepted
-	require.NoError(t, r.err)
-	_, err = c.Write([]byte("x"))
+	ln, c, srv := unixPair(t, ctx, name)
+	_, err := c.Write([]byte("x"))
 	require.NoError(t, err)
 	buf := make([]byte, 1)
-	_, err = r.t.Read(buf)
+	_, err = srv.Read(buf)
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
-	require.NoError(t, r.t.Close())
+	require.NoError(t, srv.Close())
 	require.NoError(t, ln.Close())
 	// the name is free again
 	ln, err = Unix().Listen(ctx, Options{Path: name})

@@ -2,12 +2,10 @@ package taps
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,53 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/nettest"
 )
-
-// makeNetPipe returns a nettest.MakePipe over a gotaps connection pair on
-// loopback, each side with the framers fs makes.
-func makeNetPipe(fs func() []framers.Framer) nettest.MakePipe {
-	return func() (c1, c2 net.Conn, stop func(), err error) {
-		sys := NewSystem()
-		shutdown := func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = sys.Shutdown(ctx)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		bufs := []PreconnectionOption{WithSystem(sys), WithSendBuffer(64 << 10), WithReceiveBuffer(64 << 10)}
-		pre := NewPreconnection(append(bufs, WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
-		for _, f := range fs() {
-			pre.AddFramer(f)
-		}
-		ln, err := pre.Listen(ctx)
-		if err != nil {
-			shutdown()
-			return nil, nil, nil, err
-		}
-		nl := ln.NetListener()
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c2, _ = nl.Accept()
-		}()
-		dpre := NewPreconnection(bufs...)
-		for _, f := range fs() {
-			dpre.AddFramer(f)
-		}
-		c1, err = Dialer(dpre)(ctx, "tcp", nl.Addr().String())
-		wg.Wait()
-		_ = nl.Close()
-		if err != nil || c2 == nil {
-			if c1 != nil {
-				_ = c1.Close()
-			}
-			shutdown()
-			return nil, nil, nil, errors.Join(err, errors.New("no accepted connection"))
-		}
-		return c1, c2, func() { _ = c1.Close(); _ = c2.Close(); shutdown() }, nil
-	}
-}
 
 // TestNetConnHuntConformanceFramed runs the x/net/nettest net.Conn suite
 // over a framed (length-prefix) gotaps connection pair.

@@ -96,7 +96,14 @@ func epInitiate(t *testing.T, sys *System, local *LocalEndpoint, opts []Preconne
 	if local != nil {
 		all = append(all, WithLocalEndpoint(local))
 	}
-	pre := NewPreconnection(append(all, opts...)...)
+	return initiateFramed(t, append(all, opts...)...)
+}
+
+// initiateFramed initiates a length-prefix framed connection with opts,
+// aborted (and awaited) when t ends.
+func initiateFramed(t *testing.T, opts ...PreconnectionOption) *Connection {
+	t.Helper()
+	pre := NewPreconnection(opts...)
 	pre.AddFramer(framers.NewLengthPrefix())
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)

@@ -300,7 +300,13 @@ func TestNetConnConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("conformance suite skipped in -short mode")
 	}
-	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+	nettest.TestConn(t, makeNetPipe(func() []framers.Framer { return nil }))
+}
+
+// makeNetPipe returns a nettest.MakePipe over a gotaps connection pair on
+// loopback, each side with the framers fs makes.
+func makeNetPipe(fs func() []framers.Framer) nettest.MakePipe {
+	return func() (c1, c2 net.Conn, stop func(), err error) {
 		sys := NewSystem()
 		shutdown := func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -312,6 +318,9 @@ func TestNetConnConformance(t *testing.T) {
 		// small buffers: writes block soon when the peer does not read
 		bufs := []PreconnectionOption{WithSystem(sys), WithSendBuffer(64 << 10), WithReceiveBuffer(64 << 10)}
 		pre := NewPreconnection(append(bufs, WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))...)
+		for _, f := range fs() {
+			pre.AddFramer(f)
+		}
 		ln, err := pre.Listen(ctx)
 		if err != nil {
 			shutdown()
@@ -324,13 +333,20 @@ func TestNetConnConformance(t *testing.T) {
 			defer wg.Done()
 			c2, _ = nl.Accept()
 		}()
-		c1, err = Dialer(NewPreconnection(bufs...))(ctx, "tcp", nl.Addr().String())
+		dpre := NewPreconnection(bufs...)
+		for _, f := range fs() {
+			dpre.AddFramer(f)
+		}
+		c1, err = Dialer(dpre)(ctx, "tcp", nl.Addr().String())
 		wg.Wait()
 		_ = nl.Close()
 		if err != nil || c2 == nil {
+			if c1 != nil {
+				_ = c1.Close()
+			}
 			shutdown()
 			return nil, nil, nil, errors.Join(err, errors.New("no accepted connection"))
 		}
 		return c1, c2, func() { _ = c1.Close(); _ = c2.Close(); shutdown() }, nil
-	})
+	}
 }

@@ -13,21 +13,13 @@ import (
 // its own goroutine, where a panic ended the process. tlsConfig makes such
 // a panic a handshake error carrying a *stacks.TLSCallbackPanicError.
 
-// quicOnlyProps requires multistreaming, so that only QUIC is selected for
-// a secure preconnection.
-func quicOnlyProps(t *testing.T) *TransportProperties {
-	tp := NewTransportProperties()
-	require.NoError(t, tp.Require(Multistreaming))
-	return tp
-}
-
 // secureStacks are the properties selecting each secure stack.
 var secureStacks = []struct {
 	stack string
 	props func(*testing.T) *TransportProperties
 }{
 	{"tls", tlsOnlyProps},
-	{"quic", quicOnlyProps},
+	{"quic", quicOnly},
 }
 
 func TestSecurityCallbackPanicIsAnEstablishmentErrorOnEveryStack(t *testing.T) {
@@ -62,12 +54,7 @@ func TestSecurityCallbackPanicIsAnEstablishmentErrorOnEveryStack(t *testing.T) {
 				require.ErrorAs(t, err, &pe)
 				require.NotEmpty(t, pe.Stack)
 				// the listener goes on serving
-				c, err := securePre(sys, ln, pki.clientSec(), st.props(t)).Initiate(testCtx(t))
-				require.NoError(t, err)
-				require.Equal(t, st.stack, c.GetProperties().Stack)
-				roundTrip(t, c, "after the panic")
-				c.Abort()
-				<-c.Done()
+				stackEcho(t, securePre(sys, ln, pki.clientSec(), st.props(t)), st.stack, "after the panic")
 			})
 		}
 	}
@@ -80,11 +67,11 @@ func TestQUICListenerTrustVerificationCallbackPanicRefusesThePeer(t *testing.T) 
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	srvSec := pki.serverSec().SetTrustVerificationCallback(func(tls.ConnectionState) error { panic("quic server verifier bug") })
-	ln := secureListener(t, sys, srvSec, quicOnlyProps(t))
+	ln := secureListener(t, sys, srvSec, quicOnly(t))
 	t.Cleanup(ln.Stop)
 	for range 2 {
 		ctx := testCtx(t)
-		c, err := securePre(sys, ln, pki.clientSec(), quicOnlyProps(t)).Initiate(ctx)
+		c, err := securePre(sys, ln, pki.clientSec(), quicOnly(t)).Initiate(ctx)
 		if err != nil {
 			var ee *EstablishmentError
 			require.ErrorAs(t, err, &ee)

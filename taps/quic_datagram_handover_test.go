@@ -22,13 +22,8 @@ func TestQUICDatagramsHandedToACloneWhenTheFirstStreamCloses(t *testing.T) {
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming))
 	require.NoError(t, tp.Require(PerMsgReliability))
-	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	srv.AddFramer(framers.NewLengthPrefix())
 	ctx := testCtx(t)
-	ln, err := srv.Listen(ctx)
-	require.NoError(t, err)
-	t.Cleanup(ln.Stop)
+	ln := quicListen(t, ctx, sys, pki, tp)
 	accept := func(c *Connection, text string) *Connection {
 		t.Helper()
 		require.NoError(t, c.Send(ctx, []byte(text), nil)) // QUIC: the peer sees the stream once data arrive

@@ -4,13 +4,11 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -161,17 +159,46 @@ func quicVia(t *testing.T, sys *System, r *migRelay, pki *testPKI, locals []stri
 	for _, l := range locals {
 		les = append(les, NewLocalEndpoint().WithIPAddress(l))
 	}
-	pre := NewPreconnection(append([]PreconnectionOption{WithSystem(sys), WithSecurityParameters(pki.clientSec()),
+	return initiateFramed(t, append([]PreconnectionOption{WithSystem(sys), WithSecurityParameters(pki.clientSec()),
 		WithTransportProperties(quicOnly(t)), WithRemoteEndpoint(loopbackRemote(r.addr())),
 		WithLocalEndpoint(les...)}, opts...)...)
-	pre.AddFramer(framers.NewLengthPrefix())
-	c, err := pre.Initiate(testCtx(t))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c.Abort()
-		<-c.Done()
-	})
-	return c
+}
+
+// migLab is the setup of the migration tests: a System with migTraces
+// (its goroutines checked for leaks once it has shut down), a QUIC echo
+// server, a relay to it that blocks new paths from 127.0.0.2 (drop:
+// dropping their datagrams rather than holding them), and a connection c
+// through the relay from the local endpoints locals.
+type migLab struct {
+	sys      *System
+	ctx      context.Context
+	traces   <-chan string
+	accepted <-chan *Connection
+	r        *migRelay
+	c        *Connection
+}
+
+func newMigLab(t *testing.T, drop bool, locals []string, opts ...PreconnectionOption) migLab {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	tracer, traces := migTraces()
+	sys := newTestSystem(t, tracer)
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	ln, accepted := quicEchoServer(t, sys, pki, quicOnly(t))
+	r := relayTo(t, sys, ln, netip.MustParseAddr("127.0.0.2"), drop)
+	c := quicVia(t, sys, r, pki, locals, opts...)
+	return migLab{sys: sys, ctx: ctx, traces: traces, accepted: accepted, r: r, c: c}
+}
+
+// removeInUse removes 127.0.0.1, the local endpoint in use, and waits
+// until the migration that starts probes the new path.
+func (l migLab) removeInUse(t *testing.T) {
+	t.Helper()
+	require.NoError(t, l.c.RemoveLocal(l.ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+	awaitTrace(t, l.ctx, l.traces, "Migrating")
+	l.r.awaitProbe(t, l.ctx)
 }
 
 // migTraces records the migration trace records ("Migrating",
@@ -215,28 +242,19 @@ func TestQUICMigrationFailedProbeFallsBack(t *testing.T) {
 			name = "policy"
 		}
 		t.Run(name, func(t *testing.T) {
-			ignore := goleak.IgnoreCurrent()
-			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-			tracer, traces := migTraces()
-			sys := newTestSystem(t, tracer)
-			ctx := testCtx(t)
-			pki := newTestPKI(t)
-			ln, accepted := quicEchoServer(t, sys, pki, quicOnly(t))
-			r := relayTo(t, sys, ln, netip.MustParseAddr("127.0.0.2"), true)
 			var opts []PreconnectionOption
 			if policy {
 				opts = append(opts, WithReestablishment(ReestablishPolicy{Initial: time.Hour}))
 			}
-			c := quicVia(t, sys, r, pki, []string{"127.0.0.1", "127.0.0.2"}, opts...)
+			lab := newMigLab(t, true, []string{"127.0.0.1", "127.0.0.2"}, opts...)
+			ctx, traces, accepted, c := lab.ctx, lab.traces, lab.accepted, lab.c
 			reestablishing, reestablished := epReestablishEvents(c)
 			pathChange := make(chan netip.AddrPort, 4)
 			c.OnPathChange(func(c *Connection) { pathChange <- epAddr(t, ctx, c, true) })
 			roundTrip(t, c, "before")
 			first := <-accepted
 
-			require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-			awaitTrace(t, ctx, traces, "Migrating")
-			r.awaitProbe(t, ctx)
+			lab.removeInUse(t)
 			awaitTrace(t, ctx, traces, "MigrationFailed")
 
 			var er *EndpointRemovedError
@@ -281,26 +299,17 @@ func TestQUICEndDuringMigration(t *testing.T) {
 			name = "abort"
 		}
 		t.Run(name, func(t *testing.T) {
-			ignore := goleak.IgnoreCurrent()
-			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-			tracer, traces := migTraces()
-			sys := newTestSystem(t, tracer)
-			ctx := testCtx(t)
-			pki := newTestPKI(t)
-			ln, accepted := quicEchoServer(t, sys, pki, quicOnly(t))
-			r := relayTo(t, sys, ln, netip.MustParseAddr("127.0.0.2"), false)
-			c := quicVia(t, sys, r, pki, []string{"127.0.0.1", "127.0.0.2"})
+			lab := newMigLab(t, false, []string{"127.0.0.1", "127.0.0.2"})
+			sys, ctx, traces, r, c := lab.sys, lab.ctx, lab.traces, lab.r, lab.c
 			events := make(chan string, 16)
 			c.OnPathChange(func(*Connection) { events <- "PathChange" })
 			c.OnClosed(func(*Connection) { events <- "Closed" })
 			c.OnConnectionError(func(*Connection, error) { events <- "ConnectionError" })
 			roundTrip(t, c, "before")
-			first := <-accepted
+			first := <-lab.accepted
 
-			require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-			awaitTrace(t, ctx, traces, "Migrating")
-			r.awaitProbe(t, ctx) // the migration's socket is open, its probe held
-			fds := countFDs(t)   // both of the connection's sockets among them
+			lab.removeInUse(t) // the migration's socket is open, its probe held
+			fds := countFDs(t) // both of the connection's sockets among them
 			if pathMonitorRunning(sys) {
 				fds-- // its netlink socket goes with the connection's watch too
 			}
@@ -359,14 +368,11 @@ func TestQUICMigrationTargetRemovedMidFlight(t *testing.T) {
 
 // TestQUICBackToBackMigrationsCarryOn is the data half of
 // TestQUICMigrationTargetRemovedMidFlight: after the two migrations in a
-// row, a message round-trips. It fails about 2 runs in 5 under -race (the
-// message never comes back: the session seems left on a path the server
-// no longer reaches, perhaps quic-go's server validating the second new
-// path while the first is being validated); skipped until found.
+// row, a message round-trips. The server may switch to the first new path
+// after it began validating the second, which retires the connection ID
+// it gave the second: it gets a new one only if the client still reads
+// the first new path's socket (stacks.quicDrainingPaths).
 func TestQUICBackToBackMigrationsCarryOn(t *testing.T) {
-	if os.Getenv("GOTAPS_HUNT") == "" {
-		t.Skip("known bug: a second migration right after the first sometimes leaves the session unable to deliver (GOTAPS_HUNT=1 runs it)")
-	}
 	roundTrip(t, targetRemovedMidFlight(t), "after")
 }
 
@@ -374,26 +380,17 @@ func TestQUICBackToBackMigrationsCarryOn(t *testing.T) {
 // TestQUICMigrationTargetRemovedMidFlight and checks where the connection
 // ends up; it returns the connection.
 func targetRemovedMidFlight(t *testing.T) *Connection {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	tracer, traces := migTraces()
-	sys := newTestSystem(t, tracer)
-	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, accepted := quicEchoServer(t, sys, pki, quicOnly(t))
-	r := relayTo(t, sys, ln, netip.MustParseAddr("127.0.0.2"), false)
-	c := quicVia(t, sys, r, pki, []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"})
+	lab := newMigLab(t, false, []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"})
+	ctx, traces, c := lab.ctx, lab.traces, lab.c
 	reestablishing, _ := epReestablishEvents(c)
 	pathChange := make(chan struct{}, 4)
 	c.OnPathChange(func(*Connection) { pathChange <- struct{}{} })
 	roundTrip(t, c, "before")
-	<-accepted
+	<-lab.accepted
 
-	require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-	awaitTrace(t, ctx, traces, "Migrating")
-	r.awaitProbe(t, ctx)
+	lab.removeInUse(t)
 	require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.2")))
-	r.release()
+	lab.r.release()
 	awaitTrace(t, ctx, traces, "Migrated")
 	awaitTrace(t, ctx, traces, "Migrating") // the target was removed: again
 	awaitTrace(t, ctx, traces, "Migrated")
@@ -420,26 +417,17 @@ func targetRemovedMidFlight(t *testing.T) *Connection {
 // (there is no re-establishment policy), no PathChange, its stream
 // carries on.
 func TestQUICMigrationFailsAfterOldLocalAddedBack(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	tracer, traces := migTraces()
-	sys := newTestSystem(t, tracer)
-	ctx := testCtx(t)
-	pki := newTestPKI(t)
-	ln, accepted := quicEchoServer(t, sys, pki, quicOnly(t))
-	r := relayTo(t, sys, ln, netip.MustParseAddr("127.0.0.2"), true)
-	c := quicVia(t, sys, r, pki, []string{"127.0.0.1", "127.0.0.2"})
+	lab := newMigLab(t, true, []string{"127.0.0.1", "127.0.0.2"})
+	ctx, c := lab.ctx, lab.c
 	pathChange := make(chan struct{}, 4)
 	c.OnPathChange(func(*Connection) { pathChange <- struct{}{} })
 	roundTrip(t, c, "before")
-	<-accepted
+	<-lab.accepted
 	before := epAddr(t, ctx, c, true)
 
-	require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-	awaitTrace(t, ctx, traces, "Migrating")
-	r.awaitProbe(t, ctx)
+	lab.removeInUse(t)
 	require.NoError(t, c.AddLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
-	awaitTrace(t, ctx, traces, "MigrationFailed")
+	awaitTrace(t, ctx, lab.traces, "MigrationFailed")
 	_, err := c.GetPropertiesContext(ctx) // the actor has handled the failure
 	require.NoError(t, err)
 	select {

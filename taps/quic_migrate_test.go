@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -31,18 +30,10 @@ func udpBound(t *testing.T, ap netip.AddrPort) bool {
 func quicFrom(t *testing.T, sys *System, ln *Listener, pki *testPKI, opts ...PreconnectionOption) *Connection {
 	t.Helper()
 	ap, _ := ln.LocalEndpoints()[0].Addr()
-	pre := NewPreconnection(append([]PreconnectionOption{WithSystem(sys), WithSecurityParameters(pki.clientSec()),
+	return initiateFramed(t, append([]PreconnectionOption{WithSystem(sys), WithSecurityParameters(pki.clientSec()),
 		WithTransportProperties(quicOnly(t)),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
 		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1"))}, opts...)...)
-	pre.AddFramer(framers.NewLengthPrefix())
-	c, err := pre.Initiate(testCtx(t))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c.Abort()
-		<-c.Done()
-	})
-	return c
 }
 
 // TestQUICRemoveLocalInUseMigratesTheSession: a QUIC connection bound to

@@ -12,6 +12,8 @@ import (
 // handshakes, the write and read paths of a QUIC stream); no timing is
 // asserted here.
 
+// quicOnly requires multistreaming, so that only QUIC is selected for a
+// secure preconnection.
 func quicOnly(t *testing.T) *TransportProperties {
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming))

@@ -106,13 +106,8 @@ func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *Transport
 // goroutine); accepted gets each of them. It stops with the test.
 func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties, onMessage ...func(*Message)) (*Listener, <-chan *Connection) {
 	t.Helper()
-	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	srv.AddFramer(framers.NewLengthPrefix())
 	ctx := testCtx(t)
-	ln, err := srv.Listen(ctx)
-	require.NoError(t, err)
-	t.Cleanup(ln.Stop)
+	ln := quicListen(t, ctx, sys, pki, tp)
 	accepted := make(chan *Connection, 16)
 	go func() {
 		for {
@@ -140,6 +135,19 @@ func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProper
 	return ln, accepted
 }
 
+// quicListen is a length-prefix framed QUIC Listener on 127.0.0.1 with
+// tp, stopped with the test.
+func quicListen(t *testing.T, ctx context.Context, sys *System, pki *testPKI, tp *TransportProperties) *Listener {
+	t.Helper()
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	return ln
+}
+
 func roundTrip(t *testing.T, c *Connection, text string) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -147,6 +155,18 @@ func roundTrip(t *testing.T, c *Connection, text string) {
 	m, err := c.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, text, string(m.Data))
+}
+
+// stackEcho initiates pre, requires stack to be the one selected,
+// round-trips text and aborts the connection.
+func stackEcho(t *testing.T, pre *Preconnection, stack, text string) {
+	t.Helper()
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, stack, c.GetProperties().Stack)
+	roundTrip(t, c, text)
+	c.Abort()
+	<-c.Done()
 }
 
 func prohibit(t *testing.T, p Property) *TransportProperties {
@@ -175,12 +195,7 @@ func TestSecureDefaultPrefersQUICAndFallsBackToTLS(t *testing.T) {
 	// avoiding multistreaming ranks TLS over TCP first
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Avoid(Multistreaming))
-	c, err = securePre(sys, ln, pki.clientSec(), tp).Initiate(testCtx(t))
-	require.NoError(t, err)
-	require.Equal(t, "tls", c.GetProperties().Stack)
-	roundTrip(t, c, "over tls")
-	c.Abort()
-	<-c.Done()
+	stackEcho(t, securePre(sys, ln, pki.clientSec(), tp), "tls", "over tls")
 }
 
 func TestSecureRaceFallsBackWhenQUICIsDead(t *testing.T) {

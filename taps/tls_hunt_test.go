@@ -125,12 +125,7 @@ func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 			if trusted {
 				sec.SetTrustedCAs(pki.pool)
 			}
-			c, err := securePre(sys, ln, sec, tlsOnlyProps(t)).Initiate(testCtx(t))
-			require.NoError(t, err)
-			require.Equal(t, "tls", c.GetProperties().Stack)
-			roundTrip(t, c, "opportunistic")
-			c.Abort()
-			<-c.Done()
+			stackEcho(t, securePre(sys, ln, sec, tlsOnlyProps(t)), "tls", "opportunistic")
 			ln.Stop()
 		})
 	}
@@ -177,12 +172,7 @@ func TestTLSOpportunisticListenerWithIdentityIsSecure(t *testing.T) {
 	pki := newTestPKI(t)
 	sec := NewOpportunisticSecurityParameters().SetIdentity(pki.server).SetALPN("gotaps-test")
 	ln := secureListener(t, sys, sec, tlsOnlyProps(t))
-	c, err := securePre(sys, ln, pki.clientSec(), tlsOnlyProps(t)).Initiate(testCtx(t))
-	require.NoError(t, err)
-	require.Equal(t, "tls", c.GetProperties().Stack)
-	roundTrip(t, c, "secure")
-	c.Abort()
-	<-c.Done()
+	stackEcho(t, securePre(sys, ln, pki.clientSec(), tlsOnlyProps(t)), "tls", "secure")
 	ln.Stop()
 }
 

@@ -21,11 +21,19 @@ func unixListen(t *testing.T, sys *System, path string) (*Listener, error) {
 	return pre.Listen(testCtx(t))
 }
 
-func TestUnixListenerStopRemovesTheSocketFile(t *testing.T) {
-	sys := newTestSystem(t)
-	path := filepath.Join(t.TempDir(), "stop.sock")
+// unixListenTemp listens on a socket file name in a new temporary
+// directory; it returns the socket's path and the Listener.
+func unixListenTemp(t *testing.T, sys *System, name string) (string, *Listener) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
 	ln, err := unixListen(t, sys, path)
 	require.NoError(t, err)
+	return path, ln
+}
+
+func TestUnixListenerStopRemovesTheSocketFile(t *testing.T) {
+	sys := newTestSystem(t)
+	path, ln := unixListenTemp(t, sys, "stop.sock")
 	fi, err := os.Lstat(path)
 	require.NoError(t, err)
 	require.Equal(t, fs.ModeSocket, fi.Mode().Type())
@@ -42,10 +50,8 @@ func TestUnixListenerStopRemovesTheSocketFile(t *testing.T) {
 
 func TestUnixListenOnAPathInUseFails(t *testing.T) {
 	sys := newTestSystem(t)
-	path := filepath.Join(t.TempDir(), "busy.sock")
-	ln, err := unixListen(t, sys, path)
-	require.NoError(t, err)
-	_, err = unixListen(t, sys, path)
+	path, ln := unixListenTemp(t, sys, "busy.sock")
+	_, err := unixListen(t, sys, path)
 	var ee *EstablishmentError
 	require.ErrorAs(t, err, &ee)
 	require.ErrorIs(t, err, syscall.EADDRINUSE)
@@ -67,9 +73,7 @@ func TestUnixInitiateToAMissingPathFails(t *testing.T) {
 
 func TestUnixPathWithRequiredSecurityIsNotPlain(t *testing.T) {
 	sys := newTestSystem(t)
-	path := filepath.Join(t.TempDir(), "plain.sock")
-	ln, err := unixListen(t, sys, path)
-	require.NoError(t, err)
+	path, ln := unixListenTemp(t, sys, "plain.sock")
 	echoServer(t, ln)
 	pki := newTestPKI(t)
 	cli := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()),
@@ -90,10 +94,8 @@ func TestUnixPathWithRequiredSecurityIsNotPlain(t *testing.T) {
 
 func TestUnixListenOnAPathInUseDeliversNoConnectionToTheListener(t *testing.T) {
 	sys := newTestSystem(t)
-	path := filepath.Join(t.TempDir(), "probe.sock")
-	ln, err := unixListen(t, sys, path)
-	require.NoError(t, err)
-	_, err = unixListen(t, sys, path)
+	path, ln := unixListenTemp(t, sys, "probe.sock")
+	_, err := unixListen(t, sys, path)
 	require.ErrorIs(t, err, syscall.EADDRINUSE)
 	// the first connection the listener receives is this client's
 	cli := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
@@ -124,9 +126,7 @@ func TestUnixPathAmongAddressesIsRacedWithThem(t *testing.T) {
 	ctx := testCtx(t)
 	tcp := listenLoopback(t, sys, framers.NewLengthPrefix())
 	echoServer(t, tcp)
-	path := filepath.Join(t.TempDir(), "live.sock")
-	ux, err := unixListen(t, sys, path)
-	require.NoError(t, err)
+	path, ux := unixListenTemp(t, sys, "live.sock")
 	echoServer(t, ux)
 	missing := NewRemoteEndpoint().WithUnixPath(filepath.Join(t.TempDir(), "missing.sock"))
 	for _, tc := range []struct {
