@@ -47,6 +47,9 @@ type connSpec struct {
 	framerErr error
 	stack     string
 	listener  *actor.PID
+	// listenGate is the listener's: Ready, the connection reports there
+	// before it sends received (listener.go; nil for a rendezvous)
+	listenGate *acceptGate
 	// name is the actor's name when made with the spec (else idName);
 	// received, the first message to listener, when made with it
 	name     string
@@ -761,7 +764,7 @@ func (c *connActor) started(ctx actor.Context) {
 // fails), and is therefore not counted in c.wg.
 func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 	root, self, group := ctx.ActorSystem().Root, ctx.Self(), c.spec.group
-	cfg, stack, listener := c.spec.cfg, c.stack, c.spec.listener
+	cfg, stack, listener, lgate := c.spec.cfg, c.stack, c.spec.listener, c.spec.listenGate
 	go func() {
 		for {
 			t, err := ms.AcceptStream(context.Background())
@@ -772,7 +775,7 @@ func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 			// ended meanwhile: the stream is aborted, system.go); this
 			// member, if still there, notes that its session is shared
 			root.Send(group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: cfg, passive: t,
-				stack: stack, listener: listener}})
+				stack: stack, listener: listener, listenGate: lgate}})
 			root.Send(self, &streamAccepted{})
 		}
 	}()
@@ -1090,7 +1093,11 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 		}
 		c.spec.received = nil
 		r.started = ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}
-		ctx.Send(c.spec.listener, r)
+		if c.spec.listenGate.report(r) {
+			ctx.Send(c.spec.listener, r)
+		} else { // the listener has stopped: nobody would own this connection
+			ctx.Send(ctx.Self(), &messages.AbortConnection{Err: errListenerStopped})
+		}
 	}
 	pending := c.pending
 	c.pending = nil

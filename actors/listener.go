@@ -18,10 +18,10 @@ type (
 	// accepted is a transport an accept goroutine took; the listener
 	// claims it from the Handoff (Stopping abandons those not claimed).
 	accepted struct {
-		h     Handoff // one object with the message
-		stack string
+		h Handoff // one object with the message
 		// the listener's request to its parent, one object with this
-		// message (and with the connection's spec)
+		// message (and with the connection's spec); the accept goroutine
+		// sets its stack
 		adopt adoptConnection
 	}
 	acceptEnded struct{ err error }
@@ -116,7 +116,8 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			return
 		}
 		a := &m.adopt
-		a.cfg, a.t, a.stack, a.listener, a.listenID = l.cfg, t, m.stack, ctx.Self(), l.id
+		a.cfg, a.t, a.listener, a.listenID = l.cfg, t, ctx.Self(), l.id
+		a.spec.listenGate = l.gate // the root keeps it in the connection's spec
 		ctx.Send(ctx.Parent(), a)
 	case *acceptEnded:
 		if !l.stopped {
@@ -125,6 +126,7 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 		}
 	case *connectionReceived:
+		l.gate.received(m)
 		started := &m.started
 		if l.stopped {
 			ctx.Send(started.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
@@ -153,7 +155,12 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		l.stopped = true
 		l.followStop()
-		l.gate.close() // first: abandons the accepted transports not claimed yet
+		// first: abandons the accepted transports not claimed yet, and
+		// aborts the connections Ready whose connectionReceived is still
+		// on its way (queued in this mailbox, which the stop discards)
+		for r := range l.gate.close() {
+			ctx.Send(r.started.Conn, &messages.AbortConnection{Err: errListenerStopped})
+		}
 		for _, ln := range l.lns {
 			_ = ln.Close()
 		}
@@ -269,7 +276,8 @@ func (l *listenerActor) startAccept(ctx actor.Context, i int) {
 				}
 				return
 			}
-			a := &accepted{h: Handoff{t: t}, stack: name}
+			a := &accepted{h: Handoff{t: t}}
+			a.adopt.stack = name
 			if !l.gate.offer(&a.h) {
 				a.h.Abandon() // stopped meanwhile
 				return
@@ -424,13 +432,19 @@ func (l *listenerActor) stop(ctx actor.Context) {
 // acceptGate pauses the accept goroutine while the connection budget is 0
 // (further connections wait in the kernel's backlog). It also holds the
 // accepted transports on their way to the listener, so that closing the
-// gate closes those the listener will never claim.
+// gate closes those the listener will never claim, and likewise the
+// connectionReceived of the connections Ready (reported) that the listener
+// has not received yet: a Stop discards the messages queued in the
+// listener's mailbox without a dead letter, so the listener aborts those
+// connections when it stops, and a connection Ready after that is told
+// the listener has stopped instead of reporting.
 type acceptGate struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	open    bool
 	closed  bool
 	pending map[*Handoff]struct{}
+	ready   map[*connectionReceived]struct{}
 }
 
 func newAcceptGate() *acceptGate {
@@ -455,17 +469,47 @@ func (g *acceptGate) set(open bool) {
 	g.mu.Unlock()
 }
 
-// close stops the gate for good and abandons the pending transports.
-func (g *acceptGate) close() {
+// close stops the gate for good and abandons the pending transports. It
+// returns the connections reported Ready whose connectionReceived the
+// listener has not received: the caller aborts them.
+func (g *acceptGate) close() map[*connectionReceived]struct{} {
 	g.mu.Lock()
 	g.closed = true
 	g.cond.Broadcast()
-	pending := g.pending
-	g.pending = nil
+	pending, ready := g.pending, g.ready
+	g.pending, g.ready = nil, nil
 	g.mu.Unlock()
 	for h := range pending {
 		h.Abandon()
 	}
+	return ready
+}
+
+// report records r (its started set) as on its way to the listener, before
+// its connection sends it; false when the listener has stopped (the
+// connection is then not delivered, and aborts itself). A nil gate (a
+// rendezvous: not a listener's) always reports.
+func (g *acceptGate) report(r *connectionReceived) bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	if g.ready == nil {
+		g.ready = make(map[*connectionReceived]struct{})
+	}
+	g.ready[r] = struct{}{}
+	return true
+}
+
+// received forgets r: the listener has it.
+func (g *acceptGate) received(r *connectionReceived) {
+	g.mu.Lock()
+	delete(g.ready, r)
+	g.mu.Unlock()
 }
 
 // isClosed reports whether the listener has stopped.

@@ -94,6 +94,8 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			passive:  m.t,
 			stack:    m.stack,
 			listener: m.listener,
+			// set by the listener with the message (listener.go)
+			listenGate: spec.listenGate,
 			// the first stream of a multistreaming session: later streams
 			// the peer opens join this connection's group
 			acceptStreams: true,
