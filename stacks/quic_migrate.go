@@ -34,9 +34,10 @@ type Migrator interface {
 	// socket Dial made; iface, when not empty, replaces the interface
 	// binding (Options.Interface). It probes the new path (PATH_CHALLENGE,
 	// RFC 9000 §8.2) for at most QUICProbeTimeout or until ctx is done,
-	// then switches to it and closes the old socket; it returns the new
-	// local address. On failure the connection stays on its old path,
-	// untouched. One migration runs at a time (another waits for it).
+	// then switches to it and closes the old socket (one it switched to
+	// moments before: once the peer has had time to follow, see
+	// quicDrainTime); it returns the new local address. On failure the
+	// connection stays on its old path, untouched. One migration runs at a time (another waits for it).
 	Migrate(ctx context.Context, local netip.AddrPort, iface string) (net.Addr, error)
 }
 
@@ -65,9 +66,10 @@ type quicUDP interface {
 // Transport it used (the first one, and each path's); closing such a
 // Transport, or a read error on it, destroys the connection. A socket the
 // connection migrated away from is therefore retired rather than closed
-// with its Transport: its file descriptor is closed at once, and its
-// Transport's reads (which then fail) wait until the Transport is closed
-// with the connection (release).
+// with its Transport: its writes are dropped, and its Transport's reads,
+// once they fail, wait until the Transport is closed with the connection
+// (release). Its file descriptor is closed at once, but for a socket the
+// connection switched to moments before (see quicDrainTime).
 type quicSocket struct {
 	*net.UDPConn
 	batch   *ipv4.PacketConn // recvmmsg, as quic-go does for a *net.UDPConn
@@ -75,6 +77,12 @@ type quicSocket struct {
 	retired atomic.Bool
 	stop    chan struct{} // closed once a retired socket's reads may return
 	once    sync.Once
+	// since: when a migration switched the connection to it (zero: the
+	// socket Dial made); drain: the timer that closes the file
+	// descriptor of a retired socket that still reads (guarded by
+	// quicDialPath.mu)
+	since time.Time
+	drain *time.Timer
 }
 
 func newQUICSocket(udp *net.UDPConn) *quicSocket {
@@ -106,7 +114,7 @@ func (s *quicSocket) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UD
 }
 
 // WriteMsgUDP and WriteTo: a retired socket's writes are dropped, not
-// failed. A migration closes the old socket as soon as Switch returns,
+// failed. A migration retires the old socket as soon as Switch returns,
 // but quic-go switches on its run loop and drains the old send queue
 // after it; a write error there would destroy the connection. What is
 // dropped is lost on the old path, and sent again on the new one.
@@ -143,10 +151,12 @@ func pathGone(err error) bool {
 }
 
 // SetReadDeadline: quic-go's Transport.Close sets one to end its reads;
-// on a retired socket it lets them return.
+// on a retired socket it lets them return (its file descriptor may be
+// closed: the error is moot).
 func (s *quicSocket) SetReadDeadline(t time.Time) error {
 	if s.retired.Load() {
 		s.unhold()
+		_ = s.UDPConn.SetReadDeadline(t) // a draining socket still reads
 		return nil
 	}
 	return s.UDPConn.SetReadDeadline(t)
@@ -154,12 +164,13 @@ func (s *quicSocket) SetReadDeadline(t time.Time) error {
 
 func (s *quicSocket) unhold() { s.once.Do(func() { close(s.stop) }) }
 
-// retire closes the socket's file descriptor; its Transport stays until
-// close.
-func (s *quicSocket) retire() {
-	s.retired.Store(true) // before the reads fail
-	_ = s.UDPConn.Close()
-}
+// retire drops the socket's writes and holds its failed reads; its
+// Transport stays until close.
+func (s *quicSocket) retire() { s.retired.Store(true) }
+
+// shut closes a retired socket's file descriptor (its reads then fail,
+// and are held); its Transport stays until close.
+func (s *quicSocket) shut() { _ = s.UDPConn.Close() }
 
 // close closes the Transport and the socket.
 func (s *quicSocket) close() {
@@ -174,7 +185,7 @@ type quicDialPath struct {
 
 	mig     sync.Mutex // one migration at a time
 	cur     atomic.Pointer[quicSocket]
-	mu      sync.Mutex    // guards retired and released
+	mu      sync.Mutex    // guards retired, released and the sockets' drain
 	retired []*quicSocket // sockets left by migrations (and failed probes)
 	// released: the connection ended and its sockets were closed
 	released bool
@@ -209,18 +220,47 @@ func (d *quicDialPath) release() {
 	d.released = true
 	socks := append(d.retired, d.cur.Load())
 	d.retired = nil
+	for _, s := range socks {
+		if s.drain != nil {
+			s.drain.Stop()
+		}
+	}
 	d.mu.Unlock()
 	for _, s := range socks {
 		s.close()
 	}
 }
 
-// keep retires s, or closes it when the connection has ended.
-func (d *quicDialPath) keep(s *quicSocket) {
+// quicDrainTime: a socket the connection switched to less than this before
+// it switched away from it again keeps reading (it drains) for this long
+// once retired, rather than having its file descriptor closed at once.
+//
+// The peer (a quic-go server) follows a migration only once it has
+// validated the new path and received a non-probing packet on it; until
+// then it sends everything (ACKs, stream data, RETIRE_CONNECTION_ID) on
+// its old path. Two migrations in a row (a → b → c, c probed right after
+// the switch to b) may have the server switch to b after it began
+// validating c: it then retires the connection ID it gave c's path and
+// can validate c only with a new one, which this side issues when it
+// reads the RETIRE_CONNECTION_ID the server sends on b. Were b's socket
+// closed, the server would stay on b, and the connection would deliver
+// nothing until its idle timeout. The socket a connection has been on
+// for a while (the server has followed it) is closed at once.
+const quicDrainTime = QUICMaxProbe
+
+// keep retires s, or closes it when the connection has ended. drain: s
+// keeps reading for quicDrainTime (see there), else its file descriptor
+// is closed at once.
+func (d *quicDialPath) keep(s *quicSocket, drain bool) {
 	d.mu.Lock()
 	if !d.released {
 		s.retire()
 		d.retired = append(d.retired, s)
+		if drain {
+			s.drain = time.AfterFunc(quicDrainTime, s.shut)
+		} else {
+			s.shut()
+		}
 		s = nil
 	}
 	d.mu.Unlock()
@@ -310,7 +350,7 @@ func (c *quicConn) migrate(ctx context.Context, local netip.AddrPort, iface stri
 	}
 	if err != nil {
 		_ = path.Close()
-		d.keep(sock) // a PATH_CHALLENGE registered the connection with it
+		d.keep(sock, false) // a PATH_CHALLENGE registered the connection with it
 		return nil, fmt.Errorf("probing the path from %v: %w", local, err)
 	}
 	d.mu.Lock()
@@ -319,8 +359,10 @@ func (c *quicConn) migrate(ctx context.Context, local netip.AddrPort, iface stri
 		sock.close()
 		return nil, fmt.Errorf("%w: the connection has ended", ErrMigrationNotPossible)
 	}
+	sock.since = time.Now()
 	old := d.cur.Swap(sock)
 	d.mu.Unlock()
-	d.keep(old)
+	// the peer may not have followed a switch to old yet (quicDrainTime)
+	d.keep(old, !old.since.IsZero() && time.Since(old.since) < quicDrainTime)
 	return udp.LocalAddr(), nil
 }

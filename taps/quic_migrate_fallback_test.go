@@ -371,7 +371,7 @@ func TestQUICMigrationTargetRemovedMidFlight(t *testing.T) {
 // row, a message round-trips. The server may switch to the first new path
 // after it began validating the second, which retires the connection ID
 // it gave the second: it gets a new one only if the client still reads
-// the first new path's socket (stacks.quicDrainingPaths).
+// the first new path's socket (stacks.quicDrainTime).
 func TestQUICBackToBackMigrationsCarryOn(t *testing.T) {
 	roundTrip(t, targetRemovedMidFlight(t), "after")
 }
