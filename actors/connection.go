@@ -295,6 +295,8 @@ type connActor struct {
 
 	rejoinVia *actor.PID // the member opening this one's stream (rejoin.go)
 
+	backoff *time.Timer // the re-establishment's backoff wait (reestablish); stopped when the actor stops
+
 	inFlight    int    // sends between the framers and the end of the write
 	batchLeft   int    // batched sends still in the framer chain
 	sendMax     int    // largest message the stack sends in one piece; 0: unlimited
@@ -451,6 +453,7 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	if c.state == Established && !c.apply(InReestablish, err) {
 		return false
 	}
+	c.endEstablishment() // each attempt has its own deadline: none runs through the backoff
 	c.dropTransport(ctx)
 	c.failPendingInFlight(err)
 	c.attempts++
@@ -459,7 +462,10 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 		GroupId: c.spec.groupID, Error: err.Error()})
 	c.closeGen++
 	gen, root, self := c.closeGen, ctx.ActorSystem().Root, ctx.Self()
-	time.AfterFunc(b.Delay(c.attempts), func() { root.Send(self, &reestablishNow{gen: gen}) })
+	if c.backoff != nil {
+		c.backoff.Stop()
+	}
+	c.backoff = time.AfterFunc(b.Delay(c.attempts), func() { root.Send(self, &reestablishNow{gen: gen}) })
 	return true
 }
 
@@ -2024,6 +2030,9 @@ func (c *connActor) stopping() {
 	c.pathStop()
 	if c.linger != nil {
 		c.linger.Stop()
+	}
+	if c.backoff != nil {
+		c.backoff.Stop()
 	}
 	if c.stopEarly != nil {
 		c.stopEarly()

@@ -69,6 +69,9 @@ func (c *connActor) establishDeadlinePassed(ctx actor.Context, m *establishDeadl
 	}
 	c.est.timer = nil
 	f := &EstablishmentFailure{Err: ErrEstablishmentTimeout, Report: c.report}
+	if c.everReady && c.reestablish(ctx, f) {
+		return // a re-establishment attempt failed: the next one follows the backoff
+	}
 	c.dropTransport(ctx)
 	c.failPending(f)
 	c.apply(InEstablishmentFailed, f)

@@ -29,7 +29,7 @@ func (b Backoff) Normalized() Backoff {
 	if b.Max < b.Initial {
 		b.Max = b.Initial
 	}
-	if b.Multiplier < 1 {
+	if !(b.Multiplier >= 1) { // below 1, or NaN
 		b.Multiplier = 2
 	}
 	if b.MaxAttempts <= 0 {

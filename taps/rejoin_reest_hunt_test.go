@@ -1,0 +1,64 @@
+package taps
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// Reest hunt: a QUIC group whose server is gone for good. The members
+// re-establish through one leader (rejoin.go); when the leader's attempts
+// are exhausted the waiters take the lead in turn. None may stay
+// Establishing: each ends with one ConnectionError, after Reestablishing
+// events only (no Reestablished, no Closed).
+func TestReestHuntQUICGroupGivesUpTogether(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
+		WithEstablishmentTimeout(100*time.Millisecond),
+		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 2}))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	members := []*Connection{c}
+	for range 2 {
+		clone, err := c.Clone(ctx)
+		require.NoError(t, err)
+		members = append(members, clone)
+	}
+	var evs []*reestEvents
+	for i, m := range members {
+		evs = append(evs, watchReest(m))
+		roundTrip(t, m, "before "+string(rune('a'+i)))
+	}
+	first := <-accepted
+	for range len(members) - 1 {
+		<-accepted
+	}
+	ln.Stop()
+	<-ln.Done()
+	first.AbortGroup() // the server and its session are gone
+	for i, m := range members {
+		select {
+		case <-m.Done():
+		case <-ctx.Done():
+			t.Fatalf("member %d stuck in %v", i, m.State())
+		}
+		var ce *ConnectionError
+		require.ErrorAs(t, m.Err(), &ce, "member %d", i)
+		got := evs[i].all()
+		require.NotEmpty(t, got)
+		require.Equal(t, "connectionError", got[len(got)-1], "member %d: %v", i, got)
+		for _, e := range got[:len(got)-1] {
+			require.Equal(t, "reestablishing", e, "member %d: %v", i, got)
+		}
+	}
+}
