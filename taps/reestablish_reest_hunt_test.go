@@ -66,18 +66,8 @@ func (e *reestEvents) all() []string {
 // connection at once (Closed, once, no wait for the backoff), and a message
 // queued during the backoff fails with a SendError.
 func TestReestHuntCloseDuringBackoffDoesNotWait(t *testing.T) {
-	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
-		WithReestablishment(ReestablishPolicy{Initial: time.Hour, Max: time.Hour}))
 	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	ev := watchReest(c)
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	peer.Close()
-	require.Equal(t, "reestablishing", <-ev.ch)
+	c, ev := inLongBackoff(t)
 	sent := make(chan error, 1)
 	go func() { sent <- c.Send(ctx, []byte("queued"), nil) }()
 	require.Equal(t, StateEstablishing, c.State(), "Establishing during the backoff")
@@ -166,18 +156,8 @@ func TestReestHuntReceiveAndQueuedSendAcrossReestablishment(t *testing.T) {
 // connection at once with one ConnectionError unwrapping to ErrAborted; the
 // re-establishment is not resumed.
 func TestReestHuntAbortDuringBackoff(t *testing.T) {
-	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
-		WithReestablishment(ReestablishPolicy{Initial: time.Hour, Max: time.Hour}))
 	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	ev := watchReest(c)
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	peer.Close()
-	require.Equal(t, "reestablishing", <-ev.ch)
+	c, ev := inLongBackoff(t)
 	c.Abort()
 	select {
 	case <-c.Done():
@@ -237,4 +217,23 @@ func TestReestHuntAttemptTimingOutInItsFramerIsRetried(t *testing.T) {
 	require.Equal(t, StateEstablished, c.State())
 	c.Abort()
 	<-c.Done()
+}
+
+// inLongBackoff is an initiated connection with a one-hour re-establishment
+// backoff whose peer has closed: it waits in its backoff (Reestablishing
+// seen), with its events recorded.
+func inLongBackoff(t *testing.T) (*Connection, *reestEvents) {
+	t.Helper()
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
+		WithReestablishment(ReestablishPolicy{Initial: time.Hour, Max: time.Hour}))
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	ev := watchReest(c)
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	peer.Close()
+	require.Equal(t, "reestablishing", <-ev.ch)
+	return c, ev
 }
