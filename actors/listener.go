@@ -725,16 +725,3 @@ func (q *ListenQueue) Accept(ctx context.Context) (*ConnectionStarted, error) {
 // errListenerStopped aborts a connection the listener accepted but will
 // not deliver: it became Ready after the listener stopped.
 var errListenerStopped = errors.New("listener stopped")
-
-// abortUndelivered aborts the connections whose ConnectionReceived reached
-// a listener that had stopped (a dead letter: it became Ready after the
-// listener stopped, as a framer's handshake may): nobody would own them.
-func (s *System) abortUndelivered() {
-	s.AS.EventStream.Subscribe(func(evt any) {
-		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
-			if r, ok := dl.Message.(*connectionReceived); ok && r.started.Conn != nil {
-				s.AS.Root.Send(r.started.Conn, &messages.AbortConnection{Err: errListenerStopped})
-			}
-		}
-	})
-}

@@ -8,28 +8,10 @@ import "github.com/asynkron/protoactor-go/actor"
 // The accepting side keeps its session open after its last stream closed
 // gracefully (stacks.QUIC: the peer may hold streams it has not announced
 // yet, a Clone that has not sent), so such a stream is a new connection in
-// a group of its own, which the listener delivers as ConnectionReceived.
-type strayStream struct{ spec *connSpec }
-
-// rehomeStrayStreams routes the peer's streams whose group has ended to
-// the root (strayStream), and aborts those the root did not take (it has
+// a group of its own, which the listener delivers as ConnectionReceived
+// (System.deadLetter routes it to the root, and aborts it if the root has
 // ended).
-func (s *System) rehomeStrayStreams() {
-	s.AS.EventStream.Subscribe(func(evt any) {
-		dl, ok := evt.(*actor.DeadLetterEvent)
-		if !ok {
-			return
-		}
-		switch m := dl.Message.(type) {
-		case *peerStream:
-			if m.spec.passive != nil {
-				s.AS.Root.Send(s.Root, &strayStream{spec: m.spec})
-			}
-		case *strayStream:
-			_ = m.spec.passive.Abort()
-		}
-	})
-}
+type strayStream struct{ spec *connSpec }
 
 // adoptStray makes a stray stream the first member of a new group, as an
 // accepted connection whose session's later streams are accepted by the

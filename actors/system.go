@@ -49,26 +49,43 @@ func NewSystem(cfg Config) *System {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	shrinkRegistry(as)
-	// a stream opened for a requester that is gone (a Clone whose caller
-	// gave up, a member re-establishing that ended meanwhile) would keep
-	// its QUIC session open: it is aborted
-	as.EventStream.Subscribe(func(evt any) {
-		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
-			if so, ok := dl.Message.(*StreamOpened); ok && so.T != nil {
-				_ = so.T.Abort()
-			}
-		}
-	})
 	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer}
+	as.EventStream.Subscribe(s.deadLetter)
 	props := controlProps(func() actor.Actor { return newRootActor(s) },
 		actor.WithGuardian(supervision.Guardian()),
 		actor.WithSupervisor(supervision.Strategy(supervision.Group)))
 	s.Root = as.Root.SpawnPrefix(props, "taps")
-	// a peer's stream accepted as its group ended (acceptStreams): quic_stray.go
-	s.rehomeStrayStreams()
-	// a connection Ready after its listener stopped: listener.go
-	s.abortUndelivered()
 	return s
+}
+
+// deadLetter releases what a message that reached no actor holds: one
+// subscriber for every such message.
+func (s *System) deadLetter(evt any) {
+	dl, ok := evt.(*actor.DeadLetterEvent)
+	if !ok {
+		return
+	}
+	switch m := dl.Message.(type) {
+	case *StreamOpened:
+		// a stream opened for a requester that is gone (a Clone whose
+		// caller gave up, a member re-establishing that ended meanwhile)
+		// would keep its QUIC session open
+		if m.T != nil {
+			_ = m.T.Abort()
+		}
+	case *peerStream:
+		// a peer's stream accepted as its group ended (acceptStreams)
+		if m.spec.passive != nil {
+			s.AS.Root.Send(s.Root, &strayStream{spec: m.spec}) // quic_stray.go
+		}
+	case *strayStream:
+		_ = m.spec.passive.Abort() // the root has ended
+	case *connectionReceived:
+		// a connection Ready after its listener stopped (listener.go)
+		if m.started.Conn != nil {
+			s.AS.Root.Send(m.started.Conn, &messages.AbortConnection{Err: errListenerStopped})
+		}
+	}
 }
 
 // controlDispatcher runs the control-plane actors (root, groups,
