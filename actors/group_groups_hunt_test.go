@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -38,6 +39,11 @@ func TestGroupsHuntCloneAfterCloseGroupIsRefused(t *testing.T) {
 	<-link.Done()
 	if err != nil {
 		t.Logf("refused: %v", err)
+		// the group, or when it has ended the dead letter, aborts the
+		// stream: its peer end sees it closed
+		_ = b.SetReadDeadline(time.Now().Add(5 * time.Second)) // fails once the pipe is closed already
+		_, rerr := b.Read(make([]byte, 1))
+		require.NotErrorIs(t, rerr, os.ErrDeadlineExceeded, "a refused clone's stream is aborted")
 		require.True(t, stream.closed.Load(), "a refused clone's stream is aborted")
 		return
 	}

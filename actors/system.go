@@ -80,6 +80,11 @@ func (s *System) deadLetter(evt any) {
 		}
 	case *strayStream:
 		_ = m.spec.passive.Abort() // the root has ended
+	case *CloneConnection:
+		// a Clone's stream for a group that has ended: no member takes it
+		if m.Stream != nil && m.Stream.T != nil {
+			_ = m.Stream.T.Abort()
+		}
 	case *connectionReceived:
 		// a connection Ready after its listener stopped (listener.go)
 		if m.started.Conn != nil {
