@@ -99,6 +99,13 @@ type Options struct {
 	// handshake completes (resumed where a ticket is cached) before Dial
 	// returns, so nothing is ever sent as early data.
 	EarlyData bool
+	// TLSAllowTruncation makes a TLS stream that the peer ends with a TCP
+	// FIN but no close_notify alert, at a record boundary, a clean end
+	// (io.EOF) rather than ErrTLSTruncated: for peers known to end their
+	// streams that way (some HTTP/1.x servers), where the application
+	// frames its data itself. A stream cut inside a record is
+	// ErrTLSTruncated whatever this says. Off by default (RFC 8446 §6.1).
+	TLSAllowTruncation bool
 	// QUICDatagrams enables QUIC datagrams (RFC 9221); the Transports then
 	// implement Datagrams.
 	QUICDatagrams bool

@@ -102,7 +102,7 @@ func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	t := newTLSTransport(tc)
+	t := newTLSTransport(tc, opts.TLSAllowTruncation)
 	t.Conn = tls.Client(&t.in, cfg)
 	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()
@@ -158,7 +158,7 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 		return nil, ErrNoTLSConfig
 	}
 	tc := tt.TCPConn
-	s := newTLSTransport(tc)
+	s := newTLSTransport(tc, opts.TLSAllowTruncation)
 	if client {
 		remote, _ := AddrPortOf(tc.RemoteAddr())
 		cfg, err := clientTLSConfig(opts, remote, "")
@@ -191,14 +191,16 @@ func AddrPortOf(a net.Addr) (netip.AddrPort, bool) {
 
 type tlsTransport struct {
 	*tls.Conn
-	tcp *net.TCPConn
-	in  tcpUnderTLS // what Conn reads and writes
+	tcp        *net.TCPConn
+	in         tcpUnderTLS // what Conn reads and writes
+	allowTrunc bool        // Options.TLSAllowTruncation
 }
 
 // newTLSTransport is the transport of a TLS connection over tc, but for
-// its Conn, which must be made over t.in.
-func newTLSTransport(tc *net.TCPConn) *tlsTransport {
-	t := &tlsTransport{tcp: tc}
+// its Conn, which must be made over t.in. allowTrunc is
+// Options.TLSAllowTruncation.
+func newTLSTransport(tc *net.TCPConn, allowTrunc bool) *tlsTransport {
+	t := &tlsTransport{tcp: tc, allowTrunc: allowTrunc}
 	t.in.TCPConn = tc
 	return t
 }
@@ -223,11 +225,13 @@ func (c *tcpUnderTLS) Read(b []byte) (int, error) {
 // Read reads application data. The end of the stream is io.EOF after the
 // peer's close_notify, ErrTLSTruncated after a TCP FIN without it (which
 // crypto/tls reports as io.EOF at a record boundary, and as
-// io.ErrUnexpectedEOF inside a record).
+// io.ErrUnexpectedEOF inside a record). With Options.TLSAllowTruncation, a
+// FIN without close_notify at a record boundary is io.EOF.
 func (t *tlsTransport) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
 	// err != nil first: a read that returns data pays one check
-	if err != nil && (err == io.EOF || err == io.ErrUnexpectedEOF) && t.in.eof.Load() {
+	if err != nil && (err == io.EOF || err == io.ErrUnexpectedEOF) && t.in.eof.Load() &&
+		(err == io.ErrUnexpectedEOF || !t.allowTrunc) {
 		err = ErrTLSTruncated
 	}
 	return n, err
@@ -292,6 +296,7 @@ func (tlsStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 		slots:   make(chan struct{}, tlsMaxPendingHandshakes),
 	}
 	l.acceptFrom = opts.AcceptFrom
+	l.allowTrunc = opts.TLSAllowTruncation
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l, nil
@@ -311,6 +316,7 @@ type tlsListener struct {
 	wg      sync.WaitGroup
 	// acceptFrom is Options.AcceptFrom
 	acceptFrom func(net.Addr) bool
+	allowTrunc bool // Options.TLSAllowTruncation
 
 	mu  sync.Mutex
 	err error // why acceptLoop ended, if not Close
@@ -354,7 +360,7 @@ func (l *tlsListener) handshake(tc *net.TCPConn) {
 	defer func() { <-l.slots }()
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	t := newTLSTransport(tc)
+	t := newTLSTransport(tc, l.allowTrunc)
 	t.Conn = tls.Server(&t.in, l.cfg)
 	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()

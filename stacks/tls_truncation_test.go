@@ -85,29 +85,31 @@ func rawTLSPeer(t *testing.T, pki testPKI, data string, end rawTLSEnd) (net.Addr
 // TestTLSReadTellsTruncation: the TLS transport's stream ends with io.EOF
 // only after the peer's close_notify; a TCP FIN without it, after a whole
 // record (which crypto/tls itself takes for a clean end) or inside one,
-// is ErrTLSTruncated, whichever way the transport was made.
+// is ErrTLSTruncated, whichever way the transport was made. With
+// TLSAllowTruncation, the FIN after a whole record is a clean end; a FIN
+// inside a record stays ErrTLSTruncated.
 func TestTLSReadTellsTruncation(t *testing.T) {
 	const data = "every byte of it"
 	ways := []struct {
 		name string
-		open func(t *testing.T, pki testPKI, end rawTLSEnd) (Transport, <-chan error)
+		open func(t *testing.T, pki testPKI, end rawTLSEnd, allow bool) (Transport, <-chan error)
 	}{
-		{"Dial", func(t *testing.T, pki testPKI, end rawTLSEnd) (Transport, <-chan error) {
+		{"Dial", func(t *testing.T, pki testPKI, end rawTLSEnd, allow bool) (Transport, <-chan error) {
 			addr, done := rawTLSPeer(t, pki, data, end)
-			c, err := TLS().Dial(testCtx(t), addrPort(t, addr), Options{TLS: pki.clientConfig()})
+			c, err := TLS().Dial(testCtx(t), addrPort(t, addr), Options{TLS: pki.clientConfig(), TLSAllowTruncation: allow})
 			require.NoError(t, err)
 			return c, done
 		}},
-		{"SecureTransport", func(t *testing.T, pki testPKI, end rawTLSEnd) (Transport, <-chan error) {
+		{"SecureTransport", func(t *testing.T, pki testPKI, end rawTLSEnd, allow bool) (Transport, <-chan error) {
 			addr, done := rawTLSPeer(t, pki, data, end)
 			tc, err := TCP().Dial(testCtx(t), addrPort(t, addr), Options{})
 			require.NoError(t, err)
-			c, err := SecureTransport(testCtx(t), tc, Options{TLS: pki.clientConfig()}, true)
+			c, err := SecureTransport(testCtx(t), tc, Options{TLS: pki.clientConfig(), TLSAllowTruncation: allow}, true)
 			require.NoError(t, err)
 			return c, done
 		}},
-		{"Listen", func(t *testing.T, pki testPKI, end rawTLSEnd) (Transport, <-chan error) {
-			ln, err := TLS().Listen(testCtx(t), Options{Local: loopback4, TLS: pki.serverConfig()})
+		{"Listen", func(t *testing.T, pki testPKI, end rawTLSEnd, allow bool) (Transport, <-chan error) {
+			ln, err := TLS().Listen(testCtx(t), Options{Local: loopback4, TLS: pki.serverConfig(), TLSAllowTruncation: allow})
 			require.NoError(t, err)
 			t.Cleanup(func() { ln.Close() })
 			tc, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(addrPort(t, ln.Addr())))
@@ -127,29 +129,42 @@ func TestTLSReadTellsTruncation(t *testing.T) {
 	}
 	for _, w := range ways {
 		for _, end := range []rawTLSEnd{rawEndCloseNotify, rawEndAtRecord, rawEndInRecord} {
-			t.Run(w.name+"/"+end.String(), func(t *testing.T) {
-				c, done := w.open(t, newTestPKI(t), end)
-				got, err := io.ReadAll(c)
-				switch end {
-				case rawEndCloseNotify:
-					require.NoError(t, err, "io.EOF after close_notify")
-					require.Equal(t, data, string(got))
-				case rawEndAtRecord:
-					require.ErrorIs(t, err, ErrTLSTruncated)
-					require.Equal(t, data, string(got), "the whole records are read")
-				case rawEndInRecord:
-					require.ErrorIs(t, err, ErrTLSTruncated)
-					require.Empty(t, got, "a record cut short is not read")
+			for _, allow := range []bool{false, true} {
+				name := w.name + "/" + end.String()
+				if allow {
+					name += "/AllowTruncation"
 				}
-				if err != nil {
-					require.ErrorIs(t, err, io.ErrUnexpectedEOF)
-					require.False(t, errors.Is(err, io.EOF))
-					_, again := c.Read(make([]byte, 1))
-					require.ErrorIs(t, again, ErrTLSTruncated, "the end stays what it was")
-				}
-				require.NoError(t, c.Close())
-				require.NoError(t, <-done)
-			})
+				t.Run(name, func(t *testing.T) {
+					c, done := w.open(t, newTestPKI(t), end, allow)
+					readEnd(t, c, data, end, allow)
+					require.NoError(t, c.Close())
+					require.NoError(t, <-done)
+				})
+			}
 		}
+	}
+}
+
+// readEnd reads c to its end and checks the end is what end and allow
+// (Options.TLSAllowTruncation) make it.
+func readEnd(t *testing.T, c Transport, data string, end rawTLSEnd, allow bool) {
+	t.Helper()
+	got, err := io.ReadAll(c)
+	switch {
+	case end == rawEndCloseNotify, end == rawEndAtRecord && allow:
+		require.NoError(t, err, "io.EOF after close_notify, or after a whole record when truncation is allowed")
+		require.Equal(t, data, string(got))
+	case end == rawEndAtRecord:
+		require.ErrorIs(t, err, ErrTLSTruncated)
+		require.Equal(t, data, string(got), "the whole records are read")
+	case end == rawEndInRecord:
+		require.ErrorIs(t, err, ErrTLSTruncated, "a record cut short is truncation, allowed or not")
+		require.Empty(t, got, "a record cut short is not read")
+	}
+	if err != nil {
+		require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+		require.False(t, errors.Is(err, io.EOF))
+		_, again := c.Read(make([]byte, 1))
+		require.ErrorIs(t, again, ErrTLSTruncated, "the end stays what it was")
 	}
 }

@@ -606,7 +606,8 @@ func (c *Connection) postActor(m *messages.SendMessage) {
 // ends with a *ConnectionError unwrapping to [ErrTLSTruncated] and
 // [io.ErrUnexpectedEOF], no message is final, and once the messages
 // received before it are returned, Receive returns a *ReceiveError with
-// that cause.
+// that cause ([SecurityParameters.SetTruncationAllowed] makes a FIN after
+// a whole record a clean end).
 func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
 	if !c.dir.Receives() {
 		return nil, errReceiveSendOnly

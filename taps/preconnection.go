@@ -463,6 +463,7 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	cfg.StackOptions = p.encoded[r].opts
 	cfg.DeriveStackOptions = stackOptionsFromMessage // SetProperty, re-establishment, Clone
 	cfg.StackOptions.TLS = tlsCfg
+	cfg.StackOptions.TLSAllowTruncation = p.sec.truncationAllowed()
 	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
 		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName
 	}

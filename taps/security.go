@@ -36,6 +36,7 @@ type SecurityParameters struct {
 	verify       func(state tls.ConnectionState) error
 	challenge    func(info *tls.CertificateRequestInfo) (*tls.Certificate, error)
 	sessionCache tls.ClientSessionCache
+	allowTrunc   bool
 }
 
 // NewSecurityParameters returns parameters that require security, with the
@@ -129,6 +130,33 @@ func (s *SecurityParameters) SetSessionCache(c tls.ClientSessionCache) *Security
 	return s
 }
 
+// SetTruncationAllowed, with allow true, takes a TLS peer's TCP FIN that
+// comes without a close_notify alert, after a whole record, for a clean
+// end of stream (the connection half-closes, the last message is final),
+// as crypto/tls itself reports it. Some peers end their streams that way
+// (HTTP/1.x servers among them); allow it only when the application's own
+// framing tells a complete stream from a cut one, since anyone on the path
+// can end a TCP stream (RFC 8446 §6.1). By default (false) such an end is
+// a failure: a *ConnectionError unwrapping to [ErrTLSTruncated]. A stream
+// cut inside a record is that failure whatever this says. QUIC is not
+// concerned (its streams end with their own authenticated FIN).
+func (s *SecurityParameters) SetTruncationAllowed(allow bool) *SecurityParameters {
+	s.mu.Lock()
+	s.allowTrunc = allow
+	s.mu.Unlock()
+	return s
+}
+
+// truncationAllowed reports SetTruncationAllowed's value (false for nil).
+func (s *SecurityParameters) truncationAllowed() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.allowTrunc
+}
+
 // clone returns a copy of s (nil for nil): a Preconnection's own, which
 // later setter calls on s do not change.
 func (s *SecurityParameters) clone() *SecurityParameters {
@@ -140,7 +168,7 @@ func (s *SecurityParameters) clone() *SecurityParameters {
 	return &SecurityParameters{mode: s.mode, roots: s.roots,
 		identity: append([]tls.Certificate(nil), s.identity...), alpn: append([]string(nil), s.alpn...),
 		serverName: s.serverName, minVersion: s.minVersion, verify: s.verify, challenge: s.challenge,
-		sessionCache: s.sessionCache}
+		sessionCache: s.sessionCache, allowTrunc: s.allowTrunc}
 }
 
 // requiresSecurity reports whether only secure stacks may be selected.

@@ -142,16 +142,16 @@ func receiveToEnd(t *testing.T, c *Connection) (data []byte, final bool, err err
 	}
 }
 
-// checkTLSEnd checks how c, whose peer sent want and ended its stream as
-// end says, ended. seen is closed when a connection notices a clean end of
+// checkTLSEnd checks how c, whose peer sent want and ended its stream
+// (truncated: with a TCP FIN that c does not take for a clean end), ended. seen is closed when a connection notices a clean end of
 // stream (peerEndOfStream). With close_notify the connection half-closes:
 // the last message is final, and c is Closed once it closes too. Without
 // it, c ends by itself with a ConnectionError that tells truncation, and
 // the bytes received before are still delivered.
-func checkTLSEnd(t *testing.T, c *Connection, seen <-chan struct{}, end tlsPeerEnd, want string) {
+func checkTLSEnd(t *testing.T, c *Connection, seen <-chan struct{}, truncated bool, want string) {
 	t.Helper()
 	ctx := testCtx(t)
-	if end != tlsEndTruncate {
+	if !truncated {
 		select {
 		case <-seen:
 		case <-c.Done():
@@ -206,22 +206,30 @@ func TestTLSTruncationOfAnInitiatedConnection(t *testing.T) {
 		end    tlsPeerEnd
 		framed bool
 		tls12  bool
+		allow  bool // SetTruncationAllowed(true)
 	}{
-		{tlsEndCloseNotify, false, false},
-		{tlsEndClose, false, false},
-		{tlsEndTogether, false, false},
-		{tlsEndTogether, false, true},
-		{tlsEndTruncate, false, false},
-		{tlsEndTruncate, false, true},
-		{tlsEndCloseNotify, true, false},
-		{tlsEndTogether, true, false},
-		{tlsEndTogether, true, true},
-		{tlsEndTruncate, true, false},
-		{tlsEndTruncate, true, true},
+		{tlsEndCloseNotify, false, false, false},
+		{tlsEndClose, false, false, false},
+		{tlsEndTogether, false, false, false},
+		{tlsEndTogether, false, true, false},
+		{tlsEndTruncate, false, false, false},
+		{tlsEndTruncate, false, true, false},
+		{tlsEndCloseNotify, true, false, false},
+		{tlsEndTogether, true, false, false},
+		{tlsEndTogether, true, true, false},
+		{tlsEndTruncate, true, false, false},
+		{tlsEndTruncate, true, true, false},
+		{tlsEndTruncate, false, false, true},
+		{tlsEndTruncate, true, false, true},
+		{tlsEndTruncate, true, true, true},
+		{tlsEndCloseNotify, true, false, true},
 	} {
 		name := tt.end.String()
 		if tt.framed {
 			name += "Framed"
+		}
+		if tt.allow {
+			name += "Allowed"
 		}
 		var maxVersion uint16
 		if tt.tls12 {
@@ -236,7 +244,7 @@ func TestTLSTruncationOfAnInitiatedConnection(t *testing.T) {
 				payload, want = frame("one", "two"), "onetwo"
 			}
 			port, done := rawTLSServer(t, pki, payload, tt.end, maxVersion)
-			pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()),
+			pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec().SetTruncationAllowed(tt.allow)),
 				WithTransportProperties(tlsOnlyProps(t)),
 				WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(port)))
 			if tt.framed {
@@ -244,10 +252,11 @@ func TestTLSTruncationOfAnInitiatedConnection(t *testing.T) {
 			}
 			c, err := pre.Initiate(testCtx(t))
 			require.NoError(t, err)
-			if tt.end != tlsEndTruncate { // else it may have ended already
+			truncated := tt.end == tlsEndTruncate && !tt.allow
+			if !truncated { // else it may have ended already
 				require.Equal(t, "tls", c.GetProperties().Stack)
 			}
-			checkTLSEnd(t, c, seen, tt.end, want)
+			checkTLSEnd(t, c, seen, truncated, want)
 			require.NoError(t, <-done)
 		})
 	}
@@ -257,12 +266,19 @@ func TestTLSTruncationOfAnInitiatedConnection(t *testing.T) {
 // a framed request: the accepted connection ends with a ConnectionError,
 // not with a final request.
 func TestTLSTruncationOfAnAcceptedConnection(t *testing.T) {
-	for _, end := range []tlsPeerEnd{tlsEndCloseNotify, tlsEndTruncate} {
-		t.Run(end.String(), func(t *testing.T) {
+	for _, tt := range []struct {
+		end   tlsPeerEnd
+		allow bool // SetTruncationAllowed(true)
+	}{{tlsEndCloseNotify, false}, {tlsEndTruncate, false}, {tlsEndTruncate, true}} {
+		end, name := tt.end, tt.end.String()
+		if tt.allow {
+			name += "Allowed"
+		}
+		t.Run(name, func(t *testing.T) {
 			opt, seen := peerEndOfStream()
 			sys := newTestSystem(t, opt)
 			pki := newTestPKI(t)
-			pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()),
+			pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec().SetTruncationAllowed(tt.allow)),
 				WithTransportProperties(tlsOnlyProps(t)),
 				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
 			pre.AddFramer(framers.NewLengthPrefix())
@@ -280,7 +296,7 @@ func TestTLSTruncationOfAnAcceptedConnection(t *testing.T) {
 
 			s, err := ln.Accept(testCtx(t))
 			require.NoError(t, err)
-			checkTLSEnd(t, s, seen, end, "request")
+			checkTLSEnd(t, s, seen, end == tlsEndTruncate && !tt.allow, "request")
 			require.NoError(t, <-done)
 		})
 	}
