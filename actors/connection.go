@@ -442,14 +442,10 @@ func (c *connActor) apply(in Input, err error) bool {
 // the caller ends the connection as usual. Messages not yet sent fail with
 // err: the application decides whether to send them again.
 func (c *connActor) reestablish(ctx actor.Context, err error) bool {
-	pol := c.spec.cfg.Reestablish
-	if pol == nil || c.spec.passive != nil || c.closeAsked || (c.state != Established && c.state != Establishing) {
-		return false // a closing connection is not brought back
-	}
-	b := pol.Normalized()
-	if c.attempts >= b.MaxAttempts {
+	if !c.mayReestablish() {
 		return false
 	}
+	b := c.spec.cfg.Reestablish.Normalized()
 	if c.state == Established && !c.apply(InReestablish, err) {
 		return false
 	}
@@ -1242,6 +1238,16 @@ func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 	}
 }
 
+// mayReestablish reports whether the re-establishment policy applies to a
+// transport lost now (reestablish).
+func (c *connActor) mayReestablish() bool {
+	pol := c.spec.cfg.Reestablish
+	if pol == nil || c.spec.passive != nil || c.closeAsked || (c.state != Established && c.state != Establishing) {
+		return false // a closing connection is not brought back
+	}
+	return c.attempts < pol.Normalized().MaxAttempts
+}
+
 // streamEnded handles the end of the received stream. A clean end of
 // stream while Established half-closes the connection (RFC 9623 §10.1:
 // FIN is not Closed): receiving ends, the last message is final, and the
@@ -1260,12 +1266,17 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 		c.fail(ctx, err)
 		return
 	}
-	if len(c.framers) == 0 && !c.discarding {
+	// under a re-establishment policy the peer's end of stream ends only
+	// this transport: the stream goes on over the next one, so nothing
+	// received is final (the Link marks no message final before
+	// endOfStream)
+	reest := c.state == Established && c.dir.Receives() && c.mayReestablish()
+	if len(c.framers) == 0 && !c.discarding && !reest {
 		// a byte stream without framer: the one stream-wide message ends
 		c.link.deliver([]RecvItem{{MessageID: 1, EndOfMessage: true}})
 	}
 	c.flushHeldDatagrams()
-	if c.state == Established && c.spec.cfg.Reestablish != nil && c.dir.Receives() && c.reestablish(ctx, fmt.Errorf("peer closed the connection: %w", io.EOF)) {
+	if reest && c.reestablish(ctx, fmt.Errorf("peer closed the connection: %w", io.EOF)) {
 		return
 	}
 	c.link.endOfStream(nil)
