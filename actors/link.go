@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -396,15 +397,15 @@ func (l *Link) SetHandlers(h Handlers) {
 		}
 	}
 	if ready {
-		l.exec.submit(h.Ready)
+		l.exec.submitAs("Ready handler", h.Ready)
 	}
 	switch {
 	case term == EvEstablishmentError && h.EstablishmentError != nil && old.EstablishmentError == nil:
-		l.exec.submit(func() { h.EstablishmentError(estErr) })
+		l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(estErr) })
 	case term == EvClosed && h.Closed != nil && old.Closed == nil:
-		l.exec.submit(h.Closed)
+		l.exec.submitAs("Closed handler", h.Closed)
 	case term == EvConnectionError && h.ConnectionError != nil && old.ConnectionError == nil:
-		l.exec.submit(func() { h.ConnectionError(finalErr) })
+		l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(finalErr) })
 	}
 }
 
@@ -431,7 +432,7 @@ func (l *Link) emitReady() {
 	reqs := l.serveLocked(nil)
 	l.mu.Unlock()
 	if h != nil {
-		l.exec.submit(h)
+		l.exec.submitAs("Ready handler", h)
 	}
 	l.fulfil(reqs)
 }
@@ -493,15 +494,15 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	switch ev {
 	case EvEstablishmentError:
 		if h.EstablishmentError != nil {
-			l.exec.submit(func() { h.EstablishmentError(err) })
+			l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(err) })
 		}
 	case EvClosed:
 		if h.Closed != nil {
-			l.exec.submit(h.Closed)
+			l.exec.submitAs("Closed handler", h.Closed)
 		}
 	case EvConnectionError:
 		if h.ConnectionError != nil {
-			l.exec.submit(func() { h.ConnectionError(err) })
+			l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(err) })
 		}
 	}
 	// after the terminal handler; at once when no handler is queued or
@@ -520,7 +521,7 @@ func (l *Link) emitSoftError(err error) {
 	term := l.terminal
 	l.mu.Unlock()
 	if h != nil && term == EvNone {
-		l.exec.submit(func() { h(err) })
+		l.exec.submitAs("SoftError handler", func() { h(err) })
 	}
 }
 
@@ -530,7 +531,7 @@ func (l *Link) emitExcessiveRetransmission(count int) {
 	term := l.terminal
 	l.mu.Unlock()
 	if h != nil && term == EvNone {
-		l.exec.submit(func() { h(count) })
+		l.exec.submitAs("ExcessiveRetransmission handler", func() { h(count) })
 	}
 }
 
@@ -540,7 +541,7 @@ func (l *Link) emitPathChange(r stacks.PathReading) {
 	term := l.terminal
 	l.mu.Unlock()
 	if h != nil && term == EvNone {
-		l.exec.submit(func() { h(r) })
+		l.exec.submitAs("PathChange handler", func() { h(r) })
 	}
 }
 
@@ -556,7 +557,7 @@ func (l *Link) emitReestablishing(err error, attempt int) {
 	h := l.h.Reestablishing
 	l.mu.Unlock()
 	if h != nil {
-		l.exec.submit(func() { h(err, attempt) })
+		l.exec.submitAs("Reestablishing handler", func() { h(err, attempt) })
 	}
 }
 
@@ -567,7 +568,7 @@ func (l *Link) emitReestablished(attempts int) {
 	reqs := l.serveLocked(nil)
 	l.mu.Unlock()
 	if h != nil {
-		l.exec.submit(func() { h(attempts) })
+		l.exec.submitAs("Reestablished handler", func() { h(attempts) })
 	}
 	l.fulfil(reqs)
 }
@@ -609,7 +610,7 @@ func (l *Link) emitCloneError(err error) {
 	term := l.terminal
 	l.mu.Unlock()
 	if h != nil && term == EvNone {
-		l.exec.submit(func() { h(err) })
+		l.exec.submitAs("CloneError handler", func() { h(err) })
 	}
 }
 
@@ -979,6 +980,10 @@ func (w *sendWaitList) takeAll() []func(error) {
 // queued.
 func (l *Link) Submit(fn func()) { l.exec.submit(fn) }
 
+// SubmitAs is Submit for an application handler: where names it in the
+// *supervision.PanicError should it panic ("SendAsync handler").
+func (l *Link) SubmitAs(where string, fn func()) { l.exec.submitAs(where, fn) }
+
 // Receive waits (ctx-bounded) for one receive event. minIncomplete and max
 // are RFC 9622 minIncompleteLength and maxLength; -1 means infinite (for a
 // byte stream without framer the default minimum is 1). If ctx ends after
@@ -1063,7 +1068,7 @@ func (l *Link) fulfil(s []served) {
 			continue
 		}
 		fn, res := x.r.fn, x.res
-		l.exec.submit(func() { fn(res) })
+		l.exec.submitAs("ReceiveAsync handler", func() { fn(res) })
 	}
 }
 
@@ -1201,9 +1206,15 @@ func (l *Link) popItem() {
 // goroutine that exists only while there is work.
 type serialExec struct {
 	mu      sync.Mutex
-	q       []func()
+	q       []execCall
 	running bool
-	link    *Link // its panicTo is told when a handler panics
+	link    *Link // told when a handler panics (handlerPanicked)
+}
+
+// execCall is one submitted function; where names it should it panic.
+type execCall struct {
+	f     func()
+	where string
 }
 
 // runIfIdle runs f now, on the caller's goroutine, when no call is queued
@@ -1218,9 +1229,11 @@ func (e *serialExec) runIfIdle(f func()) bool {
 	return idle
 }
 
-func (e *serialExec) submit(f func()) {
+func (e *serialExec) submit(f func()) { e.submitAs("event handler", f) }
+
+func (e *serialExec) submitAs(where string, f func()) {
 	e.mu.Lock()
-	e.q = append(e.q, f)
+	e.q = append(e.q, execCall{f: f, where: where})
 	if !e.running {
 		e.running = true
 		go e.loop()
@@ -1237,16 +1250,37 @@ func (e *serialExec) loop() {
 			e.mu.Unlock()
 			return
 		}
-		f := e.q[0]
-		e.q[0] = nil
+		c := e.q[0]
+		e.q[0] = execCall{}
 		e.q = e.q[1:]
 		e.mu.Unlock()
-		if err := supervision.Contain("event handler", f); err != nil && e.link != nil {
-			if s := e.link.panicTo.Load(); s != nil {
-				s.handlerPanicked(err)
-			}
+		if err := supervision.Contain(c.where, c.f); err != nil && e.link != nil {
+			e.link.handlerPanicked(err.(*supervision.PanicError))
 		}
 	}
+}
+
+// handlerPanicked reports a panic recovered from one of the Link's
+// handlers, on the executor goroutine: while the connection has not ended,
+// its actor aborts it with pe (the ConnectionError); in any case the
+// System reports it (System.ReportPanic). A handler that runs after the
+// end (Closed, ConnectionError, a late SendAsync or ReceiveAsync handler)
+// has only the report: an abort would go to dead letters.
+func (l *Link) handlerPanicked(pe *supervision.PanicError) {
+	pe.ConnectionID = l.id
+	l.mu.Lock()
+	ended := l.terminal != EvNone
+	l.mu.Unlock()
+	s := l.panicTo.Load()
+	if s == nil { // no actor attached yet: no System to report to
+		slog.Default().Error("panic in a handler", "connection", pe.ConnectionID, "handler", pe.Where,
+			"panic", pe.Value, "stack", string(pe.Stack))
+		return
+	}
+	if !ended {
+		s.handlerPanicked(pe)
+	}
+	s.sys.ReportPanic(pe)
 }
 
 // BufferedForTest reports the received bytes held for the application.

@@ -21,6 +21,10 @@ type Config struct {
 	// message events). It is called from actor goroutines and must not
 	// block.
 	Tracer func(*messages.TraceRecord)
+	// HandlerPanic, when set, gets every panic recovered from an
+	// application handler (see ReportPanic). Nil: such panics are logged
+	// at Error through Logger.
+	HandlerPanic func(*supervision.PanicError)
 }
 
 // System is one protoactor ActorSystem with gotaps' root actor. It is safe
@@ -34,6 +38,8 @@ type System struct {
 	down   atomic.Bool
 	// raceCache remembers racing winners per remote set (racecache.go).
 	raceCache raceCache
+	// onPanic is Config.HandlerPanic
+	onPanic func(*supervision.PanicError)
 }
 
 // NewSystem starts an actor system and its root actor.
@@ -49,7 +55,7 @@ func NewSystem(cfg Config) *System {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	shrinkRegistry(as)
-	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer}
+	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer, onPanic: cfg.HandlerPanic}
 	as.EventStream.Subscribe(s.deadLetter)
 	props := controlProps(func() actor.Actor { return newRootActor(s) },
 		actor.WithGuardian(supervision.Guardian()),
@@ -188,6 +194,20 @@ func (s *System) trace(r *messages.TraceRecord) {
 		r.TimeUnixNano = time.Now().UnixNano()
 	}
 	s.tracer(r)
+}
+
+// ReportPanic reports a panic recovered from an application handler: a
+// trace record of kind "panic", then Config.HandlerPanic (or an Error log
+// when none is set). It is called on the goroutine that ran the handler,
+// whether or not the panic also ends its connection.
+func (s *System) ReportPanic(pe *supervision.PanicError) {
+	s.trace(&messages.TraceRecord{Kind: "panic", ConnectionId: pe.ConnectionID, Event: pe.Where, Error: pe.Error()})
+	if s.onPanic != nil {
+		s.onPanic(pe)
+		return
+	}
+	s.Logger.Error("panic in a handler", "connection", pe.ConnectionID, "handler", pe.Where,
+		"panic", pe.Value, "stack", string(pe.Stack))
 }
 
 // ErrShutdown is returned for requests made after Shutdown began.

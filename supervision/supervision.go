@@ -12,7 +12,9 @@
 //   - The root and every top-level actor use the Stop guardian: protoactor's
 //     default (restart up to 10 times in 10 s) is never in force.
 //   - A panic in a user handler is recovered by Contain, turned into a
-//     *PanicError and reported on that connection only.
+//     *PanicError and reported on that connection only (its
+//     ConnectionError, while it has not ended) and to the System
+//     (actors.System.ReportPanic; taps.WithHandlerPanic).
 //
 // This is an implementation layer with no compatibility promise: import
 // package taps instead.
@@ -94,6 +96,10 @@ type PanicError struct {
 	Value any
 	// Stack is the goroutine stack at the panic.
 	Stack []byte
+	// ConnectionID is the id of the connection whose handler panicked
+	// (taps.Connection.ID; for a ConnectionReceived handler, the received
+	// connection's), when it is known; 0 otherwise.
+	ConnectionID uint64
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic in %s: %v", e.Where, e.Value) }

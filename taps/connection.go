@@ -485,7 +485,7 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 	fail := func(err error) {
 		if handler != nil {
 			err = sendError(err)
-			c.link.Submit(func() { handler(c, err) })
+			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}
 	}
 	if err := c.checkSendable(); err != nil {
@@ -504,7 +504,7 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 	if handler != nil {
 		if !c.link.ExpectSend(m.SendID, func(err error) {
 			err = sendError(err)
-			c.link.Submit(func() { handler(c, err) })
+			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}) {
 			c.link.ReleaseSend(len(data))
 			fail(ErrClosed)
@@ -624,7 +624,7 @@ func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Messa
 // receive with a handler), in order with the connection's other events.
 func (c *Connection) ReceiveAsync(handler func(*Connection, *Message, error), opts ...ReceiveOption) {
 	if !c.dir.Receives() {
-		c.link.Submit(func() { handler(c, nil, errReceiveSendOnly) })
+		c.link.SubmitAs("ReceiveAsync handler", func() { handler(c, nil, errReceiveSendOnly) })
 		return
 	}
 	o := receiveOptions(opts)

@@ -195,7 +195,9 @@ func (e *EndpointError) Error() string {
 func (e *EndpointError) Unwrap() []error { return []error{ErrInvalidEndpoint, e.Err} }
 
 // PanicError is a panic recovered from a user handler or framer. It ends
-// only the connection it happened on, as a ConnectionError wrapping it.
+// only the connection it happened on, as a ConnectionError wrapping it; a
+// handler's is also reported to the System (WithHandlerPanic), which is
+// the only report when the connection had ended already.
 type PanicError = supervision.PanicError
 
 func errString(err error) string {

@@ -56,7 +56,8 @@ func (l *Listener) Accept(ctx context.Context) (*Connection, error) {
 
 // OnConnectionReceived makes every received connection go to fn instead of
 // Accept, one at a time, in order. A panic in fn ends only that
-// Connection (a *ConnectionError wrapping a *PanicError). nil removes
+// Connection (a *ConnectionError wrapping a *PanicError), and is reported
+// (WithHandlerPanic). nil removes
 // the handler: connections go to Accept again.
 func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 	if fn == nil {
@@ -66,7 +67,10 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 	l.q.SetHandlers(func(st *actors.ConnectionStarted) {
 		c := l.wrap(st)
 		if err := supervision.Contain("ConnectionReceived handler", func() { fn(l, c) }); err != nil {
-			tell(l.sys, c.pid, &messages.AbortConnection{Err: err})
+			pe := err.(*PanicError)
+			pe.ConnectionID = c.ID()
+			tell(l.sys, c.pid, &messages.AbortConnection{Err: pe})
+			l.sys.s.ReportPanic(pe)
 		}
 	}, nil)
 }

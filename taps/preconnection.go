@@ -641,7 +641,7 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 					return // establishment failed: the EstablishmentError says it all
 				}
 				err = sendError(err)
-				link.Submit(func() { fn(c, err) })
+				link.SubmitAs("FirstMessageSent handler", func() { fn(c, err) })
 			})
 		}
 		req.FirstMessage = m

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 
 	"github.com/gotaps/gotaps/actors"
@@ -27,14 +28,15 @@ type System struct {
 type SystemOption func(*systemConfig)
 
 type systemConfig struct {
-	logger *slog.Logger
-	trace  func(*TraceRecord)
-	w      io.Writer
+	logger  *slog.Logger
+	trace   func(*TraceRecord)
+	w       io.Writer
+	onPanic func(*PanicError)
 }
 
 // WithLogger sends gotaps' logs (and the actor runtime's) to l, with
 // connection, group and candidate ids as attributes. The default discards
-// every log.
+// every log but handler panics (see WithHandlerPanic).
 func WithLogger(l *slog.Logger) SystemOption { return func(c *systemConfig) { c.logger = l } }
 
 // WithTraceWriter writes one JSON object per line to w for every state
@@ -46,11 +48,69 @@ func WithTraceWriter(w io.Writer) SystemOption { return func(c *systemConfig) { 
 // goroutines and must not block.
 func WithTracer(fn func(*TraceRecord)) SystemOption { return func(c *systemConfig) { c.trace = fn } }
 
+// WithHandlerPanic calls fn with every panic recovered from an
+// application handler: a Connection's or Preconnection's event handlers,
+// SendAsync, ReceiveAsync and ConnectionReceived handlers. pe.Value is the
+// panic value, pe.Stack the stack, pe.Where names the handler
+// ("Closed handler") and pe.ConnectionID is the Connection's ID. A panic
+// in a handler that runs while its Connection is alive also ends that
+// Connection (its *ConnectionError wraps the same *PanicError); for one
+// that runs after the end (Closed, ConnectionError, EstablishmentError, a
+// late SendAsync or ReceiveAsync handler) fn is the only report. Panics of
+// framers and TLS callbacks are not handler panics: they are the errors
+// of their Connection or establishment.
+//
+// fn is called on the goroutine that ran the handler, after the panic was
+// recovered and before that Connection's next event. Calls are serialized
+// System-wide (never two at once): fn needs no lock, but one that blocks
+// delays every later report and the events of the Connections reporting.
+// A panic in fn is logged at Error (as below) and swallowed.
+//
+// Without WithHandlerPanic (or with a nil fn) each panic is logged at
+// slog Error level through the WithLogger logger, or slog.Default() when
+// there is none, with the attributes connection, handler, panic and stack.
+// Either way it is also a trace record of Kind "panic" (WithTracer,
+// WithTraceWriter).
+func WithHandlerPanic(fn func(pe *PanicError)) SystemOption {
+	return func(c *systemConfig) { c.onPanic = fn }
+}
+
+// handlerPanicReport is the System's report of a handler panic
+// (WithHandlerPanic): fn or an Error log, serialized; a panic of fn is
+// logged and swallowed.
+func handlerPanicReport(fn func(*PanicError), logger *slog.Logger) func(*PanicError) {
+	log := func(msg string, pe *PanicError) {
+		l := logger
+		if l == nil {
+			l = slog.Default() // read now: the application may set it after NewSystem
+		}
+		l.Error(msg, "connection", pe.ConnectionID, "handler", pe.Where, "panic", pe.Value, "stack", string(pe.Stack))
+	}
+	var mu sync.Mutex
+	return func(pe *PanicError) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fn == nil {
+			log("gotaps: panic in a handler", pe)
+			return
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				log("gotaps: panic in the WithHandlerPanic function",
+					&PanicError{Where: "WithHandlerPanic function", Value: p, Stack: debug.Stack(), ConnectionID: pe.ConnectionID})
+			}
+		}()
+		fn(pe)
+	}
+}
+
 // TraceRecord is one trace event (see WithTracer).
 type TraceRecord struct {
 	TimeUnixNano int64
 	// Kind: "state", "candidate", "sent", "received", "send_error",
-	// "receive_error", "expired", "listener", "group".
+	// "receive_error", "expired", "listener", "group", "panic" (a handler
+	// panic: Event names the handler, Error the panic; see
+	// WithHandlerPanic).
 	Kind         string
 	ConnectionID uint64
 	GroupID      uint64
@@ -93,7 +153,8 @@ func NewSystem(opts ...SystemOption) *System {
 			}
 		}
 	}
-	return &System{s: actors.NewSystem(actors.Config{Logger: c.logger, Tracer: tracer})}
+	return &System{s: actors.NewSystem(actors.Config{Logger: c.logger, Tracer: tracer,
+		HandlerPanic: handlerPanicReport(c.onPanic, c.logger)})}
 }
 
 var (
