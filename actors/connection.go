@@ -905,7 +905,7 @@ func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
 func (c *connActor) startTransport(ctx actor.Context) {
 	n := len(c.spec.cfg.Framers)
 	for i := 0; i < n; i++ {
-		f := framers.Instantiate(c.spec.cfg.Framers[i])
+		f := c.spec.cfg.Framers[i] // instantiated by its actor (Cloner), where a panic is contained
 		props := framerProps(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link, c.tgen) })
 		pid := ctx.SpawnPrefix(props, framerPrefix(i))
 		c.framers = append(c.framers, pid)
@@ -1041,7 +1041,7 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 	}
 	at := m.idx + 1
 	n := len(c.framers) + 1
-	f := framers.Instantiate(m.f)
+	f := m.f // instantiated by its actor (Cloner), where a panic is contained
 	props := framerProps(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link, c.tgen) })
 	pid := ctx.SpawnPrefix(props, framerPrefix(at))
 	c.framers = append(c.framers[:at], append([]*actor.PID{pid}, c.framers[at:]...)...)

@@ -123,6 +123,9 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			a.lowerMeta = m.meta
 		}
 		a.inst.Received(a.f, m.data, m.eos)
+		// what the framer sent while parsing (a handshake's reply) goes
+		// out now, not with the application's next Send
+		a.flushOut(ctx, nil)
 		if a.idx == 0 {
 			a.lendTarget()
 		}
@@ -191,6 +194,9 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.conn = ctx.Parent()
 		a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
+		// this connection's own copy (Cloner): here, so that a panic in
+		// Clone is this framer's failure, supervised by the connection
+		a.f = framers.Instantiate(a.f)
 		a.inst = framers.NewInstance(framers.Hooks{
 			Send: a.emit,
 			DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
@@ -231,6 +237,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	case *framerStop:
 		a.f.Stop(a.inst)
 		a.flushOut(ctx, nil)
+		a.report(ctx) // a FailConnection in Stop ends the close with a ConnectionError
 		ctx.Send(a.conn, &framerStopped{fromTransport: a.tgen, idx: a.idx})
 	case *actor.Stopping:
 		a.stopping = true

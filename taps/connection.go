@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -324,7 +325,7 @@ func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageC
 	if eom {
 		for _, f := range c.cfg.Framers {
 			if chk, ok := f.(framers.MessageChecker); ok {
-				if err := chk.CheckMessage(data); err != nil {
+				if err := c.checkMessage(f, chk, data); err != nil {
 					return err
 				}
 			}
@@ -361,6 +362,22 @@ func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageC
 		m.MessageID = c.nextMsg.Add(1)
 	}
 	return nil
+}
+
+// checkMessage runs a framer's CheckMessage on the sender's goroutine. A
+// panic there is the framer's failure: the Send fails with the *PanicError,
+// and the connection, once started, ends with it as it does for a panic in
+// any other framer method.
+func (c *Connection) checkMessage(f framers.Framer, chk framers.MessageChecker, data []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Where: fmt.Sprintf("framer %T CheckMessage", f), Value: r, Stack: debug.Stack()}
+			if c.pid != nil {
+				tell(c.sys, c.pid, &messages.AbortConnection{Err: err})
+			}
+		}
+	}()
+	return chk.CheckMessage(data)
 }
 
 func (c *Connection) checkSendable() error {
