@@ -332,6 +332,7 @@ type connActor struct {
 
 	closeGen  uint64
 	linger    *time.Timer
+	life      lifeTimer               // msgLifetime of the messages that wait (msglifetime.go)
 	attempts  int                     // consecutive re-establishment attempts
 	heldEarly []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly func()
@@ -674,6 +675,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if m.gen == c.closeGen && c.state == Closing {
 			c.finish(ctx)
 		}
+	case *lifetimeTick:
+		c.lifetimeTicked(ctx, m)
 	case *messages.GetConnectionInfo:
 		c.refreshAddrs(ctx, "QUIC session migrated") // conn_endpoints.go
 		ctx.Respond(c.info())
@@ -1314,6 +1317,9 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	if c.state == Establishing {
 		c.pending = append(c.pending, m)
+		if at, ok := deadlineOf(m); ok {
+			c.armLifetime(ctx, at)
+		}
 		return
 	}
 	if c.datagram && c.sendMax > 0 && len(m.Data) > c.sendMax {
@@ -1324,9 +1330,11 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		c.sendFailed(m, err)
 		return
 	}
-	if c.early && (m.Props == nil || !m.Props.SafelyReplayable) {
+	if c.early && (m.Props == nil || !m.Props.SafelyReplayable || len(c.heldEarly) > 0) {
 		// 0-RTT: only safely replayable data may go before the handshake
-		// completes (RFC 9622 §9.1.3.4); this waits for it
+		// completes (RFC 9622 §9.1.3.4); this waits for it, and so does
+		// every message after one that waits: none overtakes it (a Final
+		// message among them stays the last)
 		c.heldEarly = append(c.heldEarly, m)
 		return
 	}
@@ -1522,8 +1530,16 @@ func concat(bufs [][]byte) []byte {
 }
 
 func (c *connActor) enqueueWrite(ctx actor.Context, w writeItem) {
+	var at time.Time
+	life := false
+	if w.send != nil && (movable(w) || c.datagram) {
+		at, life = deadlineOf(w.send.msg)
+	}
 	c.wq = append(c.wq, w)
 	c.flush(ctx)
+	if life && len(c.wq) > 0 { // it waits: Expired when its lifetime passes
+		c.armLifetime(ctx, at)
+	}
 }
 
 // waitForGrant applies the group's transmission scheduler (connScheduler)
@@ -2042,6 +2058,7 @@ func (c *connActor) stopping() {
 	if c.linger != nil {
 		c.linger.Stop()
 	}
+	c.stopLifetime()
 	if c.backoff != nil {
 		c.backoff.Stop()
 	}

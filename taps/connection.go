@@ -723,8 +723,22 @@ func (c *Connection) Close() error {
 		return errCloseClosed
 	}
 	actors.GrowStack() // the close runs on this goroutine, many actor frames deep
+	c.flushBatch()
 	tell(c.sys, c.pid, &messages.CloseConnection{})
 	return nil
+}
+
+// flushBatch hands the messages of an open Batch to the actor now: a
+// Close inside Batch's fn closes after the messages sent before it, not
+// before them (they would fail).
+func (c *Connection) flushBatch() {
+	c.mu.Lock()
+	b := c.batch
+	c.batch = nil
+	c.mu.Unlock()
+	if len(b) > 0 {
+		tell(c.sys, c.pid, &messages.SendBatch{Messages: b})
+	}
 }
 
 // Abort ends the connection at once (the peer sees a reset); queued
@@ -744,6 +758,7 @@ func (c *Connection) CloseGroup() {
 		_ = c.Close()
 		return
 	}
+	c.flushBatch()
 	tell(c.sys, c.group, &messages.CloseGroup{})
 }
 

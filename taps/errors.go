@@ -271,9 +271,11 @@ func sendError(err error) error {
 	}
 	r := ReasonUnknown
 	switch {
-	case errors.Is(err, framers.ErrMessageTooLarge):
+	case errors.Is(err, framers.ErrMessageTooLarge), errors.Is(err, stacks.ErrFragmentationNeeded):
 		r = ReasonMessageTooLarge
-	case errors.Is(err, ErrInvalidPropertyValue), errors.Is(err, ErrInvalidPropertyType):
+	case errors.Is(err, ErrInvalidPropertyValue), errors.Is(err, ErrInvalidPropertyType),
+		errors.Is(err, ErrPropertyNotSupported), errors.Is(err, ErrNotReplayable):
+		// RFC 9622 §9.1.3: properties inconsistent with the Connection
 		r = ReasonInvalidMessageProperties
 	}
 	return &SendError{Reason: r, Err: err}

@@ -1,0 +1,283 @@
+package taps
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/stretchr/testify/require"
+)
+
+// Bug hunt on per-Message send properties (RFC 9622 §9.1.3) against real
+// loopback sockets.
+
+// TestMsgPropsInvalidValuesFailBeforeSending: an invalid Message Property
+// value fails Send, SendPartial and SendAsync with a *SendError
+// (ReasonInvalidMessageProperties) wrapping the *PropertyError, and nothing
+// of the message reaches the peer.
+func TestMsgPropsInvalidValuesFailBeforeSending(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	defer c.Abort()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	ctx := testCtx(t)
+	bogus := NewMessageContext()
+	require.Error(t, bogus.Set(MsgLifetime, "soon"))
+	for i, mc := range []*MessageContext{
+		NewMessageContext().Priority(-1),
+		NewMessageContext().Lifetime(0),
+		NewMessageContext().Lifetime(-time.Second),
+		NewMessageContext().ChecksumLen(-2),
+		NewMessageContext().CapacityProfile(CapacityProfile(200)),
+		NewMessageContext().Priority(3).Lifetime(-1).Priority(4), // still invalid: lifetime
+	} {
+		check := func(how string, err error) {
+			var se *SendError
+			require.ErrorAs(t, err, &se, "#%d %s", i, how)
+			require.Equal(t, ReasonInvalidMessageProperties, se.Reason, "#%d %s", i, how)
+			var pe *PropertyError
+			require.ErrorAs(t, err, &pe, "#%d %s", i, how)
+		}
+		check("Send", c.Send(ctx, []byte("bad"), mc))
+		check("SendPartial", c.SendPartial(ctx, []byte("bad"), mc, false))
+		got := make(chan error, 1)
+		c.SendAsync([]byte("bad"), mc, func(_ *Connection, err error) { got <- err })
+		check("SendAsync", <-got)
+	}
+	require.NoError(t, c.Send(ctx, []byte("good"), nil))
+	m, err := readFrame(peer)
+	require.NoError(t, err)
+	require.Equal(t, "good", m, "nothing of the invalid messages was sent")
+}
+
+// TestMsgPropsUnsupportedIsInvalidMessageProperties: a property the
+// selected stack cannot honour is a SendError with reason
+// InvalidMessageProperties (RFC 9622 §9.1.3: inconsistent with the
+// Connection), on TCP and on UDP (a message not safely replayable).
+func TestMsgPropsUnsupportedIsInvalidMessageProperties(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	c := dial(t, sys, ln, framers.NewLengthPrefix())
+	defer c.Abort()
+	ctx := testCtx(t)
+	for i, mc := range []*MessageContext{
+		NewMessageContext().NoSegmentation(true),
+		NewMessageContext().Reliable(false),
+		NewMessageContext().CapacityProfile(LowLatencyInteractive),
+	} {
+		var se *SendError
+		err := c.Send(ctx, []byte("x"), mc)
+		require.ErrorAs(t, err, &se, "#%d", i)
+		require.ErrorIs(t, err, ErrPropertyNotSupported, "#%d", i)
+		require.Equal(t, ReasonInvalidMessageProperties, se.Reason, "#%d: %v", i, err)
+	}
+	pc := rawUDP(t)
+	u := udpClientTo(t, sys, pc, NewTransportProperties(UnreliableDatagram))
+	err := u.Send(ctx, []byte("x"), NewMessageContext().SafelyReplayable(false))
+	var se *SendError
+	require.ErrorAs(t, err, &se)
+	require.ErrorIs(t, err, ErrNotReplayable)
+	require.Equal(t, ReasonInvalidMessageProperties, se.Reason, "%v", err)
+}
+
+// tosPeer is a plain UDP socket that reports each datagram's TOS byte
+// (IP_RECVTOS / IPV6_RECVTCLASS), through the UDP stack's listener.
+func tosPeer(t *testing.T, ip string) (stacks.Listener, netip.AddrPort) {
+	t.Helper()
+	sln, err := stacks.UDP().Listen(testCtx(t), stacks.Options{Local: netip.AddrPortFrom(netip.MustParseAddr(ip), 0)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sln.Close() })
+	return sln, sln.Addr().(*net.UDPAddr).AddrPort()
+}
+
+// readTOS reads n datagrams from the peer accepted on sln and returns
+// their payloads and DSCPs.
+func readTOS(t *testing.T, sln stacks.Listener, n int) (data []string, dscp []uint8) {
+	t.Helper()
+	peer, err := sln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = peer.Close() })
+	require.NoError(t, peer.SetReadDeadline(time.Now().Add(3*time.Second)))
+	buf := make([]byte, 70000)
+	for i := range n {
+		k, tos, err := peer.(stacks.TOSDatagrams).ReadMsg(buf)
+		require.NoError(t, err, "datagram %d, after %q", i, data)
+		data = append(data, string(buf[:k]))
+		dscp = append(dscp, stacks.DSCPOf(tos))
+	}
+	return data, dscp
+}
+
+// TestMsgPropsBatchedDatagramsByPriorityWithOwnDSCP: the messages of one
+// Batch on UDP leave by msgPriority (lower first, final last), each with
+// the DSCP of its own msgCapacityProfile, as the receiving socket reads
+// with IP_RECVTOS; on IPv4 and IPv6.
+func TestMsgPropsBatchedDatagramsByPriorityWithOwnDSCP(t *testing.T) {
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		t.Run(ip, func(t *testing.T) {
+			sys := newTestSystem(t)
+			sln, ap := tosPeer(t, ip)
+			c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
+				WithRemoteEndpoint(loopbackRemote(ap))).Initiate(testCtx(t))
+			require.NoError(t, err)
+			defer c.Abort()
+			var wg sync.WaitGroup
+			send := func(data string, mc *MessageContext) {
+				wg.Add(1)
+				c.SendAsync([]byte(data), mc, func(_ *Connection, err error) {
+					if err != nil {
+						t.Errorf("%s: %v", data, err)
+					}
+					wg.Done()
+				})
+			}
+			c.Batch(func() {
+				send("low", NewMessageContext().Priority(200).CapacityProfile(Scavenger))
+				send("high", NewMessageContext().Priority(1).CapacityProfile(LowLatencyInteractive))
+				send("mid", nil)
+				send("last", NewMessageContext().Final(true).Priority(0))
+			})
+			wg.Wait()
+			data, dscp := readTOS(t, sln, 4)
+			require.Equal(t, []string{"high", "mid", "low", "last"}, data)
+			require.Equal(t, []uint8{46, 0, 1, 0}, dscp)
+		})
+	}
+}
+
+// TestMsgPropsCloseInsideBatchSendsTheBatch: Close called inside Batch
+// after SendAsync calls closes after those messages are sent (they were
+// sent before the Close): each gets Sent, the peer reads them all.
+func TestMsgPropsCloseInsideBatchSendsTheBatch(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	events := make(chan error, 3)
+	c.Batch(func() {
+		for _, s := range []string{"a", "b", "c"} {
+			c.SendAsync([]byte(s), nil, func(_ *Connection, err error) { events <- err })
+		}
+		require.NoError(t, c.Close())
+	})
+	for range 3 {
+		require.NoError(t, <-events)
+	}
+	for _, want := range []string{"a", "b", "c"} {
+		m, err := readFrame(peer)
+		require.NoError(t, err)
+		require.Equal(t, want, m)
+	}
+	_ = peer.Close()
+	<-c.Done()
+}
+
+// TestMsgPropsLifetimeExpiresWhileQueued: a message whose msgLifetime
+// passes while it waits behind a write that does not complete (a peer that
+// does not read) gets its Expired event when the lifetime passes, not only
+// once the queue moves again; the message being written is not expired
+// (it was handed to the socket), and the expired one never reaches the
+// peer.
+func TestMsgPropsLifetimeExpiresWhileQueued(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	st := &countingStack{Stack: stacks.TCP(), hold: make(chan struct{}), holding: make(chan struct{})}
+	c := initiateWith(t, sys, st, r, framers.NewLengthPrefix())
+	defer c.Abort()
+	release := sync.OnceFunc(func() { close(st.hold) })
+	defer release() // before the Abort: the held write blocks it
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	first := make(chan error, 1)
+	c.SendAsync([]byte("first"), NewMessageContext().Lifetime(time.Millisecond), func(_ *Connection, err error) { first <- err })
+	<-st.holding // "first" is being written: it is past expiring
+	short := make(chan error, 1)
+	c.SendAsync([]byte("short"), NewMessageContext().Lifetime(20*time.Millisecond), func(_ *Connection, err error) { short <- err })
+	kept := make(chan error, 1)
+	c.SendAsync([]byte("kept"), nil, func(_ *Connection, err error) { kept <- err })
+	select {
+	case err := <-short:
+		require.ErrorIs(t, err, ErrExpired)
+		var se *SendError
+		require.ErrorAs(t, err, &se)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Expired event while the message waited past its lifetime")
+	}
+	release()
+	require.NoError(t, <-first, "a message handed to the socket is not expired")
+	require.NoError(t, <-kept)
+	for _, want := range []string{"first", "kept"} {
+		m, err := readFrame(peer)
+		require.NoError(t, err)
+		require.Equal(t, want, m)
+	}
+}
+
+// TestMsgPropsZeroRTTKeepsOrderAndFinalLast: while a resumed QUIC
+// connection is still in 0-RTT, a message not safely replayable waits for
+// the handshake; a safely replayable Final message sent after it waits
+// behind it instead of overtaking it (msgOrdered, and Final sorts after
+// everything sent before it): both are Sent, the peer reads them in order.
+func TestMsgPropsZeroRTTKeepsOrderAndFinalLast(t *testing.T) {
+	if raceDetector {
+		t.Skip("quic-go #4303: a 0-RTT handshake completing races inside quic-go (TestEarlyDataMarksZeroRTTMessages)")
+	}
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	received := make(chan string, 16)
+	ln, accepted := quicEchoServer(t, sys, pki, tp, func(m *Message) { received <- string(m.Data) })
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(relay.port())),
+		WithResolver(loopbackOnly))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.InitiateWithSend(ctx, []byte("full"), NewMessageContext().SafelyReplayable(true))
+	require.NoError(t, err)
+	require.Equal(t, "full", <-received)
+	m, err := c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "full", string(m.Data))
+	roundTrip(t, c, "ticket") // the echo brings the ticket
+	require.Equal(t, "ticket", <-received)
+	c.Abort()
+	<-c.Done()
+	<-(<-accepted).Done()
+
+	relay.arm()
+	c, err = pre.InitiateWithSend(ctx, []byte("zero-rtt"), NewMessageContext().SafelyReplayable(true))
+	require.NoError(t, err)
+	defer func() {
+		relay.release()
+		c.Abort()
+		<-c.Done()
+		select {
+		case s := <-accepted: // half-closed by the Final message
+			s.Abort()
+			<-s.Done()
+		case <-ctx.Done():
+		}
+	}()
+	require.Equal(t, "zero-rtt", <-received)
+	plain, final := make(chan error, 1), make(chan error, 1)
+	c.SendAsync([]byte("plain"), nil, func(_ *Connection, err error) { plain <- err })
+	c.SendAsync([]byte("final"), NewMessageContext().SafelyReplayable(true).Final(true), func(_ *Connection, err error) { final <- err })
+	relay.release()
+	require.NoError(t, <-plain, "sent before the Final message")
+	require.NoError(t, <-final)
+	require.Equal(t, "plain", <-received)
+	require.Equal(t, "final", <-received)
+}
