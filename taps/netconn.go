@@ -19,10 +19,6 @@ import (
 // errWriteClosed: Write after CloseWrite.
 var errWriteClosed = errors.New("write side closed")
 
-// netConnCloseWait bounds how long net.Conn.Close waits for the Connection
-// to reach Closed after a graceful Close.
-const netConnCloseWait = time.Second
-
 // NetConn returns a net.Conn view of the Connection, with byte-stream
 // semantics over the message API, for code written against the standard
 // library (net/http, bufio, io.Copy, ...):
@@ -46,9 +42,17 @@ const netConnCloseWait = time.Second
 //     message, which Read skips (a peer reading with Receive gets an empty
 //     Message with the Final property). The peer's CloseWrite half-closes
 //     this side the same way: Read returns io.EOF and Write still works.
-//   - Close closes the Connection gracefully and waits until it is Closed,
-//     at most one second (the Connection keeps closing in the background
-//     after that); Read and Write then return errors wrapping
+//   - Close closes the Connection gracefully and returns at once, as a
+//     *net.TCPConn's does: it waits only for the Writes in progress to
+//     end (they end at once, with an error wrapping net.ErrClosed, their
+//     message handed to the Connection or not at all), never for the
+//     peer. The Connection goes on closing in the background: what was
+//     written is sent, then the end of the stream, and it is Closed once
+//     the peer has ended its stream too (see Connection.Close; the
+//     linger timeout bounds that wait, and System.Shutdown ends it). Close
+//     returns an error only when the Connection had already failed (its
+//     *ConnectionError) and, called again, one wrapping net.ErrClosed.
+//     Read, Write and the deadline setters then return errors wrapping
 //     net.ErrClosed.
 //   - LocalAddr and RemoteAddr are read once, when NetConn is called (they
 //     are never nil; an unknown address is the zero *net.TCPAddr).
@@ -263,16 +267,20 @@ func (nc *netConn) Close() error {
 	if !first {
 		return nc.opError("close", net.ErrClosed)
 	}
-	_ = nc.c.Close() // ErrClosed when it has already ended: nothing to do
-	nc.discard()
-	t := time.NewTimer(netConnCloseWait)
-	defer t.Stop()
+	// A Write in progress ends at once (its context is done); holding wmu,
+	// the close is queued after the message it handed over, which is sent.
+	var err error
+	nc.wmu.Lock()
 	select {
 	case <-nc.c.Done():
-		if err := nc.c.Err(); err != nil {
-			return nc.opError("close", err)
-		}
-	case <-t.C:
+		err = nc.c.Err() // it had ended already: a failure is reported
+	default:
+		_ = nc.c.Close() // ErrClosed when it has just ended: nothing to do
+	}
+	nc.wmu.Unlock()
+	nc.discard()
+	if err != nil {
+		return nc.opError("close", err)
 	}
 	return nil
 }
