@@ -41,6 +41,10 @@ type connSpec struct {
 	// acceptStreams: this accepted connection is the first stream of a
 	// multistreaming session; streams the peer opens join its group.
 	acceptStreams bool
+	// groupReceived: a peer's stream that the group's ConnectionReceived
+	// handler takes (SetReceivedHandler): Ready, the connection reports
+	// to its group (receivedMember) instead of a listener
+	groupReceived bool
 	// failed are the candidates ("stack endpoint") a framer failed before
 	// Ready; framerErr is the last such failure.
 	failed    map[string]bool
@@ -761,7 +765,10 @@ func (c *connActor) started(ctx actor.Context) {
 
 // acceptStreams waits for the streams the peer opens on this multistreaming
 // session (QUIC); each becomes a connection in this connection's group,
-// delivered by the listener as ConnectionReceived (RFC 9622 §7.4). The
+// delivered as ConnectionReceived (RFC 9622 §7.4) by the group's handler
+// (SetReceivedHandler) when it has one, else by the listener that accepted
+// the session; with neither (a session this side dialed) the group refuses
+// it (stacks.Refuser). The
 // session's streams are accepted for as long as the session lasts, not
 // only as long as this (its first) stream: when this member ends while
 // others carry on, the peer's later streams still join the group. The
@@ -777,11 +784,11 @@ func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 				return
 			}
 			// the group spawns the member (a dead letter if the group has
-			// ended meanwhile: the stream is aborted, system.go); this
-			// member, if still there, notes that its session is shared
-			root.Send(group, &peerStream{spec: &connSpec{id: c.sys.NewID(), cfg: cfg, passive: t,
+			// ended meanwhile: the stream is aborted, system.go) and
+			// tells this member, if still there, that its session is
+			// shared
+			root.Send(group, &peerStream{owner: self, spec: &connSpec{id: c.sys.NewID(), cfg: cfg, passive: t,
 				stack: stack, listener: listener, listenGate: lgate}})
-			root.Send(self, &streamAccepted{})
 		}
 	}()
 }
@@ -901,6 +908,11 @@ func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
 	}
 	c.t, c.stack, c.local, c.remote, c.report = t, m.stack, m.local, m.remote, m.report
 	c.startTransport(ctx)
+	if ms, ok := t.(stacks.MultiStream); ok {
+		// this side dialed the session: the peer's streams go to the
+		// group, whose ConnectionReceived handler takes or refuses them
+		c.acceptStreams(ctx, ms)
+	}
 }
 
 // startTransport spawns the framer actors, sends them Start, and starts the
@@ -1091,6 +1103,10 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 	c.startDirection() // before Ready: the application meets the connection unidirectional
 	c.apply(InReady, nil)
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
+	if c.spec.groupReceived {
+		// the group's handler takes it (group_received.go)
+		ctx.Send(c.spec.group, &receivedMember{started: ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}})
+	}
 	if c.spec.listener != nil {
 		r := c.spec.received
 		if r == nil {

@@ -39,6 +39,11 @@ type groupActor struct {
 	// closing: CloseGroup (or the system's shutdown) ran; no new member
 	// joins (a Clone or a peer's stream arriving after it is refused)
 	closing bool
+	// onReceived is the ConnectionReceived handler of the peer's streams
+	// (SetReceivedHandler; nil: none), called through calls
+	// (group_received.go)
+	onReceived func(*ConnectionStarted)
+	calls      serialCalls
 }
 
 // member returns the index of the member whose actor id is id, or -1.
@@ -123,8 +128,12 @@ type CloneConnection struct {
 // group (it stays this actor's child until it ends).
 type leaveGroup struct{ who *actor.PID }
 
-// peerStream is a stream the peer opened on a member's session.
-type peerStream struct{ spec *connSpec }
+// peerStream is a stream the peer opened on a member's session; owner is
+// the member whose acceptStreams took it.
+type peerStream struct {
+	spec  *connSpec
+	owner *actor.PID
+}
 
 // The group transmission scheduler's messages: a member asks for the turn
 // to write a batch, the group grants it, the member releases it.
@@ -200,6 +209,13 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "group closing"})
 			return
 		}
+		if g.onReceived == nil && m.spec.listener == nil {
+			// a session this side dialed, and no handler: nobody would
+			// take it (group_received.go)
+			refuseStream(m.spec.passive)
+			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "no ConnectionReceived handler"})
+			return
+		}
 		m.spec.cfg = g.withEntangled(m.spec.cfg)
 		if lim := groupConnLimit(m.spec.cfg); lim > 0 && g.peerOpened >= lim {
 			_ = m.spec.passive.Abort() // groupConnLimit: no more peer-opened members
@@ -207,9 +223,19 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			return
 		}
 		g.peerOpened++
+		if g.onReceived != nil { // the group's handler takes it, not the listener
+			m.spec.listener, m.spec.listenGate, m.spec.groupReceived = nil, nil, true
+		}
 		m.spec.link = NewLink(m.spec.id, m.spec.cfg.RecvBufferLimit, m.spec.cfg.SendBufferLimit, len(m.spec.cfg.Framers) == 0)
 		m.spec.link.SetPassive()
 		g.spawn(ctx, m.spec)
+		if m.owner != nil {
+			ctx.Send(m.owner, &streamAccepted{}) // its session is shared now
+		}
+	case *SetReceivedHandler:
+		g.onReceived = m.Fn
+	case *receivedMember:
+		g.receivedReady(ctx, m)
 	case *entangle:
 		if g.entangled == nil {
 			g.entangled = map[string]*messages.PropertyValue{}

@@ -80,8 +80,11 @@ func (s *System) deadLetter(evt any) {
 			_ = m.T.Abort()
 		}
 	case *peerStream:
-		// a peer's stream accepted as its group ended (acceptStreams)
-		if m.spec.passive != nil {
+		// a peer's stream accepted as its group ended (acceptStreams):
+		// on a session this side dialed, nobody takes it
+		if m.spec.passive != nil && m.spec.listener == nil {
+			refuseStream(m.spec.passive)
+		} else if m.spec.passive != nil {
 			s.AS.Root.Send(s.Root, &strayStream{spec: m.spec}) // quic_stray.go
 		}
 	case *strayStream:

@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -22,6 +23,9 @@ const (
 	quicCodeNoError quic.ApplicationErrorCode = 0
 	quicCodeAbort   quic.ApplicationErrorCode = 1
 	quicStreamAbort quic.StreamErrorCode      = 1
+	// quicStreamRefused resets a peer's stream this side declines
+	// (Refuse): nobody takes the peer's new streams
+	quicStreamRefused quic.StreamErrorCode = 2
 )
 
 // QUIC linger bounds: after the last stream Transport of a connection was
@@ -825,6 +829,9 @@ func (s *quicStream) Read(p []byte) (int, error) {
 			err = io.EOF
 		}
 		s.mu.Unlock()
+		if err != io.EOF {
+			err = refusedByPeer(err)
+		}
 	}
 	if err == io.EOF {
 		s.mu.Lock()
@@ -934,6 +941,35 @@ func (s *quicStream) Abort() error {
 		s.c.streamClosed(quicAborted)
 	})
 	return nil
+}
+
+// Refuse resets a stream the peer opened (STOP_SENDING and RESET_STREAM
+// with quicStreamRefused; the peer's reads fail with ErrStreamRefused).
+// Unlike Abort it does not end the connection abruptly when it was the
+// last stream: the connection ends as after a graceful close (quicClosed),
+// so the last data of a stream closed meanwhile still reach the peer.
+func (s *quicStream) Refuse() error {
+	s.once.Do(func() {
+		if s.snd != nil {
+			s.snd.CancelWrite(quicStreamRefused)
+		}
+		if rcv := s.recv(); rcv != nil {
+			rcv.CancelRead(quicStreamRefused)
+		}
+		s.c.dgram.remove(s)
+		s.c.streamClosed(quicClosed)
+	})
+	return nil
+}
+
+// refusedByPeer wraps a read error that is the peer's Refuse of this
+// stream in ErrStreamRefused.
+func refusedByPeer(err error) error {
+	var se *quic.StreamError
+	if errors.As(err, &se) && se.Remote && se.ErrorCode == quicStreamRefused {
+		return fmt.Errorf("%w: %w", ErrStreamRefused, err)
+	}
+	return err
 }
 
 // OpenStream opens a new bidirectional stream on the same connection.

@@ -277,6 +277,19 @@ type MultiStream interface {
 	AcceptStream(ctx context.Context) (Transport, error)
 }
 
+// Refuser is implemented by the Transports of MultiStream: Refuse resets
+// a stream the peer opened (AcceptStream) that this side declines, both
+// directions, with an error code that the peer's reads report as
+// ErrStreamRefused. Unlike Abort, refusing the last stream of the
+// connection ends it as a graceful close of that stream would.
+type Refuser interface {
+	Refuse() error
+}
+
+// ErrStreamRefused: the peer refused the stream (Refuser), for example
+// because nothing on its side takes the streams this side opens.
+var ErrStreamRefused = errors.New("the peer refused the stream")
+
 // StreamOpener is implemented by the Transports of MultiStream that can
 // open a stream without waiting. TryOpenStream opens a bidirectional
 // stream, or with sendOnly a unidirectional one (UniStreams), when the

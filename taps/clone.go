@@ -9,6 +9,7 @@ import (
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/supervision"
 )
 
 // CloneOption configures Clone.
@@ -35,7 +36,10 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // Clone makes a new Connection in this connection's group and returns it
 // when it is Ready (RFC 9622 §7.4). On a multistreaming stack (QUIC) the
 // clone is a new stream of the same session (the peer learns of it with its
-// first message, as a ConnectionReceived in the same group on its side),
+// first message, as a ConnectionReceived in the same group on its side:
+// through the Listener on the side that accepted the session, through
+// OnConnectionReceived on the side that initiated it, which refuses it
+// without a handler: the clone then ends with a ConnectionError),
 // unless activeReadBeforeSend is Require or Prefer: the clone then expects
 // the peer to send first, which it cannot do on a stream it has not seen,
 // so the clone is a new QUIC connection (its own UDP socket and
@@ -163,6 +167,58 @@ func (c *Connection) OnCloneError(fn func(*Connection, error)) {
 			h.CloneError = func(err error) { fn(c, &CloneError{Err: err}) }
 		}
 	})
+}
+
+// OnConnectionReceived sets the handler of the connections the peer opens
+// in this connection's group (RFC 9622 §7.4 ConnectionReceived; Apple
+// Network.framework's NWConnectionGroup newConnectionHandler): on a
+// multistreaming stack (QUIC), each stream the peer opens on a session of
+// the group, a Clone of the peer's for instance, is a new Connection of
+// the group, passed to fn as received. It is Established at once (there is
+// no Ready event for it), a member of the group (GroupedConnections lists
+// it, entangled properties apply to it, CloseGroup closes it), with a new
+// instance of the group's framers, and its direction follows the stream:
+// a unidirectional stream the peer opened only receives. Its handlers are
+// unset: set them in fn.
+//
+// Set on any member, the handler is the whole group's (the last one set
+// wins); nil removes it. By default (no handler) the side that initiated
+// the session refuses the peer's streams at once: they are reset (QUIC
+// STOP_SENDING and RESET_STREAM), so the peer's Connection ends with a
+// ConnectionError (its cause unwraps to stacks.ErrStreamRefused) rather
+// than wait for a reader that never comes, as the accepting side aborts
+// the peer's streams that arrive after its Listener stopped. On the side
+// that accepted the session they go to that Listener's ConnectionReceived
+// (Accept, Listener.OnConnectionReceived) when the group has no handler,
+// and to the handler instead when it has one. A connection that became
+// Established after the handler was removed is aborted; while the group
+// is closing (CloseGroup) new streams are refused.
+//
+// fn runs on a goroutine of the group's, not on a connection's event
+// goroutine: one call at a time, in the order the connections were
+// received; a call that blocks delays the next ones. group is the
+// connection the handler was set on. A panic in fn ends only the received
+// Connection (a *ConnectionError wrapping a *PanicError), and is reported
+// (WithHandlerPanic).
+func (c *Connection) OnConnectionReceived(fn func(group, received *Connection)) {
+	var h func(*actors.ConnectionStarted)
+	if fn != nil {
+		h = func(st *actors.ConnectionStarted) {
+			rc := connectionOf(c.sys, st, c.cfg)
+			if err := supervision.Contain("ConnectionReceived handler", func() { fn(c, rc) }); err != nil {
+				pe := err.(*PanicError)
+				pe.ConnectionID = rc.ID()
+				tell(c.sys, rc.pid, &messages.AbortConnection{Err: pe})
+				c.sys.s.ReportPanic(pe)
+			}
+		}
+	}
+	if c.group == nil {
+		return // not started: no group yet
+	}
+	// the group's mailbox: a stream the peer opens after this call finds
+	// the handler set
+	tell(c.sys, c.group, &actors.SetReceivedHandler{Fn: h})
 }
 
 // readFirstClone reports whether props ask the clone to read before it
