@@ -696,8 +696,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(true)
 	case *applyEntangled:
-		if c.left {
-			return
+		if c.left || c.spec.cfg.Properties.GetValues()[m.set.Name] == m.set.Value {
+			return // gone, or its own change, the last one made (group.go)
 		}
 		if err := c.setProperty(m.set); err != nil {
 			// this member cannot follow its group: CloneError, and it leaves
@@ -2235,7 +2235,8 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 //     TCP_CONGESTION to "lp" when the kernel offers it (liveprops.go).
 //   - connTimeout, tcp.userTimeoutValue, tcp.userTimeoutEnabled:
 //     TCP_USER_TIMEOUT (the user timeout when enabled, else connTimeout,
-//     else 0, the system default). TCP and TLS only.
+//     else 0, the system default). TCP and TLS only. connTimeout also
+//     re-applies keepAliveTimeout, which it can switch off.
 //   - keepAliveTimeout: SO_KEEPALIVE and TCP_KEEPIDLE. TCP and TLS only.
 //   - recvChecksumLen: UDPLITE_RECV_CSCOV on UDP-Lite; every other stack
 //     checks the whole datagram, which meets any minimum coverage.
@@ -2264,6 +2265,12 @@ func (c *connActor) applyLive(m *messages.SetConnectionProperty, cfg *messages.C
 			d = opts.ConnTimeout
 		}
 		o.UserTimeout = &d
+		if m.Name == "connTimeout" {
+			// a keepAliveTimeout above connTimeout means no keep-alives
+			// (RFC 9622 §8.1.4): they follow connTimeout too
+			ka := opts.KeepAlive
+			o.KeepAliveIdle = &ka
+		}
 	case "keepAliveTimeout":
 		d := opts.KeepAlive
 		o.KeepAliveIdle = &d

@@ -159,8 +159,8 @@ type (
 	}
 )
 
-// entangle carries a connection property change to every other member of
-// the group (RFC 9622 §7.4: all connection properties but connPriority).
+// entangle carries a connection property change to every member of the
+// group (RFC 9622 §7.4: all connection properties but connPriority).
 type entangle struct {
 	from *actor.PID
 	set  *messages.SetConnectionProperty
@@ -247,10 +247,12 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				g.sched.policy = g.schedPolicy
 			}
 		}
+		// to the member that made the change too: every member applies the
+		// changes in the group's order, so two members setting one
+		// property at once end with the same value (the setter skips its
+		// own change when nothing came in between, connActor)
 		for _, mb := range g.members {
-			if !mb.PID.Equal(m.from) {
-				ctx.Send(mb.PID, &applyEntangled{set: m.set, group: ctx.Self()})
-			}
+			ctx.Send(mb.PID, &applyEntangled{set: m.set, group: ctx.Self()})
 		}
 	case *leaveGroup:
 		g.removeMember(m.who.Id)

@@ -79,7 +79,10 @@ func ApplyLive(t Transport, o LiveOptions) error {
 			}
 		}
 		if o.KeepAliveIdle != nil {
-			if serr = setKeepAliveIdle(int(fd), *o.KeepAliveIdle); serr != nil {
+			// whole seconds, rounded up as the net package does at dial
+			// (TCP_KEEPIDLE 0 is invalid)
+			idle := (*o.KeepAliveIdle + time.Second - 1).Truncate(time.Second)
+			if serr = setKeepAliveIdle(int(fd), idle); serr != nil {
 				return
 			}
 		}

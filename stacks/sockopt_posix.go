@@ -29,6 +29,10 @@ func setDSCP(fd int, network string, dscp uint8) error {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos); err != nil {
 		return fmt.Errorf("set IP_TOS: %w", err)
 	}
+	// an IPv4-mapped address on a dual-stack socket (accepted from a
+	// wildcard listener) is an AF_INET6 socket: keep IPV6_TCLASS, which
+	// readSockopts reads back there, in step (an AF_INET socket refuses it)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
 	return nil
 }
 

@@ -997,6 +997,10 @@ func (c *Connection) SetProperty(p Property, v any) error {
 	if desc == nil {
 		return &PropertyError{Property: p, Value: v, Err: ErrUnknownProperty}
 	}
+	// the canonical name from here on: the connection, its group and the
+	// socket options know a property by it alone ("conn-timeout" would be
+	// stored beside connTimeout, never applied)
+	p = desc.name
 	if desc.kind != KindConnection || p == TCPUserTimeoutChangeable { // see ConnectionProperties.Get
 		err := ErrReadOnlyProperty
 		if desc.kind == KindMessage || desc.kind == KindSelection {
