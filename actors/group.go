@@ -43,7 +43,7 @@ type groupActor struct {
 	// (SetReceivedHandler; nil: none), called through calls
 	// (group_received.go)
 	onReceived func(*ConnectionStarted)
-	calls      serialCalls
+	calls      serialExec
 }
 
 // member returns the index of the member whose actor id is id, or -1.

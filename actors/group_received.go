@@ -2,7 +2,6 @@ package actors
 
 import (
 	"errors"
-	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -53,45 +52,5 @@ func (g *groupActor) receivedReady(ctx actor.Context, m *receivedMember) {
 		return
 	}
 	started := m.started
-	g.calls.push(func() { fn(&started) })
-}
-
-// serialCalls runs the functions pushed to it one at a time, in order, on
-// a goroutine that runs while any is due. A function that panics is the
-// pusher's business (it contains its own panics); the next ones go on.
-type serialCalls struct {
-	mu      sync.Mutex
-	q       []func()
-	running bool
-}
-
-func (s *serialCalls) push(f func()) {
-	s.mu.Lock()
-	s.q = append(s.q, f)
-	start := !s.running
-	s.running = true
-	s.mu.Unlock()
-	if start {
-		go s.run()
-	}
-}
-
-func (s *serialCalls) run() {
-	for {
-		s.mu.Lock()
-		if len(s.q) == 0 {
-			s.q = nil
-			s.running = false
-			s.mu.Unlock()
-			return
-		}
-		f := s.q[0]
-		s.q[0] = nil
-		s.q = s.q[1:]
-		s.mu.Unlock()
-		func() {
-			defer func() { _ = recover() }()
-			f()
-		}()
-	}
+	g.calls.submitAs("ConnectionReceived handler", func() { fn(&started) })
 }
