@@ -133,6 +133,11 @@ type (
 		fromTransport
 		err error
 	}
+	// peerReset: the peer reset a half-closed connection (watchPeerReset)
+	peerReset struct {
+		fromTransport
+		err error
+	}
 	writeDone struct {
 		fromTransport
 		batch []writeItem
@@ -631,6 +636,10 @@ func (c *connActor) Receive(ctx actor.Context) {
 		}
 	case *readEnded:
 		c.streamEnded(ctx, m.err)
+	case *peerReset:
+		if c.halfClosed && !c.finSent && c.state == Established {
+			c.fail(ctx, fmt.Errorf("peer reset the connection after its end of stream: %w", m.err))
+		}
 	case *datagramIn:
 		if m.quic {
 			c.quicDatagramIn(m.item)
@@ -1303,6 +1312,7 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 	case Established:
 		if !c.finSent && !c.connectionless {
 			c.halfClosed = true
+			c.watchPeerReset(ctx)
 			if c.sys.Tracing() {
 				c.sys.trace(&messages.TraceRecord{Kind: "received", Event: "PeerEndOfStream", ConnectionId: c.spec.id})
 			}
@@ -1314,6 +1324,29 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 		return
 	}
 	c.progressClose(ctx)
+}
+
+// watchPeerReset waits, in a goroutine counted in c.wg while it waits,
+// for the peer to reset this half-closed connection (stacks.ResetWatcher:
+// a TCP RST, a QUIC STOP_SENDING or CONNECTION_CLOSE, as the peer's Abort
+// sends): nothing reads any more, and without it the connection would
+// only learn of it from its next write. The goroutine ends with the
+// transport, or when this side ends its sending side.
+func (c *connActor) watchPeerReset(ctx actor.Context) {
+	w, ok := c.t.(stacks.ResetWatcher)
+	if !ok {
+		return
+	}
+	gen, wg := fromTransport{c.tgen}, &c.wg
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	wg.Add(1)
+	go func() {
+		err := w.WaitPeerReset()
+		wg.Done()
+		if err != nil {
+			root.Send(self, &peerReset{fromTransport: gen, err: err})
+		}
+	}()
 }
 
 // --- send ---

@@ -379,12 +379,18 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 
 // HandleFailure makes the group its members' supervisor: a connection that
 // panics is stopped (never restarted) and ends with a ConnectionError
-// carrying the panic.
+// carrying the panic, or an EstablishmentError when it was never Ready
+// (Initiate and Clone return it; a connection that was Ready once and is
+// re-establishing has a ConnectionError, as connActor.apply gives).
 func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
 	if i := g.member(child.Id); i >= 0 {
 		mb := g.members[i]
+		ev := EvConnectionError
+		if !mb.Link.WasReady() { // the failed actor runs no more: Ready cannot come meanwhile
+			ev = EvEstablishmentError
+		}
 		mb.Link.setState(Closed)
-		mb.Link.emitTerminal(EvConnectionError, supervision.FromFailure("connection actor", reason))
+		mb.Link.emitTerminal(ev, supervision.FromFailure("connection actor", reason))
 	}
 	sup.StopChildren(child)
 }

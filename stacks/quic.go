@@ -26,6 +26,11 @@ const (
 	// quicStreamRefused resets a peer's stream this side declines
 	// (Refuse): nobody takes the peer's new streams
 	quicStreamRefused quic.StreamErrorCode = 2
+	// quicStreamStopped is the STOP_SENDING of a graceful end: this side
+	// reads no more (Close before the peer's FIN, CloseRead), which is no
+	// abort (quicStreamAbort): the peer's half-closed stream is not reset
+	// (WaitPeerReset)
+	quicStreamStopped quic.StreamErrorCode = 3
 )
 
 // QUIC linger bounds: after the last stream Transport of a connection was
@@ -881,7 +886,7 @@ func (s *quicStream) CloseRead() error {
 		s.eof, s.active = true, false
 	}
 	s.mu.Unlock()
-	rcv.CancelRead(quicStreamAbort)
+	rcv.CancelRead(quicStreamStopped)
 	return nil
 }
 
@@ -913,7 +918,7 @@ func (s *quicStream) Close() error {
 			}
 		}
 		if rcv := s.recv(); rcv != nil {
-			rcv.CancelRead(quicStreamAbort)
+			rcv.CancelRead(quicStreamStopped)
 		}
 		how := quicClosed
 		s.mu.Lock()
@@ -960,6 +965,38 @@ func (s *quicStream) Refuse() error {
 		s.c.streamClosed(quicClosed)
 	})
 	return nil
+}
+
+// WaitPeerReset implements ResetWatcher: the stream's sending side ends
+// when the peer resets it (its Abort's STOP_SENDING, a Refuse) or the
+// connection fails (the peer's CONNECTION_CLOSE with an error code, the
+// idle timeout), which is returned. It returns nil when this side closes
+// or resets the stream, or the peer ends gracefully (the STOP_SENDING of
+// its Close, quicStreamStopped; its CONNECTION_CLOSE without error). A
+// stream that only receives is not watched.
+func (s *quicStream) WaitPeerReset() error {
+	if s.snd == nil {
+		return nil
+	}
+	ctx := s.snd.Context()
+	<-ctx.Done()
+	err := context.Cause(ctx)
+	var se *quic.StreamError
+	var ae *quic.ApplicationError
+	switch {
+	case errors.Is(err, quic.ErrStreamClosed):
+		return nil // this side's Close or CloseWrite
+	case errors.As(err, &se):
+		if !se.Remote || se.ErrorCode == quicStreamStopped {
+			return nil // this side's Abort; the peer's graceful end
+		}
+		return refusedByPeer(err)
+	case errors.As(err, &ae):
+		if !ae.Remote || ae.ErrorCode == quicCodeNoError {
+			return nil // this side closed the connection; the peer did, gracefully
+		}
+	}
+	return err
 }
 
 // refusedByPeer wraps a read error that is the peer's Refuse of this

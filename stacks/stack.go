@@ -338,6 +338,19 @@ type EarlyTransport interface {
 	HandshakeComplete() <-chan struct{}
 }
 
+// ResetWatcher is implemented by transports that can tell, with nothing
+// read or written, that the peer reset the connection after its end of
+// stream was read (a half-closed connection): a TCP RST (TCP, TLS; Linux
+// only), a QUIC STOP_SENDING for the stream or the end of its connection.
+type ResetWatcher interface {
+	// WaitPeerReset blocks until the peer resets the connection and
+	// returns the reset as an error. It returns nil once this side has
+	// closed the transport or ended its sending side, and at once where
+	// the reset cannot be watched. Call it only after Read returned
+	// io.EOF, and from one goroutine.
+	WaitPeerReset() error
+}
+
 // Listener accepts Transports.
 type Listener interface {
 	// Accept waits for the next inbound Transport.

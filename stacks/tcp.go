@@ -136,6 +136,9 @@ func (t *tcpTransport) Abort() error { return abortTCP(t.TCPConn) }
 // Quiescent implements QuiescentTransport.
 func (t *tcpTransport) Quiescent() bool { return tcpQuiescent(t.TCPConn) }
 
+// WaitPeerReset implements ResetWatcher.
+func (t *tcpTransport) WaitPeerReset() error { return tcpWaitPeerReset(t.TCPConn) }
+
 func abortTCP(c *net.TCPConn) error {
 	_ = c.SetLinger(0)
 	return c.Close()

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"net"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,4 +25,36 @@ func tcpQuiescent(c *net.TCPConn) bool {
 		quiet = err == nil && out == 0
 	})
 	return quiet
+}
+
+// tcpWaitPeerReset waits for the peer's RST on c, whose peer's FIN was
+// read (CLOSE_WAIT): the socket turns TCP_CLOSE with an error pending
+// (the kernel gives EPIPE for a reset in CLOSE_WAIT, ECONNRESET
+// otherwise), reported as ECONNRESET. The poller wakes the wait at every
+// change of the socket's state; nothing is read. It returns nil once c
+// is closed, or when the socket closes without an error (this side's FIN
+// was acknowledged, or a write took the error first and reports it).
+func tcpWaitPeerReset(c *net.TCPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var reset error
+	err = rc.Read(func(fd uintptr) bool {
+		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return true
+		}
+		if info.State != unix.BPF_TCP_CLOSE {
+			return false // wait for the socket's next event
+		}
+		if e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			reset = os.NewSyscallError("recv", unix.ECONNRESET)
+		}
+		return true
+	})
+	if err != nil {
+		return nil // closed by this side
+	}
+	return reset
 }

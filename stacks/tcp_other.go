@@ -7,3 +7,8 @@ import "net"
 // tcpQuiescent answers false: SIOCINQ / SIOCOUTQ are Linux only, so the
 // connection always takes the CloseWrite path on Close.
 func tcpQuiescent(*net.TCPConn) bool { return false }
+
+// tcpWaitPeerReset answers nil at once: the socket's state (TCP_INFO) is
+// read on Linux only, so a half-closed connection notices the peer's RST
+// with its next write.
+func tcpWaitPeerReset(*net.TCPConn) error { return nil }

@@ -259,6 +259,10 @@ func (t *tlsTransport) Close() error {
 // Abort resets the TCP connection without close_notify.
 func (t *tlsTransport) Abort() error { return abortTCP(t.tcp) }
 
+// WaitPeerReset implements ResetWatcher: the RST of the TCP connection
+// under TLS.
+func (t *tlsTransport) WaitPeerReset() error { return tcpWaitPeerReset(t.tcp) }
+
 // Info reads the TCP socket options and the negotiated TLS parameters.
 func (t *tlsTransport) Info() (TransportInfo, error) {
 	info, err := tcpInfo(t.tcp, "tls")
