@@ -943,6 +943,8 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	c.sockStart(ctx)
 	if c.datagram {
 		c.startDatagramReader(ctx)
+	} else if c.connectionless {
+		c.startFramedDatagramReader(ctx) // UDP under framers (datagram_framed.go)
 	} else {
 		c.startReader(ctx)
 		c.startQUICDatagrams(ctx)
@@ -1764,7 +1766,7 @@ func (c *connActor) flush(ctx actor.Context) {
 	if c.waitForGrant(ctx) {
 		return
 	}
-	if c.datagram {
+	if c.datagram || c.connectionless { // UDP with framers too: one datagram per framed message
 		c.flushDatagrams(ctx)
 		return
 	}

@@ -20,6 +20,9 @@ type (
 		eos   bool
 		err   error
 		early bool // the bytes arrived as early data (RecvItem.Early)
+		// datagram: data is one whole datagram (datagram_framed.go); what
+		// the framer leaves of it is dropped, not joined to the next one
+		datagram bool
 	}
 	// framerReindex moves a framer to a new place in the stack (after a
 	// PrependFramer below it).
@@ -123,6 +126,9 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			a.lowerMeta = m.meta
 		}
 		a.inst.Received(a.f, m.data, m.eos)
+		if m.datagram && a.inst.Buffered() > 0 {
+			a.inst.AdvanceReceiveCursor(a.inst.Buffered()) // a cut frame: gone with its datagram
+		}
 		// what the framer sent while parsing (a handshake's reply) goes
 		// out now, not with the application's next Send
 		a.flushOut(ctx, nil)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 )
@@ -509,16 +510,28 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 	tw, _ := t.(stacks.TOSDatagrams)
 	cc, _ := t.(stacks.ChecksumCoverage)
 	nf, _ := t.(stacks.NoFragDatagrams)
+	sendMax := c.sendMax
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
 	go func() {
 		total := 0
 		var err error
 		var refused *refusedDatagrams
 		for i, w := range batch {
-			if w.send == nil {
-				continue
+			if w.send == nil && len(w.bufs) == 0 {
+				continue // a framer's own bytes (send nil) are a datagram too
 			}
 			d := concat(w.bufs)
+			if w.send != nil && sendMax > 0 && len(d) > sendMax {
+				// a framed message above the largest datagram (known only
+				// once framed): this message only, the connection goes on
+				if refused == nil {
+					refused = &refusedDatagrams{writeDone: writeDone{fromTransport: gen}}
+				}
+				refused.items = append(refused.items, w)
+				refused.errs = append(refused.errs, &framers.TooLargeError{Size: uint64(len(d)), Max: uint64(sendMax)})
+				batch[i].send = nil
+				continue
+			}
 			total += len(d)
 			o := outs[i]
 			if o.hasCov && cc != nil {

@@ -31,6 +31,12 @@ const UDPPeerQueue = 256
 // udpPeerQueueLen is UDPPeerQueue; tests shrink it before Listen.
 var udpPeerQueueLen = UDPPeerQueue
 
+// UDPAcceptQueue is the number of new peers a UDP listener holds until
+// they are accepted (the backlog: a burst of new remotes waits here while
+// the application takes them one by one); the first datagram of a new peer
+// beyond it is dropped.
+const UDPAcceptQueue = 1024
+
 type udpStack struct{}
 
 // UDP returns the connected-UDP stack for the unreliable-datagram profile:
@@ -172,7 +178,7 @@ func newUDPListener(conn *net.UDPConn, stack string, opts Options) (*udpListener
 		stack:      stack,
 		softErrors: opts.SoftErrors,
 		peers:      map[netip.AddrPort]*udpPeer{},
-		accept:     make(chan *udpPeer, 64),
+		accept:     make(chan *udpPeer, UDPAcceptQueue),
 		stopped:    make(chan struct{}),
 		done:       make(chan struct{}),
 	}
