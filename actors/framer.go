@@ -233,6 +233,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
 			Release: releaseReadBuf,
 			Alloc:   a.alloc,
+			Free:    a.free,
 		}, maxBuffered(a.f))
 	case *framerStart:
 		a.f.Start(a.inst)
@@ -253,13 +254,29 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	}
 }
 
+// testHookFramerAlloc, when set, sees the size of every buffer a framer
+// asks for to receive into (tests count what a peer makes a receiver
+// allocate).
+var testHookFramerAlloc atomic.Pointer[func(n int)]
+
 // alloc is the Instance's Alloc hook: the top framer receives into buffers
 // the application may have handed back (Link.RecycleRecv).
 func (a *framerActor) alloc(n int) []byte {
+	if h := testHookFramerAlloc.Load(); h != nil {
+		(*h)(n)
+	}
 	if a.idx == a.n-1 {
-		return a.link.recvAlloc(n)
+		return a.link.recvAllocFor(n, a.inst.Wants())
 	}
 	return make([]byte, n)
+}
+
+// free is the Instance's Free hook: a buffer the top framer outgrew (its
+// message grows with the bytes that arrive) serves a later Alloc.
+func (a *framerActor) free(b []byte) {
+	if a.idx == a.n-1 {
+		a.link.RecycleRecv(b)
+	}
 }
 
 // directReadMin is the least a first framer must still wait for before its

@@ -106,7 +106,14 @@ type Hooks struct {
 	DeliverOwned func(meta Metadata, data, backing []byte, endOfMessage bool)
 	// Alloc, when set, returns a buffer of length n (its contents are
 	// arbitrary) for the Instance to receive into. The default is make.
+	// The buffer's capacity beyond n is the Instance's too: it may receive
+	// into it instead of asking for a larger buffer.
 	Alloc func(n int) []byte
+	// Free, when set, gets back a buffer from Alloc that the Instance
+	// outgrew: it copied the bytes into a larger one, and nothing of the
+	// buffer was delivered or is referenced any more. The owner may hand
+	// it to Alloc again.
+	Free func(b []byte)
 	// Ready is MakeConnectionReady.
 	Ready func()
 	// Closed is MakeConnectionClosed.
@@ -127,6 +134,13 @@ type Hooks struct {
 // owner sets no limit: 16 MiB plus room for a header.
 const DefaultMaxBuffered = 16<<20 + 64
 
+// growMin is the size of the first buffer a message is received into when
+// the framer waits for more (an unmet Parse). The buffer then grows with
+// the bytes that arrive, doubling up to what the framer waits for: what a
+// peer announces costs nothing until it sends the bytes, and the copies
+// made while growing add up to less than the message.
+const growMin = 64 << 10
+
 // Instance is one framer's view of one connection: its receive buffer with
 // a cursor, and the actions of RFC 9623 §6. It is driven by one goroutine at
 // a time (the framer's actor); its methods are not safe for concurrent use.
@@ -143,7 +157,12 @@ type Instance struct {
 	earmarkMeta Metadata
 	earmarkEOM  bool // the endOfMessage the earmarked piece ends with
 
-	want int // the last unmet Parse minimum: how much the framer waits for
+	want    int // the last unmet Parse minimum: how much the framer waits for
+	growMin int // growMin unless a test sets it (0: growMin)
+	// proven is the largest Parse minimum met: the peer has sent that
+	// many bytes of one message before, so a message's buffer may start
+	// at that size (memory the connection has needed already)
+	proven int
 
 	// room is the buffer handed out by ReadTarget: buf is room[:roomLen]
 	// (with its capacity cut there, so that appends never write into the
@@ -226,10 +245,13 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 			i.buf = append(i.buf, data[:need]...)
 			data, rest, more = nil, data[need:], true
 		case cap(i.buf)-len(i.buf) < len(data) && need > 0 && i.want <= i.maxBuffered:
-			// the framer said how much it needs (an unmet Parse): size the
-			// buffer once instead of growing it chunk by chunk
-			nb := i.alloc(max(i.want, len(i.buf)+len(data)))[:len(i.buf)]
+			// the framer said how much it needs (an unmet Parse): grow
+			// the buffer towards that with what has arrived (growSize)
+			old := i.allocd
+			b := i.alloc(i.growSize(len(i.buf) + len(data)))
+			nb := b[:len(i.buf):len(b)]
 			copy(nb, i.buf)
+			i.outgrew(old)
 			i.buf = append(nb, data...)
 			i.release(data)
 		default:
@@ -270,38 +292,69 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 }
 
 // ReadTarget returns where the owner may read the next received bytes
-// directly: the free room behind the buffered bytes, sized for what the
+// directly: the free room behind the buffered bytes, towards what the
 // framer waits for (the minimum of its last unmet Parse, at most the
-// Instance's bound). It returns nil unless at least minBytes more bytes are
-// wanted (or a target was already lent for this Parse: then the room is
-// lent to its end). Bytes read into a prefix of the target and then passed to
-// Received are taken in place, without a copy; anything else passed to
-// Received is copied as usual, so a target that is not used, or used late,
-// costs nothing but the allocation. The Instance never writes into a
-// target it handed out.
+// Instance's bound). The room grows with the bytes read into it: it starts
+// at about twice the buffered bytes (at least 64 KiB) and doubles each time
+// it fills, never beyond what the framer waits for, so the memory a message
+// takes follows the bytes that arrived, not the size its header announces
+// (it may start as large as the largest message the peer sent before).
+// It returns nil unless at least minBytes more bytes are wanted (or a
+// target was already lent for this Parse: then the room is lent, and
+// grown, to its end). Bytes read into a prefix of the target and then
+// passed to Received are taken in place, without a copy; anything else
+// passed to Received is copied as usual, so a target that is not used, or
+// used late, costs nothing but the allocation. The Instance never writes
+// into a target it handed out.
 func (i *Instance) ReadTarget(minBytes int) []byte {
 	need := i.want - len(i.buf)
 	if i.failed || i.passthrough || i.eos || i.earmark > 0 || len(i.buf) == 0 ||
 		i.want > i.maxBuffered || need <= 0 {
 		return nil
 	}
-	if need < minBytes && (!i.roomHolds() || len(i.room) < i.want) {
+	held := i.roomHolds()
+	if need < minBytes && !held {
 		return nil // not worth a buffer of its own (a room already made is lent to the end)
 	}
-	if !i.roomHolds() || len(i.room) < i.want {
+	if !held || i.roomLen >= len(i.room) {
+		// a first room, or a larger one once the bytes filled it
+		size := i.growSize(len(i.buf))
 		var room []byte
-		if cap(i.buf) >= i.want {
-			room = i.buf[:i.want] // already sized (Received): the Instance owns its capacity
+		if !held && cap(i.buf) >= size {
+			room = i.buf[:min(cap(i.buf), i.want)] // already sized (Received): the Instance owns its capacity
 		} else {
-			room = i.alloc(i.want)
+			old := i.allocd
+			room = i.alloc(size)
 			copy(room, i.buf)
-			i.release(i.buf) // copied away (the owner reuses it if it can)
+			if !i.outgrew(old) {
+				i.release(i.buf) // copied away (the owner reuses it if it can)
+			}
 		}
 		n := len(i.buf)
 		i.room, i.roomLen = room, n
 		i.buf = room[:n:n]
 	}
-	return i.room[i.roomLen:i.want:i.want]
+	end := min(len(i.room), i.want)
+	return i.room[i.roomLen:end:end]
+}
+
+// growSize is the size of the buffer to receive into when it must hold n
+// of the bytes the framer waits for: n plus as much again (at least
+// growMin), or as much as the largest message the peer has sent before
+// (proven), at most what the framer waits for. Growing by doubling keeps
+// the copies below the message's size, and the buffer below twice the
+// bytes received (plus growMin) or the largest message received before; a
+// peer that keeps sending messages of one size has its messages received
+// in place, without a copy.
+func (i *Instance) growSize(n int) int {
+	g := i.growMin
+	if g <= 0 {
+		g = growMin
+	}
+	if more := max(g, n, i.proven-n); more < i.want-n {
+		return n + more
+	}
+	return i.want
 }
 
 // roomHolds reports whether buf is still the front of room.
@@ -321,8 +374,11 @@ func (i *Instance) inRoom(data []byte) bool {
 	return &i.room[i.roomLen] == &data[0]
 }
 
-// alloc returns a buffer of length n to receive into (Hooks.Alloc) and
-// remembers it, so that the message that ends it can carry it up.
+// alloc returns a buffer of length at least n to receive into
+// (Hooks.Alloc) and remembers it, so that the message that ends it can
+// carry it up. A buffer handed back with more capacity (one a larger
+// message was received into) is taken up to what the framer waits for:
+// that memory is there already.
 func (i *Instance) alloc(n int) []byte {
 	var b []byte
 	if i.hooks.Alloc != nil {
@@ -331,8 +387,26 @@ func (i *Instance) alloc(n int) []byte {
 	if len(b) != n {
 		b = make([]byte, n)
 	}
+	if c := min(cap(b), i.want); c > n {
+		b = b[:c]
+	}
 	i.allocd = b
 	return b
+}
+
+// outgrew hands old, the buffer from alloc before the last, to Hooks.Free
+// when buf (just copied into the new one) starts it and no part of it is
+// lent (ReadTarget) and still out: then nothing of it was delivered, and
+// neither the Instance nor a reader references it.
+func (i *Instance) outgrew(old []byte) bool {
+	if i.hooks.Free == nil || len(old) == 0 || len(i.buf) == 0 || &old[0] != &i.buf[0] {
+		return false
+	}
+	if r := i.room; len(r) > 0 && i.roomLen < len(r) && &r[0] == &old[0] {
+		return false // its tail is lent (a room starts where buf did): a reader may still read into it
+	}
+	i.hooks.Free(old)
+	return true
 }
 
 // handOff reports the buffer data is the tail of, when that is the last
@@ -359,6 +433,11 @@ func (i *Instance) release(data []byte) {
 
 // Buffered reports how many unprocessed bytes the Instance holds.
 func (i *Instance) Buffered() int { return len(i.buf) }
+
+// Wants reports how many bytes the framer waits for from the cursor (the
+// minimum of its last unmet Parse), or 0. An Alloc hook that keeps
+// buffers may pick one that fits the whole message.
+func (i *Instance) Wants() int { return i.want }
 
 // EndOfStream reports whether the lower layer has ended the stream. A framer
 // that finds an incomplete message at the end of the stream calls
@@ -390,6 +469,9 @@ func (i *Instance) Parse(minIncompleteLength, maxLength int) (data []byte, ok bo
 		return nil, false
 	}
 	i.want = 0
+	if minIncompleteLength > i.proven {
+		i.proven = minIncompleteLength
+	}
 	n := len(i.buf)
 	if maxLength >= 0 && maxLength < n {
 		n = maxLength
