@@ -461,11 +461,13 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		}
 	case *rvTimeout:
 		if !r.ended {
+			r.recordRunning(ErrEstablishmentTimeout)
 			r.fail(ctx, &EstablishmentFailure{Err: ErrEstablishmentTimeout, Attempts: r.attemptList()})
 		}
 	case *CancelRendezvous:
 		if !r.ended {
-			r.fail(ctx, m.Err)
+			r.recordRunning(m.Err)
+			r.fail(ctx, &EstablishmentFailure{Err: m.Err, Attempts: r.attemptList()})
 		}
 	case *ConnectionStarted: // from the group that made the winner's connection
 		r.started, r.handed = true, nil
@@ -1284,6 +1286,20 @@ func (r *rendezvousActor) record(pair rvPairKey, err error) {
 	}
 	r.attempts[pair] = &AttemptError{Endpoint: pair.String(), Stack: r.stack.Name(), Err: err}
 	r.order = append(r.order, pair)
+}
+
+// recordRunning records err against every pair of a bound local
+// candidate that has no outcome yet (a connect or QUIC dial still
+// running, a QUIC server side that saw no connection): the attempts list
+// names every pair tried.
+func (r *rendezvousActor) recordRunning(err error) {
+	for _, s := range r.socks {
+		for _, remote := range s.remotes {
+			if pair := (rvPairKey{s.local, remote}); r.attempts[pair] == nil {
+				r.record(pair, err)
+			}
+		}
+	}
 }
 
 func (r *rendezvousActor) attemptList() []AttemptError {

@@ -134,8 +134,9 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // fails, the peer closes it), Rendezvous returns an *EstablishmentError
 // with the cause. When ctx or the timeout ends first, Rendezvous returns
 // an *EstablishmentError (Reason Timeout) after every socket has been
-// closed (its Attempts list the refused connects, the unanswered checks,
-// per pair). Rendezvous is safe to call concurrently; each call is a
+// closed (its Attempts list every pair tried: the refused connects, the
+// unanswered checks, and the pairs still running with the timeout or
+// ctx's error). Rendezvous is safe to call concurrently; each call is a
 // rendezvous of its own (on the same local port, the calls would
 // compete for the same peer).
 func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
@@ -188,10 +189,17 @@ func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 		if errors.Is(err, actors.ErrShutdown) {
 			return nil, &EstablishmentError{Err: ErrSystemShutdown}
 		}
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, &EstablishmentError{Reason: ReasonTimeout, Err: err}
+		// ctx's error is the cause itself, not an attempt's (a QUIC dial
+		// attempt that timed out): the attempts are kept either way
+		cause := err
+		if f := (*actors.EstablishmentFailure)(nil); errors.As(err, &f) {
+			cause = f.Err
 		}
-		return nil, establishmentError(err)
+		ee := establishmentError(err)
+		if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+			ee.Reason = ReasonTimeout
+		}
+		return nil, ee
 	}
 	return p.rendezvousConn(s, cfg, h), nil
 }
