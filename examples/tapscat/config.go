@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +49,7 @@ type config struct {
 
 	profile   string
 	prefs     []preference
-	protocols string
+	protocols []string // nil: no restriction
 
 	tls        bool
 	ca         string
@@ -98,15 +99,30 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		level taps.Preference
 	}{{"require", taps.Require}, {"prefer", taps.Prefer}, {"avoid", taps.Avoid}, {"prohibit", taps.Prohibit}} {
 		fs.Func(p.name, "RFC 9622 selection `PROPERTY` names (repeatable, or comma-separated)", func(s string) error {
+			n0 := len(c.prefs)
 			for _, n := range strings.Split(s, ",") {
 				if n = strings.TrimSpace(n); n != "" {
 					c.prefs = append(c.prefs, preference{flag: p.name, level: p.level, name: n})
 				}
 			}
+			if len(c.prefs) == n0 {
+				return errors.New("want a property name")
+			}
 			return nil
 		})
 	}
-	fs.StringVar(&c.protocols, "protocols", "", "only these stacks may be selected, comma-separated: tcp,tls,quic,udp,unix")
+	fs.Func("protocols", "only these stacks may be selected, comma-separated `LIST` of tcp, tls, quic, udp, udplite;\n"+
+		"tls and quic alone imply --tls, udp and udplite alone the unreliable-datagram profile (unless --profile)", func(s string) error {
+		c.protocols = nil
+		for _, n := range strings.Split(s, ",") {
+			n = strings.TrimSpace(n)
+			if _, ok := protocolKinds[n]; !ok {
+				return fmt.Errorf("unknown protocol %q: want tcp, tls, quic, udp or udplite", n)
+			}
+			c.protocols = append(c.protocols, n)
+		}
+		return nil
+	})
 	fs.BoolVar(&c.tls, "tls", false, "require security (implied by the other TLS flags)")
 	fs.StringVar(&c.ca, "ca", "", "PEM `FILE` of the CAs that verify the peer (default: the system's)")
 	fs.StringVar(&c.cert, "cert", "", "PEM certificate `FILE` of the local identity")
@@ -166,7 +182,37 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if (c.cert == "") != (c.key == "") {
 		return nil, usagef("--cert and --key go together")
 	}
+	if len(c.protocols) > 0 {
+		secure, datagram := true, true
+		for _, n := range c.protocols {
+			secure = secure && protocolKinds[n] == secureStack
+			datagram = datagram && protocolKinds[n] == datagramStack
+		}
+		// otherwise no stack named could be selected at all
+		if secure {
+			c.tls = true
+		}
+		if datagram && c.profile == "" {
+			c.profile = "unreliable-datagram"
+			if slices.Contains(c.protocols, "udplite") { // the profile requires full checksum coverage
+				c.prefs = append([]preference{{"prefer", taps.Prefer, string(taps.FullChecksumSend)},
+					{"prefer", taps.Prefer, string(taps.FullChecksumRecv)}}, c.prefs...)
+			}
+		}
+	}
 	return c, nil
+}
+
+// Kinds of protocol stacks, for what --protocols implies.
+const (
+	plainStack = iota
+	secureStack
+	datagramStack
+)
+
+// protocolKinds lists the stacks --protocols may name.
+var protocolKinds = map[string]int{
+	"tcp": plainStack, "tls": secureStack, "quic": secureStack, "udp": datagramStack, "udplite": datagramStack,
 }
 
 // numberedPort reports the port as a number when it is one.
@@ -192,6 +238,8 @@ func (c *config) remoteEndpoint() (*taps.RemoteEndpoint, error) {
 	switch {
 	case err != nil:
 		return nil, err
+	case ok && n == 0:
+		return nil, usagef("port 0: want the peer's port")
 	case ok:
 		r.WithPort(n)
 	default:
@@ -310,8 +358,8 @@ func (c *config) preconnection(sys *taps.System) (*taps.Preconnection, error) {
 		return nil, err
 	}
 	opts := []taps.PreconnectionOption{taps.WithSystem(sys), taps.WithTransportProperties(tp)}
-	if c.protocols != "" {
-		opts = append(opts, taps.WithProtocols(strings.Split(c.protocols, ",")...))
+	if len(c.protocols) > 0 {
+		opts = append(opts, taps.WithProtocols(c.protocols...))
 	}
 	if sec == nil {
 		sec = taps.NewDisabledSecurityParameters() // plain TCP unless a TLS flag asks

@@ -70,8 +70,12 @@ func (t *tapscat) listen(ctx context.Context, pre *taps.Preconnection) int {
 		}
 		return t.fail(err)
 	}
+	seen := map[string]bool{} // a TCP and a UDP socket may share an address (TLS and QUIC)
 	for _, e := range ln.LocalEndpoints() {
-		t.verbosef("listening on %s", e)
+		if a := e.String(); !seen[a] {
+			seen[a] = true
+			t.verbosef("listening on %s", a)
+		}
 	}
 
 	s := &server{conns: map[*taps.Connection]struct{}{}}

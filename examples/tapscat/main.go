@@ -17,8 +17,11 @@
 //
 // When stdin ends, tapscat waits until --count messages have arrived (when
 // given), then closes the connection gracefully (every queued message is
-// delivered first, the peer sees the end of the stream) and exits. A close
-// by the peer also ends an initiating tapscat. A listener serves its
+// delivered first, the peer sees the end of the stream) and exits; without
+// a framer and without --count, an initiating tapscat sends its end of
+// stream at once and prints what the peer sends until the peer closes
+// (netcat's -N). A close by the peer also ends an initiating tapscat. A
+// listener serves its
 // connections concurrently and ends once stdin has ended and --count
 // messages have arrived over all connections, at --timeout, or on an
 // interrupt.

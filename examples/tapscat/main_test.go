@@ -32,6 +32,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--cert", "c.pem", "127.0.0.1", "1"}, "--cert and --key go together"},
 		{[]string{"--ca", "/nonexistent/ca.pem", "127.0.0.1", "1"}, "--ca"},
 		{[]string{"127.0.0.1", "99999"}, `bad port "99999"`},
+		{[]string{"127.0.0.1", "0"}, "port 0: want the peer's port"},
+		{[]string{"--protocols", "sctp", "127.0.0.1", "1"}, `unknown protocol "sctp": want tcp, tls, quic, udp or udplite`},
+		{[]string{"--protocols", "tcp,", "127.0.0.1", "1"}, `unknown protocol ""`},
+		{[]string{"--protocols", "unix", "127.0.0.1", "1"}, `unknown protocol "unix"`},
+		{[]string{"--require", "", "127.0.0.1", "1"}, "-require: want a property name"},
+		{[]string{"--prohibit", ",", "127.0.0.1", "1"}, "-prohibit: want a property name"},
 	}
 	for i, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -94,4 +100,39 @@ func TestHelp(t *testing.T) {
 	require.Equal(t, exitOK, run(context.Background(), []string{"-h"}, nil, &stdout, &stderr))
 	require.Contains(t, stderr.String(), "tapscat -l [flags] [ADDR] PORT")
 	require.Contains(t, stderr.String(), "-framer")
+}
+
+// TestProtocolsImply checks what --protocols implies when every stack it
+// names needs it (otherwise none could be selected): security for tls and
+// quic, the unreliable-datagram profile for udp and udplite.
+func TestProtocolsImply(t *testing.T) {
+	var stderr bytes.Buffer
+	c, err := parseArgs([]string{"--protocols", "quic, tls", "h", "1"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, []string{"quic", "tls"}, c.protocols)
+	require.True(t, c.tls)
+	require.Empty(t, c.profile)
+
+	c, err = parseArgs([]string{"--protocols", "tcp,tls", "h", "1"}, &stderr)
+	require.NoError(t, err)
+	require.False(t, c.tls, "tcp needs no security")
+
+	c, err = parseArgs([]string{"--protocols", "udp", "h", "1"}, &stderr)
+	require.NoError(t, err)
+	require.False(t, c.tls)
+	require.Equal(t, "unreliable-datagram", c.profile)
+	tp, err := c.transportProperties()
+	require.NoError(t, err)
+	require.NotEqual(t, "Require", tp.Preference("reliability").String())
+
+	c, err = parseArgs([]string{"--protocols", "udplite", "--require", "fullChecksumSend", "h", "1"}, &stderr)
+	require.NoError(t, err)
+	tp, err = c.transportProperties()
+	require.NoError(t, err)
+	require.Equal(t, "Prefer", tp.Preference("fullChecksumRecv").String(), "udplite gives partial coverage")
+	require.Equal(t, "Require", tp.Preference("fullChecksumSend").String(), "the flags win")
+
+	c, err = parseArgs([]string{"--protocols", "udp", "--profile", "reliable-message", "h", "1"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, "reliable-message", c.profile, "an explicit --profile stays")
 }

@@ -4,16 +4,26 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -387,4 +397,117 @@ func TestSecurityUnfulfilled(t *testing.T) {
 	require.Equal(t, exitFailure, r.code)
 	require.True(t, strings.HasPrefix(r.stderr, "tapscat: establishment failed"), "%q", r.stderr)
 	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+}
+
+// startListener runs tapscat -l -v args in the background and returns the
+// first address it listens on, as HOST and PORT, and a wait for its end.
+func startListener(t *testing.T, args ...string) (host, port string, wait func() result) {
+	t.Helper()
+	out, errw := newSyncBuffer(), newSyncBuffer()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(context.Background(), append([]string{"-l", "-v"}, args...), strings.NewReader(""), out, errw)
+	}()
+	var addr string
+	for addr == "" {
+		select {
+		case line := <-errw.lines:
+			addr, _ = strings.CutPrefix(line, "tapscat: listening on ")
+		case c := <-code:
+			t.Fatalf("tapscat -l ended with %d: %s", c, errw.String())
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	return host, port, func() result { return result{<-code, out.String(), errw.String()} }
+}
+
+// TestUDPEchoLines: --protocols udp alone (no --profile) selects UDP on
+// both sides; a listening tapscat echoes each line as a datagram.
+func TestUDPEchoLines(t *testing.T) {
+	host, port, wait := startListener(t, "--protocols", "udp", "--echo", "--framer", "line", "--count", "2", "--timeout", "10s",
+		"127.0.0.1", "0")
+	r := runTapscat(t, strings.NewReader("one\ntwo\n"), "--protocols", "udp", "--framer", "line", "--count", "2", "--trace",
+		"--timeout", "10s", host, port)
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, "one\ntwo\n", r.stdout)
+	require.Equal(t, "udp", readyStack(t, r.stderr))
+	l := wait()
+	require.Equal(t, exitOK, l.code, "listener stderr: %s", l.stderr)
+	require.Equal(t, "one\ntwo\n", l.stdout)
+}
+
+// writeSelfSigned writes a self-signed certificate for localhost and
+// 127.0.0.1 and its key as PEM files in a temporary directory.
+func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "localhost"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
+	return certFile, keyFile
+}
+
+// TestQUICAndTLSWithCertificates: a secure listener (TLS and QUIC on one
+// port, reported once by -v) serves a QUIC client that trusts its
+// certificate through --ca, and a TLS client over a byte stream;
+// --protocols quic alone implies security, so a client without --ca
+// rejects the self-signed certificate with one error line and status 1.
+func TestQUICAndTLSWithCertificates(t *testing.T) {
+	cert, key := writeSelfSigned(t)
+	host, port, wait := startListener(t, "--cert", cert, "--key", key, "--echo", "--framer", "length",
+		"--count", "2", "--timeout", "20s", "127.0.0.1", "0")
+
+	r := runTapscat(t, strings.NewReader("x\n"), "--protocols", "quic", "--framer", "length", "--timeout", "10s",
+		host, port)
+	require.Equal(t, exitFailure, r.code)
+	require.True(t, strings.HasPrefix(r.stderr, "tapscat: establishment failed"), "%q", r.stderr)
+	require.Contains(t, r.stderr, "certificate")
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+
+	for _, proto := range []string{"quic", "tls"} {
+		r = runTapscat(t, strings.NewReader(proto+"\n"), "--protocols", proto, "--ca", cert, "--server-name", "localhost",
+			"--framer", "length", "--count", "1", "--trace", "--timeout", "10s", host, port)
+		require.Equal(t, exitOK, r.code, "%s: stderr: %s", proto, r.stderr)
+		require.Equal(t, proto+"\n", r.stdout)
+		require.Equal(t, proto, readyStack(t, r.stderr))
+	}
+	l := wait()
+	require.Equal(t, exitOK, l.code, "listener stderr: %s", l.stderr)
+	require.ElementsMatch(t, []string{"quic", "tls"}, strings.Fields(l.stdout))
+	require.Equal(t, 1, strings.Count(l.stderr, "listening on"), "one line per address: %s", l.stderr)
+}
+
+// readyStack returns the stack of the state record to Established in a
+// --trace output (protojson: its spacing varies).
+func readyStack(t *testing.T, trace string) string {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSpace(trace), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &rec), "%q", l)
+		if rec["kind"] == "state" && rec["to_state"] == "Established" {
+			s, _ := rec["stack"].(string)
+			return s
+		}
+	}
+	t.Fatalf("no state record to Established in %s", trace)
+	return ""
 }
