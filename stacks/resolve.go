@@ -125,7 +125,7 @@ loop:
 	v6, err6 := family(a6, false)
 	v4, err4 := family(a4, true)
 	if len(v6) == 0 && len(v4) == 0 {
-		return nil, &ResolveError{Host: host, Err: errors.Join(err6, err4)}
+		return nil, &ResolveError{Host: host, Err: familyErrors{v6: err6, v4: err4}}
 	}
 	routable := r.Routable
 	if routable == nil {
@@ -140,6 +140,20 @@ loop:
 
 // family returns the deduplicated, unmapped addresses of one answer that
 // belong to its family (is4), or why there are none.
+// familyErrors is why neither family gave an address: one line, and one
+// error when the AAAA and A lookups failed alike (a name that does not
+// exist fails both the same way). It unwraps to both.
+type familyErrors struct{ v6, v4 error }
+
+func (e familyErrors) Error() string {
+	if e.v6.Error() == e.v4.Error() {
+		return e.v4.Error()
+	}
+	return "AAAA: " + e.v6.Error() + "; A: " + e.v4.Error()
+}
+
+func (e familyErrors) Unwrap() []error { return []error{e.v6, e.v4} }
+
 func family(a *answer, is4 bool) ([]netip.Addr, error) {
 	if a.err != nil {
 		return nil, a.err

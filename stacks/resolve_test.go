@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -82,6 +83,11 @@ func TestResolveHappyEyeballs(t *testing.T) {
 					var re *ResolveError
 					require.ErrorAs(t, err, &re)
 					require.Equal(t, "example.org", re.Host)
+					require.NotContains(t, err.Error(), "\n", "one line")
+					if tt.aaaa.err != nil {
+						require.ErrorIs(t, err, tt.aaaa.err)
+						require.Equal(t, 1, strings.Count(err.Error(), tt.aaaa.err.Error()), "both families failed alike: said once")
+					}
 					return
 				}
 				require.NoError(t, err)
