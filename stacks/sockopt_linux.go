@@ -1,6 +1,10 @@
 package stacks
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
 
 // Socket option names and control message levels that differ between
 // systems; sockopt_unix.go, sockopt_darwin.go and
@@ -24,9 +28,18 @@ func socketDomain(fd int) (int, error) {
 func bindToDevice(fd int, _ string, iface string) error { return unix.BindToDevice(fd, iface) }
 
 // setUserTimeout sets TCP_USER_TIMEOUT in milliseconds (0: the system
-// default).
+// default). MPTCP sockets refuse the option (EOPNOTSUPP): it is skipped
+// there, as on the systems without it (the user timeout reads back as 0).
+// Failing would make the net package dial or listen again with plain TCP,
+// silently dropping multipath.
 func setUserTimeout(fd, ms int) error {
-	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms)
+	err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms)
+	if err != nil && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT)) {
+		if proto, perr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); perr == nil && proto == unix.IPPROTO_MPTCP {
+			return nil
+		}
+	}
+	return err
 }
 
 // getUserTimeout reads TCP_USER_TIMEOUT in milliseconds.
