@@ -105,6 +105,19 @@ func newHoldRelay(t *testing.T, server *net.UDPAddr) *holdRelay {
 	return r
 }
 
+// relayedPre is a holdRelay to ln and a length-prefix framed QUIC client
+// Preconnection (with tp) to ln through it.
+func relayedPre(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties, ln *Listener) (*holdRelay, *Preconnection) {
+	t.Helper()
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(relay.port())),
+		WithResolver(loopbackOnly))
+	pre.AddFramer(framers.NewLengthPrefix())
+	return relay, pre
+}
+
 func (r *holdRelay) port() uint16 { return uint16(r.pc.LocalAddr().(*net.UDPAddr).Port) }
 
 func (r *holdRelay) arm() {
@@ -208,13 +221,8 @@ func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
 	}
 	received := make(chan got, 16)
 	ln, accepted := quicEchoServer(t, sys, pki, tp, func(m *Message) { received <- got{string(m.Data), m.Context.EarlyData()} })
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
+	relay, pre := relayedPre(t, sys, pki, tp, ln)
 	ctx := testCtx(t)
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(relay.port())),
-		WithResolver(loopbackOnly))
-	pre.AddFramer(framers.NewLengthPrefix())
 
 	// a full handshake: nothing is early; the echo brings the ticket
 	c, err := pre.InitiateWithSend(ctx, []byte("full"), NewMessageContext().SafelyReplayable(true))

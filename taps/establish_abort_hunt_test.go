@@ -41,17 +41,7 @@ func (panickyHandshakeTransport) HandshakeComplete() <-chan struct{} { panic(err
 // ErrClosed.
 func TestEstablishHuntConnectionActorPanicIsEstablishmentError(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	go func() {
-		for {
-			p, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { p.Close() })
-		}
-	}()
-	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(remote(drainListener(t))))
 	pre.stackList = []stacks.Stack{panickyHandshakeStack{Stack: stacks.TCP()}}
 	handlerErr := make(chan error, 1)
 	pre.OnEstablishmentError(func(_ *Connection, err error) { handlerErr <- err })
@@ -88,28 +78,11 @@ func waitEnded(t *testing.T, s *Connection, bound time.Duration) time.Duration {
 	return time.Since(start)
 }
 
-// Over QUIC: the client's Final message is its stream's FIN (the server's
-// Connection half-closes), then the client aborts (RESET_STREAM,
-// STOP_SENDING, and the session's CONNECTION_CLOSE as it was its last
-// stream). The server's Connection ends at once with a ConnectionError:
-// a reset is a failure, not a clean close.
-func TestAbortHuntQUICFinalThenAbortEndsHalfClosedPeer(t *testing.T) {
-	opt, seen := peerEndOfStream()
-	sys := newTestSystem(t, opt)
-	pki := newTestPKI(t)
-	lpre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()),
-		WithTransportProperties(quicOnly(t)),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	lpre.AddFramer(framers.NewLengthPrefix())
-	ln, err := lpre.Listen(testCtx(t))
-	require.NoError(t, err)
-	defer ln.Stop()
-	ctx := testCtx(t)
-	c, err := securePre(sys, ln, pki.clientSec(), quicOnly(t)).Initiate(ctx)
-	require.NoError(t, err)
-	require.Equal(t, "quic", c.GetProperties().Stack)
-	require.NoError(t, c.Send(ctx, []byte("request"), NewMessageContext().Final(true)))
-
+// requireAbortEndsHalfClosed takes the server's half-closed Connection
+// (after c's Final "request"), aborts c, and requires the server's
+// Connection to end at once with a ConnectionError.
+func requireAbortEndsHalfClosed(t *testing.T, ln *Listener, seen <-chan struct{}, c *Connection) {
+	t.Helper()
 	s := halfClosedServer(t, ln, seen, "request")
 	c.Abort()
 	<-c.Done()
@@ -119,6 +92,33 @@ func TestAbortHuntQUICFinalThenAbortEndsHalfClosedPeer(t *testing.T) {
 	require.ErrorAs(t, s.Err(), &ce, "a reset after FIN is a failure: %v", s.Err())
 }
 
+// abortAfterSecureFinal: a client over stack (selected by props) sends a
+// Final "request" to a secure Listener, then aborts; the server's
+// half-closed Connection must end at once with a ConnectionError.
+func abortAfterSecureFinal(t *testing.T, props func(*testing.T) *TransportProperties, stack string) {
+	t.Helper()
+	opt, seen := peerEndOfStream()
+	sys := newTestSystem(t, opt)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	ln := quicListen(t, ctx, sys, pki, props(t))
+	c, err := securePre(sys, ln, pki.clientSec(), props(t)).Initiate(ctx)
+	require.NoError(t, err)
+	require.Equal(t, stack, c.GetProperties().Stack)
+	require.NoError(t, c.Send(ctx, []byte("request"), NewMessageContext().Final(true)))
+
+	requireAbortEndsHalfClosed(t, ln, seen, c)
+}
+
+// Over QUIC: the client's Final message is its stream's FIN (the server's
+// Connection half-closes), then the client aborts (RESET_STREAM,
+// STOP_SENDING, and the session's CONNECTION_CLOSE as it was its last
+// stream). The server's Connection ends at once with a ConnectionError:
+// a reset is a failure, not a clean close.
+func TestAbortHuntQUICFinalThenAbortEndsHalfClosedPeer(t *testing.T) {
+	abortAfterSecureFinal(t, quicOnly, "quic")
+}
+
 // The same with a QUIC session that carries another stream: the client's
 // Abort resets only its stream (no CONNECTION_CLOSE), and the server's
 // half-closed Connection on it still ends at once.
@@ -126,13 +126,7 @@ func TestAbortHuntQUICFinalThenAbortOneOfTwoStreams(t *testing.T) {
 	opt, seen := peerEndOfStream()
 	sys := newTestSystem(t, opt)
 	pki := newTestPKI(t)
-	lpre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()),
-		WithTransportProperties(quicOnly(t)),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	lpre.AddFramer(framers.NewLengthPrefix())
-	ln, err := lpre.Listen(testCtx(t))
-	require.NoError(t, err)
-	defer ln.Stop()
+	ln := quicListen(t, testCtx(t), sys, pki, quicOnly(t))
 	ctx := testCtx(t)
 	other, err := securePre(sys, ln, pki.clientSec(), quicOnly(t)).Initiate(ctx)
 	require.NoError(t, err)
@@ -143,13 +137,7 @@ func TestAbortHuntQUICFinalThenAbortOneOfTwoStreams(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Send(ctx, []byte("request"), NewMessageContext().Final(true)))
 
-	s := halfClosedServer(t, ln, seen, "request")
-	c.Abort()
-	<-c.Done()
-	took := waitEnded(t, s, 2*time.Second)
-	t.Logf("the server's connection ended %v after the client's Abort: %v", took, s.Err())
-	var ce *ConnectionError
-	require.ErrorAs(t, s.Err(), &ce, "a reset after FIN is a failure: %v", s.Err())
+	requireAbortEndsHalfClosed(t, ln, seen, c)
 	require.Equal(t, StateEstablished, otherSrv.State(), "the session's other stream goes on")
 	other.Abort()
 	otherSrv.Abort()
@@ -167,40 +155,12 @@ func TestAbortHuntTCPFinalThenAbortEndsHalfClosedPeer(t *testing.T) {
 	require.Equal(t, "tcp", c.GetProperties().Stack)
 	require.NoError(t, c.Send(ctx, []byte("request"), NewMessageContext().Final(true)))
 
-	s := halfClosedServer(t, ln, seen, "request")
-	c.Abort()
-	<-c.Done()
-	took := waitEnded(t, s, 2*time.Second)
-	t.Logf("the server's connection ended %v after the client's Abort: %v", took, s.Err())
-	var ce *ConnectionError
-	require.ErrorAs(t, s.Err(), &ce, "a reset after FIN is a failure: %v", s.Err())
+	requireAbortEndsHalfClosed(t, ln, seen, c)
 }
 
 // Over TLS: the client's Final message is its close_notify, its Abort an
 // RST of the TCP connection under TLS. The server's half-closed
 // Connection ends at once with a ConnectionError.
 func TestAbortHuntTLSFinalThenAbortEndsHalfClosedPeer(t *testing.T) {
-	opt, seen := peerEndOfStream()
-	sys := newTestSystem(t, opt)
-	pki := newTestPKI(t)
-	lpre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()),
-		WithTransportProperties(prohibit(t, Multistreaming)),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	lpre.AddFramer(framers.NewLengthPrefix())
-	ln, err := lpre.Listen(testCtx(t))
-	require.NoError(t, err)
-	defer ln.Stop()
-	ctx := testCtx(t)
-	c, err := securePre(sys, ln, pki.clientSec(), prohibit(t, Multistreaming)).Initiate(ctx)
-	require.NoError(t, err)
-	require.Equal(t, "tls", c.GetProperties().Stack)
-	require.NoError(t, c.Send(ctx, []byte("request"), NewMessageContext().Final(true)))
-
-	s := halfClosedServer(t, ln, seen, "request")
-	c.Abort()
-	<-c.Done()
-	took := waitEnded(t, s, 2*time.Second)
-	t.Logf("the server's connection ended %v after the client's Abort: %v", took, s.Err())
-	var ce *ConnectionError
-	require.ErrorAs(t, s.Err(), &ce, "a reset after FIN is a failure: %v", s.Err())
+	abortAfterSecureFinal(t, tlsOnlyProps, "tls")
 }

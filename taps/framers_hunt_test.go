@@ -37,6 +37,21 @@ func newHookFramer() *hookFramer {
 	return &hookFramer{lp: framers.NewLengthPrefix(), clones: new(int)}
 }
 
+// newAckFramer delivers each input as a message after sending "ack:"
+// and the input (from HandleReceivedData).
+func newAckFramer() *hookFramer {
+	h := newHookFramer()
+	h.recv = func(inst *framers.Instance) {
+		b, ok := inst.Parse(1, -1)
+		if !ok {
+			return
+		}
+		inst.Send([]byte("ack:" + string(b)))
+		inst.DeliverAndAdvanceReceiveCursor(nil, len(b), true)
+	}
+	return h
+}
+
 func (h *hookFramer) Clone() framers.Framer {
 	if h.clone != nil {
 		h.clone()
@@ -161,11 +176,7 @@ func TestFramersHuntPanicInEachCallback(t *testing.T) {
 			case "close":
 				require.NoError(t, c.Close())
 			}
-			select {
-			case <-c.Done():
-			case <-ctx.Done():
-				t.Fatal("the connection did not end")
-			}
+			awaitDone(t, c, "the connection")
 			var ce *ConnectionError
 			require.ErrorAs(t, c.Err(), &ce)
 			require.ErrorAs(t, c.Err(), &pe)
@@ -214,11 +225,7 @@ func TestFramersHuntFailConnectionFromEachCallback(t *testing.T) {
 			case "close":
 				require.NoError(t, c.Close())
 			}
-			select {
-			case <-c.Done():
-			case <-ctx.Done():
-				t.Fatal("the connection did not end")
-			}
+			awaitDone(t, c, "the connection")
 			var ce *ConnectionError
 			require.ErrorAs(t, c.Err(), &ce)
 			require.ErrorIs(t, c.Err(), errHuntBug)
@@ -288,17 +295,9 @@ func TestFramersHuntUserFramerDeliveryShapes(t *testing.T) {
 				inst.DeliverAndAdvanceReceiveCursor(nil, 100, true)
 			}
 		}
-		c, peer := rawPeer(t, sys, h)
-		ctx := testCtx(t)
-		errc := make(chan error, 1)
-		go func() {
-			_, err := c.Receive(ctx)
-			errc <- err
-		}()
-		_, err := peer.Write([]byte("only ten.."))
-		require.NoError(t, err)
+		c, peer, _, errc := receiveShort(t, sys, h)
 		require.NoError(t, peer.(*net.TCPConn).CloseWrite())
-		err = <-errc
+		err := <-errc
 		var re *ReceiveError
 		require.ErrorAs(t, err, &re)
 		require.ErrorIs(t, err, framers.ErrTruncated)
@@ -310,15 +309,7 @@ func TestFramersHuntUserFramerDeliveryShapes(t *testing.T) {
 		sys := newTestSystem(t)
 		h := newHookFramer()
 		h.recv = func(inst *framers.Instance) { _, _ = inst.Parse(100, 100) }
-		c, peer := rawPeer(t, sys, h)
-		ctx := testCtx(t)
-		errc := make(chan error, 1)
-		go func() {
-			_, err := c.Receive(ctx)
-			errc <- err
-		}()
-		_, err := peer.Write([]byte("only ten.."))
-		require.NoError(t, err)
+		c, peer, ctx, errc := receiveShort(t, sys, h)
 		go func() {
 			_, _ = io.Copy(io.Discard, peer)
 			peer.Close()
@@ -336,6 +327,23 @@ func TestFramersHuntUserFramerDeliveryShapes(t *testing.T) {
 			t.Fatal("Close hangs")
 		}
 	})
+}
+
+// receiveShort is a connection to a raw TCP peer, with framer h, whose
+// Receive (on ctx) runs and ends on errc, and to which the peer wrote
+// "only ten..".
+func receiveShort(t *testing.T, sys *System, h framers.Framer) (c *Connection, peer net.Conn, ctx context.Context, errc <-chan error) {
+	t.Helper()
+	c, peer = rawPeer(t, sys, h)
+	ctx = testCtx(t)
+	ch := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(ctx)
+		ch <- err
+	}()
+	_, err := peer.Write([]byte("only ten.."))
+	require.NoError(t, err)
+	return c, peer, ctx, ch
 }
 
 // Oversized and malformed input fails the connection, bounded: a length
@@ -367,11 +375,7 @@ func TestFramersHuntOversizedInput(t *testing.T) {
 			require.ErrorAs(t, err, &re)
 			require.Equal(t, ReasonMessageTooLarge, re.Reason, "%v", err)
 			require.ErrorIs(t, err, framers.ErrMessageTooLarge)
-			select {
-			case <-c.Done():
-			case <-ctx.Done():
-				t.Fatal("the connection did not end")
-			}
+			awaitDone(t, c, "the connection")
 			var ce *ConnectionError
 			require.ErrorAs(t, c.Err(), &ce)
 			require.Equal(t, ReasonMessageTooLarge, ce.Reason)
@@ -573,21 +577,7 @@ func TestFramersHuntConcurrentSendReceive(t *testing.T) {
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
 	ctx := testCtx(t)
-	go func() {
-		s, err := ln.Accept(ctx)
-		if err != nil {
-			return
-		}
-		for {
-			m, err := s.Receive(ctx)
-			if err != nil {
-				return
-			}
-			if s.Send(ctx, m.Data, nil) != nil {
-				return
-			}
-		}
-	}()
+	echoServer(t, ln)
 	c := dial(t, sys, ln, framers.NewLengthPrefix())
 	const senders, each = 4, 100
 	var wg sync.WaitGroup
@@ -644,15 +634,7 @@ func TestFramersHuntUDPFramerBothWays(t *testing.T) {
 // next Send.
 func TestFramersHuntSendFromHandleReceivedData(t *testing.T) {
 	sys := newTestSystem(t)
-	h := newHookFramer()
-	h.recv = func(inst *framers.Instance) {
-		b, ok := inst.Parse(1, -1)
-		if !ok {
-			return
-		}
-		inst.Send([]byte("ack:" + string(b)))
-		inst.DeliverAndAdvanceReceiveCursor(nil, len(b), true)
-	}
+	h := newAckFramer()
 	c, peer := rawPeer(t, sys, h)
 	_, err := peer.Write([]byte("x"))
 	require.NoError(t, err)

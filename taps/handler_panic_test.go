@@ -19,22 +19,14 @@ func panicSink() (SystemOption, <-chan *PanicError) {
 // awaitPanic waits for the next reported panic.
 func awaitPanic(t *testing.T, ch <-chan *PanicError) *PanicError {
 	t.Helper()
-	select {
-	case pe := <-ch:
-		return pe
-	case <-testCtx(t).Done():
-		t.Fatal("no handler panic was reported")
-		return nil
-	}
+	return epAwait(t, testCtx(t), ch, "handler panic was reported")
 }
 
 // requireStillWorks checks that the System still carries traffic: a new
 // connection to ln gets a message through.
 func requireStillWorks(t *testing.T, sys *System, ln *Listener) {
 	t.Helper()
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	require.NoError(t, c.Send(testCtx(t), []byte("still fine"), nil))
 	m, err := s.Receive(testCtx(t))
 	require.NoError(t, err)
@@ -59,9 +51,7 @@ func TestHandlerPanicInOnClosedIsReported(t *testing.T) {
 	opt, panics := panicSink()
 	sys := newTestSystem(t, opt)
 	ln := listenLoopback(t, sys)
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	c.OnClosed(func(*Connection) { panic("closed handler bug") })
 	c.Close()
 	s.Close()
@@ -77,9 +67,7 @@ func TestHandlerPanicInOnConnectionErrorIsReported(t *testing.T) {
 	opt, panics := panicSink()
 	sys := newTestSystem(t, opt)
 	ln := listenLoopback(t, sys)
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	c.OnConnectionError(func(*Connection, error) { panic("connection error handler bug") })
 	c.Abort()
 	requirePanic(t, awaitPanic(t, panics), "connection error handler bug", "ConnectionError", c.ID())
@@ -96,9 +84,7 @@ func TestHandlerPanicInAsyncHandlersAfterTheEndIsReported(t *testing.T) {
 	opt, panics := panicSink()
 	sys := newTestSystem(t, opt)
 	ln := listenLoopback(t, sys)
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	c.Abort()
 	<-c.Done()
 	c.SendAsync([]byte("x"), nil, func(*Connection, error) { panic("sent handler bug") })
@@ -116,9 +102,7 @@ func TestHandlerPanicThatEndsTheConnectionIsAlsoReported(t *testing.T) {
 	opt, panics := panicSink()
 	sys := newTestSystem(t, opt)
 	ln := listenLoopback(t, sys)
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	c.ReceiveAsync(func(*Connection, *Message, error) { panic("live handler bug") })
 	require.NoError(t, s.Send(testCtx(t), []byte("boom"), nil))
 	pe := awaitPanic(t, panics)
@@ -186,9 +170,7 @@ func TestHandlerPanicIsLoggedAtErrorByDefault(t *testing.T) {
 	logs := make(errorRecords, 16)
 	sys := newTestSystem(t, WithLogger(slog.New(logs)))
 	ln := listenLoopback(t, sys)
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	c.OnConnectionError(func(*Connection, error) { panic("logged handler bug") })
 	c.Abort()
 	r, a := logs.await(t)
@@ -219,9 +201,7 @@ func TestHandlerPanicReportFunctionPanicIsSwallowed(t *testing.T) {
 	}))
 	ln := listenLoopback(t, sys)
 	for i, want := range []string{"first bug", "second bug"} {
-		c := dial(t, sys, ln)
-		s, err := ln.Accept(testCtx(t))
-		require.NoError(t, err)
+		c, s := dialAccept(t, sys, ln)
 		c.OnConnectionError(func(*Connection, error) { panic(want) })
 		c.Abort()
 		if i == 0 {
@@ -248,9 +228,7 @@ func TestHandlerPanicIsTraced(t *testing.T) {
 		}
 	}))
 	ln := listenLoopback(t, sys)
-	c := dial(t, sys, ln)
-	s, err := ln.Accept(testCtx(t))
-	require.NoError(t, err)
+	c, s := dialAccept(t, sys, ln)
 	c.OnConnectionError(func(*Connection, error) { panic("traced handler bug") })
 	c.Abort()
 	awaitPanic(t, panics)

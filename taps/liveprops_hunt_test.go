@@ -121,11 +121,8 @@ func (k kernelSock) dscp() uint8 {
 // read-only under its seed alias.
 func TestLivePropsHuntAliasNamesApplyLive(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
-	c := dialTCP(t, sys, ln)
+	c := tcpAccepted(t, sys)
 	defer func() { c.Abort(); <-c.Done() }()
-	<-accepted
 	k := tcpSockOf(t, c)
 
 	require.NoError(t, c.SetProperty("conn-timeout", 6*time.Second))
@@ -151,11 +148,8 @@ func TestLivePropsHuntAliasNamesApplyLive(t *testing.T) {
 // socket of the connection would.
 func TestLivePropsHuntConnTimeoutRulesKeepAlive(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
-	c := dialTCP(t, sys, ln)
+	c := tcpAccepted(t, sys)
 	defer func() { c.Abort(); <-c.Done() }()
-	<-accepted
 	k := tcpSockOf(t, c)
 
 	require.NoError(t, c.SetProperty(KeepAliveTimeout, 10*time.Second))
@@ -180,11 +174,8 @@ func TestLivePropsHuntConnTimeoutRulesKeepAlive(t *testing.T) {
 // the properties read back change.
 func TestLivePropsHuntInvalidValuesChangeNothing(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
-	c := dialTCP(t, sys, ln)
+	c := tcpAccepted(t, sys)
 	defer func() { c.Abort(); <-c.Done() }()
-	<-accepted
 	k := tcpSockOf(t, c)
 	require.NoError(t, c.SetProperty(ConnTimeout, 8*time.Second))
 	require.NoError(t, c.SetProperty(KeepAliveTimeout, 4*time.Second))
@@ -382,15 +373,8 @@ func TestLivePropsHuntAcceptedUDPPerConnection(t *testing.T) {
 // joins it).
 func TestLivePropsHuntCloneAfterEntangledChange(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
 	ctx := testCtx(t)
-	a := dialTCP(t, sys, ln)
-	defer func() { a.AbortGroup(); <-a.Done() }()
-	<-accepted
-	b, err := a.Clone(ctx)
-	require.NoError(t, err)
-	<-accepted
+	a, b, accepted := tcpGroupOfTwo(t, sys)
 	for i := range 20 {
 		want := time.Duration(i+1) * time.Second
 		require.NoError(t, b.SetProperty(ConnTimeout, want))
@@ -414,9 +398,7 @@ func TestLivePropsHuntEntangledSocketsAndPriority(t *testing.T) {
 	ln := listenLoopback(t, sys)
 	accepted := acceptAll(t, ln)
 	ctx := testCtx(t)
-	a, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))),
-		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 50})).Initiate(ctx)
-	require.NoError(t, err)
+	a := dialTCPReestablishing(t, sys, ln)
 	defer func() { a.AbortGroup(); <-a.Done() }()
 	sa := <-accepted
 	b, err := a.Clone(ctx)
@@ -524,15 +506,7 @@ func TestLivePropsHuntDSCPOnDualStackAccepted(t *testing.T) {
 // 9622 §7.4), on their sockets too.
 func TestLivePropsHuntConcurrentEntangledSetsAgree(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
-	ctx := testCtx(t)
-	a := dialTCP(t, sys, ln)
-	defer func() { a.AbortGroup(); <-a.Done() }()
-	<-accepted
-	b, err := a.Clone(ctx)
-	require.NoError(t, err)
-	<-accepted
+	a, b, _ := tcpGroupOfTwo(t, sys)
 	ka, kb := tcpSockOf(t, a), tcpSockOf(t, b)
 	// barrier: a change from each member seen by the other, so that every
 	// earlier change has reached both

@@ -43,6 +43,47 @@ func acceptAll(t *testing.T, ln *Listener) <-chan *Connection {
 	return out
 }
 
+// dialTCPReestablishing initiates a TCP connection to ln under a quick
+// re-establishment policy.
+func dialTCPReestablishing(t *testing.T, sys *System, ln *Listener) *Connection {
+	t.Helper()
+	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))),
+		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 50})).Initiate(testCtx(t))
+	require.NoError(t, err)
+	return c
+}
+
+// tcpDialAccepted is a TCP connection dialed to a loopback Listener
+// whose connections go to accepted, once the Listener took it.
+func tcpDialAccepted(t *testing.T, sys *System) (c *Connection, accepted <-chan *Connection) {
+	t.Helper()
+	ln := listenLoopback(t, sys)
+	accepted = acceptAll(t, ln)
+	c = dialTCP(t, sys, ln)
+	<-accepted
+	return c, accepted
+}
+
+// tcpAccepted is tcpDialAccepted without the channel.
+func tcpAccepted(t *testing.T, sys *System) *Connection {
+	t.Helper()
+	c, _ := tcpDialAccepted(t, sys)
+	return c
+}
+
+// tcpGroupOfTwo is a TCP connection a and a Clone b of it, both taken by
+// a loopback Listener whose connections go to accepted; the group is
+// aborted when the test ends.
+func tcpGroupOfTwo(t *testing.T, sys *System) (a, b *Connection, accepted <-chan *Connection) {
+	t.Helper()
+	a, accepted = tcpDialAccepted(t, sys)
+	t.Cleanup(func() { a.AbortGroup(); <-a.Done() })
+	b, err := a.Clone(testCtx(t))
+	require.NoError(t, err)
+	<-accepted
+	return a, b, accepted
+}
+
 // liveSet sets connTimeout, keepAliveTimeout and connCapacityProfile on c
 // and checks that its socket has them at once.
 func liveSet(t *testing.T, c *Connection) {
@@ -72,9 +113,7 @@ func TestSetPropertySurvivesReestablishment(t *testing.T) {
 	ln := listenLoopback(t, sys)
 	accepted := acceptAll(t, ln)
 	ctx := testCtx(t)
-	c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))),
-		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 50})).Initiate(ctx)
-	require.NoError(t, err)
+	c := dialTCPReestablishing(t, sys, ln)
 	defer func() { c.Abort(); <-c.Done() }()
 	reestablished := make(chan struct{}, 1)
 	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
@@ -103,17 +142,10 @@ func TestSetPropertySurvivesReestablishment(t *testing.T) {
 // CloneWithProperties' own values win.
 func TestSetPropertyIsClonedOverTCP(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
 	ctx := testCtx(t)
-	c := dialTCP(t, sys, ln)
-	defer func() { c.AbortGroup(); <-c.Done() }()
-	<-accepted
 	// a Clone before the change: the next Clone must not reuse its
 	// options (Connection.cloneStackOptions remembers them)
-	before, err := c.Clone(ctx)
-	require.NoError(t, err)
-	<-accepted
+	c, before, accepted := tcpGroupOfTwo(t, sys)
 	require.NotEqual(t, 7*time.Second, before.GetProperties().Socket.UserTimeout)
 	liveSet(t, c)
 
@@ -137,11 +169,8 @@ func TestSetPropertyIsClonedOverTCP(t *testing.T) {
 // tcp.userTimeoutChangeable reads back false and cannot be set.
 func TestLiveUserTimeoutEnabled(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
-	c := dialTCP(t, sys, ln)
+	c := tcpAccepted(t, sys)
 	defer func() { c.Abort(); <-c.Done() }()
-	<-accepted
 	uto := func() time.Duration { return c.GetProperties().Socket.UserTimeout }
 
 	require.NoError(t, c.SetProperty(TCPUserTimeoutValue, 9*time.Second))
@@ -193,11 +222,8 @@ func TestLiveRecvChecksumLen(t *testing.T) {
 // SO_KEEPALIVE, not what TCP could do.
 func TestSelectedKeepAliveReadsTheSocket(t *testing.T) {
 	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys)
-	accepted := acceptAll(t, ln)
-	c := dialTCP(t, sys, ln)
+	c := tcpAccepted(t, sys)
 	defer func() { c.Abort(); <-c.Done() }()
-	<-accepted
 	require.False(t, c.GetProperties().Selected[KeepAlive], "no SO_KEEPALIVE")
 	v, _ := c.GetProperties().Get(KeepAlive)
 	require.Equal(t, false, v)

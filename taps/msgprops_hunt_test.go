@@ -21,12 +21,8 @@ import (
 // of the message reaches the peer.
 func TestMsgPropsInvalidValuesFailBeforeSending(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	defer c.Abort()
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
 	ctx := testCtx(t)
 	bogus := NewMessageContext()
 	require.Error(t, bogus.Set(MsgLifetime, "soon"))
@@ -157,11 +153,7 @@ func TestMsgPropsBatchedDatagramsByPriorityWithOwnDSCP(t *testing.T) {
 // sent before the Close): each gets Sent, the peer reads them all.
 func TestMsgPropsCloseInsideBatchSendsTheBatch(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	events := make(chan error, 3)
 	c.Batch(func() {
 		for _, s := range []string{"a", "b", "c"} {
@@ -238,13 +230,8 @@ func TestMsgPropsZeroRTTKeepsOrderAndFinalLast(t *testing.T) {
 	require.NoError(t, tp.Require(Multistreaming))
 	received := make(chan string, 16)
 	ln, accepted := quicEchoServer(t, sys, pki, tp, func(m *Message) { received <- string(m.Data) })
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	relay := newHoldRelay(t, net.UDPAddrFromAddrPort(ap))
+	relay, pre := relayedPre(t, sys, pki, tp, ln)
 	ctx := testCtx(t)
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(relay.port())),
-		WithResolver(loopbackOnly))
-	pre.AddFramer(framers.NewLengthPrefix())
 	c, err := pre.InitiateWithSend(ctx, []byte("full"), NewMessageContext().SafelyReplayable(true))
 	require.NoError(t, err)
 	require.Equal(t, "full", <-received)

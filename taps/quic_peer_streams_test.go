@@ -42,6 +42,16 @@ func quicInitiatedTo(t *testing.T, sys *System) (ln *Listener, c, s *Connection)
 	return ln, c, s
 }
 
+// cloneSend clones from (a new stream of its session) and sends text on
+// the clone.
+func cloneSend(t *testing.T, ctx context.Context, from *Connection, text string) *Connection {
+	t.Helper()
+	cl, err := from.Clone(ctx)
+	require.NoError(t, err)
+	require.NoError(t, cl.Send(ctx, []byte(text), nil))
+	return cl
+}
+
 // awaitReceived returns the next connection the handler got.
 func awaitReceived(t *testing.T, ch <-chan *Connection) *Connection {
 	t.Helper()
@@ -82,9 +92,7 @@ func TestQUICInitiatorReceivesThePeersClone(t *testing.T) {
 		got <- received
 	})
 
-	sc, err := s.Clone(ctx)
-	require.NoError(t, err)
-	require.NoError(t, sc.Send(ctx, []byte("from the peer's clone"), nil))
+	sc := cloneSend(t, ctx, s, "from the peer's clone")
 	r := awaitReceived(t, got)
 	require.Equal(t, StateEstablished, r.State(), "no Ready: Established at once")
 	p := r.GetProperties()
@@ -238,9 +246,7 @@ func TestQUICInitiatorReceivedHandlerPanicIsContained(t *testing.T) {
 			panic("handler bug")
 		}
 	})
-	bad, err := s.Clone(ctx)
-	require.NoError(t, err)
-	require.NoError(t, bad.Send(ctx, []byte("first"), nil))
+	bad := cloneSend(t, ctx, s, "first")
 	r := awaitReceived(t, got)
 	awaitDone(t, r, "the connection whose handler panicked")
 	var pe *PanicError
@@ -256,9 +262,7 @@ func TestQUICInitiatorReceivedHandlerPanicIsContained(t *testing.T) {
 	awaitDone(t, bad, "the peer's side of the aborted stream")
 	require.Error(t, bad.Err())
 
-	good, err := s.Clone(ctx)
-	require.NoError(t, err)
-	require.NoError(t, good.Send(ctx, []byte("second"), nil))
+	cloneSend(t, ctx, s, "second")
 	r2 := awaitReceived(t, got)
 	m, err := r2.Receive(ctx)
 	require.NoError(t, err)
@@ -275,9 +279,7 @@ func TestQUICGroupHandlerTakesPeerStreamsOnTheAcceptingSide(t *testing.T) {
 	ln, c, s := quicInitiatedTo(t, sys)
 	got := make(chan *Connection, 1)
 	s.OnConnectionReceived(func(_, r *Connection) { got <- r })
-	cl, err := c.Clone(ctx)
-	require.NoError(t, err)
-	require.NoError(t, cl.Send(ctx, []byte("to the handler"), nil))
+	cloneSend(t, ctx, c, "to the handler")
 	r := awaitReceived(t, got)
 	m, err := r.Receive(ctx)
 	require.NoError(t, err)
@@ -287,9 +289,7 @@ func TestQUICGroupHandlerTakesPeerStreamsOnTheAcceptingSide(t *testing.T) {
 	require.ElementsMatch(t, []*Connection{s, r}, theirs)
 
 	s.OnConnectionReceived(nil)
-	cl2, err := c.Clone(ctx)
-	require.NoError(t, err)
-	require.NoError(t, cl2.Send(ctx, []byte("to the listener"), nil))
+	cloneSend(t, ctx, c, "to the listener")
 	a, err := ln.Accept(ctx)
 	require.NoError(t, err)
 	m, err = a.Receive(ctx)

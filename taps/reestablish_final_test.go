@@ -61,15 +61,20 @@ func collectUntil(t *testing.T, got <-chan reestReceived, want int) (string, []r
 	return data, all
 }
 
-// The bug: an unframed byte stream got an empty message marked final at
-// the peer's FIN, and then the data of the re-established transport.
-func TestReestablishedUnframedStreamHasNoFinalAtPeerEndOfStream(t *testing.T) {
+// reestAcrossPeerFIN initiates a connection (with fs) under a fast
+// re-establishment policy to a raw TCP peer, which writes first and
+// closes; once the connection re-established, the next peer writes
+// second. got has what the connection received.
+func reestAcrossPeerFIN(t *testing.T, first, second []byte, fs ...framers.Framer) (*Connection, <-chan reestReceived) {
+	t.Helper()
 	sys := newTestSystem(t)
 	ln, r := rawListener(t)
 	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
 		WithReestablishment(ReestablishPolicy{Initial: time.Millisecond, Max: time.Millisecond}))
-	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
+	for _, f := range fs {
+		pre.AddFramer(f)
+	}
+	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
 	ev := watchReest(c)
 	got := make(chan reestReceived, 100)
@@ -77,54 +82,45 @@ func TestReestablishedUnframedStreamHasNoFinalAtPeerEndOfStream(t *testing.T) {
 
 	peer, err := ln.Accept()
 	require.NoError(t, err)
-	_, err = peer.Write([]byte("before"))
+	_, err = peer.Write(first)
 	require.NoError(t, err)
 	require.NoError(t, peer.Close())
 	require.Equal(t, "reestablishing", <-ev.ch)
 	peer2, err := ln.Accept()
 	require.NoError(t, err)
-	defer peer2.Close()
+	t.Cleanup(func() { peer2.Close() })
 	require.Equal(t, "reestablished", <-ev.ch)
-	_, err = peer2.Write([]byte("after"))
+	_, err = peer2.Write(second)
 	require.NoError(t, err)
+	return c, got
+}
+
+// abortReceiving aborts c and requires its receive loop (got) to end
+// with an error.
+func abortReceiving(t *testing.T, c *Connection, got <-chan reestReceived) {
+	t.Helper()
+	c.Abort()
+	<-c.Done()
+	require.Error(t, (<-got).err)
+}
+
+// The bug: an unframed byte stream got an empty message marked final at
+// the peer's FIN, and then the data of the re-established transport.
+func TestReestablishedUnframedStreamHasNoFinalAtPeerEndOfStream(t *testing.T) {
+	c, got := reestAcrossPeerFIN(t, []byte("before"), []byte("after"))
 
 	data, all := collectUntil(t, got, len("beforeafter"))
 	require.Equal(t, "beforeafter", data, "received: %+v", all)
 	for _, m := range all {
 		require.False(t, m.final, "no message is final: %+v", all)
 	}
-	c.Abort()
-	<-c.Done()
-	require.Error(t, (<-got).err)
+	abortReceiving(t, c, got)
 }
 
 // The framed case: the last message before the peer's FIN is not final
 // under a re-establishment policy; the next transport's messages follow.
 func TestReestablishedFramedStreamHasNoFinalAtPeerEndOfStream(t *testing.T) {
-	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
-		WithReestablishment(ReestablishPolicy{Initial: time.Millisecond, Max: time.Millisecond}))
-	pre.AddFramer(framers.NewLengthPrefix())
-	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	ev := watchReest(c)
-	got := make(chan reestReceived, 100)
-	go receiveEach(c, got)
-
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	_, err = peer.Write(frame("one", "two"))
-	require.NoError(t, err)
-	require.NoError(t, peer.Close())
-	require.Equal(t, "reestablishing", <-ev.ch)
-	peer2, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer2.Close()
-	require.Equal(t, "reestablished", <-ev.ch)
-	_, err = peer2.Write(frame("three"))
-	require.NoError(t, err)
+	c, got := reestAcrossPeerFIN(t, frame("one", "two"), frame("three"), framers.NewLengthPrefix())
 
 	_, all := collectUntil(t, got, len("onetwothree"))
 	var msgs []string
@@ -134,9 +130,7 @@ func TestReestablishedFramedStreamHasNoFinalAtPeerEndOfStream(t *testing.T) {
 		msgs = append(msgs, m.data)
 	}
 	require.Equal(t, []string{"one", "two", "three"}, msgs)
-	c.Abort()
-	<-c.Done()
-	require.Error(t, (<-got).err)
+	abortReceiving(t, c, got)
 }
 
 // When the policy gives up after the peer's FIN, the bytes received before
@@ -217,9 +211,7 @@ func TestReestablishedQUICStreamHasNoFinalAtPeerEndOfStream(t *testing.T) {
 	for _, m := range all {
 		require.False(t, m.final, "no message is final: %+v", all)
 	}
-	c.Abort()
-	<-c.Done()
-	require.Error(t, (<-got).err)
+	abortReceiving(t, c, got)
 	s.Abort()
 	s2.Abort()
 }

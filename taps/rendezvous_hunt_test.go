@@ -69,6 +69,16 @@ func (s rvHuntStack) portFree(t *testing.T, port uint16) {
 	}
 }
 
+// rendezvousListening runs pre.Rendezvous(ctx) in the background until
+// it is Listening (ev's first "Listening" event); done gets its error.
+func rendezvousListening(t *testing.T, ctx context.Context, pre *Preconnection, ev *rvEvents) (done <-chan error) {
+	t.Helper()
+	ch := make(chan error, 1)
+	go func() { _, err := pre.Rendezvous(ctx); ch <- err }()
+	ev.await(t, testCtx(t), 1, "Listening", event("Listening"))
+	return ch
+}
+
 // rvHuntPair runs the rendezvous of a (on port pa) and b (on pb), b once
 // start is closed (nil: at once). The side on the lower port sends
 // "hello" as soon as its Rendezvous returns (a QUIC server side completes
@@ -306,9 +316,7 @@ func TestRendezvousHuntCancel(t *testing.T) {
 			pre := st.build(sys, pki, p[0], WithRemoteEndpoint(rvRemote(p[1])))
 			ctx, cancel := context.WithCancel(testCtx(t))
 			defer cancel()
-			done := make(chan error, 1)
-			go func() { _, err := pre.Rendezvous(ctx); done <- err }()
-			ev.await(t, testCtx(t), 1, "Listening", event("Listening"))
+			done := rendezvousListening(t, ctx, pre, ev)
 			t0 := time.Now()
 			cancel()
 			err := <-done
@@ -344,9 +352,7 @@ func TestRendezvousHuntShutdown(t *testing.T) {
 			ctx := testCtx(t)
 			p := st.ports(t, 2)
 			pre := st.build(sys, pki, p[0], WithRemoteEndpoint(rvRemote(p[1])))
-			done := make(chan error, 1)
-			go func() { _, err := pre.Rendezvous(ctx); done <- err }()
-			ev.await(t, ctx, 1, "Listening", event("Listening"))
+			done := rendezvousListening(t, ctx, pre, ev)
 			require.NoError(t, sys.Shutdown(ctx))
 			var err error
 			select {
@@ -375,9 +381,7 @@ func TestRendezvousHuntTwice(t *testing.T) {
 			p := st.ports(t, 2)
 			dead := st.dead(t)
 			a := st.build(sys, pki, p[0], WithEstablishmentTimeout(300*time.Millisecond), WithRemoteEndpoint(rvRemote(dead)))
-			done := make(chan error, 1)
-			go func() { _, err := a.Rendezvous(ctx); done <- err }()
-			ev.await(t, ctx, 1, "Listening", event("Listening"))
+			done := rendezvousListening(t, ctx, a, ev)
 			a.AddRemote(rvRemote(p[1]))
 			err := <-done
 			var ee *EstablishmentError

@@ -136,7 +136,7 @@ func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProper
 }
 
 // quicListen is a length-prefix framed QUIC Listener on 127.0.0.1 with
-// tp, stopped with the test.
+// tp (TLS over TCP if tp prohibits Multistreaming), stopped with the test.
 func quicListen(t *testing.T, ctx context.Context, sys *System, pki *testPKI, tp *TransportProperties) *Listener {
 	t.Helper()
 	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),

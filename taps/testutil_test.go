@@ -62,3 +62,13 @@ func dial(t *testing.T, sys *System, ln *Listener, fs ...framers.Framer) *Connec
 	require.NoError(t, err)
 	return c
 }
+
+// dialAccept dials ln (with fs) and returns the connection and the
+// Listener's connection for it.
+func dialAccept(t *testing.T, sys *System, ln *Listener, fs ...framers.Framer) (c, s *Connection) {
+	t.Helper()
+	c = dial(t, sys, ln, fs...)
+	s, err := ln.Accept(testCtx(t))
+	require.NoError(t, err)
+	return c, s
+}

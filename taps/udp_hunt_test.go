@@ -471,9 +471,16 @@ func TestUDPHuntInitiateSendsNothing(t *testing.T) {
 // to the raw socket pc.
 func udpFramedClient(t *testing.T, sys *System, pc *net.UDPConn) *Connection {
 	t.Helper()
+	return udpClientWith(t, sys, pc, framers.NewLengthPrefix())
+}
+
+// udpClientWith is a UDP connection to pc with framer f, aborted when the
+// test ends.
+func udpClientWith(t *testing.T, sys *System, pc *net.UDPConn, f framers.Framer) *Connection {
+	t.Helper()
 	pre := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
 		WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort())))
-	pre.AddFramer(framers.NewLengthPrefix())
+	pre.AddFramer(f)
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Abort(); <-c.Done() })
@@ -531,21 +538,7 @@ func TestUDPHuntFramerOnePassPerDatagram(t *testing.T) {
 	require.Equal(t, big, m.Data)
 
 	// a framer's own bytes (an acknowledgement) are one datagram
-	h := newHookFramer()
-	h.recv = func(inst *framers.Instance) {
-		b, ok := inst.Parse(1, -1)
-		if !ok {
-			return
-		}
-		inst.Send([]byte("ack:" + string(b)))
-		inst.DeliverAndAdvanceReceiveCursor(nil, len(b), true)
-	}
-	pre := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
-		WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort())))
-	pre.AddFramer(h)
-	a, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { a.Abort(); <-a.Done() })
+	a := udpClientWith(t, sys, pc, newAckFramer())
 	require.NoError(t, a.Send(ctx, []byte("x"), nil))
 	_, from = readDatagramFrom(t, pc)
 	_, err = pc.WriteToUDPAddrPort([]byte("ping"), from)
