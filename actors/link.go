@@ -1236,18 +1236,31 @@ func (e *serialExec) submitAs(where string, f func()) {
 	e.q = append(e.q, execCall{f: f, where: where})
 	if !e.running {
 		e.running = true
-		go e.loop()
+		// counted by the connection's System, whose Shutdown waits for
+		// the handlers that run (a Link's terminal events come from its
+		// actor, so the System is known by then)
+		var sys *System
+		if e.link != nil {
+			if s := e.link.panicTo.Load(); s != nil {
+				sys = s.sys
+				sys.handlers.add()
+			}
+		}
+		go e.loop(sys)
 	}
 	e.mu.Unlock()
 }
 
-func (e *serialExec) loop() {
+func (e *serialExec) loop(sys *System) {
 	for {
 		e.mu.Lock()
 		if len(e.q) == 0 {
 			e.running = false
 			e.q = nil
 			e.mu.Unlock()
+			if sys != nil {
+				sys.handlers.done()
+			}
 			return
 		}
 		c := e.q[0]

@@ -3,7 +3,11 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +40,12 @@ type System struct {
 	tracer func(*messages.TraceRecord)
 	nextID atomic.Uint64
 	down   atomic.Bool
+	// ended is closed when the first Shutdown has returned: later calls
+	// wait for it
+	ended chan struct{}
+	// handlers counts the goroutines running the connections' event
+	// handlers (serialExec), which Shutdown waits for
+	handlers goCount
 	// raceCache remembers racing winners per remote set (racecache.go).
 	raceCache raceCache
 	// onPanic is Config.HandlerPanic
@@ -55,7 +65,7 @@ func NewSystem(cfg Config) *System {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	shrinkRegistry(as)
-	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer, onPanic: cfg.HandlerPanic}
+	s := &System{AS: as, Logger: logger, tracer: cfg.Tracer, onPanic: cfg.HandlerPanic, ended: make(chan struct{})}
 	as.EventStream.Subscribe(s.deadLetter)
 	props := controlProps(func() actor.Actor { return newRootActor(s) },
 		actor.WithGuardian(supervision.Guardian()),
@@ -218,10 +228,23 @@ var ErrShutdown = errors.New("taps system is shut down")
 
 // Shutdown closes every listener and connection the system owns (gracefully
 // while ctx allows, then by abort), stops the root actor and waits for it.
+// A call made while another is in progress waits (ctx-bounded) for it to
+// end, then returns nil.
 func (s *System) Shutdown(ctx context.Context) error {
 	if !s.down.CompareAndSwap(false, true) {
-		return nil
+		select {
+		case <-s.ended:
+			return nil
+		case <-ctx.Done():
+		}
+		select {
+		case <-s.ended: // ended as ctx did
+			return nil
+		default:
+			return ctx.Err()
+		}
 	}
+	defer close(s.ended)
 	_, err := Ask(ctx, s, s.Root, &messages.ShutdownSystem{})
 	if err != nil {
 		// out of time: abort whatever is left
@@ -232,8 +255,80 @@ func (s *System) Shutdown(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	serr := StopAndWait(sctx, s, s.Root)
+	// the handlers of the connections' last events run on goroutines of
+	// their own: wait for them too (but for the one calling Shutdown)
+	self := 0
+	if inHandler() {
+		self = 1
+	}
+	if herr := s.handlers.wait(sctx, self); herr != nil {
+		serr = errors.Join(serr, fmt.Errorf("event handlers still running: %w", herr))
+	}
 	s.AS.Shutdown()
 	return errors.Join(err, serr)
+}
+
+// goCount counts goroutines that come and go; wait returns once no more
+// than a given number run.
+type goCount struct {
+	mu   sync.Mutex
+	n    int
+	less chan struct{} // closed at the next done
+}
+
+func (g *goCount) add() {
+	g.mu.Lock()
+	g.n++
+	g.mu.Unlock()
+}
+
+func (g *goCount) done() {
+	g.mu.Lock()
+	g.n--
+	if g.less != nil {
+		close(g.less)
+		g.less = nil
+	}
+	g.mu.Unlock()
+}
+
+// wait returns nil once at most max goroutines run, or ctx's error.
+func (g *goCount) wait(ctx context.Context, max int) error {
+	for {
+		g.mu.Lock()
+		if g.n <= max {
+			g.mu.Unlock()
+			return nil
+		}
+		if g.less == nil {
+			g.less = make(chan struct{})
+		}
+		less := g.less
+		g.mu.Unlock()
+		select {
+		case <-less:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// inHandler reports whether the caller runs on a handler goroutine
+// (serialExec.loop): a handler that shuts its System down must not wait
+// for itself.
+func inHandler() bool {
+	var pcs [64]uintptr
+	n := runtime.Callers(2, pcs[:])
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, ".(*serialExec).loop") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // IsShutdown reports whether Shutdown was called.

@@ -172,7 +172,13 @@ func DefaultSystem() *System {
 
 // Shutdown closes every listener and connection of the System (gracefully
 // while ctx allows, then by abort), stops its actors and waits until no
-// goroutine of it is left. Calls after the first return nil.
+// goroutine of it is left, the Connections' last event handlers (Closed,
+// ConnectionError) included: when Shutdown returns they have run and every
+// Connection's Done is closed. A handler that calls Shutdown is not waited
+// for; handlers still running after 10 s make Shutdown return an error
+// saying so. Calls after the first return nil once the first
+// has returned; one made while the first is in progress waits for it (or
+// returns ctx's error when ctx ends first).
 func (s *System) Shutdown(ctx context.Context) error { return s.s.Shutdown(ctx) }
 
 func traceFromMessage(r *messages.TraceRecord) *TraceRecord {
