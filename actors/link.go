@@ -1155,7 +1155,9 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 			res.Backing = head.Backing
 			l.popItem()
 		} else {
-			l.items[0].Data = head.Data[n:]
+			// res.Data is in the buffer too: the rest's result must not
+			// hand it back (Release) while the application holds this one
+			l.items[0].Data, l.items[0].Backing = head.Data[n:], nil
 		}
 		// a zero-length message with its end
 		if n == len(head.Data) && head.EndOfMessage {

@@ -402,7 +402,10 @@ func (c *Connection) Send(ctx context.Context, data []byte, mc *MessageContext) 
 
 // SendPartial sends part of a Message; the parts sent with the same
 // MessageContext form one Message, ended by the call with endOfMessage
-// true. Each call has its own Sent or SendError.
+// true. Each call has its own Sent or SendError. While a Message is open
+// (sent in part), other Messages wait behind it and go out once it ends:
+// a blocking Send of another Message on the goroutine that is to end it
+// waits for ever (or until its ctx ends); send those with SendAsync.
 func (c *Connection) SendPartial(ctx context.Context, data []byte, mc *MessageContext, endOfMessage bool) error {
 	if mc == nil && !endOfMessage {
 		return &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
@@ -630,6 +633,9 @@ func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Messa
 		return nil, errReceiveSendOnly
 	}
 	o := receiveOptions(opts)
+	if o.max == 0 {
+		return nil, errMaxLength
+	}
 	res, err := c.link.Receive(ctx, o.min, o.max)
 	if err != nil {
 		return nil, err
@@ -645,6 +651,10 @@ func (c *Connection) ReceiveAsync(handler func(*Connection, *Message, error), op
 		return
 	}
 	o := receiveOptions(opts)
+	if o.max == 0 {
+		c.link.SubmitAs("ReceiveAsync handler", func() { handler(c, nil, errMaxLength) })
+		return
+	}
 	c.link.ReceiveAsync(o.min, o.max, func(res actors.RecvResult) {
 		m, err := c.message(res)
 		handler(c, m, err)

@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/gotaps/gotaps/actors"
@@ -78,8 +79,12 @@ func MinIncompleteLength(n int) ReceiveOption { return func(o *receiveOpts) { o.
 
 // MaxLength caps the bytes one Receive returns; a larger message arrives
 // as several ReceivedPartial parts (RFC 9622 maxLength). The default is
-// infinite.
-func MaxLength(n int) ReceiveOption { return func(o *receiveOpts) { o.max = max(n, 1) } }
+// infinite. n must be at least 1: with a smaller n, Receive returns a
+// *ReceiveError (ReasonInvalidConfiguration) at once and takes nothing.
+func MaxLength(n int) ReceiveOption { return func(o *receiveOpts) { o.max = max(n, 0) } }
+
+// errMaxLength is Receive's error for a MaxLength below 1 (receiveOpts.max 0).
+var errMaxLength = &ReceiveError{Reason: ReasonInvalidConfiguration, Err: errors.New("MaxLength below 1")}
 
 func receiveOptions(opts []ReceiveOption) receiveOpts {
 	if len(opts) == 0 {
