@@ -1012,7 +1012,18 @@ func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult,
 		if ctx.Err() != nil {
 			break
 		}
+		if h := testHookInlineRead.Load(); h != nil {
+			(*h)()
+		}
 		l.mu.Lock()
+		if !slices.Contains(l.reqs, r) {
+			// served by a delivery that ran on another goroutine (one
+			// that was running the framer when this read posted to it):
+			// its result is on its way (fulfil); reading for it again
+			// would wait for bytes that are not coming
+			l.mu.Unlock()
+			break
+		}
 		sr = l.takeInlineLocked()
 		if sr == nil {
 			l.kickReaderLocked() // someone must read for this request
@@ -1038,6 +1049,11 @@ func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult,
 	l.mu.Unlock()
 	return <-r.ch, nil // already served (it was parked: through ch)
 }
+
+// testHookInlineRead, when set, runs in a blocking Receive after each of
+// its inline reads that did not complete its request, before it decides
+// whether to read again (tests deliver from another goroutine there).
+var testHookInlineRead atomic.Pointer[func()]
 
 // ReceiveAsync queues one receive request whose event goes to fn on the
 // executor.

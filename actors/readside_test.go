@@ -1,0 +1,92 @@
+package actors
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/stretchr/testify/require"
+)
+
+// rawTCP is a TCP socket as a transport that a reader reads directly
+// (rawWriter).
+type rawTCP struct{ *net.TCPConn }
+
+func (c rawTCP) WriteBuffers(b *net.Buffers) (int64, error) { return b.WriteTo(c.TCPConn) }
+
+// heldPosts is the Process of a Poster that keeps what is posted to it, so
+// that a test decides when (and on which goroutine) it is delivered.
+type heldPosts chan any
+
+func (h heldPosts) SendUserMessage(_ *actor.PID, msg any) { h <- msg }
+func (heldPosts) SendSystemMessage(*actor.PID, any)       {}
+func (heldPosts) Stop(*actor.PID)                         {}
+
+// A blocking Receive that reads for itself, and whose request is served
+// by a delivery that runs on another goroutine (the one running the
+// framers and the connection actor when its read posted to them) between
+// its read and its next decision, returns that delivery's message. It
+// read again instead, waiting for bytes that were not coming: the peer had
+// sent the whole message, and waited for its reply.
+func TestReceiveServedBetweenInlineReadsReturns(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer dialed.Close()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+
+	link := NewLink(1, 0, 0, false)
+	posts := make(heldPosts, 4)
+	cr := &connReader{link: link, poster: Poster{proc: posts}, pace: recvPace{s: new(sockProps)}}
+	cr.raw.init(rawTCP{dialed.(*net.TCPConn)}, new(ioCount), nil)
+	require.True(t, cr.raw.direct, "the socket is read directly")
+	sr := &cr.sr
+	sr.cr, sr.dl, sr.inline = cr, dialed, true
+	link.setReader(sr)
+	link.mu.Lock()
+	link.established, link.readAhead = true, false
+	link.mu.Unlock()
+	defer func() {
+		link.mu.Lock()
+		if link.idleTimer != nil {
+			link.idleTimer.Stop()
+		}
+		link.mu.Unlock()
+		sr.watch.release()
+	}()
+
+	// the whole message is in the socket: the Receive's first read takes
+	// it, and its delivery completes on another goroutine before the
+	// Receive looks again
+	msg := []byte("the whole message")
+	_, err = peer.Write(msg)
+	require.NoError(t, err)
+	reads := 0
+	hook := func() {
+		reads++
+		rd := (<-posts).(*readData)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			link.deliver([]RecvItem{{MessageID: 1, Data: rd.data, EndOfMessage: true}})
+		}()
+		<-done
+	}
+	testHookInlineRead.Store(&hook)
+	defer testHookInlineRead.Store(nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := link.Receive(ctx, -1, -1)
+	require.NoError(t, err)
+	require.NoError(t, ctx.Err(), "Receive returned only when its ctx ended: it read again for a message it had been given")
+	require.Equal(t, 1, reads, "the Receive read for itself once")
+	require.Equal(t, msg, res.Data)
+	require.True(t, res.EndOfMessage)
+}
