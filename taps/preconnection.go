@@ -671,12 +671,27 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 		return nil, &EstablishmentError{Reason: ReasonTimeout, Err: ctx.Err()}
 	}
 	if err := link.EstablishmentErr(); err != nil {
-		return nil, establishmentError(err)
+		return nil, p.shutdownCause(establishmentError(err))
 	}
 	if link.State() == actors.Closed && !link.WasReady() {
-		return nil, &EstablishmentError{Err: ErrClosed}
+		return nil, p.shutdownCause(&EstablishmentError{Err: ErrClosed})
 	}
 	return c, nil // Ready, even if the peer has closed again since: its data is kept
+}
+
+// shutdownCause names the System's Shutdown as the cause of an
+// establishment it ended (its connections were closed under the attempt):
+// the error then unwraps to ErrSystemShutdown as well, as a Rendezvous's
+// does.
+func (p *Preconnection) shutdownCause(ee *EstablishmentError) *EstablishmentError {
+	if p.sys.s.IsShutdown() && !errors.Is(ee, ErrSystemShutdown) {
+		if ee.Err == nil {
+			ee.Err = ErrSystemShutdown
+		} else {
+			ee.Err = fmt.Errorf("%w: %w", ErrSystemShutdown, ee.Err)
+		}
+	}
+	return ee
 }
 
 // fail reports a synchronous failure: it calls the unfulfilled handler when

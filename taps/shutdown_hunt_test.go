@@ -347,6 +347,9 @@ func TestShutdownHuntEverythingAtOnce(t *testing.T) {
 		select {
 		case err := <-b.err:
 			requireShutdownErr(t, err, b.what)
+			if b.what == "Initiate (establishing)" {
+				require.ErrorIs(t, err, ErrSystemShutdown, "an establishment the Shutdown ended says so")
+			}
 		case <-shutdownHuntCtx(t, 2*time.Second).Done():
 			t.Fatalf("%s still blocked after Shutdown", b.what)
 		}
