@@ -5,9 +5,6 @@ package taps
 import (
 	"errors"
 	"net/netip"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,40 +27,11 @@ type kernelSock struct {
 // remote (remote invalid: not connected, a listener's).
 func sockOf(t *testing.T, typ int, local, remote netip.AddrPort) kernelSock {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	addrOf := func(sa unix.Sockaddr) netip.AddrPort {
-		switch sa := sa.(type) {
-		case *unix.SockaddrInet4:
-			return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *unix.SockaddrInet6:
-			return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-		}
-		return netip.AddrPort{}
-	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || !strings.HasPrefix(link, "socket:") {
-			continue
-		}
-		if st, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || st != typ {
-			continue
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil || addrOf(sa) != local {
-			continue
-		}
+	fd := findSocket(t, typ, local, func(fd int) bool {
 		pa, err := unix.Getpeername(fd)
-		if (err != nil) != !remote.IsValid() || (err == nil && addrOf(pa) != remote) {
-			continue
-		}
-		return kernelSock{t, fd}
-	}
-	t.Fatalf("no socket %s -> %s", local, remote)
-	return kernelSock{}
+		return (err != nil) == !remote.IsValid() && (err != nil || sockaddrAddrPort(pa) == remote)
+	})
+	return kernelSock{t, fd}
 }
 
 // tcpSockOf is c's TCP socket.

@@ -20,6 +20,13 @@ import (
 // /proc/self/fd (the public API does not hand out its sockets).
 func socketFD(t *testing.T, typ int, local netip.AddrPort) int {
 	t.Helper()
+	return findSocket(t, typ, local, nil)
+}
+
+// findSocket returns the first socket of this process of type typ bound to
+// local for which match (nil: any) is true; the test fails without one.
+func findSocket(t *testing.T, typ int, local netip.AddrPort, match func(fd int) bool) int {
+	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	require.NoError(t, err)
 	for _, e := range ents {
@@ -34,22 +41,27 @@ func socketFD(t *testing.T, typ int, local netip.AddrPort) int {
 			continue
 		}
 		sa, err := unix.Getsockname(fd)
-		if err != nil {
+		if err != nil || sockaddrAddrPort(sa) != local {
 			continue
 		}
-		var ap netip.AddrPort
-		switch sa := sa.(type) {
-		case *unix.SockaddrInet4:
-			ap = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *unix.SockaddrInet6:
-			ap = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-		}
-		if ap == local {
+		if match == nil || match(fd) {
 			return fd
 		}
 	}
 	t.Fatalf("no socket bound to %s", local)
 	return -1
+}
+
+// sockaddrAddrPort is an IP socket address as a netip.AddrPort (IPv4-mapped
+// addresses unmapped; the zero value for other families).
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
 }
 
 // socketOption reads an int option of the socket socketFD finds.
