@@ -158,15 +158,25 @@ func NewSystem(opts ...SystemOption) *System {
 }
 
 var (
-	defaultOnce sync.Once
-	defaultSys  *System
+	defaultMu  sync.Mutex
+	defaultSys *System
 )
 
-// DefaultSystem returns the System used when a Preconnection names none. It
-// is created on first use and lives as long as the process (Shutdown it to
-// release it).
+// DefaultSystem returns the System used when a Preconnection names none
+// (NewPreconnection without WithSystem takes it when it is called). It is
+// created on first use and lives as long as the process unless it is shut
+// down: Shutdown it to release its goroutines and sockets. Once its
+// Shutdown has begun, the next call returns a new System, so that
+// Preconnections made afterwards work again; those made before keep the
+// one that was shut down, and their Initiate, Listen and Rendezvous fail
+// with an error unwrapping to ErrSystemShutdown. It is safe for concurrent
+// use.
 func DefaultSystem() *System {
-	defaultOnce.Do(func() { defaultSys = NewSystem() })
+	defaultMu.Lock()
+	defer defaultMu.Unlock()
+	if defaultSys == nil || defaultSys.s.IsShutdown() {
+		defaultSys = NewSystem()
+	}
 	return defaultSys
 }
 
