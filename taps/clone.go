@@ -53,7 +53,25 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // properties of group members are entangled: SetProperty on one sets it on
 // all, except connPriority. A failure is a *CloneError; a connection that
 // left its group after a CloneError cannot be cloned (ReasonNotCloneable).
+// A Clone that the System's Shutdown ended, or one made after it, fails
+// with a CloneError unwrapping to ErrSystemShutdown.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
+	clone, err := c.clone(ctx, opts...)
+	if err != nil && c.sys.s.IsShutdown() {
+		// the System's Shutdown ended it (or came first): say so, as an
+		// Initiate's EstablishmentError does
+		if ce, ok := err.(*CloneError); ok && !errors.Is(ce, ErrSystemShutdown) {
+			if ce.Err == nil {
+				ce.Err = ErrSystemShutdown
+			} else {
+				ce.Err = fmt.Errorf("%w: %w", ErrSystemShutdown, ce.Err)
+			}
+		}
+	}
+	return clone, err
+}
+
+func (c *Connection) clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
 	var o cloneOpts
 	for _, f := range opts {
 		f(&o)

@@ -68,3 +68,38 @@ func TestDefaultSystemLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "again", string(m.Data))
 }
+
+// TestCloneEndedByShutdownSaysSo: a Clone that the System's Shutdown ends
+// (or that comes after it) fails with a CloneError unwrapping to
+// ErrSystemShutdown, as an Initiate does.
+func TestCloneEndedByShutdownSaysSo(t *testing.T) {
+	sys := NewSystem()
+	ln := listenLoopback(t, sys)
+	c, _ := dialAccept(t, sys, ln)
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			cl, err := c.Clone(context.Background())
+			if err != nil {
+				failed <- err
+				return
+			}
+			_ = cl
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, sys.Shutdown(ctx))
+	var err error
+	select {
+	case err = <-failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Clone still succeeding after Shutdown")
+	}
+	var ce *CloneError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, ErrSystemShutdown, "%v", err)
+	_, err = c.Clone(testCtx(t))
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, ErrSystemShutdown, "a Clone after Shutdown: %v", err)
+}
