@@ -44,6 +44,10 @@ type groupActor struct {
 	// (group_received.go)
 	onReceived func(*ConnectionStarted)
 	calls      serialExec
+	// departed are the members that left the group (leaveGroup) while
+	// their actors, still the group's children, run on: the group stays
+	// their supervisor (HandleFailure) until they end
+	departed []GroupMember
 }
 
 // member returns the index of the member whose actor id is id, or -1.
@@ -70,7 +74,9 @@ func (g *groupActor) dropMember(id string) (mb GroupMember, ok bool) {
 
 // removeMember takes a member out of the group's list (it may still run).
 func (g *groupActor) removeMember(id string) {
-	g.dropMember(id)
+	if mb, ok := g.dropMember(id); ok {
+		g.departed = append(g.departed, mb)
+	}
 	if g.sched != nil {
 		g.sched.leave(id)
 	}
@@ -325,6 +331,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				}
 			}
 		}
+		g.departed = slices.DeleteFunc(g.departed, func(d GroupMember) bool { return d.PID.Id == m.Who.Id })
 		if mb, ok := g.dropMember(m.Who.Id); ok {
 			// a member that ended without its terminal event (it was
 			// stopped by supervision) reports ConnectionError now
@@ -383,8 +390,13 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 // (Initiate and Clone return it; a connection that was Ready once and is
 // re-establishing has a ConnectionError, as connActor.apply gives).
 func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
+	mb, ok := GroupMember{}, false
 	if i := g.member(child.Id); i >= 0 {
-		mb := g.members[i]
+		mb, ok = g.members[i], true
+	} else if i := slices.IndexFunc(g.departed, func(d GroupMember) bool { return d.PID.Id == child.Id }); i >= 0 {
+		mb, ok = g.departed[i], true // it left the group: still its supervisor
+	}
+	if ok {
 		ev := EvConnectionError
 		if !mb.Link.WasReady() { // the failed actor runs no more: Ready cannot come meanwhile
 			ev = EvEstablishmentError

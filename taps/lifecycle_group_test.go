@@ -1,9 +1,15 @@
 package taps
 
 import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
 
@@ -63,4 +69,79 @@ func requireDone(t *testing.T, c *Connection) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("connection %d: Done not closed (state %s)", c.ID(), c.State())
 	}
+}
+
+// panickyInfoStack is socketlessStack whose second and later transports
+// panic in Info (read by GetProperties) once armed.
+type panickyInfoStack struct {
+	socketlessStack
+	armed atomic.Bool
+}
+
+type panickyInfo struct {
+	socketless
+	armed *atomic.Bool
+}
+
+var errLeftMemberBug = errors.New("bug in a member that left its group")
+
+func (p panickyInfo) Info() (stacks.TransportInfo, error) {
+	if p.armed.Load() {
+		panic(errLeftMemberBug)
+	}
+	return stacks.TransportInfo{}, nil
+}
+
+func (s *panickyInfoStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.Options) (stacks.Transport, error) {
+	t, err := s.socketlessStack.Dial(ctx, r, o)
+	if sl, ok := t.(socketless); ok && err == nil {
+		return panickyInfo{socketless: sl, armed: &s.armed}, nil
+	}
+	return t, err
+}
+
+// A member that left its group after a CloneError is still supervised by
+// it: a panic in its connection actor ends it with a ConnectionError
+// carrying the *PanicError, as for a member (it was a bare ErrClosed).
+func TestPanicOfAMemberThatLeftIsAConnectionErrorWithThePanic(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
+	pre.AddFramer(framers.NewLengthPrefix())
+	st := &panickyInfoStack{socketlessStack: socketlessStack{Stack: stacks.TCP()}}
+	pre.stackList = []stacks.Stack{st}
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	cloneErrs := make(chan error, 1)
+	clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
+	connErrs := make(chan error, 1)
+	clone.OnConnectionError(func(_ *Connection, err error) { connErrs <- err })
+	require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger))
+	select { // the clone left the group
+	case <-cloneErrs:
+	case <-ctx.Done():
+		t.Fatal("no CloneError")
+	}
+	require.True(t, clone.link.LeftGroup())
+
+	st.armed.Store(true)
+	_, _ = clone.GetPropertiesContext(ctx) // the clone's actor panics reading its socket's info
+	requireDone(t, clone)
+	var pe *PanicError
+	require.ErrorAs(t, clone.Err(), &pe, "the panic is kept: %v", clone.Err())
+	require.ErrorIs(t, clone.Err(), errLeftMemberBug)
+	select {
+	case err := <-connErrs:
+		require.ErrorAs(t, err, &pe, "the ConnectionError handler gets the panic: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no ConnectionError event")
+	}
+	st.armed.Store(false)
+	require.Equal(t, StateEstablished, c.State(), "the group it left goes on")
+	roundTrip(t, c, "still open")
 }
