@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -1304,8 +1303,7 @@ func (l *Link) handlerPanicked(pe *supervision.PanicError) {
 	l.mu.Unlock()
 	s := l.panicTo.Load()
 	if s == nil { // no actor attached yet: no System to report to
-		slog.Default().Error("panic in a handler", "connection", pe.ConnectionID, "handler", pe.Where,
-			"panic", pe.Value, "stack", string(pe.Stack))
+		pe.Log(nil, "panic in a handler")
 		return
 	}
 	if !ended {

@@ -219,8 +219,7 @@ func (s *System) ReportPanic(pe *supervision.PanicError) {
 		s.onPanic(pe)
 		return
 	}
-	s.Logger.Error("panic in a handler", "connection", pe.ConnectionID, "handler", pe.Where,
-		"panic", pe.Value, "stack", string(pe.Stack))
+	pe.Log(s.Logger, "panic in a handler")
 }
 
 // ErrShutdown is returned for requests made after Shutdown began.

@@ -22,6 +22,7 @@ package supervision
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -110,6 +111,15 @@ func (e *PanicError) Unwrap() error {
 		return err
 	}
 	return nil
+}
+
+// Log writes e as one Error record of l (slog.Default when l is nil):
+// msg, then the connection, the handler, the panic value and the stack.
+func (e *PanicError) Log(l *slog.Logger, msg string) {
+	if l == nil {
+		l = slog.Default() // read now: the application may set it later
+	}
+	l.Error(msg, "connection", e.ConnectionID, "handler", e.Where, "panic", e.Value, "stack", string(e.Stack))
 }
 
 // Contain runs fn and turns a panic into a *PanicError.

@@ -79,25 +79,18 @@ func WithHandlerPanic(fn func(pe *PanicError)) SystemOption {
 // (WithHandlerPanic): fn or an Error log, serialized; a panic of fn is
 // logged and swallowed.
 func handlerPanicReport(fn func(*PanicError), logger *slog.Logger) func(*PanicError) {
-	log := func(msg string, pe *PanicError) {
-		l := logger
-		if l == nil {
-			l = slog.Default() // read now: the application may set it after NewSystem
-		}
-		l.Error(msg, "connection", pe.ConnectionID, "handler", pe.Where, "panic", pe.Value, "stack", string(pe.Stack))
-	}
 	var mu sync.Mutex
 	return func(pe *PanicError) {
 		mu.Lock()
 		defer mu.Unlock()
 		if fn == nil {
-			log("gotaps: panic in a handler", pe)
+			pe.Log(logger, "gotaps: panic in a handler")
 			return
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				log("gotaps: panic in the WithHandlerPanic function",
-					&PanicError{Where: "WithHandlerPanic function", Value: p, Stack: debug.Stack(), ConnectionID: pe.ConnectionID})
+				fpe := &PanicError{Where: "WithHandlerPanic function", Value: p, Stack: debug.Stack(), ConnectionID: pe.ConnectionID}
+				fpe.Log(logger, "gotaps: panic in the WithHandlerPanic function")
 			}
 		}()
 		fn(pe)
