@@ -168,6 +168,8 @@ type (
 		eos   bool
 		err   error
 		one   [1]RecvItem // items' first array: one message needs no second allocation
+		// datagram: the items are one datagram's (datagram_framed.go)
+		datagram bool
 	}
 	framerFramed struct {
 		fromTransport
@@ -1239,7 +1241,10 @@ func (c *connActor) deliver(items []RecvItem) {
 	if c.sys.Tracing() {
 		for _, it := range items {
 			ev := "Received"
-			if !it.EndOfMessage {
+			switch {
+			case it.Err != nil:
+				ev = "ReceiveError" // a message a datagram cut (datagram_framed.go)
+			case !it.EndOfMessage:
 				ev = "ReceivedPartial"
 			}
 			c.sys.trace(&messages.TraceRecord{Kind: "received", Event: ev, ConnectionId: c.spec.id, MessageId: it.MessageID, Bytes: int64(len(it.Data))})
@@ -1251,6 +1256,10 @@ func (c *connActor) deliver(items []RecvItem) {
 func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 	if m.idx+1 < len(c.framers) {
 		next := c.framers[m.idx+1]
+		if m.datagram {
+			c.forwardDatagram(ctx, next, m) // datagram_framed.go
+			return
+		}
 		for _, it := range m.items {
 			in := newFramerInput(it.Data, it.Meta, false, nil)
 			in.early = it.Early

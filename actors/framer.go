@@ -20,9 +20,19 @@ type (
 		eos   bool
 		err   error
 		early bool // the bytes arrived as early data (RecvItem.Early)
-		// datagram: data is one whole datagram (datagram_framed.go); what
-		// the framer leaves of it is dropped, not joined to the next one
+		// datagram: the input ends a datagram (datagram_framed.go): data
+		// is one whole datagram (the first framer), or nil after the
+		// datagram's messages from the framer below (inDatagram). What the
+		// framer leaves of it is dropped, not joined to the next one.
 		datagram bool
+		// inDatagram: data is a message of a datagram from the framer
+		// below; the datagram's end follows (forwardDatagram)
+		inDatagram bool
+		// cut: the framer below cut a message at the datagram's end
+		cut error
+		// tos: the IP TOS byte the datagram arrived with, when hasTOS
+		tos    uint8
+		hasTOS bool
 	}
 	// framerReindex moves a framer to a new place in the stack (after a
 	// PrependFramer below it).
@@ -93,6 +103,10 @@ type framerActor struct {
 	queued atomic.Int32
 	msgID  uint64
 	open   bool // a delivered message awaits its end
+	// inTOS, inHasTOS: the TOS byte of the input being framed (a UDP
+	// datagram's), given to what it delivers
+	inTOS    uint8
+	inHasTOS bool
 
 	lowerMeta []framers.Metadata
 	framed    *framerFramed    // the Send actions since the last flush
@@ -125,9 +139,12 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 		if m.meta != nil {
 			a.lowerMeta = m.meta
 		}
-		a.inst.Received(a.f, m.data, m.eos)
-		if m.datagram && a.inst.Buffered() > 0 {
-			a.inst.AdvanceReceiveCursor(a.inst.Buffered()) // a cut frame: gone with its datagram
+		a.inTOS, a.inHasTOS = m.tos, m.hasTOS
+		if len(m.data) > 0 || m.eos || !m.datagram {
+			a.inst.Received(a.f, m.data, m.eos)
+		}
+		if m.datagram {
+			a.endDatagram(m) // datagram_framed.go
 		}
 		// what the framer sent while parsing (a handshake's reply) goes
 		// out now, not with the application's next Send
@@ -140,7 +157,11 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 		}
 		a.reportPrepends(ctx)
 		d := a.delivered
-		a.delivered = nil
+		if m.inDatagram {
+			d = nil // its datagram's messages go on together, at its end
+		} else {
+			a.delivered = nil
+		}
 		if d != nil && m.early {
 			// completed by early bytes, and so early throughout: early
 			// data only ever comes before the rest (RecvItem.Early)
@@ -167,9 +188,19 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 				d = framerDeliveries.Get().(*framerDelivered)
 			}
 			d.fromTransport, d.idx, d.eos, d.err = a.tgen, a.idx, m.eos && a.failErr == nil, m.err
+			d.datagram = m.datagram
 			a.postConn(ctx, d)
 		}
-		a.report(ctx)
+		if m.inDatagram && a.failErr != nil {
+			// held to the datagram's end, which tells whether it is the
+			// connection's or only the datagram's (endDatagram)
+			held := a.failErr
+			a.failErr = nil
+			a.report(ctx)
+			a.failErr = held
+		} else {
+			a.report(ctx)
+		}
 		m.recycle()
 	case *framerSend:
 		if a.framed == nil && a.idx == 0 && m.send != nil && m.send.box != nil {
@@ -223,7 +254,8 @@ func (a *framerActor) Receive(ctx actor.Context) {
 				if a.idx != a.n-1 {
 					backing = nil // only the top framer's deliveries reach the application
 				}
-				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing})
+				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
+					TOS: a.inTOS, HasTOS: a.inHasTOS})
 				if eom {
 					a.open = false
 				}

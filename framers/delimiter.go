@@ -26,7 +26,9 @@ type DelimiterOption interface {
 // Bytes left after the last separator when the stream ends are delivered as
 // a final message, the way a text file's last line may lack its newline; a
 // truncated message therefore cannot be told from a complete one, so use
-// [LengthPrefix] when that matters.
+// [LengthPrefix] when that matters. On a connectionless stack (UDP) each
+// datagram is framed on its own, and bytes after a datagram's last
+// separator are a cut message (a ReceiveError), not a final one.
 //
 // It searches only the bytes that arrived since the last search, so a long
 // incomplete message costs linear, not quadratic, time. That search position
@@ -52,9 +54,10 @@ type Delimiter struct {
 }
 
 var (
-	_ Framer         = (*Delimiter)(nil)
-	_ Cloner         = (*Delimiter)(nil)
-	_ MessageChecker = (*Delimiter)(nil)
+	_ Framer          = (*Delimiter)(nil)
+	_ Cloner          = (*Delimiter)(nil)
+	_ MessageChecker  = (*Delimiter)(nil)
+	_ ReceiveResetter = (*Delimiter)(nil)
 )
 
 // NewDelimiter returns a framer that ends every message with sep (copied).
@@ -165,6 +168,11 @@ func (d *Delimiter) HandleReceivedData(inst *Instance) {
 		return
 	}
 }
+
+// ResetReceive forgets how far the unconsumed bytes were searched: gotaps
+// discarded them (a datagram ended without a separator after them, on
+// UDP), and the next bytes start a new datagram ([ReceiveResetter]).
+func (d *Delimiter) ResetReceive() { d.searched = 0 }
 
 // MaxBuffered is the most unparsed bytes a connection may need to hold for
 // this framer: the maximum message plus its separator.

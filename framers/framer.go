@@ -18,6 +18,18 @@
 //
 // Framers stack in the order they are added to a Preconnection: the last one
 // added runs first on send and last on receive.
+//
+// # Datagrams
+//
+// On a connectionless stack (UDP, UDP-Lite) every datagram is framed on its
+// own: a framer gets each datagram whole, as if the stream started with it,
+// and what it leaves unconsumed at the datagram's end (a cut frame) is
+// never joined to the next datagram (Instance.EndDatagram). Such a cut
+// frame, and a FailConnection about the datagram's content (a frame above
+// the maximum, malformed bytes), end only that message: the application
+// gets a ReceiveError for it and the connection goes on. A framer with
+// receive state of its own resets it in [ReceiveResetter]. Each message a
+// framer sends leaves as one datagram.
 package framers
 
 import (
@@ -173,6 +185,7 @@ type Instance struct {
 	ready       bool
 	closed      bool
 	failed      bool
+	failErr     error // what FailConnection was given (EndDatagram)
 	passthrough bool
 }
 
@@ -431,6 +444,57 @@ func (i *Instance) release(data []byte) {
 	}
 }
 
+// EndDatagram ends the bytes of one datagram. On a connectionless stack
+// (UDP, UDP-Lite) every datagram is framed on its own: gotaps passes it to
+// Received whole and then calls EndDatagram, so that nothing of it is
+// joined to the next datagram. It discards the bytes the framer left
+// unconsumed (left: a frame cut at the datagram's end) and forgets the
+// bytes still due to a message delivered in part by
+// DeliverAndAdvanceReceiveCursor (due), then calls f's ResetReceive when
+// f implements [ReceiveResetter]. Both counts are 0 when the datagram
+// ended on a frame boundary.
+//
+// A FailConnection made while framing the datagram, once the connection
+// is ready, with an error that wraps ErrMessageTooLarge, ErrDeframingFailed
+// or ErrTruncated is a fault of that datagram's content, not of the
+// connection: EndDatagram returns it as fault and clears it, and the
+// Instance frames the next datagram (gotaps reports it as that message's
+// receive error). Any other failure stays: EndDatagram then does nothing.
+func (i *Instance) EndDatagram(f Framer) (left, due int, fault error) {
+	if i.failed {
+		if !i.ready || !isDatagramFault(i.failErr) {
+			return 0, 0, nil
+		}
+		fault, i.failed, i.failErr = i.failErr, false, nil
+	}
+	left, due = len(i.buf), i.earmark
+	i.buf, i.want, i.room, i.roomLen, i.allocd = nil, 0, nil, 0, nil
+	i.earmark, i.earmarkMeta, i.earmarkEOM = 0, nil, false
+	if r, ok := f.(ReceiveResetter); ok {
+		r.ResetReceive()
+	}
+	return left, due, fault
+}
+
+// isDatagramFault reports whether err, given to FailConnection, is about
+// the received bytes' content (it wraps ErrMessageTooLarge,
+// ErrDeframingFailed or ErrTruncated): on a connectionless stack such a
+// failure ends only the datagram it was found in (Instance.EndDatagram).
+func isDatagramFault(err error) bool {
+	return errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrDeframingFailed) || errors.Is(err, ErrTruncated)
+}
+
+// ReceiveResetter is implemented by framers that keep receive state
+// between their HandleReceivedData calls (how far they searched the
+// unconsumed bytes, a message they delivered in part with Deliver): on a
+// connectionless stack (UDP, UDP-Lite) gotaps calls ResetReceive at the
+// end of every datagram (Instance.EndDatagram), after which the framer
+// must frame the next bytes as the start of a new datagram. Framers
+// whose receive state is all in the Instance need not implement it.
+type ReceiveResetter interface {
+	ResetReceive()
+}
+
 // Buffered reports how many unprocessed bytes the Instance holds.
 func (i *Instance) Buffered() int { return len(i.buf) }
 
@@ -584,7 +648,7 @@ func (i *Instance) FailConnection(err error) {
 	if err == nil {
 		err = ErrDeframingFailed
 	}
-	i.failed = true
+	i.failed, i.failErr = true, err
 	i.buf, i.room, i.allocd = nil, nil, nil
 	if i.hooks.Fail != nil {
 		i.hooks.Fail(err)

@@ -515,7 +515,7 @@ func TestUDPHuntFramerOneDatagramPerMessage(t *testing.T) {
 
 // TestUDPHuntFramerOnePassPerDatagram: over UDP a framer sees each
 // datagram on its own and whole: a datagram holding a cut frame is not
-// completed by the next datagram, a large framed datagram arrives whole,
+// completed by the next datagram (it is a ReceiveError), a large framed datagram arrives whole,
 // and what a framer sends itself leaves as a datagram.
 func TestUDPHuntFramerOnePassPerDatagram(t *testing.T) {
 	sys := newTestSystem(t)
@@ -530,6 +530,8 @@ func TestUDPHuntFramerOnePassPerDatagram(t *testing.T) {
 		_, err := pc.WriteToUDPAddrPort(d, from)
 		require.NoError(t, err)
 	}
+	_, err := c.Receive(ctx)
+	require.ErrorIs(t, err, framers.ErrTruncated, "the cut frame is a ReceiveError (TestUDPFramedCutFrameIsAReceiveError)")
 	m, err := c.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "whole", string(m.Data), "the cut frame is not completed by the next datagram")
