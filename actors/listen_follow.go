@@ -14,20 +14,32 @@ import (
 )
 
 // A Listener follows its interfaces (Linux). When the interface Selection
-// Property Prohibits an interface that is up (and Requires none), Listen
-// binds one listening socket per transport protocol to each other up
-// interface (planListen, stacks.PathPlan.ListenInterfaces) on each local
-// endpoint that names no interface of its own: those sites are followed
-// (followedSite). A listener with at least one followed site registers
-// with its System's route monitor (pathwatch.go: the same netlink reader
-// as the connections', none of its own) and, after each burst of link,
+// Property Prohibits anything (an interface or a kind of interface, up,
+// down or not there at all) and Requires none, Listen binds one listening
+// socket per transport protocol to each up interface that is not
+// Prohibited, the loopback included (planListen,
+// stacks.PathPlan.ListenInterfaces), on each local endpoint that names no
+// interface of its own, whatever its address (IPv4, IPv6, or the
+// dual-stack wildcard): those sites are followed (followedSite). No socket
+// is left unbound: one would take the traffic of a Prohibited interface
+// that comes up later, so a Prohibit holds for the listener's whole life.
+// When no allowed interface is up at Listen, Listen fails with a
+// *stacks.PathError rather than listen unbound. (A client on this host
+// reaches the host's own addresses through the loopback, whatever
+// interface holds them: the loopback's socket accepts it unless the
+// loopback is Prohibited too.)
+//
+// A listener with at least one followed site registers with its System's
+// route monitor (pathwatch.go: the same netlink reader as the
+// connections', none of its own) and, after each burst of link,
 // address or route changes, plans its sites again from the host's
 // interfaces then (pathPlanOf, planListen; the local endpoints resolved at
 // Listen are kept, no name is resolved again) and compares (diffListen):
 //
-//   - a followed site the new plan has and no socket has (an interface
-//     that came up or was added) is bound, on the port the sockets of its
-//     local endpoint have (the one chosen at Listen for port 0). A site
+//   - a followed site the new plan has and no socket has (an allowed
+//     interface that came up or was added) is bound, on the port the
+//     sockets of its local endpoint have (the one chosen at Listen for
+//     port 0). A site
 //     that cannot be bound (its port is taken there) is reported, as a
 //     Warn log of the System's logger and a "listener" trace record
 //     ListenFailed, and tried again at the next burst; the listener keeps
@@ -35,17 +47,24 @@ import (
 //   - a followed site the new plan no longer has (its interface went
 //     down or was removed) has its sockets closed (trace record
 //     ListenClosed); their accept goroutines end, the listener does not
-//     stop, and the connections accepted through them stay open.
+//     stop, and the connections accepted through them stay open. When
+//     every allowed interface is down the listener runs on with no socket
+//     (but those of its other sites) until one comes up.
+//   - a Prohibited interface is never in a plan: when it comes up,
+//     nothing listens there (its peers are refused).
 //
 // Sites of a local endpoint that names its interface (WithInterface) need
 // no following: they are bound to the interface on the endpoint's own
 // address, or on the wildcard address, which takes the addresses the
 // interface gains later and drops those it loses. Listeners with only
-// such sites, explicit addresses, Unix paths or the wildcard do not
-// register, and cost nothing. An interface property whose Prohibited
-// interfaces are all down at Listen leaves one unbound socket, which is
-// not followed either. Outside Linux (no route monitor) nothing is
-// followed: the sockets stay those bound at Listen.
+// such sites, explicit addresses, Unix paths or the wildcard with no
+// interface preference (or only Prefer and Avoid, which do not change a
+// passive open) do not register, and cost nothing: their one unbound
+// socket per transport protocol is not followed. Required interfaces are
+// bound at Listen and not followed either (their list never changes).
+// Outside Linux (no route monitor) nothing is followed: the sockets stay
+// those bound at Listen, and a Prohibited interface that comes up later
+// is not listened on, but an allowed one is not either.
 //
 // The application sees the sockets through ListenAddrs (ListenerStarted
 // .Sockets), which the listener updates after each change.

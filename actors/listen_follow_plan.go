@@ -1,11 +1,11 @@
 package actors
 
 // A Listener follows its interfaces (listen_follow.go): when the interface
-// Selection Property Prohibits an interface that is up, a passive open
-// binds one listening socket to each other up interface
-// (stacks.PathPlan.ListenInterfaces), and that set changes as interfaces
-// come up, go down or are removed. The functions of this file decide what
-// changes; they are pure.
+// Selection Property Prohibits anything (whether up or not) and Requires
+// nothing, a passive open binds one listening socket to each up interface
+// that is not Prohibited (stacks.PathPlan.ListenInterfaces), and that set
+// changes as interfaces come up, go down or are removed. The functions of
+// this file decide what changes; they are pure.
 
 // followedSite reports whether the listener follows site: its interface
 // came from the interface Selection Property's Prohibit (dynamic: the plan

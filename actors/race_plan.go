@@ -409,11 +409,13 @@ func (s listenSite) String() string {
 // planListen lists the listening sites of a passive open (RFC 9623 §4.7):
 // every local endpoint is listened on (its first address; none: the
 // wildcard), bound to the interface it names, or else to each interface of
-// plan.ListenInterfaces (unbound when there are none). An endpoint is
-// skipped with a *stacks.PathError when the plan does not allow its
-// interface, when useTemporaryLocalAddress is Require and its address is
-// IPv4, or when it is Require or Prohibit and its IPv6 address is not, or
-// is, temporary. The result is empty only with an error. It is pure.
+// plan.ListenInterfaces (unbound when that is nil: no Require and no
+// Prohibit). An endpoint is skipped with a *stacks.PathError when the plan
+// does not allow its interface, when the plan Prohibits something and no
+// allowed interface is up, when useTemporaryLocalAddress is Require and
+// its address is IPv4, or when it is Require or Prohibit and its IPv6
+// address is not, or is, temporary. The result is empty only with an
+// error. It is pure.
 func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.Addr) bool) ([]listenSite, error) {
 	var sites []listenSite
 	var firstErr error
@@ -458,7 +460,8 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 			if ifs := plan.ListenInterfaces(); ifs != nil {
 				binds = ifs
 				if len(ifs) == 0 {
-					drop(&stacks.PathError{Property: "interface", Reason: "every interface that is up is Prohibited"})
+					drop(&stacks.PathError{Property: "interface",
+						Reason: "Prohibit: no interface that is up is allowed (the listener does not listen unbound)"})
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -277,30 +278,28 @@ func (p PathPlan) Alternatives(except string) []string {
 }
 
 // ListenInterfaces are the interfaces a passive open binds its listening
-// sockets to, one socket each: the Required ones; else, when an up
-// interface is Prohibited, every up interface that is not (the listener
-// follows them on Linux: an interface that comes up later gets its socket,
-// one that goes down loses it; actors/listen_follow.go); else none (nil:
-// one socket, not bound, as without the property). Prefer and Avoid do not change a
-// passive open.
+// sockets to, one socket each: the Required ones; else, when the interface
+// property Prohibits anything (an interface or a kind, whether or not an
+// interface it names is up, or exists, now), every up interface that is not
+// Prohibited, the loopback included (not nil; empty when none is up). The
+// listener follows them on Linux: an interface that comes up later gets
+// its socket unless it is Prohibited, one that goes down loses it
+// (actors/listen_follow.go); a socket not bound to an interface would take
+// a Prohibited interface's traffic once it came up. Else none (nil: one
+// socket, not bound, as without the property): Prefer and Avoid do not
+// change a passive open.
 func (p PathPlan) ListenInterfaces() []string {
 	if len(p.Required) > 0 {
 		return slices.Clone(p.Required)
 	}
-	prohibited := false
+	if !slices.Contains(slices.Collect(maps.Values(p.entries)), Prohibit) {
+		return nil
+	}
 	allowed := []string{}
 	for _, ifi := range p.ifs {
-		if !ifi.Up {
-			continue
+		if ifi.Up && p.levelOf(ifi) != Prohibit {
+			allowed = append(allowed, ifi.Name)
 		}
-		if p.levelOf(ifi) == Prohibit {
-			prohibited = true
-			continue
-		}
-		allowed = append(allowed, ifi.Name)
-	}
-	if !prohibited {
-		return nil
 	}
 	return allowed
 }

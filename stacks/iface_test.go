@@ -93,7 +93,19 @@ func TestPlanPaths(t *testing.T) {
 			prefs: PathPrefs{Interface: map[string]int8{"wifi": Prohibit, "wlan0": Prefer}},
 			want: want{preferred: []string{"wlan0"}, constrained: true,
 				allowed: map[string]bool{"wlan0": true},
-				levels:  map[string]int8{"wlan0": Prefer}}},
+				levels:  map[string]int8{"wlan0": Prefer},
+				// a Wi-Fi interface added later is Prohibited: listen on each up one
+				listen: []string{"lo", "eth0", "wlan0", "wwan0"}}},
+		{name: "Prohibit of an interface that is down: listen on each up one",
+			prefs: PathPrefs{Interface: map[string]int8{"eth1": Prohibit}},
+			want: want{constrained: true, allowed: map[string]bool{"eth1": false, "eth0": true},
+				listen: []string{"lo", "eth0", "wlan0", "wwan0"}}},
+		{name: "Prohibit of a missing interface: listen on each up one",
+			prefs: PathPrefs{Interface: map[string]int8{"nope0": Prohibit}},
+			want:  want{constrained: true, listen: []string{"lo", "eth0", "wlan0", "wwan0"}}},
+		{name: "Prohibit and Require: the Required ones",
+			prefs: PathPrefs{Interface: map[string]int8{"eth1": Prohibit, "wlan0": Require}},
+			want:  want{required: []string{"wlan0"}, constrained: true, listen: []string{"wlan0"}}},
 		{name: "Prefer and Avoid: preferred bound first, avoided alternatives last",
 			prefs: PathPrefs{Interface: map[string]int8{"eth0": Prefer, "wlan0": Avoid}},
 			want: want{preferred: []string{"eth0"}, constrained: true,
@@ -148,6 +160,18 @@ func TestPlanPathsEverythingProhibited(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, plan.ListenInterfaces())
 	require.Empty(t, plan.ListenInterfaces(), "nothing left to listen on")
+}
+
+func TestListenInterfacesOnlyLoopbackAllowed(t *testing.T) {
+	plan, err := PlanPaths(PathPrefs{Interface: map[string]int8{"ethernet": Prohibit, "eth9": Prohibit}},
+		[]NetInterface{{Name: "lo", Up: true, Kind: KindLoopback}, {Name: "eth0", Up: false, Kind: KindEthernet}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"lo"}, plan.ListenInterfaces(), "the loopback is an interface like the others")
+	plan, err = PlanPaths(PathPrefs{Interface: map[string]int8{"eth0": Prohibit}},
+		[]NetInterface{{Name: "lo", Up: false, Kind: KindLoopback}, {Name: "eth0", Up: false, Kind: KindEthernet}})
+	require.NoError(t, err)
+	require.NotNil(t, plan.ListenInterfaces())
+	require.Empty(t, plan.ListenInterfaces(), "nothing up: nothing to listen on, not the wildcard")
 }
 
 func TestInterfacesHasLoopback(t *testing.T) {

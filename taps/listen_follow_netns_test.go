@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/stacks/stacktest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -79,8 +81,8 @@ func (lab *followLab) awaitTrace(t *testing.T, ctx context.Context, event, local
 	}
 }
 
-// dial connects from the namespace to to, through dev (SO_BINDTODEVICE;
-// "": the namespace's routes).
+// dial connects from the namespace to to (IPv4 or IPv6), through dev
+// (SO_BINDTODEVICE; "": the namespace's routes).
 func (lab *followLab) dial(to netip.AddrPort, dev string) (net.Conn, error) {
 	var c net.Conn
 	err := inNetns(lab.ns.NS, func() error {
@@ -96,8 +98,12 @@ func (lab *followLab) dial(to netip.AddrPort, dev string) (net.Conn, error) {
 				return serr
 			}
 		}
+		network := "tcp4"
+		if to.Addr().Is6() {
+			network = "tcp6"
+		}
 		var err error
-		c, err = d.Dial("tcp4", to.String())
+		c, err = d.Dial(network, to.String())
 		return err
 	})
 	return c, err
@@ -258,4 +264,109 @@ func TestListenerOnInterfaceTakesNewAddressesInNetns(t *testing.T) {
 	c3, client3 := lab.acceptFrom(t, ctx, l, netip.AddrPortFrom(added, port), "")
 	echo(t, ctx, c3, client3)
 	require.Equal(t, []string{lab.if1}, ifacesOf(l), "still the one socket")
+}
+
+// TestListenerProhibitedDownAtListenInNetns: a Prohibit holds for the
+// Listener's whole life, also when the Prohibited interface is down at
+// Listen. The Listener then listens on each other up interface and
+// follows them, as when the Prohibited interface is up: no socket is left
+// unbound, so when the Prohibited interface comes up nothing listens
+// there (a client dialing through it is refused, over IPv4 and, on the
+// dual-stack wildcard, IPv6), while an allowed interface that comes up is
+// listened on and accepts. Both for a local endpoint with the Prohibited
+// interface's own address and for the wildcard. It needs root (it creates
+// a network namespace and veth links).
+func TestListenerProhibitedDownAtListenInNetns(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		wildcard bool
+	}{
+		{name: "the Prohibited interface's address"},
+		{name: "the wildcard", wildcard: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab := newFollowLab(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			stacktest.IP(t, "link", "set", lab.if1, "down")
+
+			tp := NewTransportProperties()
+			require.NoError(t, tp.SetInterface(lab.if1, Prohibit))
+			local := NewLocalEndpoint().WithIPAddress(lab.l1.String())
+			if tc.wildcard {
+				local = NewLocalEndpoint()
+			}
+			pre := NewPreconnection(WithSystem(lab.sys), WithProtocols("tcp"), WithTransportProperties(tp),
+				WithLocalEndpoint(local))
+			l, err := pre.Listen(ctx)
+			require.NoError(t, err)
+			defer func() { l.Stop(); <-l.Done() }()
+			// assert, not require: the dials below show what an unbound socket does
+			assert.True(t, lab.sys.s.PathMonitorRunning(), "the Listener follows its interfaces")
+			assert.NotContains(t, ifacesOf(l), "", "no socket left unbound")
+			assert.NotContains(t, ifacesOf(l), lab.if1)
+			port := listenerAddr(t, l).Port()
+			site := netip.AddrPortFrom(listenerAddr(t, l).Addr(), port).String()
+
+			refused := func(to netip.AddrPort) {
+				t.Helper()
+				c, err := lab.dial(to, lab.nsIf1)
+				if err == nil {
+					c.Close()
+				}
+				require.ErrorIs(t, err, syscall.ECONNREFUSED, "a dial to %s through the Prohibited interface", to)
+			}
+
+			// the Prohibited interface comes up: nothing listens there
+			stacktest.IP(t, "link", "set", lab.if1, "up")
+			require.Eventually(t, func() bool { return isUp(lab.if1) }, 10*time.Second, 10*time.Millisecond)
+			prohibited := []netip.AddrPort{netip.AddrPortFrom(lab.l1, port)}
+			if tc.wildcard {
+				v6 := netip.MustParseAddr("2001:2:0:fa::1")
+				stacktest.IP(t, "addr", "add", v6.String()+"/64", "dev", lab.if1, "nodad")
+				stacktest.IP(t, "-n", lab.ns.NS, "addr", "add", "2001:2:0:fa::2/64", "dev", lab.nsIf1, "nodad")
+				prohibited = append(prohibited, netip.AddrPortFrom(v6, port))
+			}
+			for _, to := range prohibited {
+				refused(to)
+			}
+
+			// an allowed interface that comes up is listened on, on the same port
+			lab.addLink2(t)
+			lab.awaitTrace(t, ctx, "Listening", site+"%"+lab.if2)
+			require.Contains(t, ifacesOf(l), lab.if2)
+			allowed := []netip.AddrPort{netip.AddrPortFrom(lab.l1, port)} // the namespace's route through link 2
+			if tc.wildcard {
+				v6 := netip.MustParseAddr("2001:2:0:fb::1")
+				stacktest.IP(t, "addr", "add", v6.String()+"/64", "dev", lab.if2, "nodad")
+				stacktest.IP(t, "-n", lab.ns.NS, "addr", "add", "2001:2:0:fb::2/64", "dev", lab.nsIf2, "nodad")
+				allowed = []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("198.18.251.1"), port),
+					netip.AddrPortFrom(v6, port)}
+			}
+			for _, to := range allowed {
+				c, client := lab.acceptFrom(t, ctx, l, to, lab.nsIf2)
+				echo(t, ctx, c, client)
+			}
+
+			// the plan that bound link 2 saw link 1 up: still nothing there
+			require.NotContains(t, ifacesOf(l), lab.if1)
+			for _, to := range prohibited {
+				refused(to)
+			}
+		})
+	}
+}
+
+// isUp reports whether the interface ifname is up and running.
+func isUp(ifname string) bool {
+	ifs, err := stacks.Interfaces()
+	if err != nil {
+		return false
+	}
+	for _, ifi := range ifs {
+		if ifi.Name == ifname {
+			return ifi.Up
+		}
+	}
+	return false
 }

@@ -78,12 +78,18 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 // LocalEndpoints returns where the Listener listens now, one endpoint per
 // listening socket: its address with port 0 resolved and, when the socket
 // is bound to an interface (WithInterface, or the Interface property),
-// that interface. A Listener whose Interface property Prohibits an
-// interface that is up at Listen (and Requires none) has one socket on
-// each other up interface, and on Linux follows them: the result changes
-// as interfaces come up (a socket on the Listener's port) and go down or
-// are removed (their socket closed; connections already received stay).
-// Other Listeners keep the sockets bound at Listen; a socket bound to an
+// that interface. A Listener whose Interface property Prohibits anything
+// (an interface or a type of interface, whether it is up, down or absent
+// at Listen) and Requires nothing has one socket on each up interface
+// that is not Prohibited, the loopback included, and none unbound, so
+// that the Prohibit holds for the Listener's whole life; on Linux it
+// follows them: the result changes as allowed interfaces come up (a
+// socket on the Listener's port) and go down or are removed (their socket
+// closed; connections already received stay), and a Prohibited interface
+// that comes up is not listened on. Listen fails (an [EstablishmentError]
+// with a [*PathError]) when no allowed interface is up. Other Listeners
+// (no Interface property, only Prefer and Avoid entries, or Required
+// interfaces) keep the sockets bound at Listen; a socket bound to an
 // interface on the wildcard address (WithInterface and no address) takes
 // the addresses that interface gains later. After Stop it returns the
 // last sockets. Each call reads the current set (a copy; it does not wait

@@ -568,11 +568,14 @@ const (
 	// bound to that interface come first; Avoid: attempts going out of it
 	// come last (after attempts bound to the other interfaces). On Listen,
 	// Require binds a listening socket to each Required interface and
-	// Prohibit binds one to each up interface that is not Prohibited
-	// (on Linux the listener follows them: an interface that comes up
-	// later is listened on, on the same port, and one that goes down
-	// loses its socket; connections already accepted stay); Prefer and
-	// Avoid do not change a passive open.
+	// Prohibit binds one to each up interface that is not Prohibited,
+	// even when what is Prohibited is down or absent at Listen, and none
+	// unbound (Listen fails, the [EstablishmentError] carrying a
+	// [*PathError], when no allowed interface is up); on Linux the
+	// listener follows them: an allowed interface that comes up later is
+	// listened on, on the same port, a Prohibited one never, and one that
+	// goes down loses its socket; connections already accepted stay.
+	// Prefer and Avoid do not change a passive open.
 	Interface Property = "interface"
 	// PvD: a set of (Preference, Provisioning Domain); set with
 	// [TransportProperties.SetPvD] or Set with a map[string]Preference.
