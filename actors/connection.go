@@ -352,6 +352,9 @@ type connActor struct {
 	path      *pathState            // PathChange (pathwatch.go); nil until needed
 
 	halting bool // Stopping came (receiveFast)
+	// sendingEarly: the held early sends go out after the handshake,
+	// also once Close began (they were accepted before it)
+	sendingEarly bool
 	// the establishment under way (establish_deadline.go); nil once Ready
 	est *establishState
 	// a QUIC migration's goroutine (conn_endpoints.go), when one ran:
@@ -652,9 +655,12 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.early = false
 		held := c.heldEarly
 		c.heldEarly = nil
+		c.sendingEarly = true
 		for _, hm := range held {
 			c.send(ctx, hm)
 		}
+		c.sendingEarly = false
+		c.progressClose(ctx) // a Close waited for them
 	case *OpenStream:
 		c.shared = true // its session now carries another member's stream
 		c.openStream(ctx, m)
@@ -1367,7 +1373,7 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		c.sendFailed(m, ErrReceiveOnly)
 		return
 	}
-	if !c.state.Allows(OpSend) {
+	if !c.state.Allows(OpSend) && (!c.sendingEarly || c.state != Closing) {
 		c.sendFailed(m, &StateError{Op: OpSend, State: c.state})
 		return
 	}
@@ -1958,7 +1964,8 @@ func (c *connActor) progressClose(ctx actor.Context) {
 	if c.state != Closing {
 		return
 	}
-	if c.inFlight > 0 || c.writing || len(c.wq) > 0 {
+	if c.inFlight > 0 || c.writing || len(c.wq) > 0 || len(c.heldEarly) > 0 {
+		// (sends held for the 0-RTT handshake go first: handshakeDone)
 		// read meanwhile: a peer blocked in writing to this connection
 		// may not read the rest of what it is sent
 		c.link.setReadAhead(true)
@@ -2214,6 +2221,7 @@ func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
 	out.SendChecksumCoverage, out.RecvChecksumCoverage = int64(ti.SendChecksumCoverage), int64(ti.RecvChecksumCoverage)
 	out.MaxPacingRate, out.SoftErrors = ti.MaxPacingRate, ti.SoftErrors
 	out.SingularMsgMaxLen, out.Congestion = int64(ti.SingularMsgMaxLen), ti.Congestion
+	out.Datagrams = ti.Datagrams
 	return out
 }
 

@@ -914,7 +914,10 @@ type SocketInfo struct {
 	// (-1: not applicable, 0: unknown).
 	SingularMsgMaxLen int64 `protobuf:"varint,22,opt,name=singular_msg_max_len,json=singularMsgMaxLen,proto3" json:"singular_msg_max_len,omitempty"`
 	// TCP_CONGESTION: the congestion control a TCP or TLS socket runs.
-	Congestion    string `protobuf:"bytes,23,opt,name=congestion,proto3" json:"congestion,omitempty"`
+	Congestion string `protobuf:"bytes,23,opt,name=congestion,proto3" json:"congestion,omitempty"`
+	// QUIC datagrams (RFC 9221) negotiated by both ends: unreliable
+	// messages can go unreliably (perMsgReliability read back).
+	Datagrams     bool `protobuf:"varint,24,opt,name=datagrams,proto3" json:"datagrams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1068,6 +1071,13 @@ func (x *SocketInfo) GetCongestion() string {
 	return ""
 }
 
+func (x *SocketInfo) GetDatagrams() bool {
+	if x != nil {
+		return x.Datagrams
+	}
+	return false
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -1157,7 +1167,7 @@ const file_taps_proto_rawDesc = "" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
 	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
-	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xee\x04\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\x8c\x05\n" +
 	"\n" +
 	"SocketInfo\x12\x12\n" +
 	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
@@ -1182,7 +1192,8 @@ const file_taps_proto_rawDesc = "" +
 	"\x14singular_msg_max_len\x18\x16 \x01(\x03R\x11singularMsgMaxLen\x12\x1e\n" +
 	"\n" +
 	"congestion\x18\x17 \x01(\tR\n" +
-	"congestion*\x95\x01\n" +
+	"congestion\x12\x1c\n" +
+	"\tdatagrams\x18\x18 \x01(\bR\tdatagrams*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +

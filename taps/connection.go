@@ -865,6 +865,9 @@ type SocketInfo struct {
 	// (TCP_CONGESTION, e.g. "cubic", "bbr"; "lp" for a Scavenger
 	// connCapacityProfile where the kernel offers it); "" on other stacks.
 	Congestion string
+	// Datagrams: both ends of the QUIC session enabled datagrams (RFC
+	// 9221), so unreliable messages can go unreliably; false elsewhere.
+	Datagrams bool
 }
 
 // Get returns one property's value, including the read-only ones (connState,
@@ -948,7 +951,7 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
 			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen,
-			Congestion: so.Congestion}
+			Congestion: so.Congestion, Datagrams: so.Datagrams}
 	}
 	readBackSelection(out) // multipath as the socket really runs (stackopts.go)
 	if st, err := stacks.ByName(info.Stack); err == nil {
@@ -973,7 +976,8 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 // readBackSelected replaces the stack's capabilities in selected by what
 // the connection's socket really has, where the socket tells:
 // keepAlive is SO_KEEPALIVE on TCP and TLS (QUIC: a PING period was
-// set), softErrorNotify is whether ICMP errors are delivered, and on
+// set), perMsgReliability on QUIC is whether datagrams were negotiated,
+// softErrorNotify is whether ICMP errors are delivered, and on
 // UDP-Lite fullChecksumSend / fullChecksumRecv are whether the checksum
 // coverage is full.
 func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) {
@@ -985,6 +989,10 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 	}
 	if _, ok := selected[SoftErrorNotify]; ok {
 		selected[SoftErrorNotify] = so.SoftErrors
+	}
+	if stack == "quic" {
+		// unreliable messages need datagrams both ends enabled
+		selected[PerMsgReliability] = so.Datagrams
 	}
 	if stack == "udplite" {
 		selected[FullChecksumSend] = so.SendChecksumCoverage == 0
