@@ -344,6 +344,7 @@ type connActor struct {
 	closeGen  uint64
 	linger    *time.Timer
 	life      lifeTimer               // msgLifetime of the messages that wait (msglifetime.go)
+	ww        *writeWatch             // connTimeout on a blocked write (write_stall.go); nil until needed
 	attempts  int                     // consecutive re-establishment attempts
 	heldEarly []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly func()
@@ -497,6 +498,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	}
 	c.framers, c.framersReady, c.framersStop, c.stopMarks, c.stopMore = nil, 0, 0, 0, nil
 	c.tgen++
+	c.unwatchWrite()
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
 	c.rc, c.wqSpare = nil, nil
 	c.eofSeen, c.finSent, c.finalSent, c.discarding, c.halfClosed = false, false, false, false, false
@@ -634,6 +636,8 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.flush(ctx)
 	case *writeDone:
 		c.writeDone(ctx, m)
+	case *writeStallCheck:
+		c.writeStallChecked(ctx, m) // write_stall.go
 	case *readData:
 		c.deliver([]RecvItem{{MessageID: 1, Data: m.data, Early: m.early}})
 		if c.qd != nil {
@@ -1861,17 +1865,20 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 	}
 	c.writing = true
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
-	c.writeRest(root, self, gen, t, bufs, batch)
+	c.writeRest(root, self, gen, t, bufs, batch, c.watchWrite(ctx))
 }
 
 // writeRest writes what the socket did not take at once in a writer
-// goroutine, which reports writeDone.
-func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, batch []writeItem) {
+// goroutine, which reports writeDone. With ww (connTimeout), the write
+// reports its progress to it (write_stall.go).
+func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, batch []writeItem, ww *writeWatch) {
 	go func() {
 		var err error
 		if len(bufs) > 0 {
 			c.wg.Add(1)
-			if bw, ok := t.(buffersWriter); ok {
+			if ww != nil && ww.chunked {
+				err = ww.write(t, &bufs)
+			} else if bw, ok := t.(buffersWriter); ok {
 				_, err = bw.WriteBuffers(&bufs)
 			} else {
 				_, err = bufs.WriteTo(t)
@@ -1890,6 +1897,7 @@ func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
 // goes on with what is queued.
 func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error) {
 	c.writing = false
+	c.unwatchWrite()
 	c.releaseGrant(ctx, batch)
 	var idArr [8]uint64
 	ids := idArr[:0]
@@ -2126,6 +2134,7 @@ func (c *connActor) stopping() {
 		c.linger.Stop()
 	}
 	c.stopLifetime()
+	c.unwatchWrite()
 	if c.backoff != nil {
 		c.backoff.Stop()
 	}

@@ -27,6 +27,33 @@ func tcpQuiescent(c *net.TCPConn) bool {
 	return quiet
 }
 
+// BytesAcked reports how many bytes of t's stream the peer has
+// acknowledged (TCP_INFO tcpi_bytes_acked), for TCP and TLS transports;
+// ok is false for other transports or when the socket does not tell.
+func BytesAcked(t Transport) (n uint64, ok bool) {
+	var c *net.TCPConn
+	switch t := t.(type) {
+	case *tcpTransport:
+		c = t.TCPConn
+	case *tlsTransport:
+		c = t.tcp
+	}
+	if c == nil {
+		return 0, false
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	_ = rc.Control(func(fd uintptr) {
+		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil {
+			n, ok = info.Bytes_acked, true
+		}
+	})
+	return n, ok
+}
+
 // tcpWaitPeerReset waits for the peer's RST on c, whose peer's FIN was
 // read (CLOSE_WAIT): the socket turns TCP_CLOSE with an error pending
 // (the kernel gives EPIPE for a reset in CLOSE_WAIT, ECONNRESET

@@ -12,3 +12,7 @@ func tcpQuiescent(*net.TCPConn) bool { return false }
 // read on Linux only, so a half-closed connection notices the peer's RST
 // with its next write.
 func tcpWaitPeerReset(*net.TCPConn) error { return nil }
+
+// BytesAcked answers false: TCP_INFO's tcpi_bytes_acked is read on Linux
+// only.
+func BytesAcked(Transport) (n uint64, ok bool) { return 0, false }

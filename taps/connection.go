@@ -723,10 +723,14 @@ var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
 // stream, reads and discards until the peer's (or until the linger timeout,
 // WithLingerTimeout) so that data still arriving cannot reset the
 // connection and lose what was sent, and then reports Closed. The linger
-// timeout starts once the queued messages are written: writing them has no
-// bound of its own, so a peer that stops reading keeps the connection
-// Closing (its transport's keep-alive and user timeout apply; Abort ends
-// it at once). Close does not wait; Done does. Closing a closed connection
+// timeout starts once the queued messages are written. Writing them is
+// bounded by connTimeout only (ConnTimeout): with it set, a peer that
+// stops reading fails the closing connection once no queued byte was
+// written (nor, on TCP and TLS, acknowledged) for connTimeout, with a
+// ConnectionError unwrapping to syscall.ETIMEDOUT, and the messages still
+// queued get SendErrors for it. Without it (Disabled, the default) the
+// close waits for the peer to read, as RFC 9622 §10 has it; Abort ends it
+// at once. Close does not wait; Done does. Closing a closed connection
 // returns an error unwrapping to ErrClosed.
 func (c *Connection) Close() error {
 	if c.link.State() == actors.Closed {

@@ -640,6 +640,20 @@ const (
 	// ConnTimeout: time.Duration > 0 or Disabled, the time before a
 	// Connection that cannot deliver reliably is declared failed. Setting
 	// it also sets tcp.userTimeoutChangeable to false. Default Disabled.
+	// The transport applies it to what it holds (TCP and TLS:
+	// TCP_USER_TIMEOUT; QUIC: the idle timeout); gotaps applies it to the
+	// messages queued in its own send queue while the transport takes
+	// nothing (a peer that stopped reading filled the socket's send buffer
+	// or the stream's flow-control window): once the blocked write has made
+	// no progress for connTimeout, Established or Closing, the Connection
+	// fails with a [*ConnectionError] unwrapping to syscall.ETIMEDOUT (as
+	// TCP_USER_TIMEOUT's does), and the messages still queued get
+	// [*SendError]s unwrapping to it. Progress is any byte the transport
+	// takes, or on TCP and TLS (Linux) any byte the peer acknowledges, and
+	// it restarts the period: a peer that reads slowly is never failed,
+	// only one that takes nothing at all. The write is checked every
+	// connTimeout/4: the failure comes between connTimeout and 1.5 times
+	// connTimeout after the last progress.
 	ConnTimeout Property = "connTimeout"
 	// KeepAliveTimeout: time.Duration > 0 or Disabled, the longest idle
 	// period before a keep-alive. Default Disabled.
