@@ -29,6 +29,10 @@ func isSoftErrno(err error, onRead bool) bool {
 	return false
 }
 
+// softErrorsDelivered: UDP and UDP-Lite deliver ICMP errors as SoftError
+// events (the IP_RECVERR error queue), so they provide softErrorNotify.
+const softErrorsDelivered = true
+
 // enableRecvErr sets IP_RECVERR (and IPV6_RECVERR on IPv6 sockets, where
 // IP_RECVERR still covers IPv4-mapped peers).
 func enableRecvErr(fd int) error {

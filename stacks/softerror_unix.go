@@ -27,6 +27,10 @@ func isSoftErrno(err error, onRead bool) bool {
 	return false
 }
 
+// softErrorsDelivered is false: without an error queue no stack provides
+// softErrorNotify.
+const softErrorsDelivered = false
+
 // enableRecvErr does nothing: there is no IP_RECVERR error queue outside
 // Linux. ICMP errors still surface on connected sockets as errors of a
 // Read or Write, which isSoftErrno swallows, but SoftErrors channels never

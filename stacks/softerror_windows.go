@@ -25,6 +25,10 @@ func isSoftErrno(err error, onRead bool) bool {
 	return false
 }
 
+// softErrorsDelivered is false: without an error queue no stack provides
+// softErrorNotify.
+const softErrorsDelivered = false
+
 // enableRecvErr does nothing: Windows has no IP_RECVERR error queue, so
 // SoftErrors channels never deliver there (and Go turns off the ICMP
 // port-unreachable reports of UDP sockets, SIO_UDP_CONNRESET).

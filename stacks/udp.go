@@ -60,6 +60,7 @@ func (udpStack) Capabilities() Capabilities {
 		PreserveMsgBoundaries: true,
 		FullChecksumSend:      true,
 		FullChecksumRecv:      true,
+		SoftErrorNotify:       softErrorsDelivered, // Options.SoftErrors
 	}
 }
 

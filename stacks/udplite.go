@@ -40,7 +40,7 @@ func UDPLite() Stack { return udpLiteStack{} }
 func (udpLiteStack) Name() string { return "udplite" }
 
 func (udpLiteStack) Capabilities() Capabilities {
-	return Capabilities{PreserveMsgBoundaries: true}
+	return Capabilities{PreserveMsgBoundaries: true, SoftErrorNotify: softErrorsDelivered}
 }
 
 // ChecksumCoverage is implemented by UDP-Lite Transports. The coverage is
