@@ -144,7 +144,10 @@ func (c *Connection) OnConnectionError(fn func(*Connection, error)) {
 	})
 }
 
-// OnEstablishmentError sets the EstablishmentError handler.
+// OnEstablishmentError sets the EstablishmentError handler: the event of a
+// connection that ends before it is Ready, which only InitiateAsync hands
+// over (Initiate, InitiateWithSend, Clone and Rendezvous return the error
+// instead). Set after the event, it is called once at once.
 func (c *Connection) OnEstablishmentError(fn func(*Connection, error)) {
 	c.updateHandlers(func(h *actors.Handlers) {
 		h.EstablishmentError = nil
@@ -292,9 +295,13 @@ func (c *Connection) State() ConnectionState { return stateOf(c.link.State()) }
 // event handler ran).
 func (c *Connection) Done() <-chan struct{} { return c.link.Done() }
 
-// Err is nil after a clean Closed, the *ConnectionError otherwise. It is
-// meaningful once Done is closed.
+// Err is nil after a clean Closed, the *EstablishmentError when the
+// connection ended before it was Ready (InitiateAsync), the
+// *ConnectionError otherwise. It is meaningful once Done is closed.
 func (c *Connection) Err() error {
+	if err := c.link.EstablishmentErr(); err != nil {
+		return establishmentError(err)
+	}
 	err := c.link.Err()
 	if err == nil {
 		return nil

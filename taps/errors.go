@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -222,7 +223,7 @@ func establishmentError(err error) *EstablishmentError {
 		}
 		var re *stacks.ResolveError
 		switch {
-		case errors.Is(f.Err, actors.ErrEstablishmentTimeout):
+		case errors.Is(f.Err, actors.ErrEstablishmentTimeout), ctxEnded(f.Err):
 			out.Reason = ReasonTimeout
 		case errors.As(f.Err, &re):
 			out.Reason = ReasonResolutionFailed
@@ -237,6 +238,8 @@ func establishmentError(err error) *EstablishmentError {
 		out.Reason = ReasonNoCandidates
 	case errors.Is(err, ErrInvalidEndpoint), errors.Is(err, ErrConflictingProperties):
 		out.Reason = ReasonInvalidConfiguration
+	case ctxEnded(err):
+		out.Reason = ReasonTimeout
 	}
 	return out
 }
@@ -279,4 +282,10 @@ func sendError(err error) error {
 		r = ReasonInvalidMessageProperties
 	}
 	return &SendError{Reason: r, Err: err}
+}
+
+// ctxEnded reports whether err is a context's end (an establishment that
+// its ctx stopped: ReasonTimeout).
+func ctxEnded(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

@@ -82,6 +82,48 @@ func ExamplePreconnection_Initiate() {
 	// state: Closed
 }
 
+// InitiateAsync is the RFC 9622 §7.1 form of Initiate: the Connection comes
+// back at once, Establishing; Ready or EstablishmentError follow as events,
+// and what is sent meanwhile waits for Ready.
+func ExamplePreconnection_InitiateAsync() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sys := taps.NewSystem()
+	defer sys.Shutdown(ctx)
+
+	ln, remote, err := loopbackListener(ctx, sys, framers.NewLengthPrefix())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go echoOne(ctx, ln)
+
+	pre := taps.NewPreconnection(taps.WithSystem(sys), taps.WithRemoteEndpoint(remote))
+	pre.AddFramer(framers.NewLengthPrefix())
+	ready := make(chan struct{})
+	pre.OnReady(func(*taps.Connection) { close(ready) })
+	pre.OnEstablishmentError(func(_ *taps.Connection, err error) { fmt.Println("failed:", err) })
+	conn, err := pre.InitiateAsync(ctx)
+	if err != nil { // invalid properties or endpoints: nothing was started
+		fmt.Println(err)
+		return
+	}
+	conn.SendAsync([]byte("sent before Ready"), nil, nil) // queued until Ready
+	msg, err := conn.Receive(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	<-ready
+	fmt.Printf("received %q\n", msg.Data)
+	_ = conn.Close()
+	<-conn.Done()
+	fmt.Println("state:", conn.State(), "err:", conn.Err())
+	// Output:
+	// received "sent before Ready"
+	// state: Closed err: <nil>
+}
+
 func ExampleNewTransportProperties() {
 	// The reliable-message profile: TCP-like, with message boundaries.
 	tp := taps.NewTransportProperties(taps.ReliableMessage)

@@ -309,7 +309,10 @@ func (p *Preconnection) AddRemote(r ...*RemoteEndpoint) {
 }
 
 // OnReady sets the Ready handler of every connection this Preconnection
-// initiates. Handlers run one at a time per connection, in event order.
+// initiates (Initiate, InitiateWithSend, InitiateAsync, Rendezvous). A
+// handler set on the Connection replaces it for that connection; a Clone
+// starts with no handlers. Handlers run one at a time per connection, in
+// event order.
 func (p *Preconnection) OnReady(fn func(*Connection)) {
 	p.mu.Lock()
 	p.handlers.ready = fn
@@ -317,7 +320,9 @@ func (p *Preconnection) OnReady(fn func(*Connection)) {
 }
 
 // OnEstablishmentError sets the EstablishmentError handler of every
-// connection this Preconnection initiates.
+// connection this Preconnection initiates: for Initiate, InitiateWithSend
+// and Rendezvous, which also return the error, and for InitiateAsync,
+// whose failed establishment it reports.
 func (p *Preconnection) OnEstablishmentError(fn func(*Connection, error)) {
 	p.mu.Lock()
 	p.handlers.establishmentError = fn
@@ -325,7 +330,8 @@ func (p *Preconnection) OnEstablishmentError(fn func(*Connection, error)) {
 }
 
 // OnClosed sets the Closed handler of every connection made from this
-// Preconnection (including those a Listener receives).
+// Preconnection (including those a Listener receives; a Clone starts with
+// no handlers: set them on it).
 func (p *Preconnection) OnClosed(fn func(*Connection)) {
 	p.mu.Lock()
 	p.handlers.closed = fn
@@ -351,7 +357,8 @@ func (p *Preconnection) OnFirstMessageSent(fn func(c *Connection, err error)) {
 }
 
 // OnConnectionError sets the ConnectionError handler of every connection
-// made from this Preconnection.
+// made from this Preconnection (including those a Listener receives; a
+// Clone starts with no handlers: set them on it).
 func (p *Preconnection) OnConnectionError(fn func(*Connection, error)) {
 	p.mu.Lock()
 	p.handlers.connectionError = fn
@@ -601,62 +608,57 @@ func (p *Preconnection) InitiateWithSend(ctx context.Context, data []byte, mc *M
 	return p.initiate(ctx, &firstMessage{data: data, mc: mc})
 }
 
+// InitiateAsync starts an active open and returns the Connection at once,
+// in Establishing, as RFC 9622 §7.1 has Initiate: its Ready or
+// EstablishmentError event follows, to the Preconnection's handlers
+// (OnReady, OnEstablishmentError) and to those set on the Connection (a
+// handler set after its event still gets it, once, at once). Until then
+// Send queues its messages, which go out once the connection is Ready, in
+// order, or fail with the EstablishmentError's cause (SendError); Receive
+// waits for Ready and then for a message, or returns the
+// EstablishmentError; Close and Abort end the establishment (its attempts
+// are aborted). Done is closed once the connection has ended, and Err is
+// then the *EstablishmentError when it never became Ready.
+//
+// ctx bounds the establishment, as for Initiate: when it ends first, the
+// race stops and the EstablishmentError has ReasonTimeout. Invalid
+// endpoints or properties, or properties no stack satisfies, fail here, at
+// once and before any packet is sent, with the error Initiate would give
+// (and no Connection). Initiate is InitiateAsync and a wait for the event.
+func (p *Preconnection) InitiateAsync(ctx context.Context) (*Connection, error) {
+	c, link, err := p.start(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Done() != nil {
+		// ctx ends the establishment only: once Ready (or ended) it
+		// has no effect
+		stop := context.AfterFunc(ctx, func() {
+			if !link.WasReady() {
+				tell(p.sys, c.pid, &messages.AbortConnection{Err: ctx.Err()})
+			}
+		})
+		go func() {
+			select {
+			case <-link.Ready():
+			case <-link.Done():
+			}
+			stop()
+		}()
+	}
+	return c, nil
+}
+
 type firstMessage struct {
 	data []byte
 	mc   *MessageContext
 }
 
 func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Connection, error) {
-	cfg, h, err := p.snapshot(false)
+	c, link, err := p.start(ctx, first)
 	if err != nil {
-		return nil, p.fail(err)
+		return nil, err
 	}
-	link := actors.NewLink(p.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
-	c := newConnection(p.sys, link, cfg)
-	c.installHandlers(h)
-	req := &actors.InitiateConnection{Config: cfg, Link: link}
-	if first != nil {
-		if !c.dir.Sends() {
-			return nil, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: ErrReceiveOnly}
-		}
-		m, err := c.prepareSend(first.data, first.mc, true)
-		if err != nil {
-			return nil, establishmentError(err)
-		}
-		if m.Props.SafelyReplayable {
-			// only a safely replayable first message may ride 0-RTT
-			// (a cached session is needed; TLS over TCP has no client
-			// early data in crypto/tls, QUIC does); the snapshot may be
-			// shared: change a copy
-			early := *cfg
-			early.StackOptions.EarlyData = true
-			cfg, c.cfg, req.Config = &early, &early, &early
-		}
-		if err := link.AcquireSend(ctx, len(m.Data)); err != nil {
-			return nil, establishmentError(err)
-		}
-		if fn := h.firstSent; fn != nil {
-			link.ExpectSend(m.SendID, func(err error) {
-				if err != nil && !link.WasReady() {
-					return // establishment failed: the EstablishmentError says it all
-				}
-				err = sendError(err)
-				link.SubmitAs("FirstMessageSent handler", func() { fn(c, err) })
-			})
-		}
-		req.FirstMessage = m
-	}
-	started, err := call[*actors.ConnectionStarted](ctx, p.sys, p.sys.s.Root, req)
-	if err != nil {
-		// no answer: a connection actor may have started all the same
-		// (ctx ended as the answer came); it must not go on for nobody
-		if pid := link.Abandon(err); pid != nil {
-			tell(p.sys, pid, &messages.AbortConnection{Err: err})
-			<-link.Done()
-		}
-		return nil, establishmentError(err)
-	}
-	c.pid, c.group = started.Conn, started.Group
 	select {
 	case <-link.Ready():
 	case <-ctx.Done():
@@ -677,6 +679,63 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 		return nil, p.shutdownCause(&EstablishmentError{Err: ErrClosed})
 	}
 	return c, nil // Ready, even if the peer has closed again since: its data is kept
+}
+
+// start validates the Preconnection and starts the connection's actor
+// (with first, InitiateWithSend's message): the establishment runs on
+// from there. Its errors are the synchronous ones (EstablishmentError).
+func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connection, *actors.Link, error) {
+	cfg, h, err := p.snapshot(false)
+	if err != nil {
+		return nil, nil, p.fail(err)
+	}
+	link := actors.NewLink(p.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
+	c := newConnection(p.sys, link, cfg)
+	c.installHandlers(h)
+	req := &actors.InitiateConnection{Config: cfg, Link: link}
+	if first != nil {
+		if !c.dir.Sends() {
+			return nil, nil, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: ErrReceiveOnly}
+		}
+		m, err := c.prepareSend(first.data, first.mc, true)
+		if err != nil {
+			return nil, nil, establishmentError(err)
+		}
+		if m.Props.SafelyReplayable {
+			// only a safely replayable first message may ride 0-RTT
+			// (a cached session is needed; TLS over TCP has no client
+			// early data in crypto/tls, QUIC does); the snapshot may be
+			// shared: change a copy
+			early := *cfg
+			early.StackOptions.EarlyData = true
+			cfg, c.cfg, req.Config = &early, &early, &early
+		}
+		if err := link.AcquireSend(ctx, len(m.Data)); err != nil {
+			return nil, nil, establishmentError(err)
+		}
+		if fn := h.firstSent; fn != nil {
+			link.ExpectSend(m.SendID, func(err error) {
+				if err != nil && !link.WasReady() {
+					return // establishment failed: the EstablishmentError says it all
+				}
+				err = sendError(err)
+				link.SubmitAs("FirstMessageSent handler", func() { fn(c, err) })
+			})
+		}
+		req.FirstMessage = m
+	}
+	started, err := call[*actors.ConnectionStarted](ctx, p.sys, p.sys.s.Root, req)
+	if err != nil {
+		// no answer: a connection actor may have started all the same
+		// (ctx ended as the answer came); it must not go on for nobody
+		if pid := link.Abandon(err); pid != nil {
+			tell(p.sys, pid, &messages.AbortConnection{Err: err})
+			<-link.Done()
+		}
+		return nil, nil, establishmentError(err)
+	}
+	c.pid, c.group = started.Conn, started.Group
+	return c, link, nil
 }
 
 // shutdownCause names the System's Shutdown as the cause of an
