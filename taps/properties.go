@@ -1006,12 +1006,35 @@ func lookupDesc(op string, p Property) (*propDesc, error) {
 // as aliases ("conn-prio", "msg-prio", "idempotent",
 // "per-msg-checksum-len-send", "local-address-preference",
 // "tcp.user-timeout", "singular-transmission" (= noSegmentation), ...). An
-// unknown name gives a [*PropertyError] wrapping [ErrUnknownProperty].
+// unknown name gives a [*PropertyError] wrapping [ErrUnknownProperty]. The
+// seed names that stand for no single property say where their meaning
+// went: "tcp-uto" (RFC 9622 split it into tcp.userTimeoutValue,
+// tcp.userTimeoutEnabled and tcp.userTimeoutChangeable), "max-send-rate /
+// max-recv-rate" (minSendRate, minRecvRate, maxSendRate, maxRecvRate),
+// "zero-rtt-msg-max-len" (removed from the RFC) and "ecn", "early-data",
+// "receiving-final-messages" (received messages' metadata:
+// MessageContext.ECN, EarlyData, IsFinal).
 func ParseProperty(name string) (Property, error) {
-	if p, ok := nameIndex[strings.ToLower(strings.TrimSpace(name))]; ok {
+	key := strings.ToLower(strings.TrimSpace(name))
+	if p, ok := nameIndex[key]; ok {
 		return p, nil
 	}
-	return "", &PropertyError{Op: "parse", Property: Property(name), Err: ErrUnknownProperty}
+	err := ErrUnknownProperty
+	if where, ok := seedComposites[key]; ok {
+		err = fmt.Errorf("%w: the seed's %q is %s", ErrUnknownProperty, key, where)
+	}
+	return "", &PropertyError{Op: "parse", Property: Property(name), Err: err}
+}
+
+// seedComposites are the seed's property names that map to no single
+// RFC 9622 property: where their meaning went.
+var seedComposites = map[string]string{
+	"tcp-uto":                       "three properties: tcp.userTimeoutValue, tcp.userTimeoutEnabled, tcp.userTimeoutChangeable",
+	"max-send-rate / max-recv-rate": "four properties: minSendRate, minRecvRate, maxSendRate, maxRecvRate",
+	"zero-rtt-msg-max-len":          "removed from RFC 9622 (zeroRttMsg selects 0-RTT; InitiateWithSend sends it)",
+	"ecn":                           "received messages' metadata: MessageContext.ECN",
+	"early-data":                    "received messages' metadata: MessageContext.EarlyData",
+	"receiving-final-messages":      "received messages' metadata: MessageContext.IsFinal",
 }
 
 // want describes the values a property accepts, for error messages.

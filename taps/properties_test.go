@@ -835,3 +835,25 @@ func TestPropertyErrorFormat(t *testing.T) {
 	assert.Nil(t, pe.Unwrap())
 	assert.True(t, errors.Is(&PropertyError{Err: ErrUnknownProperty}, ErrUnknownProperty))
 }
+
+// The seed's names that stand for no single property fail to parse with
+// an error saying where their meaning went.
+func TestParsePropertySeedComposites(t *testing.T) {
+	for name, want := range map[string]string{
+		"tcp-uto":                       "tcp.userTimeoutValue",
+		"max-send-rate / max-recv-rate": "maxSendRate",
+		"zero-rtt-msg-max-len":          "removed",
+		"ECN":                           "MessageContext.ECN",
+		"early-data":                    "MessageContext.EarlyData",
+		"receiving-final-messages":      "MessageContext.IsFinal",
+	} {
+		_, err := ParseProperty(name)
+		var pe *PropertyError
+		require.ErrorAs(t, err, &pe, name)
+		require.ErrorIs(t, err, ErrUnknownProperty, name)
+		require.Contains(t, err.Error(), want, name)
+	}
+	_, err := ParseProperty("no-such-property")
+	require.ErrorIs(t, err, ErrUnknownProperty)
+	require.NotContains(t, err.Error(), "seed")
+}
