@@ -329,10 +329,12 @@ func endpointName(e *messages.Endpoint) string {
 // (switchPath; re-establishment after a path loss). The other members of
 // the group read their addresses again (sessionMigrated) and raise
 // PathChange too; their endpoint sets are their own and do not change.
-// The accepting side cannot migrate (quic-go: a server cannot); its
-// connections see the peer's new address when they next read their
-// addresses (refreshAddrs: ConnectionInfo, Endpoints, a route monitor
-// burst), which raises PathChange.
+// The accepting side cannot migrate (quic-go: a server cannot); when its
+// peer migrates, its connections with a PathChange handler are told
+// (peerWatch, pathwatch.go: at the session's next read or write after
+// quic-go switched to the new path) and raise PathChange with the peer's
+// new address; the others see it when they next read their addresses
+// (refreshAddrs: ConnectionInfo, Endpoints, a route monitor burst).
 
 // migration is a connection's migration goroutine, made with its first.
 type migration struct {
@@ -358,8 +360,10 @@ type (
 		lost    error
 	}
 	// sessionMigrated: a member of the group migrated its QUIC session,
-	// which this member's stream may belong to.
-	sessionMigrated struct{}
+	// which this member's stream may belong to; or (peer) the peer
+	// migrated the session this member's stream belongs to
+	// (pathwatch.go, peerWatch).
+	sessionMigrated struct{ peer bool }
 )
 
 func (m *migrateDone) transportGen() uint64 { return m.tgen }

@@ -12,7 +12,9 @@ import (
 )
 
 // A connection's PathChange event (RFC 9622 §8.3.2): its path changed
-// while it stays open. Two things raise it:
+// while it stays open. Besides a QUIC migration (conn_endpoints.go: this
+// side's, or on the accepting side the peer's, peerWatch), two things
+// raise it:
 //
 //   - a new transport on another path: when a connection is Ready again
 //     (re-establishment, or a switch after the endpoint in use was removed
@@ -53,6 +55,10 @@ type pathState struct {
 	addrs   stacks.PathReading // the addresses of the current transport
 	last    stacks.PathReading // the last full reading (while watched)
 	watched bool               // registered with the System's route monitor
+	// peerStop ends the watch of the QUIC peer's address on transport
+	// peerOf (peerWatch)
+	peerStop func()
+	peerOf   stacks.Transport
 }
 
 // connection actor messages of this file
@@ -90,6 +96,7 @@ func (c *connActor) pathEstablished(again bool) {
 	if want || c.guardsPath() {
 		c.pathWatch(true)
 	}
+	c.peerWatch(want) // the new transport's session, if any
 	if moved {
 		c.pathChanged(r, "new transport")
 	}
@@ -118,8 +125,41 @@ func (c *connActor) pathWatch(on bool) {
 	unwatchPaths(c.sys, c.spec.id)
 }
 
-// pathStop leaves the route monitor (the connection ended).
-func (c *connActor) pathStop() { c.pathWatch(false) }
+// pathStop leaves the route monitor and the peer's watch (the connection
+// ended).
+func (c *connActor) pathStop() {
+	c.pathWatch(false)
+	c.peerWatch(false)
+}
+
+// peerWatch starts (on) or stops the watch of the peer's address on a QUIC
+// session this side accepted (stacks.PeerMoveWatcher): a connection with a
+// PathChange handler is told when the peer migrates the session
+// (sessionMigrated, peer), reads its addresses again and raises
+// PathChange (refreshAddrs). Any stream of the session that reads or
+// writes tells every connection on it, so the group's members learn of
+// the move together. Nothing is watched on other transports.
+func (c *connActor) peerWatch(on bool) {
+	p := c.path
+	if p == nil || (on && p.peerStop != nil && p.peerOf == c.t) {
+		return
+	}
+	if p.peerStop != nil {
+		p.peerStop()
+		p.peerStop, p.peerOf = nil, nil
+	}
+	w, ok := c.t.(stacks.PeerMoveWatcher)
+	if !on || c.state != Established || !ok {
+		return
+	}
+	root, self := c.sys.AS.Root, c.self
+	stop, ok := w.WatchPeerMoves(func() { root.Send(self, &sessionMigrated{peer: true}) })
+	if !ok {
+		return // this side dialed the session: its peer does not migrate
+	}
+	p.peerStop, p.peerOf = stop, c.t
+	root.Send(self, &sessionMigrated{peer: true}) // a move before the watch began
+}
 
 // guardsPath tells whether the route monitor replaces this connection's
 // transport when its path is gone: an initiated connection with a
@@ -132,6 +172,7 @@ func (c *connActor) guardsPath() bool {
 func (c *connActor) pathReceive(ctx actor.Context, m any) {
 	switch m := m.(type) {
 	case *pathHandlerChanged:
+		c.peerWatch(c.link.hasPathChange())
 		if !c.link.hasPathChange() {
 			if !c.guardsPath() {
 				c.pathWatch(false)
@@ -146,6 +187,7 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 		}
 		if c.path == nil {
 			c.path = &pathState{addrs: stacks.AddrReading(c.local, c.remote)}
+			c.peerWatch(true)
 		}
 		// the first full reading, also when the path was already guarded
 		// (watched without one)
@@ -192,7 +234,11 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 	case *migrateDone: // conn_endpoints.go
 		c.migrated(ctx, m)
 	case *sessionMigrated:
-		c.refreshAddrs(ctx, "QUIC session migrated by another member of the group")
+		why := "QUIC session migrated by another member of the group"
+		if m.peer {
+			why = "the peer migrated the QUIC session"
+		}
+		c.refreshAddrs(ctx, why)
 	}
 }
 

@@ -270,6 +270,12 @@ type quicConn struct {
 
 	dgram quicDatagramReaders // which stream Transport reads the peer's datagrams
 
+	// the watchers of the peer's address (accepted connections) and the
+	// address they last learnt of: quic_migrate.go, notePeer
+	movesMu  sync.Mutex
+	moves    atomic.Pointer[quicMoves]
+	seenPeer atomic.Pointer[net.Addr]
+
 	// acceptTurn is held by the one accept running; it guards backlog,
 	// the peer's streams accepted but not returned yet
 	acceptTurn chan struct{}
@@ -663,6 +669,7 @@ func (s *quicStream) Write(p []byte) (int, error) {
 		return 0, ErrReceiveOnlyStream
 	}
 	s.noteWrite()
+	s.c.notePeer()
 	return s.snd.Write(p)
 }
 
@@ -706,6 +713,7 @@ func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
 		return false, ErrReceiveOnlyStream
 	}
 	s.noteWrite() // even when blocked: a writer goroutine writes it next
+	s.c.notePeer()
 	var p []byte
 	switch len(*b) {
 	case 0:
@@ -754,6 +762,7 @@ func (s *quicStream) WriteBuffers(b *net.Buffers) (int64, error) {
 		return 0, ErrReceiveOnlyStream
 	}
 	s.noteWrite()
+	s.c.notePeer()
 	var n int64
 	for len(*b) > 0 {
 		p := (*b)[0]
@@ -828,6 +837,7 @@ func (s *quicStream) Read(p []byte) (int, error) {
 		return 0, io.EOF // eof is set already
 	}
 	n, err := s.rcv.Read(p)
+	s.c.notePeer()
 	if err != nil && err != io.EOF {
 		s.mu.Lock()
 		if s.readClosed { // CloseRead's STOP_SENDING ended reading
@@ -1111,14 +1121,19 @@ type quicDatagramStream struct{ *quicStream }
 // SendDatagram sends p as one QUIC datagram (RFC 9221); a too large p fails
 // with ErrDatagramTooLarge, a peer without datagrams with
 // ErrDatagramsNotNegotiated.
-func (s *quicDatagramStream) SendDatagram(p []byte) error { return s.sendDatagram(p) }
+func (s *quicDatagramStream) SendDatagram(p []byte) error {
+	s.c.notePeer()
+	return s.sendDatagram(p)
+}
 
 // ReceiveDatagram waits for the next QUIC datagram of the connection, and
 // meanwhile for this stream Transport's turn to read them: the oldest live
 // one reads (quicDatagramReaders). Once the Transport is closed it fails
 // with net.ErrClosed.
 func (s *quicDatagramStream) ReceiveDatagram(ctx context.Context) ([]byte, error) {
-	return s.c.dgram.receive(ctx, s.c.conn, s.quicStream)
+	p, err := s.c.dgram.receive(ctx, s.c.conn, s.quicStream)
+	s.c.notePeer()
+	return p, err
 }
 
 func (quicStack) Listen(ctx context.Context, opts Options) (Listener, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -365,4 +366,102 @@ func (c *quicConn) migrate(ctx context.Context, local netip.AddrPort, iface stri
 	// the peer may not have followed a switch to old yet (quicDrainTime)
 	d.keep(old, !old.since.IsZero() && time.Since(old.since) < quicDrainTime)
 	return udp.LocalAddr(), nil
+}
+
+// The accepting side of a migration: quic-go moves a connection it
+// accepted to the peer's new address once it has validated the new path
+// and received the highest-numbered non-probing packet on it (RFC 9000
+// §9.3), and reports it nowhere but in Conn.RemoteAddr (an atomic load of
+// a value it replaces then). A PeerMoveWatcher learns of it at the
+// session's next read or write after the switch: every Read of a stream
+// Transport of the session, every write (Write, TryWriteBuffers,
+// WriteBuffers) and datagram sent or received checks it (notePeer). The
+// check costs one atomic load while nobody watches the session; while
+// some stream Transport watches it, two more atomic loads and a pointer
+// comparison. Nothing is read or compared per packet.
+
+// PeerMoveWatcher is implemented by the stream Transports of a QUIC
+// connection: on one this side accepted, the peer may migrate it.
+type PeerMoveWatcher interface {
+	// WatchPeerMoves calls moved, on a goroutine of its own, each time
+	// the connection's remote address (RemoteAddr, of every stream
+	// Transport of it) has changed: once per change, to every watcher of
+	// the connection, when a stream Transport of it next reads or writes
+	// after quic-go switched to the peer's new path. stop ends the watch
+	// (a moved already under way may still run once). ok is false, and
+	// nothing is watched, on a connection this side dialed: its peer (a
+	// server) does not migrate.
+	WatchPeerMoves(moved func()) (stop func(), ok bool)
+}
+
+// quicMoves are the watchers of the peer's address of an accepted
+// connection; a value is never modified (watchPeer replaces it).
+type quicMoves struct {
+	ws []*quicMoveWatch
+}
+
+type quicMoveWatch struct{ moved func() }
+
+// WatchPeerMoves implements PeerMoveWatcher.
+func (s *quicStream) WatchPeerMoves(moved func()) (stop func(), ok bool) {
+	return s.c.watchPeer(moved)
+}
+
+func (c *quicConn) watchPeer(moved func()) (stop func(), ok bool) {
+	if c.dial != nil {
+		return nil, false
+	}
+	w := &quicMoveWatch{moved: moved}
+	c.movesMu.Lock()
+	defer c.movesMu.Unlock()
+	m := c.moves.Load()
+	if m == nil { // the first watcher: the address as it is now
+		a := c.conn.RemoteAddr()
+		c.seenPeer.Store(&a)
+		m = &quicMoves{}
+	}
+	c.moves.Store(&quicMoves{ws: append(slices.Clip(m.ws), w)})
+	return func() { c.unwatchPeer(w) }, true
+}
+
+func (c *quicConn) unwatchPeer(w *quicMoveWatch) {
+	c.movesMu.Lock()
+	defer c.movesMu.Unlock()
+	m := c.moves.Load()
+	if m == nil {
+		return
+	}
+	ws := slices.DeleteFunc(slices.Clone(m.ws), func(x *quicMoveWatch) bool { return x == w })
+	if len(ws) == 0 {
+		c.moves.Store(nil)
+		return
+	}
+	c.moves.Store(&quicMoves{ws: ws})
+}
+
+// notePeer tells the watchers of the connection when its remote address
+// changed since the last check (see PeerMoveWatcher): the check of every
+// read and write.
+func (c *quicConn) notePeer() {
+	if c.moves.Load() == nil {
+		return
+	}
+	c.notePeerWatched()
+}
+
+func (c *quicConn) notePeerWatched() {
+	a := c.conn.RemoteAddr() // only on an accepted connection: watchPeer
+	old := c.seenPeer.Load()
+	if *old == a || !c.seenPeer.CompareAndSwap(old, &a) {
+		return // the same (quic-go stores a new address only on a switch), or another check reports it
+	}
+	m := c.moves.Load()
+	if m == nil {
+		return
+	}
+	go func() { // off the data path: the watchers may run actors
+		for _, w := range m.ws {
+			w.moved()
+		}
+	}()
 }

@@ -98,11 +98,11 @@ func (c *Connection) AddLocal(ctx context.Context, locals ...*LocalEndpoint) err
 // the migration failed. The route monitor's path loss (OnPathChange; only
 // for connections with WithReestablishment) migrates the same way when
 // another local endpoint of the set has an IP address that is up. The
-// accepting side cannot migrate (RemoveLocal there aborts as before); its
-// connections see the peer's new address (ConnectionInfo's remote
-// endpoint, Endpoints' remote set, and one PathChange) when they next read
-// their addresses: on GetProperties, Endpoints, or a route-monitor burst
-// (quic-go reports no migration).
+// accepting side cannot migrate (RemoveLocal there aborts as before);
+// when its peer migrates, its connections on that session follow (see
+// OnPathChange): ConnectionInfo's remote endpoint and Endpoints' remote
+// set show the peer's new address, and each connection with an
+// OnPathChange handler fires it once.
 func (c *Connection) RemoveLocal(ctx context.Context, locals ...*LocalEndpoint) error {
 	eps, err := localMessages(locals)
 	if err != nil {

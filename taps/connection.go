@@ -202,6 +202,15 @@ func (c *Connection) OnExcessiveRetransmission(fn func(c *Connection, count int)
 //     its path lost: with the new local address, without Reestablishing
 //     or Reestablished (the connection stays Established, its streams
 //     carry on); every member of its group sharing the session fires it;
+//   - on the accepting side of a QUIC session, when the peer migrates it:
+//     with the peer's new address (also in GetProperties' Remote and in
+//     Endpoints), once per move, on every connection of the session that
+//     has this handler, at the session's next read or write (any of its
+//     streams, or a datagram) after quic-go switched to the new path (a
+//     peer that migrates but sends nothing leaves quic-go on the old path
+//     until it does). The check costs one atomic load per read or write
+//     of a session without such a handler, a few more with one, nothing
+//     per packet;
 //   - on Linux, when the kernel's path to the peer changes while the
 //     connection is Established: a netlink route monitor (one per System,
 //     running while a connection has this handler or a re-establishment
