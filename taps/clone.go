@@ -57,41 +57,101 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // with a CloneError unwrapping to ErrSystemShutdown.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
 	clone, err := c.clone(ctx, opts...)
-	if err != nil && c.sys.s.IsShutdown() {
-		// the System's Shutdown ended it (or came first): say so, as an
-		// Initiate's EstablishmentError does
-		if ce, ok := err.(*CloneError); ok && !errors.Is(ce, ErrSystemShutdown) {
-			if ce.Err == nil {
-				ce.Err = ErrSystemShutdown
-			} else {
-				ce.Err = fmt.Errorf("%w: %w", ErrSystemShutdown, ce.Err)
-			}
-		}
+	return clone, c.shutdownCause(err)
+}
+
+// shutdownCause names the System's Shutdown in a CloneError it caused (or
+// that came after it), as an Initiate's EstablishmentError does.
+func (c *Connection) shutdownCause(err error) error {
+	ce, ok := err.(*CloneError)
+	if !ok || !c.sys.s.IsShutdown() || errors.Is(ce, ErrSystemShutdown) {
+		return err
 	}
-	return clone, err
+	if ce.Err == nil {
+		ce.Err = ErrSystemShutdown
+	} else {
+		ce.Err = fmt.Errorf("%w: %w", ErrSystemShutdown, ce.Err)
+	}
+	return ce
+}
+
+// CloneAsync is the RFC 9622 §7.4 form of Clone: it returns the new
+// Connection at once, in Establishing, and its Ready or EstablishmentError
+// follows as an event (set OnReady / OnEstablishmentError on it: a handler
+// set after its event still gets it, once), as InitiateAsync does for
+// Initiate. Sends made meanwhile wait for Ready. What Clone checks first
+// (a connection that cannot be cloned, invalid options, the System shut
+// down) fails here at once with a *CloneError. On a multistreaming stack
+// the clone's stream is opened before it returns, which waits while the
+// peer's stream limit is reached (bounded by ctx). ctx bounds the
+// establishment only: when it ends first, the clone's EstablishmentError
+// has ReasonTimeout.
+func (c *Connection) CloneAsync(ctx context.Context, opts ...CloneOption) (*Connection, error) {
+	clone, err := c.cloneAsync(ctx, opts...)
+	return clone, c.shutdownCause(err)
+}
+
+func (c *Connection) cloneAsync(ctx context.Context, opts ...CloneOption) (*Connection, error) {
+	req, cfg, err := c.prepareClone(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	clone, link, err := c.startClone(ctx, req, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			if !link.WasReady() {
+				tell(c.sys, clone.pid, &messages.AbortConnection{Err: ctx.Err()})
+			}
+		})
+		go func() {
+			select {
+			case <-link.Ready():
+			case <-link.Done():
+			}
+			stop()
+		}()
+	}
+	return clone, nil
 }
 
 func (c *Connection) clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
+	req, cfg, err := c.prepareClone(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	clone, link, err := c.startClone(ctx, req, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c.awaitClone(ctx, clone, link)
+}
+
+// prepareClone checks that c can be cloned and derives the clone's
+// configuration (and, on a multistreaming stack, opens its stream).
+func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*actors.CloneConnection, *messages.ConnectionConfig, error) {
 	var o cloneOpts
 	for _, f := range opts {
 		f(&o)
 	}
 	if st := c.link.State(); !st.Allows(actors.OpClone) {
-		return nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}
+		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}
 	}
 	if c.link.LeftGroup() {
 		// its group is itself alone, and a clone cannot join it: it would
 		// join the group it left
-		return nil, &CloneError{Reason: ReasonNotCloneable, Err: errLeftGroup}
+		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: errLeftGroup}
 	}
 	sets, err := c.endpointSets(ctx) // the ConnectionInfo and the endpoint sets (conn_endpoints.go)
 	if err != nil {
-		return nil, &CloneError{Err: err}
+		return nil, nil, &CloneError{Err: err}
 	}
 	info := sets.Info
 	st, err := stacks.ByName(info.Stack)
 	if err != nil || info.Remote == nil {
-		return nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
+		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
 	}
 	cfg := *c.cfg // the snapshot is immutable: copy and change the copy
 	cfg.Remotes, cfg.Locals = cloneEndpoints(info.Remote, sets)
@@ -110,13 +170,13 @@ func (c *Connection) clone(ctx context.Context, opts ...CloneOption) (*Connectio
 	if o.props != nil {
 		merged, err := propsFromMessage(info.Properties)
 		if err != nil {
-			return nil, &CloneError{Err: err}
+			return nil, nil, &CloneError{Err: err}
 		}
 		for _, p := range o.props.Properties() {
 			if p.Kind() == KindConnection && o.props.IsSet(p) {
 				v, _ := o.props.Get(p)
 				if err := merged.Set(p, v); err != nil {
-					return nil, &CloneError{Err: err}
+					return nil, nil, &CloneError{Err: err}
 				}
 			}
 		}
@@ -132,13 +192,19 @@ func (c *Connection) clone(ctx context.Context, opts ...CloneOption) (*Connectio
 		// same session
 		stream, err := callConn[*actors.StreamOpened](ctx, c, &actors.OpenStream{Ctx: ctx})
 		if err != nil {
-			return nil, &CloneError{Reason: ReasonNotCloneable, Err: err}
+			return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: err}
 		}
 		req.Stream = stream
 	}
+	return req, &cfg, nil
+}
+
+// startClone starts the clone's actors in the group (the clone's
+// establishment runs on from there). Its errors are CloneErrors.
+func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection, cfg *messages.ConnectionConfig) (*Connection, *actors.Link, error) {
 	link := actors.NewLink(c.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
 	req.Link = link
-	clone := newConnection(c.sys, link, &cfg)
+	clone := newConnection(c.sys, link, cfg)
 	clone.installHandlers(connHandlers{})
 	// the group ends once its last member has: waiting on this member's
 	// end too, a request the group took as it stopped (dropped unanswered)
@@ -154,9 +220,14 @@ func (c *Connection) clone(ctx context.Context, opts ...CloneOption) (*Connectio
 			// a member that starts late aborts it too)
 			_ = req.Stream.T.Abort()
 		}
-		return nil, &CloneError{Err: err}
+		return nil, nil, &CloneError{Err: err}
 	}
 	clone.pid, clone.group = started.Conn, started.Group
+	return clone, link, nil
+}
+
+// awaitClone waits for a started clone to be Ready (Clone).
+func (c *Connection) awaitClone(ctx context.Context, clone *Connection, link *actors.Link) (*Connection, error) {
 	select {
 	case <-link.Ready():
 	case <-ctx.Done():

@@ -147,3 +147,50 @@ func TestInitiateAsyncInvalidConfigurationFailsAtOnce(t *testing.T) {
 	require.ErrorAs(t, err, &ee)
 	require.Equal(t, ReasonInvalidConfiguration, ee.Reason, "%v", err)
 }
+
+// CloneAsync returns the clone at once (RFC 9622 §7.4); a Send made before
+// it is Ready waits for it, and a clone whose dial fails ends with an
+// EstablishmentError event (Err is it), the original untouched.
+func TestCloneAsync(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	c := dial(t, sys, ln, framers.NewLengthPrefix())
+	clone, err := c.CloneAsync(testCtx(t))
+	require.NoError(t, err)
+	require.Contains(t, []ConnectionState{StateEstablishing, StateEstablished}, clone.State())
+	ready := make(chan struct{})
+	clone.OnReady(func(*Connection) { close(ready) })
+	require.NoError(t, clone.Send(testCtx(t), []byte("clone, queued"), nil))
+	m, err := clone.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "clone, queued", string(m.Data))
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Ready for the clone")
+	}
+	members, err := c.GroupedConnections(testCtx(t))
+	require.NoError(t, err)
+	require.Len(t, members, 2, "the clone is in the group")
+
+	// the listener gone, a TCP clone's dial is refused: an event now
+	ln.Stop()
+	<-ln.Done()
+	failing, err := c.CloneAsync(testCtx(t))
+	require.NoError(t, err, "the dial's failure is the clone's event")
+	estErr := make(chan error, 1)
+	failing.OnEstablishmentError(func(_ *Connection, err error) { estErr <- err })
+	select {
+	case err := <-estErr:
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no EstablishmentError for the clone")
+	}
+	requireDone(t, failing)
+	var ee *EstablishmentError
+	require.ErrorAs(t, failing.Err(), &ee)
+	require.Equal(t, StateEstablished, c.State(), "the original goes on")
+	roundTrip(t, c, "original")
+}
