@@ -92,41 +92,29 @@ func (c *Connection) CloneAsync(ctx context.Context, opts ...CloneOption) (*Conn
 }
 
 func (c *Connection) cloneAsync(ctx context.Context, opts ...CloneOption) (*Connection, error) {
-	req, cfg, err := c.prepareClone(ctx, opts...)
+	clone, link, err := c.cloneStart(ctx, opts...)
 	if err != nil {
 		return nil, err
 	}
-	clone, link, err := c.startClone(ctx, req, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			if !link.WasReady() {
-				tell(c.sys, clone.pid, &messages.AbortConnection{Err: ctx.Err()})
-			}
-		})
-		go func() {
-			select {
-			case <-link.Ready():
-			case <-link.Done():
-			}
-			stop()
-		}()
-	}
+	abortUnlessReady(ctx, c.sys, clone.pid, link)
 	return clone, nil
 }
 
 func (c *Connection) clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
-	req, cfg, err := c.prepareClone(ctx, opts...)
-	if err != nil {
-		return nil, err
-	}
-	clone, link, err := c.startClone(ctx, req, cfg)
+	clone, link, err := c.cloneStart(ctx, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return c.awaitClone(ctx, clone, link)
+}
+
+// cloneStart prepares the clone and starts its actors.
+func (c *Connection) cloneStart(ctx context.Context, opts ...CloneOption) (*Connection, *actors.Link, error) {
+	req, cfg, err := c.prepareClone(ctx, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.startClone(ctx, req, cfg)
 }
 
 // prepareClone checks that c can be cloned and derives the clone's

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
@@ -630,23 +631,31 @@ func (p *Preconnection) InitiateAsync(ctx context.Context) (*Connection, error) 
 	if err != nil {
 		return nil, err
 	}
-	if ctx.Done() != nil {
-		// ctx ends the establishment only: once Ready (or ended) it
-		// has no effect
-		stop := context.AfterFunc(ctx, func() {
-			if !link.WasReady() {
-				tell(p.sys, c.pid, &messages.AbortConnection{Err: ctx.Err()})
-			}
-		})
-		go func() {
-			select {
-			case <-link.Ready():
-			case <-link.Done():
-			}
-			stop()
-		}()
-	}
+	abortUnlessReady(ctx, p.sys, c.pid, link)
 	return c, nil
+}
+
+// abortUnlessReady aborts the establishing connection pid when ctx ends
+// before it is Ready (its EstablishmentError then unwraps to ctx's error:
+// ReasonTimeout); once it is Ready, or ended, ctx has no effect. An
+// InitiateAsync or CloneAsync with a ctx that can end keeps one goroutine
+// until then.
+func abortUnlessReady(ctx context.Context, sys *System, pid *actor.PID, link *actors.Link) {
+	if ctx.Done() == nil {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() {
+		if !link.WasReady() {
+			tell(sys, pid, &messages.AbortConnection{Err: ctx.Err()})
+		}
+	})
+	go func() {
+		select {
+		case <-link.Ready():
+		case <-link.Done():
+		}
+		stop()
+	}()
 }
 
 type firstMessage struct {
