@@ -148,77 +148,75 @@ func quicKeepAliveProps(t *testing.T, d time.Duration) *TransportProperties {
 	return tp
 }
 
-// TestCloseTimeoutEndsCloseToStoppedQUICReader: with connTimeout set, a
-// Close whose queued messages cannot be written (the peer's stream stopped
-// reading: flow control) ends with a ConnectionError for connTimeout once
-// no byte was written for connTimeout, although the QUIC connection is
-// alive (keep-alives are acknowledged). It once stayed Closing for ever.
-// The messages still queued get SendErrors for the same timeout.
-func TestCloseTimeoutEndsCloseToStoppedQUICReader(t *testing.T) {
-	sys := newTestSystem(t)
-	const connTimeout = time.Second
-	sr := newStoppedQUICReader(t, sys, quicKeepAliveProps(t, connTimeout))
-	lastSent := sr.fill(t)
-	events := sr.queue(4)
-	require.NoError(t, sr.c.Close())
-	awaitEnd(t, sr.c, "Close with connTimeout")
-	require.GreaterOrEqual(t, time.Since(lastSent), connTimeout, "the Connection failed before connTimeout passed without progress")
-	var ce *ConnectionError
-	require.ErrorAs(t, sr.c.Err(), &ce)
-	requireTimedOut(t, sr.c.Err(), "the ConnectionError")
-	for i := range 4 {
-		err := <-events
-		var se *SendError
-		require.ErrorAs(t, err, &se, "queued message %d", i)
-		requireTimedOut(t, err, "queued message's SendError")
-	}
-}
-
-// TestConnTimeoutFailsEstablishedStoppedQUICReader: with connTimeout set,
-// an Established QUIC Connection whose queued data is not written for
-// connTimeout fails with a ConnectionError for it (no Close needed), and a
-// blocking Send waiting behind it returns a SendError for it; both once
-// waited for ever.
-func TestConnTimeoutFailsEstablishedStoppedQUICReader(t *testing.T) {
-	sys := newTestSystem(t)
-	const connTimeout = time.Second
-	sr := newStoppedQUICReader(t, sys, quicKeepAliveProps(t, connTimeout))
-	lastSent := sr.fill(t)
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- sr.c.Send(context.Background(), []byte("blocked"), nil) }()
-	awaitEnd(t, sr.c, "Established with connTimeout")
-	require.GreaterOrEqual(t, time.Since(lastSent), connTimeout)
-	var ce *ConnectionError
-	require.ErrorAs(t, sr.c.Err(), &ce)
-	requireTimedOut(t, sr.c.Err(), "the ConnectionError")
-	err := <-sendErr
-	var se *SendError
-	require.ErrorAs(t, err, &se)
-	requireTimedOut(t, err, "the blocked Send")
+// stoppedReaders are the peers that stop reading: a TCP one (the kernel's
+// TCP_USER_TIMEOUT, which counts zero-window probes, may end it first) and
+// a QUIC one whose connection stays alive (keep-alives are acknowledged),
+// which gotaps' own bound alone ends.
+var stoppedReaders = []struct {
+	name string
+	make func(t *testing.T, sys *System, connTimeout time.Duration) *stoppedReader
+}{
+	{"TCP", func(t *testing.T, sys *System, d time.Duration) *stoppedReader {
+		return newStoppedReader(t, sys, connTimeoutProps(t, d))
+	}},
+	{"QUIC", func(t *testing.T, sys *System, d time.Duration) *stoppedReader {
+		return newStoppedQUICReader(t, sys, quicKeepAliveProps(t, d))
+	}},
 }
 
 // TestCloseTimeoutEndsCloseToStoppedReader: with connTimeout set, a Close
 // whose queued messages cannot be written (the peer stopped reading)
 // ends with a ConnectionError for the timeout once no byte was written for
-// connTimeout, not never; the messages still queued get SendErrors for the
-// same timeout.
+// connTimeout, not never (on QUIC it stayed Closing for ever); the
+// messages still queued get SendErrors for the same timeout.
 func TestCloseTimeoutEndsCloseToStoppedReader(t *testing.T) {
-	sys := newTestSystem(t)
-	const connTimeout = time.Second
-	sr := newStoppedReader(t, sys, connTimeoutProps(t, connTimeout))
-	lastSent := sr.fill(t)
-	events := sr.queue(4)
-	require.NoError(t, sr.c.Close())
-	awaitEnd(t, sr.c, "Close with connTimeout")
-	require.GreaterOrEqual(t, time.Since(lastSent), connTimeout, "the Connection failed before connTimeout passed without progress")
-	var ce *ConnectionError
-	require.ErrorAs(t, sr.c.Err(), &ce)
-	requireTimedOut(t, sr.c.Err(), "the ConnectionError")
-	for i := range 4 {
-		err := <-events
-		var se *SendError
-		require.ErrorAs(t, err, &se, "queued message %d", i)
-		requireTimedOut(t, err, "queued message's SendError")
+	for _, r := range stoppedReaders {
+		t.Run(r.name, func(t *testing.T) {
+			sys := newTestSystem(t)
+			const connTimeout = time.Second
+			sr := r.make(t, sys, connTimeout)
+			lastSent := sr.fill(t)
+			events := sr.queue(4)
+			require.NoError(t, sr.c.Close())
+			awaitEnd(t, sr.c, "Close with connTimeout")
+			require.GreaterOrEqual(t, time.Since(lastSent), connTimeout, "the Connection failed before connTimeout passed without progress")
+			var ce *ConnectionError
+			require.ErrorAs(t, sr.c.Err(), &ce)
+			requireTimedOut(t, sr.c.Err(), "the ConnectionError")
+			for i := range 4 {
+				err := <-events
+				var se *SendError
+				require.ErrorAs(t, err, &se, "queued message %d", i)
+				requireTimedOut(t, err, "queued message's SendError")
+			}
+		})
+	}
+}
+
+// TestConnTimeoutFailsEstablishedStoppedReader: with connTimeout set, an
+// Established Connection whose queued data is not written for connTimeout
+// fails with a ConnectionError for the timeout (no Close needed), and a
+// blocking Send waiting on it returns a SendError for it (on QUIC both
+// once waited for ever).
+func TestConnTimeoutFailsEstablishedStoppedReader(t *testing.T) {
+	for _, r := range stoppedReaders {
+		t.Run(r.name, func(t *testing.T) {
+			sys := newTestSystem(t)
+			const connTimeout = time.Second
+			sr := r.make(t, sys, connTimeout)
+			lastSent := sr.fill(t)
+			sendErr := make(chan error, 1)
+			go func() { sendErr <- sr.c.Send(context.Background(), []byte("blocked"), nil) }()
+			awaitEnd(t, sr.c, "Established with connTimeout")
+			require.GreaterOrEqual(t, time.Since(lastSent), connTimeout)
+			var ce *ConnectionError
+			require.ErrorAs(t, sr.c.Err(), &ce)
+			requireTimedOut(t, sr.c.Err(), "the ConnectionError")
+			err := <-sendErr
+			var se *SendError
+			require.ErrorAs(t, err, &se)
+			requireTimedOut(t, err, "the blocked Send")
+		})
 	}
 }
 
@@ -252,28 +250,6 @@ func TestCloseWithoutConnTimeoutWaitsAndAbortEndsIt(t *testing.T) {
 		require.ErrorAs(t, err, &se, "queued message %d", i)
 		require.ErrorIs(t, err, ErrAborted, "queued message %d", i)
 	}
-}
-
-// TestConnTimeoutFailsEstablishedStoppedReader: with connTimeout set, an
-// Established Connection whose queued data is not written for connTimeout
-// fails with a ConnectionError for the timeout (no Close needed), and a
-// blocking Send waiting on it returns a SendError for it.
-func TestConnTimeoutFailsEstablishedStoppedReader(t *testing.T) {
-	sys := newTestSystem(t)
-	const connTimeout = time.Second
-	sr := newStoppedReader(t, sys, connTimeoutProps(t, connTimeout))
-	lastSent := sr.fill(t)
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- sr.c.Send(context.Background(), []byte("blocked"), nil) }()
-	awaitEnd(t, sr.c, "Established with connTimeout")
-	require.GreaterOrEqual(t, time.Since(lastSent), connTimeout)
-	var ce *ConnectionError
-	require.ErrorAs(t, sr.c.Err(), &ce)
-	requireTimedOut(t, sr.c.Err(), "the ConnectionError")
-	err := <-sendErr
-	var se *SendError
-	require.ErrorAs(t, err, &se)
-	requireTimedOut(t, err, "the blocked Send")
 }
 
 // TestConnTimeoutKeepsSlowReader: a peer that reads slowly (far less than
