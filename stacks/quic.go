@@ -100,6 +100,12 @@ type quicStack struct{}
 // is set. Options.KeepAlive is the PING period, ConnTimeout the idle
 // timeout, DSCP and Interface apply to the UDP socket.
 //
+// On Linux, an ICMP error from the server during Dial's handshake (port or
+// host unreachable) fails Dial at once with an error that unwraps to its
+// errno (syscall.ECONNREFUSED, ...), as TCP's refused connect does;
+// elsewhere, and once established, ICMP errors are ignored
+// (quic_icmp_linux.go).
+//
 // Dial returns after the handshake and opening of the stream. The peer's
 // Listener sees the stream, and so returns it from Accept, only once the
 // first stream data arrive (QUIC creates streams implicitly, RFC 9000
@@ -192,7 +198,9 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	// the socket and its Transport are the connection's first path; a
 	// migration replaces them (quic_migrate.go)
 	sock := newQUICSocket(udp)
-	sock.tr = &quic.Transport{Conn: quicPacketConn(sock, opts)}
+	// an ICMP error from remote ends the handshake (quic_icmp_linux.go)
+	pc, dctx, watched := watchQUICICMP(ctx, sock, remote)
+	sock.tr = &quic.Transport{Conn: quicPacketConn(pc, opts)}
 	tr := sock.tr
 	ra := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()))
 	dp := &quicDialPath{remote: ra}
@@ -200,10 +208,11 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	release := dp.release
 	var conn *quic.Conn
 	if cfg.ClientSessionCache != nil && opts.EarlyData {
-		conn, err = tr.DialEarly(ctx, ra, cfg, quicConfig(opts))
+		conn, err = tr.DialEarly(dctx, ra, cfg, quicConfig(opts))
 	} else {
-		conn, err = tr.Dial(ctx, ra, cfg, quicConfig(opts))
+		conn, err = tr.Dial(dctx, ra, cfg, quicConfig(opts))
 	}
+	watched()
 	if err != nil {
 		release()
 		return nil, wrapQUICHandshake(remote.String(), err)
