@@ -35,9 +35,9 @@ type Migrator interface {
 	// socket Dial made; iface, when not empty, replaces the interface
 	// binding (Options.Interface). It probes the new path (PATH_CHALLENGE,
 	// RFC 9000 §8.2) for at most QUICProbeTimeout or until ctx is done,
-	// then switches to it and closes the old socket (one it switched to
-	// moments before: once the peer has had time to follow, see
-	// quicDrainTime); it returns the new local address. On failure the
+	// then switches to it; the old socket keeps reading until quic-go has
+	// switched and quicDrainTime longer (see there), or until the
+	// connection ends. It returns the new local address. On failure the
 	// connection stays on its old path, untouched. One migration runs at a time (another waits for it).
 	Migrate(ctx context.Context, local netip.AddrPort, iface string) (net.Addr, error)
 }
@@ -69,8 +69,8 @@ type quicUDP interface {
 // connection migrated away from is therefore retired rather than closed
 // with its Transport: its writes are dropped, and its Transport's reads,
 // once they fail, wait until the Transport is closed with the connection
-// (release). Its file descriptor is closed at once, but for a socket the
-// connection switched to moments before (see quicDrainTime).
+// (release). Its file descriptor stays open, and reads, until the
+// connection has left it and quicDrainTime longer (see there).
 type quicSocket struct {
 	*net.UDPConn
 	batch   *ipv4.PacketConn // recvmmsg, as quic-go does for a *net.UDPConn
@@ -78,11 +78,13 @@ type quicSocket struct {
 	retired atomic.Bool
 	stop    chan struct{} // closed once a retired socket's reads may return
 	once    sync.Once
-	// since: when a migration switched the connection to it (zero: the
-	// socket Dial made); drain: the timer that closes the file
-	// descriptor of a retired socket that still reads (guarded by
-	// quicDialPath.mu)
-	since time.Time
+	// armed: a migration switched the connection to this socket, and
+	// quic-go has not written on it since; its next write calls
+	// switched (quicDialPath.switchSeen), set before armed.
+	armed    atomic.Bool
+	switched func(*quicSocket)
+	// drain: the timer that closes the file descriptor of a retired
+	// socket that still reads (guarded by quicDialPath.mu)
 	drain *time.Timer
 }
 
@@ -127,6 +129,7 @@ func (s *quicSocket) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UD
 // connection is on its way; if the path never comes back and nothing
 // moves the connection, its idle timeout ends it.
 func (s *quicSocket) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	s.noteWrite()
 	if !s.retired.Load() {
 		if n, oobn, err = s.UDPConn.WriteMsgUDP(b, oob, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
 			return n, oobn, err
@@ -136,12 +139,22 @@ func (s *quicSocket) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int,
 }
 
 func (s *quicSocket) WriteTo(b []byte, addr net.Addr) (int, error) {
+	s.noteWrite()
 	if !s.retired.Load() {
 		if n, err := s.UDPConn.WriteTo(b, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
 			return n, err
 		}
 	}
 	return len(b), nil
+}
+
+// noteWrite: quic-go's first write on a socket a migration switched it
+// to, once Switch has returned, tells that its run loop has switched (see
+// quicDrainTime). One atomic load per write.
+func (s *quicSocket) noteWrite() {
+	if s.armed.Load() && s.armed.CompareAndSwap(true, false) {
+		s.switched(s)
+	}
 }
 
 // pathGone tells whether a write failed because its path is gone rather
@@ -186,8 +199,11 @@ type quicDialPath struct {
 
 	mig     sync.Mutex // one migration at a time
 	cur     atomic.Pointer[quicSocket]
-	mu      sync.Mutex    // guards retired, released and the sockets' drain
+	mu      sync.Mutex    // guards retired, waiting, released and the sockets' drain
 	retired []*quicSocket // sockets left by migrations (and failed probes)
+	// waiting: the retired sockets that read until quic-go's switch to
+	// the current socket is seen (see quicDrainTime)
+	waiting []*quicSocket
 	// released: the connection ended and its sockets were closed
 	released bool
 	// state is the connection's ConnectionState, taken before the first
@@ -220,7 +236,7 @@ func (d *quicDialPath) release() {
 	d.mu.Lock()
 	d.released = true
 	socks := append(d.retired, d.cur.Load())
-	d.retired = nil
+	d.retired, d.waiting = nil, nil
 	for _, s := range socks {
 		if s.drain != nil {
 			s.drain.Stop()
@@ -232,42 +248,96 @@ func (d *quicDialPath) release() {
 	}
 }
 
-// quicDrainTime: a socket the connection switched to less than this before
-// it switched away from it again keeps reading (it drains) for this long
-// once retired, rather than having its file descriptor closed at once.
+// quicDrainTime: a socket the connection migrated away from keeps reading
+// until quic-go has switched, and this long after it (it drains), before
+// its file descriptor is closed; the connection's end closes it at once.
 //
-// The peer (a quic-go server) follows a migration only once it has
-// validated the new path and received a non-probing packet on it; until
-// then it sends everything (ACKs, stream data, RETIRE_CONNECTION_ID) on
-// its old path. Two migrations in a row (a → b → c, c probed right after
-// the switch to b) may have the server switch to b after it began
-// validating c: it then retires the connection ID it gave c's path and
-// can validate c only with a new one, which this side issues when it
-// reads the RETIRE_CONNECTION_ID the server sends on b. Were b's socket
-// closed, the server would stay on b, and the connection would deliver
-// nothing until its idle timeout. The socket a connection has been on
-// for a while (the server has followed it) is closed at once.
+// Path.Switch does not switch: quic-go's run loop does, when it next
+// wakes up (a packet read, a timer, something to send). The peer (a
+// quic-go server) follows a migration only once it has validated the new
+// path and received a non-probing packet (an ACK will do) on it (RFC 9000
+// §9.3); until then it sends everything (ACKs, stream data,
+// RETIRE_CONNECTION_ID) to the old address. Were the old socket closed at
+// once, a connection on which this side sends nothing (a download) would
+// stall whenever the run loop had nothing pending at the switch: the
+// server's packets lost at the closed socket, nothing waking the run
+// loop to send from the new path, the server never following, until the
+// idle timeout. Reading, the old socket hands them to the connection,
+// which wakes, switches, and acknowledges them from the new path: the
+// server follows. So the old socket reads, however long, until quic-go's
+// first write on the new socket after Switch returned (switchSeen: a
+// write there means the run loop has switched, or switches before its
+// next send, a path probe written late having scheduled one), and then
+// for quicDrainTime, which covers the server's packets sent before that
+// write reaches it, or before a later one does if it is lost. A second
+// migration before that write moves the wait to the newer socket: quic-go
+// switches only to the last path it was told to (a → b → c may skip b).
+// The drain also lets the server, when it switched to b after it began
+// validating c, retire the connection ID it gave c's path and have a new
+// one: it sends RETIRE_CONNECTION_ID on b, which this side must read.
+//
+// The rule costs one atomic load per write, and keeps a retired socket's
+// file descriptor open while the connection neither sends nor receives
+// after the migration (bounded by its life: release closes every socket).
 const quicDrainTime = QUICMaxProbe
 
-// keep retires s, or closes it when the connection has ended. drain: s
-// keeps reading for quicDrainTime (see there), else its file descriptor
-// is closed at once.
-func (d *quicDialPath) keep(s *quicSocket, drain bool) {
+// testHookMigrateProbed, when set, runs in migrate between the answered
+// probe of the new path and the switch to it.
+var testHookMigrateProbed atomic.Pointer[func()]
+
+// keep retires s and closes its file descriptor (a failed probe's
+// socket: the connection never used it), or closes it when the
+// connection has ended.
+func (d *quicDialPath) keep(s *quicSocket) {
 	d.mu.Lock()
 	if !d.released {
 		s.retire()
 		d.retired = append(d.retired, s)
-		if drain {
-			s.drain = time.AfterFunc(quicDrainTime, s.shut)
-		} else {
-			s.shut()
-		}
+		s.shut()
 		s = nil
 	}
 	d.mu.Unlock()
 	if s != nil {
 		s.close()
 	}
+}
+
+// switchTo makes s the connection's socket once Path.Switch has returned:
+// the one it replaces is retired, reading until quic-go's switch is seen
+// (switchSeen) and quicDrainTime longer. It is false, and s is closed,
+// when the connection has ended.
+func (d *quicDialPath) switchTo(s *quicSocket) bool {
+	d.mu.Lock()
+	if d.released {
+		d.mu.Unlock()
+		s.close()
+		return false
+	}
+	old := d.cur.Swap(s)
+	old.armed.Store(false) // a late write on it no longer tells anything
+	old.retire()
+	d.retired = append(d.retired, old)
+	d.waiting = append(d.waiting, old)
+	s.switched = d.switchSeen
+	s.armed.Store(true)
+	d.mu.Unlock()
+	return true
+}
+
+// switchSeen: quic-go wrote on s after a migration switched to it: the
+// sockets waiting for that switch drain for quicDrainTime. A write on a
+// socket another migration has replaced since tells nothing (the wait
+// moved to the newer one).
+func (d *quicDialPath) switchSeen(s *quicSocket) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.released || d.cur.Load() != s {
+		return
+	}
+	for _, w := range d.waiting {
+		w.drain = time.AfterFunc(quicDrainTime, w.shut)
+	}
+	d.waiting = nil
 }
 
 // socket is the UDP socket the connection uses now.
@@ -346,25 +416,20 @@ func (c *quicConn) migrate(ctx context.Context, local netip.AddrPort, iface stri
 	err = path.Probe(pctx)
 	stop()
 	cancel()
+	if h := testHookMigrateProbed.Load(); err == nil && h != nil {
+		(*h)()
+	}
 	if err == nil {
 		err = path.Switch()
 	}
 	if err != nil {
 		_ = path.Close()
-		d.keep(sock, false) // a PATH_CHALLENGE registered the connection with it
+		d.keep(sock) // a PATH_CHALLENGE registered the connection with it
 		return nil, fmt.Errorf("probing the path from %v: %w", local, err)
 	}
-	d.mu.Lock()
-	if d.released { // it ended meanwhile: nothing to switch
-		d.mu.Unlock()
-		sock.close()
+	if !d.switchTo(sock) { // it ended meanwhile: nothing to switch
 		return nil, fmt.Errorf("%w: the connection has ended", ErrMigrationNotPossible)
 	}
-	sock.since = time.Now()
-	old := d.cur.Swap(sock)
-	d.mu.Unlock()
-	// the peer may not have followed a switch to old yet (quicDrainTime)
-	d.keep(old, !old.since.IsZero() && time.Since(old.since) < quicDrainTime)
 	return udp.LocalAddr(), nil
 }
 

@@ -86,11 +86,16 @@ func (c *Connection) AddLocal(ctx context.Context, locals ...*LocalEndpoint) err
 // is left in the set (an IP address of the remote's family other than the
 // current one, a host name, or an interface): its session moves to a new
 // UDP socket bound to the first such endpoint (with the original socket's
-// options), once a probe of the new path (at most 5 s) is answered; the
-// old socket is then closed. Every stream of the session carries on, so
-// every member of the connection group sharing it: nothing is lost, there
-// is no Reestablishing event, the connection stays Established (and keeps
-// sending on the old path while the new one is probed), and OnPathChange
+// options), once a probe of the new path (at most 5 s) is answered. The
+// old socket keeps reading, however long, until QUIC has switched to the
+// new path (which it does at its next packet sent or received: the
+// server's packets still sent to the old address are read there, and
+// acknowledged from the new path, which makes the server follow), and 5 s
+// more; it is closed then, or at once when the connection ends. Every
+// stream of the session carries on, so every member of the connection
+// group sharing it: nothing is lost, there is no Reestablishing event,
+// the connection stays Established (and keeps sending on the old path
+// while the new one is probed), and OnPathChange
 // fires with the new local address, on this connection and on the other
 // members of the group on the same session (their endpoint sets are their
 // own and do not change). When the probe or the bind fails, the removal
