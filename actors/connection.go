@@ -301,8 +301,12 @@ type connActor struct {
 	dir        Direction // what the direction property lets this side do (direction.go)
 	everReady  bool      // Ready was reported once
 	closeAsked bool      // the application asked to close: never re-establish
+	halting    bool      // Stopping came (receiveFast)
+	// sendingEarly: the held early sends go out after the handshake,
+	// also once Close began (they were accepted before it)
+	sendingEarly bool
 	// (the one-byte fields above sit together: no padding between them)
-	quantum int // the grant's turn in bytes (0: schedQuantum)
+	quantum int32 // the grant's turn in bytes (0: schedQuantum)
 
 	rejoinVia *actor.PID // the member opening this one's stream (rejoin.go)
 
@@ -331,8 +335,8 @@ type connActor struct {
 	report        *messages.EstablishmentReport
 	established   time.Time
 
-	framersReady int
-	framersStop  int          // framers whose Stop is done, top down
+	framersReady int32
+	framersStop  int32        // framers whose Stop is done, top down
 	stopMarks    uint64       // bit i: framer i was sent its Stop
 	stopMore     map[int]bool // the same beyond 64 framers
 
@@ -343,7 +347,7 @@ type connActor struct {
 
 	closeGen  uint64
 	linger    *time.Timer
-	life      lifeTimer               // msgLifetime of the messages that wait (msglifetime.go)
+	life      *lifeTimer              // msgLifetime of the messages that wait (msglifetime.go); nil until needed
 	ww        *writeWatch             // connTimeout on a blocked write (write_stall.go); nil until needed
 	attempts  int                     // consecutive re-establishment attempts
 	heldEarly []*messages.SendMessage // non-replayable sends waiting for the handshake
@@ -352,10 +356,6 @@ type connActor struct {
 	dgParts   map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
 	path      *pathState            // PathChange (pathwatch.go); nil until needed
 
-	halting bool // Stopping came (receiveFast)
-	// sendingEarly: the held early sends go out after the handshake,
-	// also once Close began (they were accepted before it)
-	sendingEarly bool
 	// the establishment under way (establish_deadline.go); nil once Ready
 	est *establishState
 	// a QUIC migration's goroutine (conn_endpoints.go), when one ran:
@@ -670,7 +670,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.openStream(ctx, m)
 	case *writeGrant:
 		c.granted = true
-		c.quantum, c.splitTurns = m.quantum, m.split
+		c.quantum, c.splitTurns = int32(m.quantum), m.split
 		c.flush(ctx)
 	case *streamAccepted:
 		c.shared = true // a peer's stream joined the group (acceptStreams)
@@ -1118,7 +1118,7 @@ func framerPrefix(idx int) string {
 }
 
 func (c *connActor) maybeReady(ctx actor.Context) {
-	if c.state != Establishing || c.t == nil || c.framersReady < len(c.framers) {
+	if c.state != Establishing || c.t == nil || int(c.framersReady) < len(c.framers) {
 		return
 	}
 	c.established = time.Now()
@@ -1641,7 +1641,7 @@ func (c *connActor) waitForGrant(ctx actor.Context) bool {
 // packet under RoundRobinPerPacket) of queued items for this turn and sets
 // the rest aside, in order, for the next turns (splitTurn).
 func (c *connActor) takeQuantum() {
-	q, split := c.quantum, c.splitTurns
+	q, split := int(c.quantum), c.splitTurns
 	if q <= 0 {
 		q = schedQuantum
 	}
@@ -1979,8 +1979,8 @@ func (c *connActor) progressClose(ctx actor.Context) {
 		c.link.setReadAhead(true)
 		return
 	}
-	if c.framersStop < len(c.framers) {
-		idx := len(c.framers) - 1 - c.framersStop
+	if int(c.framersStop) < len(c.framers) {
+		idx := len(c.framers) - 1 - int(c.framersStop)
 		if !c.stopSent(idx) {
 			ctx.Send(c.framers[idx], &framerStop{})
 		}

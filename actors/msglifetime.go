@@ -33,7 +33,10 @@ func deadlineOf(m *messages.SendMessage) (at time.Time, ok bool) {
 
 // armLifetime makes the timer fire at at, unless it fires earlier already.
 func (c *connActor) armLifetime(ctx actor.Context, at time.Time) {
-	lt := &c.life
+	if c.life == nil {
+		c.life = new(lifeTimer)
+	}
+	lt := c.life
 	if lt.t != nil && !at.Before(lt.at) {
 		return
 	}
@@ -50,7 +53,7 @@ func (c *connActor) armLifetime(ctx actor.Context, at time.Time) {
 
 // stopLifetime stops the timer (the connection ends).
 func (c *connActor) stopLifetime() {
-	if c.life.t != nil {
+	if c.life != nil && c.life.t != nil {
 		c.life.t.Stop()
 		c.life.t = nil
 	}
@@ -60,7 +63,7 @@ func (c *connActor) stopLifetime() {
 // passed (those queued before Ready, and the whole messages queued for
 // writing: dropExpired), and arms the timer for the next deadline.
 func (c *connActor) lifetimeTicked(ctx actor.Context, m *lifetimeTick) {
-	if m.gen != c.life.gen || c.life.t == nil {
+	if c.life == nil || m.gen != c.life.gen || c.life.t == nil {
 		return
 	}
 	c.life.t = nil
