@@ -45,10 +45,14 @@ func (c *connActor) sockStartCongestion() {
 	if c.stack != "tcp" && c.stack != "tls" {
 		return
 	}
-	cc := scavengerCongestion(c.spec.cfg.Properties.GetValues()["connCapacityProfile"].GetEnumValue())
-	if cc == "" {
-		return
+	if cc := scavengerCongestion(c.spec.cfg.Properties.GetValues()["connCapacityProfile"].GetEnumValue()); cc != "" {
+		c.setCongestion(cc)
 	}
+}
+
+// setCongestion sets the socket's congestion control (its own function:
+// the string escapes to the heap only when there is one to set).
+func (c *connActor) setCongestion(cc string) {
 	if err := stacks.ApplyLive(c.t, stacks.LiveOptions{Congestion: &cc}); err != nil {
 		c.logger().Debug("connCapacityProfile: congestion control not set", "congestion", cc, "error", err)
 	}
