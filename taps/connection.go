@@ -553,7 +553,10 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 // Batch runs fn and sends every message fn sends with SendAsync as one
 // batch, in as few writes as possible (seed: batch; RFC 9622 StartBatch /
 // EndBatch). Blocking Sends inside fn are not batched: each goes out at
-// once, with the messages batched before it.
+// once, with the messages batched before it. The batch is the
+// Connection's, not fn's goroutine's: a SendAsync from another goroutine
+// while fn runs joins it, and Batches nested or run from several
+// goroutines at once make one batch, sent when the last of them ends.
 func (c *Connection) Batch(fn func()) {
 	c.mu.Lock()
 	c.batching.Add(1)
@@ -747,7 +750,8 @@ var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
 // queued get SendErrors for it. Without it (Disabled, the default) the
 // close waits for the peer to read, as RFC 9622 §10 has it; Abort ends it
 // at once. Close does not wait; Done does. Closing a closed connection
-// returns an error unwrapping to ErrClosed.
+// returns an error unwrapping to ErrClosed; Close while it is closing
+// (from another goroutine, say) returns nil and changes nothing.
 func (c *Connection) Close() error {
 	if c.link.State() == actors.Closed {
 		return errCloseClosed

@@ -132,7 +132,8 @@ func (l *Listener) Addr() net.Addr {
 // SetNewConnectionLimit sets how many more connections the Listener
 // delivers (RFC 9622 §7.2): each ConnectionReceived decrements it; at 0 no
 // more are delivered (new ones wait in the kernel's backlog) until it is
-// raised. NoConnectionLimit (the default) means infinite.
+// raised. NoConnectionLimit (the default) means infinite, as does any
+// negative limit.
 func (l *Listener) SetNewConnectionLimit(limit int64) error {
 	if limit < 0 {
 		limit = NoConnectionLimit

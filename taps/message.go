@@ -36,7 +36,10 @@ type Message struct {
 // clears Data. The Message itself (and its Context) may be reused for the
 // connection's next received Message, so that a receive loop that
 // releases each Message allocates nothing per message. Call it at most
-// once, when nothing else uses the Message or its Context.
+// once, when nothing else uses the Message or its Context: it is not safe
+// for concurrent use. A second call before the connection's next Receive
+// does nothing; after it, the Message may already be that next one, which
+// the call would release.
 func (m *Message) Release() {
 	if m.backing != nil && m.link != nil {
 		m.link.RecycleRecv(m.backing)

@@ -88,28 +88,33 @@ func (mc *MessageContext) setLocked(p Property, v any) error {
 }
 
 // Lifetime sets msgLifetime: after d the Message need not be sent
-// (Expired). d must be > 0; for Infinite (the default) use
-// Set(MsgLifetime, Infinite).
+// (Expired). d must be > 0; for Infinite use Set(MsgLifetime, Infinite).
+// Default: the Connection's msgLifetime (Infinite unless its
+// TransportProperties set it).
 func (mc *MessageContext) Lifetime(d time.Duration) *MessageContext { return mc.record(MsgLifetime, d) }
 
-// Priority sets msgPriority (>= 0; lower is more important; default 100).
+// Priority sets msgPriority (>= 0; lower is more important). Default: the
+// Connection's msgPriority (100 unless its TransportProperties set it).
 func (mc *MessageContext) Priority(p int) *MessageContext { return mc.record(MsgPriority, p) }
 
 // Ordered sets msgOrdered (default: the Connection's preserveOrder).
 func (mc *MessageContext) Ordered(b bool) *MessageContext { return mc.record(MsgOrdered, b) }
 
-// SafelyReplayable sets safelyReplayable (the seed's "idempotent"; default
-// false): the Message may be delivered more than once, which 0-RTT and UDP
-// need.
+// SafelyReplayable sets safelyReplayable (the seed's "idempotent"): the
+// Message may be delivered more than once, which 0-RTT and UDP need.
+// Default: the Connection's safelyReplayable (false unless its
+// TransportProperties set it; true under the UnreliableDatagram profile).
 func (mc *MessageContext) SafelyReplayable(b bool) *MessageContext {
 	return mc.record(SafelyReplayable, b)
 }
 
-// Final sets final (default false): this is the last Message of the
-// Connection.
+// Final sets final: this is the last Message of the Connection. Default:
+// the Connection's final (false unless its TransportProperties set it).
 func (mc *MessageContext) Final(b bool) *MessageContext { return mc.record(Final, b) }
 
-// ChecksumLen sets msgChecksumLen to n bytes (>= 0; default FullCoverage).
+// ChecksumLen sets msgChecksumLen to n bytes (>= 0). Default: the
+// Connection's msgChecksumLen (FullCoverage unless its TransportProperties
+// set it).
 func (mc *MessageContext) ChecksumLen(n int) *MessageContext { return mc.record(MsgChecksumLen, n) }
 
 // FullChecksum sets msgChecksumLen to FullCoverage.
@@ -126,18 +131,20 @@ func (mc *MessageContext) CapacityProfile(c CapacityProfile) *MessageContext {
 	return mc.record(MsgCapacityProfile, c)
 }
 
-// NoFragmentation sets noFragmentation (default false): the message is sent
-// without network-layer fragmentation. On UDP and UDP-Lite it leaves with
-// DF set (IPv4) or unfragmented (IPv6), and a message larger than the path
-// MTU gets a SendError wrapping [stacks.ErrFragmentationNeeded] instead;
-// TCP and TLS segment at the transport and keep DF on (path MTU discovery
-// is switched back on if it was off); QUIC always sets DF itself. See
-// [NoFragmentation].
+// NoFragmentation sets noFragmentation (default: the Connection's
+// noFragmentation, false unless its TransportProperties set it): the
+// message is sent without network-layer fragmentation. On UDP and UDP-Lite
+// it leaves with DF set (IPv4) or unfragmented (IPv6), and a message
+// larger than the path MTU gets a SendError wrapping
+// [stacks.ErrFragmentationNeeded] instead; TCP and TLS segment at the
+// transport and keep DF on (path MTU discovery is switched back on if it
+// was off); QUIC always sets DF itself. See [NoFragmentation].
 func (mc *MessageContext) NoFragmentation(b bool) *MessageContext {
 	return mc.record(NoFragmentation, b)
 }
 
-// NoSegmentation sets noSegmentation (default false).
+// NoSegmentation sets noSegmentation. Default: the Connection's
+// noSegmentation (false unless its TransportProperties set it).
 func (mc *MessageContext) NoSegmentation(b bool) *MessageContext {
 	return mc.record(NoSegmentation, b)
 }

@@ -185,35 +185,44 @@ func WithUnfulfilledHandler(fn func(err error)) PreconnectionOption {
 func WithSystem(sys *System) PreconnectionOption { return func(p *Preconnection) { p.sys = sys } }
 
 // WithAttemptDelay sets the racing stagger, the Connection Attempt Delay of
-// RFC 8305 (default 250 ms; clamped to [10 ms, 2 s]).
+// RFC 8305 (default 250 ms, also for 0; other values are clamped to
+// [10 ms, 2 s]).
 func WithAttemptDelay(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.attemptDelay = d }
 }
 
 // WithEstablishmentTimeout bounds the whole establishment (the seed's
 // initiate timeout): resolution, racing, and the framers' handshakes up to
-// Ready. The default 0 means only ctx bounds it.
+// Ready. The default 0 (as any d <= 0) means only ctx bounds it.
 func WithEstablishmentTimeout(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.estTimeout = d }
 }
 
 // WithLingerTimeout bounds how long a graceful Close waits for the peer's
-// end of stream after sending its own (default 5 s), when it waits: a
-// quiescent TCP connection closes at once (see Connection.Close).
+// end of stream after sending its own (default 5 s, also for d <= 0), when
+// it waits: a quiescent TCP connection closes at once (see
+// Connection.Close).
 func WithLingerTimeout(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.linger = d }
 }
 
 // WithReceiveBuffer bounds the received bytes a connection holds for the
-// application (default 4 MiB): beyond it gotaps stops reading from the
-// socket until Receive consumes.
+// application (default 4 MiB, also for n <= 0): beyond it gotaps stops
+// reading from the socket until Receive consumes.
 func WithReceiveBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.recvLimit = n } }
 
-// WithSendBuffer bounds the bytes queued for sending (default 4 MiB):
-// beyond it Send waits and SendAsync reports ErrSendQueueFull.
+// WithSendBuffer bounds the bytes queued for sending (default 4 MiB, also
+// for n <= 0): beyond it Send waits and SendAsync reports
+// ErrSendQueueFull. A single Message larger than the bound is taken when
+// nothing is queued.
 func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.sendLimit = n } }
 
-// WithResolver replaces host name resolution (default net.DefaultResolver).
+// WithResolver replaces host name resolution (default
+// net.DefaultResolver.LookupNetIP). lookup is called with network "ip6"
+// and "ip4" for each host name, both at once (RFC 8305 §3), and from
+// several Initiates at once: it must be safe for concurrent use, and
+// return once its ctx ends (a lookup still running after the IPv4 answer
+// and the resolution delay is cancelled, and waited for).
 func WithResolver(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) PreconnectionOption {
 	return func(p *Preconnection) { p.resolver = stacks.Resolver{LookupNetIP: lookup} }
 }
