@@ -425,8 +425,23 @@ func (c *connActor) apply(in Input, err error) bool {
 	}
 	c.state = to
 	c.link.setState(to)
+	switch ev {
+	case EvEstablishmentError, EvClosed, EvConnectionError:
+		// the sends still waiting fail now, before the terminal event
+		// (emitTerminal) and its trace record: their SendError records
+		// come before it, as their events do
+		cause := err
+		if cause == nil {
+			cause = ErrClosed
+		}
+		c.link.failAllSends(cause)
+	}
 	if from != to || ev != EvNone {
-		c.recordTransition(from, to, ev, err)
+		recEv := ev
+		if c.everReady && ev == EvEstablishmentError {
+			recEv = EvConnectionError // what the application gets (below)
+		}
+		c.recordTransition(from, to, recEv, err)
 	}
 	if c.everReady {
 		switch ev {
@@ -1910,6 +1925,11 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 		}
 	}
 	if werr != nil {
+		if c.sys.Tracing() {
+			for _, id := range ids {
+				c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: id, Error: werr.Error()})
+			}
+		}
 		c.link.sendDone(ids, acquired, werr)
 		c.fail(ctx, fmt.Errorf("write: %w", werr))
 		return
@@ -2075,6 +2095,9 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 
 func (c *connActor) failPending(err error) {
 	for _, m := range append(append(c.pending, c.heldSends...), c.heldEarly...) {
+		if c.sys.Tracing() {
+			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: m.SendID, Error: err.Error()})
+		}
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 	}
 	c.pending, c.heldSends, c.heldEarly = nil, nil, nil

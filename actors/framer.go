@@ -390,7 +390,9 @@ func (a *framerActor) report(ctx actor.Context) {
 	if a.failErr != nil {
 		err := a.failErr
 		a.failErr = nil
-		a.sys.trace(&messages.TraceRecord{Kind: "receive_error", Event: "FramerFailed", Error: err.Error()})
+		if a.sys.Tracing() {
+			a.sys.trace(&messages.TraceRecord{Kind: "receive_error", Event: "FramerFailed", ConnectionId: a.link.ID(), Error: err.Error()})
+		}
 		ctx.Send(a.conn, &framerFailed{fromTransport: a.tgen, idx: a.idx, err: err})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/gotaps/gotaps/supervision"
 )
@@ -436,6 +437,30 @@ func (l *Link) emitReady() {
 	l.fulfil(reqs)
 }
 
+// tracedSendsLocked returns the ids of the waiting sends when the
+// connection's System traces (their SendError events are trace records
+// too), nil otherwise.
+func (l *Link) tracedSendsLocked() []uint64 {
+	if l.sendWaiters.live == 0 {
+		return nil
+	}
+	if s := l.panicTo.Load(); s == nil || !s.sys.Tracing() {
+		return nil
+	}
+	return l.sendWaiters.liveIDs()
+}
+
+// traceSendErrors traces the SendError of sends ids, failed with err.
+func (l *Link) traceSendErrors(ids []uint64, err error) {
+	if len(ids) == 0 {
+		return
+	}
+	s := l.panicTo.Load()
+	for _, id := range ids {
+		s.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: l.id, MessageId: id, Error: err.Error()})
+	}
+}
+
 // emitTerminal ends the Link: pending receives and sends fail, then the
 // terminal handler runs. Nothing is delivered after it.
 func (l *Link) emitTerminal(ev Event, err error) {
@@ -467,6 +492,7 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	if l.idleTimer != nil {
 		l.idleTimer.Stop()
 	}
+	traced := l.tracedSendsLocked()
 	waiters := l.sendWaiters.takeAll()
 	reqs := l.serveLocked(nil)
 	h := l.h
@@ -487,6 +513,7 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	if cause == nil {
 		cause = ErrClosed
 	}
+	l.traceSendErrors(traced, cause)
 	for _, w := range waiters {
 		w(cause)
 	}
@@ -591,6 +618,7 @@ func (l *Link) reopen() {
 // failAllSends fails every send still waiting for its event.
 func (l *Link) failAllSends(err error) {
 	l.mu.Lock()
+	traced := l.tracedSendsLocked()
 	waiters := l.sendWaiters.takeAll()
 	l.sendQueued = 0
 	if l.sendWake != nil {
@@ -598,6 +626,7 @@ func (l *Link) failAllSends(err error) {
 		l.sendWake, l.wakeHanded = nil, false
 	}
 	l.mu.Unlock()
+	l.traceSendErrors(traced, err)
 	for _, w := range waiters {
 		w(err)
 	}
@@ -961,6 +990,17 @@ func (w *sendWaitList) find(id uint64) int {
 		}
 	}
 	return -1
+}
+
+// liveIDs returns the ids of the waiting sends, in order.
+func (w *sendWaitList) liveIDs() []uint64 {
+	var ids []uint64
+	for _, e := range w.q[w.head:] {
+		if e.fn != nil {
+			ids = append(ids, e.id)
+		}
+	}
+	return ids
 }
 
 // takeAll removes every waiter and returns them, in order.

@@ -606,7 +606,9 @@ type TraceRecord struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// Kind: "state", "candidate", "sent", "received", "send_error",
-	// "receive_error", "expired", "soft_error", "listener", "group".
+	// "receive_error", "expired", "datagram", "soft_error", "retransmit",
+	// "path", "listener", "group", "rendezvous", "panic" (see
+	// taps.TraceRecord).
 	Kind         string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	ConnectionId uint64 `protobuf:"varint,3,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
 	FromState    string `protobuf:"bytes,4,opt,name=from_state,json=fromState,proto3" json:"from_state,omitempty"`

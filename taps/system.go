@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/messages"
@@ -41,11 +43,20 @@ func WithLogger(l *slog.Logger) SystemOption { return func(c *systemConfig) { c.
 
 // WithTraceWriter writes one JSON object per line to w for every state
 // change, racing event and message event (the protojson form of the trace
-// records; tapscat --trace uses it). Writes are serialized.
+// records; tapscat --trace uses it). Writes are serialized, on gotaps'
+// goroutines: a slow w slows the connections that trace. Each line's
+// time_unix_nano is taken as it is written, so that the lines are in time
+// order (a WithTracer function set too sees the time of the event,
+// microseconds earlier). A write error is ignored; a panic of
+// w.Write is recovered (the first is logged at Error) and the record
+// dropped.
 func WithTraceWriter(w io.Writer) SystemOption { return func(c *systemConfig) { c.w = w } }
 
 // WithTracer calls fn for every trace record. fn is called from gotaps'
-// goroutines and must not block.
+// goroutines, several at once (unlike WithTraceWriter's writes, calls are
+// not serialized: fn must be safe for concurrent use), and must not
+// block. A panic of fn is recovered (the first is logged at Error) and
+// does not affect the connection or listener that traced.
 func WithTracer(fn func(*TraceRecord)) SystemOption { return func(c *systemConfig) { c.trace = fn } }
 
 // WithHandlerPanic calls fn with every panic recovered from an
@@ -100,10 +111,28 @@ func handlerPanicReport(fn func(*PanicError), logger *slog.Logger) func(*PanicEr
 // TraceRecord is one trace event (see WithTracer).
 type TraceRecord struct {
 	TimeUnixNano int64
-	// Kind: "state", "candidate", "sent", "received", "send_error",
-	// "receive_error", "expired", "listener", "group", "panic" (a handler
-	// panic: Event names the handler, Error the panic; see
-	// WithHandlerPanic).
+	// Kind names what happened (Event gives the RFC 9622 event or step):
+	//   - "state": a connection's state change (FromState, ToState; Event
+	//     Ready, ConnectionReceived, RendezvousDone, Closed,
+	//     EstablishmentError, ConnectionError, or none)
+	//   - "candidate": a racing attempt (AttemptStarted, AttemptFailed,
+	//     AttemptWon, AttemptCancelled; FramerFailed before Ready)
+	//   - "sent", "received" (Received, ReceivedPartial, ReceiveError,
+	//     PeerEndOfStream), "send_error", "receive_error" (a framer
+	//     failed), "expired": message events
+	//   - "datagram": a QUIC datagram sent or received (besides its
+	//     "sent" or "received" record)
+	//   - "soft_error" (SoftError), "retransmit"
+	//     (ExcessiveRetransmission), "path" (PathChange, Migrating,
+	//     Migrated, MigrationFailed)
+	//   - "listener": Listening, ConnectionReceived, ConnectionRefused,
+	//     ListenClosed, ListenFailed, Stopped
+	//   - "group": MemberJoined, MemberLeft, MemberRefused,
+	//     MemberReestablishing, MemberReestablished, MemberRejoined
+	//   - "rendezvous": a Rendezvous's steps (Listening, candidate checks,
+	//     RendezvousDone, EstablishmentError, ...)
+	//   - "panic": a handler panic (Event names the handler, Error the
+	//     panic; see WithHandlerPanic)
 	Kind         string
 	ConnectionID uint64
 	GroupID      uint64
@@ -130,19 +159,26 @@ func NewSystem(opts ...SystemOption) *System {
 	if c.w != nil || c.trace != nil {
 		var mu sync.Mutex
 		w, fn := c.w, c.trace
+		contained := traceContainer(c.logger)
+		base := time.Now()
 		tracer = func(r *messages.TraceRecord) {
 			if fn != nil {
-				fn(traceFromMessage(r))
+				contained("WithTracer function", func() { fn(traceFromMessage(r)) })
 			}
 			if w != nil {
-				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
-				if err != nil {
-					return
-				}
-				b = append(b, '\n')
-				mu.Lock()
-				_, _ = w.Write(b)
-				mu.Unlock()
+				contained("WithTraceWriter writer", func() {
+					mu.Lock()
+					defer mu.Unlock()
+					// stamped as written: records traced at once on two
+					// goroutines are written in the order of their
+					// times (base's monotonic clock: never backwards)
+					r.TimeUnixNano = base.Add(time.Since(base)).UnixNano()
+					b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+					if err != nil {
+						return
+					}
+					_, _ = w.Write(append(b, '\n'))
+				})
 			}
 		}
 	}
@@ -183,6 +219,24 @@ func DefaultSystem() *System {
 // has returned; one made while the first is in progress waits for it (or
 // returns ctx's error when ctx ends first).
 func (s *System) Shutdown(ctx context.Context) error { return s.s.Shutdown(ctx) }
+
+// traceContainer returns the runner of the tracer function and the trace
+// writer: a panic of theirs is swallowed, so that it neither ends the
+// actor that traced (a listener, a connection) nor escapes a goroutine of
+// gotaps; the first one is logged at Error through logger (slog.Default
+// when nil).
+func traceContainer(logger *slog.Logger) func(where string, f func()) {
+	var logged atomic.Bool
+	return func(where string, f func()) {
+		defer func() {
+			if p := recover(); p != nil && logged.CompareAndSwap(false, true) {
+				pe := &PanicError{Where: where, Value: p, Stack: debug.Stack()}
+				pe.Log(logger, "gotaps: panic in tracing (later ones are not logged)")
+			}
+		}()
+		f()
+	}
+}
 
 func traceFromMessage(r *messages.TraceRecord) *TraceRecord {
 	return &TraceRecord{
