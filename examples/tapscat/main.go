@@ -21,14 +21,16 @@
 // a framer and without --count, an initiating tapscat sends its end of
 // stream at once and prints what the peer sends until the peer closes
 // (netcat's -N). A close by the peer also ends an initiating tapscat. A
-// listener serves its
-// connections concurrently and ends once stdin has ended and --count
-// messages have arrived over all connections, at --timeout, or on an
-// interrupt.
+// listener serves its connections concurrently (stdin is read once the
+// first one has arrived, and each message is sent to every open one) and
+// ends once stdin has ended and --count messages have arrived over all
+// connections (without --count it does not end with stdin), at --timeout,
+// or on an interrupt.
 //
 // Exit status: 0 on a clean close, 1 with a one-line error on stderr
-// otherwise (establishment failure, connection error, timeout), 2 for a
-// usage error, 130 when interrupted.
+// otherwise (establishment failure, certificate rejected, connection
+// error, timeout), 2 for a usage error, 130 when interrupted (SIGINT or
+// SIGTERM).
 package main
 
 import (

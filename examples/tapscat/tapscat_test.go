@@ -511,3 +511,42 @@ func readyStack(t *testing.T, trace string) string {
 	t.Fatalf("no state record to Established in %s", trace)
 	return ""
 }
+
+// TestListenerWithoutCountOutlivesStdin: a listening tapscat without
+// --count does not end with stdin (as the README and the package doc say):
+// after its stdin has ended and a first connection has come and gone, it
+// still serves a second one, and it ends on an interrupt (status 130).
+func TestListenerWithoutCountOutlivesStdin(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errw := newSyncBuffer(), newSyncBuffer()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-l", "-v", "--echo", "--framer", "line", "--timeout", "20s", "127.0.0.1", "0"},
+			strings.NewReader(""), out, errw)
+	}()
+	var addr string
+	for addr == "" {
+		select {
+		case line := <-errw.lines:
+			addr, _ = strings.CutPrefix(line, "tapscat: listening on ")
+		case c := <-code:
+			t.Fatalf("tapscat -l ended with %d: %s", c, errw.String())
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	for _, msg := range []string{"first", "second"} {
+		r := runTapscat(t, strings.NewReader(msg+"\n"), "--framer", "line", "--count", "1", "--timeout", "10s", host, port)
+		require.Equal(t, exitOK, r.code, "%s: stderr: %s; listener stderr: %s", msg, r.stderr, errw.String())
+		require.Equal(t, msg+"\n", r.stdout)
+	}
+	select {
+	case c := <-code:
+		t.Fatalf("the listener ended (%d) without --count: %s", c, errw.String())
+	default:
+	}
+	cancel()
+	require.Equal(t, exitInterrupted, <-code, "stderr: %s", errw.String())
+	require.Equal(t, "first\nsecond\n", out.String())
+}
