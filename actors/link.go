@@ -373,7 +373,14 @@ func (l *Link) Err() error {
 // happened is called once at once (Ready, or the terminal event), so that a
 // handler set after Initiate or Accept still learns of it. A connection
 // accepted from a listener has no Ready event (RFC 9622 §7.2).
-func (l *Link) SetHandlers(h Handlers) {
+func (l *Link) SetHandlers(h Handlers) { l.setHandlers(h, false) }
+
+// ReplaceReady is SetHandlers where h's Ready handler is a new one (the
+// application's OnReady): set after Ready, it is called once at once even
+// when the handler it replaces (the Preconnection's) already was.
+func (l *Link) ReplaceReady(h Handlers) { l.setHandlers(h, true) }
+
+func (l *Link) setHandlers(h Handlers, newReady bool) {
 	l.mu.Lock()
 	old := l.h
 	l.h = h
@@ -382,7 +389,7 @@ func (l *Link) SetHandlers(h Handlers) {
 		l.kickReaderLocked()
 	}
 	// a late Ready goes before the terminal handler, never after it
-	ready := l.readyOut && !l.passive && h.Ready != nil && old.Ready == nil && !l.termOut
+	ready := l.readyOut && !l.passive && h.Ready != nil && (old.Ready == nil || newReady) && !l.termOut
 	term, estErr, finalErr := l.terminal, l.estErr, l.finalErr
 	switch {
 	case term == EvEstablishmentError && h.EstablishmentError != nil && old.EstablishmentError == nil,

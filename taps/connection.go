@@ -110,14 +110,17 @@ func (c *Connection) updateHandlers(fn func(h *actors.Handlers)) {
 }
 
 // OnReady sets the Ready handler (seed: HANDLE_STATE_READY). Set on a
-// Connection that is already Ready, it is called once at once.
+// Connection that is already Ready, it is called once at once (also when
+// the Preconnection's handler, which it replaces, already had the event).
 func (c *Connection) OnReady(fn func(*Connection)) {
-	c.updateHandlers(func(h *actors.Handlers) {
-		h.Ready = nil
-		if fn != nil {
-			h.Ready = func() { fn(c) }
-		}
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.link.Handlers()
+	h.Ready = nil
+	if fn != nil {
+		h.Ready = func() { fn(c) }
+	}
+	c.link.ReplaceReady(h)
 }
 
 // OnClosed sets the Closed handler (seed: HANDLE_STATE_CLOSED). It is the

@@ -28,8 +28,13 @@ func TestInitiateAsyncReturnsAtOnceAndQueuesSends(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, []ConnectionState{StateEstablishing, StateEstablished}, c.State())
 		connReady := make(chan *Connection, 2)
+		setBeforeReady := false
 		if own {
 			c.OnReady(func(c *Connection) { connReady <- c })
+			// still Establishing once the handler is set: Ready, to come,
+			// goes to it alone (else the Preconnection's may have had it
+			// first, and this one gets it late, at once)
+			setBeforeReady = c.State() == StateEstablishing
 		} else {
 			connReady = preReady
 		}
@@ -50,10 +55,41 @@ func TestInitiateAsyncReturnsAtOnceAndQueuesSends(t *testing.T) {
 		requireDone(t, c)
 		require.NoError(t, c.Err())
 		require.Len(t, connReady, 0, "Ready once")
-		if own {
+		if own && setBeforeReady {
 			require.Len(t, preReady, 0, "the Connection's handler replaced the Preconnection's")
 		}
 	}
+}
+
+// A handler set on a Connection already Ready is called once at once, also
+// when it replaces the Preconnection's handler, which had the event.
+func TestOnReadyAfterReadyReplacingThePreconnectionsIsCalled(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))))
+	preReady := make(chan *Connection, 2)
+	pre.OnReady(func(c *Connection) { preReady <- c })
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	select {
+	case got := <-preReady:
+		require.Same(t, c, got)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Ready for the Preconnection's handler")
+	}
+	connReady := make(chan *Connection, 2)
+	c.OnReady(func(c *Connection) { connReady <- c })
+	select {
+	case got := <-connReady:
+		require.Same(t, c, got)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler set after Ready did not get it")
+	}
+	c.OnClosed(func(*Connection) {}) // another handler set: no second Ready
+	require.NoError(t, c.Close())
+	requireDone(t, c)
+	require.Len(t, connReady, 0, "Ready once")
+	require.Len(t, preReady, 0, "Ready once")
 }
 
 // A failed InitiateAsync is an EstablishmentError event listing the
