@@ -1028,14 +1028,27 @@ func (c *connActor) learnStack() {
 // UDP-Lite (stacks.TOSDatagrams) each carries the TOS byte it arrived with
 // (its ECN bits and DSCP). maxRecvRate is applied after each datagram.
 func (c *connActor) startDatagramReader(ctx actor.Context) {
+	link, gen := c.link, fromTransport{c.tgen}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	var id uint64 // the reader goroutine's alone
+	c.readDatagrams(func(data []byte, tos uint8, hasTOS bool) {
+		id++
+		link.addInflight(len(data))
+		root.Send(self, &datagramIn{fromTransport: gen, item: RecvItem{MessageID: id, Data: data, EndOfMessage: true, TOS: tos, HasTOS: hasTOS}})
+	}, func(err error) { root.Send(self, &readEnded{fromTransport: gen, err: err}) })
+}
+
+// readDatagrams reads the transport one datagram per Read, on a goroutine
+// of its own, while the Link gives read credit: each datagram (a copy,
+// with the TOS byte it arrived with on UDP and UDP-Lite,
+// stacks.TOSDatagrams) goes to got, after maxRecvRate's pause; the error
+// that ends the reading goes to ended.
+func (c *connActor) readDatagrams(got func(data []byte, tos uint8, hasTOS bool), ended func(error)) {
 	t, link := c.t, c.link
 	tr, hasTOS := t.(stacks.TOSDatagrams)
-	gen := fromTransport{c.tgen}
 	recvWait := c.recvPace().wait // maxRecvRate (sockprops.go)
-	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
 		buf := make([]byte, 64<<10)
-		var id uint64
 		for {
 			if !link.waitReadCredit() {
 				return
@@ -1053,15 +1066,13 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 			}
 			c.wg.Done()
 			if err != nil {
-				root.Send(self, &readEnded{fromTransport: gen, err: err})
+				ended(err)
 				return
 			}
 			recvWait(n)
-			id++
 			data := make([]byte, n)
 			copy(data, buf[:n])
-			link.addInflight(n)
-			root.Send(self, &datagramIn{fromTransport: gen, item: RecvItem{MessageID: id, Data: data, EndOfMessage: true, TOS: tos, HasTOS: hasTOS}})
+			got(data, tos, hasTOS)
 		}
 	}()
 }

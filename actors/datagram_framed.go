@@ -5,7 +5,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/framers"
-	"github.com/gotaps/gotaps/stacks"
 )
 
 // startFramedDatagramReader is startDatagramReader for a connectionless
@@ -18,41 +17,14 @@ import (
 // not completed by the next datagram: it is a receive error
 // (framerActor.endDatagram). maxRecvRate is applied after each datagram.
 func (c *connActor) startFramedDatagramReader(ctx actor.Context) {
-	t, link, target := c.t, c.link, c.framers[0]
-	tr, hasTOS := t.(stacks.TOSDatagrams)
-	recvWait := c.recvPace().wait // maxRecvRate (sockprops.go)
+	link, target := c.link, c.framers[0]
 	root := ctx.ActorSystem().Root
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			if !link.waitReadCredit() {
-				return
-			}
-			var (
-				n   int
-				tos uint8
-				err error
-			)
-			c.wg.Add(1) // counted only while blocked in I/O (datapath.go)
-			if hasTOS {
-				n, tos, err = tr.ReadMsg(buf)
-			} else {
-				n, err = t.Read(buf)
-			}
-			c.wg.Done()
-			if err != nil {
-				root.Send(target, newFramerInput(nil, nil, true, err))
-				return
-			}
-			recvWait(n)
-			data := make([]byte, n)
-			copy(data, buf[:n])
-			link.addRaw(n) // the first framer counts it off (doneRaw)
-			in := newFramerInput(data, nil, false, nil)
-			in.datagram, in.tos, in.hasTOS = true, tos, hasTOS
-			root.Send(target, in)
-		}
-	}()
+	c.readDatagrams(func(data []byte, tos uint8, hasTOS bool) {
+		link.addRaw(len(data)) // the first framer counts it off (doneRaw)
+		in := newFramerInput(data, nil, false, nil)
+		in.datagram, in.tos, in.hasTOS = true, tos, hasTOS
+		root.Send(target, in)
+	}, func(err error) { root.Send(target, newFramerInput(nil, nil, true, err)) })
 }
 
 // endDatagram ends the datagram m ends (on a connectionless stack every
