@@ -359,13 +359,20 @@ func (s *socketlessStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.O
 // and the clone leaves the group.
 func cloneThatCannotFollow(t *testing.T) (c, clone *Connection, cloneErrs chan error) {
 	t.Helper()
+	return cloneThatCannotFollowOn(t, &socketlessStack{Stack: stacks.TCP()})
+}
+
+// cloneThatCannotFollowOn is cloneThatCannotFollow over st, a stack whose
+// second and later transports hide their socket.
+func cloneThatCannotFollowOn(t *testing.T, st stacks.Stack) (c, clone *Connection, cloneErrs chan error) {
+	t.Helper()
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
 	echoServer(t, ln)
 	ap, _ := ln.LocalEndpoints()[0].Addr()
 	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
 	pre.AddFramer(framers.NewLengthPrefix())
-	pre.stackList = []stacks.Stack{&socketlessStack{Stack: stacks.TCP()}}
+	pre.stackList = []stacks.Stack{st}
 	ctx := testCtx(t)
 	c, err := pre.Initiate(ctx)
 	require.NoError(t, err)

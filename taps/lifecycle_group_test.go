@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
@@ -104,21 +103,9 @@ func (s *panickyInfoStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.
 // it: a panic in its connection actor ends it with a ConnectionError
 // carrying the *PanicError, as for a member (it was a bare ErrClosed).
 func TestPanicOfAMemberThatLeftIsAConnectionErrorWithThePanic(t *testing.T) {
-	sys := newTestSystem(t)
-	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
-	echoServer(t, ln)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
-	pre.AddFramer(framers.NewLengthPrefix())
 	st := &panickyInfoStack{socketlessStack: socketlessStack{Stack: stacks.TCP()}}
-	pre.stackList = []stacks.Stack{st}
+	c, clone, cloneErrs := cloneThatCannotFollowOn(t, st)
 	ctx := testCtx(t)
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	clone, err := c.Clone(ctx)
-	require.NoError(t, err)
-	cloneErrs := make(chan error, 1)
-	clone.OnCloneError(func(_ *Connection, err error) { cloneErrs <- err })
 	connErrs := make(chan error, 1)
 	clone.OnConnectionError(func(_ *Connection, err error) { connErrs <- err })
 	require.NoError(t, c.SetProperty(ConnCapacityProfile, Scavenger))
