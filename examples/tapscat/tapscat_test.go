@@ -403,23 +403,38 @@ func TestSecurityUnfulfilled(t *testing.T) {
 // first address it listens on, as HOST and PORT, and a wait for its end.
 func startListener(t *testing.T, args ...string) (host, port string, wait func() result) {
 	t.Helper()
-	out, errw := newSyncBuffer(), newSyncBuffer()
-	code := make(chan int, 1)
+	host, port, l := startListenerCtx(t, context.Background(), args...)
+	return host, port, l.wait
+}
+
+// bgListener is a tapscat -l running in the background.
+type bgListener struct {
+	code      chan int
+	out, errw *syncBuffer
+}
+
+func (l *bgListener) wait() result { return result{<-l.code, l.out.String(), l.errw.String()} }
+
+// startListenerCtx is startListener with the ctx tapscat runs under (its
+// end is an interrupt).
+func startListenerCtx(t *testing.T, ctx context.Context, args ...string) (host, port string, l *bgListener) {
+	t.Helper()
+	l = &bgListener{code: make(chan int, 1), out: newSyncBuffer(), errw: newSyncBuffer()}
 	go func() {
-		code <- run(context.Background(), append([]string{"-l", "-v"}, args...), strings.NewReader(""), out, errw)
+		l.code <- run(ctx, append([]string{"-l", "-v"}, args...), strings.NewReader(""), l.out, l.errw)
 	}()
 	var addr string
 	for addr == "" {
 		select {
-		case line := <-errw.lines:
+		case line := <-l.errw.lines:
 			addr, _ = strings.CutPrefix(line, "tapscat: listening on ")
-		case c := <-code:
-			t.Fatalf("tapscat -l ended with %d: %s", c, errw.String())
+		case c := <-l.code:
+			t.Fatalf("tapscat -l ended with %d: %s", c, l.errw.String())
 		}
 	}
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
-	return host, port, func() result { return result{<-code, out.String(), errw.String()} }
+	return host, port, l
 }
 
 // TestUDPEchoLines: --protocols udp alone (no --profile) selects UDP on
@@ -519,23 +534,8 @@ func readyStack(t *testing.T, trace string) string {
 func TestListenerWithoutCountOutlivesStdin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out, errw := newSyncBuffer(), newSyncBuffer()
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"-l", "-v", "--echo", "--framer", "line", "--timeout", "20s", "127.0.0.1", "0"},
-			strings.NewReader(""), out, errw)
-	}()
-	var addr string
-	for addr == "" {
-		select {
-		case line := <-errw.lines:
-			addr, _ = strings.CutPrefix(line, "tapscat: listening on ")
-		case c := <-code:
-			t.Fatalf("tapscat -l ended with %d: %s", c, errw.String())
-		}
-	}
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
+	host, port, l := startListenerCtx(t, ctx, "--echo", "--framer", "line", "--timeout", "20s", "127.0.0.1", "0")
+	code, out, errw := l.code, l.out, l.errw
 	for _, msg := range []string{"first", "second"} {
 		r := runTapscat(t, strings.NewReader(msg+"\n"), "--framer", "line", "--count", "1", "--timeout", "10s", host, port)
 		require.Equal(t, exitOK, r.code, "%s: stderr: %s; listener stderr: %s", msg, r.stderr, errw.String())
