@@ -66,6 +66,17 @@ func (sc *stallConn) ended() bool {
 	}
 }
 
+// requireEndsAfter (in a synctest bubble) checks that the connection is
+// still up just before d from now and has ended by d plus a quarter (the
+// watch checks every d/4).
+func (sc *stallConn) requireEndsAfter(t *testing.T, d time.Duration, msg string) {
+	t.Helper()
+	time.Sleep(d - time.Millisecond)
+	require.False(t, sc.ended(), "failed before connTimeout passed without progress")
+	time.Sleep(d/4 + 2*time.Millisecond)
+	require.True(t, sc.ended(), msg)
+}
+
 // TestWriteStallFailsCloseAfterConnTimeout: a Close whose queued message
 // the peer does not read ends once nothing was written for connTimeout
 // (within a quarter more), with a failure unwrapping to ETIMEDOUT; the
@@ -79,10 +90,7 @@ func TestWriteStallFailsCloseAfterConnTimeout(t *testing.T) {
 		sent := sc.send(bytes.Repeat([]byte("x"), 64<<10)) // nobody reads: its write blocks
 		synctest.Wait()
 		sys.AS.Root.Send(sc.conn, &messages.CloseConnection{})
-		time.Sleep(d - time.Millisecond)
-		require.False(t, sc.ended(), "failed before connTimeout passed without progress")
-		time.Sleep(d/4 + 2*time.Millisecond)
-		require.True(t, sc.ended(), "still Closing connTimeout after the last progress")
+		sc.requireEndsAfter(t, d, "still Closing connTimeout after the last progress")
 		require.ErrorIs(t, sc.link.Err(), syscall.ETIMEDOUT)
 		require.ErrorIs(t, sc.link.Err(), errWriteStalled)
 		require.ErrorIs(t, <-sent, syscall.ETIMEDOUT)
@@ -112,10 +120,7 @@ func TestWriteStallProgressRestartsConnTimeout(t *testing.T) {
 			require.NoError(t, err)
 		}
 		// the reader stops: one piece is left unread
-		time.Sleep(d - time.Millisecond)
-		require.False(t, sc.ended(), "failed before connTimeout passed without progress")
-		time.Sleep(d/4 + 2*time.Millisecond)
-		require.True(t, sc.ended(), "still up connTimeout after the last progress")
+		sc.requireEndsAfter(t, d, "still up connTimeout after the last progress")
 		require.ErrorIs(t, sc.link.Err(), syscall.ETIMEDOUT)
 		require.ErrorIs(t, <-sent, syscall.ETIMEDOUT)
 	})
@@ -162,10 +167,7 @@ func TestWriteStallOfACompletedWriteIsForgotten(t *testing.T) {
 		require.False(t, sc.ended(), "an idle connection failed: %v", sc.link.Err())
 		sent = sc.send([]byte("y"))
 		synctest.Wait()
-		time.Sleep(d - time.Millisecond)
-		require.False(t, sc.ended(), "the second write got less than connTimeout")
-		time.Sleep(d/4 + 2*time.Millisecond)
-		require.True(t, sc.ended())
+		sc.requireEndsAfter(t, d, "the second write got less than connTimeout, or more than 1.25 of it")
 		require.ErrorIs(t, <-sent, syscall.ETIMEDOUT)
 	})
 }
