@@ -12,6 +12,7 @@ import (
 
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/supervision"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -228,13 +229,9 @@ func (s *System) Shutdown(ctx context.Context) error { return s.s.Shutdown(ctx) 
 func traceContainer(logger *slog.Logger) func(where string, f func()) {
 	var logged atomic.Bool
 	return func(where string, f func()) {
-		defer func() {
-			if p := recover(); p != nil && logged.CompareAndSwap(false, true) {
-				pe := &PanicError{Where: where, Value: p, Stack: debug.Stack()}
-				pe.Log(logger, "gotaps: panic in tracing (later ones are not logged)")
-			}
-		}()
-		f()
+		if err := supervision.Contain(where, f); err != nil && logged.CompareAndSwap(false, true) {
+			err.(*PanicError).Log(logger, "gotaps: panic in tracing (later ones are not logged)")
+		}
 	}
 }
 
