@@ -407,8 +407,10 @@ func (c *connActor) migrate(ctx actor.Context, s *endpointSets, usable map[netip
 	done.tgen, done.target = c.tgen, target
 	resolver := c.spec.cfg.Resolver
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrating", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
-		Stack: c.stack, Local: endpointName(target)})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrating", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+			Stack: c.stack, Local: endpointName(target)})
+	}
 	// the actor's stop cancels it and waits for it (no goroutine outlives
 	// the connection)
 	mctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
@@ -497,8 +499,10 @@ func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
 	}
 	if m.err != nil {
 		c.logger().Debug("migration failed", "to", endpointName(m.target), "error", m.err.Error())
-		c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "MigrationFailed", ConnectionId: c.spec.id,
-			GroupId: c.spec.groupID, Stack: c.stack, Local: endpointName(m.target), Error: m.err.Error()})
+		if c.sys.Tracing() {
+			c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "MigrationFailed", ConnectionId: c.spec.id,
+				GroupId: c.spec.groupID, Stack: c.stack, Local: endpointName(m.target), Error: m.err.Error()})
+		}
 		switch {
 		case m.removed != nil && c.localInSet(s):
 			// the application added the endpoint in use back meanwhile:
@@ -514,8 +518,10 @@ func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
 	}
 	c.local = m.local
 	s.firstBound = len(s.locals) > 0 && sameEndpoint(s.locals[0], m.target)
-	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrated", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
-		Stack: c.stack, Local: c.local.String()})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "Migrated", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+			Stack: c.stack, Local: c.local.String()})
+	}
 	c.pathMoved("QUIC migration to " + c.local.String())
 	c.tellGroupMigrated(ctx)
 	if !slices.ContainsFunc(s.locals, func(e *messages.Endpoint) bool { return sameEndpoint(e, m.target) }) {

@@ -387,7 +387,9 @@ func (c *connActor) recordTransition(from, to State, ev Event, err error) {
 		return
 	}
 	evName := ev.String()
-	if ev == EvReady && c.spec.passive != nil {
+	if ev == EvReady && c.everReady {
+		evName = "Reestablished" // the transport replaced (WithReestablishment): not a second Ready
+	} else if ev == EvReady && c.spec.passive != nil {
 		evName = "ConnectionReceived" // a received connection has no Ready (RFC 9622 §7.2)
 		if c.spec.rendezvous {
 			evName = "RendezvousDone" // nor has a rendezvous one (§7.3)
@@ -449,7 +451,9 @@ func (c *connActor) apply(in Input, err error) bool {
 			c.link.emitReestablished(c.attempts)
 			c.rejoinReady()         // the group's waiters join its session (rejoin.go)
 			c.pathEstablished(true) // PathChange after Reestablished (pathwatch.go)
-			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
+			if c.sys.Tracing() {
+				c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
+			}
 			c.attempts = 0
 			return true
 		case EvEstablishmentError: // giving up on a connection that was Ready once
@@ -485,8 +489,10 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	c.failPendingInFlight(err)
 	c.attempts++
 	c.link.emitReestablishing(err, c.attempts)
-	c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablishing", ConnectionId: c.spec.id,
-		GroupId: c.spec.groupID, Error: err.Error()})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablishing", ConnectionId: c.spec.id,
+			GroupId: c.spec.groupID, Error: err.Error()})
+	}
 	c.closeGen++
 	gen, root, self := c.closeGen, ctx.ActorSystem().Root, ctx.Self()
 	if c.backoff != nil {
@@ -741,8 +747,10 @@ func (c *connActor) Receive(ctx actor.Context) {
 			c.left = true
 			c.link.leftGroup.Store(true)
 			ctx.Send(c.spec.group, &leaveGroup{who: ctx.Self()})
-			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: c.spec.id,
-				GroupId: c.spec.groupID, Error: err.Error()})
+			if c.sys.Tracing() {
+				c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: c.spec.id,
+					GroupId: c.spec.groupID, Error: err.Error()})
+			}
 			c.link.emitCloneError(fmt.Errorf("entangled property %s: %w", m.set.Name, err))
 		}
 	case *messages.ListGroupMembers:
@@ -920,8 +928,10 @@ func (c *connActor) retryNextCandidate(ctx actor.Context, err error) bool {
 	}
 	c.spec.failed[c.stack+" "+endpoint] = true
 	c.spec.framerErr = err
-	c.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "FramerFailed", ConnectionId: c.spec.id,
-		Stack: c.stack, Remote: endpoint, Error: err.Error()})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "FramerFailed", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+			Stack: c.stack, Remote: endpoint, Error: err.Error()})
+	}
 	c.dropTransport(ctx)
 	c.spawnPreconnection(ctx)
 	return true
@@ -1283,7 +1293,7 @@ func (c *connActor) deliver(items []RecvItem) {
 			case !it.EndOfMessage:
 				ev = "ReceivedPartial"
 			}
-			c.sys.trace(&messages.TraceRecord{Kind: "received", Event: ev, ConnectionId: c.spec.id, MessageId: it.MessageID, Bytes: int64(len(it.Data))})
+			c.sys.trace(&messages.TraceRecord{Kind: "received", Event: ev, ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: it.MessageID, Bytes: int64(len(it.Data))})
 		}
 	}
 	c.link.deliver(items)
@@ -1361,7 +1371,7 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 			c.halfClosed = true
 			c.watchPeerReset(ctx)
 			if c.sys.Tracing() {
-				c.sys.trace(&messages.TraceRecord{Kind: "received", Event: "PeerEndOfStream", ConnectionId: c.spec.id})
+				c.sys.trace(&messages.TraceRecord{Kind: "received", Event: "PeerEndOfStream", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
 			}
 			return
 		}
@@ -1442,7 +1452,9 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	if m.Props != nil && m.Props.Lifetime > 0 && !m.Queued.IsZero() && time.Since(m.Queued) > m.Props.Lifetime {
 		// m is not touched after its event: its sender may reuse it
-		c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
+		if c.sys.Tracing() {
+			c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID})
+		}
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), ErrExpired)
 		c.datagramPartFailed(m, ErrExpired)
 		return
@@ -1581,7 +1593,9 @@ func metaAt(meta []framers.Metadata, i int) framers.Metadata {
 
 func (c *connActor) sendFailed(m *messages.SendMessage, err error) {
 	// m is not touched after its event: its sender may reuse it
-	c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: m.SendID, Error: err.Error()})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Error: err.Error()})
+	}
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 	c.datagramPartFailed(m, err)
 }
@@ -1731,7 +1745,9 @@ func (c *connActor) dropExpired(batch []writeItem) []writeItem {
 				if now.Sub(m.Queued) > p.Lifetime {
 					c.inFlight--
 					// m is not touched after its event: its sender may reuse it
-					c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: m.SendID})
+					if c.sys.Tracing() {
+						c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID})
+					}
 					c.link.sendDone([]uint64{m.SendID}, w.send.bytes, ErrExpired)
 					continue
 				}
@@ -1938,7 +1954,7 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 	if werr != nil {
 		if c.sys.Tracing() {
 			for _, id := range ids {
-				c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: id, Error: werr.Error()})
+				c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: id, Error: werr.Error()})
 			}
 		}
 		c.link.sendDone(ids, acquired, werr)
@@ -1948,7 +1964,7 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 	if c.sys.Tracing() { // before the Sent events: a trace never lags what the application saw
 		for _, w := range batch {
 			if w.send != nil {
-				c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: w.send.msg.SendID, Bytes: int64(len(w.send.msg.Data))})
+				c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: w.send.msg.SendID, Bytes: int64(len(w.send.msg.Data))})
 			}
 		}
 	}
@@ -2107,7 +2123,7 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 func (c *connActor) failPending(err error) {
 	for _, m := range append(append(c.pending, c.heldSends...), c.heldEarly...) {
 		if c.sys.Tracing() {
-			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, MessageId: m.SendID, Error: err.Error()})
+			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Error: err.Error()})
 		}
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
 	}

@@ -47,7 +47,9 @@ func (c *connActor) gatherDatagramPart(m *messages.SendMessage) (taken bool, buf
 		return false, [][]byte{p.data, m.Data}
 	}
 	p.data = append(p.data, m.Data...)
-	c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+	}
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), nil)
 	return true, nil
 }

@@ -153,8 +153,8 @@ func (c *connActor) sendQUICDatagram(m *messages.SendMessage) bool {
 		return true
 	}
 	if c.sys.Tracing() {
-		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Sent", ConnectionId: c.spec.id, MessageId: m.SendID, Bytes: int64(len(m.Data))})
-		c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Sent", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Bytes: int64(len(m.Data))})
+		c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Bytes: int64(len(m.Data))})
 	}
 	// m is not touched after its event: its sender may reuse it
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), nil)

@@ -391,7 +391,7 @@ func (a *framerActor) report(ctx actor.Context) {
 		err := a.failErr
 		a.failErr = nil
 		if a.sys.Tracing() {
-			a.sys.trace(&messages.TraceRecord{Kind: "receive_error", Event: "FramerFailed", ConnectionId: a.link.ID(), Error: err.Error()})
+			a.sys.trace(&messages.TraceRecord{Kind: "receive_error", Event: "FramerFailed", ConnectionId: a.link.ID(), GroupId: linkGroup(a.link), Error: err.Error()})
 		}
 		ctx.Send(a.conn, &framerFailed{fromTransport: a.tgen, idx: a.idx, err: err})
 	}

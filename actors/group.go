@@ -212,20 +212,26 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *peerStream:
 		if g.closing {
 			_ = m.spec.passive.Abort() // the group is closing: no new member
-			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "group closing"})
+			if g.sys.Tracing() {
+				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "group closing"})
+			}
 			return
 		}
 		if g.onReceived == nil && m.spec.listener == nil {
 			// a session this side dialed, and no handler: nobody would
 			// take it (group_received.go)
 			refuseStream(m.spec.passive)
-			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "no ConnectionReceived handler"})
+			if g.sys.Tracing() {
+				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "no ConnectionReceived handler"})
+			}
 			return
 		}
 		m.spec.cfg = g.withEntangled(m.spec.cfg)
 		if lim := groupConnLimit(m.spec.cfg); lim > 0 && g.peerOpened >= lim {
 			_ = m.spec.passive.Abort() // groupConnLimit: no more peer-opened members
-			g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "groupConnLimit"})
+			if g.sys.Tracing() {
+				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "groupConnLimit"})
+			}
 			return
 		}
 		g.peerOpened++

@@ -463,8 +463,11 @@ func (l *Link) traceSendErrors(ids []uint64, err error) {
 		return
 	}
 	s := l.panicTo.Load()
+	if s == nil || !s.sys.Tracing() {
+		return
+	}
 	for _, id := range ids {
-		s.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: l.id, MessageId: id, Error: err.Error()})
+		s.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: l.id, GroupId: s.groupID, MessageId: id, Error: err.Error()})
 	}
 }
 
@@ -1356,7 +1359,7 @@ func (l *Link) handlerPanicked(pe *supervision.PanicError) {
 	if !ended {
 		s.handlerPanicked(pe)
 	}
-	s.sys.ReportPanic(pe)
+	s.sys.reportPanic(pe, s.groupID)
 }
 
 // BufferedForTest reports the received bytes held for the application.

@@ -411,7 +411,7 @@ func (l *listenerActor) deliver(s *ConnectionStarted) {
 	// ConnectionReceived, then its data and Closed
 	l.queue.push(s)
 	if l.sys.Tracing() {
-		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ConnectionReceived", ConnectionId: s.Link.ID()})
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "ConnectionReceived", ConnectionId: s.Link.ID(), GroupId: linkGroup(s.Link)})
 	}
 	if l.limit > 0 {
 		l.limit--
@@ -422,7 +422,7 @@ func (l *listenerActor) deliver(s *ConnectionStarted) {
 }
 
 func (l *listenerActor) stop(ctx actor.Context) {
-	if !l.stopped {
+	if !l.stopped && l.sys.Tracing() {
 		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "Stopped"})
 	}
 	l.stopped = true

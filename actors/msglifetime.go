@@ -79,7 +79,9 @@ func (c *connActor) lifetimeTicked(ctx actor.Context, m *lifetimeTick) {
 		if at, ok := deadlineOf(sm); ok {
 			if now.Sub(sm.Queued) > sm.Props.Lifetime {
 				// sm is not touched after its event: its sender may reuse it
-				c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, MessageId: sm.SendID})
+				if c.sys.Tracing() {
+					c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: sm.SendID})
+				}
 				c.link.sendDone([]uint64{sm.SendID}, len(sm.Data), ErrExpired)
 				continue
 			}

@@ -104,8 +104,10 @@ func (c *connActor) pathEstablished(again bool) {
 
 // pathChanged emits PathChange (with the reading that raised it).
 func (c *connActor) pathChanged(r stacks.PathReading, why string) {
-	c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "PathChange", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
-		Stack: c.stack, Error: why})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "path", Event: "PathChange", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+			Stack: c.stack, Error: why})
+	}
 	c.logger().Debug("path change", "why", why, "remote", r.Remote.String(), "interface", r.Interface)
 	c.link.emitPathChange(r)
 }

@@ -268,7 +268,7 @@ func (r *racerActor) traceAttempt(event string, idx int, err error, off int64) {
 	if !r.sys.Tracing() {
 		return
 	}
-	rec := &messages.TraceRecord{Kind: "candidate", Event: event, ConnectionId: r.spec.id,
+	rec := &messages.TraceRecord{Kind: "candidate", Event: event, ConnectionId: r.spec.id, GroupId: r.spec.groupID,
 		Candidate: fmt.Sprint(idx), Stack: c.stack.Name(), Remote: c.endpoint(), OffsetNs: off}
 	if err != nil {
 		rec.Error = err.Error()

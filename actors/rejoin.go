@@ -158,7 +158,9 @@ func (c *connActor) rejoinReceive(ctx actor.Context, m any) {
 		}
 		ctx.Unwatch(c.rejoinVia)
 		c.rejoinWait, c.rejoinVia = false, nil
-		c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRejoined", ConnectionId: c.spec.id, GroupId: c.spec.groupID, Stack: m.Stack})
+		if c.sys.Tracing() {
+			c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRejoined", ConnectionId: c.spec.id, GroupId: c.spec.groupID, Stack: m.Stack})
+		}
 		c.t, c.stack = m.T, m.Stack
 		c.local, c.remote = m.T.LocalAddr(), m.T.RemoteAddr()
 		c.startTransport(ctx)

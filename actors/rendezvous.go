@@ -388,8 +388,8 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 				local := res.local
 				r.wg.Go(func() {
 					a, err := stunBinding(gctx, cfg, r.stun[0], local)
-					if gctx.Err() != nil {
-						return // the rendezvous ended first: nobody needs it
+					if gctx.Err() != nil || !r.sys.Tracing() {
+						return // the rendezvous ended first, or nobody traces: nobody needs it
 					}
 					rec := &messages.TraceRecord{Kind: "rendezvous", Event: "ServerReflexive", Local: a.String()}
 					if err != nil {
@@ -429,7 +429,9 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		}
 	case *rvRetry:
 		r.record(m.pair, m.err)
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRetry", Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+		if r.sys.Tracing() {
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ConnectRetry", Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+		}
 	case *rvDatagram:
 		r.datagram(ctx, m)
 	case *rvCheckTick:
@@ -454,7 +456,9 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		if m.yielded {
 			ev = "ConnectYielded" // the peer's connect reached our listener
 		}
-		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+		if r.sys.Tracing() {
+			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: ev, Local: rvAddrString(m.pair.Local), Remote: m.pair.Remote.String(), Stack: r.stack.Name(), Error: m.err.Error()})
+		}
 	case *rvListenFailed:
 		if !r.ended && !r.adopted {
 			r.fail(ctx, &EstablishmentFailure{Err: fmt.Errorf("listen %s: %w", rvAddrString(m.local), m.err), Attempts: r.attemptList()})
@@ -518,7 +522,7 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		default:
 			r.won = &started
 			if r.sys.Tracing() {
-				r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "RendezvousDone", ConnectionId: started.Link.ID(),
+				r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "RendezvousDone", ConnectionId: started.Link.ID(), GroupId: linkGroup(started.Link),
 					Stack: r.stack.Name(), Candidate: r.how})
 			}
 		}
@@ -594,7 +598,9 @@ func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 			for _, remote := range s.remotes {
 				r.record(rvPairKey{s.local, remote}, err)
 			}
-			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ListenFailed", Local: rvAddrString(s.local), Stack: r.stack.Name(), Error: err.Error()})
+			if r.sys.Tracing() {
+				r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "ListenFailed", Local: rvAddrString(s.local), Stack: r.stack.Name(), Error: err.Error()})
+			}
 			continue
 		}
 		bound++
@@ -635,7 +641,9 @@ func (r *rendezvousActor) bindTCP(s *rvSocket) error {
 	}
 	s.ln = ln
 	s.local = boundLocal(s.local, ln.Addr())
-	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: ln.Addr().String(), Stack: r.stack.Name()})
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: ln.Addr().String(), Stack: r.stack.Name()})
+	}
 	return nil
 }
 
@@ -831,7 +839,7 @@ func (r *rendezvousActor) startQUIC(ctx actor.Context) error {
 	}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	for _, s := range r.socks {
-		if s.qr != nil {
+		if s.qr != nil && r.sys.Tracing() {
 			r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: s.qr.Addr().String(), Stack: r.stack.Name()})
 		}
 	}
@@ -916,7 +924,9 @@ func (r *rendezvousActor) bindUDP(s *rvSocket) error {
 	}
 	s.udp = sock
 	s.local = boundLocal(s.local, sock.LocalAddr())
-	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: sock.LocalAddr().String(), Stack: r.stack.Name()})
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Listening", Local: sock.LocalAddr().String(), Stack: r.stack.Name()})
+	}
 	return nil
 }
 
@@ -1238,7 +1248,9 @@ func (r *rendezvousActor) fail(ctx actor.Context, err error) {
 		return
 	}
 	r.ended, r.err = true, err
-	r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "EstablishmentError", Error: err.Error()})
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "EstablishmentError", Error: err.Error()})
+	}
 	r.teardown()
 	if r.started {
 		// were the connection Ready meanwhile, its connectionReceived comes

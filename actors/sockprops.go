@@ -592,8 +592,10 @@ type refusedDatagrams struct {
 func (c *connActor) datagramsRefused(ctx actor.Context, m *refusedDatagrams) {
 	for i, w := range m.items {
 		c.inFlight--
-		c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id,
-			MessageId: w.send.msg.SendID, Error: m.errs[i].Error()})
+		if c.sys.Tracing() {
+			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
+				MessageId: w.send.msg.SendID, Error: m.errs[i].Error()})
+		}
 		c.link.sendDone([]uint64{w.send.msg.SendID}, w.send.bytes, m.errs[i])
 	}
 	recycleSends(m.items)
@@ -656,8 +658,10 @@ func (c *connActor) sockTicked(m *sockTick) {
 		if counts, err := x.rt.Retransmissions(); err == nil {
 			if ev, ok := x.retrans.Observe(now, counts); ok {
 				c.link.emitExcessiveRetransmission(int(ev.Count))
-				c.sys.trace(&messages.TraceRecord{Kind: "retransmit", Event: "ExcessiveRetransmission", ConnectionId: c.spec.id,
-					GroupId: c.spec.groupID, Bytes: int64(ev.Count), Stack: c.stack})
+				if c.sys.Tracing() {
+					c.sys.trace(&messages.TraceRecord{Kind: "retransmit", Event: "ExcessiveRetransmission", ConnectionId: c.spec.id,
+						GroupId: c.spec.groupID, Bytes: int64(ev.Count), Stack: c.stack})
+				}
 			}
 		}
 	}
@@ -680,7 +684,9 @@ func (c *connActor) softErrorArrived(m *softErrorIn) {
 	if m.gen != c.sock.gen || (c.state != Established && c.state != Closing) {
 		return
 	}
-	c.sys.trace(&messages.TraceRecord{Kind: "soft_error", Event: "SoftError", ConnectionId: c.spec.id, Error: m.err.Error()})
+	if c.sys.Tracing() {
+		c.sys.trace(&messages.TraceRecord{Kind: "soft_error", Event: "SoftError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, Error: m.err.Error()})
+	}
 	c.link.emitSoftError(m.err)
 }
 

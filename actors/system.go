@@ -50,6 +50,9 @@ type System struct {
 	raceCache raceCache
 	// onPanic is Config.HandlerPanic
 	onPanic func(*supervision.PanicError)
+	// untraced counts the trace records built with no tracer to take
+	// them: none, when every builder checks Tracing first (tests check)
+	untraced atomic.Int64
 }
 
 // NewSystem starts an actor system and its root actor.
@@ -199,8 +202,11 @@ func (s *System) NewID() uint64 { return s.nextID.Add(1) }
 // Tracing reports whether a tracer is set.
 func (s *System) Tracing() bool { return s.tracer != nil }
 
+// trace gives r to the tracer. Its callers build r only when Tracing():
+// a record built for nobody is counted (untraced), for the tests.
 func (s *System) trace(r *messages.TraceRecord) {
 	if s.tracer == nil {
+		s.untraced.Add(1)
 		return
 	}
 	if r.TimeUnixNano == 0 {
@@ -213,8 +219,31 @@ func (s *System) trace(r *messages.TraceRecord) {
 // trace record of kind "panic", then Config.HandlerPanic (or an Error log
 // when none is set). It is called on the goroutine that ran the handler,
 // whether or not the panic also ends its connection.
-func (s *System) ReportPanic(pe *supervision.PanicError) {
-	s.trace(&messages.TraceRecord{Kind: "panic", ConnectionId: pe.ConnectionID, Event: pe.Where, Error: pe.Error()})
+func (s *System) ReportPanic(pe *supervision.PanicError) { s.reportPanic(pe, 0) }
+
+// ReportPanicOf is ReportPanic for a handler of the connection of link
+// (pe.ConnectionID): its trace record names the connection's group too.
+func (s *System) ReportPanicOf(pe *supervision.PanicError, link *Link) {
+	var group uint64
+	if link != nil {
+		group = linkGroup(link)
+	}
+	s.reportPanic(pe, group)
+}
+
+// linkGroup is the id of the group of link's connection, for its trace
+// records (0 before its actor has started).
+func linkGroup(l *Link) uint64 {
+	if spec := l.panicTo.Load(); spec != nil {
+		return spec.groupID
+	}
+	return 0
+}
+
+func (s *System) reportPanic(pe *supervision.PanicError, group uint64) {
+	if s.Tracing() {
+		s.trace(&messages.TraceRecord{Kind: "panic", ConnectionId: pe.ConnectionID, GroupId: group, Event: pe.Where, Error: pe.Error()})
+	}
 	if s.onPanic != nil {
 		s.onPanic(pe)
 		return

@@ -286,7 +286,7 @@ func (c *Connection) OnConnectionReceived(fn func(group, received *Connection)) 
 				pe := err.(*PanicError)
 				pe.ConnectionID = rc.ID()
 				tell(c.sys, rc.pid, &messages.AbortConnection{Err: pe})
-				c.sys.s.ReportPanic(pe)
+				c.sys.s.ReportPanicOf(pe, st.Link)
 			}
 		}
 	}

@@ -70,7 +70,7 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 			pe := err.(*PanicError)
 			pe.ConnectionID = c.ID()
 			tell(l.sys, c.pid, &messages.AbortConnection{Err: pe})
-			l.sys.s.ReportPanic(pe)
+			l.sys.s.ReportPanicOf(pe, st.Link)
 		}
 	}, nil)
 }

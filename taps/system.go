@@ -114,8 +114,10 @@ type TraceRecord struct {
 	TimeUnixNano int64
 	// Kind names what happened (Event gives the RFC 9622 event or step):
 	//   - "state": a connection's state change (FromState, ToState; Event
-	//     Ready, ConnectionReceived, RendezvousDone, Closed,
-	//     EstablishmentError, ConnectionError, or none)
+	//     Ready, ConnectionReceived, RendezvousDone, Reestablished (the
+	//     Establishing->Established of a re-establishment, see
+	//     WithReestablishment; its Established->Establishing has none),
+	//     Closed, EstablishmentError, ConnectionError, or none)
 	//   - "candidate": a racing attempt (AttemptStarted, AttemptFailed,
 	//     AttemptWon, AttemptCancelled; FramerFailed before Ready)
 	//   - "sent", "received" (Received, ReceivedPartial, ReceiveError,
