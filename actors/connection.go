@@ -2342,8 +2342,11 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 // an established connection and of its later re-establishments agree.
 //
 //   - connCapacityProfile: the DSCP (IP_TOS / IPV6_TCLASS), every stack
-//     with a socket of its own; on TCP and TLS Scavenger also switches
-//     TCP_CONGESTION to "lp" when the kernel offers it (liveprops.go).
+//     with a socket of its own; a UDP or UDP-Lite connection a Listener
+//     accepted marks its own datagrams instead (stacks.LiveOptions.DSCP);
+//     an accepted QUIC stream cannot (ErrNotApplicable). On TCP and TLS
+//     Scavenger also switches TCP_CONGESTION to "lp" when the kernel
+//     offers it (liveprops.go).
 //   - connTimeout, tcp.userTimeoutValue, tcp.userTimeoutEnabled:
 //     TCP_USER_TIMEOUT (the user timeout when enabled, else connTimeout,
 //     else 0, the system default). TCP and TLS only. connTimeout also

@@ -15,7 +15,16 @@ var ErrNotApplicable = errors.New("option not applicable to this transport")
 // LiveOptions are socket options that can change on an established
 // transport (RFC 9622 SetProperty). A nil field is left alone.
 type LiveOptions struct {
-	// DSCP sets IP_TOS / IPV6_TCLASS (connCapacityProfile).
+	// DSCP sets IP_TOS / IPV6_TCLASS (connCapacityProfile), with the ECN
+	// bits Not-ECT. On a peer a UDP or UDP-Lite listener accepted, which
+	// shares the listener's socket, it is set on each of the peer's later
+	// datagrams instead (an IP_TOS / IPV6_TCLASS control message; a
+	// TOSDatagrams.WriteMsg TOS still wins for its datagram): the socket
+	// and the other peers are untouched, and TransportInfo.DSCP reads it
+	// back. Where datagrams cannot carry their own TOS (Windows) that
+	// fails with errors.ErrUnsupported. A QUIC stream (dialled or
+	// accepted) has no socket of its own and quic-go no per-connection
+	// TOS: ErrNotApplicable.
 	DSCP *uint8
 	// UserTimeout sets TCP_USER_TIMEOUT (connTimeout, tcp.userTimeoutValue);
 	// 0 restores the system default.
@@ -38,9 +47,10 @@ type LiveOptions struct {
 	Congestion *string
 }
 
-// ApplyLive sets o on an established transport's socket. Options the
-// transport's protocol does not have give ErrNotApplicable; the transport
-// is never closed by a failure.
+// ApplyLive sets o on an established transport's socket (a DSCP on an
+// accepted UDP or UDP-Lite peer: on its datagrams, see LiveOptions.DSCP).
+// Options the transport's protocol does not have give ErrNotApplicable;
+// the transport is never closed by a failure.
 func ApplyLive(t Transport, o LiveOptions) error {
 	if o.RecvChecksumLen != nil {
 		if cc, ok := t.(ChecksumCoverage); ok {
@@ -49,6 +59,15 @@ func ApplyLive(t Transport, o LiveOptions) error {
 			}
 		}
 		o.RecvChecksumLen = nil
+	}
+	if pd, ok := t.(perDatagramDSCP); ok && o.DSCP != nil {
+		if o.UserTimeout != nil || o.KeepAliveIdle != nil {
+			return fmt.Errorf("%w: TCP options on a UDP socket", ErrNotApplicable)
+		}
+		if *o.DSCP > 63 {
+			return fmt.Errorf("DSCP %d above 63", *o.DSCP)
+		}
+		return pd.setOwnDSCP(*o.DSCP) // Congestion: TCP only, ignored here
 	}
 	if o == (LiveOptions{}) {
 		return nil
@@ -92,6 +111,11 @@ func ApplyLive(t Transport, o LiveOptions) error {
 	})
 	return errors.Join(cerr, serr)
 }
+
+// perDatagramDSCP is a transport on a socket it shares with others (a
+// peer a UDP or UDP-Lite listener accepted): its DSCP goes on each of its
+// datagrams, never on the socket.
+type perDatagramDSCP interface{ setOwnDSCP(dscp uint8) error }
 
 // rawSocket finds the socket under a transport: its raw connection,
 // whether it is TCP, and its network ("tcp4", "udp6", ...).

@@ -204,9 +204,10 @@ func (t *udpTransport) AllowFragmentation() error {
 
 // WriteNoFrag sends b as one datagram to the peer without fragmentation;
 // see NoFragDatagrams. The listener's socket stays in that state until a
-// plain write of any of its peers.
+// plain write of any of its peers. Without a TOS the datagram carries the
+// peer's own DSCP, if any (setOwnDSCP).
 func (p *udpPeer) WriteNoFrag(b []byte, tos uint8, hasTOS bool) (int, error) {
-	var oob []byte
+	oob := p.ownOOB()
 	if hasTOS {
 		var err error
 		if oob, err = tosOOB(p.remote.Addr(), tos); err != nil {

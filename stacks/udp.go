@@ -369,6 +369,40 @@ type udpPeer struct {
 	once    sync.Once
 	dropped atomic.Uint64
 	rd      deadline
+	// own is the peer's own DSCP (connCapacityProfile set on the accepted
+	// connection, setOwnDSCP): nil while the peer follows the shared
+	// socket's.
+	own atomic.Pointer[peerTOS]
+}
+
+// peerTOS is the DSCP every datagram of one peer carries unless it has a
+// TOS of its own (WriteMsg), and the control message that sets it.
+type peerTOS struct {
+	dscp uint8
+	oob  []byte // IP_TOS / IPV6_TCLASS control message, read-only
+}
+
+// setOwnDSCP gives the peer a DSCP of its own: every later datagram Write
+// or WriteNoFrag (without a TOS) sends to it carries dscp, with the ECN
+// bits Not-ECT as setDSCP leaves a socket, in an IP_TOS / IPV6_TCLASS
+// control message. The listener's socket, shared by every peer, is not
+// touched. It fails with errors.ErrUnsupported where datagrams cannot
+// carry their own TOS (Windows).
+func (p *udpPeer) setOwnDSCP(dscp uint8) error {
+	oob, err := tosOOB(p.remote.Addr(), TOS(dscp, NotECT))
+	if err != nil {
+		return err
+	}
+	p.own.Store(&peerTOS{dscp: dscp, oob: oob})
+	return nil
+}
+
+// ownOOB is the control message of the peer's own DSCP (nil: none).
+func (p *udpPeer) ownOOB() []byte {
+	if o := p.own.Load(); o != nil {
+		return o.oob
+	}
+	return nil
 }
 
 func newUDPPeer(l *udpListener, remote netip.AddrPort) *udpPeer {
@@ -417,11 +451,12 @@ func (p *udpPeer) ReadMsg(b []byte) (int, uint8, error) {
 }
 
 // Write sends b as one datagram to the peer (fragmentation allowed: a
-// shared socket a peer's WriteNoFrag switched is switched back first).
-func (p *udpPeer) Write(b []byte) (int, error) { return p.writeDF(b, nil, false) }
+// shared socket a peer's WriteNoFrag switched is switched back first),
+// with the peer's own DSCP when it has one (setOwnDSCP).
+func (p *udpPeer) Write(b []byte) (int, error) { return p.writeDF(b, p.ownOOB(), false) }
 
-// WriteMsg sends b as one datagram to the peer with its own TOS byte; see
-// TOSDatagrams.
+// WriteMsg sends b as one datagram to the peer with its own TOS byte (over
+// the peer's own DSCP); see TOSDatagrams.
 func (p *udpPeer) WriteMsg(b []byte, tos uint8) (int, error) {
 	oob, err := tosOOB(p.remote.Addr(), tos)
 	if err != nil {
@@ -499,6 +534,9 @@ func (p *udpPeer) Info() (TransportInfo, error) {
 	}
 	if err := readSockInfo(rc, sockUDP, &info); err != nil {
 		return info, err
+	}
+	if o := p.own.Load(); o != nil {
+		info.DSCP = o.dscp // set per datagram, not on the shared socket
 	}
 	// the listener's socket is not connected to the peer: a probe is
 	info.SingularMsgMaxLen, _ = probeSingularMax(net.UDPAddrFromAddrPort(p.remote))

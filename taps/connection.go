@@ -1036,7 +1036,12 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // tcp.userTimeoutChangeable) or a property the live transport cannot take
 // (stacks.ErrNotApplicable: connTimeout on UDP, say) returns a
 // *PropertyError and changes nothing; the connection is never terminated
-// by a SetProperty error.
+// by a SetProperty error. connCapacityProfile on a UDP or UDP-Lite
+// Connection a Listener accepted, which shares the Listener's socket,
+// marks that Connection's later datagrams only (a per-datagram IP_TOS /
+// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
+// accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
+// the socket and has no per-connection TOS).
 func (c *Connection) SetProperty(p Property, v any) error {
 	desc := descOf(p)
 	if desc == nil {
