@@ -133,7 +133,8 @@ type (
 		fromTransport
 		err error
 	}
-	// peerReset: the peer reset a half-closed connection (watchPeerReset)
+	// peerReset: the peer ended a half-closed connection altogether
+	// (watchPeerReset): it reset it (err), or closed it gracefully (nil)
 	peerReset struct {
 		fromTransport
 		err error
@@ -667,9 +668,18 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *readEnded:
 		c.streamEnded(ctx, m.err)
 	case *peerReset:
-		if c.halfClosed && !c.finSent && c.state == Established {
-			c.fail(ctx, fmt.Errorf("peer reset the connection after its end of stream: %w", m.err))
+		if !c.halfClosed || c.finSent || c.closeAsked || c.state != Established {
+			break // this side ended its sending side meanwhile: that goes on
 		}
+		if m.err != nil {
+			c.fail(ctx, fmt.Errorf("peer reset the connection after its end of stream: %w", m.err))
+			break
+		}
+		// the peer closed gracefully: nothing this side sends is read any
+		// more, and both directions are done (closed as after a Final
+		// message: progressClose finishes it)
+		c.apply(InRemoteClose, nil)
+		c.progressClose(ctx)
 	case *datagramIn:
 		if m.quic {
 			c.quicDatagramIn(m.item)
@@ -1384,23 +1394,48 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 }
 
 // watchPeerReset waits, in a goroutine counted in c.wg while it waits,
-// for the peer to reset this half-closed connection (stacks.ResetWatcher:
-// a TCP RST, a QUIC STOP_SENDING or CONNECTION_CLOSE, as the peer's Abort
-// sends): nothing reads any more, and without it the connection would
-// only learn of it from its next write. The goroutine ends with the
-// transport, or when this side ends its sending side.
+// for the peer to end this half-closed connection altogether: nothing
+// reads any more, and without it the connection would only learn of it
+// from its next write. A reset (stacks.ResetWatcher: a TCP RST, a QUIC
+// STOP_SENDING or CONNECTION_CLOSE with an error, as the peer's Abort
+// sends) is a ConnectionError; a graceful end where the stack shows one
+// (QUIC: the STOP_SENDING of the peer's Close, or with QUIC datagrams the
+// session's end, its CONNECTION_CLOSE without error; a Unix peer's close,
+// on Linux) closes the connection. A
+// TCP or TLS peer that closes its socket after its FIN sends nothing: that
+// is learnt from the next write. The goroutine ends with the transport, or
+// when this side ends its sending side.
 func (c *connActor) watchPeerReset(ctx actor.Context) {
-	w, ok := c.t.(stacks.ResetWatcher)
-	if !ok {
+	var wait func() (ended bool, err error)
+	if w, ok := c.t.(stacks.ResetWatcher); ok {
+		// QUIC's WaitPeerReset returns nil only for this side's own end
+		// (which the handler tells by finSent and closeAsked) or the
+		// peer's graceful one; TCP's also when it cannot watch, or when a
+		// write took the reset first (and reports it)
+		graceful, session := c.stack == "quic", c.quicSessionEnd()
+		wait = func() (bool, error) {
+			err := w.WaitPeerReset()
+			if err == nil && session != nil {
+				return session() // datagrams may still go: the session decides
+			}
+			return err != nil || graceful, err
+		}
+	} else if sc, ok := c.t.(syscall.Conn); ok && c.stack == "unix" {
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return
+		}
+		wait = func() (bool, error) { return unixWaitPeerClose(rc) }
+	} else {
 		return
 	}
 	gen, wg := fromTransport{c.tgen}, &c.wg
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	wg.Add(1)
 	go func() {
-		err := w.WaitPeerReset()
+		ended, err := wait()
 		wg.Done()
-		if err != nil {
+		if ended {
 			root.Send(self, &peerReset{fromTransport: gen, err: err})
 		}
 	}()

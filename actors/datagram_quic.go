@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
+	"github.com/quic-go/quic-go"
 )
 
 // Unreliable messages on QUIC (RFC 9622 perMsgReliability, msgReliable,
@@ -51,6 +52,7 @@ const datagramMsgBit = 1 << 63
 type quicDgrams struct {
 	dgram      stacks.Datagrams
 	stop       context.CancelFunc // ends the datagram reader
+	stopped    context.Context    // done once stop was called
 	held       []RecvItem         // received while a stream message was open
 	streamOpen bool               // the stream's last delivered piece left its message open
 }
@@ -68,7 +70,7 @@ func (c *connActor) startQUICDatagrams(ctx actor.Context) {
 	}
 	c.qd = &quicDgrams{dgram: dg}
 	rctx, cancel := context.WithCancel(context.Background())
-	c.qd.stop = cancel
+	c.qd.stop, c.qd.stopped = cancel, rctx
 	link, gen := c.link, fromTransport{c.tgen}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	go func() {
@@ -96,11 +98,45 @@ func (c *connActor) stopQUICDatagrams() {
 	}
 }
 
+// quicSessionEnd returns, for a half-closed connection with QUIC datagrams
+// (watchPeerReset), a wait for the end of its session, nil without
+// datagrams: after the peer's graceful end of the stream (its STOP_SENDING
+// after its FIN) this side may still send datagrams on the session, so
+// the connection ends with the session. The wait ends (false) once the
+// datagram reader stops: the connection has ended or lost its transport.
+// It reports the session's end as stacks' WaitPeerReset does: nil when the
+// peer closed it without error, the error otherwise.
+func (c *connActor) quicSessionEnd() func() (ended bool, err error) {
+	qc, ok := c.t.(interface{ Conn() *quic.Conn })
+	if c.qd == nil || !ok {
+		return nil
+	}
+	sess, stopped := qc.Conn().Context(), c.qd.stopped
+	return func() (bool, error) {
+		select {
+		case <-sess.Done():
+		case <-stopped.Done():
+			return false, nil
+		}
+		err := context.Cause(sess)
+		var ae *quic.ApplicationError
+		if errors.As(err, &ae) {
+			switch {
+			case !ae.Remote:
+				return false, nil // this side closed it: its connection knows
+			case ae.ErrorCode == 0:
+				return true, nil
+			}
+		}
+		return true, err
+	}
+}
+
 // quicDatagramIn delivers a received QUIC datagram now, or after the stream
 // message being received.
 func (c *connActor) quicDatagramIn(it RecvItem) {
 	if c.sys.Tracing() {
-		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Received", ConnectionId: c.spec.id, MessageId: it.MessageID &^ datagramMsgBit, Bytes: int64(len(it.Data))})
+		c.sys.trace(&messages.TraceRecord{Kind: "datagram", Event: "Received", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: it.MessageID &^ datagramMsgBit, Bytes: int64(len(it.Data))})
 	}
 	if c.qd != nil && c.qd.streamOpen {
 		c.qd.held = append(c.qd.held, it)

@@ -373,14 +373,16 @@ func (l *Link) Err() error {
 // happened is called once at once (Ready, or the terminal event), so that a
 // handler set after Initiate or Accept still learns of it. A connection
 // accepted from a listener has no Ready event (RFC 9622 §7.2).
-func (l *Link) SetHandlers(h Handlers) { l.setHandlers(h, false) }
+func (l *Link) SetHandlers(h Handlers) { l.setHandlers(h, EvNone) }
 
-// ReplaceReady is SetHandlers where h's Ready handler is a new one (the
-// application's OnReady): set after Ready, it is called once at once even
-// when the handler it replaces (the Preconnection's) already was.
-func (l *Link) ReplaceReady(h Handlers) { l.setHandlers(h, true) }
+// Replace is SetHandlers where h's handler of ev (EvReady or a terminal
+// event) is a new one (the application's OnReady, OnClosed, ...): set
+// after ev, it is called once at once even when the handler it replaces
+// (the Preconnection's) already was. The other handlers of h follow
+// SetHandlers (one kept from before is not called again).
+func (l *Link) Replace(h Handlers, ev Event) { l.setHandlers(h, ev) }
 
-func (l *Link) setHandlers(h Handlers, newReady bool) {
+func (l *Link) setHandlers(h Handlers, replaced Event) {
 	l.mu.Lock()
 	old := l.h
 	l.h = h
@@ -389,12 +391,18 @@ func (l *Link) setHandlers(h Handlers, newReady bool) {
 		l.kickReaderLocked()
 	}
 	// a late Ready goes before the terminal handler, never after it
-	ready := l.readyOut && !l.passive && h.Ready != nil && (old.Ready == nil || newReady) && !l.termOut
+	ready := l.readyOut && !l.passive && h.Ready != nil && (old.Ready == nil || replaced == EvReady) && !l.termOut
 	term, estErr, finalErr := l.terminal, l.estErr, l.finalErr
-	switch {
-	case term == EvEstablishmentError && h.EstablishmentError != nil && old.EstablishmentError == nil,
-		term == EvClosed && h.Closed != nil && old.Closed == nil,
-		term == EvConnectionError && h.ConnectionError != nil && old.ConnectionError == nil:
+	late := false // the terminal event's handler is new: it has not had the event
+	switch term {
+	case EvEstablishmentError:
+		late = h.EstablishmentError != nil && (old.EstablishmentError == nil || replaced == term)
+	case EvClosed:
+		late = h.Closed != nil && (old.Closed == nil || replaced == term)
+	case EvConnectionError:
+		late = h.ConnectionError != nil && (old.ConnectionError == nil || replaced == term)
+	}
+	if late {
 		l.termOut = true
 	}
 	l.mu.Unlock()
@@ -407,11 +415,12 @@ func (l *Link) setHandlers(h Handlers, newReady bool) {
 		l.exec.submitAs("Ready handler", h.Ready)
 	}
 	switch {
-	case term == EvEstablishmentError && h.EstablishmentError != nil && old.EstablishmentError == nil:
+	case !late:
+	case term == EvEstablishmentError:
 		l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(estErr) })
-	case term == EvClosed && h.Closed != nil && old.Closed == nil:
+	case term == EvClosed:
 		l.exec.submitAs("Closed handler", h.Closed)
-	case term == EvConnectionError && h.ConnectionError != nil && old.ConnectionError == nil:
+	case term == EvConnectionError:
 		l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(finalErr) })
 	}
 }

@@ -102,33 +102,43 @@ func (c *Connection) installHandlers(h connHandlers) {
 }
 
 func (c *Connection) updateHandlers(fn func(h *actors.Handlers)) {
+	c.replaceHandler(actors.EvNone, fn)
+}
+
+// replaceHandler is updateHandlers where fn sets a new handler of ev (the
+// Ready or a terminal event): set after ev, it is called once at once.
+func (c *Connection) replaceHandler(ev actors.Event, fn func(h *actors.Handlers)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.link.Handlers()
 	fn(&h)
-	c.link.SetHandlers(h)
+	c.link.Replace(h, ev)
 }
 
 // OnReady sets the Ready handler (seed: HANDLE_STATE_READY). Set on a
 // Connection that is already Ready, it is called once at once (also when
-// the Preconnection's handler, which it replaces, already had the event).
+// the Preconnection's handler, which it replaces, already had the event),
+// unless the connection's terminal event has already reached a handler.
 func (c *Connection) OnReady(fn func(*Connection)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.link.Handlers()
-	h.Ready = nil
-	if fn != nil {
-		h.Ready = func() { fn(c) }
-	}
-	c.link.ReplaceReady(h)
+	c.replaceHandler(actors.EvReady, func(h *actors.Handlers) {
+		h.Ready = nil
+		if fn != nil {
+			h.Ready = func() { fn(c) }
+		}
+	})
 }
 
 // OnClosed sets the Closed handler (seed: HANDLE_STATE_CLOSED). It is the
 // last event of the connection. The peer's end of stream alone does not
 // close a connection (see Receive): Closed follows once this side has ended
-// its stream too (Close, or a Message sent with the Final property).
+// its stream too (Close, or a Message sent with the Final property), or the
+// peer has closed the connection altogether where the stack shows it (QUIC,
+// Unix sockets on Linux; README "Semantics worth knowing"). Set on
+// a Connection that is already Closed, it is called once at once (also
+// when the Preconnection's or Listener's handler, which it replaces,
+// already had the event).
 func (c *Connection) OnClosed(fn func(*Connection)) {
-	c.updateHandlers(func(h *actors.Handlers) {
+	c.replaceHandler(actors.EvClosed, func(h *actors.Handlers) {
 		h.Closed = nil
 		if fn != nil {
 			h.Closed = func() { fn(c) }
@@ -137,9 +147,12 @@ func (c *Connection) OnClosed(fn func(*Connection)) {
 }
 
 // OnConnectionError sets the ConnectionError handler (seed:
-// HANDLE_STATE_CONNECTION_ERROR). err is a *ConnectionError.
+// HANDLE_STATE_CONNECTION_ERROR). err is a *ConnectionError. Set on a
+// Connection that has already ended with a ConnectionError, it is called
+// once at once (also when the Preconnection's or Listener's handler, which
+// it replaces, already had the event).
 func (c *Connection) OnConnectionError(fn func(*Connection, error)) {
-	c.updateHandlers(func(h *actors.Handlers) {
+	c.replaceHandler(actors.EvConnectionError, func(h *actors.Handlers) {
 		h.ConnectionError = nil
 		if fn != nil {
 			h.ConnectionError = func(err error) { fn(c, connectionError(err)) }
@@ -150,9 +163,10 @@ func (c *Connection) OnConnectionError(fn func(*Connection, error)) {
 // OnEstablishmentError sets the EstablishmentError handler: the event of a
 // connection that ends before it is Ready, which only InitiateAsync hands
 // over (Initiate, InitiateWithSend, Clone and Rendezvous return the error
-// instead). Set after the event, it is called once at once.
+// instead). Set after the event, it is called once at once (also when the
+// Preconnection's handler, which it replaces, already had the event).
 func (c *Connection) OnEstablishmentError(fn func(*Connection, error)) {
-	c.updateHandlers(func(h *actors.Handlers) {
+	c.replaceHandler(actors.EvEstablishmentError, func(h *actors.Handlers) {
 		h.EstablishmentError = nil
 		if fn != nil {
 			h.EstablishmentError = func(err error) { fn(c, establishmentError(err)) }
