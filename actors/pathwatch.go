@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -221,7 +222,7 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 		if !guard {
 			return
 		}
-		if why, lost := stacks.PathLost(r, bound, m.usable); lost {
+		if why, lost := stacks.PathLost(r, bound, guardUsable(r, m.usable, onLoopbackNet)); lost {
 			if c.migratingNow(ctx) {
 				return // the migration under way leaves the path (or fails: re-establishment)
 			}
@@ -242,6 +243,60 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 		}
 		c.refreshAddrs(ctx, why)
 	}
+}
+
+// guardUsable is the usable set the path guard judges the reading r
+// with: usable, or nil (the local address is not judged) when r's local
+// address is missing from it but onLoopback finds it local all the same.
+// usable lists the interfaces' addresses, while Linux makes the whole
+// prefix of a loopback interface's address local: a connection bound to
+// 127.0.0.2 (127.0.0.1/8 on lo), as a QUIC session migrated there, was
+// taken for lost at every burst of the route monitor and re-established
+// (after its policy's backoff) from a path that works. onLoopback runs
+// only then (two netlink dumps).
+func guardUsable(r stacks.PathReading, usable map[netip.Addr]bool, onLoopback func(netip.Addr) bool) map[netip.Addr]bool {
+	a := r.Local.Unmap().WithZone("")
+	if usable != nil && a.IsValid() && !a.IsUnspecified() && !usable[a] && onLoopback(a) {
+		return nil
+	}
+	return usable
+}
+
+// onLoopbackNet tells whether a is in the prefix of an address of a
+// loopback interface that is up and running (the kernel routes all of it
+// locally over that interface).
+func onLoopbackNet(a netip.Addr) bool {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return false
+	}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback == 0 || ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagRunning == 0 {
+			continue
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, x := range addrs {
+			n, ok := x.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(n.IP)
+			ones, bits := n.Mask.Size()
+			if !ok || bits == 0 {
+				continue
+			}
+			if bits == 32 {
+				ip = ip.Unmap()
+			}
+			if p, err := ip.Prefix(ones); err == nil && ip.BitLen() == bits && p.Contains(a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // pathMoved: the transport's addresses changed under it (a QUIC

@@ -2,12 +2,15 @@ package taps
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/stacks/stacktest"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -106,6 +109,96 @@ func TestQUICRemoveLocalInUseMigratesTheSession(t *testing.T) {
 			require.Eventually(t, func() bool { return !udpBound(t, old) }, 8*time.Second, 20*time.Millisecond,
 				"the old socket is closed once drained")
 			roundTrip(t, c, "after the drain")
+			select {
+			case err := <-reestablishing:
+				t.Fatalf("Reestablishing after the migration: %v", err)
+			default:
+			}
 		})
 	}
+}
+
+// TestQUICMigratedToLoopbackAliasKeepsItsPathInNetns: a QUIC connection
+// with a re-establishment policy migrated from 127.0.0.1 to 127.0.0.2
+// (local: 127.0.0.1/8 is on lo, though only 127.0.0.1 is an address of
+// it) keeps its session across the route monitor's bursts: the path
+// guard does not take 127.0.0.2 for gone, as it did at any burst of
+// changes on the machine (the connection then waited its policy's backoff,
+// an hour here, to be re-established from a path that works; the flake of
+// TestQUICRemoveLocalInUseMigratesTheSession/reestablishment=true). A
+// namespace joined to the test's by a veth pair makes the bursts, and a
+// TCP connection with a policy from its host-side address, which is then
+// removed, tells (its Reestablishing, ErrPathLost) that the route monitor
+// has checked every guarded connection after a burst that followed the
+// migration. It needs root.
+func TestQUICMigratedToLoopbackAliasKeepsItsPathInNetns(t *testing.T) {
+	stacktest.SkipUnlessNetns(t)
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	ln, _ := quicEchoServer(t, sys, pki, quicOnly(t))
+	c := quicFrom(t, sys, ln, pki, WithReestablishment(ReestablishPolicy{Initial: time.Hour}))
+	reestablishing, _ := epReestablishEvents(c)
+	pathChange := make(chan struct{}, 4)
+	c.OnPathChange(func(*Connection) { pathChange <- struct{}{} })
+	roundTrip(t, c, "before")
+	require.NoError(t, c.AddLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.2")))
+	require.NoError(t, c.RemoveLocal(ctx, NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+	epAwait(t, ctx, pathChange, "PathChange")
+	require.Equal(t, "127.0.0.2", epAddr(t, ctx, c, true).Addr().String())
+
+	// bursts after the migration: the namespace's veth pair, its address
+	n := stacktest.NewNetns(t, "ml", 239)
+	var tln net.Listener
+	n.Run(t, func() error { // a TCP echo server in the namespace
+		var err error
+		tln, err = net.Listen("tcp4", netip.AddrPortFrom(n.NSIP, 0).String())
+		return err
+	})
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() { // the witness's peer never hears of its end: its address is gone
+		_ = tln.Close()
+		mu.Lock()
+		for _, s := range conns {
+			_ = s.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			s, err := tln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, s)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); _, _ = io.Copy(s, s) }()
+		}
+	}()
+	w := initiateFramed(t, WithSystem(sys), WithProtocols("tcp"),
+		WithRemoteEndpoint(loopbackRemote(tln.Addr().(*net.TCPAddr).AddrPort())),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress(n.HostIP.String())),
+		WithReestablishment(ReestablishPolicy{Initial: time.Hour}))
+	wReestablishing, _ := epReestablishEvents(w)
+	roundTrip(t, w, "witness")
+	stacktest.IP(t, "addr", "del", n.HostIP.String()+"/30", "dev", n.HostIf)
+	require.ErrorIs(t, epAwait(t, ctx, wReestablishing, "the witness's Reestablishing"), ErrPathLost)
+
+	require.Equal(t, "127.0.0.2", epAddr(t, ctx, c, true).Addr().String()) // after its pathChecks
+	require.Equal(t, StateEstablished, c.State())
+	select {
+	case err := <-reestablishing:
+		t.Fatalf("Reestablishing: %v", err)
+	default:
+	}
+	roundTrip(t, c, "after the bursts")
 }

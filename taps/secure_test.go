@@ -106,7 +106,10 @@ func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *Transport
 // goroutine); accepted gets each of them. It stops with the test.
 func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProperties, onMessage ...func(*Message)) (*Listener, <-chan *Connection) {
 	t.Helper()
-	ctx := testCtx(t)
+	// longer than testCtx: a migration test drains its old path for 5 s
+	// before its last round trip, and the server must still echo then
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
 	ln := quicListen(t, ctx, sys, pki, tp)
 	accepted := make(chan *Connection, 16)
 	go func() {
