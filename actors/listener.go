@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -257,7 +258,8 @@ func (l *listenerActor) traceListening(i int) {
 // startAccept starts the accept goroutine of the listening socket i. It
 // ends when the listener stops, or when the socket was retired (closed
 // because its site is gone: listen_follow.go) without stopping the
-// listener; any other accept error stops the listener.
+// listener; any other accept error stops the listener, but for those
+// acceptOne retries (timeouts, and the want of a resource such as EMFILE).
 func (l *listenerActor) startAccept(ctx actor.Context, i int) {
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	ln, name, retired := l.lns[i], l.stacks[i], l.socks[i].retired
@@ -291,25 +293,54 @@ func (l *listenerActor) startAccept(ctx actor.Context, i int) {
 // errGateClosed: the listener stopped while its accept goroutine waited.
 var errGateClosed = errors.New("listener stopped")
 
+// The wait before accepting again after an accept failed for want of a
+// resource (stacks.AcceptRetryable): from acceptRetryMin, doubling up to
+// acceptRetryMax, and from acceptRetryMin again after an accept (as
+// net/http's Server.Serve).
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
 // acceptOne waits for the gate and accepts one transport (errGateClosed
-// when the listener stopped). Timeouts are retried. A peer that is not one
-// of the remote endpoints is refused: its transport is aborted at once (a
-// TCP peer sees a reset, a Unix peer the end of the stream, and a UDP
-// peer's queued datagrams are dropped with it: a later one from the same
-// address is refused again). QUIC and TLS refuse before their handshake
+// when the listener stopped). Timeouts are retried at once; an accept that
+// failed for want of a resource (the process or the system out of file
+// descriptors, buffers or memory: stacks.AcceptRetryable) is retried after
+// a wait (acceptRetryMin to acceptRetryMax, traced as AcceptRetry), which
+// the listener's stop ends at once. A peer that is not one of the remote
+// endpoints is refused: its transport is aborted at once (a TCP peer sees
+// a reset, a Unix peer the end of the stream, and a UDP peer's queued
+// datagrams are dropped with it: a later one from the same address is
+// refused again). QUIC and TLS refuse before their handshake
 // (Options.AcceptFrom, set by filterRemotes).
 func (l *listenerActor) acceptOne(ln stacks.Listener, stack string) (stacks.Transport, error) {
+	var wait time.Duration // the last wait after a resource error, 0 after an accept
 	for l.gate.wait() {
 		t, err := ln.Accept()
 		var ne net.Error
-		if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case err == nil:
+			wait = 0
+		case errors.As(err, &ne) && ne.Timeout():
 			continue
+		case stacks.AcceptRetryable(err):
+			wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
+			if l.sys.Tracing() {
+				l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "AcceptRetry", Local: ln.Addr().String(),
+					Stack: stack, Error: err.Error()})
+			}
+			if !l.gate.sleep(wait) {
+				return nil, errGateClosed
+			}
+			continue
+		default:
+			return nil, err
 		}
-		if err == nil && l.remotes != nil && !l.remotes.admit(stack, t.RemoteAddr()) {
+		if l.remotes != nil && !l.remotes.admit(stack, t.RemoteAddr()) {
 			_ = t.Abort()
 			continue
 		}
-		return t, err
+		return t, nil
 	}
 	return nil, errGateClosed
 }
@@ -445,10 +476,11 @@ type acceptGate struct {
 	closed  bool
 	pending map[*Handoff]struct{}
 	ready   map[*connectionReceived]struct{}
+	done    chan struct{} // closed with the gate: ends sleep
 }
 
 func newAcceptGate() *acceptGate {
-	g := &acceptGate{open: true}
+	g := &acceptGate{open: true, done: make(chan struct{})}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -460,6 +492,19 @@ func (g *acceptGate) wait() bool {
 		g.cond.Wait()
 	}
 	return !g.closed
+}
+
+// sleep waits d, or less when the gate closes meanwhile: it reports
+// whether the gate is still not closed.
+func (g *acceptGate) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return !g.isClosed()
+	case <-g.done:
+		return false
+	}
 }
 
 func (g *acceptGate) set(open bool) {
@@ -474,7 +519,10 @@ func (g *acceptGate) set(open bool) {
 // listener has not received: the caller aborts them.
 func (g *acceptGate) close() map[*connectionReceived]struct{} {
 	g.mu.Lock()
-	g.closed = true
+	if !g.closed {
+		g.closed = true
+		close(g.done)
+	}
 	g.cond.Broadcast()
 	pending, ready := g.pending, g.ready
 	g.pending, g.ready = nil, nil

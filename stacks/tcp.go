@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"syscall"
@@ -185,6 +186,16 @@ func (l *tcpListener) Accept() (Transport, error) {
 		return nil, err
 	}
 	return &tcpTransport{TCPConn: c, stack: l.stack}, nil
+}
+
+// AcceptRetryable reports whether err, from a Listener's Accept, is the
+// want of a resource that may come back: the process or the system out of
+// file descriptors (EMFILE, ENFILE), buffers (ENOBUFS) or memory (ENOMEM).
+// The listening socket is fine: a later Accept may succeed (net/http's
+// Server.Serve waits and accepts again likewise).
+func AcceptRetryable(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func (l *tcpListener) Close() error   { return l.ln.Close() }

@@ -326,8 +326,13 @@ type tlsListener struct {
 	err error // why acceptLoop ended, if not Close
 }
 
+// acceptLoop accepts TCP connections until Close. An accept that failed
+// for want of a resource (AcceptRetryable: EMFILE, ...) is tried again
+// after a wait, 5 ms doubling up to 1 s (from 5 ms again after an accept),
+// which Close ends; any other error ends the loop, and Accept returns it.
 func (l *tlsListener) acceptLoop() {
 	defer l.wg.Done()
+	var wait time.Duration // the last wait after a resource error, 0 after an accept
 	for {
 		select {
 		case l.slots <- struct{}{}:
@@ -341,6 +346,17 @@ func (l *tlsListener) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			if AcceptRetryable(err) {
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+					continue
+				case <-l.ctx.Done():
+					t.Stop()
+					return
+				}
+			}
 			if !errors.Is(err, net.ErrClosed) {
 				l.mu.Lock()
 				l.err = err
@@ -349,6 +365,7 @@ func (l *tlsListener) acceptLoop() {
 			l.cancel()
 			return
 		}
+		wait = 0
 		if l.acceptFrom != nil && !l.acceptFrom(tc.RemoteAddr()) {
 			<-l.slots
 			_ = abortTCP(tc) // no handshake with a refused peer

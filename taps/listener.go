@@ -19,6 +19,19 @@ const NoConnectionLimit int64 = -1
 
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
 // concurrent use.
+//
+// An accept that fails for want of a resource (the process or the system
+// out of file descriptors, buffers or memory: EMFILE, ENFILE, ENOBUFS,
+// ENOMEM) does not stop the Listener: as net/http's Server.Serve, it waits
+// 5 ms, doubling up to 1 s while the accepts keep failing (from 5 ms again
+// after one succeeds), and accepts again; the peers wait in the kernel's
+// backlog meanwhile. On TCP and Unix sockets each wait is traced (Kind
+// "listener", Event "AcceptRetry", Error the accept's); TLS, which
+// accepts under its handshakes, waits likewise untraced. Stop ends the
+// wait at once. Any other accept error stops the Listener (Done, then
+// Accept returns the error). UDP and QUIC have no accept to fail: they
+// receive every peer on one socket, and a UDP Listener outlives the read
+// errors on it.
 type Listener struct {
 	sys     *System
 	pid     *actor.PID

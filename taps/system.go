@@ -129,7 +129,9 @@ type TraceRecord struct {
 	//     (ExcessiveRetransmission), "path" (PathChange, Migrating,
 	//     Migrated, MigrationFailed)
 	//   - "listener": Listening, ConnectionReceived, ConnectionRefused,
-	//     ListenClosed, ListenFailed, Stopped
+	//     ListenClosed, ListenFailed, AcceptRetry (an accept failed for
+	//     want of a resource, such as EMFILE: Error; the listener waits and
+	//     accepts again), Stopped
 	//   - "group": MemberJoined, MemberLeft, MemberRefused,
 	//     MemberReestablishing, MemberReestablished, MemberRejoined
 	//   - "rendezvous": a Rendezvous's steps (Listening, candidate checks,
