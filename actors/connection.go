@@ -1053,7 +1053,7 @@ func (c *connActor) startDatagramReader(ctx actor.Context) {
 	var id uint64 // the reader goroutine's alone
 	c.readDatagrams(func(data []byte, tos uint8, hasTOS bool) {
 		id++
-		link.addInflight(len(data))
+		link.addInflight(recvCost(len(data)))
 		root.Send(self, &datagramIn{fromTransport: gen, item: RecvItem{MessageID: id, Data: data, EndOfMessage: true, TOS: tos, HasTOS: hasTOS}})
 	}, func(err error) { root.Send(self, &readEnded{fromTransport: gen, err: err}) })
 }
@@ -1268,7 +1268,7 @@ func (cr *connReader) post(data []byte, err error) bool {
 			in.early = cr.raw.early
 			cr.poster.Post(in)
 		} else {
-			cr.link.addInflight(n)
+			cr.link.addInflight(recvCost(n))
 			cr.poster.Post(&readData{fromTransport: cr.gen, data: data, early: cr.raw.early})
 		}
 	}
@@ -1287,11 +1287,7 @@ func (cr *connReader) post(data []byte, err error) bool {
 
 func (c *connActor) deliver(items []RecvItem) {
 	if c.discarding {
-		total := 0
-		for _, it := range items {
-			total += len(it.Data)
-		}
-		c.link.dropInflight(total)
+		c.link.dropInflight(itemsCost(items))
 		return
 	}
 	if c.sys.Tracing() {

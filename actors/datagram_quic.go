@@ -84,7 +84,7 @@ func (c *connActor) startQUICDatagrams(ctx actor.Context) {
 				return // the connection or the actor ended: the stream reader reports it
 			}
 			id++
-			link.addInflight(len(data))
+			link.addInflight(recvCost(len(data)))
 			root.Send(self, &datagramIn{fromTransport: gen, item: RecvItem{MessageID: id | datagramMsgBit, Data: data, EndOfMessage: true}, quic: true})
 		}
 	}()

@@ -170,11 +170,7 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			}
 		}
 		if d != nil && a.idx == a.n-1 {
-			total := 0
-			for _, it := range d.items {
-				total += len(it.Data)
-			}
-			a.link.addInflight(total)
+			a.link.addInflight(itemsCost(d.items))
 		}
 		if a.idx == 0 && len(m.data) > 0 {
 			// only once the delivered bytes count as inflight: while a

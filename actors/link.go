@@ -243,6 +243,42 @@ const (
 	rawPendingLimit        = 256 << 10
 )
 
+// recvItemCost is what each received piece costs against the receive
+// buffer on top of its bytes: its queue entry (a RecvItem, about 120
+// bytes, in an array that grows by doubling), its framer's delivery entry
+// and its piece of a read slab. Without it a peer's flood of empty or
+// one-byte messages would be held by the hundred thousand for an
+// application that does not receive: memory hundreds of times the
+// buffer's.
+const recvItemCost = 256
+
+// recvCost is what a received piece of n bytes costs against the receive
+// buffer (in flight: addInflight).
+func recvCost(n int) int { return n + recvItemCost }
+
+// itemsCost is the recvCost of items.
+func itemsCost(items []RecvItem) int {
+	total := len(items) * recvItemCost
+	for i := range items {
+		total += len(items[i].Data)
+	}
+	return total
+}
+
+// recvChargedLocked is what received data charges against the receive
+// buffer: the pieces on their way (inflight, at their recvCost), the bytes
+// queued and, while no receive waits, recvItemCost for each queued piece.
+// A receive that waits although pieces are queued asks for more of an
+// incomplete message than they hold (its minIncompleteLength): for it the
+// queued bytes alone count, as they must be able to fill the buffer.
+func (l *Link) recvChargedLocked() int64 {
+	c := l.inflight.Load() + int64(l.itemBytes)
+	if len(l.reqs) == 0 {
+		c += int64(len(l.items) * recvItemCost)
+	}
+	return c
+}
+
 // ErrClosed is the cause for operations on a connection that has ended.
 var ErrClosed = net.ErrClosed
 
@@ -667,11 +703,7 @@ func (l *Link) deliver(items []RecvItem) {
 		return
 	}
 	l.mu.Lock()
-	total := 0
-	for _, it := range items {
-		total += len(it.Data)
-	}
-	l.subInflight(total)
+	l.subInflight(itemsCost(items))
 	if l.eos {
 		l.kickReaderLocked()
 		l.mu.Unlock()
@@ -696,7 +728,9 @@ func (l *Link) deliver(items []RecvItem) {
 			return
 		}
 	}
-	l.itemBytes += total
+	for i := range items {
+		l.itemBytes += len(items[i].Data)
+	}
 	if len(l.items) == 0 {
 		l.items = append(l.itemsArr[:0], items...)
 		l.itemsArr = l.items
@@ -780,7 +814,7 @@ func (l *Link) waitReadCredit() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.waitReader(func() bool {
-		return l.gateClosed || !(l.rawPending.Load() >= rawPendingLimit || (!l.eos && l.inflight.Load()+int64(l.itemBytes) >= int64(l.recvLimit)))
+		return l.gateClosed || !(l.rawPending.Load() >= rawPendingLimit || (!l.eos && l.recvChargedLocked() >= int64(l.recvLimit)))
 	})
 	return !l.gateClosed
 }
@@ -802,8 +836,9 @@ func (l *Link) waitReader(done func() bool) {
 // addRaw and doneRaw account bytes between the reader and the first framer.
 func (l *Link) addRaw(n int) { l.rawPending.Add(int64(n)) }
 
-// addInflight accounts parsed bytes on their way to deliver; dropInflight
-// those that will never arrive (discarded after Close).
+// addInflight accounts parsed pieces on their way to deliver, at their
+// recvCost (itemsCost); dropInflight those that will never arrive
+// (discarded after Close).
 func (l *Link) addInflight(n int) { l.inflight.Add(int64(n)) }
 
 func (l *Link) dropInflight(n int) {

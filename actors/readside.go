@@ -79,7 +79,7 @@ func (l *Link) readerMayReadLocked(sr *streamReader) bool {
 	if l.gateClosed || l.reader != sr || l.readEnded || l.reading {
 		return false
 	}
-	if l.rawPending.Load() >= rawPendingLimit || (!l.eos && l.inflight.Load()+int64(l.itemBytes) >= int64(l.recvLimit)) {
+	if l.rawPending.Load() >= rawPendingLimit || (!l.eos && l.recvChargedLocked() >= int64(l.recvLimit)) {
 		return false // receive credits
 	}
 	return !l.demand || l.readAhead || len(l.reqs) > 0
