@@ -675,20 +675,42 @@ func (r *rendezvousActor) startTCP(ctx actor.Context) {
 
 // acceptLoop accepts on s's listener the connections from the remote
 // addresses paired with s; others are reset. Each accepted one is secured
-// (TLS) in its own goroutine.
+// (TLS) in its own goroutine. An accept that failed for want of a
+// resource (stacks.AcceptRetryable: EMFILE, ENFILE, ENOBUFS, ENOMEM) is
+// tried again after a wait, as a Listener's (acceptRetryMin doubling up to
+// acceptRetryMax, from acceptRetryMin again after an accept; traced as
+// AcceptRetry), which the end of the rendezvous ends at once; any other
+// error fails the rendezvous (rvListenFailed).
 func (r *rendezvousActor) acceptLoop(root *actor.RootContext, self *actor.PID, s *rvSocket) {
+	var wait time.Duration // the last wait after a resource error, 0 after an accept
 	for {
 		t, err := s.ln.Accept()
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
 				continue
+			case r.gctx.Err() != nil || errors.Is(err, net.ErrClosed):
+				return
+			case stacks.AcceptRetryable(err):
+				wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
+				if r.sys.Tracing() {
+					r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "AcceptRetry", Local: s.ln.Addr().String(),
+						Stack: r.stack.Name(), Error: err.Error()})
+				}
+				tm := time.NewTimer(wait)
+				select {
+				case <-tm.C:
+					continue
+				case <-r.gctx.Done():
+					tm.Stop()
+					return
+				}
 			}
-			if r.gctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				root.Send(self, &rvListenFailed{local: s.local, err: err})
-			}
+			root.Send(self, &rvListenFailed{local: s.local, err: err})
 			return
 		}
+		wait = 0
 		ra, _ := stacks.AddrPortOf(t.RemoteAddr())
 		ra = unmapAddrPort(ra)
 		if !slices.Contains(s.remotes, ra) {

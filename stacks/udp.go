@@ -170,18 +170,32 @@ func (udpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 // IP_RECVTOS and, with opts.SoftErrors, IP_RECVERR. It closes conn on
 // error.
 func newUDPListener(conn *net.UDPConn, stack string, opts Options) (*udpListener, error) {
+	return newUDPListenerReading(conn, conn, stack, opts)
+}
+
+// udpMsgReader is the read side of a listener's socket: the socket
+// itself, or in the tests a wrapper of it.
+type udpMsgReader interface {
+	ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error)
+}
+
+// newUDPListenerReading is newUDPListener reading the datagrams from rd
+// (conn, or a test's wrapper of it).
+func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opts Options) (*udpListener, error) {
 	if err := configureUDPSocket(conn, opts.SoftErrors); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
 	l := &udpListener{
 		conn:       conn,
+		rd:         rd,
 		stack:      stack,
 		softErrors: opts.SoftErrors,
 		peers:      map[netip.AddrPort]*udpPeer{},
 		accept:     make(chan *udpPeer, UDPAcceptQueue),
 		stopped:    make(chan struct{}),
 		done:       make(chan struct{}),
+		sockClosed: make(chan struct{}),
 	}
 	go l.readLoop()
 	return l, nil
@@ -191,11 +205,13 @@ func newUDPListener(conn *net.UDPConn, stack string, opts Options) (*udpListener
 // datagram to the queue of its peer's Transport.
 type udpListener struct {
 	conn       *net.UDPConn
+	rd         udpMsgReader  // conn's read side (conn itself but in tests)
 	stack      string        // "udp" or "udplite"
 	softErrors bool          // IP_RECVERR set: peers get SoftErrors
 	accept     chan *udpPeer // peers not yet accepted
 	stopped    chan struct{} // closed by Close
 	done       chan struct{} // closed when readLoop ended
+	sockClosed chan struct{} // closed with the socket: ends readLoop's wait
 
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*udpPeer
@@ -209,22 +225,49 @@ type udpListener struct {
 	dropped atomic.Uint64
 }
 
+// The wait before reading again after a read failed with an error that
+// is not an ICMP error (the want of buffers or memory, ENOBUFS, ENOMEM, or
+// an error of the socket that may recur): from udpReadRetryMin, doubling
+// up to udpReadRetryMax, and from udpReadRetryMin again after a datagram.
+const (
+	udpReadRetryMin = 5 * time.Millisecond
+	udpReadRetryMax = time.Second
+)
+
+// readLoop reads the socket until it is closed and hands every datagram
+// to its peer. An ICMP error reported by a read (isSoftErrno: ECONNREFUSED,
+// ...; one per ICMP message, which the read consumes) goes to the peer it
+// concerns (softError) and the reading goes on at once: a peer's ICMP
+// errors must not delay the others' datagrams. Any other error (ENOBUFS,
+// ENOMEM, ...) keeps the socket: the reading goes on after a wait
+// (udpReadRetryMin to udpReadRetryMax), which the closing of the socket
+// ends at once, so that an error that keeps coming back does not spin.
 func (l *udpListener) readLoop() {
 	defer close(l.done)
 	buf := make([]byte, 65536)
 	oob := make([]byte, tosOOBSpace)
+	var wait time.Duration // the last wait after a read error, 0 after a datagram
 	for {
-		n, oobn, _, from, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, _, from, err := l.rd.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, net.ErrClosed):
 				l.closeAllPeers()
 				return
+			case isSoftErrno(err, true):
+				l.softError() // e.g. ECONNREFUSED from an ICMP error: keep serving others
+			default:
+				wait = min(max(2*wait, udpReadRetryMin), udpReadRetryMax)
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-l.sockClosed:
+					t.Stop() // the next read reports net.ErrClosed
+				}
 			}
-			if isSoftErrno(err, true) {
-				l.softError()
-			}
-			continue // e.g. ECONNREFUSED from an ICMP error: keep serving others
+			continue
 		}
+		wait = 0
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		msg := udpDatagram{b: append([]byte(nil), buf[:n]...), tos: parseTOS(oob[:oobn])}
 		l.deliver(from, msg)
@@ -330,6 +373,7 @@ func (l *udpListener) maybeCloseLocked() {
 	}
 	if len(l.peers) == 0 && !l.closed {
 		l.closed = true
+		close(l.sockClosed)
 		_ = l.conn.Close()
 	}
 }
