@@ -54,11 +54,25 @@ type connSpec struct {
 	// listenGate is the listener's: Ready, the connection reports there
 	// before it sends received (listener.go; nil for a rendezvous)
 	listenGate *acceptGate
+	// acceptSlot: the listener's accept goroutine counted this connection
+	// held for the application (acceptGate.held); the connection hands the
+	// slot on with its connectionReceived, or releases it if it ends
+	// before Ready
+	acceptSlot bool
 	// name is the actor's name when made with the spec (else idName);
 	// received, the first message to listener, when made with it
 	name     string
 	received *connectionReceived
 	self     *actor.PID // the connection actor (set when it starts)
+}
+
+// releaseSlot releases the listener's slot of a connection that ends
+// before Ready (its listener never receives it).
+func (s *connSpec) releaseSlot() {
+	if s.acceptSlot {
+		s.acceptSlot = false
+		s.listenGate.release()
+	}
 }
 
 // handlerPanicked tells the connection actor that one of its Link's event
@@ -590,6 +604,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if c.spec == nil {
 			return // stopped before it started: nothing to release
 		}
+		c.spec.releaseSlot()
 		c.stopping()
 		return
 	case *actor.Stopped:
@@ -1183,6 +1198,7 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 		}
 		c.spec.received = nil
 		r.started = ConnectionStarted{Link: c.link, Conn: ctx.Self(), Group: c.spec.group}
+		r.slot, c.spec.acceptSlot = c.spec.acceptSlot, false // the listener's now
 		if c.spec.listenGate.report(r) {
 			ctx.Send(c.spec.listener, r)
 		} else { // the listener has stopped: nobody would own this connection

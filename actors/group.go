@@ -366,6 +366,7 @@ func (g *groupActor) spawn(ctx actor.Context, spec *connSpec) {
 	}
 	pid, err := ctx.SpawnNamed(connProps, name)
 	if err != nil {
+		spec.releaseSlot()
 		if ctx.Sender() != nil {
 			ctx.Respond(err)
 		}

@@ -28,7 +28,14 @@ type (
 	acceptEnded struct{ err error }
 	// connectionReceived: a connection the listener made is Ready; the
 	// listener delivers it (a pointer to started, one object with it)
-	connectionReceived struct{ started ConnectionStarted }
+	connectionReceived struct {
+		started ConnectionStarted
+		// slot: the connection was accepted by the listener's accept
+		// goroutine, which counted it held (acceptGate.held) then; the
+		// listener counts the others (a peer's stream) when it receives
+		// them
+		slot bool
+	}
 )
 
 // ListenerStarted is the reply to StartListening.
@@ -78,8 +85,22 @@ type listenerActor struct {
 	remotes   *remoteFilter // nil: no remote endpoint, every peer is accepted
 }
 
+// DefaultAcceptBacklog is the default bound on the connections a
+// listener holds for the application (acceptGate.backlog): 128, the
+// classic listen backlog (Linux's net.core.somaxconn before 5.4, and Go's
+// syscall.SOMAXCONN, which net falls back to), enough to absorb a burst without the accept
+// goroutine stalling while the application keeps up.
+const DefaultAcceptBacklog = 128
+
 func newListenerActor(s *System, id uint64, cfg *messages.ConnectionConfig) actor.Actor {
-	return &listenerActor{sys: s, id: id, cfg: cfg, limit: -1, queue: newListenQueue(), gate: newAcceptGate(), view: &ListenAddrs{}}
+	gate := newAcceptGate()
+	gate.backlog = cfg.AcceptBacklog
+	if gate.backlog <= 0 {
+		gate.backlog = DefaultAcceptBacklog
+	}
+	q := newListenQueue()
+	q.gate = gate
+	return &listenerActor{sys: s, id: id, cfg: cfg, limit: -1, queue: q, gate: gate, view: &ListenAddrs{}}
 }
 
 func (l *listenerActor) Receive(ctx actor.Context) {
@@ -118,7 +139,10 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 		a := &m.adopt
 		a.cfg, a.t, a.listener, a.listenID = l.cfg, t, ctx.Self(), l.id
-		a.spec.listenGate = l.gate // the root keeps it in the connection's spec
+		// the root keeps them in the connection's spec: the connection
+		// holds the slot the accept goroutine took until it reports Ready
+		// (the slot then travels with connectionReceived) or ends
+		a.spec.listenGate, a.spec.acceptSlot = l.gate, true
 		ctx.Send(ctx.Parent(), a)
 	case *acceptEnded:
 		if !l.stopped {
@@ -128,6 +152,11 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		}
 	case *connectionReceived:
 		l.gate.received(m)
+		if !m.slot {
+			// a peer's stream of a session accepted before (QUIC): held
+			// from now on, as the connections accepted are from accept
+			l.gate.hold()
+		}
 		started := &m.started
 		if l.stopped {
 			ctx.Send(started.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
@@ -141,10 +170,7 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		l.deliverHeld()
 	case *messages.SetConnectionLimit:
 		l.limit = m.Limit
-		l.deliverHeld()
-		if l.limit != 0 {
-			l.gate.set(true)
-		}
+		l.deliverHeld() // and lets the gate know what the limit allows
 		ctx.Respond(true)
 	case *messages.StopListener, *messages.CloseGroup, *messages.ShutdownSystem:
 		l.stop(ctx)
@@ -280,6 +306,7 @@ func (l *listenerActor) startAccept(ctx actor.Context, i int) {
 			}
 			a := &accepted{h: Handoff{t: t}}
 			a.adopt.stack = name
+			l.gate.hold() // held for the application from now on
 			if !l.gate.offer(&a.h) {
 				a.h.Abandon() // stopped meanwhile
 				return
@@ -430,9 +457,7 @@ func (l *listenerActor) deliverHeld() {
 	if len(l.held) == 0 {
 		l.held = nil
 	}
-	if l.limit == 0 {
-		l.gate.set(false)
-	}
+	l.gate.allow(l.limit != 0)
 }
 
 // deliver hands one received connection to the application, within the
@@ -447,7 +472,7 @@ func (l *listenerActor) deliver(s *ConnectionStarted) {
 	if l.limit > 0 {
 		l.limit--
 		if l.limit == 0 {
-			l.gate.set(false)
+			l.gate.allow(false)
 		}
 	}
 }
@@ -460,8 +485,14 @@ func (l *listenerActor) stop(ctx actor.Context) {
 	ctx.Stop(ctx.Self())
 }
 
-// acceptGate pauses the accept goroutine while the connection budget is 0
-// (further connections wait in the kernel's backlog). It also holds the
+// acceptGate pauses the accept goroutines (further connections wait in the
+// kernel's backlog) while the connection budget is 0 (allowed false:
+// SetNewConnectionLimit) or while the listener holds backlog connections
+// for the application (held: accepted, being set up or Ready, and not yet
+// taken: returned by Accept, or their ConnectionReceived handler call
+// begun); openLocked decides from both. A goroutine that passed the gate
+// accepts one more, so with several listening sockets held may exceed
+// backlog by one per other socket. It also holds the
 // accepted transports on their way to the listener, so that closing the
 // gate closes those the listener will never claim, and likewise the
 // connectionReceived of the connections Ready (reported) that the listener
@@ -472,7 +503,9 @@ func (l *listenerActor) stop(ctx actor.Context) {
 type acceptGate struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
-	open    bool
+	allowed bool // the new-connection limit is not 0
+	held    int  // connections held for the application
+	backlog int  // the bound on held (0: none, a rendezvous's gate)
 	closed  bool
 	pending map[*Handoff]struct{}
 	ready   map[*connectionReceived]struct{}
@@ -480,15 +513,23 @@ type acceptGate struct {
 }
 
 func newAcceptGate() *acceptGate {
-	g := &acceptGate{open: true, done: make(chan struct{})}
+	g := &acceptGate{allowed: true, done: make(chan struct{})}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
 
+// openLocked decides whether the accept goroutines may accept: the
+// new-connection limit allows it and the listener holds fewer than backlog
+// connections for the application. The caller holds mu.
+func (g *acceptGate) openLocked() bool {
+	return g.allowed && (g.backlog == 0 || g.held < g.backlog)
+}
+
+// wait waits until the gate is open; false when it closed for good.
 func (g *acceptGate) wait() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for !g.open && !g.closed {
+	for !g.openLocked() && !g.closed {
 		g.cond.Wait()
 	}
 	return !g.closed
@@ -507,11 +548,41 @@ func (g *acceptGate) sleep(d time.Duration) bool {
 	}
 }
 
-func (g *acceptGate) set(open bool) {
+// allow records whether the new-connection limit lets connections in.
+func (g *acceptGate) allow(ok bool) {
 	g.mu.Lock()
-	g.open = open
-	g.cond.Broadcast()
+	g.allowed = ok
+	if g.openLocked() {
+		g.cond.Broadcast()
+	}
 	g.mu.Unlock()
+}
+
+// hold counts one more connection held for the application.
+func (g *acceptGate) hold() {
+	g.mu.Lock()
+	g.held++
+	g.mu.Unlock()
+}
+
+// release counts one connection fewer held for the application (taken,
+// or ended before Ready), and wakes the accept goroutines when that opens
+// the gate.
+func (g *acceptGate) release() {
+	g.mu.Lock()
+	g.held--
+	if g.openLocked() {
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// state returns how many connections the gate counts as held for the
+// application, and whether it lets the accept goroutines accept.
+func (g *acceptGate) state() (held int, open bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held, g.openLocked() && !g.closed
 }
 
 // close stops the gate for good and abandons the pending transports. It
@@ -594,6 +665,9 @@ func (g *acceptGate) taken(h *Handoff) {
 // safe for concurrent use.
 type ListenQueue struct {
 	refused atomic.Uint64 // peers refused: not one of the remote endpoints
+	// gate counts the connections held for the application: each one
+	// Accept returns, and each handler call begun, releases one
+	gate    *acceptGate
 	mu      sync.Mutex
 	q       []*ConnectionStarted
 	wake    chan struct{}
@@ -718,6 +792,9 @@ func (q *ListenQueue) deliver() {
 			q.dq, q.dhead = q.dq[:0], 0
 		}
 		q.mu.Unlock()
+		if d.conn != nil {
+			q.taken() // the handler has it: the next one may be accepted
+		}
 		d.call()
 	}
 }
@@ -737,6 +814,26 @@ func (d *delivery) call() {
 // not one of its remote endpoints.
 func (q *ListenQueue) Refused() uint64 { return q.refused.Load() }
 
+// taken releases the slot of a connection the application took.
+func (q *ListenQueue) taken() {
+	if q.gate != nil {
+		q.gate.release()
+	}
+}
+
+// Held returns how many connections the listener holds for the
+// application (accepted, or a peer's stream received, and not yet taken:
+// being set up, queued for Accept, or waiting for the ConnectionReceived
+// handler), and whether it accepts more now: false while that count is
+// at the backlog, the new-connection limit is 0, or after it stopped. For
+// tests and diagnostics.
+func (q *ListenQueue) Held() (n int, accepting bool) {
+	if q.gate == nil {
+		return 0, false
+	}
+	return q.gate.state()
+}
+
 // Done is closed when the listener has stopped.
 func (q *ListenQueue) Done() <-chan struct{} { return q.done }
 
@@ -748,8 +845,10 @@ func (q *ListenQueue) Accept(ctx context.Context) (*ConnectionStarted, error) {
 		q.mu.Lock()
 		if len(q.q) > 0 {
 			s := q.q[0]
+			q.q[0] = nil
 			q.q = q.q[1:]
 			q.mu.Unlock()
+			q.taken()
 			return s, nil
 		}
 		if q.stopped {

@@ -83,6 +83,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	case *adoptConnection:
 		if r.down {
 			_ = m.t.Abort()
+			m.spec.releaseSlot()
 			return
 		}
 		id := r.sys.NewID()
@@ -96,6 +97,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			listener: m.listener,
 			// set by the listener with the message (listener.go)
 			listenGate: spec.listenGate,
+			acceptSlot: spec.acceptSlot,
 			// the first stream of a multistreaming session: later streams
 			// the peer opens join this connection's group
 			acceptStreams: true,

@@ -52,6 +52,9 @@ type ConnectionConfig struct {
 	LingerTimeout time.Duration
 	// Resolver resolves host names.
 	Resolver stacks.Resolver
+	// AcceptBacklog bounds the connections a listener holds for the
+	// application (accepted and not yet taken); 0 means the default.
+	AcceptBacklog int
 	// Reestablish, when set, makes a connection that loses its transport
 	// (failure or remote close) establish a new one with this backoff
 	// instead of ending.

@@ -20,6 +20,18 @@ const NoConnectionLimit int64 = -1
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
 // concurrent use.
 //
+// A Listener accepts only as fast as the application takes connections:
+// it holds at most a backlog of them (WithAcceptBacklog, default 128)
+// accepted and not yet taken, counted from accept (while being set up,
+// then queued for Accept or for the ConnectionReceived handler) until
+// Accept returns one or its handler call begins (the call running is not
+// counted: handler calls run one at a time, so a handler that blocks
+// holds up the next ones). At the bound it stops accepting and new peers
+// wait in the kernel's listen backlog, as they would for a net.Listener
+// nobody accepts from; they are accepted as the application takes the
+// connections held. This bound and SetNewConnectionLimit both pause
+// accepting: it resumes only when both allow it.
+//
 // An accept that fails for want of a resource (the process or the system
 // out of file descriptors, buffers or memory: EMFILE, ENFILE, ENOBUFS,
 // ENOMEM) does not stop the Listener: as net/http's Server.Serve, it waits
@@ -146,7 +158,9 @@ func (l *Listener) Addr() net.Addr {
 // delivers (RFC 9622 §7.2): each ConnectionReceived decrements it; at 0 no
 // more are delivered (new ones wait in the kernel's backlog) until it is
 // raised. NoConnectionLimit (the default) means infinite, as does any
-// negative limit.
+// negative limit. Connections already accepted when it reaches 0 are held
+// (they count toward the backlog bound: WithAcceptBacklog) and delivered
+// once it is raised.
 func (l *Listener) SetNewConnectionLimit(limit int64) error {
 	if limit < 0 {
 		limit = NoConnectionLimit

@@ -43,6 +43,8 @@ type preconnState struct {
 	linger       time.Duration
 	recvLimit    int
 	sendLimit    int
+	backlog      int  // WithAcceptBacklog (0: the default)
+	backlogSet   bool // WithAcceptBacklog was given: Listen checks backlog
 	resolver     stacks.Resolver
 	handlers     connHandlers
 	stackList    []stacks.Stack // tests: the stacks to select from instead of stacks.All()
@@ -217,6 +219,36 @@ func WithReceiveBuffer(n int) PreconnectionOption { return func(p *Preconnection
 // nothing is queued.
 func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.sendLimit = n } }
 
+// WithAcceptBacklog bounds the connections a Listener holds for the
+// application: those it accepted and the application has not taken yet
+// (still being set up, queued for Accept, or waiting for the
+// ConnectionReceived handler, not counting the call running). At the
+// bound the Listener stops accepting until the application takes one
+// (Accept returns one, or a handler call returns); new peers wait
+// meanwhile in the kernel's listen backlog (TCP, TLS, Unix), in the UDP
+// listener's accept queue (stacks.UDPAcceptQueue, beyond which a new
+// peer's first datagram is dropped), or in quic-go's (which refuses
+// handshakes beyond its own bound).
+//
+// The default, 128, is the classic listen backlog (Linux's somaxconn
+// before 5.4, Go's syscall.SOMAXCONN): a burst of that size is absorbed
+// without waiting on the application, while a slow application cannot
+// make the Listener hold file descriptors and memory without bound. n
+// must be at least 1, else Listen fails (an [EstablishmentError], before
+// anything is bound); Initiate ignores it.
+//
+// The bound covers all of the Listener's sockets and is fixed at Listen;
+// with several sockets (addresses, transport protocols) each may accept
+// one more as it is reached, and a QUIC peer's new streams on a session
+// already accepted are received regardless (and count). Accept may be
+// called from any number of goroutines, each connection it returns
+// freeing a place at once; the handler's calls run one at a time, so a
+// handler that serves a connection at length should do so in a goroutine
+// of its own.
+func WithAcceptBacklog(n int) PreconnectionOption {
+	return func(p *Preconnection) { p.backlog, p.backlogSet = n, true }
+}
+
 // WithResolver replaces host name resolution (default
 // net.DefaultResolver.LookupNetIP). lookup is called with network "ip6"
 // and "ip4" for each host name, both at once (RFC 8305 §3), and from
@@ -382,9 +414,13 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	defer p.mu.Unlock()
 	cfg := &messages.ConnectionConfig{
 		AttemptDelay: p.attemptDelay, EstablishmentTimeout: p.estTimeout, LingerTimeout: p.linger,
-		RecvBufferLimit: p.recvLimit, SendBufferLimit: p.sendLimit, Resolver: p.resolver,
+		RecvBufferLimit: p.recvLimit, SendBufferLimit: p.sendLimit, Resolver: p.resolver, AcceptBacklog: p.backlog,
 		Framers:     append([]framers.Framer(nil), p.framers...),
 		Reestablish: p.reestablish,
+	}
+	if listen && p.backlogSet && p.backlog < 1 {
+		return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration,
+			Err: fmt.Errorf("WithAcceptBacklog(%d): the backlog must be at least 1", p.backlog)}
 	}
 	if listen && len(p.locals) == 0 {
 		return nil, p.handlers, &EndpointError{Endpoint: "", Err: errors.New("Listen needs a local endpoint")}
