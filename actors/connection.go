@@ -1012,6 +1012,9 @@ func (c *connActor) startTransport(ctx actor.Context) {
 		c.startQUICDatagrams(ctx)
 	}
 	c.maybeReady(ctx)
+	if c.state == Establishing && c.spec.passive != nil {
+		c.armSetupDeadline(ctx) // its framers wait for the peer: bounded (establish_deadline.go)
+	}
 }
 
 // watchHandshake notes a transport still in 0-RTT (QUIC early data) and

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
 )
 
 // The establishment's bounds once the race is over, and Initiate's ctx.
@@ -19,6 +20,21 @@ import (
 // first spawns a preconnection and stopped at Ready: when it passes with
 // the race over and the connection still Establishing, the establishment
 // fails with ErrEstablishmentTimeout.
+//
+// An accepted connection (a Listener's, or a peer's stream of a
+// multistreaming session) has no race, but its framers may wait for the
+// peer before MakeConnectionReady (a handshake): a peer that connects and
+// sends nothing would hold the connection, its file descriptor and its
+// place in the listener's accept backlog for ever. Its setup is bounded
+// therefore too, by the same deadline, armed when its framers have started
+// (only when they are not all ready by then: a connection without framers
+// is Ready at once) and stopped at Ready: by the establishment timeout
+// when set, else by DefaultAcceptSetupTimeout (AcceptSetupTimeout). When
+// it passes, the connection, never delivered, ends without an event to
+// the application (traced: Kind "listener", Event "SetupTimeout"), its
+// transport aborted and its backlog slot released. A rendezvous
+// connection is not bounded here: its rendezvous actor's timer and
+// Rendezvous's ctx bound it until Ready.
 //
 // When Initiate's ctx ends during the race, the connection is aborted with
 // the ctx's error. Rather than stopping the racer with its attempts, the
@@ -37,16 +53,46 @@ type establishState struct {
 // establishDeadline: the deadline of the establishment est passed.
 type establishDeadline struct{ est *establishState }
 
+// DefaultAcceptSetupTimeout bounds the setup of an accepted connection
+// (its framers' handshakes, up to ConnectionReceived) when its
+// Preconnection sets no establishment timeout: 10 s, as the TLS handshake
+// of an accepted connection (stacks.Options.HandshakeTimeout's default).
+const DefaultAcceptSetupTimeout = 10 * time.Second
+
+// AcceptSetupTimeout is the bound on the setup of an accepted connection
+// whose establishment timeout is d: d when set (> 0), else
+// DefaultAcceptSetupTimeout.
+func AcceptSetupTimeout(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return DefaultAcceptSetupTimeout
+}
+
 // armEstablishDeadline starts the deadline of the establishment c.est,
 // unless one runs already (a framer's failure races the other candidates again within
 // the same establishment).
 func (c *connActor) armEstablishDeadline(ctx actor.Context) {
 	d, est := c.spec.cfg.EstablishmentTimeout, c.est
+	if c.spec.passive != nil {
+		d = AcceptSetupTimeout(d)
+	}
 	if d <= 0 || est.timer != nil {
 		return
 	}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	est.timer = time.AfterFunc(d, func() { root.Send(self, &establishDeadline{est: est}) })
+}
+
+// armSetupDeadline bounds the setup of an accepted connection whose
+// framers, started, are not all ready yet (AcceptSetupTimeout); a
+// rendezvous connection is bounded by its rendezvous instead.
+func (c *connActor) armSetupDeadline(ctx actor.Context) {
+	if c.spec.rendezvous || c.est != nil {
+		return
+	}
+	c.est = new(establishState)
+	c.armEstablishDeadline(ctx)
 }
 
 // endEstablishment drops the establishment's state and stops its deadline
@@ -69,6 +115,17 @@ func (c *connActor) establishDeadlinePassed(ctx actor.Context, m *establishDeadl
 	}
 	c.est.timer = nil
 	f := &EstablishmentFailure{Err: ErrEstablishmentTimeout, Report: c.report}
+	if c.spec.passive != nil && c.sys.Tracing() {
+		rec := &messages.TraceRecord{Kind: "listener", Event: "SetupTimeout", ConnectionId: c.spec.id,
+			GroupId: c.spec.groupID, Stack: c.stack, Error: ErrEstablishmentTimeout.Error()}
+		if c.local != nil {
+			rec.Local = c.local.String()
+		}
+		if c.remote != nil {
+			rec.Remote = c.remote.String()
+		}
+		c.sys.trace(rec)
+	}
 	if c.everReady && c.reestablish(ctx, f) {
 		return // a re-establishment attempt failed: the next one follows the backoff
 	}

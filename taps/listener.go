@@ -17,6 +17,12 @@ import (
 // Listener.
 const NoConnectionLimit int64 = -1
 
+// DefaultAcceptSetupTimeout bounds the setup of a connection a Listener
+// accepted (its framers' handshakes, up to ConnectionReceived) when its
+// Preconnection has no WithEstablishmentTimeout: 10 s, as the TLS
+// handshake of an accepted connection.
+const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
+
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
 // concurrent use.
 //
@@ -31,6 +37,17 @@ const NoConnectionLimit int64 = -1
 // nobody accepts from; they are accepted as the application takes the
 // connections held. This bound and SetNewConnectionLimit both pause
 // accepting: it resumes only when both allow it.
+//
+// The setup of an accepted connection (its framers' handshakes: a framer
+// that waits for the peer before MakeConnectionReady) is bounded by the
+// Preconnection's WithEstablishmentTimeout when set, else by 10 s
+// ([DefaultAcceptSetupTimeout], the TLS handshake timeout of an accepted
+// connection): a connection not Ready by then is aborted (its peer sees a
+// reset or the end of the stream) and its place in the backlog given
+// back, without any event to the application, which never received it
+// (traced: Kind "listener", Event "SetupTimeout"). Peers that connect and
+// send nothing thus cannot fill the backlog for ever. Connections without
+// framers, or whose framers are ready at once, are not concerned.
 //
 // An accept that fails for want of a resource (the process or the system
 // out of file descriptors, buffers or memory: EMFILE, ENFILE, ENOBUFS,

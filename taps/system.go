@@ -131,7 +131,9 @@ type TraceRecord struct {
 	//   - "listener": Listening, ConnectionReceived, ConnectionRefused,
 	//     ListenClosed, ListenFailed, AcceptRetry (an accept failed for
 	//     want of a resource, such as EMFILE: Error; the listener waits and
-	//     accepts again), Stopped
+	//     accepts again), SetupTimeout (an accepted connection's framers
+	//     were not ready within its setup bound, see Listener: it was
+	//     aborted, never delivered; ConnectionID, Local, Remote), Stopped
 	//   - "group": MemberJoined, MemberLeft, MemberRefused,
 	//     MemberReestablishing, MemberReestablished, MemberRejoined
 	//   - "rendezvous": a Rendezvous's steps (Listening, candidate checks,
