@@ -133,8 +133,31 @@ func mustGet(tp *TransportProperties, p Property) any {
 // resumption works across Initiates to the same host unless isolateSession
 // is set. It is made on first use.
 func (s *System) sessionCache() tls.ClientSessionCache {
-	s.cacheOnce.Do(func() { s.tlsCache = tls.NewLRUClientSessionCache(256) })
+	s.cacheOnce.Do(func() { s.tlsCache = copyingSessionCache{tls.NewLRUClientSessionCache(256)} })
 	return s.tlsCache
+}
+
+// copyingSessionCache gives each Get its own copy of the cached session
+// state: quic-go writes to the one of a resumed session (EarlyData), a
+// data race when concurrent handshakes resume from one ticket.
+type copyingSessionCache struct{ tls.ClientSessionCache }
+
+func (c copyingSessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	cs, ok := c.ClientSessionCache.Get(key)
+	if !ok || cs == nil {
+		return cs, ok
+	}
+	ticket, st, err := cs.ResumptionState()
+	if err != nil || st == nil {
+		return cs, ok
+	}
+	cp := *st
+	cp.Extra = append([][]byte(nil), st.Extra...)
+	ncs, err := tls.NewResumptionState(ticket, &cp)
+	if err != nil {
+		return cs, ok
+	}
+	return ncs, true
 }
 
 // errNoIdentity: a secure Listener needs a certificate.
