@@ -25,60 +25,6 @@ func rvAcceptError(errno syscall.Errno) error {
 	return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}
 }
 
-// rvScriptListener stands for the rendezvous's TCP listener: its Accept
-// answers from the script, in order, an error or, for a nil entry, a pipe
-// transport from an address that is no peer of the rendezvous (it is
-// reset); past the script, Accept blocks until Close. It records the time
-// of every Accept call.
-type rvScriptListener struct {
-	mu     sync.Mutex
-	script []error
-	calls  []time.Time
-	made   []*pipeTransport
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newRVScriptListener(script ...error) *rvScriptListener {
-	return &rvScriptListener{script: script, closed: make(chan struct{})}
-}
-
-func (l *rvScriptListener) Accept() (stacks.Transport, error) {
-	l.mu.Lock()
-	l.calls = append(l.calls, time.Now())
-	if len(l.script) == 0 {
-		l.mu.Unlock()
-		<-l.closed
-		return nil, net.ErrClosed
-	}
-	err := l.script[0]
-	l.script = l.script[1:]
-	if err != nil {
-		l.mu.Unlock()
-		return nil, err
-	}
-	a, b := net.Pipe()
-	p := &pipeTransport{Conn: a, peer: b, remote: netip.MustParseAddrPort("192.0.2.9:9")}
-	l.made = append(l.made, p)
-	l.mu.Unlock()
-	return p, nil
-}
-
-func (l *rvScriptListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *rvScriptListener) Addr() net.Addr {
-	return net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:4243"))
-}
-
-func (l *rvScriptListener) callTimes() []time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]time.Time(nil), l.calls...)
-}
-
 // rvAcceptHarness runs a rendezvous's acceptLoop on ln, as startTCP does,
 // with a probe actor for self that collects what the loop sends to the
 // rendezvous. Tracing is on: the records go to recs.
@@ -165,7 +111,7 @@ func TestRendezvousAcceptRetriesWithBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		emfile, enfile := rvAcceptError(syscall.EMFILE), rvAcceptError(syscall.ENFILE)
 		enobufs, enomem := rvAcceptError(syscall.ENOBUFS), rvAcceptError(syscall.ENOMEM)
-		ln := newRVScriptListener(emfile, enfile, enobufs, enomem, nil, emfile, emfile, nil)
+		ln := newScriptListener(emfile, enfile, enobufs, enomem, nil, emfile, emfile, nil)
 		h := newRVAcceptHarness(t, ln)
 		defer h.stop(t, ln)
 		time.Sleep(time.Minute) // fake time: past every wait
@@ -183,7 +129,7 @@ func TestRendezvousAcceptRetriesWithBackoff(t *testing.T) {
 		require.Len(t, retries, 6)
 		for _, rec := range retries {
 			require.Equal(t, "tcp", rec.GetStack())
-			require.Equal(t, "127.0.0.1:4243", rec.GetLocal())
+			require.Equal(t, ln.Addr().String(), rec.GetLocal())
 			require.NotEmpty(t, rec.GetError())
 		}
 		require.Contains(t, retries[0].GetError(), "too many open files")
@@ -198,7 +144,7 @@ func TestRendezvousAcceptBackoffCapped(t *testing.T) {
 		for i := range script {
 			script[i] = rvAcceptError(syscall.EMFILE)
 		}
-		ln := newRVScriptListener(script...)
+		ln := newScriptListener(script...)
 		h := newRVAcceptHarness(t, ln)
 		defer h.stop(t, ln)
 		time.Sleep(time.Hour) // fake time: past every wait
@@ -217,7 +163,7 @@ func TestRendezvousAcceptBackoffCapped(t *testing.T) {
 // a wait.
 func TestRendezvousAcceptOtherErrorFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ln := newRVScriptListener(rvAcceptError(syscall.EMFILE), rvAcceptError(syscall.EINVAL))
+		ln := newScriptListener(rvAcceptError(syscall.EMFILE), rvAcceptError(syscall.EINVAL))
 		h := newRVAcceptHarness(t, ln)
 		defer h.stop(t, ln)
 		t0 := time.Now()
@@ -242,7 +188,7 @@ func TestRendezvousAcceptStopDuringBackoff(t *testing.T) {
 		for i := range script {
 			script[i] = rvAcceptError(syscall.EMFILE)
 		}
-		ln := newRVScriptListener(script...)
+		ln := newScriptListener(script...)
 		h := newRVAcceptHarness(t, ln)
 		defer shutdown(t, h.sys)
 		time.Sleep(3 * time.Second) // fake time: into the 1 s waits
