@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -116,6 +117,17 @@ type framerActor struct {
 	prepend   []framers.Framer // PrependFramer calls to report
 	lent      bool             // a read target is published
 	tgen      fromTransport    // the transport generation it frames
+
+	hold *framerHold // made when it first holds bytes for want of credit
+}
+
+// framerHold is the state of a single framer that parses against the
+// receive credit (Link.setHeld), apart from framerActor until needed.
+type framerHold struct {
+	raw    int    // bytes it holds unparsed, still counted in rawPending
+	end    bool   // the end of stream came while it held
+	err    error  // that end's error
+	resume func() // posts it an empty input, to parse on
 }
 
 func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link, tgen uint64) actor.Actor {
@@ -140,8 +152,28 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			a.lowerMeta = m.meta
 		}
 		a.inTOS, a.inHasTOS = m.tos, m.hasTOS
+		// a single framer's deliveries are the application's: they are
+		// parsed against the receive credit (readside.go, setHeld)
+		limited := a.n == 1 && !m.datagram
+		if limited {
+			a.inst.Allow(heldFreeAllowance, recvItemCost)
+		} else {
+			a.inst.Allow(math.MaxInt, 0) // stacked (PrependFramer), or datagrams: not limited
+		}
 		if len(m.data) > 0 || m.eos || !m.datagram {
 			a.inst.Received(a.f, m.data, m.eos)
+		}
+		eos, eosErr := m.eos, m.err
+		holding := limited && a.inst.Holding()
+		if holding && a.hold == nil {
+			a.hold = a.newHold(ctx)
+		}
+		if h := a.hold; h != nil {
+			if holding && eos {
+				h.end, h.err, eos, eosErr = true, m.err, false, nil // it follows the held bytes
+			} else if !holding && h.end {
+				eos, eosErr, h.end, h.err = true, h.err, false, nil
+			}
 		}
 		if m.datagram {
 			a.endDatagram(m) // datagram_framed.go
@@ -152,7 +184,7 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 		if a.idx == 0 {
 			a.lendTarget()
 		}
-		if m.eos && a.failErr == nil && a.inst.Buffered() > 0 {
+		if eos && a.failErr == nil && a.inst.Buffered() > 0 {
 			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
 		}
 		a.reportPrepends(ctx)
@@ -172,18 +204,32 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 		if d != nil && a.idx == a.n-1 {
 			a.link.addInflight(itemsCost(d.items))
 		}
-		if a.idx == 0 && len(m.data) > 0 {
-			// only once the delivered bytes count as inflight: while a
-			// message is on its way, the Link sees one count or the other
-			// (with neither, a Receive would take the read token and block
-			// in a read)
-			a.link.doneRaw(len(m.data))
+		if a.idx == 0 {
+			raw := len(m.data)
+			if h := a.hold; h != nil && (holding || h.raw > 0) {
+				raw += h.raw
+				h.raw = 0
+				if holding {
+					h.raw = min(a.inst.Buffered(), raw)
+					raw -= h.raw
+				}
+				// before doneRaw: the reader must not read while bytes
+				// are held
+				a.link.setHeld(holding, h.resume)
+			}
+			if raw != 0 {
+				// only once the delivered bytes count as inflight: while a
+				// message is on its way, the Link sees one count or the
+				// other (with neither, a Receive would take the read token
+				// and block in a read)
+				a.link.doneRaw(raw)
+			}
 		}
-		if d != nil || m.eos {
+		if d != nil || eos {
 			if d == nil {
 				d = framerDeliveries.Get().(*framerDelivered)
 			}
-			d.fromTransport, d.idx, d.eos, d.err = a.tgen, a.idx, m.eos && a.failErr == nil, m.err
+			d.fromTransport, d.idx, d.eos, d.err = a.tgen, a.idx, eos && a.failErr == nil, eosErr
 			d.datagram = m.datagram
 			a.postConn(ctx, d)
 		}
@@ -256,12 +302,13 @@ func (a *framerActor) Receive(ctx actor.Context) {
 					a.open = false
 				}
 			},
-			Ready:   func() { a.ready = true },
-			Fail:    func(err error) { a.failErr = err },
-			Prepend: func(f framers.Framer) { a.prepend = append(a.prepend, f) },
-			Release: releaseReadBuf,
-			Alloc:   a.alloc,
-			Free:    a.free,
+			Ready:     func() { a.ready = true },
+			Fail:      func(err error) { a.failErr = err },
+			Prepend:   func(f framers.Framer) { a.prepend = append(a.prepend, f) },
+			Release:   releaseReadBuf,
+			Alloc:     a.alloc,
+			Free:      a.free,
+			Allowance: a.allowance,
 		}, maxBuffered(a.f))
 	case *framerStart:
 		a.f.Start(a.inst)
@@ -280,6 +327,27 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	default:
 		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
+}
+
+// allowance is the Instance's Allowance hook: the receive credit left,
+// less what the pieces parsed from the current input cost (spent), which
+// count as inflight only once it is parsed.
+func (a *framerActor) allowance(spent int) int {
+	return a.link.recvCreditLeft() - spent
+}
+
+// newHold makes the hold state, with the function that posts the framer
+// an empty input (to parse on).
+func (a *framerActor) newHold(ctx actor.Context) *framerHold {
+	self, as := ctx.Self(), ctx.ActorSystem()
+	p := NewPoster(as, self)
+	return &framerHold{resume: func() {
+		if p != nil {
+			p.Post(newFramerInput(nil, nil, false, nil))
+		} else {
+			as.Root.Send(self, newFramerInput(nil, nil, false, nil))
+		}
+	}}
 }
 
 // testHookFramerAlloc, when set, sees the size of every buffer a framer

@@ -48,12 +48,18 @@ type Link struct {
 	// Link. Atomic, so that the reader and the framer account their bytes
 	// without the lock; a waiting reader is woken through readerWaiting
 	// (see waitReader).
-	rawPending  atomic.Int64
-	inflight    atomic.Int64
-	eos         bool // no more items will be pushed
-	unframed    bool // a byte stream without framer: default minIncompleteLength is 1
-	gateClosed  bool
-	established bool
+	rawPending atomic.Int64
+	inflight   atomic.Int64
+	// held: the first framer holds bytes it has not parsed for want of
+	// receive credit (they count in rawPending); resumeFn makes it parse
+	// on, once posted (resumePosted) until it reports again (setHeld)
+	held         atomic.Bool
+	resumePosted bool
+	resumeFn     func()
+	eos          bool // no more items will be pushed
+	unframed     bool // a byte stream without framer: default minIncompleteLength is 1
+	gateClosed   bool
+	established  bool
 
 	// the read token (readside.go)
 	reading       bool // someone holds the read token
@@ -664,6 +670,8 @@ func (l *Link) reopen() {
 	l.transportTaken = false
 	l.rawPending.Store(0)
 	l.inflight.Store(0)
+	l.held.Store(false)
+	l.resumeFn, l.resumePosted = nil, false
 	l.reader, l.reading, l.readEnded = nil, false, false
 	l.target = nil
 	l.hasTarget.Store(false)

@@ -88,6 +88,9 @@ func (l *Link) readerMayReadLocked(sr *streamReader) bool {
 // kickReaderLocked wakes the reader goroutine when it waits and may now
 // read; no goroutine is woken otherwise.
 func (l *Link) kickReaderLocked() {
+	if l.held.Load() {
+		l.resumeHeldLocked()
+	}
 	if l.readerWaiting.Load() > 0 && (l.gateClosed || l.readerMayReadLocked(l.reader)) {
 		l.readerWake.Broadcast()
 	}
@@ -145,10 +148,70 @@ func (l *Link) takeInlineLocked() *streamReader {
 	if l.reading || l.rawPending.Load() > 0 || l.inflight.Load() > 0 || l.itemBytes >= l.recvLimit {
 		// someone reads, or read data is on its way here (the connection
 		// actor runs on another goroutine just now): wait for it
+		if l.held.Load() {
+			l.resumeHeldLocked() // or it waits in the first framer
+		}
 		return nil
 	}
 	l.reading = true
 	return sr
+}
+
+// --- bytes held by the first framer for want of credit ---
+//
+// The reader checks the receive credit before each read, but one read
+// (up to readChunk bytes) of tiny messages parses into many pieces, each
+// costing far more memory than its bytes: a length-prefixed stream of
+// empty messages makes 64k pieces of a 256 KiB read. So a single framer
+// (the first is the top one) parses against the credit left
+// (framers.Instance.Allow, framerActor.allowance): once the pieces cost
+// it, the framer holds the rest of the read unparsed (counted in
+// rawPending, which bounds what is read meanwhile) and tells the Link
+// (setHeld). When credit frees (kickReaderLocked) a goroutine of its own
+// makes the framer parse on, since the reader may be blocked in a read or
+// gone (the stream ended: the framer holds the end of stream too). A
+// framer with nothing buffered never holds.
+
+// heldFreeAllowance is what the pieces of one input may cost before the
+// framer asks the Link for the credit left: small inputs (one message)
+// take no lock for it.
+const heldFreeAllowance = 16 << 10
+
+// setHeld records whether the first framer holds unparsed bytes for want
+// of credit after an input; resume makes it parse on.
+func (l *Link) setHeld(on bool, resume func()) {
+	l.mu.Lock()
+	l.held.Store(on)
+	l.resumeFn, l.resumePosted = resume, false
+	if on {
+		l.resumeHeldLocked() // credit may have freed while it parsed
+	} else {
+		l.kickReaderLocked()
+	}
+	l.mu.Unlock()
+}
+
+// resumeHeldLocked makes the framer that holds bytes parse on, once
+// enough credit is free: half the buffer (so that a slow application
+// does not wake it for each message it takes), or any when a receive
+// waits for more than is queued.
+func (l *Link) resumeHeldLocked() {
+	if l.resumePosted || l.resumeFn == nil {
+		return
+	}
+	if c := l.recvChargedLocked(); c >= int64(l.recvLimit) || (len(l.reqs) == 0 && c > int64(l.recvLimit/2)) {
+		return
+	}
+	l.resumePosted = true
+	go l.resumeFn()
+}
+
+// recvCreditLeft is what received pieces may still cost against the
+// receive buffer (framerActor.allowance).
+func (l *Link) recvCreditLeft() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.recvLimit - int(l.recvChargedLocked())
 }
 
 // demandIdle is how long a connection reading on demand waits without a

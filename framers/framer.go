@@ -140,6 +140,11 @@ type Hooks struct {
 	// of one from the cursor on) that the Instance copied and no longer
 	// references: the owner may reuse it if it recognizes it.
 	Release func(data []byte)
+	// Allowance, when set, is asked for more once the deliveries spent
+	// what [Instance.Allow] allowed (spent: what they cost since that
+	// call). It returns what they may cost from now on; at most 0 makes
+	// the Instance hold the rest of its bytes ([Instance.Holding]).
+	Allowance func(spent int) int
 }
 
 // DefaultMaxBuffered bounds the unparsed bytes an Instance holds when the
@@ -187,6 +192,15 @@ type Instance struct {
 	failed      bool
 	failErr     error // what FailConnection was given (EndDatagram)
 	passthrough bool
+
+	// the delivery allowance (Allow): while limited, each delivered piece
+	// costs perPiece plus its length against allowance (granted since the
+	// last Allow); holding: it ran out, and Parse reports no bytes
+	limited   bool
+	holding   bool
+	allowance int
+	granted   int
+	perPiece  int
 }
 
 // NewInstance returns an Instance wired to hooks. maxBuffered bounds the
@@ -279,7 +293,7 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 			return nil, false
 		}
 	}
-	for !i.failed && !i.passthrough && i.earmark == 0 && (len(i.buf) > 0 || i.eos) {
+	for !i.failed && !i.passthrough && !i.holding && i.earmark == 0 && (len(i.buf) > 0 || i.eos) {
 		before := len(i.buf)
 		f.HandleReceivedData(i)
 		if len(i.buf) >= before {
@@ -298,7 +312,7 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 		i.buf = nil
 		i.deliver(nil, held, i.eos && !more)
 	}
-	if !i.failed && len(i.buf) > i.maxBuffered {
+	if !i.failed && !i.holding && len(i.buf) > i.maxBuffered {
 		i.FailConnection(&TooLargeError{Size: uint64(len(i.buf)), Max: uint64(i.maxBuffered)})
 	}
 	return rest, more && !i.failed
@@ -321,7 +335,7 @@ func (i *Instance) received(f Framer, data []byte, eos bool) (rest []byte, more 
 // into a target it handed out.
 func (i *Instance) ReadTarget(minBytes int) []byte {
 	need := i.want - len(i.buf)
-	if i.failed || i.passthrough || i.eos || i.earmark > 0 || len(i.buf) == 0 ||
+	if i.failed || i.passthrough || i.eos || i.holding || i.earmark > 0 || len(i.buf) == 0 ||
 		i.want > i.maxBuffered || need <= 0 {
 		return nil
 	}
@@ -505,8 +519,41 @@ func (i *Instance) Wants() int { return i.want }
 
 // EndOfStream reports whether the lower layer has ended the stream. A framer
 // that finds an incomplete message at the end of the stream calls
-// FailConnection with ErrTruncated.
-func (i *Instance) EndOfStream() bool { return i.eos }
+// FailConnection with ErrTruncated. While the Instance holds its bytes
+// ([Instance.Holding]) the stream has not ended for the framer yet.
+func (i *Instance) EndOfStream() bool { return i.eos && !i.holding }
+
+// Allow limits what the messages the Instance delivers from now on may
+// cost the receiver: each delivered piece costs perPiece plus its length,
+// and once they have cost n the Instance asks Hooks.Allowance for more.
+// When there is no more, Parse reports no bytes (as if none had arrived),
+// so the framer stops; the Instance holds the unparsed bytes (Holding)
+// until the next Received after another Allow, which may bring no new
+// bytes. A framer that delivers several messages after one Parse is
+// stopped only at its next Parse. Without Allow, deliveries are not
+// limited.
+func (i *Instance) Allow(n, perPiece int) {
+	i.limited, i.holding = true, false
+	i.allowance, i.granted, i.perPiece = n, n, perPiece
+}
+
+// Holding reports whether the Instance stopped parsing for want of
+// allowance (Allow): the bytes it buffers wait for the next Received.
+func (i *Instance) Holding() bool { return i.holding }
+
+// allowMore asks Hooks.Allowance for more allowance, and holds when there
+// is none.
+func (i *Instance) allowMore() bool {
+	if !i.holding && i.hooks.Allowance != nil {
+		spent := i.granted - i.allowance
+		if n := i.hooks.Allowance(spent); n > 0 {
+			i.allowance, i.granted = n, spent+n
+			return true
+		}
+	}
+	i.holding = true
+	return false
+}
 
 // IsReady reports whether MakeConnectionReady was called.
 func (i *Instance) IsReady() bool { return i.ready }
@@ -522,6 +569,9 @@ func (i *Instance) Failed() bool { return i.failed }
 // available; the framer then returns and waits for more data. The returned
 // slice aliases the receive buffer: the framer must not keep or modify it.
 func (i *Instance) Parse(minIncompleteLength, maxLength int) (data []byte, ok bool) {
+	if i.limited && i.allowance <= 0 && len(i.buf) > 0 && !i.allowMore() {
+		return nil, false // held (Allow): the bytes wait
+	}
 	if minIncompleteLength < 0 {
 		minIncompleteLength = 0
 	}
@@ -579,6 +629,7 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 	}
 	if endOfMessage && i.hooks.DeliverOwned != nil && !i.failed {
 		if b := i.handOff(data); b != nil {
+			i.allowance -= i.perPiece + len(data)
 			i.hooks.DeliverOwned(meta, data, b, true)
 			return
 		}
@@ -682,6 +733,7 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 	if i.failed {
 		return
 	}
+	i.allowance -= i.perPiece + len(data)
 	switch {
 	case i.hooks.DeliverOwned != nil:
 		i.hooks.DeliverOwned(meta, data, nil, eom)
