@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sort"
 	"sync"
@@ -326,6 +327,11 @@ type connActor struct {
 	rejoinVia *actor.PID // the member opening this one's stream (rejoin.go)
 
 	backoff *time.Timer // the re-establishment's backoff wait (reestablish); stopped when the actor stops
+	// lostThrough: the sends with ids up to it got their SendError when a
+	// transport was lost (failPendingInFlight); one still on its way to
+	// the actor then is dropped when it comes (dropLost), with lostErr
+	lostThrough uint64
+	lostErr     error
 
 	inFlight    int    // sends between the framers and the end of the write
 	batchLeft   int    // batched sends still in the framer chain
@@ -541,10 +547,39 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.openPartial = 0
 }
 
-// failPendingInFlight fails the sends that were accepted but not written.
+// failPendingInFlight fails the sends that were accepted but not written:
+// those queued here, being framed or written on the transport lost, and
+// those still on their way to this actor (in its mailbox), which must then
+// not go out on the next transport: their SendError came, and the
+// application may send them again (dropLost).
 func (c *connActor) failPendingInFlight(err error) {
 	c.failPending(err)
-	c.link.failAllSends(err)
+	l := c.link
+	l.mu.Lock()
+	ids := l.sendWaiters.liveIDs()
+	l.mu.Unlock()
+	for _, id := range ids {
+		c.lostThrough = max(c.lostThrough, id)
+	}
+	if c.sys.Tracing() {
+		l.traceSendErrors(ids, err)
+	}
+	// exactly these: a send expected from now on is not failed here, and
+	// comes after this to the actor; the send queue is empty again
+	l.sendDone(ids, math.MaxInt, err)
+	c.lostErr = err
+}
+
+// dropLost reports whether send m, only now at the actor, was failed with
+// a transport lost before (failPendingInFlight; its id is not above the
+// last failed then): it is dropped, and its SendError comes now if it was
+// expected only after the loss.
+func (c *connActor) dropLost(m *messages.SendMessage) bool {
+	if m.SendID == 0 || m.SendID > c.lostThrough {
+		return false
+	}
+	c.link.sendDone([]uint64{m.SendID}, len(m.Data), c.lostErr)
+	return true
 }
 
 // receiveFast is receiveData for the inline mailbox (fastReceiver), which
@@ -1459,6 +1494,9 @@ func (c *connActor) watchPeerReset(ctx actor.Context) {
 // --- send ---
 
 func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
+	if c.dropLost(m) {
+		return
+	}
 	if !c.dir.Sends() {
 		c.sendFailed(m, ErrReceiveOnly)
 		return
