@@ -158,6 +158,9 @@ type (
 		fromTransport
 		batch []writeItem
 		err   error
+		// written: with err, the bytes of batch the transport took before
+		// it failed (a byte stream's writer; 0 for datagrams: wroteUpTo)
+		written int
 	}
 	lingerExpired  struct{ gen uint64 }
 	reestablishNow struct{ gen uint64 }
@@ -1984,51 +1987,86 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			bufs = qb
 		}
 		if err != nil || !blocked {
+			written := total
+			if err != nil {
+				// the transport took a prefix before it failed (a short
+				// write, then the error): bufs holds the rest
+				written -= buffersLen(bufs)
+			}
 			if small != nil {
 				c.smallBuf = small[:0] // written: reuse it
 			}
 			clear(all)
 			c.wbufs = all[:0]
-			c.wroteBatch(ctx, batch, err)
+			c.wroteUpTo(ctx, batch, err, written)
 			return
 		}
 	}
 	c.writing = true
 	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
-	c.writeRest(root, self, gen, t, bufs, batch, c.watchWrite(ctx))
+	c.writeRest(root, self, gen, t, bufs, total, batch, c.watchWrite(ctx))
+}
+
+// buffersLen is the number of bytes in b.
+func buffersLen(b net.Buffers) int {
+	n := 0
+	for _, p := range b {
+		n += len(p)
+	}
+	return n
 }
 
 // writeRest writes what the socket did not take at once in a writer
-// goroutine, which reports writeDone. With ww (connTimeout), the write
+// goroutine, which reports writeDone; total is the bytes of the whole
+// batch, bufs what is left of them. With ww (connTimeout), the write
 // reports its progress to it (write_stall.go).
-func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, batch []writeItem, ww *writeWatch) {
+func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, total int, batch []writeItem, ww *writeWatch) {
 	go func() {
 		var err error
+		written := total
 		if len(bufs) > 0 {
+			left := buffersLen(bufs)
+			var n int64
 			c.wg.Add(1)
 			if ww != nil && ww.chunked {
-				err = ww.write(t, &bufs)
+				if err = ww.write(t, &bufs); err != nil { // it consumes what it wrote
+					n = int64(left - buffersLen(bufs))
+				}
 			} else if bw, ok := t.(buffersWriter); ok {
-				_, err = bw.WriteBuffers(&bufs)
+				n, err = bw.WriteBuffers(&bufs)
 			} else {
-				_, err = bufs.WriteTo(t)
+				n, err = bufs.WriteTo(t)
 			}
 			c.wg.Done()
+			if err != nil {
+				written = total - left + int(min(max(n, 0), int64(left)))
+			}
 		}
-		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err})
+		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err, written: written})
 	}()
 }
 
 func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
-	c.wroteBatch(ctx, m.batch, m.err)
+	c.wroteUpTo(ctx, m.batch, m.err, m.written)
 }
 
 // wroteBatch reports the Sent (or SendError) events of a written batch and
-// goes on with what is queued.
+// goes on with what is queued; a failed batch is all SendErrors (datagrams:
+// see wroteUpTo).
 func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error) {
+	c.wroteUpTo(ctx, batch, werr, 0)
+}
+
+// wroteUpTo is wroteBatch for a batch of which, when werr is set, the
+// first written bytes were taken by the transport before it failed.
+func (c *connActor) wroteUpTo(ctx actor.Context, batch []writeItem, werr error, written int) {
 	c.writing = false
 	c.unwatchWrite()
 	c.releaseGrant(ctx, batch)
+	if werr != nil {
+		c.failedBatch(ctx, batch, werr, written)
+		return
+	}
 	var idArr [8]uint64
 	ids := idArr[:0]
 	acquired := 0
@@ -2038,16 +2076,6 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 			acquired += w.send.bytes
 			c.inFlight--
 		}
-	}
-	if werr != nil {
-		if c.sys.Tracing() {
-			for _, id := range ids {
-				c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: id, Error: werr.Error()})
-			}
-		}
-		c.link.sendDone(ids, acquired, werr)
-		c.fail(ctx, fmt.Errorf("write: %w", werr))
-		return
 	}
 	if c.sys.Tracing() { // before the Sent events: a trace never lags what the application saw
 		for _, w := range batch {
@@ -2072,6 +2100,49 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error)
 	}
 	c.flush(ctx)
 	c.progressClose(ctx)
+}
+
+// failedBatch reports a batch whose write failed after the transport took
+// its first written bytes (RFC 9622 §9.2.2): a message whose bytes, framer
+// headers included, all lie within them was passed to the transport and is
+// Sent; the message the failure cut and those after it get SendError. Then
+// the connection fails.
+func (c *connActor) failedBatch(ctx actor.Context, batch []writeItem, werr error, written int) {
+	var sentArr, errArr [8]uint64
+	sent, failed := sentArr[:0], errArr[:0]
+	sentBytes, failedBytes := 0, 0
+	off := 0
+	for _, w := range batch {
+		start := off
+		for _, b := range w.bufs {
+			off += len(b)
+		}
+		if w.send == nil {
+			continue // a framer's own bytes, or the head of a cut item
+		}
+		c.inFlight--
+		// an empty item exactly at the failure is not known to be taken
+		if off < written || (off == written && off > start) {
+			sent = append(sent, w.send.msg.SendID)
+			sentBytes += w.send.bytes
+			if c.sys.Tracing() { // before the Sent events: a trace never lags what the application saw
+				c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: w.send.msg.SendID, Bytes: int64(len(w.send.msg.Data))})
+			}
+			continue
+		}
+		failed = append(failed, w.send.msg.SendID)
+		failedBytes += w.send.bytes
+	}
+	if c.sys.Tracing() {
+		for _, id := range failed {
+			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: id, Error: werr.Error()})
+		}
+	}
+	if len(sent) > 0 {
+		c.link.sendDone(sent, sentBytes, nil)
+	}
+	c.link.sendDone(failed, failedBytes, werr)
+	c.fail(ctx, fmt.Errorf("write: %w", werr))
 }
 
 // --- close, abort, failure ---
