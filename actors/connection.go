@@ -159,7 +159,8 @@ type (
 		batch []writeItem
 		err   error
 		// written: with err, the bytes of batch the transport took before
-		// it failed (a byte stream's writer; 0 for datagrams: wroteUpTo)
+		// it failed (datagrams: the bytes of those before the failing one;
+		// wroteBatch)
 		written int
 	}
 	lingerExpired  struct{ gen uint64 }
@@ -1998,7 +1999,7 @@ func (c *connActor) writeStream(ctx actor.Context, batch []writeItem) {
 			}
 			clear(all)
 			c.wbufs = all[:0]
-			c.wroteUpTo(ctx, batch, err, written)
+			c.wroteBatch(ctx, batch, err, written)
 			return
 		}
 	}
@@ -2047,19 +2048,15 @@ func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen from
 }
 
 func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
-	c.wroteUpTo(ctx, m.batch, m.err, m.written)
+	c.wroteBatch(ctx, m.batch, m.err, m.written)
 }
 
 // wroteBatch reports the Sent (or SendError) events of a written batch and
-// goes on with what is queued; a failed batch is all SendErrors (datagrams:
-// see wroteUpTo).
-func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error) {
-	c.wroteUpTo(ctx, batch, werr, 0)
-}
-
-// wroteUpTo is wroteBatch for a batch of which, when werr is set, the
-// first written bytes were taken by the transport before it failed.
-func (c *connActor) wroteUpTo(ctx actor.Context, batch []writeItem, werr error, written int) {
+// goes on with what is queued. When werr is set, the transport took the
+// batch's first written bytes before it failed (datagrams: those before
+// the failing one): the messages wholly within them are Sent, the others
+// SendErrors (failedBatch).
+func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error, written int) {
 	c.writing = false
 	c.unwatchWrite()
 	c.releaseGrant(ctx, batch)

@@ -516,11 +516,17 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 		total := 0
 		var err error
 		var refused *refusedDatagrams
+		// off: where the next item starts in the batch's bytes; written:
+		// where the failing one starts (the datagrams before it went out:
+		// wroteBatch reports them Sent)
+		off, written := 0, 0
 		for i, w := range batch {
 			if w.send == nil && len(w.bufs) == 0 {
 				continue // a framer's own bytes (send nil) are a datagram too
 			}
 			d := concat(w.bufs)
+			start := off
+			off += len(d)
 			if w.send != nil && sendMax > 0 && len(d) > sendMax {
 				// a framed message above the largest datagram (known only
 				// once framed): this message only, the connection goes on
@@ -566,15 +572,16 @@ func (c *connActor) writeDatagrams(ctx actor.Context, batch []writeItem) {
 				continue
 			}
 			if err != nil {
+				written = start
 				break
 			}
 		}
 		if refused != nil {
-			refused.batch, refused.err = batch, err
+			refused.batch, refused.err, refused.written = batch, err, written
 			root.Send(self, refused)
 			return
 		}
-		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err})
+		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err, written: written})
 	}()
 }
 
@@ -598,8 +605,10 @@ func (c *connActor) datagramsRefused(ctx actor.Context, m *refusedDatagrams) {
 		}
 		c.link.sendDone([]uint64{w.send.msg.SendID}, w.send.bytes, m.errs[i])
 	}
+	// the refused items' buffers are the batch's (counted in written's
+	// offsets): recycled only once wroteBatch has walked the batch
+	c.wroteBatch(ctx, m.batch, m.err, m.written)
 	recycleSends(m.items)
-	c.wroteBatch(ctx, m.batch, m.err)
 }
 
 // keepStreamDF honours noFragmentation on a byte stream: the transport
