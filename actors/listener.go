@@ -188,10 +188,15 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		for r := range l.gate.close() {
 			ctx.Send(r.started.Conn, &messages.AbortConnection{Err: errListenerStopped})
 		}
+		var quiet, closed []<-chan struct{}
 		for _, ln := range l.lns {
 			_ = ln.Close()
+			if r, ok := ln.(socketReleaser); ok {
+				quiet, closed = append(quiet, r.Quiet()), append(closed, r.Closed())
+			}
 		}
 		l.queue.stop(nil)
+		l.queue.settle(quiet, closed)
 		for _, s := range l.held {
 			ctx.Send(s.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
 		}
@@ -676,6 +681,8 @@ type ListenQueue struct {
 	handler func(*ConnectionStarted)
 	onStop  func(error)
 	done    chan struct{}
+	// released, closed: Released, SocketsClosed (settle)
+	released, closed chan struct{}
 	// the handlers' calls, one at a time and in order, on a goroutine that
 	// runs while any is due (dq[dhead:])
 	dq         []delivery
@@ -693,7 +700,50 @@ type delivery struct {
 }
 
 func newListenQueue() *ListenQueue {
-	return &ListenQueue{wake: make(chan struct{}), done: make(chan struct{})}
+	return &ListenQueue{wake: make(chan struct{}), done: make(chan struct{}),
+		released: make(chan struct{}), closed: make(chan struct{})}
+}
+
+// socketReleaser is implemented by the stack listeners whose socket may
+// outlive their Close (QUIC: the UDP socket is shared with the sessions
+// accepted on it and closed after the last one).
+type socketReleaser interface {
+	// Quiet is closed once the listener is closed and the sessions it
+	// accepted that had no stream Transport left then have ended: the
+	// socket is closed unless a session with stream Transports still
+	// uses it.
+	Quiet() <-chan struct{}
+	// Closed is closed once the socket is closed.
+	Closed() <-chan struct{}
+}
+
+// settle closes Released once every quiet channel is closed, and
+// SocketsClosed once every closed one is, on a goroutine of its own
+// while any is open (called once, when the listener stops, after its
+// stack listeners were closed).
+func (q *ListenQueue) settle(quiet, closed []<-chan struct{}) {
+	after := func(chs []<-chan struct{}, then chan struct{}) {
+		open := chs[:0:0]
+		for _, ch := range chs {
+			select {
+			case <-ch:
+			default:
+				open = append(open, ch)
+			}
+		}
+		if len(open) == 0 {
+			close(then)
+			return
+		}
+		go func() {
+			for _, ch := range open {
+				<-ch
+			}
+			close(then)
+		}()
+	}
+	after(quiet, q.released)
+	after(closed, q.closed)
 }
 
 // SetHandlers sets the ConnectionReceived and Stopped handlers; queued
@@ -834,8 +884,21 @@ func (q *ListenQueue) Held() (n int, accepting bool) {
 	return q.gate.state()
 }
 
-// Done is closed when the listener has stopped.
+// Done is closed when the listener has stopped (before its Stopped
+// handler runs).
 func (q *ListenQueue) Done() <-chan struct{} { return q.done }
+
+// Released is closed once the listener has stopped and its sockets are
+// closed, except a QUIC listener's UDP socket while a session it accepted
+// still has stream Transports (Connections) open: that one is closed once
+// its last such session has ended (SocketsClosed). The sessions it
+// accepted that had no Connection left when it stopped, which close
+// after a linger (at most 2 s), have ended by then.
+func (q *ListenQueue) Released() <-chan struct{} { return q.released }
+
+// SocketsClosed is closed once the listener has stopped and every socket
+// it listened on is closed, QUIC sessions it accepted included.
+func (q *ListenQueue) SocketsClosed() <-chan struct{} { return q.closed }
 
 // Accept waits (ctx-bounded) for the next received connection. After the
 // listener stopped, queued connections are still returned, then

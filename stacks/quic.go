@@ -302,8 +302,8 @@ func newQUICConn(conn *quic.Conn, udp *net.UDPConn, opts Options, release func()
 		c.keep = acceptedBy.track(c)
 		c.mu.Unlock()
 		c.release = func() {
+			release() // first: Quiet (forget) follows the socket's close
 			acceptedBy.forget(c)
-			release()
 		}
 	}
 	context.AfterFunc(conn.Context(), c.finish)
@@ -511,11 +511,18 @@ func (c *quicConn) streamClosed(how int) {
 	c.mu.Unlock()
 	switch {
 	case !last || how == quicClosed:
+		return
 	case how == quicAborted:
 		_ = c.conn.CloseWithError(quicCodeAbort, "aborted")
 	default:
 		_ = c.conn.CloseWithError(quicCodeNoError, "")
 	}
+	// the connection ended with this stream: its release (finish, on a
+	// goroutine of its own) closes the UDP socket if it was the socket's
+	// last user; the stream's Close or Abort returns after it, so that
+	// whatever waits for the stream's end (a Connection's Closed event)
+	// finds the port free
+	<-c.done
 }
 
 // quicStream is one stream of a QUIC connection as a Transport:
@@ -1217,6 +1224,89 @@ type quicEndpoint struct {
 	// it accepts (quicMinLinger); stopped: it no longer accepts
 	kept    map[*quicConn]struct{}
 	stopped bool
+	// accepted: every connection it accepted that has not been released
+	// yet, true for those quiet waits for (waiting counts them)
+	accepted map[*quicConn]bool
+	waiting  int
+	// quiet: closed once the endpoint was closed (quieten) and the
+	// connections it accepted that had no stream Transport left then
+	// have ended; closed: closed once the socket is (the last unref)
+	quiet, closed       chan struct{}
+	quietSet, closedSet bool
+}
+
+// signal returns *ch, closed if set (made on first use, with e.mu).
+func signal(ch *chan struct{}, set bool) <-chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{})
+		if set {
+			close(*ch)
+		}
+	}
+	return *ch
+}
+
+// fire closes *ch if it was made, and notes it set (with e.mu).
+func fire(ch *chan struct{}, set *bool) {
+	if *set {
+		return
+	}
+	*set = true
+	if *ch != nil {
+		close(*ch)
+	}
+}
+
+// Closed is closed once the endpoint's UDP socket is closed: the endpoint
+// was closed and every connection made on it has ended.
+func (e *quicEndpoint) Closed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return signal(&e.closed, e.closedSet)
+}
+
+// Quiet is closed once the endpoint was closed and the connections it
+// accepted that had no stream Transport left by then (lingering, ending,
+// or never handed out) have ended: the socket is closed by then unless a
+// connection with stream Transports still open uses it (then Closed is
+// closed once the last such connection has ended).
+func (e *quicEndpoint) Quiet() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return signal(&e.quiet, e.quietSet)
+}
+
+// quieten arms Quiet: called once the endpoint no longer accepts and its
+// own reference was let go. The lock order is c.mu, then e.mu: the
+// accepted connections are looked at without e.mu.
+func (e *quicEndpoint) quieten() {
+	e.mu.Lock()
+	conns := make([]*quicConn, 0, len(e.accepted))
+	for c := range e.accepted {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+	var idle []*quicConn
+	for _, c := range conns {
+		c.mu.Lock()
+		// no stream Transport: none can be added any more (the
+		// endpoint stopped keeping it, see stopKeeping), it ends
+		if c.streams == 0 {
+			idle = append(idle, c)
+		}
+		c.mu.Unlock()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range idle {
+		if w, ok := e.accepted[c]; ok && !w {
+			e.accepted[c] = true
+			e.waiting++
+		}
+	}
+	if e.waiting == 0 {
+		fire(&e.quiet, &e.quietSet)
+	}
 }
 
 // track notes an accepted connection, kept without streams until the
@@ -1225,6 +1315,10 @@ type quicEndpoint struct {
 func (e *quicEndpoint) track(c *quicConn) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.accepted == nil {
+		e.accepted = make(map[*quicConn]bool)
+	}
+	e.accepted[c] = false
 	if e.stopped {
 		return false
 	}
@@ -1239,6 +1333,13 @@ func (e *quicEndpoint) track(c *quicConn) bool {
 func (e *quicEndpoint) forget(c *quicConn) {
 	e.mu.Lock()
 	delete(e.kept, c)
+	if e.accepted[c] {
+		e.waiting--
+		if e.waiting == 0 {
+			fire(&e.quiet, &e.quietSet)
+		}
+	}
+	delete(e.accepted, c)
 	e.mu.Unlock()
 }
 
@@ -1275,6 +1376,9 @@ func (e *quicEndpoint) unref() {
 	if last {
 		_ = e.tr.Close()
 		_ = e.udp.Close()
+		e.mu.Lock()
+		fire(&e.closed, &e.closedSet)
+		e.mu.Unlock()
 	}
 }
 
@@ -1338,7 +1442,10 @@ func (l *quicListener) Accept() (Transport, error) {
 // Close stops accepting; connections whose first stream was not yet
 // accepted are closed, accepted ones stay open while they have stream
 // Transports (and close with the last one), those without any left close
-// after the linger (see quicMinLinger).
+// after the linger (see quicMinLinger). It does not wait for them: Quiet
+// is closed once those without stream Transports have ended, Closed once
+// the UDP socket is closed (after the last connection). With no
+// connection left, the socket is closed when Close returns.
 func (l *quicListener) Close() error {
 	l.once.Do(func() {
 		l.cancel()
@@ -1346,6 +1453,7 @@ func (l *quicListener) Close() error {
 		l.wg.Wait()
 		l.stopKeeping()
 		l.unref()
+		l.quieten()
 	})
 	return nil
 }

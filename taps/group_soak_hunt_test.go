@@ -2,14 +2,12 @@ package taps
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,8 +63,6 @@ type soakServer struct {
 	ln   *Listener
 	port uint16
 
-	bindRetries int
-
 	mu       sync.Mutex
 	accepted []*Connection // this incarnation's
 	loops    sync.WaitGroup
@@ -75,16 +71,8 @@ type soakServer struct {
 func (s *soakServer) start() {
 	s.t.Helper()
 	ln, err := s.pre(s.port).Listen(s.ctx)
-	// A QUIC listener's UDP socket is released once the last of its
-	// sessions has finished, on quic-go's goroutine after the session's
-	// close: Listener.Done and the accepted connections' Done do not wait
-	// for it, and nothing tells when it happens. Not found by the soak to
-	// break anything else; a restart on the same port retries (bounded).
-	for i := 0; err != nil && errors.Is(err, syscall.EADDRINUSE) && i < 100 && s.ctx.Err() == nil; i++ {
-		s.bindRetries++
-		time.Sleep(5 * time.Millisecond) // nothing to wait on: see above
-		ln, err = s.pre(s.port).Listen(s.ctx)
-	}
+	// no retry: crash awaited the listener's Done and its connections'
+	// Done, after which the port is free (Listener.Done)
 	require.NoError(s.t, err)
 	s.ln = ln
 	if s.port == 0 {
@@ -412,8 +400,8 @@ func groupSoak(t *testing.T, kind soakTransport) {
 	cancel()
 	g := settle(runtime.NumGoroutine, baseG)
 	fd := settle(func() int { return fdCount(t) }, baseFD)
-	t.Logf("%d cycles, %d members: %d messages echoed in order, outage messages %d sent / %d SendError, %d Reestablishing, %d Reestablished (%d after one attempt); goroutines %d -> %d, fds %d -> %d; %d Listen retries (port still bound)",
-		soakCycles, soakMembers, totalMsgs-outageFailed, outageSent, outageFailed, reestablishing, reestablished, onlyOnce, baseG, g, baseFD, fd, srv.bindRetries)
+	t.Logf("%d cycles, %d members: %d messages echoed in order, outage messages %d sent / %d SendError, %d Reestablishing, %d Reestablished (%d after one attempt); goroutines %d -> %d, fds %d -> %d",
+		soakCycles, soakMembers, totalMsgs-outageFailed, outageSent, outageFailed, reestablishing, reestablished, onlyOnce, baseG, g, baseFD, fd)
 	require.LessOrEqual(t, g, baseG, "goroutines back to the baseline")
 	require.LessOrEqual(t, fd, baseFD, "file descriptors back to the baseline")
 }

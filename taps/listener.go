@@ -75,6 +75,7 @@ func newListener(sys *System, st *actors.ListenerStarted, cfg *messages.Connecti
 	if sockets == nil {
 		sockets = &actors.ListenAddrs{}
 	}
+	sys.trackListener(st.Queue)
 	return &Listener{sys: sys, pid: st.PID, q: st.Queue, sockets: sockets, cfg: cfg, h: h}
 }
 
@@ -192,7 +193,8 @@ func (l *Listener) SetNewConnectionLimit(limit int64) error {
 }
 
 // Stop stops listening (RFC 9622 §7.2). Connections already received are
-// not affected. Done is closed once it has stopped.
+// not affected. Done is closed once it has stopped and its sockets are
+// released (see Done).
 func (l *Listener) Stop() {
 	tell(l.sys, l.pid, &messages.StopListener{})
 }
@@ -201,5 +203,17 @@ func (l *Listener) Stop() {
 // not one of its remote endpoints (see Preconnection.Listen).
 func (l *Listener) Refused() uint64 { return l.q.Refused() }
 
-// Done is closed when the Listener has stopped (the Stopped event).
-func (l *Listener) Done() <-chan struct{} { return l.q.Done() }
+// Done is closed once the Listener has stopped (the Stopped event) and
+// its sockets are closed, their ports free for a new Listener: TCP, TLS,
+// UDP and Unix sockets are closed when it stops. A QUIC Listener's UDP
+// socket is shared with the sessions it accepted, which may outlive it
+// (README, "QUIC:"), and is closed once the last of them has ended. Done
+// waits for the sessions that have no Connection left open when it stops
+// (they end after a linger of at most 2 s), not for those whose
+// Connections are still open: the socket is then closed when the last of
+// those ends, before the Done of the Connection whose close ended it (a
+// graceful Close as the active closer, or an Abort), and before
+// System.Shutdown returns. When the peer ends such a session (or this
+// side's graceful Close as the passive closer ends it after its linger),
+// no Connection's Done waits for it: System.Shutdown does.
+func (l *Listener) Done() <-chan struct{} { return l.q.Released() }

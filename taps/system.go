@@ -3,6 +3,7 @@ package taps
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"runtime/debug"
@@ -25,6 +26,55 @@ type System struct {
 	s         *actors.System
 	cacheOnce sync.Once
 	tlsCache  tls.ClientSessionCache // see sessionCache
+
+	// lns: the listeners whose sockets may not be closed yet (see
+	// awaitSockets)
+	lnMu sync.Mutex
+	lns  []*actors.ListenQueue
+	// sockOnce: the first Shutdown waits for the sockets; sockDone is
+	// closed when it has (later calls wait for it)
+	sockOnce sync.Once
+	sockDone chan struct{}
+	sockErr  error
+}
+
+// trackListener notes a listener for Shutdown, which waits for its
+// sockets; the listeners whose sockets are closed are dropped.
+func (s *System) trackListener(q *actors.ListenQueue) {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	keep := s.lns[:0]
+	for _, l := range s.lns {
+		select {
+		case <-l.SocketsClosed():
+		default:
+			keep = append(keep, l)
+		}
+	}
+	clear(s.lns[len(keep):])
+	s.lns = append(keep, q)
+}
+
+// awaitSockets waits until the sockets of every listener of the System
+// are closed (at most 10 s: by then every connection was closed or
+// aborted, so what is left is at most a QUIC session's linger, 2 s): a
+// QUIC listener's UDP socket is closed after the last session it
+// accepted has ended. Not bounded by ctx: a Shutdown out of time aborts
+// the connections, whose sessions end at once.
+func (s *System) awaitSockets() error {
+	s.lnMu.Lock()
+	lns := append([]*actors.ListenQueue(nil), s.lns...)
+	s.lnMu.Unlock()
+	limit := time.NewTimer(10 * time.Second)
+	defer limit.Stop()
+	for _, q := range lns {
+		select {
+		case <-q.SocketsClosed():
+		case <-limit.C:
+			return errors.New("listener sockets still open after 10 s")
+		}
+	}
+	return nil
 }
 
 // SystemOption configures NewSystem.
@@ -224,8 +274,36 @@ func DefaultSystem() *System {
 // for; handlers still running after 10 s make Shutdown return an error
 // saying so. Calls after the first return nil once the first
 // has returned; one made while the first is in progress waits for it (or
-// returns ctx's error when ctx ends first).
-func (s *System) Shutdown(ctx context.Context) error { return s.s.Shutdown(ctx) }
+// returns ctx's error when ctx ends first). When Shutdown returns, every
+// socket its Listeners listened on is closed, and its port free: a QUIC
+// Listener's UDP socket too, which is closed only once the last session
+// it accepted has ended (see Listener.Done); Shutdown waits for it (at
+// most 10 s, else the first call returns an error saying so).
+func (s *System) Shutdown(ctx context.Context) error {
+	first := false
+	s.sockOnce.Do(func() {
+		first = true
+		s.sockDone = make(chan struct{})
+	})
+	err := s.s.Shutdown(ctx)
+	if first {
+		s.sockErr = s.awaitSockets()
+		close(s.sockDone)
+		return errors.Join(err, s.sockErr)
+	}
+	if err == nil { // the first call's actor shutdown has ended
+		select {
+		case <-s.sockDone:
+		case <-ctx.Done():
+			select {
+			case <-s.sockDone: // done as ctx was
+			default:
+				return ctx.Err()
+			}
+		}
+	}
+	return err
+}
 
 // traceContainer returns the runner of the tracer function and the trace
 // writer: a panic of theirs is swallowed, so that it neither ends the
