@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
@@ -130,32 +132,14 @@ func runPartialWrite(t *testing.T, tc partialCase) {
 	if tc.framed {
 		cfg.Framers = []framers.Framer{framers.NewLengthPrefix()}
 	}
-	link := NewLink(sys.NewID(), 0, 0, false)
-	res, err := Ask(context.Background(), sys, sys.Root, &InitiateConnection{Config: cfg, Link: link})
-	require.NoError(t, err)
-	conn := res.(*ConnectionStarted).Conn
-	<-link.Ready()
-	require.NoError(t, link.EstablishmentErr())
-
-	var mu sync.Mutex
-	outcomes := make([][]error, len(tc.sizes))
-	ids := make([]uint64, len(tc.sizes))
+	conn, link := startScripted(t, sys, cfg)
 	batch := &messages.SendBatch{}
 	for i, size := range tc.sizes {
 		id := sys.NewID()
-		ids[i] = id
-		require.True(t, link.ExpectSend(id, func(err error) {
-			mu.Lock()
-			outcomes[i] = append(outcomes[i], err)
-			mu.Unlock()
-		}))
-		data := make([]byte, size)
-		for j := range data {
-			data[j] = byte('a' + i)
-		}
-		batch.Messages = append(batch.Messages, &messages.SendMessage{SendID: id, MessageID: id, Data: data, EndOfMessage: true,
-			Props: &messages.MessageProps{Priority: 100, Reliable: true, ChecksumLen: -1}})
+		batch.Messages = append(batch.Messages, &messages.SendMessage{SendID: id, MessageID: id, Data: bytes.Repeat([]byte{byte('a' + i)}, size),
+			EndOfMessage: true, Props: &messages.MessageProps{Priority: 100, Reliable: true, ChecksumLen: -1}})
 	}
+	out := expectOutcomes(t, link, batch)
 	sys.AS.Root.Send(conn, batch) // one batch: one write
 	<-link.Done()                 // the failed write failed the byte stream
 	require.Error(t, link.Err(), "the connection failed")
@@ -172,18 +156,62 @@ func runPartialWrite(t *testing.T, tc partialCase) {
 	for _, i := range tc.sent {
 		sent[i] = true
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	outcomes := out.taken(t)
 	tmu.Lock()
 	defer tmu.Unlock()
 	for i := range tc.sizes {
-		require.Len(t, outcomes[i], 1, "message %d: exactly one of Sent and SendError", i)
+		id := batch.Messages[i].SendID
 		if sent[i] {
-			require.NoError(t, outcomes[i][0], "message %d was written whole: Sent", i)
-			require.Equal(t, []string{"sent"}, traced[ids[i]], "message %d traced", i)
+			require.NoError(t, outcomes[i], "message %d was written whole: Sent", i)
+			require.Equal(t, []string{"sent"}, traced[id], "message %d traced", i)
 		} else {
-			require.ErrorIs(t, outcomes[i][0], syscall.ECONNRESET, "message %d was not written whole: SendError", i)
-			require.Equal(t, []string{"send_error"}, traced[ids[i]], "message %d traced", i)
+			require.ErrorIs(t, outcomes[i], syscall.ECONNRESET, "message %d was not written whole: SendError", i)
+			require.Equal(t, []string{"send_error"}, traced[id], "message %d traced", i)
 		}
 	}
+}
+
+// startScripted initiates a connection with cfg (a scripted stack) and
+// waits for its Ready.
+func startScripted(t *testing.T, sys *System, cfg *messages.ConnectionConfig) (*actor.PID, *Link) {
+	t.Helper()
+	link := NewLink(sys.NewID(), 0, 0, false)
+	res, err := Ask(context.Background(), sys, sys.Root, &InitiateConnection{Config: cfg, Link: link})
+	require.NoError(t, err)
+	<-link.Ready()
+	require.NoError(t, link.EstablishmentErr())
+	return res.(*ConnectionStarted).Conn, link
+}
+
+// sendOutcomes records the outcomes (Sent: nil, or the SendError) of a
+// batch's messages, expected on the Link before the batch is sent.
+type sendOutcomes struct {
+	mu   sync.Mutex
+	errs [][]error
+}
+
+func expectOutcomes(t *testing.T, link *Link, batch *messages.SendBatch) *sendOutcomes {
+	t.Helper()
+	o := &sendOutcomes{errs: make([][]error, len(batch.Messages))}
+	for i, m := range batch.Messages {
+		require.True(t, link.ExpectSend(m.SendID, func(err error) {
+			o.mu.Lock()
+			o.errs[i] = append(o.errs[i], err)
+			o.mu.Unlock()
+		}))
+	}
+	return o
+}
+
+// taken requires exactly one outcome per message and returns them.
+func (o *sendOutcomes) taken(t *testing.T) []error {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]error, len(o.errs))
+	for i, errs := range o.errs {
+		require.Len(t, errs, 1, "message %d: exactly one of Sent and SendError", i)
+		out[i] = errs[0]
+	}
+	return out
 }

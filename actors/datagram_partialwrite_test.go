@@ -195,30 +195,16 @@ func runDatagramPartialWrite(t *testing.T, tc dgPartialCase) {
 	if tc.framed {
 		cfg.Framers = []framers.Framer{framers.NewLengthPrefix()}
 	}
-	link := NewLink(sys.NewID(), 0, 0, false)
-	res, err := Ask(context.Background(), sys, sys.Root, &InitiateConnection{Config: cfg, Link: link})
-	require.NoError(t, err)
-	conn := res.(*ConnectionStarted).Conn
-	<-link.Ready()
-	require.NoError(t, link.EstablishmentErr())
-
-	var mu sync.Mutex
-	outcomes := make([][]error, len(tc.sizes))
-	ids := make([]uint64, len(tc.sizes))
+	conn, link := startScripted(t, sys, cfg)
 	payloads := make([][]byte, len(tc.sizes))
 	batch := &messages.SendBatch{}
 	for i, size := range tc.sizes {
 		id := sys.NewID()
-		ids[i] = id
-		require.True(t, link.ExpectSend(id, func(err error) {
-			mu.Lock()
-			outcomes[i] = append(outcomes[i], err)
-			mu.Unlock()
-		}))
 		payloads[i] = bytes.Repeat([]byte{byte('a' + i)}, size)
 		batch.Messages = append(batch.Messages, &messages.SendMessage{SendID: id, MessageID: id, Data: payloads[i], EndOfMessage: true,
 			Props: &messages.MessageProps{Priority: 100, SafelyReplayable: true, ChecksumLen: -1, NoFragmentation: tc.noFrag[i]}})
 	}
+	out := expectOutcomes(t, link, batch)
 	sys.AS.Root.Send(conn, batch) // one batch: one writeDatagrams
 	<-link.Done()                 // the failed write failed the connection
 	require.Error(t, link.Err(), "the connection failed")
@@ -248,29 +234,28 @@ func runDatagramPartialWrite(t *testing.T, tc dgPartialCase) {
 	for _, i := range tc.sent {
 		sent[i] = true
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	outcomes := out.taken(t)
 	tmu.Lock()
 	defer tmu.Unlock()
 	for i := range tc.sizes {
-		require.Len(t, outcomes[i], 1, "message %d: exactly one of Sent and SendError", i)
+		id := batch.Messages[i].SendID
 		switch want, refused := tc.refused[i]; {
 		case sent[i]:
-			require.NoError(t, outcomes[i][0], "message %d was written before the failure: Sent", i)
-			require.Equal(t, []string{"sent"}, traced[ids[i]], "message %d traced", i)
+			require.NoError(t, outcomes[i], "message %d was written before the failure: Sent", i)
+			require.Equal(t, []string{"sent"}, traced[id], "message %d traced", i)
 		case refused:
 			var wantTL, gotTL *framers.TooLargeError
 			if errors.As(want, &wantTL) {
-				require.ErrorAs(t, outcomes[i][0], &gotTL, "message %d was refused on its own", i)
+				require.ErrorAs(t, outcomes[i], &gotTL, "message %d was refused on its own", i)
 				require.Equal(t, *wantTL, *gotTL)
 			} else {
-				require.ErrorIs(t, outcomes[i][0], want, "message %d was refused on its own", i)
+				require.ErrorIs(t, outcomes[i], want, "message %d was refused on its own", i)
 			}
-			require.NotErrorIs(t, outcomes[i][0], syscall.EPERM, "message %d: its own SendError", i)
-			require.Equal(t, []string{"send_error"}, traced[ids[i]], "message %d traced", i)
+			require.NotErrorIs(t, outcomes[i], syscall.EPERM, "message %d: its own SendError", i)
+			require.Equal(t, []string{"send_error"}, traced[id], "message %d traced", i)
 		default:
-			require.ErrorIs(t, outcomes[i][0], syscall.EPERM, "message %d was not written: SendError", i)
-			require.Equal(t, []string{"send_error"}, traced[ids[i]], "message %d traced", i)
+			require.ErrorIs(t, outcomes[i], syscall.EPERM, "message %d was not written: SendError", i)
+			require.Equal(t, []string{"send_error"}, traced[id], "message %d traced", i)
 		}
 	}
 }
