@@ -183,7 +183,7 @@ func TestUDPListenerCloseDuringReadBackoff(t *testing.T) {
 		require.Greater(t, n, 9, "in the 1 s waits")
 
 		require.NoError(t, l.Close()) // the peer keeps the socket, and the reader, going
-		time.Sleep(2 * time.Second) // fake time: more 1 s waits
+		time.Sleep(2 * time.Second)   // fake time: more 1 s waits
 		synctest.Wait()
 		require.Equal(t, n+2, len(rd.callTimes()), "the reader stopped with the listener while a peer was left")
 		select {
