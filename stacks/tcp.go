@@ -193,9 +193,14 @@ func (l *tcpListener) Accept() (Transport, error) {
 // file descriptors (EMFILE, ENFILE), buffers (ENOBUFS) or memory (ENOMEM).
 // The listening socket is fine: a later Accept may succeed (net/http's
 // Server.Serve waits and accepts again likewise).
+// On Windows, Winsock's WSAEMFILE and WSAENOBUFS too.
 func AcceptRetryable(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+	for _, e := range acceptRetryErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *tcpListener) Close() error   { return l.ln.Close() }
