@@ -213,9 +213,11 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 					h.raw = min(a.inst.Buffered(), raw)
 					raw -= h.raw
 				}
-				// before doneRaw: the reader must not read while bytes
-				// are held
-				a.link.setHeld(holding, h.resume)
+				if holding {
+					// before doneRaw: the reader must not read while bytes
+					// are held
+					a.link.setHeld(true, h.resume)
+				}
 			}
 			if raw != 0 {
 				// only once the delivered bytes count as inflight: while a
@@ -223,6 +225,16 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 				// other (with neither, a Receive would take the read token
 				// and block in a read)
 				a.link.doneRaw(raw)
+			}
+			if h := a.hold; h != nil && !holding && a.link.held.Load() {
+				// after doneRaw: the hold's end wakes the reader for a
+				// Receive that found the held bytes still counted in
+				// rawPending and waits for them (takeInlineLocked). The
+				// input may be a resume, run on a goroutine that holds no
+				// read token, and that delivers nothing (the rest of a
+				// large message is still to come): doneRaw wakes no one
+				// then, and that Receive would wait forever.
+				a.link.setHeld(false, h.resume)
 			}
 		}
 		if d != nil || eos {

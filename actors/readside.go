@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -199,7 +200,7 @@ func (l *Link) resumeHeldLocked() {
 	if l.resumePosted || l.resumeFn == nil {
 		return
 	}
-	if c := l.recvChargedLocked(); c >= int64(l.recvLimit) || (len(l.reqs) == 0 && c > int64(l.recvLimit/2)) {
+	if c := l.recvChargedLocked(); !l.eos && (c >= int64(l.recvLimit) || (len(l.reqs) == 0 && c > int64(l.recvLimit/2))) {
 		return
 	}
 	l.resumePosted = true
@@ -208,9 +209,17 @@ func (l *Link) resumeHeldLocked() {
 
 // recvCreditLeft is what received pieces may still cost against the
 // receive buffer (framerActor.allowance).
+// After the end of stream (the application's Close, or the connection's
+// failure: the held bytes come before the peer's own end) what is parsed
+// is dropped (Link.deliver), so it is not limited: the held bytes must be
+// parsed through for the reader to reach the peer's end of stream, which
+// a closing connection waits for.
 func (l *Link) recvCreditLeft() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.eos {
+		return math.MaxInt
+	}
 	return l.recvLimit - int(l.recvChargedLocked())
 }
 

@@ -11,3 +11,7 @@ func (l *Link) RecvCreditForTest() (items int, charged int64, full bool) {
 	c := l.inflight.Load() + int64(l.itemBytes) + int64(len(l.items)*recvItemCost)
 	return len(l.items), c, c >= int64(l.recvLimit) && l.readerWaiting.Load() > 0
 }
+
+// HeldForTest reports whether the first framer holds unparsed bytes for
+// want of receive credit (setHeld).
+func (l *Link) HeldForTest() bool { return l.held.Load() }
