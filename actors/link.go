@@ -731,6 +731,11 @@ func (l *Link) deliver(items []RecvItem) {
 			if l.itemBytes < l.recvLimit {
 				l.kickReaderLocked()
 			}
+			if r.ch == nil {
+				l.submitAsyncLocked(r, sb[0].res)
+				l.mu.Unlock()
+				return
+			}
 			l.mu.Unlock()
 			l.fulfil(sb[:1])
 			return
@@ -1184,10 +1189,21 @@ func (l *Link) fulfil(s []served) {
 			}
 			continue
 		}
-		fn, res := x.r.fn, x.res
-		l.exec.submitAs("ReceiveAsync handler", func() { fn(res) })
+		l.exec.submitAs("ReceiveAsync handler", asyncCall(x.r.fn, x.res))
 	}
 }
+
+// submitAsyncLocked hands a ReceiveAsync request's result to its handler
+// while l.mu is held, so that the handlers of requests served one after
+// the other run in that order: submitted after the unlock, as fulfil
+// does, a ReceiveAsync serving a queued message on the application's
+// goroutine and a delivery on the connection's could swap them (several
+// requests outstanding got their messages out of order).
+func (l *Link) submitAsyncLocked(r *recvReq, res RecvResult) {
+	l.exec.submitAs("ReceiveAsync handler", asyncCall(r.fn, res))
+}
+
+func asyncCall(fn func(RecvResult), res RecvResult) func() { return func() { fn(res) } }
 
 // serveLocked matches queued receive requests with received pieces
 // (RFC 9622 §9.3): a complete message when it fits maxLength, otherwise a
@@ -1197,6 +1213,7 @@ func (l *Link) serveLocked(out []served) []served {
 	if !l.established && !l.eos {
 		return out
 	}
+	took := false
 	for len(l.reqs) > 0 {
 		r := l.reqs[0]
 		res, ok := l.takeLocked(r)
@@ -1206,9 +1223,14 @@ func (l *Link) serveLocked(out []served) []served {
 		n := copy(l.reqs, l.reqs[1:])
 		l.reqs[n] = nil
 		l.reqs = l.reqs[:n]
+		took = true
+		if r.ch == nil {
+			l.submitAsyncLocked(r, res)
+			continue
+		}
 		out = append(out, served{r, res})
 	}
-	if len(out) > 0 && l.itemBytes < l.recvLimit {
+	if (took || len(out) > 0) && l.itemBytes < l.recvLimit {
 		l.kickReaderLocked()
 	}
 	return out
