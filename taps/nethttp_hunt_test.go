@@ -393,10 +393,12 @@ func testNetHTTPReadTimeoutBody(t *testing.T, sc httpStackCase) {
 		bodyErr <- err
 	})
 	h := serveHTTP(t, sys, &http.Server{Handler: mux, ReadTimeout: rt}, nil, sc.lopts...)
+	// before the dial: the server's ReadTimeout runs from the start of its
+	// read of the request, which may come before the dial returns here
+	t0 := time.Now()
 	c, err := tapsDialContext(sys, sc.dopts...)(testCtx(t), "tcp", h.addr)
 	require.NoError(t, err)
 	defer c.Close()
-	t0 := time.Now()
 	_, err = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
 	require.NoError(t, err)
 	select {
