@@ -1,7 +1,6 @@
 package taps
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -98,11 +97,7 @@ func TestOnConnectionErrorAfterItReplacingThePreconnectionsIsCalled(t *testing.T
 // Preconnection's handler, which had the event.
 func TestOnEstablishmentErrorAfterItReplacingThePreconnectionsIsCalled(t *testing.T) {
 	sys := newTestSystem(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close()) // nothing listens: refused
-	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(uint16(port))))
+	pre := refusedPreconnection(t, sys)
 	preErr := make(chan error, 2)
 	pre.OnEstablishmentError(func(_ *Connection, err error) { preErr <- err })
 	c, err := pre.InitiateAsync(testCtx(t))

@@ -97,11 +97,7 @@ func TestOnReadyAfterReadyReplacingThePreconnectionsIsCalled(t *testing.T) {
 // queued sends fail, Receive returns it, and Err is it once Done.
 func TestInitiateAsyncEstablishmentErrorIsAnEvent(t *testing.T) {
 	sys := newTestSystem(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close()) // nothing listens: refused
-	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(uint16(port))))
+	pre := refusedPreconnection(t, sys)
 	c, err := pre.InitiateAsync(testCtx(t))
 	require.NoError(t, err, "the failure is an event, not InitiateAsync's error")
 	sent := make(chan error, 1)
@@ -229,4 +225,15 @@ func TestCloneAsync(t *testing.T) {
 	require.ErrorAs(t, failing.Err(), &ee)
 	require.Equal(t, StateEstablished, c.State(), "the original goes on")
 	roundTrip(t, c, "original")
+}
+
+// refusedPreconnection is a TCP Preconnection to a loopback port nothing
+// listens on: its attempt is refused.
+func refusedPreconnection(t *testing.T, sys *System) *Preconnection {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close()) // nothing listens: refused
+	return NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(uint16(port))))
 }
