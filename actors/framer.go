@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -161,7 +163,12 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			a.inst.Allow(math.MaxInt, 0) // stacked (PrependFramer), or datagrams: not limited
 		}
 		if len(m.data) > 0 || m.eos || !m.datagram {
-			a.inst.Received(a.f, m.data, m.eos)
+			// only a clean end (EOF) is the framer's end of stream: at it
+			// a framer may take the bytes after its last message for a
+			// final one (framers.Delimiter's unterminated last line). A
+			// stream that failed (a reset) ends nothing for the framer;
+			// what it holds then is a cut message (below)
+			a.inst.Received(a.f, m.data, m.eos && cleanEnd(m.err))
 		}
 		eos, eosErr := m.eos, m.err
 		holding := limited && a.inst.Holding()
@@ -185,7 +192,13 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			a.lendTarget()
 		}
 		if eos && a.failErr == nil && a.inst.Buffered() > 0 {
-			a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
+			if cleanEnd(eosErr) {
+				a.failErr = fmt.Errorf("%w (%d bytes left)", framers.ErrTruncated, a.inst.Buffered())
+			} else {
+				// the stream failed inside a message: a ConnectionError
+				// unwrapping to both the cut and its cause
+				a.failErr = fmt.Errorf("%w (%d bytes left): %w", framers.ErrTruncated, a.inst.Buffered(), eosErr)
+			}
 		}
 		a.reportPrepends(ctx)
 		d := a.delivered
@@ -472,6 +485,11 @@ func (a *framerActor) report(ctx actor.Context) {
 		ctx.Send(a.conn, &framerFailed{fromTransport: a.tgen, idx: a.idx, err: err})
 	}
 }
+
+// cleanEnd reports whether err, the error a received stream ended with,
+// is a clean end (none, or io.EOF: the peer's FIN) rather than a failure
+// (a reset, a TLS stream cut without close_notify, this side's own close).
+func cleanEnd(err error) bool { return err == nil || errors.Is(err, io.EOF) }
 
 func maxBuffered(f framers.Framer) int {
 	if mb, ok := f.(framers.MaxBufferer); ok {

@@ -23,11 +23,15 @@ type DelimiterOption interface {
 // and skips the separator. A message longer than the maximum with no
 // separator in sight fails the connection with a [*TooLargeError]; the
 // framer never buffers more than the maximum plus the separator length.
-// Bytes left after the last separator when the stream ends are delivered as
-// a final message, the way a text file's last line may lack its newline; a
-// truncated message therefore cannot be told from a complete one, so use
-// [LengthPrefix] when that matters. On a connectionless stack (UDP) each
-// datagram is framed on its own, and bytes after a datagram's last
+// Bytes left after the last separator when the stream ends cleanly (the
+// peer's FIN) are delivered as a final message, the way a text file's last
+// line may lack its newline; a message truncated by a FIN therefore cannot
+// be told from a complete one, so use [LengthPrefix] when that matters. A
+// stream that fails instead (the peer's reset) has not ended for the framer
+// ([Instance.Received]): the bytes after the last separator are a cut
+// message, never delivered, and gotaps fails the connection with an error
+// wrapping [ErrTruncated] and the failure. On a connectionless stack (UDP)
+// each datagram is framed on its own, and bytes after a datagram's last
 // separator are a cut message (a ReceiveError), not a final one.
 //
 // It searches only the bytes that arrived since the last search, so a long
@@ -140,7 +144,7 @@ func (d *Delimiter) NewSentMessage(inst *Instance, data []byte, meta Metadata, e
 }
 
 // HandleReceivedData delivers every complete message buffered in inst and,
-// at the end of the stream, the unterminated rest.
+// at the (clean) end of the stream, the unterminated rest.
 func (d *Delimiter) HandleReceivedData(inst *Instance) {
 	for !inst.Failed() {
 		buf, _ := inst.Parse(0, d.max+len(d.sep))

@@ -218,7 +218,13 @@ func NewInstance(h Hooks, maxBuffered int) *Instance {
 
 // Received appends data from the lower layer (ownership moves to the
 // Instance) and runs f.HandleReceivedData while it consumes bytes. eos
-// reports that the lower layer has ended the stream after data.
+// reports that the lower layer has ended the stream cleanly after data (a
+// FIN, io.EOF). A stream that fails (a reset, a read error) must not be
+// passed as eos: a framer may finalize what it holds at the end of the
+// stream ([Delimiter]'s unterminated last line), which a failure must not
+// make a complete message. gotaps passes no eos then, and fails the
+// connection with ErrTruncated wrapping the failure when the framer still
+// holds bytes (a cut message), with the failure alone otherwise.
 func (i *Instance) Received(f Framer, data []byte, eos bool) {
 	for {
 		rest, more := i.received(f, data, eos)
@@ -517,9 +523,10 @@ func (i *Instance) Buffered() int { return len(i.buf) }
 // buffers may pick one that fits the whole message.
 func (i *Instance) Wants() int { return i.want }
 
-// EndOfStream reports whether the lower layer has ended the stream. A framer
-// that finds an incomplete message at the end of the stream calls
-// FailConnection with ErrTruncated. While the Instance holds its bytes
+// EndOfStream reports whether the lower layer has ended the stream cleanly
+// (eos in [Instance.Received]; never after a reset). A framer that finds
+// an incomplete message at the end of the stream calls FailConnection
+// with ErrTruncated. While the Instance holds its bytes
 // ([Instance.Holding]) the stream has not ended for the framer yet.
 func (i *Instance) EndOfStream() bool { return i.eos && !i.holding }
 
