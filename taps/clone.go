@@ -216,9 +216,7 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 
 // awaitClone waits for a started clone to be Ready (Clone).
 func (c *Connection) awaitClone(ctx context.Context, clone *Connection, link *actors.Link) (*Connection, error) {
-	select {
-	case <-link.Ready():
-	case <-ctx.Done():
+	if !link.AwaitReady(ctx) {
 		tell(c.sys, clone.pid, &messages.AbortConnection{Err: ctx.Err()})
 		<-link.Done()
 		return nil, &CloneError{Reason: ReasonTimeout, Err: ctx.Err()}

@@ -718,9 +718,7 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case <-link.Ready():
-	case <-ctx.Done():
+	if !link.AwaitReady(ctx) {
 		// the racer loses with ctx's error and lists its attempts
 		tell(p.sys, c.pid, &messages.AbortConnection{Err: ctx.Err()})
 		<-link.Done()
