@@ -525,13 +525,11 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
 		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName
 	}
-	if tlsCfg == nil {
-		// without TLS, only the framers and the endpoints can change
-		// afterwards (AddFramer, AddRemote, an endpoint's own setters);
-		// a TLS configuration is made anew each time from the security
-		// parameters, which can change
-		enc.last = cfg
-	}
+	// only the framers and the endpoints can change afterwards (AddFramer,
+	// AddRemote, an endpoint's own setters): the properties and the
+	// security parameters are copies taken by NewPreconnection, and the
+	// TLS configuration is never changed once made (the stacks clone it)
+	enc.last = cfg
 	return cfg, p.handlers, nil
 }
 

@@ -50,20 +50,30 @@ func TestPreconnectionSnapshotShared(t *testing.T) {
 	require.Nil(t, l)
 }
 
-// TestPreconnectionSnapshotNotSharedWithTLS: a TLS configuration is made
-// from the security parameters each time (they can change), so secure
-// configs are not shared.
-func TestPreconnectionSnapshotNotSharedWithTLS(t *testing.T) {
+// TestPreconnectionSnapshotSharedWithTLS: the security parameters are a
+// copy taken by NewPreconnection, so a secure snapshot (its TLS
+// configuration included) is made once and shared, and changing the
+// application's SecurityParameters afterwards changes nothing.
+func TestPreconnectionSnapshotSharedWithTLS(t *testing.T) {
 	sys := newTestSystem(t)
-	p := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewSecurityParameters()),
+	sec := NewSecurityParameters().SetALPN("a")
+	p := NewPreconnection(WithSystem(sys), WithSecurityParameters(sec),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(443)))
 	a, _, err := p.snapshot(false)
 	require.NoError(t, err)
 	require.NotNil(t, a.StackOptions.TLS)
+	sec.SetALPN("b").SetServerName("elsewhere")
 	b, _, err := p.snapshot(false)
 	require.NoError(t, err)
-	require.NotSame(t, a, b)
-	require.NotSame(t, a.StackOptions.TLS, b.StackOptions.TLS)
+	require.Same(t, a, b)
+	require.Equal(t, []string{"a"}, b.StackOptions.TLS.NextProtos)
+	require.Empty(t, b.StackOptions.TLS.ServerName)
+
+	p.AddRemote(NewRemoteEndpoint().WithHostName("localhost").WithPort(444))
+	c, _, err := p.snapshot(false)
+	require.NoError(t, err)
+	require.NotSame(t, a, c, "the endpoints changed: a new snapshot")
+	require.Len(t, c.Remotes, 2)
 }
 
 // TestPreconnectionStackChoiceFollowsFraming: the stack selection is
