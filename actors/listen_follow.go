@@ -47,7 +47,11 @@ import (
 //   - a followed site the new plan no longer has (its interface went
 //     down or was removed) has its sockets closed (trace record
 //     ListenClosed); their accept goroutines end, the listener does not
-//     stop, and the connections accepted through them stay open. When
+//     stop, and the connections accepted through them stay open. A QUIC
+//     socket is shared with the sessions accepted on it and closed after
+//     the last of them (as when the listener stops): the listener's
+//     Released and SocketsClosed (Listener.Done, System.Shutdown) wait
+//     for it as for the sockets it closes when it stops. When
 //     every allowed interface is down the listener runs on with no socket
 //     (but those of its other sites) until one comes up.
 //   - a Prohibited interface is never in a plan: when it comes up,
@@ -84,6 +88,26 @@ type listenFollow struct {
 	ports    map[int]uint16 // local endpoint -> the port of its sockets
 	watching bool           // registered with the route monitor
 	planner  func() ([]listenSite, error)
+	// retired: the sockets closed by closeSite that may outlive their
+	// Close (QUIC: shared with the sessions accepted on them); the
+	// listener's Released and SocketsClosed wait for them as for those it
+	// closes when it stops
+	retired []socketReleaser
+}
+
+// retire notes a socket closeSite closed that may still be open, and
+// drops those noted before that are closed by now.
+func (f *listenFollow) retire(r socketReleaser) {
+	keep := f.retired[:0]
+	for _, o := range f.retired {
+		select {
+		case <-o.Closed():
+		default:
+			keep = append(keep, o)
+		}
+	}
+	clear(f.retired[len(keep):])
+	f.retired = append(keep, r)
 }
 
 // setListenPlanner replaces the host's plan of a listener's sites (tests:
@@ -244,6 +268,9 @@ func (l *listenerActor) closeSite(site listenSite) {
 		}
 		l.socks[i].retired.Store(true) // before Close: its accept goroutine sees it
 		_ = ln.Close()
+		if r, ok := ln.(socketReleaser); ok {
+			l.follow.retire(r)
+		}
 		closed = append(closed, l.stacks[i])
 	}
 	clear(l.lns[keep:])

@@ -195,6 +195,11 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 				quiet, closed = append(quiet, r.Quiet()), append(closed, r.Closed())
 			}
 		}
+		// the sockets closed earlier, following the interfaces
+		for _, r := range l.follow.retired {
+			quiet, closed = append(quiet, r.Quiet()), append(closed, r.Closed())
+		}
+		l.follow.retired = nil
 		l.queue.stop(nil)
 		l.queue.settle(quiet, closed)
 		for _, s := range l.held {
