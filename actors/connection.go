@@ -2233,10 +2233,19 @@ func (c *connActor) stopSent(idx int) bool {
 	return sent
 }
 
+// noteRelease hands the link what the closed transport's socket release
+// is (stacks.ReleaseWatcher): the connection's Done waits for it.
+func (c *connActor) noteRelease(t stacks.Transport) {
+	if w, ok := t.(stacks.ReleaseWatcher); ok {
+		c.link.setReleased(w.Released())
+	}
+}
+
 func (c *connActor) finish(ctx actor.Context) {
 	if c.t != nil {
 		_ = c.t.Close()
 		c.tClosed = true
+		c.noteRelease(c.t)
 	}
 	c.apply(InCloseDone, nil)
 	c.end(ctx)
@@ -2250,6 +2259,7 @@ func (c *connActor) abort(ctx actor.Context, cause error) {
 	if c.t != nil {
 		_ = c.t.Abort()
 		c.tClosed = true
+		c.noteRelease(c.t)
 	}
 	err := ErrAborted
 	if cause != nil {
@@ -2270,6 +2280,7 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 	if c.t != nil {
 		_ = c.t.Abort()
 		c.tClosed = true
+		c.noteRelease(c.t)
 	}
 	c.failPending(err)
 	c.apply(InFailure, err)
@@ -2351,6 +2362,9 @@ func (c *connActor) stopping() {
 	c.stopQUICDatagrams()
 	if t := c.t; t != nil && !c.tClosed { // closed already when the connection ended
 		_ = t.Close()
+		if c.state != Closed {
+			c.noteRelease(t) // before the terminal event below
+		}
 	}
 	if t := c.link.takeTransport(); t != nil {
 		_ = t.Abort()

@@ -87,7 +87,10 @@ type Link struct {
 	passive  bool          // accepted from a listener: it has no Ready event
 	ready    chan struct{} // made when first asked for (Ready); closed at Ready or at a terminal event
 	readyHit bool          // Ready or a terminal event happened: ready is (or is made) closed
-	done     chan struct{} // closed at the terminal event
+	done     chan struct{} // closed after the terminal event, once the socket is released
+	// released: the transport's socket release the connection's end
+	// waits for (setReleased), nil for none
+	released <-chan struct{}
 	gone     chan struct{} // made when first asked for (Gone); closed once the actor has stopped
 	goneHit  bool          // the connection's actor has stopped
 	estErr   error         // set with EstablishmentError
@@ -391,8 +394,18 @@ func (l *Link) AwaitReady(ctx context.Context) bool {
 	}
 }
 
-// Done is closed when the connection reached Closed.
+// Done is closed when the connection reached Closed, after its terminal
+// handler, and once the socket its transport held is released (see
+// setReleased).
 func (l *Link) Done() <-chan struct{} { return l.done }
+
+// setReleased notes, before the terminal event, what the transport's
+// socket release is (stacks.ReleaseWatcher): Done waits for it.
+func (l *Link) setReleased(ch <-chan struct{}) {
+	l.mu.Lock()
+	l.released = ch
+	l.mu.Unlock()
+}
 
 // Gone is closed once the connection's actor has stopped: a command sent
 // to it then gets no answer (one queued as it stopped is dropped).
@@ -577,6 +590,11 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	l.markReadyLocked()
 	l.gateClosed = true
 	l.readerWake.Broadcast()
+	if l.sendWake != nil {
+		// a sender waiting for room fails now (Done may come later)
+		close(l.sendWake)
+		l.sendWake, l.wakeHanded = nil, false
+	}
 	if sr := l.reader; sr != nil {
 		defer sr.watch.release() // no Receive reads any more
 	}
@@ -629,8 +647,37 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	}
 }
 
-// closeDone closes Done (once, after the terminal event).
-func (l *Link) closeDone() { close(l.done) }
+// closeDone closes Done (once, after the terminal event), at once or,
+// while the transport's socket is still held (a QUIC session lingering
+// after its last stream's graceful close, or ending at the peer's
+// CONNECTION_CLOSE), on a goroutine that waits for its release; System.
+// Shutdown waits for those goroutines.
+func (l *Link) closeDone() {
+	l.mu.Lock()
+	rel := l.released
+	l.released = nil
+	l.mu.Unlock()
+	if rel != nil {
+		select {
+		case <-rel:
+		default:
+			var sys *System
+			if s := l.panicTo.Load(); s != nil {
+				sys = s.sys
+				sys.sockets.add()
+			}
+			go func() {
+				<-rel
+				close(l.done)
+				if sys != nil {
+					sys.sockets.done()
+				}
+			}()
+			return
+		}
+	}
+	close(l.done)
+}
 
 func (l *Link) emitSoftError(err error) {
 	l.mu.Lock()

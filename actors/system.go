@@ -46,6 +46,10 @@ type System struct {
 	// handlers counts the goroutines running the connections' event
 	// handlers (serialExec), which Shutdown waits for
 	handlers goCount
+	// sockets counts the goroutines that close a connection's Done once
+	// its transport's socket is released (Link.closeDone), which
+	// Shutdown waits for
+	sockets goCount
 	// raceCache remembers racing winners per remote set (racecache.go).
 	raceCache raceCache
 	// onPanic is Config.HandlerPanic
@@ -291,6 +295,11 @@ func (s *System) Shutdown(ctx context.Context) error {
 	}
 	if herr := s.handlers.wait(sctx, self); herr != nil {
 		serr = errors.Join(serr, fmt.Errorf("event handlers still running: %w", herr))
+	}
+	// the connections' sockets still held (a QUIC session's linger, at
+	// most 2 s): every Connection's Done is closed when Shutdown returns
+	if werr := s.sockets.wait(sctx, 0); werr != nil {
+		serr = errors.Join(serr, fmt.Errorf("connection sockets still open: %w", werr))
 	}
 	s.AS.Shutdown()
 	return errors.Join(err, serr)

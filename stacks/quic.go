@@ -521,7 +521,9 @@ func (c *quicConn) streamClosed(how int) {
 	// goroutine of its own) closes the UDP socket if it was the socket's
 	// last user; the stream's Close or Abort returns after it, so that
 	// whatever waits for the stream's end (a Connection's Closed event)
-	// finds the port free
+	// finds the port free. A lingering connection, or one the peer ended
+	// (finish may not have run yet), is not waited for here: Released
+	// tells when it is released (a Connection's Done waits for it)
 	<-c.done
 }
 
@@ -956,6 +958,26 @@ func (s *quicStream) Close() error {
 		s.c.streamClosed(how)
 	})
 	return err
+}
+
+// closedSignal is a closed channel: nothing to wait for.
+var closedSignal = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// Released implements ReleaseWatcher: once the stream is closed or
+// aborted, the connection's done when the connection has ended or ends
+// without waiting for anything but its linger (its last stream Transport
+// is closed and nothing keeps it), else a closed channel (its other
+// stream Transports, or the endpoint keeping it for the peer's next
+// stream, hold it).
+func (s *quicStream) Released() <-chan struct{} {
+	c := s.c
+	c.mu.Lock()
+	ending := c.ended || c.finished
+	c.mu.Unlock()
+	if ending || c.conn.Context().Err() != nil {
+		return c.done
+	}
+	return closedSignal
 }
 
 // Abort resets both directions of the stream (RESET_STREAM and

@@ -331,6 +331,20 @@ type QuiescentTransport interface {
 	Quiescent() bool
 }
 
+// ReleaseWatcher is implemented by transports whose socket may outlive
+// their Close or Abort (QUIC: a session's UDP socket, which its last
+// stream's graceful close leaves open for the linger, and which the
+// session's end releases on a goroutine of quic-go's). Released, called
+// once the transport is closed or aborted, is closed once the socket
+// this transport's end holds is released: at once when the transport's
+// end does not end the socket's use (a QUIC stream that is not its
+// session's last, or the last one of a session its listener keeps for
+// the peer's next stream), else when the session has ended and let go of
+// its socket (closed, or its reference on its listener's dropped).
+type ReleaseWatcher interface {
+	Released() <-chan struct{}
+}
+
 // EarlyTransport is implemented by transports that may be returned before
 // their handshake completes (QUIC 0-RTT): only safely replayable data may be
 // written before HandshakeComplete is closed.

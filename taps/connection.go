@@ -318,7 +318,19 @@ func (c *Connection) OnReestablished(fn func(c *Connection, attempts int)) {
 func (c *Connection) State() ConnectionState { return stateOf(c.link.State()) }
 
 // Done is closed when the connection has reached Closed (after its last
-// event handler ran).
+// event handler ran) and the socket it held is released: a local port it
+// was bound to (WithLocalEndpoint) can be bound again at once. A QUIC
+// stream's UDP socket belongs to its session, which may outlive the
+// stream: a Connection whose end ends the session (the last stream of a
+// session this side initiated, or of one accepted by a Listener that has
+// stopped; an Abort of the last stream; the peer's end of the session)
+// is Done once the session has ended and let go of the socket, after the
+// linger (at most 2 s, see README "QUIC:") when it closed gracefully as
+// the passive closer and the peer did not end the session first. A
+// Connection whose session goes on (other streams of it open, or the
+// Listener keeping it for the peer's next stream) is Done at once; the
+// session's socket is released with its last Connection, or when its
+// Listener's Done is closed, or when System.Shutdown returns.
 func (c *Connection) Done() <-chan struct{} { return c.link.Done() }
 
 // Err is nil after a clean Closed, the *EstablishmentError when the

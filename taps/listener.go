@@ -211,9 +211,10 @@ func (l *Listener) Refused() uint64 { return l.q.Refused() }
 // waits for the sessions that have no Connection left open when it stops
 // (they end after a linger of at most 2 s), not for those whose
 // Connections are still open: the socket is then closed when the last of
-// those ends, before the Done of the Connection whose close ended it (a
-// graceful Close as the active closer, or an Abort), and before
-// System.Shutdown returns. When the peer ends such a session (or this
-// side's graceful Close as the passive closer ends it after its linger),
-// no Connection's Done waits for it: System.Shutdown does.
+// those ends, before the Done of the Connection whose end ended it
+// (however it ended: its graceful Close, at once as the active closer or
+// after the linger as the passive one, an Abort, or the peer's end of
+// the session; see Connection.Done), and before System.Shutdown returns.
+// The sockets a Listener following its interfaces closed while it ran
+// (an interface went down) are waited for likewise.
 func (l *Listener) Done() <-chan struct{} { return l.q.Released() }

@@ -275,10 +275,13 @@ func DefaultSystem() *System {
 // saying so. Calls after the first return nil once the first
 // has returned; one made while the first is in progress waits for it (or
 // returns ctx's error when ctx ends first). When Shutdown returns, every
-// socket its Listeners listened on is closed, and its port free: a QUIC
-// Listener's UDP socket too, which is closed only once the last session
-// it accepted has ended (see Listener.Done); Shutdown waits for it (at
-// most 10 s, else the first call returns an error saying so).
+// socket its Listeners and Connections used is closed, and its port free:
+// a QUIC Listener's UDP socket too, which is closed only once the last
+// session it accepted has ended (see Listener.Done), those a Listener
+// following its interfaces closed while it ran, and a QUIC session's that
+// lingers after the graceful close of its last stream (see
+// Connection.Done). Shutdown waits for them (at most 10 s, else the first
+// call returns an error saying so).
 func (s *System) Shutdown(ctx context.Context) error {
 	first := false
 	s.sockOnce.Do(func() {
