@@ -1322,9 +1322,13 @@ func (cr *connReader) post(data []byte, err error) bool {
 	if n := len(data); n > 0 {
 		if cr.framed {
 			cr.link.addRaw(n)
-			in := newFramerInput(data, nil, false, nil)
+			// the bytes and the end of the stream read together go in one
+			// input: the framer delivers the last message with the end,
+			// which makes it final (endsReceiving)
+			in := newFramerInput(data, nil, err != nil, err)
 			in.early = cr.raw.early
 			cr.poster.Post(in)
+			return err != nil
 		} else {
 			cr.link.addInflight(recvCost(n))
 			cr.poster.Post(&readData{fromTransport: cr.gen, data: data, early: cr.raw.early})
@@ -1370,21 +1374,50 @@ func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 			c.forwardDatagram(ctx, next, m) // datagram_framed.go
 			return
 		}
-		for _, it := range m.items {
-			in := newFramerInput(it.Data, it.Meta, false, nil)
+		for i, it := range m.items {
+			// the end of the stream goes with the last piece, as from the
+			// reader (connReader.post)
+			end := m.eos && i == len(m.items)-1
+			var err error
+			if end {
+				err = m.err
+			}
+			in := newFramerInput(it.Data, it.Meta, end, err)
 			in.early = it.Early
 			ctx.Send(next, in)
 		}
-		if m.eos {
+		if m.eos && len(m.items) == 0 {
 			ctx.Send(next, newFramerInput(nil, nil, true, m.err))
 		}
 		return
+	}
+	if m.eos && len(m.items) > 0 && c.endsReceiving(m.err) {
+		// the framer delivered these with the end of the stream (an
+		// unterminated last line, or the bytes read with the end): the
+		// last of them is known to be the last as it is delivered
+		m.items[len(m.items)-1].Last = true
 	}
 	c.deliver(m.items)
 	c.streamDelivered(m.items)
 	if m.eos {
 		c.streamEnded(ctx, m.err)
 	}
+}
+
+// endsReceiving reports whether an end of the received stream with err,
+// handled now (streamEnded), ends receiving cleanly: no more data comes,
+// and the message delivered last before it is final. Not at a failure,
+// not under re-establishment (the stream goes on over the next
+// transport), not during establishment, not while discarding after Close,
+// and not when QUIC datagrams held for the stream's message follow it.
+func (c *connActor) endsReceiving(err error) bool {
+	if !cleanEnd(err) || c.discarding || c.state == Establishing {
+		return false
+	}
+	if c.qd != nil && len(c.qd.held) > 0 {
+		return false
+	}
+	return !(c.state == Established && c.dir.Receives() && c.mayReestablish())
 }
 
 // mayReestablish reports whether the re-establishment policy applies to a
@@ -1418,7 +1451,7 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 	// under a re-establishment policy the peer's end of stream ends only
 	// this transport: the stream goes on over the next one, so nothing
 	// received is final (the Link marks no message final before
-	// endOfStream)
+	// endOfStream, nor one delivered with the end: endsReceiving)
 	reest := c.state == Established && c.dir.Receives() && c.mayReestablish()
 	if len(c.framers) == 0 && !c.discarding && !reest {
 		// a byte stream without framer: the one stream-wide message ends

@@ -196,6 +196,11 @@ type RecvItem struct {
 	// Early: the bytes arrived as early data (QUIC 0-RTT, read before the
 	// handshake completed: stacks.EarlyReader).
 	Early bool
+	// Last: the peer's clean end of stream follows this piece at once (the
+	// connection delivers it with the end: Link.endOfStream comes next), so
+	// that the message it ends is final however it is taken, by a receive
+	// already waiting or later (RFC 9622 §9.3.2.1).
+	Last bool
 }
 
 // RecvResult is what one Receive call gets: one Received, ReceivedPartial
@@ -804,7 +809,7 @@ func (l *Link) deliver(items []RecvItem) {
 			l.reqs[n] = nil
 			l.reqs = l.reqs[:n]
 			sb[0] = served{r, RecvResult{MessageID: it.MessageID, Data: it.Data[:len(it.Data):len(it.Data)], EndOfMessage: true,
-				Meta: it.Meta, TOS: it.TOS, HasTOS: it.HasTOS, Backing: it.Backing, Final: l.unframed, Early: it.Early}}
+				Meta: it.Meta, TOS: it.TOS, HasTOS: it.HasTOS, Backing: it.Backing, Final: l.unframed || it.Last, Early: it.Early}}
 			if l.itemBytes < l.recvLimit {
 				l.kickReaderLocked()
 			}
@@ -1365,10 +1370,12 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 func (l *Link) cutLocked(n int, eom bool) RecvResult {
 	head := l.items[0]
 	res := RecvResult{MessageID: head.MessageID, Meta: head.Meta, EndOfMessage: eom, TOS: head.TOS, HasTOS: head.HasTOS, Early: head.Early}
+	last := false // the last piece taken is Last
 	if len(head.Data) >= n {
 		res.Data = head.Data[:n:n]
 		if len(head.Data) == n {
 			res.Backing = head.Backing
+			last = head.Last
 			l.popItem()
 		} else {
 			// res.Data is in the buffer too: the rest's result must not
@@ -1390,6 +1397,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 				if it.EndOfMessage {
 					res.EndOfMessage = true
 				}
+				last = it.Last
 				l.popItem()
 			} else {
 				it.Data = it.Data[k:]
@@ -1398,11 +1406,25 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 		res.Data = buf
 	}
 	l.itemBytes -= n
+	if eom {
+		// the message's end may be a piece of its own after these bytes
+		// (a byte stream's empty end-of-stream piece): it goes with them,
+		// or it would come again as a second end of the same message
+		for len(l.items) > 0 && len(l.items[0].Data) == 0 && l.items[0].Err == nil &&
+			l.items[0].MessageID == res.MessageID {
+			end := l.items[0].EndOfMessage
+			last = l.items[0].Last
+			l.popItem()
+			if end {
+				break
+			}
+		}
+	}
 	// the last message: a byte stream's one message ends only at the end
 	// of the stream; any other ends last when the stream ended cleanly
 	// behind it (not when the connection failed: a reset, a truncated TLS
-	// stream)
-	res.Final = res.EndOfMessage && (l.unframed || (l.eos && l.recvErr == nil && len(l.items) == 0))
+	// stream), known when it was delivered (Last) or when it is taken
+	res.Final = res.EndOfMessage && (l.unframed || last || (l.eos && l.recvErr == nil && len(l.items) == 0))
 	return res
 }
 
