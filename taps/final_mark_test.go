@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gotaps/gotaps/framers"
+	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -348,4 +349,41 @@ func rawTLSServerOnCue(t *testing.T, pki *testPKI, data []byte, maxVersion uint1
 		done <- endTLSStream(c, hc, data, tlsEndTogether)
 	}()
 	return uint16(ln.Addr().(*net.TCPAddr).Port), start, done
+}
+
+// QUIC: a raw quic-go peer ends its stream (FIN) after an unterminated last
+// line, while a ReceiveAsync of the gotaps side waits: the framer delivers
+// the line with the stream's end, and it is final.
+func TestFinalMarkedOverQUICForAWaitingReceiveAsync(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()),
+		WithTransportProperties(quicOnly(t)),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(framers.NewLines())
+	ln, err := pre.Listen(testCtx(t))
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	ctx := testCtx(t)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	qc, err := quic.DialAddr(ctx, ap.String(), &tls.Config{RootCAs: pki.pool, NextProtos: []string{"gotaps-test"}, ServerName: "localhost"}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = qc.CloseWithError(0, "") })
+	str, err := qc.OpenStreamSync(ctx)
+	require.NoError(t, err)
+	_, err = str.Write([]byte("first\n")) // the stream opens with its first bytes
+	require.NoError(t, err)
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	t.Cleanup(s.Abort)
+	m, err := s.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "first", string(m.Data))
+	require.False(t, m.Context.IsFinal())
+	got := receiveAsyncOnce(s) // waits: nothing more was sent
+	_, err = str.Write([]byte("last words"))
+	require.NoError(t, err)
+	require.NoError(t, str.Close()) // FIN
+	m, err = awaitGot(t, got)
+	requireFinalThenClosed(t, s, m, err, "last words")
 }
