@@ -660,7 +660,12 @@ func (c *Connection) postActor(m *messages.SendMessage) {
 //
 // The peer's clean end of stream (TCP FIN, TLS close_notify, a QUIC
 // stream's FIN) half-closes the connection (RFC 9623: FIN is not Closed):
-// the last message before it is final (MessageContext.IsFinal), canReceive
+// the last message before it is final (MessageContext.IsFinal) when gotaps
+// has the end as it delivers the message: a framer delivering at the end
+// (an unterminated last line), or the data and the end in one read (TLS
+// 1.2 close_notify, a QUIC FIN); on plain TCP and Unix sockets the FIN is
+// read after the data, so the last message usually is not marked, and the
+// next Receive returns a *ReceiveError unwrapping to ErrClosed. canReceive
 // becomes false, and the connection stays Established: Send still works
 // until this side ends too, with Close or a Message sent with the Final
 // property, and then the connection is Closed. If this side had already

@@ -290,9 +290,22 @@ func (mc *MessageContext) EarlyData() bool {
 
 // IsFinal reports whether a received Message was marked final by the peer:
 // it is the last one on this Connection. Applications should not rely on
-// it (not every protocol conveys it): gotaps sets it on a byte stream's
-// Message when the stream ended (the peer's FIN), and on a framed
-// Message when the stream had already ended behind it as it was received.
+// it (not every protocol conveys it): gotaps sets it when it has the
+// peer's clean end of stream as it delivers the Message, or had it when
+// the Message was taken. A byte stream's Message (no framer) ends only
+// there. A framed Message is final when its framer delivered it at the end
+// of the stream (an unterminated last line), when one read returned its
+// bytes together with the end (TLS 1.2: close_notify in the same read as
+// the data; QUIC: the stream's FIN read with the data), or when the end
+// had been read before the Message was taken; whether a Receive or
+// ReceiveAsync waited for it or not. On plain TCP and Unix sockets a read
+// returns the data and only the next one the FIN (gotaps does not look for
+// it behind the data: a system call more on every read that empties the
+// socket), so the last Message a delimiter or length prefix completes is
+// usually not marked, nor over TLS 1.3 (the close_notify record is read by
+// the next read): the next receive's *ReceiveError unwrapping to ErrClosed
+// tells that the stream ended. Never after a failure (a reset, a truncated
+// TLS stream) nor under a re-establishment policy.
 func (mc *MessageContext) IsFinal() bool {
 	if mc == nil {
 		return false
