@@ -33,10 +33,13 @@ type Link struct {
 	// The fields every message touches come first, so that they share a
 	// few cache lines (with many connections, a connection's Link is
 	// usually out of the cache when its next message comes).
-	id       uint64
-	state    atomic.Uint32
-	mu       sync.Mutex
-	terminal Event
+	id    uint64
+	state atomic.Uint32
+	// closeCalled: the application called Close (MarkCloseCalled); the
+	// actor may not have taken its command yet (State)
+	closeCalled atomic.Bool
+	mu          sync.Mutex
+	terminal    Event
 
 	// receive side
 	items     []RecvItem
@@ -370,8 +373,27 @@ func (l *Link) SetPassive() {
 // ID is the connection's id (unique in its System).
 func (l *Link) ID() uint64 { return l.id }
 
-// State is the connection's current state.
-func (l *Link) State() State { return State(l.state.Load()) }
+// State is the connection's current state, as the application sees it:
+// Closing once it called Close (MarkCloseCalled) while the connection had
+// not yet ended. Close posts its command and does not wait; when the
+// actor is in a turn on another goroutine (as at once after Ready, whose
+// emitReady yields to the waiting Initiate), the command is queued and the
+// actor's state is still Established when Close returns. Checked against
+// that state, a Send after Close was accepted, and could meet the close
+// completing on the actor's goroutine (the connection Closed, its pending
+// sends failed with ErrClosed) before the actor took it: after Close, it
+// must be refused as not allowed, whatever the actor has done yet.
+func (l *Link) State() State {
+	st := State(l.state.Load())
+	if st < Closing && l.closeCalled.Load() {
+		return Closing
+	}
+	return st
+}
+
+// MarkCloseCalled records that the application called Close, before its
+// command is posted to the actor (State).
+func (l *Link) MarkCloseCalled() { l.closeCalled.Store(true) }
 
 // Ready is closed when the connection is Ready or establishment ended.
 func (l *Link) Ready() <-chan struct{} {

@@ -792,6 +792,9 @@ func (c *Connection) Close() error {
 	}
 	actors.GrowStack() // the close runs on this goroutine, many actor frames deep
 	c.flushBatch()
+	// from now on the Connection is Closing and refuses sends here: the
+	// actor may take this Close only after its current turn (Link.State)
+	c.link.MarkCloseCalled()
 	tell(c.sys, c.pid, &messages.CloseConnection{})
 	return nil
 }

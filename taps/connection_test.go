@@ -272,6 +272,84 @@ func TestSendAndReceiveAfterClose(t *testing.T) {
 	require.ErrorIs(t, <-errs, ErrClosed)
 }
 
+// TestSendAfterCloseWhileTheActorIsBusy: Close does not wait for the
+// connection's actor; when the actor is in a turn on another goroutine (as
+// at once after Ready, whose emitReady yields to the waiting Initiate), the
+// Close is queued behind it. A Send after Close must still be refused, at
+// once, as not allowed: accepted, it could meet the close completing on the
+// actor's goroutine before the actor took it, and fail with ErrClosed
+// (TestSendAndReceiveAfterClose, rarely). A message sent before Close is
+// still sent.
+func TestSendAfterCloseWhileTheActorIsBusy(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	h := newHookFramer()
+	h.send = func(inst *framers.Instance, data []byte, _ framers.Metadata, _ bool) {
+		if string(data) == "first" {
+			close(entered)
+			<-release // the framer runs within the connection actor's turn, which waits
+		}
+		inst.Send(frame(string(data)))
+	}
+	c := initiateTo(t, sys, r, h)
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	first := make(chan error, 1)
+	go func() { first <- c.Send(testCtx(t), []byte("first"), nil) }()
+	<-entered
+	require.NoError(t, c.Close()) // queued behind the waiting turn
+	require.Equal(t, StateClosing, c.State())
+	// refused without the actor (which waits): a Send it had to answer
+	// would return only with its ctx
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = c.Send(ctx, []byte("late"), nil)
+	var se *SendError
+	require.ErrorAs(t, err, &se)
+	require.ErrorIs(t, err, ErrNotAllowed)
+	async := make(chan error, 1)
+	c.SendAsync([]byte("late async"), nil, func(_ *Connection, err error) { async <- err })
+	require.ErrorIs(t, <-async, ErrNotAllowed)
+	unblock()
+	require.NoError(t, <-first, "a message sent before Close is still sent")
+	got, err := readFrame(peer)
+	require.NoError(t, err)
+	require.Equal(t, "first", got)
+	n, err := peer.Read(make([]byte, 1))
+	require.Equal(t, 0, n, "nothing after Close reaches the peer")
+	require.ErrorIs(t, err, io.EOF)
+	peer.Close()
+	<-c.Done()
+	require.NoError(t, c.Err())
+}
+
+// TestSendAtOnceAfterCloseAfterInitiate: a Send right after Close, right
+// after Initiate (the actor usually still in its Ready turn), fails as not
+// allowed, never with ErrClosed alone (about once in 300 connections before
+// Send checked whether Close was called).
+func TestSendAtOnceAfterCloseAfterInitiate(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	for i := 0; i < 500; i++ {
+		c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+		peer, err := ln.Accept()
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+		require.Contains(t, []ConnectionState{StateClosing, StateClosed}, c.State(), "connection %d", i)
+		err = c.Send(testCtx(t), []byte("late"), nil)
+		var se *SendError
+		require.ErrorAs(t, err, &se)
+		require.ErrorIs(t, err, ErrNotAllowed, "connection %d", i)
+		peer.Close()
+		<-c.Done()
+	}
+}
+
 func TestInvalidInputFailsBeforeAnyPacket(t *testing.T) {
 	sys := newTestSystem(t)
 	ctx := testCtx(t)
