@@ -830,6 +830,9 @@ func (c *Connection) CloseGroup() {
 		return
 	}
 	c.flushBatch()
+	// this Connection is Closing at once, as after Close (the group
+	// closes its members in turn)
+	c.link.MarkCloseCalled()
 	tell(c.sys, c.group, &messages.CloseGroup{})
 }
 

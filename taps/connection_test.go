@@ -333,13 +333,28 @@ func TestSendAfterCloseWhileTheActorIsBusy(t *testing.T) {
 // allowed, never with ErrClosed alone (about once in 300 connections before
 // Send checked whether Close was called).
 func TestSendAtOnceAfterCloseAfterInitiate(t *testing.T) {
+	for _, group := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Close", true: "CloseGroup"}[group], func(t *testing.T) {
+			sendAtOnceAfterClose(t, group)
+		})
+	}
+}
+
+// sendAtOnceAfterClose: Initiate, Close (or CloseGroup, for the connection
+// it is called on) and Send at once, 500 times: the Send is refused with
+// ErrNotAllowed every time.
+func sendAtOnceAfterClose(t *testing.T, group bool) {
 	sys := newTestSystem(t)
 	ln, r := rawListener(t)
 	for i := 0; i < 500; i++ {
 		c := initiateTo(t, sys, r, framers.NewLengthPrefix())
 		peer, err := ln.Accept()
 		require.NoError(t, err)
-		require.NoError(t, c.Close())
+		if group {
+			c.CloseGroup()
+		} else {
+			require.NoError(t, c.Close())
+		}
 		require.Contains(t, []ConnectionState{StateClosing, StateClosed}, c.State(), "connection %d", i)
 		err = c.Send(testCtx(t), []byte("late"), nil)
 		var se *SendError
