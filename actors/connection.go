@@ -361,6 +361,8 @@ type connActor struct {
 	established   time.Time
 
 	framersReady int32
+	// framersNamed: the first framers were spawned (spawnFramer)
+	framersNamed bool
 	framersStop  int32        // framers whose Stop is done, top down
 	stopMarks    uint64       // bit i: framer i was sent its Stop
 	stopMore     map[int]bool // the same beyond 64 framers
@@ -1029,14 +1031,27 @@ func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
 // reader. The connection becomes Ready when every framer is ready.
 func (c *connActor) startTransport(ctx actor.Context) {
 	n := len(c.spec.cfg.Framers)
-	for i := 0; i < n; i++ {
-		f := c.spec.cfg.Framers[i] // instantiated by its actor (Cloner), where a panic is contained
-		props := framerProps(func() actor.Actor { return newFramerActor(c.sys, i, n, f, c.link, c.tgen) })
-		pid := ctx.SpawnPrefix(props, framerPrefix(i))
-		c.framers = append(c.framers, pid)
+	var boots []framerBoot // one allocation for the framers' boots
+	if n > 0 {
+		boots = make([]framerBoot, n)
 	}
-	for _, pid := range c.framers {
-		ctx.Send(pid, &framerStart{})
+	for i := 0; i < n; i++ {
+		// the framer is instantiated by its actor (Cloner), where a panic is contained
+		b := &boots[i]
+		b.sys, b.idx, b.n, b.f, b.link, b.tgen = c.sys, i, n, c.spec.cfg.Framers[i], c.link, c.tgen
+		c.framers = append(c.framers, c.spawnFramer(ctx, i))
+	}
+	c.framersNamed = true
+	for i, pid := range c.framers {
+		ctx.Send(pid, &boots[i])
+	}
+	// a framer Ready in its Start (most are: they wait for no peer) has
+	// run by now, as its actor was idle: counted here, it sends no
+	// framerReady, and the connection is Ready below (no setup deadline)
+	for i := range boots {
+		if boots[i].readyAtStart() {
+			c.framersReady++
+		}
 	}
 	c.learnStack()
 	c.noteMultistream()
@@ -1182,16 +1197,17 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 	}
 	at := m.idx + 1
 	n := len(c.framers) + 1
-	f := m.f // instantiated by its actor (Cloner), where a panic is contained
-	props := framerProps(func() actor.Actor { return newFramerActor(c.sys, at, n, f, c.link, c.tgen) })
-	pid := ctx.SpawnPrefix(props, framerPrefix(at))
+	// instantiated by its actor (Cloner), where a panic is contained
+	b := newFramerBoot(c.sys, at, n, m.f, c.link, c.tgen)
+	b.atStart.Store(startLooked) // the connection does not look: it reports framerReady
+	pid := c.spawnFramer(ctx, at)
 	c.framers = append(c.framers[:at], append([]*actor.PID{pid}, c.framers[at:]...)...)
 	for i, p := range c.framers {
 		if p != pid {
 			ctx.Send(p, &framerReindex{idx: i, n: n})
 		}
 	}
-	ctx.Send(pid, &framerStart{})
+	ctx.Send(pid, b)
 }
 
 // framerDispatcher runs a framer on the goroutine of whoever sends to it
@@ -1200,24 +1216,27 @@ func (c *connActor) prependFramer(ctx actor.Context, m *framerPrepended) {
 // supervised by the connection.
 var framerDispatcher = actor.NewSynchronizedDispatcher(300)
 
-// framerPropsOptions are the options of every framer actor's Props, made
-// once (each option is a closure).
-var framerPropsOptions = []actor.PropsOption{actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer)}
+// framerActorProps are the Props of every framer actor: what it frames
+// comes in its first message (framerBoot).
+var framerActorProps = actor.PropsFromProducer(func() actor.Actor { return new(framerActor) },
+	actor.WithDispatcher(framerDispatcher), actor.WithMailbox(inlineMailboxProducer))
 
-// framerProps are the Props of a framer actor made by producer.
-func framerProps(producer actor.Producer) *actor.Props {
-	return actor.PropsFromProducer(producer, framerPropsOptions...)
-}
+// framerNames are the names of the first framers of a stack.
+var framerNames = [...]string{"framer0", "framer1", "framer2", "framer3"}
 
-// framerPrefixes are the name prefixes of the first framers of a stack.
-var framerPrefixes = [...]string{"framer0-", "framer1-", "framer2-", "framer3-"}
-
-// framerPrefix is the name prefix of the framer at idx.
-func framerPrefix(idx int) string {
-	if idx >= 0 && idx < len(framerPrefixes) {
-		return framerPrefixes[idx]
+// spawnFramer spawns the framer actor at idx. The first framers of a
+// connection are named framerN; any later one (a PrependFramer, a
+// re-establishment's) has a fresh suffix: a name must never be reused
+// among a parent's children, whose set protoactor keys by id (a reused
+// name, the earlier actor's Terminated still on its way, would drop the
+// new child from the set).
+func (c *connActor) spawnFramer(ctx actor.Context, idx int) *actor.PID {
+	if !c.framersNamed && idx >= 0 && idx < len(framerNames) {
+		if pid, err := ctx.SpawnNamed(framerActorProps, framerNames[idx]); err == nil {
+			return pid
+		}
 	}
-	return fmt.Sprintf("framer%d-", idx)
+	return ctx.SpawnPrefix(framerActorProps, fmt.Sprintf("framer%d-", idx))
 }
 
 func (c *connActor) maybeReady(ctx actor.Context) {

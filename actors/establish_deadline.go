@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -93,7 +94,14 @@ func (c *connActor) armSetupDeadline(ctx actor.Context) {
 	}
 	c.est = new(establishState)
 	c.armEstablishDeadline(ctx)
+	if h := testHookSetupArmed.Load(); h != nil && c.est.timer != nil {
+		(*h)()
+	}
 }
+
+// testHookSetupArmed, when set, runs when an accepted connection arms its
+// setup deadline.
+var testHookSetupArmed atomic.Pointer[func()]
 
 // endEstablishment drops the establishment's state and stops its deadline
 // (Ready, or the connection ends).

@@ -15,7 +15,22 @@ import (
 
 // framer actor messages
 type (
-	framerStart struct{}
+	// framerBoot is a framer actor's first message: what it frames, then
+	// its Start event (every framer actor shares one Props: framerActorProps).
+	framerBoot struct {
+		sys  *System
+		idx  int
+		n    int
+		f    framers.Framer
+		link *Link
+		tgen uint64
+		// atStart tells the connection, which sent it the boot, that the
+		// framer was Ready at once (startReady) without a framerReady
+		// message: the connection looks right after the send
+		// (startLooked); a framer that had not started by then (its
+		// mailbox was not idle) reports framerReady as usual
+		atStart atomic.Int32
+	}
 	framerStop  struct{}
 	framerInput struct {
 		data  []byte
@@ -132,8 +147,23 @@ type framerHold struct {
 	resume func() // posts it an empty input, to parse on
 }
 
-func newFramerActor(s *System, idx, n int, f framers.Framer, link *Link, tgen uint64) actor.Actor {
-	return &framerActor{sys: s, idx: idx, n: n, f: f, link: link, tgen: fromTransport{tgen}}
+// The states of framerBoot.atStart.
+const (
+	startOpen   int32 = iota // neither has looked
+	startReady               // the framer was Ready in its Start, and quiet: the connection counts it
+	startLooked              // the connection looked first: the framer reports framerReady
+)
+
+// newFramerBoot is the boot of the framer at idx of n.
+func newFramerBoot(s *System, idx, n int, f framers.Framer, link *Link, tgen uint64) *framerBoot {
+	return &framerBoot{sys: s, idx: idx, n: n, f: f, link: link, tgen: tgen}
+}
+
+// readyAtStart is the connection's look at a boot it sent: true when the
+// framer was Ready at once (then no framerReady comes), else it reports
+// framerReady when it is.
+func (b *framerBoot) readyAtStart() bool {
+	return !b.atStart.CompareAndSwap(startOpen, startLooked)
 }
 
 // receiveFast is receiveData for the inline mailbox (fastReceiver), which
@@ -296,48 +326,17 @@ func (a *framerActor) Receive(ctx actor.Context) {
 	}
 	switch m := msg.(type) {
 	case *actor.Started:
-		a.conn = ctx.Parent()
-		a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
-		// this connection's own copy (Cloner): here, so that a panic in
-		// Clone is this framer's failure, supervised by the connection
-		a.f = framers.Instantiate(a.f)
-		a.inst = framers.NewInstance(framers.Hooks{
-			Send: a.emit,
-			DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
-				if !a.open {
-					a.msgID++
-					a.open = true
-				}
-				var md []framers.Metadata
-				if meta != nil || a.lowerMeta != nil {
-					md = make([]framers.Metadata, a.n)
-					copy(md, a.lowerMeta)
-					md[a.idx] = meta
-				}
-				if a.delivered == nil {
-					a.delivered = framerDeliveries.Get().(*framerDelivered)
-				}
-				d := a.delivered
-				if a.idx != a.n-1 {
-					backing = nil // only the top framer's deliveries reach the application
-				}
-				d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
-					TOS: a.inTOS, HasTOS: a.inHasTOS})
-				if eom {
-					a.open = false
-				}
-			},
-			Ready:     func() { a.ready = true },
-			Fail:      func(err error) { a.failErr = err },
-			Prepend:   func(f framers.Framer) { a.prepend = append(a.prepend, f) },
-			Release:   releaseReadBuf,
-			Alloc:     a.alloc,
-			Free:      a.free,
-			Allowance: a.allowance,
-		}, maxBuffered(a.f))
-	case *framerStart:
+	case *framerBoot:
+		a.boot(ctx, m)
 		a.f.Start(a.inst)
+		// Ready at once with nothing else to report (no bytes to send, no
+		// PrependFramer, no failure): the connection, which sent the boot,
+		// counts it when it looks (readyAtStart), without a message
+		quiet := a.framed == nil && len(a.prepend) == 0 && a.failErr == nil
 		a.flushOut(ctx, nil)
+		if a.ready && quiet && m.atStart.CompareAndSwap(startOpen, startReady) {
+			a.ready = false
+		}
 		a.report(ctx)
 	case *framerReindex:
 		a.idx, a.n = m.idx, m.n
@@ -350,8 +349,55 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		a.stopping = true
 	case *actor.Stopped:
 	default:
-		a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
+		if a.sys != nil {
+			a.sys.Logger.Warn("framer: unhandled message", "type", fmt.Sprintf("%T", m))
+		}
 	}
+}
+
+// boot sets the framer up from its first message (what Started did for a
+// framer with Props of its own): its connection, and its own copy of the
+// framer, made here so that a panic in Clone is this framer's failure,
+// supervised by the connection.
+func (a *framerActor) boot(ctx actor.Context, m *framerBoot) {
+	a.sys, a.idx, a.n, a.f, a.link, a.tgen = m.sys, m.idx, m.n, m.f, m.link, fromTransport{m.tgen}
+	a.conn = ctx.Parent()
+	a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
+	a.f = framers.Instantiate(a.f)
+	a.inst = framers.NewInstance(framers.Hooks{
+		Send: a.emit,
+		DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
+			if !a.open {
+				a.msgID++
+				a.open = true
+			}
+			var md []framers.Metadata
+			if meta != nil || a.lowerMeta != nil {
+				md = make([]framers.Metadata, a.n)
+				copy(md, a.lowerMeta)
+				md[a.idx] = meta
+			}
+			if a.delivered == nil {
+				a.delivered = framerDeliveries.Get().(*framerDelivered)
+			}
+			d := a.delivered
+			if a.idx != a.n-1 {
+				backing = nil // only the top framer's deliveries reach the application
+			}
+			d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
+				TOS: a.inTOS, HasTOS: a.inHasTOS})
+			if eom {
+				a.open = false
+			}
+		},
+		Ready:     func() { a.ready = true },
+		Fail:      func(err error) { a.failErr = err },
+		Prepend:   func(f framers.Framer) { a.prepend = append(a.prepend, f) },
+		Release:   releaseReadBuf,
+		Alloc:     a.alloc,
+		Free:      a.free,
+		Allowance: a.allowance,
+	}, maxBuffered(a.f))
 }
 
 // allowance is the Instance's Allowance hook: the receive credit left,
