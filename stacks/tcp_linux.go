@@ -3,6 +3,7 @@ package stacks
 import (
 	"net"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,11 +69,11 @@ func tcpWaitPeerReset(c *net.TCPConn) error {
 	}
 	var reset error
 	err = rc.Read(func(fd uintptr) bool {
-		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		state, err := tcpState(int(fd))
 		if err != nil {
 			return true
 		}
-		if info.State != unix.BPF_TCP_CLOSE {
+		if state != unix.BPF_TCP_CLOSE {
 			return false // wait for the socket's next event
 		}
 		if e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
@@ -84,4 +85,22 @@ func tcpWaitPeerReset(c *net.TCPConn) error {
 		return nil // closed by this side
 	}
 	return reset
+}
+
+// tcpState reads the TCP state of the socket fd: TCP_INFO's first byte
+// (tcpi_state), read alone, where GetsockoptTCPInfo allocates and copies
+// the whole structure (the peer-reset watch reads it at every event of
+// the socket).
+func tcpState(fd int) (uint8, error) {
+	var b [8]byte
+	n := uint32(len(b))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&n)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	if n < 1 {
+		return 0, unix.EINVAL
+	}
+	return b[0], nil
 }
