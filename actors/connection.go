@@ -348,9 +348,10 @@ type connActor struct {
 	wbufs       net.Buffers // reused vector of an inline write
 	smallBuf    []byte      // reused buffer of a small inline write
 	rc          syscall.RawConn
-	wop         writevOp  // the inline write's state
-	sock        sockProps // socket-level properties: rates, soft errors, ... (sockprops.go)
-	wg          ioCount   // reader and writer goroutines blocked in I/O (datapath.go)
+	wop         writevOp    // the inline write's state
+	sock        sockProps   // socket-level properties: rates, soft errors, ... (sockprops.go)
+	wg          ioCount     // reader and writer goroutines blocked in I/O (datapath.go)
+	rd          *connReader // the stream reader of the transport (startReader), or nil
 
 	logv *slog.Logger // made on first use (logger)
 	self *actor.PID
@@ -545,6 +546,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 		ctx.Stop(pid)
 	}
 	c.framers, c.framersReady, c.framersStop, c.stopMarks, c.stopMore = nil, 0, 0, 0, nil
+	c.rd = nil
 	c.tgen++
 	c.unwatchWrite()
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
@@ -1297,7 +1299,12 @@ func (c *connActor) startReader(ctx actor.Context) {
 	sr := &cr.sr
 	sr.cr, sr.dl, sr.inline = cr, t, cr.raw.direct // TCP and Unix sockets read without a held buffer
 	link.setReader(sr)
+	c.rd = cr
+	cr.next.open = true
 	go func() {
+		// a job handed over while the stream ended (the peer-reset watch
+		// of watchPeerReset) runs on this goroutine, which ends anyway
+		defer cr.next.run()
 		for link.acquireRead(sr) {
 			data, err := sr.read()
 			if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -1317,10 +1324,44 @@ func (c *connActor) startReader(ctx actor.Context) {
 	}()
 }
 
+// goHandoff hands a job to a goroutine that is about to end (a reader
+// whose stream ended): it runs the job instead of a new goroutine being
+// started for it.
+type goHandoff struct {
+	mu   sync.Mutex
+	open bool // the goroutine runs and takes a job before it ends
+	job  func()
+}
+
+// offer hands job to the goroutine, or reports false when it has ended
+// (or has a job already): the caller runs job on a goroutine of its own.
+func (h *goHandoff) offer(job func()) bool {
+	h.mu.Lock()
+	ok := h.open && h.job == nil
+	if ok {
+		h.job = job
+	}
+	h.mu.Unlock()
+	return ok
+}
+
+// run is the goroutine's end: it takes no job after this, and runs the
+// one it was handed, if any.
+func (h *goHandoff) run() {
+	h.mu.Lock()
+	job := h.job
+	h.job, h.open = nil, false
+	h.mu.Unlock()
+	if job != nil {
+		job()
+	}
+}
+
 // connReader is the read side of one transport of a connection, made by
 // startReader: the read step (rawStream, paced by maxRecvRate) and where
 // what it reads goes (the first framer, or the connection actor).
 type connReader struct {
+	next   goHandoff // what the goroutine runs before it exits
 	sr     streamReader
 	raw    rawStream
 	tl     targetLender
@@ -1538,13 +1579,19 @@ func (c *connActor) watchPeerReset(ctx actor.Context) {
 	gen, wg := fromTransport{c.tgen}, &c.wg
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	wg.Add(1)
-	go func() {
+	job := func() {
 		ended, err := wait()
 		wg.Done()
 		if ended {
 			root.Send(self, &peerReset{fromTransport: gen, err: err})
 		}
-	}()
+	}
+	// the reader, whose stream just ended, usually still runs (the end
+	// of stream came here on its goroutine): it waits instead of a new
+	// goroutine
+	if c.rd == nil || !c.rd.next.offer(job) {
+		go job()
+	}
 }
 
 // --- send ---

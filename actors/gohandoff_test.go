@@ -1,0 +1,21 @@
+package actors
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A job offered while the goroutine runs is run at its end; once it has
+// ended (or holds a job) the offer is refused and the caller runs it.
+func TestGoHandoff(t *testing.T) {
+	h := &goHandoff{open: true}
+	ran := 0
+	require.True(t, h.offer(func() { ran++ }))
+	require.False(t, h.offer(func() { ran += 10 }), "a second job")
+	h.run()
+	require.Equal(t, 1, ran)
+	require.False(t, h.offer(func() { ran += 100 }), "the goroutine has ended")
+	h.run()
+	require.Equal(t, 1, ran)
+}
