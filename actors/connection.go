@@ -325,6 +325,7 @@ type connActor struct {
 	// sendingEarly: the held early sends go out after the handshake,
 	// also once Close began (they were accepted before it)
 	sendingEarly bool
+	framersNamed bool // the first framers were spawned (spawnFramer)
 	// (the one-byte fields above sit together: no padding between them)
 	quantum int32 // the grant's turn in bytes (0: schedQuantum)
 
@@ -348,10 +349,9 @@ type connActor struct {
 	wbufs       net.Buffers // reused vector of an inline write
 	smallBuf    []byte      // reused buffer of a small inline write
 	rc          syscall.RawConn
-	wop         writevOp    // the inline write's state
-	sock        sockProps   // socket-level properties: rates, soft errors, ... (sockprops.go)
-	wg          ioCount     // reader and writer goroutines blocked in I/O (datapath.go)
-	rd          *connReader // the stream reader of the transport (startReader), or nil
+	wop         writevOp  // the inline write's state
+	sock        sockProps // socket-level properties: rates, soft errors, ... (sockprops.go)
+	wg          ioCount   // reader and writer goroutines blocked in I/O (datapath.go)
 
 	logv *slog.Logger // made on first use (logger)
 	self *actor.PID
@@ -362,8 +362,6 @@ type connActor struct {
 	established   time.Time
 
 	framersReady int32
-	// framersNamed: the first framers were spawned (spawnFramer)
-	framersNamed bool
 	framersStop  int32        // framers whose Stop is done, top down
 	stopMarks    uint64       // bit i: framer i was sent its Stop
 	stopMore     map[int]bool // the same beyond 64 framers
@@ -546,7 +544,6 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 		ctx.Stop(pid)
 	}
 	c.framers, c.framersReady, c.framersStop, c.stopMarks, c.stopMore = nil, 0, 0, 0, nil
-	c.rd = nil
 	c.tgen++
 	c.unwatchWrite()
 	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
@@ -1299,12 +1296,11 @@ func (c *connActor) startReader(ctx actor.Context) {
 	sr := &cr.sr
 	sr.cr, sr.dl, sr.inline = cr, t, cr.raw.direct // TCP and Unix sockets read without a held buffer
 	link.setReader(sr)
-	c.rd = cr
-	cr.next.open = true
+	link.readerEnd.open()
 	go func() {
 		// a job handed over while the stream ended (the peer-reset watch
 		// of watchPeerReset) runs on this goroutine, which ends anyway
-		defer cr.next.run()
+		defer link.readerEnd.run()
 		for link.acquireRead(sr) {
 			data, err := sr.read()
 			if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -1324,36 +1320,63 @@ func (c *connActor) startReader(ctx actor.Context) {
 	}()
 }
 
-// goHandoff hands a job to a goroutine that is about to end (a reader
-// whose stream ended): it runs the job instead of a new goroutine being
-// started for it.
+// goHandoff hands a job to a goroutine that is about to end (a stream
+// reader whose stream ended): it runs the job instead of a new goroutine
+// being started for it. Its zero value is closed. open and offer are
+// called by one goroutine (the connection actor's turn); run by each
+// goroutine that opened it, as it ends. A job is run by the first of them
+// to end (any goroutine will do: a job only needs one to run on).
 type goHandoff struct {
-	mu   sync.Mutex
-	open bool // the goroutine runs and takes a job before it ends
-	job  func()
+	state atomic.Int32 // handoffClosed, handoffOpen, handoffJob or handoffTaking
+	job   func()       // written by offer while handoffOpen; read by run once handoffTaking
 }
 
-// offer hands job to the goroutine, or reports false when it has ended
-// (or has a job already): the caller runs job on a goroutine of its own.
+const (
+	handoffClosed int32 = iota // no goroutine takes a job
+	handoffOpen                // a goroutine runs and takes a job before it ends
+	handoffJob                 // job is handed over
+	handoffTaking              // a goroutine takes job
+)
+
+// open is called as a goroutine that will call run starts. A job still
+// handed to an earlier goroutine stays its, and this one takes none.
+func (h *goHandoff) open() { h.state.CompareAndSwap(handoffClosed, handoffOpen) }
+
+// offer hands job over, or reports false when no goroutine takes it (it
+// has ended, or has a job already): the caller runs job on a goroutine of
+// its own.
 func (h *goHandoff) offer(job func()) bool {
-	h.mu.Lock()
-	ok := h.open && h.job == nil
-	if ok {
-		h.job = job
+	if h.state.Load() != handoffOpen {
+		return false
 	}
-	h.mu.Unlock()
-	return ok
+	h.job = job // read only once run claimed it (handoffTaking)
+	if h.state.CompareAndSwap(handoffOpen, handoffJob) {
+		return true
+	}
+	h.job = nil // run closed it meanwhile, and does not look at job
+	return false
 }
 
-// run is the goroutine's end: it takes no job after this, and runs the
-// one it was handed, if any.
+// run is a goroutine's end: it closes the handoff, and runs the job it was
+// handed, if any.
 func (h *goHandoff) run() {
-	h.mu.Lock()
-	job := h.job
-	h.job, h.open = nil, false
-	h.mu.Unlock()
-	if job != nil {
-		job()
+	for {
+		switch h.state.Load() {
+		case handoffOpen:
+			if h.state.CompareAndSwap(handoffOpen, handoffClosed) {
+				return
+			}
+		case handoffJob:
+			if h.state.CompareAndSwap(handoffJob, handoffTaking) {
+				job := h.job
+				h.job = nil
+				h.state.Store(handoffClosed)
+				job()
+				return
+			}
+		default:
+			return
+		}
 	}
 }
 
@@ -1361,7 +1384,6 @@ func (h *goHandoff) run() {
 // startReader: the read step (rawStream, paced by maxRecvRate) and where
 // what it reads goes (the first framer, or the connection actor).
 type connReader struct {
-	next   goHandoff // what the goroutine runs before it exits
 	sr     streamReader
 	raw    rawStream
 	tl     targetLender
@@ -1589,7 +1611,7 @@ func (c *connActor) watchPeerReset(ctx actor.Context) {
 	// the reader, whose stream just ended, usually still runs (the end
 	// of stream came here on its goroutine): it waits instead of a new
 	// goroutine
-	if c.rd == nil || !c.rd.next.offer(job) {
+	if !c.link.readerEnd.offer(job) {
 		go job()
 	}
 }

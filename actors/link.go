@@ -135,6 +135,9 @@ type Link struct {
 	// leftGroup: the connection left its group after a CloneError; it is
 	// a group of its own (LeftGroup)
 	leftGroup atomic.Bool
+	// readerEnd hands the connection's peer-reset watch to the stream
+	// reader goroutine that is ending (watchPeerReset)
+	readerEnd goHandoff
 }
 
 // LeftGroup reports whether the connection left its group (a CloneError):
