@@ -364,40 +364,49 @@ func (a *framerActor) boot(ctx actor.Context, m *framerBoot) {
 	a.conn = ctx.Parent()
 	a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
 	a.f = framers.Instantiate(a.f)
-	a.inst = framers.NewInstance(framers.Hooks{
-		Send: a.emit,
-		DeliverOwned: func(meta framers.Metadata, data, backing []byte, eom bool) {
-			if !a.open {
-				a.msgID++
-				a.open = true
-			}
-			var md []framers.Metadata
-			if meta != nil || a.lowerMeta != nil {
-				md = make([]framers.Metadata, a.n)
-				copy(md, a.lowerMeta)
-				md[a.idx] = meta
-			}
-			if a.delivered == nil {
-				a.delivered = framerDeliveries.Get().(*framerDelivered)
-			}
-			d := a.delivered
-			if a.idx != a.n-1 {
-				backing = nil // only the top framer's deliveries reach the application
-			}
-			d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
-				TOS: a.inTOS, HasTOS: a.inHasTOS})
-			if eom {
-				a.open = false
-			}
-		},
-		Ready:     func() { a.ready = true },
-		Fail:      func(err error) { a.failErr = err },
-		Prepend:   func(f framers.Framer) { a.prepend = append(a.prepend, f) },
-		Release:   releaseReadBuf,
-		Alloc:     a.alloc,
-		Free:      a.free,
-		Allowance: a.allowance,
-	}, maxBuffered(a.f))
+	a.inst = framers.NewOwnedInstance((*framerOwner)(a), maxBuffered(a.f))
+}
+
+// framerOwner is a framer actor as its Instance's owner (framers.Owner):
+// the hooks are its methods, so that the Instance costs no closure per
+// hook.
+type framerOwner framerActor
+
+func (o *framerOwner) Send(b []byte)            { (*framerActor)(o).emit(b) }
+func (o *framerOwner) Alloc(n int) []byte       { return (*framerActor)(o).alloc(n) }
+func (o *framerOwner) Free(b []byte)            { (*framerActor)(o).free(b) }
+func (o *framerOwner) Ready()                   { o.ready = true }
+func (o *framerOwner) Fail(err error)           { o.failErr = err }
+func (o *framerOwner) Prepend(f framers.Framer) { o.prepend = append(o.prepend, f) }
+func (o *framerOwner) Release(data []byte)      { releaseReadBuf(data) }
+func (o *framerOwner) Allowance(spent int) int {
+	return (*framerActor)(o).allowance(spent)
+}
+
+func (o *framerOwner) DeliverOwned(meta framers.Metadata, data, backing []byte, eom bool) {
+	a := (*framerActor)(o)
+	if !a.open {
+		a.msgID++
+		a.open = true
+	}
+	var md []framers.Metadata
+	if meta != nil || a.lowerMeta != nil {
+		md = make([]framers.Metadata, a.n)
+		copy(md, a.lowerMeta)
+		md[a.idx] = meta
+	}
+	if a.delivered == nil {
+		a.delivered = framerDeliveries.Get().(*framerDelivered)
+	}
+	d := a.delivered
+	if a.idx != a.n-1 {
+		backing = nil // only the top framer's deliveries reach the application
+	}
+	d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
+		TOS: a.inTOS, HasTOS: a.inHasTOS})
+	if eom {
+		a.open = false
+	}
 }
 
 // allowance is the Instance's Allowance hook: the receive credit left,

@@ -163,16 +163,15 @@ const growMin = 64 << 10
 // a time (the framer's actor); its methods are not safe for concurrent use.
 type Instance struct {
 	hooks       Hooks
+	owner       Owner // the hooks as one object (NewOwnedInstance), or nil
 	maxBuffered int
 
 	buf []byte // unprocessed received bytes; buf[0] is at the cursor
-	eos bool   // the lower layer ended the stream
 
 	// earmark: bytes promised to an earlier DeliverAndAdvanceReceiveCursor
 	// that had not arrived yet; they are delivered as they come.
 	earmark     int
 	earmarkMeta Metadata
-	earmarkEOM  bool // the endOfMessage the earmarked piece ends with
 
 	want    int // the last unmet Parse minimum: how much the framer waits for
 	growMin int // growMin unless a test sets it (0: growMin)
@@ -184,23 +183,52 @@ type Instance struct {
 	// room is the buffer handed out by ReadTarget: buf is room[:roomLen]
 	// (with its capacity cut there, so that appends never write into the
 	// handed-out tail) until bytes read into the tail come back.
-	room        []byte
-	roomLen     int
-	allocd      []byte // the last buffer from alloc: handed up with the message that ends it
-	ready       bool
-	closed      bool
-	failed      bool
-	failErr     error // what FailConnection was given (EndDatagram)
-	passthrough bool
+	room    []byte
+	roomLen int
+	allocd  []byte // the last buffer from alloc: handed up with the message that ends it
+	failErr error  // what FailConnection was given (EndDatagram)
 
 	// the delivery allowance (Allow): while limited, each delivered piece
 	// costs perPiece plus its length against allowance (granted since the
 	// last Allow); holding: it ran out, and Parse reports no bytes
-	limited   bool
-	holding   bool
 	allowance int
 	granted   int
 	perPiece  int
+
+	// the one-byte fields together (no padding between them)
+	eos         bool // the lower layer ended the stream
+	earmarkEOM  bool // the endOfMessage the earmarked piece ends with
+	ready       bool
+	closed      bool
+	failed      bool
+	passthrough bool
+	limited     bool
+	holding     bool
+}
+
+// Owner is an Instance's owner as one object (NewOwnedInstance): its
+// methods are the hooks of the same names in Hooks, all of them set (an
+// Instance with an Owner calls no Deliver, Closed or Passthrough hook). An
+// owner that makes an Instance per connection gives one object where Hooks
+// takes a function per hook, each a closure (an allocation) bound to it.
+type Owner interface {
+	Send(data []byte)
+	DeliverOwned(meta Metadata, data, backing []byte, endOfMessage bool)
+	Alloc(n int) []byte
+	Free(b []byte)
+	Ready()
+	Fail(err error)
+	Prepend(f Framer)
+	Release(data []byte)
+	Allowance(spent int) int
+}
+
+// NewOwnedInstance returns an Instance wired to o, as NewInstance is to
+// hooks.
+func NewOwnedInstance(o Owner, maxBuffered int) *Instance {
+	i := NewInstance(Hooks{}, maxBuffered)
+	i.owner = o
+	return i
 }
 
 // NewInstance returns an Instance wired to hooks. maxBuffered bounds the
@@ -414,7 +442,9 @@ func (i *Instance) inRoom(data []byte) bool {
 // that memory is there already.
 func (i *Instance) alloc(n int) []byte {
 	var b []byte
-	if i.hooks.Alloc != nil {
+	if i.owner != nil {
+		b = i.owner.Alloc(n)
+	} else if i.hooks.Alloc != nil {
 		b = i.hooks.Alloc(n)
 	}
 	if len(b) != n {
@@ -432,11 +462,15 @@ func (i *Instance) alloc(n int) []byte {
 // lent (ReadTarget) and still out: then nothing of it was delivered, and
 // neither the Instance nor a reader references it.
 func (i *Instance) outgrew(old []byte) bool {
-	if i.hooks.Free == nil || len(old) == 0 || len(i.buf) == 0 || &old[0] != &i.buf[0] {
+	if (i.owner == nil && i.hooks.Free == nil) || len(old) == 0 || len(i.buf) == 0 || &old[0] != &i.buf[0] {
 		return false
 	}
 	if r := i.room; len(r) > 0 && i.roomLen < len(r) && &r[0] == &old[0] {
 		return false // its tail is lent (a room starts where buf did): a reader may still read into it
+	}
+	if i.owner != nil {
+		i.owner.Free(old)
+		return true
 	}
 	i.hooks.Free(old)
 	return true
@@ -459,7 +493,9 @@ func (i *Instance) handOff(data []byte) []byte {
 }
 
 func (i *Instance) release(data []byte) {
-	if i.hooks.Release != nil {
+	if i.owner != nil {
+		i.owner.Release(data)
+	} else if i.hooks.Release != nil {
 		i.hooks.Release(data)
 	}
 }
@@ -551,9 +587,15 @@ func (i *Instance) Holding() bool { return i.holding }
 // allowMore asks Hooks.Allowance for more allowance, and holds when there
 // is none.
 func (i *Instance) allowMore() bool {
-	if !i.holding && i.hooks.Allowance != nil {
+	if !i.holding && (i.owner != nil || i.hooks.Allowance != nil) {
 		spent := i.granted - i.allowance
-		if n := i.hooks.Allowance(spent); n > 0 {
+		var n int
+		if i.owner != nil {
+			n = i.owner.Allowance(spent)
+		} else {
+			n = i.hooks.Allowance(spent)
+		}
+		if n > 0 {
 			i.allowance, i.granted = n, spent+n
 			return true
 		}
@@ -634,10 +676,14 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 		i.deliver(meta, data, false)
 		return
 	}
-	if endOfMessage && i.hooks.DeliverOwned != nil && !i.failed {
+	if endOfMessage && (i.owner != nil || i.hooks.DeliverOwned != nil) && !i.failed {
 		if b := i.handOff(data); b != nil {
 			i.allowance -= i.perPiece + len(data)
-			i.hooks.DeliverOwned(meta, data, b, true)
+			if i.owner != nil {
+				i.owner.DeliverOwned(meta, data, b, true)
+			} else {
+				i.hooks.DeliverOwned(meta, data, b, true)
+			}
 			return
 		}
 	}
@@ -668,7 +714,11 @@ func (i *Instance) earmarkDue() bool {
 // for one message to avoid copying (a header, then the payload). The framer
 // must not modify data afterwards.
 func (i *Instance) Send(data []byte) {
-	if i.hooks.Send != nil && !i.failed {
+	switch {
+	case i.failed:
+	case i.owner != nil:
+		i.owner.Send(data)
+	case i.hooks.Send != nil:
 		i.hooks.Send(data)
 	}
 }
@@ -680,7 +730,9 @@ func (i *Instance) MakeConnectionReady() {
 		return
 	}
 	i.ready = true
-	if i.hooks.Ready != nil {
+	if i.owner != nil {
+		i.owner.Ready()
+	} else if i.hooks.Ready != nil {
 		i.hooks.Ready()
 	}
 }
@@ -708,7 +760,9 @@ func (i *Instance) FailConnection(err error) {
 	}
 	i.failed, i.failErr = true, err
 	i.buf, i.room, i.allocd = nil, nil, nil
-	if i.hooks.Fail != nil {
+	if i.owner != nil {
+		i.owner.Fail(err)
+	} else if i.hooks.Fail != nil {
 		i.hooks.Fail(err)
 	}
 }
@@ -716,7 +770,11 @@ func (i *Instance) FailConnection(err error) {
 // PrependFramer inserts f above this framer (before Ready), as STARTTLS-like
 // protocols need.
 func (i *Instance) PrependFramer(f Framer) {
-	if i.hooks.Prepend != nil && f != nil {
+	switch {
+	case f == nil:
+	case i.owner != nil:
+		i.owner.Prepend(f)
+	case i.hooks.Prepend != nil:
 		i.hooks.Prepend(f)
 	}
 }
@@ -742,6 +800,8 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 	}
 	i.allowance -= i.perPiece + len(data)
 	switch {
+	case i.owner != nil:
+		i.owner.DeliverOwned(meta, data, nil, eom)
 	case i.hooks.DeliverOwned != nil:
 		i.hooks.DeliverOwned(meta, data, nil, eom)
 	case i.hooks.Deliver != nil:
