@@ -1288,8 +1288,8 @@ func (c *connActor) startReader(ctx actor.Context) {
 		tl = &cr.tl
 	}
 	cr.raw.init(t, &c.wg, tl)
-	if p := NewPoster(ctx.ActorSystem(), target); p != nil {
-		cr.poster = *p
+	if p, ok := posterOf(ctx.ActorSystem(), target); ok {
+		cr.poster = p
 	} else { // not a live local actor: sent as usual
 		cr.poster = Poster{pid: target, proc: rootSender{ctx.ActorSystem().Root}}
 	}

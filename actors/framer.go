@@ -112,7 +112,9 @@ type framerActor struct {
 	inst   *framers.Instance
 	link   *Link
 	conn   *actor.PID
-	toConn *Poster // posts data-path messages to conn (nil: ctx.Send)
+	toConn Poster // posts data-path messages to conn (when posting: else ctx.Send)
+	// posting: conn is a live local actor, posted to through toConn
+	posting bool
 	// stopping: Stopping came; data-path messages take protoactor's path
 	stopping bool
 	// queued counts the outputs (framerFramed) posted to conn and not yet
@@ -362,7 +364,7 @@ func (a *framerActor) Receive(ctx actor.Context) {
 func (a *framerActor) boot(ctx actor.Context, m *framerBoot) {
 	a.sys, a.idx, a.n, a.f, a.link, a.tgen = m.sys, m.idx, m.n, m.f, m.link, fromTransport{m.tgen}
 	a.conn = ctx.Parent()
-	a.toConn = NewPoster(ctx.ActorSystem(), a.conn)
+	a.toConn, a.posting = posterOf(ctx.ActorSystem(), a.conn)
 	a.f = framers.Instantiate(a.f)
 	a.inst = framers.NewOwnedInstance((*framerOwner)(a), maxBuffered(a.f))
 }
@@ -506,7 +508,7 @@ func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
 // postConn sends a data-path message to the connection actor, straight to
 // its mailbox (a Poster) when it is a live local actor.
 func (a *framerActor) postConn(ctx actor.Context, msg any) {
-	if a.toConn == nil {
+	if !a.posting {
 		ctx.Send(a.conn, msg)
 		return
 	}

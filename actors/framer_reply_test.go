@@ -32,7 +32,7 @@ func TestFramerOutputLeftInTheBoxOnlyWhenNothingIsQueued(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &postRecorder{}
-			a := &framerActor{idx: 0, n: 1, toConn: &Poster{pid: actor.NewPID("test", "conn"), proc: rec}}
+			a := &framerActor{idx: 0, n: 1, toConn: Poster{pid: actor.NewPID("test", "conn"), proc: rec}, posting: true}
 			a.queued.Store(tc.queued)
 			e := &framedSend{}
 			e.out.box = e

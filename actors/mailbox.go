@@ -261,17 +261,27 @@ type Poster struct {
 // NewPoster returns a Poster for pid, or nil when pid is not a live local
 // actor (then callers send as usual).
 func NewPoster(as *actor.ActorSystem, pid *actor.PID) *Poster {
-	if pid == nil {
-		return nil
-	}
-	p, ok := as.ProcessRegistry.Get(pid)
+	p, ok := posterOf(as, pid)
 	if !ok {
 		return nil
 	}
-	if _, local := p.(*actor.ActorProcess); !local {
-		return nil
+	return &p
+}
+
+// posterOf is NewPoster as a value (for a Poster kept in a field: no
+// allocation); ok is false when pid is not a live local actor.
+func posterOf(as *actor.ActorSystem, pid *actor.PID) (Poster, bool) {
+	if pid == nil {
+		return Poster{}, false
 	}
-	return &Poster{pid: pid, proc: p}
+	p, ok := as.ProcessRegistry.Get(pid)
+	if !ok {
+		return Poster{}, false
+	}
+	if _, local := p.(*actor.ActorProcess); !local {
+		return Poster{}, false
+	}
+	return Poster{pid: pid, proc: p}, true
 }
 
 // Post hands msg to the actor's mailbox.
