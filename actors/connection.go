@@ -327,7 +327,8 @@ type connActor struct {
 	sendingEarly bool
 	framersNamed bool // the first framers were spawned (spawnFramer)
 	// (the one-byte fields above sit together: no padding between them)
-	quantum int32 // the grant's turn in bytes (0: schedQuantum)
+	quantum int32          // the grant's turn in bytes (0: schedQuantum)
+	mb      *inlineMailbox // this actor's mailbox (setMailbox)
 
 	rejoinVia *actor.PID // the member opening this one's stream (rejoin.go)
 
@@ -339,7 +340,8 @@ type connActor struct {
 	lostErr     error
 
 	inFlight    int    // sends between the framers and the end of the write
-	batchLeft   int    // batched sends still in the framer chain
+	batchLeft   int32  // batched sends still in the framer chain
+	attempts    int32  // consecutive re-establishment attempts
 	sendMax     int    // largest message the stack sends in one piece; 0: unlimited
 	openPartial uint64 // message id of a message being sent in parts
 	framers     []*actor.PID
@@ -375,7 +377,6 @@ type connActor struct {
 	linger    *time.Timer
 	life      *lifeTimer              // msgLifetime of the messages that wait (msglifetime.go); nil until needed
 	ww        *writeWatch             // connTimeout on a blocked write (write_stall.go); nil until needed
-	attempts  int                     // consecutive re-establishment attempts
 	heldEarly []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly func()
 	qd        *quicDgrams           // QUIC datagrams beside the stream (datagram_quic.go); nil without
@@ -474,7 +475,7 @@ func (c *connActor) apply(in Input, err error) bool {
 	if c.everReady {
 		switch ev {
 		case EvReady: // the Ready of a re-establishment
-			c.link.emitReestablished(c.attempts)
+			c.link.emitReestablished(int(c.attempts))
 			c.rejoinReady()         // the group's waiters join its session (rejoin.go)
 			c.pathEstablished(true) // PathChange after Reestablished (pathwatch.go)
 			if c.sys.Tracing() {
@@ -514,7 +515,7 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	c.dropTransport(ctx)
 	c.failPendingInFlight(err)
 	c.attempts++
-	c.link.emitReestablishing(err, c.attempts)
+	c.link.emitReestablishing(err, int(c.attempts))
 	if c.sys.Tracing() {
 		c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablishing", ConnectionId: c.spec.id,
 			GroupId: c.spec.groupID, Error: err.Error()})
@@ -524,7 +525,7 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	if c.backoff != nil {
 		c.backoff.Stop()
 	}
-	c.backoff = time.AfterFunc(b.Delay(c.attempts), func() { root.Send(self, &reestablishNow{gen: gen}) })
+	c.backoff = time.AfterFunc(b.Delay(int(c.attempts)), func() { root.Send(self, &reestablishNow{gen: gen}) })
 	return true
 }
 
@@ -834,6 +835,9 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.logger().Warn("connection: unhandled message", "type", fmt.Sprintf("%T", m))
 	}
 }
+
+// setMailbox is told the actor's mailbox (mailboxUser).
+func (c *connActor) setMailbox(m *inlineMailbox) { c.mb = m }
 
 func (c *connActor) started(ctx actor.Context) {
 	c.spec.self = ctx.Self()
@@ -1509,7 +1513,7 @@ func (c *connActor) mayReestablish() bool {
 	if pol == nil || c.spec.passive != nil || c.closeAsked || (c.state != Established && c.state != Establishing) {
 		return false // a closing connection is not brought back
 	}
-	return c.attempts < pol.Normalized().MaxAttempts
+	return int(c.attempts) < pol.Normalized().MaxAttempts
 }
 
 // streamEnded handles the end of the received stream. A clean end of
@@ -2303,12 +2307,25 @@ func (c *connActor) progressClose(ctx actor.Context) {
 		c.link.setReadAhead(true)
 		return
 	}
-	if int(c.framersStop) < len(c.framers) {
+	for int(c.framersStop) < len(c.framers) {
 		idx := len(c.framers) - 1 - int(c.framersStop)
-		if !c.stopSent(idx) {
-			ctx.Send(c.framers[idx], &framerStop{})
+		if c.stopSent(idx) {
+			return
 		}
-		return
+		stop := &framerStop{}
+		ctx.Send(c.framers[idx], stop)
+		if stop.done.CompareAndSwap(stopOpen, stopLooked) {
+			return // framerStopped comes
+		}
+		// the framer (idle: it ran on this goroutine) stopped at once
+		// and sends no framerStopped: with nothing queued here, which it
+		// would have come after, this is its turn; else it goes after
+		// what is queued
+		if c.mb == nil || !c.mb.empty() {
+			ctx.Send(ctx.Self(), &framerStopped{fromTransport: fromTransport{c.tgen}, idx: idx})
+			return
+		}
+		c.framersStop++
 	}
 	if c.eofSeen || c.connectionless { // connectionless: nothing to wait for
 		// the peer's end of stream is in: the transport's Close sends

@@ -31,7 +31,11 @@ type (
 		// mailbox was not idle) reports framerReady as usual
 		atStart atomic.Int32
 	}
-	framerStop  struct{}
+	// framerStop is the framer's Stop event. Its done tells the
+	// connection, which looks right after the send (stopLooked), that
+	// the framer stopped at once with nothing else to report (stopDone):
+	// then it sends no framerStopped
+	framerStop  struct{ done atomic.Int32 }
 	framerInput struct {
 		data  []byte
 		meta  []framers.Metadata // metadata of the lower framers' message
@@ -113,28 +117,28 @@ type framerActor struct {
 	link   *Link
 	conn   *actor.PID
 	toConn Poster // posts data-path messages to conn (when posting: else ctx.Send)
-	// posting: conn is a live local actor, posted to through toConn
-	posting bool
-	// stopping: Stopping came; data-path messages take protoactor's path
-	stopping bool
 	// queued counts the outputs (framerFramed) posted to conn and not yet
 	// handled there: while one is, a send's output must follow it through
 	// conn's queue
 	queued atomic.Int32
-	msgID  uint64
-	open   bool // a delivered message awaits its end
+	// posting: conn is a live local actor, posted to through toConn
+	posting bool
+	// stopping: Stopping came; data-path messages take protoactor's path
+	stopping bool
+	open     bool // a delivered message awaits its end
 	// inTOS, inHasTOS: the TOS byte of the input being framed (a UDP
 	// datagram's), given to what it delivers
 	inTOS    uint8
 	inHasTOS bool
+	ready    bool
+	lent     bool // a read target is published
+	msgID    uint64
 
 	lowerMeta []framers.Metadata
 	framed    *framerFramed    // the Send actions since the last flush
 	delivered *framerDelivered // the Deliver actions of the current input
 	failErr   error
-	ready     bool
 	prepend   []framers.Framer // PrependFramer calls to report
-	lent      bool             // a read target is published
 	tgen      fromTransport    // the transport generation it frames
 
 	hold *framerHold // made when it first holds bytes for want of credit
@@ -154,6 +158,13 @@ const (
 	startOpen   int32 = iota // neither has looked
 	startReady               // the framer was Ready in its Start, and quiet: the connection counts it
 	startLooked              // the connection looked first: the framer reports framerReady
+)
+
+// The states of framerStop.done.
+const (
+	stopOpen   int32 = iota // neither has looked
+	stopDone                // the framer stopped at once: it sends no framerStopped
+	stopLooked              // the connection looked first: the framer sends framerStopped
 )
 
 // newFramerBoot is the boot of the framer at idx of n.
@@ -344,8 +355,14 @@ func (a *framerActor) Receive(ctx actor.Context) {
 		a.idx, a.n = m.idx, m.n
 	case *framerStop:
 		a.f.Stop(a.inst)
+		// nothing to report, and no earlier output of this framer still
+		// queued at the connection: it may take the stop as done at once
+		quiet := a.framed == nil && len(a.prepend) == 0 && a.failErr == nil && !a.ready && a.queued.Load() == 0
 		a.flushOut(ctx, nil)
 		a.report(ctx) // a FailConnection in Stop ends the close with a ConnectionError
+		if quiet && m.done.CompareAndSwap(stopOpen, stopDone) {
+			return
+		}
 		ctx.Send(a.conn, &framerStopped{fromTransport: a.tgen, idx: a.idx})
 	case *actor.Stopping:
 		a.stopping = true

@@ -88,6 +88,9 @@ func (m *inlineMailbox) RegisterHandlers(invoker actor.MessageInvoker, d actor.D
 		if f, ok := ctx.Actor().(fastReceiver); ok {
 			m.fast = f
 		}
+		if u, ok := ctx.Actor().(mailboxUser); ok {
+			u.setMailbox(m)
+		}
 	}
 }
 
@@ -105,6 +108,18 @@ func (m *inlineMailbox) RegisterHandlers(invoker actor.MessageInvoker, d actor.D
 // what receiveFast runs.
 type fastReceiver interface {
 	receiveFast(ctx actor.Context, msg any) bool
+}
+
+// mailboxUser is an actor told its inline mailbox (to see whether
+// messages wait in it: empty).
+type mailboxUser interface {
+	setMailbox(m *inlineMailbox)
+}
+
+// empty tells whether no message waits in the mailbox (the one its actor
+// handles now is not counted). Called by the actor itself.
+func (m *inlineMailbox) empty() bool {
+	return m.sysN.Load() == 0 && m.userN.Load() == 0
 }
 
 // invokeUser runs one user message.
