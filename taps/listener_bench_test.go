@@ -74,7 +74,7 @@ func acceptStorm(b *testing.B, addr string, got *atomic.Int64, done <-chan struc
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptStormDialer$")
 	cmd.Env = append(os.Environ(), acceptStormEnv+"="+addr+" "+strconv.Itoa(b.N))
 	cmd.Stderr = os.Stderr
-	cpu0, g0 := cpuTime(), goroutinesCreated()
+	cpu0, u0, g0 := cpuTime(), userTime(), goroutinesCreated()
 	b.ResetTimer()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("dialer process: %v", err)
@@ -86,6 +86,7 @@ func acceptStorm(b *testing.B, addr string, got *atomic.Int64, done <-chan struc
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(userTime()-u0)/float64(b.N), "user-ns/op")
 	b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
 }
 

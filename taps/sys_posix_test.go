@@ -26,6 +26,15 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// userTime is this process's user CPU time alone (the system time also
+// holds the kernel's work for packets of other processes that it happened
+// to run: on loopback, the peer's).
+func userTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano())
+}
+
 // deadTCPPort returns a port on 127.0.0.1 where nothing listens and
 // nothing can start listening while the test runs: a socket bound to it
 // without SO_REUSEADDR or SO_REUSEPORT and never listening holds it, so a

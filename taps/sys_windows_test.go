@@ -26,6 +26,15 @@ func cpuTime() time.Duration {
 	return time.Duration(ticks(kernel)+ticks(user)) * 100
 }
 
+// userTime is this process's user CPU time alone.
+func userTime() time.Duration {
+	var creation, exit, kernel, user windows.Filetime
+	if err := windows.GetProcessTimes(windows.CurrentProcess(), &creation, &exit, &kernel, &user); err != nil {
+		return 0
+	}
+	return time.Duration(int64(user.HighDateTime)<<32|int64(user.LowDateTime)) * 100
+}
+
 // deadTCPPort returns a port on 127.0.0.1 where nothing listens and
 // nothing can start listening while the test runs: a socket bound to it
 // and never listening holds it, so a connect to it is refused.
