@@ -539,6 +539,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.sock.stop() // pacer waits end at once
 	c.stopQUICDatagrams()
 	c.link.closeGate()
+	c.takeBackWatch()
 	c.wg.Wait() // the reader and writer end once the transport is closed
 	c.link.reopen()
 	for _, pid := range c.framers {
@@ -649,6 +650,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.stopping()
 		return
 	case *actor.Stopped:
+		c.takeBackWatch()
 		c.wg.Wait()
 		if c.mig != nil {
 			c.mig.wg.Wait()
@@ -1361,6 +1363,20 @@ func (h *goHandoff) offer(job func()) bool {
 	return false
 }
 
+// take takes back a job handed over and not yet run (nil when none), and
+// closes the handoff. The connection calls it before it waits for its
+// goroutines (c.wg): the goroutine the job was handed to may be the one
+// waiting (the stream's end ran the connection on it, up to its stop).
+func (h *goHandoff) take() func() {
+	if !h.state.CompareAndSwap(handoffJob, handoffTaking) {
+		return nil
+	}
+	job := h.job
+	h.job = nil
+	h.state.Store(handoffClosed)
+	return job
+}
+
 // run is a goroutine's end: it closes the handoff, and runs the job it was
 // handed, if any.
 func (h *goHandoff) run() {
@@ -1616,6 +1632,21 @@ func (c *connActor) watchPeerReset(ctx actor.Context) {
 	// of stream came here on its goroutine): it waits instead of a new
 	// goroutine
 	if !c.link.readerEnd.offer(job) {
+		go job()
+	}
+}
+
+// takeBackWatch runs on a goroutine of its own a peer-reset watch handed
+// to the reader goroutine (watchPeerReset) that has not started yet: the
+// connection is about to wait for its goroutines (c.wg, which counts the
+// watch), maybe on that very reader goroutine (its stream's end ran the
+// connection on it up to here). The transport is closed by then: the
+// watch ends at once.
+func (c *connActor) takeBackWatch() {
+	if c.link == nil {
+		return
+	}
+	if job := c.link.readerEnd.take(); job != nil {
 		go job()
 	}
 }

@@ -26,3 +26,22 @@ func TestGoHandoff(t *testing.T) {
 	require.False(t, h.offer(func() { ran += 100 }))
 	require.Equal(t, 1, ran)
 }
+
+// A job handed over and not yet run is taken back (the connection runs it
+// elsewhere before it waits for its goroutines); the goroutine then runs
+// none.
+func TestGoHandoffTake(t *testing.T) {
+	var h goHandoff
+	require.Nil(t, h.take())
+	h.open()
+	require.Nil(t, h.take(), "open, no job")
+	ran := 0
+	require.True(t, h.offer(func() { ran++ }))
+	job := h.take()
+	require.NotNil(t, job)
+	h.run()
+	require.Zero(t, ran, "the goroutine runs no job taken back")
+	job()
+	require.Equal(t, 1, ran)
+	require.False(t, h.offer(func() {}), "closed once taken")
+}
