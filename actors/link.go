@@ -73,9 +73,12 @@ type Link struct {
 	idleArmed     bool
 	alwaysAhead   bool // read ahead whatever the receives (a connection that re-establishes must notice a lost transport at once)
 	hasTarget     atomic.Bool
-	readerWaiting atomic.Int32  // reader goroutines waiting for the gate (waitReader)
-	reader        *streamReader // the current transport's read step
-	readerWake    sync.Cond     // L is &mu
+	readerWaiting atomic.Int32 // reader goroutines waiting for the gate (waitReader)
+	// readyWaiters counts the goroutines blocked in AwaitReady (Initiate,
+	// Clone): emitReady yields to them
+	readyWaiters atomic.Int32
+	reader       *streamReader // the current transport's read step
+	readerWake   sync.Cond     // L is &mu
 
 	// send side
 	sendQueued  int
@@ -88,20 +91,17 @@ type Link struct {
 	readyOut bool          // Ready was emitted
 	termOut  bool          // the terminal event's handler was queued: no handler after it
 	passive  bool          // accepted from a listener: it has no Ready event
-	ready    chan struct{} // made when first asked for (Ready); closed at Ready or at a terminal event
 	readyHit bool          // Ready or a terminal event happened: ready is (or is made) closed
+	goneHit  bool          // the connection's actor has stopped
+	ready    chan struct{} // made when first asked for (Ready); closed at Ready or at a terminal event
 	done     chan struct{} // closed after the terminal event, once the socket is released
 	// released: the transport's socket release the connection's end
 	// waits for (setReleased), nil for none
 	released <-chan struct{}
 	gone     chan struct{} // made when first asked for (Gone); closed once the actor has stopped
-	goneHit  bool          // the connection's actor has stopped
 	estErr   error         // set with EstablishmentError
 	finalErr error         // nil after Closed, the cause after ConnectionError
 	h        Handlers
-	// readyWaiters counts the goroutines blocked in AwaitReady (Initiate,
-	// Clone): emitReady yields to them
-	readyWaiters atomic.Int32
 
 	// receive side, less often
 	itemsArr  []RecvItem // the array items was last started in (reused)
