@@ -362,10 +362,7 @@ func (l *listenerActor) acceptOne(ln stacks.Listener, stack string) (stacks.Tran
 			continue
 		case stacks.AcceptRetryable(err):
 			wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
-			if l.sys.Tracing() {
-				l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "AcceptRetry", Local: ln.Addr().String(),
-					Stack: stack, Error: err.Error()})
-			}
+			l.traceAcceptRetry(ln.Addr(), stack, err)
 			if !l.gate.sleep(wait) {
 				return nil, errGateClosed
 			}
@@ -380,6 +377,17 @@ func (l *listenerActor) acceptOne(ln stacks.Listener, stack string) (stacks.Tran
 		return t, nil
 	}
 	return nil, errGateClosed
+}
+
+// traceAcceptRetry traces an accept on local, of stack, that failed for
+// want of a resource (err) and is tried again after a wait: acceptOne's,
+// and those of the Listeners that retry under their Accept
+// (stacks.Options.AcceptRetry: TLS).
+func (l *listenerActor) traceAcceptRetry(local net.Addr, stack string, err error) {
+	if l.sys.Tracing() {
+		l.sys.trace(&messages.TraceRecord{Kind: "listener", Event: "AcceptRetry", Local: local.String(),
+			Stack: stack, Error: err.Error()})
+	}
 }
 
 // bindAll binds one listener per transport protocol on every site. partial
@@ -424,7 +432,10 @@ func (l *listenerActor) bindSite(site listenSite, opts stacks.Options) (port uin
 		if used[proto] {
 			continue
 		}
-		ln, err := st.Listen(context.Background(), opts)
+		name := st.Name()
+		sopts := opts
+		sopts.AcceptRetry = func(local net.Addr, err error) { l.traceAcceptRetry(local, name, err) }
+		ln, err := st.Listen(context.Background(), sopts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listen %s on %s: %w", st.Name(), site, err))
 			continue

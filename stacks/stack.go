@@ -154,6 +154,12 @@ type Options struct {
 	// of the other stacks return every peer, with nothing exchanged beyond
 	// a TCP handshake or a datagram: their caller checks RemoteAddr.
 	AcceptFrom func(remote net.Addr) bool
+	// AcceptRetry, when set, is told by the TLS Listener, which accepts
+	// under its handshakes, of each accept of its that failed for want of
+	// a resource (AcceptRetryable) before it waits to accept again (local
+	// is its address): its caller never sees that error from Accept. The
+	// other stacks' Listeners return it from Accept.
+	AcceptRetry func(local net.Addr, err error)
 }
 
 func (o Options) handshakeTimeout() time.Duration {

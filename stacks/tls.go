@@ -300,6 +300,7 @@ func (tlsStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 		slots:   make(chan struct{}, tlsMaxPendingHandshakes),
 	}
 	l.acceptFrom = opts.AcceptFrom
+	l.acceptRetry = opts.AcceptRetry
 	l.allowTrunc = opts.TLSAllowTruncation
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -320,7 +321,9 @@ type tlsListener struct {
 	wg      sync.WaitGroup
 	// acceptFrom is Options.AcceptFrom
 	acceptFrom func(net.Addr) bool
-	allowTrunc bool // Options.TLSAllowTruncation
+	// acceptRetry is Options.AcceptRetry
+	acceptRetry func(local net.Addr, err error)
+	allowTrunc  bool // Options.TLSAllowTruncation
 
 	mu  sync.Mutex
 	err error // why acceptLoop ended, if not Close
@@ -329,7 +332,8 @@ type tlsListener struct {
 // acceptLoop accepts TCP connections until Close. An accept that failed
 // for want of a resource (AcceptRetryable: EMFILE, ...) is tried again
 // after a wait, 5 ms doubling up to 1 s (from 5 ms again after an accept),
-// which Close ends; any other error ends the loop, and Accept returns it.
+// which Close ends (each told to Options.AcceptRetry); any other error ends
+// the loop, and Accept returns it.
 func (l *tlsListener) acceptLoop() {
 	defer l.wg.Done()
 	var wait time.Duration // the last wait after a resource error, 0 after an accept
@@ -348,6 +352,9 @@ func (l *tlsListener) acceptLoop() {
 			}
 			if AcceptRetryable(err) {
 				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				if l.acceptRetry != nil {
+					l.acceptRetry(l.ln.Addr(), err)
+				}
 				t := time.NewTimer(wait)
 				select {
 				case <-t.C:

@@ -54,9 +54,9 @@ const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
 // ENOMEM) does not stop the Listener: as net/http's Server.Serve, it waits
 // 5 ms, doubling up to 1 s while the accepts keep failing (from 5 ms again
 // after one succeeds), and accepts again; the peers wait in the kernel's
-// backlog meanwhile. On TCP and Unix sockets each wait is traced (Kind
-// "listener", Event "AcceptRetry", Error the accept's); TLS, which
-// accepts under its handshakes, waits likewise untraced. Stop ends the
+// backlog meanwhile. Each wait is traced (Kind "listener", Event
+// "AcceptRetry", Stack "tcp", "tls" or "unix", Error the accept's; TLS
+// accepts under its handshakes, which go on meanwhile). Stop ends the
 // wait at once. Any other accept error stops the Listener (Done, then
 // Accept returns the error). UDP and QUIC have no accept to fail: they
 // receive every peer on one socket, and a UDP Listener outlives the read
