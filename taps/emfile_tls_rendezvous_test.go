@@ -8,7 +8,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,10 +21,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
-// The real-EMFILE tests of the TLS Listener, as TestListenerEMFILE for the
-// TCP Listener: the accepting side runs in a
+// The real-EMFILE tests of the TLS Listener and of the TCP Rendezvous, as
+// TestListenerEMFILE for the TCP Listener: the accepting side runs in a
 // child process (this test binary) that fills its file descriptor table,
 // so that its accepts fail with EMFILE for real; at the first AcceptRetry
 // trace record it frees them, and must then accept what the parent
@@ -244,4 +247,148 @@ loop:
 	}
 	release()
 	fmt.Printf("emfile-result got=%d tls=%d retry=%t stopped=%t\n", got, overTLS, sawRetry, stopped)
+}
+
+// emfileRVChildEnv gives the rendezvous process of
+// TestRendezvousEMFILE its remote endpoint's port.
+const emfileRVChildEnv = "GOTAPS_EMFILE_RV_CHILD"
+
+// TestRendezvousEMFILE: a TCP Rendezvous whose accept fails with EMFILE
+// (the peer's connect reached its listener while the process was out of
+// file descriptors) waits and accepts again (traced: Kind "rendezvous",
+// Event "AcceptRetry"), and the accepted connection wins the rendezvous.
+// This process is the peer: its socket, bound to the child's remote
+// endpoint, refuses the child's connects until it connects to the child's
+// listener itself; the child's message then comes over that connection.
+func TestRendezvousEMFILE(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	f := os.NewFile(uintptr(fd), "rendezvous peer")
+	defer f.Close()
+	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	sa, err := unix.Getsockname(fd)
+	require.NoError(t, err)
+	port := sa.(*unix.SockaddrInet4).Port
+	var got string
+	var peerErr error
+	run := runEMFILEChild(t, ctx, "TestRendezvousEMFILEChild", emfileRVChildEnv+"="+strconv.Itoa(port), func(addr string) {
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			peerErr = err
+			return
+		}
+		// the kernel completes the handshake on the child's listener, whose
+		// accept fails
+		if peerErr = unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); peerErr != nil {
+			return
+		}
+		c, err := net.FileConn(f) // a dup: f's close leaves c alone
+		_ = f.Close()
+		if err != nil {
+			peerErr = err
+			return
+		}
+		defer c.Close()
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetReadDeadline(dl)
+		}
+		b := make([]byte, len("hello from the rendezvous"))
+		_, peerErr = io.ReadFull(c, b)
+		got = string(b)
+	})
+	require.NotEmpty(t, run.addr, "the child did not listen; stdout %q, stderr:\n%s", run.stdout, run.stderr)
+	require.NoError(t, run.err, "the child failed; stdout %q, stderr:\n%s", run.stdout, run.stderr)
+	require.Equal(t, "how=accepted retry=true err=<nil>", run.result,
+		"the rendezvous must wait out EMFILE and win with the accepted connection; stderr:\n%s", run.stderr)
+	require.NoError(t, peerErr)
+	require.Equal(t, "hello from the rendezvous", got, "the rendezvous connection is the peer's")
+}
+
+// TestRendezvousEMFILEChild is the rendezvous process of
+// TestRendezvousEMFILE; it does nothing in an ordinary test run. It writes
+// "emfile-addr <addr>" once its rendezvous listens with its descriptor
+// table full, then "emfile-result how=<how the rendezvous came about>
+// retry=<its AcceptRetry seen> err=<its error>".
+func TestRendezvousEMFILEChild(t *testing.T) {
+	spec := os.Getenv(emfileRVChildEnv)
+	if spec == "" {
+		t.Skip("the rendezvous process of TestRendezvousEMFILE")
+	}
+	port, err := strconv.ParseUint(spec, 10, 16)
+	require.NoError(t, err)
+	listening, retry := make(chan string, 1), make(chan struct{}, 1)
+	var mu sync.Mutex
+	how := map[uint64]string{}
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind != "rendezvous" {
+			return
+		}
+		switch r.Event {
+		case "Listening":
+			select {
+			case listening <- r.Local:
+			default:
+			}
+		case "AcceptRetry":
+			select {
+			case retry <- struct{}{}:
+			default:
+			}
+		case "RendezvousDone":
+			mu.Lock()
+			how[r.ConnectionID] = r.Candidate
+			mu.Unlock()
+		}
+	}))
+	pre := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(freeTCPPorts(t, 1)[0])),
+		WithRemoteEndpoint(rvRemote(uint16(port))))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type outcome struct {
+		c   *Connection
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() { c, err := pre.Rendezvous(ctx); done <- outcome{c, err} }()
+	var addr string
+	select {
+	case addr = <-listening:
+	case o := <-done:
+		if o.c != nil {
+			o.c.Abort()
+		}
+		require.NoError(t, o.err, "the rendezvous ended before listening")
+		t.Fatal("the rendezvous ended before listening")
+	}
+	release := fillFDTable(t)
+	defer release()
+	fmt.Printf("emfile-addr %s\n", addr)
+
+	sawRetry := false
+	var o outcome
+wait:
+	for {
+		select {
+		case <-retry:
+			if !sawRetry {
+				sawRetry = true
+				release()
+			}
+		case o = <-done:
+			break wait
+		}
+	}
+	release()
+	result := ""
+	if o.c != nil {
+		defer func() { o.c.Abort(); <-o.c.Done() }()
+		mu.Lock()
+		result = how[o.c.ID()]
+		mu.Unlock()
+		require.NoError(t, o.c.Send(ctx, []byte("hello from the rendezvous"), nil))
+		_, _ = o.c.Receive(ctx) // the peer's close, once it has read the message
+	}
+	fmt.Printf("emfile-result how=%s retry=%t err=%v\n", result, sawRetry, o.err)
 }
