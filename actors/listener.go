@@ -303,6 +303,11 @@ func (l *listenerActor) startAccept(ctx actor.Context, i int) {
 	go func() {
 		for {
 			t, err := l.acceptOne(ln, name) // counted in accepting
+			if err == nil && !l.gate.claim() {
+				// the listener stopped while t waited for a place
+				_ = t.Abort()
+				err = errGateClosed
+			}
 			l.accepting.Done()
 			switch {
 			case err == errGateClosed:
@@ -316,7 +321,7 @@ func (l *listenerActor) startAccept(ctx actor.Context, i int) {
 			}
 			a := &accepted{h: Handoff{t: t}}
 			a.adopt.stack = name
-			l.gate.hold() // held for the application from now on
+			// held for the application from now on (claim counted it)
 			if !l.gate.offer(&a.h) {
 				a.h.Abandon() // stopped meanwhile
 				return
@@ -511,9 +516,20 @@ func (l *listenerActor) stop(ctx actor.Context) {
 // SetNewConnectionLimit) or while the listener holds backlog connections
 // for the application (held: accepted, being set up or Ready, and not yet
 // taken: returned by Accept, or their ConnectionReceived handler call
-// begun); openLocked decides from both. A goroutine that passed the gate
-// accepts one more, so with several listening sockets held may exceed
-// backlog by one per other socket. It also holds the
+// begun); openLocked decides from both.
+//
+// With several listening sockets (one accept goroutine each) a goroutine
+// that passed the gate may be blocked in Accept when the others fill the
+// backlog, and an Accept cannot be taken back: so the transport it
+// accepts is counted held only if a place is still free (claim), else the
+// goroutine keeps it aside (parked: not set up, not counted in held) and
+// waits for the next place, which it has before the goroutines that have
+// not accepted yet (openLocked counts parked). So held never exceeds
+// backlog; at most one transport per other socket waits parked, as it
+// would in the kernel's queue. (Reserving a place before Accept instead
+// would keep it from the other sockets for as long as its own socket is
+// idle, which cannot be interrupted: with a backlog below the number of
+// sockets a socket could wait for ever behind an idle one.) It also holds the
 // accepted transports on their way to the listener, so that closing the
 // gate closes those the listener will never claim, and likewise the
 // connectionReceived of the connections Ready (reported) that the listener
@@ -526,6 +542,7 @@ type acceptGate struct {
 	cond    *sync.Cond
 	allowed bool // the new-connection limit is not 0
 	held    int  // connections held for the application
+	parked  int  // accepted transports waiting for a place (claim)
 	backlog int  // the bound on held (0: none, a rendezvous's gate)
 	closed  bool
 	pending map[*Handoff]struct{}
@@ -541,9 +558,40 @@ func newAcceptGate() *acceptGate {
 
 // openLocked decides whether the accept goroutines may accept: the
 // new-connection limit allows it and the listener holds fewer than backlog
-// connections for the application. The caller holds mu.
+// connections for the application, the parked transports (claim) counted
+// (they have the next places). The caller holds mu.
 func (g *acceptGate) openLocked() bool {
-	return g.allowed && (g.backlog == 0 || g.held < g.backlog)
+	return g.allowed && (g.backlog == 0 || g.held+g.parked < g.backlog)
+}
+
+// roomLocked tells whether a transport accepted may be counted held now:
+// fewer than backlog are. The caller holds mu.
+func (g *acceptGate) roomLocked() bool {
+	return g.backlog == 0 || g.held < g.backlog
+}
+
+// claim counts a transport an accept goroutine accepted as held for the
+// application, after waiting (parked) while the listener holds backlog
+// connections: another socket's goroutine filled the backlog while this
+// one was blocked in Accept. It waits for a place only, not for the
+// new-connection limit (a transport accepted when the limit reached 0 is
+// held, as one accepted just before). false: the gate closed meanwhile
+// (the caller aborts the transport).
+func (g *acceptGate) claim() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.roomLocked() && !g.closed {
+		g.parked++
+		for !g.roomLocked() && !g.closed {
+			g.cond.Wait()
+		}
+		g.parked--
+	}
+	if g.closed {
+		return false
+	}
+	g.held++
+	return true
 }
 
 // wait waits until the gate is open; false when it closed for good.
@@ -592,7 +640,7 @@ func (g *acceptGate) hold() {
 func (g *acceptGate) release() {
 	g.mu.Lock()
 	g.held--
-	if g.openLocked() {
+	if g.openLocked() || g.parked > 0 {
 		g.cond.Broadcast()
 	}
 	g.mu.Unlock()
@@ -891,7 +939,8 @@ func (q *ListenQueue) taken() {
 // application (accepted, or a peer's stream received, and not yet taken:
 // being set up, queued for Accept, or waiting for the ConnectionReceived
 // handler), and whether it accepts more now: false while that count is
-// at the backlog, the new-connection limit is 0, or after it stopped. For
+// at the backlog (transports accepted and waiting for a place counted:
+// acceptGate.claim), the new-connection limit is 0, or after it stopped. For
 // tests and diagnostics.
 func (q *ListenQueue) Held() (n int, accepting bool) {
 	if q.gate == nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,10 +52,17 @@ func (c *receivedCounter) count() int {
 
 func (c *receivedCounter) waitFor(t *testing.T, ctx context.Context, n int) {
 	t.Helper()
+	if !c.reached(ctx, n) {
+		t.Fatalf("%d ConnectionReceived, want %d: %v", c.count(), n, ctx.Err())
+	}
+}
+
+// reached waits until c has seen n, or ctx ends: it reports whether c has.
+func (c *receivedCounter) reached(ctx context.Context, n int) bool {
 	c.mu.Lock()
 	if c.n >= n {
 		c.mu.Unlock()
-		return
+		return true
 	}
 	if c.waiters == nil {
 		c.waiters = map[int]chan struct{}{}
@@ -67,8 +75,9 @@ func (c *receivedCounter) waitFor(t *testing.T, ctx context.Context, n int) {
 	c.mu.Unlock()
 	select {
 	case <-ch:
+		return true
 	case <-ctx.Done():
-		t.Fatalf("%d ConnectionReceived, want %d: %v", c.count(), n, ctx.Err())
+		return false
 	}
 }
 
@@ -345,4 +354,115 @@ func TestListenerBacklogInvalid(t *testing.T) {
 		WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
 	require.NoError(t, err)
 	c.Abort()
+}
+
+// dialTo dials addr n times at once with net.Dial, client i sending its
+// index first+i ("%04d"), and returns once every dial has succeeded.
+func dialTo(t *testing.T, addr string, first, n int) {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			_, errs[i] = fmt.Fprintf(c, "%04d", first+i)
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+}
+
+// BUG (backlog overshoot): with several listening sockets each accept
+// goroutine checked the gate, then blocked in accept and took the next
+// connection even when another socket's goroutine had filled the backlog
+// meanwhile: the Listener held one connection beyond WithAcceptBacklog per
+// other socket. Here the goroutine of the second socket (127.0.0.2) waits
+// in accept from the start, since nobody dials it, while the first socket
+// fills the backlog; the clients of the second socket must then wait
+// (the bound holds exactly: Held is never above it), and every client of
+// both sockets is accepted as the application takes connections.
+func TestListenerBacklogSeveralSockets(t *testing.T) {
+	const bound, first, more = 4, 4, 40
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rc := &receivedCounter{}
+	var lnp atomic.Pointer[Listener]
+	var overHeld atomic.Int64 // the most held seen above bound at a ConnectionReceived
+	trace := func(r *TraceRecord) {
+		rc.trace(r)
+		if ln := lnp.Load(); ln != nil && r.Kind == "listener" && r.Event == "ConnectionReceived" {
+			if h, _ := ln.q.Held(); h > bound && int64(h) > overHeld.Load() {
+				overHeld.Store(int64(h))
+			}
+		}
+	}
+	sys := newTestSystem(t, WithTracer(trace))
+	ln, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithAcceptBacklog(bound),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0),
+			NewLocalEndpoint().WithIPAddress("127.0.0.2").WithPort(0))).Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	lnp.Store(ln)
+	var addrs [2]string
+	les := ln.LocalEndpoints()
+	require.Len(t, les, 2)
+	for _, le := range les {
+		ap, ok := le.Addr()
+		require.True(t, ok)
+		switch ap.Addr().String() {
+		case "127.0.0.1":
+			addrs[0] = ap.String()
+		case "127.0.0.2":
+			addrs[1] = ap.String()
+		}
+	}
+	require.NotEmpty(t, addrs[0])
+	require.NotEmpty(t, addrs[1])
+
+	// the first socket fills the backlog
+	dialTo(t, addrs[0], 0, first)
+	rc.waitFor(t, ctx, bound)
+	held, accepting := ln.q.Held()
+	require.Equal(t, bound, held)
+	require.False(t, accepting)
+
+	// then clients of both sockets, none taken: nothing more may be
+	// accepted. The (bound+1)th ConnectionReceived must never come; it
+	// came at once before the fix, so a short wait for it shows it.
+	dialTo(t, addrs[1], first, more)
+	dialTo(t, addrs[0], first+more, more)
+	wait, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+	over := rc.reached(wait, bound+1)
+	stop()
+	require.False(t, over, "accepted beyond the backlog")
+	require.Zero(t, overHeld.Load(), "the Listener held more connections than its backlog")
+	held, accepting = ln.q.Held()
+	require.Equal(t, bound, held, "the Listener holds more connections than its backlog")
+	require.False(t, accepting)
+	require.Equal(t, bound, rc.count(), "accepted beyond the backlog")
+
+	// every client of both sockets comes as the application takes them
+	total := first + 2*more
+	seen := make(map[int]bool, total)
+	for range total {
+		c, err := ln.Accept(ctx)
+		require.NoError(t, err)
+		checkHeld(t, ln, bound)
+		i := clientIndex(t, ctx, c)
+		require.False(t, seen[i], "client %d twice", i)
+		seen[i] = true
+		c.Abort()
+	}
+	require.Len(t, seen, total)
+	require.Zero(t, overHeld.Load(), "the Listener held more connections than its backlog")
+	held, accepting = ln.q.Held()
+	require.Zero(t, held)
+	require.True(t, accepting)
 }

@@ -242,10 +242,11 @@ func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) {
 // must be at least 1, else Listen fails (an [EstablishmentError], before
 // anything is bound); Initiate ignores it.
 //
-// The bound covers all of the Listener's sockets and is fixed at Listen;
-// with several sockets (addresses, transport protocols) each may accept
-// one more as it is reached, and a QUIC peer's new streams on a session
-// already accepted are received regardless (and count). Accept may be
+// The bound covers all of the Listener's sockets (addresses, transport
+// protocols) and is fixed at Listen; a QUIC peer's new streams on a
+// session already accepted are received regardless (and count). With
+// several sockets, a socket's peer accepted just as the others filled the
+// backlog waits, not set up, for the next place. Accept may be
 // called from any number of goroutines, each connection it returns
 // freeing a place at once; the handler's calls run one at a time, so a
 // handler that serves a connection at length should do so in a goroutine
