@@ -3,15 +3,11 @@
 package taps
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,45 +33,6 @@ func TestListenerEMFILE(t *testing.T) {
 	const n = 30
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestListenerEMFILEChild$", "-test.count=1", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), emfileChildEnv+"="+strconv.Itoa(n))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	// next returns the value of the next line of the child starting with
-	// prefix ("" when it ended without one).
-	var stdout []string
-	next := func(prefix string) string {
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					return ""
-				}
-				stdout = append(stdout, l)
-				if v, found := strings.CutPrefix(l, prefix); found {
-					return v
-				}
-			case <-ctx.Done():
-				return ""
-			}
-		}
-	}
-	addr := next("emfile-addr ")
 	var dialed []net.Conn
 	defer func() {
 		for _, c := range dialed {
@@ -83,7 +40,7 @@ func TestListenerEMFILE(t *testing.T) {
 		}
 	}()
 	var dialErrs []error
-	if addr != "" {
+	run := runEMFILEChild(t, ctx, "TestListenerEMFILEChild", emfileChildEnv+"="+strconv.Itoa(n), func(addr string) {
 		var d net.Dialer
 		for range n {
 			c, err := d.DialContext(ctx, "tcp", addr)
@@ -93,15 +50,11 @@ func TestListenerEMFILE(t *testing.T) {
 			}
 			dialed = append(dialed, c)
 		}
-	}
-	result := next("emfile-result ")
-	for range lines { // the rest, up to the end of the child's output
-	}
-	werr := cmd.Wait()
-	require.NotEmpty(t, addr, "the child did not listen; stdout %q, stderr:\n%s", stdout, stderr.String())
-	require.NoError(t, werr, "the child failed; stdout %q, stderr:\n%s", stdout, stderr.String())
-	require.Equal(t, fmt.Sprintf("got=%d retry=true stopped=false", n), result,
-		"the listener must wait out EMFILE and receive every connection (dial errors: %v); stderr:\n%s", dialErrs, stderr.String())
+	})
+	require.NotEmpty(t, run.addr, "the child did not listen; stdout %q, stderr:\n%s", run.stdout, run.stderr)
+	require.NoError(t, run.err, "the child failed; stdout %q, stderr:\n%s", run.stdout, run.stderr)
+	require.Equal(t, fmt.Sprintf("got=%d retry=true stopped=false", n), run.result,
+		"the listener must wait out EMFILE and receive every connection (dial errors: %v); stderr:\n%s", dialErrs, run.stderr)
 	require.Empty(t, dialErrs)
 }
 
