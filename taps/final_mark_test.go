@@ -156,31 +156,9 @@ func TestFinalMarkedForAWaitingReceiveAtTheEnd(t *testing.T) {
 // delivers the message only at the clean end of the stream (an
 // unterminated last line) delivers it final.
 func TestFinalMarkedAtTheFINAlreadyInTheSocket(t *testing.T) {
-	for _, tc := range finalCases() {
-		if tc.name != "LinesUnterminated" && tc.name != "DelimiterUnterminated" {
-			continue // TestFinalOverTCPTheFINReadAfterTheData
-		}
-		for _, async := range []bool{false, true} {
-			name := tc.name + "/Receive"
-			if async {
-				name = tc.name + "/ReceiveAsync"
-			}
-			t.Run(name, func(t *testing.T) {
-				c, peer := finalRaw(t, tc.fs(), true)
-				_, err := peer.Write([]byte(tc.wire))
-				require.NoError(t, err)
-				require.NoError(t, peer.CloseWrite())
-				awaitFINAcked(t, peer)
-				var m *Message
-				if async {
-					m, err = awaitGot(t, receiveAsyncOnce(c))
-				} else {
-					m, err = c.Receive(testCtx(t))
-				}
-				requireFinalThenClosed(t, c, m, err, tc.want)
-			})
-		}
-	}
+	withFINInTheSocket(t, true, func(t *testing.T, c *Connection, m *Message, err error, want string) {
+		requireFinalThenClosed(t, c, m, err, want)
+	})
 }
 
 // A message its framer completes (a length prefix, a delimiter) is in the
@@ -193,9 +171,22 @@ func TestFinalMarkedAtTheFINAlreadyInTheSocket(t *testing.T) {
 // once, and the next receive tells the end: a *ReceiveError unwrapping to
 // ErrClosed.
 func TestFinalOverTCPTheFINReadAfterTheData(t *testing.T) {
+	withFINInTheSocket(t, false, func(t *testing.T, c *Connection, m *Message, err error, want string) {
+		require.NoError(t, err)
+		require.Equal(t, want, string(m.Data))
+		require.True(t, m.EndOfMessage)
+		requireReceiveClosed(t, c)
+	})
+}
+
+// withFINInTheSocket runs check, through a blocking Receive and a
+// ReceiveAsync, on the message of each of finalCases whose last message is
+// unterminated (or, with unterminated false, complete) once the peer has
+// written it and its FIN, and the FIN is acknowledged.
+func withFINInTheSocket(t *testing.T, unterminated bool, check func(t *testing.T, c *Connection, m *Message, err error, want string)) {
 	for _, tc := range finalCases() {
-		if tc.name == "LinesUnterminated" || tc.name == "DelimiterUnterminated" {
-			continue // TestFinalMarkedAtTheFINAlreadyInTheSocket
+		if (tc.name == "LinesUnterminated" || tc.name == "DelimiterUnterminated") != unterminated {
+			continue
 		}
 		for _, async := range []bool{false, true} {
 			name := tc.name + "/Receive"
@@ -214,10 +205,7 @@ func TestFinalOverTCPTheFINReadAfterTheData(t *testing.T) {
 				} else {
 					m, err = c.Receive(testCtx(t))
 				}
-				require.NoError(t, err)
-				require.Equal(t, tc.want, string(m.Data))
-				require.True(t, m.EndOfMessage)
-				requireReceiveClosed(t, c)
+				check(t, c, m, err, tc.want)
 			})
 		}
 	}
