@@ -165,17 +165,7 @@ func TestListenerBacklogPull(t *testing.T) {
 	require.False(t, accepting, "the Listener must stop accepting at its backlog")
 	require.Equal(t, bound, rc.count())
 
-	seen := make(map[int]bool, n)
-	for range n {
-		c, err := ln.Accept(ctx)
-		require.NoError(t, err)
-		checkHeld(t, ln, bound)
-		i := clientIndex(t, ctx, c)
-		require.False(t, seen[i], "client %d twice", i)
-		seen[i] = true
-		c.Abort()
-	}
-	require.Len(t, seen, n)
+	acceptEachOnce(t, ctx, ln, n, bound)
 	require.Equal(t, n, rc.count())
 	held, accepting = ln.q.Held()
 	require.Zero(t, held)
@@ -450,8 +440,20 @@ func TestListenerBacklogSeveralSockets(t *testing.T) {
 
 	// every client of both sockets comes as the application takes them
 	total := first + 2*more
-	seen := make(map[int]bool, total)
-	for range total {
+	acceptEachOnce(t, ctx, ln, total, bound)
+	require.Zero(t, overHeld.Load(), "the Listener held more connections than its backlog")
+	held, accepting = ln.q.Held()
+	require.Zero(t, held)
+	require.True(t, accepting)
+}
+
+// acceptEachOnce takes n connections with Accept, checking after each that
+// the Listener holds no more than bound, and requires each client (its
+// index, clientIndex) to come exactly once.
+func acceptEachOnce(t *testing.T, ctx context.Context, ln *Listener, n, bound int) {
+	t.Helper()
+	seen := make(map[int]bool, n)
+	for range n {
 		c, err := ln.Accept(ctx)
 		require.NoError(t, err)
 		checkHeld(t, ln, bound)
@@ -460,9 +462,5 @@ func TestListenerBacklogSeveralSockets(t *testing.T) {
 		seen[i] = true
 		c.Abort()
 	}
-	require.Len(t, seen, total)
-	require.Zero(t, overHeld.Load(), "the Listener held more connections than its backlog")
-	held, accepting = ln.q.Held()
-	require.Zero(t, held)
-	require.True(t, accepting)
+	require.Len(t, seen, n)
 }
