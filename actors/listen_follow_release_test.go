@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,17 +84,8 @@ func followQUICRound(t *testing.T, ctx context.Context, sys *System, traces <-ch
 	require.True(t, ok)
 	port := ap.Port()
 	at := func(addr string) string { return net.JoinHostPort(addr, strconv.Itoa(int(port))) }
-	site := func(addr string) listenSite {
-		return listenSite{local: netip.AddrPortFrom(netip.MustParseAddr(addr), 0), iface: "lo"}
-	}
-	var next atomic.Pointer[[]listenSite]
-	replan := func(sites ...listenSite) {
-		next.Store(&sites)
-		sys.AS.Root.Send(st.PID, &pathCheck{})
-	}
-	_, err = Ask(ctx, sys, st.PID, &setListenPlanner{plan: func() ([]listenSite, error) { return *next.Load(), nil }})
-	require.NoError(t, err)
-	replan(site("127.0.0.1"), site("127.0.0.2"))
+	replan := scriptedPlan(t, ctx, sys, st.PID)
+	replan(loSite("127.0.0.1"), loSite("127.0.0.2"))
 	awaitTrace(t, traces, "Listening", at("127.0.0.2")+"%lo")
 
 	// a session on the followed socket, its first stream accepted
@@ -122,7 +112,7 @@ func followQUICRound(t *testing.T, ctx context.Context, sys *System, traces <-ch
 
 	// the site leaves the plan: its socket is closed (the session
 	// without a Connection lingers, the open one goes on)
-	replan(site("127.0.0.1"))
+	replan(loSite("127.0.0.1"))
 	awaitTrace(t, traces, "ListenClosed", "127.0.0.2:0%lo")
 	require.NoError(t, StopAndWait(ctx, sys, st.PID))
 	if open {

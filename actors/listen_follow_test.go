@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
@@ -104,16 +105,7 @@ func TestListenerFollowsItsSites(t *testing.T) {
 	require.True(t, ok)
 	port := ap.Port()
 
-	site := func(addr string) listenSite {
-		return listenSite{local: netip.AddrPortFrom(netip.MustParseAddr(addr), 0), iface: "lo"}
-	}
-	var next atomic.Pointer[[]listenSite]
-	replan := func(sites ...listenSite) {
-		next.Store(&sites)
-		sys.AS.Root.Send(st.PID, &pathCheck{})
-	}
-	_, err = Ask(ctx, sys, st.PID, &setListenPlanner{plan: func() ([]listenSite, error) { return *next.Load(), nil }})
-	require.NoError(t, err)
+	replan := scriptedPlan(t, ctx, sys, st.PID)
 	at := func(addr string) string { return net.JoinHostPort(addr, strconv.Itoa(int(port))) }
 	dial := func(addr string) error {
 		c, err := net.DialTimeout("tcp4", at(addr), 5*time.Second)
@@ -129,7 +121,7 @@ func TestListenerFollowsItsSites(t *testing.T) {
 	}
 
 	// a site added: bound on the listener's port
-	replan(site("127.0.0.1"), site("127.0.0.2"))
+	replan(loSite("127.0.0.1"), loSite("127.0.0.2"))
 	awaitTrace(t, traces, "Listening", at("127.0.0.2")+"%lo")
 	addrs, ifaces := st.Sockets.Get()
 	var now []string
@@ -141,7 +133,7 @@ func TestListenerFollowsItsSites(t *testing.T) {
 	require.NoError(t, dial("127.0.0.1"))
 
 	// a site dropped: its socket closed, the others serve on
-	replan(site("127.0.0.2"))
+	replan(loSite("127.0.0.2"))
 	awaitTrace(t, traces, "ListenClosed", "127.0.0.1:0%lo")
 	require.ErrorIs(t, dial("127.0.0.1"), syscall.ECONNREFUSED)
 	require.NoError(t, dial("127.0.0.2"))
@@ -153,7 +145,7 @@ func TestListenerFollowsItsSites(t *testing.T) {
 	taken, err := net.Listen("tcp4", at("127.0.0.3"))
 	require.NoError(t, err)
 	defer taken.Close()
-	replan(site("127.0.0.2"), site("127.0.0.3"))
+	replan(loSite("127.0.0.2"), loSite("127.0.0.3"))
 	r := awaitTrace(t, traces, "ListenFailed", "127.0.0.3:0%lo")
 	require.Contains(t, r.Error, "address already in use")
 	select {
@@ -199,5 +191,23 @@ func TestListenerWithoutFollowedSitesDoesNotWatch(t *testing.T) {
 		require.NoError(StopAndWait(ctx, sys, st.PID), tc.name)
 		cancel()
 		shutdown(t, sys)
+	}
+}
+
+// loSite is a listen site on addr (any port) of the loopback interface.
+func loSite(addr string) listenSite {
+	return listenSite{local: netip.AddrPortFrom(netip.MustParseAddr(addr), 0), iface: "lo"}
+}
+
+// scriptedPlan makes the listener pid plan from the sites the returned
+// replan was last given (setListenPlanner), and replans at each call.
+func scriptedPlan(t *testing.T, ctx context.Context, sys *System, pid *actor.PID) (replan func(sites ...listenSite)) {
+	t.Helper()
+	var next atomic.Pointer[[]listenSite]
+	_, err := Ask(ctx, sys, pid, &setListenPlanner{plan: func() ([]listenSite, error) { return *next.Load(), nil }})
+	require.NoError(t, err)
+	return func(sites ...listenSite) {
+		next.Store(&sites)
+		sys.AS.Root.Send(pid, &pathCheck{})
 	}
 }
