@@ -783,7 +783,9 @@ var errCloseClosed = fmt.Errorf("close: %w", ErrClosed)
 // ConnectionError unwrapping to syscall.ETIMEDOUT, and the messages still
 // queued get SendErrors for it. Without it (Disabled, the default) the
 // close waits for the peer to read, as RFC 9622 §10 has it; Abort ends it
-// at once. Close does not wait; Done does. Closing a closed connection
+// at once. Close does not wait; Done does. When Close returns the
+// Connection is Closing (State), and a Send after it fails at once with a
+// SendError unwrapping to ErrNotAllowed. Closing a closed connection
 // returns an error unwrapping to ErrClosed; Close while it is closing
 // (from another goroutine, say) returns nil and changes nothing.
 func (c *Connection) Close() error {
