@@ -162,6 +162,9 @@ type (
 		// it failed (datagrams: the bytes of those before the failing one;
 		// wroteBatch)
 		written int
+		// finished is done once err and written are set, before the
+		// report is posted (a writer goroutine's: abortWrite waits for it)
+		finished sync.WaitGroup
 	}
 	lingerExpired  struct{ gen uint64 }
 	reestablishNow struct{ gen uint64 }
@@ -356,7 +359,9 @@ type connActor struct {
 	wg          ioCount   // reader and writer goroutines blocked in I/O (datapath.go)
 
 	logv *slog.Logger // made on first use (logger)
-	self *actor.PID
+	// inWrite: the batch a writer goroutine is writing (writeRest), whose
+	// report an Abort waits for (abortWrite)
+	inWrite *writeDone
 
 	stack         string
 	local, remote net.Addr
@@ -548,7 +553,7 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.framers, c.framersReady, c.framersStop, c.stopMarks, c.stopMore = nil, 0, 0, 0, nil
 	c.tgen++
 	c.unwatchWrite()
-	c.wq, c.writing, c.inFlight, c.batchLeft = nil, false, 0, 0
+	c.wq, c.writing, c.inFlight, c.batchLeft, c.inWrite = nil, false, 0, 0, nil
 	c.rc, c.wqSpare = nil, nil
 	c.eofSeen, c.finSent, c.finalSent, c.discarding, c.halfClosed = false, false, false, false, false
 	c.openPartial = 0
@@ -635,7 +640,6 @@ func (c *connActor) Receive(ctx actor.Context) {
 	}
 	switch m := msg.(type) {
 	case *actor.Started:
-		c.self = ctx.Self()
 		return
 	case *connSpec: // the first message: the connection starts
 		c.sys, c.spec, c.link = m.sys, m, m.link
@@ -2178,6 +2182,9 @@ func buffersLen(b net.Buffers) int {
 // batch, bufs what is left of them. With ww (connTimeout), the write
 // reports its progress to it (write_stall.go).
 func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen fromTransport, t stacks.Transport, bufs net.Buffers, total int, batch []writeItem, ww *writeWatch) {
+	wd := &writeDone{fromTransport: gen, batch: batch}
+	wd.finished.Add(1)
+	c.inWrite = wd
 	go func() {
 		var err error
 		written := total
@@ -2199,12 +2206,67 @@ func (c *connActor) writeRest(root *actor.RootContext, self *actor.PID, gen from
 				written = total - left + int(min(max(n, 0), int64(left)))
 			}
 		}
-		root.Send(self, &writeDone{fromTransport: gen, batch: batch, err: err, written: written})
+		wd.err, wd.written = err, written
+		wd.finished.Done()
+		root.Send(self, wd)
 	}()
 }
 
 func (c *connActor) writeDone(ctx actor.Context, m *writeDone) {
+	if c.inWrite == m {
+		c.inWrite = nil
+	}
 	c.wroteBatch(ctx, m.batch, m.err, m.written)
+}
+
+// abortWrite, as the connection ends with its transport aborted or failed,
+// waits for the write a writer goroutine has under way (the transport's
+// end ends it at once; the actor waits for its goroutines as it stops
+// anyway) and reports Sent for the messages the transport took whole: a
+// write can complete just before the end while its report is still on
+// its way to the actor, and the peer may have them. The messages it did
+// not take (and those it had no bytes of) get the end's SendError with
+// the other pending ones.
+func (c *connActor) abortWrite() {
+	w := c.inWrite
+	if w == nil {
+		return
+	}
+	c.inWrite = nil
+	w.finished.Wait()
+	written := w.written
+	if w.err == nil {
+		written = math.MaxInt
+	}
+	var sentArr [8]uint64
+	sent, sentBytes := sentArr[:0], 0
+	off := 0
+	for _, it := range w.batch {
+		start := off
+		for _, b := range it.bufs {
+			off += len(b)
+		}
+		// an item without bytes (a framer sent nothing for it) did not
+		// reach the peer: it fails with the rest
+		if it.send == nil || off == start || !takenWhole(start, off, written) {
+			continue
+		}
+		sent = append(sent, it.send.msg.SendID)
+		sentBytes += it.send.bytes
+		if c.sys.Tracing() {
+			c.sys.trace(&messages.TraceRecord{Kind: "sent", Event: "Sent", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: it.send.msg.SendID, Bytes: int64(len(it.send.msg.Data))})
+		}
+	}
+	if len(sent) > 0 {
+		c.link.sendDone(sent, sentBytes, nil)
+	}
+}
+
+// takenWhole tells whether the item at bytes [start, end) of a batch lies
+// within its first written bytes (an empty item exactly at the failure is
+// not known to be taken).
+func takenWhole(start, end, written int) bool {
+	return end < written || (end == written && end > start)
 }
 
 // wroteBatch reports the Sent (or SendError) events of a written batch and
@@ -2274,8 +2336,7 @@ func (c *connActor) failedBatch(ctx actor.Context, batch []writeItem, werr error
 			continue // a framer's own bytes, or the head of a cut item
 		}
 		c.inFlight--
-		// an empty item exactly at the failure is not known to be taken
-		if off < written || (off == written && off > start) {
+		if takenWhole(start, off, written) {
 			sent = append(sent, w.send.msg.SendID)
 			sentBytes += w.send.bytes
 			if c.sys.Tracing() { // before the Sent events: a trace never lags what the application saw
@@ -2430,6 +2491,7 @@ func (c *connActor) abort(ctx actor.Context, cause error) {
 		c.tClosed = true
 		c.noteRelease(c.t)
 	}
+	c.abortWrite()
 	err := ErrAborted
 	if cause != nil {
 		err = fmt.Errorf("%w: %w", ErrAborted, cause)
@@ -2451,6 +2513,7 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 		c.tClosed = true
 		c.noteRelease(c.t)
 	}
+	c.abortWrite()
 	c.failPending(err)
 	c.apply(InFailure, err)
 	c.end(ctx)
@@ -2748,5 +2811,5 @@ func (c *connActor) applyLive(m *messages.SetConnectionProperty, cfg *messages.C
 func (c *connActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
 	sup.StopChildren(child)
 	err := supervision.FromFailure("framer "+child.Id, reason)
-	c.sys.AS.Root.Send(c.self, &framerFailed{fromTransport: fromTransport{c.tgen}, idx: -1, err: err})
+	c.sys.AS.Root.Send(c.spec.self, &framerFailed{fromTransport: fromTransport{c.tgen}, idx: -1, err: err})
 }

@@ -121,7 +121,7 @@ func (c *connActor) pathWatch(on bool) {
 		return
 	}
 	if on {
-		p.watched = watchPathsFor(c.sys, pathWatcher{pid: c.self, guards: c.guardsPath()}, c.spec.id)
+		p.watched = watchPathsFor(c.sys, pathWatcher{pid: c.spec.self, guards: c.guardsPath()}, c.spec.id)
 		return
 	}
 	p.watched = false
@@ -155,7 +155,7 @@ func (c *connActor) peerWatch(on bool) {
 	if !on || c.state != Established || !ok {
 		return
 	}
-	root, self := c.sys.AS.Root, c.self
+	root, self := c.sys.AS.Root, c.spec.self
 	stop, ok := w.WatchPeerMoves(func() { root.Send(self, &sessionMigrated{peer: true}) })
 	if !ok {
 		return // this side dialed the session: its peer does not migrate

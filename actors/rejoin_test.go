@@ -40,7 +40,7 @@ func rejoinHarnessFull(t *testing.T, sys *System, waiting bool) (waiter *actor.P
 	waiter = sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
 		case *actor.Started:
-			c.self = ctx.Self()
+			c.spec.self = ctx.Self()
 		case *actor.Stopping, *actor.Stopped, *actor.Restarting:
 			// the harness has no link nor transport to release
 		default:

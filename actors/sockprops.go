@@ -636,7 +636,7 @@ func (c *connActor) sockArmTick() {
 		return
 	}
 	x.tickArmed = true
-	gen, root, self := c.sock.gen, c.sys.AS.Root, c.self
+	gen, root, self := c.sock.gen, c.sys.AS.Root, c.spec.self
 	x.tick = time.AfterFunc(sockTickEvery, func() { root.Send(self, &sockTick{gen: gen}) })
 }
 
