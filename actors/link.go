@@ -35,8 +35,9 @@ type Link struct {
 	// usually out of the cache when its next message comes).
 	id    uint64
 	state atomic.Uint32
-	// closeCalled: the application called Close (MarkCloseCalled); the
-	// actor may not have taken its command yet (State)
+	// closeCalled: the application called Close or Abort
+	// (MarkCloseCalled); the actor may not have taken its command yet
+	// (State)
 	closeCalled atomic.Bool
 	mu          sync.Mutex
 	terminal    Event
@@ -385,7 +386,8 @@ func (l *Link) ID() uint64 { return l.id }
 // that state, a Send after Close was accepted, and could meet the close
 // completing on the actor's goroutine (the connection Closed, its pending
 // sends failed with ErrClosed) before the actor took it: after Close, it
-// must be refused as not allowed, whatever the actor has done yet.
+// must be refused as not allowed, whatever the actor has done yet. Abort
+// likewise (a Send after it was accepted, then failed with ErrAborted).
 func (l *Link) State() State {
 	st := State(l.state.Load())
 	if st < Closing && l.closeCalled.Load() {
@@ -394,8 +396,9 @@ func (l *Link) State() State {
 	return st
 }
 
-// MarkCloseCalled records that the application called Close, before its
-// command is posted to the actor (State).
+// MarkCloseCalled records that the application called Close or Abort (or
+// CloseGroup, AbortGroup on this connection), before its command is
+// posted to the actor (State).
 func (l *Link) MarkCloseCalled() { l.closeCalled.Store(true) }
 
 // Ready is closed when the connection is Ready or establishment ended.

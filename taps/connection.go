@@ -815,10 +815,15 @@ func (c *Connection) flushBatch() {
 }
 
 // Abort ends the connection at once (the peer sees a reset); queued
-// messages are dropped. The ConnectionError event follows.
+// messages are dropped. The ConnectionError event follows. From the call
+// on, the Connection is Closing (until the ConnectionError makes it
+// Closed) and refuses sends as not allowed.
 func (c *Connection) Abort() {
 	if c.link.State() != actors.Closed {
 		actors.GrowStack() // the abort runs on this goroutine, many actor frames deep
+		// Closing at once, as after Close: the actor may take the Abort
+		// only after its current turn (Link.State)
+		c.link.MarkCloseCalled()
 		tell(c.sys, c.pid, &messages.AbortConnection{})
 	}
 }
@@ -845,6 +850,8 @@ func (c *Connection) AbortGroup() {
 		c.Abort()
 		return
 	}
+	// this Connection is Closing at once, as after Abort
+	c.link.MarkCloseCalled()
 	tell(c.sys, c.group, &messages.CloseGroup{Abort: true})
 }
 
