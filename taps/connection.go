@@ -591,15 +591,17 @@ func (c *Connection) Batch(fn func()) {
 	c.batching.Add(1)
 	c.mu.Unlock()
 	defer func() {
+		// the last Batch to end hands the batch over before it lets
+		// batching drop, under mu: a SendAsync that comes after (post)
+		// waits for mu and goes after the batch, not before it
 		c.mu.Lock()
-		var b []*messages.SendMessage
-		if c.batching.Add(-1) == 0 {
-			b, c.batch = c.batch, nil
-		}
-		c.mu.Unlock()
-		if len(b) > 0 {
+		if c.batching.Load() == 1 && len(c.batch) > 0 {
+			b := c.batch
+			c.batch = nil
 			tell(c.sys, c.pid, &messages.SendBatch{Messages: b})
 		}
+		c.batching.Add(-1)
+		c.mu.Unlock()
 	}()
 	fn()
 }
@@ -628,8 +630,8 @@ func (c *Connection) postNow(m *messages.SendMessage) {
 		if c.batching.Load() > 0 && len(c.batch) > 0 {
 			b := append(c.batch, m)
 			c.batch = nil
+			tell(c.sys, c.pid, &messages.SendBatch{Messages: b}) // under mu (Batch)
 			c.mu.Unlock()
-			tell(c.sys, c.pid, &messages.SendBatch{Messages: b})
 			return
 		}
 		c.mu.Unlock()
@@ -806,10 +808,11 @@ func (c *Connection) Close() error {
 // before them (they would fail).
 func (c *Connection) flushBatch() {
 	c.mu.Lock()
-	b := c.batch
-	c.batch = nil
-	c.mu.Unlock()
-	if len(b) > 0 {
+	defer c.mu.Unlock()
+	if b := c.batch; len(b) > 0 {
+		// under mu, as every hand-over of a batch: one made later goes
+		// after it
+		c.batch = nil
 		tell(c.sys, c.pid, &messages.SendBatch{Messages: b})
 	}
 }
