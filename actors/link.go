@@ -399,7 +399,9 @@ func (l *Link) State() State {
 // MarkCloseCalled records that the application called Close or Abort (or
 // CloseGroup, AbortGroup on this connection), before its command is
 // posted to the actor (State).
-func (l *Link) MarkCloseCalled() { l.closeCalled.Store(true) }
+// It reports whether this call marked it (false: Close or Abort was
+// called before).
+func (l *Link) MarkCloseCalled() (first bool) { return !l.closeCalled.Swap(true) }
 
 // Ready is closed when the connection is Ready or establishment ended.
 func (l *Link) Ready() <-chan struct{} {

@@ -794,11 +794,17 @@ func (c *Connection) Close() error {
 	if c.link.State() == actors.Closed {
 		return errCloseClosed
 	}
+	// from now on the Connection is Closing and refuses sends here: the
+	// actor may take this Close only after its current turn (Link.State).
+	// Closing already (Close, Abort, CloseGroup or AbortGroup called
+	// before): this Close changes nothing, and posts nothing that could
+	// overtake the earlier command (AbortGroup's goes through the group,
+	// and a Close straight to the connection closed it gracefully first)
+	if !c.link.MarkCloseCalled() {
+		return nil
+	}
 	actors.GrowStack() // the close runs on this goroutine, many actor frames deep
 	c.flushBatch()
-	// from now on the Connection is Closing and refuses sends here: the
-	// actor may take this Close only after its current turn (Link.State)
-	c.link.MarkCloseCalled()
 	tell(c.sys, c.pid, &messages.CloseConnection{})
 	return nil
 }

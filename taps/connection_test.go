@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -717,5 +718,61 @@ func TestCommandsToAStoppedConnectionDoNotWait(t *testing.T) {
 		require.ErrorIs(t, err, ErrClosed, "after the actor stopped: at once")
 		cancel()
 		_ = peer.Close()
+	}
+}
+
+// A Close after Abort or AbortGroup changes nothing (see Close): the
+// connection ends aborted, with a ConnectionError unwrapping to
+// ErrAborted. Close posted its command all the same, straight to the
+// connection, where it could overtake AbortGroup's, which goes through the
+// group (busy here with a Clone): the connection then closed gracefully
+// instead (Closed, no error).
+func TestCloseAfterAbortChangesNothing(t *testing.T) {
+	for _, group := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Abort", true: "AbortGroup"}[group], func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+			go func() { // each peer ends its side at ours: a graceful close completes
+				for {
+					s, err := ln.Accept(context.Background())
+					if err != nil {
+						return
+					}
+					go func() {
+						for {
+							if _, err := s.Receive(context.Background()); err != nil {
+								_ = s.Close()
+								return
+							}
+						}
+					}()
+				}
+			}()
+			for i := 0; i < 200; i++ {
+				c := dialTCP(t, sys, ln)
+				cloned := make(chan *Connection, 1)
+				go func() {
+					cl, _ := c.Clone(testCtx(t))
+					cloned <- cl
+				}()
+				runtime.Gosched()
+				if group {
+					c.AbortGroup()
+				} else {
+					c.Abort()
+				}
+				if err := c.Close(); err != nil { // nil while closing, ErrClosed once closed
+					require.ErrorIs(t, err, ErrClosed, "connection %d", i)
+				}
+				requireDone(t, c)
+				if cl := <-cloned; cl != nil {
+					cl.Abort()
+					requireDone(t, cl)
+				}
+				require.ErrorIs(t, c.Err(), ErrAborted, "connection %d", i)
+			}
+			ln.Stop()
+			<-ln.Done()
+		})
 	}
 }
