@@ -241,10 +241,10 @@ func (r *huntRound) huntSender(c *Connection, way int) (sent int) {
 	async := 0
 	var asyncSent atomic.Int64
 	defer func() { sent += int(asyncSent.Load()) }()
-	asyncSend := func(k huntKey) {
+	asyncSend := func(k huntKey, mc *MessageContext) {
 		async++
 		var once atomic.Int32
-		c.SendAsync(huntMessage(k.stream, k.seq), nil, func(_ *Connection, err error) {
+		c.SendAsync(huntMessage(k.stream, k.seq), mc, func(_ *Connection, err error) {
 			if once.Add(1) > 1 {
 				r.failf("%s: SendAsync handler of %v called again: %v", r.name, k, err)
 				return
@@ -268,7 +268,7 @@ func (r *huntRound) huntSender(c *Connection, way int) (sent int) {
 			r.outcome(k, err)
 		case 1:
 			r.attempt(k, "SendAsync")
-			asyncSend(k)
+			asyncSend(k, nil)
 		case 2:
 			// a message in three parts: its outcome is that of the last
 			// part, and an earlier part's failure (the message cannot be
@@ -288,15 +288,20 @@ func (r *huntRound) huntSender(c *Connection, way int) (sent int) {
 				sent++
 			}
 			r.outcome(k, first)
+		case 4:
+			// a lifetime of a few µs: some are Expired, none of those
+			// may arrive
+			r.attempt(k, "Lifetime")
+			asyncSend(k, NewMessageContext().Lifetime(time.Duration(1+rand.IntN(30))*time.Microsecond))
 		case 3:
 			r.attempt(k, "Batch")
 			c.Batch(func() {
-				asyncSend(k)
+				asyncSend(k, nil)
 				if seq < huntPerStream {
 					seq++
 					k := huntKey{stream, seq}
 					r.attempt(k, "Batch")
-					asyncSend(k)
+					asyncSend(k, nil)
 				}
 			})
 		}
@@ -356,7 +361,7 @@ func (r *huntRound) huntHammer(c *Connection, stack string, clone bool) {
 	}()
 	var sent atomic.Int64
 	defer func() { r.peerDue(stack, int(sent.Load())) }()
-	for way := range 4 {
+	for way := range 5 {
 		r.bounded(&wg, fmt.Sprintf("sender %d", way), func() { sent.Add(int64(r.huntSender(c, way))) })
 	}
 	r.bounded(&wg, "state watcher", func() {
@@ -533,6 +538,7 @@ func (r *huntRound) verify(t *testing.T) {
 		}
 		var se *SendError
 		switch {
+		case how == "Lifetime" && errors.Is(err, ErrExpired) && errors.As(err, &se):
 		case !errors.As(err, &se):
 			bad = append(bad, fmt.Sprintf("%s: message %v (%s) failed with %T %v, not a *SendError", r.name, k, how, err, err))
 		case r.end.graceful() && !errors.Is(err, ErrNotAllowed) && !errors.Is(err, ErrClosed):
