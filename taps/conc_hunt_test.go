@@ -398,6 +398,15 @@ func (r *huntRound) huntHammer(c *Connection, stack string, clone bool) {
 			if p := c.GetProperties(); p == nil {
 				r.failf("%s: GetProperties nil", r.name)
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			members, err := c.GroupedConnections(ctx)
+			cancel()
+			if err != nil {
+				r.failf("%s: GroupedConnections: %v", r.name, err)
+			} else if len(members) > 0 && !slices.Contains(members, c) && c.State() != StateClosed {
+				// (once ended, a connection lists the rest of its group)
+				r.failf("%s: GroupedConnections of an open connection without it", r.name)
+			}
 		}
 	})
 	r.bounded(&wg, "Receive", func() {
