@@ -865,7 +865,7 @@ func (c *Connection) AbortGroup() {
 }
 
 // GroupedConnections returns the connections of this connection's group
-// (itself included).
+// (itself included while it is open; once it has ended, the others).
 func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
 	gm, err := callConn[*actors.GroupMembers](ctx, c, &messages.ListGroupMembers{}) // the connection knows whether it left its group
 	if err != nil {
