@@ -233,13 +233,7 @@ func TestListenerBacklogWithConnectionLimit(t *testing.T) {
 	seen := map[int]bool{}
 	take := func() {
 		t.Helper()
-		c, err := ln.Accept(ctx)
-		require.NoError(t, err)
-		checkHeld(t, ln, bound)
-		i := clientIndex(t, ctx, c)
-		require.False(t, seen[i], "client %d twice", i)
-		seen[i] = true
-		c.Abort()
+		takeOnce(t, ctx, ln, bound, seen)
 	}
 	for range 3 {
 		take()
@@ -454,13 +448,21 @@ func acceptEachOnce(t *testing.T, ctx context.Context, ln *Listener, n, bound in
 	t.Helper()
 	seen := make(map[int]bool, n)
 	for range n {
-		c, err := ln.Accept(ctx)
-		require.NoError(t, err)
-		checkHeld(t, ln, bound)
-		i := clientIndex(t, ctx, c)
-		require.False(t, seen[i], "client %d twice", i)
-		seen[i] = true
-		c.Abort()
+		takeOnce(t, ctx, ln, bound, seen)
 	}
 	require.Len(t, seen, n)
+}
+
+// takeOnce takes one connection with Accept, checks the Listener then
+// holds no more than bound, requires its client (clientIndex) not in seen,
+// adds it, and aborts the connection.
+func takeOnce(t *testing.T, ctx context.Context, ln *Listener, bound int, seen map[int]bool) {
+	t.Helper()
+	c, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	checkHeld(t, ln, bound)
+	i := clientIndex(t, ctx, c)
+	require.False(t, seen[i], "client %d twice", i)
+	seen[i] = true
+	c.Abort()
 }
