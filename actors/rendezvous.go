@@ -451,7 +451,12 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 	case *rvReaderEnded:
 		r.handOver(ctx, m.sock)
 	case *rvAttemptEnded:
-		r.record(m.pair, m.err)
+		if !m.yielded || r.attempts[m.pair] == nil {
+			// a yield says only that the peer's connect reached our
+			// listener: what came of that connection (a failed
+			// handshake) tells more and is kept
+			r.record(m.pair, m.err)
+		}
 		ev := "ConnectFailed"
 		if m.yielded {
 			ev = "ConnectYielded" // the peer's connect reached our listener

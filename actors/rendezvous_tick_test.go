@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +146,31 @@ func TestRendezvousNominationFailsOver(t *testing.T) {
 	ctx.msg = &rvDatagram{sock: 0, from: pairs[1].Remote, b: encodeCheckAnswer(second.ntx, local, 5)}
 	r.Receive(ctx)
 	require.Equal(t, pairs[1], r.winner)
+}
+
+// TestRendezvousYieldKeepsTheAcceptedOutcome: on one pair, the peer's
+// connect reached this side's listener and its TLS handshake failed (this
+// side, the server, has no identity); this side's own connect then found
+// the 4-tuple taken (EADDRNOTAVAIL, a yield). The attempt keeps the
+// handshake's reason, in either order, not the yield's bare errno.
+func TestRendezvousYieldKeepsTheAcceptedOutcome(t *testing.T) {
+	sys := NewSystem(Config{})
+	defer shutdown(t, sys)
+	pair := rvPairKey{netip.MustParseAddrPort("127.0.0.1:1000"), netip.MustParseAddrPort("127.0.0.1:2000")}
+	handshake := errors.New("the TLS server role needs a local identity")
+	yield := &rvAttemptEnded{pair: pair, err: syscall.EADDRNOTAVAIL, yielded: true}
+	failed := &rvAttemptEnded{pair: pair, err: handshake}
+	for name, order := range map[string][]any{"yield last": {failed, yield}, "yield first": {yield, failed}} {
+		t.Run(name, func(t *testing.T) {
+			r := &rendezvousActor{sys: sys, stack: stacks.TCP(), attempts: map[rvPairKey]*AttemptError{}}
+			ctx := &rvTestCtx{as: sys.AS}
+			for _, m := range order {
+				ctx.msg = m
+				r.Receive(ctx)
+			}
+			list := r.attemptList()
+			require.Len(t, list, 1)
+			require.ErrorIs(t, list[0].Err, handshake)
+		})
+	}
 }
