@@ -1217,7 +1217,12 @@ func (l *Link) Receive(ctx context.Context, minIncomplete, max int) (RecvResult,
 	reqs := l.serveLocked(sb[:0])
 	var sr *streamReader
 	if len(reqs) == 0 && ctx.Err() == nil {
-		sr = l.takeInlineLocked()
+		if sr = l.takeInlineLocked(); sr == nil {
+			// this request is demand: when it waits for bytes on their
+			// way to the framer that complete nothing, nobody else wakes
+			// a reader that waits since the last request was served
+			l.kickReaderLocked()
+		}
 	}
 	l.mu.Unlock()
 	l.fulfil(reqs)

@@ -90,3 +90,71 @@ func TestReceiveServedBetweenInlineReadsReturns(t *testing.T) {
 	require.Equal(t, msg, res.Data)
 	require.True(t, res.EndOfMessage)
 }
+
+// A blocking Receive that finds read bytes on their way to the first
+// framer (rawPending: the framer runs on another goroutine just now, a
+// held parse's resume) waits for them instead of reading. When those
+// bytes complete nothing (the middle of a large message), the reader
+// goroutine, waiting since the last request was served, must read for
+// this one: the Receive's request is demand, and nobody else wakes the
+// reader (doneRaw wakes it only when rawPending crosses its limit). It
+// slept, and the Receive with it, for ever (CI: TestHoldHuntPeerFINWhileHolding).
+func TestReceiveWaitingOnRawPendingWakesTheReader(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer dialed.Close()
+
+	link := NewLink(1, 0, 0, false)
+	cr := &connReader{link: link, poster: Poster{proc: make(heldPosts, 4)}, pace: recvPace{s: new(sockProps)}}
+	cr.raw.init(rawTCP{dialed.(*net.TCPConn)}, new(ioCount), nil)
+	sr := &cr.sr
+	sr.cr, sr.dl, sr.inline = cr, dialed, true
+	link.setReader(sr)
+	link.mu.Lock()
+	link.established, link.readAhead, link.demand = true, false, true
+	link.mu.Unlock()
+	defer func() {
+		link.mu.Lock()
+		if link.idleTimer != nil {
+			link.idleTimer.Stop()
+		}
+		link.mu.Unlock()
+		sr.watch.release()
+	}()
+
+	// the reader goroutine waits: reading on demand, no request
+	acquired := make(chan bool, 1)
+	go func() { acquired <- link.acquireRead(sr) }()
+	require.Eventually(t, func() bool { return link.readerWaiting.Load() == 1 }, 5*time.Second, time.Millisecond)
+	// its last read is on its way to the framer
+	link.addRaw(100)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	received := make(chan error, 1)
+	go func() {
+		_, err := link.Receive(ctx, -1, -1)
+		received <- err
+	}()
+	require.Eventually(t, func() bool {
+		link.mu.Lock()
+		defer link.mu.Unlock()
+		return len(link.reqs) == 1
+	}, 5*time.Second, time.Millisecond)
+	// the framer took those bytes: part of a message, nothing delivered
+	link.doneRaw(100)
+
+	select {
+	case ok := <-acquired:
+		require.True(t, ok, "the reader gave up")
+		link.releaseRead(sr, false)
+	case <-time.After(5 * time.Second):
+		link.closeGate() // let it go
+		<-acquired
+		require.Fail(t, "the reader still waits while a Receive waits for bytes")
+	}
+	cancel()
+	require.ErrorIs(t, <-received, context.Canceled)
+}

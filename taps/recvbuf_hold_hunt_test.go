@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,6 +164,23 @@ func pace(i int) {
 	}
 }
 
+// stuckState records s's receive side as its test's ctx ends (a receive
+// waits then, its request still queued), for the failure message.
+func stuckState(ctx context.Context, t *testing.T, s *Connection) func() string {
+	var state atomic.Pointer[string]
+	stop := context.AfterFunc(ctx, func() {
+		st := s.link.RecvStateForTest()
+		state.Store(&st)
+	})
+	t.Cleanup(func() { stop() })
+	return func() string {
+		if st := state.Load(); st != nil {
+			return *st
+		}
+		return s.link.RecvStateForTest()
+	}
+}
+
 // holdMsgCount messages per test, the first holdLead of them tiny where
 // the framer must hold before the application receives (300 pieces cost
 // 75 KiB, above the largest buffer here).
@@ -179,9 +197,10 @@ func TestHoldHuntReceiveInOrder(t *testing.T) {
 				s, w := floodServer(t, hf.f(), hf.buf)
 				m := newHoldMsgs(t, holdMsgCount, hf.lines)
 				werr := writeChunked(w, m.wire(0, holdMsgCount))
+				state := stuckState(ctx, t, s)
 				for i := range holdMsgCount {
 					msg, err := s.Receive(ctx)
-					require.NoError(t, err, "message %d", i)
+					require.NoError(t, err, "message %d: %s", i, state())
 					require.True(t, msg.EndOfMessage)
 					m.check(t, i, msg.Data)
 					if release {
@@ -222,6 +241,7 @@ func TestHoldHuntReceiveAsyncInOrder(t *testing.T) {
 					got <- res{data: msg.Data, eom: msg.EndOfMessage}
 				}
 				werr := writeChunked(w, m.wire(0, holdMsgCount))
+				state := stuckState(ctx, t, s)
 				for range outstanding {
 					s.ReceiveAsync(handler)
 				}
@@ -230,7 +250,7 @@ func TestHoldHuntReceiveAsyncInOrder(t *testing.T) {
 					select {
 					case r = <-got:
 					case <-ctx.Done():
-						require.FailNow(t, "no message", "message %d of %d", i, holdMsgCount)
+						require.FailNow(t, "no message", "message %d of %d: %s", i, holdMsgCount, state())
 					}
 					require.NoError(t, r.err, "message %d", i)
 					require.True(t, r.eom)
@@ -260,6 +280,7 @@ func TestHoldHuntPartialReceives(t *testing.T) {
 			werr := writeChunked(w, m.wire(0, holdMsgCount))
 			r := rand.New(rand.NewPCG(uint64(hf.buf), 9))
 			parts := 0
+			state := stuckState(ctx, t, s)
 			for i := range holdMsgCount {
 				var whole []byte
 				for {
@@ -273,7 +294,7 @@ func TestHoldHuntPartialReceives(t *testing.T) {
 						opts = []ReceiveOption{MinIncompleteLength(1 + r.IntN(4<<10)), MaxLength(1 + r.IntN(8<<10))}
 					}
 					msg, err := s.Receive(ctx, opts...)
-					require.NoError(t, err, "message %d", i)
+					require.NoError(t, err, "message %d: %s", i, state())
 					whole = append(whole, msg.Data...)
 					if r.IntN(2) == 0 {
 						msg.Release()
@@ -330,12 +351,10 @@ func TestHoldHuntPeerFINWhileHolding(t *testing.T) {
 						return nil, ctx.Err()
 					}
 				}
+				state := stuckState(ctx, t, s)
 				for i := range holdMsgCount {
 					msg, err := recv()
-					if err != nil {
-						items, charged, full := s.link.RecvCreditForTest()
-						require.NoError(t, err, "message %d: %d queued, charged %d, full %v, held %v, buffered %d", i, items, charged, full, s.link.HeldForTest(), s.link.BufferedForTest())
-					}
+					require.NoError(t, err, "message %d: %s", i, state())
 					m.check(t, i, msg.Data)
 				}
 				require.NoError(t, <-fin)
