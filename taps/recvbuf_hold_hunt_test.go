@@ -102,13 +102,22 @@ func firstDiff(a, b []byte) int {
 
 // writeChunked writes b in chunks of random sizes (so that reads end
 // anywhere in the messages), and reports the error on the returned
-// channel.
+// channel. The first chunk is at least firstChunk bytes, so that a lead
+// of tiny messages (newHoldMsgsLead) comes in one read: its pieces cost
+// more than the framer's free allowance and the buffer together, so the
+// framer holds. (A first chunk of a few hundred bytes parsed whole and
+// filled the credit exactly: the reader stopped with nothing held, and
+// waitHeld waited in vain.)
 func writeChunked(w net.Conn, b []byte) <-chan error {
+	const firstChunk = 4 << 10
 	done := make(chan error, 1)
 	go func() {
 		r := rand.New(rand.NewPCG(uint64(len(b)), 3))
-		for len(b) > 0 {
+		for first := true; len(b) > 0; first = false {
 			n := min(len(b), 1+r.IntN(64<<10))
+			if first {
+				n = min(len(b), max(n, firstChunk))
+			}
 			if _, err := w.Write(b[:n]); err != nil {
 				done <- err
 				return
