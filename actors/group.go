@@ -299,6 +299,15 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 	case *messages.CloseGroup:
 		g.closing = true
+		// every member is Closing before the one CloseGroup or
+		// AbortGroup was called on returns (it asks), as that one is:
+		// its commands below may wait for a member's current turn
+		for _, mb := range g.members {
+			mb.Link.MarkCloseCalled()
+		}
+		if ctx.Sender() != nil {
+			ctx.Respond(&GroupClosing{})
+		}
 		for _, mb := range g.members {
 			if m.Abort {
 				ctx.Send(mb.PID, &messages.AbortConnection{})
@@ -353,6 +362,10 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.sys.Logger.Warn("group: unhandled message", slog.String("type", fmt.Sprintf("%T", m)))
 	}
 }
+
+// GroupClosing answers a CloseGroup asked of a group: its members are
+// Closing (Link.State), their close or abort is on its way.
+type GroupClosing struct{}
 
 // spawn starts a member connection and answers ConnectionStarted to the
 // requester, if any.

@@ -837,19 +837,30 @@ func (c *Connection) Abort() {
 	}
 }
 
-// CloseGroup closes every connection of this connection's group. A
-// connection that left its group (CloneError) is a group of its own: it
-// closes alone.
+// CloseGroup closes every connection of this connection's group. When it
+// returns, every member is Closing (State; a Send is refused with
+// ErrNotAllowed), and each closes after its current turn, as after its
+// own Close. A connection that left its group (CloneError) is a group of
+// its own: it closes alone.
 func (c *Connection) CloseGroup() {
 	if c.link.LeftGroup() {
 		_ = c.Close()
 		return
 	}
 	c.flushBatch()
-	// this Connection is Closing at once, as after Close (the group
-	// closes its members in turn)
+	c.endGroup(false)
+}
+
+// endGroup asks the group to close or abort its members. The group marks
+// them all Closing before it answers, so every member is Closing when
+// CloseGroup or AbortGroup returns (the closes follow, each after its
+// connection's current turn). The wait ends with this connection's actor
+// too (the group outlives its members: while this one runs, the group
+// answers).
+func (c *Connection) endGroup(abort bool) {
+	actors.GrowStack() // the members' closes may run on this goroutine, many actor frames deep
 	c.link.MarkCloseCalled()
-	tell(c.sys, c.group, &messages.CloseGroup{})
+	_, _ = callUnless[*actors.GroupClosing](context.Background(), c.sys, c.group, &messages.CloseGroup{Abort: abort}, c.link.Gone())
 }
 
 // AbortGroup aborts every connection of this connection's group (of its
@@ -859,9 +870,7 @@ func (c *Connection) AbortGroup() {
 		c.Abort()
 		return
 	}
-	// this Connection is Closing at once, as after Abort
-	c.link.MarkCloseCalled()
-	tell(c.sys, c.group, &messages.CloseGroup{Abort: true})
+	c.endGroup(true)
 }
 
 // GroupedConnections returns the connections of this connection's group

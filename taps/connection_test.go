@@ -776,3 +776,40 @@ func TestCloseAfterAbortChangesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupEndEveryMemberClosingAtOnce: CloseGroup or AbortGroup, right
+// after a Clone (whose actor usually is still in its Ready turn), makes
+// every member of the group Closing when it returns, not only the
+// Connection it is called on: a Send on the clone is refused with
+// ErrNotAllowed, never accepted and failed later with ErrClosed.
+func TestGroupEndEveryMemberClosingAtOnce(t *testing.T) {
+	for _, end := range []string{"CloseGroup", "AbortGroup"} {
+		t.Run(end, func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln, r := rawListener(t)
+			for i := range 150 {
+				c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+				peer, err := ln.Accept()
+				require.NoError(t, err)
+				clone, err := c.Clone(testCtx(t))
+				require.NoError(t, err)
+				peer2, err := ln.Accept()
+				require.NoError(t, err)
+				if end == "CloseGroup" {
+					c.CloseGroup()
+				} else {
+					c.AbortGroup()
+				}
+				require.Contains(t, []ConnectionState{StateClosing, StateClosed}, clone.State(), "connection %d", i)
+				err = clone.Send(testCtx(t), []byte("late"), nil)
+				var se *SendError
+				require.ErrorAs(t, err, &se)
+				require.ErrorIs(t, err, ErrNotAllowed, "connection %d", i)
+				peer.Close()
+				peer2.Close()
+				<-c.Done()
+				<-clone.Done()
+			}
+		})
+	}
+}
