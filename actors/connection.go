@@ -539,6 +539,7 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 func (c *connActor) dropTransport(ctx actor.Context) {
 	if c.t != nil {
 		_ = c.t.Abort()
+		c.noteRelease(c.t) // Done waits for its socket too (a re-establishment)
 		c.t = nil
 	}
 	c.sock.stop() // pacer waits end at once

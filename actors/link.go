@@ -434,12 +434,38 @@ func (l *Link) AwaitReady(ctx context.Context) bool {
 // setReleased).
 func (l *Link) Done() <-chan struct{} { return l.done }
 
-// setReleased notes, before the terminal event, what the transport's
-// socket release is (stacks.ReleaseWatcher): Done waits for it.
+// setReleased notes, before the terminal event, what a closed transport's
+// socket release is (stacks.ReleaseWatcher): Done waits for it, and for
+// those of the transports closed before (a re-establishment replaced
+// them) whose sockets are still held.
 func (l *Link) setReleased(ch <-chan struct{}) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if prev := l.released; prev != nil && prev != ch && !isClosed(prev) {
+		ch = bothClosed(prev, ch)
+	}
 	l.released = ch
-	l.mu.Unlock()
+}
+
+// bothClosed is closed once a and b are (a goroutine waits for them: a
+// socket release takes at most a QUIC linger).
+func bothClosed(a, b <-chan struct{}) <-chan struct{} {
+	both := make(chan struct{})
+	go func() {
+		<-a
+		<-b
+		close(both)
+	}()
+	return both
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Gone is closed once the connection's actor has stopped: a command sent
