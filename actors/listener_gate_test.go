@@ -2,7 +2,7 @@ package actors
 
 import (
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/require"
 )
@@ -14,17 +14,13 @@ func (g *acceptGate) parkedCount() int {
 	return g.parked
 }
 
-// awaitParked waits (polling: parking has no event) until n transports
-// are parked at g.
+// awaitParked waits until the claims started are parked at g (or done):
+// under synctest, a claim parked in sync.Cond.Wait is durably blocked, so
+// synctest.Wait returns once it is; then n must be parked.
 func awaitParked(t *testing.T, g *acceptGate, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for g.parkedCount() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d parked, want %d", g.parkedCount(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	synctest.Wait()
+	require.Equal(t, n, g.parkedCount(), "parked")
 }
 
 // A transport accepted on one socket while another filled the backlog is
@@ -32,6 +28,10 @@ func awaitParked(t *testing.T, g *acceptGate, n int) {
 // before a goroutine that has not accepted yet; the gate's close ends the
 // wait with false.
 func TestAcceptGateClaimParks(t *testing.T) {
+	synctest.Test(t, testAcceptGateClaimParks)
+}
+
+func testAcceptGateClaimParks(t *testing.T) {
 	g := newAcceptGate()
 	g.backlog = 2
 	require.True(t, g.wait())
