@@ -24,6 +24,33 @@ func (h heldPosts) SendUserMessage(_ *actor.PID, msg any) { h <- msg }
 func (heldPosts) SendSystemMessage(*actor.PID, any)       {}
 func (heldPosts) Stop(*actor.PID)                         {}
 
+// inlineReaderLink is an established Link whose stream is dialed, read
+// by whoever holds the read token (a Receive inline, or a test in the
+// reader goroutine's place); what its reads post is kept in the returned
+// heldPosts. The Link's idle timer and read watch are released at the
+// test's end.
+func inlineReaderLink(t *testing.T, dialed net.Conn) (*Link, *streamReader, heldPosts) {
+	link := NewLink(1, 0, 0, false)
+	posts := make(heldPosts, 4)
+	cr := &connReader{link: link, poster: Poster{proc: posts}, pace: recvPace{s: new(sockProps)}}
+	cr.raw.init(rawTCP{dialed.(*net.TCPConn)}, new(ioCount), nil)
+	sr := &cr.sr
+	sr.cr, sr.dl, sr.inline = cr, dialed, true
+	link.setReader(sr)
+	link.mu.Lock()
+	link.established, link.readAhead = true, false
+	link.mu.Unlock()
+	t.Cleanup(func() {
+		link.mu.Lock()
+		if link.idleTimer != nil {
+			link.idleTimer.Stop()
+		}
+		link.mu.Unlock()
+		sr.watch.release()
+	})
+	return link, sr, posts
+}
+
 // A blocking Receive that reads for itself, and whose request is served
 // by a delivery that runs on another goroutine (the one running the
 // framers and the connection actor when its read posted to them) between
@@ -41,25 +68,8 @@ func TestReceiveServedBetweenInlineReadsReturns(t *testing.T) {
 	require.NoError(t, err)
 	defer peer.Close()
 
-	link := NewLink(1, 0, 0, false)
-	posts := make(heldPosts, 4)
-	cr := &connReader{link: link, poster: Poster{proc: posts}, pace: recvPace{s: new(sockProps)}}
-	cr.raw.init(rawTCP{dialed.(*net.TCPConn)}, new(ioCount), nil)
-	require.True(t, cr.raw.direct, "the socket is read directly")
-	sr := &cr.sr
-	sr.cr, sr.dl, sr.inline = cr, dialed, true
-	link.setReader(sr)
-	link.mu.Lock()
-	link.established, link.readAhead = true, false
-	link.mu.Unlock()
-	defer func() {
-		link.mu.Lock()
-		if link.idleTimer != nil {
-			link.idleTimer.Stop()
-		}
-		link.mu.Unlock()
-		sr.watch.release()
-	}()
+	link, sr, posts := inlineReaderLink(t, dialed)
+	require.True(t, sr.cr.raw.direct, "the socket is read directly")
 
 	// the whole message is in the socket: the Receive's first read takes
 	// it, and its delivery completes on another goroutine before the
@@ -107,23 +117,10 @@ func TestReceiveWaitingOnRawPendingWakesTheReader(t *testing.T) {
 	require.NoError(t, err)
 	defer dialed.Close()
 
-	link := NewLink(1, 0, 0, false)
-	cr := &connReader{link: link, poster: Poster{proc: make(heldPosts, 4)}, pace: recvPace{s: new(sockProps)}}
-	cr.raw.init(rawTCP{dialed.(*net.TCPConn)}, new(ioCount), nil)
-	sr := &cr.sr
-	sr.cr, sr.dl, sr.inline = cr, dialed, true
-	link.setReader(sr)
+	link, sr, _ := inlineReaderLink(t, dialed)
 	link.mu.Lock()
-	link.established, link.readAhead, link.demand = true, false, true
+	link.demand = true
 	link.mu.Unlock()
-	defer func() {
-		link.mu.Lock()
-		if link.idleTimer != nil {
-			link.idleTimer.Stop()
-		}
-		link.mu.Unlock()
-		sr.watch.release()
-	}()
 
 	// the reader goroutine waits: reading on demand, no request
 	acquired := make(chan bool, 1)
