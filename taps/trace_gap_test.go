@@ -62,9 +62,18 @@ func TestTraceGapCloneRecordsCarryGroupID(t *testing.T) {
 	clone.SendAsync([]byte("panics"), nil, func(*Connection, error) { panic("boom") })
 	<-panicked
 	<-clone.Done()
-	// a send after the final one fails (SendError)
-	require.NoError(t, c.Send(ctx, []byte("last"), NewMessageContext().Final(true)))
-	require.ErrorIs(t, c.Send(ctx, []byte("too late"), nil), ErrFinalSent)
+	// a send after the final one fails (SendError): both in one batch, so
+	// that the connection takes them in one turn (sent one by one, the
+	// peer's end in answer to the final message could close the
+	// connection first, under load: the second Send was then refused as
+	// not allowed in state Closed, with no send_error record)
+	last, tooLate := make(chan error, 1), make(chan error, 1)
+	c.Batch(func() {
+		c.SendAsync([]byte("last"), NewMessageContext().Final(true), func(_ *Connection, err error) { last <- err })
+		c.SendAsync([]byte("too late"), nil, func(_ *Connection, err error) { tooLate <- err })
+	})
+	require.NoError(t, <-last)
+	require.ErrorIs(t, <-tooLate, ErrFinalSent)
 	c.CloseGroup()
 	<-c.Done()
 	<-clone.Done()
