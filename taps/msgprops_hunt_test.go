@@ -190,11 +190,22 @@ func TestMsgPropsLifetimeExpiresWhileQueued(t *testing.T) {
 	peer, err := ln.Accept()
 	require.NoError(t, err)
 	defer peer.Close()
+	// "first" has the lifetime of "short", sent later: by the time "short"
+	// expires, "first" is past its lifetime too, while it is being
+	// written. (A lifetime of 1 ms could pass before the connection took
+	// "first" when the machine was busy: it expired unwritten, and the
+	// test waited for its write for ever; CI, under go test ./...)
 	first := make(chan error, 1)
-	c.SendAsync([]byte("first"), NewMessageContext().Lifetime(time.Millisecond), func(_ *Connection, err error) { first <- err })
-	<-st.holding // "first" is being written: it is past expiring
+	c.SendAsync([]byte("first"), NewMessageContext().Lifetime(50*time.Millisecond), func(_ *Connection, err error) { first <- err })
+	select {
+	case <-st.holding: // "first" is being written: it is past expiring
+	case err := <-first:
+		t.Fatalf("\"first\" ended before its write started (the machine is too busy for its 50 ms lifetime): %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("\"first\" was never written")
+	}
 	short := make(chan error, 1)
-	c.SendAsync([]byte("short"), NewMessageContext().Lifetime(20*time.Millisecond), func(_ *Connection, err error) { short <- err })
+	c.SendAsync([]byte("short"), NewMessageContext().Lifetime(50*time.Millisecond), func(_ *Connection, err error) { short <- err })
 	kept := make(chan error, 1)
 	c.SendAsync([]byte("kept"), nil, func(_ *Connection, err error) { kept <- err })
 	select {
