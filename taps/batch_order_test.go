@@ -22,11 +22,7 @@ import (
 // run of 4000 messages, before).
 func TestSendAsyncKeepsItsOrderAcrossAnotherGoroutinesBatches(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 
 	const n = 4000
 	var stop atomic.Bool

@@ -13,11 +13,7 @@ import (
 // its Sent event, which a batched send would get only after fn returns.
 func TestBlockingSendInsideBatchIsNotHeldByIt(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, r := rawListener(t)
-	c := initiateTo(t, sys, r, framers.NewLengthPrefix())
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	var sendErr error
