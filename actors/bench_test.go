@@ -211,8 +211,9 @@ func benchLocalHop(b *testing.B, opts ...actor.PropsOption) {
 	}
 }
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(b *testing.B) (*net.TCPConn, *net.TCPConn) {
+// tcpPair returns both ends of a loopback TCP connection, closed at the
+// test's end.
+func tcpPair(b testing.TB) (*net.TCPConn, *net.TCPConn) {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -58,15 +58,7 @@ func inlineReaderLink(t *testing.T, dialed net.Conn) (*Link, *streamReader, held
 // read again instead, waiting for bytes that were not coming: the peer had
 // sent the whole message, and waited for its reply.
 func TestReceiveServedBetweenInlineReadsReturns(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	dialed, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer dialed.Close()
-	peer, err := ln.Accept()
-	require.NoError(t, err)
-	defer peer.Close()
+	dialed, peer := tcpPair(t)
 
 	link, sr, posts := inlineReaderLink(t, dialed)
 	require.True(t, sr.cr.raw.direct, "the socket is read directly")
@@ -75,7 +67,7 @@ func TestReceiveServedBetweenInlineReadsReturns(t *testing.T) {
 	// it, and its delivery completes on another goroutine before the
 	// Receive looks again
 	msg := []byte("the whole message")
-	_, err = peer.Write(msg)
+	_, err := peer.Write(msg)
 	require.NoError(t, err)
 	reads := 0
 	hook := func() {
@@ -110,13 +102,7 @@ func TestReceiveServedBetweenInlineReadsReturns(t *testing.T) {
 // reader (doneRaw wakes it only when rawPending crosses its limit). It
 // slept, and the Receive with it, for ever (CI: TestHoldHuntPeerFINWhileHolding).
 func TestReceiveWaitingOnRawPendingWakesTheReader(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	dialed, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer dialed.Close()
-
+	dialed, _ := tcpPair(t)
 	link, sr, _ := inlineReaderLink(t, dialed)
 	link.mu.Lock()
 	link.demand = true
