@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -114,7 +115,10 @@ func TestTLSOpportunisticClientToPlainServerIsPlain(t *testing.T) {
 // TestTLSOpportunisticClientToSecureServerIsSecure: opportunistic security
 // is unauthenticated, so TLS is used to a TLS server whether or not its
 // certificate can be verified, rather than plain TCP to a TLS port (the
-// first case failed before: the TCP attempt won).
+// first case failed before: the TCP attempt won). The plain TCP attempt
+// is staggered behind the TLS one by the attempt delay: the test gives it
+// the longest (securePre's 20 ms was shorter than a TLS handshake under
+// -race on a busy machine: the TCP attempt started and won, CI).
 func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
 		t.Run(fmt.Sprintf("trustedCA=%v", trusted), func(t *testing.T) {
@@ -125,7 +129,7 @@ func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 			if trusted {
 				sec.SetTrustedCAs(pki.pool)
 			}
-			stackEcho(t, securePre(sys, ln, sec, tlsOnlyProps(t)), "tls", "opportunistic")
+			stackEcho(t, securePre(sys, ln, sec, tlsOnlyProps(t), WithAttemptDelay(2*time.Second)), "tls", "opportunistic")
 			ln.Stop()
 		})
 	}
