@@ -53,6 +53,59 @@ func nextStart(now, lastStart time.Time, delay time.Duration, lastFailed bool) t
 	return lastStart.Add(delay)
 }
 
+// secureFallbackHold is the longest a plain attempt waits behind a
+// running secure attempt to the same remote under opportunistic security
+// (messages.ConnectionConfig.SecureFallback): long enough for a TLS 1.2
+// handshake over a 600 ms round trip, short enough that a server that
+// accepts TCP and never answers a ClientHello still gets its plain
+// connection. A secure attempt that fails releases its fallbacks at once.
+const secureFallbackHold = 2 * time.Second
+
+// attemptState is what pickAttempt needs to know of a candidate: when it
+// started (zero: not yet) and whether it has ended.
+type attemptState struct {
+	start time.Time
+	ended bool
+}
+
+// pickAttempt returns the candidate to start now: the first in order that
+// has not started and is not held back. With fallback, a plain candidate
+// is held while a secure candidate to the same target (remote, local
+// address, interface) runs and started less than hold ago: a slow TLS
+// handshake to a TLS server is waited for, not beaten by plain TCP to its
+// port. It returns -1 when none can start; wake is then the earliest time
+// a held candidate's hold ends by the clock (zero when none is held). It
+// is pure.
+func pickAttempt(cands []candidate, st []attemptState, fallback bool, hold time.Duration, now time.Time) (idx int, wake time.Time) {
+	for i, c := range cands {
+		if !st[i].start.IsZero() {
+			continue
+		}
+		if !fallback || c.stack.Capabilities().Secure {
+			return i, time.Time{}
+		}
+		var until time.Time // the end of the latest hold on i
+		for j, s := range cands {
+			if !s.stack.Capabilities().Secure || s.remote != c.remote || s.local != c.local || s.iface != c.iface || s.path != c.path {
+				continue
+			}
+			if st[j].start.IsZero() || st[j].ended {
+				continue
+			}
+			if end := st[j].start.Add(hold); end.After(now) && end.After(until) {
+				until = end
+			}
+		}
+		if until.IsZero() {
+			return i, time.Time{}
+		}
+		if wake.IsZero() || until.Before(wake) {
+			wake = until
+		}
+	}
+	return -1, wake
+}
+
 // candidate is one leaf of the candidate tree: [path, stack, endpoint].
 type candidate struct {
 	stack  stacks.Stack

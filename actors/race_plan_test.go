@@ -313,3 +313,70 @@ func TestPlanCandidatesPairsUnixPathsWithTheUnixStack(t *testing.T) {
 		})
 	}
 }
+
+func TestPickAttempt(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	tls, tcp, quic := stacks.TLS(), stacks.TCP(), stacks.QUIC()
+	a := netip.MustParseAddrPort("192.0.2.1:443")
+	b := netip.MustParseAddrPort("192.0.2.2:443")
+	cand := func(st stacks.Stack, remote netip.AddrPort, iface string) candidate {
+		return candidate{stack: st, remote: remote, iface: iface}
+	}
+	// run is a started attempt (offset from t0), "end" one that ended
+	type run struct {
+		at    time.Duration
+		ended bool
+	}
+	tests := []struct {
+		name     string
+		cands    []candidate
+		runs     map[int]run // started candidates
+		fallback bool
+		now      time.Duration
+		want     int
+		wantWake time.Duration // -1: zero
+	}{
+		{name: "nothing started: the first", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			fallback: true, want: 0, wantWake: -1},
+		{name: "plain held while its secure sibling runs", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			runs: map[int]run{0: {at: 0}}, fallback: true, now: 250 * ms, want: -1, wantWake: 2000 * ms},
+		{name: "without fallback the plain one starts", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			runs: map[int]run{0: {at: 0}}, now: 250 * ms, want: 1, wantWake: -1},
+		{name: "the sibling failed: released at once", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			runs: map[int]run{0: {at: 0, ended: true}}, fallback: true, now: 100 * ms, want: 1, wantWake: -1},
+		{name: "the hold is over", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			runs: map[int]run{0: {at: 0}}, fallback: true, now: 2000 * ms, want: 1, wantWake: -1},
+		{name: "another remote's secure attempt holds nothing", cands: []candidate{cand(tls, a, ""), cand(tcp, b, "")},
+			runs: map[int]run{0: {at: 0}}, fallback: true, now: 250 * ms, want: 1, wantWake: -1},
+		{name: "another path's secure attempt holds nothing", cands: []candidate{cand(tls, a, "eth0"), cand(tcp, a, "wlan0")},
+			runs: map[int]run{0: {at: 0}}, fallback: true, now: 250 * ms, want: 1, wantWake: -1},
+		{name: "a held one is skipped for the next", cands: []candidate{cand(tls, a, ""), cand(tls, b, ""), cand(tcp, a, ""), cand(tcp, b, "")},
+			runs: map[int]run{0: {at: 0}, 1: {at: 250 * ms, ended: true}}, fallback: true, now: 500 * ms, want: 3, wantWake: -1},
+		{name: "the latest of two holds counts; the earliest held wakes", cands: []candidate{cand(tls, a, ""), cand(quic, a, ""), cand(tls, b, ""), cand(tcp, a, ""), cand(tcp, b, "")},
+			runs: map[int]run{0: {at: 0}, 1: {at: 250 * ms}, 2: {at: 500 * ms}}, fallback: true, now: 750 * ms, want: -1, wantWake: 2250 * ms},
+		{name: "a secure sibling not started yet holds nothing (a cached plain winner goes first)", cands: []candidate{cand(tcp, a, ""), cand(tls, a, "")},
+			fallback: true, want: 0, wantWake: -1},
+		{name: "everything started", cands: []candidate{cand(tls, a, "")},
+			runs: map[int]run{0: {at: 0}}, fallback: true, now: 10 * ms, want: -1, wantWake: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := make([]attemptState, len(tt.cands))
+			for i, r := range tt.runs {
+				st[i] = attemptState{start: t0.Add(r.at), ended: r.ended}
+			}
+			got, wake := pickAttempt(tt.cands, st, tt.fallback, secureFallbackHold, t0.Add(tt.now))
+			if got != tt.want {
+				t.Errorf("got candidate %d; want %d", got, tt.want)
+			}
+			var want time.Time
+			if tt.wantWake >= 0 {
+				want = t0.Add(tt.wantWake)
+			}
+			if !wake.Equal(want) {
+				t.Errorf("wake %v; want %v", wake.Sub(t0), tt.wantWake)
+			}
+		})
+	}
+}

@@ -22,7 +22,9 @@ import (
 //
 // Candidates start one at a time, each Connection Attempt Delay after the
 // previous one, earlier attempts running on; an attempt that fails starts
-// the next at once. The first candidate fully established wins: no new
+// the next at once. Under opportunistic security a plain candidate is
+// skipped while a secure attempt to its target runs (pickAttempt): it
+// starts when that attempt fails or after secureFallbackHold. The first candidate fully established wins: no new
 // attempt starts, every other candidate is stopped (its socket closed), and
 // a late second success is closed, never handed out. When every attempt
 // has failed, the race fails with an *EstablishmentFailure listing them all.
@@ -55,7 +57,7 @@ type racerActor struct {
 	delay     time.Duration
 	t0        time.Time // offsets are measured from here (the Initiate)
 	cacheKey  string    // "" when not caching
-	next      int       // index of the next candidate to start
+	unstarted int       // candidates not started yet
 	lastStart time.Time
 	gen       uint64
 	timer     *time.Timer
@@ -71,7 +73,7 @@ type racerActor struct {
 
 func newRacerActor(s *System, spec *connSpec, cands []candidate, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
 	return &racerActor{sys: s, spec: spec, cands: cands, delay: delay, t0: t0, cacheKey: cacheKey,
-		pids: map[string]int{}, att: make([]*messages.EstablishmentAttempt, len(cands)),
+		unstarted: len(cands), pids: map[string]int{}, att: make([]*messages.EstablishmentAttempt, len(cands)),
 		errs: make([]error, len(cands)), ended: make([]bool, len(cands)),
 		report: &messages.EstablishmentReport{FromCache: fromCache}}
 }
@@ -111,13 +113,22 @@ func (r *racerActor) stopTimer() {
 	}
 }
 
-// startNext starts the next candidate and arms the timer for the one after.
+// startNext starts the next candidate pickAttempt allows and arms the
+// timer for the one after; when every candidate left is held back, the
+// timer is armed for the first hold's end (a failure ends holds sooner).
 func (r *racerActor) startNext(ctx actor.Context) {
-	if r.done || r.next >= len(r.cands) {
+	if r.done || r.unstarted == 0 {
 		return
 	}
-	idx := r.next
-	r.next++
+	now := time.Now()
+	idx, wake := pickAttempt(r.cands, r.states(), r.spec.cfg.SecureFallback, secureFallbackHold, now)
+	if idx < 0 {
+		if !wake.IsZero() {
+			r.armTimer(ctx, wake.Sub(now))
+		}
+		return
+	}
+	r.unstarted--
 	c := r.cands[idx]
 	// configs are immutable: shared, not copied. The connection replaces
 	// its spec and cfg on SetProperty, with StackOptions derived from the
@@ -128,7 +139,6 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	pid := ctx.SpawnPrefix(props, "candidate")
 	r.pids[pid.Id] = idx
 	r.live++
-	now := time.Now()
 	r.lastStart = now
 	off := now.Sub(r.t0).Nanoseconds()
 	a := &messages.EstablishmentAttempt{Endpoint: c.endpoint(), Stack: c.stack.Name(), Path: c.iface,
@@ -136,12 +146,29 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	r.att[idx] = a
 	r.report.Attempts = append(r.report.Attempts, a)
 	r.traceAttempt("AttemptStarted", idx, nil, off)
-	r.stopTimer()
-	if r.next < len(r.cands) {
-		gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()
-		d := nextStart(now, r.lastStart, r.delay, false).Sub(now)
-		r.timer = time.AfterFunc(d, func() { root.Send(self, &attemptTimer{gen: gen}) })
+	if r.unstarted > 0 {
+		r.armTimer(ctx, nextStart(now, r.lastStart, r.delay, false).Sub(now))
+	} else {
+		r.stopTimer()
 	}
+}
+
+// armTimer makes the next attemptTimer fire after d, replacing any other.
+func (r *racerActor) armTimer(ctx actor.Context, d time.Duration) {
+	r.stopTimer()
+	gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()
+	r.timer = time.AfterFunc(d, func() { root.Send(self, &attemptTimer{gen: gen}) })
+}
+
+// states is what pickAttempt needs of each candidate.
+func (r *racerActor) states() []attemptState {
+	st := make([]attemptState, len(r.cands))
+	for i, a := range r.att {
+		if a != nil {
+			st[i] = attemptState{start: r.t0.Add(time.Duration(a.StartOffsetNs)), ended: r.ended[i]}
+		}
+	}
+	return st
 }
 
 // endAttempt closes candidate idx's report entry; false when it was not
@@ -169,12 +196,9 @@ func (r *racerActor) failedAttempt(ctx actor.Context, idx int, err error) {
 		return
 	}
 	r.traceAttempt("AttemptFailed", idx, err, off)
-	if r.next < len(r.cands) {
-		r.startNext(ctx) // a failed attempt starts the next one at once
-		return
-	}
-	if r.live == 0 {
-		r.lose(ctx, nil)
+	r.startNext(ctx) // a failed attempt starts the next one at once
+	if r.live == 0 && !r.done {
+		r.lose(ctx, nil) // nothing left to start: a held candidate waits only on a running attempt
 	}
 }
 

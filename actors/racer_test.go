@@ -29,19 +29,22 @@ type outcome struct {
 // fakeStack dials by table: each remote address has an outcome. It records
 // every dial and every transport it made.
 type fakeStack struct {
-	name  string
-	plan  map[netip.AddrPort]outcome
-	mu    sync.Mutex
-	dials []netip.AddrPort
-	made  map[netip.AddrPort]*pipeTransport
+	name   string
+	secure bool // its Capabilities say Secure
+	plan   map[netip.AddrPort]outcome
+	mu     sync.Mutex
+	dials  []netip.AddrPort
+	made   map[netip.AddrPort]*pipeTransport
 }
 
 func newFakeStack(plan map[netip.AddrPort]outcome) *fakeStack {
 	return &fakeStack{name: "fake", plan: plan, made: map[netip.AddrPort]*pipeTransport{}}
 }
 
-func (s *fakeStack) Name() string                      { return s.name }
-func (s *fakeStack) Capabilities() stacks.Capabilities { return stacks.Capabilities{Reliability: true} }
+func (s *fakeStack) Name() string { return s.name }
+func (s *fakeStack) Capabilities() stacks.Capabilities {
+	return stacks.Capabilities{Reliability: true, Secure: s.secure}
+}
 func (s *fakeStack) Listen(context.Context, stacks.Options) (stacks.Listener, error) {
 	return nil, errors.New("fake stack cannot listen")
 }
@@ -295,6 +298,87 @@ func TestRacerSchedule(t *testing.T) {
 				if tt.wantEvents != nil {
 					require.Equal(t, tt.wantEvents, tr.events())
 				}
+			})
+		})
+	}
+}
+
+// TestRacerSecureFallback: under opportunistic security (SecureFallback)
+// a plain attempt waits while the secure attempt to its remote runs, until
+// that attempt fails or has run for secureFallbackHold; without it, the
+// plain attempt starts after the attempt delay and can win against a slow
+// TLS handshake (the plain TCP to a TLS port this fixes).
+func TestRacerSecureFallback(t *testing.T) {
+	ms := time.Millisecond
+	type attempt struct {
+		stack      string
+		remote     netip.AddrPort
+		start, end time.Duration // end -1: cancelled unfinished
+		won        bool
+	}
+	tests := []struct {
+		name     string
+		secure   map[netip.AddrPort]outcome
+		plain    map[netip.AddrPort]outcome
+		remotes  []netip.AddrPort
+		fallback bool
+		want     []attempt
+	}{
+		{
+			name:   "slow secure handshake wins, plain never starts",
+			secure: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: 900 * ms}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
+			remotes: []netip.AddrPort{addrA}, fallback: true,
+			want: []attempt{{"sec", addrA, 0, 900 * ms, true}},
+		},
+		{
+			name:   "without fallback plain starts after the delay and wins",
+			secure: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: 900 * ms}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
+			remotes: []netip.AddrPort{addrA},
+			want:    []attempt{{"sec", addrA, 0, -1, false}, {"fake", addrA, 250 * ms, 251 * ms, true}},
+		},
+		{
+			name:   "secure fails: plain starts at once",
+			secure: map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 80 * ms}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
+			remotes: []netip.AddrPort{addrA}, fallback: true,
+			want: []attempt{{"sec", addrA, 0, 80 * ms, false}, {"fake", addrA, 80 * ms, 81 * ms, true}},
+		},
+		{
+			name:   "secure silent: plain starts after the hold",
+			secure: map[netip.AddrPort]outcome{addrA: {kind: "dead"}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
+			remotes: []netip.AddrPort{addrA}, fallback: true,
+			want: []attempt{{"sec", addrA, 0, -1, false}, {"fake", addrA, secureFallbackHold, secureFallbackHold + ms, true}},
+		},
+		{
+			name:    "a held plain attempt is skipped for the next one",
+			secure:  map[netip.AddrPort]outcome{addrA: {kind: "dead"}, addrB: {kind: "refused", after: 300 * ms}},
+			plain:   map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}, addrB: {kind: "ok", after: 10 * ms}},
+			remotes: []netip.AddrPort{addrA, addrB}, fallback: true,
+			want: []attempt{{"sec", addrA, 0, -1, false}, {"sec", addrB, 250 * ms, 550 * ms, false}, {"fake", addrB, 550 * ms, 560 * ms, true}},
+		},
+		{
+			name:    "every attempt fails: the race fails after the last",
+			secure:  map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 5 * ms}},
+			plain:   map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 5 * ms}},
+			remotes: []netip.AddrPort{addrA}, fallback: true,
+			want: []attempt{{"sec", addrA, 0, 5 * ms, false}, {"fake", addrA, 5 * ms, 10 * ms, false}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sys := NewSystem(Config{})
+				defer shutdown(t, sys)
+				sec := newFakeStack(tt.secure)
+				sec.name, sec.secure = "sec", true
+				cfg := &messages.ConnectionConfig{Remotes: endpoints(tt.remotes...),
+					Stacks: []stacks.Stack{sec, newFakeStack(tt.plain)}, SecureFallback: tt.fallback}
+				res := runRace(t, sys, cfg)
+				var got []attempt
+				for _, a := range res.report.Attempts {
+					got = append(got, attempt{a.Stack, netip.MustParseAddrPort(a.Endpoint), time.Duration(a.StartOffsetNs),
+						time.Duration(a.EndOffsetNs), a.Won})
+				}
+				require.Equal(t, tt.want, got)
 			})
 		})
 	}

@@ -41,6 +41,11 @@ type ConnectionConfig struct {
 	DeriveStackOptions func(props *Properties, base stacks.Options) stacks.Options
 	// AttemptDelay is the racing stagger (Connection Attempt Delay).
 	AttemptDelay time.Duration
+	// SecureFallback (opportunistic security) makes every plain stack a
+	// fallback of the secure ones: a plain attempt waits while a secure
+	// attempt to the same remote on the same path runs, until that attempt
+	// fails or has run for 2 s (actors/race_plan.go).
+	SecureFallback bool
 	// EstablishmentTimeout bounds the whole race; 0 means none.
 	EstablishmentTimeout time.Duration
 	// RecvBufferLimit bounds the received bytes held for the application.

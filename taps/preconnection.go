@@ -519,6 +519,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		return nil, p.handlers, err
 	}
 	cfg.Stacks = sel
+	// opportunistic: plain TCP to a TLS server must not win the race
+	// because its TLS handshake is slower than the attempt delay
+	cfg.SecureFallback = sec != nil && sec.Mode() == SecurityOpportunistic
 	cfg.StackOptions = p.encoded[r].opts
 	cfg.DeriveStackOptions = stackOptionsFromMessage // SetProperty, re-establishment, Clone
 	cfg.StackOptions.TLS = tlsCfg

@@ -87,15 +87,15 @@ func secureListener(t *testing.T, sys *System, sec *SecurityParameters, tp *Tran
 	return ln
 }
 
-func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *TransportProperties, opts ...PreconnectionOption) *Preconnection {
+func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *TransportProperties) *Preconnection {
 	ap, _ := ln.LocalEndpoints()[0].Addr()
 	if tp == nil {
 		tp = NewTransportProperties()
 	}
-	pre := NewPreconnection(append([]PreconnectionOption{WithSystem(sys), WithSecurityParameters(sec), WithTransportProperties(tp),
-		WithAttemptDelay(20 * time.Millisecond),
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(sec), WithTransportProperties(tp),
+		WithAttemptDelay(20*time.Millisecond),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
-		WithResolver(loopbackOnly)}, opts...)...)
+		WithResolver(loopbackOnly))
 	pre.AddFramer(framers.NewLengthPrefix())
 	return pre
 }

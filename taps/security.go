@@ -19,6 +19,10 @@ const (
 	// (NewOpportunisticSecurityParameters). The security is
 	// unauthenticated (RFC 7435): an Initiate does not verify the
 	// server's certificate (the trust verification callback still runs).
+	// A plain stack is a fallback, not a rival: its attempt to an address
+	// starts only when the secure attempts to that address (on the same
+	// path) have failed, or after they have run for 2 s without an
+	// answer, so a slow TLS server is not beaten by plain TCP to its port.
 	SecurityOpportunistic
 )
 

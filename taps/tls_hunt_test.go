@@ -3,6 +3,10 @@ package taps
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,10 +119,9 @@ func TestTLSOpportunisticClientToPlainServerIsPlain(t *testing.T) {
 // TestTLSOpportunisticClientToSecureServerIsSecure: opportunistic security
 // is unauthenticated, so TLS is used to a TLS server whether or not its
 // certificate can be verified, rather than plain TCP to a TLS port (the
-// first case failed before: the TCP attempt won). The plain TCP attempt
-// is staggered behind the TLS one by the attempt delay: the test gives it
-// the longest (securePre's 20 ms was shorter than a TLS handshake under
-// -race on a busy machine: the TCP attempt started and won, CI).
+// first case failed before: the TCP attempt won). securePre's attempt
+// delay is 20 ms, shorter than a TLS handshake under -race on a busy
+// machine: the plain attempt waits for the TLS one (it won in CI before).
 func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
 		t.Run(fmt.Sprintf("trustedCA=%v", trusted), func(t *testing.T) {
@@ -129,10 +132,66 @@ func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 			if trusted {
 				sec.SetTrustedCAs(pki.pool)
 			}
-			stackEcho(t, securePre(sys, ln, sec, tlsOnlyProps(t), WithAttemptDelay(2*time.Second)), "tls", "opportunistic")
+			stackEcho(t, securePre(sys, ln, sec, tlsOnlyProps(t)), "tls", "opportunistic")
 			ln.Stop()
 		})
 	}
+}
+
+// TestTLSOpportunisticSlowTLSServerIsStillSecure: a TLS server that takes
+// 300 ms to answer the ClientHello gets TLS, not plain TCP, although the
+// attempt delay is 20 ms: under opportunistic security the plain attempt
+// waits while the TLS attempt to the same address runs (it started at
+// 20 ms and won before: two connections reached the server, the second
+// one plain).
+func TestTLSOpportunisticSlowTLSServerIsStillSecure(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				select {
+				case <-time.After(300 * time.Millisecond): // the slow server
+				case <-done:
+					return
+				}
+				if tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pki.server}}).Handshake() != nil {
+					return
+				}
+				<-done
+			}()
+		}
+	}()
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewOpportunisticSecurityParameters()),
+		WithTransportProperties(tlsOnlyProps(t)), WithAttemptDelay(20*time.Millisecond),
+		WithRemoteEndpoint(loopbackRemote(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))))
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "tls", c.GetProperties().Stack)
+	require.Equal(t, int32(1), accepted.Load(), "only the TLS attempt connected")
+	c.Abort()
+	<-c.Done()
 }
 
 func TestTLSIsolateSessionOverridesAnExplicitSessionCache(t *testing.T) {
