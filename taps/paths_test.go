@@ -333,13 +333,20 @@ func TestMultipathSelectsMPTCP(t *testing.T) {
 	ln := listenLoopback(t, sys, framers.NewLengthPrefix()) // Listen default: Passive
 	ap, _ := ln.LocalEndpoints()[0].Addr()
 	accepted := make(chan *Connection, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	go func() {
 		for {
-			s, err := ln.Accept(context.Background())
+			s, err := ln.Accept(ctx)
 			if err != nil {
 				return
 			}
-			accepted <- s
+			select {
+			case accepted <- s:
+			case <-ctx.Done(): // the test ended with the buffer full
+				s.Abort()
+				return
+			}
 		}
 	}()
 	mp := mptcpEnabled()

@@ -40,7 +40,12 @@ func quicHuntEchoServer(t *testing.T, ctx context.Context, sys *System, pki *tes
 	ln := quicListen(t, ctx, sys, pki, tp)
 	accepted := make(chan *Connection, 16)
 	ln.OnConnectionReceived(func(_ *Listener, s *Connection) {
-		accepted <- s
+		select {
+		case accepted <- s:
+		case <-ctx.Done(): // the test ended with the buffer full
+			s.Abort()
+			return
+		}
 		go func() {
 			for {
 				m, err := s.Receive(ctx)

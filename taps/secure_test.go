@@ -118,7 +118,12 @@ func quicEchoServer(t *testing.T, sys *System, pki *testPKI, tp *TransportProper
 			if err != nil {
 				return
 			}
-			accepted <- s
+			select {
+			case accepted <- s:
+			case <-ctx.Done(): // the test ended with the buffer full
+				s.Abort()
+				return
+			}
 			go func() {
 				for {
 					m, err := s.Receive(ctx)
