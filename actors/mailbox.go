@@ -200,6 +200,10 @@ func (m *inlineMailbox) run(first any) {
 			i = 0
 			runtime.Gosched()
 		}
+		if m.sysN.Load() == 0 && m.userN.Load() == 0 {
+			returned = true // the common end: nothing queued (no pop calls)
+			return
+		}
 		if msg = m.pop(&m.sys, &m.sysN); msg != nil {
 			switch msg.(type) {
 			case *actor.SuspendMailbox:
