@@ -65,7 +65,8 @@ type racerActor struct {
 	att       []*messages.EstablishmentAttempt
 	errs      []error
 	ended     []bool
-	live      int // started, not ended
+	held      []bool // traced as AttemptHeld (SecureFallback only)
+	live      int    // started, not ended
 	report    *messages.EstablishmentReport
 	done      bool // the outcome was sent: report is no longer ours
 	self      *actor.PID
@@ -122,6 +123,9 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	}
 	now := time.Now()
 	idx, wake := pickAttempt(r.cands, r.states(), r.spec.cfg.SecureFallback, secureFallbackHold, now)
+	if r.spec.cfg.SecureFallback {
+		r.traceHeld(idx, now)
+	}
 	if idx < 0 {
 		if !wake.IsZero() {
 			r.armTimer(ctx, wake.Sub(now))
@@ -150,6 +154,24 @@ func (r *racerActor) startNext(ctx actor.Context) {
 		r.armTimer(ctx, nextStart(now, r.lastStart, r.delay, false).Sub(now))
 	} else {
 		r.stopTimer()
+	}
+}
+
+// traceHeld traces AttemptHeld, once, for every candidate pickAttempt
+// passed over: the unstarted ones before idx (all of them when idx < 0).
+func (r *racerActor) traceHeld(idx int, now time.Time) {
+	if r.held == nil {
+		r.held = make([]bool, len(r.cands))
+	}
+	end := idx
+	if idx < 0 {
+		end = len(r.cands)
+	}
+	for i := 0; i < end; i++ {
+		if r.att[i] == nil && !r.held[i] {
+			r.held[i] = true
+			r.traceAttempt("AttemptHeld", i, nil, now.Sub(r.t0).Nanoseconds())
+		}
 	}
 }
 

@@ -323,12 +323,14 @@ func TestRacerSecureFallback(t *testing.T) {
 		remotes  []netip.AddrPort
 		fallback bool
 		want     []attempt
+		events   []string // the trace, when given
 	}{
 		{
 			name:   "slow secure handshake wins, plain never starts",
 			secure: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: 900 * ms}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
 			remotes: []netip.AddrPort{addrA}, fallback: true,
-			want: []attempt{{"sec", addrA, 0, 900 * ms, true}},
+			want:   []attempt{{"sec", addrA, 0, 900 * ms, true}},
+			events: []string{"AttemptStarted 0", "AttemptHeld 1", "AttemptWon 0"},
 		},
 		{
 			name:   "without fallback plain starts after the delay and wins",
@@ -354,6 +356,8 @@ func TestRacerSecureFallback(t *testing.T) {
 			plain:   map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}, addrB: {kind: "ok", after: 10 * ms}},
 			remotes: []netip.AddrPort{addrA, addrB}, fallback: true,
 			want: []attempt{{"sec", addrA, 0, -1, false}, {"sec", addrB, 250 * ms, 550 * ms, false}, {"fake", addrB, 550 * ms, 560 * ms, true}},
+			events: []string{"AttemptStarted 0", "AttemptStarted 1", "AttemptHeld 2", "AttemptHeld 3", "AttemptFailed 1",
+				"AttemptStarted 3", "AttemptWon 3", "AttemptCancelled 0"},
 		},
 		{
 			name:    "every attempt fails: the race fails after the last",
@@ -366,7 +370,8 @@ func TestRacerSecureFallback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				sys := NewSystem(Config{})
+				tr := &tracer{}
+				sys := NewSystem(Config{Tracer: tr.record})
 				defer shutdown(t, sys)
 				sec := newFakeStack(tt.secure)
 				sec.name, sec.secure = "sec", true
@@ -379,6 +384,9 @@ func TestRacerSecureFallback(t *testing.T) {
 						time.Duration(a.EndOffsetNs), a.Won})
 				}
 				require.Equal(t, tt.want, got)
+				if tt.events != nil {
+					require.Equal(t, tt.events, tr.events())
+				}
 			})
 		})
 	}

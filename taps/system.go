@@ -169,7 +169,9 @@ type TraceRecord struct {
 	//     WithReestablishment; its Established->Establishing has none),
 	//     Closed, EstablishmentError, ConnectionError, or none)
 	//   - "candidate": a racing attempt (AttemptStarted, AttemptFailed,
-	//     AttemptWon, AttemptCancelled; FramerFailed before Ready)
+	//     AttemptWon, AttemptCancelled; FramerFailed before Ready;
+	//     AttemptHeld: under opportunistic security a plain attempt
+	//     waits for the secure attempt to its address)
 	//   - "sent", "received" (Received, ReceivedPartial, ReceiveError,
 	//     PeerEndOfStream), "send_error", "receive_error" (a framer
 	//     failed), "expired": message events

@@ -191,3 +191,26 @@ func TestTickStep(t *testing.T) {
 	require.Equal(t, int64(500_000), tickStep(4_000_000))
 	require.Equal(t, int64(1), tickStep(0))
 }
+
+// TestRenderHeldAttempt: an AttemptHeld record (opportunistic security: a
+// plain attempt waits for the secure one) draws no lane of its own; a held
+// candidate that never started has none.
+func TestRenderHeldAttempt(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "race.jsonl"))
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := ReadTrace(f, nil)
+	require.NoError(t, err)
+	var first *messages.TraceRecord
+	for _, r := range recs {
+		if r.GetKind() == "candidate" {
+			first = r
+			break
+		}
+	}
+	require.NotNil(t, first)
+	held := &messages.TraceRecord{TimeUnixNano: first.GetTimeUnixNano() + 1, Kind: "candidate", Event: "AttemptHeld",
+		ConnectionId: first.GetConnectionId(), Candidate: "7", Stack: "tcp", Remote: first.GetRemote(), OffsetNs: 1}
+	cands, _ := checkSVG(t, Render(append(recs, held)))
+	require.Equal(t, 2, cands, "the held candidate that never started has no lane")
+}

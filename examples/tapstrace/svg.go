@@ -96,6 +96,9 @@ func build(recs []*messages.TraceRecord) *timeline {
 		}
 		switch r.GetKind() {
 		case "candidate":
+			if r.GetEvent() == "AttemptHeld" {
+				break // a bar starts when the attempt does (a held one may never)
+			}
 			key := fmt.Sprintf("%d/%s/%s/%s", r.GetConnectionId(), r.GetCandidate(), r.GetStack(), r.GetRemote())
 			c := candByKey[key]
 			if c == nil || (r.GetEvent() == "AttemptStarted" && c.start != 0) {
