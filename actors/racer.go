@@ -24,9 +24,11 @@ import (
 // previous one, earlier attempts running on; an attempt that fails starts
 // the next at once. Under opportunistic security a plain candidate is
 // skipped while a secure attempt to its target runs (pickAttempt): it
-// starts when that attempt fails or after secureFallbackHold. The first candidate fully established wins: no new
-// attempt starts, every other candidate is stopped (its socket closed), and
-// a late second success is closed, never handed out. When every attempt
+// starts when that attempt fails or after fallbackHold.
+//
+// The first candidate fully established wins: no new attempt starts,
+// every other candidate is stopped (its socket closed), and a late second
+// success is closed, never handed out. When every attempt
 // has failed, the race fails with an *EstablishmentFailure listing them all.
 
 // Racer messages.
@@ -122,7 +124,7 @@ func (r *racerActor) startNext(ctx actor.Context) {
 		return
 	}
 	now := time.Now()
-	idx, wake := pickAttempt(r.cands, r.states(), r.spec.cfg.SecureFallback, secureFallbackHold, now)
+	idx, wake := pickAttempt(r.cands, r.states(), r.spec.cfg.SecureFallback, r.fallbackHold(), now)
 	if r.spec.cfg.SecureFallback {
 		r.traceHeld(idx, now)
 	}
@@ -180,6 +182,16 @@ func (r *racerActor) armTimer(ctx actor.Context, d time.Duration) {
 	r.stopTimer()
 	gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()
 	r.timer = time.AfterFunc(d, func() { root.Send(self, &attemptTimer{gen: gen}) })
+}
+
+// fallbackHold is how long a plain attempt waits for a secure one that
+// neither wins nor fails: secureFallbackHold, but at most half the
+// establishment timeout, so that the fallback gets its chance within it.
+func (r *racerActor) fallbackHold() time.Duration {
+	if d := r.spec.cfg.EstablishmentTimeout; d > 0 && d/2 < secureFallbackHold {
+		return d / 2
+	}
+	return secureFallbackHold
 }
 
 // states is what pickAttempt needs of each candidate.

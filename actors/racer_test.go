@@ -322,6 +322,7 @@ func TestRacerSecureFallback(t *testing.T) {
 		plain    map[netip.AddrPort]outcome
 		remotes  []netip.AddrPort
 		fallback bool
+		timeout  time.Duration // the establishment timeout
 		want     []attempt
 		events   []string // the trace, when given
 	}{
@@ -351,6 +352,12 @@ func TestRacerSecureFallback(t *testing.T) {
 			want: []attempt{{"sec", addrA, 0, -1, false}, {"fake", addrA, secureFallbackHold, secureFallbackHold + ms, true}},
 		},
 		{
+			name:   "a short establishment timeout halves the hold",
+			secure: map[netip.AddrPort]outcome{addrA: {kind: "dead"}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
+			remotes: []netip.AddrPort{addrA}, fallback: true, timeout: time.Second,
+			want: []attempt{{"sec", addrA, 0, -1, false}, {"fake", addrA, 500 * ms, 501 * ms, true}},
+		},
+		{
 			name:    "a held plain attempt is skipped for the next one",
 			secure:  map[netip.AddrPort]outcome{addrA: {kind: "dead"}, addrB: {kind: "refused", after: 300 * ms}},
 			plain:   map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}, addrB: {kind: "ok", after: 10 * ms}},
@@ -376,7 +383,8 @@ func TestRacerSecureFallback(t *testing.T) {
 				sec := newFakeStack(tt.secure)
 				sec.name, sec.secure = "sec", true
 				cfg := &messages.ConnectionConfig{Remotes: endpoints(tt.remotes...),
-					Stacks: []stacks.Stack{sec, newFakeStack(tt.plain)}, SecureFallback: tt.fallback}
+					Stacks: []stacks.Stack{sec, newFakeStack(tt.plain)}, SecureFallback: tt.fallback,
+					EstablishmentTimeout: tt.timeout}
 				res := runRace(t, sys, cfg)
 				var got []attempt
 				for _, a := range res.report.Attempts {

@@ -21,8 +21,9 @@ const (
 	// server's certificate (the trust verification callback still runs).
 	// A plain stack is a fallback, not a rival: its attempt to an address
 	// starts only when the secure attempts to that address (on the same
-	// path) have failed, or after they have run for 2 s without an
-	// answer, so a slow TLS server is not beaten by plain TCP to its port.
+	// path) have failed, or after they have run for 2 s (half the
+	// establishment timeout when that is shorter) without an answer, so a
+	// slow TLS server is not beaten by plain TCP to its port.
 	SecurityOpportunistic
 )
 
