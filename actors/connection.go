@@ -32,7 +32,10 @@ type connSpec struct {
 	cfg     *messages.ConnectionConfig
 	link    *Link
 	first   *messages.SendMessage
-	passive stacks.Transport // set for accepted connections
+	// deadline is Initiate's ctx deadline in Unix nanoseconds (0: none;
+	// 8 bytes, not a time.Time: this struct's size class holds)
+	deadline int64
+	passive  stacks.Transport // set for accepted connections
 	// rendezvous: the passive transport came from a rendezvous (its
 	// establishment is RendezvousDone, not ConnectionReceived)
 	rendezvous bool

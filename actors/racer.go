@@ -185,13 +185,20 @@ func (r *racerActor) armTimer(ctx actor.Context, d time.Duration) {
 }
 
 // fallbackHold is how long a plain attempt waits for a secure one that
-// neither wins nor fails: secureFallbackHold, but at most half the
-// establishment timeout, so that the fallback gets its chance within it.
+// neither wins nor fails: secureFallbackHold, but at most half of the
+// establishment timeout and half of what Initiate's ctx leaves, so that
+// the fallback gets its chance within them.
 func (r *racerActor) fallbackHold() time.Duration {
-	if d := r.spec.cfg.EstablishmentTimeout; d > 0 && d/2 < secureFallbackHold {
-		return d / 2
+	hold := secureFallbackHold
+	if d := r.spec.cfg.EstablishmentTimeout; d > 0 {
+		hold = min(hold, d/2)
 	}
-	return secureFallbackHold
+	if dl := r.spec.deadline; dl != 0 {
+		if left := time.Unix(0, dl).Sub(r.t0); left > 0 { // a later race (re-establishment) is past it
+			hold = min(hold, left/2)
+		}
+	}
+	return hold
 }
 
 // states is what pickAttempt needs of each candidate.

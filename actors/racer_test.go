@@ -121,10 +121,16 @@ type raceResult struct {
 // the EstablishmentError, reads the report, and aborts the connection.
 func runRace(t *testing.T, sys *System, cfg *messages.ConnectionConfig) raceResult {
 	t.Helper()
+	return runRaceBy(t, sys, cfg, time.Time{})
+}
+
+// runRaceBy is runRace for an Initiate whose ctx has deadline (zero: none).
+func runRaceBy(t *testing.T, sys *System, cfg *messages.ConnectionConfig, deadline time.Time) raceResult {
+	t.Helper()
 	ctx := context.Background()
 	start := time.Now()
 	link := NewLink(sys.NewID(), 0, 0, true)
-	res, err := Ask(ctx, sys, sys.Root, &InitiateConnection{Config: cfg, Link: link})
+	res, err := Ask(ctx, sys, sys.Root, &InitiateConnection{Config: cfg, Link: link, Deadline: deadline})
 	require.NoError(t, err)
 	conn := res.(*ConnectionStarted).Conn
 	<-link.Ready()
@@ -323,6 +329,7 @@ func TestRacerSecureFallback(t *testing.T) {
 		remotes  []netip.AddrPort
 		fallback bool
 		timeout  time.Duration // the establishment timeout
+		deadline time.Duration // Initiate's ctx deadline, from the start
 		want     []attempt
 		events   []string // the trace, when given
 	}{
@@ -358,6 +365,12 @@ func TestRacerSecureFallback(t *testing.T) {
 			want: []attempt{{"sec", addrA, 0, -1, false}, {"fake", addrA, 500 * ms, 501 * ms, true}},
 		},
 		{
+			name:   "a near ctx deadline halves the hold",
+			secure: map[netip.AddrPort]outcome{addrA: {kind: "dead"}}, plain: map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}},
+			remotes: []netip.AddrPort{addrA}, fallback: true, deadline: 1200 * ms,
+			want: []attempt{{"sec", addrA, 0, -1, false}, {"fake", addrA, 600 * ms, 601 * ms, true}},
+		},
+		{
 			name:    "a held plain attempt is skipped for the next one",
 			secure:  map[netip.AddrPort]outcome{addrA: {kind: "dead"}, addrB: {kind: "refused", after: 300 * ms}},
 			plain:   map[netip.AddrPort]outcome{addrA: {kind: "ok", after: ms}, addrB: {kind: "ok", after: 10 * ms}},
@@ -385,7 +398,11 @@ func TestRacerSecureFallback(t *testing.T) {
 				cfg := &messages.ConnectionConfig{Remotes: endpoints(tt.remotes...),
 					Stacks: []stacks.Stack{sec, newFakeStack(tt.plain)}, SecureFallback: tt.fallback,
 					EstablishmentTimeout: tt.timeout}
-				res := runRace(t, sys, cfg)
+				var deadline time.Time
+				if tt.deadline > 0 {
+					deadline = time.Now().Add(tt.deadline)
+				}
+				res := runRaceBy(t, sys, cfg, deadline)
 				var got []attempt
 				for _, a := range res.report.Attempts {
 					got = append(got, attempt{a.Stack, netip.MustParseAddrPort(a.Endpoint), time.Duration(a.StartOffsetNs),

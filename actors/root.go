@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -43,6 +44,9 @@ type InitiateConnection struct {
 	Link   *Link
 	// FirstMessage is sent as soon as possible (InitiateWithSend).
 	FirstMessage *messages.SendMessage
+	// Deadline is Initiate's ctx deadline (zero: none); racing gives a
+	// plain fallback its chance before it (racerActor.fallbackHold).
+	Deadline time.Time
 }
 
 // adoptConnection asks the root to make a connection of an accepted
@@ -78,6 +82,9 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		}
 		id := m.Link.ID()
 		spec := &connSpec{id: id, cfg: m.Config, link: m.Link, first: m.FirstMessage}
+		if !m.Deadline.IsZero() {
+			spec.deadline = m.Deadline.UnixNano()
+		}
 		g := r.spawnGroup(ctx, idName("group", id))
 		ctx.RequestWithCustomSender(g, &spawnMember{spec: spec}, ctx.Sender())
 	case *adoptConnection:

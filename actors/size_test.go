@@ -25,6 +25,8 @@ func TestPerConnectionStructsFitTheirSizeClass(t *testing.T) {
 		{"groupActor", unsafe.Sizeof(groupActor{}), 224},
 		{"inlineMailbox", unsafe.Sizeof(inlineMailbox{}), 192},
 		{"connReader", unsafe.Sizeof(connReader{}), 320},
+		{"connSpec", unsafe.Sizeof(connSpec{}), 208},
+		{"adoptConnection", unsafe.Sizeof(adoptConnection{}), 320}, // an accepted connection's spec lives in it
 	} {
 		if c.size > c.want {
 			t.Errorf("%s is %d bytes, above its size class of %d", c.name, c.size, c.want)

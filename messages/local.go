@@ -44,8 +44,8 @@ type ConnectionConfig struct {
 	// SecureFallback (opportunistic security) makes every plain stack a
 	// fallback of the secure ones: a plain attempt waits while a secure
 	// attempt to the same remote on the same path runs, until that attempt
-	// fails or has run for 2 s, or half the EstablishmentTimeout when that
-	// is shorter (actors/race_plan.go).
+	// fails or has run for 2 s, or half the EstablishmentTimeout or of
+	// what Initiate's ctx leaves when that is shorter (actors/racer.go).
 	SecureFallback bool
 	// EstablishmentTimeout bounds the whole race; 0 means none.
 	EstablishmentTimeout time.Duration

@@ -752,6 +752,7 @@ func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connec
 	c := newConnection(p.sys, link, cfg)
 	c.installHandlers(h)
 	req := &actors.InitiateConnection{Config: cfg, Link: link}
+	req.Deadline, _ = ctx.Deadline()
 	if first != nil {
 		if !c.dir.Sends() {
 			return nil, nil, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: ErrReceiveOnly}

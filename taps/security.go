@@ -21,9 +21,10 @@ const (
 	// server's certificate (the trust verification callback still runs).
 	// A plain stack is a fallback, not a rival: its attempt to an address
 	// starts only when the secure attempts to that address (on the same
-	// path) have failed, or after they have run for 2 s (half the
-	// establishment timeout when that is shorter) without an answer, so a
-	// slow TLS server is not beaten by plain TCP to its port.
+	// path) have failed, or after they have run for 2 s without an answer
+	// (less when the establishment timeout or Initiate's ctx leaves less
+	// than 4 s: half of it), so a slow TLS server is not beaten by plain
+	// TCP to its port.
 	SecurityOpportunistic
 )
 
