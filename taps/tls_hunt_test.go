@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -190,6 +191,56 @@ func TestTLSOpportunisticSlowTLSServerIsStillSecure(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "tls", c.GetProperties().Stack)
 	require.Equal(t, int32(1), accepted.Load(), "only the TLS attempt connected")
+	c.Abort()
+	<-c.Done()
+}
+
+// TestTLSOpportunisticSilentServerFallsBackWithinTheCtx: a server that
+// accepts TCP and never answers the ClientHello gets plain TCP before
+// Initiate's ctx (1 s) ends: the plain attempt waits for the TLS attempt
+// half of what the ctx leaves, not the full 2 s hold.
+func TestTLSOpportunisticSilentServerFallsBackWithinTheCtx(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewOpportunisticSecurityParameters()),
+		WithTransportProperties(tlsOnlyProps(t)), WithAttemptDelay(20*time.Millisecond),
+		WithRemoteEndpoint(loopbackRemote(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err, "the plain attempt must start before the ctx ends")
+	require.Equal(t, "tcp", c.GetProperties().Stack)
+	rep := c.EstablishmentReport()
+	require.NotNil(t, rep)
+	require.Len(t, rep.Attempts, 2)
+	require.GreaterOrEqual(t, rep.Attempts[1].Start, 400*time.Millisecond, "held about half of the ctx's second")
 	c.Abort()
 	<-c.Done()
 }
