@@ -51,12 +51,13 @@ type config struct {
 	prefs     []preference
 	protocols []string // nil: no restriction
 
-	tls        bool
-	ca         string
-	cert       string
-	key        string
-	alpn       string
-	serverName string
+	tls           bool
+	opportunistic bool // TLS when the peer speaks it, plain otherwise
+	ca            string
+	cert          string
+	key           string
+	alpn          string
+	serverName    string
 }
 
 // preference is one --require/--prefer/--avoid/--prohibit.
@@ -124,6 +125,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		return nil
 	})
 	fs.BoolVar(&c.tls, "tls", false, "require security (implied by the other TLS flags)")
+	fs.BoolVar(&c.opportunistic, "opportunistic", false, "TLS when the peer speaks it, plain TCP otherwise, unauthenticated\n"+
+		"(the other TLS flags apply; a listener is TLS with --cert, plain without)")
 	fs.StringVar(&c.ca, "ca", "", "PEM `FILE` of the CAs that verify the peer (default: the system's)")
 	fs.StringVar(&c.cert, "cert", "", "PEM certificate `FILE` of the local identity")
 	fs.StringVar(&c.key, "key", "", "PEM private key `FILE` of the local identity")
@@ -176,7 +179,10 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if c.attemptDelay < 0 {
 		return nil, usagef("--attempt-delay %s: want a duration >= 0", c.attemptDelay)
 	}
-	if c.ca != "" || c.cert != "" || c.key != "" || c.alpn != "" || c.serverName != "" {
+	if c.tls && c.opportunistic {
+		return nil, usagef("--tls requires security, --opportunistic does not: choose one")
+	}
+	if !c.opportunistic && (c.ca != "" || c.cert != "" || c.key != "" || c.alpn != "" || c.serverName != "") {
 		c.tls = true
 	}
 	if (c.cert == "") != (c.key == "") {
@@ -189,7 +195,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 			datagram = datagram && protocolKinds[n] == datagramStack
 		}
 		// otherwise no stack named could be selected at all
-		if secure {
+		if secure && !c.opportunistic {
 			c.tls = true
 		}
 		if datagram && c.profile == "" {
@@ -299,10 +305,13 @@ func (c *config) transportProperties() (*taps.TransportProperties, error) {
 // security builds the SecurityParameters of the TLS flags; nil without
 // them.
 func (c *config) security() (*taps.SecurityParameters, error) {
-	if !c.tls {
+	if !c.tls && !c.opportunistic {
 		return nil, nil
 	}
 	sec := taps.NewSecurityParameters()
+	if c.opportunistic {
+		sec = taps.NewOpportunisticSecurityParameters()
+	}
 	if c.ca != "" {
 		pem, err := os.ReadFile(c.ca)
 		if err != nil {

@@ -38,6 +38,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--protocols", "unix", "127.0.0.1", "1"}, `unknown protocol "unix"`},
 		{[]string{"--require", "", "127.0.0.1", "1"}, "-require: want a property name"},
 		{[]string{"--prohibit", ",", "127.0.0.1", "1"}, "-prohibit: want a property name"},
+		{[]string{"--tls", "--opportunistic", "127.0.0.1", "1"}, "--tls requires security, --opportunistic does not"},
 	}
 	for i, tt := range tests {
 		var stdout, stderr bytes.Buffer

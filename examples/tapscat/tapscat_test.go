@@ -511,6 +511,36 @@ func TestQUICAndTLSWithCertificates(t *testing.T) {
 	require.Equal(t, 1, strings.Count(l.stderr, "listening on"), "one line per address: %s", l.stderr)
 }
 
+// TestOpportunistic: --opportunistic speaks TLS to a listener with a
+// certificate (unverified: no --ca) and plain TCP to one without, after
+// its TLS attempt failed (the plain listener reads the ClientHello as an
+// oversized length-prefixed message: a connection error, status 1).
+func TestOpportunistic(t *testing.T) {
+	cert, key := writeSelfSigned(t)
+	for _, tc := range []struct {
+		listener []string
+		want     string
+	}{
+		{[]string{"--cert", cert, "--key", key, "--protocols", "tls"}, "tls"},
+		{[]string{"--protocols", "tcp"}, "tcp"},
+	} {
+		host, port, wait := startListener(t, append(tc.listener, "--echo", "--framer", "length", "--count", "1",
+			"--timeout", "20s", "127.0.0.1", "0")...)
+		r := runTapscat(t, strings.NewReader("hi\n"), "--opportunistic", "--protocols", "tcp,tls", "--framer", "length",
+			"--count", "1", "--trace", "--timeout", "10s", host, port)
+		require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+		require.Equal(t, "hi\n", r.stdout)
+		require.Equal(t, tc.want, readyStack(t, r.stderr))
+		l := wait()
+		require.Equal(t, "hi\n", l.stdout, "listener stderr: %s", l.stderr)
+		if tc.want == "tls" {
+			require.Equal(t, exitOK, l.code, "listener stderr: %s", l.stderr)
+		} else {
+			require.Contains(t, l.stderr, "exceeds the maximum", "the TLS attempt reached the plain listener first")
+		}
+	}
+}
+
 // readyStack returns the stack of the state record to Established in a
 // --trace output (protojson: its spacing varies).
 func readyStack(t *testing.T, trace string) string {
