@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,6 +138,44 @@ func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 	}
 }
 
+// rawServer accepts TCP on loopback until the test ends and runs serve on
+// a goroutine per connection, which closes the connection when serve
+// returns; done is closed when the test ends. accepted counts the
+// connections.
+func rawServer(t *testing.T, serve func(c net.Conn, done <-chan struct{})) (r *RemoteEndpoint, accepted *atomic.Int32) {
+	t.Helper()
+	ln, r := rawListener(t)
+	done := make(chan struct{})
+	accepted = new(atomic.Int32)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Go(func() {
+				defer c.Close()
+				serve(c, done)
+			})
+		}
+	})
+	return r, accepted
+}
+
+// opportunisticPre initiates to r with opportunistic security, TLS or
+// plain TCP only, and a 20 ms attempt delay.
+func opportunisticPre(t *testing.T, sys *System, r *RemoteEndpoint) *Preconnection {
+	return NewPreconnection(WithSystem(sys), WithSecurityParameters(NewOpportunisticSecurityParameters()),
+		WithTransportProperties(tlsOnlyProps(t)), WithAttemptDelay(20*time.Millisecond), WithRemoteEndpoint(r))
+}
+
 // TestTLSOpportunisticSlowTLSServerIsStillSecure: a TLS server that takes
 // 300 ms to answer the ClientHello gets TLS, not plain TCP, although the
 // attempt delay is 20 ms: under opportunistic security the plain attempt
@@ -148,46 +185,17 @@ func TestTLSOpportunisticClientToSecureServerIsSecure(t *testing.T) {
 func TestTLSOpportunisticSlowTLSServerIsStillSecure(t *testing.T) {
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	var accepted atomic.Int32
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				select {
-				case <-time.After(300 * time.Millisecond): // the slow server
-				case <-done:
-					return
-				}
-				if tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pki.server}}).Handshake() != nil {
-					return
-				}
-				<-done
-			}()
+	r, accepted := rawServer(t, func(c net.Conn, done <-chan struct{}) {
+		select {
+		case <-time.After(300 * time.Millisecond): // the slow server
+		case <-done:
+			return
 		}
-	}()
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewOpportunisticSecurityParameters()),
-		WithTransportProperties(tlsOnlyProps(t)), WithAttemptDelay(20*time.Millisecond),
-		WithRemoteEndpoint(loopbackRemote(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))))
-	c, err := pre.Initiate(testCtx(t))
+		if tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pki.server}}).Handshake() == nil {
+			<-done
+		}
+	})
+	c, err := opportunisticPre(t, sys, r).Initiate(testCtx(t))
 	require.NoError(t, err)
 	require.Equal(t, "tls", c.GetProperties().Stack)
 	require.Equal(t, int32(1), accepted.Load(), "only the TLS attempt connected")
@@ -201,40 +209,10 @@ func TestTLSOpportunisticSlowTLSServerIsStillSecure(t *testing.T) {
 // half of what the ctx leaves, not the full 2 s hold.
 func TestTLSOpportunisticSilentServerFallsBackWithinTheCtx(t *testing.T) {
 	sys := newTestSystem(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // held open, never answered
-			mu.Unlock()
-		}
-	}()
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewOpportunisticSecurityParameters()),
-		WithTransportProperties(tlsOnlyProps(t)), WithAttemptDelay(20*time.Millisecond),
-		WithRemoteEndpoint(loopbackRemote(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))))
+	r, _ := rawServer(t, func(_ net.Conn, done <-chan struct{}) { <-done }) // held open, never answered
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	c, err := pre.Initiate(ctx)
+	c, err := opportunisticPre(t, sys, r).Initiate(ctx)
 	require.NoError(t, err, "the plain attempt must start before the ctx ends")
 	require.Equal(t, "tcp", c.GetProperties().Stack)
 	rep := c.EstablishmentReport()
