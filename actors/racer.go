@@ -28,8 +28,8 @@ import (
 //
 // The first candidate fully established wins: no new attempt starts,
 // every other candidate is stopped (its socket closed), and a late second
-// success is closed, never handed out. When every attempt
-// has failed, the race fails with an *EstablishmentFailure listing them all.
+// success is closed, never handed out. When every attempt has failed, the
+// race fails with an *EstablishmentFailure listing them all.
 
 // Racer messages.
 type (

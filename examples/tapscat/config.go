@@ -302,8 +302,8 @@ func (c *config) transportProperties() (*taps.TransportProperties, error) {
 	return tp, nil
 }
 
-// security builds the SecurityParameters of the TLS flags; nil without
-// them.
+// security builds the SecurityParameters of the TLS flags (required
+// security) or of --opportunistic; nil without either.
 func (c *config) security() (*taps.SecurityParameters, error) {
 	if !c.tls && !c.opportunistic {
 		return nil, nil
