@@ -71,11 +71,13 @@ type attemptState struct {
 // pickAttempt returns the candidate to start now: the first in order that
 // has not started and is not held back. With fallback, a plain candidate
 // is held while a secure candidate to the same target (remote, local
-// address, interface) runs and started less than hold ago: a slow TLS
-// handshake to a TLS server is waited for, not beaten by plain TCP to its
-// port. It returns -1 when none can start; wake is then the earliest time
-// a held candidate's hold ends by the clock (zero when none is held). It
-// is pure.
+// address, interface) has not started yet, or runs and started less than
+// hold ago: a slow TLS handshake to a TLS server is waited for, not beaten
+// by plain TCP to its port, and a plain winner that the race cache put
+// first does not skip TLS (a downgrade once would otherwise stick for as
+// long as the cache keeps it). It returns -1 when none can start; wake is
+// then the earliest time a held candidate's hold ends by the clock (zero
+// when none is held by the clock). It is pure.
 func pickAttempt(cands []candidate, st []attemptState, fallback bool, hold time.Duration, now time.Time) (idx int, wake time.Time) {
 	for i, c := range cands {
 		if !st[i].start.IsZero() {
@@ -85,21 +87,25 @@ func pickAttempt(cands []candidate, st []attemptState, fallback bool, hold time.
 			return i, time.Time{}
 		}
 		var until time.Time // the end of the latest hold on i
+		first := false      // a secure sibling has not started: it goes first
 		for j, s := range cands {
 			if !s.stack.Capabilities().Secure || s.remote != c.remote || s.local != c.local || s.iface != c.iface || s.path != c.path {
 				continue
 			}
-			if st[j].start.IsZero() || st[j].ended {
-				continue
-			}
-			if end := st[j].start.Add(hold); end.After(now) && end.After(until) {
-				until = end
+			switch {
+			case st[j].ended:
+			case st[j].start.IsZero():
+				first = true
+			default:
+				if end := st[j].start.Add(hold); end.After(now) && end.After(until) {
+					until = end
+				}
 			}
 		}
-		if until.IsZero() {
+		if until.IsZero() && !first {
 			return i, time.Time{}
 		}
-		if wake.IsZero() || until.Before(wake) {
+		if !until.IsZero() && (wake.IsZero() || until.Before(wake)) {
 			wake = until
 		}
 	}

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -478,6 +479,42 @@ func TestRacerSecondSuccessSameInstant(t *testing.T) {
 
 // TestRacerCache: the second race to the same remotes tries the last
 // winner first and says so; isolateSession turns that off.
+// TestRacerCacheKeepsTryingSecureFirst: under opportunistic security a
+// plain winner from the race cache does not skip the secure attempt the
+// next time (a TLS attempt that failed once, say blocked by an attacker,
+// would otherwise be skipped for as long as the cache keeps the entry):
+// the secure attempt starts first again, and the plain one after it
+// failed. Without the fallback, the cached winner goes first alone.
+func TestRacerCacheKeepsTryingSecureFirst(t *testing.T) {
+	for _, fallback := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fallback=%v", fallback), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sys := NewSystem(Config{})
+				defer shutdown(t, sys)
+				sec := newFakeStack(map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 5 * time.Millisecond}})
+				sec.name, sec.secure = "sec", true
+				plain := newFakeStack(map[netip.AddrPort]outcome{addrA: {kind: "ok", after: time.Millisecond}})
+				cfg := &messages.ConnectionConfig{Remotes: endpoints(addrA), Stacks: []stacks.Stack{sec, plain},
+					SecureFallback: fallback}
+				first := runRace(t, sys, cfg)
+				require.NoError(t, first.err)
+				second := runRace(t, sys, cfg)
+				require.NoError(t, second.err)
+				require.True(t, second.report.FromCache)
+				var got []string
+				for _, a := range second.report.Attempts {
+					got = append(got, a.Stack)
+				}
+				if fallback {
+					require.Equal(t, []string{"sec", "fake"}, got, "the secure attempt first again")
+				} else {
+					require.Equal(t, []string{"fake"}, got, "the cached winner alone")
+				}
+			})
+		})
+	}
+}
+
 func TestRacerCache(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sys := NewSystem(Config{})

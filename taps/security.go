@@ -24,7 +24,8 @@ const (
 	// path) have failed, or after they have run for 2 s without an answer
 	// (less when the establishment timeout or Initiate's ctx leaves less
 	// than 4 s: half of it), so a slow TLS server is not beaten by plain
-	// TCP to its port.
+	// TCP to its port; a plain winner the race cache remembers does not
+	// skip the secure attempt next time.
 	SecurityOpportunistic
 )
 
