@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,7 +60,6 @@ type racerActor struct {
 	delay     time.Duration
 	t0        time.Time // offsets are measured from here (the Initiate)
 	cacheKey  string    // "" when not caching
-	unstarted int       // candidates not started yet
 	lastStart time.Time
 	gen       uint64
 	timer     *time.Timer
@@ -76,7 +76,7 @@ type racerActor struct {
 
 func newRacerActor(s *System, spec *connSpec, cands []candidate, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
 	return &racerActor{sys: s, spec: spec, cands: cands, delay: delay, t0: t0, cacheKey: cacheKey,
-		unstarted: len(cands), pids: map[string]int{}, att: make([]*messages.EstablishmentAttempt, len(cands)),
+		pids: map[string]int{}, att: make([]*messages.EstablishmentAttempt, len(cands)),
 		errs: make([]error, len(cands)), ended: make([]bool, len(cands)),
 		report: &messages.EstablishmentReport{FromCache: fromCache}}
 }
@@ -120,7 +120,7 @@ func (r *racerActor) stopTimer() {
 // timer for the one after; when every candidate left is held back, the
 // timer is armed for the first hold's end (a failure ends holds sooner).
 func (r *racerActor) startNext(ctx actor.Context) {
-	if r.done || r.unstarted == 0 {
+	if r.done || !r.unstarted() {
 		return
 	}
 	now := time.Now()
@@ -134,7 +134,6 @@ func (r *racerActor) startNext(ctx actor.Context) {
 		}
 		return
 	}
-	r.unstarted--
 	c := r.cands[idx]
 	// configs are immutable: shared, not copied. The connection replaces
 	// its spec and cfg on SetProperty, with StackOptions derived from the
@@ -152,7 +151,7 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	r.att[idx] = a
 	r.report.Attempts = append(r.report.Attempts, a)
 	r.traceAttempt("AttemptStarted", idx, nil, off)
-	if r.unstarted > 0 {
+	if r.unstarted() {
 		r.armTimer(ctx, nextStart(now, r.lastStart, r.delay, false).Sub(now))
 	} else {
 		r.stopTimer()
@@ -200,6 +199,9 @@ func (r *racerActor) fallbackHold() time.Duration {
 	}
 	return hold
 }
+
+// unstarted reports whether a candidate has not started yet.
+func (r *racerActor) unstarted() bool { return slices.Contains(r.att, nil) }
 
 // states is what pickAttempt needs of each candidate.
 func (r *racerActor) states() []attemptState {

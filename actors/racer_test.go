@@ -42,6 +42,13 @@ func newFakeStack(plan map[netip.AddrPort]outcome) *fakeStack {
 	return &fakeStack{name: "fake", plan: plan, made: map[netip.AddrPort]*pipeTransport{}}
 }
 
+// newSecureFakeStack is newFakeStack named "sec", with Secure capabilities.
+func newSecureFakeStack(plan map[netip.AddrPort]outcome) *fakeStack {
+	s := newFakeStack(plan)
+	s.name, s.secure = "sec", true
+	return s
+}
+
 func (s *fakeStack) Name() string { return s.name }
 func (s *fakeStack) Capabilities() stacks.Capabilities {
 	return stacks.Capabilities{Reliability: true, Secure: s.secure}
@@ -394,8 +401,7 @@ func TestRacerSecureFallback(t *testing.T) {
 				tr := &tracer{}
 				sys := NewSystem(Config{Tracer: tr.record})
 				defer shutdown(t, sys)
-				sec := newFakeStack(tt.secure)
-				sec.name, sec.secure = "sec", true
+				sec := newSecureFakeStack(tt.secure)
 				cfg := &messages.ConnectionConfig{Remotes: endpoints(tt.remotes...),
 					Stacks: []stacks.Stack{sec, newFakeStack(tt.plain)}, SecureFallback: tt.fallback,
 					EstablishmentTimeout: tt.timeout}
@@ -491,8 +497,7 @@ func TestRacerCacheKeepsTryingSecureFirst(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sys := NewSystem(Config{})
 				defer shutdown(t, sys)
-				sec := newFakeStack(map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 5 * time.Millisecond}})
-				sec.name, sec.secure = "sec", true
+				sec := newSecureFakeStack(map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 5 * time.Millisecond}})
 				plain := newFakeStack(map[netip.AddrPort]outcome{addrA: {kind: "ok", after: time.Millisecond}})
 				cfg := &messages.ConnectionConfig{Remotes: endpoints(addrA), Stacks: []stacks.Stack{sec, plain},
 					SecureFallback: fallback}
