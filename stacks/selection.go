@@ -75,6 +75,8 @@ func (c Capabilities) Has(prop string) (has, known bool) {
 		return c.SoftErrorNotify, true
 	case "secure":
 		return c.Secure, true
+	case "activeReadBeforeSend":
+		return c.ActiveReadBeforeSend, true
 	case "_gotaps.retransmitNotify":
 		// only a TCP socket reports its retransmissions (TCP_INFO): TCP and
 		// TLS, the reliable single-stream stacks with TCP keep-alives
@@ -112,7 +114,13 @@ func Select(all []Stack, prefs map[string]int8) ([]Stack, error) {
 			if !known {
 				continue
 			}
-			switch prefs[n] {
+			level := prefs[n]
+			if n == "activeReadBeforeSend" && level < NoPreference {
+				// Avoid or Prohibit says this side will not read first:
+				// a stack that lets either side write first does that too
+				level = NoPreference
+			}
+			switch level {
 			case Require:
 				if !has {
 					reasons = append(reasons, fmt.Sprintf("%s lacks required %s", s.Name(), n))

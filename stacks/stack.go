@@ -33,6 +33,12 @@ type Capabilities struct {
 	SoftErrorNotify       bool
 	// Secure: the stack authenticates and encrypts (TLS, QUIC).
 	Secure bool
+	// ActiveReadBeforeSend: the passive side learns of a connection
+	// before the active side sends anything, so either side may write
+	// first (TCP, TLS, Unix). A QUIC stream becomes visible to the peer
+	// only with its first data, and a UDP listener sees a peer only with
+	// its first datagram.
+	ActiveReadBeforeSend bool
 }
 
 // Options configure one dial or listen. The zero value is valid: no

@@ -20,13 +20,14 @@ func (tcpStack) Name() string { return "tcp" }
 
 func (tcpStack) Capabilities() Capabilities {
 	return Capabilities{
-		Reliability:       true,
-		PreserveOrder:     true,
-		CongestionControl: true,
-		FullChecksumSend:  true,
-		FullChecksumRecv:  true,
-		KeepAlive:         true,
-		Multipath:         true, // with Options.MPTCP
+		Reliability:          true,
+		PreserveOrder:        true,
+		CongestionControl:    true,
+		FullChecksumSend:     true,
+		FullChecksumRecv:     true,
+		KeepAlive:            true,
+		Multipath:            true, // with Options.MPTCP
+		ActiveReadBeforeSend: true,
 	}
 }
 

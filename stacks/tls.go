@@ -47,14 +47,15 @@ func (tlsStack) Name() string { return "tls" }
 
 func (tlsStack) Capabilities() Capabilities {
 	return Capabilities{
-		Reliability:       true,
-		PreserveOrder:     true,
-		CongestionControl: true,
-		FullChecksumSend:  true,
-		FullChecksumRecv:  true,
-		KeepAlive:         true,
-		Multipath:         true, // MPTCP underneath, with Options.MPTCP
-		Secure:            true,
+		Reliability:          true,
+		PreserveOrder:        true,
+		CongestionControl:    true,
+		FullChecksumSend:     true,
+		FullChecksumRecv:     true,
+		KeepAlive:            true,
+		Multipath:            true, // MPTCP underneath, with Options.MPTCP
+		Secure:               true,
+		ActiveReadBeforeSend: true,
 	}
 }
 

@@ -33,11 +33,12 @@ func (unixStack) Name() string { return "unix" }
 
 func (unixStack) Capabilities() Capabilities {
 	return Capabilities{
-		Reliability:       true,
-		PreserveOrder:     true,
-		CongestionControl: true, // local flow control; nothing to congest
-		FullChecksumSend:  true,
-		FullChecksumRecv:  true,
+		Reliability:          true,
+		PreserveOrder:        true,
+		CongestionControl:    true, // local flow control; nothing to congest
+		FullChecksumSend:     true,
+		FullChecksumRecv:     true,
+		ActiveReadBeforeSend: true,
 	}
 }
 

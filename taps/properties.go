@@ -621,7 +621,13 @@ const (
 	// NoPreference.
 	SoftErrorNotify Property = "softErrorNotify"
 	// ActiveReadBeforeSend: the initiator reads first, or the listener
-	// writes first. Default NoPreference.
+	// writes first. Default NoPreference. Require selects only stacks on
+	// which the Listener hands a connection on before the initiator sends
+	// anything (TCP, TLS, Unix): not QUIC, whose stream the peer sees only
+	// with its first data, nor UDP, whose listener sees a peer only with
+	// its first datagram. Prefer ranks those stacks first; Avoid and
+	// Prohibit rule nothing out (a stack that lets either side write first
+	// serves an initiator that writes first too).
 	ActiveReadBeforeSend Property = "activeReadBeforeSend"
 	// RetransmitNotify: the seed's "retransmit-notify" (removed from the
 	// RFC; SoftError covers it), kept as an implementation-specific
