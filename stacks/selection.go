@@ -45,6 +45,9 @@ func (e *UnfulfilledError) Unwrap() error { return ErrNoStack }
 // Options.MPTCP, and Active ranks stacks by the pseudo-property
 // "multipathProtocol" (Prefer) since RFC 9622 §6.2.14 does not make it a
 // requirement; advertisesAltaddr is decided by the kernel's path manager.
+// activeReadBeforeSend is the ActiveReadBeforeSend capability, which Select
+// only Requires or Prefers (an Avoid or Prohibit asks for nothing a stack
+// could lack).
 func (c Capabilities) Has(prop string) (has, known bool) {
 	switch prop {
 	case "multipathProtocol":

@@ -40,7 +40,7 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // through the Listener on the side that accepted the session, through
 // OnConnectionReceived on the side that initiated it, which refuses it
 // without a handler: the clone then ends with a ConnectionError),
-// unless activeReadBeforeSend is Require or Prefer: the clone then expects
+// unless activeReadBeforeSend is Prefer (Require rules QUIC out): the clone then expects
 // the peer to send first, which it cannot do on a stream it has not seen,
 // so the clone is a new QUIC connection (its own UDP socket and
 // handshake), which the peer's QUIC stack knows of when Clone returns.
