@@ -910,7 +910,9 @@ type ConnectionProperties struct {
 	// stack provides it (RFC 9622 §8: read back as booleans); keepAlive,
 	// softErrorNotify and UDP-Lite's fullChecksumSend / fullChecksumRecv
 	// are read back from the socket (SO_KEEPALIVE, ICMP error delivery,
-	// the checksum coverage), not from what the stack could do.
+	// the checksum coverage), not from what the stack could do;
+	// useTemporaryLocalAddress is whether the local address in use is a
+	// temporary IPv6 address (RFC 8981; Linux, absent elsewhere).
 	Selected map[Property]bool
 }
 
@@ -1060,6 +1062,11 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			}
 		}
 		readBackSelected(out.Selected, info.Stack, out.Socket)
+		if ap, ok := out.Local.Addr(); ok {
+			if tmp, err := stacks.IsTemporaryAddress(ap.Addr()); err == nil {
+				out.Selected[UseTemporaryLocalAddress] = tmp
+			}
+		}
 	}
 	return out, nil
 }

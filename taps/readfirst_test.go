@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -97,5 +98,29 @@ func TestActiveReadBeforeSendRequiredRulesOutQUICAndUDP(t *testing.T) {
 			WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))).Listen(ctx)
 		require.NoError(t, err)
 		ln.Stop()
+	}
+}
+
+// TestSelectedReadsBackEverySelectionProperty: a TCP connection reads
+// back every Selection Property that tells anything about it as a
+// Boolean (RFC 9622 §8), activeReadBeforeSend and, on Linux,
+// useTemporaryLocalAddress (a loopback address is not temporary) too.
+func TestSelectedReadsBackEverySelectionProperty(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	c, s := dialAccept(t, sys, ln, framers.NewLengthPrefix())
+	defer s.Abort()
+	defer c.Abort()
+	for _, conn := range []*Connection{c, s} {
+		sel := conn.GetProperties().Selected
+		for _, p := range []Property{Reliability, PreserveOrder, ActiveReadBeforeSend} {
+			v, ok := sel[p]
+			require.True(t, ok && v, "%s", p)
+		}
+		tmp, ok := sel[UseTemporaryLocalAddress]
+		if runtime.GOOS == "linux" {
+			require.True(t, ok, "useTemporaryLocalAddress read back")
+		}
+		require.False(t, tmp)
 	}
 }
