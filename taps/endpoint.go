@@ -98,7 +98,7 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	}
 	portSet := e.portSet // the endpoint itself is left as it is: it may be used again
 	if !portSet && e.service != "" {
-		p, err := net.LookupPort("tcp", e.service)
+		p, err := servicePort(e.service, e.protocol)
 		if err != nil {
 			return fail(fmt.Errorf("unknown service %q", e.service))
 		}
@@ -112,6 +112,26 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 		return fail(errors.New("no host name or IP address"))
 	}
 	return m, nil
+}
+
+// servicePort is the port of an IANA service name (net.LookupPort: Go's
+// table, then /etc/services), looked up for the transport of the
+// endpoint's protocol first (UDP for udp, udplite and quic, TCP
+// otherwise), then for the other one: a name registered for UDP alone
+// (ntp, syslog) names its port whichever stack is selected later.
+func servicePort(service, protocol string) (int, error) {
+	nets := [2]string{"tcp", "udp"}
+	switch protocol {
+	case "udp", "udplite", "quic":
+		nets = [2]string{"udp", "tcp"}
+	}
+	p, err := net.LookupPort(nets[0], service)
+	if err != nil {
+		if p2, err2 := net.LookupPort(nets[1], service); err2 == nil {
+			return p2, nil
+		}
+	}
+	return p, err
 }
 
 // ErrUnknownInterface: an endpoint names a network interface this host does
@@ -168,7 +188,10 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 	return r
 }
 
-// WithService sets the port by IANA service name ("https").
+// WithService sets the port by IANA service name ("https"), looked up in
+// Go's table and /etc/services for the transport of the endpoint's
+// protocol (WithProtocol: UDP for udp, udplite and quic, TCP otherwise)
+// and then for the other one. DNS SRV records are not looked up.
 func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.service, "service", service)
 	return r
