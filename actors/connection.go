@@ -1794,6 +1794,10 @@ func (c *connActor) unsupported(m *messages.SendMessage) error {
 		return fmt.Errorf("%w: noSegmentation and %d bytes above singularTransmissionMsgMaxLen %d", ErrPropertyNotSupported, len(m.Data), c.sendMax)
 	case !p.Reliable && !c.connectionless && !c.perMsgReliability():
 		return fmt.Errorf("%w: msgReliable=false on %s, which delivers every message reliably (set perMsgReliability to choose a stack that can)", ErrPropertyNotSupported, c.stack)
+	case p.ReliableSet && p.Reliable && c.cannotReliable():
+		return fmt.Errorf("%w: msgReliable=true on %s, which does not retransmit", ErrPropertyNotSupported, c.stack)
+	case p.OrderedSet && p.Ordered && c.cannotOrder():
+		return fmt.Errorf("%w: msgOrdered=true on %s, which does not keep messages in order", ErrPropertyNotSupported, c.stack)
 	case p.ChecksumLen >= 0 && !c.partialChecksum():
 		return fmt.Errorf("%w: msgChecksumLen %d on %s, which always checksums whole messages", ErrPropertyNotSupported, p.ChecksumLen, c.stack)
 	}
@@ -1801,13 +1805,35 @@ func (c *connActor) unsupported(m *messages.SendMessage) error {
 }
 
 func (c *connActor) perMsgReliability() bool {
-	st, err := stacks.ByName(c.stack)
-	return err == nil && st.Capabilities().PerMsgReliability
+	caps, ok := c.caps()
+	return ok && caps.PerMsgReliability
 }
 
 func (c *connActor) partialChecksum() bool {
+	caps, ok := c.caps()
+	return ok && !caps.FullChecksumSend
+}
+
+// caps are the selected stack's capabilities; ok is false for a stack
+// stacks.ByName does not know (then nothing is ruled out by them).
+func (c *connActor) caps() (caps stacks.Capabilities, ok bool) {
 	st, err := stacks.ByName(c.stack)
-	return err == nil && !st.Capabilities().FullChecksumSend
+	if err != nil {
+		return caps, false
+	}
+	return st.Capabilities(), true
+}
+
+// cannotReliable: the stack is known not to retransmit.
+func (c *connActor) cannotReliable() bool {
+	caps, ok := c.caps()
+	return ok && !caps.Reliability
+}
+
+// cannotOrder: the stack is known not to keep messages in order.
+func (c *connActor) cannotOrder() bool {
+	caps, ok := c.caps()
+	return ok && !caps.PreserveOrder
 }
 
 // releaseHeld sends the messages that waited for a partial message to end.

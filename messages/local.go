@@ -85,6 +85,12 @@ type MessageProps struct {
 	NoFragmentation bool
 	NoSegmentation  bool
 	DSCPSet         bool
+	// ReliableSet and OrderedSet: msgReliable / msgOrdered were set (on
+	// the MessageContext, the Connection or the Preconnection), not taken
+	// from the connection's reliability / preserveOrder: a value the
+	// stack cannot honour then fails the Send.
+	ReliableSet bool
+	OrderedSet  bool
 }
 
 // StartListening asks the root to create a listener.

@@ -20,6 +20,7 @@ func messageDefaults(tp *TransportProperties) (*messages.MessageProps, error) {
 	}); err != nil {
 		return nil, err
 	}
+	mp.ReliableSet, mp.OrderedSet = tp.IsSet(MsgReliable), tp.IsSet(MsgOrdered)
 	return mp, nil
 }
 
@@ -99,5 +100,7 @@ func resolveMessage(mc *MessageContext, defaults *messages.MessageProps) (*messa
 		}
 		return mc.Get(p)
 	})
+	mp.ReliableSet = mp.ReliableSet || mc.IsSet(MsgReliable)
+	mp.OrderedSet = mp.OrderedSet || mc.IsSet(MsgOrdered)
 	return &mp, err
 }

@@ -749,7 +749,9 @@ const (
 	// Connection. Default 100.
 	MsgPriority Property = "msgPriority"
 	// MsgOrdered: bool. Default: preserveOrder as read back from the
-	// Connection.
+	// Connection. false is a hint (a stack that orders anyway sends the
+	// Message in order); true set on a stack that does not keep order
+	// (UDP) is a SendError wrapping ErrPropertyNotSupported.
 	MsgOrdered Property = "msgOrdered"
 	// SafelyReplayable: bool, the Message may be delivered more than once
 	// (0-RTT, UDP). The seed called it "idempotent". Default false.
@@ -759,7 +761,9 @@ const (
 	// MsgChecksumLen: int >= 0 or FullCoverage. Default FullCoverage.
 	MsgChecksumLen Property = "msgChecksumLen"
 	// MsgReliable: bool. Default: reliability as read back from the
-	// Connection.
+	// Connection. false on a reliable stack without perMsgReliability, and
+	// true set on a stack that does not retransmit (UDP), are SendErrors
+	// wrapping ErrPropertyNotSupported.
 	MsgReliable Property = "msgReliable"
 	// MsgCapacityProfile: a [CapacityProfile]. Default: connCapacityProfile.
 	MsgCapacityProfile Property = "msgCapacityProfile"
