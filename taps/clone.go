@@ -193,6 +193,7 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 	link := actors.NewLink(c.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
 	req.Link = link
 	clone := newConnection(c.sys, link, cfg)
+	clone.msgDef.Store(c.msgDef.Load()) // the Message Properties set on c (immutable)
 	clone.installHandlers(connHandlers{})
 	// the group ends once its last member has: waiting on this member's
 	// end too, a request the group took as it stopped (dropped unanswered)

@@ -57,6 +57,7 @@ type Connection struct {
 	nextMsg  atomic.Uint64
 	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
 	cloneOpt atomic.Pointer[cloneOptions]  // the last Clone's derived stack options (clone.go)
+	msgDef   atomic.Pointer[msgDefaults]   // Message Properties set on this Connection (nil: none)
 	spare    spareMessage                  // a released Message for the next one (Message.Release)
 	dir      actors.Direction              // the direction property (direction.go)
 
@@ -363,7 +364,11 @@ func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (*me
 
 // fillSend validates one Send and fills m (zero) with the command.
 func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageContext, eom bool) error {
-	props, err := resolveMessage(mc, c.cfg.MessageDefaults)
+	defaults := c.cfg.MessageDefaults
+	if d := c.msgDef.Load(); d != nil {
+		defaults = d.props
+	}
+	props, err := resolveMessage(mc, defaults)
 	if err != nil {
 		return err
 	}
@@ -1036,6 +1041,11 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 		Remote:     remoteFromMessage(info.Remote),
 	}
 	if tp, err := propsFromMessage(info.Properties); err == nil {
+		if d := c.msgDef.Load(); d != nil {
+			for p, v := range d.set {
+				_ = tp.Set(p, v) // canonical values: they were set once already
+			}
+		}
 		out.Properties = tp
 	}
 	if so := info.Socket; so != nil {
@@ -1113,6 +1123,13 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
 // accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
 // the socket and has no per-connection TOS).
+//
+// A Message Property (msgPriority, msgLifetime, ...; RFC 9622 §9.1.3)
+// becomes this Connection's default for the Messages it sends afterwards
+// whose MessageContext does not set it, over the Preconnection's; other
+// members of its group keep theirs, a later Clone starts with it. A
+// default the stack cannot honour (msgReliable true on UDP) fails each
+// such Send with a *SendError. Safe for concurrent use.
 func (c *Connection) SetProperty(p Property, v any) error {
 	desc := descOf(p)
 	if desc == nil {
@@ -1122,9 +1139,12 @@ func (c *Connection) SetProperty(p Property, v any) error {
 	// socket options know a property by it alone ("conn-timeout" would be
 	// stored beside connTimeout, never applied)
 	p = desc.name
+	if desc.kind == KindMessage {
+		return c.setMessageDefault(p, v)
+	}
 	if desc.kind != KindConnection || p == TCPUserTimeoutChangeable { // see ConnectionProperties.Get
 		err := ErrReadOnlyProperty
-		if desc.kind == KindMessage || desc.kind == KindSelection {
+		if desc.kind == KindSelection {
 			err = ErrInvalidPropertyType
 		}
 		return &PropertyError{Property: p, Value: v, Err: err}
@@ -1143,6 +1163,49 @@ func (c *Connection) SetProperty(p Property, v any) error {
 	if err != nil {
 		return &PropertyError{Property: p, Value: v, Err: err}
 	}
+	return nil
+}
+
+// msgDefaults are the Message Properties set on a Connection with
+// SetProperty (RFC 9622 §9.1.3): the defaults of the Messages it sends,
+// over the Preconnection's. A value is never changed in place: SetProperty
+// stores a new one.
+type msgDefaults struct {
+	props *messages.MessageProps // the Preconnection's defaults with set applied
+	set   map[Property]any       // canonical values, for GetProperties
+}
+
+// setMessageDefault makes v the value of Message Property p for the
+// Messages this Connection sends from now on, unless their
+// MessageContext sets it. Only this Connection's: a Clone made later
+// starts with them, the other members of its group do not get them.
+func (c *Connection) setMessageDefault(p Property, v any) error {
+	scratch := NewTransportProperties()
+	if err := scratch.Set(p, v); err != nil {
+		return err
+	}
+	canon, _ := scratch.Get(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := &msgDefaults{set: map[Property]any{p: canon}}
+	mp := *c.cfg.MessageDefaults
+	if cur := c.msgDef.Load(); cur != nil {
+		mp = *cur.props
+		for q, w := range cur.set {
+			if q != p {
+				next.set[q] = w
+			}
+		}
+	}
+	_ = applyMessageProps(&mp, func(q Property) (any, bool) { return canon, q == p })
+	switch p {
+	case MsgReliable:
+		mp.ReliableSet = true
+	case MsgOrdered:
+		mp.OrderedSet = true
+	}
+	next.props = &mp
+	c.msgDef.Store(next)
 	return nil
 }
 
