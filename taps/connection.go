@@ -738,6 +738,7 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 	}
 	mm := c.spare.take() // the Message and its context in one allocation, or the released one
 	mc := &mm.mc
+	mc.conn = c
 	for i, md := range res.Meta {
 		if md != nil && i < len(c.cfg.Framers) {
 			mc.setFramerMetadata(c.cfg.Framers[i], md)

@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"reflect"
@@ -27,11 +28,12 @@ import (
 // MessageContext must not be copied after first use.
 type MessageContext struct {
 	mu     sync.Mutex
-	values map[Property]any // explicitly set Message Properties, canonical form
-	errs   []*PropertyError // invalid values given to the fluent setters, oldest first
+	values map[Property]any  // explicitly set Message Properties, canonical form
+	errs   *[]*PropertyError // invalid values given to the fluent setters, oldest first (nil: none)
 	framer map[any]framers.Metadata
 
 	// receive side
+	conn          *Connection // the Connection a received Message came on
 	ecn           uint8
 	hasECN        bool
 	earlyData     bool
@@ -41,7 +43,7 @@ type MessageContext struct {
 // reset empties a received Message's context for reuse (Message.Release):
 // nothing else holds it.
 func (mc *MessageContext) reset() {
-	mc.values, mc.errs, mc.framer = nil, nil, nil
+	mc.values, mc.errs, mc.framer, mc.conn = nil, nil, nil, nil
 	mc.ecn, mc.hasECN, mc.earlyData, mc.receivedFinal = 0, false, false, false
 }
 
@@ -57,13 +59,18 @@ func (mc *MessageContext) record(p Property, v any) *MessageContext {
 	if err := mc.setLocked(p, v); err != nil {
 		pe, _ := err.(*PropertyError)
 		mc.dropErrLocked(p)
-		mc.errs = append(mc.errs, pe)
+		if mc.errs == nil {
+			mc.errs = new([]*PropertyError)
+		}
+		*mc.errs = append(*mc.errs, pe)
 	}
 	return mc
 }
 
 func (mc *MessageContext) dropErrLocked(p Property) {
-	mc.errs = slices.DeleteFunc(mc.errs, func(e *PropertyError) bool { return e.Property == p })
+	if mc.errs != nil {
+		*mc.errs = slices.DeleteFunc(*mc.errs, func(e *PropertyError) bool { return e.Property == p })
+	}
 }
 
 func (mc *MessageContext) setLocked(p Property, v any) error {
@@ -159,10 +166,53 @@ func (mc *MessageContext) Err() error {
 	}
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	if len(mc.errs) == 0 {
+	if mc.errs == nil || len(*mc.errs) == 0 {
 		return nil
 	}
-	return mc.errs[0]
+	return (*mc.errs)[0]
+}
+
+// RemoteEndpoint returns the Remote Endpoint a received Message came from
+// (RFC 9622 §9.1.1 GetRemoteEndpoint): that of the Connection it was
+// received on, which for UDP (one Connection per peer) is the datagram's
+// sender. It is read from the Connection when called, so after a QUIC
+// migration it is the peer's new address. ok is false for a context the
+// application made and once the Connection has ended. It
+// waits for the Connection's actor, at most 5 s.
+func (mc *MessageContext) RemoteEndpoint() (*RemoteEndpoint, bool) {
+	info, ok := mc.connInfo()
+	if !ok || info.Remote == nil {
+		return nil, false
+	}
+	return remoteFromMessage(info.Remote), true
+}
+
+// LocalEndpoint returns the Local Endpoint a received Message arrived at
+// (RFC 9622 §9.1.1 GetLocalEndpoint), read from its Connection when
+// called as RemoteEndpoint is.
+func (mc *MessageContext) LocalEndpoint() (*LocalEndpoint, bool) {
+	info, ok := mc.connInfo()
+	if !ok || info.Local == nil {
+		return nil, false
+	}
+	return localFromMessage(info.Local), true
+}
+
+// connInfo asks the Connection a received Message came on for its info.
+func (mc *MessageContext) connInfo() (*messages.ConnectionInfo, bool) {
+	if mc == nil {
+		return nil, false
+	}
+	mc.mu.Lock()
+	c := mc.conn
+	mc.mu.Unlock()
+	if c == nil {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := callConn[*messages.ConnectionInfo](ctx, c, &messages.GetConnectionInfo{})
+	return info, err == nil
 }
 
 // Set sets the Message Property p to v, with the same types and ranges as
@@ -344,7 +394,10 @@ func (mc *MessageContext) snapshot() *MessageContext {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	c.values = maps.Clone(mc.values)
-	c.errs = slices.Clone(mc.errs)
+	if mc.errs != nil {
+		errs := slices.Clone(*mc.errs)
+		c.errs = &errs
+	}
 	if mc.framer != nil {
 		c.framer = make(map[any]framers.Metadata, len(mc.framer))
 		for k, md := range mc.framer {
