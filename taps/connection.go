@@ -552,6 +552,26 @@ func (w *sendWaiter) release() {
 // SendError event, in order with the connection's other events. A full send
 // queue is reported as a SendError unwrapping to ErrSendQueueFull.
 func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Connection, error)) {
+	c.sendAsync(data, mc, true, handler)
+}
+
+// SendPartialAsync is SendPartial without waiting (seed: send with a
+// sent_handler and end_of_message False): the parts sent with the same
+// MessageContext form one Message, ended by the call with endOfMessage
+// true; handler, when not nil, gets each part's Sent or SendError, as for
+// SendAsync. Other Messages wait behind an open one, as for SendPartial.
+func (c *Connection) SendPartialAsync(data []byte, mc *MessageContext, endOfMessage bool, handler func(*Connection, error)) {
+	if mc == nil && !endOfMessage {
+		if handler != nil {
+			err := &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
+			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
+		}
+		return
+	}
+	c.sendAsync(data, mc, endOfMessage, handler)
+}
+
+func (c *Connection) sendAsync(data []byte, mc *MessageContext, eom bool, handler func(*Connection, error)) {
 	fail := func(err error) {
 		if handler != nil {
 			err = sendError(err)
@@ -562,7 +582,7 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 		fail(err)
 		return
 	}
-	m, err := c.prepareSend(data, mc, true)
+	m, err := c.prepareSend(data, mc, eom)
 	if err != nil {
 		fail(err)
 		return

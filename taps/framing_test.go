@@ -127,6 +127,45 @@ func TestPartialSendsFormOneMessage(t *testing.T) {
 	<-c.Done()
 }
 
+// TestPartialAsyncSendsFormOneMessage: SendPartialAsync (the seed's send
+// with a sent_handler and end_of_message False) makes one Message of its
+// parts, each with its own Sent in order, and another Message sent
+// meanwhile waits behind the open one.
+func TestPartialAsyncSendsFormOneMessage(t *testing.T) {
+	sys := newTestSystem(t)
+	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+	defer func() { c.Abort(); <-c.Done() }()
+	events := make(chan string, 8)
+	sent := func(name string) func(*Connection, error) {
+		return func(_ *Connection, err error) {
+			if err != nil {
+				name += ": " + err.Error()
+			}
+			events <- name
+		}
+	}
+	mc := NewMessageContext()
+	c.SendPartialAsync([]byte("one "), mc, false, sent("one"))
+	c.SendAsync([]byte("other"), nil, sent("other"))
+	c.SendPartialAsync([]byte("two "), mc, false, sent("two"))
+	c.SendPartialAsync([]byte("three"), mc, true, sent("three"))
+	var got []string
+	for range 2 {
+		m, err := readFrame(peer)
+		require.NoError(t, err)
+		got = append(got, m)
+	}
+	require.Equal(t, []string{"one two three", "other"}, got)
+	var order []string
+	for range 4 {
+		order = append(order, <-events)
+	}
+	require.Equal(t, []string{"one", "two", "three", "other"}, order, "each part's Sent, in the order written")
+
+	c.SendPartialAsync([]byte("x"), nil, false, sent("no context"))
+	require.Contains(t, <-events, "a partial send needs a MessageContext")
+}
+
 func TestMessageSplitOverManyReads(t *testing.T) {
 	sys := newTestSystem(t)
 	c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
