@@ -810,11 +810,36 @@ func (q *ListenQueue) settle(quiet, closed []<-chan struct{}) {
 	after(closed, q.closed)
 }
 
-// SetHandlers sets the ConnectionReceived and Stopped handlers; queued
-// connections go to the handler at once.
-func (q *ListenQueue) SetHandlers(onConn func(*ConnectionStarted), onStop func(error)) {
+// SetStopHandler sets the Stopped handler (nil: none): it gets the error
+// that stopped the listener, nil after a Stop. On a listener that has
+// stopped already it is called at once. Handler calls run one at a time,
+// in order with the ConnectionReceived ones.
+func (q *ListenQueue) SetStopHandler(onStop func(error)) {
 	q.mu.Lock()
-	q.handler, q.onStop = onConn, onStop
+	q.onStop = onStop
+	start := false
+	if q.stopped && onStop != nil {
+		start = q.dueLocked(delivery{stop: onStop, err: q.err})
+	}
+	q.mu.Unlock()
+	if start {
+		go q.deliver()
+	}
+}
+
+// Err returns the error that stopped the listener: nil while it listens
+// and after a Stop.
+func (q *ListenQueue) Err() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
+}
+
+// SetConnHandler sets the ConnectionReceived handler (nil: connections go
+// to Accept); queued connections go to the handler at once.
+func (q *ListenQueue) SetConnHandler(onConn func(*ConnectionStarted)) {
+	q.mu.Lock()
+	q.handler = onConn
 	start := false
 	if onConn != nil {
 		for _, s := range q.q {

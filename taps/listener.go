@@ -104,10 +104,10 @@ func (l *Listener) Accept(ctx context.Context) (*Connection, error) {
 // the handler: connections go to Accept again.
 func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 	if fn == nil {
-		l.q.SetHandlers(nil, nil)
+		l.q.SetConnHandler(nil)
 		return
 	}
-	l.q.SetHandlers(func(st *actors.ConnectionStarted) {
+	l.q.SetConnHandler(func(st *actors.ConnectionStarted) {
 		c := l.wrap(st)
 		if err := supervision.Contain("ConnectionReceived handler", func() { fn(l, c) }); err != nil {
 			pe := err.(*PanicError)
@@ -115,7 +115,46 @@ func (l *Listener) OnConnectionReceived(fn func(*Listener, *Connection)) {
 			tell(l.sys, c.pid, &messages.AbortConnection{Err: pe})
 			l.sys.s.ReportPanicOf(pe, st.Link)
 		}
-	}, nil)
+	})
+}
+
+// OnStopped sets the handler of the Listener's end (RFC 9622 §7.2: the
+// Stopped event, and the EstablishmentError of a Listener that fails
+// after Listen returned): err is nil after Stop, otherwise a
+// *EstablishmentError saying why it stopped (an accept error other than
+// a lack of resources, see Listener). It is called once, after the
+// ConnectionReceived calls of the connections received before the end
+// (those still queued for Accept stay there), and at once on a Listener
+// that has stopped already. A panic in fn is contained and reported
+// (WithHandlerPanic). nil removes the handler.
+func (l *Listener) OnStopped(fn func(l *Listener, err error)) {
+	if fn == nil {
+		l.q.SetStopHandler(nil)
+		return
+	}
+	l.q.SetStopHandler(func(err error) {
+		if err != nil {
+			err = listenerError(err)
+		}
+		if perr := supervision.Contain("Stopped handler", func() { fn(l, err) }); perr != nil {
+			l.sys.s.ReportPanic(perr.(*PanicError))
+		}
+	})
+}
+
+// Err returns why the Listener stopped: nil while it listens and after
+// Stop, otherwise the *EstablishmentError that OnStopped gets.
+func (l *Listener) Err() error {
+	if err := l.q.Err(); err != nil {
+		return listenerError(err)
+	}
+	return nil
+}
+
+// listenerError is the EstablishmentError of a Listener that an accept
+// error stopped.
+func listenerError(err error) *EstablishmentError {
+	return &EstablishmentError{Reason: ReasonEstablishmentFailed, Err: fmt.Errorf("listener stopped: %w", err)}
 }
 
 // LocalEndpoints returns where the Listener listens now, one endpoint per
