@@ -748,6 +748,10 @@ func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connec
 	if err != nil {
 		return nil, nil, p.fail(err)
 	}
+	if err := ctx.Err(); err != nil {
+		// nothing starts for a ctx that has ended: no packet, no Ready
+		return nil, nil, &EstablishmentError{Reason: ReasonTimeout, Err: err}
+	}
 	link := actors.NewLink(p.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
 	c := newConnection(p.sys, link, cfg)
 	c.installHandlers(h)
