@@ -75,6 +75,9 @@ type connSpec struct {
 func (s *connSpec) releaseSlot() {
 	if s.acceptSlot {
 		s.acceptSlot = false
+		if s.self != nil {
+			s.listenGate.setupEnded(s.self)
+		}
 		s.listenGate.release()
 	}
 }

@@ -92,6 +92,11 @@ func (c *connActor) armSetupDeadline(ctx actor.Context) {
 	if c.spec.rendezvous || c.est != nil {
 		return
 	}
+	if g := c.spec.listenGate; g != nil && c.spec.acceptSlot && !g.inSetup(ctx.Self()) {
+		// the listener stopped: it would never deliver this connection
+		ctx.Send(ctx.Self(), &messages.AbortConnection{Err: errListenerStopped})
+		return
+	}
 	c.est = new(establishState)
 	c.armEstablishDeadline(ctx)
 	if h := testHookSetupArmed.Load(); h != nil && c.est.timer != nil {

@@ -185,8 +185,12 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		// first: abandons the accepted transports not claimed yet, and
 		// aborts the connections Ready whose connectionReceived is still
 		// on its way (queued in this mailbox, which the stop discards)
-		for r := range l.gate.close() {
+		ready, setup := l.gate.close()
+		for r := range ready {
 			ctx.Send(r.started.Conn, &messages.AbortConnection{Err: errListenerStopped})
+		}
+		for conn := range setup {
+			ctx.Send(conn, &messages.AbortConnection{Err: errListenerStopped})
 		}
 		var quiet, closed []<-chan struct{}
 		for _, ln := range l.lns {
@@ -547,7 +551,11 @@ type acceptGate struct {
 	closed  bool
 	pending map[*Handoff]struct{}
 	ready   map[*connectionReceived]struct{}
-	done    chan struct{} // closed with the gate: ends sleep
+	// setup are the accepted connections whose framers' handshakes run
+	// (armSetupDeadline): a Stop aborts them, since none of them can be
+	// delivered any more
+	setup map[*actor.PID]struct{}
+	done  chan struct{} // closed with the gate: ends sleep
 }
 
 func newAcceptGate() *acceptGate {
@@ -656,21 +664,46 @@ func (g *acceptGate) state() (held int, open bool) {
 
 // close stops the gate for good and abandons the pending transports. It
 // returns the connections reported Ready whose connectionReceived the
-// listener has not received: the caller aborts them.
-func (g *acceptGate) close() map[*connectionReceived]struct{} {
+// listener has not received, and those still in their framers' setup: the
+// caller aborts them.
+func (g *acceptGate) close() (ready map[*connectionReceived]struct{}, setup map[*actor.PID]struct{}) {
 	g.mu.Lock()
 	if !g.closed {
 		g.closed = true
 		close(g.done)
 	}
 	g.cond.Broadcast()
-	pending, ready := g.pending, g.ready
-	g.pending, g.ready = nil, nil
+	pending := g.pending
+	ready, setup = g.ready, g.setup
+	g.pending, g.ready, g.setup = nil, nil, nil
 	g.mu.Unlock()
 	for h := range pending {
 		h.Abandon()
 	}
-	return ready
+	return ready, setup
+}
+
+// inSetup records the connection conn, accepted, as waiting for its
+// framers' handshakes; false when the listener has stopped (the
+// connection, which can no longer be delivered, aborts itself).
+func (g *acceptGate) inSetup(conn *actor.PID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	if g.setup == nil {
+		g.setup = make(map[*actor.PID]struct{})
+	}
+	g.setup[conn] = struct{}{}
+	return true
+}
+
+// setupEnded forgets conn's setup: it ended before Ready.
+func (g *acceptGate) setupEnded(conn *actor.PID) {
+	g.mu.Lock()
+	delete(g.setup, conn)
+	g.mu.Unlock()
 }
 
 // report records r (its started set) as on its way to the listener, before
@@ -683,6 +716,7 @@ func (g *acceptGate) report(r *connectionReceived) bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delete(g.setup, r.started.Conn) // its setup is over (a nil map: nothing)
 	if g.closed {
 		return false
 	}

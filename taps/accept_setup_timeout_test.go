@@ -194,3 +194,26 @@ func TestAcceptSetupTimeoutStopsAtReady(t *testing.T) {
 	require.Equal(t, "pong", string(b))
 	require.Zero(t, st.count())
 }
+
+// TestListenerStopEndsConnectionsInSetup: a connection whose handshake
+// framer still waits for its peer when the Listener stops can never be
+// delivered: Stop aborts it at once instead of leaving it to its setup
+// timeout (a minute here, longer than the test's ctx). A connection
+// received before the Stop is not touched.
+func TestListenerStopEndsConnectionsInSetup(t *testing.T) {
+	st := &setupTimeouts{}
+	ln := helloListen(t, st, WithEstablishmentTimeout(time.Minute))
+	silent := dialSilent(t, ln)
+	// the listener has accepted silent once a later peer is received
+	hello := dialSilent(t, ln)
+	_, err := hello.Write([]byte("hello\n"))
+	require.NoError(t, err)
+	s, err := ln.Accept(testCtx(t))
+	require.NoError(t, err)
+	defer s.Abort()
+	ln.Stop()
+	<-ln.Done()
+	requireEnded(t, silent)
+	require.Zero(t, st.count(), "ended by the Stop, not by its setup timeout")
+	require.Equal(t, StateEstablished, s.State(), "the connection received before the Stop lives on")
+}
