@@ -41,7 +41,7 @@ const (
 // Listen then fail before any packet is sent, with an *EstablishmentError
 // (ReasonInvalidConfiguration) wrapping a *SecurityParameterError that
 // names the parameter. [SecurityParameters.Set] returns that error at
-// once.
+// once. Parameters that disable security are not checked.
 type SecurityParameters struct {
 	mu         sync.Mutex
 	mode       SecurityMode
@@ -53,7 +53,8 @@ type SecurityParameters struct {
 	serverName string
 	minVersion uint16
 	maxVersion uint16
-	// badProtocols: why SetAllowedSecurityProtocols' last list is unusable
+	// badProtocols: why SetAllowedSecurityProtocols' last list is
+	// unusable (a *SecurityParameterError)
 	badProtocols error
 	suites       []uint16
 	groups       []tls.CurveID
@@ -64,9 +65,9 @@ type SecurityParameters struct {
 	challenge    func(info *tls.CertificateRequestInfo) (*tls.Certificate, error)
 	sessionCache tls.ClientSessionCache
 	maxSessions  int
-	ownCache     *sessionCache // SetMaxCachedSessions(n > 0)'s cache
-	lifetime     time.Duration // cachedSessionLifetime (0: none of gotaps')
-	now          func() time.Time
+	ownCache     *sessionCache    // SetMaxCachedSessions(n > 0)'s cache
+	lifetime     time.Duration    // cachedSessionLifetime (0: none of gotaps')
+	now          func() time.Time // tests: the session caches' clock (nil: time.Now)
 	allowTrunc   bool
 }
 
@@ -205,9 +206,13 @@ func (s *SecurityParameters) SetAllowedSecurityProtocols(protos ...string) *Secu
 	lo, hi, err := versionRange(protos)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.badProtocols = err; err == nil {
-		s.minVersion, s.maxVersion = lo, hi
+	s.badProtocols = nil
+	if err != nil {
+		s.badProtocols = &SecurityParameterError{Op: "set", Param: "allowedSecurityProtocols",
+			Value: slices.Clone(protos), Err: err}
+		return s
 	}
+	s.minVersion, s.maxVersion = lo, hi
 	return s
 }
 

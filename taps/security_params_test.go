@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -492,6 +493,8 @@ func TestSecuritySetByName(t *testing.T) {
 		}},
 		{"cachedSessionLifetimeSeconds", -1, ErrInvalidSecurityParameter, true, nil},
 		{"cachedSessionLifetimeSeconds", 1.5, ErrInvalidSecurityParameter, false, nil},
+		{"cachedSessionLifetimeSeconds", int64(math.MaxInt64), ErrInvalidSecurityParameter, false, nil},
+		{"maxCachedSessions", uint64(math.MaxUint64), ErrInvalidSecurityParameter, false, nil},
 		{"preSharedKey", psk, errors.ErrUnsupported, true, nil},
 		{"preSharedKey", &psk, errors.ErrUnsupported, true, nil},
 		{"preSharedKey", "key", ErrInvalidSecurityParameter, false, nil},

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -157,17 +158,20 @@ func (s *SecurityParameters) Set(param string, value any) error {
 	case "maxCachedSessions":
 		n, ok := integer(value)
 		if !ok {
-			return wrongType("an integer")
+			return wrongType("an integer (that fits an int)")
 		}
-		s.SetMaxCachedSessions(int(n))
+		s.SetMaxCachedSessions(n)
 	case "cachedSessionLifetimeSeconds":
-		var d time.Duration
-		if v, ok := value.(time.Duration); ok {
-			d = v
-		} else if n, ok := integer(value); ok {
-			d = time.Duration(n) * time.Second
-		} else {
-			return wrongType("an integer (seconds) or time.Duration")
+		d, ok := value.(time.Duration)
+		if !ok {
+			n, isInt := integer(value)
+			if !isInt {
+				return wrongType("an integer (seconds) or time.Duration")
+			}
+			if d = time.Duration(n) * time.Second; d/time.Second != time.Duration(n) {
+				return &SecurityParameterError{Op: "set", Param: param, Value: value,
+					Err: fmt.Errorf("%w: %d s does not fit a time.Duration", ErrInvalidSecurityParameter, n)}
+			}
 		}
 		s.SetCachedSessionLifetime(d)
 	case "preSharedKey":
@@ -202,46 +206,31 @@ func sliceOf[T any](v any) ([]T, bool) {
 	return nil, false
 }
 
-// integer returns v as an int64 when it is a Go integer that fits one and
-// an int.
-func integer(v any) (int64, bool) {
-	var n int64
+// integer returns v as an int when it is a Go integer that fits one.
+func integer(v any) (int, bool) {
 	switch v := v.(type) {
 	case int:
-		n = int64(v)
+		return v, true
 	case int8:
-		n = int64(v)
+		return int(v), true
 	case int16:
-		n = int64(v)
+		return int(v), true
 	case int32:
-		n = int64(v)
+		return int(v), true
 	case int64:
-		n = v
-	case uint:
-		n = int64(v)
+		return int(v), int64(int(v)) == v
 	case uint8:
-		n = int64(v)
+		return int(v), true
 	case uint16:
-		n = int64(v)
+		return int(v), true
 	case uint32:
-		n = int64(v)
+		return int(v), uint64(v) <= math.MaxInt
+	case uint:
+		return int(v), uint64(v) <= math.MaxInt
 	case uint64:
-		n = int64(v)
-	default:
-		return 0, false
+		return int(v), v <= math.MaxInt
 	}
-	if n < 0 && !isSigned(v) || int64(int(n)) != n {
-		return 0, false // a uint64 beyond int64, or beyond int
-	}
-	return n, true
-}
-
-func isSigned(v any) bool {
-	switch v.(type) {
-	case int, int8, int16, int32, int64:
-		return true
-	}
-	return false
+	return 0, false
 }
 
 // problemLocked is the first unusable parameter of s, in
@@ -269,7 +258,7 @@ func (s *SecurityParameters) paramErrLocked(name string) error {
 	switch name {
 	case "allowedSecurityProtocols":
 		if s.badProtocols != nil {
-			return &SecurityParameterError{Op: "set", Param: name, Err: s.badProtocols}
+			return s.badProtocols
 		}
 		for _, v := range []uint16{s.minVersion, s.maxVersion} {
 			if v != 0 && (v < tls.VersionTLS10 || v > tls.VersionTLS13) {
