@@ -2710,6 +2710,10 @@ func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
 	}
 	if ti.TLSVersion != 0 {
 		out.TlsVersion = tls.VersionName(ti.TLSVersion)
+		out.CipherSuite = tls.CipherSuiteName(ti.CipherSuite)
+	}
+	if ti.Group != 0 {
+		out.TlsGroup = ti.Group.String()
 	}
 	out.Used_0Rtt, out.Resumed = ti.Used0RTT, ti.Resumed
 	out.SendChecksumCoverage, out.RecvChecksumCoverage = int64(ti.SendChecksumCoverage), int64(ti.RecvChecksumCoverage)

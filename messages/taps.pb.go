@@ -902,8 +902,12 @@ type SocketInfo struct {
 	RecvMsgMaxLen int64  `protobuf:"varint,7,opt,name=recv_msg_max_len,json=recvMsgMaxLen,proto3" json:"recv_msg_max_len,omitempty"`
 	TlsVersion    string `protobuf:"bytes,8,opt,name=tls_version,json=tlsVersion,proto3" json:"tls_version,omitempty"`
 	Alpn          string `protobuf:"bytes,9,opt,name=alpn,proto3" json:"alpn,omitempty"`
-	Used_0Rtt     bool   `protobuf:"varint,20,opt,name=used_0rtt,json=used0rtt,proto3" json:"used_0rtt,omitempty"`
-	Resumed       bool   `protobuf:"varint,21,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	// The negotiated cipher suite and key exchange group, by their
+	// crypto/tls names (TLS and QUIC; empty otherwise).
+	CipherSuite string `protobuf:"bytes,25,opt,name=cipher_suite,json=cipherSuite,proto3" json:"cipher_suite,omitempty"`
+	TlsGroup    string `protobuf:"bytes,26,opt,name=tls_group,json=tlsGroup,proto3" json:"tls_group,omitempty"`
+	Used_0Rtt   bool   `protobuf:"varint,20,opt,name=used_0rtt,json=used0rtt,proto3" json:"used_0rtt,omitempty"`
+	Resumed     bool   `protobuf:"varint,21,opt,name=resumed,proto3" json:"resumed,omitempty"`
 	// UDPLITE_SEND_CSCOV / UDPLITE_RECV_CSCOV as the kernel keeps them:
 	// bytes covered including the 8-byte header, 0 = full (UDP-Lite only).
 	SendChecksumCoverage int64 `protobuf:"varint,10,opt,name=send_checksum_coverage,json=sendChecksumCoverage,proto3" json:"send_checksum_coverage,omitempty"`
@@ -1013,6 +1017,20 @@ func (x *SocketInfo) GetTlsVersion() string {
 func (x *SocketInfo) GetAlpn() string {
 	if x != nil {
 		return x.Alpn
+	}
+	return ""
+}
+
+func (x *SocketInfo) GetCipherSuite() string {
+	if x != nil {
+		return x.CipherSuite
+	}
+	return ""
+}
+
+func (x *SocketInfo) GetTlsGroup() string {
+	if x != nil {
+		return x.TlsGroup
 	}
 	return ""
 }
@@ -1169,7 +1187,7 @@ const file_taps_proto_rawDesc = "" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
 	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
-	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\x8c\x05\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xcc\x05\n" +
 	"\n" +
 	"SocketInfo\x12\x12\n" +
 	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
@@ -1182,7 +1200,9 @@ const file_taps_proto_rawDesc = "" +
 	"\x10recv_msg_max_len\x18\a \x01(\x03R\rrecvMsgMaxLen\x12\x1f\n" +
 	"\vtls_version\x18\b \x01(\tR\n" +
 	"tlsVersion\x12\x12\n" +
-	"\x04alpn\x18\t \x01(\tR\x04alpn\x12\x1b\n" +
+	"\x04alpn\x18\t \x01(\tR\x04alpn\x12!\n" +
+	"\fcipher_suite\x18\x19 \x01(\tR\vcipherSuite\x12\x1b\n" +
+	"\ttls_group\x18\x1a \x01(\tR\btlsGroup\x12\x1b\n" +
 	"\tused_0rtt\x18\x14 \x01(\bR\bused0rtt\x12\x18\n" +
 	"\aresumed\x18\x15 \x01(\bR\aresumed\x124\n" +
 	"\x16send_checksum_coverage\x18\n" +

@@ -1135,6 +1135,7 @@ func (s *quicStream) Info() (TransportInfo, error) {
 		KeepAliveIdle: max(s.c.opts.KeepAlive, 0),
 		TLSVersion:    st.TLS.Version,
 		CipherSuite:   st.TLS.CipherSuite,
+		Group:         st.TLS.CurveID,
 		ALPN:          st.TLS.NegotiatedProtocol,
 		Datagrams:     st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote,
 		Used0RTT:      st.Used0RTT,

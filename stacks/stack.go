@@ -217,10 +217,12 @@ type TransportInfo struct {
 	// (TCP_CONGESTION: "cubic", "bbr", "lp", ...; TCP and TLS on Linux;
 	// "" elsewhere).
 	Congestion string
-	// TLSVersion, ALPN and CipherSuite describe the negotiated security
-	// (TLS and QUIC; zero otherwise).
+	// TLSVersion, ALPN, CipherSuite and Group describe the negotiated
+	// security (TLS and QUIC; zero otherwise). Group is the key exchange
+	// (tls.ConnectionState.CurveID; zero for RSA key exchange).
 	TLSVersion  uint16
 	CipherSuite uint16
+	Group       tls.CurveID
 	ALPN        string
 	// Used0RTT: the connection carried 0-RTT early data (QUIC).
 	Used0RTT bool

@@ -269,7 +269,7 @@ func (t *tlsTransport) Info() (TransportInfo, error) {
 	info, err := tcpInfo(t.tcp, "tls")
 	st := t.ConnectionState()
 	info.TLSVersion, info.CipherSuite, info.ALPN = st.Version, st.CipherSuite, st.NegotiatedProtocol
-	info.Resumed = st.DidResume
+	info.Group, info.Resumed = st.CurveID, st.DidResume
 	if info.SingularMsgMaxLen > 0 {
 		// one record per segment: its header, and the AEAD's tag (TLS
 		// 1.3: and the inner content type; TLS 1.2: the explicit nonce)

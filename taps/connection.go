@@ -956,9 +956,14 @@ type SocketInfo struct {
 	// SendMsgMaxLen and RecvMsgMaxLen are the largest message sent or
 	// received in one piece; -1 means unlimited.
 	SendMsgMaxLen, RecvMsgMaxLen int64
-	// TLSVersion and ALPN describe the negotiated security.
-	TLSVersion string
-	ALPN       string
+	// TLSVersion, ALPN, CipherSuite and TLSGroup describe the negotiated
+	// security (TLS and QUIC; empty otherwise), by their crypto/tls names:
+	// "TLS 1.3", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "X25519MLKEM768"
+	// (TLSGroup, the key exchange group, is empty for an RSA key exchange).
+	TLSVersion  string
+	ALPN        string
+	CipherSuite string
+	TLSGroup    string
 	// Used0RTT: the connection carried 0-RTT early data (QUIC); Resumed: the
 	// TLS session was resumed from a cached ticket.
 	Used0RTT, Resumed bool
@@ -1072,7 +1077,8 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 	if so := info.Socket; so != nil {
 		out.Socket = &SocketInfo{DSCP: uint8(so.Dscp), UserTimeout: time.Duration(so.UserTimeoutNs),
 			KeepAlive: so.KeepAlive, KeepAliveIdle: time.Duration(so.KeepAliveIdleNs), MPTCP: so.Mptcp,
-			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
+			SendMsgMaxLen: so.SendMsgMaxLen, RecvMsgMaxLen: so.RecvMsgMaxLen, TLSVersion: so.TlsVersion, ALPN: so.Alpn,
+			CipherSuite: so.CipherSuite, TLSGroup: so.TlsGroup, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
 			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen,
 			Congestion: so.Congestion, Datagrams: so.Datagrams}

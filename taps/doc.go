@@ -52,6 +52,25 @@
 // endpoint or Preconnection afterwards never affects Connections already
 // made from it.
 //
+// # Security
+//
+// [SecurityParameters] are the RFC 9622 §6.3 security parameters:
+// [NewSecurityParameters] requires security (only TLS over TCP and QUIC
+// are selected, and a secure attempt never falls back to plain text),
+// [NewOpportunisticSecurityParameters] prefers it, and
+// [NewDisabledSecurityParameters] never adds it. Their setters take the
+// trusted CAs, the identities (both roles, or serverCertificate and
+// clientCertificate), ALPN, the allowed TLS versions (a maximum below TLS
+// 1.3 rules QUIC out), pinned server certificates, cipher suites,
+// supported groups, the session cache's size and lifetime, and the trust
+// verification and identity challenge callbacks; [SecurityParameters.Set]
+// takes them by their RFC names. A value that cannot be honoured is never
+// ignored: signatureAlgorithm and preSharedKey, which crypto/tls has no
+// API for, a TLS 1.3 cipher suite (crypto/tls does not let one be chosen)
+// or an unknown version make Initiate and Listen fail before any packet
+// with a [*SecurityParameterError]. [SocketInfo] reads back what was
+// negotiated (version, cipher suite, group, ALPN, resumption).
+//
 // # Framers
 //
 // A byte-stream protocol such as TCP does not preserve Message boundaries;
@@ -84,8 +103,9 @@
 //
 // Each RFC 9622 error event has a type: [*EstablishmentError] (with every
 // failed attempt), [*ConnectionError], [*SendError], [*ReceiveError],
-// [*CloneError]; invalid input gives a [*PropertyError] or an
-// [*EndpointError]. They carry an [ErrorReason] (RFC 9623 Appendix B) and
+// [*CloneError]; invalid input gives a [*PropertyError], an
+// [*EndpointError] or a [*SecurityParameterError], and a server chain that
+// matches no pinned certificate a [*CertificatePinError]. They carry an [ErrorReason] (RFC 9623 Appendix B) and
 // unwrap to sentinel errors ([ErrClosed], which is net.ErrClosed,
 // [ErrExpired], [ErrUnfulfilled], [ErrEstablishmentTimeout], ...) and to
 // the standard library's errors where one fits (context.DeadlineExceeded,

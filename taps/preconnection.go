@@ -72,6 +72,7 @@ type encodedProps struct {
 // stackChoice is one result of selectStacks and its other inputs.
 type stackChoice struct {
 	secure int8
+	quic   bool // the security parameters allow QUIC (TLS 1.3)
 	framed bool
 	from   []stacks.Stack // compared by identity
 	names  []string
@@ -82,13 +83,13 @@ type stackChoice struct {
 // choose returns selectStacks' result, from the last choice when its
 // inputs are the same. The caller holds the Preconnection's lock.
 func (e *encodedProps) choose(tp *TransportProperties, r role, sec *SecurityParameters, framed bool, from []stacks.Stack, names []string) ([]stacks.Stack, error) {
-	secure := securePref(sec)
-	if c := e.chosen; c != nil && c.secure == secure && c.framed == framed &&
+	secure, quic := securePref(sec), sec.allowsQUIC()
+	if c := e.chosen; c != nil && c.secure == secure && c.quic == quic && c.framed == framed &&
 		sameStackList(c.from, from) && slices.Equal(c.names, names) {
 		return c.sel, c.err
 	}
 	sel, err := selectStacks(tp, r, sec, framed, from)
-	e.chosen = &stackChoice{secure: secure, framed: framed, from: from,
+	e.chosen = &stackChoice{secure: secure, quic: quic, framed: framed, from: from,
 		names: slices.Clone(names), sel: sel, err: err}
 	return sel, err
 }
@@ -603,7 +604,8 @@ func unixPaths(cfg *messages.ConnectionConfig) unixUse {
 
 // selectStacks runs the pure selection over every stack gotaps has. With a
 // framer, every stack preserves message boundaries (RFC 9622 §9.1.2), so
-// that property no longer tells stacks apart.
+// that property no longer tells stacks apart. Security parameters that do
+// not allow TLS 1.3 rule QUIC out.
 func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, framed bool, all []stacks.Stack) ([]stacks.Stack, error) {
 	prefs := map[string]int8{}
 	for _, prop := range tp.Properties() {
@@ -624,7 +626,19 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, fram
 	if all == nil {
 		all = stacks.All()
 	}
-	return stacks.Select(all, prefs)
+	if sec.allowsQUIC() {
+		return stacks.Select(all, prefs)
+	}
+	// TLS 1.3 is not allowed: no QUIC (RFC 9622 §6.3: only stacks that
+	// meet the security parameters are selected); when nothing else is
+	// left, the error says that this is why
+	sel, err := stacks.Select(withoutTLS13Only(all), prefs)
+	if err != nil {
+		if _, withQUIC := stacks.Select(all, prefs); withQUIC == nil {
+			err = quicRuledOut(sec, err)
+		}
+	}
+	return sel, err
 }
 
 // securePref is the preference for the "secure" pseudo-property that sec

@@ -30,6 +30,7 @@ var stacksErrNotApplicable = stacks.ErrNotApplicable
 // "localhost" and 127.0.0.1.
 type testPKI struct {
 	pool   *x509.CertPool
+	ca     *x509.Certificate
 	server tls.Certificate
 }
 
@@ -60,7 +61,7 @@ func newPKIFor(t testing.TB, uses ...x509.ExtKeyUsage) *testPKI {
 	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return &testPKI{pool: pool, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+	return &testPKI{pool: pool, ca: caCert, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
 }
 
 func (p *testPKI) serverSec() *SecurityParameters {

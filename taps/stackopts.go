@@ -129,39 +129,8 @@ func mustGet(tp *TransportProperties, p Property) any {
 	return v
 }
 
-// sessionCache is the System's TLS session ticket cache, so that
-// resumption works across Initiates to the same host unless isolateSession
-// is set. It is made on first use.
-func (s *System) sessionCache() tls.ClientSessionCache {
-	s.cacheOnce.Do(func() { s.tlsCache = copyingSessionCache{tls.NewLRUClientSessionCache(256)} })
-	return s.tlsCache
-}
-
-// copyingSessionCache gives each Get its own copy of the cached session
-// state: quic-go writes to the one of a resumed session (EarlyData), a
-// data race when concurrent handshakes resume from one ticket.
-type copyingSessionCache struct{ tls.ClientSessionCache }
-
-func (c copyingSessionCache) Get(key string) (*tls.ClientSessionState, bool) {
-	cs, ok := c.ClientSessionCache.Get(key)
-	if !ok || cs == nil {
-		return cs, ok
-	}
-	ticket, st, err := cs.ResumptionState()
-	if err != nil || st == nil {
-		return cs, ok
-	}
-	cp := *st
-	cp.Extra = append([][]byte(nil), st.Extra...)
-	ncs, err := tls.NewResumptionState(ticket, &cp)
-	if err != nil {
-		return cs, ok
-	}
-	return ncs, true
-}
-
 // errNoIdentity: a secure Listener needs a certificate.
-var errNoIdentity = errors.New("a secure listener needs a local identity (SecurityParameters.SetIdentity)")
+var errNoIdentity = errors.New("a secure listener needs a local identity (SecurityParameters.SetIdentity or SetServerCertificates)")
 
 // recoverCallback, deferred by a wrapper of an application's TLS callback,
 // makes a panic of that callback its error, a *stacks.TLSCallbackPanicError:
@@ -176,46 +145,46 @@ func recoverCallback(err *error) {
 
 // tlsConfig builds the TLS configuration of a Preconnection's security
 // parameters for one role. It returns nil when sec does not allow
-// security. The application's callbacks (trust verification, identity
-// challenge) are wrapped by recoverCallback, so that a panicking callback
-// fails the handshake on every stack instead of crashing the process.
+// security, and a *SecurityParameterError when a parameter cannot be used
+// (see SecurityParameters). The application's callbacks (trust
+// verification, identity challenge) are wrapped by recoverCallback, so
+// that a panicking callback fails the handshake on every stack instead of
+// crashing the process.
 func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) (*tls.Config, error) {
 	if sec == nil || sec.Mode() == SecurityDisabled {
 		return nil, nil
 	}
 	sec.mu.Lock()
 	defer sec.mu.Unlock()
+	if err := sec.problemLocked(); err != nil {
+		return nil, err
+	}
 	c := &tls.Config{
-		RootCAs:    sec.roots,
-		NextProtos: append([]string(nil), sec.alpn...),
-		ServerName: sec.serverName,
-		MinVersion: sec.minVersion,
+		RootCAs:          sec.roots,
+		NextProtos:       append([]string(nil), sec.alpn...),
+		ServerName:       sec.serverName,
+		CipherSuites:     append([]uint16(nil), sec.suites...),
+		CurvePreferences: append([]tls.CurveID(nil), sec.groups...),
 	}
-	if c.MinVersion == 0 {
-		c.MinVersion = tls.VersionTLS12
-	}
-	if verify := sec.verify; verify != nil {
-		c.VerifyConnection = func(cs tls.ConnectionState) (err error) {
-			defer recoverCallback(&err)
-			return verify(cs)
-		}
-	}
+	c.MinVersion, c.MaxVersion = sec.versionsLocked()
+	c.VerifyConnection = sec.verifyConnectionLocked(listen)
+	identity := sec.roleIdentity(listen)
 	if listen {
-		if len(sec.identity) == 0 {
+		if len(identity) == 0 {
 			if sec.mode == SecurityOpportunistic {
 				return nil, nil
 			}
 			return nil, errNoIdentity
 		}
-		c.Certificates = append([]tls.Certificate(nil), sec.identity...)
+		c.Certificates = append([]tls.Certificate(nil), identity...)
 		if sec.roots != nil { // trusted CAs on a listener verify client certificates
 			c.ClientCAs = sec.roots
 			c.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 		return c, nil
 	}
-	if len(sec.identity) > 0 {
-		c.Certificates = append([]tls.Certificate(nil), sec.identity...)
+	if len(identity) > 0 {
+		c.Certificates = append([]tls.Certificate(nil), identity...)
 	}
 	if ch := sec.challenge; ch != nil {
 		c.GetClientCertificate = func(info *tls.CertificateRequestInfo) (cert *tls.Certificate, err error) {
@@ -230,16 +199,7 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 		// if any, still runs
 		c.InsecureSkipVerify = true
 	}
-	switch {
-	case isolate:
-		// isolateSession: no cached session, not even from the
-		// application's own cache (as stackOptionsFromMessage does when
-		// the property is set on an open connection)
-	case sec.sessionCache != nil:
-		c.ClientSessionCache = sec.sessionCache
-	default:
-		c.ClientSessionCache = sys.sessionCache()
-	}
+	c.ClientSessionCache = sec.clientSessionCacheLocked(isolate, sys)
 	return c, nil
 }
 
