@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -128,6 +129,26 @@ func (c candidate) endpoint() string {
 		return c.path
 	}
 	return c.remote.String()
+}
+
+// serverName is the name a secure attempt verifies the server's
+// certificate against (and sends as SNI) unless the security parameters
+// name one: the host name of the RemoteEndpoint the candidate was derived
+// from, "" when that endpoint is an IP address (the address itself is
+// verified then). ok is false when the candidate does not know its
+// endpoint (no label): the connection's default stands.
+func (c candidate) serverName() (name string, ok bool) {
+	if c.label == "" {
+		return "", false
+	}
+	host, _, err := net.SplitHostPort(c.label)
+	if err != nil {
+		return "", false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return "", true
+	}
+	return host, true
 }
 
 // same reports whether c is the attempt a cache entry names (a Unix

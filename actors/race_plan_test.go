@@ -384,3 +384,24 @@ func TestPickAttempt(t *testing.T) {
 		})
 	}
 }
+
+func TestCandidateServerName(t *testing.T) {
+	tests := []struct {
+		label string
+		name  string
+		ok    bool
+	}{
+		{"localhost:443", "localhost", true},
+		{"example.org:8443", "example.org", true},
+		{"127.0.0.1:443", "", true},
+		{"[::1]:443", "", true},
+		{"[fe80::1%eth0]:443", "", true},
+		{"", "", false},
+		{"no-port", "", false},
+	}
+	for _, tt := range tests {
+		if name, ok := (candidate{label: tt.label}).serverName(); name != tt.name || ok != tt.ok {
+			t.Errorf("%q: got %q, %v; want %q, %v", tt.label, name, ok, tt.name, tt.ok)
+		}
+	}
+}

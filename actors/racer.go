@@ -428,6 +428,9 @@ func dialContained(ctx context.Context, c candidate, opts stacks.Options) (t sta
 		}
 	}()
 	opts.Local, opts.Interface, opts.Path = localFor(c), c.iface, c.path
+	if name, ok := c.serverName(); ok {
+		opts.ServerName = name // the endpoint this attempt reaches, not the first one
+	}
 	t, err = c.stack.Dial(ctx, c.remote, opts)
 	switch {
 	case err != nil && t != nil:

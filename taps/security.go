@@ -162,7 +162,9 @@ func (s *SecurityParameters) SetALPN(protos ...string) *SecurityParameters {
 }
 
 // SetServerName sets the name to verify the server's certificate against
-// (default: the remote endpoint's host name).
+// and send as SNI (default: the host name of the RemoteEndpoint each
+// attempt reaches, and for an endpoint given as an IP address that
+// address: racing two endpoints, each is verified against its own name).
 func (s *SecurityParameters) SetServerName(name string) *SecurityParameters {
 	s.mu.Lock()
 	s.serverName = name

@@ -6,8 +6,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gotaps/gotaps/stacks"
@@ -109,18 +112,53 @@ func (s *SecurityParameters) clientSessionCacheLocked(isolate bool, sys *System)
 	default:
 		c = sys.sessionCache()
 	}
-	if s.lifetime <= 0 {
+	scope := s.sessionScopeLocked()
+	if s.lifetime <= 0 && scope == "" {
 		return c
 	}
 	if sc, ok := c.(*sessionCache); ok {
-		c = sc.c // one layer: the same store, with a lifetime
+		c = sc.c // one layer: the same store, with a lifetime and a scope
 	}
-	return &sessionCache{c: c, lifetime: s.lifetime, now: s.now}
+	return &sessionCache{c: c, lifetime: s.lifetime, now: s.now, scope: scope}
+}
+
+// scopeSeq numbers the session scopes of identity challenge callbacks.
+var scopeSeq atomic.Uint64
+
+// sessionScopeLocked is the part of a session cache's keys that keeps
+// sessions made with one client identity from being resumed with
+// another: crypto/tls keys a session by the server's name alone, and a
+// resumed session carries the client certificate of the handshake that
+// made it (a server would see the first identity again). Empty (shared
+// with every Preconnection without one) without a client identity; a
+// digest of the certificates of a fixed identity; a scope of its own for
+// each configuration with an identity challenge callback, whose answer
+// gotaps cannot know in advance (each Preconnection makes its
+// configuration once: its own Initiates resume each other's sessions).
+// The caller holds s.mu.
+func (s *SecurityParameters) sessionScopeLocked() string {
+	if s.challenge != nil {
+		return "cb" + strconv.FormatUint(scopeSeq.Add(1), 10) + "|"
+	}
+	certs := s.roleIdentity(false)
+	if len(certs) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, c := range certs {
+		for _, der := range c.Certificate {
+			h.Write(der)
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	return "id" + hex.EncodeToString(h.Sum(nil)[:16]) + "|"
 }
 
 // sessionCache is a client session cache gotaps gives crypto/tls: the
 // System's, a SetMaxCachedSessions one, and any with a
-// cachedSessionLifetime. Put stamps each session with the time it was
+// cachedSessionLifetime or a client identity (its keys then carry the
+// identity's scope). Put stamps each session with the time it was
 // stored, in an entry of its SessionState.Extra (which crypto/tls leaves
 // to the application, and in which quic-go finds its own entry by its
 // prefix). Get returns a copy of the cached session state (quic-go writes
@@ -129,6 +167,7 @@ func (s *SecurityParameters) clientSessionCacheLocked(isolate bool, sys *System)
 // session stored longer ago, or without a stamp.
 type sessionCache struct {
 	c        tls.ClientSessionCache
+	scope    string           // prefixes every key (sessionScopeLocked)
 	lifetime time.Duration    // > 0: the longest a session is resumed after its Put
 	now      func() time.Time // nil: time.Now (tests set a clock)
 }
@@ -147,6 +186,7 @@ func (c *sessionCache) clock() time.Time {
 // Put stores cs stamped with the time (a nil cs, crypto/tls' deletion, as
 // is).
 func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
+	key = c.scope + key
 	if cs == nil {
 		c.c.Put(key, nil)
 		return
@@ -175,7 +215,7 @@ func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
 // Get returns a copy of the session cached for key, unless it is older
 // than the lifetime.
 func (c *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
-	cs, ok := c.c.Get(key)
+	cs, ok := c.c.Get(c.scope + key)
 	if !ok || cs == nil {
 		return cs, ok
 	}
