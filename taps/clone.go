@@ -193,7 +193,9 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 	link := actors.NewLink(c.sys.s.NewID(), cfg.RecvBufferLimit, cfg.SendBufferLimit, len(cfg.Framers) == 0)
 	req.Link = link
 	clone := newConnection(c.sys, link, cfg)
-	clone.msgDef.Store(c.msgDef.Load()) // the Message Properties set on c (immutable)
+	if d := c.msgDefaults(); d != nil {
+		clone.rareFields().msgDef.Store(d) // the Message Properties set on c (immutable)
+	}
 	clone.installHandlers(connHandlers{})
 	// the group ends once its last member has: waiting on this member's
 	// end too, a request the group took as it stopped (dropped unanswered)
@@ -320,10 +322,11 @@ type cloneOptions struct {
 // place, so the same snapshot gives the same options. base is always the
 // connection's own (c.cfg is immutable).
 func (c *Connection) cloneStackOptions(props *messages.Properties, base stacks.Options) stacks.Options {
-	if co := c.cloneOpt.Load(); co != nil && co.props == props {
+	rare := c.rareFields()
+	if co := rare.cloneOpt.Load(); co != nil && co.props == props {
 		return co.opts
 	}
 	opts := stackOptionsFromMessage(props, base)
-	c.cloneOpt.Store(&cloneOptions{props: props, opts: opts})
+	rare.cloneOpt.Store(&cloneOptions{props: props, opts: opts})
 	return opts
 }

@@ -56,8 +56,8 @@ type Connection struct {
 	nextSend atomic.Uint64
 	nextMsg  atomic.Uint64
 	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
-	cloneOpt atomic.Pointer[cloneOptions]  // the last Clone's derived stack options (clone.go)
-	msgDef   atomic.Pointer[msgDefaults]   // Message Properties set on this Connection (nil: none)
+	rare     atomic.Pointer[connRare]      // what few Connections use, made on first use
+	recvCtx  atomic.Pointer[MessageContext] // the Context of the message being received in parts
 	spare    spareMessage                  // a released Message for the next one (Message.Release)
 	dir      actors.Direction              // the direction property (direction.go)
 
@@ -65,6 +65,30 @@ type Connection struct {
 	partial  map[*MessageContext]uint64 // message ids of unfinished partial sends
 	batching atomic.Int32               // open Batch calls (changed under mu; read without it by post)
 	batch    []*messages.SendMessage
+}
+
+// connRare holds what few Connections use (Clone, SetProperty of a
+// Message Property), apart, so that every Connection does not carry it.
+type connRare struct {
+	cloneOpt atomic.Pointer[cloneOptions] // the last Clone's derived stack options (clone.go)
+	msgDef   atomic.Pointer[msgDefaults]  // Message Properties set on this Connection (nil: none)
+}
+
+// rareFields returns c's connRare, making it on first use.
+func (c *Connection) rareFields() *connRare {
+	if r := c.rare.Load(); r != nil {
+		return r
+	}
+	c.rare.CompareAndSwap(nil, new(connRare))
+	return c.rare.Load()
+}
+
+// msgDefaults returns the Message Properties set on c (nil: none).
+func (c *Connection) msgDefaults() *msgDefaults {
+	if r := c.rare.Load(); r != nil {
+		return r.msgDef.Load()
+	}
+	return nil
 }
 
 func newConnection(sys *System, link *actors.Link, cfg *messages.ConnectionConfig) *Connection {
@@ -365,7 +389,7 @@ func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (*me
 // fillSend validates one Send and fills m (zero) with the command.
 func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageContext, eom bool) error {
 	defaults := c.cfg.MessageDefaults
-	if d := c.msgDef.Load(); d != nil {
+	if d := c.msgDefaults(); d != nil {
 		defaults = d.props
 	}
 	props, err := resolveMessage(mc, defaults)
@@ -445,7 +469,11 @@ func (c *Connection) checkSendable() error {
 // ErrExpired is the Expired event). mc may be nil. When the send queue is
 // full, Send waits for room. ctx bounds the wait only: a message already
 // handed over may still be sent after ctx ends. data must not be modified
-// until Send returns.
+// until Send returns nil or a *SendError. When it returns ctx's error (a
+// bare context.Canceled or DeadlineExceeded) the message was handed over
+// and may still be written: data is the connection's then, until the
+// Connection has ended; to reuse the buffer at once, send a copy, or use
+// SendAsync, whose handler tells when the message is Sent.
 func (c *Connection) Send(ctx context.Context, data []byte, mc *MessageContext) error {
 	return c.send(ctx, data, mc, true)
 }
@@ -758,7 +786,14 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 	}
 	mm := c.spare.take() // the Message and its context in one allocation, or the released one
 	mc := &mm.mc
-	mc.conn = c
+	if !res.EndOfMessage || c.recvCtx.Load() != nil {
+		// a message received in parts: every part has the same Context
+		// (RFC 9622 §9.3.2.2), one of its own, not a part's (a part's
+		// memory is reused once it is released)
+		mc = c.partContext(res.EndOfMessage)
+	} else {
+		mc.conn = c
+	}
 	for i, md := range res.Meta {
 		if md != nil && i < len(c.cfg.Framers) {
 			mc.setFramerMetadata(c.cfg.Framers[i], md)
@@ -782,6 +817,26 @@ func (c *Connection) message(res actors.RecvResult) (*Message, error) {
 		mm.m.backing, mm.m.link = res.Backing, c.link
 	}
 	return &mm.m, nil
+}
+
+// partContext returns the Context of the message a part belongs to,
+// making it for the message's first part; the last part (eom) takes it
+// off the Connection.
+func (c *Connection) partContext(eom bool) *MessageContext {
+	if eom {
+		if mc := c.recvCtx.Swap(nil); mc != nil {
+			return mc
+		}
+		return &MessageContext{conn: c}
+	}
+	if mc := c.recvCtx.Load(); mc != nil {
+		return mc
+	}
+	mc := &MessageContext{conn: c}
+	if !c.recvCtx.CompareAndSwap(nil, mc) {
+		return c.recvCtx.Load()
+	}
+	return mc
 }
 
 // receivedMessage is a received Message with its MessageContext.
@@ -1067,7 +1122,7 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 		Remote:     remoteFromMessage(info.Remote),
 	}
 	if tp, err := propsFromMessage(info.Properties); err == nil {
-		if d := c.msgDef.Load(); d != nil {
+		if d := c.msgDefaults(); d != nil {
 			for p, v := range d.set {
 				_ = tp.Set(p, v) // canonical values: they were set once already
 			}
@@ -1216,7 +1271,7 @@ func (c *Connection) setMessageDefault(p Property, v any) error {
 	defer c.mu.Unlock()
 	next := &msgDefaults{set: map[Property]any{p: canon}}
 	mp := *c.cfg.MessageDefaults
-	if cur := c.msgDef.Load(); cur != nil {
+	if cur := c.msgDefaults(); cur != nil {
 		mp = *cur.props
 		for q, w := range cur.set {
 			if q != p {
@@ -1232,7 +1287,7 @@ func (c *Connection) setMessageDefault(p Property, v any) error {
 		mp.OrderedSet = true
 	}
 	next.props = &mp
-	c.msgDef.Store(next)
+	c.rareFields().msgDef.Store(next)
 	return nil
 }
 
