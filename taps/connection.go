@@ -55,11 +55,11 @@ type Connection struct {
 	cfg      *messages.ConnectionConfig
 	nextSend atomic.Uint64
 	nextMsg  atomic.Uint64
-	poster   atomic.Pointer[actors.Poster] // posts sends to the connection actor (made on the first)
-	rare     atomic.Pointer[connRare]      // what few Connections use, made on first use
+	poster   atomic.Pointer[actors.Poster]  // posts sends to the connection actor (made on the first)
+	rare     atomic.Pointer[connRare]       // what few Connections use, made on first use
 	recvCtx  atomic.Pointer[MessageContext] // the Context of the message being received in parts
-	spare    spareMessage                  // a released Message for the next one (Message.Release)
-	dir      actors.Direction              // the direction property (direction.go)
+	spare    spareMessage                   // a released Message for the next one (Message.Release)
+	dir      actors.Direction               // the direction property (direction.go)
 
 	mu       sync.Mutex
 	partial  map[*MessageContext]uint64 // message ids of unfinished partial sends
