@@ -130,9 +130,11 @@ var ErrNoCandidates = errors.New("no candidates")
 //
 // It runs on controlDispatcher (system.go). Endpoints given as addresses
 // need no resolver: they are planned at once, in Started. Names are
-// resolved in a goroutine counted in resolving only while it resolves or
-// waits for a later answer, never while it posts one, so that Stopped,
-// which waits for it, never waits for the goroutine that runs it.
+// resolved in goroutines counted in resolving: one per remote endpoint
+// name (which never posts to an actor), and the one that plans and posts,
+// counted only while it resolves or waits for a later answer, never while
+// it posts, so that finish and Stopped, which wait for resolving once
+// they have cancelled it, never wait for the goroutine that runs them.
 type preconnActor struct {
 	sys       *System
 	spec      *connSpec
@@ -152,10 +154,11 @@ type preconnActor struct {
 // cacheWaitOver: the race cache's winner was waited for long enough.
 type cacheWaitOver struct{}
 
-// busyCount counts goroutines while they block; wait returns once none
-// does. Unlike a sync.WaitGroup, a goroutine may leave and enter again
-// while another waits: it leaves while it posts to an actor whose handler
-// (run inline by that post, controlDispatcher) may be the one waiting.
+// busyCount counts goroutines while they run or block; wait returns once
+// none does. Unlike a sync.WaitGroup, a goroutine may leave and enter
+// again while another waits: it leaves while it posts to an actor whose
+// handler (run inline by that post, controlDispatcher) may be the one
+// waiting.
 type busyCount struct {
 	mu   sync.Mutex
 	n    int
@@ -221,7 +224,7 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 		go func() {
 			growStack() // this goroutine goes on to plan the race and start it
 			defer p.resolving.leave()
-			resolveStream(rctx, cfg, func(r *resolved) {
+			resolveStream(rctx, cfg, &p.resolving, func(r *resolved) {
 				p.resolving.leave() // the post may run Stopped, which waits for resolving
 				root.Send(self, r)
 				p.resolving.enter()
@@ -346,12 +349,19 @@ func (p *preconnActor) replan(ctx actor.Context, m *resolved) {
 }
 
 // finish tells the connection the outcome and stops the preconnection (and
-// with it the racer and any candidate still running).
+// with it the racer and any candidate still running). A DNS lookup still
+// running is cancelled, and has returned, before the outcome is told
+// (WithResolver's contract: the application's lookup function is not
+// running any more when Initiate returns).
 func (p *preconnActor) finish(ctx actor.Context, outcome any) {
 	if p.done {
 		return
 	}
 	p.done = true
+	if p.cancel != nil {
+		p.cancel()
+		p.resolving.wait()
+	}
 	ctx.Send(ctx.Parent(), outcome)
 	ctx.Stop(ctx.Self())
 }
@@ -402,8 +412,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // plan made again over every address known after each later answer, with
 // more true while an answer is still pending. send runs on the calling
 // goroutine, and never once ctx has ended. resolveStream returns when no
-// answer is pending, or once ctx has ended and its lookups have returned.
-func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, send func(*resolved)) {
+// answer is pending, or once ctx has ended and its lookups have returned;
+// the goroutines it starts are counted in busy until they end.
+func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *busyCount, send func(*resolved)) {
 	post := func(r *resolved) {
 		if ctx.Err() == nil {
 			send(r)
@@ -439,7 +450,9 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, send fun
 		case r.HostName != "":
 			waiting++
 			pending++
+			busy.enter()
 			wg.Go(func() {
+				defer busy.leave()
 				put := func(u update) {
 					select {
 					case updates <- u:

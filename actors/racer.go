@@ -70,9 +70,10 @@ var errCandidateGone = errors.New("candidate socket closed before hand-over")
 // racerActor runs one race over a candidate list that later DNS answers
 // may extend. Everything it knows is keyed by candidate index (a
 // candidate keeps its index): att[i] is the report entry of candidate i
-// (nil until it starts), errs[i] why it failed. order is the order of
-// attempts (started ones first, see mergePlan); a candidate not in it is
-// never started.
+// (nil until it starts), errs[i] why it failed. order lists the
+// candidates started or to start, in the order of attempts (the plan's
+// at first; after a merge the started ones first, see mergePlan): a
+// candidate not in it is never started.
 type racerActor struct {
 	sys       *System
 	spec      *connSpec
