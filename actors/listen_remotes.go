@@ -26,10 +26,10 @@ type remoteFilter struct {
 // names when the Listener starts.
 const remoteResolveTimeout = 10 * time.Second
 
-// newRemoteFilter resolves cfg's remote endpoints as Initiate does
-// (resolveRemotes: host names through the Resolver, with Happy Eyeballs
-// resolution; a name that does not resolve is dropped); it fails only when
-// none is left. Nil when cfg has no remote endpoint: every peer is
+// newRemoteFilter resolves cfg's remote endpoints (resolveRemotes: host
+// names through the Resolver, every address of both families, see
+// stacks.Resolver.Resolve; a name that does not resolve is dropped); it
+// fails only when none is left. Nil when cfg has no remote endpoint: every peer is
 // accepted.
 func newRemoteFilter(sys *System, q *ListenQueue, cfg *messages.ConnectionConfig) (*remoteFilter, error) {
 	if len(cfg.Remotes) == 0 {

@@ -79,6 +79,9 @@ func (e *EstablishmentFailure) Unwrap() []error {
 
 type resolved struct {
 	groups []pathGroup
+	// more: a DNS answer is still pending, and a resolved planned again
+	// over what it adds will follow (resolveStream)
+	more bool
 	// the resolved remotes and locals, for a rendezvous (rendezvous.go),
 	// which pairs every local address with every remote one; local is the
 	// first local endpoint's first address (its STUN server's base)
@@ -120,20 +123,75 @@ var ErrNoCandidates = errors.New("no candidates")
 // racing; when it fires during the race the racer reports the failure, so
 // that the attempts are listed.
 //
+// Resolution streams (resolveStream, RFC 8305 §3): the race starts on the
+// first answers, and each later answer comes as another resolved, planned
+// again over every address known, which the preconnection passes to the
+// racer (candidatesReplanned) until the race ends.
+//
 // It runs on controlDispatcher (system.go). Endpoints given as addresses
 // need no resolver: they are planned at once, in Started. Names are
-// resolved in a goroutine counted in resolving only while it resolves, so
-// that Stopped, which waits for it, never waits for the goroutine that
-// runs it.
+// resolved in goroutines counted in resolving: one per remote endpoint
+// name (which never posts to an actor), and the one that plans and posts,
+// counted only while it resolves or waits for a later answer, never while
+// it posts, so that finish and Stopped, which wait for resolving once
+// they have cancelled it, never wait for the goroutine that runs them.
 type preconnActor struct {
 	sys       *System
 	spec      *connSpec
 	start     time.Time
 	cancel    context.CancelFunc
-	resolving sync.WaitGroup
+	resolving busyCount
 	timer     *time.Timer
 	racer     *actor.PID
 	done      bool
+	// held is the first plan, held back while the race cache's winner
+	// waits for its answer (cacheWaitOver); holdTimer bounds that wait
+	held      *resolved
+	holdTimer *time.Timer
+	holdOver  bool
+}
+
+// cacheWaitOver: the race cache's winner was waited for long enough.
+type cacheWaitOver struct{}
+
+// busyCount counts goroutines while they run or block; wait returns once
+// none does. Unlike a sync.WaitGroup, a goroutine may leave and enter
+// again while another waits: it leaves while it posts to an actor whose
+// handler (run inline by that post, controlDispatcher) may be the one
+// waiting.
+type busyCount struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to zero, for the waiters then
+}
+
+func (b *busyCount) enter() {
+	b.mu.Lock()
+	b.n++
+	b.mu.Unlock()
+}
+
+func (b *busyCount) leave() {
+	b.mu.Lock()
+	if b.n--; b.n == 0 && b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+	b.mu.Unlock()
+}
+
+func (b *busyCount) wait() {
+	b.mu.Lock()
+	if b.n == 0 {
+		b.mu.Unlock()
+		return
+	}
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+	}
+	idle := b.idle
+	b.mu.Unlock()
+	<-idle
 }
 
 func newPreconnActor(s *System, spec *connSpec) actor.Actor {
@@ -162,20 +220,31 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 		}
 		rctx, cancel := context.WithCancel(context.Background())
 		p.cancel = cancel
-		p.resolving.Add(1)
+		p.resolving.enter()
 		go func() {
 			growStack() // this goroutine goes on to plan the race and start it
-			r := resolveAll(rctx, cfg)
-			p.resolving.Done()
-			if rctx.Err() == nil {
+			defer p.resolving.leave()
+			resolveStream(rctx, cfg, &p.resolving, func(r *resolved) {
+				p.resolving.leave() // the post may run Stopped, which waits for resolving
 				root.Send(self, r)
-			}
+				p.resolving.enter()
+			})
 		}()
 	case *resolved:
-		if p.done {
-			return
+		switch {
+		case p.done:
+		case p.racer != nil:
+			p.replan(ctx, m)
+		default:
+			p.held = nil
+			p.race(ctx, m)
 		}
-		p.race(ctx, m)
+	case *cacheWaitOver:
+		p.holdOver = true
+		if h := p.held; h != nil && !p.done && p.racer == nil {
+			p.held = nil
+			p.race(ctx, h)
+		}
 	case *raceDone:
 		if m.err != nil {
 			p.finish(ctx, &establishmentFailed{err: m.err})
@@ -192,22 +261,23 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
+		if p.holdTimer != nil {
+			p.holdTimer.Stop()
+		}
 		if p.cancel != nil {
 			p.cancel()
 		}
 	case *actor.Stopped:
-		p.resolving.Wait() // resolution ends once cancelled
+		p.resolving.wait() // resolution ends once cancelled
 	}
 }
 
-// race plans the candidates and spawns the racer.
-func (p *preconnActor) race(ctx actor.Context, m *resolved) {
-	if m.err != nil {
-		p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: m.err}})
-		return
-	}
+// candidates flattens the candidate tree of m: every [path, stack,
+// endpoint] leaf but those a framer failed (FailConnection), which are not
+// tried again.
+func (p *preconnActor) candidates(m *resolved) []candidate {
 	cands := planCandidates(p.spec.cfg.Stacks, m.groups)
-	if len(p.spec.failed) > 0 { // candidates a framer failed (FailConnection) are not tried again
+	if len(p.spec.failed) > 0 {
 		kept := cands[:0]
 		for _, c := range cands {
 			if !p.spec.failed[c.stack.Name()+" "+c.endpoint()] {
@@ -216,7 +286,29 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 		}
 		cands = kept
 	}
+	return cands
+}
+
+// race plans the candidates and spawns the racer. With nothing to attempt
+// yet while a DNS answer is pending (an AAAA answer whose addresses no
+// local endpoint can reach, say), it waits for the next resolved. When
+// the race cache has a winner whose address is not known yet while an
+// answer is pending (an IPv4 winner, and the AAAA answer came first), it
+// waits for that answer at most stacks.ResolutionDelay, as a positive A
+// answer waits for the AAAA answer: the winner then goes first alone, as
+// when every answer comes at once.
+func (p *preconnActor) race(ctx actor.Context, m *resolved) {
+	if m.err != nil {
+		if !m.more {
+			p.finish(ctx, &establishmentFailed{err: &EstablishmentFailure{Err: m.err}})
+		}
+		return
+	}
+	cands := p.candidates(m)
 	if len(cands) == 0 {
+		if m.more {
+			return
+		}
 		err := error(ErrNoCandidates)
 		if p.spec.framerErr != nil {
 			err = p.spec.framerErr
@@ -229,22 +321,47 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 	if key != "" {
 		if w, ok := cacheFor(p.sys).lookup(key, time.Now()); ok {
 			cands, fromCache = promoteWinner(cands, w)
+			if !fromCache && m.more && !p.holdOver {
+				p.held = m
+				if p.holdTimer == nil {
+					root, self := ctx.ActorSystem().Root, ctx.Self()
+					p.holdTimer = time.AfterFunc(stacks.ResolutionDelay, func() { root.Send(self, &cacheWaitOver{}) })
+				}
+				return
+			}
 		}
 	}
 	delay := ClampAttemptDelay(p.spec.cfg.AttemptDelay)
 	props := controlProps(func() actor.Actor {
-		return newRacerActor(p.sys, p.spec, cands, delay, p.start, key, fromCache)
+		return newRacerActor(p.sys, p.spec, cands, m.more, delay, p.start, key, fromCache)
 	}, actor.WithSupervisor(supervision.Strategy(supervision.Candidate)))
 	p.racer = ctx.SpawnPrefix(props, "racer")
 }
 
+// replan passes a later DNS answer to the racer: the candidates planned
+// again, the same way as the first ones, over every address known now.
+func (p *preconnActor) replan(ctx actor.Context, m *resolved) {
+	var cands []candidate
+	if m.err == nil {
+		cands = p.candidates(m)
+	}
+	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more})
+}
+
 // finish tells the connection the outcome and stops the preconnection (and
-// with it the racer and any candidate still running).
+// with it the racer and any candidate still running). A DNS lookup still
+// running is cancelled, and has returned, before the outcome is told
+// (WithResolver's contract: the application's lookup function is not
+// running any more when Initiate returns).
 func (p *preconnActor) finish(ctx actor.Context, outcome any) {
 	if p.done {
 		return
 	}
 	p.done = true
+	if p.cancel != nil {
+		p.cancel()
+		p.resolving.wait()
+	}
 	ctx.Send(ctx.Parent(), outcome)
 	ctx.Stop(ctx.Self())
 }
@@ -266,32 +383,128 @@ func needsResolver(cfg *messages.ConnectionConfig) bool {
 }
 
 // resolveAll resolves every local and remote endpoint, the remotes
-// concurrently (each with Happy Eyeballs resolution, see
-// stacks.Resolver.Resolve), and plans the network paths of the candidate
-// tree (planPaths): every local endpoint is a branch, the interface, pvd
-// and useTemporaryLocalAddress Selection Properties bind, order or drop
-// attempts. Remotes that fail to resolve are dropped; the result is an
-// error only when nothing is left to attempt. A path property that cannot
-// be satisfied gives an error wrapping ErrNoCandidates and the
-// *stacks.PathError.
+// concurrently (each in full, see stacks.Resolver.Resolve), and plans the
+// network paths of the candidate tree (planResolved). Remotes that fail to
+// resolve are dropped; the result is an error only when nothing is left to
+// attempt. A rendezvous resolves with it; a race follows resolveStream.
 func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
-	out := &resolved{}
 	plan, err := pathPlanOf(cfg.Properties)
 	if err != nil {
-		out.err = fmt.Errorf("%w: %w", ErrNoCandidates, err)
-		return out
+		return &resolved{err: fmt.Errorf("%w: %w", ErrNoCandidates, err)}
 	}
 	locals, err := resolveLocals(ctx, cfg, false)
 	if err != nil {
-		out.err = err
-		return out
+		return &resolved{err: err}
 	}
 	remotes, err := resolveRemotes(ctx, cfg)
 	if err != nil {
-		out.err = err
-		return out
+		return &resolved{err: err}
 	}
-	out.remotes, out.locals = remotes, locals
+	return planResolved(remotes, locals, plan)
+}
+
+// resolveStream resolves cfg's endpoints for a race, as the answers come
+// (RFC 8305 §3): the local endpoints first, in full (resolveLocals), then
+// the remote endpoints concurrently, each through
+// stacks.Resolver.ResolveStream. send gets the first plan (planResolved)
+// once every remote endpoint has answered (its first addresses, or its
+// failure: a remote that fails is dropped, as in resolveAll), then the
+// plan made again over every address known after each later answer, with
+// more true while an answer is still pending. send runs on the calling
+// goroutine, and never once ctx has ended. resolveStream returns when no
+// answer is pending, or once ctx has ended and its lookups have returned;
+// the goroutines it starts are counted in busy until they end.
+func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *busyCount, send func(*resolved)) {
+	post := func(r *resolved) {
+		if ctx.Err() == nil {
+			send(r)
+		}
+	}
+	plan, err := pathPlanOf(cfg.Properties)
+	if err != nil {
+		post(&resolved{err: fmt.Errorf("%w: %w", ErrNoCandidates, err)})
+		return
+	}
+	locals, err := resolveLocals(ctx, cfg, false)
+	if err != nil {
+		post(&resolved{err: err})
+		return
+	}
+	type update struct {
+		i     int
+		addrs []netip.Addr
+		final bool
+		err   error
+	}
+	updates := make(chan update)
+	var wg sync.WaitGroup
+	defer wg.Wait() // the streams end with their final answer, or with ctx
+	results := make([]remoteResult, len(cfg.Remotes))
+	answered := make([]bool, len(cfg.Remotes))
+	waiting, pending := 0, 0 // remotes that have not answered yet; whose resolution goes on
+	for i, r := range cfg.Remotes {
+		switch {
+		case r.IpAddress != "":
+			a, err := netip.ParseAddr(r.IpAddress)
+			results[i] = remoteResult{addrs: []netip.Addr{a.Unmap()}, err: err}
+		case r.HostName != "":
+			waiting++
+			pending++
+			busy.enter()
+			wg.Go(func() {
+				defer busy.leave()
+				put := func(u update) {
+					select {
+					case updates <- u:
+					case <-ctx.Done():
+					}
+				}
+				err := cfg.Resolver.ResolveStream(ctx, r.HostName, func(addrs []netip.Addr, final bool) {
+					put(update{i: i, addrs: addrs, final: final})
+				})
+				if err != nil {
+					put(update{i: i, final: true, err: err})
+				}
+			})
+		}
+	}
+	for changed := true; ; changed = true {
+		if waiting == 0 && changed {
+			var out *resolved
+			if remotes, err := remotesOf(cfg, results); err != nil {
+				out = &resolved{err: err}
+			} else {
+				out = planResolved(remotes, locals, plan)
+			}
+			out.more = pending > 0
+			post(out)
+		}
+		if pending == 0 {
+			return
+		}
+		select {
+		case u := <-updates:
+			if !answered[u.i] {
+				answered[u.i] = true
+				waiting--
+			}
+			if u.final {
+				pending--
+			}
+			results[u.i] = remoteResult{addrs: u.addrs, err: u.err}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// planResolved plans the network paths of the candidate tree (planPaths)
+// over the resolved remotes and locals: every local endpoint is a branch,
+// the interface, pvd and useTemporaryLocalAddress Selection Properties
+// bind, order or drop attempts. A path property that cannot be satisfied
+// gives an error wrapping ErrNoCandidates and the *stacks.PathError.
+func planResolved(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan) *resolved {
+	out := &resolved{remotes: remotes, locals: locals}
 	if len(locals) > 0 {
 		out.local = netip.AddrPortFrom(netip.Addr{}, locals[0].port)
 		if len(locals[0].addrs) > 0 {
@@ -311,29 +524,39 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 	return out
 }
 
-// resolveRemotes resolves the remote endpoints, concurrently (each with
-// Happy Eyeballs resolution, see stacks.Resolver.Resolve); those that fail
-// to resolve are dropped. It fails only when none is left.
+// remoteResult is what resolving one remote endpoint gave.
+type remoteResult struct {
+	addrs []netip.Addr
+	err   error
+}
+
+// resolveRemotes resolves the remote endpoints, concurrently (each in
+// full, see stacks.Resolver.Resolve); those that fail to resolve are
+// dropped. It fails only when none is left.
 func resolveRemotes(ctx context.Context, cfg *messages.ConnectionConfig) ([]remoteAddrs, error) {
-	type result struct {
-		addrs []netip.Addr
-		err   error
-	}
-	results := make([]result, len(cfg.Remotes))
+	results := make([]remoteResult, len(cfg.Remotes))
 	var wg sync.WaitGroup
 	for i, r := range cfg.Remotes {
 		switch {
 		case r.IpAddress != "":
 			a, err := netip.ParseAddr(r.IpAddress)
-			results[i] = result{addrs: []netip.Addr{a.Unmap()}, err: err}
+			results[i] = remoteResult{addrs: []netip.Addr{a.Unmap()}, err: err}
 		case r.HostName != "":
 			wg.Go(func() {
 				as, err := cfg.Resolver.Resolve(ctx, r.HostName)
-				results[i] = result{addrs: as, err: err}
+				results[i] = remoteResult{addrs: as, err: err}
 			})
 		}
 	}
 	wg.Wait()
+	return remotesOf(cfg, results)
+}
+
+// remotesOf builds the derived endpoints of cfg's remote endpoints from
+// what resolving gave each (results[i] for cfg.Remotes[i]), in cfg's
+// order; those that failed or have no address are dropped. It fails only
+// when none is left.
+func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remoteAddrs, error) {
 	var errs []error
 	var remotes []remoteAddrs
 	for i, r := range cfg.Remotes {

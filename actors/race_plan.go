@@ -121,6 +121,19 @@ type candidate struct {
 	iface  string // SO_BINDTODEVICE: the path's interface (local endpoint, interface property, scoped remote)
 	label  string // the endpoint as the application named it
 	path   string // a Unix domain socket path (remote is then zero)
+	group  int    // the index of its path group in the plan that made it (planCandidates)
+}
+
+// candKey is what tells a candidate apart: the same attempt planned again
+// has the same key.
+type candKey struct {
+	stack         string
+	remote, local netip.AddrPort
+	iface, path   string
+}
+
+func (c candidate) key() candKey {
+	return candKey{stack: c.stack.Name(), remote: c.remote, local: c.local, iface: c.iface, path: c.path}
 }
 
 // endpoint names the attempt's endpoint in reports and traces.
@@ -566,18 +579,117 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 // the others. It is pure.
 func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 	var out []candidate
-	for _, g := range groups {
+	for gi, g := range groups {
 		for _, st := range sts {
 			for _, t := range g.targets {
 				if (st.Name() == "unix") != (t.unix != "") {
 					continue // a socket path only over the unix stack, an address never
 				}
 				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
-					label: t.label, path: t.unix})
+					label: t.label, path: t.unix, group: gi})
 			}
 		}
 	}
 	return out
+}
+
+// mergePlan merges into a running race the candidates planned again after
+// a later DNS answer (RFC 8305 §3: addresses that come while attempts are
+// in progress join the list of those not attempted yet, sorted with them,
+// §4). cands are the race's candidates, started the indices of those
+// started, in start order, and plan the candidate list planned again
+// (planCandidates) over every address known now.
+//
+// It returns cands with plan's new candidates appended (a candidate keeps
+// its index) and order: started, then every candidate of plan not started
+// yet, in the order to attempt them. That order is plan's, the order had
+// every answer come at once, except that within a block that has started
+// attempts (the addresses of one remote endpoint over one stack on one
+// path) the families alternate again from the block's last attempt on,
+// starting with the other family: a late A answer after an IPv6 attempt
+// goes next, and a late AAAA answer after IPv4 attempts alternates with
+// the IPv4 addresses left instead of coming all before them. A candidate
+// of cands that plan no longer has (maxDerivedEndpoints may push it out)
+// is not attempted unless it has started. It is pure.
+func mergePlan(cands []candidate, started []int, plan []candidate) (out []candidate, order []int) {
+	out = slices.Clone(cands)
+	index := make(map[candKey]int, len(cands)+len(plan))
+	for i, c := range out {
+		index[c.key()] = i
+	}
+	seq := make(map[int]int, len(started)) // 1 for the first attempt started
+	for n, i := range started {
+		seq[i] = n + 1
+	}
+	type block struct {
+		group        int
+		stack, label string
+	}
+	type lastRun struct {
+		seq int
+		is4 bool
+	}
+	last := map[block]lastRun{}
+	var pending []int    // not started, in plan's order
+	var blocks []block   // pending[k]'s block
+	in := map[int]bool{} // planned (plan may repeat a candidate)
+	for _, c := range plan {
+		k := c.key()
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, c)
+		}
+		if in[i] {
+			continue
+		}
+		in[i] = true
+		b := block{group: c.group, stack: c.stack.Name(), label: c.label}
+		if s := seq[i]; s > 0 {
+			if s > last[b].seq {
+				last[b] = lastRun{seq: s, is4: c.remote.Addr().Unmap().Is4()}
+			}
+			continue
+		}
+		out[i] = c // with its group in this plan
+		pending = append(pending, i)
+		blocks = append(blocks, b)
+	}
+	done := map[block]bool{}
+	for k, b := range blocks {
+		lr, ok := last[b]
+		if !ok || done[b] {
+			continue
+		}
+		done[b] = true
+		var slots, next, then []int // next: the other family than the last attempt's
+		for j := k; j < len(blocks); j++ {
+			if blocks[j] != b {
+				continue
+			}
+			slots = append(slots, j)
+			if i := pending[j]; out[i].remote.Addr().Unmap().Is4() != lr.is4 {
+				next = append(next, i)
+			} else {
+				then = append(then, i)
+			}
+		}
+		alt := make([]int, 0, len(slots))
+		for n := 0; n < len(next) || n < len(then); n++ {
+			if n < len(next) {
+				alt = append(alt, next[n])
+			}
+			if n < len(then) {
+				alt = append(alt, then[n])
+			}
+		}
+		for n, j := range slots {
+			pending[j] = alt[n]
+		}
+	}
+	order = make([]int, 0, len(started)+len(pending))
+	return out, append(append(order, started...), pending...)
 }
 
 // promote moves the candidate that won the last race to the same remotes

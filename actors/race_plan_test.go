@@ -405,3 +405,86 @@ func TestCandidateServerName(t *testing.T) {
 		}
 	}
 }
+
+// TestMergePlan: candidates planned again after a later DNS answer join
+// the race (RFC 8305 §3, §4): in the order of the new plan, the families
+// alternating again from each block's last attempt on; indices of the
+// race's candidates stay theirs.
+func TestMergePlan(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	v6a, v6b := ap("[2001:db8::1]:443"), ap("[2001:db8::2]:443")
+	v4a, v4b, v4c := ap("192.0.2.1:443"), ap("192.0.2.2:443"), ap("192.0.2.3:443")
+	v4x := ap("198.51.100.1:443")
+	tcp, quic := stacks.TCP(), stacks.QUIC()
+	one := func(label string, addrs ...netip.AddrPort) remoteAddrs {
+		return remoteAddrs{label: label, addrs: addrs}
+	}
+	tests := []struct {
+		name          string
+		sts           []stacks.Stack
+		before, after []remoteAddrs // the remotes planned first, and again
+		started       []int         // indices of the first plan's candidates, in start order
+		want          []string      // the order: started, then the rest
+	}{
+		{name: "AAAA first: the late IPv4 goes next", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v6a, v6b)}, after: []remoteAddrs{one("h", v6a, v4a, v6b, v4b)},
+			started: []int{0}, want: []string{"tcp " + v6a.String(), "tcp " + v4a.String(), "tcp " + v6b.String(), "tcp " + v4b.String()}},
+		{name: "A first: the late IPv6 alternates with the IPv4 left", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v4a, v4b, v4c)}, after: []remoteAddrs{one("h", v6a, v4a, v6b, v4b, v4c)},
+			started: []int{0}, want: []string{"tcp " + v4a.String(), "tcp " + v6a.String(), "tcp " + v4b.String(), "tcp " + v6b.String(), "tcp " + v4c.String()}},
+		{name: "A first, two IPv4 attempts made", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v4a, v4b, v4c)}, after: []remoteAddrs{one("h", v6a, v4a, v6b, v4b, v4c)},
+			started: []int{0, 1}, want: []string{"tcp " + v4a.String(), "tcp " + v4b.String(), "tcp " + v6a.String(), "tcp " + v4c.String(), "tcp " + v6b.String()}},
+		{name: "nothing started yet: the new plan's order", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v4a)}, after: []remoteAddrs{one("h", v6a, v4a)},
+			want: []string{"tcp " + v6a.String(), "tcp " + v4a.String()}},
+		{name: "a stack's block with no attempt keeps the plan's order", sts: []stacks.Stack{quic, tcp},
+			before: []remoteAddrs{one("h", v6a, v6b)}, after: []remoteAddrs{one("h", v6a, v4a, v6b)},
+			started: []int{0},
+			want: []string{"quic " + v6a.String(), "quic " + v4a.String(), "quic " + v6b.String(),
+				"tcp " + v6a.String(), "tcp " + v4a.String(), "tcp " + v6b.String()}},
+		{name: "remotes keep alternating", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v6a), one("x", v4x)}, after: []remoteAddrs{one("h", v6a, v4a), one("x", v4x)},
+			started: []int{0}, want: []string{"tcp " + v6a.String(), "tcp " + v4x.String(), "tcp " + v4a.String()}},
+		{name: "an answer that adds nothing changes nothing", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v6a, v4a)}, after: []remoteAddrs{one("h", v6a, v4a)},
+			started: []int{0}, want: []string{"tcp " + v6a.String(), "tcp " + v4a.String()}},
+		{name: "everything started: only the new ones are left", sts: []stacks.Stack{tcp},
+			before: []remoteAddrs{one("h", v4a, v4b)}, after: []remoteAddrs{one("h", v6a, v4a, v6b, v4b)},
+			started: []int{1, 0}, want: []string{"tcp " + v4b.String(), "tcp " + v4a.String(), "tcp " + v6a.String(), "tcp " + v6b.String()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first := plan(t, tt.sts, tt.before)
+			out, order := mergePlan(first, tt.started, plan(t, tt.sts, tt.after))
+			for i, c := range first {
+				if out[i].key() != c.key() {
+					t.Errorf("candidate %d moved: %v; was %v", i, out[i].key(), c.key())
+				}
+			}
+			var got []string
+			for _, i := range order {
+				got = append(got, out[i].stack.Name()+" "+out[i].endpoint())
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got  %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMergePlanDropsUnplanned: an unstarted candidate the new plan no
+// longer has is not attempted; a started one stays in the order.
+func TestMergePlanDropsUnplanned(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tcp := stacks.TCP()
+	c := func(a string) candidate { return candidate{stack: tcp, remote: ap(a), label: "h"} }
+	cands := []candidate{c("192.0.2.1:1"), c("192.0.2.2:1"), c("192.0.2.3:1")}
+	out, order := mergePlan(cands, []int{1}, []candidate{c("192.0.2.1:1"), c("192.0.2.4:1")})
+	if len(out) != 4 || out[3].remote != ap("192.0.2.4:1") {
+		t.Fatalf("got candidates %v", out)
+	}
+	if fmt.Sprint(order) != fmt.Sprint([]int{1, 0, 3}) {
+		t.Errorf("got order %v; want [1 0 3]", order)
+	}
+}

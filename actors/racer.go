@@ -27,9 +27,18 @@ import (
 // skipped while a secure attempt to its target runs (pickAttempt): it
 // starts when that attempt fails or after fallbackHold.
 //
+// Candidates can join a race that runs: a DNS answer that comes after
+// the first ones (RFC 8305 §3: an A answer after a positive AAAA answer
+// that started the race, an AAAA answer later than the resolution delay)
+// is planned again by the preconnection and merged into the candidates
+// not started yet (candidatesReplanned, mergePlan). A candidate that joins
+// starts on the same schedule: one Connection Attempt Delay after the last
+// start, or at once when every attempt so far has failed.
+//
 // The first candidate fully established wins: no new attempt starts,
-// every other candidate is stopped (its socket closed), and a late second
-// success is closed, never handed out. When every attempt has failed, the
+// every other candidate is stopped (its socket closed), a late second
+// success is closed, never handed out, and a later DNS answer is ignored.
+// When every attempt started has failed and no DNS answer is pending, the
 // race fails with an *EstablishmentFailure listing them all.
 
 // Racer messages.
@@ -44,19 +53,34 @@ type (
 		idx int
 		err error
 	}
+	// candidatesReplanned is a later DNS answer for the race: the
+	// candidate list planned again over every address known now (empty
+	// when planning failed: the race keeps its candidates), and whether
+	// an answer is still pending.
+	candidatesReplanned struct {
+		cands []candidate
+		more  bool
+	}
 )
 
 // errCandidateGone: the candidate's socket was closed before the racer
 // claimed it.
 var errCandidateGone = errors.New("candidate socket closed before hand-over")
 
-// racerActor runs one race over a fixed candidate list. Everything it
-// knows is keyed by candidate index: att[i] is the report entry of
-// candidate i (nil until it starts), errs[i] why it failed.
+// racerActor runs one race over a candidate list that later DNS answers
+// may extend. Everything it knows is keyed by candidate index (a
+// candidate keeps its index): att[i] is the report entry of candidate i
+// (nil until it starts), errs[i] why it failed. order lists the
+// candidates started or to start, in the order of attempts (the plan's
+// at first; after a merge the started ones first, see mergePlan): a
+// candidate not in it is never started.
 type racerActor struct {
 	sys       *System
 	spec      *connSpec
 	cands     []candidate
+	order     []int
+	started   []int // in start order
+	pending   bool  // a DNS answer may still add candidates
 	delay     time.Duration
 	t0        time.Time // offsets are measured from here (the Initiate)
 	cacheKey  string    // "" when not caching
@@ -74,11 +98,26 @@ type racerActor struct {
 	self      *actor.PID
 }
 
-func newRacerActor(s *System, spec *connSpec, cands []candidate, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
-	return &racerActor{sys: s, spec: spec, cands: cands, delay: delay, t0: t0, cacheKey: cacheKey,
-		pids: map[string]int{}, att: make([]*messages.EstablishmentAttempt, len(cands)),
-		errs: make([]error, len(cands)), ended: make([]bool, len(cands)),
-		report: &messages.EstablishmentReport{FromCache: fromCache}}
+// newRacerActor races cands, in their order; pending: a DNS answer may
+// still add candidates (candidatesReplanned).
+func newRacerActor(s *System, spec *connSpec, cands []candidate, pending bool, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
+	r := &racerActor{sys: s, spec: spec, cands: cands, pending: pending, delay: delay, t0: t0, cacheKey: cacheKey,
+		pids: map[string]int{}, report: &messages.EstablishmentReport{FromCache: fromCache}}
+	r.order = make([]int, len(cands))
+	for i := range r.order {
+		r.order[i] = i
+	}
+	r.grow()
+	return r
+}
+
+// grow sizes what is kept per candidate to the candidates.
+func (r *racerActor) grow() {
+	n := len(r.cands)
+	r.att = append(r.att, make([]*messages.EstablishmentAttempt, n-len(r.att))...)
+	r.errs = append(r.errs, make([]error, n-len(r.errs))...)
+	r.ended = append(r.ended, make([]bool, n-len(r.ended))...)
+	r.held = append(r.held, make([]bool, n-len(r.held))...)
 }
 
 func (r *racerActor) Receive(ctx actor.Context) {
@@ -94,6 +133,8 @@ func (r *racerActor) Receive(ctx actor.Context) {
 		r.failedAttempt(ctx, m.idx, m.err)
 	case *candidateReady:
 		r.ready(ctx, m)
+	case *candidatesReplanned:
+		r.replanned(ctx, m)
 	case *establishTimeout:
 		if !r.done {
 			r.lose(ctx, m.cause())
@@ -124,16 +165,18 @@ func (r *racerActor) startNext(ctx actor.Context) {
 		return
 	}
 	now := time.Now()
-	idx, wake := pickAttempt(r.cands, r.states(), r.spec.cfg.SecureFallback, r.fallbackHold(), now)
+	view, st := r.view()
+	pos, wake := pickAttempt(view, st, r.spec.cfg.SecureFallback, r.fallbackHold(), now)
 	if r.spec.cfg.SecureFallback {
-		r.traceHeld(idx, now)
+		r.traceHeld(pos, now)
 	}
-	if idx < 0 {
+	if pos < 0 {
 		if !wake.IsZero() {
 			r.armTimer(ctx, wake.Sub(now))
 		}
 		return
 	}
+	idx := r.order[pos]
 	c := r.cands[idx]
 	// configs are immutable: shared, not copied. The connection replaces
 	// its spec and cfg on SetProperty, with StackOptions derived from the
@@ -144,6 +187,7 @@ func (r *racerActor) startNext(ctx actor.Context) {
 	pid := ctx.SpawnPrefix(props, "candidate")
 	r.pids[pid.Id] = idx
 	r.live++
+	r.started = append(r.started, idx)
 	r.lastStart = now
 	off := now.Sub(r.t0).Nanoseconds()
 	a := &messages.EstablishmentAttempt{Endpoint: c.endpoint(), Stack: c.stack.Name(), Path: c.iface,
@@ -159,16 +203,14 @@ func (r *racerActor) startNext(ctx actor.Context) {
 }
 
 // traceHeld traces AttemptHeld, once, for every candidate pickAttempt
-// passed over: the unstarted ones before idx (all of them when idx < 0).
-func (r *racerActor) traceHeld(idx int, now time.Time) {
-	if r.held == nil {
-		r.held = make([]bool, len(r.cands))
+// passed over: the unstarted ones before position pos of the order (all
+// of them when pos < 0).
+func (r *racerActor) traceHeld(pos int, now time.Time) {
+	end := pos
+	if pos < 0 {
+		end = len(r.order)
 	}
-	end := idx
-	if idx < 0 {
-		end = len(r.cands)
-	}
-	for i := 0; i < end; i++ {
+	for _, i := range r.order[:end] {
 		if r.att[i] == nil && !r.held[i] {
 			r.held[i] = true
 			r.traceAttempt("AttemptHeld", i, nil, now.Sub(r.t0).Nanoseconds())
@@ -200,18 +242,54 @@ func (r *racerActor) fallbackHold() time.Duration {
 	return hold
 }
 
-// unstarted reports whether a candidate has not started yet.
-func (r *racerActor) unstarted() bool { return slices.Contains(r.att, nil) }
+// unstarted reports whether a candidate of the order has not started yet.
+func (r *racerActor) unstarted() bool {
+	return slices.ContainsFunc(r.order, func(i int) bool { return r.att[i] == nil })
+}
 
-// states is what pickAttempt needs of each candidate.
-func (r *racerActor) states() []attemptState {
-	st := make([]attemptState, len(r.cands))
-	for i, a := range r.att {
-		if a != nil {
-			st[i] = attemptState{start: r.t0.Add(time.Duration(a.StartOffsetNs)), ended: r.ended[i]}
+// view is what pickAttempt needs: the candidates in the order of
+// attempts, and the state of each.
+func (r *racerActor) view() ([]candidate, []attemptState) {
+	cands := make([]candidate, len(r.order))
+	st := make([]attemptState, len(r.order))
+	for pos, i := range r.order {
+		cands[pos] = r.cands[i]
+		if a := r.att[i]; a != nil {
+			st[pos] = attemptState{start: r.t0.Add(time.Duration(a.StartOffsetNs)), ended: r.ended[i]}
 		}
 	}
-	return st
+	return cands, st
+}
+
+// replanned merges a later DNS answer into the race (mergePlan). A
+// candidate that joins starts one Connection Attempt Delay after the last
+// start, or at once when every attempt so far has failed (the race was
+// waiting for this answer); when none joins and no answer is pending any
+// more, a race whose attempts all failed fails. A race that has ended
+// ignores the answer: it keeps no unstarted attempt (RFC 8305 §5).
+func (r *racerActor) replanned(ctx actor.Context, m *candidatesReplanned) {
+	if r.done {
+		return
+	}
+	r.pending = m.more
+	if len(m.cands) > 0 {
+		r.cands, r.order = mergePlan(r.cands, r.started, m.cands)
+		r.grow()
+	}
+	switch {
+	case r.live == 0:
+		r.startNext(ctx)
+		if r.live == 0 && !r.pending {
+			r.lose(ctx, nil)
+		}
+	case r.unstarted():
+		now := time.Now()
+		if d := nextStart(now, r.lastStart, r.delay, false).Sub(now); d > 0 {
+			r.armTimer(ctx, d)
+		} else {
+			r.startNext(ctx)
+		}
+	}
 }
 
 // endAttempt closes candidate idx's report entry; false when it was not
@@ -240,8 +318,10 @@ func (r *racerActor) failedAttempt(ctx actor.Context, idx int, err error) {
 	}
 	r.traceAttempt("AttemptFailed", idx, err, off)
 	r.startNext(ctx) // a failed attempt starts the next one at once
-	if r.live == 0 && !r.done {
-		r.lose(ctx, nil) // nothing left to start: a held candidate waits only on a running attempt
+	if r.live == 0 && !r.done && !r.pending {
+		// nothing left to start (a held candidate waits only on a running
+		// attempt), and no DNS answer can add one
+		r.lose(ctx, nil)
 	}
 }
 

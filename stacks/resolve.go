@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// ResolutionDelay is how long Resolve waits for the AAAA answer once a
-// positive A answer is in (RFC 8305 §3: 50 ms).
+// ResolutionDelay is how long ResolveStream waits for the AAAA answer once
+// a positive A answer is in, before connecting starts (RFC 8305 §3: 50 ms).
 const ResolutionDelay = 50 * time.Millisecond
 
 // Resolver resolves host names the Happy Eyeballs way (RFC 8305 §3, §4).
@@ -21,13 +21,13 @@ const ResolutionDelay = 50 * time.Millisecond
 // concurrent use.
 type Resolver struct {
 	// LookupNetIP replaces net.DefaultResolver.LookupNetIP when set (tests).
-	// Resolve calls it with network "ip6" and "ip4", concurrently; it must
-	// return promptly once ctx is done.
+	// ResolveStream calls it with network "ip6" and "ip4", concurrently;
+	// it must return promptly once ctx is done.
 	LookupNetIP func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	// Routable reports whether this host has a route to a. Nil probes the
 	// routing table by connecting an unbound UDP socket (no packet is
-	// sent). Resolve asks only about the first IPv6 address, and only when
-	// both families answered.
+	// sent). ResolveStream asks only about the first IPv6 address, once,
+	// and only when the A answer is not negative.
 	Routable func(a netip.Addr) bool
 }
 
@@ -51,33 +51,78 @@ type answer struct {
 	err   error
 }
 
-// Resolve returns the addresses of host ("localhost", "example.org" or an IP
-// literal) in the order to attempt them (RFC 8305 §3, §4):
+// answerState is where one family's query stands.
+type answerState uint8
+
+const (
+	answerPending  answerState = iota
+	answerNegative             // an error, or no address of the family
+	answerPositive             // at least one address
+)
+
+// resolutionStart decides whether connecting starts with the answers in so
+// far (RFC 8305 §3): preferred is the family to give preference to (IPv6,
+// unless its first address has no route), other the other family.
+// Connecting starts on a positive answer for the preferred family, or on a
+// positive answer for the other one once the preferred one is negative or
+// delayOver (ResolutionDelay has passed since that positive answer);
+// armDelay asks for that delay to start. Two negative answers start
+// nothing: the resolution failed. It is pure.
+func resolutionStart(preferred, other answerState, delayOver bool) (start, armDelay bool) {
+	switch {
+	case preferred == answerPositive:
+		return true, false
+	case other != answerPositive:
+		return false, false
+	case preferred == answerNegative || delayOver:
+		return true, false
+	}
+	return false, true
+}
+
+// ResolveStream resolves host ("localhost", "example.org" or an IP
+// literal) the Happy Eyeballs way (RFC 8305 §3, §4), giving the addresses
+// to yield as the answers come in, so that connecting can start before
+// every answer is in:
 //
 //   - AAAA and A are queried concurrently (LookupNetIP with "ip6" and
-//     "ip4"). When the A answer comes first, Resolve waits at most
-//     ResolutionDelay for the AAAA answer, then goes on with IPv4 alone; an
-//     AAAA answer that comes later is dropped (RFC 8305 lets it join the
-//     race; gotaps does not yet). When the AAAA answer comes first, Resolve
-//     waits for the A answer (bounded by ctx), like net.Dialer.
-//   - Within a family the resolver's order is kept: Go's resolver and
-//     getaddrinfo already sort each answer by RFC 6724 destination address
-//     selection.
-//   - Across families, IPv6 goes first (RFC 6724 precedence of ::/0 over
-//     ::ffff:0:0/96) unless this host has no route to the first IPv6
-//     address (RFC 6724 rule 1, avoid unusable destinations): then IPv4
-//     goes first. The families are then interleaved, starting with the
-//     first family (First Address Family Count 1).
+//     "ip4"). A positive AAAA answer is yielded at once. A positive A
+//     answer that comes first is yielded once the AAAA answer is in
+//     (negative or positive), or ResolutionDelay after it, whichever comes
+//     first. An answer that comes after the first yield is yielded when it
+//     comes, so that its addresses still join the race (RFC 8305 §3).
+//   - Every yield gives every address known so far, in the order to
+//     attempt them had none been attempted yet: within a family the
+//     resolver's order (Go's resolver and getaddrinfo already sort each
+//     answer by RFC 6724 destination address selection); across families
+//     IPv6 first (RFC 6724 precedence of ::/0 over ::ffff:0:0/96) unless
+//     this host has no route to the first IPv6 address (RFC 6724 rule 1,
+//     avoid unusable destinations: then IPv4 goes first, and a lone AAAA
+//     answer waits ResolutionDelay for the A answer as a lone A answer
+//     waits for AAAA); the families interleaved, starting with the first
+//     family (First Address Family Count 1). A caller that has attempted
+//     some addresses merges the later yields into what it has not
+//     attempted yet.
+//   - final is true on the last yield: both answers are in. A negative
+//     answer after a positive one yields the same addresses, final.
 //
-// Duplicates are dropped and IPv4-mapped IPv6 addresses unmapped. Errors
-// are *ResolveError, or ctx's error when ctx ends first.
-func (r Resolver) Resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+// Duplicates are dropped and IPv4-mapped IPv6 addresses unmapped. yield
+// runs on the calling goroutine. ResolveStream returns once both answers
+// are in (after the final yield), with a *ResolveError when neither
+// family has an address (yield is then never called), or with ctx's error
+// as soon as ctx ends (no further yield). No lookup outlives it.
+func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(addrs []netip.Addr, final bool)) error {
 	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}, nil
+		yield([]netip.Addr{a.Unmap()}, true)
+		return nil
 	}
 	lookup := r.LookupNetIP
 	if lookup == nil {
 		lookup = net.DefaultResolver.LookupNetIP
+	}
+	routable := r.Routable
+	if routable == nil {
+		routable = hasRoute
 	}
 	qctx, cancel := context.WithCancel(ctx)
 	ch := make(chan answer, 2)
@@ -94,48 +139,114 @@ func (r Resolver) Resolve(ctx context.Context, host string) ([]netip.Addr, error
 	}
 	defer func() {
 		cancel()
-		wg.Wait() // the lookups honour qctx: no goroutine outlives Resolve
+		wg.Wait() // the lookups honour qctx: no goroutine outlives ResolveStream
 	}()
 
 	var a6, a4 *answer
+	var v6, v4 []netip.Addr
+	var err6, err4 error
+	route6 := -1 // whether v6[0] has a route: -1 not asked yet
+	v6First := func() bool {
+		if route6 < 0 {
+			route6 = 0
+			if routable(v6[0]) {
+				route6 = 1
+			}
+		}
+		return route6 == 1
+	}
 	var delay <-chan time.Time
-loop:
+	delayOver, started := false, false
 	for a6 == nil || a4 == nil {
+		grew := false
 		select {
 		case a := <-ch:
 			if a.v6 {
 				a6 = &a
-				continue
-			}
-			a4 = &a
-			if a6 == nil && a.err == nil && len(a.addrs) > 0 {
-				t := time.NewTimer(ResolutionDelay)
-				defer t.Stop()
-				delay = t.C
+				v6, err6 = family(a6, false)
+				grew = len(v6) > 0
+			} else {
+				a4 = &a
+				v4, err4 = family(a4, true)
+				grew = len(v4) > 0
 			}
 		case <-delay:
-			break loop // AAAA is late: go on with IPv4 (RFC 8305 §3)
+			delay, delayOver = nil, true
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
+		}
+		if a6 == nil || a4 == nil { // the final yield is below
+			if !started {
+				s6, s4 := stateOf(a6, v6), stateOf(a4, v4)
+				preferred, other := s6, s4
+				if s6 == answerPositive && s4 != answerNegative && !v6First() {
+					preferred, other = s4, s6
+				}
+				start, arm := resolutionStart(preferred, other, delayOver)
+				if arm && delay == nil && !delayOver {
+					t := time.NewTimer(ResolutionDelay)
+					defer t.Stop()
+					delay = t.C
+				}
+				if !start {
+					continue
+				}
+				started, grew = true, true
+			}
+			if grew {
+				yield(ordered(v6, v4, v6First), false)
+			}
 		}
 	}
-	if a6 == nil {
-		a6 = &answer{v6: true, err: errors.New("AAAA answer later than the resolution delay")}
-	}
-	v6, err6 := family(a6, false)
-	v4, err4 := family(a4, true)
 	if len(v6) == 0 && len(v4) == 0 {
-		return nil, &ResolveError{Host: host, Err: familyErrors{v6: err6, v4: err4}}
+		return &ResolveError{Host: host, Err: familyErrors{v6: err6, v4: err4}}
 	}
-	routable := r.Routable
-	if routable == nil {
-		routable = hasRoute
+	yield(ordered(v6, v4, v6First), true)
+	return nil
+}
+
+// Resolve returns every address of host ("localhost", "example.org" or an
+// IP literal) in the order to attempt them: ResolveStream's final yield.
+// It waits for both the AAAA and the A answer (bounded by ctx), as
+// net.Resolver.LookupNetIP with "ip" does; a race does not wait, it
+// follows ResolveStream instead (connecting starts on the first answers,
+// and later ones join the race). Errors are *ResolveError, or ctx's error
+// when ctx ends first.
+func (r Resolver) Resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	err := r.ResolveStream(ctx, host, func(addrs []netip.Addr, final bool) {
+		if final {
+			out = addrs
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
+}
+
+// stateOf is where a family's query stands: a (nil while pending) and the
+// addresses family found in it.
+func stateOf(a *answer, addrs []netip.Addr) answerState {
+	switch {
+	case a == nil:
+		return answerPending
+	case len(addrs) == 0:
+		return answerNegative
+	}
+	return answerPositive
+}
+
+// ordered is the attempt order of the addresses known: both families
+// interleaved, IPv6 first when v6First says its first address is usable
+// (asked only when both families have addresses).
+func ordered(v6, v4 []netip.Addr, v6First func() bool) []netip.Addr {
 	first, second := v6, v4
-	if len(v6) > 0 && len(v4) > 0 && !routable(v6[0]) {
+	if len(v6) > 0 && len(v4) > 0 && !v6First() {
 		first, second = v4, v6
 	}
-	return Interleave(append(first, second...)), nil
+	out := make([]netip.Addr, 0, len(v6)+len(v4))
+	return Interleave(append(append(out, first...), second...))
 }
 
 // family returns the deduplicated, unmapped addresses of one answer that

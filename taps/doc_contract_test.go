@@ -758,9 +758,10 @@ func TestDocMessageReleaseTwice(t *testing.T) {
 
 // WithResolver: the lookup function is called for "ip6" and "ip4" at the
 // same time (RFC 8305 §3: both queries go out at once), so it must be safe
-// for concurrent use, and it must return once its ctx ends: an AAAA lookup
-// that never answers is cancelled after the resolution delay, and Initiate
-// goes on with the IPv4 address.
+// for concurrent use, and it must return once its ctx ends: Initiate goes
+// on with the IPv4 address after the resolution delay, and an AAAA lookup
+// that never answers is cancelled when the race is won, and has returned
+// before Initiate does.
 func TestDocResolverCalledConcurrentlyAndCancelled(t *testing.T) {
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys)

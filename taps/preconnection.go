@@ -260,8 +260,11 @@ func WithAcceptBacklog(n int) PreconnectionOption {
 // net.DefaultResolver.LookupNetIP). lookup is called with network "ip6"
 // and "ip4" for each host name, both at once (RFC 8305 §3), and from
 // several Initiates at once: it must be safe for concurrent use, and
-// return once its ctx ends (a lookup still running after the IPv4 answer
-// and the resolution delay is cancelled, and waited for).
+// return once its ctx ends. Initiate starts connecting on the first
+// answers (a positive AAAA answer at once, a positive A answer after the
+// AAAA answer or the 50 ms resolution delay) and a later answer joins the
+// race; a lookup still running when the race ends is cancelled, and
+// waited for.
 func WithResolver(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) PreconnectionOption {
 	return func(p *Preconnection) { p.resolver = stacks.Resolver{LookupNetIP: lookup} }
 }

@@ -251,8 +251,9 @@ func (p *Preconnection) stunServers() ([]actors.StunServer, error) {
 //     endpoint's address and port, which must be fixed (not 0). It is
 //     returned even when it equals a local address (no NAT);
 //   - a RemoteEndpoint's host name is resolved with the Preconnection's
-//     resolver (Happy Eyeballs order, as Initiate does), one
-//     RemoteEndpoint per address, with the endpoint's port.
+//     resolver (both the AAAA and the A answer, waited for; in the Happy
+//     Eyeballs order Initiate attempts them in when both come at once),
+//     one RemoteEndpoint per address, with the endpoint's port.
 //
 // Local endpoints come first in the Preconnection's order, each followed
 // by its server-reflexive one. Errors: an *EndpointError for an invalid
