@@ -67,6 +67,9 @@ const secureFallbackHold = 2 * time.Second
 type attemptState struct {
 	start time.Time
 	ended bool
+	// spokeTLS: a secure attempt that ended after its peer answered in
+	// TLS (stacks.TLSHandshakeError.PeerAnswered)
+	spokeTLS bool
 }
 
 // pickAttempt returns the candidate to start now: the first in order that
@@ -76,7 +79,11 @@ type attemptState struct {
 // hold ago: a slow TLS handshake to a TLS server is waited for, not beaten
 // by plain TCP to its port, and a plain winner that the race cache put
 // first does not skip TLS (a downgrade once would otherwise stick for as
-// long as the cache keeps it). It returns -1 when none can start; wake is
+// long as the cache keeps it). A plain candidate whose secure sibling
+// failed after its peer answered in TLS is never started: that peer is a
+// TLS server, and its failure (a refused certificate, no common ALPN, the
+// trust callback's no) is no reason to talk plain text to it. It returns
+// -1 when none can start; wake is
 // then the earliest time a held candidate's hold ends by the clock (zero
 // when none is held by the clock). It is pure.
 func pickAttempt(cands []candidate, st []attemptState, fallback bool, hold time.Duration, now time.Time) (idx int, wake time.Time) {
@@ -89,11 +96,14 @@ func pickAttempt(cands []candidate, st []attemptState, fallback bool, hold time.
 		}
 		var until time.Time // the end of the latest hold on i
 		first := false      // a secure sibling has not started: it goes first
+		tlsPeer := false    // a secure sibling's peer answered in TLS
 		for j, s := range cands {
 			if !s.stack.Capabilities().Secure || s.remote != c.remote || s.local != c.local || s.iface != c.iface || s.path != c.path {
 				continue
 			}
 			switch {
+			case st[j].ended && st[j].spokeTLS:
+				tlsPeer = true
 			case st[j].ended:
 			case st[j].start.IsZero():
 				first = true
@@ -102,6 +112,12 @@ func pickAttempt(cands []candidate, st []attemptState, fallback bool, hold time.
 					until = end
 				}
 			}
+		}
+		if tlsPeer {
+			// the peer speaks TLS: its secure attempt failed for another
+			// reason (certificate, ALPN, a callback), and plain text to a
+			// TLS server would be a downgrade: this fallback never starts
+			continue
 		}
 		if until.IsZero() && !first {
 			return i, time.Time{}

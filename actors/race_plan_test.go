@@ -325,8 +325,9 @@ func TestPickAttempt(t *testing.T) {
 	}
 	// run is a started attempt (offset from t0), "end" one that ended
 	type run struct {
-		at    time.Duration
-		ended bool
+		at       time.Duration
+		ended    bool
+		spokeTLS bool // it ended after its peer answered in TLS
 	}
 	tests := []struct {
 		name     string
@@ -361,6 +362,12 @@ func TestPickAttempt(t *testing.T) {
 			runs: map[int]run{1: {at: 0}}, fallback: true, now: 250 * ms, want: -1, wantWake: 2000 * ms},
 		{name: "without fallback the cached plain winner goes first", cands: []candidate{cand(tcp, a, ""), cand(tls, a, "")},
 			want: 0, wantWake: -1},
+		{name: "the sibling failed after its peer answered in TLS: never started", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			runs: map[int]run{0: {at: 0, ended: true, spokeTLS: true}}, fallback: true, now: 100 * ms, want: -1, wantWake: -1},
+		{name: "a TLS peer's plain fallback is skipped for another remote's", cands: []candidate{cand(tls, a, ""), cand(tls, b, ""), cand(tcp, a, ""), cand(tcp, b, "")},
+			runs: map[int]run{0: {at: 0, ended: true, spokeTLS: true}, 1: {at: 250 * ms, ended: true}}, fallback: true, now: 500 * ms, want: 3, wantWake: -1},
+		{name: "without fallback a TLS peer's plain attempt starts", cands: []candidate{cand(tls, a, ""), cand(tcp, a, "")},
+			runs: map[int]run{0: {at: 0, ended: true, spokeTLS: true}}, now: 100 * ms, want: 1, wantWake: -1},
 		{name: "everything started", cands: []candidate{cand(tls, a, "")},
 			runs: map[int]run{0: {at: 0}}, fallback: true, now: 10 * ms, want: -1, wantWake: -1},
 	}
@@ -368,7 +375,7 @@ func TestPickAttempt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := make([]attemptState, len(tt.cands))
 			for i, r := range tt.runs {
-				st[i] = attemptState{start: t0.Add(r.at), ended: r.ended}
+				st[i] = attemptState{start: t0.Add(r.at), ended: r.ended, spokeTLS: r.spokeTLS}
 			}
 			got, wake := pickAttempt(tt.cands, st, tt.fallback, secureFallbackHold, t0.Add(tt.now))
 			if got != tt.want {

@@ -242,6 +242,13 @@ func (r *racerActor) fallbackHold() time.Duration {
 	return hold
 }
 
+// peerSpokeTLS reports whether err is the failure of a TLS handshake whose
+// peer answered in TLS.
+func peerSpokeTLS(err error) bool {
+	var he *stacks.TLSHandshakeError
+	return errors.As(err, &he) && he.PeerAnswered
+}
+
 // unstarted reports whether a candidate of the order has not started yet.
 func (r *racerActor) unstarted() bool {
 	return slices.ContainsFunc(r.order, func(i int) bool { return r.att[i] == nil })
@@ -255,7 +262,8 @@ func (r *racerActor) view() ([]candidate, []attemptState) {
 	for pos, i := range r.order {
 		cands[pos] = r.cands[i]
 		if a := r.att[i]; a != nil {
-			st[pos] = attemptState{start: r.t0.Add(time.Duration(a.StartOffsetNs)), ended: r.ended[i]}
+			st[pos] = attemptState{start: r.t0.Add(time.Duration(a.StartOffsetNs)), ended: r.ended[i],
+				spokeTLS: r.ended[i] && peerSpokeTLS(r.errs[i])}
 		}
 	}
 	return cands, st

@@ -86,6 +86,11 @@ type TLSHandshakeError struct {
 	// Remote is the peer's address.
 	Remote string
 	Err    error
+	// PeerAnswered: the peer answered in TLS (its ServerHello, or an
+	// alert) before the handshake failed: it speaks TLS, whatever failed
+	// then (its certificate, ALPN, a callback). Opportunistic security
+	// does not fall back to plain text for such a peer.
+	PeerAnswered bool
 }
 
 func (e *TLSHandshakeError) Error() string {
@@ -107,9 +112,20 @@ func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	t.Conn = tls.Client(&t.in, cfg)
 	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()
-		return nil, &TLSHandshakeError{Remote: remote.String(), Err: err}
+		return nil, &TLSHandshakeError{Remote: remote.String(), Err: err, PeerAnswered: peerAnswered(t.Conn, err)}
 	}
 	return t, nil
+}
+
+// peerAnswered reports whether the server of a failed client handshake
+// answered in TLS: a version was agreed (its ServerHello came) or it sent
+// an alert ("remote error").
+func peerAnswered(c *tls.Conn, err error) bool {
+	if c.ConnectionState().Version != 0 {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
 // TLSCallbackPanicError is the error of a handshake whose callback (a
@@ -173,7 +189,7 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 	}
 	if err := handshake(ctx, s.Conn); err != nil {
 		_ = tc.Close()
-		return nil, &TLSHandshakeError{Remote: tc.RemoteAddr().String(), Err: err}
+		return nil, &TLSHandshakeError{Remote: tc.RemoteAddr().String(), Err: err, PeerAnswered: client && peerAnswered(s.Conn, err)}
 	}
 	return s, nil
 }

@@ -22,6 +22,7 @@ func TestTLSWrongCAFailsWithCertificateError(t *testing.T) {
 	require.Contains(t, err.Error(), "certificate")
 	var he *TLSHandshakeError
 	require.ErrorAs(t, err, &he)
+	require.True(t, he.PeerAnswered, "the server presented its certificate")
 	var ua x509.UnknownAuthorityError
 	require.ErrorAs(t, err, &ua)
 }
@@ -57,6 +58,9 @@ func TestTLSALPNMismatchFails(t *testing.T) {
 	_, err = TLS().Dial(ctx, addrPort(t, ln.Addr()), Options{TLS: ccfg})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "protocol")
+	var he *TLSHandshakeError
+	require.ErrorAs(t, err, &he)
+	require.True(t, he.PeerAnswered, "the server's no_application_protocol alert")
 
 	ccfg.NextProtos = []string{"b", "a"}
 	accepted := acceptAsync(ln)
@@ -70,6 +74,32 @@ func TestTLSALPNMismatchFails(t *testing.T) {
 	r := <-accepted
 	require.NoError(t, r.err)
 	require.NoError(t, r.t.Close())
+}
+
+// TestTLSHandshakeWithPlainServerPeerDidNotAnswer: a plain TCP server
+// that answers a ClientHello with plain bytes (or closes) did not answer
+// in TLS: PeerAnswered is false, so opportunistic security may fall back.
+func TestTLSHandshakeWithPlainServerPeerDidNotAnswer(t *testing.T) {
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	for _, answer := range []string{"HTTP/1.1 400 Bad Request\r\n\r\n", ""} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 512))
+			_, _ = io.WriteString(c, answer)
+			_ = c.Close()
+		}()
+		_, err = TLS().Dial(ctx, addrPort(t, l.Addr()), Options{TLS: pki.clientConfig()})
+		var he *TLSHandshakeError
+		require.ErrorAs(t, err, &he, "%q", answer)
+		require.False(t, he.PeerAnswered, "%q: %v", answer, err)
+		require.NoError(t, l.Close())
+	}
 }
 
 // TestTLSInteropPlainServer dials a crypto/tls server that knows nothing of

@@ -27,7 +27,10 @@ const (
 	// (less when the establishment timeout or Initiate's ctx leaves less
 	// than 4 s: half of it), so a slow TLS server is not beaten by plain
 	// TCP to its port; a plain winner the race cache remembers does not
-	// skip the secure attempt next time.
+	// skip the secure attempt next time. A peer that answered in TLS and
+	// whose handshake failed all the same (no common ALPN protocol, the
+	// trust verification callback said no) gets no plain attempt: it is a
+	// TLS server, and the establishment fails with the TLS attempt's error.
 	SecurityOpportunistic
 )
 
