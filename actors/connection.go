@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -702,8 +703,11 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if c.est != nil {
 			c.est.preconn = nil
 		}
-		if f, ok := m.err.(*EstablishmentFailure); ok && f.Report != nil {
-			c.report = f.Report
+		if f, ok := m.err.(*EstablishmentFailure); ok {
+			c.est.withPrior(f) // the races before this one, when a framer failed
+			if f.Report != nil {
+				c.report = f.Report
+			}
 		}
 		if c.everReady && c.reestablish(ctx, m.err) {
 			return
@@ -1010,6 +1014,24 @@ func (c *connActor) retryNextCandidate(ctx actor.Context, err error) bool {
 	}
 	c.spec.failed[c.stack+" "+endpoint] = true
 	c.spec.framerErr = err
+	if c.est == nil {
+		c.est = new(establishState)
+	}
+	if c.report != nil {
+		// the race's attempts stay in the establishment's report and
+		// failure; its winner failed by its framer
+		for _, a := range c.report.Attempts {
+			if a.Won {
+				a.Won = false
+				a.Error = "framer: " + err.Error()
+				c.est.priorErrs = append(c.est.priorErrs, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: err})
+			} else if a.Error != "" {
+				c.est.priorErrs = append(c.est.priorErrs, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: errors.New(a.Error)})
+			}
+			c.est.prior = append(c.est.prior, a)
+		}
+		c.report = nil
+	}
 	if c.sys.Tracing() {
 		c.sys.trace(&messages.TraceRecord{Kind: "candidate", Event: "FramerFailed", ConnectionId: c.spec.id, GroupId: c.spec.groupID,
 			Stack: c.stack, Remote: endpoint, Error: err.Error()})
@@ -1025,7 +1047,10 @@ func (c *connActor) spawnPreconnection(ctx actor.Context) {
 	if c.est == nil {
 		c.est = new(establishState)
 	}
-	c.est.preconn = ctx.SpawnPrefix(preconnProps(c.sys, c.spec), "preconnection")
+	if c.est.began.IsZero() {
+		c.est.began = time.Now()
+	}
+	c.est.preconn = ctx.SpawnPrefix(preconnProps(c.sys, c.spec, c.est.began), "preconnection")
 	c.armEstablishDeadline(ctx)
 }
 
@@ -1035,6 +1060,9 @@ func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
 		return
 	}
 	c.t, c.stack, c.local, c.remote, c.report = t, m.stack, m.local, m.remote, m.report
+	if c.est != nil && len(c.est.prior) > 0 && c.report != nil {
+		c.report.Attempts = append(slices.Clone(c.est.prior), c.report.Attempts...)
+	}
 	c.startTransport(ctx)
 	if ms, ok := t.(stacks.MultiStream); ok {
 		// this side dialed the session: the peer's streams go to the

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,27 @@ type establishState struct {
 	preconn    *actor.PID
 	abortCause error
 	timer      *time.Timer
+	// began is when the first race of this establishment started: a race
+	// run again after a framer failed (retryNextCandidate) keeps its
+	// attempts' offsets and the establishment timeout from there
+	began time.Time
+	// prior are the attempts of the races before the running one (their
+	// winner's framer failed), for the report and the failure
+	prior     []*messages.EstablishmentAttempt
+	priorErrs []AttemptError
+}
+
+// withPrior puts the attempts of the earlier races of this establishment
+// before those of f, the last race's failure.
+func (est *establishState) withPrior(f *EstablishmentFailure) {
+	if est == nil || len(est.prior) == 0 {
+		return
+	}
+	f.Attempts = append(slices.Clone(est.priorErrs), f.Attempts...)
+	if f.Report == nil {
+		f.Report = &messages.EstablishmentReport{}
+	}
+	f.Report.Attempts = append(slices.Clone(est.prior), f.Report.Attempts...)
 }
 
 // establishDeadline: the deadline of the establishment est passed.

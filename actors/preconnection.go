@@ -194,24 +194,28 @@ func (b *busyCount) wait() {
 	<-idle
 }
 
-func newPreconnActor(s *System, spec *connSpec) actor.Actor {
-	return &preconnActor{sys: s, spec: spec}
+func newPreconnActor(s *System, spec *connSpec, began time.Time) actor.Actor {
+	return &preconnActor{sys: s, spec: spec, start: began}
 }
 
 // preconnProps are the Props of a preconnection actor establishing spec's
-// connection (a child of that connection).
-func preconnProps(s *System, spec *connSpec) *actor.Props {
-	return controlProps(func() actor.Actor { return newPreconnActor(s, spec) },
+// connection (a child of that connection); began is when the
+// establishment's first race started (a race run again after a framer
+// failed has what is left of the establishment timeout).
+func preconnProps(s *System, spec *connSpec, began time.Time) *actor.Props {
+	return controlProps(func() actor.Actor { return newPreconnActor(s, spec, began) },
 		actor.WithSupervisor(supervision.Strategy(supervision.Racer)))
 }
 
 func (p *preconnActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		p.start = time.Now()
+		if p.start.IsZero() {
+			p.start = time.Now()
+		}
 		root, self := ctx.ActorSystem().Root, ctx.Self()
 		if d := p.spec.cfg.EstablishmentTimeout; d > 0 {
-			p.timer = time.AfterFunc(d, func() { root.Send(self, &establishTimeout{}) })
+			p.timer = time.AfterFunc(max(d-time.Since(p.start), 0), func() { root.Send(self, &establishTimeout{}) })
 		}
 		cfg := p.spec.cfg
 		if !needsResolver(cfg) {
