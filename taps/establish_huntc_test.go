@@ -88,25 +88,8 @@ func (cl *countingListener) barrier(t *testing.T) int64 {
 // addresses and validity; it returns the CA pool and the leaf.
 func leafCert(t *testing.T, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*x509.CertPool, tls.Certificate) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "huntC CA"},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(48 * time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: notBefore, NotAfter: notAfter, DNSNames: dns, IPAddresses: ips,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	ca := newHuntCA(t)
+	return ca.pool, ca.issueWith(t, dns, ips, notBefore, notAfter)
 }
 
 // tlsServerOn makes cl's connections TLS servers with cert (ALPN
@@ -550,10 +533,21 @@ var huntSerial atomic.Int64
 
 func (ca *huntCA) issue(t *testing.T, dns ...string) tls.Certificate {
 	t.Helper()
+	return ca.issueWith(t, dns, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// issueWith issues a leaf for dns and ips, valid from notBefore to
+// notAfter, for server and client authentication.
+func (ca *huntCA) issueWith(t *testing.T, dns []string, ips []net.IP, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(100 + huntSerial.Add(1)), Subject: pkix.Name{CommonName: dns[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: dns,
+	cn := "leaf"
+	if len(dns) > 0 {
+		cn = dns[0]
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(100 + huntSerial.Add(1)), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore, NotAfter: notAfter, DNSNames: dns, IPAddresses: ips,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, leaf, ca.cert, &key.PublicKey, ca.key)
 	require.NoError(t, err)
