@@ -453,6 +453,10 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		}
 		cfg.Remotes = append(cfg.Remotes, m)
 	}
+	mcast, err := multicastUse(cfg, listen) // multicast.go
+	if err != nil {
+		return nil, p.handlers, err
+	}
 	r := roleInitiate
 	if listen {
 		r = roleListen
@@ -498,6 +502,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 			stackList = allWithUnix
 		}
 	}
+	if mcast {
+		stackList = multicastStacks(stackList) // UDP and UDP-Lite only
+	}
 	names := p.protocols
 	for _, r := range cfg.Remotes { // RemoteEndpoint.WithProtocol
 		if r.Protocol != "" {
@@ -511,8 +518,14 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		}
 		stackList = restricted
 	}
+	if mcast && len(stackList) == 0 { // (an empty list would mean every stack)
+		return nil, p.handlers, multicastSelectionError(fmt.Errorf("%w: no stack named (%v) carries multicast", ErrUnfulfilled, names))
+	}
 	sel, err := p.encoded[r].choose(p.tp, r, sec, len(p.framers) > 0, stackList, names)
 	if err != nil {
+		if mcast {
+			err = multicastSelectionError(err)
+		}
 		return nil, p.handlers, err
 	}
 	if err := checkSelection(cfg, sel); err != nil { // path and multipath properties (stackopts.go)
@@ -528,6 +541,11 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	cfg.StackOptions.TLSAllowTruncation = p.sec.truncationAllowed()
 	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
 		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName
+	}
+	if mcast {
+		if err := multicastConfig(cfg, listen); err != nil {
+			return nil, p.handlers, err
+		}
 	}
 	// only the framers and the endpoints can change afterwards (AddFramer,
 	// AddRemote, an endpoint's own setters): the properties and the

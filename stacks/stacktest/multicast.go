@@ -31,9 +31,7 @@ type MulticastNetns struct {
 func NewMulticastNetns(t testing.TB, tag string) *MulticastNetns {
 	t.Helper()
 	SkipUnlessNetns(t)
-	n := &MulticastNetns{If: "mc0", Peer: "mc1",
-		Src4: [2]netip.Addr{netip.MustParseAddr("10.77.0.1"), netip.MustParseAddr("10.77.0.2")},
-		Src6: [2]netip.Addr{netip.MustParseAddr("fd77::1"), netip.MustParseAddr("fd77::2")}}
+	n := MulticastLayout()
 	n.NS = fmt.Sprintf("gotaps-%s-%d", tag, os.Getpid()%100000)
 	removeStale(tag)
 	IP(t, "netns", "add", n.NS)
@@ -53,6 +51,14 @@ func NewMulticastNetns(t testing.TB, tag string) *MulticastNetns {
 	// only If routes IPv6 groups: the kernel gave Peer a route too
 	in("-6", "route", "del", "multicast", "ff00::/8", "dev", n.Peer, "table", "local")
 	return n
+}
+
+// MulticastLayout describes what NewMulticastNetns makes (NS empty): for
+// a test process that runs inside such a namespace already.
+func MulticastLayout() *MulticastNetns {
+	return &MulticastNetns{If: "mc0", Peer: "mc1",
+		Src4: [2]netip.Addr{netip.MustParseAddr("10.77.0.1"), netip.MustParseAddr("10.77.0.2")},
+		Src6: [2]netip.Addr{netip.MustParseAddr("fd77::1"), netip.MustParseAddr("fd77::2")}}
 }
 
 // MulticastGroups returns the multicast groups joined on the interface
