@@ -663,7 +663,9 @@ func securePref(sec *SecurityParameters) int8 {
 // *EstablishmentError listing every attempt (also when ctx ended the race:
 // then with ReasonTimeout, unwrapping to ctx's error); invalid endpoints or
 // properties, or properties no stack satisfies, fail before any packet is
-// sent (and call the unfulfilled handler for the latter).
+// sent (and call the unfulfilled handler for the latter). To remote
+// endpoints that are multicast groups (RemoteEndpoint.WithMulticastGroupIP)
+// it gives a send-only Connection (multicast.go).
 func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
 	return p.initiate(ctx, nil)
 }
@@ -866,6 +868,12 @@ func (p *Preconnection) fail(err error) error {
 // peer); a refused UDP peer is refused again with each later datagram
 // (after the ones queued with the first), a refused QUIC client with each
 // Initial packet (a ClientHello may take two).
+//
+// Local endpoints that are multicast groups
+// (LocalEndpoint.WithAnySourceMulticastGroupIP,
+// WithSingleSourceMulticastGroupIP) are joined: each sender to the group
+// is one receive-only Connection, all of them in one Connection Group
+// (multicast.go).
 func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 	cfg, h, err := p.snapshot(true)
 	if err != nil {
