@@ -2748,6 +2748,7 @@ func socketInfo(ti stacks.TransportInfo) *messages.SocketInfo {
 	out.MaxPacingRate, out.SoftErrors = ti.MaxPacingRate, ti.SoftErrors
 	out.SingularMsgMaxLen, out.Congestion = int64(ti.SingularMsgMaxLen), ti.Congestion
 	out.Datagrams = ti.Datagrams
+	out.Multicast, out.MulticastHopLimit = ti.Multicast, uint32(ti.MulticastHopLimit)
 	return out
 }
 

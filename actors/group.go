@@ -48,6 +48,11 @@ type groupActor struct {
 	// their actors, still the group's children, run on: the group stays
 	// their supervisor (HandleFailure) until they end
 	departed []GroupMember
+	// held: the group of a multicast listener, which makes its senders'
+	// connections members (multicast.go); it does not end while held
+	held bool
+	// down: the system shuts down (no new member joins)
+	down bool
 }
 
 // member returns the index of the member whose actor id is id, or -1.
@@ -195,6 +200,19 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			g.id = m.spec.id // the first member's id is the group's
 		}
 		g.spawn(ctx, m.spec)
+	case *holdGroup: // multicast.go
+		g.id, g.held = m.id, true
+	case *adoptConnection: // a sender to the holding listener's group
+		if g.down {
+			_ = m.t.Abort()
+			m.spec.releaseSlot()
+			return
+		}
+		m.makeSpec(g.sys)
+		g.spawn(ctx, &m.spec)
+	case *releaseGroup:
+		g.held = false
+		g.maybeStop(ctx)
 	case *CloneConnection:
 		if g.closing {
 			// the facade checked the original before the group closed it
@@ -315,13 +333,11 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				ctx.Send(mb.PID, &messages.CloseConnection{})
 			}
 		}
-		if len(g.members) == 0 && g.alive <= 0 {
-			ctx.Stop(ctx.Self())
-		}
+		g.maybeStop(ctx)
 	case *messages.ShutdownSystem:
 		// the system shuts down: every connection this actor runs closes,
 		// members and those that left the group alike
-		g.closing = true
+		g.closing, g.down = true, true
 		for _, pid := range ctx.Children() {
 			if m.Abort {
 				ctx.Send(pid, &messages.AbortConnection{})
@@ -329,7 +345,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				ctx.Send(pid, &messages.CloseConnection{})
 			}
 		}
-		if g.alive <= 0 {
+		if g.alive <= 0 && !g.held {
 			ctx.Stop(ctx.Self())
 		}
 	case *messages.ListGroupMembers:
@@ -355,11 +371,17 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberLeft", ConnectionId: mb.Link.ID(), GroupId: g.id})
 			}
 		}
-		if len(g.members) == 0 && g.alive <= 0 {
-			ctx.Stop(ctx.Self())
-		}
+		g.maybeStop(ctx)
 	default:
 		g.sys.Logger.Warn("group: unhandled message", slog.String("type", fmt.Sprintf("%T", m)))
+	}
+}
+
+// maybeStop ends the group once it has no member and no connection actor
+// left, unless a multicast listener holds it.
+func (g *groupActor) maybeStop(ctx actor.Context) {
+	if len(g.members) == 0 && g.alive <= 0 && !g.held {
+		ctx.Stop(ctx.Self())
 	}
 }
 

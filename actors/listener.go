@@ -83,6 +83,9 @@ type listenerActor struct {
 	held      []*ConnectionStarted
 	stopped   bool
 	remotes   *remoteFilter // nil: no remote endpoint, every peer is accepted
+	// group: a listener of multicast groups makes every connection in
+	// this group, which it holds (multicast.go); nil otherwise
+	group *actor.PID
 }
 
 // DefaultAcceptBacklog is the default bound on the connections a
@@ -143,6 +146,10 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 		// holds the slot the accept goroutine took until it reports Ready
 		// (the slot then travels with connectionReceived) or ends
 		a.spec.listenGate, a.spec.acceptSlot = l.gate, true
+		if l.group != nil {
+			ctx.Send(l.group, a) // a sender joins the multicast group (multicast.go)
+			return
+		}
 		ctx.Send(ctx.Parent(), a)
 	case *acceptEnded:
 		if !l.stopped {
@@ -210,6 +217,9 @@ func (l *listenerActor) Receive(ctx actor.Context) {
 			ctx.Send(s.Conn, &messages.AbortConnection{Err: errors.New("listener stopped")})
 		}
 		l.held = nil
+		if l.group != nil {
+			ctx.Send(l.group, &releaseGroup{}) // after every sender it sent there
+		}
 	case *actor.Stopped:
 		l.accepting.Wait() // the accept goroutines left Accept (the listeners are closed)
 	}
@@ -444,6 +454,9 @@ func (l *listenerActor) bindSite(site listenSite, opts stacks.Options) (port uin
 		name := st.Name()
 		sopts := opts
 		sopts.AcceptRetry = func(local net.Addr, err error) { l.traceAcceptRetry(local, name, err) }
+		if site.endpoint < len(l.cfg.Locals) {
+			sopts.MulticastSource = multicastSource(l.cfg.Locals[site.endpoint]) // source-specific
+		}
 		ln, err := st.Listen(context.Background(), sopts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listen %s on %s: %w", st.Name(), site, err))

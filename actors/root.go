@@ -66,6 +66,32 @@ type adoptConnection struct {
 	received connectionReceived
 }
 
+// makeSpec makes the spec of the accepted connection in m.spec (and
+// points m.member at it), with a new id, which it returns.
+func (m *adoptConnection) makeSpec(sys *System) uint64 {
+	id := sys.NewID()
+	spec := &m.spec
+	*spec = connSpec{
+		id:       id,
+		cfg:      m.cfg,
+		link:     NewLink(id, m.cfg.RecvBufferLimit, m.cfg.SendBufferLimit, len(m.cfg.Framers) == 0),
+		passive:  m.t,
+		stack:    m.stack,
+		listener: m.listener,
+		// set by the listener with the message (listener.go)
+		listenGate: spec.listenGate,
+		acceptSlot: spec.acceptSlot,
+		// the first stream of a multistreaming session: later streams
+		// the peer opens join this connection's group
+		acceptStreams: true,
+		received:      &m.received,
+		rendezvous:    m.rendezvous,
+	}
+	spec.link.SetPassive()
+	m.member.spec = spec
+	return id
+}
+
 // spawnMember asks a new group to spawn its first connection; the group
 // answers ConnectionStarted to the original requester.
 type spawnMember struct {
@@ -93,29 +119,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			m.spec.releaseSlot()
 			return
 		}
-		id := r.sys.NewID()
-		spec := &m.spec
-		*spec = connSpec{
-			id:       id,
-			cfg:      m.cfg,
-			link:     NewLink(id, m.cfg.RecvBufferLimit, m.cfg.SendBufferLimit, len(m.cfg.Framers) == 0),
-			passive:  m.t,
-			stack:    m.stack,
-			listener: m.listener,
-			// set by the listener with the message (listener.go)
-			listenGate: spec.listenGate,
-			acceptSlot: spec.acceptSlot,
-			// the first stream of a multistreaming session: later streams
-			// the peer opens join this connection's group
-			acceptStreams: true,
-			received:      &m.received,
-			rendezvous:    m.rendezvous,
-		}
-		spec.link.SetPassive()
+		id := m.makeSpec(r.sys)
 		group, conn := groupConnNames(id)
-		spec.name = conn
+		m.spec.name = conn
 		g := r.spawnGroup(ctx, group)
-		m.member.spec = spec
 		if m.rendezvous {
 			// the group answers the rendezvous ConnectionStarted: it
 			// watches the connection until Ready (rendezvous.go)
@@ -129,8 +136,19 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			return
 		}
 		id := r.sys.NewID()
-		props := controlProps(func() actor.Actor { return newListenerActor(r.sys, id, m.Config) },
-			actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
+		var group *actor.PID
+		if multicastListen(m.Config) {
+			// the group of every sender's connection (listener.go): made
+			// first, and held for the listener until it stops
+			gid := r.sys.NewID()
+			group = r.spawnGroup(ctx, idName("group", gid))
+			ctx.Send(group, &holdGroup{id: gid})
+		}
+		props := controlProps(func() actor.Actor {
+			l := newListenerActor(r.sys, id, m.Config)
+			l.(*listenerActor).group = group
+			return l
+		}, actor.WithSupervisor(supervision.Strategy(supervision.Listener)))
 		pid, err := ctx.SpawnNamed(props, fmt.Sprintf("listener%d", id))
 		if err != nil {
 			ctx.Respond(err)

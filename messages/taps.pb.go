@@ -351,7 +351,15 @@ type Endpoint struct {
 	Service   string                 `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`
 	Protocol  string                 `protobuf:"bytes,6,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// Filesystem path of a Unix domain socket endpoint.
-	Path          string `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`
+	Path string `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`
+	// The endpoint is a multicast group (RFC 9622 §6.1.1) whose address is
+	// ip_address: a remote one is sent to (Initiate), a local one joined
+	// (Listen), any-source or, with multicast_source, source-specific.
+	Multicast       bool   `protobuf:"varint,8,opt,name=multicast,proto3" json:"multicast,omitempty"`
+	MulticastSource string `protobuf:"bytes,9,opt,name=multicast_source,json=multicastSource,proto3" json:"multicast_source,omitempty"`
+	// The hop limit of the datagrams sent to a remote multicast group
+	// (WithHopLimit); unset: the default, 1.
+	HopLimit      *uint32 `protobuf:"varint,10,opt,name=hop_limit,json=hopLimit,proto3,oneof" json:"hop_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +441,27 @@ func (x *Endpoint) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *Endpoint) GetMulticast() bool {
+	if x != nil {
+		return x.Multicast
+	}
+	return false
+}
+
+func (x *Endpoint) GetMulticastSource() string {
+	if x != nil {
+		return x.MulticastSource
+	}
+	return ""
+}
+
+func (x *Endpoint) GetHopLimit() uint32 {
+	if x != nil && x.HopLimit != nil {
+		return *x.HopLimit
+	}
+	return 0
 }
 
 // EstablishmentAttempt is one leaf of the candidate tree that was tried.
@@ -923,9 +952,14 @@ type SocketInfo struct {
 	Congestion string `protobuf:"bytes,23,opt,name=congestion,proto3" json:"congestion,omitempty"`
 	// QUIC datagrams (RFC 9221) negotiated by both ends: unreliable
 	// messages can go unreliably (perMsgReliability read back).
-	Datagrams     bool `protobuf:"varint,24,opt,name=datagrams,proto3" json:"datagrams,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Datagrams bool `protobuf:"varint,24,opt,name=datagrams,proto3" json:"datagrams,omitempty"`
+	// The connection sends to a multicast group, or was received from a
+	// sender to one; multicast_hop_limit is IP_MULTICAST_TTL /
+	// IPV6_MULTICAST_HOPS read back from a sender's socket.
+	Multicast         bool   `protobuf:"varint,27,opt,name=multicast,proto3" json:"multicast,omitempty"`
+	MulticastHopLimit uint32 `protobuf:"varint,28,opt,name=multicast_hop_limit,json=multicastHopLimit,proto3" json:"multicast_hop_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SocketInfo) Reset() {
@@ -1098,6 +1132,20 @@ func (x *SocketInfo) GetDatagrams() bool {
 	return false
 }
 
+func (x *SocketInfo) GetMulticast() bool {
+	if x != nil {
+		return x.Multicast
+	}
+	return false
+}
+
+func (x *SocketInfo) GetMulticastHopLimit() uint32 {
+	if x != nil {
+		return x.MulticastHopLimit
+	}
+	return 0
+}
+
 var File_taps_proto protoreflect.FileDescriptor
 
 const file_taps_proto_rawDesc = "" +
@@ -1128,7 +1176,7 @@ const file_taps_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\v2'.gotaps.messages.Properties.ValuesEntryR\x06values\x1aY\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x124\n" +
-	"\x05value\x18\x02 \x01(\v2\x1e.gotaps.messages.PropertyValueR\x05value:\x028\x01\"\xc2\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1e.gotaps.messages.PropertyValueR\x05value:\x028\x01\"\xbb\x02\n" +
 	"\bEndpoint\x12\x1b\n" +
 	"\thost_name\x18\x01 \x01(\tR\bhostName\x12\x1d\n" +
 	"\n" +
@@ -1137,7 +1185,13 @@ const file_taps_proto_rawDesc = "" +
 	"\tinterface\x18\x04 \x01(\tR\tinterface\x12\x18\n" +
 	"\aservice\x18\x05 \x01(\tR\aservice\x12\x1a\n" +
 	"\bprotocol\x18\x06 \x01(\tR\bprotocol\x12\x12\n" +
-	"\x04path\x18\a \x01(\tR\x04path\"\xe6\x01\n" +
+	"\x04path\x18\a \x01(\tR\x04path\x12\x1c\n" +
+	"\tmulticast\x18\b \x01(\bR\tmulticast\x12)\n" +
+	"\x10multicast_source\x18\t \x01(\tR\x0fmulticastSource\x12 \n" +
+	"\thop_limit\x18\n" +
+	" \x01(\rH\x00R\bhopLimit\x88\x01\x01B\f\n" +
+	"\n" +
+	"_hop_limit\"\xe6\x01\n" +
 	"\x14EstablishmentAttempt\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x14\n" +
 	"\x05stack\x18\x02 \x01(\tR\x05stack\x12\x12\n" +
@@ -1187,7 +1241,7 @@ const file_taps_proto_rawDesc = "" +
 	"\bgroup_id\x18\t \x01(\x04R\agroupId\x12W\n" +
 	"\x14establishment_report\x18\n" +
 	" \x01(\v2$.gotaps.messages.EstablishmentReportR\x13establishmentReport\x123\n" +
-	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\xcc\x05\n" +
+	"\x06socket\x18\v \x01(\v2\x1b.gotaps.messages.SocketInfoR\x06socket\"\x9a\x06\n" +
 	"\n" +
 	"SocketInfo\x12\x12\n" +
 	"\x04dscp\x18\x01 \x01(\rR\x04dscp\x12&\n" +
@@ -1215,7 +1269,9 @@ const file_taps_proto_rawDesc = "" +
 	"\n" +
 	"congestion\x18\x17 \x01(\tR\n" +
 	"congestion\x12\x1c\n" +
-	"\tdatagrams\x18\x18 \x01(\bR\tdatagrams*\x95\x01\n" +
+	"\tdatagrams\x18\x18 \x01(\bR\tdatagrams\x12\x1c\n" +
+	"\tmulticast\x18\x1b \x01(\bR\tmulticast\x12.\n" +
+	"\x13multicast_hop_limit\x18\x1c \x01(\rR\x11multicastHopLimit*\x95\x01\n" +
 	"\aSpecial\x12\x10\n" +
 	"\fSPECIAL_NONE\x10\x00\x12\x14\n" +
 	"\x10SPECIAL_DISABLED\x10\x01\x12\x15\n" +
@@ -1285,6 +1341,7 @@ func file_taps_proto_init() {
 		(*PropertyValue_EnumValue)(nil),
 		(*PropertyValue_NamedPreferences)(nil),
 	}
+	file_taps_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

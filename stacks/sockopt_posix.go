@@ -100,6 +100,15 @@ func setKeepAliveIdle(fd int, idle time.Duration) error {
 	return nil
 }
 
+// setReuseAddr sets SO_REUSEADDR on fd (multicast listeners share their
+// group's port).
+func setReuseAddr(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("set SO_REUSEADDR: %w", err)
+	}
+	return nil
+}
+
 // setReusePort sets SO_REUSEADDR and SO_REUSEPORT on fd.
 func setReusePort(fd int) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {

@@ -115,6 +115,15 @@ func setKeepAliveIdle(fd int, idle time.Duration) error {
 	return nil
 }
 
+// setReuseAddr sets SO_REUSEADDR on fd (multicast listeners share their
+// group's port).
+func setReuseAddr(fd int) error {
+	if err := windows.SetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, windows.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("set SO_REUSEADDR: %w", err)
+	}
+	return nil
+}
+
 // setReusePort: Windows has no SO_REUSEPORT (and its SO_REUSEADDR lets
 // another socket take the port over), so Options.ReusePort fails with
 // errors.ErrUnsupported.

@@ -144,6 +144,20 @@ type Options struct {
 	// Linux only: elsewhere there is no error queue, the errors are
 	// swallowed and the channel never delivers.
 	SoftErrors bool
+	// MulticastHopLimit is the hop limit (IP_MULTICAST_TTL /
+	// IPV6_MULTICAST_HOPS) of the datagrams a UDP or UDP-Lite Dial to a
+	// multicast group sends (RFC 9622 WithHopLimit): 1 to 255 as given,
+	// 0 for the default, 1 (the link only, as the systems default it), and
+	// a negative value for 0 (this host only). Such a Dial also sets the
+	// outgoing interface (IP_MULTICAST_IF / IPV6_MULTICAST_IF) to
+	// Interface when that is set, and never joins the group. See
+	// multicast.go.
+	MulticastHopLimit int
+	// MulticastSource makes a UDP or UDP-Lite Listen on a multicast group
+	// (Local's address is the group) join it source-specific (SSM:
+	// IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_SOURCE_GROUP): only datagrams
+	// from this source are received. The zero Addr joins any-source (ASM).
+	MulticastSource netip.Addr
 	// SendChecksumLen and RecvChecksumLen are the UDP-Lite checksum
 	// coverage in payload bytes (RFC 9622 msgChecksumLen /
 	// recvChecksumLen): 0 (the default) is full coverage, a positive n
@@ -242,6 +256,13 @@ type TransportInfo struct {
 	// SoftErrors is true when ICMP errors are delivered as *SoftError
 	// (IP_RECVERR / IPV6_RECVERR set).
 	SoftErrors bool
+	// Multicast: a UDP or UDP-Lite transport dialled to a multicast group
+	// (it sends to the group) or received by a Listener of one (a sender
+	// to the group). For a dialled one, MulticastHopLimit is read back
+	// from the socket (IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS); 0
+	// otherwise.
+	Multicast         bool
+	MulticastHopLimit int
 }
 
 // SocketInfo is implemented by every Transport of this package.

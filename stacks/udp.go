@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -73,7 +74,28 @@ func (udpStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	return newUDPTransport(c.(*net.UDPConn), "udp", opts)
+	t, err := newUDPTransport(c.(*net.UDPConn), "udp", opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.sendToGroup(remote.Addr(), opts); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// sendToGroup configures t, dialled to remote, as a multicast sender when
+// remote is a multicast group (multicast.go); it closes t on error.
+func (t *udpTransport) sendToGroup(remote netip.Addr, opts Options) error {
+	if !remote.IsMulticast() {
+		return nil
+	}
+	if err := setupMulticastSender(t.UDPConn, remote, opts); err != nil {
+		_ = t.Close()
+		return err
+	}
+	t.group = remote
+	return nil
 }
 
 // newUDPTransport wraps a connected UDP (or UDP-Lite) socket, enabling
@@ -100,6 +122,9 @@ type udpTransport struct {
 	// (UDP-Lite, rendezvous): the runtime does not know such a socket is
 	// connected, and WriteMsgUDP needs the address; nil for a dialled one
 	peer *net.UDPAddr
+	// group is the multicast group the transport sends to (sendToGroup);
+	// the zero Addr for unicast
+	group netip.Addr
 }
 
 // Read returns one datagram; see ErrMessageTruncated.
@@ -141,6 +166,12 @@ func (t *udpTransport) Info() (TransportInfo, error) {
 		return info, err
 	}
 	info.SingularMsgMaxLen = udpSingularMax(t.UDPConn)
+	if t.group.IsValid() {
+		info.Multicast = true
+		if info.MulticastHopLimit, err = multicastHopLimit(t.UDPConn, t.group); err != nil {
+			return info, err
+		}
+	}
 	return info, nil
 }
 
@@ -158,7 +189,12 @@ func udpInfoFor(remote net.Addr) TransportInfo {
 
 func (udpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	lc := net.ListenConfig{Control: withPathControl(socketControl(opts, sockUDP), opts)}
-	network, addr := listenAddr("udp", opts.Local)
+	local := opts.Local
+	if isMulticastListen(opts) { // multicast.go
+		lc.Control = multicastListenControl(lc.Control)
+		local = multicastBindAddr(local)
+	}
+	network, addr := listenAddr("udp", local)
 	pc, err := lc.ListenPacket(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -186,7 +222,20 @@ func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opt
 		_ = conn.Close()
 		return nil, err
 	}
+	var mcast *multicastMembership
+	switch {
+	case isMulticastListen(opts):
+		var err error
+		if mcast, err = joinMulticast(conn, opts.Local.Addr(), opts.MulticastSource, opts.Interface); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+	case opts.MulticastSource.IsValid():
+		_ = conn.Close()
+		return nil, fmt.Errorf("multicast source %s without a multicast group to listen on", opts.MulticastSource)
+	}
 	l := &udpListener{
+		mcast:      mcast,
 		conn:       conn,
 		rd:         rd,
 		stack:      stack,
@@ -205,9 +254,12 @@ func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opt
 // datagram to the queue of its peer's Transport.
 type udpListener struct {
 	conn       *net.UDPConn
-	rd         udpMsgReader  // conn's read side (conn itself but in tests)
-	stack      string        // "udp" or "udplite"
-	softErrors bool          // IP_RECVERR set: peers get SoftErrors
+	rd         udpMsgReader // conn's read side (conn itself but in tests)
+	stack      string       // "udp" or "udplite"
+	softErrors bool         // IP_RECVERR set: peers get SoftErrors
+	// mcast is the listener's membership of its multicast group (nil:
+	// unicast); Close leaves the group
+	mcast      *multicastMembership
 	accept     chan *udpPeer // peers not yet accepted
 	stopped    chan struct{} // closed by Close
 	done       chan struct{} // closed when readLoop ended
@@ -340,10 +392,15 @@ func (l *udpListener) Accept() (Transport, error) {
 	}
 }
 
-// Close stops accepting new peers. Peers already accepted keep working;
-// the socket is closed with the last of them.
+// Close stops accepting new peers, and leaves the listener's multicast
+// group. Peers already accepted keep working; the socket is closed with
+// the last of them.
 func (l *udpListener) Close() error {
+	var err error
 	l.stopOnce.Do(func() {
+		if l.mcast != nil {
+			err = l.mcast.leave()
+		}
 		close(l.stopped)
 		l.mu.Lock()
 		// Peers never accepted are dropped with the listener.
@@ -360,7 +417,7 @@ func (l *udpListener) Close() error {
 		l.maybeCloseLocked()
 		l.mu.Unlock()
 	})
-	return nil
+	return err
 }
 
 // maybeCloseLocked closes the socket when the listener is closed and no
@@ -567,6 +624,7 @@ func (p *udpPeer) Info() (TransportInfo, error) {
 	info := udpInfoFor(p.RemoteAddr())
 	info.Stack = p.l.stack
 	info.SoftErrors = p.soft != nil
+	info.Multicast = p.l.mcast != nil
 	select {
 	case <-p.closed:
 		return info, net.ErrClosed

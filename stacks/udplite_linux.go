@@ -50,6 +50,12 @@ func udpLiteSocket(addr netip.Addr, local netip.AddrPort, opts Options) (int, er
 				return err
 			}
 		}
+		if local.Addr().IsMulticast() { // a multicast listener (multicast.go)
+			if err := setReuseAddr(fd); err != nil {
+				return err
+			}
+			local = multicastBindAddr(local)
+		}
 		if local.IsValid() || local.Port() != 0 {
 			if err := unix.Bind(fd, sockaddrOf(family, local)); err != nil {
 				return fmt.Errorf("bind %s: %w", local, err)

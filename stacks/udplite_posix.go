@@ -88,6 +88,9 @@ func (udpLiteStack) Dial(ctx context.Context, remote netip.AddrPort, opts Option
 		return nil, err
 	}
 	t.peer = net.UDPAddrFromAddrPort(remote)
+	if err := t.sendToGroup(remote.Addr(), opts); err != nil { // multicast.go
+		return nil, err
+	}
 	return &udpLiteTransport{t}, nil
 }
 

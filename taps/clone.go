@@ -127,6 +127,9 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	if st := c.link.State(); !st.Allows(actors.OpClone) {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}
 	}
+	if isMulticastConfig(c.cfg) { // multicast.go
+		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: errMulticastNotCloneable}
+	}
 	if c.link.LeftGroup() {
 		// its group is itself alone, and a clone cannot join it: it would
 		// join the group it left

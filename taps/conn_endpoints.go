@@ -193,6 +193,9 @@ func remoteMessages(remotes []*RemoteEndpoint) ([]*messages.Endpoint, error) {
 		if err != nil {
 			return nil, err
 		}
+		if m.Multicast {
+			return nil, &EndpointError{Endpoint: groupLabel(m), Err: errMulticastAdded}
+		}
 		out = append(out, m)
 	}
 	return out, nil
@@ -208,6 +211,9 @@ func localMessages(locals []*LocalEndpoint) ([]*messages.Endpoint, error) {
 		m, err := l.e.toMessage(false, false)
 		if err != nil {
 			return nil, err
+		}
+		if m.Multicast {
+			return nil, &EndpointError{Endpoint: groupLabel(m), Err: errMulticastAdded}
 		}
 		out = append(out, m)
 	}

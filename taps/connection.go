@@ -1047,6 +1047,13 @@ type SocketInfo struct {
 	// Datagrams: both ends of the QUIC session enabled datagrams (RFC
 	// 9221), so unreliable messages can go unreliably; false elsewhere.
 	Datagrams bool
+	// Multicast: the connection sends to a multicast group (Initiate to
+	// RemoteEndpoint.WithMulticastGroupIP), or a Listener of one received
+	// it from a sender. MulticastHopLimit is, for a sender,
+	// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS read back from its socket
+	// (RemoteEndpoint.WithHopLimit; 1 by default); 0 otherwise.
+	Multicast         bool
+	MulticastHopLimit uint8
 }
 
 // Get returns one property's value, including the read-only ones (connState,
@@ -1136,7 +1143,8 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			CipherSuite: so.CipherSuite, TLSGroup: so.TlsGroup, Used0RTT: so.Used_0Rtt, Resumed: so.Resumed,
 			SendChecksumCoverage: int(so.SendChecksumCoverage), RecvChecksumCoverage: int(so.RecvChecksumCoverage),
 			MaxPacingRate: so.MaxPacingRate, SoftErrors: so.SoftErrors, SingularMsgMaxLen: so.SingularMsgMaxLen,
-			Congestion: so.Congestion, Datagrams: so.Datagrams}
+			Congestion: so.Congestion, Datagrams: so.Datagrams,
+			Multicast: so.Multicast, MulticastHopLimit: uint8(so.MulticastHopLimit)}
 	}
 	readBackSelection(out) // multipath as the socket really runs (stackopts.go)
 	if st, err := stacks.ByName(info.Stack); err == nil {

@@ -149,6 +149,10 @@
 //	–                                      Resolve                       Preconnection.Resolve(ctx)
 //	–                                      AddRemote (Preconnection)     Preconnection.AddRemote
 //	–                                      LocalEndpoint WithStunServer  LocalEndpoint.WithStunServer
+//	–                                      WithMulticastGroupIP /        RemoteEndpoint.WithMulticastGroupIP /
+//	                                         WithHopLimit (Remote)         WithHopLimit (Initiate: send only)
+//	–                                      WithAnySourceMulticastGroupIP LocalEndpoint.WithAnySourceMulticastGroupIP,
+//	                                         / WithSingleSource... (Local) WithSingleSourceMulticastGroupIP (Listen)
 //	Listener (ConnectionReceived)          ConnectionReceived            Listener.Accept, OnConnectionReceived
 //	set_new_connection_limit / stop        SetNewConnectionLimit / Stop  Listener.SetNewConnectionLimit / Stop
 //	send(data, sent_handler, ctx, eom)     Send + Sent/Expired/SendError Connection.Send, SendPartial, SendAsync

@@ -24,7 +24,15 @@ type endpoint struct {
 	iface    string
 	protocol string
 	path     string // Unix domain socket
-	err      error
+	// a multicast group (RFC 9622 §6.1.1): mcast is the identifier as
+	// setOnce compares it (the group, and for a source-specific one its
+	// source), group and source its parts; hops is WithHopLimit's
+	mcast   string
+	group   string
+	source  string
+	hops    uint8
+	hopsSet bool
+	err     error
 }
 
 func (e *endpoint) setOnce(field *string, kind, v string) {
@@ -36,6 +44,32 @@ func (e *endpoint) setOnce(field *string, kind, v string) {
 	*field = v
 }
 
+// setGroup sets the multicast group identifier: any-source when source
+// is "" and not ssm, source-specific otherwise.
+func (e *endpoint) setGroup(group, source string, ssm bool) {
+	id := group
+	if ssm {
+		id = group + " from source " + source
+	}
+	e.setOnce(&e.mcast, "multicast group", id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.group, e.source = group, source
+	if ssm && source == "" && e.err == nil {
+		e.err = fmt.Errorf("source-specific multicast group %q without a source address", group)
+	}
+}
+
+// setHopLimit sets WithHopLimit's hop limit.
+func (e *endpoint) setHopLimit(n uint8) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.hopsSet && e.hops != n && e.err == nil {
+		e.err = fmt.Errorf("two hop limits (%d and %d): use two endpoints", e.hops, n)
+	}
+	e.hops, e.hopsSet = n, true
+}
+
 func (e *endpoint) label() string {
 	if e.path != "" {
 		return e.path
@@ -43,6 +77,9 @@ func (e *endpoint) label() string {
 	host := e.hostName
 	if host == "" {
 		host = e.ip
+	}
+	if host == "" {
+		host = e.group
 	}
 	if e.portSet {
 		return net.JoinHostPort(host, strconv.Itoa(int(e.port)))
@@ -82,6 +119,16 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	if e.hostName != "" && e.ip != "" {
 		return fail(errors.New("both a host name and an IP address: use two endpoints"))
 	}
+	if m.IpAddress != "" && netip.MustParseAddr(m.IpAddress).IsMulticast() {
+		return fail(fmt.Errorf("%s is a multicast address: name a group with WithMulticastGroupIP (a remote endpoint) or WithAnySourceMulticastGroupIP / WithSingleSourceMulticastGroupIP (a local one)", m.IpAddress))
+	}
+	if e.group != "" {
+		if err := e.groupToMessage(m); err != nil {
+			return fail(err)
+		}
+	} else if e.hopsSet {
+		return fail(errors.New("a hop limit without a multicast group (WithMulticastGroupIP)"))
+	}
 	if m.Interface != "" {
 		name, err := interfaceName(m.Interface)
 		if err != nil {
@@ -108,10 +155,61 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	if needPort && (!portSet || m.Port == 0) {
 		return fail(errors.New("no port"))
 	}
-	if needAddress && e.hostName == "" && e.ip == "" {
+	if m.Multicast && (!portSet || m.Port == 0) {
+		return fail(errors.New("a multicast group needs a port (WithPort)"))
+	}
+	if needAddress && e.hostName == "" && e.ip == "" && e.group == "" {
 		return fail(errors.New("no host name or IP address"))
 	}
 	return m, nil
+}
+
+// ErrNotMulticast: an address given as a multicast group
+// (WithMulticastGroupIP, WithAnySourceMulticastGroupIP,
+// WithSingleSourceMulticastGroupIP) is not a multicast address (an
+// EndpointError wraps it, before any packet is sent).
+var ErrNotMulticast = errors.New("not a multicast address")
+
+// groupToMessage validates the endpoint's multicast group and sets it in m
+// (the group is m's address). The caller holds e.mu.
+func (e *endpoint) groupToMessage(m *messages.Endpoint) error {
+	if e.hostName != "" || e.ip != "" || e.path != "" {
+		return errors.New("a multicast group with a host name, an IP address or a path: the group is the endpoint's address (name its interface with WithInterface)")
+	}
+	g, err := netip.ParseAddr(e.group)
+	if err != nil {
+		return fmt.Errorf("bad multicast group %q", e.group)
+	}
+	if g.Zone() != "" {
+		if m.Interface != "" && m.Interface != g.Zone() {
+			return fmt.Errorf("zone %q contradicts interface %q", g.Zone(), m.Interface)
+		}
+		m.Interface = g.Zone()
+		g = g.WithZone("")
+	}
+	if g = g.Unmap(); !g.IsMulticast() {
+		return fmt.Errorf("multicast group %s: %w", g, ErrNotMulticast)
+	}
+	m.IpAddress, m.Multicast = g.String(), true
+	if e.source != "" {
+		src, err := netip.ParseAddr(e.source)
+		if err != nil {
+			return fmt.Errorf("bad multicast source %q", e.source)
+		}
+		src = src.Unmap()
+		switch {
+		case src.IsMulticast() || src.IsUnspecified():
+			return fmt.Errorf("multicast source %s: not a unicast address", src)
+		case src.Is4() != g.Is4():
+			return fmt.Errorf("multicast source %s and group %s: not of the same family", src, g)
+		}
+		m.MulticastSource = src.String()
+	}
+	if e.hopsSet {
+		h := uint32(e.hops)
+		m.HopLimit = &h
+	}
+	return nil
 }
 
 // servicePort is the port of an IANA service name (net.LookupPort: Go's
@@ -220,6 +318,38 @@ func (r *RemoteEndpoint) WithUnixPath(path string) *RemoteEndpoint {
 // WithProtocol makes the endpoint specific to one protocol stack ("tcp").
 func (r *RemoteEndpoint) WithProtocol(name string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.protocol, "protocol", name)
+	return r
+}
+
+// WithMulticastGroupIP makes the endpoint a multicast group (RFC 9622
+// §6.1.1), an IPv4 or IPv6 multicast address (with an optional %zone
+// meaning WithInterface), on the port WithPort gives. Initiate to it gives
+// a send-only Connection (direction UnidirectionalSend: Receive fails with
+// ErrSendOnly) over UDP or UDP-Lite that sends its Messages to the group
+// as datagrams, with the hop limit WithHopLimit gives (default 1), out of
+// the local endpoint's interface when it names one (WithInterface:
+// IP_MULTICAST_IF / IPV6_MULTICAST_IF, and the binding every
+// WithInterface makes); it never joins the group. An address that is not
+// a multicast address fails with an EndpointError wrapping
+// ErrNotMulticast, and a stack selection that leaves neither UDP nor
+// UDP-Lite (a reliable or secure profile, WithProtocols("tcp")) with an
+// EstablishmentError wrapping ErrMulticastNeedsDatagrams, both before any
+// packet. Every remote endpoint of the Preconnection must then be a
+// multicast group. Listen and Rendezvous do not take a remote multicast
+// group (the group a Listener joins is its local endpoint's:
+// LocalEndpoint.WithAnySourceMulticastGroupIP).
+func (r *RemoteEndpoint) WithMulticastGroupIP(group string) *RemoteEndpoint {
+	r.e.setGroup(group, "", false)
+	return r
+}
+
+// WithHopLimit sets the hop limit of the datagrams sent to the endpoint's
+// multicast group (IPv4 TTL, IPv6 Hop Limit: IP_MULTICAST_TTL /
+// IPV6_MULTICAST_HOPS; the default is 1, the link; 0 keeps them on this
+// host). It needs WithMulticastGroupIP. SocketInfo.MulticastHopLimit reads
+// it back from the socket.
+func (r *RemoteEndpoint) WithHopLimit(n uint8) *RemoteEndpoint {
+	r.e.setHopLimit(n)
 	return r
 }
 
@@ -341,6 +471,42 @@ func (l *LocalEndpoint) WithService(service string) *LocalEndpoint {
 // WithUnixPath makes the endpoint a Unix domain socket at path.
 func (l *LocalEndpoint) WithUnixPath(path string) *LocalEndpoint {
 	l.e.setOnce(&l.e.path, "path", path)
+	return l
+}
+
+// WithAnySourceMulticastGroupIP makes the endpoint an any-source multicast
+// group (ASM, RFC 9622 §6.1.1): an IPv4 or IPv6 multicast address (with an
+// optional %zone meaning WithInterface), on the port WithPort gives (a
+// port is needed). Listen joins the group (IP_ADD_MEMBERSHIP /
+// IPV6_JOIN_GROUP) on the endpoint's interface (WithInterface, to which
+// the socket is also bound) or, without one, on the interface the system
+// routes the group to, and binds the group's port (SO_REUSEADDR: other
+// receivers of the group on this host may bind it too). Every sender to
+// the group becomes one received Connection (ConnectionReceived with its
+// first datagram; receive-only, direction UnidirectionalReceive: Send
+// fails with ErrReceiveOnly), and all of them are members of one
+// Connection Group (GroupedConnections of one returns them all), the
+// Listener's, which lives as long as the Listener and its Connections.
+// Listener.Stop leaves the group at once (the Connections received stay
+// open, with what they have received). Only UDP and UDP-Lite can be
+// selected (see ErrMulticastNeedsDatagrams); remote endpoints, if any,
+// restrict the senders as for any Listener. Initiate and Rendezvous do
+// not take a local multicast group.
+func (l *LocalEndpoint) WithAnySourceMulticastGroupIP(group string) *LocalEndpoint {
+	l.e.setGroup(group, "", false)
+	return l
+}
+
+// WithSingleSourceMulticastGroupIP makes the endpoint a source-specific
+// multicast group (SSM, RFC 4607): Listen joins it for the datagrams of
+// source only (IP_ADD_SOURCE_MEMBERSHIP / MCAST_JOIN_SOURCE_GROUP; the
+// kernel drops the others), and is otherwise as
+// WithAnySourceMulticastGroupIP. source is a unicast address of the
+// group's family. Systems without source-specific joins (Windows) fail
+// Listen with an error wrapping errors.ErrUnsupported. Rendezvous with
+// such an endpoint is an EstablishmentError (RFC 9622 §6.1.1).
+func (l *LocalEndpoint) WithSingleSourceMulticastGroupIP(group, source string) *LocalEndpoint {
+	l.e.setGroup(group, source, true)
 	return l
 }
 

@@ -457,6 +457,10 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		}
 		cfg.Remotes = append(cfg.Remotes, m)
 	}
+	mcast, err := multicastUse(cfg, listen) // multicast.go
+	if err != nil {
+		return nil, p.handlers, err
+	}
 	r := roleInitiate
 	if listen {
 		r = roleListen
@@ -502,6 +506,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 			stackList = allWithUnix
 		}
 	}
+	if mcast {
+		stackList = multicastStacks(stackList) // UDP and UDP-Lite only
+	}
 	names := p.protocols
 	for _, r := range cfg.Remotes { // RemoteEndpoint.WithProtocol
 		if r.Protocol != "" {
@@ -515,8 +522,14 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		}
 		stackList = restricted
 	}
+	if mcast && len(stackList) == 0 { // (an empty list would mean every stack)
+		return nil, p.handlers, multicastSelectionError(fmt.Errorf("%w: no stack named (%v) carries multicast", ErrUnfulfilled, names))
+	}
 	sel, err := p.encoded[r].choose(p.tp, r, sec, len(p.framers) > 0, stackList, names)
 	if err != nil {
+		if mcast {
+			err = multicastSelectionError(err)
+		}
 		return nil, p.handlers, err
 	}
 	if err := checkSelection(cfg, sel); err != nil { // path and multipath properties (stackopts.go)
@@ -532,6 +545,11 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	cfg.StackOptions.TLSAllowTruncation = p.sec.truncationAllowed()
 	if len(p.remotes) > 0 && cfg.Remotes[0].HostName != "" {
 		cfg.StackOptions.ServerName = cfg.Remotes[0].HostName
+	}
+	if mcast {
+		if err := multicastConfig(cfg, listen); err != nil {
+			return nil, p.handlers, err
+		}
 	}
 	// only the framers and the endpoints can change afterwards (AddFramer,
 	// AddRemote, an endpoint's own setters): the properties and the
@@ -662,7 +680,9 @@ func securePref(sec *SecurityParameters) int8 {
 // *EstablishmentError listing every attempt (also when ctx ended the race:
 // then with ReasonTimeout, unwrapping to ctx's error); invalid endpoints or
 // properties, or properties no stack satisfies, fail before any packet is
-// sent (and call the unfulfilled handler for the latter).
+// sent (and call the unfulfilled handler for the latter). To remote
+// endpoints that are multicast groups (RemoteEndpoint.WithMulticastGroupIP)
+// it gives a send-only Connection (multicast.go).
 func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
 	return p.initiate(ctx, nil)
 }
@@ -869,6 +889,12 @@ func (p *Preconnection) fail(err error) error {
 // peer); a refused UDP peer is refused again with each later datagram
 // (after the ones queued with the first), a refused QUIC client with each
 // Initial packet (a ClientHello may take two).
+//
+// Local endpoints that are multicast groups
+// (LocalEndpoint.WithAnySourceMulticastGroupIP,
+// WithSingleSourceMulticastGroupIP) are joined: each sender to the group
+// is one receive-only Connection, all of them in one Connection Group
+// (multicast.go).
 func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 	cfg, h, err := p.snapshot(true)
 	if err != nil {

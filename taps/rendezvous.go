@@ -148,6 +148,9 @@ func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 		return nil, &EstablishmentError{Reason: ReasonInvalidConfiguration,
 			Err: &EndpointError{Err: errors.New("Rendezvous needs a local and a remote endpoint")}}
 	}
+	if err := p.multicastRendezvous(); err != nil {
+		return nil, err
+	}
 	stun, err := p.stunServers()
 	if err != nil {
 		return nil, p.fail(err)

@@ -1,0 +1,16 @@
+//go:build !linux && !windows
+
+package stacks
+
+import (
+	"net"
+	"net/netip"
+)
+
+// multicastOnlyJoined: the BSDs deliver a group's datagrams to the sockets
+// that joined it only.
+func multicastOnlyJoined(*net.UDPConn, bool) error { return nil }
+
+// multicastBindAddr is the address a listener of the group binds: the
+// group's own (only the group's datagrams reach the socket).
+func multicastBindAddr(group netip.AddrPort) netip.AddrPort { return group }
