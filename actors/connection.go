@@ -561,7 +561,8 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.tgen++
 	c.unwatchWrite()
 	c.wq, c.writing, c.inFlight, c.batchLeft, c.inWrite = nil, false, 0, 0, nil
-	c.rc, c.wqSpare = nil, nil
+	c.rc, c.wqSpare, c.wqRest = nil, nil, nil
+	c.returnTurn(ctx) // a turn of the group's, for writes that will never come
 	c.eofSeen, c.finSent, c.finalSent, c.discarding, c.halfClosed = false, false, false, false, false
 	c.openPartial = 0
 }
@@ -1191,6 +1192,7 @@ func (c *connActor) flushDatagrams(ctx actor.Context) {
 	batch := c.dropExpired(c.wq)
 	c.wq = nil
 	if len(batch) == 0 {
+		c.returnTurn(ctx)
 		c.progressClose(ctx)
 		return
 	}
@@ -2006,6 +2008,16 @@ func (c *connActor) releaseGrant(ctx actor.Context, batch []writeItem) {
 	ctx.Send(c.spec.group, rel)
 }
 
+// returnTurn gives back a turn (the group's grant) that writes nothing:
+// what it was asked for expired, or was lost with the transport, while
+// the connection waited for it. What waits for a later turn (wqRest) asks
+// for it again with the release.
+func (c *connActor) returnTurn(ctx actor.Context) {
+	if c.granted {
+		c.releaseGrant(ctx, nil)
+	}
+}
+
 // connPriority is the connection's current connPriority (default 100).
 func (c *connActor) connPriority() int64 {
 	if v := c.spec.cfg.Properties.GetValues()["connPriority"]; v != nil {
@@ -2154,7 +2166,14 @@ type buffersWriter interface {
 // maxSendRate a batch is at most one pacer burst and may wait for the
 // pacer first (paceBatch, sockprops.go).
 func (c *connActor) flush(ctx actor.Context) {
-	if c.writing || c.holdFlush || c.batchLeft > 0 || len(c.wq) == 0 || c.t == nil {
+	if c.writing || c.holdFlush || c.batchLeft > 0 {
+		return
+	}
+	if len(c.wq) == 0 || c.t == nil {
+		// a turn that came for messages gone meanwhile (Expired while
+		// they waited for it, or failed with their transport) goes back
+		// at once: the group's other members wait for it
+		c.returnTurn(ctx)
 		return
 	}
 	if c.waitForGrant(ctx) {
@@ -2166,7 +2185,8 @@ func (c *connActor) flush(ctx actor.Context) {
 	}
 	batch := c.dropExpired(c.wq)
 	c.wq, c.wqSpare = c.wqSpare, nil
-	if len(batch) == 0 {
+	if len(batch) == 0 { // all Expired: nothing to write in the turn
+		c.returnTurn(ctx)
 		c.progressClose(ctx)
 		return
 	}
