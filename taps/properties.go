@@ -747,9 +747,10 @@ const (
 	MsgLifetime Property = "msgLifetime"
 	// MsgPriority: int >= 0, lower is more important, within one
 	// Connection: Messages waiting to be sent leave by it. Only a Message
-	// with msgOrdered false moves ahead: those with msgOrdered true (the
-	// default on TCP, TLS and QUIC streams) keep the order they were sent
-	// in, whatever their priority (RFC 9622 §9.1.3.3). Default 100.
+	// with msgOrdered false moves ahead: those with msgOrdered true (as on
+	// TCP, TLS and QUIC streams unless set otherwise) keep the order they
+	// were sent in, whatever their priority (RFC 9622 §9.1.3.3). Default
+	// 100.
 	MsgPriority Property = "msgPriority"
 	// MsgOrdered: bool. Default: preserveOrder as read back from the
 	// Connection. false is a hint (a stack that orders anyway sends the
