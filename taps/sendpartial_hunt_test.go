@@ -1,7 +1,9 @@
 package taps
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
@@ -48,4 +50,176 @@ func sendFixPair(t *testing.T, sys *System, kind string) (c, s *Connection) {
 	}
 	t.Fatalf("unknown kind %q", kind)
 	return nil, nil
+}
+
+// nextMessage is s's next (whole) Message, or a test failure after 3 s.
+func nextMessage(t *testing.T, s *Connection) *Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(testCtx(t), 3*time.Second)
+	defer cancel()
+	m, err := s.Receive(ctx)
+	require.NoError(t, err)
+	require.True(t, m.EndOfMessage)
+	return m
+}
+
+// TestSendPartialFailedLastPartEndsMessage: the last part of a Message
+// sent in parts fails (a property the stack cannot honour): the Message is
+// over, nothing of it reaches the peer (the framer drops the parts it
+// held), and later Messages go out (before, the connection kept waiting
+// for the Message's end and every later Send waited for ever). A lifetime
+// set for the last part only is not the Message's (its first part's is):
+// that part is sent, and the Message arrives whole.
+func TestSendPartialFailedLastPartEndsMessage(t *testing.T) {
+	for _, kind := range []string{"tcp+lp", "tls+lp", "quic"} {
+		for _, how := range []string{"unsupported", "lifetime"} {
+			t.Run(kind+"/"+how, func(t *testing.T) {
+				sys := newTestSystem(t)
+				c, s := sendFixPair(t, sys, kind)
+				ctx := testCtx(t)
+				mc := NewMessageContext()
+				require.NoError(t, c.SendPartial(ctx, []byte("A1"), mc, false))
+				var want []string
+				switch how {
+				case "unsupported":
+					mc.NoSegmentation(true) // not on a byte stream: a SendError
+					var se *SendError
+					require.ErrorAs(t, c.SendPartial(ctx, []byte("A2"), mc, true), &se)
+					require.Equal(t, ReasonInvalidMessageProperties, se.Reason)
+					require.ErrorIs(t, se, ErrPropertyNotSupported)
+				case "lifetime":
+					mc.Lifetime(time.Nanosecond) // the Message's lifetime is A1's
+					require.NoError(t, c.SendPartial(ctx, []byte("A2"), mc, true))
+					want = append(want, "A1A2")
+				}
+				sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				require.NoError(t, c.Send(sctx, []byte("next"), nil), "a later Message never went out")
+				for _, w := range append(want, "next") {
+					require.Equal(t, w, string(nextMessage(t, s).Data))
+				}
+			})
+		}
+	}
+}
+
+// TestSendPartialFailedPartFailsMessage: a part that fails in the middle
+// of a Message on a byte stream fails the Message as a whole: its later
+// parts get a SendError unwrapping to ErrMessageFailed and to the failed
+// part's error, the peer never gets a Message with a part missing (before,
+// an Expired middle part was dropped and "AAAACCCC" arrived as a complete
+// Message), and other Messages flow again. A middle part's lifetime is not
+// the Message's: it is sent. A first part that expires fails the Message.
+func TestSendPartialFailedPartFailsMessage(t *testing.T) {
+	for _, kind := range []string{"tcp+lp", "tls+lp", "quic"} {
+		t.Run(kind, func(t *testing.T) {
+			sys := newTestSystem(t)
+			c, s := sendFixPair(t, sys, kind)
+			ctx := testCtx(t)
+
+			// a lifetime on a middle part only: the Message arrives whole
+			mc := NewMessageContext()
+			require.NoError(t, c.SendPartial(ctx, []byte("AAAA"), mc, false))
+			require.NoError(t, c.SendPartial(ctx, []byte("BBBB"), mc.Lifetime(time.Nanosecond), false))
+			require.NoError(t, c.SendPartial(ctx, []byte("CCCC"), mc.Lifetime(time.Hour), true))
+			require.Equal(t, "AAAABBBBCCCC", string(nextMessage(t, s).Data))
+
+			// an unsupported middle part: the Message fails from there
+			mc = NewMessageContext()
+			require.NoError(t, c.SendPartial(ctx, []byte("DDDD"), mc, false))
+			var se *SendError
+			require.ErrorAs(t, c.SendPartial(ctx, []byte("EEEE"), mc.NoSegmentation(true), false), &se)
+			require.ErrorIs(t, se, ErrPropertyNotSupported)
+			err := c.SendPartial(ctx, []byte("FFFF"), mc.NoSegmentation(false), true)
+			require.ErrorAs(t, err, &se)
+			require.ErrorIs(t, err, ErrMessageFailed)
+			require.ErrorIs(t, err, ErrPropertyNotSupported)
+
+			// an expired first part: so is the rest
+			mc = NewMessageContext().Lifetime(time.Nanosecond)
+			require.ErrorIs(t, c.SendPartial(ctx, []byte("GGGG"), mc, false), ErrExpired)
+			err = c.SendPartial(ctx, []byte("HHHH"), mc.Lifetime(time.Hour), true)
+			require.ErrorIs(t, err, ErrMessageFailed)
+			require.ErrorIs(t, err, ErrExpired)
+
+			require.NoError(t, c.Send(ctx, []byte("next"), nil))
+			require.Equal(t, "next", string(nextMessage(t, s).Data), "a piece of a failed Message arrived")
+		})
+	}
+}
+
+// TestSendPartialPartsAreChecked: every part of a Message sent in parts
+// goes through the framer's CheckMessage (framers.MessageChecker: "for a
+// partial send it checks that part"), and, for a framer with a largest
+// message, the size of the parts so far is checked too: a part refused is
+// a SendError that fails its Message, never a connection failure (before,
+// only the last part was checked: a part with the delimiter split the
+// Message at the peer, and one above the length prefix's maximum failed
+// the connection).
+func TestSendPartialPartsAreChecked(t *testing.T) {
+	t.Run("delimiter", func(t *testing.T) {
+		sys := newTestSystem(t)
+		c, s := sendFixPair(t, sys, "tcp+delim")
+		ctx := testCtx(t)
+		var se *SendError
+		require.ErrorAs(t, c.Send(ctx, []byte("x\ny"), nil), &se, "control: a whole Message is checked")
+		mc := NewMessageContext()
+		require.ErrorAs(t, c.SendPartial(ctx, []byte("ab\ncd"), mc, false), &se)
+		require.ErrorIs(t, se, framers.ErrDeframingFailed)
+		require.ErrorIs(t, c.SendPartial(ctx, []byte("ef"), mc, true), ErrMessageFailed)
+		require.NoError(t, c.Send(ctx, []byte("next"), nil))
+		require.Equal(t, "next", string(nextMessage(t, s).Data))
+	})
+	t.Run("length prefix", func(t *testing.T) {
+		sys := newTestSystem(t)
+		lp := func() framers.Framer { return framers.NewLengthPrefix(framers.WithMaxMessageSize(100)) }
+		ln := listenLoopback(t, sys, lp())
+		t.Cleanup(ln.Stop)
+		c, s := dialAccept(t, sys, ln, lp())
+		ctx := testCtx(t)
+		var se *SendError
+		require.ErrorAs(t, c.Send(ctx, make([]byte, 200), nil), &se, "control: a whole Message")
+		require.ErrorAs(t, c.SendPartial(ctx, make([]byte, 200), NewMessageContext(), false), &se, "a part above the maximum")
+		require.Equal(t, ReasonMessageTooLarge, se.Reason)
+		// parts that fit alone, not together: the one that takes the
+		// Message above the maximum fails it
+		mc := NewMessageContext()
+		require.NoError(t, c.SendPartial(ctx, make([]byte, 60), mc, false))
+		err := c.SendPartial(ctx, make([]byte, 60), mc, false)
+		require.ErrorAs(t, err, &se)
+		var tl *framers.TooLargeError
+		require.ErrorAs(t, err, &tl)
+		require.Equal(t, uint64(120), tl.Size)
+		require.ErrorIs(t, c.SendPartial(ctx, []byte("end"), mc, true), ErrMessageFailed)
+		require.NoError(t, c.Send(ctx, []byte("next"), nil), "the connection goes on (%v)", c.Err())
+		require.Equal(t, "next", string(nextMessage(t, s).Data), "a piece of the failed Message arrived")
+		require.NoError(t, c.Err())
+	})
+}
+
+// TestSendPartialDelimiterPartsSentThenFailed: a Delimiter passes the
+// parts of a Message down as they come; when a later part fails, what went
+// out cannot be taken back: the connection fails (ErrMessageAbandoned)
+// rather than let the peer read those bytes as the start of the next
+// Message, and the peer gets a cut Message, never a complete one.
+func TestSendPartialDelimiterPartsSentThenFailed(t *testing.T) {
+	sys := newTestSystem(t)
+	c, s := sendFixPair(t, sys, "tcp+delim")
+	ctx := testCtx(t)
+	require.NoError(t, c.Send(ctx, []byte("first"), nil))
+	mc := NewMessageContext()
+	require.NoError(t, c.SendPartial(ctx, []byte("ab"), mc, false))
+	var se *SendError
+	require.ErrorAs(t, c.SendPartial(ctx, []byte("c\nd"), mc, false), &se)
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection did not fail")
+	}
+	var ce *ConnectionError
+	require.ErrorAs(t, c.Err(), &ce)
+	require.ErrorIs(t, ce, framers.ErrMessageAbandoned)
+	require.Equal(t, "first", string(nextMessage(t, s).Data))
+	m, err := s.Receive(ctx)
+	require.Error(t, err, "the peer got %q as a Message", m)
 }
