@@ -43,8 +43,12 @@ type msgParts struct {
 	// dg: on a datagram stack, the messages being gathered into one
 	// datagram (datagram_partial.go)
 	dg map[uint64]*dgPartial
+	// releasing: releaseHeld runs; a message that ends within it leaves
+	// the rest to it
+	releasing bool
 }
 
+// msgParts returns the connection's msgParts, made on first use.
 func (c *connActor) msgParts() *msgParts {
 	if c.parts == nil {
 		c.parts = new(msgParts)
@@ -58,19 +62,28 @@ func (c *connActor) hold(m *messages.SendMessage) {
 	p.held = append(p.held, m)
 }
 
-// releaseHeld sends the messages that waited for a partial message to end.
+// releaseHeld sends the messages that waited for a message sent in parts
+// to end, in the order they came. One of them may open a message of its
+// own: its parts among them go on, the others wait again, and when it ends
+// (in this loop) the ones it made wait go first, those after them next.
 func (c *connActor) releaseHeld(ctx actor.Context) {
 	p := c.parts
-	if p == nil {
+	if p == nil || p.releasing {
 		return
 	}
-	held := p.held
-	p.held = nil
-	for i, m := range held {
-		c.send(ctx, m)
-		if c.openPartial != 0 { // a held message opened a new partial: keep the rest waiting
-			p.held = append(p.held, held[i+1:]...)
-			return
+	p.releasing = true
+	defer func() { p.releasing = false }()
+	for c.openPartial == 0 && len(p.held) > 0 {
+		held := p.held
+		p.held = nil
+		for i, m := range held {
+			if c.openPartial == 0 && len(p.held) > 0 {
+				// a message opened and ended in this pass: the messages it
+				// held again came before the rest of this pass
+				p.held = append(p.held, held[i:]...)
+				break
+			}
+			c.send(ctx, m) // held again while another message is open
 		}
 	}
 }

@@ -2,6 +2,8 @@ package taps
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,6 +150,72 @@ func TestSendPartialFailedPartFailsMessage(t *testing.T) {
 	}
 }
 
+// TestSendPartialHeldMessagesGoOutInOrder: Messages sent while another
+// one is open (sent in parts) wait behind it and go out in order once it
+// ends, a Message sent in parts among them too, and the ones held behind
+// that one (before, releaseHeld stopped at the first held Message that
+// opened a new one, and nothing sent the rest: "b1-b2" never went out).
+// Blocking SendPartials whose ctx ended after they were handed over, and
+// SendPartialAsync, alike.
+func TestSendPartialHeldMessagesGoOutInOrder(t *testing.T) {
+	for _, kind := range []string{"tcp+lp", "quic"} {
+		t.Run(kind+"/blocking", func(t *testing.T) {
+			sys := newTestSystem(t)
+			c, s := sendFixPair(t, sys, kind)
+			ctx := testCtx(t)
+			mcA, mcB := NewMessageContext(), NewMessageContext()
+			require.NoError(t, c.SendPartial(ctx, []byte("a1-"), mcA, false))
+			short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+			defer cancel()
+			// B waits behind A: the calls end with their ctx, their parts
+			// handed over
+			require.ErrorIs(t, c.SendPartial(short, []byte("b1-"), mcB, false), context.DeadlineExceeded)
+			require.ErrorIs(t, c.SendPartial(short, []byte("b2"), mcB, true), context.DeadlineExceeded)
+			require.NoError(t, c.SendPartial(ctx, []byte("a2"), mcA, true))
+			require.Equal(t, "a1-a2", string(nextMessage(t, s).Data))
+			require.Equal(t, "b1-b2", string(nextMessage(t, s).Data))
+		})
+		t.Run(kind+"/async", func(t *testing.T) {
+			sys := newTestSystem(t)
+			c, s := sendFixPair(t, sys, kind)
+			ctx := testCtx(t)
+			var mu sync.Mutex
+			var failed []string
+			done := make(chan struct{}, 16)
+			sent := func(name string) func(*Connection, error) {
+				return func(_ *Connection, err error) {
+					if err != nil {
+						mu.Lock()
+						failed = append(failed, fmt.Sprint(name, ": ", err))
+						mu.Unlock()
+					}
+					done <- struct{}{}
+				}
+			}
+			mcA, mcB, mcD := NewMessageContext(), NewMessageContext(), NewMessageContext()
+			require.NoError(t, c.SendPartial(ctx, []byte("a1-"), mcA, false))
+			c.SendPartialAsync([]byte("b1-"), mcB, false, sent("b1")) // held behind A
+			c.SendAsync([]byte("c"), nil, sent("c"))                  // held behind A, then B
+			c.SendPartialAsync([]byte("b2"), mcB, true, sent("b2"))
+			c.SendPartialAsync([]byte("d1-"), mcD, false, sent("d1"))
+			c.SendAsync([]byte("e"), nil, sent("e")) // held behind D
+			c.SendPartialAsync([]byte("d2"), mcD, true, sent("d2"))
+			require.NoError(t, c.SendPartial(ctx, []byte("a2"), mcA, true))
+			for range 6 {
+				select {
+				case <-done:
+				case <-ctx.Done():
+					t.Fatal("a held send never got its event")
+				}
+			}
+			require.Empty(t, failed)
+			for _, want := range []string{"a1-a2", "b1-b2", "c", "d1-d2", "e"} {
+				require.Equal(t, want, string(nextMessage(t, s).Data))
+			}
+		})
+	}
+}
+
 // TestSendPartialPartsAreChecked: every part of a Message sent in parts
 // goes through the framer's CheckMessage (framers.MessageChecker: "for a
 // partial send it checks that part"), and, for a framer with a largest
@@ -222,4 +290,43 @@ func TestSendPartialDelimiterPartsSentThenFailed(t *testing.T) {
 	require.Equal(t, "first", string(nextMessage(t, s).Data))
 	m, err := s.Receive(ctx)
 	require.Error(t, err, "the peer got %q as a Message", m)
+}
+
+// TestSendPartialNotHandedOverFailsMessage: a part that cannot be handed
+// over (SendPartialAsync with the send queue full) fails its Message as a
+// whole: its later parts fail, and the connection drops the earlier ones
+// it holds (here held behind another open Message), so the peer never gets
+// the Message without that part.
+func TestSendPartialNotHandedOverFailsMessage(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	t.Cleanup(ln.Stop)
+	ap, ok := ln.LocalEndpoints()[0].Addr()
+	require.True(t, ok)
+	pre := NewPreconnection(WithSystem(sys), WithSendBuffer(100), WithRemoteEndpoint(loopbackRemote(ap)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+
+	var events [3]chan error
+	sent := func(i int) func(*Connection, error) {
+		events[i] = make(chan error, 1)
+		return func(_ *Connection, err error) { events[i] <- err }
+	}
+	mcA, mcB := NewMessageContext(), NewMessageContext()
+	require.NoError(t, c.SendPartial(ctx, []byte("a1-"), mcA, false))
+	c.SendPartialAsync(make([]byte, 80), mcB, false, sent(0)) // held behind A: its bytes stay queued
+	c.SendPartialAsync(make([]byte, 80), mcB, false, sent(1)) // the queue is full
+	c.SendPartialAsync([]byte("b3"), mcB, true, sent(2))
+	require.NoError(t, c.SendPartial(ctx, []byte("a2"), mcA, true))
+	require.NoError(t, <-events[0], "the first part was handed over")
+	require.ErrorIs(t, <-events[1], ErrSendQueueFull)
+	require.ErrorIs(t, <-events[2], ErrMessageFailed)
+	require.NoError(t, c.Send(ctx, []byte("next"), nil))
+	require.Equal(t, "a1-a2", string(nextMessage(t, s).Data))
+	require.Equal(t, "next", string(nextMessage(t, s).Data), "a piece of B arrived")
 }
