@@ -12,15 +12,19 @@ import (
 )
 
 // sendFixPair is a connected pair over loopback for the send-path tests:
-// TCP with a length-prefix framer ("tcp+lp") or a "\n" delimiter
-// ("tcp+delim"), TLS over TCP ("tls+lp") or a QUIC stream ("quic"), both
-// with a length-prefix framer.
+// TCP with a length-prefix framer ("tcp+lp"), two stacked ("tcp+lp+lp") or
+// a "\n" delimiter ("tcp+delim"), TLS over TCP ("tls+lp") or a QUIC stream
+// ("quic"), both with a length-prefix framer.
 func sendFixPair(t *testing.T, sys *System, kind string) (c, s *Connection) {
 	t.Helper()
 	ctx := testCtx(t)
 	switch kind {
 	case "tcp+lp":
 		return sendRecvHuntPair(t, sys, kind)
+	case "tcp+lp+lp":
+		ln := listenLoopback(t, sys, framers.NewLengthPrefix(), framers.NewLengthPrefix())
+		t.Cleanup(ln.Stop)
+		return dialAccept(t, sys, ln, framers.NewLengthPrefix(), framers.NewLengthPrefix())
 	case "tcp+delim":
 		nl := func() framers.Framer { return framers.NewDelimiter([]byte("\n")) }
 		ln := listenLoopback(t, sys, nl())
@@ -110,10 +114,12 @@ func TestSendPartialFailedLastPartEndsMessage(t *testing.T) {
 // parts get a SendError unwrapping to ErrMessageFailed and to the failed
 // part's error, the peer never gets a Message with a part missing (before,
 // an Expired middle part was dropped and "AAAACCCC" arrived as a complete
-// Message), and other Messages flow again. A middle part's lifetime is not
-// the Message's: it is sent. A first part that expires fails the Message.
+// Message), and other Messages flow again (with two framers stacked, the
+// abort reaches the lower one after the parts). A middle part's lifetime
+// is not the Message's: it is sent. A first part that expires fails the
+// Message.
 func TestSendPartialFailedPartFailsMessage(t *testing.T) {
-	for _, kind := range []string{"tcp+lp", "tls+lp", "quic"} {
+	for _, kind := range []string{"tcp+lp", "tcp+lp+lp", "tls+lp", "quic"} {
 		t.Run(kind, func(t *testing.T) {
 			sys := newTestSystem(t)
 			c, s := sendFixPair(t, sys, kind)
