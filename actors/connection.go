@@ -210,6 +210,9 @@ type (
 		// queued is the posting framer's count of its outputs not yet
 		// handled (framerActor.queued): the connection lowers it
 		queued *atomic.Int32
+		// abort: no output but a Message's abort (framerActor.abortSend),
+		// for the framer below
+		abort bool
 	}
 	framerStopped struct {
 		fromTransport
@@ -353,7 +356,7 @@ type connActor struct {
 	batchLeft   int32  // batched sends still in the framer chain
 	attempts    int32  // consecutive re-establishment attempts
 	sendMax     int    // largest message the stack sends in one piece; 0: unlimited
-	openPartial uint64 // message id of a message being sent in parts
+	openPartial uint64 // message id of a message being sent in parts (partial.go)
 	framers     []*actor.PID
 	top         Poster // posts to the top framer (postTopFramer)
 	wq          []writeItem
@@ -381,9 +384,8 @@ type connActor struct {
 	stopMore     map[int]bool // the same beyond 64 framers
 
 	// send side, less often
-	pending   []*messages.SendMessage // queued before Ready
-	heldSends []*messages.SendMessage // waiting for that message to end
-	wqRest    []writeItem             // queued beyond this turn's quantum
+	pending []*messages.SendMessage // queued before Ready
+	wqRest  []writeItem             // queued beyond this turn's quantum
 
 	closeGen  uint64
 	linger    *time.Timer
@@ -391,9 +393,9 @@ type connActor struct {
 	ww        *writeWatch             // connTimeout on a blocked write (write_stall.go); nil until needed
 	heldEarly []*messages.SendMessage // non-replayable sends waiting for the handshake
 	stopEarly func()
-	qd        *quicDgrams           // QUIC datagrams beside the stream (datagram_quic.go); nil without
-	dgParts   map[uint64]*dgPartial // messages sent in parts on a datagram stack (datagram_partial.go)
-	path      *pathState            // PathChange (pathwatch.go); nil until needed
+	qd        *quicDgrams // QUIC datagrams beside the stream (datagram_quic.go); nil without
+	parts     *msgParts   // messages sent in parts: held, failed, gathered (partial.go); nil until needed
+	path      *pathState  // PathChange (pathwatch.go); nil until needed
 
 	// the establishment under way (establish_deadline.go); nil once Ready
 	est *establishState
@@ -524,8 +526,12 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 		return false
 	}
 	c.endEstablishment() // each attempt has its own deadline: none runs through the backoff
+	open := c.openPartial
 	c.dropTransport(ctx)
 	c.failPendingInFlight(err)
+	if open != 0 && !c.datagram {
+		c.markFailed(open, err) // its later parts must not start a message on the next transport
+	}
 	c.attempts++
 	c.link.emitReestablishing(err, int(c.attempts))
 	if c.sys.Tracing() {
@@ -562,7 +568,8 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.tgen++
 	c.unwatchWrite()
 	c.wq, c.writing, c.inFlight, c.batchLeft, c.inWrite = nil, false, 0, 0, nil
-	c.rc, c.wqSpare = nil, nil
+	c.rc, c.wqSpare, c.wqRest = nil, nil, nil
+	c.returnTurn(ctx) // a turn of the group's, for writes that will never come
 	c.eofSeen, c.finSent, c.finalSent, c.discarding, c.halfClosed = false, false, false, false, false
 	c.openPartial = 0
 }
@@ -599,6 +606,7 @@ func (c *connActor) dropLost(m *messages.SendMessage) bool {
 		return false
 	}
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), c.lostErr)
+	c.noteFailedPart(m, c.lostErr) // its message's later parts fail too
 	return true
 }
 
@@ -1219,6 +1227,7 @@ func (c *connActor) flushDatagrams(ctx actor.Context) {
 	batch := c.dropExpired(c.wq)
 	c.wq = nil
 	if len(batch) == 0 {
+		c.returnTurn(ctx)
 		c.progressClose(ctx)
 		return
 	}
@@ -1696,16 +1705,23 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	if c.dropLost(m) {
 		return
 	}
+	if c.parts != nil && c.failedEarlier(m) { // a part of a message that failed (partial.go)
+		return
+	}
+	if m.Abandon {
+		c.abandon(ctx, m)
+		return
+	}
 	if !c.dir.Sends() {
-		c.sendFailed(m, ErrReceiveOnly)
+		c.failSend(ctx, m, ErrReceiveOnly)
 		return
 	}
 	if !c.state.Allows(OpSend) && (!c.sendingEarly || c.state != Closing) {
-		c.sendFailed(m, &StateError{Op: OpSend, State: c.state})
+		c.failSend(ctx, m, &StateError{Op: OpSend, State: c.state})
 		return
 	}
 	if c.finalSent {
-		c.sendFailed(m, ErrFinalSent)
+		c.failSend(ctx, m, ErrFinalSent)
 		return
 	}
 	if c.state == Establishing {
@@ -1716,11 +1732,11 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	if c.datagram && c.sendMax > 0 && len(m.Data) > c.sendMax {
-		c.sendFailed(m, &framers.TooLargeError{Size: uint64(len(m.Data)), Max: uint64(c.sendMax)})
+		c.failSend(ctx, m, &framers.TooLargeError{Size: uint64(len(m.Data)), Max: uint64(c.sendMax)})
 		return
 	}
 	if err := c.unsupported(m); err != nil {
-		c.sendFailed(m, err)
+		c.failSend(ctx, m, err)
 		return
 	}
 	if c.early && (m.Props == nil || !m.Props.SafelyReplayable || len(c.heldEarly) > 0) {
@@ -1734,20 +1750,17 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	if c.connectionless && m.Props != nil && !m.Props.SafelyReplayable {
 		// RFC 9622 §9.1.3.4: a stack without duplicate protection needs
 		// every message marked safely replayable
-		c.sendFailed(m, ErrNotReplayable)
+		c.failSend(ctx, m, ErrNotReplayable)
 		return
 	}
 	if m.Props != nil && m.Props.Lifetime > 0 && !m.Queued.IsZero() && time.Since(m.Queued) > m.Props.Lifetime {
-		// m is not touched after its event: its sender may reuse it
-		if c.sys.Tracing() {
-			c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID})
-		}
-		c.link.sendDone([]uint64{m.SendID}, len(m.Data), ErrExpired)
-		c.datagramPartFailed(m, ErrExpired)
+		// (a later part of a message sent in parts has no Queued: the
+		// message's lifetime is its first part's, partial.go)
+		c.failSend(ctx, m, ErrExpired)
 		return
 	}
 	var dgBufs [][]byte // a message sent in parts on a datagram stack (datagram_partial.go)
-	if c.datagram && (!m.EndOfMessage || len(c.dgParts) > 0) {
+	if c.datagram && (!m.EndOfMessage || c.parts != nil && len(c.parts.dg) > 0) {
 		var taken bool
 		if taken, dgBufs = c.gatherDatagramPart(m); taken {
 			return
@@ -1757,15 +1770,16 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	// a byte stream cannot interleave messages: while a message is sent in
-	// parts, other messages wait for its end
+	// parts, other messages wait for its end (partial.go)
 	if c.openPartial != 0 && m.MessageID != c.openPartial {
-		c.heldSends = append(c.heldSends, m)
+		c.hold(m)
 		return
 	}
+	whole := true // not the last part of a message sent in parts
 	if !m.EndOfMessage {
 		c.openPartial = m.MessageID
 	} else if c.openPartial == m.MessageID {
-		c.openPartial = 0
+		c.openPartial, whole = 0, false
 		defer c.releaseHeld(ctx)
 	}
 	if m.Props != nil && m.Props.Final && m.EndOfMessage {
@@ -1773,8 +1787,10 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 	}
 	c.inFlight++
 	if n := len(c.framers); n > 0 {
-		// the send and the framer's message in one (recycled) object
-		e := newSend(m, true)
+		// the send and the framer's message in one (recycled) object; the
+		// last part of a message sent in parts never moves (movable): a
+		// framer may have sent the earlier parts as they came
+		e := newSend(m, whole)
 		if c.batching {
 			e.out.batched = true
 			c.batchLeft++
@@ -1867,19 +1883,6 @@ func (c *connActor) cannotOrder() bool {
 	return ok && !caps.PreserveOrder
 }
 
-// releaseHeld sends the messages that waited for a partial message to end.
-func (c *connActor) releaseHeld(ctx actor.Context) {
-	held := c.heldSends
-	c.heldSends = nil
-	for i, m := range held {
-		c.send(ctx, m)
-		if c.openPartial != 0 { // a held message opened a new partial: keep the rest waiting
-			c.heldSends = append(c.heldSends, held[i+1:]...)
-			return
-		}
-	}
-}
-
 // postTopFramer sends msg to the top framer, through a Poster made once
 // per framer.
 func (c *connActor) postTopFramer(ctx actor.Context, msg any) {
@@ -1904,18 +1907,36 @@ func metaAt(meta []framers.Metadata, i int) framers.Metadata {
 	return nil
 }
 
+// sendFailed reports send m's SendError (or Expired, for ErrExpired).
 func (c *connActor) sendFailed(m *messages.SendMessage, err error) {
 	// m is not touched after its event: its sender may reuse it
 	if c.sys.Tracing() {
-		c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Error: err.Error()})
+		if err == ErrExpired {
+			c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID})
+		} else {
+			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Error: err.Error()})
+		}
 	}
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
-	c.datagramPartFailed(m, err)
+}
+
+// failSend fails send m, which the connection has not taken: its
+// SendError (or Expired), and, for a part of a message sent in parts, the
+// rest of the message (partFailed).
+func (c *connActor) failSend(ctx actor.Context, m *messages.SendMessage, err error) {
+	c.sendFailed(m, err)
+	c.partFailed(ctx, m, err)
 }
 
 // framed routes a framer's output down the chain, or to the socket from the
 // lowest framer.
 func (c *connActor) framed(ctx actor.Context, m *framerFramed) {
+	if m.abort {
+		if m.idx > 0 {
+			ctx.Send(c.framers[m.idx-1], &framerSend{abort: true})
+		}
+		return
+	}
 	if m.idx > 0 {
 		if m.send == nil && len(m.bufs) == 0 {
 			return
@@ -2034,6 +2055,16 @@ func (c *connActor) releaseGrant(ctx actor.Context, batch []writeItem) {
 	ctx.Send(c.spec.group, rel)
 }
 
+// returnTurn gives back a turn (the group's grant) that writes nothing:
+// what it was asked for expired, or was lost with the transport, while
+// the connection waited for it. What waits for a later turn (wqRest) asks
+// for it again with the release.
+func (c *connActor) returnTurn(ctx actor.Context) {
+	if c.granted {
+		c.releaseGrant(ctx, nil)
+	}
+}
+
 // connPriority is the connection's current connPriority (default 100).
 func (c *connActor) connPriority() int64 {
 	if v := c.spec.cfg.Properties.GetValues()["connPriority"]; v != nil {
@@ -2073,9 +2104,13 @@ func (c *connActor) dropExpired(batch []writeItem) []writeItem {
 
 // orderByPriority orders the complete messages waiting in one batch by
 // msgPriority (lower first, RFC 9622 §9.1.3.2), keeping arrival order among
-// equals; a final message stays behind every other (§9.1.3.5). Parts of
-// unfinished messages and framer-generated bytes are never moved, and
-// nothing moves across them, so a byte stream is never interleaved.
+// equals; a final message stays behind every other (§9.1.3.5). Only a
+// message with msgOrdered false moves (§9.1.3.3: the Messages with it true
+// keep the order they were submitted in; the default on a byte stream,
+// which preserves order): it may go ahead of ordered ones, which keep
+// their order among themselves. Parts of unfinished messages and
+// framer-generated bytes are never moved, and nothing moves across them, so
+// a byte stream is never interleaved.
 func orderByPriority(batch []writeItem) { orderRuns(batch, movable) }
 
 // orderDatagramsByPriority is orderByPriority for a batch of datagrams
@@ -2085,18 +2120,62 @@ func orderDatagramsByPriority(batch []writeItem) {
 	orderRuns(batch, func(w writeItem) bool { return w.send != nil && !w.cont })
 }
 
-// orderRuns sorts each run of items that may move by sendRank, stably.
+// orderRuns orders each run of items that may move (orderRun). A run of
+// ordered messages only (the default on a byte stream) stays as it is:
+// its cost is one look at each item's properties.
 func orderRuns(batch []writeItem, movable func(writeItem) bool) {
-	start := 0
+	start, unordered := 0, false
 	for i := 0; i <= len(batch); i++ {
 		if i < len(batch) && movable(batch[i]) {
+			unordered = unordered || !orderedMsg(batch[i])
 			continue
 		}
-		if i-start > 1 {
-			run := batch[start:i]
-			sort.SliceStable(run, func(a, b int) bool { return sendRank(run[a]) < sendRank(run[b]) })
+		if unordered && i-start > 1 {
+			orderRun(batch[start:i])
 		}
-		start = i + 1
+		start, unordered = i+1, false
+	}
+}
+
+// orderedMsg: w's message keeps its place among the ordered messages
+// (msgOrdered true, or no properties: nothing asked to move it).
+func orderedMsg(w writeItem) bool {
+	p := w.send.msg.Props
+	return p == nil || p.Ordered
+}
+
+// orderRun orders run by sendRank: the unordered messages sorted by it,
+// stably, merged with the ordered ones, which keep their order; an
+// unordered message goes before the next ordered one when it ranks before
+// it (lower), or ranks the same and came first.
+func orderRun(run []writeItem) {
+	type ranked struct {
+		w    writeItem
+		i    int
+		rank int64
+	}
+	rs := make([]ranked, 0, len(run))
+	for i, w := range run {
+		if orderedMsg(w) {
+			rs = append(rs, ranked{w: w, i: i, rank: sendRank(w)})
+		}
+	}
+	n := len(rs)
+	for i, w := range run {
+		if !orderedMsg(w) {
+			rs = append(rs, ranked{w: w, i: i, rank: sendRank(w)})
+		}
+	}
+	ord, unord := rs[:n], rs[n:]
+	sort.SliceStable(unord, func(a, b int) bool { return unord[a].rank < unord[b].rank })
+	for k := range run {
+		takeUnord := len(ord) == 0 || len(unord) > 0 &&
+			(unord[0].rank < ord[0].rank || unord[0].rank == ord[0].rank && unord[0].i < ord[0].i)
+		if takeUnord {
+			run[k], unord = unord[0].w, unord[1:]
+		} else {
+			run[k], ord = ord[0].w, ord[1:]
+		}
 	}
 }
 
@@ -2134,7 +2213,14 @@ type buffersWriter interface {
 // maxSendRate a batch is at most one pacer burst and may wait for the
 // pacer first (paceBatch, sockprops.go).
 func (c *connActor) flush(ctx actor.Context) {
-	if c.writing || c.holdFlush || c.batchLeft > 0 || len(c.wq) == 0 || c.t == nil {
+	if c.writing || c.holdFlush || c.batchLeft > 0 {
+		return
+	}
+	if len(c.wq) == 0 || c.t == nil {
+		// a turn that came for messages gone meanwhile (Expired while
+		// they waited for it, or failed with their transport) goes back
+		// at once: the group's other members wait for it
+		c.returnTurn(ctx)
 		return
 	}
 	if c.waitForGrant(ctx) {
@@ -2146,7 +2232,8 @@ func (c *connActor) flush(ctx actor.Context) {
 	}
 	batch := c.dropExpired(c.wq)
 	c.wq, c.wqSpare = c.wqSpare, nil
-	if len(batch) == 0 {
+	if len(batch) == 0 { // all Expired: nothing to write in the turn
+		c.returnTurn(ctx)
 		c.progressClose(ctx)
 		return
 	}
@@ -2581,13 +2668,21 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 }
 
 func (c *connActor) failPending(err error) {
-	for _, m := range append(append(c.pending, c.heldSends...), c.heldEarly...) {
+	var held []*messages.SendMessage
+	if c.parts != nil {
+		held, c.parts.held = c.parts.held, nil
+	}
+	for _, m := range append(append(c.pending, held...), c.heldEarly...) {
+		if m.Abandon {
+			continue // no event
+		}
 		if c.sys.Tracing() {
 			c.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: m.SendID, Error: err.Error()})
 		}
 		c.link.sendDone([]uint64{m.SendID}, len(m.Data), err)
+		c.noteFailedPart(m, err)
 	}
-	c.pending, c.heldSends, c.heldEarly = nil, nil, nil
+	c.pending, c.heldEarly = nil, nil
 }
 
 // respondIfAsked answers v to a request; a told message (Close, Abort from
@@ -2615,10 +2710,14 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 	case *messages.ListGroupMembers:
 		ctx.Forward(c.spec.group)
 	case *messages.SendMessage:
-		c.sendFailed(m, &StateError{Op: OpSend, State: Closed})
+		if !m.Abandon {
+			c.sendFailed(m, &StateError{Op: OpSend, State: Closed})
+		}
 	case *messages.SendBatch:
 		for _, sm := range m.Messages {
-			c.sendFailed(sm, &StateError{Op: OpSend, State: Closed})
+			if !sm.Abandon {
+				c.sendFailed(sm, &StateError{Op: OpSend, State: Closed})
+			}
 		}
 	case *messages.GetConnectionInfo:
 		ctx.Respond(c.info())

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/messages"
 )
@@ -18,29 +20,31 @@ type dgPartial struct {
 // return for the application to send the next part); the last one carries
 // the message's earlier parts in front of its own data (bufs) and is
 // written as one datagram. A message that grows beyond the stack's largest
-// datagram fails with a TooLargeError, and so do its later parts. It
-// reports whether m was taken (nothing more to do), else the bufs to write.
+// datagram fails with a TooLargeError, and so do its later parts (wrapping
+// ErrMessageFailed). It reports whether m was taken (nothing more to do),
+// else the bufs to write.
 func (c *connActor) gatherDatagramPart(m *messages.SendMessage) (taken bool, bufs [][]byte) {
-	p := c.dgParts[m.MessageID]
+	var p *dgPartial
+	if c.parts != nil {
+		p = c.parts.dg[m.MessageID]
+	}
 	if p == nil && m.EndOfMessage {
 		return false, nil
 	}
 	if p == nil {
-		p = &dgPartial{}
-		if c.dgParts == nil {
-			c.dgParts = map[uint64]*dgPartial{}
-		}
-		c.dgParts[m.MessageID] = p
+		p = c.newDatagramPartial(m.MessageID)
 	}
 	if m.EndOfMessage {
-		delete(c.dgParts, m.MessageID)
-	}
-	if p.err == nil && c.sendMax > 0 && len(p.data)+len(m.Data) > c.sendMax {
-		p.err = &framers.TooLargeError{Size: uint64(len(p.data) + len(m.Data)), Max: uint64(c.sendMax)}
-		p.data = nil
+		delete(c.parts.dg, m.MessageID)
 	}
 	if p.err != nil {
-		c.sendFailed(m, p.err) // p is out of c.dgParts when m ends it
+		c.sendFailed(m, fmt.Errorf("%w: %w", ErrMessageFailed, p.err)) // p is out of c.parts.dg when m ends it
+		return true, nil
+	}
+	if c.sendMax > 0 && len(p.data)+len(m.Data) > c.sendMax {
+		p.err = &framers.TooLargeError{Size: uint64(len(p.data) + len(m.Data)), Max: uint64(c.sendMax)}
+		p.data = nil
+		c.sendFailed(m, p.err)
 		return true, nil
 	}
 	if m.EndOfMessage {
@@ -63,20 +67,30 @@ func (c *connActor) datagramPartFailed(m *messages.SendMessage, err error) {
 		return
 	}
 	if m.EndOfMessage {
-		if len(c.dgParts) > 0 {
-			delete(c.dgParts, m.MessageID)
+		if c.parts != nil {
+			delete(c.parts.dg, m.MessageID)
 		}
 		return
 	}
-	p := c.dgParts[m.MessageID]
+	var p *dgPartial
+	if c.parts != nil {
+		p = c.parts.dg[m.MessageID]
+	}
 	if p == nil {
-		p = &dgPartial{}
-		if c.dgParts == nil {
-			c.dgParts = map[uint64]*dgPartial{}
-		}
-		c.dgParts[m.MessageID] = p
+		p = c.newDatagramPartial(m.MessageID)
 	}
 	if p.err == nil {
 		p.err, p.data = err, nil
 	}
+}
+
+// newDatagramPartial starts gathering message id.
+func (c *connActor) newDatagramPartial(id uint64) *dgPartial {
+	ps := c.msgParts()
+	if ps.dg == nil {
+		ps.dg = map[uint64]*dgPartial{}
+	}
+	p := &dgPartial{}
+	ps.dg[id] = p
+	return p
 }

@@ -64,6 +64,10 @@ type (
 		data []byte
 		meta framers.Metadata
 		eom  bool
+		// abort: no data but the end of the Message sent in parts whose
+		// parts came last, which failed before its last part
+		// (connActor.abortFramed): the framer drops what it holds of it
+		abort bool
 	}
 )
 
@@ -313,6 +317,10 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 		}
 		m.recycle()
 	case *framerSend:
+		if m.abort {
+			a.abortSend(ctx)
+			break
+		}
 		if a.framed == nil && a.idx == 0 && m.send != nil && m.send.box != nil {
 			// the bytes of a send go to the socket in its own box: no
 			// allocation (recycled with the send once written)
@@ -520,6 +528,21 @@ func (a *framerActor) flushOut(ctx actor.Context, s *outSend) {
 	}
 	a.queued.Add(1)
 	a.postConn(ctx, f)
+}
+
+// abortSend ends a Message sent in parts that failed before its last part
+// (connActor.abortFramed): the framer drops what it holds of it
+// (framers.SendAborter; what it sends then is dropped), and the abort goes
+// on down the stack through the connection, after this framer's output
+// for the Message's earlier parts, as a send's output does.
+func (a *framerActor) abortSend(ctx actor.Context) {
+	if ab, ok := a.f.(framers.SendAborter); ok && !a.inst.InPassthrough() {
+		ab.AbortMessage(a.inst)
+	}
+	a.framed = nil
+	a.queued.Add(1)
+	a.postConn(ctx, &framerFramed{fromTransport: a.tgen, idx: a.idx, queued: &a.queued, abort: true})
+	a.report(ctx) // a FailConnection in AbortMessage
 }
 
 // postConn sends a data-path message to the connection actor, straight to

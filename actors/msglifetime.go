@@ -83,6 +83,7 @@ func (c *connActor) lifetimeTicked(ctx actor.Context, m *lifetimeTick) {
 					c.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: c.spec.id, GroupId: c.spec.groupID, MessageId: sm.SendID})
 				}
 				c.link.sendDone([]uint64{sm.SendID}, len(sm.Data), ErrExpired)
+				c.noteFailedPart(sm, ErrExpired) // the first part of a message sent in parts: the rest fails too
 				continue
 			}
 			later(at)

@@ -43,7 +43,9 @@ type DelimiterOption interface {
 // last. A payload that contains the separator would split into two messages
 // at the peer: NewSentMessage cannot refuse it, so gotaps calls
 // [Delimiter.CheckMessage] before sending. For a partial send each part is
-// checked alone, so a separator split across two parts goes unnoticed.
+// checked alone, so a separator split across two parts goes unnoticed. The
+// parts it passed down cannot be taken back: a partial message that fails
+// after some of it was sent fails the connection ([Delimiter.AbortMessage]).
 //
 // A Delimiter serves one connection at a time and needs no locking. It
 // implements [Cloner], so gotaps gives every connection its own copy.
@@ -55,12 +57,16 @@ type Delimiter struct {
 	// without finding sep (only the last len(sep)-1 of them may still start
 	// one).
 	searched int
+	// partSent: bytes of a partial message went down, its separator not yet
+	partSent bool
 }
 
 var (
 	_ Framer          = (*Delimiter)(nil)
 	_ Cloner          = (*Delimiter)(nil)
 	_ MessageChecker  = (*Delimiter)(nil)
+	_ MaxMessageSizer = (*Delimiter)(nil)
+	_ SendAborter     = (*Delimiter)(nil)
 	_ ReceiveResetter = (*Delimiter)(nil)
 )
 
@@ -138,9 +144,27 @@ func (d *Delimiter) NewSentMessage(inst *Instance, data []byte, meta Metadata, e
 		inst.Send(data)
 	}
 	if endOfMessage {
+		d.partSent = false
 		// A fresh copy: the lower layer owns what it is given.
 		inst.Send(bytes.Clone(d.sep))
+		return
 	}
+	d.partSent = d.partSent || len(data) > 0
+}
+
+// AbortMessage ends a partial message that failed before its last part
+// ([SendAborter]). When none of it was sent, there is nothing to drop.
+// Otherwise the parts sent cannot be taken back: without a separator the
+// peer would read them as the start of the next message, and with one as
+// a complete message, so it fails the connection with an error wrapping
+// [ErrMessageAbandoned] (the peer sees a cut message, never a complete
+// one).
+func (d *Delimiter) AbortMessage(inst *Instance) {
+	if !d.partSent {
+		return
+	}
+	d.partSent = false
+	inst.FailConnection(fmt.Errorf("%w: its first parts went out without a separator", ErrMessageAbandoned))
 }
 
 // HandleReceivedData delivers every complete message buffered in inst and,

@@ -51,9 +51,11 @@ type FixedHeader struct {
 }
 
 var (
-	_ Framer         = (*FixedHeader)(nil)
-	_ Cloner         = (*FixedHeader)(nil)
-	_ MessageChecker = (*FixedHeader)(nil)
+	_ Framer          = (*FixedHeader)(nil)
+	_ Cloner          = (*FixedHeader)(nil)
+	_ MessageChecker  = (*FixedHeader)(nil)
+	_ MaxMessageSizer = (*FixedHeader)(nil)
+	_ SendAborter     = (*FixedHeader)(nil)
 )
 
 // NewFixedHeader returns a framer for headers of headerLen bytes whose body
@@ -125,6 +127,10 @@ func (f *FixedHeader) Stop(inst *Instance) { inst.MakeConnectionClosed() }
 func (f *FixedHeader) NewSentMessage(inst *Instance, data []byte, meta Metadata, endOfMessage bool) {
 	f.core.send(inst, data, meta, endOfMessage, f.fillHeader)
 }
+
+// AbortMessage drops the buffered parts of a partial message that failed
+// before its last part: nothing of it was sent ([SendAborter]).
+func (f *FixedHeader) AbortMessage(inst *Instance) { f.core.abort() }
 
 // HandleReceivedData delivers every complete message buffered in inst, each
 // with its header as Metadata.

@@ -19,6 +19,14 @@
 // Framers stack in the order they are added to a Preconnection: the last one
 // added runs first on send and last on receive.
 //
+// # Messages sent in parts
+//
+// A Message sent in parts reaches a framer as several NewSentMessage
+// events, the last with endOfMessage true. gotaps checks every part before
+// it hands it over ([MessageChecker], [MaxMessageSizer]); when a part
+// fails, the Message fails as a whole (its later parts fail too), and a
+// framer that holds parts of it is told to drop them ([SendAborter]).
+//
 // # Datagrams
 //
 // On a connectionless stack (UDP, UDP-Lite) every datagram is framed on its

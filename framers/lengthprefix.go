@@ -37,9 +37,11 @@ type LengthPrefix struct {
 }
 
 var (
-	_ Framer         = (*LengthPrefix)(nil)
-	_ Cloner         = (*LengthPrefix)(nil)
-	_ MessageChecker = (*LengthPrefix)(nil)
+	_ Framer          = (*LengthPrefix)(nil)
+	_ Cloner          = (*LengthPrefix)(nil)
+	_ MessageChecker  = (*LengthPrefix)(nil)
+	_ MaxMessageSizer = (*LengthPrefix)(nil)
+	_ SendAborter     = (*LengthPrefix)(nil)
 )
 
 // NewLengthPrefix returns a length-prefix framer. The maximum message size
@@ -87,6 +89,10 @@ func (l *LengthPrefix) Stop(inst *Instance) { inst.MakeConnectionClosed() }
 func (l *LengthPrefix) NewSentMessage(inst *Instance, data []byte, meta Metadata, endOfMessage bool) {
 	l.core.send(inst, data, meta, endOfMessage, nil)
 }
+
+// AbortMessage drops the buffered parts of a partial message that failed
+// before its last part: nothing of it was sent ([SendAborter]).
+func (l *LengthPrefix) AbortMessage(inst *Instance) { l.core.abort() }
 
 // HandleReceivedData delivers every complete message buffered in inst.
 func (l *LengthPrefix) HandleReceivedData(inst *Instance) { l.core.receive(inst, nil) }

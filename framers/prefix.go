@@ -170,6 +170,8 @@ func (c *prefixCore) send(inst *Instance, data []byte, meta Metadata, eom bool, 
 		}
 		size := uint64(len(c.pending)-c.headerLen) + uint64(len(data))
 		if size > uint64(c.max) {
+			// gotaps checks the parts' size before they come here
+			// (MaxMessageSizer): a SendError, not this
 			c.reset()
 			inst.FailConnection(&TooLargeError{Size: size, Max: uint64(c.max)})
 			return
@@ -208,6 +210,10 @@ func (c *prefixCore) send(inst *Instance, data []byte, meta Metadata, eom bool, 
 		inst.Send(data)
 	}
 }
+
+// abort drops the parts of a partial message (SendAborter): nothing of it
+// was sent, the header waits for the last part.
+func (c *prefixCore) abort() { c.reset() }
 
 func (c *prefixCore) reset() {
 	c.sending = false

@@ -116,8 +116,14 @@ type SendMessage struct {
 	EndOfMessage bool
 	Props        *MessageProps
 	// Queued is when the application handed the message over (for
-	// msgLifetime).
+	// msgLifetime). A later part of a Message sent in parts has none: the
+	// Message's lifetime is its first part's.
 	Queued time.Time
+	// Abandon: not a part but the end of Message MessageID, sent in parts,
+	// which failed in Connection.Send after some of its parts were handed
+	// over (a later part was refused, or could not be handed over): the
+	// connection drops what it holds of it. No event answers it.
+	Abandon bool
 }
 
 // SendBatch hands several messages over at once (Connection.Batch): they

@@ -62,8 +62,8 @@ type Connection struct {
 	dir      actors.Direction               // the direction property (direction.go)
 
 	mu       sync.Mutex
-	partial  map[*MessageContext]uint64 // message ids of unfinished partial sends
-	batching atomic.Int32               // open Batch calls (changed under mu; read without it by post)
+	partial  map[*MessageContext]*partialMsg // unfinished Messages sent in parts, by their context
+	batching atomic.Int32                    // open Batch calls (changed under mu; read without it by post)
 	batch    []*messages.SendMessage
 }
 
@@ -89,6 +89,16 @@ func (c *Connection) msgDefaults() *msgDefaults {
 		return r.msgDef.Load()
 	}
 	return nil
+}
+
+// partialMsg is a Message being sent in parts with one MessageContext
+// (SendPartial), from its first part to its last.
+type partialMsg struct {
+	id   uint64
+	size int // the bytes of its parts so far (checkParts)
+	// failed: a part failed here (refused, or not handed over): the
+	// Message failed as a whole, and its later parts fail at once
+	failed error
 }
 
 func newConnection(sys *System, link *actors.Link, cfg *messages.ConnectionConfig) *Connection {
@@ -377,65 +387,144 @@ func (c *Connection) Err() error {
 func (c *Connection) ID() uint64 { return c.link.ID() }
 
 // prepareSend validates one Send and builds the command. Errors are
-// *SendError-ready causes.
-func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (*messages.SendMessage, error) {
-	m := new(messages.SendMessage)
-	if err := c.fillSend(m, data, mc, eom); err != nil {
-		return nil, err
+// *SendError-ready causes; part reports whether the send is a part of a
+// Message sent in parts (its last part too).
+func (c *Connection) prepareSend(data []byte, mc *MessageContext, eom bool) (m *messages.SendMessage, part bool, err error) {
+	m = new(messages.SendMessage)
+	if part, err = c.fillSend(m, data, mc, eom); err != nil {
+		return nil, part, err
 	}
-	return m, nil
+	return m, part, nil
 }
 
-// fillSend validates one Send and fills m (zero) with the command.
-func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageContext, eom bool) error {
+// fillSend validates one Send and fills m (zero) with the command; part
+// reports whether it is a part of a Message sent in parts (its last part
+// too). Every part is checked as a whole Message is (a framer's
+// CheckMessage, and the size of the Message's parts so far:
+// checkParts). A part that fails fails its whole Message: the later parts
+// fail at once, and a Message some parts of which the connection has is
+// abandoned there (abandonParts).
+//
+// A Message sent in parts has its first part's msgLifetime (RFC 9622
+// §9.1.3.1: a property of the Message): the later parts have no Queued
+// time, so the Message expires only before its first part is sent, and a
+// byte stream never loses a part from the middle of a Message.
+func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageContext, eom bool) (part bool, err error) {
 	defaults := c.cfg.MessageDefaults
 	if d := c.msgDefaults(); d != nil {
 		defaults = d.props
 	}
 	props, err := resolveMessage(mc, defaults)
-	if err != nil {
-		return err
-	}
-	if eom {
+	if err == nil {
 		for _, f := range c.cfg.Framers {
 			if chk, ok := f.(framers.MessageChecker); ok {
-				if err := c.checkMessage(f, chk, data); err != nil {
-					return err
+				if err = c.checkMessage(f, chk, data); err != nil {
+					break
 				}
 			}
+		}
+	}
+	first := true // m begins a Message (or is a whole one)
+	if mc == nil {
+		if err != nil {
+			return false, err
+		}
+		m.MessageID = c.nextMsg.Add(1)
+	} else {
+		c.mu.Lock()
+		p := c.partial[mc]
+		if p == nil && !eom { // the first part
+			p = &partialMsg{id: c.nextMsg.Add(1)}
+			if c.partial == nil {
+				c.partial = map[*MessageContext]*partialMsg{}
+			}
+			c.partial[mc] = p
+		} else if p != nil {
+			first = false
+		}
+		if p == nil { // a whole Message
+			c.mu.Unlock()
+			if err != nil {
+				return false, err
+			}
+			m.MessageID = c.nextMsg.Add(1)
+		} else {
+			part = true
+			if p.failed != nil {
+				err = fmt.Errorf("%w: %w", actors.ErrMessageFailed, p.failed)
+			} else if err == nil {
+				err = c.checkParts(p.size + len(data))
+			}
+			if err != nil {
+				abandon := !first && p.failed == nil // the connection has parts of it
+				if p.failed == nil {
+					p.failed = err
+				}
+				if eom {
+					delete(c.partial, mc)
+				}
+				c.mu.Unlock()
+				if abandon {
+					c.abandonParts(p.id)
+				}
+				return true, err
+			}
+			p.size += len(data)
+			if eom {
+				delete(c.partial, mc)
+			}
+			c.mu.Unlock()
+			m.MessageID = p.id
+		}
+		m.FramerMeta = make([]framers.Metadata, len(c.cfg.Framers))
+		for i, f := range c.cfg.Framers {
+			m.FramerMeta[i] = mc.FramerMetadata(f)
 		}
 	}
 	m.SendID = c.nextSend.Add(1)
 	m.Data = data
 	m.EndOfMessage = eom
 	m.Props = props
-	if props.Lifetime > 0 {
+	if props.Lifetime > 0 && first {
 		m.Queued = time.Now()
 	}
-	if mc != nil {
-		m.FramerMeta = make([]framers.Metadata, len(c.cfg.Framers))
-		for i, f := range c.cfg.Framers {
-			m.FramerMeta[i] = mc.FramerMetadata(f)
+	return part, nil
+}
+
+// checkParts checks the size of a Message sent in parts, its parts so far
+// (size bytes), against the largest message of each framer that has one
+// (framers.MaxMessageSizer): a part that takes it above is a SendError,
+// not a connection failure in the framer.
+func (c *Connection) checkParts(size int) error {
+	for _, f := range c.cfg.Framers {
+		if ms, ok := f.(framers.MaxMessageSizer); ok {
+			if limit := ms.MaxMessageSize(); size > limit {
+				return &framers.TooLargeError{Size: uint64(size), Max: uint64(limit)}
+			}
 		}
-		c.mu.Lock()
-		if c.partial == nil {
-			c.partial = map[*MessageContext]uint64{}
-		}
-		id, ok := c.partial[mc]
-		if !ok {
-			id = c.nextMsg.Add(1)
-		}
-		if eom {
-			delete(c.partial, mc)
-		} else {
-			c.partial[mc] = id
-		}
-		c.mu.Unlock()
-		m.MessageID = id
-	} else {
-		m.MessageID = c.nextMsg.Add(1)
 	}
 	return nil
+}
+
+// abandonParts tells the connection that Message id, some parts of which
+// it has, failed here: it drops what it holds of it. It goes the way the
+// parts went (post), after them.
+func (c *Connection) abandonParts(id uint64) {
+	if c.pid != nil {
+		c.post(&messages.SendMessage{MessageID: id, EndOfMessage: true, Abandon: true})
+	}
+}
+
+// partNotHandedOver: part m (of mc's Message) could not be handed over to
+// the connection (the send queue was full, or its ctx ended while it waited
+// for room): its Message fails as a whole, as for a part refused.
+func (c *Connection) partNotHandedOver(mc *MessageContext, m *messages.SendMessage, err error) {
+	c.mu.Lock()
+	if p := c.partial[mc]; p != nil && p.id == m.MessageID && p.failed == nil {
+		p.failed = err
+	}
+	c.mu.Unlock()
+	c.abandonParts(m.MessageID) // nothing to drop when it was the first: the connection ignores it
 }
 
 // checkMessage runs a framer's CheckMessage on the sender's goroutine. A
@@ -484,6 +573,19 @@ func (c *Connection) Send(ctx context.Context, data []byte, mc *MessageContext) 
 // (sent in part), other Messages wait behind it and go out once it ends:
 // a blocking Send of another Message on the goroutine that is to end it
 // waits for ever (or until its ctx ends); send those with SendAsync.
+//
+// Each part is checked as a whole Message is (its Message Properties, the
+// framers' CheckMessage, and, for a framer with a largest message, the
+// size of the parts so far). A Message fails as a whole: once a part of
+// it fails (a SendError, or Expired), every later part of it fails too,
+// with a SendError unwrapping to [ErrMessageFailed] and to that part's
+// error, nothing of it reaches the peer as a complete Message (the
+// framers drop the parts they hold; a framer that sent parts already, as
+// framers.Delimiter does, fails the connection instead), and the Messages
+// waiting behind it go on. msgLifetime is a property of the Message (RFC
+// 9622 §9.1.3.1): its first part's applies, while that part waits to go
+// out; the later parts' is ignored, so that a byte stream never loses a
+// part from the middle of a Message.
 func (c *Connection) SendPartial(ctx context.Context, data []byte, mc *MessageContext, endOfMessage bool) error {
 	if mc == nil && !endOfMessage {
 		return &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
@@ -497,11 +599,15 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 	}
 	w := sendWaiters.Get().(*sendWaiter)
 	m := &w.msg
-	if err := c.fillSend(m, data, mc, eom); err != nil {
+	part, err := c.fillSend(m, data, mc, eom)
+	if err != nil {
 		w.release()
 		return sendError(err)
 	}
 	if err := c.link.AcquireSendExpect(ctx, len(data), m.SendID, w.fn); err != nil {
+		if part {
+			c.partNotHandedOver(mc, m, err)
+		}
 		w.release() // never handed over
 		return sendError(err)
 	}
@@ -587,7 +693,8 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 // sent_handler and end_of_message False): the parts sent with the same
 // MessageContext form one Message, ended by the call with endOfMessage
 // true; handler, when not nil, gets each part's Sent or SendError, as for
-// SendAsync. Other Messages wait behind an open one, as for SendPartial.
+// SendAsync. Other Messages wait behind an open one, and a part that fails
+// fails its whole Message, as for SendPartial.
 func (c *Connection) SendPartialAsync(data []byte, mc *MessageContext, endOfMessage bool, handler func(*Connection, error)) {
 	if mc == nil && !endOfMessage {
 		if handler != nil {
@@ -610,12 +717,15 @@ func (c *Connection) sendAsync(data []byte, mc *MessageContext, eom bool, handle
 		fail(err)
 		return
 	}
-	m, err := c.prepareSend(data, mc, eom)
+	m, part, err := c.prepareSend(data, mc, eom)
 	if err != nil {
 		fail(err)
 		return
 	}
 	if err := c.link.TryAcquireSend(len(data)); err != nil {
+		if part {
+			c.partNotHandedOver(mc, m, err)
+		}
 		fail(err)
 		return
 	}
@@ -625,7 +735,7 @@ func (c *Connection) sendAsync(data []byte, mc *MessageContext, eom bool, handle
 			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}) {
 			c.link.ReleaseSend(len(data))
-			fail(ErrClosed)
+			fail(ErrClosed) // the connection has ended: no part of anything goes out
 			return
 		}
 	}

@@ -27,6 +27,11 @@ var (
 	ErrAborted = actors.ErrAborted
 	// ErrFinalSent: a Send after a message marked final.
 	ErrFinalSent = actors.ErrFinalSent
+	// ErrMessageFailed: an earlier part of a Message sent in parts
+	// (SendPartial) failed, with a SendError or Expired: the Message failed
+	// as a whole, and so does every later part of it. Its SendError unwraps
+	// to that earlier part's error too.
+	ErrMessageFailed = actors.ErrMessageFailed
 	// ErrNotAllowed: the operation is not allowed in the connection's state.
 	ErrNotAllowed = actors.ErrNotAllowed
 	// ErrUnfulfilled: no protocol stack satisfies the transport properties

@@ -101,10 +101,16 @@ func (mc *MessageContext) setLocked(p Property, v any) error {
 func (mc *MessageContext) Lifetime(d time.Duration) *MessageContext { return mc.record(MsgLifetime, d) }
 
 // Priority sets msgPriority (>= 0; lower is more important). Default: the
-// Connection's msgPriority (100 unless its TransportProperties set it).
+// Connection's msgPriority (100 unless its TransportProperties set it). It
+// moves a Message ahead of others waiting to be sent only when its
+// msgOrdered is false (see [MessageContext.Ordered]): Messages with
+// msgOrdered true keep the order they were sent in.
 func (mc *MessageContext) Priority(p int) *MessageContext { return mc.record(MsgPriority, p) }
 
-// Ordered sets msgOrdered (default: the Connection's preserveOrder).
+// Ordered sets msgOrdered (default: the Connection's preserveOrder). The
+// Messages sent with it true arrive in the order they were sent (RFC 9622
+// §9.1.3.3), whatever their msgPriority; one sent with it false may go
+// ahead of them by its priority.
 func (mc *MessageContext) Ordered(b bool) *MessageContext { return mc.record(MsgOrdered, b) }
 
 // SafelyReplayable sets safelyReplayable (the seed's "idempotent"): the

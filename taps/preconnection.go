@@ -798,7 +798,7 @@ func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connec
 		if !c.dir.Sends() {
 			return nil, nil, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: ErrReceiveOnly}
 		}
-		m, err := c.prepareSend(first.data, first.mc, true)
+		m, _, err := c.prepareSend(first.data, first.mc, true)
 		if err != nil {
 			return nil, nil, establishmentError(err)
 		}

@@ -746,7 +746,11 @@ const (
 	// MsgLifetime: time.Duration > 0 or Infinite. Default Infinite.
 	MsgLifetime Property = "msgLifetime"
 	// MsgPriority: int >= 0, lower is more important, within one
-	// Connection. Default 100.
+	// Connection: Messages waiting to be sent leave by it. Only a Message
+	// with msgOrdered false moves ahead: those with msgOrdered true (as on
+	// TCP, TLS and QUIC streams unless set otherwise) keep the order they
+	// were sent in, whatever their priority (RFC 9622 §9.1.3.3). Default
+	// 100.
 	MsgPriority Property = "msgPriority"
 	// MsgOrdered: bool. Default: preserveOrder as read back from the
 	// Connection. false is a hint (a stack that orders anyway sends the

@@ -93,6 +93,9 @@ func TestBatchIsOneWrite(t *testing.T) {
 	<-c.Done()
 }
 
+// TestQueuedMessagesLeaveByPriorityFinalLast: messages with msgOrdered
+// false queued behind a blocked write leave by msgPriority, the final one
+// last; a send after the final one is a SendError.
 func TestQueuedMessagesLeaveByPriorityFinalLast(t *testing.T) {
 	sys := newTestSystem(t)
 	ln, r := rawListener(t)
@@ -117,10 +120,11 @@ func TestQueuedMessagesLeaveByPriorityFinalLast(t *testing.T) {
 	send("first", nil) // its write is held: the others queue up behind it
 	<-st.holding
 	c.Batch(func() { // one actor message: all of them queue behind the held write together
-		send("low", NewMessageContext().Priority(200))
-		send("high", NewMessageContext().Priority(1))
-		send("bye", NewMessageContext().Final(true).Priority(0)) // final: after everything, whatever its priority
-		send("normal", nil)                                      // after a final: SendError
+		// msgOrdered false: on TCP only unordered messages move by priority
+		send("low", NewMessageContext().Ordered(false).Priority(200))
+		send("high", NewMessageContext().Ordered(false).Priority(1))
+		send("bye", NewMessageContext().Ordered(false).Final(true).Priority(0)) // final: after everything, whatever its priority
+		send("normal", nil)                                                     // after a final: SendError
 	})
 
 	close(st.hold)
