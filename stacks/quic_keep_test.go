@@ -115,7 +115,9 @@ func TestQUICAcceptedConnectionWithoutStreamsEndsAfterTheIdleTimeout(t *testing.
 	case <-time.After(10 * idle):
 		t.Fatal("the accepting side keeps a connection without streams past its idle timeout")
 	}
-	require.GreaterOrEqual(t, time.Since(streamless), idle, "closed before the idle timeout")
+	// the accepting side's timer started when its stream closed, a little
+	// before roundTrip returned here: a tenth of the timeout of slack
+	require.GreaterOrEqual(t, time.Since(streamless), idle*9/10, "closed before the idle timeout")
 	var appErr *quic.ApplicationError
 	require.ErrorAs(t, context.Cause(conn.Context()), &appErr, "closed by the accepting side, not idle")
 	require.True(t, appErr.Remote)
