@@ -820,8 +820,9 @@ func (c *Connection) postActor(m *messages.SendMessage) {
 // MaxLength allow. A receive failure is a *ReceiveError; once the
 // connection has ended, or the peer has ended its stream, and every
 // received message was returned, Receive returns a *ReceiveError
-// unwrapping to ErrClosed. If ctx ends, Receive returns ctx.Err() and no
-// message is lost.
+// unwrapping to ErrClosed (to ErrAborted after this side's Abort, to the
+// ConnectionError's cause after a failure). If ctx ends, Receive returns
+// ctx.Err() and no message is lost.
 //
 // The peer's clean end of stream (TCP FIN, TLS close_notify, a QUIC
 // stream's FIN) half-closes the connection (RFC 9623: FIN is not Closed):
