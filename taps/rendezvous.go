@@ -290,14 +290,23 @@ func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*Remot
 		}
 		cfg.Remotes = append(cfg.Remotes, m)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("resolve: %w", err) // nothing starts for a ctx that has ended
+	}
 	st, err := call[*actors.ResolveStarted](ctx, p.sys, p.sys.s.Root, &actors.ResolveEndpoints{Config: cfg, Stun: stun, Ctx: ctx})
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		}
 		return nil, nil, fmt.Errorf("resolve: %w", err)
 	}
 	res, err := call[*actors.ResolvedEndpoints](ctx, p.sys, st.PID, &actors.AwaitResolve{})
 	if err != nil {
-		if ctx.Err() != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// the resolve actor stops with the caller's ctx: when it is
+			// gone before it answers, the ctx is why
 			tell(p.sys, st.PID, &actors.CancelResolve{})
+			err = cerr
 		}
 		return nil, nil, fmt.Errorf("resolve: %w", err)
 	}

@@ -556,13 +556,21 @@ func TestResolveContext(t *testing.T) {
 	_, _, err := pre.Resolve(ctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	// a caller whose ctx ends before it learns of the resolve actor leaves
-	// nothing behind either: the actor stops with the caller's ctx
-	for i := 0; i < 20; i++ {
+	// a ctx that has ended starts nothing; one that ends while the call
+	// runs (before or after it learns of the resolve actor) leaves nothing
+	// behind either: the actor stops with the caller's ctx, and the error
+	// is the ctx's whichever way it went (it was once the actor's "use of
+	// closed network connection", when the actor stopped before answering)
+	for i := 0; i < 40; i++ {
 		gone, cancel := context.WithCancel(context.Background())
-		cancel()
+		if i%2 == 0 {
+			cancel()
+		} else {
+			go cancel()
+		}
 		_, _, err = pre.Resolve(gone)
-		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorIs(t, err, context.Canceled, "round %d", i)
+		cancel()
 	}
 	require.Eventually(t, func() bool { return countActors(sys) <= actors }, 5*time.Second, 10*time.Millisecond,
 		"actors: %d before, %d after", actors, countActors(sys))
