@@ -11,10 +11,16 @@ import (
 
 // call is the one facade helper that turns a method call into a command to
 // an actor and awaits its reply (ctx-bounded, no future or goroutine left
-// behind). An actor that is gone answers ErrClosed; a reply that is an
-// error is returned as the error.
+// behind). An actor that is gone answers ErrClosed, unless ctx has ended:
+// then ctx's error (an actor made for one call, as a resolve or a
+// rendezvous, stops with the caller's ctx, and may be gone before it
+// answers); a reply that is an error is returned as the error.
 func call[R any](ctx context.Context, s *System, pid *actor.PID, cmd any) (R, error) {
-	return callUnless[R](ctx, s, pid, cmd, nil)
+	r, err := callUnless[R](ctx, s, pid, cmd, nil)
+	if err != nil && errors.Is(err, ErrClosed) && ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	return r, err
 }
 
 // callConn is call to c's connection actor, which also stops waiting once

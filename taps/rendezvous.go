@@ -295,18 +295,12 @@ func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*Remot
 	}
 	st, err := call[*actors.ResolveStarted](ctx, p.sys, p.sys.s.Root, &actors.ResolveEndpoints{Config: cfg, Stun: stun, Ctx: ctx})
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			err = cerr
-		}
 		return nil, nil, fmt.Errorf("resolve: %w", err)
 	}
 	res, err := call[*actors.ResolvedEndpoints](ctx, p.sys, st.PID, &actors.AwaitResolve{})
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			// the resolve actor stops with the caller's ctx: when it is
-			// gone before it answers, the ctx is why
+		if ctx.Err() != nil {
 			tell(p.sys, st.PID, &actors.CancelResolve{})
-			err = cerr
 		}
 		return nil, nil, fmt.Errorf("resolve: %w", err)
 	}
