@@ -70,12 +70,7 @@ func TestRacerStreamedResolution(t *testing.T) {
 	ms := time.Millisecond
 	errNX := errors.New("no such host")
 	v4b := netip.MustParseAddrPort("192.0.2.9:80") // a second IPv4 address (addrC is 192.0.2.2)
-	type attempt struct {
-		stack      string
-		remote     netip.AddrPort
-		start, end time.Duration // end -1: cancelled unfinished
-		won        bool
-	}
+	type attempt = raceAttempt
 	tests := []struct {
 		name     string
 		aaaa, a  dnsAnswer
@@ -199,12 +194,7 @@ func TestRacerStreamedResolution(t *testing.T) {
 				} else {
 					require.NoError(t, res.err)
 				}
-				var got []attempt
-				for _, a := range res.report.Attempts {
-					got = append(got, attempt{a.Stack, netip.MustParseAddrPort(a.Endpoint), time.Duration(a.StartOffsetNs),
-						time.Duration(a.EndOffsetNs), a.Won})
-				}
-				require.Equal(t, tt.want, got)
+				require.Equal(t, tt.want, raceAttempts(res.report))
 				if tt.events != nil {
 					require.Equal(t, tt.events, tr.events())
 				}

@@ -322,14 +322,28 @@ func TestRacerSchedule(t *testing.T) {
 // that attempt fails or has run for secureFallbackHold; without it, the
 // plain attempt starts after the attempt delay and can win against a slow
 // TLS handshake (the plain TCP to a TLS port this fixes).
+// raceAttempt is one attempt of a race report, as the racer tables
+// expect them.
+type raceAttempt struct {
+	stack      string
+	remote     netip.AddrPort
+	start, end time.Duration // end -1: cancelled unfinished
+	won        bool
+}
+
+// raceAttempts are report's attempts, in start order.
+func raceAttempts(report *messages.EstablishmentReport) []raceAttempt {
+	var got []raceAttempt
+	for _, a := range report.Attempts {
+		got = append(got, raceAttempt{a.Stack, netip.MustParseAddrPort(a.Endpoint), time.Duration(a.StartOffsetNs),
+			time.Duration(a.EndOffsetNs), a.Won})
+	}
+	return got
+}
+
 func TestRacerSecureFallback(t *testing.T) {
 	ms := time.Millisecond
-	type attempt struct {
-		stack      string
-		remote     netip.AddrPort
-		start, end time.Duration // end -1: cancelled unfinished
-		won        bool
-	}
+	type attempt = raceAttempt
 	tests := []struct {
 		name     string
 		secure   map[netip.AddrPort]outcome
@@ -410,12 +424,7 @@ func TestRacerSecureFallback(t *testing.T) {
 					deadline = time.Now().Add(tt.deadline)
 				}
 				res := runRaceBy(t, sys, cfg, deadline)
-				var got []attempt
-				for _, a := range res.report.Attempts {
-					got = append(got, attempt{a.Stack, netip.MustParseAddrPort(a.Endpoint), time.Duration(a.StartOffsetNs),
-						time.Duration(a.EndOffsetNs), a.Won})
-				}
-				require.Equal(t, tt.want, got)
+				require.Equal(t, tt.want, raceAttempts(res.report))
 				if tt.events != nil {
 					require.Equal(t, tt.events, tr.events())
 				}
