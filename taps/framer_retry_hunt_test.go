@@ -83,10 +83,11 @@ func TestFramerFailureThenWinReportsBoth(t *testing.T) {
 	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"),
 		WithRemoteEndpoint(remote(nope.addr()), remote(hello.addr())))
 	pre.AddFramer(strictHelloFramer{})
+	closed := make(chan struct{})
 	pre.OnReady(func(*Connection) { ready.Add(1) })
+	pre.OnClosed(func(*Connection) { close(closed) })
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
-	defer func() { c.Abort(); <-c.Done() }()
 	r := c.EstablishmentReport()
 	var endpoints []string
 	for _, a := range r.Attempts {
@@ -95,6 +96,11 @@ func TestFramerFailureThenWinReportsBoth(t *testing.T) {
 	t.Logf("report: %+v", r.Attempts)
 	require.Contains(t, endpoints, hello.addr().String())
 	require.Contains(t, endpoints, nope.addr().String(), "the attempt the framer failed is not in the report")
+	// handlers run in event order: once Closed has run, every Ready has
+	// (Initiate may return before the Ready handler runs)
+	c.Close()
+	<-closed
+	<-c.Done()
 	require.EqualValues(t, 1, ready.Load())
 }
 
