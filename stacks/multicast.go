@@ -24,16 +24,21 @@ import (
 //     IPV6_MULTICAST_IF, on top of the binding Interface asks for).
 //   - Listen with a multicast group as Options.Local's address binds the
 //     group's port (SO_REUSEADDR, so that other receivers of the group on
-//     this host can bind it too; on the group's address itself, but on
-//     Windows, which cannot bind one, on the wildcard address of its
-//     family), joins the group on Options.Interface or, when that is
+//     this host can bind it too) on the group's address itself, so that
+//     unicast datagrams to the port never reach it and a socket bound to a
+//     unicast address and the port can exist beside it (on Linux; UDP on
+//     the BSDs and macOS binds what net.ListenPacket binds, the wildcard
+//     address of the family, and Windows, which cannot bind a group,
+//     binds that too), joins the group on Options.Interface or, when that is
 //     empty, on the interface the system routes the group to
 //     (IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP; with Options.MulticastSource,
 //     source-specific: MCAST_JOIN_SOURCE_GROUP, IP_ADD_SOURCE_MEMBERSHIP),
 //     and on Linux receives only what this socket's own membership lets
 //     in (IP_MULTICAST_ALL / IPV6_MULTICAST_ALL off: without it a socket
 //     gets the datagrams of every group any socket of the host joined).
-//     Accept returns one Transport per sender, as for unicast. Close
+//     Accept returns one Transport per sender, as for unicast, but for
+//     Options.MulticastIgnore's (a multicast rendezvous's own sender,
+//     whose datagrams the multicast loopback brings back). Close
 //     leaves the group at once; the socket stays open, as for unicast,
 //     until the last accepted Transport is closed.
 //
@@ -203,3 +208,13 @@ func multicastListenControl(ctrl func(network, address string, c syscall.RawConn
 // isMulticastListen reports whether opts ask Listen for a multicast
 // group.
 func isMulticastListen(opts Options) bool { return opts.Local.Addr().IsMulticast() }
+
+// ignoredSender is the sender a listener drops (Options.MulticastIgnore,
+// unmapped as the read addresses are), for a multicast listener only: a
+// unicast listener drops nothing.
+func ignoredSender(m *multicastMembership, a netip.AddrPort) netip.AddrPort {
+	if m == nil || !a.IsValid() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}

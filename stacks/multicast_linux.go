@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,3 +35,49 @@ func multicastOnlyJoined(c *net.UDPConn, v6 bool) error {
 // multicastBindAddr is the address a listener of the group binds: the
 // group's own (only the group's datagrams reach the socket).
 func multicastBindAddr(group netip.AddrPort) netip.AddrPort { return group }
+
+// listenGroupUDP opens the UDP socket of a Listen on a multicast group
+// bound to the group's own address and port (group), with ctrl applied as
+// net.ListenConfig applies its Control. ListenPacket cannot do it: for a
+// multicast address it binds the wildcard address of the port, and the
+// socket then also takes the unicast datagrams sent to that port (as if
+// their senders were members of the group), and conflicts with a socket
+// bound to a unicast address and that port (a multicast rendezvous's
+// sender on the group's port). ok is true: Linux binds group addresses.
+func listenGroupUDP(ctrl func(network, address string, c syscall.RawConn) error, group netip.AddrPort) (_ *net.UDPConn, ok bool, _ error) {
+	family, network := unix.AF_INET6, "udp6"
+	if group.Addr().Unmap().Is4() {
+		family, network = unix.AF_INET, "udp4"
+	}
+	fail := func(op string, err error) (*net.UDPConn, bool, error) {
+		return nil, true, &net.OpError{Op: "listen", Net: network, Addr: net.UDPAddrFromAddrPort(group), Err: os.NewSyscallError(op, err)}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return fail("socket", err)
+	}
+	f := os.NewFile(uintptr(fd), "udp-multicast")
+	defer f.Close() // FilePacketConn keeps a descriptor of its own
+	if ctrl != nil {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return nil, true, err
+		}
+		if err := ctrl(network, group.String(), rc); err != nil {
+			return nil, true, err
+		}
+	}
+	if err := unix.Bind(fd, sockaddrOf(family, group)); err != nil {
+		return fail("bind", err)
+	}
+	c, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, true, err
+	}
+	uc, isUDP := c.(*net.UDPConn)
+	if !isUDP {
+		_ = c.Close()
+		return nil, true, fmt.Errorf("multicast socket is a %T", c)
+	}
+	return uc, true, nil
+}

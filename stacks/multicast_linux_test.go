@@ -266,3 +266,53 @@ func TestMulticastListenOptionErrors(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMulticastListenerTakesOnlyTheGroup: a Listen on a group binds the
+// group's own address (not the port's wildcard, as net.ListenPacket would),
+// so a unicast datagram to the port never makes a peer, and a sender bound
+// to a unicast address and the group's port (a multicast rendezvous on the
+// group's port) can bind beside it. The sender named by MulticastIgnore is
+// dropped unseen. The check: the unicast datagram and the ignored sender's
+// are sent first, and the next peer is the sender that comes after them.
+// UDP and UDP-Lite, IPv4 and IPv6.
+func TestMulticastListenerTakesOnlyTheGroup(t *testing.T) {
+	n := stacktest.NewMulticastNetns(t, "mcu")
+	for _, st := range noFragStacks(t) {
+		for _, fam := range mcastFamilies(n) {
+			name := st.Name() + " " + fam.name
+			const port = 4244
+			group := netip.AddrPortFrom(fam.group, port)
+			var ln Listener
+			var unicast, ignored, good Transport
+			n.Run(t, func() (err error) {
+				// ignored binds the group's port on a unicast address
+				if ignored, err = st.Dial(context.Background(), group, Options{Local: netip.AddrPortFrom(fam.src[0], port)}); err != nil {
+					return err
+				}
+				ignoredAt, _ := AddrPortOf(ignored.LocalAddr())
+				if ln, err = st.Listen(context.Background(), Options{Local: group, Interface: n.If, MulticastIgnore: ignoredAt}); err != nil {
+					return fmt.Errorf("listen beside a sender on the group's port: %w", err)
+				}
+				if unicast, err = st.Dial(context.Background(), netip.AddrPortFrom(fam.src[0], port), Options{Local: netip.AddrPortFrom(fam.src[1], 0)}); err != nil {
+					return err
+				}
+				good, err = st.Dial(context.Background(), group, Options{Local: netip.AddrPortFrom(fam.src[1], 0)})
+				return err
+			})
+			require.Equal(t, group.String(), ln.Addr().String(), "%s: bound to the group itself", name)
+			for _, s := range []Transport{unicast, ignored, good} {
+				_, err := s.Write([]byte("from " + s.LocalAddr().String()))
+				require.NoError(t, err, name)
+			}
+			p := acceptPeer(t, ln)
+			require.Equal(t, good.LocalAddr().String(), p.RemoteAddr().String(),
+				"%s: neither the unicast datagram nor the ignored sender's made a peer", name)
+			require.Equal(t, "from "+good.LocalAddr().String(), readPeer(t, p), name)
+			require.NoError(t, ln.Close())
+			for _, s := range []Transport{unicast, ignored, good, p} {
+				require.NoError(t, s.Close())
+			}
+			<-udpListenerOf(ln).done
+		}
+	}
+}

@@ -158,6 +158,12 @@ type Options struct {
 	// IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_SOURCE_GROUP): only datagrams
 	// from this source are received. The zero Addr joins any-source (ASM).
 	MulticastSource netip.Addr
+	// MulticastIgnore makes a UDP or UDP-Lite Listen on a multicast group
+	// drop the datagrams from this address and port: the own sender of a
+	// multicast rendezvous, whose datagrams the host's multicast loopback
+	// brings back (IP_MULTICAST_LOOP stays on, so that the group's other
+	// members on this host hear it). The zero AddrPort drops nothing.
+	MulticastIgnore netip.AddrPort
 	// SendChecksumLen and RecvChecksumLen are the UDP-Lite checksum
 	// coverage in payload bytes (RFC 9622 msgChecksumLen /
 	// recvChecksumLen): 0 (the default) is full coverage, a positive n

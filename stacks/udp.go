@@ -193,6 +193,12 @@ func (udpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	if isMulticastListen(opts) { // multicast.go
 		lc.Control = multicastListenControl(lc.Control)
 		local = multicastBindAddr(local)
+		if uc, ok, err := listenGroupUDP(lc.Control, local); ok {
+			if err != nil {
+				return nil, err
+			}
+			return newUDPListener(uc, "udp", opts)
+		}
 	}
 	network, addr := listenAddr("udp", local)
 	pc, err := lc.ListenPacket(ctx, network, addr)
@@ -236,6 +242,7 @@ func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opt
 	}
 	l := &udpListener{
 		mcast:      mcast,
+		ignore:     ignoredSender(mcast, opts.MulticastIgnore),
 		conn:       conn,
 		rd:         rd,
 		stack:      stack,
@@ -260,10 +267,11 @@ type udpListener struct {
 	// mcast is the listener's membership of its multicast group (nil:
 	// unicast); Close leaves the group
 	mcast      *multicastMembership
-	accept     chan *udpPeer // peers not yet accepted
-	stopped    chan struct{} // closed by Close
-	done       chan struct{} // closed when readLoop ended
-	sockClosed chan struct{} // closed with the socket: ends readLoop's wait
+	ignore     netip.AddrPort // Options.MulticastIgnore: datagrams dropped unseen
+	accept     chan *udpPeer  // peers not yet accepted
+	stopped    chan struct{}  // closed by Close
+	done       chan struct{}  // closed when readLoop ended
+	sockClosed chan struct{}  // closed with the socket: ends readLoop's wait
 
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*udpPeer
@@ -353,6 +361,9 @@ func (l *udpListener) softError() {
 }
 
 func (l *udpListener) deliver(from netip.AddrPort, msg udpDatagram) {
+	if from == l.ignore {
+		return // this host's own sender (Options.MulticastIgnore): not a peer
+	}
 	l.mu.Lock()
 	p := l.peers[from]
 	if p == nil {
