@@ -1,9 +1,12 @@
 package taps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/gotaps/gotaps/actors"
@@ -32,11 +35,13 @@ import (
 //     member has ended. A CloseGroup closes the members it has; a sender
 //     heard afterwards joins it again, as long as the Listener listens.
 //     Stop leaves the groups.
-//   - Rendezvous with a multicast group fails (ErrMulticastRendezvous): RFC
-//     9622's answer to it is a Connection and a Listener, which
-//     Rendezvous's one Connection cannot carry; Initiate and Listen on the
-//     group do the same. A source-specific group on a local endpoint is an
-//     EstablishmentError there in any case, as the RFC has it.
+//   - RendezvousMulticast with remote endpoints that are any-source
+//     groups gives RFC 9622's Connection and Listener: a sender to the
+//     group and a Listener joined to it that leaves out the sender's own
+//     datagrams. Rendezvous with a multicast group fails
+//     (ErrMulticastRendezvous), since its one Connection cannot carry
+//     both. A source-specific group on a local endpoint is an
+//     EstablishmentError for either, as the RFC has it.
 //
 // Multicast Connections cannot be cloned (ReasonNotCloneable), nor can a
 // multicast group be added to a Connection (AddRemote, AddLocal).
@@ -193,7 +198,8 @@ func (e *endpoint) multicastGroup() (group, ssm bool) {
 // multicastRendezvous fails a Rendezvous with multicast endpoints: with a
 // source-specific group on a local endpoint as RFC 9622 §6.1.1 says, and
 // with any other group because the Connection and the Listener the RFC
-// returns for it do not fit Rendezvous's one Connection.
+// returns for it do not fit Rendezvous's one Connection
+// (RendezvousMulticast returns them).
 func (p *Preconnection) multicastRendezvous() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -213,7 +219,171 @@ func (p *Preconnection) multicastRendezvous() error {
 	if group {
 		return &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: fmt.Errorf(
 			"%w: RFC 9622 §6.1.1 answers it with a Connection and a Listener, which Rendezvous's one Connection cannot carry: "+
-				"Initiate to the group (send) and Listen on it (receive) instead", ErrMulticastRendezvous)}
+				"use RendezvousMulticast", ErrMulticastRendezvous)}
 	}
 	return nil
+}
+
+// RendezvousMulticast is Rendezvous with any-source multicast groups (RFC
+// 9622 §6.1.1, whose answer is "Connection, Listener :=
+// Preconnection.Rendezvous()": two objects, which Rendezvous's one
+// Connection cannot carry). The remote endpoints are the groups
+// (RemoteEndpoint.WithMulticastGroupIP, WithPort, WithHopLimit); the local
+// endpoints, if any, are unicast: the address to send from
+// (WithIPAddress), the interface (WithInterface) and the port to send from
+// (WithPort; none: an ephemeral port). It returns:
+//
+//   - a send-only Connection to a group: the one Initiate to the groups
+//     gives (several remote endpoints are equivalent, and Initiate's race
+//     takes one of them; each Message is one datagram to it, with the hop
+//     limit, out of the local endpoint's interface), made first;
+//   - a Listener that has joined every group, on the group's port, on the
+//     local endpoint's interface, or else on the interface that holds the
+//     address the Connection sends from (the system's choice when none
+//     does), and that delivers one receive-only Connection per other
+//     sender to the groups, all in one Connection Group, as Listen on a
+//     group does. The Connection's own datagrams, which the host's
+//     multicast loopback brings back, are not delivered (the loopback
+//     stays on, so that the groups' other members on this host hear it).
+//
+// The Listener has joined before RendezvousMulticast returns, so nothing
+// the Connection sends is missed by the other members listening already.
+// Close the Connection and Stop the Listener to leave; each lives on its
+// own. The Preconnection's properties must allow UDP or UDP-Lite, as for
+// Initiate and Listen on a group.
+//
+// It fails before any packet, with an *EstablishmentError (Reason
+// ReasonInvalidConfiguration) wrapping ErrMulticastRendezvous, when there
+// is no remote endpoint or one is not a multicast group, or when a local
+// endpoint is a multicast group (a source-specific one is the RFC's
+// EstablishmentError; an any-source group belongs on the remote
+// endpoint); with Initiate's or Listen's errors otherwise. When the
+// Listener cannot be made, the Connection is aborted before it sent
+// anything. Safe for concurrent use.
+func (p *Preconnection) RendezvousMulticast(ctx context.Context) (*Connection, *Listener, error) {
+	if err := p.multicastRendezvousEndpoints(); err != nil {
+		return nil, nil, err
+	}
+	p.mu.Lock()
+	locals, remotes := append([]*LocalEndpoint(nil), p.locals...), append([]*RemoteEndpoint(nil), p.remotes...)
+	p.mu.Unlock()
+	c, err := p.Initiate(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	from, fromIface := c.multicastSource(ctx)
+	recv := p.clone()
+	recv.remotes = nil
+	recv.locals = multicastRendezvousLocals(locals, remotes, fromIface)
+	ln, err := recv.listen(ctx, func(cfg *messages.ConnectionConfig) { cfg.StackOptions.MulticastIgnore = from })
+	if err != nil {
+		c.Abort()
+		return nil, nil, err
+	}
+	return c, ln, nil
+}
+
+// multicastRendezvousEndpoints checks p's endpoints for
+// RendezvousMulticast (before any packet).
+func (p *Preconnection) multicastRendezvousEndpoints() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fail := func(msg string) error {
+		return &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: fmt.Errorf("%w: %s", ErrMulticastRendezvous, msg)}
+	}
+	if len(p.remotes) == 0 {
+		return fail("RendezvousMulticast needs a remote endpoint that is a multicast group (WithMulticastGroupIP)")
+	}
+	for _, r := range p.remotes {
+		if g, _ := r.e.multicastGroup(); !g {
+			return fail(fmt.Sprintf("remote endpoint %s is not a multicast group: use Rendezvous", r.e.label()))
+		}
+	}
+	for _, l := range p.locals {
+		switch g, ssm := l.e.multicastGroup(); {
+		case ssm:
+			return fail("a source-specific group on a local endpoint (RFC 9622 §6.1.1: an EstablishmentError)")
+		case g:
+			return fail("an any-source group on a local endpoint: name the group on the remote endpoint (WithMulticastGroupIP), and the local address, interface or port on the local one")
+		}
+	}
+	return nil
+}
+
+// multicastRendezvousLocals are the local endpoints of RendezvousMulticast's
+// Listener: every group of remotes on its port, on the interface of each
+// of locals (none: on iface, the interface of the address the Connection
+// sends from, "" for the system's choice).
+func multicastRendezvousLocals(locals []*LocalEndpoint, remotes []*RemoteEndpoint, iface string) []*LocalEndpoint {
+	ifaces := []string{iface}
+	if len(locals) > 0 {
+		ifaces = ifaces[:0]
+		for _, l := range locals {
+			l.e.mu.Lock()
+			name := l.e.iface
+			l.e.mu.Unlock()
+			if name == "" {
+				name = iface
+			}
+			if !slices.Contains(ifaces, name) {
+				ifaces = append(ifaces, name)
+			}
+		}
+	}
+	var out []*LocalEndpoint
+	for _, r := range remotes {
+		r.e.mu.Lock()
+		group, port := r.e.group, r.e.port
+		r.e.mu.Unlock()
+		for _, name := range ifaces {
+			l := NewLocalEndpoint().WithAnySourceMulticastGroupIP(group).WithPort(uint16(port))
+			if name != "" {
+				l.WithInterface(name)
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// multicastSource is the address and port c sends from, and the name of
+// the interface that holds that address ("" when none does, or when c's
+// endpoints cannot be read).
+func (c *Connection) multicastSource(ctx context.Context) (netip.AddrPort, string) {
+	info, err := callConn[*messages.ConnectionInfo](ctx, c, &messages.GetConnectionInfo{})
+	if err != nil || info.Local == nil {
+		return netip.AddrPort{}, ""
+	}
+	a, err := netip.ParseAddr(info.Local.IpAddress)
+	if err != nil {
+		return netip.AddrPort{}, ""
+	}
+	from := netip.AddrPortFrom(a.Unmap(), uint16(info.Local.Port))
+	return from, interfaceHolding(a)
+}
+
+// interfaceHolding names the interface that has the address a ("" when
+// none has it, or a is unspecified).
+func interfaceHolding(a netip.Addr) string {
+	if a.IsUnspecified() {
+		return ""
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifi := range ifs {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if n, ok := ad.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a.Unmap() {
+					return ifi.Name
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -305,3 +305,76 @@ func TestMulticastSourceSpecificInNetns(t *testing.T) {
 		}
 	}
 }
+
+// TestMulticastRendezvousInNetns: RendezvousMulticast gives a sender to
+// the group and a Listener joined to it (on the interface of the local
+// endpoint's address, named by neither peer) that delivers the other
+// members' datagrams but not its own sender's: peer a sends first, and the
+// first Connection a's Listener gives is b's, whose datagram b sent only
+// after b had received a's. Peer a sends from the group's port (mDNS
+// style: the local endpoint's port), which its Listener binds as well; b
+// from an ephemeral one. Stop leaves the group while the sender stays
+// open. IPv4 and IPv6.
+func TestMulticastRendezvousInNetns(t *testing.T) {
+	n := inMulticastNetns(t, "mcr")
+	if n == nil {
+		return
+	}
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	for _, fam := range mcastFamilies(n) {
+		t.Run(fam.name, func(t *testing.T) {
+			const port = 5354
+			type peer struct {
+				c  *Connection
+				ln *Listener
+			}
+			var peers [2]peer
+			for i, src := range fam.src {
+				l := NewLocalEndpoint().WithIPAddress(src.String())
+				if i == 0 {
+					l.WithPort(port)
+				}
+				pre := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)), WithLocalEndpoint(l),
+					WithRemoteEndpoint(NewRemoteEndpoint().WithMulticastGroupIP(fam.group).WithPort(port).WithHopLimit(2)))
+				c, ln, err := pre.RendezvousMulticast(ctx)
+				require.NoError(t, err, "peer %d", i)
+				t.Cleanup(c.Abort)
+				t.Cleanup(ln.Stop)
+				peers[i] = peer{c, ln}
+				props := c.GetProperties()
+				require.True(t, props.CanSend)
+				require.False(t, props.CanReceive, "the Connection sends only")
+				require.Equal(t, uint8(2), props.Socket.MulticastHopLimit)
+				require.Contains(t, props.Local.String(), src.String())
+			}
+			require.True(t, joined(t, n, fam.group), "the Listeners join the group on the interface of their address")
+			require.Equal(t, netip.AddrPortFrom(fam.src[0], port).String(), peers[0].c.GetProperties().Local.String(),
+				"peer a sends from its local endpoint's port, the group's")
+
+			a, b := peers[0], peers[1]
+			require.NoError(t, a.c.Send(ctx, []byte("from a"), nil))
+			got, err := b.ln.Accept(ctx)
+			require.NoError(t, err)
+			data, _ := receiveString(t, got)
+			require.Equal(t, "from a", data)
+			require.Equal(t, a.c.GetProperties().Local.String(), got.GetProperties().Remote.String())
+			require.False(t, got.GetProperties().CanSend, "a received Connection only receives")
+
+			require.NoError(t, b.c.Send(ctx, []byte("from b"), nil))
+			got, err = a.ln.Accept(ctx)
+			require.NoError(t, err)
+			require.Equal(t, b.c.GetProperties().Local.String(), got.GetProperties().Remote.String(),
+				"a's own datagram, sent first, is not delivered to a's Listener")
+			data, _ = receiveString(t, got)
+			require.Equal(t, "from b", data)
+
+			for _, p := range peers {
+				p.ln.Stop()
+				<-p.ln.Done()
+			}
+			require.False(t, joined(t, n, fam.group), "Stop leaves the group")
+			require.NoError(t, a.c.Send(ctx, []byte("still sending"), nil), "the sender outlives the Listener")
+		})
+	}
+}

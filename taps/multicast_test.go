@@ -261,9 +261,9 @@ func TestMulticastRendezvousFails(t *testing.T) {
 		{"source-specific local", NewLocalEndpoint().WithSingleSourceMulticastGroupIP("232.1.2.3", "192.0.2.1").WithPort(5350),
 			NewRemoteEndpoint().WithMulticastGroupIP("232.1.2.3").WithPort(5350), "source-specific"},
 		{"any-source group", NewLocalEndpoint().WithAnySourceMulticastGroupIP("239.1.2.3").WithPort(5350),
-			NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5350).WithHopLimit(8), "Initiate to the group"},
+			NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5350).WithHopLimit(8), "use RendezvousMulticast"},
 		{"remote group, unicast local", NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0),
-			NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5350), "Initiate to the group"},
+			NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5350), "use RendezvousMulticast"},
 	}
 	for _, tc := range cases {
 		pre, calls := mcastPre(sys, datagramProps(t), WithLocalEndpoint(tc.local), WithRemoteEndpoint(tc.remote))
@@ -295,4 +295,45 @@ func TestMulticastNotAddedToConnection(t *testing.T) {
 	err = c.AddLocal(testCtx(t), NewLocalEndpoint().WithAnySourceMulticastGroupIP("239.1.2.3").WithPort(5350))
 	require.ErrorAs(t, err, &ep)
 	require.ErrorContains(t, err, "cannot be added to a Connection")
+}
+
+// TestRendezvousMulticastEndpointRules: RendezvousMulticast fails before
+// any packet, with an EstablishmentError (ReasonInvalidConfiguration)
+// wrapping ErrMulticastRendezvous, without a remote group, with a unicast
+// remote among its remotes, and with a group on a local endpoint
+// (source-specific: RFC 9622 §6.1.1's EstablishmentError; any-source: the
+// group belongs on the remote endpoint); a reliable profile fails as
+// Initiate to a group does (ErrMulticastNeedsDatagrams).
+func TestRendezvousMulticastEndpointRules(t *testing.T) {
+	sys := newTestSystem(t)
+	group := func() *RemoteEndpoint { return NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5350) }
+	cases := []struct {
+		name string
+		opts []PreconnectionOption
+		want string
+	}{
+		{"no remote", []PreconnectionOption{WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1"))}, "needs a remote endpoint"},
+		{"unicast remote", []PreconnectionOption{WithRemoteEndpoint(group()),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(5350))}, "not a multicast group: use Rendezvous"},
+		{"source-specific local", []PreconnectionOption{WithRemoteEndpoint(group()),
+			WithLocalEndpoint(NewLocalEndpoint().WithSingleSourceMulticastGroupIP("232.1.2.3", "192.0.2.1").WithPort(5350))}, "source-specific"},
+		{"any-source local", []PreconnectionOption{WithRemoteEndpoint(group()),
+			WithLocalEndpoint(NewLocalEndpoint().WithAnySourceMulticastGroupIP("239.1.2.3").WithPort(5350))}, "name the group on the remote endpoint"},
+	}
+	for _, tc := range cases {
+		pre, calls := mcastPre(sys, datagramProps(t), tc.opts...)
+		c, ln, err := pre.RendezvousMulticast(testCtx(t))
+		require.Nil(t, c, tc.name)
+		require.Nil(t, ln, tc.name)
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee, tc.name)
+		require.Equal(t, ReasonInvalidConfiguration, ee.Reason, tc.name)
+		require.ErrorIs(t, err, ErrMulticastRendezvous, tc.name)
+		require.ErrorContains(t, err, tc.want, tc.name)
+		require.Zero(t, calls.Load(), tc.name)
+	}
+	pre, calls := mcastPre(sys, NewTransportProperties(ReliableInorderStream), WithRemoteEndpoint(group()))
+	_, _, err := pre.RendezvousMulticast(testCtx(t))
+	require.ErrorIs(t, err, ErrMulticastNeedsDatagrams)
+	require.Zero(t, calls.Load())
 }

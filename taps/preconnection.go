@@ -896,9 +896,20 @@ func (p *Preconnection) fail(err error) error {
 // is one receive-only Connection, all of them in one Connection Group
 // (multicast.go).
 func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
+	return p.listen(ctx, nil)
+}
+
+// listen is Listen with adjust (nil: none) applied to a copy of the
+// snapshot's configuration (snapshots are shared and never changed).
+func (p *Preconnection) listen(ctx context.Context, adjust func(*messages.ConnectionConfig)) (*Listener, error) {
 	cfg, h, err := p.snapshot(true)
 	if err != nil {
 		return nil, p.fail(err)
+	}
+	if adjust != nil {
+		own := *cfg
+		adjust(&own)
+		cfg = &own
 	}
 	claim := &actors.StartClaim{}
 	st, err := call[*actors.ListenerStarted](ctx, p.sys, p.sys.s.Root, &messages.StartListening{Config: cfg, Claim: claim})
