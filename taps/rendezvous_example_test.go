@@ -158,3 +158,42 @@ func ExamplePreconnection_Rendezvous_udp() {
 	}
 	// Output: bob got: datagram from alice over udp
 }
+
+// Peers of a group chat meet on an any-source multicast group (RFC 9622
+// §6.1.1): RendezvousMulticast gives each a Connection that sends to the
+// group and a Listener that has joined it and delivers one Connection per
+// other member (its own datagrams are left out). The example is compiled,
+// not run: it needs a network whose routes carry the group.
+func ExamplePreconnection_RendezvousMulticast() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sys := taps.NewSystem()
+	defer sys.Shutdown(ctx)
+
+	pre := taps.NewPreconnection(taps.WithSystem(sys),
+		taps.WithTransportProperties(taps.NewTransportProperties(taps.UnreliableDatagram)),
+		taps.WithLocalEndpoint(taps.NewLocalEndpoint().WithInterface("eth0")),
+		taps.WithRemoteEndpoint(taps.NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5350).WithHopLimit(4)))
+	send, members, err := pre.RendezvousMulticast(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer send.Close()
+	defer members.Stop()
+	if err := send.Send(ctx, []byte("hello, group"), nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	member, err := members.Accept(ctx) // the first other member heard
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := member.Receive(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%s says %s\n", member.GetProperties().Remote, m.Data)
+}
