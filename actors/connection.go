@@ -2796,6 +2796,16 @@ func (c *connActor) info() *messages.ConnectionInfo {
 			if !c.dir.Receives() {
 				info.Socket.RecvMsgMaxLen = 0
 			}
+			// on a datagram stack every framed message is one datagram:
+			// what the framers add to it comes off the datagram's payload
+			overhead := int64(0)
+			for _, f := range c.spec.cfg.Framers {
+				if o, ok := f.(framers.MessageOverheader); ok {
+					overhead += int64(o.MessageOverhead())
+				}
+			}
+			info.Socket.SendMsgMaxLen = lessOverhead(info.Socket.SendMsgMaxLen, overhead)
+			info.Socket.RecvMsgMaxLen = lessOverhead(info.Socket.RecvMsgMaxLen, overhead)
 			// a framer that bounds its messages bounds them too
 			for _, f := range c.spec.cfg.Framers {
 				if m, ok := f.(interface{ MaxMessageSize() int }); ok {
@@ -2812,6 +2822,16 @@ func (c *connActor) info() *messages.ConnectionInfo {
 		info.Remote = endpointOf(c.remote)
 	}
 	return info
+}
+
+// lessOverhead is a message length limit (-1: unlimited, a byte stream,
+// which framers do not bound this way) less the bytes framers add to each
+// message, at least 0.
+func lessOverhead(limit, overhead int64) int64 {
+	if limit <= 0 || overhead <= 0 {
+		return limit
+	}
+	return max(limit-overhead, 0)
 }
 
 // minLen is the smaller of a message length limit (-1: unlimited) and a

@@ -18,6 +18,11 @@ type groupScheduler struct {
 	members []string           // round robin: members in join order
 	served  map[string]int     // FairCapacity: bytes each member wrote
 	granted string             // the member holding the grant
+	// grantCost and grantWeight: what the grant's WFQ finish tag charged
+	// its member (bytes, and the cost per byte): wrote corrects the
+	// charge to the bytes the turn wrote
+	grantCost   int
+	grantWeight float64
 }
 
 // Per-turn quanta: what a member sharing a session writes per grant.
@@ -43,6 +48,14 @@ func (s *groupScheduler) quantum() (n int, split bool) {
 // shares capacity in these bytes.
 func (s *groupScheduler) wrote(member string, n int) {
 	s.served[member] += n
+	if member == s.granted && n != s.grantCost {
+		// WFQ: the finish tag charged the turn's expected size (at most
+		// one quantum); a turn that wrote more (one message above the
+		// quantum) or less (what it was granted for expired) is charged
+		// what it wrote
+		s.finish[member] += float64(n-s.grantCost) * s.grantWeight
+		s.grantCost = n
+	}
 }
 
 type schedRequest struct {
@@ -51,6 +64,7 @@ type schedRequest struct {
 	priority int64 // connPriority: lower goes first (strict), weighs more (WFQ)
 	seq      uint64
 	tag      float64 // WFQ finish tag, stamped on arrival
+	cost     int     // the bytes the tag charged: the turn's, at most one quantum
 }
 
 func newGroupScheduler(policy string) *groupScheduler {
@@ -86,15 +100,21 @@ func (s *groupScheduler) leave(member string) {
 	delete(s.served, member)
 }
 
-// request queues a write of bytes by member and returns the member to grant
-// now, if any.
+// request queues a write of bytes by member (all it has queued) and
+// returns the member to grant now, if any.
 func (s *groupScheduler) request(member string, bytes int, priority int64) (grant string, ok bool) {
 	s.seq++
 	r := schedRequest{member: member, bytes: bytes, priority: priority, seq: s.seq}
 	// WFQ: the finish tag is the later of the virtual time and the
 	// member's last finish, plus the size over the weight (the weight falls
-	// as connPriority grows: priority 0 weighs most)
-	r.tag = math.Max(s.vtime, s.finish[member]) + float64(bytes)*float64(priority+1)
+	// as connPriority grows: priority 0 weighs most). The size is the
+	// turn's, not the member's whole backlog: a grant writes at most one
+	// quantum (wrote corrects the charge to what it wrote). Charged with
+	// its backlog, a member with much queued was put behind the others
+	// for as long as they had anything, whatever their connPriority.
+	q, _ := s.quantum()
+	r.cost = min(bytes, q)
+	r.tag = math.Max(s.vtime, s.finish[member]) + float64(r.cost)*float64(priority+1)
 	s.finish[member] = r.tag
 	s.catchUp(member)
 	s.queue = append(s.queue, r)
@@ -126,6 +146,7 @@ func (s *groupScheduler) next() (string, bool) {
 	s.busy = true
 	s.vtime = math.Max(s.vtime, r.tag)
 	s.lastRR, s.granted = r.member, r.member
+	s.grantCost, s.grantWeight = r.cost, float64(r.priority+1)
 	return r.member, true
 }
 

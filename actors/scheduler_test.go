@@ -208,3 +208,33 @@ func TestSplitTurn(t *testing.T) {
 		t.Fatalf("exact fit: n=%d turn %+v rest %+v", n, turn, rest)
 	}
 }
+
+// TestWFQChargesTurnsNotBacklogs: WeightedFairQueueing charges each grant
+// with the bytes of the turn, not with everything its member has queued.
+// a (connPriority 1) weighs twice b (connPriority 3): while both are
+// backlogged a writes two thirds, however much each has queued (charged
+// with its backlog, a with much queued was put behind b until b had
+// nothing left: 1 turn in 15). A turn above the quantum (one large
+// message) is charged what it wrote: equal priorities then get equal
+// bytes whatever their message sizes.
+func TestWFQChargesTurnsNotBacklogs(t *testing.T) {
+	share := func(sizes map[string][]int, prio map[string]int64, turns int) float64 {
+		who, bytes := backlogTurns("WeightedFairQueueing", sizes, prio, turns)
+		got := map[string]int{}
+		for i, m := range who {
+			got[m] += bytes[i]
+		}
+		return float64(got["a"]) / float64(got["a"]+got["b"])
+	}
+	for _, backlogs := range [][2]int{{4000, 100}, {100, 100}, {300, 2000}} {
+		s := share(map[string][]int{"a": repeat(backlogs[0], 16<<10), "b": repeat(backlogs[1], 16<<10)},
+			map[string]int64{"a": 1, "b": 3}, 15)
+		if s < 0.6 || s > 0.72 {
+			t.Errorf("backlogs %v messages: a (priority 1) wrote %.2f of the bytes; want 2/3", backlogs, s)
+		}
+	}
+	s := share(map[string][]int{"a": repeat(100, 200_000), "b": repeat(2000, 16<<10)}, nil, 40)
+	if s < 0.4 || s > 0.6 {
+		t.Errorf("equal priorities, a's messages above the quantum: a wrote %.2f of the bytes; want half", s)
+	}
+}

@@ -31,6 +31,18 @@ type MaxMessageSizer interface {
 	MaxMessageSize() int
 }
 
+// MessageOverheader is implemented by framers that add a fixed number of
+// bytes to every Message they frame ([LengthPrefix] its header,
+// [FixedHeader] its header, [Delimiter] its separator). On a datagram
+// stack (UDP, UDP-Lite), where every framed Message leaves as one datagram,
+// gotaps takes it off the datagram's largest payload to report
+// sendMsgMaxLen and recvMsgMaxLen (RFC 9622 §8.1.11): a Message of that
+// size, framed, fits one datagram. Like CheckMessage it may be called
+// from any goroutine.
+type MessageOverheader interface {
+	MessageOverhead() int
+}
+
 // SendAborter is implemented by framers that keep state for a Message sent
 // in parts (NewSentMessage with endOfMessage false). gotaps calls
 // AbortMessage when such a Message fails before its last part reaches the

@@ -62,12 +62,13 @@ type Delimiter struct {
 }
 
 var (
-	_ Framer          = (*Delimiter)(nil)
-	_ Cloner          = (*Delimiter)(nil)
-	_ MessageChecker  = (*Delimiter)(nil)
-	_ MaxMessageSizer = (*Delimiter)(nil)
-	_ SendAborter     = (*Delimiter)(nil)
-	_ ReceiveResetter = (*Delimiter)(nil)
+	_ Framer            = (*Delimiter)(nil)
+	_ Cloner            = (*Delimiter)(nil)
+	_ MessageChecker    = (*Delimiter)(nil)
+	_ MaxMessageSizer   = (*Delimiter)(nil)
+	_ MessageOverheader = (*Delimiter)(nil)
+	_ SendAborter       = (*Delimiter)(nil)
+	_ ReceiveResetter   = (*Delimiter)(nil)
 )
 
 // NewDelimiter returns a framer that ends every message with sep (copied).
@@ -100,6 +101,9 @@ func (d *Delimiter) Separator() []byte { return bytes.Clone(d.sep) }
 // MaxMessageSize returns the largest message, in bytes and without the
 // separator, that d accepts.
 func (d *Delimiter) MaxMessageSize() int { return d.max }
+
+// MessageOverhead returns the bytes d adds to every message: its separator.
+func (d *Delimiter) MessageOverhead() int { return len(d.sep) }
 
 // Clone returns a Delimiter with the same separator and maximum and a fresh
 // receive state.

@@ -51,11 +51,12 @@ type FixedHeader struct {
 }
 
 var (
-	_ Framer          = (*FixedHeader)(nil)
-	_ Cloner          = (*FixedHeader)(nil)
-	_ MessageChecker  = (*FixedHeader)(nil)
-	_ MaxMessageSizer = (*FixedHeader)(nil)
-	_ SendAborter     = (*FixedHeader)(nil)
+	_ Framer            = (*FixedHeader)(nil)
+	_ Cloner            = (*FixedHeader)(nil)
+	_ MessageChecker    = (*FixedHeader)(nil)
+	_ MaxMessageSizer   = (*FixedHeader)(nil)
+	_ MessageOverheader = (*FixedHeader)(nil)
+	_ SendAborter       = (*FixedHeader)(nil)
 )
 
 // NewFixedHeader returns a framer for headers of headerLen bytes whose body
@@ -100,6 +101,9 @@ func (f *FixedHeader) HeaderLen() int { return f.core.headerLen }
 // MaxMessageSize returns the largest message body, in bytes, that f sends
 // or accepts.
 func (f *FixedHeader) MaxMessageSize() int { return f.core.max }
+
+// MessageOverhead returns the bytes f adds to every message: its header.
+func (f *FixedHeader) MessageOverhead() int { return f.core.headerLen }
 
 // Clone returns a FixedHeader with the same configuration and no partial
 // message in progress.

@@ -37,11 +37,12 @@ type LengthPrefix struct {
 }
 
 var (
-	_ Framer          = (*LengthPrefix)(nil)
-	_ Cloner          = (*LengthPrefix)(nil)
-	_ MessageChecker  = (*LengthPrefix)(nil)
-	_ MaxMessageSizer = (*LengthPrefix)(nil)
-	_ SendAborter     = (*LengthPrefix)(nil)
+	_ Framer            = (*LengthPrefix)(nil)
+	_ Cloner            = (*LengthPrefix)(nil)
+	_ MessageChecker    = (*LengthPrefix)(nil)
+	_ MaxMessageSizer   = (*LengthPrefix)(nil)
+	_ MessageOverheader = (*LengthPrefix)(nil)
+	_ SendAborter       = (*LengthPrefix)(nil)
 )
 
 // NewLengthPrefix returns a length-prefix framer. The maximum message size
@@ -65,6 +66,9 @@ func NewLengthPrefix(opts ...LengthPrefixOption) *LengthPrefix {
 // MaxMessageSize returns the largest message body, in bytes, that l sends or
 // accepts.
 func (l *LengthPrefix) MaxMessageSize() int { return l.core.max }
+
+// MessageOverhead returns the bytes l adds to every message: its header.
+func (l *LengthPrefix) MessageOverhead() int { return l.core.headerLen }
 
 // Clone returns a LengthPrefix with the same configuration and no partial
 // message in progress.

@@ -407,3 +407,80 @@ func TestEntangledChangeAMemberCannotApplyIsCloneErrorAndItLeaves(t *testing.T) 
 	require.NoError(t, clone.Close())
 	<-clone.Done()
 }
+
+// TestGroupWFQBacklogDoesNotInvertPriority: under WeightedFairQueueing a
+// member with much queued keeps its connPriority's share. a (connPriority
+// 1, weight 2) queues 200 messages, then b (connPriority 3, weight 1) 32:
+// of the next 48 messages the QUIC session takes, about two thirds are
+// a's. They were a third (a's first turn, then all of b's): the scheduler
+// charged every turn of a member with its whole backlog.
+func TestGroupWFQBacklogDoesNotInvertPriority(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		share, ahead := wfqBacklogShare(t)
+		if ahead > 8 && attempt < 5 {
+			t.Logf("attempt %d: a was %d messages ahead before b queued; again", attempt, ahead)
+			continue
+		}
+		require.GreaterOrEqual(t, share, 0.55, "a, of priority 1, got less than b, of priority 3")
+		require.LessOrEqual(t, share, 0.8)
+		return
+	}
+}
+
+// wfqBacklogShare runs one TestGroupWFQBacklogDoesNotInvertPriority: a's
+// share of the 48 messages the stack took after b queued its own, and how
+// many a had handed over before that.
+func wfqBacklogShare(t *testing.T) (share float64, ahead int) {
+	var omu sync.Mutex
+	var order []uint64
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind == "sent" {
+			omu.Lock()
+			order = append(order, r.ConnectionID)
+			omu.Unlock()
+		}
+	}))
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	require.NoError(t, tp.Set(ConnScheduler, WeightedFairQueueing))
+	const na, nb, size, window = 200, 32, 16 << 10, 48
+	a, b, _ := sharedQUICPair(t, sys, tp, na*size)
+	require.NoError(t, a.SetProperty(ConnPriority, 1))
+	require.NoError(t, b.SetProperty(ConnPriority, 3))
+	payload := make([]byte, size)
+	var wg sync.WaitGroup
+	wg.Add(na + nb)
+	done := func(*Connection, error) { wg.Done() }
+	omu.Lock()
+	named := len(order) // the records of the messages that named the streams
+	omu.Unlock()
+	a.Batch(func() {
+		for range na {
+			a.SendAsync(payload, nil, done)
+		}
+	})
+	b.Batch(func() {
+		for range nb {
+			b.SendAsync(payload, nil, done)
+		}
+	})
+	omu.Lock()
+	ahead = len(order) - named // all a's: b's were only just queued
+	omu.Unlock()
+	wg.Wait()
+	omu.Lock()
+	mine := order[named:]
+	omu.Unlock()
+	require.Len(t, mine, na+nb)
+	sa := 0
+	for _, id := range mine[ahead : ahead+window] {
+		if id == a.ID() {
+			sa++
+		}
+	}
+	a.AbortGroup()
+	<-a.Done()
+	<-b.Done()
+	t.Logf("a's share of the %d messages after b queued: %.2f (a %d ahead)", window, float64(sa)/window, ahead)
+	return float64(sa) / window, ahead
+}

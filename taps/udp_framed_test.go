@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -391,4 +392,54 @@ func TestUDPFramedPassthroughDatagramIsAMessage(t *testing.T) {
 	}
 	require.NoError(t, s.c.Send(testCtx(t), []byte("out"), nil))
 	require.Equal(t, "out", string(s.recv()))
+}
+
+// TestUDPFramedMsgMaxLensLeaveRoomForTheFramer: on a framed UDP Connection
+// sendMsgMaxLen and recvMsgMaxLen (RFC 9622 §8.1.11) are the largest
+// Message that fits one datagram once framed: a Message of sendMsgMaxLen
+// bytes is sent (it was a SendError: the framer's header took the datagram
+// above the IPv4 payload limit), and one of recvMsgMaxLen bytes is
+// received.
+func TestUDPFramedMsgMaxLensLeaveRoomForTheFramer(t *testing.T) {
+	const udp4Max = 65507 // the largest IPv4 UDP payload
+	for _, tc := range []struct {
+		name     string
+		f        func() framers.Framer
+		overhead int
+		frame    func([]byte) []byte
+	}{
+		{"length", func() framers.Framer { return framers.NewLengthPrefix() }, 4,
+			func(b []byte) []byte { return binary.BigEndian.AppendUint32(nil, uint32(len(b))) }},
+		{"line", func() framers.Framer { return framers.NewLines() }, 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sides := func(fn func(t *testing.T, s framedUDPSide)) {
+				if tc.frame == nil { // framedUDPAccepted's first datagram is a length-prefix frame
+					fn(t, framedUDPInitiated(t, []framers.Framer{tc.f()}))
+					return
+				}
+				framedUDPSides(t, func() []framers.Framer { return []framers.Framer{tc.f()} }, fn)
+			}
+			sides(func(t *testing.T, s framedUDPSide) {
+				p := s.c.GetProperties()
+				for _, prop := range []Property{SendMsgMaxLen, RecvMsgMaxLen} {
+					v, ok := p.Get(prop)
+					require.True(t, ok, "%s", prop)
+					require.Equal(t, int64(udp4Max-tc.overhead), v, "%s", prop)
+				}
+				body := bytes.Repeat([]byte{'a'}, udp4Max-tc.overhead)
+				require.NoError(t, s.c.Send(testCtx(t), body, nil), "a Message of sendMsgMaxLen bytes is sent")
+				require.Len(t, s.recv(), udp4Max, "as one full datagram")
+				var wire []byte
+				if tc.frame != nil {
+					wire = append(tc.frame(body), body...)
+				} else {
+					wire = append(bytes.Clone(body), '\n')
+				}
+				s.send(wire, stacks.NotECT)
+				m := mustReceive(t, s.c)
+				require.Equal(t, body, m.Data, "a Message of recvMsgMaxLen bytes is received")
+			})
+		})
+	}
 }
