@@ -61,7 +61,8 @@ func (c *connActor) stopLifetime() {
 
 // lifetimeTicked reports Expired for the waiting messages whose lifetime
 // passed (those queued before Ready, and the whole messages queued for
-// writing: dropExpired), and arms the timer for the next deadline.
+// writing, for this turn or a group member's next: dropExpired), and arms
+// the timer for the next deadline.
 func (c *connActor) lifetimeTicked(ctx actor.Context, m *lifetimeTick) {
 	if c.life == nil || m.gen != c.life.gen || c.life.t == nil {
 		return
@@ -92,9 +93,14 @@ func (c *connActor) lifetimeTicked(ctx actor.Context, m *lifetimeTick) {
 	}
 	clear(c.pending[len(kept):])
 	c.pending = kept
-	if len(c.wq) > 0 {
-		c.wq = c.dropExpired(c.wq)
-		for _, w := range c.wq {
+	// the write queue, and what a group member's turn set aside for its
+	// next turn (wqRest: it waits too, while the turn's write may stall)
+	for _, q := range []*[]writeItem{&c.wq, &c.wqRest} {
+		if len(*q) == 0 {
+			continue
+		}
+		*q = c.dropExpired(*q)
+		for _, w := range *q {
 			if w.send != nil && (movable(w) || c.datagram) {
 				if at, ok := deadlineOf(w.send.msg); ok {
 					later(at)

@@ -2,8 +2,9 @@ package taps
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
-	"github.com/gotaps/gotaps/stacks"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -483,4 +486,62 @@ func wfqBacklogShare(t *testing.T) (share float64, ahead int) {
 	<-b.Done()
 	t.Logf("a's share of the %d messages after b queued: %.2f (a %d ahead)", window, float64(sa)/window, ahead)
 	return float64(sa) / window, ahead
+}
+
+// TestGroupTurnRestExpiresWhileTheTurnStalls: on a QUIC session shared by
+// a group, a turn writes at most one quantum; the messages queued behind
+// it wait for the member's next turn. Should the turn's write stall (the
+// peer, a raw quic-go server, reads nothing, so the stream's flow-control
+// window fills), a waiting message whose msgLifetime passes is Expired
+// when the lifetime passes, not once the stall ends: here the big message
+// never completes, and the small one behind it in the same batch must
+// still get Expired.
+func TestGroupTurnRestExpiresWhileTheTurnStalls(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	ql, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.server}, NextProtos: []string{"gotaps-test"}}, nil)
+	require.NoError(t, err)
+	defer ql.Close()
+	accepted := make(chan *quic.Conn, 1)
+	go func() { // takes the session, never a stream: nothing is read
+		if c, err := ql.Accept(ctx); err == nil {
+			accepted <- c
+		}
+	}()
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(uint16(ql.Addr().(*net.UDPAddr).Port))),
+		WithResolver(loopbackOnly))
+	pre.AddFramer(framers.NewLengthPrefix())
+	a, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	defer a.Abort()
+	qc := <-accepted
+	defer qc.CloseWithError(0, "")
+	b, err := a.Clone(ctx) // a shares its session: its writes take turns
+	require.NoError(t, err)
+	defer b.Abort()
+
+	big := make(chan error, 1)
+	small := make(chan error, 1)
+	a.Batch(func() { // one batch: the small message waits behind the big one's turn
+		a.SendAsync(make([]byte, 3<<20), nil, func(_ *Connection, err error) { big <- err })
+		a.SendAsync([]byte("short-lived"), NewMessageContext().Lifetime(100*time.Millisecond),
+			func(_ *Connection, err error) { small <- err })
+	})
+	select {
+	case err := <-small:
+		require.ErrorIs(t, err, ErrExpired)
+	case err := <-big:
+		t.Fatalf("the big message completed (%v): the peer's window did not stall it", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the message behind the stalled turn was not Expired when its lifetime passed")
+	}
+	select {
+	case err := <-big:
+		t.Fatalf("the big message completed (%v) before the check: no stall", err)
+	default:
+	}
 }
