@@ -378,3 +378,43 @@ func TestMulticastRendezvousInNetns(t *testing.T) {
 		})
 	}
 }
+
+// TestMulticastSenderInterfaceInNetns: a sender's datagrams to an IPv4
+// group leave by the interface its local endpoint names (IP_MULTICAST_IF
+// and the binding; Linux's getsockopt of IP_MULTICAST_IF gives an address,
+// not the interface, so the check is the interfaces' transmit counters):
+// named mc1, which no multicast route names, they all go out of mc1 and
+// not of mc0, where the route sends the group; named mc0, the other way
+// round.
+func TestMulticastSenderInterfaceInNetns(t *testing.T) {
+	n := inMulticastNetns(t, "mci")
+	if n == nil {
+		return
+	}
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	txPackets := func(ifname string) int {
+		b, err := os.ReadFile("/sys/class/net/" + ifname + "/statistics/tx_packets")
+		require.NoError(t, err)
+		var v int
+		_, err = fmt.Sscan(string(b), &v)
+		require.NoError(t, err)
+		return v
+	}
+	const count = 20
+	for _, tc := range []struct{ via, other string }{{n.Peer, n.If}, {n.If, n.Peer}} {
+		c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithMulticastGroupIP("239.1.2.3").WithPort(5355)),
+			WithLocalEndpoint(NewLocalEndpoint().WithInterface(tc.via))).Initiate(ctx)
+		require.NoError(t, err, tc.via)
+		via0, other0 := txPackets(tc.via), txPackets(tc.other)
+		for range count {
+			require.NoError(t, c.Send(ctx, []byte("which way?"), nil))
+		}
+		via1, other1 := txPackets(tc.via), txPackets(tc.other)
+		require.GreaterOrEqual(t, via1-via0, count, "the datagrams leave by %s", tc.via)
+		require.Less(t, other1-other0, count/2, "not by %s (a few packets of its own, at most)", tc.other)
+		require.NoError(t, c.Close())
+		<-c.Done()
+	}
+}
