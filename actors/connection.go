@@ -560,6 +560,11 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.link.closeGate()
 	c.takeBackWatch()
 	c.wg.Wait() // the reader and writer end once the transport is closed
+	// a write the writer goroutine completed before the loss, its report
+	// still on its way (dropped with the transport's generation): its
+	// messages are Sent, not failed with the pending ones (the peer may
+	// have them, and an application told they failed sends them again)
+	c.abortWrite()
 	c.link.reopen()
 	for _, pid := range c.framers {
 		ctx.Stop(pid)
