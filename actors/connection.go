@@ -1603,6 +1603,13 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 		c.fail(ctx, err)
 		return
 	}
+	if c.state == Establishing && c.everReady && c.mayReestablish() {
+		// a re-establishment attempt's transport ended before its framers
+		// were ready: the next attempt (fail), and nothing of the stream
+		// ends (it goes on over the next transport)
+		c.fail(ctx, fmt.Errorf("peer closed during establishment: %w", io.ErrUnexpectedEOF))
+		return
+	}
 	// under a re-establishment policy the peer's end of stream ends only
 	// this transport: the stream goes on over the next one, so nothing
 	// received is final (the Link marks no message final before
@@ -2658,7 +2665,11 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 	if c.state == Closed {
 		return
 	}
-	if c.state == Established && c.reestablish(ctx, err) {
+	// an Established transport lost, or the transport of a
+	// re-establishment attempt lost before its framers were ready (the
+	// peer closed during their handshake): the next attempt, while the
+	// policy has some left
+	if (c.state == Established || c.state == Establishing && c.everReady && c.t != nil) && c.reestablish(ctx, err) {
 		return
 	}
 	if c.t != nil {

@@ -1,6 +1,8 @@
 package taps
 
 import (
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -8,6 +10,109 @@ import (
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
+
+// BUG (reest20 hunt): a re-establishment attempt whose new transport
+// ended while its framer still waited for the peer (a handshake framer:
+// the peer accepted and closed at once, as a restarting server does)
+// ended the connection with a ConnectionError, although the policy had
+// attempts left: fail() re-established only an Established connection. It
+// is the next attempt: Reestablishing (attempt 2), then Reestablished.
+func TestReestAttemptEndingInItsFramerHandshakeIsRetried(t *testing.T) {
+	t.Run("end of stream", func(t *testing.T) { testReestAttemptEndingInItsFramerHandshake(t, false) })
+	t.Run("reset", func(t *testing.T) { testReestAttemptEndingInItsFramerHandshake(t, true) })
+}
+
+func testReestAttemptEndingInItsFramerHandshake(t *testing.T, reset bool) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
+		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 5}))
+	pre.AddFramer(greetHelloFramer{})
+	ctx := testCtx(t)
+	type accepted struct {
+		n   int
+		err error
+	}
+	served := make(chan accepted, 4)
+	watched := make(chan struct{})
+	go func() {
+		for n := 1; n <= 3; n++ {
+			peer, err := ln.Accept()
+			if err == nil { // the client's framer started on this transport
+				_, err = io.ReadFull(peer, make([]byte, len("hi\n")))
+			}
+			if err != nil {
+				served <- accepted{n, err}
+				return
+			}
+			switch n {
+			case 1: // the first transport: ready, then lost
+				_, err = peer.Write([]byte("hello\n"))
+				served <- accepted{n, err}
+				<-watched
+				peer.Close()
+			case 2: // the first attempt: closed (or reset) before the hello
+				if reset {
+					_ = peer.(*net.TCPConn).SetLinger(0)
+				}
+				peer.Close()
+				served <- accepted{n, nil}
+			case 3: // the second attempt: ready, and a message
+				_, err = peer.Write([]byte("hello\nafter"))
+				served <- accepted{n, err}
+				t.Cleanup(func() { peer.Close() })
+			}
+		}
+	}()
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	attempts := make(chan int, 10)
+	ev := watchReestAfter(c, attempts)
+	close(watched)
+	for i := 1; i <= 2; i++ {
+		a := <-served
+		require.NoError(t, a.err, "peer %d", a.n)
+	}
+	select {
+	case s := <-ev.ch:
+		require.Equal(t, "reestablished", s, "the attempt that ended in its framer handshake is retried")
+	case <-ctx.Done():
+		t.Fatal("no event")
+	}
+	require.Equal(t, []int{1, 2}, drainInts(attempts))
+	require.Equal(t, StateEstablished, c.State())
+	m, err := c.Receive(ctx)
+	require.NoError(t, err, "the stream goes on over the new transport")
+	require.Equal(t, "after", string(m.Data))
+	c.Abort()
+	requireDone(t, c)
+}
+
+// greetHelloFramer is helloLineFramer that greets the peer first ("hi"),
+// so that the peer knows the framer started on the transport.
+type greetHelloFramer struct{ helloLineFramer }
+
+func (greetHelloFramer) Start(inst *framers.Instance) { inst.Send([]byte("hi\n")) }
+
+// watchReestAfter is watchReest keeping a Reestablishing handler that
+// records the attempts.
+func watchReestAfter(c *Connection, attempts chan int) *reestEvents {
+	e := watchReest(c)
+	c.OnReestablishing(func(_ *Connection, _ error, n int) { attempts <- n })
+	return e
+}
+
+func drainInts(ch chan int) []int {
+	var out []int
+	for {
+		select {
+		case n := <-ch:
+			out = append(out, n)
+		default:
+			return out
+		}
+	}
+}
 
 // BUG (reest20 hunt): a message whose write a writer goroutine had
 // completed (over TLS and QUIC every write goes through one) when the
