@@ -1076,6 +1076,7 @@ func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
 	if c.est != nil && len(c.est.prior) > 0 && c.report != nil {
 		c.report.Attempts = append(slices.Clone(c.est.prior), c.report.Attempts...)
 	}
+	c.applySetDuring()
 	c.startTransport(ctx)
 	if ms, ok := t.(stacks.MultiStream); ok {
 		// this side dialed the session: the peer's streams go to the
@@ -2935,8 +2936,30 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 	spec := *c.spec
 	spec.cfg = &cfg
 	c.spec = &spec
+	if est := c.est; c.t == nil && est != nil && est.preconn != nil && !slices.Contains(est.setDuring, m.Name) {
+		est.setDuring = append(est.setDuring, m.Name) // the race dials with the options of before
+	}
 	c.sockPropertySet(m.Name) // rates, retransmission watch (sockprops.go)
 	return nil
+}
+
+// applySetDuring puts on the socket of a transport just handed over the
+// properties set while its race dialed (establishState.setDuring): that
+// race made its sockets with the options of before, and SetProperty
+// promised the change to the live socket (applyLive) or to the next one.
+func (c *connActor) applySetDuring() {
+	est := c.est
+	if est == nil || len(est.setDuring) == 0 {
+		return
+	}
+	names := est.setDuring
+	est.setDuring = nil
+	for _, name := range names {
+		m := &messages.SetConnectionProperty{Name: name, Value: c.spec.cfg.Properties.GetValues()[name]}
+		if err := c.applyLive(m, c.spec.cfg); err != nil {
+			c.logger().Debug("property set during the race not applied to its winner", "property", name, "error", err.Error())
+		}
+	}
 }
 
 // applyLive puts a changed connection property on the live socket (RFC

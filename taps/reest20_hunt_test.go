@@ -1,8 +1,11 @@
 package taps
 
 import (
+	"context"
 	"io"
 	"net"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +159,104 @@ func TestReestLossReportsAWriteThatCompletedAsSent(t *testing.T) {
 	require.Equal(t, "reestablishing", <-ev.ch)
 	c.Abort()
 	requireDone(t, c)
+}
+
+// heldDialStack is a stack whose dials, once armed, start (started) and
+// then wait for release before they dial.
+type heldDialStack struct {
+	stacks.Stack
+	armed   atomic.Bool
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *heldDialStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.Options) (stacks.Transport, error) {
+	if s.armed.Load() {
+		s.started <- struct{}{}
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Stack.Dial(ctx, r, o)
+}
+
+// BUG (reest20 hunt): a property set while a re-establishment attempt
+// was dialing (the connection Establishing, its new socket not yet
+// there) was not on the socket that attempt made: the dial had taken the
+// options of before, and the property was left for a later dial
+// (applyLive: "the next transport starts with it"), though SetProperty had
+// succeeded and GetProperties read it back. It is put on the new socket
+// as it starts.
+func TestReestSetPropertyDuringAttemptIsOnTheNewSocket(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	accepted := acceptAll(t, ln)
+	ctx := testCtx(t)
+	st := &heldDialStack{Stack: stacks.TCP(), started: make(chan struct{}, 1), release: make(chan struct{})}
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))),
+		WithReestablishment(ReestablishPolicy{Initial: time.Millisecond, Max: time.Millisecond}))
+	pre.stackList = []stacks.Stack{st}
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	reestablished := make(chan struct{}, 1)
+	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
+	first := <-accepted
+	st.armed.Store(true)
+	first.Abort() // the peer resets: the connection re-establishes
+	select {
+	case <-st.started: // the attempt dials, with the options of now
+	case <-ctx.Done():
+		t.Fatal("no attempt")
+	}
+	require.NoError(t, c.SetProperty(ConnTimeout, 7*time.Second))
+	require.NoError(t, c.SetProperty(KeepAliveTimeout, 3*time.Second))
+	require.NoError(t, c.SetProperty(ConnCapacityProfile, LowLatencyInteractive))
+	close(st.release)
+	select {
+	case <-reestablished:
+	case <-ctx.Done():
+		t.Fatal("not re-established")
+	}
+	second := <-accepted
+	defer second.Abort()
+	requireLiveSocket(t, c, "the socket of the attempt that dialed during the change")
+}
+
+// The same for the first establishment: a property set on an
+// InitiateAsync connection while its race dials is on the socket it is
+// Ready with.
+func TestSetPropertyDuringInitiateAsyncIsOnTheSocket(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	accepted := acceptAll(t, ln)
+	ctx := testCtx(t)
+	st := &heldDialStack{Stack: stacks.TCP(), started: make(chan struct{}, 1), release: make(chan struct{})}
+	st.armed.Store(true)
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))))
+	pre.stackList = []stacks.Stack{st}
+	c, err := pre.InitiateAsync(ctx)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	ready := make(chan struct{})
+	c.OnReady(func(*Connection) { close(ready) })
+	select {
+	case <-st.started:
+	case <-ctx.Done():
+		t.Fatal("no attempt")
+	}
+	require.NoError(t, c.SetProperty(ConnTimeout, 7*time.Second))
+	require.NoError(t, c.SetProperty(KeepAliveTimeout, 3*time.Second))
+	require.NoError(t, c.SetProperty(ConnCapacityProfile, LowLatencyInteractive))
+	close(st.release)
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("not Ready")
+	}
+	peer := <-accepted
+	defer peer.Abort()
+	requireLiveSocket(t, c, "the socket of the race that dialed during the change")
 }
