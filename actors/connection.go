@@ -560,6 +560,11 @@ func (c *connActor) dropTransport(ctx actor.Context) {
 	c.link.closeGate()
 	c.takeBackWatch()
 	c.wg.Wait() // the reader and writer end once the transport is closed
+	// a write the writer goroutine completed before the loss, its report
+	// still on its way (dropped with the transport's generation): its
+	// messages are Sent, not failed with the pending ones (the peer may
+	// have them, and an application told they failed sends them again)
+	c.abortWrite()
 	c.link.reopen()
 	for _, pid := range c.framers {
 		ctx.Stop(pid)
@@ -1071,6 +1076,7 @@ func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
 	if c.est != nil && len(c.est.prior) > 0 && c.report != nil {
 		c.report.Attempts = append(slices.Clone(c.est.prior), c.report.Attempts...)
 	}
+	c.applySetDuring()
 	c.startTransport(ctx)
 	if ms, ok := t.(stacks.MultiStream); ok {
 		// this side dialed the session: the peer's streams go to the
@@ -1596,6 +1602,13 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 			return
 		}
 		c.fail(ctx, err)
+		return
+	}
+	if c.state == Establishing && c.everReady && c.mayReestablish() {
+		// a re-establishment attempt's transport ended before its framers
+		// were ready: the next attempt (fail), and nothing of the stream
+		// ends (it goes on over the next transport)
+		c.fail(ctx, fmt.Errorf("peer closed during establishment: %w", io.ErrUnexpectedEOF))
 		return
 	}
 	// under a re-establishment policy the peer's end of stream ends only
@@ -2653,7 +2666,11 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 	if c.state == Closed {
 		return
 	}
-	if c.state == Established && c.reestablish(ctx, err) {
+	// an Established transport lost, or the transport of a
+	// re-establishment attempt lost before its framers were ready (the
+	// peer closed during their handshake): the next attempt, while the
+	// policy has some left
+	if (c.state == Established || c.state == Establishing && c.everReady && c.t != nil) && c.reestablish(ctx, err) {
 		return
 	}
 	if c.t != nil {
@@ -2919,8 +2936,30 @@ func (c *connActor) setProperty(m *messages.SetConnectionProperty) error {
 	spec := *c.spec
 	spec.cfg = &cfg
 	c.spec = &spec
+	if est := c.est; c.t == nil && est != nil && est.preconn != nil && !slices.Contains(est.setDuring, m.Name) {
+		est.setDuring = append(est.setDuring, m.Name) // the race dials with the options of before
+	}
 	c.sockPropertySet(m.Name) // rates, retransmission watch (sockprops.go)
 	return nil
+}
+
+// applySetDuring puts on the socket of a transport just handed over the
+// properties set while its race dialed (establishState.setDuring): that
+// race made its sockets with the options of before, and SetProperty
+// promised the change to the live socket (applyLive) or to the next one.
+func (c *connActor) applySetDuring() {
+	est := c.est
+	if est == nil || len(est.setDuring) == 0 {
+		return
+	}
+	names := est.setDuring
+	est.setDuring = nil
+	for _, name := range names {
+		m := &messages.SetConnectionProperty{Name: name, Value: c.spec.cfg.Properties.GetValues()[name]}
+		if err := c.applyLive(m, c.spec.cfg); err != nil {
+			c.logger().Debug("property set during the race not applied to its winner", "property", name, "error", err.Error())
+		}
+	}
 }
 
 // applyLive puts a changed connection property on the live socket (RFC

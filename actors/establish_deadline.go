@@ -58,6 +58,11 @@ type establishState struct {
 	// winner's framer failed), for the report and the failure
 	prior     []*messages.EstablishmentAttempt
 	priorErrs []AttemptError
+	// setDuring names the properties set while the race dialed: its
+	// sockets were made with the options of before (the race reads the
+	// configuration it was started with), so the winner gets them as it
+	// is handed over (applySetDuring)
+	setDuring []string
 }
 
 // withPrior puts the attempts of the earlier races of this establishment
