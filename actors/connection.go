@@ -2746,6 +2746,12 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 		if t := c.link.takeTransport(); t != nil {
 			_ = t.Abort()
 		}
+	case *StreamOpened:
+		// the stream a rejoin asked for, answered after the connection
+		// ended: it would keep its QUIC session open
+		if m.T != nil {
+			_ = m.T.Abort()
+		}
 	}
 }
 
