@@ -127,7 +127,7 @@ func checkQUIC(c *taps.Connection) error {
 // rawQUICServer accepts QUIC connections on 127.0.0.1 and runs handle on a
 // goroutine per stream the peer opens; the stream is closed after it.
 type rawQUICServer struct {
-	ln    *quic.Listener
+	ln    *quic.EarlyListener
 	addr  string
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -135,8 +135,10 @@ type rawQUICServer struct {
 }
 
 func newRawQUICServer(pki *quicPKI, handle func(*quic.Stream)) (*rawQUICServer, error) {
-	// Allow0RTT as the gotaps QUIC stack sets it (resumed dials only)
-	ln, err := quic.ListenAddr("127.0.0.1:0", pki.serverTLS(), &quic.Config{Allow0RTT: true})
+	// Allow0RTT and an early listener as the gotaps QUIC stack has them
+	// (resumed dials only): a connection is accepted, and its 0-RTT
+	// stream data read, before its handshake completes
+	ln, err := quic.ListenAddrEarly("127.0.0.1:0", pki.serverTLS(), &quic.Config{Allow0RTT: true})
 	if err != nil {
 		return nil, err
 	}
@@ -254,8 +256,9 @@ func (c *ticketCache) Put(key string, cs *tls.ClientSessionState) {
 // server must echo), then with a *ticketCache the session ticket (at most
 // 100 ms), and the connection is closed. resumed counts the handshakes
 // that resumed a session, zeroRTT those whose early data the server
-// accepted.
-func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n int, first []byte) (h *hist, resumed, zeroRTT int, err error) {
+// accepted. With first, echo (when not nil) gets the time from the dial to
+// the echo read: what 0-RTT saves an application.
+func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n int, first []byte, echo *hist) (h *hist, resumed, zeroRTT int, err error) {
 	h = &hist{}
 	tc, _ := tlsConf.ClientSessionCache.(*ticketCache)
 	var msg []byte
@@ -291,6 +294,9 @@ func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n in
 				_ = c.CloseWithError(0, "")
 				return nil, 0, 0, fmt.Errorf("dial #%d: echo: %w", i, err)
 			}
+			if echo != nil {
+				echo.record(time.Since(t0))
+			}
 		}
 		select {
 		case <-c.HandshakeComplete():
@@ -321,8 +327,9 @@ func rawQUICDialLoop(ctx context.Context, addr string, tlsConf *tls.Config, n in
 // ticket it rides 0-RTT; the server must echo). Outside the timed part the
 // echo is received (with first), the connection's TLS session is inspected
 // (resumed, zeroRTT count as in rawQUICDialLoop) and the connection closed,
-// its Closed awaited.
-func gotapsQUICInitiateLoop(ctx context.Context, pre *taps.Preconnection, n int, first []byte) (h *hist, resumed, zeroRTT int, err error) {
+// its Closed awaited. With first, echo (when not nil) gets the time from
+// the call to the echo received.
+func gotapsQUICInitiateLoop(ctx context.Context, pre *taps.Preconnection, n int, first []byte, echo *hist) (h *hist, resumed, zeroRTT int, err error) {
 	h = &hist{}
 	for i := 0; i < n; i++ {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -345,6 +352,9 @@ func gotapsQUICInitiateLoop(ctx context.Context, pre *taps.Preconnection, n int,
 			if first != nil {
 				if _, err := c.Receive(wctx); err != nil {
 					return fmt.Errorf("echo: %w", err)
+				}
+				if echo != nil {
+					echo.record(time.Since(t0))
 				}
 			}
 			props, err := c.GetPropertiesContext(wctx)
@@ -454,6 +464,7 @@ func runW11(ctx context.Context, p params) (out []Result) {
 		judgeRatio(out, pair[0], pair[1], "handshake_p50", "")
 		judgeRatio(out, pair[0], pair[1], "handshake_p99", "")
 	}
+	judgeRatio(out, implTaps0RTT, implRawQUIC0RTT, "first_echo_median", "")
 	return out
 }
 
@@ -467,23 +478,23 @@ func w11Handshakes(ctx context.Context, p params, raw, tapsImpl, rawAddr string,
 	k := p.roundsOf()
 	type side struct {
 		rounder
-		h                hist
+		h, echo          hist // echo: to the first message's echo (with first)
 		resumed, zeroRTT int
-		loop             func(n int) (*hist, int, int, error)
+		loop             func(n int, echo *hist) (*hist, int, int, error)
 	}
-	rawSide := &side{rounder: rounder{name: raw}, loop: func(n int) (*hist, int, int, error) {
-		return rawQUICDialLoop(ctx, rawAddr, rawTLS, n, first)
+	rawSide := &side{rounder: rounder{name: raw}, loop: func(n int, echo *hist) (*hist, int, int, error) {
+		return rawQUICDialLoop(ctx, rawAddr, rawTLS, n, first, echo)
 	}}
-	tapsSide := &side{rounder: rounder{name: tapsImpl}, loop: func(n int) (*hist, int, int, error) {
-		return gotapsQUICInitiateLoop(ctx, pre, n, first)
+	tapsSide := &side{rounder: rounder{name: tapsImpl}, loop: func(n int, echo *hist) (*hist, int, int, error) {
+		return gotapsQUICInitiateLoop(ctx, pre, n, first, echo)
 	}}
 	for _, sd := range []*side{rawSide, tapsSide} {
 		sd.err = withCtx(ctx, sd.name+" warm-up", func() error {
-			_, _, _, err := sd.loop(quicWarmup)
+			_, _, _, err := sd.loop(quicWarmup, nil)
 			return err
 		})
 		sd.run = func(r int) (float64, error) {
-			h, resumed, zeroRTT, err := sd.loop(share(p.w11N, k, r))
+			h, resumed, zeroRTT, err := sd.loop(share(p.w11N, k, r), &sd.echo)
 			if err != nil {
 				return 0, err
 			}
@@ -501,6 +512,9 @@ func w11Handshakes(ctx context.Context, p params, raw, tapsImpl, rawAddr string,
 		}
 		out = append(out, latencyRows(w, sd.name, "handshake", &sd.h)...)
 		if first != nil {
+			// the median only, among the row's other figures (the row's
+			// latency columns are the handshake's)
+			out = append(out, res(w, sd.name, "first_echo_median", us(sd.echo.quantile(0.5)), "us"))
 			out = append(out, res(w, sd.name, "0rtt", float64(sd.zeroRTT)/float64(sd.h.n), ""))
 		} else {
 			out = append(out, res(w, sd.name, "resumed", float64(sd.resumed)/float64(sd.h.n), ""))
