@@ -97,8 +97,11 @@ type quicStack struct{}
 //
 // Options.TLS is required (ErrNoTLSConfig otherwise); NextProtos defaults to
 // DefaultQUICALPN. Dial uses 0-RTT (DialEarly) when TLS.ClientSessionCache
-// is set. Options.KeepAlive is the PING period, ConnTimeout the idle
-// timeout, DSCP and Interface apply to the UDP socket.
+// is set and Options.EarlyData: with a ticket cached for the server it
+// returns before the handshake completes (what is written then goes as
+// 0-RTT data), and its Transport, a HandshakeWaiter, tells how the
+// handshake ends. Options.KeepAlive is the PING period, ConnTimeout the
+// idle timeout, DSCP and Interface apply to the UDP socket.
 //
 // On Linux, an ICMP error from the server during Dial's handshake (port or
 // host unreachable) fails Dial at once with an error that unwraps to its
@@ -106,12 +109,13 @@ type quicStack struct{}
 // elsewhere, and once established, ICMP errors are ignored
 // (quic_icmp_linux.go).
 //
-// Dial returns after the handshake and opening of the stream. The peer's
-// Listener sees the stream, and so returns it from Accept, only once the
-// first stream data arrive (QUIC creates streams implicitly, RFC 9000
-// §2.1): the dialing side must write first. CloseWrite sends FIN; Close sends
-// FIN and stops reading (STOP_SENDING); Abort resets both directions and
-// closes the connection if no other stream Transport uses it.
+// Dial returns after the handshake (before it, with 0-RTT) and the opening
+// of the stream. The peer's Listener sees the stream, and so returns it
+// from Accept, only once the first stream data arrive (QUIC creates
+// streams implicitly, RFC 9000 §2.1): the dialing side must write first.
+// CloseWrite sends FIN; Close sends FIN and stops reading (STOP_SENDING);
+// Abort resets both directions and closes the connection if no other
+// stream Transport uses it.
 func QUIC() Stack { return quicStack{} }
 
 func (quicStack) Name() string { return "quic" }
@@ -219,6 +223,11 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	}
 	qc := newQUICConn(conn, udp, opts, release, nil)
 	qc.dial = dp
+	select {
+	case <-conn.HandshakeComplete():
+	default:
+		qc.early = true // DialEarly returned with 0-RTT keys: see WaitHandshake
+	}
 	var s *quicStream
 	if opts.SendOnly {
 		var str *quic.SendStream
@@ -261,6 +270,10 @@ type quicConn struct {
 	opts    Options
 	release func()
 	done    chan struct{} // closed when the connection ended and was released
+
+	// early: DialEarly returned before the handshake completed (0-RTT);
+	// set before the first stream Transport is handed out
+	early bool
 
 	mu       sync.Mutex
 	streams  int
@@ -1123,6 +1136,48 @@ func (s *quicStream) Conn() *quic.Conn { return s.c.conn }
 // HandshakeComplete is closed when the handshake has completed: before, a
 // connection from DialEarly carries 0-RTT data.
 func (s *quicStream) HandshakeComplete() <-chan struct{} { return s.c.conn.HandshakeComplete() }
+
+// WaitHandshake implements HandshakeWaiter. A server that rejects the 0-RTT
+// data (it cannot resume the session: it lost the ticket's keys, say)
+// completes a full handshake: quic-go then drops what was sent as 0-RTT
+// and resets every stream opened before (their reads and writes fail with
+// quic.Err0RTTRejected), and the connection goes on with the streams
+// opened after (NextConnection). A new stream of the kind Dial opened is
+// returned for it.
+func (s *quicStream) WaitHandshake(ctx context.Context) (Transport, error) {
+	conn := s.c.conn
+	select {
+	case <-conn.HandshakeComplete():
+	case <-conn.Context().Done():
+		select {
+		case <-conn.HandshakeComplete(): // completed, and ended since
+		default:
+			return nil, wrapQUICHandshake(s.c.remoteAddr().String(), context.Cause(conn.Context()))
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if !s.c.early || conn.ConnectionState().Used0RTT {
+		return nil, nil
+	}
+	if _, err := conn.NextConnection(ctx); err != nil {
+		return nil, err
+	}
+	if s.rcv == nil || s.swapped.Load() { // a unidirectional stream (Options.SendOnly, MakeSendOnly)
+		str, err := conn.OpenUniStreamSync(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return s.c.addStream(sendStream(str))
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ns := bidiStream(str)
+	ns.swappable = true
+	return s.c.addStream(ns)
+}
 
 // Info reads the UDP socket's DSCP and the connection's TLS state.
 func (s *quicStream) Info() (TransportInfo, error) {
