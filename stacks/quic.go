@@ -105,9 +105,10 @@ type quicStack struct{}
 //
 // On Linux, an ICMP error from the server during Dial's handshake (port or
 // host unreachable) fails Dial at once with an error that unwraps to its
-// errno (syscall.ECONNREFUSED, ...), as TCP's refused connect does;
-// elsewhere, and once established, ICMP errors are ignored
-// (quic_icmp_linux.go).
+// errno (syscall.ECONNREFUSED, ...), as TCP's refused connect does (after
+// a 0-RTT Dial, which returns before any packet came back, it fails the
+// handshake: WaitHandshake returns that error); elsewhere, and once
+// established, ICMP errors are ignored (quic_icmp_linux.go).
 //
 // Dial returns after the handshake (before it, with 0-RTT) and the opening
 // of the stream. The peer's Listener sees the stream, and so returns it
@@ -203,7 +204,7 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	// migration replaces them (quic_migrate.go)
 	sock := newQUICSocket(udp)
 	// an ICMP error from remote ends the handshake (quic_icmp_linux.go)
-	pc, dctx, watched := watchQUICICMP(ctx, sock, remote)
+	pc, dctx, watch := watchQUICICMP(ctx, sock, remote)
 	sock.tr = &quic.Transport{Conn: quicPacketConn(pc, opts)}
 	tr := sock.tr
 	ra := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()))
@@ -216,8 +217,8 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	} else {
 		conn, err = tr.Dial(dctx, ra, cfg, quicConfig(opts))
 	}
-	watched()
 	if err != nil {
+		watch.stop()
 		release()
 		return nil, wrapQUICHandshake(remote.String(), err)
 	}
@@ -225,8 +226,13 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	qc.dial = dp
 	select {
 	case <-conn.HandshakeComplete():
+		watch.stop()
 	default:
-		qc.early = true // DialEarly returned with 0-RTT keys: see WaitHandshake
+		// DialEarly returned with 0-RTT keys (see WaitHandshake): an
+		// ICMP error before the handshake completes ends the connection,
+		// as it would have ended Dial
+		qc.early = true
+		watch.follow(conn, qc.failHandshake)
 	}
 	var s *quicStream
 	if opts.SendOnly {
@@ -272,8 +278,11 @@ type quicConn struct {
 	done    chan struct{} // closed when the connection ended and was released
 
 	// early: DialEarly returned before the handshake completed (0-RTT);
-	// set before the first stream Transport is handed out
-	early bool
+	// set before the first stream Transport is handed out. handshakeErr
+	// is what ended its handshake, when not the connection's own cause
+	// (an ICMP error: failHandshake)
+	early        bool
+	handshakeErr atomic.Pointer[error]
 
 	mu       sync.Mutex
 	streams  int
@@ -1137,6 +1146,31 @@ func (s *quicStream) Conn() *quic.Conn { return s.c.conn }
 // connection from DialEarly carries 0-RTT data.
 func (s *quicStream) HandshakeComplete() <-chan struct{} { return s.c.conn.HandshakeComplete() }
 
+// failHandshake ends an early connection whose handshake met err (an ICMP
+// error from the server, quic_icmp_linux.go): WaitHandshake returns err.
+// It does not wait for the connection's end (it runs on the socket's
+// reading goroutine).
+func (c *quicConn) failHandshake(err error) {
+	if !c.handshakeErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	go func() { _ = c.conn.CloseWithError(quicCodeAbort, "handshake failed") }()
+}
+
+// icmpWatch is a QUIC Dial's watch of the ICMP errors that end its
+// handshake (quic_icmp_linux.go): stopped once Dial returned, or, after an
+// early Dial, once the handshake completed (follow).
+type icmpWatch interface {
+	stop()
+	follow(conn *quic.Conn, fail func(error))
+}
+
+// noICMPWatch watches nothing (the socket has no error queue).
+type noICMPWatch struct{}
+
+func (noICMPWatch) stop()                          {}
+func (noICMPWatch) follow(*quic.Conn, func(error)) {}
+
 // WaitHandshake implements HandshakeWaiter. A server that rejects the 0-RTT
 // data (it cannot resume the session: it lost the ticket's keys, say)
 // completes a full handshake: quic-go then drops what was sent as 0-RTT
@@ -1152,6 +1186,9 @@ func (s *quicStream) WaitHandshake(ctx context.Context) (Transport, error) {
 		select {
 		case <-conn.HandshakeComplete(): // completed, and ended since
 		default:
+			if err := s.c.handshakeErr.Load(); err != nil {
+				return nil, *err
+			}
 			return nil, wrapQUICHandshake(s.c.remoteAddr().String(), context.Cause(conn.Context()))
 		}
 	case <-ctx.Done():

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net/netip"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -138,4 +141,31 @@ func TestQUICWaitHandshakeRejectedGivesANewStream(t *testing.T) {
 	require.False(t, info.Used0RTT)
 	require.False(t, info.Resumed, "a full handshake")
 	abortQUICPair(t, next, srv)
+}
+
+// TestQUICEarlyDialToAClosedPortFailsItsHandshake (Linux): with a ticket
+// from a server that has gone away, Dial returns before any packet came
+// back; the ICMP port unreachable answering it ends the handshake at
+// once: WaitHandshake fails with syscall.ECONNREFUSED (rather than at the
+// handshake timeout), and the connection is over.
+func TestQUICEarlyDialToAClosedPortFailsItsHandshake(t *testing.T) {
+	skipUnderRace(t)
+	skipUnlessLinux(t, "ICMP errors on an unconnected UDP socket")
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	ln := quicEarlyListener(t, ctx, pki)
+	cache := tls.NewLRUClientSessionCache(4)
+	cacheQUICTicket(t, ctx, pki, ln, cache)
+	dead := addrPort(t, ln.Addr())
+	require.NoError(t, ln.Close())
+
+	cli, err := QUIC().Dial(ctx, netip.AddrPortFrom(dead.Addr(), dead.Port()), earlyOptions(pki, cache))
+	require.NoError(t, err, "0-RTT: Dial returns before any packet came back")
+	hw := pendingHandshake(t, cli)
+	start := time.Now()
+	_, err = hw.WaitHandshake(ctx)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	require.Less(t, time.Since(start), 2*time.Second, "at once, not at the handshake timeout (5 s)")
+	waitQUICDone(t, cli)
+	require.NoError(t, cli.Abort())
 }
