@@ -234,17 +234,15 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		qc.early = true
 		watch.follow(conn, qc.failHandshake)
 	}
-	var s *quicStream
-	if opts.SendOnly {
-		var str *quic.SendStream
-		if str, err = conn.OpenUniStreamSync(ctx); err == nil {
-			s = sendStream(str)
-		}
-	} else {
-		var str *quic.Stream
-		if str, err = conn.OpenStreamSync(ctx); err == nil {
-			s = bidiStream(str)
-			s.swappable = true
+	s, err := openDialStream(ctx, conn, opts.SendOnly)
+	if errors.Is(err, quic.Err0RTTRejected) {
+		// the server rejected the 0-RTT data as the handshake completed,
+		// before the stream was opened: quic-go refuses new streams until
+		// NextConnection, and the stream is then opened on the connection
+		// that goes on, with nothing to replace (WaitHandshake)
+		if _, err = conn.NextConnection(ctx); err == nil {
+			qc.early = false
+			s, err = openDialStream(ctx, conn, opts.SendOnly)
 		}
 	}
 	if err != nil {
@@ -253,6 +251,25 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		return nil, err
 	}
 	return qc.add(s), nil
+}
+
+// openDialStream opens Dial's stream: unidirectional when sendOnly, else
+// bidirectional.
+func openDialStream(ctx context.Context, conn *quic.Conn, sendOnly bool) (*quicStream, error) {
+	if sendOnly {
+		str, err := conn.OpenUniStreamSync(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return sendStream(str), nil
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := bidiStream(str)
+	s.swappable = true
+	return s, nil
 }
 
 // wrapQUICHandshake wraps TLS failures (certificate, ALPN) in a
@@ -1200,19 +1217,11 @@ func (s *quicStream) WaitHandshake(ctx context.Context) (Transport, error) {
 	if _, err := conn.NextConnection(ctx); err != nil {
 		return nil, err
 	}
-	if s.rcv == nil || s.swapped.Load() { // a unidirectional stream (Options.SendOnly, MakeSendOnly)
-		str, err := conn.OpenUniStreamSync(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return s.c.addStream(sendStream(str))
-	}
-	str, err := conn.OpenStreamSync(ctx)
+	// a unidirectional stream (Options.SendOnly, MakeSendOnly), or not
+	ns, err := openDialStream(ctx, conn, s.rcv == nil || s.swapped.Load())
 	if err != nil {
 		return nil, err
 	}
-	ns := bidiStream(str)
-	ns.swappable = true
 	return s.c.addStream(ns)
 }
 
