@@ -2,6 +2,7 @@ package taps
 
 import (
 	"net"
+	"slices"
 	"sync"
 	"testing"
 
@@ -26,6 +27,10 @@ type holdRelay struct {
 	released bool
 	peers    map[string]*relayPeer
 	wg       sync.WaitGroup
+	// zeroRTT is closed when, armed, a client's datagram carrying a 0-RTT
+	// packet went through
+	zeroRTT     chan struct{}
+	zeroRTTSeen bool
 }
 
 type relayPeer struct {
@@ -98,7 +103,7 @@ func quicHandshakeOn(b []byte) bool {
 func newHoldRelay(t *testing.T, server *net.UDPAddr) *holdRelay {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
-	r := &holdRelay{t: t, pc: pc, server: server, peers: map[string]*relayPeer{}}
+	r := &holdRelay{t: t, pc: pc, server: server, peers: map[string]*relayPeer{}, zeroRTT: make(chan struct{})}
 	r.wg.Add(1)
 	go r.fromClients()
 	t.Cleanup(r.close)
@@ -168,6 +173,10 @@ func (r *holdRelay) fromClients() {
 			p.held = append(p.held, b)
 			r.mu.Unlock()
 			continue
+		}
+		if r.armed && !r.zeroRTTSeen && slices.Contains(quicLongPacketTypes(b), 1) {
+			r.zeroRTTSeen = true
+			close(r.zeroRTT)
 		}
 		r.mu.Unlock()
 		_, _ = p.up.Write(b)
