@@ -140,10 +140,27 @@ type transportMsg interface{ transportGen() uint64 }
 
 // connection actor internal messages
 type (
+	// transportOffered: the race offered a transport (to take from the
+	// Link). A tentative one is a 0-RTT transport whose attempt has not
+	// won yet (racer.go): the first message goes on it as early data, and
+	// the connection stays Establishing until transportConfirmed (the
+	// attempt won) or transportRetracted (it failed), or until another
+	// offer replaces it (another attempt won).
 	transportOffered struct {
 		stack         string
 		local, remote net.Addr
 		report        *messages.EstablishmentReport
+		tentative     bool
+		attempt       int // a tentative one's, in its race
+	}
+	transportConfirmed struct{ report *messages.EstablishmentReport }
+	transportRetracted struct{}
+	// tentativeFailed: the tentative transport of attempt failed (a
+	// write, a framer) before its attempt won; to the racer, through the
+	// preconnection
+	tentativeFailed struct {
+		attempt int
+		err     error
 	}
 	establishmentFailed struct{ err error }
 	readData            struct {
@@ -181,7 +198,7 @@ type (
 		quic bool // a QUIC datagram beside the stream (datagram_quic.go)
 	}
 	streamAccepted struct{} // the peer opened a stream on this member's session
-	handshakeDone  struct{}
+	handshakeDone  struct{ fromTransport }
 	framerReady    struct {
 		fromTransport
 		idx int
@@ -338,6 +355,11 @@ type connActor struct {
 	// sendingEarly: the held early sends go out after the handshake,
 	// also once Close began (they were accepted before it)
 	sendingEarly bool
+	// tentative: t is a 0-RTT transport whose attempt has not won the
+	// race yet (transportOffered); sendingFirst: the first message goes
+	// on it now, though Establishing (sendFirstEarly)
+	tentative    bool
+	sendingFirst bool
 	framersNamed bool // the first framers were spawned (spawnFramer)
 	// (the one-byte fields above sit together: no padding between them)
 	quantum int32          // the grant's turn in bytes (0: schedQuantum)
@@ -700,21 +722,43 @@ func (c *connActor) Receive(ctx actor.Context) {
 	switch m := msg.(type) {
 	case *transportOffered:
 		if c.est != nil {
-			c.est.preconn = nil
+			if !m.tentative {
+				c.est.preconn = nil
+			}
 			if err := c.est.abortCause; err != nil { // the race was won as Initiate's ctx ended
 				if t := c.link.takeTransport(); t != nil {
 					_ = t.Abort()
+				}
+				if m.tentative {
+					return // the racer, asked to lose, reports the failure
 				}
 				c.abort(ctx, err)
 				return
 			}
 		}
 		c.transportOffered(ctx, m)
+	case *transportConfirmed:
+		if c.est != nil {
+			c.est.preconn = nil
+			if err := c.est.abortCause; err != nil { // won as Initiate's ctx ended
+				c.dropTentative(ctx)
+				c.abort(ctx, err)
+				return
+			}
+		}
+		c.confirmTentative(ctx, m)
+	case *transportRetracted:
+		if c.tentative {
+			c.dropTentative(ctx)
+		}
 	case *establishDeadline:
 		c.establishDeadlinePassed(ctx, m)
 	case *establishmentFailed:
 		if c.est != nil {
 			c.est.preconn = nil
+		}
+		if c.tentative {
+			c.dropTentative(ctx)
 		}
 		if f, ok := m.err.(*EstablishmentFailure); ok {
 			c.est.withPrior(f) // the races before this one, when a framer failed
@@ -796,6 +840,10 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.maybeReady(ctx)
 	case *framerFailed:
 		err := fmt.Errorf("framer %d: %w", m.idx, m.err)
+		if c.tentative {
+			c.tentativeLost(ctx, err) // the race goes on without it
+			return
+		}
 		if c.retryNextCandidate(ctx, err) {
 			return
 		}
@@ -1068,21 +1116,129 @@ func (c *connActor) spawnPreconnection(ctx actor.Context) {
 }
 
 func (c *connActor) transportOffered(ctx actor.Context, m *transportOffered) {
+	c.dropTentative(ctx) // the race's winner replaces a tentative transport
 	t := c.link.takeTransport()
 	if t == nil || c.state != Establishing {
+		if t != nil {
+			_ = t.Abort()
+		}
 		return
 	}
-	c.t, c.stack, c.local, c.remote, c.report = t, m.stack, m.local, m.remote, m.report
+	c.t, c.stack, c.local, c.remote, c.tentative = t, m.stack, m.local, m.remote, m.tentative
+	if m.tentative {
+		c.est.tentAttempt = m.attempt
+	} else {
+		c.setReport(m.report)
+		c.applySetDuring() // (a tentative transport gets them once it wins: confirmTentative)
+	}
+	c.startTransport(ctx)
+	if !m.tentative {
+		c.acceptPeerStreams(ctx)
+	}
+}
+
+// setReport keeps the race's report, after the attempts of the races
+// before it in this establishment.
+func (c *connActor) setReport(r *messages.EstablishmentReport) {
+	c.report = r
 	if c.est != nil && len(c.est.prior) > 0 && c.report != nil {
 		c.report.Attempts = append(slices.Clone(c.est.prior), c.report.Attempts...)
 	}
-	c.applySetDuring()
-	c.startTransport(ctx)
-	if ms, ok := t.(stacks.MultiStream); ok {
-		// this side dialed the session: the peer's streams go to the
-		// group, whose ConnectionReceived handler takes or refuses them
+}
+
+// acceptPeerStreams: on a session this side dialed, the peer's streams go
+// to the group, whose ConnectionReceived handler takes or refuses them.
+func (c *connActor) acceptPeerStreams(ctx actor.Context) {
+	if ms, ok := c.t.(stacks.MultiStream); ok {
 		c.acceptStreams(ctx, ms)
 	}
+}
+
+// confirmTentative: the tentative 0-RTT transport's attempt won the race,
+// its handshake complete. Its reading starts (nothing was read from it
+// before: what the server sent waited in its stream), and the connection
+// is Ready as soon as its framers are.
+func (c *connActor) confirmTentative(ctx actor.Context, m *transportConfirmed) {
+	if !c.tentative || c.state != Establishing {
+		return
+	}
+	c.tentative, c.early = false, false
+	c.setReport(m.report)
+	c.applySetDuring()
+	if err := c.est.tentLost; err != nil {
+		// it failed as its attempt won (the racer had decided before it
+		// learnt of the failure)
+		c.est.tentLost = nil
+		c.fail(ctx, err)
+		return
+	}
+	c.startReading(ctx)
+	c.acceptPeerStreams(ctx)
+	c.maybeReady(ctx)
+}
+
+// dropTentative drops the tentative 0-RTT transport, whose attempt lost
+// (its handshake failed, or another attempt won). The first message, if
+// it went on it, is queued again, first, for the next transport (it is
+// safely replayable: it may reach more than one server, RFC 9622 §9.1.3.4);
+// its Sent event is the next transport's.
+func (c *connActor) dropTentative(ctx actor.Context) {
+	if !c.tentative {
+		return
+	}
+	if c.stopEarly != nil {
+		c.stopEarly()
+		c.stopEarly = nil
+	}
+	c.early = false
+	c.dropTransport(ctx)
+	c.tentative = false
+	c.stack, c.local, c.remote = "", nil, nil
+	est := c.est // there while the race runs
+	est.tentLost = nil
+	if m := est.earlyFirst; m != nil {
+		est.earlyFirst = nil
+		c.link.unholdSent(len(m.Data))
+		c.pending = slices.Insert(c.pending, 0, m)
+	}
+}
+
+// tentativeLost: the tentative transport failed before its attempt won (a
+// write, a framer): the racer counts it as the attempt's failure and
+// retracts it (transportRetracted); until then it stays, unused.
+func (c *connActor) tentativeLost(ctx actor.Context, err error) {
+	est := c.est // there while the race runs
+	if est.tentLost != nil {
+		return
+	}
+	est.tentLost = err
+	if est.preconn != nil {
+		ctx.Send(est.preconn, &tentativeFailed{attempt: est.tentAttempt, err: err})
+	}
+}
+
+// sendFirstEarly sends the first message (InitiateWithSend's, safely
+// replayable) on the tentative 0-RTT transport, as early data, before its
+// attempt has won: its Sent event waits for the win (Link.holdSent), and a
+// lost attempt gives it back (dropTentative).
+func (c *connActor) sendFirstEarly(ctx actor.Context) {
+	est := c.est // there while the race runs
+	if est.earlyFirst != nil || !c.early || est.tentLost != nil || len(c.pending) == 0 {
+		return
+	}
+	m := c.pending[0]
+	if m != c.spec.first || m.Props == nil || !m.Props.SafelyReplayable {
+		return
+	}
+	if _, dg := c.t.(stacks.Datagrams); dg && !m.Props.Reliable {
+		return // it may go as a QUIC datagram, once Ready (startQUICDatagrams)
+	}
+	c.pending = slices.Delete(c.pending, 0, 1)
+	est.earlyFirst = m
+	c.link.holdSent(m.SendID)
+	c.sendingFirst = true
+	c.send(ctx, m)
+	c.sendingFirst = false
 }
 
 // startTransport spawns the framer actors, sends them Start, and starts the
@@ -1115,13 +1271,8 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	c.noteMultistream()
 	c.watchHandshake(ctx)
 	c.sockStart(ctx)
-	if c.datagram {
-		c.startDatagramReader(ctx)
-	} else if c.connectionless {
-		c.startFramedDatagramReader(ctx) // UDP under framers (datagram_framed.go)
-	} else {
-		c.startReader(ctx)
-		c.startQUICDatagrams(ctx)
+	if !c.tentative {
+		c.startReading(ctx) // a tentative transport's reading waits for its win (confirmTentative)
 	}
 	c.maybeReady(ctx)
 	if c.state == Establishing && c.spec.passive != nil {
@@ -1129,8 +1280,22 @@ func (c *connActor) startTransport(ctx actor.Context) {
 	}
 }
 
+// startReading starts the transport's reader.
+func (c *connActor) startReading(ctx actor.Context) {
+	switch {
+	case c.datagram:
+		c.startDatagramReader(ctx)
+	case c.connectionless:
+		c.startFramedDatagramReader(ctx) // UDP under framers (datagram_framed.go)
+	default:
+		c.startReader(ctx)
+		c.startQUICDatagrams(ctx)
+	}
+}
+
 // watchHandshake notes a transport still in 0-RTT (QUIC early data) and
-// waits, in a goroutine that ends with the connection, for its handshake.
+// waits, in a goroutine that ends with the connection (or the transport),
+// for its handshake.
 func (c *connActor) watchHandshake(ctx actor.Context) {
 	et, ok := c.t.(stacks.EarlyTransport)
 	if !ok {
@@ -1145,11 +1310,11 @@ func (c *connActor) watchHandshake(ctx actor.Context) {
 	c.early = true
 	stop := make(chan struct{})
 	c.stopEarly = func() { close(stop) }
-	root, self := ctx.ActorSystem().Root, ctx.Self()
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), fromTransport{c.tgen}
 	go func() {
 		select {
 		case <-done:
-			root.Send(self, &handshakeDone{})
+			root.Send(self, &handshakeDone{gen})
 		case <-stop:
 		}
 	}()
@@ -1302,10 +1467,21 @@ func (c *connActor) maybeReady(ctx actor.Context) {
 	if c.state != Establishing || c.t == nil || int(c.framersReady) < len(c.framers) {
 		return
 	}
+	if c.tentative {
+		c.sendFirstEarly(ctx) // and Ready waits for the attempt's win
+		return
+	}
 	c.established = time.Now()
+	earlyFirst := c.est != nil && c.est.earlyFirst != nil
 	c.endEstablishment()
 	c.startDirection() // before Ready: the application meets the connection unidirectional
 	c.apply(InReady, nil)
+	if earlyFirst {
+		// the first message went as 0-RTT data on this transport: its
+		// Sent follows Ready (or comes when its write completes)
+		c.link.releaseSent()
+		c.closeWriteAfterFinal() // a Final one was written while Establishing
+	}
 	c.link.setReadAhead(false) // from now on the application's receives drive reading
 	if c.spec.groupReceived {
 		// the group's handler takes it (group_received.go)
@@ -1737,7 +1913,7 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		c.failSend(ctx, m, ErrFinalSent)
 		return
 	}
-	if c.state == Establishing {
+	if c.state == Establishing && !c.sendingFirst {
 		c.pending = append(c.pending, m)
 		if at, ok := deadlineOf(m); ok {
 			c.armLifetime(ctx, at)
@@ -2466,6 +2642,14 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error,
 		clear(batch)
 		c.wqSpare = batch[:0] // the next queue reuses its array
 	}
+	c.closeWriteAfterFinal()
+	c.flush(ctx)
+	c.progressClose(ctx)
+}
+
+// closeWriteAfterFinal closes the sending side once a Final message and
+// everything before it are written.
+func (c *connActor) closeWriteAfterFinal() {
 	if c.finalSent && c.inFlight == 0 && len(c.wq) == 0 && !c.finSent && c.state == Established {
 		c.finSent = true
 		_ = c.t.CloseWrite() // final: the sending side is closed
@@ -2474,8 +2658,6 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error,
 			c.apply(InRemoteClose, nil)
 		}
 	}
-	c.flush(ctx)
-	c.progressClose(ctx)
 }
 
 // failedBatch reports a batch whose write failed after the transport took
@@ -2666,6 +2848,10 @@ func (c *connActor) fail(ctx actor.Context, err error) {
 	if c.state == Closed {
 		return
 	}
+	if c.tentative && c.state == Establishing {
+		c.tentativeLost(ctx, err) // an attempt that has not won: the race goes on
+		return
+	}
 	// an Established transport lost, or the transport of a
 	// re-establishment attempt lost before its framers were ready (the
 	// peer closed during their handshake): the next attempt, while the
@@ -2776,12 +2962,16 @@ func (c *connActor) stopping() {
 	}
 	c.stopQUICDatagrams()
 	if t := c.t; t != nil && !c.tClosed { // closed already when the connection ended
-		_ = t.Close()
+		if c.tentative {
+			_ = t.Abort() // an attempt that never won
+		} else {
+			_ = t.Close()
+		}
 		if c.state != Closed {
 			c.noteRelease(t) // before the terminal event below
 		}
 	}
-	if t := c.link.takeTransport(); t != nil {
+	for t := c.link.takeTransport(); t != nil; t = c.link.takeTransport() {
 		_ = t.Abort()
 	}
 	c.link.closeGate()

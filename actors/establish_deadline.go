@@ -63,6 +63,13 @@ type establishState struct {
 	// configuration it was started with), so the winner gets them as it
 	// is handed over (applySetDuring)
 	setDuring []string
+	// a tentative 0-RTT transport's (racer.go): the attempt it is of,
+	// earlyFirst the first message sent on it as early data (its Sent
+	// waits for the win), tentLost why it failed, once it did (told to
+	// the racer)
+	tentAttempt int
+	earlyFirst  *messages.SendMessage
+	tentLost    error
 }
 
 // withPrior puts the attempts of the earlier races of this establishment
@@ -180,7 +187,7 @@ func (c *connActor) establishDeadlinePassed(ctx actor.Context, m *establishDeadl
 // connection ends with the failure listing the attempts. It reports
 // whether it took the abort.
 func (c *connActor) abortWhileRacing(ctx actor.Context, cause error) bool {
-	if c.est == nil || c.est.preconn == nil || c.state != Establishing || c.everReady || c.t != nil ||
+	if c.est == nil || c.est.preconn == nil || c.state != Establishing || c.everReady || (c.t != nil && !c.tentative) ||
 		!(errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded)) {
 		return false
 	}

@@ -116,9 +116,11 @@ type Link struct {
 
 	recvFree recvFree // buffers handed back by the application (recvbuf.go)
 
-	// transport hand-over from the racer
-	transport      stacks.Transport
-	transportTaken bool
+	// transport hand-over from the racer: the transport offered and not
+	// taken yet; early, made when first needed, holds what a race with a
+	// 0-RTT attempt needs besides
+	transport stacks.Transport
+	early     *linkEarly
 
 	exec serialExec
 
@@ -671,11 +673,15 @@ func (l *Link) emitTerminal(ev Event, err error) {
 		ev == EvConnectionError && h.ConnectionError != nil:
 		l.termOut = true
 	}
-	t := l.transport
-	taken := l.transportTaken
-	l.transportTaken = true
+	var offered []stacks.Transport
+	for t := l.takeTransportLocked(); t != nil; t = l.takeTransportLocked() {
+		offered = append(offered, t)
+	}
+	if l.early != nil {
+		l.early.held = heldSend{}
+	}
 	l.mu.Unlock()
-	if t != nil && !taken {
+	for _, t := range offered {
 		_ = t.Abort() // offered but never taken: nobody else will close it
 	}
 	l.fulfil(reqs)
@@ -804,8 +810,6 @@ func (l *Link) emitReestablished(attempts int) {
 func (l *Link) reopen() {
 	l.mu.Lock()
 	l.gateClosed = false
-	l.transport = nil
-	l.transportTaken = false
 	l.rawPending.Store(0)
 	l.inflight.Store(0)
 	l.held.Store(false)
@@ -906,12 +910,17 @@ func (l *Link) endOfStream(err error) {
 	l.fulfil(reqs)
 }
 
-// sendDone reports the Send events of the given sends, in order.
+// sendDone reports the Send events of the given sends, in order (a held
+// one's waits: holdSent).
 func (l *Link) sendDone(ids []uint64, bytes int, err error) {
 	l.mu.Lock()
 	var fnArr [8]func(error)
 	fns := fnArr[:0]
 	for _, id := range ids {
+		if e := l.early; e != nil && e.held.id != 0 && id == e.held.id {
+			e.held.done, e.held.err = true, err
+			continue
+		}
 		if f := l.sendWaiters.take(id); f != nil {
 			fns = append(fns, f)
 		}
@@ -932,31 +941,114 @@ func (l *Link) sendDone(ids []uint64, bytes int, err error) {
 	}
 }
 
-// offerTransport hands an established transport to the connection. It
-// returns false (and closes t) when the connection has already ended.
+// offerTransport hands an established transport (or a 0-RTT one whose
+// attempt has not won yet) to the connection, which takes it when it gets
+// the racer's message about it (takeTransport). It returns false (and
+// closes t) when the connection has already ended.
 func (l *Link) offerTransport(t stacks.Transport) bool {
 	l.mu.Lock()
-	if l.terminal != EvNone || l.transportTaken {
+	if l.terminal != EvNone {
 		l.mu.Unlock()
 		_ = t.Abort()
 		return false
 	}
-	l.transport = t
+	if l.transport == nil {
+		l.transport = t
+	} else {
+		e := l.earlyPart()
+		e.offered = append(e.offered, t)
+	}
 	l.mu.Unlock()
 	return true
 }
 
-// takeTransport returns the offered transport once.
+// takeTransport returns the oldest transport offered and not taken yet,
+// nil when there is none.
 func (l *Link) takeTransport() stacks.Transport {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.transportTaken || l.transport == nil {
-		return nil
-	}
-	l.transportTaken = true
+	return l.takeTransportLocked()
+}
+
+func (l *Link) takeTransportLocked() stacks.Transport {
 	t := l.transport
 	l.transport = nil
+	if e := l.early; e != nil && len(e.offered) > 0 {
+		l.transport = e.offered[0]
+		e.offered[0] = nil
+		e.offered = e.offered[1:]
+	}
 	return t
+}
+
+// linkEarly is what a Link needs for a race with a 0-RTT attempt: the
+// transports offered behind the one not taken yet (a race hands a 0-RTT
+// transport over before its attempt has won, and may hand over the one
+// that replaces it before the connection has taken the first), and the
+// first message's Sent held for the win (holdSent).
+type linkEarly struct {
+	offered []stacks.Transport
+	held    heldSend
+}
+
+// earlyPart returns l.early, made if needed (with l.mu).
+func (l *Link) earlyPart() *linkEarly {
+	if l.early == nil {
+		l.early = new(linkEarly)
+	}
+	return l.early
+}
+
+// heldSend is a send whose Sent event waits (Link.holdSent): done once
+// the transport reported it, with err.
+type heldSend struct {
+	id   uint64
+	done bool
+	err  error
+}
+
+// holdSent makes the Sent (or SendError) of send id wait: the first
+// message, written as 0-RTT data on a transport whose attempt has not won
+// the race yet, is Sent only once that attempt has won (releaseSent), and
+// is sent again on the next transport if it loses (unholdSent). Its bytes
+// leave the send queue when it is written, as any send's.
+func (l *Link) holdSent(id uint64) {
+	l.mu.Lock()
+	l.earlyPart().held = heldSend{id: id}
+	l.mu.Unlock()
+}
+
+// releaseSent ends the hold: the event held is reported now; one not
+// reported yet will be when it comes.
+func (l *Link) releaseSent() {
+	l.mu.Lock()
+	var h heldSend
+	if e := l.early; e != nil {
+		h, e.held = e.held, heldSend{}
+	}
+	var fn func(error)
+	if h.done {
+		fn = l.sendWaiters.take(h.id)
+	}
+	l.mu.Unlock()
+	if fn != nil {
+		fn(h.err)
+	}
+}
+
+// unholdSent ends the hold of a send that will be sent again (its
+// transport lost the race): what was reported of it is dropped, and its n
+// bytes are accounted in the send queue again if its write had released
+// them.
+func (l *Link) unholdSent(n int) {
+	l.mu.Lock()
+	if e := l.early; e != nil {
+		if e.held.done {
+			l.sendQueued += n
+		}
+		e.held = heldSend{}
+	}
+	l.mu.Unlock()
 }
 
 // waitReadCredit blocks the reader goroutine while the application has not

@@ -104,9 +104,12 @@ func (m *establishTimeout) cause() error {
 	return m.err
 }
 
-// raceDone is the racer's report to its preconnection.
+// raceDone is the racer's report to its preconnection: a winner whose
+// transport it offers, the tentative (0-RTT) transport the connection
+// holds is the winner (won), or the race failed (err).
 type raceDone struct {
 	offered *transportOffered
+	won     *transportConfirmed
 	err     error
 }
 
@@ -250,11 +253,22 @@ func (p *preconnActor) Receive(ctx actor.Context) {
 			p.race(ctx, h)
 		}
 	case *raceDone:
-		if m.err != nil {
+		switch {
+		case m.err != nil:
 			p.finish(ctx, &establishmentFailed{err: m.err})
-			return
+		case m.won != nil:
+			p.finish(ctx, m.won)
+		default:
+			p.finish(ctx, m.offered)
 		}
-		p.finish(ctx, m.offered)
+	case *transportOffered, *transportRetracted: // a tentative 0-RTT transport, while the race goes on (racer.go)
+		if !p.done {
+			ctx.Send(ctx.Parent(), m)
+		}
+	case *tentativeFailed: // from the connection: the tentative transport failed
+		if p.racer != nil && !p.done {
+			ctx.Send(p.racer, m)
+		}
 	case *establishTimeout:
 		if p.racer != nil && !p.done {
 			ctx.Send(p.racer, m) // the racer answers raceDone listing its attempts

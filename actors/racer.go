@@ -40,6 +40,27 @@ import (
 // success is closed, never handed out, and a later DNS answer is ignored.
 // When every attempt started has failed and no DNS answer is pending, the
 // race fails with an *EstablishmentFailure listing them all.
+//
+// 0-RTT (InitiateWithSend of a safely replayable message, with a cached
+// session ticket): the stack returns a transport before its handshake has
+// completed (stacks.HandshakeWaiter), on which the first message may leave
+// at once as early data, before any packet has come back from the server.
+// Such an attempt is not established: the racer hands its transport over
+// tentatively (transportOffered.tentative), so that the connection sends
+// the first message on it, and the race goes on meanwhile (the next
+// attempts start on schedule). The attempt wins when its handshake
+// completes (candidateConfirmed: the connection is told
+// transportConfirmed, and only then is Ready); it fails like any attempt
+// when its handshake fails (the server gone, a dead address: the
+// connection drops the transport, transportRetracted, and will send the
+// first message again on the next one). Another attempt fully established
+// first wins instead (the connection drops the tentative transport as it
+// takes the winner's). One tentative transport at a time: another 0-RTT
+// attempt whose dial returns meanwhile waits (tentWaiting), and is handed
+// over if the tentative one fails, or wins if its handshake completes
+// first. A server that rejects the early data completes the handshake
+// all the same: the attempt then wins with a new stream of its
+// connection (the early data went nowhere: the first message goes again).
 
 // Racer messages.
 type (
@@ -48,8 +69,14 @@ type (
 	candidateReady struct {
 		idx int
 		h   *Handoff
+		// early: the transport's handshake has not completed (0-RTT, see
+		// above): the attempt has not won yet
+		early bool
 	}
-	candidateFailed struct {
+	// candidateConfirmed: the handshake of an early attempt completed
+	// (its transport, already reported, is established now)
+	candidateConfirmed struct{ idx int }
+	candidateFailed    struct {
 		idx int
 		err error
 	}
@@ -96,13 +123,18 @@ type racerActor struct {
 	report    *messages.EstablishmentReport
 	done      bool // the outcome was sent: report is no longer ours
 	self      *actor.PID
+	// tent is the candidate whose 0-RTT transport the connection holds
+	// tentatively (-1: none); tentWaiting are the other early attempts
+	// whose transports wait for their handshake or for tent's failure
+	tent        int
+	tentWaiting []*candidateReady
 }
 
 // newRacerActor races cands, in their order; pending: a DNS answer may
 // still add candidates (candidatesReplanned).
 func newRacerActor(s *System, spec *connSpec, cands []candidate, pending bool, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
 	r := &racerActor{sys: s, spec: spec, cands: cands, pending: pending, delay: delay, t0: t0, cacheKey: cacheKey,
-		pids: map[string]int{}, report: &messages.EstablishmentReport{FromCache: fromCache}}
+		pids: map[string]int{}, report: &messages.EstablishmentReport{FromCache: fromCache}, tent: -1}
 	r.order = make([]int, len(cands))
 	for i := range r.order {
 		r.order[i] = i
@@ -133,6 +165,13 @@ func (r *racerActor) Receive(ctx actor.Context) {
 		r.failedAttempt(ctx, m.idx, m.err)
 	case *candidateReady:
 		r.ready(ctx, m)
+	case *candidateConfirmed:
+		r.confirmed(ctx, m.idx)
+	case *tentativeFailed:
+		if !r.done && m.attempt == r.tent { // not one retracted since
+			r.stopCandidate(ctx, m.attempt)
+			r.failedAttempt(ctx, m.attempt, m.err)
+		}
 	case *candidatesReplanned:
 		r.replanned(ctx, m)
 	case *establishTimeout:
@@ -325,6 +364,19 @@ func (r *racerActor) failedAttempt(ctx actor.Context, idx int, err error) {
 		return
 	}
 	r.traceAttempt("AttemptFailed", idx, err, off)
+	r.takeWaiting(idx)
+	if idx == r.tent {
+		// the connection drops the transport, and sends the first
+		// message again on the next one: an early one waiting now, or
+		// the winner's
+		r.tent = -1
+		ctx.Send(ctx.Parent(), &transportRetracted{})
+		if len(r.tentWaiting) > 0 {
+			next := r.tentWaiting[0]
+			r.tentWaiting = r.tentWaiting[1:]
+			r.offerTentative(ctx, next)
+		}
+	}
 	r.startNext(ctx) // a failed attempt starts the next one at once
 	if r.live == 0 && !r.done && !r.pending {
 		// nothing left to start (a held candidate waits only on a running
@@ -334,34 +386,116 @@ func (r *racerActor) failedAttempt(ctx actor.Context, idx int, err error) {
 }
 
 func (r *racerActor) ready(ctx actor.Context, m *candidateReady) {
-	if r.done {
+	switch {
+	case r.done:
 		m.h.Abandon() // a late second success is closed, never handed out
-		return
+	case !m.early:
+		r.win(ctx, m.idx, m.h)
+	default:
+		r.traceAttempt("AttemptEarly", m.idx, nil, time.Since(r.t0).Nanoseconds())
+		if r.tent >= 0 {
+			r.tentWaiting = append(r.tentWaiting, m) // one tentative transport at a time
+			return
+		}
+		r.offerTentative(ctx, m)
 	}
+}
+
+// offerTentative hands the 0-RTT transport of early attempt m over to the
+// connection, which sends the first message on it while the attempt's
+// handshake completes; the attempt runs on (it has not won).
+func (r *racerActor) offerTentative(ctx actor.Context, m *candidateReady) {
 	t, ok := m.h.Claim()
 	if !ok {
 		r.failedAttempt(ctx, m.idx, errCandidateGone)
 		return
 	}
+	if !r.spec.link.offerTransport(t) { // the connection has ended (t is closed)
+		r.lose(ctx, ErrClosed)
+		return
+	}
+	r.tent = m.idx
+	c := r.cands[m.idx]
+	ctx.Send(ctx.Parent(), &transportOffered{stack: c.stack.Name(), local: t.LocalAddr(), remote: t.RemoteAddr(),
+		tentative: true, attempt: m.idx})
+}
+
+// confirmed: the handshake of early attempt idx completed. The tentative
+// one wins with the transport the connection holds; one that was waiting
+// wins with its own (the connection drops the tentative one).
+func (r *racerActor) confirmed(ctx actor.Context, idx int) {
+	if r.done {
+		return
+	}
+	if idx == r.tent {
+		r.win(ctx, idx, nil)
+		return
+	}
+	if m := r.takeWaiting(idx); m != nil {
+		r.win(ctx, idx, m.h)
+	}
+}
+
+// takeWaiting removes early attempt idx from tentWaiting and returns it
+// (nil when it was not there).
+func (r *racerActor) takeWaiting(idx int) *candidateReady {
+	for i, m := range r.tentWaiting {
+		if m.idx == idx {
+			r.tentWaiting = slices.Delete(r.tentWaiting, i, i+1)
+			return m
+		}
+	}
+	return nil
+}
+
+// stopCandidate stops the actor of candidate idx, if it runs.
+func (r *racerActor) stopCandidate(ctx actor.Context, idx int) {
+	for _, pid := range ctx.Children() {
+		if i, ok := r.pids[pid.Id]; ok && i == idx {
+			ctx.Stop(pid)
+		}
+	}
+}
+
+// win ends the race with candidate idx the winner: its transport comes
+// from h, or, when h is nil, it is the tentative one the connection holds
+// already (its 0-RTT attempt's handshake completed).
+func (r *racerActor) win(ctx actor.Context, idx int, h *Handoff) {
+	var t stacks.Transport
+	if h != nil {
+		var ok bool
+		if t, ok = h.Claim(); !ok {
+			r.failedAttempt(ctx, idx, errCandidateGone)
+			return
+		}
+	}
+	r.takeWaiting(idx) // its first transport (early data rejected) goes with its candidate
 	now := time.Since(r.t0)
-	if !r.endAttempt(m.idx, nil, now.Nanoseconds()) {
-		_ = t.Abort() // not a running attempt of ours: cannot happen
+	if !r.endAttempt(idx, nil, now.Nanoseconds()) {
+		if t != nil {
+			_ = t.Abort() // not a running attempt of ours: cannot happen
+		}
 		return
 	}
 	r.done = true
 	r.stopTimer()
-	c := r.cands[m.idx]
-	r.att[m.idx].Won = true
+	c := r.cands[idx]
+	r.att[idx].Won = true
 	r.report.DurationNs = now.Nanoseconds()
-	r.traceAttempt("AttemptWon", m.idx, nil, now.Nanoseconds())
+	r.traceAttempt("AttemptWon", idx, nil, now.Nanoseconds())
 	r.cancelLive(now)
 	if r.cacheKey != "" {
 		cacheFor(r.sys).store(r.cacheKey, raceWinner{stack: c.stack.Name(), remote: c.remote, path: c.path, at: time.Now()})
 	}
-	offered := &transportOffered{stack: c.stack.Name(), local: t.LocalAddr(), remote: t.RemoteAddr(), report: r.report}
-	if r.spec.link.offerTransport(t) {
+	switch {
+	case t == nil:
+		ctx.Send(ctx.Parent(), &raceDone{won: &transportConfirmed{report: r.report}})
+	case r.spec.link.offerTransport(t):
+		// a tentative transport the connection holds is dropped as it
+		// takes this one
+		offered := &transportOffered{stack: c.stack.Name(), local: t.LocalAddr(), remote: t.RemoteAddr(), report: r.report}
 		ctx.Send(ctx.Parent(), &raceDone{offered: offered})
-	} else {
+	default:
 		ctx.Send(ctx.Parent(), &raceDone{err: &EstablishmentFailure{Err: ErrClosed, Report: r.report}})
 	}
 	// the winner is handed over first: stopping a loser waits (briefly,
@@ -443,25 +577,43 @@ func (r *racerActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, c
 
 // candidateActor is one attempt: it dials in a goroutine it owns and holds
 // the socket until the racer claims it; when stopped first, it closes it.
+// A transport whose handshake has not completed (0-RTT) is reported
+// early (candidateReady.early); a second goroutine then waits for the
+// handshake (awaitHandshake), whose outcome the candidate reports next:
+// candidateConfirmed, candidateFailed, or (the server rejected the early
+// data) candidateReady with the transport that replaces the first.
 //
 // It runs on controlDispatcher (system.go): the dial goroutine, once it
 // has posted its result, runs the candidate, the racer, the preconnection
-// and the connection up to Ready. So it is counted in dialing only until
-// the dial has returned and its result is in res, never while it posts:
-// Stopping waits for dialing and may run on that very goroutine (the
-// winner is stopped by the race it won) or on another one.
+// and the connection up to Ready (as the handshake's goroutine does once
+// it has posted its). So each is counted in dialing only until the dial
+// (the handshake) has returned and its result is in res (hs), never while
+// it posts: Stopping waits for dialing and may run on that very goroutine
+// (the winner is stopped by the race it won) or on another one.
 type candidateActor struct {
 	idx     int
 	c       candidate
 	opts    *stacks.Options
+	dctx    context.Context // the dial's, and the handshake's: cancelled by Stopping
 	cancel  context.CancelFunc
 	dialing sync.WaitGroup
-	res     dialResult // the dial's outcome, once dialing is done
-	handled bool
+	res     dialResult      // the dial's outcome, once dialing is done
+	hs      handshakeResult // an early transport's handshake outcome, once done
+	handled bool            // res reached the actor
+	hsDone  bool            // hs reached the actor
 	h       *Handoff
+	h2      *Handoff // the transport that replaced h's (early data rejected)
 }
 
 type dialResult struct {
+	t     stacks.Transport
+	err   error
+	early bool // t's handshake has not completed (stacks.HandshakeWaiter)
+}
+
+// handshakeResult is how the handshake of an early transport ended: t,
+// when not nil, replaces it (stacks.HandshakeWaiter).
+type handshakeResult struct {
 	t   stacks.Transport
 	err error
 }
@@ -474,17 +626,24 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		dctx, cancel := context.WithCancel(context.Background())
-		a.cancel = cancel
+		a.dctx, a.cancel = dctx, cancel
 		root, self := ctx.ActorSystem().Root, ctx.Self()
 		a.dialing.Add(1)
 		go func() {
 			growStack() // this goroutine runs the race's end up to Ready
 			t, err := dialContained(dctx, a.c, *a.opts)
-			a.res = dialResult{t: t, err: err}
+			early := false
+			if err == nil {
+				if early, err = handshakePending(t); err != nil {
+					_ = t.Abort()
+					t = nil
+				}
+			}
+			a.res = dialResult{t: t, err: err, early: early}
 			stopped := dctx.Err() != nil // by Stopping, which closes a.res.t
 			a.dialing.Done()
 			if !stopped {
-				root.Send(self, &dialResult{t: t, err: err})
+				root.Send(self, &dialResult{t: t, err: err, early: early})
 			}
 		}()
 	case *dialResult:
@@ -495,15 +654,74 @@ func (a *candidateActor) Receive(ctx actor.Context) {
 			return
 		}
 		a.h = NewHandoff(m.t)
-		ctx.Send(ctx.Parent(), &candidateReady{idx: a.idx, h: a.h})
+		if m.early {
+			a.awaitHandshake(ctx, m.t) // before the report: a Stop it brings waits for it
+		}
+		ctx.Send(ctx.Parent(), &candidateReady{idx: a.idx, h: a.h, early: m.early})
+	case *handshakeResult:
+		a.hsDone = true
+		switch {
+		case m.err != nil:
+			ctx.Send(ctx.Parent(), &candidateFailed{idx: a.idx, err: m.err})
+			ctx.Stop(ctx.Self())
+		case m.t != nil: // the server rejected the early data
+			a.h2 = NewHandoff(m.t)
+			ctx.Send(ctx.Parent(), &candidateReady{idx: a.idx, h: a.h2})
+		default:
+			ctx.Send(ctx.Parent(), &candidateConfirmed{idx: a.idx})
+		}
 	case *actor.Stopping:
 		a.cancel()
-		a.dialing.Wait() // dialing returns promptly once cancelled
+		a.dialing.Wait() // dialing (or the handshake's wait) returns promptly once cancelled
 		if a.h != nil {
 			a.h.Abandon()
 		} else if !a.handled && a.res.t != nil {
 			_ = a.res.t.Abort() // dialed, but the result never reached us
 		}
+		if a.h2 != nil {
+			a.h2.Abandon()
+		} else if !a.hsDone && a.hs.t != nil {
+			_ = a.hs.t.Abort() // the replacement never reached us
+		}
+	}
+}
+
+// awaitHandshake waits, in a goroutine counted in dialing until it has its
+// result in hs (never while it posts it), for the handshake of early
+// transport t. It runs in a handler (a Stopping, which waits for dialing,
+// cannot run meanwhile).
+func (a *candidateActor) awaitHandshake(ctx actor.Context, t stacks.Transport) {
+	dctx, root, self := a.dctx, ctx.ActorSystem().Root, ctx.Self()
+	a.dialing.Add(1)
+	go func() {
+		nt, err := t.(stacks.HandshakeWaiter).WaitHandshake(dctx)
+		a.hs = handshakeResult{t: nt, err: err}
+		stopped := dctx.Err() != nil // by Stopping, which closes a.hs.t
+		a.dialing.Done()
+		if !stopped {
+			root.Send(self, &handshakeResult{t: nt, err: err})
+		}
+	}()
+}
+
+// handshakePending reports whether t's handshake has not completed yet (a
+// QUIC 0-RTT transport: stacks.HandshakeWaiter); a panicking transport
+// gives a *supervision.PanicError.
+func handshakePending(t stacks.Transport) (pending bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			pending, err = false, &supervision.PanicError{Where: "transport handshake", Value: p, Stack: debug.Stack()}
+		}
+	}()
+	hw, ok := t.(stacks.HandshakeWaiter)
+	if !ok {
+		return false, nil
+	}
+	select {
+	case <-hw.HandshakeComplete():
+		return false, nil
+	default:
+		return true, nil
 	}
 }
 

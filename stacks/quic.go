@@ -97,21 +97,26 @@ type quicStack struct{}
 //
 // Options.TLS is required (ErrNoTLSConfig otherwise); NextProtos defaults to
 // DefaultQUICALPN. Dial uses 0-RTT (DialEarly) when TLS.ClientSessionCache
-// is set. Options.KeepAlive is the PING period, ConnTimeout the idle
-// timeout, DSCP and Interface apply to the UDP socket.
+// is set and Options.EarlyData: with a ticket cached for the server it
+// returns before the handshake completes (what is written then goes as
+// 0-RTT data), and its Transport, a HandshakeWaiter, tells how the
+// handshake ends. Options.KeepAlive is the PING period, ConnTimeout the
+// idle timeout, DSCP and Interface apply to the UDP socket.
 //
 // On Linux, an ICMP error from the server during Dial's handshake (port or
 // host unreachable) fails Dial at once with an error that unwraps to its
-// errno (syscall.ECONNREFUSED, ...), as TCP's refused connect does;
-// elsewhere, and once established, ICMP errors are ignored
-// (quic_icmp_linux.go).
+// errno (syscall.ECONNREFUSED, ...), as TCP's refused connect does (after
+// a 0-RTT Dial, which returns before any packet came back, it fails the
+// handshake: WaitHandshake returns that error); elsewhere, and once
+// established, ICMP errors are ignored (quic_icmp_linux.go).
 //
-// Dial returns after the handshake and opening of the stream. The peer's
-// Listener sees the stream, and so returns it from Accept, only once the
-// first stream data arrive (QUIC creates streams implicitly, RFC 9000
-// §2.1): the dialing side must write first. CloseWrite sends FIN; Close sends
-// FIN and stops reading (STOP_SENDING); Abort resets both directions and
-// closes the connection if no other stream Transport uses it.
+// Dial returns after the handshake (before it, with 0-RTT) and the opening
+// of the stream. The peer's Listener sees the stream, and so returns it
+// from Accept, only once the first stream data arrive (QUIC creates
+// streams implicitly, RFC 9000 §2.1): the dialing side must write first.
+// CloseWrite sends FIN; Close sends FIN and stops reading (STOP_SENDING);
+// Abort resets both directions and closes the connection if no other
+// stream Transport uses it.
 func QUIC() Stack { return quicStack{} }
 
 func (quicStack) Name() string { return "quic" }
@@ -199,7 +204,7 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	// migration replaces them (quic_migrate.go)
 	sock := newQUICSocket(udp)
 	// an ICMP error from remote ends the handshake (quic_icmp_linux.go)
-	pc, dctx, watched := watchQUICICMP(ctx, sock, remote)
+	pc, dctx, watch := watchQUICICMP(ctx, sock, remote)
 	sock.tr = &quic.Transport{Conn: quicPacketConn(pc, opts)}
 	tr := sock.tr
 	ra := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()))
@@ -212,24 +217,32 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	} else {
 		conn, err = tr.Dial(dctx, ra, cfg, quicConfig(opts))
 	}
-	watched()
 	if err != nil {
+		watch.stop()
 		release()
 		return nil, wrapQUICHandshake(remote.String(), err)
 	}
 	qc := newQUICConn(conn, udp, opts, release, nil)
 	qc.dial = dp
-	var s *quicStream
-	if opts.SendOnly {
-		var str *quic.SendStream
-		if str, err = conn.OpenUniStreamSync(ctx); err == nil {
-			s = sendStream(str)
-		}
-	} else {
-		var str *quic.Stream
-		if str, err = conn.OpenStreamSync(ctx); err == nil {
-			s = bidiStream(str)
-			s.swappable = true
+	select {
+	case <-conn.HandshakeComplete():
+		watch.stop()
+	default:
+		// DialEarly returned with 0-RTT keys (see WaitHandshake): an
+		// ICMP error before the handshake completes ends the connection,
+		// as it would have ended Dial
+		qc.early = true
+		watch.follow(conn, qc.failHandshake)
+	}
+	s, err := openDialStream(ctx, conn, opts.SendOnly)
+	if errors.Is(err, quic.Err0RTTRejected) {
+		// the server rejected the 0-RTT data as the handshake completed,
+		// before the stream was opened: quic-go refuses new streams until
+		// NextConnection, and the stream is then opened on the connection
+		// that goes on, with nothing to replace (WaitHandshake)
+		if _, err = conn.NextConnection(ctx); err == nil {
+			qc.early = false
+			s, err = openDialStream(ctx, conn, opts.SendOnly)
 		}
 	}
 	if err != nil {
@@ -238,6 +251,25 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 		return nil, err
 	}
 	return qc.add(s), nil
+}
+
+// openDialStream opens Dial's stream: unidirectional when sendOnly, else
+// bidirectional.
+func openDialStream(ctx context.Context, conn *quic.Conn, sendOnly bool) (*quicStream, error) {
+	if sendOnly {
+		str, err := conn.OpenUniStreamSync(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return sendStream(str), nil
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := bidiStream(str)
+	s.swappable = true
+	return s, nil
 }
 
 // wrapQUICHandshake wraps TLS failures (certificate, ALPN) in a
@@ -261,6 +293,13 @@ type quicConn struct {
 	opts    Options
 	release func()
 	done    chan struct{} // closed when the connection ended and was released
+
+	// early: DialEarly returned before the handshake completed (0-RTT);
+	// set before the first stream Transport is handed out. handshakeErr
+	// is what ended its handshake, when not the connection's own cause
+	// (an ICMP error: failHandshake)
+	early        bool
+	handshakeErr atomic.Pointer[error]
 
 	mu       sync.Mutex
 	streams  int
@@ -1123,6 +1162,68 @@ func (s *quicStream) Conn() *quic.Conn { return s.c.conn }
 // HandshakeComplete is closed when the handshake has completed: before, a
 // connection from DialEarly carries 0-RTT data.
 func (s *quicStream) HandshakeComplete() <-chan struct{} { return s.c.conn.HandshakeComplete() }
+
+// failHandshake ends an early connection whose handshake met err (an ICMP
+// error from the server, quic_icmp_linux.go): WaitHandshake returns err.
+// It does not wait for the connection's end (it runs on the socket's
+// reading goroutine).
+func (c *quicConn) failHandshake(err error) {
+	if !c.handshakeErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	go func() { _ = c.conn.CloseWithError(quicCodeAbort, "handshake failed") }()
+}
+
+// icmpWatch is a QUIC Dial's watch of the ICMP errors that end its
+// handshake (quic_icmp_linux.go): stopped once Dial returned, or, after an
+// early Dial, once the handshake completed (follow).
+type icmpWatch interface {
+	stop()
+	follow(conn *quic.Conn, fail func(error))
+}
+
+// noICMPWatch watches nothing (the socket has no error queue).
+type noICMPWatch struct{}
+
+func (noICMPWatch) stop()                          {}
+func (noICMPWatch) follow(*quic.Conn, func(error)) {}
+
+// WaitHandshake implements HandshakeWaiter. A server that rejects the 0-RTT
+// data (it cannot resume the session: it lost the ticket's keys, say)
+// completes a full handshake: quic-go then drops what was sent as 0-RTT
+// and resets every stream opened before (their reads and writes fail with
+// quic.Err0RTTRejected), and the connection goes on with the streams
+// opened after (NextConnection). A new stream of the kind Dial opened is
+// returned for it.
+func (s *quicStream) WaitHandshake(ctx context.Context) (Transport, error) {
+	conn := s.c.conn
+	select {
+	case <-conn.HandshakeComplete():
+	case <-conn.Context().Done():
+		select {
+		case <-conn.HandshakeComplete(): // completed, and ended since
+		default:
+			if err := s.c.handshakeErr.Load(); err != nil {
+				return nil, *err
+			}
+			return nil, wrapQUICHandshake(s.c.remoteAddr().String(), context.Cause(conn.Context()))
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if !s.c.early || conn.ConnectionState().Used0RTT {
+		return nil, nil
+	}
+	if _, err := conn.NextConnection(ctx); err != nil {
+		return nil, err
+	}
+	// a unidirectional stream (Options.SendOnly, MakeSendOnly), or not
+	ns, err := openDialStream(ctx, conn, s.rcv == nil || s.swapped.Load())
+	if err != nil {
+		return nil, err
+	}
+	return s.c.addStream(ns)
+}
 
 // Info reads the UDP socket's DSCP and the connection's TLS state.
 func (s *quicStream) Info() (TransportInfo, error) {

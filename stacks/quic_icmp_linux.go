@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/quic-go/quic-go"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
@@ -23,33 +24,52 @@ import (
 // kernel ends a TCP connect in SYN-SENT. Once Dial returns the options are
 // off again: an established connection never learns of ICMP errors (RFC
 // 9000 §14.2.1: unauthenticated ICMP messages must not end a connection),
-// it ends by its idle timeout as before. With 0-RTT (DialEarly) the watch
-// ends when Dial returns, before the handshake is complete.
+// it ends by its idle timeout as before. With 0-RTT (DialEarly), Dial
+// returns before the handshake is complete: the watch goes on until it
+// completes (follow), and an ICMP error meanwhile ends the connection,
+// whose handshake then fails with that error (quicStream.WaitHandshake).
 
 // quicICMPSocket is the socket a QUIC Dial gives its quic.Transport.
 type quicICMPSocket struct {
 	*quicSocket
 	remote   netip.AddrPort // the server (unmapped, no zone)
-	watching atomic.Bool    // Dial is under way: ICMP errors end it
+	watching atomic.Bool    // Dial (or an early connection's handshake) is under way: ICMP errors end it
 	fail     context.CancelCauseFunc
+	// late ends the connection of an early Dial that returned (follow)
+	late atomic.Pointer[func(error)]
 }
 
 // watchQUICICMP sets IP_RECVERR on sock and returns what the Transport
 // reads and writes, the context to dial with (ended, with the ICMP error
-// as its cause, when one comes back from remote) and the function to call
-// once Dial returned. When the option cannot be set, sock and ctx are
-// returned as they are.
-func watchQUICICMP(ctx context.Context, sock *quicSocket, remote netip.AddrPort) (quicUDP, context.Context, func()) {
+// as its cause, when one comes back from remote) and the watch, to stop
+// once Dial returned (or to follow the handshake of an early connection).
+// When the option cannot be set, sock and ctx are returned as they are.
+func watchQUICICMP(ctx context.Context, sock *quicSocket, remote netip.AddrPort) (quicUDP, context.Context, icmpWatch) {
 	var serr error
 	if rc, err := sock.SyscallConn(); err != nil ||
 		rc.Control(func(fd uintptr) { serr = enableRecvErr(int(fd)) }) != nil || serr != nil {
-		return sock, ctx, func() {}
+		return sock, ctx, noICMPWatch{}
 	}
 	dctx, cancel := context.WithCancelCause(ctx)
 	s := &quicICMPSocket{quicSocket: sock, fail: cancel,
 		remote: netip.AddrPortFrom(remote.Addr().Unmap().WithZone(""), remote.Port())}
 	s.watching.Store(true)
-	return s, dctx, s.stop
+	return s, dctx, s
+}
+
+// follow keeps the watch on after an early Dial (0-RTT) returned, until
+// conn's handshake completes or conn ends, in a goroutine that waits for
+// either: an ICMP error from the server meanwhile goes to fail, which ends
+// conn, as it would have ended Dial.
+func (s *quicICMPSocket) follow(conn *quic.Conn, fail func(error)) {
+	s.late.Store(&fail)
+	go func() {
+		select {
+		case <-conn.HandshakeComplete():
+		case <-conn.Context().Done():
+		}
+		s.stop()
+	}()
 }
 
 // stop ends the watch: it turns IP_RECVERR / IPV6_RECVERR off (which
@@ -85,9 +105,13 @@ func (s *quicICMPSocket) icmp(err error, onRead bool) bool {
 	}
 	for _, se := range drainErrQueue(rc) {
 		if s.watching.Load() && s.ends(se) {
-			s.fail(&net.OpError{Op: "dial", Net: "udp", Source: s.LocalAddr(),
+			err := &net.OpError{Op: "dial", Net: "udp", Source: s.LocalAddr(),
 				Addr: net.UDPAddrFromAddrPort(s.remote),
-				Err:  fmt.Errorf("QUIC handshake: ICMP type %d code %d from %v: %w", se.Type, se.Code, se.Offender, se.Err)})
+				Err:  fmt.Errorf("QUIC handshake: ICMP type %d code %d from %v: %w", se.Type, se.Code, se.Offender, se.Err)}
+			s.fail(err)
+			if late := s.late.Load(); late != nil {
+				(*late)(err)
+			}
 		}
 	}
 	return soft

@@ -393,6 +393,23 @@ type EarlyTransport interface {
 	HandshakeComplete() <-chan struct{}
 }
 
+// HandshakeWaiter is an EarlyTransport that tells how its handshake ends
+// (QUIC's Dial with 0-RTT): a race does not take such a transport for
+// established before its handshake has completed.
+type HandshakeWaiter interface {
+	EarlyTransport
+	// WaitHandshake blocks until the handshake has completed, has failed,
+	// or ctx has ended. It returns the handshake's failure (the error that
+	// ended the connection before the handshake completed), or ctx's
+	// error. When the peer completed the handshake but rejected the early
+	// data (RFC 9001 §4.6.2: nothing written before reached it, and the
+	// stream went with it), it returns a Transport for a new stream of the
+	// same connection, to be used instead: this one is then only aborted
+	// (which leaves the connection to the new stream). Otherwise the
+	// Transport is nil.
+	WaitHandshake(ctx context.Context) (Transport, error)
+}
+
 // ResetWatcher is implemented by transports that can tell, with nothing
 // read or written, that the peer reset the connection after its end of
 // stream was read (a half-closed connection): a TCP RST (TCP, TLS; Linux

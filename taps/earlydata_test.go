@@ -2,6 +2,7 @@ package taps
 
 import (
 	"net"
+	"slices"
 	"sync"
 	"testing"
 
@@ -26,6 +27,10 @@ type holdRelay struct {
 	released bool
 	peers    map[string]*relayPeer
 	wg       sync.WaitGroup
+	// zeroRTT is closed when, armed, a client's datagram carrying a 0-RTT
+	// packet went through
+	zeroRTT     chan struct{}
+	zeroRTTSeen bool
 }
 
 type relayPeer struct {
@@ -98,7 +103,7 @@ func quicHandshakeOn(b []byte) bool {
 func newHoldRelay(t *testing.T, server *net.UDPAddr) *holdRelay {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
-	r := &holdRelay{t: t, pc: pc, server: server, peers: map[string]*relayPeer{}}
+	r := &holdRelay{t: t, pc: pc, server: server, peers: map[string]*relayPeer{}, zeroRTT: make(chan struct{})}
 	r.wg.Add(1)
 	go r.fromClients()
 	t.Cleanup(r.close)
@@ -168,6 +173,10 @@ func (r *holdRelay) fromClients() {
 			p.held = append(p.held, b)
 			r.mu.Unlock()
 			continue
+		}
+		if r.armed && !r.zeroRTTSeen && slices.Contains(quicLongPacketTypes(b), 1) {
+			r.zeroRTTSeen = true
+			close(r.zeroRTT)
 		}
 		r.mu.Unlock()
 		_, _ = p.up.Write(b)
@@ -270,4 +279,87 @@ func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
 	require.True(t, c.GetProperties().Socket.Used0RTT)
 	roundTrip(t, c, "after")
 	require.Equal(t, got{"after", false}, <-received, "sent after the handshake: not early")
+}
+
+// heldZeroRTT is a client resuming a QUIC session through a holdRelay
+// whose handshake is held back: the client's first message has reached
+// the server as 0-RTT data, and s is the server's Connection, while its
+// handshake cannot complete (what it sends that is not safely replayable
+// waits for it). The client's InitiateWithSend returns only once its
+// handshake has completed: release lets it complete and returns the
+// client's Connection.
+type heldZeroRTT struct {
+	t     *testing.T
+	relay *holdRelay
+	s     *Connection
+	done  chan heldInitiated
+}
+
+type heldInitiated struct {
+	c   *Connection
+	err error
+}
+
+// newHeldZeroRTT makes a first, full handshake for the session ticket,
+// then InitiateWithSend of first (safely replayable) with the relay
+// holding the handshake, and returns once the server's Connection has read
+// first as early data.
+func newHeldZeroRTT(t *testing.T, sys *System, first string) *heldZeroRTT {
+	t.Helper()
+	pki := newTestPKI(t)
+	tp := quicOnly(t)
+	ctx := testCtx(t)
+	ln := quicListen(t, ctx, sys, pki, tp)
+	relay, pre := relayedPre(t, sys, pki, tp, ln)
+
+	c, err := pre.InitiateWithSend(ctx, []byte("full"), NewMessageContext().SafelyReplayable(true))
+	require.NoError(t, err)
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	m, err := s.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "full", string(m.Data))
+	require.False(t, m.Context.EarlyData())
+	require.NoError(t, s.Send(ctx, []byte("ticket"), nil))
+	roundTripAfter(t, c, "ticket") // the ticket came before it
+	c.Abort()
+	<-c.Done()
+	<-s.Done() // its close came through the relay
+
+	relay.arm()
+	h := &heldZeroRTT{t: t, relay: relay, done: make(chan heldInitiated, 1)}
+	go func() {
+		c, err := pre.InitiateWithSend(ctx, []byte(first), NewMessageContext().SafelyReplayable(true))
+		h.done <- heldInitiated{c, err}
+	}()
+	h.s, err = ln.Accept(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		h.s.Abort()
+		<-h.s.Done() // before the relay closes
+	})
+	m, err = h.s.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, first, string(m.Data))
+	require.True(t, m.Context.EarlyData(), "read before the handshake completed: early data")
+	select {
+	case in := <-h.done:
+		t.Fatalf("InitiateWithSend returned before the handshake completed: %v", in.err)
+	default:
+	}
+	return h
+}
+
+// release lets the handshake complete and returns the client's
+// Connection.
+func (h *heldZeroRTT) release() *Connection {
+	h.t.Helper()
+	h.relay.release()
+	in := <-h.done
+	require.NoError(h.t, in.err)
+	h.t.Cleanup(func() {
+		in.c.Abort()
+		<-in.c.Done()
+	})
+	return in.c
 }

@@ -395,9 +395,11 @@ func (p *Preconnection) OnClosed(fn func(*Connection)) {
 // seed's sent_handler of initiate_with_send): err is nil for Sent, a
 // *SendError otherwise (unwrapping to ErrExpired for Expired), as a
 // SendAsync handler gets it. It is called once, in order with the
-// connection's other events (Sent may come before Ready when the message
-// rides 0-RTT). When establishment fails, the EstablishmentError is the
-// only event: the handler is not called. A first message found invalid
+// connection's other events, for the connection that became Ready (a
+// message that rode 0-RTT is Sent after Ready: its attempt won once its
+// handshake completed; one sent on an attempt that lost is not reported).
+// When establishment fails, the EstablishmentError is the only event: the
+// handler is not called. A first message found invalid
 // before anything is sent (a property value, a framer's CheckMessage) fails
 // InitiateWithSend itself; one the selected stack cannot send (a message
 // property it cannot honour) is a SendError here, and the connection stays
@@ -689,9 +691,17 @@ func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
 
 // InitiateWithSend initiates a Connection and sends data as its first
 // Message (RFC 9622 §9.2.5). A message marked SafelyReplayable may go as
-// 0-RTT data where a stack supports it; otherwise it is sent right after
-// establishment. It returns when the Connection is Ready; the message's
-// own event (Sent, Expired or SendError) goes to the OnFirstMessageSent
+// 0-RTT data where a stack supports it (QUIC, with a session ticket
+// cached); otherwise it is sent right after establishment. A 0-RTT message
+// leaves at once, before anything has come back from the server, but its
+// attempt wins the race only once its handshake completes: the race goes
+// on meanwhile, an attempt whose handshake fails (the server gone) is a
+// failed attempt like any other, and the message is sent again on the
+// attempt that wins (a safely replayable message may reach more than one
+// server, RFC 9622 §9.1.3.4; the winner's gets it once, and so does a
+// server that rejected the 0-RTT data). It returns when the Connection is
+// Ready (with 0-RTT, once the handshake has completed); the message's own
+// event (Sent, Expired or SendError) goes to the OnFirstMessageSent
 // handler. On a UnidirectionalReceive Preconnection it fails at once
 // (ErrReceiveOnly).
 func (p *Preconnection) InitiateWithSend(ctx context.Context, data []byte, mc *MessageContext) (*Connection, error) {

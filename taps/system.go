@@ -171,7 +171,10 @@ type TraceRecord struct {
 	//   - "candidate": a racing attempt (AttemptStarted, AttemptFailed,
 	//     AttemptWon, AttemptCancelled; FramerFailed before Ready;
 	//     AttemptHeld: under opportunistic security a plain attempt
-	//     waits for the secure attempt to its address)
+	//     waits for the secure attempt to its address; AttemptEarly: a
+	//     0-RTT attempt's transport is up before its handshake completed,
+	//     the first message may go on it as early data, and it wins, or
+	//     fails, when its handshake does)
 	//   - "sent", "received" (Received, ReceivedPartial, ReceiveError,
 	//     PeerEndOfStream), "send_error", "receive_error" (a framer
 	//     failed), "expired": message events
