@@ -217,9 +217,7 @@ func (r *holdRelay) close() {
 // client's Finished) has EarlyData; messages after the handshake do not,
 // nor do those of a full handshake.
 func TestEarlyDataMarksZeroRTTMessages(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	tp := NewTransportProperties()

@@ -235,9 +235,7 @@ func TestMsgPropsLifetimeExpiresWhileQueued(t *testing.T) {
 // never meets this: its InitiateWithSend returns once the handshake has
 // completed.)
 func TestMsgPropsZeroRTTKeepsOrderAndFinalLast(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a 0-RTT handshake completing races inside quic-go (TestEarlyDataMarksZeroRTTMessages)")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	ctx := testCtx(t)
 	h := newHeldZeroRTT(t, sys, "zero-rtt")

@@ -403,9 +403,7 @@ func TestQUICHuntPerMsgReliabilityReadsBackWhetherDatagramsRun(t *testing.T) {
 // end of stream. (The initiating side never meets this: its
 // InitiateWithSend returns once the handshake has completed.)
 func TestQUICHuntCloseDuringZeroRTTSendsTheHeldMessages(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	ctx := testCtx(t)
 	h := newHeldZeroRTT(t, sys, "zero-rtt")

@@ -468,9 +468,7 @@ func TestSetPropertyNotApplicableAndEntangledDSCP(t *testing.T) {
 }
 
 func TestZeroRTTOnlyForSafelyReplayableFirstMessages(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	tp := NewTransportProperties()

@@ -308,9 +308,7 @@ func endpointOn(port uint16) string {
 // wins first); the Connection is Ready on the live server, which receives
 // the first message exactly once, and the message's Sent comes once.
 func TestZeroRTTDeadServerLosesTheRace(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys, tr := tracedSystem(t)
 	pki := newTestPKI(t)
 	ctx := testCtx(t)
@@ -321,12 +319,7 @@ func TestZeroRTTDeadServerLosesTheRace(t *testing.T) {
 	pre := zeroRTTPre(t, sys, pki, []uint16{dead, live.port})
 	sent := countFirstSent(pre)
 	errs := recordErrorEvents(pre)
-	c, err := pre.InitiateWithSend(ctx, []byte("first"), NewMessageContext().SafelyReplayable(true))
-	require.NoError(t, err)
-	defer func() {
-		c.Abort()
-		<-c.Done()
-	}()
+	c := initiateFirst(t, ctx, pre)
 	require.Equal(t, StateEstablished, c.State())
 	roundTripAfter(t, c, "first") // the live server's echo
 	roundTrip(t, c, "after")
@@ -361,9 +354,7 @@ func TestZeroRTTDeadServerLosesTheRace(t *testing.T) {
 // meanwhile, and the live server's attempt, which starts a Connection
 // Attempt Delay later, wins; the silent one is cancelled.
 func TestZeroRTTSilentServerLosesTheRace(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys, tr := tracedSystem(t)
 	pki := newTestPKI(t)
 	ctx := testCtx(t)
@@ -375,12 +366,7 @@ func TestZeroRTTSilentServerLosesTheRace(t *testing.T) {
 	pre := zeroRTTPre(t, sys, pki, []uint16{dead, live.port})
 	sent := countFirstSent(pre)
 	errs := recordErrorEvents(pre)
-	c, err := pre.InitiateWithSend(ctx, []byte("first"), NewMessageContext().SafelyReplayable(true))
-	require.NoError(t, err)
-	defer func() {
-		c.Abort()
-		<-c.Done()
-	}()
+	c := initiateFirst(t, ctx, pre)
 	select {
 	case <-silent.zeroRTT:
 	case <-ctx.Done():
@@ -403,9 +389,7 @@ func TestZeroRTTSilentServerLosesTheRace(t *testing.T) {
 // timeout, with no Ready, no ConnectionError and no event for the first
 // message.
 func TestZeroRTTDeadServerAloneIsEstablishmentError(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	ctx := testCtx(t)
@@ -438,9 +422,7 @@ func TestZeroRTTDeadServerAloneIsEstablishmentError(t *testing.T) {
 // the establishment timeout (ReasonTimeout, the attempt listed), with no
 // Ready, no ConnectionError and no event for the first message.
 func TestZeroRTTSilentServerAloneIsEstablishmentError(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	ctx := testCtx(t)
@@ -501,9 +483,7 @@ func notYet(t *testing.T, done <-chan heldInitiated, sent *firstSentCounter) {
 // cannot complete first); the Connection is Ready, and the first
 // message's Sent comes, once the handshake has completed, once.
 func TestZeroRTTLiveServerAcceptsEarlyData(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	ctx := testCtx(t)
@@ -561,9 +541,7 @@ func TestZeroRTTLiveServerAcceptsEarlyData(t *testing.T) {
 // nowhere: it is sent again after the handshake, and the server receives
 // it once.
 func TestZeroRTTRejectedIsSentAgain(t *testing.T) {
-	if raceDetector {
-		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
-	}
+	skip0RTTUnderRace(t)
 	sys, tr := tracedSystem(t)
 	pki := newTestPKI(t)
 	ctx := testCtx(t)
@@ -602,4 +580,29 @@ func TestZeroRTTRejectedIsSentAgain(t *testing.T) {
 	errs.none(t)
 	require.True(t, tr.has("AttemptEarly", relay.port()), "the first message went as 0-RTT data: %v", tr)
 	require.True(t, tr.has("AttemptWon", relay.port()), "%v", tr)
+}
+
+// skip0RTTUnderRace skips a 0-RTT test in a -race build: opening a stream
+// while a 0-RTT handshake completes is a data race inside quic-go
+// (quic-go #4303: the peer's transport parameters); such paths are tested
+// without -race.
+func skip0RTTUnderRace(t *testing.T) {
+	t.Helper()
+	if raceDetector {
+		t.Skip("quic-go #4303: a stream opened while a 0-RTT handshake completes is a data race inside quic-go (the peer's transport parameters); this path is tested without -race")
+	}
+}
+
+// initiateFirst is InitiateWithSend of "first", safely replayable (0-RTT
+// with a cached ticket), which must succeed; the Connection is aborted,
+// and its end awaited, when the test ends.
+func initiateFirst(t *testing.T, ctx context.Context, pre *Preconnection) *Connection {
+	t.Helper()
+	c, err := pre.InitiateWithSend(ctx, []byte("first"), NewMessageContext().SafelyReplayable(true))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c.Abort()
+		<-c.Done()
+	})
+	return c
 }
