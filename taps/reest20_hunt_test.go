@@ -205,16 +205,8 @@ func TestReestSetPropertyDuringAttemptIsOnTheNewSocket(t *testing.T) {
 	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
 	first := <-accepted
 	st.armed.Store(true)
-	first.Abort() // the peer resets: the connection re-establishes
-	select {
-	case <-st.started: // the attempt dials, with the options of now
-	case <-ctx.Done():
-		t.Fatal("no attempt")
-	}
-	require.NoError(t, c.SetProperty(ConnTimeout, 7*time.Second))
-	require.NoError(t, c.SetProperty(KeepAliveTimeout, 3*time.Second))
-	require.NoError(t, c.SetProperty(ConnCapacityProfile, LowLatencyInteractive))
-	close(st.release)
+	first.Abort()                  // the peer resets: the connection re-establishes
+	setWhileDialing(t, ctx, c, st) // the attempt dials with the options of before
 	select {
 	case <-reestablished:
 	case <-ctx.Done():
@@ -242,6 +234,22 @@ func TestSetPropertyDuringInitiateAsyncIsOnTheSocket(t *testing.T) {
 	defer func() { c.Abort(); <-c.Done() }()
 	ready := make(chan struct{})
 	c.OnReady(func(*Connection) { close(ready) })
+	setWhileDialing(t, ctx, c, st)
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("not Ready")
+	}
+	peer := <-accepted
+	defer peer.Abort()
+	requireLiveSocket(t, c, "the socket of the race that dialed during the change")
+}
+
+// setWhileDialing waits until st's held dial has started, sets the
+// properties requireLiveSocket checks on c meanwhile, and lets the dial
+// go on.
+func setWhileDialing(t *testing.T, ctx context.Context, c *Connection, st *heldDialStack) {
+	t.Helper()
 	select {
 	case <-st.started:
 	case <-ctx.Done():
@@ -251,12 +259,4 @@ func TestSetPropertyDuringInitiateAsyncIsOnTheSocket(t *testing.T) {
 	require.NoError(t, c.SetProperty(KeepAliveTimeout, 3*time.Second))
 	require.NoError(t, c.SetProperty(ConnCapacityProfile, LowLatencyInteractive))
 	close(st.release)
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		t.Fatal("not Ready")
-	}
-	peer := <-accepted
-	defer peer.Abort()
-	requireLiveSocket(t, c, "the socket of the race that dialed during the change")
 }
