@@ -43,61 +43,14 @@ type relayPeer struct {
 // quicHandshakeOn reports whether datagram b (QUIC version 1, possibly
 // several coalesced packets) carries a Handshake or a 1-RTT packet.
 func quicHandshakeOn(b []byte) bool {
-	varint := func(b []byte) (uint64, int) {
-		if len(b) == 0 {
-			return 0, 0
-		}
-		n := 1 << (b[0] >> 6)
-		if len(b) < n {
-			return 0, 0
-		}
-		v := uint64(b[0] & 0x3f)
-		for _, x := range b[1:n] {
-			v = v<<8 | uint64(x)
-		}
-		return v, n
-	}
-	for len(b) > 0 {
-		if b[0]&0x80 == 0 {
-			return true // a short header: 1-RTT
-		}
-		switch (b[0] & 0x30) >> 4 {
-		case 2:
-			return true // Handshake
-		case 3:
-			return false // Retry
-		}
-		p := 5                   // first byte, version
-		for i := 0; i < 2; i++ { // destination and source connection ids
-			if len(b) <= p {
-				return false
-			}
-			p += 1 + int(b[p])
-		}
-		if len(b) <= p {
-			return false
-		}
-		if (b[0]&0x30)>>4 == 0 { // Initial: the token
-			tl, n := varint(b[p:])
-			if n == 0 {
-				return false
-			}
-			p += n + int(tl)
-		}
-		if len(b) <= p {
-			return false
-		}
-		l, n := varint(b[p:])
-		if n == 0 {
-			return false
-		}
-		p += n + int(l)
-		if p > len(b) {
-			return false
-		}
-		b = b[p:]
-	}
-	return false
+	long, short := quicPacketTypes(b)
+	return short || slices.Contains(long, 2)
+}
+
+// quicZeroRTTOn reports whether datagram b carries a 0-RTT packet.
+func quicZeroRTTOn(b []byte) bool {
+	long, _ := quicPacketTypes(b)
+	return slices.Contains(long, 1)
 }
 
 func newHoldRelay(t *testing.T, server *net.UDPAddr) *holdRelay {
@@ -174,7 +127,7 @@ func (r *holdRelay) fromClients() {
 			r.mu.Unlock()
 			continue
 		}
-		if r.armed && !r.zeroRTTSeen && slices.Contains(quicLongPacketTypes(b), 1) {
+		if r.armed && !r.zeroRTTSeen && quicZeroRTTOn(b) {
 			r.zeroRTTSeen = true
 			close(r.zeroRTT)
 		}

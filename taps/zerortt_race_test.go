@@ -231,7 +231,7 @@ func newSilentServer(t *testing.T, port uint16) *silentServer {
 			if err != nil {
 				return
 			}
-			if !seen && slices.Contains(quicLongPacketTypes(buf[:n]), 1) {
+			if !seen && quicZeroRTTOn(buf[:n]) {
 				seen = true
 				close(s.zeroRTT)
 			}
@@ -244,10 +244,11 @@ func newSilentServer(t *testing.T, port uint16) *silentServer {
 	return s
 }
 
-// quicLongPacketTypes lists the types of the long header packets
-// coalesced in datagram b (QUIC version 1: 0 Initial, 1 0-RTT, 2
-// Handshake, 3 Retry), up to its first short header packet.
-func quicLongPacketTypes(b []byte) []int {
+// quicPacketTypes lists the types of the long header packets coalesced
+// in datagram b (QUIC version 1: 0 Initial, 1 0-RTT, 2 Handshake, 3
+// Retry), up to its first short header packet (1-RTT), and tells whether
+// one follows them.
+func quicPacketTypes(b []byte) (long []int, short bool) {
 	varint := func(b []byte) (uint64, int) {
 		if len(b) == 0 {
 			return 0, 0
@@ -267,33 +268,34 @@ func quicLongPacketTypes(b []byte) []int {
 		typ := int(b[0]&0x30) >> 4
 		types = append(types, typ)
 		if typ == 3 {
-			break // a Retry fills the datagram
+			return types, false // a Retry fills the datagram
 		}
 		p := 5                   // first byte, version
 		for i := 0; i < 2; i++ { // destination and source connection ids
 			if len(b) <= p {
-				return types
+				return types, false
 			}
 			p += 1 + int(b[p])
 		}
 		if typ == 0 { // Initial: the token
 			tl, n := varint(b[min(p, len(b)):])
 			if n == 0 {
-				return types
+				return types, false
 			}
 			p += n + int(tl)
 		}
 		l, n := varint(b[min(p, len(b)):])
 		if n == 0 {
-			return types
+			return types, false
 		}
 		p += n + int(l)
 		if p > len(b) {
-			return types
+			return types, false
 		}
 		b = b[p:]
 	}
-	return types
+	// a short header packet follows the long ones (it fills the rest)
+	return types, len(b) > 0 && b[0]&0x80 == 0
 }
 
 func endpointOn(port uint16) string {
