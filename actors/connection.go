@@ -1928,11 +1928,15 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		c.failSend(ctx, m, err)
 		return
 	}
-	if c.early && (m.Props == nil || !m.Props.SafelyReplayable || len(c.heldEarly) > 0) {
+	if c.early && c.spec.passive == nil && (m.Props == nil || !m.Props.SafelyReplayable || len(c.heldEarly) > 0) {
 		// 0-RTT: only safely replayable data may go before the handshake
 		// completes (RFC 9622 §9.1.3.4); this waits for it, and so does
 		// every message after one that waits: none overtakes it (a Final
-		// message among them stays the last)
+		// message among them stays the last). The side that accepted the
+		// connection sends at once, as a quic-go server does (0.5-RTT
+		// data): an attacker who replays the client's 0-RTT packets cannot
+		// read it (its keys come from the handshake's fresh key exchange),
+		// and it is sent once
 		c.heldEarly = append(c.heldEarly, m)
 		return
 	}

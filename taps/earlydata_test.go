@@ -1,10 +1,12 @@
 package taps
 
 import (
+	"context"
 	"net"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
@@ -313,4 +315,30 @@ func (h *heldZeroRTT) release() *Connection {
 		<-in.c.Done()
 	})
 	return in.c
+}
+
+// TestZeroRTTServerAnswersBeforeTheHandshake: the side that accepted a
+// 0-RTT connection sends at once, before the handshake completes (0.5-RTT
+// data, as a quic-go server does), also a message that is not safely
+// replayable: its Sent comes while the relay still holds the client's
+// Finished back, and the client reads it once its handshake is done.
+// Holding the server's answer until the handshake (as the initiating side
+// holds what is not safely replayable) cost a 0-RTT client's first answer
+// about 0.3 ms on loopback.
+func TestZeroRTTServerAnswersBeforeTheHandshake(t *testing.T) {
+	skip0RTTUnderRace(t)
+	sys := newTestSystem(t)
+	h := newHeldZeroRTT(t, sys, "request")
+	sent := make(chan error, 1)
+	h.s.SendAsync([]byte("answer"), nil, func(_ *Connection, err error) { sent <- err })
+	wait, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+	defer cancel()
+	select {
+	case err := <-sent:
+		require.NoError(t, err)
+	case <-wait.Done():
+		t.Fatal("the server's answer waited for the handshake, which the relay holds back")
+	}
+	c := h.release()
+	roundTripAfter(t, c, "answer")
 }

@@ -228,12 +228,12 @@ func TestMsgPropsLifetimeExpiresWhileQueued(t *testing.T) {
 
 // TestMsgPropsZeroRTTKeepsOrderAndFinalLast: while the server's side of a
 // resumed QUIC session is still in 0-RTT (its handshake held back), a
-// message not safely replayable waits for the handshake; a safely
-// replayable Final message sent after it waits behind it instead of
-// overtaking it (msgOrdered, and Final sorts after everything sent before
-// it): both are Sent, the peer reads them in order. (The initiating side
-// never meets this: its InitiateWithSend returns once the handshake has
-// completed.)
+// message not safely replayable and a safely replayable Final message sent
+// after it go in that order (msgOrdered, and Final sorts after everything
+// sent before it): both are Sent, the peer reads them in order. (The
+// initiating side never meets this: its InitiateWithSend returns once the
+// handshake has completed; what it holds back until then is tested in
+// actors, TestNonReplayableWaitsForTheHandshake.)
 func TestMsgPropsZeroRTTKeepsOrderAndFinalLast(t *testing.T) {
 	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)

@@ -395,14 +395,14 @@ func TestQUICHuntPerMsgReliabilityReadsBackWhetherDatagramsRun(t *testing.T) {
 	require.Equal(t, false, perMsg(plain), "no side asked for datagrams")
 }
 
-// TestQUICHuntCloseDuringZeroRTTSendsTheHeldMessages: a message the
-// server sends (SendAsync) while its session is still in 0-RTT (its
-// handshake held back), and not safely replayable, waits for the
-// handshake; a Close right after it is graceful (RFC 9622 §10): the
-// message is sent (Sent, not a SendError) and reaches the peer before the
-// end of stream. (The initiating side never meets this: its
-// InitiateWithSend returns once the handshake has completed.)
-func TestQUICHuntCloseDuringZeroRTTSendsTheHeldMessages(t *testing.T) {
+// TestQUICHuntCloseDuringZeroRTTSendsWhatWasQueued: a message the server
+// sends (SendAsync) while its session is still in 0-RTT (its handshake
+// held back), not safely replayable, goes at once as 0.5-RTT data; a
+// Close right after it is graceful (RFC 9622 §10): the message is sent
+// (Sent, not a SendError) and reaches the peer before the end of stream.
+// (The initiating side never meets this: its InitiateWithSend returns
+// once the handshake has completed.)
+func TestQUICHuntCloseDuringZeroRTTSendsWhatWasQueued(t *testing.T) {
 	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
 	ctx := testCtx(t)
