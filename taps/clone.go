@@ -52,7 +52,10 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // says (AddRemote, RemoveRemote, AddLocal, RemoveLocal). Connection
 // properties of group members are entangled: SetProperty on one sets it on
 // all, except connPriority. A failure is a *CloneError; a connection that
-// left its group after a CloneError cannot be cloned (ReasonNotCloneable).
+// left its group after a CloneError cannot be cloned (ReasonNotCloneable),
+// nor can one a Listener accepted over any stack but QUIC (its remote
+// endpoint is the port the peer connected from: ReasonNotCloneable,
+// ErrNotAllowed, before any packet).
 // A Clone that the System's Shutdown ended, or one made after it, fails
 // with a CloneError unwrapping to ErrSystemShutdown.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
@@ -143,6 +146,12 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	st, err := stacks.ByName(info.Stack)
 	if err != nil || info.Remote == nil {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
+	}
+	if c.accepted && !st.Capabilities().Multistreaming {
+		// a new connection to the peer's address would go to the port the
+		// peer connected from, where nothing listens (and would bind the
+		// Listener's own port)
+		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("%w over %s", errAcceptedNotCloneable, st.Name())}
 	}
 	cfg := *c.cfg // the snapshot is immutable: copy and change the copy
 	cfg.Remotes, cfg.Locals = cloneEndpoints(info.Remote, sets)
@@ -238,6 +247,12 @@ func (c *Connection) awaitClone(ctx context.Context, clone *Connection, link *ac
 
 // errLeftGroup: Clone of a connection that left its group (CloneError).
 var errLeftGroup = errors.New("the connection left its group after a CloneError: it cannot be cloned")
+
+// errAcceptedNotCloneable: Clone of a Connection a Listener accepted over a
+// stack that makes a new transport connection per Clone (TCP, TLS, UDP,
+// UDP-Lite, Unix): its remote endpoint is the port the peer connected
+// from. On QUIC such a Clone is a new stream of the session.
+var errAcceptedNotCloneable = fmt.Errorf("a Connection a Listener accepted cannot be cloned but on a multistreaming stack (QUIC): its remote endpoint is the port the peer connected from, where nothing listens: %w", ErrNotAllowed)
 
 // OnCloneError sets the CloneError handler: called when this connection
 // could not follow an entangled property change of its group.

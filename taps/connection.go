@@ -60,6 +60,7 @@ type Connection struct {
 	recvCtx  atomic.Pointer[MessageContext] // the Context of the message being received in parts
 	spare    spareMessage                   // a released Message for the next one (Message.Release)
 	dir      actors.Direction               // the direction property (direction.go)
+	accepted bool                           // made by a Listener (ConnectionReceived): see prepareClone
 
 	mu       sync.Mutex
 	partial  map[*MessageContext]*partialMsg // unfinished Messages sent in parts, by their context

@@ -81,6 +81,7 @@ func newListener(sys *System, st *actors.ListenerStarted, cfg *messages.Connecti
 
 func (l *Listener) wrap(st *actors.ConnectionStarted) *Connection {
 	c := connectionOf(l.sys, st, l.cfg)
+	c.accepted = true
 	c.installHandlers(connHandlers{closed: l.h.closed, connectionError: l.h.connectionError})
 	return c
 }
