@@ -517,7 +517,8 @@ func (c *connActor) apply(in Input, err error) bool {
 			if c.sys.Tracing() {
 				c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
 			}
-			c.attempts = 0
+			// the row of attempts ends once the transport has stayed up
+			// the policy's StableAfter (attemptsMade), not here
 			return true
 		case EvEstablishmentError: // giving up on a connection that was Ready once
 			ev = EvConnectionError
@@ -544,9 +545,11 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 		return false
 	}
 	b := c.spec.cfg.Reestablish.Normalized()
+	made := c.attemptsMade(b)
 	if c.state == Established && !c.apply(InReestablish, err) {
 		return false
 	}
+	c.attempts = int32(made)
 	c.endEstablishment() // each attempt has its own deadline: none runs through the backoff
 	open := c.openPartial
 	c.dropTransport(ctx)
@@ -1759,7 +1762,19 @@ func (c *connActor) mayReestablish() bool {
 	if pol == nil || c.spec.passive != nil || c.closeAsked || (c.state != Established && c.state != Establishing) {
 		return false // a closing connection is not brought back
 	}
-	return int(c.attempts) < pol.Normalized().MaxAttempts
+	b := pol.Normalized()
+	return c.attemptsMade(b) < b.MaxAttempts
+}
+
+// attemptsMade is the number of consecutive attempts that a
+// re-establishment starting now continues from: those of a failed attempt
+// in progress, and those that brought up the transport that was lost,
+// unless it stayed up the policy's StableAfter (Backoff.Carried).
+func (c *connActor) attemptsMade(b supervision.Backoff) int {
+	if c.state != Established || c.attempts == 0 {
+		return int(c.attempts)
+	}
+	return b.Carried(int(c.attempts), time.Since(c.established))
 }
 
 // streamEnded handles the end of the received stream. A clean end of

@@ -365,6 +365,11 @@ func watchPaths(sys *System, id uint64, pid *actor.PID) bool {
 	return watchPathsFor(sys, pathWatcher{pid: pid}, id)
 }
 
+// newRouteMonitor is stacks.NewRouteMonitor; a test under synctest that
+// does not need the monitor replaces it (its netlink reads are not
+// durably blocking, so fake time would never advance).
+var newRouteMonitor = stacks.NewRouteMonitor
+
 // watchPathsFor is watchPaths for a watcher that may guard its path.
 func watchPathsFor(sys *System, w pathWatcher, id uint64) bool {
 	pathMonitors.mu.Lock()
@@ -374,7 +379,7 @@ func watchPathsFor(sys *System, w pathWatcher, id uint64) bool {
 		if sys.IsShutdown() {
 			return false
 		}
-		mon, err := stacks.NewRouteMonitor()
+		mon, err := newRouteMonitor()
 		if err != nil {
 			sys.Logger.Debug("no route monitor: PathChange only on a new transport", "error", err.Error())
 			return false

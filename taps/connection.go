@@ -134,6 +134,12 @@ func (c *Connection) installHandlers(h connHandlers) {
 	if h.connectionError != nil {
 		lh.ConnectionError = func(err error) { h.connectionError(c, connectionError(err)) }
 	}
+	if h.reestablishing != nil {
+		lh.Reestablishing = func(err error, n int) { h.reestablishing(c, err, n) }
+	}
+	if h.reestablished != nil {
+		lh.Reestablished = func(n int) { h.reestablished(c, n) }
+	}
 	c.link.SetHandlers(lh)
 }
 
@@ -328,8 +334,12 @@ func softError(err error) error {
 
 // OnReestablishing sets the handler called when a connection under
 // WithReestablishment has lost its transport (err says why) and attempt n
-// of establishing a new one is scheduled. The connection is Establishing
-// until OnReestablished.
+// of establishing a new one is scheduled: n counts the attempts in a row,
+// and a transport lost before it stayed up the policy's StableAfter
+// continues the row of the attempts that made it (see
+// ReestablishPolicy). The connection is Establishing until
+// OnReestablished. Preconnection.OnReestablishing sets it from the
+// connection's start.
 func (c *Connection) OnReestablishing(fn func(c *Connection, err error, attempt int)) {
 	c.updateHandlers(func(h *actors.Handlers) {
 		h.Reestablishing = nil
@@ -340,7 +350,8 @@ func (c *Connection) OnReestablishing(fn func(c *Connection, err error, attempt 
 }
 
 // OnReestablished sets the handler called when a connection under
-// WithReestablishment has a new transport, after attempts attempts.
+// WithReestablishment has a new transport, after attempts attempts in a
+// row (the n of the last OnReestablishing).
 func (c *Connection) OnReestablished(fn func(c *Connection, attempts int)) {
 	c.updateHandlers(func(h *actors.Handlers) {
 		h.Reestablished = nil

@@ -453,10 +453,12 @@ func TestDocReceiveBufferDefault(t *testing.T) {
 }
 
 // ReestablishPolicy: "Zero fields take their defaults (100 ms initial
-// wait, doubling, at most 10 s, 10 attempts in a row)".
+// wait, doubling, at most 10 s, 10 attempts in a row, a row ended by a
+// transport up StableAfter = Max)".
 func TestDocReestablishPolicyDefaults(t *testing.T) {
 	got := ReestablishPolicy{}.Normalized()
-	want := ReestablishPolicy{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2, MaxAttempts: 10}
+	want := ReestablishPolicy{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2, MaxAttempts: 10,
+		StableAfter: 10 * time.Second}
 	require.Equal(t, want, got)
 	pre := NewPreconnection(WithReestablishment(ReestablishPolicy{}))
 	require.Equal(t, &want, pre.reestablish, "WithReestablishment applies them")

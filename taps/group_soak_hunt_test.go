@@ -211,7 +211,10 @@ func groupSoak(t *testing.T, kind soakTransport) {
 
 	opts := []PreconnectionOption{WithSystem(sys), WithTransportProperties(tp),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(srv.port)),
-		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: 100})}
+		// StableAfter -1: each crash starts a row of attempts from 1,
+		// however soon after the last it comes
+		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: 100,
+			StableAfter: -1})}
 	if cliSec != nil {
 		opts = append(opts, WithSecurityParameters(cliSec))
 	}

@@ -107,6 +107,8 @@ type connHandlers struct {
 	closed             func(*Connection)
 	connectionError    func(*Connection, error)
 	firstSent          func(*Connection, error) // InitiateWithSend's first message
+	reestablishing     func(*Connection, error, int)
+	reestablished      func(*Connection, int)
 }
 
 // PreconnectionOption configures NewPreconnection.
@@ -271,7 +273,8 @@ func WithResolver(lookup func(ctx context.Context, network, host string) ([]neti
 
 // ReestablishPolicy is the opt-in supervision policy for long-lived
 // connections: see WithReestablishment. Zero fields take their defaults
-// (100 ms initial wait, doubling, at most 10 s, 10 attempts in a row).
+// (100 ms initial wait, doubling, at most 10 s, 10 attempts in a row, a
+// row ended by a transport up StableAfter = Max).
 type ReestablishPolicy = supervision.Backoff
 
 // WithReestablishment makes the connections this Preconnection initiates
@@ -283,7 +286,13 @@ type ReestablishPolicy = supervision.Backoff
 // a trace record. Messages not yet sent when the transport was lost fail
 // with a SendError: the application decides whether to send them again.
 // When MaxAttempts consecutive attempts fail, the connection ends with a
-// ConnectionError. Close and Abort are never undone.
+// ConnectionError. A successful attempt ends the row only once its
+// transport has stayed up StableAfter (default: Max): a peer that accepts
+// and drops the connection at once makes the waits grow and, after
+// MaxAttempts, ends the connection (with the peer's reset a
+// ConnectionError; after its clean end of stream the connection is
+// half-closed, as without the policy), instead of cycling for ever. Close
+// and Abort are never undone.
 //
 // The members of a group that share a multistreaming session (QUIC: a
 // connection and its Clones) are re-established together: the first due
@@ -416,6 +425,28 @@ func (p *Preconnection) OnFirstMessageSent(fn func(c *Connection, err error)) {
 func (p *Preconnection) OnConnectionError(fn func(*Connection, error)) {
 	p.mu.Lock()
 	p.handlers.connectionError = fn
+	p.mu.Unlock()
+}
+
+// OnReestablishing sets the Reestablishing handler (see
+// Connection.OnReestablishing) of every connection this Preconnection
+// initiates under WithReestablishment, in place from its first event on:
+// a transport lost right after Initiate returns is reported too, which a
+// handler set on the Connection afterwards may miss. A handler set on the
+// Connection replaces it for that connection.
+func (p *Preconnection) OnReestablishing(fn func(c *Connection, err error, attempt int)) {
+	p.mu.Lock()
+	p.handlers.reestablishing = fn
+	p.mu.Unlock()
+}
+
+// OnReestablished sets the Reestablished handler (see
+// Connection.OnReestablished) of every connection this Preconnection
+// initiates under WithReestablishment, in place from its first event on.
+// A handler set on the Connection replaces it for that connection.
+func (p *Preconnection) OnReestablished(fn func(c *Connection, attempts int)) {
+	p.mu.Lock()
+	p.handlers.reestablished = fn
 	p.mu.Unlock()
 }
 

@@ -1,6 +1,9 @@
 package taps
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -131,4 +134,54 @@ func TestReestablishmentGivesUpAfterMaxAttempts(t *testing.T) {
 	<-c.Done()
 	var ce *ConnectionError
 	require.ErrorAs(t, c.Err(), &ce, "giving up on a connection that was Ready is a ConnectionError")
+}
+
+// A peer that resets every connection as soon as it is used: the row of
+// attempts goes on through the successful ones (their transports are not
+// up StableAfter), so the connection ends after MaxAttempts instead of
+// cycling at the Initial wait for ever. The Preconnection's handlers are
+// in place from the start.
+func TestReestablishmentPeerThatResetsAtOnceEnds(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	go func() {
+		for {
+			peer, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // reset once the client writes: its connect completed
+				_, _ = peer.Read(make([]byte, 1))
+				_ = peer.(*net.TCPConn).SetLinger(0)
+				peer.Close()
+			}()
+		}
+	}()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
+		WithReestablishment(ReestablishPolicy{Initial: time.Millisecond, Max: 4 * time.Millisecond, MaxAttempts: 3,
+			StableAfter: time.Minute}))
+	events := make(chan string, 64)
+	pre.OnReestablishing(func(_ *Connection, _ error, n int) { events <- fmt.Sprint("lost ", n) })
+	pre.OnReestablished(func(_ *Connection, n int) { events <- fmt.Sprint("up ", n) })
+	pre.OnConnectionError(func(_ *Connection, err error) { events <- fmt.Sprint("error ", errors.As(err, new(*ConnectionError))) })
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	var got []string
+	for n := 1; n <= 4; n++ {
+		require.NoError(t, c.Send(ctx, []byte("go"), nil))
+		want := []string{fmt.Sprint("lost ", n), fmt.Sprint("up ", n)}
+		if n == 4 {
+			want = []string{"error true"}
+		}
+		for range want {
+			select {
+			case e := <-events:
+				got = append(got, e)
+			case <-ctx.Done():
+				t.Fatalf("events so far: %v", got)
+			}
+		}
+		require.Equal(t, want, got[len(got)-len(want):], "events so far: %v", got)
+	}
 }
