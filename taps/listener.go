@@ -18,9 +18,9 @@ import (
 const NoConnectionLimit int64 = -1
 
 // DefaultAcceptSetupTimeout bounds the setup of a connection a Listener
-// accepted (its framers' handshakes, up to ConnectionReceived) when its
-// Preconnection has no WithEstablishmentTimeout: 10 s, as the TLS
-// handshake of an accepted connection.
+// accepted (its TLS or QUIC handshake, then its framers' handshakes, up
+// to ConnectionReceived) when its Preconnection has no
+// WithEstablishmentTimeout: 10 s.
 const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
 
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
@@ -41,13 +41,15 @@ const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
 // The setup of an accepted connection (its framers' handshakes: a framer
 // that waits for the peer before MakeConnectionReady) is bounded by the
 // Preconnection's WithEstablishmentTimeout when set, else by 10 s
-// ([DefaultAcceptSetupTimeout], the TLS handshake timeout of an accepted
-// connection): a connection not Ready by then is aborted (its peer sees a
-// reset or the end of the stream) and its place in the backlog given
-// back, without any event to the application, which never received it
-// (traced: Kind "listener", Event "SetupTimeout"). Peers that connect and
-// send nothing thus cannot fill the backlog for ever. Connections without
-// framers, or whose framers are ready at once, are not concerned.
+// ([DefaultAcceptSetupTimeout]): a connection not Ready by then is
+// aborted (its peer sees a reset or the end of the stream) and its place
+// in the backlog given back, without any event to the application, which
+// never received it (traced: Kind "listener", Event "SetupTimeout").
+// Peers that connect and send nothing thus cannot fill the backlog for
+// ever. Connections without framers, or whose framers are ready at once,
+// are not concerned. The same bound applies, before that, to the TLS or
+// QUIC handshake of each connection the Listener accepts: a peer whose
+// handshake has not completed by then is closed, never accepted.
 //
 // An accept that fails for want of a resource (the process or the system
 // out of file descriptors, buffers or memory: EMFILE, ENFILE, ENOBUFS,

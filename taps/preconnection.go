@@ -198,10 +198,10 @@ func WithAttemptDelay(d time.Duration) PreconnectionOption {
 // initiate timeout): resolution, racing, and the framers' handshakes up to
 // Ready. The default 0 (as any d <= 0) means only ctx bounds it. On a
 // Listener it bounds the setup of each accepted connection instead: its
-// framers' handshakes, from accept up to ConnectionReceived; there the
-// default (d <= 0) is 10 s ([DefaultAcceptSetupTimeout], as the TLS
-// handshake of an accepted connection), and a connection not Ready by then
-// is aborted without being delivered (see [Listener]).
+// TLS or QUIC handshake, and its framers' handshakes from accept up to
+// ConnectionReceived (each of the two by d); there the default (d <= 0)
+// is 10 s ([DefaultAcceptSetupTimeout]), and a connection not Ready by
+// then is closed or aborted without being delivered (see [Listener]).
 func WithEstablishmentTimeout(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.estTimeout = d }
 }
