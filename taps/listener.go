@@ -246,8 +246,15 @@ func (l *Listener) Stop() {
 func (l *Listener) Refused() uint64 { return l.q.Refused() }
 
 // Done is closed once the Listener has stopped (the Stopped event) and
-// its sockets are closed, their ports free for a new Listener: TCP, TLS,
-// UDP and Unix sockets are closed when it stops. A QUIC Listener's UDP
+// its sockets are closed, their ports free for a new Listener: TCP, TLS
+// and Unix sockets are closed when it stops, and so are UDP and UDP-Lite
+// sockets that no Connection it received is left on. A UDP or UDP-Lite
+// Listener's socket is shared with the Connections it received (each is
+// one peer's datagrams on that socket): while one of them is open when
+// the Listener stops, the socket stays bound (the port in use, those
+// Connections working; datagrams from new peers are dropped), is not
+// waited for by Done, and is closed when the last of them ends, before
+// that Connection's Done. A QUIC Listener's UDP
 // socket is shared with the sessions it accepted, which may outlive it
 // (README, "QUIC:"), and is closed once the last of them has ended. Done
 // waits for the sessions that have no Connection left open when it stops
