@@ -36,7 +36,12 @@ const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
 // wait in the kernel's listen backlog, as they would for a net.Listener
 // nobody accepts from; they are accepted as the application takes the
 // connections held. This bound and SetNewConnectionLimit both pause
-// accepting: it resumes only when both allow it.
+// accepting: it resumes only when both allow it. Over TLS the handshakes
+// run below that bound, ahead of it: up to 128 further peers have their
+// TCP connection accepted and their TLS handshake completed meanwhile
+// (their Initiate succeeds), each holding a socket, and wait so for the
+// Listener to take them; only the peers after those wait in the kernel's
+// backlog. QUIC peers wait likewise in quic-go's accept queue.
 //
 // The setup of an accepted connection (its framers' handshakes: a framer
 // that waits for the peer before MakeConnectionReady) is bounded by the
@@ -216,8 +221,9 @@ func (l *Listener) Addr() net.Addr {
 
 // SetNewConnectionLimit sets how many more connections the Listener
 // delivers (RFC 9622 §7.2): each ConnectionReceived decrements it; at 0 no
-// more are delivered (new ones wait in the kernel's backlog) until it is
-// raised. NoConnectionLimit (the default) means infinite, as does any
+// more are delivered (new ones wait in the kernel's backlog; over TLS up
+// to 128 of them with their handshake done first, see Listener) until it
+// is raised. NoConnectionLimit (the default) means infinite, as does any
 // negative limit. Connections already accepted when it reaches 0 are held
 // (they count toward the backlog bound: WithAcceptBacklog) and delivered
 // once it is raised.

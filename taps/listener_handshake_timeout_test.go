@@ -105,3 +105,39 @@ func TestListenerQUICHandshakeBoundedByEstablishmentTimeout(t *testing.T) {
 	}
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the Listener received a connection whose handshake outlasted its establishment timeout")
 }
+
+// TestListenerTLSHandshakesAheadOfTheBacklog pins what the docs of
+// WithAcceptBacklog and Listener say of TLS (they said new peers wait in
+// the kernel's listen backlog at the bound, costing the process nothing):
+// the TLS listener completes the handshakes of further peers ahead of the
+// bound (up to 128), so with a backlog of 1 and nothing taken, three
+// peers all complete their handshake while the Listener holds one
+// connection and accepts no more; Accept then takes all three in turn.
+func TestListenerTLSHandshakesAheadOfTheBacklog(t *testing.T) {
+	opt, received := receivedTracer()
+	sys := newTestSystem(t, opt)
+	pki := newTestPKI(t)
+	ln, err := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithProtocols("tls"),
+		WithAcceptBacklog(1),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))).Listen(testCtx(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Stop(); <-ln.Done() })
+	ctx := testCtx(t)
+	d := &tls.Dialer{Config: &tls.Config{RootCAs: pki.pool, NextProtos: []string{"gotaps-test"}, ServerName: "localhost"}}
+	for i := range 3 {
+		c, err := d.DialContext(ctx, "tcp", listenerAddr(t, ln).String())
+		require.NoError(t, err, "peer %d: its handshake completes ahead of the backlog", i)
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	waitChan(t, received, "the first ConnectionReceived")
+	held, accepting := ln.q.Held()
+	require.Equal(t, 1, held)
+	require.False(t, accepting, "at the bound")
+	for i := range 3 {
+		s, err := ln.Accept(ctx)
+		require.NoError(t, err, "connection %d", i)
+		require.Equal(t, "tls", s.GetProperties().Stack)
+		s.Abort()
+		<-s.Done()
+	}
+}

@@ -231,10 +231,12 @@ func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) {
 // ConnectionReceived handler, not counting the call running). At the
 // bound the Listener stops accepting until the application takes one
 // (Accept returns one, or a handler call returns); new peers wait
-// meanwhile in the kernel's listen backlog (TCP, TLS, Unix), in the UDP
-// listener's accept queue (stacks.UDPAcceptQueue, beyond which a new
-// peer's first datagram is dropped), or in quic-go's (which refuses
-// handshakes beyond its own bound).
+// meanwhile in the kernel's listen backlog (TCP, Unix; TLS after the 128
+// peers whose handshakes the TLS listener completes ahead of the bound,
+// each holding a socket: see [Listener]), in the UDP listener's accept
+// queue (stacks.UDPAcceptQueue, beyond which a new peer's first datagram
+// is dropped), or in quic-go's (which refuses handshakes beyond its own
+// bound).
 //
 // The default, 128, is the classic listen backlog (Linux's somaxconn
 // before 5.4, Go's syscall.SOMAXCONN): a burst of that size is absorbed
