@@ -90,8 +90,9 @@ type establishDeadline struct{ est *establishState }
 
 // DefaultAcceptSetupTimeout bounds the setup of an accepted connection
 // (its framers' handshakes, up to ConnectionReceived) when its
-// Preconnection sets no establishment timeout: 10 s, as the TLS handshake
-// of an accepted connection (stacks.Options.HandshakeTimeout's default).
+// Preconnection sets no establishment timeout: 10 s, as the TLS or QUIC
+// handshake before it (stacks.Options.HandshakeTimeout, which the
+// listener sets to the same bound: AcceptSetupTimeout).
 const DefaultAcceptSetupTimeout = 10 * time.Second
 
 // AcceptSetupTimeout is the bound on the setup of an accepted connection

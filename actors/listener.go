@@ -454,6 +454,12 @@ func (l *listenerActor) bindSite(site listenSite, opts stacks.Options) (port uin
 		name := st.Name()
 		sopts := opts
 		sopts.AcceptRetry = func(local net.Addr, err error) { l.traceAcceptRetry(local, name, err) }
+		if sopts.HandshakeTimeout <= 0 {
+			// the TLS or QUIC handshake of an accepted connection is
+			// part of its setup: the establishment timeout bounds it as it
+			// bounds the framers' handshakes after it (10 s by default)
+			sopts.HandshakeTimeout = AcceptSetupTimeout(l.cfg.EstablishmentTimeout)
+		}
 		if site.endpoint < len(l.cfg.Locals) {
 			sopts.MulticastSource = multicastSource(l.cfg.Locals[site.endpoint]) // source-specific
 		}

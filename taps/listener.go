@@ -18,9 +18,9 @@ import (
 const NoConnectionLimit int64 = -1
 
 // DefaultAcceptSetupTimeout bounds the setup of a connection a Listener
-// accepted (its framers' handshakes, up to ConnectionReceived) when its
-// Preconnection has no WithEstablishmentTimeout: 10 s, as the TLS
-// handshake of an accepted connection.
+// accepted (its TLS or QUIC handshake, then its framers' handshakes, up
+// to ConnectionReceived) when its Preconnection has no
+// WithEstablishmentTimeout: 10 s.
 const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
 
 // A Listener receives connections (RFC 9622 §7.2). Its methods are safe for
@@ -36,18 +36,25 @@ const DefaultAcceptSetupTimeout = actors.DefaultAcceptSetupTimeout
 // wait in the kernel's listen backlog, as they would for a net.Listener
 // nobody accepts from; they are accepted as the application takes the
 // connections held. This bound and SetNewConnectionLimit both pause
-// accepting: it resumes only when both allow it.
+// accepting: it resumes only when both allow it. Over TLS the handshakes
+// run below that bound, ahead of it: up to 128 further peers have their
+// TCP connection accepted and their TLS handshake completed meanwhile
+// (their Initiate succeeds), each holding a socket, and wait so for the
+// Listener to take them; only the peers after those wait in the kernel's
+// backlog. QUIC peers wait likewise in quic-go's accept queue.
 //
 // The setup of an accepted connection (its framers' handshakes: a framer
 // that waits for the peer before MakeConnectionReady) is bounded by the
 // Preconnection's WithEstablishmentTimeout when set, else by 10 s
-// ([DefaultAcceptSetupTimeout], the TLS handshake timeout of an accepted
-// connection): a connection not Ready by then is aborted (its peer sees a
-// reset or the end of the stream) and its place in the backlog given
-// back, without any event to the application, which never received it
-// (traced: Kind "listener", Event "SetupTimeout"). Peers that connect and
-// send nothing thus cannot fill the backlog for ever. Connections without
-// framers, or whose framers are ready at once, are not concerned.
+// ([DefaultAcceptSetupTimeout]): a connection not Ready by then is
+// aborted (its peer sees a reset or the end of the stream) and its place
+// in the backlog given back, without any event to the application, which
+// never received it (traced: Kind "listener", Event "SetupTimeout").
+// Peers that connect and send nothing thus cannot fill the backlog for
+// ever. Connections without framers, or whose framers are ready at once,
+// are not concerned. The same bound applies, before that, to the TLS or
+// QUIC handshake of each connection the Listener accepts: a peer whose
+// handshake has not completed by then is closed, never accepted.
 //
 // An accept that fails for want of a resource (the process or the system
 // out of file descriptors, buffers or memory: EMFILE, ENFILE, ENOBUFS,
@@ -214,8 +221,9 @@ func (l *Listener) Addr() net.Addr {
 
 // SetNewConnectionLimit sets how many more connections the Listener
 // delivers (RFC 9622 §7.2): each ConnectionReceived decrements it; at 0 no
-// more are delivered (new ones wait in the kernel's backlog) until it is
-// raised. NoConnectionLimit (the default) means infinite, as does any
+// more are delivered (new ones wait in the kernel's backlog; over TLS up
+// to 128 of them with their handshake done first, see Listener) until it
+// is raised. NoConnectionLimit (the default) means infinite, as does any
 // negative limit. Connections already accepted when it reaches 0 are held
 // (they count toward the backlog bound: WithAcceptBacklog) and delivered
 // once it is raised.
@@ -244,8 +252,15 @@ func (l *Listener) Stop() {
 func (l *Listener) Refused() uint64 { return l.q.Refused() }
 
 // Done is closed once the Listener has stopped (the Stopped event) and
-// its sockets are closed, their ports free for a new Listener: TCP, TLS,
-// UDP and Unix sockets are closed when it stops. A QUIC Listener's UDP
+// its sockets are closed, their ports free for a new Listener: TCP, TLS
+// and Unix sockets are closed when it stops, and so are UDP and UDP-Lite
+// sockets that no Connection it received is left on. A UDP or UDP-Lite
+// Listener's socket is shared with the Connections it received (each is
+// one peer's datagrams on that socket): while one of them is open when
+// the Listener stops, the socket stays bound (the port in use, those
+// Connections working; datagrams from new peers are dropped), is not
+// waited for by Done, and is closed when the last of them ends, before
+// that Connection's Done. A QUIC Listener's UDP
 // socket is shared with the sessions it accepted, which may outlive it
 // (README, "QUIC:"), and is closed once the last of them has ended. Done
 // waits for the sessions that have no Connection left open when it stops

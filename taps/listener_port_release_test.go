@@ -108,8 +108,9 @@ func portFree(t *testing.T, kind portKind, port uint16, round int) {
 // that the server is the active closer and its Close ends the QUIC
 // session).
 // Done of the Listener does not wait for the open Connection; the port is
-// free once the server Connection's Done is closed (for TCP and UDP at
-// Listener.Done already).
+// free once the server Connection's Done is closed (for TCP at
+// Listener.Done already; UDP's socket, like QUIC's, is shared with the
+// accepted Connection: TestUDPListenerSocketOutlivesStopWithItsConnections).
 func TestListenerPortFreeAfterStopThenClose(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -200,10 +200,10 @@ func WithAttemptDelay(d time.Duration) PreconnectionOption {
 // initiate timeout): resolution, racing, and the framers' handshakes up to
 // Ready. The default 0 (as any d <= 0) means only ctx bounds it. On a
 // Listener it bounds the setup of each accepted connection instead: its
-// framers' handshakes, from accept up to ConnectionReceived; there the
-// default (d <= 0) is 10 s ([DefaultAcceptSetupTimeout], as the TLS
-// handshake of an accepted connection), and a connection not Ready by then
-// is aborted without being delivered (see [Listener]).
+// TLS or QUIC handshake, and its framers' handshakes from accept up to
+// ConnectionReceived (each of the two by d); there the default (d <= 0)
+// is 10 s ([DefaultAcceptSetupTimeout]), and a connection not Ready by
+// then is closed or aborted without being delivered (see [Listener]).
 func WithEstablishmentTimeout(d time.Duration) PreconnectionOption {
 	return func(p *Preconnection) { p.estTimeout = d }
 }
@@ -233,10 +233,12 @@ func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) {
 // ConnectionReceived handler, not counting the call running). At the
 // bound the Listener stops accepting until the application takes one
 // (Accept returns one, or a handler call returns); new peers wait
-// meanwhile in the kernel's listen backlog (TCP, TLS, Unix), in the UDP
-// listener's accept queue (stacks.UDPAcceptQueue, beyond which a new
-// peer's first datagram is dropped), or in quic-go's (which refuses
-// handshakes beyond its own bound).
+// meanwhile in the kernel's listen backlog (TCP, Unix; TLS after the 128
+// peers whose handshakes the TLS listener completes ahead of the bound,
+// each holding a socket: see [Listener]), in the UDP listener's accept
+// queue (stacks.UDPAcceptQueue, beyond which a new peer's first datagram
+// is dropped), or in quic-go's (which refuses handshakes beyond its own
+// bound).
 //
 // The default, 128, is the classic listen backlog (Linux's somaxconn
 // before 5.4, Go's syscall.SOMAXCONN): a burst of that size is absorbed

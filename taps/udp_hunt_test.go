@@ -602,3 +602,55 @@ func TestUDPHuntUDPLite(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPListenerSocketOutlivesStopWithItsConnections pins what
+// Listener.Done says of UDP (it said UDP sockets were closed when the
+// Listener stops, their ports free at Done): a UDP Listener's socket is
+// shared with the Connections it received, so one of them left open when
+// the Listener stops keeps the socket bound past Done (the port in use,
+// that Connection still receiving and answering), a new peer is not
+// received, and the socket is closed, the port free, once that Connection
+// is Done.
+func TestUDPListenerSocketOutlivesStopWithItsConnections(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, port := udpListenOn(t, sys, "127.0.0.1", datagramProps(t))
+	ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	ctx := testCtx(t)
+	a, b := rawUDPOn(t, "127.0.0.1"), rawUDPOn(t, "127.0.0.1")
+	_, err := a.WriteToUDPAddrPort([]byte("a1"), ap)
+	require.NoError(t, err)
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	ln.Stop()
+	<-ln.Done()
+
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err == nil {
+		_ = pc.Close()
+	}
+	require.ErrorIs(t, err, syscall.EADDRINUSE, "the socket is still bound after Done")
+	_, err = a.WriteToUDPAddrPort([]byte("a2"), ap)
+	require.NoError(t, err)
+	for _, w := range []string{"a1", "a2"} {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, w, string(m.Data))
+	}
+	require.NoError(t, s.Send(ctx, []byte("answer"), nil))
+	buf := make([]byte, 64)
+	require.NoError(t, a.SetReadDeadline(time.Now().Add(5*time.Second)))
+	n, from, err := a.ReadFromUDPAddrPort(buf)
+	require.NoError(t, err)
+	require.Equal(t, "answer", string(buf[:n]))
+	require.Equal(t, ap, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	_, err = b.WriteToUDPAddrPort([]byte("b1"), ap)
+	require.NoError(t, err)
+	_, err = ln.Accept(ctx)
+	require.ErrorIs(t, err, ErrClosed, "a new peer is not received after Stop")
+
+	require.NoError(t, s.Close())
+	<-s.Done()
+	pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	require.NoError(t, err, "the port is free once the last Connection on the socket is Done")
+	require.NoError(t, pc.Close())
+}
