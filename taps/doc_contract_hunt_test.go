@@ -5,9 +5,12 @@ package taps
 // earlier ones): each pins the behaviour the doc now states.
 
 import (
+	"context"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -54,4 +57,53 @@ func TestDocContractNetConnUnixAddrs(t *testing.T) {
 	require.NoError(t, err)
 	rs.Abort()
 	<-rs.Done()
+}
+
+// TestDocContractRendezvousCallsNoReadyNorEstablishmentErrorHandler:
+// Preconnection.OnReady and OnEstablishmentError listed Rendezvous among
+// the calls whose events they get, but a Rendezvous's Connection has no
+// Ready event (RendezvousDone is its return, RFC 9622 §7.3), and a failed
+// Rendezvous has no Connection to hand the handler: neither is called, as
+// the docs now say; Closed comes to the Preconnection's handler.
+func TestDocContractRendezvousCallsNoReadyNorEstablishmentErrorHandler(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	var ready, estErr atomic.Int32
+	closed := make(chan *Connection, 2)
+	handlers := func(p *Preconnection) *Preconnection {
+		p.OnReady(func(*Connection) { ready.Add(1) })
+		p.OnEstablishmentError(func(*Connection, error) { estErr.Add(1) })
+		p.OnClosed(func(c *Connection) { closed <- c })
+		return p
+	}
+	ports := freeTCPPorts(t, 2)
+	a := handlers(NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(rvRemote(ports[1]))))
+	b := handlers(NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[1])), WithRemoteEndpoint(rvRemote(ports[0]))))
+	ca, cb := rendezvousPair(t, ctx, a, b, nil)
+	require.Equal(t, StateEstablished, ca.State())
+	require.NoError(t, ca.Close())
+	require.NoError(t, cb.Close())
+	// the Closed handlers are the Preconnection's, and they run after
+	// every earlier event of their connection: a Ready handler would have
+	// run by then
+	got := map[*Connection]bool{<-closed: true, <-closed: true}
+	require.True(t, got[ca] && got[cb])
+	require.Zero(t, ready.Load(), "no Ready event for a Rendezvous")
+
+	// a Rendezvous that fails (nobody at the remote; its ctx ends)
+	free := freeTCPPorts(t, 2)
+	c := handlers(NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(free[0])), WithRemoteEndpoint(rvRemote(free[1]))))
+	rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	conn, err := c.Rendezvous(rctx)
+	require.Nil(t, conn)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ReasonTimeout, ee.Reason)
+	// an Initiate from the same Preconnection (to the same dead port) does
+	// call the handler: it is set, and the count is that call alone
+	_, err = c.Initiate(ctx)
+	require.ErrorAs(t, err, &ee)
+	require.Eventually(t, func() bool { return estErr.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int32(1), estErr.Load(), "the Initiate's failure only, not the Rendezvous's")
 }

@@ -361,10 +361,11 @@ func (p *Preconnection) AddRemote(r ...*RemoteEndpoint) {
 }
 
 // OnReady sets the Ready handler of every connection this Preconnection
-// initiates (Initiate, InitiateWithSend, InitiateAsync, Rendezvous). A
-// handler set on the Connection replaces it for that connection; a Clone
-// starts with no handlers. Handlers run one at a time per connection, in
-// event order.
+// initiates (Initiate, InitiateWithSend, InitiateAsync). A Rendezvous's
+// Connection has no Ready event (its RendezvousDone is Rendezvous
+// returning it), so the handler is not called for it. A handler set on the
+// Connection replaces it for that connection; a Clone starts with no
+// handlers. Handlers run one at a time per connection, in event order.
 func (p *Preconnection) OnReady(fn func(*Connection)) {
 	p.mu.Lock()
 	p.handlers.ready = fn
@@ -372,9 +373,10 @@ func (p *Preconnection) OnReady(fn func(*Connection)) {
 }
 
 // OnEstablishmentError sets the EstablishmentError handler of every
-// connection this Preconnection initiates: for Initiate, InitiateWithSend
-// and Rendezvous, which also return the error, and for InitiateAsync,
-// whose failed establishment it reports.
+// connection this Preconnection initiates: for Initiate and
+// InitiateWithSend, which also return the error, and for InitiateAsync,
+// whose failed establishment it reports. A failed Rendezvous only returns
+// its *EstablishmentError: it has no Connection to hand the handler.
 func (p *Preconnection) OnEstablishmentError(fn func(*Connection, error)) {
 	p.mu.Lock()
 	p.handlers.establishmentError = fn
