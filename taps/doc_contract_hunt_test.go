@@ -107,3 +107,61 @@ func TestDocContractRendezvousCallsNoReadyNorEstablishmentErrorHandler(t *testin
 	require.Eventually(t, func() bool { return estErr.Load() >= 1 }, 5*time.Second, time.Millisecond)
 	require.Equal(t, int32(1), estErr.Load(), "the Initiate's failure only, not the Rendezvous's")
 }
+
+// TestDocContractInitiateAsyncCloseBeforeReady: InitiateAsync's doc said
+// that Err is the *EstablishmentError of a connection that never became
+// Ready, and Err's that it is one for a connection that ended before
+// Ready; but Close before Ready ends the establishment with Closed, no
+// error (the application ended it), while Abort gives the
+// EstablishmentError. The docs now say so; the behaviour of both is pinned
+// here, with the queued message's SendError and a later Receive's error.
+// The server accepts TCP and never answers the ClientHello, so the
+// connection is still Establishing when Close or Abort comes.
+func TestDocContractInitiateAsyncCloseBeforeReady(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	for _, abort := range []bool{false, true} {
+		_, r := rawListener(t) // the kernel accepts; nobody speaks TLS
+		pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r), WithProtocols("tls"),
+			WithSecurityParameters(NewSecurityParameters()))
+		var ready, closed atomic.Int32
+		estErr := make(chan error, 1)
+		pre.OnReady(func(*Connection) { ready.Add(1) })
+		pre.OnClosed(func(*Connection) { closed.Add(1) })
+		pre.OnEstablishmentError(func(_ *Connection, err error) { estErr <- err })
+		c, err := pre.InitiateAsync(ctx)
+		require.NoError(t, err)
+		sent := make(chan error, 1)
+		c.SendAsync([]byte("queued"), nil, func(_ *Connection, err error) { sent <- err })
+		require.Equal(t, StateEstablishing, c.State())
+		if abort {
+			c.Abort()
+		} else {
+			require.NoError(t, c.Close())
+		}
+		<-c.Done()
+		require.Zero(t, ready.Load(), "abort %v", abort)
+		_, rerr := c.Receive(ctx)
+		var re *ReceiveError
+		require.ErrorAs(t, rerr, &re)
+		var se *SendError
+		require.ErrorAs(t, <-sent, &se, "the queued message fails")
+		if abort {
+			var ee *EstablishmentError
+			require.ErrorAs(t, c.Err(), &ee)
+			require.ErrorIs(t, c.Err(), ErrAborted)
+			require.ErrorIs(t, <-estErr, ErrAborted)
+			require.Zero(t, closed.Load())
+			require.ErrorIs(t, se, ErrAborted)
+			require.ErrorIs(t, rerr, ErrAborted)
+		} else {
+			require.NoError(t, c.Err(), "a Close before Ready is a clean Closed")
+			require.Equal(t, int32(1), closed.Load())
+			require.Empty(t, estErr, "no EstablishmentError event")
+			require.ErrorIs(t, se, ErrClosed)
+			require.ErrorIs(t, rerr, ErrClosed)
+		}
+		require.Equal(t, StateClosed, c.State())
+		require.ErrorIs(t, c.Close(), ErrClosed, "Close of a closed connection")
+	}
+}

@@ -719,8 +719,13 @@ func (p *Preconnection) InitiateWithSend(ctx context.Context, data []byte, mc *M
 // order, or fail with the EstablishmentError's cause (SendError); Receive
 // waits for Ready and then for a message, or returns the
 // EstablishmentError; Close and Abort end the establishment (its attempts
-// are aborted). Done is closed once the connection has ended, and Err is
-// then the *EstablishmentError when it never became Ready.
+// are aborted, and the queued messages fail with SendErrors): Abort with
+// the EstablishmentError event (unwrapping to ErrAborted), Close with the
+// Closed event (the application ended it: no error; the queued messages'
+// SendErrors and a Receive's ReceiveError unwrap to ErrClosed). Done is
+// closed once the connection has ended, and Err is then the
+// *EstablishmentError when its establishment failed or was aborted, nil
+// after such a Close.
 //
 // ctx bounds the establishment, as for Initiate: when it ends first, the
 // race stops and the EstablishmentError has ReasonTimeout. Invalid
