@@ -8,10 +8,13 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -163,5 +166,50 @@ func TestDocContractInitiateAsyncCloseBeforeReady(t *testing.T) {
 		}
 		require.Equal(t, StateClosed, c.State())
 		require.ErrorIs(t, c.Close(), ErrClosed, "Close of a closed connection")
+	}
+}
+
+// TestDocContractCapacityProfileCommentsNameTheDSCP: each capacity
+// profile's comment names the per-hop behaviour and the DSCP its packets
+// are marked with, and that is what DSCP returns and the socket carries
+// (IP_TOS read back). The comments said "valued by their DSCP" and gave
+// ConstantRateStreaming AF32 (28) and LowLatencyInteractive AF42 (36),
+// the seed's numbers, while gotaps marks them AF31 (26) and EF (46), as
+// RFC 9622 §8.1.6 recommends and DSCP's own comment said.
+func TestDocContractCapacityProfileCommentsNameTheDSCP(t *testing.T) {
+	consts, _ := docComments(t, "properties.go", "CapacityProfile")
+	phb := map[string]uint8{"DF": 0, "LE": 1, "AF11": 10, "AF21": 18, "AF31": 26, "AF32": 28, "AF42": 36, "EF": 46}
+	re := regexp.MustCompile(`\((DF|LE|AF\d\d|EF),\s+(?:DSCP )?(\d+)`)
+	for _, p := range allCapacityProfiles {
+		doc := consts[p.String()]
+		if p == CapacityDefault {
+			doc = consts["CapacityDefault"]
+		}
+		m := re.FindStringSubmatch(doc)
+		if !assert.NotNil(t, m, "%s: the comment names no DSCP: %q", p, doc) {
+			continue
+		}
+		n, err := strconv.Atoi(m[2])
+		require.NoError(t, err)
+		assert.Equal(t, phb[m[1]], uint8(n), "%s: %s is DSCP %d", p, m[1], phb[m[1]])
+		assert.Equal(t, p.DSCP(), uint8(n), "%s: the comment's DSCP is DSCP()'s", p)
+	}
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	for _, p := range allCapacityProfiles {
+		n := p.DSCP()
+
+		tp := NewTransportProperties()
+		require.NoError(t, tp.Set(ConnCapacityProfile, p))
+		c, err := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithTransportProperties(tp),
+			WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
+		require.NoError(t, err)
+		s, err := ln.Accept(testCtx(t))
+		require.NoError(t, err)
+		require.Equal(t, n, c.GetProperties().Socket.DSCP, "%s: the socket's DSCP", p)
+		c.Abort()
+		s.Abort()
+		<-c.Done()
+		<-s.Done()
 	}
 }
