@@ -21,7 +21,9 @@ type cloneOpts struct {
 }
 
 // CloneWithFramer gives the clone this framer stack instead of a copy of
-// the original's (RFC 9622 §7.4 Clone(framer)).
+// the original's (RFC 9622 §7.4 Clone(framer)). A nil framer among fs
+// fails Clone and CloneAsync at once, with a *CloneError
+// (ReasonInvalidConfiguration) unwrapping to os.ErrInvalid.
 func CloneWithFramer(fs ...framers.Framer) CloneOption {
 	return func(o *cloneOpts) { o.framers = fs }
 }
@@ -126,6 +128,9 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	var o cloneOpts
 	for _, f := range opts {
 		f(&o)
+	}
+	if err := checkFramers("CloneWithFramer", o.framers); err != nil {
+		return nil, nil, &CloneError{Reason: ReasonInvalidConfiguration, Err: err}
 	}
 	if st := c.link.State(); !st.Allows(actors.OpClone) {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}

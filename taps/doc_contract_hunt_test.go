@@ -7,6 +7,7 @@ package taps
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -212,4 +214,74 @@ func TestDocContractCapacityProfileCommentsNameTheDSCP(t *testing.T) {
 		<-c.Done()
 		<-s.Done()
 	}
+}
+
+// TestDocContractNilFramerFailsBeforeAnyPacket: a nil framer (AddFramer,
+// CloneWithFramer) is invalid input, to be refused before any packet with
+// a typed error, as CloneAsync's doc promises for invalid options. Before,
+// Initiate connected and failed on the framer's nil-pointer panic
+// (ReasonEstablishmentFailed), Listen succeeded and its Listener aborted
+// every connection it accepted without a word, and CloneAsync returned a
+// clone that failed the same way.
+func TestDocContractNilFramerFailsBeforeAnyPacket(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	raw, r := rawListener(t)
+	requireInvalid := func(err error, what string) {
+		t.Helper()
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee, what)
+		require.Equal(t, ReasonInvalidConfiguration, ee.Reason, what)
+		require.ErrorIs(t, err, os.ErrInvalid, what)
+	}
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1")))
+	pre.AddFramer(framers.NewLengthPrefix())
+	pre.AddFramer(nil)
+	c, err := pre.Initiate(ctx)
+	require.Nil(t, c)
+	requireInvalid(err, "Initiate")
+	c, err = pre.InitiateAsync(ctx)
+	require.Nil(t, c)
+	requireInvalid(err, "InitiateAsync")
+	c, err = pre.InitiateWithSend(ctx, []byte("x"), nil)
+	require.Nil(t, c)
+	requireInvalid(err, "InitiateWithSend")
+	ln, err := pre.Listen(ctx)
+	require.Nil(t, ln)
+	requireInvalid(err, "Listen")
+	_, err = Dialer(pre)(ctx, "tcp", raw.Addr().String())
+	requireInvalid(err, "Dialer")
+	ports := freeTCPPorts(t, 1)
+	rv := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[0])), WithRemoteEndpoint(r))
+	rv.AddFramer(nil)
+	c, err = rv.Rendezvous(ctx)
+	require.Nil(t, c)
+	requireInvalid(err, "Rendezvous")
+	// nothing reached the raw listener
+	require.NoError(t, raw.(*net.TCPListener).SetDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = raw.Accept()
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "no connection was made")
+
+	tl := listenLoopback(t, sys)
+	c, s := dialAccept(t, sys, tl)
+	defer func() { c.Abort(); s.Abort(); <-c.Done(); <-s.Done() }()
+	for _, async := range []bool{false, true} {
+		var clone *Connection
+		if async {
+			clone, err = c.CloneAsync(ctx, CloneWithFramer(framers.NewLengthPrefix(), nil))
+		} else {
+			clone, err = c.Clone(ctx, CloneWithFramer(nil))
+		}
+		require.Nil(t, clone, "async %v", async)
+		var ce *CloneError
+		require.ErrorAs(t, err, &ce, "async %v", async)
+		require.Equal(t, ReasonInvalidConfiguration, ce.Reason)
+		require.ErrorIs(t, err, os.ErrInvalid)
+	}
+	acctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = tl.Accept(acctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "no clone reached the Listener")
+	require.Equal(t, StateEstablished, c.State(), "the original is untouched")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -346,7 +347,10 @@ func (p *Preconnection) clone() *Preconnection {
 
 // AddFramer adds a message framer (seed: add_framer). Framers added later
 // run first on send and last on receive. It affects connections and
-// listeners made afterwards only.
+// listeners made afterwards only. A nil framer makes Initiate,
+// InitiateAsync, InitiateWithSend, Listen and Rendezvous fail before any
+// packet is sent, with an *EstablishmentError (ReasonInvalidConfiguration)
+// unwrapping to os.ErrInvalid.
 func (p *Preconnection) AddFramer(f framers.Framer) {
 	p.mu.Lock()
 	p.framers = append(p.framers, f)
@@ -421,6 +425,19 @@ func (p *Preconnection) OnConnectionError(fn func(*Connection, error)) {
 	p.mu.Unlock()
 }
 
+// checkFramers refuses a nil framer (given to what, by its index), which
+// would panic in the first framer call, after the transport was set up:
+// an Initiate failed then with the framer's panic, and a Listener aborted
+// every connection it accepted, without a word.
+func checkFramers(what string, fs []framers.Framer) error {
+	for i, f := range fs {
+		if f == nil {
+			return fmt.Errorf("%s: framer %d of %d is nil: %w", what, i, len(fs), os.ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // snapshot validates the Preconnection and copies it into an immutable
 // config. Every error here happens before any packet is sent.
 func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connHandlers, error) {
@@ -431,6 +448,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		RecvBufferLimit: p.recvLimit, SendBufferLimit: p.sendLimit, Resolver: p.resolver, AcceptBacklog: p.backlog,
 		Framers:     append([]framers.Framer(nil), p.framers...),
 		Reestablish: p.reestablish,
+	}
+	if err := checkFramers("AddFramer", cfg.Framers); err != nil {
+		return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: err}
 	}
 	if listen && p.backlogSet && p.backlog < 1 {
 		return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration,
