@@ -285,3 +285,35 @@ func TestDocContractNilFramerFailsBeforeAnyPacket(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "no clone reached the Listener")
 	require.Equal(t, StateEstablished, c.State(), "the original is untouched")
 }
+
+// TestDocContractSpecialOfAnotherProperty: ErrInvalidPropertyType's doc
+// counted "a Special the property does not accept" among the wrong types,
+// but a Special other than the one a property takes (Infinite for
+// connTimeout, which takes Disabled) is ErrInvalidPropertyValue, as the
+// rest of the package and its tests have it; only a Special for a
+// property that takes none (connPriority) is a wrong type. The docs now
+// say so.
+func TestDocContractSpecialOfAnotherProperty(t *testing.T) {
+	for _, c := range []struct {
+		p    Property
+		v    Special
+		want error
+	}{
+		{ConnTimeout, Infinite, ErrInvalidPropertyValue},
+		{MsgLifetime, Disabled, ErrInvalidPropertyValue},
+		{MinSendRate, Disabled, ErrInvalidPropertyValue},
+		{RecvChecksumLen, NotApplicable, ErrInvalidPropertyValue},
+		{ConnPriority, Unlimited, ErrInvalidPropertyType},
+		{MsgPriority, Infinite, ErrInvalidPropertyType},
+	} {
+		tp := NewTransportProperties()
+		err := tp.Set(c.p, c.v)
+		var pe *PropertyError
+		require.ErrorAs(t, err, &pe, "%s = %s", c.p, c.v)
+		require.ErrorIs(t, err, c.want, "%s = %s", c.p, c.v)
+		require.False(t, tp.IsSet(c.p), "%s: nothing changed", c.p)
+		if c.p.Kind() == KindMessage {
+			require.ErrorIs(t, NewMessageContext().Set(c.p, c.v), c.want, "MessageContext.Set(%s, %s)", c.p, c.v)
+		}
+	}
+}

@@ -18,10 +18,13 @@ var (
 	ErrUnknownProperty = errors.New("unknown property")
 	// ErrInvalidPropertyType: the value has the wrong Go type for the
 	// property (an int for a time.Duration property, a Preference for a
-	// Boolean property, a Special the property does not accept, ...).
+	// Boolean property, a Special for a property that takes none, such as
+	// connPriority, ...).
 	ErrInvalidPropertyType = errors.New("invalid property type")
 	// ErrInvalidPropertyValue: the value has the right type but is out of
-	// range (a negative priority, a zero timeout, an undefined enum value).
+	// range (a negative priority, a zero timeout, an undefined enum value,
+	// a Special other than the one the property takes: Infinite for
+	// connTimeout, which takes Disabled).
 	ErrInvalidPropertyValue = errors.New("invalid property value")
 	// ErrReadOnlyProperty: the property (connState, canSend, canReceive,
 	// singularTransmissionMsgMaxLen, sendMsgMaxLen, recvMsgMaxLen) can be
