@@ -12,7 +12,7 @@ import (
 	"github.com/gotaps/gotaps/supervision"
 )
 
-// CloneOption configures Clone.
+// CloneOption configures Clone. A nil CloneOption is ignored.
 type CloneOption func(*cloneOpts)
 
 type cloneOpts struct {
@@ -127,7 +127,9 @@ func (c *Connection) cloneStart(ctx context.Context, opts ...CloneOption) (*Conn
 func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*actors.CloneConnection, *messages.ConnectionConfig, error) {
 	var o cloneOpts
 	for _, f := range opts {
-		f(&o)
+		if f != nil { // a nil option is ignored
+			f(&o)
+		}
 	}
 	if err := checkFramers("CloneWithFramer", o.framers); err != nil {
 		return nil, nil, &CloneError{Reason: ReasonInvalidConfiguration, Err: err}

@@ -317,3 +317,39 @@ func TestDocContractSpecialOfAnotherProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestDocContractNilOptionsAreIgnored: a nil option (a conditional
+// option left unset, say) panicked in NewPreconnection, NewSystem,
+// Receive, Clone and CloneAsync (a nil function called); bad input must
+// never panic, and a nil option asks for nothing: it is ignored.
+func TestDocContractNilOptionsAreIgnored(t *testing.T) {
+	sys := newTestSystem(t, nil, WithHandlerPanic(nil))
+	ctx := testCtx(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	pre := NewPreconnection(nil, WithSystem(sys), nil, WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Send(ctx, []byte("one"), nil))
+	m, err := s.Receive(ctx, nil, MaxLength(2), nil)
+	require.NoError(t, err)
+	require.Equal(t, "on", string(m.Data), "the other options still apply")
+	m, err = s.Receive(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, "e", string(m.Data))
+
+	clone, err := c.Clone(ctx, nil)
+	require.NoError(t, err)
+	cs, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	clone2, err := c.CloneAsync(ctx, nil, CloneWithFramer(framers.NewLengthPrefix()))
+	require.NoError(t, err)
+	cs2, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	for _, x := range []*Connection{c, s, clone, cs, clone2, cs2} {
+		x.Abort()
+		<-x.Done()
+	}
+}

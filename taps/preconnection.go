@@ -110,7 +110,8 @@ type connHandlers struct {
 	firstSent          func(*Connection, error) // InitiateWithSend's first message
 }
 
-// PreconnectionOption configures NewPreconnection.
+// PreconnectionOption configures NewPreconnection. A nil PreconnectionOption
+// is ignored.
 type PreconnectionOption func(*Preconnection)
 
 // WithRemoteEndpoint adds a remote endpoint; several are alternatives that
@@ -321,7 +322,9 @@ func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
 	p := &Preconnection{}
 	p.encoded = map[role]*encodedProps{}
 	for _, o := range opts {
-		o(p)
+		if o != nil { // a nil option is ignored
+			o(p)
+		}
 	}
 	if p.tp == nil {
 		p.tp = NewTransportProperties()
