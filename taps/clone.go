@@ -12,7 +12,7 @@ import (
 	"github.com/gotaps/gotaps/supervision"
 )
 
-// CloneOption configures Clone.
+// CloneOption configures Clone. A nil CloneOption is ignored.
 type CloneOption func(*cloneOpts)
 
 type cloneOpts struct {
@@ -21,7 +21,9 @@ type cloneOpts struct {
 }
 
 // CloneWithFramer gives the clone this framer stack instead of a copy of
-// the original's (RFC 9622 §7.4 Clone(framer)).
+// the original's (RFC 9622 §7.4 Clone(framer)). A nil framer among fs
+// fails Clone and CloneAsync at once, with a *CloneError
+// (ReasonInvalidConfiguration) unwrapping to os.ErrInvalid.
 func CloneWithFramer(fs ...framers.Framer) CloneOption {
 	return func(o *cloneOpts) { o.framers = fs }
 }
@@ -125,7 +127,12 @@ func (c *Connection) cloneStart(ctx context.Context, opts ...CloneOption) (*Conn
 func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*actors.CloneConnection, *messages.ConnectionConfig, error) {
 	var o cloneOpts
 	for _, f := range opts {
-		f(&o)
+		if f != nil { // a nil option is ignored
+			f(&o)
+		}
+	}
+	if err := checkFramers("CloneWithFramer", o.framers); err != nil {
+		return nil, nil, &CloneError{Reason: ReasonInvalidConfiguration, Err: err}
 	}
 	if st := c.link.State(); !st.Allows(actors.OpClone) {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: &actors.StateError{Op: actors.OpClone, State: st}}

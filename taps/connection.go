@@ -380,9 +380,10 @@ func (c *Connection) State() ConnectionState { return stateOf(c.link.State()) }
 // Listener's Done is closed, or when System.Shutdown returns.
 func (c *Connection) Done() <-chan struct{} { return c.link.Done() }
 
-// Err is nil after a clean Closed, the *EstablishmentError when the
-// connection ended before it was Ready (InitiateAsync), the
-// *ConnectionError otherwise. It is meaningful once Done is closed.
+// Err is nil after a clean Closed (also that of a Close before Ready), the
+// *EstablishmentError when the connection failed or was aborted before it
+// was Ready (InitiateAsync), the *ConnectionError otherwise. It is
+// meaningful once Done is closed.
 func (c *Connection) Err() error {
 	if err := c.link.EstablishmentErr(); err != nil {
 		return establishmentError(err)

@@ -69,7 +69,7 @@ func (s *spareMessage) take() *receivedMessage {
 	return rm
 }
 
-// ReceiveOption configures one Receive.
+// ReceiveOption configures one Receive. A nil ReceiveOption is ignored.
 type ReceiveOption func(*receiveOpts)
 
 type receiveOpts struct{ min, max int }
@@ -99,7 +99,9 @@ func receiveOptions(opts []ReceiveOption) receiveOpts {
 func applyReceiveOptions(opts []ReceiveOption) receiveOpts {
 	o := receiveOpts{min: -1, max: -1}
 	for _, f := range opts {
-		f(&o)
+		if f != nil { // a nil option is ignored
+			f(&o)
+		}
 	}
 	return o
 }

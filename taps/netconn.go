@@ -54,8 +54,11 @@ var errWriteClosed = errors.New("write side closed")
 //     *ConnectionError) and, called again, one wrapping net.ErrClosed.
 //     Read, Write and the deadline setters then return errors wrapping
 //     net.ErrClosed.
-//   - LocalAddr and RemoteAddr are read once, when NetConn is called (they
-//     are never nil; an unknown address is the zero *net.TCPAddr).
+//   - LocalAddr and RemoteAddr are read once, when NetConn is called. They
+//     are never nil: a *net.UnixAddr over a Unix domain socket (the
+//     socket's path; "@" for an unbound one, as net.UnixConn reports it),
+//     a *net.UDPAddr over UDP, a *net.TCPAddr otherwise; an unknown
+//     address is the zero *net.TCPAddr.
 //
 // The net.Conn is safe for concurrent use: concurrent Writes are sent one
 // after the other, concurrent Reads are served one after the other. Call
@@ -87,13 +90,16 @@ func connAddrs(c *Connection) (net.Addr, net.Addr) {
 	return endpointAddr(l, p.Stack), endpointAddr(r, p.Stack)
 }
 
-// endpointAddr converts an endpoint to a *net.UDPAddr for the "udp" stack,
-// a *net.TCPAddr otherwise.
+// endpointAddr converts an endpoint to a *net.UnixAddr for the "unix"
+// stack (Name empty for an unbound socket, as net.UnixConn has it), a
+// *net.UDPAddr for the "udp" stack, a *net.TCPAddr otherwise.
 func endpointAddr(e *endpoint, stack string) net.Addr {
 	var ap netip.AddrPort
+	var path string
 	if e != nil {
 		e.mu.Lock()
 		ip, port, zone := e.ip, e.port, e.iface
+		path = e.path
 		e.mu.Unlock()
 		if a, err := netip.ParseAddr(ip); err == nil {
 			if zone != "" && a.Is6() && a.IsLinkLocalUnicast() {
@@ -103,6 +109,9 @@ func endpointAddr(e *endpoint, stack string) net.Addr {
 		} else {
 			ap = netip.AddrPortFrom(netip.Addr{}, uint16(port))
 		}
+	}
+	if stack == "unix" {
+		return &net.UnixAddr{Name: path, Net: "unix"}
 	}
 	if stack == "udp" {
 		if !ap.Addr().IsValid() {

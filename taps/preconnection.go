@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -111,7 +112,8 @@ type connHandlers struct {
 	reestablished      func(*Connection, int)
 }
 
-// PreconnectionOption configures NewPreconnection.
+// PreconnectionOption configures NewPreconnection. A nil PreconnectionOption
+// is ignored.
 type PreconnectionOption func(*Preconnection)
 
 // WithRemoteEndpoint adds a remote endpoint; several are alternatives that
@@ -331,7 +333,9 @@ func NewPreconnection(opts ...PreconnectionOption) *Preconnection {
 	p := &Preconnection{}
 	p.encoded = map[role]*encodedProps{}
 	for _, o := range opts {
-		o(p)
+		if o != nil { // a nil option is ignored
+			o(p)
+		}
 	}
 	if p.tp == nil {
 		p.tp = NewTransportProperties()
@@ -357,7 +361,10 @@ func (p *Preconnection) clone() *Preconnection {
 
 // AddFramer adds a message framer (seed: add_framer). Framers added later
 // run first on send and last on receive. It affects connections and
-// listeners made afterwards only.
+// listeners made afterwards only. A nil framer makes Initiate,
+// InitiateAsync, InitiateWithSend, Listen and Rendezvous fail before any
+// packet is sent, with an *EstablishmentError (ReasonInvalidConfiguration)
+// unwrapping to os.ErrInvalid.
 func (p *Preconnection) AddFramer(f framers.Framer) {
 	p.mu.Lock()
 	p.framers = append(p.framers, f)
@@ -372,10 +379,11 @@ func (p *Preconnection) AddRemote(r ...*RemoteEndpoint) {
 }
 
 // OnReady sets the Ready handler of every connection this Preconnection
-// initiates (Initiate, InitiateWithSend, InitiateAsync, Rendezvous). A
-// handler set on the Connection replaces it for that connection; a Clone
-// starts with no handlers. Handlers run one at a time per connection, in
-// event order.
+// initiates (Initiate, InitiateWithSend, InitiateAsync). A Rendezvous's
+// Connection has no Ready event (its RendezvousDone is Rendezvous
+// returning it), so the handler is not called for it. A handler set on the
+// Connection replaces it for that connection; a Clone starts with no
+// handlers. Handlers run one at a time per connection, in event order.
 func (p *Preconnection) OnReady(fn func(*Connection)) {
 	p.mu.Lock()
 	p.handlers.ready = fn
@@ -383,9 +391,10 @@ func (p *Preconnection) OnReady(fn func(*Connection)) {
 }
 
 // OnEstablishmentError sets the EstablishmentError handler of every
-// connection this Preconnection initiates: for Initiate, InitiateWithSend
-// and Rendezvous, which also return the error, and for InitiateAsync,
-// whose failed establishment it reports.
+// connection this Preconnection initiates: for Initiate and
+// InitiateWithSend, which also return the error, and for InitiateAsync,
+// whose failed establishment it reports. A failed Rendezvous only returns
+// its *EstablishmentError: it has no Connection to hand the handler.
 func (p *Preconnection) OnEstablishmentError(fn func(*Connection, error)) {
 	p.mu.Lock()
 	p.handlers.establishmentError = fn
@@ -452,6 +461,19 @@ func (p *Preconnection) OnReestablished(fn func(c *Connection, attempts int)) {
 	p.mu.Unlock()
 }
 
+// checkFramers refuses a nil framer (given to what, by its index), which
+// would panic in the first framer call, after the transport was set up:
+// an Initiate failed then with the framer's panic, and a Listener aborted
+// every connection it accepted, without a word.
+func checkFramers(what string, fs []framers.Framer) error {
+	for i, f := range fs {
+		if f == nil {
+			return fmt.Errorf("%s: framer %d of %d is nil: %w", what, i, len(fs), os.ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // snapshot validates the Preconnection and copies it into an immutable
 // config. Every error here happens before any packet is sent.
 func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connHandlers, error) {
@@ -462,6 +484,9 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		RecvBufferLimit: p.recvLimit, SendBufferLimit: p.sendLimit, Resolver: p.resolver, AcceptBacklog: p.backlog,
 		Framers:     append([]framers.Framer(nil), p.framers...),
 		Reestablish: p.reestablish,
+	}
+	if err := checkFramers("AddFramer", cfg.Framers); err != nil {
+		return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: err}
 	}
 	if listen && p.backlogSet && p.backlog < 1 {
 		return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration,
@@ -750,8 +775,13 @@ func (p *Preconnection) InitiateWithSend(ctx context.Context, data []byte, mc *M
 // order, or fail with the EstablishmentError's cause (SendError); Receive
 // waits for Ready and then for a message, or returns the
 // EstablishmentError; Close and Abort end the establishment (its attempts
-// are aborted). Done is closed once the connection has ended, and Err is
-// then the *EstablishmentError when it never became Ready.
+// are aborted, and the queued messages fail with SendErrors): Abort with
+// the EstablishmentError event (unwrapping to ErrAborted), Close with the
+// Closed event (the application ended it: no error; the queued messages'
+// SendErrors and a Receive's ReceiveError unwrap to ErrClosed). Done is
+// closed once the connection has ended, and Err is then the
+// *EstablishmentError when its establishment failed or was aborted, nil
+// after such a Close.
 //
 // ctx bounds the establishment, as for Initiate: when it ends first, the
 // race stops and the EstablishmentError has ReasonTimeout. Invalid

@@ -18,10 +18,13 @@ var (
 	ErrUnknownProperty = errors.New("unknown property")
 	// ErrInvalidPropertyType: the value has the wrong Go type for the
 	// property (an int for a time.Duration property, a Preference for a
-	// Boolean property, a Special the property does not accept, ...).
+	// Boolean property, a Special for a property that takes none, such as
+	// connPriority, ...).
 	ErrInvalidPropertyType = errors.New("invalid property type")
 	// ErrInvalidPropertyValue: the value has the right type but is out of
-	// range (a negative priority, a zero timeout, an undefined enum value).
+	// range (a negative priority, a zero timeout, an undefined enum value,
+	// a Special other than the one the property takes: Infinite for
+	// connTimeout, which takes Disabled).
 	ErrInvalidPropertyValue = errors.New("invalid property value")
 	// ErrReadOnlyProperty: the property (connState, canSend, canReceive,
 	// singularTransmissionMsgMaxLen, sendMsgMaxLen, recvMsgMaxLen) can be
@@ -208,27 +211,32 @@ func ParseScheduler(s string) (Scheduler, error) {
 }
 
 // CapacityProfile is the connCapacityProfile / msgCapacityProfile value
-// (RFC 9622 §8.1.6). Its numeric values are the DSCPs the seed used and
-// RFC 9622 recommends; the zero value is CapacityDefault.
+// (RFC 9622 §8.1.6); the zero value is CapacityDefault. Its numeric values
+// are the seed's numbers for the profiles, the DSCPs the seed marked
+// packets with; gotaps marks them with the DSCP RFC 9622 recommends
+// ([CapacityProfile.DSCP], named in each constant's comment), which differs
+// from that number for ConstantRateStreaming and LowLatencyInteractive.
 type CapacityProfile uint8
 
-// Capacity profiles, valued by their DSCP.
+// Capacity profiles, valued by the seed's numbers.
 const (
-	// CapacityDefault: no information about the expected capacity (DF, 0).
+	// CapacityDefault: no information about the expected capacity (DF,
+	// DSCP 0).
 	CapacityDefault CapacityProfile = 0
 	// Scavenger: non-interactive, no urgency; scavenger congestion control
-	// (LE, RFC 8622, 1).
+	// (LE, DSCP 1, RFC 8622).
 	Scavenger CapacityProfile = 1
-	// CapacitySeeking: send at the maximum rate over a long period (AF11, 10).
+	// CapacitySeeking: send at the maximum rate over a long period (AF11,
+	// DSCP 10).
 	CapacitySeeking CapacityProfile = 10
 	// LowLatencyNonInteractive: loss preferred to latency, not interactive
-	// (AF21, 18).
+	// (AF21, DSCP 18).
 	LowLatencyNonInteractive CapacityProfile = 18
 	// ConstantRateStreaming: constant rate with minimal delay and jitter
-	// (AF32, 28).
+	// (AF31, DSCP 26; the seed's number, 28, is AF32).
 	ConstantRateStreaming CapacityProfile = 28
-	// LowLatencyInteractive: interactive, loss preferred to latency
-	// (AF42, 36).
+	// LowLatencyInteractive: interactive, loss preferred to latency (EF,
+	// DSCP 46; the seed's number, 36, is AF42).
 	LowLatencyInteractive CapacityProfile = 36
 )
 

@@ -22,7 +22,8 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // transport connection established: the RendezvousDone event. The
 // Connection is Established when returned and gets no Ready event (like
 // one a Listener receives); its Closed and ConnectionError handlers are
-// the Preconnection's.
+// the Preconnection's. The Preconnection's Ready and EstablishmentError
+// handlers are not called: a failed Rendezvous returns its error only.
 //
 // The Preconnection needs at least one LocalEndpoint and one
 // RemoteEndpoint; without them, with invalid endpoints or properties, or

@@ -77,7 +77,7 @@ func (s *System) awaitSockets() error {
 	return nil
 }
 
-// SystemOption configures NewSystem.
+// SystemOption configures NewSystem. A nil SystemOption is ignored.
 type SystemOption func(*systemConfig)
 
 type systemConfig struct {
@@ -215,7 +215,9 @@ type TraceRecord struct {
 func NewSystem(opts ...SystemOption) *System {
 	var c systemConfig
 	for _, o := range opts {
-		o(&c)
+		if o != nil { // a nil option is ignored
+			o(&c)
+		}
 	}
 	var tracer func(*messages.TraceRecord)
 	if c.w != nil || c.trace != nil {
