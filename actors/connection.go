@@ -880,8 +880,12 @@ func (c *connActor) Receive(ctx actor.Context) {
 			ctx.Respond(err)
 			return
 		}
-		if m.Name != "connPriority" && !c.left {
+		switch {
+		case m.Name != "connPriority" && !c.left:
 			ctx.Send(c.spec.group, &entangle{from: ctx.Self(), set: m})
+		case m.Name == "connPriority" && c.grantAsked && !c.granted && !c.left:
+			// waiting for its turn: the new priority counts for it
+			ctx.Send(c.spec.group, &writePriority{from: ctx.Self(), priority: c.connPriority()})
 		}
 		ctx.Respond(true)
 	case *applyEntangled:

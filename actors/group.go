@@ -160,6 +160,12 @@ type (
 		quantum int
 		split   bool
 	}
+	// writePriority: a member waiting for its turn has a new
+	// connPriority, which counts for that turn
+	writePriority struct {
+		from     *actor.PID
+		priority int64
+	}
 	writeRelease struct {
 		from  *actor.PID
 		wrote int // the bytes the turn wrote
@@ -299,6 +305,10 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.sched.join(m.from.Id)
 		if id, ok := g.sched.request(m.from.Id, m.bytes, m.priority); ok {
 			g.grant(ctx, id)
+		}
+	case *writePriority:
+		if g.sched != nil {
+			g.sched.reprioritize(m.from.Id, m.priority)
 		}
 	case *writeRelease:
 		if g.sched != nil && g.granted == m.from.Id {

@@ -121,6 +121,23 @@ func (s *groupScheduler) request(member string, bytes int, priority int64) (gran
 	return s.next()
 }
 
+// reprioritize gives member's queued request, if any, its new
+// connPriority: set while the member waits for its turn, it counts for
+// that turn (StrictPriority ranks by it; WFQ weighs the turn's cost by it,
+// from the same start tag). The outstanding grant is not affected.
+func (s *groupScheduler) reprioritize(member string, priority int64) {
+	for i := range s.queue {
+		r := &s.queue[i]
+		if r.member != member || r.priority == priority {
+			continue
+		}
+		start := r.tag - float64(r.cost)*float64(r.priority+1)
+		r.priority = priority
+		r.tag = start + float64(r.cost)*float64(priority+1)
+		s.finish[member] = r.tag // its requests are queued in order: the last sets it
+	}
+}
+
 // release ends the outstanding grant and returns the next member to grant.
 func (s *groupScheduler) release() (grant string, ok bool) {
 	s.busy, s.granted = false, ""

@@ -238,3 +238,46 @@ func TestWFQChargesTurnsNotBacklogs(t *testing.T) {
 		t.Errorf("equal priorities, a's messages above the quantum: a wrote %.2f of the bytes; want half", s)
 	}
 }
+
+// A connPriority set while a member waits for its turn counts for that
+// turn: the queued request takes it (it kept the old one until the next
+// request).
+func TestSchedulerReprioritizeQueuedRequest(t *testing.T) {
+	tests := []struct {
+		policy string
+		pa, pb int64 // a's and b's connPriority when they ask
+		pa2    int64 // a's, set while it waits
+		want   string
+	}{
+		{"StrictPriority", 5, 3, 1, "ab"},
+		{"StrictPriority", 1, 3, 5, "ba"},
+		{"StrictPriority", 5, 3, 5, "ba"},       // unchanged
+		{"WeightedFairQueueing", 9, 0, 0, "ab"}, // same cost, equal weight now: a asked first
+		{"WeightedFairQueueing", 0, 1, 9, "ba"},
+		{"FCFS", 5, 3, 1, "ab"}, // arrival order, whatever the priority
+	}
+	for _, tt := range tests {
+		s := newGroupScheduler(tt.policy)
+		for _, m := range []string{"x", "a", "b"} {
+			s.join(m)
+		}
+		g, ok := s.request("x", 100, 0) // holds the turn while a and b ask
+		if !ok || g != "x" {
+			t.Fatalf("%s: first grant %q %v", tt.policy, g, ok)
+		}
+		s.request("a", 100, tt.pa)
+		s.request("b", 100, tt.pb)
+		s.reprioritize("a", tt.pa2)
+		got := ""
+		for {
+			g, ok := s.release()
+			if !ok {
+				break
+			}
+			got += g
+		}
+		if got != tt.want {
+			t.Errorf("%s a %d->%d b %d: grant order %q; want %q", tt.policy, tt.pa, tt.pa2, tt.pb, got, tt.want)
+		}
+	}
+}

@@ -545,3 +545,95 @@ func TestGroupTurnRestExpiresWhileTheTurnStalls(t *testing.T) {
 	default:
 	}
 }
+
+// A connPriority set while a member waits for its turn counts for that
+// turn: under StrictPriority, a (5) and b (3) queue behind x (0); a is set
+// to 1 while it waits, and goes before b once x is done. Its queued request
+// kept the old priority, so b went first.
+func TestGroupConnPrioritySetWhileWaitingCountsForTheTurn(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		if connPriorityWhileWaiting(t) {
+			return
+		}
+		require.Less(t, attempt, 5, "x never still had messages queued when a's priority was set")
+		t.Logf("attempt %d: x had sent everything before a's priority was set; again", attempt)
+	}
+}
+
+// connPriorityWhileWaiting runs one TestGroupConnPrioritySetWhileWaitingCountsForTheTurn;
+// false: x was done before a's new priority was set (a loaded machine).
+func connPriorityWhileWaiting(t *testing.T) bool {
+	var omu sync.Mutex
+	var order []uint64 // the connections whose messages the stack took, in order
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind == "sent" {
+			omu.Lock()
+			order = append(order, r.ConnectionID)
+			omu.Unlock()
+		}
+	}))
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	require.NoError(t, tp.Set(ConnScheduler, StrictPriority))
+	ln := secureListener(t, sys, pki.serverSec(), tp)
+	ctx := testCtx(t)
+	x, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
+	require.NoError(t, err)
+	defer func() { x.AbortGroup(); <-x.Done() }()
+	a, err := x.Clone(ctx)
+	require.NoError(t, err)
+	b, err := x.Clone(ctx)
+	require.NoError(t, err)
+	for c, p := range map[*Connection]int{x: 0, a: 5, b: 3} {
+		require.NoError(t, c.SetProperty(ConnPriority, p))
+		require.NoError(t, c.Send(ctx, []byte("open"), nil)) // the stream, at the peer too
+	}
+	const xs, abs, size = 128, 4, 16 << 10
+	payload := make([]byte, size)
+	var wg sync.WaitGroup
+	wg.Add(xs + 2*abs)
+	done := func(*Connection, error) { wg.Done() }
+	omu.Lock()
+	start := len(order)
+	omu.Unlock()
+	for _, c := range []*Connection{x, a, b} { // x first: a and b queue behind its turns
+		n := abs
+		if c == x {
+			n = xs
+		}
+		c.Batch(func() {
+			for range n {
+				c.SendAsync(payload, nil, done)
+			}
+		})
+	}
+	require.NoError(t, a.SetProperty(ConnPriority, 1))
+	omu.Lock()
+	before := order[start:]
+	xBefore := 0
+	for _, id := range before {
+		if id == x.ID() {
+			xBefore++
+		}
+	}
+	omu.Unlock()
+	wg.Wait()
+	if xBefore == xs {
+		return false
+	}
+	omu.Lock()
+	defer omu.Unlock()
+	var others []string
+	for _, id := range order[start:] {
+		switch id {
+		case a.ID():
+			others = append(others, "a")
+		case b.ID():
+			others = append(others, "b")
+		}
+	}
+	require.Equal(t, []string{"a", "a", "a", "a", "b", "b", "b", "b"}, others,
+		"a's new priority (1) counts for the turn it waited for (x had sent %d of %d)", xBefore, xs)
+	return true
+}
