@@ -551,7 +551,7 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	open := c.openPartial
 	c.dropTransport(ctx)
 	c.failPendingInFlight(err)
-	if open != 0 && !c.datagram {
+	if open != 0 && !c.gathersParts() {
 		c.markFailed(open, err) // its later parts must not start a message on the next transport
 	}
 	c.attempts++
@@ -1953,7 +1953,7 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	var dgBufs [][]byte // a message sent in parts on a datagram stack (datagram_partial.go)
-	if c.datagram && (!m.EndOfMessage || c.parts != nil && len(c.parts.dg) > 0) {
+	if c.gathersParts() && (!m.EndOfMessage || c.parts != nil && len(c.parts.dg) > 0) {
 		var taken bool
 		if taken, dgBufs = c.gatherDatagramPart(m); taken {
 			return
@@ -1988,7 +1988,11 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 			e.out.batched = true
 			c.batchLeft++
 		}
-		e.fs = framerSend{send: &e.out, data: m.Data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
+		data := m.Data
+		if dgBufs != nil {
+			data = concat(dgBufs) // its parts gathered: one Message, one datagram
+		}
+		e.fs = framerSend{send: &e.out, data: data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
 		if n > 1 {
 			c.postTopFramer(ctx, &e.fs)
 			return
