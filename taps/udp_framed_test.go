@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -501,4 +503,46 @@ func TestUDPFramedPartialSendIsOneDatagram(t *testing.T) {
 			t.Run("accepted", func(t *testing.T) { run(t, framedUDPAcceptedBy(t, tc.fs(), tc.framed(""))) })
 		})
 	}
+}
+
+// TestUDPFramedPacerKeepsDatagramsAndLifetimes: under maxSendRate, the
+// Messages of a framed UDP Connection that the pacer held leave as they
+// do unpaced: each framed Message one datagram (not the held batch joined
+// into one), and one whose msgLifetime passed while held is Expired, not
+// sent late.
+func TestUDPFramedPacerKeepsDatagramsAndLifetimes(t *testing.T) {
+	client := func(t *testing.T, rate int64) (*Connection, *net.UDPConn) {
+		sys := newTestSystem(t)
+		pc := rawUDP(t)
+		tp := datagramProps(t)
+		require.NoError(t, tp.Set(MaxSendRate, rate))
+		pre := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+			WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort())))
+		pre.AddFramer(framers.NewLengthPrefix())
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Abort(); <-c.Done() })
+		return c, pc
+	}
+	t.Run("one datagram per Message", func(t *testing.T) {
+		c, pc := client(t, 800_000) // 100 kB/s: the pacer holds most of 6 kB
+		done := make(chan error, 6)
+		for i := range 6 {
+			c.SendAsync(bytes.Repeat([]byte{byte('a' + i)}, 1000+i), nil, func(_ *Connection, err error) { done <- err })
+		}
+		for range 6 {
+			require.NoError(t, <-done)
+		}
+		for i := range 6 {
+			require.Equal(t, frame(strings.Repeat(string(rune('a'+i)), 1000+i)), readDatagram(t, pc), "datagram %d", i)
+		}
+	})
+	t.Run("Expired while held", func(t *testing.T) {
+		c, pc := client(t, 80_000) // 10 kB/s: 6000 bytes are held for about 450 ms
+		ctx := testCtx(t)
+		err := c.Send(ctx, make([]byte, 6000), NewMessageContext().Lifetime(50*time.Millisecond))
+		require.ErrorIs(t, err, ErrExpired)
+		require.NoError(t, c.Send(ctx, []byte("later"), nil))
+		require.Equal(t, frame("later"), readDatagram(t, pc), "the only datagram")
+	})
 }
