@@ -649,3 +649,51 @@ func TestFramersHuntSendFromHandleReceivedData(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+// sizePanicFramer is a hookFramer whose MaxMessageSize (MaxMessageSizer)
+// panics.
+type sizePanicFramer struct{ *hookFramer }
+
+func (f *sizePanicFramer) Clone() framers.Framer {
+	return &sizePanicFramer{f.hookFramer.Clone().(*hookFramer)}
+}
+
+func (f *sizePanicFramer) MaxMessageSize() int { panic(errHuntBug) }
+
+// TestFramersHuntPanicInMaxMessageSize: a panic in a user framer's
+// MaxMessageSize, which gotaps calls on the sender's goroutine to check
+// the parts of a Message sent in parts, is contained as a panic in
+// CheckMessage is: the part fails with a SendError wrapping the
+// *PanicError (the application's goroutine does not crash), the
+// connection ends with a ConnectionError carrying it, and a later Send
+// returns (nothing was left locked).
+func TestFramersHuntPanicInMaxMessageSize(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	go func() {
+		p, err := ln.Accept()
+		if err == nil {
+			t.Cleanup(func() { p.Close() })
+		}
+	}()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+	pre.AddFramer(&sizePanicFramer{newHookFramer()})
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	defer c.Abort()
+	mc := NewMessageContext()
+	err = c.SendPartial(ctx, []byte("ab"), mc, false)
+	var se *SendError
+	var pe *PanicError
+	require.ErrorAs(t, err, &se)
+	require.ErrorAs(t, err, &pe)
+	require.ErrorIs(t, err, errHuntBug)
+	require.Error(t, c.SendPartial(ctx, []byte("cd"), mc, true), "the rest of the Message fails too")
+	awaitDone(t, c, "the connection")
+	var ce *ConnectionError
+	require.ErrorAs(t, c.Err(), &ce)
+	require.ErrorAs(t, c.Err(), &pe)
+	require.ErrorIs(t, c.Err(), errHuntBug)
+	require.ErrorAs(t, c.Send(ctx, []byte("x"), NewMessageContext()), &se, "a Send after it returns")
+}
