@@ -2386,7 +2386,9 @@ func sendRank(w writeItem) int64 {
 		return 100
 	}
 	if p.Final {
-		return 1 << 62
+		// after every other, whatever its msgPriority (any int64 >= 0):
+		// a message that ranks the same and came first stays before it
+		return math.MaxInt64
 	}
 	return p.Priority
 }
