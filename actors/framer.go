@@ -197,7 +197,11 @@ func (a *framerActor) receiveFast(ctx actor.Context, msg any) bool {
 func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 	switch m := msg.(type) {
 	case *framerInput:
-		if m.meta != nil {
+		if m.meta != nil || len(m.data) > 0 {
+			// the metadata of the lower framers' message these bytes are
+			// (nil: it had none; not the last message's that had some).
+			// An input without bytes (the end of the stream, a datagram's
+			// end, a resume) keeps the last message's
 			a.lowerMeta = m.meta
 		}
 		a.inTOS, a.inHasTOS = m.tos, m.hasTOS

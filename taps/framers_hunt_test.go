@@ -3,6 +3,7 @@ package taps
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -696,4 +697,64 @@ func TestFramersHuntPanicInMaxMessageSize(t *testing.T) {
 	require.ErrorAs(t, c.Err(), &pe)
 	require.ErrorIs(t, c.Err(), errHuntBug)
 	require.ErrorAs(t, c.Send(ctx, []byte("x"), NewMessageContext()), &se, "a Send after it returns")
+}
+
+// markFramer is length-prefix framing that attaches metadata ("marked")
+// only to the messages whose body's second byte is 'M'.
+type markFramer struct{}
+
+func (*markFramer) Start(inst *framers.Instance) { inst.MakeConnectionReady() }
+func (*markFramer) Stop(inst *framers.Instance)  { inst.MakeConnectionClosed() }
+func (*markFramer) NewSentMessage(inst *framers.Instance, data []byte, _ framers.Metadata, _ bool) {
+	inst.Send(binary.BigEndian.AppendUint32(nil, uint32(len(data))))
+	inst.Send(data)
+}
+func (*markFramer) HandleReceivedData(inst *framers.Instance) {
+	hdr, ok := inst.Parse(4, 4)
+	if !ok {
+		return
+	}
+	n := int(binary.BigEndian.Uint32(hdr))
+	b, ok := inst.Parse(4+n, -1)
+	if !ok {
+		return
+	}
+	var meta framers.Metadata
+	if n > 1 && b[5] == 'M' {
+		meta = framers.Metadata{"marked": true}
+	}
+	inst.AdvanceReceiveCursor(4)
+	inst.DeliverAndAdvanceReceiveCursor(meta, n, true)
+}
+
+// TestFramersHuntLowerMetadataIsTheMessagesOwn: under stacked framers, a
+// received Message carries the metadata the lower framer delivered with
+// the bytes it was parsed from: none when that message had none, not the
+// metadata of the last one that had some.
+func TestFramersHuntLowerMetadataIsTheMessagesOwn(t *testing.T) {
+	sys := newTestSystem(t)
+	lower, upper := &markFramer{}, &tagFramer{}
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, lower, upper)
+	defer c.Abort()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	_, err = peer.Write(frame("\x01Mone", "\x02two", "\x03Mthree"))
+	require.NoError(t, err)
+	for _, want := range []struct {
+		data   string
+		tag    byte
+		marked bool
+	}{{"Mone", 1, true}, {"two", 2, false}, {"Mthree", 3, true}} {
+		m, err := c.Receive(testCtx(t))
+		require.NoError(t, err)
+		require.Equal(t, want.data, string(m.Data))
+		require.Equal(t, framers.Metadata{"tag": want.tag}, m.Context.FramerMetadata(upper), want.data)
+		if want.marked {
+			require.Equal(t, framers.Metadata{"marked": true}, m.Context.FramerMetadata(lower), want.data)
+		} else {
+			require.Empty(t, m.Context.FramerMetadata(lower), "%s: the lower framer delivered it without metadata", want.data)
+		}
+	}
 }
