@@ -55,6 +55,10 @@ type (
 		// tos: the IP TOS byte the datagram arrived with, when hasTOS
 		tos    uint8
 		hasTOS bool
+		// cost: what the input counts in Link.inflight (the recvCost of a
+		// piece the framer below delivered, counted there): taken off
+		// once this framer has counted what it delivers from it
+		cost int
 	}
 	// framerReindex moves a framer to a new place in the stack (after a
 	// PrependFramer below it).
@@ -265,8 +269,16 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 				d.items[i].Early = true
 			}
 		}
-		if d != nil && a.idx == a.n-1 {
+		if d != nil {
+			// on their way to the Link, or under stacked framers to the
+			// framer above: a Receive must not take the read token and
+			// block in a read for bytes already read (takeInlineLocked).
+			// The framers above take what they got off (m.cost) once
+			// they have counted what they deliver from it
 			a.link.addInflight(itemsCost(d.items))
+		}
+		if m.cost > 0 {
+			a.link.doneInflight(m.cost)
 		}
 		if a.idx == 0 {
 			raw := len(m.data)

@@ -758,3 +758,55 @@ func TestFramersHuntLowerMetadataIsTheMessagesOwn(t *testing.T) {
 		}
 	}
 }
+
+// TestFramersHuntStackedReceiveGetsItsMessage: under stacked framers, a
+// blocking Receive whose message is on its way up the stack gets it. The
+// framer below counted the bytes as parsed before the framer above had
+// delivered them, and for that while nothing counted as on its way: the
+// Receive took the read token again and blocked in a read for bytes that
+// had come already, until its ctx ended (for ever under a ctx that cannot
+// end), about one round in five.
+func TestFramersHuntStackedReceiveGetsItsMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   func() []framers.Framer
+		wire []byte
+	}{
+		{"tag over length prefix", func() []framers.Framer { return []framers.Framer{framers.NewLengthPrefix(), &tagFramer{}} },
+			frame("\x01one")},
+		{"length prefix over length prefix", func() []framers.Framer {
+			return []framers.Framer{framers.NewLengthPrefix(), framers.NewLengthPrefix()}
+		}, frame(string(frame("one")))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := newTestSystem(t)
+			for round := range 20 {
+				ln, r := rawListener(t)
+				c := initiateTo(t, sys, r, tc.fs()...)
+				peer, err := ln.Accept()
+				require.NoError(t, err)
+				_, err = peer.Write(tc.wire)
+				require.NoError(t, err)
+				got := make(chan *Message, 1)
+				go func() {
+					m, err := c.Receive(context.Background()) // a ctx that cannot end
+					if err != nil {
+						t.Errorf("round %d: %v", round, err)
+					}
+					got <- m
+				}()
+				select {
+				case m := <-got:
+					require.Equal(t, "one", string(m.Data), "round %d", round)
+				case <-time.After(5 * time.Second):
+					c.Abort() // ends the read the Receive is blocked in
+					<-got
+					t.Fatalf("round %d: the Receive waits for a message that came", round)
+				}
+				c.Abort()
+				<-c.Done()
+				peer.Close()
+			}
+		})
+	}
+}
