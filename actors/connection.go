@@ -554,7 +554,7 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 	open := c.openPartial
 	c.dropTransport(ctx)
 	c.failPendingInFlight(err)
-	if open != 0 && !c.datagram {
+	if open != 0 && !c.gathersParts() {
 		c.markFailed(open, err) // its later parts must not start a message on the next transport
 	}
 	c.attempts++
@@ -1723,6 +1723,7 @@ func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 			}
 			in := newFramerInput(it.Data, it.Meta, end, err)
 			in.early = it.Early
+			in.cost = recvCost(len(it.Data)) // counted in inflight by the framer below
 			ctx.Send(next, in)
 		}
 		if m.eos && len(m.items) == 0 {
@@ -1972,7 +1973,7 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 		return
 	}
 	var dgBufs [][]byte // a message sent in parts on a datagram stack (datagram_partial.go)
-	if c.datagram && (!m.EndOfMessage || c.parts != nil && len(c.parts.dg) > 0) {
+	if c.gathersParts() && (!m.EndOfMessage || c.parts != nil && len(c.parts.dg) > 0) {
 		var taken bool
 		if taken, dgBufs = c.gatherDatagramPart(m); taken {
 			return
@@ -2007,7 +2008,11 @@ func (c *connActor) send(ctx actor.Context, m *messages.SendMessage) {
 			e.out.batched = true
 			c.batchLeft++
 		}
-		e.fs = framerSend{send: &e.out, data: m.Data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
+		data := m.Data
+		if dgBufs != nil {
+			data = concat(dgBufs) // its parts gathered: one Message, one datagram
+		}
+		e.fs = framerSend{send: &e.out, data: data, meta: metaAt(m.FramerMeta, n-1), eom: m.EndOfMessage}
 		if n > 1 {
 			c.postTopFramer(ctx, &e.fs)
 			return
@@ -2401,7 +2406,9 @@ func sendRank(w writeItem) int64 {
 		return 100
 	}
 	if p.Final {
-		return 1 << 62
+		// after every other, whatever its msgPriority (any int64 >= 0):
+		// a message that ranks the same and came first stays before it
+		return math.MaxInt64
 	}
 	return p.Priority
 }

@@ -102,10 +102,12 @@ func (c *connActor) forwardDatagram(ctx actor.Context, next *actor.PID, m *frame
 		end.tos, end.hasTOS = it.TOS, it.HasTOS
 		if it.Err != nil {
 			end.cut = it.Err
+			end.cost += recvCost(0) // counted in inflight by the framer below
 			continue
 		}
 		in := newFramerInput(it.Data, it.Meta, false, nil)
 		in.inDatagram, in.tos, in.hasTOS, in.early = true, it.TOS, it.HasTOS, it.Early
+		in.cost = recvCost(len(it.Data))
 		ctx.Send(next, in)
 	}
 	ctx.Send(next, end)

@@ -9,7 +9,10 @@ import (
 
 // dgPartial is a Message sent in parts (SendPartial) on a datagram stack,
 // gathered until its last part: a datagram is a whole message, so its parts
-// leave together as one.
+// leave together as one. Under framers (UDP with a framer) the gathered
+// Message goes to them whole, as one Message: each Message a framer sends
+// leaves as one datagram, and its parts, framed one by one, would leave as
+// several (gathersParts).
 type dgPartial struct {
 	data []byte // the parts so far (copied: each part's Sent is out)
 	err  error  // set when a part failed: the rest of the message fails too
@@ -58,12 +61,17 @@ func (c *connActor) gatherDatagramPart(m *messages.SendMessage) (taken bool, buf
 	return true, nil
 }
 
+// gathersParts reports whether the connection gathers the parts of a
+// Message sent in parts into one datagram: on a connectionless stack (UDP,
+// UDP-Lite), with or without framers.
+func (c *connActor) gathersParts() bool { return c.datagram || c.connectionless }
+
 // datagramPartFailed records that a part of a message on a datagram stack
 // failed (a SendError, or Expired): the parts after it fail too, rather
 // than leave as a datagram with a piece missing. The last part forgets
 // the message.
 func (c *connActor) datagramPartFailed(m *messages.SendMessage, err error) {
-	if !c.datagram {
+	if !c.gathersParts() {
 		return
 	}
 	if m.EndOfMessage {

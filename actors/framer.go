@@ -55,6 +55,10 @@ type (
 		// tos: the IP TOS byte the datagram arrived with, when hasTOS
 		tos    uint8
 		hasTOS bool
+		// cost: what the input counts in Link.inflight (the recvCost of a
+		// piece the framer below delivered, counted there): taken off
+		// once this framer has counted what it delivers from it
+		cost int
 	}
 	// framerReindex moves a framer to a new place in the stack (after a
 	// PrependFramer below it).
@@ -197,7 +201,11 @@ func (a *framerActor) receiveFast(ctx actor.Context, msg any) bool {
 func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 	switch m := msg.(type) {
 	case *framerInput:
-		if m.meta != nil {
+		if m.meta != nil || len(m.data) > 0 {
+			// the metadata of the lower framers' message these bytes are
+			// (nil: it had none; not the last message's that had some).
+			// An input without bytes (the end of the stream, a datagram's
+			// end, a resume) keeps the last message's
 			a.lowerMeta = m.meta
 		}
 		a.inTOS, a.inHasTOS = m.tos, m.hasTOS
@@ -261,8 +269,16 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 				d.items[i].Early = true
 			}
 		}
-		if d != nil && a.idx == a.n-1 {
+		if d != nil {
+			// on their way to the Link, or under stacked framers to the
+			// framer above: a Receive must not take the read token and
+			// block in a read for bytes already read (takeInlineLocked).
+			// The framers above take what they got off (m.cost) once
+			// they have counted what they deliver from it
 			a.link.addInflight(itemsCost(d.items))
+		}
+		if m.cost > 0 {
+			a.link.doneInflight(m.cost)
 		}
 		if a.idx == 0 {
 			raw := len(m.data)

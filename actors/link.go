@@ -1091,6 +1091,19 @@ func (l *Link) dropInflight(n int) {
 	l.mu.Unlock()
 }
 
+// doneInflight takes n off inflight for pieces that a framer below the
+// top delivered and the framer above has parsed (framerInput.cost), and
+// wakes a waiting reader as doneRaw does: inflight counts in the receive
+// credit the reader waits for.
+func (l *Link) doneInflight(n int) {
+	l.subInflight(n)
+	if l.readerWaiting.Load() > 0 {
+		l.mu.Lock()
+		l.kickReaderLocked()
+		l.mu.Unlock()
+	}
+}
+
 // subInflight takes n bytes off inflight, which stays at least zero (a
 // transport replaced by re-establishment may still deliver bytes counted
 // before inflight was reset).

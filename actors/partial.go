@@ -121,7 +121,7 @@ func (c *connActor) partFailed(ctx actor.Context, m *messages.SendMessage, err e
 // noteFailedPart records that part m failed with err, so that the later
 // parts of its message fail too.
 func (c *connActor) noteFailedPart(m *messages.SendMessage, err error) {
-	if c.datagram {
+	if c.gathersParts() {
 		c.datagramPartFailed(m, err)
 		return
 	}
@@ -154,7 +154,7 @@ func (c *connActor) abandon(ctx actor.Context, m *messages.SendMessage) {
 	case c.early:
 		c.heldEarly = append(c.heldEarly, m)
 		return
-	case c.datagram:
+	case c.gathersParts():
 		if c.parts != nil {
 			delete(c.parts.dg, m.MessageID) // its gathered parts never leave
 		}

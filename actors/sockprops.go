@@ -419,7 +419,7 @@ func (c *connActor) pacedFlushed(ctx actor.Context, m *pacedFlush) {
 	if c.t == nil {
 		return // the transport was dropped; its sends have failed
 	}
-	if c.datagram {
+	if c.datagram || c.connectionless { // UDP with framers too, as flush: one datagram per framed message
 		// whole messages: those whose msgLifetime passed while the pacer
 		// held them are Expired, not sent late
 		c.writeDatagrams(ctx, c.dropExpired(batch))

@@ -37,7 +37,9 @@
 // the maximum, malformed bytes), end only that message: the application
 // gets a ReceiveError for it and the connection goes on. A framer with
 // receive state of its own resets it in [ReceiveResetter]. Each message a
-// framer sends leaves as one datagram.
+// framer sends leaves as one datagram; a Message sent in parts is gathered
+// until its last part and reaches the framers whole (one NewSentMessage
+// with endOfMessage true), so that it too leaves as one datagram.
 package framers
 
 import (

@@ -463,10 +463,11 @@ func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageC
 			m.MessageID = c.nextMsg.Add(1)
 		} else {
 			part = true
+			var sizePanic *PanicError // a framer's MaxMessageSize panicked
 			if p.failed != nil {
 				err = fmt.Errorf("%w: %w", actors.ErrMessageFailed, p.failed)
 			} else if err == nil {
-				err = c.checkParts(p.size + len(data))
+				sizePanic, err = c.checkParts(p.size + len(data))
 			}
 			if err != nil {
 				abandon := !first && p.failed == nil // the connection has parts of it
@@ -477,6 +478,11 @@ func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageC
 					delete(c.partial, mc)
 				}
 				c.mu.Unlock()
+				if sizePanic != nil && c.pid != nil {
+					// the framer's failure, as a panic in CheckMessage
+					// (checkMessage): told with c.mu released
+					tell(c.sys, c.pid, &messages.AbortConnection{Err: sizePanic})
+				}
 				if abandon {
 					c.abandonParts(p.id)
 				}
@@ -507,16 +513,35 @@ func (c *Connection) fillSend(m *messages.SendMessage, data []byte, mc *MessageC
 // checkParts checks the size of a Message sent in parts, its parts so far
 // (size bytes), against the largest message of each framer that has one
 // (framers.MaxMessageSizer): a part that takes it above is a SendError,
-// not a connection failure in the framer.
-func (c *Connection) checkParts(size int) error {
+// not a connection failure in the framer. It runs on the sender's
+// goroutine, with c.mu held: a panic in MaxMessageSize is the framer's
+// failure, as in CheckMessage (checkMessage): the part fails with the
+// *PanicError (err), also returned as pe for the caller to end the
+// connection with once it has let go of c.mu.
+func (c *Connection) checkParts(size int) (pe *PanicError, err error) {
 	for _, f := range c.cfg.Framers {
 		if ms, ok := f.(framers.MaxMessageSizer); ok {
-			if limit := ms.MaxMessageSize(); size > limit {
-				return &framers.TooLargeError{Size: uint64(size), Max: uint64(limit)}
+			limit, pe := maxMessageSize(f, ms)
+			if pe != nil {
+				return pe, pe
+			}
+			if size > limit {
+				return nil, &framers.TooLargeError{Size: uint64(size), Max: uint64(limit)}
 			}
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// maxMessageSize is ms.MaxMessageSize, f's, with a panic in it returned
+// as a *PanicError.
+func maxMessageSize(f framers.Framer, ms framers.MaxMessageSizer) (limit int, pe *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			pe = &PanicError{Where: fmt.Sprintf("framer %T MaxMessageSize", f), Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return ms.MaxMessageSize(), nil
 }
 
 // abandonParts tells the connection that Message id, some parts of which

@@ -3,6 +3,7 @@ package taps
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -648,4 +649,164 @@ func TestFramersHuntSendFromHandleReceivedData(t *testing.T) {
 	require.Equal(t, "ack:x", string(ack))
 	c.Abort()
 	<-c.Done()
+}
+
+// sizePanicFramer is a hookFramer whose MaxMessageSize (MaxMessageSizer)
+// panics.
+type sizePanicFramer struct{ *hookFramer }
+
+func (f *sizePanicFramer) Clone() framers.Framer {
+	return &sizePanicFramer{f.hookFramer.Clone().(*hookFramer)}
+}
+
+func (f *sizePanicFramer) MaxMessageSize() int { panic(errHuntBug) }
+
+// TestFramersHuntPanicInMaxMessageSize: a panic in a user framer's
+// MaxMessageSize, which gotaps calls on the sender's goroutine to check
+// the parts of a Message sent in parts, is contained as a panic in
+// CheckMessage is: the part fails with a SendError wrapping the
+// *PanicError (the application's goroutine does not crash), the
+// connection ends with a ConnectionError carrying it, and a later Send
+// returns (nothing was left locked).
+func TestFramersHuntPanicInMaxMessageSize(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, r := rawListener(t)
+	go func() {
+		p, err := ln.Accept()
+		if err == nil {
+			t.Cleanup(func() { p.Close() })
+		}
+	}()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+	pre.AddFramer(&sizePanicFramer{newHookFramer()})
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	defer c.Abort()
+	mc := NewMessageContext()
+	err = c.SendPartial(ctx, []byte("ab"), mc, false)
+	var se *SendError
+	var pe *PanicError
+	require.ErrorAs(t, err, &se)
+	require.ErrorAs(t, err, &pe)
+	require.ErrorIs(t, err, errHuntBug)
+	require.Error(t, c.SendPartial(ctx, []byte("cd"), mc, true), "the rest of the Message fails too")
+	awaitDone(t, c, "the connection")
+	var ce *ConnectionError
+	require.ErrorAs(t, c.Err(), &ce)
+	require.ErrorAs(t, c.Err(), &pe)
+	require.ErrorIs(t, c.Err(), errHuntBug)
+	require.ErrorAs(t, c.Send(ctx, []byte("x"), NewMessageContext()), &se, "a Send after it returns")
+}
+
+// markFramer is length-prefix framing that attaches metadata ("marked")
+// only to the messages whose body's second byte is 'M'.
+type markFramer struct{}
+
+func (*markFramer) Start(inst *framers.Instance) { inst.MakeConnectionReady() }
+func (*markFramer) Stop(inst *framers.Instance)  { inst.MakeConnectionClosed() }
+func (*markFramer) NewSentMessage(inst *framers.Instance, data []byte, _ framers.Metadata, _ bool) {
+	inst.Send(binary.BigEndian.AppendUint32(nil, uint32(len(data))))
+	inst.Send(data)
+}
+func (*markFramer) HandleReceivedData(inst *framers.Instance) {
+	hdr, ok := inst.Parse(4, 4)
+	if !ok {
+		return
+	}
+	n := int(binary.BigEndian.Uint32(hdr))
+	b, ok := inst.Parse(4+n, -1)
+	if !ok {
+		return
+	}
+	var meta framers.Metadata
+	if n > 1 && b[5] == 'M' {
+		meta = framers.Metadata{"marked": true}
+	}
+	inst.AdvanceReceiveCursor(4)
+	inst.DeliverAndAdvanceReceiveCursor(meta, n, true)
+}
+
+// TestFramersHuntLowerMetadataIsTheMessagesOwn: under stacked framers, a
+// received Message carries the metadata the lower framer delivered with
+// the bytes it was parsed from: none when that message had none, not the
+// metadata of the last one that had some.
+func TestFramersHuntLowerMetadataIsTheMessagesOwn(t *testing.T) {
+	sys := newTestSystem(t)
+	lower, upper := &markFramer{}, &tagFramer{}
+	ln, r := rawListener(t)
+	c := initiateTo(t, sys, r, lower, upper)
+	defer c.Abort()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	defer peer.Close()
+	_, err = peer.Write(frame("\x01Mone", "\x02two", "\x03Mthree"))
+	require.NoError(t, err)
+	for _, want := range []struct {
+		data   string
+		tag    byte
+		marked bool
+	}{{"Mone", 1, true}, {"two", 2, false}, {"Mthree", 3, true}} {
+		m, err := c.Receive(testCtx(t))
+		require.NoError(t, err)
+		require.Equal(t, want.data, string(m.Data))
+		require.Equal(t, framers.Metadata{"tag": want.tag}, m.Context.FramerMetadata(upper), want.data)
+		if want.marked {
+			require.Equal(t, framers.Metadata{"marked": true}, m.Context.FramerMetadata(lower), want.data)
+		} else {
+			require.Empty(t, m.Context.FramerMetadata(lower), "%s: the lower framer delivered it without metadata", want.data)
+		}
+	}
+}
+
+// TestFramersHuntStackedReceiveGetsItsMessage: under stacked framers, a
+// blocking Receive whose message is on its way up the stack gets it. The
+// framer below counted the bytes as parsed before the framer above had
+// delivered them, and for that while nothing counted as on its way: the
+// Receive took the read token again and blocked in a read for bytes that
+// had come already, until its ctx ended (for ever under a ctx that cannot
+// end), about one round in five.
+func TestFramersHuntStackedReceiveGetsItsMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   func() []framers.Framer
+		wire []byte
+	}{
+		{"tag over length prefix", func() []framers.Framer { return []framers.Framer{framers.NewLengthPrefix(), &tagFramer{}} },
+			frame("\x01one")},
+		{"length prefix over length prefix", func() []framers.Framer {
+			return []framers.Framer{framers.NewLengthPrefix(), framers.NewLengthPrefix()}
+		}, frame(string(frame("one")))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := newTestSystem(t)
+			for round := range 20 {
+				ln, r := rawListener(t)
+				c := initiateTo(t, sys, r, tc.fs()...)
+				peer, err := ln.Accept()
+				require.NoError(t, err)
+				_, err = peer.Write(tc.wire)
+				require.NoError(t, err)
+				got := make(chan *Message, 1)
+				go func() {
+					m, err := c.Receive(context.Background()) // a ctx that cannot end
+					if err != nil {
+						t.Errorf("round %d: %v", round, err)
+					}
+					got <- m
+				}()
+				select {
+				case m := <-got:
+					require.Equal(t, "one", string(m.Data), "round %d", round)
+				case <-time.After(5 * time.Second):
+					c.Abort() // ends the read the Receive is blocked in
+					<-got
+					t.Fatalf("round %d: the Receive waits for a message that came", round)
+				}
+				c.Abort()
+				<-c.Done()
+				peer.Close()
+			}
+		})
+	}
 }

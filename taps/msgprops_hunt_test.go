@@ -1,6 +1,9 @@
 package taps
 
 import (
+	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -249,4 +252,33 @@ func TestMsgPropsZeroRTTKeepsOrderAndFinalLast(t *testing.T) {
 	m, err := c.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "final", string(m.Data))
+}
+
+// TestMsgPropsFinalStaysLastWhateverThePriority: a Final Message goes out
+// after every Message sent before it, also after one with msgOrdered false
+// whose msgPriority is as large as an int64 may be (a Final ranked 2^62,
+// so a larger priority moved the other Message behind it, after the
+// Message meant to be the last), and the peer's end of stream follows it.
+func TestMsgPropsFinalStaysLastWhateverThePriority(t *testing.T) {
+	for _, prio := range []int{1<<62 + 1, math.MaxInt64} {
+		for _, finalOrdered := range []bool{true, false} {
+			t.Run(fmt.Sprintf("priority %d, final ordered %v", prio, finalOrdered), func(t *testing.T) {
+				sys := newTestSystem(t)
+				c, peer := rawPeer(t, sys, framers.NewLengthPrefix())
+				defer c.Abort()
+				done := make(chan error, 2)
+				sent := func(_ *Connection, err error) { done <- err }
+				c.Batch(func() { // one batch: the queue orders them
+					c.SendAsync([]byte("before"), NewMessageContext().Ordered(false).Priority(prio), sent)
+					c.SendAsync([]byte("final"), NewMessageContext().Final(true).Ordered(finalOrdered), sent)
+				})
+				require.NoError(t, <-done)
+				require.NoError(t, <-done)
+				require.NoError(t, peer.SetReadDeadline(time.Now().Add(5*time.Second)))
+				got, err := io.ReadAll(peer)
+				require.NoError(t, err, "the end of stream after the Final Message")
+				require.Equal(t, frame("before", "final"), got)
+			})
+		}
+	}
 }

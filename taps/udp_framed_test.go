@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/framers"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
@@ -98,6 +101,17 @@ func framedUDPInitiated(t *testing.T, fs []framers.Framer) framedUDPSide {
 // and is taken here) makes the Connection.
 func framedUDPAccepted(t *testing.T, fs []framers.Framer) framedUDPSide {
 	t.Helper()
+	first := []byte{}
+	for range fs {
+		first = frame(string(first))
+	}
+	return framedUDPAcceptedBy(t, fs, first)
+}
+
+// framedUDPAcceptedBy is framedUDPAccepted whose peer's first datagram is
+// first, an empty Message framed as fs frame it.
+func framedUDPAcceptedBy(t *testing.T, fs []framers.Framer, first []byte) framedUDPSide {
+	t.Helper()
 	sys := newTestSystem(t)
 	pre := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
 		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
@@ -111,10 +125,6 @@ func framedUDPAccepted(t *testing.T, fs []framers.Framer) framedUDPSide {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = peer.Close() })
 	send := peerSender(t, peer)
-	first := []byte{}
-	for range fs {
-		first = frame(string(first))
-	}
 	send(first, stacks.NotECT)
 	c, err := ln.Accept(testCtx(t))
 	require.NoError(t, err)
@@ -442,4 +452,97 @@ func TestUDPFramedMsgMaxLensLeaveRoomForTheFramer(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestUDPFramedPartialSendIsOneDatagram: a Message sent in parts over a
+// framed UDP Connection is gathered and framed whole: it leaves as one
+// datagram, its frame holding every part (no empty datagram for a part a
+// framer held, no datagram per part a framer passed down, which the peer
+// would read as a cut frame). A part refused later fails the Message
+// before anything of it leaves, and the Connection goes on (a Delimiter
+// never saw the earlier parts, so it has none to abandon).
+func TestUDPFramedPartialSendIsOneDatagram(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fs        func() []framers.Framer
+		framed    func(string) []byte
+		badSecond []byte // a second part the framers refuse
+	}{
+		{"length prefix", lengthPrefixOnly, func(s string) []byte { return frame(s) },
+			nil},
+		{"lines", func() []framers.Framer { return []framers.Framer{framers.NewLines()} },
+			func(s string) []byte { return []byte(s + "\n") }, []byte("x\ny")},
+		{"lines over length prefix", func() []framers.Framer {
+			return []framers.Framer{framers.NewLengthPrefix(), framers.NewLines()}
+		}, func(s string) []byte { return frame(s + "\n") }, []byte("x\ny")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(t *testing.T, s framedUDPSide) {
+				ctx := testCtx(t)
+				mc := NewMessageContext()
+				require.NoError(t, s.c.SendPartial(ctx, []byte("ab"), mc, false))
+				require.NoError(t, s.c.SendPartial(ctx, []byte("cd"), mc, false))
+				require.NoError(t, s.c.SendPartial(ctx, []byte("ef"), mc, true))
+				require.NoError(t, s.c.Send(ctx, []byte("next"), nil))
+				require.Equal(t, string(tc.framed("abcdef")), string(s.recv()), "the Message in parts, one datagram")
+				require.Equal(t, string(tc.framed("next")), string(s.recv()), "the next Message, its own datagram")
+				if tc.badSecond == nil {
+					return
+				}
+				mc = NewMessageContext()
+				require.NoError(t, s.c.SendPartial(ctx, []byte("gh"), mc, false))
+				var se *SendError
+				require.ErrorAs(t, s.c.SendPartial(ctx, tc.badSecond, mc, false), &se)
+				require.ErrorIs(t, s.c.SendPartial(ctx, []byte("ij"), mc, true), actors.ErrMessageFailed)
+				require.NoError(t, s.c.Send(ctx, []byte("after"), nil))
+				require.Equal(t, string(tc.framed("after")), string(s.recv()), "nothing of the failed Message left")
+				require.Equal(t, StateEstablished, s.c.State())
+				require.NoError(t, s.c.Err())
+			}
+			t.Run("initiated", func(t *testing.T) { run(t, framedUDPInitiated(t, tc.fs())) })
+			t.Run("accepted", func(t *testing.T) { run(t, framedUDPAcceptedBy(t, tc.fs(), tc.framed(""))) })
+		})
+	}
+}
+
+// TestUDPFramedPacerKeepsDatagramsAndLifetimes: under maxSendRate, the
+// Messages of a framed UDP Connection that the pacer held leave as they
+// do unpaced: each framed Message one datagram (not the held batch joined
+// into one), and one whose msgLifetime passed while held is Expired, not
+// sent late.
+func TestUDPFramedPacerKeepsDatagramsAndLifetimes(t *testing.T) {
+	client := func(t *testing.T, rate int64) (*Connection, *net.UDPConn) {
+		sys := newTestSystem(t)
+		pc := rawUDP(t)
+		tp := datagramProps(t)
+		require.NoError(t, tp.Set(MaxSendRate, rate))
+		pre := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+			WithRemoteEndpoint(loopbackRemote(pc.LocalAddr().(*net.UDPAddr).AddrPort())))
+		pre.AddFramer(framers.NewLengthPrefix())
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Abort(); <-c.Done() })
+		return c, pc
+	}
+	t.Run("one datagram per Message", func(t *testing.T) {
+		c, pc := client(t, 800_000) // 100 kB/s: the pacer holds most of 6 kB
+		done := make(chan error, 6)
+		for i := range 6 {
+			c.SendAsync(bytes.Repeat([]byte{byte('a' + i)}, 1000+i), nil, func(_ *Connection, err error) { done <- err })
+		}
+		for range 6 {
+			require.NoError(t, <-done)
+		}
+		for i := range 6 {
+			require.Equal(t, frame(strings.Repeat(string(rune('a'+i)), 1000+i)), readDatagram(t, pc), "datagram %d", i)
+		}
+	})
+	t.Run("Expired while held", func(t *testing.T) {
+		c, pc := client(t, 80_000) // 10 kB/s: 6000 bytes are held for about 450 ms
+		ctx := testCtx(t)
+		err := c.Send(ctx, make([]byte, 6000), NewMessageContext().Lifetime(50*time.Millisecond))
+		require.ErrorIs(t, err, ErrExpired)
+		require.NoError(t, c.Send(ctx, []byte("later"), nil))
+		require.Equal(t, frame("later"), readDatagram(t, pc), "the only datagram")
+	})
 }
