@@ -727,7 +727,8 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	}
 	s.noteWrite()
 	s.c.notePeer()
-	return s.snd.Write(p)
+	n, err := s.snd.Write(p)
+	return n, s.c.handshakeCause(err)
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline apply to the halves
@@ -798,7 +799,7 @@ func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
 	case errors.Is(err, quic.ErrWouldBlock):
 		return true, nil
 	default:
-		return false, err
+		return false, s.c.handshakeCause(err)
 	}
 }
 
@@ -830,7 +831,7 @@ func (s *quicStream) WriteBuffers(b *net.Buffers) (int64, error) {
 		n += int64(w)
 		ConsumeBuffers(b, w)
 		if err != nil {
-			return n, err
+			return n, s.c.handshakeCause(err)
 		}
 	}
 	return n, nil
@@ -902,7 +903,7 @@ func (s *quicStream) Read(p []byte) (int, error) {
 		}
 		s.mu.Unlock()
 		if err != io.EOF {
-			err = refusedByPeer(err)
+			err = s.c.handshakeCause(refusedByPeer(err))
 		}
 	}
 	if err == io.EOF {
@@ -1172,6 +1173,20 @@ func (c *quicConn) failHandshake(err error) {
 		return
 	}
 	go func() { _ = c.conn.CloseWithError(quicCodeAbort, "handshake failed") }()
+}
+
+// handshakeCause is err, a stream's read or write error, or, when the
+// connection was ended by failHandshake, the error that failed the
+// handshake (an ICMP port unreachable: ECONNREFUSED), which err (the local
+// CONNECTION_CLOSE's) only follows from.
+func (c *quicConn) handshakeCause(err error) error {
+	if err == nil {
+		return nil
+	}
+	if h := c.handshakeErr.Load(); h != nil {
+		return fmt.Errorf("%w (%v)", *h, err)
+	}
+	return err
 }
 
 // icmpWatch is a QUIC Dial's watch of the ICMP errors that end its

@@ -270,5 +270,12 @@ func TestQUICEarlyDialToAClosedPortFailsItsHandshake(t *testing.T) {
 	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	require.Less(t, time.Since(start), 2*time.Second, "at once, not at the handshake timeout (5 s)")
 	waitQUICDone(t, cli)
+	// the stream's writes and reads fail with the cause too, not with the
+	// CONNECTION_CLOSE that followed it ("handshake failed"): an attempt
+	// whose write came first reported that
+	_, err = cli.Write([]byte("more"))
+	require.ErrorIs(t, err, syscall.ECONNREFUSED, "Write")
+	_, err = cli.Read(make([]byte, 8))
+	require.ErrorIs(t, err, syscall.ECONNREFUSED, "Read")
 	require.NoError(t, cli.Abort())
 }

@@ -576,8 +576,33 @@ func connPriorityWhileWaiting(t *testing.T) bool {
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming))
 	require.NoError(t, tp.Set(ConnScheduler, StrictPriority))
-	ln := secureListener(t, sys, pki.serverSec(), tp)
+	// the server reads and discards: an echo of megabytes to a client that
+	// reads nothing could still be in flight at the end, and a server
+	// busy sending it may miss the client's CONNECTION_CLOSE and wait for
+	// the idle timeout
+	srv := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	srv.AddFramer(framers.NewLengthPrefix())
 	ctx := testCtx(t)
+	ln, err := srv.Listen(ctx)
+	require.NoError(t, err)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil {
+						return
+					}
+					m.Release()
+				}
+			}()
+		}
+	}()
 	x, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
 	require.NoError(t, err)
 	defer func() { x.AbortGroup(); <-x.Done() }()
