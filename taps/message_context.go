@@ -215,6 +215,11 @@ func (mc *MessageContext) connInfo() (*messages.ConnectionInfo, bool) {
 	if c == nil {
 		return nil, false
 	}
+	select {
+	case <-c.Done(): // ended: its actor may still answer until it stops
+		return nil, false
+	default:
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	info, err := callConn[*messages.ConnectionInfo](ctx, c, &messages.GetConnectionInfo{})
