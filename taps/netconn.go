@@ -534,10 +534,15 @@ func (nl *netListener) Addr() net.Addr {
 // (http.Transport.DialContext, grpc.WithContextDialer, ...): each call
 // initiates a Connection from a copy of pre whose remote endpoints are
 // replaced by addr ("host:port"; host is an IP address or a host name,
-// port a number or a service name) and returns its NetConn. ctx bounds the
-// establishment only. network must be "tcp", "tcp4" or "tcp6" (or empty);
-// the protocol stack is still chosen by pre's transport properties. An
-// establishment failure is a *net.OpError wrapping the *EstablishmentError.
+// port a number or a service name; an empty host is the local system, as
+// for net.Dial) and returns its NetConn. ctx bounds the establishment
+// only. network must be "tcp", "tcp4" or "tcp6" (or empty); "tcp4" and
+// "tcp6" restrict the addresses raced to IPv4 or IPv6 (a host name's other
+// family is not looked up; an IP address of the other family is a
+// *net.OpError wrapping a *net.AddrError, before any packet), as net.Dial
+// does; the protocol stack is still chosen by pre's transport properties.
+// An establishment failure is a *net.OpError wrapping the
+// *EstablishmentError.
 // The function is safe for concurrent use; later changes to pre affect
 // later dials.
 func Dialer(pre *Preconnection) func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -547,15 +552,70 @@ func Dialer(pre *Preconnection) func(ctx context.Context, network, addr string) 
 		default:
 			return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
 		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		if host == "" { // the local system, as net.Dial has it
+			host = map[string]string{"tcp4": "127.0.0.1", "tcp6": "::1"}[network]
+			if host == "" {
+				host = "localhost"
+			}
+			addr = net.JoinHostPort(host, port)
+		}
+		if a, err := netip.ParseAddr(host); err == nil && !familyFits(network, a) {
+			return nil, &net.OpError{Op: "dial", Net: network,
+				Err: &net.AddrError{Err: "no suitable address found", Addr: host}}
+		}
 		r, err := remoteFromHostPort(addr)
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 		}
-		c, err := pre.withRemotes(r).Initiate(ctx)
+		q := pre.withRemotes(r)
+		if network == "tcp4" || network == "tcp6" {
+			q.resolver.LookupNetIP = familyLookup(network, q.resolver.LookupNetIP)
+		}
+		c, err := q.Initiate(ctx)
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 		}
 		return c.NetConn(), nil
+	}
+}
+
+// familyFits reports whether a is of the family network ("tcp4", "tcp6")
+// restricts the dial to; any address fits "tcp".
+func familyFits(network string, a netip.Addr) bool {
+	switch network {
+	case "tcp4":
+		return a.Unmap().Is4()
+	case "tcp6":
+		return a.Is6() && !a.Is4In6()
+	}
+	return true
+}
+
+// familyLookup wraps lookup (nil: net.DefaultResolver's) for a dial
+// restricted to network's family ("tcp4", "tcp6"): the other family's
+// query is answered "not found" without being sent, and addresses of the
+// other family are dropped from an answer.
+func familyLookup(network string, lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupNetIP
+	}
+	want := map[string]string{"tcp4": "ip4", "tcp6": "ip6"}[network]
+	return func(ctx context.Context, ipnet, host string) ([]netip.Addr, error) {
+		if ipnet != want {
+			return nil, &net.DNSError{Err: "no address of this family (" + network + " dial)", Name: host, IsNotFound: true}
+		}
+		addrs, err := lookup(ctx, ipnet, host)
+		out := addrs[:0:0]
+		for _, a := range addrs {
+			if familyFits(network, a) {
+				out = append(out, a)
+			}
+		}
+		return out, err
 	}
 }
 

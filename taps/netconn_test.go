@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -349,4 +351,65 @@ func makeNetPipe(fs func() []framers.Framer) nettest.MakePipe {
 		}
 		return c1, c2, func() { _ = c1.Close(); _ = c2.Close(); shutdown() }, nil
 	}
+}
+
+// Dialer: "tcp4" and "tcp6" restrict the addresses raced to their family,
+// as net.Dial does (they connected to whichever family won): a host name
+// with both is reached over the family asked for, an IP address of the
+// other family fails before any packet, and an empty host is the local
+// system.
+func TestDialerNetworkFamily(t *testing.T) {
+	sys := newTestSystem(t)
+	ln4, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln4.Close()
+	port := ln4.Addr().(*net.TCPAddr).Port
+	ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+	if err != nil {
+		t.Skipf("no [::1]:%d beside 127.0.0.1:%d: %v", port, port, err)
+	}
+	defer ln6.Close()
+	for _, ln := range []net.Listener{ln4, ln6} {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	both := WithResolver(func(_ context.Context, network, host string) ([]netip.Addr, error) {
+		// the name has both families; the answer of either query holds
+		// both, as a sloppy resolver might give
+		return []netip.Addr{netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	dial := Dialer(NewPreconnection(WithSystem(sys), both))
+	ctx := testCtx(t)
+	for _, tt := range []struct{ network, addr, want string }{
+		{"tcp4", "both.test", "127.0.0.1"},
+		{"tcp6", "both.test", "::1"},
+		{"tcp4", "", "127.0.0.1"},
+		{"tcp6", "", "::1"},
+		{"tcp4", "127.0.0.1", "127.0.0.1"},
+		{"tcp6", "::1", "::1"},
+	} {
+		nc, err := dial(ctx, tt.network, net.JoinHostPort(tt.addr, strconv.Itoa(port)))
+		require.NoError(t, err, "%s %q", tt.network, tt.addr)
+		got := nc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String()
+		_ = nc.Close()
+		require.Equal(t, tt.want, got, "%s %q", tt.network, tt.addr)
+	}
+	for _, tt := range []struct{ network, addr string }{{"tcp4", "::1"}, {"tcp6", "127.0.0.1"}, {"tcp6", "::ffff:127.0.0.1"}} {
+		_, err := dial(ctx, tt.network, net.JoinHostPort(tt.addr, strconv.Itoa(port)))
+		var ae *net.AddrError
+		require.ErrorAs(t, err, &ae, "%s %s", tt.network, tt.addr)
+		var oe *net.OpError
+		require.ErrorAs(t, err, &oe)
+		require.Equal(t, tt.network, oe.Net)
+	}
+	nc, err := dial(ctx, "tcp", ":"+strconv.Itoa(port)) // localhost: either family
+	require.NoError(t, err)
+	_ = nc.Close()
 }
