@@ -53,26 +53,52 @@ func newStalledPeers(t *testing.T, sys *System, n int) []*stalledPeer {
 	return sps
 }
 
-// fill writes until a Write times out: the peer's receive buffer and the
-// connection's send buffers are full then.
+// fill writes until Writes stall: more than the peer's receive buffer
+// holds went, and two Writes in a row timed out having written nothing
+// (one alone may be a loaded machine's pause). The peer's receive buffer
+// and the connection's send buffers are full then.
 func (sp *stalledPeer) fill(seed int) error {
 	chunk := make([]byte, 16<<10)
 	for i := range chunk {
 		chunk[i] = byte(seed + i*7)
 	}
-	if err := sp.nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+	rcv, err := rcvBuf(sp.peer)
+	if err != nil {
 		return err
 	}
+	stalls := 0
 	for {
+		if err := sp.nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			return err
+		}
 		n, err := sp.nc.Write(chunk)
 		sp.written = append(sp.written, chunk[:n]...)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return sp.nc.SetWriteDeadline(time.Time{})
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if stalls = stalls + 1; n > 0 {
+				stalls = 0
+			}
+			if stalls >= 2 && len(sp.written) > rcv {
+				return sp.nc.SetWriteDeadline(time.Time{})
+			}
+		case err != nil:
 			return err
 		}
 	}
+}
+
+// rcvBuf is c's receive buffer size as the kernel has it (SO_RCVBUF).
+func rcvBuf(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var serr error
+	if err := rc.Control(func(fd uintptr) { n, serr = sockoptRcvBuf(fd) }); err != nil {
+		return 0, err
+	}
+	return n, serr
 }
 
 // TestNetConnCloseDoesNotWaitForPeer: Close returns at once, as a
@@ -127,7 +153,7 @@ func TestNetConnCloseDoesNotWaitForPeer(t *testing.T) {
 	for i, sp := range sps {
 		select {
 		case <-sp.conn.Done():
-			t.Fatalf("#%d: the Connection is Closed while its peer has read nothing", i)
+			t.Fatalf("#%d: the Connection is Closed while its peer has read nothing (err %v, wrote %d)", i, sp.conn.Err(), len(sp.written))
 		default:
 		}
 		r := <-blocked[i]

@@ -19,6 +19,11 @@ func setRcvBuf(fd uintptr, n int) error {
 	return unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n)
 }
 
+// sockoptRcvBuf reads SO_RCVBUF of the socket fd.
+func sockoptRcvBuf(fd uintptr) (int, error) {
+	return unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+}
+
 // cpuTime is this process's user and system CPU time.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage

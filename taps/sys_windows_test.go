@@ -16,6 +16,11 @@ func setRcvBuf(fd uintptr, n int) error {
 	return windows.SetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, windows.SO_RCVBUF, n)
 }
 
+// sockoptRcvBuf reads SO_RCVBUF of the socket fd.
+func sockoptRcvBuf(fd uintptr) (int, error) {
+	return windows.GetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, windows.SO_RCVBUF)
+}
+
 // cpuTime is this process's user and kernel CPU time.
 func cpuTime() time.Duration {
 	var creation, exit, kernel, user windows.Filetime
