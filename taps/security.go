@@ -324,7 +324,11 @@ func (s *SecurityParameters) SetTrustVerificationCallback(fn func(state tls.Conn
 }
 
 // SetIdentityChallengeCallback sets the callback that provides the client
-// certificate when the server asks for one.
+// certificate when the server asks for one. It is asked before the client
+// identity (SetClientCertificates, else SetIdentity): its certificate is
+// sent, its error fails the handshake, and no answer (nil, nil) sends the
+// client identity's first certificate the server accepts, or none.
+// &tls.Certificate{} sends no certificate whatever the identity.
 func (s *SecurityParameters) SetIdentityChallengeCallback(fn func(info *tls.CertificateRequestInfo) (*tls.Certificate, error)) *SecurityParameters {
 	s.mu.Lock()
 	s.challenge = fn
