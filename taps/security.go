@@ -112,7 +112,11 @@ func (s *SecurityParameters) SetTrustedCAs(pool *x509.CertPool) *SecurityParamet
 // initiating. [SecurityParameters.SetServerCertificates] and
 // [SecurityParameters.SetClientCertificates] set one role's identity
 // instead, which takes precedence over this one for that role. Default:
-// none (a secure Listen then fails).
+// none (a secure Listen then fails). A certificate that cannot be used
+// (no chain, a leaf that does not parse, no private key, or one that is
+// not the leaf's) makes Initiate and Listen fail (see
+// [SecurityParameters]) as serverCertificate (or clientCertificate when
+// only that role uses it).
 func (s *SecurityParameters) SetIdentity(certs ...tls.Certificate) *SecurityParameters {
 	s.mu.Lock()
 	s.identity = append([]tls.Certificate(nil), certs...)
@@ -156,7 +160,9 @@ func (s *SecurityParameters) roleIdentity(listen bool) []tls.Certificate {
 	return s.identity
 }
 
-// SetALPN sets the application protocols to negotiate.
+// SetALPN sets the application protocols to negotiate. A name that is
+// empty or longer than 255 bytes, which ALPN cannot carry (RFC 7301
+// §3.1), makes Initiate and Listen fail (see [SecurityParameters]).
 func (s *SecurityParameters) SetALPN(protos ...string) *SecurityParameters {
 	s.mu.Lock()
 	s.alpn = append([]string(nil), protos...)
