@@ -2,10 +2,14 @@ package taps
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -152,4 +156,84 @@ func TestHunt5UnusableIdentityAndALPNFailBeforeAnyPacket(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tlsConfig(pki.clientSec().SetClientCertificates(good), false, false, sys)
 	require.NoError(t, err)
+}
+
+// TestHunt5OpportunisticQUICPeerNeverGetsPlainText is
+// TestOpportunisticTLSPeerNeverGetsPlainText over QUIC: a peer whose QUIC
+// handshake failed after it answered (no common ALPN protocol, the trust
+// verification callback's no) is a TLS peer, and gets no plain TCP
+// attempt on its port. The QUIC stack's handshake error did not say that
+// the peer had answered, so plain TCP to the same port started once the
+// QUIC attempt had failed, and won.
+func TestHunt5OpportunisticQUICPeerNeverGetsPlainText(t *testing.T) {
+	pki := newTestPKI(t)
+	cases := []struct {
+		name string
+		sec  func() *SecurityParameters
+	}{
+		{"ALPN mismatch", func() *SecurityParameters {
+			return NewOpportunisticSecurityParameters().SetALPN("client-proto")
+		}},
+		{"trust callback refuses", func() *SecurityParameters {
+			return NewOpportunisticSecurityParameters().SetALPN("gotaps-test").
+				SetTrustVerificationCallback(func(tls.ConnectionState) error { return errors.New("hunt5: not this server") })
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := newTestSystem(t)
+			// a QUIC server and a plain TCP server on the same port number
+			var ln *Listener
+			var tcp net.Listener
+			for range 20 {
+				ln = quicListen(t, testCtx(t), sys, pki, quicOnly(t))
+				ap, _ := ln.LocalEndpoints()[0].Addr()
+				var err error
+				if tcp, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ap.Port())))); err == nil {
+					break
+				}
+				ln.Stop()
+			}
+			require.NotNil(t, tcp, "no port free for both")
+			defer tcp.Close()
+			plain := make(chan []byte, 4)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer tcp.Close()
+			wg.Go(func() {
+				for {
+					c, err := tcp.Accept()
+					if err != nil {
+						return
+					}
+					wg.Go(func() {
+						defer c.Close()
+						b := make([]byte, 64)
+						n, _ := c.Read(b)
+						plain <- b[:n]
+					})
+				}
+			})
+			ap, _ := ln.LocalEndpoints()[0].Addr()
+			pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(tc.sec()), WithProtocols("quic", "tcp"),
+				WithAttemptDelay(20*time.Millisecond),
+				WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
+			c, err := pre.Initiate(testCtx(t))
+			if err == nil {
+				stack := c.GetProperties().Stack
+				_ = c.Send(testCtx(t), []byte("secret"), nil)
+				c.Abort()
+				<-c.Done()
+				t.Fatalf("the establishment succeeded over %s to a QUIC server that failed the handshake", stack)
+			}
+			var ee *EstablishmentError
+			require.ErrorAs(t, err, &ee, "the QUIC handshake failed: so does the establishment")
+			require.Len(t, ee.Attempts, 1, "the plain attempt never started: %v", ee)
+			select {
+			case b := <-plain:
+				t.Fatalf("the port's TCP server received %q", b)
+			default:
+			}
+		})
+	}
 }
