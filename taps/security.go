@@ -252,7 +252,9 @@ func (s *SecurityParameters) SetCipherSuites(ids ...uint16) *SecurityParameters 
 // tls.X25519MLKEM768, ...), for TLS 1.2 and 1.3 alike, so for QUIC too.
 // Default: crypto/tls's list (X25519MLKEM768 first); no argument restores
 // it. An ID crypto/tls does not know makes Initiate and Listen fail (see
-// [SecurityParameters]).
+// [SecurityParameters]). A TLS 1.2 session, resumed without a new key
+// exchange, is resumed only by parameters with the same list as those
+// that made it (each list caches its sessions apart).
 func (s *SecurityParameters) SetSupportedGroups(ids ...tls.CurveID) *SecurityParameters {
 	s.mu.Lock()
 	s.groups = append([]tls.CurveID(nil), ids...)

@@ -237,3 +237,39 @@ func TestHunt5OpportunisticQUICPeerNeverGetsPlainText(t *testing.T) {
 		})
 	}
 }
+
+// A TLS 1.2 session is resumed without a key exchange: a Preconnection
+// whose supportedGroup list leaves out the group the session's keys came
+// from does not resume it (from the System's cache, shared with a
+// Preconnection that allowed that group) but makes a full handshake with
+// a group of its own list. It resumed it, and connected with keys from
+// X25519 (its Info said so) although it allowed P-384 only. Within one
+// list, sessions are still resumed (TLS 1.2, TLS 1.3, QUIC).
+func TestHunt5ResumptionKeepsTheSupportedGroups(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), nil)
+	defer ln.Stop()
+	tls12 := func(groups ...tls.CurveID) *Preconnection {
+		return securePre(sys, ln, pki.clientSec().SetAllowedSecurityProtocols("tls1.2").SetSupportedGroups(groups...), tlsOnlyProps(t))
+	}
+	_, info := secureInfo(t, tls12(tls.X25519))
+	require.Equal(t, "X25519", info.TLSGroup)
+	require.False(t, info.Resumed)
+	_, info = secureInfo(t, tls12(tls.CurveP384))
+	require.False(t, info.Resumed, "an X25519 session resumed by a Preconnection that allows P-384 only")
+	require.Equal(t, "CurveP384", info.TLSGroup)
+	_, info = secureInfo(t, tls12(tls.CurveP384))
+	require.True(t, info.Resumed, "the same groups resume")
+	_, info = secureInfo(t, tls12())
+	require.False(t, info.Resumed, "default groups: not the P-384 list's session")
+	for _, ss := range secureStacks {
+		pre := func() *Preconnection {
+			return securePre(sys, ln, pki.clientSec().SetSupportedGroups(tls.CurveP256), ss.props(t))
+		}
+		secureInfo(t, pre())
+		_, info = secureInfo(t, pre())
+		require.True(t, info.Resumed, "%s: the same groups resume", ss.stack)
+		require.Equal(t, "CurveP256", info.TLSGroup)
+	}
+}
