@@ -273,11 +273,15 @@ func openDialStream(ctx context.Context, conn *quic.Conn, sendOnly bool) (*quicS
 }
 
 // wrapQUICHandshake wraps TLS failures (certificate, ALPN) in a
-// *TLSHandshakeError so they read like the TLS stack's.
+// *TLSHandshakeError so they read like the TLS stack's. A TLS failure of
+// a QUIC handshake comes after the peer answered in TLS: the peer's alert
+// (a remote CRYPTO_ERROR), or ours on what it sent (its certificate, its
+// ALPN, a callback's verdict on them), so PeerAnswered is set (an
+// opportunistic plain fallback to its port would be a downgrade).
 func wrapQUICHandshake(remote string, err error) error {
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
-		return &TLSHandshakeError{Remote: remote, Err: err}
+		return &TLSHandshakeError{Remote: remote, Err: err, PeerAnswered: true}
 	}
 	return err
 }

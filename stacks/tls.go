@@ -87,9 +87,10 @@ type TLSHandshakeError struct {
 	Remote string
 	Err    error
 	// PeerAnswered: the peer answered in TLS (its ServerHello, or an
-	// alert) before the handshake failed: it speaks TLS, whatever failed
-	// then (its certificate, ALPN, a callback). Opportunistic security
-	// does not fall back to plain text for such a peer.
+	// alert; over QUIC, any CRYPTO_ERROR) before the handshake failed: it
+	// speaks TLS, whatever failed then (its certificate, ALPN, a
+	// callback). Opportunistic security does not fall back to plain text
+	// for such a peer.
 	PeerAnswered bool
 }
 

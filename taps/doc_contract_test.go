@@ -470,10 +470,11 @@ func TestDocReestablishPolicyDefaults(t *testing.T) {
 // SecurityParameters.SetMinVersion: "tls.VersionTLS12 by default".
 func TestDocSecurityMinVersionDefault(t *testing.T) {
 	sys := newTestSystem(t)
+	pki := newTestPKI(t)
 	for _, listen := range []bool{false, true} {
 		sec := NewSecurityParameters()
 		if listen {
-			sec.SetIdentity(tls.Certificate{Certificate: [][]byte{{1}}})
+			sec.SetIdentity(pki.server)
 		}
 		cfg, err := tlsConfig(sec, listen, false, sys)
 		require.NoError(t, err)

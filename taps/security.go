@@ -112,7 +112,11 @@ func (s *SecurityParameters) SetTrustedCAs(pool *x509.CertPool) *SecurityParamet
 // initiating. [SecurityParameters.SetServerCertificates] and
 // [SecurityParameters.SetClientCertificates] set one role's identity
 // instead, which takes precedence over this one for that role. Default:
-// none (a secure Listen then fails).
+// none (a secure Listen then fails). A certificate that cannot be used
+// (no chain, a leaf that does not parse, no private key, or one that is
+// not the leaf's) makes Initiate and Listen fail (see
+// [SecurityParameters]) as serverCertificate (or clientCertificate when
+// only that role uses it).
 func (s *SecurityParameters) SetIdentity(certs ...tls.Certificate) *SecurityParameters {
 	s.mu.Lock()
 	s.identity = append([]tls.Certificate(nil), certs...)
@@ -156,7 +160,9 @@ func (s *SecurityParameters) roleIdentity(listen bool) []tls.Certificate {
 	return s.identity
 }
 
-// SetALPN sets the application protocols to negotiate.
+// SetALPN sets the application protocols to negotiate. A name that is
+// empty or longer than 255 bytes, which ALPN cannot carry (RFC 7301
+// §3.1), makes Initiate and Listen fail (see [SecurityParameters]).
 func (s *SecurityParameters) SetALPN(protos ...string) *SecurityParameters {
 	s.mu.Lock()
 	s.alpn = append([]string(nil), protos...)
@@ -246,7 +252,9 @@ func (s *SecurityParameters) SetCipherSuites(ids ...uint16) *SecurityParameters 
 // tls.X25519MLKEM768, ...), for TLS 1.2 and 1.3 alike, so for QUIC too.
 // Default: crypto/tls's list (X25519MLKEM768 first); no argument restores
 // it. An ID crypto/tls does not know makes Initiate and Listen fail (see
-// [SecurityParameters]).
+// [SecurityParameters]). A TLS 1.2 session, resumed without a new key
+// exchange, is resumed only by parameters with the same list as those
+// that made it (each list caches its sessions apart).
 func (s *SecurityParameters) SetSupportedGroups(ids ...tls.CurveID) *SecurityParameters {
 	s.mu.Lock()
 	s.groups = append([]tls.CurveID(nil), ids...)
@@ -324,7 +332,11 @@ func (s *SecurityParameters) SetTrustVerificationCallback(fn func(state tls.Conn
 }
 
 // SetIdentityChallengeCallback sets the callback that provides the client
-// certificate when the server asks for one.
+// certificate when the server asks for one. It is asked before the client
+// identity (SetClientCertificates, else SetIdentity): its certificate is
+// sent, its error fails the handshake, and no answer (nil, nil) sends the
+// client identity's first certificate the server accepts, or none.
+// &tls.Certificate{} sends no certificate whatever the identity.
 func (s *SecurityParameters) SetIdentityChallengeCallback(fn func(info *tls.CertificateRequestInfo) (*tls.Certificate, error)) *SecurityParameters {
 	s.mu.Lock()
 	s.challenge = fn

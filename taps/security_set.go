@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -23,7 +24,9 @@ var (
 	// ErrInvalidSecurityParameter: a value of the wrong Go type for its
 	// parameter, or one that cannot be used (an unknown TLS version,
 	// cipher suite or group, a TLS 1.3 cipher suite, a minimum version
-	// above the maximum, an empty pinned chain, a negative lifetime).
+	// above the maximum, an empty pinned chain, a negative lifetime, an
+	// identity without a chain or without its private key, an ALPN
+	// protocol name that is empty or longer than 255 bytes).
 	ErrInvalidSecurityParameter = errors.New("invalid security parameter")
 )
 
@@ -269,6 +272,18 @@ func (s *SecurityParameters) paramErrLocked(name string) error {
 			return invalid([2]uint16{lo, hi}, "minimum version %s above maximum %s",
 				tls.VersionName(lo), tls.VersionName(hi))
 		}
+	case "serverCertificate", "clientCertificate":
+		for i, c := range s.roleIdentity(name == "serverCertificate") {
+			if why := identityProblem(c); why != "" {
+				return invalid(c, "certificate %d: %s", i, why)
+			}
+		}
+	case "alpn":
+		for _, p := range s.alpn {
+			if len(p) == 0 || len(p) > 255 {
+				return invalid(p, "protocol name of %d bytes (RFC 7301: 1 to 255)", len(p))
+			}
+		}
 	case "pinnedServerCertificate":
 		for i, c := range s.pins {
 			if len(c) == 0 {
@@ -313,6 +328,32 @@ func (s *SecurityParameters) paramErrLocked(name string) error {
 		}
 	}
 	return nil
+}
+
+// identityProblem tells why c cannot be a TLS identity (a chain whose
+// leaf does not parse, no private key, a key that cannot sign or does not
+// belong to the leaf), or returns "". crypto/tls would only find out in a
+// handshake: a Listener would accept connections and fail each one.
+func identityProblem(c tls.Certificate) string {
+	if len(c.Certificate) == 0 {
+		return "no certificate chain"
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return "the leaf certificate does not parse: " + err.Error()
+	}
+	signer, ok := c.PrivateKey.(crypto.Signer)
+	if !ok {
+		if c.PrivateKey == nil {
+			return "no private key"
+		}
+		return fmt.Sprintf("private key of type %T cannot sign", c.PrivateKey)
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return "the private key does not match the leaf certificate's public key"
+	}
+	return ""
 }
 
 // beforeTLS13 reports whether versions has a version before TLS 1.3.

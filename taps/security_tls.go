@@ -135,8 +135,27 @@ var scopeSeq atomic.Uint64
 // each configuration with an identity challenge callback, whose answer
 // gotaps cannot know in advance (each Preconnection makes its
 // configuration once: its own Initiates resume each other's sessions).
-// The caller holds s.mu.
+// A supportedGroup list adds its groups: a TLS 1.2 session is resumed
+// without a key exchange, and crypto/tls does not check the group its
+// keys came from against the list (TLS 1.3 and QUIC make a new exchange,
+// with a group of the list). The caller holds s.mu.
 func (s *SecurityParameters) sessionScopeLocked() string {
+	scope := s.identityScopeLocked()
+	if len(s.groups) > 0 {
+		var b strings.Builder
+		b.WriteString("g")
+		for _, g := range s.groups {
+			b.WriteString(strconv.FormatUint(uint64(g), 16))
+			b.WriteString(",")
+		}
+		scope += b.String() + "|"
+	}
+	return scope
+}
+
+// identityScopeLocked is sessionScopeLocked's part for the client
+// identity; the caller holds s.mu.
+func (s *SecurityParameters) identityScopeLocked() string {
 	if s.challenge != nil {
 		return "cb" + strconv.FormatUint(scopeSeq.Add(1), 10) + "|"
 	}

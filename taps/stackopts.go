@@ -187,9 +187,22 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 		c.Certificates = append([]tls.Certificate(nil), identity...)
 	}
 	if ch := sec.challenge; ch != nil {
+		fallback := c.Certificates
 		c.GetClientCertificate = func(info *tls.CertificateRequestInfo) (cert *tls.Certificate, err error) {
 			defer recoverCallback(&err)
-			return ch(info)
+			if cert, err = ch(info); cert != nil || err != nil {
+				return cert, err
+			}
+			// no answer (nil, nil): the configured client identity, as
+			// crypto/tls would choose it without a callback; a nil
+			// certificate would crash crypto/tls' handshake (over QUIC,
+			// on a goroutine of its own: the process)
+			for i := range fallback {
+				if info.SupportsCertificate(&fallback[i]) == nil {
+					return &fallback[i], nil
+				}
+			}
+			return &tls.Certificate{}, nil // no certificate
 		}
 	}
 	if sec.mode == SecurityOpportunistic {
