@@ -2750,6 +2750,7 @@ func (c *connActor) close(ctx actor.Context) {
 	// after Close the application must not expect more data: drop it, and
 	// let receives drain what already arrived
 	c.discarding = true
+	c.stopReceivingDatagrams() // the session's datagrams go to the members that still receive
 	c.link.endOfStream(nil)
 	c.progressClose(ctx)
 }

@@ -36,9 +36,11 @@ import (
 // into it) may send them, and each runs a datagram reader, but only one
 // reads at a time: the oldest live stream Transport (stacks: the others'
 // ReceiveDatagram waits for its turn). When that stream's Transport closes
-// or aborts, the next oldest one reads, so the datagrams reach that
-// connection's actor and the group keeps receiving unreliable messages;
-// only with no stream left are they dropped.
+// or aborts, or its connection's Close begins (from then on it discards
+// what arrives, while its close may linger for the peer's end of stream:
+// stopReceivingDatagrams), the next oldest one reads, so the datagrams
+// reach that connection's actor and the group keeps receiving unreliable
+// messages; only with no stream left are they dropped.
 //
 // Each datagram sent or received is traced (System tracer) as Kind
 // "datagram", Event "Sent" or "Received".
@@ -95,6 +97,22 @@ func (c *connActor) stopQUICDatagrams() {
 	if c.qd != nil {
 		c.qd.stop()
 		c.qd = nil
+	}
+}
+
+// stopReceivingDatagrams: the connection discards what arrives from now on
+// (Close: it lingers for the peer's end of stream). Its stream Transport
+// gives up its turn to read the session's datagrams
+// (stacks.DatagramTurn), so that the next oldest member of the session
+// reads them instead of this one dropping them until its transport
+// closes; its datagram reader ends (ReceiveDatagram fails), and it may
+// still send datagrams.
+func (c *connActor) stopReceivingDatagrams() {
+	if c.qd == nil {
+		return
+	}
+	if dt, ok := c.qd.dgram.(stacks.DatagramTurn); ok {
+		dt.StopReceivingDatagrams()
 	}
 }
 

@@ -77,3 +77,66 @@ func TestQUICDatagramsHandedToACloneWhenTheFirstStreamCloses(t *testing.T) {
 	require.Equal(t, 3, sent, "sent as QUIC datagrams")
 	require.Equal(t, 3, received, "received as QUIC datagrams")
 }
+
+// TestQUICDatagramsGoToACloneWhileTheFirstStreamClosing: a member whose
+// Close waits for the peer's end of stream (the linger, up to 5 s, while
+// the peer keeps its stream open) discards what arrives; the session's
+// datagrams go to the group's members that still receive from the Close
+// on. Before, the closing member kept its turn to read them until its
+// transport closed, and discarded them all: the live clone received none
+// for as long as the close lingered.
+func TestQUICDatagramsGoToACloneWhileTheFirstStreamClosing(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	require.NoError(t, tp.Require(PerMsgReliability))
+	ctx := testCtx(t)
+	ln := quicListen(t, ctx, sys, pki, tp)
+	accept := func(c *Connection, text string) *Connection {
+		t.Helper()
+		require.NoError(t, c.Send(ctx, []byte(text), nil)) // QUIC: the peer sees the stream once data arrive
+		s, err := ln.Accept(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Abort(); <-s.Done() })
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, text, string(m.Data))
+		return s
+	}
+	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx) // the default linger: 5 s
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Abort(); <-c.Done() })
+	s := accept(c, "first")
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { clone.Abort(); <-clone.Done() })
+	accept(clone, "clone")
+
+	// the first stream closes; the server's stays open, so the close
+	// lingers for its end of stream
+	require.NoError(t, c.Close())
+	got := make(chan string, 1)
+	go func() {
+		if m, err := clone.Receive(ctx); err == nil {
+			got <- string(m.Data)
+		}
+	}()
+	// a datagram may be lost: sent again until one arrives, within a
+	// bound well below the linger
+	bound := time.After(2 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		require.NoError(t, s.Send(ctx, []byte("to the clone"), NewMessageContext().Reliable(false).Ordered(false)))
+		select {
+		case m := <-got:
+			require.Equal(t, "to the clone", m)
+			require.Equal(t, StateClosing, c.State(), "the first stream still lingers")
+			return
+		case <-tick.C:
+		case <-bound:
+			t.Fatalf("the clone received no datagram while the first stream's close lingered (%v)", c.State())
+		}
+	}
+}
