@@ -1821,6 +1821,9 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 		return
 	}
 	c.link.endOfStream(nil)
+	// nothing more reaches the application from this connection: the
+	// session's datagrams go to the members that still receive
+	c.stopReceivingDatagrams()
 	switch c.state {
 	case Established:
 		if !c.finSent && !c.connectionless {

@@ -36,8 +36,9 @@ import (
 // into it) may send them, and each runs a datagram reader, but only one
 // reads at a time: the oldest live stream Transport (stacks: the others'
 // ReceiveDatagram waits for its turn). When that stream's Transport closes
-// or aborts, or its connection's Close begins (from then on it discards
-// what arrives, while its close may linger for the peer's end of stream:
+// or aborts, or its connection stops receiving (its Close begins: it
+// discards what arrives while the close lingers for the peer's end of
+// stream; or the peer's end of stream comes: Receive fails from then on;
 // stopReceivingDatagrams), the next oldest one reads, so the datagrams
 // reach that connection's actor and the group keeps receiving unreliable
 // messages; only with no stream left are they dropped.
@@ -100,8 +101,10 @@ func (c *connActor) stopQUICDatagrams() {
 	}
 }
 
-// stopReceivingDatagrams: the connection discards what arrives from now on
-// (Close: it lingers for the peer's end of stream). Its stream Transport
+// stopReceivingDatagrams: nothing more reaches the application from the
+// connection (Close: it discards what arrives while it lingers for the
+// peer's end of stream; the peer's end of stream: Receive fails from then
+// on, while a half-closed connection still sends). Its stream Transport
 // gives up its turn to read the session's datagrams
 // (stacks.DatagramTurn), so that the next oldest member of the session
 // reads them instead of this one dropping them until its transport
