@@ -1821,6 +1821,9 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 		return
 	}
 	c.link.endOfStream(nil)
+	// nothing more reaches the application from this connection: the
+	// session's datagrams go to the members that still receive
+	c.stopReceivingDatagrams()
 	switch c.state {
 	case Established:
 		if !c.finSent && !c.connectionless {
@@ -2750,6 +2753,7 @@ func (c *connActor) close(ctx actor.Context) {
 	// after Close the application must not expect more data: drop it, and
 	// let receives drain what already arrived
 	c.discarding = true
+	c.stopReceivingDatagrams() // the session's datagrams go to the members that still receive
 	c.link.endOfStream(nil)
 	c.progressClose(ctx)
 }

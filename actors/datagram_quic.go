@@ -36,9 +36,12 @@ import (
 // into it) may send them, and each runs a datagram reader, but only one
 // reads at a time: the oldest live stream Transport (stacks: the others'
 // ReceiveDatagram waits for its turn). When that stream's Transport closes
-// or aborts, the next oldest one reads, so the datagrams reach that
-// connection's actor and the group keeps receiving unreliable messages;
-// only with no stream left are they dropped.
+// or aborts, or its connection stops receiving (its Close begins: it
+// discards what arrives while the close lingers for the peer's end of
+// stream; or the peer's end of stream comes: Receive fails from then on;
+// stopReceivingDatagrams), the next oldest one reads, so the datagrams
+// reach that connection's actor and the group keeps receiving unreliable
+// messages; only with no stream left are they dropped.
 //
 // Each datagram sent or received is traced (System tracer) as Kind
 // "datagram", Event "Sent" or "Received".
@@ -95,6 +98,24 @@ func (c *connActor) stopQUICDatagrams() {
 	if c.qd != nil {
 		c.qd.stop()
 		c.qd = nil
+	}
+}
+
+// stopReceivingDatagrams: nothing more reaches the application from the
+// connection (Close: it discards what arrives while it lingers for the
+// peer's end of stream; the peer's end of stream: Receive fails from then
+// on, while a half-closed connection still sends). Its stream Transport
+// gives up its turn to read the session's datagrams
+// (stacks.DatagramTurn), so that the next oldest member of the session
+// reads them instead of this one dropping them until its transport
+// closes; its datagram reader ends (ReceiveDatagram fails), and it may
+// still send datagrams.
+func (c *connActor) stopReceivingDatagrams() {
+	if c.qd == nil {
+		return
+	}
+	if dt, ok := c.qd.dgram.(stacks.DatagramTurn); ok {
+		dt.StopReceivingDatagrams()
 	}
 }
 

@@ -34,6 +34,23 @@ func (s *quicDatagramStream) DatagramsNegotiated() bool {
 	return st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote
 }
 
+// DatagramTurn is implemented by the Transports that implement Datagrams
+// on a session they share with other stream Transports (QUIC): the oldest
+// live one reads the session's datagrams (quicDatagramReaders).
+// StopReceivingDatagrams gives up this Transport's turn for good, while it
+// stays open and may still send them: the next oldest reads them from now
+// on (with any this one read but did not return), and its own
+// ReceiveDatagram fails with net.ErrClosed. A connection that discards
+// what arrives (its Close lingers for the peer's end of stream) calls it,
+// so that the session's datagrams go on reaching the members that still
+// receive.
+type DatagramTurn interface {
+	StopReceivingDatagrams()
+}
+
+// StopReceivingDatagrams implements DatagramTurn.
+func (s *quicDatagramStream) StopReceivingDatagrams() { s.c.dgram.remove(s.quicStream) }
+
 // sendDatagram sends p as one DATAGRAM frame; it fails with
 // ErrDatagramsNotNegotiated or (wrapped, with the maximum) ErrDatagramTooLarge.
 func (s *quicDatagramStream) sendDatagram(p []byte) error {
@@ -52,7 +69,8 @@ func (s *quicDatagramStream) sendDatagram(p []byte) error {
 // reads the peer's datagrams. Datagrams belong to the connection, not to a
 // stream (RFC 9221): every stream Transport of a connection with
 // Options.QUICDatagrams may send them, and the oldest live one reads them.
-// When it closes (or aborts), the next oldest takes them over, with any
+// When it closes (or aborts, or gives up its turn: DatagramTurn), the
+// next oldest takes them over, with any
 // datagram its predecessor read but did not return, so that the streams
 // of a connection group go on receiving unreliable messages. Only while no
 // stream Transport is left are they not read (quic-go queues a few, then
