@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -338,9 +339,12 @@ func identityProblem(c tls.Certificate) string {
 	if len(c.Certificate) == 0 {
 		return "no certificate chain"
 	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		return "the leaf certificate does not parse: " + err.Error()
+	leaf := c.Leaf // tls.X509KeyPair and LoadX509KeyPair parse it
+	if leaf == nil || !bytes.Equal(leaf.Raw, c.Certificate[0]) {
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return "the leaf certificate does not parse: " + err.Error()
+		}
 	}
 	signer, ok := c.PrivateKey.(crypto.Signer)
 	if !ok {
