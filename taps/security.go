@@ -323,7 +323,13 @@ func (s *SecurityParameters) SetPinnedServerCertificates(chains ...[]*x509.Certi
 }
 
 // SetTrustVerificationCallback sets a callback that verifies the peer after
-// the standard verification; an error fails the establishment.
+// the standard verification; an error fails the establishment. On a
+// Listener it sees the client's certificate chain, if the client sends
+// one (state.PeerCertificates): with trusted CAs (SetTrustedCAs) once they
+// have verified it; without them the chain is asked for and handed to the
+// callback unverified (crypto/tls only checks that the client holds the
+// leaf's key), and the callback is its only judge. A client that sends
+// none is not refused for that: the callback sees an empty chain.
 func (s *SecurityParameters) SetTrustVerificationCallback(fn func(state tls.ConnectionState) error) *SecurityParameters {
 	s.mu.Lock()
 	s.verify = fn

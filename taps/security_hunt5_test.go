@@ -273,3 +273,59 @@ func TestHunt5ResumptionKeepsTheSupportedGroups(t *testing.T) {
 		require.Equal(t, "CurveP256", info.TLSGroup)
 	}
 }
+
+// A Listener with a trust verification callback and no trusted CAs asks
+// for the client's certificate and hands it to the callback, unverified
+// (the callback judges it: here it refuses all but "alice"); the request
+// was only made with trusted CAs, so the callback never saw a client
+// certificate and could not judge one.
+func TestListenerTrustCallbackWithoutCAsSeesClientCertificate(t *testing.T) {
+	for _, ss := range secureStacks {
+		t.Run(ss.stack, func(t *testing.T) {
+			tp := ss.props(t)
+			sys := newTestSystem(t)
+			srvCA, cliCA := newHuntCA(t), newHuntCA(t)
+			var peer atomic.Value
+			srvSec := NewSecurityParameters().SetIdentity(srvCA.issue(t, "localhost")).SetALPN("h5").
+				SetTrustVerificationCallback(func(st tls.ConnectionState) error {
+					name := "none"
+					if len(st.PeerCertificates) > 0 {
+						name = st.PeerCertificates[0].Subject.CommonName
+					}
+					peer.Store(name)
+					if name != "alice" {
+						return errors.New("only alice")
+					}
+					return nil
+				})
+			ln := secureListener(t, sys, srvSec, tp)
+			t.Cleanup(ln.Stop)
+			for _, who := range []string{"alice", "bob", ""} {
+				sec := NewSecurityParameters().SetTrustedCAs(srvCA.pool).SetALPN("h5")
+				if who != "" {
+					sec.SetClientCertificates(cliCA.issue(t, who))
+				}
+				c, err := securePre(sys, ln, sec, tp).Initiate(testCtx(t))
+				if who == "alice" {
+					require.NoError(t, err)
+					roundTrip(t, c, "hello")
+					c.Abort()
+					<-c.Done()
+					require.Equal(t, "alice", peer.Load())
+					continue
+				}
+				if err == nil { // TLS 1.3: the client may learn of the refusal only when it reads
+					_, err = c.Receive(testCtx(t))
+					c.Abort()
+					<-c.Done()
+				}
+				require.Error(t, err, "client %q", who)
+				want := who
+				if who == "" {
+					want = "none"
+				}
+				require.Equal(t, want, peer.Load())
+			}
+		})
+	}
+}

@@ -177,9 +177,17 @@ func tlsConfig(sec *SecurityParameters, listen bool, isolate bool, sys *System) 
 			return nil, errNoIdentity
 		}
 		c.Certificates = append([]tls.Certificate(nil), identity...)
-		if sec.roots != nil { // trusted CAs on a listener verify client certificates
+		switch {
+		case sec.roots != nil: // trusted CAs on a listener verify client certificates
 			c.ClientCAs = sec.roots
 			c.ClientAuth = tls.VerifyClientCertIfGiven
+		case sec.verify != nil:
+			// no CAs, a trust verification callback: the client's
+			// certificate, if it sends one, is asked for and handed to
+			// the callback (crypto/tls checks that the client holds its
+			// key), which is its only judge; without this request the
+			// callback never saw one
+			c.ClientAuth = tls.RequestClientCert
 		}
 		return c, nil
 	}
