@@ -315,7 +315,13 @@ func (r *RemoteEndpoint) WithUnixPath(path string) *RemoteEndpoint {
 	return r
 }
 
-// WithProtocol makes the endpoint specific to one protocol stack ("tcp").
+// WithProtocol makes the endpoint specific to one protocol stack ("tcp",
+// "quic", ...; RFC 9622 §6.1: QUIC on 8443, TCP on 443 are two endpoints):
+// it is attempted over that stack only, while an endpoint without a
+// protocol is attempted over every stack selected. When every remote
+// endpoint names one, the stacks they name are the only ones that may be
+// selected (within those WithProtocols allows: none left is
+// ErrUnfulfilled); an unknown name fails Initiate before any packet.
 func (r *RemoteEndpoint) WithProtocol(name string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.protocol, "protocol", name)
 	return r
