@@ -1361,7 +1361,8 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // marks that Connection's later datagrams only (a per-datagram IP_TOS /
 // IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
 // accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
-// the socket and has no per-connection TOS).
+// the socket and has no per-connection TOS), and so it is on a Unix
+// domain socket Connection (no IP header), as are the TCP options.
 //
 // A Message Property (msgPriority, msgLifetime, ...; RFC 9622 §9.1.3)
 // becomes this Connection's default for the Messages it sends afterwards

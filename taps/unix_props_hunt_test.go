@@ -1,0 +1,51 @@
+package taps
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/stretchr/testify/require"
+)
+
+// Bug hunt on the properties of a Unix domain socket Connection: what
+// SetProperty does on its socket and what GetProperties reads back.
+
+// unixInitiated listens on a socket file in a new temporary directory
+// and initiates a Connection to it (length-prefix framed), stopped when t
+// ends.
+func unixInitiated(t *testing.T, sys *System) (c *Connection, path string) {
+	t.Helper()
+	path, ln := unixListenTemp(t, sys, "props.sock")
+	t.Cleanup(func() { ln.Stop(); <-ln.Done() })
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Abort(); <-c.Done() })
+	return c, path
+}
+
+// TestUnixSetPropertyConnCapacityProfileIsNotApplicable: a Unix socket
+// has no DSCP: SetProperty of connCapacityProfile is a *PropertyError
+// wrapping stacks.ErrNotApplicable (the contract for a property the live
+// transport cannot take), the value is unchanged and the connection goes
+// on. It was a bare EOPNOTSUPP from setsockopt(IP_TOS).
+func TestUnixSetPropertyConnCapacityProfileIsNotApplicable(t *testing.T) {
+	sys := newTestSystem(t)
+	c, _ := unixInitiated(t, sys)
+	err := c.SetProperty(ConnCapacityProfile, LowLatencyInteractive)
+	var pe *PropertyError
+	require.ErrorAs(t, err, &pe)
+	require.ErrorIs(t, err, stacks.ErrNotApplicable)
+	v, _ := c.GetProperties().Get(ConnCapacityProfile)
+	require.Equal(t, CapacityDefault, v, "nothing changed")
+	for _, p := range []Property{ConnTimeout, KeepAliveTimeout} {
+		err := c.SetProperty(p, 3*time.Second)
+		require.True(t, errors.Is(err, stacks.ErrNotApplicable), "%s: %v", p, err)
+	}
+	require.NoError(t, c.Send(testCtx(t), []byte("still open"), nil))
+	require.Equal(t, StateEstablished, c.State())
+}
