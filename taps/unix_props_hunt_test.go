@@ -49,3 +49,26 @@ func TestUnixSetPropertyConnCapacityProfileIsNotApplicable(t *testing.T) {
 	require.NoError(t, c.Send(testCtx(t), []byte("still open"), nil))
 	require.Equal(t, StateEstablished, c.State())
 }
+
+// TestUnixSelectionPropertiesReadBackAsBooleans: on an established
+// Connection a Selection Property reads back as whether the stack gives
+// it (RFC 9622 §8: a Boolean), on a Unix socket as on the others. A Unix
+// Connection had no Selected map (stacks.ByName does not know "unix"):
+// reliability read back as the Preference Require, keepAlive as
+// NoPreference.
+func TestUnixSelectionPropertiesReadBackAsBooleans(t *testing.T) {
+	sys := newTestSystem(t)
+	c, _ := unixInitiated(t, sys)
+	p := c.GetProperties()
+	require.Equal(t, "unix", p.Stack)
+	require.NotEmpty(t, p.Selected)
+	for prop, want := range map[Property]bool{
+		Reliability: true, PreserveOrder: true, CongestionControl: true,
+		PreserveMsgBoundaries: true, // the framer
+		KeepAlive:             false, Multistreaming: false, ZeroRTTMsg: false, PerMsgReliability: false,
+	} {
+		v, ok := p.Get(prop)
+		require.True(t, ok, "%s", prop)
+		require.Equal(t, want, v, "%s", prop)
+	}
+}
