@@ -72,3 +72,37 @@ func TestUnixSelectionPropertiesReadBackAsBooleans(t *testing.T) {
 		require.Equal(t, want, v, "%s", prop)
 	}
 }
+
+// TestUnixCloneIsANewConnectionToThePath: Clone of a Unix Connection it
+// initiated is a new connection to the same socket path (RFC 9622 §7.4),
+// in its group, which the Listener receives. It failed with a CloneError
+// "no established stack to clone" (ReasonNotCloneable, ErrNotAllowed) on
+// an established Connection: stacks.ByName does not know "unix".
+func TestUnixCloneIsANewConnectionToThePath(t *testing.T) {
+	sys := newTestSystem(t)
+	path, ln := unixListenTemp(t, sys, "clone.sock")
+	defer func() { ln.Stop(); <-ln.Done() }()
+	pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	s1, err := ln.Accept(testCtx(t))
+	require.NoError(t, err)
+	defer func() { s1.Abort(); <-s1.Done() }()
+
+	c2, err := c.Clone(testCtx(t))
+	require.NoError(t, err)
+	defer func() { c2.Abort(); <-c2.Done() }()
+	require.Equal(t, "unix", c2.GetProperties().Stack)
+	require.NoError(t, c2.Send(testCtx(t), []byte("from the clone"), nil))
+	s2, err := ln.Accept(testCtx(t))
+	require.NoError(t, err)
+	defer func() { s2.Abort(); <-s2.Done() }()
+	m, err := s2.Receive(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "from the clone", string(m.Data))
+	group, err := c.GroupedConnections(testCtx(t))
+	require.NoError(t, err)
+	require.Len(t, group, 2)
+}
