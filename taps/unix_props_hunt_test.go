@@ -2,6 +2,9 @@ package taps
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -105,4 +108,48 @@ func TestUnixCloneIsANewConnectionToThePath(t *testing.T) {
 	group, err := c.GroupedConnections(testCtx(t))
 	require.NoError(t, err)
 	require.Len(t, group, 2)
+}
+
+// TestUnixPathWithAnIPIdentifierIsAnEndpointError: a Unix socket path is
+// the whole endpoint: with a service or an interface (as with a host, an
+// address or a port) the endpoint is invalid, and with a protocol other
+// than unix it cannot be reached; each fails Initiate and Listen with an
+// *EndpointError before any packet, and no socket file is made. A service
+// or an interface was silently dropped (WithPort was refused), and a
+// protocol left nothing to attempt.
+func TestUnixPathWithAnIPIdentifierIsAnEndpointError(t *testing.T) {
+	sys := newTestSystem(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.sock")
+	remotes := map[string]*RemoteEndpoint{
+		"service":   NewRemoteEndpoint().WithUnixPath(path).WithService("http"),
+		"interface": NewRemoteEndpoint().WithUnixPath(path).WithInterface("lo"),
+		"protocol":  NewRemoteEndpoint().WithUnixPath(path).WithProtocol("tcp"),
+		"port":      NewRemoteEndpoint().WithUnixPath(path).WithPort(80),
+	}
+	for name, r := range remotes {
+		_, err := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r)).Initiate(testCtx(t))
+		var ee *EndpointError
+		require.ErrorAs(t, err, &ee, "%s", name)
+		require.ErrorIs(t, err, ErrInvalidEndpoint, "%s", name)
+	}
+	locals := map[string]*LocalEndpoint{
+		"service":   NewLocalEndpoint().WithUnixPath(path).WithService("http"),
+		"interface": NewLocalEndpoint().WithUnixPath(path).WithInterface("lo"),
+	}
+	for name, l := range locals {
+		_, err := NewPreconnection(WithSystem(sys), WithLocalEndpoint(l)).Listen(testCtx(t))
+		var ee *EndpointError
+		require.ErrorAs(t, err, &ee, "%s", name)
+		_, serr := os.Lstat(path)
+		require.ErrorIs(t, serr, fs.ErrNotExist, "%s: no socket file", name)
+	}
+	// the unix protocol is the path's own
+	ln, err := NewPreconnection(WithSystem(sys), WithLocalEndpoint(NewLocalEndpoint().WithUnixPath(path))).Listen(testCtx(t))
+	require.NoError(t, err)
+	defer func() { ln.Stop(); <-ln.Done() }()
+	c, err := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path).WithProtocol("unix"))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	c.Abort()
+	<-c.Done()
 }
