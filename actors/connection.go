@@ -3200,7 +3200,7 @@ func (c *connActor) applySetDuring() {
 //   - connCapacityProfile: the DSCP (IP_TOS / IPV6_TCLASS), every stack
 //     with a socket of its own; a UDP or UDP-Lite connection a Listener
 //     accepted marks its own datagrams instead (stacks.LiveOptions.DSCP);
-//     an accepted QUIC stream cannot (ErrNotApplicable). On TCP and TLS
+//     an accepted QUIC stream and a Unix socket cannot (ErrNotApplicable). On TCP and TLS
 //     Scavenger also switches TCP_CONGESTION to "lp" when the kernel
 //     offers it (liveprops.go).
 //   - connTimeout, tcp.userTimeoutValue, tcp.userTimeoutEnabled:

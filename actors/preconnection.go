@@ -582,7 +582,7 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 			errs = append(errs, results[i].err)
 			continue
 		}
-		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface}
+		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol}
 		if r.Path != "" { // a Unix domain socket: one candidate, no address
 			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
 		}

@@ -193,6 +193,9 @@ type remoteAddrs struct {
 	addrs []netip.AddrPort
 	iface string // the interface a scoped (link-local) address needs, "" for any
 	unix  string // a Unix domain socket path instead of addresses
+	// protocol is the one stack the endpoint is for
+	// (RemoteEndpoint.WithProtocol), "" for any
+	protocol string
 }
 
 // localAddrs is one LocalEndpoint, resolved: a branch of the candidate
@@ -222,10 +225,11 @@ func (l localAddrs) pick(a netip.Addr) (netip.Addr, bool) {
 // target is one derived endpoint on one path: where to connect and from
 // which local address.
 type target struct {
-	remote netip.AddrPort
-	local  netip.AddrPort
-	label  string
-	unix   string
+	remote   netip.AddrPort
+	local    netip.AddrPort
+	label    string
+	unix     string
+	protocol string // the only stack for it (remoteAddrs.protocol), "" for any
 }
 
 // pathGroup is one network path of the candidate tree with its targets:
@@ -317,6 +321,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 		iface         string
 		remote, local netip.AddrPort
 		unix          string
+		protocol      string // TCP and QUIC endpoints may share an address and port
 	}
 	index := map[groupKey]int{}
 	seen := map[seenKey]bool{}
@@ -355,7 +360,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 			}
 			t.local = netip.AddrPortFrom(src, t.local.Port())
 		}
-		sk := seenKey{iface, t.remote, t.local, t.unix}
+		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol}
 		if seen[sk] {
 			return
 		}
@@ -397,7 +402,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 					}
 					added = true
 					if r.unix != "" {
-						emit(bi, "", "", target{label: r.label, unix: r.unix})
+						emit(bi, "", "", target{label: r.label, unix: r.unix, protocol: r.protocol})
 						continue
 					}
 					ra := r.addrs[i]
@@ -424,7 +429,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 							Reason: "Require: IPv4 has no temporary addresses"})
 						continue
 					}
-					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label}
+					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol}
 					if iface != "" {
 						emit(bi, iface, iface, t)
 						continue
@@ -592,7 +597,8 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 // planPaths, in their order) above protocol options (the stacks, best
 // first) above derived endpoints (the group's targets, in order); a Unix
 // socket path is paired only with the unix stack, an address only with
-// the others. It is pure.
+// the others, and the endpoint of a RemoteEndpoint made specific to one
+// protocol (WithProtocol) only with that stack. It is pure.
 func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 	var out []candidate
 	for gi, g := range groups {
@@ -600,6 +606,9 @@ func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 			for _, t := range g.targets {
 				if (st.Name() == "unix") != (t.unix != "") {
 					continue // a socket path only over the unix stack, an address never
+				}
+				if t.protocol != "" && t.protocol != st.Name() {
+					continue // an endpoint for another stack (RemoteEndpoint.WithProtocol)
 				}
 				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
 					label: t.label, path: t.unix, group: gi})

@@ -314,6 +314,51 @@ func TestPlanCandidatesPairsUnixPathsWithTheUnixStack(t *testing.T) {
 	}
 }
 
+// TestPlanCandidatesPairsProtocolEndpointsWithTheirStack: the endpoint of
+// a RemoteEndpoint made specific to one protocol (WithProtocol, RFC 9622
+// §6.1: "QUIC on 8443, TCP on 443") is attempted over that stack only,
+// and an endpoint without one over every stack; two endpoints for two
+// protocols at the same address and port are both attempted (each remote
+// was paired with every selected stack, and the second was dropped as a
+// duplicate of the first).
+func TestPlanCandidatesPairsProtocolEndpointsWithTheirStack(t *testing.T) {
+	a := netip.MustParseAddrPort("127.0.0.1:443")
+	b := netip.MustParseAddrPort("127.0.0.1:8443")
+	sts := []stacks.Stack{stacks.TCP(), stacks.QUIC(), stacks.UDP()}
+	tests := []struct {
+		name    string
+		remotes []remoteAddrs
+		want    []string // stack and address, in order
+	}{
+		{"no protocol", []remoteAddrs{{label: "a", addrs: []netip.AddrPort{a}}},
+			[]string{"tcp 127.0.0.1:443", "quic 127.0.0.1:443", "udp 127.0.0.1:443"}},
+		{"tcp on 443, quic on 8443", []remoteAddrs{
+			{label: "a", addrs: []netip.AddrPort{a}, protocol: "tcp"},
+			{label: "b", addrs: []netip.AddrPort{b}, protocol: "quic"}},
+			[]string{"tcp 127.0.0.1:443", "quic 127.0.0.1:8443"}},
+		{"one with, one without", []remoteAddrs{
+			{label: "a", addrs: []netip.AddrPort{a}, protocol: "udp"},
+			{label: "b", addrs: []netip.AddrPort{b}}},
+			[]string{"tcp 127.0.0.1:8443", "quic 127.0.0.1:8443", "udp 127.0.0.1:443", "udp 127.0.0.1:8443"}},
+		{"tcp and quic on one port", []remoteAddrs{
+			{label: "a", addrs: []netip.AddrPort{a}, protocol: "tcp"},
+			{label: "a", addrs: []netip.AddrPort{a}, protocol: "quic"}},
+			[]string{"tcp 127.0.0.1:443", "quic 127.0.0.1:443"}},
+		{"a stack not selected", []remoteAddrs{{label: "a", addrs: []netip.AddrPort{a}, protocol: "tls"}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, c := range plan(t, sts, tt.remotes) {
+				got = append(got, c.stack.Name()+" "+c.remote.String())
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestPickAttempt(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	ms := time.Millisecond

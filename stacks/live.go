@@ -24,7 +24,7 @@ type LiveOptions struct {
 	// back. Where datagrams cannot carry their own TOS (Windows) that
 	// fails with errors.ErrUnsupported. A QUIC stream (dialled or
 	// accepted) has no socket of its own and quic-go no per-connection
-	// TOS: ErrNotApplicable.
+	// TOS, and a Unix domain socket no IP header: ErrNotApplicable.
 	DSCP *uint8
 	// UserTimeout sets TCP_USER_TIMEOUT (connTimeout, tcp.userTimeoutValue);
 	// 0 restores the system default.
@@ -79,6 +79,9 @@ func ApplyLive(t Transport, o LiveOptions) error {
 	if !tcp && (o.UserTimeout != nil || o.KeepAliveIdle != nil) {
 		return fmt.Errorf("%w: TCP options on a %s socket", ErrNotApplicable, network)
 	}
+	if network == "unix" && o.DSCP != nil {
+		return fmt.Errorf("%w: a Unix domain socket has no IP header to carry a DSCP", ErrNotApplicable)
+	}
 	var serr error
 	cerr := rc.Control(func(fd uintptr) {
 		if o.DSCP != nil {
@@ -118,7 +121,8 @@ func ApplyLive(t Transport, o LiveOptions) error {
 type perDatagramDSCP interface{ setOwnDSCP(dscp uint8) error }
 
 // rawSocket finds the socket under a transport: its raw connection,
-// whether it is TCP, and its network ("tcp4", "udp6", ...).
+// whether it is TCP, and its network ("tcp4", "udp6", ..., "unix" for a
+// Unix domain socket).
 func rawSocket(t Transport) (syscall.RawConn, bool, string, error) {
 	var c net.Conn
 	switch v := t.(type) {
@@ -151,6 +155,8 @@ func networkOf(a net.Addr) string {
 		ip, proto = v.IP, "tcp"
 	case *net.UDPAddr:
 		ip = v.IP
+	case *net.UnixAddr:
+		return "unix" // no IP options
 	}
 	if ip != nil && ip.To4() == nil {
 		return proto + "6"

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 )
 
 type tcpStack struct{}
@@ -64,12 +65,14 @@ func (tcpStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tcpListener{ln: ln, stack: "tcp"}, nil
+	return &tcpListener{ln: ln, stack: "tcp", uto: acceptUserTimeout(opts)}, nil
 }
 
 // listenTCP binds a TCP listener; accepted sockets inherit the socket
 // options set on it (DSCP, TCP_USER_TIMEOUT) and get the keep-alive
-// settings from Go.
+// settings from Go. An MPTCP listening socket refuses TCP_USER_TIMEOUT
+// (setUserTimeout skips it): the listener gives it to each socket it
+// accepts itself (acceptUserTimeout, setAcceptedUserTimeout).
 func listenTCP(ctx context.Context, opts Options) (*net.TCPListener, error) {
 	lc := net.ListenConfig{
 		KeepAliveConfig: keepAliveConfig(opts),
@@ -179,6 +182,7 @@ func tcpInfo(c *net.TCPConn, stack string) (TransportInfo, error) {
 type tcpListener struct {
 	ln    *net.TCPListener
 	stack string
+	uto   time.Duration // acceptUserTimeout
 }
 
 func (l *tcpListener) Accept() (Transport, error) {
@@ -186,7 +190,33 @@ func (l *tcpListener) Accept() (Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	setAcceptedUserTimeout(c, l.uto)
 	return &tcpTransport{TCPConn: c, stack: l.stack}, nil
+}
+
+// acceptUserTimeout is the TCP_USER_TIMEOUT (connTimeout,
+// tcp.userTimeoutValue) a listener of opts sets on each socket it
+// accepts: 0 unless the listening socket is MPTCP. An MPTCP listening
+// socket refuses the option, so the plain TCP sockets it accepts from
+// peers without MPTCP would not inherit it and run with the system's
+// default (a listening socket of plain TCP passes it on itself).
+func acceptUserTimeout(opts Options) time.Duration {
+	if !opts.MPTCP {
+		return 0
+	}
+	return userTimeout(opts)
+}
+
+// setAcceptedUserTimeout sets TCP_USER_TIMEOUT to uto on an accepted
+// socket (nothing when uto is 0; an accepted MPTCP socket is skipped as
+// setUserTimeout skips it). A failure leaves the socket as accepted.
+func setAcceptedUserTimeout(c *net.TCPConn, uto time.Duration) {
+	if uto <= 0 {
+		return
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = setUserTimeout(int(fd), int(uto/time.Millisecond)) })
+	}
 }
 
 // AcceptRetryable reports whether err, from a Listener's Accept, is the

@@ -319,6 +319,7 @@ func (tlsStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	}
 	l.acceptFrom = opts.AcceptFrom
 	l.acceptRetry = opts.AcceptRetry
+	l.uto = acceptUserTimeout(opts)
 	l.allowTrunc = opts.TLSAllowTruncation
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -341,7 +342,8 @@ type tlsListener struct {
 	acceptFrom func(net.Addr) bool
 	// acceptRetry is Options.AcceptRetry
 	acceptRetry func(local net.Addr, err error)
-	allowTrunc  bool // Options.TLSAllowTruncation
+	allowTrunc  bool          // Options.TLSAllowTruncation
+	uto         time.Duration // acceptUserTimeout
 
 	mu  sync.Mutex
 	err error // why acceptLoop ended, if not Close
@@ -396,6 +398,7 @@ func (l *tlsListener) acceptLoop() {
 			_ = abortTCP(tc) // no handshake with a refused peer
 			continue
 		}
+		setAcceptedUserTimeout(tc, l.uto)
 		l.wg.Add(1)
 		go l.handshake(tc)
 	}

@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -128,4 +130,37 @@ func TestUnixCloseKeepsAReplacedSocketFile(t *testing.T) {
 	require.NoError(t, ln.Close())
 	_, err = os.Lstat(path)
 	require.NoError(t, err, "closing the first listener must not remove the other listener's socket")
+}
+
+// TestUnixApplyLiveIsNotApplicable: a Unix domain socket has no IP header
+// (no DSCP) and no TCP options: ApplyLive refuses them with
+// ErrNotApplicable, naming the socket a Unix socket, and the connection
+// goes on. The DSCP reached setsockopt(IP_TOS) on the AF_UNIX socket and
+// failed with a bare EOPNOTSUPP, and the TCP options' error called the
+// socket "udp4".
+func TestUnixApplyLiveIsNotApplicable(t *testing.T) {
+	ctx := testCtx(t)
+	ln, cli, srv := unixPair(t, ctx, filepath.Join(t.TempDir(), "live.sock"))
+	defer func() { _ = cli.Close(); _ = srv.Close(); _ = ln.Close() }()
+	dscp := uint8(46)
+	cc := "lp"
+	d := time.Second
+	for name, o := range map[string]LiveOptions{
+		"DSCP":                {DSCP: &dscp},
+		"DSCP and congestion": {DSCP: &dscp, Congestion: &cc},
+		"UserTimeout":         {UserTimeout: &d},
+		"KeepAliveIdle":       {KeepAliveIdle: &d},
+	} {
+		for side, tr := range map[string]Transport{"dialed": cli, "accepted": srv} {
+			err := ApplyLive(tr, o)
+			require.ErrorIs(t, err, ErrNotApplicable, "%s on the %s socket", name, side)
+			require.NotContains(t, err.Error(), "udp", "%s on the %s socket", name, side)
+		}
+	}
+	_, err := cli.Write([]byte("x"))
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = io.ReadFull(srv, b)
+	require.NoError(t, err)
+	require.Equal(t, "x", string(b))
 }

@@ -150,7 +150,7 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 		return nil, nil, &CloneError{Err: err}
 	}
 	info := sets.Info
-	st, err := stacks.ByName(info.Stack)
+	st, err := stackNamed(info.Stack)
 	if err != nil || info.Remote == nil {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
 	}

@@ -1296,7 +1296,7 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			Multicast: so.Multicast, MulticastHopLimit: uint8(so.MulticastHopLimit)}
 	}
 	readBackSelection(out) // multipath as the socket really runs (stackopts.go)
-	if st, err := stacks.ByName(info.Stack); err == nil {
+	if st, err := stackNamed(info.Stack); err == nil {
 		caps := st.Capabilities()
 		out.Selected = map[Property]bool{}
 		for _, prop := range NewTransportProperties().Properties() {
@@ -1318,6 +1318,15 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 		}
 	}
 	return out, nil
+}
+
+// stackNamed is the stack a connection names: stacks.ByName's, or the
+// Unix stack, which stacks.All (and so ByName) leaves out.
+func stackNamed(name string) (stacks.Stack, error) {
+	if name == "unix" {
+		return stacks.Unix(), nil
+	}
+	return stacks.ByName(name)
 }
 
 // readBackSelected replaces the stack's capabilities in selected by what
@@ -1361,7 +1370,8 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // marks that Connection's later datagrams only (a per-datagram IP_TOS /
 // IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
 // accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
-// the socket and has no per-connection TOS).
+// the socket and has no per-connection TOS), and so it is on a Unix
+// domain socket Connection (no IP header), as are the TCP options.
 //
 // A Message Property (msgPriority, msgLifetime, ...; RFC 9622 §9.1.3)
 // becomes this Connection's default for the Messages it sends afterwards

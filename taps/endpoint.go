@@ -137,8 +137,11 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 		m.Interface = name
 	}
 	if e.path != "" {
-		if e.hostName != "" || e.ip != "" || e.portSet {
-			return fail(errors.New("a Unix socket path with a host, address or port: use two endpoints"))
+		if e.hostName != "" || e.ip != "" || e.portSet || e.service != "" || e.iface != "" {
+			return fail(errors.New("a Unix socket path with a host, address, port, service or interface: use two endpoints"))
+		}
+		if e.protocol != "" && e.protocol != "unix" {
+			return fail(fmt.Errorf("a Unix socket path is reached over the unix stack, not %q", e.protocol))
 		}
 		m.Path = e.path
 		return m, nil
@@ -309,13 +312,22 @@ func (r *RemoteEndpoint) WithInterface(name string) *RemoteEndpoint {
 // WithUnixPath makes the endpoint a Unix domain socket at path, reached
 // over the "unix" stack only. When every remote endpoint is a path, that
 // stack is the only candidate; among remote endpoints with addresses or
-// names, the path is one more alternative, raced with them.
+// names, the path is one more alternative, raced with them. The path is
+// the whole endpoint: with a host name, IP address, port, service or
+// interface, or a protocol other than "unix", using it fails with an
+// *EndpointError before any packet.
 func (r *RemoteEndpoint) WithUnixPath(path string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.path, "path", path)
 	return r
 }
 
-// WithProtocol makes the endpoint specific to one protocol stack ("tcp").
+// WithProtocol makes the endpoint specific to one protocol stack ("tcp",
+// "quic", ...; RFC 9622 §6.1: QUIC on 8443, TCP on 443 are two endpoints):
+// it is attempted over that stack only, while an endpoint without a
+// protocol is attempted over every stack selected. When every remote
+// endpoint names one, the stacks they name are the only ones that may be
+// selected (within those WithProtocols allows: none left is
+// ErrUnfulfilled); an unknown name fails Initiate before any packet.
 func (r *RemoteEndpoint) WithProtocol(name string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.protocol, "protocol", name)
 	return r
@@ -468,7 +480,9 @@ func (l *LocalEndpoint) WithService(service string) *LocalEndpoint {
 	return l
 }
 
-// WithUnixPath makes the endpoint a Unix domain socket at path.
+// WithUnixPath makes the endpoint a Unix domain socket at path; with a
+// host name, IP address, port, service or interface, using it fails with
+// an *EndpointError before any socket is made.
 func (l *LocalEndpoint) WithUnixPath(path string) *LocalEndpoint {
 	l.e.setOnce(&l.e.path, "path", path)
 	return l

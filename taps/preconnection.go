@@ -570,17 +570,34 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		stackList = multicastStacks(stackList) // UDP and UDP-Lite only
 	}
 	names := p.protocols
-	for _, r := range cfg.Remotes { // RemoteEndpoint.WithProtocol
-		if r.Protocol != "" {
-			names = append(names, r.Protocol)
-		}
-	}
 	if len(names) > 0 {
 		restricted, err := restrictStacks(stackList, names)
 		if err != nil {
 			return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: err}
 		}
 		stackList = restricted
+	}
+	// RemoteEndpoint.WithProtocol: each such endpoint is attempted over its
+	// stack only (the candidate planner pairs them); when every remote
+	// names one, no other stack can be used at all
+	var epNames []string
+	for _, r := range cfg.Remotes {
+		if r.Protocol != "" {
+			epNames = append(epNames, r.Protocol)
+		}
+	}
+	if len(epNames) > 0 {
+		restricted, err := restrictStacks(stackList, epNames)
+		if err != nil {
+			return nil, p.handlers, &EstablishmentError{Reason: ReasonInvalidConfiguration, Err: err}
+		}
+		if len(epNames) == len(cfg.Remotes) {
+			if len(restricted) == 0 { // (an empty list would mean every stack)
+				return nil, p.handlers, fmt.Errorf("%w: the remote endpoints' protocols (%v) are not among the stacks allowed", ErrUnfulfilled, epNames)
+			}
+			stackList = restricted
+		}
+		names = append(slices.Clone(names), epNames...)
 	}
 	if mcast && len(stackList) == 0 { // (an empty list would mean every stack)
 		return nil, p.handlers, multicastSelectionError(fmt.Errorf("%w: no stack named (%v) carries multicast", ErrUnfulfilled, names))
