@@ -129,35 +129,36 @@ func (f *flapping) exhausted() {
 // used up MaxAttempts.
 func TestReestablishmentStableTransportEndsTheRow(t *testing.T) {
 	noRouteMonitor(t)
-	synctest.Test(t, func(t *testing.T) {
-		sys := NewSystem(Config{})
-		defer shutdown(t, sys)
-		f := newFlapping(t, sys, supervision.Backoff{Initial: time.Second, Max: 8 * time.Second, MaxAttempts: 2,
-			StableAfter: time.Minute})
-		for n := 1; n <= 2; n++ {
-			lost, up, _ := f.flap()
-			require.Equal(t, [2]int{n, n}, [2]int{lost, up})
-		}
-		time.Sleep(time.Minute - time.Nanosecond) // fake time: just short of stable
-		synctest.Wait()
-		f.exhausted() // lost before StableAfter: the row of 2 goes on, past MaxAttempts
-	})
-	synctest.Test(t, func(t *testing.T) {
-		sys := NewSystem(Config{})
-		defer shutdown(t, sys)
-		f := newFlapping(t, sys, supervision.Backoff{Initial: time.Second, Max: 8 * time.Second, MaxAttempts: 2,
-			StableAfter: time.Minute})
-		for n := 1; n <= 2; n++ {
-			lost, up, _ := f.flap()
-			require.Equal(t, [2]int{n, n}, [2]int{lost, up})
-		}
-		time.Sleep(time.Minute) // fake time: up StableAfter
-		synctest.Wait()
-		lost, up, wait := f.flap()
-		require.Equal(t, [2]int{1, 1}, [2]int{lost, up}, "a new row")
-		require.Equal(t, time.Second, wait, "the Initial wait")
-		f.abort()
-	})
+	for _, tt := range []struct {
+		name string
+		up   time.Duration // how long the last transport is up before it is lost
+	}{
+		{"just short of StableAfter: the row of 2 goes on, past MaxAttempts", time.Minute - time.Nanosecond},
+		{"StableAfter: a new row, from the Initial wait", time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sys := NewSystem(Config{})
+				defer shutdown(t, sys)
+				f := newFlapping(t, sys, supervision.Backoff{Initial: time.Second, Max: 8 * time.Second, MaxAttempts: 2,
+					StableAfter: time.Minute})
+				for n := 1; n <= 2; n++ {
+					lost, up, _ := f.flap()
+					require.Equal(t, [2]int{n, n}, [2]int{lost, up})
+				}
+				time.Sleep(tt.up) // fake time
+				synctest.Wait()
+				if tt.up < time.Minute {
+					f.exhausted()
+					return
+				}
+				lost, up, wait := f.flap()
+				require.Equal(t, [2]int{1, 1}, [2]int{lost, up}, "a new row")
+				require.Equal(t, time.Second, wait, "the Initial wait")
+				f.abort()
+			})
+		})
+	}
 }
 
 // A negative StableAfter ends the row at each successful attempt.

@@ -17,6 +17,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// discardServer accepts every connection and reads and drops its messages
+// until it ends.
+func discardServer(t *testing.T, ln *Listener) {
+	ctx := testCtx(t)
+	go func() {
+		for {
+			s, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				for {
+					m, err := s.Receive(ctx)
+					if err != nil {
+						return
+					}
+					m.Release()
+				}
+			}()
+		}
+	}()
+}
+
 // echoServer accepts every connection and echoes its messages until it ends.
 func echoServer(t *testing.T, ln *Listener) {
 	ctx := testCtx(t)
@@ -586,23 +609,7 @@ func connPriorityWhileWaiting(t *testing.T) bool {
 	ctx := testCtx(t)
 	ln, err := srv.Listen(ctx)
 	require.NoError(t, err)
-	go func() {
-		for {
-			s, err := ln.Accept(ctx)
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil {
-						return
-					}
-					m.Release()
-				}
-			}()
-		}
-	}()
+	discardServer(t, ln)
 	x, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
 	require.NoError(t, err)
 	defer func() { x.AbortGroup(); <-x.Done() }()

@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -24,17 +25,7 @@ func TestQUICDatagramsHandedToACloneWhenTheFirstStreamCloses(t *testing.T) {
 	require.NoError(t, tp.Require(PerMsgReliability))
 	ctx := testCtx(t)
 	ln := quicListen(t, ctx, sys, pki, tp)
-	accept := func(c *Connection, text string) *Connection {
-		t.Helper()
-		require.NoError(t, c.Send(ctx, []byte(text), nil)) // QUIC: the peer sees the stream once data arrive
-		s, err := ln.Accept(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { s.Abort(); <-s.Done() })
-		m, err := s.Receive(ctx)
-		require.NoError(t, err)
-		require.Equal(t, text, string(m.Data))
-		return s
-	}
+	accept := streamAccepter(t, ctx, ln)
 	// the first stream's Close does not wait for the peer's end of
 	// stream: the server's first stream stays open
 	ap := listenerAddr(t, ln)
@@ -90,17 +81,7 @@ func quicDatagramGroup(t *testing.T) (c, clone, s, s2 *Connection) {
 	require.NoError(t, tp.Require(PerMsgReliability))
 	ctx := testCtx(t)
 	ln := quicListen(t, ctx, sys, pki, tp)
-	accept := func(c *Connection, text string) *Connection {
-		t.Helper()
-		require.NoError(t, c.Send(ctx, []byte(text), nil)) // QUIC: the peer sees the stream once data arrive
-		s, err := ln.Accept(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { s.Abort(); <-s.Done() })
-		m, err := s.Receive(ctx)
-		require.NoError(t, err)
-		require.Equal(t, text, string(m.Data))
-		return s
-	}
+	accept := streamAccepter(t, ctx, ln)
 	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx) // the default linger: 5 s
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Abort(); <-c.Done() })
@@ -169,4 +150,22 @@ func TestQUICDatagramsGoToACloneOnceTheFirstStreamIsHalfClosed(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed, "the peer's end of stream")
 	requireDatagramReaches(t, s2, clone, "to the clone")
 	require.Equal(t, StateEstablished, c.State(), "c is half-closed, still Established")
+}
+
+// streamAccepter returns accept: c sends text, which makes its stream
+// known to ln's side (QUIC: the peer sees a stream once data arrive), and
+// accept returns the connection ln received for it, checked to read text
+// first and aborted when t ends.
+func streamAccepter(t *testing.T, ctx context.Context, ln *Listener) func(c *Connection, text string) *Connection {
+	return func(c *Connection, text string) *Connection {
+		t.Helper()
+		require.NoError(t, c.Send(ctx, []byte(text), nil))
+		s, err := ln.Accept(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Abort(); <-s.Done() })
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, text, string(m.Data))
+		return s
+	}
 }
