@@ -1522,7 +1522,9 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 		return l.cutLocked(total, true), true
 	case r.max >= 0 && total >= r.max && r.max > 0:
 		return l.cutLocked(r.max, complete && total == r.max), true
-	case !complete && minInc >= 0 && total >= max(minInc, 1):
+	case !complete && minInc >= 0 && total >= min(max(minInc, 1), l.recvLimit):
+		// a minIncompleteLength above the receive buffer is the buffer: the
+		// connection reads no more of the message until this much is taken
 		return l.cutLocked(total, false), true
 	case !complete && l.eos && n == len(l.items):
 		// the stream ended inside this message: hand over what there is
