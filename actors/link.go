@@ -1150,13 +1150,33 @@ func (l *Link) AcquireSend(ctx context.Context, n int) error {
 // result of send id. It returns ErrClosed, and registers nothing, once the
 // connection has ended.
 func (l *Link) AcquireSendExpect(ctx context.Context, n int, id uint64, fn func(error)) error {
+	return l.AcquireSendExpectBy(ctx, n, id, fn, time.Time{})
+}
+
+// AcquireSendExpectBy is AcquireSendExpect for a message whose msgLifetime
+// passes at expire (zero: it has none): a wait for room that outlasts it
+// ends with ErrExpired, and nothing is accounted or registered (RFC 9622
+// §9.1.3.1: the message waited in the system beyond its lifetime).
+func (l *Link) AcquireSendExpectBy(ctx context.Context, n int, id uint64, fn func(error), expire time.Time) error {
+	var expired <-chan time.Time // made only once the message must wait
 	for {
 		wake, err := l.tryAcquireExpect(n, id, fn)
 		if err != ErrSendQueueFull {
 			return err
 		}
+		if expired == nil && !expire.IsZero() {
+			d := time.Until(expire)
+			if d <= 0 {
+				return ErrExpired
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-wake:
+		case <-expired:
+			return ErrExpired
 		case <-l.done:
 			return ErrClosed
 		case <-ctx.Done():
