@@ -1150,13 +1150,33 @@ func (l *Link) AcquireSend(ctx context.Context, n int) error {
 // result of send id. It returns ErrClosed, and registers nothing, once the
 // connection has ended.
 func (l *Link) AcquireSendExpect(ctx context.Context, n int, id uint64, fn func(error)) error {
+	return l.AcquireSendExpectBy(ctx, n, id, fn, time.Time{})
+}
+
+// AcquireSendExpectBy is AcquireSendExpect for a message whose msgLifetime
+// passes at expire (zero: it has none): a wait for room that outlasts it
+// ends with ErrExpired, and nothing is accounted or registered (RFC 9622
+// §9.1.3.1: the message waited in the system beyond its lifetime).
+func (l *Link) AcquireSendExpectBy(ctx context.Context, n int, id uint64, fn func(error), expire time.Time) error {
+	var expired <-chan time.Time // made only once the message must wait
 	for {
 		wake, err := l.tryAcquireExpect(n, id, fn)
 		if err != ErrSendQueueFull {
 			return err
 		}
+		if expired == nil && !expire.IsZero() {
+			d := time.Until(expire)
+			if d <= 0 {
+				return ErrExpired
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-wake:
+		case <-expired:
+			return ErrExpired
 		case <-l.done:
 			return ErrClosed
 		case <-ctx.Done():
@@ -1522,7 +1542,9 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 		return l.cutLocked(total, true), true
 	case r.max >= 0 && total >= r.max && r.max > 0:
 		return l.cutLocked(r.max, complete && total == r.max), true
-	case !complete && minInc >= 0 && total >= max(minInc, 1):
+	case !complete && minInc >= 0 && total >= min(max(minInc, 1), l.recvLimit):
+		// a minIncompleteLength above the receive buffer is the buffer: the
+		// connection reads no more of the message until this much is taken
 		return l.cutLocked(total, false), true
 	case !complete && l.eos && n == len(l.items):
 		// the stream ended inside this message: hand over what there is

@@ -594,7 +594,8 @@ func (c *Connection) checkSendable() error {
 // Send sends a complete Message and returns when it is Sent (handed to the
 // protocol stack), with a *SendError otherwise (one that unwraps to
 // ErrExpired is the Expired event). mc may be nil. When the send queue is
-// full, Send waits for room. ctx bounds the wait only: a message already
+// full, Send waits for room, until the message's msgLifetime passes
+// (Expired: it is not sent). ctx bounds the wait only: a message already
 // handed over may still be sent after ctx ends. data must not be modified
 // until Send returns nil or a *SendError. When it returns ctx's error (a
 // bare context.Canceled or DeadlineExceeded) the message was handed over
@@ -642,7 +643,11 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 		w.release()
 		return sendError(err)
 	}
-	if err := c.link.AcquireSendExpect(ctx, len(data), m.SendID, w.fn); err != nil {
+	var expire time.Time // its msgLifetime bounds a wait for room too
+	if !m.Queued.IsZero() {
+		expire = m.Queued.Add(m.Props.Lifetime)
+	}
+	if err := c.link.AcquireSendExpectBy(ctx, len(data), m.SendID, w.fn, expire); err != nil {
 		if part {
 			c.partNotHandedOver(mc, m, err)
 		}

@@ -77,7 +77,10 @@ type receiveOpts struct{ min, max int }
 // MinIncompleteLength lets Receive return a part of a message once at least
 // n bytes of it are available (RFC 9622 minIncompleteLength). The default
 // is infinite: only complete messages, except on a byte stream without a
-// framer, where any received bytes are returned.
+// framer, where any received bytes are returned. An n above the receive
+// buffer (WithReceiveBuffer) counts as the buffer's size: the connection
+// reads no more of a message while the buffer is full of it, so the part
+// is returned once it fills the buffer.
 func MinIncompleteLength(n int) ReceiveOption { return func(o *receiveOpts) { o.min = max(n, 0) } }
 
 // MaxLength caps the bytes one Receive returns; a larger message arrives

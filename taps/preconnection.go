@@ -224,8 +224,8 @@ func WithLingerTimeout(d time.Duration) PreconnectionOption {
 func WithReceiveBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.recvLimit = n } }
 
 // WithSendBuffer bounds the bytes queued for sending (default 4 MiB, also
-// for n <= 0): beyond it Send waits and SendAsync reports
-// ErrSendQueueFull. A single Message larger than the bound is taken when
+// for n <= 0): beyond it Send waits (at most the message's msgLifetime:
+// Expired) and SendAsync reports ErrSendQueueFull. A single Message larger than the bound is taken when
 // nothing is queued.
 func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.sendLimit = n } }
 
