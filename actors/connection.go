@@ -860,6 +860,12 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.close(ctx)
 		respondIfAsked(ctx, true)
 	case *messages.AbortConnection:
+		if m.UnlessReady && c.everReady {
+			// the establishment's ctx ended as the connection became
+			// Ready: Ready was reported first, and wins
+			respondIfAsked(ctx, true)
+			return
+		}
 		if !c.abortWhileRacing(ctx, m.Err) { // establish_deadline.go
 			c.abort(ctx, m.Err)
 		}
