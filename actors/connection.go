@@ -2968,6 +2968,8 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 		respondIfAsked(ctx, true)
 	case *messages.SetConnectionProperty:
 		ctx.Respond(&StateError{Op: OpSetProperty, State: Closed})
+	case *ChangeEndpoints:
+		ctx.Respond(&StateError{Op: OpChangeEndpoints, State: Closed})
 	case *transportOffered:
 		if t := c.link.takeTransport(); t != nil {
 			_ = t.Abort()
