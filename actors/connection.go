@@ -860,6 +860,12 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.close(ctx)
 		respondIfAsked(ctx, true)
 	case *messages.AbortConnection:
+		if m.UnlessReady && c.everReady {
+			// the establishment's ctx ended as the connection became
+			// Ready: Ready was reported first, and wins
+			respondIfAsked(ctx, true)
+			return
+		}
 		if !c.abortWhileRacing(ctx, m.Err) { // establish_deadline.go
 			c.abort(ctx, m.Err)
 		}
@@ -2962,6 +2968,8 @@ func (c *connActor) rejectAfterEnd(ctx actor.Context) {
 		respondIfAsked(ctx, true)
 	case *messages.SetConnectionProperty:
 		ctx.Respond(&StateError{Op: OpSetProperty, State: Closed})
+	case *ChangeEndpoints:
+		ctx.Respond(&StateError{Op: OpChangeEndpoints, State: Closed})
 	case *transportOffered:
 		if t := c.link.takeTransport(); t != nil {
 			_ = t.Abort()

@@ -134,8 +134,14 @@ type SendBatch struct{ Messages []*SendMessage }
 type CloseConnection struct{}
 
 // AbortConnection aborts at once. Err, when set, is the reason reported in
-// the ConnectionError (a panic in a handler, say).
-type AbortConnection struct{ Err error }
+// the ConnectionError (a panic in a handler, say). UnlessReady: only a
+// connection still establishing is aborted; one that is Ready when the
+// actor takes the message is left alone (an Initiate or Clone whose ctx
+// ended as the connection became Ready: Ready wins).
+type AbortConnection struct {
+	Err         error
+	UnlessReady bool
+}
 
 // GetConnectionInfo asks for a *ConnectionInfo.
 type GetConnectionInfo struct{}

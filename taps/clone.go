@@ -238,9 +238,7 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 
 // awaitClone waits for a started clone to be Ready (Clone).
 func (c *Connection) awaitClone(ctx context.Context, clone *Connection, link *actors.Link) (*Connection, error) {
-	if !link.AwaitReady(ctx) {
-		tell(c.sys, clone.pid, &messages.AbortConnection{Err: ctx.Err()})
-		<-link.Done()
+	if !link.AwaitReady(ctx) && !abortEstablishing(ctx, c.sys, clone.pid, link) {
 		return nil, &CloneError{Reason: ReasonTimeout, Err: ctx.Err()}
 	}
 	if err := link.EstablishmentErr(); err != nil {

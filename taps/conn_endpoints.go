@@ -155,8 +155,9 @@ func (c *Connection) changeEndpoints(ctx context.Context, cmd *actors.ChangeEndp
 }
 
 // askEndpoints sends cmd to the connection actor and awaits its reply, or
-// the connection's end: a connection that has ended answers no more
-// commands (its actor drops them until it is gone).
+// the actor's stop (Gone; a command queued as it stopped gets no answer).
+// Not the connection's Done: that comes after its last event handler, and
+// a handler calling Endpoints or Clone would wait for its own return.
 func askEndpoints(ctx context.Context, c *Connection, cmd *actors.ChangeEndpoints) (*actors.EndpointSets, error) {
 	closed := &actors.StateError{Op: actors.OpChangeEndpoints, State: actors.Closed}
 	if c.sys.s.IsShutdown() {
@@ -165,7 +166,7 @@ func askEndpoints(ctx context.Context, c *Connection, cmd *actors.ChangeEndpoint
 	if c.link.State() == actors.Closed {
 		return nil, closed
 	}
-	res, err := actors.AskUnlessDone(ctx, c.sys.s, c.pid, cmd, c.link.Done())
+	res, err := actors.AskUnlessDone(ctx, c.sys.s, c.pid, cmd, c.link.Gone())
 	if errors.Is(err, actors.ErrActorGone) {
 		return nil, closed
 	}

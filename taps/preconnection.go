@@ -814,6 +814,21 @@ func (p *Preconnection) InitiateAsync(ctx context.Context) (*Connection, error) 
 	return c, nil
 }
 
+// abortEstablishing aborts the connection of an Initiate (or Clone) whose
+// ctx ended before it was Ready, unless it becomes Ready first: the actor
+// drops the abort then (AbortConnection.UnlessReady), as the Ready event
+// may already have reached a handler. It reports whether the connection
+// was Ready after all; otherwise it returns once the connection has ended.
+func abortEstablishing(ctx context.Context, sys *System, pid *actor.PID, link *actors.Link) (ready bool) {
+	tell(sys, pid, &messages.AbortConnection{Err: ctx.Err(), UnlessReady: true})
+	<-link.Ready() // closed at Ready, or when the establishment ended
+	if link.WasReady() {
+		return true
+	}
+	<-link.Done()
+	return false
+}
+
 // abortUnlessReady aborts the establishing connection pid when ctx ends
 // before it is Ready (its EstablishmentError then unwraps to ctx's error:
 // ReasonTimeout); once it is Ready, or ended, ctx has no effect. An
@@ -825,7 +840,7 @@ func abortUnlessReady(ctx context.Context, sys *System, pid *actor.PID, link *ac
 	}
 	stop := context.AfterFunc(ctx, func() {
 		if !link.WasReady() {
-			tell(sys, pid, &messages.AbortConnection{Err: ctx.Err()})
+			tell(sys, pid, &messages.AbortConnection{Err: ctx.Err(), UnlessReady: true})
 		}
 	})
 	go func() {
@@ -847,10 +862,8 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 	if err != nil {
 		return nil, err
 	}
-	if !link.AwaitReady(ctx) {
-		// the racer loses with ctx's error and lists its attempts
-		tell(p.sys, c.pid, &messages.AbortConnection{Err: ctx.Err()})
-		<-link.Done()
+	if !link.AwaitReady(ctx) && !abortEstablishing(ctx, p.sys, c.pid, link) {
+		// the racer lost with ctx's error and lists its attempts
 		if err := link.EstablishmentErr(); err != nil && errors.Is(err, ctx.Err()) {
 			ee := establishmentError(err)
 			ee.Reason = ReasonTimeout
