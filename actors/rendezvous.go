@@ -442,6 +442,9 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		if c.valid && !c.nominating {
 			return // succeeded, waiting for the peer's nomination
 		}
+		if c.failed && !c.nominating {
+			return // given up (a pair to itself, an unanswered nomination)
+		}
 		if c.nominating && c.sent >= rendezvousNominationMax {
 			r.nominationFailed(ctx, m.pair, c)
 			return
@@ -733,6 +736,15 @@ func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, 
 	for n := 1; ; n++ {
 		t, err := stacks.TCP().Dial(r.gctx, pair.Remote, opts)
 		if err == nil {
+			la, _ := stacks.AddrPortOf(t.LocalAddr())
+			ra, _ := stacks.AddrPortOf(t.RemoteAddr())
+			if unmapAddrPort(la) == unmapAddrPort(ra) {
+				// a TCP simultaneous open with itself: this side's own
+				// address is among the remotes
+				_ = t.Abort()
+				root.Send(self, &rvAttemptEnded{pair: pair, err: fmt.Errorf("%w (%s)", errRendezvousItself, unmapAddrPort(la))})
+				return
+			}
 			r.offer(root, self, t, pair, RendezvousConnected)
 			return
 		}
@@ -1069,6 +1081,12 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 		}
 		return
 	}
+	if tie, ok, _ := iceAttrs(m.b); ok && tie == r.tie {
+		// this side's own check (or answer), come back to its socket: the
+		// pair's remote is the local candidate itself
+		r.selfPair(pair, c)
+		return
+	}
 	if tx, err := stacks.DecodeSTUNBindingRequest(m.b); err == nil {
 		_, _ = s.udp.WriteToUDPAddrPort(encodeCheckAnswer(tx, m.from, r.tie), m.from)
 		if r.sys.Tracing() {
@@ -1102,6 +1120,29 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 	r.checkSucceeded(ctx, pair, c, mapped, m.b)
 }
 
+// errRendezvousItself is the attempt error of a pair whose remote is the
+// local candidate itself (a TCP connection, or a UDP check, that reached
+// its own socket): such a pair is given up.
+var errRendezvousItself = errors.New("connection to itself: the remote is this side's own local candidate")
+
+// selfPair gives up pair, whose check came back to its own socket (the
+// request carried this side's tie-breaker): it is not answered, and its
+// check stops.
+func (r *rendezvousActor) selfPair(pair rvPairKey, c *rvCheck) {
+	if c.failed {
+		return
+	}
+	c.failed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	r.record(pair, fmt.Errorf("%w (%s)", errRendezvousItself, rvAddrString(pair.Remote)))
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Ignored", Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name(),
+			Error: errRendezvousItself.Error()})
+	}
+}
+
 // checkSucceeded: this side's check on pair got a valid success response
 // (b), the pair works both ways. The response's ICE-CONTROLLING says the
 // peer's tie-breaker: with the larger one, this side is controlling and
@@ -1109,8 +1150,9 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 // smaller one, it waits for the peer's nomination. A response without
 // tie-breaker comes from a peer that does not nominate (or from the peer's
 // connection, the pair being selected there already): the pair is
-// selected, as the peer selects the first pair whose check succeeded. Equal
-// tie-breakers (a chance of 2^-64) do the same.
+// selected, as the peer selects the first pair whose check succeeded. (A
+// response with this side's own tie-breaker is its own, from a pair to
+// itself: datagram gives that pair up before.)
 func (r *rendezvousActor) checkSucceeded(ctx actor.Context, pair rvPairKey, c *rvCheck, mapped netip.AddrPort, b []byte) {
 	if c.valid {
 		return

@@ -451,3 +451,55 @@ func TestRendezvousHuntCloseSeenByPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestRendezvousHuntOwnAddressAmongRemotes: a side whose remotes hold its
+// own local address (a candidate list shared by both peers) does not
+// rendezvous with itself: alone, it times out, the pair to itself given
+// up as "connection to itself"; with the peer holding the same list, the
+// two sides get one connection between them. A TCP connect to its own
+// address:port is a simultaneous open with itself, and a UDP check sent
+// to its own socket was answered by that socket: both won.
+func TestRendezvousHuntOwnAddressAmongRemotes(t *testing.T) {
+	pki := newPeerPKI(t)
+	for _, st := range rvHuntStacks() {
+		t.Run(st.name+"/alone", func(t *testing.T) {
+			sys, _ := newRVSystem(t)
+			p := st.ports(t, 2)
+			pre := st.build(sys, pki, p[0], WithEstablishmentTimeout(600*time.Millisecond),
+				WithRemoteEndpoint(rvRemote(p[0])), WithRemoteEndpoint(rvRemote(p[1])))
+			c, err := pre.Rendezvous(testCtx(t))
+			if c != nil {
+				c.Abort()
+				<-c.Done()
+			}
+			require.Nil(t, c, "no rendezvous with itself")
+			var ee *EstablishmentError
+			require.ErrorAs(t, err, &ee)
+			require.Equal(t, ReasonTimeout, ee.Reason, "%v", err)
+			self := fmt.Sprintf("127.0.0.1:%d->127.0.0.1:%d", p[0], p[0])
+			found := false
+			for _, a := range ee.Attempts {
+				if a.Endpoint == self {
+					found = true
+					require.ErrorContains(t, a.Err, "connection to itself")
+				}
+			}
+			require.True(t, found, "the pair to itself is listed: %v", err)
+			st.portFree(t, p[0])
+		})
+		t.Run(st.name+"/shared", func(t *testing.T) {
+			sys, _ := newRVSystem(t)
+			ctx := testCtx(t)
+			p := st.ports(t, 2)
+			a := st.build(sys, pki, p[0], WithEstablishmentTimeout(10*time.Second))
+			b := st.build(sys, pki, p[1], WithEstablishmentTimeout(10*time.Second))
+			a.AddRemote(rvRemote(p[0]), rvRemote(p[1]))
+			b.AddRemote(rvRemote(p[0]), rvRemote(p[1]))
+			ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+			sameConnection(t, ca, cb, st.name)
+			pa := ca.GetProperties()
+			require.NotEqual(t, pa.Local.String(), pa.Remote.String(), "a's connection goes to b, not to itself")
+			exchange(t, ctx, ca, cb)
+		})
+	}
+}
