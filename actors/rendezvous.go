@@ -1391,16 +1391,19 @@ func (r *rendezvousActor) attemptList() []AttemptError {
 	return out
 }
 
-// stunBinding learns the server-reflexive address of local from srv.
+// stunBinding learns the server-reflexive address of local from srv: from
+// the server's first address of local's family when local has an address
+// (0.0.0.0 and :: included: the socket binds there), else from its first
+// address.
 func stunBinding(ctx context.Context, cfg *messages.ConnectionConfig, srv StunServer, local netip.AddrPort) (netip.AddrPort, error) {
 	addrs, err := cfg.Resolver.Resolve(ctx, srv.Host)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
 	server := netip.AddrPortFrom(addrs[0], srv.Port)
-	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+	if local.Addr().IsValid() { // an unspecified address (0.0.0.0, ::) has its family too
 		for _, a := range addrs { // the first server address of the local family
-			if a.Is4() == local.Addr().Unmap().Is4() {
+			if a.Unmap().Is4() == local.Addr().Unmap().Is4() {
 				server = netip.AddrPortFrom(a, srv.Port)
 				break
 			}

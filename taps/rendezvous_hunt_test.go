@@ -3,6 +3,7 @@ package taps
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -502,4 +503,40 @@ func TestRendezvousHuntOwnAddressAmongRemotes(t *testing.T) {
 			exchange(t, ctx, ca, cb)
 		})
 	}
+}
+
+// TestResolveSTUNUnspecifiedLocalUsesItsFamily: a LocalEndpoint with the
+// unspecified IPv4 address (0.0.0.0: IPv4 only) and a STUN server whose
+// host name has an IPv6 and an IPv4 address asks the server's IPv4
+// address, from a socket bound to 0.0.0.0. It asked the first address
+// (IPv6, in Happy Eyeballs order) and Resolve failed binding a udp6
+// socket to 0.0.0.0 ("no suitable address found").
+func TestResolveSTUNUnspecifiedLocalUsesItsFamily(t *testing.T) {
+	sys := newTestSystem(t)
+	srv := testSTUNServer(t, 0) // on 127.0.0.1 only
+	dual := WithResolver(func(_ context.Context, network, host string) ([]netip.Addr, error) {
+		if host != "stun.example" {
+			return nil, fmt.Errorf("unknown host %s", host)
+		}
+		if network == "ip6" {
+			return []netip.Addr{netip.MustParseAddr("::1")}, nil
+		}
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	port := freeUDPPorts(t, 1)[0]
+	pre := NewPreconnection(WithSystem(sys), dual,
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("0.0.0.0").WithPort(port).WithStunServer("stun.example", srv.Port())))
+	locals, _, err := pre.Resolve(testCtx(t))
+	require.NoError(t, err)
+	var reflexive []netip.AddrPort
+	for _, l := range locals {
+		ap, ok := l.Addr()
+		require.True(t, ok, "%s", l)
+		require.True(t, ap.Addr().Is4(), "IPv4 only: %s", l)
+		if l.IsServerReflexive() {
+			reflexive = append(reflexive, ap)
+		}
+	}
+	require.Equal(t, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}, reflexive,
+		"what the IPv4 server saw")
 }
