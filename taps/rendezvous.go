@@ -59,7 +59,9 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // the system picks one that the peer cannot know without signalling (see
 // Resolve). The first local endpoint's STUN server is asked for its
 // server-reflexive address while gathering (traced as a "rendezvous"
-// ServerReflexive record); a failure there does not stop the rendezvous.
+// ServerReflexive record; over UDP the Binding request goes from the
+// first local candidate's rendezvous socket, once bound, retransmitted as
+// for Resolve); a failure there does not stop the rendezvous.
 // Every rendezvous step is traced as a "rendezvous" record (Listening,
 // ConnectRetry, CheckSent, CheckAnswered, CheckSucceeded, Nominated,
 // NominationSucceeded, NominationReceived, Ignored, RendezvousDone, ...),

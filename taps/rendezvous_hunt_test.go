@@ -540,3 +540,37 @@ func TestResolveSTUNUnspecifiedLocalUsesItsFamily(t *testing.T) {
 	require.Equal(t, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}, reflexive,
 		"what the IPv4 server saw")
 }
+
+// TestRendezvousHuntServerReflexiveOverUDP: over UDP, the first local
+// endpoint's STUN server is asked from the rendezvous socket itself (the
+// server-reflexive address is that socket's mapping, RFC 8445 §5.1.1.2):
+// the ServerReflexive record is what the server saw, and the rendezvous
+// with the peer works alongside. A second socket bound to the same port
+// failed with EADDRINUSE (the rendezvous socket, bound first, has no
+// SO_REUSEPORT), so the record was always that error.
+func TestRendezvousHuntServerReflexiveOverUDP(t *testing.T) {
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	srv := testSTUNServer(t, 0)
+	var st rvHuntStack
+	for _, s := range rvHuntStacks() {
+		if s.name == "udp" {
+			st = s
+		}
+	}
+	p := st.ports(t, 2)
+	a := NewPreconnection(WithSystem(sys), WithTransportProperties(NewTransportProperties(UnreliableDatagram)),
+		WithEstablishmentTimeout(10*time.Second),
+		WithLocalEndpoint(rvLocal(p[0]).WithStunServer("127.0.0.1", srv.Port())), WithRemoteEndpoint(rvRemote(p[1])))
+	b := st.build(sys, nil, p[1], WithEstablishmentTimeout(10*time.Second), WithRemoteEndpoint(rvRemote(p[0])))
+	start := make(chan struct{})
+	go func() {
+		defer close(start) // b starts once a has asked its STUN server
+		ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))
+	}()
+	ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], start)
+	sameConnection(t, ca, cb, "udp")
+	recs := ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))
+	require.Empty(t, recs[0].Error)
+	require.Equal(t, fmt.Sprintf("127.0.0.1:%d", p[0]), recs[0].Local, "what the STUN server saw")
+}
