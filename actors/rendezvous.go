@@ -211,6 +211,14 @@ type (
 		nom  bool
 	}
 	rvTimeout struct{}
+	// rvStunServer: the address of the first local endpoint's STUN
+	// server (UDP: asked from the rendezvous socket), or why not.
+	rvStunServer struct {
+		addr netip.AddrPort
+		err  error
+	}
+	// rvStunTick: the wait after the n-th STUN Binding request ended.
+	rvStunTick struct{ n int }
 	// rvListenFailed: a listener ended with an error.
 	rvListenFailed struct {
 		local netip.AddrPort
@@ -297,6 +305,13 @@ type rendezvousActor struct {
 	early      map[rvPairKey][][]byte // non-STUN datagrams before the handover
 	nominating bool                   // a nomination is on its way (controlling)
 	winner     rvPairKey              // the selected pair (Remote valid once selected)
+	// the STUN Binding transaction of the first socket (udp): to server,
+	// once both are known; done once answered or given up
+	stunServer netip.AddrPort
+	stunTx     [12]byte
+	stunSent   int
+	stunTimer  *time.Timer
+	stunDone   bool
 }
 
 // rvSocket is one local candidate of a rendezvous, bound: its listener
@@ -386,6 +401,18 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 				// would be told through signalling); a failure does not
 				// stop the rendezvous
 				local := res.local
+				if r.stack.Name() == "udp" {
+					// over UDP the rendezvous socket asks the server itself
+					// (a socket of its own on that port could not bind, or
+					// would take the peer's datagrams): the actor sends the
+					// Binding request once both are known (rvStunServer)
+					r.wg.Go(func() {
+						server, err := stunServerAddr(gctx, cfg, r.stun[0], local)
+						root.Send(self, &rvStunServer{addr: server, err: err})
+					})
+					root.Send(self, &rvResolved{r: res})
+					return
+				}
 				r.wg.Go(func() {
 					a, err := stunBinding(gctx, cfg, r.stun[0], local)
 					if gctx.Err() != nil || !r.sys.Tracing() {
@@ -442,12 +469,34 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		if c.valid && !c.nominating {
 			return // succeeded, waiting for the peer's nomination
 		}
+		if c.failed && !c.nominating {
+			return // given up (a pair to itself, an unanswered nomination)
+		}
 		if c.nominating && c.sent >= rendezvousNominationMax {
 			r.nominationFailed(ctx, m.pair, c)
 			return
 		}
 		r.sendCheck(m.pair, c)
 		r.armCheck(ctx, m.pair, c, m.n+1)
+	case *rvStunServer:
+		if r.ended || r.adopted {
+			return
+		}
+		if m.err != nil {
+			r.stunResult(netip.AddrPort{}, m.err)
+			return
+		}
+		r.stunServer = m.addr
+		r.stunSend(ctx)
+	case *rvStunTick:
+		if r.stunDone || r.ended || r.adopted {
+			return
+		}
+		if r.stunSent >= r.stunClient().Attempts {
+			r.stunResult(netip.AddrPort{}, fmt.Errorf("stun %s: %w after %d requests", r.stunServer, stacks.ErrSTUNTimeout, r.stunSent))
+			return
+		}
+		r.stunSend(ctx)
 	case *rvReaderEnded:
 		r.handOver(ctx, m.sock)
 	case *rvAttemptEnded:
@@ -622,6 +671,7 @@ func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 		return r.startQUIC(ctx)
 	case "udp", "udplite":
 		r.startUDP(ctx)
+		r.stunSend(ctx)
 		return nil
 	}
 	r.startTCP(ctx)
@@ -733,6 +783,15 @@ func (r *rendezvousActor) connectLoop(root *actor.RootContext, self *actor.PID, 
 	for n := 1; ; n++ {
 		t, err := stacks.TCP().Dial(r.gctx, pair.Remote, opts)
 		if err == nil {
+			la, _ := stacks.AddrPortOf(t.LocalAddr())
+			ra, _ := stacks.AddrPortOf(t.RemoteAddr())
+			if unmapAddrPort(la) == unmapAddrPort(ra) {
+				// a TCP simultaneous open with itself: this side's own
+				// address is among the remotes
+				_ = t.Abort()
+				root.Send(self, &rvAttemptEnded{pair: pair, err: fmt.Errorf("%w (%s)", errRendezvousItself, unmapAddrPort(la))})
+				return
+			}
 			r.offer(root, self, t, pair, RendezvousConnected)
 			return
 		}
@@ -1054,6 +1113,15 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 	if r.ended || r.adopted || s.udp == nil {
 		return
 	}
+	if m.sock == 0 && r.stunSent > 0 && !r.stunDone && m.from == unmapAddrPort(r.stunServer) && stacks.IsSTUN(m.b) {
+		a, err := stacks.DecodeSTUNBindingResponse(m.b, r.stunTx, r.stunClient().Credentials)
+		var se *stacks.STUNError
+		if err == nil || errors.As(err, &se) {
+			r.stunResult(a, err)
+			return
+		}
+		// malformed, or another transaction: not the answer
+	}
 	pair := rvPairKey{s.local, m.from}
 	c, known := r.checks[pair]
 	if !known {
@@ -1067,6 +1135,12 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 		if len(r.early[pair]) < rendezvousEarlyMax {
 			r.early[pair] = append(r.early[pair], m.b)
 		}
+		return
+	}
+	if tie, ok, _ := iceAttrs(m.b); ok && tie == r.tie {
+		// this side's own check (or answer), come back to its socket: the
+		// pair's remote is the local candidate itself
+		r.selfPair(pair, c)
 		return
 	}
 	if tx, err := stacks.DecodeSTUNBindingRequest(m.b); err == nil {
@@ -1102,6 +1176,29 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 	r.checkSucceeded(ctx, pair, c, mapped, m.b)
 }
 
+// errRendezvousItself is the attempt error of a pair whose remote is the
+// local candidate itself (a TCP connection, or a UDP check, that reached
+// its own socket): such a pair is given up.
+var errRendezvousItself = errors.New("connection to itself: the remote is this side's own local candidate")
+
+// selfPair gives up pair, whose check came back to its own socket (the
+// request carried this side's tie-breaker): it is not answered, and its
+// check stops.
+func (r *rendezvousActor) selfPair(pair rvPairKey, c *rvCheck) {
+	if c.failed {
+		return
+	}
+	c.failed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	r.record(pair, fmt.Errorf("%w (%s)", errRendezvousItself, rvAddrString(pair.Remote)))
+	if r.sys.Tracing() {
+		r.sys.trace(&messages.TraceRecord{Kind: "rendezvous", Event: "Ignored", Local: rvAddrString(pair.Local), Remote: pair.Remote.String(), Stack: r.stack.Name(),
+			Error: errRendezvousItself.Error()})
+	}
+}
+
 // checkSucceeded: this side's check on pair got a valid success response
 // (b), the pair works both ways. The response's ICE-CONTROLLING says the
 // peer's tie-breaker: with the larger one, this side is controlling and
@@ -1109,8 +1206,9 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 // smaller one, it waits for the peer's nomination. A response without
 // tie-breaker comes from a peer that does not nominate (or from the peer's
 // connection, the pair being selected there already): the pair is
-// selected, as the peer selects the first pair whose check succeeded. Equal
-// tie-breakers (a chance of 2^-64) do the same.
+// selected, as the peer selects the first pair whose check succeeded. (A
+// response with this side's own tie-breaker is its own, from a pair to
+// itself: datagram gives that pair up before.)
 func (r *rendezvousActor) checkSucceeded(ctx actor.Context, pair rvPairKey, c *rvCheck, mapped netip.AddrPort, b []byte) {
 	if c.valid {
 		return
@@ -1250,6 +1348,9 @@ func (r *rendezvousActor) teardown() {
 	}
 	r.gate.close()
 	r.stopChecks()
+	if r.stunTimer != nil {
+		r.stunTimer.Stop()
+	}
 	for _, s := range r.socks {
 		if s.ln != nil {
 			_ = s.ln.Close()
@@ -1349,24 +1450,95 @@ func (r *rendezvousActor) attemptList() []AttemptError {
 	return out
 }
 
-// stunBinding learns the server-reflexive address of local from srv.
+// stunBinding learns the server-reflexive address of local from srv: from
+// the server's first address of local's family when local has an address
+// (0.0.0.0 and :: included: the socket binds there), else from its first
+// address.
 func stunBinding(ctx context.Context, cfg *messages.ConnectionConfig, srv StunServer, local netip.AddrPort) (netip.AddrPort, error) {
+	server, err := stunServerAddr(ctx, cfg, srv, local)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	c := srv.Client
+	c.Credentials = srv.Credentials
+	return c.BindingFrom(ctx, local, server)
+}
+
+// stunServerAddr resolves srv's address for local (stunBinding).
+func stunServerAddr(ctx context.Context, cfg *messages.ConnectionConfig, srv StunServer, local netip.AddrPort) (netip.AddrPort, error) {
 	addrs, err := cfg.Resolver.Resolve(ctx, srv.Host)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
 	server := netip.AddrPortFrom(addrs[0], srv.Port)
-	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+	if local.Addr().IsValid() { // an unspecified address (0.0.0.0, ::) has its family too
 		for _, a := range addrs { // the first server address of the local family
-			if a.Is4() == local.Addr().Unmap().Is4() {
+			if a.Unmap().Is4() == local.Addr().Unmap().Is4() {
 				server = netip.AddrPortFrom(a, srv.Port)
 				break
 			}
 		}
 	}
-	c := srv.Client
-	c.Credentials = srv.Credentials
-	return c.BindingFrom(ctx, local, server)
+	return server, nil
+}
+
+// stunClient is the first local endpoint's STUN client, with its
+// credentials and the defaults filled in.
+func (r *rendezvousActor) stunClient() stacks.STUNClient {
+	c := r.stun[0].Client
+	c.Credentials = r.stun[0].Credentials
+	if c.RTO <= 0 {
+		c.RTO = 500 * time.Millisecond
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = 7
+	}
+	return c
+}
+
+// stunSend sends (again) the STUN Binding request of a UDP rendezvous
+// from its first socket, once the server's address is known and the
+// socket bound, and arms its retransmission as STUNClient.Binding does
+// (RTO doubling; 16 RTO after the last request).
+func (r *rendezvousActor) stunSend(ctx actor.Context) {
+	if r.stunDone || !r.stunServer.IsValid() || len(r.socks) == 0 || r.socks[0].udp == nil || r.ended || r.adopted {
+		return
+	}
+	c := r.stunClient()
+	if r.stunSent == 0 {
+		r.stunTx = stacks.NewSTUNTransactionID()
+	}
+	if _, err := r.socks[0].udp.WriteToUDPAddrPort(stacks.EncodeSTUNBindingRequest(r.stunTx, c.Credentials), unmapAddrPort(r.stunServer)); err != nil {
+		r.stunResult(netip.AddrPort{}, fmt.Errorf("stun request to %s: %w", r.stunServer, err))
+		return
+	}
+	r.stunSent++
+	wait := c.RTO << (r.stunSent - 1)
+	if r.stunSent >= c.Attempts {
+		wait = 16 * c.RTO
+	}
+	root, self, n := ctx.ActorSystem().Root, ctx.Self(), r.stunSent
+	r.stunTimer = time.AfterFunc(wait, func() { root.Send(self, &rvStunTick{n: n}) })
+}
+
+// stunResult ends the STUN transaction of a UDP rendezvous: the
+// server-reflexive address, or why not, is traced.
+func (r *rendezvousActor) stunResult(a netip.AddrPort, err error) {
+	if r.stunDone {
+		return
+	}
+	r.stunDone = true
+	if r.stunTimer != nil {
+		r.stunTimer.Stop()
+	}
+	if !r.sys.Tracing() {
+		return
+	}
+	rec := &messages.TraceRecord{Kind: "rendezvous", Event: "ServerReflexive", Local: a.String()}
+	if err != nil {
+		rec.Local, rec.Error = "", err.Error()
+	}
+	r.sys.trace(rec)
 }
 
 // ResolveEndpoints asks the root for a resolve actor (Resolve, RFC 9622

@@ -49,11 +49,19 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // different connection. A candidate that cannot be bound is listed
 // against its pairs, and Rendezvous fails only when none can. Only packets
 // and connections from a remote address paired with the socket take part.
+// A pair whose remote is its own local candidate (this side's address
+// among the remotes, as in a candidate list both peers share) is given up
+// as a "connection to itself": over TCP the connection a connect there
+// makes to itself (a simultaneous open with itself) is closed, over UDP
+// a check that comes back to its own socket (with this side's own
+// tie-breaker) is not answered, and over TLS and QUIC it has no roles.
 // Give each peer fixed local ports (the other's remote ports): with port 0
 // the system picks one that the peer cannot know without signalling (see
 // Resolve). The first local endpoint's STUN server is asked for its
 // server-reflexive address while gathering (traced as a "rendezvous"
-// ServerReflexive record); a failure there does not stop the rendezvous.
+// ServerReflexive record; over UDP the Binding request goes from the
+// first local candidate's rendezvous socket, once bound, retransmitted as
+// for Resolve); a failure there does not stop the rendezvous.
 // Every rendezvous step is traced as a "rendezvous" record (Listening,
 // ConnectRetry, CheckSent, CheckAnswered, CheckSucceeded, Nominated,
 // NominationSucceeded, NominationReceived, Ignored, RendezvousDone, ...),

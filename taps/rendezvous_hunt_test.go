@@ -3,6 +3,7 @@ package taps
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -450,4 +451,126 @@ func TestRendezvousHuntCloseSeenByPeer(t *testing.T) {
 			require.NoError(t, cb.Err())
 		})
 	}
+}
+
+// TestRendezvousHuntOwnAddressAmongRemotes: a side whose remotes hold its
+// own local address (a candidate list shared by both peers) does not
+// rendezvous with itself: alone, it times out, the pair to itself given
+// up as "connection to itself"; with the peer holding the same list, the
+// two sides get one connection between them. A TCP connect to its own
+// address:port is a simultaneous open with itself, and a UDP check sent
+// to its own socket was answered by that socket: both won.
+func TestRendezvousHuntOwnAddressAmongRemotes(t *testing.T) {
+	pki := newPeerPKI(t)
+	for _, st := range rvHuntStacks() {
+		t.Run(st.name+"/alone", func(t *testing.T) {
+			sys, _ := newRVSystem(t)
+			p := st.ports(t, 2)
+			pre := st.build(sys, pki, p[0], WithEstablishmentTimeout(600*time.Millisecond),
+				WithRemoteEndpoint(rvRemote(p[0])), WithRemoteEndpoint(rvRemote(p[1])))
+			c, err := pre.Rendezvous(testCtx(t))
+			if c != nil {
+				c.Abort()
+				<-c.Done()
+			}
+			require.Nil(t, c, "no rendezvous with itself")
+			var ee *EstablishmentError
+			require.ErrorAs(t, err, &ee)
+			require.Equal(t, ReasonTimeout, ee.Reason, "%v", err)
+			self := fmt.Sprintf("127.0.0.1:%d->127.0.0.1:%d", p[0], p[0])
+			found := false
+			for _, a := range ee.Attempts {
+				if a.Endpoint == self {
+					found = true
+					require.ErrorContains(t, a.Err, "connection to itself")
+				}
+			}
+			require.True(t, found, "the pair to itself is listed: %v", err)
+			st.portFree(t, p[0])
+		})
+		t.Run(st.name+"/shared", func(t *testing.T) {
+			sys, _ := newRVSystem(t)
+			ctx := testCtx(t)
+			p := st.ports(t, 2)
+			a := st.build(sys, pki, p[0], WithEstablishmentTimeout(10*time.Second))
+			b := st.build(sys, pki, p[1], WithEstablishmentTimeout(10*time.Second))
+			a.AddRemote(rvRemote(p[0]), rvRemote(p[1]))
+			b.AddRemote(rvRemote(p[0]), rvRemote(p[1]))
+			ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+			sameConnection(t, ca, cb, st.name)
+			pa := ca.GetProperties()
+			require.NotEqual(t, pa.Local.String(), pa.Remote.String(), "a's connection goes to b, not to itself")
+			exchange(t, ctx, ca, cb)
+		})
+	}
+}
+
+// TestResolveSTUNUnspecifiedLocalUsesItsFamily: a LocalEndpoint with the
+// unspecified IPv4 address (0.0.0.0: IPv4 only) and a STUN server whose
+// host name has an IPv6 and an IPv4 address asks the server's IPv4
+// address, from a socket bound to 0.0.0.0. It asked the first address
+// (IPv6, in Happy Eyeballs order) and Resolve failed binding a udp6
+// socket to 0.0.0.0 ("no suitable address found").
+func TestResolveSTUNUnspecifiedLocalUsesItsFamily(t *testing.T) {
+	sys := newTestSystem(t)
+	srv := testSTUNServer(t, 0) // on 127.0.0.1 only
+	dual := WithResolver(func(_ context.Context, network, host string) ([]netip.Addr, error) {
+		if host != "stun.example" {
+			return nil, fmt.Errorf("unknown host %s", host)
+		}
+		if network == "ip6" {
+			return []netip.Addr{netip.MustParseAddr("::1")}, nil
+		}
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	port := freeUDPPorts(t, 1)[0]
+	pre := NewPreconnection(WithSystem(sys), dual,
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("0.0.0.0").WithPort(port).WithStunServer("stun.example", srv.Port())))
+	locals, _, err := pre.Resolve(testCtx(t))
+	require.NoError(t, err)
+	var reflexive []netip.AddrPort
+	for _, l := range locals {
+		ap, ok := l.Addr()
+		require.True(t, ok, "%s", l)
+		require.True(t, ap.Addr().Is4(), "IPv4 only: %s", l)
+		if l.IsServerReflexive() {
+			reflexive = append(reflexive, ap)
+		}
+	}
+	require.Equal(t, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}, reflexive,
+		"what the IPv4 server saw")
+}
+
+// TestRendezvousHuntServerReflexiveOverUDP: over UDP, the first local
+// endpoint's STUN server is asked from the rendezvous socket itself (the
+// server-reflexive address is that socket's mapping, RFC 8445 §5.1.1.2):
+// the ServerReflexive record is what the server saw, and the rendezvous
+// with the peer works alongside. A second socket bound to the same port
+// failed with EADDRINUSE (the rendezvous socket, bound first, has no
+// SO_REUSEPORT), so the record was always that error.
+func TestRendezvousHuntServerReflexiveOverUDP(t *testing.T) {
+	sys, ev := newRVSystem(t)
+	ctx := testCtx(t)
+	srv := testSTUNServer(t, 0)
+	var st rvHuntStack
+	for _, s := range rvHuntStacks() {
+		if s.name == "udp" {
+			st = s
+		}
+	}
+	p := st.ports(t, 2)
+	a := NewPreconnection(WithSystem(sys), WithTransportProperties(NewTransportProperties(UnreliableDatagram)),
+		WithEstablishmentTimeout(10*time.Second),
+		WithLocalEndpoint(rvLocal(p[0]).WithStunServer("127.0.0.1", srv.Port())), WithRemoteEndpoint(rvRemote(p[1])))
+	b := st.build(sys, nil, p[1], WithEstablishmentTimeout(10*time.Second), WithRemoteEndpoint(rvRemote(p[0])))
+	start := make(chan struct{})
+	go func() {
+		defer close(start) // b starts once a has asked its STUN server
+		ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))
+	}()
+	ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], start)
+	sameConnection(t, ca, cb, "udp")
+	recs := ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))
+	require.Empty(t, recs[0].Error)
+	require.Equal(t, fmt.Sprintf("127.0.0.1:%d", p[0]), recs[0].Local, "what the STUN server saw")
 }
