@@ -1487,13 +1487,7 @@ func stunServerAddr(ctx context.Context, cfg *messages.ConnectionConfig, srv Stu
 func (r *rendezvousActor) stunClient() stacks.STUNClient {
 	c := r.stun[0].Client
 	c.Credentials = r.stun[0].Credentials
-	if c.RTO <= 0 {
-		c.RTO = 500 * time.Millisecond
-	}
-	if c.Attempts <= 0 {
-		c.Attempts = 7
-	}
-	return c
+	return c.Normalized()
 }
 
 // stunSend sends (again) the STUN Binding request of a UDP rendezvous
@@ -1513,12 +1507,8 @@ func (r *rendezvousActor) stunSend(ctx actor.Context) {
 		return
 	}
 	r.stunSent++
-	wait := c.RTO << (r.stunSent - 1)
-	if r.stunSent >= c.Attempts {
-		wait = 16 * c.RTO
-	}
 	root, self, n := ctx.ActorSystem().Root, ctx.Self(), r.stunSent
-	r.stunTimer = time.AfterFunc(wait, func() { root.Send(self, &rvStunTick{n: n}) })
+	r.stunTimer = time.AfterFunc(c.Wait(n), func() { root.Send(self, &rvStunTick{n: n}) })
 }
 
 // stunResult ends the STUN transaction of a UDP rendezvous: the

@@ -376,6 +376,29 @@ type STUNClient struct {
 	Credentials *STUNCredentials
 }
 
+// Normalized returns c with the defaults filled in (RTO 500 ms, 7
+// attempts).
+func (c STUNClient) Normalized() STUNClient {
+	if c.RTO <= 0 {
+		c.RTO = 500 * time.Millisecond
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = 7
+	}
+	return c
+}
+
+// Wait is how long c waits for an answer after its n-th request (1-based):
+// RTO doubled n-1 times, and 16 x RTO (the RFC's Rm) after the last one.
+// It is pure.
+func (c STUNClient) Wait(n int) time.Duration {
+	c = c.Normalized()
+	if n >= c.Attempts {
+		return 16 * c.RTO
+	}
+	return c.RTO << (n - 1)
+}
+
 // Binding sends a Binding request from conn to server and returns the
 // server-reflexive address the server saw (XOR-MAPPED-ADDRESS or
 // MAPPED-ADDRESS). Datagrams from other addresses, for other transactions
@@ -384,13 +407,8 @@ type STUNClient struct {
 // ErrSTUNTimeout (joined with the last malformed answer's error, if any)
 // when no usable answer came, or ctx's error.
 func (c STUNClient) Binding(ctx context.Context, conn *net.UDPConn, server netip.AddrPort) (netip.AddrPort, error) {
-	rto, attempts := c.RTO, c.Attempts
-	if rto <= 0 {
-		rto = 500 * time.Millisecond
-	}
-	if attempts <= 0 {
-		attempts = 7
-	}
+	c = c.Normalized()
+	attempts := c.Attempts
 	tx := NewSTUNTransactionID()
 	req := EncodeSTUNBindingRequest(tx, c.Credentials)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
@@ -399,15 +417,11 @@ func (c STUNClient) Binding(ctx context.Context, conn *net.UDPConn, server netip
 	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
 	buf := make([]byte, 1500)
 	var lastErr error
-	wait := rto
-	for i := 0; i < attempts; i++ {
+	for i := 1; i <= attempts; i++ {
 		if _, err := conn.WriteToUDPAddrPort(req, server); err != nil {
 			return netip.AddrPort{}, fmt.Errorf("stun request to %s: %w", server, err)
 		}
-		if i == attempts-1 {
-			wait = 16 * rto // Rm x RTO after the last request
-		}
-		deadline := time.Now().Add(wait)
+		deadline := time.Now().Add(c.Wait(i))
 		if err := conn.SetReadDeadline(deadline); err != nil {
 			return netip.AddrPort{}, err
 		}
@@ -439,7 +453,6 @@ func (c STUNClient) Binding(ctx context.Context, conn *net.UDPConn, server netip
 			}
 			lastErr = err // malformed or stray: wait on
 		}
-		wait *= 2
 	}
 	return netip.AddrPort{}, errors.Join(fmt.Errorf("stun %s: %w after %d requests", server, ErrSTUNTimeout, attempts), lastErr)
 }

@@ -421,3 +421,27 @@ func TestSTUNDecodeBindingRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestSTUNClientWait: the retransmission schedule of RFC 8489 §6.2.1 (RTO,
+// doubled after each request, 16 x RTO after the last one).
+func TestSTUNClientWait(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		c    STUNClient
+		n    int
+		want time.Duration
+	}{
+		{STUNClient{}, 1, 500 * ms},
+		{STUNClient{}, 2, time.Second},
+		{STUNClient{}, 6, 16 * time.Second},
+		{STUNClient{}, 7, 8 * time.Second}, // the last of the default 7: 16 x RTO
+		{STUNClient{RTO: 10 * ms, Attempts: 3}, 1, 10 * ms},
+		{STUNClient{RTO: 10 * ms, Attempts: 3}, 2, 20 * ms},
+		{STUNClient{RTO: 10 * ms, Attempts: 3}, 3, 160 * ms},
+	}
+	for _, tt := range tests {
+		if got := tt.c.Wait(tt.n); got != tt.want {
+			t.Errorf("%+v Wait(%d) = %v; want %v", tt.c, tt.n, got, tt.want)
+		}
+	}
+}

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// discardServer accepts every connection and reads and drops its messages
-// until it ends.
-func discardServer(t *testing.T, ln *Listener) {
+// serveEach accepts every connection of ln until t ends and runs serve on
+// each, in a goroutine of its own, with t's ctx.
+func serveEach(t *testing.T, ln *Listener, serve func(ctx context.Context, s *Connection)) {
 	ctx := testCtx(t)
 	go func() {
 		for {
@@ -27,42 +27,39 @@ func discardServer(t *testing.T, ln *Listener) {
 			if err != nil {
 				return
 			}
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil {
-						return
-					}
-					m.Release()
-				}
-			}()
+			go serve(ctx, s)
 		}
 	}()
 }
 
-// echoServer accepts every connection and echoes its messages until it ends.
-func echoServer(t *testing.T, ln *Listener) {
-	ctx := testCtx(t)
-	go func() {
+// discardServer accepts every connection and reads and drops its messages
+// until it ends.
+func discardServer(t *testing.T, ln *Listener) {
+	serveEach(t, ln, func(ctx context.Context, s *Connection) {
 		for {
-			s, err := ln.Accept(ctx)
+			m, err := s.Receive(ctx)
 			if err != nil {
 				return
 			}
-			go func() {
-				for {
-					m, err := s.Receive(ctx)
-					if err != nil {
-						_ = s.Close() // the peer's end of stream: end this side too
-						return
-					}
-					if s.Send(ctx, m.Data, nil) != nil {
-						return
-					}
-				}
-			}()
+			m.Release()
 		}
-	}()
+	})
+}
+
+// echoServer accepts every connection and echoes its messages until it ends.
+func echoServer(t *testing.T, ln *Listener) {
+	serveEach(t, ln, func(ctx context.Context, s *Connection) {
+		for {
+			m, err := s.Receive(ctx)
+			if err != nil {
+				_ = s.Close() // the peer's end of stream: end this side too
+				return
+			}
+			if s.Send(ctx, m.Data, nil) != nil {
+				return
+			}
+		}
+	})
 }
 
 func TestCloneOverTCPIsANewConnectionInTheGroup(t *testing.T) {
