@@ -601,28 +601,39 @@ type huntSetup struct {
 }
 
 func huntSetups(t *testing.T, sys *System) []huntSetup {
-	tcp := listenLoopback(t, sys, framers.NewLengthPrefix())
-	ap, ok := tcp.LocalEndpoints()[0].Addr()
-	require.True(t, ok)
-	tcpPre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
-	tcpPre.AddFramer(framers.NewLengthPrefix())
+	tcp, tcpPre := tcpSetup(t, sys)
 	pki := newTestPKI(t)
-	secure := func(tp func() *TransportProperties) (*Listener, *Preconnection) {
-		pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp()),
-			WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-		pre.AddFramer(framers.NewLengthPrefix())
-		ln, err := pre.Listen(testCtx(t))
-		require.NoError(t, err)
-		return ln, securePre(sys, ln, pki.clientSec(), tp())
-	}
-	tlsLn, tlsPre := secure(func() *TransportProperties { return tlsOnlyProps(t) })
-	quicLn, quicPre := secure(func() *TransportProperties { return quicOnly(t) })
+	tlsLn, tlsPre := secureSetup(t, sys, pki, func() *TransportProperties { return tlsOnlyProps(t) })
+	quicLn, quicPre := secureSetup(t, sys, pki, func() *TransportProperties { return quicOnly(t) })
 	return []huntSetup{
 		{"tcp", tcp, tcpPre, true},
 		{"tls", tlsLn, tlsPre, true},
 		{"quic", quicLn, quicPre, true},
 	}
+}
+
+// tcpSetup is a length-prefix TCP Listener on loopback and a
+// Preconnection (TCP only) that reaches it.
+func tcpSetup(t *testing.T, sys *System) (*Listener, *Preconnection) {
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	ap, ok := ln.LocalEndpoints()[0].Addr()
+	require.True(t, ok)
+	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
+	pre.AddFramer(framers.NewLengthPrefix())
+	return ln, pre
+}
+
+// secureSetup is a length-prefix secure Listener on loopback (pki's
+// server identity, the properties tp makes) and a Preconnection that
+// reaches it with the same properties.
+func secureSetup(t *testing.T, sys *System, pki *testPKI, tp func() *TransportProperties) (*Listener, *Preconnection) {
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tp()),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	ln, err := pre.Listen(testCtx(t))
+	require.NoError(t, err)
+	return ln, securePre(sys, ln, pki.clientSec(), tp())
 }
 
 // runHunt runs rounds rounds per setup and end, on the initiated side

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
 )
 
@@ -91,19 +90,8 @@ type lifecycleSetup struct {
 }
 
 func lifecycleSetups(t *testing.T, sys *System) []lifecycleSetup {
-	tcp := listenLoopback(t, sys, framers.NewLengthPrefix())
-	ap, ok := tcp.LocalEndpoints()[0].Addr()
-	require.True(t, ok)
-	tcpPre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())))
-	tcpPre.AddFramer(framers.NewLengthPrefix())
-	pki := newTestPKI(t)
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.serverSec()), WithTransportProperties(tlsOnlyProps(t)),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	pre.AddFramer(framers.NewLengthPrefix())
-	tlsLn, err := pre.Listen(testCtx(t))
-	require.NoError(t, err)
-	tlsPre := securePre(sys, tlsLn, pki.clientSec(), tlsOnlyProps(t))
+	tcp, tcpPre := tcpSetup(t, sys)
+	tlsLn, tlsPre := secureSetup(t, sys, newTestPKI(t), func() *TransportProperties { return tlsOnlyProps(t) })
 	udpLn, err := NewPreconnection(WithSystem(sys), WithTransportProperties(datagramProps(t)),
 		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))).Listen(testCtx(t))
 	require.NoError(t, err)
