@@ -2705,6 +2705,7 @@ func (c *connActor) closeWriteAfterFinal() {
 // Sent; the message the failure cut and those after it get SendError. Then
 // the connection fails.
 func (c *connActor) failedBatch(ctx actor.Context, batch []writeItem, werr error, written int) {
+	werr = c.socketCause(werr)
 	var sentArr, errArr [8]uint64
 	sent, failed := sentArr[:0], errArr[:0]
 	sentBytes, failedBytes := 0, 0
@@ -2739,6 +2740,28 @@ func (c *connActor) failedBatch(ctx actor.Context, batch []writeItem, werr error
 	}
 	c.link.sendDone(failed, failedBytes, werr)
 	c.fail(ctx, fmt.Errorf("write: %w", werr))
+}
+
+// socketCause is the cause of a write's failure. A socket's error
+// (ETIMEDOUT when TCP_USER_TIMEOUT, the kernel's side of connTimeout,
+// ended it; ECONNRESET) goes to the first call that asks for it, and the
+// calls after it get EPIPE: when the reader took it, the write's error
+// says only that the pipe broke, and the reader's report, which names the
+// cause, may reach the actor after it. On EPIPE this closes the transport
+// (the connection fails anyway), waits for the reader to leave its read
+// (a read under way returns once the transport is closed) and returns the
+// socket error it saw, if any; else werr.
+func (c *connActor) socketCause(werr error) error {
+	if !errors.Is(werr, syscall.EPIPE) || c.t == nil || c.link.reader == nil {
+		return werr
+	}
+	_ = c.t.Abort()
+	c.takeBackWatch() // the watch may be handed to the reader: it ends now
+	c.wg.Wait()
+	if cause := c.link.reader.cr.raw.readFault(); cause != nil {
+		return cause
+	}
+	return werr
 }
 
 // --- close, abort, failure ---

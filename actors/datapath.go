@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -123,6 +124,29 @@ type rawStream struct {
 	tl       *targetLender
 	buf      []byte // buffered reads (not direct)
 	size     int
+	// fault is the first socket error (an errno other than EPIPE) a read
+	// returned, stored before the reader leaves ioc: a write's EPIPE
+	// names it (connActor.socketCause)
+	fault atomic.Pointer[error]
+}
+
+// noteFault keeps err as s.fault when it is the first socket error read.
+// The kernel hands a socket's error (ETIMEDOUT of TCP_USER_TIMEOUT,
+// ECONNRESET) to one call only: the write that comes after it gets EPIPE.
+func (s *rawStream) noteFault(err error) {
+	var en syscall.Errno
+	if s.fault.Load() == nil && errors.As(err, &en) && en != syscall.EPIPE {
+		s.fault.CompareAndSwap(nil, &err)
+	}
+}
+
+// readFault is the socket error a read returned, or nil. It is final once
+// the transport is closed and ioc waited for.
+func (s *rawStream) readFault() error {
+	if p := s.fault.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // readT is one read of the (not direct) transport, noting early data.
@@ -194,6 +218,9 @@ func (s *rawStream) read() ([]byte, error) {
 		}
 		s.ioc.Add(1)
 		data, err := s.op.read(s.rc, tgt)
+		if err != nil {
+			s.noteFault(err)
+		}
 		s.ioc.Done()
 		s.op.limit = 0
 		s.lent = tgt != nil && len(data) > 0
@@ -203,6 +230,9 @@ func (s *rawStream) read() ([]byte, error) {
 	if tgt := s.tl.borrow(); tgt != nil {
 		s.ioc.Add(1)
 		n, err := s.readT(tgt)
+		if err != nil {
+			s.noteFault(err)
+		}
 		s.ioc.Done()
 		s.tl.returnUnused(tgt, n)
 		s.lent = n > 0
@@ -224,6 +254,9 @@ func (s *rawStream) read() ([]byte, error) {
 	s.lent = false
 	s.ioc.Add(1)
 	n, err := s.readT(rb)
+	if err != nil {
+		s.noteFault(err)
+	}
 	s.ioc.Done()
 	var data []byte
 	if n > 0 {
