@@ -83,11 +83,9 @@ type resolved struct {
 	// over what it adds will follow (resolveStream)
 	more bool
 	// the resolved remotes and locals, for a rendezvous (rendezvous.go),
-	// which pairs every local address with every remote one; local is the
-	// first local endpoint's first address (its STUN server's base)
+	// which pairs every local address with every remote one
 	remotes []remoteAddrs
 	locals  []localAddrs
-	local   netip.AddrPort
 	err     error
 }
 
@@ -523,12 +521,6 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 // gives an error wrapping ErrNoCandidates and the *stacks.PathError.
 func planResolved(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan) *resolved {
 	out := &resolved{remotes: remotes, locals: locals}
-	if len(locals) > 0 {
-		out.local = netip.AddrPortFrom(netip.Addr{}, locals[0].port)
-		if len(locals[0].addrs) > 0 {
-			out.local = netip.AddrPortFrom(locals[0].addrs[0], locals[0].port)
-		}
-	}
 	groups, err := planPaths(remotes, locals, plan, hostLookup{})
 	if err != nil {
 		var pe *stacks.PathError

@@ -212,13 +212,25 @@ type (
 	}
 	rvTimeout struct{}
 	// rvStunServer: the address of the first local endpoint's STUN
-	// server (UDP: asked from the rendezvous socket), or why not.
+	// server (UDP, QUIC: asked from the rendezvous socket), or why not.
 	rvStunServer struct {
 		addr netip.AddrPort
 		err  error
 	}
 	// rvStunTick: the wait after the n-th STUN Binding request ended.
 	rvStunTick struct{ n int }
+	// rvStunDatagram: a datagram that is not QUIC, read from the QUIC
+	// rendezvous endpoint of socks[stunSock] (its STUN answer, maybe).
+	rvStunDatagram struct {
+		from netip.AddrPort
+		b    []byte
+	}
+	// rvStunAnswer: the server-reflexive address learnt from a UDP socket
+	// of its own (TCP, TLS, UDP-Lite), or why not.
+	rvStunAnswer struct {
+		addr netip.AddrPort
+		err  error
+	}
 	// rvListenFailed: a listener ended with an error.
 	rvListenFailed struct {
 		local netip.AddrPort
@@ -305,13 +317,16 @@ type rendezvousActor struct {
 	early      map[rvPairKey][][]byte // non-STUN datagrams before the handover
 	nominating bool                   // a nomination is on its way (controlling)
 	winner     rvPairKey              // the selected pair (Remote valid once selected)
-	// the STUN Binding transaction of the first socket (udp): to server,
-	// once both are known; done once answered or given up
+	// the STUN Binding transaction of socks[stunSock], the first bound
+	// (gather; udp and quic: sent from that socket by the actor): to
+	// server, once known; done once answered or given up
+	stunSock   int
 	stunServer netip.AddrPort
 	stunTx     [12]byte
 	stunSent   int
 	stunTimer  *time.Timer
 	stunDone   bool
+	stunStop   context.CancelFunc // ends the QUIC endpoint's STUN reader
 }
 
 // rvSocket is one local candidate of a rendezvous, bound: its listener
@@ -393,40 +408,7 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 			r.timer = time.AfterFunc(d, func() { root.Send(self, &rvTimeout{}) })
 		}
 		cfg, gctx := r.cfg, r.gctx
-		r.wg.Go(func() {
-			res := resolveAll(gctx, cfg)
-			if len(r.stun) > 0 && r.stun[0].Host != "" && res.err == nil {
-				// candidate gathering, alongside the rendezvous: the
-				// server-reflexive address is traced (it is what the peer
-				// would be told through signalling); a failure does not
-				// stop the rendezvous
-				local := res.local
-				if r.stack.Name() == "udp" {
-					// over UDP the rendezvous socket asks the server itself
-					// (a socket of its own on that port could not bind, or
-					// would take the peer's datagrams): the actor sends the
-					// Binding request once both are known (rvStunServer)
-					r.wg.Go(func() {
-						server, err := stunServerAddr(gctx, cfg, r.stun[0], local)
-						root.Send(self, &rvStunServer{addr: server, err: err})
-					})
-					root.Send(self, &rvResolved{r: res})
-					return
-				}
-				r.wg.Go(func() {
-					a, err := stunBinding(gctx, cfg, r.stun[0], local)
-					if gctx.Err() != nil || !r.sys.Tracing() {
-						return // the rendezvous ended first, or nobody traces: nobody needs it
-					}
-					rec := &messages.TraceRecord{Kind: "rendezvous", Event: "ServerReflexive", Local: a.String()}
-					if err != nil {
-						rec.Local, rec.Error = "", err.Error()
-					}
-					r.sys.trace(rec)
-				})
-			}
-			root.Send(self, &rvResolved{r: res})
-		})
+		r.wg.Go(func() { root.Send(self, &rvResolved{r: resolveAll(gctx, cfg)}) })
 	case *rvResolved:
 		if r.ended || r.adopted {
 			return
@@ -488,6 +470,14 @@ func (r *rendezvousActor) Receive(ctx actor.Context) {
 		}
 		r.stunServer = m.addr
 		r.stunSend(ctx)
+	case *rvStunDatagram:
+		if !r.ended && !r.adopted {
+			r.stunAnswered(m.from, m.b)
+		}
+	case *rvStunAnswer:
+		if !r.ended && !r.adopted {
+			r.stunResult(m.addr, m.err)
+		}
 	case *rvStunTick:
 		if r.stunDone || r.ended || r.adopted {
 			return
@@ -668,14 +658,74 @@ func (r *rendezvousActor) start(ctx actor.Context, res *resolved) error {
 	}
 	switch r.stack.Name() {
 	case "quic":
-		return r.startQUIC(ctx)
+		if err := r.startQUIC(ctx); err != nil {
+			return err
+		}
 	case "udp", "udplite":
 		r.startUDP(ctx)
-		r.stunSend(ctx)
-		return nil
+	default:
+		r.startTCP(ctx)
 	}
-	r.startTCP(ctx)
+	r.gather(ctx)
 	return nil
+}
+
+// gather asks the first local endpoint's STUN server, if it has one, for
+// the server-reflexive address of the first bound local candidate (the
+// rendezvous socket of TCP, TLS and QUIC), alongside the rendezvous: it is
+// traced (a ServerReflexive record: what the peer would be told through
+// signalling), and a failure does not stop the rendezvous. Over UDP and
+// QUIC the rendezvous socket asks the server itself (a socket of its own
+// on that port could not bind, and on port 0 would get a port of its own):
+// the actor sends the Binding request once the server's address is known
+// (rvStunServer, stunSend), and the answer comes through the socket's
+// reader (datagram; a QUIC endpoint's stunReader). Over TCP, TLS and
+// UDP-Lite, whose sockets cannot speak to a STUN server over UDP, a UDP
+// socket of its own bound to the candidate's address and bound port asks
+// (stunBinding).
+func (r *rendezvousActor) gather(ctx actor.Context) {
+	if len(r.stun) == 0 || r.stun[0].Host == "" {
+		return
+	}
+	idx := slices.IndexFunc(r.socks, func(s *rvSocket) bool { return s.ln != nil || s.qr != nil || s.udp != nil })
+	if idx < 0 {
+		return
+	}
+	r.stunSock = idx
+	s := r.socks[idx]
+	root, self, cfg, gctx, srv, local := ctx.ActorSystem().Root, ctx.Self(), r.cfg, r.gctx, r.stun[0], s.local
+	if r.stack.Name() != "udp" && s.qr == nil {
+		r.wg.Go(func() {
+			a, err := stunBinding(gctx, cfg, srv, local)
+			root.Send(self, &rvStunAnswer{addr: a, err: err})
+		})
+		return
+	}
+	if s.qr != nil {
+		rctx, stop := context.WithCancel(gctx)
+		r.stunStop = stop
+		qr := s.qr
+		qr.ListenNonQUIC() // before the request: its answer is kept
+		r.wg.Go(func() { stunReader(rctx, root, self, qr) })
+	}
+	r.wg.Go(func() {
+		server, err := stunServerAddr(gctx, cfg, srv, local)
+		root.Send(self, &rvStunServer{addr: server, err: err})
+	})
+}
+
+// stunReader posts every datagram of qr that is not QUIC to the actor
+// until ctx ends (the STUN transaction, or the rendezvous, ended) or qr's
+// socket is closed.
+func stunReader(ctx context.Context, root *actor.RootContext, self *actor.PID, qr *stacks.QUICRendezvous) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := qr.ReadNonQUIC(ctx, buf)
+		if err != nil {
+			return
+		}
+		root.Send(self, &rvStunDatagram{from: unmapAddrPort(from), b: bytes.Clone(buf[:n])})
+	}
 }
 
 // boundLocal is the candidate's address with the port sock is bound to.
@@ -1113,14 +1163,8 @@ func (r *rendezvousActor) datagram(ctx actor.Context, m *rvDatagram) {
 	if r.ended || r.adopted || s.udp == nil {
 		return
 	}
-	if m.sock == 0 && r.stunSent > 0 && !r.stunDone && m.from == unmapAddrPort(r.stunServer) && stacks.IsSTUN(m.b) {
-		a, err := stacks.DecodeSTUNBindingResponse(m.b, r.stunTx, r.stunClient().Credentials)
-		var se *stacks.STUNError
-		if err == nil || errors.As(err, &se) {
-			r.stunResult(a, err)
-			return
-		}
-		// malformed, or another transaction: not the answer
+	if m.sock == r.stunSock && r.stunAnswered(m.from, m.b) {
+		return
 	}
 	pair := rvPairKey{s.local, m.from}
 	c, known := r.checks[pair]
@@ -1490,19 +1534,29 @@ func (r *rendezvousActor) stunClient() stacks.STUNClient {
 	return c.Normalized()
 }
 
-// stunSend sends (again) the STUN Binding request of a UDP rendezvous
-// from its first socket, once the server's address is known and the
-// socket bound, and arms its retransmission as STUNClient.Binding does
-// (RTO doubling; 16 RTO after the last request).
+// stunSend sends (again) the STUN Binding request of a UDP or QUIC
+// rendezvous from its socket (socks[stunSock]; a QUIC endpoint's through
+// its quic.Transport), once the server's address is known, and arms its
+// retransmission as STUNClient.Binding does (STUNClient.Wait).
 func (r *rendezvousActor) stunSend(ctx actor.Context) {
-	if r.stunDone || !r.stunServer.IsValid() || len(r.socks) == 0 || r.socks[0].udp == nil || r.ended || r.adopted {
+	if r.stunDone || !r.stunServer.IsValid() || r.ended || r.adopted {
 		return
 	}
 	c := r.stunClient()
 	if r.stunSent == 0 {
 		r.stunTx = stacks.NewSTUNTransactionID()
 	}
-	if _, err := r.socks[0].udp.WriteToUDPAddrPort(stacks.EncodeSTUNBindingRequest(r.stunTx, c.Credentials), unmapAddrPort(r.stunServer)); err != nil {
+	req, server := stacks.EncodeSTUNBindingRequest(r.stunTx, c.Credentials), unmapAddrPort(r.stunServer)
+	var err error
+	switch s := r.socks[r.stunSock]; {
+	case s.udp != nil:
+		_, err = s.udp.WriteToUDPAddrPort(req, server)
+	case s.qr != nil:
+		err = s.qr.WriteTo(req, server)
+	default:
+		return // handed over
+	}
+	if err != nil {
 		r.stunResult(netip.AddrPort{}, fmt.Errorf("stun request to %s: %w", r.stunServer, err))
 		return
 	}
@@ -1511,7 +1565,23 @@ func (r *rendezvousActor) stunSend(ctx actor.Context) {
 	r.stunTimer = time.AfterFunc(c.Wait(n), func() { root.Send(self, &rvStunTick{n: n}) })
 }
 
-// stunResult ends the STUN transaction of a UDP rendezvous: the
+// stunAnswered reports whether b, from from on the STUN socket, answers
+// the STUN Binding transaction (a success or an error response); it ends
+// the transaction then (stunResult).
+func (r *rendezvousActor) stunAnswered(from netip.AddrPort, b []byte) bool {
+	if r.stunSent == 0 || r.stunDone || from != unmapAddrPort(r.stunServer) || !stacks.IsSTUN(b) {
+		return false
+	}
+	a, err := stacks.DecodeSTUNBindingResponse(b, r.stunTx, r.stunClient().Credentials)
+	var se *stacks.STUNError
+	if err != nil && !errors.As(err, &se) {
+		return false // malformed, or another transaction: not the answer
+	}
+	r.stunResult(a, err)
+	return true
+}
+
+// stunResult ends the STUN transaction of a rendezvous: the
 // server-reflexive address, or why not, is traced.
 func (r *rendezvousActor) stunResult(a netip.AddrPort, err error) {
 	if r.stunDone {
@@ -1520,6 +1590,9 @@ func (r *rendezvousActor) stunResult(a netip.AddrPort, err error) {
 	r.stunDone = true
 	if r.stunTimer != nil {
 		r.stunTimer.Stop()
+	}
+	if r.stunStop != nil {
+		r.stunStop()
 	}
 	if !r.sys.Tracing() {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -27,6 +28,7 @@ type QUICRendezvous struct {
 	opts         Options
 	ln           *quic.Listener // nil: no server role
 	closed       bool           // guarded by mu
+	nonQUIC      bool           // ListenNonQUIC was called; guarded by mu
 }
 
 // ListenQUICRendezvous binds opts.Local (Interface and DSCP applied) and
@@ -118,6 +120,52 @@ func (q *QUICRendezvous) AcceptConn(ctx context.Context) (*QUICRendezvousConn, e
 		return nil, net.ErrClosed
 	}
 	return &QUICRendezvousConn{qc: newQUICConn(conn, q.udp, q.opts, q.unref, &q.quicEndpoint)}, nil
+}
+
+// WriteTo sends b, a datagram that is not QUIC (a STUN Binding request),
+// from the endpoint's socket to addr, through its quic.Transport.
+func (q *QUICRendezvous) WriteTo(b []byte, addr netip.AddrPort) error {
+	_, err := q.tr.WriteTo(b, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())))
+	return err
+}
+
+// ListenNonQUIC makes the endpoint keep, for ReadNonQUIC, the datagrams
+// its socket receives that are not QUIC (the first two bits zero, as
+// STUN's: RFC 9443 demultiplexing, done by quic-go): at most 32 wait to be
+// read, later ones are dropped, and so is every one that came before the
+// first call. Call it before sending what they answer; it keeps them for
+// as long as the socket is open. Calling it again does nothing.
+func (q *QUICRendezvous) ListenNonQUIC() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.nonQUIC {
+		return
+	}
+	q.nonQUIC = true
+	// quic-go keeps non-QUIC datagrams from its first ReadNonQUICPacket
+	// on: one with a ctx that has ended starts that and reads nothing
+	// (whatever it might take was received before)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, _ = q.tr.ReadNonQUICPacket(ctx, nil)
+}
+
+// ReadNonQUIC waits for the next datagram that is not QUIC (see
+// ListenNonQUIC, which it calls) and copies it into b (the rest of a
+// longer one is lost). It fails with ctx's error, or with net.ErrClosed
+// once the endpoint's socket is closed. Concurrent calls each get a
+// different datagram.
+func (q *QUICRendezvous) ReadNonQUIC(ctx context.Context, b []byte) (int, netip.AddrPort, error) {
+	q.ListenNonQUIC()
+	n, from, err := q.tr.ReadNonQUICPacket(ctx, b)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, netip.AddrPort{}, ctx.Err()
+		}
+		return 0, netip.AddrPort{}, fmt.Errorf("quic rendezvous: %w (%w)", net.ErrClosed, err)
+	}
+	ap, _ := AddrPortOf(from)
+	return n, ap, nil
 }
 
 // QUICRendezvousConn is an accepted connection waiting for its first

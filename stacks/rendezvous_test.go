@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -224,4 +225,48 @@ func TestQUICRendezvousDialRetries(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, ct.Abort())
 	waitQUICDone(t, ct)
+}
+
+// TestQUICRendezvousNonQUIC: a QUIC rendezvous endpoint sends a datagram
+// that is not QUIC (a STUN Binding request) from its socket (WriteTo), and
+// hands the datagrams it receives that are not QUIC to ReadNonQUIC (a
+// QUIC-looking one is not among them), until its ctx ends or the endpoint
+// is closed (net.ErrClosed).
+func TestQUICRendezvousNonQUIC(t *testing.T) {
+	ctx := testCtx(t)
+	q, err := ListenQUICRendezvous(ctx, Options{Local: loopback4}, nil, nil)
+	require.NoError(t, err)
+	defer q.Close()
+	qa := addrPort(t, q.Addr())
+	peer := udpSocket(t)
+	pa := addrPort(t, peer.LocalAddr())
+
+	q.ListenNonQUIC()
+	req := EncodeSTUNBindingRequest(NewSTUNTransactionID(), nil)
+	require.NoError(t, q.WriteTo(req, pa))
+	require.Equal(t, req, readOne(t, peer, 5*time.Second), "from the endpoint's socket")
+
+	// a QUIC short-header packet (fixed bit set) goes to quic-go; the STUN
+	// answer after it to ReadNonQUIC
+	quicish := append([]byte{0x40}, make([]byte, 30)...)
+	_, err = peer.WriteToUDPAddrPort(quicish, qa)
+	require.NoError(t, err)
+	answer := slices.Clone(req)
+	answer[1] = 0x01 // a Binding success response
+	_, err = peer.WriteToUDPAddrPort(answer, qa)
+	require.NoError(t, err)
+	buf := make([]byte, 1500)
+	n, from, err := q.ReadNonQUIC(ctx, buf)
+	require.NoError(t, err)
+	require.Equal(t, answer, buf[:n])
+	require.Equal(t, pa, from)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _, err = q.ReadNonQUIC(cctx, buf)
+	require.ErrorIs(t, err, context.Canceled)
+
+	require.NoError(t, q.Close())
+	_, _, err = q.ReadNonQUIC(ctx, buf)
+	require.ErrorIs(t, err, net.ErrClosed)
 }

@@ -398,10 +398,12 @@ type stunServer struct {
 	creds *StunCredentials
 }
 
-// WithStunServer sets the STUN server (RFC 9622 §6.1.1) that Resolve and
-// Rendezvous ask for this endpoint's server-reflexive address (the
-// address and port a NAT maps it to, RFC 8489 Binding over UDP from the
-// endpoint's address and port). addr is a host name or an IP literal; at
+// WithStunServer sets the STUN server (RFC 9622 §6.1.1) that Resolve asks
+// for this endpoint's server-reflexive address (the address and port a NAT
+// maps it to, RFC 8489 Binding over UDP from the endpoint's address and
+// port), and that Rendezvous, for the first local endpoint only, asks for
+// its rendezvous socket's (with the port that socket is bound to; see
+// Rendezvous). addr is a host name or an IP literal; at
 // most one credentials value may be given (short-term credentials; none:
 // unauthenticated Binding requests, as public STUN servers take). An empty
 // addr, port 0 or a second, different server is an error reported when

@@ -57,11 +57,18 @@ var ErrRendezvousUnsupported = actors.ErrRendezvousUnsupported
 // tie-breaker) is not answered, and over TLS and QUIC it has no roles.
 // Give each peer fixed local ports (the other's remote ports): with port 0
 // the system picks one that the peer cannot know without signalling (see
-// Resolve). The first local endpoint's STUN server is asked for its
-// server-reflexive address while gathering (traced as a "rendezvous"
-// ServerReflexive record; over UDP the Binding request goes from the
-// first local candidate's rendezvous socket, once bound, retransmitted as
-// for Resolve); a failure there does not stop the rendezvous.
+// Resolve). The first local endpoint's STUN server is asked for the
+// server-reflexive address of the rendezvous socket (the first local
+// candidate bound), alongside the rendezvous once that is bound, with the
+// port it is bound to (port 0 included): over UDP and QUIC the Binding
+// request goes from that socket itself (a QUIC endpoint's through its
+// quic.Transport, which tells the STUN answer from QUIC packets), over
+// TCP, TLS and UDP-Lite from a UDP socket of its own on the candidate's
+// address and bound port; it is retransmitted as for Resolve. The answer,
+// or why there is none, is traced as a "rendezvous" ServerReflexive record
+// (Local: what the server saw, the candidate to signal to the peer); it
+// is not otherwise returned, and a failure there does not stop the
+// rendezvous.
 // Every rendezvous step is traced as a "rendezvous" record (Listening,
 // ConnectRetry, CheckSent, CheckAnswered, CheckSucceeded, Nominated,
 // NominationSucceeded, NominationReceived, Ignored, RendezvousDone, ...),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -80,21 +81,22 @@ func rendezvousListening(t *testing.T, ctx context.Context, pre *Preconnection, 
 	return ch
 }
 
-// rvHuntPair runs the rendezvous of a (on port pa) and b (on pb), b once
-// start is closed (nil: at once). The side on the lower port sends
-// "hello" as soon as its Rendezvous returns (a QUIC server side completes
-// only once the client's first stream arrives); the other receives it.
-func rvHuntPair(t *testing.T, ctx context.Context, a, b *Preconnection, pa, pb uint16, start <-chan struct{}) (ca, cb *Connection) {
+// rvHuntPair runs the rendezvous of a and b, b once start is closed (nil:
+// at once). The side on the lower port (its Connection's local port is
+// below its remote's) sends "hello" as soon as its Rendezvous returns (a
+// QUIC server side completes only once the client's first stream
+// arrives); the other receives it.
+func rvHuntPair(t *testing.T, ctx context.Context, a, b *Preconnection, start <-chan struct{}) (ca, cb *Connection) {
 	t.Helper()
 	var errA, errB error
 	var wg sync.WaitGroup
-	run := func(p *Preconnection, port uint16, c **Connection, err *error) {
+	run := func(p *Preconnection, c **Connection, err *error) {
 		*c, *err = p.Rendezvous(ctx)
-		if *err == nil && port == min(pa, pb) {
+		if *err == nil && rvLowerSide(*c) {
 			*err = (*c).Send(ctx, []byte("hello"), nil)
 		}
 	}
-	wg.Go(func() { run(a, pa, &ca, &errA) })
+	wg.Go(func() { run(a, &ca, &errA) })
 	wg.Go(func() {
 		if start != nil {
 			select {
@@ -102,7 +104,7 @@ func rvHuntPair(t *testing.T, ctx context.Context, a, b *Preconnection, pa, pb u
 			case <-ctx.Done():
 			}
 		}
-		run(b, pb, &cb, &errB)
+		run(b, &cb, &errB)
 	})
 	wg.Wait()
 	t.Cleanup(func() {
@@ -116,13 +118,21 @@ func rvHuntPair(t *testing.T, ctx context.Context, a, b *Preconnection, pa, pb u
 	require.NoError(t, errA)
 	require.NoError(t, errB)
 	hi := cb
-	if pb < pa {
+	if rvLowerSide(cb) {
 		hi = ca
 	}
 	m, err := hi.Receive(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(m.Data))
 	return ca, cb
+}
+
+// rvLowerSide reports whether c's local port is below its remote's (both
+// peers on 127.0.0.1: the QUIC client, RFC 9622 §7.3 roles).
+func rvLowerSide(c *Connection) bool {
+	p := c.GetProperties()
+	remote, err := netip.ParseAddrPort(p.Remote.String())
+	return err == nil && p.Local.Port() < remote.Port()
 }
 
 // count returns how many records of event ev e has.
@@ -155,7 +165,7 @@ func TestRendezvousHuntSimultaneous(t *testing.T) {
 				a.AddRemote(rvRemote(p[1]))
 				b.AddRemote(rvRemote(p[0]))
 				before := ev.count("RendezvousDone")
-				ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+				ca, cb := rvHuntPair(t, ctx, a, b, nil)
 				sameConnection(t, ca, cb, st.name)
 				require.Equal(t, before+2, ev.count("RendezvousDone"), "iteration %d", i)
 				require.NotEmpty(t, ev.how(ca))
@@ -200,7 +210,7 @@ func TestRendezvousHuntLateSide(t *testing.T) {
 							return r.Event == "ConnectRefused" || r.Event == "CheckSent" || r.Event == "ConnectRetry"
 						})
 					}()
-					ca, cb := rvHuntPair(t, ctx, a, b, pa, pb, start)
+					ca, cb := rvHuntPair(t, ctx, a, b, start)
 					sameConnection(t, ca, cb, st.name)
 					exchange(t, ctx, ca, cb)
 				})
@@ -260,7 +270,7 @@ func TestRendezvousHuntUnreachableMixed(t *testing.T) {
 			a.AddRemote(rvRemote(p[1]))
 			b.AddRemote(rvRemote(d2), rvRemote(p[0]), rvRemote(p[0]), rvRemote(d1))
 			t0 := time.Now()
-			ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+			ca, cb := rvHuntPair(t, ctx, a, b, nil)
 			// promptly: the dead candidates' refusals and unanswered checks
 			// do not hold it up until the 10 s timeout (5 s leaves room for
 			// a lost SYN, which the kernel retransmits after 1 s, on a
@@ -392,7 +402,7 @@ func TestRendezvousHuntTwice(t *testing.T) {
 				require.NotContains(t, at.Endpoint, fmt.Sprint(p[1]), "a remote added later is not in the running rendezvous")
 			}
 			b := st.build(sys, pki, p[1], WithEstablishmentTimeout(3*time.Second), WithRemoteEndpoint(rvRemote(p[0])))
-			ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+			ca, cb := rvHuntPair(t, ctx, a, b, nil)
 			sameConnection(t, ca, cb, st.name)
 			exchange(t, ctx, cb, ca)
 		})
@@ -422,7 +432,7 @@ func TestRendezvousHuntCloseSeenByPeer(t *testing.T) {
 				pre.OnClosed(func(*Connection) { closed <- name })
 				pre.OnConnectionError(func(_ *Connection, err error) { failed <- err })
 			}
-			ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+			ca, cb := rvHuntPair(t, ctx, a, b, nil)
 			exchange(t, ctx, ca, cb)
 			require.NoError(t, ca.Send(ctx, []byte("last words"), nil))
 			require.NoError(t, ca.Close())
@@ -496,7 +506,7 @@ func TestRendezvousHuntOwnAddressAmongRemotes(t *testing.T) {
 			b := st.build(sys, pki, p[1], WithEstablishmentTimeout(10*time.Second))
 			a.AddRemote(rvRemote(p[0]), rvRemote(p[1]))
 			b.AddRemote(rvRemote(p[0]), rvRemote(p[1]))
-			ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], nil)
+			ca, cb := rvHuntPair(t, ctx, a, b, nil)
 			sameConnection(t, ca, cb, st.name)
 			pa := ca.GetProperties()
 			require.NotEqual(t, pa.Local.String(), pa.Remote.String(), "a's connection goes to b, not to itself")
@@ -541,36 +551,58 @@ func TestResolveSTUNUnspecifiedLocalUsesItsFamily(t *testing.T) {
 		"what the IPv4 server saw")
 }
 
-// TestRendezvousHuntServerReflexiveOverUDP: over UDP, the first local
-// endpoint's STUN server is asked from the rendezvous socket itself (the
-// server-reflexive address is that socket's mapping, RFC 8445 §5.1.1.2):
-// the ServerReflexive record is what the server saw, and the rendezvous
-// with the peer works alongside. A second socket bound to the same port
-// failed with EADDRINUSE (the rendezvous socket, bound first, has no
-// SO_REUSEPORT), so the record was always that error.
-func TestRendezvousHuntServerReflexiveOverUDP(t *testing.T) {
-	sys, ev := newRVSystem(t)
-	ctx := testCtx(t)
+// TestRendezvousHuntServerReflexive: the first local endpoint's STUN
+// server is asked for the server-reflexive address of the rendezvous
+// socket itself (RFC 8445 §5.1.1.2), on every stack, on a fixed local port
+// and on port 0: the ServerReflexive record is what the STUN server saw,
+// the address and port of the socket the rendezvous listens on (its
+// Listening record), and a peer given that candidate as its remote (as
+// signalling would) rendezvous with it. Over UDP and QUIC the Binding
+// request goes from the rendezvous socket; over TCP and TLS from a UDP
+// socket on the listener's port. Before: over UDP a second socket on the
+// rendezvous port failed with EADDRINUSE (fixed already), and so it did
+// over QUIC; on port 0 the second socket got a port of its own over QUIC,
+// TCP and TLS, which the candidate advertised though nothing listened
+// there (the peer's rendezvous then failed).
+func TestRendezvousHuntServerReflexive(t *testing.T) {
+	pki := newPeerPKI(t)
 	srv := testSTUNServer(t, 0)
-	var st rvHuntStack
-	for _, s := range rvHuntStacks() {
-		if s.name == "udp" {
-			st = s
+	for _, st := range rvHuntStacks() {
+		for _, fixed := range []bool{true, false} {
+			name := st.name + "/port0"
+			if fixed {
+				name = st.name + "/fixed"
+			}
+			t.Run(name, func(t *testing.T) {
+				sys, ev := newRVSystem(t)
+				ctx := testCtx(t)
+				p := st.ports(t, 2)
+				pa := p[0]
+				if !fixed {
+					pa = 0
+				}
+				a := st.build(sys, pki, pa, WithEstablishmentTimeout(5*time.Second), WithRemoteEndpoint(rvRemote(p[1])))
+				a.locals[0].WithStunServer("127.0.0.1", srv.Port())
+				b := st.build(sys, pki, p[1], WithEstablishmentTimeout(5*time.Second))
+				start := make(chan struct{})
+				var listening TraceRecord
+				go func() {
+					defer close(start) // b starts once a has its server-reflexive candidate, its remote
+					listening = ev.await(t, ctx, 1, "Listening", event("Listening"))[0]
+					reflexive := ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))[0]
+					assert.Empty(t, reflexive.Error)
+					assert.Equal(t, listening.Local, reflexive.Local, "what the STUN server saw: the rendezvous socket")
+					if fixed {
+						assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", pa), reflexive.Local)
+					}
+					if ap, err := netip.ParseAddrPort(reflexive.Local); err == nil {
+						b.AddRemote(rvRemote(ap.Port()))
+					}
+				}()
+				ca, cb := rvHuntPair(t, ctx, a, b, start)
+				sameConnection(t, ca, cb, st.name)
+				require.Equal(t, listening.Local, ca.GetProperties().Local.String())
+			})
 		}
 	}
-	p := st.ports(t, 2)
-	a := NewPreconnection(WithSystem(sys), WithTransportProperties(NewTransportProperties(UnreliableDatagram)),
-		WithEstablishmentTimeout(10*time.Second),
-		WithLocalEndpoint(rvLocal(p[0]).WithStunServer("127.0.0.1", srv.Port())), WithRemoteEndpoint(rvRemote(p[1])))
-	b := st.build(sys, nil, p[1], WithEstablishmentTimeout(10*time.Second), WithRemoteEndpoint(rvRemote(p[0])))
-	start := make(chan struct{})
-	go func() {
-		defer close(start) // b starts once a has asked its STUN server
-		ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))
-	}()
-	ca, cb := rvHuntPair(t, ctx, a, b, p[0], p[1], start)
-	sameConnection(t, ca, cb, "udp")
-	recs := ev.await(t, ctx, 1, "ServerReflexive", event("ServerReflexive"))
-	require.Empty(t, recs[0].Error)
-	require.Equal(t, fmt.Sprintf("127.0.0.1:%d", p[0]), recs[0].Local, "what the STUN server saw")
 }

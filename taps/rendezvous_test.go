@@ -31,11 +31,10 @@ type rendezvousTrace struct {
 	mu        sync.Mutex
 	how       map[uint64]string // connection id -> "connected" / "accepted"
 	listening chan string       // local addresses, as the listeners start
-	reflexive chan *TraceRecord // ServerReflexive records
 }
 
 func newRendezvousSystem(t *testing.T) (*System, *rendezvousTrace) {
-	rt := &rendezvousTrace{how: map[uint64]string{}, listening: make(chan string, 64), reflexive: make(chan *TraceRecord, 8)}
+	rt := &rendezvousTrace{how: map[uint64]string{}, listening: make(chan string, 64)}
 	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
 		if r.Kind != "rendezvous" {
 			return
@@ -45,9 +44,6 @@ func newRendezvousSystem(t *testing.T) (*System, *rendezvousTrace) {
 			rt.mu.Lock()
 			rt.how[r.ConnectionID] = r.Candidate
 			rt.mu.Unlock()
-		case "ServerReflexive":
-			rec := *r
-			rt.reflexive <- &rec
 		case "Listening":
 			select {
 			case rt.listening <- r.Local:
@@ -370,32 +366,6 @@ func TestRendezvousRejectsStranger(t *testing.T) {
 	err = <-done
 	require.ErrorIs(t, err, context.Canceled)
 	localPortFree(t, ports[0])
-}
-
-// TestRendezvousGathersServerReflexive: a local endpoint's STUN server is
-// asked while the rendezvous runs; the answer is traced.
-func TestRendezvousGathersServerReflexive(t *testing.T) {
-	sys, rt := newRendezvousSystem(t)
-	ctx := testCtx(t)
-	srv := testSTUNServer(t, 0)
-	ports := freeTCPPorts(t, 2)
-	a := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[0]).WithStunServer("127.0.0.1", srv.Port())),
-		WithRemoteEndpoint(rvRemote(ports[1])))
-	b := NewPreconnection(WithSystem(sys), WithLocalEndpoint(rvLocal(ports[1])), WithRemoteEndpoint(rvRemote(ports[0])))
-	start := make(chan struct{})
-	go func() {
-		defer close(start) // b starts once a has its server-reflexive address
-		select {
-		case rec := <-rt.reflexive:
-			if rec.Error != "" || rec.Local != rvLocal(ports[0]).String() {
-				t.Errorf("ServerReflexive %q, error %q: want %s, what the STUN server saw", rec.Local, rec.Error, rvLocal(ports[0]))
-			}
-		case <-ctx.Done():
-			t.Error("no ServerReflexive record")
-		}
-	}()
-	ca, cb := rendezvousPair(t, ctx, a, b, start)
-	sameConnection(t, ca, cb, "tcp")
 }
 
 // --- Resolve
