@@ -573,7 +573,7 @@ func Dialer(pre *Preconnection) func(ctx context.Context, network, addr string) 
 		}
 		q := pre.withRemotes(r)
 		if network == "tcp4" || network == "tcp6" {
-			q.resolver.LookupNetIP = familyLookup(network, q.resolver.LookupNetIP)
+			q.resolver.LookupNetIP = familyLookup(network, q.resolver.IPLookup())
 		}
 		c, err := q.Initiate(ctx)
 		if err != nil {
@@ -619,7 +619,9 @@ func familyLookup(network string, lookup func(ctx context.Context, network, host
 	}
 }
 
-// remoteFromHostPort parses "host:port" into a RemoteEndpoint.
+// remoteFromHostPort parses "host:port" into a RemoteEndpoint; a port
+// given by service name is its IANA port (TCP first), as for net.Dial:
+// no SRV records are looked up.
 func remoteFromHostPort(addr string) (*RemoteEndpoint, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -636,7 +638,12 @@ func remoteFromHostPort(addr string) (*RemoteEndpoint, error) {
 	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
 		r.WithPort(uint16(n))
 	} else if port != "" {
-		r.WithService(port)
+		// a service name is a TCP port, as net.Dial has it: no SRV lookup
+		n, err := servicePort(port, "tcp")
+		if err != nil {
+			return nil, &EndpointError{Endpoint: addr, Err: fmt.Errorf("unknown service %q", port)}
+		}
+		r.WithPort(uint16(n))
 	} else {
 		return nil, &EndpointError{Endpoint: addr, Err: fmt.Errorf("no port")}
 	}
