@@ -534,8 +534,9 @@ func (nl *netListener) Addr() net.Addr {
 // (http.Transport.DialContext, grpc.WithContextDialer, ...): each call
 // initiates a Connection from a copy of pre whose remote endpoints are
 // replaced by addr ("host:port"; host is an IP address or a host name,
-// port a number or a service name; an empty host is the local system, as
-// for net.Dial) and returns its NetConn. ctx bounds the establishment
+// port a number or a service name, its IANA port: no DNS SRV record is
+// looked up, as for net.Dial; an empty host is the local system, as for
+// net.Dial) and returns its NetConn. ctx bounds the establishment
 // only. network must be "tcp", "tcp4" or "tcp6" (or empty); "tcp4" and
 // "tcp6" restrict the addresses raced to IPv4 or IPv6 (a host name's other
 // family is not looked up; an IP address of the other family is a

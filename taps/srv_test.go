@@ -319,3 +319,26 @@ func TestSRVWithResolverResolvesTargets(t *testing.T) {
 	defer mu.Unlock()
 	require.Contains(t, asked, "ip4 private.example.test.")
 }
+
+// TestSRVNotForDialer: a NetConn dial to "host:service" means the
+// service's IANA port, as net.Dial has it: no SRV record is looked up.
+func TestSRVNotForDialer(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, portOf(t, ln), "target.example.test")
+	dns.AddAddr("target.example.test", loopback4)
+	dns.AddAddr("example.test", loopback4)
+	pre := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"))
+	c, err := Dialer(pre)(testCtx(t), "tcp", "example.test:echo")
+	if err == nil { // something listens on 127.0.0.1:7 on this host
+		require.Equal(t, "127.0.0.1:7", c.RemoteAddr().String())
+		c.Close()
+	} else {
+		require.ErrorContains(t, err, "127.0.0.1:7", "the IANA port is attempted")
+	}
+	require.Contains(t, dns.Queries(), "A example.test.")
+	for _, q := range dns.Queries() {
+		require.False(t, strings.HasPrefix(q, "SRV "), "no SRV query: %v", dns.Queries())
+	}
+}
