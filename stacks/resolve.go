@@ -176,6 +176,12 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if err := ctx.Err(); err != nil {
+			// ctx ended as an answer came (the lookup may have answered
+			// because qctx ended with it): select picks either, and no
+			// yield follows the end of ctx
+			return err
+		}
 		if a6 == nil || a4 == nil { // the final yield is below
 			if !started {
 				s6, s4 := stateOf(a6, v6), stateOf(a4, v4)
