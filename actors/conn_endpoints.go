@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -310,7 +309,7 @@ func endpointName(e *messages.Endpoint) string {
 	if host == "" && e.Interface != "" {
 		host = "%" + e.Interface
 	}
-	return net.JoinHostPort(host, strconv.Itoa(int(e.Port)))
+	return net.JoinHostPort(host, endpointPort(e))
 }
 
 // QUIC connection migration (RFC 9000 §9). When the local endpoint in use

@@ -422,7 +422,8 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // resolveStream resolves cfg's endpoints for a race, as the answers come
 // (RFC 8305 §3): the local endpoints first, in full (resolveLocals), then
 // the remote endpoints concurrently, each through
-// stacks.Resolver.ResolveStream. send gets the first plan (planResolved)
+// stacks.Resolver.ResolveStream, or, for a host name with a service that
+// has SRV records, through them (resolveSRV: answered in full, once). send gets the first plan (planResolved)
 // once every remote endpoint has answered (its first addresses, or its
 // failure: a remote that fails is dropped, as in resolveAll), then the
 // plan made again over every address known after each later answer, with
@@ -449,6 +450,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	type update struct {
 		i     int
 		addrs []netip.Addr
+		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRV)
 		final bool
 		err   error
 	}
@@ -473,6 +475,13 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					select {
 					case updates <- u:
 					case <-ctx.Done():
+					}
+				}
+				if protos := srvProtos(r, cfg.Stacks); len(protos) > 0 {
+					sets, fallback, err := resolveSRV(ctx, cfg, r, protos)
+					if !fallback {
+						put(update{i: i, sets: sets, final: true, err: err})
+						return
 					}
 				}
 				err := cfg.Resolver.ResolveStream(ctx, r.HostName, func(addrs []netip.Addr, final bool) {
@@ -507,7 +516,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.final {
 				pending--
 			}
-			results[u.i] = remoteResult{addrs: u.addrs, err: u.err}
+			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err}
 		case <-ctx.Done():
 			return
 		}
@@ -534,9 +543,11 @@ func planResolved(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPl
 	return out
 }
 
-// remoteResult is what resolving one remote endpoint gave.
+// remoteResult is what resolving one remote endpoint gave: its
+// addresses, or the endpoints derived from its SRV records (resolveSRV).
 type remoteResult struct {
 	addrs []netip.Addr
+	sets  []remoteAddrs
 	err   error
 }
 
@@ -574,15 +585,16 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 			errs = append(errs, results[i].err)
 			continue
 		}
+		if results[i].sets != nil {
+			remotes = append(remotes, results[i].sets...)
+			continue
+		}
 		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol}
 		if r.Path != "" { // a Unix domain socket: one candidate, no address
 			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
 		}
 		for _, a := range results[i].addrs {
-			if r.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
-				a = a.WithZone(r.Interface)
-			}
-			ra.addrs = append(ra.addrs, netip.AddrPortFrom(a, uint16(r.Port)))
+			ra.addrs = append(ra.addrs, scopedAddr(r, a, uint16(r.Port)))
 		}
 		if len(ra.addrs) > 0 {
 			remotes = append(remotes, ra)
@@ -663,10 +675,22 @@ func pathPlanOf(props *messages.Properties) (stacks.PathPlan, error) {
 	return stacks.PlanPaths(prefs, ifs)
 }
 
+// endpointLabel names an endpoint as the application did: "host:port",
+// or "host:service" for a service with no IANA port (its port comes from
+// SRV records alone).
 func endpointLabel(e *messages.Endpoint) string {
 	host := e.HostName
 	if host == "" {
 		host = e.IpAddress
 	}
-	return net.JoinHostPort(host, strconv.Itoa(int(e.Port)))
+	return net.JoinHostPort(host, endpointPort(e))
+}
+
+// endpointPort is the port part of an endpoint's label: its port, or its
+// service when it has no port.
+func endpointPort(e *messages.Endpoint) string {
+	if e.Port == 0 && e.Service != "" {
+		return e.Service
+	}
+	return strconv.Itoa(int(e.Port))
 }

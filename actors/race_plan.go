@@ -196,6 +196,10 @@ type remoteAddrs struct {
 	// protocol is the one stack the endpoint is for
 	// (RemoteEndpoint.WithProtocol), "" for any
 	protocol string
+	// transport restricts the endpoint to the stacks of one SRV protocol
+	// label (stacks.SRVProto: "tcp" or "udp"), "" for any: the endpoints
+	// derived from a service's SRV records (resolve_srv.go)
+	transport string
 }
 
 // localAddrs is one LocalEndpoint, resolved: a branch of the candidate
@@ -225,11 +229,12 @@ func (l localAddrs) pick(a netip.Addr) (netip.Addr, bool) {
 // target is one derived endpoint on one path: where to connect and from
 // which local address.
 type target struct {
-	remote   netip.AddrPort
-	local    netip.AddrPort
-	label    string
-	unix     string
-	protocol string // the only stack for it (remoteAddrs.protocol), "" for any
+	remote    netip.AddrPort
+	local     netip.AddrPort
+	label     string
+	unix      string
+	protocol  string // the only stack for it (remoteAddrs.protocol), "" for any
+	transport string // the SRV protocol label of its stacks (remoteAddrs.transport), "" for any
 }
 
 // pathGroup is one network path of the candidate tree with its targets:
@@ -322,6 +327,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 		remote, local netip.AddrPort
 		unix          string
 		protocol      string // TCP and QUIC endpoints may share an address and port
+		transport     string
 	}
 	index := map[groupKey]int{}
 	seen := map[seenKey]bool{}
@@ -360,7 +366,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 			}
 			t.local = netip.AddrPortFrom(src, t.local.Port())
 		}
-		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol}
+		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol, t.transport}
 		if seen[sk] {
 			return
 		}
@@ -429,7 +435,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 							Reason: "Require: IPv4 has no temporary addresses"})
 						continue
 					}
-					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol}
+					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol, transport: r.transport}
 					if iface != "" {
 						emit(bi, iface, iface, t)
 						continue
@@ -598,7 +604,9 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 // first) above derived endpoints (the group's targets, in order); a Unix
 // socket path is paired only with the unix stack, an address only with
 // the others, and the endpoint of a RemoteEndpoint made specific to one
-// protocol (WithProtocol) only with that stack. It is pure.
+// protocol (WithProtocol) only with that stack, and an endpoint derived
+// from an SRV record only with the stacks of its "_tcp" or "_udp" label.
+// It is pure.
 func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 	var out []candidate
 	for gi, g := range groups {
@@ -609,6 +617,9 @@ func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 				}
 				if t.protocol != "" && t.protocol != st.Name() {
 					continue // an endpoint for another stack (RemoteEndpoint.WithProtocol)
+				}
+				if t.transport != "" && t.transport != stacks.SRVProto(st.Name()) {
+					continue // an SRV record for the other transport ("_tcp" or "_udp")
 				}
 				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
 					label: t.label, path: t.unix, group: gi})

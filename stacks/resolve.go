@@ -15,14 +15,18 @@ import (
 // a positive A answer is in, before connecting starts (RFC 8305 §3: 50 ms).
 const ResolutionDelay = 50 * time.Millisecond
 
-// Resolver resolves host names the Happy Eyeballs way (RFC 8305 §3, §4).
-// The zero value uses net.DefaultResolver and probes routes with the
-// kernel's routing table. A Resolver is a value; its methods are safe for
-// concurrent use.
+// Resolver resolves host names the Happy Eyeballs way (RFC 8305 §3, §4),
+// and services by their SRV records (LookupSRV). The zero value uses
+// net.DefaultResolver and probes routes with the kernel's routing table.
+// A Resolver is a value; its methods are safe for concurrent use.
 type Resolver struct {
-	// LookupNetIP replaces net.DefaultResolver.LookupNetIP when set (tests).
-	// ResolveStream calls it with network "ip6" and "ip4", concurrently;
-	// it must return promptly once ctx is done.
+	// DNS is the resolver for the SRV records and, unless LookupNetIP is
+	// set, the A and AAAA records. Nil: net.DefaultResolver.
+	DNS *net.Resolver
+	// LookupNetIP replaces DNS.LookupNetIP for the A and AAAA records when
+	// set (tests, another naming system); SRV records are still looked up
+	// with DNS. ResolveStream calls it with network "ip6" and "ip4",
+	// concurrently; it must return promptly once ctx is done.
 	LookupNetIP func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	// Routable reports whether this host has a route to a. Nil probes the
 	// routing table by connecting an unbound UDP socket (no packet is
@@ -116,10 +120,7 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 		yield([]netip.Addr{a.Unmap()}, true)
 		return nil
 	}
-	lookup := r.LookupNetIP
-	if lookup == nil {
-		lookup = net.DefaultResolver.LookupNetIP
-	}
+	lookup := r.IPLookup()
 	routable := r.Routable
 	if routable == nil {
 		routable = hasRoute
@@ -175,6 +176,12 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if err := ctx.Err(); err != nil {
+			// ctx ended as an answer came (the lookup may have answered
+			// because qctx ended with it): select picks either, and no
+			// yield follows the end of ctx
+			return err
+		}
 		if a6 == nil || a4 == nil { // the final yield is below
 			if !started {
 				s6, s4 := stateOf(a6, v6), stateOf(a4, v4)
@@ -203,6 +210,19 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 	}
 	yield(ordered(v6, v4, v6First), true)
 	return nil
+}
+
+// IPLookup is the function that looks up the A ("ip4") and AAAA ("ip6")
+// records: LookupNetIP, else DNS's LookupNetIP, else
+// net.DefaultResolver's.
+func (r Resolver) IPLookup() func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	switch {
+	case r.LookupNetIP != nil:
+		return r.LookupNetIP
+	case r.DNS != nil:
+		return r.DNS.LookupNetIP
+	}
+	return net.DefaultResolver.LookupNetIP
 }
 
 // Resolve returns every address of host ("localhost", "example.org" or an

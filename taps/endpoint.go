@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
 )
 
 // endpoint is what LocalEndpoint and RemoteEndpoint share: at most one
@@ -93,6 +94,23 @@ func (e *endpoint) label() string {
 // toMessage validates the endpoint and converts it. needPort: an endpoint
 // to connect to needs a port (or service).
 func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, error) {
+	return e.convert(needPort, needAddress, false)
+}
+
+// toInitiateMessage converts a remote endpoint to initiate to (toMessage
+// with a port and an address needed), where a host name's service may
+// also be one with no IANA port: its port then comes from its SRV records
+// alone (port 0 in the message; actors.resolveSRV fails the resolution
+// when it has none).
+func (e *endpoint) toInitiateMessage() (*messages.Endpoint, error) {
+	return e.convert(true, true, true)
+}
+
+// convert is toMessage; srvOnly allows a host name's service with no
+// IANA port (toInitiateMessage). The message carries the service only
+// when the port comes from it: a port given with WithPort wins over the
+// service, and leaves no SRV records to look up.
+func (e *endpoint) convert(needPort, needAddress, srvOnly bool) (*messages.Endpoint, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fail := func(err error) (*messages.Endpoint, error) {
@@ -101,7 +119,10 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	if e.err != nil {
 		return fail(e.err)
 	}
-	m := &messages.Endpoint{HostName: e.hostName, Port: e.port, Interface: e.iface, Service: e.service, Protocol: e.protocol}
+	m := &messages.Endpoint{HostName: e.hostName, Port: e.port, Interface: e.iface, Protocol: e.protocol}
+	if !e.portSet {
+		m.Service = e.service
+	}
 	if e.ip != "" {
 		a, err := netip.ParseAddr(e.ip)
 		if err != nil {
@@ -149,11 +170,15 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	portSet := e.portSet // the endpoint itself is left as it is: it may be used again
 	if !portSet && e.service != "" {
 		p, err := servicePort(e.service, e.protocol)
-		if err != nil {
+		switch {
+		case err == nil:
+			m.Port = uint32(p)
+			portSet = true
+		case srvOnly && e.hostName != "" && stacks.ValidServiceName(e.service):
+			return m, nil // port 0: from the SRV records, or a resolution error
+		default:
 			return fail(fmt.Errorf("unknown service %q", e.service))
 		}
-		m.Port = uint32(p)
-		portSet = true
 	}
 	if needPort && (!portSet || m.Port == 0) {
 		return fail(errors.New("no port"))
@@ -289,10 +314,47 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 	return r
 }
 
-// WithService sets the port by IANA service name ("https"), looked up in
-// Go's table and /etc/services for the transport of the endpoint's
-// protocol (WithProtocol: UDP for udp, udplite and quic, TCP otherwise)
-// and then for the other one. DNS SRV records are not looked up.
+// WithService names the service to reach (RFC 9622 §6.1.1: an IANA
+// service name or a DNS SRV service name, "https", "xmpp-client").
+//
+// With a host name (WithHostName; not "localhost" or a name under it,
+// which are not sent to DNS) and no port (WithPort: an explicit port
+// wins, and no SRV record is looked up), Initiate looks up the service's
+// DNS SRV records (RFC 2782) before the host name's addresses:
+// "_service._tcp.host" for the stacks over TCP (tcp, tls),
+// "_service._udp.host" for the stacks over UDP (quic, udp, udplite),
+// each once per Initiate for the stacks that may be selected (with
+// WithProtocol, that stack's only), with the Preconnection's DNS resolver
+// (WithDNSResolver; default net.DefaultResolver). The records' targets
+// are the endpoint's derived endpoints, each resolved (A and AAAA, both
+// answers waited for, with WithResolver's lookup when given) and attempted with its record's port
+// over the stacks of its transport: lowest priority first, and within a
+// priority in RFC 2782's weighted random order, each target's addresses
+// in the Happy Eyeballs order; a target that fails or is refused gives
+// way at once to the next one (the race, as between addresses). At most
+// 16 targets, and 16 addresses of the endpoint, are used. A secure
+// attempt verifies the server's certificate against the host name given
+// here, not the SRV target (set SecurityParameters.SetServerName
+// otherwise).
+//
+// SRV records win over the service's IANA port when both exist. Without
+// SRV records for a transport (no such name, no record, or a DNS
+// failure), its stacks fall back to the host name's addresses with the
+// IANA port (Go's table and /etc/services, for the transport of the
+// endpoint's protocol first, then the other one); a service that has no
+// IANA port then fails Initiate with an EstablishmentError
+// (ResolutionFailed). A single SRV target "." says the service is not
+// available at that domain: no attempt is made over that transport, and
+// when no transport is left Initiate fails with an EstablishmentError
+// wrapping ErrServiceUnavailable, sending nothing but DNS queries.
+//
+// A Connection's re-establishment (WithReestablishment) and Clone resolve
+// the endpoint again the same way. With an IP address, and for Listen's
+// and Rendezvous' remote endpoints, Resolve and NetConn dials, the
+// service only names its IANA port, looked up as above (no SRV lookup).
+// A service with no IANA port is an *EndpointError everywhere but in
+// Initiate with a host name (and for AddRemote too). A service that is a
+// port number ("8080") is that port.
 func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.service, "service", service)
 	return r
@@ -476,7 +538,10 @@ func (l *LocalEndpoint) WithPort(port uint16) *LocalEndpoint {
 	return l
 }
 
-// WithService sets the local port by service name.
+// WithService sets the local port by IANA service name ("http": Go's
+// table and /etc/services, as for RemoteEndpoint.WithService without SRV
+// records; a local endpoint's service never looks up DNS SRV records).
+// An unknown name is an *EndpointError.
 func (l *LocalEndpoint) WithService(service string) *LocalEndpoint {
 	l.e.setOnce(&l.e.service, "service", service)
 	return l
@@ -597,6 +662,6 @@ func remoteFromMessage(m *messages.Endpoint) *RemoteEndpoint {
 		return r
 	}
 	r.e.ip, r.e.hostName, r.e.iface, r.e.path = m.IpAddress, m.HostName, m.Interface, m.Path
-	r.e.port, r.e.portSet = m.Port, m.Path == ""
+	r.e.port, r.e.portSet = m.Port, m.Path == "" && m.Service == "" // a service's port is the service's
 	return r
 }

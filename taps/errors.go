@@ -65,6 +65,13 @@ var (
 	// truncation attack); it ends the connection with a ConnectionError
 	// rather than a clean end of stream, and unwraps to io.ErrUnexpectedEOF.
 	ErrTLSTruncated = stacks.ErrTLSTruncated
+	// ErrServiceUnavailable: the DNS SRV records of a RemoteEndpoint's
+	// service say it is decidedly not available at the host name (a
+	// single target "." over every transport that could be used, RFC
+	// 2782): Initiate fails with an EstablishmentError (ResolutionFailed,
+	// no attempt, no packet beyond the DNS queries) wrapping a
+	// *stacks.ResolveError that names the SRV record and wraps this.
+	ErrServiceUnavailable = stacks.ErrServiceUnavailable
 )
 
 // ErrorReason is the RFC 9623 Appendix B reason an error carries.

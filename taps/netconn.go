@@ -534,8 +534,9 @@ func (nl *netListener) Addr() net.Addr {
 // (http.Transport.DialContext, grpc.WithContextDialer, ...): each call
 // initiates a Connection from a copy of pre whose remote endpoints are
 // replaced by addr ("host:port"; host is an IP address or a host name,
-// port a number or a service name; an empty host is the local system, as
-// for net.Dial) and returns its NetConn. ctx bounds the establishment
+// port a number or a service name, its IANA port: no DNS SRV record is
+// looked up, as for net.Dial; an empty host is the local system, as for
+// net.Dial) and returns its NetConn. ctx bounds the establishment
 // only. network must be "tcp", "tcp4" or "tcp6" (or empty); "tcp4" and
 // "tcp6" restrict the addresses raced to IPv4 or IPv6 (a host name's other
 // family is not looked up; an IP address of the other family is a
@@ -573,7 +574,7 @@ func Dialer(pre *Preconnection) func(ctx context.Context, network, addr string) 
 		}
 		q := pre.withRemotes(r)
 		if network == "tcp4" || network == "tcp6" {
-			q.resolver.LookupNetIP = familyLookup(network, q.resolver.LookupNetIP)
+			q.resolver.LookupNetIP = familyLookup(network, q.resolver.IPLookup())
 		}
 		c, err := q.Initiate(ctx)
 		if err != nil {
@@ -619,7 +620,9 @@ func familyLookup(network string, lookup func(ctx context.Context, network, host
 	}
 }
 
-// remoteFromHostPort parses "host:port" into a RemoteEndpoint.
+// remoteFromHostPort parses "host:port" into a RemoteEndpoint; a port
+// given by service name is its IANA port (TCP first), as for net.Dial:
+// no SRV records are looked up.
 func remoteFromHostPort(addr string) (*RemoteEndpoint, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -636,7 +639,12 @@ func remoteFromHostPort(addr string) (*RemoteEndpoint, error) {
 	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
 		r.WithPort(uint16(n))
 	} else if port != "" {
-		r.WithService(port)
+		// a service name is a TCP port, as net.Dial has it: no SRV lookup
+		n, err := servicePort(port, "tcp")
+		if err != nil {
+			return nil, &EndpointError{Endpoint: addr, Err: fmt.Errorf("unknown service %q", port)}
+		}
+		r.WithPort(uint16(n))
 	} else {
 		return nil, &EndpointError{Endpoint: addr, Err: fmt.Errorf("no port")}
 	}

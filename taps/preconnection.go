@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -262,17 +263,34 @@ func WithAcceptBacklog(n int) PreconnectionOption {
 	return func(p *Preconnection) { p.backlog, p.backlogSet = n, true }
 }
 
-// WithResolver replaces host name resolution (default
-// net.DefaultResolver.LookupNetIP). lookup is called with network "ip6"
-// and "ip4" for each host name, both at once (RFC 8305 §3), and from
-// several Initiates at once: it must be safe for concurrent use, and
-// return once its ctx ends. Initiate starts connecting on the first
-// answers (a positive AAAA answer at once, a positive A answer after the
-// AAAA answer or the 50 ms resolution delay) and a later answer joins the
-// race; a lookup still running when the race ends is cancelled, and
-// waited for.
+// WithResolver replaces host name resolution, the A and AAAA lookups
+// (default: the WithDNSResolver resolver's LookupNetIP, else
+// net.DefaultResolver's). lookup is called with network "ip6" and "ip4"
+// for each host name, both at once (RFC 8305 §3), and from several
+// Initiates at once: it must be safe for concurrent use, and return once
+// its ctx ends. Initiate starts connecting on the first answers (a
+// positive AAAA answer at once, a positive A answer after the AAAA answer
+// or the 50 ms resolution delay) and a later answer joins the race; a
+// lookup still running when the race ends is cancelled, and waited for.
+// It does not replace the SRV lookups of a RemoteEndpoint's service
+// (WithService), made with WithDNSResolver's resolver; lookup resolves
+// their targets.
 func WithResolver(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) PreconnectionOption {
-	return func(p *Preconnection) { p.resolver = stacks.Resolver{LookupNetIP: lookup} }
+	return func(p *Preconnection) { p.resolver.LookupNetIP = lookup }
+}
+
+// WithDNSResolver sets the DNS resolver of the Preconnection's
+// connections and listeners (default: net.DefaultResolver): it looks up
+// the SRV records of a RemoteEndpoint with a host name and a service
+// ([RemoteEndpoint.WithService]) and, unless WithResolver replaces them,
+// the A and AAAA records of every host name (remote and local endpoints,
+// SRV targets, STUN servers). A resolver with PreferGo and a Dial
+// function sends every query to the server Dial chooses (a private or
+// test DNS server). It is called from several goroutines at once
+// (*net.Resolver is safe for that), and its lookups are cancelled when
+// what they serve ends. A nil r restores the default.
+func WithDNSResolver(r *net.Resolver) PreconnectionOption {
+	return func(p *Preconnection) { p.resolver.DNS = r }
 }
 
 // ReestablishPolicy is the opt-in supervision policy for long-lived
@@ -511,7 +529,13 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 		r.e.mu.Unlock()
 		// a Listener's remote endpoints restrict who may connect: a port
 		// there is optional (without one, any port of the address)
-		m, err := r.e.toMessage(!isPath && !listen, !isPath)
+		var m *messages.Endpoint
+		var err error
+		if !isPath && !listen {
+			m, err = r.e.toInitiateMessage()
+		} else {
+			m, err = r.e.toMessage(!isPath && !listen, !isPath)
+		}
 		if err != nil {
 			return nil, p.handlers, err
 		}

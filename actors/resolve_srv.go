@@ -1,0 +1,219 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+)
+
+// A RemoteEndpoint with a host name and a service name (WithService) is
+// resolved through the service's DNS SRV records (RFC 2782) before its
+// host name: "_service._tcp.host" for the stacks over TCP (tcp, tls),
+// "_service._udp.host" for those over UDP (udp, udplite, quic), each
+// label looked up once for the stacks selected. The records' targets,
+// resolved (A and AAAA), are the endpoint's derived endpoints, in the
+// records' order, each with its record's port; they are attempted over
+// the stacks of their label only. This file is that step of resolution.
+
+// maxSRVTargets bounds the SRV targets of one endpoint that are resolved
+// (RFC 9623 §12.2: limit the state a DNS answer can create), as
+// maxDerivedEndpoints bounds its addresses.
+const maxSRVTargets = maxDerivedEndpoints
+
+// srvProtos returns the SRV protocol labels (stacks.SRVProto) to look up
+// for the remote endpoint r over the stacks sts, in the stacks' order,
+// each once (only r.Protocol's stack counts when r names one). It is nil
+// when r has no SRV records to look up: no service, or one that cannot be
+// an SRV label (a port number, say: stacks.ValidServiceName), no host name
+// (an IP address, a path), a host name that is an IP literal, or
+// "localhost" or a name under it (RFC 6761 §6.3). A port
+// given with WithPort leaves no service in the message (the port wins).
+// It is pure.
+func srvProtos(r *messages.Endpoint, sts []stacks.Stack) []string {
+	if r.Service == "" || r.HostName == "" || r.IpAddress != "" || r.Path != "" || r.Multicast ||
+		!stacks.ValidServiceName(r.Service) {
+		return nil
+	}
+	if _, err := netip.ParseAddr(r.HostName); err == nil {
+		return nil
+	}
+	if h := strings.ToLower(strings.TrimSuffix(r.HostName, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return nil // RFC 6761 §6.3: localhost names are not sent to DNS
+	}
+	var out []string
+	for _, st := range sts {
+		if r.Protocol != "" && st.Name() != r.Protocol {
+			continue
+		}
+		if p := stacks.SRVProto(st.Name()); p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// scopedAddr gives a's port and, for a link-local IPv6 address of a
+// remote endpoint that names an interface, that interface as its zone.
+func scopedAddr(r *messages.Endpoint, a netip.Addr, port uint16) netip.AddrPort {
+	if r.Interface != "" && a.Is6() && a.IsLinkLocalUnicast() {
+		a = a.WithZone(r.Interface)
+	}
+	return netip.AddrPortFrom(a, port)
+}
+
+// resolveSRV looks up the SRV records of the remote endpoint r for each
+// label of protos (srvProtos), concurrently.
+//
+// fallback is true when no label has an SRV record and none says the
+// service is not available (a "." target): r is then resolved as an
+// endpoint without SRV records would be, its host name with its service's
+// IANA port (r.Port; a failed lookup counts as no record, so that a DNS
+// server that does not answer SRV queries does not stop the connection).
+// When r.Port is 0 (the service is not an IANA name) there is nothing to
+// fall back on: fallback is false, err says so.
+//
+// Otherwise sets are r's derived endpoints, one remoteAddrs per label
+// that gives any, restricted to that label's stacks (transport): for a
+// label with SRV records, the addresses of their targets (at most
+// maxSRVTargets, resolved concurrently, each in full: A and AAAA, families
+// interleaved; a target that does not resolve is dropped) in the records'
+// order (stacks.Resolver.LookupSRV: lowest priority first, RFC 2782's
+// weighted draw within a priority), each with its record's port; for a
+// label without records, the host name's addresses with the IANA port
+// (none without one); for a label whose only target is ".", none. The
+// label of every set is r's (endpointLabel): the name a secure attempt
+// verifies the server's certificate against is r's host name, not the
+// target's (an SRV answer is not authenticated: RFC 6125 §6.2.1 uses the
+// source domain as the reference identity). err is non-nil when no set
+// has an address: it wraps the SRV lookups' errors (*stacks.ResolveError,
+// one wrapping stacks.ErrServiceUnavailable for "."), and the targets'.
+func resolveSRV(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string) (sets []remoteAddrs, fallback bool, err error) {
+	type lookup struct {
+		recs []*net.SRV
+		err  error
+	}
+	looks := make([]lookup, len(protos))
+	var wg sync.WaitGroup
+	for i, p := range protos {
+		wg.Go(func() {
+			recs, err := cfg.Resolver.LookupSRV(ctx, r.Service, p, r.HostName)
+			looks[i] = lookup{recs: recs, err: err}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	found := false
+	var errs []error
+	for _, l := range looks {
+		switch {
+		case len(l.recs) > 0:
+			found = true
+		case errors.Is(l.err, stacks.ErrServiceUnavailable):
+			found = true
+			errs = append(errs, l.err)
+		}
+	}
+	noPort := func(lookupErr error) error {
+		return fmt.Errorf("service %q of %s: no SRV record, and not an IANA service name (no port to fall back on): %w",
+			r.Service, r.HostName, lookupErr)
+	}
+	if !found {
+		if r.Port != 0 {
+			return nil, true, nil
+		}
+		for _, l := range looks {
+			errs = append(errs, l.err)
+		}
+		return nil, false, noPort(errors.Join(errs...))
+	}
+	label := endpointLabel(r)
+	var hostAddrs []netip.Addr // r's host name resolved, for a label without SRV records
+	var hostErr error
+	hostDone := false
+	for i, l := range looks {
+		ra := remoteAddrs{label: label, iface: r.Interface, protocol: r.Protocol, transport: protos[i]}
+		switch {
+		case len(l.recs) > 0:
+			addrs, err := resolveTargets(ctx, cfg, r, l.recs)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			ra.addrs = addrs
+		case errors.Is(l.err, stacks.ErrServiceUnavailable):
+			continue
+		case r.Port == 0:
+			errs = append(errs, noPort(l.err))
+			continue
+		default:
+			if !hostDone {
+				hostDone = true
+				hostAddrs, hostErr = cfg.Resolver.Resolve(ctx, r.HostName)
+			}
+			if hostErr != nil {
+				errs = append(errs, hostErr)
+			}
+			for _, a := range hostAddrs {
+				ra.addrs = append(ra.addrs, scopedAddr(r, a, uint16(r.Port)))
+			}
+		}
+		if len(ra.addrs) > 0 {
+			sets = append(sets, ra)
+		}
+	}
+	if len(sets) == 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		return nil, false, errors.Join(errs...)
+	}
+	return sets, false, nil
+}
+
+// resolveTargets resolves the targets of SRV records (in the order to
+// attempt them; at most maxSRVTargets), concurrently, and returns their
+// addresses in that order, each with its record's port; err joins the
+// failures of the targets that did not resolve, and is nil when none
+// failed.
+func resolveTargets(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, recs []*net.SRV) ([]netip.AddrPort, error) {
+	if len(recs) > maxSRVTargets {
+		recs = recs[:maxSRVTargets]
+	}
+	type result struct {
+		addrs []netip.Addr
+		err   error
+	}
+	res := make([]result, len(recs))
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Go(func() {
+			as, err := cfg.Resolver.Resolve(ctx, rec.Target)
+			res[i] = result{addrs: as, err: err}
+		})
+	}
+	wg.Wait()
+	var out []netip.AddrPort
+	var errs []error
+	for i, rec := range recs {
+		if rec.Port == 0 && res[i].err == nil {
+			res[i].err = errors.New("port 0")
+		}
+		if res[i].err != nil {
+			errs = append(errs, fmt.Errorf("SRV target %s:%d: %w", rec.Target, rec.Port, res[i].err))
+			continue
+		}
+		for _, a := range res[i].addrs {
+			out = append(out, scopedAddr(r, a, rec.Port))
+		}
+	}
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,140 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/stacks/stacktest"
+)
+
+// TestSRVProtos: which SRV labels a remote endpoint is looked up under,
+// for the stacks selected.
+func TestSRVProtos(t *testing.T) {
+	all := stacks.All() // tcp, tls, quic, udp, udplite
+	tcpOnly := []stacks.Stack{stacks.TCP(), stacks.TLS()}
+	quicFirst := []stacks.Stack{stacks.QUIC(), stacks.TCP()}
+	named := &messages.Endpoint{HostName: "example.test", Service: "echo"}
+	tests := []struct {
+		name string
+		r    *messages.Endpoint
+		sts  []stacks.Stack
+		want []string
+	}{
+		{"every stack", named, all, []string{"tcp", "udp"}},
+		{"TCP stacks", named, tcpOnly, []string{"tcp"}},
+		{"the stacks' order", named, quicFirst, []string{"udp", "tcp"}},
+		{"WithProtocol quic", &messages.Endpoint{HostName: "example.test", Service: "echo", Protocol: "quic"}, all, []string{"udp"}},
+		{"WithProtocol of a stack not selected", &messages.Endpoint{HostName: "example.test", Service: "echo", Protocol: "quic"}, tcpOnly, nil},
+		{"no service (a port, or WithPort)", &messages.Endpoint{HostName: "example.test", Port: 7}, all, nil},
+		{"a port number as service", &messages.Endpoint{HostName: "example.test", Service: "8080", Port: 8080}, all, nil},
+		{"an IP address", &messages.Endpoint{IpAddress: "127.0.0.1", Service: "echo", Port: 7}, all, nil},
+		{"an IP literal as host name", &messages.Endpoint{HostName: "::1", Service: "echo", Port: 7}, all, nil},
+		{"localhost", &messages.Endpoint{HostName: "localhost", Service: "echo", Port: 7}, all, nil},
+		{"under localhost", &messages.Endpoint{HostName: "a.LocalHost.", Service: "echo", Port: 7}, all, nil},
+		{"a Unix socket", &messages.Endpoint{Path: "/tmp/s", Service: "echo"}, []stacks.Stack{stacks.Unix()}, nil},
+	}
+	for i, tt := range tests {
+		if got := srvProtos(tt.r, tt.sts); !slices.Equal(got, tt.want) {
+			t.Errorf("#%d %s: got %v; want %v", i, tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestPlanCandidatesSRVTransport: an endpoint derived from a "_tcp" SRV
+// record is attempted over the TCP stacks only, one from "_udp" over QUIC
+// (and UDP) only, and their order within a stack is the records' order.
+func TestPlanCandidatesSRVTransport(t *testing.T) {
+	t1 := netip.MustParseAddrPort("192.0.2.1:1001")
+	t2 := netip.MustParseAddrPort("192.0.2.2:1002")
+	u1 := netip.MustParseAddrPort("192.0.2.3:2001")
+	got := plan(t, []stacks.Stack{stacks.TCP(), stacks.TLS(), stacks.QUIC()}, []remoteAddrs{
+		{label: "example.test:echo", addrs: []netip.AddrPort{t1, t2}, transport: "tcp"},
+		{label: "example.test:echo", addrs: []netip.AddrPort{u1}, transport: "udp"},
+	})
+	want := []string{"tcp 192.0.2.1:1001", "tcp 192.0.2.2:1002", "tls 192.0.2.1:1001", "tls 192.0.2.2:1002",
+		"quic 192.0.2.3:2001"}
+	var gotS []string
+	for _, c := range got {
+		gotS = append(gotS, c.stack.Name()+" "+c.remote.String())
+	}
+	if !slices.Equal(gotS, want) {
+		t.Errorf("got %v; want %v", gotS, want)
+	}
+}
+
+// TestResolveSRV: the derived endpoints of a service over real DNS on the
+// loopback (a test server), per transport: SRV targets in priority order
+// with their records' ports, the host name with the IANA port for a
+// transport without records, none for a "." target, and the fallback to
+// the usual resolution when no transport has records.
+func TestResolveSRV(t *testing.T) {
+	dns := stacktest.NewDNSServer(t)
+	lo := netip.MustParseAddr("127.0.0.1")
+	lo2 := netip.MustParseAddr("127.0.0.2")
+	dns.AddAddr("example.test", lo)
+	dns.AddAddr("a.example.test", lo)
+	dns.AddAddr("b.example.test", lo2)
+	// both: _tcp has records (b second, a first), _udp none
+	dns.AddSRV("_both._tcp.example.test", 2, 0, 2002, "b.example.test")
+	dns.AddSRV("_both._tcp.example.test", 1, 0, 1001, "a.example.test")
+	dns.AddSRV("_both._tcp.example.test", 3, 0, 3003, "gone.example.test") // no address: dropped
+	// dot: _tcp is not available, _udp has no records
+	dns.AddSRV("_dot._tcp.example.test", 0, 0, 0, ".")
+	// dots: not available over either
+	dns.AddSRV("_dots._tcp.example.test", 0, 0, 0, ".")
+	dns.AddSRV("_dots._udp.example.test", 0, 0, 0, ".")
+	cfg := &messages.ConnectionConfig{Resolver: stacks.Resolver{DNS: dns.Resolver()}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ap := netip.AddrPortFrom
+	tests := []struct {
+		name     string
+		service  string
+		port     uint32 // the IANA port (0: none)
+		want     map[string][]netip.AddrPort
+		fallback bool
+		err      error // errors.Is; nil with want nil: any error
+	}{
+		{"SRV over tcp, IANA port over udp", "both", 7, map[string][]netip.AddrPort{
+			"tcp": {ap(lo, 1001), ap(lo2, 2002)}, "udp": {ap(lo, 7)}}, false, nil},
+		{"SRV over tcp, no port for udp", "both", 0, map[string][]netip.AddrPort{
+			"tcp": {ap(lo, 1001), ap(lo2, 2002)}}, false, nil},
+		{"dot over tcp, IANA port over udp", "dot", 7, map[string][]netip.AddrPort{"udp": {ap(lo, 7)}}, false, nil},
+		{"dot over both", "dots", 7, nil, false, stacks.ErrServiceUnavailable},
+		{"no record: fall back", "none", 7, nil, true, nil},
+		{"no record, no IANA port", "none", 0, nil, false, nil},
+	}
+	for i, tt := range tests {
+		r := &messages.Endpoint{HostName: "example.test", Service: tt.service, Port: tt.port}
+		sets, fallback, err := resolveSRV(ctx, cfg, r, []string{"tcp", "udp"})
+		if fallback != tt.fallback {
+			t.Errorf("#%d %s: fallback %v; want %v", i, tt.name, fallback, tt.fallback)
+		}
+		got := map[string][]netip.AddrPort{}
+		for _, s := range sets {
+			got[s.transport] = s.addrs
+			if s.label != endpointLabel(r) {
+				t.Errorf("#%d %s: label %q; want %q", i, tt.name, s.label, endpointLabel(r))
+			}
+		}
+		switch {
+		case tt.want != nil:
+			if err != nil || !maps.EqualFunc(got, tt.want, slices.Equal) {
+				t.Errorf("#%d %s: got %v, %v; want %v", i, tt.name, got, err, tt.want)
+			}
+		case tt.fallback:
+			if err != nil || len(sets) > 0 {
+				t.Errorf("#%d %s: got %v, %v; want the fallback alone", i, tt.name, got, err)
+			}
+		case err == nil || len(sets) > 0 || (tt.err != nil && !errors.Is(err, tt.err)):
+			t.Errorf("#%d %s: got %v, %v; want an error (%v)", i, tt.name, got, err, tt.err)
+		}
+	}
+}

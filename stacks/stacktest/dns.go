@@ -1,0 +1,167 @@
+package stacktest
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// DNSServer is an authoritative DNS server for a test zone, on 127.0.0.1
+// over UDP: it answers the A, AAAA and SRV records added to it, NXDOMAIN
+// for a name it has no record of, and an empty answer (NODATA) for a name
+// it has records of but not of the type asked. Resolver returns a
+// *net.Resolver that sends every query to it, so that a test resolves
+// names without any packet leaving the loopback. It stops when the test
+// ends. Its methods are safe for concurrent use.
+type DNSServer struct {
+	conn    net.PacketConn
+	done    chan struct{}
+	mu      sync.Mutex
+	zone    map[string][]dnsmessage.Resource // by lower-case FQDN
+	queries []string
+}
+
+// NewDNSServer starts an empty server, stopped (and its goroutine waited
+// for) when the test ends.
+func NewDNSServer(t testing.TB) *DNSServer {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("dns server: %v", err)
+	}
+	s := &DNSServer{conn: c, done: make(chan struct{}), zone: map[string][]dnsmessage.Resource{}}
+	go s.serve()
+	t.Cleanup(func() {
+		_ = c.Close()
+		<-s.done
+	})
+	return s
+}
+
+// Addr is the server's address.
+func (s *DNSServer) Addr() string { return s.conn.LocalAddr().String() }
+
+// Resolver returns a pure-Go resolver whose every query goes to s (UDP
+// or TCP alike: s only answers over UDP, and its answers are never
+// truncated).
+func (s *DNSServer) Resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", s.Addr())
+	}}
+}
+
+func fqdn(name string) string {
+	name = strings.ToLower(name)
+	if !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	return name
+}
+
+func (s *DNSServer) add(name string, body dnsmessage.ResourceBody, typ dnsmessage.Type) {
+	n := fqdn(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.zone[n] = append(s.zone[n], dnsmessage.Resource{
+		Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(n), Type: typ, Class: dnsmessage.ClassINET, TTL: 60},
+		Body:   body,
+	})
+}
+
+// AddAddr adds an A record (an IPv4 address) or an AAAA record (IPv6) to
+// name.
+func (s *DNSServer) AddAddr(name string, addrs ...netip.Addr) {
+	for _, a := range addrs {
+		if a = a.Unmap(); a.Is4() {
+			s.add(name, &dnsmessage.AResource{A: a.As4()}, dnsmessage.TypeA)
+		} else {
+			s.add(name, &dnsmessage.AAAAResource{AAAA: a.As16()}, dnsmessage.TypeAAAA)
+		}
+	}
+}
+
+// AddSRV adds an SRV record to name ("_service._proto.host"); target "."
+// says the service is not available there (RFC 2782).
+func (s *DNSServer) AddSRV(name string, priority, weight, port uint16, target string) {
+	s.add(name, &dnsmessage.SRVResource{Priority: priority, Weight: weight, Port: port,
+		Target: dnsmessage.MustNewName(fqdn(target))}, dnsmessage.TypeSRV)
+}
+
+// Queries lists the questions asked so far, in order, as "TYPE name"
+// ("SRV _echo._tcp.example.test.", "A target.example.test.").
+func (s *DNSServer) Queries() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.queries...)
+}
+
+func (s *DNSServer) serve() {
+	defer close(s.done)
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := s.conn.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if out := s.answer(buf[:n]); out != nil {
+			_, _ = s.conn.WriteTo(out, from)
+		}
+	}
+}
+
+// answer builds the response to one query (nil: not a query to answer).
+func (s *DNSServer) answer(q []byte) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil || h.Response {
+		return nil
+	}
+	qs, err := p.AllQuestions()
+	if err != nil || len(qs) != 1 {
+		return nil
+	}
+	qu := qs[0]
+	name := strings.ToLower(qu.Name.String())
+	s.mu.Lock()
+	s.queries = append(s.queries, strings.TrimPrefix(qu.Type.String(), "Type")+" "+name)
+	rrs, known := s.zone[name]
+	s.mu.Unlock()
+	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired,
+		RecursionAvailable: true}
+	if !known {
+		rh.RCode = dnsmessage.RCodeNameError
+	}
+	b := dnsmessage.NewBuilder(nil, rh)
+	b.EnableCompression()
+	if b.StartQuestions() != nil || b.Question(qu) != nil || b.StartAnswers() != nil {
+		return nil
+	}
+	for _, rr := range rrs {
+		if rr.Header.Type != qu.Type {
+			continue
+		}
+		var err error
+		switch body := rr.Body.(type) {
+		case *dnsmessage.AResource:
+			err = b.AResource(rr.Header, *body)
+		case *dnsmessage.AAAAResource:
+			err = b.AAAAResource(rr.Header, *body)
+		case *dnsmessage.SRVResource:
+			err = b.SRVResource(rr.Header, *body)
+		}
+		if err != nil {
+			return nil
+		}
+	}
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
+}

@@ -1,0 +1,344 @@
+package taps
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/stacks/stacktest"
+	"github.com/stretchr/testify/require"
+)
+
+// Every test here resolves over real DNS on the loopback: a test DNS
+// server (stacktest.DNSServer) that answers the zone example.test, reached
+// through WithDNSResolver; no query leaves the machine.
+
+var loopback4 = netip.MustParseAddr("127.0.0.1")
+
+// srvPre is a length-prefix Preconnection to example.test's service svc,
+// resolved by dns, over the stacks the options allow.
+func srvPre(sys *System, dns *stacktest.DNSServer, svc string, opts ...PreconnectionOption) *Preconnection {
+	opts = append([]PreconnectionOption{WithSystem(sys), WithDNSResolver(dns.Resolver()),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("example.test").WithService(svc))}, opts...)
+	pre := NewPreconnection(opts...)
+	pre.AddFramer(framers.NewLengthPrefix())
+	return pre
+}
+
+// requireEcho sends one message on c and waits for its echo.
+func requireEcho(t *testing.T, c *Connection) {
+	t.Helper()
+	ctx := testCtx(t)
+	require.NoError(t, c.Send(ctx, []byte("over SRV"), nil))
+	m, err := c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "over SRV", string(m.Data))
+	m.Release()
+}
+
+// wonEndpoint is the endpoint of the attempt that won c's race.
+func wonEndpoint(t *testing.T, c *Connection) string {
+	t.Helper()
+	r := c.EstablishmentReport()
+	require.NotNil(t, r)
+	for _, a := range r.Attempts {
+		if a.Won {
+			return a.Endpoint
+		}
+	}
+	t.Fatalf("no attempt won: %+v", r.Attempts)
+	return ""
+}
+
+func portOf(t *testing.T, ln *Listener) uint16 {
+	t.Helper()
+	ap, ok := ln.LocalEndpoints()[0].Addr()
+	require.True(t, ok)
+	return ap.Port()
+}
+
+// TestSRVInitiateEcho: WithHostName("example.test").WithService("echo")
+// connects to the target and port of _echo._tcp.example.test (the SRV
+// record wins over echo's IANA port 7; example.test itself has no
+// address) and exchanges a message; only the "_tcp" name is asked for a
+// TCP-only Preconnection.
+func TestSRVInitiateEcho(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 10, 5, portOf(t, ln), "target.example.test")
+	dns.AddAddr("target.example.test", loopback4)
+
+	c, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Initiate(testCtx(t))
+	require.NoError(t, err)
+	defer c.Abort()
+	requireEcho(t, c)
+	require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), wonEndpoint(t, c))
+	qs := dns.Queries()
+	require.Contains(t, qs, "SRV _echo._tcp.example.test.")
+	require.Contains(t, qs, "A target.example.test.")
+	require.NotContains(t, qs, "SRV _echo._udp.example.test.", "no UDP stack is selected")
+	require.NotContains(t, qs, "A example.test.", "the host name is not resolved when SRV records exist")
+}
+
+// TestSRVPriorityFallback: the target of the lowest priority number goes
+// first; when it refuses, the race goes on at once to the next priority's
+// target, whatever order the DNS answer lists them in. The failed attempt
+// is in the report, with the SRV record's port.
+func TestSRVPriorityFallback(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	refused := refusedAddr(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 20, 100, portOf(t, ln), "live.example.test") // listed first
+	dns.AddSRV("_echo._tcp.example.test", 10, 0, refused.Port(), "dead.example.test")
+	dns.AddAddr("live.example.test", loopback4)
+	dns.AddAddr("dead.example.test", loopback4)
+
+	// a Connection Attempt Delay long enough that the second attempt can
+	// only start because the first failed
+	c, err := srvPre(sys, dns, "echo", WithProtocols("tcp"), WithAttemptDelay(2*time.Second)).Initiate(testCtx(t))
+	require.NoError(t, err)
+	defer c.Abort()
+	requireEcho(t, c)
+	r := c.EstablishmentReport()
+	require.NotNil(t, r)
+	require.Len(t, r.Attempts, 2, "%+v", r.Attempts)
+	require.Equal(t, refused.String(), r.Attempts[0].Endpoint, "priority 10 first")
+	require.False(t, r.Attempts[0].Won)
+	require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), r.Attempts[1].Endpoint)
+	require.True(t, r.Attempts[1].Won)
+	require.Less(t, r.Duration, 2*time.Second, "the fallback did not wait for the attempt delay")
+}
+
+// TestSRVEstablishmentErrorListsTargets: when every SRV target fails,
+// the EstablishmentError lists an attempt per target address, with its
+// record's port, in priority order.
+func TestSRVEstablishmentErrorListsTargets(t *testing.T) {
+	sys := newTestSystem(t)
+	a, b := refusedAddr(t), refusedAddr(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 2, 0, b.Port(), "b.example.test")
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, a.Port(), "a.example.test")
+	dns.AddAddr("a.example.test", loopback4)
+	dns.AddAddr("b.example.test", loopback4)
+
+	_, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Len(t, ee.Attempts, 2, "%v", err)
+	require.Equal(t, a.String(), ee.Attempts[0].Endpoint)
+	require.Equal(t, b.String(), ee.Attempts[1].Endpoint)
+	require.Equal(t, "tcp", ee.Attempts[0].Stack)
+}
+
+// TestSRVTargetDotIsServiceUnavailable: a single SRV target "." says the
+// service is not available at example.test: Initiate fails with an
+// EstablishmentError (ResolutionFailed) wrapping ErrServiceUnavailable,
+// with no attempt and no address lookup (the IANA port is not tried).
+func TestSRVTargetDotIsServiceUnavailable(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_http._tcp.example.test", 0, 0, 0, ".")
+	dns.AddAddr("example.test", loopback4)
+
+	_, err := srvPre(sys, dns, "http", WithProtocols("tcp")).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorIs(t, err, ErrServiceUnavailable)
+	require.Equal(t, ReasonResolutionFailed, ee.Reason, "%v", err)
+	require.Empty(t, ee.Attempts)
+	var re *stacks.ResolveError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "_http._tcp.example.test", re.Host)
+	for _, q := range dns.Queries() {
+		require.True(t, strings.HasPrefix(q, "SRV "), "only SRV is asked: %v", dns.Queries())
+	}
+}
+
+// TestSRVFallbackToIANAPort: without SRV records the host name is
+// resolved and attempted with the service's IANA port (http: 80), as
+// before SRV; a service with no IANA port and no SRV record is a
+// resolution failure, with no attempt.
+func TestSRVFallbackToIANAPort(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback4)
+	want := netip.AddrPortFrom(loopback4, 80).String()
+
+	c, err := srvPre(sys, dns, "http", WithProtocols("tcp")).Initiate(testCtx(t))
+	if err == nil { // something listens on 127.0.0.1:80 on this host
+		require.Equal(t, want, wonEndpoint(t, c))
+		c.Abort()
+	} else {
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee)
+		require.NotEmpty(t, ee.Attempts, "%v", err)
+		for _, a := range ee.Attempts {
+			require.Equal(t, want, a.Endpoint, "%v", err)
+		}
+	}
+	require.Contains(t, dns.Queries(), "SRV _http._tcp.example.test.")
+	require.Contains(t, dns.Queries(), "A example.test.")
+
+	_, err = srvPre(sys, dns, "gotaps-nosvc", WithProtocols("tcp")).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ReasonResolutionFailed, ee.Reason, "%v", err)
+	require.Empty(t, ee.Attempts)
+	var de *net.DNSError
+	require.ErrorAs(t, err, &de, "%v", err)
+	require.True(t, de.IsNotFound)
+	require.ErrorContains(t, err, "not an IANA service name")
+
+	// an IP address with a service name only has its IANA port: no SRV
+	_, err = NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithService("gotaps-nosvc"))).Initiate(testCtx(t))
+	require.ErrorIs(t, err, ErrInvalidEndpoint)
+}
+
+// TestSRVExplicitPortWins: WithPort with WithService: the port is used,
+// and no SRV record is looked up.
+func TestSRVExplicitPortWins(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 0, 0, 0, ".")
+	dns.AddAddr("example.test", loopback4)
+	pre := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("example.test").WithService("echo").WithPort(portOf(t, ln))))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	defer c.Abort()
+	requireEcho(t, c)
+	for _, q := range dns.Queries() {
+		require.False(t, strings.HasPrefix(q, "SRV "), "no SRV query: %v", dns.Queries())
+	}
+}
+
+// TestSRVQUICUsesUDPRecords: QUIC is attempted at the targets of
+// _service._udp (QUIC runs over UDP), never at the "_tcp" ones; the
+// server's certificate is verified against the name the application
+// gave, not the SRV target's (here overridden to the test PKI's).
+func TestSRVQUICUsesUDPRecords(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), quicOnly(t))
+	tcpRefused := refusedAddr(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._udp.example.test", 1, 0, portOf(t, ln), "quic.example.test")
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, tcpRefused.Port(), "tcp.example.test")
+	dns.AddAddr("quic.example.test", loopback4)
+	dns.AddAddr("tcp.example.test", loopback4)
+
+	c, err := srvPre(sys, dns, "echo", WithTransportProperties(quicOnly(t)),
+		WithSecurityParameters(pki.clientSec().SetServerName("localhost"))).Initiate(testCtx(t))
+	require.NoError(t, err)
+	defer c.Abort()
+	requireEcho(t, c)
+	r := c.EstablishmentReport()
+	require.NotNil(t, r)
+	for _, a := range r.Attempts {
+		require.Equal(t, "quic", a.Stack)
+		require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), a.Endpoint)
+	}
+	qs := dns.Queries()
+	require.Contains(t, qs, "SRV _echo._udp.example.test.")
+	require.NotContains(t, qs, "SRV _echo._tcp.example.test.", "no TCP stack is selected")
+}
+
+// TestSRVTLSVerifiesTheGivenName: a TLS attempt to an SRV target verifies
+// the certificate against the host name the application gave
+// (example.test), not the target's name (localhost, which the test
+// certificate is for): the handshake fails on the name.
+func TestSRVTLSVerifiesTheGivenName(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), tlsOnlyProps(t))
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, portOf(t, ln), "tls.example.test")
+	dns.AddAddr("tls.example.test", loopback4)
+
+	_, err := srvPre(sys, dns, "echo", WithTransportProperties(tlsOnlyProps(t)),
+		WithSecurityParameters(pki.clientSec())).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.ErrorContains(t, err, "example.test")
+	require.True(t, slices.ContainsFunc(ee.Attempts, func(a AttemptError) bool {
+		return a.Endpoint == netip.AddrPortFrom(loopback4, portOf(t, ln)).String()
+	}), "%v", err)
+}
+
+// TestSRVLocalServiceNoSRV: a LocalEndpoint's service is its IANA port;
+// no SRV record is looked up for it.
+func TestSRVLocalServiceNoSRV(t *testing.T) {
+	m, err := NewLocalEndpoint().WithHostName("example.test").WithService("http").e.toMessage(false, false)
+	require.NoError(t, err)
+	require.EqualValues(t, 80, m.Port)
+	_, err = NewLocalEndpoint().WithHostName("example.test").WithService("gotaps-nosvc").e.toMessage(false, false)
+	require.ErrorIs(t, err, ErrInvalidEndpoint)
+}
+
+// TestSRVWithResolverResolvesTargets: WithResolver replaces the A and
+// AAAA lookups only: the SRV records still come from WithDNSResolver's
+// resolver, and their targets are resolved by the lookup function.
+func TestSRVWithResolverResolvesTargets(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, portOf(t, ln), "private.example.test") // no address in DNS
+	var asked []string
+	var mu sync.Mutex
+	lookup := func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		mu.Lock()
+		asked = append(asked, network+" "+host)
+		mu.Unlock()
+		if network == "ip4" && strings.TrimSuffix(host, ".") == "private.example.test" {
+			return []netip.Addr{loopback4}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	c, err := srvPre(sys, dns, "echo", WithProtocols("tcp"), WithResolver(lookup)).Initiate(testCtx(t))
+	require.NoError(t, err)
+	defer c.Abort()
+	requireEcho(t, c)
+	require.Contains(t, dns.Queries(), "SRV _echo._tcp.example.test.")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Contains(t, asked, "ip4 private.example.test.")
+}
+
+// TestSRVNotForDialer: a NetConn dial to "host:service" means the
+// service's IANA port, as net.Dial has it: no SRV record is looked up.
+func TestSRVNotForDialer(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, portOf(t, ln), "target.example.test")
+	dns.AddAddr("target.example.test", loopback4)
+	dns.AddAddr("example.test", loopback4)
+	pre := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"))
+	c, err := Dialer(pre)(testCtx(t), "tcp", "example.test:echo")
+	if err == nil { // something listens on 127.0.0.1:7 on this host
+		require.Equal(t, "127.0.0.1:7", c.RemoteAddr().String())
+		c.Close()
+	} else {
+		require.ErrorContains(t, err, "127.0.0.1:7", "the IANA port is attempted")
+	}
+	require.Contains(t, dns.Queries(), "A example.test.")
+	for _, q := range dns.Queries() {
+		require.False(t, strings.HasPrefix(q, "SRV "), "no SRV query: %v", dns.Queries())
+	}
+}
