@@ -655,7 +655,12 @@ const (
 	// Connection that cannot deliver reliably is declared failed. Setting
 	// it also sets tcp.userTimeoutChangeable to false. Default Disabled.
 	// The transport applies it to what it holds (TCP and TLS:
-	// TCP_USER_TIMEOUT; QUIC: the idle timeout); gotaps applies it to the
+	// TCP_USER_TIMEOUT; QUIC: the idle timeout, which also ends a
+	// connection that is merely idle unless keepAliveTimeout is shorter),
+	// and a Connection it ends fails with a [*ConnectionError] with
+	// ReasonTimeout unwrapping to syscall.ETIMEDOUT on either (QUIC's
+	// also to net.ErrClosed and to a net.Error whose Timeout is true,
+	// quic-go's IdleTimeoutError); gotaps applies it to the
 	// messages queued in its own send queue while the transport takes
 	// nothing (a peer that stopped reading filled the socket's send buffer
 	// or the stream's flow-control window): once the blocked write has made
