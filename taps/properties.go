@@ -700,7 +700,9 @@ const (
 	// MaxRecvRate: int > 0 (bit/s) or Unlimited. Default Unlimited.
 	MaxRecvRate Property = "maxRecvRate"
 	// GroupConnLimit: int > 0 or Unlimited, the most Connections the peer
-	// may add to the group. Default Unlimited.
+	// may add to the group. Default Unlimited. A stream the peer opens
+	// beyond it (QUIC) is refused: the peer's Connection ends with a
+	// [*ConnectionError] unwrapping to stacks.ErrStreamRefused.
 	GroupConnLimit Property = "groupConnLimit"
 	// IsolateSession: bool, share no cached state outside the group.
 	// Default false.
