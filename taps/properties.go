@@ -557,7 +557,12 @@ const (
 	// Require.
 	CongestionControl Property = "congestionControl"
 	// KeepAlive: send keep-alive packets (period keepAliveTimeout). Default
-	// NoPreference.
+	// NoPreference. TCP, TLS and QUIC send them only when asked (Prefer,
+	// Require, or a keepAliveTimeout with NoPreference), so Avoid and
+	// Prohibit rule none of them out: they get no keep-alives. With
+	// Prohibit, a keepAliveTimeout other than Disabled is a conflict
+	// (ErrConflictingProperties), on the Preconnection and in a later
+	// Connection.SetProperty alike.
 	KeepAlive Property = "keepAlive"
 	// Interface: a set of (Preference, interface name or type); set with
 	// [TransportProperties.SetInterface] or Set with a map[string]Preference.
