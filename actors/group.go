@@ -235,7 +235,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.spawn(ctx, spec)
 	case *peerStream:
 		if g.closing {
-			_ = m.spec.passive.Abort() // the group is closing: no new member
+			refuseStream(m.spec.passive) // the group is closing: no new member
 			if g.sys.Tracing() {
 				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "group closing"})
 			}
@@ -252,7 +252,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 		m.spec.cfg = g.withEntangled(m.spec.cfg)
 		if lim := groupConnLimit(m.spec.cfg); lim > 0 && g.peerOpened >= lim {
-			_ = m.spec.passive.Abort() // groupConnLimit: no more peer-opened members
+			refuseStream(m.spec.passive) // groupConnLimit: no more peer-opened members
 			if g.sys.Tracing() {
 				g.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberRefused", GroupId: g.id, Error: "groupConnLimit"})
 			}

@@ -32,7 +32,9 @@ type receivedMember struct{ started ConnectionStarted }
 // a handler (it was removed while the member got ready).
 var errNoReceivedHandler = errors.New("no ConnectionReceived handler for the group's new connections")
 
-// refuseStream refuses a peer's stream that no member takes.
+// refuseStream refuses a peer's stream that no member takes: nobody would
+// take it, the group is closing, or its groupConnLimit is reached. The
+// peer's connection fails with stacks.ErrStreamRefused.
 func refuseStream(t stacks.Transport) {
 	if r, ok := t.(stacks.Refuser); ok {
 		_ = r.Refuse()

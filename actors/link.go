@@ -1542,8 +1542,11 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 		return l.cutLocked(total, true), true
 	case r.max >= 0 && total >= r.max && r.max > 0:
 		return l.cutLocked(r.max, complete && total == r.max), true
-	case !complete && minInc >= 0 && total >= min(max(minInc, 1), l.recvLimit):
-		// a minIncompleteLength above the receive buffer is the buffer: the
+	case !complete && (minInc >= 0 && total >= max(minInc, 1) || total >= l.recvLimit):
+		// the receive buffer full of an incomplete message is handed over
+		// as a part whatever the receive's minIncompleteLength (above the
+		// buffer, or infinite: complete messages only), as RFC 9622
+		// §9.3.2.2 allows for a message larger than the buffers: the
 		// connection reads no more of the message until this much is taken
 		return l.cutLocked(total, false), true
 	case !complete && l.eos && n == len(l.items):

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -732,7 +733,7 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	s.noteWrite()
 	s.c.notePeer()
 	n, err := s.snd.Write(p)
-	return n, s.c.handshakeCause(err)
+	return n, s.c.cause(err)
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline apply to the halves
@@ -803,7 +804,7 @@ func (s *quicStream) TryWriteBuffers(b *net.Buffers) (blocked bool, err error) {
 	case errors.Is(err, quic.ErrWouldBlock):
 		return true, nil
 	default:
-		return false, s.c.handshakeCause(err)
+		return false, s.c.cause(err)
 	}
 }
 
@@ -835,7 +836,7 @@ func (s *quicStream) WriteBuffers(b *net.Buffers) (int64, error) {
 		n += int64(w)
 		ConsumeBuffers(b, w)
 		if err != nil {
-			return n, s.c.handshakeCause(err)
+			return n, s.c.cause(err)
 		}
 	}
 	return n, nil
@@ -907,7 +908,7 @@ func (s *quicStream) Read(p []byte) (int, error) {
 		}
 		s.mu.Unlock()
 		if err != io.EOF {
-			err = s.c.handshakeCause(refusedByPeer(err))
+			err = s.c.cause(refusedByPeer(err))
 		}
 	}
 	if err == io.EOF {
@@ -1088,7 +1089,7 @@ func (s *quicStream) WaitPeerReset() error {
 			return nil // this side closed the connection; the peer did, gracefully
 		}
 	}
-	return err
+	return quicTimedOut(err)
 }
 
 // refusedByPeer wraps a read error that is the peer's Refuse of this
@@ -1179,16 +1180,32 @@ func (c *quicConn) failHandshake(err error) {
 	go func() { _ = c.conn.CloseWithError(quicCodeAbort, "handshake failed") }()
 }
 
-// handshakeCause is err, a stream's read or write error, or, when the
-// connection was ended by failHandshake, the error that failed the
-// handshake (an ICMP port unreachable: ECONNREFUSED), which err (the local
-// CONNECTION_CLOSE's) only follows from.
-func (c *quicConn) handshakeCause(err error) error {
+// cause is err, a stream's read or write error, or, when the connection
+// was ended by failHandshake, the error that failed the handshake (an ICMP
+// port unreachable: ECONNREFUSED), which err (the local CONNECTION_CLOSE's)
+// only follows from. An idle timeout's error unwraps to syscall.ETIMEDOUT
+// too (quicTimedOut).
+func (c *quicConn) cause(err error) error {
 	if err == nil {
 		return nil
 	}
 	if h := c.handshakeErr.Load(); h != nil {
 		return fmt.Errorf("%w (%v)", *h, err)
+	}
+	return quicTimedOut(err)
+}
+
+// quicTimedOut makes the error of a connection its idle timeout ended
+// (*quic.IdleTimeoutError: nothing came from the peer for the idle
+// timeout, Options.ConnTimeout) unwrap to syscall.ETIMEDOUT as well, the
+// error a TCP connection's ConnTimeout (TCP_USER_TIMEOUT) ends it with,
+// so that both stacks report the timeout alike; it still unwraps to the
+// IdleTimeoutError (a net.Error whose Timeout is true) and net.ErrClosed.
+// Other errors are returned as they are.
+func quicTimedOut(err error) error {
+	var idle *quic.IdleTimeoutError
+	if errors.As(err, &idle) && !errors.Is(err, syscall.ETIMEDOUT) {
+		return fmt.Errorf("%w (%w)", err, syscall.ETIMEDOUT)
 	}
 	return err
 }

@@ -121,7 +121,7 @@ func (d *quicDatagramReaders) changed() {
 // receive returns the next datagram of conn for s: at once if s reads
 // and one is held, else from quic-go while s reads, waiting for its turn
 // meanwhile. It fails with net.ErrClosed once s closed, with ctx's error,
-// or with the connection's.
+// or with the connection's (quicTimedOut).
 func (d *quicDatagramReaders) receive(ctx context.Context, conn *quic.Conn, s *quicStream) ([]byte, error) {
 	for {
 		d.mu.Lock()
@@ -146,7 +146,7 @@ func (d *quicDatagramReaders) receive(ctx context.Context, conn *quic.Conn, s *q
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-conn.Context().Done():
-				return nil, context.Cause(conn.Context())
+				return nil, quicTimedOut(context.Cause(conn.Context()))
 			}
 		}
 		rctx, cancel := context.WithCancel(ctx)
@@ -158,7 +158,7 @@ func (d *quicDatagramReaders) receive(ctx context.Context, conn *quic.Conn, s *q
 			if ctx.Err() == nil && conn.Context().Err() == nil && turn.Err() != nil {
 				continue // the turn ended: look again
 			}
-			return nil, err
+			return nil, quicTimedOut(err)
 		}
 		d.mu.Lock()
 		if len(d.readers) > 0 && d.readers[0] == s {

@@ -47,7 +47,7 @@ func (e *UnfulfilledError) Unwrap() error { return ErrNoStack }
 // requirement; advertisesAltaddr is decided by the kernel's path manager.
 // activeReadBeforeSend is the ActiveReadBeforeSend capability, which Select
 // only Requires or Prefers (an Avoid or Prohibit asks for nothing a stack
-// could lack).
+// could lack), and so is keepAlive the KeepAlive one (optInFeature).
 func (c Capabilities) Has(prop string) (has, known bool) {
 	switch prop {
 	case "multipathProtocol":
@@ -89,6 +89,20 @@ func (c Capabilities) Has(prop string) (has, known bool) {
 	return false, false
 }
 
+// optInFeature reports whether the selection property named prop is a
+// feature a stack that has it uses only when asked to, so that Avoid or
+// Prohibit asks for nothing such a stack could lack: it is then met by
+// not using it. activeReadBeforeSend: Avoid or Prohibit says this side
+// will not read first, and a stack that lets either side write first does
+// that too. keepAlive: whether the Connection sends keep-alives (RFC 9622
+// §6.2.10), which TCP, TLS and QUIC do only when keepAlive is Preferred or
+// Required or keepAliveTimeout is set (Options.KeepAlive), and a
+// keepAliveTimeout with Prohibit keepAlive is a conflict: Prohibit gets
+// them without keep-alives, where it ruled out every reliable stack.
+func optInFeature(prop string) bool {
+	return prop == "activeReadBeforeSend" || prop == "keepAlive"
+}
+
 // Select applies the RFC 9622 selection rules (RFC 9623 §4.1.3) to the
 // stacks: drop every stack that has a Prohibited feature, keep only stacks
 // with every Required feature, then rank by the number of Preferred
@@ -118,9 +132,7 @@ func Select(all []Stack, prefs map[string]int8) ([]Stack, error) {
 				continue
 			}
 			level := prefs[n]
-			if n == "activeReadBeforeSend" && level < NoPreference {
-				// Avoid or Prohibit says this side will not read first:
-				// a stack that lets either side write first does that too
+			if optInFeature(n) && level < NoPreference {
 				level = NoPreference
 			}
 			switch level {

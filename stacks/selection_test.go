@@ -54,6 +54,8 @@ func TestSelectProfiles(t *testing.T) {
 		{"prefer zero-RTT", with(map[string]int8{"zeroRttMsg": Prefer, "multistreaming": NoPreference}), []string{"quic", "tcp", "tls"}},
 		{"prohibit multistreaming", with(map[string]int8{"multistreaming": Prohibit}), []string{"tcp", "tls"}},
 		{"require keepAlive", with(map[string]int8{"keepAlive": Require, "secure": Prohibit}), []string{"tcp"}},
+		{"prohibit keepAlive rules nothing out: keep-alives are sent only when asked for", with(map[string]int8{"keepAlive": Prohibit}), []string{"quic", "tcp", "tls"}},
+		{"avoid keepAlive ranks nothing lower", with(map[string]int8{"keepAlive": Avoid, "multistreaming": NoPreference}), []string{"tcp", "tls", "quic"}},
 		{"contradiction: prohibit reliability, require order", map[string]int8{"reliability": Prohibit, "preserveOrder": Require}, nil},
 		{"contradiction: require multistreaming, prohibit secure", with(map[string]int8{"multistreaming": Require, "secure": Prohibit}), nil},
 		{"unknown properties do not select", with(map[string]int8{"direction": Require, "_gotaps.x": Require}), []string{"quic", "tcp", "tls"}},

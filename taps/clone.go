@@ -30,7 +30,13 @@ func CloneWithFramer(fs ...framers.Framer) CloneOption {
 
 // CloneWithProperties gives the clone these connection properties
 // (RFC 9622 §7.4 Clone(connectionProperties)); selection properties stay
-// those of the original.
+// those of the original. A Clone that is a stream of the same QUIC
+// session (see Clone) cannot have a connTimeout (the session's idle
+// timeout) or keepAliveTimeout (its PING period) of its own: giving
+// either another value than the session has fails Clone and CloneAsync at
+// once with a *CloneError (ReasonInvalidConfiguration) wrapping a
+// *PropertyError that unwraps to stacks.ErrNotApplicable, as SetProperty
+// of them on QUIC does.
 func CloneWithProperties(tp *TransportProperties) CloneOption {
 	return func(o *cloneOpts) { o.props = tp.Clone() }
 }
@@ -174,6 +180,7 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	if o.framers != nil {
 		cfg.Framers = append([]framers.Framer(nil), o.framers...)
 	}
+	stream := st.Capabilities().Multistreaming && !readFirstClone(cfg.Properties)
 	if o.props != nil {
 		merged, err := propsFromMessage(info.Properties)
 		if err != nil {
@@ -187,6 +194,11 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 				}
 			}
 		}
+		if stream {
+			if err := checkSessionWide(info.Properties, merged); err != nil {
+				return nil, nil, &CloneError{Reason: ReasonInvalidConfiguration, Err: err}
+			}
+		}
 		cfg.Properties = propsToMessageRole(merged, roleInitiate)
 	}
 	// the clone dials with the socket options of the properties as they
@@ -194,7 +206,7 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	// the original's TLS configuration
 	cfg.StackOptions = c.cloneStackOptions(cfg.Properties, cfg.StackOptions)
 	req := &actors.CloneConnection{Config: &cfg}
-	if st.Capabilities().Multistreaming && !readFirstClone(cfg.Properties) {
+	if stream {
 		// a multistreaming stack (QUIC): the clone is a new stream of the
 		// same session
 		stream, err := callConn[*actors.StreamOpened](ctx, c, &actors.OpenStream{Ctx: ctx})
@@ -326,6 +338,31 @@ func (c *Connection) OnConnectionReceived(fn func(group, received *Connection)) 
 // sends (activeReadBeforeSend Require or Prefer): on a multistreaming
 // stack it then gets a connection of its own, not a stream the peer would
 // only see with the clone's first message.
+// sessionWide are the Connection Properties a QUIC session applies to all
+// its streams and fixes at its handshake: connTimeout is its idle timeout,
+// keepAliveTimeout its PING period (SetProperty of either is
+// stacks.ErrNotApplicable on QUIC).
+var sessionWide = [...]Property{ConnTimeout, KeepAliveTimeout}
+
+// checkSessionWide is a *PropertyError (stacks.ErrNotApplicable) when the
+// properties a Clone asked for (merged) give a property of sessionWide
+// another value than the session has (now): a clone that is a stream of
+// the session cannot have its own.
+func checkSessionWide(now *messages.Properties, merged *TransportProperties) error {
+	cur, err := propsFromMessage(now)
+	if err != nil {
+		return err
+	}
+	for _, p := range sessionWide {
+		was, _ := cur.Get(p)
+		if v, _ := merged.Get(p); v != was {
+			return &PropertyError{Property: p, Value: v, Err: fmt.Errorf(
+				"%w: a Clone over QUIC is a stream of the session, whose %s (%v) is the whole session's", stacks.ErrNotApplicable, p, was)}
+		}
+	}
+	return nil
+}
+
 func readFirstClone(props *messages.Properties) bool {
 	p := props.GetValues()[string(ActiveReadBeforeSend)].GetPreference()
 	return p == int32(Require) || p == int32(Prefer)

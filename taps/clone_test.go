@@ -2,7 +2,9 @@ package taps
 
 import (
 	"testing"
+	"time"
 
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
 
@@ -48,4 +50,52 @@ func TestCloneOfAcceptedConnection(t *testing.T) {
 		ln.Stop()
 		<-ln.Done()
 	}
+}
+
+// TestQUICStreamCloneCannotHaveItsOwnSessionProperties: a Clone over QUIC
+// is a stream of the same session, whose idle timeout (connTimeout) and
+// PING period (keepAliveTimeout) are the whole session's, fixed at its
+// handshake: a CloneWithProperties giving either another value fails at
+// once with a CloneError (ReasonInvalidConfiguration) wrapping a
+// PropertyError unwrapping to stacks.ErrNotApplicable, as SetProperty of
+// them does on QUIC, instead of a clone that reports a connTimeout its
+// session does not have. The same value, or a property the stream has of
+// its own (connPriority), is taken, and the session carries on.
+func TestQUICStreamCloneCannotHaveItsOwnSessionProperties(t *testing.T) {
+	c, _, _ := quicGroupServerPair(t, quicOnly(t))
+	t.Cleanup(c.AbortGroup)
+	ctx := testCtx(t)
+	props := func(p Property, v any) *TransportProperties {
+		tp := NewTransportProperties()
+		require.NoError(t, tp.Set(p, v))
+		return tp
+	}
+	for _, tc := range []struct {
+		p Property
+		v any
+	}{{ConnTimeout, 3 * time.Second}, {KeepAliveTimeout, time.Second}} {
+		var pe *PropertyError
+		require.ErrorAs(t, c.SetProperty(tc.p, tc.v), &pe, "SetProperty(%s) on QUIC", tc.p)
+		require.ErrorIs(t, pe, stacks.ErrNotApplicable)
+
+		cl, err := c.Clone(ctx, CloneWithProperties(props(tc.p, tc.v)))
+		require.Nil(t, cl, tc.p)
+		var ce *CloneError
+		require.ErrorAs(t, err, &ce, tc.p)
+		require.Equal(t, ReasonInvalidConfiguration, ce.Reason, tc.p)
+		require.ErrorAs(t, err, &pe, tc.p)
+		require.Equal(t, tc.p, pe.Property)
+		require.ErrorIs(t, err, stacks.ErrNotApplicable, tc.p)
+	}
+	same, err := c.Clone(ctx, CloneWithProperties(props(ConnTimeout, Disabled)))
+	require.NoError(t, err, "the session's own connTimeout")
+	roundTrip(t, same, "the same connTimeout")
+	own, err := c.Clone(ctx, CloneWithProperties(props(ConnPriority, 7)))
+	require.NoError(t, err, "connPriority is the stream's own")
+	v, _ := own.GetProperties().Get(ConnPriority)
+	require.EqualValues(t, 7, v)
+	v, _ = own.GetProperties().Get(ConnTimeout)
+	require.Equal(t, Disabled, v, "the session's connTimeout")
+	roundTrip(t, own, "its own connPriority")
+	roundTrip(t, c, "the session carries on")
 }

@@ -195,7 +195,8 @@ func TestCloseTimeoutEndsCloseToStoppedReader(t *testing.T) {
 
 // TestConnTimeoutFailsEstablishedStoppedReader: with connTimeout set, an
 // Established Connection whose queued data is not written for connTimeout
-// fails with a ConnectionError for the timeout (no Close needed), and a
+// fails with a ConnectionError for the timeout (ReasonTimeout; no Close
+// needed), and a
 // blocking Send waiting on it returns a SendError for it (on QUIC both
 // once waited for ever).
 func TestConnTimeoutFailsEstablishedStoppedReader(t *testing.T) {
@@ -211,6 +212,7 @@ func TestConnTimeoutFailsEstablishedStoppedReader(t *testing.T) {
 			require.GreaterOrEqual(t, time.Since(lastSent), connTimeout)
 			var ce *ConnectionError
 			require.ErrorAs(t, sr.c.Err(), &ce)
+			require.Equal(t, ReasonTimeout, ce.Reason)
 			requireTimedOut(t, sr.c.Err(), "the ConnectionError")
 			err := <-sendErr
 			var se *SendError

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 
 	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/framers"
@@ -156,7 +157,9 @@ func (e *EstablishmentError) Unwrap() []error {
 
 // ConnectionError is the RFC 9622 ConnectionError event: an established
 // connection ended with an error (peer reset, local Abort, framer failure,
-// a panic in a handler). It unwraps to the cause.
+// a panic in a handler, connTimeout). It unwraps to the cause; one that
+// connTimeout ended (ConnTimeout) has ReasonTimeout and unwraps to
+// syscall.ETIMEDOUT on every stack.
 type ConnectionError struct {
 	Reason ErrorReason
 	Err    error
@@ -272,6 +275,8 @@ func connectionError(err error) error {
 		r = ReasonMessageTooLarge
 	case errors.Is(err, framers.ErrDeframingFailed), errors.Is(err, framers.ErrTruncated):
 		r = ReasonDeframingFailed
+	case errors.Is(err, syscall.ETIMEDOUT): // connTimeout (ConnTimeout)
+		r = ReasonTimeout
 	}
 	return &ConnectionError{Reason: r, Err: err}
 }

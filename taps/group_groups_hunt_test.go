@@ -80,6 +80,35 @@ func TestGroupsHuntGroupConnLimitSetLiveIsHonoured(t *testing.T) {
 	}
 }
 
+// TestQUICPeerStreamsTurnedAwayAreRefused: a stream the peer opens that
+// the group turns away, because its groupConnLimit is reached (RFC 9622
+// §8.1.7) or it is closing (OnConnectionReceived: "while the group is
+// closing new streams are refused"), is refused as one nobody would take
+// is: the peer's Connection ends with a ConnectionError unwrapping to
+// stacks.ErrStreamRefused (it was reset with the abort's code).
+func TestQUICPeerStreamsTurnedAwayAreRefused(t *testing.T) {
+	t.Run("groupConnLimit", func(t *testing.T) {
+		tp := quicOnly(t)
+		require.NoError(t, tp.Set(GroupConnLimit, 1)) // one more member the peer may open
+		c, _, accepted := quicGroupServerPair(t, tp)
+		t.Cleanup(c.AbortGroup)
+		clone, err := c.Clone(testCtx(t))
+		require.NoError(t, err)
+		roundTrip(t, clone, "second stream")
+		<-accepted
+		requireCloneRefused(t, c, "beyond groupConnLimit")
+	})
+	t.Run("closing group", func(t *testing.T) {
+		c, first, _ := quicGroupServerPair(t, quicOnly(t))
+		t.Cleanup(c.AbortGroup)
+		// first lingers, Closing, for c's end of stream (5 s), and the
+		// session with it
+		first.CloseGroup()
+		requireCloneRefused(t, c, "to a closing group")
+		require.Equal(t, StateClosing, first.State())
+	})
+}
+
 // TestGroupsHuntCloneRacingCloseGroupDoesNotOutliveIt: a Clone that is
 // under way as CloseGroup runs either fails at once or makes a connection
 // that closes with the group: it never leaves a member open in a group

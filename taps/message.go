@@ -78,9 +78,13 @@ type receiveOpts struct{ min, max int }
 // n bytes of it are available (RFC 9622 minIncompleteLength). The default
 // is infinite: only complete messages, except on a byte stream without a
 // framer, where any received bytes are returned. An n above the receive
-// buffer (WithReceiveBuffer) counts as the buffer's size: the connection
-// reads no more of a message while the buffer is full of it, so the part
-// is returned once it fills the buffer.
+// buffer (WithReceiveBuffer), the default infinite one included, counts as
+// the buffer's size: the connection reads no more of a message while the
+// buffer is full of it, so a part that fills the buffer is returned (RFC
+// 9622 §9.3.2.2: a message larger than the buffers available arrives as
+// ReceivedPartial parts even when only complete messages were asked for;
+// a framer that delivers a message in parts, as its bytes arrive, meets
+// it).
 func MinIncompleteLength(n int) ReceiveOption { return func(o *receiveOpts) { o.min = max(n, 0) } }
 
 // MaxLength caps the bytes one Receive returns; a larger message arrives

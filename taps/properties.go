@@ -557,7 +557,12 @@ const (
 	// Require.
 	CongestionControl Property = "congestionControl"
 	// KeepAlive: send keep-alive packets (period keepAliveTimeout). Default
-	// NoPreference.
+	// NoPreference. TCP, TLS and QUIC send them only when asked (Prefer,
+	// Require, or a keepAliveTimeout with NoPreference), so Avoid and
+	// Prohibit rule none of them out: they get no keep-alives. With
+	// Prohibit, a keepAliveTimeout other than Disabled is a conflict
+	// (ErrConflictingProperties), on the Preconnection and in a later
+	// Connection.SetProperty alike.
 	KeepAlive Property = "keepAlive"
 	// Interface: a set of (Preference, interface name or type); set with
 	// [TransportProperties.SetInterface] or Set with a map[string]Preference.
@@ -655,7 +660,12 @@ const (
 	// Connection that cannot deliver reliably is declared failed. Setting
 	// it also sets tcp.userTimeoutChangeable to false. Default Disabled.
 	// The transport applies it to what it holds (TCP and TLS:
-	// TCP_USER_TIMEOUT; QUIC: the idle timeout); gotaps applies it to the
+	// TCP_USER_TIMEOUT; QUIC: the idle timeout, which also ends a
+	// connection that is merely idle unless keepAliveTimeout is shorter),
+	// and a Connection it ends fails with a [*ConnectionError] with
+	// ReasonTimeout unwrapping to syscall.ETIMEDOUT on either (QUIC's
+	// also to net.ErrClosed and to a net.Error whose Timeout is true,
+	// quic-go's IdleTimeoutError); gotaps applies it to the
 	// messages queued in its own send queue while the transport takes
 	// nothing (a peer that stopped reading filled the socket's send buffer
 	// or the stream's flow-control window): once the blocked write has made
@@ -695,7 +705,9 @@ const (
 	// MaxRecvRate: int > 0 (bit/s) or Unlimited. Default Unlimited.
 	MaxRecvRate Property = "maxRecvRate"
 	// GroupConnLimit: int > 0 or Unlimited, the most Connections the peer
-	// may add to the group. Default Unlimited.
+	// may add to the group. Default Unlimited. A stream the peer opens
+	// beyond it (QUIC) is refused: the peer's Connection ends with a
+	// [*ConnectionError] unwrapping to stacks.ErrStreamRefused.
 	GroupConnLimit Property = "groupConnLimit"
 	// IsolateSession: bool, share no cached state outside the group.
 	// Default false.

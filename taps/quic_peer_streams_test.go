@@ -202,22 +202,7 @@ func TestQUICInitiatorRefusesPeerStreamsWithoutAHandler(t *testing.T) {
 	sys := newTestSystem(t)
 	ctx := testCtx(t)
 	c, s := quicInitiated(t, sys)
-	refused := func() {
-		t.Helper()
-		sc, err := s.Clone(ctx)
-		require.NoError(t, err)
-		require.NoError(t, sc.Send(ctx, []byte("nobody takes this"), nil))
-		bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_, err = sc.Receive(bounded)
-		require.Error(t, err)
-		require.NotErrorIs(t, err, context.DeadlineExceeded, "refused, not left hanging")
-		awaitDone(t, sc, "the refused clone")
-		var ce *ConnectionError
-		require.ErrorAs(t, sc.Err(), &ce)
-		require.ErrorIs(t, sc.Err(), stacks.ErrStreamRefused)
-	}
-	refused()
+	requireCloneRefused(t, s, "nobody takes this")
 	roundTripPair(t, c, s, "the session carries on")
 	mine, err := c.GroupedConnections(ctx)
 	require.NoError(t, err)
@@ -226,8 +211,29 @@ func TestQUICInitiatorRefusesPeerStreamsWithoutAHandler(t *testing.T) {
 	// set, then removed: refused again
 	c.OnConnectionReceived(func(_, r *Connection) { r.Abort() })
 	c.OnConnectionReceived(nil)
-	refused()
+	requireCloneRefused(t, s, "nobody takes this either")
 	roundTripPair(t, c, s, "still")
+}
+
+// requireCloneRefused clones from (a QUIC connection) and sends what on
+// the clone, whose stream the peer must refuse: the clone's Receive fails
+// at once, not when its ctx ends, and the clone ends with a
+// ConnectionError unwrapping to stacks.ErrStreamRefused.
+func requireCloneRefused(t *testing.T, from *Connection, what string) {
+	t.Helper()
+	ctx := testCtx(t)
+	sc, err := from.Clone(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sc.Send(ctx, []byte(what), nil))
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = sc.Receive(bounded)
+	require.Error(t, err, what)
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "%s: refused, not left hanging", what)
+	awaitDone(t, sc, what)
+	var ce *ConnectionError
+	require.ErrorAs(t, sc.Err(), &ce, what)
+	require.ErrorIs(t, sc.Err(), stacks.ErrStreamRefused, what)
 }
 
 // TestQUICInitiatorReceivedHandlerPanicIsContained: a panic in the

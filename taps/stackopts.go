@@ -368,9 +368,18 @@ func multipathPolicyError(m *messages.Properties, sel []stacks.Stack, policy Mul
 // checkSetProperty refuses, on an open connection (cfg is its
 // configuration), a connection property value this system cannot honour:
 // multipathPolicy other than Handover with multipath on, as checkSelection
-// does before establishment. The error is a *PropertyError wrapping
-// ErrPropertyUnsatisfiable.
+// does before establishment (a *PropertyError wrapping
+// ErrPropertyUnsatisfiable), and a keepAliveTimeout other than Disabled on
+// a connection that Prohibits keepAlive, as Validate does (a
+// *PropertyError wrapping ErrConflictingProperties).
 func checkSetProperty(cfg *messages.ConnectionConfig, p Property, v any) error {
+	if p == KeepAliveTimeout && v != Disabled && cfg != nil &&
+		cfg.Properties.GetValues()[string(KeepAlive)].GetPreference() == int32(Prohibit) {
+		// the Selection Property is the connection's for good (RFC 9622
+		// §6.2): its socket stays without keep-alives, as Validate has it
+		return &PropertyError{Property: p, Value: v,
+			Err: fmt.Errorf("%w: %s=%v contradicts Prohibit %s", ErrConflictingProperties, p, v, KeepAlive)}
+	}
 	pol, ok := v.(MultipathPolicyMode)
 	if p != MultipathPolicy || !ok || cfg == nil {
 		return nil
