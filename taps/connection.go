@@ -1109,9 +1109,15 @@ func (c *Connection) AbortGroup() {
 }
 
 // GroupedConnections returns the connections of this connection's group
-// (itself included while it is open; once it has ended, the others).
+// that have not ended (itself included while it is open; once it has
+// ended, the others, none once the whole group has ended).
 func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
 	gm, err := callConn[*actors.GroupMembers](ctx, c, &messages.ListGroupMembers{}) // the connection knows whether it left its group
+	if errors.Is(err, ErrClosed) && !c.link.LeftGroup() {
+		// its actor has stopped: the group, which outlives it while other
+		// members run, lists them (it has ended once its last member has)
+		gm, err = callWatching[*actors.GroupMembers](ctx, c.sys, c.group, &messages.ListGroupMembers{})
+	}
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, nil
@@ -1120,6 +1126,9 @@ func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, err
 	}
 	out := make([]*Connection, 0, len(gm.Members))
 	for _, m := range gm.Members {
+		if m.Link.State() == actors.Closed {
+			continue // ended: listed until the group has taken its end in
+		}
 		out = append(out, connectionOf(c.sys, &actors.ConnectionStarted{Link: m.Link, Conn: m.PID, Group: c.group}, c.cfg))
 	}
 	return out, nil
