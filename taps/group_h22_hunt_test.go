@@ -1,6 +1,9 @@
 package taps
 
 import (
+	"context"
+	"net/netip"
+
 	"testing"
 
 	"github.com/gotaps/gotaps/framers"
@@ -34,4 +37,44 @@ func TestGroupsH22GroupedConnectionsOfAnEndedMember(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, group)
 	}
+}
+
+// A WithResolver lookup that panics is contained: the lookup fails with a
+// *PanicError (an establishment's resolution error, as a panicking
+// stack's dial is an attempt's), the other family's answer still counts,
+// and the process goes on. The lookup ran on a goroutine of the
+// resolver's own, and its panic crashed the process.
+func TestSupervisionH22ResolverPanicIsContained(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	ap, ok := ln.LocalEndpoints()[0].Addr()
+	require.True(t, ok)
+	t.Run("every lookup", func(t *testing.T) {
+		pre := NewPreconnection(WithSystem(sys),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("panic.example").WithPort(ap.Port())),
+			WithResolver(func(context.Context, string, string) ([]netip.Addr, error) { panic("resolver bug") }))
+		_, err := pre.Initiate(testCtx(t))
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee)
+		require.Equal(t, ReasonResolutionFailed, ee.Reason)
+		var pe *PanicError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, "resolver bug", pe.Value)
+		require.Equal(t, "WithResolver lookup", pe.Where)
+		require.NotEmpty(t, pe.Stack)
+	})
+	t.Run("one family", func(t *testing.T) {
+		pre := NewPreconnection(WithSystem(sys),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("panic.example").WithPort(ap.Port())),
+			WithResolver(func(_ context.Context, network, _ string) ([]netip.Addr, error) {
+				if network == "ip6" {
+					panic("resolver bug")
+				}
+				return []netip.Addr{ap.Addr()}, nil
+			}))
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+		requireDone(t, c)
+	})
 }

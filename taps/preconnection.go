@@ -270,8 +270,22 @@ func WithAcceptBacklog(n int) PreconnectionOption {
 // answers (a positive AAAA answer at once, a positive A answer after the
 // AAAA answer or the 50 ms resolution delay) and a later answer joins the
 // race; a lookup still running when the race ends is cancelled, and
-// waited for.
+// waited for. A panic in lookup is contained: that lookup fails with the
+// *PanicError (Where "WithResolver lookup"), which the establishment's
+// error wraps when no address was found, as a failed lookup's error; it
+// is not a handler panic (WithHandlerPanic).
 func WithResolver(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) PreconnectionOption {
+	if lookup != nil {
+		user := lookup
+		lookup = func(ctx context.Context, network, host string) (addrs []netip.Addr, err error) {
+			// it runs on a goroutine of the resolver's: a panic there
+			// would end the process
+			if perr := supervision.Contain("WithResolver lookup", func() { addrs, err = user(ctx, network, host) }); perr != nil {
+				return nil, perr
+			}
+			return addrs, err
+		}
+	}
 	return func(p *Preconnection) { p.resolver = stacks.Resolver{LookupNetIP: lookup} }
 }
 
