@@ -512,7 +512,7 @@ func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
 			m.removed.Reason = "migration to " + endpointName(m.target) + " failed (" + m.err.Error() + ")"
 			c.switchPath(ctx, m.removed)
 		case m.lost != nil:
-			c.reestablish(ctx, m.lost)
+			c.fail(ctx, m.lost) // re-established, or ended when the policy's row is spent
 		}
 		return
 	}
