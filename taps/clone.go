@@ -197,7 +197,12 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	if st.Capabilities().Multistreaming && !readFirstClone(cfg.Properties) {
 		// a multistreaming stack (QUIC): the clone is a new stream of the
 		// same session
-		stream, err := callConn[*actors.StreamOpened](ctx, c, &actors.OpenStream{Ctx: ctx})
+		// the open waits for the peer's stream limit as long as this
+		// call does, and no longer (ended as it returns: also when c
+		// stopped meanwhile)
+		octx, cancel := context.WithCancel(ctx)
+		stream, err := callConn[*actors.StreamOpened](octx, c, &actors.OpenStream{Ctx: octx})
+		cancel()
 		if err != nil {
 			return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: err}
 		}
