@@ -95,6 +95,10 @@ func TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream(t *testing.T) {
 	_, err := c.Clone(short)
 	cancel()
 	require.Error(t, err, "no stream while the limit is reached")
+	var ce *CloneError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, ReasonTimeout, ce.Reason, "its ctx ended: a timeout, as while it waits for Ready")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	roundTrip(t, clones[0], "frees a stream when closed")
 	require.NoError(t, clones[0].Close())
