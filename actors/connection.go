@@ -3229,9 +3229,10 @@ func (c *connActor) applySetDuring() {
 //   - connCapacityProfile: the DSCP (IP_TOS / IPV6_TCLASS), every stack
 //     with a socket of its own; a UDP or UDP-Lite connection a Listener
 //     accepted marks its own datagrams instead (stacks.LiveOptions.DSCP);
-//     an accepted QUIC stream and a Unix socket cannot (ErrNotApplicable). On TCP and TLS
-//     Scavenger also switches TCP_CONGESTION to "lp" when the kernel
-//     offers it (liveprops.go).
+//     a QUIC stream (accepted, or initiated: its DSCP is set when its
+//     session is dialed) and a Unix socket cannot (ErrNotApplicable). On
+//     TCP and TLS Scavenger also switches TCP_CONGESTION to "lp" when the
+//     kernel offers it (liveprops.go).
 //   - connTimeout, tcp.userTimeoutValue, tcp.userTimeoutEnabled:
 //     TCP_USER_TIMEOUT (the user timeout when enabled, else connTimeout,
 //     else 0, the system default). TCP and TLS only. connTimeout also

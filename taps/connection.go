@@ -1382,10 +1382,13 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // by a SetProperty error. connCapacityProfile on a UDP or UDP-Lite
 // Connection a Listener accepted, which shares the Listener's socket,
 // marks that Connection's later datagrams only (a per-datagram IP_TOS /
-// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
-// accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
-// the socket and has no per-connection TOS), and so it is on a Unix
-// domain socket Connection (no IP header), as are the TCP options.
+// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on a
+// QUIC Connection it is stacks.ErrNotApplicable, accepted (quic-go shares
+// the Listener's socket and has no per-connection TOS) or initiated (the
+// DSCP is the session's socket's, set when it is dialed; dialed without
+// one, quic-go writes each packet's TOS byte itself, for ECN), and so it
+// is on a Unix domain socket Connection (no IP header), as are the TCP
+// options (on UDP and QUIC too).
 //
 // A Message Property (msgPriority, msgLifetime, ...; RFC 9622 §9.1.3)
 // becomes this Connection's default for the Messages it sends afterwards
