@@ -206,6 +206,10 @@ func (c *connActor) switchPath(ctx actor.Context, err *EndpointRemovedError) {
 	default:
 		sw := *err
 		sw.Reason = reason("switching to the other endpoints")
+		// no failure: the application's switch starts a row of attempts
+		// of its own, whatever the row that brought up this transport
+		// (StableAfter) had spent
+		c.attempts = 0
 		if c.reestablish(ctx, &sw) {
 			c.closeGen++ // the backoff timer's reestablishNow is now stale
 			ctx.Send(ctx.Self(), &reestablishNow{gen: c.closeGen})
