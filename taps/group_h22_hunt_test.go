@@ -3,8 +3,8 @@ package taps
 import (
 	"context"
 	"net/netip"
-
 	"testing"
+	"time"
 
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
@@ -76,5 +76,46 @@ func TestSupervisionH22ResolverPanicIsContained(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, c.Close())
 		requireDone(t, c)
+	})
+}
+
+// A message sent while the connection re-establishes waits for the new
+// transport (WithReestablishment's doc): its msgLifetime runs meanwhile
+// (Expired), and it fails with a SendError when the attempts are spent.
+func TestReestH22SendDuringReestablishment(t *testing.T) {
+	t.Run("lifetime", func(t *testing.T) {
+		c, _ := inLongBackoff(t)
+		mc := NewMessageContext()
+		require.NoError(t, mc.Set(MsgLifetime, 50*time.Millisecond))
+		sent := make(chan error, 1)
+		c.SendAsync([]byte("late"), mc, func(_ *Connection, err error) { sent <- err })
+		err := epAwait(t, testCtx(t), sent, "Expired")
+		require.ErrorIs(t, err, ErrExpired)
+		require.Equal(t, StateEstablishing, c.State(), "still re-establishing")
+		c.Abort()
+		requireDone(t, c)
+	})
+	t.Run("attempts spent", func(t *testing.T) {
+		sys := newTestSystem(t)
+		ln, r := rawListener(t)
+		pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r),
+			WithReestablishment(ReestablishPolicy{Initial: 100 * time.Millisecond, MaxAttempts: 1}))
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err)
+		ev := watchReest(c)
+		peer, err := ln.Accept()
+		require.NoError(t, err)
+		require.NoError(t, ln.Close()) // the attempt is refused
+		require.NoError(t, peer.Close())
+		require.Equal(t, "reestablishing", <-ev.ch)
+		sent := make(chan error, 1)
+		c.SendAsync([]byte("queued"), nil, func(_ *Connection, err error) { sent <- err })
+		err = epAwait(t, testCtx(t), sent, "SendError")
+		var se *SendError
+		require.ErrorAs(t, err, &se)
+		requireDone(t, c)
+		var ce *ConnectionError
+		require.ErrorAs(t, c.Err(), &ce)
+		require.Equal(t, []string{"connectionError"}, ev.all())
 	})
 }

@@ -303,7 +303,11 @@ type ReestablishPolicy = supervision.Backoff
 // each re-establishment is an event (OnReestablishing, OnReestablished) and
 // a trace record. Messages not yet sent when the transport was lost fail
 // with a SendError: the application decides whether to send them again.
-// When MaxAttempts consecutive attempts fail, the connection ends with a
+// Messages sent while the connection re-establishes (Establishing, until
+// OnReestablished) wait for the new transport, as sends before Ready do:
+// their msgLifetime runs meanwhile (Expired), and they fail with a
+// SendError when the connection ends instead (Close, Abort, the attempts
+// spent). When MaxAttempts consecutive attempts fail, the connection ends with a
 // ConnectionError. A successful attempt ends the row only once its
 // transport has stayed up StableAfter (default: Max): a peer that accepts
 // and drops the connection at once makes the waits grow and, after
