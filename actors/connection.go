@@ -1056,10 +1056,10 @@ func (c *connActor) openStream(ctx actor.Context, m *OpenStream) {
 		}
 	}
 	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
-	req := m.Ctx
+	req, counted := m.Ctx, m.Ctx == nil
 	var sctx context.Context
 	var cancel context.CancelFunc
-	if req == nil {
+	if counted {
 		// the group's request (a member re-establishing, rejoin.go),
 		// whose waiter has no ctx: bounded here, and counted in c.wg
 		req = context.Background()
@@ -1070,7 +1070,6 @@ func (c *connActor) openStream(ctx actor.Context, m *OpenStream) {
 		// c.wg, whose Wait at the stop would wait for that ctx)
 		sctx, cancel = context.WithCancel(req)
 	}
-	counted := m.Ctx == nil
 	go func() {
 		defer cancel()
 		if counted {
