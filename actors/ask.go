@@ -49,15 +49,41 @@ func Ask(ctx context.Context, s *System, pid *actor.PID, req any) (any, error) {
 // aborted the connection) is still returned; an end without a reply gives
 // ErrActorGone.
 func AskUnlessDone(ctx context.Context, s *System, pid *actor.PID, req any, done <-chan struct{}) (any, error) {
+	return ask(ctx, s, pid, req, done, false)
+}
+
+// AskWatching is Ask that watches pid while it waits: an actor that ends
+// before it answers (a request queued as it stopped is dropped unanswered)
+// gives ErrActorGone at once instead of a wait until ctx ends.
+func AskWatching(ctx context.Context, s *System, pid *actor.PID, req any) (any, error) {
+	return ask(ctx, s, pid, req, nil, true)
+}
+
+func ask(ctx context.Context, s *System, pid *actor.PID, req any, done <-chan struct{}, watch bool) (any, error) {
 	p := &replyProc{ch: make(chan any, 1)}
 	self, ok := s.AS.ProcessRegistry.Add(p, "ask"+s.AS.ProcessRegistry.NextId())
 	if !ok {
 		return nil, errors.New("ask: registry refused the reply process")
 	}
 	defer s.AS.ProcessRegistry.Remove(self)
+	watching := false
+	if watch {
+		// before the request: a system message, taken before it; an actor
+		// stopping or gone answers it with Terminated at once
+		target, _ := s.AS.ProcessRegistry.Get(pid)
+		target.SendSystemMessage(pid, &actor.Watch{Watcher: self})
+		watching = true
+		defer func() {
+			if watching { // still running: it would tell a gone watcher of its end
+				target.SendSystemMessage(pid, &actor.Unwatch{Watcher: self})
+			}
+		}()
+	}
 	s.AS.Root.RequestWithCustomSender(pid, req, self)
 	reply := func(r any) (any, error) {
-		if _, dead := r.(*actor.DeadLetterResponse); dead {
+		switch r.(type) {
+		case *actor.DeadLetterResponse, *actor.Terminated:
+			watching = false
 			return nil, ErrActorGone
 		}
 		if err, ok := r.(error); ok {

@@ -205,6 +205,10 @@ func (c *connActor) switchPath(ctx actor.Context, err *EndpointRemovedError) {
 	default:
 		sw := *err
 		sw.Reason = reason("switching to the other endpoints")
+		// no failure: the application's switch starts a row of attempts
+		// of its own, whatever the row that brought up this transport
+		// (StableAfter) had spent
+		c.attempts = 0
 		if c.reestablish(ctx, &sw) {
 			c.closeGen++ // the backoff timer's reestablishNow is now stale
 			ctx.Send(ctx.Self(), &reestablishNow{gen: c.closeGen})
@@ -511,7 +515,7 @@ func (c *connActor) migrated(ctx actor.Context, m *migrateDone) {
 			m.removed.Reason = "migration to " + endpointName(m.target) + " failed (" + m.err.Error() + ")"
 			c.switchPath(ctx, m.removed)
 		case m.lost != nil:
-			c.reestablish(ctx, m.lost)
+			c.fail(ctx, m.lost) // re-established, or ended when the policy's row is spent
 		}
 		return
 	}

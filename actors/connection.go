@@ -999,14 +999,21 @@ func (c *connActor) acceptStreams(ctx actor.Context, ms stacks.MultiStream) {
 
 // OpenStream asks a connection on a multistreaming stack for a new stream
 // of its session (Clone); the reply is *StreamOpened. Ctx is the
-// requester's: a stream that had to wait for the peer's limit is not
-// opened, or is aborted, once it has ended (nobody would take it).
+// requester's: a stream that has to wait for the peer's limit waits as
+// long as Ctx runs, and is not opened, or is aborted, once it has ended
+// (nobody would take it); the requester must end Ctx once it stops
+// waiting for the reply. Without Ctx the wait is bounded by
+// openStreamBound.
 type OpenStream struct {
 	Ctx context.Context
 	// Dir is the direction of the connection the stream is for (nil: the
 	// opener's): a send-only one gets a unidirectional stream.
 	Dir *Direction
 }
+
+// openStreamBound bounds the wait for the peer's stream limit of an
+// OpenStream without Ctx (a member re-establishing on the group's session).
+const openStreamBound = 10 * time.Second
 
 // StreamOpened is the reply to OpenStream.
 type StreamOpened struct {
@@ -1049,16 +1056,29 @@ func (c *connActor) openStream(ctx actor.Context, m *OpenStream) {
 		}
 	}
 	sender, root, stack := ctx.Sender(), ctx.ActorSystem().Root, c.stack
-	req := m.Ctx
-	if req == nil {
+	req, counted := m.Ctx, m.Ctx == nil
+	var sctx context.Context
+	var cancel context.CancelFunc
+	if counted {
+		// the group's request (a member re-establishing, rejoin.go),
+		// whose waiter has no ctx: bounded here, and counted in c.wg
 		req = context.Background()
+		sctx, cancel = context.WithTimeout(req, openStreamBound)
+	} else {
+		// a Clone's: as long as the Clone waits, which ends its ctx as it
+		// returns (also when this connection has stopped: not counted in
+		// c.wg, whose Wait at the stop would wait for that ctx)
+		sctx, cancel = context.WithCancel(req)
 	}
-	sctx, cancel := context.WithTimeout(req, 10*time.Second)
 	go func() {
 		defer cancel()
-		c.wg.Add(1) // counted only while blocked (datapath.go)
+		if counted {
+			c.wg.Add(1) // counted only while blocked (datapath.go)
+		}
 		t, err := open(sctx)
-		c.wg.Done()
+		if counted {
+			c.wg.Done()
+		}
 		if err != nil {
 			root.Send(sender, err)
 			return
@@ -3231,9 +3251,10 @@ func (c *connActor) applySetDuring() {
 //   - connCapacityProfile: the DSCP (IP_TOS / IPV6_TCLASS), every stack
 //     with a socket of its own; a UDP or UDP-Lite connection a Listener
 //     accepted marks its own datagrams instead (stacks.LiveOptions.DSCP);
-//     an accepted QUIC stream and a Unix socket cannot (ErrNotApplicable). On TCP and TLS
-//     Scavenger also switches TCP_CONGESTION to "lp" when the kernel
-//     offers it (liveprops.go).
+//     a QUIC stream (accepted, or initiated: its DSCP is set when its
+//     session is dialed) and a Unix socket cannot (ErrNotApplicable). On
+//     TCP and TLS Scavenger also switches TCP_CONGESTION to "lp" when the
+//     kernel offers it (liveprops.go).
 //   - connTimeout, tcp.userTimeoutValue, tcp.userTimeoutEnabled:
 //     TCP_USER_TIMEOUT (the user timeout when enabled, else connTimeout,
 //     else 0, the system default). TCP and TLS only. connTimeout also

@@ -232,7 +232,10 @@ func (c *connActor) pathReceive(ctx actor.Context, m any) {
 				return // conn_endpoints.go
 			}
 			c.logger().Debug("path lost: re-establishing", "why", why)
-			c.reestablish(ctx, err)
+			// a loss as any other: with no attempt left in the policy's
+			// row (a transport lost before it stayed up StableAfter) the
+			// connection ends with a ConnectionError
+			c.fail(ctx, err)
 		}
 	case *migrateDone: // conn_endpoints.go
 		c.migrated(ctx, m)

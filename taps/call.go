@@ -37,6 +37,24 @@ func callUnless[R any](ctx context.Context, s *System, pid *actor.PID, cmd any, 
 		return zero, ErrSystemShutdown
 	}
 	res, err := actors.AskUnlessDone(ctx, s.s, pid, cmd, gone)
+	return callResult[R](res, err)
+}
+
+// callWatching is call that stops waiting when pid ends before it answers
+// (an actor that stops drops the requests queued for it unanswered): for
+// an actor with no Link to wait on, such as a group.
+func callWatching[R any](ctx context.Context, s *System, pid *actor.PID, cmd any) (R, error) {
+	if s.s.IsShutdown() {
+		var zero R
+		return zero, ErrSystemShutdown
+	}
+	return callResult[R](actors.AskWatching(ctx, s.s, pid, cmd))
+}
+
+// callResult is the result of a call: an actor gone is ErrClosed, and the
+// reply must be an R.
+func callResult[R any](res any, err error) (R, error) {
+	var zero R
 	if err != nil {
 		if errors.Is(err, actors.ErrActorGone) {
 			return zero, fmt.Errorf("%w", ErrClosed)

@@ -94,7 +94,8 @@ func (c *Connection) shutdownCause(err error) error {
 // (a connection that cannot be cloned, invalid options, the System shut
 // down) fails here at once with a *CloneError. On a multistreaming stack
 // the clone's stream is opened before it returns, which waits while the
-// peer's stream limit is reached (bounded by ctx). ctx bounds the
+// peer's stream limit is reached (bounded by ctx: when it ends first, a
+// *CloneError with ReasonTimeout, as Clone returns). ctx bounds the
 // establishment only: when it ends first, the clone's EstablishmentError
 // has ReasonTimeout.
 func (c *Connection) CloneAsync(ctx context.Context, opts ...CloneOption) (*Connection, error) {
@@ -209,9 +210,18 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	if stream {
 		// a multistreaming stack (QUIC): the clone is a new stream of the
 		// same session
-		stream, err := callConn[*actors.StreamOpened](ctx, c, &actors.OpenStream{Ctx: ctx})
+		// the open waits for the peer's stream limit as long as this
+		// call does, and no longer (ended as it returns: also when c
+		// stopped meanwhile)
+		octx, cancel := context.WithCancel(ctx)
+		stream, err := callConn[*actors.StreamOpened](octx, c, &actors.OpenStream{Ctx: octx})
+		cancel()
 		if err != nil {
-			return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: err}
+			reason := ReasonNotCloneable
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				reason = ReasonTimeout // ctx ended while the peer's stream limit was reached
+			}
+			return nil, nil, &CloneError{Reason: reason, Err: err}
 		}
 		req.Stream = stream
 	}

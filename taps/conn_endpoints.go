@@ -47,8 +47,9 @@ func (c *Connection) AddRemote(ctx context.Context, remotes ...*RemoteEndpoint) 
 // name whose address the connection was established to) changes the path:
 // a connection with WithReestablishment and other remotes left is
 // established again to them at once (OnReestablishing with an
-// *EndpointRemovedError, then OnReestablished; messages not yet sent get a
-// SendError); any other connection (no policy, a received connection, or no
+// *EndpointRemovedError, attempt 1 of a new row of the policy's attempts
+// whatever the row before had spent, then OnReestablished; messages not
+// yet sent get a SendError); any other connection (no policy, a received connection, or no
 // remote left: removing every remote) is aborted, and its ConnectionError
 // wraps an *EndpointRemovedError. RemoveRemote returns once the set has
 // changed; it reports only errors of its own (as AddRemote).

@@ -302,6 +302,43 @@ func TestConnectionRemoveRemoteInUseSwitches(t *testing.T) {
 	require.Equal(t, StateEstablished, c.State())
 }
 
+// TestConnectionRemoveRemoteInUseSwitchesAfterAReestablishment: the switch
+// is made whatever the policy's row of attempts: a connection whose
+// transport was re-established by the last attempt MaxAttempts allows, and
+// has not stayed up StableAfter since, still switches to the other remote
+// (RemoveRemote's doc aborts only without a policy or another remote). It
+// was aborted ("re-establishment not possible"): since StableAfter the row
+// went on into the switch, which the policy then refused.
+func TestConnectionRemoveRemoteInUseSwitchesAfterAReestablishment(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	a, b := newEndpointPeer(t, sys), newEndpointPeer(t, sys)
+	c := epInitiate(t, sys, nil, []PreconnectionOption{WithReestablishment(
+		ReestablishPolicy{Initial: time.Millisecond, MaxAttempts: 1, StableAfter: time.Hour})}, a.remote())
+	reestablishing, reestablished := epReestablishEvents(c)
+	connErr := make(chan error, 1)
+	c.OnConnectionError(func(_ *Connection, err error) { connErr <- err })
+	epEcho(t, ctx, c, "to a")
+	a.next(t, ctx).Abort() // a loss: the one attempt of the row
+	epAwait(t, ctx, reestablishing, "Reestablishing")
+	require.Equal(t, 1, epAwait(t, ctx, reestablished, "Reestablished"))
+	epEcho(t, ctx, c, "to a again")
+	require.NoError(t, c.AddRemote(ctx, b.remote()))
+
+	require.NoError(t, c.RemoveRemote(ctx, a.remote()))
+	select {
+	case err := <-reestablishing:
+		require.ErrorIs(t, err, ErrEndpointRemoved)
+	case err := <-connErr:
+		t.Fatalf("the switch was refused: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no Reestablishing")
+	}
+	epAwait(t, ctx, reestablished, "Reestablished")
+	require.Equal(t, b.addr.Port(), epRemotePort(t, ctx, c))
+	epEcho(t, ctx, c, "to b")
+}
+
 // TestConnectionRemoveRemoteInUseAborts: without a re-establishment
 // policy, or with no remote left, removing the remote in use aborts the
 // connection with an *EndpointRemovedError.

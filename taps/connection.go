@@ -1109,9 +1109,15 @@ func (c *Connection) AbortGroup() {
 }
 
 // GroupedConnections returns the connections of this connection's group
-// (itself included while it is open; once it has ended, the others).
+// that have not ended (itself included while it is open; once it has
+// ended, the others, none once the whole group has ended).
 func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
 	gm, err := callConn[*actors.GroupMembers](ctx, c, &messages.ListGroupMembers{}) // the connection knows whether it left its group
+	if errors.Is(err, ErrClosed) && !c.link.LeftGroup() {
+		// its actor has stopped: the group, which outlives it while other
+		// members run, lists them (it has ended once its last member has)
+		gm, err = callWatching[*actors.GroupMembers](ctx, c.sys, c.group, &messages.ListGroupMembers{})
+	}
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, nil
@@ -1120,6 +1126,9 @@ func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, err
 	}
 	out := make([]*Connection, 0, len(gm.Members))
 	for _, m := range gm.Members {
+		if m.Link.State() == actors.Closed {
+			continue // ended: listed until the group has taken its end in
+		}
 		out = append(out, connectionOf(c.sys, &actors.ConnectionStarted{Link: m.Link, Conn: m.PID, Group: c.group}, c.cfg))
 	}
 	return out, nil
@@ -1373,10 +1382,13 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // by a SetProperty error. connCapacityProfile on a UDP or UDP-Lite
 // Connection a Listener accepted, which shares the Listener's socket,
 // marks that Connection's later datagrams only (a per-datagram IP_TOS /
-// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
-// accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
-// the socket and has no per-connection TOS), and so it is on a Unix
-// domain socket Connection (no IP header), as are the TCP options.
+// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on a
+// QUIC Connection it is stacks.ErrNotApplicable, accepted (quic-go shares
+// the Listener's socket and has no per-connection TOS) or initiated (the
+// DSCP is the session's socket's, set when it is dialed; dialed without
+// one, quic-go writes each packet's TOS byte itself, for ECN), and so it
+// is on a Unix domain socket Connection (no IP header), as are the TCP
+// options (on UDP and QUIC too).
 //
 // A Message Property (msgPriority, msgLifetime, ...; RFC 9622 §9.1.3)
 // becomes this Connection's default for the Messages it sends afterwards

@@ -18,9 +18,11 @@ import (
 )
 
 // serveEach accepts every connection of ln until t ends and runs serve on
-// each, in a goroutine of its own, with t's ctx.
+// each, in a goroutine of its own, with a ctx that ends with t (not after
+// testCtx's 10 s: a test may outlast them).
 func serveEach(t *testing.T, ln *Listener, serve func(ctx context.Context, s *Connection)) {
-	ctx := testCtx(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	go func() {
 		for {
 			s, err := ln.Accept(ctx)

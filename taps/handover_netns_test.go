@@ -116,6 +116,12 @@ func (lab *handoverLab) nextPeer(t *testing.T, ctx context.Context) netip.AddrPo
 // dead path fail in about a second.
 func (lab *handoverLab) initiate(t *testing.T, sys *System) *Connection {
 	t.Helper()
+	return lab.initiateWith(t, sys, ReestablishPolicy{Initial: 50 * time.Millisecond, MaxAttempts: 5})
+}
+
+// initiateWith is initiate with the re-establishment policy pol.
+func (lab *handoverLab) initiateWith(t *testing.T, sys *System, pol ReestablishPolicy) *Connection {
+	t.Helper()
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Set(ConnTimeout, time.Second))
 	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithTransportProperties(tp),
@@ -123,7 +129,7 @@ func (lab *handoverLab) initiate(t *testing.T, sys *System) *Connection {
 		WithLocalEndpoint(
 			NewLocalEndpoint().WithIPAddress(lab.l1.String()).WithInterface(lab.if1),
 			NewLocalEndpoint().WithIPAddress(lab.l2.String()).WithInterface(lab.if2)),
-		WithReestablishment(ReestablishPolicy{Initial: 50 * time.Millisecond, MaxAttempts: 5}))
+		WithReestablishment(pol))
 	pre.AddFramer(framers.NewLengthPrefix())
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
@@ -318,6 +324,42 @@ func TestPathLostReestablishesWithoutHandlerInNetns(t *testing.T) {
 	epAwait(t, ctx, reestablished, "Reestablished")
 	require.Equal(t, lab.l2, echoFrom(t, ctx, c, "over link 2", lab.l2).Addr())
 	require.Equal(t, lab.l2, lab.nextPeer(t, ctx).Addr(), "the server sees the new connection from l2")
+}
+
+// TestPathLostWithTheRowSpentEndsInNetns: a path lost when the policy has
+// no attempt left in its row ends the connection with a ConnectionError
+// (ErrPathLost), as any other loss then does: the route monitor's guard
+// re-established only while the policy allowed it and otherwise did
+// nothing, so a connection whose re-established transport had not yet
+// stayed up StableAfter (the row goes on) stayed Established on a path
+// known to be gone. Link 1 going down uses the one attempt of MaxAttempts
+// 1 (over link 2); link 2 then goes down. It needs root.
+func TestPathLostWithTheRowSpentEndsInNetns(t *testing.T) {
+	lab := newHandoverLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	c := lab.initiateWith(t, newTestSystem(t), ReestablishPolicy{Initial: 50 * time.Millisecond, MaxAttempts: 1, StableAfter: time.Hour})
+	reestablishing := make(chan error, 4)
+	reestablished := make(chan struct{}, 4)
+	ended := make(chan error, 1)
+	c.OnReestablishing(func(_ *Connection, err error, _ int) { reestablishing <- err })
+	c.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
+	c.OnConnectionError(func(_ *Connection, err error) { ended <- err })
+	lab.echoFirst(t, ctx, c)
+
+	stacktest.IP(t, "link", "set", lab.if1, "down")
+	require.ErrorIs(t, epAwait(t, ctx, reestablishing, "Reestablishing"), ErrPathLost)
+	epAwait(t, ctx, reestablished, "Reestablished")
+	require.Equal(t, lab.l2, echoFrom(t, ctx, c, "over link 2", lab.l2).Addr())
+	require.Equal(t, lab.l2, lab.nextPeer(t, ctx).Addr())
+
+	stacktest.IP(t, "link", "set", lab.if2, "down") // within StableAfter: the row is spent
+	err := epAwait(t, ctx, ended, "ConnectionError: the connection stayed on a path that is gone")
+	var ce *ConnectionError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, ErrPathLost)
+	require.Empty(t, reestablishing, "no attempt left in the row")
+	requireDone(t, c)
 }
 
 // TestHandoverOnSilentPathInNetns: a failure the host cannot see (the

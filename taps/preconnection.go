@@ -274,8 +274,22 @@ func WithAcceptBacklog(n int) PreconnectionOption {
 // lookup still running when the race ends is cancelled, and waited for.
 // It does not replace the SRV lookups of a RemoteEndpoint's service
 // (WithService), made with WithDNSResolver's resolver; lookup resolves
-// their targets.
+// their targets. A panic in lookup is contained: that lookup fails with
+// the *PanicError (Where "WithResolver lookup"), which the
+// establishment's error wraps when no address was found, as a failed
+// lookup's error; it is not a handler panic (WithHandlerPanic).
 func WithResolver(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) PreconnectionOption {
+	if lookup != nil {
+		user := lookup
+		lookup = func(ctx context.Context, network, host string) (addrs []netip.Addr, err error) {
+			// it runs on a goroutine of the resolver's: a panic there
+			// would end the process
+			if perr := supervision.Contain("WithResolver lookup", func() { addrs, err = user(ctx, network, host) }); perr != nil {
+				return nil, perr
+			}
+			return addrs, err
+		}
+	}
 	return func(p *Preconnection) { p.resolver.LookupNetIP = lookup }
 }
 
@@ -307,7 +321,11 @@ type ReestablishPolicy = supervision.Backoff
 // each re-establishment is an event (OnReestablishing, OnReestablished) and
 // a trace record. Messages not yet sent when the transport was lost fail
 // with a SendError: the application decides whether to send them again.
-// When MaxAttempts consecutive attempts fail, the connection ends with a
+// Messages sent while the connection re-establishes (Establishing, until
+// OnReestablished) wait for the new transport, as sends before Ready do:
+// their msgLifetime runs meanwhile (Expired), and they fail with a
+// SendError when the connection ends instead (Close, Abort, the attempts
+// spent). When MaxAttempts consecutive attempts fail, the connection ends with a
 // ConnectionError. A successful attempt ends the row only once its
 // transport has stayed up StableAfter (default: Max): a peer that accepts
 // and drops the connection at once makes the waits grow and, after

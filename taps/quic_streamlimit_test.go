@@ -95,6 +95,10 @@ func TestQUICCloneGivenUpAtTheStreamLimitTakesNoStream(t *testing.T) {
 	_, err := c.Clone(short)
 	cancel()
 	require.Error(t, err, "no stream while the limit is reached")
+	var ce *CloneError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, ReasonTimeout, ce.Reason, "its ctx ended: a timeout, as while it waits for Ready")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	roundTrip(t, clones[0], "frees a stream when closed")
 	require.NoError(t, clones[0].Close())
@@ -152,4 +156,35 @@ func quicAtStreamLimit(t *testing.T, ctx context.Context) (*Listener, *Connectio
 	require.NoError(t, err)
 	roundTrip(t, c, "first stream")
 	return ln, c, cloneToLimit(t, ctx, c)
+}
+
+// TestQUICCloneWaitsAtTheStreamLimitAsLongAsItsCtx: a Clone's stream open
+// waits while the peer's stream limit is reached as long as its ctx lets
+// it (CloneAsync's doc: "bounded by ctx"). The connection also bounded the
+// wait by a fixed 10 s: a Clone whose ctx had 20 s left failed at 10 s
+// with a CloneError (ReasonNotCloneable) wrapping context.DeadlineExceeded,
+// though its ctx had not ended, and a stream freed later went to nobody.
+func TestQUICCloneWaitsAtTheStreamLimitAsLongAsItsCtx(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ln, c, clones := quicAtStreamLimit(t, ctx)
+	next := cloneAsync(ctx, c)
+	select {
+	case r := <-next:
+		t.Fatalf("Clone returned while the limit was reached and its ctx ran: %v", r.err)
+	case <-time.After(11 * time.Second): // past the connection's former bound
+	}
+	roundTrip(t, clones[0], "frees a stream when closed")
+	require.NoError(t, clones[0].Close())
+	<-clones[0].Done()
+	r := <-next
+	require.NoError(t, r.err)
+	roundTrip(t, r.c, "the clone that waited")
+	for _, cl := range append(clones[1:], r.c, c) {
+		require.NoError(t, cl.Close())
+	}
+	for _, cl := range append(clones[1:], r.c, c) {
+		<-cl.Done()
+	}
+	ln.Stop()
 }

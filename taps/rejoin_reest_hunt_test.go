@@ -23,7 +23,9 @@ func TestReestHuntQUICGroupGivesUpTogether(t *testing.T) {
 	ap, _ := ln.LocalEndpoints()[0].Addr()
 	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
-		WithEstablishmentTimeout(100*time.Millisecond),
+		// the attempts to the closed port fail on its ICMP error at once; a
+		// bound this short as 100 ms failed Initiate itself under -race load
+		WithEstablishmentTimeout(2*time.Second),
 		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 2}))
 	pre.AddFramer(framers.NewLengthPrefix())
 	c, err := pre.Initiate(ctx)

@@ -119,8 +119,8 @@ func WithTracer(fn func(*TraceRecord)) SystemOption { return func(c *systemConfi
 // Connection (its *ConnectionError wraps the same *PanicError); for one
 // that runs after the end (Closed, ConnectionError, EstablishmentError, a
 // late SendAsync or ReceiveAsync handler) fn is the only report. Panics of
-// framers and TLS callbacks are not handler panics: they are the errors
-// of their Connection or establishment.
+// framers, TLS callbacks and WithResolver lookups are not handler panics:
+// they are the errors of their Connection or establishment.
 //
 // fn is called on the goroutine that ran the handler, after the panic was
 // recovered and before that Connection's next event. Calls are serialized

@@ -193,14 +193,19 @@ func TestUDPAcceptedConnCapacityProfilePerConnection(t *testing.T) {
 // Listener accepted shares the Listener's socket, and quic-go has no
 // per-connection TOS: SetProperty(connCapacityProfile) fails with
 // stacks.ErrNotApplicable and changes nothing.
+// So it is on the initiating side (SetProperty's doc said accepted only):
+// the session's socket gets its DSCP when it is dialed, and quic-go writes
+// each packet's TOS byte itself (ECN) on a socket dialed without one.
 func TestQUICAcceptedConnCapacityProfileNotApplicable(t *testing.T) {
 	sys := newTestSystem(t)
-	_, s, _ := quicHuntPair(t, sys, quicOnly(t))
-	err := s.SetProperty(ConnCapacityProfile, LowLatencyInteractive)
-	var pe *PropertyError
-	require.ErrorAs(t, err, &pe)
-	require.ErrorIs(t, err, stacks.ErrNotApplicable)
-	v, _ := s.GetProperties().Get(ConnCapacityProfile)
-	require.Equal(t, CapacityDefault, v, "refused: nothing changed")
-	require.Equal(t, StateEstablished, s.State())
+	c, s, _ := quicHuntPair(t, sys, quicOnly(t))
+	for _, conn := range []*Connection{s, c} {
+		err := conn.SetProperty(ConnCapacityProfile, LowLatencyInteractive)
+		var pe *PropertyError
+		require.ErrorAs(t, err, &pe)
+		require.ErrorIs(t, err, stacks.ErrNotApplicable)
+		v, _ := conn.GetProperties().Get(ConnCapacityProfile)
+		require.Equal(t, CapacityDefault, v, "refused: nothing changed")
+		require.Equal(t, StateEstablished, conn.State())
+	}
 }
