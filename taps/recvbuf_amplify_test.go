@@ -242,3 +242,51 @@ func TestEmptyDatagramFloodUDPHeldMemoryBounded(t *testing.T) {
 		})
 	}
 }
+
+// Under stacked framers the top framer's deliveries are the application's
+// too: one large message of the lower framer that holds only empty
+// messages of the upper one (1 MiB of zeros: 256k of them) must not make
+// the receiving side hold far more than its receive buffer, and the
+// messages are all there once the application receives.
+func TestTinyMessagesInOneLargeMessageStackedFramersHeldMemoryBounded(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	pre.AddFramer(framers.NewLengthPrefix())
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	defer ln.Stop()
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	defer w.Close()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+
+	const body = 1 << 20 // of the lower framer: body/4 empty messages of the upper one
+	frames := binary.BigEndian.AppendUint32(nil, body)
+	frames = append(frames, make([]byte, body)...)
+	base := heapInUse()
+	over := func() bool {
+		return heapNow()-base > amplifyBound && heapInUse()-base > amplifyBound
+	}
+	// the application never receives: the reader must stop reading, and
+	// the writes stall (in the kernel's buffers)
+	sent, stalled := floodUntil(t, w, frames, 64<<20, over)
+	held := heapInUse() - base
+	items, charged, _ := s.link.RecvCreditForTest()
+	t.Logf("sent %d bytes (%d empty messages), stalled %v, %d queued (charged %d), heap held %d bytes (%.1fx the %d-byte buffer)",
+		sent, sent/4, stalled, items, charged, held, float64(held)/amplifyLimit, amplifyLimit)
+	require.True(t, stalled, "the sender was never held back (heap held %d bytes)", held)
+	require.LessOrEqual(t, held, int64(amplifyBound), "receive side holds %d bytes for a %d-byte buffer", held, amplifyLimit)
+
+	// receiving resumes the flow: the messages are all there, each empty
+	require.NoError(t, w.SetWriteDeadline(time.Time{}))
+	for range body/4 + 1000 {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Empty(t, m.Data)
+	}
+}
