@@ -238,9 +238,11 @@ func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) {
 // meanwhile in the kernel's listen backlog (TCP, Unix; TLS after the 128
 // peers whose handshakes the TLS listener completes ahead of the bound,
 // each holding a socket: see [Listener]), in the UDP listener's accept
-// queue (stacks.UDPAcceptQueue, beyond which a new peer's first datagram
-// is dropped), or in quic-go's (which refuses handshakes beyond its own
-// bound).
+// queue (stacks.UDPAcceptQueue peers whose datagrams total at most
+// stacks.UDPAcceptQueueBytes, beyond which their datagrams are dropped),
+// or in quic-go's (which refuses handshakes beyond its own bound). A UDP
+// peer's datagrams not yet read are bounded by stacks.UDPPeerQueue and
+// stacks.UDPPeerQueueBytes too, beside the connection's receive buffer.
 //
 // The default, 128, is the classic listen backlog (Linux's somaxconn
 // before 5.4, Go's syscall.SOMAXCONN): a burst of that size is absorbed
