@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,5 +289,62 @@ func TestTinyMessagesInOneLargeMessageStackedFramersHeldMemoryBounded(t *testing
 		m, err := s.Receive(ctx)
 		require.NoError(t, err)
 		require.Empty(t, m.Data)
+	}
+}
+
+// The messages the top of stacked framers holds for want of credit come
+// before the end of the stream that arrived meanwhile: all of them, then
+// the peer's clean end (nothing more to receive) or its reset (a
+// ConnectionError).
+func TestStackedFramersHeldMessagesComeBeforeTheEnd(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fin", true: "reset"}[reset], func(t *testing.T) {
+			sys := newTestSystem(t)
+			ctx := testCtx(t)
+			pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(64<<10),
+				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+			pre.AddFramer(framers.NewLengthPrefix())
+			pre.AddFramer(framers.NewLengthPrefix())
+			ln, err := pre.Listen(ctx)
+			require.NoError(t, err)
+			defer ln.Stop()
+			w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+			require.NoError(t, err)
+			defer w.Close()
+			s, err := ln.Accept(ctx)
+			require.NoError(t, err)
+			defer func() { s.Abort(); <-s.Done() }()
+
+			const body = 256 << 10 // 64k empty messages of the upper framer, 4 MiB of credit
+			frames := binary.BigEndian.AppendUint32(nil, body)
+			frames = append(frames, make([]byte, body)...)
+			_, err = w.Write(frames)
+			require.NoError(t, err)
+			m, err := s.Receive(ctx)
+			require.NoError(t, err)
+			require.Empty(t, m.Data)
+			if reset {
+				require.NoError(t, w.(*net.TCPConn).SetLinger(0))
+			}
+			require.NoError(t, w.Close())
+			n := 1
+			for ; ; n++ {
+				m, err = s.Receive(ctx)
+				if err != nil {
+					break
+				}
+				require.Empty(t, m.Data)
+			}
+			require.Equal(t, body/4, n, "messages received before the end (%v)", err)
+			if reset {
+				awaitDone(t, s, "the connection")
+				var ce *ConnectionError
+				require.ErrorAs(t, s.Err(), &ce)
+				require.ErrorIs(t, s.Err(), syscall.ECONNRESET)
+			} else {
+				require.ErrorIs(t, err, net.ErrClosed) // nothing more comes
+				require.NoError(t, s.Err())
+			}
+		})
 	}
 }
