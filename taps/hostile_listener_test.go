@@ -78,8 +78,22 @@ func TestListenerFramerPanicEndsOnlyItsConnection(t *testing.T) {
 			var calls atomic.Int32
 			h := newHookFramer()
 			tc.set(h, func() bool { return calls.Add(1) == 1 })
+			// the descriptors open before (the runtime's poller is made by
+			// the first socket, which the listener's is when the test runs
+			// alone)
+			warm, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			warm.Close()
+			baseFDs := openFDs(t)
 			ln := listenLoopback(t, sys, h)
-			defer ln.Stop()
+			defer func() {
+				ln.Stop()
+				<-ln.Done()
+				if !t.Failed() {
+					// the failed connection's socket is closed too
+					require.Equal(t, baseFDs, openFDs(t), "descriptors left open")
+				}
+			}()
 			addr := listenerAddr(t, ln).String()
 
 			p1, err := net.Dial("tcp", addr)
