@@ -53,6 +53,24 @@ import (
 // other's keys.
 type Metadata map[string]any
 
+// Size returns the bytes m's []byte and string values hold: what a
+// received message's metadata costs the receiver beside its data (a
+// [FixedHeader] copies every message's header into it). gotaps charges
+// it against the receive buffer with the message. Other values count
+// nothing. A nil m has size 0.
+func (m Metadata) Size() int {
+	n := 0
+	for _, v := range m {
+		switch v := v.(type) {
+		case []byte:
+			n += len(v)
+		case string:
+			n += len(v)
+		}
+	}
+	return n
+}
+
 // Framer is the RFC 9623 §6 framer implementation interface. One Framer value
 // serves one connection: Clone and every racing attempt get their own copy
 // through New when the Framer also implements Cloner.
@@ -577,14 +595,14 @@ func (i *Instance) Wants() int { return i.want }
 func (i *Instance) EndOfStream() bool { return i.eos && !i.holding }
 
 // Allow limits what the messages the Instance delivers from now on may
-// cost the receiver: each delivered piece costs perPiece plus its length,
-// and once they have cost n the Instance asks Hooks.Allowance for more.
-// When there is no more, Parse reports no bytes (as if none had arrived),
-// so the framer stops; the Instance holds the unparsed bytes (Holding)
-// until the next Received after another Allow, which may bring no new
-// bytes. A framer that delivers several messages after one Parse is
-// stopped only at its next Parse. Without Allow, deliveries are not
-// limited.
+// cost the receiver: each delivered piece costs perPiece plus its length
+// and the size of its metadata (Metadata.Size), and once they have cost
+// n the Instance asks Hooks.Allowance for more. When there is no more,
+// Parse reports no bytes (as if none had arrived), so the framer stops;
+// the Instance holds the unparsed bytes (Holding) until the next
+// Received after another Allow, which may bring no new bytes. A framer
+// that delivers several messages after one Parse is stopped only at its
+// next Parse. Without Allow, deliveries are not limited.
 func (i *Instance) Allow(n, perPiece int) {
 	i.limited, i.holding = true, false
 	i.allowance, i.granted, i.perPiece = n, n, perPiece
@@ -688,7 +706,7 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 	}
 	if endOfMessage && (i.owner != nil || i.hooks.DeliverOwned != nil) && !i.failed {
 		if b := i.handOff(data); b != nil {
-			i.allowance -= i.perPiece + len(data)
+			i.allowance -= i.perPiece + len(data) + meta.Size()
 			if i.owner != nil {
 				i.owner.DeliverOwned(meta, data, b, true)
 			} else {
@@ -808,7 +826,7 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 	if i.failed {
 		return
 	}
-	i.allowance -= i.perPiece + len(data)
+	i.allowance -= i.perPiece + len(data) + meta.Size()
 	switch {
 	case i.owner != nil:
 		i.owner.DeliverOwned(meta, data, nil, eom)

@@ -446,3 +446,21 @@ func TestDeliverOwnedHandsOffTheReadTarget(t *testing.T) {
 	require.Equal(t, body, got[2].data)
 	require.NotNil(t, got[2].backing)
 }
+
+// Metadata.Size counts the bytes of []byte and string values, which a
+// receiver holds beside the message's data, and nothing else.
+func TestMetadataSize(t *testing.T) {
+	for _, tc := range []struct {
+		m    Metadata
+		want int
+	}{
+		{nil, 0},
+		{Metadata{}, 0},
+		{Metadata{HeaderMetadataKey: make([]byte, 4096)}, 4096},
+		{Metadata{"a": "xyz", "b": []byte{1, 2}, "c": 7, "d": nil}, 5},
+	} {
+		if got := tc.m.Size(); got != tc.want {
+			t.Errorf("%v: Size %d, want %d", tc.m, got, tc.want)
+		}
+	}
+}

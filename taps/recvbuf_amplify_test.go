@@ -348,3 +348,53 @@ func TestStackedFramersHeldMessagesComeBeforeTheEnd(t *testing.T) {
 		})
 	}
 }
+
+// The metadata a framer attaches to a received message costs the receiver
+// as its bytes do: a fixed header framer copies every message's header
+// into its metadata, so a peer sending empty messages behind large
+// headers (4 KiB of zeros each) must not make the receiving side hold far
+// more than its receive buffer.
+func TestLargeHeaderMetadataFloodHeldMemoryBounded(t *testing.T) {
+	const header = 4 << 10
+	fh, err := framers.NewFixedHeader(header, 0, 4)
+	require.NoError(t, err)
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(fh)
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	defer ln.Stop()
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	defer w.Close()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+	require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
+
+	base := heapInUse()
+	over := func() bool {
+		return heapNow()-base > amplifyBound && heapInUse()-base > amplifyBound
+	}
+	// the application never receives: the reader must stop reading, and
+	// the writes stall (in the kernel's buffers)
+	sent, stalled := floodUntil(t, w, make([]byte, 64<<10), 256<<20, over)
+	held := heapInUse() - base
+	items, charged, _ := s.link.RecvCreditForTest()
+	t.Logf("sent %d bytes (%d messages), stalled %v, %d queued (charged %d), heap held %d bytes (%.1fx the %d-byte buffer)",
+		sent, sent/header, stalled, items, charged, held, float64(held)/amplifyLimit, amplifyLimit)
+	require.True(t, stalled, "the sender was never held back (heap held %d bytes)", held)
+	require.LessOrEqual(t, held, int64(amplifyBound), "receive side holds %d bytes for a %d-byte buffer", held, amplifyLimit)
+
+	// receiving resumes the flow: the messages are all there, each with
+	// its header
+	require.NoError(t, w.SetWriteDeadline(time.Time{}))
+	for range sent / header {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Empty(t, m.Data)
+		require.Len(t, m.Context.FramerMetadata(fh)[framers.HeaderMetadataKey], header)
+	}
+}
