@@ -464,7 +464,7 @@ func (o *framerOwner) DeliverOwned(meta framers.Metadata, data, backing []byte, 
 		backing = nil // only the top framer's deliveries reach the application
 	}
 	d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
-		TOS: a.inTOS, HasTOS: a.inHasTOS, metaSize: uint32(min(meta.Size(), math.MaxUint32))})
+		TOS: a.inTOS, HasTOS: a.inHasTOS, overhead: uint32(min(a.inst.DeliveryOverhead(), math.MaxUint32))})
 	if eom {
 		a.open = false
 	}

@@ -199,10 +199,11 @@ type RecvItem struct {
 	// (DSCP and ECN), valid when HasTOS (UDP and UDP-Lite).
 	TOS    uint8
 	HasTOS bool
-	// metaSize is the size of the metadata its framer attached to it
-	// (framers.Metadata.Size), charged against the receive buffer with
-	// its bytes (cost)
-	metaSize uint32
+	// overhead is what the piece costs beyond its bytes
+	// (framers.Instance.DeliveryOverhead: its metadata, the bytes its
+	// framer skipped before it), charged against the receive buffer with
+	// them (cost)
+	overhead uint32
 	// Backing is the buffer Data is the tail of, when the receiver may hand
 	// it back for reuse (Link.RecycleRecv) once Data is consumed.
 	Backing []byte
@@ -288,8 +289,8 @@ const recvItemCost = 256
 func recvCost(n int) int { return n + recvItemCost }
 
 // cost is what the piece costs against the receive buffer: the recvCost
-// of its bytes, and its metadata's size.
-func (it *RecvItem) cost() int { return recvCost(len(it.Data)) + int(it.metaSize) }
+// of its bytes, and its overhead.
+func (it *RecvItem) cost() int { return recvCost(len(it.Data)) + int(it.overhead) }
 
 // itemsCost is the cost of items.
 func itemsCost(items []RecvItem) int {
@@ -892,7 +893,7 @@ func (l *Link) deliver(items []RecvItem) {
 		}
 	}
 	for i := range items {
-		l.itemBytes += len(items[i].Data) + int(items[i].metaSize) // metaSize leaves with the item (popItem)
+		l.itemBytes += len(items[i].Data) + int(items[i].overhead) // the overhead leaves with the item (popItem)
 	}
 	if len(l.items) == 0 {
 		l.items = append(l.itemsArr[:0], items...)
@@ -1627,7 +1628,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 // popItem drops the head of the received pieces; the array is kept for the
 // next ones while it is small.
 func (l *Link) popItem() {
-	l.itemBytes -= int(l.items[0].metaSize) // its bytes go as they are taken (cutLocked)
+	l.itemBytes -= int(l.items[0].overhead) // its bytes go as they are taken (cutLocked)
 	l.items[0] = RecvItem{}
 	l.items = l.items[1:]
 	if len(l.items) == 0 {

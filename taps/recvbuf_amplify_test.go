@@ -398,3 +398,78 @@ func TestLargeHeaderMetadataFloodHeldMemoryBounded(t *testing.T) {
 		require.Len(t, m.Context.FramerMetadata(fh)[framers.HeaderMetadataKey], header)
 	}
 }
+
+// paddingFramer is a user framer of type-length-value records: a 1-byte
+// type, a 4-byte big-endian length and the value; records of type 0 are
+// padding, skipped (AdvanceReceiveCursor), the others delivered.
+func paddingFramer() *hookFramer {
+	h := newHookFramer()
+	h.recv = func(inst *framers.Instance) {
+		for !inst.Failed() {
+			hdr, ok := inst.Parse(5, 5)
+			if !ok {
+				return
+			}
+			typ, n := hdr[0], int(binary.BigEndian.Uint32(hdr[1:]))
+			if _, ok := inst.Parse(5+n, 0); !ok {
+				return
+			}
+			inst.AdvanceReceiveCursor(5)
+			if typ == 0 {
+				inst.AdvanceReceiveCursor(n)
+				continue
+			}
+			inst.DeliverAndAdvanceReceiveCursor(nil, n, true)
+		}
+	}
+	return h
+}
+
+// A tiny message cut from a read buffer keeps the whole buffer alive: the
+// bytes a framer skips before it (padding, headers) cost the receiver as
+// its own do. A peer sending one-byte messages, each behind 60 KiB of
+// padding the framer skips, must not make the receiving side hold far
+// more than its receive buffer.
+func TestPaddedTinyMessageFloodHeldMemoryBounded(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(paddingFramer())
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	defer ln.Stop()
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	defer w.Close()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+	require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
+
+	const pad = 60 << 10
+	unit := []byte{1, 0, 0, 0, 1, 'x', 0}
+	unit = binary.BigEndian.AppendUint32(unit, pad)
+	unit = append(unit, make([]byte, pad)...)
+	base := heapInUse()
+	over := func() bool {
+		return heapNow()-base > amplifyBound && heapInUse()-base > amplifyBound
+	}
+	// the application never receives: the reader must stop reading, and
+	// the writes stall (in the kernel's buffers)
+	sent, stalled := floodUntil(t, w, unit, 1<<30, over)
+	held := heapInUse() - base
+	items, charged, _ := s.link.RecvCreditForTest()
+	t.Logf("sent %d bytes (%d messages), stalled %v, %d queued (charged %d), heap held %d bytes (%.1fx the %d-byte buffer)",
+		sent, sent/int64(len(unit)), stalled, items, charged, held, float64(held)/amplifyLimit, amplifyLimit)
+	require.True(t, stalled, "the sender was never held back (heap held %d bytes)", held)
+	require.LessOrEqual(t, held, int64(amplifyBound), "receive side holds %d bytes for a %d-byte buffer", held, amplifyLimit)
+
+	// receiving resumes the flow: the messages are all there
+	require.NoError(t, w.SetWriteDeadline(time.Time{}))
+	for range sent / int64(len(unit)) {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "x", string(m.Data))
+	}
+}
