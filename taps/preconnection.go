@@ -220,7 +220,10 @@ func WithLingerTimeout(d time.Duration) PreconnectionOption {
 
 // WithReceiveBuffer bounds the received bytes a connection holds for the
 // application (default 4 MiB, also for n <= 0): beyond it gotaps stops
-// reading from the socket until Receive consumes.
+// reading from the socket until Receive consumes. Each message queued
+// counts its bytes, 256 for its queue entry, and its framer's
+// framers.Instance.DeliveryOverhead (its metadata, the bytes skipped
+// before it); a single message larger than the bound is still received.
 func WithReceiveBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.recvLimit = n } }
 
 // WithSendBuffer bounds the bytes queued for sending (default 4 MiB, also
