@@ -851,9 +851,12 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 // the allowance (Allow), and sets what it costs beyond its bytes
 // (DeliveryOverhead).
 func (i *Instance) spend(meta Metadata, data []byte) {
-	i.overhead = meta.Size() + i.skipped
-	i.skipped = 0
-	i.allowance -= i.perPiece + len(data) + i.overhead
+	o := i.skipped
+	if meta != nil {
+		o += meta.Size() // not called for none: the common case costs no call
+	}
+	i.overhead, i.skipped = o, 0
+	i.allowance -= i.perPiece + len(data) + o
 }
 
 // DeliveryOverhead reports, during a Hooks.Deliver or DeliverOwned call,
