@@ -1749,7 +1749,7 @@ func (c *connActor) framerDelivered(ctx actor.Context, m *framerDelivered) {
 			}
 			in := newFramerInput(it.Data, it.Meta, end, err)
 			in.early = it.Early
-			in.cost = recvCost(len(it.Data)) // counted in inflight by the framer below
+			in.cost = it.cost() // counted in inflight by the framer below
 			ctx.Send(next, in)
 		}
 		if m.eos && len(m.items) == 0 {

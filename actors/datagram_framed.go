@@ -107,7 +107,7 @@ func (c *connActor) forwardDatagram(ctx actor.Context, next *actor.PID, m *frame
 		}
 		in := newFramerInput(it.Data, it.Meta, false, nil)
 		in.inDatagram, in.tos, in.hasTOS, in.early = true, it.TOS, it.HasTOS, it.Early
-		in.cost = recvCost(len(it.Data))
+		in.cost = it.cost()
 		ctx.Send(next, in)
 	}
 	ctx.Send(next, end)

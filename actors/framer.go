@@ -209,13 +209,32 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 			a.lowerMeta = m.meta
 		}
 		a.inTOS, a.inHasTOS = m.tos, m.hasTOS
-		// a single framer's deliveries are the application's: they are
-		// parsed against the receive credit (readside.go, setHeld)
-		limited := a.n == 1 && !m.datagram
+		// the top framer's deliveries are the application's: they are
+		// parsed against the receive credit (readside.go, setHeld), under
+		// a single framer and under stacked ones alike (a lower framer's
+		// one large message may hold a flood of tiny ones of the top's)
+		limited := a.idx == a.n-1 && !m.datagram && !m.inDatagram
+		// raw: what the input counts in rawPending until it is parsed
+		// (or while it is held): a first framer's bytes, as the reader
+		// counted them
+		raw := 0
+		if a.idx == 0 {
+			raw = len(m.data)
+		}
 		if limited {
 			a.inst.Allow(heldFreeAllowance, recvItemCost)
+			if m.cost > 0 {
+				// the top of a stack: its input, counted in inflight by
+				// the framer below, counts in rawPending instead while it
+				// is parsed, as a first framer's does, so that it does
+				// not take from the credit it is parsed against (added
+				// there first: the reader sees one count or the other)
+				a.link.addRaw(m.cost)
+				a.link.doneInflight(m.cost)
+				raw, m.cost = m.cost, 0
+			}
 		} else {
-			a.inst.Allow(math.MaxInt, 0) // stacked (PrependFramer), or datagrams: not limited
+			a.inst.Allow(math.MaxInt, 0) // below the top, or datagrams: not limited
 		}
 		if len(m.data) > 0 || m.eos || !m.datagram {
 			// only a clean end (EOF) is the framer's end of stream: at it
@@ -280,8 +299,7 @@ func (a *framerActor) receiveData(ctx actor.Context, msg any) bool {
 		if m.cost > 0 {
 			a.link.doneInflight(m.cost)
 		}
-		if a.idx == 0 {
-			raw := len(m.data)
+		if a.idx == 0 || raw > 0 || a.hold != nil {
 			if h := a.hold; h != nil && (holding || h.raw > 0) {
 				raw += h.raw
 				h.raw = 0
@@ -446,7 +464,7 @@ func (o *framerOwner) DeliverOwned(meta framers.Metadata, data, backing []byte, 
 		backing = nil // only the top framer's deliveries reach the application
 	}
 	d.items = append(d.items, RecvItem{MessageID: a.msgID, Data: data, EndOfMessage: eom, Meta: md, Backing: backing,
-		TOS: a.inTOS, HasTOS: a.inHasTOS})
+		TOS: a.inTOS, HasTOS: a.inHasTOS, overhead: uint32(min(a.inst.DeliveryOverhead(), math.MaxUint32))})
 	if eom {
 		a.open = false
 	}

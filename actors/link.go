@@ -199,6 +199,11 @@ type RecvItem struct {
 	// (DSCP and ECN), valid when HasTOS (UDP and UDP-Lite).
 	TOS    uint8
 	HasTOS bool
+	// overhead is what the piece costs beyond its bytes
+	// (framers.Instance.DeliveryOverhead: its metadata, the bytes its
+	// framer skipped before it), charged against the receive buffer with
+	// them (cost)
+	overhead uint32
 	// Backing is the buffer Data is the tail of, when the receiver may hand
 	// it back for reuse (Link.RecycleRecv) once Data is consumed.
 	Backing []byte
@@ -283,11 +288,15 @@ const recvItemCost = 256
 // buffer (in flight: addInflight).
 func recvCost(n int) int { return n + recvItemCost }
 
-// itemsCost is the recvCost of items.
+// cost is what the piece costs against the receive buffer: the recvCost
+// of its bytes, and its overhead.
+func (it *RecvItem) cost() int { return recvCost(len(it.Data)) + int(it.overhead) }
+
+// itemsCost is the cost of items.
 func itemsCost(items []RecvItem) int {
-	total := len(items) * recvItemCost
+	total := 0
 	for i := range items {
-		total += len(items[i].Data)
+		total += items[i].cost()
 	}
 	return total
 }
@@ -884,7 +893,7 @@ func (l *Link) deliver(items []RecvItem) {
 		}
 	}
 	for i := range items {
-		l.itemBytes += len(items[i].Data)
+		l.itemBytes += len(items[i].Data) + int(items[i].overhead) // the overhead leaves with the item (popItem)
 	}
 	if len(l.items) == 0 {
 		l.items = append(l.itemsArr[:0], items...)
@@ -1622,6 +1631,7 @@ func (l *Link) cutLocked(n int, eom bool) RecvResult {
 // popItem drops the head of the received pieces; the array is kept for the
 // next ones while it is small.
 func (l *Link) popItem() {
+	l.itemBytes -= int(l.items[0].overhead) // its bytes go as they are taken (cutLocked)
 	l.items[0] = RecvItem{}
 	l.items = l.items[1:]
 	if len(l.items) == 0 {

@@ -53,6 +53,24 @@ import (
 // other's keys.
 type Metadata map[string]any
 
+// Size returns the bytes m's []byte and string values hold: what a
+// received message's metadata costs the receiver beside its data (a
+// [FixedHeader] copies every message's header into it). gotaps charges
+// it against the receive buffer with the message. Other values count
+// nothing. A nil m has size 0.
+func (m Metadata) Size() int {
+	n := 0
+	for _, v := range m {
+		switch v := v.(type) {
+		case []byte:
+			n += len(v)
+		case string:
+			n += len(v)
+		}
+	}
+	return n
+}
+
 // Framer is the RFC 9623 §6 framer implementation interface. One Framer value
 // serves one connection: Clone and every racing attempt get their own copy
 // through New when the Framer also implements Cloner.
@@ -204,6 +222,12 @@ type Instance struct {
 	allowance int
 	granted   int
 	perPiece  int
+	// skipped: the bytes the cursor advanced past without delivering
+	// them (AdvanceReceiveCursor) since the last delivery; overhead:
+	// what the piece being delivered costs beyond its bytes
+	// (DeliveryOverhead)
+	skipped  int
+	overhead int
 
 	// the one-byte fields together (no padding between them)
 	eos         bool // the lower layer ended the stream
@@ -534,7 +558,7 @@ func (i *Instance) EndDatagram(f Framer) (left, due int, fault error) {
 		fault, i.failed, i.failErr = i.failErr, false, nil
 	}
 	left, due = len(i.buf), i.earmark
-	i.buf, i.want, i.room, i.roomLen, i.allocd = nil, 0, nil, 0, nil
+	i.buf, i.want, i.room, i.roomLen, i.allocd, i.skipped = nil, 0, nil, 0, nil, 0
 	i.earmark, i.earmarkMeta, i.earmarkEOM = 0, nil, false
 	if r, ok := f.(ReceiveResetter); ok {
 		r.ResetReceive()
@@ -577,14 +601,15 @@ func (i *Instance) Wants() int { return i.want }
 func (i *Instance) EndOfStream() bool { return i.eos && !i.holding }
 
 // Allow limits what the messages the Instance delivers from now on may
-// cost the receiver: each delivered piece costs perPiece plus its length,
-// and once they have cost n the Instance asks Hooks.Allowance for more.
-// When there is no more, Parse reports no bytes (as if none had arrived),
-// so the framer stops; the Instance holds the unparsed bytes (Holding)
-// until the next Received after another Allow, which may bring no new
-// bytes. A framer that delivers several messages after one Parse is
-// stopped only at its next Parse. Without Allow, deliveries are not
-// limited.
+// cost the receiver: each delivered piece costs perPiece plus its length
+// and its DeliveryOverhead (its metadata's size, the bytes skipped before
+// it), and once they have cost
+// n the Instance asks Hooks.Allowance for more. When there is no more,
+// Parse reports no bytes (as if none had arrived), so the framer stops;
+// the Instance holds the unparsed bytes (Holding) until the next
+// Received after another Allow, which may bring no new bytes. A framer
+// that delivers several messages after one Parse is stopped only at its
+// next Parse. Without Allow, deliveries are not limited.
 func (i *Instance) Allow(n, perPiece int) {
 	i.limited, i.holding = true, false
 	i.allowance, i.granted, i.perPiece = n, n, perPiece
@@ -653,11 +678,14 @@ func (i *Instance) Parse(minIncompleteLength, maxLength int) (data []byte, ok bo
 }
 
 // AdvanceReceiveCursor discards n bytes at the cursor (a header, say).
+// The receiver is charged for them with the next piece delivered
+// ([Instance.DeliveryOverhead]): that piece may share their buffer.
 func (i *Instance) AdvanceReceiveCursor(n int) {
 	if n <= 0 {
 		return
 	}
 	n = min(n, len(i.buf))
+	i.skipped += n
 	i.buf = i.buf[n:]
 	if len(i.buf) == 0 {
 		i.buf = nil
@@ -688,7 +716,7 @@ func (i *Instance) DeliverAndAdvanceReceiveCursor(meta Metadata, length int, end
 	}
 	if endOfMessage && (i.owner != nil || i.hooks.DeliverOwned != nil) && !i.failed {
 		if b := i.handOff(data); b != nil {
-			i.allowance -= i.perPiece + len(data)
+			i.spend(meta, data)
 			if i.owner != nil {
 				i.owner.DeliverOwned(meta, data, b, true)
 			} else {
@@ -769,7 +797,7 @@ func (i *Instance) FailConnection(err error) {
 		err = ErrDeframingFailed
 	}
 	i.failed, i.failErr = true, err
-	i.buf, i.room, i.allocd = nil, nil, nil
+	i.buf, i.room, i.allocd, i.skipped = nil, nil, nil, 0
 	if i.owner != nil {
 		i.owner.Fail(err)
 	} else if i.hooks.Fail != nil {
@@ -808,7 +836,7 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 	if i.failed {
 		return
 	}
-	i.allowance -= i.perPiece + len(data)
+	i.spend(meta, data)
 	switch {
 	case i.owner != nil:
 		i.owner.DeliverOwned(meta, data, nil, eom)
@@ -818,6 +846,29 @@ func (i *Instance) deliver(meta Metadata, data []byte, eom bool) {
 		i.hooks.Deliver(meta, data, eom)
 	}
 }
+
+// spend counts the piece data with meta, about to be delivered, against
+// the allowance (Allow), and sets what it costs beyond its bytes
+// (DeliveryOverhead).
+func (i *Instance) spend(meta Metadata, data []byte) {
+	o := i.skipped
+	if meta != nil {
+		o += meta.Size() // not called for none: the common case costs no call
+	}
+	i.overhead, i.skipped = o, 0
+	i.allowance -= i.perPiece + len(data) + o
+}
+
+// DeliveryOverhead reports, during a Hooks.Deliver or DeliverOwned call,
+// what the piece delivered costs the receiver beyond its bytes: the size
+// of its metadata ([Metadata.Size]) and the bytes the framer skipped
+// (AdvanceReceiveCursor: headers, padding) since the piece before it,
+// which its buffer may hold with it (a piece cut from a read buffer keeps
+// the whole buffer alive). [Instance.Allow] counts it; gotaps charges it
+// against the receive buffer with the piece, so that a peer whose tiny
+// messages come behind large headers or padding cannot make the receiver
+// hold many times its receive buffer.
+func (i *Instance) DeliveryOverhead() int { return i.overhead }
 
 // MaxBufferer is implemented by framers that know how many unparsed bytes
 // they may need at most (their maximum message size plus header): gotaps

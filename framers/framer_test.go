@@ -446,3 +446,52 @@ func TestDeliverOwnedHandsOffTheReadTarget(t *testing.T) {
 	require.Equal(t, body, got[2].data)
 	require.NotNil(t, got[2].backing)
 }
+
+// Metadata.Size counts the bytes of []byte and string values, which a
+// receiver holds beside the message's data, and nothing else.
+func TestMetadataSize(t *testing.T) {
+	for _, tc := range []struct {
+		m    Metadata
+		want int
+	}{
+		{nil, 0},
+		{Metadata{}, 0},
+		{Metadata{HeaderMetadataKey: make([]byte, 4096)}, 4096},
+		{Metadata{"a": "xyz", "b": []byte{1, 2}, "c": 7, "d": nil}, 5},
+	} {
+		if got := tc.m.Size(); got != tc.want {
+			t.Errorf("%v: Size %d, want %d", tc.m, got, tc.want)
+		}
+	}
+}
+
+// A delivered piece's DeliveryOverhead is its metadata's size and the
+// bytes the framer skipped since the piece before it (a FixedHeader's
+// header, both copied into the metadata and skipped; a separator), and
+// Allow counts it.
+func TestDeliveryOverhead(t *testing.T) {
+	fh, err := NewFixedHeader(100, 0, 4)
+	require.NoError(t, err)
+	var inst *Instance
+	var overheads []int
+	record := Hooks{Deliver: func(Metadata, []byte, bool) { overheads = append(overheads, inst.DeliveryOverhead()) }}
+	inst = NewInstance(record, 0)
+	fh.Start(inst)
+	// each message costs 1 + 2 + 200: the second one spends the
+	// allowance, and the third is held
+	inst.Allow(250, 1)
+	var wire []byte
+	for range 3 {
+		hdr := make([]byte, 100)
+		hdr[3] = 2
+		wire = append(append(wire, hdr...), 'h', 'i')
+	}
+	inst.Received(fh, wire, false)
+	require.Equal(t, []int{200, 200}, overheads)
+	require.True(t, inst.Holding())
+
+	overheads = nil
+	inst = NewInstance(record, 0)
+	inst.Received(NewLines(), []byte("a\nb\n"), false)
+	require.Equal(t, []int{0, 1}, overheads, "a separator is charged to the next line")
+}

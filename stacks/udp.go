@@ -26,8 +26,16 @@ const (
 var ErrMessageTruncated = errors.New("datagram larger than the read buffer (truncated)")
 
 // UDPPeerQueue is the number of datagrams a UDP listener buffers per peer
-// before it drops newer ones.
+// before it drops newer ones; [UDPPeerQueueBytes] bounds their bytes.
 const UDPPeerQueue = 256
+
+// UDPPeerQueueBytes bounds the bytes of the datagrams a UDP listener
+// buffers per peer (1 MiB): a datagram that would take a peer's queue
+// beyond it is dropped, unless the queue is empty (a datagram of any
+// size gets through alone). Without it a peer whose application does not
+// read could make the listener hold UDPPeerQueue datagrams of 64 KiB,
+// 16 MiB, whatever the connection's receive buffer.
+const UDPPeerQueueBytes = 1 << 20
 
 // udpPeerQueueLen is UDPPeerQueue; tests shrink it before Listen.
 var udpPeerQueueLen = UDPPeerQueue
@@ -35,8 +43,17 @@ var udpPeerQueueLen = UDPPeerQueue
 // UDPAcceptQueue is the number of new peers a UDP listener holds until
 // they are accepted (the backlog: a burst of new remotes waits here while
 // the application takes them one by one); the first datagram of a new peer
-// beyond it is dropped.
+// beyond it is dropped. [UDPAcceptQueueBytes] bounds their datagrams'
+// bytes.
 const UDPAcceptQueue = 1024
+
+// UDPAcceptQueueBytes bounds the bytes of the datagrams a UDP listener
+// buffers for all its peers not yet accepted together (4 MiB): a datagram
+// beyond it, from a new peer or from one waiting to be accepted, is
+// dropped. Without it, UDPAcceptQueue peers (one source port each) that
+// the application does not take could make the listener hold their
+// UDPPeerQueueBytes each, 1 GiB.
+const UDPAcceptQueueBytes = 4 << 20
 
 type udpStack struct{}
 
@@ -276,6 +293,9 @@ type udpListener struct {
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*udpPeer
 	closed bool // socket closed
+	// pendingBytes: the bytes queued for the peers not yet accepted
+	// (udpPeer.pending), at most UDPAcceptQueueBytes
+	pendingBytes int
 
 	df dfState // noFragmentation's switch, shared by the peers (nofrag.go)
 
@@ -364,30 +384,46 @@ func (l *udpListener) deliver(from netip.AddrPort, msg udpDatagram) {
 	if from == l.ignore {
 		return // this host's own sender (Options.MulticastIgnore): not a peer
 	}
+	n := len(msg.b)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	p := l.peers[from]
 	if p == nil {
 		select {
 		case <-l.stopped:
-			l.mu.Unlock()
 			l.dropped.Add(1)
 			return
 		default:
+		}
+		if l.pendingBytes+n > UDPAcceptQueueBytes {
+			l.dropped.Add(1) // the peers not yet accepted hold enough
+			return
 		}
 		p = newUDPPeer(l, from)
 		select {
 		case l.accept <- p:
 			l.peers[from] = p
 		default:
-			l.mu.Unlock()
 			l.dropped.Add(1)
 			return
 		}
 	}
-	l.mu.Unlock()
+	// the byte bounds (a datagram alone in its peer's queue is taken
+	// whatever its size, as long as the peers not yet accepted have room)
+	if (p.pending && l.pendingBytes+n > UDPAcceptQueueBytes) ||
+		(len(p.queue) > 0 && int(p.bytes.Load())+n > UDPPeerQueueBytes) {
+		p.dropped.Add(1)
+		l.dropped.Add(1)
+		return
+	}
+	p.bytes.Add(int64(n)) // before the queue: ReadMsg takes it off after
 	select {
 	case p.queue <- msg:
+		if p.pending {
+			l.pendingBytes += n
+		}
 	default:
+		p.bytes.Add(-int64(n))
 		p.dropped.Add(1)
 		l.dropped.Add(1)
 	}
@@ -397,9 +433,22 @@ func (l *udpListener) deliver(from netip.AddrPort, msg udpDatagram) {
 func (l *udpListener) Accept() (Transport, error) {
 	select {
 	case p := <-l.accept:
+		l.mu.Lock()
+		l.acceptedLocked(p)
+		l.mu.Unlock()
 		return p, nil
 	case <-l.stopped:
 		return nil, net.ErrClosed
+	}
+}
+
+// acceptedLocked takes the bytes queued for p, taken from the accept
+// queue (accepted, or dropped with the listener), off pendingBytes. l.mu
+// is held: until then only deliver, under it too, changed p.bytes.
+func (l *udpListener) acceptedLocked(p *udpPeer) {
+	if p.pending {
+		p.pending = false
+		l.pendingBytes -= int(p.bytes.Load())
 	}
 }
 
@@ -419,6 +468,7 @@ func (l *udpListener) Close() error {
 			select {
 			case p := <-l.accept:
 				delete(l.peers, p.remote)
+				l.acceptedLocked(p)
 				p.markClosed()
 				continue
 			default:
@@ -476,7 +526,9 @@ type udpPeer struct {
 	l       *udpListener
 	remote  netip.AddrPort
 	queue   chan udpDatagram
-	soft    *softErrors // nil unless the listener has SoftErrors
+	bytes   atomic.Int64 // the bytes of the datagrams in queue
+	pending bool         // not accepted yet (guarded by l.mu)
+	soft    *softErrors  // nil unless the listener has SoftErrors
 	closed  chan struct{}
 	once    sync.Once
 	dropped atomic.Uint64
@@ -518,7 +570,7 @@ func (p *udpPeer) ownOOB() []byte {
 }
 
 func newUDPPeer(l *udpListener, remote netip.AddrPort) *udpPeer {
-	p := &udpPeer{l: l, remote: remote, queue: make(chan udpDatagram, udpPeerQueueLen), closed: make(chan struct{}), rd: makeDeadline()}
+	p := &udpPeer{l: l, remote: remote, queue: make(chan udpDatagram, udpPeerQueueLen), pending: true, closed: make(chan struct{}), rd: makeDeadline()}
 	if l.softErrors {
 		p.soft = newSoftErrors()
 	}
@@ -550,6 +602,7 @@ func (p *udpPeer) ReadMsg(b []byte) (int, uint8, error) {
 	}
 	select {
 	case msg := <-p.queue:
+		p.bytes.Add(-int64(len(msg.b)))
 		n := copy(b, msg.b)
 		if n < len(msg.b) {
 			return n, msg.tos, ErrMessageTruncated

@@ -21,11 +21,13 @@ func udpReadError(errno syscall.Errno) error {
 	return &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmsg", errno)}
 }
 
-// udpStep is one answer of a udpScriptReader: an error, or a datagram.
+// udpStep is one answer of a udpScriptReader: an error, or a datagram;
+// or, with gate, no answer but a wait until gate is closed.
 type udpStep struct {
 	err  error
 	data string
 	from netip.AddrPort
+	gate chan struct{}
 }
 
 // udpScriptReader wraps a listener's socket: while the socket is open,
@@ -58,6 +60,10 @@ func (r *udpScriptReader) ReadMsgUDPAddrPort(b, oob []byte) (int, int, int, neti
 	s := r.script[0]
 	r.script = r.script[1:]
 	r.mu.Unlock()
+	if s.gate != nil {
+		<-s.gate
+		return r.ReadMsgUDPAddrPort(b, oob)
+	}
 	if s.err != nil {
 		return 0, 0, 0, netip.AddrPort{}, s.err
 	}

@@ -221,7 +221,10 @@ func WithLingerTimeout(d time.Duration) PreconnectionOption {
 
 // WithReceiveBuffer bounds the received bytes a connection holds for the
 // application (default 4 MiB, also for n <= 0): beyond it gotaps stops
-// reading from the socket until Receive consumes.
+// reading from the socket until Receive consumes. Each message queued
+// counts its bytes, 256 for its queue entry, and its framer's
+// framers.Instance.DeliveryOverhead (its metadata, the bytes skipped
+// before it); a single message larger than the bound is still received.
 func WithReceiveBuffer(n int) PreconnectionOption { return func(p *Preconnection) { p.recvLimit = n } }
 
 // WithSendBuffer bounds the bytes queued for sending (default 4 MiB, also
@@ -239,9 +242,11 @@ func WithSendBuffer(n int) PreconnectionOption { return func(p *Preconnection) {
 // meanwhile in the kernel's listen backlog (TCP, Unix; TLS after the 128
 // peers whose handshakes the TLS listener completes ahead of the bound,
 // each holding a socket: see [Listener]), in the UDP listener's accept
-// queue (stacks.UDPAcceptQueue, beyond which a new peer's first datagram
-// is dropped), or in quic-go's (which refuses handshakes beyond its own
-// bound).
+// queue (stacks.UDPAcceptQueue peers whose datagrams total at most
+// stacks.UDPAcceptQueueBytes, beyond which their datagrams are dropped),
+// or in quic-go's (which refuses handshakes beyond its own bound). A UDP
+// peer's datagrams not yet read are bounded by stacks.UDPPeerQueue and
+// stacks.UDPPeerQueueBytes too, beside the connection's receive buffer.
 //
 // The default, 128, is the classic listen backlog (Linux's somaxconn
 // before 5.4, Go's syscall.SOMAXCONN): a burst of that size is absorbed

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,5 +241,235 @@ func TestEmptyDatagramFloodUDPHeldMemoryBounded(t *testing.T) {
 				require.Empty(t, m.Data)
 			}
 		})
+	}
+}
+
+// Under stacked framers the top framer's deliveries are the application's
+// too: one large message of the lower framer that holds only empty
+// messages of the upper one (1 MiB of zeros: 256k of them) must not make
+// the receiving side hold far more than its receive buffer, and the
+// messages are all there once the application receives.
+func TestTinyMessagesInOneLargeMessageStackedFramersHeldMemoryBounded(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(framers.NewLengthPrefix())
+	pre.AddFramer(framers.NewLengthPrefix())
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	defer ln.Stop()
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	defer w.Close()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+
+	const body = 1 << 20 // of the lower framer: body/4 empty messages of the upper one
+	frames := binary.BigEndian.AppendUint32(nil, body)
+	frames = append(frames, make([]byte, body)...)
+	base := heapInUse()
+	over := func() bool {
+		return heapNow()-base > amplifyBound && heapInUse()-base > amplifyBound
+	}
+	// the application never receives: the reader must stop reading, and
+	// the writes stall (in the kernel's buffers)
+	sent, stalled := floodUntil(t, w, frames, 64<<20, over)
+	held := heapInUse() - base
+	items, charged, _ := s.link.RecvCreditForTest()
+	t.Logf("sent %d bytes (%d empty messages), stalled %v, %d queued (charged %d), heap held %d bytes (%.1fx the %d-byte buffer)",
+		sent, sent/4, stalled, items, charged, held, float64(held)/amplifyLimit, amplifyLimit)
+	require.True(t, stalled, "the sender was never held back (heap held %d bytes)", held)
+	require.LessOrEqual(t, held, int64(amplifyBound), "receive side holds %d bytes for a %d-byte buffer", held, amplifyLimit)
+
+	// receiving resumes the flow: the messages are all there, each empty
+	require.NoError(t, w.SetWriteDeadline(time.Time{}))
+	for range body/4 + 1000 {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Empty(t, m.Data)
+	}
+}
+
+// The messages the top of stacked framers holds for want of credit come
+// before the end of the stream that arrived meanwhile: all of them, then
+// the peer's clean end (nothing more to receive) or its reset (a
+// ConnectionError).
+func TestStackedFramersHeldMessagesComeBeforeTheEnd(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fin", true: "reset"}[reset], func(t *testing.T) {
+			sys := newTestSystem(t)
+			ctx := testCtx(t)
+			pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(64<<10),
+				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+			pre.AddFramer(framers.NewLengthPrefix())
+			pre.AddFramer(framers.NewLengthPrefix())
+			ln, err := pre.Listen(ctx)
+			require.NoError(t, err)
+			defer ln.Stop()
+			w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+			require.NoError(t, err)
+			defer w.Close()
+			s, err := ln.Accept(ctx)
+			require.NoError(t, err)
+			defer func() { s.Abort(); <-s.Done() }()
+
+			const body = 256 << 10 // 64k empty messages of the upper framer, 4 MiB of credit
+			frames := binary.BigEndian.AppendUint32(nil, body)
+			frames = append(frames, make([]byte, body)...)
+			_, err = w.Write(frames)
+			require.NoError(t, err)
+			m, err := s.Receive(ctx)
+			require.NoError(t, err)
+			require.Empty(t, m.Data)
+			if reset {
+				require.NoError(t, w.(*net.TCPConn).SetLinger(0))
+			}
+			require.NoError(t, w.Close())
+			n := 1
+			for ; ; n++ {
+				m, err = s.Receive(ctx)
+				if err != nil {
+					break
+				}
+				require.Empty(t, m.Data)
+			}
+			require.Equal(t, body/4, n, "messages received before the end (%v)", err)
+			if reset {
+				awaitDone(t, s, "the connection")
+				var ce *ConnectionError
+				require.ErrorAs(t, s.Err(), &ce)
+				require.ErrorIs(t, s.Err(), syscall.ECONNRESET)
+			} else {
+				require.ErrorIs(t, err, net.ErrClosed) // nothing more comes
+				require.NoError(t, s.Err())
+			}
+		})
+	}
+}
+
+// The metadata a framer attaches to a received message costs the receiver
+// as its bytes do: a fixed header framer copies every message's header
+// into its metadata, so a peer sending empty messages behind large
+// headers (4 KiB of zeros each) must not make the receiving side hold far
+// more than its receive buffer.
+func TestLargeHeaderMetadataFloodHeldMemoryBounded(t *testing.T) {
+	const header = 4 << 10
+	fh, err := framers.NewFixedHeader(header, 0, 4)
+	require.NoError(t, err)
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(fh)
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	defer ln.Stop()
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	defer w.Close()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+	require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
+
+	base := heapInUse()
+	over := func() bool {
+		return heapNow()-base > amplifyBound && heapInUse()-base > amplifyBound
+	}
+	// the application never receives: the reader must stop reading, and
+	// the writes stall (in the kernel's buffers)
+	sent, stalled := floodUntil(t, w, make([]byte, 64<<10), 256<<20, over)
+	held := heapInUse() - base
+	items, charged, _ := s.link.RecvCreditForTest()
+	t.Logf("sent %d bytes (%d messages), stalled %v, %d queued (charged %d), heap held %d bytes (%.1fx the %d-byte buffer)",
+		sent, sent/header, stalled, items, charged, held, float64(held)/amplifyLimit, amplifyLimit)
+	require.True(t, stalled, "the sender was never held back (heap held %d bytes)", held)
+	require.LessOrEqual(t, held, int64(amplifyBound), "receive side holds %d bytes for a %d-byte buffer", held, amplifyLimit)
+
+	// receiving resumes the flow: the messages are all there, each with
+	// its header
+	require.NoError(t, w.SetWriteDeadline(time.Time{}))
+	for range sent / header {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Empty(t, m.Data)
+		require.Len(t, m.Context.FramerMetadata(fh)[framers.HeaderMetadataKey], header)
+	}
+}
+
+// paddingFramer is a user framer of type-length-value records: a 1-byte
+// type, a 4-byte big-endian length and the value; records of type 0 are
+// padding, skipped (AdvanceReceiveCursor), the others delivered.
+func paddingFramer() *hookFramer {
+	h := newHookFramer()
+	h.recv = func(inst *framers.Instance) {
+		for !inst.Failed() {
+			hdr, ok := inst.Parse(5, 5)
+			if !ok {
+				return
+			}
+			typ, n := hdr[0], int(binary.BigEndian.Uint32(hdr[1:]))
+			if _, ok := inst.Parse(5+n, 0); !ok {
+				return
+			}
+			inst.AdvanceReceiveCursor(5)
+			if typ == 0 {
+				inst.AdvanceReceiveCursor(n)
+				continue
+			}
+			inst.DeliverAndAdvanceReceiveCursor(nil, n, true)
+		}
+	}
+	return h
+}
+
+// A tiny message cut from a read buffer keeps the whole buffer alive: the
+// bytes a framer skips before it (padding, headers) cost the receiver as
+// its own do. A peer sending one-byte messages, each behind 60 KiB of
+// padding the framer skips, must not make the receiving side hold far
+// more than its receive buffer.
+func TestPaddedTinyMessageFloodHeldMemoryBounded(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	pre.AddFramer(paddingFramer())
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	defer ln.Stop()
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	defer w.Close()
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+	require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
+
+	const pad = 60 << 10
+	unit := []byte{1, 0, 0, 0, 1, 'x', 0}
+	unit = binary.BigEndian.AppendUint32(unit, pad)
+	unit = append(unit, make([]byte, pad)...)
+	base := heapInUse()
+	over := func() bool {
+		return heapNow()-base > amplifyBound && heapInUse()-base > amplifyBound
+	}
+	// the application never receives: the reader must stop reading, and
+	// the writes stall (in the kernel's buffers)
+	sent, stalled := floodUntil(t, w, unit, 1<<30, over)
+	held := heapInUse() - base
+	items, charged, _ := s.link.RecvCreditForTest()
+	t.Logf("sent %d bytes (%d messages), stalled %v, %d queued (charged %d), heap held %d bytes (%.1fx the %d-byte buffer)",
+		sent, sent/int64(len(unit)), stalled, items, charged, held, float64(held)/amplifyLimit, amplifyLimit)
+	require.True(t, stalled, "the sender was never held back (heap held %d bytes)", held)
+	require.LessOrEqual(t, held, int64(amplifyBound), "receive side holds %d bytes for a %d-byte buffer", held, amplifyLimit)
+
+	// receiving resumes the flow: the messages are all there
+	require.NoError(t, w.SetWriteDeadline(time.Time{}))
+	for range sent / int64(len(unit)) {
+		m, err := s.Receive(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "x", string(m.Data))
 	}
 }
