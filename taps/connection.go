@@ -1143,9 +1143,11 @@ type ConnectionProperties struct {
 	Socket *SocketInfo
 	// Selected tells, for each Selection Property, whether the selected
 	// stack provides it (RFC 9622 §8: read back as booleans); keepAlive,
-	// softErrorNotify and UDP-Lite's fullChecksumSend / fullChecksumRecv
-	// are read back from the socket (SO_KEEPALIVE, ICMP error delivery,
-	// the checksum coverage), not from what the stack could do;
+	// softErrorNotify, QUIC's perMsgReliability and UDP-Lite's
+	// fullChecksumSend / fullChecksumRecv are read back from the socket
+	// (SO_KEEPALIVE or a PING period, ICMP error delivery, datagrams
+	// negotiated, the checksum coverage), not from what the stack could
+	// do; zeroRttMsg is false when Avoided or Prohibited (no 0-RTT);
 	// useTemporaryLocalAddress is whether the local address in use is a
 	// temporary IPv6 address (RFC 8981; Linux, absent elsewhere).
 	Selected map[Property]bool
@@ -1316,6 +1318,9 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			}
 		}
 		readBackSelected(out.Selected, info.Stack, out.Socket)
+		if pref := out.Properties.Preference(ZeroRTTMsg); (pref == Avoid || pref == Prohibit) && out.Selected[ZeroRTTMsg] {
+			out.Selected[ZeroRTTMsg] = false // selected with 0-RTT off (NoEarlyData)
+		}
 		if ap, ok := out.Local.Addr(); ok {
 			if tmp, err := stacks.IsTemporaryAddress(ap.Addr()); err == nil {
 				out.Selected[UseTemporaryLocalAddress] = tmp

@@ -791,7 +791,8 @@ func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
 // InitiateWithSend initiates a Connection and sends data as its first
 // Message (RFC 9622 §9.2.5). A message marked SafelyReplayable may go as
 // 0-RTT data where a stack supports it (QUIC, with a session ticket
-// cached); otherwise it is sent right after establishment. A 0-RTT message
+// cached) unless zeroRttMsg is Avoided or Prohibited; otherwise it is
+// sent right after establishment. A 0-RTT message
 // leaves at once, before anything has come back from the server, but its
 // attempt wins the race only once its handshake completes: the race goes
 // on meanwhile, an attempt whose handshake fails (the server gone) is a
@@ -929,9 +930,10 @@ func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connec
 		if err != nil {
 			return nil, nil, establishmentError(err)
 		}
-		if m.Props.SafelyReplayable {
-			// only a safely replayable first message may ride 0-RTT
-			// (a cached session is needed; TLS over TCP has no client
+		if m.Props.SafelyReplayable && !cfg.StackOptions.NoEarlyData {
+			// only a safely replayable first message may ride 0-RTT,
+			// and not with zeroRttMsg Avoid or Prohibit (a cached
+			// session is needed; TLS over TCP has no client
 			// early data in crypto/tls, QUIC does); the snapshot may be
 			// shared: change a copy
 			early := *cfg

@@ -1,0 +1,142 @@
+package taps
+
+import (
+	"net"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Selection Properties for features a stack uses only when asked
+// (stacks.optInFeature): Avoid or Prohibit selects the stack with the
+// feature off, rather than ruling it out, and the feature is then really
+// off. See also TestProhibitKeepAliveSelectsStacksThatCanDoWithout.
+
+// TestAvoidOrProhibitZeroRTTMsgSendsNoEarlyData: zeroRttMsg Avoid or
+// Prohibit selects QUIC (Prohibit left no stack when QUIC was Required),
+// and no 0-RTT data is sent, even for a safely replayable first Message
+// with a session ticket cached (the session is resumed in 1-RTT); a QUIC
+// Listener that Avoids or Prohibits it refuses a client's 0-RTT. Both
+// ends' sockets say no 0-RTT was used, and zeroRttMsg reads back false
+// where it was Avoided or Prohibited.
+func TestAvoidOrProhibitZeroRTTMsgSendsNoEarlyData(t *testing.T) {
+	for _, level := range []Preference{Prohibit, Avoid} {
+		for _, side := range []string{"initiator", "listener"} {
+			t.Run(side+" "+level.String(), func(t *testing.T) {
+				sys := newTestSystem(t) // its own session cache
+				pki := newTestPKI(t)
+				stp, ctp := quicOnly(t), quicOnly(t)
+				if side == "initiator" {
+					require.NoError(t, ctp.Set(ZeroRTTMsg, level))
+				} else {
+					require.NoError(t, stp.Set(ZeroRTTMsg, level))
+				}
+				ln, accepted := quicEchoServer(t, sys, pki, stp)
+				pre := securePre(sys, ln, pki.clientSec(), ctp)
+				cl, sv, csel, ssel := zeroRTTExchange(t, pre, accepted, "first ever", true)
+				require.False(t, cl.Used0RTT || sv.Used0RTT, "no ticket yet")
+				cl, sv, csel, ssel = zeroRTTExchange(t, pre, accepted, "replayable, with a ticket", true)
+				require.True(t, cl.Resumed, "the cached session is resumed")
+				require.False(t, cl.Used0RTT, "%s %v zeroRttMsg: the client sent no 0-RTT data", side, level)
+				require.False(t, sv.Used0RTT, "%s %v zeroRttMsg: the server accepted no 0-RTT data", side, level)
+				if side == "initiator" {
+					require.False(t, csel, "the initiator reads zeroRttMsg back as off")
+				} else {
+					require.False(t, ssel, "the accepted Connection reads zeroRttMsg back as off")
+				}
+				ln.Stop()
+			})
+		}
+	}
+}
+
+// TestAvoidOrProhibitSoftErrorNotifySelectsUDPWithoutSoftErrors:
+// softErrorNotify Avoid or Prohibit selects UDP (Prohibit left no stack
+// for an unreliable datagram Connection on Linux, where UDP delivers ICMP
+// errors when asked) without ICMP error delivery: an ICMP port
+// unreachable for what it sends is no SoftError, the Connection goes on;
+// a Listener is made too.
+func TestAvoidOrProhibitSoftErrorNotifySelectsUDPWithoutSoftErrors(t *testing.T) {
+	for _, level := range []Preference{Prohibit, Avoid} {
+		t.Run(level.String(), func(t *testing.T) {
+			sys := newTestSystem(t)
+			pc := rawUDP(t)
+			peer := pc.LocalAddr().(*net.UDPAddr)
+			tp := datagramProps(t)
+			require.NoError(t, tp.Set(SoftErrorNotify, level))
+			c := udpClientTo(t, sys, pc, tp)
+			softs := make(chan error, 8)
+			c.OnSoftError(func(_ *Connection, err error) {
+				select {
+				case softs <- err:
+				default:
+				}
+			})
+			props := c.GetProperties()
+			require.Equal(t, "udp", props.Stack)
+			require.False(t, props.Selected[SoftErrorNotify])
+			require.False(t, props.Socket.SoftErrors, "no ICMP error delivery on the socket")
+
+			ctx := testCtx(t)
+			require.NoError(t, c.Send(ctx, []byte("hi"), nil))
+			_, local := readDatagramFrom(t, pc)
+			require.NoError(t, pc.Close())
+			for range 3 {
+				require.NoError(t, c.Send(ctx, []byte("anyone?"), nil)) // ICMP port unreachable
+			}
+			// the reader has passed the ICMP errors once it delivers this
+			pc2, err := net.ListenUDP("udp4", peer)
+			require.NoError(t, err)
+			defer pc2.Close()
+			_, err = pc2.WriteToUDPAddrPort([]byte("back"), local)
+			require.NoError(t, err)
+			m, err := c.Receive(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "back", string(m.Data))
+			select {
+			case err := <-softs:
+				t.Fatalf("%v softErrorNotify: SoftError %v", level, err)
+			default:
+			}
+			require.Equal(t, StateEstablished, c.State())
+
+			ln, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))).Listen(ctx)
+			require.NoError(t, err, "a Listener %v softErrorNotify", level)
+			ln.Stop()
+		})
+	}
+}
+
+// TestProhibitPerMsgReliabilitySelectsQUICWithoutDatagrams:
+// perMsgReliability Prohibit selects QUIC (it left no stack when QUIC was
+// Required) without datagrams, even with a peer that takes them: a
+// Message sent with msgReliable false is a SendError
+// (ErrPropertyNotSupported), as on TCP; a Listener Prohibiting it does not
+// negotiate datagrams with a client that Requires them.
+func TestProhibitPerMsgReliabilitySelectsQUICWithoutDatagrams(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	stp := quicOnly(t)
+	require.NoError(t, stp.Require(PerMsgReliability)) // the server takes datagrams
+	ln, _ := quicEchoServer(t, sys, pki, stp)
+	tp := quicOnly(t)
+	require.NoError(t, tp.Prohibit(PerMsgReliability))
+	ctx := testCtx(t)
+	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	props := c.GetProperties()
+	require.Equal(t, "quic", props.Stack)
+	require.False(t, props.Socket.Datagrams, "no datagrams negotiated")
+	require.False(t, props.Selected[PerMsgReliability])
+	err = c.Send(ctx, []byte("unreliable"), NewMessageContext().Reliable(false).Ordered(false))
+	var se *SendError
+	require.ErrorAs(t, err, &se)
+	require.ErrorIs(t, err, ErrPropertyNotSupported)
+	roundTrip(t, c, "reliable")
+
+	cl, srv := quicDatagramPair(t, sys, Prohibit)
+	require.False(t, cl.GetProperties().Selected[PerMsgReliability], "the listener did not enable datagrams")
+	require.False(t, srv.GetProperties().Selected[PerMsgReliability])
+}
