@@ -493,8 +493,11 @@ func checkFramers(what string, fs []framers.Framer) error {
 }
 
 // snapshot validates the Preconnection and copies it into an immutable
-// config. Every error here happens before any packet is sent.
-func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connHandlers, error) {
+// config for the role r (roleInitiate, roleListen or roleRendezvous: its
+// property defaults, RFC 9622 §6.2). Every error here happens before any
+// packet is sent.
+func (p *Preconnection) snapshot(r role) (*messages.ConnectionConfig, connHandlers, error) {
+	listen := r == roleListen
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cfg := &messages.ConnectionConfig{
@@ -545,16 +548,12 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	if err != nil {
 		return nil, p.handlers, err
 	}
-	r := roleInitiate
-	if listen {
-		r = roleListen
-	}
 	// the properties never change after NewPreconnection (they are copied
 	// in), so they are validated and encoded once per role and the
 	// encoding is shared: connections treat it as immutable (SetProperty
 	// copies on write)
 	if p.encoded[r] == nil {
-		if err := p.tp.Validate(listen); err != nil {
+		if err := p.tp.validate(r); err != nil {
 			return nil, p.handlers, err
 		}
 		defaults, err := messageDefaults(p.tp)
@@ -726,7 +725,8 @@ func unixPaths(cfg *messages.ConnectionConfig) unixUse {
 
 // selectStacks runs the pure selection over every stack gotaps has. With a
 // framer, every stack preserves message boundaries (RFC 9622 §9.1.2), so
-// that property no longer tells stacks apart. Security parameters that do
+// that property no longer tells stacks apart; a Rendezvous ignores
+// activeReadBeforeSend. Security parameters that do
 // not allow TLS 1.3 rule QUIC out.
 func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, framed bool, all []stacks.Stack) ([]stacks.Stack, error) {
 	prefs := map[string]int8{}
@@ -742,6 +742,11 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, fram
 	}
 	if framed {
 		delete(prefs, string(PreserveMsgBoundaries))
+	}
+	if r == roleRendezvous {
+		// both sides of a Rendezvous are active: which one reads or
+		// writes first selects nothing (RFC 9622 §6.2.18 has it ignored)
+		delete(prefs, string(ActiveReadBeforeSend))
 	}
 	multipathPrefs(prefs, tp, r)
 	prefs["secure"] = securePref(sec)
@@ -909,7 +914,7 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 // (with first, InitiateWithSend's message): the establishment runs on
 // from there. Its errors are the synchronous ones (EstablishmentError).
 func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connection, *actors.Link, error) {
-	cfg, h, err := p.snapshot(false)
+	cfg, h, err := p.snapshot(roleInitiate)
 	if err != nil {
 		return nil, nil, p.fail(err)
 	}
@@ -1031,7 +1036,7 @@ func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 // listen is Listen with adjust (nil: none) applied to a copy of the
 // snapshot's configuration (snapshots are shared and never changed).
 func (p *Preconnection) listen(ctx context.Context, adjust func(*messages.ConnectionConfig)) (*Listener, error) {
-	cfg, h, err := p.snapshot(true)
+	cfg, h, err := p.snapshot(roleListen)
 	if err != nil {
 		return nil, p.fail(err)
 	}

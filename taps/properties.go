@@ -653,7 +653,8 @@ const (
 	// with its first data, nor UDP, whose listener sees a peer only with
 	// its first datagram. Prefer ranks those stacks first; Avoid and
 	// Prohibit rule nothing out (a stack that lets either side write first
-	// serves an initiator that writes first too).
+	// serves an initiator that writes first too). Rendezvous ignores it
+	// (RFC 9622 §6.2.18): both sides are active.
 	ActiveReadBeforeSend Property = "activeReadBeforeSend"
 	// RetransmitNotify: the seed's "retransmit-notify" (removed from the
 	// RFC; SoftError covers it), kept as an implementation-specific

@@ -140,3 +140,56 @@ func TestProhibitPerMsgReliabilitySelectsQUICWithoutDatagrams(t *testing.T) {
 	require.False(t, cl.GetProperties().Selected[PerMsgReliability], "the listener did not enable datagrams")
 	require.False(t, srv.GetProperties().Selected[PerMsgReliability])
 }
+
+// TestRendezvousIgnoresActiveReadBeforeSend: activeReadBeforeSend is
+// ignored for Rendezvous (RFC 9622 §6.2.18): Require of it, which rules UDP
+// out of an Initiate (a UDP listener sees a peer only with its first
+// datagram), does not rule it out of a Rendezvous, where both sides are
+// active; before, the Rendezvous failed before any packet (no stack).
+func TestRendezvousIgnoresActiveReadBeforeSend(t *testing.T) {
+	sys, _ := newRVSystem(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties(UnreliableDatagram)
+	require.NoError(t, tp.Require(ActiveReadBeforeSend))
+	ports := freeUDPPorts(t, 2)
+	a := rvUDPPre(sys, ports[0], ports[1], WithTransportProperties(tp))
+	b := rvUDPPre(sys, ports[1], ports[0], WithTransportProperties(tp))
+	ca, cb := rendezvousPair(t, ctx, a, b, nil)
+	sameConnection(t, ca, cb, "udp")
+	exchange(t, ctx, ca, cb)
+
+	_, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithRemoteEndpoint(rvRemote(ports[0]))).Initiate(ctx)
+	require.ErrorIs(t, err, ErrUnfulfilled, "an Initiate does not ignore it")
+}
+
+// TestRendezvousUsesItsRoleDefaults: a Rendezvous is configured with the
+// Rendezvous defaults of RFC 9622 §6.2.13 (useTemporaryLocalAddress
+// Avoid), not an Initiate's (Prefer), on both sides; an explicit value
+// is kept. Before, Rendezvous took the Initiate role's defaults.
+func TestRendezvousUsesItsRoleDefaults(t *testing.T) {
+	sys, _ := newRVSystem(t)
+	ctx := testCtx(t)
+	explicit := NewTransportProperties(UnreliableDatagram)
+	require.NoError(t, explicit.Prefer(UseTemporaryLocalAddress))
+	for _, tt := range []struct {
+		tp   *TransportProperties
+		want Preference
+	}{
+		{NewTransportProperties(UnreliableDatagram), Avoid},
+		{explicit, Prefer},
+	} {
+		ports := freeUDPPorts(t, 2)
+		a := rvUDPPre(sys, ports[0], ports[1], WithTransportProperties(tt.tp))
+		b := rvUDPPre(sys, ports[1], ports[0], WithTransportProperties(tt.tp))
+		ca, cb := rendezvousPair(t, ctx, a, b, nil)
+		for _, c := range []*Connection{ca, cb} {
+			v, ok := c.GetProperties().Properties.Get(UseTemporaryLocalAddress)
+			require.True(t, ok)
+			require.Equal(t, tt.want, v)
+			v, _ = c.GetProperties().Properties.Get(Multipath)
+			require.Equal(t, MultipathDisabled, v)
+		}
+		exchange(t, ctx, ca, cb)
+	}
+}
