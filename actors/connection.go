@@ -3235,7 +3235,8 @@ func (c *connActor) applySetDuring() {
 //   - connCapacityProfile: the DSCP (IP_TOS / IPV6_TCLASS), every stack
 //     with a socket of its own; a UDP or UDP-Lite connection a Listener
 //     accepted marks its own datagrams instead (stacks.LiveOptions.DSCP);
-//     an accepted QUIC stream and a Unix socket cannot (ErrNotApplicable). On TCP and TLS
+//     a QUIC stream (dialed or accepted: the session's socket is shared)
+//     and a Unix socket cannot (ErrNotApplicable). On TCP and TLS
 //     Scavenger also switches TCP_CONGESTION to "lp" when the kernel
 //     offers it (liveprops.go).
 //   - connTimeout, tcp.userTimeoutValue, tcp.userTimeoutEnabled:

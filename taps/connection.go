@@ -1378,9 +1378,10 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // by a SetProperty error. connCapacityProfile on a UDP or UDP-Lite
 // Connection a Listener accepted, which shares the Listener's socket,
 // marks that Connection's later datagrams only (a per-datagram IP_TOS /
-// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on an
-// accepted QUIC Connection it is stacks.ErrNotApplicable (quic-go shares
-// the socket and has no per-connection TOS), and so it is on a Unix
+// IPV6_TCLASS control message; errors.ErrUnsupported on Windows); on a
+// QUIC Connection, dialed or accepted, it is stacks.ErrNotApplicable (a
+// stream shares its session's socket, and quic-go has no per-connection
+// TOS), and so it is on a Unix
 // domain socket Connection (no IP header), as are the TCP options.
 //
 // A Message Property (msgPriority, msgLifetime, ...; RFC 9622 §9.1.3)
