@@ -47,8 +47,8 @@ func (e *UnfulfilledError) Unwrap() error { return ErrNoStack }
 // requirement; advertisesAltaddr is decided by the kernel's path manager.
 // activeReadBeforeSend is the ActiveReadBeforeSend capability, which Select
 // only Requires or Prefers (an Avoid or Prohibit asks for nothing a stack
-// could lack), and so are keepAlive, zeroRttMsg, softErrorNotify and
-// perMsgReliability theirs (optInFeature).
+// could lack), and so are keepAlive, zeroRttMsg, softErrorNotify,
+// perMsgReliability and _gotaps.retransmitNotify theirs (optInFeature).
 func (c Capabilities) Has(prop string) (has, known bool) {
 	switch prop {
 	case "multipathProtocol":
@@ -109,16 +109,20 @@ func (c Capabilities) Has(prop string) (has, known bool) {
 //   - softErrorNotify: UDP and UDP-Lite deliver ICMP errors only with
 //     Options.SoftErrors, and swallow them otherwise;
 //   - perMsgReliability: QUIC sends unreliable messages (datagrams) only
-//     with Options.QUICDatagrams.
+//     with Options.QUICDatagrams;
+//   - _gotaps.retransmitNotify: TCP and TLS report retransmissions only
+//     when it is Preferred or Required (and a threshold is set).
 //
-// So Prohibit of one of them leaves QUIC (or UDP and UDP-Lite) in, and
+// So Prohibit of one of them leaves QUIC (or UDP and UDP-Lite, or TCP
+// and TLS) in, and
 // Avoid does not rank them last. The properties a stack provides by its nature (reliability, preserveOrder,
 // congestionControl, preserveMsgBoundaries, fullChecksumSend/Recv,
 // multistreaming: a QUIC Clone is a stream of the session) still rule it
 // out.
 func optInFeature(prop string) bool {
 	switch prop {
-	case "activeReadBeforeSend", "keepAlive", "zeroRttMsg", "softErrorNotify", "perMsgReliability":
+	case "activeReadBeforeSend", "keepAlive", "zeroRttMsg", "softErrorNotify", "perMsgReliability",
+		"_gotaps.retransmitNotify":
 		return true
 	}
 	return false

@@ -1147,7 +1147,8 @@ type ConnectionProperties struct {
 	// fullChecksumSend / fullChecksumRecv are read back from the socket
 	// (SO_KEEPALIVE or a PING period, ICMP error delivery, datagrams
 	// negotiated, the checksum coverage), not from what the stack could
-	// do; zeroRttMsg is false when Avoided or Prohibited (no 0-RTT);
+	// do; zeroRttMsg and _gotaps.retransmitNotify are false when Avoided
+	// or Prohibited (the feature is off);
 	// useTemporaryLocalAddress is whether the local address in use is a
 	// temporary IPv6 address (RFC 8981; Linux, absent elsewhere).
 	Selected map[Property]bool
@@ -1318,8 +1319,10 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			}
 		}
 		readBackSelected(out.Selected, info.Stack, out.Socket)
-		if pref := out.Properties.Preference(ZeroRTTMsg); (pref == Avoid || pref == Prohibit) && out.Selected[ZeroRTTMsg] {
-			out.Selected[ZeroRTTMsg] = false // selected with 0-RTT off (NoEarlyData)
+		for _, p := range []Property{ZeroRTTMsg, RetransmitNotify} {
+			if pref := out.Properties.Preference(p); (pref == Avoid || pref == Prohibit) && out.Selected[p] {
+				out.Selected[p] = false // selected with the feature off: no 0-RTT, no retransmission reports
+			}
 		}
 		if ap, ok := out.Local.Addr(); ok {
 			if tmp, err := stacks.IsTemporaryAddress(ap.Addr()); err == nil {

@@ -658,7 +658,10 @@ const (
 	ActiveReadBeforeSend Property = "activeReadBeforeSend"
 	// RetransmitNotify: the seed's "retransmit-notify" (removed from the
 	// RFC; SoftError covers it), kept as an implementation-specific
-	// Selection Property. Default NoPreference.
+	// Selection Property. Default NoPreference. Require and Prefer select
+	// TCP and TLS, which report retransmissions (OnExcessiveRetransmission)
+	// only then; Avoid and Prohibit rule them out no more than QUIC: they
+	// are selected without the reports, and read it back as false.
 	RetransmitNotify Property = "_gotaps.retransmitNotify"
 )
 

@@ -193,3 +193,28 @@ func TestRendezvousUsesItsRoleDefaults(t *testing.T) {
 		exchange(t, ctx, ca, cb)
 	}
 }
+
+// TestProhibitRetransmitNotifySelectsTCP: TCP and TLS report
+// retransmissions (_gotaps.retransmitNotify) only when it is Preferred or
+// Required, so Avoid and Prohibit select them without the reports (before,
+// Prohibit left only QUIC, and no stack without security parameters:
+// NoCandidates); the Connection reads it back as off.
+func TestProhibitRetransmitNotifySelectsTCP(t *testing.T) {
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	defer ln.Stop()
+	for _, level := range []Preference{Prohibit, Avoid} {
+		tp := NewTransportProperties()
+		require.NoError(t, tp.Set(RetransmitNotify, level))
+		c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+			WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(testCtx(t))
+		require.NoError(t, err, "%v retransmitNotify", level)
+		props := c.GetProperties()
+		require.Equal(t, "tcp", props.Stack)
+		has, ok := props.Selected[RetransmitNotify]
+		require.True(t, ok)
+		require.False(t, has, "%v retransmitNotify reads back as off", level)
+		c.Abort()
+		<-c.Done()
+	}
+}
