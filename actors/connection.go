@@ -2097,9 +2097,13 @@ func (c *connActor) unsupported(m *messages.SendMessage) error {
 	return c.profileUnsupported(m) // msgCapacityProfile on a byte stream (liveprops.go)
 }
 
+// perMsgReliability: the connection may send a message unreliably. Not
+// when it Prohibits perMsgReliability: the stack (QUIC) was selected with
+// its unreliable messages off, as on a stack without them.
 func (c *connActor) perMsgReliability() bool {
 	caps, ok := c.caps()
-	return ok && caps.PerMsgReliability
+	return ok && caps.PerMsgReliability &&
+		c.spec.cfg.Properties.GetValues()["perMsgReliability"].GetPreference() != int32(stacks.Prohibit)
 }
 
 func (c *connActor) partialChecksum() bool {

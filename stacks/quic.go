@@ -98,7 +98,8 @@ type quicStack struct{}
 //
 // Options.TLS is required (ErrNoTLSConfig otherwise); NextProtos defaults to
 // DefaultQUICALPN. Dial uses 0-RTT (DialEarly) when TLS.ClientSessionCache
-// is set and Options.EarlyData: with a ticket cached for the server it
+// is set and Options.EarlyData (and not NoEarlyData, with which the
+// Listener also refuses 0-RTT data): with a ticket cached for the server it
 // returns before the handshake completes (what is written then goes as
 // 0-RTT data), and its Transport, a HandshakeWaiter, tells how the
 // handshake ends. Options.KeepAlive is the PING period, ConnTimeout the
@@ -145,7 +146,7 @@ func quicConfig(opts Options) *quic.Config {
 		KeepAlivePeriod:      max(opts.KeepAlive, 0),
 		MaxIdleTimeout:       max(opts.ConnTimeout, 0),
 		HandshakeIdleTimeout: opts.HandshakeTimeout / 2,
-		Allow0RTT:            true,
+		Allow0RTT:            !opts.NoEarlyData,
 	}
 }
 
@@ -213,7 +214,7 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	dp.cur.Store(sock)
 	release := dp.release
 	var conn *quic.Conn
-	if cfg.ClientSessionCache != nil && opts.EarlyData {
+	if cfg.ClientSessionCache != nil && opts.EarlyData && !opts.NoEarlyData {
 		conn, err = tr.DialEarly(dctx, ra, cfg, quicConfig(opts))
 	} else {
 		conn, err = tr.Dial(dctx, ra, cfg, quicConfig(opts))

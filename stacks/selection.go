@@ -47,7 +47,8 @@ func (e *UnfulfilledError) Unwrap() error { return ErrNoStack }
 // requirement; advertisesAltaddr is decided by the kernel's path manager.
 // activeReadBeforeSend is the ActiveReadBeforeSend capability, which Select
 // only Requires or Prefers (an Avoid or Prohibit asks for nothing a stack
-// could lack), and so is keepAlive the KeepAlive one (optInFeature).
+// could lack), and so are keepAlive, zeroRttMsg, softErrorNotify,
+// perMsgReliability and _gotaps.retransmitNotify theirs (optInFeature).
 func (c Capabilities) Has(prop string) (has, known bool) {
 	switch prop {
 	case "multipathProtocol":
@@ -92,22 +93,47 @@ func (c Capabilities) Has(prop string) (has, known bool) {
 // optInFeature reports whether the selection property named prop is a
 // feature a stack that has it uses only when asked to, so that Avoid or
 // Prohibit asks for nothing such a stack could lack: it is then met by
-// not using it. activeReadBeforeSend: Avoid or Prohibit says this side
-// will not read first, and a stack that lets either side write first does
-// that too. keepAlive: whether the Connection sends keep-alives (RFC 9622
-// §6.2.10), which TCP, TLS and QUIC do only when keepAlive is Preferred or
-// Required or keepAliveTimeout is set (Options.KeepAlive), and a
-// keepAliveTimeout with Prohibit keepAlive is a conflict: Prohibit gets
-// them without keep-alives, where it ruled out every reliable stack.
+// not using it, and the stack is selected with the feature off (the
+// caller must then keep it off):
+//
+//   - activeReadBeforeSend: Avoid or Prohibit says this side will not
+//     read first, and a stack that lets either side write first does that
+//     too;
+//   - keepAlive: whether the Connection sends keep-alives (RFC 9622
+//     §6.2.10), which TCP, TLS and QUIC do only when keepAlive is
+//     Preferred or Required or keepAliveTimeout is set (Options.KeepAlive;
+//     a keepAliveTimeout with Prohibit keepAlive is a conflict);
+//   - zeroRttMsg: QUIC sends 0-RTT data only for a safely replayable first
+//     Message (Options.EarlyData), and a QUIC Listener refuses it with
+//     Options.NoEarlyData;
+//   - softErrorNotify: UDP and UDP-Lite deliver ICMP errors only with
+//     Options.SoftErrors, and swallow them otherwise;
+//   - perMsgReliability: QUIC sends unreliable messages (datagrams) only
+//     with Options.QUICDatagrams;
+//   - _gotaps.retransmitNotify: TCP and TLS report retransmissions only
+//     when it is Preferred or Required (and a threshold is set).
+//
+// So Prohibit of one of them leaves QUIC (or UDP and UDP-Lite, or TCP
+// and TLS) in, and
+// Avoid does not rank them last. The properties a stack provides by its nature (reliability, preserveOrder,
+// congestionControl, preserveMsgBoundaries, fullChecksumSend/Recv,
+// multistreaming: a QUIC Clone is a stream of the session) still rule it
+// out.
 func optInFeature(prop string) bool {
-	return prop == "activeReadBeforeSend" || prop == "keepAlive"
+	switch prop {
+	case "activeReadBeforeSend", "keepAlive", "zeroRttMsg", "softErrorNotify", "perMsgReliability",
+		"_gotaps.retransmitNotify":
+		return true
+	}
+	return false
 }
 
 // Select applies the RFC 9622 selection rules (RFC 9623 §4.1.3) to the
 // stacks: drop every stack that has a Prohibited feature, keep only stacks
 // with every Required feature, then rank by the number of Preferred
 // features they have (more first) and, as tie-breaker, by the number of
-// Avoided features (fewer first); equal stacks keep their order. prefs maps
+// Avoided features (fewer first); equal stacks keep their order. An Avoided
+// or Prohibited optInFeature counts for nothing. prefs maps
 // property names to preference levels. It is pure.
 func Select(all []Stack, prefs map[string]int8) ([]Stack, error) {
 	type ranked struct {

@@ -105,6 +105,12 @@ type Options struct {
 	// handshake completes (resumed where a ticket is cached) before Dial
 	// returns, so nothing is ever sent as early data.
 	EarlyData bool
+	// NoEarlyData turns 0-RTT off (RFC 9622 zeroRttMsg Avoid or
+	// Prohibit): a QUIC Listener refuses early data (quic.Config
+	// Allow0RTT false: its session tickets allow none, and a client's
+	// 0-RTT packets are rejected, the client sending their data again
+	// after the handshake), and Dial does not send any, EarlyData or not.
+	NoEarlyData bool
 	// TLSAllowTruncation makes a TLS stream that the peer ends with a TCP
 	// FIN but no close_notify alert, at a record boundary, a clean end
 	// (io.EOF) rather than ErrTLSTruncated: for peers known to end their

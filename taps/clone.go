@@ -32,9 +32,10 @@ func CloneWithFramer(fs ...framers.Framer) CloneOption {
 // (RFC 9622 §7.4 Clone(connectionProperties)); selection properties stay
 // those of the original. A Clone that is a stream of the same QUIC
 // session (see Clone) cannot have a connTimeout (the session's idle
-// timeout) or keepAliveTimeout (its PING period) of its own: giving
-// either another value than the session has fails Clone and CloneAsync at
-// once with a *CloneError (ReasonInvalidConfiguration) wrapping a
+// timeout), keepAliveTimeout (its PING period) or connCapacityProfile
+// (the DSCP of the session's UDP socket) of its own: giving one of them
+// another value than the session has fails Clone and CloneAsync at once
+// with a *CloneError (ReasonInvalidConfiguration) wrapping a
 // *PropertyError that unwraps to stacks.ErrNotApplicable, as SetProperty
 // of them on QUIC does.
 func CloneWithProperties(tp *TransportProperties) CloneOption {
@@ -349,10 +350,12 @@ func (c *Connection) OnConnectionReceived(fn func(group, received *Connection)) 
 // stack it then gets a connection of its own, not a stream the peer would
 // only see with the clone's first message.
 // sessionWide are the Connection Properties a QUIC session applies to all
-// its streams and fixes at its handshake: connTimeout is its idle timeout,
-// keepAliveTimeout its PING period (SetProperty of either is
-// stacks.ErrNotApplicable on QUIC).
-var sessionWide = [...]Property{ConnTimeout, KeepAliveTimeout}
+// its streams: connTimeout is its idle timeout, keepAliveTimeout its PING
+// period, both fixed at its handshake, and connCapacityProfile the DSCP
+// of its UDP socket, which every stream's packets carry (SetProperty of
+// any of them is stacks.ErrNotApplicable on QUIC: a stream has no socket
+// of its own).
+var sessionWide = [...]Property{ConnTimeout, KeepAliveTimeout, ConnCapacityProfile}
 
 // checkSessionWide is a *PropertyError (stacks.ErrNotApplicable) when the
 // properties a Clone asked for (merged) give a property of sessionWide

@@ -99,3 +99,44 @@ func TestQUICStreamCloneCannotHaveItsOwnSessionProperties(t *testing.T) {
 	roundTrip(t, own, "its own connPriority")
 	roundTrip(t, c, "the session carries on")
 }
+
+// TestQUICStreamCloneCannotHaveItsOwnCapacityProfile: a Clone over QUIC is
+// a stream of the session, whose UDP socket carries one DSCP for every
+// stream: a CloneWithProperties giving connCapacityProfile another value
+// than the session has fails at once with a CloneError
+// (ReasonInvalidConfiguration) wrapping a PropertyError unwrapping to
+// stacks.ErrNotApplicable, on either side of the session, as SetProperty
+// of it on a QUIC connection does (before, the clone reported the new
+// profile while its packets kept the session's DSCP). The session's own
+// value is accepted.
+func TestQUICStreamCloneCannotHaveItsOwnCapacityProfile(t *testing.T) {
+	c, first, _ := quicGroupServerPair(t, quicOnly(t))
+	t.Cleanup(c.AbortGroup)
+	ctx := testCtx(t)
+	profile := func(p CapacityProfile) *TransportProperties {
+		tp := NewTransportProperties()
+		require.NoError(t, tp.Set(ConnCapacityProfile, p))
+		return tp
+	}
+	for _, conn := range []*Connection{c, first} {
+		var pe *PropertyError
+		require.ErrorAs(t, conn.SetProperty(ConnCapacityProfile, LowLatencyInteractive), &pe)
+		require.ErrorIs(t, pe, stacks.ErrNotApplicable)
+
+		cl, err := conn.Clone(ctx, CloneWithProperties(profile(LowLatencyInteractive)))
+		require.Nil(t, cl)
+		var ce *CloneError
+		require.ErrorAs(t, err, &ce)
+		require.Equal(t, ReasonInvalidConfiguration, ce.Reason)
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, ConnCapacityProfile, pe.Property)
+		require.ErrorIs(t, err, stacks.ErrNotApplicable)
+	}
+	require.Zero(t, c.GetProperties().Socket.DSCP, "the session's socket is unchanged")
+
+	same, err := c.Clone(ctx, CloneWithProperties(profile(CapacityDefault)))
+	require.NoError(t, err, "the session's own connCapacityProfile")
+	v, _ := same.GetProperties().Get(ConnCapacityProfile)
+	require.Equal(t, CapacityDefault, v)
+	roundTrip(t, same, "the same profile")
+}

@@ -1152,9 +1152,12 @@ type ConnectionProperties struct {
 	Socket *SocketInfo
 	// Selected tells, for each Selection Property, whether the selected
 	// stack provides it (RFC 9622 §8: read back as booleans); keepAlive,
-	// softErrorNotify and UDP-Lite's fullChecksumSend / fullChecksumRecv
-	// are read back from the socket (SO_KEEPALIVE, ICMP error delivery,
-	// the checksum coverage), not from what the stack could do;
+	// softErrorNotify, QUIC's perMsgReliability and UDP-Lite's
+	// fullChecksumSend / fullChecksumRecv are read back from the socket
+	// (SO_KEEPALIVE or a PING period, ICMP error delivery, datagrams
+	// negotiated, the checksum coverage), not from what the stack could
+	// do; zeroRttMsg and _gotaps.retransmitNotify are false when Avoided
+	// or Prohibited (the feature is off);
 	// useTemporaryLocalAddress is whether the local address in use is a
 	// temporary IPv6 address (RFC 8981; Linux, absent elsewhere).
 	Selected map[Property]bool
@@ -1325,6 +1328,11 @@ func (c *Connection) GetPropertiesContext(ctx context.Context) (*ConnectionPrope
 			}
 		}
 		readBackSelected(out.Selected, info.Stack, out.Socket)
+		for _, p := range []Property{ZeroRTTMsg, RetransmitNotify} {
+			if pref := out.Properties.Preference(p); (pref == Avoid || pref == Prohibit) && out.Selected[p] {
+				out.Selected[p] = false // selected with the feature off: no 0-RTT, no retransmission reports
+			}
+		}
 		if ap, ok := out.Local.Addr(); ok {
 			if tmp, err := stacks.IsTemporaryAddress(ap.Addr()); err == nil {
 				out.Selected[UseTemporaryLocalAddress] = tmp

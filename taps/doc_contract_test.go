@@ -445,7 +445,7 @@ func TestDocReceiveBufferDefault(t *testing.T) {
 	require.Equal(t, 4<<20, actors.DefaultSendBufferLimit)
 	for _, opts := range [][]PreconnectionOption{nil, {WithReceiveBuffer(0)}} {
 		pre := NewPreconnection(append(opts, WithRemoteEndpoint(remote(refusedAddr(t))))...)
-		cfg, _, err := pre.snapshot(false)
+		cfg, _, err := pre.snapshot(roleInitiate)
 		require.NoError(t, err)
 		require.Zero(t, cfg.RecvBufferLimit, "no bound given: the Link's default")
 		require.Zero(t, cfg.SendBufferLimit)

@@ -516,8 +516,11 @@ func checkFramers(what string, fs []framers.Framer) error {
 }
 
 // snapshot validates the Preconnection and copies it into an immutable
-// config. Every error here happens before any packet is sent.
-func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connHandlers, error) {
+// config for the role r (roleInitiate, roleListen or roleRendezvous: its
+// property defaults, RFC 9622 §6.2). Every error here happens before any
+// packet is sent.
+func (p *Preconnection) snapshot(r role) (*messages.ConnectionConfig, connHandlers, error) {
+	listen := r == roleListen
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cfg := &messages.ConnectionConfig{
@@ -568,16 +571,12 @@ func (p *Preconnection) snapshot(listen bool) (*messages.ConnectionConfig, connH
 	if err != nil {
 		return nil, p.handlers, err
 	}
-	r := roleInitiate
-	if listen {
-		r = roleListen
-	}
 	// the properties never change after NewPreconnection (they are copied
 	// in), so they are validated and encoded once per role and the
 	// encoding is shared: connections treat it as immutable (SetProperty
 	// copies on write)
 	if p.encoded[r] == nil {
-		if err := p.tp.Validate(listen); err != nil {
+		if err := p.tp.validate(r); err != nil {
 			return nil, p.handlers, err
 		}
 		defaults, err := messageDefaults(p.tp)
@@ -749,7 +748,8 @@ func unixPaths(cfg *messages.ConnectionConfig) unixUse {
 
 // selectStacks runs the pure selection over every stack gotaps has. With a
 // framer, every stack preserves message boundaries (RFC 9622 §9.1.2), so
-// that property no longer tells stacks apart. Security parameters that do
+// that property no longer tells stacks apart; a Rendezvous ignores
+// activeReadBeforeSend. Security parameters that do
 // not allow TLS 1.3 rule QUIC out.
 func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, framed bool, all []stacks.Stack) ([]stacks.Stack, error) {
 	prefs := map[string]int8{}
@@ -765,6 +765,11 @@ func selectStacks(tp *TransportProperties, r role, sec *SecurityParameters, fram
 	}
 	if framed {
 		delete(prefs, string(PreserveMsgBoundaries))
+	}
+	if r == roleRendezvous {
+		// both sides of a Rendezvous are active: which one reads or
+		// writes first selects nothing (RFC 9622 §6.2.18 has it ignored)
+		delete(prefs, string(ActiveReadBeforeSend))
 	}
 	multipathPrefs(prefs, tp, r)
 	prefs["secure"] = securePref(sec)
@@ -814,7 +819,8 @@ func (p *Preconnection) Initiate(ctx context.Context) (*Connection, error) {
 // InitiateWithSend initiates a Connection and sends data as its first
 // Message (RFC 9622 §9.2.5). A message marked SafelyReplayable may go as
 // 0-RTT data where a stack supports it (QUIC, with a session ticket
-// cached); otherwise it is sent right after establishment. A 0-RTT message
+// cached) unless zeroRttMsg is Avoided or Prohibited; otherwise it is
+// sent right after establishment. A 0-RTT message
 // leaves at once, before anything has come back from the server, but its
 // attempt wins the race only once its handshake completes: the race goes
 // on meanwhile, an attempt whose handshake fails (the server gone) is a
@@ -931,7 +937,7 @@ func (p *Preconnection) initiate(ctx context.Context, first *firstMessage) (*Con
 // (with first, InitiateWithSend's message): the establishment runs on
 // from there. Its errors are the synchronous ones (EstablishmentError).
 func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connection, *actors.Link, error) {
-	cfg, h, err := p.snapshot(false)
+	cfg, h, err := p.snapshot(roleInitiate)
 	if err != nil {
 		return nil, nil, p.fail(err)
 	}
@@ -952,9 +958,10 @@ func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connec
 		if err != nil {
 			return nil, nil, establishmentError(err)
 		}
-		if m.Props.SafelyReplayable {
-			// only a safely replayable first message may ride 0-RTT
-			// (a cached session is needed; TLS over TCP has no client
+		if m.Props.SafelyReplayable && !cfg.StackOptions.NoEarlyData {
+			// only a safely replayable first message may ride 0-RTT,
+			// and not with zeroRttMsg Avoid or Prohibit (a cached
+			// session is needed; TLS over TCP has no client
 			// early data in crypto/tls, QUIC does); the snapshot may be
 			// shared: change a copy
 			early := *cfg
@@ -1052,7 +1059,7 @@ func (p *Preconnection) Listen(ctx context.Context) (*Listener, error) {
 // listen is Listen with adjust (nil: none) applied to a copy of the
 // snapshot's configuration (snapshots are shared and never changed).
 func (p *Preconnection) listen(ctx context.Context, adjust func(*messages.ConnectionConfig)) (*Listener, error) {
-	cfg, h, err := p.snapshot(true)
+	cfg, h, err := p.snapshot(roleListen)
 	if err != nil {
 		return nil, p.fail(err)
 	}

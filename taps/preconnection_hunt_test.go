@@ -75,7 +75,7 @@ func TestServicePortPreconnectionReusable(t *testing.T) {
 	r := NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithService("http")
 	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(r))
 	for i := range 3 {
-		cfg, _, err := pre.snapshot(false)
+		cfg, _, err := pre.snapshot(roleInitiate)
 		require.NoError(t, err, "snapshot %d", i)
 		require.EqualValues(t, 80, cfg.Remotes[0].Port, "snapshot %d", i)
 	}

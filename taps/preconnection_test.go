@@ -20,32 +20,32 @@ func TestPreconnectionSnapshotShared(t *testing.T) {
 	r := NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(1)
 	p := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewDisabledSecurityParameters()), WithRemoteEndpoint(r))
 
-	a, _, err := p.snapshot(false)
+	a, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
-	b, _, err := p.snapshot(false)
+	b, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.Same(t, a, b, "nothing changed: the config is shared")
 
 	r.WithInterface("lo")
-	c, _, err := p.snapshot(false)
+	c, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.NotSame(t, a, c)
 	require.Equal(t, "lo", c.Remotes[0].Interface)
 	require.Empty(t, a.Remotes[0].Interface, "a config made earlier does not change")
 
 	p.AddFramer(framers.NewLengthPrefix())
-	d, _, err := p.snapshot(false)
+	d, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.NotSame(t, c, d)
 	require.Len(t, d.Framers, 1)
 	require.Empty(t, c.Framers)
 
 	p.AddRemote(NewRemoteEndpoint().WithIPAddress("127.0.0.2").WithPort(1))
-	e, _, err := p.snapshot(false)
+	e, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.Len(t, e.Remotes, 2)
 
-	l, _, err := p.snapshot(true)
+	l, _, err := p.snapshot(roleListen)
 	require.Error(t, err, "Listen needs a local endpoint: the roles are apart")
 	require.Nil(t, l)
 }
@@ -59,18 +59,18 @@ func TestPreconnectionSnapshotSharedWithTLS(t *testing.T) {
 	sec := NewSecurityParameters().SetALPN("a")
 	p := NewPreconnection(WithSystem(sys), WithSecurityParameters(sec),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(443)))
-	a, _, err := p.snapshot(false)
+	a, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.NotNil(t, a.StackOptions.TLS)
 	sec.SetALPN("b").SetServerName("elsewhere")
-	b, _, err := p.snapshot(false)
+	b, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.Same(t, a, b)
 	require.Equal(t, []string{"a"}, b.StackOptions.TLS.NextProtos)
 	require.Empty(t, b.StackOptions.TLS.ServerName)
 
 	p.AddRemote(NewRemoteEndpoint().WithHostName("localhost").WithPort(444))
-	c, _, err := p.snapshot(false)
+	c, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.NotSame(t, a, c, "the endpoints changed: a new snapshot")
 	require.Len(t, c.Remotes, 2)
@@ -86,13 +86,13 @@ func TestPreconnectionStackChoiceFollowsFraming(t *testing.T) {
 	p := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewDisabledSecurityParameters()), WithTransportProperties(tp),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(1)))
 
-	_, _, err := p.snapshot(false)
+	_, _, err := p.snapshot(roleInitiate)
 	require.ErrorIs(t, err, ErrUnfulfilled, "no plain reliable stack preserves boundaries")
-	_, _, err = p.snapshot(false)
+	_, _, err = p.snapshot(roleInitiate)
 	require.ErrorIs(t, err, ErrUnfulfilled, "the same inputs, the same answer")
 
 	p.AddFramer(framers.NewLengthPrefix())
-	cfg, _, err := p.snapshot(false)
+	cfg, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.Equal(t, "tcp", cfg.Stacks[0].Name())
 }
@@ -108,7 +108,7 @@ func TestInitiateWithSendKeepsSharedSnapshot(t *testing.T) {
 	p := NewPreconnection(WithSystem(sys), WithSecurityParameters(NewDisabledSecurityParameters()),
 		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress(ap.Addr().String()).WithPort(ap.Port())))
 	p.AddFramer(framers.NewLengthPrefix())
-	shared, _, err := p.snapshot(false)
+	shared, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 
 	c, err := p.InitiateWithSend(testCtx(t), []byte("hello"), NewMessageContext().SafelyReplayable(true))
@@ -116,7 +116,7 @@ func TestInitiateWithSendKeepsSharedSnapshot(t *testing.T) {
 	defer c.Abort()
 	require.True(t, c.cfg.StackOptions.EarlyData)
 	require.False(t, shared.StackOptions.EarlyData)
-	again, _, err := p.snapshot(false)
+	again, _, err := p.snapshot(roleInitiate)
 	require.NoError(t, err)
 	require.Same(t, shared, again)
 	require.False(t, again.StackOptions.EarlyData)

@@ -536,13 +536,23 @@ const (
 	// boundaries. Default NoPreference (the seed used Prefer).
 	PreserveMsgBoundaries Property = "preserveMsgBoundaries"
 	// PerMsgReliability: Messages may have their own reliability
-	// (msgReliable). Default NoPreference.
+	// (msgReliable). Default NoPreference. Prefer and Require enable QUIC
+	// datagrams (RFC 9221), which QUIC uses only when asked, so Avoid and
+	// Prohibit do not rule QUIC out: it is selected without them. With
+	// Prohibit, a Message sent with msgReliable false on a reliable stack
+	// is a SendError (ErrPropertyNotSupported), QUIC included.
 	PerMsgReliability Property = "perMsgReliability"
 	// PreserveOrder: Messages are delivered in the order they were sent.
 	// Default Require.
 	PreserveOrder Property = "preserveOrder"
 	// ZeroRTTMsg: send a safely replayable Message during establishment
-	// (0-RTT). Default NoPreference.
+	// (0-RTT). Default NoPreference: InitiateWithSend of a safely
+	// replayable Message sends it as QUIC 0-RTT data when a session ticket
+	// is cached, and a QUIC Listener accepts 0-RTT data. QUIC sends 0-RTT
+	// data only when asked, so Avoid and Prohibit do not rule it out: no
+	// 0-RTT is sent (the first Message goes after the handshake, which
+	// still resumes a cached session), a Listener refuses a client's
+	// 0-RTT data, and the Connection reads zeroRttMsg back as false.
 	ZeroRTTMsg Property = "zeroRttMsg"
 	// Multistreaming: Connections of one group share a transport
 	// connection as streams. Default Prefer.
@@ -631,7 +641,10 @@ const (
 	// Direction: a [CommunicationDirection]. Default Bidirectional.
 	Direction Property = "direction"
 	// SoftErrorNotify: deliver SoftError events (ICMP errors, ...). Default
-	// NoPreference.
+	// NoPreference. Prefer and Require turn ICMP error delivery on for UDP
+	// and UDP-Lite (Linux: IP_RECVERR); otherwise ICMP errors are
+	// swallowed, so Avoid and Prohibit do not rule UDP out: it is selected
+	// without them.
 	SoftErrorNotify Property = "softErrorNotify"
 	// ActiveReadBeforeSend: the initiator reads first, or the listener
 	// writes first. Default NoPreference. Require selects only stacks on
@@ -640,11 +653,15 @@ const (
 	// with its first data, nor UDP, whose listener sees a peer only with
 	// its first datagram. Prefer ranks those stacks first; Avoid and
 	// Prohibit rule nothing out (a stack that lets either side write first
-	// serves an initiator that writes first too).
+	// serves an initiator that writes first too). Rendezvous ignores it
+	// (RFC 9622 §6.2.18): both sides are active.
 	ActiveReadBeforeSend Property = "activeReadBeforeSend"
 	// RetransmitNotify: the seed's "retransmit-notify" (removed from the
 	// RFC; SoftError covers it), kept as an implementation-specific
-	// Selection Property. Default NoPreference.
+	// Selection Property. Default NoPreference. Require and Prefer select
+	// TCP and TLS, which report retransmissions (OnExcessiveRetransmission)
+	// only then; Avoid and Prohibit rule them out no more than QUIC: they
+	// are selected without the reports, and read it back as false.
 	RetransmitNotify Property = "_gotaps.retransmitNotify"
 )
 

@@ -171,7 +171,7 @@ func (p *Preconnection) Rendezvous(ctx context.Context) (*Connection, error) {
 	if err != nil {
 		return nil, p.fail(err)
 	}
-	cfg, h, err := p.snapshot(false)
+	cfg, h, err := p.snapshot(roleRendezvous) // its defaults: useTemporaryLocalAddress Avoid
 	if err != nil {
 		return nil, p.fail(err)
 	}

@@ -467,6 +467,30 @@ func TestSetPropertyNotApplicableAndEntangledDSCP(t *testing.T) {
 	ln.Stop()
 }
 
+// zeroRTTExchange initiates a Connection of pre with first as its first
+// Message (safely replayable or not), checks that the echo server
+// (accepted: its Connections) sends it back, makes one more round trip
+// (the session ticket has arrived by then, for the next Initiate) and
+// returns both ends' SocketInfo and Selected zeroRttMsg; the Connection
+// is aborted.
+func zeroRTTExchange(t *testing.T, pre *Preconnection, accepted <-chan *Connection, first string, replayable bool) (client, server *SocketInfo, clientSel, serverSel bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	c, err := pre.InitiateWithSend(ctx, []byte(first), NewMessageContext().SafelyReplayable(replayable))
+	require.NoError(t, err)
+	m, err := c.Receive(ctx)
+	require.NoError(t, err)
+	require.Equal(t, first, string(m.Data))
+	roundTrip(t, c, "after the handshake") // the ticket has arrived by now
+	s := <-accepted
+	cp, sp := c.GetProperties(), s.GetProperties()
+	require.NotNil(t, cp.Socket)
+	require.NotNil(t, sp.Socket)
+	c.Abort()
+	<-c.Done()
+	return cp.Socket, sp.Socket, cp.Selected[ZeroRTTMsg], sp.Selected[ZeroRTTMsg]
+}
+
 func TestZeroRTTOnlyForSafelyReplayableFirstMessages(t *testing.T) {
 	skip0RTTUnderRace(t)
 	sys := newTestSystem(t)
@@ -474,32 +498,15 @@ func TestZeroRTTOnlyForSafelyReplayableFirstMessages(t *testing.T) {
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Require(Multistreaming)) // QUIC: crypto/tls has no client early data
 	ln, accepted := quicEchoServer(t, sys, pki, tp)
-	ctx := testCtx(t)
 	pre := securePre(sys, ln, pki.clientSec(), tp) // one Preconnection: its System caches the session
-	exchange := func(first string, replayable bool) (client, server *SocketInfo) {
-		t.Helper()
-		c, err := pre.InitiateWithSend(ctx, []byte(first), NewMessageContext().SafelyReplayable(replayable))
-		require.NoError(t, err)
-		m, err := c.Receive(ctx)
-		require.NoError(t, err)
-		require.Equal(t, first, string(m.Data))
-		roundTrip(t, c, "after the handshake") // the ticket has arrived by now
-		s := <-accepted
-		client, server = c.GetProperties().Socket, s.GetProperties().Socket
-		require.NotNil(t, client)
-		require.NotNil(t, server)
-		c.Abort()
-		<-c.Done()
-		return client, server
-	}
-	cl, sv := exchange("first ever", true)
+	cl, sv, _, _ := zeroRTTExchange(t, pre, accepted, "first ever", true)
 	require.False(t, cl.Used0RTT || sv.Used0RTT, "no ticket yet: a full handshake")
 
-	cl, sv = exchange("replayable", true)
+	cl, sv, _, _ = zeroRTTExchange(t, pre, accepted, "replayable", true)
 	require.True(t, cl.Used0RTT, "a cached ticket and a safely replayable first message: 0-RTT")
 	require.True(t, sv.Used0RTT, "the server accepted the 0-RTT data")
 
-	cl, sv = exchange("not replayable", false)
+	cl, sv, _, _ = zeroRTTExchange(t, pre, accepted, "not replayable", false)
 	require.False(t, cl.Used0RTT || sv.Used0RTT, "never early data for a message that is not safely replayable")
 	require.True(t, cl.Resumed, "the session is still resumed (1-RTT)")
 	ln.Stop()

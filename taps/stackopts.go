@@ -24,7 +24,8 @@ import (
 // multipath (Active or Passive) to MPTCP on TCP-based stacks, direction
 // UnidirectionalSend to a unidirectional QUIC stream (SendOnly),
 // useTemporaryLocalAddress to IPV6_ADDR_PREFERENCES, softErrorNotify
-// (Prefer or Require) to ICMP error delivery, perMsgReliability (Prefer or
+// (Prefer or Require) to ICMP error delivery, zeroRttMsg (Avoid or
+// Prohibit) to no 0-RTT (NoEarlyData), perMsgReliability (Prefer or
 // Require) to QUIC datagrams, and recvChecksumLen and the default
 // msgChecksumLen to the UDP-Lite checksum coverage. The rate properties
 // are applied by the connection itself (they can change on an open
@@ -61,6 +62,9 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 	}
 	if pref := tp.Preference(SoftErrorNotify); pref == Prefer || pref == Require {
 		o.SoftErrors = true
+	}
+	if pref := tp.Preference(ZeroRTTMsg); pref == Avoid || pref == Prohibit {
+		o.NoEarlyData = true // no 0-RTT sent, and a QUIC Listener refuses it
 	}
 	if pref := tp.Preference(PerMsgReliability); pref == Prefer || pref == Require {
 		o.QUICDatagrams = true // unreliable messages as QUIC datagrams (RFC 9221)
@@ -106,7 +110,7 @@ func withPropertyOptions(base, o stacks.Options) stacks.Options {
 	base.ConnTimeout, base.UserTimeout = o.ConnTimeout, o.UserTimeout
 	base.KeepAlive, base.DSCP, base.SoftErrors = o.KeepAlive, o.DSCP, o.SoftErrors
 	base.RecvChecksumLen, base.SendChecksumLen, base.MPTCP = o.RecvChecksumLen, o.SendChecksumLen, o.MPTCP
-	base.SendOnly = o.SendOnly
+	base.SendOnly, base.NoEarlyData = o.SendOnly, o.NoEarlyData
 	return base
 }
 
