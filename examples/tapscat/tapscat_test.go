@@ -580,3 +580,39 @@ func TestListenerWithoutCountOutlivesStdin(t *testing.T) {
 	require.Equal(t, exitInterrupted, <-code, "stderr: %s", errw.String())
 	require.Equal(t, "first\nsecond\n", out.String())
 }
+
+// TestUDPByteModeEndOfStdinCloses: without a framer over UDP, which has no
+// end of stream, the end of stdin closes the connection as with a framer:
+// the peer gets stdin's datagram and no empty one after it (an empty
+// final Message was sent as one), and tapscat exits 0 at once instead of
+// waiting for the peer to end a stream it never ends (until --timeout).
+func TestUDPByteModeEndOfStdinCloses(t *testing.T) {
+	peer, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer peer.Close()
+	port := strconv.Itoa(peer.LocalAddr().(*net.UDPAddr).Port)
+
+	r := runTapscat(t, strings.NewReader("abc"), "--protocols", "udp", "--timeout", "10s", "127.0.0.1", port)
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Empty(t, r.stderr)
+
+	// a marker sent after tapscat returned is queued behind everything
+	// tapscat sent (one socket's receive queue, in order on loopback)
+	marker, err := net.Dial("udp", peer.LocalAddr().String())
+	require.NoError(t, err)
+	defer marker.Close()
+	_, err = marker.Write([]byte("marker"))
+	require.NoError(t, err)
+	var got []string
+	buf := make([]byte, 2048)
+	for {
+		require.NoError(t, peer.SetReadDeadline(time.Now().Add(10*time.Second)))
+		n, _, err := peer.ReadFrom(buf)
+		require.NoError(t, err)
+		if string(buf[:n]) == "marker" {
+			break
+		}
+		got = append(got, string(buf[:n]))
+	}
+	require.Equal(t, []string{"abc"}, got, "the datagrams tapscat sent")
+}
