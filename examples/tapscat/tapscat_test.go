@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -419,9 +420,15 @@ func (l *bgListener) wait() result { return result{<-l.code, l.out.String(), l.e
 // end is an interrupt).
 func startListenerCtx(t *testing.T, ctx context.Context, args ...string) (host, port string, l *bgListener) {
 	t.Helper()
+	return startListenerIn(t, ctx, strings.NewReader(""), args...)
+}
+
+// startListenerIn is startListenerCtx with stdin.
+func startListenerIn(t *testing.T, ctx context.Context, stdin io.Reader, args ...string) (host, port string, l *bgListener) {
+	t.Helper()
 	l = &bgListener{code: make(chan int, 1), out: newSyncBuffer(), errw: newSyncBuffer()}
 	go func() {
-		l.code <- run(ctx, append([]string{"-l", "-v"}, args...), strings.NewReader(""), l.out, l.errw)
+		l.code <- run(ctx, append([]string{"-l", "-v"}, args...), stdin, l.out, l.errw)
 	}()
 	var addr string
 	for addr == "" {
@@ -615,4 +622,27 @@ func TestUDPByteModeEndOfStdinCloses(t *testing.T) {
 		got = append(got, string(buf[:n]))
 	}
 	require.Equal(t, []string{"abc"}, got, "the datagrams tapscat sent")
+}
+
+// TestListenerFailureReportedOnce: when a listening tapscat ends on a
+// failure of its own (here reading stdin), the connections it aborts on
+// the way out are not reported as connection errors too: status 1 with
+// the one error line the README promises (beside -v's lines).
+func TestListenerFailureReportedOnce(t *testing.T) {
+	stdin := iotest.ErrReader(errors.New("boom"))
+	_, port, l := startListenerIn(t, context.Background(), stdin, "--timeout", "10s", "127.0.0.1", "0")
+	// stdin is read once a first connection is served; tapscat may abort
+	// it before the dial returns (a reset)
+	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port)); err == nil {
+		defer c.Close()
+	}
+	r := l.wait()
+	require.Equal(t, exitFailure, r.code, "stderr: %s", r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	require.Equal(t, "tapscat: reading stdin: boom", lines[len(lines)-1], "stderr: %s", r.stderr)
+	for _, line := range lines {
+		// -v's lines; a connection's error would be "connection from PEER: ERROR"
+		_, after, _ := strings.Cut(line, "tapscat: connection from ")
+		require.NotContains(t, after, ": ", "a second error line: %s", r.stderr)
+	}
 }
