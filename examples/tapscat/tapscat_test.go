@@ -646,3 +646,25 @@ func TestListenerFailureReportedOnce(t *testing.T) {
 		require.NotContains(t, after, ": ", "a second error line: %s", r.stderr)
 	}
 }
+
+// TestListenerTimeoutReportedOnce: at --timeout a listening tapscat
+// aborts the connections still open without reporting each as a
+// connection error: status 1 with the one line "timeout after ...".
+func TestListenerTimeoutReportedOnce(t *testing.T) {
+	_, port, l := startListener(t, "--echo", "--timeout", "300ms", "127.0.0.1", "0")
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("x")) // served: echoed back
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, make([]byte, 1))
+	require.NoError(t, err)
+	r := l()
+	require.Equal(t, exitFailure, r.code, "stderr: %s", r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	require.Equal(t, "tapscat: timeout after 300ms", lines[len(lines)-1], "stderr: %s", r.stderr)
+	for _, line := range lines {
+		_, after, _ := strings.Cut(line, "tapscat: connection from ")
+		require.NotContains(t, after, ": ", "a second error line: %s", r.stderr)
+	}
+}
