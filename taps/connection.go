@@ -1403,7 +1403,9 @@ func readBackSelected(selected map[Property]bool, stack string, so *SocketInfo) 
 // whose MessageContext does not set it, over the Preconnection's; other
 // members of its group keep theirs, a later Clone starts with it. A
 // default the stack cannot honour (msgReliable true on UDP) fails each
-// such Send with a *SendError. Safe for concurrent use.
+// such Send with a *SendError. A Connection Property waits at most 5 s for
+// the connection's actor (a *PropertyError wrapping
+// context.DeadlineExceeded after that). Safe for concurrent use.
 func (c *Connection) SetProperty(p Property, v any) error {
 	desc := descOf(p)
 	if desc == nil {
@@ -1485,7 +1487,8 @@ func (c *Connection) setMessageDefault(p Property, v any) error {
 
 // EstablishmentReport tells what racing did for this connection: each
 // attempt, when it started and ended (offsets from Initiate) and which won.
-// It is nil for connections received by a Listener.
+// It is nil for connections received by a Listener, and when the
+// connection's actor does not answer within 5 s.
 func (c *Connection) EstablishmentReport() *EstablishmentReport {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -94,7 +94,7 @@
 // called one at a time and in order per Connection, on a goroutine of
 // gotaps; a handler that blocks delays that Connection's later events
 // only. A panic in a handler ends only its Connection (a
-// [*ConnectionError] wrapping a [PanicError]). Every handler panic, also
+// [*ConnectionError] wrapping a [*PanicError]). Every handler panic, also
 // one that cannot end its Connection because it has ended already (in
 // OnClosed, OnConnectionError, a late SendAsync handler, ...), goes to the
 // System's [WithHandlerPanic] function, by default an Error log.

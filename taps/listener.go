@@ -226,7 +226,7 @@ func (l *Listener) Addr() net.Addr {
 // is raised. NoConnectionLimit (the default) means infinite, as does any
 // negative limit. Connections already accepted when it reaches 0 are held
 // (they count toward the backlog bound: WithAcceptBacklog) and delivered
-// once it is raised.
+// once it is raised. It waits at most 5 s for the Listener's actor.
 func (l *Listener) SetNewConnectionLimit(limit int64) error {
 	if limit < 0 {
 		limit = NoConnectionLimit

@@ -362,7 +362,7 @@ func WithReestablishment(p ReestablishPolicy) PreconnectionOption {
 }
 
 // WithProtocols restricts the protocol stacks that may be selected to the
-// named ones ("tcp", "tls", "quic", "udp", "unix"); the transport
+// named ones ("tcp", "tls", "quic", "udp", "udplite", "unix"); the transport
 // properties still rank and filter them. An unknown name makes Initiate and
 // Listen fail before any packet is sent.
 func WithProtocols(names ...string) PreconnectionOption {

@@ -1337,7 +1337,7 @@ func (tp *TransportProperties) lookup(p Property) (any, bool) {
 //     [MultipathPolicyMode], [CommunicationDirection]);
 //   - map[string]Preference for interface and pvd (replacing the set).
 //
-// Errors are [*PropertyError]s wrapping [ErrUnknownProperty],
+// Errors are [*PropertyError] values wrapping [ErrUnknownProperty],
 // [ErrInvalidPropertyType], [ErrInvalidPropertyValue] or
 // [ErrReadOnlyProperty]; on error nothing changes. Setting connTimeout also
 // sets tcp.userTimeoutChangeable to false (RFC 9622 §8.2).

@@ -11,10 +11,11 @@ import (
 
 // server is the set of connections a listening tapscat serves.
 type server struct {
-	mu      sync.Mutex
-	conns   map[*taps.Connection]struct{}
-	closing bool
-	failed  bool
+	mu       sync.Mutex
+	conns    map[*taps.Connection]struct{}
+	closing  bool
+	aborting bool // tapscat ends on a failure, a timeout or an interrupt: reported once, by listen
+	failed   bool
 }
 
 // add registers c; false once the server is closing.
@@ -35,6 +36,13 @@ func (s *server) remove(c *taps.Connection, failed bool) {
 	s.failed = s.failed || failed
 }
 
+// aborted reports whether closeAll aborted the connections.
+func (s *server) aborted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aborting
+}
+
 func (s *server) snapshot() []*taps.Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -48,7 +56,7 @@ func (s *server) snapshot() []*taps.Connection {
 // closeAll stops taking connections and closes (or aborts) the open ones.
 func (s *server) closeAll(abort bool) {
 	s.mu.Lock()
-	s.closing = true
+	s.closing, s.aborting = true, abort
 	s.mu.Unlock()
 	for _, c := range s.snapshot() {
 		if abort {
@@ -175,6 +183,9 @@ func (t *tapscat) serve(ctx context.Context, c *taps.Connection, s *server) {
 	select {
 	case <-c.Done():
 	case <-ctx.Done():
+	}
+	if ctx.Err() != nil || s.aborted() {
+		// tapscat aborted it on its way out: listen reports why, once
 		s.remove(c, false)
 		return
 	}

@@ -20,7 +20,7 @@
 // delivered first, the peer sees the end of the stream) and exits; without
 // a framer and without --count, an initiating tapscat sends its end of
 // stream at once and prints what the peer sends until the peer closes
-// (netcat's -N). A close by the peer also ends an initiating tapscat. A
+// (netcat's -N); over UDP, which has no end of stream, it closes at once. A close by the peer also ends an initiating tapscat. A
 // listener serves its connections concurrently (stdin is read once the
 // first one has arrived, and each message is sent to every open one) and
 // ends once stdin has ended and --count messages have arrived over all

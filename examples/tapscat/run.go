@@ -198,7 +198,9 @@ func (t *tapscat) outcome(conn *taps.Connection, recvErr error) int {
 // still sent) and exits, as netcat does. With a framer
 // an empty final Message would reach the peer as one more (empty) message,
 // so there the end of stdin leads straight to Close once --count messages
-// have arrived.
+// have arrived. So it does on a datagram stack (UDP, UDP-Lite) without a
+// framer: it has no end of stream, so the final Message would reach the
+// peer as an empty datagram, and no peer ever ends its stream.
 func (t *tapscat) initiate(ctx context.Context, pre *taps.Preconnection) int {
 	conn, err := pre.Initiate(ctx)
 	if err != nil {
@@ -210,13 +212,15 @@ func (t *tapscat) initiate(ctx context.Context, pre *taps.Preconnection) int {
 	if t.cfg.verbose {
 		t.verbosef("connected to %s", t.remote(ctx, conn))
 	}
+	// messages, not a byte stream: the end of stdin closes
+	messages := t.framed || overDatagrams(ctx, conn)
 
 	recvDone := make(chan error, 1)
 	go func() { recvDone <- t.receiveLoop(ctx, conn) }()
 	stdinDone := make(chan error, 1)
 	go func() {
 		err := t.pump(func(b []byte) error { return conn.Send(ctx, b, nil) })
-		if err == nil && !t.framed {
+		if err == nil && !messages {
 			err = conn.Send(ctx, nil, taps.NewMessageContext().Final(true))
 		}
 		stdinDone <- err
@@ -227,7 +231,7 @@ func (t *tapscat) initiate(ctx context.Context, pre *taps.Preconnection) int {
 		reached = nil
 	}
 	// a byte stream without --count ends when the peer closes (recvDone)
-	closeAtEnd := t.framed || t.count.limit > 0
+	closeAtEnd := messages || t.count.limit > 0
 	stdinEnded := false
 	for !stdinEnded || !t.count.done() || !closeAtEnd {
 		select {
@@ -277,6 +281,13 @@ func (t *tapscat) initiate(ctx context.Context, pre *taps.Preconnection) int {
 		return t.ctxExit(ctx)
 	}
 	return t.outcome(conn, recvErr)
+}
+
+// overDatagrams reports whether conn runs over a datagram stack (UDP,
+// UDP-Lite).
+func overDatagrams(ctx context.Context, conn *taps.Connection) bool {
+	p, err := conn.GetPropertiesContext(ctx)
+	return err == nil && (p.Stack == "udp" || p.Stack == "udplite")
 }
 
 // remote names conn's peer in messages.

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -419,9 +420,15 @@ func (l *bgListener) wait() result { return result{<-l.code, l.out.String(), l.e
 // end is an interrupt).
 func startListenerCtx(t *testing.T, ctx context.Context, args ...string) (host, port string, l *bgListener) {
 	t.Helper()
+	return startListenerIn(t, ctx, strings.NewReader(""), args...)
+}
+
+// startListenerIn is startListenerCtx with stdin.
+func startListenerIn(t *testing.T, ctx context.Context, stdin io.Reader, args ...string) (host, port string, l *bgListener) {
+	t.Helper()
 	l = &bgListener{code: make(chan int, 1), out: newSyncBuffer(), errw: newSyncBuffer()}
 	go func() {
-		l.code <- run(ctx, append([]string{"-l", "-v"}, args...), strings.NewReader(""), l.out, l.errw)
+		l.code <- run(ctx, append([]string{"-l", "-v"}, args...), stdin, l.out, l.errw)
 	}()
 	var addr string
 	for addr == "" {
@@ -579,4 +586,85 @@ func TestListenerWithoutCountOutlivesStdin(t *testing.T) {
 	cancel()
 	require.Equal(t, exitInterrupted, <-code, "stderr: %s", errw.String())
 	require.Equal(t, "first\nsecond\n", out.String())
+}
+
+// TestUDPByteModeEndOfStdinCloses: without a framer over UDP, which has no
+// end of stream, the end of stdin closes the connection as with a framer:
+// the peer gets stdin's datagram and no empty one after it (an empty
+// final Message was sent as one), and tapscat exits 0 at once instead of
+// waiting for the peer to end a stream it never ends (until --timeout).
+func TestUDPByteModeEndOfStdinCloses(t *testing.T) {
+	peer, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer peer.Close()
+	port := strconv.Itoa(peer.LocalAddr().(*net.UDPAddr).Port)
+
+	r := runTapscat(t, strings.NewReader("abc"), "--protocols", "udp", "--timeout", "10s", "127.0.0.1", port)
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Empty(t, r.stderr)
+
+	// a marker sent after tapscat returned is queued behind everything
+	// tapscat sent (one socket's receive queue, in order on loopback)
+	marker, err := net.Dial("udp", peer.LocalAddr().String())
+	require.NoError(t, err)
+	defer marker.Close()
+	_, err = marker.Write([]byte("marker"))
+	require.NoError(t, err)
+	var got []string
+	buf := make([]byte, 2048)
+	for {
+		require.NoError(t, peer.SetReadDeadline(time.Now().Add(10*time.Second)))
+		n, _, err := peer.ReadFrom(buf)
+		require.NoError(t, err)
+		if string(buf[:n]) == "marker" {
+			break
+		}
+		got = append(got, string(buf[:n]))
+	}
+	require.Equal(t, []string{"abc"}, got, "the datagrams tapscat sent")
+}
+
+// TestListenerFailureReportedOnce: when a listening tapscat ends on a
+// failure of its own (here reading stdin), the connections it aborts on
+// the way out are not reported as connection errors too: status 1 with
+// the one error line the README promises (beside -v's lines).
+func TestListenerFailureReportedOnce(t *testing.T) {
+	stdin := iotest.ErrReader(errors.New("boom"))
+	_, port, l := startListenerIn(t, context.Background(), stdin, "--timeout", "10s", "127.0.0.1", "0")
+	// stdin is read once a first connection is served; tapscat may abort
+	// it before the dial returns (a reset)
+	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port)); err == nil {
+		defer c.Close()
+	}
+	r := l.wait()
+	require.Equal(t, exitFailure, r.code, "stderr: %s", r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	require.Equal(t, "tapscat: reading stdin: boom", lines[len(lines)-1], "stderr: %s", r.stderr)
+	for _, line := range lines {
+		// -v's lines; a connection's error would be "connection from PEER: ERROR"
+		_, after, _ := strings.Cut(line, "tapscat: connection from ")
+		require.NotContains(t, after, ": ", "a second error line: %s", r.stderr)
+	}
+}
+
+// TestListenerTimeoutReportedOnce: at --timeout a listening tapscat
+// aborts the connections still open without reporting each as a
+// connection error: status 1 with the one line "timeout after ...".
+func TestListenerTimeoutReportedOnce(t *testing.T) {
+	_, port, l := startListener(t, "--echo", "--timeout", "300ms", "127.0.0.1", "0")
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("x")) // served: echoed back
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, make([]byte, 1))
+	require.NoError(t, err)
+	r := l()
+	require.Equal(t, exitFailure, r.code, "stderr: %s", r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	require.Equal(t, "tapscat: timeout after 300ms", lines[len(lines)-1], "stderr: %s", r.stderr)
+	for _, line := range lines {
+		_, after, _ := strings.Cut(line, "tapscat: connection from ")
+		require.NotContains(t, after, ": ", "a second error line: %s", r.stderr)
+	}
 }

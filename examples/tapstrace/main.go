@@ -10,6 +10,8 @@
 //	go run ./examples/tapstrace < trace.jsonl > race.svg
 //
 // Lines that are not trace records are skipped with a warning on stderr.
+// tapstrace takes no arguments: with any (-h, say) it prints its usage
+// without reading stdin (exit status 0 for -h and --help, else 2).
 package main
 
 import (
@@ -23,18 +25,32 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-func main() {
-	recs, err := ReadTrace(os.Stdin, os.Stderr)
+const usage = "usage: tapstrace < trace.jsonl > race.svg   (the JSON lines of tapscat --trace or taps.WithTraceWriter)\n"
+
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+
+// run is tapstrace's main: it returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		// no flags: without this, -h waited on a terminal's stdin
+		fmt.Fprint(stderr, usage)
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return 0
+		}
+		return 2
+	}
+	recs, err := ReadTrace(stdin, stderr)
 	if err == nil && len(recs) == 0 {
 		err = fmt.Errorf("no trace records on stdin")
 	}
 	if err == nil {
-		_, err = os.Stdout.Write(Render(recs))
+		_, err = stdout.Write(Render(recs))
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "tapstrace:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "tapstrace:", err)
+		return 1
 	}
+	return 0
 }
 
 // ReadTrace parses one protojson TraceRecord per line. Blank lines are

@@ -214,3 +214,33 @@ func TestRenderHeldAttempt(t *testing.T) {
 	cands, _ := checkSVG(t, Render(append(recs, held)))
 	require.Equal(t, 2, cands, "the held candidate that never started has no lane")
 }
+
+// stdinUnread is a stdin that fails the test when read.
+type stdinUnread struct{ t *testing.T }
+
+func (s stdinUnread) Read([]byte) (int, error) {
+	s.t.Error("stdin read")
+	return 0, io.EOF
+}
+
+// TestArgumentsPrintUsage: tapstrace takes no arguments; -h prints the
+// usage (status 0) and anything else too (status 2), without reading
+// stdin (-h used to wait on a terminal's stdin, then say "no trace
+// records on stdin"). Without arguments it renders stdin.
+func TestArgumentsPrintUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{{[]string{"-h"}, 0}, {[]string{"--help"}, 0}, {[]string{"trace.jsonl"}, 2}, {[]string{"-h", "x"}, 2}} {
+		var out, errw bytes.Buffer
+		require.Equal(t, tc.code, run(tc.args, stdinUnread{t}, &out, &errw), "%v", tc.args)
+		require.Empty(t, out.String(), "%v", tc.args)
+		require.Equal(t, usage, errw.String(), "%v", tc.args)
+	}
+	f, err := os.Open(filepath.Join("testdata", "race.jsonl"))
+	require.NoError(t, err)
+	defer f.Close()
+	var out, errw bytes.Buffer
+	require.Equal(t, 0, run(nil, f, &out, &errw), "stderr: %s", errw.String())
+	checkSVG(t, out.Bytes())
+}
