@@ -422,8 +422,10 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // resolveStream resolves cfg's endpoints for a race, as the answers come
 // (RFC 8305 §3): the local endpoints first, in full (resolveLocals), then
 // the remote endpoints concurrently, each through
-// stacks.Resolver.ResolveStream, or, for a host name with a service that
-// has SRV records, through them (resolveSRV: answered in full, once). send gets the first plan (planResolved)
+// stacks.Resolver.ResolveStream, or, for a host name with a service,
+// through resolveSRVStream (its SRV records, answered in full, once, or
+// without any its host name as ResolveStream streams it, both looked up
+// at once). send gets the first plan (planResolved)
 // once every remote endpoint has answered (its first addresses, or its
 // failure: a remote that fails is dropped, as in resolveAll), then the
 // plan made again over every address known after each later answer, with
@@ -450,7 +452,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	type update struct {
 		i     int
 		addrs []netip.Addr
-		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRV)
+		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRVStream)
 		final bool
 		err   error
 	}
@@ -478,11 +480,10 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					}
 				}
 				if protos := srvProtos(r, cfg.Stacks); len(protos) > 0 {
-					sets, fallback, err := resolveSRV(ctx, cfg, r, protos)
-					if !fallback {
-						put(update{i: i, sets: sets, final: true, err: err})
-						return
-					}
+					resolveSRVStream(ctx, cfg, r, protos, func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error) {
+						put(update{i: i, addrs: addrs, sets: sets, final: final, err: err})
+					})
+					return
 				}
 				err := cfg.Resolver.ResolveStream(ctx, r.HostName, func(addrs []netip.Addr, final bool) {
 					put(update{i: i, addrs: addrs, final: final})
@@ -544,7 +545,8 @@ func planResolved(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPl
 }
 
 // remoteResult is what resolving one remote endpoint gave: its
-// addresses, or the endpoints derived from its SRV records (resolveSRV).
+// addresses, or the endpoints derived from its SRV records
+// (resolveSRVStream).
 type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs

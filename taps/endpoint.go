@@ -100,7 +100,7 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 // toInitiateMessage converts a remote endpoint to initiate to (toMessage
 // with a port and an address needed), where a host name's service may
 // also be one with no IANA port: its port then comes from its SRV records
-// alone (port 0 in the message; actors.resolveSRV fails the resolution
+// alone (port 0 in the message; actors.resolveSRVStream fails the resolution
 // when it has none).
 func (e *endpoint) toInitiateMessage() (*messages.Endpoint, error) {
 	return e.convert(true, true, true)
