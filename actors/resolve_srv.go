@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/gotaps/gotaps/messages"
@@ -40,15 +39,9 @@ const maxSRVTargets = maxDerivedEndpoints
 // given with WithPort leaves no service in the message (the port wins).
 // It is pure.
 func srvProtos(r *messages.Endpoint, sts []stacks.Stack) []string {
-	if r.Service == "" || r.HostName == "" || r.IpAddress != "" || r.Path != "" || r.Multicast ||
-		!stacks.ValidServiceName(r.Service) {
+	if r.Service == "" || r.IpAddress != "" || r.Path != "" || r.Multicast ||
+		!stacks.ValidServiceName(r.Service) || !stacks.SRVHostName(r.HostName) {
 		return nil
-	}
-	if _, err := netip.ParseAddr(r.HostName); err == nil {
-		return nil
-	}
-	if h := strings.ToLower(strings.TrimSuffix(r.HostName, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return nil // RFC 6761 §6.3: localhost names are not sent to DNS
 	}
 	var out []string
 	for _, st := range sts {

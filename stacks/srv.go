@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -47,6 +48,21 @@ func ValidServiceName(s string) bool {
 		}
 	}
 	return letter
+}
+
+// SRVHostName reports whether host is a name whose SRV records can be
+// looked up: not empty, not an IP literal, and neither "localhost" nor a
+// name under it (RFC 6761 §6.3: localhost names are not sent to DNS). It
+// is pure.
+func SRVHostName(host string) bool {
+	if host == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h != "localhost" && !strings.HasSuffix(h, ".localhost")
 }
 
 // SRVName is the owner name of the SRV records of service over proto at

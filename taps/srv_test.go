@@ -398,3 +398,22 @@ func TestSRVLookupConcurrentWithHostName(t *testing.T) {
 		}
 	})
 }
+
+// TestSRVNoIANAPortNeedsAnSRVName: a service with no IANA port has its
+// port from SRV records alone, so a host name whose SRV records are never
+// looked up (an IP literal, "localhost" or a name under it: RFC 6761
+// §6.3) leaves it no port: Initiate fails with ErrInvalidEndpoint before
+// any packet, as for an IP address, instead of attempting port 0.
+func TestSRVNoIANAPortNeedsAnSRVName(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	for _, h := range []string{"localhost", "a.localhost.", "127.0.0.1", "::1"} {
+		_, err := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithHostName(h).WithService("gotaps-nosvc"))).Initiate(testCtx(t))
+		require.ErrorIs(t, err, ErrInvalidEndpoint, "%s", h)
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee, "%s", h)
+		require.Empty(t, ee.Attempts, "%s: %v", h, err)
+	}
+	require.Empty(t, dns.Queries())
+}
