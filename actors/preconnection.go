@@ -35,8 +35,9 @@ type EstablishmentFailure struct {
 	// failed (for a timeout, running attempts carry the timeout).
 	Attempts []AttemptError
 	// Err is the overall cause when it is not just the attempts' failures:
-	// a resolution failure, ErrEstablishmentTimeout, no candidates. Nil
-	// when every attempt failed.
+	// a resolution failure, ErrEstablishmentTimeout, no candidates. When
+	// every attempt failed it is nil, or the resolution failures of the
+	// remote endpoints dropped because they did not resolve (others did).
 	Err error
 	// Report is what racing did (nil when no race started). The racer no
 	// longer touches it once the failure is sent.
@@ -87,6 +88,10 @@ type resolved struct {
 	remotes []remoteAddrs
 	locals  []localAddrs
 	err     error
+	// unresolved joins the failures of the remote endpoints dropped
+	// because they did not resolve while others did (nil: none), for the
+	// EstablishmentFailure should every attempt fail
+	unresolved error
 }
 
 // establishTimeout ends the establishment: the establishment timeout fired
@@ -349,7 +354,9 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 	}
 	delay := ClampAttemptDelay(p.spec.cfg.AttemptDelay)
 	props := controlProps(func() actor.Actor {
-		return newRacerActor(p.sys, p.spec, cands, m.more, delay, p.start, key, fromCache)
+		r := newRacerActor(p.sys, p.spec, cands, m.more, delay, p.start, key, fromCache)
+		r.unresolved = m.unresolved
+		return r
 	}, actor.WithSupervisor(supervision.Strategy(supervision.Candidate)))
 	p.racer = ctx.SpawnPrefix(props, "racer")
 }
@@ -361,7 +368,7 @@ func (p *preconnActor) replan(ctx actor.Context, m *resolved) {
 	if m.err == nil {
 		cands = p.candidates(m)
 	}
-	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more})
+	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more, unresolved: m.unresolved})
 }
 
 // finish tells the connection the outcome and stops the preconnection (and
@@ -501,6 +508,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				out = &resolved{err: err}
 			} else {
 				out = planResolved(remotes, locals, plan)
+				out.unresolved = unresolvedOf(results)
 			}
 			out.more = pending > 0
 			post(out)
@@ -551,6 +559,18 @@ type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs
 	err   error
+}
+
+// unresolvedOf joins the failures of the remote endpoints that did not
+// resolve (results as for remotesOf); nil when none failed.
+func unresolvedOf(results []remoteResult) error {
+	var errs []error
+	for _, r := range results {
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // resolveRemotes resolves the remote endpoints, concurrently (each in

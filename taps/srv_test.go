@@ -417,3 +417,30 @@ func TestSRVNoIANAPortNeedsAnSRVName(t *testing.T) {
 	}
 	require.Empty(t, dns.Queries())
 }
+
+// TestEstablishmentErrorNamesUnresolvedRemote: of two remote endpoints,
+// one name that does not resolve and one address that refuses, the
+// EstablishmentError lists the refused attempt and unwraps to the name's
+// resolution failure too (a *stacks.ResolveError naming it, wrapping the
+// *net.DNSError), so that the application learns why nothing was tried
+// there; its reason stays EstablishmentFailed (an attempt was made).
+func TestEstablishmentErrorNamesUnresolvedRemote(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	refused := refusedAddr(t)
+	_, err := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("nx.example.test").WithPort(refused.Port())),
+		WithRemoteEndpoint(remote(refused))).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Len(t, ee.Attempts, 1, "%v", err)
+	require.Equal(t, refused.String(), ee.Attempts[0].Endpoint)
+	require.Equal(t, ReasonEstablishmentFailed, ee.Reason, "%v", err)
+	var re *stacks.ResolveError
+	require.ErrorAs(t, err, &re, "%v", err)
+	require.Equal(t, "nx.example.test", re.Host)
+	var de *net.DNSError
+	require.ErrorAs(t, err, &de)
+	require.True(t, de.IsNotFound)
+	require.ErrorContains(t, err, "nx.example.test")
+}
