@@ -516,8 +516,8 @@ func (r *racerActor) win(ctx actor.Context, idx int, h *Handoff) {
 // cancelLive traces every running attempt as cancelled; their report
 // entries keep EndOffsetNs -1 (stopped unfinished).
 func (r *racerActor) cancelLive(now time.Duration) {
-	for i, a := range r.att {
-		if a != nil && !r.ended[i] {
+	for _, i := range r.started {
+		if !r.ended[i] {
 			r.traceAttempt("AttemptCancelled", i, nil, now.Nanoseconds())
 		}
 	}
@@ -529,8 +529,8 @@ func (r *racerActor) cancelLive(now time.Duration) {
 // ErrEstablishmentTimeout; running attempts end with that error).
 func (r *racerActor) lose(ctx actor.Context, cause error) {
 	off := time.Since(r.t0).Nanoseconds()
-	for i, a := range r.att {
-		if a != nil && !r.ended[i] {
+	for _, i := range r.started {
+		if !r.ended[i] {
 			r.endAttempt(i, cause, off)
 			r.traceAttempt("AttemptCancelled", i, cause, off)
 		}
@@ -542,10 +542,9 @@ func (r *racerActor) lose(ctx actor.Context, cause error) {
 	if cause == nil {
 		f.Err = r.unresolved
 	}
-	for i, a := range r.att {
-		if a != nil {
-			f.Attempts = append(f.Attempts, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: r.errs[i]})
-		}
+	for _, i := range r.started { // in start order, as the report (candidate indices are plan order)
+		a := r.att[i]
+		f.Attempts = append(f.Attempts, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: r.errs[i]})
 	}
 	if r.cacheKey != "" && r.report.FromCache && !errors.Is(cause, context.Canceled) {
 		cacheFor(r.sys).forget(r.cacheKey) // the cached winner failed too (not: the application gave up)
