@@ -134,14 +134,33 @@ func OrderSRV(recs []*net.SRV, randN func(n int) int) []*net.SRV {
 // wrapping ErrServiceUnavailable. A name with no SRV record fails with a
 // *ResolveError wrapping the resolver's *net.DNSError (IsNotFound); so do
 // the resolver's other failures. A malformed record the resolver dropped
-// is not an error when others are left. It returns once ctx ends.
+// is not an error when others are left. It returns ctx's error as soon as
+// ctx ends: net.Resolver.LookupSRV heeds only a ctx's deadline while it
+// waits for the answer (not its cancellation), so it runs in a goroutine
+// of its own, left to end with the resolver's timeout.
 func (r Resolver) LookupSRV(ctx context.Context, service, proto, host string) ([]*net.SRV, error) {
 	res := r.DNS
 	if res == nil {
 		res = net.DefaultResolver
 	}
 	name := SRVName(service, proto, host)
-	_, recs, err := res.LookupSRV(ctx, service, proto, host)
+	type answer struct {
+		recs []*net.SRV
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		_, recs, err := res.LookupSRV(ctx, service, proto, host)
+		ch <- answer{recs, err}
+	}()
+	var recs []*net.SRV
+	var err error
+	select {
+	case a := <-ch:
+		recs, err = a.recs, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	var out []*net.SRV
 	dot := false
 	for _, rec := range recs {

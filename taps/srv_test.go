@@ -444,3 +444,27 @@ func TestEstablishmentErrorNamesUnresolvedRemote(t *testing.T) {
 	require.True(t, de.IsNotFound)
 	require.ErrorContains(t, err, "nx.example.test")
 }
+
+// TestSRVLookupEndsWithInitiatesCtx: Initiate's ctx ending while the SRV
+// and A/AAAA answers are held back (1 s) ends the Initiate at once with
+// ReasonTimeout, no attempt, and no lookup left running (the package's
+// goleak check).
+func TestSRVLookupEndsWithInitiatesCtx(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback4)
+	for _, typ := range []string{"SRV", "A", "AAAA"} {
+		dns.SetDelay(typ, time.Second)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := srvPre(sys, dns, "http", WithProtocols("tcp")).Initiate(ctx)
+	took := time.Since(start)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ReasonTimeout, ee.Reason, "%v", err)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Empty(t, ee.Attempts)
+	require.Less(t, took, 900*time.Millisecond, "Initiate waited for the DNS answers")
+}

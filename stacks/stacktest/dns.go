@@ -25,6 +25,7 @@ type DNSServer struct {
 	done    chan struct{}
 	late    sync.WaitGroup // the delayed answers not sent yet
 	mu      sync.Mutex
+	dialed  []net.Conn                       // Resolver's sockets, closed when the test ends
 	zone    map[string][]dnsmessage.Resource // by lower-case FQDN
 	delays  map[dnsmessage.Type]time.Duration
 	queries []string
@@ -44,6 +45,13 @@ func NewDNSServer(t testing.TB) *DNSServer {
 		_ = c.Close()
 		<-s.done
 		s.late.Wait() // a delayed answer's write fails on the closed socket
+		// a lookup left waiting for an answer (net.Resolver heeds a ctx's
+		// deadline only) ends now, not at the resolver's timeout
+		s.mu.Lock()
+		for _, d := range s.dialed {
+			_ = d.Close()
+		}
+		s.mu.Unlock()
 	})
 	return s
 }
@@ -72,11 +80,17 @@ func (s *DNSServer) Addr() string { return s.conn.LocalAddr().String() }
 
 // Resolver returns a pure-Go resolver whose every query goes to s (UDP
 // or TCP alike: s only answers over UDP, and its answers are never
-// truncated).
+// truncated). Its sockets are closed when the test ends.
 func (s *DNSServer) Resolver() *net.Resolver {
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "udp", s.Addr())
+		c, err := d.DialContext(ctx, "udp", s.Addr())
+		if err == nil {
+			s.mu.Lock()
+			s.dialed = append(s.dialed, c)
+			s.mu.Unlock()
+		}
+		return c, err
 	}}
 }
 
