@@ -364,8 +364,11 @@ func TestSRVLookupConcurrentWithHostName(t *testing.T) {
 		for _, typ := range []string{"SRV", "A", "AAAA"} {
 			dns.SetDelay(typ, delay)
 		}
+		// a rooted name: no resolv.conf search domain adds a round trip
+		pre := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("example.test.").WithService("http")))
 		start := time.Now()
-		c, err := srvPre(sys, dns, "http", WithProtocols("tcp")).Initiate(testCtx(t))
+		c, err := pre.Initiate(testCtx(t))
 		took := time.Since(start)
 		want := netip.AddrPortFrom(loopback4, 80).String()
 		if err == nil { // something listens on 127.0.0.1:80 on this host
