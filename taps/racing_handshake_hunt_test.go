@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -73,4 +74,44 @@ func TestRacingHandshakeLosersLeaveNothingBehind(t *testing.T) {
 			goleak.VerifyNone(t, ignore)
 		})
 	}
+}
+
+// TestRacingCtxCancelledMidRaceLeavesNothingBehind: Initiate's ctx
+// cancelled while one TLS attempt hangs in connect (SYNs dropped) and
+// another in its handshake (a server that never answers): the
+// EstablishmentError (ReasonTimeout) lists both attempts, each failed
+// with the ctx's error, and no file descriptor, goroutine or actor is
+// left after many such Initiates.
+func TestRacingCtxCancelledMidRaceLeavesNothingBehind(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	dead, stall := deadListener(t), drainListener(t)
+	once := func() {
+		ctx, cancel := context.WithCancel(testCtx(t))
+		tp := tlsOnlyProps(t)
+		require.NoError(t, tp.Set(IsolateSession, true))
+		pre := NewPreconnection(WithSystem(sys), WithAttemptDelay(10*time.Millisecond), WithTransportProperties(tp),
+			WithSecurityParameters(pki.clientSec()), WithRemoteEndpoint(remote(dead)), WithRemoteEndpoint(remote(stall)))
+		time.AfterFunc(40*time.Millisecond, cancel)
+		_, err := pre.Initiate(ctx)
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee)
+		require.Equal(t, ReasonTimeout, ee.Reason, "%v", err)
+		require.ErrorIs(t, err, context.Canceled)
+		require.Len(t, ee.Attempts, 2, "%v", err)
+		for _, a := range ee.Attempts {
+			require.ErrorIs(t, a.Err, context.Canceled, "%v", err)
+		}
+	}
+	once()
+	ignore := goleak.IgnoreCurrent()
+	fds, actors := countFDs(t), countActors(sys)
+	for range 30 {
+		once()
+	}
+	require.Eventually(t, func() bool { return countActors(sys) <= actors }, 5*time.Second, 10*time.Millisecond,
+		"actors: %d before, %d after", actors, countActors(sys))
+	require.Eventually(t, func() bool { return countFDs(t) <= fds }, 5*time.Second, 10*time.Millisecond,
+		"fds: %d before, %d after", fds, countFDs(t))
+	goleak.VerifyNone(t, ignore)
 }
