@@ -175,6 +175,9 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 		return
 	}
 	for {
+		if ctx.Err() != nil {
+			return
+		}
 		if host != nil {
 			put(host.addrs, nil, host.final, host.err)
 			if host.final {
@@ -185,9 +188,6 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 		case a := <-hostCh:
 			host = &a
 		case <-ctx.Done():
-			return
-		}
-		if ctx.Err() != nil {
 			return
 		}
 	}
