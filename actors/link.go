@@ -163,6 +163,18 @@ func (l *Link) attach(s *connSpec) error {
 // not wait).
 func (l *Link) Abandon(err error) *actor.PID { return l.start.Abandon(err) }
 
+// Started is what the answer to the request that started l's connection
+// said (its actor and its group), once that actor has started; nil
+// before. It is for a caller that got no answer (Abandon returned the
+// actor) and goes on with the connection.
+func (l *Link) Started() *ConnectionStarted {
+	s := l.panicTo.Load() // stored as it started, self and group set (and never changed) before
+	if s == nil {
+		return nil
+	}
+	return &ConnectionStarted{Link: l, Conn: s.self, Group: s.group}
+}
+
 // Handlers are the application's event handlers of one connection. Each is
 // called on the Link's executor: one at a time, in event order, never after
 // the terminal event's handler.

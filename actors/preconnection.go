@@ -35,8 +35,9 @@ type EstablishmentFailure struct {
 	// failed (for a timeout, running attempts carry the timeout).
 	Attempts []AttemptError
 	// Err is the overall cause when it is not just the attempts' failures:
-	// a resolution failure, ErrEstablishmentTimeout, no candidates. Nil
-	// when every attempt failed.
+	// a resolution failure, ErrEstablishmentTimeout, no candidates. When
+	// every attempt failed it is nil, or the resolution failures of the
+	// remote endpoints dropped because they did not resolve (others did).
 	Err error
 	// Report is what racing did (nil when no race started). The racer no
 	// longer touches it once the failure is sent.
@@ -87,6 +88,10 @@ type resolved struct {
 	remotes []remoteAddrs
 	locals  []localAddrs
 	err     error
+	// unresolved joins the failures of the remote endpoints dropped
+	// because they did not resolve while others did (nil: none), for the
+	// EstablishmentFailure should every attempt fail
+	unresolved error
 }
 
 // establishTimeout ends the establishment: the establishment timeout fired
@@ -349,7 +354,9 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 	}
 	delay := ClampAttemptDelay(p.spec.cfg.AttemptDelay)
 	props := controlProps(func() actor.Actor {
-		return newRacerActor(p.sys, p.spec, cands, m.more, delay, p.start, key, fromCache)
+		r := newRacerActor(p.sys, p.spec, cands, m.more, delay, p.start, key, fromCache)
+		r.unresolved = m.unresolved
+		return r
 	}, actor.WithSupervisor(supervision.Strategy(supervision.Candidate)))
 	p.racer = ctx.SpawnPrefix(props, "racer")
 }
@@ -361,7 +368,7 @@ func (p *preconnActor) replan(ctx actor.Context, m *resolved) {
 	if m.err == nil {
 		cands = p.candidates(m)
 	}
-	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more})
+	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more, unresolved: m.unresolved})
 }
 
 // finish tells the connection the outcome and stops the preconnection (and
@@ -422,8 +429,10 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // resolveStream resolves cfg's endpoints for a race, as the answers come
 // (RFC 8305 §3): the local endpoints first, in full (resolveLocals), then
 // the remote endpoints concurrently, each through
-// stacks.Resolver.ResolveStream, or, for a host name with a service that
-// has SRV records, through them (resolveSRV: answered in full, once). send gets the first plan (planResolved)
+// stacks.Resolver.ResolveStream, or, for a host name with a service,
+// through resolveSRVStream (its SRV records, answered in full, once, or
+// without any its host name as ResolveStream streams it, both looked up
+// at once). send gets the first plan (planResolved)
 // once every remote endpoint has answered (its first addresses, or its
 // failure: a remote that fails is dropped, as in resolveAll), then the
 // plan made again over every address known after each later answer, with
@@ -450,7 +459,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	type update struct {
 		i     int
 		addrs []netip.Addr
-		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRV)
+		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRVStream)
 		final bool
 		err   error
 	}
@@ -478,11 +487,10 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					}
 				}
 				if protos := srvProtos(r, cfg.Stacks); len(protos) > 0 {
-					sets, fallback, err := resolveSRV(ctx, cfg, r, protos)
-					if !fallback {
-						put(update{i: i, sets: sets, final: true, err: err})
-						return
-					}
+					resolveSRVStream(ctx, cfg, r, protos, func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error) {
+						put(update{i: i, addrs: addrs, sets: sets, final: final, err: err})
+					})
+					return
 				}
 				err := cfg.Resolver.ResolveStream(ctx, r.HostName, func(addrs []netip.Addr, final bool) {
 					put(update{i: i, addrs: addrs, final: final})
@@ -500,6 +508,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				out = &resolved{err: err}
 			} else {
 				out = planResolved(remotes, locals, plan)
+				out.unresolved = unresolvedOf(results)
 			}
 			out.more = pending > 0
 			post(out)
@@ -544,11 +553,24 @@ func planResolved(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPl
 }
 
 // remoteResult is what resolving one remote endpoint gave: its
-// addresses, or the endpoints derived from its SRV records (resolveSRV).
+// addresses, or the endpoints derived from its SRV records
+// (resolveSRVStream).
 type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs
 	err   error
+}
+
+// unresolvedOf joins the failures of the remote endpoints that did not
+// resolve (results as for remotesOf); nil when none failed.
+func unresolvedOf(results []remoteResult) error {
+	var errs []error
+	for _, r := range results {
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // resolveRemotes resolves the remote endpoints, concurrently (each in

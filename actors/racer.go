@@ -85,8 +85,9 @@ type (
 	// when planning failed: the race keeps its candidates), and whether
 	// an answer is still pending.
 	candidatesReplanned struct {
-		cands []candidate
-		more  bool
+		cands      []candidate
+		more       bool
+		unresolved error // resolved.unresolved
 	}
 )
 
@@ -102,27 +103,31 @@ var errCandidateGone = errors.New("candidate socket closed before hand-over")
 // at first; after a merge the started ones first, see mergePlan): a
 // candidate not in it is never started.
 type racerActor struct {
-	sys       *System
-	spec      *connSpec
-	cands     []candidate
-	order     []int
-	started   []int // in start order
-	pending   bool  // a DNS answer may still add candidates
-	delay     time.Duration
-	t0        time.Time // offsets are measured from here (the Initiate)
-	cacheKey  string    // "" when not caching
-	lastStart time.Time
-	gen       uint64
-	timer     *time.Timer
-	pids      map[string]int // running candidate pid -> index
-	att       []*messages.EstablishmentAttempt
-	errs      []error
-	ended     []bool
-	held      []bool // traced as AttemptHeld (SecureFallback only)
-	live      int    // started, not ended
-	report    *messages.EstablishmentReport
-	done      bool // the outcome was sent: report is no longer ours
-	self      *actor.PID
+	sys     *System
+	spec    *connSpec
+	cands   []candidate
+	order   []int
+	started []int // in start order
+	pending bool  // a DNS answer may still add candidates
+	// unresolved: why the remote endpoints that did not resolve were
+	// dropped (resolved.unresolved), the failure's cause when every
+	// attempt fails
+	unresolved error
+	delay      time.Duration
+	t0         time.Time // offsets are measured from here (the Initiate)
+	cacheKey   string    // "" when not caching
+	lastStart  time.Time
+	gen        uint64
+	timer      *time.Timer
+	pids       map[string]int // running candidate pid -> index
+	att        []*messages.EstablishmentAttempt
+	errs       []error
+	ended      []bool
+	held       []bool // traced as AttemptHeld (SecureFallback only)
+	live       int    // started, not ended
+	report     *messages.EstablishmentReport
+	done       bool // the outcome was sent: report is no longer ours
+	self       *actor.PID
 	// tent is the candidate whose 0-RTT transport the connection holds
 	// tentatively (-1: none); tentWaiting are the other early attempts
 	// whose transports wait for their handshake or for tent's failure
@@ -132,7 +137,7 @@ type racerActor struct {
 
 // newRacerActor races cands, in their order; pending: a DNS answer may
 // still add candidates (candidatesReplanned).
-func newRacerActor(s *System, spec *connSpec, cands []candidate, pending bool, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) actor.Actor {
+func newRacerActor(s *System, spec *connSpec, cands []candidate, pending bool, delay time.Duration, t0 time.Time, cacheKey string, fromCache bool) *racerActor {
 	r := &racerActor{sys: s, spec: spec, cands: cands, pending: pending, delay: delay, t0: t0, cacheKey: cacheKey,
 		pids: map[string]int{}, report: &messages.EstablishmentReport{FromCache: fromCache}, tent: -1}
 	r.order = make([]int, len(cands))
@@ -319,6 +324,9 @@ func (r *racerActor) replanned(ctx actor.Context, m *candidatesReplanned) {
 		return
 	}
 	r.pending = m.more
+	if m.unresolved != nil { // a remote's failure is final: this one lists the earlier ones
+		r.unresolved = m.unresolved
+	}
 	if len(m.cands) > 0 {
 		r.cands, r.order = mergePlan(r.cands, r.started, m.cands)
 		r.grow()
@@ -508,20 +516,21 @@ func (r *racerActor) win(ctx actor.Context, idx int, h *Handoff) {
 // cancelLive traces every running attempt as cancelled; their report
 // entries keep EndOffsetNs -1 (stopped unfinished).
 func (r *racerActor) cancelLive(now time.Duration) {
-	for i, a := range r.att {
-		if a != nil && !r.ended[i] {
+	for _, i := range r.started {
+		if !r.ended[i] {
 			r.traceAttempt("AttemptCancelled", i, nil, now.Nanoseconds())
 		}
 	}
 }
 
-// lose ends the race without a winner: every attempt failed (cause nil),
-// or the establishment timed out (cause ErrEstablishmentTimeout; running
-// attempts end with that error).
+// lose ends the race without a winner: every attempt failed (cause nil:
+// the failure's Err is then why remote endpoints were dropped unresolved,
+// if any were), or the establishment timed out (cause
+// ErrEstablishmentTimeout; running attempts end with that error).
 func (r *racerActor) lose(ctx actor.Context, cause error) {
 	off := time.Since(r.t0).Nanoseconds()
-	for i, a := range r.att {
-		if a != nil && !r.ended[i] {
+	for _, i := range r.started {
+		if !r.ended[i] {
 			r.endAttempt(i, cause, off)
 			r.traceAttempt("AttemptCancelled", i, cause, off)
 		}
@@ -530,10 +539,12 @@ func (r *racerActor) lose(ctx actor.Context, cause error) {
 	r.stopTimer()
 	r.report.DurationNs = off
 	f := &EstablishmentFailure{Err: cause, Report: r.report}
-	for i, a := range r.att {
-		if a != nil {
-			f.Attempts = append(f.Attempts, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: r.errs[i]})
-		}
+	if cause == nil {
+		f.Err = r.unresolved
+	}
+	for _, i := range r.started { // in start order, as the report (candidate indices are plan order)
+		a := r.att[i]
+		f.Attempts = append(f.Attempts, AttemptError{Endpoint: a.Endpoint, Stack: a.Stack, Err: r.errs[i]})
 	}
 	if r.cacheKey != "" && r.report.FromCache && !errors.Is(cause, context.Canceled) {
 		cacheFor(r.sys).forget(r.cacheKey) // the cached winner failed too (not: the application gave up)

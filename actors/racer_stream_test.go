@@ -362,3 +362,34 @@ func TestRacerCacheWaitsForWinnersAnswer(t *testing.T) {
 		require.True(t, late.report.Attempts[1].Won)
 	})
 }
+
+// TestRacerFailureListsAttemptsInStartOrder: when a late AAAA answer's
+// address is attempted before an IPv4 address of the first answer (the
+// families alternate again), the failure lists the attempts in the order
+// they started, as the report does, not in the order the candidates were
+// planned.
+func TestRacerFailureListsAttemptsInStartOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sys := NewSystem(Config{})
+		defer shutdown(t, sys)
+		v4b := netip.MustParseAddrPort("192.0.2.9:80")
+		dead := outcome{kind: "dead"}
+		fs := newFakeStack(map[netip.AddrPort]outcome{addrA: dead, addrB: dead, v4b: dead})
+		cfg := &messages.ConnectionConfig{Remotes: named(), Stacks: []stacks.Stack{fs}, EstablishmentTimeout: time.Second,
+			Resolver: timedResolver(dnsAnswer{after: 120 * time.Millisecond, addrs: []netip.AddrPort{addrA}},
+				dnsAnswer{addrs: []netip.AddrPort{addrB, v4b}}, nil)}
+		res := runRace(t, sys, cfg)
+		require.ErrorIs(t, res.err, ErrEstablishmentTimeout)
+		var f *EstablishmentFailure
+		require.ErrorAs(t, res.err, &f)
+		var report, failure []string
+		for _, a := range res.report.Attempts {
+			report = append(report, a.Endpoint)
+		}
+		for _, a := range f.Attempts {
+			failure = append(failure, a.Endpoint)
+		}
+		require.Equal(t, []string{addrB.String(), addrA.String(), v4b.String()}, report, "IPv4, the late IPv6, IPv4")
+		require.Equal(t, report, failure, "the failure lists the attempts in start order")
+	})
+}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/gotaps/gotaps/messages"
@@ -15,13 +14,15 @@ import (
 )
 
 // A RemoteEndpoint with a host name and a service name (WithService) is
-// resolved through the service's DNS SRV records (RFC 2782) before its
-// host name: "_service._tcp.host" for the stacks over TCP (tcp, tls),
+// resolved through the service's DNS SRV records (RFC 2782), rather than
+// its host name: "_service._tcp.host" for the stacks over TCP (tcp, tls),
 // "_service._udp.host" for those over UDP (udp, udplite, quic), each
 // label looked up once for the stacks selected. The records' targets,
 // resolved (A and AAAA), are the endpoint's derived endpoints, in the
 // records' order, each with its record's port; they are attempted over
-// the stacks of their label only. This file is that step of resolution.
+// the stacks of their label only. The host name is resolved alongside
+// the SRV lookups, for the fallback to the IANA port when there is no
+// record. This file is that step of resolution.
 
 // maxSRVTargets bounds the SRV targets of one endpoint that are resolved
 // (RFC 9623 §12.2: limit the state a DNS answer can create), as
@@ -38,15 +39,9 @@ const maxSRVTargets = maxDerivedEndpoints
 // given with WithPort leaves no service in the message (the port wins).
 // It is pure.
 func srvProtos(r *messages.Endpoint, sts []stacks.Stack) []string {
-	if r.Service == "" || r.HostName == "" || r.IpAddress != "" || r.Path != "" || r.Multicast ||
-		!stacks.ValidServiceName(r.Service) {
+	if r.Service == "" || r.IpAddress != "" || r.Path != "" || r.Multicast ||
+		!stacks.ValidServiceName(r.Service) || !stacks.SRVHostName(r.HostName) {
 		return nil
-	}
-	if _, err := netip.ParseAddr(r.HostName); err == nil {
-		return nil
-	}
-	if h := strings.ToLower(strings.TrimSuffix(r.HostName, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return nil // RFC 6761 §6.3: localhost names are not sent to DNS
 	}
 	var out []string
 	for _, st := range sts {
@@ -69,49 +64,159 @@ func scopedAddr(r *messages.Endpoint, a netip.Addr, port uint16) netip.AddrPort 
 	return netip.AddrPortFrom(a, port)
 }
 
-// resolveSRV looks up the SRV records of the remote endpoint r for each
-// label of protos (srvProtos), concurrently.
+// srvLookup is the answer to one SRV query of resolveSRVStream.
+type srvLookup struct {
+	recs []*net.SRV
+	err  error
+}
+
+// resolveSRVStream resolves the remote endpoint r, whose service has SRV
+// records to look up under the labels protos (srvProtos), for a race. The
+// SRV queries (one per label) and, when r's service has an IANA port to
+// fall back on (r.Port), the Happy Eyeballs resolution of r's host name
+// (stacks.Resolver.ResolveStream) run concurrently, so that a service
+// without SRV records, the common case, costs no DNS round trip more than
+// a host name without a service. put gets the outcome, on the calling
+// goroutine:
 //
-// fallback is true when no label has an SRV record and none says the
-// service is not available (a "." target): r is then resolved as an
-// endpoint without SRV records would be, its host name with its service's
-// IANA port (r.Port; a failed lookup counts as no record, so that a DNS
-// server that does not answer SRV queries does not stop the connection).
-// When r.Port is 0 (the service is not an IANA name) there is nothing to
-// fall back on: fallback is false, err says so.
+//   - When no label has an SRV record and none says the service is not
+//     available (a "." target), r is resolved as an endpoint without SRV
+//     records is, its host name with its IANA port (a failed SRV lookup
+//     counts as no record, so that a DNS server that does not answer SRV
+//     queries does not stop the connection): put gets the host name's
+//     answers as ResolveStream yields them (addrs; final on the last, or
+//     err), those yielded before the SRV answers were in as one, the
+//     latest. When r.Port is 0 (the service is not an IANA name) there is
+//     nothing to fall back on: put gets an error that says so.
+//   - Otherwise put gets, once and final, r's derived endpoints (sets),
+//     one remoteAddrs per label that gives any, restricted to that label's
+//     stacks (transport): for a label with SRV records, the addresses of
+//     their targets (at most maxSRVTargets, resolved concurrently, each in
+//     full: A and AAAA, families interleaved; a target that does not
+//     resolve is dropped) in the records' order (stacks.Resolver.LookupSRV:
+//     lowest priority first, RFC 2782's weighted draw within a priority),
+//     each with its record's port; for a label without records, the host
+//     name's addresses in full (the resolution already running) with the
+//     IANA port (none without one); for a label whose only target is ".",
+//     none. The host name's own addresses are never attempted over a label
+//     with records. The label of every set is r's (endpointLabel): the
+//     name a secure attempt verifies the server's certificate against is
+//     r's host name, not the target's (an SRV answer is not authenticated:
+//     RFC 6125 §6.2.1 uses the source domain as the reference identity).
+//     err is non-nil when no set has an address: it wraps the SRV lookups'
+//     errors (*stacks.ResolveError, one wrapping
+//     stacks.ErrServiceUnavailable for "."), and the targets'.
 //
-// Otherwise sets are r's derived endpoints, one remoteAddrs per label
-// that gives any, restricted to that label's stacks (transport): for a
-// label with SRV records, the addresses of their targets (at most
-// maxSRVTargets, resolved concurrently, each in full: A and AAAA, families
-// interleaved; a target that does not resolve is dropped) in the records'
-// order (stacks.Resolver.LookupSRV: lowest priority first, RFC 2782's
-// weighted draw within a priority), each with its record's port; for a
-// label without records, the host name's addresses with the IANA port
-// (none without one); for a label whose only target is ".", none. The
-// label of every set is r's (endpointLabel): the name a secure attempt
-// verifies the server's certificate against is r's host name, not the
-// target's (an SRV answer is not authenticated: RFC 6125 §6.2.1 uses the
-// source domain as the reference identity). err is non-nil when no set
-// has an address: it wraps the SRV lookups' errors (*stacks.ResolveError,
-// one wrapping stacks.ErrServiceUnavailable for "."), and the targets'.
-func resolveSRV(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string) (sets []remoteAddrs, fallback bool, err error) {
-	type lookup struct {
-		recs []*net.SRV
-		err  error
+// put is never called once ctx has ended. resolveSRVStream returns after
+// its final put, or once ctx has ended; no lookup outlives it.
+func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string,
+	put func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error)) {
+	lctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // the host name's resolution, when no label needed it
+		wg.Wait()
+	}()
+	type hostAnswer struct {
+		addrs []netip.Addr
+		final bool
+		err   error
 	}
-	looks := make([]lookup, len(protos))
+	hostCh := make(chan hostAnswer)
+	if r.Port != 0 {
+		wg.Go(func() {
+			send := func(a hostAnswer) {
+				select {
+				case hostCh <- a:
+				case <-lctx.Done():
+				}
+			}
+			err := cfg.Resolver.ResolveStream(lctx, r.HostName, func(addrs []netip.Addr, final bool) {
+				send(hostAnswer{addrs: addrs, final: final})
+			})
+			if err != nil {
+				send(hostAnswer{final: true, err: err})
+			}
+		})
+	}
+	srvCh := make(chan []srvLookup, 1)
+	wg.Go(func() { srvCh <- lookupSRVs(lctx, cfg, r, protos) })
+
+	var host *hostAnswer // the host name's latest answer
+	var looks []srvLookup
+	for looks == nil {
+		select {
+		case a := <-hostCh:
+			host = &a
+		case looks = <-srvCh:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	hostFull := func() ([]netip.Addr, error) { // the host name's final answer
+		for host == nil || !host.final {
+			select {
+			case a := <-hostCh:
+				host = &a
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return host.addrs, host.err
+	}
+	sets, fallback, err := srvSets(ctx, cfg, r, protos, looks, hostFull)
+	if !fallback {
+		if ctx.Err() == nil {
+			put(nil, sets, true, err)
+		}
+		return
+	}
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		if host != nil {
+			put(host.addrs, nil, host.final, host.err)
+			if host.final {
+				return
+			}
+		}
+		select {
+		case a := <-hostCh:
+			host = &a
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// lookupSRVs looks up the SRV records of the remote endpoint r for each
+// label of protos, concurrently, and returns their answers in protos'
+// order once all are in (non-nil).
+func lookupSRVs(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string) []srvLookup {
+	looks := make([]srvLookup, len(protos))
 	var wg sync.WaitGroup
 	for i, p := range protos {
 		wg.Go(func() {
 			recs, err := cfg.Resolver.LookupSRV(ctx, r.Service, p, r.HostName)
-			looks[i] = lookup{recs: recs, err: err}
+			looks[i] = srvLookup{recs: recs, err: err}
 		})
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
+	return looks
+}
+
+// srvSets decides, from the SRV answers looks (one per label of protos),
+// how the remote endpoint r is resolved (resolveSRVStream): fallback
+// true when no label has a record and none a "." target while r has an
+// IANA port, else the derived endpoints sets, or err when none has an
+// address. host returns the host name's addresses in full; it is called
+// only for a label without records when r has an IANA port.
+func srvSets(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string, looks []srvLookup,
+	host func() ([]netip.Addr, error)) (sets []remoteAddrs, fallback bool, err error) {
 	found := false
 	var errs []error
 	for _, l := range looks {
@@ -157,7 +262,7 @@ func resolveSRV(ctx context.Context, cfg *messages.ConnectionConfig, r *messages
 		default:
 			if !hostDone {
 				hostDone = true
-				hostAddrs, hostErr = cfg.Resolver.Resolve(ctx, r.HostName)
+				hostAddrs, hostErr = host()
 			}
 			if hostErr != nil {
 				errs = append(errs, hostErr)

@@ -73,7 +73,8 @@ func TestPlanCandidatesSRVTransport(t *testing.T) {
 // loopback (a test server), per transport: SRV targets in priority order
 // with their records' ports, the host name with the IANA port for a
 // transport without records, none for a "." target, and the fallback to
-// the usual resolution when no transport has records.
+// the usual resolution when no transport has records (the host name's
+// addresses, resolved alongside the SRV lookups).
 func TestResolveSRV(t *testing.T) {
 	dns := stacktest.NewDNSServer(t)
 	lo := netip.MustParseAddr("127.0.0.1")
@@ -113,7 +114,20 @@ func TestResolveSRV(t *testing.T) {
 	}
 	for i, tt := range tests {
 		r := &messages.Endpoint{HostName: "example.test", Service: tt.service, Port: tt.port}
-		sets, fallback, err := resolveSRV(ctx, cfg, r, []string{"tcp", "udp"})
+		var sets []remoteAddrs
+		var addrs []netip.Addr // the host name's, on the fallback
+		var err error
+		finals := 0
+		resolveSRVStream(ctx, cfg, r, []string{"tcp", "udp"}, func(a []netip.Addr, s []remoteAddrs, final bool, e error) {
+			if final {
+				finals++
+				addrs, sets, err = a, s, e
+			}
+		})
+		if finals != 1 {
+			t.Errorf("#%d %s: %d final answers; want 1", i, tt.name, finals)
+		}
+		fallback := addrs != nil
 		if fallback != tt.fallback {
 			t.Errorf("#%d %s: fallback %v; want %v", i, tt.name, fallback, tt.fallback)
 		}
@@ -130,11 +144,43 @@ func TestResolveSRV(t *testing.T) {
 				t.Errorf("#%d %s: got %v, %v; want %v", i, tt.name, got, err, tt.want)
 			}
 		case tt.fallback:
-			if err != nil || len(sets) > 0 {
-				t.Errorf("#%d %s: got %v, %v; want the fallback alone", i, tt.name, got, err)
+			if err != nil || len(sets) > 0 || !slices.Equal(addrs, []netip.Addr{lo}) {
+				t.Errorf("#%d %s: got %v, %v, %v; want the fallback alone", i, tt.name, got, addrs, err)
 			}
 		case err == nil || len(sets) > 0 || (tt.err != nil && !errors.Is(err, tt.err)):
 			t.Errorf("#%d %s: got %v, %v; want an error (%v)", i, tt.name, got, err, tt.err)
 		}
+	}
+}
+
+// TestResolveSRVStreamFallbackStreams: without SRV records the host
+// name's answers stream as ResolveStream yields them (RFC 8305 §3): with
+// the SRV answer held back 100 ms and the AAAA answer 1 s, the A answer's
+// address comes first, not final, once the SRV answer is in, and the
+// AAAA answer's joins it, final, later.
+func TestResolveSRVStreamFallbackStreams(t *testing.T) {
+	dns := stacktest.NewDNSServer(t)
+	v4, v6 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")
+	dns.AddAddr("example.test", v4, v6)
+	dns.SetDelay("SRV", 100*time.Millisecond)
+	dns.SetDelay("AAAA", time.Second)
+	cfg := &messages.ConnectionConfig{Resolver: stacks.Resolver{DNS: dns.Resolver(), Routable: func(netip.Addr) bool { return true }}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type answer struct {
+		addrs []netip.Addr
+		final bool
+	}
+	var got []answer
+	r := &messages.Endpoint{HostName: "example.test", Service: "http", Port: 80}
+	resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error) {
+		if s != nil || err != nil {
+			t.Errorf("sets %v, err %v; want the host name's addresses", s, err)
+		}
+		got = append(got, answer{a, final})
+	})
+	if len(got) != 2 || got[0].final || !slices.Equal(got[0].addrs, []netip.Addr{v4}) ||
+		!got[1].final || !slices.Equal(got[1].addrs, []netip.Addr{v6, v4}) {
+		t.Errorf("got %+v; want [127.0.0.1] then, final, [::1 127.0.0.1]", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -47,6 +48,21 @@ func ValidServiceName(s string) bool {
 		}
 	}
 	return letter
+}
+
+// SRVHostName reports whether host is a name whose SRV records can be
+// looked up: not empty, not an IP literal, and neither "localhost" nor a
+// name under it (RFC 6761 §6.3: localhost names are not sent to DNS). It
+// is pure.
+func SRVHostName(host string) bool {
+	if host == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h != "localhost" && !strings.HasSuffix(h, ".localhost")
 }
 
 // SRVName is the owner name of the SRV records of service over proto at
@@ -118,14 +134,33 @@ func OrderSRV(recs []*net.SRV, randN func(n int) int) []*net.SRV {
 // wrapping ErrServiceUnavailable. A name with no SRV record fails with a
 // *ResolveError wrapping the resolver's *net.DNSError (IsNotFound); so do
 // the resolver's other failures. A malformed record the resolver dropped
-// is not an error when others are left. It returns once ctx ends.
+// is not an error when others are left. It returns ctx's error as soon as
+// ctx ends: net.Resolver.LookupSRV heeds only a ctx's deadline while it
+// waits for the answer (not its cancellation), so it runs in a goroutine
+// of its own, left to end with the resolver's timeout.
 func (r Resolver) LookupSRV(ctx context.Context, service, proto, host string) ([]*net.SRV, error) {
 	res := r.DNS
 	if res == nil {
 		res = net.DefaultResolver
 	}
 	name := SRVName(service, proto, host)
-	_, recs, err := res.LookupSRV(ctx, service, proto, host)
+	type answer struct {
+		recs []*net.SRV
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		_, recs, err := res.LookupSRV(ctx, service, proto, host)
+		ch <- answer{recs, err}
+	}()
+	var recs []*net.SRV
+	var err error
+	select {
+	case a := <-ch:
+		recs, err = a.recs, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	var out []*net.SRV
 	dot := false
 	for _, rec := range recs {

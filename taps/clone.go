@@ -244,10 +244,12 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 	// fails at once instead of waiting for ctx
 	started, err := callUnless[*actors.ConnectionStarted](ctx, c.sys, c.group, req, c.link.Gone())
 	if err != nil {
-		if pid := link.Abandon(err); pid != nil { // started all the same (see initiate)
-			tell(c.sys, pid, &messages.AbortConnection{Err: err})
-			<-link.Done()
-		} else if req.Stream != nil {
+		s, existed := startedUnanswered(ctx, c.sys, link, err) // (see Preconnection.start)
+		if s != nil {
+			clone.pid, clone.group = s.Conn, s.Group
+			return clone, link, nil
+		}
+		if !existed && req.Stream != nil {
 			// no member took the stream (the group refused it or had
 			// ended): it would hold its session open (Abort is idempotent,
 			// a member that starts late aborts it too)

@@ -100,8 +100,9 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 // toInitiateMessage converts a remote endpoint to initiate to (toMessage
 // with a port and an address needed), where a host name's service may
 // also be one with no IANA port: its port then comes from its SRV records
-// alone (port 0 in the message; actors.resolveSRV fails the resolution
-// when it has none).
+// alone (port 0 in the message; actors.resolveSRVStream fails the resolution
+// when it has none). A host name whose SRV records are not looked up (an
+// IP literal, localhost: stacks.SRVHostName) needs an IANA service.
 func (e *endpoint) toInitiateMessage() (*messages.Endpoint, error) {
 	return e.convert(true, true, true)
 }
@@ -174,7 +175,7 @@ func (e *endpoint) convert(needPort, needAddress, srvOnly bool) (*messages.Endpo
 		case err == nil:
 			m.Port = uint32(p)
 			portSet = true
-		case srvOnly && e.hostName != "" && stacks.ValidServiceName(e.service):
+		case srvOnly && stacks.SRVHostName(e.hostName) && stacks.ValidServiceName(e.service):
 			return m, nil // port 0: from the SRV records, or a resolution error
 		default:
 			return fail(fmt.Errorf("unknown service %q", e.service))
@@ -320,7 +321,9 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // With a host name (WithHostName; not "localhost" or a name under it,
 // which are not sent to DNS) and no port (WithPort: an explicit port
 // wins, and no SRV record is looked up), Initiate looks up the service's
-// DNS SRV records (RFC 2782) before the host name's addresses:
+// DNS SRV records (RFC 2782), alongside the host name's addresses (used
+// only when there is no record, so that the fallback costs no extra DNS
+// round trip):
 // "_service._tcp.host" for the stacks over TCP (tcp, tls),
 // "_service._udp.host" for the stacks over UDP (quic, udp, udplite),
 // each once per Initiate for the stacks that may be selected (with
@@ -352,8 +355,10 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // the endpoint again the same way. With an IP address, and for Listen's
 // and Rendezvous' remote endpoints, Resolve and NetConn dials, the
 // service only names its IANA port, looked up as above (no SRV lookup).
-// A service with no IANA port is an *EndpointError everywhere but in
-// Initiate with a host name (and for AddRemote too). A service that is a
+// A service with no IANA port is an *EndpointError (ErrInvalidEndpoint)
+// everywhere but in Initiate with a host name whose SRV records are
+// looked up (not an IP literal, not localhost) (and for AddRemote too).
+// A service that is a
 // port number ("8080") is that port.
 func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.service, "service", service)

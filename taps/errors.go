@@ -115,7 +115,10 @@ func (e AttemptError) Unwrap() error { return e.Err }
 // InitiateWithSend and Listen return it, and OnEstablishmentError handlers
 // receive it. Attempts lists every attempt and why it failed. It unwraps to
 // the cause (a *net.DNSError, context.DeadlineExceeded, ErrUnfulfilled,
-// a *PropertyError, ...) and to every attempt's error.
+// a *PropertyError, ...) and to every attempt's error. When every attempt
+// failed, the cause is the resolution failure (*stacks.ResolveError) of
+// the remote endpoints that were not attempted because they did not
+// resolve, if any; Reason stays ReasonEstablishmentFailed.
 type EstablishmentError struct {
 	Reason   ErrorReason
 	Attempts []AttemptError
@@ -240,7 +243,9 @@ func establishmentError(err error) *EstablishmentError {
 		switch {
 		case errors.Is(f.Err, actors.ErrEstablishmentTimeout), ctxEnded(f.Err):
 			out.Reason = ReasonTimeout
-		case errors.As(f.Err, &re):
+		case errors.As(f.Err, &re) && len(f.Attempts) == 0:
+			// (with attempts, f.Err names the remote endpoints that did
+			// not resolve while the attempts to the others failed)
 			out.Reason = ReasonResolutionFailed
 		case errors.Is(f.Err, actors.ErrNoCandidates):
 			out.Reason = ReasonNoCandidates

@@ -986,14 +986,36 @@ func (p *Preconnection) start(ctx context.Context, first *firstMessage) (*Connec
 	if err != nil {
 		// no answer: a connection actor may have started all the same
 		// (ctx ended as the answer came); it must not go on for nobody
-		if pid := link.Abandon(err); pid != nil {
-			tell(p.sys, pid, &messages.AbortConnection{Err: err})
-			<-link.Done()
+		if started, _ = startedUnanswered(ctx, p.sys, link, err); started == nil {
+			return nil, nil, establishmentError(err)
 		}
-		return nil, nil, establishmentError(err)
 	}
 	c.pid, c.group = started.Conn, started.Group
 	return c, link, nil
+}
+
+// startedUnanswered handles a request to start link's connection that got
+// no answer (err). A connection actor that started all the same is
+// returned when err is ctx's end: its caller goes on with it as with an
+// answer, and ctx's end then aborts it unless it is Ready by then
+// (abortEstablishing, abortUnlessReady), so that a connection whose Ready
+// was reported (the connection races on in the meantime) is never
+// aborted and dropped. Otherwise the actor is aborted, and waited for,
+// and started is nil; existed reports whether an actor had started (else
+// none will: Link.Abandon).
+func startedUnanswered(ctx context.Context, sys *System, link *actors.Link, err error) (started *actors.ConnectionStarted, existed bool) {
+	pid := link.Abandon(err)
+	if pid == nil {
+		return nil, false
+	}
+	if ctx.Err() != nil {
+		if s := link.Started(); s != nil {
+			return s, true
+		}
+	}
+	tell(sys, pid, &messages.AbortConnection{Err: err})
+	<-link.Done()
+	return nil, true
 }
 
 // shutdownCause names the System's Shutdown as the cause of an

@@ -66,9 +66,10 @@ func portOf(t *testing.T, ln *Listener) uint16 {
 
 // TestSRVInitiateEcho: WithHostName("example.test").WithService("echo")
 // connects to the target and port of _echo._tcp.example.test (the SRV
-// record wins over echo's IANA port 7; example.test itself has no
-// address) and exchanges a message; only the "_tcp" name is asked for a
-// TCP-only Preconnection.
+// record wins over echo's IANA port 7) and exchanges a message; only the
+// "_tcp" name is asked for a TCP-only Preconnection, and only the target
+// is attempted, not example.test's own address (127.0.0.2, whose answer
+// may come first: it is looked up alongside the SRV records).
 func TestSRVInitiateEcho(t *testing.T) {
 	sys := newTestSystem(t)
 	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
@@ -76,6 +77,7 @@ func TestSRVInitiateEcho(t *testing.T) {
 	dns := stacktest.NewDNSServer(t)
 	dns.AddSRV("_echo._tcp.example.test", 10, 5, portOf(t, ln), "target.example.test")
 	dns.AddAddr("target.example.test", loopback4)
+	dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.2"))
 
 	c, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Initiate(testCtx(t))
 	require.NoError(t, err)
@@ -86,7 +88,10 @@ func TestSRVInitiateEcho(t *testing.T) {
 	require.Contains(t, qs, "SRV _echo._tcp.example.test.")
 	require.Contains(t, qs, "A target.example.test.")
 	require.NotContains(t, qs, "SRV _echo._udp.example.test.", "no UDP stack is selected")
-	require.NotContains(t, qs, "A example.test.", "the host name is not resolved when SRV records exist")
+	for _, a := range c.EstablishmentReport().Attempts {
+		require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), a.Endpoint,
+			"only the SRV target is attempted")
+	}
 }
 
 // TestSRVPriorityFallback: the target of the lowest priority number goes
@@ -144,7 +149,8 @@ func TestSRVEstablishmentErrorListsTargets(t *testing.T) {
 // TestSRVTargetDotIsServiceUnavailable: a single SRV target "." says the
 // service is not available at example.test: Initiate fails with an
 // EstablishmentError (ResolutionFailed) wrapping ErrServiceUnavailable,
-// with no attempt and no address lookup (the IANA port is not tried).
+// with no attempt (the IANA port is not tried, though the host name's
+// addresses, looked up alongside the SRV records, are known).
 func TestSRVTargetDotIsServiceUnavailable(t *testing.T) {
 	sys := newTestSystem(t)
 	dns := stacktest.NewDNSServer(t)
@@ -160,9 +166,7 @@ func TestSRVTargetDotIsServiceUnavailable(t *testing.T) {
 	var re *stacks.ResolveError
 	require.ErrorAs(t, err, &re)
 	require.Equal(t, "_http._tcp.example.test", re.Host)
-	for _, q := range dns.Queries() {
-		require.True(t, strings.HasPrefix(q, "SRV "), "only SRV is asked: %v", dns.Queries())
-	}
+	require.Contains(t, dns.Queries(), "SRV _http._tcp.example.test.")
 }
 
 // TestSRVFallbackToIANAPort: without SRV records the host name is
@@ -341,4 +345,129 @@ func TestSRVNotForDialer(t *testing.T) {
 	for _, q := range dns.Queries() {
 		require.False(t, strings.HasPrefix(q, "SRV "), "no SRV query: %v", dns.Queries())
 	}
+}
+
+// TestSRVLookupConcurrentWithHostName: the SRV query and the host name's
+// A/AAAA queries go out together, so that a service without SRV records
+// (the common case) costs no DNS round trip more than a plain host name:
+// with every answer held back 300 ms, Initiate ends (Ready, or an
+// EstablishmentError listing the IANA port's attempts) well before the
+// 600 ms of the two round trips in a row. With SRV records, the host
+// name's addresses, in first, are still not attempted over the transport
+// that has records.
+func TestSRVLookupConcurrentWithHostName(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	t.Run("no SRV record", func(t *testing.T) {
+		sys := newTestSystem(t)
+		dns := stacktest.NewDNSServer(t)
+		dns.AddAddr("example.test", loopback4)
+		for _, typ := range []string{"SRV", "A", "AAAA"} {
+			dns.SetDelay(typ, delay)
+		}
+		// a rooted name: no resolv.conf search domain adds a round trip
+		pre := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("example.test.").WithService("http")))
+		start := time.Now()
+		c, err := pre.Initiate(testCtx(t))
+		took := time.Since(start)
+		want := netip.AddrPortFrom(loopback4, 80).String()
+		if err == nil { // something listens on 127.0.0.1:80 on this host
+			require.Equal(t, want, wonEndpoint(t, c))
+			c.Abort()
+		} else {
+			var ee *EstablishmentError
+			require.ErrorAs(t, err, &ee)
+			require.NotEmpty(t, ee.Attempts, "%v", err)
+			require.Equal(t, want, ee.Attempts[0].Endpoint, "%v", err)
+		}
+		require.Contains(t, dns.Queries(), "SRV _http._tcp.example.test.")
+		require.Less(t, took, 2*delay-50*time.Millisecond, "the A/AAAA queries waited for the SRV answer")
+	})
+	t.Run("SRV records", func(t *testing.T) {
+		sys := newTestSystem(t)
+		ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+		echoServer(t, ln)
+		dns := stacktest.NewDNSServer(t)
+		dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.2"))
+		dns.AddSRV("_echo._tcp.example.test", 1, 0, portOf(t, ln), "target.example.test")
+		dns.AddAddr("target.example.test", loopback4)
+		dns.SetDelay("SRV", delay)
+		c, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Initiate(testCtx(t))
+		require.NoError(t, err)
+		defer c.Abort()
+		requireEcho(t, c)
+		for _, a := range c.EstablishmentReport().Attempts {
+			require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), a.Endpoint)
+		}
+	})
+}
+
+// TestSRVNoIANAPortNeedsAnSRVName: a service with no IANA port has its
+// port from SRV records alone, so a host name whose SRV records are never
+// looked up (an IP literal, "localhost" or a name under it: RFC 6761
+// §6.3) leaves it no port: Initiate fails with ErrInvalidEndpoint before
+// any packet, as for an IP address, instead of attempting port 0.
+func TestSRVNoIANAPortNeedsAnSRVName(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	for _, h := range []string{"localhost", "a.localhost.", "127.0.0.1", "::1"} {
+		_, err := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+			WithRemoteEndpoint(NewRemoteEndpoint().WithHostName(h).WithService("gotaps-nosvc"))).Initiate(testCtx(t))
+		require.ErrorIs(t, err, ErrInvalidEndpoint, "%s", h)
+		var ee *EstablishmentError
+		require.ErrorAs(t, err, &ee, "%s", h)
+		require.Empty(t, ee.Attempts, "%s: %v", h, err)
+	}
+	require.Empty(t, dns.Queries())
+}
+
+// TestEstablishmentErrorNamesUnresolvedRemote: of two remote endpoints,
+// one name that does not resolve and one address that refuses, the
+// EstablishmentError lists the refused attempt and unwraps to the name's
+// resolution failure too (a *stacks.ResolveError naming it, wrapping the
+// *net.DNSError), so that the application learns why nothing was tried
+// there; its reason stays EstablishmentFailed (an attempt was made).
+func TestEstablishmentErrorNamesUnresolvedRemote(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	refused := refusedAddr(t)
+	_, err := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("nx.example.test").WithPort(refused.Port())),
+		WithRemoteEndpoint(remote(refused))).Initiate(testCtx(t))
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Len(t, ee.Attempts, 1, "%v", err)
+	require.Equal(t, refused.String(), ee.Attempts[0].Endpoint)
+	require.Equal(t, ReasonEstablishmentFailed, ee.Reason, "%v", err)
+	var re *stacks.ResolveError
+	require.ErrorAs(t, err, &re, "%v", err)
+	require.Equal(t, "nx.example.test", re.Host)
+	var de *net.DNSError
+	require.ErrorAs(t, err, &de)
+	require.True(t, de.IsNotFound)
+	require.ErrorContains(t, err, "nx.example.test")
+}
+
+// TestSRVLookupEndsWithInitiatesCtx: Initiate's ctx ending while the SRV
+// and A/AAAA answers are held back (1 s) ends the Initiate at once with
+// ReasonTimeout, no attempt, and no lookup left running (the package's
+// goleak check).
+func TestSRVLookupEndsWithInitiatesCtx(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback4)
+	for _, typ := range []string{"SRV", "A", "AAAA"} {
+		dns.SetDelay(typ, time.Second)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := srvPre(sys, dns, "http", WithProtocols("tcp")).Initiate(ctx)
+	took := time.Since(start)
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ReasonTimeout, ee.Reason, "%v", err)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Empty(t, ee.Attempts)
+	require.Less(t, took, 900*time.Millisecond, "Initiate waited for the DNS answers")
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -19,10 +20,14 @@ import (
 // names without any packet leaving the loopback. It stops when the test
 // ends. Its methods are safe for concurrent use.
 type DNSServer struct {
+	t       testing.TB
 	conn    net.PacketConn
 	done    chan struct{}
+	late    sync.WaitGroup // the delayed answers not sent yet
 	mu      sync.Mutex
+	dialed  []net.Conn                       // Resolver's sockets, closed when the test ends
 	zone    map[string][]dnsmessage.Resource // by lower-case FQDN
+	delays  map[dnsmessage.Type]time.Duration
 	queries []string
 }
 
@@ -34,13 +39,40 @@ func NewDNSServer(t testing.TB) *DNSServer {
 	if err != nil {
 		t.Fatalf("dns server: %v", err)
 	}
-	s := &DNSServer{conn: c, done: make(chan struct{}), zone: map[string][]dnsmessage.Resource{}}
+	s := &DNSServer{t: t, conn: c, done: make(chan struct{}), zone: map[string][]dnsmessage.Resource{}}
 	go s.serve()
 	t.Cleanup(func() {
 		_ = c.Close()
 		<-s.done
+		s.late.Wait() // a delayed answer's write fails on the closed socket
+		// a lookup left waiting for an answer (net.Resolver heeds a ctx's
+		// deadline only) ends now, not at the resolver's timeout
+		s.mu.Lock()
+		for _, d := range s.dialed {
+			_ = d.Close()
+		}
+		s.mu.Unlock()
 	})
 	return s
+}
+
+// SetDelay delays the answers to the queries of type typ ("A", "AAAA",
+// "SRV") by d, each on its own (the other queries are answered at once, a
+// later one possibly before an earlier one); d 0 answers at once (the
+// default). It applies to the queries that come after it. An unknown type
+// fails the test.
+func (s *DNSServer) SetDelay(typ string, d time.Duration) {
+	t := map[string]dnsmessage.Type{"A": dnsmessage.TypeA, "AAAA": dnsmessage.TypeAAAA, "SRV": dnsmessage.TypeSRV}[typ]
+	if t == 0 {
+		s.t.Helper()
+		s.t.Fatalf("dns server: SetDelay of an unknown query type %q", typ)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.delays == nil {
+		s.delays = map[dnsmessage.Type]time.Duration{}
+	}
+	s.delays[t] = d
 }
 
 // Addr is the server's address.
@@ -48,11 +80,17 @@ func (s *DNSServer) Addr() string { return s.conn.LocalAddr().String() }
 
 // Resolver returns a pure-Go resolver whose every query goes to s (UDP
 // or TCP alike: s only answers over UDP, and its answers are never
-// truncated).
+// truncated). Its sockets are closed when the test ends.
 func (s *DNSServer) Resolver() *net.Resolver {
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "udp", s.Addr())
+		c, err := d.DialContext(ctx, "udp", s.Addr())
+		if err == nil {
+			s.mu.Lock()
+			s.dialed = append(s.dialed, c)
+			s.mu.Unlock()
+		}
+		return c, err
 	}}
 }
 
@@ -109,28 +147,39 @@ func (s *DNSServer) serve() {
 		if err != nil {
 			return
 		}
-		if out := s.answer(buf[:n]); out != nil {
+		out, delay := s.answer(buf[:n])
+		switch {
+		case out == nil:
+		case delay > 0:
+			s.late.Add(1)
+			time.AfterFunc(delay, func() {
+				defer s.late.Done()
+				_, _ = s.conn.WriteTo(out, from)
+			})
+		default:
 			_, _ = s.conn.WriteTo(out, from)
 		}
 	}
 }
 
-// answer builds the response to one query (nil: not a query to answer).
-func (s *DNSServer) answer(q []byte) []byte {
+// answer builds the response to one query (nil: not a query to answer),
+// and how long to hold it back (SetDelay).
+func (s *DNSServer) answer(q []byte) ([]byte, time.Duration) {
 	var p dnsmessage.Parser
 	h, err := p.Start(q)
 	if err != nil || h.Response {
-		return nil
+		return nil, 0
 	}
 	qs, err := p.AllQuestions()
 	if err != nil || len(qs) != 1 {
-		return nil
+		return nil, 0
 	}
 	qu := qs[0]
 	name := strings.ToLower(qu.Name.String())
 	s.mu.Lock()
 	s.queries = append(s.queries, strings.TrimPrefix(qu.Type.String(), "Type")+" "+name)
 	rrs, known := s.zone[name]
+	delay := s.delays[qu.Type]
 	s.mu.Unlock()
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired,
 		RecursionAvailable: true}
@@ -140,7 +189,7 @@ func (s *DNSServer) answer(q []byte) []byte {
 	b := dnsmessage.NewBuilder(nil, rh)
 	b.EnableCompression()
 	if b.StartQuestions() != nil || b.Question(qu) != nil || b.StartAnswers() != nil {
-		return nil
+		return nil, 0
 	}
 	for _, rr := range rrs {
 		if rr.Header.Type != qu.Type {
@@ -156,12 +205,12 @@ func (s *DNSServer) answer(q []byte) []byte {
 			err = b.SRVResource(rr.Header, *body)
 		}
 		if err != nil {
-			return nil
+			return nil, 0
 		}
 	}
 	out, err := b.Finish()
 	if err != nil {
-		return nil
+		return nil, 0
 	}
-	return out
+	return out, delay
 }
