@@ -1089,13 +1089,15 @@ func (c *Connection) CloseGroup() {
 // endGroup asks the group to close or abort its members. The group marks
 // them all Closing before it answers, so every member is Closing when
 // CloseGroup or AbortGroup returns (the closes follow, each after its
-// connection's current turn). The wait ends with this connection's actor
-// too (the group outlives its members: while this one runs, the group
-// answers).
+// connection's current turn). The wait is for the group's answer, or its
+// end (watched: a group that has ended, its last member with it, drops
+// the request), not for this connection's: a member that has ended is
+// no sign that the group, which outlives it while others run, has taken
+// the request in.
 func (c *Connection) endGroup(abort bool) {
 	actors.GrowStack() // the members' closes may run on this goroutine, many actor frames deep
 	c.link.MarkCloseCalled()
-	_, _ = callUnless[*actors.GroupClosing](context.Background(), c.sys, c.group, &messages.CloseGroup{Abort: abort}, c.link.Gone())
+	_, _ = callWatching[*actors.GroupClosing](context.Background(), c.sys, c.group, &messages.CloseGroup{Abort: abort})
 }
 
 // AbortGroup aborts every connection of this connection's group (of its
