@@ -161,7 +161,7 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	if err != nil || info.Remote == nil {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
 	}
-	if c.accepted && !st.Capabilities().Multistreaming {
+	if c.accepted.Load() && !st.Capabilities().Multistreaming {
 		// a new connection to the peer's address would go to the port the
 		// peer connected from, where nothing listens (and would bind the
 		// Listener's own port)

@@ -1,6 +1,8 @@
 package taps
 
 import (
+	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,5 +97,109 @@ func TestGroupsH22EndGroupOfAnEndedMemberWaitsForTheGroup(t *testing.T) {
 			<-third
 			requireDone(t, clone)
 		})
+	}
+}
+
+// quicPeerStreamNotYetAccepted makes a QUIC session a Listener accepted
+// (s, its first stream) and a second stream the peer opens on it, which
+// has joined s's group and waits for Accept; id is its connection's.
+func quicPeerStreamNotYetAccepted(t *testing.T) (ctx context.Context, ln *Listener, s *Connection, id uint64) {
+	t.Helper()
+	var serverGroup, joined atomic.Uint64
+	joinedCh := make(chan struct{}, 1)
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if g := serverGroup.Load(); g != 0 && r.Kind == "group" && r.Event == "MemberJoined" && r.GroupID == g {
+			joined.Store(r.ConnectionID)
+			select {
+			case joinedCh <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	pki := newTestPKI(t)
+	ctx = testCtx(t)
+	ln = quicListen(t, ctx, sys, pki, quicOnly(t))
+	c, err := securePre(sys, ln, pki.clientSec(), quicOnly(t)).Initiate(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.AbortGroup(); <-c.Done() })
+	c.OnConnectionReceived(func(_, r *Connection) { r.Abort() }) // the server's clones
+	s = streamAccepter(t, ctx, ln)(c, "first")
+	serverGroup.Store(s.ID())
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	require.NoError(t, clone.Send(ctx, []byte("second"), nil))
+	select {
+	case <-joinedCh:
+	case <-ctx.Done():
+		t.Fatal("the peer's second stream did not join the group")
+	}
+	return ctx, ln, s, joined.Load()
+}
+
+// listedMember is the member of s's group whose connection is id, as
+// GroupedConnections hands it out.
+func listedMember(ctx context.Context, s *Connection, id uint64) (*Connection, error) {
+	group, err := s.GroupedConnections(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range group {
+		if m.ID() == id {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("connection %d not listed in %d's group", id, s.ID())
+}
+
+// A QUIC stream the peer opened on a session a Listener accepted is
+// handed out twice: by GroupedConnections of another member, as soon as
+// it has joined the group, and by the Listener (Accept) that receives it.
+// The two are one Connection, in use on both goroutines at once: the
+// Listener's hand-over wrote its accepted flag as Clone, called on the
+// object GroupedConnections had returned, read it (a data race, -race).
+func TestGroupsH22StreamListedBeforeItIsAcceptedIsOneConnection(t *testing.T) {
+	ctx, ln, s, id := quicPeerStreamNotYetAccepted(t)
+	listed := make(chan *Connection, 1)
+	go func() {
+		defer close(listed)
+		m, err := listedMember(ctx, s, id)
+		if err != nil {
+			return
+		}
+		if cl, err := m.Clone(ctx); err == nil { // reads what Accept's hand-over writes
+			cl.Abort()
+			<-cl.Done()
+		}
+		listed <- m
+	}()
+	b, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Abort(); <-b.Done() })
+	m, ok := <-listed
+	require.True(t, ok, "GroupedConnections did not list the peer's second stream")
+	require.Same(t, b, m, "the Listener and GroupedConnections hand out one Connection")
+}
+
+// A handler the application sets on a peer's stream that
+// GroupedConnections handed out before the Listener does stays set: the
+// Listener's hand-over replaced every handler of the connection with the
+// Preconnection's (none here), and the Connection's terminal event
+// reached no handler.
+func TestGroupsH22StreamListedBeforeItIsAcceptedKeepsItsHandlers(t *testing.T) {
+	ctx, ln, s, id := quicPeerStreamNotYetAccepted(t)
+	m, err := listedMember(ctx, s, id)
+	require.NoError(t, err)
+	ended := make(chan *Connection, 1)
+	m.OnConnectionError(func(c *Connection, _ error) { ended <- c })
+	b, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	require.Same(t, m, b)
+	b.Abort()
+	requireDone(t, b)
+	select {
+	case c := <-ended:
+		require.Same(t, b, c)
+	default:
+		t.Fatal("the OnConnectionError handler set before Accept was not called")
 	}
 }
