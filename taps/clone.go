@@ -63,7 +63,10 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // left its group after a CloneError cannot be cloned (ReasonNotCloneable),
 // nor can one a Listener accepted over any stack but QUIC (its remote
 // endpoint is the port the peer connected from: ReasonNotCloneable,
-// ErrNotAllowed, before any packet).
+// ErrNotAllowed, before any packet), nor one that is Closing or Closed,
+// or whose group CloseGroup or AbortGroup ends (ReasonNotCloneable,
+// unwrapping to ErrClosed), whether the close came before the Clone or
+// as it started its clone.
 // A Clone that the System's Shutdown ended, or one made after it, fails
 // with a CloneError unwrapping to ErrSystemShutdown.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
@@ -252,7 +255,15 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 			// a member that starts late aborts it too)
 			_ = req.Stream.T.Abort()
 		}
-		return nil, nil, &CloneError{Err: err}
+		reason := ReasonUnknown
+		var se *actors.StateError
+		if errors.As(err, &se) || (errors.Is(err, ErrClosed) && ctx.Err() == nil) {
+			// the group refused the clone (it is closing) or has ended
+			// (c with it) since prepareClone checked c's state: as that
+			// check says, c cannot be cloned
+			reason = ReasonNotCloneable
+		}
+		return nil, nil, &CloneError{Reason: reason, Err: err}
 	}
 	clone.pid, clone.group = started.Conn, started.Group
 	return clone, link, nil

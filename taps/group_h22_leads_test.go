@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/actors"
 	"github.com/gotaps/gotaps/framers"
 	"github.com/stretchr/testify/require"
 )
@@ -202,4 +203,53 @@ func TestGroupsH22StreamListedBeforeItIsAcceptedKeepsItsHandlers(t *testing.T) {
 	default:
 		t.Fatal("the OnConnectionError handler set before Accept was not called")
 	}
+}
+
+// A Clone that meets its group's CloseGroup fails with ReasonNotCloneable
+// whichever check sees the close (the Clone doc: a connection that cannot
+// be cloned): the Connection's state, when CloseGroup came first, or the
+// group, when the Clone was checked before it and reached the group after
+// (the group's refusal was ReasonUnknown), or the group's end.
+func TestGroupsH22CloneMeetingCloseGroupIsNotCloneable(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, pre := secureSetup(t, sys, newTestPKI(t), func() *TransportProperties { return tlsOnlyProps(t) })
+	// the peer does not end its side: a TLS Close lingers for it, so the
+	// closing group runs on until AbortGroup
+	serveEach(t, ln, func(ctx context.Context, s *Connection) { <-ctx.Done(); s.Abort() })
+	ctx := testCtx(t)
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	// two Clones of clone checked before the group closes
+	req1, cfg1, err := clone.prepareClone(ctx)
+	require.NoError(t, err)
+	req2, cfg2, err := clone.prepareClone(ctx)
+	require.NoError(t, err)
+	// notCloneable checks a CloneError of ReasonNotCloneable unwrapping
+	// to ErrClosed, and to a StateError (Closing or Closed) when stateErr
+	notCloneable := func(err error, stateErr bool, what string) {
+		t.Helper()
+		var ce *CloneError
+		require.ErrorAs(t, err, &ce, what)
+		require.Equal(t, ReasonNotCloneable.String(), ce.Reason.String(), "%s: %v", what, err)
+		require.ErrorIs(t, err, ErrClosed, what)
+		var se *actors.StateError
+		if stateErr {
+			require.ErrorAs(t, err, &se, what)
+			require.GreaterOrEqual(t, stateOf(se.State), StateClosing, what)
+		}
+	}
+	c.CloseGroup()
+	_, err = clone.Clone(ctx)
+	notCloneable(err, true, "Clone after CloseGroup")
+	_, _, err = clone.startClone(ctx, req1, cfg1)
+	notCloneable(err, true, "the group's refusal")
+	c.AbortGroup()
+	requireDone(t, c)
+	requireDone(t, clone)
+	_, err = clone.Clone(ctx)
+	notCloneable(err, true, "Clone after the group's end")
+	_, _, err = clone.startClone(ctx, req2, cfg2)
+	notCloneable(err, false, "the group ended")
 }
