@@ -19,11 +19,14 @@ import (
 // stream on the leader's new session (OpenStream, as a Clone does) and
 // starts on it: one new session, and on the peer's side one group of as
 // many members. Members that ask later (their transports failed later)
-// open their streams on that session too. The leader keeps the lead
-// through its failed attempts (they are its backoff's); should it end or
-// leave the group, the waiters ask again and one of them dials. A member
-// that cannot open a stream on the session it was given (gone too) asks
-// again, and dials when no other session is left.
+// open their streams on that session too. A member that asks while no
+// leader dials and no session was re-established, as when the peer reset
+// its stream alone, first opens its stream on the session of a member
+// that is still Established: one session and one group stay. The leader
+// keeps the lead through its failed attempts (they are its backoff's);
+// should it end or leave the group, the waiters ask again and one of them
+// dials. A member that cannot open a stream on the session it was given
+// (gone too) asks again, and dials when no other session is left.
 
 type (
 	// sessionRejoin: a member of a multistreaming group is due to
@@ -69,15 +72,38 @@ func (g *groupActor) rejoin(ctx actor.Context, m *sessionRejoin) {
 	if r.leader != nil && !r.leader.Equal(m.from) && g.member(r.leader.Id) < 0 {
 		g.rejoinEnded(ctx, r.leader, false) // a leader no longer in the group: its waiters ask again
 	}
+	var live *actor.PID
+	if r.leader == nil && m.failedVia == nil {
+		live = g.liveMember(m.from)
+	}
 	switch {
 	case r.leader != nil && !r.leader.Equal(m.from):
 		r.waiters = append(r.waiters, m.from)
 	case r.leader == nil && r.via != nil && !r.via.Equal(m.from) && g.member(r.via.Id) >= 0:
 		ctx.Send(m.from, &rejoinVia{via: r.via})
+	case live != nil:
+		// its stream alone was lost (the peer reset it): the session may
+		// live on under the other members
+		ctx.Send(m.from, &rejoinVia{via: live})
 	default:
 		r.leader = m.from
 		ctx.Send(m.from, &rejoinDial{})
 	}
+}
+
+// liveMember returns a member other than who that is Established (nil:
+// none), whose session a member that lost only its own stream opens its
+// new stream on. Whether it is a stream of a session at all is for that
+// member to tell: one that is not, or whose session is gone too, answers
+// OpenStream with an error, and the member asks again, naming it
+// (failedVia), and is not sent to a live member again.
+func (g *groupActor) liveMember(who *actor.PID) *actor.PID {
+	for _, mb := range g.members {
+		if !mb.PID.Equal(who) && mb.Link.State() == Established {
+			return mb.PID
+		}
+	}
+	return nil
 }
 
 // rejoinEnded ends the lead of who: with its new session (ok) the waiters
