@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -220,4 +221,56 @@ func TestRejoinAloneOpensOnALiveMembersSession(t *testing.T) {
 	require.True(t, m.(*rejoinVia).via.Equal(live))
 	sys.AS.Root.Send(group, &sessionRejoin{from: lost, failedVia: live})
 	require.IsType(t, &rejoinDial{}, await("dial once the live session failed"))
+}
+
+// When the leader ends having dialed the last attempt its policy allows,
+// with that attempt's failure, its waiters end with it (rejoinGiveUp): the
+// group's attempts are spent. A leader that ended otherwise (closed by
+// the application) or before its last attempt hands the lead on
+// (rejoinRetry).
+func TestRejoinWaitersGiveUpWithALeaderThatSpentItsAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		last, close bool
+		want        any
+	}{
+		{"spent", true, false, &rejoinGiveUp{}},
+		{"closed on its last attempt", true, true, &rejoinRetry{}},
+		{"attempts left", false, false, &rejoinRetry{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := NewSystem(Config{})
+			t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+			got := make(chan any, 4)
+			leader := sys.AS.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+			waiter := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+				switch m := ctx.Message().(type) {
+				case *rejoinDial, *rejoinVia, *rejoinRetry, *rejoinGiveUp:
+					got <- m
+				}
+			}))
+			t.Cleanup(func() { sys.AS.Root.Stop(leader); sys.AS.Root.Stop(waiter) })
+			leaderLink := NewLink(1, 0, 0, true)
+			g := &groupActor{sys: sys, alive: 2, members: []GroupMember{{PID: leader, Link: leaderLink}, {PID: waiter, Link: NewLink(2, 0, 0, true)}}}
+			group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
+			t.Cleanup(func() { sys.AS.Root.Stop(group) })
+			sys.AS.Root.Send(group, &sessionRejoin{from: leader, last: tc.last})
+			sys.AS.Root.Send(group, &sessionRejoin{from: waiter})
+			if tc.close {
+				leaderLink.MarkCloseCalled()
+			}
+			failure := &EstablishmentFailure{Err: errors.New("unreachable")}
+			leaderLink.emitTerminal(EvConnectionError, failure)
+			sys.AS.Root.Send(group, &actor.Terminated{Who: leader})
+			select {
+			case m := <-got:
+				require.IsType(t, tc.want, m)
+				if gu, ok := m.(*rejoinGiveUp); ok {
+					require.ErrorIs(t, gu.err, failure)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiter got no answer")
+			}
+		})
+	}
 }
