@@ -778,7 +778,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		if m.gen == c.closeGen && c.state == Establishing {
 			c.rejoinDue(ctx) // rejoin.go
 		}
-	case *rejoinDial, *rejoinRetry, *rejoinVia, *StreamOpened, *actor.DeadLetterResponse:
+	case *rejoinDial, *rejoinRetry, *rejoinGiveUp, *rejoinVia, *StreamOpened, *actor.DeadLetterResponse:
 		c.rejoinReceive(ctx, m)
 	case *messages.SendBatch: // SendMessage, framerFramed, framerDelivered: above
 		c.holdFlush = true

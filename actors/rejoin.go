@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,17 +20,26 @@ import (
 // stream on the leader's new session (OpenStream, as a Clone does) and
 // starts on it: one new session, and on the peer's side one group of as
 // many members. Members that ask later (their transports failed later)
-// open their streams on that session too. The leader keeps the lead
-// through its failed attempts (they are its backoff's); should it end or
-// leave the group, the waiters ask again and one of them dials. A member
-// that cannot open a stream on the session it was given (gone too) asks
-// again, and dials when no other session is left.
+// open their streams on that session too. A member that asks while no
+// leader dials and no session was re-established, as when the peer reset
+// its stream alone, first opens its stream on the session of a member
+// that is still Established: one session and one group stay. The leader
+// keeps the lead through its failed attempts (they are its backoff's);
+// when it gives up, its attempts spent, the waiters end with it (the
+// group's attempts are made by its leader: one row, not one per member);
+// should it end otherwise or leave the group, the waiters ask again and
+// one of them dials. A member that cannot open a stream on the session it was given
+// (gone too) asks again, and dials when no other session is left.
 
 type (
 	// sessionRejoin: a member of a multistreaming group is due to
 	// re-establish; failedVia is the member on whose session it could not
-	// open a stream (nil: none tried)
-	sessionRejoin struct{ from, failedVia *actor.PID }
+	// open a stream (nil: none tried); last: this is the last attempt its
+	// policy allows (MaxAttempts), should it dial
+	sessionRejoin struct {
+		from, failedVia *actor.PID
+		last            bool
+	}
 	// rejoinDial: the group's answer to the leader: dial.
 	rejoinDial struct{}
 	// rejoinVia: the group's answer to a waiter: open a stream on the
@@ -37,6 +47,9 @@ type (
 	rejoinVia struct{ via *actor.PID }
 	// rejoinRetry: the leader ended without a session: ask again.
 	rejoinRetry struct{}
+	// rejoinGiveUp: the leader spent its attempts (err, its last
+	// failure): the waiters end with it.
+	rejoinGiveUp struct{ err error }
 	// rejoinSession: the leader is Established again, or (declined) a
 	// member told to dial no longer needs to (it was asked twice: a second
 	// re-establishment came while it waited, and it got its stream).
@@ -53,6 +66,8 @@ type rejoinState struct {
 	// via is the last leader that got a session: members that ask later
 	// (their transports failed later) open their streams on it
 	via *actor.PID
+	// last: the leader dials the last attempt its policy allows
+	last bool
 }
 
 // rejoin answers a member due to re-establish: it opens a stream on the
@@ -69,15 +84,38 @@ func (g *groupActor) rejoin(ctx actor.Context, m *sessionRejoin) {
 	if r.leader != nil && !r.leader.Equal(m.from) && g.member(r.leader.Id) < 0 {
 		g.rejoinEnded(ctx, r.leader, false) // a leader no longer in the group: its waiters ask again
 	}
+	var live *actor.PID
+	if r.leader == nil && m.failedVia == nil {
+		live = g.liveMember(m.from)
+	}
 	switch {
 	case r.leader != nil && !r.leader.Equal(m.from):
 		r.waiters = append(r.waiters, m.from)
 	case r.leader == nil && r.via != nil && !r.via.Equal(m.from) && g.member(r.via.Id) >= 0:
 		ctx.Send(m.from, &rejoinVia{via: r.via})
+	case live != nil:
+		// its stream alone was lost (the peer reset it): the session may
+		// live on under the other members
+		ctx.Send(m.from, &rejoinVia{via: live})
 	default:
-		r.leader = m.from
+		r.leader, r.last = m.from, m.last
 		ctx.Send(m.from, &rejoinDial{})
 	}
+}
+
+// liveMember returns a member other than who that is Established (nil:
+// none), whose session a member that lost only its own stream opens its
+// new stream on. Whether it is a stream of a session at all is for that
+// member to tell: one that is not, or whose session is gone too, answers
+// OpenStream with an error, and the member asks again, naming it
+// (failedVia), and is not sent to a live member again.
+func (g *groupActor) liveMember(who *actor.PID) *actor.PID {
+	for _, mb := range g.members {
+		if !mb.PID.Equal(who) && mb.Link.State() == Established {
+			return mb.PID
+		}
+	}
+	return nil
 }
 
 // rejoinEnded ends the lead of who: with its new session (ok) the waiters
@@ -98,13 +136,38 @@ func (g *groupActor) rejoinEnded(ctx actor.Context, who *actor.PID, ok bool) {
 	if ok {
 		r.via = who
 	}
+	var spent error
+	if !ok && r.last {
+		spent = g.spentLeader(who)
+	}
 	for _, pid := range waiters {
-		if ok {
+		switch {
+		case ok:
 			ctx.Send(pid, &rejoinVia{via: who})
-		} else {
+		case spent != nil:
+			ctx.Send(pid, &rejoinGiveUp{err: spent})
+		default:
 			ctx.Send(pid, &rejoinRetry{})
 		}
 	}
+}
+
+// spentLeader returns the failure a leader that dialed its last attempt
+// ended with when it gave up (its ConnectionError is that attempt's
+// establishment failure), nil when it ended otherwise (Close, Abort, a
+// panic) or left the group: then a waiter takes the lead.
+func (g *groupActor) spentLeader(who *actor.PID) error {
+	i := g.member(who.Id)
+	if i < 0 {
+		return nil
+	}
+	l := g.members[i].Link
+	err := l.Err()
+	var f *EstablishmentFailure
+	if l.closeCalled.Load() || !errors.As(err, &f) {
+		return nil
+	}
+	return err
 }
 
 // rejoinLeft takes a member that left the group out of the waiters: in a
@@ -140,7 +203,15 @@ func (c *connActor) rejoinReceive(ctx actor.Context, m any) {
 		}
 	case *rejoinRetry:
 		if waiting {
-			ctx.Send(c.spec.group, &sessionRejoin{from: ctx.Self()})
+			c.askRejoin(ctx, nil)
+		}
+	case *rejoinGiveUp:
+		if waiting {
+			// the group's attempts, made by its leader, are spent: as
+			// when its own are (reestablish refused)
+			c.rejoinWait = false
+			c.apply(InEstablishmentFailed, m.err)
+			c.end(ctx)
 		}
 	case *rejoinVia:
 		if waiting {
@@ -174,7 +245,7 @@ func (c *connActor) rejoinReceive(ctx actor.Context, m any) {
 		if waiting && c.rejoinVia != nil {
 			c.logger().Debug("no stream on the group's session", "error", fmt.Sprint(m))
 			ctx.Unwatch(c.rejoinVia)
-			ctx.Send(c.spec.group, &sessionRejoin{from: ctx.Self(), failedVia: c.rejoinVia})
+			c.askRejoin(ctx, c.rejoinVia)
 			c.rejoinVia = nil
 		}
 	}
@@ -188,7 +259,17 @@ func (c *connActor) rejoinDue(ctx actor.Context) {
 		return
 	}
 	c.rejoinWait = true
-	ctx.Send(c.spec.group, &sessionRejoin{from: ctx.Self()})
+	c.askRejoin(ctx, nil)
+}
+
+// askRejoin asks the group how to re-establish (sessionRejoin), telling it
+// whether this attempt is the last the policy allows.
+func (c *connActor) askRejoin(ctx actor.Context, failedVia *actor.PID) {
+	last := false
+	if c.spec.cfg != nil && c.spec.cfg.Reestablish != nil {
+		last = int(c.attempts) >= c.spec.cfg.Reestablish.Normalized().MaxAttempts
+	}
+	ctx.Send(c.spec.group, &sessionRejoin{from: ctx.Self(), failedVia: failedVia, last: last})
 }
 
 // rejoinReady tells the group a leader is Established again.

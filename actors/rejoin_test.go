@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -162,7 +163,8 @@ func TestRejoinWaiterThatLeavesDialsAlone(t *testing.T) {
 	}
 	leader, leaderGot := probe()
 	waiter, waiterGot := probe()
-	g := &groupActor{sys: sys, members: []GroupMember{{PID: leader}, {PID: waiter}}}
+	// both lost their transports (Establishing)
+	g := &groupActor{sys: sys, members: []GroupMember{{PID: leader, Link: NewLink(1, 0, 0, true)}, {PID: waiter, Link: NewLink(2, 0, 0, true)}}}
 	group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
 	t.Cleanup(func() { sys.AS.Root.Stop(group) })
 	await := func(ch chan any, what string) any {
@@ -180,4 +182,95 @@ func TestRejoinWaiterThatLeavesDialsAlone(t *testing.T) {
 	sys.AS.Root.Send(group, &sessionRejoin{from: waiter}) // waits for the leader's session
 	sys.AS.Root.Send(group, &leaveGroup{who: waiter})
 	require.IsType(t, &rejoinDial{}, await(waiterGot, "the member that left dials alone"))
+}
+
+// A member due to rejoin while no leader dials and no session was
+// re-established (the peer reset its stream alone) is sent to open its
+// stream on a member still Established; when that fails (failedVia), it
+// dials, and is not sent to a live member again.
+func TestRejoinAloneOpensOnALiveMembersSession(t *testing.T) {
+	sys := NewSystem(Config{})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	got := make(chan any, 4)
+	lost := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *rejoinDial, *rejoinVia, *rejoinRetry:
+			got <- m
+		}
+	}))
+	live := sys.AS.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	t.Cleanup(func() { sys.AS.Root.Stop(lost); sys.AS.Root.Stop(live) })
+	liveLink := NewLink(2, 0, 0, true)
+	liveLink.setState(Established)
+	g := &groupActor{sys: sys, members: []GroupMember{{PID: lost, Link: NewLink(1, 0, 0, true)}, {PID: live, Link: liveLink}}}
+	group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
+	t.Cleanup(func() { sys.AS.Root.Stop(group) })
+	await := func(what string) any {
+		t.Helper()
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message: %s", what)
+			return nil
+		}
+	}
+	sys.AS.Root.Send(group, &sessionRejoin{from: lost})
+	m := await("the live member's session")
+	require.IsType(t, &rejoinVia{}, m)
+	require.True(t, m.(*rejoinVia).via.Equal(live))
+	sys.AS.Root.Send(group, &sessionRejoin{from: lost, failedVia: live})
+	require.IsType(t, &rejoinDial{}, await("dial once the live session failed"))
+}
+
+// When the leader ends having dialed the last attempt its policy allows,
+// with that attempt's failure, its waiters end with it (rejoinGiveUp): the
+// group's attempts are spent. A leader that ended otherwise (closed by
+// the application) or before its last attempt hands the lead on
+// (rejoinRetry).
+func TestRejoinWaitersGiveUpWithALeaderThatSpentItsAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		last, close bool
+		want        any
+	}{
+		{"spent", true, false, &rejoinGiveUp{}},
+		{"closed on its last attempt", true, true, &rejoinRetry{}},
+		{"attempts left", false, false, &rejoinRetry{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := NewSystem(Config{})
+			t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+			got := make(chan any, 4)
+			leader := sys.AS.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+			waiter := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+				switch m := ctx.Message().(type) {
+				case *rejoinDial, *rejoinVia, *rejoinRetry, *rejoinGiveUp:
+					got <- m
+				}
+			}))
+			t.Cleanup(func() { sys.AS.Root.Stop(leader); sys.AS.Root.Stop(waiter) })
+			leaderLink := NewLink(1, 0, 0, true)
+			g := &groupActor{sys: sys, alive: 2, members: []GroupMember{{PID: leader, Link: leaderLink}, {PID: waiter, Link: NewLink(2, 0, 0, true)}}}
+			group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
+			t.Cleanup(func() { sys.AS.Root.Stop(group) })
+			sys.AS.Root.Send(group, &sessionRejoin{from: leader, last: tc.last})
+			sys.AS.Root.Send(group, &sessionRejoin{from: waiter})
+			if tc.close {
+				leaderLink.MarkCloseCalled()
+			}
+			failure := &EstablishmentFailure{Err: errors.New("unreachable")}
+			leaderLink.emitTerminal(EvConnectionError, failure)
+			sys.AS.Root.Send(group, &actor.Terminated{Who: leader})
+			select {
+			case m := <-got:
+				require.IsType(t, tc.want, m)
+				if gu, ok := m.(*rejoinGiveUp); ok {
+					require.ErrorIs(t, gu.err, failure)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiter got no answer")
+			}
+		})
+	}
 }

@@ -64,7 +64,10 @@ func CloneWithProperties(tp *TransportProperties) CloneOption {
 // left its group after a CloneError cannot be cloned (ReasonNotCloneable),
 // nor can one a Listener accepted over any stack but QUIC (its remote
 // endpoint is the port the peer connected from: ReasonNotCloneable,
-// ErrNotAllowed, before any packet).
+// ErrNotAllowed, before any packet), nor one that is Closing or Closed,
+// or whose group CloseGroup or AbortGroup ends (ReasonNotCloneable,
+// unwrapping to ErrClosed), whether the close came before the Clone or
+// as it started its clone.
 // A Clone that the System's Shutdown ended, or one made after it, fails
 // with a CloneError unwrapping to ErrSystemShutdown.
 func (c *Connection) Clone(ctx context.Context, opts ...CloneOption) (*Connection, error) {
@@ -162,7 +165,7 @@ func (c *Connection) prepareClone(ctx context.Context, opts ...CloneOption) (*ac
 	if err != nil || info.Remote == nil {
 		return nil, nil, &CloneError{Reason: ReasonNotCloneable, Err: fmt.Errorf("no established stack to clone: %w", ErrNotAllowed)}
 	}
-	if c.accepted && !st.Capabilities().Multistreaming {
+	if c.accepted.Load() && !st.Capabilities().Multistreaming {
 		// a new connection to the peer's address would go to the port the
 		// peer connected from, where nothing listens (and would bind the
 		// Listener's own port)
@@ -255,7 +258,15 @@ func (c *Connection) startClone(ctx context.Context, req *actors.CloneConnection
 			// a member that starts late aborts it too)
 			_ = req.Stream.T.Abort()
 		}
-		return nil, nil, &CloneError{Err: err}
+		reason := ReasonUnknown
+		var se *actors.StateError
+		if errors.As(err, &se) || (errors.Is(err, ErrClosed) && ctx.Err() == nil) {
+			// the group refused the clone (it is closing) or has ended
+			// (c with it) since prepareClone checked c's state: as that
+			// check says, c cannot be cloned
+			reason = ReasonNotCloneable
+		}
+		return nil, nil, &CloneError{Reason: reason, Err: err}
 	}
 	clone.pid, clone.group = started.Conn, started.Group
 	return clone, link, nil

@@ -60,7 +60,10 @@ type Connection struct {
 	recvCtx  atomic.Pointer[MessageContext] // the Context of the message being received in parts
 	spare    spareMessage                   // a released Message for the next one (Message.Release)
 	dir      actors.Direction               // the direction property (direction.go)
-	accepted bool                           // made by a Listener (ConnectionReceived): see prepareClone
+	// accepted: made by a Listener (ConnectionReceived): see prepareClone;
+	// atomic, as a QUIC stream may be handed out (GroupedConnections)
+	// before its Listener hands it over (wrap)
+	accepted atomic.Bool
 
 	mu       sync.Mutex
 	partial  map[*MessageContext]*partialMsg // unfinished Messages sent in parts, by their context
@@ -120,7 +123,25 @@ func connectionOf(sys *System, st *actors.ConnectionStarted, cfg *messages.Conne
 	return c
 }
 
-func (c *Connection) installHandlers(h connHandlers) {
+func (c *Connection) installHandlers(h connHandlers) { c.link.SetHandlers(c.handlersOf(h)) }
+
+// installMissingHandlers installs h's Closed and ConnectionError handlers
+// where the event has none yet: on a Connection handed out already (see
+// Listener.wrap), those the application set on it stay.
+func (c *Connection) installMissingHandlers(h connHandlers) {
+	lh := c.handlersOf(h)
+	c.updateHandlers(func(cur *actors.Handlers) {
+		if cur.Closed == nil {
+			cur.Closed = lh.Closed
+		}
+		if cur.ConnectionError == nil {
+			cur.ConnectionError = lh.ConnectionError
+		}
+	})
+}
+
+// handlersOf is h as the Link's handlers of c's events.
+func (c *Connection) handlersOf(h connHandlers) actors.Handlers {
 	lh := actors.Handlers{}
 	if h.ready != nil {
 		lh.Ready = func() { h.ready(c) }
@@ -140,7 +161,7 @@ func (c *Connection) installHandlers(h connHandlers) {
 	if h.reestablished != nil {
 		lh.Reestablished = func(n int) { h.reestablished(c, n) }
 	}
-	c.link.SetHandlers(lh)
+	return lh
 }
 
 func (c *Connection) updateHandlers(fn func(h *actors.Handlers)) {
@@ -1089,13 +1110,15 @@ func (c *Connection) CloseGroup() {
 // endGroup asks the group to close or abort its members. The group marks
 // them all Closing before it answers, so every member is Closing when
 // CloseGroup or AbortGroup returns (the closes follow, each after its
-// connection's current turn). The wait ends with this connection's actor
-// too (the group outlives its members: while this one runs, the group
-// answers).
+// connection's current turn). The wait is for the group's answer, or its
+// end (watched: a group that has ended, its last member with it, drops
+// the request), not for this connection's: a member that has ended is
+// no sign that the group, which outlives it while others run, has taken
+// the request in.
 func (c *Connection) endGroup(abort bool) {
 	actors.GrowStack() // the members' closes may run on this goroutine, many actor frames deep
 	c.link.MarkCloseCalled()
-	_, _ = callUnless[*actors.GroupClosing](context.Background(), c.sys, c.group, &messages.CloseGroup{Abort: abort}, c.link.Gone())
+	_, _ = callWatching[*actors.GroupClosing](context.Background(), c.sys, c.group, &messages.CloseGroup{Abort: abort})
 }
 
 // AbortGroup aborts every connection of this connection's group (of its
@@ -1110,7 +1133,13 @@ func (c *Connection) AbortGroup() {
 
 // GroupedConnections returns the connections of this connection's group
 // that have not ended (itself included while it is open; once it has
-// ended, the others, none once the whole group has ended).
+// ended, the others, none once the whole group has ended). A stream the
+// peer opened on a QUIC session a Listener accepted is listed as soon as
+// it has joined the group, possibly before the Listener hands it over:
+// it is the Connection the Listener's Accept or ConnectionReceived later
+// gives, and the event handlers set on it meanwhile stay (the
+// Preconnection's Closed and ConnectionError handlers are given it only
+// for those events it has no handler for).
 func (c *Connection) GroupedConnections(ctx context.Context) ([]*Connection, error) {
 	gm, err := callConn[*actors.GroupMembers](ctx, c, &messages.ListGroupMembers{}) // the connection knows whether it left its group
 	if errors.Is(err, ErrClosed) && !c.link.LeftGroup() {

@@ -86,10 +86,16 @@ func newListener(sys *System, st *actors.ListenerStarted, cfg *messages.Connecti
 	return &Listener{sys: sys, pid: st.PID, q: st.Queue, sockets: sockets, cfg: cfg, h: h}
 }
 
+// wrap is the Connection of a received connection, accepted, with the
+// Preconnection's Closed and ConnectionError handlers. A QUIC stream the
+// peer opened may have been handed out already (GroupedConnections of
+// another member of its session's group), and may be in use on other
+// goroutines: it is the same Connection, and the handlers the application
+// set on it stay.
 func (l *Listener) wrap(st *actors.ConnectionStarted) *Connection {
 	c := connectionOf(l.sys, st, l.cfg)
-	c.accepted = true
-	c.installHandlers(connHandlers{closed: l.h.closed, connectionError: l.h.connectionError})
+	c.accepted.Store(true)
+	c.installMissingHandlers(connHandlers{closed: l.h.closed, connectionError: l.h.connectionError})
 	return c
 }
 

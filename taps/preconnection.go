@@ -343,7 +343,15 @@ type ReestablishPolicy = supervision.Backoff
 // connection and its Clones) are re-established together: the first due
 // dials a new session and the others open their streams on it, so the
 // peer sees one new session and one group again, not a session per
-// member.
+// member. A member whose stream alone is lost (the peer reset it) while
+// the others' session lives on opens a new stream on that session, as a
+// Clone does (the peer receives it as a Clone of the group), and dials
+// a session only when none is left. The attempts to dial the new session
+// are the group's: when the member that dials has spent MaxAttempts, the
+// members waiting for its session end with it (a ConnectionError with
+// its last attempt's failure), rather than each dialing MaxAttempts more
+// in turn; a member whose transport fails only later starts a row of its
+// own.
 //
 // On Linux the System's route monitor (a netlink socket, one goroutine per
 // System while some connection needs it) also guards each such

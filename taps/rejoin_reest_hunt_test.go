@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,9 +11,10 @@ import (
 
 // Reest hunt: a QUIC group whose server is gone for good. The members
 // re-establish through one leader (rejoin.go); when the leader's attempts
-// are exhausted the waiters take the lead in turn. None may stay
-// Establishing: each ends with one ConnectionError, after Reestablishing
-// events only (no Reestablished, no Closed).
+// are exhausted the waiters end with it (a member that asks later leads
+// a row of its own). None may stay Establishing: each ends with one
+// ConnectionError, after Reestablishing events only (no Reestablished, no
+// Closed).
 func TestReestHuntQUICGroupGivesUpTogether(t *testing.T) {
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
@@ -63,4 +65,73 @@ func TestReestHuntQUICGroupGivesUpTogether(t *testing.T) {
 			require.Equal(t, "reestablishing", e, "member %d: %v", i, got)
 		}
 	}
+}
+
+// A QUIC group whose server is gone for good gives up together once the
+// member that dials its new session has spent its policy's MaxAttempts:
+// the others, waiting for that session, end with it (WithReestablishment:
+// MaxAttempts consecutive failed attempts end the connection; the group's
+// are made by the one member). They took the lead in turn, each making
+// MaxAttempts attempts more: a group of N made up to N x MaxAttempts
+// attempts, and its last member ended N times later.
+func TestReestH22QUICGroupSpendsOneRowOfAttempts(t *testing.T) {
+	var lost atomic.Bool
+	var dials atomic.Int32
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if lost.Load() && r.Kind == "candidate" && r.Event == "AttemptStarted" {
+			dials.Add(1)
+		}
+	}))
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	const maxAttempts = 3
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
+		WithEstablishmentTimeout(2*time.Second),
+		// waits long enough that every member has found its stream lost
+		// and asked the group before the dialing member gives up
+		WithReestablishment(ReestablishPolicy{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: maxAttempts}))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	members := []*Connection{c}
+	for range 2 {
+		clone, err := c.Clone(ctx)
+		require.NoError(t, err)
+		members = append(members, clone)
+	}
+	var evs []*reestEvents
+	for i, m := range members {
+		evs = append(evs, watchReest(m))
+		roundTrip(t, m, "before "+string(rune('a'+i)))
+	}
+	first := <-accepted
+	for range len(members) - 1 {
+		<-accepted
+	}
+	ln.Stop()
+	<-ln.Done()
+	lost.Store(true)
+	first.AbortGroup() // the server and its session are gone
+	reest := 0
+	for i, m := range members {
+		select {
+		case <-m.Done():
+		case <-ctx.Done():
+			t.Fatalf("member %d stuck in %v", i, m.State())
+		}
+		var ce *ConnectionError
+		require.ErrorAs(t, m.Err(), &ce, "member %d", i)
+		got := evs[i].all()
+		require.Equal(t, "connectionError", got[len(got)-1], "member %d: %v", i, got)
+		reest += len(got) - 1
+	}
+	// one member's row (maxAttempts Reestablishing) and one Reestablishing
+	// for each of the others, which waited for its session
+	require.Equal(t, maxAttempts+len(members)-1, reest, "Reestablishing events")
+	require.EqualValues(t, maxAttempts, dials.Load(), "dial attempts after the loss")
 }

@@ -92,3 +92,64 @@ func TestQUICGroupReestablishesAsOneSession(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// TestQUICMemberWhoseStreamIsResetRejoinsTheLiveSession: in a QUIC group
+// with a re-establishment policy, the peer resets one member's stream
+// while the session lives on. That member is re-established on a new
+// stream of the live session, as a Clone is made (WithReestablishment:
+// the peer sees one session and one group), and the other member is left
+// alone: it dialed a session of its own, which the server received as a
+// group of one.
+func TestQUICMemberWhoseStreamIsResetRejoinsTheLiveSession(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
+		WithResolver(loopbackOnly),
+		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, MaxAttempts: 10}))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	clone, err := c.Clone(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c.AbortGroup()
+		<-c.Done()
+		<-clone.Done()
+	})
+	evs := watchReest(c)
+	reestablished := make(chan struct{}, 1)
+	clone.OnReestablished(func(*Connection, int) { reestablished <- struct{}{} })
+	roundTrip(t, c, "before a")
+	first := <-accepted
+	roundTrip(t, clone, "before b")
+	second := <-accepted
+	sessionOf := func(s *Connection) netip.AddrPort { return epAddr(t, ctx, s, false) }
+	session := sessionOf(first)
+	require.Equal(t, session, sessionOf(second))
+
+	second.Abort() // the server resets the clone's stream alone
+	select {
+	case <-reestablished:
+	case <-ctx.Done():
+		t.Fatal("the clone was not re-established")
+	}
+	roundTrip(t, clone, "after b")
+	var fresh *Connection
+	select {
+	case fresh = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("the server did not receive the clone's new stream")
+	}
+	require.Equal(t, session, sessionOf(fresh), "the clone's new stream is on the live session")
+	group, err := first.GroupedConnections(ctx)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []*Connection{first, fresh}, group, "one group at the server")
+	roundTrip(t, c, "after a")
+	require.Empty(t, evs.all(), "the first member kept its stream")
+}
