@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,16 +84,33 @@ func TestRacingHandshakeLosersLeaveNothingBehind(t *testing.T) {
 // with the ctx's error, and no file descriptor, goroutine or actor is
 // left after many such Initiates.
 func TestRacingCtxCancelledMidRaceLeavesNothingBehind(t *testing.T) {
-	sys := newTestSystem(t)
+	// ctx is cancelled once both attempts have started (a fixed 40 ms
+	// missed the second under load: one attempt listed)
+	var started atomic.Pointer[chan struct{}]
+	var n atomic.Int32
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind == "candidate" && r.Event == "AttemptStarted" && n.Add(1) == 2 {
+			close(*started.Load())
+		}
+	}))
 	pki := newTestPKI(t)
 	dead, stall := deadListener(t), drainListener(t)
 	once := func() {
 		ctx, cancel := context.WithCancel(testCtx(t))
+		both := make(chan struct{})
+		started.Store(&both)
+		n.Store(0)
 		tp := tlsOnlyProps(t)
 		require.NoError(t, tp.Set(IsolateSession, true))
 		pre := NewPreconnection(WithSystem(sys), WithAttemptDelay(10*time.Millisecond), WithTransportProperties(tp),
 			WithSecurityParameters(pki.clientSec()), WithRemoteEndpoint(remote(dead)), WithRemoteEndpoint(remote(stall)))
-		time.AfterFunc(40*time.Millisecond, cancel)
+		go func() {
+			select {
+			case <-both:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
 		_, err := pre.Initiate(ctx)
 		var ee *EstablishmentError
 		require.ErrorAs(t, err, &ee)
