@@ -546,12 +546,9 @@ func (l *Link) setHandlers(h Handlers, replaced Event) {
 	if late {
 		l.termOut = true
 	}
-	l.mu.Unlock()
-	if (h.PathChange == nil) != (old.PathChange == nil) {
-		if s := l.panicTo.Load(); s != nil { // the connection actor runs: it starts or stops its path watch
-			s.sys.AS.Root.Send(s.self, &pathHandlerChanged{})
-		}
-	}
+	// queued under mu: a terminal event the actor emits on another
+	// goroutine (an Abort, the peer's reset) queues its handler after
+	// this late Ready, never before it (its emitTerminal takes mu)
 	if ready {
 		l.exec.submitAs("Ready handler", h.Ready)
 	}
@@ -563,6 +560,12 @@ func (l *Link) setHandlers(h Handlers, replaced Event) {
 		l.exec.submitAs("Closed handler", h.Closed)
 	case term == EvConnectionError:
 		l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(finalErr) })
+	}
+	l.mu.Unlock()
+	if (h.PathChange == nil) != (old.PathChange == nil) {
+		if s := l.panicTo.Load(); s != nil { // the connection actor runs: it starts or stops its path watch
+			s.sys.AS.Root.Send(s.self, &pathHandlerChanged{})
+		}
 	}
 }
 

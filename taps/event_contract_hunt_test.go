@@ -1,0 +1,335 @@
+package taps
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gotaps/gotaps/framers"
+	"github.com/stretchr/testify/require"
+)
+
+// A hunt on the event contract of one Connection (RFC 9622 §7-§10 as the
+// handlers' doc comments promise it): exactly one terminal event, nothing
+// after it; every SendAsync gets one Sent or SendError, before the
+// terminal event; Received events in order, none after the end; handlers
+// one at a time; State Closed in the terminal handler, Done closed after
+// it; and the trace never lags what a handler saw.
+
+// count returns how many records of connection id have kind and event
+// ("": any).
+func (l *traceLog) count(id uint64, kind, event string) int {
+	n := 0
+	for _, r := range l.of(id) {
+		if r.Kind == kind && (event == "" || r.Event == event) {
+			n++
+		}
+	}
+	return n
+}
+
+// contractLog records the events one Connection's handlers get, and checks
+// the contract as they come.
+type contractLog struct {
+	et     *traceLog
+	mu     sync.Mutex
+	events []string
+	bad    []string
+	in     atomic.Int32
+	term   string
+	sent   int // Sent events so far
+	recv   int // Received events so far
+	ended  chan struct{}
+}
+
+func newContractLog(et *traceLog) *contractLog {
+	return &contractLog{et: et, ended: make(chan struct{})}
+}
+
+func (l *contractLog) failf(format string, args ...any) {
+	l.mu.Lock()
+	l.bad = append(l.bad, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+// enter records ev as a handler starts; leave as it returns.
+func (l *contractLog) enter(c *Connection, ev string) {
+	if n := l.in.Add(1); n != 1 {
+		l.failf("%s: %d handlers at once", ev, n)
+	}
+	l.mu.Lock()
+	if l.term != "" && !(lateRecvOK && (strings.HasPrefix(ev, "Received") || ev == "ReceiveError")) {
+		l.bad = append(l.bad, fmt.Sprintf("%s after the terminal %s", ev, l.term))
+	}
+	l.events = append(l.events, ev)
+	l.mu.Unlock()
+}
+
+func (l *contractLog) leave() { l.in.Add(-1) }
+
+// terminal records the terminal event ev and checks the connection's
+// State, its Done and the trace in its handler.
+func (l *contractLog) terminal(c *Connection, ev string) {
+	l.enter(c, ev)
+	defer l.leave()
+	l.mu.Lock()
+	l.term = ev
+	l.mu.Unlock()
+	if s := c.State(); s != StateClosed {
+		l.failf("%s: State %s in its handler", ev, s)
+	}
+	select {
+	case <-c.Done():
+		l.failf("%s: Done closed before its handler ran", ev)
+	default:
+	}
+	if l.et != nil {
+		if n := l.et.count(c.ID(), "state", ev); n != 1 {
+			l.failf("%s: %d state records of it when its handler ran (trace %v)", ev, n, stateSteps(l.et.of(c.ID())))
+		}
+	}
+	// calls back into the ended Connection do not block
+	if err := c.Close(); !errors.Is(err, ErrClosed) {
+		l.failf("%s: Close in its handler: %v", ev, err)
+	}
+	c.Abort()
+	_ = c.GetProperties()
+	close(l.ended)
+}
+
+// watch sets c's handlers to record in l.
+func (l *contractLog) watch(c *Connection) {
+	c.OnReady(func(c *Connection) { l.enter(c, "Ready"); l.leave() })
+	c.OnClosed(func(c *Connection) { l.terminal(c, "Closed") })
+	c.OnConnectionError(func(c *Connection, err error) { l.terminal(c, "ConnectionError") })
+	c.OnEstablishmentError(func(c *Connection, err error) { l.terminal(c, "EstablishmentError") })
+	c.OnSoftError(func(c *Connection, err error) { l.enter(c, "SoftError"); l.leave() })
+}
+
+// sendAsync sends msg with a handler that records its event.
+func (l *contractLog) sendAsync(c *Connection, msg string) {
+	c.SendAsync([]byte(msg), nil, func(c *Connection, err error) {
+		ev := "Sent:" + msg
+		if err != nil {
+			ev = "SendError:" + msg
+		}
+		l.enter(c, ev)
+		defer l.leave()
+		if err == nil {
+			l.mu.Lock()
+			l.sent++
+			n := l.sent
+			l.mu.Unlock()
+			if l.et != nil {
+				if got := l.et.count(c.ID(), "sent", "Sent"); got < n {
+					l.failf("%s: %d Sent records for %d Sent events", ev, got, n)
+				}
+			}
+		}
+	})
+}
+
+// receiveAll receives with ReceiveAsync until a ReceiveError, recording
+// each Message; fn, when not nil, runs in each Received handler.
+func (l *contractLog) receiveAll(c *Connection, fn func(c *Connection, m *Message)) {
+	var next func(c *Connection, m *Message, err error)
+	next = func(c *Connection, m *Message, err error) {
+		if err != nil {
+			l.enter(c, "ReceiveError")
+			l.leave()
+			return
+		}
+		l.enter(c, "Received:"+string(m.Data))
+		l.mu.Lock()
+		l.recv++
+		n := l.recv
+		l.mu.Unlock()
+		if l.et != nil {
+			if got := l.et.count(c.ID(), "received", ""); got < n {
+				l.failf("Received %q: %d received records for %d Received events", m.Data, got, n)
+			}
+		}
+		if fn != nil {
+			fn(c, m)
+		}
+		l.leave()
+		c.ReceiveAsync(next)
+	}
+	c.ReceiveAsync(next)
+}
+
+// check waits for the terminal event and Done, and checks the log: one
+// terminal event, last; each message sent once got one Sent or SendError.
+func (l *contractLog) check(t *testing.T, name string, c *Connection, sent []string) []string {
+	t.Helper()
+	select {
+	case <-l.ended:
+	case <-time.After(10 * time.Second):
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		t.Fatalf("%s: no terminal event; events %v", name, l.events)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: Done not closed", name)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	terms := 0
+	outcomes := map[string]int{}
+	for _, ev := range l.events {
+		switch ev {
+		case "Closed", "ConnectionError", "EstablishmentError":
+			terms++
+		}
+		if k, msg, ok := strings.Cut(ev, ":"); ok && (k == "Sent" || k == "SendError") {
+			outcomes[msg]++
+		}
+	}
+	if terms != 1 {
+		l.bad = append(l.bad, fmt.Sprintf("%d terminal events", terms))
+	}
+	for _, m := range sent {
+		if outcomes[m] != 1 {
+			l.bad = append(l.bad, fmt.Sprintf("message %q had %d send events", m, outcomes[m]))
+		}
+	}
+	require.Empty(t, l.bad, "%s: events %v", name, l.events)
+	return append([]string(nil), l.events...)
+}
+
+var lateRecvOK = true
+
+// eventSetup is a Listener, a Preconnection that reaches it, and the trace
+// of their System.
+type eventSetup struct {
+	name string
+	ln   *Listener
+	pre  *Preconnection
+}
+
+func eventSetups(t *testing.T, sys *System) []eventSetup {
+	var out []eventSetup
+	for _, s := range huntSetups(t, sys) {
+		out = append(out, eventSetup{s.name, s.ln, s.pre})
+	}
+	path := filepath.Join(t.TempDir(), "events.sock")
+	uln, err := unixListen(t, sys, path)
+	require.NoError(t, err)
+	upre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(NewRemoteEndpoint().WithUnixPath(path)))
+	upre.AddFramer(framers.NewLengthPrefix())
+	out = append(out, eventSetup{"unix", uln, upre})
+	ls := lifecycleSetups(t, sys)
+	out = append(out, eventSetup{"udp", ls[2].ln, ls[2].pre})
+	ls[0].ln.Stop()
+	ls[1].ln.Stop()
+	return out
+}
+
+func TestEventContractHunt(t *testing.T) {
+	et := new(traceLog)
+	sys := newTestSystem(t, WithTracer(et.add))
+	for _, s := range eventSetups(t, sys) {
+		echoServer(t, s.ln)
+		for _, end := range []string{"close", "abort", "close+abort", "abort+close", "close2", "closeInRecv", "abortInSent"} {
+			for i := range 5 {
+				name := fmt.Sprintf("%s/%s/%d", s.name, end, i)
+				l := newContractLog(et)
+				c, err := s.pre.Initiate(testCtx(t))
+				require.NoError(t, err, name)
+				l.watch(c)
+				// the ends from handlers wait for every SendAsync to have
+				// returned (a send after the end gets its SendError after it)
+				sendsDone := make(chan struct{})
+				var fn func(c *Connection, m *Message)
+				switch end {
+				case "closeInRecv":
+					fn = func(c *Connection, m *Message) {
+						if string(m.Data) == "m3" {
+							<-sendsDone
+							_ = c.Close()
+							_ = c.GetProperties()
+						}
+					}
+				}
+				l.receiveAll(c, fn)
+				var sent []string
+				for k := range 8 {
+					msg := fmt.Sprintf("m%d", k)
+					sent = append(sent, msg)
+					if end == "abortInSent" && k == 4 {
+						c.SendAsync([]byte(msg), nil, func(c *Connection, err error) {
+							l.enter(c, "Sent:"+msg)
+							if err != nil {
+								l.events[len(l.events)-1] = "SendError:" + msg
+							}
+							<-sendsDone
+							c.Abort()
+							l.leave()
+						})
+						continue
+					}
+					l.sendAsync(c, msg)
+				}
+				close(sendsDone)
+				switch end {
+				case "close":
+					require.NoError(t, c.Close())
+				case "abort":
+					c.Abort()
+				case "close+abort":
+					go c.Abort()
+					_ = c.Close()
+				case "abort+close":
+					c.Abort()
+					_ = c.Close()
+				case "close2":
+					require.NoError(t, c.Close())
+					if err := c.Close(); err != nil {
+						require.ErrorIs(t, err, ErrClosed, name)
+					}
+				}
+				events := l.check(t, name, c, sent)
+				term := l.term
+				if end == "close" || end == "close2" {
+					require.Equal(t, "Closed", term, name)
+				}
+				// the trace's state records: the life the events show
+				states := stateSteps(et.of(c.ID()))
+				require.NotEmpty(t, states, name)
+				require.Equal(t, "Establishing->Established Ready", states[0], name)
+				last := states[len(states)-1]
+				require.True(t, strings.HasSuffix(last, "->Closed "+term), "%s: trace %v, events %v", name, states, events)
+				// after Closed, Close reports it and Abort does nothing
+				require.ErrorIs(t, c.Close(), ErrClosed)
+				c.Abort()
+				require.Equal(t, StateClosed, c.State())
+			}
+		}
+	}
+}
+
+// TestEventContractOnReadyRacingTheEnd: an OnReady set (on a connection
+// already Ready: it is called at once) while another goroutine aborts the
+// connection runs before the ConnectionError handler or not at all, never
+// after it.
+func TestEventContractOnReadyRacingTheEnd(t *testing.T) {
+	sys := newTestSystem(t)
+	ln, pre := tcpSetup(t, sys)
+	discardServer(t, ln)
+	for i := range 200 {
+		l := newContractLog(nil)
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err)
+		c.OnConnectionError(func(c *Connection, err error) { l.terminal(c, "ConnectionError") })
+		go c.Abort()
+		c.OnReady(func(c *Connection) { l.enter(c, "Ready"); l.leave() })
+		l.check(t, fmt.Sprint(i), c, nil)
+	}
+}
