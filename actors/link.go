@@ -555,11 +555,11 @@ func (l *Link) setHandlers(h Handlers, replaced Event) {
 	switch {
 	case !late:
 	case term == EvEstablishmentError:
-		l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(estErr) })
+		l.exec.submitTerminal("EstablishmentError handler", func() { h.EstablishmentError(estErr) })
 	case term == EvClosed:
-		l.exec.submitAs("Closed handler", h.Closed)
+		l.exec.submitTerminal("Closed handler", h.Closed)
 	case term == EvConnectionError:
-		l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(finalErr) })
+		l.exec.submitTerminal("ConnectionError handler", func() { h.ConnectionError(finalErr) })
 	}
 	l.mu.Unlock()
 	if (h.PathChange == nil) != (old.PathChange == nil) {
@@ -699,15 +699,15 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	switch ev {
 	case EvEstablishmentError:
 		if h.EstablishmentError != nil {
-			l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(err) })
+			l.exec.submitTerminal("EstablishmentError handler", func() { h.EstablishmentError(err) })
 		}
 	case EvClosed:
 		if h.Closed != nil {
-			l.exec.submitAs("Closed handler", h.Closed)
+			l.exec.submitTerminal("Closed handler", h.Closed)
 		}
 	case EvConnectionError:
 		if h.ConnectionError != nil {
-			l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(err) })
+			l.exec.submitTerminal("ConnectionError handler", func() { h.ConnectionError(err) })
 		}
 	}
 	// after the terminal handler; at once when no handler is queued or
@@ -1460,7 +1460,7 @@ func (l *Link) fulfil(s []served) {
 			}
 			continue
 		}
-		l.exec.submitAs("ReceiveAsync handler", asyncCall(x.r.fn, x.res))
+		l.submitAsyncLocked(x.r, x.res)
 	}
 }
 
@@ -1471,6 +1471,10 @@ func (l *Link) fulfil(s []served) {
 // goroutine and a delivery on the connection's could swap them (several
 // requests outstanding got their messages out of order).
 func (l *Link) submitAsyncLocked(r *recvReq, res RecvResult) {
+	if res.Err == nil {
+		l.exec.submitReceived(asyncCall(r.fn, res))
+		return
+	}
 	l.exec.submitAs("ReceiveAsync handler", asyncCall(r.fn, res))
 }
 
@@ -1642,7 +1646,10 @@ type serialExec struct {
 	mu      sync.Mutex
 	q       []execCall
 	running bool
-	link    *Link // told when a handler panics (handlerPanicked)
+	// term is 1 + the index in q of the connection's terminal handler
+	// while it waits to run, 0 when none does (submitTerminal)
+	term int32
+	link *Link // told when a handler panics (handlerPanicked)
 }
 
 // execCall is one submitted function; where names it should it panic.
@@ -1665,9 +1672,43 @@ func (e *serialExec) runIfIdle(f func()) bool {
 
 func (e *serialExec) submit(f func()) { e.submitAs("event handler", f) }
 
-func (e *serialExec) submitAs(where string, f func()) {
+func (e *serialExec) submitAs(where string, f func()) { e.enqueue(execCall{f: f, where: where}, false) }
+
+// submitTerminal queues the terminal event's handler: a received Message
+// handed to a ReceiveAsync handler while it waits to run goes before it
+// (submitReceived).
+func (e *serialExec) submitTerminal(where string, f func()) {
+	e.enqueue(execCall{f: f, where: where}, true)
+}
+
+// submitReceived queues a ReceiveAsync handler's Message: before the
+// terminal handler when that waits to run. A Message received before the
+// end and taken by a ReceiveAsync called before the terminal handler ran
+// (typically the one the previous Received handler queued) is an event
+// still outstanding: the terminal event is the last (RFC 9622 §11:
+// Closed is held back while other events are outstanding locally). There
+// are only as many as Messages were received before the end: the
+// ReceiveError that follows them goes after the terminal event, so a
+// handler that asks again on every error cannot hold it back for ever.
+func (e *serialExec) submitReceived(f func()) {
 	e.mu.Lock()
-	e.q = append(e.q, execCall{f: f, where: where})
+	if e.term > 0 {
+		i := int(e.term) - 1
+		e.q = slices.Insert(e.q, i, execCall{f: f, where: "ReceiveAsync handler"})
+		e.term++
+		e.mu.Unlock() // running: the terminal handler is queued
+		return
+	}
+	e.mu.Unlock()
+	e.submitAs("ReceiveAsync handler", f)
+}
+
+func (e *serialExec) enqueue(c execCall, terminal bool) {
+	e.mu.Lock()
+	e.q = append(e.q, c)
+	if terminal && e.term == 0 {
+		e.term = int32(len(e.q))
+	}
 	if !e.running {
 		e.running = true
 		// counted by the connection's System, whose Shutdown waits for
@@ -1700,6 +1741,9 @@ func (e *serialExec) loop(sys *System) {
 		c := e.q[0]
 		e.q[0] = execCall{}
 		e.q = e.q[1:]
+		if e.term > 0 {
+			e.term-- // 0: c is the terminal handler, which runs now
+		}
 		e.mu.Unlock()
 		if err := supervision.Contain(c.where, c.f); err != nil && e.link != nil {
 			e.link.handlerPanicked(err.(*supervision.PanicError))
