@@ -711,9 +711,12 @@ func (l *Link) emitTerminal(ev Event, err error) {
 		}
 	}
 	// after the terminal handler; at once when no handler is queued or
-	// running (no goroutine for a connection without handlers)
+	// running (no goroutine for a connection without handlers). Without
+	// a terminal handler queued, Done's closing takes its place: the
+	// Messages received before the end that a ReceiveAsync takes while it
+	// waits go before it (submitReceived)
 	if !l.exec.runIfIdle(l.closeDone) {
-		l.exec.submit(l.closeDone)
+		l.exec.submitTerminal("event handler", l.closeDone)
 	}
 }
 
@@ -1674,9 +1677,9 @@ func (e *serialExec) submit(f func()) { e.submitAs("event handler", f) }
 
 func (e *serialExec) submitAs(where string, f func()) { e.enqueue(execCall{f: f, where: where}, false) }
 
-// submitTerminal queues the terminal event's handler: a received Message
-// handed to a ReceiveAsync handler while it waits to run goes before it
-// (submitReceived).
+// submitTerminal queues the terminal event's handler (or, without one,
+// Done's closing): a received Message handed to a ReceiveAsync handler
+// while it waits to run goes before it (submitReceived).
 func (e *serialExec) submitTerminal(where string, f func()) {
 	e.enqueue(execCall{f: f, where: where}, true)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -387,5 +388,65 @@ func TestEventContractOnReadyRacingTheEnd(t *testing.T) {
 		go c.Abort()
 		c.OnReady(func(c *Connection) { l.enter(c, "Ready"); l.leave() })
 		l.check(t, fmt.Sprint(i), c, nil)
+	}
+}
+
+// TestReceiveAsyncLoopGetsTheBufferedMessagesBeforeTheEnd: a ReceiveAsync
+// loop (each Received handler asks for the next) that closes the
+// connection from a Received handler while later messages are already
+// received (the peer wrote them in one write) gets those messages before
+// the Closed event, and before Done is closed, with or without a Closed
+// handler; only the ReceiveError that follows them may come after.
+func TestReceiveAsyncLoopGetsTheBufferedMessagesBeforeTheEnd(t *testing.T) {
+	for _, withHandler := range []bool{true, false} {
+		t.Run(fmt.Sprint("OnClosed=", withHandler), func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln, r := rawListener(t)
+			c := initiateTo(t, sys, r, framers.NewLengthPrefix())
+			peer, err := ln.Accept()
+			require.NoError(t, err)
+			defer peer.Close()
+			var mu sync.Mutex
+			var events []string
+			add := func(ev string) {
+				mu.Lock()
+				events = append(events, ev)
+				mu.Unlock()
+			}
+			if withHandler {
+				c.OnClosed(func(*Connection) { add("Closed") })
+			}
+			var next func(c *Connection, m *Message, err error)
+			next = func(c *Connection, m *Message, err error) {
+				if err != nil {
+					return
+				}
+				select {
+				case <-c.Done():
+					add("Received after Done: " + string(m.Data))
+				default:
+					add(string(m.Data))
+				}
+				if string(m.Data) == "m1" {
+					require.NoError(t, c.Close())
+				}
+				c.ReceiveAsync(next)
+			}
+			_, err = peer.Write(frame("m0", "m1", "m2", "m3"))
+			require.NoError(t, err)
+			c.ReceiveAsync(next)
+			// the close waits for the peer's end of stream (it reads and
+			// discards until then), so as not to lose what was sent
+			_, _ = io.Copy(io.Discard, peer)
+			require.NoError(t, peer.Close())
+			requireDone(t, c)
+			mu.Lock()
+			defer mu.Unlock()
+			want := []string{"m0", "m1", "m2", "m3"}
+			if withHandler {
+				want = append(want, "Closed")
+			}
+			require.Equal(t, want, events)
+		})
 	}
 }
