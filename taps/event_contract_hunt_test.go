@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,8 @@ type contractLog struct {
 	sent   int // Sent events so far
 	recv   int // Received events so far
 	ended  chan struct{}
+	// onRecvErr, when set, runs in the ReceiveError handler
+	onRecvErr func(c *Connection)
 }
 
 func newContractLog(et *traceLog) *contractLog {
@@ -146,6 +149,9 @@ func (l *contractLog) receiveAll(c *Connection, fn func(c *Connection, m *Messag
 	next = func(c *Connection, m *Message, err error) {
 		if err != nil {
 			l.enter(c, "ReceiveError")
+			if l.onRecvErr != nil {
+				l.onRecvErr(c)
+			}
 			l.leave()
 			return
 		}
@@ -448,5 +454,96 @@ func TestReceiveAsyncLoopGetsTheBufferedMessagesBeforeTheEnd(t *testing.T) {
 			}
 			require.Equal(t, want, events)
 		})
+	}
+}
+
+// TestEventContractEstablishmentEnds: InitiateAsync ended at once or a
+// little later by Close, Abort or both (over TCP, TLS and QUIC, with
+// messages queued) has one terminal event (Closed after a Close before
+// Ready, EstablishmentError after an Abort before Ready, ConnectionError
+// after Ready), a Ready only before it, every queued message's one
+// SendError or Sent before it, and Err to match.
+func TestEventContractEstablishmentEnds(t *testing.T) {
+	sys := newTestSystem(t)
+	for _, s := range huntSetups(t, sys) {
+		echoServer(t, s.ln)
+		for i := range 60 {
+			end := []string{"close", "abort", "close+abort"}[i%3]
+			name := fmt.Sprintf("%s/%s/%d", s.name, end, i)
+			l := newContractLog(nil)
+			c, err := s.pre.InitiateAsync(testCtx(t))
+			require.NoError(t, err, name)
+			l.watch(c)
+			sent := []string{"m0", "m1"}
+			for _, m := range sent {
+				l.sendAsync(c, m)
+			}
+			if i%2 == 1 {
+				<-c.link.Ready() // Ready or its end
+			}
+			switch end {
+			case "close":
+				_ = c.Close()
+			case "abort":
+				c.Abort()
+			case "close+abort":
+				go c.Abort()
+				_ = c.Close()
+			}
+			events := l.check(t, name, c, sent)
+			ready := slices.Contains(events, "Ready")
+			switch l.term {
+			case "Closed":
+				require.NoError(t, c.Err(), name)
+			case "EstablishmentError":
+				require.False(t, ready, "%s: %v", name, events)
+				var ee *EstablishmentError
+				require.ErrorAs(t, c.Err(), &ee, name)
+			case "ConnectionError":
+				require.True(t, ready, "%s: %v", name, events)
+				var ce *ConnectionError
+				require.ErrorAs(t, c.Err(), &ce, name)
+			}
+			if end == "close" && !ready {
+				require.Equal(t, "Closed", l.term, "%s: %v", name, events)
+			}
+		}
+	}
+}
+
+// TestEventContractAcceptedSide: a connection a Listener delivers (TCP,
+// TLS, QUIC, Unix) whose initiator sends and then closes or aborts gets
+// its Received events in order and then one terminal event (it closes
+// at its ReceiveError), nothing after it, traced before its handler.
+func TestEventContractAcceptedSide(t *testing.T) {
+	tl := new(traceLog)
+	sys := newTestSystem(t, WithTracer(tl.add))
+	setups := eventSetups(t, sys)
+	for _, s := range setups[:4] { // not UDP: its peer's end is not seen
+		for i := range 10 {
+			name := fmt.Sprintf("%s/%d", s.name, i)
+			c, err := s.pre.Initiate(testCtx(t))
+			require.NoError(t, err, name)
+			var sent sync.WaitGroup
+			for k := range 8 {
+				sent.Add(1)
+				c.SendAsync(fmt.Appendf(nil, "m%d", k), nil, func(*Connection, error) { sent.Done() })
+			}
+			p, err := s.ln.Accept(testCtx(t))
+			require.NoError(t, err, name)
+			l := newContractLog(tl)
+			l.watch(p)
+			l.onRecvErr = func(p *Connection) { _ = p.Close() } // the peer's end half-closes a stream: end this side too
+			l.receiveAll(p, nil)
+			sent.Wait()
+			if i%2 == 0 {
+				require.NoError(t, c.Close())
+			} else {
+				c.Abort()
+			}
+			events := l.check(t, name, p, nil)
+			require.NotContains(t, events, "Ready", name)
+			<-c.Done()
+		}
 	}
 }
