@@ -46,8 +46,10 @@ type contractLog struct {
 	in     atomic.Int32
 	term   string
 	sent   int // Sent events so far
-	recv   int // Received events so far
-	ended  chan struct{}
+	// sendErrs: SendError events so far
+	sendErrs int
+	recv     int // Received events so far
+	ended    chan struct{}
 	// onRecvErr, when set, runs in the ReceiveError handler
 	onRecvErr func(c *Connection)
 }
@@ -128,15 +130,22 @@ func (l *contractLog) sendAsync(c *Connection, msg string) {
 		}
 		l.enter(c, ev)
 		defer l.leave()
+		kind, event := "sent", "Sent"
+		l.mu.Lock()
 		if err == nil {
-			l.mu.Lock()
 			l.sent++
-			n := l.sent
-			l.mu.Unlock()
-			if l.et != nil {
-				if got := l.et.count(c.ID(), "sent", "Sent"); got < n {
-					l.failf("%s: %d Sent records for %d Sent events", ev, got, n)
-				}
+		} else {
+			l.sendErrs++
+			kind, event = "send_error", "SendError"
+		}
+		n := l.sent
+		if err != nil {
+			n = l.sendErrs
+		}
+		l.mu.Unlock()
+		if l.et != nil {
+			if got := l.et.count(c.ID(), kind, event); got < n {
+				l.failf("%s: %d %s records for %d %s events", ev, got, event, n, event)
 			}
 		}
 	})
@@ -464,13 +473,14 @@ func TestReceiveAsyncLoopGetsTheBufferedMessagesBeforeTheEnd(t *testing.T) {
 // after Ready), a Ready only before it, every queued message's one
 // SendError or Sent before it, and Err to match.
 func TestEventContractEstablishmentEnds(t *testing.T) {
-	sys := newTestSystem(t)
+	tl := new(traceLog)
+	sys := newTestSystem(t, WithTracer(tl.add))
 	for _, s := range huntSetups(t, sys) {
 		echoServer(t, s.ln)
 		for i := range 60 {
 			end := []string{"close", "abort", "close+abort"}[i%3]
 			name := fmt.Sprintf("%s/%s/%d", s.name, end, i)
-			l := newContractLog(nil)
+			l := newContractLog(tl)
 			c, err := s.pre.InitiateAsync(testCtx(t))
 			require.NoError(t, err, name)
 			l.watch(c)
@@ -545,5 +555,60 @@ func TestEventContractAcceptedSide(t *testing.T) {
 			require.NotContains(t, events, "Ready", name)
 			<-c.Done()
 		}
+	}
+}
+
+// TestEventContractBlockingHandler: while a Received handler blocks, the
+// connection's other calls from other goroutines go on (a blocking Send
+// is Sent, GetProperties answers); from the handler, a blocking Send,
+// GetProperties and Close do not deadlock, and the Closed event follows
+// the handler (TCP, TLS, QUIC, Unix, UDP).
+func TestEventContractBlockingHandler(t *testing.T) {
+	sys := newTestSystem(t)
+	for _, s := range eventSetups(t, sys) {
+		echoServer(t, s.ln)
+		c, err := s.pre.Initiate(testCtx(t))
+		require.NoError(t, err, s.name)
+		l := newContractLog(nil)
+		l.watch(c)
+		blocked, release := make(chan struct{}), make(chan struct{})
+		inHandler := make(chan error, 1)
+		l.receiveAll(c, func(c *Connection, m *Message) {
+			if string(m.Data) != "first" {
+				return
+			}
+			close(blocked)
+			<-release
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := c.Send(ctx, []byte("from the handler"), nil)
+			if err == nil {
+				_, err = c.GetPropertiesContext(ctx)
+			}
+			if err == nil {
+				err = c.Close()
+			}
+			inHandler <- err
+		})
+		l.sendAsync(c, "first")
+		select {
+		case <-blocked:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no Received", s.name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		require.NoError(t, c.Send(ctx, []byte("while it blocks"), nil), s.name)
+		_, err = c.GetPropertiesContext(ctx)
+		require.NoError(t, err, s.name)
+		cancel()
+		close(release)
+		select {
+		case err := <-inHandler:
+			require.NoError(t, err, s.name)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the handler's calls did not return", s.name)
+		}
+		events := l.check(t, s.name, c, []string{"first"})
+		require.Equal(t, "Closed", l.term, "%s: %v", s.name, events)
 	}
 }
