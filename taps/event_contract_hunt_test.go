@@ -612,3 +612,60 @@ func TestEventContractBlockingHandler(t *testing.T) {
 		require.Equal(t, "Closed", l.term, "%s: %v", s.name, events)
 	}
 }
+
+// TestEventContractGroupEnds: CloseGroup, AbortGroup, or both at once, on
+// a connection and its Clones (TCP, TLS, QUIC), with messages queued on
+// each: every member has its own one terminal event (Closed after
+// CloseGroup alone, ConnectionError after AbortGroup alone), each
+// message's one Sent or SendError before it, traced before its handler.
+func TestEventContractGroupEnds(t *testing.T) {
+	tl := new(traceLog)
+	sys := newTestSystem(t, WithTracer(tl.add))
+	for _, s := range huntSetups(t, sys) {
+		echoServer(t, s.ln)
+		for i := range 9 {
+			end := []string{"CloseGroup", "AbortGroup", "both"}[i%3]
+			name := fmt.Sprintf("%s/%s/%d", s.name, end, i)
+			c, err := s.pre.Initiate(testCtx(t))
+			require.NoError(t, err, name)
+			members := []*Connection{c}
+			for range 3 {
+				cl, err := c.Clone(testCtx(t))
+				require.NoError(t, err, name)
+				members = append(members, cl)
+			}
+			logs := make([]*contractLog, len(members))
+			var sent []string
+			for k := range 4 {
+				sent = append(sent, fmt.Sprintf("m%d", k))
+			}
+			for j, m := range members {
+				logs[j] = newContractLog(tl)
+				logs[j].watch(m)
+				logs[j].receiveAll(m, nil)
+				for _, msg := range sent {
+					logs[j].sendAsync(m, msg)
+				}
+			}
+			switch end {
+			case "CloseGroup":
+				members[i%len(members)].CloseGroup()
+			case "AbortGroup":
+				members[i%len(members)].AbortGroup()
+			case "both":
+				go members[0].AbortGroup()
+				members[len(members)-1].CloseGroup()
+			}
+			for j, m := range members {
+				mname := fmt.Sprintf("%s/member%d", name, j)
+				events := logs[j].check(t, mname, m, sent)
+				switch end {
+				case "CloseGroup":
+					require.Equal(t, "Closed", logs[j].term, "%s: %v", mname, events)
+				case "AbortGroup":
+					require.Equal(t, "ConnectionError", logs[j].term, "%s: %v", mname, events)
+				}
+			}
+		}
+	}
+}
