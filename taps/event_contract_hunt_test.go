@@ -669,3 +669,89 @@ func TestEventContractGroupEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestEventContractReestablishment: a connection under
+// WithReestablishment whose transport is lost twice, then closed or
+// aborted while Established or during its backoff: Reestablishing and
+// Reestablished alternate, one terminal event (Closed after Close,
+// ConnectionError after Abort) ends it, nothing after it, and the trace's
+// state records follow the same life.
+func TestEventContractReestablishment(t *testing.T) {
+	tl := new(traceLog)
+	sys := newTestSystem(t, WithTracer(tl.add))
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	accepted := make(chan *Connection, 16)
+	serveEach(t, ln, func(ctx context.Context, s *Connection) { accepted <- s })
+	for i := range 8 {
+		name := fmt.Sprint(i)
+		pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))),
+			WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 20}))
+		pre.AddFramer(framers.NewLengthPrefix())
+		c, err := pre.Initiate(testCtx(t))
+		require.NoError(t, err, name)
+		l := newContractLog(tl)
+		l.watch(c)
+		reest := make(chan struct{}, 4)
+		lost := make(chan struct{}, 4)
+		c.OnReestablishing(func(c *Connection, _ error, n int) {
+			l.enter(c, "Reestablishing")
+			l.leave()
+			lost <- struct{}{}
+		})
+		c.OnReestablished(func(c *Connection, _ int) {
+			l.enter(c, "Reestablished")
+			l.leave()
+			reest <- struct{}{}
+		})
+		l.receiveAll(c, nil)
+		for range 2 {
+			s := <-accepted
+			l.sendAsync(c, "m")
+			s.Abort()
+			<-lost
+			<-reest
+		}
+		s := <-accepted
+		if i%4 >= 2 { // during the backoff
+			s.Abort()
+			<-lost
+		}
+		if i%2 == 0 {
+			require.NoError(t, c.Close(), name)
+		} else {
+			c.Abort()
+		}
+		events := l.check(t, name, c, nil)
+		if i%2 == 0 {
+			require.Equal(t, "Closed", l.term, "%s: %v", name, events)
+		} else {
+			require.Equal(t, "ConnectionError", l.term, "%s: %v", name, events)
+		}
+		// Reestablishing and Reestablished alternate
+		var life []string
+		for _, ev := range events {
+			if strings.HasPrefix(ev, "Reestablish") || ev == "Ready" {
+				life = append(life, ev)
+			}
+		}
+		want := []string{"Ready", "Reestablishing", "Reestablished", "Reestablishing", "Reestablished"}
+		if i%4 >= 2 {
+			want = append(want, "Reestablishing")
+		}
+		require.Equal(t, want, life, "%s: %v", name, events)
+		steps := stateSteps(tl.of(c.ID()))
+		wantSteps := []string{"Establishing->Established Ready",
+			"Established->Establishing ", "Establishing->Established Reestablished",
+			"Established->Establishing ", "Establishing->Established Reestablished"}
+		switch {
+		case i%4 >= 2:
+			wantSteps = append(wantSteps, "Established->Establishing ", "Establishing->Closed "+l.term)
+		case l.term == "Closed":
+			wantSteps = append(wantSteps, "Established->Closing ", "Closing->Closed Closed")
+		default:
+			wantSteps = append(wantSteps, "Established->Closed ConnectionError")
+		}
+		require.Equal(t, wantSteps, steps, "%s: %v", name, events)
+		s.Abort()
+	}
+}
