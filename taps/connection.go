@@ -728,7 +728,11 @@ func (w *sendWaiter) release() {
 // SendAsync sends a complete Message without waiting (seed: send with a
 // sent_handler). handler, when not nil, gets its Sent (nil error) or
 // SendError event, in order with the connection's other events. A full send
-// queue is reported as a SendError unwrapping to ErrSendQueueFull.
+// queue is reported as a SendError unwrapping to ErrSendQueueFull. Every
+// message handed over before the connection ended has its event before
+// the terminal event (Closed, ConnectionError); one refused because the
+// connection has ended (or is closing) answers a call made after that and
+// may come after it.
 func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Connection, error)) {
 	c.sendAsync(data, mc, true, handler)
 }
