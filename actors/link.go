@@ -1675,13 +1675,22 @@ func (e *serialExec) runIfIdle(f func()) bool {
 
 func (e *serialExec) submit(f func()) { e.submitAs("event handler", f) }
 
-func (e *serialExec) submitAs(where string, f func()) { e.enqueue(execCall{f: f, where: where}, false) }
+func (e *serialExec) submitAs(where string, f func()) {
+	e.enqueue(execCall{f: f, where: where}, queueLast)
+}
+
+// How enqueue queues a call.
+const (
+	queueLast     = iota
+	queueTerminal // the terminal handler (submitTerminal)
+	queueReceived // a received Message (submitReceived)
+)
 
 // submitTerminal queues the terminal event's handler (or, without one,
 // Done's closing): a received Message handed to a ReceiveAsync handler
 // while it waits to run goes before it (submitReceived).
 func (e *serialExec) submitTerminal(where string, f func()) {
-	e.enqueue(execCall{f: f, where: where}, true)
+	e.enqueue(execCall{f: f, where: where}, queueTerminal)
 }
 
 // submitReceived queues a ReceiveAsync handler's Message: before the
@@ -1694,23 +1703,22 @@ func (e *serialExec) submitTerminal(where string, f func()) {
 // ReceiveError that follows them goes after the terminal event, so a
 // handler that asks again on every error cannot hold it back for ever.
 func (e *serialExec) submitReceived(f func()) {
-	e.mu.Lock()
-	if e.term > 0 {
-		i := int(e.term) - 1
-		e.q = slices.Insert(e.q, i, execCall{f: f, where: "ReceiveAsync handler"})
-		e.term++
-		e.mu.Unlock() // running: the terminal handler is queued
-		return
-	}
-	e.mu.Unlock()
-	e.submitAs("ReceiveAsync handler", f)
+	e.enqueue(execCall{f: f, where: "ReceiveAsync handler"}, queueReceived)
 }
 
-func (e *serialExec) enqueue(c execCall, terminal bool) {
+func (e *serialExec) enqueue(c execCall, how int) {
 	e.mu.Lock()
-	e.q = append(e.q, c)
-	if terminal && e.term == 0 {
+	switch {
+	case how == queueReceived && e.term > 0: // running: the terminal handler is queued
+		e.q = slices.Insert(e.q, int(e.term)-1, c)
+		e.term++
+		e.mu.Unlock()
+		return
+	case how == queueTerminal && e.term == 0:
+		e.q = append(e.q, c)
 		e.term = int32(len(e.q))
+	default:
+		e.q = append(e.q, c)
 	}
 	if !e.running {
 		e.running = true
