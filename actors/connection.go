@@ -635,6 +635,11 @@ func (c *connActor) dropLost(m *messages.SendMessage) bool {
 	if m.SendID == 0 || m.SendID > c.lostThrough {
 		return false
 	}
+	// traced when its SendError comes now (those expected at the loss were
+	// traced then): before the event, as every SendError
+	if c.sys.Tracing() && c.link.expectsSend(m.SendID) {
+		c.link.traceSendErrors([]uint64{m.SendID}, c.lostErr)
+	}
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), c.lostErr)
 	c.noteFailedPart(m, c.lostErr) // its message's later parts fail too
 	return true

@@ -1241,6 +1241,13 @@ func (l *Link) ExpectSend(id uint64, fn func(error)) bool {
 	return true
 }
 
+// expectsSend reports whether send id has a waiter for its event.
+func (l *Link) expectsSend(id uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sendWaiters.live > 0 && l.sendWaiters.find(id) >= 0
+}
+
 // ForgetSend drops the waiter of send id (its ctx ended).
 func (l *Link) ForgetSend(id uint64) {
 	l.mu.Lock()
