@@ -511,12 +511,12 @@ func (c *connActor) apply(in Input, err error) bool {
 	if c.everReady {
 		switch ev {
 		case EvReady: // the Ready of a re-establishment
+			if c.sys.Tracing() { // before the event: a trace never lags what the application saw
+				c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
+			}
 			c.link.emitReestablished(int(c.attempts))
 			c.rejoinReady()         // the group's waiters join its session (rejoin.go)
 			c.pathEstablished(true) // PathChange after Reestablished (pathwatch.go)
-			if c.sys.Tracing() {
-				c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablished", ConnectionId: c.spec.id, GroupId: c.spec.groupID})
-			}
 			// the row of attempts ends once the transport has stayed up
 			// the policy's StableAfter (attemptsMade), not here
 			return true
@@ -558,11 +558,11 @@ func (c *connActor) reestablish(ctx actor.Context, err error) bool {
 		c.markFailed(open, err) // its later parts must not start a message on the next transport
 	}
 	c.attempts++
-	c.link.emitReestablishing(err, int(c.attempts))
-	if c.sys.Tracing() {
+	if c.sys.Tracing() { // before the event: a trace never lags what the application saw
 		c.sys.trace(&messages.TraceRecord{Kind: "group", Event: "MemberReestablishing", ConnectionId: c.spec.id,
 			GroupId: c.spec.groupID, Error: err.Error()})
 	}
+	c.link.emitReestablishing(err, int(c.attempts))
 	c.closeGen++
 	gen, root, self := c.closeGen, ctx.ActorSystem().Root, ctx.Self()
 	if c.backoff != nil {
@@ -634,6 +634,11 @@ func (c *connActor) failPendingInFlight(err error) {
 func (c *connActor) dropLost(m *messages.SendMessage) bool {
 	if m.SendID == 0 || m.SendID > c.lostThrough {
 		return false
+	}
+	// traced when its SendError comes now (those expected at the loss were
+	// traced then): before the event, as every SendError
+	if c.sys.Tracing() && c.link.expectsSend(m.SendID) {
+		c.link.traceSendErrors([]uint64{m.SendID}, c.lostErr)
 	}
 	c.link.sendDone([]uint64{m.SendID}, len(m.Data), c.lostErr)
 	c.noteFailedPart(m, c.lostErr) // its message's later parts fail too

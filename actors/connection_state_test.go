@@ -39,6 +39,25 @@ func TestTransitionTable(t *testing.T) {
 		{Closed, InAbort, Closed, EvNone, true},
 		{Closed, InReady, Closed, EvNone, true},
 		{Closed, InFailure, Closed, EvNone, true},
+		{Established, InEstablishmentFailed, Established, EvNone, true},
+		{Closing, InEstablishmentFailed, Closing, EvNone, true},
+		{Closed, InEstablishmentFailed, Closed, EvNone, true},
+		{Closed, InRemoteClose, Closed, EvNone, true},
+		{Closed, InCloseDone, Closed, EvNone, true},
+		{Closed, InReestablish, Closed, EvNone, true},
+	}
+	// every state and input has its row
+	seen := map[[2]uint8]bool{}
+	for _, tt := range tests {
+		seen[[2]uint8{uint8(tt.from), uint8(tt.in)}] = true
+	}
+	for s := Establishing; s <= Closed; s++ {
+		for in := InReady; in <= InReestablish; in++ {
+			if !seen[[2]uint8{uint8(s), uint8(in)}] {
+				to, ev, err := transition(s, in)
+				t.Errorf("no row for %s+%s (it gives %s,%q,%v)", s, in, to, ev, err)
+			}
+		}
 	}
 	for i, tt := range tests {
 		to, ev, err := transition(tt.from, tt.in)

@@ -567,23 +567,26 @@ func (l *Link) setHandlers(h Handlers, replaced Event) {
 	if late {
 		l.termOut = true
 	}
-	l.mu.Unlock()
-	if (h.PathChange == nil) != (old.PathChange == nil) {
-		if s := l.panicTo.Load(); s != nil { // the connection actor runs: it starts or stops its path watch
-			s.sys.AS.Root.Send(s.self, &pathHandlerChanged{})
-		}
-	}
+	// queued under mu: a terminal event the actor emits on another
+	// goroutine (an Abort, the peer's reset) queues its handler after
+	// this late Ready, never before it (its emitTerminal takes mu)
 	if ready {
 		l.exec.submitAs("Ready handler", h.Ready)
 	}
 	switch {
 	case !late:
 	case term == EvEstablishmentError:
-		l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(estErr) })
+		l.exec.submitTerminal("EstablishmentError handler", func() { h.EstablishmentError(estErr) })
 	case term == EvClosed:
-		l.exec.submitAs("Closed handler", h.Closed)
+		l.exec.submitTerminal("Closed handler", h.Closed)
 	case term == EvConnectionError:
-		l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(finalErr) })
+		l.exec.submitTerminal("ConnectionError handler", func() { h.ConnectionError(finalErr) })
+	}
+	l.mu.Unlock()
+	if (h.PathChange == nil) != (old.PathChange == nil) {
+		if s := l.panicTo.Load(); s != nil { // the connection actor runs: it starts or stops its path watch
+			s.sys.AS.Root.Send(s.self, &pathHandlerChanged{})
+		}
 	}
 }
 
@@ -717,21 +720,24 @@ func (l *Link) emitTerminal(ev Event, err error) {
 	switch ev {
 	case EvEstablishmentError:
 		if h.EstablishmentError != nil {
-			l.exec.submitAs("EstablishmentError handler", func() { h.EstablishmentError(err) })
+			l.exec.submitTerminal("EstablishmentError handler", func() { h.EstablishmentError(err) })
 		}
 	case EvClosed:
 		if h.Closed != nil {
-			l.exec.submitAs("Closed handler", h.Closed)
+			l.exec.submitTerminal("Closed handler", h.Closed)
 		}
 	case EvConnectionError:
 		if h.ConnectionError != nil {
-			l.exec.submitAs("ConnectionError handler", func() { h.ConnectionError(err) })
+			l.exec.submitTerminal("ConnectionError handler", func() { h.ConnectionError(err) })
 		}
 	}
 	// after the terminal handler; at once when no handler is queued or
-	// running (no goroutine for a connection without handlers)
+	// running (no goroutine for a connection without handlers). Without
+	// a terminal handler queued, Done's closing takes its place: the
+	// Messages received before the end that a ReceiveAsync takes while it
+	// waits go before it (submitReceived)
 	if !l.exec.runIfIdle(l.closeDone) {
-		l.exec.submit(l.closeDone)
+		l.exec.submitTerminal("event handler", l.closeDone)
 	}
 }
 
@@ -1256,6 +1262,13 @@ func (l *Link) ExpectSend(id uint64, fn func(error)) bool {
 	return true
 }
 
+// expectsSend reports whether send id has a waiter for its event.
+func (l *Link) expectsSend(id uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sendWaiters.live > 0 && l.sendWaiters.find(id) >= 0
+}
+
 // ForgetSend drops the waiter of send id (its ctx ended).
 func (l *Link) ForgetSend(id uint64) {
 	l.mu.Lock()
@@ -1478,7 +1491,7 @@ func (l *Link) fulfil(s []served) {
 			}
 			continue
 		}
-		l.exec.submitAs("ReceiveAsync handler", asyncCall(x.r.fn, x.res))
+		l.submitAsyncLocked(x.r, x.res)
 	}
 }
 
@@ -1489,6 +1502,10 @@ func (l *Link) fulfil(s []served) {
 // goroutine and a delivery on the connection's could swap them (several
 // requests outstanding got their messages out of order).
 func (l *Link) submitAsyncLocked(r *recvReq, res RecvResult) {
+	if res.Err == nil {
+		l.exec.submitReceived(asyncCall(r.fn, res))
+		return
+	}
 	l.exec.submitAs("ReceiveAsync handler", asyncCall(r.fn, res))
 }
 
@@ -1661,7 +1678,10 @@ type serialExec struct {
 	mu      sync.Mutex
 	q       []execCall
 	running bool
-	link    *Link // told when a handler panics (handlerPanicked)
+	// term is 1 + the index in q of the connection's terminal handler
+	// while it waits to run, 0 when none does (submitTerminal)
+	term int32
+	link *Link // told when a handler panics (handlerPanicked)
 }
 
 // execCall is one submitted function; where names it should it panic.
@@ -1685,8 +1705,50 @@ func (e *serialExec) runIfIdle(f func()) bool {
 func (e *serialExec) submit(f func()) { e.submitAs("event handler", f) }
 
 func (e *serialExec) submitAs(where string, f func()) {
+	e.enqueue(execCall{f: f, where: where}, queueLast)
+}
+
+// How enqueue queues a call.
+const (
+	queueLast     = iota
+	queueTerminal // the terminal handler (submitTerminal)
+	queueReceived // a received Message (submitReceived)
+)
+
+// submitTerminal queues the terminal event's handler (or, without one,
+// Done's closing): a received Message handed to a ReceiveAsync handler
+// while it waits to run goes before it (submitReceived).
+func (e *serialExec) submitTerminal(where string, f func()) {
+	e.enqueue(execCall{f: f, where: where}, queueTerminal)
+}
+
+// submitReceived queues a ReceiveAsync handler's Message: before the
+// terminal handler when that waits to run. A Message received before the
+// end and taken by a ReceiveAsync called before the terminal handler ran
+// (typically the one the previous Received handler queued) is an event
+// still outstanding: the terminal event is the last (RFC 9622 §11:
+// Closed is held back while other events are outstanding locally). There
+// are only as many as Messages were received before the end: the
+// ReceiveError that follows them goes after the terminal event, so a
+// handler that asks again on every error cannot hold it back for ever.
+func (e *serialExec) submitReceived(f func()) {
+	e.enqueue(execCall{f: f, where: "ReceiveAsync handler"}, queueReceived)
+}
+
+func (e *serialExec) enqueue(c execCall, how int) {
 	e.mu.Lock()
-	e.q = append(e.q, execCall{f: f, where: where})
+	switch {
+	case how == queueReceived && e.term > 0: // running: the terminal handler is queued
+		e.q = slices.Insert(e.q, int(e.term)-1, c)
+		e.term++
+		e.mu.Unlock()
+		return
+	case how == queueTerminal && e.term == 0:
+		e.q = append(e.q, c)
+		e.term = int32(len(e.q))
+	default:
+		e.q = append(e.q, c)
+	}
 	if !e.running {
 		e.running = true
 		// counted by the connection's System, whose Shutdown waits for
@@ -1719,6 +1781,9 @@ func (e *serialExec) loop(sys *System) {
 		c := e.q[0]
 		e.q[0] = execCall{}
 		e.q = e.q[1:]
+		if e.term > 0 {
+			e.term-- // 0: c is the terminal handler, which runs now
+		}
 		e.mu.Unlock()
 		if err := supervision.Contain(c.where, c.f); err != nil && e.link != nil {
 			e.link.handlerPanicked(err.(*supervision.PanicError))

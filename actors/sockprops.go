@@ -666,11 +666,11 @@ func (c *connActor) sockTicked(m *sockTick) {
 	if x.rt != nil {
 		if counts, err := x.rt.Retransmissions(); err == nil {
 			if ev, ok := x.retrans.Observe(now, counts); ok {
-				c.link.emitExcessiveRetransmission(int(ev.Count))
-				if c.sys.Tracing() {
+				if c.sys.Tracing() { // before the event: a trace never lags what the application saw
 					c.sys.trace(&messages.TraceRecord{Kind: "retransmit", Event: "ExcessiveRetransmission", ConnectionId: c.spec.id,
 						GroupId: c.spec.groupID, Bytes: int64(ev.Count), Stack: c.stack})
 				}
+				c.link.emitExcessiveRetransmission(int(ev.Count))
 			}
 		}
 	}
@@ -684,6 +684,9 @@ func (c *connActor) rateNotMet(prop string, w stacks.MinRateWatch, rate uint64) 
 	}
 	err := &MinRateError{Property: prop, Min: w.Min, Rate: rate, Interval: iv}
 	c.logger().Debug("soft error", "error", err.Error())
+	if c.sys.Tracing() { // a SoftError event like an ICMP error's (softErrorArrived)
+		c.sys.trace(&messages.TraceRecord{Kind: "soft_error", Event: "SoftError", ConnectionId: c.spec.id, GroupId: c.spec.groupID, Error: err.Error()})
+	}
 	c.link.emitSoftError(err)
 }
 

@@ -192,7 +192,8 @@ func (c *Connection) OnReady(fn func(*Connection)) {
 }
 
 // OnClosed sets the Closed handler (seed: HANDLE_STATE_CLOSED). It is the
-// last event of the connection. The peer's end of stream alone does not
+// last event of the connection (see ReceiveAsync for the receives and
+// sends asked for once it has ended). The peer's end of stream alone does not
 // close a connection (see Receive): Closed follows once this side has ended
 // its stream too (Close, or a Message sent with the Final property), or the
 // peer has closed the connection altogether where the stack shows it (QUIC,
@@ -748,7 +749,11 @@ func (w *sendWaiter) release() {
 // SendAsync sends a complete Message without waiting (seed: send with a
 // sent_handler). handler, when not nil, gets its Sent (nil error) or
 // SendError event, in order with the connection's other events. A full send
-// queue is reported as a SendError unwrapping to ErrSendQueueFull.
+// queue is reported as a SendError unwrapping to ErrSendQueueFull. Every
+// message handed over before the connection ended has its event before
+// the terminal event (Closed, ConnectionError); one refused because the
+// connection has ended (or is closing) answers a call made after that and
+// may come after it.
 func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Connection, error)) {
 	c.sendAsync(data, mc, true, handler)
 }
@@ -928,6 +933,14 @@ func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Messa
 
 // ReceiveAsync queues one receive request; handler gets its event (seed:
 // receive with a handler), in order with the connection's other events.
+// The Messages received before the connection ended come before its
+// terminal event (Closed, ConnectionError), also to a ReceiveAsync called
+// after the end while that event's handler had not run yet (as the
+// previous Received handler does in a receive loop): RFC 9622 §11 holds
+// the terminal event back while other events are outstanding. The
+// ReceiveError of a receive that finds nothing more, and the SendError of
+// a SendAsync refused because the connection has ended, answer a call
+// made after the end: they may come after the terminal event.
 func (c *Connection) ReceiveAsync(handler func(*Connection, *Message, error), opts ...ReceiveOption) {
 	if !c.dir.Receives() {
 		c.link.SubmitAs("ReceiveAsync handler", func() { handler(c, nil, errReceiveSendOnly) })

@@ -486,7 +486,8 @@ func TestExcessiveRetransmissionInNetns(t *testing.T) {
 	})
 	defer ln.Close()
 
-	sys := newTestSystem(t)
+	tl := new(traceLog)
+	sys := newTestSystem(t, WithTracer(tl.add))
 	tp := NewTransportProperties()
 	require.NoError(t, tp.Set(RetransmitNotify, Require))
 	require.NoError(t, tp.Set(RetransmitNotifyThreshold, int64(3)))
@@ -495,7 +496,9 @@ func TestExcessiveRetransmissionInNetns(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Abort()
 	events := make(chan int, 4)
-	c.OnExcessiveRetransmission(func(_ *Connection, n int) {
+	var lc lagCheck
+	c.OnExcessiveRetransmission(func(c *Connection, n int) {
+		lc.require(tl, c, "retransmit", "ExcessiveRetransmission", 1) // traced before the event
 		select {
 		case events <- n:
 		default:
@@ -519,6 +522,7 @@ func TestExcessiveRetransmissionInNetns(t *testing.T) {
 		t.Fatal("no ExcessiveRetransmission event")
 	}
 	require.Equal(t, StateEstablished, c.State())
+	lc.check(t, tl, c)
 }
 
 // transferRate sends total bytes in messages of msg bytes from c to the
