@@ -270,6 +270,9 @@ func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opt
 		done:       make(chan struct{}),
 		sockClosed: make(chan struct{}),
 	}
+	if stack == "udplite" { // its socket was made with this coverage
+		l.cov = &covState{def: opts.SendChecksumLen, cur: opts.SendChecksumLen}
+	}
 	go l.readLoop()
 	return l, nil
 }
@@ -298,6 +301,9 @@ type udpListener struct {
 	pendingBytes int
 
 	df dfState // noFragmentation's switch, shared by the peers (nofrag.go)
+	// cov is UDP-Lite's send coverage switch, shared by the peers, each of
+	// which sends with its own (udplite.go); nil for UDP
+	cov *covState
 
 	stopOnce sync.Once
 	// Dropped counts datagrams dropped because a peer's queue or the
@@ -537,6 +543,10 @@ type udpPeer struct {
 	// connection, setOwnDSCP): nil while the peer follows the shared
 	// socket's.
 	own atomic.Pointer[peerTOS]
+	// sendCov is a UDP-Lite peer's send coverage (Options.SendChecksumLen's
+	// convention; udpLitePeer.SetSendChecksumLen), which every datagram
+	// it writes carries (covState)
+	sendCov atomic.Int32
 }
 
 // peerTOS is the DSCP every datagram of one peer carries unless it has a
@@ -573,6 +583,9 @@ func newUDPPeer(l *udpListener, remote netip.AddrPort) *udpPeer {
 	p := &udpPeer{l: l, remote: remote, queue: make(chan udpDatagram, udpPeerQueueLen), pending: true, closed: make(chan struct{}), rd: makeDeadline()}
 	if l.softErrors {
 		p.soft = newSoftErrors()
+	}
+	if l.cov != nil {
+		p.sendCov.Store(int32(l.cov.def))
 	}
 	return p
 }
@@ -641,10 +654,11 @@ func (p *udpPeer) write(b, oob []byte) (int, error) {
 	for i := 0; ; i++ {
 		var n int
 		var err error
-		if oob == nil {
-			n, err = p.l.conn.WriteToUDPAddrPort(b, p.remote)
-		} else {
-			n, _, err = p.l.conn.WriteMsgUDPAddrPort(b, oob, p.remote)
+		switch {
+		case p.l.cov != nil: // UDP-Lite: the peer's own checksum coverage
+			n, err = p.l.cov.send(p.l.conn, int(p.sendCov.Load()), func() (int, error) { return p.writeTo(b, oob) })
+		default:
+			n, err = p.writeTo(b, oob)
 		}
 		if err != nil && i < 3 && isSoftErrno(err, false) {
 			p.l.softError()
@@ -652,6 +666,15 @@ func (p *udpPeer) write(b, oob []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// writeTo writes one datagram to the peer on the shared socket.
+func (p *udpPeer) writeTo(b, oob []byte) (int, error) {
+	if oob == nil {
+		return p.l.conn.WriteToUDPAddrPort(b, p.remote)
+	}
+	n, _, err := p.l.conn.WriteMsgUDPAddrPort(b, oob, p.remote)
+	return n, err
 }
 
 // SoftErrors returns the peer's ICMP error channel (nil unless the
