@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 )
@@ -49,7 +50,8 @@ func (udpLiteStack) Capabilities() Capabilities {
 // peer of its Listener: the send coverage is the peer's own (each of its
 // datagrams leaves with it, the shared socket switched for it while no
 // other peer's datagram is being written), while the receive coverage is
-// the socket's, every peer's. Safe for concurrent use; read the values in
+// the socket's, every peer's, which a peer's SetRecvChecksumLen cannot
+// change (ErrNotApplicable). Safe for concurrent use; read the values in
 // effect back with TransportInfo.SendChecksumCoverage /
 // RecvChecksumCoverage.
 type ChecksumCoverage interface {
@@ -120,8 +122,21 @@ func (p *udpLitePeer) SetSendChecksumLen(n int) error {
 	return nil
 }
 
+// SetRecvChecksumLen fails with ErrNotApplicable unless n is the
+// coverage the shared socket already requires: the kernel checks it on
+// every datagram the socket receives, from every peer, and does not tell
+// a datagram's coverage, so one peer cannot have a minimum of its own
+// (setting it would change every other peer's, and the Listener's).
 func (p *udpLitePeer) SetRecvChecksumLen(n int) error {
-	return controlFD(p.l.conn, func(fd int) error { return setCoverage(fd, udpliteRecvCscov, n) })
+	var info TransportInfo
+	if err := readCoverage(p.l.conn, &info); err != nil {
+		return err
+	}
+	if info.RecvChecksumCoverage == cscov(n) {
+		return nil
+	}
+	return fmt.Errorf("%w: the receive checksum coverage of a UDP-Lite Listener's socket is shared by every peer it "+
+		"accepted (set recvChecksumLen on the Listener's Preconnection)", ErrNotApplicable)
 }
 
 func (p *udpLitePeer) Info() (TransportInfo, error) {

@@ -12,8 +12,9 @@ import (
 // liteSniffer opens a raw IPv4 socket of protocol UDP-Lite (136), which
 // sees every UDP-Lite datagram of the host, loopback included; next returns
 // the destination port and checksum coverage field (0: full) of the next
-// one. It skips the test without CAP_NET_RAW.
-func liteSniffer(t *testing.T) (next func() (dport, cscov uint16)) {
+// one to a port for which to returns true (others, such as other tests',
+// are skipped). It skips the test without CAP_NET_RAW.
+func liteSniffer(t *testing.T, to func(port uint16) bool) (next func() (dport, cscov uint16)) {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, 136)
 	if err != nil {
@@ -26,11 +27,17 @@ func liteSniffer(t *testing.T) (next func() (dport, cscov uint16)) {
 	buf := make([]byte, 70000)
 	return func() (uint16, uint16) {
 		t.Helper()
-		n, _, err := syscall.Recvfrom(fd, buf, 0)
-		require.NoError(t, err)
-		h := buf[int(buf[0]&0xf)*4 : n] // past the IPv4 header
-		require.GreaterOrEqual(t, len(h), 8)
-		return uint16(h[2])<<8 | uint16(h[3]), uint16(h[4])<<8 | uint16(h[5])
+		for {
+			n, _, err := syscall.Recvfrom(fd, buf, 0)
+			require.NoError(t, err)
+			h := buf[int(buf[0]&0xf)*4 : n] // past the IPv4 header
+			if len(h) < 8 {
+				continue
+			}
+			if dport := uint16(h[2])<<8 | uint16(h[3]); to(dport) {
+				return dport, uint16(h[4])<<8 | uint16(h[5])
+			}
+		}
 	}
 }
 
@@ -42,7 +49,8 @@ func liteSniffer(t *testing.T) (next func() (dport, cscov uint16)) {
 // one run). Each datagram now carries its own Connection's coverage,
 // read in its header by a raw socket.
 func TestUDPLiteAcceptedPeersKeepTheirOwnChecksumCoverage(t *testing.T) {
-	next := liteSniffer(t)
+	byPort := map[uint16]int{} // the accepted Connections' peers' ports
+	next := liteSniffer(t, func(port uint16) bool { _, ok := byPort[port]; return ok })
 	sys := newTestSystem(t)
 	tp := datagramProps(t)
 	require.NoError(t, tp.Set(FullChecksumSend, Prohibit))
@@ -63,7 +71,6 @@ func TestUDPLiteAcceptedPeersKeepTheirOwnChecksumCoverage(t *testing.T) {
 		msg  int64
 		want []uint16
 	}{{10, []uint16{18}}, {30, []uint16{38}}, {-1, []uint16{0, size + 8}}}
-	byPort := map[uint16]int{}
 	srv := make([]*Connection, len(covs))
 	for i := range covs {
 		c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
@@ -71,7 +78,6 @@ func TestUDPLiteAcceptedPeersKeepTheirOwnChecksumCoverage(t *testing.T) {
 		require.NoError(t, err)
 		defer func() { c.Abort(); <-c.Done() }()
 		require.NoError(t, c.Send(ctx, []byte("hello"), nil))
-		next()
 		srv[i], err = ln.Accept(ctx)
 		require.NoError(t, err)
 		defer func() { srv[i].Abort(); <-srv[i].Done() }()
@@ -99,9 +105,7 @@ func TestUDPLiteAcceptedPeersKeepTheirOwnChecksumCoverage(t *testing.T) {
 	wrong := map[int]int{}
 	for range len(srv) * n {
 		dport, cscov := next()
-		i, ok := byPort[dport]
-		require.True(t, ok, "a datagram to port %d", dport)
-		if !containsCov(covs[i].want, cscov) {
+		if i := byPort[dport]; !containsCov(covs[i].want, cscov) {
 			wrong[i]++
 		}
 	}
@@ -115,4 +119,56 @@ func containsCov(want []uint16, c uint16) bool {
 		}
 	}
 	return false
+}
+
+// TestUDPLiteAcceptedRecvChecksumLenNotApplicable: recvChecksumLen set on
+// a Connection a UDP-Lite Listener accepted changed UDPLITE_RECV_CSCOV on
+// the Listener's socket, shared with every other peer: a sibling
+// Connection, whose recvChecksumLen still read its own value, then
+// silently lost its peer's partly covered datagrams. It now fails with
+// stacks.ErrNotApplicable and changes nothing; the value the socket has
+// is accepted.
+func TestUDPLiteAcceptedRecvChecksumLenNotApplicable(t *testing.T) {
+	sys := newTestSystem(t)
+	tp := datagramProps(t)
+	require.NoError(t, tp.Set(FullChecksumSend, Prohibit))
+	require.NoError(t, tp.Set(FullChecksumRecv, Prohibit))
+	require.NoError(t, tp.Set(RecvChecksumLen, int64(4)))
+	ln, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))).Listen(testCtx(t))
+	if err != nil && strings.Contains(err.Error(), stacks.ErrUDPLiteUnsupported.Error()) {
+		t.Skip("kernel without UDP-Lite")
+	}
+	require.NoError(t, err)
+	defer ln.Stop()
+	ctx := testCtx(t)
+	var cli, srv [2]*Connection
+	for i := range 2 {
+		cli[i], err = NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+			WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(ctx)
+		require.NoError(t, err)
+		defer func() { cli[i].Abort(); <-cli[i].Done() }()
+		require.NoError(t, cli[i].Send(ctx, []byte("hello"), nil))
+		srv[i], err = ln.Accept(ctx)
+		require.NoError(t, err)
+		defer func() { srv[i].Abort(); <-srv[i].Done() }()
+		_, err = srv[i].Receive(ctx)
+		require.NoError(t, err)
+	}
+	err = srv[0].SetProperty(RecvChecksumLen, int64(50))
+	var pe *PropertyError
+	require.ErrorAs(t, err, &pe)
+	require.ErrorIs(t, err, stacks.ErrNotApplicable)
+	v, _ := srv[0].GetProperties().Get(RecvChecksumLen)
+	require.Equal(t, int64(4), v, "refused: nothing changed")
+	require.NoError(t, srv[0].SetProperty(RecvChecksumLen, int64(4)), "the socket's own value")
+	for _, s := range srv {
+		require.Equal(t, 12, s.GetProperties().Socket.RecvChecksumCoverage, "4 + header, the Listener's")
+	}
+	// the sibling still gets its peer's datagram covering 4 + 8 bytes
+	require.NoError(t, cli[1].Send(ctx, make([]byte, 100), NewMessageContext().ChecksumLen(4)))
+	m, err := srv[1].Receive(ctx)
+	require.NoError(t, err)
+	require.Len(t, m.Data, 100)
+	require.Equal(t, StateEstablished, srv[0].State())
 }
