@@ -728,8 +728,11 @@ const (
 	// transport segmentation (RFC 9622 §8.1.11.1). UDP and UDP-Lite: the
 	// path MTU the kernel knows (IP_MTU / IPV6_MTU) less the IP and UDP
 	// headers; TCP: the MSS (TCP_MAXSEG); TLS: the MSS less one record's
-	// overhead; NotApplicable on QUIC streams and Unix sockets. Unknown
-	// (not reported) off Linux.
+	// overhead; NotApplicable on QUIC streams and Unix sockets, and on a
+	// Connection that cannot send (direction UnidirectionalReceive, a
+	// multicast Listener's). Framers' per-Message bytes
+	// (framers.MessageOverheader) come off it, and it is at most
+	// sendMsgMaxLen. Unknown (not reported) off Linux.
 	SingularTransmissionMsgMaxLen Property = "singularTransmissionMsgMaxLen"
 	// SendMsgMaxLen is read-only: the largest Message that can be sent.
 	SendMsgMaxLen Property = "sendMsgMaxLen"
