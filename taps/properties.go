@@ -651,7 +651,10 @@ const (
 // Generic Connection Properties (RFC 9622 §8.1).
 const (
 	// RecvChecksumLen: int >= 0 or FullCoverage, the minimum receive
-	// checksum coverage in bytes. Default FullCoverage.
+	// checksum coverage in bytes. Default FullCoverage. On UDP-Lite it is
+	// the socket's UDPLITE_RECV_CSCOV: the Connections a Listener accepted
+	// share their Listener's socket and its value (SetProperty to another
+	// value fails with stacks.ErrNotApplicable).
 	RecvChecksumLen Property = "recvChecksumLen"
 	// ConnPriority: int >= 0, lower is more important; only within a
 	// Connection Group, not entangled. Default 100.
@@ -813,7 +816,10 @@ const (
 	//     them to the path MTU it discovers: nothing more to do.
 	NoFragmentation Property = "noFragmentation"
 	// NoSegmentation: bool, send as one transport segment without
-	// fragmentation. Default false.
+	// fragmentation: on UDP and UDP-Lite, framed or not, each Message is
+	// one datagram, sent as noFragmentation sends it (one larger than the
+	// path MTU is a SendError); on a byte stream (TCP, TLS, QUIC streams)
+	// a SendError wrapping ErrPropertyNotSupported. Default false.
 	NoSegmentation Property = "noSegmentation"
 )
 
