@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,4 +69,40 @@ func TestUDPWildcardListenerAnswersFromTheAddressSentTo(t *testing.T) {
 		require.Equal(t, "from "+dst, string(b))
 		require.Equal(t, netip.AddrPortFrom(netip.MustParseAddr(dst), port), netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	}
+}
+
+// TestUDPWildcardListenerSoftErrorReachesItsPeer: on a wildcard Listener,
+// whose peers are told apart by local address too, the ICMP error a
+// peer's answer causes (found by the remote address alone) still reaches
+// that peer's Connection as a SoftError.
+func TestUDPWildcardListenerSoftErrorReachesItsPeer(t *testing.T) {
+	sys := newTestSystem(t)
+	tp := datagramProps(t)
+	require.NoError(t, tp.Set(SoftErrorNotify, Prefer))
+	ln, port := udpListenOn(t, sys, "", tp)
+	pc := rawUDPOn(t, "127.0.0.1")
+	ctx := testCtx(t)
+	_, err := pc.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port))
+	require.NoError(t, err)
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+	softs := make(chan error, 4)
+	s.OnSoftError(func(_ *Connection, err error) {
+		select {
+		case softs <- err:
+		default:
+		}
+	})
+	_, err = s.Receive(ctx)
+	require.NoError(t, err)
+	require.NoError(t, pc.Close())
+	require.NoError(t, s.Send(ctx, []byte("anyone?"), nil))
+	select {
+	case err := <-softs:
+		require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	case <-time.After(3 * time.Second):
+		t.Fatal("no SoftError for the ICMP port unreachable")
+	}
+	require.Equal(t, StateEstablished, s.State())
 }
