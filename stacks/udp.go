@@ -371,13 +371,16 @@ func (l *udpListener) readLoop() {
 		}
 		wait = 0
 		key := udpPeerKey{remote: netip.AddrPortFrom(from.Addr().Unmap(), from.Port())}
+		var tos uint8
 		if l.dst {
-			key.local = parseDst(oob[:oobn])
+			tos, key.local = parseTOSDst(oob[:oobn])
 			if key.local.IsLinkLocalUnicast() { // on the interface the peer's datagram came by
 				key.local = key.local.WithZone(key.remote.Addr().Zone())
 			}
+		} else {
+			tos = parseTOS(oob[:oobn])
 		}
-		msg := udpDatagram{b: append([]byte(nil), buf[:n]...), tos: parseTOS(oob[:oobn])}
+		msg := udpDatagram{b: append([]byte(nil), buf[:n]...), tos: tos}
 		l.deliver(key, msg)
 	}
 }

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"unsafe"
@@ -46,24 +47,28 @@ func enableRecvDst(c *net.UDPConn) (bool, error) {
 	return err == nil, err
 }
 
-// parseDst finds the destination address of a received datagram in its
-// control messages (the zero Addr when none says).
-func parseDst(oob []byte) netip.Addr {
+// parseTOSDst is parseTOS that also finds the destination address of a
+// received datagram (the zero Addr when none says), in one pass.
+func parseTOSDst(oob []byte) (tos uint8, dst netip.Addr) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return netip.Addr{}
+		return 0, netip.Addr{}
 	}
 	for _, m := range msgs {
 		switch {
 		case m.Header.Level == solIP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
 			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
-			return netip.AddrFrom4(pi.Addr)
+			dst = netip.AddrFrom4(pi.Addr)
 		case m.Header.Level == solIPv6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
 			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&m.Data[0]))
-			return netip.AddrFrom16(pi.Addr).Unmap()
+			dst = netip.AddrFrom16(pi.Addr).Unmap()
+		case m.Header.Level == solIP && m.Header.Type == recvTOSType && len(m.Data) >= 1:
+			tos = m.Data[0]
+		case m.Header.Level == solIPv6 && m.Header.Type == unix.IPV6_TCLASS && len(m.Data) >= 4:
+			tos = uint8(binary.NativeEndian.Uint32(m.Data[:4]))
 		}
 	}
-	return netip.Addr{}
+	return tos, dst
 }
 
 // srcOOB is the control message that sends a datagram to remote from the

@@ -15,6 +15,6 @@ const dstOOBSpace = 0
 
 func enableRecvDst(*net.UDPConn) (bool, error) { return false, nil }
 
-func parseDst([]byte) netip.Addr { return netip.Addr{} }
+func parseTOSDst(oob []byte) (uint8, netip.Addr) { return parseTOS(oob), netip.Addr{} }
 
 func srcOOB(netip.Addr, netip.Addr) []byte { return nil }

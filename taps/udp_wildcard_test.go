@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
 )
 
@@ -50,8 +51,14 @@ func TestUDPWildcardListenerAnswersFromTheAddressSentTo(t *testing.T) {
 	}
 
 	// one remote, two local addresses: two Connections, each answering
-	// from its own
+	// from its own; the datagrams' TOS byte is read with their
+	// destination (ECT(0) here)
 	pc := rawUDPOn(t, "127.0.0.1")
+	rc, err := pc.SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		require.NoError(t, syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TOS, int(stacks.ECT0)))
+	}))
 	var got [2]*Connection
 	for i, dst := range []string{"127.0.0.1", "127.0.0.2"} {
 		_, err := pc.WriteToUDPAddrPort(fmt.Appendf(nil, "to %s", dst), netip.AddrPortFrom(netip.MustParseAddr(dst), port))
@@ -62,6 +69,9 @@ func TestUDPWildcardListenerAnswersFromTheAddressSentTo(t *testing.T) {
 		m, err := got[i].Receive(ctx)
 		require.NoError(t, err)
 		require.Equal(t, "to "+dst, string(m.Data))
+		ecn, ok := m.Context.ECN()
+		require.True(t, ok)
+		require.Equal(t, stacks.ECT0, ecn)
 	}
 	for i, dst := range []string{"127.0.0.1", "127.0.0.2"} {
 		require.NoError(t, got[i].Send(ctx, []byte("from "+dst), nil))
