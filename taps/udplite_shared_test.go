@@ -172,3 +172,55 @@ func TestUDPLiteAcceptedRecvChecksumLenNotApplicable(t *testing.T) {
 	require.Len(t, m.Data, 100)
 	require.Equal(t, StateEstablished, srv[0].State())
 }
+
+// TestUDPLiteRecvChecksumLenFullCoverageByDefault: recvChecksumLen's
+// default, FullCoverage (RFC 9622 §8.1.1), is a minimum the kernel checks:
+// a datagram whose checksum covers only part of it is dropped. The socket
+// was left without UDPLITE_RECV_CSCOV, which takes any coverage, so a
+// Connection that asked for nothing less than full coverage received
+// partly covered datagrams. A recvChecksumLen that allows it still does.
+func TestUDPLiteRecvChecksumLenFullCoverageByDefault(t *testing.T) {
+	sys := newTestSystem(t)
+	props := func(recv any) *TransportProperties {
+		tp := datagramProps(t)
+		require.NoError(t, tp.Set(FullChecksumSend, Prohibit))
+		require.NoError(t, tp.Set(FullChecksumRecv, Prohibit))
+		if recv != nil {
+			require.NoError(t, tp.Set(RecvChecksumLen, recv))
+		}
+		return tp
+	}
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name        string
+		recv        any
+		partialSeen bool
+	}{{"default", nil, false}, {"FullCoverage", FullCoverage, false}, {"4", int64(4), true}, {"0", int64(0), true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := NewPreconnection(WithSystem(sys), WithTransportProperties(props(tc.recv)),
+				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0))).Listen(ctx)
+			if err != nil && strings.Contains(err.Error(), stacks.ErrUDPLiteUnsupported.Error()) {
+				t.Skip("kernel without UDP-Lite")
+			}
+			require.NoError(t, err)
+			defer ln.Stop()
+			c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(props(nil)),
+				WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln)))).Initiate(ctx)
+			require.NoError(t, err)
+			defer func() { c.Abort(); <-c.Done() }()
+			require.NoError(t, c.Send(ctx, []byte("partly covered, 4 bytes"), NewMessageContext().ChecksumLen(4)))
+			require.NoError(t, c.Send(ctx, []byte("fully covered"), nil))
+			s, err := ln.Accept(ctx)
+			require.NoError(t, err)
+			defer func() { s.Abort(); <-s.Done() }()
+			m, err := s.Receive(ctx)
+			require.NoError(t, err)
+			if tc.partialSeen {
+				require.Equal(t, "partly covered, 4 bytes", string(m.Data))
+				m, err = s.Receive(ctx)
+				require.NoError(t, err)
+			}
+			require.Equal(t, "fully covered", string(m.Data))
+		})
+	}
+}
