@@ -1,3 +1,5 @@
+//go:build linux
+
 package taps
 
 import (
@@ -12,7 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestUDPWildcardListenerAnswersFromTheAddressSentTo: a UDP Listener bound
+// TestUDPWildcardListenerAnswersFromTheAddressSentTo (Linux, where the
+// listener learns the destination of each datagram): a UDP Listener bound
 // to the wildcard address answers each peer from the address that peer
 // sent to, and tells apart the peers by 4-tuple (RFC 9623 §10.2: the UDP
 // Connection is the local and remote address pair). It answered from the
