@@ -2086,7 +2086,7 @@ func (c *connActor) unsupported(m *messages.SendMessage) error {
 		return nil
 	}
 	switch {
-	case p.NoSegmentation && !c.datagram:
+	case p.NoSegmentation && !c.datagram && !c.connectionless: // UDP with framers: one datagram per framed message too
 		return fmt.Errorf("%w: noSegmentation on %s, a byte stream the transport segments", ErrPropertyNotSupported, c.stack)
 	case p.NoSegmentation && c.sendMax > 0 && len(m.Data) > c.sendMax:
 		return fmt.Errorf("%w: noSegmentation and %d bytes above singularTransmissionMsgMaxLen %d", ErrPropertyNotSupported, len(m.Data), c.sendMax)
@@ -3099,6 +3099,9 @@ func (c *connActor) info() *messages.ConnectionInfo {
 			// received)
 			if !c.dir.Sends() {
 				info.Socket.SendMsgMaxLen = 0
+				// nothing is sent: no size fits one packet (it was the
+				// path MTU, above sendMsgMaxLen)
+				info.Socket.SingularMsgMaxLen = -1
 			}
 			if !c.dir.Receives() {
 				info.Socket.RecvMsgMaxLen = 0
@@ -3113,12 +3116,18 @@ func (c *connActor) info() *messages.ConnectionInfo {
 			}
 			info.Socket.SendMsgMaxLen = lessOverhead(info.Socket.SendMsgMaxLen, overhead)
 			info.Socket.RecvMsgMaxLen = lessOverhead(info.Socket.RecvMsgMaxLen, overhead)
+			// a Message in one packet: its frame is (RFC 9622 §8.1.11.1,
+			// at most sendMsgMaxLen)
+			info.Socket.SingularMsgMaxLen = lessOverhead(info.Socket.SingularMsgMaxLen, overhead)
 			// a framer that bounds its messages bounds them too
 			for _, f := range c.spec.cfg.Framers {
 				if m, ok := f.(interface{ MaxMessageSize() int }); ok {
 					info.Socket.SendMsgMaxLen = minLen(info.Socket.SendMsgMaxLen, int64(m.MaxMessageSize()))
 					info.Socket.RecvMsgMaxLen = minLen(info.Socket.RecvMsgMaxLen, int64(m.MaxMessageSize()))
 				}
+			}
+			if so := info.Socket; so.SendMsgMaxLen > 0 && so.SingularMsgMaxLen > so.SendMsgMaxLen {
+				so.SingularMsgMaxLen = so.SendMsgMaxLen
 			}
 		}
 	}

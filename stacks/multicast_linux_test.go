@@ -237,7 +237,7 @@ func TestMulticastListenerSourceSpecific(t *testing.T) {
 				require.Equal(t, "you again", readPeer(t, p))
 				l := udpListenerOf(ln)
 				l.mu.Lock()
-				_, heard := l.peers[netip.MustParseAddrPort(other.LocalAddr().String())]
+				_, heard := l.peers[udpPeerKey{remote: netip.MustParseAddrPort(other.LocalAddr().String())}]
 				l.mu.Unlock()
 				require.Equal(t, !ssm, heard, "%s %s ssm=%v: a peer for the other source", st.Name(), fam.name, ssm)
 				require.NoError(t, ln.Close())

@@ -175,7 +175,9 @@ type Options struct {
 	// recvChecksumLen): 0 (the default) is full coverage, a positive n
 	// covers the first n payload bytes, a negative value covers only the
 	// 8-byte header (the RFC's 0). RecvChecksumLen is the least coverage
-	// a received datagram must have; less is dropped by the kernel. Only
+	// a received datagram must have; less is dropped by the kernel (with
+	// 0, any datagram whose checksum does not cover all of it: the
+	// kernel's UDPLITE_RECV_CSCOV 0, set on every UDP-Lite socket). Only
 	// the UDP-Lite stack uses them.
 	SendChecksumLen int
 	RecvChecksumLen int

@@ -67,7 +67,11 @@ type udpStack struct{}
 //
 // Its Listener uses one socket and demultiplexes by remote address: Accept
 // returns one Transport per peer, created by the first datagram from that
-// peer. Closing the Listener stops accepting new peers; the socket stays
+// peer. On Linux a Listener bound to the wildcard address tells peers apart
+// by 4-tuple (the remote address and the local address the peer sends to,
+// IP_PKTINFO / IPV6_RECVPKTINFO), and answers each from the local address
+// it sends to, which is its Transport's LocalAddr (elsewhere the kernel
+// picks the source by route). Closing the Listener stops accepting new peers; the socket stays
 // open until the last peer Transport is closed too.
 func UDP() Stack { return udpStack{} }
 
@@ -246,9 +250,9 @@ func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opt
 		return nil, err
 	}
 	var mcast *multicastMembership
+	var err error
 	switch {
 	case isMulticastListen(opts):
-		var err error
 		if mcast, err = joinMulticast(conn, opts.Local.Addr(), opts.MulticastSource, opts.Interface); err != nil {
 			_ = conn.Close()
 			return nil, err
@@ -264,11 +268,18 @@ func newUDPListenerReading(conn *net.UDPConn, rd udpMsgReader, stack string, opt
 		rd:         rd,
 		stack:      stack,
 		softErrors: opts.SoftErrors,
-		peers:      map[netip.AddrPort]*udpPeer{},
+		peers:      map[udpPeerKey]*udpPeer{},
 		accept:     make(chan *udpPeer, UDPAcceptQueue),
 		stopped:    make(chan struct{}),
 		done:       make(chan struct{}),
 		sockClosed: make(chan struct{}),
+	}
+	if l.dst, err = enableRecvDst(conn); err != nil { // udpsrc_linux.go
+		_ = conn.Close()
+		return nil, fmt.Errorf("set IP_PKTINFO / IPV6_RECVPKTINFO: %w", err)
+	}
+	if stack == "udplite" { // its socket was made with this coverage
+		l.cov = &covState{def: opts.SendChecksumLen, cur: opts.SendChecksumLen}
 	}
 	go l.readLoop()
 	return l, nil
@@ -283,21 +294,28 @@ type udpListener struct {
 	softErrors bool         // IP_RECVERR set: peers get SoftErrors
 	// mcast is the listener's membership of its multicast group (nil:
 	// unicast); Close leaves the group
-	mcast      *multicastMembership
-	ignore     netip.AddrPort // Options.MulticastIgnore: datagrams dropped unseen
-	accept     chan *udpPeer  // peers not yet accepted
-	stopped    chan struct{}  // closed by Close
-	done       chan struct{}  // closed when readLoop ended
-	sockClosed chan struct{}  // closed with the socket: ends readLoop's wait
+	mcast  *multicastMembership
+	ignore netip.AddrPort // Options.MulticastIgnore: datagrams dropped unseen
+	// dst: the socket is bound to the wildcard address and reports each
+	// datagram's destination address (udpsrc_linux.go), which tells the
+	// peers apart with the remote address and is their answers' source
+	dst        bool
+	accept     chan *udpPeer // peers not yet accepted
+	stopped    chan struct{} // closed by Close
+	done       chan struct{} // closed when readLoop ended
+	sockClosed chan struct{} // closed with the socket: ends readLoop's wait
 
 	mu     sync.Mutex
-	peers  map[netip.AddrPort]*udpPeer
+	peers  map[udpPeerKey]*udpPeer
 	closed bool // socket closed
 	// pendingBytes: the bytes queued for the peers not yet accepted
 	// (udpPeer.pending), at most UDPAcceptQueueBytes
 	pendingBytes int
 
 	df dfState // noFragmentation's switch, shared by the peers (nofrag.go)
+	// cov is UDP-Lite's send coverage switch, shared by the peers, each of
+	// which sends with its own (udplite.go); nil for UDP
+	cov *covState
 
 	stopOnce sync.Once
 	// Dropped counts datagrams dropped because a peer's queue or the
@@ -325,7 +343,11 @@ const (
 func (l *udpListener) readLoop() {
 	defer close(l.done)
 	buf := make([]byte, 65536)
-	oob := make([]byte, tosOOBSpace)
+	oobSpace := tosOOBSpace
+	if l.dst {
+		oobSpace += dstOOBSpace
+	}
+	oob := make([]byte, oobSpace)
 	var wait time.Duration // the last wait after a read error, 0 after a datagram
 	for {
 		n, oobn, _, from, err := l.rd.ReadMsgUDPAddrPort(buf, oob)
@@ -348,10 +370,28 @@ func (l *udpListener) readLoop() {
 			continue
 		}
 		wait = 0
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		msg := udpDatagram{b: append([]byte(nil), buf[:n]...), tos: parseTOS(oob[:oobn])}
-		l.deliver(from, msg)
+		key := udpPeerKey{remote: netip.AddrPortFrom(from.Addr().Unmap(), from.Port())}
+		var tos uint8
+		if l.dst {
+			tos, key.local = parseTOSDst(oob[:oobn])
+			if key.local.IsLinkLocalUnicast() { // on the interface the peer's datagram came by
+				key.local = key.local.WithZone(key.remote.Addr().Zone())
+			}
+		} else {
+			tos = parseTOS(oob[:oobn])
+		}
+		msg := udpDatagram{b: append([]byte(nil), buf[:n]...), tos: tos}
+		l.deliver(key, msg)
 	}
+}
+
+// udpPeerKey tells a listener's peers apart: the remote address and, on a
+// socket bound to the wildcard address (udpListener.dst), the local
+// address the peer sends to (the zero Addr otherwise): one peer per
+// 4-tuple.
+type udpPeerKey struct {
+	local  netip.Addr
+	remote netip.AddrPort
 }
 
 // udpDatagram is one received datagram and its TOS byte.
@@ -372,16 +412,25 @@ func (l *udpListener) softError() {
 	}
 	for _, se := range drainErrQueue(rc) {
 		l.mu.Lock()
-		p := l.peers[se.Dest]
+		var to []*udpPeer
+		if p := l.peers[udpPeerKey{remote: se.Dest}]; p != nil {
+			to = append(to, p)
+		} else if l.dst { // the remote's peers, whatever address each sends to
+			for k, p := range l.peers {
+				if k.remote == se.Dest {
+					to = append(to, p)
+				}
+			}
+		}
 		l.mu.Unlock()
-		if p != nil {
+		for _, p := range to {
 			p.soft.deliver(se)
 		}
 	}
 }
 
-func (l *udpListener) deliver(from netip.AddrPort, msg udpDatagram) {
-	if from == l.ignore {
+func (l *udpListener) deliver(from udpPeerKey, msg udpDatagram) {
+	if from.remote == l.ignore {
 		return // this host's own sender (Options.MulticastIgnore): not a peer
 	}
 	n := len(msg.b)
@@ -467,7 +516,7 @@ func (l *udpListener) Close() error {
 		for {
 			select {
 			case p := <-l.accept:
-				delete(l.peers, p.remote)
+				delete(l.peers, p.key)
 				l.acceptedLocked(p)
 				p.markClosed()
 				continue
@@ -499,7 +548,7 @@ func (l *udpListener) maybeCloseLocked() {
 func (l *udpListener) closeAllPeers() {
 	l.mu.Lock()
 	peers := l.peers
-	l.peers = map[netip.AddrPort]*udpPeer{}
+	l.peers = map[udpPeerKey]*udpPeer{}
 	l.mu.Unlock()
 	for _, p := range peers {
 		p.markClosed()
@@ -508,8 +557,8 @@ func (l *udpListener) closeAllPeers() {
 
 func (l *udpListener) removePeer(p *udpPeer) {
 	l.mu.Lock()
-	if l.peers[p.remote] == p {
-		delete(l.peers, p.remote)
+	if l.peers[p.key] == p {
+		delete(l.peers, p.key)
 	}
 	l.maybeCloseLocked()
 	l.mu.Unlock()
@@ -523,8 +572,13 @@ func (l *udpListener) Dropped() uint64 { return l.dropped.Load() }
 
 // udpPeer is the Transport of one remote address on a udpListener.
 type udpPeer struct {
-	l       *udpListener
-	remote  netip.AddrPort
+	l      *udpListener
+	key    udpPeerKey
+	remote netip.AddrPort // key.remote
+	// src is the control message that sends from the address the peer
+	// sends to (srcOOB; nil unless the listener's socket is bound to the
+	// wildcard address)
+	src     []byte
 	queue   chan udpDatagram
 	bytes   atomic.Int64 // the bytes of the datagrams in queue
 	pending bool         // not accepted yet (guarded by l.mu)
@@ -537,6 +591,10 @@ type udpPeer struct {
 	// connection, setOwnDSCP): nil while the peer follows the shared
 	// socket's.
 	own atomic.Pointer[peerTOS]
+	// sendCov is a UDP-Lite peer's send coverage (Options.SendChecksumLen's
+	// convention; udpLitePeer.SetSendChecksumLen), which every datagram
+	// it writes carries (covState)
+	sendCov atomic.Int32
 }
 
 // peerTOS is the DSCP every datagram of one peer carries unless it has a
@@ -569,10 +627,13 @@ func (p *udpPeer) ownOOB() []byte {
 	return nil
 }
 
-func newUDPPeer(l *udpListener, remote netip.AddrPort) *udpPeer {
-	p := &udpPeer{l: l, remote: remote, queue: make(chan udpDatagram, udpPeerQueueLen), pending: true, closed: make(chan struct{}), rd: makeDeadline()}
+func newUDPPeer(l *udpListener, key udpPeerKey) *udpPeer {
+	p := &udpPeer{l: l, key: key, remote: key.remote, src: srcOOB(key.local, key.remote.Addr()), queue: make(chan udpDatagram, udpPeerQueueLen), pending: true, closed: make(chan struct{}), rd: makeDeadline()}
 	if l.softErrors {
 		p.soft = newSoftErrors()
+	}
+	if l.cov != nil {
+		p.sendCov.Store(int32(l.cov.def))
 	}
 	return p
 }
@@ -641,10 +702,11 @@ func (p *udpPeer) write(b, oob []byte) (int, error) {
 	for i := 0; ; i++ {
 		var n int
 		var err error
-		if oob == nil {
-			n, err = p.l.conn.WriteToUDPAddrPort(b, p.remote)
-		} else {
-			n, _, err = p.l.conn.WriteMsgUDPAddrPort(b, oob, p.remote)
+		switch {
+		case p.l.cov != nil: // UDP-Lite: the peer's own checksum coverage
+			n, err = p.l.cov.send(p.l.conn, int(p.sendCov.Load()), func() (int, error) { return p.writeTo(b, oob) })
+		default:
+			n, err = p.writeTo(b, oob)
 		}
 		if err != nil && i < 3 && isSoftErrno(err, false) {
 			p.l.softError()
@@ -652,6 +714,23 @@ func (p *udpPeer) write(b, oob []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// writeTo writes one datagram to the peer on the shared socket, from the
+// address the peer sends to (src) on a wildcard socket.
+func (p *udpPeer) writeTo(b, oob []byte) (int, error) {
+	if p.src != nil {
+		if oob == nil {
+			oob = p.src
+		} else {
+			oob = append(append(make([]byte, 0, len(p.src)+len(oob)), p.src...), oob...)
+		}
+	}
+	if oob == nil {
+		return p.l.conn.WriteToUDPAddrPort(b, p.remote)
+	}
+	n, _, err := p.l.conn.WriteMsgUDPAddrPort(b, oob, p.remote)
+	return n, err
 }
 
 // SoftErrors returns the peer's ICMP error channel (nil unless the
@@ -667,9 +746,18 @@ func (p *udpPeer) Close() error {
 	return nil
 }
 
-func (p *udpPeer) CloseWrite() error    { return nil }
-func (p *udpPeer) Abort() error         { return p.Close() }
-func (p *udpPeer) LocalAddr() net.Addr  { return p.l.conn.LocalAddr() }
+func (p *udpPeer) CloseWrite() error { return nil }
+func (p *udpPeer) Abort() error      { return p.Close() }
+
+// LocalAddr is the address the peer sends to on a socket bound to the
+// wildcard address, the socket's address otherwise.
+func (p *udpPeer) LocalAddr() net.Addr {
+	la := p.l.conn.LocalAddr()
+	if ua, ok := la.(*net.UDPAddr); ok && p.key.local.IsValid() {
+		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.key.local, uint16(ua.Port)))
+	}
+	return la
+}
 func (p *udpPeer) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(p.remote) }
 func (p *udpPeer) SetReadDeadline(t time.Time) error {
 	p.rd.set(t)

@@ -2,7 +2,9 @@ package stacks
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 )
 
 // UDP-Lite (RFC 3828) protocol number and socket options (linux/udp.h);
@@ -44,9 +46,14 @@ func (udpLiteStack) Capabilities() Capabilities {
 }
 
 // ChecksumCoverage is implemented by UDP-Lite Transports. The coverage is
-// a socket option: on an accepted Transport it is shared by every peer of
-// its Listener. Safe for concurrent use; read the values in effect back
-// with TransportInfo.SendChecksumCoverage / RecvChecksumCoverage.
+// a socket option. On an accepted Transport the socket is shared by every
+// peer of its Listener: the send coverage is the peer's own (each of its
+// datagrams leaves with it, the shared socket switched for it while no
+// other peer's datagram is being written), while the receive coverage is
+// the socket's, every peer's, which a peer's SetRecvChecksumLen cannot
+// change (ErrNotApplicable). Safe for concurrent use; read the values in
+// effect back with TransportInfo.SendChecksumCoverage /
+// RecvChecksumCoverage.
 type ChecksumCoverage interface {
 	// SetSendChecksumLen sets how many payload bytes the checksum of the
 	// datagrams sent from now on covers (UDPLITE_SEND_CSCOV), with the
@@ -103,16 +110,33 @@ func (l *udpLiteListener) Accept() (Transport, error) {
 	return &udpLitePeer{tr.(*udpPeer)}, nil
 }
 
-// udpLitePeer is one peer of a udpLiteListener; its coverage settings are
-// the shared socket's.
+// udpLitePeer is one peer of a udpLiteListener; its send coverage is its
+// own (udpPeer.sendCov, set on the shared socket for each of its
+// datagrams: covState), its receive coverage the shared socket's.
 type udpLitePeer struct{ *udpPeer }
 
+// SetSendChecksumLen sets the coverage of the peer's datagrams sent from
+// now on; no system call until one of them is written (covState).
 func (p *udpLitePeer) SetSendChecksumLen(n int) error {
-	return controlFD(p.l.conn, func(fd int) error { return setCoverage(fd, udpliteSendCscov, n) })
+	p.sendCov.Store(int32(max(min(n, 0xffff), -1)))
+	return nil
 }
 
+// SetRecvChecksumLen fails with ErrNotApplicable unless n is the
+// coverage the shared socket already requires: the kernel checks it on
+// every datagram the socket receives, from every peer, and does not tell
+// a datagram's coverage, so one peer cannot have a minimum of its own
+// (setting it would change every other peer's, and the Listener's).
 func (p *udpLitePeer) SetRecvChecksumLen(n int) error {
-	return controlFD(p.l.conn, func(fd int) error { return setCoverage(fd, udpliteRecvCscov, n) })
+	var info TransportInfo
+	if err := readCoverage(p.l.conn, &info); err != nil {
+		return err
+	}
+	if info.RecvChecksumCoverage == cscov(n) {
+		return nil
+	}
+	return fmt.Errorf("%w: the receive checksum coverage of a UDP-Lite Listener's socket is shared by every peer it "+
+		"accepted (set recvChecksumLen on the Listener's Preconnection)", ErrNotApplicable)
 }
 
 func (p *udpLitePeer) Info() (TransportInfo, error) {
@@ -120,7 +144,43 @@ func (p *udpLitePeer) Info() (TransportInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	return info, readCoverage(p.l.conn, &info)
+	if err := readCoverage(p.l.conn, &info); err != nil {
+		return info, err
+	}
+	info.SendChecksumCoverage = cscov(int(p.sendCov.Load())) // the peer's, not the socket's last
+	return info, nil
+}
+
+// covState is the send coverage (UDPLITE_SEND_CSCOV) of a UDP-Lite
+// listener's socket, shared by its peers, each of which sends with a
+// coverage of its own: a datagram whose peer's coverage is the socket's
+// is written under the read lock, beside others of that coverage; one
+// that needs another switches the socket and is written under the write
+// lock, so that no other peer's datagram leaves with its coverage.
+type covState struct {
+	def int // the listener's coverage (Options.SendChecksumLen): a new peer's
+	mu  sync.RWMutex
+	cur int // the socket's coverage, Options.SendChecksumLen's convention
+}
+
+// send writes one datagram (write) of a peer whose coverage is want on the
+// socket c, switching the socket to want first if needed.
+func (s *covState) send(c *net.UDPConn, want int, write func() (int, error)) (int, error) {
+	s.mu.RLock()
+	if s.cur == want {
+		defer s.mu.RUnlock()
+		return write()
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != want {
+		if err := controlFD(c, func(fd int) error { return setCoverage(fd, udpliteSendCscov, want) }); err != nil {
+			return 0, err
+		}
+		s.cur = want
+	}
+	return write()
 }
 
 // controlFD runs f on the descriptor of c.

@@ -45,10 +45,11 @@ func udpLiteSocket(addr netip.Addr, local netip.AddrPort, opts Options) (int, er
 				return err
 			}
 		}
-		if opts.RecvChecksumLen != 0 {
-			if err := setCoverage(fd, udpliteRecvCscov, opts.RecvChecksumLen); err != nil {
-				return err
-			}
+		// always: 0, full coverage (recvChecksumLen's default), is a
+		// minimum too, which the kernel checks only once the option is
+		// set (without it any coverage is taken)
+		if err := setCoverage(fd, udpliteRecvCscov, opts.RecvChecksumLen); err != nil {
+			return err
 		}
 		if local.Addr().IsMulticast() { // a multicast listener (multicast.go)
 			if err := setReuseAddr(fd); err != nil {

@@ -1245,8 +1245,10 @@ type SocketInfo struct {
 	// message sent in one packet, without fragmentation or transport
 	// segmentation. UDP and UDP-Lite: the path MTU the kernel knows
 	// (IP_MTU) less the IP and UDP headers; TCP: the MSS (TCP_MAXSEG);
-	// TLS: the MSS less one record's overhead. -1: not applicable (QUIC
-	// streams, Unix sockets); 0: unknown (not Linux).
+	// TLS: the MSS less one record's overhead; framers' per-Message bytes
+	// come off it, and it is at most SendMsgMaxLen. -1: not applicable
+	// (QUIC streams, Unix sockets, a Connection that cannot send); 0:
+	// unknown (not Linux).
 	SingularMsgMaxLen int64
 	// Congestion is the congestion control the TCP or TLS socket runs
 	// (TCP_CONGESTION, e.g. "cubic", "bbr"; "lp" for a Scavenger

@@ -668,7 +668,10 @@ const (
 // Generic Connection Properties (RFC 9622 §8.1).
 const (
 	// RecvChecksumLen: int >= 0 or FullCoverage, the minimum receive
-	// checksum coverage in bytes. Default FullCoverage.
+	// checksum coverage in bytes. Default FullCoverage. On UDP-Lite it is
+	// the socket's UDPLITE_RECV_CSCOV: the Connections a Listener accepted
+	// share their Listener's socket and its value (SetProperty to another
+	// value fails with stacks.ErrNotApplicable).
 	RecvChecksumLen Property = "recvChecksumLen"
 	// ConnPriority: int >= 0, lower is more important; only within a
 	// Connection Group, not entangled. Default 100.
@@ -745,8 +748,11 @@ const (
 	// transport segmentation (RFC 9622 §8.1.11.1). UDP and UDP-Lite: the
 	// path MTU the kernel knows (IP_MTU / IPV6_MTU) less the IP and UDP
 	// headers; TCP: the MSS (TCP_MAXSEG); TLS: the MSS less one record's
-	// overhead; NotApplicable on QUIC streams and Unix sockets. Unknown
-	// (not reported) off Linux.
+	// overhead; NotApplicable on QUIC streams and Unix sockets, and on a
+	// Connection that cannot send (direction UnidirectionalReceive, a
+	// multicast Listener's). Framers' per-Message bytes
+	// (framers.MessageOverheader) come off it, and it is at most
+	// sendMsgMaxLen. Unknown (not reported) off Linux.
 	SingularTransmissionMsgMaxLen Property = "singularTransmissionMsgMaxLen"
 	// SendMsgMaxLen is read-only: the largest Message that can be sent.
 	SendMsgMaxLen Property = "sendMsgMaxLen"
@@ -827,7 +833,10 @@ const (
 	//     them to the path MTU it discovers: nothing more to do.
 	NoFragmentation Property = "noFragmentation"
 	// NoSegmentation: bool, send as one transport segment without
-	// fragmentation. Default false.
+	// fragmentation: on UDP and UDP-Lite, framed or not, each Message is
+	// one datagram, sent as noFragmentation sends it (one larger than the
+	// path MTU is a SendError); on a byte stream (TCP, TLS, QUIC streams)
+	// a SendError wrapping ErrPropertyNotSupported. Default false.
 	NoSegmentation Property = "noSegmentation"
 )
 
