@@ -432,11 +432,17 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // stacks.Resolver.ResolveStream, or, for a host name with a service,
 // through resolveSRVStream (its SRV records, answered in full, once, or
 // without any its host name as ResolveStream streams it, both looked up
-// at once). send gets the first plan (planResolved)
-// once every remote endpoint has answered (its first addresses, or its
-// failure: a remote that fails is dropped, as in resolveAll), then the
-// plan made again over every address known after each later answer, with
-// more true while an answer is still pending. send runs on the calling
+// at once). send gets the first plan (planResolved) once every remote
+// endpoint has answered (its first addresses, or its failure: a remote
+// that fails is dropped, as in resolveAll), or stacks.ResolutionDelay
+// after a remote first gave addresses (an address literal at once), which
+// ever comes first: a remote whose lookup is slow, or never answers
+// before ctx ends, does not hold back the attempts to the others (RFC
+// 8305 §3, RFC 9623 §4: racing starts on the first usable addresses), and
+// the remotes known in time keep their order. Then send gets the plan
+// made again over every address known after each later answer (a late
+// remote joins the race so), with more true while an answer is still
+// pending. send runs on the calling
 // goroutine, and never once ctx has ended. resolveStream returns when no
 // answer is pending, or once ctx has ended and its lookups have returned;
 // the goroutines it starts are counted in busy until they end.
@@ -501,10 +507,22 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			})
 		}
 	}
-	for changed := true; ; changed = true {
-		if waiting == 0 && changed {
+	// the first plan waits for every remote's first answer, but, once a
+	// remote has given addresses, at most stacks.ResolutionDelay (delay):
+	// a slow or silent lookup does not hold back the attempts to the
+	// others, and the remotes known by then keep their order
+	posted := false
+	var delay <-chan time.Time
+	for {
+		remotes, err := remotesOf(cfg, results)
+		if !posted && waiting > 0 && err == nil && delay == nil {
+			t := time.NewTimer(stacks.ResolutionDelay)
+			defer t.Stop()
+			delay = t.C
+		}
+		if posted || waiting == 0 {
 			var out *resolved
-			if remotes, err := remotesOf(cfg, results); err != nil {
+			if err != nil {
 				out = &resolved{err: err}
 			} else {
 				out = planResolved(remotes, locals, plan)
@@ -512,6 +530,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			}
 			out.more = pending > 0
 			post(out)
+			posted, delay = true, nil
 		}
 		if pending == 0 {
 			return
@@ -526,6 +545,8 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				pending--
 			}
 			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err}
+		case <-delay: // the remotes still silent join with their first answer
+			waiting = 0
 		case <-ctx.Done():
 			return
 		}

@@ -148,12 +148,31 @@ func TestRacerStreamedResolution(t *testing.T) {
 			want:  []attempt{{"fake", addrA, 0, 2 * ms, false}, {"fake", addrB, 400 * ms, 410 * ms, true}},
 		},
 		{
-			name: "two remotes: a literal one waits for the name's first answer, the late answer joins",
+			// the name is listed first and answers within the resolution
+			// delay: it goes first; its late A answer joins
+			name: "two remotes: a name answering within the resolution delay goes first, the late answer joins",
 			aaaa: dnsAnswer{after: 20 * ms, addrs: []netip.AddrPort{addrA}}, a: dnsAnswer{after: 100 * ms, addrs: []netip.AddrPort{addrB}},
 			remotes: append(named(), endpoints(addrC)...),
 			plain:   map[netip.AddrPort]outcome{addrA: {kind: "dead"}, addrB: {kind: "ok", after: 10 * ms}, addrC: {kind: "dead"}},
 			want: []attempt{{"fake", addrA, 20 * ms, -1, false}, {"fake", addrC, 270 * ms, -1, false},
 				{"fake", addrB, 520 * ms, 530 * ms, true}},
+		},
+		{
+			// the name listed first does not answer: the literal does not
+			// wait for it past the resolution delay (RFC 8305 §3)
+			name: "two remotes: a silent name does not hold back the literal past the resolution delay",
+			aaaa: dnsAnswer{never: true}, a: dnsAnswer{never: true},
+			remotes: append(named(), endpoints(addrC)...),
+			plain:   map[netip.AddrPort]outcome{addrC: {kind: "ok", after: 10 * ms}},
+			want:    []attempt{{"fake", addrC, stacks.ResolutionDelay, stacks.ResolutionDelay + 10*ms, true}},
+		},
+		{
+			name: "two remotes: a slow name's answer joins the literal's race and goes next",
+			aaaa: dnsAnswer{after: 200 * ms, addrs: []netip.AddrPort{addrA}}, a: dnsAnswer{never: true},
+			remotes: append(named(), endpoints(addrC)...),
+			plain:   map[netip.AddrPort]outcome{addrA: {kind: "ok", after: 10 * ms}, addrC: {kind: "dead"}},
+			want: []attempt{{"fake", addrC, stacks.ResolutionDelay, -1, false},
+				{"fake", addrA, stacks.ResolutionDelay + 250*ms, stacks.ResolutionDelay + 260*ms, true}},
 		},
 		{
 			name: "opportunistic security: a late answer's plain attempts wait for their secure siblings",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,4 +99,41 @@ func TestInitiateLateAAAAJoinsRace(t *testing.T) {
 	require.Equal(t, netip.AddrPortFrom(netip.IPv6Loopback(), port).String(), r.Attempts[1].Endpoint)
 	require.True(t, r.Attempts[1].Won)
 	require.GreaterOrEqual(t, r.Attempts[1].Start, 120*time.Millisecond, "started when the AAAA answer came")
+}
+
+// TestInitiateSlowNameDoesNotHoldBackLiteral: two remote endpoints, a host
+// name listed first whose lookups hang until their ctx ends (a resolver
+// that answers only at its 5 s timeout), and an IP literal with a live
+// listener. The literal is attempted after the resolution delay, without
+// waiting for the name (RFC 8305 §3, RFC 9623 §4; gotaps used to wait for
+// every remote's first answer): Ready comes well before the lookup's
+// timeout, and the lookup is cancelled, not timed out.
+func TestInitiateSlowNameDoesNotHoldBackLiteral(t *testing.T) {
+	sys := newTestSystem(t)
+	live := listenerAddr(t, listenLoopback(t, sys))
+	var timedOut, cancelled atomic.Int32
+	lookup := func(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+		select {
+		case <-time.After(5 * time.Second):
+			timedOut.Add(1)
+			return nil, &net.DNSError{Err: "i/o timeout", Name: "slow.example", IsTimeout: true}
+		case <-ctx.Done():
+			cancelled.Add(1)
+			return nil, ctx.Err()
+		}
+	}
+	start := time.Now()
+	c, err := NewPreconnection(WithSystem(sys), WithResolver(lookup),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("slow.example").WithPort(live.Port())),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(live.Port()))).Initiate(testCtx(t))
+	elapsed := time.Since(start)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	require.Less(t, elapsed, 2*time.Second, "the literal's attempt waited for the slow name")
+	require.Zero(t, timedOut.Load(), "a lookup ran to its timeout")
+	require.EqualValues(t, 2, cancelled.Load(), "both lookups (AAAA and A) were cancelled before Initiate returned")
+	r := c.EstablishmentReport()
+	require.Len(t, r.Attempts, 1)
+	require.Equal(t, live.String(), r.Attempts[0].Endpoint)
+	require.True(t, r.Attempts[0].Won)
 }

@@ -118,7 +118,10 @@ type connHandlers struct {
 type PreconnectionOption func(*Preconnection)
 
 // WithRemoteEndpoint adds a remote endpoint; several are alternatives that
-// are raced. Repeatable. A nil endpoint is an invalid one: using the
+// are raced, in the order given among those whose addresses are known
+// when the race starts: a host name not resolved within the 50 ms
+// resolution delay after another endpoint's addresses are known (an IP
+// address at once) joins the race when its answer comes. Repeatable. A nil endpoint is an invalid one: using the
 // Preconnection fails with an *EndpointError (as Connection.AddRemote
 // does).
 func WithRemoteEndpoint(r ...*RemoteEndpoint) PreconnectionOption {
