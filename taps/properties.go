@@ -661,7 +661,10 @@ const (
 	// Selection Property. Default NoPreference. Require and Prefer select
 	// TCP and TLS, which report retransmissions (OnExcessiveRetransmission)
 	// only then; Avoid and Prohibit rule them out no more than QUIC: they
-	// are selected without the reports, and read it back as false.
+	// are selected without the reports, and read it back as false. With
+	// Prohibit, a RetransmitNotifyThreshold other than Disabled is a
+	// conflict (ErrConflictingProperties), on the Preconnection and in a
+	// later Connection.SetProperty alike.
 	RetransmitNotify Property = "_gotaps.retransmitNotify"
 )
 
@@ -731,7 +734,8 @@ const (
 	IsolateSession Property = "isolateSession"
 	// RetransmitNotifyThreshold: the seed's "retransmit-notify-threshold"
 	// (removed from the RFC): int >= 1 retransmissions or Disabled. Default
-	// Disabled.
+	// Disabled. A number contradicts Prohibit RetransmitNotify
+	// (ErrConflictingProperties).
 	RetransmitNotifyThreshold Property = "_gotaps.retransmitNotifyThreshold"
 
 	// ConnState is read-only: the Connection's state.
@@ -1586,6 +1590,8 @@ func (tp *TransportProperties) Properties() []Property {
 //     Require fullChecksumRecv with recvChecksumLen set below FullCoverage;
 //   - Require keepAlive with keepAliveTimeout set to Disabled or longer
 //     than connTimeout; Prohibit keepAlive with keepAliveTimeout set;
+//   - Prohibit _gotaps.retransmitNotify with
+//     _gotaps.retransmitNotifyThreshold set;
 //   - Require activeReadBeforeSend when this side cannot read first
 //     (initiator, direction UnidirectionalSend) or write first (listener,
 //     UnidirectionalReceive);
@@ -1644,6 +1650,9 @@ func (tp *TransportProperties) validate(r role) error {
 				return conflict(KeepAliveTimeout, "%s=%v contradicts Prohibit %s", KeepAliveTimeout, kat, KeepAlive)
 			}
 		}
+	}
+	if th, ok := tp.lookup(RetransmitNotifyThreshold); ok && th != Disabled && pf(RetransmitNotify) == Prohibit {
+		return conflict(RetransmitNotifyThreshold, "%s=%v contradicts Prohibit %s", RetransmitNotifyThreshold, th, RetransmitNotify)
 	}
 	dir, _ := get(Direction).(CommunicationDirection)
 	if pf(ActiveReadBeforeSend) == Require {

@@ -770,6 +770,14 @@ func TestPropertiesValidate(t *testing.T) {
 			mustProp(tp.Prohibit(KeepAlive))
 			mustProp(tp.Set(KeepAliveTimeout, time.Second))
 		}, KeepAliveTimeout},
+		{"prohibit retransmitNotify + threshold", true, func(tp *TransportProperties) {
+			mustProp(tp.Prohibit(RetransmitNotify))
+			mustProp(tp.Set(RetransmitNotifyThreshold, 3))
+		}, RetransmitNotifyThreshold},
+		{"avoid retransmitNotify + threshold", false, func(tp *TransportProperties) {
+			mustProp(tp.Avoid(RetransmitNotify))
+			mustProp(tp.Set(RetransmitNotifyThreshold, 3))
+		}, ""},
 		{"initiator reads first but only sends", false, func(tp *TransportProperties) {
 			mustProp(tp.Require(ActiveReadBeforeSend))
 			mustProp(tp.Set(Direction, UnidirectionalSend))
