@@ -699,6 +699,67 @@ func TestFramersHuntPanicInMaxMessageSize(t *testing.T) {
 	require.ErrorAs(t, c.Send(ctx, []byte("x"), NewMessageContext()), &se, "a Send after it returns")
 }
 
+// overheadPanicFramer is a hookFramer whose MessageOverhead
+// (MessageOverheader) panics.
+type overheadPanicFramer struct{ *hookFramer }
+
+func (f *overheadPanicFramer) Clone() framers.Framer {
+	return &overheadPanicFramer{f.hookFramer.Clone().(*hookFramer)}
+}
+
+func (f *overheadPanicFramer) MessageOverhead() int { panic(errHuntBug) }
+
+// TestFramersHuntPanicInSizeMethodsNamesTheMethod: a panic in a user
+// framer's MaxMessageSize or MessageOverhead, which the connection calls
+// to report sendMsgMaxLen and recvMsgMaxLen (GetProperties), on an
+// accepted or an initiated connection, ends that connection with a
+// ConnectionError carrying a *PanicError that names the framer method,
+// as the other framer panics do; not "connection actor".
+func TestFramersHuntPanicInSizeMethodsNamesTheMethod(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		f      func() framers.Framer
+	}{
+		{"MaxMessageSize", func() framers.Framer { return &sizePanicFramer{newHookFramer()} }},
+		{"MessageOverhead", func() framers.Framer { return &overheadPanicFramer{newHookFramer()} }},
+	} {
+		check := func(t *testing.T, c *Connection) {
+			t.Helper()
+			c.GetProperties()
+			awaitDone(t, c, "the connection")
+			var ce *ConnectionError
+			var pe *PanicError
+			require.ErrorAs(t, c.Err(), &ce)
+			require.ErrorAs(t, c.Err(), &pe)
+			require.ErrorIs(t, c.Err(), errHuntBug)
+			require.Contains(t, pe.Where, tc.method, "the framer method, in %v", c.Err())
+			require.Contains(t, pe.Where, "framer", c.Err().Error())
+		}
+		t.Run(tc.method+"/accepted", func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln := listenLoopback(t, sys, tc.f())
+			defer ln.Stop()
+			peer, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			defer peer.Close()
+			c, err := ln.Accept(testCtx(t))
+			require.NoError(t, err)
+			defer c.Abort()
+			check(t, c)
+		})
+		t.Run(tc.method+"/initiated", func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln, r := rawListener(t)
+			c := initiateTo(t, sys, r, tc.f())
+			defer c.Abort()
+			peer, err := ln.Accept()
+			require.NoError(t, err)
+			defer peer.Close()
+			check(t, c)
+		})
+	}
+}
+
 // markFramer is length-prefix framing that attaches metadata ("marked")
 // only to the messages whose body's second byte is 'M'.
 type markFramer struct{}
