@@ -480,7 +480,15 @@ func parseNamed[T fmt.Stringer](what, s string, all []T, aliases map[string]T) (
 		return v, nil
 	}
 	var zero T
-	return zero, fmt.Errorf("%w: unknown %s %q", ErrInvalidPropertyValue, what, s)
+	names := make([]string, len(all))
+	for i, v := range all {
+		names[i] = v.String()
+	}
+	want := strings.Join(names, ", ")
+	if k := len(names); k > 1 {
+		want = strings.Join(names[:k-1], ", ") + " or " + names[k-1]
+	}
+	return zero, fmt.Errorf("%w: unknown %s %q: want %s", ErrInvalidPropertyValue, what, s, want)
 }
 
 // PropertyKind classifies a property (RFC 9622 §4.1, §6.2, §8, §9.1.3).

@@ -197,6 +197,8 @@ func TestPropertiesProfile(t *testing.T) {
 	}
 	_, err := ParseProfile("unreliable-message") // there is no such profile
 	assert.ErrorIs(t, err, ErrInvalidPropertyValue)
+	assert.EqualError(t, err, `invalid property value: unknown profile "unreliable-message": `+
+		`want reliable-inorder-stream, reliable-message or unreliable-datagram`, "the error lists the profiles")
 }
 
 func TestPropertiesSetValid(t *testing.T) {
