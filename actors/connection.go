@@ -3109,9 +3109,11 @@ func (c *connActor) info() *messages.ConnectionInfo {
 			// on a datagram stack every framed message is one datagram:
 			// what the framers add to it comes off the datagram's payload
 			overhead := int64(0)
-			for _, f := range c.spec.cfg.Framers {
+			for i, f := range c.spec.cfg.Framers {
 				if o, ok := f.(framers.MessageOverheader); ok {
-					overhead += int64(o.MessageOverhead())
+					if n, ok := c.framerSize(i, f, "MessageOverhead", o.MessageOverhead); ok {
+						overhead += int64(n)
+					}
 				}
 			}
 			info.Socket.SendMsgMaxLen = lessOverhead(info.Socket.SendMsgMaxLen, overhead)
@@ -3120,10 +3122,12 @@ func (c *connActor) info() *messages.ConnectionInfo {
 			// at most sendMsgMaxLen)
 			info.Socket.SingularMsgMaxLen = lessOverhead(info.Socket.SingularMsgMaxLen, overhead)
 			// a framer that bounds its messages bounds them too
-			for _, f := range c.spec.cfg.Framers {
-				if m, ok := f.(interface{ MaxMessageSize() int }); ok {
-					info.Socket.SendMsgMaxLen = minLen(info.Socket.SendMsgMaxLen, int64(m.MaxMessageSize()))
-					info.Socket.RecvMsgMaxLen = minLen(info.Socket.RecvMsgMaxLen, int64(m.MaxMessageSize()))
+			for i, f := range c.spec.cfg.Framers {
+				if m, ok := f.(framers.MaxMessageSizer); ok {
+					if n, ok := c.framerSize(i, f, "MaxMessageSize", m.MaxMessageSize); ok {
+						info.Socket.SendMsgMaxLen = minLen(info.Socket.SendMsgMaxLen, int64(n))
+						info.Socket.RecvMsgMaxLen = minLen(info.Socket.RecvMsgMaxLen, int64(n))
+					}
 				}
 			}
 			if so := info.Socket; so.SendMsgMaxLen > 0 && so.SingularMsgMaxLen > so.SendMsgMaxLen {
@@ -3327,6 +3331,20 @@ func (c *connActor) applyLive(m *messages.SetConnectionProperty, cfg *messages.C
 		return fmt.Errorf("apply %s to the %s socket: %w", m.Name, c.stack, err)
 	}
 	return nil
+}
+
+// framerSize calls size, method of framer i (f), for the connection's
+// info. A panic in it is the framer's failure, not the connection actor's:
+// the connection ends as when a framer actor panics (HandleFailure), with
+// a *supervision.PanicError naming the framer and the method, and ok is
+// false (the info leaves that framer's bound out).
+func (c *connActor) framerSize(i int, f framers.Framer, method string, size func() int) (n int, ok bool) {
+	err := supervision.Contain(fmt.Sprintf("framer %T %s", f, method), func() { n = size() })
+	if err != nil {
+		c.sys.AS.Root.Send(c.spec.self, &framerFailed{fromTransport: fromTransport{c.tgen}, idx: i, err: err})
+		return 0, false
+	}
+	return n, true
 }
 
 // HandleFailure makes the connection its framers' supervisor: a framer that

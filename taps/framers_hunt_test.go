@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,12 +31,12 @@ type hookFramer struct {
 	clone    func()
 	check    func(data []byte) error
 	maxBuf   func() int
-	instance int // how many Clones came before this one
-	clones   *int
+	instance int64         // how many Clones came before this one
+	clones   *atomic.Int64 // the Clones of this framer and its copies (concurrent: one per connection)
 }
 
 func newHookFramer() *hookFramer {
-	return &hookFramer{lp: framers.NewLengthPrefix(), clones: new(int)}
+	return &hookFramer{lp: framers.NewLengthPrefix(), clones: new(atomic.Int64)}
 }
 
 // newAckFramer delivers each input as a message after sending "ack:"
@@ -59,8 +60,7 @@ func (h *hookFramer) Clone() framers.Framer {
 	}
 	c := *h
 	c.lp = h.lp.Clone().(*framers.LengthPrefix)
-	*h.clones++
-	c.instance = *h.clones
+	c.instance = h.clones.Add(1)
 	return &c
 }
 
@@ -697,6 +697,98 @@ func TestFramersHuntPanicInMaxMessageSize(t *testing.T) {
 	require.ErrorAs(t, c.Err(), &pe)
 	require.ErrorIs(t, c.Err(), errHuntBug)
 	require.ErrorAs(t, c.Send(ctx, []byte("x"), NewMessageContext()), &se, "a Send after it returns")
+}
+
+// TestFramersHuntConcurrentInitiatesCloneTheFramer: one framer added to
+// Preconnections that Initiate at once is cloned once per connection, by
+// that connection (its framer actor), so that its Clones run
+// concurrently: n connections make n Clones, and -race checks that
+// hookFramer's Clone (its atomic counter) is safe so.
+func TestFramersHuntConcurrentInitiatesCloneTheFramer(t *testing.T) {
+	const n = 8
+	sys := newTestSystem(t)
+	ln := listenLoopback(t, sys)
+	defer ln.Stop()
+	r := loopbackRemote(listenerAddr(t, ln))
+	h := newHookFramer()
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			pre := NewPreconnection(WithSystem(sys), WithRemoteEndpoint(r))
+			pre.AddFramer(h)
+			c, err := pre.Initiate(testCtx(t))
+			if err == nil {
+				c.Abort()
+				<-c.Done()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	require.Equal(t, int64(n), h.clones.Load(), "one Clone per connection")
+}
+
+// overheadPanicFramer is a hookFramer whose MessageOverhead
+// (MessageOverheader) panics.
+type overheadPanicFramer struct{ *hookFramer }
+
+func (f *overheadPanicFramer) Clone() framers.Framer {
+	return &overheadPanicFramer{f.hookFramer.Clone().(*hookFramer)}
+}
+
+func (f *overheadPanicFramer) MessageOverhead() int { panic(errHuntBug) }
+
+// TestFramersHuntPanicInSizeMethodsNamesTheMethod: a panic in a user
+// framer's MaxMessageSize or MessageOverhead, which the connection calls
+// to report sendMsgMaxLen and recvMsgMaxLen (GetProperties), on an
+// accepted or an initiated connection, ends that connection with a
+// ConnectionError carrying a *PanicError that names the framer method,
+// as the other framer panics do; not "connection actor".
+func TestFramersHuntPanicInSizeMethodsNamesTheMethod(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		f      func() framers.Framer
+	}{
+		{"MaxMessageSize", func() framers.Framer { return &sizePanicFramer{newHookFramer()} }},
+		{"MessageOverhead", func() framers.Framer { return &overheadPanicFramer{newHookFramer()} }},
+	} {
+		check := func(t *testing.T, c *Connection) {
+			t.Helper()
+			c.GetProperties()
+			awaitDone(t, c, "the connection")
+			var ce *ConnectionError
+			var pe *PanicError
+			require.ErrorAs(t, c.Err(), &ce)
+			require.ErrorAs(t, c.Err(), &pe)
+			require.ErrorIs(t, c.Err(), errHuntBug)
+			require.Contains(t, pe.Where, tc.method, "the framer method, in %v", c.Err())
+			require.Contains(t, pe.Where, "framer", c.Err().Error())
+		}
+		t.Run(tc.method+"/accepted", func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln := listenLoopback(t, sys, tc.f())
+			defer ln.Stop()
+			peer, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			defer peer.Close()
+			c, err := ln.Accept(testCtx(t))
+			require.NoError(t, err)
+			defer c.Abort()
+			check(t, c)
+		})
+		t.Run(tc.method+"/initiated", func(t *testing.T) {
+			sys := newTestSystem(t)
+			ln, r := rawListener(t)
+			c := initiateTo(t, sys, r, tc.f())
+			defer c.Abort()
+			peer, err := ln.Accept()
+			require.NoError(t, err)
+			defer peer.Close()
+			check(t, c)
+		})
+	}
 }
 
 // markFramer is length-prefix framing that attaches metadata ("marked")

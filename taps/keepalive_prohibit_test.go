@@ -54,3 +54,40 @@ func TestProhibitKeepAliveSelectsStacksThatCanDoWithout(t *testing.T) {
 	c.Abort()
 	<-c.Done()
 }
+
+// TestProhibitRetransmitNotifyRefusesAThreshold: Prohibit
+// _gotaps.retransmitNotify with a _gotaps.retransmitNotifyThreshold is a
+// conflict (ErrConflictingProperties), as keepAliveTimeout with Prohibit
+// keepAlive is: on the Preconnection, before any packet, and in a later
+// SetProperty, which changes nothing; Disabled is still accepted.
+func TestProhibitRetransmitNotifyRefusesAThreshold(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	ln := listenLoopback(t, sys)
+	defer ln.Stop()
+	pre := func(tp *TransportProperties) *Preconnection {
+		return NewPreconnection(WithSystem(sys), WithTransportProperties(tp),
+			WithRemoteEndpoint(loopbackRemote(listenerAddr(t, ln))))
+	}
+
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Prohibit(RetransmitNotify))
+	require.NoError(t, tp.Set(RetransmitNotifyThreshold, 3))
+	_, err := pre(tp).Initiate(ctx)
+	require.ErrorIs(t, err, ErrConflictingProperties, "on the Preconnection")
+
+	tp = NewTransportProperties()
+	require.NoError(t, tp.Prohibit(RetransmitNotify))
+	c, err := pre(tp).Initiate(ctx)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	require.Equal(t, "tcp", c.GetProperties().Stack)
+	err = c.SetProperty(RetransmitNotifyThreshold, 3)
+	require.ErrorIs(t, err, ErrConflictingProperties, "in SetProperty")
+	var pe *PropertyError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, RetransmitNotifyThreshold, pe.Property)
+	v, _ := c.GetProperties().Get(RetransmitNotifyThreshold)
+	require.Equal(t, Disabled, v, "nothing changed")
+	require.NoError(t, c.SetProperty(RetransmitNotifyThreshold, Disabled))
+}

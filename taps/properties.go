@@ -480,7 +480,15 @@ func parseNamed[T fmt.Stringer](what, s string, all []T, aliases map[string]T) (
 		return v, nil
 	}
 	var zero T
-	return zero, fmt.Errorf("%w: unknown %s %q", ErrInvalidPropertyValue, what, s)
+	names := make([]string, len(all))
+	for i, v := range all {
+		names[i] = v.String()
+	}
+	want := strings.Join(names, ", ")
+	if k := len(names); k > 1 {
+		want = strings.Join(names[:k-1], ", ") + " or " + names[k-1]
+	}
+	return zero, fmt.Errorf("%w: unknown %s %q: want %s", ErrInvalidPropertyValue, what, s, want)
 }
 
 // PropertyKind classifies a property (RFC 9622 §4.1, §6.2, §8, §9.1.3).
@@ -661,7 +669,10 @@ const (
 	// Selection Property. Default NoPreference. Require and Prefer select
 	// TCP and TLS, which report retransmissions (OnExcessiveRetransmission)
 	// only then; Avoid and Prohibit rule them out no more than QUIC: they
-	// are selected without the reports, and read it back as false.
+	// are selected without the reports, and read it back as false. With
+	// Prohibit, a RetransmitNotifyThreshold other than Disabled is a
+	// conflict (ErrConflictingProperties), on the Preconnection and in a
+	// later Connection.SetProperty alike.
 	RetransmitNotify Property = "_gotaps.retransmitNotify"
 )
 
@@ -734,7 +745,8 @@ const (
 	IsolateSession Property = "isolateSession"
 	// RetransmitNotifyThreshold: the seed's "retransmit-notify-threshold"
 	// (removed from the RFC): int >= 1 retransmissions or Disabled. Default
-	// Disabled.
+	// Disabled. A number contradicts Prohibit RetransmitNotify
+	// (ErrConflictingProperties).
 	RetransmitNotifyThreshold Property = "_gotaps.retransmitNotifyThreshold"
 
 	// ConnState is read-only: the Connection's state.
@@ -1595,6 +1607,8 @@ func (tp *TransportProperties) Properties() []Property {
 //     Require fullChecksumRecv with recvChecksumLen set below FullCoverage;
 //   - Require keepAlive with keepAliveTimeout set to Disabled or longer
 //     than connTimeout; Prohibit keepAlive with keepAliveTimeout set;
+//   - Prohibit _gotaps.retransmitNotify with
+//     _gotaps.retransmitNotifyThreshold set;
 //   - Require activeReadBeforeSend when this side cannot read first
 //     (initiator, direction UnidirectionalSend) or write first (listener,
 //     UnidirectionalReceive);
@@ -1653,6 +1667,9 @@ func (tp *TransportProperties) validate(r role) error {
 				return conflict(KeepAliveTimeout, "%s=%v contradicts Prohibit %s", KeepAliveTimeout, kat, KeepAlive)
 			}
 		}
+	}
+	if th, ok := tp.lookup(RetransmitNotifyThreshold); ok && th != Disabled && pf(RetransmitNotify) == Prohibit {
+		return conflict(RetransmitNotifyThreshold, "%s=%v contradicts Prohibit %s", RetransmitNotifyThreshold, th, RetransmitNotify)
 	}
 	dir, _ := get(Direction).(CommunicationDirection)
 	if pf(ActiveReadBeforeSend) == Require {

@@ -197,6 +197,8 @@ func TestPropertiesProfile(t *testing.T) {
 	}
 	_, err := ParseProfile("unreliable-message") // there is no such profile
 	assert.ErrorIs(t, err, ErrInvalidPropertyValue)
+	assert.EqualError(t, err, `invalid property value: unknown profile "unreliable-message": `+
+		`want reliable-inorder-stream, reliable-message or unreliable-datagram`, "the error lists the profiles")
 }
 
 func TestPropertiesSetValid(t *testing.T) {
@@ -770,6 +772,14 @@ func TestPropertiesValidate(t *testing.T) {
 			mustProp(tp.Prohibit(KeepAlive))
 			mustProp(tp.Set(KeepAliveTimeout, time.Second))
 		}, KeepAliveTimeout},
+		{"prohibit retransmitNotify + threshold", true, func(tp *TransportProperties) {
+			mustProp(tp.Prohibit(RetransmitNotify))
+			mustProp(tp.Set(RetransmitNotifyThreshold, 3))
+		}, RetransmitNotifyThreshold},
+		{"avoid retransmitNotify + threshold", false, func(tp *TransportProperties) {
+			mustProp(tp.Avoid(RetransmitNotify))
+			mustProp(tp.Set(RetransmitNotifyThreshold, 3))
+		}, ""},
 		{"initiator reads first but only sends", false, func(tp *TransportProperties) {
 			mustProp(tp.Require(ActiveReadBeforeSend))
 			mustProp(tp.Set(Direction, UnidirectionalSend))

@@ -369,20 +369,28 @@ func multipathPolicyError(m *messages.Properties, sel []stacks.Stack, policy Mul
 	return nil
 }
 
+// prohibitedBy maps a Connection Property that turns a feature on to the
+// Selection Property whose Prohibit contradicts it (checkSetProperty).
+var prohibitedBy = map[Property]Property{
+	KeepAliveTimeout:          KeepAlive,
+	RetransmitNotifyThreshold: RetransmitNotify,
+}
+
 // checkSetProperty refuses, on an open connection (cfg is its
 // configuration), a connection property value this system cannot honour:
 // multipathPolicy other than Handover with multipath on, as checkSelection
 // does before establishment (a *PropertyError wrapping
-// ErrPropertyUnsatisfiable), and a keepAliveTimeout other than Disabled on
-// a connection that Prohibits keepAlive, as Validate does (a
+// ErrPropertyUnsatisfiable), and a keepAliveTimeout (a
+// _gotaps.retransmitNotifyThreshold) other than Disabled on a connection
+// that Prohibits keepAlive (_gotaps.retransmitNotify), as Validate does (a
 // *PropertyError wrapping ErrConflictingProperties).
 func checkSetProperty(cfg *messages.ConnectionConfig, p Property, v any) error {
-	if p == KeepAliveTimeout && v != Disabled && cfg != nil &&
-		cfg.Properties.GetValues()[string(KeepAlive)].GetPreference() == int32(Prohibit) {
+	if sel, ok := prohibitedBy[p]; ok && v != Disabled && cfg != nil &&
+		cfg.Properties.GetValues()[string(sel)].GetPreference() == int32(Prohibit) {
 		// the Selection Property is the connection's for good (RFC 9622
-		// §6.2): its socket stays without keep-alives, as Validate has it
+		// §6.2): the feature stays off, as Validate has it
 		return &PropertyError{Property: p, Value: v,
-			Err: fmt.Errorf("%w: %s=%v contradicts Prohibit %s", ErrConflictingProperties, p, v, KeepAlive)}
+			Err: fmt.Errorf("%w: %s=%v contradicts Prohibit %s", ErrConflictingProperties, p, v, sel)}
 	}
 	pol, ok := v.(MultipathPolicyMode)
 	if p != MultipathPolicy || !ok || cfg == nil {

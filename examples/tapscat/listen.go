@@ -171,7 +171,7 @@ func (t *tapscat) listen(ctx context.Context, pre *taps.Preconnection) int {
 func (t *tapscat) serve(ctx context.Context, c *taps.Connection, s *server) {
 	peer := t.remote(ctx, c)
 	t.verbosef("connection from %s", peer)
-	err := t.receiveLoop(ctx, c)
+	err := t.receiveLoop(ctx, c, t.framed || overDatagrams(ctx, c))
 	switch {
 	case errors.Is(err, taps.ErrClosed):
 		// the peer's end of stream (or the connection ended): what was

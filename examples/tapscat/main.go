@@ -12,8 +12,10 @@
 //	                                   received message is sent back on its connection
 //
 // Without a framer (--framer none, the default) stdin and stdout are byte
-// streams copied both ways; with --framer length or --framer line they are
-// line-based: one line is one message.
+// streams copied both ways (over UDP each datagram received is a message,
+// an empty one too: it counts toward --count and --echo sends it back);
+// with --framer length or --framer line they are line-based: one line is
+// one message.
 //
 // When stdin ends, tapscat waits until --count messages have arrived (when
 // given), then closes the connection gracefully (every queued message is

@@ -147,14 +147,16 @@ func (t *tapscat) pump(send func([]byte) error) error {
 // receives, until Receive fails: with an error unwrapping to
 // taps.ErrClosed once the peer has ended its stream (or the connection has
 // ended) and everything received was read. Messages beyond --count are
-// read and dropped.
-func (t *tapscat) receiveLoop(ctx context.Context, conn *taps.Connection) error {
+// read and dropped. messages: conn carries messages (a framer, or a
+// datagram stack, where an empty datagram is a message too), not a byte
+// stream, whose empty end is not one.
+func (t *tapscat) receiveLoop(ctx context.Context, conn *taps.Connection, messages bool) error {
 	for {
 		m, err := conn.Receive(ctx)
 		if err != nil {
 			return err
 		}
-		if !t.framed && len(m.Data) == 0 {
+		if !messages && len(m.Data) == 0 {
 			continue // the empty end of a byte stream
 		}
 		if !t.count.take() {
@@ -216,7 +218,7 @@ func (t *tapscat) initiate(ctx context.Context, pre *taps.Preconnection) int {
 	messages := t.framed || overDatagrams(ctx, conn)
 
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- t.receiveLoop(ctx, conn) }()
+	go func() { recvDone <- t.receiveLoop(ctx, conn, messages) }()
 	stdinDone := make(chan error, 1)
 	go func() {
 		err := t.pump(func(b []byte) error { return conn.Send(ctx, b, nil) })

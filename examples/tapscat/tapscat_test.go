@@ -459,6 +459,31 @@ func TestUDPEchoLines(t *testing.T) {
 	require.Equal(t, "one\ntwo\n", l.stdout)
 }
 
+// TestUDPByteModeEmptyDatagramIsAMessage: without a framer over UDP every
+// datagram is a message, the empty one too (only a byte stream's empty
+// end is not one): a listening tapscat counts it toward --count and
+// echoes it back, in order with the others.
+func TestUDPByteModeEmptyDatagramIsAMessage(t *testing.T) {
+	host, port, wait := startListener(t, "--protocols", "udp", "--echo", "--count", "2", "--timeout", "10s", "127.0.0.1", "0")
+	c, err := net.Dial("udp", net.JoinHostPort(host, port))
+	require.NoError(t, err)
+	defer c.Close()
+	for _, d := range []string{"", "x"} {
+		_, err = c.Write([]byte(d))
+		require.NoError(t, err)
+	}
+	buf := make([]byte, 2048)
+	for _, want := range []string{"", "x"} {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		n, err := c.Read(buf)
+		require.NoError(t, err, "the echo of %q", want)
+		require.Equal(t, want, string(buf[:n]), "the echoes, in order")
+	}
+	l := wait()
+	require.Equal(t, exitOK, l.code, "the empty datagram counts toward --count 2; stderr: %s", l.stderr)
+	require.Equal(t, "x", l.stdout)
+}
+
 // writeSelfSigned writes a self-signed certificate for localhost and
 // 127.0.0.1 and its key as PEM files in a temporary directory.
 func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
