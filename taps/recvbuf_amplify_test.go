@@ -95,18 +95,8 @@ func tinyFrames(body int) []byte {
 func TestTinyMessageFloodTCPHeldMemoryBounded(t *testing.T) {
 	for _, body := range []int{0, 1} {
 		t.Run(map[int]string{0: "empty", 1: "one-byte"}[body], func(t *testing.T) {
-			sys := newTestSystem(t)
 			ctx := testCtx(t)
-			pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
-				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-			pre.AddFramer(framers.NewLengthPrefix())
-			ln, err := pre.Listen(ctx)
-			require.NoError(t, err)
-			w, err := net.Dial("tcp", listenerAddr(t, ln).String())
-			require.NoError(t, err)
-			defer w.Close()
-			s, err := ln.Accept(ctx)
-			require.NoError(t, err)
+			w, s := framedRawPeer(t, amplifyLimit, framers.NewLengthPrefix())
 			require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
 
 			base := heapInUse()
@@ -131,9 +121,6 @@ func TestTinyMessageFloodTCPHeldMemoryBounded(t *testing.T) {
 				require.NoError(t, err)
 				require.Len(t, m.Data, body)
 			}
-			s.Abort()
-			<-s.Done()
-			ln.Stop()
 		})
 	}
 }
@@ -141,18 +128,8 @@ func TestTinyMessageFloodTCPHeldMemoryBounded(t *testing.T) {
 // A message larger than the whole receive buffer still gets through
 // (alone), with many tiny ones queued before it.
 func TestTinyMessagesThenOneLargerThanTheBuffer(t *testing.T) {
-	sys := newTestSystem(t)
 	ctx := testCtx(t)
-	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(64<<10),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	pre.AddFramer(framers.NewLengthPrefix())
-	ln, err := pre.Listen(ctx)
-	require.NoError(t, err)
-	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
-	require.NoError(t, err)
-	defer w.Close()
-	s, err := ln.Accept(ctx)
-	require.NoError(t, err)
+	w, s := framedRawPeer(t, 64<<10, framers.NewLengthPrefix())
 
 	const tiny, big = 5000, 1 << 20
 	var out []byte
@@ -173,10 +150,29 @@ func TestTinyMessagesThenOneLargerThanTheBuffer(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, m.Data, big)
 	require.NoError(t, <-werr)
-	s.Abort()
-	<-s.Done()
-	ln.Stop()
+}
 
+// framedRawPeer is a Connection a Listener on 127.0.0.1 (in a System of
+// its own, with receive buffer recvBuf and framers fs) accepted from w, a
+// raw TCP peer; both end with the test.
+func framedRawPeer(t *testing.T, recvBuf int, fs ...framers.Framer) (net.Conn, *Connection) {
+	t.Helper()
+	ctx := testCtx(t)
+	pre := NewPreconnection(WithSystem(newTestSystem(t)), WithReceiveBuffer(recvBuf),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
+	for _, f := range fs {
+		pre.AddFramer(f)
+	}
+	ln, err := pre.Listen(ctx)
+	require.NoError(t, err)
+	t.Cleanup(ln.Stop)
+	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Abort(); <-s.Done() })
+	return w, s
 }
 
 // floodDatagrams sends empty datagrams from pc to to, a thousand at a
@@ -250,21 +246,8 @@ func TestEmptyDatagramFloodUDPHeldMemoryBounded(t *testing.T) {
 // the receiving side hold far more than its receive buffer, and the
 // messages are all there once the application receives.
 func TestTinyMessagesInOneLargeMessageStackedFramersHeldMemoryBounded(t *testing.T) {
-	sys := newTestSystem(t)
 	ctx := testCtx(t)
-	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	pre.AddFramer(framers.NewLengthPrefix())
-	pre.AddFramer(framers.NewLengthPrefix())
-	ln, err := pre.Listen(ctx)
-	require.NoError(t, err)
-	defer ln.Stop()
-	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
-	require.NoError(t, err)
-	defer w.Close()
-	s, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	defer func() { s.Abort(); <-s.Done() }()
+	w, s := framedRawPeer(t, amplifyLimit, framers.NewLengthPrefix(), framers.NewLengthPrefix())
 
 	const body = 1 << 20 // of the lower framer: body/4 empty messages of the upper one
 	frames := binary.BigEndian.AppendUint32(nil, body)
@@ -299,26 +282,13 @@ func TestTinyMessagesInOneLargeMessageStackedFramersHeldMemoryBounded(t *testing
 func TestStackedFramersHeldMessagesComeBeforeTheEnd(t *testing.T) {
 	for _, reset := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fin", true: "reset"}[reset], func(t *testing.T) {
-			sys := newTestSystem(t)
 			ctx := testCtx(t)
-			pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(64<<10),
-				WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-			pre.AddFramer(framers.NewLengthPrefix())
-			pre.AddFramer(framers.NewLengthPrefix())
-			ln, err := pre.Listen(ctx)
-			require.NoError(t, err)
-			defer ln.Stop()
-			w, err := net.Dial("tcp", listenerAddr(t, ln).String())
-			require.NoError(t, err)
-			defer w.Close()
-			s, err := ln.Accept(ctx)
-			require.NoError(t, err)
-			defer func() { s.Abort(); <-s.Done() }()
+			w, s := framedRawPeer(t, 64<<10, framers.NewLengthPrefix(), framers.NewLengthPrefix())
 
 			const body = 256 << 10 // 64k empty messages of the upper framer, 4 MiB of credit
 			frames := binary.BigEndian.AppendUint32(nil, body)
 			frames = append(frames, make([]byte, body)...)
-			_, err = w.Write(frames)
+			_, err := w.Write(frames)
 			require.NoError(t, err)
 			m, err := s.Receive(ctx)
 			require.NoError(t, err)
@@ -358,20 +328,8 @@ func TestLargeHeaderMetadataFloodHeldMemoryBounded(t *testing.T) {
 	const header = 4 << 10
 	fh, err := framers.NewFixedHeader(header, 0, 4)
 	require.NoError(t, err)
-	sys := newTestSystem(t)
 	ctx := testCtx(t)
-	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	pre.AddFramer(fh)
-	ln, err := pre.Listen(ctx)
-	require.NoError(t, err)
-	defer ln.Stop()
-	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
-	require.NoError(t, err)
-	defer w.Close()
-	s, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	defer func() { s.Abort(); <-s.Done() }()
+	w, s := framedRawPeer(t, amplifyLimit, fh)
 	require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
 
 	base := heapInUse()
@@ -431,20 +389,8 @@ func paddingFramer() *hookFramer {
 // padding the framer skips, must not make the receiving side hold far
 // more than its receive buffer.
 func TestPaddedTinyMessageFloodHeldMemoryBounded(t *testing.T) {
-	sys := newTestSystem(t)
 	ctx := testCtx(t)
-	pre := NewPreconnection(WithSystem(sys), WithReceiveBuffer(amplifyLimit),
-		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)))
-	pre.AddFramer(paddingFramer())
-	ln, err := pre.Listen(ctx)
-	require.NoError(t, err)
-	defer ln.Stop()
-	w, err := net.Dial("tcp", listenerAddr(t, ln).String())
-	require.NoError(t, err)
-	defer w.Close()
-	s, err := ln.Accept(ctx)
-	require.NoError(t, err)
-	defer func() { s.Abort(); <-s.Done() }()
+	w, s := framedRawPeer(t, amplifyLimit, paddingFramer())
 	require.NoError(t, w.(*net.TCPConn).SetWriteBuffer(64<<10))
 
 	const pad = 60 << 10
