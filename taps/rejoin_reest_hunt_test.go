@@ -16,40 +16,10 @@ import (
 // ConnectionError, after Reestablishing events only (no Reestablished, no
 // Closed).
 func TestReestHuntQUICGroupGivesUpTogether(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
 	ctx := testCtx(t)
-	tp := NewTransportProperties()
-	require.NoError(t, tp.Require(Multistreaming))
-	ln, accepted := quicEchoServer(t, sys, pki, tp)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
-		// the attempts to the closed port fail on its ICMP error at once; a
-		// bound this short as 100 ms failed Initiate itself under -race load
-		WithEstablishmentTimeout(2*time.Second),
-		WithReestablishment(ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 2}))
-	pre.AddFramer(framers.NewLengthPrefix())
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	members := []*Connection{c}
-	for range 2 {
-		clone, err := c.Clone(ctx)
-		require.NoError(t, err)
-		members = append(members, clone)
-	}
-	var evs []*reestEvents
-	for i, m := range members {
-		evs = append(evs, watchReest(m))
-		roundTrip(t, m, "before "+string(rune('a'+i)))
-	}
-	first := <-accepted
-	for range len(members) - 1 {
-		<-accepted
-	}
-	ln.Stop()
-	<-ln.Done()
-	first.AbortGroup() // the server and its session are gone
+	members, evs, gone := quicGroupOfThree(t, newTestSystem(t),
+		ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 2})
+	gone()
 	for i, m := range members {
 		select {
 		case <-m.Done():
@@ -82,41 +52,14 @@ func TestReestH22QUICGroupSpendsOneRowOfAttempts(t *testing.T) {
 			dials.Add(1)
 		}
 	}))
-	pki := newTestPKI(t)
 	ctx := testCtx(t)
-	tp := NewTransportProperties()
-	require.NoError(t, tp.Require(Multistreaming))
-	ln, accepted := quicEchoServer(t, sys, pki, tp)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
 	const maxAttempts = 3
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
-		WithEstablishmentTimeout(2*time.Second),
-		// waits long enough that every member has found its stream lost
-		// and asked the group before the dialing member gives up
-		WithReestablishment(ReestablishPolicy{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: maxAttempts}))
-	pre.AddFramer(framers.NewLengthPrefix())
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
-	members := []*Connection{c}
-	for range 2 {
-		clone, err := c.Clone(ctx)
-		require.NoError(t, err)
-		members = append(members, clone)
-	}
-	var evs []*reestEvents
-	for i, m := range members {
-		evs = append(evs, watchReest(m))
-		roundTrip(t, m, "before "+string(rune('a'+i)))
-	}
-	first := <-accepted
-	for range len(members) - 1 {
-		<-accepted
-	}
-	ln.Stop()
-	<-ln.Done()
+	// waits long enough that every member has found its stream lost and
+	// asked the group before the dialing member gives up
+	members, evs, gone := quicGroupOfThree(t, sys,
+		ReestablishPolicy{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: maxAttempts})
 	lost.Store(true)
-	first.AbortGroup() // the server and its session are gone
+	gone()
 	reest := 0
 	for i, m := range members {
 		select {
@@ -134,4 +77,46 @@ func TestReestH22QUICGroupSpendsOneRowOfAttempts(t *testing.T) {
 	// for each of the others, which waited for its session
 	require.Equal(t, maxAttempts+len(members)-1, reest, "Reestablishing events")
 	require.EqualValues(t, maxAttempts, dials.Load(), "dial attempts after the loss")
+}
+
+// quicGroupOfThree is a QUIC Connection to an echo Listener of sys, with
+// the re-establishment policy pol, and two Clones, each watched
+// (watchReest) after a round trip. gone stops the Listener and aborts the
+// server's group: the server and its session are gone, its port closed.
+func quicGroupOfThree(t *testing.T, sys *System, pol ReestablishPolicy) (members []*Connection, evs []*reestEvents, gone func()) {
+	t.Helper()
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithPort(ap.Port())),
+		// the attempts to the closed port fail on its ICMP error at once; a
+		// bound this short as 100 ms failed Initiate itself under -race load
+		WithEstablishmentTimeout(2*time.Second),
+		WithReestablishment(pol))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(ctx)
+	require.NoError(t, err)
+	members = []*Connection{c}
+	for range 2 {
+		clone, err := c.Clone(ctx)
+		require.NoError(t, err)
+		members = append(members, clone)
+	}
+	for i, m := range members {
+		evs = append(evs, watchReest(m))
+		roundTrip(t, m, "before "+string(rune('a'+i)))
+	}
+	first := <-accepted
+	for range len(members) - 1 {
+		<-accepted
+	}
+	return members, evs, func() {
+		ln.Stop()
+		<-ln.Done()
+		first.AbortGroup()
+	}
 }
