@@ -319,6 +319,15 @@ func itemsCost(items []RecvItem) int {
 // A receive that waits although pieces are queued asks for more of an
 // incomplete message than they hold (its minIncompleteLength): for it the
 // queued bytes alone count, as they must be able to fill the buffer.
+// creditSpentLocked reports whether the receive credit is spent with total
+// bytes of an incomplete message queued: they fill the buffer, or with what
+// the rest costs (the bytes in the framers, each piece's overhead) the
+// reader reads no more (readerMayReadLocked), so the message cannot
+// complete before some of it is taken.
+func (l *Link) creditSpentLocked(total int) bool {
+	return total >= l.recvLimit || l.recvChargedLocked() >= int64(l.recvLimit)
+}
+
 func (l *Link) recvChargedLocked() int64 {
 	c := l.inflight.Load() + int64(l.itemBytes)
 	if len(l.reqs) == 0 {
@@ -1580,7 +1589,7 @@ func (l *Link) takeLocked(r *recvReq) (RecvResult, bool) {
 		return l.cutLocked(total, true), true
 	case r.max >= 0 && total >= r.max && r.max > 0:
 		return l.cutLocked(r.max, complete && total == r.max), true
-	case !complete && (minInc >= 0 && total >= max(minInc, 1) || total >= l.recvLimit):
+	case !complete && (minInc >= 0 && total >= max(minInc, 1) || total > 0 && l.creditSpentLocked(total)):
 		// the receive buffer full of an incomplete message is handed over
 		// as a part whatever the receive's minIncompleteLength (above the
 		// buffer, or infinite: complete messages only), as RFC 9622
