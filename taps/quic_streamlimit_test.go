@@ -16,19 +16,7 @@ func TestQUICCloneWaitsForThePeersStreamLimit(t *testing.T) {
 	ctx := testCtx(t)
 	ln, c, clones := quicAtStreamLimit(t, ctx)
 	next := cloneAsync(ctx, c)
-	roundTrip(t, clones[0], "frees a stream when closed")
-	require.NoError(t, clones[0].Close())
-	<-clones[0].Done()
-	r := <-next
-	require.NoError(t, r.err)
-	roundTrip(t, r.c, "the clone that waited")
-	for _, cl := range append(clones[1:], r.c, c) {
-		require.NoError(t, cl.Close())
-	}
-	for _, cl := range append(clones[1:], r.c, c) {
-		<-cl.Done()
-	}
-	ln.Stop()
+	freeAStreamForTheWaiter(t, ln, c, clones, next)
 }
 
 // TestQUICSendOnlyCloneWaitsForThePeersUniStreamLimit: the same for the
@@ -174,6 +162,14 @@ func TestQUICCloneWaitsAtTheStreamLimitAsLongAsItsCtx(t *testing.T) {
 		t.Fatalf("Clone returned while the limit was reached and its ctx ran: %v", r.err)
 	case <-time.After(11 * time.Second): // past the connection's former bound
 	}
+	freeAStreamForTheWaiter(t, ln, c, clones, next)
+}
+
+// freeAStreamForTheWaiter closes the first of clones, which frees a stream
+// of the peer's limit, requires the clone waiting on next to get it and
+// echo, and closes everything.
+func freeAStreamForTheWaiter(t *testing.T, ln *Listener, c *Connection, clones []*Connection, next <-chan cloneResult) {
+	t.Helper()
 	roundTrip(t, clones[0], "frees a stream when closed")
 	require.NoError(t, clones[0].Close())
 	<-clones[0].Done()

@@ -17,20 +17,8 @@ import (
 // member echoes on its own stream. Re-established one by one, the members
 // would dial three sessions, three groups of one at the server.
 func TestQUICGroupReestablishesAsOneSession(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
 	ctx := testCtx(t)
-	tp := NewTransportProperties()
-	require.NoError(t, tp.Require(Multistreaming))
-	ln, accepted := quicEchoServer(t, sys, pki, tp)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
-		WithResolver(loopbackOnly),
-		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, MaxAttempts: 10}))
-	pre.AddFramer(framers.NewLengthPrefix())
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
+	accepted, c := quicReestablishing(t)
 	members := []*Connection{c}
 	for range 2 {
 		clone, err := c.Clone(ctx)
@@ -101,20 +89,8 @@ func TestQUICGroupReestablishesAsOneSession(t *testing.T) {
 // alone: it dialed a session of its own, which the server received as a
 // group of one.
 func TestQUICMemberWhoseStreamIsResetRejoinsTheLiveSession(t *testing.T) {
-	sys := newTestSystem(t)
-	pki := newTestPKI(t)
 	ctx := testCtx(t)
-	tp := NewTransportProperties()
-	require.NoError(t, tp.Require(Multistreaming))
-	ln, accepted := quicEchoServer(t, sys, pki, tp)
-	ap, _ := ln.LocalEndpoints()[0].Addr()
-	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
-		WithResolver(loopbackOnly),
-		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, MaxAttempts: 10}))
-	pre.AddFramer(framers.NewLengthPrefix())
-	c, err := pre.Initiate(ctx)
-	require.NoError(t, err)
+	accepted, c := quicReestablishing(t)
 	clone, err := c.Clone(ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -152,4 +128,26 @@ func TestQUICMemberWhoseStreamIsResetRejoinsTheLiveSession(t *testing.T) {
 	require.ElementsMatch(t, []*Connection{first, fresh}, group, "one group at the server")
 	roundTrip(t, c, "after a")
 	require.Empty(t, evs.all(), "the first member kept its stream")
+}
+
+// quicReestablishing is a QUIC Connection (length-prefix framed, to
+// localhost) under a re-establishment policy that retries every 20 ms,
+// Ready with an echo Listener of its test System, whose received
+// Connections come on accepted.
+func quicReestablishing(t *testing.T) (<-chan *Connection, *Connection) {
+	t.Helper()
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Require(Multistreaming))
+	ln, accepted := quicEchoServer(t, sys, pki, tp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(pki.clientSec()), WithTransportProperties(tp),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
+		WithResolver(loopbackOnly),
+		WithReestablishment(ReestablishPolicy{Initial: 20 * time.Millisecond, MaxAttempts: 10}))
+	pre.AddFramer(framers.NewLengthPrefix())
+	c, err := pre.Initiate(testCtx(t))
+	require.NoError(t, err)
+	return accepted, c
 }
