@@ -134,9 +134,13 @@ type rawStream struct {
 // The kernel hands a socket's error (ETIMEDOUT of TCP_USER_TIMEOUT,
 // ECONNRESET) to one call only: the write that comes after it gets EPIPE.
 func (s *rawStream) noteFault(err error) {
+	if err == io.EOF || s.fault.Load() != nil {
+		return // the usual end of a stream: nothing to note, nothing allocated
+	}
 	var en syscall.Errno
-	if s.fault.Load() == nil && errors.As(err, &en) && en != syscall.EPIPE {
-		s.fault.CompareAndSwap(nil, &err)
+	if errors.As(err, &en) && en != syscall.EPIPE {
+		kept := err // a copy: taking err's own address put it on the heap at every call
+		s.fault.CompareAndSwap(nil, &kept)
 	}
 }
 

@@ -358,6 +358,14 @@ const (
 	acceptRetryMax = time.Second
 )
 
+// isTimeout tells whether err is a net.Error that timed out. Apart from
+// acceptOne so that an accept that succeeds allocates nothing for the
+// errors.As target.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // acceptOne waits for the gate and accepts one transport (errGateClosed
 // when the listener stopped). Timeouts are retried at once; an accept that
 // failed for want of a resource (the process or the system out of file
@@ -373,11 +381,10 @@ func (l *listenerActor) acceptOne(ln stacks.Listener, stack string) (stacks.Tran
 	var wait time.Duration // the last wait after a resource error, 0 after an accept
 	for l.gate.wait() {
 		t, err := ln.Accept()
-		var ne net.Error
 		switch {
 		case err == nil:
 			wait = 0
-		case errors.As(err, &ne) && ne.Timeout():
+		case isTimeout(err):
 			continue
 		case stacks.AcceptRetryable(err):
 			wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
