@@ -353,8 +353,11 @@ type ReestablishPolicy = supervision.Backoff
 // are the group's: when the member that dials has spent MaxAttempts, the
 // members waiting for its session end with it (a ConnectionError with
 // its last attempt's failure), rather than each dialing MaxAttempts more
-// in turn; a member whose transport fails only later starts a row of its
-// own.
+// in turn, and so do the members that had lost their transports by then
+// but whose backoff was due only later (unless a member is Established
+// again when it is, on whose session they open their streams); a member
+// whose transport was still up as the group gave up, and fails only
+// later, starts a row of its own.
 //
 // On Linux the System's route monitor (a netlink socket, one goroutine per
 // System while some connection needs it) also guards each such
