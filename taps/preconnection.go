@@ -155,7 +155,12 @@ func appendEndpoints[E any](to, eps []*E, invalid func() *E) []*E {
 // WithLocalEndpoint adds a local endpoint (needed by Listen). Repeatable:
 // Initiate races over every local endpoint (each a branch of the candidate
 // tree, paired with the remote addresses of its family) and Listen
-// listens on every one, all feeding the one Listener.
+// listens on every one, all feeding the one Listener. For Initiate, a
+// local endpoint whose host name does not resolve is pruned while another
+// is left (RFC 9623 §4.1), and the EstablishmentError, should every
+// attempt fail, names it; when none is left the Initiate fails before any
+// packet with an EstablishmentError of ReasonResolutionFailed wrapping
+// each "local endpoint" *stacks.ResolveError. Listen fails on any.
 func WithLocalEndpoint(l ...*LocalEndpoint) PreconnectionOption {
 	return func(p *Preconnection) { p.locals = appendLocals(p.locals, l) }
 }
