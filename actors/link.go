@@ -661,6 +661,32 @@ func (l *Link) traceSendErrors(ids []uint64, err error) {
 	}
 }
 
+// Tracing reports whether the System of l's connection traces (false
+// before the connection actor has started).
+func (l *Link) Tracing() bool {
+	s := l.panicTo.Load()
+	return s != nil && s.sys.Tracing()
+}
+
+// TraceRefusedSend traces the SendError of send id that the facade refused
+// before handing it to the connection (the send queue was full, the
+// connection was closing or had ended, the message was invalid), in the
+// shape of those the connection traces for the sends it had: a
+// "send_error" record, or an "expired" one when err is ErrExpired (the
+// message waited for room beyond its lifetime). It does nothing when the
+// connection's System does not trace.
+func (l *Link) TraceRefusedSend(id uint64, err error) {
+	s := l.panicTo.Load()
+	if s == nil || !s.sys.Tracing() {
+		return
+	}
+	if errors.Is(err, ErrExpired) {
+		s.sys.trace(&messages.TraceRecord{Kind: "expired", Event: "Expired", ConnectionId: l.id, GroupId: s.groupID, MessageId: id})
+		return
+	}
+	s.sys.trace(&messages.TraceRecord{Kind: "send_error", Event: "SendError", ConnectionId: l.id, GroupId: s.groupID, MessageId: id, Error: err.Error()})
+}
+
 // emitTerminal ends the Link: pending receives and sends fail, then the
 // terminal handler runs. Nothing is delivered after it.
 func (l *Link) emitTerminal(ev Event, err error) {

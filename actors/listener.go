@@ -240,7 +240,7 @@ func (l *listenerActor) listen(ctx actor.Context) error {
 	if err != nil {
 		return err
 	}
-	locals, err := resolveLocals(context.Background(), l.cfg, true)
+	locals, _, err := resolveLocals(context.Background(), l.cfg, true)
 	if err != nil {
 		return err
 	}

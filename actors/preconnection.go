@@ -88,9 +88,9 @@ type resolved struct {
 	remotes []remoteAddrs
 	locals  []localAddrs
 	err     error
-	// unresolved joins the failures of the remote endpoints dropped
-	// because they did not resolve while others did (nil: none), for the
-	// EstablishmentFailure should every attempt fail
+	// unresolved joins the failures of the remote and local endpoints
+	// dropped because they did not resolve while others did (nil: none),
+	// for the EstablishmentFailure should every attempt fail
 	unresolved error
 }
 
@@ -415,7 +415,7 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 	if err != nil {
 		return &resolved{err: fmt.Errorf("%w: %w", ErrNoCandidates, err)}
 	}
-	locals, err := resolveLocals(ctx, cfg, false)
+	locals, unresolved, err := resolveLocals(ctx, cfg, false)
 	if err != nil {
 		return &resolved{err: err}
 	}
@@ -423,7 +423,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 	if err != nil {
 		return &resolved{err: err}
 	}
-	return planResolved(remotes, locals, plan)
+	out := planResolved(remotes, locals, plan)
+	out.unresolved = unresolved
+	return out
 }
 
 // resolveStream resolves cfg's endpoints for a race, as the answers come
@@ -457,7 +459,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		post(&resolved{err: fmt.Errorf("%w: %w", ErrNoCandidates, err)})
 		return
 	}
-	locals, err := resolveLocals(ctx, cfg, false)
+	locals, localsUnresolved, err := resolveLocals(ctx, cfg, false)
 	if err != nil {
 		post(&resolved{err: err})
 		return
@@ -526,7 +528,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				out = &resolved{err: err}
 			} else {
 				out = planResolved(remotes, locals, plan)
-				out.unresolved = unresolvedOf(results)
+				out.unresolved = errors.Join(localsUnresolved, unresolvedOf(results))
 			}
 			out.more = pending > 0
 			post(out)
@@ -655,9 +657,14 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 // resolveLocals resolves the local endpoints: an IP address, or every
 // address of a host name (at most maxDerivedEndpoints; only the first
 // when listen). Unix socket paths are kept for listeners and skipped for
-// Initiate (the remote's path is what is dialed).
-func resolveLocals(ctx context.Context, cfg *messages.ConnectionConfig, listen bool) ([]localAddrs, error) {
+// Initiate (the remote's path is what is dialed). A host name that fails
+// to resolve fails a listener (it listens on every local endpoint); for
+// an Initiate it is pruned as a failed candidate is (RFC 9623 §4.1), and
+// its failure joined in unresolved, while another local endpoint is left:
+// err is the failures, each wrapped as a local endpoint's, when none is.
+func resolveLocals(ctx context.Context, cfg *messages.ConnectionConfig, listen bool) (_ []localAddrs, unresolved, err error) {
 	var out []localAddrs
+	var failed []error
 	for _, l := range cfg.Locals {
 		la := localAddrs{label: endpointLabel(l), port: uint16(l.Port), iface: l.Interface}
 		switch {
@@ -669,13 +676,17 @@ func resolveLocals(ctx context.Context, cfg *messages.ConnectionConfig, listen b
 		case l.IpAddress != "":
 			a, err := netip.ParseAddr(l.IpAddress)
 			if err != nil {
-				return nil, fmt.Errorf("local endpoint: %w", err)
+				return nil, nil, fmt.Errorf("local endpoint: %w", err)
 			}
 			la.addrs = []netip.Addr{a.Unmap()}
 		case l.HostName != "":
 			as, err := cfg.Resolver.Resolve(ctx, l.HostName)
 			if err != nil {
-				return nil, err
+				if listen || ctx.Err() != nil {
+					return nil, nil, err
+				}
+				failed = append(failed, fmt.Errorf("local endpoint: %w", err))
+				continue
 			}
 			if len(as) > maxDerivedEndpoints {
 				as = as[:maxDerivedEndpoints]
@@ -687,7 +698,11 @@ func resolveLocals(ctx context.Context, cfg *messages.ConnectionConfig, listen b
 		}
 		out = append(out, la)
 	}
-	return out, nil
+	if len(failed) > 0 && len(out) == 0 {
+		// nothing left to bind to (an empty list would mean any address)
+		return nil, nil, errors.Join(failed...)
+	}
+	return out, errors.Join(failed...), nil
 }
 
 // pathPlanOf reads the path Selection Properties (interface, pvd,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
+	"github.com/stretchr/testify/require"
 )
 
 func TestClampAttemptDelay(t *testing.T) {
@@ -257,6 +258,48 @@ func TestRaceCacheKey(t *testing.T) {
 	if k := raceCacheKey(iso); k != "" {
 		t.Errorf("isolateSession key %q; want none", k)
 	}
+}
+
+// TestRaceCacheKeyHasWhatMakesTheCandidates: configurations whose
+// candidates differ have different race cache keys (a winner cached for
+// one and absent from the other's candidates held the other's race up to
+// the resolution delay): the remote's service (SRV targets instead of the
+// host's addresses at the service's IANA port), its protocol, a multicast
+// source, the local endpoints and the path preferences.
+func TestRaceCacheKeyHasWhatMakesTheCandidates(t *testing.T) {
+	base := func() *messages.ConnectionConfig {
+		return &messages.ConnectionConfig{Remotes: []*messages.Endpoint{{HostName: "example.org", Port: 443}}}
+	}
+	prefs := func(name string, p map[string]int32) *messages.Properties {
+		return &messages.Properties{Values: map[string]*messages.PropertyValue{
+			name: {Kind: &messages.PropertyValue_NamedPreferences{NamedPreferences: &messages.NamedPreferences{Preferences: p}}}}}
+	}
+	for name, change := range map[string]func(*messages.ConnectionConfig){
+		"service":         func(c *messages.ConnectionConfig) { c.Remotes[0].Service = "https" },
+		"protocol":        func(c *messages.ConnectionConfig) { c.Remotes[0].Protocol = "quic" },
+		"local address":   func(c *messages.ConnectionConfig) { c.Locals = []*messages.Endpoint{{IpAddress: "192.0.2.7"}} },
+		"local host name": func(c *messages.ConnectionConfig) { c.Locals = []*messages.Endpoint{{HostName: "me.example"}} },
+		"local interface": func(c *messages.ConnectionConfig) { c.Locals = []*messages.Endpoint{{Interface: "lo"}} },
+		"interface preference": func(c *messages.ConnectionConfig) {
+			c.Properties = prefs("interface", map[string]int32{"lo": int32(stacks.Require)})
+		},
+		"pvd preference": func(c *messages.ConnectionConfig) {
+			c.Properties = prefs("pvd", map[string]int32{"example.net": int32(stacks.Avoid)})
+		},
+		"temporary address": func(c *messages.ConnectionConfig) {
+			c.Properties = &messages.Properties{Values: map[string]*messages.PropertyValue{
+				"useTemporaryLocalAddress": {Kind: &messages.PropertyValue_Preference{Preference: int32(stacks.Prohibit)}}}}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := base()
+			change(c)
+			require.NotEqual(t, raceCacheKey(base()), raceCacheKey(c))
+		})
+	}
+	asm := &messages.ConnectionConfig{Remotes: []*messages.Endpoint{{IpAddress: "232.1.1.1", Port: 443, Multicast: true}}}
+	ssm := &messages.ConnectionConfig{Remotes: []*messages.Endpoint{{IpAddress: "232.1.1.1", Port: 443, Multicast: true, MulticastSource: "192.0.2.1"}}}
+	require.NotEqual(t, raceCacheKey(asm), raceCacheKey(ssm), "any-source and single-source multicast")
 }
 
 // namedStack renames a stack.

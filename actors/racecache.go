@@ -3,6 +3,7 @@ package actors
 import (
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,21 +92,38 @@ func (c *raceCache) evictLocked(now time.Time) {
 // cacheFor returns the race cache of s.
 func cacheFor(s *System) *raceCache { return &s.raceCache }
 
-// raceCacheKey is the cache key of a configuration: its remote endpoints
-// as the application named them (host or address, port, interface; a
-// Unix domain socket's path), in any order. It is "" (no caching) when the isolateSession property is
-// true (RFC 9622 §8.1.5) or there is no remote.
+// raceCacheKey is the cache key of a configuration: what makes its
+// candidates, in any order: its remote endpoints as the application named
+// them (host or address, port, interface, service: a service's SRV
+// records give other targets than the host name's own addresses at its
+// IANA port; protocol; a multicast group's source; a Unix domain socket's
+// path), its local endpoints (address or host name, port, interface), its
+// path preferences (interface, pvd, useTemporaryLocalAddress) and its
+// ranked stacks. Two configurations that share a key have the same
+// candidates, so a winner cached for one is among the other's (a winner
+// that is not makes the race wait for its address, up to the resolution
+// delay). It is "" (no caching) when the isolateSession property is true
+// (RFC 9622 §8.1.5) or there is no remote.
 func raceCacheKey(cfg *messages.ConnectionConfig) string {
 	if isolated(cfg) || len(cfg.Remotes) == 0 {
 		return ""
 	}
-	keys := make([]string, 0, len(cfg.Remotes))
+	keys := make([]string, 0, len(cfg.Remotes)+len(cfg.Locals))
 	for _, r := range cfg.Remotes {
 		if r.Path != "" {
 			keys = append(keys, "unix:"+r.Path)
 			continue
 		}
-		keys = append(keys, endpointLabel(r)+"%"+r.Interface)
+		k := endpointLabel(r) + "%" + r.Interface + "/" + r.Service + "/" + r.Protocol
+		if r.Multicast {
+			k += "/multicast:" + r.MulticastSource
+		}
+		keys = append(keys, k)
+	}
+	for _, l := range cfg.Locals {
+		if l.Path == "" { // an Initiate does not bind to a path
+			keys = append(keys, "local:"+endpointLabel(l)+"%"+l.Interface+"/"+l.Service)
+		}
 	}
 	sort.Strings(keys)
 	// the ranked stacks are part of the key: a cached winner never
@@ -114,7 +132,30 @@ func raceCacheKey(cfg *messages.ConnectionConfig) string {
 	for _, st := range cfg.Stacks {
 		names = append(names, st.Name())
 	}
-	return strings.Join(keys, ",") + "|" + strings.Join(names, ",")
+	return strings.Join(keys, ",") + "|" + strings.Join(names, ",") + "|" + pathPrefsKey(cfg.Properties)
+}
+
+// pathPrefsKey names the path preferences of props (pathPlanOf's), which
+// choose the paths of the candidates: "" when there are none.
+func pathPrefsKey(props *messages.Properties) string {
+	vals := props.GetValues()
+	var parts []string
+	for _, name := range []string{"interface", "pvd"} {
+		prefs := vals[name].GetNamedPreferences().GetPreferences()
+		if len(prefs) == 0 {
+			continue
+		}
+		named := make([]string, 0, len(prefs))
+		for k, v := range prefs {
+			named = append(named, k+"="+strconv.Itoa(int(v)))
+		}
+		sort.Strings(named)
+		parts = append(parts, name+":"+strings.Join(named, ";"))
+	}
+	if v, ok := vals["useTemporaryLocalAddress"]; ok {
+		parts = append(parts, "useTemporaryLocalAddress:"+strconv.Itoa(int(v.GetPreference())))
+	}
+	return strings.Join(parts, ",")
 }
 
 // isolated reports whether cfg asks for isolateSession.

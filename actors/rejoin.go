@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gotaps/gotaps/messages"
@@ -26,9 +27,14 @@ import (
 // that is still Established: one session and one group stay. The leader
 // keeps the lead through its failed attempts (they are its backoff's);
 // when it gives up, its attempts spent, the waiters end with it (the
-// group's attempts are made by its leader: one row, not one per member);
-// should it end otherwise or leave the group, the waiters ask again and
-// one of them dials. A member that cannot open a stream on the session it was given
+// group's attempts are made by its leader: one row, not one per member),
+// and so do the members that had lost their transports by then but ask
+// only later (their backoff was due later): they lost them with the
+// group, whose attempts are spent, unless a member is Established again
+// when they ask, on whose session they open their streams. A member
+// whose transport was up as the group gave up, and fails only later,
+// starts a row of its own. Should the leader end otherwise or leave the
+// group, the waiters ask again and one of them dials. A member that cannot open a stream on the session it was given
 // (gone too) asks again, and dials when no other session is left.
 
 type (
@@ -68,6 +74,12 @@ type rejoinState struct {
 	via *actor.PID
 	// last: the leader dials the last attempt its policy allows
 	last bool
+	// spent is the failure of the last leader that gave up, its attempts
+	// spent; lost, the members that had lost their transports by then
+	// (re-establishing) and had not asked: they end with it when they
+	// ask, unless a member is live then
+	spent error
+	lost  []*actor.PID
 }
 
 // rejoin answers a member due to re-establish: it opens a stream on the
@@ -96,7 +108,11 @@ func (g *groupActor) rejoin(ctx actor.Context, m *sessionRejoin) {
 	case live != nil:
 		// its stream alone was lost (the peer reset it): the session may
 		// live on under the other members
+		r.dropLost(m.from) // a session lives on: its next loss is a later one
 		ctx.Send(m.from, &rejoinVia{via: live})
+	case r.dropLost(m.from):
+		// it lost its transport before the group gave up
+		ctx.Send(m.from, &rejoinGiveUp{err: r.spent})
 	default:
 		r.leader, r.last = m.from, m.last
 		ctx.Send(m.from, &rejoinDial{})
@@ -140,6 +156,9 @@ func (g *groupActor) rejoinEnded(ctx actor.Context, who *actor.PID, ok bool) {
 	if !ok && r.last {
 		spent = g.spentLeader(who)
 	}
+	if spent != nil {
+		g.noteLost(who, waiters, spent)
+	}
 	for _, pid := range waiters {
 		switch {
 		case ok:
@@ -150,6 +169,35 @@ func (g *groupActor) rejoinEnded(ctx actor.Context, who *actor.PID, ok bool) {
 			ctx.Send(pid, &rejoinRetry{})
 		}
 	}
+}
+
+// noteLost records that the group gave up with leader's failure spent
+// (rejoinState.spent), and the members other than leader and its waiters
+// that had lost their transports (Ready before, Establishing again): they
+// share the group's fate when they ask. The session of the last leader
+// that got one is gone too (the leader dialed for want of a session).
+func (g *groupActor) noteLost(leader *actor.PID, waiters []*actor.PID, spent error) {
+	r := g.rj
+	r.spent, r.lost, r.via = spent, r.lost[:0], nil
+	for _, mb := range g.members {
+		if mb.PID.Equal(leader) || slices.ContainsFunc(waiters, mb.PID.Equal) {
+			continue
+		}
+		if mb.Link.State() == Establishing && mb.Link.WasReady() {
+			r.lost = append(r.lost, mb.PID)
+		}
+	}
+}
+
+// dropLost takes who out of the members lost with the group, and reports
+// whether it was one.
+func (r *rejoinState) dropLost(who *actor.PID) bool {
+	i := slices.IndexFunc(r.lost, who.Equal)
+	if i < 0 {
+		return false
+	}
+	r.lost = slices.Delete(r.lost, i, i+1)
+	return true
 }
 
 // spentLeader returns the failure a leader that dialed its last attempt
@@ -178,6 +226,7 @@ func (g *groupActor) rejoinLeft(ctx actor.Context, who *actor.PID) {
 	if r == nil {
 		return
 	}
+	r.dropLost(who) // in a group of its own, it dials alone
 	for i, pid := range r.waiters {
 		if pid.Equal(who) {
 			r.waiters = append(r.waiters[:i], r.waiters[i+1:]...)

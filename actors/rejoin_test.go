@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gotaps/gotaps/messages"
 	"github.com/stretchr/testify/require"
 )
 
@@ -273,4 +274,69 @@ func TestRejoinWaitersGiveUpWithALeaderThatSpentItsAttempts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A group gives up together: once the member dialing its new session has
+// spent its attempts, a member that had lost its transport before (it was
+// Ready, and is re-establishing) ends with it even when it asks only
+// after (its backoff was due later, or it found the loss later): the
+// group's attempts are spent, and it must not dial a row of its own. A
+// member whose transport was still up as the group gave up, and fails
+// only later, starts a row of its own (rejoinDial).
+func TestRejoinMemberLostBeforeTheGroupGaveUpEndsWithIt(t *testing.T) {
+	sys := NewSystem(Config{})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	probe := func() (*actor.PID, chan any) {
+		got := make(chan any, 4)
+		pid := sys.AS.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			switch m := ctx.Message().(type) {
+			case *rejoinDial, *rejoinVia, *rejoinRetry, *rejoinGiveUp:
+				got <- m
+			}
+		}))
+		t.Cleanup(func() { sys.AS.Root.Stop(pid) })
+		return pid, got
+	}
+	await := func(ch chan any, what string) any {
+		t.Helper()
+		select {
+		case m := <-ch:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message: %s", what)
+			return nil
+		}
+	}
+	readyLink := func(id uint64, st State) *Link {
+		l := NewLink(id, 0, 0, true)
+		l.emitReady()
+		l.setState(st)
+		return l
+	}
+	leader, _ := probe()
+	late, lateGot := probe()
+	later, laterGot := probe()
+	leaderLink := readyLink(1, Establishing)
+	laterLink := readyLink(3, Established) // its transport is up as the group gives up
+	g := &groupActor{sys: sys, alive: 3, members: []GroupMember{{PID: leader, Link: leaderLink},
+		{PID: late, Link: readyLink(2, Establishing)}, {PID: later, Link: laterLink}}}
+	group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
+	t.Cleanup(func() { sys.AS.Root.Stop(group) })
+	// the leader could not open its stream on later's session (failedVia):
+	// it dials
+	sys.AS.Root.Send(group, &sessionRejoin{from: leader, failedVia: later, last: true})
+	failure := &EstablishmentFailure{Err: errors.New("unreachable")}
+	leaderLink.emitTerminal(EvConnectionError, failure)
+	sys.AS.Root.Send(group, &actor.Terminated{Who: leader})
+	// the group has given up once the Terminated is handled: a request
+	// answered after it was
+	_, err := sys.AS.Root.RequestFuture(group, &messages.ListGroupMembers{}, 5*time.Second).Result()
+	require.NoError(t, err)
+	laterLink.setState(Establishing) // lost only now: no member is live
+	sys.AS.Root.Send(group, &sessionRejoin{from: late})
+	m := await(lateGot, "the member lost before the group gave up")
+	require.IsType(t, &rejoinGiveUp{}, m, "it ends with the group")
+	require.ErrorIs(t, m.(*rejoinGiveUp).err, failure)
+	sys.AS.Root.Send(group, &sessionRejoin{from: later})
+	require.IsType(t, &rejoinDial{}, await(laterGot, "the member lost after the group gave up"), "a row of its own")
 }

@@ -649,21 +649,37 @@ func (c *Connection) Send(ctx context.Context, data []byte, mc *MessageContext) 
 // part from the middle of a Message.
 func (c *Connection) SendPartial(ctx context.Context, data []byte, mc *MessageContext, endOfMessage bool) error {
 	if mc == nil && !endOfMessage {
-		return &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
+		return c.refused(0, errPartialNeedsContext)
 	}
 	return c.send(ctx, data, mc, endOfMessage)
 }
 
+// errPartialNeedsContext refuses a part sent without a MessageContext.
+var errPartialNeedsContext = &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
+
+// refused is the SendError of a send refused before it was handed to the
+// connection actor (id: its send id, 0 when it had none yet), traced as
+// the connection traces the SendErrors (and Expired) of the sends it had.
+func (c *Connection) refused(id uint64, err error) error {
+	if c.link.Tracing() {
+		if id == 0 {
+			id = c.nextSend.Add(1)
+		}
+		c.link.TraceRefusedSend(id, err)
+	}
+	return sendError(err)
+}
+
 func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, eom bool) error {
 	if err := c.checkSendable(); err != nil {
-		return sendError(err)
+		return c.refused(0, err)
 	}
 	w := sendWaiters.Get().(*sendWaiter)
 	m := &w.msg
 	part, err := c.fillSend(m, data, mc, eom)
 	if err != nil {
 		w.release()
-		return sendError(err)
+		return c.refused(0, err)
 	}
 	var expire time.Time // its msgLifetime bounds a wait for room too
 	if !m.Queued.IsZero() {
@@ -673,8 +689,9 @@ func (c *Connection) send(ctx context.Context, data []byte, mc *MessageContext, 
 		if part {
 			c.partNotHandedOver(mc, m, err)
 		}
+		id := m.SendID
 		w.release() // never handed over
-		return sendError(err)
+		return c.refused(id, err)
 	}
 	c.postNow(m)
 	// the event has usually come already: the write ran on this goroutine
@@ -766,8 +783,8 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 // fails its whole Message, as for SendPartial.
 func (c *Connection) SendPartialAsync(data []byte, mc *MessageContext, endOfMessage bool, handler func(*Connection, error)) {
 	if mc == nil && !endOfMessage {
+		err := c.refused(0, errPartialNeedsContext)
 		if handler != nil {
-			err := &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
 			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}
 		return
@@ -776,26 +793,27 @@ func (c *Connection) SendPartialAsync(data []byte, mc *MessageContext, endOfMess
 }
 
 func (c *Connection) sendAsync(data []byte, mc *MessageContext, eom bool, handler func(*Connection, error)) {
-	fail := func(err error) {
+	// fail refuses send id (0: it has none yet)
+	fail := func(id uint64, err error) {
+		err = c.refused(id, err)
 		if handler != nil {
-			err = sendError(err)
 			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}
 	}
 	if err := c.checkSendable(); err != nil {
-		fail(err)
+		fail(0, err)
 		return
 	}
 	m, part, err := c.prepareSend(data, mc, eom)
 	if err != nil {
-		fail(err)
+		fail(0, err)
 		return
 	}
 	if err := c.link.TryAcquireSend(len(data)); err != nil {
 		if part {
 			c.partNotHandedOver(mc, m, err)
 		}
-		fail(err)
+		fail(m.SendID, err)
 		return
 	}
 	if handler != nil {
@@ -804,7 +822,7 @@ func (c *Connection) sendAsync(data []byte, mc *MessageContext, eom bool, handle
 			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}) {
 			c.link.ReleaseSend(len(data))
-			fail(ErrClosed) // the connection has ended: no part of anything goes out
+			fail(m.SendID, ErrClosed) // the connection has ended: no part of anything goes out
 			return
 		}
 	}

@@ -155,7 +155,12 @@ func appendEndpoints[E any](to, eps []*E, invalid func() *E) []*E {
 // WithLocalEndpoint adds a local endpoint (needed by Listen). Repeatable:
 // Initiate races over every local endpoint (each a branch of the candidate
 // tree, paired with the remote addresses of its family) and Listen
-// listens on every one, all feeding the one Listener.
+// listens on every one, all feeding the one Listener. For Initiate, a
+// local endpoint whose host name does not resolve is pruned while another
+// is left (RFC 9623 §4.1), and the EstablishmentError, should every
+// attempt fail, names it; when none is left the Initiate fails before any
+// packet with an EstablishmentError of ReasonResolutionFailed wrapping
+// each "local endpoint" *stacks.ResolveError. Listen fails on any.
 func WithLocalEndpoint(l ...*LocalEndpoint) PreconnectionOption {
 	return func(p *Preconnection) { p.locals = appendLocals(p.locals, l) }
 }
@@ -353,8 +358,11 @@ type ReestablishPolicy = supervision.Backoff
 // are the group's: when the member that dials has spent MaxAttempts, the
 // members waiting for its session end with it (a ConnectionError with
 // its last attempt's failure), rather than each dialing MaxAttempts more
-// in turn; a member whose transport fails only later starts a row of its
-// own.
+// in turn, and so do the members that had lost their transports by then
+// but whose backoff was due only later (unless a member is Established
+// again when it is, on whose session they open their streams); a member
+// whose transport was still up as the group gave up, and fails only
+// later, starts a row of its own.
 //
 // On Linux the System's route monitor (a netlink socket, one goroutine per
 // System while some connection needs it) also guards each such

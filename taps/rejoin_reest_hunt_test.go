@@ -120,3 +120,37 @@ func quicGroupOfThree(t *testing.T, sys *System, pol ReestablishPolicy) (members
 		first.AbortGroup()
 	}
 }
+
+// A QUIC group whose server is gone for good, with one attempt: the member
+// that asks first dials it and gives up at once (the closed port's ICMP
+// error); the others lost their streams with the same session and end
+// with it even when their backoff was due only after it gave up, instead
+// of each dialing a row of its own (rejoin.go: noteLost).
+func TestReestQUICGroupMembersLostTogetherEndTogether(t *testing.T) {
+	var lost atomic.Bool
+	var dials atomic.Int32
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if lost.Load() && r.Kind == "candidate" && r.Event == "AttemptStarted" {
+			dials.Add(1)
+		}
+	}))
+	ctx := testCtx(t)
+	members, evs, gone := quicGroupOfThree(t, sys,
+		ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 1})
+	lost.Store(true)
+	gone()
+	for i, m := range members {
+		select {
+		case <-m.Done():
+		case <-ctx.Done():
+			t.Fatalf("member %d stuck in %v", i, m.State())
+		}
+		var ce *ConnectionError
+		require.ErrorAs(t, m.Err(), &ce, "member %d", i)
+		// (a member whose stream the server's abort reset before the
+		// others' may reopen it on their session, still up: Reestablished)
+		got := evs[i].all()
+		require.Equal(t, "connectionError", got[len(got)-1], "member %d: %v", i, got)
+	}
+	require.EqualValues(t, 1, dials.Load(), "dial attempts after the loss: the group's one")
+}

@@ -471,3 +471,46 @@ func TestSRVLookupEndsWithInitiatesCtx(t *testing.T) {
 	require.Empty(t, ee.Attempts)
 	require.Less(t, took, 900*time.Millisecond, "Initiate waited for the DNS answers")
 }
+
+// TestSRVRaceCacheKeyHasTheService: the race cache keys an Initiate by
+// its remote endpoints' services too. A service's IANA port is the
+// endpoint's port ("https": 443), so example.test with the service https
+// (its SRV target, the listener) and example.test with the explicit port
+// 443 (its own addresses) had one key though their candidates differ: the
+// second found the first's winner among none of its candidates and, its
+// AAAA answer in and its A answer pending, held its race the resolution
+// delay (50 ms) for that winner's address, which could never come.
+func TestSRVRaceCacheKeyHasTheService(t *testing.T) {
+	var started sync.Map // remote -> time of its first AttemptStarted
+	sys := newTestSystem(t, WithTracer(func(r *TraceRecord) {
+		if r.Kind == "candidate" && r.Event == "AttemptStarted" {
+			started.LoadOrStore(r.Remote, time.Unix(0, r.TimeUnixNano))
+		}
+	}))
+	ln := listenLoopback(t, sys, framers.NewLengthPrefix())
+	echoServer(t, ln)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_https._tcp.example.test", 10, 5, portOf(t, ln), "target.example.test")
+	dns.AddAddr("target.example.test", loopback4)
+	// nothing listens on their port 443
+	dns.AddAddr("example.test", netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.2"))
+	for range 2 {
+		c, err := srvPre(sys, dns, "https", WithProtocols("tcp")).Initiate(testCtx(t))
+		require.NoError(t, err)
+		requireEcho(t, c)
+		c.Abort()
+		<-c.Done()
+	}
+	dns.SetDelay("A", 300*time.Millisecond)
+	pre := NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("example.test").WithPort(443)))
+	begin := time.Now()
+	if c, err := pre.Initiate(testCtx(t)); err == nil { // something listens on [::1]:443 here
+		c.Abort()
+		<-c.Done()
+	}
+	at, ok := started.Load("[::1]:443")
+	require.True(t, ok, "[::1]:443 was attempted")
+	require.Less(t, at.(time.Time).Sub(begin), stacks.ResolutionDelay,
+		"the AAAA answer's address is attempted at once: no other endpoint's winner is waited for")
+}
