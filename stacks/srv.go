@@ -134,15 +134,18 @@ func OrderSRV(recs []*net.SRV, randN func(n int) int) []*net.SRV {
 // wrapping ErrServiceUnavailable. A name with no SRV record fails with a
 // *ResolveError wrapping the resolver's *net.DNSError (IsNotFound); so do
 // the resolver's other failures. A malformed record the resolver dropped
-// is not an error when others are left. It returns ctx's error as soon as
-// ctx ends: net.Resolver.LookupSRV heeds only a ctx's deadline while it
-// waits for the answer (not its cancellation), so it runs in a goroutine
-// of its own, left to end with the resolver's timeout.
+// is not an error when others are left.
+//
+// It returns ctx's error as soon as ctx ends, and the lookup ends with
+// it: net.Resolver.LookupSRV heeds only a ctx's deadline while it waits
+// for an answer (not its cancellation), so the query goes through a copy
+// of r.DNS (cancellable) whose sockets are closed once ctx ends. That
+// holds wherever SRV records are looked up by Go's own resolver (every
+// Unix; Windows with PreferGo). Windows' system resolver (DnsQuery, the
+// default there) cannot be interrupted: its lookup runs on in a goroutine
+// of its own until the system's timeout, its answer dropped.
 func (r Resolver) LookupSRV(ctx context.Context, service, proto, host string) ([]*net.SRV, error) {
-	res := r.DNS
-	if res == nil {
-		res = net.DefaultResolver
-	}
+	res := cancellable(r.DNS)
 	name := SRVName(service, proto, host)
 	type answer struct {
 		recs []*net.SRV
@@ -182,4 +185,33 @@ func (r Resolver) LookupSRV(ctx context.Context, service, proto, host string) ([
 		err = &net.DNSError{Err: "no SRV record", Name: name, IsNotFound: true}
 	}
 	return nil, &ResolveError{Host: name, Err: err}
+}
+
+// cancellable returns a resolver that looks up as res does (nil:
+// net.DefaultResolver), but whose every socket (res.Dial's, or a
+// net.Dialer's) is closed once the ctx of the query it was dialed for
+// ends: Go's resolver sets that ctx's deadline on the socket and never
+// looks at its cancellation, so a cancelled query would otherwise wait
+// for an answer until the resolver's timeout. The socket is returned as
+// dialed (not wrapped), as Go's resolver tells UDP from TCP by its type.
+// A socket closed after its query is over (the query's ctx ends when it
+// returns) is closed a second time, harmlessly.
+func cancellable(res *net.Resolver) *net.Resolver {
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	dial := res.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	return &net.Resolver{PreferGo: res.PreferGo, StrictErrors: res.StrictErrors,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			c, err := dial(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			context.AfterFunc(ctx, func() { _ = c.Close() })
+			return c, nil
+		}}
 }
