@@ -323,7 +323,14 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // wins, and no SRV record is looked up), Initiate looks up the service's
 // DNS SRV records (RFC 2782), alongside the host name's addresses (used
 // only when there is no record, so that the fallback costs no extra DNS
-// round trip):
+// round trip; once they are in, the SRV answer is waited for 50 ms at
+// most, the resolution delay of RFC 8305 and RFC 9460 §5.1: past it the
+// host name is attempted with the IANA port while the SRV lookup goes
+// on, so that a DNS server that drops SRV queries costs 50 ms, not the
+// resolver's timeout, and SRV targets that answer later join the race in
+// place of the host name's addresses not attempted yet, an attempt
+// already started going on; the race does not fail while the SRV answer
+// is pending):
 // "_service._tcp.host" for the stacks over TCP (tcp, tls),
 // "_service._udp.host" for the stacks over UDP (quic, udp, udplite),
 // each once per Initiate for the stacks that may be selected (with

@@ -352,9 +352,11 @@ func TestSRVNotForDialer(t *testing.T) {
 // (the common case) costs no DNS round trip more than a plain host name:
 // with every answer held back 300 ms, Initiate ends (Ready, or an
 // EstablishmentError listing the IANA port's attempts) well before the
-// 600 ms of the two round trips in a row. With SRV records, the host
-// name's addresses, in first, are still not attempted over the transport
-// that has records.
+// 600 ms of the two round trips in a row. With SRV records held back
+// 300 ms, the host name's addresses, in first, are attempted with the
+// service's IANA port once the SRV answer has been waited for 50 ms (the
+// resolution delay; echo: 7, at 127.0.0.2, where nothing listens), and
+// the SRV target, in later, joins the race and wins.
 func TestSRVLookupConcurrentWithHostName(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	t.Run("no SRV record", func(t *testing.T) {
@@ -396,9 +398,15 @@ func TestSRVLookupConcurrentWithHostName(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Abort()
 		requireEcho(t, c)
-		for _, a := range c.EstablishmentReport().Attempts {
-			require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), a.Endpoint)
+		fallback := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 7).String()
+		won := wonEndpoint(t, c)
+		if won == fallback {
+			t.Skip("something listens on 127.0.0.2:7 on this host: the fallback won")
 		}
+		require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), won)
+		as := c.EstablishmentReport().Attempts
+		require.Len(t, as, 2, "%+v", as)
+		require.Equal(t, fallback, as[0].Endpoint, "the fallback is attempted before the SRV answer: %+v", as)
 	})
 }
 
@@ -470,4 +478,33 @@ func TestSRVLookupEndsWithInitiatesCtx(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Empty(t, ee.Attempts)
 	require.Less(t, took, 900*time.Millisecond, "Initiate waited for the DNS answers")
+}
+
+// TestSRVDroppedSRVAnswer: a DNS server that never answers SRV queries
+// does not hold Initiate back for the resolver's timeout (5 s per
+// attempt): once the host name's addresses are in, the SRV answer is
+// waited for 50 ms at most (the resolution delay), then the host name is
+// attempted with the service's IANA port (echo: 7; example.test is
+// 127.0.0.2, where nothing listens). With Initiate's ctx ending after
+// 1 s, that attempt is made, not none at all; its refusal does not end
+// the race while the SRV answer is pending.
+func TestSRVDroppedSRVAnswer(t *testing.T) {
+	fallback := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 7).String()
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.2"))
+	dns.Drop("SRV")
+	ctx, cancel := context.WithTimeout(testCtx(t), time.Second)
+	defer cancel()
+	c, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Initiate(ctx)
+	if err == nil { // something listens on 127.0.0.2:7 on this host
+		defer c.Abort()
+		require.Equal(t, fallback, wonEndpoint(t, c))
+		return
+	}
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.NotEmpty(t, ee.Attempts, "no attempt before the SRV lookup's timeout: %v", err)
+	require.Equal(t, fallback, ee.Attempts[0].Endpoint, "%v", err)
+	require.Contains(t, dns.Queries(), "SRV _echo._tcp.example.test.")
 }
