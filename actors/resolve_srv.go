@@ -266,8 +266,7 @@ func srvSets(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.En
 		}
 	}
 	noPort := func(lookupErr error) error {
-		return fmt.Errorf("service %q of %s: no SRV record, and not an IANA service name (no port to fall back on): %w",
-			r.Service, r.HostName, lookupErr)
+		return &stacks.ServiceError{Service: r.Service, Host: r.HostName, Err: lookupErr}
 	}
 	if !found {
 		if r.Port != 0 {

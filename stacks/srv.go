@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -14,6 +15,38 @@ import (
 // (RFC 2782: "the service is decidedly not available at this domain").
 // A *ResolveError naming the SRV owner name wraps it; nothing is attempted.
 var ErrServiceUnavailable = errors.New(`service not available at this domain (SRV target ".")`)
+
+// ErrNoServicePort: a service has no port to reach it at: it is not an
+// IANA service name (Go's table, /etc/services), and no SRV record gives
+// one (none was found, or none is looked up for the endpoint). A
+// *ServiceError naming the service wraps it.
+var ErrNoServicePort = errors.New("no port for the service")
+
+// ServiceError reports a service that leaves an endpoint with no port:
+// Service is not an IANA service name and no SRV record of Host gives a
+// port. Err is why the SRV lookups gave none (*ResolveError, for each
+// label looked up), nil when none is looked up for Host (an IP address,
+// localhost, a local endpoint). It unwraps to ErrNoServicePort and Err.
+type ServiceError struct {
+	Service string
+	Host    string
+	Err     error
+}
+
+func (e *ServiceError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("service %q: not an IANA service name, and no SRV record is looked up here (no port)", e.Service)
+	}
+	return fmt.Sprintf("service %q of %s: no SRV record, and not an IANA service name (no port to fall back on): %v",
+		e.Service, e.Host, e.Err)
+}
+
+func (e *ServiceError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrNoServicePort}
+	}
+	return []error{ErrNoServicePort, e.Err}
+}
 
 // SRVProto is the protocol label of the SRV records that give the
 // endpoints of a stack (RFC 2782 "_Proto"): "udp" for the stacks over UDP

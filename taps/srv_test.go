@@ -203,6 +203,11 @@ func TestSRVFallbackToIANAPort(t *testing.T) {
 	require.ErrorAs(t, err, &de, "%v", err)
 	require.True(t, de.IsNotFound)
 	require.ErrorContains(t, err, "not an IANA service name")
+	require.ErrorIs(t, err, ErrNoServicePort)
+	var se *ServiceError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, "gotaps-nosvc", se.Service)
+	require.Equal(t, "example.test", se.Host)
 
 	// an IP address with a service name only has its IANA port: no SRV
 	_, err = NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()),
@@ -507,4 +512,49 @@ func TestSRVDroppedSRVAnswer(t *testing.T) {
 	require.NotEmpty(t, ee.Attempts, "no attempt before the SRV lookup's timeout: %v", err)
 	require.Equal(t, fallback, ee.Attempts[0].Endpoint, "%v", err)
 	require.Contains(t, dns.Queries(), "SRV _echo._tcp.example.test.")
+}
+
+// TestSRVAddRemoteServiceWithoutIANAPort: Connection.AddRemote takes a
+// host name with a service that has no IANA port, as Initiate does (its
+// port comes from the SRV records), and the connection's re-establishment
+// goes to the SRV target; RemoveRemote takes it too. Where no SRV record
+// is ever looked up (an IP address, localhost) such a service leaves no
+// port: AddRemote refuses it with ErrInvalidEndpoint, naming the service.
+func TestSRVAddRemoteServiceWithoutIANAPort(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	a, b := newEndpointPeer(t, sys), newEndpointPeer(t, sys)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_gotaps-nosvc._tcp.example.test", 1, 0, b.addr.Port(), "target.example.test")
+	dns.AddAddr("target.example.test", loopback4)
+	c := epInitiate(t, sys, nil, []PreconnectionOption{WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+		WithReestablishment(ReestablishPolicy{Initial: 10 * time.Millisecond, MaxAttempts: 5})}, a.remote())
+	_, reestablished := epReestablishEvents(c)
+	epEcho(t, ctx, c, "to a")
+
+	srv := NewRemoteEndpoint().WithHostName("example.test").WithService("gotaps-nosvc")
+	other := NewRemoteEndpoint().WithHostName("example.test").WithService("gotaps-other")
+	require.NoError(t, c.AddRemote(ctx, srv, other))
+	require.Equal(t, []string{a.addr.String(), "example.test:gotaps-nosvc", "example.test:gotaps-other"}, epRemotes(t, ctx, c))
+	require.NoError(t, c.RemoveRemote(ctx, other), "another service of the same host name is another endpoint")
+	require.Equal(t, []string{a.addr.String(), "example.test:gotaps-nosvc"}, epRemotes(t, ctx, c))
+	for _, bad := range []*RemoteEndpoint{
+		NewRemoteEndpoint().WithHostName("localhost").WithService("gotaps-nosvc"),
+		NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithService("gotaps-nosvc"),
+	} {
+		err := c.AddRemote(ctx, bad)
+		require.ErrorIs(t, err, ErrInvalidEndpoint)
+		require.ErrorIs(t, err, ErrNoServicePort)
+		var se *ServiceError
+		require.ErrorAs(t, err, &se)
+		require.Equal(t, "gotaps-nosvc", se.Service)
+		require.ErrorContains(t, err, `"gotaps-nosvc"`)
+	}
+
+	a.goAway()
+	epAwait(t, ctx, reestablished, "Reestablished")
+	require.Equal(t, b.addr.Port(), epRemotePort(t, ctx, c))
+	b.next(t, ctx)
+	epEcho(t, ctx, c, "to b, found over SRV")
+	require.Contains(t, dns.Queries(), "SRV _gotaps-nosvc._tcp.example.test.")
 }
