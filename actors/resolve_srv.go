@@ -230,6 +230,53 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 	}
 }
 
+// srvCandidates resolves the remote endpoint r, whose service has SRV
+// records to look up under the labels protos (srvProtos), in full, for
+// Preconnection.Resolve: what resolveSRVStream gives a race as its final
+// answer (every SRV answer and every address waited for), one candidate
+// per address: the SRV targets' addresses with their records' ports, in
+// the order a race attempts them (RFC 2782: lowest priority first, the
+// weighted draw within a priority), label by label in protos' order, or,
+// on the fallback, the host name's addresses with the IANA port. When
+// protos has both labels, a target's candidate names the stacks of
+// cfg.Stacks of its label (Protocols), so that the "_tcp" targets are not
+// attempted over UDP nor the "_udp" ones over TCP. err is the resolution's
+// failure (a *stacks.ServiceError when the service has no port), or ctx's.
+func srvCandidates(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string) ([]RemoteCandidate, error) {
+	var addrs []netip.Addr
+	var sets []remoteAddrs
+	var err error
+	resolveSRVStream(ctx, cfg, r, protos, func(a []netip.Addr, s []remoteAddrs, final bool, e error) {
+		if final {
+			addrs, sets, err = a, s, e
+		}
+	})
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []RemoteCandidate
+	for _, a := range addrs { // the fallback
+		out = append(out, RemoteCandidate{Addr: scopedAddr(r, a, uint16(r.Port)), Interface: r.Interface})
+	}
+	for _, s := range sets {
+		var names []string
+		if len(protos) > 1 {
+			for _, st := range cfg.Stacks {
+				if (r.Protocol == "" || st.Name() == r.Protocol) && stacks.SRVProto(st.Name()) == s.transport {
+					names = append(names, st.Name())
+				}
+			}
+		}
+		for _, a := range s.addrs {
+			out = append(out, RemoteCandidate{Addr: a, Interface: r.Interface, Protocols: names})
+		}
+	}
+	return out, nil
+}
+
 // lookupSRVs looks up the SRV records of the remote endpoint r for each
 // label of protos, concurrently, and returns their answers in protos'
 // order once all are in (non-nil).

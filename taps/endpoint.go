@@ -365,13 +365,14 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // wrapping ErrServiceUnavailable, sending nothing but DNS queries.
 //
 // A Connection's re-establishment (WithReestablishment) and Clone resolve
-// the endpoint again the same way. With an IP address, and for Listen's
-// and Rendezvous' remote endpoints, Resolve and NetConn dials, the
-// service only names its IANA port, looked up as above (no SRV lookup).
-// A service with no IANA port is fine with a host name whose SRV records
-// are looked up (not an IP literal, not localhost), in Initiate (and
-// InitiateWithSend, InitiateAsync) and in Connection.AddRemote and
-// RemoveRemote (the connection's next establishment looks them up): its
+// the endpoint again the same way, and Preconnection.Resolve returns the
+// endpoints so derived. With an IP address, and for Listen's and
+// Rendezvous' remote endpoints and NetConn dials, the service only names
+// its IANA port, looked up as above (no SRV lookup). A service with no
+// IANA port is fine with a host name whose SRV records are looked up
+// (not an IP literal, not localhost), in Initiate (and InitiateWithSend,
+// InitiateAsync), Resolve, and Connection.AddRemote and RemoveRemote
+// (the connection's next establishment looks them up): its
 // port comes from the SRV records, and only when they give none does the
 // establishment fail, its EstablishmentError (ResolutionFailed) wrapping
 // a *ServiceError that names the service (ErrNoServicePort) and the SRV

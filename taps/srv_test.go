@@ -558,3 +558,57 @@ func TestSRVAddRemoteServiceWithoutIANAPort(t *testing.T) {
 	epEcho(t, ctx, c, "to b, found over SRV")
 	require.Contains(t, dns.Queries(), "SRV _gotaps-nosvc._tcp.example.test.")
 }
+
+// TestSRVResolve: Preconnection.Resolve derives a service's endpoints
+// from its SRV records as Initiate does: one RemoteEndpoint per address
+// of each target, with its record's port, in RFC 2782 order (priority
+// first); without records, the host name's addresses with the IANA port;
+// a service with neither fails with a *ServiceError naming it. With
+// stacks over both TCP and UDP selected (TLS and QUIC), each endpoint
+// names the stack it is for (the "_tcp" targets TLS, the "_udp" ones
+// QUIC), so that an Initiate to them pairs each with its transport.
+func TestSRVResolve(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback4)
+	dns.AddSRV("_echo._tcp.example.test", 2, 0, 2002, "b.example.test")
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, 1001, "a.example.test")
+	dns.AddSRV("_echo._udp.example.test", 1, 0, 3003, "c.example.test")
+	dns.AddAddr("a.example.test", netip.MustParseAddr("127.0.0.2"))
+	dns.AddAddr("b.example.test", netip.MustParseAddr("127.0.0.3"))
+	dns.AddAddr("c.example.test", netip.MustParseAddr("127.0.0.4"))
+	ctx := testCtx(t)
+	labels := func(rs []*RemoteEndpoint) []string {
+		var out []string
+		for _, r := range rs {
+			r.e.mu.Lock()
+			l := r.e.label()
+			if r.e.protocol != "" {
+				l += "/" + r.e.protocol
+			}
+			r.e.mu.Unlock()
+			out = append(out, l)
+		}
+		return out
+	}
+
+	_, rs, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.2:1001", "127.0.0.3:2002"}, labels(rs))
+
+	_, rs, err = srvPre(sys, dns, "echo", WithProtocols("tls", "quic"),
+		WithSecurityParameters(newTestPKI(t).clientSec())).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.4:3003/quic", "127.0.0.2:1001/tls", "127.0.0.3:2002/tls"}, labels(rs),
+		"QUIC, preferred, first")
+
+	_, rs, err = srvPre(sys, dns, "http", WithProtocols("tcp")).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.1:80"}, labels(rs), "no SRV record: the IANA port")
+
+	_, _, err = srvPre(sys, dns, "gotaps-nosvc", WithProtocols("tcp")).Resolve(ctx)
+	require.ErrorIs(t, err, ErrNoServicePort)
+	var se *ServiceError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, "gotaps-nosvc", se.Service)
+}
