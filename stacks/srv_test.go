@@ -161,3 +161,31 @@ func TestResolverLookupSRVCancelEndsTheLookup(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second, "LookupSRV waited after its ctx was cancelled")
 	goleak.VerifyNone(t, before) // the lookup's goroutine has ended too
 }
+
+// TestResolveStreamCancelEndsTheLookups: as for SRV, a host name's A and
+// AAAA lookups through a DNS resolver (Resolver.DNS) whose ctx is
+// cancelled while the server drops the queries end with the cancel: no
+// goroutine of theirs is left waiting for the resolver's timeout.
+func TestResolveStreamCancelEndsTheLookups(t *testing.T) {
+	dns := stacktest.NewDNSServer(t)
+	dns.Drop("A")
+	dns.Drop("AAAA")
+	r := Resolver{DNS: dns.Resolver()}
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Resolve(ctx, "example.test")
+		errc <- err
+	}()
+	select {
+	case <-dns.Asked("A example.test."):
+	case err := <-errc:
+		t.Fatalf("Resolve returned %v before its A query was asked", err)
+	}
+	<-dns.Asked("AAAA example.test.")
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	goleak.VerifyNone(t, before) // the lookups' goroutines have ended too
+}
