@@ -124,7 +124,13 @@ type srvLookup struct {
 // place of the host name's addresses: the SRV targets join it, the
 // fallback's addresses not attempted yet are dropped (SRV records win
 // over the IANA port), and an attempt to one already started goes on and
-// may win. The race does not fail while the SRV answers are pending.
+// may win. The race does not fail while the SRV answers are pending. A
+// late SRV answer that leaves no derived endpoint (err: a lone "."
+// target, targets that do not resolve) drops r from the plans made after
+// it, and with them the fallback's addresses not attempted yet, when
+// another remote endpoint is left; when r is the only one the plan fails
+// and the race, which keeps its candidates when planning fails
+// (racerActor.replanned), goes on with the fallback's addresses.
 //
 // put is never called once ctx has ended. resolveSRVStream returns after
 // its final put, or once ctx has ended; no lookup outlives it.
