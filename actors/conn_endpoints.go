@@ -282,10 +282,14 @@ func wonAttempt(r *messages.EstablishmentReport) *messages.EstablishmentAttempt 
 
 // sameEndpoint reports whether a and b name the same endpoint: the same
 // host name (case and a final dot aside), IP address, port, interface,
-// protocol and path. A service name has been turned into its port.
+// protocol and path. A service name has been turned into its port, but
+// for a host name's service with no IANA port (port 0, its port to come
+// from its SRV records): then the services are compared (case aside, as
+// DNS labels).
 func sameEndpoint(a, b *messages.Endpoint) bool {
 	host := func(e *messages.Endpoint) string { return strings.TrimSuffix(e.HostName, ".") }
 	return strings.EqualFold(host(a), host(b)) && sameIP(a.IpAddress, b.IpAddress) && a.Port == b.Port &&
+		(a.Port != 0 || strings.EqualFold(a.Service, b.Service)) &&
 		a.Interface == b.Interface && strings.EqualFold(a.Protocol, b.Protocol) && a.Path == b.Path
 }
 

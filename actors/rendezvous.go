@@ -1641,6 +1641,11 @@ type LocalCandidate struct {
 type RemoteCandidate struct {
 	Addr      netip.AddrPort
 	Interface string
+	// Protocols names the stacks it is for, when not every stack of the
+	// configuration (an SRV target, when the stacks selected look up SRV
+	// records under both "_tcp" and "_udp": those of its record's label);
+	// nil: every stack
+	Protocols []string
 }
 
 // ResolvedEndpoints is the outcome of ResolveEndpoints.
@@ -1758,7 +1763,10 @@ func interfaceAddrs(ifi net.Interface) ([]net.Addr, error) { return ifi.Addrs() 
 // with a STUN server adds a server-reflexive candidate, learned with a
 // Binding request from a UDP socket bound to the endpoint's address and
 // port (which must not be 0). Remote host names are resolved with the
-// configuration's resolver; every address becomes one remote endpoint.
+// configuration's resolver; every address becomes one remote endpoint. A
+// host name with a service whose SRV records are looked up (srvProtos,
+// for cfg.Stacks) becomes the endpoints derived from them, as for a race
+// (srvCandidates).
 func gatherEndpoints(ctx context.Context, cfg *messages.ConnectionConfig, stun []StunServer,
 	ifaces func() ([]net.Interface, error), addrsOf func(net.Interface) ([]net.Addr, error)) (*ResolvedEndpoints, error) {
 	out := &ResolvedEndpoints{}
@@ -1858,6 +1866,14 @@ func gatherEndpoints(ctx context.Context, cfg *messages.ConnectionConfig, stun [
 			}
 			out.Remotes = append(out.Remotes, RemoteCandidate{Addr: netip.AddrPortFrom(a, uint16(r.Port)), Interface: r.Interface})
 		case r.HostName != "":
+			if protos := srvProtos(r, cfg.Stacks); len(protos) > 0 {
+				cands, err := srvCandidates(ctx, cfg, r, protos)
+				if err != nil {
+					return nil, err
+				}
+				out.Remotes = append(out.Remotes, cands...)
+				continue
+			}
 			as, err := cfg.Resolver.Resolve(ctx, r.HostName)
 			if err != nil {
 				return nil, err

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
@@ -107,6 +108,30 @@ type srvLookup struct {
 //     errors (*stacks.ResolveError, one wrapping
 //     stacks.ErrServiceUnavailable for "."), and the targets'.
 //
+// The SRV answers are not waited for without bound, as Happy Eyeballs v3
+// (draft-ietf-happy-happyeyeballs-v3) and RFC 9460 §5.1 wait for SVCB
+// answers (an address answer that comes first starts connecting after
+// 50 ms): once the host name has addresses and r has an IANA port, they
+// are waited for stacks.ResolutionDelay (50 ms, the delay a lone A answer
+// waits for the AAAA one) at most. Past it, put gets the host name's addresses with
+// the IANA port (addrs, not final), and each later answer of the host
+// name, as for the fallback above, while the SRV answers are pending, so
+// that a DNS server that drops SRV queries costs the race 50 ms, not the
+// resolver's timeout (5 s per attempt). The SRV answers, once in, are
+// used as above: on a fallback put gets the host name's answers left
+// (the latest again when it is final); otherwise it gets the derived
+// endpoints, final, and the race (resolveStream, mergePlan) takes them in
+// place of the host name's addresses: the SRV targets join it, the
+// fallback's addresses not attempted yet are dropped (SRV records win
+// over the IANA port), and an attempt to one already started goes on and
+// may win. The race does not fail while the SRV answers are pending. A
+// late SRV answer that leaves no derived endpoint (err: a lone "."
+// target, targets that do not resolve) drops r from the plans made after
+// it, and with them the fallback's addresses not attempted yet, when
+// another remote endpoint is left; when r is the only one the plan fails
+// and the race, which keeps its candidates when planning fails
+// (racerActor.replanned), goes on with the fallback's addresses.
+//
 // put is never called once ctx has ended. resolveSRVStream returns after
 // its final put, or once ctx has ended; no lookup outlives it.
 func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string,
@@ -144,17 +169,35 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 
 	var host *hostAnswer // the host name's latest answer
 	var looks []srvLookup
+	// once the host name has addresses, the SRV answers are waited for
+	// stacks.ResolutionDelay at most (srvWait); then the fallback goes to
+	// the race while they are pending (early), each later host answer too
+	var srvWait <-chan time.Time
+	early := false
+	var sent *hostAnswer // the host answer put last, not final, while the SRV answers were pending
 	for looks == nil {
+		fresh := false // the host name's answer, to put when early
 		select {
 		case a := <-hostCh:
-			host = &a
+			host, fresh = &a, true
+			if srvWait == nil && !early && len(a.addrs) > 0 {
+				t := time.NewTimer(stacks.ResolutionDelay)
+				defer t.Stop()
+				srvWait = t.C
+			}
+		case <-srvWait:
+			srvWait, early, fresh = nil, true, true
 		case looks = <-srvCh:
 		case <-ctx.Done():
 			return
 		}
-	}
-	if ctx.Err() != nil {
-		return
+		if ctx.Err() != nil {
+			return
+		}
+		if early && fresh && looks == nil && len(host.addrs) > 0 {
+			put(host.addrs, nil, false, nil)
+			sent = host
+		}
 	}
 	hostFull := func() ([]netip.Addr, error) { // the host name's final answer
 		for host == nil || !host.final {
@@ -178,7 +221,7 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 		if ctx.Err() != nil {
 			return
 		}
-		if host != nil {
+		if host != nil && (host != sent || host.final) {
 			put(host.addrs, nil, host.final, host.err)
 			if host.final {
 				return
@@ -191,6 +234,53 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 			return
 		}
 	}
+}
+
+// srvCandidates resolves the remote endpoint r, whose service has SRV
+// records to look up under the labels protos (srvProtos), in full, for
+// Preconnection.Resolve: what resolveSRVStream gives a race as its final
+// answer (every SRV answer and every address waited for), one candidate
+// per address: the SRV targets' addresses with their records' ports, in
+// the order a race attempts them (RFC 2782: lowest priority first, the
+// weighted draw within a priority), label by label in protos' order, or,
+// on the fallback, the host name's addresses with the IANA port. When
+// protos has both labels, a target's candidate names the stacks of
+// cfg.Stacks of its label (Protocols), so that the "_tcp" targets are not
+// attempted over UDP nor the "_udp" ones over TCP. err is the resolution's
+// failure (a *stacks.ServiceError when the service has no port), or ctx's.
+func srvCandidates(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string) ([]RemoteCandidate, error) {
+	var addrs []netip.Addr
+	var sets []remoteAddrs
+	var err error
+	resolveSRVStream(ctx, cfg, r, protos, func(a []netip.Addr, s []remoteAddrs, final bool, e error) {
+		if final {
+			addrs, sets, err = a, s, e
+		}
+	})
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []RemoteCandidate
+	for _, a := range addrs { // the fallback
+		out = append(out, RemoteCandidate{Addr: scopedAddr(r, a, uint16(r.Port)), Interface: r.Interface})
+	}
+	for _, s := range sets {
+		var names []string
+		if len(protos) > 1 {
+			for _, st := range cfg.Stacks {
+				if (r.Protocol == "" || st.Name() == r.Protocol) && stacks.SRVProto(st.Name()) == s.transport {
+					names = append(names, st.Name())
+				}
+			}
+		}
+		for _, a := range s.addrs {
+			out = append(out, RemoteCandidate{Addr: a, Interface: r.Interface, Protocols: names})
+		}
+	}
+	return out, nil
 }
 
 // lookupSRVs looks up the SRV records of the remote endpoint r for each
@@ -229,8 +319,7 @@ func srvSets(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.En
 		}
 	}
 	noPort := func(lookupErr error) error {
-		return fmt.Errorf("service %q of %s: no SRV record, and not an IANA service name (no port to fall back on): %w",
-			r.Service, r.HostName, lookupErr)
+		return &stacks.ServiceError{Service: r.Service, Host: r.HostName, Err: lookupErr}
 	}
 	if !found {
 		if r.Port != 0 {

@@ -184,3 +184,72 @@ func TestResolveSRVStreamFallbackStreams(t *testing.T) {
 		t.Errorf("got %+v; want [127.0.0.1] then, final, [::1 127.0.0.1]", got)
 	}
 }
+
+// TestResolveSRVStreamSRVLateOrDropped: once the host name's addresses
+// are in, the SRV answer is waited for at most stacks.ResolutionDelay
+// (50 ms): then the fallback, the host name's addresses with the IANA
+// port, goes to the race, not final while the SRV answer is pending.
+//
+//   - dropped: a DNS server that never answers SRV queries does not hold
+//     the fallback back for the resolver's timeout (5 s per attempt); the
+//     caller ends the resolution by ending ctx, which ends the SRV lookup
+//     with it.
+//   - late: SRV records that answer 300 ms later still come, final, as
+//     the derived endpoints (they join the race in place of the fallback's
+//     addresses not attempted yet).
+func TestResolveSRVStreamSRVLateOrDropped(t *testing.T) {
+	lo, lo2 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	r := &messages.Endpoint{HostName: "example.test", Service: "echo", Port: 7}
+	type answer struct {
+		addrs []netip.Addr
+		sets  []remoteAddrs
+		final bool
+		err   error
+		at    time.Duration
+	}
+	t.Run("dropped", func(t *testing.T) {
+		dns := stacktest.NewDNSServer(t)
+		dns.AddAddr("example.test", lo)
+		dns.Drop("SRV")
+		cfg := &messages.ConnectionConfig{Resolver: stacks.Resolver{DNS: dns.Resolver()}}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var got []answer
+		start := time.Now()
+		resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error) {
+			got = append(got, answer{a, s, final, err, time.Since(start)})
+			cancel() // the race has what it needs; the SRV lookup ends with ctx
+		})
+		took := time.Since(start)
+		if len(got) != 1 || got[0].final || got[0].err != nil || got[0].sets != nil ||
+			!slices.Equal(got[0].addrs, []netip.Addr{lo}) {
+			t.Fatalf("got %+v after %v; want [127.0.0.1], not final", got, took)
+		}
+		if got[0].at < stacks.ResolutionDelay || got[0].at > time.Second {
+			t.Errorf("the fallback came after %v; want the resolution delay, %v", got[0].at, stacks.ResolutionDelay)
+		}
+		if took > got[0].at+time.Second {
+			t.Errorf("resolveSRVStream returned %v after its ctx ended", took-got[0].at)
+		}
+	})
+	t.Run("late", func(t *testing.T) {
+		dns := stacktest.NewDNSServer(t)
+		dns.AddAddr("example.test", lo)
+		dns.AddAddr("a.example.test", lo2)
+		dns.AddSRV("_echo._tcp.example.test", 1, 0, 1001, "a.example.test")
+		dns.SetDelay("SRV", 300*time.Millisecond)
+		cfg := &messages.ConnectionConfig{Resolver: stacks.Resolver{DNS: dns.Resolver()}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var got []answer
+		start := time.Now()
+		resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error) {
+			got = append(got, answer{a, s, final, err, time.Since(start)})
+		})
+		if len(got) != 2 || got[0].final || !slices.Equal(got[0].addrs, []netip.Addr{lo}) || got[0].sets != nil ||
+			!got[1].final || got[1].err != nil || got[1].addrs != nil || len(got[1].sets) != 1 ||
+			!slices.Equal(got[1].sets[0].addrs, []netip.AddrPort{netip.AddrPortFrom(lo2, 1001)}) {
+			t.Fatalf("got %+v; want [127.0.0.1], not final, then the SRV target 127.0.0.2:1001, final", got)
+		}
+	})
+}

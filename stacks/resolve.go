@@ -214,13 +214,20 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 
 // IPLookup is the function that looks up the A ("ip4") and AAAA ("ip6")
 // records: LookupNetIP, else DNS's LookupNetIP, else
-// net.DefaultResolver's.
+// net.DefaultResolver's. DNS's lookups go through a copy of it whose
+// sockets close once a lookup's ctx ends (as LookupSRV's), so that a
+// cancelled lookup does not wait for an answer until the resolver's
+// timeout (Go's resolver heeds only a ctx's deadline there); each
+// IPLookup has its own copy, so concurrent lookups of one name from two
+// IPLookups are not merged into one query as net.Resolver merges its
+// own. net.DefaultResolver (DNS nil) is used as it is: it may resolve
+// through the system's getaddrinfo, which no socket of ours serves.
 func (r Resolver) IPLookup() func(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	switch {
 	case r.LookupNetIP != nil:
 		return r.LookupNetIP
 	case r.DNS != nil:
-		return r.DNS.LookupNetIP
+		return cancellable(r.DNS).LookupNetIP
 	}
 	return net.DefaultResolver.LookupNetIP
 }

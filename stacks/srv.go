@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -14,6 +15,38 @@ import (
 // (RFC 2782: "the service is decidedly not available at this domain").
 // A *ResolveError naming the SRV owner name wraps it; nothing is attempted.
 var ErrServiceUnavailable = errors.New(`service not available at this domain (SRV target ".")`)
+
+// ErrNoServicePort: a service has no port to reach it at: it is not an
+// IANA service name (Go's table, /etc/services), and no SRV record gives
+// one (none was found, or none is looked up for the endpoint). A
+// *ServiceError naming the service wraps it.
+var ErrNoServicePort = errors.New("no port for the service")
+
+// ServiceError reports a service that leaves an endpoint with no port:
+// Service is not an IANA service name and no SRV record of Host gives a
+// port. Err is why the SRV lookups gave none (*ResolveError, for each
+// label looked up), nil when none is looked up for Host (an IP address,
+// localhost, a local endpoint). It unwraps to ErrNoServicePort and Err.
+type ServiceError struct {
+	Service string
+	Host    string
+	Err     error
+}
+
+func (e *ServiceError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("service %q: not an IANA service name, and no SRV record is looked up here (no port)", e.Service)
+	}
+	return fmt.Sprintf("service %q of %s: no SRV record, and not an IANA service name (no port to fall back on): %v",
+		e.Service, e.Host, e.Err)
+}
+
+func (e *ServiceError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrNoServicePort}
+	}
+	return []error{ErrNoServicePort, e.Err}
+}
 
 // SRVProto is the protocol label of the SRV records that give the
 // endpoints of a stack (RFC 2782 "_Proto"): "udp" for the stacks over UDP
@@ -134,15 +167,18 @@ func OrderSRV(recs []*net.SRV, randN func(n int) int) []*net.SRV {
 // wrapping ErrServiceUnavailable. A name with no SRV record fails with a
 // *ResolveError wrapping the resolver's *net.DNSError (IsNotFound); so do
 // the resolver's other failures. A malformed record the resolver dropped
-// is not an error when others are left. It returns ctx's error as soon as
-// ctx ends: net.Resolver.LookupSRV heeds only a ctx's deadline while it
-// waits for the answer (not its cancellation), so it runs in a goroutine
-// of its own, left to end with the resolver's timeout.
+// is not an error when others are left.
+//
+// It returns ctx's error as soon as ctx ends, and the lookup ends with
+// it: net.Resolver.LookupSRV heeds only a ctx's deadline while it waits
+// for an answer (not its cancellation), so the query goes through a copy
+// of r.DNS (cancellable) whose sockets are closed once ctx ends. That
+// holds wherever SRV records are looked up by Go's own resolver (every
+// Unix; Windows with PreferGo). Windows' system resolver (DnsQuery, the
+// default there) cannot be interrupted: its lookup runs on in a goroutine
+// of its own until the system's timeout, its answer dropped.
 func (r Resolver) LookupSRV(ctx context.Context, service, proto, host string) ([]*net.SRV, error) {
-	res := r.DNS
-	if res == nil {
-		res = net.DefaultResolver
-	}
+	res := cancellable(r.DNS)
 	name := SRVName(service, proto, host)
 	type answer struct {
 		recs []*net.SRV
@@ -182,4 +218,33 @@ func (r Resolver) LookupSRV(ctx context.Context, service, proto, host string) ([
 		err = &net.DNSError{Err: "no SRV record", Name: name, IsNotFound: true}
 	}
 	return nil, &ResolveError{Host: name, Err: err}
+}
+
+// cancellable returns a resolver that looks up as res does (nil:
+// net.DefaultResolver), but whose every socket (res.Dial's, or a
+// net.Dialer's) is closed once the ctx of the query it was dialed for
+// ends: Go's resolver sets that ctx's deadline on the socket and never
+// looks at its cancellation, so a cancelled query would otherwise wait
+// for an answer until the resolver's timeout. The socket is returned as
+// dialed (not wrapped), as Go's resolver tells UDP from TCP by its type.
+// A socket closed after its query is over (the query's ctx ends when it
+// returns) is closed a second time, harmlessly.
+func cancellable(res *net.Resolver) *net.Resolver {
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	dial := res.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	return &net.Resolver{PreferGo: res.PreferGo, StrictErrors: res.StrictErrors,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			c, err := dial(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			context.AfterFunc(ctx, func() { _ = c.Close() })
+			return c, nil
+		}}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gotaps/gotaps/stacks/stacktest"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // TestOrderSRV: RFC 2782's order, priority first, weighted random
@@ -128,4 +129,63 @@ func TestResolverLookupSRV(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []netip.Addr{netip.MustParseAddr("127.0.0.1")}, addrs, "A through the same DNS")
 	require.Contains(t, dns.Queries(), "SRV _echo._tcp.example.test.")
+}
+
+// TestResolverLookupSRVCancelEndsTheLookup: an SRV lookup whose ctx is
+// cancelled (a ctx with no deadline) while the DNS server drops the query
+// returns ctx's error at once, and leaves no goroutine behind: the
+// resolver's query ends with the cancel, not with its timeout (5 s per
+// attempt, net.Resolver heeding only a ctx's deadline). The test DNS
+// server closes its resolver's sockets only when the test ends, after
+// the check.
+func TestResolverLookupSRVCancelEndsTheLookup(t *testing.T) {
+	dns := stacktest.NewDNSServer(t)
+	dns.Drop("SRV")
+	r := Resolver{DNS: dns.Resolver()}
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.LookupSRV(ctx, "echo", "tcp", "example.test")
+		errc <- err
+	}()
+	select {
+	case <-dns.Asked("SRV _echo._tcp.example.test."):
+	case err := <-errc:
+		t.Fatalf("LookupSRV returned %v before its query was asked", err)
+	}
+	start := time.Now()
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	require.Less(t, time.Since(start), time.Second, "LookupSRV waited after its ctx was cancelled")
+	goleak.VerifyNone(t, before) // the lookup's goroutine has ended too
+}
+
+// TestResolveStreamCancelEndsTheLookups: as for SRV, a host name's A and
+// AAAA lookups through a DNS resolver (Resolver.DNS) whose ctx is
+// cancelled while the server drops the queries end with the cancel: no
+// goroutine of theirs is left waiting for the resolver's timeout.
+func TestResolveStreamCancelEndsTheLookups(t *testing.T) {
+	dns := stacktest.NewDNSServer(t)
+	dns.Drop("A")
+	dns.Drop("AAAA")
+	r := Resolver{DNS: dns.Resolver()}
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Resolve(ctx, "example.test")
+		errc <- err
+	}()
+	select {
+	case <-dns.Asked("A example.test."):
+	case err := <-errc:
+		t.Fatalf("Resolve returned %v before its A query was asked", err)
+	}
+	<-dns.Asked("AAAA example.test.")
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	goleak.VerifyNone(t, before) // the lookups' goroutines have ended too
 }

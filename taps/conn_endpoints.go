@@ -30,7 +30,9 @@ type EndpointRemovedError = supervision.EndpointRemovedError
 // falls back to the others. gotaps uses one path at a time (no multipath):
 // adding an endpoint does not open a path to it now. Endpoints already in
 // the set are ignored. An invalid endpoint is an *EndpointError (unwrapping
-// to ErrInvalidEndpoint) and nothing changes. Allowed while Establishing
+// to ErrInvalidEndpoint) and nothing changes. A host name's service with
+// no IANA port is valid, as for Initiate (RemoteEndpoint.WithService):
+// the next establishment looks up its SRV records for its port. Allowed while Establishing
 // or Established; otherwise a *StateError unwrapping to ErrNotAllowed.
 func (c *Connection) AddRemote(ctx context.Context, remotes ...*RemoteEndpoint) error {
 	eps, err := remoteMessages(remotes)
@@ -191,7 +193,15 @@ func remoteMessages(remotes []*RemoteEndpoint) ([]*messages.Endpoint, error) {
 		r.e.mu.Lock()
 		isPath := r.e.path != ""
 		r.e.mu.Unlock()
-		m, err := r.e.toMessage(!isPath, !isPath)
+		var m *messages.Endpoint
+		var err error
+		if isPath {
+			m, err = r.e.toMessage(false, false)
+		} else {
+			// as Initiate: a host name's service may have no IANA port,
+			// its port coming from the SRV records at the next establishment
+			m, err = r.e.toInitiateMessage()
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -97,11 +97,12 @@ func (e *endpoint) toMessage(needPort, needAddress bool) (*messages.Endpoint, er
 	return e.convert(needPort, needAddress, false)
 }
 
-// toInitiateMessage converts a remote endpoint to initiate to (toMessage
-// with a port and an address needed), where a host name's service may
-// also be one with no IANA port: its port then comes from its SRV records
-// alone (port 0 in the message; actors.resolveSRVStream fails the resolution
-// when it has none). A host name whose SRV records are not looked up (an
+// toInitiateMessage converts a remote endpoint to initiate to, or to add
+// to a connection (toMessage with a port and an address needed), where a
+// host name's service may also be one with no IANA port: its port then
+// comes from its SRV records alone (port 0 in the message;
+// actors.resolveSRVStream fails the resolution with a
+// *stacks.ServiceError when it has none). A host name whose SRV records are not looked up (an
 // IP literal, localhost: stacks.SRVHostName) needs an IANA service.
 func (e *endpoint) toInitiateMessage() (*messages.Endpoint, error) {
 	return e.convert(true, true, true)
@@ -178,7 +179,11 @@ func (e *endpoint) convert(needPort, needAddress, srvOnly bool) (*messages.Endpo
 		case srvOnly && stacks.SRVHostName(e.hostName) && stacks.ValidServiceName(e.service):
 			return m, nil // port 0: from the SRV records, or a resolution error
 		default:
-			return fail(fmt.Errorf("unknown service %q", e.service))
+			host := e.hostName
+			if host == "" {
+				host = e.ip
+			}
+			return fail(&stacks.ServiceError{Service: e.service, Host: host})
 		}
 	}
 	if needPort && (!portSet || m.Port == 0) {
@@ -323,7 +328,14 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // wins, and no SRV record is looked up), Initiate looks up the service's
 // DNS SRV records (RFC 2782), alongside the host name's addresses (used
 // only when there is no record, so that the fallback costs no extra DNS
-// round trip):
+// round trip; once they are in, the SRV answer is waited for 50 ms at
+// most, the resolution delay of RFC 8305 and RFC 9460 §5.1: past it the
+// host name is attempted with the IANA port while the SRV lookup goes
+// on, so that a DNS server that drops SRV queries costs 50 ms, not the
+// resolver's timeout, and SRV targets that answer later join the race in
+// place of the host name's addresses not attempted yet, an attempt
+// already started going on; the race does not fail while the SRV answer
+// is pending):
 // "_service._tcp.host" for the stacks over TCP (tcp, tls),
 // "_service._udp.host" for the stacks over UDP (quic, udp, udplite),
 // each once per Initiate for the stacks that may be selected (with
@@ -346,20 +358,27 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // IANA port (Go's table and /etc/services, for the transport of the
 // endpoint's protocol first, then the other one); a service that has no
 // IANA port then fails Initiate with an EstablishmentError
-// (ResolutionFailed). A single SRV target "." says the service is not
-// available at that domain: no attempt is made over that transport, and
-// when no transport is left Initiate fails with an EstablishmentError
+// (ResolutionFailed) wrapping a *ServiceError (ErrNoServicePort). A
+// single SRV target "." says the service is not available at that
+// domain: no attempt is made over that transport, and when no transport
+// is left Initiate fails with an EstablishmentError
 // wrapping ErrServiceUnavailable, sending nothing but DNS queries.
 //
 // A Connection's re-establishment (WithReestablishment) and Clone resolve
-// the endpoint again the same way. With an IP address, and for Listen's
-// and Rendezvous' remote endpoints, Resolve and NetConn dials, the
-// service only names its IANA port, looked up as above (no SRV lookup).
-// A service with no IANA port is an *EndpointError (ErrInvalidEndpoint)
-// everywhere but in Initiate with a host name whose SRV records are
-// looked up (not an IP literal, not localhost) (and for AddRemote too).
-// A service that is a
-// port number ("8080") is that port.
+// the endpoint again the same way, and Preconnection.Resolve returns the
+// endpoints so derived. With an IP address, and for Listen's and
+// Rendezvous' remote endpoints and NetConn dials, the service only names
+// its IANA port, looked up as above (no SRV lookup). A service with no
+// IANA port is fine with a host name whose SRV records are looked up
+// (not an IP literal, not localhost), in Initiate (and InitiateWithSend,
+// InitiateAsync), Resolve, and Connection.AddRemote and RemoveRemote
+// (the connection's next establishment looks them up): its
+// port comes from the SRV records, and only when they give none does the
+// establishment fail, its EstablishmentError (ResolutionFailed) wrapping
+// a *ServiceError that names the service (ErrNoServicePort) and the SRV
+// lookups' errors. Everywhere else it is an *EndpointError
+// (ErrInvalidEndpoint) wrapping a *ServiceError, before any packet. A
+// service that is a port number ("8080") is that port.
 func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.service, "service", service)
 	return r

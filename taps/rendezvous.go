@@ -272,12 +272,27 @@ func (p *Preconnection) stunServers() ([]actors.StunServer, error) {
 //   - a RemoteEndpoint's host name is resolved with the Preconnection's
 //     resolver (both the AAAA and the A answer, waited for; in the Happy
 //     Eyeballs order Initiate attempts them in when both come at once),
-//     one RemoteEndpoint per address, with the endpoint's port.
+//     one RemoteEndpoint per address, with the endpoint's port;
+//   - a RemoteEndpoint with a host name and a service (no WithPort)
+//     becomes the endpoints Initiate derives from the service's DNS SRV
+//     records (RemoteEndpoint.WithService), every answer waited for: one
+//     RemoteEndpoint per address of each target, with its record's port,
+//     in the order Initiate attempts them (RFC 2782: lowest priority
+//     first, the weighted random order within a priority; the SRV
+//     labels in the order of the stacks Initiate would select, which
+//     Resolve selects as Initiate does and fails as it would); when the
+//     stacks selected span "_tcp" and "_udp" records, each endpoint names
+//     the stack it is for (WithProtocol; one endpoint per stack of its
+//     record's transport). Without SRV records it is the host name's
+//     addresses with the service's IANA port; with neither, the error
+//     wraps a *ServiceError (ErrNoServicePort). A DNS server that drops
+//     SRV queries holds Resolve until the resolver's timeout.
 //
 // Local endpoints come first in the Preconnection's order, each followed
 // by its server-reflexive one. Errors: an *EndpointError for an invalid
 // endpoint; otherwise an error wrapping the cause (a *stacks.ResolveError
-// for a host name, a *stacks.STUNError or stacks.ErrSTUNTimeout for STUN,
+// for a host name or an SRV lookup, a *ServiceError for a service with no
+// port, a *stacks.STUNError or stacks.ErrSTUNTimeout for STUN,
 // ctx's error). Resolve is safe for concurrent use.
 func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*RemoteEndpoint, error) {
 	stun, err := p.stunServers()
@@ -296,15 +311,32 @@ func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*Remot
 		}
 		cfg.Locals = append(cfg.Locals, m)
 	}
+	srv := false // a host name with a service: its SRV records are looked up
 	for _, r := range remotes {
 		r.e.mu.Lock()
 		isPath := r.e.path != ""
 		r.e.mu.Unlock()
-		m, err := r.e.toMessage(!isPath, !isPath) // a Unix socket path has nothing to resolve
+		var m *messages.Endpoint
+		var err error
+		if isPath {
+			m, err = r.e.toMessage(false, false) // a Unix socket path has nothing to resolve
+		} else {
+			m, err = r.e.toInitiateMessage() // as Initiate: a service may have no IANA port
+		}
 		if err != nil {
 			return nil, nil, err
 		}
+		srv = srv || (m.HostName != "" && m.Service != "")
 		cfg.Remotes = append(cfg.Remotes, m)
+	}
+	if srv {
+		// the SRV labels to look up ("_tcp", "_udp") are those of the
+		// stacks Initiate would select
+		icfg, _, err := p.snapshot(roleInitiate)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Stacks = icfg.Stacks
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("resolve: %w", err) // nothing starts for a ctx that has ended
@@ -331,11 +363,20 @@ func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*Remot
 	}
 	outR := make([]*RemoteEndpoint, 0, len(res.Remotes))
 	for _, c := range res.Remotes {
-		r := NewRemoteEndpoint().WithIPAddress(c.Addr.Addr().WithZone("").String()).WithPort(c.Addr.Port())
-		if c.Interface != "" {
-			r.WithInterface(c.Interface)
+		protos := c.Protocols
+		if len(protos) == 0 {
+			protos = []string{""}
 		}
-		outR = append(outR, r)
+		for _, proto := range protos { // an SRV target: one endpoint per stack of its label
+			r := NewRemoteEndpoint().WithIPAddress(c.Addr.Addr().WithZone("").String()).WithPort(c.Addr.Port())
+			if c.Interface != "" {
+				r.WithInterface(c.Interface)
+			}
+			if proto != "" {
+				r.WithProtocol(proto)
+			}
+			outR = append(outR, r)
+		}
 	}
 	return outL, outR, nil
 }

@@ -203,6 +203,11 @@ func TestSRVFallbackToIANAPort(t *testing.T) {
 	require.ErrorAs(t, err, &de, "%v", err)
 	require.True(t, de.IsNotFound)
 	require.ErrorContains(t, err, "not an IANA service name")
+	require.ErrorIs(t, err, ErrNoServicePort)
+	var se *ServiceError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, "gotaps-nosvc", se.Service)
+	require.Equal(t, "example.test", se.Host)
 
 	// an IP address with a service name only has its IANA port: no SRV
 	_, err = NewPreconnection(WithSystem(sys), WithDNSResolver(dns.Resolver()),
@@ -352,9 +357,11 @@ func TestSRVNotForDialer(t *testing.T) {
 // (the common case) costs no DNS round trip more than a plain host name:
 // with every answer held back 300 ms, Initiate ends (Ready, or an
 // EstablishmentError listing the IANA port's attempts) well before the
-// 600 ms of the two round trips in a row. With SRV records, the host
-// name's addresses, in first, are still not attempted over the transport
-// that has records.
+// 600 ms of the two round trips in a row. With SRV records held back
+// 300 ms, the host name's addresses, in first, are attempted with the
+// service's IANA port once the SRV answer has been waited for 50 ms (the
+// resolution delay; echo: 7, at 127.0.0.2, where nothing listens), and
+// the SRV target, in later, joins the race and wins.
 func TestSRVLookupConcurrentWithHostName(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	t.Run("no SRV record", func(t *testing.T) {
@@ -396,9 +403,15 @@ func TestSRVLookupConcurrentWithHostName(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Abort()
 		requireEcho(t, c)
-		for _, a := range c.EstablishmentReport().Attempts {
-			require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), a.Endpoint)
+		fallback := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 7).String()
+		won := wonEndpoint(t, c)
+		if won == fallback {
+			t.Skip("something listens on 127.0.0.2:7 on this host: the fallback won")
 		}
+		require.Equal(t, netip.AddrPortFrom(loopback4, portOf(t, ln)).String(), won)
+		as := c.EstablishmentReport().Attempts
+		require.Len(t, as, 2, "%+v", as)
+		require.Equal(t, fallback, as[0].Endpoint, "the fallback is attempted before the SRV answer: %+v", as)
 	})
 }
 
@@ -513,4 +526,132 @@ func TestSRVRaceCacheKeyHasTheService(t *testing.T) {
 	require.True(t, ok, "[::1]:443 was attempted")
 	require.Less(t, at.(time.Time).Sub(begin), stacks.ResolutionDelay,
 		"the AAAA answer's address is attempted at once: no other endpoint's winner is waited for")
+}
+
+// TestSRVDroppedSRVAnswer: a DNS server that never answers SRV queries
+// does not hold Initiate back for the resolver's timeout (5 s per
+// attempt): once the host name's addresses are in, the SRV answer is
+// waited for 50 ms at most (the resolution delay), then the host name is
+// attempted with the service's IANA port (echo: 7; example.test is
+// 127.0.0.2, where nothing listens). With Initiate's ctx ending after
+// 1 s, that attempt is made, not none at all; its refusal does not end
+// the race while the SRV answer is pending.
+func TestSRVDroppedSRVAnswer(t *testing.T) {
+	fallback := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 7).String()
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.2"))
+	dns.Drop("SRV")
+	ctx, cancel := context.WithTimeout(testCtx(t), time.Second)
+	defer cancel()
+	c, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Initiate(ctx)
+	if err == nil { // something listens on 127.0.0.2:7 on this host
+		defer c.Abort()
+		require.Equal(t, fallback, wonEndpoint(t, c))
+		return
+	}
+	var ee *EstablishmentError
+	require.ErrorAs(t, err, &ee)
+	require.NotEmpty(t, ee.Attempts, "no attempt before the SRV lookup's timeout: %v", err)
+	require.Equal(t, fallback, ee.Attempts[0].Endpoint, "%v", err)
+	require.Contains(t, dns.Queries(), "SRV _echo._tcp.example.test.")
+}
+
+// TestSRVAddRemoteServiceWithoutIANAPort: Connection.AddRemote takes a
+// host name with a service that has no IANA port, as Initiate does (its
+// port comes from the SRV records), and the connection's re-establishment
+// goes to the SRV target; RemoveRemote takes it too. Where no SRV record
+// is ever looked up (an IP address, localhost) such a service leaves no
+// port: AddRemote refuses it with ErrInvalidEndpoint, naming the service.
+func TestSRVAddRemoteServiceWithoutIANAPort(t *testing.T) {
+	sys := newTestSystem(t)
+	ctx := testCtx(t)
+	a, b := newEndpointPeer(t, sys), newEndpointPeer(t, sys)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddSRV("_gotaps-nosvc._tcp.example.test", 1, 0, b.addr.Port(), "target.example.test")
+	dns.AddAddr("target.example.test", loopback4)
+	c := epInitiate(t, sys, nil, []PreconnectionOption{WithDNSResolver(dns.Resolver()), WithProtocols("tcp"),
+		WithReestablishment(ReestablishPolicy{Initial: 10 * time.Millisecond, MaxAttempts: 5})}, a.remote())
+	_, reestablished := epReestablishEvents(c)
+	epEcho(t, ctx, c, "to a")
+
+	srv := NewRemoteEndpoint().WithHostName("example.test").WithService("gotaps-nosvc")
+	other := NewRemoteEndpoint().WithHostName("example.test").WithService("gotaps-other")
+	require.NoError(t, c.AddRemote(ctx, srv, other))
+	require.Equal(t, []string{a.addr.String(), "example.test:gotaps-nosvc", "example.test:gotaps-other"}, epRemotes(t, ctx, c))
+	require.NoError(t, c.RemoveRemote(ctx, other), "another service of the same host name is another endpoint")
+	require.Equal(t, []string{a.addr.String(), "example.test:gotaps-nosvc"}, epRemotes(t, ctx, c))
+	for _, bad := range []*RemoteEndpoint{
+		NewRemoteEndpoint().WithHostName("localhost").WithService("gotaps-nosvc"),
+		NewRemoteEndpoint().WithIPAddress("127.0.0.1").WithService("gotaps-nosvc"),
+	} {
+		err := c.AddRemote(ctx, bad)
+		require.ErrorIs(t, err, ErrInvalidEndpoint)
+		require.ErrorIs(t, err, ErrNoServicePort)
+		var se *ServiceError
+		require.ErrorAs(t, err, &se)
+		require.Equal(t, "gotaps-nosvc", se.Service)
+		require.ErrorContains(t, err, `"gotaps-nosvc"`)
+	}
+
+	a.goAway()
+	epAwait(t, ctx, reestablished, "Reestablished")
+	require.Equal(t, b.addr.Port(), epRemotePort(t, ctx, c))
+	b.next(t, ctx)
+	epEcho(t, ctx, c, "to b, found over SRV")
+	require.Contains(t, dns.Queries(), "SRV _gotaps-nosvc._tcp.example.test.")
+}
+
+// TestSRVResolve: Preconnection.Resolve derives a service's endpoints
+// from its SRV records as Initiate does: one RemoteEndpoint per address
+// of each target, with its record's port, in RFC 2782 order (priority
+// first); without records, the host name's addresses with the IANA port;
+// a service with neither fails with a *ServiceError naming it. With
+// stacks over both TCP and UDP selected (TLS and QUIC), each endpoint
+// names the stack it is for (the "_tcp" targets TLS, the "_udp" ones
+// QUIC), so that an Initiate to them pairs each with its transport.
+func TestSRVResolve(t *testing.T) {
+	sys := newTestSystem(t)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback4)
+	dns.AddSRV("_echo._tcp.example.test", 2, 0, 2002, "b.example.test")
+	dns.AddSRV("_echo._tcp.example.test", 1, 0, 1001, "a.example.test")
+	dns.AddSRV("_echo._udp.example.test", 1, 0, 3003, "c.example.test")
+	dns.AddAddr("a.example.test", netip.MustParseAddr("127.0.0.2"))
+	dns.AddAddr("b.example.test", netip.MustParseAddr("127.0.0.3"))
+	dns.AddAddr("c.example.test", netip.MustParseAddr("127.0.0.4"))
+	ctx := testCtx(t)
+	labels := func(rs []*RemoteEndpoint) []string {
+		var out []string
+		for _, r := range rs {
+			r.e.mu.Lock()
+			l := r.e.label()
+			if r.e.protocol != "" {
+				l += "/" + r.e.protocol
+			}
+			r.e.mu.Unlock()
+			out = append(out, l)
+		}
+		return out
+	}
+
+	_, rs, err := srvPre(sys, dns, "echo", WithProtocols("tcp")).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.2:1001", "127.0.0.3:2002"}, labels(rs))
+
+	_, rs, err = srvPre(sys, dns, "echo", WithProtocols("tls", "quic"),
+		WithSecurityParameters(newTestPKI(t).clientSec())).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.4:3003/quic", "127.0.0.2:1001/tls", "127.0.0.3:2002/tls"}, labels(rs),
+		"QUIC, preferred, first")
+
+	_, rs, err = srvPre(sys, dns, "http", WithProtocols("tcp")).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.1:80"}, labels(rs), "no SRV record: the IANA port")
+
+	_, _, err = srvPre(sys, dns, "gotaps-nosvc", WithProtocols("tcp")).Resolve(ctx)
+	require.ErrorIs(t, err, ErrNoServicePort)
+	var se *ServiceError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, "gotaps-nosvc", se.Service)
 }

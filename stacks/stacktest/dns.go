@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,8 @@ import (
 // DNSServer is an authoritative DNS server for a test zone, on 127.0.0.1
 // over UDP: it answers the A, AAAA and SRV records added to it, NXDOMAIN
 // for a name it has no record of, and an empty answer (NODATA) for a name
-// it has records of but not of the type asked. Resolver returns a
+// it has records of but not of the type asked; SetDelay holds answers
+// back, Drop leaves queries unanswered. Resolver returns a
 // *net.Resolver that sends every query to it, so that a test resolves
 // names without any packet leaving the loopback. It stops when the test
 // ends. Its methods are safe for concurrent use.
@@ -28,7 +30,15 @@ type DNSServer struct {
 	dialed  []net.Conn                       // Resolver's sockets, closed when the test ends
 	zone    map[string][]dnsmessage.Resource // by lower-case FQDN
 	delays  map[dnsmessage.Type]time.Duration
+	drops   map[dnsmessage.Type]bool
 	queries []string
+	waiters []waiter // Asked's, for queries not asked yet
+}
+
+// waiter is a channel of Asked's, closed once its query is asked.
+type waiter struct {
+	q  string
+	ch chan struct{}
 }
 
 // NewDNSServer starts an empty server, stopped (and its goroutine waited
@@ -62,17 +72,38 @@ func NewDNSServer(t testing.TB) *DNSServer {
 // default). It applies to the queries that come after it. An unknown type
 // fails the test.
 func (s *DNSServer) SetDelay(typ string, d time.Duration) {
-	t := map[string]dnsmessage.Type{"A": dnsmessage.TypeA, "AAAA": dnsmessage.TypeAAAA, "SRV": dnsmessage.TypeSRV}[typ]
-	if t == 0 {
-		s.t.Helper()
-		s.t.Fatalf("dns server: SetDelay of an unknown query type %q", typ)
-	}
+	t := s.queryType(typ)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.delays == nil {
 		s.delays = map[dnsmessage.Type]time.Duration{}
 	}
 	s.delays[t] = d
+}
+
+// Drop makes s leave the queries of type typ ("A", "AAAA", "SRV")
+// unanswered, as a server or middlebox that drops them does (the
+// resolver waits for its timeout: 5 s per attempt by default); they are
+// still listed by Queries. It applies to the queries that come after it.
+// An unknown type fails the test.
+func (s *DNSServer) Drop(typ string) {
+	t := s.queryType(typ)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drops == nil {
+		s.drops = map[dnsmessage.Type]bool{}
+	}
+	s.drops[t] = true
+}
+
+// queryType is the query type named typ; an unknown name fails the test.
+func (s *DNSServer) queryType(typ string) dnsmessage.Type {
+	t := map[string]dnsmessage.Type{"A": dnsmessage.TypeA, "AAAA": dnsmessage.TypeAAAA, "SRV": dnsmessage.TypeSRV}[typ]
+	if t == 0 {
+		s.t.Helper()
+		s.t.Fatalf("dns server: unknown query type %q", typ)
+	}
+	return t
 }
 
 // Addr is the server's address.
@@ -139,6 +170,22 @@ func (s *DNSServer) Queries() []string {
 	return append([]string(nil), s.queries...)
 }
 
+// Asked returns a channel that is closed once the question q ("SRV
+// _echo._tcp.example.test.", as Queries lists them) has been asked (at
+// once when it already was), so that a test can wait for a lookup to be
+// under way.
+func (s *DNSServer) Asked(q string) <-chan struct{} {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.queries, q) {
+		close(ch)
+	} else {
+		s.waiters = append(s.waiters, waiter{q, ch})
+	}
+	return ch
+}
+
 func (s *DNSServer) serve() {
 	defer close(s.done)
 	buf := make([]byte, 1500)
@@ -177,10 +224,20 @@ func (s *DNSServer) answer(q []byte) ([]byte, time.Duration) {
 	qu := qs[0]
 	name := strings.ToLower(qu.Name.String())
 	s.mu.Lock()
-	s.queries = append(s.queries, strings.TrimPrefix(qu.Type.String(), "Type")+" "+name)
+	asked := strings.TrimPrefix(qu.Type.String(), "Type") + " " + name
+	s.queries = append(s.queries, asked)
+	s.waiters = slices.DeleteFunc(s.waiters, func(w waiter) bool {
+		if w.q == asked {
+			close(w.ch)
+		}
+		return w.q == asked
+	})
 	rrs, known := s.zone[name]
-	delay := s.delays[qu.Type]
+	delay, drop := s.delays[qu.Type], s.drops[qu.Type]
 	s.mu.Unlock()
+	if drop {
+		return nil, 0
+	}
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired,
 		RecursionAvailable: true}
 	if !known {
