@@ -93,6 +93,10 @@ func (q *QUICRendezvous) Dial(ctx context.Context, remote netip.AddrPort) (Trans
 		return nil, net.ErrClosed
 	}
 	qc := newQUICConn(conn, q.udp, q.opts, q.unref, nil)
+	if err := requiredDatagrams(conn, q.opts); err != nil {
+		<-qc.done
+		return nil, err
+	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		_ = conn.CloseWithError(quicCodeAbort, "")

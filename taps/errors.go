@@ -73,6 +73,12 @@ var (
 	// no attempt, no packet beyond the DNS queries) wrapping a
 	// *stacks.ResolveError that names the SRV record and wraps this.
 	ErrServiceUnavailable = stacks.ErrServiceUnavailable
+	// ErrDatagramsNotNegotiated: the QUIC peer did not enable datagrams
+	// (RFC 9221). An attempt Requiring perMsgReliability fails with it
+	// once the handshake tells (the error also unwraps to
+	// errors.ErrUnsupported), so Initiate returns an EstablishmentError
+	// wrapping it when no other attempt succeeds.
+	ErrDatagramsNotNegotiated = stacks.ErrDatagramsNotNegotiated
 )
 
 // ErrorReason is the RFC 9623 Appendix B reason an error carries.

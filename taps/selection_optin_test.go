@@ -113,7 +113,8 @@ func TestAvoidOrProhibitSoftErrorNotifySelectsUDPWithoutSoftErrors(t *testing.T)
 // Required) without datagrams, even with a peer that takes them: a
 // Message sent with msgReliable false is a SendError
 // (ErrPropertyNotSupported), as on TCP; a Listener Prohibiting it does not
-// negotiate datagrams with a client that Requires them.
+// negotiate datagrams with a client that Prefers them (one that Requires
+// them fails: TestQUICRequirePerMsgReliabilityFailsWithoutThePeersDatagrams).
 func TestProhibitPerMsgReliabilitySelectsQUICWithoutDatagrams(t *testing.T) {
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
