@@ -1563,6 +1563,9 @@ func (l *quicListener) acceptLoop() {
 			l.cancel()
 			return
 		}
+		if requiredDatagrams(conn, l.opts) != nil { // closed: the client did not enable datagrams
+			continue
+		}
 		if !l.ref() { // the listener and its socket are gone
 			_ = conn.CloseWithError(quicCodeAbort, "")
 			continue

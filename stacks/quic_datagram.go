@@ -26,9 +26,10 @@ var ErrDatagramTooLarge = errors.New("message too large for a QUIC datagram")
 // Options.RequireDatagrams whose peer did not enable datagrams.
 var errDatagramsRequired = fmt.Errorf("perMsgReliability Required: %w (%w)", ErrDatagramsNotNegotiated, errors.ErrUnsupported)
 
-// requiredDatagrams checks a dialed connection whose handshake completed:
-// with opts.RequireDatagrams, the peer must have enabled datagrams, or it
-// closes conn and fails with errDatagramsRequired.
+// requiredDatagrams checks a dialed connection whose handshake completed,
+// or an accepted one (the client's transport parameters came with its
+// first flight): with opts.RequireDatagrams, the peer must have enabled
+// datagrams, or it closes conn and fails with errDatagramsRequired.
 func requiredDatagrams(conn *quic.Conn, opts Options) error {
 	if !opts.RequireDatagrams || conn.ConnectionState().SupportsDatagrams.Remote {
 		return nil

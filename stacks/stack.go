@@ -126,8 +126,10 @@ type Options struct {
 	// completed without the peer enabling datagrams: the session is
 	// closed and the error wraps ErrDatagramsNotNegotiated and
 	// errors.ErrUnsupported (after a 0-RTT Dial, WaitHandshake fails
-	// so). Listeners ignore it. Default false: a peer without datagrams
-	// is used, and unreliable messages go on the stream.
+	// so); a QUIC Listener (and a QUICRendezvous's AcceptConn) closes the
+	// session of a client that did not enable them, and never returns
+	// it. Default false: a peer without datagrams is used, and unreliable
+	// messages go on the stream.
 	RequireDatagrams bool
 	// SendOnly: the connection only sends (direction UnidirectionalSend).
 	// QUIC's Dial then opens a unidirectional stream rather than a

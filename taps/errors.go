@@ -77,7 +77,8 @@ var (
 	// (RFC 9221). An attempt Requiring perMsgReliability fails with it
 	// once the handshake tells (the error also unwraps to
 	// errors.ErrUnsupported), so Initiate returns an EstablishmentError
-	// wrapping it when no other attempt succeeds.
+	// wrapping it when no other attempt succeeds. A Listener Requiring it
+	// closes the session of a client without datagrams.
 	ErrDatagramsNotNegotiated = stacks.ErrDatagramsNotNegotiated
 )
 

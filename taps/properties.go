@@ -549,8 +549,10 @@ const (
 	// Prohibit do not rule QUIC out: it is selected without them. The
 	// peer must enable them too: with Require, a QUIC attempt whose peer
 	// did not fails once its handshake tells (ErrDatagramsNotNegotiated,
-	// also errors.ErrUnsupported); with Prefer the Connection goes
-	// without them and reads perMsgReliability back false. With
+	// also errors.ErrUnsupported), and a QUIC Listener closes the session
+	// of such a client (its Connection is never accepted); with Prefer
+	// the Connection goes without them and reads perMsgReliability back
+	// false. With
 	// Prohibit, a Message sent with msgReliable false on a reliable stack
 	// is a SendError (ErrPropertyNotSupported), QUIC included.
 	PerMsgReliability Property = "perMsgReliability"

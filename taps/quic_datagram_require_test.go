@@ -122,3 +122,64 @@ func TestQUICRequirePerMsgReliabilityFailsWithoutThePeersDatagrams(t *testing.T)
 		})
 	}
 }
+
+// TestQUICListenerRequiringPerMsgReliabilityRefusesPeersWithoutDatagrams:
+// the Listener's side of the same: a QUIC Listener Requiring
+// perMsgReliability closes the session of a client that did not enable
+// datagrams (a raw quic-go client, a gotaps client Prohibiting
+// perMsgReliability) rather than hand over a Connection that reads
+// perMsgReliability back false; a client with datagrams is accepted and
+// reads it back true.
+func TestQUICListenerRequiringPerMsgReliabilityRefusesPeersWithoutDatagrams(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ctx := testCtx(t)
+	stp := quicOnly(t)
+	require.NoError(t, stp.Require(PerMsgReliability))
+	ln := quicListen(t, ctx, sys, pki, stp)
+	ap, _ := ln.LocalEndpoints()[0].Addr()
+
+	raw, err := quic.DialAddr(ctx, ap.String(), &tls.Config{RootCAs: pki.pool, ServerName: "localhost",
+		NextProtos: []string{"gotaps-test"}}, &quic.Config{EnableDatagrams: false})
+	if err == nil {
+		defer raw.CloseWithError(0, "")
+		if str, err := raw.OpenStream(); err == nil { // (fails once the session is closed)
+			_, _ = str.Write([]byte{0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'}) // a length-prefixed message
+		}
+		select {
+		case <-raw.Context().Done(): // the Listener closed the session
+		case <-ctx.Done():
+			t.Fatal("the Listener kept the session of a client without datagrams")
+		}
+	}
+	tp := quicOnly(t)
+	require.NoError(t, tp.Prohibit(PerMsgReliability))
+	if c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx); err == nil {
+		// the client may be Ready before the Listener closes the session
+		_ = c.Send(ctx, []byte("hello"), nil)
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			c.Abort()
+			<-c.Done()
+			t.Fatal("the Listener kept the session of a client Prohibiting perMsgReliability")
+		}
+	}
+	if s, err := acceptShort(ln); err == nil {
+		defer func() { s.Abort(); <-s.Done() }()
+		t.Fatalf("the Listener accepted a Connection whose perMsgReliability reads back %v",
+			s.GetProperties().Selected[PerMsgReliability])
+	}
+
+	tp = quicOnly(t)
+	require.NoError(t, tp.Prefer(PerMsgReliability))
+	c, err := securePre(sys, ln, pki.clientSec(), tp).Initiate(ctx)
+	require.NoError(t, err)
+	defer func() { c.Abort(); <-c.Done() }()
+	require.NoError(t, c.Send(ctx, []byte("hello"), nil))
+	s, err := ln.Accept(ctx)
+	require.NoError(t, err)
+	defer func() { s.Abort(); <-s.Done() }()
+	require.True(t, s.GetProperties().Selected[PerMsgReliability])
+	require.True(t, c.GetProperties().Selected[PerMsgReliability])
+}
