@@ -229,6 +229,10 @@ func (quicStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) 
 	select {
 	case <-conn.HandshakeComplete():
 		watch.stop()
+		if err := requiredDatagrams(conn, opts); err != nil {
+			<-qc.done
+			return nil, err
+		}
 	default:
 		// DialEarly returned with 0-RTT keys (see WaitHandshake): an
 		// ICMP error before the handshake completes ends the connection,
@@ -1248,6 +1252,9 @@ func (s *quicStream) WaitHandshake(ctx context.Context) (Transport, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if err := requiredDatagrams(conn, s.c.opts); err != nil {
+		return nil, err
+	}
 	if !s.c.early || conn.ConnectionState().Used0RTT {
 		return nil, nil
 	}
@@ -1555,6 +1562,9 @@ func (l *quicListener) acceptLoop() {
 			}
 			l.cancel()
 			return
+		}
+		if requiredDatagrams(conn, l.opts) != nil { // closed: the client did not enable datagrams
+			continue
 		}
 		if !l.ref() { // the listener and its socket are gone
 			_ = conn.CloseWithError(quicCodeAbort, "")

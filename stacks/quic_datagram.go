@@ -22,6 +22,22 @@ var ErrDatagramsNotNegotiated = errors.New("QUIC datagrams not negotiated with t
 // (one packet); the error wrapping it tells the maximum.
 var ErrDatagramTooLarge = errors.New("message too large for a QUIC datagram")
 
+// errDatagramsRequired is the failure of a QUIC Dial with
+// Options.RequireDatagrams whose peer did not enable datagrams.
+var errDatagramsRequired = fmt.Errorf("perMsgReliability Required: %w (%w)", ErrDatagramsNotNegotiated, errors.ErrUnsupported)
+
+// requiredDatagrams checks a dialed connection whose handshake completed,
+// or an accepted one (the client's transport parameters came with its
+// first flight): with opts.RequireDatagrams, the peer must have enabled
+// datagrams, or it closes conn and fails with errDatagramsRequired.
+func requiredDatagrams(conn *quic.Conn, opts Options) error {
+	if !opts.RequireDatagrams || conn.ConnectionState().SupportsDatagrams.Remote {
+		return nil
+	}
+	_ = conn.CloseWithError(quicCodeAbort, "QUIC datagrams required")
+	return errDatagramsRequired
+}
+
 // DatagramSupport is implemented by the Transports that implement
 // Datagrams: DatagramsNegotiated tells whether both ends enabled them.
 type DatagramSupport interface {

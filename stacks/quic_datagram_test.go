@@ -1,6 +1,8 @@
 package stacks
 
 import (
+	"crypto/tls"
+	"errors"
 	"net"
 	"testing"
 
@@ -64,4 +66,47 @@ func TestQUICDatagramsHandedOverWhenTheReadingStreamCloses(t *testing.T) {
 	require.NoError(t, r.err)
 	require.Equal(t, "three", string(r.p), "an abort hands them over too")
 	abortQUICPair(t, third, srv)
+}
+
+// TestQUICRequireDatagramsFailsDialWithoutThePeers: with
+// Options.RequireDatagrams (perMsgReliability Require), a Dial whose peer
+// did not enable datagrams fails once the handshake tells, with
+// ErrDatagramsNotNegotiated (and errors.ErrUnsupported), and leaves no
+// connection behind; after a 0-RTT Dial (it returned before the
+// handshake) WaitHandshake fails so. Before, both went on without
+// datagrams.
+func TestQUICRequireDatagramsFailsDialWithoutThePeers(t *testing.T) {
+	ctx := testCtx(t)
+	pki := newTestPKI(t)
+	ln := quicEarlyListener(t, ctx, pki) // no datagrams
+	opts := Options{TLS: pki.clientConfig(), QUICDatagrams: true, RequireDatagrams: true}
+	cli, err := QUIC().Dial(ctx, addrPort(t, ln.Addr()), opts)
+	if err == nil {
+		_ = cli.Abort()
+		waitQUICDone(t, cli)
+		t.Fatal("Dial Requiring datagrams succeeded with a peer without them")
+	}
+	require.ErrorIs(t, err, ErrDatagramsNotNegotiated)
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+
+	t.Run("0-RTT", func(t *testing.T) {
+		skipUnderRace(t)
+		cache := tls.NewLRUClientSessionCache(4)
+		cacheQUICTicket(t, ctx, pki, ln, cache)
+		hold := newServerHold(t, ln.Addr())
+		opts := earlyOptions(pki, cache)
+		opts.QUICDatagrams, opts.RequireDatagrams = true, true
+		cli, err := QUIC().Dial(ctx, hold.addr(), opts)
+		require.NoError(t, err, "a 0-RTT Dial returns before the handshake")
+		hw := pendingHandshake(t, cli)
+		hold.release()
+		next, err := hw.WaitHandshake(ctx)
+		if next != nil {
+			_ = next.Abort()
+		}
+		require.ErrorIs(t, err, ErrDatagramsNotNegotiated)
+		require.ErrorIs(t, err, errors.ErrUnsupported)
+		_ = cli.Abort()
+		waitQUICDone(t, cli)
+	})
 }

@@ -123,7 +123,7 @@ func (s *quicICMPSocket) icmp(err error, onRead bool) bool {
 func (s *quicICMPSocket) ends(se *SoftError) bool {
 	const originICMP, originICMP6 = 2, 3 // SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
 	return (se.Origin == originICMP || se.Origin == originICMP6) && se.Err != syscall.EMSGSIZE &&
-		se.Dest.Addr() == s.remote.Addr() && se.Dest.Port() == s.remote.Port()
+		se.Dest.Addr().WithZone("") == s.remote.Addr() && se.Dest.Port() == s.remote.Port()
 }
 
 // ReadBatch, ReadFrom and ReadMsgUDP read again after a pending ICMP

@@ -93,6 +93,10 @@ func (q *QUICRendezvous) Dial(ctx context.Context, remote netip.AddrPort) (Trans
 		return nil, net.ErrClosed
 	}
 	qc := newQUICConn(conn, q.udp, q.opts, q.unref, nil)
+	if err := requiredDatagrams(conn, q.opts); err != nil {
+		<-qc.done
+		return nil, err
+	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		_ = conn.CloseWithError(quicCodeAbort, "")
@@ -106,12 +110,17 @@ func (q *QUICRendezvous) Dial(ctx context.Context, remote netip.AddrPort) (Trans
 // accepted address whose handshake completed. Its FirstStream is the
 // Transport (see QUIC: the peer's first stream is seen once the peer
 // writes on it); either that Transport or Abort releases the connection.
-// Without a server role it fails at once.
+// Without a server role it fails at once. With Options.RequireDatagrams
+// a connection whose peer did not enable datagrams is closed, and the
+// wait goes on.
 func (q *QUICRendezvous) AcceptConn(ctx context.Context) (*QUICRendezvousConn, error) {
 	if q.ln == nil {
 		return nil, errors.New("quic rendezvous: no server role")
 	}
 	conn, err := q.ln.Accept(ctx)
+	for err == nil && requiredDatagrams(conn, q.opts) != nil {
+		conn, err = q.ln.Accept(ctx) // that one was closed
+	}
 	if err != nil {
 		return nil, err
 	}

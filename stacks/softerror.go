@@ -19,7 +19,9 @@ type SoftError struct {
 	// Offender is the node that sent the ICMP error (SO_EE_OFFENDER); the
 	// zero Addr when the kernel did not tell.
 	Offender netip.Addr
-	// Dest is the destination of the datagram that caused the error.
+	// Dest is the destination of the datagram that caused the error. Both
+	// carry the zone of a link-local IPv6 address: the interface's name,
+	// as in the addresses the net package reads (a UDP Listener's peers).
 	Dest netip.AddrPort
 	// Origin is the ee_origin of the extended error (2 = ICMP, 3 =
 	// ICMPv6, 1 = local); Type and Code are the ICMP type and code; Info

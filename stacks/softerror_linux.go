@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -115,18 +117,39 @@ func offender(b []byte) netip.Addr {
 		}
 	case unix.AF_INET6:
 		if len(b) >= 24 {
-			return netip.AddrFrom16([16]byte(b[8:24])).Unmap()
+			a := netip.AddrFrom16([16]byte(b[8:24])).Unmap()
+			if len(b) >= 28 { // sin6_scope_id
+				a = withScope(a, binary.NativeEndian.Uint32(b[24:28]))
+			}
+			return a
 		}
 	}
 	return netip.Addr{}
 }
 
+// sockaddrToAddrPort is the address of sa, with the zone of a scoped
+// (link-local) IPv6 address named as the net package names it in the
+// addresses it reads (the interface's name): the listener's peers are
+// keyed by those (udpListener.softError).
 func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+		return netip.AddrPortFrom(withScope(netip.AddrFrom16(a.Addr).Unmap(), a.ZoneId), uint16(a.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// withScope gives an IPv6 address its zone, the interface of scope id
+// index (0: none), by name as the net package does (the index in decimal
+// when no interface has it any more).
+func withScope(a netip.Addr, index uint32) netip.Addr {
+	if index == 0 || !a.Is6() {
+		return a
+	}
+	if ifi, err := net.InterfaceByIndex(int(index)); err == nil {
+		return a.WithZone(ifi.Name)
+	}
+	return a.WithZone(strconv.FormatUint(uint64(index), 10))
 }

@@ -230,3 +230,42 @@ func TestUDPListenerSoftErrorGoesToItsPeer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "c", string(buf[:n]))
 }
+
+// TestUDPListenerPeersAtZones: the peers an ICMP error reaches by its
+// destination (udpListener.peersAt). A link-local destination's zone is
+// the interface's name as the net package names the peers' (from the
+// datagrams' sources); when the names differ (its cache of interface names
+// lags behind an interface made again), the peers at the address on any
+// interface get it, unless one has the very zone.
+func TestUDPListenerPeersAtZones(t *testing.T) {
+	ll := func(zone string, port uint16) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr("fe80::2").WithZone(zone), port)
+	}
+	// told apart by their remote addresses (the test compares them deeply)
+	a, b, c := &udpPeer{remote: ll("eth0", 7)}, &udpPeer{remote: ll("eth1", 7)}, &udpPeer{remote: netip.MustParseAddrPort("192.0.2.1:7")}
+	for i, tt := range []struct {
+		dst  bool
+		dest netip.AddrPort
+		want []*udpPeer
+	}{
+		{false, ll("eth0", 7), []*udpPeer{a}},
+		{false, ll("eth1", 7), []*udpPeer{b}},
+		{false, ll("9", 7), []*udpPeer{a, b}}, // a name the peers' keys do not use
+		{false, ll("9", 8), nil},              // another port
+		{false, netip.MustParseAddrPort("[fe80::2]:7"), nil},
+		{false, netip.MustParseAddrPort("192.0.2.1:7"), []*udpPeer{c}},
+		{true, ll("eth0", 7), []*udpPeer{a}},
+		{true, ll("9", 7), []*udpPeer{a, b}},
+	} {
+		l := &udpListener{dst: tt.dst, peers: map[udpPeerKey]*udpPeer{}}
+		for _, p := range []*udpPeer{a, b, c} {
+			k := udpPeerKey{remote: p.remote}
+			if tt.dst { // keyed by the local address too
+				k.local = netip.MustParseAddr("fe80::1").WithZone(p.remote.Addr().Zone())
+			}
+			l.peers[k] = p
+		}
+		got := l.peersAt(tt.dest)
+		require.ElementsMatch(t, tt.want, got, "#%d: %v (wildcard socket: %v)", i, tt.dest, tt.dst)
+	}
+}

@@ -121,6 +121,16 @@ type Options struct {
 	// QUICDatagrams enables QUIC datagrams (RFC 9221); the Transports then
 	// implement Datagrams.
 	QUICDatagrams bool
+	// RequireDatagrams (with QUICDatagrams; perMsgReliability Require)
+	// makes a QUIC Dial (and a QUICRendezvous's) fail once the handshake
+	// completed without the peer enabling datagrams: the session is
+	// closed and the error wraps ErrDatagramsNotNegotiated and
+	// errors.ErrUnsupported (after a 0-RTT Dial, WaitHandshake fails
+	// so); a QUIC Listener (and a QUICRendezvous's AcceptConn) closes the
+	// session of a client that did not enable them, and never returns
+	// it. Default false: a peer without datagrams is used, and unreliable
+	// messages go on the stream.
+	RequireDatagrams bool
 	// SendOnly: the connection only sends (direction UnidirectionalSend).
 	// QUIC's Dial then opens a unidirectional stream rather than a
 	// bidirectional one (RFC 9000 §2.1), so that the peer never sees a

@@ -412,21 +412,42 @@ func (l *udpListener) softError() {
 	}
 	for _, se := range drainErrQueue(rc) {
 		l.mu.Lock()
-		var to []*udpPeer
-		if p := l.peers[udpPeerKey{remote: se.Dest}]; p != nil {
-			to = append(to, p)
-		} else if l.dst { // the remote's peers, whatever address each sends to
-			for k, p := range l.peers {
-				if k.remote == se.Dest {
-					to = append(to, p)
-				}
-			}
-		}
+		to := l.peersAt(se.Dest)
 		l.mu.Unlock()
 		for _, p := range to {
 			p.soft.deliver(se)
 		}
 	}
+}
+
+// peersAt returns the peers at dest (with l.mu): the one keyed so, or on
+// a wildcard socket each that sends to one of its addresses. A link-local
+// dest carries its zone, named after the interface as the peers' keys
+// (the addresses the datagrams came from) are; should the names differ
+// (the net package's cache of interface names lags behind an interface
+// that was just made again), the peers at the address on any interface
+// get it.
+func (l *udpListener) peersAt(dest netip.AddrPort) []*udpPeer {
+	if p := l.peers[udpPeerKey{remote: dest}]; p != nil {
+		return []*udpPeer{p}
+	}
+	if !l.dst && dest.Addr().Zone() == "" {
+		return nil
+	}
+	var to, unzoned []*udpPeer
+	for k, p := range l.peers {
+		switch {
+		case k.remote == dest:
+			to = append(to, p)
+		case dest.Addr().Zone() != "" && k.remote.Port() == dest.Port() &&
+			k.remote.Addr().WithZone("") == dest.Addr().WithZone(""):
+			unzoned = append(unzoned, p)
+		}
+	}
+	if len(to) == 0 {
+		return unzoned
+	}
+	return to
 }
 
 func (l *udpListener) deliver(from udpPeerKey, msg udpDatagram) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +29,8 @@ func setCoverage(fd, opt, n int) error {
 }
 
 // sockaddrOf is ap as a socket address of the family (IPv4 addresses are
-// mapped for AF_INET6; the zero Addr is the wildcard).
+// mapped for AF_INET6; the zero Addr is the wildcard). A zone names the
+// interface or, as in the net package, gives its index in decimal.
 func sockaddrOf(family int, ap netip.AddrPort) unix.Sockaddr {
 	if family == unix.AF_INET {
 		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
@@ -39,6 +41,8 @@ func sockaddrOf(family int, ap netip.AddrPort) unix.Sockaddr {
 		if z := ap.Addr().Zone(); z != "" {
 			if ifi, err := net.InterfaceByName(z); err == nil {
 				sa.ZoneId = uint32(ifi.Index)
+			} else if i, err := strconv.ParseUint(z, 10, 32); err == nil {
+				sa.ZoneId = uint32(i)
 			}
 		}
 	}

@@ -82,6 +82,13 @@ var (
 	// EstablishmentError (ResolutionFailed) once the SRV lookups found no
 	// record.
 	ErrNoServicePort = stacks.ErrNoServicePort
+	// ErrDatagramsNotNegotiated: the QUIC peer did not enable datagrams
+	// (RFC 9221). An attempt Requiring perMsgReliability fails with it
+	// once the handshake tells (the error also unwraps to
+	// errors.ErrUnsupported), so Initiate returns an EstablishmentError
+	// wrapping it when no other attempt succeeds. A Listener Requiring it
+	// closes the session of a client without datagrams.
+	ErrDatagramsNotNegotiated = stacks.ErrDatagramsNotNegotiated
 )
 
 // ServiceError reports a service that leaves an endpoint with no port

@@ -546,7 +546,13 @@ const (
 	// PerMsgReliability: Messages may have their own reliability
 	// (msgReliable). Default NoPreference. Prefer and Require enable QUIC
 	// datagrams (RFC 9221), which QUIC uses only when asked, so Avoid and
-	// Prohibit do not rule QUIC out: it is selected without them. With
+	// Prohibit do not rule QUIC out: it is selected without them. The
+	// peer must enable them too: with Require, a QUIC attempt whose peer
+	// did not fails once its handshake tells (ErrDatagramsNotNegotiated,
+	// also errors.ErrUnsupported), and a QUIC Listener closes the session
+	// of such a client (its Connection is never accepted); with Prefer
+	// the Connection goes without them and reads perMsgReliability back
+	// false. With
 	// Prohibit, a Message sent with msgReliable false on a reliable stack
 	// is a SendError (ErrPropertyNotSupported), QUIC included.
 	PerMsgReliability Property = "perMsgReliability"

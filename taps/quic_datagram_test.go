@@ -40,7 +40,10 @@ func (d *datagramTrace) counts() (int, int) {
 
 // quicDatagramPair listens on QUIC (Multistreaming) with serverPMR as the
 // listener's perMsgReliability preference and returns a client
-// connection (perMsgReliability Require) and the server's.
+// connection and the server's. The client Requires perMsgReliability
+// when the listener enables datagrams (serverPMR Prefer or Require), and
+// Prefers it otherwise (a Require would fail the attempt: see
+// TestQUICRequirePerMsgReliabilityFailsWithoutThePeersDatagrams).
 func quicDatagramPair(t *testing.T, sys *System, serverPMR Preference) (*Connection, *Connection) {
 	t.Helper()
 	pki := newTestPKI(t)
@@ -55,7 +58,11 @@ func quicDatagramPair(t *testing.T, sys *System, serverPMR Preference) (*Connect
 	t.Cleanup(ln.Stop)
 	ctp := NewTransportProperties()
 	require.NoError(t, ctp.Require(Multistreaming))
-	require.NoError(t, ctp.Require(PerMsgReliability))
+	clientPMR := Prefer
+	if serverPMR == Prefer || serverPMR == Require {
+		clientPMR = Require
+	}
+	require.NoError(t, ctp.Set(PerMsgReliability, clientPMR))
 	c, err := securePre(sys, ln, pki.clientSec(), ctp).Initiate(testCtx(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Abort(); <-c.Done() })
@@ -118,7 +125,8 @@ func TestQUICUnreliableMessagesAsDatagrams(t *testing.T) {
 }
 
 // TestQUICDatagramsPeerWithout: a peer that did not enable datagrams
-// (perMsgReliability NoPreference, Ignore in RFC 9622): unreliable messages go on the stream.
+// (perMsgReliability NoPreference, Ignore in RFC 9622), with this side
+// Preferring them: unreliable messages go on the stream.
 func TestQUICDatagramsPeerWithout(t *testing.T) {
 	dt := &datagramTrace{}
 	sys := newTestSystem(t, dt.option())

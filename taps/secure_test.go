@@ -90,12 +90,18 @@ func secureListener(t *testing.T, sys *System, sec *SecurityParameters, tp *Tran
 
 func securePre(sys *System, ln *Listener, sec *SecurityParameters, tp *TransportProperties) *Preconnection {
 	ap, _ := ln.LocalEndpoints()[0].Addr()
+	return securePreTo(sys, ap.Port(), sec, tp)
+}
+
+// securePreTo is securePre to a server (not necessarily a gotaps
+// Listener) on localhost's port.
+func securePreTo(sys *System, port uint16, sec *SecurityParameters, tp *TransportProperties) *Preconnection {
 	if tp == nil {
 		tp = NewTransportProperties()
 	}
 	pre := NewPreconnection(WithSystem(sys), WithSecurityParameters(sec), WithTransportProperties(tp),
 		WithAttemptDelay(20*time.Millisecond),
-		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(ap.Port())),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("localhost").WithPort(port)),
 		WithResolver(loopbackOnly))
 	pre.AddFramer(framers.NewLengthPrefix())
 	return pre

@@ -113,12 +113,13 @@ func TestAvoidOrProhibitSoftErrorNotifySelectsUDPWithoutSoftErrors(t *testing.T)
 // Required) without datagrams, even with a peer that takes them: a
 // Message sent with msgReliable false is a SendError
 // (ErrPropertyNotSupported), as on TCP; a Listener Prohibiting it does not
-// negotiate datagrams with a client that Requires them.
+// negotiate datagrams with a client that Prefers them (one that Requires
+// them fails: TestQUICRequirePerMsgReliabilityFailsWithoutThePeersDatagrams).
 func TestProhibitPerMsgReliabilitySelectsQUICWithoutDatagrams(t *testing.T) {
 	sys := newTestSystem(t)
 	pki := newTestPKI(t)
 	stp := quicOnly(t)
-	require.NoError(t, stp.Require(PerMsgReliability)) // the server takes datagrams
+	require.NoError(t, stp.Prefer(PerMsgReliability)) // the server takes datagrams (Require would refuse this client)
 	ln, _ := quicEchoServer(t, sys, pki, stp)
 	tp := quicOnly(t)
 	require.NoError(t, tp.Prohibit(PerMsgReliability))

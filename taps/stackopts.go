@@ -26,7 +26,8 @@ import (
 // useTemporaryLocalAddress to IPV6_ADDR_PREFERENCES, softErrorNotify
 // (Prefer or Require) to ICMP error delivery, zeroRttMsg (Avoid or
 // Prohibit) to no 0-RTT (NoEarlyData), perMsgReliability (Prefer or
-// Require) to QUIC datagrams, and recvChecksumLen and the default
+// Require) to QUIC datagrams (Require: RequireDatagrams, an attempt whose
+// peer did not enable them fails), and recvChecksumLen and the default
 // msgChecksumLen to the UDP-Lite checksum coverage. The rate properties
 // are applied by the connection itself (they can change on an open
 // connection); the interface and pvd properties per attempt, by the
@@ -68,6 +69,8 @@ func stackOptions(tp *TransportProperties, r role) stacks.Options {
 	}
 	if pref := tp.Preference(PerMsgReliability); pref == Prefer || pref == Require {
 		o.QUICDatagrams = true // unreliable messages as QUIC datagrams (RFC 9221)
+		// Require: an attempt whose peer did not enable them fails
+		o.RequireDatagrams = pref == Require
 	}
 	o.RecvChecksumLen = checksumOption(mustGet(tp, RecvChecksumLen))
 	o.SendChecksumLen = checksumOption(mustGet(tp, MsgChecksumLen))
