@@ -2,7 +2,9 @@ package actors
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -117,6 +119,10 @@ type rawStream struct {
 	lent     bool // the last read went into a target: a large message ended there
 	earlyCap bool // t tells early data (stacks.EarlyReader: QUIC)
 	early    bool // the last read's bytes were early data (0-RTT)
+	// endCheck tells how an end of stream read directly is taken
+	// (endOfStream): endUnchecked, endCheckTCP, or endSendShut (set by
+	// the connection before it shuts down the sending side)
+	endCheck atomic.Int32
 	t        io.Reader
 	rc       syscall.RawConn // direct reads
 	op       rawReadOp
@@ -128,6 +134,43 @@ type rawStream struct {
 	// returned, stored before the reader leaves ioc: a write's EPIPE
 	// names it (connActor.socketCause)
 	fault atomic.Pointer[error]
+}
+
+// The values of rawStream.endCheck.
+const (
+	endUnchecked int32 = iota // an end of stream is the peer's (not TCP)
+	endCheckTCP               // TCP, sending side open: see endOfStream
+	endSendShut               // TCP whose sending side this side shut down
+)
+
+// errNoFIN is the end of a TCP stream that came without the peer's FIN:
+// the socket ended under the stream (a reset, TCP_USER_TIMEOUT, the
+// retransmission timeout), and a write took its error (the kernel hands a
+// socket's error to one call; the read after it finds the receiving side
+// shut down, which it reads as an end of stream). The connection fails
+// with the error the write took (connActor.endCause), or with this.
+var errNoFIN = fmt.Errorf("the connection ended without the peer's end of stream (reset or timed out): %w", io.ErrUnexpectedEOF)
+
+// endOfStream is the error of a direct read that returned the end of the
+// stream. On a TCP socket whose sending side is open, a peer's FIN leaves
+// it in CLOSE_WAIT; one that has ended (TCP_CLOSE) ended under the stream,
+// or was reset after the FIN: its error, still pending (taken here; a
+// reset in CLOSE_WAIT pends as EPIPE, reported ECONNRESET), or errNoFIN
+// when a write took it. Runs only at an end of stream, never per message.
+func (s *rawStream) endOfStream() error {
+	if s.endCheck.Load() != endCheckTCP {
+		return io.EOF
+	}
+	ended, pending := stacks.TCPEndedUnder(s.rc)
+	switch {
+	case !ended:
+		return io.EOF
+	case pending == syscall.EPIPE:
+		pending = syscall.ECONNRESET
+	case pending == 0:
+		return errNoFIN
+	}
+	return os.NewSyscallError("read", pending)
 }
 
 // noteFault keeps err as s.fault when it is the first socket error read.
@@ -219,6 +262,9 @@ func (s *rawStream) read() ([]byte, error) {
 		s.ioc.Add(1)
 		data, err := s.op.read(s.rc, tgt)
 		if err != nil {
+			if err == io.EOF {
+				err = s.endOfStream()
+			}
 			s.noteFault(err)
 		}
 		s.ioc.Done()

@@ -3,6 +3,7 @@ package stacks
 import (
 	"net"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +86,32 @@ func tcpWaitPeerReset(c *net.TCPConn) error {
 		return nil // closed by this side
 	}
 	return reset
+}
+
+// TCPEndedUnder tells, for a TCP socket (rc) whose read has just returned
+// the end of the stream, whether the socket itself has ended (TCP_INFO's
+// tcpi_state is TCP_CLOSE), and the socket's error still pending, taken
+// (SO_ERROR; 0 when a call took it first). A peer's FIN leaves a socket
+// whose sending side is open in CLOSE_WAIT; the kernel also shuts down the
+// receiving side of a socket that a reset, TCP_USER_TIMEOUT or the
+// retransmission timeout ends (TCP_CLOSE), and a read then returns the end
+// of the stream once a write took the error. A socket whose sending side
+// this side shut down is TCP_CLOSE after a graceful exchange too (its
+// TIME_WAIT is a separate socket): the caller tells that case apart. It
+// answers false for a socket that is not TCP or when it cannot tell. Only
+// an end of stream calls it (a system call or two).
+func TCPEndedUnder(rc syscall.RawConn) (ended bool, pending syscall.Errno) {
+	_ = rc.Control(func(fd uintptr) {
+		state, err := tcpState(int(fd))
+		if err != nil || state != unix.BPF_TCP_CLOSE {
+			return
+		}
+		ended = true
+		if e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			pending = syscall.Errno(e)
+		}
+	})
+	return ended, pending
 }
 
 // tcpState reads the TCP state of the socket fd: TCP_INFO's first byte
