@@ -2780,7 +2780,7 @@ func (c *connActor) failedBatch(ctx actor.Context, batch []writeItem, werr error
 // closeWrite shuts down the sending side of the transport (its FIN, TLS's
 // close_notify, a QUIC stream's FIN). The reader is told first: once the
 // peer's FIN answers, the TCP socket is TCP_CLOSE as one a reset ended
-// (rawStream.endOfStream).
+// (rawStream.endOfStream; a TLS transport tells its reads itself).
 func (c *connActor) closeWrite() {
 	if sr := c.link.reader; sr != nil {
 		sr.cr.raw.endCheck.CompareAndSwap(endCheckTCP, endSendShut)
@@ -2789,15 +2789,15 @@ func (c *connActor) closeWrite() {
 }
 
 // endCause is the cause of a received stream's end err. A TCP stream that
-// ended without the peer's FIN (errNoFIN: a write took the socket's
-// error) ends with that write's error: a write under way in the writer
+// ended without the peer's FIN (stacks.ErrEndedWithoutFIN: a write took
+// the socket's error; TCP or TLS) ends with that write's error: a write under way in the writer
 // goroutine has it, or gets it at once (the transport is aborted first:
 // the connection fails anyway), and is waited for; its EPIPE is the
 // socket's error of a reset in CLOSE_WAIT (a FIN, then the reset), named
 // ECONNRESET as the reader names it. A write made by the connection
 // itself (tryWritev) failed the connection as it took the error.
 func (c *connActor) endCause(err error) error {
-	if !errors.Is(err, errNoFIN) || c.t == nil {
+	if !errors.Is(err, stacks.ErrEndedWithoutFIN) || c.t == nil {
 		return err
 	}
 	w := c.inWrite

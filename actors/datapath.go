@@ -2,9 +2,7 @@ package actors
 
 import (
 	"errors"
-	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -143,34 +141,17 @@ const (
 	endSendShut               // TCP whose sending side this side shut down
 )
 
-// errNoFIN is the end of a TCP stream that came without the peer's FIN:
-// the socket ended under the stream (a reset, TCP_USER_TIMEOUT, the
-// retransmission timeout), and a write took its error (the kernel hands a
-// socket's error to one call; the read after it finds the receiving side
-// shut down, which it reads as an end of stream). The connection fails
-// with the error the write took (connActor.endCause), or with this.
-var errNoFIN = fmt.Errorf("the connection ended without the peer's end of stream (reset or timed out): %w", io.ErrUnexpectedEOF)
-
 // endOfStream is the error of a direct read that returned the end of the
-// stream. On a TCP socket whose sending side is open, a peer's FIN leaves
-// it in CLOSE_WAIT; one that has ended (TCP_CLOSE) ended under the stream,
-// or was reset after the FIN: its error, still pending (taken here; a
-// reset in CLOSE_WAIT pends as EPIPE, reported ECONNRESET), or errNoFIN
-// when a write took it. Runs only at an end of stream, never per message.
+// stream: on a plain TCP socket whose sending side is open, the socket's
+// state tells the peer's FIN (io.EOF) from an end the socket's reset or
+// timeout left (stacks.TCPEndOfStream: the pending error, or
+// stacks.ErrEndedWithoutFIN when a write took it). Runs only at an end of
+// stream, never per message.
 func (s *rawStream) endOfStream() error {
 	if s.endCheck.Load() != endCheckTCP {
 		return io.EOF
 	}
-	ended, pending := stacks.TCPEndedUnder(s.rc)
-	switch {
-	case !ended:
-		return io.EOF
-	case pending == syscall.EPIPE:
-		pending = syscall.ECONNRESET
-	case pending == 0:
-		return errNoFIN
-	}
-	return os.NewSyscallError("read", pending)
+	return stacks.TCPEndOfStream(s.rc)
 }
 
 // noteFault keeps err as s.fault when it is the first socket error read.

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -88,19 +89,39 @@ func tcpWaitPeerReset(c *net.TCPConn) error {
 	return reset
 }
 
-// TCPEndedUnder tells, for a TCP socket (rc) whose read has just returned
-// the end of the stream, whether the socket itself has ended (TCP_INFO's
-// tcpi_state is TCP_CLOSE), and the socket's error still pending, taken
-// (SO_ERROR; 0 when a call took it first). A peer's FIN leaves a socket
-// whose sending side is open in CLOSE_WAIT; the kernel also shuts down the
+// TCPEndOfStream is the error of a read of the TCP socket rc that
+// returned the end of the stream (0 bytes), when this side has not shut
+// its sending side down: io.EOF for the peer's FIN (the socket is then in
+// CLOSE_WAIT), else the socket has ended under the stream (TCP_CLOSE) and
+// this is its error still pending, taken (a reset in CLOSE_WAIT, the peer
+// having sent its FIN first, pends as EPIPE: reported as ECONNRESET), or
+// ErrEndedWithoutFIN when a call took it first. The kernel shuts down the
 // receiving side of a socket that a reset, TCP_USER_TIMEOUT or the
-// retransmission timeout ends (TCP_CLOSE), and a read then returns the end
-// of the stream once a write took the error. A socket whose sending side
-// this side shut down is TCP_CLOSE after a graceful exchange too (its
-// TIME_WAIT is a separate socket): the caller tells that case apart. It
-// answers false for a socket that is not TCP or when it cannot tell. Only
-// an end of stream calls it (a system call or two).
-func TCPEndedUnder(rc syscall.RawConn) (ended bool, pending syscall.Errno) {
+// retransmission timeout ends, and hands its error to one call only: when
+// a write took it, a read returns an end of stream though no FIN came.
+// Once this side's FIN went out the socket is TCP_CLOSE after a graceful
+// exchange too (its TIME_WAIT is a socket of its own), which is why the
+// caller must not ask then. A socket that is not TCP, or whose state
+// cannot be read, gives io.EOF. It costs a system call or two: call it
+// only at an end of stream.
+func TCPEndOfStream(rc syscall.RawConn) error {
+	ended, pending := tcpEndedUnder(rc)
+	switch {
+	case !ended:
+		return io.EOF
+	case pending == syscall.EPIPE:
+		pending = syscall.ECONNRESET
+	case pending == 0:
+		return ErrEndedWithoutFIN
+	}
+	return os.NewSyscallError("read", pending)
+}
+
+// tcpEndedUnder tells whether the TCP socket of rc has ended (TCP_INFO's
+// tcpi_state is TCP_CLOSE), and its error still pending, taken (SO_ERROR;
+// 0 when a call took it first). False for a socket that is not TCP or
+// when it cannot tell.
+func tcpEndedUnder(rc syscall.RawConn) (ended bool, pending syscall.Errno) {
 	_ = rc.Control(func(fd uintptr) {
 		state, err := tcpState(int(fd))
 		if err != nil || state != unix.BPF_TCP_CLOSE {

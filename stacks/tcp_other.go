@@ -3,6 +3,7 @@
 package stacks
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
@@ -20,6 +21,6 @@ func tcpWaitPeerReset(*net.TCPConn) error { return nil }
 // only.
 func BytesAcked(Transport) (n uint64, ok bool) { return 0, false }
 
-// TCPEndedUnder answers false: the socket's state (TCP_INFO) is read on
+// TCPEndOfStream answers io.EOF: the socket's state (TCP_INFO) is read on
 // Linux only, so an end of stream is taken for the peer's FIN.
-func TCPEndedUnder(syscall.RawConn) (ended bool, pending syscall.Errno) { return false, 0 }
+func TCPEndOfStream(syscall.RawConn) error { return io.EOF }

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestTCPState(t *testing.T) {
 	require.Equal(t, uint8(unix.BPF_TCP_CLOSE_WAIT), state())
 }
 
-// TCPEndedUnder, at the end of the stream s read: a peer's FIN leaves a
+// tcpEndedUnder, at the end of the stream s read: a peer's FIN leaves a
 // socket whose sending side is open in CLOSE_WAIT (not ended); once this
 // side's FIN went first, the graceful exchange leaves it TCP_CLOSE without
 // an error (its TIME_WAIT is a socket of its own), which the caller tells
@@ -62,7 +63,7 @@ func TestTCPEndedUnder(t *testing.T) {
 		s = ss.(*net.TCPConn)
 		raw, err := s.SyscallConn()
 		require.NoError(t, err)
-		return cc.(*net.TCPConn), s, func() (bool, unix.Errno) { return TCPEndedUnder(raw) }
+		return cc.(*net.TCPConn), s, func() (bool, unix.Errno) { return tcpEndedUnder(raw) }
 	}
 	readEOF := func(t *testing.T, s *net.TCPConn) {
 		n, err := s.Read(make([]byte, 1))
@@ -107,5 +108,22 @@ func TestTCPEndedUnder(t *testing.T) {
 		require.Equal(t, unix.EPIPE, pending, "the kernel's error for a reset in CLOSE_WAIT")
 		_, pending = ended()
 		require.Zero(t, pending, "taken")
+	})
+	t.Run("TCPEndOfStream", func(t *testing.T) {
+		c, s, _ := pair(t)
+		raw, err := s.SyscallConn()
+		require.NoError(t, err)
+		require.NoError(t, c.CloseWrite())
+		readEOF(t, s)
+		require.Equal(t, io.EOF, TCPEndOfStream(raw), "the peer's FIN: CLOSE_WAIT")
+		require.NoError(t, c.SetLinger(0))
+		require.NoError(t, c.Close())
+		require.Eventually(t, func() bool {
+			var st uint8
+			require.NoError(t, raw.Control(func(fd uintptr) { st, _ = tcpState(int(fd)) }))
+			return st == unix.BPF_TCP_CLOSE
+		}, 5*time.Second, time.Millisecond, "the reset never came")
+		require.ErrorIs(t, TCPEndOfStream(raw), unix.ECONNRESET, "the reset pending (EPIPE in CLOSE_WAIT) is a reset")
+		require.ErrorIs(t, TCPEndOfStream(raw), ErrEndedWithoutFIN, "once its error was taken")
 	})
 }

@@ -4,6 +4,7 @@ package taps
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/netip"
@@ -18,111 +19,155 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// heldErrStack is TCP whose writer goroutine, once a write of it fails
-// (the socket's error: the kernel hands it to one call), reports that on
-// tookErr and holds its return until the transport is aborted or closed:
-// the connection learns of the write's error only once it ends the
-// transport. Reads and the connection's own writes go to the socket
-// directly (SyscallConn), as on plain TCP.
+// heldErrStack is TCP or TLS whose writer goroutine, once a write of it
+// fails (the socket's error: the kernel hands it to one call), reports
+// that on tookErr and holds its return until the transport is aborted or
+// closed: the connection learns of the write's error only once it ends
+// the transport. Over TCP the reads and the connection's own writes go to
+// the socket directly (SyscallConn), as on plain TCP (heldErrT); over TLS
+// every write goes through the writer goroutine (heldErrTLS).
 type heldErrStack struct {
 	stacks.Stack
-	writing chan struct{}  // closed as the writer goroutine first writes
-	tookErr chan error     // the writer's error, once
-	made    chan *heldErrT // the transport dialed, once
+	writing chan struct{}         // closed as the writer goroutine first writes
+	tookErr chan error            // the writer's error, once
+	made    chan stacks.Transport // the transport dialed, once
 	once    sync.Once
 }
 
-type heldErrT struct {
+// heldErr is the holding part of a heldErrStack's transport.
+type heldErr struct {
 	stacks.Transport
 	s        *heldErrStack
 	once     sync.Once
 	released chan struct{}
 }
 
+type heldErrT struct{ *heldErr }
+
+type heldErrTLS struct{ *heldErr }
+
 func (s *heldErrStack) Dial(ctx context.Context, r netip.AddrPort, o stacks.Options) (stacks.Transport, error) {
 	t, err := s.Stack.Dial(ctx, r, o)
 	if err != nil {
 		return nil, err
 	}
-	h := &heldErrT{Transport: t, s: s, released: make(chan struct{})}
-	s.made <- h
-	return h, nil
+	h := &heldErr{Transport: t, s: s, released: make(chan struct{})}
+	var made stacks.Transport = heldErrTLS{h}
+	if _, ok := t.(syscall.Conn); ok {
+		made = heldErrT{h}
+	}
+	s.made <- made
+	return made, nil
 }
 
-func (h *heldErrT) SyscallConn() (syscall.RawConn, error) {
-	return h.Transport.(syscall.Conn).SyscallConn()
-}
-
-func (h *heldErrT) WriteBuffers(b *net.Buffers) (int64, error) {
-	h.s.once.Do(func() { close(h.s.writing) })
-	n, err := h.Transport.(interface {
-		WriteBuffers(*net.Buffers) (int64, error)
-	}).WriteBuffers(b)
+// wrote notes a write of the writer goroutine, and holds it when it failed.
+func (h *heldErr) wrote(err error) {
 	if err != nil {
 		h.s.tookErr <- err
 		<-h.released
 	}
+}
+
+func (h heldErrT) SyscallConn() (syscall.RawConn, error) {
+	return h.Transport.(syscall.Conn).SyscallConn()
+}
+
+func (h heldErrT) WriteBuffers(b *net.Buffers) (int64, error) {
+	h.s.once.Do(func() { close(h.s.writing) })
+	n, err := h.Transport.(interface {
+		WriteBuffers(*net.Buffers) (int64, error)
+	}).WriteBuffers(b)
+	h.wrote(err)
 	return n, err
 }
 
-func (h *heldErrT) release() { h.once.Do(func() { close(h.released) }) }
+func (h heldErrTLS) Write(b []byte) (int, error) {
+	h.s.once.Do(func() { close(h.s.writing) })
+	n, err := h.Transport.Write(b)
+	h.wrote(err)
+	return n, err
+}
 
-func (h *heldErrT) Abort() error {
+func (h *heldErr) release() { h.once.Do(func() { close(h.released) }) }
+
+func (h *heldErr) Abort() error {
 	h.release()
 	return h.Transport.Abort()
 }
 
-func (h *heldErrT) Close() error {
+func (h *heldErr) Close() error {
 	h.release()
 	return h.Transport.Close()
 }
 
 // creditFullPeer initiates a connection (opts added) through a
-// heldErrStack to a raw TCP peer, which sends sent messages of 1000 bytes,
-// more than the receive buffer: the reader stops reading (it reads on once
-// the application receives). It returns the connection, the peer and the
-// transport.
-func creditFullPeer(t *testing.T, sys *System, sent int, opts ...PreconnectionOption) (*Connection, *net.TCPConn, *heldErrStack, *heldErrT) {
+// heldErrStack to a raw peer (TCP, or with tl a crypto/tls server), which
+// sends sent messages of 1000 bytes, more than the receive buffer: the
+// reader stops reading (it reads on once the application receives). It
+// returns the connection, the peer's TCP socket and the stack.
+func creditFullPeer(t *testing.T, sys *System, tl *tlsPeer, sent int, opts ...PreconnectionOption) (*Connection, *net.TCPConn, *heldErrStack) {
 	t.Helper()
 	ln, r := rawListener(t)
-	st := &heldErrStack{Stack: stacks.TCP(), writing: make(chan struct{}), tookErr: make(chan error, 1), made: make(chan *heldErrT, 1)}
-	pre := NewPreconnection(append([]PreconnectionOption{WithSystem(sys), WithRemoteEndpoint(r), WithReceiveBuffer(4 << 10)}, opts...)...)
+	st := &heldErrStack{Stack: stacks.TCP(), writing: make(chan struct{}), tookErr: make(chan error, 1), made: make(chan stacks.Transport, 1)}
+	base := []PreconnectionOption{WithSystem(sys), WithRemoteEndpoint(r), WithReceiveBuffer(4 << 10)}
+	if tl != nil {
+		st.Stack = stacks.TLS()
+		base = append(base, WithSecurityParameters(tl.pki.clientSec().SetTruncationAllowed(tl.allowTrunc)))
+	}
+	pre := NewPreconnection(append(base, opts...)...)
 	pre.AddFramer(framers.NewLengthPrefix())
 	pre.stackList = []stacks.Stack{st}
+	type accepted struct {
+		w   io.Writer
+		tcp *net.TCPConn
+		err error
+	}
+	acc := make(chan accepted, 1)
+	go func() {
+		raw, err := ln.Accept()
+		if err != nil {
+			acc <- accepted{err: err}
+			return
+		}
+		a := accepted{w: raw, tcp: raw.(*net.TCPConn)}
+		if tl != nil {
+			tc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{tl.pki.server}, NextProtos: []string{"gotaps-test"}})
+			a.w, a.err = tc, tc.Handshake()
+		}
+		acc <- a
+	}()
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Abort(); <-c.Done() })
-	raw, err := ln.Accept()
-	require.NoError(t, err)
-	peer := raw.(*net.TCPConn)
-	t.Cleanup(func() { _ = peer.Close() })
+	a := <-acc
+	require.NoError(t, a.err)
+	t.Cleanup(func() { _ = a.tcp.Close() })
 	msg := string(make([]byte, 1000))
 	for range sent {
-		_, err = peer.Write(frame(msg))
+		_, err = a.w.Write(frame(msg))
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool { _, _, full := c.link.RecvCreditForTest(); return full },
 		5*time.Second, time.Millisecond, "the reader never waited for receive credit")
-	return c, peer, st, <-st.made
+	return c, a.tcp, st
 }
 
 // writerTookReset is creditFullPeer, then this side sends a message larger
 // than the socket buffers (its outcome goes to the channel returned): the
 // writer goroutine writes what the socket did not take at once, and waits
-// on the full socket. The peer then resets the
-// connection (its SO_LINGER 0 close, with data unread); the writer takes
-// the socket's error (ECONNRESET: the kernel hands it to one call), which
-// it holds until the transport ends. When the application receives, the
-// reader reads the data left in the socket, then an end of stream: the
-// kernel shut the socket's receiving side down as the reset ended it,
-// though no FIN came.
-func writerTookReset(t *testing.T, sys *System, sent int, opts ...PreconnectionOption) (*Connection, <-chan error) {
+// on the full socket. The peer then resets the connection (its SO_LINGER 0
+// close, with data unread); the writer takes the socket's error
+// (ECONNRESET: the kernel hands it to one call), which it holds until the
+// transport ends. When the application receives, the reader reads the data
+// left in the socket, then an end of stream: the kernel shut the socket's
+// receiving side down as the reset ended it, though no FIN came.
+func writerTookReset(t *testing.T, sys *System, tl *tlsPeer, sent int, opts ...PreconnectionOption) (*Connection, <-chan error) {
 	t.Helper()
-	c, peer, st, _ := creditFullPeer(t, sys, sent, opts...)
+	c, peer, st := creditFullPeer(t, sys, tl, sent, opts...)
 	outcome := make(chan error, 1)
 	c.SendAsync(make([]byte, 12<<20), nil, func(_ *Connection, err error) { outcome <- err })
 	select {
-	case <-st.writing: // what the socket did not take at once goes to the writer
+	case <-st.writing:
 	case <-testCtx(t).Done():
 		t.Fatal("the writer goroutine never wrote")
 	}
@@ -137,6 +182,21 @@ func writerTookReset(t *testing.T, sys *System, sent int, opts ...PreconnectionO
 	return c, outcome
 }
 
+// tlsPeer makes creditFullPeer's peer a crypto/tls server with pki's
+// certificate; allowTrunc is the gotaps side's SetTruncationAllowed.
+type tlsPeer struct {
+	pki        *testPKI
+	allowTrunc bool
+}
+
+// overTCPAndTLS runs test over plain TCP, over TLS, and over TLS taking a
+// FIN without close_notify for a clean end (SetTruncationAllowed).
+func overTCPAndTLS(t *testing.T, test func(t *testing.T, tl *tlsPeer)) {
+	t.Run("TCP", func(t *testing.T) { test(t, nil) })
+	t.Run("TLS", func(t *testing.T) { test(t, &tlsPeer{pki: newTestPKI(t)}) })
+	t.Run("TLSTruncationAllowed", func(t *testing.T) { test(t, &tlsPeer{pki: newTestPKI(t), allowTrunc: true}) })
+}
+
 // TestWriterTakesTheResetNoHalfClose: when the writer took the socket's
 // error (writerTookReset), the end of stream the reader reads after it
 // must not half-close the connection (Established, canReceive false,
@@ -145,8 +205,12 @@ func writerTookReset(t *testing.T, sys *System, sent int, opts ...PreconnectionO
 // ConnectionError unwrapping to ECONNRESET, and so do the receive after
 // the data and the message's SendError.
 func TestWriterTakesTheResetNoHalfClose(t *testing.T) {
+	overTCPAndTLS(t, writerTakesTheResetNoHalfClose)
+}
+
+func writerTakesTheResetNoHalfClose(t *testing.T, tl *tlsPeer) {
 	opt, seen := peerEndOfStream()
-	c, outcome := writerTookReset(t, newTestSystem(t, opt), 16)
+	c, outcome := writerTookReset(t, newTestSystem(t, opt), tl, 16)
 	ctx := testCtx(t)
 	var rerr error
 	for rerr == nil {
@@ -179,10 +243,14 @@ func TestWriterTakesTheResetNoHalfClose(t *testing.T) {
 // re-establishment policy: the Reestablishing handler is told the reset
 // the writer took, not that the peer closed the connection (io.EOF).
 func TestWriterTakesTheResetReestablishingNamesIt(t *testing.T) {
+	overTCPAndTLS(t, writerTakesTheResetReestablishingNamesIt)
+}
+
+func writerTakesTheResetReestablishingNamesIt(t *testing.T, tl *tlsPeer) {
 	const sent = 16
 	why := make(chan error, 1)
 	var once sync.Once
-	c, _ := writerTookReset(t, newTestSystem(t), sent,
+	c, _ := writerTookReset(t, newTestSystem(t), tl, sent,
 		WithReestablishment(ReestablishPolicy{Initial: time.Hour}),
 		func(p *Preconnection) {
 			p.OnReestablishing(func(_ *Connection, err error, _ int) { once.Do(func() { why <- err }) })
@@ -212,11 +280,11 @@ func TestWriterTakesTheResetReestablishingNamesIt(t *testing.T) {
 // saw the reset).
 func TestPeerFINThenResetIsConnectionError(t *testing.T) {
 	opt, seen := peerEndOfStream()
-	c, peer, _, h := creditFullPeer(t, newTestSystem(t, opt), 16)
+	c, peer, st := creditFullPeer(t, newTestSystem(t, opt), nil, 16)
 	require.NoError(t, peer.CloseWrite())
 	require.NoError(t, peer.SetLinger(0))
 	require.NoError(t, peer.Close())
-	rc, err := h.SyscallConn()
+	rc, err := (<-st.made).(heldErrT).SyscallConn()
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return tcpStateOf(t, rc) == unix.BPF_TCP_CLOSE }, 5*time.Second, time.Millisecond,
 		"the reset never reached this side's socket")
