@@ -152,18 +152,20 @@ func creditFullPeer(t *testing.T, sys *System, tl *tlsPeer, sent int, opts ...Pr
 	return c, a.tcp, st
 }
 
-// writerTookReset is creditFullPeer, then this side sends a message larger
-// than the socket buffers (its outcome goes to the channel returned): the
-// writer goroutine writes what the socket did not take at once, and waits
-// on the full socket. The peer then resets the connection (its SO_LINGER 0
-// close, with data unread); the writer takes the socket's error
-// (ECONNRESET: the kernel hands it to one call), which it holds until the
-// transport ends. When the application receives, the reader reads the data
-// left in the socket, then an end of stream: the kernel shut the socket's
-// receiving side down as the reset ended it, though no FIN came.
-func writerTookReset(t *testing.T, sys *System, tl *tlsPeer, sent int, opts ...PreconnectionOption) (*Connection, <-chan error) {
+// writerTookError is creditFullPeer, then this side sends a message
+// larger than the socket buffers (its outcome goes to the channel
+// returned): the writer goroutine writes what the socket did not take at
+// once, and waits on the full socket. The socket then dies of want:
+// ECONNRESET, the peer resets the connection (its SO_LINGER 0 close, with
+// data unread); ETIMEDOUT, the peer reads nothing and TCP_USER_TIMEOUT
+// (opts must set it) ends the socket. The writer takes the socket's error
+// (the kernel hands it to one call), which it holds until the transport
+// ends. When the application receives, the reader reads the data left in
+// the socket, then an end of stream: the kernel shut the socket's
+// receiving side down as it ended it, though no FIN came.
+func writerTookError(t *testing.T, sys *System, tl *tlsPeer, want syscall.Errno, opts ...PreconnectionOption) (*Connection, <-chan error) {
 	t.Helper()
-	c, peer, st := creditFullPeer(t, sys, tl, sent, opts...)
+	c, peer, st := creditFullPeer(t, sys, tl, 16, opts...)
 	outcome := make(chan error, 1)
 	c.SendAsync(make([]byte, 12<<20), nil, func(_ *Connection, err error) { outcome <- err })
 	select {
@@ -171,11 +173,13 @@ func writerTookReset(t *testing.T, sys *System, tl *tlsPeer, sent int, opts ...P
 	case <-testCtx(t).Done():
 		t.Fatal("the writer goroutine never wrote")
 	}
-	require.NoError(t, peer.SetLinger(0))
-	require.NoError(t, peer.Close())
+	if want == syscall.ECONNRESET {
+		require.NoError(t, peer.SetLinger(0))
+		require.NoError(t, peer.Close())
+	}
 	select {
 	case took := <-st.tookErr:
-		require.ErrorIs(t, took, syscall.ECONNRESET, "the writer took the socket's error")
+		require.ErrorIs(t, took, want, "the writer took the socket's error")
 	case <-testCtx(t).Done():
 		t.Fatal("the writer never failed")
 	}
@@ -198,19 +202,33 @@ func overTCPAndTLS(t *testing.T, test func(t *testing.T, tl *tlsPeer)) {
 }
 
 // TestWriterTakesTheResetNoHalfClose: when the writer took the socket's
-// error (writerTookReset), the end of stream the reader reads after it
+// error (writerTookError), the end of stream the reader reads after it
 // must not half-close the connection (Established, canReceive false,
 // PeerEndOfStream: the application told the peer ended its stream cleanly)
 // while the writer's report is on its way: the connection ends with a
 // ConnectionError unwrapping to ECONNRESET, and so do the receive after
-// the data and the message's SendError.
+// the data and the message's SendError. Over TLS the end was taken for a
+// truncation (ErrTLSTruncated), or with SetTruncationAllowed for the
+// peer's clean end.
 func TestWriterTakesTheResetNoHalfClose(t *testing.T) {
-	overTCPAndTLS(t, writerTakesTheResetNoHalfClose)
+	overTCPAndTLS(t, func(t *testing.T, tl *tlsPeer) { writerTookErrorNoHalfClose(t, tl, syscall.ECONNRESET) })
 }
 
-func writerTakesTheResetNoHalfClose(t *testing.T, tl *tlsPeer) {
+// TestWriterTakesTheUserTimeoutNoHalfClose: the same when
+// TCP_USER_TIMEOUT (tcp.userTimeoutEnabled) ends the socket of a peer that
+// reads nothing: ETIMEDOUT.
+func TestWriterTakesTheUserTimeoutNoHalfClose(t *testing.T) {
+	tp := NewTransportProperties()
+	require.NoError(t, tp.Set(TCPUserTimeoutEnabled, true))
+	require.NoError(t, tp.Set(TCPUserTimeoutValue, 300*time.Millisecond))
+	overTCPAndTLS(t, func(t *testing.T, tl *tlsPeer) {
+		writerTookErrorNoHalfClose(t, tl, syscall.ETIMEDOUT, WithTransportProperties(tp))
+	})
+}
+
+func writerTookErrorNoHalfClose(t *testing.T, tl *tlsPeer, want syscall.Errno, opts ...PreconnectionOption) {
 	opt, seen := peerEndOfStream()
-	c, outcome := writerTookReset(t, newTestSystem(t, opt), tl, 16)
+	c, outcome := writerTookError(t, newTestSystem(t, opt), tl, want, opts...)
 	ctx := testCtx(t)
 	var rerr error
 	for rerr == nil {
@@ -218,10 +236,10 @@ func writerTakesTheResetNoHalfClose(t *testing.T, tl *tlsPeer) {
 	}
 	select {
 	case <-seen:
-		t.Fatal("the reset was taken for the peer's end of stream: the connection half-closed")
+		t.Fatal("the socket's end was taken for the peer's end of stream: the connection half-closed")
 	default:
 	}
-	require.ErrorIs(t, rerr, syscall.ECONNRESET, "the receive after the data names the reset, not a clean end of stream")
+	require.ErrorIs(t, rerr, want, "the receive after the data names the socket's error, not a clean end of stream")
 	requireDone(t, c)
 	select {
 	case <-seen:
@@ -230,10 +248,10 @@ func writerTakesTheResetNoHalfClose(t *testing.T, tl *tlsPeer) {
 	}
 	var ce *ConnectionError
 	require.ErrorAs(t, c.Err(), &ce)
-	require.ErrorIs(t, c.Err(), syscall.ECONNRESET, "the connection names the reset the writer took")
+	require.ErrorIs(t, c.Err(), want, "the connection names the error the writer took")
 	select {
 	case err := <-outcome:
-		require.ErrorIs(t, err, syscall.ECONNRESET)
+		require.ErrorIs(t, err, want)
 	case <-ctx.Done():
 		t.Fatal("no outcome for the message")
 	}
@@ -250,7 +268,7 @@ func writerTakesTheResetReestablishingNamesIt(t *testing.T, tl *tlsPeer) {
 	const sent = 16
 	why := make(chan error, 1)
 	var once sync.Once
-	c, _ := writerTookReset(t, newTestSystem(t), tl, sent,
+	c, _ := writerTookError(t, newTestSystem(t), tl, syscall.ECONNRESET,
 		WithReestablishment(ReestablishPolicy{Initial: time.Hour}),
 		func(p *Preconnection) {
 			p.OnReestablishing(func(_ *Connection, err error, _ int) { once.Do(func() { why <- err }) })
