@@ -293,9 +293,9 @@ func writerTakesTheResetReestablishingNamesIt(t *testing.T, tl *tlsPeer) {
 // return the data and the end of stream, but the socket has ended, its
 // error pending (the kernel's EPIPE of a reset in CLOSE_WAIT): the peer
 // aborted, which is a ConnectionError unwrapping to ECONNRESET, not a
-// half-close (the receive after the data reported the peer's clean end,
-// ErrClosed, and the connection stayed Established until the reset watch
-// saw the reset).
+// half-close (before, the receive after the data reported the peer's
+// clean end, ErrClosed, and the connection stayed Established until the
+// peer-reset watch saw the reset).
 func TestPeerFINThenResetIsConnectionError(t *testing.T) {
 	opt, seen := peerEndOfStream()
 	c, peer, st := creditFullPeer(t, newTestSystem(t, opt), nil, 16)
