@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -1562,6 +1563,11 @@ func (c *connActor) startReader(ctx actor.Context) {
 		tl = &cr.tl
 	}
 	cr.raw.init(t, &c.wg, tl)
+	if cr.raw.direct && c.stack == "tcp" && !c.spec.cfg.StackOptions.MPTCP && !c.finSent {
+		// plain TCP (an MPTCP socket's TCP_INFO is a subflow's, which
+		// may end before the connection does)
+		cr.raw.endCheck.Store(endCheckTCP)
+	}
 	if p, ok := posterOf(ctx.ActorSystem(), target); ok {
 		cr.poster = p
 	} else { // not a live local actor: sent as usual
@@ -1828,7 +1834,7 @@ func (c *connActor) streamEnded(ctx actor.Context, err error) {
 			c.finish(ctx)
 			return
 		}
-		c.fail(ctx, err)
+		c.fail(ctx, c.endCause(err))
 		return
 	}
 	if c.state == Establishing && c.everReady && c.mayReestablish() {
@@ -2720,7 +2726,7 @@ func (c *connActor) wroteBatch(ctx actor.Context, batch []writeItem, werr error,
 func (c *connActor) closeWriteAfterFinal() {
 	if c.finalSent && c.inFlight == 0 && len(c.wq) == 0 && !c.finSent && c.state == Established {
 		c.finSent = true
-		_ = c.t.CloseWrite() // final: the sending side is closed
+		c.closeWrite() // final: the sending side is closed
 		if c.halfClosed {
 			// both directions are done: close (progressClose finishes it)
 			c.apply(InRemoteClose, nil)
@@ -2769,6 +2775,44 @@ func (c *connActor) failedBatch(ctx actor.Context, batch []writeItem, werr error
 	}
 	c.link.sendDone(failed, failedBytes, werr)
 	c.fail(ctx, fmt.Errorf("write: %w", werr))
+}
+
+// closeWrite shuts down the sending side of the transport (its FIN, TLS's
+// close_notify, a QUIC stream's FIN). The reader is told first: once the
+// peer's FIN answers, the TCP socket is TCP_CLOSE as one a reset ended
+// (rawStream.endOfStream; a TLS transport tells its reads itself).
+func (c *connActor) closeWrite() {
+	if sr := c.link.reader; sr != nil {
+		sr.cr.raw.endCheck.CompareAndSwap(endCheckTCP, endSendShut)
+	}
+	_ = c.t.CloseWrite()
+}
+
+// endCause is the cause of a received stream's end err. A TCP stream that
+// ended without the peer's FIN (stacks.ErrEndedWithoutFIN: a write took
+// the socket's error; TCP or TLS) ends with that write's error: a write under way in the writer
+// goroutine has it, or gets it at once (the transport is aborted first:
+// the connection fails anyway), and is waited for; its EPIPE is the
+// socket's error of a reset in CLOSE_WAIT (a FIN, then the reset), named
+// ECONNRESET as the reader names it. A write made by the connection
+// itself (tryWritev) failed the connection as it took the error.
+func (c *connActor) endCause(err error) error {
+	if !errors.Is(err, stacks.ErrEndedWithoutFIN) || c.t == nil {
+		return err
+	}
+	w := c.inWrite
+	if w == nil {
+		return err
+	}
+	_ = c.t.Abort()
+	w.finished.Wait()
+	switch {
+	case w.err == nil || errors.Is(w.err, net.ErrClosed):
+		return err
+	case errors.Is(w.err, syscall.EPIPE):
+		return fmt.Errorf("write: %w", os.NewSyscallError("write", syscall.ECONNRESET))
+	}
+	return fmt.Errorf("write: %w", w.err)
 }
 
 // socketCause is the cause of a write's failure. A socket's error
@@ -2868,7 +2912,7 @@ func (c *connActor) progressClose(ctx actor.Context) {
 			c.finish(ctx) // the FIN goes out with the close
 			return
 		}
-		_ = c.t.CloseWrite()
+		c.closeWrite()
 	}
 	c.link.setReadAhead(true) // the peer's end of stream is awaited
 	if c.linger == nil {

@@ -117,6 +117,10 @@ type rawStream struct {
 	lent     bool // the last read went into a target: a large message ended there
 	earlyCap bool // t tells early data (stacks.EarlyReader: QUIC)
 	early    bool // the last read's bytes were early data (0-RTT)
+	// endCheck tells how an end of stream read directly is taken
+	// (endOfStream): endUnchecked, endCheckTCP, or endSendShut (set by
+	// the connection before it shuts down the sending side)
+	endCheck atomic.Int32
 	t        io.Reader
 	rc       syscall.RawConn // direct reads
 	op       rawReadOp
@@ -128,6 +132,26 @@ type rawStream struct {
 	// returned, stored before the reader leaves ioc: a write's EPIPE
 	// names it (connActor.socketCause)
 	fault atomic.Pointer[error]
+}
+
+// The values of rawStream.endCheck.
+const (
+	endUnchecked int32 = iota // an end of stream is the peer's (not TCP)
+	endCheckTCP               // TCP, sending side open: see endOfStream
+	endSendShut               // TCP whose sending side this side shut down
+)
+
+// endOfStream is the error of a direct read that returned the end of the
+// stream: on a plain TCP socket whose sending side is open, the socket's
+// state tells the peer's FIN (io.EOF) from an end the socket's reset or
+// timeout left (stacks.TCPEndOfStream: the pending error, or
+// stacks.ErrEndedWithoutFIN when a write took it). Runs only at an end of
+// stream, never per message.
+func (s *rawStream) endOfStream() error {
+	if s.endCheck.Load() != endCheckTCP {
+		return io.EOF
+	}
+	return stacks.TCPEndOfStream(s.rc)
 }
 
 // noteFault keeps err as s.fault when it is the first socket error read.
@@ -223,6 +247,9 @@ func (s *rawStream) read() ([]byte, error) {
 		s.ioc.Add(1)
 		data, err := s.op.read(s.rc, tgt)
 		if err != nil {
+			if err == io.EOF {
+				err = s.endOfStream()
+			}
 			s.noteFault(err)
 		}
 		s.ioc.Done()

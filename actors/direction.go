@@ -78,7 +78,7 @@ func (c *connActor) startDirection() {
 			return
 		}
 		c.finalSent, c.finSent = true, true
-		_ = c.t.CloseWrite()
+		c.closeWrite()
 	case SendOnly:
 		c.discarding = true
 		if u, ok := c.t.(stacks.UniStreams); ok && !c.writing && u.MakeSendOnly() {

@@ -3,6 +3,8 @@ package stacks
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -10,6 +12,13 @@ import (
 )
 
 type tcpStack struct{}
+
+// ErrEndedWithoutFIN is the end of a TCP stream that came without the
+// peer's FIN (TCPEndOfStream; a TLS transport's Read): the socket ended
+// under the stream (a reset, TCP_USER_TIMEOUT, the retransmission
+// timeout) and another call, a write, took its error. It unwraps to
+// io.ErrUnexpectedEOF.
+var ErrEndedWithoutFIN = fmt.Errorf("the TCP connection ended without the peer's end of stream (reset or timed out): %w", io.ErrUnexpectedEOF)
 
 // TCP returns the TCP stack: a reliable, ordered, congestion-controlled byte
 // stream with no message boundaries. It applies Options.KeepAlive,

@@ -1,8 +1,10 @@
 package stacks
 
 import (
+	"io"
 	"net"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +87,52 @@ func tcpWaitPeerReset(c *net.TCPConn) error {
 		return nil // closed by this side
 	}
 	return reset
+}
+
+// TCPEndOfStream is the error of a read of the TCP socket rc that
+// returned the end of the stream (0 bytes), when this side has not shut
+// its sending side down: io.EOF for the peer's FIN (the socket is then in
+// CLOSE_WAIT), else the socket has ended under the stream (TCP_CLOSE) and
+// this is its error still pending, taken (a reset in CLOSE_WAIT, the peer
+// having sent its FIN first, pends as EPIPE: reported as ECONNRESET), or
+// ErrEndedWithoutFIN when a call took it first. The kernel shuts down the
+// receiving side of a socket that a reset, TCP_USER_TIMEOUT or the
+// retransmission timeout ends, and hands its error to one call only: when
+// a write took it, a read returns an end of stream though no FIN came.
+// Once this side's FIN went out the socket is TCP_CLOSE after a graceful
+// exchange too (its TIME_WAIT is a socket of its own), which is why the
+// caller must not ask then. A socket that is not TCP, or whose state
+// cannot be read, gives io.EOF. It costs a system call or two: call it
+// only at an end of stream.
+func TCPEndOfStream(rc syscall.RawConn) error {
+	ended, pending := tcpEndedUnder(rc)
+	switch {
+	case !ended:
+		return io.EOF
+	case pending == syscall.EPIPE:
+		pending = syscall.ECONNRESET
+	case pending == 0:
+		return ErrEndedWithoutFIN
+	}
+	return os.NewSyscallError("read", pending)
+}
+
+// tcpEndedUnder tells whether the TCP socket of rc has ended (TCP_INFO's
+// tcpi_state is TCP_CLOSE), and its error still pending, taken (SO_ERROR;
+// 0 when a call took it first). False for a socket that is not TCP or
+// when it cannot tell.
+func tcpEndedUnder(rc syscall.RawConn) (ended bool, pending syscall.Errno) {
+	_ = rc.Control(func(fd uintptr) {
+		state, err := tcpState(int(fd))
+		if err != nil || state != unix.BPF_TCP_CLOSE {
+			return
+		}
+		ended = true
+		if e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			pending = syscall.Errno(e)
+		}
+	})
+	return ended, pending
 }
 
 // tcpState reads the TCP state of the socket fd: TCP_INFO's first byte

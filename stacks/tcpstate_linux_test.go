@@ -1,8 +1,10 @@
 package stacks
 
 import (
+	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -39,4 +41,89 @@ func TestTCPState(t *testing.T) {
 	_, err = s.Read(make([]byte, 1)) // the FIN is in once the read sees it
 	require.Error(t, err)
 	require.Equal(t, uint8(unix.BPF_TCP_CLOSE_WAIT), state())
+}
+
+// tcpEndedUnder, at the end of the stream s read: a peer's FIN leaves a
+// socket whose sending side is open in CLOSE_WAIT (not ended); once this
+// side's FIN went first, the graceful exchange leaves it TCP_CLOSE without
+// an error (its TIME_WAIT is a socket of its own), which the caller tells
+// apart; a reset nobody took leaves it TCP_CLOSE with the error pending,
+// which it takes.
+func TestTCPEndedUnder(t *testing.T) {
+	pair := func(t *testing.T) (c, s *net.TCPConn, rc func() (bool, unix.Errno)) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		cc, err := net.Dial("tcp", l.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cc.Close() })
+		ss, err := l.Accept()
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = ss.Close() })
+		s = ss.(*net.TCPConn)
+		raw, err := s.SyscallConn()
+		require.NoError(t, err)
+		return cc.(*net.TCPConn), s, func() (bool, unix.Errno) { return tcpEndedUnder(raw) }
+	}
+	readEOF := func(t *testing.T, s *net.TCPConn) {
+		n, err := s.Read(make([]byte, 1))
+		require.Zero(t, n)
+		require.Error(t, err)
+	}
+	t.Run("PeerFIN", func(t *testing.T) {
+		c, s, ended := pair(t)
+		require.NoError(t, c.CloseWrite())
+		readEOF(t, s)
+		e, pending := ended()
+		require.False(t, e)
+		require.Zero(t, pending)
+	})
+	t.Run("BothFINsThisSideFirst", func(t *testing.T) {
+		c, s, ended := pair(t)
+		require.NoError(t, s.CloseWrite())
+		n, err := c.Read(make([]byte, 1)) // this side's FIN reached the peer
+		require.Zero(t, n)
+		require.Error(t, err)
+		require.NoError(t, c.CloseWrite())
+		readEOF(t, s)
+		e, pending := ended()
+		require.True(t, e, "TCP_CLOSE after a graceful exchange this side began")
+		require.Zero(t, pending)
+	})
+	t.Run("ResetAfterFINUntaken", func(t *testing.T) {
+		c, s, ended := pair(t)
+		require.NoError(t, c.CloseWrite())
+		require.NoError(t, c.SetLinger(0))
+		require.NoError(t, c.Close()) // RST behind the FIN
+		readEOF(t, s)                 // the FIN comes first
+		raw, err := s.SyscallConn()
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			var st uint8
+			require.NoError(t, raw.Control(func(fd uintptr) { st, _ = tcpState(int(fd)) }))
+			return st == unix.BPF_TCP_CLOSE
+		}, 5*time.Second, time.Millisecond, "the reset never came")
+		e, pending := ended()
+		require.True(t, e)
+		require.Equal(t, unix.EPIPE, pending, "the kernel's error for a reset in CLOSE_WAIT")
+		_, pending = ended()
+		require.Zero(t, pending, "taken")
+	})
+	t.Run("TCPEndOfStream", func(t *testing.T) {
+		c, s, _ := pair(t)
+		raw, err := s.SyscallConn()
+		require.NoError(t, err)
+		require.NoError(t, c.CloseWrite())
+		readEOF(t, s)
+		require.Equal(t, io.EOF, TCPEndOfStream(raw), "the peer's FIN: CLOSE_WAIT")
+		require.NoError(t, c.SetLinger(0))
+		require.NoError(t, c.Close())
+		require.Eventually(t, func() bool {
+			var st uint8
+			require.NoError(t, raw.Control(func(fd uintptr) { st, _ = tcpState(int(fd)) }))
+			return st == unix.BPF_TCP_CLOSE
+		}, 5*time.Second, time.Millisecond, "the reset never came")
+		require.ErrorIs(t, TCPEndOfStream(raw), unix.ECONNRESET, "the reset pending (EPIPE in CLOSE_WAIT) is a reset")
+		require.ErrorIs(t, TCPEndOfStream(raw), ErrEndedWithoutFIN, "once its error was taken")
+	})
 }

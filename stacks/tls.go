@@ -109,7 +109,7 @@ func (tlsStack) Dial(ctx context.Context, remote netip.AddrPort, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	t := newTLSTransport(tc, opts.TLSAllowTruncation)
+	t := newTLSTransport(tc, opts.TLSAllowTruncation, !opts.MPTCP)
 	t.Conn = tls.Client(&t.in, cfg)
 	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()
@@ -176,7 +176,7 @@ func SecureTransport(ctx context.Context, t Transport, opts Options, client bool
 		return nil, ErrNoTLSConfig
 	}
 	tc := tt.TCPConn
-	s := newTLSTransport(tc, opts.TLSAllowTruncation)
+	s := newTLSTransport(tc, opts.TLSAllowTruncation, !opts.MPTCP)
 	if client {
 		remote, _ := AddrPortOf(tc.RemoteAddr())
 		cfg, err := clientTLSConfig(opts, remote, "")
@@ -216,26 +216,37 @@ type tlsTransport struct {
 
 // newTLSTransport is the transport of a TLS connection over tc, but for
 // its Conn, which must be made over t.in. allowTrunc is
-// Options.TLSAllowTruncation.
-func newTLSTransport(tc *net.TCPConn, allowTrunc bool) *tlsTransport {
+// Options.TLSAllowTruncation; checkEnd is false for a socket that may run
+// MPTCP (see tcpUnderTLS).
+func newTLSTransport(tc *net.TCPConn, allowTrunc, checkEnd bool) *tlsTransport {
 	t := &tlsTransport{tcp: tc, allowTrunc: allowTrunc}
-	t.in.TCPConn = tc
+	t.in.TCPConn, t.in.checkEnd = tc, checkEnd
 	return t
 }
 
 // tcpUnderTLS is the TCP connection under a TLS connection. It notes a
 // read that reached the end of the TCP stream: crypto/tls makes no read
 // after the peer's close_notify (it ends the TLS stream), so a TLS end of
-// stream that read the TCP end came without close_notify.
+// stream that read the TCP end came without close_notify. With checkEnd,
+// until this side shuts its sending side down (shut), that end is checked
+// as TCPEndOfStream does: one the socket's reset or timeout left (no FIN)
+// is that error, which crypto/tls returns as it is.
 type tcpUnderTLS struct {
 	*net.TCPConn
-	eof atomic.Bool
+	eof      atomic.Bool
+	shut     atomic.Bool
+	checkEnd bool
 }
 
 func (c *tcpUnderTLS) Read(b []byte) (int, error) {
 	n, err := c.TCPConn.Read(b)
 	if err == io.EOF {
 		c.eof.Store(true)
+		if c.checkEnd && !c.shut.Load() {
+			if rc, rerr := c.TCPConn.SyscallConn(); rerr == nil {
+				err = TCPEndOfStream(rc)
+			}
+		}
 	}
 	return n, err
 }
@@ -244,7 +255,10 @@ func (c *tcpUnderTLS) Read(b []byte) (int, error) {
 // peer's close_notify, ErrTLSTruncated after a TCP FIN without it (which
 // crypto/tls reports as io.EOF at a record boundary, and as
 // io.ErrUnexpectedEOF inside a record). With Options.TLSAllowTruncation, a
-// FIN without close_notify at a record boundary is io.EOF.
+// FIN without close_notify at a record boundary is io.EOF. A TCP stream
+// that ended without a FIN (the socket reset or timed out, and a write
+// took its error; Linux) ends with TCPEndOfStream's error instead
+// (tcpUnderTLS).
 func (t *tlsTransport) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
 	// err != nil first: a read that returns data pays one check
@@ -257,6 +271,7 @@ func (t *tlsTransport) Read(b []byte) (int, error) {
 
 // CloseWrite sends close_notify, then a TCP FIN; reads go on.
 func (t *tlsTransport) CloseWrite() error {
+	t.in.shut.Store(true) // the socket is TCP_CLOSE once the peer's FIN answers
 	if err := t.Conn.CloseWrite(); err != nil {
 		return err
 	}
@@ -320,7 +335,7 @@ func (tlsStack) Listen(ctx context.Context, opts Options) (Listener, error) {
 	l.acceptFrom = opts.AcceptFrom
 	l.acceptRetry = opts.AcceptRetry
 	l.uto = acceptUserTimeout(opts)
-	l.allowTrunc = opts.TLSAllowTruncation
+	l.allowTrunc, l.mptcp = opts.TLSAllowTruncation, opts.MPTCP
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l, nil
@@ -343,6 +358,7 @@ type tlsListener struct {
 	// acceptRetry is Options.AcceptRetry
 	acceptRetry func(local net.Addr, err error)
 	allowTrunc  bool          // Options.TLSAllowTruncation
+	mptcp       bool          // Options.MPTCP
 	uto         time.Duration // acceptUserTimeout
 
 	mu  sync.Mutex
@@ -409,7 +425,7 @@ func (l *tlsListener) handshake(tc *net.TCPConn) {
 	defer func() { <-l.slots }()
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	t := newTLSTransport(tc, l.allowTrunc)
+	t := newTLSTransport(tc, l.allowTrunc, !l.mptcp)
 	t.Conn = tls.Server(&t.in, l.cfg)
 	if err := handshake(ctx, t.Conn); err != nil {
 		_ = tc.Close()

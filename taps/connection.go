@@ -934,6 +934,16 @@ func (c *Connection) postActor(m *messages.SendMessage) {
 // received before it are returned, Receive returns a *ReceiveError with
 // that cause ([SecurityParameters.SetTruncationAllowed] makes a FIN after
 // a whole record a clean end).
+//
+// On Linux the end of a TCP stream (plain TCP, and the TCP under TLS; not
+// MPTCP) is checked against the socket's state (only then, not per
+// message): when the socket has ended under it (a reset, TCP_USER_TIMEOUT
+// or the retransmission timeout, whose error a write took: the kernel
+// reads such a socket as an end of stream), or the peer reset the
+// connection after its FIN before this side read the FIN, it is a failure,
+// never a half-close (nor, over TLS, ErrTLSTruncated): the connection ends
+// with a *ConnectionError unwrapping to the socket's error (ECONNRESET,
+// ETIMEDOUT), and so does the Receive after the messages received before.
 func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
 	if !c.dir.Receives() {
 		return nil, errReceiveSendOnly
