@@ -33,6 +33,7 @@ import (
 type quicICMPSocket struct {
 	*quicSocket
 	remote   netip.AddrPort // the server (unmapped, no zone)
+	v6       bool           // an IPv6 socket: IPV6_RECVERR is on too
 	watching atomic.Bool    // Dial (or an early connection's handshake) is under way: ICMP errors end it
 	fail     context.CancelCauseFunc
 	// late ends the connection of an early Dial that returned (follow)
@@ -46,12 +47,13 @@ type quicICMPSocket struct {
 // When the option cannot be set, sock and ctx are returned as they are.
 func watchQUICICMP(ctx context.Context, sock *quicSocket, remote netip.AddrPort) (quicUDP, context.Context, icmpWatch) {
 	var serr error
+	var v6 bool
 	if rc, err := sock.SyscallConn(); err != nil ||
-		rc.Control(func(fd uintptr) { serr = enableRecvErr(int(fd)) }) != nil || serr != nil {
+		rc.Control(func(fd uintptr) { v6, serr = enableRecvErrOf(int(fd)) }) != nil || serr != nil {
 		return sock, ctx, noICMPWatch{}
 	}
 	dctx, cancel := context.WithCancelCause(ctx)
-	s := &quicICMPSocket{quicSocket: sock, fail: cancel,
+	s := &quicICMPSocket{quicSocket: sock, fail: cancel, v6: v6,
 		remote: netip.AddrPortFrom(remote.Addr().Unmap().WithZone(""), remote.Port())}
 	s.watching.Store(true)
 	return s, dctx, s
@@ -84,7 +86,7 @@ func (s *quicICMPSocket) stop() {
 	}
 	_ = rc.Control(func(fd uintptr) {
 		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 0)
-		if domain, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); domain == unix.AF_INET6 {
+		if s.v6 { // known since watchQUICICMP: no SO_DOMAIN read between the handshake and Dial's return
 			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 0)
 		}
 		_, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
