@@ -42,7 +42,7 @@ type testPKI struct {
 	server tls.Certificate
 }
 
-func newTestPKI(t *testing.T) testPKI {
+func newTestPKI(t testing.TB) testPKI {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -87,7 +87,7 @@ func (p testPKI) clientConfig() *tls.Config {
 }
 
 // addrPort is the listener's address as a netip.AddrPort.
-func addrPort(t *testing.T, a net.Addr) netip.AddrPort {
+func addrPort(t testing.TB, a net.Addr) netip.AddrPort {
 	t.Helper()
 	ap, err := netip.ParseAddrPort(a.String())
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func abortQUICPair(t *testing.T, cli, srv Transport) {
 	waitQUICDone(t, srv)
 }
 
-func waitQUICDone(t *testing.T, tr Transport) {
+func waitQUICDone(t testing.TB, tr Transport) {
 	t.Helper()
 	var s *quicStream
 	switch v := tr.(type) {

@@ -129,23 +129,38 @@ func (s *quicSocket) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UD
 // connection is on its way; if the path never comes back and nothing
 // moves the connection, its idle timeout ends it.
 func (s *quicSocket) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
-	s.noteWrite()
-	if !s.retired.Load() {
-		if n, oobn, err = s.UDPConn.WriteMsgUDP(b, oob, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
-			return n, oobn, err
-		}
-	}
-	return len(b), len(oob), nil
+	n, oobn, _, err = s.writeMsg(b, oob, addr)
+	return n, oobn, err
 }
 
 func (s *quicSocket) WriteTo(b []byte, addr net.Addr) (int, error) {
+	n, _, err := s.writeTo(b, addr)
+	return n, err
+}
+
+// writeMsg is WriteMsgUDP; dropped tells that the write was dropped (a
+// retired socket, or an error dropped as a loss) rather than sent. The
+// ICMP watch of a Dial reads the error queue after a dropped write
+// (quicICMPSocket.icmp).
+func (s *quicSocket) writeMsg(b, oob []byte, addr *net.UDPAddr) (n, oobn int, dropped bool, err error) {
 	s.noteWrite()
 	if !s.retired.Load() {
-		if n, err := s.UDPConn.WriteTo(b, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
-			return n, err
+		if n, oobn, err = s.UDPConn.WriteMsgUDP(b, oob, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
+			return n, oobn, false, err
 		}
 	}
-	return len(b), nil
+	return len(b), len(oob), true, nil
+}
+
+// writeTo is WriteTo, and tells whether the write was dropped (writeMsg).
+func (s *quicSocket) writeTo(b []byte, addr net.Addr) (n int, dropped bool, err error) {
+	s.noteWrite()
+	if !s.retired.Load() {
+		if n, err = s.UDPConn.WriteTo(b, addr); err == nil || (!s.retired.Load() && !pathGone(err)) {
+			return n, false, err
+		}
+	}
+	return len(b), true, nil
 }
 
 // noteWrite: quic-go's first write on a socket a migration switched it

@@ -38,21 +38,28 @@ const softErrorsDelivered = true
 // enableRecvErr sets IP_RECVERR (and IPV6_RECVERR on IPv6 sockets, where
 // IP_RECVERR still covers IPv4-mapped peers).
 func enableRecvErr(fd int) error {
+	_, err := enableRecvErrOf(fd)
+	return err
+}
+
+// enableRecvErrOf is enableRecvErr, and tells whether the socket is an
+// IPv6 one (SO_DOMAIN AF_INET6), for whoever turns the options off again.
+func enableRecvErrOf(fd int) (v6 bool, err error) {
 	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
-		return fmt.Errorf("get SO_DOMAIN: %w", err)
+		return false, fmt.Errorf("get SO_DOMAIN: %w", err)
 	}
 	if domain == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1); err != nil {
-			return fmt.Errorf("set IPV6_RECVERR: %w", err)
+			return true, fmt.Errorf("set IPV6_RECVERR: %w", err)
 		}
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1) // mapped peers, best effort
-		return nil
+		return true, nil
 	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1); err != nil {
-		return fmt.Errorf("set IP_RECVERR: %w", err)
+		return false, fmt.Errorf("set IP_RECVERR: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 // drainErrQueue reads every error queued on the socket (recvmsg
