@@ -439,10 +439,14 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // ever comes first: a remote whose lookup is slow, or never answers
 // before ctx ends, does not hold back the attempts to the others (RFC
 // 8305 §3, RFC 9623 §4: racing starts on the first usable addresses), and
-// the remotes known in time keep their order. Then send gets the plan
-// made again over every address known after each later answer (a late
-// remote joins the race so), with more true while an answer is still
-// pending. send runs on the calling
+// the remotes known in time keep their order. A remote whose HTTPS
+// records are looked up (httpsName) has answered once its HTTPS answer is
+// in too (Happy Eyeballs v3), within the same ResolutionDelay. Then send
+// gets the plan made again over every address known after each later
+// answer (a late remote joins the race so; a late HTTPS answer reorders
+// the attempts not started yet), with more true while an address answer
+// is still pending (an HTTPS answer adds no address: a race whose
+// attempts all failed does not wait for it). send runs on the calling
 // goroutine, and never once ctx has ended. resolveStream returns when no
 // answer is pending, or once ctx has ended and its lookups have returned;
 // the goroutines it starts are counted in busy until they end.
@@ -468,6 +472,10 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRVStream)
 		final bool
 		err   error
+		// httpsDone: this is the answer of the remote's HTTPS records
+		// (resolve_https.go), https what they say (nil: nothing usable)
+		httpsDone bool
+		https     *stacks.HTTPSPlan
 	}
 	updates := make(chan update)
 	var wg sync.WaitGroup
@@ -475,6 +483,12 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	results := make([]remoteResult, len(cfg.Remotes))
 	answered := make([]bool, len(cfg.Remotes))
 	waiting, pending := 0, 0 // remotes that have not answered yet; whose resolution goes on
+	// the HTTPS lookups the first plan waits for (as for waiting, at most
+	// stacks.ResolutionDelay once addresses are in); those still running.
+	// They count apart from pending: their answers reorder the attempts
+	// and add none to a remote's addresses, so that a race whose
+	// attempts all failed does not wait for them
+	httpsWaiting, httpsPending := 0, 0
 	for i, r := range cfg.Remotes {
 		switch {
 		case r.IpAddress != "":
@@ -505,22 +519,37 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					put(update{i: i, final: true, err: err})
 				}
 			})
+			if name := httpsName(cfg, r); name != "" {
+				httpsWaiting++
+				httpsPending++
+				busy.enter()
+				wg.Go(func() {
+					defer busy.leave()
+					plan := lookupHTTPSPlan(ctx, cfg, name, r.HostName)
+					select {
+					case updates <- update{i: i, httpsDone: true, https: plan}:
+					case <-ctx.Done():
+					}
+				})
+			}
 		}
 	}
-	// the first plan waits for every remote's first answer, but, once a
-	// remote has given addresses, at most stacks.ResolutionDelay (delay):
-	// a slow or silent lookup does not hold back the attempts to the
-	// others, and the remotes known by then keep their order
+	// the first plan waits for every remote's first answer and HTTPS
+	// answer, but, once a remote has given addresses, at most
+	// stacks.ResolutionDelay (delay): a slow or silent lookup does not
+	// hold back the attempts to the others, and the remotes known by then
+	// keep their order (Happy Eyeballs v3: the HTTPS answer is waited for
+	// the Resolution Delay after the first addresses)
 	posted := false
 	var delay <-chan time.Time
 	for {
 		remotes, err := remotesOf(cfg, results)
-		if !posted && waiting > 0 && err == nil && delay == nil {
+		if !posted && (waiting > 0 || httpsWaiting > 0) && err == nil && delay == nil {
 			t := time.NewTimer(stacks.ResolutionDelay)
 			defer t.Stop()
 			delay = t.C
 		}
-		if posted || waiting == 0 {
+		if posted || waiting == 0 && (httpsWaiting == 0 || err != nil) {
 			var out *resolved
 			if err != nil {
 				out = &resolved{err: err}
@@ -532,11 +561,20 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			post(out)
 			posted, delay = true, nil
 		}
-		if pending == 0 {
+		if pending == 0 && httpsPending == 0 {
 			return
 		}
 		select {
 		case u := <-updates:
+			if u.httpsDone {
+				httpsPending--
+				httpsWaiting = max(httpsWaiting-1, 0)
+				results[u.i].https = u.https
+				if u.https == nil && posted {
+					continue // nothing to reorder: the plan stands
+				}
+				break
+			}
 			if !answered[u.i] {
 				answered[u.i] = true
 				waiting--
@@ -544,9 +582,9 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.final {
 				pending--
 			}
-			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err}
+			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https}
 		case <-delay: // the remotes still silent join with their first answer
-			waiting = 0
+			waiting, httpsWaiting = 0, 0
 		case <-ctx.Done():
 			return
 		}
@@ -580,6 +618,7 @@ type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs
 	err   error
+	https *stacks.HTTPSPlan // what its HTTPS records say (resolve_https.go), nil: nothing
 }
 
 // unresolvedOf joins the failures of the remote endpoints that did not
@@ -632,7 +671,7 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 			remotes = append(remotes, results[i].sets...)
 			continue
 		}
-		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol}
+		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: results[i].https}
 		if r.Path != "" { // a Unix domain socket: one candidate, no address
 			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
 		}

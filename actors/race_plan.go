@@ -200,6 +200,9 @@ type remoteAddrs struct {
 	// label (stacks.SRVProto: "tcp" or "udp"), "" for any: the endpoints
 	// derived from a service's SRV records (resolve_srv.go)
 	transport string
+	// https is what the endpoint's HTTPS records say of its stacks
+	// (resolve_https.go), nil without any
+	https *stacks.HTTPSPlan
 }
 
 // localAddrs is one LocalEndpoint, resolved: a branch of the candidate
@@ -233,8 +236,9 @@ type target struct {
 	local     netip.AddrPort
 	label     string
 	unix      string
-	protocol  string // the only stack for it (remoteAddrs.protocol), "" for any
-	transport string // the SRV protocol label of its stacks (remoteAddrs.transport), "" for any
+	protocol  string            // the only stack for it (remoteAddrs.protocol), "" for any
+	transport string            // the SRV protocol label of its stacks (remoteAddrs.transport), "" for any
+	https     *stacks.HTTPSPlan // remoteAddrs.https
 }
 
 // pathGroup is one network path of the candidate tree with its targets:
@@ -435,7 +439,8 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 							Reason: "Require: IPv4 has no temporary addresses"})
 						continue
 					}
-					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol, transport: r.transport}
+					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol,
+						transport: r.transport, https: r.https}
 					if iface != "" {
 						emit(bi, iface, iface, t)
 						continue
@@ -606,10 +611,16 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 // the others, and the endpoint of a RemoteEndpoint made specific to one
 // protocol (WithProtocol) only with that stack, and an endpoint derived
 // from an SRV record only with the stacks of its "_tcp" or "_udp" label.
-// It is pure.
+// Within a path, the candidates of an endpoint with HTTPS records
+// (target.https) over the quic and tls stacks are ordered by what the
+// records offer (rankHTTPS: offered first, by SvcPriority, not offered
+// last), in the places those candidates hold, and an offered stack goes
+// to its record's port. It is pure.
 func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 	var out []candidate
 	for gi, g := range groups {
+		first := len(out)
+		var ranks []int // per candidate of the group from first on, once one has HTTPS records
 		for _, st := range sts {
 			for _, t := range g.targets {
 				if (st.Name() == "unix") != (t.unix != "") {
@@ -621,9 +632,30 @@ func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 				if t.transport != "" && t.transport != stacks.SRVProto(st.Name()) {
 					continue // an SRV record for the other transport ("_tcp" or "_udp")
 				}
-				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
+				remote, rank := t.remote, -1
+				if t.https != nil {
+					if rk, ok := t.https.Rank(st.Name()); ok {
+						rank = rk
+						if o, _ := t.https.Offer(st.Name()); o.Offered && o.Port != 0 {
+							remote = netip.AddrPortFrom(remote.Addr(), o.Port)
+						}
+					}
+				}
+				if rank >= 0 && ranks == nil {
+					ranks = make([]int, len(out)-first, len(out)-first+1)
+					for i := range ranks {
+						ranks[i] = -1
+					}
+				}
+				if ranks != nil {
+					ranks = append(ranks, rank)
+				}
+				out = append(out, candidate{stack: st, remote: remote, local: t.local, iface: g.iface,
 					label: t.label, path: t.unix, group: gi})
 			}
+		}
+		if ranks != nil {
+			rankHTTPS(out[first:], ranks)
 		}
 	}
 	return out

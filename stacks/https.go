@@ -139,10 +139,11 @@ func (p HTTPSPlan) Rank(stack string) (rank int, ok bool) {
 	return o.rank(), true
 }
 
-// PlanHTTPS decides what the HTTPS records recs of the name owner tell a
-// race whose application offers the ALPN ids appALPN (nil: any). Only the
-// ServiceMode records whose TargetName is the owner (".", or owner
-// spelled out) are used: an AliasMode record and a record for another
+// PlanHTTPS decides what the HTTPS records recs of the host name owner
+// (looked up at HTTPSName) tell a race whose application offers the ALPN
+// ids appALPN (nil: any). Only the ServiceMode records whose TargetName is
+// the host (".", or owner spelled out; "." at a port-prefixed name is
+// taken as the host too, as that name has no address) are used: an AliasMode record and a record for another
 // target would need that target's addresses, which are not looked up.
 // Over them, the quic stack is offered when a record offers an "h3" id
 // the application also offers, the tls stack when a record offers
