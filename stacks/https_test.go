@@ -3,10 +3,12 @@ package stacks
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,4 +249,93 @@ func TestResolverLookupHTTPS(t *testing.T) {
 	_, err = r.LookupHTTPS(lctx, "svc.example.test")
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "got %v", err)
 	require.Less(t, time.Since(start), HTTPSLookupTimeout, "ctx's end, not the lookup's timeout, ended it")
+}
+
+// TestResolverLookupHTTPSTruncatedGoesTCP: a UDP answer with the TC bit
+// makes LookupHTTPS ask again over TCP (two-byte length framing), whose
+// answer has the records. The server is this test's: UDP truncates
+// every answer, TCP answers in full.
+func TestResolverLookupHTTPSTruncatedGoesTCP(t *testing.T) {
+	const name = "big.example.test."
+	answer := func(q []byte, truncated bool) []byte {
+		var p dnsmessage.Parser
+		h, err := p.Start(q)
+		if err != nil {
+			return nil
+		}
+		qu, err := p.Question()
+		if err != nil {
+			return nil
+		}
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Truncated: truncated})
+		_ = b.StartQuestions()
+		_ = b.Question(qu)
+		_ = b.StartAnswers()
+		if !truncated {
+			_ = b.HTTPSResource(dnsmessage.ResourceHeader{Name: qu.Name, Class: dnsmessage.ClassINET, TTL: 60},
+				dnsmessage.HTTPSResource{SVCBResource: svcb(1, ".", stacktest.ALPNParam("h2"))})
+		}
+		out, _ := b.Finish()
+		return out
+	}
+	uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	tl, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{}, 2)
+	t.Cleanup(func() {
+		_ = uc.Close()
+		_ = tl.Close()
+		<-done
+		<-done
+	})
+	go func() {
+		defer func() { done <- struct{}{} }()
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := uc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = uc.WriteTo(answer(buf[:n], true), from)
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			var l [2]byte
+			if _, err := io.ReadFull(c, l[:]); err == nil {
+				q := make([]byte, int(l[0])<<8|int(l[1]))
+				if _, err := io.ReadFull(c, q); err == nil {
+					a := answer(q, false)
+					_, _ = c.Write(append([]byte{byte(len(a) >> 8), byte(len(a))}, a...))
+				}
+			}
+			_ = c.Close()
+		}
+	}()
+	var networks []string
+	var mu sync.Mutex
+	dns := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		mu.Lock()
+		networks = append(networks, network)
+		mu.Unlock()
+		var d net.Dialer
+		if network == "tcp" {
+			return d.DialContext(ctx, "tcp", tl.Addr().String())
+		}
+		return d.DialContext(ctx, "udp", uc.LocalAddr().String())
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	recs, err := Resolver{DNS: dns}.LookupHTTPS(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, []HTTPSRecord{{Priority: 1, Target: ".", ALPN: []string{"h2"}}}, recs)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"udp", "tcp"}, networks)
 }
