@@ -441,7 +441,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // 8305 §3, RFC 9623 §4: racing starts on the first usable addresses), and
 // the remotes known in time keep their order. A remote whose HTTPS
 // records are looked up (httpsName) has answered once its HTTPS answer is
-// in too (Happy Eyeballs v3), within the same ResolutionDelay. Then send
+// in too (Happy Eyeballs v3), within the same ResolutionDelay; the
+// records' address hints stand for its addresses until its first address
+// answer (they arm that delay as addresses do). Then send
 // gets the plan made again over every address known after each later
 // answer (a late remote joins the race so; a late HTTPS answer reorders
 // the attempts not started yet), with more true while an address answer
@@ -473,9 +475,12 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		final bool
 		err   error
 		// httpsDone: this is the answer of the remote's HTTPS records
-		// (resolve_https.go), https what they say (nil: nothing usable)
+		// (resolve_https.go), https what they say (nil: nothing usable),
+		// hints their address hints when the remote resolves by its host
+		// name (no SRV lookup)
 		httpsDone bool
 		https     *stacks.HTTPSPlan
+		hints     []netip.Addr
 	}
 	updates := make(chan update)
 	var wg sync.WaitGroup
@@ -525,9 +530,12 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				busy.enter()
 				wg.Go(func() {
 					defer busy.leave()
-					plan := lookupHTTPSPlan(ctx, cfg, name, r.HostName)
+					u := update{i: i, httpsDone: true, https: lookupHTTPSPlan(ctx, cfg, name, r.HostName)}
+					if u.https != nil && len(srvProtos(r, cfg.Stacks)) == 0 {
+						u.hints = u.https.Hints
+					}
 					select {
-					case updates <- update{i: i, httpsDone: true, https: plan}:
+					case updates <- u:
 					case <-ctx.Done():
 					}
 				})
@@ -549,7 +557,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			defer t.Stop()
 			delay = t.C
 		}
-		if posted || waiting == 0 && (httpsWaiting == 0 || err != nil) {
+		if posted || (waiting == 0 && (httpsWaiting == 0 || err != nil)) {
 			var out *resolved
 			if err != nil {
 				out = &resolved{err: err}
@@ -570,6 +578,11 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				httpsPending--
 				httpsWaiting = max(httpsWaiting-1, 0)
 				results[u.i].https = u.https
+				if !answered[u.i] && len(u.hints) > 0 {
+					// the hints stand for the addresses until the first
+					// address answer replaces them (RFC 9460 §7.3, HEv3)
+					results[u.i].addrs = u.hints
+				}
 				if u.https == nil && posted {
 					continue // nothing to reorder: the plan stands
 				}

@@ -114,7 +114,8 @@ func TestPlanCandidatesHTTPS(t *testing.T) {
 // waits for the HTTPS answer after the addresses at most
 // stacks.ResolutionDelay: a prompt answer orders the first plan (QUIC
 // first for "h3" alone, its port), a dropped one delays it by the delay
-// and no more, and a late one comes as a plan made again, reordered.
+// and no more, a late one comes as a plan made again, reordered, and
+// the records' address hints stand for late A and AAAA answers.
 func TestResolveStreamHTTPS(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	run := func(t *testing.T, setup func(dns *stacktest.DNSServer), plans int) (firsts [][]string, at []time.Duration) {
@@ -164,6 +165,24 @@ func TestResolveStreamHTTPS(t *testing.T) {
 		if at[0] < stacks.ResolutionDelay || at[0] > stacks.HTTPSLookupTimeout/2 {
 			t.Errorf("first plan after %v; want the resolution delay (%v), well short of the lookup's timeout",
 				at[0], stacks.ResolutionDelay)
+		}
+	})
+	t.Run("hints", func(t *testing.T) {
+		// the A and AAAA answers come late: the record's ipv4hint stands
+		// for them, in the first plan, a resolution delay after it
+		const late = 400 * time.Millisecond
+		plans, at := run(t, func(dns *stacktest.DNSServer) {
+			dns.AddHTTPS("_8080._https.example.test", 2, ".", stacktest.ALPNParam("h3"),
+				dnsmessage.SVCParam{Key: dnsmessage.SVCParamIPv4Hint, Value: []byte{127, 0, 0, 2}})
+			dns.SetDelay("A", late)
+			dns.SetDelay("AAAA", late)
+		}, 2)
+		hinted := []string{"quic 127.0.0.2:9443", "tls 127.0.0.2:8080"}
+		if len(plans) != 2 || !slices.Equal(plans[0], hinted) || !slices.Equal(plans[1], ordered) {
+			t.Fatalf("plans %v; want %v then %v", plans, hinted, ordered)
+		}
+		if at[0] < stacks.ResolutionDelay || at[0] >= late || at[1] < late {
+			t.Errorf("plans at %v; want the hints' after the resolution delay, before the A answer (%v)", at, late)
 		}
 	})
 	t.Run("late", func(t *testing.T) {

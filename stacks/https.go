@@ -108,9 +108,14 @@ func (o HTTPSOffer) rank() int {
 }
 
 // HTTPSPlan is what the HTTPS records of an endpoint tell a race: the
-// offers for the quic and tls stacks. Other stacks are not concerned.
+// offers for the quic and tls stacks (other stacks are not concerned),
+// and the address hints of the records used (ipv4hint, ipv6hint: IPv6
+// first, families interleaved, lower SvcPriority first, no duplicate),
+// which stand for the endpoint's addresses until its A and AAAA answers
+// come (RFC 9460 §7.3).
 type HTTPSPlan struct {
 	QUIC, TLS HTTPSOffer
+	Hints     []netip.Addr
 }
 
 // Offer returns the offer for the stack named stack, ok false for a stack
@@ -153,11 +158,24 @@ func (p HTTPSPlan) Rank(stack string) (rank int, ok bool) {
 // goes as without records. It is pure.
 func PlanHTTPS(recs []HTTPSRecord, owner string, appALPN []string) (plan HTTPSPlan, ok bool) {
 	owner = fqdnLower(owner)
+	recs = slices.Clone(recs)
+	slices.SortStableFunc(recs, func(a, b HTTPSRecord) int { return int(a.Priority) - int(b.Priority) })
+	var v6, v4 []netip.Addr
 	for _, r := range recs {
 		if r.Priority == 0 || (r.Target != "." && r.Target != owner) {
 			continue
 		}
 		ok = true
+		for _, a := range r.IPv6Hint {
+			if a = a.Unmap(); a.Is6() && !slices.Contains(v6, a) {
+				v6 = append(v6, a)
+			}
+		}
+		for _, a := range r.IPv4Hint {
+			if !slices.Contains(v4, a) {
+				v4 = append(v4, a)
+			}
+		}
 		for _, id := range r.Protocols() {
 			if len(appALPN) > 0 && !slices.Contains(appALPN, id) {
 				continue
@@ -171,6 +189,9 @@ func PlanHTTPS(recs []HTTPSRecord, owner string, appALPN []string) (plan HTTPSPl
 				*o = offer
 			}
 		}
+	}
+	if len(v6)+len(v4) > 0 {
+		plan.Hints = Interleave(append(v6, v4...))
 	}
 	return plan, ok
 }

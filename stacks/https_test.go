@@ -140,6 +140,15 @@ func TestPlanHTTPS(t *testing.T) {
 				p.QUIC.Port, p.TLS.Port, tt.ok, tt.quic, tt.tls, tt.quicPort, tt.tlsPort)
 		}
 	}
+	// hints of the records used, lower priority first, IPv6 first and
+	// interleaved, without duplicates; none from a record not used
+	a := netip.MustParseAddr
+	p, _ := PlanHTTPS([]HTTPSRecord{
+		{Priority: 2, Target: ".", IPv4Hint: []netip.Addr{a("192.0.2.2"), a("192.0.2.1")}},
+		{Priority: 1, Target: ".", IPv4Hint: []netip.Addr{a("192.0.2.1")}, IPv6Hint: []netip.Addr{a("2001:db8::1"), a("2001:db8::2")}},
+		{Priority: 1, Target: "other.test.", IPv4Hint: []netip.Addr{a("198.51.100.1")}},
+	}, owner, both)
+	require.Equal(t, []netip.Addr{a("2001:db8::1"), a("192.0.2.1"), a("2001:db8::2"), a("192.0.2.2")}, p.Hints)
 	if _, ok := (HTTPSPlan{}).Rank("tcp"); ok {
 		t.Error("tcp: ranked; the records concern only quic and tls")
 	}

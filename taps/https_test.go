@@ -154,3 +154,25 @@ func TestHTTPSMalformedRecordChangesNothing(t *testing.T) {
 	require.Contains(t, dns.Queries(), "HTTPS "+httpsOwner(port)+".")
 	require.Less(t, time.Since(start), stacks.HTTPSLookupTimeout)
 }
+
+// TestHTTPSHintsStandForLateAddresses: with the A and AAAA answers held
+// back, the record's ipv4hint is attempted (a resolution delay after the
+// HTTPS answer) before they come.
+func TestHTTPSHintsStandForLateAddresses(t *testing.T) {
+	const late = 800 * time.Millisecond
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), nil)
+	port := portOf(t, ln)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback4)
+	dns.AddHTTPS(httpsOwner(port), 1, ".", stacktest.ALPNParam("h3"),
+		dnsmessage.SVCParam{Key: dnsmessage.SVCParamIPv4Hint, Value: loopback4.AsSlice()})
+	dns.SetDelay("A", late)
+	dns.SetDelay("AAAA", late)
+	first, _ := firstAttempt(t, httpsPre(sys, dns, pki, port, avoidQUIC(t)))
+	require.Equal(t, "quic", first.Stack)
+	require.Equal(t, netip.AddrPortFrom(loopback4, port).String(), first.Endpoint)
+	require.GreaterOrEqual(t, first.Start, stacks.ResolutionDelay)
+	require.Less(t, first.Start, late, "the hint was attempted before the A answer came")
+}
