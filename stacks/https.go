@@ -43,8 +43,7 @@ type HTTPSRecord struct {
 	NoDefaultALPN bool
 	// Port is the port parameter, 0 when absent.
 	Port uint16
-	// IPv4Hint and IPv6Hint are the address hints (not used by the race:
-	// the A and AAAA answers are always waited for).
+	// IPv4Hint and IPv6Hint are the address hints (HTTPSPlan.Hints).
 	IPv4Hint, IPv6Hint []netip.Addr
 	// ECH: the record has an ech parameter (not used: gotaps does not do
 	// Encrypted Client Hello).
@@ -154,7 +153,8 @@ func (p HTTPSPlan) Rank(stack string) (rank int, ok bool) {
 // the application also offers, the tls stack when a record offers
 // another id the application also offers (ALPN negotiation needs an id
 // both offer; RFC 9460 §7.1.2 with "http/1.1" by default); each stack
-// takes its best offer (HTTPSPlan.Rank), with that record's port. ok is false when no record is usable: the race then
+// takes its best offer (HTTPSPlan.Rank), with that record's port; Hints
+// are the address hints of the records used. ok is false when no record is usable: the race then
 // goes as without records. It is pure.
 func PlanHTTPS(recs []HTTPSRecord, owner string, appALPN []string) (plan HTTPSPlan, ok bool) {
 	owner = fqdnLower(owner)
