@@ -476,10 +476,13 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		err   error
 		// httpsDone: this is the answer of the remote's HTTPS records
 		// (resolve_https.go), https what they say (nil: nothing usable),
-		// hints their address hints when the remote resolves by its host
-		// name (no SRV lookup)
+		// target the addresses of the service endpoint they name when it
+		// is not the host (httpsAnswer.addrs), hints their address hints
+		// when it is and the remote resolves by its host name (no SRV
+		// lookup)
 		httpsDone bool
 		https     *stacks.HTTPSPlan
+		target    []netip.Addr
 		hints     []netip.Addr
 	}
 	updates := make(chan update)
@@ -530,9 +533,10 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				busy.enter()
 				wg.Go(func() {
 					defer busy.leave()
-					u := update{i: i, httpsDone: true, https: lookupHTTPSPlan(ctx, cfg, name, r.HostName)}
-					if u.https != nil && len(srvProtos(r, cfg.Stacks)) == 0 {
-						u.hints = u.https.Hints
+					a := lookupHTTPS(ctx, cfg, name, r.HostName)
+					u := update{i: i, httpsDone: true, https: a.plan, target: a.addrs}
+					if a.plan != nil && a.addrs == nil && len(srvProtos(r, cfg.Stacks)) == 0 {
+						u.hints = a.plan.Hints
 					}
 					select {
 					case updates <- u:
@@ -577,7 +581,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.httpsDone {
 				httpsPending--
 				httpsWaiting = max(httpsWaiting-1, 0)
-				results[u.i].https = u.https
+				results[u.i].https, results[u.i].target = u.https, u.target
 				if !answered[u.i] && len(u.hints) > 0 {
 					// the hints stand for the addresses until the first
 					// address answer replaces them (RFC 9460 §7.3, HEv3)
@@ -595,7 +599,8 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.final {
 				pending--
 			}
-			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https}
+			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https,
+				target: results[u.i].target}
 		case <-delay: // the remotes still silent join with their first answer
 			waiting, httpsWaiting = 0, 0
 		case <-ctx.Done():
@@ -632,6 +637,9 @@ type remoteResult struct {
 	sets  []remoteAddrs
 	err   error
 	https *stacks.HTTPSPlan // what its HTTPS records say (resolve_https.go), nil: nothing
+	// target: the addresses of the service endpoint its HTTPS records
+	// name, when it is not its host (httpsAnswer.addrs)
+	target []netip.Addr
 }
 
 // unresolvedOf joins the failures of the remote endpoints that did not
@@ -676,6 +684,18 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 	var errs []error
 	var remotes []remoteAddrs
 	for i, r := range cfg.Remotes {
+		https, after := results[i].https, false
+		if len(results[i].target) > 0 && results[i].sets == nil && https != nil {
+			// the service endpoint its HTTPS records name, over the
+			// stacks they offer, before the host's own addresses (over
+			// every stack, as without records)
+			rt := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: https, httpsOnly: true}
+			for _, a := range results[i].target {
+				rt.addrs = append(rt.addrs, scopedAddr(r, a, uint16(r.Port)))
+			}
+			remotes = append(remotes, rt)
+			https, after = nil, true
+		}
 		if results[i].err != nil {
 			errs = append(errs, results[i].err)
 			continue
@@ -684,7 +704,7 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 			remotes = append(remotes, results[i].sets...)
 			continue
 		}
-		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: results[i].https}
+		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: https, httpsAfter: after}
 		if r.Path != "" { // a Unix domain socket: one candidate, no address
 			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
 		}

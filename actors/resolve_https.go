@@ -2,7 +2,9 @@ package actors
 
 import (
 	"context"
+	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
@@ -15,7 +17,9 @@ import (
 // and on which port (stacks.PlanHTTPS). The race puts the stacks offered
 // first and those not offered last (never drops them: a record that is
 // wrong does not fail a connection that works without it), and sends an
-// offered stack to its record's port. This file is that step of
+// offered stack to its record's port. A service endpoint other than the
+// host (a TargetName, an alias target) is attempted over the stacks its
+// records offer, before the host's own addresses, over every stack. This file is that step of
 // resolution; resolveStream waits for the answer at most
 // stacks.ResolutionDelay once addresses are in, and re-plans the attempts
 // not started yet when it comes later.
@@ -51,22 +55,62 @@ func appALPN(cfg *messages.ConnectionConfig) []string {
 	return cfg.StackOptions.TLS.NextProtos
 }
 
-// lookupHTTPSPlan looks up the HTTPS records of name (httpsName) for the
-// host name host and returns what they tell the race (stacks.PlanHTTPS,
-// a "." target being host: at a port-prefixed name too, whose own name
-// has no address), nil when the lookup failed or no record is usable: the
-// race then goes as without records.
-func lookupHTTPSPlan(ctx context.Context, cfg *messages.ConnectionConfig, name, host string) *stacks.HTTPSPlan {
+// httpsAnswer is what the HTTPS records of a remote endpoint tell its
+// race (lookupHTTPS).
+type httpsAnswer struct {
+	plan *stacks.HTTPSPlan // nil: nothing usable, the race goes as without records
+	// addrs are the addresses of the service endpoint the records name
+	// when it is not the host itself (a TargetName, an alias target),
+	// nil when it is the host
+	addrs []netip.Addr
+}
+
+// lookupHTTPS looks up the HTTPS records of name (httpsName) for the
+// host name host and decides what they tell the race: the service
+// endpoint (stacks.HTTPSTarget; an AliasMode record is followed once,
+// to its target's own HTTPS records, and one there is not followed) and
+// what its records offer (stacks.PlanHTTPS). A target other than host is
+// resolved (A and AAAA, in full) here. A failed lookup or resolution, no
+// usable record, an alias target without ServiceMode records, a second
+// alias: no plan.
+func lookupHTTPS(ctx context.Context, cfg *messages.ConnectionConfig, name, host string) httpsAnswer {
 	recs, err := cfg.Resolver.LookupHTTPS(ctx, name)
 	if err != nil {
-		return nil
+		return httpsAnswer{}
 	}
-	plan, ok := stacks.PlanHTTPS(recs, host, appALPN(cfg))
+	owner := host
+	target, alias := stacks.HTTPSTarget(recs, host)
+	if alias {
+		if recs, err = cfg.Resolver.LookupHTTPS(ctx, target); err != nil {
+			return httpsAnswer{}
+		}
+		owner = target
+		if target, alias = stacks.HTTPSTarget(recs, owner); alias {
+			return httpsAnswer{} // followed once
+		}
+	}
+	if target == "" {
+		return httpsAnswer{}
+	}
+	plan, ok := stacks.PlanHTTPS(recs, owner, target, appALPN(cfg))
 	if !ok {
-		return nil
+		return httpsAnswer{}
 	}
-	return &plan
+	out := httpsAnswer{plan: &plan}
+	if !strings.EqualFold(strings.TrimSuffix(target, "."), strings.TrimSuffix(host, ".")) {
+		addrs, err := cfg.Resolver.Resolve(ctx, target)
+		if err != nil {
+			return httpsAnswer{}
+		}
+		out.addrs = addrs
+	}
+	return out
 }
+
+// httpsAfterRank is the rank (rankHTTPS) of the host's own addresses
+// behind the service endpoint its HTTPS records name: after every offer
+// (stacks.HTTPSPlan.Rank, at most 1<<17).
+const httpsAfterRank = 1 << 18
 
 // rankHTTPS reorders the candidates of one path group (planCandidates)
 // by the HTTPS records of their endpoints: ranks[i] is cands[i]'s rank
@@ -93,4 +137,18 @@ func rankHTTPS(cands []candidate, ranks []int) {
 	for k, i := range pos {
 		cands[i] = moved[k]
 	}
+}
+
+// uniqueCandidates drops, in place, the candidates whose key an earlier
+// one has, keeping the order.
+func uniqueCandidates(cands []candidate) []candidate {
+	seen := make(map[candKey]bool, len(cands))
+	out := cands[:0]
+	for _, c := range cands {
+		if k := c.key(); !seen[k] {
+			seen[k] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -69,8 +69,10 @@ func candStrings(cs []candidate) []string {
 // HTTPS records are ordered by the records' offers within the places they
 // hold (the tcp stack and the endpoint without records keep theirs), an
 // offered stack goes to its record's port, and a stack not offered keeps
-// the endpoint's port, last; a late answer merged into a race reorders the
-// attempts not started yet (mergePlan).
+// the endpoint's port, last; the service endpoint of another name goes
+// over the stacks offered, before the host's own addresses; a late
+// answer merged into a race reorders the attempts not started yet
+// (mergePlan).
 func TestPlanCandidatesHTTPS(t *testing.T) {
 	a1 := netip.MustParseAddrPort("192.0.2.1:443")
 	a2 := netip.MustParseAddrPort("192.0.2.2:443")
@@ -87,6 +89,29 @@ func TestPlanCandidatesHTTPS(t *testing.T) {
 		"tls 192.0.2.1:443", "quic 198.51.100.1:443", "tls 192.0.2.2:443"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v; want %v", got, want)
+	}
+
+	// a service endpoint of another name (192.0.2.9): over QUIC only, the
+	// stack its record offers, to its port; the host's own address after
+	// it over every stack, in the stacks' order
+	svc := netip.MustParseAddrPort("192.0.2.9:443")
+	got = candStrings(plan(t, sts, []remoteAddrs{
+		{label: "a.test:443", addrs: []netip.AddrPort{svc}, https: h3, httpsOnly: true},
+		{label: "a.test:443", addrs: []netip.AddrPort{a1}, httpsAfter: true},
+	}))
+	want = []string{"quic 192.0.2.9:8443", "tls 192.0.2.1:443", "tcp 192.0.2.1:443", "quic 192.0.2.1:443"}
+	if !slices.Equal(got, want) {
+		t.Errorf("service endpoint: got %v; want %v", got, want)
+	}
+	// the service endpoint is the host's address: one attempt each
+	same := &stacks.HTTPSPlan{QUIC: stacks.HTTPSOffer{Offered: true, Priority: 1}}
+	got = candStrings(plan(t, sts, []remoteAddrs{
+		{label: "a.test:443", addrs: []netip.AddrPort{a1}, https: same, httpsOnly: true},
+		{label: "a.test:443", addrs: []netip.AddrPort{a1}, httpsAfter: true},
+	}))
+	want = []string{"quic 192.0.2.1:443", "tls 192.0.2.1:443", "tcp 192.0.2.1:443"}
+	if !slices.Equal(got, want) {
+		t.Errorf("shared address: got %v; want %v", got, want)
 	}
 
 	// without records: the stacks' order; the answer then comes after the

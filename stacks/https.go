@@ -143,26 +143,62 @@ func (p HTTPSPlan) Rank(stack string) (rank int, ok bool) {
 	return o.rank(), true
 }
 
-// PlanHTTPS decides what the HTTPS records recs of the host name owner
-// (looked up at HTTPSName) tell a race whose application offers the ALPN
-// ids appALPN (nil: any). Only the ServiceMode records whose TargetName is
-// the host (".", or owner spelled out; "." at a port-prefixed name is
-// taken as the host too, as that name has no address) are used: an AliasMode record and a record for another
-// target would need that target's addresses, which are not looked up.
+// HTTPSTarget picks, from the HTTPS records recs of the host name host,
+// the service endpoint a race uses (RFC 9460 §2.4): with an AliasMode
+// record (SvcPriority 0: the set's ServiceMode records are then ignored,
+// §2.4.2), its TargetName, alias true (its own HTTPS records are to be
+// looked up; "" when it is ".": the service is not available, the race
+// goes as without records); otherwise the effective TargetName of the
+// ServiceMode record of lowest SvcPriority (the first listed among
+// equals): "." is host (at a port-prefixed name too, whose own name has
+// no address). Names are lower-case and fully qualified; "" when recs
+// has no record. It is pure.
+func HTTPSTarget(recs []HTTPSRecord, host string) (target string, alias bool) {
+	best := -1
+	for i, r := range recs {
+		if r.Priority == 0 {
+			if r.Target == "." {
+				return "", false
+			}
+			return r.Target, true
+		}
+		if best < 0 || r.Priority < recs[best].Priority {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	return effectiveTarget(recs[best], host), false
+}
+
+// effectiveTarget is r's TargetName, host for ".".
+func effectiveTarget(r HTTPSRecord, host string) string {
+	if r.Target == "." {
+		return fqdnLower(host)
+	}
+	return r.Target
+}
+
+// PlanHTTPS decides what the HTTPS records recs of the host name host
+// (looked up at HTTPSName, or at an alias target) tell a race to target
+// (HTTPSTarget) whose application offers the ALPN ids appALPN (nil:
+// any). Only the ServiceMode records whose effective TargetName is
+// target are used (the others would need their own target's addresses).
 // Over them, the quic stack is offered when a record offers an "h3" id
 // the application also offers, the tls stack when a record offers
 // another id the application also offers (ALPN negotiation needs an id
 // both offer; RFC 9460 §7.1.2 with "http/1.1" by default); each stack
 // takes its best offer (HTTPSPlan.Rank), with that record's port; Hints
-// are the address hints of the records used. ok is false when no record is usable: the race then
-// goes as without records. It is pure.
-func PlanHTTPS(recs []HTTPSRecord, owner string, appALPN []string) (plan HTTPSPlan, ok bool) {
-	owner = fqdnLower(owner)
+// are the address hints of the records used. ok is false when no record
+// is usable: the race then goes as without records. It is pure.
+func PlanHTTPS(recs []HTTPSRecord, host, target string, appALPN []string) (plan HTTPSPlan, ok bool) {
+	target = fqdnLower(target)
 	recs = slices.Clone(recs)
 	slices.SortStableFunc(recs, func(a, b HTTPSRecord) int { return int(a.Priority) - int(b.Priority) })
 	var v6, v4 []netip.Addr
 	for _, r := range recs {
-		if r.Priority == 0 || (r.Target != "." && r.Target != owner) {
+		if r.Priority == 0 || effectiveTarget(r, host) != target {
 			continue
 		}
 		ok = true

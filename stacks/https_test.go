@@ -127,12 +127,15 @@ func TestPlanHTTPS(t *testing.T) {
 		{[]HTTPSRecord{rec(1, ".", 0, true, "h2")}, []string{"h3", "http/1.1"}, true, 1 << 17, 1 << 17, 0, 0},
 		// nil application ALPN: any
 		{[]HTTPSRecord{rec(1, ".", 0, true, "h3")}, nil, true, 2, 1 << 17, 0, 0},
-		// not usable: AliasMode, another target, none
-		{[]HTTPSRecord{rec(0, "other.test.", 0, false)}, both, false, 1 << 17, 1 << 17, 0, 0},
-		{[]HTTPSRecord{rec(1, "other.test.", 0, true, "h3")}, both, false, 1 << 17, 1 << 17, 0, 0},
+		// another target: its records alone (the "." one is another endpoint)
+		{[]HTTPSRecord{rec(2, ".", 0, true, "h2"), rec(1, "other.test.", 0, true, "h3")}, both, true, 2, 1 << 17, 0, 0},
+		{[]HTTPSRecord{rec(1, ".", 0, false, "h3"), rec(2, "other.test.", 0, true, "h2")}, both, true, 2, 3, 0, 0},
+		// not usable here: AliasMode (its target's records are), none
+		{[]HTTPSRecord{rec(0, "other.test.", 0, false), rec(1, ".", 0, false, "h3")}, both, false, 1 << 17, 1 << 17, 0, 0},
 		{nil, both, false, 1 << 17, 1 << 17, 0, 0},
 	} {
-		p, ok := PlanHTTPS(tt.recs, owner, tt.app)
+		target, _ := HTTPSTarget(tt.recs, owner)
+		p, ok := PlanHTTPS(tt.recs, owner, target, tt.app)
 		q, _ := p.Rank("quic")
 		l, _ := p.Rank("tls")
 		if ok != tt.ok || q != tt.quic || l != tt.tls || p.QUIC.Port != tt.quicPort || p.TLS.Port != tt.tlsPort {
@@ -147,10 +150,32 @@ func TestPlanHTTPS(t *testing.T) {
 		{Priority: 2, Target: ".", IPv4Hint: []netip.Addr{a("192.0.2.2"), a("192.0.2.1")}},
 		{Priority: 1, Target: ".", IPv4Hint: []netip.Addr{a("192.0.2.1")}, IPv6Hint: []netip.Addr{a("2001:db8::1"), a("2001:db8::2")}},
 		{Priority: 1, Target: "other.test.", IPv4Hint: []netip.Addr{a("198.51.100.1")}},
-	}, owner, both)
+	}, owner, owner, both)
 	require.Equal(t, []netip.Addr{a("2001:db8::1"), a("192.0.2.1"), a("2001:db8::2"), a("192.0.2.2")}, p.Hints)
 	if _, ok := (HTTPSPlan{}).Rank("tcp"); ok {
 		t.Error("tcp: ranked; the records concern only quic and tls")
+	}
+}
+
+// TestHTTPSTarget: the service endpoint the records point a race to.
+func TestHTTPSTarget(t *testing.T) {
+	const host = "Example.Test"
+	rec := func(prio uint16, target string) HTTPSRecord { return HTTPSRecord{Priority: prio, Target: target} }
+	for i, tt := range []struct {
+		recs   []HTTPSRecord
+		target string
+		alias  bool
+	}{
+		{nil, "", false},
+		{[]HTTPSRecord{rec(1, ".")}, "example.test.", false},
+		{[]HTTPSRecord{rec(2, "."), rec(1, "svc.test."), rec(1, "svc2.test.")}, "svc.test.", false},
+		{[]HTTPSRecord{rec(1, "svc.test."), rec(0, "alias.test.")}, "alias.test.", true}, // AliasMode wins
+		{[]HTTPSRecord{rec(0, ".")}, "", false},                                          // not available
+	} {
+		target, alias := HTTPSTarget(tt.recs, host)
+		if target != tt.target || alias != tt.alias {
+			t.Errorf("#%d: got %q %v; want %q %v", i, target, alias, tt.target, tt.alias)
+		}
 	}
 }
 

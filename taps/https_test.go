@@ -176,3 +176,60 @@ func TestHTTPSHintsStandForLateAddresses(t *testing.T) {
 	require.GreaterOrEqual(t, first.Start, stacks.ResolutionDelay)
 	require.Less(t, first.Start, late, "the hint was attempted before the A answer came")
 }
+
+// loopback2 is a loopback address the test listeners are not bound to:
+// connections to it are refused.
+var loopback2 = netip.MustParseAddr("127.0.0.2")
+
+// TestHTTPSRecordTargetName: a ServiceMode record naming another host
+// (svc.example.test) sends the stack it offers (QUIC, h3 alone) to that
+// host's addresses first; the name's own address (127.0.0.2, refused)
+// comes after it.
+func TestHTTPSRecordTargetName(t *testing.T) {
+	sys := newTestSystem(t)
+	pki := newTestPKI(t)
+	ln := secureListener(t, sys, pki.serverSec(), nil)
+	port := portOf(t, ln)
+	dns := stacktest.NewDNSServer(t)
+	dns.AddAddr("example.test", loopback2)
+	dns.AddAddr("svc.example.test", loopback4)
+	dns.AddHTTPS(httpsOwner(port), 1, "svc.example.test", stacktest.ALPNParam("h3"),
+		dnsmessage.SVCParam{Key: dnsmessage.SVCParamNoDefaultALPN})
+	first, won := firstAttempt(t, httpsPre(sys, dns, pki, port, avoidQUIC(t)))
+	require.Equal(t, "quic", first.Stack)
+	require.Equal(t, "quic", won)
+	require.Equal(t, netip.AddrPortFrom(loopback4, port).String(), first.Endpoint)
+}
+
+// TestHTTPSAliasFollowedOnce: an AliasMode record (priority 0) is
+// followed to its target's HTTPS records, whose "." record names the
+// alias target itself: QUIC to its address first. An alias there is not
+// followed again: the race goes as without records (TLS first, to the
+// name's own address).
+func TestHTTPSAliasFollowedOnce(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, twice := range []bool{false, true} {
+		sys := newTestSystem(t)
+		ln := secureListener(t, sys, pki.serverSec(), nil)
+		port := portOf(t, ln)
+		dns := stacktest.NewDNSServer(t)
+		dns.AddAddr("example.test", loopback4)
+		dns.AddAddr("alias.example.test", loopback4)
+		dns.AddHTTPS(httpsOwner(port), 0, "alias.example.test")
+		if twice {
+			dns.AddHTTPS("alias.example.test", 0, "again.example.test")
+			dns.AddHTTPS("again.example.test", 1, ".", stacktest.ALPNParam("h3"))
+		} else {
+			dns.AddHTTPS("alias.example.test", 1, ".", stacktest.ALPNParam("h3"))
+		}
+		first, _ := firstAttempt(t, httpsPre(sys, dns, pki, port, avoidQUIC(t)))
+		want := "quic"
+		if twice {
+			want = "tls"
+		}
+		require.Equal(t, want, first.Stack, "alias twice %v", twice)
+		qs := dns.Queries()
+		require.Contains(t, qs, "HTTPS alias.example.test.")
+		require.NotContains(t, qs, "HTTPS again.example.test.")
+	}
+}
