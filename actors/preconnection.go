@@ -441,7 +441,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // 8305 §3, RFC 9623 §4: racing starts on the first usable addresses), and
 // the remotes known in time keep their order. A remote whose HTTPS
 // records are looked up (httpsName) has answered once its HTTPS answer is
-// in too (Happy Eyeballs v3), within the same ResolutionDelay; the
+// in too (Happy Eyeballs v3), within the same ResolutionDelay (once
+// every remote has addresses, counted from the first positive address
+// answer, stacks.Resolver.ResolveStreamSince); the
 // records' address hints stand for its addresses until its first address
 // answer (they arm that delay as addresses do). Then send
 // gets the plan made again over every address known after each later
@@ -484,6 +486,9 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		https     *stacks.HTTPSPlan
 		target    []netip.Addr
 		hints     []netip.Addr
+		// since: when the remote's first positive address answer came
+		// (stacks.Resolver.ResolveStreamSince; zero: not known)
+		since time.Time
 	}
 	updates := make(chan update)
 	var wg sync.WaitGroup
@@ -520,8 +525,8 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					})
 					return
 				}
-				err := cfg.Resolver.ResolveStream(ctx, r.HostName, func(addrs []netip.Addr, final bool) {
-					put(update{i: i, addrs: addrs, final: final})
+				err := cfg.Resolver.ResolveStreamSince(ctx, r.HostName, func(addrs []netip.Addr, final bool, since time.Time) {
+					put(update{i: i, addrs: addrs, final: final, since: since})
 				})
 				if err != nil {
 					put(update{i: i, final: true, err: err})
@@ -554,10 +559,18 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	// the Resolution Delay after the first addresses)
 	posted := false
 	var delay <-chan time.Time
+	var since time.Time // the first positive address answer of a remote
 	for {
 		remotes, err := remotesOf(cfg, results)
 		if !posted && (waiting > 0 || httpsWaiting > 0) && err == nil && delay == nil {
-			t := time.NewTimer(stacks.ResolutionDelay)
+			d := stacks.ResolutionDelay
+			if waiting == 0 && !since.IsZero() {
+				// only HTTPS answers are missing: the delay runs from the
+				// first positive address answer (HEv3), which ResolveStream
+				// may have held back for the other family's
+				d = max(d-time.Since(since), 0)
+			}
+			t := time.NewTimer(d)
 			defer t.Stop()
 			delay = t.C
 		}
@@ -595,6 +608,9 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if !answered[u.i] {
 				answered[u.i] = true
 				waiting--
+			}
+			if !u.since.IsZero() && (since.IsZero() || u.since.Before(since)) {
+				since = u.since
 			}
 			if u.final {
 				pending--

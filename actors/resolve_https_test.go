@@ -3,10 +3,13 @@ package actors
 import (
 	"context"
 	"crypto/tls"
+	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gotaps/gotaps/messages"
@@ -219,4 +222,124 @@ func TestResolveStreamHTTPS(t *testing.T) {
 			t.Errorf("plans at %v; want the first before the HTTPS answer (300 ms), the second after", at)
 		}
 	})
+}
+
+// TestResolveStreamHTTPSWait (fake time): when the first plan comes, by
+// Happy Eyeballs v3's rule: once the addresses are in, the HTTPS answer
+// is waited for at most stacks.ResolutionDelay after the first positive
+// address answer, not after the yield that may itself have waited that
+// delay for AAAA (then not at all); an HTTPS answer in time orders the
+// plan, a later one comes as a second plan. The A and AAAA answers come
+// from a WithResolver-style lookup function, the HTTPS answer from a DNS
+// peer over an in-memory stream (net.Pipe) reached through the DNS
+// resolver's Dial, so that every wait is on fake time.
+func TestResolveStreamHTTPSWait(t *testing.T) {
+	const never = -1
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	plain := "tls [::1]:8080"
+	ordered := "quic [::1]:9443"
+	for i, tt := range []struct {
+		name            string
+		a6, a4, https   time.Duration // when each answer comes (never: the HTTPS query is dropped)
+		first, second   time.Duration // when the plans come (second 0: none expected)
+		first1, second1 string        // the first candidate of each
+	}{
+		{"addresses at once, HTTPS never", 0, 0, never, ms(50), 0, plain, ""},
+		{"A first, AAAA late, HTTPS never", ms(300), 0, never, ms(50), 0, "tls 127.0.0.1:8080", ""},
+		{"A first, HTTPS in time", ms(300), 0, ms(20), ms(50), 0, "quic 127.0.0.1:9443", ""},
+		{"addresses at once, HTTPS in time", 0, 0, ms(30), ms(30), 0, ordered, ""},
+		{"HTTPS late", 0, 0, ms(80), ms(50), ms(80), plain, ordered},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			lookup := func(ctx context.Context, network, _ string) ([]netip.Addr, error) {
+				d, a := tt.a4, netip.MustParseAddr("127.0.0.1")
+				if network == "ip6" {
+					d, a = tt.a6, netip.MustParseAddr("::1")
+				}
+				select {
+				case <-time.After(d):
+					return []netip.Addr{a}, nil
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			dns := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+				c, peer := net.Pipe()
+				go pipeHTTPSPeer(peer, tt.https)
+				return c, nil
+			}}
+			cfg := httpsCfg([]stacks.Stack{stacks.TLS(), stacks.QUIC()}, "h3", "http/1.1")
+			cfg.Resolver = stacks.Resolver{DNS: dns, LookupNetIP: lookup, Routable: func(netip.Addr) bool { return true }}
+			cfg.Remotes = []*messages.Endpoint{{HostName: "example.test", Port: 8080}}
+			want := 1
+			if tt.second > 0 {
+				want = 2
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var at []time.Duration
+			var firsts []string
+			start := time.Now()
+			var busy busyCount
+			resolveStream(ctx, cfg, &busy, func(r *resolved) {
+				if r.err != nil {
+					t.Errorf("#%d %s: %v", i, tt.name, r.err)
+					return
+				}
+				at = append(at, time.Since(start))
+				firsts = append(firsts, candStrings(planCandidates(cfg.Stacks, r.groups))[0])
+				if len(at) == want {
+					cancel()
+				}
+			})
+			busy.wait()
+			if len(at) != want || at[0] != tt.first || firsts[0] != tt.first1 ||
+				(want == 2 && (at[1] != tt.second || firsts[1] != tt.second1)) {
+				t.Errorf("#%d %s: plans at %v, first candidates %v; want %v %q, then %v %q", i, tt.name, at, firsts,
+					tt.first, tt.first1, tt.second, tt.second1)
+			}
+		})
+	}
+}
+
+// pipeHTTPSPeer answers one HTTPS query on the stream c (two-byte length
+// framing) after d with the record "1 . alpn=h3 no-default-alpn
+// port=9443"; d < 0 never answers (it waits for c to close).
+func pipeHTTPSPeer(c net.Conn, d time.Duration) {
+	defer c.Close()
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return
+	}
+	q := make([]byte, int(l[0])<<8|int(l[1]))
+	if _, err := io.ReadFull(c, q); err != nil {
+		return
+	}
+	if d < 0 {
+		_, _ = c.Read(l[:]) // until the client closes
+		return
+	}
+	time.Sleep(d)
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil {
+		return
+	}
+	qu, err := p.Question()
+	if err != nil {
+		return
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true})
+	_ = b.StartQuestions()
+	_ = b.Question(qu)
+	_ = b.StartAnswers()
+	_ = b.HTTPSResource(dnsmessage.ResourceHeader{Name: qu.Name, Class: dnsmessage.ClassINET, TTL: 60},
+		dnsmessage.HTTPSResource{SVCBResource: dnsmessage.SVCBResource{Priority: 1, Target: dnsmessage.MustNewName("."),
+			Params: []dnsmessage.SVCParam{stacktest.ALPNParam("h3"), {Key: dnsmessage.SVCParamNoDefaultALPN},
+				stacktest.PortParam(9443)}}})
+	out, err := b.Finish()
+	if err != nil {
+		return
+	}
+	_, _ = c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...))
 }
