@@ -373,3 +373,39 @@ func TestResolverLookupHTTPSTruncatedGoesTCP(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, []string{"udp", "tcp"}, networks)
 }
+
+// FuzzParseHTTPSAnswer: any bytes give records or an error, never a
+// panic, and every record given is well-formed (no-default-alpn only
+// with alpn ids, none of them empty).
+func FuzzParseHTTPSAnswer(f *testing.F) {
+	const name = "example.test."
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1, Response: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: dnsmessage.TypeHTTPS, Class: dnsmessage.ClassINET})
+	_ = b.StartAnswers()
+	_ = b.HTTPSResource(dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(name), Class: dnsmessage.ClassINET},
+		dnsmessage.HTTPSResource{SVCBResource: svcb(1, ".", stacktest.ALPNParam("h3", "h2"), param(dnsmessage.SVCParamNoDefaultALPN),
+			stacktest.PortParam(8443), param(dnsmessage.SVCParamIPv4Hint, 192, 0, 2, 1))})
+	seed, err := b.Finish()
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		recs, err := ParseHTTPSAnswer(msg, 1, name)
+		if err != nil && recs != nil {
+			t.Fatalf("records %v with error %v", recs, err)
+		}
+		for _, r := range recs {
+			if r.NoDefaultALPN && len(r.ALPN) == 0 {
+				t.Fatalf("no-default-alpn without alpn: %+v", r)
+			}
+			for _, id := range r.ALPN {
+				if id == "" {
+					t.Fatalf("empty alpn id: %+v", r)
+				}
+			}
+		}
+		target, _ := HTTPSTarget(recs, name)
+		_, _ = PlanHTTPS(recs, name, target, []string{"h3", "http/1.1"})
+	})
+}

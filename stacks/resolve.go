@@ -12,7 +12,9 @@ import (
 )
 
 // ResolutionDelay is how long ResolveStream waits for the AAAA answer once
-// a positive A answer is in, before connecting starts (RFC 8305 §3: 50 ms).
+// a positive A answer is in, before connecting starts (RFC 8305 §3: 50 ms),
+// and how long a race waits for a missing HTTPS answer after the first
+// positive address answer (Happy Eyeballs v3, LookupHTTPS).
 const ResolutionDelay = 50 * time.Millisecond
 
 // Resolver resolves host names the Happy Eyeballs way (RFC 8305 §3, §4),
