@@ -441,10 +441,18 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // ever comes first: a remote whose lookup is slow, or never answers
 // before ctx ends, does not hold back the attempts to the others (RFC
 // 8305 §3, RFC 9623 §4: racing starts on the first usable addresses), and
-// the remotes known in time keep their order. Then send gets the plan
-// made again over every address known after each later answer (a late
-// remote joins the race so), with more true while an answer is still
-// pending. send runs on the calling
+// the remotes known in time keep their order. A remote whose HTTPS
+// records are looked up (httpsName) has answered once its HTTPS answer is
+// in too (Happy Eyeballs v3), within the same ResolutionDelay (once
+// every remote has addresses, counted from the first positive address
+// answer, stacks.Resolver.ResolveStreamSince); the
+// records' address hints stand for its addresses until its first address
+// answer (they arm that delay as addresses do). Then send
+// gets the plan made again over every address known after each later
+// answer (a late remote joins the race so; a late HTTPS answer reorders
+// the attempts not started yet), with more true while an address answer
+// is still pending (an HTTPS answer adds no address: a race whose
+// attempts all failed does not wait for it). send runs on the calling
 // goroutine, and never once ctx has ended. resolveStream returns when no
 // answer is pending, or once ctx has ended and its lookups have returned;
 // the goroutines it starts are counted in busy until they end.
@@ -470,6 +478,19 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		sets  []remoteAddrs // the endpoints derived from SRV records (resolveSRVStream)
 		final bool
 		err   error
+		// httpsDone: this is the answer of the remote's HTTPS records
+		// (resolve_https.go), https what they say (nil: nothing usable),
+		// target the addresses of the service endpoint they name when it
+		// is not the host (httpsAnswer.addrs), hints their address hints
+		// when it is and the remote resolves by its host name (no SRV
+		// lookup)
+		httpsDone bool
+		https     *stacks.HTTPSPlan
+		target    []netip.Addr
+		hints     []netip.Addr
+		// since: when the remote's first positive address answer came
+		// (stacks.Resolver.ResolveStreamSince; zero: not known)
+		since time.Time
 	}
 	updates := make(chan update)
 	var wg sync.WaitGroup
@@ -477,6 +498,12 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	results := make([]remoteResult, len(cfg.Remotes))
 	answered := make([]bool, len(cfg.Remotes))
 	waiting, pending := 0, 0 // remotes that have not answered yet; whose resolution goes on
+	// the HTTPS lookups the first plan waits for (as for waiting, at most
+	// stacks.ResolutionDelay once addresses are in); those still running.
+	// They count apart from pending: their answers reorder the attempts
+	// and add none to a remote's addresses, so that a race whose
+	// attempts all failed does not wait for them
+	httpsWaiting, httpsPending := 0, 0
 	for i, r := range cfg.Remotes {
 		switch {
 		case r.IpAddress != "":
@@ -500,29 +527,56 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					})
 					return
 				}
-				err := cfg.Resolver.ResolveStream(ctx, r.HostName, func(addrs []netip.Addr, final bool) {
-					put(update{i: i, addrs: addrs, final: final})
+				err := cfg.Resolver.ResolveStreamSince(ctx, r.HostName, func(addrs []netip.Addr, final bool, since time.Time) {
+					put(update{i: i, addrs: addrs, final: final, since: since})
 				})
 				if err != nil {
 					put(update{i: i, final: true, err: err})
 				}
 			})
+			if name := httpsName(cfg, r); name != "" {
+				httpsWaiting++
+				httpsPending++
+				busy.enter()
+				wg.Go(func() {
+					defer busy.leave()
+					a := lookupHTTPS(ctx, cfg, name, r.HostName)
+					u := update{i: i, httpsDone: true, https: a.plan, target: a.addrs}
+					if a.plan != nil && a.addrs == nil && len(srvProtos(r, cfg.Stacks)) == 0 {
+						u.hints = a.plan.Hints
+					}
+					select {
+					case updates <- u:
+					case <-ctx.Done():
+					}
+				})
+			}
 		}
 	}
-	// the first plan waits for every remote's first answer, but, once a
-	// remote has given addresses, at most stacks.ResolutionDelay (delay):
-	// a slow or silent lookup does not hold back the attempts to the
-	// others, and the remotes known by then keep their order
+	// the first plan waits for every remote's first answer and HTTPS
+	// answer, but, once a remote has given addresses, at most
+	// stacks.ResolutionDelay (delay): a slow or silent lookup does not
+	// hold back the attempts to the others, and the remotes known by then
+	// keep their order (Happy Eyeballs v3: the HTTPS answer is waited for
+	// the Resolution Delay after the first addresses)
 	posted := false
 	var delay <-chan time.Time
+	var since time.Time // the first positive address answer of a remote
 	for {
 		remotes, err := remotesOf(cfg, results)
-		if !posted && waiting > 0 && err == nil && delay == nil {
-			t := time.NewTimer(stacks.ResolutionDelay)
+		if !posted && (waiting > 0 || httpsWaiting > 0) && err == nil && delay == nil {
+			d := stacks.ResolutionDelay
+			if waiting == 0 && !since.IsZero() {
+				// only HTTPS answers are missing: the delay runs from the
+				// first positive address answer (HEv3), which ResolveStream
+				// may have held back for the other family's
+				d = max(d-time.Since(since), 0)
+			}
+			t := time.NewTimer(d)
 			defer t.Stop()
 			delay = t.C
 		}
-		if posted || waiting == 0 {
+		if posted || (waiting == 0 && (httpsWaiting == 0 || err != nil)) {
 			var out *resolved
 			if err != nil {
 				out = &resolved{err: err}
@@ -534,21 +588,39 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			post(out)
 			posted, delay = true, nil
 		}
-		if pending == 0 {
+		if pending == 0 && httpsPending == 0 {
 			return
 		}
 		select {
 		case u := <-updates:
+			if u.httpsDone {
+				httpsPending--
+				httpsWaiting = max(httpsWaiting-1, 0)
+				results[u.i].https, results[u.i].target = u.https, u.target
+				if !answered[u.i] && len(u.hints) > 0 {
+					// the hints stand for the addresses until the first
+					// address answer replaces them (RFC 9460 §7.3, HEv3)
+					results[u.i].addrs = u.hints
+				}
+				if u.https == nil && posted {
+					continue // nothing to reorder: the plan stands
+				}
+				break
+			}
 			if !answered[u.i] {
 				answered[u.i] = true
 				waiting--
 			}
+			if !u.since.IsZero() && (since.IsZero() || u.since.Before(since)) {
+				since = u.since
+			}
 			if u.final {
 				pending--
 			}
-			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err}
+			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https,
+				target: results[u.i].target}
 		case <-delay: // the remotes still silent join with their first answer
-			waiting = 0
+			waiting, httpsWaiting = 0, 0
 		case <-ctx.Done():
 			return
 		}
@@ -582,6 +654,10 @@ type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs
 	err   error
+	https *stacks.HTTPSPlan // what its HTTPS records say (resolve_https.go), nil: nothing
+	// target: the addresses of the service endpoint its HTTPS records
+	// name, when it is not its host (httpsAnswer.addrs)
+	target []netip.Addr
 }
 
 // unresolvedOf joins the failures of the remote endpoints that did not
@@ -626,6 +702,18 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 	var errs []error
 	var remotes []remoteAddrs
 	for i, r := range cfg.Remotes {
+		https, after := results[i].https, false
+		if len(results[i].target) > 0 && results[i].sets == nil && https != nil {
+			// the service endpoint its HTTPS records name, over the
+			// stacks they offer, before the host's own addresses (over
+			// every stack, as without records)
+			rt := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: https, httpsOnly: true}
+			for _, a := range results[i].target {
+				rt.addrs = append(rt.addrs, scopedAddr(r, a, uint16(r.Port)))
+			}
+			remotes = append(remotes, rt)
+			https, after = nil, true
+		}
 		if results[i].err != nil {
 			errs = append(errs, results[i].err)
 			continue
@@ -634,7 +722,7 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 			remotes = append(remotes, results[i].sets...)
 			continue
 		}
-		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol}
+		ra := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: https, httpsAfter: after}
 		if r.Path != "" { // a Unix domain socket: one candidate, no address
 			ra.label, ra.unix, ra.addrs = r.Path, r.Path, []netip.AddrPort{{}}
 		}

@@ -200,6 +200,15 @@ type remoteAddrs struct {
 	// label (stacks.SRVProto: "tcp" or "udp"), "" for any: the endpoints
 	// derived from a service's SRV records (resolve_srv.go)
 	transport string
+	// https is what the endpoint's HTTPS records say of its stacks
+	// (resolve_https.go), nil without any; httpsOnly: the addresses are
+	// those of the service endpoint the records name, attempted over the
+	// stacks they offer only; httpsAfter: the host's own addresses of an
+	// endpoint whose records name another service endpoint, attempted
+	// after that endpoint's (HEv3: addresses without a service last)
+	https      *stacks.HTTPSPlan
+	httpsOnly  bool
+	httpsAfter bool
 }
 
 // localAddrs is one LocalEndpoint, resolved: a branch of the candidate
@@ -229,12 +238,15 @@ func (l localAddrs) pick(a netip.Addr) (netip.Addr, bool) {
 // target is one derived endpoint on one path: where to connect and from
 // which local address.
 type target struct {
-	remote    netip.AddrPort
-	local     netip.AddrPort
-	label     string
-	unix      string
-	protocol  string // the only stack for it (remoteAddrs.protocol), "" for any
-	transport string // the SRV protocol label of its stacks (remoteAddrs.transport), "" for any
+	remote     netip.AddrPort
+	local      netip.AddrPort
+	label      string
+	unix       string
+	protocol   string            // the only stack for it (remoteAddrs.protocol), "" for any
+	transport  string            // the SRV protocol label of its stacks (remoteAddrs.transport), "" for any
+	https      *stacks.HTTPSPlan // remoteAddrs.https
+	httpsOnly  bool              // remoteAddrs.httpsOnly
+	httpsAfter bool              // remoteAddrs.httpsAfter
 }
 
 // pathGroup is one network path of the candidate tree with its targets:
@@ -328,6 +340,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 		unix          string
 		protocol      string // TCP and QUIC endpoints may share an address and port
 		transport     string
+		httpsOnly     bool
 	}
 	index := map[groupKey]int{}
 	seen := map[seenKey]bool{}
@@ -366,7 +379,7 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 			}
 			t.local = netip.AddrPortFrom(src, t.local.Port())
 		}
-		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol, t.transport}
+		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol, t.transport, t.httpsOnly}
 		if seen[sk] {
 			return
 		}
@@ -435,7 +448,8 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 							Reason: "Require: IPv4 has no temporary addresses"})
 						continue
 					}
-					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol, transport: r.transport}
+					t := target{remote: ra, local: netip.AddrPortFrom(la, l.port), label: r.label, protocol: r.protocol,
+						transport: r.transport, https: r.https, httpsOnly: r.httpsOnly, httpsAfter: r.httpsAfter}
 					if iface != "" {
 						emit(bi, iface, iface, t)
 						continue
@@ -606,10 +620,19 @@ func planListen(locals []localAddrs, plan stacks.PathPlan, temporary func(netip.
 // the others, and the endpoint of a RemoteEndpoint made specific to one
 // protocol (WithProtocol) only with that stack, and an endpoint derived
 // from an SRV record only with the stacks of its "_tcp" or "_udp" label.
-// It is pure.
+// Within a path, the candidates of an endpoint with HTTPS records
+// (target.https) over the quic and tls stacks are ordered by what the
+// records offer (rankHTTPS: offered first, by SvcPriority, not offered
+// last), in the places those candidates hold, and an offered stack goes
+// to its record's port; the addresses of a service endpoint the records
+// name (target.httpsOnly) go over the stacks they offer only, and the
+// host's own addresses of that endpoint (target.httpsAfter) after them,
+// over every stack. It is pure.
 func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 	var out []candidate
 	for gi, g := range groups {
+		first := len(out)
+		var ranks []int // per candidate of the group from first on, once one has HTTPS records
 		for _, st := range sts {
 			for _, t := range g.targets {
 				if (st.Name() == "unix") != (t.unix != "") {
@@ -621,9 +644,41 @@ func planCandidates(sts []stacks.Stack, groups []pathGroup) []candidate {
 				if t.transport != "" && t.transport != stacks.SRVProto(st.Name()) {
 					continue // an SRV record for the other transport ("_tcp" or "_udp")
 				}
-				out = append(out, candidate{stack: st, remote: t.remote, local: t.local, iface: g.iface,
+				if t.httpsOnly {
+					if o, _ := t.https.Offer(st.Name()); !o.Offered {
+						continue // the records' service endpoint, over a stack they do not offer
+					}
+				}
+				remote, rank := t.remote, -1
+				if t.httpsAfter {
+					rank = httpsAfterRank
+				}
+				if t.https != nil {
+					if rk, ok := t.https.Rank(st.Name()); ok {
+						rank = rk
+						if o, _ := t.https.Offer(st.Name()); o.Offered && o.Port != 0 {
+							remote = netip.AddrPortFrom(remote.Addr(), o.Port)
+						}
+					}
+				}
+				if rank >= 0 && ranks == nil {
+					ranks = make([]int, len(out)-first, len(out)-first+1)
+					for i := range ranks {
+						ranks[i] = -1
+					}
+				}
+				if ranks != nil {
+					ranks = append(ranks, rank)
+				}
+				out = append(out, candidate{stack: st, remote: remote, local: t.local, iface: g.iface,
 					label: t.label, path: t.unix, group: gi})
 			}
+		}
+		if ranks != nil {
+			rankHTTPS(out[first:], ranks)
+			// the service endpoint of the records and the host may share
+			// an address: one attempt, at the better place
+			out = append(out[:first], uniqueCandidates(out[first:])...)
 		}
 	}
 	return out

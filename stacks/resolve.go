@@ -12,7 +12,9 @@ import (
 )
 
 // ResolutionDelay is how long ResolveStream waits for the AAAA answer once
-// a positive A answer is in, before connecting starts (RFC 8305 §3: 50 ms).
+// a positive A answer is in, before connecting starts (RFC 8305 §3: 50 ms),
+// and how long a race waits for a missing HTTPS answer after the first
+// positive address answer (Happy Eyeballs v3, LookupHTTPS).
 const ResolutionDelay = 50 * time.Millisecond
 
 // Resolver resolves host names the Happy Eyeballs way (RFC 8305 §3, §4),
@@ -116,8 +118,17 @@ func resolutionStart(preferred, other answerState, delayOver bool) (start, armDe
 // family has an address (yield is then never called), or with ctx's error
 // as soon as ctx ends (no further yield). No lookup outlives it.
 func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(addrs []netip.Addr, final bool)) error {
+	return r.ResolveStreamSince(ctx, host, func(addrs []netip.Addr, final bool, _ time.Time) { yield(addrs, final) })
+}
+
+// ResolveStreamSince is ResolveStream whose yields also tell when the
+// first positive answer came (an IP literal: at the call), so that a
+// caller waiting for another answer after it (the HTTPS records: Happy
+// Eyeballs v3) counts the Resolution Delay from there, not from the
+// yield, which may itself have waited it.
+func (r Resolver) ResolveStreamSince(ctx context.Context, host string, yield func(addrs []netip.Addr, final bool, since time.Time)) error {
 	if a, err := netip.ParseAddr(host); err == nil {
-		yield([]netip.Addr{a.Unmap()}, true)
+		yield([]netip.Addr{a.Unmap()}, true, time.Now())
 		return nil
 	}
 	lookup := r.IPLookup()
@@ -157,6 +168,7 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 		return route6 == 1
 	}
 	var delay <-chan time.Time
+	var since time.Time // the first positive answer's arrival
 	delayOver, started := false, false
 	for a6 == nil || a4 == nil {
 		grew := false
@@ -175,6 +187,9 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 			delay, delayOver = nil, true
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		if grew && since.IsZero() {
+			since = time.Now()
 		}
 		if err := ctx.Err(); err != nil {
 			// ctx ended as an answer came (the lookup may have answered
@@ -201,14 +216,14 @@ func (r Resolver) ResolveStream(ctx context.Context, host string, yield func(add
 				started, grew = true, true
 			}
 			if grew {
-				yield(ordered(v6, v4, v6First), false)
+				yield(ordered(v6, v4, v6First), false, since)
 			}
 		}
 	}
 	if len(v6) == 0 && len(v4) == 0 {
 		return &ResolveError{Host: host, Err: familyErrors{v6: err6, v4: err4}}
 	}
-	yield(ordered(v6, v4, v6First), true)
+	yield(ordered(v6, v4, v6First), true, since)
 	return nil
 }
 

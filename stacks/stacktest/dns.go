@@ -14,7 +14,7 @@ import (
 )
 
 // DNSServer is an authoritative DNS server for a test zone, on 127.0.0.1
-// over UDP: it answers the A, AAAA and SRV records added to it, NXDOMAIN
+// over UDP: it answers the A, AAAA, SRV and HTTPS records added to it, NXDOMAIN
 // for a name it has no record of, and an empty answer (NODATA) for a name
 // it has records of but not of the type asked; SetDelay holds answers
 // back, Drop leaves queries unanswered. Resolver returns a
@@ -67,7 +67,7 @@ func NewDNSServer(t testing.TB) *DNSServer {
 }
 
 // SetDelay delays the answers to the queries of type typ ("A", "AAAA",
-// "SRV") by d, each on its own (the other queries are answered at once, a
+// "SRV", "HTTPS") by d, each on its own (the other queries are answered at once, a
 // later one possibly before an earlier one); d 0 answers at once (the
 // default). It applies to the queries that come after it. An unknown type
 // fails the test.
@@ -98,7 +98,8 @@ func (s *DNSServer) Drop(typ string) {
 
 // queryType is the query type named typ; an unknown name fails the test.
 func (s *DNSServer) queryType(typ string) dnsmessage.Type {
-	t := map[string]dnsmessage.Type{"A": dnsmessage.TypeA, "AAAA": dnsmessage.TypeAAAA, "SRV": dnsmessage.TypeSRV}[typ]
+	t := map[string]dnsmessage.Type{"A": dnsmessage.TypeA, "AAAA": dnsmessage.TypeAAAA, "SRV": dnsmessage.TypeSRV,
+		"HTTPS": dnsmessage.TypeHTTPS}[typ]
 	if t == 0 {
 		s.t.Helper()
 		s.t.Fatalf("dns server: unknown query type %q", typ)
@@ -260,6 +261,8 @@ func (s *DNSServer) answer(q []byte) ([]byte, time.Duration) {
 			err = b.AAAAResource(rr.Header, *body)
 		case *dnsmessage.SRVResource:
 			err = b.SRVResource(rr.Header, *body)
+		case *dnsmessage.HTTPSResource:
+			err = b.HTTPSResource(rr.Header, *body)
 		}
 		if err != nil {
 			return nil, 0
@@ -270,4 +273,44 @@ func (s *DNSServer) answer(q []byte) ([]byte, time.Duration) {
 		return nil, 0
 	}
 	return out, delay
+}
+
+// AddHTTPS adds an HTTPS record (RFC 9460) to name: priority 0 is
+// AliasMode, target "." the owner name (ServiceMode); params must be in
+// increasing key order, and are sent as they are (a malformed value
+// makes a malformed record). ALPNParam and PortParam build the common
+// ones.
+func (s *DNSServer) AddHTTPS(name string, priority uint16, target string, params ...dnsmessage.SVCParam) {
+	tn := "."
+	if target != "." {
+		tn = fqdn(target)
+	}
+	s.add(name, &dnsmessage.HTTPSResource{SVCBResource: dnsmessage.SVCBResource{Priority: priority,
+		Target: dnsmessage.MustNewName(tn), Params: params}}, dnsmessage.TypeHTTPS)
+}
+
+// DropHTTPS makes s leave every HTTPS query that comes after it
+// unanswered (drop true: a resolver or middlebox that loses them), or
+// answer them again (false, the default).
+func (s *DNSServer) DropHTTPS(drop bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drops == nil {
+		s.drops = map[dnsmessage.Type]bool{}
+	}
+	s.drops[dnsmessage.TypeHTTPS] = drop
+}
+
+// ALPNParam is the alpn SvcParam (RFC 9460 §7.1) of the ALPN ids ids.
+func ALPNParam(ids ...string) dnsmessage.SVCParam {
+	var v []byte
+	for _, id := range ids {
+		v = append(append(v, byte(len(id))), id...)
+	}
+	return dnsmessage.SVCParam{Key: dnsmessage.SVCParamALPN, Value: v}
+}
+
+// PortParam is the port SvcParam (RFC 9460 §7.2).
+func PortParam(port uint16) dnsmessage.SVCParam {
+	return dnsmessage.SVCParam{Key: dnsmessage.SVCParamPort, Value: []byte{byte(port >> 8), byte(port)}}
 }

@@ -1,0 +1,345 @@
+package actors
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/gotaps/gotaps/messages"
+	"github.com/gotaps/gotaps/stacks"
+	"github.com/gotaps/gotaps/stacks/stacktest"
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// httpsCfg is a configuration over sts whose application offers alpn.
+func httpsCfg(sts []stacks.Stack, alpn ...string) *messages.ConnectionConfig {
+	cfg := &messages.ConnectionConfig{Stacks: sts}
+	if alpn != nil {
+		cfg.StackOptions.TLS = &tls.Config{NextProtos: alpn}
+	}
+	return cfg
+}
+
+// TestHTTPSName: which remote endpoints have their HTTPS records looked
+// up, and at which name.
+func TestHTTPSName(t *testing.T) {
+	secure := []stacks.Stack{stacks.TLS(), stacks.QUIC()}
+	plain := []stacks.Stack{stacks.TCP(), stacks.UDP()}
+	web := []string{"h2", "http/1.1"}
+	host := func(port uint32) *messages.Endpoint { return &messages.Endpoint{HostName: "example.test", Port: port} }
+	for i, tt := range []struct {
+		name string
+		cfg  *messages.ConnectionConfig
+		r    *messages.Endpoint
+		want string
+	}{
+		{"port 443", httpsCfg(secure, web...), host(443), "example.test"},
+		{"service https", httpsCfg(secure, web...), &messages.Endpoint{HostName: "example.test", Service: "https", Port: 443}, "example.test"},
+		{"another port", httpsCfg(secure, web...), host(8443), "_8443._https.example.test"},
+		{"h3 alone", httpsCfg([]stacks.Stack{stacks.QUIC()}, "h3"), host(443), "example.test"},
+		{"not HTTP", httpsCfg(secure, "gotaps-test"), host(443), ""},
+		{"no ALPN", httpsCfg(secure), host(443), ""},
+		{"no secure stack", httpsCfg(plain, web...), host(443), ""},
+		{"WithProtocol tcp", httpsCfg(append(secure, stacks.TCP()), web...),
+			&messages.Endpoint{HostName: "example.test", Port: 443, Protocol: "tcp"}, ""},
+		{"no port", httpsCfg(secure, web...), host(0), ""},
+		{"localhost", httpsCfg(secure, web...), &messages.Endpoint{HostName: "localhost", Port: 443}, ""},
+		{"IP literal", httpsCfg(secure, web...), &messages.Endpoint{HostName: "192.0.2.1", Port: 443}, ""},
+		{"IP address", httpsCfg(secure, web...), &messages.Endpoint{IpAddress: "192.0.2.1", Port: 443}, ""},
+	} {
+		if got := httpsName(tt.cfg, tt.r); got != tt.want {
+			t.Errorf("#%d %s: got %q; want %q", i, tt.name, got, tt.want)
+		}
+	}
+}
+
+func candStrings(cs []candidate) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.stack.Name()+" "+c.remote.String())
+	}
+	return out
+}
+
+// TestPlanCandidatesHTTPS: the quic and tls candidates of an endpoint with
+// HTTPS records are ordered by the records' offers within the places they
+// hold (the tcp stack and the endpoint without records keep theirs), an
+// offered stack goes to its record's port, and a stack not offered keeps
+// the endpoint's port, last; the service endpoint of another name goes
+// over the stacks offered, before the host's own addresses; a late
+// answer merged into a race reorders the attempts not started yet
+// (mergePlan).
+func TestPlanCandidatesHTTPS(t *testing.T) {
+	a1 := netip.MustParseAddrPort("192.0.2.1:443")
+	a2 := netip.MustParseAddrPort("192.0.2.2:443")
+	b := netip.MustParseAddrPort("198.51.100.1:443")
+	h3 := &stacks.HTTPSPlan{QUIC: stacks.HTTPSOffer{Offered: true, Priority: 1, Port: 8443}}
+	sts := []stacks.Stack{stacks.TLS(), stacks.TCP(), stacks.QUIC()}
+	got := candStrings(plan(t, sts, []remoteAddrs{
+		{label: "a.test:443", addrs: []netip.AddrPort{a1, a2}, https: h3},
+		{label: "b.test:443", addrs: []netip.AddrPort{b}},
+	}))
+	// places of the ranked candidates (a's tls and quic): 0, 2, 6, 8
+	want := []string{"quic 192.0.2.1:8443", "tls 198.51.100.1:443", "quic 192.0.2.2:8443",
+		"tcp 192.0.2.1:443", "tcp 198.51.100.1:443", "tcp 192.0.2.2:443",
+		"tls 192.0.2.1:443", "quic 198.51.100.1:443", "tls 192.0.2.2:443"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v; want %v", got, want)
+	}
+
+	// a service endpoint of another name (192.0.2.9): over QUIC only, the
+	// stack its record offers, to its port; the host's own address after
+	// it over every stack, in the stacks' order
+	svc := netip.MustParseAddrPort("192.0.2.9:443")
+	got = candStrings(plan(t, sts, []remoteAddrs{
+		{label: "a.test:443", addrs: []netip.AddrPort{svc}, https: h3, httpsOnly: true},
+		{label: "a.test:443", addrs: []netip.AddrPort{a1}, httpsAfter: true},
+	}))
+	want = []string{"quic 192.0.2.9:8443", "tls 192.0.2.1:443", "tcp 192.0.2.1:443", "quic 192.0.2.1:443"}
+	if !slices.Equal(got, want) {
+		t.Errorf("service endpoint: got %v; want %v", got, want)
+	}
+	// the service endpoint is the host's address: one attempt each
+	same := &stacks.HTTPSPlan{QUIC: stacks.HTTPSOffer{Offered: true, Priority: 1}}
+	got = candStrings(plan(t, sts, []remoteAddrs{
+		{label: "a.test:443", addrs: []netip.AddrPort{a1}, https: same, httpsOnly: true},
+		{label: "a.test:443", addrs: []netip.AddrPort{a1}, httpsAfter: true},
+	}))
+	want = []string{"quic 192.0.2.1:443", "tls 192.0.2.1:443", "tcp 192.0.2.1:443"}
+	if !slices.Equal(got, want) {
+		t.Errorf("shared address: got %v; want %v", got, want)
+	}
+
+	// without records: the stacks' order; the answer then comes after the
+	// first attempt (tls to a1) started
+	secure := []stacks.Stack{stacks.TLS(), stacks.QUIC()}
+	before := plan(t, secure, []remoteAddrs{{label: "a.test:443", addrs: []netip.AddrPort{a1, a2}}})
+	if got, want := candStrings(before), []string{"tls 192.0.2.1:443", "tls 192.0.2.2:443", "quic 192.0.2.1:443",
+		"quic 192.0.2.2:443"}; !slices.Equal(got, want) {
+		t.Fatalf("without records: got %v; want %v", got, want)
+	}
+	h3same := &stacks.HTTPSPlan{QUIC: stacks.HTTPSOffer{Offered: true, Priority: 1}}
+	after := plan(t, secure, []remoteAddrs{{label: "a.test:443", addrs: []netip.AddrPort{a1, a2}, https: h3same}})
+	cands, order := mergePlan(before, []int{0}, after)
+	var merged []candidate
+	for _, i := range order {
+		merged = append(merged, cands[i])
+	}
+	if got, want := candStrings(merged), []string{"tls 192.0.2.1:443", "quic 192.0.2.1:443", "quic 192.0.2.2:443",
+		"tls 192.0.2.2:443"}; !slices.Equal(got, want) {
+		t.Errorf("merged: got %v; want %v", got, want)
+	}
+}
+
+// TestResolveStreamHTTPS: resolveStream over real DNS on the loopback
+// waits for the HTTPS answer after the addresses at most
+// stacks.ResolutionDelay: a prompt answer orders the first plan (QUIC
+// first for "h3" alone, its port), a dropped one delays it by the delay
+// and no more, a late one comes as a plan made again, reordered, and
+// the records' address hints stand for late A and AAAA answers.
+func TestResolveStreamHTTPS(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	run := func(t *testing.T, setup func(dns *stacktest.DNSServer), plans int) (firsts [][]string, at []time.Duration) {
+		dns := stacktest.NewDNSServer(t)
+		dns.AddAddr("example.test", lo)
+		dns.AddHTTPS("_8080._https.example.test", 1, ".", stacktest.ALPNParam("h3"),
+			dnsmessage.SVCParam{Key: dnsmessage.SVCParamNoDefaultALPN}, stacktest.PortParam(9443))
+		setup(dns)
+		cfg := httpsCfg([]stacks.Stack{stacks.TLS(), stacks.QUIC()}, "h3", "http/1.1")
+		cfg.Resolver = stacks.Resolver{DNS: dns.Resolver()}
+		cfg.Remotes = []*messages.Endpoint{{HostName: "example.test", Port: 8080}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var busy busyCount
+		var mu sync.Mutex
+		start := time.Now()
+		resolveStream(ctx, cfg, &busy, func(r *resolved) {
+			if r.err != nil {
+				t.Errorf("plan error: %v", r.err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, time.Since(start))
+			firsts = append(firsts, candStrings(planCandidates(cfg.Stacks, r.groups)))
+			if len(firsts) == plans {
+				cancel() // the lookups end with ctx
+			}
+		})
+		busy.wait()
+		return firsts, at
+	}
+	ordered := []string{"quic 127.0.0.1:9443", "tls 127.0.0.1:8080"}
+	plain := []string{"tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}
+
+	t.Run("prompt", func(t *testing.T) {
+		plans, _ := run(t, func(*stacktest.DNSServer) {}, 1)
+		if len(plans) != 1 || !slices.Equal(plans[0], ordered) {
+			t.Errorf("plans %v; want %v", plans, ordered)
+		}
+	})
+	t.Run("dropped", func(t *testing.T) {
+		plans, at := run(t, func(dns *stacktest.DNSServer) { dns.DropHTTPS(true) }, 1)
+		if len(plans) != 1 || !slices.Equal(plans[0], plain) {
+			t.Fatalf("plans %v; want %v", plans, plain)
+		}
+		if at[0] < stacks.ResolutionDelay || at[0] > stacks.HTTPSLookupTimeout/2 {
+			t.Errorf("first plan after %v; want the resolution delay (%v), well short of the lookup's timeout",
+				at[0], stacks.ResolutionDelay)
+		}
+	})
+	t.Run("hints", func(t *testing.T) {
+		// the A and AAAA answers come late: the record's ipv4hint stands
+		// for them, in the first plan, a resolution delay after it
+		const late = 400 * time.Millisecond
+		plans, at := run(t, func(dns *stacktest.DNSServer) {
+			dns.AddHTTPS("_8080._https.example.test", 2, ".", stacktest.ALPNParam("h3"),
+				dnsmessage.SVCParam{Key: dnsmessage.SVCParamIPv4Hint, Value: []byte{127, 0, 0, 2}})
+			dns.SetDelay("A", late)
+			dns.SetDelay("AAAA", late)
+		}, 2)
+		hinted := []string{"quic 127.0.0.2:9443", "tls 127.0.0.2:8080"}
+		if len(plans) != 2 || !slices.Equal(plans[0], hinted) || !slices.Equal(plans[1], ordered) {
+			t.Fatalf("plans %v; want %v then %v", plans, hinted, ordered)
+		}
+		if at[0] < stacks.ResolutionDelay || at[0] >= late || at[1] < late {
+			t.Errorf("plans at %v; want the hints' after the resolution delay, before the A answer (%v)", at, late)
+		}
+	})
+	t.Run("late", func(t *testing.T) {
+		plans, at := run(t, func(dns *stacktest.DNSServer) { dns.SetDelay("HTTPS", 300*time.Millisecond) }, 2)
+		if len(plans) != 2 || !slices.Equal(plans[0], plain) || !slices.Equal(plans[1], ordered) {
+			t.Fatalf("plans %v; want %v then %v", plans, plain, ordered)
+		}
+		if at[0] >= 300*time.Millisecond || at[1] < 300*time.Millisecond {
+			t.Errorf("plans at %v; want the first before the HTTPS answer (300 ms), the second after", at)
+		}
+	})
+}
+
+// TestResolveStreamHTTPSWait (fake time): when the first plan comes, by
+// Happy Eyeballs v3's rule: once the addresses are in, the HTTPS answer
+// is waited for at most stacks.ResolutionDelay after the first positive
+// address answer, not after the yield that may itself have waited that
+// delay for AAAA (then not at all); an HTTPS answer in time orders the
+// plan, a later one comes as a second plan. The A and AAAA answers come
+// from a WithResolver-style lookup function, the HTTPS answer from a DNS
+// peer over an in-memory stream (net.Pipe) reached through the DNS
+// resolver's Dial, so that every wait is on fake time.
+func TestResolveStreamHTTPSWait(t *testing.T) {
+	const never = -1
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	plain := "tls [::1]:8080"
+	ordered := "quic [::1]:9443"
+	for i, tt := range []struct {
+		name            string
+		a6, a4, https   time.Duration // when each answer comes (never: the HTTPS query is dropped)
+		first, second   time.Duration // when the plans come (second 0: none expected)
+		first1, second1 string        // the first candidate of each
+	}{
+		{"addresses at once, HTTPS never", 0, 0, never, ms(50), 0, plain, ""},
+		{"A first, AAAA late, HTTPS never", ms(300), 0, never, ms(50), 0, "tls 127.0.0.1:8080", ""},
+		{"A first, HTTPS in time", ms(300), 0, ms(20), ms(50), 0, "quic 127.0.0.1:9443", ""},
+		{"addresses at once, HTTPS in time", 0, 0, ms(30), ms(30), 0, ordered, ""},
+		{"HTTPS late", 0, 0, ms(80), ms(50), ms(80), plain, ordered},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			lookup := func(ctx context.Context, network, _ string) ([]netip.Addr, error) {
+				d, a := tt.a4, netip.MustParseAddr("127.0.0.1")
+				if network == "ip6" {
+					d, a = tt.a6, netip.MustParseAddr("::1")
+				}
+				select {
+				case <-time.After(d):
+					return []netip.Addr{a}, nil
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			dns := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+				c, peer := net.Pipe()
+				go pipeHTTPSPeer(peer, tt.https)
+				return c, nil
+			}}
+			cfg := httpsCfg([]stacks.Stack{stacks.TLS(), stacks.QUIC()}, "h3", "http/1.1")
+			cfg.Resolver = stacks.Resolver{DNS: dns, LookupNetIP: lookup, Routable: func(netip.Addr) bool { return true }}
+			cfg.Remotes = []*messages.Endpoint{{HostName: "example.test", Port: 8080}}
+			want := 1
+			if tt.second > 0 {
+				want = 2
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var at []time.Duration
+			var firsts []string
+			start := time.Now()
+			var busy busyCount
+			resolveStream(ctx, cfg, &busy, func(r *resolved) {
+				if r.err != nil {
+					t.Errorf("#%d %s: %v", i, tt.name, r.err)
+					return
+				}
+				at = append(at, time.Since(start))
+				firsts = append(firsts, candStrings(planCandidates(cfg.Stacks, r.groups))[0])
+				if len(at) == want {
+					cancel()
+				}
+			})
+			busy.wait()
+			if len(at) != want || at[0] != tt.first || firsts[0] != tt.first1 ||
+				(want == 2 && (at[1] != tt.second || firsts[1] != tt.second1)) {
+				t.Errorf("#%d %s: plans at %v, first candidates %v; want %v %q, then %v %q", i, tt.name, at, firsts,
+					tt.first, tt.first1, tt.second, tt.second1)
+			}
+		})
+	}
+}
+
+// pipeHTTPSPeer answers one HTTPS query on the stream c (two-byte length
+// framing) after d with the record "1 . alpn=h3 no-default-alpn
+// port=9443"; d < 0 never answers (it waits for c to close).
+func pipeHTTPSPeer(c net.Conn, d time.Duration) {
+	defer c.Close()
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return
+	}
+	q := make([]byte, int(l[0])<<8|int(l[1]))
+	if _, err := io.ReadFull(c, q); err != nil {
+		return
+	}
+	if d < 0 {
+		_, _ = c.Read(l[:]) // until the client closes
+		return
+	}
+	time.Sleep(d)
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil {
+		return
+	}
+	qu, err := p.Question()
+	if err != nil {
+		return
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true})
+	_ = b.StartQuestions()
+	_ = b.Question(qu)
+	_ = b.StartAnswers()
+	_ = b.HTTPSResource(dnsmessage.ResourceHeader{Name: qu.Name, Class: dnsmessage.ClassINET, TTL: 60},
+		dnsmessage.HTTPSResource{SVCBResource: dnsmessage.SVCBResource{Priority: 1, Target: dnsmessage.MustNewName("."),
+			Params: []dnsmessage.SVCParam{stacktest.ALPNParam("h3"), {Key: dnsmessage.SVCParamNoDefaultALPN},
+				stacktest.PortParam(9443)}}})
+	out, err := b.Finish()
+	if err != nil {
+		return
+	}
+	_, _ = c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...))
+}
