@@ -358,7 +358,7 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // IANA port (Go's table and /etc/services, for the transport of the
 // endpoint's protocol first, then the other one); a service that has no
 // IANA port then fails Initiate with an EstablishmentError
-// (ResolutionFailed) wrapping a *ServiceError (ErrNoServicePort). A
+// (ResolutionFailed) wrapping a *stacks.ServiceError (ErrNoServicePort). A
 // single SRV target "." says the service is not available at that
 // domain: no attempt is made over that transport, and when no transport
 // is left Initiate fails with an EstablishmentError
@@ -375,9 +375,9 @@ func (r *RemoteEndpoint) WithPort(port uint16) *RemoteEndpoint {
 // (the connection's next establishment looks them up): its
 // port comes from the SRV records, and only when they give none does the
 // establishment fail, its EstablishmentError (ResolutionFailed) wrapping
-// a *ServiceError that names the service (ErrNoServicePort) and the SRV
+// a *stacks.ServiceError that names the service (ErrNoServicePort) and the SRV
 // lookups' errors. Everywhere else it is an *EndpointError
-// (ErrInvalidEndpoint) wrapping a *ServiceError, before any packet. A
+// (ErrInvalidEndpoint) wrapping a *stacks.ServiceError, before any packet. A
 // service that is a port number ("8080") is that port.
 func (r *RemoteEndpoint) WithService(service string) *RemoteEndpoint {
 	r.e.setOnce(&r.e.service, "service", service)

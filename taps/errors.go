@@ -77,7 +77,7 @@ var (
 	// leaves it no port: the service is not an IANA service name, and no
 	// SRV record gives one (Initiate, and a Connection's next
 	// establishment, look them up for a host name; elsewhere none is
-	// looked up). A *ServiceError naming the service wraps it: in an
+	// looked up). A *stacks.ServiceError naming the service wraps it: in an
 	// *EndpointError (ErrInvalidEndpoint) before any lookup, or in the
 	// EstablishmentError (ResolutionFailed) once the SRV lookups found no
 	// record.
@@ -90,11 +90,6 @@ var (
 	// closes the session of a client without datagrams.
 	ErrDatagramsNotNegotiated = stacks.ErrDatagramsNotNegotiated
 )
-
-// ServiceError reports a service that leaves an endpoint with no port
-// (ErrNoServicePort): Service, the Host it was to be reached at, and why
-// the SRV lookups gave no port (Err; nil when none was looked up).
-type ServiceError = stacks.ServiceError
 
 // ErrorReason is the RFC 9623 Appendix B reason an error carries.
 type ErrorReason uint8

@@ -285,13 +285,13 @@ func (p *Preconnection) stunServers() ([]actors.StunServer, error) {
 //     the stack it is for (WithProtocol; one endpoint per stack of its
 //     record's transport). Without SRV records it is the host name's
 //     addresses with the service's IANA port; with neither, the error
-//     wraps a *ServiceError (ErrNoServicePort). A DNS server that drops
+//     wraps a *stacks.ServiceError (ErrNoServicePort). A DNS server that drops
 //     SRV queries holds Resolve until the resolver's timeout.
 //
 // Local endpoints come first in the Preconnection's order, each followed
 // by its server-reflexive one. Errors: an *EndpointError for an invalid
 // endpoint; otherwise an error wrapping the cause (a *stacks.ResolveError
-// for a host name or an SRV lookup, a *ServiceError for a service with no
+// for a host name or an SRV lookup, a *stacks.ServiceError for a service with no
 // port, a *stacks.STUNError or stacks.ErrSTUNTimeout for STUN,
 // ctx's error). Resolve is safe for concurrent use.
 func (p *Preconnection) Resolve(ctx context.Context) ([]*LocalEndpoint, []*RemoteEndpoint, error) {

@@ -204,7 +204,7 @@ func TestSRVFallbackToIANAPort(t *testing.T) {
 	require.True(t, de.IsNotFound)
 	require.ErrorContains(t, err, "not an IANA service name")
 	require.ErrorIs(t, err, ErrNoServicePort)
-	var se *ServiceError
+	var se *stacks.ServiceError
 	require.ErrorAs(t, err, &se)
 	require.Equal(t, "gotaps-nosvc", se.Service)
 	require.Equal(t, "example.test", se.Host)
@@ -588,7 +588,7 @@ func TestSRVAddRemoteServiceWithoutIANAPort(t *testing.T) {
 		err := c.AddRemote(ctx, bad)
 		require.ErrorIs(t, err, ErrInvalidEndpoint)
 		require.ErrorIs(t, err, ErrNoServicePort)
-		var se *ServiceError
+		var se *stacks.ServiceError
 		require.ErrorAs(t, err, &se)
 		require.Equal(t, "gotaps-nosvc", se.Service)
 		require.ErrorContains(t, err, `"gotaps-nosvc"`)
@@ -606,7 +606,7 @@ func TestSRVAddRemoteServiceWithoutIANAPort(t *testing.T) {
 // from its SRV records as Initiate does: one RemoteEndpoint per address
 // of each target, with its record's port, in RFC 2782 order (priority
 // first); without records, the host name's addresses with the IANA port;
-// a service with neither fails with a *ServiceError naming it. With
+// a service with neither fails with a *stacks.ServiceError naming it. With
 // stacks over both TCP and UDP selected (TLS and QUIC), each endpoint
 // names the stack it is for (the "_tcp" targets TLS, the "_udp" ones
 // QUIC), so that an Initiate to them pairs each with its transport.
@@ -651,7 +651,7 @@ func TestSRVResolve(t *testing.T) {
 
 	_, _, err = srvPre(sys, dns, "gotaps-nosvc", WithProtocols("tcp")).Resolve(ctx)
 	require.ErrorIs(t, err, ErrNoServicePort)
-	var se *ServiceError
+	var se *stacks.ServiceError
 	require.ErrorAs(t, err, &se)
 	require.Equal(t, "gotaps-nosvc", se.Service)
 }
