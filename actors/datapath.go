@@ -147,12 +147,31 @@ const (
 // timeout left (stacks.TCPEndOfStream: the pending error, or
 // stacks.ErrEndedWithoutFIN when a write took it). Runs only at an end of
 // stream, never per message.
+//
+// The connection may shut the sending side down while the state is read
+// (its Close or a Final message as the peer's FIN comes in): once the
+// peer's FIN answers, the socket is TCP_CLOSE after a graceful exchange.
+// endCheck is read again after the state: still endCheckTCP, the
+// shutdown came after the state was read (the connection marks the
+// reader first), and TCP_CLOSE was not its doing; else the end is taken
+// for the peer's FIN, as it is when the mark comes first.
 func (s *rawStream) endOfStream() error {
 	if s.endCheck.Load() != endCheckTCP {
 		return io.EOF
 	}
-	return stacks.TCPEndOfStream(s.rc)
+	if h := testHookEndOfStream.Load(); h != nil {
+		(*h)()
+	}
+	err := stacks.TCPEndOfStream(s.rc)
+	if err != io.EOF && s.endCheck.Load() != endCheckTCP {
+		return io.EOF
+	}
+	return err
 }
+
+// testHookEndOfStream, when set, runs in rawStream.endOfStream between
+// its reading of endCheck and of the socket's state.
+var testHookEndOfStream atomic.Pointer[func()]
 
 // noteFault keeps err as s.fault when it is the first socket error read.
 // The kernel hands a socket's error (ETIMEDOUT of TCP_USER_TIMEOUT,

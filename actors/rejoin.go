@@ -31,11 +31,13 @@ import (
 // and so do the members that had lost their transports by then but ask
 // only later (their backoff was due later): they lost them with the
 // group, whose attempts are spent, unless a member is Established again
-// when they ask, on whose session they open their streams. A member
-// whose transport was up as the group gave up, and fails only later,
-// starts a row of its own. Should the leader end otherwise or leave the
-// group, the waiters ask again and one of them dials. A member that cannot open a stream on the session it was given
-// (gone too) asks again, and dials when no other session is left.
+// when they ask, on whose session they open their streams, or another
+// member's new row dials (they wait for it) or has got its session.
+// A member whose transport was up as the group gave up, and fails only
+// later, starts a row of its own. Should the leader end otherwise or
+// leave the group, the waiters ask again and one of them dials. A member
+// that cannot open a stream on the session it was given (gone too) asks
+// again, and dials when no other session is left.
 
 type (
 	// sessionRejoin: a member of a multistreaming group is due to
@@ -77,7 +79,9 @@ type rejoinState struct {
 	// spent is the failure of the last leader that gave up, its attempts
 	// spent; lost, the members that had lost their transports by then
 	// (re-establishing) and had not asked: they end with it when they
-	// ask, unless a member is live then
+	// ask, unless a member is live then, a new row dials (they wait for
+	// it) or has its session (they open their streams on it); they are
+	// taken out at that first request, whatever its answer
 	spent error
 	lost  []*actor.PID
 }
@@ -100,6 +104,11 @@ func (g *groupActor) rejoin(ctx actor.Context, m *sessionRejoin) {
 	if r.leader == nil && m.failedVia == nil {
 		live = g.liveMember(m.from)
 	}
+	// whatever it is answered now (to wait for a new row, to open its
+	// stream on a session, to end with the group), a member lost with the
+	// group is one no longer: should it lose its transport again, that is
+	// a later loss
+	lost := r.dropLost(m.from)
 	switch {
 	case r.leader != nil && !r.leader.Equal(m.from):
 		r.waiters = append(r.waiters, m.from)
@@ -108,9 +117,8 @@ func (g *groupActor) rejoin(ctx actor.Context, m *sessionRejoin) {
 	case live != nil:
 		// its stream alone was lost (the peer reset it): the session may
 		// live on under the other members
-		r.dropLost(m.from) // a session lives on: its next loss is a later one
 		ctx.Send(m.from, &rejoinVia{via: live})
-	case r.dropLost(m.from):
+	case lost:
 		// it lost its transport before the group gave up
 		ctx.Send(m.from, &rejoinGiveUp{err: r.spent})
 	default:

@@ -284,6 +284,59 @@ func TestRejoinWaitersGiveUpWithALeaderThatSpentItsAttempts(t *testing.T) {
 // member whose transport was still up as the group gave up, and fails
 // only later, starts a row of its own (rejoinDial).
 func TestRejoinMemberLostBeforeTheGroupGaveUpEndsWithIt(t *testing.T) {
+	gs := groupGaveUp(t)
+	gs.laterLink.setState(Establishing) // lost only now: no member is live
+	gs.sys.AS.Root.Send(gs.group, &sessionRejoin{from: gs.late})
+	m := gs.await(gs.lateGot, "the member lost before the group gave up")
+	require.IsType(t, &rejoinGiveUp{}, m, "it ends with the group")
+	require.ErrorIs(t, m.(*rejoinGiveUp).err, gs.failure)
+	gs.sys.AS.Root.Send(gs.group, &sessionRejoin{from: gs.later})
+	require.IsType(t, &rejoinDial{}, gs.await(gs.laterGot, "the member lost after the group gave up"), "a row of its own")
+}
+
+// A member lost with a group that gave up, which asks while another
+// member's new row dials (it waits for it) and opens its stream on that
+// new session, is up again: when it loses that one later, it is no longer
+// one lost with the group (rejoinState.lost), and dials a row of its own.
+// It stayed in the list, and ended with the old row's failure at once.
+func TestRejoinMemberLostWithTheGroupThatRejoinedIsNotLostAgain(t *testing.T) {
+	gs := groupGaveUp(t)
+	root := gs.sys.AS.Root
+	gs.laterLink.setState(Establishing) // lost after the give-up: a row of its own
+	root.Send(gs.group, &sessionRejoin{from: gs.later})
+	require.IsType(t, &rejoinDial{}, gs.await(gs.laterGot, "later dials"))
+	root.Send(gs.group, &sessionRejoin{from: gs.late}) // waits for later's row
+	root.Send(gs.group, &rejoinSession{from: gs.later})
+	gs.laterLink.setState(Established)
+	via := gs.await(gs.lateGot, "late, waiting for later's row")
+	require.IsType(t, &rejoinVia{}, via, "it opens its stream on later's session")
+	require.True(t, via.(*rejoinVia).via.Equal(gs.later))
+	gs.lateLink.setState(Established)
+
+	// that session is lost: late cannot open a stream on it, nor is
+	// anything else live
+	gs.laterLink.setState(Establishing)
+	gs.lateLink.setState(Establishing)
+	root.Send(gs.group, &sessionRejoin{from: gs.late, failedVia: gs.later})
+	require.IsType(t, &rejoinDial{}, gs.await(gs.lateGot, "late, lost again"),
+		"a later loss: a row of its own, not the old row's failure")
+}
+
+// gaveUpGroup is a group of three whose leader gave up, its attempts
+// spent (failure), while late had lost its transport and not asked yet
+// and later was Established.
+type gaveUpGroup struct {
+	sys                 *System
+	group, late, later  *actor.PID
+	lateGot, laterGot   chan any
+	lateLink, laterLink *Link
+	failure             error
+	await               func(ch chan any, what string) any
+}
+
+// groupGaveUp makes a gaveUpGroup: the answers to late and later come on
+// lateGot and laterGot.
+func groupGaveUp(t *testing.T) *gaveUpGroup {
 	sys := NewSystem(Config{})
 	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
 	probe := func() (*actor.PID, chan any) {
@@ -317,9 +370,10 @@ func TestRejoinMemberLostBeforeTheGroupGaveUpEndsWithIt(t *testing.T) {
 	late, lateGot := probe()
 	later, laterGot := probe()
 	leaderLink := readyLink(1, Establishing)
+	lateLink := readyLink(2, Establishing)
 	laterLink := readyLink(3, Established) // its transport is up as the group gives up
 	g := &groupActor{sys: sys, alive: 3, members: []GroupMember{{PID: leader, Link: leaderLink},
-		{PID: late, Link: readyLink(2, Establishing)}, {PID: later, Link: laterLink}}}
+		{PID: late, Link: lateLink}, {PID: later, Link: laterLink}}}
 	group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
 	t.Cleanup(func() { sys.AS.Root.Stop(group) })
 	// the leader could not open its stream on later's session (failedVia):
@@ -332,11 +386,6 @@ func TestRejoinMemberLostBeforeTheGroupGaveUpEndsWithIt(t *testing.T) {
 	// answered after it was
 	_, err := sys.AS.Root.RequestFuture(group, &messages.ListGroupMembers{}, 5*time.Second).Result()
 	require.NoError(t, err)
-	laterLink.setState(Establishing) // lost only now: no member is live
-	sys.AS.Root.Send(group, &sessionRejoin{from: late})
-	m := await(lateGot, "the member lost before the group gave up")
-	require.IsType(t, &rejoinGiveUp{}, m, "it ends with the group")
-	require.ErrorIs(t, m.(*rejoinGiveUp).err, failure)
-	sys.AS.Root.Send(group, &sessionRejoin{from: later})
-	require.IsType(t, &rejoinDial{}, await(laterGot, "the member lost after the group gave up"), "a row of its own")
+	return &gaveUpGroup{sys: sys, group: group, late: late, later: later, lateGot: lateGot, laterGot: laterGot,
+		lateLink: lateLink, laterLink: laterLink, failure: failure, await: await}
 }

@@ -101,9 +101,11 @@ func tcpWaitPeerReset(c *net.TCPConn) error {
 // a write took it, a read returns an end of stream though no FIN came.
 // Once this side's FIN went out the socket is TCP_CLOSE after a graceful
 // exchange too (its TIME_WAIT is a socket of its own), which is why the
-// caller must not ask then. A socket that is not TCP, or whose state
-// cannot be read, gives io.EOF. It costs a system call or two: call it
-// only at an end of stream.
+// caller must not ask then, nor trust an answer other than io.EOF when
+// its sending side may have been shut down while it asked (it marks that
+// before the shutdown, and looks at the mark again after the call). A
+// socket that is not TCP, or whose state cannot be read, gives io.EOF.
+// It costs a system call or two: call it only at an end of stream.
 func TCPEndOfStream(rc syscall.RawConn) error {
 	ended, pending := tcpEndedUnder(rc)
 	switch {

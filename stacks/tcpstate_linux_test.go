@@ -51,19 +51,10 @@ func TestTCPState(t *testing.T) {
 // which it takes.
 func TestTCPEndedUnder(t *testing.T) {
 	pair := func(t *testing.T) (c, s *net.TCPConn, rc func() (bool, unix.Errno)) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer l.Close()
-		cc, err := net.Dial("tcp", l.Addr().String())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cc.Close() })
-		ss, err := l.Accept()
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = ss.Close() })
-		s = ss.(*net.TCPConn)
+		c, s = tcpLoopbackPair(t)
 		raw, err := s.SyscallConn()
 		require.NoError(t, err)
-		return cc.(*net.TCPConn), s, func() (bool, unix.Errno) { return tcpEndedUnder(raw) }
+		return c, s, func() (bool, unix.Errno) { return tcpEndedUnder(raw) }
 	}
 	readEOF := func(t *testing.T, s *net.TCPConn) {
 		n, err := s.Read(make([]byte, 1))
@@ -126,4 +117,59 @@ func TestTCPEndedUnder(t *testing.T) {
 		require.ErrorIs(t, TCPEndOfStream(raw), unix.ECONNRESET, "the reset pending (EPIPE in CLOSE_WAIT) is a reset")
 		require.ErrorIs(t, TCPEndOfStream(raw), ErrEndedWithoutFIN, "once its error was taken")
 	})
+}
+
+// tcpLoopbackPair returns both ends of a loopback TCP connection (the
+// dialed one, the accepted one), closed at the test's end.
+func tcpLoopbackPair(t *testing.T) (c, s *net.TCPConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	cc, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cc.Close() })
+	ss, err := l.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ss.Close() })
+	return cc.(*net.TCPConn), ss.(*net.TCPConn)
+}
+
+// TestTLSEndOfStreamRacingCloseWriteIsThePeers: the peer's FIN comes in
+// under a TLS connection as this side's CloseWrite goes (its Close, a
+// Final message): the read of the TCP end sees shut unset, then CloseWrite
+// marks it and sends the FIN, which the peer answers, all before the read
+// looks at the socket's state: TCP_CLOSE after a graceful exchange. The
+// end is the peer's FIN (io.EOF; crypto/tls makes it ErrTLSTruncated or,
+// with truncation allowed, a clean end). It was ErrEndedWithoutFIN, the
+// end of a socket a reset left: the connection failed.
+func TestTLSEndOfStreamRacingCloseWriteIsThePeers(t *testing.T) {
+	c, peer := tcpLoopbackPair(t)
+	in := &tcpUnderTLS{TCPConn: c, checkEnd: true}
+	raw, err := c.SyscallConn()
+	require.NoError(t, err)
+	ran := false
+	hook := func() {
+		ran = true
+		// tlsTransport.CloseWrite, between the read's two looks
+		in.shut.Store(true)
+		require.NoError(t, c.CloseWrite())
+		n, err := peer.Read(make([]byte, 1)) // this side's FIN is in
+		require.Zero(t, n)
+		require.ErrorIs(t, err, io.EOF)
+		require.Eventually(t, func() bool {
+			var st uint8
+			require.NoError(t, raw.Control(func(fd uintptr) { st, _ = tcpState(int(fd)) }))
+			return st == unix.BPF_TCP_CLOSE
+		}, 5*time.Second, time.Millisecond, "the peer never acknowledged the FIN")
+	}
+	testHookTLSEndOfStream.Store(&hook)
+	t.Cleanup(func() { testHookTLSEndOfStream.Store(nil) })
+
+	require.NoError(t, peer.CloseWrite())
+	n, err := in.Read(make([]byte, 1))
+	require.True(t, ran, "the end of stream was not checked")
+	require.Zero(t, n)
+	require.Equal(t, io.EOF, err, "the peer's FIN, not an end without it")
+	require.True(t, in.eof.Load())
 }

@@ -243,13 +243,26 @@ func (c *tcpUnderTLS) Read(b []byte) (int, error) {
 	if err == io.EOF {
 		c.eof.Store(true)
 		if c.checkEnd && !c.shut.Load() {
+			if h := testHookTLSEndOfStream.Load(); h != nil {
+				(*h)()
+			}
 			if rc, rerr := c.TCPConn.SyscallConn(); rerr == nil {
 				err = TCPEndOfStream(rc)
+			}
+			if err != io.EOF && c.shut.Load() {
+				// CloseWrite came while the state was read: TCP_CLOSE may
+				// be its graceful exchange's (shut is set before the FIN
+				// goes, so still unset the state was read before it)
+				err = io.EOF
 			}
 		}
 	}
 	return n, err
 }
+
+// testHookTLSEndOfStream, when set, runs in tcpUnderTLS.Read at a checked
+// end of stream, between its reading of shut and of the socket's state.
+var testHookTLSEndOfStream atomic.Pointer[func()]
 
 // Read reads application data. The end of the stream is io.EOF after the
 // peer's close_notify, ErrTLSTruncated after a TCP FIN without it (which
