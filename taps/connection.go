@@ -649,13 +649,19 @@ func (c *Connection) Send(ctx context.Context, data []byte, mc *MessageContext) 
 // part from the middle of a Message.
 func (c *Connection) SendPartial(ctx context.Context, data []byte, mc *MessageContext, endOfMessage bool) error {
 	if mc == nil && !endOfMessage {
-		return c.refused(0, errPartialNeedsContext)
+		return c.refused(0, errPartialNeedsContext())
 	}
 	return c.send(ctx, data, mc, endOfMessage)
 }
 
-// errPartialNeedsContext refuses a part sent without a MessageContext.
-var errPartialNeedsContext = &SendError{Reason: ReasonInvalidMessageProperties, Err: errors.New("a partial send needs a MessageContext")}
+// errPartialNeedsContext refuses a part sent without a MessageContext: a
+// new SendError each time (its fields are the caller's to change), around
+// one shared cause.
+func errPartialNeedsContext() error {
+	return &SendError{Reason: ReasonInvalidMessageProperties, Err: errNoPartialContext}
+}
+
+var errNoPartialContext = errors.New("a partial send needs a MessageContext")
 
 // refused is the SendError of a send refused before it was handed to the
 // connection actor (id: its send id, 0 when it had none yet), traced as
@@ -783,7 +789,7 @@ func (c *Connection) SendAsync(data []byte, mc *MessageContext, handler func(*Co
 // fails its whole Message, as for SendPartial.
 func (c *Connection) SendPartialAsync(data []byte, mc *MessageContext, endOfMessage bool, handler func(*Connection, error)) {
 	if mc == nil && !endOfMessage {
-		err := c.refused(0, errPartialNeedsContext)
+		err := c.refused(0, errPartialNeedsContext())
 		if handler != nil {
 			c.link.SubmitAs("SendAsync handler", func() { handler(c, err) })
 		}
