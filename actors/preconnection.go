@@ -445,7 +445,13 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // records are looked up (httpsName) has answered once its HTTPS answer is
 // in too (Happy Eyeballs v3), within the same ResolutionDelay (once
 // every remote has addresses, counted from the first positive address
-// answer, stacks.Resolver.ResolveStreamSince); the
+// answer, stacks.Resolver.ResolveStreamSince, also for the host name
+// addresses of an SRV fallback, which came a ResolutionDelay before the
+// fallback itself: the two waits do not add up); a remote resolved by
+// its SRV records does not wait for it (the records do not describe the
+// SRV targets); when every remote has failed while an HTTPS answer is
+// pending, the failure waits for it ResolutionDelay (its TargetName may
+// resolve where the host name did not). The
 // records' address hints stand for its addresses until its first address
 // answer (they arm that delay as addresses do). Then send
 // gets the plan made again over every address known after each later
@@ -504,6 +510,13 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	// and add none to a remote's addresses, so that a race whose
 	// attempts all failed does not wait for them
 	httpsWaiting, httpsPending := 0, 0
+	httpsAwaited := make([]bool, len(cfg.Remotes)) // the remotes whose HTTPS answer httpsWaiting counts
+	unawait := func(i int) {
+		if httpsAwaited[i] {
+			httpsAwaited[i] = false
+			httpsWaiting--
+		}
+	}
 	for i, r := range cfg.Remotes {
 		switch {
 		case r.IpAddress != "":
@@ -522,8 +535,8 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					}
 				}
 				if protos := srvProtos(r, cfg.Stacks); len(protos) > 0 {
-					resolveSRVStream(ctx, cfg, r, protos, func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error) {
-						put(update{i: i, addrs: addrs, sets: sets, final: final, err: err})
+					resolveSRVStream(ctx, cfg, r, protos, func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error, since time.Time) {
+						put(update{i: i, addrs: addrs, sets: sets, final: final, err: err, since: since})
 					})
 					return
 				}
@@ -536,6 +549,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			})
 			if name := httpsName(cfg, r); name != "" {
 				httpsWaiting++
+				httpsAwaited[i] = true
 				httpsPending++
 				busy.enter()
 				wg.Go(func() {
@@ -564,7 +578,11 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	var since time.Time // the first positive address answer of a remote
 	for {
 		remotes, err := remotesOf(cfg, results)
-		if !posted && (waiting > 0 || httpsWaiting > 0) && err == nil && delay == nil {
+		// every remote failed while an HTTPS answer is pending: it may
+		// name another service endpoint (a TargetName) that resolves, so
+		// the failure waits for it as addresses do, from now on
+		failing := err != nil && waiting == 0 && httpsWaiting > 0
+		if !posted && (waiting > 0 || httpsWaiting > 0) && (err == nil || failing) && delay == nil {
 			d := stacks.ResolutionDelay
 			if waiting == 0 && !since.IsZero() {
 				// only HTTPS answers are missing: the delay runs from the
@@ -576,7 +594,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			defer t.Stop()
 			delay = t.C
 		}
-		if posted || (waiting == 0 && (httpsWaiting == 0 || err != nil)) {
+		if posted || (waiting == 0 && httpsWaiting == 0) {
 			var out *resolved
 			if err != nil {
 				out = &resolved{err: err}
@@ -595,7 +613,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		case u := <-updates:
 			if u.httpsDone {
 				httpsPending--
-				httpsWaiting = max(httpsWaiting-1, 0)
+				unawait(u.i)
 				results[u.i].https, results[u.i].target = u.https, u.target
 				if !answered[u.i] && len(u.hints) > 0 {
 					// the hints stand for the addresses until the first
@@ -617,10 +635,16 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.final {
 				pending--
 			}
+			if u.sets != nil {
+				// resolved by its SRV records, whose targets its HTTPS
+				// records do not describe (remotesOf): nothing to wait for
+				unawait(u.i)
+			}
 			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https,
 				target: results[u.i].target}
 		case <-delay: // the remotes still silent join with their first answer
 			waiting, httpsWaiting = 0, 0
+			clear(httpsAwaited)
 		case <-ctx.Done():
 			return
 		}
