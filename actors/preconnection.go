@@ -362,13 +362,14 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 }
 
 // replan passes a later DNS answer to the racer: the candidates planned
-// again, the same way as the first ones, over every address known now.
+// again, the same way as the first ones, over every address known now,
+// or the planning's failure (the racer drops the candidates not started).
 func (p *preconnActor) replan(ctx actor.Context, m *resolved) {
 	var cands []candidate
 	if m.err == nil {
 		cands = p.candidates(m)
 	}
-	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more, unresolved: m.unresolved})
+	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more, unresolved: m.unresolved, failed: m.err})
 }
 
 // finish tells the connection the outcome and stops the preconnection (and

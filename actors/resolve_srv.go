@@ -129,8 +129,11 @@ type srvLookup struct {
 // target, targets that do not resolve) drops r from the plans made after
 // it, and with them the fallback's addresses not attempted yet, when
 // another remote endpoint is left; when r is the only one the plan fails
-// and the race, which keeps its candidates when planning fails
-// (racerActor.replanned), goes on with the fallback's addresses.
+// and the race drops the fallback's addresses not attempted yet all the
+// same (racerActor.replanned; RFC 2782: "." says the service is decidedly
+// not available, and records whose targets do not resolve still win over
+// the IANA port): the attempts already running go on, and should they
+// fail the race fails with err.
 //
 // since, with the host name's addresses, is when their first positive
 // answer came (stacks.Resolver.ResolveStreamSince; zero with sets), so
