@@ -486,14 +486,11 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		final bool
 		err   error
 		// httpsDone: this is the answer of the remote's HTTPS records
-		// (resolve_https.go), https what they say (nil: nothing usable),
-		// target the addresses of the service endpoint they name when it
-		// is not the host (httpsAnswer.addrs), hints their address hints
-		// when it is and the remote resolves by its host name (no SRV
-		// lookup)
+		// (resolve_https.go): https what they say (zero: nothing
+		// usable), hints their address hints for the host itself when it
+		// resolves by its host name (no SRV lookup)
 		httpsDone bool
-		https     *stacks.HTTPSPlan
-		target    []netip.Addr
+		https     httpsAnswer
 		hints     []netip.Addr
 		// since: when the remote's first positive address answer came
 		// (stacks.Resolver.ResolveStreamSince; zero: not known)
@@ -556,8 +553,8 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				wg.Go(func() {
 					defer busy.leave()
 					a := lookupHTTPS(ctx, cfg, name, r.HostName)
-					u := update{i: i, httpsDone: true, https: a.plan, target: a.addrs}
-					if a.plan != nil && a.addrs == nil && len(srvProtos(r, cfg.Stacks)) == 0 {
+					u := update{i: i, httpsDone: true, https: a}
+					if a.plan != nil && len(srvProtos(r, cfg.Stacks)) == 0 {
 						u.hints = a.plan.Hints
 					}
 					select {
@@ -615,13 +612,13 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.httpsDone {
 				httpsPending--
 				unawait(u.i)
-				results[u.i].https, results[u.i].target = u.https, u.target
+				results[u.i].https = u.https
 				if !answered[u.i] && len(u.hints) > 0 {
 					// the hints stand for the addresses until the first
 					// address answer replaces them (RFC 9460 §7.3, HEv3)
 					results[u.i].addrs = u.hints
 				}
-				if u.https == nil && posted {
+				if u.https.plan == nil && u.https.targets == nil && posted {
 					continue // nothing to reorder: the plan stands
 				}
 				break
@@ -641,8 +638,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 				// records do not describe (remotesOf): nothing to wait for
 				unawait(u.i)
 			}
-			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https,
-				target: results[u.i].target}
+			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https}
 		case <-delay: // the remotes still silent join with their first answer
 			waiting, httpsWaiting = 0, 0
 			clear(httpsAwaited)
@@ -679,10 +675,7 @@ type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs
 	err   error
-	https *stacks.HTTPSPlan // what its HTTPS records say (resolve_https.go), nil: nothing
-	// target: the addresses of the service endpoint its HTTPS records
-	// name, when it is not its host (httpsAnswer.addrs)
-	target []netip.Addr
+	https httpsAnswer // what its HTTPS records say (resolve_https.go)
 }
 
 // unresolvedOf joins the failures of the remote endpoints that did not
@@ -727,17 +720,21 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 	var errs []error
 	var remotes []remoteAddrs
 	for i, r := range cfg.Remotes {
-		https, after := results[i].https, false
-		if len(results[i].target) > 0 && results[i].sets == nil && https != nil {
-			// the service endpoint its HTTPS records name, over the
-			// stacks they offer, before the host's own addresses (over
-			// every stack, as without records)
-			rt := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: https, httpsOnly: true}
-			for _, a := range results[i].target {
-				rt.addrs = append(rt.addrs, scopedAddr(r, a, uint16(r.Port)))
+		https, after := results[i].https.plan, false
+		if ts := results[i].https.targets; len(ts) > 0 && results[i].sets == nil {
+			// the service endpoints its HTTPS records name, in their
+			// order, over the stacks their records offer (ranked with
+			// the host's by SvcPriority: rankHTTPS); the host's own
+			// addresses, when no record names the host, after them
+			// over every stack, as without records
+			for _, t := range ts {
+				rt := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: t.plan, httpsOnly: true}
+				for _, a := range t.addrs {
+					rt.addrs = append(rt.addrs, scopedAddr(r, a, uint16(r.Port)))
+				}
+				remotes = append(remotes, rt)
 			}
-			remotes = append(remotes, rt)
-			https, after = nil, true
+			after = https == nil
 		}
 		if results[i].err != nil {
 			errs = append(errs, results[i].err)

@@ -519,3 +519,58 @@ func TestResolveStreamHostFailsHTTPSTargetPending(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveStreamHTTPSTargetsInPriorityOrder: HTTPS records naming
+// several service endpoints (TargetNames other than the host) have them
+// all attempted, in SvcPriority order (RFC 9460 §3: the client SHOULD
+// try them in order), each over the stacks its records offer, before the
+// host's own addresses, or in its place among them when a record names
+// the host itself ("."); a target that does not resolve is skipped, not
+// taken as the end of the records. Real DNS on the loopback; the plan is
+// the last one, made once every answer is in.
+func TestResolveStreamHTTPSTargetsInPriorityOrder(t *testing.T) {
+	for i, tt := range []struct {
+		name    string
+		resolve []string // the targets that have an address
+		host    bool     // a third record, "3 . alpn=h3 no-default-alpn port=9443", names the host
+		want    []string
+	}{
+		{"every target resolves", []string{"a", "b"}, false,
+			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.3:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
+		{"the first target does not resolve", []string{"b"}, false,
+			[]string{"quic 127.0.0.3:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
+		{"the host is the third target", []string{"a", "b"}, true,
+			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.3:9443", "quic 127.0.0.1:9443", "tls 127.0.0.1:8080"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dns := stacktest.NewDNSServer(t)
+			dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.1"))
+			addrs := map[string]netip.Addr{"a": netip.MustParseAddr("127.0.0.2"), "b": netip.MustParseAddr("127.0.0.3")}
+			for _, n := range tt.resolve {
+				dns.AddAddr(n+".example.test", addrs[n])
+			}
+			dns.AddHTTPS("_8080._https.example.test", 2, "b.example.test", stacktest.ALPNParam("h3"),
+				dnsmessage.SVCParam{Key: dnsmessage.SVCParamNoDefaultALPN}, stacktest.PortParam(9443))
+			dns.AddHTTPS("_8080._https.example.test", 1, "a.example.test", stacktest.ALPNParam("h2"))
+			if tt.host {
+				dns.AddHTTPS("_8080._https.example.test", 3, ".", stacktest.ALPNParam("h3"),
+					dnsmessage.SVCParam{Key: dnsmessage.SVCParamNoDefaultALPN}, stacktest.PortParam(9443))
+			}
+			cfg := httpsCfg([]stacks.Stack{stacks.TLS(), stacks.QUIC()}, "h3", "h2")
+			cfg.Resolver = stacks.Resolver{DNS: dns.Resolver()}
+			cfg.Remotes = []*messages.Endpoint{{HostName: "example.test.", Port: 8080}}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var last *resolved
+			var busy busyCount
+			resolveStream(ctx, cfg, &busy, func(r *resolved) { last = r })
+			busy.wait()
+			if last == nil || last.err != nil {
+				t.Fatalf("#%d: plan %+v", i, last)
+			}
+			if got := candStrings(planCandidates(cfg.Stacks, last.groups)); !slices.Equal(got, tt.want) {
+				t.Errorf("#%d %s: got %v; want %v", i, tt.name, got, tt.want)
+			}
+		})
+	}
+}
