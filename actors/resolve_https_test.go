@@ -533,19 +533,26 @@ func TestResolveStreamHTTPSTargetsInPriorityOrder(t *testing.T) {
 		name    string
 		resolve []string // the targets that have an address
 		host    bool     // a third record, "3 . alpn=h3 no-default-alpn port=9443", names the host
+		shared  bool     // b has a's address
 		want    []string
 	}{
-		{"every target resolves", []string{"a", "b"}, false,
+		{"every target resolves", []string{"a", "b"}, false, false,
 			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.3:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
-		{"the first target does not resolve", []string{"b"}, false,
+		{"the first target does not resolve", []string{"b"}, false, false,
 			[]string{"quic 127.0.0.3:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
-		{"the host is the third target", []string{"a", "b"}, true,
+		{"the host is the third target", []string{"a", "b"}, true, false,
 			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.3:9443", "quic 127.0.0.1:9443", "tls 127.0.0.1:8080"}},
+		// each over the stack its own records offer
+		{"two targets share an address", []string{"a", "b"}, false, true,
+			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.2:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dns := stacktest.NewDNSServer(t)
 			dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.1"))
 			addrs := map[string]netip.Addr{"a": netip.MustParseAddr("127.0.0.2"), "b": netip.MustParseAddr("127.0.0.3")}
+			if tt.shared {
+				addrs["b"] = addrs["a"]
+			}
 			for _, n := range tt.resolve {
 				dns.AddAddr(n+".example.test", addrs[n])
 			}
