@@ -458,8 +458,9 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // gets the plan made again over every address known after each later
 // answer (a late remote joins the race so; a late HTTPS answer reorders
 // the attempts not started yet), with more true while an address answer
-// is still pending (an HTTPS answer adds no address: a race whose
-// attempts all failed does not wait for it). send runs on the calling
+// is still pending (an HTTPS answer is not counted: it reorders the
+// attempts and adds only its service endpoints' addresses, so a race
+// whose attempts all failed does not wait for it). send runs on the calling
 // goroutine, and never once ctx has ended. resolveStream returns when no
 // answer is pending, or once ctx has ended and its lookups have returned;
 // the goroutines it starts are counted in busy until they end.
@@ -505,8 +506,9 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	// the HTTPS lookups the first plan waits for (as for waiting, at most
 	// stacks.ResolutionDelay once addresses are in); those still running.
 	// They count apart from pending: their answers reorder the attempts
-	// and add none to a remote's addresses, so that a race whose
-	// attempts all failed does not wait for them
+	// and add no address of the remote's own (only their service
+	// endpoints'), so that a race whose attempts all failed does not
+	// wait for them
 	httpsWaiting, httpsPending := 0, 0
 	httpsAwaited := make([]bool, len(cfg.Remotes)) // the remotes whose HTTPS answer httpsWaiting counts
 	unawait := func(i int) {
