@@ -362,13 +362,14 @@ func (p *preconnActor) race(ctx actor.Context, m *resolved) {
 }
 
 // replan passes a later DNS answer to the racer: the candidates planned
-// again, the same way as the first ones, over every address known now.
+// again, the same way as the first ones, over every address known now,
+// or the planning's failure (the racer drops the candidates not started).
 func (p *preconnActor) replan(ctx actor.Context, m *resolved) {
 	var cands []candidate
 	if m.err == nil {
 		cands = p.candidates(m)
 	}
-	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more, unresolved: m.unresolved})
+	ctx.Send(p.racer, &candidatesReplanned{cands: cands, more: m.more, unresolved: m.unresolved, failed: m.err})
 }
 
 // finish tells the connection the outcome and stops the preconnection (and
@@ -445,14 +446,21 @@ func resolveAll(ctx context.Context, cfg *messages.ConnectionConfig) *resolved {
 // records are looked up (httpsName) has answered once its HTTPS answer is
 // in too (Happy Eyeballs v3), within the same ResolutionDelay (once
 // every remote has addresses, counted from the first positive address
-// answer, stacks.Resolver.ResolveStreamSince); the
+// answer, stacks.Resolver.ResolveStreamSince, also for the host name
+// addresses of an SRV fallback, which came a ResolutionDelay before the
+// fallback itself: the two waits do not add up); a remote resolved by
+// its SRV records does not wait for it (the records do not describe the
+// SRV targets); when every remote has failed while an HTTPS answer is
+// pending, the failure waits for it ResolutionDelay (its TargetName may
+// resolve where the host name did not). The
 // records' address hints stand for its addresses until its first address
 // answer (they arm that delay as addresses do). Then send
 // gets the plan made again over every address known after each later
 // answer (a late remote joins the race so; a late HTTPS answer reorders
 // the attempts not started yet), with more true while an address answer
-// is still pending (an HTTPS answer adds no address: a race whose
-// attempts all failed does not wait for it). send runs on the calling
+// is still pending (an HTTPS answer is not counted: it reorders the
+// attempts and adds only its service endpoints' addresses, so a race
+// whose attempts all failed does not wait for it). send runs on the calling
 // goroutine, and never once ctx has ended. resolveStream returns when no
 // answer is pending, or once ctx has ended and its lookups have returned;
 // the goroutines it starts are counted in busy until they end.
@@ -479,14 +487,11 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		final bool
 		err   error
 		// httpsDone: this is the answer of the remote's HTTPS records
-		// (resolve_https.go), https what they say (nil: nothing usable),
-		// target the addresses of the service endpoint they name when it
-		// is not the host (httpsAnswer.addrs), hints their address hints
-		// when it is and the remote resolves by its host name (no SRV
-		// lookup)
+		// (resolve_https.go): https what they say (zero: nothing
+		// usable), hints their address hints for the host itself when it
+		// resolves by its host name (no SRV lookup)
 		httpsDone bool
-		https     *stacks.HTTPSPlan
-		target    []netip.Addr
+		https     httpsAnswer
 		hints     []netip.Addr
 		// since: when the remote's first positive address answer came
 		// (stacks.Resolver.ResolveStreamSince; zero: not known)
@@ -501,9 +506,17 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	// the HTTPS lookups the first plan waits for (as for waiting, at most
 	// stacks.ResolutionDelay once addresses are in); those still running.
 	// They count apart from pending: their answers reorder the attempts
-	// and add none to a remote's addresses, so that a race whose
-	// attempts all failed does not wait for them
+	// and add no address of the remote's own (only their service
+	// endpoints'), so that a race whose attempts all failed does not
+	// wait for them
 	httpsWaiting, httpsPending := 0, 0
+	httpsAwaited := make([]bool, len(cfg.Remotes)) // the remotes whose HTTPS answer httpsWaiting counts
+	unawait := func(i int) {
+		if httpsAwaited[i] {
+			httpsAwaited[i] = false
+			httpsWaiting--
+		}
+	}
 	for i, r := range cfg.Remotes {
 		switch {
 		case r.IpAddress != "":
@@ -522,8 +535,8 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 					}
 				}
 				if protos := srvProtos(r, cfg.Stacks); len(protos) > 0 {
-					resolveSRVStream(ctx, cfg, r, protos, func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error) {
-						put(update{i: i, addrs: addrs, sets: sets, final: final, err: err})
+					resolveSRVStream(ctx, cfg, r, protos, func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error, since time.Time) {
+						put(update{i: i, addrs: addrs, sets: sets, final: final, err: err, since: since})
 					})
 					return
 				}
@@ -536,13 +549,14 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			})
 			if name := httpsName(cfg, r); name != "" {
 				httpsWaiting++
+				httpsAwaited[i] = true
 				httpsPending++
 				busy.enter()
 				wg.Go(func() {
 					defer busy.leave()
 					a := lookupHTTPS(ctx, cfg, name, r.HostName)
-					u := update{i: i, httpsDone: true, https: a.plan, target: a.addrs}
-					if a.plan != nil && a.addrs == nil && len(srvProtos(r, cfg.Stacks)) == 0 {
+					u := update{i: i, httpsDone: true, https: a}
+					if a.plan != nil && len(srvProtos(r, cfg.Stacks)) == 0 {
 						u.hints = a.plan.Hints
 					}
 					select {
@@ -564,7 +578,11 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 	var since time.Time // the first positive address answer of a remote
 	for {
 		remotes, err := remotesOf(cfg, results)
-		if !posted && (waiting > 0 || httpsWaiting > 0) && err == nil && delay == nil {
+		// every remote failed while an HTTPS answer is pending: it may
+		// name another service endpoint (a TargetName) that resolves, so
+		// the failure waits for it as addresses do, from now on
+		failing := err != nil && waiting == 0 && httpsWaiting > 0
+		if !posted && (waiting > 0 || httpsWaiting > 0) && (err == nil || failing) && delay == nil {
 			d := stacks.ResolutionDelay
 			if waiting == 0 && !since.IsZero() {
 				// only HTTPS answers are missing: the delay runs from the
@@ -576,7 +594,7 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			defer t.Stop()
 			delay = t.C
 		}
-		if posted || (waiting == 0 && (httpsWaiting == 0 || err != nil)) {
+		if posted || (waiting == 0 && httpsWaiting == 0) {
 			var out *resolved
 			if err != nil {
 				out = &resolved{err: err}
@@ -595,14 +613,14 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 		case u := <-updates:
 			if u.httpsDone {
 				httpsPending--
-				httpsWaiting = max(httpsWaiting-1, 0)
-				results[u.i].https, results[u.i].target = u.https, u.target
+				unawait(u.i)
+				results[u.i].https = u.https
 				if !answered[u.i] && len(u.hints) > 0 {
 					// the hints stand for the addresses until the first
 					// address answer replaces them (RFC 9460 §7.3, HEv3)
 					results[u.i].addrs = u.hints
 				}
-				if u.https == nil && posted {
+				if u.https.plan == nil && u.https.targets == nil && posted {
 					continue // nothing to reorder: the plan stands
 				}
 				break
@@ -617,10 +635,15 @@ func resolveStream(ctx context.Context, cfg *messages.ConnectionConfig, busy *bu
 			if u.final {
 				pending--
 			}
-			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https,
-				target: results[u.i].target}
+			if u.sets != nil {
+				// resolved by its SRV records, whose targets its HTTPS
+				// records do not describe (remotesOf): nothing to wait for
+				unawait(u.i)
+			}
+			results[u.i] = remoteResult{addrs: u.addrs, sets: u.sets, err: u.err, https: results[u.i].https}
 		case <-delay: // the remotes still silent join with their first answer
 			waiting, httpsWaiting = 0, 0
+			clear(httpsAwaited)
 		case <-ctx.Done():
 			return
 		}
@@ -654,10 +677,7 @@ type remoteResult struct {
 	addrs []netip.Addr
 	sets  []remoteAddrs
 	err   error
-	https *stacks.HTTPSPlan // what its HTTPS records say (resolve_https.go), nil: nothing
-	// target: the addresses of the service endpoint its HTTPS records
-	// name, when it is not its host (httpsAnswer.addrs)
-	target []netip.Addr
+	https httpsAnswer // what its HTTPS records say (resolve_https.go)
 }
 
 // unresolvedOf joins the failures of the remote endpoints that did not
@@ -702,17 +722,21 @@ func remotesOf(cfg *messages.ConnectionConfig, results []remoteResult) ([]remote
 	var errs []error
 	var remotes []remoteAddrs
 	for i, r := range cfg.Remotes {
-		https, after := results[i].https, false
-		if len(results[i].target) > 0 && results[i].sets == nil && https != nil {
-			// the service endpoint its HTTPS records name, over the
-			// stacks they offer, before the host's own addresses (over
-			// every stack, as without records)
-			rt := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: https, httpsOnly: true}
-			for _, a := range results[i].target {
-				rt.addrs = append(rt.addrs, scopedAddr(r, a, uint16(r.Port)))
+		https, after := results[i].https.plan, false
+		if ts := results[i].https.targets; len(ts) > 0 && results[i].sets == nil {
+			// the service endpoints its HTTPS records name, in their
+			// order, over the stacks their records offer (ranked with
+			// the host's by SvcPriority: rankHTTPS); the host's own
+			// addresses, when no record names the host, after them
+			// over every stack, as without records
+			for _, t := range ts {
+				rt := remoteAddrs{label: endpointLabel(r), iface: r.Interface, protocol: r.Protocol, https: t.plan, httpsOnly: true}
+				for _, a := range t.addrs {
+					rt.addrs = append(rt.addrs, scopedAddr(r, a, uint16(r.Port)))
+				}
+				remotes = append(remotes, rt)
 			}
-			remotes = append(remotes, rt)
-			https, after = nil, true
+			after = https == nil
 		}
 		if results[i].err != nil {
 			errs = append(errs, results[i].err)

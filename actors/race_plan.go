@@ -341,6 +341,10 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 		protocol      string // TCP and QUIC endpoints may share an address and port
 		transport     string
 		httpsOnly     bool
+		// the records of a service endpoint they name: two such
+		// endpoints may share an address and offer it other stacks
+		// (planCandidates keeps one attempt per stack and port)
+		https *stacks.HTTPSPlan
 	}
 	index := map[groupKey]int{}
 	seen := map[seenKey]bool{}
@@ -379,7 +383,10 @@ func planPaths(remotes []remoteAddrs, locals []localAddrs, plan stacks.PathPlan,
 			}
 			t.local = netip.AddrPortFrom(src, t.local.Port())
 		}
-		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol, t.transport, t.httpsOnly}
+		sk := seenKey{iface, t.remote, t.local, t.unix, t.protocol, t.transport, t.httpsOnly, nil}
+		if t.httpsOnly {
+			sk.https = t.https
+		}
 		if seen[sk] {
 			return
 		}

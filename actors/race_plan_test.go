@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -268,7 +269,8 @@ func TestRaceCacheKey(t *testing.T) {
 // source, the local endpoints and the path preferences.
 func TestRaceCacheKeyHasWhatMakesTheCandidates(t *testing.T) {
 	base := func() *messages.ConnectionConfig {
-		return &messages.ConnectionConfig{Remotes: []*messages.Endpoint{{HostName: "example.org", Port: 443}}}
+		return &messages.ConnectionConfig{Remotes: []*messages.Endpoint{{HostName: "example.org", Port: 443}},
+			Stacks: []stacks.Stack{stacks.TLS()}}
 	}
 	prefs := func(name string, p map[string]int32) *messages.Properties {
 		return &messages.Properties{Values: map[string]*messages.PropertyValue{
@@ -285,6 +287,11 @@ func TestRaceCacheKeyHasWhatMakesTheCandidates(t *testing.T) {
 		},
 		"pvd preference": func(c *messages.ConnectionConfig) {
 			c.Properties = prefs("pvd", map[string]int32{"example.net": int32(stacks.Avoid)})
+		},
+		// an HTTP app has the HTTPS records looked up: their targets
+		// are candidates of its own
+		"HTTPS records": func(c *messages.ConnectionConfig) {
+			c.StackOptions.TLS = &tls.Config{NextProtos: []string{"h2"}}
 		},
 		"temporary address": func(c *messages.ConnectionConfig) {
 			c.Properties = &messages.Properties{Values: map[string]*messages.PropertyValue{

@@ -96,9 +96,10 @@ func cacheFor(s *System) *raceCache { return &s.raceCache }
 // candidates, in any order: its remote endpoints as the application named
 // them (host or address, port, interface, service: a service's SRV
 // records give other targets than the host name's own addresses at its
-// IANA port; protocol; a multicast group's source; a Unix domain socket's
-// path), its local endpoints (address or host name, port, interface), its
-// path preferences (interface, pvd, useTemporaryLocalAddress) and its
+// IANA port; protocol; a multicast group's source; whether its HTTPS
+// records are looked up (httpsName: their TargetNames' addresses are
+// candidates too); a Unix domain socket's path), its local endpoints
+// (address or host name, port, interface), its path preferences (interface, pvd, useTemporaryLocalAddress) and its
 // ranked stacks. Two configurations that share a key have the same
 // candidates, so a winner cached for one is among the other's (a winner
 // that is not makes the race wait for its address, up to the resolution
@@ -117,6 +118,9 @@ func raceCacheKey(cfg *messages.ConnectionConfig) string {
 		k := endpointLabel(r) + "%" + r.Interface + "/" + r.Service + "/" + r.Protocol
 		if r.Multicast {
 			k += "/multicast:" + r.MulticastSource
+		}
+		if httpsName(cfg, r) != "" {
+			k += "/https" // the service endpoints its HTTPS records name are candidates too
 		}
 		keys = append(keys, k)
 	}

@@ -81,13 +81,18 @@ type (
 		err error
 	}
 	// candidatesReplanned is a later DNS answer for the race: the
-	// candidate list planned again over every address known now (empty
-	// when planning failed: the race keeps its candidates), and whether
-	// an answer is still pending.
+	// candidate list planned again over every address known now, and
+	// whether an answer is still pending. failed is why planning failed
+	// (resolved.err: no remote endpoint is left, a late SRV answer with
+	// a "." target or targets that do not resolve having taken the last
+	// one's fallback addresses, say), cands then empty: the candidates
+	// not started yet are dropped, and failed is the race's failure
+	// should every started attempt fail.
 	candidatesReplanned struct {
 		cands      []candidate
 		more       bool
 		unresolved error // resolved.unresolved
+		failed     error
 	}
 )
 
@@ -317,8 +322,10 @@ func (r *racerActor) view() ([]candidate, []attemptState) {
 // candidate that joins starts one Connection Attempt Delay after the last
 // start, or at once when every attempt so far has failed (the race was
 // waiting for this answer); when none joins and no answer is pending any
-// more, a race whose attempts all failed fails. A race that has ended
-// ignores the answer: it keeps no unstarted attempt (RFC 8305 §5).
+// more, a race whose attempts all failed fails. A failed plan (no remote
+// endpoint left) drops the candidates not started yet: the attempts
+// running go on. A race that has ended ignores the answer: it keeps no
+// unstarted attempt (RFC 8305 §5).
 func (r *racerActor) replanned(ctx actor.Context, m *candidatesReplanned) {
 	if r.done {
 		return
@@ -326,6 +333,10 @@ func (r *racerActor) replanned(ctx actor.Context, m *candidatesReplanned) {
 	r.pending = m.more
 	if m.unresolved != nil { // a remote's failure is final: this one lists the earlier ones
 		r.unresolved = m.unresolved
+	}
+	if m.failed != nil {
+		r.unresolved = m.failed
+		r.order = slices.Clone(r.started)
 	}
 	if len(m.cands) > 0 {
 		r.cands, r.order = mergePlan(r.cands, r.started, m.cands)

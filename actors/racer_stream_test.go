@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // dnsAnswer is one family's answer of a fake lookup: after a delay,
@@ -410,5 +412,39 @@ func TestRacerFailureListsAttemptsInStartOrder(t *testing.T) {
 		}
 		require.Equal(t, []string{addrB.String(), addrA.String(), v4b.String()}, report, "IPv4, the late IPv6, IPv4")
 		require.Equal(t, report, failure, "the failure lists the attempts in start order")
+	})
+}
+
+// TestRacerLateSRVDotDropsTheFallback (fake time): a service's SRV answer
+// is late, so its host name's addresses race with the IANA port (the
+// fallback) after the resolution delay; the answer then says "." (RFC
+// 2782: the service is decidedly not available at the domain): the
+// fallback's attempt already running goes on, but its addresses not
+// attempted yet are dropped, and the race fails once that attempt has,
+// naming ErrServiceUnavailable, rather than going on to them.
+func TestRacerLateSRVDotDropsTheFallback(t *testing.T) {
+	warmGoResolver()
+	ms := time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		sys := NewSystem(Config{})
+		defer shutdown(t, sys)
+		fs := newFakeStack(map[netip.AddrPort]outcome{addrA: {kind: "refused", after: 200 * ms},
+			addrB: {kind: "ok", after: 10 * ms}})
+		res := timedResolver(dnsAnswer{addrs: []netip.AddrPort{addrA}}, dnsAnswer{addrs: []netip.AddrPort{addrB}}, nil)
+		res.DNS = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+			c, peer := net.Pipe()
+			go pipeDNSPeer(peer, func(dnsmessage.Question) (time.Duration, []dnsmessage.SVCBResource, []dnsmessage.SRVResource) {
+				return 100 * ms, nil, []dnsmessage.SRVResource{{Target: dnsmessage.MustNewName(".")}}
+			})
+			return c, nil
+		}}
+		cfg := &messages.ConnectionConfig{Stacks: []stacks.Stack{fs}, Resolver: res,
+			Remotes: []*messages.Endpoint{{HostName: "he.test.", Service: "http", Port: 80}}}
+		r := runRace(t, sys, cfg)
+		require.Equal(t, []raceAttempt{{"fake", addrA, stacks.ResolutionDelay, stacks.ResolutionDelay + 200*ms, false}},
+			raceAttempts(r.report), "only the fallback's attempt started before the SRV answer")
+		require.ErrorIs(t, r.err, stacks.ErrServiceUnavailable)
+		require.ErrorIs(t, r.err, syscall.ECONNREFUSED)
+		require.Equal(t, stacks.ResolutionDelay+200*ms, r.elapsed)
 	})
 }

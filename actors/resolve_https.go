@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/gotaps/gotaps/messages"
 	"github.com/gotaps/gotaps/stacks"
@@ -17,9 +18,11 @@ import (
 // and on which port (stacks.PlanHTTPS). The race puts the stacks offered
 // first and those not offered last (never drops them: a record that is
 // wrong does not fail a connection that works without it), and sends an
-// offered stack to its record's port. A service endpoint other than the
-// host (a TargetName, an alias target) is attempted over the stacks its
-// records offer, before the host's own addresses, over every stack. This file is that step of
+// offered stack to its record's port. The service endpoints other than
+// the host (TargetNames, an alias target) are attempted over the stacks
+// their records offer, in SvcPriority order with the host's when it is
+// one of them, before the host's own addresses when it is not (then
+// over every stack). This file is that step of
 // resolution; resolveStream waits for the answer at most
 // stacks.ResolutionDelay once addresses are in, and re-plans the attempts
 // not started yet when it comes later.
@@ -56,23 +59,42 @@ func appALPN(cfg *messages.ConnectionConfig) []string {
 }
 
 // httpsAnswer is what the HTTPS records of a remote endpoint tell its
-// race (lookupHTTPS).
+// race (lookupHTTPS); the zero value: nothing usable, the race goes as
+// without records.
 type httpsAnswer struct {
-	plan *stacks.HTTPSPlan // nil: nothing usable, the race goes as without records
-	// addrs are the addresses of the service endpoint the records name
-	// when it is not the host itself (a TargetName, an alias target),
-	// nil when it is the host
+	// plan is what the records say of the host itself as a service
+	// endpoint (a ServiceMode record whose TargetName is "." or the host
+	// name), nil when none names it
+	plan *stacks.HTTPSPlan
+	// targets are the other service endpoints the records name (their
+	// TargetNames, an alias target), in the order to try them (lowest
+	// SvcPriority first), each resolved; those that did not resolve are
+	// left out
+	targets []httpsTarget
+}
+
+// httpsTarget is a service endpoint other than the host that HTTPS
+// records name: what its records offer, and its addresses.
+type httpsTarget struct {
+	plan  *stacks.HTTPSPlan
 	addrs []netip.Addr
 }
 
+// maxHTTPSTargets bounds the service endpoints other than the host that
+// one remote endpoint's HTTPS records have resolved (RFC 9623 §12.2:
+// limit the state a DNS answer can create), as maxSRVTargets does SRV's.
+const maxHTTPSTargets = maxSRVTargets
+
 // lookupHTTPS looks up the HTTPS records of name (httpsName) for the
 // host name host and decides what they tell the race: the service
-// endpoint (stacks.HTTPSTarget; an AliasMode record is followed once,
-// to its target's own HTTPS records, and one there is not followed) and
-// what its records offer (stacks.PlanHTTPS). A target other than host is
-// resolved (A and AAAA, in full) here. A failed lookup or resolution, no
-// usable record, an alias target without ServiceMode records, a second
-// alias: no plan.
+// endpoints (an AliasMode record is followed once, to its target's own
+// HTTPS records, and one there is not followed; stacks.HTTPSTargets: in
+// SvcPriority order, RFC 9460 §3) and what the records of each offer
+// (stacks.PlanHTTPS). The targets other than host (at most
+// maxHTTPSTargets) are resolved (A and AAAA, in full) here,
+// concurrently; one that does not resolve is skipped, the others are
+// kept. A failed lookup, no usable record, an alias target without
+// ServiceMode records, a second alias: nothing.
 func lookupHTTPS(ctx context.Context, cfg *messages.ConnectionConfig, name, host string) httpsAnswer {
 	recs, err := cfg.Resolver.LookupHTTPS(ctx, name)
 	if err != nil {
@@ -85,24 +107,40 @@ func lookupHTTPS(ctx context.Context, cfg *messages.ConnectionConfig, name, host
 			return httpsAnswer{}
 		}
 		owner = target
-		if target, alias = stacks.HTTPSTarget(recs, owner); alias {
+		if _, alias = stacks.HTTPSTarget(recs, owner); alias {
 			return httpsAnswer{} // followed once
 		}
-	}
-	if target == "" {
+	} else if target == "" {
 		return httpsAnswer{}
 	}
-	plan, ok := stacks.PlanHTTPS(recs, owner, target, appALPN(cfg))
-	if !ok {
-		return httpsAnswer{}
-	}
-	out := httpsAnswer{plan: &plan}
-	if !strings.EqualFold(strings.TrimSuffix(target, "."), strings.TrimSuffix(host, ".")) {
-		addrs, err := cfg.Resolver.Resolve(ctx, target)
-		if err != nil {
-			return httpsAnswer{}
+	var out httpsAnswer
+	var others []string
+	var plans []*stacks.HTTPSPlan
+	for _, t := range stacks.HTTPSTargets(recs, owner) {
+		plan, ok := stacks.PlanHTTPS(recs, owner, t, appALPN(cfg))
+		switch {
+		case !ok:
+		case strings.EqualFold(strings.TrimSuffix(t, "."), strings.TrimSuffix(host, ".")):
+			out.plan = &plan
+		case len(others) < maxHTTPSTargets:
+			others = append(others, t)
+			plans = append(plans, &plan)
 		}
-		out.addrs = addrs
+	}
+	addrs := make([][]netip.Addr, len(others))
+	var wg sync.WaitGroup
+	for i, t := range others {
+		wg.Go(func() {
+			if as, err := cfg.Resolver.Resolve(ctx, t); err == nil {
+				addrs[i] = as
+			}
+		})
+	}
+	wg.Wait()
+	for i := range others {
+		if len(addrs[i]) > 0 {
+			out.targets = append(out.targets, httpsTarget{plan: plans[i], addrs: addrs[i]})
+		}
 	}
 	return out
 }

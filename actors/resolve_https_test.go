@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -306,6 +307,19 @@ func TestResolveStreamHTTPSWait(t *testing.T) {
 // framing) after d with the record "1 . alpn=h3 no-default-alpn
 // port=9443"; d < 0 never answers (it waits for c to close).
 func pipeHTTPSPeer(c net.Conn, d time.Duration) {
+	pipeDNSPeer(c, func(q dnsmessage.Question) (time.Duration, []dnsmessage.SVCBResource, []dnsmessage.SRVResource) {
+		return d, []dnsmessage.SVCBResource{{Priority: 1, Target: dnsmessage.MustNewName("."),
+			Params: []dnsmessage.SVCParam{stacktest.ALPNParam("h3"), {Key: dnsmessage.SVCParamNoDefaultALPN},
+				stacktest.PortParam(9443)}}}, nil
+	})
+}
+
+// pipeDNSPeer answers one DNS query on the stream c (two-byte length
+// framing), as a DNS server reached through a net.Resolver's Dial does,
+// in fake time: answer tells after how long (< 0: never; it ends when c
+// is closed, as it does when c is closed before the answer) and with which HTTPS and SRV records (the query's type
+// picks which) the query q is answered.
+func pipeDNSPeer(c net.Conn, answer func(q dnsmessage.Question) (time.Duration, []dnsmessage.SVCBResource, []dnsmessage.SRVResource)) {
 	defer c.Close()
 	var l [2]byte
 	if _, err := io.ReadFull(c, l[:]); err != nil {
@@ -315,11 +329,6 @@ func pipeHTTPSPeer(c net.Conn, d time.Duration) {
 	if _, err := io.ReadFull(c, q); err != nil {
 		return
 	}
-	if d < 0 {
-		_, _ = c.Read(l[:]) // until the client closes
-		return
-	}
-	time.Sleep(d)
 	var p dnsmessage.Parser
 	h, err := p.Start(q)
 	if err != nil {
@@ -329,17 +338,246 @@ func pipeHTTPSPeer(c net.Conn, d time.Duration) {
 	if err != nil {
 		return
 	}
+	d, https, srv := answer(qu)
+	closed := make(chan struct{})
+	go func() {
+		_, _ = c.Read(make([]byte, 1)) // until the client closes (it sends nothing more)
+		close(closed)
+	}()
+	if d < 0 {
+		<-closed
+		return
+	}
+	select {
+	case <-time.After(d):
+	case <-closed:
+		return
+	}
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true})
 	_ = b.StartQuestions()
 	_ = b.Question(qu)
 	_ = b.StartAnswers()
-	_ = b.HTTPSResource(dnsmessage.ResourceHeader{Name: qu.Name, Class: dnsmessage.ClassINET, TTL: 60},
-		dnsmessage.HTTPSResource{SVCBResource: dnsmessage.SVCBResource{Priority: 1, Target: dnsmessage.MustNewName("."),
-			Params: []dnsmessage.SVCParam{stacktest.ALPNParam("h3"), {Key: dnsmessage.SVCParamNoDefaultALPN},
-				stacktest.PortParam(9443)}}})
+	rh := dnsmessage.ResourceHeader{Name: qu.Name, Class: dnsmessage.ClassINET, TTL: 60}
+	switch qu.Type {
+	case dnsmessage.TypeHTTPS:
+		for _, r := range https {
+			_ = b.HTTPSResource(rh, dnsmessage.HTTPSResource{SVCBResource: r})
+		}
+	case dnsmessage.TypeSRV:
+		for _, r := range srv {
+			_ = b.SRVResource(rh, r)
+		}
+	}
 	out, err := b.Finish()
 	if err != nil {
 		return
 	}
 	_, _ = c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...))
+}
+
+// fakeTimeHTTPSCfg is httpsCfg over the tls and quic stacks, the app
+// offering "h2", whose A and AAAA lookups are lookup and whose DNS
+// queries (SRV, HTTPS) go to a pipeDNSPeer answering as answer, in fake
+// time.
+func fakeTimeHTTPSCfg(lookup func(ctx context.Context, network, host string) ([]netip.Addr, error),
+	answer func(q dnsmessage.Question) (time.Duration, []dnsmessage.SVCBResource, []dnsmessage.SRVResource)) *messages.ConnectionConfig {
+	dns := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		c, peer := net.Pipe()
+		go pipeDNSPeer(peer, answer)
+		return c, nil
+	}}
+	cfg := httpsCfg([]stacks.Stack{stacks.TLS(), stacks.QUIC()}, "h2")
+	cfg.Resolver = stacks.Resolver{DNS: dns, LookupNetIP: lookup, Routable: func(netip.Addr) bool { return true }}
+	return cfg
+}
+
+// warmGoResolver has Go's resolver read its configuration (once per
+// process, its semaphore channel made then) outside any synctest bubble:
+// made inside one, the channel could not be used from another bubble
+// (fatal: "send on synctest channel from outside bubble"). Call it before
+// synctest.Test when the bubble's lookups go through Go's resolver (SRV).
+func warmGoResolver() {
+	r := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no server")
+	}}
+	_, _, _ = r.LookupSRV(context.Background(), "warm", "tcp", "example.test.")
+}
+
+// firstPlan runs resolveStream over cfg until its first plan and returns
+// it with when it came.
+func firstPlan(t *testing.T, cfg *messages.ConnectionConfig) (*resolved, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var first *resolved
+	var at time.Duration
+	start := time.Now()
+	var busy busyCount
+	resolveStream(ctx, cfg, &busy, func(r *resolved) {
+		if first == nil {
+			first, at = r, time.Since(start)
+			cancel() // the lookups end with ctx
+		}
+	})
+	busy.wait()
+	if first == nil {
+		t.Fatal("no plan")
+	}
+	return first, at
+}
+
+// TestResolveStreamSRVAndHTTPSWaitsDoNotAddUp (fake time): a remote with
+// a service (SRV records looked up) reached over tls and quic by an HTTP
+// app (HTTPS records looked up too) whose host name's addresses come at
+// once: the SRV answer and the HTTPS answer are each waited for the
+// resolution delay counted from those addresses, so when neither comes
+// the first plan is made 50 ms after them, not 100 ms (the SRV wait, then
+// the HTTPS wait counted again from the fallback's yield); and when the
+// SRV records come in time the HTTPS answer, which a remote resolved by
+// its SRV records does not use, is not waited for at all.
+func TestResolveStreamSRVAndHTTPSWaitsDoNotAddUp(t *testing.T) {
+	warmGoResolver()
+	const never = -1
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for i, tt := range []struct {
+		name      string
+		srv       time.Duration // when the SRV answer comes (never: dropped)
+		at        time.Duration // when the first plan comes
+		firstCand string
+	}{
+		{"SRV and HTTPS dropped", never, ms(50), "tls [::1]:443"},
+		{"SRV records at 10 ms, HTTPS dropped", ms(10), ms(10), "tls [::1]:9000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lookup := func(ctx context.Context, network, _ string) ([]netip.Addr, error) {
+					if network == "ip6" {
+						return []netip.Addr{netip.MustParseAddr("::1")}, nil
+					}
+					return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+				}
+				cfg := fakeTimeHTTPSCfg(lookup, func(q dnsmessage.Question) (time.Duration, []dnsmessage.SVCBResource, []dnsmessage.SRVResource) {
+					if q.Type != dnsmessage.TypeSRV {
+						return never, nil, nil
+					}
+					return tt.srv, nil, []dnsmessage.SRVResource{{Priority: 1, Port: 9000,
+						Target: dnsmessage.MustNewName("target.example.test.")}}
+				})
+				cfg.Remotes = []*messages.Endpoint{{HostName: "example.test.", Service: "https", Port: 443}}
+				r, at := firstPlan(t, cfg)
+				if r.err != nil {
+					t.Fatalf("#%d %s: %v", i, tt.name, r.err)
+				}
+				cands := candStrings(planCandidates(cfg.Stacks, r.groups))
+				if at != tt.at || len(cands) == 0 || cands[0] != tt.firstCand {
+					t.Errorf("#%d %s: first plan at %v, %v; want at %v, first %q", i, tt.name, at, cands, tt.at, tt.firstCand)
+				}
+			})
+		})
+	}
+}
+
+// TestResolveStreamHostFailsHTTPSTargetPending (fake time): the host
+// name's A and AAAA lookups fail while its HTTPS answer, naming another
+// service endpoint, is pending: the race waits for it the resolution
+// delay from the failure, and goes to that target when it comes in time,
+// rather than failing at once; an answer later than that does not hold
+// the failure longer.
+func TestResolveStreamHostFailsHTTPSTargetPending(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for i, tt := range []struct {
+		name  string
+		https time.Duration // when the HTTPS answer comes
+		at    time.Duration // when the first plan comes
+		cands []string      // nil: it is an error
+	}{
+		{"HTTPS in time", ms(20), ms(20), []string{"tls 127.0.0.3:8080"}},
+		{"HTTPS late", ms(80), ms(50), nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lookup := func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+					if network == "ip4" && host == "svc.example.test." {
+						return []netip.Addr{netip.MustParseAddr("127.0.0.3")}, nil
+					}
+					return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+				}
+				cfg := fakeTimeHTTPSCfg(lookup, func(q dnsmessage.Question) (time.Duration, []dnsmessage.SVCBResource, []dnsmessage.SRVResource) {
+					return tt.https, []dnsmessage.SVCBResource{{Priority: 1, Target: dnsmessage.MustNewName("svc.example.test."),
+						Params: []dnsmessage.SVCParam{stacktest.ALPNParam("h2")}}}, nil
+				})
+				cfg.Remotes = []*messages.Endpoint{{HostName: "example.test.", Port: 8080}}
+				r, at := firstPlan(t, cfg)
+				var cands []string
+				if r.err == nil {
+					cands = candStrings(planCandidates(cfg.Stacks, r.groups))
+				}
+				if at != tt.at || !slices.Equal(cands, tt.cands) || (tt.cands == nil) != (r.err != nil) {
+					t.Errorf("#%d %s: first plan at %v: %v (err %v); want at %v: %v", i, tt.name, at, cands, r.err, tt.at, tt.cands)
+				}
+			})
+		})
+	}
+}
+
+// TestResolveStreamHTTPSTargetsInPriorityOrder: HTTPS records naming
+// several service endpoints (TargetNames other than the host) have them
+// all attempted, in SvcPriority order (RFC 9460 §3: the client SHOULD
+// try them in order), each over the stacks its records offer, before the
+// host's own addresses, or in its place among them when a record names
+// the host itself ("."); a target that does not resolve is skipped, not
+// taken as the end of the records. Real DNS on the loopback; the plan is
+// the last one, made once every answer is in.
+func TestResolveStreamHTTPSTargetsInPriorityOrder(t *testing.T) {
+	for i, tt := range []struct {
+		name    string
+		resolve []string // the targets that have an address
+		host    bool     // a third record, "3 . alpn=h3 no-default-alpn port=9443", names the host
+		shared  bool     // b has a's address
+		want    []string
+	}{
+		{"every target resolves", []string{"a", "b"}, false, false,
+			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.3:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
+		{"the first target does not resolve", []string{"b"}, false, false,
+			[]string{"quic 127.0.0.3:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
+		{"the host is the third target", []string{"a", "b"}, true, false,
+			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.3:9443", "quic 127.0.0.1:9443", "tls 127.0.0.1:8080"}},
+		// each over the stack its own records offer
+		{"two targets share an address", []string{"a", "b"}, false, true,
+			[]string{"tls 127.0.0.2:8080", "quic 127.0.0.2:9443", "tls 127.0.0.1:8080", "quic 127.0.0.1:8080"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dns := stacktest.NewDNSServer(t)
+			dns.AddAddr("example.test", netip.MustParseAddr("127.0.0.1"))
+			addrs := map[string]netip.Addr{"a": netip.MustParseAddr("127.0.0.2"), "b": netip.MustParseAddr("127.0.0.3")}
+			if tt.shared {
+				addrs["b"] = addrs["a"]
+			}
+			for _, n := range tt.resolve {
+				dns.AddAddr(n+".example.test", addrs[n])
+			}
+			dns.AddHTTPS("_8080._https.example.test", 2, "b.example.test", stacktest.ALPNParam("h3"),
+				dnsmessage.SVCParam{Key: dnsmessage.SVCParamNoDefaultALPN}, stacktest.PortParam(9443))
+			dns.AddHTTPS("_8080._https.example.test", 1, "a.example.test", stacktest.ALPNParam("h2"))
+			if tt.host {
+				dns.AddHTTPS("_8080._https.example.test", 3, ".", stacktest.ALPNParam("h3"),
+					dnsmessage.SVCParam{Key: dnsmessage.SVCParamNoDefaultALPN}, stacktest.PortParam(9443))
+			}
+			cfg := httpsCfg([]stacks.Stack{stacks.TLS(), stacks.QUIC()}, "h3", "h2")
+			cfg.Resolver = stacks.Resolver{DNS: dns.Resolver()}
+			cfg.Remotes = []*messages.Endpoint{{HostName: "example.test.", Port: 8080}}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var last *resolved
+			var busy busyCount
+			resolveStream(ctx, cfg, &busy, func(r *resolved) { last = r })
+			busy.wait()
+			if last == nil || last.err != nil {
+				t.Fatalf("#%d: plan %+v", i, last)
+			}
+			if got := candStrings(planCandidates(cfg.Stacks, last.groups)); !slices.Equal(got, tt.want) {
+				t.Errorf("#%d %s: got %v; want %v", i, tt.name, got, tt.want)
+			}
+		})
+	}
 }

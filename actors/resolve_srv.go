@@ -129,13 +129,22 @@ type srvLookup struct {
 // target, targets that do not resolve) drops r from the plans made after
 // it, and with them the fallback's addresses not attempted yet, when
 // another remote endpoint is left; when r is the only one the plan fails
-// and the race, which keeps its candidates when planning fails
-// (racerActor.replanned), goes on with the fallback's addresses.
+// and the race drops the fallback's addresses not attempted yet all the
+// same (racerActor.replanned; RFC 2782: "." says the service is decidedly
+// not available, and records whose targets do not resolve still win over
+// the IANA port): the attempts already running go on, and should they
+// fail the race fails with err.
+//
+// since, with the host name's addresses, is when their first positive
+// answer came (stacks.Resolver.ResolveStreamSince; zero with sets), so
+// that a wait counted from the first addresses (the HTTPS answer's:
+// resolveStream) is not counted again from the fallback's put, which
+// itself came a resolution delay after them.
 //
 // put is never called once ctx has ended. resolveSRVStream returns after
 // its final put, or once ctx has ended; no lookup outlives it.
 func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *messages.Endpoint, protos []string,
-	put func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error)) {
+	put func(addrs []netip.Addr, sets []remoteAddrs, final bool, err error, since time.Time)) {
 	lctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -146,6 +155,7 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 		addrs []netip.Addr
 		final bool
 		err   error
+		since time.Time // its first positive answer's arrival (ResolveStreamSince)
 	}
 	hostCh := make(chan hostAnswer)
 	if r.Port != 0 {
@@ -156,8 +166,8 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 				case <-lctx.Done():
 				}
 			}
-			err := cfg.Resolver.ResolveStream(lctx, r.HostName, func(addrs []netip.Addr, final bool) {
-				send(hostAnswer{addrs: addrs, final: final})
+			err := cfg.Resolver.ResolveStreamSince(lctx, r.HostName, func(addrs []netip.Addr, final bool, since time.Time) {
+				send(hostAnswer{addrs: addrs, final: final, since: since})
 			})
 			if err != nil {
 				send(hostAnswer{final: true, err: err})
@@ -195,7 +205,7 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 			return
 		}
 		if early && fresh && looks == nil && len(host.addrs) > 0 {
-			put(host.addrs, nil, false, nil)
+			put(host.addrs, nil, false, nil, host.since)
 			sent = host
 		}
 	}
@@ -213,7 +223,7 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 	sets, fallback, err := srvSets(ctx, cfg, r, protos, looks, hostFull)
 	if !fallback {
 		if ctx.Err() == nil {
-			put(nil, sets, true, err)
+			put(nil, sets, true, err, time.Time{})
 		}
 		return
 	}
@@ -222,7 +232,7 @@ func resolveSRVStream(ctx context.Context, cfg *messages.ConnectionConfig, r *me
 			return
 		}
 		if host != nil && (host != sent || host.final) {
-			put(host.addrs, nil, host.final, host.err)
+			put(host.addrs, nil, host.final, host.err, host.since)
 			if host.final {
 				return
 			}
@@ -252,7 +262,7 @@ func srvCandidates(ctx context.Context, cfg *messages.ConnectionConfig, r *messa
 	var addrs []netip.Addr
 	var sets []remoteAddrs
 	var err error
-	resolveSRVStream(ctx, cfg, r, protos, func(a []netip.Addr, s []remoteAddrs, final bool, e error) {
+	resolveSRVStream(ctx, cfg, r, protos, func(a []netip.Addr, s []remoteAddrs, final bool, e error, _ time.Time) {
 		if final {
 			addrs, sets, err = a, s, e
 		}

@@ -118,7 +118,7 @@ func TestResolveSRV(t *testing.T) {
 		var addrs []netip.Addr // the host name's, on the fallback
 		var err error
 		finals := 0
-		resolveSRVStream(ctx, cfg, r, []string{"tcp", "udp"}, func(a []netip.Addr, s []remoteAddrs, final bool, e error) {
+		resolveSRVStream(ctx, cfg, r, []string{"tcp", "udp"}, func(a []netip.Addr, s []remoteAddrs, final bool, e error, _ time.Time) {
 			if final {
 				finals++
 				addrs, sets, err = a, s, e
@@ -173,7 +173,7 @@ func TestResolveSRVStreamFallbackStreams(t *testing.T) {
 	}
 	var got []answer
 	r := &messages.Endpoint{HostName: "example.test", Service: "http", Port: 80}
-	resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error) {
+	resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error, _ time.Time) {
 		if s != nil || err != nil {
 			t.Errorf("sets %v, err %v; want the host name's addresses", s, err)
 		}
@@ -216,7 +216,7 @@ func TestResolveSRVStreamSRVLateOrDropped(t *testing.T) {
 		defer cancel()
 		var got []answer
 		start := time.Now()
-		resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error) {
+		resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error, _ time.Time) {
 			got = append(got, answer{a, s, final, err, time.Since(start)})
 			cancel() // the race has what it needs; the SRV lookup ends with ctx
 		})
@@ -243,7 +243,7 @@ func TestResolveSRVStreamSRVLateOrDropped(t *testing.T) {
 		defer cancel()
 		var got []answer
 		start := time.Now()
-		resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error) {
+		resolveSRVStream(ctx, cfg, r, []string{"tcp"}, func(a []netip.Addr, s []remoteAddrs, final bool, err error, _ time.Time) {
 			got = append(got, answer{a, s, final, err, time.Since(start)})
 		})
 		if len(got) != 2 || got[0].final || !slices.Equal(got[0].addrs, []netip.Addr{lo}) || got[0].sets != nil ||

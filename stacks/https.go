@@ -172,6 +172,24 @@ func HTTPSTarget(recs []HTTPSRecord, host string) (target string, alias bool) {
 	return effectiveTarget(recs[best], host), false
 }
 
+// HTTPSTargets lists the service endpoints of the ServiceMode records of
+// recs, the HTTPS records of the host name host (an alias target's, after
+// HTTPSTarget): their distinct effective TargetNames ("." is host), the
+// lowest SvcPriority first (the first listed among equals), in the order
+// a client tries them (RFC 9460 §3); AliasMode records are skipped. Names
+// are lower-case and fully qualified. It is pure.
+func HTTPSTargets(recs []HTTPSRecord, host string) []string {
+	recs = slices.Clone(recs)
+	slices.SortStableFunc(recs, func(a, b HTTPSRecord) int { return int(a.Priority) - int(b.Priority) })
+	var out []string
+	for _, r := range recs {
+		if t := effectiveTarget(r, host); r.Priority != 0 && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // effectiveTarget is r's TargetName, host for ".".
 func effectiveTarget(r HTTPSRecord, host string) string {
 	if r.Target == "." {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -175,6 +176,26 @@ func TestHTTPSTarget(t *testing.T) {
 		target, alias := HTTPSTarget(tt.recs, host)
 		if target != tt.target || alias != tt.alias {
 			t.Errorf("#%d: got %q %v; want %q %v", i, target, alias, tt.target, tt.alias)
+		}
+	}
+}
+
+// TestHTTPSTargets: every service endpoint of the ServiceMode records,
+// in the order to try them.
+func TestHTTPSTargets(t *testing.T) {
+	const host = "Example.Test"
+	rec := func(prio uint16, target string) HTTPSRecord { return HTTPSRecord{Priority: prio, Target: target} }
+	for i, tt := range []struct {
+		recs []HTTPSRecord
+		want []string
+	}{
+		{nil, nil},
+		{[]HTTPSRecord{rec(3, "."), rec(1, "svc.test."), rec(2, "svc2.test."), rec(1, "svc3.test."), rec(2, "svc.test.")},
+			[]string{"svc.test.", "svc3.test.", "svc2.test.", "example.test."}},
+		{[]HTTPSRecord{rec(0, "alias.test."), rec(1, ".")}, []string{"example.test."}},
+	} {
+		if got := HTTPSTargets(tt.recs, host); !slices.Equal(got, tt.want) {
+			t.Errorf("#%d: got %q; want %q", i, got, tt.want)
 		}
 	}
 }
