@@ -3,7 +3,6 @@ package stacks
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -24,25 +23,8 @@ import (
 // is matched to the server without the zone).
 func TestUDPListenerSoftErrorForALinkLocalPeerInNetns(t *testing.T) {
 	n := stacktest.NewNetns(t, "ll", 234) // skips unless root can create namespaces
-	stacktest.IP(t, "addr", "add", "fe80::1/64", "dev", n.HostIf, "nodad")
-	stacktest.IP(t, "-n", n.NS, "addr", "add", "fe80::2/64", "dev", n.NSIf, "nodad")
-	// every port unreachable is sent (no ICMPv6 rate limit in the namespace)
-	stacktest.IP(t, "netns", "exec", n.NS, "sysctl", "-q", "-w", "net.ipv6.icmp.ratelimit=0")
-	// zones by index: the net package's cache of interface names may
-	// still hold the interface of an earlier run (-count), by the same
-	// name and another index
-	hostIf, err := net.InterfaceByName(n.HostIf)
-	require.NoError(t, err)
-	var nsIndex int
-	n.Run(t, func() error {
-		ifi, err := net.InterfaceByName(n.NSIf)
-		if err == nil {
-			nsIndex = ifi.Index
-		}
-		return err
-	})
-	zone := func(index int) string { return strconv.Itoa(index) }
-	here := netip.MustParseAddr("fe80::1").WithZone(zone(hostIf.Index))
+	hostZone, nsZone := n.LinkLocal(t)
+	here := netip.MustParseAddr("fe80::1").WithZone(hostZone)
 	binds := []netip.Addr{here, netip.IPv6Unspecified()}
 	for _, st := range []Stack{UDP(), UDPLite()} {
 		for _, bind := range binds {
@@ -51,10 +33,10 @@ func TestUDPListenerSoftErrorForALinkLocalPeerInNetns(t *testing.T) {
 				ln, err := st.Listen(ctx, Options{Local: netip.AddrPortFrom(bind, 0), SoftErrors: true})
 				require.NoError(t, err)
 				defer ln.Close()
-				to := netip.AddrPortFrom(netip.MustParseAddr("fe80::1").WithZone(zone(nsIndex)), addrPort(t, ln.Addr()).Port())
+				to := netip.AddrPortFrom(netip.MustParseAddr("fe80::1").WithZone(nsZone), addrPort(t, ln.Addr()).Port())
 				var from netip.AddrPort
 				n.Run(t, func() error { // a peer in the namespace sends once and goes away
-					c, err := st.Dial(ctx, to, Options{Local: netip.AddrPortFrom(netip.MustParseAddr("fe80::2").WithZone(zone(nsIndex)), 0)})
+					c, err := st.Dial(ctx, to, Options{Local: netip.AddrPortFrom(netip.MustParseAddr("fe80::2").WithZone(nsZone), 0)})
 					if err != nil {
 						return err
 					}
@@ -94,14 +76,14 @@ func TestUDPListenerSoftErrorForALinkLocalPeerInNetns(t *testing.T) {
 	t.Run("quic dial to a closed port", func(t *testing.T) {
 		var port uint16
 		n.Run(t, func() error {
-			c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::2"), Zone: zone(nsIndex)})
+			c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::2"), Zone: nsZone})
 			if err != nil {
 				return err
 			}
 			port = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 			return c.Close()
 		})
-		remote := netip.AddrPortFrom(netip.MustParseAddr("fe80::2").WithZone(zone(hostIf.Index)), port)
+		remote := netip.AddrPortFrom(netip.MustParseAddr("fe80::2").WithZone(hostZone), port)
 		ctx := testCtx(t)
 		start := time.Now()
 		tr, err := QUIC().Dial(ctx, remote, Options{TLS: newTestPKI(t).clientConfig()})

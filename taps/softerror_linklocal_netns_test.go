@@ -2,7 +2,6 @@ package taps
 
 import (
 	"net"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -20,25 +19,11 @@ import (
 // address had one, so the Listener's socket matched it to no peer).
 func TestUDPListenerSoftErrorForALinkLocalPeerInNetns(t *testing.T) {
 	n := stacktest.NewNetns(t, "sl", 235) // skips unless root can create namespaces
-	stacktest.IP(t, "addr", "add", "fe80::1/64", "dev", n.HostIf, "nodad")
-	stacktest.IP(t, "-n", n.NS, "addr", "add", "fe80::2/64", "dev", n.NSIf, "nodad")
-	stacktest.IP(t, "netns", "exec", n.NS, "sysctl", "-q", "-w", "net.ipv6.icmp.ratelimit=0")
-	// zones by index (the net package's cache of interface names may hold
-	// an earlier run's interface of the same name)
-	hostIf, err := net.InterfaceByName(n.HostIf)
-	require.NoError(t, err)
-	var nsIndex int
-	n.Run(t, func() error {
-		ifi, err := net.InterfaceByName(n.NSIf)
-		if err == nil {
-			nsIndex = ifi.Index
-		}
-		return err
-	})
+	hostZone, nsZone := n.LinkLocal(t)
 	sys := newTestSystem(t)
 	tp := datagramProps(t)
 	require.NoError(t, tp.Set(SoftErrorNotify, Require))
-	for _, addr := range []string{"", "fe80::1%" + strconv.Itoa(hostIf.Index)} {
+	for _, addr := range []string{"", "fe80::1%" + hostZone} {
 		name := "listening on the wildcard address"
 		if addr != "" {
 			name = "listening on fe80::1"
@@ -47,12 +32,12 @@ func TestUDPListenerSoftErrorForALinkLocalPeerInNetns(t *testing.T) {
 			ctx := testCtx(t)
 			ln, port := udpListenOn(t, sys, addr, tp)
 			n.Run(t, func() error { // a peer in the namespace sends once and goes away
-				c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::2"), Zone: strconv.Itoa(nsIndex)})
+				c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::2"), Zone: nsZone})
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				_, err = c.WriteToUDP([]byte("hello"), &net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: int(port), Zone: strconv.Itoa(nsIndex)})
+				_, err = c.WriteToUDP([]byte("hello"), &net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: int(port), Zone: nsZone})
 				return err
 			})
 			s, err := ln.Accept(ctx)

@@ -5,10 +5,12 @@ package stacktest
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -114,4 +116,30 @@ func (n *Netns) Run(t testing.TB, f func() error) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// LinkLocal gives the veth pair of n the IPv6 link-local addresses
+// fe80::1 (the test's side) and fe80::2 (inside), without duplicate
+// address detection, lifts the namespace's ICMPv6 rate limit (every error
+// is sent), and returns the interfaces' indexes as zones ("%zone"):
+// zones by index, since the net package's cache of interface names may
+// still hold an earlier run's interface (-count) of the same name and
+// another index.
+func (n *Netns) LinkLocal(t testing.TB) (hostZone, nsZone string) {
+	t.Helper()
+	IP(t, "addr", "add", "fe80::1/64", "dev", n.HostIf, "nodad")
+	IP(t, "-n", n.NS, "addr", "add", "fe80::2/64", "dev", n.NSIf, "nodad")
+	IP(t, "netns", "exec", n.NS, "sysctl", "-q", "-w", "net.ipv6.icmp.ratelimit=0")
+	hostIf, err := net.InterfaceByName(n.HostIf)
+	if err != nil {
+		t.Fatalf("netns: %v", err)
+	}
+	n.Run(t, func() error {
+		ifi, err := net.InterfaceByName(n.NSIf)
+		if err == nil {
+			nsZone = strconv.Itoa(ifi.Index)
+		}
+		return err
+	})
+	return strconv.Itoa(hostIf.Index), nsZone
 }
