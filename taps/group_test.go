@@ -260,7 +260,10 @@ func TestGroupSchedulerSharesOverQUIC(t *testing.T) {
 	}{
 		// share of a among the messages the stack took (Sent) once both
 		// were queued, a having a head start of one turn
-		{WeightedFairQueueing, 1, 3, 0.70, 0.95}, // weights 2:1 (cost x2 vs x4)
+		// weights 2:1 (cost x2 vs x4): 2/3 once both are backlogged, more
+		// when the window holds a's first turn, taken alone (a quiet run:
+		// 0.75)
+		{WeightedFairQueueing, 1, 3, 0.60, 0.95},
 		{WeightedFairQueueing, 3, 3, 0.45, 0.70}, // equal weights
 		{StrictPriority, 1, 3, 0.95, 1.0},        // a first, b waits
 		{RoundRobin, 1, 3, 0.45, 0.70},           // turns, priorities ignored
