@@ -711,8 +711,13 @@ const (
 	// TCP_USER_TIMEOUT's does), and the messages still queued get
 	// [*SendError]s unwrapping to it. Progress is any byte the transport
 	// takes, or on TCP and TLS (Linux) any byte the peer acknowledges, and
-	// it restarts the period: a peer that reads slowly is never failed,
-	// only one that takes nothing at all. The write is checked every
+	// it restarts the period: a peer that reads slowly is never failed by
+	// this check, only one that takes nothing at all (on Linux, the
+	// kernel's TCP_USER_TIMEOUT counts zero-window probing from its first
+	// probe until the peer's window opens for the whole next queued
+	// segment, so a peer that keeps its receive window smaller than that
+	// while it reads slowly may still be failed by the kernel after
+	// connTimeout, with the same ETIMEDOUT). The write is checked every
 	// connTimeout/4: the failure comes between connTimeout and 1.5 times
 	// connTimeout after the last progress.
 	ConnTimeout Property = "connTimeout"
