@@ -1,6 +1,7 @@
 package taps
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,13 +22,7 @@ func TestReestHuntQUICGroupGivesUpTogether(t *testing.T) {
 		ReestablishPolicy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 2})
 	gone()
 	for i, m := range members {
-		select {
-		case <-m.Done():
-		case <-ctx.Done():
-			t.Fatalf("member %d stuck in %v", i, m.State())
-		}
-		var ce *ConnectionError
-		require.ErrorAs(t, m.Err(), &ce, "member %d", i)
+		requireMemberFailed(ctx, t, i, m)
 		got := evs[i].all()
 		require.NotEmpty(t, got)
 		require.Equal(t, "reestablishing", got[0], "member %d: %v", i, got)
@@ -66,13 +61,7 @@ func TestReestH22QUICGroupSpendsOneRowOfAttempts(t *testing.T) {
 	gone()
 	reest := 0
 	for i, m := range members {
-		select {
-		case <-m.Done():
-		case <-ctx.Done():
-			t.Fatalf("member %d stuck in %v", i, m.State())
-		}
-		var ce *ConnectionError
-		require.ErrorAs(t, m.Err(), &ce, "member %d", i)
+		requireMemberFailed(ctx, t, i, m)
 		got := evs[i].all()
 		require.Equal(t, "connectionError", got[len(got)-1], "member %d: %v", i, got)
 		reest += len(lossRow(got)) - 1
@@ -162,17 +151,24 @@ func TestReestQUICGroupMembersLostTogetherEndTogether(t *testing.T) {
 	lost.Store(true)
 	gone()
 	for i, m := range members {
-		select {
-		case <-m.Done():
-		case <-ctx.Done():
-			t.Fatalf("member %d stuck in %v", i, m.State())
-		}
-		var ce *ConnectionError
-		require.ErrorAs(t, m.Err(), &ce, "member %d", i)
+		requireMemberFailed(ctx, t, i, m)
 		// (a member whose stream the server's abort reset before the
 		// others' may reopen it on their session, still up: Reestablished)
 		got := evs[i].all()
 		require.Equal(t, "connectionError", got[len(got)-1], "member %d: %v", i, got)
 	}
 	require.EqualValues(t, 1, dials.Load(), "dial attempts after the loss: the group's one")
+}
+
+// requireMemberFailed waits for group member i to end (at most ctx) and
+// requires its end to be a ConnectionError.
+func requireMemberFailed(ctx context.Context, t *testing.T, i int, m *Connection) {
+	t.Helper()
+	select {
+	case <-m.Done():
+	case <-ctx.Done():
+		t.Fatalf("member %d stuck in %v", i, m.State())
+	}
+	var ce *ConnectionError
+	require.ErrorAs(t, m.Err(), &ce, "member %d", i)
 }
