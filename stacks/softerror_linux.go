@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -155,8 +157,58 @@ func withScope(a netip.Addr, index uint32) netip.Addr {
 	if index == 0 || !a.Is6() {
 		return a
 	}
-	if ifi, err := net.InterfaceByIndex(int(index)); err == nil {
-		return a.WithZone(ifi.Name)
+	return a.WithZone(scopeNames.name(index, time.Now()))
+}
+
+// scopeNames caches the names of the interfaces of scope ids for
+// withScope: net.InterfaceByIndex dumps every link over netlink, too much
+// for each ICMP error of a burst. A name is looked up again after
+// scopeNameTTL (the net package keeps its own for up to a minute; a peer
+// keyed by a stale name is still matched without the zone:
+// udpListener.peersAt).
+var scopeNames = zoneNames{lookup: func(index int) (string, error) {
+	ifi, err := net.InterfaceByIndex(index)
+	if err != nil {
+		return "", err
 	}
-	return a.WithZone(strconv.FormatUint(uint64(index), 10))
+	return ifi.Name, nil
+}}
+
+// scopeNameTTL is how long scopeNames keeps a name.
+const scopeNameTTL = time.Second
+
+// zoneNames is a cache of interface names by index. It is safe for
+// concurrent use.
+type zoneNames struct {
+	lookup func(index int) (string, error)
+	mu     sync.Mutex
+	m      map[uint32]zoneName
+}
+
+type zoneName struct {
+	name string
+	at   time.Time
+}
+
+// name is the name of interface index at now, from the cache when it is
+// younger than scopeNameTTL; the index in decimal when no interface has
+// it.
+func (z *zoneNames) name(index uint32, now time.Time) string {
+	z.mu.Lock()
+	e, ok := z.m[index]
+	z.mu.Unlock()
+	if ok && now.Sub(e.at) < scopeNameTTL {
+		return e.name
+	}
+	name, err := z.lookup(int(index))
+	if err != nil {
+		name = strconv.FormatUint(uint64(index), 10)
+	}
+	z.mu.Lock()
+	if z.m == nil {
+		z.m = map[uint32]zoneName{}
+	}
+	z.m[index] = zoneName{name: name, at: now}
+	z.mu.Unlock()
+	return name
 }
