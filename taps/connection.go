@@ -949,7 +949,8 @@ func (c *Connection) postActor(m *messages.SendMessage) {
 // connection after its FIN before this side read the FIN, it is a failure,
 // never a half-close (nor, over TLS, ErrTLSTruncated): the connection ends
 // with a *ConnectionError unwrapping to the socket's error (ECONNRESET,
-// ETIMEDOUT), and so does the Receive after the messages received before.
+// ETIMEDOUT), and once the messages received before it are returned,
+// Receive returns a *ReceiveError with that cause.
 func (c *Connection) Receive(ctx context.Context, opts ...ReceiveOption) (*Message, error) {
 	if !c.dir.Receives() {
 		return nil, errReceiveSendOnly

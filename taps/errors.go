@@ -75,12 +75,12 @@ var (
 	ErrServiceUnavailable = stacks.ErrServiceUnavailable
 	// ErrNoServicePort: a RemoteEndpoint's (or LocalEndpoint's) service
 	// leaves it no port: the service is not an IANA service name, and no
-	// SRV record gives one (Initiate, and a Connection's next
-	// establishment, look them up for a host name; elsewhere none is
-	// looked up). A *stacks.ServiceError naming the service wraps it: in an
-	// *EndpointError (ErrInvalidEndpoint) before any lookup, or in the
-	// EstablishmentError (ResolutionFailed) once the SRV lookups found no
-	// record.
+	// SRV record gives one (Initiate, a Connection's next establishment
+	// and Preconnection.Resolve look them up for a host name; elsewhere
+	// none is looked up). A *stacks.ServiceError naming the service wraps
+	// it: in an *EndpointError (ErrInvalidEndpoint) before any lookup, or,
+	// once the SRV lookups found no record, in the EstablishmentError
+	// (ResolutionFailed), or in Resolve's error.
 	ErrNoServicePort = stacks.ErrNoServicePort
 	// ErrDatagramsNotNegotiated: the QUIC peer did not enable datagrams
 	// (RFC 9221). An attempt Requiring perMsgReliability fails with it

@@ -160,7 +160,8 @@ func appendEndpoints[E any](to, eps []*E, invalid func() *E) []*E {
 // is left (RFC 9623 §4.1), and the EstablishmentError, should every
 // attempt fail, names it; when none is left the Initiate fails before any
 // packet with an EstablishmentError of ReasonResolutionFailed wrapping
-// each "local endpoint" *stacks.ResolveError. Listen fails on any.
+// each failure ("local endpoint: ", around its *stacks.ResolveError).
+// Listen fails on any.
 func WithLocalEndpoint(l ...*LocalEndpoint) PreconnectionOption {
 	return func(p *Preconnection) { p.locals = appendLocals(p.locals, l) }
 }
@@ -359,8 +360,9 @@ type ReestablishPolicy = supervision.Backoff
 // members waiting for its session end with it (a ConnectionError with
 // its last attempt's failure), rather than each dialing MaxAttempts more
 // in turn, and so do the members that had lost their transports by then
-// but whose backoff was due only later (unless a member is Established
-// again when it is, on whose session they open their streams); a member
+// but whose backoff was due only later (unless, when it is, a member is
+// Established, on whose session they open their streams, or another
+// member's new row dials, which they wait for, or has its session); a member
 // whose transport was still up as the group gave up, and fails only
 // later, starts a row of its own.
 //

@@ -176,10 +176,12 @@ type TraceRecord struct {
 	//     the first message may go on it as early data, and it wins, or
 	//     fails, when its handshake does)
 	//   - "sent", "received" (Received, ReceivedPartial, ReceiveError,
-	//     PeerEndOfStream), "send_error" (every SendError, also of a
-	//     send refused by its call: a full send queue, a connection
-	//     closing or ended, an invalid message), "receive_error" (a
-	//     framer failed), "expired": message events
+	//     PeerEndOfStream), "send_error" (every SendError but an
+	//     expiry, also of a send refused by its call: a full send queue,
+	//     a connection closing or ended, an invalid message),
+	//     "receive_error" (a framer failed), "expired" (Expired, also of
+	//     a send whose wait for room in the send queue outlived its
+	//     msgLifetime): message events
 	//   - "datagram": a QUIC datagram sent or received (besides its
 	//     "sent" or "received" record)
 	//   - "soft_error" (SoftError), "retransmit"
