@@ -542,6 +542,7 @@ func checkFramers(what string, fs []framers.Framer) error {
 // packet is sent.
 func (p *Preconnection) snapshot(r role) (*messages.ConnectionConfig, connHandlers, error) {
 	listen := r == roleListen
+	initiating := r == roleInitiate
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cfg := &messages.ConnectionConfig{
@@ -578,7 +579,9 @@ func (p *Preconnection) snapshot(r role) (*messages.ConnectionConfig, connHandle
 		// there is optional (without one, any port of the address)
 		var m *messages.Endpoint
 		var err error
-		if !isPath && !listen {
+		if !isPath && initiating {
+			// a service may have no IANA port: SRV gives it (Initiate
+			// and Resolve only; Rendezvous takes the IANA port)
 			m, err = r.e.toInitiateMessage()
 		} else {
 			m, err = r.e.toMessage(!isPath && !listen, !isPath)

@@ -655,3 +655,21 @@ func TestSRVResolve(t *testing.T) {
 	require.ErrorAs(t, err, &se)
 	require.Equal(t, "gotaps-nosvc", se.Service)
 }
+
+// TestSRVRendezvousServiceWithoutIANAPort: a Rendezvous' remote endpoint
+// takes only a service's IANA port (no SRV lookup, WithService's doc): a
+// service with none is an *EndpointError wrapping a *stacks.ServiceError
+// before any packet. Before, the Rendezvous converted its remotes as
+// Initiate does and went on with port 0.
+func TestSRVRendezvousServiceWithoutIANAPort(t *testing.T) {
+	sys := newTestSystem(t)
+	pre := NewPreconnection(WithSystem(sys), WithProtocols("tcp"), WithSecurityParameters(NewDisabledSecurityParameters()),
+		WithLocalEndpoint(NewLocalEndpoint().WithIPAddress("127.0.0.1").WithPort(0)),
+		WithRemoteEndpoint(NewRemoteEndpoint().WithHostName("example.test").WithService("gotaps-nosvc")))
+	_, err := pre.Rendezvous(testCtx(t))
+	require.ErrorIs(t, err, ErrInvalidEndpoint)
+	require.ErrorIs(t, err, ErrNoServicePort)
+	var se *stacks.ServiceError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, "gotaps-nosvc", se.Service)
+}
