@@ -380,6 +380,11 @@ wait:
 			break wait
 		}
 	}
+	select {
+	case <-retry: // traced before the end, both ready: select took the end first
+		sawRetry = true
+	default:
+	}
 	release()
 	result := ""
 	if o.c != nil {
