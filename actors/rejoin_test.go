@@ -168,21 +168,11 @@ func TestRejoinWaiterThatLeavesDialsAlone(t *testing.T) {
 	g := &groupActor{sys: sys, members: []GroupMember{{PID: leader, Link: NewLink(1, 0, 0, true)}, {PID: waiter, Link: NewLink(2, 0, 0, true)}}}
 	group := sys.AS.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
 	t.Cleanup(func() { sys.AS.Root.Stop(group) })
-	await := func(ch chan any, what string) any {
-		t.Helper()
-		select {
-		case m := <-ch:
-			return m
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no message: %s", what)
-			return nil
-		}
-	}
 	sys.AS.Root.Send(group, &sessionRejoin{from: leader})
-	require.IsType(t, &rejoinDial{}, await(leaderGot, "the first to ask dials"))
+	require.IsType(t, &rejoinDial{}, awaitMsg(t, leaderGot, "the first to ask dials"))
 	sys.AS.Root.Send(group, &sessionRejoin{from: waiter}) // waits for the leader's session
 	sys.AS.Root.Send(group, &leaveGroup{who: waiter})
-	require.IsType(t, &rejoinDial{}, await(waiterGot, "the member that left dials alone"))
+	require.IsType(t, &rejoinDial{}, awaitMsg(t, waiterGot, "the member that left dials alone"))
 }
 
 // A member due to rejoin while no leader dials and no session was
@@ -350,16 +340,6 @@ func groupGaveUp(t *testing.T) *gaveUpGroup {
 		t.Cleanup(func() { sys.AS.Root.Stop(pid) })
 		return pid, got
 	}
-	await := func(ch chan any, what string) any {
-		t.Helper()
-		select {
-		case m := <-ch:
-			return m
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no message: %s", what)
-			return nil
-		}
-	}
 	readyLink := func(id uint64, st State) *Link {
 		l := NewLink(id, 0, 0, true)
 		l.emitReady()
@@ -387,5 +367,18 @@ func groupGaveUp(t *testing.T) *gaveUpGroup {
 	_, err := sys.AS.Root.RequestFuture(group, &messages.ListGroupMembers{}, 5*time.Second).Result()
 	require.NoError(t, err)
 	return &gaveUpGroup{sys: sys, group: group, late: late, later: later, lateGot: lateGot, laterGot: laterGot,
-		lateLink: lateLink, laterLink: laterLink, failure: failure, await: await}
+		lateLink: lateLink, laterLink: laterLink, failure: failure,
+		await: func(ch chan any, what string) any { return awaitMsg(t, ch, what) }}
+}
+
+// awaitMsg is the next message on ch, failing the test after 5 s.
+func awaitMsg(t *testing.T, ch chan any, what string) any {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no message: %s", what)
+		return nil
+	}
 }

@@ -35,13 +35,7 @@ func TestParitySoftErrorNotifyRequireSelectsADatagramStack(t *testing.T) {
 	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp), WithRemoteEndpoint(loopbackRemote(closed))).Initiate(testCtx(t))
 	require.NoError(t, err)
 	defer func() { c.Abort(); <-c.Done() }()
-	softs := make(chan error, 4)
-	c.OnSoftError(func(_ *Connection, err error) {
-		select {
-		case softs <- err:
-		default:
-		}
-	})
+	softs := softErrors(c)
 	props := c.GetProperties()
 	require.Contains(t, []string{"udp", "udplite"}, props.Stack)
 	got, ok := props.Get(SoftErrorNotify)

@@ -159,13 +159,7 @@ func TestMinRecvRateSoftError(t *testing.T) {
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
 	defer c.Abort()
-	softs := make(chan error, 4)
-	c.OnSoftError(func(_ *Connection, err error) {
-		select {
-		case softs <- err:
-		default:
-		}
-	})
+	softs := softErrors(c)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	go func() { _, _ = c.Receive(ctx) }() // waiting to receive: nothing comes
@@ -196,13 +190,7 @@ func TestMinSendRateSoftError(t *testing.T) {
 	c, err := pre.Initiate(testCtx(t))
 	require.NoError(t, err)
 	defer c.Abort()
-	softs := make(chan error, 4)
-	c.OnSoftError(func(_ *Connection, err error) {
-		select {
-		case softs <- err:
-		default:
-		}
-	})
+	softs := softErrors(c)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	sent := make(chan struct{})
 	go func() { // the peer never reads: the send queue stays backlogged
@@ -247,13 +235,7 @@ func TestSoftErrorFromClosedUDPPort(t *testing.T) {
 	c, err := NewPreconnection(WithSystem(sys), WithTransportProperties(tp), WithRemoteEndpoint(loopbackRemote(closed))).Initiate(testCtx(t))
 	require.NoError(t, err)
 	defer c.Abort()
-	softs := make(chan error, 4)
-	c.OnSoftError(func(_ *Connection, err error) {
-		select {
-		case softs <- err:
-		default:
-		}
-	})
+	softs := softErrors(c)
 	require.Equal(t, "udp", c.GetProperties().Stack)
 	require.True(t, c.GetProperties().Socket.SoftErrors)
 	require.NoError(t, c.Send(testCtx(t), []byte("anyone?"), nil))

@@ -43,13 +43,7 @@ func TestUDPListenerSoftErrorForALinkLocalPeerInNetns(t *testing.T) {
 			s, err := ln.Accept(ctx)
 			require.NoError(t, err)
 			defer func() { s.Abort(); <-s.Done() }()
-			softs := make(chan error, 4)
-			s.OnSoftError(func(_ *Connection, err error) {
-				select {
-				case softs <- err:
-				default:
-				}
-			})
+			softs := softErrors(s)
 			m, err := s.Receive(ctx)
 			require.NoError(t, err)
 			require.Equal(t, "hello", string(m.Data))

@@ -194,13 +194,7 @@ func TestUDPListenerFirstDatagramsAndSoftError(t *testing.T) {
 	s, err := ln.Accept(ctx)
 	require.NoError(t, err)
 	defer func() { s.Abort(); <-s.Done() }()
-	softs := make(chan error, 4)
-	s.OnSoftError(func(_ *Connection, err error) {
-		select {
-		case softs <- err:
-		default:
-		}
-	})
+	softs := softErrors(s)
 	for i := range 10 {
 		m, err := s.Receive(ctx)
 		require.NoError(t, err)
@@ -242,4 +236,17 @@ func TestUDPListenerStopKeepsAcceptedPeers(t *testing.T) {
 	again, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
 	require.NoError(t, err, "the listener's socket is closed with its last peer")
 	require.NoError(t, again.Close())
+}
+
+// softErrors collects c's SoftErrors (up to 4 waiting; later ones while
+// none is taken are dropped).
+func softErrors(c *Connection) <-chan error {
+	softs := make(chan error, 4)
+	c.OnSoftError(func(_ *Connection, err error) {
+		select {
+		case softs <- err:
+		default:
+		}
+	})
+	return softs
 }

@@ -100,13 +100,7 @@ func TestUDPWildcardListenerSoftErrorReachesItsPeer(t *testing.T) {
 	s, err := ln.Accept(ctx)
 	require.NoError(t, err)
 	defer func() { s.Abort(); <-s.Done() }()
-	softs := make(chan error, 4)
-	s.OnSoftError(func(_ *Connection, err error) {
-		select {
-		case softs <- err:
-		default:
-		}
-	})
+	softs := softErrors(s)
 	_, err = s.Receive(ctx)
 	require.NoError(t, err)
 	require.NoError(t, pc.Close())
